@@ -1,0 +1,19 @@
+using System.Diagnostics.CodeAnalysis;
+using Relay.Core.Protocol;
+
+namespace Relay.Auth;
+
+/// <summary>The outcome of checking credentials: a principal, or the protocol error to answer with.</summary>
+public readonly record struct AuthResult(RelayPrincipal? Principal, RelayError? Error)
+{
+    /// <summary>Whether the credentials were accepted.</summary>
+    [MemberNotNullWhen(true, nameof(Principal))]
+    [MemberNotNullWhen(false, nameof(Error))]
+    public bool Succeeded => Principal is not null;
+
+    /// <summary>A successful result.</summary>
+    public static AuthResult Success(RelayPrincipal principal) => new(principal, null);
+
+    /// <summary>A failed result.</summary>
+    public static AuthResult Fail(int code, string message) => new(null, new RelayError(code, message));
+}
