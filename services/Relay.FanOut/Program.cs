@@ -1,3 +1,9 @@
+using Relay.FanOut;
+using Relay.ServiceDefaults;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddRelayServiceDefaults().AddRelayFanOut();
 var app = builder.Build();
+app.MapRelayServiceDefaults();
+app.MapRelayFanOut();
 app.Run();

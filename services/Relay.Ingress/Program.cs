@@ -1,3 +1,11 @@
+using Relay.Auth;
+using Relay.Ingress;
+using Relay.ServiceDefaults;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddRelayServiceDefaults().AddRelayAuth();
+builder.Services.AddRelayIngress();
 var app = builder.Build();
+app.MapRelayServiceDefaults();
+app.MapRelayIngress();
 app.Run();

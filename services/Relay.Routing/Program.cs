@@ -1,3 +1,9 @@
+using Relay.Routing;
+using Relay.ServiceDefaults;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddRelayServiceDefaults().AddRelayRouting();
 var app = builder.Build();
+app.MapRelayServiceDefaults();
+app.MapRelayRouting();
 app.Run();

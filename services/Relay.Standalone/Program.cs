@@ -1,3 +1,4 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
+using Relay.Standalone;
+
+var app = StandaloneHost.Build(StandaloneHost.CreateBuilder(args));
 app.Run();

@@ -1,0 +1,193 @@
+using System.Collections.Concurrent;
+using Relay.Bus.FanOut;
+using Relay.Core.Channels;
+
+namespace Relay.FanOut.Interest;
+
+/// <summary>
+/// Which ingress nodes hold subscribers of which channels and patterns. Delivery reads immutable node arrays,
+/// so a message to a channel costs one dictionary lookup plus one pattern match per app, and no allocation.
+/// </summary>
+public sealed class InterestTable
+{
+    private readonly ConcurrentDictionary<(string App, string Channel), NodeCounts> _exact = new();
+    private readonly ConcurrentDictionary<string, PatternIndex<string>> _patterns = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string App, string Pattern), NodeCounts> _patternCounts = new();
+    private readonly ConcurrentDictionary<string, string> _nodeIds = new(StringComparer.Ordinal);
+    private readonly Lock _writeGate = new();
+
+    [ThreadStatic]
+    private static List<string>? t_matches;
+
+    /// <summary>Applies an interest change.</summary>
+    public void Apply(InterestChange change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+
+        // One node id instance per node, so pattern entries compare by reference.
+        var node = _nodeIds.GetOrAdd(change.NodeId, static id => id);
+        lock (_writeGate)
+        {
+            if (ChannelName.IsPattern(change.ChannelOrPattern))
+            {
+                var key = (change.App, change.ChannelOrPattern);
+                var counts = _patternCounts.GetOrAdd(key, static _ => new NodeCounts());
+                var (added, removed) = counts.Set(node, change.Subscribers);
+                var index = _patterns.GetOrAdd(change.App, static _ => new PatternIndex<string>());
+                if (added)
+                {
+                    index.Add(change.ChannelOrPattern, node);
+                }
+                else if (removed)
+                {
+                    index.Remove(change.ChannelOrPattern, node);
+                }
+
+                if (counts.IsEmpty)
+                {
+                    _patternCounts.TryRemove(key, out _);
+                }
+            }
+            else
+            {
+                var key = (change.App, change.ChannelOrPattern);
+                var counts = _exact.GetOrAdd(key, static _ => new NodeCounts());
+                counts.Set(node, change.Subscribers);
+                if (counts.IsEmpty)
+                {
+                    _exact.TryRemove(key, out _);
+                }
+            }
+        }
+    }
+
+    /// <summary>Forgets everything a node registered (it died or left).</summary>
+    public void RemoveNode(string nodeId)
+    {
+        lock (_writeGate)
+        {
+            foreach (var (key, counts) in _exact)
+            {
+                counts.Set(nodeId, 0);
+                if (counts.IsEmpty)
+                {
+                    _exact.TryRemove(key, out _);
+                }
+            }
+
+            foreach (var (key, counts) in _patternCounts)
+            {
+                if (counts.Set(nodeId, 0).Removed && _patterns.TryGetValue(key.App, out var index) && _nodeIds.TryGetValue(nodeId, out var node))
+                {
+                    index.Remove(key.Pattern, node);
+                }
+
+                if (counts.IsEmpty)
+                {
+                    _patternCounts.TryRemove(key, out _);
+                }
+            }
+        }
+    }
+
+    /// <summary>Calls <paramref name="deliver"/> once for each node interested in <paramref name="channel"/>.</summary>
+    public void ForEachNode<TState>(string app, string channel, TState state, Action<string, TState> deliver)
+    {
+        ArgumentNullException.ThrowIfNull(deliver);
+        var exactNodes = _exact.TryGetValue((app, channel), out var counts) ? counts.Nodes : [];
+        foreach (var node in exactNodes)
+        {
+            deliver(node, state);
+        }
+
+        if (!_patterns.TryGetValue(app, out var index) || index.Count == 0)
+        {
+            return;
+        }
+
+        var matches = t_matches ??= [];
+        matches.Clear();
+        index.Match(channel, matches);
+        for (var i = 0; i < matches.Count; i++)
+        {
+            var node = matches[i];
+            if (Array.IndexOf(exactNodes, node) < 0 && matches.IndexOf(node, 0, i) < 0)
+            {
+                deliver(node, state);
+            }
+        }
+
+        matches.Clear();
+    }
+
+    /// <summary>The channels of an app with subscribers (exact subscriptions), with the total across nodes.</summary>
+    public IReadOnlyList<ChannelCount> Channels(string app, string? prefix)
+    {
+        var result = new List<ChannelCount>();
+        foreach (var ((channelApp, channel), counts) in _exact)
+        {
+            if (channelApp == app && (prefix is null || channel.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                var total = counts.Total;
+                if (total > 0)
+                {
+                    result.Add(new ChannelCount(channel, total));
+                }
+            }
+        }
+
+        result.Sort(static (a, b) => string.CompareOrdinal(a.Channel, b.Channel));
+        return result;
+    }
+
+    /// <summary>Per-node subscriber counts of one channel or pattern; read lock-free through an immutable node array.</summary>
+    private sealed class NodeCounts
+    {
+        private readonly Dictionary<string, int> _counts = new(StringComparer.Ordinal);
+
+        public string[] Nodes { get; private set; } = [];
+
+        public bool IsEmpty => _counts.Count == 0;
+
+        public int Total
+        {
+            get
+            {
+                lock (_counts)
+                {
+                    var total = 0;
+                    foreach (var count in _counts.Values)
+                    {
+                        total += count;
+                    }
+
+                    return total;
+                }
+            }
+        }
+
+        public (bool Added, bool Removed) Set(string node, int subscribers)
+        {
+            lock (_counts)
+            {
+                var had = _counts.ContainsKey(node);
+                if (subscribers > 0)
+                {
+                    _counts[node] = subscribers;
+                }
+                else
+                {
+                    _counts.Remove(node);
+                }
+
+                var has = subscribers > 0;
+                if (had != has)
+                {
+                    Nodes = [.. _counts.Keys];
+                }
+
+                return (!had && has, had && !has);
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+namespace Relay.Ingress;
+
+/// <summary>Options of the ingress service, bound from <c>Relay:Ingress</c>.</summary>
+public sealed class IngressOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "Relay:Ingress";
+
+    /// <summary>Default largest payload: 64 KiB, as the protocol's <c>connected</c> frame announces.</summary>
+    public const int DefaultMaxMessageBytes = 64 * 1024;
+
+    /// <summary>Default heartbeat: 15 s keeps NATs and proxies from dropping idle sockets.</summary>
+    public const int DefaultHeartbeatMs = 15_000;
+
+    /// <summary>Default outbound queue: ~1k frames absorbs bursts; a reader further behind is cut and recovers by <c>since</c>.</summary>
+    public const int DefaultSendQueueFrames = 1024;
+
+    /// <summary>This node's id on the bus; empty means a generated one.</summary>
+    public string NodeId { get; set; } = string.Empty;
+
+    /// <summary>The largest payload (<c>data</c> plus <c>name</c>) a message may carry, in bytes.</summary>
+    public int MaxMessageBytes { get; set; } = DefaultMaxMessageBytes;
+
+    /// <summary>The heartbeat interval announced to clients and used for WebSocket keep-alive pings.</summary>
+    public int HeartbeatMs { get; set; } = DefaultHeartbeatMs;
+
+    /// <summary>Frames a connection may have queued before it is disconnected as a slow consumer (50301).</summary>
+    public int SendQueueFrames { get; set; } = DefaultSendQueueFrames;
+
+    /// <summary>The largest HTTP publish body (a batch of messages), in bytes.</summary>
+    public int MaxHttpBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>How long a closing connection may take to flush its last frames before it is aborted.</summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+}

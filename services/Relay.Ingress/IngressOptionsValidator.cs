@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Options;
+
+namespace Relay.Ingress;
+
+internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
+{
+    public ValidateOptionsResult Validate(string? name, IngressOptions options)
+    {
+        var failures = new List<string>();
+        if (options.MaxMessageBytes is < 256 or > 16 * 1024 * 1024)
+        {
+            failures.Add($"Relay:Ingress:MaxMessageBytes is {options.MaxMessageBytes}; set it between 256 and 16777216 bytes.");
+        }
+
+        if (options.HeartbeatMs is < 1000 or > 600_000)
+        {
+            failures.Add($"Relay:Ingress:HeartbeatMs is {options.HeartbeatMs}; set it between 1000 and 600000.");
+        }
+
+        if (options.SendQueueFrames is < 16 or > 1_000_000)
+        {
+            failures.Add($"Relay:Ingress:SendQueueFrames is {options.SendQueueFrames}; set it between 16 and 1000000.");
+        }
+
+        if (options.MaxHttpBodyBytes < options.MaxMessageBytes)
+        {
+            failures.Add($"Relay:Ingress:MaxHttpBodyBytes ({options.MaxHttpBodyBytes}) must be at least MaxMessageBytes ({options.MaxMessageBytes}).");
+        }
+
+        if (options.CloseTimeout <= TimeSpan.Zero)
+        {
+            failures.Add("Relay:Ingress:CloseTimeout must be a positive duration such as 00:00:05.");
+        }
+
+        if (options.NodeId.Length > 128)
+        {
+            failures.Add("Relay:Ingress:NodeId must be at most 128 characters.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

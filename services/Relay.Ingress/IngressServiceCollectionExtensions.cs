@@ -1,0 +1,40 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Relay.Bus;
+using Relay.Ingress.Http;
+using Relay.Ingress.Realtime;
+
+namespace Relay.Ingress;
+
+/// <summary>Adds the ingress service (client protocols, connections, the local subscription index) to a host.</summary>
+public static class IngressServiceCollectionExtensions
+{
+    /// <summary>Registers the ingress node and its options (<c>Relay:Ingress</c>). Needs <c>AddRelayAuth()</c> for credentials.</summary>
+    public static IServiceCollection AddRelayIngress(this IServiceCollection services)
+    {
+        services.AddOptions<IngressOptions>().BindConfiguration(IngressOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IngressOptions>, IngressOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddRelayInMemoryBus();
+        services.TryAddSingleton<IngressNode>();
+        services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
+        return services;
+    }
+
+    /// <summary>Maps <c>/v1/realtime</c> (WebSocket) and the channel HTTP API, and adds the WebSocket middleware.</summary>
+    public static IEndpointRouteBuilder MapRelayIngress(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        if (endpoints is IApplicationBuilder app)
+        {
+            app.UseWebSockets();
+        }
+
+        RealtimeEndpoint.Map(endpoints);
+        ChannelsApi.Map(endpoints);
+        return endpoints;
+    }
+}

@@ -1,0 +1,344 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using System.Security.Cryptography;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Relay.Auth;
+using Relay.Core.Messages;
+using Relay.Core.Protocol;
+using Relay.Ingress.Subscriptions;
+
+namespace Relay.Ingress.Realtime;
+
+/// <summary>
+/// One WebSocket client. A receive loop parses and runs requests one at a time (so replies keep request order);
+/// a write loop drains a bounded queue of encoded frames, coalescing what is queued into one array frame.
+/// A message frame is encoded once and the same bytes are queued for every subscriber.
+/// </summary>
+internal sealed partial class RealtimeConnection : IMessageSink
+{
+    /// <summary>Room for the JSON around a payload: a frame may exceed MaxMessageBytes by this much.</summary>
+    private const int FrameOverheadBytes = 16 * 1024;
+
+    /// <summary>A coalesced write stays below this, so one send never holds a large buffer.</summary>
+    private const int CoalesceBytes = 64 * 1024;
+
+    private const int InitialReceiveBytes = 4096;
+
+    private readonly WebSocket _socket;
+    private readonly IngressNode _node;
+    private readonly IRelayAuthenticator _authenticator;
+    private readonly ILogger _logger;
+    private readonly Channel<ReadOnlyMemory<byte>> _queue;
+    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private volatile RelayPrincipal _principal;
+    private RelayMessage? _lastSent;
+    private int _closing;
+    private long _closeDeadlineTicks = long.MaxValue;
+
+    public RealtimeConnection(WebSocket socket, RelayPrincipal principal, IngressNode node, IRelayAuthenticator authenticator, ILogger logger)
+    {
+        _socket = socket;
+        _principal = principal;
+        _node = node;
+        _authenticator = authenticator;
+        _logger = logger;
+        ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        _queue = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(node.Options.SendQueueFrames)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = false,
+            SingleWriter = false,
+        });
+    }
+
+    public string ConnectionId { get; }
+
+    private string App => _principal.AppId;
+
+    public async Task RunAsync()
+    {
+        _node.Register(this);
+        try
+        {
+            Enqueue(ConnectedFrame());
+            var writer = WriteLoopAsync();
+            try
+            {
+                await ReceiveLoopAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                foreach (var subscription in _subscriptions.Values)
+                {
+                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                }
+
+                _subscriptions.Clear();
+                _queue.Writer.TryComplete();
+                try
+                {
+                    await writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    Abort();
+                }
+            }
+        }
+        finally
+        {
+            _node.Unregister(this);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Send(RelayMessage message)
+    {
+        // A connection subscribed to a channel and to a pattern matching it gets the message once.
+        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        {
+            return;
+        }
+
+        if (message.EncodedFrame is not byte[] frame)
+        {
+            frame = ServerFrames.EncodeMessagePush(message);
+            message.EncodedFrame = frame;
+        }
+
+        Enqueue(frame);
+    }
+
+    public void Abort()
+    {
+        try
+        {
+            _socket.Abort();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already gone.
+        }
+    }
+
+    /// <summary>Called once a second by the node: token expiry and close deadlines, without a timer per connection.</summary>
+    public void CheckDeadlines(DateTimeOffset now)
+    {
+        if (now.UtcTicks >= Interlocked.Read(ref _closeDeadlineTicks))
+        {
+            Abort();
+            return;
+        }
+
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt)
+        {
+            Disconnect(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token, or send {\"type\":\"auth\",\"token\":…} before expiry"), reconnect: true, dropQueued: false);
+        }
+    }
+
+    private void Enqueue(ReadOnlyMemory<byte> frame)
+    {
+        if (!_queue.Writer.TryWrite(frame) && Volatile.Read(ref _closing) == 0)
+        {
+            LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
+            Disconnect(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: the outbound queue was full; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
+        }
+    }
+
+    /// <summary>Sends a final <c>disconnect</c> and closes. Queued frames go first unless the client is too slow for them.</summary>
+    private void Disconnect(RelayError error, bool reconnect, bool dropQueued)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
+        if (dropQueued)
+        {
+            while (_queue.Reader.TryRead(out _))
+            {
+            }
+        }
+
+        using (var frame = new FrameBuilder())
+        {
+            ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
+            _queue.Writer.TryWrite(frame.ToArray());
+        }
+
+        _queue.Writer.TryComplete();
+    }
+
+    private byte[] ConnectedFrame()
+    {
+        using var frame = new FrameBuilder();
+        var writer = frame.Writer;
+        writer.WriteStartObject();
+        writer.WriteString("type"u8, "connected");
+        writer.WriteString("connectionId"u8, ConnectionId);
+        if (_principal.ClientId is { } clientId)
+        {
+            writer.WriteString("clientId"u8, clientId);
+        }
+
+        writer.WriteNumber("heartbeatMs"u8, _node.Options.HeartbeatMs);
+        writer.WriteNumber("maxMessageBytes"u8, _node.Options.MaxMessageBytes);
+        writer.WriteEndObject();
+        return frame.ToArray();
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var reader = _queue.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                if (!reader.TryRead(out var first))
+                {
+                    continue;
+                }
+
+                if (!reader.TryPeek(out var second) || first.Length + second.Length + 3 > CoalesceBytes)
+                {
+                    await _socket.SendAsync(first, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                    continue;
+                }
+
+                // Several frames are waiting: send them as one array frame (the protocol lets the server batch).
+                var batch = ArrayPool<byte>.Shared.Rent(CoalesceBytes);
+                try
+                {
+                    var length = Append(batch, 0, "["u8);
+                    length = Append(batch, length, first.Span);
+                    while (reader.TryPeek(out var next) && length + next.Length + 2 <= CoalesceBytes && reader.TryRead(out next))
+                    {
+                        length = Append(batch, length, ","u8);
+                        length = Append(batch, length, next.Span);
+                    }
+
+                    length = Append(batch, length, "]"u8);
+                    await _socket.SendAsync(batch.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(batch);
+                }
+            }
+
+            if (Volatile.Read(ref _closing) != 0 && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "disconnect", CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+            // The peer went away; the receive loop sees it too and cleans up.
+            _queue.Writer.TryComplete();
+            Abort();
+        }
+    }
+
+    private static int Append(byte[] buffer, int offset, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(buffer.AsSpan(offset));
+        return offset + bytes.Length;
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
+        var requests = new List<ClientRequest>();
+        try
+        {
+            while (_socket.State == WebSocketState.Open)
+            {
+                // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
+                var peek = await _socket.ReceiveAsync(Memory<byte>.Empty, _node.Stopping).ConfigureAwait(false);
+                if (peek.MessageType == WebSocketMessageType.Close)
+                {
+                    return;
+                }
+
+                var buffer = ArrayPool<byte>.Shared.Rent(InitialReceiveBytes);
+                try
+                {
+                    var count = 0;
+                    var tooLarge = false;
+                    var end = peek.EndOfMessage;
+                    while (!end)
+                    {
+                        if (count == buffer.Length)
+                        {
+                            if (buffer.Length >= maxFrame)
+                            {
+                                // Keep reading to the end of the oversized frame, discarding it, then answer 41300.
+                                tooLarge = true;
+                                count = 0;
+                            }
+                            else
+                            {
+                                var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, maxFrame));
+                                buffer.AsSpan(0, count).CopyTo(larger);
+                                ArrayPool<byte>.Shared.Return(buffer);
+                                buffer = larger;
+                            }
+                        }
+
+                        var result = await _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), _node.Stopping).ConfigureAwait(false);
+                        if (result.MessageType == WebSocketMessageType.Close)
+                        {
+                            return;
+                        }
+
+                        count += result.Count;
+                        end = result.EndOfMessage;
+                    }
+
+                    if (Volatile.Read(ref _closing) != 0)
+                    {
+                        return;
+                    }
+
+                    if (tooLarge)
+                    {
+                        ReplyError(null, new RelayError(ErrorCodes.MessageTooLarge, $"frame larger than {maxFrame} bytes (maxMessageBytes {_node.Options.MaxMessageBytes} plus framing)"));
+                        continue;
+                    }
+
+                    requests.Clear();
+                    var frameError = ClientFrameParser.Parse(buffer.AsSpan(0, count), requests);
+                    if (frameError is not null)
+                    {
+                        ReplyError(null, frameError);
+                        continue;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+
+                foreach (var request in requests)
+                {
+                    await HandleAsync(request).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            LogReceiveEnded(_logger, ConnectionId, ex.Message);
+        }
+    }
+
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "Connection {ConnectionId} cut as a slow consumer ({Frames} frames queued)")]
+    private static partial void LogSlowConsumer(ILogger logger, string connectionId, int frames);
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Connection {ConnectionId} receive ended: {Reason}")]
+    private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Error, Message = "Connection {ConnectionId} request failed")]
+    private static partial void LogRequestFailed(ILogger logger, Exception exception, string connectionId);
+}

@@ -1,0 +1,121 @@
+using System.Collections.Concurrent;
+using Relay.Core.Channels;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Subscriptions;
+
+/// <summary>
+/// The node's subscription index: exact channels map to immutable subscriber arrays (copy on write), patterns
+/// live in one <see cref="PatternIndex{T}"/> per app. Dispatch reads without locks and allocates nothing.
+/// </summary>
+internal sealed class LocalSubscriptions
+{
+    private readonly ConcurrentDictionary<(string App, string Channel), Subscription[]> _exact = new();
+    private readonly ConcurrentDictionary<string, PatternIndex<Subscription>> _patterns = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string App, string Pattern), int> _patternCounts = [];
+    private readonly Lock _writeGate = new();
+
+    [ThreadStatic]
+    private static List<Subscription>? t_matches;
+
+    /// <summary>Adds a subscription; returns how many local subscribers its channel or pattern now has.</summary>
+    public int Add(Subscription subscription)
+    {
+        lock (_writeGate)
+        {
+            if (subscription.IsPattern)
+            {
+                _patterns.GetOrAdd(subscription.App, static _ => new PatternIndex<Subscription>()).Add(subscription.Channel, subscription);
+                var key = (subscription.App, subscription.Channel);
+                var count = _patternCounts.GetValueOrDefault(key) + 1;
+                _patternCounts[key] = count;
+                return count;
+            }
+
+            var channelKey = (subscription.App, subscription.Channel);
+            var current = _exact.GetValueOrDefault(channelKey, []);
+            _exact[channelKey] = [.. current, subscription];
+            return current.Length + 1;
+        }
+    }
+
+    /// <summary>Removes a subscription; returns how many local subscribers its channel or pattern still has.</summary>
+    public int Remove(Subscription subscription)
+    {
+        lock (_writeGate)
+        {
+            if (subscription.IsPattern)
+            {
+                var key = (subscription.App, subscription.Channel);
+                if (!_patterns.TryGetValue(subscription.App, out var index) || !index.Remove(subscription.Channel, subscription))
+                {
+                    return _patternCounts.GetValueOrDefault(key);
+                }
+
+                var count = _patternCounts.GetValueOrDefault(key) - 1;
+                if (count <= 0)
+                {
+                    _patternCounts.Remove(key);
+                }
+                else
+                {
+                    _patternCounts[key] = count;
+                }
+
+                return Math.Max(count, 0);
+            }
+
+            var channelKey = (subscription.App, subscription.Channel);
+            if (!_exact.TryGetValue(channelKey, out var current) || Array.IndexOf(current, subscription) < 0)
+            {
+                return current?.Length ?? 0;
+            }
+
+            if (current.Length == 1)
+            {
+                _exact.TryRemove(channelKey, out _);
+                return 0;
+            }
+
+            var next = new Subscription[current.Length - 1];
+            var j = 0;
+            foreach (var existing in current)
+            {
+                if (!ReferenceEquals(existing, subscription))
+                {
+                    next[j++] = existing;
+                }
+            }
+
+            _exact[channelKey] = next;
+            return next.Length;
+        }
+    }
+
+    /// <summary>How many local subscribers a channel has (exact subscriptions).</summary>
+    public int CountOf(string app, string channel) => _exact.TryGetValue((app, channel), out var subs) ? subs.Length : 0;
+
+    /// <summary>Delivers a message to every local subscription of its channel and of matching patterns.</summary>
+    public void Dispatch(RelayMessage message)
+    {
+        if (_exact.TryGetValue((message.App, message.Channel), out var subscribers))
+        {
+            foreach (var subscription in subscribers)
+            {
+                subscription.Deliver(message);
+            }
+        }
+
+        if (_patterns.TryGetValue(message.App, out var index) && index.Count > 0)
+        {
+            var matches = t_matches ??= [];
+            index.Match(message.Channel, matches);
+            foreach (var subscription in matches)
+            {
+                subscription.Deliver(message);
+            }
+
+            matches.Clear();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Relay.Bus;
+using Relay.Bus.Routing;
+using Relay.Core.Messages;
+
+namespace Relay.Routing.Channels;
+
+/// <summary>
+/// The routing shard's request handler: gives each message its seq, keeps history and the idempotency window,
+/// and hands sequenced messages to fan-out in seq order (inside the channel's gate).
+/// </summary>
+public sealed class ChannelAuthority : IRoutingHandler
+{
+    private readonly ConcurrentDictionary<ChannelKey, ChannelState> _channels = new();
+    private readonly IRelayBus _bus;
+    private readonly TimeProvider _time;
+    private readonly RoutingOptions _options;
+
+    /// <summary>Creates the authority.</summary>
+    public ChannelAuthority(IRelayBus bus, TimeProvider time, IOptions<RoutingOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _bus = bus;
+        _time = time;
+        _options = options.Value;
+    }
+
+    /// <summary>How many channels are held in memory.</summary>
+    public int ChannelCount => _channels.Count;
+
+    /// <inheritdoc />
+    public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request switch
+        {
+            PublishRequest publish => Publish(publish),
+            HistoryRequest history => ValueTask.FromResult(History(history)),
+            PositionRequest position => ValueTask.FromResult<RoutingReply>(Position(position)),
+            _ => throw new ArgumentException($"unknown routing request {request.GetType().Name}", nameof(request)),
+        };
+    }
+
+    private async ValueTask<RoutingReply> Publish(PublishRequest request)
+    {
+        var seqs = new long[request.Items.Count];
+        ValueTask pending = default;
+        string epoch;
+        while (true)
+        {
+            var state = GetState(request.App, request.Channel);
+            lock (state.Gate)
+            {
+                if (state.Retired)
+                {
+                    continue;
+                }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                state.LastUsed = now;
+                state.ExpireHistory(now - (long)_options.HistoryTtl.TotalMilliseconds);
+                epoch = state.Epoch;
+                for (var i = 0; i < seqs.Length; i++)
+                {
+                    var item = request.Items[i];
+                    if (item.Id is not null && state.TryGetRecentId(item.Id, now, out var firstSeq))
+                    {
+                        seqs[i] = firstSeq;
+                        continue;
+                    }
+
+                    var message = new RelayMessage
+                    {
+                        App = request.App,
+                        Channel = request.Channel,
+                        Seq = state.NextSeq(),
+                        Epoch = state.Epoch,
+                        Id = item.Id,
+                        Name = item.Name,
+                        Data = item.Data,
+                        DataIsJson = item.DataIsJson,
+                        ClientId = request.ClientId,
+                        Timestamp = now,
+                        TraceParent = request.TraceParent,
+                    };
+                    seqs[i] = message.Seq;
+                    if (item.Id is not null)
+                    {
+                        state.RememberId(item.Id, message.Seq, now + (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
+                    }
+
+                    state.Append(message, _options.HistorySize);
+
+                    // Handed over inside the gate so that fan-out sees this channel's messages in seq order.
+                    var handOff = _bus.PublishSequencedAsync(message);
+                    if (!handOff.IsCompletedSuccessfully)
+                    {
+                        pending = pending.IsCompleted ? handOff : Chain(pending, handOff);
+                    }
+                }
+
+                break;
+            }
+        }
+
+        await pending.ConfigureAwait(false);
+        return new PublishReply(seqs, epoch);
+    }
+
+    private static async ValueTask Chain(ValueTask first, ValueTask second)
+    {
+        await first.ConfigureAwait(false);
+        await second.ConfigureAwait(false);
+    }
+
+    private RoutingReply History(HistoryRequest request)
+    {
+        while (true)
+        {
+            var state = GetState(request.App, request.Channel);
+            lock (state.Gate)
+            {
+                if (state.Retired)
+                {
+                    continue;
+                }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                state.LastUsed = now;
+                state.ExpireHistory(now - (long)_options.HistoryTtl.TotalMilliseconds);
+                var position = new ChannelPosition(state.Epoch, state.Seq);
+                if (request.AfterSeq is { } after)
+                {
+                    var (messages, complete) = state.ReadForward(request.Limit, after);
+                    return new HistoryReply(position, messages, complete);
+                }
+
+                return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
+            }
+        }
+    }
+
+    private PositionReply Position(PositionRequest request)
+    {
+        while (true)
+        {
+            var state = GetState(request.App, request.Channel);
+            lock (state.Gate)
+            {
+                if (!state.Retired)
+                {
+                    state.LastUsed = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                    return new PositionReply(new ChannelPosition(state.Epoch, state.Seq));
+                }
+            }
+        }
+    }
+
+    private ChannelState GetState(string app, string channel) =>
+        _channels.GetOrAdd(new ChannelKey(app, channel), static _ => new ChannelState(ChannelState.NewEpoch()));
+
+    /// <summary>
+    /// Drops channels whose history and idempotency window have both run out and that were not used since:
+    /// nothing about them is left to keep, and a later use starts a new epoch (the history was lost).
+    /// </summary>
+    public int Sweep()
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var ttl = (long)_options.HistoryTtl.TotalMilliseconds;
+        var idle = Math.Max(ttl, (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
+        var removed = 0;
+        foreach (var (key, state) in _channels)
+        {
+            lock (state.Gate)
+            {
+                state.ExpireHistory(now - ttl);
+                state.Sweep(now);
+                if (now - state.LastUsed < idle || state.HasHistory || state.HasRecentIds)
+                {
+                    continue;
+                }
+
+                state.Retired = true;
+                _channels.TryRemove(new KeyValuePair<ChannelKey, ChannelState>(key, state));
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+}

@@ -1,0 +1,52 @@
+using Relay.Auth;
+using Relay.FanOut;
+using Relay.Ingress;
+using Relay.Routing;
+using Relay.ServiceDefaults;
+
+namespace Relay.Standalone;
+
+/// <summary>All four services on one host over the in-memory bus: the embedded default, and what the tests start.</summary>
+public static class StandaloneHost
+{
+    /// <summary>The default address when none is configured (<c>Relay:Standalone:Urls</c>, <c>ASPNETCORE_URLS</c> or <c>--urls</c>).</summary>
+    public const string DefaultUrl = "http://localhost:8080";
+
+    /// <summary>Creates the builder with every service registered; <paramref name="configure"/> runs before services are added.</summary>
+    public static WebApplicationBuilder CreateBuilder(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+            WebRootPath = Path.Combine(AppContext.BaseDirectory, "wwwroot"),
+        });
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+        {
+            builder.WebHost.UseUrls(DefaultUrl);
+        }
+
+        configure?.Invoke(builder);
+        builder.Services.AddRelayServiceDefaults();
+        builder.Services.AddRelayAuth();
+        builder.Services.AddRelayRouting();
+        builder.Services.AddRelayFanOut();
+        builder.Services.AddRelayIngress();
+        return builder;
+    }
+
+    /// <summary>Builds the app and maps every endpoint, plus the try-it page at <c>/</c>.</summary>
+    public static WebApplication Build(WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var app = builder.Build();
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
+        app.MapRelayServiceDefaults();
+        app.MapRelayAuth();
+        app.MapRelayRouting();
+        app.MapRelayFanOut();
+        app.MapRelayIngress();
+        return app;
+    }
+}

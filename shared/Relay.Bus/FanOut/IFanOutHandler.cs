@@ -1,0 +1,16 @@
+using Relay.Core.Messages;
+
+namespace Relay.Bus.FanOut;
+
+/// <summary>What the fan-out service does with what the bus brings it.</summary>
+public interface IFanOutHandler
+{
+    /// <summary>A sequenced message to deliver to every interested node. Called in seq order per channel; must not block.</summary>
+    ValueTask OnSequencedAsync(RelayMessage message);
+
+    /// <summary>A node's interest changed.</summary>
+    ValueTask OnInterestAsync(InterestChange change);
+
+    /// <summary>The channels of <paramref name="app"/> with subscribers, whose names start with <paramref name="prefix"/>.</summary>
+    ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken);
+}

@@ -1,0 +1,22 @@
+using Relay.Core.Messages;
+using Relay.Core.Protocol;
+
+namespace Relay.Bus.Routing;
+
+/// <summary>A routing shard's answer.</summary>
+public abstract record RoutingReply;
+
+/// <summary>The seqs given to a publish's messages, in order (a repeated idempotency key gets its first seq).</summary>
+public sealed record PublishReply(long[] Seqs, string Epoch) : RoutingReply;
+
+/// <summary>History, oldest first, with the channel's position at the time of reading.</summary>
+/// <param name="Position">The epoch and latest seq.</param>
+/// <param name="Messages">The messages, oldest first.</param>
+/// <param name="Complete">For a read with <c>AfterSeq</c>: whether every message after it was still held.</param>
+public sealed record HistoryReply(ChannelPosition Position, IReadOnlyList<RelayMessage> Messages, bool Complete) : RoutingReply;
+
+/// <summary>A channel's position.</summary>
+public sealed record PositionReply(ChannelPosition Position) : RoutingReply;
+
+/// <summary>The request failed with a protocol error.</summary>
+public sealed record ErrorReply(RelayError Error) : RoutingReply;

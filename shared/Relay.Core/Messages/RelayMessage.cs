@@ -1,0 +1,44 @@
+namespace Relay.Core.Messages;
+
+/// <summary>
+/// A sequenced message: what routing produces and fan-out delivers. Immutable once sequenced, so one
+/// instance (and its encoded frame, cached by the ingress) is shared by every subscriber.
+/// </summary>
+public sealed class RelayMessage
+{
+    /// <summary>The app (tenant).</summary>
+    public required string App { get; init; }
+
+    /// <summary>The channel name.</summary>
+    public required string Channel { get; init; }
+
+    /// <summary>The position in the channel, gapless from 1 within an epoch.</summary>
+    public long Seq { get; init; }
+
+    /// <summary>The channel's epoch: changes only when its history was lost.</summary>
+    public required string Epoch { get; init; }
+
+    /// <summary>The publisher's idempotency key, if any.</summary>
+    public string? Id { get; init; }
+
+    /// <summary>The event name, if any.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>The payload: UTF-8 JSON when <see cref="DataIsJson"/>, raw bytes otherwise.</summary>
+    public ReadOnlyMemory<byte> Data { get; init; }
+
+    /// <summary>Whether <see cref="Data"/> is a JSON value (else it is delivered base64 with <c>"encoding":"base64"</c>).</summary>
+    public bool DataIsJson { get; init; } = true;
+
+    /// <summary>The publisher's client id, if any.</summary>
+    public string? ClientId { get; init; }
+
+    /// <summary>When routing sequenced it, in Unix milliseconds.</summary>
+    public long Timestamp { get; init; }
+
+    /// <summary>W3C <c>traceparent</c> of the publish, carried across hops.</summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>A slot for the delivering side to cache the encoded frame, so a message is encoded once for all its subscribers.</summary>
+    public object? EncodedFrame { get; set; }
+}

@@ -1,0 +1,116 @@
+using System.Buffers;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Relay.Core.Messages;
+
+namespace Relay.Core.Protocol;
+
+/// <summary>Writes the server's frames of the v1 protocol. Every frame is one JSON object.</summary>
+public static class ServerFrames
+{
+    /// <summary>Writer options: compact, and no HTML escaping (frames never land in HTML unescaped).</summary>
+    public static JsonWriterOptions WriterOptions { get; } = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = false };
+
+    /// <summary>Starts an <c>ok</c> reply (or another reply type) with its <c>ref</c>; the caller adds fields and ends the object.</summary>
+    public static void BeginReply(Utf8JsonWriter writer, string type, byte[]? reference)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        writer.WriteStartObject();
+        writer.WriteString("type"u8, type);
+        if (reference is not null)
+        {
+            writer.WritePropertyName("ref"u8);
+            writer.WriteRawValue(reference, skipInputValidation: true);
+        }
+    }
+
+    /// <summary>Writes an <c>error</c> reply.</summary>
+    public static void WriteError(Utf8JsonWriter writer, byte[]? reference, RelayError error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        BeginReply(writer, "error", reference);
+        writer.WriteNumber("code"u8, error.Code);
+        writer.WriteString("message"u8, error.Message);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>Writes a <c>disconnect</c> push.</summary>
+    public static void WriteDisconnect(Utf8JsonWriter writer, RelayError error, bool reconnect)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(error);
+        writer.WriteStartObject();
+        writer.WriteString("type"u8, "disconnect");
+        writer.WriteNumber("code"u8, error.Code);
+        writer.WriteString("message"u8, error.Message);
+        writer.WriteBoolean("reconnect"u8, reconnect);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>Writes the fields of a message object (no start/end), shared by the push and history.</summary>
+    public static void WriteMessageFields(Utf8JsonWriter writer, RelayMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(message);
+        writer.WriteString("channel"u8, message.Channel);
+        writer.WriteNumber("seq"u8, message.Seq);
+        writer.WriteString("epoch"u8, message.Epoch);
+        if (message.Id is not null)
+        {
+            writer.WriteString("id"u8, message.Id);
+        }
+
+        if (message.Name is not null)
+        {
+            writer.WriteString("name"u8, message.Name);
+        }
+
+        if (message.DataIsJson)
+        {
+            if (!message.Data.IsEmpty)
+            {
+                writer.WritePropertyName("data"u8);
+                writer.WriteRawValue(message.Data.Span, skipInputValidation: true);
+            }
+        }
+        else
+        {
+            writer.WriteString("encoding"u8, "base64");
+            writer.WriteBase64String("data"u8, message.Data.Span);
+        }
+
+        if (message.ClientId is not null)
+        {
+            writer.WriteString("clientId"u8, message.ClientId);
+        }
+
+        writer.WriteNumber("timestamp"u8, message.Timestamp);
+    }
+
+    /// <summary>Writes a message as a JSON object (with <c>type</c> when <paramref name="asPush"/>).</summary>
+    public static void WriteMessage(Utf8JsonWriter writer, RelayMessage message, bool asPush)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        writer.WriteStartObject();
+        if (asPush)
+        {
+            writer.WriteString("type"u8, "message");
+        }
+
+        WriteMessageFields(writer, message);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>The <c>message</c> push of <paramref name="message"/> as UTF-8 bytes.</summary>
+    public static byte[] EncodeMessagePush(RelayMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var buffer = new ArrayBufferWriter<byte>(256 + (message.Data.Length * 4 / 3));
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            WriteMessage(writer, message, asPush: true);
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+}

@@ -1,0 +1,109 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Relay.Standalone;
+
+namespace Relay.Testing;
+
+/// <summary>
+/// A real Relay (the standalone composition) on Kestrel at 127.0.0.1 on a free port, with test apps and keys.
+/// </summary>
+public sealed class RelayServer : IAsyncDisposable
+{
+    /// <summary>The main test app.</summary>
+    public const string AppId = "test";
+
+    /// <summary>A key of <see cref="AppId"/> with every capability on every channel.</summary>
+    public const string Key = "test.root:test-root-secret-0123456789";
+
+    /// <summary>The secret of <see cref="Key"/> (for minting HS256 tokens with kid <c>test.root</c>).</summary>
+    public const string KeySecret = "test-root-secret-0123456789";
+
+    /// <summary>A key of <see cref="AppId"/> that may only subscribe and read history.</summary>
+    public const string SubscribeOnlyKey = "test.sub:test-sub-secret-0123456789";
+
+    /// <summary>A key of <see cref="AppId"/> limited to <c>chat:*</c> (all operations).</summary>
+    public const string ChatOnlyKey = "test.chat:test-chat-secret-0123456789";
+
+    /// <summary>A key of a second app, to prove apps never see each other.</summary>
+    public const string OtherAppKey = "other.root:other-root-secret-0123456789";
+
+    private readonly WebApplication _app;
+
+    private RelayServer(WebApplication app, Uri baseAddress)
+    {
+        _app = app;
+        BaseAddress = baseAddress;
+        RealtimeUri = new Uri($"ws://{baseAddress.Authority}/v1/realtime");
+    }
+
+    /// <summary>The HTTP base address, <c>http://127.0.0.1:PORT/</c>.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>The WebSocket endpoint.</summary>
+    public Uri RealtimeUri { get; }
+
+    /// <summary>The host's services.</summary>
+    public IServiceProvider Services => _app.Services;
+
+    /// <summary>The test configuration: apps, keys and small limits that tests can reach quickly.</summary>
+    public static Dictionary<string, string?> DefaultConfiguration() => new()
+    {
+        ["Relay:Auth:Apps:0:Id"] = "test",
+        ["Relay:Auth:Apps:0:Keys:0:Id"] = "root",
+        ["Relay:Auth:Apps:0:Keys:0:Secret"] = KeySecret,
+        ["Relay:Auth:Apps:0:Keys:0:Capabilities:0:Channel"] = "*",
+        ["Relay:Auth:Apps:0:Keys:0:Capabilities:0:Operations:0"] = "*",
+        ["Relay:Auth:Apps:0:Keys:1:Id"] = "sub",
+        ["Relay:Auth:Apps:0:Keys:1:Secret"] = "test-sub-secret-0123456789",
+        ["Relay:Auth:Apps:0:Keys:1:Capabilities:0:Channel"] = "*",
+        ["Relay:Auth:Apps:0:Keys:1:Capabilities:0:Operations:0"] = "subscribe",
+        ["Relay:Auth:Apps:0:Keys:1:Capabilities:0:Operations:1"] = "history",
+        ["Relay:Auth:Apps:0:Keys:2:Id"] = "chat",
+        ["Relay:Auth:Apps:0:Keys:2:Secret"] = "test-chat-secret-0123456789",
+        ["Relay:Auth:Apps:0:Keys:2:Capabilities:0:Channel"] = "chat:*",
+        ["Relay:Auth:Apps:0:Keys:2:Capabilities:0:Operations:0"] = "*",
+        ["Relay:Auth:Apps:1:Id"] = "other",
+        ["Relay:Auth:Apps:1:Keys:0:Id"] = "root",
+        ["Relay:Auth:Apps:1:Keys:0:Secret"] = "other-root-secret-0123456789",
+        ["Relay:Auth:Apps:1:Keys:0:Capabilities:0:Channel"] = "*",
+        ["Relay:Auth:Apps:1:Keys:0:Capabilities:0:Operations:0"] = "*",
+    };
+
+    /// <summary>Starts a server; <paramref name="configuration"/> entries override <see cref="DefaultConfiguration"/>.</summary>
+    public static async Task<RelayServer> StartAsync(IDictionary<string, string?>? configuration = null, Action<IServiceCollection>? services = null)
+    {
+        var settings = DefaultConfiguration();
+        foreach (var (key, value) in configuration ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
+
+        var builder = StandaloneHost.CreateBuilder(["--environment", "Testing"], b =>
+        {
+            b.WebHost.UseUrls("http://127.0.0.1:0");
+            b.Configuration.AddInMemoryCollection(settings);
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        services?.Invoke(builder.Services);
+        var app = StandaloneHost.Build(builder);
+        await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
+        return new RelayServer(app, new Uri(address.TrimEnd('/') + "/"));
+    }
+
+    /// <summary>A WebSocket URI with a key and optional client id.</summary>
+    public Uri RealtimeUriWithKey(string key, string? clientId = null) =>
+        new($"{RealtimeUri}?key={Uri.EscapeDataString(key)}{(clientId is null ? string.Empty : "&clientId=" + Uri.EscapeDataString(clientId))}");
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
