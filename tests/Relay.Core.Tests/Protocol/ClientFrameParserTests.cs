@@ -1,0 +1,136 @@
+using System.Text;
+using Relay.Core.Protocol;
+
+namespace Relay.Core.Tests.Protocol;
+
+public sealed class ClientFrameParserTests
+{
+    private static (RelayError? Error, List<ClientRequest> Requests) Parse(string frame)
+    {
+        var requests = new List<ClientRequest>();
+        return (ClientFrameParser.Parse(Encoding.UTF8.GetBytes(frame), requests), requests);
+    }
+
+    [Fact]
+    public void Parse_PublishObject_ReadsEveryField()
+    {
+        var (error, requests) = Parse("""{"type":"publish","ref":12,"channel":"chat:a","name":"n","id":"k","data":{"x":[1,2]},"extra":{"ignored":true}}""");
+        Assert.Null(error);
+        var request = Assert.Single(requests);
+        Assert.Null(request.Error);
+        Assert.Equal(RequestType.Publish, request.Type);
+        Assert.Equal("12", Encoding.UTF8.GetString(request.Ref!));
+        Assert.Equal("chat:a", request.Channel);
+        Assert.Equal("n", request.Name);
+        Assert.Equal("k", request.Id);
+        Assert.True(request.HasData);
+        Assert.Equal("""{"x":[1,2]}""", Encoding.UTF8.GetString(request.Data.Span));
+    }
+
+    [Theory]
+    [InlineData("\"s\"")]
+    [InlineData("null")]
+    [InlineData("3.5")]
+    [InlineData("[true,false]")]
+    public void Parse_DataOfAnyJsonKind_IsKeptRaw(string data)
+    {
+        var (_, requests) = Parse($$"""{"type":"publish","channel":"c","data":{{data}}}""");
+        Assert.Equal(data, Encoding.UTF8.GetString(requests[0].Data.Span));
+    }
+
+    [Fact]
+    public void Parse_StringRef_IsKeptWithQuotes()
+    {
+        var (_, requests) = Parse("""{"type":"ping","ref":"abc"}""");
+        Assert.Equal("\"abc\"", Encoding.UTF8.GetString(requests[0].Ref!));
+    }
+
+    [Fact]
+    public void Parse_Array_GivesOneRequestPerElement()
+    {
+        var (error, requests) = Parse("""[{"type":"ping","ref":1},{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":4}},{"type":"history","channel":"h","limit":5,"before":9}]""");
+        Assert.Null(error);
+        Assert.Equal(3, requests.Count);
+        Assert.Equal(RequestType.Subscribe, requests[1].Type);
+        Assert.Equal("e", requests[1].SinceEpoch);
+        Assert.Equal(4, requests[1].SinceSeq);
+        Assert.Equal(5, requests[2].Limit);
+        Assert.Equal(9, requests[2].Before);
+    }
+
+    [Fact]
+    public void Parse_EscapedPropertyNames_AreUnderstood()
+    {
+        var (_, requests) = Parse("""{"\u0074ype":"ping","r\u0065f":2}""");
+        Assert.Equal(RequestType.Ping, requests[0].Type);
+        Assert.Equal("2", Encoding.UTF8.GetString(requests[0].Ref!));
+    }
+
+    [Theory]
+    [InlineData("{")]
+    [InlineData("")]
+    [InlineData("nul")]
+    [InlineData("5")]
+    [InlineData("{} {}")]
+    public void Parse_NotAFrame_GivesFrameError(string frame)
+    {
+        var (error, requests) = Parse(frame);
+        Assert.NotNull(error);
+        Assert.Equal(ErrorCodes.BadRequest, error.Code);
+        Assert.Empty(requests);
+    }
+
+    [Theory]
+    [InlineData("""{"ref":1}""", "missing field 'type'")]
+    [InlineData("""{"type":"fly","ref":1}""", "unknown type")]
+    [InlineData("""{"type":"publish","ref":1,"channel":1}""", "'channel' must be a string")]
+    [InlineData("""{"type":"publish","ref":1,"id":""}""", "'id' must be")]
+    [InlineData("""{"type":"history","ref":1,"limit":-1}""", "'limit' must be")]
+    [InlineData("""{"type":"history","ref":1,"limit":1.5}""", "'limit' must be")]
+    [InlineData("""{"type":"subscribe","ref":1,"since":{"epoch":"e"}}""", "needs both")]
+    [InlineData("""{"type":"subscribe","ref":1,"since":5}""", "'since' must be an object")]
+    public void Parse_BadRequest_KeepsRefAndExplains(string frame, string expected)
+    {
+        var (error, requests) = Parse(frame);
+        Assert.Null(error);
+        var request = Assert.Single(requests);
+        Assert.NotNull(request.Error);
+        Assert.Equal(ErrorCodes.BadRequest, request.Error.Code);
+        Assert.Contains(expected, request.Error.Message, StringComparison.Ordinal);
+        Assert.Equal("1", Encoding.UTF8.GetString(request.Ref!));
+    }
+
+    [Fact]
+    public void Parse_IdOf65Chars_IsRefused()
+    {
+        var (_, requests) = Parse($$"""{"type":"publish","id":"{{new string('i', 65)}}"}""");
+        Assert.NotNull(requests[0].Error);
+    }
+
+    [Fact]
+    public void Parse_TooManyBatched_IsRefused()
+    {
+        var frame = "[" + string.Join(",", Enumerable.Repeat("""{"type":"ping"}""", ClientFrameParser.MaxBatch + 1)) + "]";
+        var (error, requests) = Parse(frame);
+        Assert.NotNull(error);
+        Assert.Empty(requests);
+    }
+
+    [Fact]
+    public void Parse_InvalidUtf8_IsRefused()
+    {
+        var requests = new List<ClientRequest>();
+        byte[] frame = [.. "{\"type\":\"publish\",\"data\":\""u8, 0xFF, .. "\"}"u8];
+        var error = ClientFrameParser.Parse(frame, requests);
+        Assert.NotNull(error);
+        Assert.Contains("UTF-8", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_DeeplyNestedData_IsRefusedNotCrashing()
+    {
+        var frame = """{"type":"publish","data":""" + new string('[', 5000) + new string(']', 5000) + "}";
+        var (error, _) = Parse(frame);
+        Assert.NotNull(error);
+    }
+}
