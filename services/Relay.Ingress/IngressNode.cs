@@ -5,8 +5,11 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Bus.FanOut;
+using Relay.Bus.Routing;
+using Relay.Core.Channels;
+using Relay.Core.Protocol;
 using Relay.Core.Messages;
-using Relay.Ingress.Realtime;
+using Relay.Core.Namespaces;
 using Relay.Ingress.Subscriptions;
 
 namespace Relay.Ingress;
@@ -17,17 +20,21 @@ namespace Relay.Ingress;
 /// </summary>
 public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposable
 {
-    private readonly ConcurrentDictionary<string, RealtimeConnection> _connections = new(StringComparer.Ordinal);
+    /// <summary>The most messages a <c>rewind</c> replays (as a history page).</summary>
+    private const int MaxRewind = 1000;
+
+    private readonly ConcurrentDictionary<string, INodeConnection> _connections = new(StringComparer.Ordinal);
     private readonly ILogger<IngressNode> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private IDisposable? _registration;
     private Task? _sweep;
 
     /// <summary>Creates the node.</summary>
-    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, TimeProvider time, ILogger<IngressNode> logger)
+    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, NamespacePolicies namespaces, TimeProvider time, ILogger<IngressNode> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         Bus = bus;
+        Namespaces = namespaces;
         Options = options.Value;
         Time = time;
         _logger = logger;
@@ -44,6 +51,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     internal IngressOptions Options { get; }
 
+    internal NamespacePolicies Namespaces { get; }
+
     internal TimeProvider Time { get; }
 
     internal LocalSubscriptions Subscriptions { get; } = new();
@@ -57,15 +66,78 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         return ValueTask.CompletedTask;
     }
 
-    internal void Register(RealtimeConnection connection) => _connections[connection.ConnectionId] = connection;
+    internal void Register(INodeConnection connection) => _connections[connection.ConnectionId] = connection;
 
-    internal void Unregister(RealtimeConnection connection) =>
-        _connections.TryRemove(new KeyValuePair<string, RealtimeConnection>(connection.ConnectionId, connection));
+    internal void Unregister(INodeConnection connection) =>
+        _connections.TryRemove(new KeyValuePair<string, INodeConnection>(connection.ConnectionId, connection));
 
     internal ValueTask AddSubscriptionAsync(Subscription subscription)
     {
         var count = Subscriptions.Add(subscription);
         return Bus.SendInterestAsync(new InterestChange(NodeId, subscription.App, subscription.Channel, count));
+    }
+
+    /// <summary>
+    /// Subscribes <paramref name="sink"/> with no gap and no duplicate: the subscription buffers live messages
+    /// while routing is asked for the position (or for history after <c>since</c>, or the last <c>rewind</c>
+    /// messages); then <paramref name="ready"/> runs, the missed messages follow, and buffered live ones after them.
+    /// </summary>
+    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready)
+    {
+        var isPattern = ChannelName.IsPattern(channel);
+        var policy = Namespaces.For(channel);
+        if (!isPattern && Subscriptions.CountOf(app, channel) >= policy.MaxSubscribers)
+        {
+            throw new RelayException(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {policy.MaxSubscribers} subscribers on this node");
+        }
+
+        var subscription = new Subscription(sink, app, channel, isPattern);
+        await AddSubscriptionAsync(subscription).ConfigureAwait(false);
+        if (isPattern)
+        {
+            ready(channel, null, false);
+            return subscription;
+        }
+
+        var recover = sinceSeq is not null && policy.Recovery;
+        RoutingRequest read = recover ? new HistoryRequest(app, channel, int.MaxValue, AfterSeq: sinceSeq)
+            : rewind is { } count ? new HistoryRequest(app, channel, Math.Min(count, MaxRewind))
+            : new PositionRequest(app, channel);
+        RoutingReply reply;
+        try
+        {
+            reply = await Bus.SendToRoutingAsync(read, Stopping).ConfigureAwait(false);
+            if (reply is ErrorReply error)
+            {
+                throw new RelayException(error.Error);
+            }
+        }
+        catch
+        {
+            await RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            throw;
+        }
+
+        var (position, missed, recovered) = reply switch
+        {
+            HistoryReply history when recover =>
+                history.Complete && history.Position.Epoch == sinceEpoch
+                    ? (history.Position, history.Messages, true)
+                    : (history.Position, (IReadOnlyList<RelayMessage>)[], false),
+            HistoryReply history => (history.Position, history.Messages, false),
+            PositionReply positionReply => (positionReply.Position, (IReadOnlyList<RelayMessage>)[], false),
+            _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
+        };
+
+        subscription.GoLive(position.Epoch, position.Seq, () =>
+        {
+            ready(channel, position, recovered);
+            foreach (var message in missed)
+            {
+                sink.Send(message);
+            }
+        });
+        return subscription;
     }
 
     internal ValueTask RemoveSubscriptionAsync(Subscription subscription)

@@ -15,6 +15,21 @@ public sealed class IngressOptions
     /// <summary>Default outbound queue: ~1k frames absorbs bursts; a reader further behind is cut and recovers by <c>since</c>.</summary>
     public const int DefaultSendQueueFrames = 1024;
 
+    /// <summary>Default publish rate: generous for people and devices; a flood gets 42900 rather than starving others.</summary>
+    public const int DefaultPublishRatePerSecond = 100;
+
+    /// <summary>Default subscriptions per connection: far above what a client needs, low enough to bound memory.</summary>
+    public const int DefaultMaxSubscriptionsPerConnection = 1000;
+
+    /// <summary>Publishes per second a realtime connection may sustain (a token bucket).</summary>
+    public int PublishRatePerSecond { get; set; } = DefaultPublishRatePerSecond;
+
+    /// <summary>Publishes a connection may send at once above the rate (the bucket's size); 0 means twice the rate.</summary>
+    public int PublishBurst { get; set; }
+
+    /// <summary>Channels and patterns one connection may subscribe to.</summary>
+    public int MaxSubscriptionsPerConnection { get; set; } = DefaultMaxSubscriptionsPerConnection;
+
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;
 

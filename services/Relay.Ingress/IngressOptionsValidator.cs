@@ -32,6 +32,21 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add("Relay:Ingress:CloseTimeout must be a positive duration such as 00:00:05.");
         }
 
+        if (options.PublishRatePerSecond is < 1 or > 1_000_000)
+        {
+            failures.Add($"Relay:Ingress:PublishRatePerSecond is {options.PublishRatePerSecond}; set it between 1 and 1000000.");
+        }
+
+        if (options.PublishBurst < 0)
+        {
+            failures.Add($"Relay:Ingress:PublishBurst is {options.PublishBurst}; set 0 (twice the rate) or more.");
+        }
+
+        if (options.MaxSubscriptionsPerConnection is < 1 or > 1_000_000)
+        {
+            failures.Add($"Relay:Ingress:MaxSubscriptionsPerConnection is {options.MaxSubscriptionsPerConnection}; set it between 1 and 1000000.");
+        }
+
         if (options.NodeId.Length > 128)
         {
             failures.Add("Relay:Ingress:NodeId must be at most 128 characters.");

@@ -6,6 +6,8 @@ using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
+using Relay.Ingress.Sse;
+using Relay.ServiceDefaults;
 
 namespace Relay.Ingress;
 
@@ -18,13 +20,14 @@ public static class IngressServiceCollectionExtensions
         services.AddOptions<IngressOptions>().BindConfiguration(IngressOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IngressOptions>, IngressOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
+        services.AddRelayNamespaces();
         services.AddRelayInMemoryBus();
         services.TryAddSingleton<IngressNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
         return services;
     }
 
-    /// <summary>Maps <c>/v1/realtime</c> (WebSocket) and the channel HTTP API, and adds the WebSocket middleware.</summary>
+    /// <summary>Maps <c>/v1/realtime</c> (WebSocket), <c>/v1/sse</c> and the channel HTTP API, and adds the WebSocket middleware.</summary>
     public static IEndpointRouteBuilder MapRelayIngress(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
@@ -35,6 +38,7 @@ public static class IngressServiceCollectionExtensions
 
         RealtimeEndpoint.Map(endpoints);
         ChannelsApi.Map(endpoints);
+        SseEndpoint.Map(endpoints);
         return endpoints;
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Routing.Channels;
+using Relay.ServiceDefaults;
 
 namespace Relay.Routing;
 
@@ -16,6 +17,7 @@ public static class RoutingServiceCollectionExtensions
         services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RoutingOptions>, RoutingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
+        services.AddRelayNamespaces();
         services.AddRelayInMemoryBus();
         services.TryAddSingleton<ChannelAuthority>();
         services.AddHostedService<RoutingHost>();

@@ -91,7 +91,16 @@ public sealed class RelayServer : IAsyncDisposable
         });
         services?.Invoke(builder.Services);
         var app = StandaloneHost.Build(builder);
-        await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        try
+        {
+            await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
         return new RelayServer(app, new Uri(address.TrimEnd('/') + "/"));
     }

@@ -26,6 +26,7 @@ internal static class ChannelsApi
         var channels = endpoints.MapGroup("/v1/channels");
         channels.MapPost("/{channel}/messages", PublishAsync);
         channels.MapGet("/{channel}/messages", HistoryAsync);
+        channels.MapGet("/{channel}/presence", PresenceAsync);
         channels.MapGet("/", ListAsync);
     }
 
@@ -35,6 +36,12 @@ internal static class ChannelsApi
         if (failure is not null)
         {
             return failure;
+        }
+
+        // Token holders are clients; a namespace may keep publishing to servers holding a key.
+        if (principal!.ExpiresAt is not null && !node.Namespaces.For(name!).ClientPublish)
+        {
+            return RelayResults.Error(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(name!)}'; publish from your server with a key");
         }
 
         var body = await ReadBodyAsync(context.Request.BodyReader, node.Options.MaxHttpBodyBytes, context.RequestAborted).ConfigureAwait(false);
@@ -92,6 +99,38 @@ internal static class ChannelsApi
                 foreach (var message in state.history.Messages)
                 {
                     ServerFrames.WriteMessage(writer, message, asPush: false);
+                }
+
+                writer.WriteEndArray();
+            }),
+            ErrorReply failed => RelayResults.Error(failed.Error),
+            _ => RelayResults.Error(ErrorCodes.Internal, "unexpected reply from routing"),
+        };
+    }
+
+    private static async Task<IResult> PresenceAsync(HttpContext context, string channel, IRelayAuthenticator authenticator, IngressNode node)
+    {
+        var (principal, name, failure) = Authorize(context, authenticator, channel, Operations.None);
+        if (failure is not null)
+        {
+            return failure;
+        }
+
+        if ((principal!.Capabilities.OperationsFor(name!) & (Operations.Presence | Operations.Subscribe)) == Operations.None)
+        {
+            return RelayResults.Error(RelayError.Forbidden("presence", name!));
+        }
+
+        var reply = await node.Bus.SendToRoutingAsync(new PresenceGetRequest(principal.AppId, name!), context.RequestAborted).ConfigureAwait(false);
+        return reply switch
+        {
+            PresenceReply presence => Json(StatusCodes.Status200OK, (name, presence.Members), static (writer, state) =>
+            {
+                writer.WriteString("channel"u8, state.name);
+                writer.WriteStartArray("members"u8);
+                foreach (var member in state.Members)
+                {
+                    ServerFrames.WritePresence(writer, member, asPush: false);
                 }
 
                 writer.WriteEndArray();

@@ -47,7 +47,7 @@ internal sealed partial class RealtimeConnection
                     Authenticate(request);
                     break;
                 case RequestType.Presence:
-                    ReplyError(request.Ref, RelayError.BadRequest("presence is not available on this server yet"));
+                    await PresenceAsync(request).ConfigureAwait(false);
                     break;
                 default:
                     ReplyError(request.Ref, RelayError.BadRequest($"unknown type '{request.TypeName}'"));
@@ -69,6 +69,16 @@ internal sealed partial class RealtimeConnection
     {
         var channel = RequireChannel(request, allowPattern: false);
         Require(channel, Operations.Publish);
+        if (!_publishRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        {
+            throw new RelayException(ErrorCodes.RateLimited, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection; slow down or batch over HTTP");
+        }
+
+        if (!_node.Namespaces.For(channel).ClientPublish)
+        {
+            throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
+        }
+
         if (!request.HasData)
         {
             throw new RelayException(RelayError.BadRequest("missing field 'data'"));
@@ -110,63 +120,111 @@ internal sealed partial class RealtimeConnection
             await _node.RemoveSubscriptionAsync(previous).ConfigureAwait(false);
         }
 
-        var subscription = new Subscription(this, App, channel, isPattern);
-        _subscriptions[channel] = subscription;
-        await _node.AddSubscriptionAsync(subscription).ConfigureAwait(false);
-        if (isPattern)
+        if (_subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
         {
-            Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
-            return;
+            throw new RelayException(ErrorCodes.RateLimited, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions; unsubscribe first or use a pattern");
         }
 
-        RoutingRequest read = request switch
-        {
-            { SinceSeq: { } after } => new HistoryRequest(App, channel, int.MaxValue, AfterSeq: after),
-            { Rewind: { } rewind } => new HistoryRequest(App, channel, Math.Min(rewind, MaxHistoryLimit)),
-            _ => new PositionRequest(App, channel),
-        };
 
-        RoutingReply reply;
-        try
+        var subscription = await _node.StartSubscriptionAsync(this, App, channel, request.SinceEpoch, request.SinceSeq, request.Rewind, (channel, position, recovered) =>
         {
-            reply = await _node.Bus.SendToRoutingAsync(read, _node.Stopping).ConfigureAwait(false);
-            if (reply is ErrorReply error)
+            if (position is not { } at)
             {
-                throw new RelayException(error.Error);
+                Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
+                return;
             }
-        }
-        catch
-        {
-            _subscriptions.Remove(channel);
-            await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
-            throw;
-        }
 
-        var (position, missed, recovered) = reply switch
-        {
-            HistoryReply history when request.SinceEpoch is not null =>
-                history.Complete && history.Position.Epoch == request.SinceEpoch
-                    ? (history.Position, history.Messages, true)
-                    : (history.Position, (IReadOnlyList<RelayMessage>)[], false),
-            HistoryReply history => (history.Position, history.Messages, false),
-            PositionReply positionReply => (positionReply.Position, (IReadOnlyList<RelayMessage>)[], false),
-            _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
-        };
-
-        subscription.GoLive(position.Epoch, position.Seq, () =>
-        {
             Reply(request.Ref, "ok", static (writer, state) =>
             {
                 writer.WriteString("channel"u8, state.channel);
-                writer.WriteString("epoch"u8, state.position.Epoch);
-                writer.WriteNumber("seq"u8, state.position.Seq);
+                writer.WriteString("epoch"u8, state.at.Epoch);
+                writer.WriteNumber("seq"u8, state.at.Seq);
                 writer.WriteBoolean("recovered"u8, state.recovered);
-            }, (channel, position, recovered));
-            foreach (var message in missed)
+            }, (channel, at, recovered));
+        }).ConfigureAwait(false);
+        _subscriptions[channel] = subscription;
+    }
+
+    private async ValueTask PresenceAsync(ClientRequest request)
+    {
+        var channel = RequireChannel(request, allowPattern: false);
+        if (request.Action == "get")
+        {
+            if ((_principal.Capabilities.OperationsFor(channel) & (Operations.Presence | Operations.Subscribe)) == Operations.None)
             {
-                Send(message);
+                throw new RelayException(RelayError.Forbidden("presence", channel));
             }
-        });
+
+            var members = Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceGetRequest(App, channel), _node.Stopping).ConfigureAwait(false));
+            Reply(request.Ref, "ok", static (writer, state) =>
+            {
+                writer.WriteString("channel"u8, state.channel);
+                writer.WriteStartArray("members"u8);
+                foreach (var member in state.Members)
+                {
+                    ServerFrames.WritePresence(writer, member, asPush: false);
+                }
+
+                writer.WriteEndArray();
+            }, (channel, members.Members));
+            return;
+        }
+
+        if (request.Action is not ("enter" or "update" or "leave"))
+        {
+            throw new RelayException(RelayError.BadRequest("field 'action' must be enter, update, leave or get"));
+        }
+
+        Require(channel, Operations.Presence);
+        if (!_node.Namespaces.For(channel).Presence)
+        {
+            throw new RelayException(ErrorCodes.Forbidden, $"presence is off for namespace '{ChannelName.NamespaceOf(channel)}'");
+        }
+
+        if (_principal.ClientId is not { } clientId)
+        {
+            throw new RelayException(RelayError.BadRequest("presence needs a clientId: connect with ?clientId= (key) or a token with 'sub'"));
+        }
+
+        if (request.Data.Length > _node.Options.MaxMessageBytes)
+        {
+            throw new RelayException(ErrorCodes.MessageTooLarge, $"presence data of {request.Data.Length} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
+        }
+
+        if (request.Action == "leave")
+        {
+            _presence.Remove(channel);
+        }
+        else
+        {
+            _presence.Add(channel);
+        }
+
+        Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data), _node.Stopping).ConfigureAwait(false));
+        Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
+    }
+
+    /// <summary>A connection that goes away leaves every channel it entered.</summary>
+    private async ValueTask LeaveAllPresenceAsync()
+    {
+        if (_presence.Count == 0 || _principal.ClientId is not { } clientId)
+        {
+            return;
+        }
+
+        foreach (var channel in _presence)
+        {
+            try
+            {
+                await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogRequestFailed(_logger, ex, ConnectionId);
+            }
+        }
+
+        _presence.Clear();
     }
 
     private async ValueTask UnsubscribeAsync(ClientRequest request)

@@ -15,7 +15,7 @@ namespace Relay.Ingress.Realtime;
 /// a write loop drains a bounded queue of encoded frames, coalescing what is queued into one array frame.
 /// A message frame is encoded once and the same bytes are queued for every subscriber.
 /// </summary>
-internal sealed partial class RealtimeConnection : IMessageSink
+internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 {
     /// <summary>Room for the JSON around a payload: a frame may exceed MaxMessageBytes by this much.</summary>
     private const int FrameOverheadBytes = 16 * 1024;
@@ -31,6 +31,8 @@ internal sealed partial class RealtimeConnection : IMessageSink
     private readonly ILogger _logger;
     private readonly Channel<ReadOnlyMemory<byte>> _queue;
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _presence = new(StringComparer.Ordinal);
+    private readonly TokenBucket _publishRate;
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
@@ -43,6 +45,7 @@ internal sealed partial class RealtimeConnection : IMessageSink
         _node = node;
         _authenticator = authenticator;
         _logger = logger;
+        _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         _queue = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(node.Options.SendQueueFrames)
         {
@@ -75,6 +78,7 @@ internal sealed partial class RealtimeConnection : IMessageSink
                 }
 
                 _subscriptions.Clear();
+                await LeaveAllPresenceAsync().ConfigureAwait(false);
                 _queue.Writer.TryComplete();
                 try
                 {

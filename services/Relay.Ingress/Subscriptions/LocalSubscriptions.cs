@@ -106,7 +106,8 @@ internal sealed class LocalSubscriptions
             }
         }
 
-        if (_patterns.TryGetValue(message.App, out var index) && index.Count > 0)
+        // Presence events go to subscribers of the channel itself, not to wildcard watchers.
+        if (message.PresenceAction is null && _patterns.TryGetValue(message.App, out var index) && index.Count > 0)
         {
             var matches = t_matches ??= [];
             index.Match(message.Channel, matches);

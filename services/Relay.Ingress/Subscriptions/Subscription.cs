@@ -38,7 +38,7 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
             }
         }
 
-        if (!IsPattern)
+        if (!IsPattern && message.PresenceAction is null)
         {
             if (ReferenceEquals(_epoch, message.Epoch) || string.Equals(_epoch, message.Epoch, StringComparison.Ordinal))
             {

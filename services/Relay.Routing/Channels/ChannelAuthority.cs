@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Bus.Routing;
 using Relay.Core.Messages;
+using Relay.Core.Namespaces;
 
 namespace Relay.Routing.Channels;
 
@@ -15,15 +15,16 @@ public sealed class ChannelAuthority : IRoutingHandler
     private readonly ConcurrentDictionary<ChannelKey, ChannelState> _channels = new();
     private readonly IRelayBus _bus;
     private readonly TimeProvider _time;
-    private readonly RoutingOptions _options;
+    private readonly NamespacePolicies _namespaces;
+    private readonly Func<ChannelKey, ChannelState> _create;
 
     /// <summary>Creates the authority.</summary>
-    public ChannelAuthority(IRelayBus bus, TimeProvider time, IOptions<RoutingOptions> options)
+    public ChannelAuthority(IRelayBus bus, TimeProvider time, NamespacePolicies namespaces)
     {
-        ArgumentNullException.ThrowIfNull(options);
         _bus = bus;
         _time = time;
-        _options = options.Value;
+        _namespaces = namespaces;
+        _create = key => new ChannelState(ChannelState.NewEpoch(), _namespaces.For(key.Channel));
     }
 
     /// <summary>How many channels are held in memory.</summary>
@@ -38,6 +39,8 @@ public sealed class ChannelAuthority : IRoutingHandler
             PublishRequest publish => Publish(publish),
             HistoryRequest history => ValueTask.FromResult(History(history)),
             PositionRequest position => ValueTask.FromResult<RoutingReply>(Position(position)),
+            PresenceRequest presence => Presence(presence),
+            PresenceGetRequest get => ValueTask.FromResult(PresenceMembers(get)),
             _ => throw new ArgumentException($"unknown routing request {request.GetType().Name}", nameof(request)),
         };
     }
@@ -59,7 +62,7 @@ public sealed class ChannelAuthority : IRoutingHandler
 
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 state.LastUsed = now;
-                state.ExpireHistory(now - (long)_options.HistoryTtl.TotalMilliseconds);
+                state.ExpireHistory(now);
                 epoch = state.Epoch;
                 for (var i = 0; i < seqs.Length; i++)
                 {
@@ -90,7 +93,7 @@ public sealed class ChannelAuthority : IRoutingHandler
                         state.RememberId(item.Id, message.Seq, now + (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
                     }
 
-                    state.Append(message, _options.HistorySize);
+                    state.Append(message);
 
                     // Handed over inside the gate so that fan-out sees this channel's messages in seq order.
                     var handOff = _bus.PublishSequencedAsync(message);
@@ -128,7 +131,7 @@ public sealed class ChannelAuthority : IRoutingHandler
 
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 state.LastUsed = now;
-                state.ExpireHistory(now - (long)_options.HistoryTtl.TotalMilliseconds);
+                state.ExpireHistory(now);
                 var position = new ChannelPosition(state.Epoch, state.Seq);
                 if (request.AfterSeq is { } after)
                 {
@@ -157,8 +160,64 @@ public sealed class ChannelAuthority : IRoutingHandler
         }
     }
 
+    private async ValueTask<RoutingReply> Presence(PresenceRequest request)
+    {
+        ValueTask handOff = default;
+        while (true)
+        {
+            var state = GetState(request.App, request.Channel);
+            lock (state.Gate)
+            {
+                if (state.Retired)
+                {
+                    continue;
+                }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                state.LastUsed = now;
+                var record = new RelayMessage
+                {
+                    App = request.App,
+                    Channel = request.Channel,
+                    Epoch = state.Epoch,
+                    ClientId = request.ClientId,
+                    ConnectionId = request.ConnectionId,
+                    Data = request.Data,
+                    PresenceAction = request.Action,
+                    Timestamp = now,
+                };
+                var presenceEvent = request.Action == "leave" ? state.RemoveMember(record) : state.SetMember(record);
+                if (presenceEvent is not null)
+                {
+                    // Inside the gate, so presence events keep their order with the channel's messages.
+                    handOff = _bus.PublishSequencedAsync(presenceEvent);
+                }
+
+                break;
+            }
+        }
+
+        await handOff.ConfigureAwait(false);
+        return new PresenceReply([]);
+    }
+
+    private RoutingReply PresenceMembers(PresenceGetRequest request)
+    {
+        while (true)
+        {
+            var state = GetState(request.App, request.Channel);
+            lock (state.Gate)
+            {
+                if (!state.Retired)
+                {
+                    return new PresenceReply(state.Members());
+                }
+            }
+        }
+    }
+
     private ChannelState GetState(string app, string channel) =>
-        _channels.GetOrAdd(new ChannelKey(app, channel), static _ => new ChannelState(ChannelState.NewEpoch()));
+        _channels.GetOrAdd(new ChannelKey(app, channel), _create);
 
     /// <summary>
     /// Drops channels whose history and idempotency window have both run out and that were not used since:
@@ -167,16 +226,15 @@ public sealed class ChannelAuthority : IRoutingHandler
     public int Sweep()
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        var ttl = (long)_options.HistoryTtl.TotalMilliseconds;
-        var idle = Math.Max(ttl, (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
         var removed = 0;
         foreach (var (key, state) in _channels)
         {
             lock (state.Gate)
             {
-                state.ExpireHistory(now - ttl);
+                var idle = Math.Max((long)state.Policy.HistoryTtl.TotalMilliseconds, (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
+                state.ExpireHistory(now);
                 state.Sweep(now);
-                if (now - state.LastUsed < idle || state.HasHistory || state.HasRecentIds)
+                if (now - state.LastUsed < idle || state.HasHistory || state.HasRecentIds || state.HasMembers)
                 {
                     continue;
                 }

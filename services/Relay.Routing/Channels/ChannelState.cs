@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Relay.Core.Messages;
+using Relay.Core.Namespaces;
 
 namespace Relay.Routing.Channels;
 
@@ -7,15 +8,19 @@ namespace Relay.Routing.Channels;
 /// One channel's authority: its epoch, its last seq, its bounded history and its idempotency window.
 /// Every member is used under <see cref="Gate"/>, which is what makes per-channel order simple.
 /// </summary>
-internal sealed class ChannelState(string epoch)
+internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 {
     private readonly Queue<RelayMessage> _history = new();
     private readonly Dictionary<string, (long Seq, long ExpiresAt)> _recentIds = new(StringComparer.Ordinal);
     private readonly Queue<(string Id, long ExpiresAt)> _idExpiry = new();
 
+    private readonly Dictionary<(string ClientId, string ConnectionId), RelayMessage> _members = [];
+
     public Lock Gate { get; } = new();
 
     public string Epoch { get; } = epoch;
+
+    public NamespacePolicy Policy { get; } = policy;
 
     public long Seq { get; private set; }
 
@@ -48,8 +53,9 @@ internal sealed class ChannelState(string epoch)
         _idExpiry.Enqueue((id, expiresAt));
     }
 
-    public void Append(RelayMessage message, int maxSize)
+    public void Append(RelayMessage message)
     {
+        var maxSize = Policy.HistorySize;
         if (maxSize == 0)
         {
             return;
@@ -62,8 +68,9 @@ internal sealed class ChannelState(string epoch)
         }
     }
 
-    public void ExpireHistory(long oldestTimestamp)
+    public void ExpireHistory(long now)
     {
+        var oldestTimestamp = now - (long)Policy.HistoryTtl.TotalMilliseconds;
         while (_history.TryPeek(out var oldest) && oldest.Timestamp < oldestTimestamp)
         {
             _history.Dequeue();
@@ -73,6 +80,54 @@ internal sealed class ChannelState(string epoch)
     public bool HasHistory => _history.Count > 0;
 
     public bool HasRecentIds => _recentIds.Count > 0;
+
+    public bool HasMembers => _members.Count > 0;
+
+    public List<RelayMessage> Members() => [.. _members.Values];
+
+    /// <summary>Records a member's state; returns the event to send: enter for a client's first connection, else update.</summary>
+    public RelayMessage SetMember(RelayMessage record)
+    {
+        var clientWasPresent = HasClient(record.ClientId!);
+        _members[(record.ClientId!, record.ConnectionId!)] = record;
+        return WithAction(record, clientWasPresent ? "update" : "enter");
+    }
+
+    /// <summary>Removes a member; returns the leave event when it was the client's last connection here, or null.</summary>
+    public RelayMessage? RemoveMember(RelayMessage record)
+    {
+        if (!_members.Remove((record.ClientId!, record.ConnectionId!), out var removed))
+        {
+            return null;
+        }
+
+        return HasClient(record.ClientId!) ? null : WithAction(removed, "leave", record.Data.IsEmpty ? removed.Data : record.Data);
+    }
+
+    private bool HasClient(string clientId)
+    {
+        foreach (var key in _members.Keys)
+        {
+            if (key.ClientId == clientId)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static RelayMessage WithAction(RelayMessage record, string action, ReadOnlyMemory<byte>? data = null) => new()
+    {
+        App = record.App,
+        Channel = record.Channel,
+        Epoch = record.Epoch,
+        ClientId = record.ClientId,
+        ConnectionId = record.ConnectionId,
+        Data = data ?? record.Data,
+        PresenceAction = action,
+        Timestamp = record.Timestamp,
+    };
 
     /// <summary>Up to <paramref name="limit"/> newest messages with seq below <paramref name="before"/>, oldest first.</summary>
     public List<RelayMessage> ReadBackward(int limit, long before)

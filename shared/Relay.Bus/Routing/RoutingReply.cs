@@ -20,3 +20,6 @@ public sealed record PositionReply(ChannelPosition Position) : RoutingReply;
 
 /// <summary>The request failed with a protocol error.</summary>
 public sealed record ErrorReply(RelayError Error) : RoutingReply;
+
+/// <summary>A channel's present members (presence records: clientId, connectionId, data).</summary>
+public sealed record PresenceReply(IReadOnlyList<RelayMessage> Members) : RoutingReply;

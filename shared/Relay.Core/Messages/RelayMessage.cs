@@ -36,6 +36,12 @@ public sealed class RelayMessage
     /// <summary>When routing sequenced it, in Unix milliseconds.</summary>
     public long Timestamp { get; init; }
 
+    /// <summary>For a presence event: <c>enter</c>, <c>update</c> or <c>leave</c> (such an event has no seq and is not kept in history).</summary>
+    public string? PresenceAction { get; init; }
+
+    /// <summary>For a presence event: the member's connection.</summary>
+    public string? ConnectionId { get; init; }
+
     /// <summary>W3C <c>traceparent</c> of the publish, carried across hops.</summary>
     public string? TraceParent { get; init; }
 

@@ -101,14 +101,45 @@ public static class ServerFrames
         writer.WriteEndObject();
     }
 
-    /// <summary>The <c>message</c> push of <paramref name="message"/> as UTF-8 bytes.</summary>
+    /// <summary>Writes a presence event push, or (without <c>type</c>, <c>channel</c>, <c>action</c>) a member of a presence listing.</summary>
+    public static void WritePresence(Utf8JsonWriter writer, RelayMessage presence, bool asPush)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(presence);
+        writer.WriteStartObject();
+        if (asPush)
+        {
+            writer.WriteString("type"u8, "presence");
+            writer.WriteString("channel"u8, presence.Channel);
+            writer.WriteString("action"u8, presence.PresenceAction);
+        }
+
+        writer.WriteString("clientId"u8, presence.ClientId);
+        writer.WriteString("connectionId"u8, presence.ConnectionId);
+        if (!presence.Data.IsEmpty)
+        {
+            writer.WritePropertyName("data"u8);
+            writer.WriteRawValue(presence.Data.Span, skipInputValidation: true);
+        }
+
+        writer.WriteEndObject();
+    }
+
+    /// <summary>The push of <paramref name="message"/> (a <c>message</c>, or a <c>presence</c> event) as UTF-8 bytes.</summary>
     public static byte[] EncodeMessagePush(RelayMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
         var buffer = new ArrayBufferWriter<byte>(256 + (message.Data.Length * 4 / 3));
         using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            WriteMessage(writer, message, asPush: true);
+            if (message.PresenceAction is null)
+            {
+                WriteMessage(writer, message, asPush: true);
+            }
+            else
+            {
+                WritePresence(writer, message, asPush: true);
+            }
         }
 
         return buffer.WrittenSpan.ToArray();

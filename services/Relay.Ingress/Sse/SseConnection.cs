@@ -1,0 +1,208 @@
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Relay.Auth;
+using Relay.Core.Messages;
+using Relay.Core.Protocol;
+using Relay.Ingress.Realtime;
+using Relay.Ingress.Subscriptions;
+
+namespace Relay.Ingress.Sse;
+
+/// <summary>
+/// One Server-Sent Events stream: the same JSON objects as the WebSocket, <c>id:</c> cursors covering every channel,
+/// comment heartbeats from the node's one loop, and the same bounded queue and slow-consumer policy.
+/// </summary>
+internal sealed partial class SseConnection : IMessageSink, INodeConnection
+{
+    private static readonly byte[] Heartbeat = ": heartbeat\n\n"u8.ToArray();
+
+    private readonly HttpContext _context;
+    private readonly IngressNode _node;
+    private readonly ILogger _logger;
+    private readonly Channel<SseItem> _queue;
+    private readonly Dictionary<string, (string Epoch, long Seq)> _positions = new(StringComparer.Ordinal);
+    private readonly List<Subscription> _subscriptions = [];
+    private readonly RelayPrincipal _principal;
+    private readonly CancellationTokenSource _aborted;
+    private RelayMessage? _lastSent;
+    private long _lastWriteTicks;
+    private int _closing;
+
+    public SseConnection(HttpContext context, RelayPrincipal principal, IngressNode node, ILogger logger)
+    {
+        _context = context;
+        _principal = principal;
+        _node = node;
+        _logger = logger;
+        _aborted = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, node.Stopping);
+        ConnectionId = "s-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+        _queue = Channel.CreateBounded<SseItem>(new BoundedChannelOptions(node.Options.SendQueueFrames) { FullMode = BoundedChannelFullMode.Wait });
+        _lastWriteTicks = node.Time.GetUtcNow().UtcTicks;
+    }
+
+    public string ConnectionId { get; }
+
+    public async Task RunAsync(IReadOnlyList<string> channels, Dictionary<string, (string Epoch, long Seq)> resume)
+    {
+        var response = _context.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        _node.Register(this);
+        try
+        {
+            foreach (var channel in channels)
+            {
+                long? since = resume.TryGetValue(channel, out var at) ? at.Seq : null;
+                var subscription = await _node.StartSubscriptionAsync(this, _principal.AppId, channel, since is null ? null : at.Epoch, since, rewind: null, (name, position, _) =>
+                {
+                    if (position is { } p)
+                    {
+                        _positions[name] = (p.Epoch, p.Seq);
+                    }
+                }).ConfigureAwait(false);
+                _subscriptions.Add(subscription);
+            }
+
+            await WriteLoopAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var subscription in _subscriptions)
+            {
+                await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            }
+
+            _node.Unregister(this);
+            _aborted.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Send(RelayMessage message)
+    {
+        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        {
+            return;
+        }
+
+        if (message.EncodedFrame is not byte[] frame)
+        {
+            frame = ServerFrames.EncodeMessagePush(message);
+            message.EncodedFrame = frame;
+        }
+
+        if (!_queue.Writer.TryWrite(new SseItem(message, frame)) && Interlocked.Exchange(ref _closing, 1) == 0)
+        {
+            LogSlowConsumer(_logger, ConnectionId);
+            while (_queue.Reader.TryRead(out _))
+            {
+            }
+
+            Close(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: reconnect with Last-Event-ID to resume"));
+        }
+    }
+
+    public void CheckDeadlines(DateTimeOffset now)
+    {
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt && Interlocked.Exchange(ref _closing, 1) == 0)
+        {
+            Close(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token and Last-Event-ID"));
+            return;
+        }
+
+        if (now.UtcTicks - Interlocked.Read(ref _lastWriteTicks) >= TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs).Ticks)
+        {
+            _queue.Writer.TryWrite(new SseItem(null, Heartbeat));
+        }
+    }
+
+    public void Abort()
+    {
+        try
+        {
+            _aborted.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already finished.
+        }
+    }
+
+    private void Close(RelayError error)
+    {
+        using (var frame = new FrameBuilder())
+        {
+            ServerFrames.WriteDisconnect(frame.Writer, error, reconnect: true);
+            var json = frame.ToArray();
+            _queue.Writer.TryWrite(new SseItem(null, [.. "event: disconnect\ndata: "u8, .. json, .. "\n\n"u8]));
+        }
+
+        _queue.Writer.TryComplete();
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var output = _context.Response.BodyWriter;
+        var token = _aborted.Token;
+        try
+        {
+            // Tell EventSource how soon to reconnect, and open the stream at once so proxies pass it through.
+            Write(output, "retry: 2000\n: connected\n\n"u8);
+            await output.FlushAsync(token).ConfigureAwait(false);
+            while (await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+            {
+                while (_queue.Reader.TryRead(out var item))
+                {
+                    if (item.Message is not { } message)
+                    {
+                        Write(output, item.Frame);
+                    }
+                    else if (message.PresenceAction is not null)
+                    {
+                        Write(output, "event: presence\ndata: "u8);
+                        Write(output, item.Frame);
+                        Write(output, "\n\n"u8);
+                    }
+                    else
+                    {
+                        if (_positions.ContainsKey(message.Channel))
+                        {
+                            _positions[message.Channel] = (message.Epoch, message.Seq);
+                        }
+
+                        Write(output, "event: message\nid: "u8);
+                        Write(output, Encoding.UTF8.GetBytes(SseCursor.Encode(_positions)));
+                        Write(output, "\ndata: "u8);
+                        Write(output, item.Frame);
+                        Write(output, "\n\n"u8);
+                    }
+                }
+
+                Interlocked.Exchange(ref _lastWriteTicks, _node.Time.GetUtcNow().UtcTicks);
+                await output.FlushAsync(token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            LogEnded(_logger, ConnectionId, ex.Message);
+        }
+    }
+
+    private static void Write(System.IO.Pipelines.PipeWriter output, ReadOnlySpan<byte> bytes)
+    {
+        var span = output.GetSpan(bytes.Length);
+        bytes.CopyTo(span);
+        output.Advance(bytes.Length);
+    }
+
+    private readonly record struct SseItem(RelayMessage? Message, byte[] Frame);
+
+    [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "SSE stream {ConnectionId} cut as a slow consumer")]
+    private static partial void LogSlowConsumer(ILogger logger, string connectionId);
+
+    [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "SSE stream {ConnectionId} ended: {Reason}")]
+    private static partial void LogEnded(ILogger logger, string connectionId, string reason);
+}
