@@ -7,6 +7,11 @@ cd "$(dirname "$0")"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+if [ ! -d tests/interop-js/node_modules ]; then
+  echo "Installing the npm clients the interop tests drive (tests/interop-js)…"
+  npm ci --prefix tests/interop-js --no-audit --no-fund || { echo "npm ci failed: the interop tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
 echo "Building Relay.Cloud.sln…"
 if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then
   echo "build failed: fix the errors above, then run ./test.sh again"

@@ -27,6 +27,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private readonly ILogger<IngressNode> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private IDisposable? _registration;
+    private long _slowConsumerDisconnects;
     private Task? _sweep;
 
     /// <summary>Creates the node.</summary>
@@ -44,8 +45,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <summary>This node's id on the bus.</summary>
     public string NodeId { get; }
 
-    /// <summary>How many realtime connections are open.</summary>
+    /// <summary>How many client connections (WebSocket and SSE) are open.</summary>
     public int ConnectionCount => _connections.Count;
+
+    /// <summary>How many connections were cut as slow consumers since start.</summary>
+    public long SlowConsumerDisconnects => Interlocked.Read(ref _slowConsumerDisconnects);
 
     internal IRelayBus Bus { get; }
 
@@ -65,6 +69,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         Subscriptions.Dispatch(message);
         return ValueTask.CompletedTask;
     }
+
+    internal void CountSlowConsumer() => Interlocked.Increment(ref _slowConsumerDisconnects);
 
     internal void Register(INodeConnection connection) => _connections[connection.ConnectionId] = connection;
 

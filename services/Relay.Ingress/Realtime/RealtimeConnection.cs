@@ -146,6 +146,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         if (!_queue.Writer.TryWrite(frame) && Volatile.Read(ref _closing) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
+            _node.CountSlowConsumer();
             Disconnect(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: the outbound queue was full; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
         }
     }

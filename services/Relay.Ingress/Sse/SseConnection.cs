@@ -97,6 +97,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         if (!_queue.Writer.TryWrite(new SseItem(message, frame)) && Interlocked.Exchange(ref _closing, 1) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId);
+            _node.CountSlowConsumer();
             while (_queue.Reader.TryRead(out _))
             {
             }
