@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 
 namespace Relay.Testing;
 
@@ -18,7 +19,14 @@ public sealed class TestSocket : IAsyncDisposable
     private readonly byte[] _buffer = new byte[1 << 20];
     private int _nextRef;
 
-    private TestSocket(ClientWebSocket socket) => Socket = socket;
+    private readonly Channel<JsonElement> _inbox = Channel.CreateUnbounded<JsonElement>();
+    private readonly List<JsonElement> _skipped = [];
+
+    private TestSocket(ClientWebSocket socket)
+    {
+        Socket = socket;
+        _ = ReadLoopAsync();
+    }
 
     /// <summary>The socket.</summary>
     public ClientWebSocket Socket { get; }
@@ -92,8 +100,6 @@ public sealed class TestSocket : IAsyncDisposable
         return await ReceiveMatchingAsync(e => e.TryGetProperty("ref", out var r) && r.ValueKind == JsonValueKind.Number && r.GetInt32() == reference).ConfigureAwait(false);
     }
 
-    private readonly List<JsonElement> _skipped = [];
-
     /// <summary>Reads until a frame matches; frames read past are kept for later reads, in order.</summary>
     public async Task<JsonElement> ReceiveMatchingAsync(Func<JsonElement, bool> match, TimeSpan? timeout = null)
     {
@@ -150,24 +156,22 @@ public sealed class TestSocket : IAsyncDisposable
             return _pending.Dequeue();
         }
 
+        // Only the wait on the inbox is cancelled: cancelling a WebSocket receive would abort the socket.
         using var cts = new CancellationTokenSource(timeout);
-        var count = 0;
-        while (true)
+        JsonElement root;
+        try
         {
-            var result = await Socket.ReceiveAsync(_buffer.AsMemory(count), cts.Token).ConfigureAwait(false);
-            if (result.MessageType == WebSocketMessageType.Close)
-            {
-                throw new WebSocketException($"closed by server: {Socket.CloseStatus} {Socket.CloseStatusDescription}");
-            }
-
-            count += result.Count;
-            if (result.EndOfMessage)
-            {
-                break;
-            }
+            root = await _inbox.Reader.ReadAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            throw new TimeoutException($"no frame arrived within {timeout.TotalMilliseconds:0} ms");
+        }
+        catch (ChannelClosedException ex)
+        {
+            throw ex.InnerException as WebSocketException ?? new WebSocketException("the socket closed", ex);
         }
 
-        var root = JsonDocument.Parse(_buffer.AsMemory(0, count)).RootElement.Clone();
         if (root.ValueKind == JsonValueKind.Array)
         {
             BatchedFrames++;
@@ -180,6 +184,39 @@ public sealed class TestSocket : IAsyncDisposable
         }
 
         return root;
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var count = 0;
+        try
+        {
+            while (true)
+            {
+                if (count == _buffer.Length)
+                {
+                    throw new InvalidOperationException("a server frame was larger than the test client's 1 MiB buffer");
+                }
+
+                var result = await Socket.ReceiveAsync(_buffer.AsMemory(count), CancellationToken.None).ConfigureAwait(false);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    _inbox.Writer.TryComplete(new WebSocketException($"closed by server: {Socket.CloseStatus} {Socket.CloseStatusDescription}"));
+                    return;
+                }
+
+                count += result.Count;
+                if (result.EndOfMessage)
+                {
+                    _inbox.Writer.TryWrite(JsonDocument.Parse(_buffer.AsMemory(0, count)).RootElement.Clone());
+                    count = 0;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            _inbox.Writer.TryComplete(ex as WebSocketException ?? new WebSocketException("receive failed: " + ex.Message, ex));
+        }
     }
 
     /// <summary>Waits for the server to close the socket (after a disconnect), reading and dropping frames.</summary>
@@ -198,6 +235,10 @@ public sealed class TestSocket : IAsyncDisposable
         catch (WebSocketException)
         {
             return frames;
+        }
+        catch (TimeoutException)
+        {
+            // Fall through to the failure below.
         }
 
         throw new TimeoutException("the server did not close the socket in time");
