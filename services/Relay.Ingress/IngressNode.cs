@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -27,12 +28,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private readonly ILogger<IngressNode> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private IDisposable? _registration;
-    private long _slowConsumerDisconnects;
     private Task? _sweep;
 
     /// <summary>Creates the node.</summary>
-    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, NamespacePolicies namespaces, TimeProvider time, ILogger<IngressNode> logger)
+    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
     {
+        Metrics = new IngressMetrics(meters, () => _connections.Count);
         ArgumentNullException.ThrowIfNull(options);
         Bus = bus;
         Namespaces = namespaces;
@@ -49,7 +50,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     public int ConnectionCount => _connections.Count;
 
     /// <summary>How many connections were cut as slow consumers since start.</summary>
-    public long SlowConsumerDisconnects => Interlocked.Read(ref _slowConsumerDisconnects);
+    public long SlowConsumerDisconnects => Metrics.SlowConsumers;
 
     internal IRelayBus Bus { get; }
 
@@ -66,11 +67,14 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public ValueTask OnDeliverAsync(RelayMessage message)
     {
-        Subscriptions.Dispatch(message);
+        var subscribers = Subscriptions.Dispatch(message);
+        Metrics.Dispatched(subscribers, message.Timestamp, Time.GetUtcNow().ToUnixTimeMilliseconds());
         return ValueTask.CompletedTask;
     }
 
-    internal void CountSlowConsumer() => Interlocked.Increment(ref _slowConsumerDisconnects);
+    internal void CountSlowConsumer() => Metrics.SlowConsumer();
+
+    internal IngressMetrics Metrics { get; }
 
     internal void Register(INodeConnection connection) => _connections[connection.ConnectionId] = connection;
 

@@ -56,6 +56,11 @@ internal static class ChannelsApi
         }
 
         var reply = await node.Bus.SendToRoutingAsync(new PublishRequest(principal!.AppId, name!, items, principal.ClientId, TraceParent: null), context.RequestAborted).ConfigureAwait(false);
+        if (reply is PublishReply)
+        {
+            node.Metrics.Published(items.Count);
+        }
+
         return reply switch
         {
             PublishReply published => Json(StatusCodes.Status201Created, (name, published.Seqs), static (writer, state) =>

@@ -93,6 +93,7 @@ internal sealed partial class RealtimeConnection
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
         var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: null), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);
+        _node.Metrics.Published(1);
         Reply(request.Ref, "ok", static (writer, state) =>
         {
             writer.WriteString("channel"u8, state.channel);

@@ -83,8 +83,13 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 try
                 {
                     await writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                    if (_socket.State == WebSocketState.CloseReceived)
+                    {
+                        // The client closed first: answer its close so it sees a clean shutdown.
+                        await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None).WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                    }
                 }
-                catch (TimeoutException)
+                catch (Exception ex) when (ex is TimeoutException or WebSocketException or ObjectDisposedException)
                 {
                     Abort();
                 }

@@ -95,11 +95,13 @@ internal sealed class LocalSubscriptions
     /// <summary>How many local subscribers a channel has (exact subscriptions).</summary>
     public int CountOf(string app, string channel) => _exact.TryGetValue((app, channel), out var subs) ? subs.Length : 0;
 
-    /// <summary>Delivers a message to every local subscription of its channel and of matching patterns.</summary>
-    public void Dispatch(RelayMessage message)
+    /// <summary>Delivers a message to every local subscription of its channel and of matching patterns; returns how many.</summary>
+    public int Dispatch(RelayMessage message)
     {
+        var count = 0;
         if (_exact.TryGetValue((message.App, message.Channel), out var subscribers))
         {
+            count = subscribers.Length;
             foreach (var subscription in subscribers)
             {
                 subscription.Deliver(message);
@@ -111,6 +113,7 @@ internal sealed class LocalSubscriptions
         {
             var matches = t_matches ??= [];
             index.Match(message.Channel, matches);
+            count += matches.Count;
             foreach (var subscription in matches)
             {
                 subscription.Deliver(message);
@@ -118,5 +121,7 @@ internal sealed class LocalSubscriptions
 
             matches.Clear();
         }
+
+        return count;
     }
 }
