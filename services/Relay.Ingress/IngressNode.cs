@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Relay.Auth;
 using Relay.Bus;
 using Relay.Bus.FanOut;
 using Relay.Bus.Routing;
@@ -31,8 +32,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private Task? _sweep;
 
     /// <summary>Creates the node.</summary>
-    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
+    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
     {
+        ArgumentNullException.ThrowIfNull(auth);
+
+        // A token is accepted until exp plus the skew, so a connection holding one lives as long.
+        TokenGrace = TimeSpan.FromSeconds(auth.Value.ClockSkewSeconds);
         Metrics = new IngressMetrics(meters, () => _connections.Count);
         ArgumentNullException.ThrowIfNull(options);
         Bus = bus;
@@ -57,6 +62,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     internal IngressOptions Options { get; }
 
     internal NamespacePolicies Namespaces { get; }
+
+    internal TimeSpan TokenGrace { get; }
 
     internal TimeProvider Time { get; }
 

@@ -140,7 +140,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt)
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
         {
             Disconnect(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token, or send {\"type\":\"auth\",\"token\":…} before expiry"), reconnect: true, dropQueued: false);
         }
@@ -280,9 +280,10 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     var end = peek.EndOfMessage;
                     while (!end)
                     {
-                        if (count == buffer.Length)
+                        // The pool may hand out more than asked for; the frame limit is what counts.
+                        if (count == Math.Min(buffer.Length, maxFrame))
                         {
-                            if (buffer.Length >= maxFrame)
+                            if (count >= maxFrame)
                             {
                                 // Keep reading to the end of the oversized frame, discarding it, then answer 41300.
                                 tooLarge = true;

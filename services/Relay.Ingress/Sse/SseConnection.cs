@@ -108,7 +108,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
     public void CheckDeadlines(DateTimeOffset now)
     {
-        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt && Interlocked.Exchange(ref _closing, 1) == 0)
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace && Interlocked.Exchange(ref _closing, 1) == 0)
         {
             Close(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token and Last-Event-ID"));
             return;

@@ -6,17 +6,18 @@ namespace Relay.Core.Auth;
 /// <summary>
 /// A map from channel glob (<c>*</c> matches any run of characters) to the operations it grants.
 /// An operation is allowed on a channel when any glob that matches the channel lists it.
-/// Immutable; a token's capabilities are combined with its key's through <see cref="Intersect"/>.
+/// Immutable; a token's capabilities are combined with its key's through <see cref="Intersect"/>: the result
+/// keeps both glob maps as layers, and an operation is allowed only when every layer allows it.
 /// </summary>
 public sealed class Capabilities
 {
     private readonly KeyValuePair<string, Operations>[] _entries;
-    private readonly Capabilities? _ceiling;
+    private readonly KeyValuePair<string, Operations>[][] _ceilings;
 
-    private Capabilities(KeyValuePair<string, Operations>[] entries, Capabilities? ceiling)
+    private Capabilities(KeyValuePair<string, Operations>[] entries, KeyValuePair<string, Operations>[][]? ceilings)
     {
         _entries = entries;
-        _ceiling = ceiling;
+        _ceilings = ceilings ?? [];
     }
 
     /// <summary>Every operation on every channel.</summary>
@@ -25,7 +26,7 @@ public sealed class Capabilities
     /// <summary>Nothing at all.</summary>
     public static Capabilities None { get; } = new([], null);
 
-    /// <summary>The globs and their operations, as given (a ceiling set by <see cref="Intersect"/> is not listed).</summary>
+    /// <summary>The globs and their operations, as given (ceilings added by <see cref="Intersect"/> are not listed).</summary>
     public IReadOnlyList<KeyValuePair<string, Operations>> Entries => _entries;
 
     /// <summary>Builds capabilities from globs and operations.</summary>
@@ -40,15 +41,37 @@ public sealed class Capabilities
     {
         ArgumentNullException.ThrowIfNull(requested);
         ArgumentNullException.ThrowIfNull(ceiling);
-        return ReferenceEquals(ceiling, AllowAll) ? requested : new(requested._entries, ceiling);
+        if (ReferenceEquals(ceiling, AllowAll))
+        {
+            return requested;
+        }
+
+        // Every layer of both stays: chained clipping can only narrow.
+        return new(requested._entries, [.. requested._ceilings, ceiling._entries, .. ceiling._ceilings]);
     }
 
     /// <summary>The operations allowed on <paramref name="channel"/>.</summary>
     public Operations OperationsFor(string channel)
     {
         ArgumentNullException.ThrowIfNull(channel);
+        var ops = LayerOperations(_entries, channel);
+        foreach (var ceiling in _ceilings)
+        {
+            if (ops == Operations.None)
+            {
+                break;
+            }
+
+            ops &= LayerOperations(ceiling, channel);
+        }
+
+        return ops;
+    }
+
+    private static Operations LayerOperations(KeyValuePair<string, Operations>[] layer, string channel)
+    {
         var ops = Operations.None;
-        foreach (var (glob, granted) in _entries)
+        foreach (var (glob, granted) in layer)
         {
             if ((ops & granted) != granted && GlobMatches(glob, channel))
             {
@@ -56,7 +79,7 @@ public sealed class Capabilities
             }
         }
 
-        return _ceiling is null ? ops : ops & _ceiling.OperationsFor(channel);
+        return ops;
     }
 
     /// <summary>Whether every operation in <paramref name="operation"/> is allowed on <paramref name="channel"/>.</summary>
@@ -69,10 +92,49 @@ public sealed class Capabilities
     public bool IsSubsetOf(Capabilities other)
     {
         ArgumentNullException.ThrowIfNull(other);
-        foreach (var (glob, granted) in _entries)
+
+        // Everything granted here must fit every layer of the other; one of our layers fitting is enough
+        // (a sufficient test: an intersection of layers may fit where no single layer does).
+        if (!FitsLayer(other._entries))
+        {
+            return false;
+        }
+
+        foreach (var ceiling in other._ceilings)
+        {
+            if (!FitsLayer(ceiling))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private bool FitsLayer(KeyValuePair<string, Operations>[] layer)
+    {
+        if (LayerWithin(_entries, layer))
+        {
+            return true;
+        }
+
+        foreach (var ceiling in _ceilings)
+        {
+            if (LayerWithin(ceiling, layer))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool LayerWithin(KeyValuePair<string, Operations>[] inner, KeyValuePair<string, Operations>[] outer)
+    {
+        foreach (var (glob, granted) in inner)
         {
             var covered = Operations.None;
-            foreach (var (otherGlob, otherOps) in other._entries)
+            foreach (var (otherGlob, otherOps) in outer)
             {
                 if (GlobCovers(otherGlob, glob))
                 {
@@ -86,7 +148,7 @@ public sealed class Capabilities
             }
         }
 
-        return _ceiling is null || _ceiling.IsSubsetOf(other);
+        return true;
     }
 
     /// <summary>Whether <paramref name="glob"/> matches <paramref name="channel"/>; <c>*</c> matches any run of characters.</summary>
@@ -144,9 +206,9 @@ public sealed class Capabilities
         var entries = new List<KeyValuePair<string, Operations>>();
         foreach (var property in json.EnumerateObject())
         {
-            if (property.Name.Length is 0 or > 255)
+            if (property.Name.Length == 0 || Encoding.UTF8.GetByteCount(property.Name) > 255)
             {
-                error = "a capability glob must be 1-255 characters";
+                error = "a capability glob must be 1-255 UTF-8 bytes";
                 return false;
             }
 
@@ -202,7 +264,7 @@ public sealed class Capabilities
         _ => null,
     };
 
-    /// <summary>Writes the capabilities as the JSON object they were parsed from (the ceiling is not written).</summary>
+    /// <summary>Writes the capabilities as the JSON object they were parsed from (ceilings are not written).</summary>
     public void WriteTo(Utf8JsonWriter writer)
     {
         ArgumentNullException.ThrowIfNull(writer);

@@ -140,6 +140,24 @@ public sealed class ChannelsApiTests(ServerFixture fixture) : IClassFixture<Serv
     }
 
     [Fact]
+    public async Task Metrics_ArePrometheusTextWithIngressCounters()
+    {
+        await using var socket = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "metered" });
+        using var http = Client();
+        await SendAsync(http, HttpMethod.Post, "v1/channels/metered/messages", """{"data":1}""");
+        await socket.ReceiveMessageAsync();
+        using var response = await http.GetAsync("metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/plain", response.Content.Headers.ContentType?.MediaType);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("# TYPE relay_ingress_connections gauge", text, StringComparison.Ordinal);
+        var published = text.Split('\n').Single(static l => l.StartsWith("relay_ingress_messages_in_total ", StringComparison.Ordinal));
+        Assert.True(double.Parse(published.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 1, published);
+        Assert.Contains("relay_ingress_publish_to_deliver_seconds_bucket{le=\"+Inf\"}", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TokenFromTokensEndpoint_ConnectsRealtimeWithClippedCapabilities()
     {
         using var http = Client(RelayServer.ChatOnlyKey);

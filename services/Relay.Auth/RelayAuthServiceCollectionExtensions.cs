@@ -1,0 +1,38 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Relay.Auth.Keys;
+using Relay.Auth.Tokens;
+
+namespace Relay.Auth;
+
+/// <summary>Adds Relay's authentication (keys, tokens, JWKS) to a host.</summary>
+public static class RelayAuthServiceCollectionExtensions
+{
+    /// <summary>
+    /// Binds <c>Relay:Auth</c>, validates it at start-up and registers <see cref="IRelayAuthenticator"/> (a singleton)
+    /// with the key store, the token service and <see cref="TimeProvider.System"/> unless a clock is already registered.
+    /// Calling it again changes nothing.
+    /// </summary>
+    public static IServiceCollection AddRelayAuth(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+
+        // Binding twice would append every app twice to the same lists.
+        if (services.Any(static d => d.ServiceType == typeof(KeyStore)))
+        {
+            return services;
+        }
+
+        services.AddOptions<RelayAuthOptions>().BindConfiguration(RelayAuthOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RelayAuthOptions>, RelayAuthOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<KeyStore>();
+        services.TryAddSingleton(static sp => SigningKey.Create(sp.GetRequiredService<IOptions<RelayAuthOptions>>().Value));
+        services.TryAddSingleton<TokenService>();
+        services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
+        return services;
+    }
+}

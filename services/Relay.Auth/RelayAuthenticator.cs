@@ -1,0 +1,90 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Relay.Auth.Keys;
+using Relay.Auth.Tokens;
+using Relay.Core.Protocol;
+
+namespace Relay.Auth;
+
+/// <summary>Checks a request's credentials against the key store and token service: no I/O, nothing per call but parsing.</summary>
+internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
+{
+    public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
+
+    public AuthResult Authenticate(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var result = AuthenticateRequest(context.Request);
+        if (!result.Succeeded)
+        {
+            LogFailure(logger, result.Error.Code, result.Error.Message);
+        }
+
+        return result;
+    }
+
+    public AuthResult AuthenticateToken(string token)
+    {
+        var result = tokens.Validate(token);
+        if (!result.Succeeded)
+        {
+            LogFailure(logger, result.Error.Code, result.Error.Message);
+        }
+
+        return result;
+    }
+
+    private AuthResult AuthenticateRequest(HttpRequest request)
+    {
+        var authorization = request.Headers.Authorization;
+        if (authorization.Count > 0 && !string.IsNullOrWhiteSpace(authorization[0]))
+        {
+            var header = authorization[0].AsSpan();
+            if (BasicCredentials.TryGetScheme(header, "Basic", out var basic))
+            {
+                var error = BasicCredentials.Authenticate(basic, keys, out var key);
+                return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+            }
+
+            if (BasicCredentials.TryGetScheme(header, "Bearer", out var bearer))
+            {
+                return tokens.Validate(bearer.ToString());
+            }
+
+            return AuthResult.Fail(ErrorCodes.InvalidCredentials, "unsupported Authorization scheme: use Basic (a key) or Bearer (a token)");
+        }
+
+        var query = request.Query;
+        if (query.TryGetValue("key", out var keyValues))
+        {
+            var error = keys.Authenticate(keyValues[0].AsSpan(), out var key);
+            return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+        }
+
+        if (query.TryGetValue("token", out var tokenValues))
+        {
+            return tokens.Validate(tokenValues[0] ?? string.Empty);
+        }
+
+        return AuthResult.Fail(ErrorCodes.NoCredentials, NoCredentialsMessage);
+    }
+
+    /// <summary>With a key, <c>?clientId=</c> names the client.</summary>
+    private static AuthResult KeyPrincipal(ApiKey key, HttpRequest request)
+    {
+        if (!request.Query.TryGetValue("clientId", out var clientIds))
+        {
+            return AuthResult.Success(key.Principal);
+        }
+
+        var clientId = clientIds[0] ?? string.Empty;
+        if (clientIds.Count > 1)
+        {
+            return AuthResult.Fail(ErrorCodes.BadRequest, "give clientId once");
+        }
+
+        return ClientIds.Validate(clientId) is { } invalid
+            ? new AuthResult(null, invalid)
+            : AuthResult.Success(key.Principal with { ClientId = clientId });
+    }
+}
