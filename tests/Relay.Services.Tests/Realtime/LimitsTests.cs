@@ -91,7 +91,7 @@ public sealed class LimitsTests : IAsyncLifetime
                 var seq = message.GetProperty("seq").GetInt64();
                 Assert.Equal(lastSeq + 1, seq);
                 lastSeq = seq;
-                received++;
+                Interlocked.Increment(ref received);
             }
         });
 
@@ -104,6 +104,14 @@ public sealed class LimitsTests : IAsyncLifetime
         var body = "[" + string.Join(",", Enumerable.Repeat(JsonSerializer.Serialize(new { data = payload }), perBatch)) + "]";
         for (var i = 0; i < batches; i++)
         {
+            // Publish with a window, like a real producer: the healthy reader keeps up, the stalled one cannot.
+            var windowDeadline = DateTime.UtcNow.AddSeconds(30);
+            while (Interlocked.Read(ref received) < (i - 2) * perBatch)
+            {
+                Assert.True(DateTime.UtcNow < windowDeadline, $"the healthy subscriber fell behind: {Interlocked.Read(ref received)} of {i * perBatch}");
+                await Task.Delay(1);
+            }
+
             using var response = await http.PostAsync("v1/channels/firehose/messages", new StringContent(body, Encoding.UTF8, "application/json"));
             Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         }
