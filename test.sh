@@ -4,8 +4,9 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+results=artifacts/test-results
+rm -rf "$results"
+mkdir -p "$results"
 
 if [ ! -d tests/interop-js/node_modules ]; then
   echo "Installing the npm clients the interop tests drive (tests/interop-js)…"
@@ -19,24 +20,31 @@ if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then
   exit 1
 fi
 
-echo "Running tests (each project prints its summary as it finishes)…"
-dotnet test Relay.Cloud.sln -c Release --no-build --nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+status=0
+for project in $(grep -l '<IsTestProject>true</IsTestProject>' tests/*/*.csproj | sort); do
+  name=$(basename "$project" .csproj)
+  echo "Running $name…"
+  dotnet test "$project" -c Release --no-build --nologo --results-directory "$results" \
+    --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=minimal" "$@" || status=1
+done
 
-# VSTest prints one summary per test project: "Passed!  - Failed: 0, Passed: 57, Skipped: 0, Total: 57, …"
-passed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Passed: *([0-9]+).*/\1/' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Failed: *([0-9]+),.*/\1/' | awk '{s+=$1} END {print s+0}')
-projects=$(grep -cE '^(Passed|Failed)!' "$log")
-expected=$(grep -l '<IsTestProject>true</IsTestProject>' tests/*/*.csproj | wc -l)
-
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  # A test host crashed or a project did not report: count it as a failure rather than hide it.
-  failed=1
-fi
-if [ "$projects" -lt "$expected" ]; then
-  echo "only $projects of $expected test projects reported results"
-  failed=$((failed + expected - projects))
-fi
-
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# One TRX file per test project; sum their counters, and count a project that wrote none as a failure.
+python3 - "$results" "$status" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+results, status = sys.argv[1], int(sys.argv[2])
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+passed = failed = 0
+files = glob.glob(f"{results}/*.trx")
+for path in files:
+    counters = ET.parse(path).getroot().find("t:ResultSummary/t:Counters", ns)
+    passed += int(counters.get("passed", 0))
+    failed += int(counters.get("failed", 0)) + int(counters.get("error", 0)) + int(counters.get("timeout", 0)) + int(counters.get("aborted", 0))
+expected = sum(1 for p in glob.glob("tests/*/*.csproj") if "<IsTestProject>true</IsTestProject>" in open(p).read())
+if len(files) < expected:
+    print(f"only {len(files)} of {expected} test projects reported results (a test host crashed?)")
+    failed += expected - len(files)
+if status != 0 and failed == 0:
+    failed = 1
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
