@@ -251,4 +251,40 @@ public sealed class PubSubTests(ServerFixture fixture) : IClassFixture<ServerFix
             Assert.Equal(i, (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetInt32());
         }
     }
+
+    [Fact]
+    public async Task Subscribe_WithSinceWhilePublishesKeepArriving_HasNoGapAndNoDuplicateAtTheSeam()
+    {
+        await using var publisher = await ConnectAsync();
+        var first = await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "seam", ["data"] = 1 });
+        var epoch = (await OkAsync(publisher, new() { ["type"] = "history", ["channel"] = "seam", ["limit"] = 1 })).GetProperty("epoch").GetString();
+
+        // A second publisher keeps publishing while the resuming subscriber catches up.
+        const int total = 150;
+        await using var stream = await ConnectAsync();
+        var publishing = Task.Run(async () =>
+        {
+            for (var i = 2; i <= total; i++)
+            {
+                await stream.SendAsync(new { type = "publish", @ref = i, channel = "seam", data = i });
+                if (i % 10 == 0)
+                {
+                    await Task.Delay(1);
+                }
+            }
+        });
+
+        await Task.Delay(5);
+        await using var subscriber = await ConnectAsync();
+        var ok = await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "seam", ["since"] = new { epoch, seq = first.GetProperty("seq").GetInt64() } });
+        Assert.True(ok.GetProperty("recovered").GetBoolean());
+        await publishing.WaitAsync(TestSocket.DefaultTimeout);
+        for (var expected = 2; expected <= total; expected++)
+        {
+            var message = await subscriber.ReceiveMessageAsync();
+            Assert.Equal(expected, message.GetProperty("seq").GetInt64());
+        }
+
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(300)));
+    }
 }
