@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Messages;
@@ -29,7 +28,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private readonly IngressNode _node;
     private readonly IRelayAuthenticator _authenticator;
     private readonly ILogger _logger;
-    private readonly Channel<ReadOnlyMemory<byte>> _queue;
+    private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly HashSet<string> _presence = new(StringComparer.Ordinal);
     private readonly TokenBucket _publishRate;
@@ -47,12 +46,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _logger = logger;
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(node.Options.SendQueueFrames)
-        {
-            FullMode = BoundedChannelFullMode.Wait,
-            SingleReader = false,
-            SingleWriter = false,
-        });
+        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames);
     }
 
     public string ConnectionId { get; }
@@ -79,7 +73,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                 _subscriptions.Clear();
                 await LeaveAllPresenceAsync().ConfigureAwait(false);
-                _queue.Writer.TryComplete();
+                _queue.Complete();
                 try
                 {
                     await writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
@@ -148,7 +142,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private void Enqueue(ReadOnlyMemory<byte> frame)
     {
-        if (!_queue.Writer.TryWrite(frame) && Volatile.Read(ref _closing) == 0)
+        if (!_queue.TryWrite(frame) && Volatile.Read(ref _closing) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
             _node.CountSlowConsumer();
@@ -167,18 +161,16 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
         if (dropQueued)
         {
-            while (_queue.Reader.TryRead(out _))
-            {
-            }
+            _queue.Clear();
         }
 
         using (var frame = new FrameBuilder())
         {
             ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
-            _queue.Writer.TryWrite(frame.ToArray());
+            _queue.TryWrite(frame.ToArray());
         }
 
-        _queue.Writer.TryComplete();
+        _queue.Complete();
     }
 
     private byte[] ConnectedFrame()
@@ -201,7 +193,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private async Task WriteLoopAsync()
     {
-        var reader = _queue.Reader;
+        var reader = _queue;
         try
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
@@ -246,7 +238,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or OperationCanceledException or IOException)
         {
             // The peer went away; the receive loop sees it too and cleans up.
-            _queue.Writer.TryComplete();
+            _queue.Complete();
             Abort();
         }
     }

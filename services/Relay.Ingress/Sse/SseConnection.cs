@@ -1,5 +1,4 @@
 using System.Text;
-using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
@@ -21,7 +20,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
     private readonly HttpContext _context;
     private readonly IngressNode _node;
     private readonly ILogger _logger;
-    private readonly Channel<SseItem> _queue;
+    private readonly SendQueue<SseItem> _queue;
     private readonly Dictionary<string, (string Epoch, long Seq)> _positions = new(StringComparer.Ordinal);
     private readonly List<Subscription> _subscriptions = [];
     private readonly RelayPrincipal _principal;
@@ -38,7 +37,10 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         _logger = logger;
         _aborted = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, node.Stopping);
         ConnectionId = "s-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
-        _queue = Channel.CreateBounded<SseItem>(new BoundedChannelOptions(node.Options.SendQueueFrames) { FullMode = BoundedChannelFullMode.Wait });
+        _queue = new SendQueue<SseItem>(node.Options.SendQueueFrames);
+
+        // A client that goes away, or a node that stops, ends the write loop's wait.
+        _aborted.Token.Register(static queue => ((SendQueue<SseItem>)queue!).Complete(), _queue);
         _lastWriteTicks = node.Time.GetUtcNow().UtcTicks;
     }
 
@@ -94,13 +96,11 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             message.EncodedFrame = frame;
         }
 
-        if (!_queue.Writer.TryWrite(new SseItem(message, frame)) && Interlocked.Exchange(ref _closing, 1) == 0)
+        if (!_queue.TryWrite(new SseItem(message, frame)) && Interlocked.Exchange(ref _closing, 1) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId);
             _node.CountSlowConsumer();
-            while (_queue.Reader.TryRead(out _))
-            {
-            }
+            _queue.Clear();
 
             Close(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: reconnect with Last-Event-ID to resume"));
         }
@@ -116,7 +116,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
         if (now.UtcTicks - Interlocked.Read(ref _lastWriteTicks) >= TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs).Ticks)
         {
-            _queue.Writer.TryWrite(new SseItem(null, Heartbeat));
+            _queue.TryWrite(new SseItem(null, Heartbeat));
         }
     }
 
@@ -138,10 +138,10 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         {
             ServerFrames.WriteDisconnect(frame.Writer, error, reconnect: true);
             var json = frame.ToArray();
-            _queue.Writer.TryWrite(new SseItem(null, [.. "event: disconnect\ndata: "u8, .. json, .. "\n\n"u8]));
+            _queue.TryWrite(new SseItem(null, [.. "event: disconnect\ndata: "u8, .. json, .. "\n\n"u8]));
         }
 
-        _queue.Writer.TryComplete();
+        _queue.Complete();
     }
 
     private async Task WriteLoopAsync()
@@ -153,9 +153,9 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             // Tell EventSource how soon to reconnect, and open the stream at once so proxies pass it through.
             Write(output, "retry: 2000\n: connected\n\n"u8);
             await output.FlushAsync(token).ConfigureAwait(false);
-            while (await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+            while (await _queue.WaitToReadAsync().ConfigureAwait(false))
             {
-                while (_queue.Reader.TryRead(out var item))
+                while (_queue.TryRead(out var item))
                 {
                     if (item.Message is not { } message)
                     {
@@ -199,7 +199,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         output.Advance(bytes.Length);
     }
 
-    private readonly record struct SseItem(RelayMessage? Message, byte[] Frame);
+    internal readonly record struct SseItem(RelayMessage? Message, byte[] Frame);
 
     [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "SSE stream {ConnectionId} cut as a slow consumer")]
     private static partial void LogSlowConsumer(ILogger logger, string connectionId);

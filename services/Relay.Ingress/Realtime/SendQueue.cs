@@ -1,0 +1,169 @@
+using System.Threading.Tasks.Sources;
+
+namespace Relay.Ingress.Realtime;
+
+/// <summary>
+/// A connection's bounded outbound queue: many writers (deliveries), one reader (the write loop). Unlike a
+/// bounded <c>Channel&lt;T&gt;</c>, waking the reader reuses one value-task source, so a delivery allocates
+/// nothing; the ring grows with the backlog and shrinks back when drained, so an idle connection holds a few
+/// slots only.
+/// </summary>
+/// <typeparam name="T">The item type.</typeparam>
+internal sealed class SendQueue<T> : IValueTaskSource<bool>
+{
+    private const int MinimumSlots = 4;
+
+    private readonly Lock _gate = new();
+    private readonly int _capacity;
+    private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
+    private T[] _ring = new T[MinimumSlots];
+    private int _head;
+    private int _count;
+    private bool _completed;
+    private bool _readerWaiting;
+
+    public SendQueue(int capacity) => _capacity = capacity;
+
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _count;
+            }
+        }
+    }
+
+    /// <summary>Adds an item; false when the queue is full or completed.</summary>
+    public bool TryWrite(T item)
+    {
+        bool wake;
+        lock (_gate)
+        {
+            if (_completed || _count == _capacity)
+            {
+                return false;
+            }
+
+            if (_count == _ring.Length)
+            {
+                Resize(Math.Min(_ring.Length * 2, _capacity));
+            }
+
+            _ring[(_head + _count) % _ring.Length] = item;
+            _count++;
+            wake = _readerWaiting;
+            _readerWaiting = false;
+        }
+
+        if (wake)
+        {
+            _signal.SetResult(true);
+        }
+
+        return true;
+    }
+
+    /// <summary>Removes every queued item (a slow consumer's backlog is dropped, not sent).</summary>
+    public void Clear()
+    {
+        lock (_gate)
+        {
+            Array.Clear(_ring);
+            _head = 0;
+            _count = 0;
+        }
+    }
+
+    /// <summary>No more writes; the reader drains what is queued and then sees the end.</summary>
+    public void Complete()
+    {
+        bool wake;
+        lock (_gate)
+        {
+            _completed = true;
+            wake = _readerWaiting;
+            _readerWaiting = false;
+        }
+
+        if (wake)
+        {
+            _signal.SetResult(false);
+        }
+    }
+
+    /// <summary>Waits until an item is queued (true) or the queue is completed and empty (false). One reader only.</summary>
+    public ValueTask<bool> WaitToReadAsync()
+    {
+        lock (_gate)
+        {
+            if (_count > 0)
+            {
+                return new ValueTask<bool>(true);
+            }
+
+            if (_completed)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            _signal.Reset();
+            _readerWaiting = true;
+            return new ValueTask<bool>(this, _signal.Version);
+        }
+    }
+
+    public bool TryRead(out T item)
+    {
+        lock (_gate)
+        {
+            if (_count == 0)
+            {
+                item = default!;
+                return false;
+            }
+
+            item = _ring[_head];
+            _ring[_head] = default!;
+            _head = (_head + 1) % _ring.Length;
+            _count--;
+            if (_count == 0 && _ring.Length > 64)
+            {
+                // Drained after a burst: give the memory back so idle connections stay small.
+                _ring = new T[MinimumSlots];
+                _head = 0;
+            }
+
+            return true;
+        }
+    }
+
+    public bool TryPeek(out T item)
+    {
+        lock (_gate)
+        {
+            item = _count == 0 ? default! : _ring[_head];
+            return _count > 0;
+        }
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _signal.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _signal.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _signal.OnCompleted(continuation, state, token, flags);
+
+    private void Resize(int size)
+    {
+        var next = new T[size];
+        for (var i = 0; i < _count; i++)
+        {
+            next[i] = _ring[(_head + i) % _ring.Length];
+        }
+
+        _ring = next;
+        _head = 0;
+    }
+}
