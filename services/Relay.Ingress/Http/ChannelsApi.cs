@@ -97,17 +97,7 @@ internal static class ChannelsApi
         return reply switch
         {
             HistoryReply history => Json(StatusCodes.Status200OK, (name, history), static (writer, state) =>
-            {
-                writer.WriteString("channel"u8, state.name);
-                writer.WriteString("epoch"u8, state.history.Position.Epoch);
-                writer.WriteStartArray("messages"u8);
-                foreach (var message in state.history.Messages)
-                {
-                    ServerFrames.WriteMessage(writer, message, asPush: false);
-                }
-
-                writer.WriteEndArray();
-            }),
+                ReplyBodies.WriteHistory(writer, state.name!, state.history.Position.Epoch, state.history.Messages)),
             ErrorReply failed => RelayResults.Error(failed.Error),
             _ => RelayResults.Error(ErrorCodes.Internal, "unexpected reply from routing"),
         };
@@ -130,16 +120,7 @@ internal static class ChannelsApi
         return reply switch
         {
             PresenceReply presence => Json(StatusCodes.Status200OK, (name, presence.Members), static (writer, state) =>
-            {
-                writer.WriteString("channel"u8, state.name);
-                writer.WriteStartArray("members"u8);
-                foreach (var member in state.Members)
-                {
-                    ServerFrames.WritePresence(writer, member, asPush: false);
-                }
-
-                writer.WriteEndArray();
-            }),
+                ReplyBodies.WriteMembers(writer, state.name!, state.Members)),
             ErrorReply failed => RelayResults.Error(failed.Error),
             _ => RelayResults.Error(ErrorCodes.Internal, "unexpected reply from routing"),
         };

@@ -157,17 +157,7 @@ internal sealed partial class RealtimeConnection
             }
 
             var members = Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceGetRequest(App, channel), _node.Stopping).ConfigureAwait(false));
-            Reply(request.Ref, "ok", static (writer, state) =>
-            {
-                writer.WriteString("channel"u8, state.channel);
-                writer.WriteStartArray("members"u8);
-                foreach (var member in state.Members)
-                {
-                    ServerFrames.WritePresence(writer, member, asPush: false);
-                }
-
-                writer.WriteEndArray();
-            }, (channel, members.Members));
+            Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteMembers(writer, state.channel, state.Members), (channel, members.Members));
             return;
         }
 
@@ -251,18 +241,7 @@ internal sealed partial class RealtimeConnection
 
         var reply = await _node.Bus.SendToRoutingAsync(new HistoryRequest(App, channel, limit, request.Before), _node.Stopping).ConfigureAwait(false);
         var history = Expect<HistoryReply>(reply);
-        Reply(request.Ref, "ok", static (writer, state) =>
-        {
-            writer.WriteString("channel"u8, state.channel);
-            writer.WriteString("epoch"u8, state.history.Position.Epoch);
-            writer.WriteStartArray("messages"u8);
-            foreach (var message in state.history.Messages)
-            {
-                ServerFrames.WriteMessage(writer, message, asPush: false);
-            }
-
-            writer.WriteEndArray();
-        }, (channel, history));
+        Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages), (channel, history));
     }
 
     private void Authenticate(ClientRequest request)

@@ -104,13 +104,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (message.EncodedFrame is not byte[] frame)
-        {
-            frame = ServerFrames.EncodeMessagePush(message);
-            message.EncodedFrame = frame;
-        }
-
-        Enqueue(frame);
+        Enqueue(ServerFrames.PushFrame(message));
     }
 
     public void Abort()

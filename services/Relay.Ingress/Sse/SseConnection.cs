@@ -90,13 +90,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (message.EncodedFrame is not byte[] frame)
-        {
-            frame = ServerFrames.EncodeMessagePush(message);
-            message.EncodedFrame = frame;
-        }
-
-        if (!_queue.TryWrite(new SseItem(message, frame)) && Interlocked.Exchange(ref _closing, 1) == 0)
+        if (!_queue.TryWrite(new SseItem(message, ServerFrames.PushFrame(message))) && Interlocked.Exchange(ref _closing, 1) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId);
             _node.CountSlowConsumer();

@@ -47,173 +47,127 @@ public sealed class ChannelAuthority : IRoutingHandler
 
     private async ValueTask<RoutingReply> Publish(PublishRequest request)
     {
-        var seqs = new long[request.Items.Count];
-        ValueTask pending = default;
-        string epoch;
-        while (true)
+        var (reply, pending) = InGate(request, static (state, now, request, self) =>
         {
-            var state = GetState(request.App, request.Channel);
-            lock (state.Gate)
+            var seqs = new long[request.Items.Count];
+            ValueTask pending = default;
+            for (var i = 0; i < seqs.Length; i++)
             {
-                if (state.Retired)
+                var item = request.Items[i];
+                if (item.Id is not null && state.TryGetRecentId(item.Id, now, out var firstSeq))
                 {
+                    seqs[i] = firstSeq;
                     continue;
                 }
 
-                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                state.LastUsed = now;
-                state.ExpireHistory(now);
-                epoch = state.Epoch;
-                for (var i = 0; i < seqs.Length; i++)
-                {
-                    var item = request.Items[i];
-                    if (item.Id is not null && state.TryGetRecentId(item.Id, now, out var firstSeq))
-                    {
-                        seqs[i] = firstSeq;
-                        continue;
-                    }
-
-                    var message = new RelayMessage
-                    {
-                        App = request.App,
-                        Channel = request.Channel,
-                        Seq = state.NextSeq(),
-                        Epoch = state.Epoch,
-                        Id = item.Id,
-                        Name = item.Name,
-                        Data = item.Data,
-                        DataIsJson = item.DataIsJson,
-                        ClientId = request.ClientId,
-                        Timestamp = now,
-                        TraceParent = request.TraceParent,
-                    };
-                    seqs[i] = message.Seq;
-                    if (item.Id is not null)
-                    {
-                        state.RememberId(item.Id, message.Seq, now + (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
-                    }
-
-                    state.Append(message);
-
-                    // Handed over inside the gate so that fan-out sees this channel's messages in seq order.
-                    var handOff = _bus.PublishSequencedAsync(message);
-                    if (!handOff.IsCompletedSuccessfully)
-                    {
-                        pending = pending.IsCompleted ? handOff : Chain(pending, handOff);
-                    }
-                }
-
-                break;
-            }
-        }
-
-        await pending.ConfigureAwait(false);
-        return new PublishReply(seqs, epoch);
-    }
-
-    private static async ValueTask Chain(ValueTask first, ValueTask second)
-    {
-        await first.ConfigureAwait(false);
-        await second.ConfigureAwait(false);
-    }
-
-    private RoutingReply History(HistoryRequest request)
-    {
-        while (true)
-        {
-            var state = GetState(request.App, request.Channel);
-            lock (state.Gate)
-            {
-                if (state.Retired)
-                {
-                    continue;
-                }
-
-                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                state.LastUsed = now;
-                state.ExpireHistory(now);
-                var position = new ChannelPosition(state.Epoch, state.Seq);
-                if (request.AfterSeq is { } after)
-                {
-                    var (messages, complete) = state.ReadForward(request.Limit, after);
-                    return new HistoryReply(position, messages, complete);
-                }
-
-                return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
-            }
-        }
-    }
-
-    private PositionReply Position(PositionRequest request)
-    {
-        while (true)
-        {
-            var state = GetState(request.App, request.Channel);
-            lock (state.Gate)
-            {
-                if (!state.Retired)
-                {
-                    state.LastUsed = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                    return new PositionReply(new ChannelPosition(state.Epoch, state.Seq));
-                }
-            }
-        }
-    }
-
-    private async ValueTask<RoutingReply> Presence(PresenceRequest request)
-    {
-        ValueTask handOff = default;
-        while (true)
-        {
-            var state = GetState(request.App, request.Channel);
-            lock (state.Gate)
-            {
-                if (state.Retired)
-                {
-                    continue;
-                }
-
-                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                state.LastUsed = now;
-                var record = new RelayMessage
+                var message = new RelayMessage
                 {
                     App = request.App,
                     Channel = request.Channel,
+                    Seq = state.NextSeq(),
                     Epoch = state.Epoch,
+                    Id = item.Id,
+                    Name = item.Name,
+                    Data = item.Data,
+                    DataIsJson = item.DataIsJson,
                     ClientId = request.ClientId,
-                    ConnectionId = request.ConnectionId,
-                    Data = request.Data,
-                    PresenceAction = request.Action,
                     Timestamp = now,
+                    TraceParent = request.TraceParent,
                 };
-                var presenceEvent = request.Action == "leave" ? state.RemoveMember(record) : state.SetMember(record);
-                if (presenceEvent is not null)
+                seqs[i] = message.Seq;
+                if (item.Id is not null)
                 {
-                    // Inside the gate, so presence events keep their order with the channel's messages.
-                    handOff = _bus.PublishSequencedAsync(presenceEvent);
+                    state.RememberId(item.Id, message.Seq, now + (long)RoutingOptions.IdempotencyWindow.TotalMilliseconds);
                 }
 
-                break;
+                state.Append(message);
+
+                // Handed over inside the gate so that fan-out sees this channel's messages in seq order.
+                pending = Then(pending, self._bus.PublishSequencedAsync(message));
             }
+
+            return ((RoutingReply)new PublishReply(seqs, state.Epoch), pending);
+        });
+
+        await pending.ConfigureAwait(false);
+        return reply;
+    }
+
+    private RoutingReply History(HistoryRequest request) => InGate(request, static (state, _, request, _) =>
+    {
+        var position = new ChannelPosition(state.Epoch, state.Seq);
+        if (request.AfterSeq is { } after)
+        {
+            var (messages, complete) = state.ReadForward(request.Limit, after);
+            return new HistoryReply(position, messages, complete);
         }
+
+        return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
+    });
+
+    private PositionReply Position(PositionRequest request) =>
+        InGate(request, static (state, _, _, _) => new PositionReply(new ChannelPosition(state.Epoch, state.Seq)));
+
+    private async ValueTask<RoutingReply> Presence(PresenceRequest request)
+    {
+        var handOff = InGate(request, static (state, now, request, self) =>
+        {
+            var record = new RelayMessage
+            {
+                App = request.App,
+                Channel = request.Channel,
+                Epoch = state.Epoch,
+                ClientId = request.ClientId,
+                ConnectionId = request.ConnectionId,
+                Data = request.Data,
+                PresenceAction = request.Action,
+                Timestamp = now,
+            };
+            var presenceEvent = request.Action == "leave" ? state.RemoveMember(record) : state.SetMember(record);
+
+            // Inside the gate, so presence events keep their order with the channel's messages.
+            return presenceEvent is null ? default : self._bus.PublishSequencedAsync(presenceEvent);
+        });
 
         await handOff.ConfigureAwait(false);
         return new PresenceReply([]);
     }
 
-    private RoutingReply PresenceMembers(PresenceGetRequest request)
+    private RoutingReply PresenceMembers(PresenceGetRequest request) =>
+        InGate(request, static (state, _, _, _) => new PresenceReply(state.Members()));
+
+    /// <summary>
+    /// Runs <paramref name="action"/> inside the channel's gate with expired history dropped. A state the sweep
+    /// retired meanwhile is looked up again, so no request ever lands on a forgotten channel.
+    /// </summary>
+    private TResult InGate<TRequest, TResult>(TRequest request, Func<ChannelState, long, TRequest, ChannelAuthority, TResult> action)
+        where TRequest : RoutingRequest
     {
         while (true)
         {
             var state = GetState(request.App, request.Channel);
             lock (state.Gate)
             {
-                if (!state.Retired)
+                if (state.Retired)
                 {
-                    return new PresenceReply(state.Members());
+                    continue;
                 }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                state.LastUsed = now;
+                state.ExpireHistory(now);
+                return action(state, now, request, this);
             }
         }
+    }
+
+    private static ValueTask Then(ValueTask pending, ValueTask next) =>
+        next.IsCompletedSuccessfully ? pending : pending.IsCompletedSuccessfully ? next : Chain(pending, next);
+
+    private static async ValueTask Chain(ValueTask first, ValueTask second)
+    {
+        await first.ConfigureAwait(false);
+        await second.ConfigureAwait(false);
     }
 
     private ChannelState GetState(string app, string channel) =>

@@ -125,6 +125,22 @@ public static class ServerFrames
         writer.WriteEndObject();
     }
 
+    /// <summary>
+    /// The push frame of <paramref name="message"/>, encoded on first use and cached on the message, so every
+    /// subscriber is sent the same bytes. Two threads racing here both produce identical bytes; either is kept.
+    /// </summary>
+    public static byte[] PushFrame(RelayMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.EncodedFrame is not byte[] frame)
+        {
+            frame = EncodeMessagePush(message);
+            message.EncodedFrame = frame;
+        }
+
+        return frame;
+    }
+
     /// <summary>The push of <paramref name="message"/> (a <c>message</c>, or a <c>presence</c> event) as UTF-8 bytes.</summary>
     public static byte[] EncodeMessagePush(RelayMessage message)
     {
