@@ -30,6 +30,12 @@ public sealed class IngressOptions
     /// <summary>Channels and patterns one connection may subscribe to.</summary>
     public int MaxSubscriptionsPerConnection { get; set; } = DefaultMaxSubscriptionsPerConnection;
 
+    /// <summary>
+    /// Serve plain-HTTP realtime upgrades at the connection level (less memory per connection, fewer copies);
+    /// off, or over TLS, they go through ASP.NET Core's WebSocket middleware.
+    /// </summary>
+    public bool LeanWebSockets { get; set; } = true;
+
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;
 

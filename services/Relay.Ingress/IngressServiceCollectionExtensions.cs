@@ -7,6 +7,8 @@ using Relay.Bus;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
+using Relay.Ingress.WebSockets;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress;
@@ -24,6 +26,16 @@ public static class IngressServiceCollectionExtensions
         services.AddRelayInMemoryBus();
         services.TryAddSingleton<IngressNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
+
+        // Realtime upgrades are taken at the connection, before Kestrel builds an HTTP request for them.
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<IngressOptions>>(static (kestrel, ingress) =>
+        {
+            if (ingress.Value.LeanWebSockets)
+            {
+                kestrel.ConfigureEndpointDefaults(static listen =>
+                    listen.Use(next => new RealtimeUpgradeMiddleware(next, listen.ApplicationServices).InvokeAsync));
+            }
+        });
         return services;
     }
 

@@ -6,6 +6,7 @@ using Relay.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Subscriptions;
+using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Realtime;
 
@@ -126,6 +127,11 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         {
             Abort();
             return;
+        }
+
+        if (_socket is PipeWebSocket lean)
+        {
+            lean.Heartbeat(TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs));
         }
 
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)

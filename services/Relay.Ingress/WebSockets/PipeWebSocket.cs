@@ -1,0 +1,452 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net.WebSockets;
+using System.Text;
+
+namespace Relay.Ingress.WebSockets;
+
+/// <summary>
+/// The server side of RFC 6455 over a connection's pipes: what <see cref="WebSocket"/> promises, with less held per
+/// connection than the framework's socket behind a full HTTP request. Frames are read straight from the transport
+/// pipe (a zero-byte receive waits without a buffer) and written into it under one send lock. Control frames are
+/// answered inline; keep-alive pings come from the node's once-a-second loop through <see cref="Heartbeat"/>.
+/// </summary>
+internal sealed class PipeWebSocket : WebSocket
+{
+    private const int MaxControlPayload = 125;
+
+    private readonly IDuplexPipe _transport;
+    private readonly Action _abort;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly TimeProvider _time;
+    private WebSocketState _state = WebSocketState.Open;
+    private WebSocketCloseStatus? _closeStatus;
+    private string? _closeDescription;
+
+    // The data frame being read: payload bytes left, its mask and where in the mask we are.
+    private long _remaining;
+    private uint _mask;
+    private int _maskOffset;
+    private bool _final;
+    private bool _inMessage;
+    private WebSocketMessageType _messageType;
+
+    // Sending: whether a fragmented message is open (its next frames are continuations).
+    private bool _sendingMessage;
+    private long _lastReceivedTicks;
+    private bool _pingOutstanding;
+
+    public PipeWebSocket(IDuplexPipe transport, string? subProtocol, Action abort, TimeProvider time)
+    {
+        _transport = transport;
+        SubProtocol = subProtocol;
+        _abort = abort;
+        _time = time;
+        _lastReceivedTicks = time.GetTimestamp();
+    }
+
+    public override WebSocketCloseStatus? CloseStatus => _closeStatus;
+
+    public override string? CloseStatusDescription => _closeDescription;
+
+    public override WebSocketState State => _state;
+
+    public override string? SubProtocol { get; }
+
+    /// <summary>Pings a quiet peer, and aborts one that stayed quiet for two intervals (a dead TCP peer never says so).</summary>
+    public void Heartbeat(TimeSpan interval)
+    {
+        if (_state != WebSocketState.Open)
+        {
+            return;
+        }
+
+        var quiet = _time.GetElapsedTime(Interlocked.Read(ref _lastReceivedTicks));
+        if (quiet >= interval * 2)
+        {
+            Abort();
+        }
+        else if (quiet >= interval && !_pingOutstanding)
+        {
+            _pingOutstanding = true;
+            _ = SendControlAsync(0x9, ReadOnlyMemory<byte>.Empty, waitForLock: false);
+        }
+    }
+
+    public override async ValueTask<ValueWebSocketReceiveResult> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var input = _transport.Input;
+        while (true)
+        {
+            var read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (read.IsCanceled)
+            {
+                throw new OperationCanceledException("the receive was cancelled");
+            }
+
+            var data = read.Buffer;
+            if (_remaining == 0)
+            {
+                if (!TryReadHeader(data, out var header))
+                {
+                    ThrowIfEnded(read, data);
+                    input.AdvanceTo(data.Start, data.End);
+                    continue;
+                }
+
+                Interlocked.Exchange(ref _lastReceivedTicks, _time.GetTimestamp());
+                _pingOutstanding = false;
+                if (header.Opcode >= 0x8)
+                {
+                    // Control frames arrive whole (at most 125 bytes); wait until all of it is here.
+                    if (data.Length < header.HeaderLength + header.Length)
+                    {
+                        ThrowIfEnded(read, data);
+                        input.AdvanceTo(data.Start, data.End);
+                        continue;
+                    }
+
+                    var payload = new byte[header.Length];
+                    data.Slice(header.HeaderLength, header.Length).CopyTo(payload);
+                    Unmask(payload, header.Mask, 0);
+                    input.AdvanceTo(data.GetPosition(header.HeaderLength + header.Length));
+                    if (header.Opcode == 0x8)
+                    {
+                        return ReceivedClose(payload);
+                    }
+
+                    if (header.Opcode == 0x9)
+                    {
+                        await SendControlAsync(0xA, payload, waitForLock: true).ConfigureAwait(false);
+                    }
+
+                    continue;
+                }
+
+                StartDataFrame(header);
+                input.AdvanceTo(data.GetPosition(header.HeaderLength));
+                if (header.Length == 0 || buffer.IsEmpty)
+                {
+                    return Result(0);
+                }
+
+                continue;
+            }
+
+            if (buffer.IsEmpty)
+            {
+                // A zero-byte receive in the middle of a frame: report once payload is waiting.
+                if (data.IsEmpty)
+                {
+                    ThrowIfEnded(read, data);
+                    input.AdvanceTo(data.Start, data.End);
+                    continue;
+                }
+
+                input.AdvanceTo(data.Start);
+                return new ValueWebSocketReceiveResult(0, _messageType, endOfMessage: false);
+            }
+
+            var count = (int)Math.Min(Math.Min(data.Length, _remaining), buffer.Length);
+            if (count == 0)
+            {
+                ThrowIfEnded(read, data);
+                input.AdvanceTo(data.Start, data.End);
+                continue;
+            }
+
+            var target = buffer.Span[..count];
+            data.Slice(0, count).CopyTo(target);
+            _maskOffset = Unmask(target, _mask, _maskOffset);
+            input.AdvanceTo(data.GetPosition(count));
+            _remaining -= count;
+            return Result(count);
+        }
+    }
+
+    public override async Task<WebSocketReceiveResult> ReceiveAsync(ArraySegment<byte> buffer, CancellationToken cancellationToken)
+    {
+        var result = await ReceiveAsync(buffer.AsMemory(), cancellationToken).ConfigureAwait(false);
+        return result.MessageType == WebSocketMessageType.Close
+            ? new WebSocketReceiveResult(0, WebSocketMessageType.Close, true, _closeStatus, _closeDescription)
+            : new WebSocketReceiveResult(result.Count, result.MessageType, result.EndOfMessage);
+    }
+
+    public override async ValueTask SendAsync(ReadOnlyMemory<byte> buffer, WebSocketMessageType messageType, bool endOfMessage, CancellationToken cancellationToken)
+    {
+        if (_state is not (WebSocketState.Open or WebSocketState.CloseReceived))
+        {
+            throw new WebSocketException(WebSocketError.InvalidState, $"cannot send in state {_state}");
+        }
+
+        var opcode = _sendingMessage ? 0x0 : messageType == WebSocketMessageType.Binary ? 0x2 : 0x1;
+        _sendingMessage = !endOfMessage;
+        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            WriteFrame(opcode, endOfMessage, buffer.Span);
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    public override Task SendAsync(ArraySegment<byte> buffer, WebSocketMessageType messageType, bool endOfMessage, CancellationToken cancellationToken) =>
+        SendAsync(buffer.AsMemory(), messageType, endOfMessage, cancellationToken).AsTask();
+
+    public override async Task CloseOutputAsync(WebSocketCloseStatus closeStatus, string? statusDescription, CancellationToken cancellationToken)
+    {
+        if (_state is WebSocketState.CloseSent or WebSocketState.Closed or WebSocketState.Aborted)
+        {
+            return;
+        }
+
+        var description = Encoding.UTF8.GetBytes(statusDescription ?? string.Empty);
+        var payload = new byte[2 + Math.Min(description.Length, MaxControlPayload - 2)];
+        BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)closeStatus);
+        description.AsSpan(0, payload.Length - 2).CopyTo(payload.AsSpan(2));
+        _state = _state == WebSocketState.CloseReceived ? WebSocketState.Closed : WebSocketState.CloseSent;
+        await SendControlAsync(0x8, payload, waitForLock: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    public override Task CloseAsync(WebSocketCloseStatus closeStatus, string? statusDescription, CancellationToken cancellationToken) =>
+        CloseOutputAsync(closeStatus, statusDescription, cancellationToken);
+
+    public override void Abort()
+    {
+        if (_state != WebSocketState.Closed)
+        {
+            _state = WebSocketState.Aborted;
+        }
+
+        _abort();
+    }
+
+    public override void Dispose()
+    {
+        if (_state is not (WebSocketState.Closed or WebSocketState.Aborted))
+        {
+            _state = WebSocketState.Closed;
+        }
+    }
+
+    private static void ThrowIfEnded(ReadResult read, ReadOnlySequence<byte> data)
+    {
+        if (read.IsCompleted)
+        {
+            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, data.IsEmpty ? "the peer closed the connection" : "the peer closed the connection inside a frame");
+        }
+    }
+
+    private ValueWebSocketReceiveResult Result(int count)
+    {
+        var end = _remaining == 0 && _final;
+        if (end)
+        {
+            _inMessage = false;
+        }
+
+        return new ValueWebSocketReceiveResult(count, _messageType, end);
+    }
+
+    private ValueWebSocketReceiveResult ReceivedClose(byte[] payload)
+    {
+        if (payload.Length == 1)
+        {
+            throw Fail("a close frame's payload must be empty or start with a two-byte status");
+        }
+
+        _closeStatus = payload.Length >= 2 ? (WebSocketCloseStatus)BinaryPrimitives.ReadUInt16BigEndian(payload) : WebSocketCloseStatus.Empty;
+        _closeDescription = payload.Length > 2 ? Encoding.UTF8.GetString(payload, 2, payload.Length - 2) : null;
+        _state = _state == WebSocketState.CloseSent ? WebSocketState.Closed : WebSocketState.CloseReceived;
+        return new ValueWebSocketReceiveResult(0, WebSocketMessageType.Close, endOfMessage: true);
+    }
+
+    private void StartDataFrame(in FrameHeader header)
+    {
+        if (header.Opcode == 0x0)
+        {
+            if (!_inMessage)
+            {
+                throw Fail("a continuation frame arrived with no message to continue");
+            }
+        }
+        else
+        {
+            if (_inMessage)
+            {
+                throw Fail("a new message started before the previous one ended");
+            }
+
+            _messageType = header.Opcode == 0x1 ? WebSocketMessageType.Text : WebSocketMessageType.Binary;
+            _inMessage = true;
+        }
+
+        _remaining = header.Length;
+        _mask = header.Mask;
+        _maskOffset = 0;
+        _final = header.Final;
+    }
+
+    private bool TryReadHeader(ReadOnlySequence<byte> data, out FrameHeader header)
+    {
+        header = default;
+        Span<byte> bytes = stackalloc byte[14];
+        var available = (int)Math.Min(data.Length, bytes.Length);
+        if (available < 2)
+        {
+            return false;
+        }
+
+        data.Slice(0, available).CopyTo(bytes);
+        var first = bytes[0];
+        var second = bytes[1];
+        var opcode = first & 0x0F;
+        if ((first & 0x70) != 0)
+        {
+            throw Fail("reserved bits are set but no extension was agreed");
+        }
+
+        if (opcode is not (0x0 or 0x1 or 0x2 or 0x8 or 0x9 or 0xA))
+        {
+            throw Fail($"unknown opcode {opcode}");
+        }
+
+        if ((second & 0x80) == 0)
+        {
+            throw Fail("client frames must be masked");
+        }
+
+        var final = (first & 0x80) != 0;
+        long length = second & 0x7F;
+        var offset = 2;
+        if (length == 126)
+        {
+            if (available < 4)
+            {
+                return false;
+            }
+
+            length = BinaryPrimitives.ReadUInt16BigEndian(bytes[2..]);
+            offset = 4;
+        }
+        else if (length == 127)
+        {
+            if (available < 10)
+            {
+                return false;
+            }
+
+            length = (long)BinaryPrimitives.ReadUInt64BigEndian(bytes[2..]);
+            if (length < 0)
+            {
+                throw Fail("frame length out of range");
+            }
+
+            offset = 10;
+        }
+
+        if (opcode >= 0x8 && (!final || length > MaxControlPayload))
+        {
+            throw Fail("control frames must be whole and at most 125 bytes");
+        }
+
+        if (available < offset + 4)
+        {
+            return false;
+        }
+
+        header = new FrameHeader(opcode, final, length, BinaryPrimitives.ReadUInt32LittleEndian(bytes[offset..]), offset + 4);
+        return true;
+    }
+
+    private WebSocketException Fail(string message)
+    {
+        // A protocol error ends the connection: say why with 1002, then drop it.
+        _ = CloseOutputAsync(WebSocketCloseStatus.ProtocolError, message, CancellationToken.None);
+        _state = WebSocketState.Aborted;
+        return new WebSocketException(WebSocketError.Faulted, message);
+    }
+
+    private static int Unmask(Span<byte> payload, uint mask, int offset)
+    {
+        Span<byte> key = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(key, mask);
+        for (var i = 0; i < payload.Length; i++)
+        {
+            payload[i] ^= key[(offset + i) & 3];
+        }
+
+        return (offset + payload.Length) & 3;
+    }
+
+    private async Task SendControlAsync(int opcode, ReadOnlyMemory<byte> payload, bool waitForLock, CancellationToken cancellationToken = default)
+    {
+        if (!waitForLock && !_sendLock.Wait(0, CancellationToken.None))
+        {
+            // A data send is under way, which keeps the connection alive just as well.
+            return;
+        }
+
+        if (waitForLock)
+        {
+            await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            WriteFrame(opcode, final: true, payload.Span);
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!waitForLock && ex is IOException or OperationCanceledException or InvalidOperationException or WebSocketException)
+        {
+            // A keep-alive ping to a dead peer: the next heartbeat aborts it.
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private void WriteFrame(int opcode, bool final, ReadOnlySpan<byte> payload)
+    {
+        var output = _transport.Output;
+        var header = output.GetSpan(10);
+        header[0] = (byte)((final ? 0x80 : 0) | opcode);
+        int headerLength;
+        if (payload.Length < 126)
+        {
+            header[1] = (byte)payload.Length;
+            headerLength = 2;
+        }
+        else if (payload.Length <= ushort.MaxValue)
+        {
+            header[1] = 126;
+            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)payload.Length);
+            headerLength = 4;
+        }
+        else
+        {
+            header[1] = 127;
+            BinaryPrimitives.WriteUInt64BigEndian(header[2..], (ulong)payload.Length);
+            headerLength = 10;
+        }
+
+        output.Advance(headerLength);
+        output.Write(payload);
+    }
+
+    private async ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        var flush = await _transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (flush.IsCompleted || flush.IsCanceled)
+        {
+            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
+        }
+    }
+
+    private readonly record struct FrameHeader(int Opcode, bool Final, long Length, uint Mask, int HeaderLength);
+}
