@@ -36,6 +36,7 @@ internal sealed class PipeWebSocket : WebSocket
     private bool _sendingMessage;
     private long _lastReceivedTicks;
     private bool _pingOutstanding;
+    private long _pingSentTicks;
 
     public PipeWebSocket(IDuplexPipe transport, string? subProtocol, Action abort, TimeProvider time)
     {
@@ -54,7 +55,10 @@ internal sealed class PipeWebSocket : WebSocket
 
     public override string? SubProtocol { get; }
 
-    /// <summary>Pings a quiet peer, and aborts one that stayed quiet for two intervals (a dead TCP peer never says so).</summary>
+    /// <summary>
+    /// Pings a quiet peer, and aborts one that has not answered a ping within an interval (a dead TCP peer never
+    /// says so). A peer is only ever aborted after it was pinged, so a late sweep cannot cut a healthy quiet client.
+    /// </summary>
     public void Heartbeat(TimeSpan interval)
     {
         if (_state != WebSocketState.Open)
@@ -63,12 +67,16 @@ internal sealed class PipeWebSocket : WebSocket
         }
 
         var quiet = _time.GetElapsedTime(Interlocked.Read(ref _lastReceivedTicks));
-        if (quiet >= interval * 2)
+        if (_pingOutstanding)
         {
-            Abort();
+            if (quiet >= interval * 2 && _time.GetElapsedTime(_pingSentTicks) >= interval)
+            {
+                Abort();
+            }
         }
-        else if (quiet >= interval && !_pingOutstanding)
+        else if (quiet >= interval)
         {
+            _pingSentTicks = _time.GetTimestamp();
             _pingOutstanding = true;
             _ = SendControlAsync(0x9, ReadOnlyMemory<byte>.Empty, waitForLock: false);
         }

@@ -175,6 +175,32 @@ public sealed class LeanWebSocketTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PeerThatNeverAnswersPings_IsCut()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        var (opcode, _) = await client.ReadFrameAsync();
+        Assert.Equal(0x9, opcode);
+
+        // No pong, no other frame: within a few heartbeats the server drops the socket.
+        var cut = false;
+        for (var i = 0; i < 20 && !cut; i++)
+        {
+            try
+            {
+                await client.ReadFrameAsync();
+            }
+            catch (Exception ex) when (ex is IOException or EndOfStreamException or SocketException)
+            {
+                cut = true;
+            }
+        }
+
+        Assert.True(cut, "a peer that never answers pings must be disconnected");
+    }
+
+    [Fact]
     public async Task CloseFromClient_IsAnsweredWithClose()
     {
         await using var socket = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
