@@ -1,0 +1,98 @@
+using System.Globalization;
+using System.Text.Json;
+using Relay.Bench;
+using Relay.Bench.Reporting;
+using Relay.Bench.Scenarios;
+using Relay.Bench.Targets;
+
+if (args is ["idle-client", ..])
+{
+    // A child process of the idle scenario: holds connections so the parent is not limited by one process's descriptors.
+    string Arg(string name) => args[Array.IndexOf(args, name) + 1];
+    var target = Targets.ByName(Arg("--target"));
+    return await IdleScenario.RunClientAsync(target, new Uri(Arg("--uri")), int.Parse(Arg("--count"), CultureInfo.InvariantCulture), int.Parse(Arg("--child"), CultureInfo.InvariantCulture));
+}
+
+if (args is ["--help" or "-h", ..])
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return 0;
+}
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"{ex.Message}\n\n{BenchOptions.Usage}");
+    return 2;
+}
+
+var environment = BenchEnvironment.Locate();
+var command = "dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll " + string.Join(' ', args);
+var targets = options.Targets.Select(Targets.ByName).ToList();
+var results = new List<ScenarioResult>();
+var descriptions = new Dictionary<string, string>();
+var idleConnections = options.IdleConnections > 0 ? options.IdleConnections : Math.Max(1000, Limits.OpenFilesHard() - 1000);
+
+foreach (var scenario in options.Scenarios)
+{
+    foreach (var target in targets)
+    {
+        if (scenario == "publish-http" && target is not RelayTarget)
+        {
+            continue;
+        }
+
+        var spec = scenario switch
+        {
+            "fanout" => new FanOutSpec(scenario, 1, options.Subscribers, 0, options.Window, options.Payload, options.Warmup, options.Duration),
+            "latency" => new FanOutSpec(scenario, 1, options.LatencySubscribers, options.Rate, options.Window, options.Payload, options.Warmup, options.Duration),
+            "channels" => new FanOutSpec(scenario, options.Channels, options.PerChannel, 0, options.Window, options.Payload, options.Warmup, options.Duration),
+            "publish-ws" => new FanOutSpec(scenario, 1, 1, 0, options.Window, options.Payload, options.Warmup, options.Duration, PublishPacing.AckWindow),
+            "publish-http" => new FanOutSpec(scenario, 1, 1, 0, options.Window, options.Payload, options.Warmup, options.Duration, PublishPacing.AckWindow, OverHttp: true),
+            _ => null,
+        };
+        descriptions[scenario] = scenario switch
+        {
+            "fanout" => $"{options.Subscribers:N0} WebSocket subscribers of one channel, one publisher as fast as a window of {options.Window} allows, {options.Payload}-byte payloads",
+            "latency" => $"{options.Rate:N0} msgs/s to {options.LatencySubscribers:N0} subscribers of one channel, {options.Payload}-byte payloads",
+            "channels" => $"{options.Channels:N0} channels with {options.PerChannel} subscribers each, one publisher round-robin, window {options.Window}",
+            "publish-ws" => $"one WebSocket publisher, window of {options.Window} unacknowledged publishes, one subscriber",
+            "publish-http" => $"POST /v1/channels/{{channel}}/messages with {options.Window} requests in flight, one WebSocket subscriber (the peers have no HTTP publish)",
+            _ => $"idle subscribed WebSocket connections (each on its own channel), {options.IdlePerProcess:N0} per client process",
+        };
+
+        try
+        {
+            results.Add(spec is null
+                ? await IdleScenario.RunAsync(target, idleConnections, options.IdlePerProcess, environment)
+                : await FanOutScenario.RunAsync(target, spec, environment));
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException)
+        {
+            Console.Error.WriteLine($"[{scenario}/{target.Name}] failed: {ex.Message}");
+            results.Add(new ScenarioResult { Scenario = scenario, Target = target.Name, Error = ex.Message });
+        }
+    }
+}
+
+var machine = MachineInfo.Collect(Targets.PeerVersions(options.Targets));
+var markdown = MarkdownReport.Render(results, descriptions, command, machine);
+Console.WriteLine();
+Console.WriteLine(markdown);
+if (options.MarkdownPath is not null)
+{
+    MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown);
+    Console.WriteLine($"wrote {options.MarkdownPath}");
+}
+
+if (options.JsonPath is not null)
+{
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.JsonPath))!);
+    await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(new { machine, command, results }, new JsonSerializerOptions { WriteIndented = true }));
+}
+
+return results.Any(r => r.Error is not null) ? 1 : 0;

@@ -1,0 +1,38 @@
+using Relay.Bench.Load;
+
+namespace Relay.Bench.Scenarios;
+
+/// <summary>What one target did in one scenario.</summary>
+internal sealed record ScenarioResult
+{
+    public required string Scenario { get; init; }
+
+    public required string Target { get; init; }
+
+    /// <summary>Messages delivered to subscribers per second during the measured interval.</summary>
+    public double DeliveredPerSecond { get; init; }
+
+    /// <summary>Messages published per second during the measured interval.</summary>
+    public double PublishedPerSecond { get; init; }
+
+    public LatencySummary? Latency { get; init; }
+
+    /// <summary>Server CPU time over the measured interval, in cores (1.0 = one core busy all the time).</summary>
+    public double ServerCpuCores { get; init; }
+
+    public long PeakRssBytes { get; init; }
+
+    public int Connections { get; init; }
+
+    /// <summary>Idle scenario: server resident memory added per subscribed connection.</summary>
+    public double? RssPerConnectionBytes { get; init; }
+
+    /// <summary>Messages published and never delivered to a subscriber still connected at the end.</summary>
+    public long Lost { get; init; }
+
+    /// <summary>Subscribers the server disconnected during the run.</summary>
+    public int Disconnected { get; init; }
+
+    /// <summary>Why the run produced no figures, when it did not.</summary>
+    public string? Error { get; init; }
+}

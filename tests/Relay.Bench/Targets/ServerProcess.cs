@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Relay.Bench.Targets;
+
+/// <summary>
+/// A server the harness started: its PID, its log, and what /proc says about its CPU time and memory. The harness
+/// ends only the processes it started, by their PID.
+/// </summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private static readonly long ClockTicksPerSecond = 100; // USER_HZ is 100 on every Linux this runs on.
+
+    private readonly Process _process;
+
+    private ServerProcess(Process process, string name, string logPath)
+    {
+        _process = process;
+        Name = name;
+        LogPath = logPath;
+    }
+
+    public string Name { get; }
+
+    public string LogPath { get; }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Starts <paramref name="fileName"/> with its output going to a log, and waits until <paramref name="port"/> accepts connections.</summary>
+    public static async Task<ServerProcess> StartAsync(string name, string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, int port, string logDirectory)
+    {
+        Directory.CreateDirectory(logDirectory);
+        var logPath = Path.Combine(logDirectory, $"{name}-{DateTime.UtcNow:HHmmss}.log");
+        var info = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {fileName}");
+        var log = new StreamWriter(logPath) { AutoFlush = true };
+        var gate = new Lock();
+        void Append(string? line)
+        {
+            if (line is not null)
+            {
+                lock (gate)
+                {
+                    log.WriteLine(line);
+                }
+            }
+        }
+
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new ServerProcess(process, name, logPath);
+
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"{name} exited with code {process.ExitCode} while starting; its output is in {logPath}");
+            }
+
+            try
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
+                return server;
+            }
+            catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+            catch (SocketException)
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw new TimeoutException($"{name} did not listen on port {port} within 30 s; its output is in {logPath}");
+            }
+        }
+    }
+
+    /// <summary>A free loopback TCP port (bound and released; the server takes it right after).</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>User plus system CPU time the process has used so far.</summary>
+    public TimeSpan CpuTime()
+    {
+        // /proc/PID/stat: the command may hold spaces, so count fields from the closing parenthesis.
+        var stat = File.ReadAllText($"/proc/{Pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return TimeSpan.FromSeconds((double)ticks / ClockTicksPerSecond);
+    }
+
+    /// <summary>Resident set size now, in bytes.</summary>
+    public long RssBytes() => StatusKilobytes("VmRSS:") * 1024;
+
+    /// <summary>The largest resident set size the process has had, in bytes.</summary>
+    public long PeakRssBytes() => StatusKilobytes("VmHWM:") * 1024;
+
+    private long StatusKilobytes(string field)
+    {
+        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+        {
+            if (line.StartsWith(field, StringComparison.Ordinal))
+            {
+                return long.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException($"/proc/{Pid}/status has no {field}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+
+        _process.Dispose();
+    }
+}

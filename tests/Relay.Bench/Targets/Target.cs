@@ -1,0 +1,182 @@
+using System.Text;
+using Relay.Bench.Load;
+
+namespace Relay.Bench.Targets;
+
+/// <summary>
+/// One system the harness measures: how to start it, and the bytes its WebSocket protocol uses to say hello,
+/// subscribe and publish. Everything else (sockets, counting, pacing, timing) is the same code for every target.
+/// </summary>
+internal abstract class Target
+{
+    public abstract string Name { get; }
+
+    /// <summary>The ready, acknowledgement and error tokens of the protocol.</summary>
+    public abstract ProtocolTokens Tokens { get; }
+
+    /// <summary>Whether a publish request is answered one by one (false: a whole burst is confirmed by a ping).</summary>
+    public virtual bool AcksEachPublish => true;
+
+    /// <summary>Starts a fresh server for one scenario run.</summary>
+    public abstract Task<RunningTarget> StartAsync(BenchEnvironment environment);
+
+    /// <summary>After the upgrade: waits for the greeting and completes the protocol's own handshake.</summary>
+    public abstract Task HandshakeAsync(BenchSocket socket);
+
+    /// <summary>Subscribes to <paramref name="channel"/> and waits until the server confirms it.</summary>
+    public abstract Task SubscribeAsync(BenchSocket socket, string channel);
+
+    /// <summary>One publish of a payload of <paramref name="payloadSize"/> bytes, with the offset where its stamp goes.</summary>
+    public abstract PublishTemplate PublishTemplate(string channel, int payloadSize, bool wantAck);
+
+    /// <summary>The frame that confirms everything published before it, for protocols without per-publish acks.</summary>
+    public virtual byte[]? BurstTerminator => null;
+
+    protected static async Task RequestAsync(BenchSocket socket, string frame, long acksBefore, int acks, string what)
+    {
+        await socket.SendTextAsync(Encoding.UTF8.GetBytes(frame)).ConfigureAwait(false);
+        await socket.Scanner.WaitAsync(() => socket.Scanner.Acks >= acksBefore + acks, BenchEnvironment.RequestTimeout, what).ConfigureAwait(false);
+    }
+
+    protected static PublishTemplate Template(string before, int payloadSize, string after)
+    {
+        var head = Encoding.UTF8.GetBytes(before);
+        var tail = Encoding.UTF8.GetBytes(after);
+        var bytes = new byte[head.Length + payloadSize + tail.Length];
+        head.CopyTo(bytes, 0);
+        Stamp.Write(bytes.AsSpan(head.Length), payloadSize, 0);
+        tail.CopyTo(bytes, head.Length + payloadSize);
+        return new PublishTemplate(bytes, head.Length);
+    }
+}
+
+/// <summary>A publish frame with a stamp at <see cref="StampOffset"/>, rewritten with the send time for each message.</summary>
+internal sealed record PublishTemplate(byte[] Bytes, int StampOffset);
+
+/// <summary>A started target: its process and the WebSocket address clients connect to.</summary>
+internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri? HttpBase) : IAsyncDisposable
+{
+    public ValueTask DisposeAsync() => Server.DisposeAsync();
+}
+
+/// <summary>Relay's standalone host, from this repository's Release build.</summary>
+internal sealed class RelayTarget : Target
+{
+    public const string AppKey = "bench.root:bench-secret-0123456789";
+
+    public override string Name => "relay";
+
+    public override ProtocolTokens Tokens { get; } = new("\"type\":\"connected\""u8.ToArray(), "\"type\":\"ok\""u8.ToArray(), "\"type\":\"error\""u8.ToArray());
+
+    public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
+    {
+        var dll = environment.RepoPath("services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll");
+        var port = ServerProcess.FreePort();
+        var settings = new Dictionary<string, string>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["Relay__Auth__Apps__0__Id"] = "bench",
+            ["Relay__Auth__Apps__0__Keys__0__Id"] = "root",
+            ["Relay__Auth__Apps__0__Keys__0__Secret"] = "bench-secret-0123456789",
+            ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Channel"] = "*",
+            ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Operations__0"] = "*",
+            // The harness measures the server, not its per-connection publish limit.
+            ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
+            ["Relay__Ingress__PublishBurst"] = "1000000",
+        };
+        var server = await ServerProcess.StartAsync("relay", "dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"], settings, port, environment.LogDirectory).ConfigureAwait(false);
+        var key = Uri.EscapeDataString(AppKey);
+        return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"));
+    }
+
+    public override Task HandshakeAsync(BenchSocket socket) =>
+        socket.Scanner.WaitAsync(() => socket.Scanner.Readies >= 1, BenchEnvironment.RequestTimeout, "the connection (connected frame)");
+
+    public override Task SubscribeAsync(BenchSocket socket, string channel) =>
+        RequestAsync(socket, $"{{\"type\":\"subscribe\",\"channel\":\"{channel}\",\"ref\":1}}", socket.Scanner.Acks, 1, $"subscribe {channel}");
+
+    public override PublishTemplate PublishTemplate(string channel, int payloadSize, bool wantAck) =>
+        Template($"{{\"type\":\"publish\",\"channel\":\"{channel}\",\"data\":\"", payloadSize, "\",\"ref\":1}");
+}
+
+/// <summary>nats-server (Debian) with its WebSocket listener: the fastest broker a team would reach for.</summary>
+internal sealed class NatsTarget : Target
+{
+    public override string Name => "nats";
+
+    public override ProtocolTokens Tokens { get; } = new("INFO "u8.ToArray(), "PONG\r\n"u8.ToArray(), "-ERR"u8.ToArray());
+
+    public override bool AcksEachPublish => false;
+
+    public override byte[] BurstTerminator => "PING\r\n"u8.ToArray();
+
+    public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
+    {
+        var binary = BenchEnvironment.FindExecutable("nats-server", "apt-get install nats-server");
+        var port = ServerProcess.FreePort();
+        var webSocketPort = ServerProcess.FreePort();
+        var config = Path.Combine(environment.LogDirectory, $"nats-{webSocketPort}.conf");
+        Directory.CreateDirectory(environment.LogDirectory);
+        await File.WriteAllTextAsync(config, $$"""
+            listen: "127.0.0.1:{{port}}"
+            max_payload: 65536
+            # Idle benchmark clients stay quiet for minutes; keep-alive pings are not what is measured.
+            ping_interval: "10m"
+            websocket {
+              listen: "127.0.0.1:{{webSocketPort}}"
+              no_tls: true
+              compression: false
+            }
+            """).ConfigureAwait(false);
+        var server = await ServerProcess.StartAsync("nats", binary, ["-c", config], new Dictionary<string, string>(), webSocketPort, environment.LogDirectory).ConfigureAwait(false);
+        return new RunningTarget(server, new Uri($"ws://127.0.0.1:{webSocketPort}/"), null);
+    }
+
+    public override async Task HandshakeAsync(BenchSocket socket)
+    {
+        await socket.Scanner.WaitAsync(() => socket.Scanner.Readies >= 1, BenchEnvironment.RequestTimeout, "the connection (INFO)").ConfigureAwait(false);
+        await RequestAsync(socket, "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\nPING\r\n", socket.Scanner.Acks, 1, "CONNECT").ConfigureAwait(false);
+    }
+
+    public override Task SubscribeAsync(BenchSocket socket, string channel) =>
+        RequestAsync(socket, $"SUB {channel} 1\r\nPING\r\n", socket.Scanner.Acks, 1, $"SUB {channel}");
+
+    public override PublishTemplate PublishTemplate(string channel, int payloadSize, bool wantAck) =>
+        Template($"PUB {channel} {payloadSize}\r\n", payloadSize, "\r\n");
+}
+
+/// <summary>An ASP.NET Core SignalR hub (tests/Relay.Bench/peers/SignalRPeer): the .NET default.</summary>
+internal sealed class SignalRTarget : Target
+{
+    private const char RecordSeparator = '\u001e';
+
+    public override string Name => "signalr";
+
+    public override ProtocolTokens Tokens { get; } = new("{}\u001e"u8.ToArray(), "\"type\":3"u8.ToArray(), "\"error\":"u8.ToArray());
+
+    public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
+    {
+        var dll = environment.RepoPath("tests/Relay.Bench/peers/SignalRPeer/bin/Release/net10.0/SignalRPeer.dll");
+        var port = ServerProcess.FreePort();
+        var settings = new Dictionary<string, string> { ["ASPNETCORE_ENVIRONMENT"] = "Production" };
+        var server = await ServerProcess.StartAsync("signalr", "dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"], settings, port, environment.LogDirectory).ConfigureAwait(false);
+        return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/hub"), null);
+    }
+
+    public override async Task HandshakeAsync(BenchSocket socket)
+    {
+        // Straight to the WebSocket transport, as the JavaScript client's skipNegotiation does.
+        await socket.SendTextAsync(Encoding.UTF8.GetBytes("{\"protocol\":\"json\",\"version\":1}" + RecordSeparator)).ConfigureAwait(false);
+        await socket.Scanner.WaitAsync(() => socket.Scanner.Readies >= 1, BenchEnvironment.RequestTimeout, "the SignalR handshake").ConfigureAwait(false);
+    }
+
+    public override Task SubscribeAsync(BenchSocket socket, string channel) =>
+        RequestAsync(socket, $"{{\"type\":1,\"invocationId\":\"s\",\"target\":\"Subscribe\",\"arguments\":[\"{channel}\"]}}{RecordSeparator}", socket.Scanner.Acks, 1, $"Subscribe {channel}");
+
+    public override PublishTemplate PublishTemplate(string channel, int payloadSize, bool wantAck) =>
+        Template(
+            wantAck ? $"{{\"type\":1,\"invocationId\":\"p\",\"target\":\"Publish\",\"arguments\":[\"{channel}\",\"" : $"{{\"type\":1,\"target\":\"Publish\",\"arguments\":[\"{channel}\",\"",
+            payloadSize,
+            "\"]}" + RecordSeparator);
+}

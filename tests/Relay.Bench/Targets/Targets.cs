@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Relay.Bench.Targets;
+
+/// <summary>The targets by name, and the versions of the peers the report names.</summary>
+internal static class Targets
+{
+    public static Target ByName(string name) => name switch
+    {
+        "relay" => new RelayTarget(),
+        "nats" => new NatsTarget(),
+        "signalr" => new SignalRTarget(),
+        _ => throw new ArgumentException($"unknown target '{name}': use relay, nats or signalr"),
+    };
+
+    public static string PeerVersions(IEnumerable<string> names)
+    {
+        var parts = new List<string>();
+        foreach (var name in names)
+        {
+            switch (name)
+            {
+                case "nats":
+                    parts.Add(NatsVersion());
+                    break;
+                case "signalr":
+                    parts.Add($"ASP.NET Core SignalR {Environment.Version} (tests/Relay.Bench/peers/SignalRPeer)");
+                    break;
+            }
+        }
+
+        return parts.Count == 0 ? "none" : string.Join(", ", parts);
+    }
+
+    private static string NatsVersion()
+    {
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo(BenchEnvironment.FindExecutable("nats-server", "apt-get install nats-server"), "--version") { RedirectStandardOutput = true })!;
+            var version = process.StandardOutput.ReadToEnd().Trim();
+            process.WaitForExit();
+            return $"{version} over WebSocket";
+        }
+        catch (FileNotFoundException)
+        {
+            return "nats-server (not installed)";
+        }
+    }
+}
+
+/// <summary>Process limits from /proc.</summary>
+internal static class Limits
+{
+    /// <summary>The hard limit on open files: how many connections one process can hold.</summary>
+    public static int OpenFilesHard()
+    {
+        foreach (var line in File.ReadLines("/proc/self/limits"))
+        {
+            if (line.StartsWith("Max open files", StringComparison.Ordinal))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return int.TryParse(fields[4], NumberStyles.Integer, CultureInfo.InvariantCulture, out var hard) ? hard : 65536;
+            }
+        }
+
+        return 1024;
+    }
+}
