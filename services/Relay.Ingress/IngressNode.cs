@@ -12,6 +12,7 @@ using Relay.Core.Channels;
 using Relay.Core.Protocol;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
+using Relay.Ingress.Realtime;
 using Relay.Ingress.Subscriptions;
 
 namespace Relay.Ingress;
@@ -68,6 +69,15 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     internal TimeProvider Time { get; }
 
     internal LocalSubscriptions Subscriptions { get; } = new();
+
+    /// <summary>
+    /// Deferred flushes of the node's WebSocket connections, so one socket write carries every frame that is ready;
+    /// one scheduler per core, so sends to many sockets run on every core.
+    /// </summary>
+    private readonly FlushScheduler[] _flushers = [.. Enumerable.Range(0, Math.Max(1, Environment.ProcessorCount)).Select(_ => new FlushScheduler())];
+    private int _nextFlusher;
+
+    internal FlushScheduler NextFlusher() => _flushers[(int)((uint)Interlocked.Increment(ref _nextFlusher) % (uint)_flushers.Length)];
 
     internal CancellationToken Stopping => _stopping.Token;
 

@@ -36,6 +36,12 @@ public sealed class IngressOptions
     /// </summary>
     public bool LeanWebSockets { get; set; } = true;
 
+    /// <summary>
+    /// Lean WebSockets send straight to the socket (one pooled buffer per busy connection, one system call per burst)
+    /// instead of through the transport's output pipe. On by default; off falls back to the pipe.
+    /// </summary>
+    public bool DirectSocketSends { get; set; } = true;
+
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;
 

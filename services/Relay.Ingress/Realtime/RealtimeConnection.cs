@@ -11,11 +11,13 @@ using Relay.Ingress.WebSockets;
 namespace Relay.Ingress.Realtime;
 
 /// <summary>
-/// One WebSocket client. A receive loop parses and runs requests one at a time (so replies keep request order);
-/// a write loop drains a bounded queue of encoded frames, coalescing what is queued into one array frame.
-/// A message frame is encoded once and the same bytes are queued for every subscriber.
+/// One WebSocket client. A receive loop parses and runs requests one at a time (so replies keep request order).
+/// Outgoing frames go straight into the transport when nothing is waiting (the lean WebSocket), and into a bounded
+/// backlog while the transport is full; a write loop drains the backlog (on the framework WebSocket it drains
+/// every frame, coalescing what is queued into one array frame). A message frame is encoded once and the same
+/// bytes are written for every subscriber.
 /// </summary>
-internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
+internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection, IFlushTarget
 {
     /// <summary>Room for the JSON around a payload: a frame may exceed MaxMessageBytes by this much.</summary>
     private const int FrameOverheadBytes = 16 * 1024;
@@ -25,7 +27,11 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private const int InitialReceiveBytes = 4096;
 
+    /// <summary>Requests handled before their deliveries are sent even though more input is waiting.</summary>
+    private const int MaxRequestsPerBatch = 64;
+
     private readonly WebSocket _socket;
+    private readonly PipeWebSocket? _lean;
     private readonly IngressNode _node;
     private readonly IRelayAuthenticator _authenticator;
     private readonly ILogger _logger;
@@ -36,11 +42,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
+    private bool _flushScheduled;
+    private readonly FlushScheduler _flusher;
     private long _closeDeadlineTicks = long.MaxValue;
 
     public RealtimeConnection(WebSocket socket, RelayPrincipal principal, IngressNode node, IRelayAuthenticator authenticator, ILogger logger)
     {
         _socket = socket;
+        _lean = socket as PipeWebSocket;
+        _flusher = node.NextFlusher();
         _principal = principal;
         _node = node;
         _authenticator = authenticator;
@@ -108,6 +118,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         Enqueue(ServerFrames.PushFrame(message));
     }
 
+    /// <summary>The deferred flush of what <see cref="Enqueue"/> wrote (see <see cref="FlushScheduler"/>).</summary>
+    void IFlushTarget.Flush()
+    {
+        DirectSender.PendingSend? send;
+        lock (_lean!.WriteGate)
+        {
+            _flushScheduled = false;
+            send = _lean.TakeFlushUnderGate();
+        }
+
+        send?.Start();
+    }
+
     public void Abort()
     {
         try
@@ -129,9 +152,10 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (_socket is PipeWebSocket lean)
+        if (_lean is not null)
         {
-            lean.Heartbeat(TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs));
+            _lean.Heartbeat(TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs));
+            _lean.TrimBuffers();
         }
 
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
@@ -142,7 +166,34 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private void Enqueue(ReadOnlyMemory<byte> frame)
     {
-        if (!_queue.TryWrite(frame) && Volatile.Read(ref _closing) == 0)
+        bool queued;
+        if (_lean is null)
+        {
+            queued = _queue.TryWrite(frame);
+        }
+        else
+        {
+            lock (_lean.WriteGate)
+            {
+                // Nothing waiting ahead of it: straight into the transport, whose send loop coalesces what piles
+                // up while a send is in flight. Otherwise behind the backlog, so order holds.
+                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0)
+                {
+                    _lean.WriteTextUnderGate(frame.Span);
+                    if (!_flushScheduled)
+                    {
+                        _flushScheduled = true;
+                        _flusher.Schedule(this);
+                    }
+
+                    return;
+                }
+
+                queued = _queue.TryWrite(frame);
+            }
+        }
+
+        if (!queued && Volatile.Read(ref _closing) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
             _node.CountSlowConsumer();
@@ -196,7 +247,32 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         var reader = _queue;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (_lean is not null && await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                // A backlog forms only while the transport is full: wait for it, then write what is queued in order.
+                await _lean.WhenFlushedAsync().ConfigureAwait(false);
+                lock (_lean.WriteGate)
+                {
+                    var written = 0;
+                    while (!_lean.FlushPending && reader.TryRead(out var frame))
+                    {
+                        _lean.WriteTextUnderGate(frame.Span);
+                        written += frame.Length;
+                        if (written >= CoalesceBytes)
+                        {
+                            _lean.FlushUnderGate();
+                            written = 0;
+                        }
+                    }
+
+                    if (written > 0)
+                    {
+                        _lean.FlushUnderGate();
+                    }
+                }
+            }
+
+            while (_lean is null && await reader.WaitToReadAsync().ConfigureAwait(false))
             {
                 if (!reader.TryRead(out var first))
                 {
@@ -253,12 +329,22 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     {
         var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
         var requests = new List<ClientRequest>();
+        var batch = new DeliveryBatch();
+        var handled = 0;
         try
         {
             while (_socket.State == WebSocketState.Open)
             {
                 // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
-                var peek = await _socket.ReceiveAsync(Memory<byte>.Empty, _node.Stopping).ConfigureAwait(false);
+                var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, _node.Stopping);
+                if (!waiting.IsCompleted || handled >= MaxRequestsPerBatch)
+                {
+                    // The burst is over (or long): send what it delivered before waiting for more.
+                    batch.Submit();
+                    handled = 0;
+                }
+
+                var peek = await waiting.ConfigureAwait(false);
                 if (peek.MessageType == WebSocketMessageType.Close)
                 {
                     return;
@@ -290,7 +376,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                             }
                         }
 
-                        var result = await _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), _node.Stopping).ConfigureAwait(false);
+                        var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), _node.Stopping);
+                        if (!receiving.IsCompleted)
+                        {
+                            // Never hold deliveries back while waiting on this client.
+                            batch.Submit();
+                            handled = 0;
+                        }
+
+                        var result = await receiving.ConfigureAwait(false);
                         if (result.MessageType == WebSocketMessageType.Close)
                         {
                             return;
@@ -326,13 +420,35 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                 foreach (var request in requests)
                 {
-                    await HandleAsync(request).ConfigureAwait(false);
+                    ValueTask handling;
+                    batch.Enter();
+                    try
+                    {
+                        handling = HandleAsync(request);
+                    }
+                    finally
+                    {
+                        DeliveryBatch.Leave();
+                    }
+
+                    handled++;
+                    if (!handling.IsCompleted)
+                    {
+                        batch.Submit();
+                        handled = 0;
+                    }
+
+                    await handling.ConfigureAwait(false);
                 }
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
         {
             LogReceiveEnded(_logger, ConnectionId, ex.Message);
+        }
+        finally
+        {
+            batch.Submit();
         }
     }
 

@@ -9,7 +9,7 @@ namespace Relay.Ingress.WebSockets;
 /// <summary>
 /// The server side of RFC 6455 over a connection's pipes: what <see cref="WebSocket"/> promises, with less held per
 /// connection than the framework's socket behind a full HTTP request. Frames are read straight from the transport
-/// pipe (a zero-byte receive waits without a buffer) and written into it under one send lock. Control frames are
+/// pipe (a zero-byte receive waits without a buffer) and written into it under one write gate; a flush the transport cannot take at once holds later writes back. Control frames are
 /// answered inline; keep-alive pings come from the node's once-a-second loop through <see cref="Heartbeat"/>.
 /// </summary>
 internal sealed class PipeWebSocket : WebSocket
@@ -18,7 +18,7 @@ internal sealed class PipeWebSocket : WebSocket
 
     private readonly IDuplexPipe _transport;
     private readonly Action _abort;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly Lock _writeGate = new();
     private readonly TimeProvider _time;
     private WebSocketState _state = WebSocketState.Open;
     private WebSocketCloseStatus? _closeStatus;
@@ -38,9 +38,20 @@ internal sealed class PipeWebSocket : WebSocket
     private bool _pingOutstanding;
     private long _pingSentTicks;
 
-    public PipeWebSocket(IDuplexPipe transport, string? subProtocol, Action abort, TimeProvider time)
+    // A flush the transport could not take at once (its buffer is full): writers wait for it, nobody else writes.
+    private Task? _pendingFlush;
+
+    private readonly DirectSender? _direct;
+
+    /// <param name="transport">The connection's pipes: frames are read from its input, and written to its output unless <paramref name="directSocket"/> is given.</param>
+    /// <param name="subProtocol">The negotiated subprotocol.</param>
+    /// <param name="abort">Ends the connection at once.</param>
+    /// <param name="time">The clock for heartbeats.</param>
+    /// <param name="directSocket">The connection's socket, when the transport exposes it: sends then bypass the output pipe.</param>
+    public PipeWebSocket(IDuplexPipe transport, string? subProtocol, Action abort, TimeProvider time, System.Net.Sockets.Socket? directSocket = null)
     {
         _transport = transport;
+        _direct = directSocket is null ? null : new DirectSender(directSocket, _writeGate, abort);
         SubProtocol = subProtocol;
         _abort = abort;
         _time = time;
@@ -190,15 +201,227 @@ internal sealed class PipeWebSocket : WebSocket
 
         var opcode = _sendingMessage ? 0x0 : messageType == WebSocketMessageType.Binary ? 0x2 : 0x1;
         _sendingMessage = !endOfMessage;
-        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await SendFrameAsync(opcode, endOfMessage, buffer, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The gate every write to the transport goes through; hold it to call the <c>UnderGate</c> methods.</summary>
+    internal Lock WriteGate => _writeGate;
+
+    /// <summary>Whether a flush is waiting for the transport (read under <see cref="WriteGate"/>): write nothing until it ends.</summary>
+    internal bool FlushPending => _direct?.IsFull ?? _pendingFlush is not null;
+
+    /// <summary>
+    /// Takes what is written for a send to start after leaving <see cref="WriteGate"/> (direct sends only); on the
+    /// pipe this flushes at once and returns null.
+    /// </summary>
+    internal DirectSender.PendingSend? TakeFlushUnderGate()
+    {
+        if (_direct is null)
+        {
+            FlushUnderGate();
+            return null;
+        }
+
+        return _direct.TakeSend();
+    }
+
+    /// <summary>Gives send buffers back while the connection is quiet (the node's once-a-second sweep).</summary>
+    internal void TrimBuffers()
+    {
+        if (_direct is not null)
+        {
+            lock (_writeGate)
+            {
+                _direct.Trim();
+            }
+        }
+    }
+
+    /// <summary>Writes bytes as they are (the upgrade response) and sends them ahead of any frame.</summary>
+    internal void SendRaw(ReadOnlySpan<byte> bytes)
+    {
+        lock (_writeGate)
+        {
+            if (_direct is null)
+            {
+                _transport.Output.Write(bytes);
+            }
+            else
+            {
+                bytes.CopyTo(_direct.GetSpan(bytes.Length));
+                _direct.Advance(bytes.Length);
+            }
+
+            FlushUnderGate();
+        }
+    }
+
+    /// <summary>Writes one whole text frame into the transport (under <see cref="WriteGate"/>, with no flush pending).</summary>
+    internal void WriteTextUnderGate(ReadOnlySpan<byte> payload) => WriteFrame(0x1, final: true, payload);
+
+    /// <summary>
+    /// Hands what was written to the transport (under <see cref="WriteGate"/>). Usually that completes at once and the
+    /// transport's own send loop coalesces it with whatever else is waiting; when the transport's buffer is full,
+    /// the flush finishes in the background and <see cref="FlushPending"/> stays true until it has.
+    /// </summary>
+    /// <returns>False when the transport is closed (the receive side sees the end and finishes the connection).</returns>
+    internal bool FlushUnderGate()
+    {
+        if (_direct is not null)
+        {
+            return _direct.Flush();
+        }
+
+        ValueTask<FlushResult> flush;
         try
         {
-            WriteFrame(opcode, endOfMessage, buffer.Span);
-            await FlushAsync(cancellationToken).ConfigureAwait(false);
+            flush = _transport.Output.FlushAsync();
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+
+        if (flush.IsCompleted)
+        {
+            return ObserveFlush(flush);
+        }
+
+        var pending = AwaitFlushAsync(flush);
+        if (!pending.IsCompleted)
+        {
+            _pendingFlush = pending;
+        }
+
+        return true;
+    }
+
+    /// <summary>Completes when no flush is pending.</summary>
+    internal Task WhenFlushedAsync()
+    {
+        lock (_writeGate)
+        {
+            if (_direct is null)
+            {
+                return _pendingFlush ?? Task.CompletedTask;
+            }
+
+            if (!_direct.IsFull)
+            {
+                return Task.CompletedTask;
+            }
+
+            _direct.Flush();
+            return _direct.IsFull ? _direct.WhenProgressAsync() : Task.CompletedTask;
+        }
+    }
+
+    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            await flush.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            // The connection failed; its receive loop ends it.
         }
         finally
         {
-            _sendLock.Release();
+            lock (_writeGate)
+            {
+                _pendingFlush = null;
+            }
+        }
+    }
+
+    private static bool ObserveFlush(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            var result = flush.Result;
+            return !result.IsCompleted && !result.IsCanceled;
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            // As above: the receive loop sees the failure and ends the connection.
+            return false;
+        }
+    }
+
+    /// <summary>Writes one frame and waits until the transport has taken it (the framework-style send).</summary>
+    private async ValueTask SendFrameAsync(int opcode, bool final, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        if (_direct is not null)
+        {
+            await SendFrameDirectAsync(opcode, final, payload, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        while (true)
+        {
+            Task? earlier;
+            Task? ours = null;
+            lock (_writeGate)
+            {
+                earlier = _pendingFlush;
+                if (earlier is null)
+                {
+                    WriteFrame(opcode, final, payload.Span);
+                    if (!FlushUnderGate())
+                    {
+                        throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
+                    }
+
+                    ours = _pendingFlush;
+                }
+            }
+
+            if (earlier is null)
+            {
+                if (ours is not null)
+                {
+                    await ours.WaitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            await earlier.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask SendFrameDirectAsync(int opcode, bool final, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        var direct = _direct!;
+        var written = false;
+        while (true)
+        {
+            Task wait;
+            lock (_writeGate)
+            {
+                if (direct.Failed)
+                {
+                    throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
+                }
+
+                if (!written && !direct.IsFull)
+                {
+                    WriteFrame(opcode, final, payload.Span);
+                    direct.Flush();
+                    written = true;
+                }
+
+                // Like a framework send, complete once the bytes are with the kernel.
+                if (written && direct.IsIdle)
+                {
+                    return;
+                }
+
+                wait = direct.WhenProgressAsync();
+            }
+
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -393,67 +616,76 @@ internal sealed class PipeWebSocket : WebSocket
 
     private async Task SendControlAsync(int opcode, ReadOnlyMemory<byte> payload, bool waitForLock, CancellationToken cancellationToken = default)
     {
-        if (!waitForLock && !_sendLock.Wait(0, CancellationToken.None))
+        if (!waitForLock)
         {
-            // A data send is under way, which keeps the connection alive just as well.
+            // A keep-alive ping: skipped when the transport is busy, which keeps the connection alive just as well.
+            if (!_writeGate.TryEnter())
+            {
+                return;
+            }
+
+            try
+            {
+                if (!FlushPending)
+                {
+                    WriteFrame(opcode, final: true, payload.Span);
+                    FlushUnderGate();
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // The transport closed under the ping; the next heartbeat aborts the connection.
+            }
+            finally
+            {
+                _writeGate.Exit();
+            }
+
             return;
         }
 
-        if (waitForLock)
-        {
-            await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        try
-        {
-            WriteFrame(opcode, final: true, payload.Span);
-            await FlushAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (!waitForLock && ex is IOException or OperationCanceledException or InvalidOperationException or WebSocketException)
-        {
-            // A keep-alive ping to a dead peer: the next heartbeat aborts it.
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
+        await SendFrameAsync(opcode, final: true, payload, cancellationToken).ConfigureAwait(false);
     }
 
     private void WriteFrame(int opcode, bool final, ReadOnlySpan<byte> payload)
     {
-        var output = _transport.Output;
-        var header = output.GetSpan(10);
-        header[0] = (byte)((final ? 0x80 : 0) | opcode);
-        int headerLength;
-        if (payload.Length < 126)
+        if (_direct is not null)
         {
-            header[1] = (byte)payload.Length;
-            headerLength = 2;
-        }
-        else if (payload.Length <= ushort.MaxValue)
-        {
-            header[1] = 126;
-            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)payload.Length);
-            headerLength = 4;
-        }
-        else
-        {
-            header[1] = 127;
-            BinaryPrimitives.WriteUInt64BigEndian(header[2..], (ulong)payload.Length);
-            headerLength = 10;
+            if (!_direct.Failed)
+            {
+                var frame = _direct.GetSpan(10 + payload.Length);
+                var length = WriteHeader(frame, opcode, final, payload.Length);
+                payload.CopyTo(frame[length..]);
+                _direct.Advance(length + payload.Length);
+            }
+
+            return;
         }
 
-        output.Advance(headerLength);
+        var output = _transport.Output;
+        output.Advance(WriteHeader(output.GetSpan(10), opcode, final, payload.Length));
         output.Write(payload);
     }
 
-    private async ValueTask FlushAsync(CancellationToken cancellationToken)
+    private static int WriteHeader(Span<byte> header, int opcode, bool final, int payloadLength)
     {
-        var flush = await _transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-        if (flush.IsCompleted || flush.IsCanceled)
+        header[0] = (byte)((final ? 0x80 : 0) | opcode);
+        if (payloadLength < 126)
         {
-            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
+            header[1] = (byte)payloadLength;
+            return 2;
         }
+
+        if (payloadLength <= ushort.MaxValue)
+        {
+            header[1] = 126;
+            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)payloadLength);
+            return 4;
+        }
+
+        header[1] = 127;
+        BinaryPrimitives.WriteUInt64BigEndian(header[2..], (ulong)payloadLength);
+        return 10;
     }
 
     private readonly record struct FrameHeader(int Opcode, bool Final, long Length, uint Mask, int HeaderLength);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Connections.Features;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
@@ -55,9 +56,11 @@ internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServic
         var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(upgrade.Key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
         var response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
             + (upgrade.SubProtocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + upgrade.SubProtocol + "\r\n") + "\r\n";
-        await connection.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes(response)).ConfigureAwait(false);
 
-        using var socket = new PipeWebSocket(connection.Transport, upgrade.SubProtocol, connection.Abort, node.Time);
+        // Where Kestrel exposes the socket, sends go to it directly (see DirectSender); reads stay on the pipe.
+        var direct = node.Options.DirectSocketSends ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
+        using var socket = new PipeWebSocket(connection.Transport, upgrade.SubProtocol, connection.Abort, node.Time, direct);
+        socket.SendRaw(Encoding.ASCII.GetBytes(response));
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<RealtimeConnection>();
         await new RealtimeConnection(socket, auth.Principal, node, authenticator, logger).RunAsync().ConfigureAwait(false);
     }

@@ -11,7 +11,7 @@ namespace Relay.Bench.Scenarios;
 /// </summary>
 internal static class IdleScenario
 {
-    public static async Task<ScenarioResult> RunAsync(Target target, int connections, int perProcess, BenchEnvironment environment)
+    public static async Task<ScenarioResult> RunAsync(Target target, int connections, int perProcess, BenchEnvironment environment, TimeSpan? settle = null)
     {
         var progress = new Progress($"idle/{target.Name}");
         progress.Say("starting the server");
@@ -37,11 +37,12 @@ internal static class IdleScenario
             }
 
             await Task.WhenAll(ready).WaitAsync(TimeSpan.FromMinutes(10)).ConfigureAwait(false);
-            progress.Say("all connections subscribed; letting the server settle for 10 s");
-            await Task.Delay(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            var wait = settle ?? TimeSpan.FromSeconds(10);
+            progress.Say($"all connections subscribed; letting the server settle for {wait.TotalSeconds:0} s");
+            await Task.Delay(wait).ConfigureAwait(false);
             var cpu0 = running.Server.CpuTime();
             var clock = Stopwatch.StartNew();
-            await Task.Delay(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            await Task.Delay(wait).ConfigureAwait(false);
             var cpu = (running.Server.CpuTime() - cpu0) / clock.Elapsed;
             var rss = running.Server.RssBytes();
             var alive = children.Count(c => !c.HasExited);

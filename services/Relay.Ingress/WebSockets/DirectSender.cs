@@ -1,0 +1,193 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace Relay.Ingress.WebSockets;
+
+/// <summary>
+/// Sends a connection's outgoing bytes straight to its socket, bypassing the transport's output pipe: writers append
+/// to one pooled buffer under the connection's write gate, and one send at a time takes everything appended so far,
+/// so the bytes that pile up while a send is in flight leave in the next single system call. An idle connection
+/// holds no buffer at all. Past <see cref="BufferLimit"/> the buffer counts as full and callers hold frames back.
+/// </summary>
+internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
+{
+    /// <summary>Bytes a connection may have waiting behind an in-flight send before it is considered full.</summary>
+    public const int BufferLimit = 256 * 1024;
+
+    private const int MinimumBuffer = 4096;
+
+    private const int SpareMaximum = 64 * 1024;
+
+    private byte[]? _buffer;
+    private byte[]? _spare;
+    private int _length;
+    private bool _sending;
+    private bool _failed;
+    private TaskCompletionSource? _progress;
+
+    /// <summary>Whether writers should hold back (under the gate).</summary>
+    public bool IsFull => _length >= BufferLimit && !_failed;
+
+    /// <summary>Whether the socket failed: nothing more is sent (under the gate).</summary>
+    public bool Failed => _failed;
+
+    /// <summary>Nothing buffered and nothing in flight (under the gate).</summary>
+    public bool IsIdle => (_length == 0 && !_sending) || _failed;
+
+    /// <summary>Room for <paramref name="size"/> more bytes (under the gate); call <see cref="Advance"/> after writing.</summary>
+    public Span<byte> GetSpan(int size)
+    {
+        if (_buffer is null && _spare is not null && _spare.Length >= size)
+        {
+            // The buffer of the last send: a busy connection keeps two buffers instead of renting one per send.
+            _buffer = _spare;
+            _spare = null;
+        }
+
+        if (_buffer is null || _buffer.Length - _length < size)
+        {
+            var grown = ArrayPool<byte>.Shared.Rent(Math.Max(MinimumBuffer, Math.Max(size + _length, (_buffer?.Length ?? 0) * 2)));
+            if (_buffer is not null)
+            {
+                _buffer.AsSpan(0, _length).CopyTo(grown);
+                ArrayPool<byte>.Shared.Return(_buffer);
+            }
+
+            _buffer = grown;
+        }
+
+        return _buffer.AsSpan(_length, size);
+    }
+
+    public void Advance(int count) => _length += count;
+
+    /// <summary>Starts sending what is buffered unless a send is already in flight (under the gate); false once the socket failed.</summary>
+    public bool Flush()
+    {
+        if (TakeSend() is { } send)
+        {
+            send.Start();
+        }
+
+        return !_failed;
+    }
+
+    /// <summary>
+    /// Takes what is buffered for a send the caller starts after leaving the gate (so the system call does not hold
+    /// writers back); null when a send is already in flight, nothing is buffered, or the socket failed.
+    /// </summary>
+    public PendingSend? TakeSend()
+    {
+        if (_failed || _sending || _length == 0)
+        {
+            return null;
+        }
+
+        var send = new PendingSend(this, _buffer!, _length);
+        _buffer = null;
+        _length = 0;
+        _sending = true;
+        return send;
+    }
+
+    /// <summary>Gives pooled buffers back while the connection is quiet (under the gate; the node's sweep calls it).</summary>
+    public void Trim()
+    {
+        if (!_sending && _length == 0)
+        {
+            if (_buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = null;
+            }
+
+            if (_spare is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_spare);
+                _spare = null;
+            }
+        }
+    }
+
+    /// <summary>A task that completes at the next step of the send loop (under the gate): a send done, or the socket failed.</summary>
+    public Task WhenProgressAsync()
+    {
+        if (_failed || (!_sending && _length == 0))
+        {
+            return Task.CompletedTask;
+        }
+
+        _progress ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return _progress.Task;
+    }
+
+    /// <summary>A send taken under the gate, started outside it.</summary>
+    internal readonly struct PendingSend(DirectSender sender, byte[] buffer, int length)
+    {
+        public void Start() => _ = sender.SendAsync(buffer, length);
+    }
+
+    private async Task SendAsync(byte[] buffer, int length)
+    {
+        while (true)
+        {
+            var failed = false;
+            try
+            {
+                // A stream socket's SendAsync returns once every byte is sent; it tries the system call at once.
+                await socket.SendAsync(buffer.AsMemory(0, length), SocketFlags.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+            {
+                failed = true;
+            }
+
+            TaskCompletionSource? progress;
+            lock (gate)
+            {
+                if (_spare is null && buffer.Length <= SpareMaximum && !failed)
+                {
+                    _spare = buffer;
+                }
+                else
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+
+                progress = _progress;
+                _progress = null;
+                if (failed || _length == 0)
+                {
+                    _sending = false;
+                    buffer = null!;
+                }
+
+                if (failed)
+                {
+                    _failed = true;
+                    _length = 0;
+                    Trim();
+                }
+                else
+                {
+                    buffer = _buffer!;
+                    length = _length;
+                    _buffer = null;
+                    _length = 0;
+                }
+            }
+
+            progress?.TrySetResult();
+            if (failed)
+            {
+                onFailure();
+                return;
+            }
+
+            if (buffer is null)
+            {
+                return;
+            }
+        }
+    }
+}

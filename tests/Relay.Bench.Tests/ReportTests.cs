@@ -1,0 +1,75 @@
+using Relay.Bench.Load;
+using Relay.Bench.Reporting;
+using Relay.Bench.Scenarios;
+
+namespace Relay.Bench.Tests;
+
+public sealed class ReportTests
+{
+    private static readonly MachineInfo Machine = new(new DateTime(2026, 12, 3, 6, 0, 0, DateTimeKind.Utc), "Test CPU", 2, 24, "Debian", "10.0", "nats-server 2.9.10");
+
+    private static ScenarioResult Fan(string target, double delivered, double p99) => new()
+    {
+        Scenario = "fanout",
+        Target = target,
+        DeliveredPerSecond = delivered,
+        PublishedPerSecond = delivered / 10_000,
+        Latency = new LatencySummary(1000, p99 / 3, p99 / 2, p99, p99 * 2, p99 * 3),
+        ServerCpuCores = 1,
+        PeakRssBytes = 100 * 1048576,
+    };
+
+    [Fact]
+    public void Render_ShowsEachTargetAndRelaysRatioToEachPeer()
+    {
+        var markdown = MarkdownReport.Render([Fan("relay", 1_500_000, 2), Fan("nats", 1_000_000, 4), Fan("signalr", 300_000, 8)], new Dictionary<string, string> { ["fanout"] = "10,000 subscribers" }, "dotnet Relay.Bench.dll fanout", Machine);
+
+        Assert.Contains("| deliveries/s | 1,500,000 | 1,000,000 | 300,000 | 1.50x | 5.00x |", markdown, StringComparison.Ordinal);
+        Assert.Contains("| latency p99 (ms) | 2.000 | 4.000 | 8.000 | 0.50x | 0.25x |", markdown, StringComparison.Ordinal);
+        Assert.Contains("`dotnet Relay.Bench.dll fanout`", markdown, StringComparison.Ordinal);
+        Assert.Contains("| fan-out deliveries/s ≥ NATS over WebSocket | 1.50x NATS | yes |", markdown, StringComparison.Ordinal);
+        Assert.Contains("| fan-out deliveries/s ≥ 1.5x SignalR | 5.00x SignalR | yes |", markdown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_MarksAMissedTarget()
+    {
+        var markdown = MarkdownReport.Render([Fan("relay", 900_000, 5), Fan("nats", 1_000_000, 4)], new Dictionary<string, string>(), "cmd", Machine);
+
+        Assert.Contains("| fan-out deliveries/s ≥ NATS over WebSocket | 0.90x NATS | **no** |", markdown, StringComparison.Ordinal);
+        Assert.Contains("| fan-out p99 ≤ NATS's | 5.00 ms vs 4.00 ms | **no** |", markdown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WriteInto_ReplacesOnlyTheGeneratedSection()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, $"# Benchmarks\n\nhand-written intro\n\n{MarkdownReport.Begin}\nold figures\n{MarkdownReport.End}\n\nhand-written analysis\n");
+            MarkdownReport.WriteInto(path, $"{MarkdownReport.Begin}\nnew figures\n{MarkdownReport.End}\n");
+            var text = File.ReadAllText(path);
+
+            Assert.Contains("hand-written intro", text, StringComparison.Ordinal);
+            Assert.Contains("hand-written analysis", text, StringComparison.Ordinal);
+            Assert.Contains("new figures", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("old figures", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Options_RejectBadArgumentsWithAClearMessage()
+    {
+        Assert.Contains("unknown argument", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--nope"])).Message, StringComparison.Ordinal);
+        Assert.Contains("whole number", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--subscribers", "many"])).Message, StringComparison.Ordinal);
+        Assert.Contains("at least", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--payload", "5"])).Message, StringComparison.Ordinal);
+        var options = BenchOptions.Parse(["fanout", "--targets", "relay,nats", "--subscribers", "500"]);
+        Assert.Equal(["fanout"], options.Scenarios);
+        Assert.Equal(["relay", "nats"], options.Targets);
+        Assert.Equal(500, options.Subscribers);
+    }
+}

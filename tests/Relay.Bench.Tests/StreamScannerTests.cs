@@ -1,0 +1,93 @@
+using System.Text;
+using Relay.Bench.Load;
+
+namespace Relay.Bench.Tests;
+
+public sealed class StreamScannerTests
+{
+    private static readonly ProtocolTokens Tokens = new("\"type\":\"connected\""u8.ToArray(), "\"type\":\"ok\""u8.ToArray(), "\"type\":\"error\""u8.ToArray());
+
+    private static byte[] Stream(params long[] stamps)
+    {
+        var text = new StringBuilder("{\"type\":\"connected\"}{\"type\":\"ok\",\"ref\":1}");
+        foreach (var stamp in stamps)
+        {
+            var payload = new byte[100];
+            Stamp.Write(payload, 100, stamp);
+            text.Append("{\"type\":\"message\",\"data\":\"").Append(Encoding.ASCII.GetString(payload)).Append("\"}{\"type\":\"ok\"}");
+        }
+
+        return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    [Fact]
+    public void EverySplitPoint_CountsEachStampAndTokenExactlyOnce()
+    {
+        var bytes = Stream(1234567890123, 42, 9_000_000_000_000_000_000);
+        for (var split = 0; split <= bytes.Length; split++)
+        {
+            var seen = new List<long>();
+            var scanner = new StreamScanner(Tokens, seen.Add);
+            scanner.Scan(bytes.AsSpan(0, split));
+            scanner.Scan(bytes.AsSpan(split));
+            Assert.Equal([1234567890123, 42, 9_000_000_000_000_000_000], seen);
+            Assert.Equal(4, scanner.Acks);
+            Assert.Equal(1, scanner.Readies);
+        }
+    }
+
+    [Fact]
+    public void ByteByByte_CountsTheSameAsWhole()
+    {
+        var bytes = Stream(1, 2, 3, 4, 5);
+        var scanner = new StreamScanner(Tokens);
+        foreach (var b in bytes)
+        {
+            scanner.Scan([b]);
+        }
+
+        Assert.Equal(5, scanner.Stamps);
+        Assert.Equal(6, scanner.Acks);
+    }
+
+    [Fact]
+    public void AckCallback_ReceivesTheCountOfEachRead()
+    {
+        long acks = 0;
+        var scanner = new StreamScanner(Tokens, onAcks: n => acks += n);
+        scanner.Scan(Stream(7, 8));
+        Assert.Equal(3, acks);
+    }
+
+    [Fact]
+    public async Task WaitAsync_CompletesWhenTheConditionHolds_AndFailsOnAnErrorToken()
+    {
+        var scanner = new StreamScanner(Tokens);
+        var waiting = scanner.WaitAsync(() => scanner.Acks >= 2, TimeSpan.FromSeconds(5), "two acks");
+        scanner.Scan("{\"type\":\"ok\"}"u8);
+        Assert.False(waiting.IsCompleted);
+        scanner.Scan("{\"type\":\"ok\"}"u8);
+        await waiting;
+
+        var failing = scanner.WaitAsync(() => scanner.Acks >= 3, TimeSpan.FromSeconds(5), "a third ack");
+        scanner.Scan("{\"type\":\"error\",\"code\":40300}"u8);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
+        Assert.Contains("40300", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WaitAsync_TimesOutWithWhatItWaitedFor()
+    {
+        var scanner = new StreamScanner(Tokens);
+        var error = await Assert.ThrowsAsync<TimeoutException>(() => scanner.WaitAsync(() => false, TimeSpan.FromMilliseconds(50), "the greeting"));
+        Assert.Contains("the greeting", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Stamp_WritesMarkerDigitsAndPadding()
+    {
+        var payload = new byte[30];
+        Stamp.Write(payload, 30, 12);
+        Assert.Equal("~@0000000000000000012xxxxxxxxx", Encoding.ASCII.GetString(payload));
+    }
+}
