@@ -94,31 +94,37 @@ internal sealed class DeliveryBatch
     [ThreadStatic]
     private static DeliveryBatch? t_current;
 
-    private readonly List<(FlushScheduler Scheduler, IFlushTarget Target)> _deferred = [];
+    private List<(FlushScheduler Scheduler, IFlushTarget Target)>? _deferred;
 
     public static DeliveryBatch? Current => t_current;
 
-    public int Count => _deferred.Count;
+    public int Count => _deferred?.Count ?? 0;
 
     /// <summary>Makes this batch current on this thread until <see cref="Leave"/>.</summary>
     public void Enter() => t_current = this;
 
     public static void Leave() => t_current = null;
 
-    public void Defer(FlushScheduler scheduler, IFlushTarget target) => _deferred.Add((scheduler, target));
+    public void Defer(FlushScheduler scheduler, IFlushTarget target) => (_deferred ??= []).Add((scheduler, target));
 
     /// <summary>Hands every deferred flush to its scheduler.</summary>
     public void Submit()
     {
+        if (_deferred is null)
+        {
+            return;
+        }
+
         foreach (var (scheduler, target) in _deferred)
         {
             scheduler.ScheduleNow(target);
         }
 
         _deferred.Clear();
-        if (_deferred.Capacity > 16 * 1024)
+        if (_deferred.Capacity > 1024)
         {
-            _deferred.Capacity = 1024;
+            // A burst to many subscribers is over; a connection keeps no large list while it waits.
+            _deferred = null;
         }
     }
 }

@@ -184,11 +184,11 @@ internal sealed partial class RealtimeConnection
 
         if (request.Action == "leave")
         {
-            _presence.Remove(channel);
+            _presence?.Remove(channel);
         }
         else
         {
-            _presence.Add(channel);
+            (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
         }
 
         Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data), _node.Stopping).ConfigureAwait(false));
@@ -198,7 +198,7 @@ internal sealed partial class RealtimeConnection
     /// <summary>A connection that goes away leaves every channel it entered.</summary>
     private async ValueTask LeaveAllPresenceAsync()
     {
-        if (_presence.Count == 0 || _principal.ClientId is not { } clientId)
+        if (_presence is not { Count: > 0 } || _principal.ClientId is not { } clientId)
         {
             return;
         }
@@ -215,7 +215,7 @@ internal sealed partial class RealtimeConnection
             }
         }
 
-        _presence.Clear();
+        _presence?.Clear();
     }
 
     private async ValueTask UnsubscribeAsync(ClientRequest request)

@@ -37,12 +37,14 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private readonly ILogger _logger;
     private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _presence = new(StringComparer.Ordinal);
+    private HashSet<string>? _presence;
     private readonly TokenBucket _publishRate;
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
     private bool _flushScheduled;
+    private Task? _writer;
+    private int _writerStarted;
     private readonly FlushScheduler _flusher;
     private long _closeDeadlineTicks = long.MaxValue;
 
@@ -70,7 +72,11 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         try
         {
             Enqueue(ConnectedFrame());
-            var writer = WriteLoopAsync();
+            if (_lean is null)
+            {
+                // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
+                _ = EnsureWriter();
+            }
             try
             {
                 await ReceiveLoopAsync().ConfigureAwait(false);
@@ -87,7 +93,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 _queue.Complete();
                 try
                 {
-                    await writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                    await EnsureWriter().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
                     if (_socket.State == WebSocketState.CloseReceived)
                     {
                         // The client closed first: answer its close so it sees a clean shutdown.
@@ -190,6 +196,10 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 }
 
                 queued = _queue.TryWrite(frame);
+                if (queued)
+                {
+                    _ = EnsureWriter();
+                }
             }
         }
 
@@ -219,6 +229,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         {
             ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
             _queue.TryWrite(frame.ToArray());
+            _ = EnsureWriter();
         }
 
         _queue.Complete();
@@ -240,6 +251,29 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         writer.WriteNumber("maxMessageBytes"u8, _node.Options.MaxMessageBytes);
         writer.WriteEndObject();
         return frame.ToArray();
+    }
+
+    /// <summary>Starts the write loop once; a quiet lean connection never needs one, and holds none.</summary>
+    private Task EnsureWriter()
+    {
+        if (Volatile.Read(ref _writer) is { } running)
+        {
+            return running;
+        }
+
+        if (Interlocked.Exchange(ref _writerStarted, 1) == 0)
+        {
+            Volatile.Write(ref _writer, WriteLoopAsync());
+        }
+
+        // Another thread is starting it: wait for the task to appear.
+        SpinWait spin = default;
+        while (Volatile.Read(ref _writer) is null)
+        {
+            spin.SpinOnce();
+        }
+
+        return _writer!;
     }
 
     private async Task WriteLoopAsync()
@@ -336,7 +370,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             while (_socket.State == WebSocketState.Open)
             {
                 // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
-                var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, _node.Stopping);
+                // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
+                var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
                 if (!waiting.IsCompleted || handled >= MaxRequestsPerBatch)
                 {
                     // The burst is over (or long): send what it delivered before waiting for more.
@@ -376,7 +411,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                             }
                         }
 
-                        var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), _node.Stopping);
+                        var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), CancellationToken.None);
                         if (!receiving.IsCompleted)
                         {
                             // Never hold deliveries back while waiting on this client.
@@ -440,6 +475,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                     await handling.ConfigureAwait(false);
                 }
+
+                // Let the handled requests (and their payloads) go while the connection waits.
+                requests.Clear();
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)

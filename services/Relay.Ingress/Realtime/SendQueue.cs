@@ -5,8 +5,7 @@ namespace Relay.Ingress.Realtime;
 /// <summary>
 /// A connection's bounded outbound queue: many writers (deliveries), one reader (the write loop). Unlike a
 /// bounded <c>Channel&lt;T&gt;</c>, waking the reader reuses one value-task source, so a delivery allocates
-/// nothing; the ring grows with the backlog and shrinks back when drained, so an idle connection holds a few
-/// slots only.
+/// nothing; the ring grows with the backlog and shrinks back when drained, so an idle connection holds none.
 /// </summary>
 /// <typeparam name="T">The item type.</typeparam>
 internal sealed class SendQueue<T> : IValueTaskSource<bool>
@@ -16,7 +15,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private readonly Lock _gate = new();
     private readonly int _capacity;
     private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
-    private T[] _ring = new T[MinimumSlots];
+    private T[] _ring = [];
     private int _head;
     private int _count;
     private bool _completed;
@@ -48,7 +47,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 
             if (_count == _ring.Length)
             {
-                Resize(Math.Min(_ring.Length * 2, _capacity));
+                Resize(Math.Min(Math.Max(MinimumSlots, _ring.Length * 2), _capacity));
             }
 
             _ring[(_head + _count) % _ring.Length] = item;
@@ -131,7 +130,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             if (_count == 0 && _ring.Length > 64)
             {
                 // Drained after a burst: give the memory back so idle connections stay small.
-                _ring = new T[MinimumSlots];
+                _ring = [];
                 _head = 0;
             }
 

@@ -23,6 +23,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     private int _length;
     private bool _sending;
     private bool _failed;
+    private bool _socketHoldsBuffer;
     private TaskCompletionSource? _progress;
 
     /// <summary>Whether writers should hold back (under the gate).</summary>
@@ -87,6 +88,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         _buffer = null;
         _length = 0;
         _sending = true;
+        _socketHoldsBuffer = true;
         return send;
     }
 
@@ -95,6 +97,14 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     {
         if (!_sending && _length == 0)
         {
+            if (_socketHoldsBuffer && !_failed)
+            {
+                // The socket's cached send arguments keep the last buffer sent alive; an empty send lets it go,
+                // so a quiet connection pins no buffer at all. Nothing else is sending (checked above).
+                _socketHoldsBuffer = false;
+                _ = socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).AsTask();
+            }
+
             if (_buffer is not null)
             {
                 ArrayPool<byte>.Shared.Return(_buffer);

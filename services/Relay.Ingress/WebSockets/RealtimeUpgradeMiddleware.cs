@@ -32,37 +32,68 @@ internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServic
 
     public async Task InvokeAsync(ConnectionContext connection)
     {
+        var accepted = await AcceptAsync(connection).ConfigureAwait(false);
+        if (accepted is null)
+        {
+            await next(connection).ConfigureAwait(false);
+            return;
+        }
+
+        // Only what the connection needs crosses into its lifetime: the parsed request and its headers do not.
+        var (principal, subProtocol, response) = accepted.Value;
+        await ServeAsync(connection, principal, subProtocol, response).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads the request head; when it is an authorised upgrade to <c>/v1/realtime</c>, consumes it and returns the
+    /// principal and the 101 response. Null leaves the connection untouched for Kestrel.
+    /// </summary>
+    private async Task<(RelayPrincipal Principal, string? SubProtocol, byte[] Response)?> AcceptAsync(ConnectionContext connection)
+    {
         var head = await PeekHeadAsync(connection.Transport.Input, connection.ConnectionClosed).ConfigureAwait(false);
-        if (head is null || !TryParseUpgrade(head.Value.Text, out var upgrade))
+        if (head is null || Authorize(head.Value.Text) is not { } accepted)
         {
-            await next(connection).ConfigureAwait(false);
-            return;
+            return null;
         }
 
-        var authenticator = services.GetRequiredService<IRelayAuthenticator>();
-        var auth = authenticator.Authenticate(upgrade.Context);
-        if (!auth.Succeeded)
-        {
-            // The endpoint answers refused credentials with the HTTP API's status and JSON body.
-            await next(connection).ConfigureAwait(false);
-            return;
-        }
-
-        var node = services.GetRequiredService<IngressNode>();
         // The peek gave everything back; read it again and consume just the request head.
         var input = connection.Transport.Input;
         var again = await input.ReadAsync().ConfigureAwait(false);
         input.AdvanceTo(again.Buffer.GetPosition(head.Value.Length));
+        return accepted;
+    }
+
+    /// <summary>Parses and authenticates the upgrade request; null when it is not ours or its credentials are refused.</summary>
+    private (RelayPrincipal Principal, string? SubProtocol, byte[] Response)? Authorize(string head)
+    {
+        if (!TryParseUpgrade(head, out var upgrade))
+        {
+            return null;
+        }
+
+        var auth = services.GetRequiredService<IRelayAuthenticator>().Authenticate(upgrade.Context);
+        if (!auth.Succeeded)
+        {
+            // The endpoint answers refused credentials with the HTTP API's status and JSON body.
+            return null;
+        }
+
         var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(upgrade.Key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
         var response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
             + (upgrade.SubProtocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + upgrade.SubProtocol + "\r\n") + "\r\n";
+        return (auth.Principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response));
+    }
+
+    private async Task ServeAsync(ConnectionContext connection, RelayPrincipal principal, string? subProtocol, byte[] response)
+    {
+        var node = services.GetRequiredService<IngressNode>();
 
         // Where Kestrel exposes the socket, sends go to it directly (see DirectSender); reads stay on the pipe.
         var direct = node.Options.DirectSocketSends ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
-        using var socket = new PipeWebSocket(connection.Transport, upgrade.SubProtocol, connection.Abort, node.Time, direct);
-        socket.SendRaw(Encoding.ASCII.GetBytes(response));
+        using var socket = new PipeWebSocket(connection.Transport, subProtocol, connection.Abort, node.Time, direct);
+        socket.SendRaw(response);
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<RealtimeConnection>();
-        await new RealtimeConnection(socket, auth.Principal, node, authenticator, logger).RunAsync().ConfigureAwait(false);
+        await new RealtimeConnection(socket, principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync().ConfigureAwait(false);
     }
 
     /// <summary>Reads until the request head is complete, without consuming it; null hands the connection to Kestrel as is.</summary>

@@ -11,10 +11,12 @@ namespace Relay.Routing.Channels;
 internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 {
     private readonly Queue<RelayMessage> _history = new();
-    private readonly Dictionary<string, (long Seq, long ExpiresAt)> _recentIds = new(StringComparer.Ordinal);
-    private readonly Queue<(string Id, long ExpiresAt)> _idExpiry = new();
+    // Created on first use: most channels never see an idempotency id or a presence member.
+    private static readonly Dictionary<(string ClientId, string ConnectionId), RelayMessage> NoMembers = [];
+    private Dictionary<string, (long Seq, long ExpiresAt)>? _recentIds;
+    private Queue<(string Id, long ExpiresAt)>? _idExpiry;
 
-    private readonly Dictionary<(string ClientId, string ConnectionId), RelayMessage> _members = [];
+    private Dictionary<(string ClientId, string ConnectionId), RelayMessage>? _members;
 
     public Lock Gate { get; } = new();
 
@@ -37,7 +39,7 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
     public bool TryGetRecentId(string id, long now, out long seq)
     {
         ExpireIds(now);
-        if (_recentIds.TryGetValue(id, out var entry))
+        if (_recentIds is not null && _recentIds.TryGetValue(id, out var entry))
         {
             seq = entry.Seq;
             return true;
@@ -49,8 +51,8 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     public void RememberId(string id, long seq, long expiresAt)
     {
-        _recentIds[id] = (seq, expiresAt);
-        _idExpiry.Enqueue((id, expiresAt));
+        (_recentIds ??= new(StringComparer.Ordinal))[id] = (seq, expiresAt);
+        (_idExpiry ??= new()).Enqueue((id, expiresAt));
     }
 
     public void Append(RelayMessage message)
@@ -79,24 +81,24 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     public bool HasHistory => _history.Count > 0;
 
-    public bool HasRecentIds => _recentIds.Count > 0;
+    public bool HasRecentIds => _recentIds is { Count: > 0 };
 
-    public bool HasMembers => _members.Count > 0;
+    public bool HasMembers => _members is { Count: > 0 };
 
-    public List<RelayMessage> Members() => [.. _members.Values];
+    public List<RelayMessage> Members() => [.. (_members ?? NoMembers).Values];
 
     /// <summary>Records a member's state; returns the event to send: enter for a client's first connection, else update.</summary>
     public RelayMessage SetMember(RelayMessage record)
     {
         var clientWasPresent = HasClient(record.ClientId!);
-        _members[(record.ClientId!, record.ConnectionId!)] = record;
+        (_members ??= [])[(record.ClientId!, record.ConnectionId!)] = record;
         return WithAction(record, clientWasPresent ? "update" : "enter");
     }
 
     /// <summary>Removes a member; returns the leave event when it was the client's last connection here, or null.</summary>
     public RelayMessage? RemoveMember(RelayMessage record)
     {
-        if (!_members.Remove((record.ClientId!, record.ConnectionId!), out var removed))
+        if (_members is null || !_members.Remove((record.ClientId!, record.ConnectionId!), out var removed))
         {
             return null;
         }
@@ -106,7 +108,7 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     private bool HasClient(string clientId)
     {
-        foreach (var key in _members.Keys)
+        foreach (var key in (_members ?? NoMembers).Keys)
         {
             if (key.ClientId == clientId)
             {
@@ -172,10 +174,10 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     private void ExpireIds(long now)
     {
-        while (_idExpiry.TryPeek(out var entry) && entry.ExpiresAt <= now)
+        while (_idExpiry is not null && _idExpiry.TryPeek(out var entry) && entry.ExpiresAt <= now)
         {
             _idExpiry.Dequeue();
-            if (_recentIds.TryGetValue(entry.Id, out var current) && current.ExpiresAt == entry.ExpiresAt)
+            if (_recentIds!.TryGetValue(entry.Id, out var current) && current.ExpiresAt == entry.ExpiresAt)
             {
                 _recentIds.Remove(entry.Id);
             }
