@@ -141,22 +141,27 @@ public sealed class InterestTable
     }
 
     /// <summary>Per-node subscriber counts of one channel or pattern; read lock-free through an immutable node array.</summary>
+    /// <summary>
+    /// Subscriber counts per node for one channel or pattern: two small parallel arrays (a channel is usually held by
+    /// one node, rarely by more than a few), copied on the rare change, so an idle channel costs a few dozen bytes.
+    /// </summary>
     private sealed class NodeCounts
     {
-        private readonly Dictionary<string, int> _counts = new(StringComparer.Ordinal);
+        private int[] _counts = [];
 
+        /// <summary>The nodes with subscribers; a new array after every change, so readers need no lock.</summary>
         public string[] Nodes { get; private set; } = [];
 
-        public bool IsEmpty => _counts.Count == 0;
+        public bool IsEmpty => Nodes.Length == 0;
 
         public int Total
         {
             get
             {
-                lock (_counts)
+                lock (this)
                 {
                     var total = 0;
-                    foreach (var count in _counts.Values)
+                    foreach (var count in _counts)
                     {
                         total += count;
                     }
@@ -168,25 +173,30 @@ public sealed class InterestTable
 
         public (bool Added, bool Removed) Set(string node, int subscribers)
         {
-            lock (_counts)
+            lock (this)
             {
-                var had = _counts.ContainsKey(node);
+                var at = Array.IndexOf(Nodes, node);
+                if (at >= 0 && subscribers > 0)
+                {
+                    _counts[at] = subscribers;
+                    return (false, false);
+                }
+
+                if (at >= 0)
+                {
+                    Nodes = [.. Nodes[..at], .. Nodes[(at + 1)..]];
+                    _counts = [.. _counts[..at], .. _counts[(at + 1)..]];
+                    return (false, true);
+                }
+
                 if (subscribers > 0)
                 {
-                    _counts[node] = subscribers;
-                }
-                else
-                {
-                    _counts.Remove(node);
+                    _counts = [.. _counts, subscribers];
+                    Nodes = [.. Nodes, node];
+                    return (true, false);
                 }
 
-                var has = subscribers > 0;
-                if (had != has)
-                {
-                    Nodes = [.. _counts.Keys];
-                }
-
-                return (!had && has, had && !has);
+                return (false, false);
             }
         }
     }

@@ -94,6 +94,10 @@ internal sealed class DeliveryBatch
     [ThreadStatic]
     private static DeliveryBatch? t_current;
 
+    // A list per thread to lend to batches: a connection holds one only while it has flushes deferred.
+    [ThreadStatic]
+    private static List<(FlushScheduler Scheduler, IFlushTarget Target)>? t_spare;
+
     private List<(FlushScheduler Scheduler, IFlushTarget Target)>? _deferred;
 
     public static DeliveryBatch? Current => t_current;
@@ -105,7 +109,16 @@ internal sealed class DeliveryBatch
 
     public static void Leave() => t_current = null;
 
-    public void Defer(FlushScheduler scheduler, IFlushTarget target) => (_deferred ??= []).Add((scheduler, target));
+    public void Defer(FlushScheduler scheduler, IFlushTarget target)
+    {
+        if (_deferred is null)
+        {
+            _deferred = t_spare ?? [];
+            t_spare = null;
+        }
+
+        _deferred.Add((scheduler, target));
+    }
 
     /// <summary>Hands every deferred flush to its scheduler.</summary>
     public void Submit()
@@ -121,10 +134,11 @@ internal sealed class DeliveryBatch
         }
 
         _deferred.Clear();
-        if (_deferred.Capacity > 1024)
+        if (_deferred.Capacity <= 16 * 1024)
         {
-            // A burst to many subscribers is over; a connection keeps no large list while it waits.
-            _deferred = null;
+            t_spare ??= _deferred;
         }
+
+        _deferred = null;
     }
 }

@@ -143,7 +143,7 @@ internal sealed partial class RealtimeConnection
                 writer.WriteBoolean("recovered"u8, state.recovered);
             }, (channel, at, recovered));
         }).ConfigureAwait(false);
-        _subscriptions[channel] = subscription;
+        _subscriptions.Add(subscription);
     }
 
     private async ValueTask PresenceAsync(ClientRequest request)

@@ -36,7 +36,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private readonly IRelayAuthenticator _authenticator;
     private readonly ILogger _logger;
     private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
-    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private SubscriptionList _subscriptions;
     private HashSet<string>? _presence;
     private readonly TokenBucket _publishRate;
     private volatile RelayPrincipal _principal;
@@ -59,56 +59,64 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _logger = logger;
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames);
+        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate);
     }
 
     public string ConnectionId { get; }
 
     private string App => _principal.AppId;
 
-    public async Task RunAsync()
+    /// <summary>Serves the connection until it ends; one async frame for its whole life (the receive loop).</summary>
+    public Task RunAsync()
     {
         _node.Register(this);
+        Enqueue(ConnectedFrame());
+        if (_lean is null)
+        {
+            // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
+            _ = EnsureWriter();
+        }
+
+        return ReceiveLoopAsync();
+    }
+
+    /// <summary>After the receive loop: unsubscribe, leave presence, drain what is queued and close.</summary>
+    private async Task CloseAsync()
+    {
         try
         {
-            Enqueue(ConnectedFrame());
-            if (_lean is null)
+            while (_subscriptions.Count > 0)
             {
-                // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
-                _ = EnsureWriter();
+                var subscription = _subscriptions.Items[0];
+                _subscriptions.Remove(subscription.Channel, out _);
+                await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
             }
+
+            _subscriptions.Clear();
+            await LeaveAllPresenceAsync().ConfigureAwait(false);
+            _queue.Complete();
             try
             {
-                await ReceiveLoopAsync().ConfigureAwait(false);
+                await EnsureWriter().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                if (_socket.State == WebSocketState.CloseReceived)
+                {
+                    // The client closed first: answer its close so it sees a clean shutdown.
+                    await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None).WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                }
             }
-            finally
+            catch (Exception ex) when (ex is TimeoutException or WebSocketException or ObjectDisposedException)
             {
-                foreach (var subscription in _subscriptions.Values)
-                {
-                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
-                }
-
-                _subscriptions.Clear();
-                await LeaveAllPresenceAsync().ConfigureAwait(false);
-                _queue.Complete();
-                try
-                {
-                    await EnsureWriter().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
-                    if (_socket.State == WebSocketState.CloseReceived)
-                    {
-                        // The client closed first: answer its close so it sees a clean shutdown.
-                        await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None).WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
-                    }
-                }
-                catch (Exception ex) when (ex is TimeoutException or WebSocketException or ObjectDisposedException)
-                {
-                    Abort();
-                }
+                Abort();
             }
         }
         finally
         {
             _node.Unregister(this);
+            if (_lean is not null)
+            {
+                // The lean socket belongs to this connection (the framework one to ASP.NET Core).
+                _lean.Dispose();
+            }
         }
     }
 
@@ -370,6 +378,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             while (_socket.State == WebSocketState.Open)
             {
                 // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
+                if (_lean is not null)
+                {
+                    // Wait on the transport itself: an idle connection then holds no receive state machine at all.
+                    var input = _lean.WaitForInputAsync();
+                    if (!input.IsCompleted)
+                    {
+                        batch.Submit();
+                        handled = 0;
+                    }
+
+                    _lean.ReleaseInput(await input.ConfigureAwait(false));
+                }
+
                 // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
                 var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
                 if (!waiting.IsCompleted || handled >= MaxRequestsPerBatch)
@@ -487,6 +508,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         finally
         {
             batch.Submit();
+            await CloseAsync().ConfigureAwait(false);
         }
     }
 

@@ -12,7 +12,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 {
     private const int MinimumSlots = 4;
 
-    private readonly Lock _gate = new();
+    private readonly Lock _gate;
     private readonly int _capacity;
     private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
     private T[] _ring = [];
@@ -21,7 +21,13 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private bool _completed;
     private bool _readerWaiting;
 
-    public SendQueue(int capacity) => _capacity = capacity;
+    /// <param name="capacity">The most items it holds.</param>
+    /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
+    public SendQueue(int capacity, Lock? gate = null)
+    {
+        _capacity = capacity;
+        _gate = gate ?? new Lock();
+    }
 
     public int Count
     {

@@ -5,11 +5,10 @@ namespace Relay.Ingress.Subscriptions;
 /// <summary>
 /// One connection's subscription to a channel or pattern. A new channel subscription starts buffering: live
 /// messages are held while the catch-up (position or history) is read, then flushed past the last seq sent,
-/// so there is no gap and no duplicate at the seam.
+/// so there is no gap and no duplicate at the seam. It locks itself (a monitor costs no extra object per subscription).
 /// </summary>
 internal sealed class Subscription(IMessageSink sink, string app, string channel, bool isPattern)
 {
-    private readonly Lock _gate = new();
     private List<RelayMessage>? _buffer = isPattern ? null : [];
     private volatile bool _live = isPattern;
     private string? _epoch;
@@ -28,7 +27,7 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     {
         if (!_live)
         {
-            lock (_gate)
+            lock (this)
             {
                 if (!_live)
                 {
@@ -64,7 +63,7 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     /// </summary>
     public void GoLive(string epoch, long lastSeq, Action before)
     {
-        lock (_gate)
+        lock (this)
         {
             before();
             _epoch = epoch;

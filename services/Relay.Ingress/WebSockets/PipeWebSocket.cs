@@ -204,6 +204,15 @@ internal sealed class PipeWebSocket : WebSocket
         await SendFrameAsync(opcode, endOfMessage, buffer, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Waits until the transport has input, without consuming or examining it: pass the result to
+    /// <see cref="ReleaseInput"/>, then <see cref="ReceiveAsync(Memory{byte}, CancellationToken)"/> finds it at once.
+    /// Awaiting the pipe directly costs nothing per waiting connection, unlike an async receive.
+    /// </summary>
+    internal ValueTask<ReadResult> WaitForInputAsync() => _transport.Input.ReadAsync();
+
+    internal void ReleaseInput(ReadResult read) => _transport.Input.AdvanceTo(read.Buffer.Start);
+
     /// <summary>The gate every write to the transport goes through; hold it to call the <c>UnderGate</c> methods.</summary>
     internal Lock WriteGate => _writeGate;
 

@@ -84,16 +84,18 @@ internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServic
         return (auth.Principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response));
     }
 
-    private async Task ServeAsync(ConnectionContext connection, RelayPrincipal principal, string? subProtocol, byte[] response)
+    private Task ServeAsync(ConnectionContext connection, RelayPrincipal principal, string? subProtocol, byte[] response)
     {
         var node = services.GetRequiredService<IngressNode>();
 
         // Where Kestrel exposes the socket, sends go to it directly (see DirectSender); reads stay on the pipe.
         var direct = node.Options.DirectSocketSends ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
-        using var socket = new PipeWebSocket(connection.Transport, subProtocol, connection.Abort, node.Time, direct);
+        var socket = new PipeWebSocket(connection.Transport, subProtocol, connection.Abort, node.Time, direct);
         socket.SendRaw(response);
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<RealtimeConnection>();
-        await new RealtimeConnection(socket, principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync().ConfigureAwait(false);
+
+        // The connection owns the socket and disposes it when it ends.
+        return new RealtimeConnection(socket, principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
     }
 
     /// <summary>Reads until the request head is complete, without consuming it; null hands the connection to Kestrel as is.</summary>
