@@ -71,12 +71,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     {
         _node.Register(this);
         Enqueue(ConnectedFrame());
-        if (_lean is null)
-        {
-            // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
-            _ = EnsureWriter();
-        }
-
+        // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
+        _ = EnsureWriter();
         return ReceiveLoopAsync();
     }
 
@@ -172,6 +168,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             _lean.TrimBuffers();
         }
 
+        _queue.TrimIfUnused();
+
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
         {
             Disconnect(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token, or send {\"type\":\"auth\",\"token\":…} before expiry"), reconnect: true, dropQueued: false);
@@ -204,10 +202,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 }
 
                 queued = _queue.TryWrite(frame);
-                if (queued)
-                {
-                    _ = EnsureWriter();
-                }
             }
         }
 
@@ -237,7 +231,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         {
             ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
             _queue.TryWrite(frame.ToArray());
-            _ = EnsureWriter();
         }
 
         _queue.Complete();
@@ -261,7 +254,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         return frame.ToArray();
     }
 
-    /// <summary>Starts the write loop once; a quiet lean connection never needs one, and holds none.</summary>
+    /// <summary>Starts the write loop once (when the connection starts running).</summary>
     private Task EnsureWriter()
     {
         if (Volatile.Read(ref _writer) is { } running)

@@ -5,12 +5,15 @@ namespace Relay.Ingress.Realtime;
 /// <summary>
 /// A connection's bounded outbound queue: many writers (deliveries), one reader (the write loop). Unlike a
 /// bounded <c>Channel&lt;T&gt;</c>, waking the reader reuses one value-task source, so a delivery allocates
-/// nothing; the ring grows with the backlog and shrinks back when drained, so an idle connection holds none.
+/// nothing; the ring grows with the backlog and is given back after a second without one, so an idle connection holds none.
 /// </summary>
 /// <typeparam name="T">The item type.</typeparam>
 internal sealed class SendQueue<T> : IValueTaskSource<bool>
 {
     private const int MinimumSlots = 4;
+
+    /// <summary>Quiet sweeps (seconds) before an empty ring is given back.</summary>
+    private const int QuietTrimsBeforeRelease = 10;
 
     private readonly Lock _gate;
     private readonly int _capacity;
@@ -20,6 +23,8 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private int _count;
     private bool _completed;
     private bool _readerWaiting;
+    private bool _usedSinceTrim;
+    private int _quietTrims;
 
     /// <param name="capacity">The most items it holds.</param>
     /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
@@ -58,6 +63,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 
             _ring[(_head + _count) % _ring.Length] = item;
             _count++;
+            _usedSinceTrim = true;
             wake = _readerWaiting;
             _readerWaiting = false;
         }
@@ -133,14 +139,27 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _ring[_head] = default!;
             _head = (_head + 1) % _ring.Length;
             _count--;
-            if (_count == 0 && _ring.Length > 64)
+
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Gives the ring back once nothing was queued for <see cref="QuietTrimsBeforeRelease"/> calls in a row (the
+    /// node's once-a-second sweep): a connection that had a backlog a while ago holds no slots, and one with an
+    /// occasional backlog keeps its ring instead of growing it again each time.
+    /// </summary>
+    public void TrimIfUnused()
+    {
+        lock (_gate)
+        {
+            _quietTrims = _usedSinceTrim || _count > 0 ? 0 : _quietTrims + 1;
+            _usedSinceTrim = false;
+            if (_quietTrims >= QuietTrimsBeforeRelease && _ring.Length > 0)
             {
-                // Drained after a burst: give the memory back so idle connections stay small.
                 _ring = [];
                 _head = 0;
             }
-
-            return true;
         }
     }
 

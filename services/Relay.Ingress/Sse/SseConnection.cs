@@ -112,6 +112,8 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         {
             _queue.TryWrite(new SseItem(null, Heartbeat));
         }
+
+        _queue.TrimIfUnused();
     }
 
     public void Abort()
