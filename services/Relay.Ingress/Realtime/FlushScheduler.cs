@@ -70,7 +70,14 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
 
             foreach (var target in batch)
             {
-                target.Flush();
+                try
+                {
+                    target.Flush();
+                }
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
+                {
+                    // That connection is failing; its own loops see it and end it. The others still get their flush.
+                }
             }
 
             batch.Clear();

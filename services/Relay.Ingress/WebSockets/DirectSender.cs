@@ -102,7 +102,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
                 // The socket's cached send arguments keep the last buffer sent alive; an empty send lets it go,
                 // so a quiet connection pins no buffer at all. Nothing else is sending (checked above).
                 _socketHoldsBuffer = false;
-                _ = socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).AsTask();
+                _ = ReleaseSocketBufferAsync(socket);
             }
 
             if (_buffer is not null)
@@ -129,6 +129,18 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
         _progress ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         return _progress.Task;
+    }
+
+    private static async Task ReleaseSocketBufferAsync(Socket socket)
+    {
+        try
+        {
+            await socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            // The connection is gone; nothing is held any more either way.
+        }
     }
 
     /// <summary>A send taken under the gate, started outside it.</summary>

@@ -10,18 +10,30 @@ using Relay.Testing;
 
 namespace Relay.Services.Tests.Realtime;
 
-public sealed class LimitsTests : IAsyncLifetime
+// The stalled-reader test measures the whole process's memory: its variants must not run side by side.
+[Collection(nameof(LimitsTests))]
+public class LimitsTests : IAsyncLifetime
 {
     private RelayServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await RelayServer.StartAsync(new Dictionary<string, string?>
+    public async Task InitializeAsync()
     {
-        ["Relay:Ingress:PublishRatePerSecond"] = "5",
-        ["Relay:Ingress:PublishBurst"] = "5",
-        ["Relay:Ingress:MaxSubscriptionsPerConnection"] = "3",
-        ["Relay:Ingress:SendQueueFrames"] = "512",
-        ["Relay:Ingress:CloseTimeout"] = "00:00:30",
-    });
+        var settings = new Dictionary<string, string?>
+        {
+            ["Relay:Ingress:PublishRatePerSecond"] = "5",
+            ["Relay:Ingress:PublishBurst"] = "5",
+            ["Relay:Ingress:MaxSubscriptionsPerConnection"] = "3",
+            ["Relay:Ingress:SendQueueFrames"] = "512",
+            ["Relay:Ingress:CloseTimeout"] = "00:00:30",
+        };
+        Configure(settings);
+        _server = await RelayServer.StartAsync(settings);
+    }
+
+    /// <summary>Lets a derived class run the same tests on another send path.</summary>
+    protected virtual void Configure(Dictionary<string, string?> settings)
+    {
+    }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -161,4 +173,11 @@ public sealed class LimitsTests : IAsyncLifetime
         Assert.Equal(50301, disconnect.Value.GetProperty("code").GetInt32());
         Assert.True(disconnect.Value.GetProperty("reconnect").GetBoolean());
     }
+}
+
+/// <summary>The same limits when lean WebSockets send through the transport's output pipe instead of the socket.</summary>
+[Collection(nameof(LimitsTests))]
+public sealed class PipeSendLimitsTests : LimitsTests
+{
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Relay:Ingress:DirectSocketSends"] = "false";
 }
