@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Relay.Bus;
 using Relay.Bus.FanOut;
+using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.FanOut.Interest;
 
@@ -15,6 +17,7 @@ public sealed class FanOutService(IRelayBus bus, InterestTable interest) : IFanO
     public ValueTask OnSequencedAsync(RelayMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
+        using var activity = RelayTracing.Start(RelayTracing.FanOutDispatch, ActivityKind.Internal, message.TraceParent, message.Channel);
         interest.ForEachNode(message.App, message.Channel, (bus, message), static (node, state) =>
         {
             // In-memory deliveries complete synchronously; a networked bus batches and completes later.

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Hosting;
@@ -9,9 +10,10 @@ using Relay.Bus;
 using Relay.Bus.FanOut;
 using Relay.Bus.Routing;
 using Relay.Core.Channels;
-using Relay.Core.Protocol;
+using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
+using Relay.Core.Protocol;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Subscriptions;
 
@@ -84,7 +86,10 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public ValueTask OnDeliverAsync(RelayMessage message)
     {
+        // One span per node, never per subscriber: with ten thousand subscribers a span each would be the load.
+        using var activity = RelayTracing.Start(RelayTracing.IngressDeliver, ActivityKind.Producer, message.TraceParent, message.Channel);
         var subscribers = Subscriptions.Dispatch(message);
+        activity?.SetTag("relay.subscribers", subscribers);
         Metrics.Dispatched(subscribers, message.Timestamp, Time.GetUtcNow().ToUnixTimeMilliseconds());
         return ValueTask.CompletedTask;
     }

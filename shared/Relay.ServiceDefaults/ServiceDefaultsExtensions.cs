@@ -15,13 +15,14 @@ public static class ServiceDefaultsExtensions
     /// <summary>The tag of health checks that gate readiness (<c>/readyz</c>).</summary>
     public const string ReadyTag = "ready";
 
-    /// <summary>Adds health checks, the Prometheus collector and <see cref="TimeProvider"/>.</summary>
+    /// <summary>Adds health checks, the Prometheus collector, OTLP trace export (when configured) and <see cref="TimeProvider"/>.</summary>
     public static IServiceCollection AddRelayServiceDefaults(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
         services.AddHealthChecks();
         services.AddMetrics();
         services.TryAddSingleton<PrometheusMetrics>();
+        services.AddHostedService<Tracing.OtlpTracing>();
         return services;
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
@@ -9,6 +10,7 @@ using Relay.Auth;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
+using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.ServiceDefaults;
@@ -55,7 +57,9 @@ internal static class ChannelsApi
             return RelayResults.Error(error);
         }
 
-        var reply = await node.Bus.SendToRoutingAsync(new PublishRequest(principal!.AppId, name!, items, principal.ClientId, TraceParent: null), context.RequestAborted).ConfigureAwait(false);
+        // A client's W3C traceparent header makes the message part of the client's trace.
+        using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Server, context.Request.Headers.TraceParent.ToString() is { Length: > 0 } header ? header : null, name);
+        var reply = await node.Bus.SendToRoutingAsync(new PublishRequest(principal!.AppId, name!, items, principal.ClientId, TraceParent: activity?.Id), context.RequestAborted).ConfigureAwait(false);
         if (reply is PublishReply)
         {
             node.Metrics.Published(items.Count);

@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
+using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Subscriptions;
@@ -91,7 +93,8 @@ internal sealed partial class RealtimeConnection
         }
 
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
-        var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: null), _node.Stopping).ConfigureAwait(false);
+        using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, traceParent: null, channel);
+        var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: activity?.Id), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);
         _node.Metrics.Published(1);
         Reply(request.Ref, "ok", static (writer, state) =>

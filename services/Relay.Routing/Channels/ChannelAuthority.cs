@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Relay.Bus;
 using Relay.Bus.Routing;
+using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
 
@@ -47,6 +49,13 @@ public sealed class ChannelAuthority : IRoutingHandler
 
     private async ValueTask<RoutingReply> Publish(PublishRequest request)
     {
+        // The messages carry this span's context on to fan-out and every node.
+        using var activity = RelayTracing.Start(RelayTracing.RoutingSequence, ActivityKind.Internal, request.TraceParent, request.Channel);
+        if (activity is not null)
+        {
+            request = request with { TraceParent = activity.Id };
+        }
+
         var (reply, pending) = InGate(request, static (state, now, request, self) =>
         {
             var seqs = new long[request.Items.Count];
