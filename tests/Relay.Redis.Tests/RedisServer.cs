@@ -1,0 +1,343 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace Relay.Redis.Tests;
+
+/// <summary>
+/// A real redis-server on a free loopback port, started from <see cref="ServerPath"/> and stopped by the PID this
+/// class started. A missing binary fails the test: these tests are the proof the client speaks to Redis.
+/// </summary>
+public sealed class RedisServer : IAsyncDisposable
+{
+    public const string ServerPath = "/usr/bin/redis-server";
+
+    private static readonly Lazy<X509Certificate2> s_certificate = new(CreateCertificate);
+
+    private readonly string _directory;
+    private readonly StringBuilder _log = new();
+    private Process? _process;
+
+    private RedisServer(string? password, bool tls, string directory)
+    {
+        Password = password;
+        Tls = tls;
+        _directory = directory;
+    }
+
+    public int Port { get; private set; }
+
+    public string? Password { get; }
+
+    public bool Tls { get; }
+
+    /// <summary>The self-signed certificate a TLS server presents (CN and SAN localhost, 127.0.0.1).</summary>
+    public static X509Certificate2 Certificate => s_certificate.Value;
+
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false)
+    {
+        if (!File.Exists(ServerPath))
+        {
+            throw new InvalidOperationException(
+                $"{ServerPath} is missing: the Redis client tests need a real Redis server. Install it with `apt-get install redis-server`.");
+        }
+
+        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName);
+        if (tls)
+        {
+            await File.WriteAllTextAsync(Path.Combine(server._directory, "cert.pem"), Certificate.ExportCertificatePem());
+            using var key = Certificate.GetECDsaPrivateKey()!;
+            await File.WriteAllTextAsync(Path.Combine(server._directory, "key.pem"), key.ExportPkcs8PrivateKeyPem());
+        }
+
+        // A port picked free can be taken before redis binds it; try a few.
+        for (var attempt = 1; ; attempt++)
+        {
+            server.Port = FreePort();
+            try
+            {
+                await server.StartProcessAsync();
+                return server;
+            }
+            catch (InvalidOperationException) when (attempt < 5 && server.Log.Contains("Address already in use", StringComparison.Ordinal))
+            {
+            }
+        }
+    }
+
+    /// <summary>Options for a client of this server (TLS pinned to the test certificate).</summary>
+    public RedisConnectionOptions Options(bool resp3 = false, Action<RedisConnectionOptions>? configure = null)
+    {
+        var options = new RedisConnectionOptions
+        {
+            Host = "127.0.0.1",
+            Port = Port,
+            Password = Password,
+            Resp3 = resp3,
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            CommandTimeout = TimeSpan.FromSeconds(5),
+            ReconnectMinDelay = TimeSpan.FromMilliseconds(20),
+            ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
+        };
+        if (Tls)
+        {
+            options.Tls = true;
+            options.TlsTargetHost = "localhost";
+            options.TlsCertificateValidation = PinnedCertificate;
+        }
+
+        configure?.Invoke(options);
+        return options;
+    }
+
+    public static bool PinnedCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
+        certificate is not null && certificate.GetCertHashString() == Certificate.GetCertHashString();
+
+    /// <summary>SIGKILL, as a crash would: no goodbye to clients.</summary>
+    public void Kill()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill();
+            process.WaitForExit(5000);
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    /// <summary>Starts again on the same port (empty: nothing is persisted).</summary>
+    public Task RestartAsync()
+    {
+        Kill();
+        return StartProcessAsync();
+    }
+
+    private async Task StartProcessAsync()
+    {
+        var info = new ProcessStartInfo(ServerPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = _directory,
+        };
+        foreach (var arg in Arguments())
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(info) ?? throw new InvalidOperationException($"Could not start {ServerPath}.");
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                await process.WaitForExitAsync();
+                throw new InvalidOperationException($"redis-server exited with {process.ExitCode} on port {Port}:\n{Log}");
+            }
+
+            if (await AnswersPingAsync())
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                Kill();
+                throw new InvalidOperationException($"redis-server did not answer PING on port {Port} within 10 s:\n{Log}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    private IEnumerable<string> Arguments()
+    {
+        yield return "--bind";
+        yield return "127.0.0.1";
+        if (Tls)
+        {
+            yield return "--port";
+            yield return "0";
+            yield return "--tls-port";
+            yield return Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            yield return "--tls-cert-file";
+            yield return Path.Combine(_directory, "cert.pem");
+            yield return "--tls-key-file";
+            yield return Path.Combine(_directory, "key.pem");
+            yield return "--tls-auth-clients";
+            yield return "no";
+        }
+        else
+        {
+            yield return "--port";
+            yield return Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        yield return "--save";
+        yield return "";
+        yield return "--appendonly";
+        yield return "no";
+        yield return "--dir";
+        yield return _directory;
+
+        // DEBUG PROTOCOL makes the server emit each RESP3 type on demand.
+        yield return "--enable-debug-command";
+        yield return "local";
+        if (Password is not null)
+        {
+            yield return "--requirepass";
+            yield return Password;
+        }
+    }
+
+    private async Task<bool> AnswersPingAsync()
+    {
+        try
+        {
+            using var client = new TcpClient();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await client.ConnectAsync(IPAddress.Loopback, Port, timeout.Token);
+            Stream stream = client.GetStream();
+            if (Tls)
+            {
+                var ssl = new SslStream(stream, false, (_, _, _, _) => true);
+                await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost" }, timeout.Token);
+                stream = ssl;
+            }
+
+            await stream.WriteAsync("PING\r\n"u8.ToArray(), timeout.Token);
+            var buffer = new byte[64];
+            var read = await stream.ReadAsync(buffer, timeout.Token);
+            var reply = Encoding.ASCII.GetString(buffer, 0, read);
+
+            // With requirepass, NOAUTH is the server answering too.
+            return reply.StartsWith("+PONG", StringComparison.Ordinal) || reply.StartsWith("-NOAUTH", StringComparison.Ordinal);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
+        {
+            return false;
+        }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static X509Certificate2 CreateCertificate()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("localhost");
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(7));
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Kill();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A leftover temp folder is not worth failing a test over.
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>One server shared by the tests of a class.</summary>
+public sealed class RedisServerFixture : IAsyncLifetime
+{
+    private RedisServer? _server;
+
+    public RedisServer Server => _server ?? throw new InvalidOperationException("The fixture has not started.");
+
+    public async Task InitializeAsync() => _server = await RedisServer.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>Bounded waits, so no test can hang.</summary>
+public static class Wait
+{
+    public static async Task UntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        Exception? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                last = ex;
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new TimeoutException($"Gave up waiting {timeout.TotalSeconds} s for {what}.", last);
+    }
+
+    public static async Task<RedisMessage> ReadAsync(RedisSubscriber subscriber, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(5));
+        return await subscriber.Messages.ReadAsync(cts.Token);
+    }
+}
