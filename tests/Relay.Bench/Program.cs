@@ -5,6 +5,14 @@ using Relay.Bench.Reporting;
 using Relay.Bench.Scenarios;
 using Relay.Bench.Targets;
 
+// The load generator handles socket completions on the event thread instead of handing each to the thread pool:
+// a shorter receive path of its own, so what it measures is the server's (servers start without this; see
+// ServerProcess). Set the variable to 0 to measure with the default.
+if (Environment.GetEnvironmentVariable(ServerProcess.InlineCompletions) is null)
+{
+    Environment.SetEnvironmentVariable(ServerProcess.InlineCompletions, "1");
+}
+
 if (args is ["idle-client", ..])
 {
     // A child process of the idle scenario: holds connections so the parent is not limited by one process's descriptors.

@@ -11,6 +11,9 @@ namespace Relay.Bench.Targets;
 /// </summary>
 internal sealed class ServerProcess : IAsyncDisposable
 {
+    /// <summary>The runtime switch that runs socket completions on the event thread instead of the thread pool.</summary>
+    public const string InlineCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     private static readonly long ClockTicksPerSecond = 100; // USER_HZ is 100 on every Linux this runs on.
 
     private readonly Process _process;
@@ -46,6 +49,8 @@ internal sealed class ServerProcess : IAsyncDisposable
             info.ArgumentList.Add(argument);
         }
 
+        // The load generator may run its socket completions inline (see Program); the servers run as they ship.
+        info.Environment.Remove(InlineCompletions);
         foreach (var (key, value) in environment)
         {
             info.Environment[key] = value;
