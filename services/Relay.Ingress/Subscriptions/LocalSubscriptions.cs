@@ -5,12 +5,12 @@ using Relay.Core.Messages;
 namespace Relay.Ingress.Subscriptions;
 
 /// <summary>
-/// The node's subscription index: exact channels map to immutable subscriber arrays (copy on write), patterns
+/// The node's subscription index: exact channels map to a <see cref="SubscriberList"/> each, patterns
 /// live in one <see cref="PatternIndex{T}"/> per app. Dispatch reads without locks and allocates nothing.
 /// </summary>
 internal sealed class LocalSubscriptions
 {
-    private readonly ConcurrentDictionary<(string App, string Channel), Subscription[]> _exact = new();
+    private readonly ConcurrentDictionary<(string App, string Channel), SubscriberList> _exact = new();
     private readonly ConcurrentDictionary<string, PatternIndex<Subscription>> _patterns = new(StringComparer.Ordinal);
     private readonly Dictionary<(string App, string Pattern), int> _patternCounts = [];
     private readonly Lock _writeGate = new();
@@ -32,10 +32,9 @@ internal sealed class LocalSubscriptions
                 return count;
             }
 
-            var channelKey = (subscription.App, subscription.Channel);
-            var current = _exact.GetValueOrDefault(channelKey, []);
-            _exact[channelKey] = [.. current, subscription];
-            return current.Length + 1;
+            var list = _exact.GetOrAdd((subscription.App, subscription.Channel), static _ => new SubscriberList());
+            list.Add(subscription);
+            return list.Count;
         }
     }
 
@@ -66,45 +65,38 @@ internal sealed class LocalSubscriptions
             }
 
             var channelKey = (subscription.App, subscription.Channel);
-            if (!_exact.TryGetValue(channelKey, out var current) || Array.IndexOf(current, subscription) < 0)
+            if (!_exact.TryGetValue(channelKey, out var list) || !list.Remove(subscription))
             {
-                return current?.Length ?? 0;
+                return list?.Count ?? 0;
             }
 
-            if (current.Length == 1)
+            if (list.Count == 0)
             {
                 _exact.TryRemove(channelKey, out _);
-                return 0;
             }
 
-            var next = new Subscription[current.Length - 1];
-            var j = 0;
-            foreach (var existing in current)
-            {
-                if (!ReferenceEquals(existing, subscription))
-                {
-                    next[j++] = existing;
-                }
-            }
-
-            _exact[channelKey] = next;
-            return next.Length;
+            return list.Count;
         }
     }
 
     /// <summary>How many local subscribers a channel has (exact subscriptions).</summary>
-    public int CountOf(string app, string channel) => _exact.TryGetValue((app, channel), out var subs) ? subs.Length : 0;
+    public int CountOf(string app, string channel) => _exact.TryGetValue((app, channel), out var list) ? list.Count : 0;
 
     /// <summary>Delivers a message to every local subscription of its channel and of matching patterns; returns how many.</summary>
     public int Dispatch(RelayMessage message)
     {
         var count = 0;
-        if (_exact.TryGetValue((message.App, message.Channel), out var subscribers))
+        if (_exact.TryGetValue((message.App, message.Channel), out var list))
         {
-            count = subscribers.Length;
-            foreach (var subscription in subscribers)
+            var snapshot = list.Current;
+            var items = snapshot.Items;
+            for (var i = 0; i < snapshot.Length; i++)
             {
-                subscription.Deliver(message);
+                if (Volatile.Read(ref items[i]) is { } subscription)
+                {
+                    subscription.Deliver(message);
+                    count++;
+                }
             }
         }
 

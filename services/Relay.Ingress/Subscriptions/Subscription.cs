@@ -22,6 +22,9 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
 
     public bool IsPattern { get; } = isPattern;
 
+    /// <summary>Where this subscription sits in its channel's <see cref="SubscriberList"/> (kept by the list).</summary>
+    internal int Slot { get; set; }
+
     /// <summary>Delivers a live message. Calls for one channel arrive in seq order.</summary>
     public void Deliver(RelayMessage message)
     {
