@@ -1,0 +1,26 @@
+namespace Relay.Bus.Redis;
+
+/// <summary>What an append did: the message's seq in <paramref name="Epoch"/>, or the first seq of an id seen within the window.</summary>
+/// <param name="Seq">The seq given to the message (for a duplicate: the seq the id got the first time).</param>
+/// <param name="Epoch">The channel's epoch the seq belongs to.</param>
+/// <param name="Duplicate">True when the id was seen within the dedupe window and nothing was appended.</param>
+public readonly record struct ChannelAppendResult(long Seq, string Epoch, bool Duplicate);
+
+/// <summary>A channel's epoch and its last seq (0 when nothing was appended in this epoch).</summary>
+public readonly record struct ChannelLogPosition(string Epoch, long Seq);
+
+/// <summary>One message of a channel's history.</summary>
+/// <param name="Seq">Its seq in the epoch of the read that returned it.</param>
+/// <param name="Timestamp">Unix ms (Redis server clock) when it was appended.</param>
+/// <param name="Payload">The bytes given to the append.</param>
+public sealed record ChannelLogMessage(long Seq, long Timestamp, ReadOnlyMemory<byte> Payload);
+
+/// <summary>A read of a channel's history.</summary>
+/// <param name="Epoch">The channel's epoch; a reader that knew another epoch must start over (its seqs mean nothing here).</param>
+/// <param name="Seq">The channel's last seq when it was read.</param>
+/// <param name="Messages">The messages, in seq order, without gaps.</param>
+/// <param name="Complete">
+/// For <see cref="RedisChannelLog.ReadAfterAsync"/>: false when the history no longer reaches the seq right after the one asked
+/// for (trimmed by size or age, or lost), so messages were missed. For <see cref="RedisChannelLog.ReadLastAsync"/>: always true.
+/// </param>
+public sealed record ChannelReadResult(string Epoch, long Seq, IReadOnlyList<ChannelLogMessage> Messages, bool Complete);

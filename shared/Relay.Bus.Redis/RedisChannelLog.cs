@@ -1,0 +1,229 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Relay.Redis;
+
+namespace Relay.Bus.Redis;
+
+/// <summary>
+/// A routing shard's per-channel state kept in Redis: the epoch, the last seq, a bounded history and the idempotency
+/// window. Every operation is one Lua script (one round trip, atomic on the server), so any number of callers on any
+/// number of connections see gapless seqs.
+/// </summary>
+/// <remarks>
+/// <para>Keys of a channel (the hash tag keeps them on one cluster slot; the length prefix makes app/channel unambiguous):</para>
+/// <list type="bullet">
+/// <item><c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:pos</c>: hash with <c>epoch</c> and <c>seq</c>. One key, so the epoch
+/// and the seq are lost together or not at all.</item>
+/// <item><c>relay:{…}:log</c>: sorted set, score = seq, member = <c>seq:timestampMs:expiresAtMs:payload</c>.</item>
+/// <item><c>relay:{…}:id:&lt;id&gt;</c>: string <c>epoch:seq</c> with a PX expiry of the dedupe window.</item>
+/// </list>
+/// <para>When <c>pos</c> is missing (never used, expired, evicted, FLUSHALL) the next operation creates a new random epoch
+/// at seq 0 and drops any leftover <c>log</c>; id records of another epoch are ignored. An epoch is never reused after data loss.</para>
+/// <para>History is trimmed to <c>maxHistory</c> on append and by age (from the oldest end) on every append and read.</para>
+/// </remarks>
+public sealed class RedisChannelLog
+{
+    // Shared Lua helpers: the server clock (ms) and the age trim from the oldest end of the log.
+    private const string Prelude = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local function trim_expired(log)
+          while true do
+            local first = redis.call('ZRANGE', log, 0, 0)
+            if #first == 0 then return end
+            local _, _, expires = string.find(first[1], '^%d+:%d+:(%d+):')
+            if expires and tonumber(expires) > now then return end
+            redis.call('ZREMRANGEBYRANK', log, 0, 0)
+          end
+        end
+        local function ensure_epoch(pos, log, fresh)
+          local epoch = redis.call('HGET', pos, 'epoch')
+          if epoch then return epoch, tonumber(redis.call('HGET', pos, 'seq') or '0') end
+          redis.call('DEL', pos, log)
+          redis.call('HSET', pos, 'epoch', fresh, 'seq', 0)
+          return fresh, 0
+        end
+        local function keep_until(key, ms)
+          local ttl = redis.call('PTTL', key)
+          if ttl >= 0 and ttl < ms or ttl == -1 then redis.call('PEXPIRE', key, ms) end
+        end
+
+        """;
+
+    // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs.
+    private static readonly RedisScript s_append = new(Prelude + """
+        local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
+        if KEYS[3] then
+          local seen = redis.call('GET', KEYS[3])
+          if seen then
+            local sep = string.find(seen, ':', 1, true)
+            if sep and string.sub(seen, 1, sep - 1) == epoch then
+              return {tonumber(string.sub(seen, sep + 1)), epoch, 1}
+            end
+          end
+        end
+        seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+        local expiry = tonumber(ARGV[6])
+        local maxHistory = tonumber(ARGV[3])
+        if maxHistory > 0 then
+          local expires = now + tonumber(ARGV[4])
+          redis.call('ZADD', KEYS[2], seq, string.format('%d:%d:%d:', seq, now, expires) .. ARGV[2])
+          redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(maxHistory + 1))
+          trim_expired(KEYS[2])
+          redis.call('PEXPIRE', KEYS[2], expiry)
+        else
+          redis.call('DEL', KEYS[2])
+        end
+        if KEYS[3] then
+          redis.call('SET', KEYS[3], epoch .. ':' .. string.format('%d', seq), 'PX', ARGV[5])
+        end
+        keep_until(KEYS[1], expiry)
+        return {seq, epoch, 0}
+        """);
+
+    // KEYS: pos, log. ARGV: fresh epoch, mode (after|last|position), afterSeq, limit, keyExpiryMs.
+    // Reply: {epoch, seq, complete, member...}.
+    private static readonly RedisScript s_read = new(Prelude + """
+        local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
+        keep_until(KEYS[1], tonumber(ARGV[5]))
+        local mode = ARGV[2]
+        if mode == 'position' then return {epoch, seq, 1} end
+        trim_expired(KEYS[2])
+        local limit = tonumber(ARGV[4])
+        local reply = {epoch, seq, 1}
+        local items
+        if mode == 'last' then
+          items = redis.call('ZRANGE', KEYS[2], -limit, -1)
+        else
+          local after = tonumber(ARGV[3])
+          if after >= seq then return reply end
+          items = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[3], '+inf', 'LIMIT', 0, limit)
+          local first = items[1] and tonumber(string.match(items[1], '^(%d+):'))
+          if first ~= after + 1 then reply[3] = 0 end
+        end
+        for i = 1, #items do reply[#reply + 1] = items[i] end
+        return reply
+        """);
+
+    private readonly RedisConnection _connection;
+    private readonly long _keyExpiryMs;
+
+    /// <param name="connection">The connection every operation uses.</param>
+    /// <param name="keyExpiry">
+    /// How long a channel's keys live after its last append or read (default 1 hour); an append keeps them at least
+    /// its history TTL and dedupe window. A channel idle longer starts a new epoch, as the in-memory routing's idle sweep does.
+    /// </param>
+    public RedisChannelLog(RedisConnection connection, TimeSpan? keyExpiry = null)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        _connection = connection;
+        _keyExpiryMs = ToMilliseconds(keyExpiry ?? TimeSpan.FromHours(1), nameof(keyExpiry));
+    }
+
+    /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
+    public static string KeyPrefix(string app, string channel)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{{app.Length}:{app}:{channel}}}:");
+    }
+
+    /// <summary>
+    /// Appends a message: gives it the channel's next seq, keeps it in the history (at most <paramref name="maxHistory"/>
+    /// messages, each for <paramref name="historyTtl"/>) and remembers <paramref name="id"/> for <paramref name="dedupeWindow"/>.
+    /// When <paramref name="id"/> was appended on this channel, in this epoch, within the window, nothing is appended and
+    /// the first seq is returned with <see cref="ChannelAppendResult.Duplicate"/> set.
+    /// </summary>
+    public async Task<ChannelAppendResult> AppendAsync(
+        string app,
+        string channel,
+        string? id,
+        ReadOnlyMemory<byte> payload,
+        int maxHistory,
+        TimeSpan historyTtl,
+        TimeSpan dedupeWindow)
+    {
+        var prefix = KeyPrefix(app, channel);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxHistory);
+        var historyMs = maxHistory > 0 ? ToMilliseconds(historyTtl, nameof(historyTtl)) : 0;
+        var dedupe = !string.IsNullOrEmpty(id) && dedupeWindow > TimeSpan.Zero;
+        var dedupeMs = dedupe ? ToMilliseconds(dedupeWindow, nameof(dedupeWindow)) : 0;
+        var keyExpiryMs = Math.Max(_keyExpiryMs, Math.Max(historyMs, dedupeMs));
+
+        string[] keys = dedupe ? [prefix + "pos", prefix + "log", prefix + "id:" + id] : [prefix + "pos", prefix + "log"];
+        var reply = await s_append.EvaluateAsync(
+            _connection,
+            keys,
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs]).ConfigureAwait(false);
+        return new ChannelAppendResult(reply[0].AsInt64(), reply[1].AsString()!, reply[2].AsInt64() == 1);
+    }
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> messages after <paramref name="afterSeq"/>, in seq order, and whether they start right
+    /// after it (<see cref="ChannelReadResult.Complete"/>). Compare <see cref="ChannelReadResult.Epoch"/> with the epoch
+    /// <paramref name="afterSeq"/> came from: when they differ the seqs are unrelated.
+    /// </summary>
+    public Task<ChannelReadResult> ReadAfterAsync(string app, string channel, long afterSeq, int limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(afterSeq);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        return ReadAsync(app, channel, "after", afterSeq, limit);
+    }
+
+    /// <summary>The newest <paramref name="limit"/> messages still in the history, oldest first.</summary>
+    public Task<ChannelReadResult> ReadLastAsync(string app, string channel, int limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        return ReadAsync(app, channel, "last", 0, limit);
+    }
+
+    /// <summary>The channel's epoch and last seq (a channel never used gets its epoch here, at seq 0).</summary>
+    public async Task<ChannelLogPosition> PositionAsync(string app, string channel)
+    {
+        var result = await ReadAsync(app, channel, "position", 0, 1).ConfigureAwait(false);
+        return new ChannelLogPosition(result.Epoch, result.Seq);
+    }
+
+    private async Task<ChannelReadResult> ReadAsync(string app, string channel, string mode, long afterSeq, int limit)
+    {
+        var prefix = KeyPrefix(app, channel);
+        var reply = await s_read.EvaluateAsync(
+            _connection,
+            [prefix + "pos", prefix + "log"],
+            [NewEpoch(), mode, afterSeq, limit, _keyExpiryMs]).ConfigureAwait(false);
+
+        var items = reply.Items;
+        var messages = new ChannelLogMessage[items.Length - 3];
+        for (var i = 0; i < messages.Length; i++)
+        {
+            messages[i] = ParseMember(items[i + 3].Memory);
+        }
+
+        return new ChannelReadResult(items[0].AsString()!, items[1].AsInt64(), messages, items[2].AsInt64() == 1);
+    }
+
+    // A log member is "seq:timestampMs:expiresAtMs:payload".
+    private static ChannelLogMessage ParseMember(ReadOnlyMemory<byte> member)
+    {
+        var span = member.Span;
+        var first = span.IndexOf((byte)':');
+        var second = first + 1 + span[(first + 1)..].IndexOf((byte)':');
+        var third = second + 1 + span[(second + 1)..].IndexOf((byte)':');
+        if (first < 0 || second <= first || third <= second)
+        {
+            throw new RedisProtocolException("A channel log entry is malformed.");
+        }
+
+        var seq = long.Parse(span[..first], NumberStyles.None, CultureInfo.InvariantCulture);
+        var timestamp = long.Parse(span[(first + 1)..second], NumberStyles.None, CultureInfo.InvariantCulture);
+        return new ChannelLogMessage(seq, timestamp, member[(third + 1)..]);
+    }
+
+    private static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+
+    private static long ToMilliseconds(TimeSpan value, string name)
+    {
+        var ms = (long)Math.Ceiling(value.TotalMilliseconds);
+        return ms > 0 ? ms : throw new ArgumentOutOfRangeException(name, value, "Must be at least one millisecond.");
+    }
+}

@@ -1,0 +1,241 @@
+using System.Text;
+using Relay.Redis;
+using Relay.Redis.Tests;
+
+namespace Relay.Bus.Redis.Tests;
+
+/// <summary><see cref="RedisChannelLog"/> against a real redis-server.</summary>
+public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<RedisServerFixture>
+{
+    private static readonly TimeSpan s_long = TimeSpan.FromMinutes(5);
+
+    private static string NewChannel() => $"ch-{Guid.NewGuid():N}";
+
+    private static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text);
+
+    private static string Text(ChannelLogMessage message) => Encoding.UTF8.GetString(message.Payload.Span);
+
+    [Fact(Timeout = 60_000)]
+    public async Task ConcurrentAppends_FromFourConnections_AreGapless()
+    {
+        var connections = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => RedisConnection.ConnectAsync(fixture.Server.Options())));
+        try
+        {
+            var logs = connections.Select(c => new RedisChannelLog(c)).ToArray();
+            var channel = NewChannel();
+            const int Count = 200;
+
+            var results = await Task.WhenAll(Enumerable.Range(0, Count).Select(i =>
+                logs[i % logs.Length].AppendAsync("app", channel, $"id-{i}", Bytes($"m{i}"), 500, s_long, s_long)));
+
+            Assert.All(results, r => Assert.False(r.Duplicate));
+            Assert.Single(results.Select(r => r.Epoch).Distinct());
+            Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), results.Select(r => r.Seq).Order());
+
+            var position = await logs[0].PositionAsync("app", channel);
+            Assert.Equal(new ChannelLogPosition(results[0].Epoch, Count), position);
+
+            // The history holds every message once, in seq order, each with the payload its append gave.
+            var read = await logs[1].ReadAfterAsync("app", channel, 0, 1000);
+            Assert.True(read.Complete);
+            Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), read.Messages.Select(m => m.Seq));
+            var payloadBySeq = results.Select((r, i) => (r.Seq, Payload: $"m{i}")).ToDictionary(x => x.Seq, x => x.Payload);
+            Assert.All(read.Messages, m => Assert.Equal(payloadBySeq[m.Seq], Text(m)));
+        }
+        finally
+        {
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Dedupe_ReturnsFirstSeqWithinWindow_AndAppendsAgainAfterIt()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+        var window = TimeSpan.FromMilliseconds(300);
+
+        var first = await log.AppendAsync("app", channel, "dup", Bytes("one"), 100, s_long, window);
+        var other = await log.AppendAsync("app", channel, "other", Bytes("two"), 100, s_long, window);
+        var again = await log.AppendAsync("app", channel, "dup", Bytes("one-again"), 100, s_long, window);
+
+        Assert.Equal(new ChannelAppendResult(1, first.Epoch, false), first);
+        Assert.Equal(new ChannelAppendResult(2, first.Epoch, false), other);
+        Assert.Equal(new ChannelAppendResult(1, first.Epoch, true), again);
+        Assert.Equal(2, (await log.PositionAsync("app", channel)).Seq);
+
+        // The same id on another channel is not a duplicate.
+        var elsewhere = await log.AppendAsync("app", NewChannel(), "dup", Bytes("x"), 100, s_long, window);
+        Assert.False(elsewhere.Duplicate);
+
+        await Task.Delay(window + TimeSpan.FromMilliseconds(200));
+        var later = await log.AppendAsync("app", channel, "dup", Bytes("one-later"), 100, s_long, window);
+        Assert.Equal(new ChannelAppendResult(3, first.Epoch, false), later);
+
+        var read = await log.ReadAfterAsync("app", channel, 0, 10);
+        Assert.Equal(["one", "two", "one-later"], read.Messages.Select(Text));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task History_IsTrimmedBySize()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+
+        for (var i = 1; i <= 10; i++)
+        {
+            await log.AppendAsync("app", channel, null, Bytes($"m{i}"), 3, s_long, s_long);
+        }
+
+        var last = await log.ReadLastAsync("app", channel, 100);
+        Assert.Equal([8L, 9L, 10L], last.Messages.Select(m => m.Seq));
+        Assert.Equal(["m8", "m9", "m10"], last.Messages.Select(Text));
+        Assert.Equal(10, last.Seq);
+
+        var lastTwo = await log.ReadLastAsync("app", channel, 2);
+        Assert.Equal([9L, 10L], lastTwo.Messages.Select(m => m.Seq));
+
+        // Reading from a seq the history still reaches is complete; from one it no longer reaches is not.
+        var fromSeven = await log.ReadAfterAsync("app", channel, 7, 100);
+        Assert.True(fromSeven.Complete);
+        Assert.Equal([8L, 9L, 10L], fromSeven.Messages.Select(m => m.Seq));
+
+        var fromTwo = await log.ReadAfterAsync("app", channel, 2, 100);
+        Assert.False(fromTwo.Complete);
+        Assert.Equal([8L, 9L, 10L], fromTwo.Messages.Select(m => m.Seq));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task History_IsTrimmedByAge()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+        var ttl = TimeSpan.FromMilliseconds(300);
+
+        await log.AppendAsync("app", channel, null, Bytes("old-1"), 100, ttl, s_long);
+        await log.AppendAsync("app", channel, null, Bytes("old-2"), 100, ttl, s_long);
+        Assert.Equal(2, (await log.ReadLastAsync("app", channel, 10)).Messages.Count);
+
+        await Task.Delay(ttl + TimeSpan.FromMilliseconds(200));
+
+        // A read alone trims what aged out.
+        var afterAge = await log.ReadAfterAsync("app", channel, 0, 10);
+        Assert.Empty(afterAge.Messages);
+        Assert.False(afterAge.Complete);
+        Assert.Equal(2, afterAge.Seq);
+
+        var fresh = await log.AppendAsync("app", channel, null, Bytes("new"), 100, ttl, s_long);
+        Assert.Equal(3, fresh.Seq);
+        var read = await log.ReadAfterAsync("app", channel, 0, 10);
+        Assert.False(read.Complete);
+        Assert.Equal(["new"], read.Messages.Select(Text));
+        Assert.True((await log.ReadAfterAsync("app", channel, 2, 10)).Complete);
+        Assert.Equal(1, (await redis.ExecuteAsync("ZCARD", RedisChannelLog.KeyPrefix("app", channel) + "log")).AsInt64());
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task ReadAfter_ReturnsExactlyTheMissedMessages_InOrder()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+        for (var i = 1; i <= 20; i++)
+        {
+            await log.AppendAsync("app", channel, null, Bytes($"m{i}"), 100, s_long, s_long);
+        }
+
+        var missed = await log.ReadAfterAsync("app", channel, 12, 100);
+        Assert.True(missed.Complete);
+        Assert.Equal(Enumerable.Range(13, 8).Select(i => $"m{i}"), missed.Messages.Select(Text));
+        Assert.Equal(Enumerable.Range(13, 8).Select(i => (long)i), missed.Messages.Select(m => m.Seq));
+
+        // A limit returns the oldest missed first, so a reader can page forward.
+        var page = await log.ReadAfterAsync("app", channel, 12, 3);
+        Assert.True(page.Complete);
+        Assert.Equal([13L, 14L, 15L], page.Messages.Select(m => m.Seq));
+
+        var upToDate = await log.ReadAfterAsync("app", channel, 20, 100);
+        Assert.True(upToDate.Complete);
+        Assert.Empty(upToDate.Messages);
+
+        // Binary payloads (with the separator byte and zeros) come back unchanged.
+        byte[] binary = [0, (byte)':', 255, 10, 13, 0];
+        await log.AppendAsync("app", channel, null, binary, 100, s_long, s_long);
+        var last = await log.ReadLastAsync("app", channel, 1);
+        Assert.Equal(binary, last.Messages.Single().Payload.ToArray());
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task DataLoss_StartsANewEpochAtSeqOne()
+    {
+        // Its own server: FLUSHALL must not disturb the other tests.
+        await using var server = await RedisServer.StartAsync();
+        await using var redis = await RedisConnection.ConnectAsync(server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+
+        var before = await log.AppendAsync("app", channel, "a", Bytes("m1"), 100, s_long, s_long);
+        await log.AppendAsync("app", channel, "b", Bytes("m2"), 100, s_long, s_long);
+
+        await redis.ExecuteAsync("FLUSHALL");
+
+        var after = await log.AppendAsync("app", channel, "a", Bytes("again"), 100, s_long, s_long);
+        Assert.NotEqual(before.Epoch, after.Epoch);
+        Assert.Equal(1, after.Seq);
+        Assert.False(after.Duplicate);
+        Assert.Equal(new ChannelLogPosition(after.Epoch, 1), await log.PositionAsync("app", channel));
+
+        // Only the id record survives (partial eviction): it belongs to another epoch and is ignored.
+        var prefix = RedisChannelLog.KeyPrefix("app", channel);
+        await redis.ExecuteAsync("DEL", prefix + "pos", prefix + "log");
+        var third = await log.AppendAsync("app", channel, "a", Bytes("third"), 100, s_long, s_long);
+        Assert.NotEqual(after.Epoch, third.Epoch);
+        Assert.Equal(new ChannelAppendResult(1, third.Epoch, false), third);
+
+        // A read of a lost channel also gets a new epoch, which the next append keeps.
+        await redis.ExecuteAsync("FLUSHALL");
+        var position = await log.PositionAsync("app", channel);
+        Assert.Equal(0, position.Seq);
+        Assert.NotEqual(third.Epoch, position.Epoch);
+        var next = await log.AppendAsync("app", channel, null, Bytes("x"), 100, s_long, s_long);
+        Assert.Equal(new ChannelAppendResult(1, position.Epoch, false), next);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Channels_AreIndependent()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var a = NewChannel();
+        var b = NewChannel();
+
+        var a1 = await log.AppendAsync("app", a, "same-id", Bytes("a1"), 100, s_long, s_long);
+        var b1 = await log.AppendAsync("app", b, "same-id", Bytes("b1"), 100, s_long, s_long);
+        var a2 = await log.AppendAsync("app", a, null, Bytes("a2"), 100, s_long, s_long);
+        var otherApp = await log.AppendAsync("other", a, null, Bytes("o1"), 100, s_long, s_long);
+
+        Assert.Equal((1L, false), (a1.Seq, a1.Duplicate));
+        Assert.Equal((1L, false), (b1.Seq, b1.Duplicate));
+        Assert.Equal(2, a2.Seq);
+        Assert.Equal(1, otherApp.Seq);
+        Assert.NotEqual(a1.Epoch, b1.Epoch);
+        Assert.NotEqual(a1.Epoch, otherApp.Epoch);
+
+        Assert.Equal(["a1", "a2"], (await log.ReadAfterAsync("app", a, 0, 10)).Messages.Select(Text));
+        Assert.Equal(["b1"], (await log.ReadAfterAsync("app", b, 0, 10)).Messages.Select(Text));
+        Assert.Equal(["o1"], (await log.ReadAfterAsync("other", a, 0, 10)).Messages.Select(Text));
+
+        // The key scheme is unambiguous when names contain the separator.
+        Assert.NotEqual(RedisChannelLog.KeyPrefix("a:b", "c"), RedisChannelLog.KeyPrefix("a", "b:c"));
+        var x = await log.AppendAsync("a:b", "c", null, Bytes("x"), 100, s_long, s_long);
+        var y = await log.AppendAsync("a", "b:c", null, Bytes("y"), 100, s_long, s_long);
+        Assert.Equal(1, x.Seq);
+        Assert.Equal(1, y.Seq);
+    }
+}
