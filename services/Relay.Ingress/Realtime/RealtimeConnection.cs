@@ -43,8 +43,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private RelayMessage? _lastSent;
     private int _closing;
     private bool _flushScheduled;
-    private Task? _writer;
-    private int _writerStarted;
+    private Task _writer = Task.CompletedTask;
     private readonly FlushScheduler _flusher;
     private long _closeDeadlineTicks = long.MaxValue;
 
@@ -72,7 +71,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _node.Register(this);
         Enqueue(ConnectedFrame());
         // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
-        _ = EnsureWriter();
+        _writer = WriteLoopAsync();
         return ReceiveLoopAsync();
     }
 
@@ -93,7 +92,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             _queue.Complete();
             try
             {
-                await EnsureWriter().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                await _writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
                 if (_socket.State == WebSocketState.CloseReceived)
                 {
                     // The client closed first: answer its close so it sees a clean shutdown.
@@ -254,29 +253,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         return frame.ToArray();
     }
 
-    /// <summary>Starts the write loop once (when the connection starts running).</summary>
-    private Task EnsureWriter()
-    {
-        if (Volatile.Read(ref _writer) is { } running)
-        {
-            return running;
-        }
-
-        if (Interlocked.Exchange(ref _writerStarted, 1) == 0)
-        {
-            Volatile.Write(ref _writer, WriteLoopAsync());
-        }
-
-        // Another thread is starting it: wait for the task to appear.
-        SpinWait spin = default;
-        while (Volatile.Read(ref _writer) is null)
-        {
-            spin.SpinOnce();
-        }
-
-        return _writer!;
-    }
-
     private async Task WriteLoopAsync()
     {
         var reader = _queue;
@@ -366,6 +342,18 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         var requests = new List<ClientRequest>();
         var batch = new DeliveryBatch();
         var handled = 0;
+
+        // Before waiting on anything (this client's input, a request that went asynchronous) or after a long burst,
+        // send what the burst delivered: deliveries are never held back while this client is slow.
+        void SubmitBeforeWaiting(bool continuesAtOnce)
+        {
+            if (!continuesAtOnce)
+            {
+                batch.Submit();
+                handled = 0;
+            }
+        }
+
         try
         {
             while (_socket.State == WebSocketState.Open)
@@ -375,23 +363,13 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 {
                     // Wait on the transport itself: an idle connection then holds no receive state machine at all.
                     var input = _lean.WaitForInputAsync();
-                    if (!input.IsCompleted)
-                    {
-                        batch.Submit();
-                        handled = 0;
-                    }
-
+                    SubmitBeforeWaiting(input.IsCompleted);
                     _lean.ReleaseInput(await input.ConfigureAwait(false));
                 }
 
                 // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
                 var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
-                if (!waiting.IsCompleted || handled >= MaxRequestsPerBatch)
-                {
-                    // The burst is over (or long): send what it delivered before waiting for more.
-                    batch.Submit();
-                    handled = 0;
-                }
+                SubmitBeforeWaiting(waiting.IsCompleted && handled < MaxRequestsPerBatch);
 
                 var peek = await waiting.ConfigureAwait(false);
                 if (peek.MessageType == WebSocketMessageType.Close)
@@ -426,12 +404,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                         }
 
                         var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), CancellationToken.None);
-                        if (!receiving.IsCompleted)
-                        {
-                            // Never hold deliveries back while waiting on this client.
-                            batch.Submit();
-                            handled = 0;
-                        }
+                        SubmitBeforeWaiting(receiving.IsCompleted);
 
                         var result = await receiving.ConfigureAwait(false);
                         if (result.MessageType == WebSocketMessageType.Close)
@@ -481,11 +454,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     }
 
                     handled++;
-                    if (!handling.IsCompleted)
-                    {
-                        batch.Submit();
-                        handled = 0;
-                    }
+                    SubmitBeforeWaiting(handling.IsCompleted);
 
                     await handling.ConfigureAwait(false);
                 }

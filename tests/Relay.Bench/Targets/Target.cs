@@ -38,6 +38,15 @@ internal abstract class Target
         await socket.Scanner.WaitAsync(() => socket.Scanner.Acks >= acksBefore + acks, BenchEnvironment.RequestTimeout, what).ConfigureAwait(false);
     }
 
+    /// <summary>Starts an ASP.NET Core program of this repository's Release build on a free loopback port.</summary>
+    protected static async Task<(ServerProcess Server, int Port)> StartDotnetAsync(string name, BenchEnvironment environment, string dll, IReadOnlyDictionary<string, string> settings)
+    {
+        var path = environment.RepoPath(dll);
+        var port = ServerProcess.FreePort();
+        var server = await ServerProcess.StartAsync(name, "dotnet", [path, "--urls", $"http://127.0.0.1:{port}"], settings, port, environment.LogDirectory).ConfigureAwait(false);
+        return (server, port);
+    }
+
     protected static PublishTemplate Template(string before, int payloadSize, string after)
     {
         var head = Encoding.UTF8.GetBytes(before);
@@ -70,8 +79,6 @@ internal sealed class RelayTarget : Target
 
     public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
     {
-        var dll = environment.RepoPath("services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll");
-        var port = ServerProcess.FreePort();
         var settings = new Dictionary<string, string>
         {
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
@@ -85,7 +92,7 @@ internal sealed class RelayTarget : Target
             ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
             ["Relay__Ingress__PublishBurst"] = "1000000",
         };
-        var server = await ServerProcess.StartAsync("relay", "dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"], settings, port, environment.LogDirectory).ConfigureAwait(false);
+        var (server, port) = await StartDotnetAsync("relay", environment, "services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll", settings).ConfigureAwait(false);
         var key = Uri.EscapeDataString(AppKey);
         return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"));
     }
@@ -157,10 +164,8 @@ internal sealed class SignalRTarget : Target
 
     public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
     {
-        var dll = environment.RepoPath("tests/Relay.Bench/peers/SignalRPeer/bin/Release/net10.0/SignalRPeer.dll");
-        var port = ServerProcess.FreePort();
         var settings = new Dictionary<string, string> { ["ASPNETCORE_ENVIRONMENT"] = "Production" };
-        var server = await ServerProcess.StartAsync("signalr", "dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"], settings, port, environment.LogDirectory).ConfigureAwait(false);
+        var (server, port) = await StartDotnetAsync("signalr", environment, "tests/Relay.Bench/peers/SignalRPeer/bin/Release/net10.0/SignalRPeer.dll", settings).ConfigureAwait(false);
         return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/hub"), null);
     }
 
