@@ -38,6 +38,13 @@ public sealed class FanOutService(IRelayBus bus, InterestTable interest) : IFanO
     }
 
     /// <inheritdoc />
+    public ValueTask OnNodeGoneAsync(string nodeId)
+    {
+        interest.RemoveNode(nodeId);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
     public ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken) =>
         ValueTask.FromResult(interest.Channels(app, prefix));
 

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Relay.Bus;
+using Relay.Bus.Redis;
 using Relay.FanOut.Interest;
 
 namespace Relay.FanOut;
@@ -12,7 +13,7 @@ public static class FanOutServiceCollectionExtensions
     /// <summary>Registers the interest table and the fan-out handler on the bus.</summary>
     public static IServiceCollection AddRelayFanOut(this IServiceCollection services)
     {
-        services.AddRelayInMemoryBus();
+        services.AddRelayBus();
         services.TryAddSingleton<InterestTable>();
         services.TryAddSingleton<FanOutService>();
         services.AddHostedService(static sp => sp.GetRequiredService<FanOutService>());

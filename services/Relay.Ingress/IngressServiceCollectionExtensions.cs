@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
+using Relay.Bus.Redis;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
@@ -23,7 +24,7 @@ public static class IngressServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IngressOptions>, IngressOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddRelayNamespaces();
-        services.AddRelayInMemoryBus();
+        services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
+using Relay.Bus.Redis;
 using Relay.Routing.Channels;
 using Relay.ServiceDefaults;
 
@@ -18,8 +19,9 @@ public static class RoutingServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RoutingOptions>, RoutingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddRelayNamespaces();
-        services.AddRelayInMemoryBus();
+        services.AddRelayBus();
         services.TryAddSingleton<ChannelAuthority>();
+        services.TryAddSingleton<RedisChannelAuthority>();
         services.AddHostedService<RoutingHost>();
         return services;
     }

@@ -50,8 +50,10 @@ public sealed class RedisChannelLog
 
         """;
 
-    // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs.
+    // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs,
+    // publish channel ('' = none), lease key and owner ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out.
     private static readonly RedisScript s_append = new(Prelude + """
+        if ARGV[8] ~= '' and redis.call('GET', ARGV[8]) ~= ARGV[9] then return {-1, '', 0} end
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         if KEYS[3] then
           local seen = redis.call('GET', KEYS[3])
@@ -78,6 +80,9 @@ public sealed class RedisChannelLog
           redis.call('SET', KEYS[3], epoch .. ':' .. string.format('%d', seq), 'PX', ARGV[5])
         end
         keep_until(KEYS[1], expiry)
+        if ARGV[7] ~= '' then
+          redis.call('PUBLISH', ARGV[7], string.format('%d:%d:', seq, now) .. epoch .. '::' .. ARGV[2])
+        end
         return {seq, epoch, 0}
         """);
 
@@ -94,6 +99,10 @@ public sealed class RedisChannelLog
         local items
         if mode == 'last' then
           items = redis.call('ZRANGE', KEYS[2], -limit, -1)
+        elseif mode == 'before' then
+          items = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. ARGV[3], '-inf', 'LIMIT', 0, limit)
+          local n = #items
+          for i = 1, math.floor(n / 2) do items[i], items[n - i + 1] = items[n - i + 1], items[i] end
         else
           local after = tonumber(ARGV[3])
           if after >= seq then return reply end
@@ -141,7 +150,40 @@ public sealed class RedisChannelLog
         ReadOnlyMemory<byte> payload,
         int maxHistory,
         TimeSpan historyTtl,
-        TimeSpan dedupeWindow)
+        TimeSpan dedupeWindow) =>
+        (await AppendCoreAsync(app, channel, id, payload, maxHistory, historyTtl, dedupeWindow, publishTo: null, fence: null).ConfigureAwait(false))!.Value;
+
+    /// <summary>
+    /// <see cref="AppendAsync"/>, and in the same script (so in seq order, with no second round trip) publishes the
+    /// sequenced message <c>seq:timestampMs:epoch::payload</c> on <paramref name="publishTo"/> (see <see cref="BusCodec"/>).
+    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner (a routing shard's lease), and null is
+    /// returned: a shard's former owner cannot append once another took it over.
+    /// </summary>
+    public Task<ChannelAppendResult?> AppendAndPublishAsync(
+        string app,
+        string channel,
+        string? id,
+        ReadOnlyMemory<byte> payload,
+        int maxHistory,
+        TimeSpan historyTtl,
+        TimeSpan dedupeWindow,
+        string publishTo,
+        (string Key, string Owner)? fence)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(publishTo);
+        return AppendCoreAsync(app, channel, id, payload, maxHistory, historyTtl, dedupeWindow, publishTo, fence);
+    }
+
+    private async Task<ChannelAppendResult?> AppendCoreAsync(
+        string app,
+        string channel,
+        string? id,
+        ReadOnlyMemory<byte> payload,
+        int maxHistory,
+        TimeSpan historyTtl,
+        TimeSpan dedupeWindow,
+        string? publishTo,
+        (string Key, string Owner)? fence)
     {
         var prefix = KeyPrefix(app, channel);
         ArgumentOutOfRangeException.ThrowIfNegative(maxHistory);
@@ -154,8 +196,9 @@ public sealed class RedisChannelLog
         var reply = await s_append.EvaluateAsync(
             _connection,
             keys,
-            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs]).ConfigureAwait(false);
-        return new ChannelAppendResult(reply[0].AsInt64(), reply[1].AsString()!, reply[2].AsInt64() == 1);
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false);
+        var seq = reply[0].AsInt64();
+        return seq < 0 ? null : new ChannelAppendResult(seq, reply[1].AsString()!, reply[2].AsInt64() == 1);
     }
 
     /// <summary>
@@ -175,6 +218,13 @@ public sealed class RedisChannelLog
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
         return ReadAsync(app, channel, "last", 0, limit);
+    }
+
+    /// <summary>The newest <paramref name="limit"/> messages with a seq below <paramref name="beforeSeq"/>, oldest first.</summary>
+    public Task<ChannelReadResult> ReadBeforeAsync(string app, string channel, long beforeSeq, int limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        return ReadAsync(app, channel, "before", beforeSeq, limit);
     }
 
     /// <summary>The channel's epoch and last seq (a channel never used gets its epoch here, at seq 0).</summary>
@@ -219,7 +269,7 @@ public sealed class RedisChannelLog
         return new ChannelLogMessage(seq, timestamp, member[(third + 1)..]);
     }
 
-    private static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+    internal static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
 
     private static long ToMilliseconds(TimeSpan value, string name)
     {

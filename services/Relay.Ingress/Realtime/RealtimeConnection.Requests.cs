@@ -194,7 +194,7 @@ internal sealed partial class RealtimeConnection
             (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
         }
 
-        Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data), _node.Stopping).ConfigureAwait(false));
+        Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false));
         Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
     }
 
@@ -210,7 +210,7 @@ internal sealed partial class RealtimeConnection
         {
             try
             {
-                await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default), CancellationToken.None).ConfigureAwait(false);
+                await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default, _node.NodeId), CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {

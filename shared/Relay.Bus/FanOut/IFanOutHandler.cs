@@ -11,6 +11,9 @@ public interface IFanOutHandler
     /// <summary>A node's interest changed.</summary>
     ValueTask OnInterestAsync(InterestChange change);
 
+    /// <summary>A node stopped (its heartbeat ran out or it left): forget everything it registered.</summary>
+    ValueTask OnNodeGoneAsync(string nodeId);
+
     /// <summary>The channels of <paramref name="app"/> with subscribers, whose names start with <paramref name="prefix"/>.</summary>
     ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken);
 }

@@ -23,3 +23,13 @@ public sealed record ErrorReply(RelayError Error) : RoutingReply;
 
 /// <summary>A channel's present members (presence records: clientId, connectionId, data).</summary>
 public sealed record PresenceReply(IReadOnlyList<RelayMessage> Members) : RoutingReply;
+
+/// <summary>
+/// This routing instance no longer owns the request's shard (its lease moved on): a networked bus sends no reply, so the
+/// answer comes from the owner. Never reaches a caller.
+/// </summary>
+public sealed record NotOwnerReply : RoutingReply
+{
+    /// <summary>The one instance.</summary>
+    public static NotOwnerReply Instance { get; } = new();
+}

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using Relay.Bus.Redis;
+using Relay.Bus.Routing;
+using Relay.Core.Diagnostics;
+using Relay.Core.Messages;
+using Relay.Core.Namespaces;
+
+namespace Relay.Routing.Channels;
+
+/// <summary>
+/// The routing shard's request handler when channel state lives in Redis (<c>Relay:Bus=redis</c>): seq, epoch, history and
+/// the idempotency window through <see cref="RedisChannelLog"/>, presence through <see cref="RedisPresence"/>. Each publish
+/// is one Lua script that appends and hands the message to fan-out, fenced by this instance's lease on the shard, so a
+/// shard's former owner can never append after a handover. Nothing is held in this process: any instance that takes a
+/// shard over continues where the last one stopped.
+/// </summary>
+public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namespaces) : IRoutingHandler
+{
+    private RedisChannelLog? _log;
+
+    // Requests arrive only once the bus is connected (the lease loop waits for it).
+    private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Commands);
+
+    /// <inheritdoc />
+    public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request switch
+        {
+            PublishRequest publish => PublishAsync(publish),
+            HistoryRequest history => HistoryAsync(history),
+            PositionRequest position => PositionAsync(position),
+            PresenceRequest presence => PresenceAsync(presence),
+            PresenceGetRequest get => MembersAsync(get),
+            _ => throw new ArgumentException($"unknown routing request {request.GetType().Name}", nameof(request)),
+        };
+    }
+
+    private async ValueTask<RoutingReply> PublishAsync(PublishRequest request)
+    {
+        using var activity = RelayTracing.Start(RelayTracing.RoutingSequence, ActivityKind.Internal, request.TraceParent, request.Channel);
+        var traceParent = activity?.Id ?? request.TraceParent;
+        var policy = namespaces.For(request.Channel);
+        var fence = bus.FenceFor(request.App, request.Channel);
+
+        // Every append is written before the first is awaited: Redis runs them in this order, so seqs follow the request.
+        var appends = new Task<ChannelAppendResult?>[request.Items.Count];
+        for (var i = 0; i < appends.Length; i++)
+        {
+            var item = request.Items[i];
+            var body = BusCodec.EncodeBody(new RelayMessage
+            {
+                App = request.App,
+                Channel = request.Channel,
+                Epoch = "",
+                Id = item.Id,
+                Name = item.Name,
+                Data = item.Data,
+                DataIsJson = item.DataIsJson,
+                ClientId = request.ClientId,
+                TraceParent = traceParent,
+            });
+            appends[i] = Log.AppendAndPublishAsync(
+                request.App,
+                request.Channel,
+                item.Id,
+                body,
+                policy.HistorySize,
+                policy.HistoryTtl,
+                RoutingOptions.IdempotencyWindow,
+                RedisBus.FanOutChannel,
+                fence);
+        }
+
+        var seqs = new long[appends.Length];
+        var epoch = "";
+        for (var i = 0; i < appends.Length; i++)
+        {
+            if (await appends[i].ConfigureAwait(false) is not { } appended)
+            {
+                return NotOwnerReply.Instance;
+            }
+
+            seqs[i] = appended.Seq;
+            epoch = appended.Epoch;
+        }
+
+        return new PublishReply(seqs, epoch);
+    }
+
+    private async ValueTask<RoutingReply> HistoryAsync(HistoryRequest request)
+    {
+        var limit = Math.Max(1, request.Limit);
+        if (request.AfterSeq is { } after)
+        {
+            var read = await Log.ReadAfterAsync(request.App, request.Channel, after, limit).ConfigureAwait(false);
+
+            // A seq beyond the channel's last cannot have come from this epoch: nothing after it can be promised.
+            return new HistoryReply(new ChannelPosition(read.Epoch, read.Seq), Messages(request, read), read.Complete && after <= read.Seq);
+        }
+
+        var page = request.Before is { } before
+            ? await Log.ReadBeforeAsync(request.App, request.Channel, before, limit).ConfigureAwait(false)
+            : await Log.ReadLastAsync(request.App, request.Channel, limit).ConfigureAwait(false);
+        return new HistoryReply(new ChannelPosition(page.Epoch, page.Seq), Messages(request, page), Complete: true);
+    }
+
+    private static List<RelayMessage> Messages(RoutingRequest request, ChannelReadResult read)
+    {
+        var messages = new List<RelayMessage>(read.Messages.Count);
+        foreach (var entry in read.Messages)
+        {
+            var message = BusCodec.DecodeBody(entry.Payload, entry.Seq, entry.Timestamp, read.Epoch, presenceAction: null);
+            if (message.App == request.App && message.Channel == request.Channel)
+            {
+                messages.Add(message);
+            }
+        }
+
+        return messages;
+    }
+
+    private async ValueTask<RoutingReply> PositionAsync(PositionRequest request)
+    {
+        var position = await Log.PositionAsync(request.App, request.Channel).ConfigureAwait(false);
+        return new PositionReply(new ChannelPosition(position.Epoch, position.Seq));
+    }
+
+    private async ValueTask<RoutingReply> PresenceAsync(PresenceRequest request)
+    {
+        var record = new RelayMessage
+        {
+            App = request.App,
+            Channel = request.Channel,
+            Epoch = "",
+            ClientId = request.ClientId,
+            ConnectionId = request.ConnectionId,
+            Data = request.Data,
+        };
+        await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel).ConfigureAwait(false);
+        return new PresenceReply([]);
+    }
+
+    private async ValueTask<RoutingReply> MembersAsync(PresenceGetRequest request) =>
+        new PresenceReply(await bus.Presence.MembersAsync(request.App, request.Channel).ConfigureAwait(false));
+}

@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Relay.Bus.InMemory;
+
+namespace Relay.Bus.Redis;
+
+/// <summary>Registers the bus chosen by <c>Relay:Bus</c>: the in-memory bus (default) or the Redis bus (<c>Relay:Redis</c>).</summary>
+public static class RedisBusServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="IRelayBus"/> as chosen by <c>Relay:Bus</c> (<c>memory</c> or <c>redis</c>), validated at start-up;
+    /// with <c>redis</c>, start-up waits for the connection and fails with a clear message when Redis cannot be reached.
+    /// </summary>
+    public static IServiceCollection AddRelayBus(this IServiceCollection services)
+    {
+        services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisBusOptions>, RedisBusOptionsValidator>());
+        services.TryAddSingleton<InMemoryBus>();
+        services.TryAddSingleton<RedisBus>();
+        services.TryAddSingleton<IRelayBus>(static sp => UsesRedis(sp) ? sp.GetRequiredService<RedisBus>() : sp.GetRequiredService<InMemoryBus>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisBusStartup>());
+        return services;
+    }
+
+    /// <summary>Whether this host's configuration selects the Redis bus.</summary>
+    public static bool UsesRedis(IServiceProvider services) =>
+        IsRedis(services.GetRequiredService<IConfiguration>()[RedisBusOptions.BusKey]);
+
+    internal static bool IsRedis(string? bus) => string.Equals(bus, "redis", StringComparison.OrdinalIgnoreCase);
+
+    internal static bool IsMemory(string? bus) => string.Equals(bus, "memory", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Connects the Redis bus during start-up, so a wrong endpoint stops the host with its message.</summary>
+    private sealed class RedisBusStartup(IServiceProvider services) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            UsesRedis(services) ? services.GetRequiredService<RedisBus>().ReadyAsync().WaitAsync(cancellationToken) : Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

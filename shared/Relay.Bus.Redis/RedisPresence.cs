@@ -1,0 +1,120 @@
+using Relay.Core.Messages;
+using Relay.Redis;
+
+namespace Relay.Bus.Redis;
+
+/// <summary>
+/// Channel presence kept in Redis: who is present on a channel, per (clientId, connectionId), and which node holds each
+/// connection, so a node that dies can be evicted. Each change is one Lua script that also publishes the presence event
+/// (enter for a client's first connection, leave for its last, update otherwise) to fan-out, in order with the channel's
+/// messages.
+/// </summary>
+/// <remarks>
+/// Keys, next to the channel log's (<see cref="RedisChannelLog.KeyPrefix"/>): <c>…:members</c> (hash: <c>clientId\nconnectionId</c>
+/// → <c>nodeId\nbody</c>), <c>…:clients</c> (hash: clientId → connections) and, per node, <c>relay:bus:node:&lt;id&gt;:presence</c>
+/// (set of the channel prefixes where the node has members). Member keys carry no expiry: they live as long as their node;
+/// <see cref="EvictNodeAsync"/> removes a dead node's members (fan-out calls it when a node's heartbeat stops).
+/// </remarks>
+public sealed class RedisPresence(RedisConnection connection)
+{
+    private const string Prelude = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local function epoch_of(prefix, fresh)
+          local pos = prefix .. 'pos'
+          local epoch = redis.call('HGET', pos, 'epoch')
+          if epoch then return epoch end
+          redis.call('DEL', pos, prefix .. 'log')
+          redis.call('HSET', pos, 'epoch', fresh, 'seq', 0)
+          return fresh
+        end
+        local function emit(channel, epoch, action, body)
+          redis.call('PUBLISH', channel, string.format('0:%d:', now) .. epoch .. ':' .. action .. ':' .. body)
+        end
+        local function body_of(value)
+          return string.sub(value, string.find(value, '\n', 1, true) + 1)
+        end
+        -- Removes one member; emits leave when it was the client's last connection.
+        local function remove(prefix, field, client, body, channel, fresh)
+          local old = redis.call('HGET', prefix .. 'members', field)
+          if not old then return 0 end
+          redis.call('HDEL', prefix .. 'members', field)
+          if redis.call('HINCRBY', prefix .. 'clients', client, -1) <= 0 then
+            redis.call('HDEL', prefix .. 'clients', client)
+            if body == '' then body = body_of(old) end
+            emit(channel, epoch_of(prefix, fresh), 'leave', body)
+          end
+          return 1
+        end
+
+        """;
+
+    // ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh epoch.
+    private static readonly RedisScript s_change = new(Prelude + """
+        local prefix, action, client = ARGV[1], ARGV[2], ARGV[3]
+        local field = client .. '\n' .. ARGV[4]
+        if action == 'leave' then return remove(prefix, field, client, ARGV[6], ARGV[7], ARGV[8]) end
+        local existed = redis.call('HEXISTS', prefix .. 'members', field) == 1
+        local present = tonumber(redis.call('HGET', prefix .. 'clients', client) or '0') > 0
+        redis.call('HSET', prefix .. 'members', field, ARGV[5] .. '\n' .. ARGV[6])
+        if not existed then redis.call('HINCRBY', prefix .. 'clients', client, 1) end
+        redis.call('SADD', 'relay:bus:node:' .. ARGV[5] .. ':presence', prefix)
+        local event = 'update'
+        if not present then event = 'enter' end
+        emit(ARGV[7], epoch_of(prefix, ARGV[8]), event, ARGV[6])
+        return 1
+        """);
+
+    // ARGV: nodeId, publish channel, fresh epoch. Reply: members removed.
+    private static readonly RedisScript s_evict = new(Prelude + """
+        local index = 'relay:bus:node:' .. ARGV[1] .. ':presence'
+        local removed = 0
+        local mark = ARGV[1] .. '\n'
+        for _, prefix in ipairs(redis.call('SMEMBERS', index)) do
+          local all = redis.call('HGETALL', prefix .. 'members')
+          for i = 1, #all, 2 do
+            if string.sub(all[i + 1], 1, #mark) == mark then
+              local client = string.sub(all[i], 1, string.find(all[i], '\n', 1, true) - 1)
+              removed = removed + remove(prefix, all[i], client, '', ARGV[2], ARGV[3])
+            end
+          end
+        end
+        redis.call('DEL', index)
+        return removed
+        """);
+
+    /// <summary>
+    /// Applies <paramref name="action"/> (<c>enter</c>, <c>update</c>, <c>leave</c>) for a connection held by <paramref name="nodeId"/>
+    /// and publishes the resulting presence event on <paramref name="publishTo"/>. <paramref name="record"/> is the member
+    /// (app, channel, clientId, connectionId, data); for <c>leave</c> without data the member's last data goes out.
+    /// </summary>
+    public Task ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var prefix = RedisChannelLog.KeyPrefix(record.App, record.Channel);
+        var body = action == "leave" && record.Data.IsEmpty ? [] : BusCodec.EncodeBody(record);
+        return s_change.EvaluateAsync(connection, [], [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch()]);
+    }
+
+    /// <summary>The present members of a channel (one record per connection).</summary>
+    public async Task<IReadOnlyList<RelayMessage>> MembersAsync(string app, string channel)
+    {
+        var all = await connection.HGetAllAsync(RedisChannelLog.KeyPrefix(app, channel) + "members").ConfigureAwait(false);
+        var members = new List<RelayMessage>(all.Count);
+        foreach (var value in all.Values)
+        {
+            var bytes = value.Memory;
+            var body = bytes[(bytes.Span.IndexOf((byte)'\n') + 1)..];
+            members.Add(BusCodec.DecodeBody(body, seq: 0, timestamp: 0, epoch: "", presenceAction: "present"));
+        }
+
+        return members;
+    }
+
+    /// <summary>Removes every member a node held (it died), publishing the leave events; returns how many were removed.</summary>
+    public async Task<long> EvictNodeAsync(string nodeId, string publishTo)
+    {
+        var reply = await s_evict.EvaluateAsync(connection, [], [nodeId, publishTo, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);
+        return reply.AsInt64();
+    }
+}
