@@ -115,6 +115,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private RedisSubscriber? _subscriber;
     private RedisPresence? _presence;
     private long _nextCorrelation;
+    private int _disposed;
 
     [ThreadStatic]
     private static (RelayMessage Message, byte[] Frame) t_lastEncoded;
@@ -683,6 +684,12 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        // Registered as itself and as IRelayBus: the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var outbox in _outboxes.Values)
         {

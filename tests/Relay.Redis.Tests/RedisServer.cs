@@ -31,6 +31,9 @@ public sealed class RedisServer : IAsyncDisposable
 
     public int Port { get; private set; }
 
+    /// <summary>The server's working directory (where SAVE writes dump.rdb, which a restart loads).</summary>
+    public string DataDirectory => _directory;
+
     public string? Password { get; }
 
     public bool Tls { get; }
@@ -121,7 +124,7 @@ public sealed class RedisServer : IAsyncDisposable
         _process = null;
     }
 
-    /// <summary>Starts again on the same port (empty: nothing is persisted).</summary>
+    /// <summary>Starts again on the same port: empty, unless a SAVE left dump.rdb in <see cref="DataDirectory"/>.</summary>
     public Task RestartAsync()
     {
         Kill();

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Relay.Redis.Tests;
+using Relay.Testing;
+
+namespace Relay.Integration.Tests.Distributed;
+
+/// <summary>
+/// Relay as separate processes over a real Redis, as <c>tye.yaml</c> runs it: auth, two routing instances, one fan-out
+/// and two ingress nodes (A and B), each its own <c>dotnet Relay.X.dll</c> on a free loopback port with
+/// <c>Relay__Bus=redis</c>. Every process is ours and is killed by its PID when the cluster is disposed.
+/// </summary>
+internal sealed class RelayCluster : IAsyncDisposable
+{
+    private static readonly string RepositoryRoot = FindRoot();
+    private readonly Dictionary<string, string> _environment;
+    private readonly string _logDirectory = Directory.CreateTempSubdirectory("relay-cluster-").FullName;
+
+    private RelayCluster(RedisServer redis, Dictionary<string, string> environment)
+    {
+        Redis = redis;
+        _environment = environment;
+    }
+
+    public RedisServer Redis { get; }
+
+    public ServiceProcess Auth { get; private set; } = null!;
+
+    public ServiceProcess[] Routing { get; private set; } = [];
+
+    public ServiceProcess FanOut { get; private set; } = null!;
+
+    public ServiceProcess IngressA { get; private set; } = null!;
+
+    public ServiceProcess IngressB { get; private set; } = null!;
+
+    private IEnumerable<ServiceProcess> All => [Auth, .. Routing, FanOut, IngressA, IngressB];
+
+    /// <summary>Starts Redis and the six processes; <paramref name="environment"/> is added to every process's.</summary>
+    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var redis = await RedisServer.StartAsync();
+        var settings = new Dictionary<string, string>
+        {
+            ["Relay__Bus"] = "redis",
+            ["Relay__Redis__Endpoint"] = $"127.0.0.1:{redis.Port}",
+            ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
+            ["Relay__Redis__NodeTtl"] = "00:00:02",
+            ["Relay__Redis__RequestTimeout"] = "00:00:10",
+            ["Logging__LogLevel__Default"] = "Information",
+        };
+        foreach (var (key, value) in RelayServer.DefaultConfiguration())
+        {
+            settings[key.Replace(":", "__", StringComparison.Ordinal)] = value!;
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            settings[key] = value;
+        }
+
+        var cluster = new RelayCluster(redis, settings);
+        try
+        {
+            var starting = new[]
+            {
+                cluster.StartServiceAsync("auth", "Relay.Auth"),
+                cluster.StartServiceAsync("routing-1", "Relay.Routing"),
+                cluster.StartServiceAsync("routing-2", "Relay.Routing"),
+                cluster.StartServiceAsync("fanout", "Relay.FanOut"),
+                cluster.StartServiceAsync("ingress-a", "Relay.Ingress"),
+                cluster.StartServiceAsync("ingress-b", "Relay.Ingress"),
+            };
+            var started = await Task.WhenAll(starting);
+            cluster.Auth = started[0];
+            cluster.Routing = [started[1], started[2]];
+            cluster.FanOut = started[3];
+            cluster.IngressA = started[4];
+            cluster.IngressB = started[5];
+            await cluster.WaitForShardsAsync();
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+
+        return cluster;
+    }
+
+    /// <summary>Starts (or starts again) one service process.</summary>
+    public Task<ServiceProcess> StartServiceAsync(string name, string project, int? port = null)
+    {
+        var environment = new Dictionary<string, string>(_environment)
+        {
+            ["Relay__Ingress__NodeId"] = name,
+            ["OTEL_SERVICE_NAME"] = name,
+        };
+        var dll = Path.Combine(RepositoryRoot, "services", project, "bin", "Release", "net10.0", project + ".dll");
+        return ServiceProcess.StartAsync(name, dll, port ?? FreePort(), environment, _logDirectory);
+    }
+
+    /// <summary>Waits until every routing shard has an owner (both instances registered and split the shards).</summary>
+    public async Task WaitForShardsAsync()
+    {
+        await using var redis = await Relay.Redis.RedisConnection.ConnectAsync(Redis.Options());
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            var owned = 0;
+            for (var shard = 0; shard < 16; shard++)
+            {
+                if (!(await Relay.Redis.RedisCommands.GetAsync(redis, "relay:bus:lease:" + shard)).IsNull)
+                {
+                    owned++;
+                }
+            }
+
+            if (owned == 16)
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"only {owned} of 16 routing shards have an owner after 20 s; logs in {_logDirectory}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>The WebSocket endpoint of an ingress node, with the test app's root key.</summary>
+    public static Uri RealtimeUri(ServiceProcess ingress, string? query = null) =>
+        new($"ws://127.0.0.1:{ingress.Port}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}{query}");
+
+    public string Logs => string.Join("\n", All.Where(p => p is not null).Select(p => $"--- {p.Name} ---\n{p.Tail()}"));
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in All.Where(p => p is not null))
+        {
+            await process.DisposeAsync();
+        }
+
+        await Redis.DisposeAsync();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static string FindRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Relay.Cloud.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("cannot find the repository root (Relay.Cloud.sln) above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>One service process: started with <c>dotnet</c>, ready when <c>/healthz</c> answers, killed by its PID.</summary>
+internal sealed class ServiceProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Queue<string> _tail = new();
+
+    private ServiceProcess(Process process, string name, int port)
+    {
+        _process = process;
+        Name = name;
+        Port = port;
+    }
+
+    public string Name { get; }
+
+    public int Port { get; }
+
+    public static async Task<ServiceProcess> StartAsync(string name, string dll, int port, IReadOnlyDictionary<string, string> environment, string logDirectory)
+    {
+        if (!File.Exists(dll))
+        {
+            throw new InvalidOperationException($"{dll} is missing: build the solution in Release first (./test.sh does).");
+        }
+
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+        };
+        info.ArgumentList.Add(dll);
+        info.ArgumentList.Add("--urls");
+        info.ArgumentList.Add($"http://127.0.0.1:{port}");
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+        var service = new ServiceProcess(process, name, port);
+        var log = new StreamWriter(Path.Combine(logDirectory, name + ".log"), append: true) { AutoFlush = true };
+        void Append(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (service._tail)
+            {
+                log.WriteLine(line);
+                service._tail.Enqueue(line);
+                if (service._tail.Count > 60)
+                {
+                    service._tail.Dequeue();
+                }
+            }
+        }
+
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"{name} exited with code {process.ExitCode} while starting:\n{service.Tail()}");
+            }
+
+            try
+            {
+                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/healthz"));
+                if (response.IsSuccessStatusCode)
+                {
+                    return service;
+                }
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                // Not listening yet.
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                await service.DisposeAsync();
+                throw new TimeoutException($"{name} did not answer /healthz within 60 s:\n{service.Tail()}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    public string Tail()
+    {
+        lock (_tail)
+        {
+            return string.Join("\n", _tail);
+        }
+    }
+
+    /// <summary>SIGKILL, as a crash would.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit(10_000);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Kill();
+        _process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,290 @@
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Realtime;
+
+public abstract class PubSubSpec(IServerFixture fixture)
+{
+    private readonly RelayServer _server = fixture.Server;
+
+    private Task<TestSocket> ConnectAsync(string? clientId = null, string key = RelayServer.Key) =>
+        TestSocket.ConnectAsync(_server.RealtimeUriWithKey(key, clientId));
+
+    private static async Task<JsonElement> OkAsync(TestSocket socket, Dictionary<string, object?> request)
+    {
+        var reply = await socket.RequestAsync(request);
+        Assert.True(reply.GetProperty("type").GetString() == "ok", "expected ok, got " + reply.GetRawText());
+        return reply;
+    }
+
+    [Fact]
+    public async Task Publish_ToSubscribedChannel_DeliversMessageWithEveryField()
+    {
+        await using var subscriber = await ConnectAsync("sub");
+        await using var publisher = await ConnectAsync("alice");
+        var subscribed = await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "chat:fields" });
+        Assert.Equal("chat:fields", subscribed.GetProperty("channel").GetString());
+        Assert.Equal(0, subscribed.GetProperty("seq").GetInt64());
+        Assert.False(string.IsNullOrEmpty(subscribed.GetProperty("epoch").GetString()));
+
+        var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var ack = await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "chat:fields", ["name"] = "chat", ["id"] = "k1", ["data"] = new { text = "hi" } });
+        Assert.Equal(1, ack.GetProperty("seq").GetInt64());
+        Assert.Equal("chat:fields", ack.GetProperty("channel").GetString());
+
+        var message = await subscriber.ReceiveMessageAsync();
+        Assert.Equal("chat:fields", message.GetProperty("channel").GetString());
+        Assert.Equal(1, message.GetProperty("seq").GetInt64());
+        Assert.Equal(subscribed.GetProperty("epoch").GetString(), message.GetProperty("epoch").GetString());
+        Assert.Equal("k1", message.GetProperty("id").GetString());
+        Assert.Equal("chat", message.GetProperty("name").GetString());
+        Assert.Equal("hi", message.GetProperty("data").GetProperty("text").GetString());
+        Assert.Equal("alice", message.GetProperty("clientId").GetString());
+        Assert.InRange(message.GetProperty("timestamp").GetInt64(), before - 1000, before + 10_000);
+    }
+
+    [Fact]
+    public async Task Publish_ManyMessages_SeqIsGaplessAndInOrder()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "order" });
+        for (var i = 1; i <= 50; i++)
+        {
+            await publisher.SendAsync(new { type = "publish", @ref = i, channel = "order", data = i });
+        }
+
+        for (var i = 1; i <= 50; i++)
+        {
+            var message = await subscriber.ReceiveMessageAsync();
+            Assert.Equal(i, message.GetProperty("seq").GetInt64());
+            Assert.Equal(i, message.GetProperty("data").GetInt32());
+        }
+    }
+
+    [Fact]
+    public async Task Publish_BatchedRequests_RepliesToEachWithItsRef()
+    {
+        await using var socket = await ConnectAsync();
+        await socket.SendTextAsync("""[{"type":"ping","ref":"a"},{"type":"publish","ref":7,"channel":"batch","data":null},{"type":"nope","ref":8}]""");
+        var first = await socket.ReceiveAsync();
+        var second = await socket.ReceiveAsync();
+        var third = await socket.ReceiveAsync();
+        Assert.Equal("pong", first.GetProperty("type").GetString());
+        Assert.Equal("a", first.GetProperty("ref").GetString());
+        Assert.Equal("ok", second.GetProperty("type").GetString());
+        Assert.Equal(7, second.GetProperty("ref").GetInt32());
+        Assert.Equal("error", third.GetProperty("type").GetString());
+        Assert.Equal(8, third.GetProperty("ref").GetInt32());
+        Assert.Equal(40000, third.GetProperty("code").GetInt32());
+    }
+
+    [Fact]
+    public async Task Subscribe_PlusPattern_ReceivesOneLevelOnly()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "scores/+" });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "scores/a/deep", ["data"] = 1 });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "scores/b", ["data"] = 2 });
+        var message = await subscriber.ReceiveMessageAsync();
+        Assert.Equal("scores/b", message.GetProperty("channel").GetString());
+        Assert.Equal(2, message.GetProperty("data").GetInt32());
+    }
+
+    [Fact]
+    public async Task Subscribe_HashPattern_ReceivesEveryLevelBelow()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "feeds/#" });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "feeds/x/y/z", ["data"] = 1 });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "other/x", ["data"] = 2 });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "feeds/q", ["data"] = 3 });
+        Assert.Equal("feeds/x/y/z", (await subscriber.ReceiveMessageAsync()).GetProperty("channel").GetString());
+        Assert.Equal("feeds/q", (await subscriber.ReceiveMessageAsync()).GetProperty("channel").GetString());
+    }
+
+    [Fact]
+    public async Task Subscribe_ChannelAndMatchingPattern_DeliversOnce()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "dup/a" });
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "dup/+" });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "dup/a", ["data"] = 1 });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "dup/a", ["data"] = 2 });
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetInt32());
+        Assert.Equal(2, (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetInt32());
+    }
+
+    [Fact]
+    public async Task Unsubscribe_StopsDelivery()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "unsub" });
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "unsub-marker" });
+        var reply = await OkAsync(subscriber, new() { ["type"] = "unsubscribe", ["channel"] = "unsub" });
+        Assert.Equal("unsub", reply.GetProperty("channel").GetString());
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "unsub", ["data"] = "gone" });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "unsub-marker", ["data"] = "marker" });
+
+        // The marker was published after: if the unsubscribed message were delivered, it would come first.
+        var next = await subscriber.ReceiveMessageAsync();
+        Assert.Equal("unsub-marker", next.GetProperty("channel").GetString());
+    }
+
+    [Fact]
+    public async Task Publish_InOneApp_IsNeverSeenByAnotherAppOnTheSameChannel()
+    {
+        await using var stranger = await ConnectAsync(key: RelayServer.OtherAppKey);
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(stranger, new() { ["type"] = "subscribe", ["channel"] = "secret" });
+        await OkAsync(stranger, new() { ["type"] = "subscribe", ["channel"] = "#" });
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "secret" });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "secret", ["data"] = "for test app only" });
+        Assert.Equal("for test app only", (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetString());
+
+        var history = await OkAsync(stranger, new() { ["type"] = "history", ["channel"] = "secret" });
+        Assert.Equal(0, history.GetProperty("messages").GetArrayLength());
+        await Assert.ThrowsAsync<TimeoutException>(() => stranger.ReceiveMessageAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
+    public async Task History_ReturnsOldestFirstWithLimitAndBefore()
+    {
+        await using var socket = await ConnectAsync();
+        for (var i = 1; i <= 5; i++)
+        {
+            await OkAsync(socket, new() { ["type"] = "publish", ["channel"] = "hist", ["data"] = i });
+        }
+
+        var all = await OkAsync(socket, new() { ["type"] = "history", ["channel"] = "hist" });
+        Assert.Equal([1L, 2, 3, 4, 5], all.GetProperty("messages").EnumerateArray().Select(static m => m.GetProperty("seq").GetInt64()));
+        var page = await OkAsync(socket, new() { ["type"] = "history", ["channel"] = "hist", ["limit"] = 2, ["before"] = 5 });
+        Assert.Equal([3L, 4], page.GetProperty("messages").EnumerateArray().Select(static m => m.GetProperty("seq").GetInt64()));
+        Assert.Equal(all.GetProperty("epoch").GetString(), page.GetProperty("epoch").GetString());
+    }
+
+    [Fact]
+    public async Task Subscribe_WithSinceAfterReconnect_RecoversMissedMessagesInOrder()
+    {
+        await using var publisher = await ConnectAsync();
+        string epoch;
+        long lastSeen;
+        await using (var first = await ConnectAsync())
+        {
+            var ok = await OkAsync(first, new() { ["type"] = "subscribe", ["channel"] = "recover" });
+            epoch = ok.GetProperty("epoch").GetString()!;
+            await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "recover", ["data"] = 1 });
+            lastSeen = (await first.ReceiveMessageAsync()).GetProperty("seq").GetInt64();
+        }
+
+        for (var i = 2; i <= 4; i++)
+        {
+            await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "recover", ["data"] = i });
+        }
+
+        await using var second = await ConnectAsync();
+        var resumed = await OkAsync(second, new() { ["type"] = "subscribe", ["channel"] = "recover", ["since"] = new { epoch, seq = lastSeen } });
+        Assert.True(resumed.GetProperty("recovered").GetBoolean());
+        Assert.Equal(4, resumed.GetProperty("seq").GetInt64());
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "recover", ["data"] = 5 });
+        for (var i = 2; i <= 5; i++)
+        {
+            Assert.Equal(i, (await second.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        }
+    }
+
+    [Fact]
+    public async Task Subscribe_WithSinceOfUnknownEpoch_IsNotRecovered()
+    {
+        await using var socket = await ConnectAsync();
+        var ok = await OkAsync(socket, new() { ["type"] = "subscribe", ["channel"] = "epochs", ["since"] = new { epoch = "nope", seq = 3 } });
+        Assert.False(ok.GetProperty("recovered").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Subscribe_WithRewind_SendsLastMessagesFirst()
+    {
+        await using var socket = await ConnectAsync();
+        for (var i = 1; i <= 4; i++)
+        {
+            await OkAsync(socket, new() { ["type"] = "publish", ["channel"] = "rewind", ["data"] = i });
+        }
+
+        await OkAsync(socket, new() { ["type"] = "subscribe", ["channel"] = "rewind", ["rewind"] = 2 });
+        Assert.Equal(3, (await socket.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        Assert.Equal(4, (await socket.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+    }
+
+    [Fact]
+    public async Task Publish_SameIdTwice_ReturnsFirstSeqAndDeliversOnce()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "idem" });
+        var first = await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "idem", ["id"] = "once", ["data"] = 1 });
+        var again = await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "idem", ["id"] = "once", ["data"] = 1 });
+        await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "idem", ["data"] = 2 });
+        Assert.Equal(first.GetProperty("seq").GetInt64(), again.GetProperty("seq").GetInt64());
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetInt32());
+        var next = await subscriber.ReceiveMessageAsync();
+        Assert.Equal(2, next.GetProperty("data").GetInt32());
+        Assert.Equal(2, next.GetProperty("seq").GetInt64());
+    }
+
+    [Fact]
+    public async Task Deliver_BurstToSubscriber_ArrivesCompleteAndMayBeBatched()
+    {
+        await using var subscriber = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "burst" });
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress };
+        http.DefaultRequestHeaders.Authorization = new("Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(RelayServer.Key)));
+        var batch = string.Join(",", Enumerable.Range(1, 100).Select(static i => $$"""{"data":{{i}}}"""));
+        using var response = await http.PostAsync("v1/channels/burst/messages", new StringContent("[" + batch + "]")).WaitAsync(TestSocket.DefaultTimeout);
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        for (var i = 1; i <= 100; i++)
+        {
+            Assert.Equal(i, (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetInt32());
+        }
+    }
+
+    [Fact]
+    public async Task Subscribe_WithSinceWhilePublishesKeepArriving_HasNoGapAndNoDuplicateAtTheSeam()
+    {
+        await using var publisher = await ConnectAsync();
+        var first = await OkAsync(publisher, new() { ["type"] = "publish", ["channel"] = "seam", ["data"] = 1 });
+        var epoch = (await OkAsync(publisher, new() { ["type"] = "history", ["channel"] = "seam", ["limit"] = 1 })).GetProperty("epoch").GetString();
+
+        // A second publisher keeps publishing while the resuming subscriber catches up.
+        const int total = 150;
+        await using var stream = await ConnectAsync();
+        var publishing = Task.Run(async () =>
+        {
+            for (var i = 2; i <= total; i++)
+            {
+                await stream.SendAsync(new { type = "publish", @ref = i, channel = "seam", data = i });
+                if (i % 10 == 0)
+                {
+                    await Task.Delay(1);
+                }
+            }
+        });
+
+        await Task.Delay(5);
+        await using var subscriber = await ConnectAsync();
+        var ok = await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "seam", ["since"] = new { epoch, seq = first.GetProperty("seq").GetInt64() } });
+        Assert.True(ok.GetProperty("recovered").GetBoolean());
+        await publishing.WaitAsync(TestSocket.DefaultTimeout);
+        for (var expected = 2; expected <= total; expected++)
+        {
+            var message = await subscriber.ReceiveMessageAsync();
+            Assert.Equal(expected, message.GetProperty("seq").GetInt64());
+        }
+
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(300)));
+    }
+}

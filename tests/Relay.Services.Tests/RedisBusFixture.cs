@@ -1,0 +1,35 @@
+using Relay.Redis.Tests;
+
+namespace Relay.Services.Tests;
+
+/// <summary>
+/// A real redis-server for one test class, and the settings that put a Relay's bus on it. Each class gets its own
+/// Redis, so spec classes running in parallel never share channels, history or cluster membership.
+/// </summary>
+public sealed class RedisBusFixture : IAsyncLifetime
+{
+    // Short leases, so shards held by the server of a previous test (same Redis) move on within a test's timeouts.
+    private const string LeaseTtl = "00:00:02";
+
+    private RedisServer? _redis;
+
+    public RedisServer Redis => _redis ?? throw new InvalidOperationException("The fixture has not started.");
+
+    /// <summary>Adds the entries that select the Redis bus on this server.</summary>
+    public void AddTo(IDictionary<string, string?> settings)
+    {
+        settings["Relay:Bus"] = "redis";
+        settings["Relay:Redis:Endpoint"] = $"127.0.0.1:{Redis.Port}";
+        settings["Relay:Redis:LeaseTtl"] = LeaseTtl;
+    }
+
+    public async Task InitializeAsync() => _redis = await RedisServer.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
+    }
+}

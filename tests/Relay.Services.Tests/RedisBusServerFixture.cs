@@ -1,0 +1,43 @@
+using Relay.Testing;
+
+namespace Relay.Services.Tests;
+
+/// <summary>
+/// One real server on the Redis bus, shared by a test class: <see cref="ServerFixture"/>'s settings plus
+/// <c>Relay:Bus=redis</c>, backed by a redis-server of its own.
+/// </summary>
+public sealed class RedisBusServerFixture : IServerFixture, IAsyncLifetime
+{
+    private readonly RedisBusFixture _redis = new();
+    private RelayServer? _server;
+
+    public RelayServer Server => _server ?? throw new InvalidOperationException("The fixture has not started.");
+
+    public async Task InitializeAsync()
+    {
+        await _redis.InitializeAsync();
+        var settings = ServerFixture.Settings();
+        _redis.AddTo(settings);
+        try
+        {
+            _server = await RelayServer.StartAsync(settings);
+        }
+        catch
+        {
+            // No redis-server outlives a server that failed to start.
+            await _redis.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        // The server first: its bus still talks to Redis while it stops.
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+
+        await _redis.DisposeAsync();
+    }
+}

@@ -1,0 +1,228 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.WebSockets;
+
+/// <summary>The connection-level WebSocket server, spoken to byte by byte where a framework client would hide the protocol.</summary>
+public abstract class LeanWebSocketSpec : IAsyncLifetime
+{
+    private RelayServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        var settings = new Dictionary<string, string?> { ["Relay:Ingress:HeartbeatMs"] = "1000" };
+        ConfigureBus(settings);
+        _server = await RelayServer.StartAsync(settings);
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
+    protected virtual void ConfigureBus(IDictionary<string, string?> settings)
+    {
+    }
+
+    private sealed class RawClient : IAsyncDisposable
+    {
+        private readonly TcpClient _tcp = new();
+        private NetworkStream _stream = null!;
+
+        public static async Task<(RawClient Client, string Head)> ConnectAsync(Uri baseAddress, string target, string extraHeaders = "")
+        {
+            var client = new RawClient();
+            await client._tcp.ConnectAsync(IPAddress.Loopback, baseAddress.Port).WaitAsync(TestSocket.DefaultTimeout);
+            client._stream = client._tcp.GetStream();
+            var request = $"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extraHeaders}\r\n";
+            await client._stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+            var head = new StringBuilder();
+            while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
+            {
+                var one = new byte[1];
+                Assert.Equal(1, await client._stream.ReadAsync(one).AsTask().WaitAsync(TestSocket.DefaultTimeout));
+                head.Append((char)one[0]);
+            }
+
+            return (client, head.ToString());
+        }
+
+        public Task SendFrameAsync(int opcode, byte[] payload, bool masked = true, bool final = true)
+        {
+            var frame = new List<byte> { (byte)((final ? 0x80 : 0) | opcode) };
+            var maskBit = masked ? 0x80 : 0;
+            if (payload.Length < 126)
+            {
+                frame.Add((byte)(maskBit | payload.Length));
+            }
+            else
+            {
+                frame.Add((byte)(maskBit | 126));
+                frame.Add((byte)(payload.Length >> 8));
+                frame.Add((byte)payload.Length);
+            }
+
+            byte[] mask = [1, 2, 3, 4];
+            if (masked)
+            {
+                frame.AddRange(mask);
+            }
+
+            for (var i = 0; i < payload.Length; i++)
+            {
+                frame.Add(masked ? (byte)(payload[i] ^ mask[i % 4]) : payload[i]);
+            }
+
+            return _stream.WriteAsync(frame.ToArray()).AsTask().WaitAsync(TestSocket.DefaultTimeout);
+        }
+
+        public async Task<(int Opcode, byte[] Payload)> ReadFrameAsync()
+        {
+            var header = await ReadExactlyAsync(2);
+            Assert.Equal(0, header[1] & 0x80);
+            long length = header[1] & 0x7F;
+            if (length == 126)
+            {
+                length = BinaryPrimitives.ReadUInt16BigEndian(await ReadExactlyAsync(2));
+            }
+            else if (length == 127)
+            {
+                length = (long)BinaryPrimitives.ReadUInt64BigEndian(await ReadExactlyAsync(8));
+            }
+
+            return (header[0] & 0x0F, await ReadExactlyAsync((int)length));
+        }
+
+        public async Task<(int Opcode, byte[] Payload)> ReadFrameOfAsync(int opcode)
+        {
+            while (true)
+            {
+                var frame = await ReadFrameAsync();
+                if (frame.Opcode == opcode)
+                {
+                    return frame;
+                }
+            }
+        }
+
+        private async Task<byte[]> ReadExactlyAsync(int count)
+        {
+            var buffer = new byte[count];
+            await _stream.ReadExactlyAsync(buffer).AsTask().WaitAsync(TestSocket.DefaultTimeout);
+            return buffer;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _tcp.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    private string Target => "/v1/realtime?key=" + Uri.EscapeDataString(RelayServer.Key);
+
+    [Fact]
+    public async Task Upgrade_AnswersWithTheRfc6455AcceptKeyAndSubprotocol()
+    {
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, Target, "Sec-WebSocket-Protocol: other, relay.v1.json\r\n");
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
+        Assert.Contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head, StringComparison.Ordinal);
+        Assert.Contains("Sec-WebSocket-Protocol: relay.v1.json", head, StringComparison.Ordinal);
+        var (opcode, payload) = await client.ReadFrameAsync();
+        Assert.Equal(0x1, opcode);
+        Assert.Equal("connected", JsonDocument.Parse(payload).RootElement.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task Ping_IsAnsweredWithPongCarryingTheSamePayload()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        await client.SendFrameAsync(0x9, "are you there"u8.ToArray());
+        var (_, payload) = await client.ReadFrameOfAsync(0xA);
+        Assert.Equal("are you there", Encoding.UTF8.GetString(payload));
+    }
+
+    [Fact]
+    public async Task FragmentedRequest_IsReassembled()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        await client.SendFrameAsync(0x1, "{\"type\":\"pi"u8.ToArray(), final: false);
+        await client.SendFrameAsync(0x9, "interleaved control frame"u8.ToArray());
+        await client.SendFrameAsync(0x0, "ng\",\"ref\":5}"u8.ToArray());
+        var (_, payload) = await client.ReadFrameOfAsync(0x1);
+        var reply = JsonDocument.Parse(payload).RootElement;
+        Assert.Equal("pong", reply.GetProperty("type").GetString());
+        Assert.Equal(5, reply.GetProperty("ref").GetInt32());
+    }
+
+    [Fact]
+    public async Task UnmaskedClientFrame_IsAProtocolErrorClosedWith1002()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        await client.SendFrameAsync(0x1, "{\"type\":\"ping\"}"u8.ToArray(), masked: false);
+        var (_, payload) = await client.ReadFrameOfAsync(0x8);
+        Assert.Equal(1002, BinaryPrimitives.ReadUInt16BigEndian(payload));
+    }
+
+    [Fact]
+    public async Task QuietClient_IsPingedAtTheHeartbeat()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        var (opcode, _) = await client.ReadFrameAsync();
+        Assert.Equal(0x9, opcode);
+    }
+
+    [Fact]
+    public async Task PeerThatNeverAnswersPings_IsCut()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        var (opcode, _) = await client.ReadFrameAsync();
+        Assert.Equal(0x9, opcode);
+
+        // No pong, no other frame: within a few heartbeats the server drops the socket.
+        var cut = false;
+        for (var i = 0; i < 20 && !cut; i++)
+        {
+            try
+            {
+                await client.ReadFrameAsync();
+            }
+            catch (Exception ex) when (ex is IOException or EndOfStreamException or SocketException)
+            {
+                cut = true;
+            }
+        }
+
+        Assert.True(cut, "a peer that never answers pings must be disconnected");
+    }
+
+    [Fact]
+    public async Task CloseFromClient_IsAnsweredWithClose()
+    {
+        await using var socket = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await socket.Socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
+        Assert.Equal(WebSocketState.Closed, socket.Socket.State);
+    }
+
+    [Fact]
+    public async Task UpgradeWithBadKey_IsRefusedByTheHttpEndpointWithItsErrorBody()
+    {
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, "/v1/realtime?key=test.root:wrong-secret-000000000");
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 401", head, StringComparison.Ordinal);
+    }
+}
