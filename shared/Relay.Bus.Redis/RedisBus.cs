@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.IO.Hashing;
 using System.Security.Cryptography;
 using System.Text;
@@ -103,6 +104,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         """);
 
     private readonly RedisBusOptions _options;
+    private readonly IMeterFactory? _meters;
     private readonly ILogger<RedisBus> _logger;
     private readonly Lazy<Task> _ready;
     private readonly CancellationTokenSource _stopping = new();
@@ -121,10 +123,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private static (RelayMessage Message, byte[] Frame) t_lastEncoded;
 
     /// <summary>Creates the bus; it connects on first use (or when the startup check awaits <see cref="ReadyAsync"/>).</summary>
-    public RedisBus(IOptions<RedisBusOptions> options, ILogger<RedisBus> logger)
+    public RedisBus(IOptions<RedisBusOptions> options, ILogger<RedisBus> logger, IMeterFactory? meters = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
+        _meters = meters;
         _logger = logger;
         InstanceId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
         _replyChannel = Prefix + "reply:" + InstanceId;
@@ -174,6 +177,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private async Task ConnectAsync()
     {
         var connection = _options.ToConnectionOptions();
+
+        // Round trips, errors and reconnects of both connections show at /metrics (meter Relay.Redis).
+        connection.MeterFactory = _meters;
         try
         {
             _commands = await RedisConnection.ConnectAsync(connection, _stopping.Token).ConfigureAwait(false);

@@ -17,7 +17,7 @@ public sealed class RedisConnection : IAsyncDisposable
 
     private RedisConnection(RedisConnectionOptions options)
     {
-        _link = new RedisLink(options, this, outOfBand: null, onReady: null);
+        _link = new RedisLink(options, this, outOfBand: null, onReady: null, RedisMetrics.For(options)?.Command);
     }
 
     /// <summary>Raised on every state change and failed reconnect attempt (on the connection's own threads; keep it short).</summary>

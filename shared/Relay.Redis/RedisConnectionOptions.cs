@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net.Security;
 
 namespace Relay.Redis;
@@ -46,6 +47,13 @@ public sealed class RedisConnectionOptions
 
     /// <summary>Largest delay between reconnect attempts.</summary>
     public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Where the <c>Relay.Redis</c> meter comes from (the host's, so <c>/metrics</c> shows it): commands, errors by
+    /// kind, reconnects, connected state and round-trip time, tagged <c>connection</c> = <c>command</c> or
+    /// <c>subscriber</c>. Connections given the same factory share one set of instruments. Null records nothing.
+    /// </summary>
+    public IMeterFactory? MeterFactory { get; set; }
 
     internal string EndpointName => $"{Host}:{Port}";
 

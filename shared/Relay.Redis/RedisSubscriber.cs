@@ -31,7 +31,7 @@ public sealed class RedisSubscriber : IAsyncDisposable
             _messages = Channel.CreateUnbounded<RedisMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         }
 
-        _link = new RedisLink(options, this, HandleFrame, ResubscribeAsync);
+        _link = new RedisLink(options, this, HandleFrame, ResubscribeAsync, RedisMetrics.For(options)?.Subscriber);
     }
 
     /// <summary>Raised on every state change and failed reconnect attempt.</summary>
@@ -121,6 +121,7 @@ public sealed class RedisSubscriber : IAsyncDisposable
         }
         catch (TimeoutException ex)
         {
+            _link.Metrics?.Error(RedisErrorKind.Timeout);
             lock (_gate)
             {
                 if (_confirmations.TryGetValue((kind, name), out var waiters))

@@ -58,7 +58,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _logger = logger;
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate);
+        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate, node.Metrics);
     }
 
     public string ConnectionId { get; }
@@ -107,6 +107,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         finally
         {
             _node.Unregister(this);
+            _queue.Clear();
             if (_lean is not null)
             {
                 // The lean socket belongs to this connection (the framework one to ASP.NET Core).
@@ -191,6 +192,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0)
                 {
                     _lean.WriteTextUnderGate(frame.Span);
+                    _node.Metrics.FrameSent();
                     if (!_flushScheduled)
                     {
                         _flushScheduled = true;

@@ -17,6 +17,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 
     private readonly Lock _gate;
     private readonly int _capacity;
+    private readonly IngressMetrics? _metrics;
     private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
     private T[] _ring = [];
     private int _head;
@@ -28,10 +29,12 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 
     /// <param name="capacity">The most items it holds.</param>
     /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
-    public SendQueue(int capacity, Lock? gate = null)
+    /// <param name="metrics">Where queued and dequeued frames are counted (the queue depth gauge and frames out), or null.</param>
+    public SendQueue(int capacity, Lock? gate = null, IngressMetrics? metrics = null)
     {
         _capacity = capacity;
         _gate = gate ?? new Lock();
+        _metrics = metrics;
     }
 
     public int Count
@@ -63,6 +66,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
 
             _ring[(_head + _count) % _ring.Length] = item;
             _count++;
+            _metrics?.FrameQueued();
             _usedSinceTrim = true;
             wake = _readerWaiting;
             _readerWaiting = false;
@@ -83,6 +87,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
         {
             Array.Clear(_ring);
             _head = 0;
+            _metrics?.FramesDropped(_count);
             _count = 0;
         }
     }
@@ -139,6 +144,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _ring[_head] = default!;
             _head = (_head + 1) % _ring.Length;
             _count--;
+            _metrics?.FrameDequeued();
 
             return true;
         }

@@ -37,7 +37,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         _logger = logger;
         _aborted = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, node.Stopping);
         ConnectionId = "s-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<SseItem>(node.Options.SendQueueFrames);
+        _queue = new SendQueue<SseItem>(node.Options.SendQueueFrames, metrics: node.Metrics);
 
         // A client that goes away, or a node that stops, ends the write loop's wait.
         _aborted.Token.Register(static queue => ((SendQueue<SseItem>)queue!).Complete(), _queue);
@@ -78,6 +78,8 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             }
 
             _node.Unregister(this);
+            _queue.Complete();
+            _queue.Clear();
             _aborted.Dispose();
         }
     }

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Relay.Redis.Internal;
 
 /// <summary>
@@ -16,17 +18,22 @@ internal sealed class RedisLink : IAsyncDisposable
     private Task _reconnectLoop = Task.CompletedTask;
     private Exception? _lastError;
 
-    public RedisLink(RedisConnectionOptions options, object sender, Func<RedisSession, RedisValue, bool>? outOfBand, Func<RedisSession, CancellationToken, Task>? onReady)
+    public RedisLink(RedisConnectionOptions options, object sender, Func<RedisSession, RedisValue, bool>? outOfBand, Func<RedisSession, CancellationToken, Task>? onReady, RedisRoleMetrics? metrics)
     {
         Options = options;
         _sender = sender;
         _outOfBand = outOfBand;
         _onReady = onReady;
+        Metrics = metrics;
+        metrics?.Attach();
     }
 
     public event EventHandler<RedisConnectionStateChangedEventArgs>? StateChanged;
 
     public RedisConnectionOptions Options { get; }
+
+    /// <summary>Where this connection's counts go; null when no meter factory was given.</summary>
+    public RedisRoleMetrics? Metrics { get; }
 
     public RedisConnectionState State { get; private set; } = RedisConnectionState.Connecting;
 
@@ -39,7 +46,7 @@ internal sealed class RedisLink : IAsyncDisposable
     public Task<RedisValue> ExecuteAsync(string command, ReadOnlySpan<RedisArg> args)
     {
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, _sender);
-        var pending = new PendingCommand(command, Environment.TickCount64 + (long)Options.CommandTimeout.TotalMilliseconds);
+        var pending = new PendingCommand(command, Environment.TickCount64 + (long)Options.CommandTimeout.TotalMilliseconds, Metrics?.TimesRoundTrips == true ? Stopwatch.GetTimestamp() : 0);
         var session = Volatile.Read(ref _current);
         if (session is not null && session.TrySend(pending, command, args))
         {
@@ -70,6 +77,7 @@ internal sealed class RedisLink : IAsyncDisposable
             var remaining = pending.Deadline - Environment.TickCount64;
             if (remaining <= 0)
             {
+                Metrics?.Error(RedisErrorKind.Timeout);
                 throw new TimeoutException(
                     $"Redis command {pending.Command} timed out after {Options.CommandTimeout.TotalMilliseconds:0} ms waiting for the connection to {Options.EndpointName} to be re-established.",
                     _lastError);
@@ -93,7 +101,7 @@ internal sealed class RedisLink : IAsyncDisposable
         RedisSession? session = null;
         try
         {
-            session = await RedisSession.ConnectAsync(Options, _outOfBand, OnSessionBroken, timeout.Token).ConfigureAwait(false);
+            session = await RedisSession.ConnectAsync(Options, _outOfBand, OnSessionBroken, Metrics, timeout.Token).ConfigureAwait(false);
             await HandshakeAsync(session).WaitAsync(timeout.Token).ConfigureAwait(false);
             if (_onReady is not null)
             {
@@ -107,6 +115,11 @@ internal sealed class RedisLink : IAsyncDisposable
             if (session is not null)
             {
                 await session.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (!cancellationToken.IsCancellationRequested && !_disposed.IsCancellationRequested)
+            {
+                Metrics?.Error(RedisErrorKind.ConnectFailed);
             }
 
             if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested && !_disposed.IsCancellationRequested)
@@ -182,7 +195,13 @@ internal sealed class RedisLink : IAsyncDisposable
 
             _current = session;
             connected = _connected;
+            if (State == RedisConnectionState.Reconnecting)
+            {
+                Metrics?.Reconnected();
+            }
+
             State = RedisConnectionState.Connected;
+            Metrics?.ConnectedChanged(1);
         }
 
         connected.TrySetResult();
@@ -202,6 +221,13 @@ internal sealed class RedisLink : IAsyncDisposable
             _lastError = reason;
             _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             State = RedisConnectionState.Reconnecting;
+            Metrics?.Error(reason switch
+            {
+                TimeoutException => RedisErrorKind.Timeout,
+                RedisProtocolException => RedisErrorKind.Protocol,
+                _ => RedisErrorKind.ConnectionLost,
+            });
+            Metrics?.ConnectedChanged(-1);
             _reconnectLoop = Task.Run(ReconnectLoopAsync);
         }
 
@@ -284,6 +310,11 @@ internal sealed class RedisLink : IAsyncDisposable
             _disposed.Cancel();
             session = _current;
             _current = null;
+            if (State == RedisConnectionState.Connected)
+            {
+                Metrics?.ConnectedChanged(-1);
+            }
+
             State = RedisConnectionState.Disposed;
             _connected.TrySetException(new ObjectDisposedException(_sender.GetType().Name));
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
@@ -25,16 +26,18 @@ internal sealed class RedisSession : IAsyncDisposable
     private readonly RedisConnectionOptions _options;
     private readonly Func<RedisSession, RedisValue, bool>? _outOfBand;
     private readonly Action<RedisSession, Exception> _onBroken;
+    private readonly RedisRoleMetrics? _metrics;
     private Timer? _timeoutTimer;
     private Task _loops = Task.CompletedTask;
     private volatile bool _broken;
 
-    private RedisSession(Stream stream, RedisConnectionOptions options, Func<RedisSession, RedisValue, bool>? outOfBand, Action<RedisSession, Exception> onBroken)
+    private RedisSession(Stream stream, RedisConnectionOptions options, Func<RedisSession, RedisValue, bool>? outOfBand, Action<RedisSession, Exception> onBroken, RedisRoleMetrics? metrics)
     {
         _stream = stream;
         _options = options;
         _outOfBand = outOfBand;
         _onBroken = onBroken;
+        _metrics = metrics;
         _input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, leaveOpen: true));
 
         // No back-pressure: commands are bounded by their callers and their timeouts, and a flush never waits.
@@ -49,6 +52,7 @@ internal sealed class RedisSession : IAsyncDisposable
         RedisConnectionOptions options,
         Func<RedisSession, RedisValue, bool>? outOfBand,
         Action<RedisSession, Exception> onBroken,
+        RedisRoleMetrics? metrics,
         CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -84,7 +88,7 @@ internal sealed class RedisSession : IAsyncDisposable
             throw;
         }
 
-        var session = new RedisSession(stream, options, outOfBand, onBroken);
+        var session = new RedisSession(stream, options, outOfBand, onBroken, metrics);
         session.Start();
         return session;
     }
@@ -110,6 +114,7 @@ internal sealed class RedisSession : IAsyncDisposable
             _pending.Enqueue(pending);
             RespWriter.WriteCommand(_outbound.Writer, command, args);
             Flush();
+            _metrics?.Sent();
             return true;
         }
     }
@@ -127,6 +132,7 @@ internal sealed class RedisSession : IAsyncDisposable
             _pending.Enqueue(pending);
             _outbound.Writer.Write(encoded);
             Flush();
+            _metrics?.Sent();
             return true;
         }
     }
@@ -143,13 +149,14 @@ internal sealed class RedisSession : IAsyncDisposable
 
             RespWriter.WriteCommand(_outbound.Writer, command, args);
             Flush();
+            _metrics?.Sent();
             return true;
         }
     }
 
     public Task<RedisValue> SendAsync(string command, params ReadOnlySpan<RedisArg> args)
     {
-        var pending = new PendingCommand(command, Environment.TickCount64 + (long)_options.CommandTimeout.TotalMilliseconds);
+        var pending = new PendingCommand(command, Environment.TickCount64 + (long)_options.CommandTimeout.TotalMilliseconds, _metrics?.TimesRoundTrips == true ? Stopwatch.GetTimestamp() : 0);
         if (!TrySend(pending, command, args))
         {
             throw new RedisConnectionException($"The connection to {_options.EndpointName} was lost before {command} could be sent.");
@@ -264,6 +271,12 @@ internal sealed class RedisSession : IAsyncDisposable
 
     private bool Dispatch(in RedisValue value)
     {
+        if (value.IsError)
+        {
+            // Counted here, once for every error frame: command replies and refused SUBSCRIBEs alike.
+            _metrics?.Error(RedisErrorKind.ErrorReply);
+        }
+
         if (_outOfBand is not null && _outOfBand(this, value))
         {
             return true;
@@ -279,6 +292,11 @@ internal sealed class RedisSession : IAsyncDisposable
         {
             Break(new RedisProtocolException($"{_options.EndpointName} sent a reply ({value}) with no command waiting for it."));
             return false;
+        }
+
+        if (pending.Started != 0)
+        {
+            _metrics!.RoundTrip(pending.Started);
         }
 
         pending.Complete(value);

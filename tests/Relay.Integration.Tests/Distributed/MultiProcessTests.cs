@@ -54,6 +54,8 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     public async Task KillingARoutingProcess_MovesItsShards_WithNoAcknowledgedMessageLost()
     {
         await using var cluster = await StartAsync();
+        var owners = await WaitForOwnersAsync(cluster, expected: 2);
+        output.WriteLine("shard owners before: " + string.Join(",", owners));
 
         // Channels spread over both routing instances' shards.
         var channels = Enumerable.Range(0, 8).Select(i => $"ledger-{i}").ToArray();
@@ -93,6 +95,29 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
         {
             Assert.Equal(Enumerable.Range(1, PerChannel).Select(i => (long)i), acknowledged[channel]);
             Assert.Equal(acknowledged[channel], received[channel]);
+        }
+
+        // The survivor holds every shard now, including the dead instance's.
+        var after = await WaitForOwnersAsync(cluster, expected: 1);
+        output.WriteLine("shard owners after: " + string.Join(",", after));
+        Assert.Contains(after[0], owners);
+        Assert.Contains(owners, owner => owner != after[0]);
+    }
+
+    // Waits until every shard has an owner and there are this many distinct owners.
+    private static async Task<string?[]> WaitForOwnersAsync(RelayCluster cluster, int expected)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            var owners = await cluster.ShardOwnersAsync();
+            if (owners.All(o => o is not null) && owners.Distinct().Count() == expected)
+            {
+                return owners;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"shard owners never settled on {expected} instances: {string.Join(",", owners)}");
+            await Task.Delay(100);
         }
     }
 

@@ -131,6 +131,19 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>The owner of each routing shard's lease (null where none).</summary>
+    public async Task<string?[]> ShardOwnersAsync()
+    {
+        await using var redis = await Relay.Redis.RedisConnection.ConnectAsync(Redis.Options());
+        var owners = new string?[16];
+        for (var shard = 0; shard < owners.Length; shard++)
+        {
+            owners[shard] = (await Relay.Redis.RedisCommands.GetAsync(redis, "relay:bus:lease:" + shard)).AsString();
+        }
+
+        return owners;
+    }
+
     /// <summary>The WebSocket endpoint of an ingress node, with the test app's root key.</summary>
     public static Uri RealtimeUri(ServiceProcess ingress, string? query = null) =>
         new($"ws://127.0.0.1:{ingress.Port}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}{query}");

@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Http;
+
+/// <summary>The ingress meter as Prometheus scrapes it from <c>/metrics</c>: each test runs its own server, so counts are exact.</summary>
+public sealed class MetricsTests
+{
+    private static async Task<RelayServer> StartAsync(bool lean = true, Dictionary<string, string?>? settings = null)
+    {
+        settings ??= [];
+        settings["Relay:Ingress:LeanWebSockets"] = lean ? "true" : "false";
+        return await RelayServer.StartAsync(settings);
+    }
+
+    private static HttpClient Client(RelayServer server)
+    {
+        var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        return http;
+    }
+
+    private static async Task PublishAsync(HttpClient http, string channel, int count, string payload = "1")
+    {
+        var body = "[" + string.Join(",", Enumerable.Repeat($$"""{"data":{{payload}}}""", count)) + "]";
+        using var response = await http.PostAsync($"v1/channels/{channel}/messages", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+    }
+
+    /// <summary>Every sample of a scrape by series (<c>name{labels}</c>), and the raw text for the <c># TYPE</c> lines.</summary>
+    private static async Task<(Dictionary<string, double> Samples, string Text)> ScrapeAsync(HttpClient http)
+    {
+        using var response = await http.GetAsync("metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        var samples = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.Length > 0 && line[0] != '#')
+            {
+                var space = line.LastIndexOf(' ');
+                samples[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return (samples, text);
+    }
+
+    private static async Task UntilAsync(HttpClient http, Func<Dictionary<string, double>, bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        var (samples, text) = await ScrapeAsync(http);
+        while (!condition(samples))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"gave up waiting for {what}; last scrape:\n{text}");
+            await Task.Delay(50);
+            (samples, text) = await ScrapeAsync(http);
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task WebSocketSubscriber_AfterThreePublishes_EveryIngressCounterMoved(bool lean)
+    {
+        await using var server = await StartAsync(lean);
+        using var http = Client(server);
+        await using var socket = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "metered" });
+
+        await PublishAsync(http, "metered", 3);
+        for (var i = 0; i < 3; i++)
+        {
+            await socket.ReceiveMessageAsync();
+        }
+
+        var (samples, text) = await ScrapeAsync(http);
+        Assert.Contains("# TYPE relay_ingress_connections gauge\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE relay_ingress_messages_in_total counter\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE relay_ingress_deliveries_total counter\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE relay_ingress_messages_out_total counter\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE relay_ingress_queued_messages gauge\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE relay_ingress_publish_to_deliver_seconds histogram\n", text, StringComparison.Ordinal);
+
+        Assert.Equal(1, samples["relay_ingress_connections"]);
+        Assert.Equal(3, samples["relay_ingress_messages_in_total"]);
+        Assert.Equal(3, samples["relay_ingress_deliveries_total"]);
+
+        // The connected frame, the subscribe reply and the three messages.
+        Assert.Equal(5, samples["relay_ingress_messages_out_total"]);
+        Assert.Equal(0, samples["relay_ingress_queued_messages"]);
+        Assert.Equal(0, samples["relay_ingress_slow_consumer_disconnects_total"]);
+        Assert.Equal(3, samples["relay_ingress_publish_to_deliver_seconds_count"]);
+        Assert.Equal(3, samples["relay_ingress_publish_to_deliver_seconds_bucket{le=\"+Inf\"}"]);
+    }
+
+    [Fact]
+    public async Task SseStream_MessagesCountAsDeliveriesAndMessagesOut()
+    {
+        await using var server = await StartAsync();
+        using var http = Client(server);
+        await using var stream = await SseTestClient.OpenAsync(new Uri(server.BaseAddress, $"v1/sse?key={Uri.EscapeDataString(RelayServer.Key)}&channel=sse:metered"));
+
+        await PublishAsync(http, "sse:metered", 2);
+        await stream.ReadEventAsync();
+        await stream.ReadEventAsync();
+
+        var (samples, _) = await ScrapeAsync(http);
+        Assert.Equal(1, samples["relay_ingress_connections"]);
+        Assert.Equal(2, samples["relay_ingress_deliveries_total"]);
+        Assert.Equal(2, samples["relay_ingress_messages_out_total"]);
+        Assert.Equal(0, samples["relay_ingress_queued_messages"]);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task StalledReader_BacklogShowsInQueuedMessages_AndLeavesWithTheConnection(bool lean)
+    {
+        await using var server = await StartAsync(lean, new()
+        {
+            // Room for the whole backlog (no slow-consumer cut), and a quick close once the reader is gone.
+            ["Relay:Ingress:SendQueueFrames"] = "100000",
+            ["Relay:Ingress:CloseTimeout"] = "00:00:01",
+        });
+        using var http = Client(server);
+
+        // A tiny socket receive buffer, never read after the subscribe: the server feels it quickly.
+        using var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = static async (context, token) =>
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096, NoDelay = true };
+                await socket.ConnectAsync(context.DnsEndPoint, token);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+        };
+        using var stalled = new ClientWebSocket();
+        await stalled.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key), new HttpMessageInvoker(handler), CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
+        await stalled.SendAsync("""{"type":"subscribe","channel":"backlog","ref":1}"""u8.ToArray(), WebSocketMessageType.Text, true, CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
+
+        var payload = JsonSerializer.Serialize(new string('p', 1000));
+        var queued = 0d;
+        for (var i = 0; i < 200 && queued == 0; i++)
+        {
+            await PublishAsync(http, "backlog", 100, payload);
+            queued = (await ScrapeAsync(http)).Samples["relay_ingress_queued_messages"];
+        }
+
+        Assert.True(queued > 0, "no backlog formed after 20 MB to a reader that never reads");
+        var (samples, _) = await ScrapeAsync(http);
+        Assert.True(samples["relay_ingress_messages_out_total"] > 0);
+        Assert.Equal(0, samples["relay_ingress_slow_consumer_disconnects_total"]);
+
+        // The reader goes away with its backlog unsent: the frames leave the gauge with the connection.
+        stalled.Abort();
+        await UntilAsync(http, static s => s["relay_ingress_connections"] == 0 && s["relay_ingress_queued_messages"] == 0, "the closed connection's backlog to leave the gauge");
+    }
+}
