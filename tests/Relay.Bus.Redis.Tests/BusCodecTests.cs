@@ -1,0 +1,113 @@
+using System.Buffers;
+using System.Text;
+using Relay.Bus.FanOut;
+using Relay.Bus.Routing;
+using Relay.Core.Messages;
+using Relay.Core.Protocol;
+
+namespace Relay.Bus.Redis.Tests;
+
+public sealed class BusCodecTests
+{
+    private static RelayMessage Message(bool json = true) => new()
+    {
+        App = "app:with:colons",
+        Channel = "chat:lobby",
+        Seq = 41,
+        Epoch = "0a1b2c",
+        Id = "k1",
+        Name = "chat",
+        Data = json ? Encoding.UTF8.GetBytes("""{"text":"hi","n":[1,2.5e3,null]}""") : new byte[] { 0, 255, 58, 10 },
+        DataIsJson = json,
+        ClientId = "alice",
+        Timestamp = 1_795_300_000_000,
+        TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    };
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void SequencedMessage_RoundTrips_WithJsonOrBinaryData(bool json)
+    {
+        var original = Message(json);
+        var decoded = BusCodec.DecodeSequenced(BusCodec.EncodeSequenced(original));
+        Assert.Equal(original.App, decoded.App);
+        Assert.Equal(original.Channel, decoded.Channel);
+        Assert.Equal(41, decoded.Seq);
+        Assert.Equal("0a1b2c", decoded.Epoch);
+        Assert.Equal(original.Timestamp, decoded.Timestamp);
+        Assert.Equal(original.Data.ToArray(), decoded.Data.ToArray());
+        Assert.Equal(json, decoded.DataIsJson);
+        Assert.Equal("alice", decoded.ClientId);
+        Assert.Equal(original.TraceParent, decoded.TraceParent);
+        Assert.Null(decoded.PresenceAction);
+    }
+
+    [Fact]
+    public void NodeBatch_KeepsOrderAndBoundaries()
+    {
+        var batch = new ArrayBufferWriter<byte>();
+        var frames = Enumerable.Range(1, 5).Select(i => BusCodec.EncodeSequenced(new RelayMessage { App = "a", Channel = "c", Seq = i, Epoch = "e", Data = Encoding.UTF8.GetBytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture)) })).ToList();
+        foreach (var frame in frames)
+        {
+            BusCodec.AppendToBatch(batch, frame);
+        }
+
+        var read = BusCodec.ReadBatch(batch.WrittenMemory).Select(f => BusCodec.DecodeSequenced(f).Seq).ToList();
+        Assert.Equal([1, 2, 3, 4, 5], read);
+    }
+
+    [Fact]
+    public void RequestsAndReplies_RoundTrip()
+    {
+        var publish = new PublishRequest("app", "ch", [new PublishItem("n", Encoding.UTF8.GetBytes("\"x\""), true, "id1"), new PublishItem(null, new byte[] { 1, 2 }, false, null)], "bob", "00-aa-bb-01");
+        var (correlation, replyTo, decoded) = BusCodec.DecodeRequest(BusCodec.EncodeRequest(7, "relay:bus:reply:me", publish));
+        Assert.Equal(7, correlation);
+        Assert.Equal("relay:bus:reply:me", replyTo);
+        var back = Assert.IsType<PublishRequest>(decoded);
+        Assert.Equal("bob", back.ClientId);
+        Assert.Equal("00-aa-bb-01", back.TraceParent);
+        Assert.Equal("\"x\"", Encoding.UTF8.GetString(back.Items[0].Data.Span));
+        Assert.Equal(new byte[] { 1, 2 }, back.Items[1].Data.ToArray());
+        Assert.False(back.Items[1].DataIsJson);
+
+        var history = Assert.IsType<HistoryRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new HistoryRequest("a", "c", 10, Before: 5, AfterSeq: 2))).Request);
+        Assert.Equal((10, 5L, 2L), (history.Limit, history.Before!.Value, history.AfterSeq!.Value));
+        var presence = Assert.IsType<PresenceRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new PresenceRequest("a", "c", "enter", "u", "conn", Encoding.UTF8.GetBytes("{}"), "node-1"))).Request);
+        Assert.Equal(("enter", "u", "conn", "node-1"), (presence.Action, presence.ClientId, presence.ConnectionId, presence.NodeId));
+
+        var reply = Assert.IsType<HistoryReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new HistoryReply(new ChannelPosition("e", 9), [Message()], Complete: true))).Reply);
+        Assert.Equal(("e", 9L, true), (reply.Position.Epoch, reply.Position.Seq, reply.Complete));
+        Assert.Equal(41, reply.Messages[0].Seq);
+        var error = Assert.IsType<ErrorReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(4, new ErrorReply(new RelayError(ErrorCodes.Unavailable, "busy")))).Reply);
+        Assert.Equal(ErrorCodes.Unavailable, error.Error.Code);
+        Assert.Equal(new InterestChange("n", "a", "c/#", 3), BusCodec.DecodeInterest(BusCodec.EncodeInterest(new InterestChange("n", "a", "c/#", 3))));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("12:")]
+    [InlineData("x:1:e::{}")]
+    [InlineData("1:2:e::{\"c\":\"only a channel\"}")]
+    [InlineData("1:2:e::{\"a\":\"a\",\"c\":")]
+    public void MalformedSequencedMessages_AreRefused(string frame) =>
+        Assert.ThrowsAny<Exception>(() => BusCodec.DecodeSequenced(Encoding.UTF8.GetBytes(frame)));
+
+    [Fact]
+    public void MalformedBatches_AreRefused()
+    {
+        Assert.Throws<FormatException>(() => BusCodec.ReadBatch(new byte[] { 0, 0, 0 }).ToList());
+        Assert.Throws<FormatException>(() => BusCodec.ReadBatch(new byte[] { 0, 0, 0, 9, 1 }).ToList());
+        Assert.Throws<FormatException>(() => BusCodec.DecodeRequest("""{"r":1,"k":"pub"}"""u8.ToArray()));
+        Assert.Throws<FormatException>(() => BusCodec.DecodeReply("""{"r":1,"k":"nope"}"""u8.ToArray()));
+    }
+
+    [Fact]
+    public void ShardOf_IsStableAndSpreadsChannels()
+    {
+        Assert.Equal(RedisBus.ShardOf("app", "chat:lobby", 16), RedisBus.ShardOf("app", "chat:lobby", 16));
+        Assert.NotEqual(RedisBus.ShardOf("a:b", "c", 1 << 20), RedisBus.ShardOf("a", "b:c", 1 << 20));
+        var used = Enumerable.Range(0, 200).Select(i => RedisBus.ShardOf("app", $"ch-{i}", 16)).Distinct().Count();
+        Assert.Equal(16, used);
+    }
+}
