@@ -32,4 +32,11 @@ public sealed class RelayAuthOptions
     /// but does not issue. When null, a key is generated at start and its tokens die with the process.
     /// </summary>
     public string? SigningKeyPath { get; set; }
+
+    /// <summary>
+    /// Where this process gets apps and keys: <c>configuration</c> (default: <see cref="Apps"/>) or <c>redis</c> (what the
+    /// auth service published there; for ingress nodes in distributed mode, so keys live in one place and revocation
+    /// reaches every node within seconds). A process with keys from configuration and <c>Relay:Bus=redis</c> publishes them.
+    /// </summary>
+    public string KeySource { get; set; } = "configuration";
 }

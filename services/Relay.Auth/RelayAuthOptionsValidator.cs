@@ -40,6 +40,11 @@ internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOpti
             failures.Add($"{Section}:ClockSkewSeconds is {options.ClockSkewSeconds}; it must be from 0 to {MaxClockSkewSeconds}");
         }
 
+        if (options.KeySource is not ("configuration" or "redis"))
+        {
+            failures.Add($"{Section}:KeySource is '{options.KeySource}'; use 'configuration' (keys from {Section}:Apps) or 'redis' (keys the auth service published; needs Relay:Redis:Endpoint)");
+        }
+
         if (!string.IsNullOrWhiteSpace(options.SigningKeyPath))
         {
             if (SigningKey.TryLoad(options.SigningKeyPath, out var key, out _, out var error))

@@ -2,7 +2,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Relay.Auth.Distributed;
 using Relay.Auth.Keys;
+using Relay.Bus.Redis;
+using Relay.ServiceDefaults;
 using Relay.Auth.Tokens;
 
 namespace Relay.Auth;
@@ -33,6 +36,13 @@ public static class RelayAuthServiceCollectionExtensions
         services.TryAddSingleton<TokenService>();
         services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
+
+        // Distributed mode: publish configured keys to Redis, or follow what the auth service published there.
+        services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName);
+        services.TryAddSingleton<RedisKeyFollower>();
+        services.AddHostedService(static sp => sp.GetRequiredService<RedisKeyFollower>());
+        services.AddHostedService<RedisKeyPublisher>();
+        services.AddHealthChecks().AddCheck<RedisKeyFollower>("auth-keys", tags: [ServiceDefaultsExtensions.ReadyTag]);
         return services;
     }
 }

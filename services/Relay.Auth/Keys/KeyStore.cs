@@ -1,41 +1,72 @@
 using System.Collections.Frozen;
 using System.Diagnostics.CodeAnalysis;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
 namespace Relay.Auth.Keys;
 
-/// <summary>Every configured key by <c>APPID.KEYID</c>, parsed once at start; lookups take a span and allocate nothing.</summary>
+/// <summary>
+/// Every key by <c>APPID.KEYID</c>, parsed once; lookups take a span and allocate nothing. The keys come from
+/// configuration, or (<c>Relay:Auth:KeySource=redis</c>) from the auth service through Redis, when the whole set is
+/// replaced at once. With them: the public keys of other Relay signers whose tokens this node accepts.
+/// </summary>
 internal sealed class KeyStore
 {
-    private readonly FrozenDictionary<string, ApiKey> _keys;
-    private readonly FrozenDictionary<string, ApiKey>.AlternateLookup<ReadOnlySpan<char>> _byName;
+    private volatile Snapshot _current;
+    private volatile FrozenDictionary<string, ECDsa> _peerSigningKeys = FrozenDictionary<string, ECDsa>.Empty;
 
     public KeyStore(IOptions<RelayAuthOptions> options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var keys = new Dictionary<string, ApiKey>(StringComparer.Ordinal);
         var apps = options.Value.Apps;
-        foreach (var app in apps)
-        {
-            foreach (var key in app.Keys)
-            {
-                var apiKey = new ApiKey(app.Id, key.Id, key.Secret, ToCapabilities(key));
-                keys.Add(apiKey.Name, apiKey);
-            }
-        }
-
-        _keys = keys.ToFrozenDictionary(StringComparer.Ordinal);
-        _byName = _keys.GetAlternateLookup<ReadOnlySpan<char>>();
-        AppCount = apps.Count;
+        _current = new Snapshot(apps.SelectMany(app => app.Keys.Select(key => new ApiKey(app.Id, key.Id, key.Secret, ToCapabilities(key)))), apps.Count);
     }
 
-    public int AppCount { get; }
+    public int AppCount => _current.AppCount;
 
-    public int KeyCount => _keys.Count;
+    public int KeyCount => _current.Keys.Count;
 
-    public bool TryGet(ReadOnlySpan<char> name, [NotNullWhen(true)] out ApiKey? key) => _byName.TryGetValue(name, out key);
+    /// <summary>Every key, for publishing.</summary>
+    public IReadOnlyCollection<ApiKey> All => _current.Keys.Values;
+
+    public bool TryGet(ReadOnlySpan<char> name, [NotNullWhen(true)] out ApiKey? key) => _current.ByName.TryGetValue(name, out key);
+
+    /// <summary>Replaces every key at once (a key missing from <paramref name="keys"/> is revoked).</summary>
+    public void Replace(IEnumerable<ApiKey> keys)
+    {
+        var list = keys.ToList();
+        _current = new Snapshot(list, list.Select(static k => k.AppId).Distinct(StringComparer.Ordinal).Count());
+    }
+
+    /// <summary>Replaces the public keys (by JWKS kid) of the other Relay signers this node trusts.</summary>
+    public void ReplacePeerSigningKeys(IReadOnlyDictionary<string, ECDsa> keys) =>
+        _peerSigningKeys = keys.ToFrozenDictionary(StringComparer.Ordinal);
+
+    public bool TryGetPeerSigningKey(string kid, [NotNullWhen(true)] out ECDsa? key) => _peerSigningKeys.TryGetValue(kid, out key);
+
+    private sealed class Snapshot
+    {
+        public Snapshot(IEnumerable<ApiKey> keys, int appCount)
+        {
+            var byName = new Dictionary<string, ApiKey>(StringComparer.Ordinal);
+            foreach (var key in keys)
+            {
+                byName.Add(key.Name, key);
+            }
+
+            Keys = byName.ToFrozenDictionary(StringComparer.Ordinal);
+            ByName = Keys.GetAlternateLookup<ReadOnlySpan<char>>();
+            AppCount = appCount;
+        }
+
+        public FrozenDictionary<string, ApiKey> Keys { get; }
+
+        public FrozenDictionary<string, ApiKey>.AlternateLookup<ReadOnlySpan<char>> ByName { get; }
+
+        public int AppCount { get; }
+    }
 
     /// <summary>Checks <c>APPID.KEYID:SECRET</c>; null on success, else the 40102 to answer with.</summary>
     public RelayError? Authenticate(ReadOnlySpan<char> credentials, out ApiKey? key)

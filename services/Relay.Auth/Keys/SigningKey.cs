@@ -33,6 +33,9 @@ internal sealed class SigningKey : IDisposable
     /// <summary>The JWKS <c>kid</c>: the RFC 7638 thumbprint of the public key, so every node holding the key agrees on it.</summary>
     public string KeyId { get; }
 
+    /// <summary>The public key as SubjectPublicKeyInfo (DER), for other nodes to verify this key's tokens.</summary>
+    public byte[] PublicKeyDer => _public.ExportSubjectPublicKeyInfo();
+
     /// <summary>The signing credentials; null when only the public key was given.</summary>
     public SigningCredentials? Credentials { get; }
 

@@ -135,12 +135,13 @@ internal sealed class TokenService
 
                 break;
             case SigningKey.Algorithm:
-                if (!string.Equals(kid, _signingKey.KeyId, StringComparison.Ordinal))
+                ECDsa? peer = null;
+                if (!string.Equals(kid, _signingKey.KeyId, StringComparison.Ordinal) && (kid is null || !_keys.TryGetPeerSigningKey(kid, out peer)))
                 {
                     return Invalid("the token was signed by a Relay key this node does not know (see /.well-known/jwks.json); request a new token");
                 }
 
-                if (!VerifySignature(span[..payloadEnd], signature, key: null))
+                if (!VerifySignature(span[..payloadEnd], signature, key: null, peer))
                 {
                     return Invalid("invalid token signature");
                 }
@@ -260,7 +261,7 @@ internal sealed class TokenService
             DateTimeOffset.FromUnixTimeSeconds(expires)));
     }
 
-    private bool VerifySignature(ReadOnlySpan<char> signingInput, byte[] signature, ApiKey? key)
+    private bool VerifySignature(ReadOnlySpan<char> signingInput, byte[] signature, ApiKey? key, ECDsa? peer = null)
     {
         byte[]? rented = null;
         var input = signingInput.Length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(signingInput.Length));
@@ -269,6 +270,11 @@ internal sealed class TokenService
             // The header and payload decoded as base64url, so every character is ASCII.
             var length = Encoding.ASCII.GetBytes(signingInput, input);
             input = input[..length];
+            if (peer is not null)
+            {
+                return signature.Length == 64 && peer.VerifyData(input, signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+            }
+
             if (key is null)
             {
                 return _signingKey.Verify(input, signature);

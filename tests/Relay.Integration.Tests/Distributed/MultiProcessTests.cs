@@ -51,6 +51,35 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task IngressNodes_VerifyKeysAndTokens_ThatOnlyTheAuthServiceWasConfiguredWith()
+    {
+        await using var cluster = await StartAsync();
+
+        // A token issued by the auth service (its ES256 key) opens a connection on either ingress node.
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.Auth.Port}/") };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        using var body = new StringContent("""{"clientId":"carol","capabilities":{"chat:*":["subscribe","publish"]},"ttlSeconds":600}""", Encoding.UTF8, "application/json");
+        using var issued = await http.PostAsync(new Uri("v1/tokens", UriKind.Relative), body);
+        Assert.True(issued.IsSuccessStatusCode, await issued.Content.ReadAsStringAsync());
+        var token = JsonDocument.Parse(await issued.Content.ReadAsStringAsync()).RootElement.GetProperty("token").GetString()!;
+        foreach (var node in new[] { cluster.IngressA, cluster.IngressB })
+        {
+            await using var socket = await TestSocket.ConnectAsync(new Uri($"ws://127.0.0.1:{node.Port}/v1/realtime?token={Uri.EscapeDataString(token)}"));
+            Assert.Equal("carol", socket.Connected.GetProperty("clientId").GetString());
+            var refused = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "secret" });
+            Assert.Equal(40300, refused.GetProperty("code").GetInt32());
+        }
+
+        // The auth service's keys work on the nodes; a wrong secret is refused with 401.
+        await using (await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA)))
+        {
+        }
+
+        var status = await TestSocket.RefusedUpgradeAsync(new Uri($"ws://127.0.0.1:{cluster.IngressB.Port}/v1/realtime?key={Uri.EscapeDataString("test.root:not-the-secret-0123456789")}"));
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, status);
+    }
+
+    [Fact]
     public async Task KillingARoutingProcess_MovesItsShards_WithNoAcknowledgedMessageLost()
     {
         await using var cluster = await StartAsync();

@@ -16,6 +16,7 @@ internal sealed class RelayCluster : IAsyncDisposable
     private static readonly string RepositoryRoot = FindRoot();
     private readonly Dictionary<string, string> _environment;
     private readonly string _logDirectory = Directory.CreateTempSubdirectory("relay-cluster-").FullName;
+    private Dictionary<string, string> _authSettings = [];
 
     private RelayCluster(RedisServer redis, Dictionary<string, string> environment)
     {
@@ -50,17 +51,15 @@ internal sealed class RelayCluster : IAsyncDisposable
             ["Relay__Redis__RequestTimeout"] = "00:00:10",
             ["Logging__LogLevel__Default"] = "Information",
         };
-        foreach (var (key, value) in RelayServer.DefaultConfiguration())
-        {
-            settings[key.Replace(":", "__", StringComparison.Ordinal)] = value!;
-        }
+        // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
+        var keys = RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
 
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             settings[key] = value;
         }
 
-        var cluster = new RelayCluster(redis, settings);
+        var cluster = new RelayCluster(redis, settings) { _authSettings = keys };
         try
         {
             var starting = new[]
@@ -97,6 +96,18 @@ internal sealed class RelayCluster : IAsyncDisposable
             ["Relay__Ingress__NodeId"] = name,
             ["OTEL_SERVICE_NAME"] = name,
         };
+        if (project == "Relay.Auth")
+        {
+            foreach (var (key, value) in _authSettings)
+            {
+                environment[key] = value;
+            }
+        }
+        else if (project == "Relay.Ingress")
+        {
+            environment["Relay__Auth__KeySource"] = "redis";
+        }
+
         var dll = Path.Combine(RepositoryRoot, "services", project, "bin", "Release", "net10.0", project + ".dll");
         return ServiceProcess.StartAsync(name, dll, port ?? FreePort(), environment, _logDirectory);
     }
@@ -181,7 +192,7 @@ internal sealed class RelayCluster : IAsyncDisposable
     }
 }
 
-/// <summary>One service process: started with <c>dotnet</c>, ready when <c>/healthz</c> answers, killed by its PID.</summary>
+/// <summary>One service process: started with <c>dotnet</c>, ready when <c>/readyz</c> answers 200, killed by its PID.</summary>
 internal sealed class ServiceProcess : IAsyncDisposable
 {
     private readonly Process _process;
@@ -257,7 +268,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
             try
             {
-                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/healthz"));
+                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/readyz"));
                 if (response.IsSuccessStatusCode)
                 {
                     return service;
@@ -271,7 +282,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
             if (DateTime.UtcNow > deadline)
             {
                 await service.DisposeAsync();
-                throw new TimeoutException($"{name} did not answer /healthz within 60 s:\n{service.Tail()}");
+                throw new TimeoutException($"{name} was not ready (/readyz) within 60 s:\n{service.Tail()}");
             }
 
             await Task.Delay(100);
