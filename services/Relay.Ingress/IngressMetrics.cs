@@ -20,7 +20,7 @@ internal sealed class IngressMetrics
     private long _deliveries;
     private long _slowConsumers;
 
-    public IngressMetrics(IMeterFactory meters, Func<int> connections)
+    public IngressMetrics(IMeterFactory meters, Func<int> connections, Func<(long Repaired, long Unrepaired)>? gaps = null)
     {
         var meter = meters.Create(MeterName);
         meter.CreateObservableGauge("relay.ingress.connections", connections, description: "Open client connections (WebSocket and SSE).");
@@ -28,6 +28,12 @@ internal sealed class IngressMetrics
         meter.CreateObservableCounter("relay.ingress.deliveries", () => Interlocked.Read(ref _deliveries), description: "Messages queued to subscribers on this node.");
         meter.CreateObservableCounter("relay.ingress.messages_out", _framesOut.Sum, description: "Frames written to clients: messages (live and replayed), replies and control frames; a coalesced WebSocket batch counts each frame.");
         meter.CreateObservableGauge("relay.ingress.queued_messages", () => Math.Max(0, _framesQueued.Sum()), description: "Frames waiting in connections' outbound queues (a backlog: frames written straight to the transport never wait there).");
+        if (gaps is not null)
+        {
+            meter.CreateObservableCounter("relay.ingress.gap_messages_repaired", () => gaps().Repaired, description: "Messages lost on the bus and read back from history before the channel went on.");
+            meter.CreateObservableCounter("relay.ingress.gap_messages_unrepaired", () => gaps().Unrepaired, description: "Messages lost on the bus that history no longer held (clients recover with since, or see the gap).");
+        }
+
         meter.CreateObservableCounter("relay.ingress.slow_consumer_disconnects", () => Interlocked.Read(ref _slowConsumers), description: "Connections cut because their outbound queue was full.");
         _publishToDeliver = meter.CreateHistogram<double>("relay.ingress.publish_to_deliver", unit: "s", description: "From routing's timestamp to this node's dispatch.");
     }

@@ -31,6 +31,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private readonly ConcurrentDictionary<string, INodeConnection> _connections = new(StringComparer.Ordinal);
     private readonly ILogger<IngressNode> _logger;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly GapRepair? _gaps;
     private IDisposable? _registration;
     private Task? _sweep;
 
@@ -41,8 +42,14 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
         // A token is accepted until exp plus the skew, so a connection holding one lives as long.
         TokenGrace = TimeSpan.FromSeconds(auth.Value.ClockSkewSeconds);
-        Metrics = new IngressMetrics(meters, () => _connections.Count);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(bus);
+        if (bus.MayLoseDeliveries)
+        {
+            _gaps = new GapRepair(DispatchLocal, ReadAfterAsync);
+        }
+
+        Metrics = new IngressMetrics(meters, () => _connections.Count, _gaps is null ? null : () => (_gaps.Repaired, _gaps.Unrepaired));
         Bus = bus;
         Namespaces = namespaces;
         Options = options.Value;
@@ -86,12 +93,31 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public ValueTask OnDeliverAsync(RelayMessage message)
     {
+        if (_gaps is not null)
+        {
+            _gaps.Deliver(message);
+        }
+        else
+        {
+            DispatchLocal(message);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, long after, int limit)
+    {
+        var reply = await Bus.SendToRoutingAsync(new HistoryRequest(app, channel, limit, AfterSeq: after), Stopping).ConfigureAwait(false);
+        return reply is HistoryReply history ? (history.Position.Epoch, history.Messages) : null;
+    }
+
+    private void DispatchLocal(RelayMessage message)
+    {
         // One span per node, never per subscriber: with ten thousand subscribers a span each would be the load.
         using var activity = RelayTracing.Start(RelayTracing.IngressDeliver, ActivityKind.Producer, message.TraceParent, message.Channel);
         var subscribers = Subscriptions.Dispatch(message);
         activity?.SetTag("relay.subscribers", subscribers);
         Metrics.Dispatched(subscribers, message.Timestamp, Time.GetUtcNow().ToUnixTimeMilliseconds());
-        return ValueTask.CompletedTask;
     }
 
     internal void CountSlowConsumer() => Metrics.SlowConsumer();
@@ -161,6 +187,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
             _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
         };
 
+        _gaps?.Start(app, channel, position.Epoch, position.Seq);
         subscription.GoLive(position.Epoch, position.Seq, () =>
         {
             ready(channel, position, recovered);
@@ -212,8 +239,14 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), Time);
         try
         {
+            var ticks = 0;
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
+                if (++ticks % 60 == 0)
+                {
+                    _gaps?.Sweep(TimeSpan.FromMinutes(1), (app, channel) => Subscriptions.CountOf(app, channel) > 0);
+                }
+
                 var now = Time.GetUtcNow();
                 foreach (var connection in _connections.Values)
                 {

@@ -137,6 +137,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// <summary>This process's id on the bus (lease owner, reply channel).</summary>
     public string InstanceId { get; }
 
+    /// <inheritdoc />
+    public bool MayLoseDeliveries => true;
+
     /// <summary>The shards this process owns as a routing instance (empty when it serves no routing).</summary>
     public IReadOnlyCollection<int> OwnedShards => _ownedShards.Keys.ToArray();
 
@@ -764,17 +767,25 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
                         BusCodec.AppendToBatch(batch, frame);
                     }
 
-                    try
+                    // A failed PUBLISH may or may not have reached Redis: send it again (nodes drop what they already
+                    // have by seq) until it goes through or the bus stops.
+                    var payload = batch.WrittenMemory.ToArray();
+                    for (var attempt = 1; ; attempt++)
                     {
-                        await _bus.Commands.PublishAsync(_channel, batch.WrittenMemory.ToArray()).ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is RedisException or TimeoutException)
-                    {
-                        LogDeliveryFailed(_bus._logger, _channel, e.Message);
+                        try
+                        {
+                            await _bus.Commands.PublishAsync(_channel, payload).ConfigureAwait(false);
+                            break;
+                        }
+                        catch (Exception e) when (e is RedisException or TimeoutException)
+                        {
+                            LogDeliveryFailed(_bus._logger, _channel, attempt, e.Message);
+                            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1000, 50 * attempt)), _bus._stopping.Token).ConfigureAwait(false);
+                        }
                     }
                 }
             }
-            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or OperationCanceledException)
             {
                 // The bus is stopping.
             }
@@ -828,6 +839,6 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     [LoggerMessage(EventId = 2011, Level = LogLevel.Error, Message = "A bus handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception error);
 
-    [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "Could not deliver a batch on {Channel}: {Reason}")]
-    private static partial void LogDeliveryFailed(ILogger logger, string channel, string reason);
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "Could not deliver a batch on {Channel} (attempt {Attempt}, retrying): {Reason}")]
+    private static partial void LogDeliveryFailed(ILogger logger, string channel, int attempt, string reason);
 }

@@ -34,4 +34,10 @@ public interface IRelayBus
 
     /// <summary>Registers an ingress node under <paramref name="nodeId"/>.</summary>
     IDisposable ServeNode(string nodeId, INodeHandler handler);
+
+    /// <summary>
+    /// Whether a delivery can be lost on the way (a networked bus that is at most once): nodes then watch each channel's
+    /// seqs and read a gap back from history before going on.
+    /// </summary>
+    bool MayLoseDeliveries => false;
 }

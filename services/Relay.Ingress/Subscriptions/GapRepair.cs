@@ -1,0 +1,140 @@
+using System.Collections.Concurrent;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Subscriptions;
+
+/// <summary>
+/// For a bus that may lose deliveries (Redis pub/sub is at most once): follows each channel's seq at this node, and when
+/// one jumps, holds the channel's later messages, reads the missing ones from history, and dispatches them in order
+/// before the held ones. Duplicates (a batch sent twice after a failed PUBLISH) are dropped here. A channel's calls come
+/// in seq order from the bus; the repair finishes on another thread, so each channel's cursor is its own lock.
+/// </summary>
+internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, string, long, int, Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?>> readAfter)
+{
+    /// <summary>The most messages one repair reads; a longer gap is left to clients' own recovery.</summary>
+    public const int MaxRepair = 1000;
+
+    private readonly ConcurrentDictionary<(string App, string Channel), Cursor> _cursors = new();
+    private long _repaired;
+    private long _unrepaired;
+
+    /// <summary>Messages read back from history into a gap.</summary>
+    public long Repaired => Interlocked.Read(ref _repaired);
+
+    /// <summary>Messages of gaps that history no longer held (or could not be read).</summary>
+    public long Unrepaired => Interlocked.Read(ref _unrepaired);
+
+    /// <summary>How many channels are followed.</summary>
+    public int Channels => _cursors.Count;
+
+    /// <summary>Dispatches <paramref name="message"/>, or holds it while the gap before it is read back.</summary>
+    public void Deliver(RelayMessage message)
+    {
+        if (message.PresenceAction is not null || message.Seq <= 0)
+        {
+            dispatch(message);
+            return;
+        }
+
+        var cursor = _cursors.GetOrAdd((message.App, message.Channel), static _ => new Cursor());
+        lock (cursor)
+        {
+            cursor.Used = Environment.TickCount64;
+            if (cursor.Held is not null)
+            {
+                cursor.Held.Add(message);
+                return;
+            }
+
+            if (cursor.Epoch == message.Epoch && message.Seq > cursor.Seq + 1)
+            {
+                cursor.Held = [message];
+                _ = RepairAsync(cursor, message.App, message.Channel, cursor.Epoch, cursor.Seq, message.Seq);
+                return;
+            }
+
+            Advance(cursor, message);
+        }
+    }
+
+    /// <summary>A subscription learned the channel's position: a channel not followed yet starts there.</summary>
+    public void Start(string app, string channel, string epoch, long seq) =>
+        _cursors.TryAdd((app, channel), new Cursor { Epoch = epoch, Seq = seq, Used = Environment.TickCount64 });
+
+    /// <summary>Forgets channels unused for <paramref name="idle"/> that <paramref name="keep"/> does not want kept.</summary>
+    public void Sweep(TimeSpan idle, Func<string, string, bool> keep)
+    {
+        var oldest = Environment.TickCount64 - (long)idle.TotalMilliseconds;
+        foreach (var ((app, channel), cursor) in _cursors)
+        {
+            lock (cursor)
+            {
+                if (cursor.Held is null && cursor.Used < oldest && !keep(app, channel))
+                {
+                    _cursors.TryRemove(new KeyValuePair<(string, string), Cursor>((app, channel), cursor));
+                }
+            }
+        }
+    }
+
+    // Under the cursor's lock: dispatches a message that follows (or starts a new epoch), drops one already passed.
+    private void Advance(Cursor cursor, RelayMessage message)
+    {
+        if (cursor.Epoch == message.Epoch && message.Seq <= cursor.Seq)
+        {
+            return;
+        }
+
+        cursor.Epoch = message.Epoch;
+        cursor.Seq = message.Seq;
+        dispatch(message);
+    }
+
+    private async Task RepairAsync(Cursor cursor, string app, string channel, string? epoch, long after, long upTo)
+    {
+        (string Epoch, IReadOnlyList<RelayMessage> Messages)? read = null;
+        try
+        {
+            read = await readAfter(app, channel, after, (int)Math.Min(MaxRepair, upTo - after - 1)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Counted below as unrepaired: the held messages still go out, in order.
+        }
+
+        lock (cursor)
+        {
+            if (read is { } history && history.Epoch == epoch)
+            {
+                foreach (var message in history.Messages)
+                {
+                    if (message.Seq < upTo)
+                    {
+                        Interlocked.Increment(ref _repaired);
+                        Advance(cursor, message);
+                    }
+                }
+            }
+
+            var held = cursor.Held!;
+            cursor.Held = null;
+            foreach (var message in held)
+            {
+                if (cursor.Epoch == message.Epoch && message.Seq > cursor.Seq + 1)
+                {
+                    Interlocked.Add(ref _unrepaired, message.Seq - cursor.Seq - 1);
+                }
+
+                Advance(cursor, message);
+            }
+        }
+    }
+
+    private sealed class Cursor
+    {
+        public string? Epoch;
+        public long Seq;
+        public long Used;
+        public List<RelayMessage>? Held;
+    }
+}
