@@ -1,15 +1,7 @@
-using System.Collections.Concurrent;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Relay.Core.Diagnostics;
 using Relay.Redis;
 using Relay.Testing;
@@ -260,24 +252,10 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     [Fact]
     public async Task OnePublish_ProducesOneTrace_WithSpansFromEveryProcessOnThePath()
     {
-        var exports = new ConcurrentQueue<byte[]>();
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        await using var receiver = builder.Build();
-        receiver.MapPost("/v1/traces", async (HttpRequest request) =>
-        {
-            using var body = new MemoryStream();
-            await request.Body.CopyToAsync(body);
-            exports.Enqueue(body.ToArray());
-            return Results.Ok();
-        });
-        await receiver.StartAsync();
-        var endpoint = receiver.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-
+        await using var receiver = await OtlpReceiver.StartAsync();
         await using var cluster = await StartAsync(new Dictionary<string, string>
         {
-            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint,
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.Endpoint,
             ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
         });
         await using var subscriber = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
@@ -299,7 +277,7 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
         List<byte[]> ours = [];
         while (DateTime.UtcNow < deadline)
         {
-            ours = [.. exports.Where(body => body.AsSpan().IndexOf(traceId) >= 0)];
+            ours = [.. receiver.Exports.Where(body => body.AsSpan().IndexOf(traceId) >= 0)];
             if (path.All(hop => ours.Any(body => Has(body, hop.Service) && Has(body, hop.Span))))
             {
                 break;

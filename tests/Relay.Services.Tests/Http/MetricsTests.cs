@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
@@ -131,19 +130,9 @@ public sealed class MetricsTests
         });
         using var http = Client(server);
 
-        // A tiny socket receive buffer, never read after the subscribe: the server feels it quickly.
-        using var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = static async (context, token) =>
-            {
-                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096, NoDelay = true };
-                await socket.ConnectAsync(context.DnsEndPoint, token);
-                return new NetworkStream(socket, ownsSocket: true);
-            },
-        };
-        using var stalled = new ClientWebSocket();
-        await stalled.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key), new HttpMessageInvoker(handler), CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
-        await stalled.SendAsync("""{"type":"subscribe","channel":"backlog","ref":1}"""u8.ToArray(), WebSocketMessageType.Text, true, CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
+        // Never read after the subscribe: the server feels it quickly.
+        using var reader = await StalledReader.SubscribeAsync(server.RealtimeUriWithKey(RelayServer.Key), "backlog");
+        var stalled = reader.Socket;
 
         var payload = JsonSerializer.Serialize(new string('p', 1000));
         var queued = 0d;

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
@@ -84,18 +83,8 @@ public abstract class LimitsSpec : IAsyncLifetime
         var node = _server.Services.GetRequiredService<IngressNode>();
 
         // The stalled reader gets a tiny socket receive buffer, so the server feels it quickly.
-        using var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = static async (context, token) =>
-            {
-                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096, NoDelay = true };
-                await socket.ConnectAsync(context.DnsEndPoint, token);
-                return new NetworkStream(socket, ownsSocket: true);
-            },
-        };
-        using var stalled = new ClientWebSocket();
-        await stalled.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key), new HttpMessageInvoker(handler), CancellationToken.None).WaitAsync(TestSocket.DefaultTimeout);
-        await stalled.SendAsync("""{"type":"subscribe","channel":"firehose","ref":1}"""u8.ToArray(), WebSocketMessageType.Text, true, CancellationToken.None);
+        using var stalledReader = await StalledReader.SubscribeAsync(_server.RealtimeUriWithKey(RelayServer.Key), "firehose");
+        var stalled = stalledReader.Socket;
 
         await using var healthy = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
         await healthy.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "firehose" });

@@ -1,15 +1,7 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Relay.Core.Diagnostics;
 using Relay.Testing;
 
@@ -21,29 +13,15 @@ namespace Relay.Services.Tests.Tracing;
 /// </summary>
 public abstract class TracingSpec : IAsyncLifetime
 {
-    private readonly ConcurrentQueue<byte[]> _exports = new();
-    private WebApplication _receiver = null!;
+    private OtlpReceiver _receiver = null!;
     private RelayServer _server = null!;
 
     public async Task InitializeAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        _receiver = builder.Build();
-        _receiver.MapPost("/v1/traces", async (HttpRequest request) =>
-        {
-            using var body = new MemoryStream();
-            await request.Body.CopyToAsync(body);
-            _exports.Enqueue(body.ToArray());
-            return Results.Ok();
-        });
-        await _receiver.StartAsync();
-        var receiverAddress = _receiver.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-
+        _receiver = await OtlpReceiver.StartAsync();
         var settings = new Dictionary<string, string?>
         {
-            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiverAddress,
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _receiver.Endpoint,
             ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
             ["OTEL_SERVICE_NAME"] = "relay-tracing-test",
         };
@@ -86,7 +64,7 @@ public abstract class TracingSpec : IAsyncLifetime
         byte[] ours = [];
         while (DateTime.UtcNow < deadline)
         {
-            ours = [.. _exports.Where(body => body.AsSpan().IndexOf(traceId) >= 0).SelectMany(body => body)];
+            ours = [.. _receiver.Exports.Where(body => body.AsSpan().IndexOf(traceId) >= 0).SelectMany(body => body)];
             if (hops.All(hop => ours.AsSpan().IndexOf(Encoding.UTF8.GetBytes(hop)) >= 0) && Occurrences(ours, traceId) >= hops.Length)
             {
                 break;
