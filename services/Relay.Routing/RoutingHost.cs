@@ -18,7 +18,15 @@ internal sealed class RoutingHost(IRelayBus bus, IServiceProvider services, Time
         if (RedisBusServiceCollectionExtensions.UsesRedis(services))
         {
             using var shards = bus.ServeRouting(services.GetRequiredService<RedisChannelAuthority>());
-            await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                // Stopping: the registration gives the shards back.
+            }
+
             return;
         }
 

@@ -49,8 +49,10 @@ public sealed class RedisPresence(RedisConnection connection)
 
         """;
 
-    // ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh epoch.
+    // ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh epoch, lease key and owner
+    // ('' = unfenced). Returns -1 when fenced out.
     private static readonly RedisScript s_change = new(Prelude + """
+        if ARGV[9] ~= '' and redis.call('GET', ARGV[9]) ~= ARGV[10] then return -1 end
         local prefix, action, client = ARGV[1], ARGV[2], ARGV[3]
         local field = client .. '\n' .. ARGV[4]
         if action == 'leave' then return remove(prefix, field, client, ARGV[6], ARGV[7], ARGV[8]) end
@@ -87,13 +89,18 @@ public sealed class RedisPresence(RedisConnection connection)
     /// Applies <paramref name="action"/> (<c>enter</c>, <c>update</c>, <c>leave</c>) for a connection held by <paramref name="nodeId"/>
     /// and publishes the resulting presence event on <paramref name="publishTo"/>. <paramref name="record"/> is the member
     /// (app, channel, clientId, connectionId, data); for <c>leave</c> without data the member's last data goes out.
+    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner, and false is returned.
     /// </summary>
-    public Task ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo)
+    public async Task<bool> ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo, (string Key, string Owner)? fence = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         var prefix = RedisChannelLog.KeyPrefix(record.App, record.Channel);
         var body = action == "leave" && record.Data.IsEmpty ? [] : BusCodec.EncodeBody(record);
-        return s_change.EvaluateAsync(connection, [], [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch()]);
+        var reply = await s_change.EvaluateAsync(
+            connection,
+            [],
+            [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false);
+        return reply.AsInt64() >= 0;
     }
 
     /// <summary>The present members of a channel (one record per connection).</summary>

@@ -137,8 +137,8 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
             ConnectionId = request.ConnectionId,
             Data = request.Data,
         };
-        await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel).ConfigureAwait(false);
-        return new PresenceReply([]);
+        var applied = await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel, bus.FenceFor(request.App, request.Channel)).ConfigureAwait(false);
+        return applied ? new PresenceReply([]) : NotOwnerReply.Instance;
     }
 
     private async ValueTask<RoutingReply> MembersAsync(PresenceGetRequest request) =>

@@ -147,12 +147,17 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     {
         await using var cluster = await StartAsync();
         await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB));
+        await using var watcher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB));
+        await watcher.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "room" });
         string epoch;
         long lastSeen = 0;
-        await using (var subscriber = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA)))
+        await using (var subscriber = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA, "&clientId=dave")))
         {
             var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "feed" });
             epoch = subscribed.GetProperty("epoch").GetString()!;
+            Assert.Equal("ok", (await subscriber.RequestAsync(new() { ["type"] = "presence", ["channel"] = "room", ["action"] = "enter" })).GetProperty("type").GetString());
+            var entered = await watcher.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "presence", Wait);
+            Assert.Equal(("enter", "dave"), (entered.GetProperty("action").GetString(), entered.GetProperty("clientId").GetString()));
             for (var i = 1; i <= 5; i++)
             {
                 await PublishUntilAcknowledgedAsync(publisher, "feed", null, i);
@@ -170,6 +175,19 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
         for (var i = 6; i <= 12; i++)
         {
             await PublishUntilAcknowledgedAsync(publisher, "feed", null, i);
+        }
+
+        // Node A's heartbeat stops: fan-out drops its interest and its presence members leave (seen from B).
+        var left = await watcher.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "presence", Wait);
+        Assert.Equal(("leave", "dave"), (left.GetProperty("action").GetString(), left.GetProperty("clientId").GetString()));
+        using (var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.IngressB.Port}/") })
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+            var members = JsonDocument.Parse(await http.GetStringAsync(new Uri("v1/channels/room/presence", UriKind.Relative))).RootElement.GetProperty("members");
+            Assert.Equal(0, members.GetArrayLength());
+            var channels = await http.GetStringAsync(new Uri("v1/channels", UriKind.Relative));
+            Assert.DoesNotContain("\"feed\"", channels, StringComparison.Ordinal);
+            Assert.Contains("\"room\"", channels, StringComparison.Ordinal);
         }
 
         // The client fails over to B and resumes after the last seq it saw.
