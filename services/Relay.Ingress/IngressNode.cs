@@ -105,6 +105,15 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         return ValueTask.CompletedTask;
     }
 
+    /// <inheritdoc />
+    public ValueTask OnResyncAsync() => _gaps is null ? ValueTask.CompletedTask : new ValueTask(_gaps.ResyncAsync(PositionAsync));
+
+    private async Task<(string Epoch, long Seq)?> PositionAsync(string app, string channel)
+    {
+        var reply = await Bus.SendToRoutingAsync(new PositionRequest(app, channel), Stopping).ConfigureAwait(false);
+        return reply is PositionReply position ? (position.Position.Epoch, position.Position.Seq) : null;
+    }
+
     private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, long after, int limit)
     {
         var reply = await Bus.SendToRoutingAsync(new HistoryRequest(app, channel, limit, AfterSeq: after), Stopping).ConfigureAwait(false);

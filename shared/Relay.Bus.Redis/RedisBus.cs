@@ -36,6 +36,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     public const string FanOutChannel = Prefix + "fanout";
 
     private const string InterestChannel = Prefix + "interest";
+
+    // Fan-out says "deliveries may have been lost" here after it (re)subscribes; every node checks its channels.
+    private const string ResyncChannel = Prefix + "resync";
     private const string NodesKey = Prefix + "nodes";
 
     // ARGV: instance, ttlMs, shards. Registers the router, renews its leases, gives back what exceeds a fair share
@@ -110,6 +113,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, Action<ReadOnlyMemory<byte>>> _handlers = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, TaskCompletionSource<RoutingReply>> _pending = new();
+    private readonly ConcurrentDictionary<string, INodeHandler> _nodes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, NodeOutbox> _outboxes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<(string App, string Channel), int>> _nodeInterest = new(StringComparer.Ordinal);
     private readonly string _replyChannel;
@@ -525,6 +529,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
                                 await handler.OnInterestAsync(new InterestChange(node, app, channel, subscribers)).ConfigureAwait(false);
                             }
                         }
+
+                        // Subscribed again for sure (confirmed), messages sequenced while fan-out was not listening are
+                        // lost to it: nodes check their channels' positions and read the rest from history.
+                        await _subscriber.SubscribeAsync(FanOutChannel).ConfigureAwait(false);
+                        await Commands.PublishAsync(ResyncChannel, "fanout").ConfigureAwait(false);
                     }
 
                     var dead = await s_sweepNodes.EvaluateAsync(Commands, [NodesKey], [ttlMs]).ConfigureAwait(false);
@@ -593,9 +602,33 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private async Task NodeLoopAsync(string nodeId, INodeHandler handler, CancellationToken stoppingToken)
     {
         var ttlMs = (long)_options.NodeTtl.TotalMilliseconds;
+        var resync = 0;
+        var wasDown = false;
+        void OnState(object? sender, RedisConnectionStateChangedEventArgs e)
+        {
+            if (e.State == RedisConnectionState.Reconnecting)
+            {
+                wasDown = true;
+            }
+            else if (e.State == RedisConnectionState.Connected && wasDown)
+            {
+                Volatile.Write(ref resync, 1);
+            }
+        }
+
         try
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+            _subscriber!.StateChanged += OnState;
+            _nodes[nodeId] = handler;
+            _handlers[ResyncChannel] = _ =>
+            {
+                foreach (var node in _nodes.Values)
+                {
+                    Forget(node.OnResyncAsync());
+                }
+            };
+            await _subscriber.SubscribeAsync(ResyncChannel).ConfigureAwait(false);
             _handlers[NodeChannel(nodeId)] = batch =>
             {
                 foreach (var frame in BusCodec.ReadBatch(batch))
@@ -608,6 +641,13 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             {
                 try
                 {
+                    if (Interlocked.Exchange(ref resync, 0) == 1)
+                    {
+                        // The node's own subscription was down for a while: confirm it is back, then check every channel.
+                        await _subscriber.SubscribeAsync(NodeChannel(nodeId)).ConfigureAwait(false);
+                        await handler.OnResyncAsync().ConfigureAwait(false);
+                    }
+
                     var added = await s_heartbeat.EvaluateAsync(Commands, [NodesKey, InterestKey(nodeId)], [nodeId, ttlMs]).ConfigureAwait(false);
                     if (added.AsInt64() == 1 && _nodeInterest.TryGetValue(nodeId, out var known))
                     {
@@ -631,6 +671,12 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             // Stopping.
         }
 
+        if (_subscriber is not null)
+        {
+            _subscriber.StateChanged -= OnState;
+        }
+
+        _nodes.TryRemove(nodeId, out _);
         _handlers.TryRemove(NodeChannel(nodeId), out _);
         _nodeInterest.TryRemove(nodeId, out _);
         if (_commands is not null)

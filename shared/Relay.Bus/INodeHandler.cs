@@ -7,4 +7,10 @@ public interface INodeHandler
 {
     /// <summary>Delivers a message to the node's local subscribers. Called in seq order per channel; must not block.</summary>
     ValueTask OnDeliverAsync(RelayMessage message);
+
+    /// <summary>
+    /// Deliveries may have been lost (a networked bus reconnected, or fan-out restarted): check each channel's position
+    /// and read back what is missing. Never called by a bus that cannot lose deliveries.
+    /// </summary>
+    ValueTask OnResyncAsync() => ValueTask.CompletedTask;
 }

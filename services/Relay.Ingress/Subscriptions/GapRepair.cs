@@ -57,6 +57,35 @@ internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, stri
         }
     }
 
+    /// <summary>
+    /// Deliveries may have been lost with no later message to show it: asks <paramref name="positionOf"/> for each
+    /// followed channel's position and reads back what this node has not seen.
+    /// </summary>
+    public async Task ResyncAsync(Func<string, string, Task<(string Epoch, long Seq)?>> positionOf)
+    {
+        foreach (var ((app, channel), cursor) in _cursors)
+        {
+            (string Epoch, long Seq)? position;
+            try
+            {
+                position = await positionOf(app, channel).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                continue;
+            }
+
+            lock (cursor)
+            {
+                if (position is { } at && cursor.Held is null && cursor.Epoch == at.Epoch && at.Seq > cursor.Seq)
+                {
+                    cursor.Held = [];
+                    _ = RepairAsync(cursor, app, channel, cursor.Epoch, cursor.Seq, at.Seq + 1);
+                }
+            }
+        }
+    }
+
     /// <summary>A subscription learned the channel's position: a channel not followed yet starts there.</summary>
     public void Start(string app, string channel, string epoch, long seq) =>
         _cursors.TryAdd((app, channel), new Cursor { Epoch = epoch, Seq = seq, Used = Environment.TickCount64 });

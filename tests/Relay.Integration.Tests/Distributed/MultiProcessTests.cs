@@ -315,6 +315,7 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     private async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null)
     {
         var cluster = await RelayCluster.StartAsync(environment);
+        cluster.Output = output.WriteLine;
         output.WriteLine($"cluster up: redis {cluster.Redis.Port}, ingress A {cluster.IngressA.Port}, ingress B {cluster.IngressB.Port}");
         return cluster;
     }

@@ -161,14 +161,32 @@ internal sealed class RelayCluster : IAsyncDisposable
 
     public string Logs => string.Join("\n", All.Where(p => p is not null).Select(p => $"--- {p.Name} ---\n{p.Tail()}"));
 
+    /// <summary>Where the processes' last log lines go when the cluster stops (a test's output: shown when it fails).</summary>
+    public Action<string>? Output { get; set; }
+
     public async ValueTask DisposeAsync()
     {
-        foreach (var process in All.Where(p => p is not null))
+        try
         {
-            await process.DisposeAsync();
+            foreach (var process in All.Where(p => p is not null))
+            {
+                await process.DisposeAsync();
+            }
+        }
+        finally
+        {
+            await Redis.DisposeAsync();
         }
 
-        await Redis.DisposeAsync();
+        Output?.Invoke(Logs);
+        try
+        {
+            Directory.Delete(_logDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Best effort: it is a temporary folder.
+        }
     }
 
     private static int FreePort()

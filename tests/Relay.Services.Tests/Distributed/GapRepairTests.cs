@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Redis;
 using Relay.Core.Messages;
+using Relay.Redis;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Distributed;
@@ -43,5 +44,28 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
         Assert.Contains("relay_ingress_gap_messages_repaired_total 2", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AfterAResync_ALostLastMessage_IsReadBack_EvenWithNoLaterMessage()
+    {
+        var server = fixture.Server;
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "quiet" });
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "quiet", ["data"] = "one" });
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+
+        // Seq 2 is stored but its hop is lost, and nothing follows it; fan-out's resync notice (sent after it
+        // subscribes again) makes the node check the channel's position.
+        var bus = server.Services.GetRequiredService<RedisBus>();
+        var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "quiet", Epoch = "", Data = Encoding.UTF8.GetBytes("\"two\"") });
+        await new RedisChannelLog(bus.Commands).AppendAsync(RelayServer.AppId, "quiet", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(500)));
+        await bus.Commands.PublishAsync(RedisBus.Prefix + "resync", "test");
+
+        var message = await subscriber.ReceiveMessageAsync();
+        Assert.Equal(2, message.GetProperty("seq").GetInt64());
+        Assert.Equal("two", message.GetProperty("data").GetString());
     }
 }
