@@ -43,7 +43,7 @@ internal sealed class BenchOptions
 
         usage: dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll [scenario ...] [options]
           scenarios: fanout latency channels publish-ws publish-http idle (default: all)
-          --targets relay,nats,signalr   which systems to measure (default: all three)
+          --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus)
           --subscribers N      fanout: subscribers of the one channel (10000)
           --channels C         channels: how many channels (1000)
           --per-channel K      channels: subscribers per channel (3)

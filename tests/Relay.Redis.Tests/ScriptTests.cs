@@ -31,16 +31,18 @@ public class ScriptTests(RedisServerFixture fixture) : IClassFixture<RedisServer
     [Theory(Timeout = 20_000)]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task RedisScript_LoadsOnce_AndRecoversAfterScriptFlush(bool resp3)
+    public async Task RedisScript_RunsInCallOrder_AndRecoversAfterScriptFlush(bool resp3)
     {
         await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options(resp3));
         var key = $"script:{Guid.NewGuid():N}";
         var script = new RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])");
 
+        // Calls run in the order they were made, the first ones (sent whole) included: results come out 1..20 as made.
         var results = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => script.EvaluateAsync(redis, [key], [1])));
-        Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), results.Select(r => r.AsInt64()).Order());
+        Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), results.Select(r => r.AsInt64()));
+        Assert.Equal(1, (await redis.ExecuteAsync("SCRIPT", "EXISTS", script.Sha1))[0].AsInt64());
 
-        // The server forgets every script: the next call sees NOSCRIPT, loads again and retries.
+        // The server forgets every script: the next call sees NOSCRIPT and is sent whole.
         await redis.ExecuteAsync("SCRIPT", "FLUSH");
         Assert.Equal(21, (await script.EvaluateAsync(redis, [key], [1])).AsInt64());
         Assert.Equal(22, (await script.EvaluateAsync(redis, [key], [1])).AsInt64());

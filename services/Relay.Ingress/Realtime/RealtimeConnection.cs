@@ -30,6 +30,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     /// <summary>Requests handled before their deliveries are sent even though more input is waiting.</summary>
     private const int MaxRequestsPerBatch = 64;
 
+    /// <summary>Publishes one connection may have waiting for routing's answer over a networked bus.</summary>
+    private const int MaxPipelinedPublishes = 64;
+
     private readonly WebSocket _socket;
     private readonly PipeWebSocket? _lean;
     private readonly IngressNode _node;
@@ -342,6 +345,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     {
         var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
         var requests = new List<ClientRequest>();
+        Queue<Task>? publishing = null;
         var batch = new DeliveryBatch();
         var handled = 0;
 
@@ -444,6 +448,13 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                 foreach (var request in requests)
                 {
+                    // Anything but a publish waits for the publishes before it, as if they had been handled one by one.
+                    if (request.Type != RequestType.Publish && publishing is { Count: > 0 })
+                    {
+                        SubmitBeforeWaiting(continuesAtOnce: false);
+                        await DrainAsync(publishing, 0).ConfigureAwait(false);
+                    }
+
                     ValueTask handling;
                     batch.Enter();
                     try
@@ -456,6 +467,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     }
 
                     handled++;
+                    if (!handling.IsCompleted && request.Type == RequestType.Publish)
+                    {
+                        // A publish that went out over a networked bus: its request is already on the wire, in order, so
+                        // the next one can follow without waiting for this one's answer (its reply is sent when it comes).
+                        (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
+                        await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
+                        continue;
+                    }
+
                     SubmitBeforeWaiting(handling.IsCompleted);
 
                     await handling.ConfigureAwait(false);
@@ -472,7 +492,29 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         finally
         {
             batch.Submit();
+            if (publishing is not null)
+            {
+                await DrainAsync(publishing, 0).ConfigureAwait(false);
+            }
+
             await CloseAsync().ConfigureAwait(false);
+        }
+    }
+
+    // Waits for the oldest publishes in flight until at most `keep` remain. A publish answers for itself (ok or error);
+    // one cut short by stopping has nothing left to say.
+    private static async ValueTask DrainAsync(Queue<Task> publishing, int keep)
+    {
+        while (publishing.Count > keep)
+        {
+            try
+            {
+                await publishing.Dequeue().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
         }
     }
 

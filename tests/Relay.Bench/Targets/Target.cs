@@ -62,18 +62,31 @@ internal abstract class Target
 /// <summary>A publish frame with a stamp at <see cref="StampOffset"/>, rewritten with the send time for each message.</summary>
 internal sealed record PublishTemplate(byte[] Bytes, int StampOffset);
 
-/// <summary>A started target: its process and the WebSocket address clients connect to.</summary>
-internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri? HttpBase) : IAsyncDisposable
+/// <summary>
+/// A started target: its process (whose CPU and memory are measured), the WebSocket address clients connect to, and a
+/// process it needs (Redis for <c>relay-redis</c>; not measured), stopped after it.
+/// </summary>
+internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri? HttpBase, ServerProcess? Companion = null) : IAsyncDisposable
 {
-    public ValueTask DisposeAsync() => Server.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Server.DisposeAsync().ConfigureAwait(false);
+        if (Companion is not null)
+        {
+            await Companion.DisposeAsync().ConfigureAwait(false);
+        }
+    }
 }
 
-/// <summary>Relay's standalone host, from this repository's Release build.</summary>
-internal sealed class RelayTarget : Target
+/// <summary>
+/// Relay's standalone host, from this repository's Release build: over the in-memory bus (<c>relay</c>), or over the
+/// Redis bus with a redis-server of its own (<c>relay-redis</c>: every hop through Redis, as between processes).
+/// </summary>
+internal sealed class RelayTarget(bool redisBus = false) : Target
 {
     public const string AppKey = "bench.root:bench-secret-0123456789";
 
-    public override string Name => "relay";
+    public override string Name => redisBus ? "relay-redis" : "relay";
 
     public override ProtocolTokens Tokens { get; } = new("\"type\":\"connected\""u8.ToArray(), "\"type\":\"ok\""u8.ToArray(), "\"type\":\"error\""u8.ToArray());
 
@@ -92,9 +105,31 @@ internal sealed class RelayTarget : Target
             ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
             ["Relay__Ingress__PublishBurst"] = "1000000",
         };
-        var (server, port) = await StartDotnetAsync("relay", environment, "services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll", settings).ConfigureAwait(false);
-        var key = Uri.EscapeDataString(AppKey);
-        return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"));
+        ServerProcess? redis = null;
+        if (redisBus)
+        {
+            var redisPort = ServerProcess.FreePort();
+            var binary = BenchEnvironment.FindExecutable("redis-server", "apt-get install redis-server");
+            redis = await ServerProcess.StartAsync("redis", binary, ["--bind", "127.0.0.1", "--port", redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--save", "", "--appendonly", "no"], new Dictionary<string, string>(), redisPort, environment.LogDirectory).ConfigureAwait(false);
+            settings["Relay__Bus"] = "redis";
+            settings["Relay__Redis__Endpoint"] = $"127.0.0.1:{redisPort}";
+        }
+
+        try
+        {
+            var (server, port) = await StartDotnetAsync(Name, environment, "services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll", settings).ConfigureAwait(false);
+            var key = Uri.EscapeDataString(AppKey);
+            return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"), redis);
+        }
+        catch
+        {
+            if (redis is not null)
+            {
+                await redis.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
     }
 
     public override Task HandshakeAsync(BenchSocket socket) =>

@@ -9,9 +9,10 @@ internal static class Targets
     public static Target ByName(string name) => name switch
     {
         "relay" => new RelayTarget(),
+        "relay-redis" => new RelayTarget(redisBus: true),
         "nats" => new NatsTarget(),
         "signalr" => new SignalRTarget(),
-        _ => throw new ArgumentException($"unknown target '{name}': use relay, nats or signalr"),
+        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, nats or signalr"),
     };
 
     public static string PeerVersions(IEnumerable<string> names)
@@ -23,6 +24,9 @@ internal static class Targets
             {
                 case "nats":
                     parts.Add(NatsVersion());
+                    break;
+                case "relay-redis":
+                    parts.Add("Relay over its Redis bus (redis-server from Debian; its CPU and memory not counted)");
                     break;
                 case "signalr":
                     parts.Add($"ASP.NET Core SignalR {Environment.Version} (tests/Relay.Bench/peers/SignalRPeer)");

@@ -18,6 +18,47 @@ public abstract class PubSubSpec(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task PublishesSentWithoutWaiting_AreSequencedInSendOrder_AndEachAnswered()
+    {
+        await using var subscriber = await ConnectAsync("sub");
+        await using var publisher = await ConnectAsync("burst");
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "chat:burst" });
+
+        // 150 publishes in one go (more than a connection keeps in flight; within the default burst), then a ping: over a networked bus they are
+        // pipelined, and still take seqs in the order they were sent; the ping is answered after every publish.
+        const int Count = 150;
+        for (var i = 1; i <= Count; i++)
+        {
+            await publisher.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = "chat:burst", ["data"] = i, ["ref"] = i });
+        }
+
+        await publisher.SendAsync(new Dictionary<string, object?> { ["type"] = "ping", ["ref"] = Count + 1 });
+        var seqOfRef = new Dictionary<int, long>();
+        while (true)
+        {
+            var reply = await publisher.ReceiveAsync();
+            var reference = reply.GetProperty("ref").GetInt32();
+            if (reference == Count + 1)
+            {
+                Assert.Equal("pong", reply.GetProperty("type").GetString());
+                break;
+            }
+
+            Assert.True(reply.GetProperty("type").GetString() == "ok", reply.GetRawText());
+            seqOfRef[reference] = reply.GetProperty("seq").GetInt64();
+        }
+
+        Assert.Equal(Count, seqOfRef.Count);
+        Assert.All(seqOfRef, pair => Assert.Equal(pair.Key, pair.Value));
+        for (var i = 1; i <= Count; i++)
+        {
+            var message = await subscriber.ReceiveMessageAsync();
+            Assert.Equal(i, message.GetProperty("seq").GetInt64());
+            Assert.Equal(i, message.GetProperty("data").GetInt32());
+        }
+    }
+
+    [Fact]
     public async Task Publish_ToSubscribedChannel_DeliversMessageWithEveryField()
     {
         await using var subscriber = await ConnectAsync("sub");
