@@ -53,6 +53,14 @@ internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, stri
                 return;
             }
 
+            if (cursor.Epoch is not null && cursor.Epoch != message.Epoch && message.Seq > 1)
+            {
+                // A new epoch (history was lost) whose first messages never came: read them from its start.
+                cursor.Held = [message];
+                _ = RepairAsync(cursor, message.App, message.Channel, message.Epoch, 0, message.Seq);
+                return;
+            }
+
             Advance(cursor, message);
         }
     }
@@ -77,10 +85,11 @@ internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, stri
 
             lock (cursor)
             {
-                if (position is { } at && cursor.Held is null && cursor.Epoch == at.Epoch && at.Seq > cursor.Seq)
+                if (position is { } at && cursor.Held is null && cursor.Epoch is not null && at.Seq > (cursor.Epoch == at.Epoch ? cursor.Seq : 0))
                 {
+                    // Behind in this epoch, or a new epoch (history was lost) this node has seen nothing of.
                     cursor.Held = [];
-                    _ = RepairAsync(cursor, app, channel, cursor.Epoch, cursor.Seq, at.Seq + 1);
+                    _ = RepairAsync(cursor, app, channel, at.Epoch, cursor.Epoch == at.Epoch ? cursor.Seq : 0, at.Seq + 1);
                 }
             }
         }

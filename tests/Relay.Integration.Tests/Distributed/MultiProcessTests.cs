@@ -259,12 +259,48 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
         output.WriteLine("redis restarted empty");
         var seq = await PublishUntilAcknowledgedAsync(publisher, "durable", null, 11);
         Assert.Equal(1, seq);
+
+        // The live subscriber goes on in the new epoch (its node registered its interest again with the empty Redis).
+        var first = await subscriber.ReceiveMessageAsync(Wait);
+        Assert.Equal((1L, 11), (first.GetProperty("seq").GetInt64(), first.GetProperty("data").GetProperty("n").GetInt32()));
+        Assert.NotEqual(epoch, first.GetProperty("epoch").GetString());
         await using (var resumed = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB)))
         {
             var reply = await resumed.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "durable", ["since"] = new { epoch, seq = 10 } });
             Assert.False(reply.GetProperty("recovered").GetBoolean(), reply.GetRawText());
             Assert.NotEqual(epoch, reply.GetProperty("epoch").GetString());
         }
+    }
+
+    [Fact]
+    public async Task KillingFanOut_AndStartingItAgain_DeliversWhatWasPublishedMeanwhile_InOrder()
+    {
+        await using var cluster = await StartAsync();
+        await using var subscriber = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "steady" });
+        await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB));
+        await PublishUntilAcknowledgedAsync(publisher, "steady", null, 1);
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync(Wait)).GetProperty("seq").GetInt64());
+
+        // Without fan-out, publishes are still acknowledged (stored); nobody delivers them.
+        cluster.FanOut.Kill();
+        for (var i = 2; i <= 6; i++)
+        {
+            Assert.Equal(i, await PublishUntilAcknowledgedAsync(publisher, "steady", null, i));
+        }
+
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(1)));
+
+        // A new fan-out reads every node's interest and announces a resync: node A reads 2..6 back from history.
+        await using var fanOut = await cluster.StartServiceAsync("fanout-2", "Relay.FanOut");
+        for (var i = 2; i <= 6; i++)
+        {
+            var message = await subscriber.ReceiveMessageAsync(Wait);
+            Assert.Equal((i, i), (message.GetProperty("seq").GetInt64(), message.GetProperty("data").GetProperty("n").GetInt32()));
+        }
+
+        await PublishUntilAcknowledgedAsync(publisher, "steady", null, 7);
+        Assert.Equal(7, (await subscriber.ReceiveMessageAsync(Wait)).GetProperty("seq").GetInt64());
     }
 
     [Fact]

@@ -68,4 +68,31 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         Assert.Equal(2, message.GetProperty("seq").GetInt64());
         Assert.Equal("two", message.GetProperty("data").GetString());
     }
+
+    [Fact]
+    public async Task AfterHistoryWasLost_TheNewEpochsFirstMessages_AreReadBackToo()
+    {
+        var server = fixture.Server;
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "reborn" });
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "reborn", ["data"] = "old" });
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+
+        // The channel's state is lost (as after a Redis restart without data); the new epoch's seq 1 is stored but its
+        // hop is lost; seq 2 arrives and shows the node a new epoch that does not start at 1.
+        var bus = server.Services.GetRequiredService<RedisBus>();
+        var prefix = RedisChannelLog.KeyPrefix(RelayServer.AppId, "reborn");
+        await bus.Commands.ExecuteAsync("DEL", prefix + "pos", prefix + "log");
+        var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "reborn", Epoch = "", Data = Encoding.UTF8.GetBytes("\"new-1\"") });
+        await new RedisChannelLog(bus.Commands).AppendAsync(RelayServer.AppId, "reborn", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "reborn", ["data"] = "new-2" });
+
+        var one = await subscriber.ReceiveMessageAsync();
+        var two = await subscriber.ReceiveMessageAsync();
+        Assert.Equal((1L, "new-1"), (one.GetProperty("seq").GetInt64(), one.GetProperty("data").GetString()));
+        Assert.Equal((2L, "new-2"), (two.GetProperty("seq").GetInt64(), two.GetProperty("data").GetString()));
+        Assert.NotEqual(subscribed.GetProperty("epoch").GetString(), one.GetProperty("epoch").GetString());
+        Assert.Equal(one.GetProperty("epoch").GetString(), two.GetProperty("epoch").GetString());
+    }
 }
