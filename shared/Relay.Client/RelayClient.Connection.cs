@@ -23,7 +23,7 @@ public sealed partial class RelayClient
 
     private Uri ConnectUri()
     {
-        var query = new StringBuilder(_endpoint.Query.TrimStart('?'));
+        var query = new StringBuilder(CurrentEndpoint.Query.TrimStart('?'));
         void Add(string name, string value) => query.Append(query.Length == 0 ? string.Empty : "&").Append(name).Append('=').Append(Uri.EscapeDataString(value));
         if (!string.IsNullOrEmpty(_options.Key))
         {
@@ -38,7 +38,7 @@ public sealed partial class RelayClient
             Add("token", token);
         }
 
-        return new UriBuilder(_endpoint) { Query = query.ToString() }.Uri;
+        return new UriBuilder(CurrentEndpoint) { Query = query.ToString() }.Uri;
     }
 
     /// <summary>Opens a WebSocket and reads the <c>connected</c> frame; returns any objects batched after it.</summary>
@@ -61,12 +61,12 @@ public sealed partial class RelayClient
                 ? new RelayClientException(refused.Code, refused.Message, ex)
                 : status >= 400
                     ? new RelayClientException(status * 100, $"the server refused the connection with HTTP {status}", ex)
-                    : new RelayClientException(RelayClientException.ConnectionLost, $"could not connect to {_endpoint}: {ex.Message}", ex);
+                    : new RelayClientException(RelayClientException.ConnectionLost, $"could not connect to {CurrentEndpoint}: {ex.Message}", ex);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !_lifetime.IsCancellationRequested)
         {
             socket.Dispose();
-            throw new TimeoutException($"could not connect to {_endpoint} within {_options.RequestTimeout}");
+            throw new TimeoutException($"could not connect to {CurrentEndpoint} within {_options.RequestTimeout}");
         }
         catch
         {
@@ -106,7 +106,7 @@ public sealed partial class RelayClient
         {
             connection.Abort();
             connection.Dispose();
-            throw new TimeoutException($"no 'connected' frame from {_endpoint} within {_options.RequestTimeout}");
+            throw new TimeoutException($"no 'connected' frame from {CurrentEndpoint} within {_options.RequestTimeout}");
         }
         catch (Exception ex) when (ex is WebSocketException or JsonException or RelayClientException)
         {
@@ -192,7 +192,9 @@ public sealed partial class RelayClient
             }
             catch (Exception) when (!_lifetime.IsCancellationRequested)
             {
-                // Unreachable, timed out, or the token provider failed: back off and try again.
+                // Unreachable, timed out, or the token provider failed: back off and try again, on the next node if
+                // there are others.
+                Volatile.Write(ref _endpointIndex, (_endpointIndex + 1) % _endpoints.Length);
             }
         }
     }

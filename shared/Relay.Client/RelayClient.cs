@@ -23,7 +23,8 @@ namespace Relay.Client;
 public sealed partial class RelayClient : IAsyncDisposable
 {
     private readonly RelayClientOptions _options;
-    private readonly Uri _endpoint;
+    private readonly Uri[] _endpoints;
+    private int _endpointIndex;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly ConcurrentDictionary<long, PendingRequest> _pending = new();
     private readonly ConcurrentDictionary<string, RelaySubscription> _subscriptions = new(StringComparer.Ordinal);
@@ -44,10 +45,13 @@ public sealed partial class RelayClient : IAsyncDisposable
     private RelayClient(RelayClientOptions options)
     {
         _options = options;
-        _endpoint = options.RealtimeEndpoint();
+        _endpoints = options.RealtimeEndpoints();
         _token = options.Token;
         _invoker = new HttpMessageInvoker(_upgradeErrors);
     }
+
+    /// <summary>The WebSocket endpoint connections go to now (it moves to the next fallback after a failed reconnect).</summary>
+    public Uri CurrentEndpoint => _endpoints[Volatile.Read(ref _endpointIndex)];
 
     /// <summary>Raised when <see cref="State"/> changes (on a background thread; keep handlers short).</summary>
     public event EventHandler<RelayConnectionStateChangedEventArgs>? StateChanged;

@@ -27,6 +27,12 @@ public sealed class RelayClientOptions
     /// </summary>
     public required Uri Endpoint { get; set; }
 
+    /// <summary>
+    /// Other nodes of the same deployment (same forms as <see cref="Endpoint"/>). A reconnect that fails moves on to
+    /// the next address, round-robin, so a client whose node died resumes, with recovery, on another.
+    /// </summary>
+    public IList<Uri> FallbackEndpoints { get; } = [];
+
     /// <summary>An API key, <c>APPID.KEYID:SECRET</c>, sent as <c>?key=</c>. For trusted server-side code only.</summary>
     public string? Key { get; set; }
 
@@ -61,6 +67,14 @@ public sealed class RelayClientOptions
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(Endpoint, nameof(Endpoint));
+        foreach (var fallback in FallbackEndpoints)
+        {
+            if (fallback is null || !fallback.IsAbsoluteUri || fallback.Scheme is not ("ws" or "wss" or "http" or "https"))
+            {
+                throw new ArgumentException($"FallbackEndpoints entry '{fallback}' must be an absolute ws://, wss://, http:// or https:// URI.", nameof(FallbackEndpoints));
+            }
+        }
+
         if (!Endpoint.IsAbsoluteUri || Endpoint.Scheme is not ("ws" or "wss" or "http" or "https"))
         {
             throw new ArgumentException("Endpoint must be an absolute ws://, wss://, http:// or https:// URI, e.g. ws://localhost:8080/v1/realtime.", nameof(Endpoint));
@@ -89,12 +103,15 @@ public sealed class RelayClientOptions
         }
     }
 
+    /// <summary><see cref="Endpoint"/> then <see cref="FallbackEndpoints"/>, as WebSocket endpoints (see <see cref="RealtimeEndpoint(Uri)"/>).</summary>
+    internal Uri[] RealtimeEndpoints() => [RealtimeEndpoint(Endpoint), .. FallbackEndpoints.Select(RealtimeEndpoint)];
+
     /// <summary>The WebSocket endpoint without credentials: http(s) becomes ws(s), and <c>/v1/realtime</c> is added to a base address.</summary>
-    internal Uri RealtimeEndpoint()
+    internal static Uri RealtimeEndpoint(Uri endpoint)
     {
-        var builder = new UriBuilder(Endpoint)
+        var builder = new UriBuilder(endpoint)
         {
-            Scheme = Endpoint.Scheme switch { "http" => "ws", "https" => "wss", _ => Endpoint.Scheme },
+            Scheme = endpoint.Scheme switch { "http" => "ws", "https" => "wss", _ => endpoint.Scheme },
         };
         if (builder.Uri.IsDefaultPort)
         {

@@ -212,6 +212,49 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task AnSdkClient_WhoseNodeDies_FailsOverToAnotherNode_AndGetsEveryMessageOnceInOrder()
+    {
+        await using var cluster = await StartAsync();
+        var received = new System.Collections.Concurrent.ConcurrentQueue<(long Seq, int N)>();
+        await using var client = await Relay.Client.RelayClient.ConnectAsync(new Relay.Client.RelayClientOptions
+        {
+            Endpoint = new Uri($"ws://127.0.0.1:{cluster.IngressA.Port}/v1/realtime"),
+            FallbackEndpoints = { new Uri($"http://127.0.0.1:{cluster.IngressB.Port}/") },
+            Key = RelayServer.Key,
+            MinReconnectDelay = TimeSpan.FromMilliseconds(100),
+            MaxReconnectDelay = TimeSpan.FromMilliseconds(500),
+        }, CancellationToken.None);
+        await client.SubscribeAsync("failover", m => received.Enqueue((m.Seq, m.Data.GetProperty("n").GetInt32())));
+
+        await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB));
+        for (var i = 1; i <= 5; i++)
+        {
+            await PublishUntilAcknowledgedAsync(publisher, "failover", null, i);
+        }
+
+        await WaitUntilAsync(() => received.Count >= 5, "the first five messages");
+        cluster.IngressA.Kill();
+        for (var i = 6; i <= 12; i++)
+        {
+            await PublishUntilAcknowledgedAsync(publisher, "failover", null, i);
+        }
+
+        await WaitUntilAsync(() => received.Count >= 12, "the messages published while the client moved to node B");
+        Assert.Equal(Enumerable.Range(1, 12).Select(i => ((long)i, i)), received);
+        Assert.Equal(cluster.IngressB.Port, client.CurrentEndpoint.Port);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Wait;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    [Fact]
     public async Task RestartingRedis_IsSurvived_AndRecoveryIsFalseOnlyWhenHistoryWasLost()
     {
         await using var cluster = await StartAsync();
