@@ -512,8 +512,8 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             _handlers[FanOutChannel] = frame => Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
             _handlers[InterestChannel] = frame => Forget(handler.OnInterestAsync(BusCodec.DecodeInterest(frame)));
             _subscriber!.StateChanged += OnState;
-            await _subscriber.SubscribeAsync(InterestChannel).ConfigureAwait(false);
-            await _subscriber.SubscribeAsync(FanOutChannel).ConfigureAwait(false);
+            await SubscribeOrLaterAsync(InterestChannel).ConfigureAwait(false);
+            await SubscribeOrLaterAsync(FanOutChannel).ConfigureAwait(false);
             var ttlMs = (long)_options.NodeTtl.TotalMilliseconds;
             while (!stoppingToken.IsCancellationRequested)
             {
@@ -619,6 +619,24 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         try
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+
+            // A node id can be configured, so this may be a restart of a node that died moments ago, before fan-out's
+            // sweep: what that incarnation registered (interest, presence members) is stale. Start clean.
+            try
+            {
+                await Commands.DelAsync(InterestKey(nodeId)).ConfigureAwait(false);
+                var ghosts = await Presence.EvictNodeAsync(nodeId, FanOutChannel).ConfigureAwait(false);
+                if (ghosts > 0)
+                {
+                    LogNodeGone(_logger, nodeId, ghosts);
+                }
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                // Fan-out's sweep removes them later; serving matters more.
+                LogHeartbeatFailed(_logger, nodeId, e.Message);
+            }
+
             _subscriber!.StateChanged += OnState;
             _nodes[nodeId] = handler;
             _handlers[ResyncChannel] = _ =>
@@ -628,7 +646,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
                     Forget(node.OnResyncAsync());
                 }
             };
-            await _subscriber.SubscribeAsync(ResyncChannel).ConfigureAwait(false);
+            await SubscribeOrLaterAsync(ResyncChannel).ConfigureAwait(false);
             _handlers[NodeChannel(nodeId)] = batch =>
             {
                 foreach (var frame in BusCodec.ReadBatch(batch))
@@ -636,7 +654,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
                     Forget(handler.OnDeliverAsync(BusCodec.DecodeSequenced(frame)));
                 }
             };
-            await _subscriber!.SubscribeAsync(NodeChannel(nodeId)).ConfigureAwait(false);
+            await SubscribeOrLaterAsync(NodeChannel(nodeId)).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
                 try
@@ -688,6 +706,19 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         if (_subscriber is not null)
         {
             await IgnoreFailure(_subscriber.UnsubscribeAsync(NodeChannel(nodeId))).ConfigureAwait(false);
+        }
+    }
+
+    // A subscription not confirmed in time stays wanted and is made again on the next reconnect: carry on meanwhile.
+    private async Task SubscribeOrLaterAsync(string channel)
+    {
+        try
+        {
+            await _subscriber!.SubscribeAsync(channel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            LogSubscribeLater(_logger, channel, e.Message);
         }
     }
 
@@ -881,6 +912,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
     [LoggerMessage(EventId = 2009, Level = LogLevel.Warning, Message = "Outbox of {Channel} is full; {Dropped} messages dropped so far (subscribers recover them from history)")]
     private static partial void LogOutboxFull(ILogger logger, string channel, long dropped);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Warning, Message = "Subscribing to {Channel} was not confirmed ({Reason}); it is made again on the next reconnect")]
+    private static partial void LogSubscribeLater(ILogger logger, string channel, string reason);
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Error, Message = "A bus handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception error);
