@@ -68,6 +68,15 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         return owned
         """);
 
+    // KEYS: lease. ARGV: instance, ttlMs. 1 when the lease is (now) this instance's, 0 when another holds it.
+    private static readonly RedisScript s_leaseClaim = new("""
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] then return 1 end
+        if holder then return 0 end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+        return 1
+        """);
+
     // ARGV: instance. Gives back every lease and leaves the router set.
     private static readonly RedisScript s_leaseRelease = new("""
         redis.call('ZREM', 'relay:bus:routers', ARGV[1])
@@ -443,42 +452,71 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private void OnRoutingRequest(IRoutingHandler handler, ReadOnlyMemory<byte> frame)
     {
         var (correlation, replyTo, request) = BusCodec.DecodeRequest(frame);
-        ValueTask<RoutingReply> handling;
+        _ = ReplyAsync(handler, correlation, replyTo, request, Handle(handler, request));
+    }
+
+    private ValueTask<RoutingReply> Handle(IRoutingHandler handler, RoutingRequest request)
+    {
         try
         {
-            handling = handler.HandleAsync(request, _stopping.Token);
+            return handler.HandleAsync(request, _stopping.Token);
         }
         catch (Exception e)
         {
-            handling = ValueTask.FromException<RoutingReply>(e);
+            return ValueTask.FromException<RoutingReply>(e);
         }
-
-        _ = ReplyAsync(correlation, replyTo, handling);
     }
 
-    private async Task ReplyAsync(long correlation, string replyTo, ValueTask<RoutingReply> handling)
+    private async Task ReplyAsync(IRoutingHandler handler, long correlation, string replyTo, RoutingRequest request, ValueTask<RoutingReply> handling)
     {
-        RoutingReply reply;
+        var reply = await Settle(handling).ConfigureAwait(false);
+
+        // Fenced out. When nobody holds the shard's lease (it ran out, or Redis restarted and lost or expired it), the
+        // instances still listening race to claim it, and the one that wins handles the request at once instead of
+        // leaving its caller to time out. When another instance holds it, that owner answers.
+        if (reply is NotOwnerReply)
+        {
+            try
+            {
+                var claimed = await s_leaseClaim.EvaluateAsync(
+                    Commands,
+                    [LeaseKey(ShardOf(request.App, request.Channel))],
+                    [InstanceId, (long)_options.LeaseTtl.TotalMilliseconds]).ConfigureAwait(false);
+                if (claimed.AsInt64() != 1)
+                {
+                    return;
+                }
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                return;
+            }
+
+            reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
+            if (reply is NotOwnerReply)
+            {
+                return;
+            }
+        }
+
+        await IgnoreFailure(Commands.PublishAsync(replyTo, BusCodec.EncodeReply(correlation, reply))).ConfigureAwait(false);
+    }
+
+    private async Task<RoutingReply> Settle(ValueTask<RoutingReply> handling)
+    {
         try
         {
-            reply = await handling.ConfigureAwait(false);
+            return await handling.ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            reply = new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing could not reach Redis ({e.Message}); try again"));
+            return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing could not reach Redis ({e.Message}); try again"));
         }
         catch (Exception e)
         {
             LogRoutingFailed(_logger, e);
-            reply = new ErrorReply(new RelayError(ErrorCodes.Internal, "routing failed"));
+            return new ErrorReply(new RelayError(ErrorCodes.Internal, "routing failed"));
         }
-
-        if (reply is NotOwnerReply)
-        {
-            return;
-        }
-
-        await IgnoreFailure(Commands.PublishAsync(replyTo, BusCodec.EncodeReply(correlation, reply))).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
