@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Relay.Bus;
 using Relay.Bus.FanOut;
 using Relay.Core.Diagnostics;
@@ -10,19 +11,21 @@ using Relay.FanOut.Interest;
 namespace Relay.FanOut;
 
 /// <summary>Delivers each sequenced message once per interested ingress node, never once per subscriber.</summary>
-public sealed class FanOutService : IFanOutHandler, IHostedService
+public sealed partial class FanOutService : IFanOutHandler, IHostedService
 {
     private readonly IRelayBus _bus;
     private readonly InterestTable _interest;
+    private readonly ILogger<FanOutService> _logger;
     private IDisposable? _registration;
     private long _messages;
     private long _nodeDeliveries;
 
     /// <summary>Creates the service and its meter (<c>Relay.FanOut</c>: messages in, deliveries to nodes).</summary>
-    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters)
+    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters, ILogger<FanOutService> logger)
     {
         ArgumentNullException.ThrowIfNull(meters);
         _bus = bus;
+        _logger = logger;
         _interest = interest;
         var meter = meters.Create("Relay.FanOut");
         meter.CreateObservableCounter("relay.fanout.messages", () => Interlocked.Read(ref _messages), description: "Sequenced messages fan-out received.");
@@ -38,15 +41,32 @@ public sealed class FanOutService : IFanOutHandler, IHostedService
         _interest.ForEachNode(message.App, message.Channel, (bus: _bus, message, self: this), static (node, state) =>
         {
             Interlocked.Increment(ref state.self._nodeDeliveries);
-            // In-memory deliveries complete synchronously; a networked bus batches and completes later.
+
+            // Both buses complete at once (the node is called, or the message is queued for it); one that does not is
+            // watched for failure, never waited on: fan-out must not block the thread that brings it messages.
             var delivery = state.bus.DeliverToNodeAsync(node, state.message);
             if (!delivery.IsCompletedSuccessfully)
             {
-                delivery.AsTask().GetAwaiter().GetResult();
+                _ = state.self.ObserveAsync(delivery.AsTask(), node);
             }
         });
         return ValueTask.CompletedTask;
     }
+
+    private async Task ObserveAsync(Task delivery, string node)
+    {
+        try
+        {
+            await delivery.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogDeliveryFailed(_logger, node, e);
+        }
+    }
+
+    [LoggerMessage(EventId = 1500, Level = LogLevel.Warning, Message = "A delivery to node {Node} failed")]
+    private static partial void LogDeliveryFailed(ILogger logger, string node, Exception error);
 
     /// <inheritdoc />
     public ValueTask OnInterestAsync(InterestChange change)

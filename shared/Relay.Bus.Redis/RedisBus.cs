@@ -103,6 +103,18 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         return 0
         """);
 
+    // KEYS: interest hash. ARGV: ttlMs, reset frame, then field, subscribers, change frame for every entry.
+    private static readonly RedisScript s_replaceInterest = new("""
+        redis.call('DEL', KEYS[1])
+        redis.call('PUBLISH', 'relay:bus:interest', ARGV[2])
+        for i = 3, #ARGV, 3 do
+          redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+          redis.call('PUBLISH', 'relay:bus:interest', ARGV[i + 2])
+        end
+        redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+        return 0
+        """);
+
     // KEYS: nodes. ARGV: ttlMs. Removes nodes whose heartbeat stopped, with their interest; returns their ids.
     private static readonly RedisScript s_sweepNodes = new("""
         local t = redis.call('TIME')
@@ -125,6 +137,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly ConcurrentDictionary<string, INodeHandler> _nodes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, NodeOutbox> _outboxes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<(string App, string Channel), int>> _nodeInterest = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _interestStale = new(StringComparer.Ordinal);
     private readonly string _replyChannel;
     private RedisConnection? _commands;
     private RedisSubscriber? _subscriber;
@@ -152,9 +165,6 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
     /// <inheritdoc />
     public bool MayLoseDeliveries => true;
-
-    /// <summary>The shards this process owns as a routing instance (empty when it serves no routing).</summary>
-    public IReadOnlyCollection<int> OwnedShards => _ownedShards.Keys.ToArray();
 
     private readonly ConcurrentDictionary<int, bool> _ownedShards = new();
 
@@ -317,13 +327,37 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
 
         await ReadyAsync().ConfigureAwait(false);
-        await WriteInterestAsync(change).ConfigureAwait(false);
+        try
+        {
+            await s_interest.EvaluateAsync(
+                Commands,
+                [InterestKey(change.NodeId)],
+                [change.App + "\n" + change.ChannelOrPattern, change.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(change)]).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            // The node's own index is what counts: the next heartbeat writes the node's whole interest again. (A
+            // subscribe meanwhile fails on its position read; an unsubscribe or a close must never fail for this.)
+            _interestStale[change.NodeId] = true;
+            LogInterestFailed(_logger, change.NodeId, e.Message);
+        }
     }
 
-    private Task WriteInterestAsync(InterestChange change) => s_interest.EvaluateAsync(
-        Commands,
-        [InterestKey(change.NodeId)],
-        [change.App + "\n" + change.ChannelOrPattern, change.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(change)]);
+    // Replaces what Redis and fan-out hold for a node with what it knows: fan-out first forgets the node, then gets
+    // every entry, all published by one script (so nothing else comes in between).
+    private Task ReplaceInterestAsync(string nodeId)
+    {
+        var known = _nodeInterest.GetOrAdd(nodeId, static _ => new());
+        var args = new List<RedisArg> { (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(new InterestChange(nodeId, "", "", -1)) };
+        foreach (var ((app, channel), subscribers) in known)
+        {
+            args.Add(app + "\n" + channel);
+            args.Add(subscribers);
+            args.Add(BusCodec.EncodeInterest(new InterestChange(nodeId, app, channel, subscribers)));
+        }
+
+        return s_replaceInterest.EvaluateAsync(Commands, [InterestKey(nodeId)], [.. args]);
+    }
 
     /// <inheritdoc />
     public async ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken)
@@ -373,14 +407,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     public IDisposable ServeRouting(IRoutingHandler handler)
     {
         ArgumentNullException.ThrowIfNull(handler);
-        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var loop = Task.Run(() => LeaseLoopAsync(handler, stop.Token));
-        return new Registration(async () =>
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            await loop.ConfigureAwait(false);
-            stop.Dispose();
-        });
+        return Serve(stopping => LeaseLoopAsync(handler, stopping));
     }
 
     private async Task LeaseLoopAsync(IRoutingHandler handler, CancellationToken stoppingToken)
@@ -523,14 +550,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     public IDisposable ServeFanOut(IFanOutHandler handler)
     {
         ArgumentNullException.ThrowIfNull(handler);
-        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var loop = Task.Run(() => FanOutLoopAsync(handler, stop.Token));
-        return new Registration(async () =>
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            await loop.ConfigureAwait(false);
-            stop.Dispose();
-        });
+        return Serve(stopping => FanOutLoopAsync(handler, stopping));
     }
 
     private async Task FanOutLoopAsync(IFanOutHandler handler, CancellationToken stoppingToken)
@@ -548,7 +568,12 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
             _handlers[FanOutChannel] = frame => Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
-            _handlers[InterestChannel] = frame => Forget(handler.OnInterestAsync(BusCodec.DecodeInterest(frame)));
+            _handlers[InterestChannel] = frame =>
+            {
+                // A negative count is a node's reset: forget it, its whole interest follows.
+                var change = BusCodec.DecodeInterest(frame);
+                Forget(change.Subscribers < 0 ? handler.OnNodeGoneAsync(change.NodeId) : handler.OnInterestAsync(change));
+            };
             _subscriber!.StateChanged += OnState;
             await SubscribeOrLaterAsync(InterestChannel).ConfigureAwait(false);
             await SubscribeOrLaterAsync(FanOutChannel).ConfigureAwait(false);
@@ -627,14 +652,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             throw new ArgumentException("a node id may not contain ':' or a line break", nameof(nodeId));
         }
 
-        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var loop = Task.Run(() => NodeLoopAsync(nodeId, handler, stop.Token));
-        return new Registration(async () =>
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            await loop.ConfigureAwait(false);
-            stop.Dispose();
-        });
+        return Serve(stopping => NodeLoopAsync(nodeId, handler, stopping));
     }
 
     private async Task NodeLoopAsync(string nodeId, INodeHandler handler, CancellationToken stoppingToken)
@@ -705,17 +723,17 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
                     }
 
                     var added = await s_heartbeat.EvaluateAsync(Commands, [NodesKey, InterestKey(nodeId)], [nodeId, ttlMs]).ConfigureAwait(false);
-                    if (added.AsInt64() == 1 && _nodeInterest.TryGetValue(nodeId, out var known))
+
+                    // Redis forgot this node (restarted, or a sweep saw it silent), or a change could not be written:
+                    // register its whole interest again.
+                    if (_interestStale.TryRemove(nodeId, out _) | added.AsInt64() == 1)
                     {
-                        // Redis forgot this node (restarted, or a sweep saw it silent): register its interest again.
-                        foreach (var ((app, channel), subscribers) in known)
-                        {
-                            await WriteInterestAsync(new InterestChange(nodeId, app, channel, subscribers)).ConfigureAwait(false);
-                        }
+                        await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
+                    _interestStale[nodeId] = true;
                     LogHeartbeatFailed(_logger, nodeId, e.Message);
                 }
 
@@ -735,6 +753,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         _nodes.TryRemove(nodeId, out _);
         _handlers.TryRemove(NodeChannel(nodeId), out _);
         _nodeInterest.TryRemove(nodeId, out _);
+        _interestStale.TryRemove(nodeId, out _);
         if (_commands is not null)
         {
             // Score 0: fan-out's next sweep drops the node's interest and presence at once.
@@ -907,16 +926,26 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
     }
 
-    private sealed class Registration(Func<Task> dispose) : IDisposable
+    // Runs a role's loop until its registration is disposed (or the bus is).
+    private Registration Serve(Func<CancellationToken, Task> loop)
     {
-        private Func<Task>? _dispose = dispose;
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        return new Registration(stop, Task.Run(() => loop(stop.Token)));
+    }
+
+    private sealed class Registration(CancellationTokenSource stop, Task loop) : IDisposable
+    {
+        private int _disposed;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _dispose, null) is { } dispose)
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
-                // Bounded: each loop ends within one tick of its cancellation.
-                dispose().Wait(TimeSpan.FromSeconds(10));
+                stop.Cancel();
+
+                // Bounded: each loop ends within one tick of its cancellation (and gives back what it held).
+                loop.Wait(TimeSpan.FromSeconds(10));
+                stop.Dispose();
             }
         }
     }
@@ -950,6 +979,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
     [LoggerMessage(EventId = 2009, Level = LogLevel.Warning, Message = "Outbox of {Channel} is full; {Dropped} messages dropped so far (subscribers recover them from history)")]
     private static partial void LogOutboxFull(ILogger logger, string channel, long dropped);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Warning, Message = "Node {Node} could not write an interest change ({Reason}); its whole interest is written again with the next heartbeat")]
+    private static partial void LogInterestFailed(ILogger logger, string node, string reason);
 
     [LoggerMessage(EventId = 2012, Level = LogLevel.Warning, Message = "Subscribing to {Channel} was not confirmed ({Reason}); it is made again on the next reconnect")]
     private static partial void LogSubscribeLater(ILogger logger, string channel, string reason);

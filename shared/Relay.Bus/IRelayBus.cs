@@ -17,10 +17,16 @@ public interface IRelayBus
     /// <summary>Routing hands a sequenced message to fan-out.</summary>
     ValueTask PublishSequencedAsync(RelayMessage message);
 
-    /// <summary>Fan-out delivers a message to one ingress node.</summary>
+    /// <summary>
+    /// Fan-out delivers a message to one ingress node. Never blocks: the in-memory bus calls the node, the Redis bus
+    /// posts to the node's outbox; both complete synchronously. Called in seq order per channel.
+    /// </summary>
     ValueTask DeliverToNodeAsync(string nodeId, RelayMessage message);
 
-    /// <summary>An ingress node tells fan-out its interest changed.</summary>
+    /// <summary>
+    /// An ingress node tells fan-out its interest changed. Does not fail for a transport problem: a networked bus keeps
+    /// what the node registered and writes it again when it can.
+    /// </summary>
     ValueTask SendInterestAsync(InterestChange change);
 
     /// <summary>Asks fan-out which channels of an app have subscribers.</summary>

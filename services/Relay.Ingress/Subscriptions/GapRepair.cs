@@ -24,9 +24,6 @@ internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, stri
     /// <summary>Messages of gaps that history no longer held (or could not be read).</summary>
     public long Unrepaired => Interlocked.Read(ref _unrepaired);
 
-    /// <summary>How many channels are followed.</summary>
-    public int Channels => _cursors.Count;
-
     /// <summary>Dispatches <paramref name="message"/>, or holds it while the gap before it is read back.</summary>
     public void Deliver(RelayMessage message)
     {

@@ -98,7 +98,7 @@ internal sealed class DeliveryRig : IDisposable
         var options = Options.Create(new IngressOptions { NodeId = "bench-node" });
         Node = new IngressNode(_bus, options, Options.Create(new RelayAuthOptions()), new NamespacePolicies(new NamespacesOptions()),
             TimeProvider.System, _meters, NullLogger<IngressNode>.Instance);
-        FanOut = new FanOutService(_bus, new InterestTable(), _meters);
+        FanOut = new FanOutService(_bus, new InterestTable(), _meters, NullLogger<FanOutService>.Instance);
 
         // Register on the bus directly rather than through StartAsync: the node's once-a-second sweep would ping
         // and then abort these silent peers, and it is not part of a delivery.
