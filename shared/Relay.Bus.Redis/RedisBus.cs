@@ -139,6 +139,8 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<(string App, string Channel), int>> _nodeInterest = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _interestStale = new(StringComparer.Ordinal);
     private readonly string _replyChannel;
+    private readonly Lock _replyGate = new();
+    private volatile TaskCompletionSource _replyReady = Ready();
     private RedisConnection? _commands;
     private RedisSubscriber? _subscriber;
     private RedisPresence? _presence;
@@ -219,7 +221,39 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         _presence = new RedisPresence(_commands);
         _handlers[_replyChannel] = OnReply;
         await _subscriber.SubscribeAsync(_replyChannel).ConfigureAwait(false);
+        _subscriber.StateChanged += OnSubscriberState;
         LogConnected(_logger, _options.Endpoint, InstanceId);
+    }
+
+    // While the subscriber is away, replies published to this process would be lost: requests wait (within their timeout)
+    // until the reply channel is confirmed again after a reconnect.
+    private void OnSubscriberState(object? sender, RedisConnectionStateChangedEventArgs e)
+    {
+        lock (_replyGate)
+        {
+            if (e.State == RedisConnectionState.Reconnecting && _replyReady.Task.IsCompleted)
+            {
+                _replyReady = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+            else if (e.State == RedisConnectionState.Connected && !_replyReady.Task.IsCompleted)
+            {
+                _ = ConfirmReplyChannelAsync(_replyReady);
+            }
+        }
+    }
+
+    private async Task ConfirmReplyChannelAsync(TaskCompletionSource ready)
+    {
+        try
+        {
+            await _subscriber!.SubscribeAsync(_replyChannel).ConfigureAwait(false);
+            ready.TrySetResult();
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            // The next reconnect confirms it; requests time out meanwhile.
+            LogSubscribeLater(_logger, _replyChannel, e.Message);
+        }
     }
 
     private void OnMessage(RedisMessage message)
@@ -250,6 +284,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         try
         {
             await ReadyAsync().WaitAsync(timeout.Token).ConfigureAwait(false);
+            await _replyReady.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
             var frame = BusCodec.EncodeRequest(correlation, _replyChannel, request);
 
             // Nobody listening means the shard is between owners (a handover): wait for the next one.
@@ -777,6 +812,13 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         {
             LogSubscribeLater(_logger, channel, e.Message);
         }
+    }
+
+    private static TaskCompletionSource Ready()
+    {
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ready.SetResult();
+        return ready;
     }
 
     private static List<string> Strings(RedisValue array)
