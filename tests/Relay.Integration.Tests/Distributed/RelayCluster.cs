@@ -71,7 +71,22 @@ internal sealed class RelayCluster : IAsyncDisposable
                 cluster.StartServiceAsync("ingress-a", "Relay.Ingress"),
                 cluster.StartServiceAsync("ingress-b", "Relay.Ingress"),
             };
-            var started = await Task.WhenAll(starting);
+            ServiceProcess[] started;
+            try
+            {
+                started = await Task.WhenAll(starting);
+            }
+            catch
+            {
+                // The ones that did start are not the cluster's yet: stop them here, or they outlive the test.
+                foreach (var task in starting.Where(static t => t.IsCompletedSuccessfully))
+                {
+                    await task.Result.DisposeAsync();
+                }
+
+                throw;
+            }
+
             cluster.Auth = started[0];
             cluster.Routing = [started[1], started[2]];
             cluster.FanOut = started[3];
@@ -109,7 +124,23 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
 
         var dll = Path.Combine(RepositoryRoot, "services", project, "bin", "Release", "net10.0", project + ".dll");
-        return ServiceProcess.StartAsync(name, dll, port ?? FreePort(), environment, _logDirectory);
+        return StartOnFreePortAsync(name, dll, port, environment);
+    }
+
+    // A port found free can be taken by another process before ours binds it (six start at once here): try another.
+    private async Task<ServiceProcess> StartOnFreePortAsync(string name, string dll, int? port, Dictionary<string, string> environment)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await ServiceProcess.StartAsync(name, dll, port ?? FreePort(), environment, _logDirectory);
+            }
+            catch (InvalidOperationException e) when (port is null && attempt < 3 && e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // Next port.
+            }
+        }
     }
 
     /// <summary>Waits until every routing shard has an owner (both instances registered and split the shards).</summary>
