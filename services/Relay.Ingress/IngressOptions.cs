@@ -42,6 +42,13 @@ public sealed class IngressOptions
     /// </summary>
     public bool DirectSocketSends { get; set; } = true;
 
+    /// <summary>
+    /// Take plain-HTTP realtime upgrades at accept, before they become Kestrel connections, and serve them on the bare
+    /// socket (the least memory per connection). Needs <see cref="LeanWebSockets"/> and <see cref="DirectSocketSends"/>;
+    /// applies to IP endpoints. Everything else is still Kestrel's. Kestrel's connection limits do not count these.
+    /// </summary>
+    public bool OwnTransport { get; set; } = true;
+
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;
 

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -37,6 +38,10 @@ public static class IngressServiceCollectionExtensions
                     listen.Use(next => new RealtimeUpgradeMiddleware(next, listen.ApplicationServices).InvokeAsync));
             }
         });
+
+        // Registered after Kestrel's socket transport, so Kestrel asks it first; it binds IP endpoints when OwnTransport is on.
+        services.AddSingleton<RealtimeListenerFactory>();
+        services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RealtimeListenerFactory>());
         return services;
     }
 

@@ -4,6 +4,8 @@ using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Relay.Ingress.WebSockets;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
@@ -32,13 +34,14 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
         private readonly TcpClient _tcp = new();
         private NetworkStream _stream = null!;
 
-        public static async Task<(RawClient Client, string Head)> ConnectAsync(Uri baseAddress, string target, string extraHeaders = "")
+        /// <param name="send">Writes the request (all of it at once when null).</param>
+        public static async Task<(RawClient Client, string Head)> ConnectAsync(Uri baseAddress, string target, string extraHeaders = "", Func<Stream, byte[], Task>? send = null)
         {
             var client = new RawClient();
             await client._tcp.ConnectAsync(IPAddress.Loopback, baseAddress.Port).WaitAsync(TestSocket.DefaultTimeout);
             client._stream = client._tcp.GetStream();
             var request = $"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extraHeaders}\r\n";
-            await client._stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+            await (send ?? (static (stream, bytes) => stream.WriteAsync(bytes).AsTask()))(client._stream, Encoding.ASCII.GetBytes(request));
             var head = new StringBuilder();
             while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
             {
@@ -50,7 +53,10 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
             return (client, head.ToString());
         }
 
-        public Task SendFrameAsync(int opcode, byte[] payload, bool masked = true, bool final = true)
+        public Task SendFrameAsync(int opcode, byte[] payload, bool masked = true, bool final = true) =>
+            _stream.WriteAsync(Frame(opcode, payload, masked, final)).AsTask().WaitAsync(TestSocket.DefaultTimeout);
+
+        public static byte[] Frame(int opcode, byte[] payload, bool masked = true, bool final = true)
         {
             var frame = new List<byte> { (byte)((final ? 0x80 : 0) | opcode) };
             var maskBit = masked ? 0x80 : 0;
@@ -76,7 +82,7 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
                 frame.Add(masked ? (byte)(payload[i] ^ mask[i % 4]) : payload[i]);
             }
 
-            return _stream.WriteAsync(frame.ToArray()).AsTask().WaitAsync(TestSocket.DefaultTimeout);
+            return [.. frame];
         }
 
         public async Task<(int Opcode, byte[] Payload)> ReadFrameAsync()
@@ -107,6 +113,8 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
                 }
             }
         }
+
+        public Task WriteAsync(ReadOnlyMemory<byte> bytes) => _stream.WriteAsync(bytes).AsTask().WaitAsync(TestSocket.DefaultTimeout);
 
         private async Task<byte[]> ReadExactlyAsync(int count)
         {
@@ -224,5 +232,85 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
         var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, "/v1/realtime?key=test.root:wrong-secret-000000000");
         await using var _ = client;
         Assert.StartsWith("HTTP/1.1 401", head, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PlainUpgrade_IsServedOnTheBareSocket_WhileHttpRequestsStayWithKestrel()
+    {
+        var listener = _server.Services.GetRequiredService<RealtimeListenerFactory>();
+        var (taken, handed) = (listener.Taken, listener.Handed);
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
+        Assert.Equal(taken + 1, listener.Taken);
+
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("healthz")).StatusCode);
+        Assert.True(listener.Handed > handed, "the HTTP request did not reach Kestrel through the listener");
+        Assert.Equal(taken + 1, listener.Taken);
+    }
+
+    [Fact]
+    public async Task FramesSentWithTheUpgradeInOneWrite_AreRead()
+    {
+        var ping = RawClient.Frame(0x9, "early"u8.ToArray());
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, Target, send: (stream, request) => stream.WriteAsync(request.Concat(ping).ToArray()).AsTask());
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
+        var (_, payload) = await client.ReadFrameOfAsync(0xA);
+        Assert.Equal("early", Encoding.UTF8.GetString(payload));
+    }
+
+    [Fact]
+    public async Task UpgradeArrivingInPieces_IsServedByTheConnectionMiddleware()
+    {
+        var listener = _server.Services.GetRequiredService<RealtimeListenerFactory>();
+        var handed = listener.Handed;
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, Target, send: static async (stream, request) =>
+        {
+            await stream.WriteAsync(request.AsMemory(0, 20));
+            await stream.FlushAsync();
+            await Task.Delay(300);
+            await stream.WriteAsync(request.AsMemory(20));
+        });
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
+        Assert.True(listener.Handed > handed, "a partial head should go to Kestrel");
+        await client.SendFrameAsync(0x9, "split"u8.ToArray());
+        Assert.Equal("split", Encoding.UTF8.GetString((await client.ReadFrameOfAsync(0xA)).Payload));
+    }
+
+    [Fact]
+    public async Task ClientSilentPastTheFirstBytesWait_IsHandedToKestrel_AndStillServed()
+    {
+        var (client, head) = await RawClient.ConnectAsync(_server.BaseAddress, Target, send: static async (stream, request) =>
+        {
+            await Task.Delay(RealtimeListenerFactory.FirstBytesWait * 2 + TimeSpan.FromMilliseconds(500));
+            await stream.WriteAsync(request);
+        });
+        await using var _ = client;
+        Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
+        await client.SendFrameAsync(0x9, "late"u8.ToArray());
+        Assert.Equal("late", Encoding.UTF8.GetString((await client.ReadFrameOfAsync(0xA)).Payload));
+    }
+
+    [Fact]
+    public async Task LargeFrameTrickledInSmallPieces_IsReassembled()
+    {
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        var data = new string('x', 60_000);
+        var frame = RawClient.Frame(0x1, JsonSerializer.SerializeToUtf8Bytes(new { type = "publish", @ref = 7, channel = "trickle", data }));
+        for (var offset = 0; offset < frame.Length; offset += 7_000)
+        {
+            await client.WriteAsync(frame.AsMemory(offset, Math.Min(7_000, frame.Length - offset)));
+            await Task.Delay(5);
+        }
+
+        var (_, payload) = await client.ReadFrameOfAsync(0x1);
+        var reply = JsonDocument.Parse(payload).RootElement;
+        Assert.Equal("ok", reply.GetProperty("type").GetString());
+        Assert.Equal(7, reply.GetProperty("ref").GetInt32());
     }
 }

@@ -1,0 +1,159 @@
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Relay.Auth;
+using Relay.Ingress.Realtime;
+
+namespace Relay.Ingress.WebSockets;
+
+/// <summary>
+/// The realtime WebSocket upgrade as Relay reads it from raw bytes, shared by the connection middleware (on Kestrel's
+/// connections) and <see cref="RealtimeListenerFactory"/> (on sockets Kestrel never sees): find the request head, accept
+/// only an authorised <c>GET /v1/realtime</c> upgrade, then serve it on a <see cref="PipeWebSocket"/>. Anything else is
+/// left to Kestrel, where the normal endpoint answers it (with the HTTP API's status and JSON error body).
+/// </summary>
+internal static class RealtimeHandshake
+{
+    /// <summary>A request head larger than this is not ours to parse; Kestrel gets it.</summary>
+    public const int MaxHeadBytes = 8 * 1024;
+
+    private static ReadOnlySpan<byte> Prefix => "GET /v1/realtime"u8;
+
+    private static ReadOnlySpan<byte> HeadEnd => "\r\n\r\n"u8;
+
+    /// <summary>What an accepted upgrade carries into the connection's life: the request itself does not.</summary>
+    public readonly record struct Accepted(RelayPrincipal Principal, string? SubProtocol, byte[] Response);
+
+    /// <summary>Whether bytes that start a connection could still be a realtime upgrade.</summary>
+    public static bool StartsLikeOurs(ReadOnlySpan<byte> start)
+    {
+        var length = Math.Min(start.Length, Prefix.Length);
+        return start[..length].SequenceEqual(Prefix[..length]);
+    }
+
+    /// <summary>The length of the request head (through its blank line) when <paramref name="data"/> holds all of it; otherwise -1.</summary>
+    public static int HeadLength(ReadOnlySpan<byte> data)
+    {
+        var end = data.IndexOf(HeadEnd);
+        return end < 0 ? -1 : end + HeadEnd.Length;
+    }
+
+    /// <summary>Parses and authenticates a request head; null when it is not a realtime upgrade or its credentials are refused.</summary>
+    public static Accepted? TryAccept(string head, IRelayAuthenticator authenticator)
+    {
+        if (!TryParseUpgrade(head, out var upgrade))
+        {
+            return null;
+        }
+
+        var auth = authenticator.Authenticate(upgrade.Context);
+        if (!auth.Succeeded)
+        {
+            return null;
+        }
+
+        var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(upgrade.Key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
+        var response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
+            + (upgrade.SubProtocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + upgrade.SubProtocol + "\r\n") + "\r\n";
+        return new Accepted(auth.Principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response));
+    }
+
+    /// <summary>
+    /// Answers the upgrade and serves the connection until it ends.
+    /// </summary>
+    /// <param name="transport">Frames are read from its input (and written to its output when there is no <paramref name="direct"/> socket).</param>
+    /// <param name="direct">The socket sends go to, bypassing the output pipe.</param>
+    /// <param name="abort">Ends the connection at once.</param>
+    public static Task ServeAsync(IDuplexPipe transport, Socket? direct, Action abort, Accepted accepted, IServiceProvider services)
+    {
+        var node = services.GetRequiredService<IngressNode>();
+        var socket = new PipeWebSocket(transport, accepted.SubProtocol, abort, node.Time, direct);
+        socket.SendRaw(accepted.Response);
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<RealtimeConnection>();
+
+        // The connection owns the WebSocket and disposes it when it ends.
+        return new RealtimeConnection(socket, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
+    }
+
+    private static bool TryParseUpgrade(string head, out Upgrade upgrade)
+    {
+        upgrade = default;
+        var lines = head.Split("\r\n");
+        var requestLine = lines[0].Split(' ');
+        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1")
+        {
+            return false;
+        }
+
+        var target = requestLine[1];
+        var question = target.IndexOf('?', StringComparison.Ordinal);
+        if ((question < 0 ? target : target[..question]) != "/v1/realtime")
+        {
+            return false;
+        }
+
+        var context = new DefaultHttpContext();
+        context.Request.Method = "GET";
+        context.Request.Path = "/v1/realtime";
+        if (question >= 0)
+        {
+            context.Request.QueryString = new QueryString(target[question..]);
+        }
+
+        for (var i = 1; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0)
+            {
+                continue;
+            }
+
+            var colon = lines[i].IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+            {
+                return false;
+            }
+
+            var name = lines[i][..colon].Trim();
+            var value = lines[i][(colon + 1)..].Trim();
+            var headers = context.Request.Headers;
+            headers[name] = headers.TryGetValue(name, out var existing) ? existing + "," + value : value;
+        }
+
+        var requestHeaders = context.Request.Headers;
+        if (!HasToken(requestHeaders.Upgrade.ToString(), "websocket") || !HasToken(requestHeaders.Connection.ToString(), "upgrade")
+            || requestHeaders.SecWebSocketVersion.ToString() != "13")
+        {
+            return false;
+        }
+
+        var key = requestHeaders.SecWebSocketKey.ToString();
+        Span<byte> decoded = stackalloc byte[24];
+        if (!Convert.TryFromBase64String(key, decoded, out var written) || written != 16)
+        {
+            return false;
+        }
+
+        var subProtocol = HasToken(requestHeaders.SecWebSocketProtocol.ToString(), RealtimeEndpoint.SubProtocol) ? RealtimeEndpoint.SubProtocol : null;
+        upgrade = new Upgrade(context, key, subProtocol);
+        return true;
+    }
+
+    private static bool HasToken(string header, string token)
+    {
+        foreach (var part in header.Split(','))
+        {
+            if (part.Trim().Equals(token, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private readonly record struct Upgrade(DefaultHttpContext Context, string Key, string? SubProtocol);
+}

@@ -1,0 +1,333 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Relay.Auth;
+
+namespace Relay.Ingress.WebSockets;
+
+/// <summary>
+/// Kestrel's transport for TCP endpoints, with one difference: a connection whose first bytes are a complete,
+/// authorised <c>GET /v1/realtime</c> upgrade is served by Relay on the bare socket (<see cref="SocketReader"/> in,
+/// <see cref="DirectSender"/> out) and never becomes a Kestrel connection, so it holds no pipes, no transport
+/// connection object and no receive arguments of Kestrel's: the largest part of an idle connection's memory.
+/// Every other connection (HTTP, SSE, TLS, HTTP/2, an upgrade that arrives in pieces or with refused credentials)
+/// is handed to Kestrel exactly as Kestrel's own socket transport would have accepted it, bytes untouched (the
+/// first bytes are only peeked). Registered after Kestrel's factory, so Kestrel picks it for IP endpoints
+/// (<see cref="IConnectionListenerFactorySelector"/>); Unix sockets and inherited handles stay with Kestrel's.
+/// </summary>
+internal sealed partial class RealtimeListenerFactory(
+    IOptions<SocketTransportOptions> transportOptions,
+    IOptions<IngressOptions> ingressOptions,
+    IServiceProvider services,
+    ILoggerFactory loggers) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+{
+    /// <summary>How often the wait for a new connection's first bytes is cut: it waits one to two of these.</summary>
+    internal static readonly TimeSpan FirstBytesWait = TimeSpan.FromSeconds(2);
+
+    private readonly IServiceProvider _services = services;
+    private readonly ILoggerFactory _loggers = loggers;
+    private long _taken;
+    private long _handed;
+
+    /// <summary>Realtime connections served on their bare socket since start.</summary>
+    internal long Taken => Interlocked.Read(ref _taken);
+
+    /// <summary>Connections handed to Kestrel since start.</summary>
+    internal long Handed => Interlocked.Read(ref _handed);
+
+    public bool CanBind(EndPoint endpoint) =>
+        endpoint is IPEndPoint && ingressOptions.Value is { LeanWebSockets: true, DirectSocketSends: true, OwnTransport: true };
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        var options = transportOptions.Value;
+        var socket = options.CreateBoundListenSocket(endpoint);
+        try
+        {
+            socket.Listen(options.Backlog);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new AddressInUseException(ex.Message, ex);
+        }
+
+        var contexts = new SocketConnectionContextFactory(
+            new SocketConnectionFactoryOptions
+            {
+                IOQueueCount = options.IOQueueCount,
+                WaitForDataBeforeAllocatingBuffer = options.WaitForDataBeforeAllocatingBuffer,
+                MaxReadBufferSize = options.MaxReadBufferSize,
+                MaxWriteBufferSize = options.MaxWriteBufferSize,
+                UnsafePreferInlineScheduling = options.UnsafePreferInlineScheduling,
+            },
+            _loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+        return new ValueTask<IConnectionListener>(new Listener(this, socket, contexts, options.NoDelay));
+    }
+
+    [LoggerMessage(EventId = 1300, Level = LogLevel.Debug, Message = "Realtime connection from {Remote} ended with an error")]
+    private static partial void LogConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);
+
+    [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "Accepting connections on {EndPoint} failed; no new connections are taken there")]
+    private static partial void LogAcceptFailed(ILogger logger, EndPoint? endPoint, Exception exception);
+
+    private sealed class Listener : IConnectionListener
+    {
+        private readonly RealtimeListenerFactory _factory;
+        private readonly Socket _socket;
+        private readonly SocketConnectionContextFactory _contexts;
+        private readonly bool _noDelay;
+        private readonly Channel<ConnectionContext> _handed = Channel.CreateUnbounded<ConnectionContext>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly CancellationTokenSource _stopping = new();
+        private readonly ILogger _logger;
+        private readonly IRelayAuthenticator _authenticator;
+        private volatile CancellationTokenSource _firstBytes = new();
+        private readonly Task _accepting;
+        private readonly Task _cutting;
+
+        public Listener(RealtimeListenerFactory factory, Socket socket, SocketConnectionContextFactory contexts, bool noDelay)
+        {
+            _factory = factory;
+            _socket = socket;
+            _contexts = contexts;
+            _noDelay = noDelay;
+            _logger = factory._loggers.CreateLogger<RealtimeListenerFactory>();
+            _authenticator = factory._services.GetRequiredService<IRelayAuthenticator>();
+            EndPoint = socket.LocalEndPoint!;
+            _accepting = AcceptLoopAsync();
+            _cutting = CutFirstByteWaitsAsync();
+        }
+
+        public EndPoint EndPoint { get; }
+
+        public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+        {
+            try
+            {
+                while (await _handed.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (_handed.Reader.TryRead(out var connection))
+                    {
+                        return connection;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The channel was completed with a cancellation: unbound.
+            }
+
+            return null;
+        }
+
+        public async ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+        {
+            _socket.Dispose();
+            await _accepting.ConfigureAwait(false);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _socket.Dispose();
+            await _stopping.CancelAsync().ConfigureAwait(false);
+            await _firstBytes.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(_accepting, _cutting).ConfigureAwait(false);
+            _handed.Writer.TryComplete();
+            while (_handed.Reader.TryRead(out var connection))
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+
+            _contexts.Dispose();
+        }
+
+        private async Task AcceptLoopAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    Socket accepted;
+                    try
+                    {
+                        accepted = await _socket.AcceptAsync().ConfigureAwait(false);
+                    }
+                    catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+                    {
+                        // The client gave up before we took it.
+                        continue;
+                    }
+
+                    accepted.NoDelay = _noDelay;
+                    _ = ClassifyAsync(accepted);
+                }
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException || (ex is SocketException socket && socket.SocketErrorCode == SocketError.OperationAborted))
+            {
+                // Unbound.
+            }
+            catch (Exception ex)
+            {
+                LogAcceptFailed(_logger, EndPoint, ex);
+            }
+            finally
+            {
+                _handed.Writer.TryComplete();
+            }
+        }
+
+        /// <summary>Cancels, every <see cref="FirstBytesWait"/>, the waits for first bytes begun before the last cut.</summary>
+        private async Task CutFirstByteWaitsAsync()
+        {
+            using var timer = new PeriodicTimer(FirstBytesWait);
+            try
+            {
+                while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+                {
+                    var cut = _firstBytes;
+                    _firstBytes = new CancellationTokenSource();
+                    await cut.CancelAsync().ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Disposed.
+            }
+        }
+
+        /// <summary>Serves a realtime upgrade on the bare socket, or hands the connection to Kestrel.</summary>
+        private async Task ClassifyAsync(Socket socket)
+        {
+            RealtimeHandshake.Accepted? accepted;
+            try
+            {
+                accepted = await TryTakeAsync(socket).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                socket.Dispose();
+                return;
+            }
+
+            if (accepted is null)
+            {
+                Hand(socket);
+                return;
+            }
+
+            Interlocked.Increment(ref _factory._taken);
+            var transport = new BareSocketTransport(socket);
+            try
+            {
+                await RealtimeHandshake.ServeAsync(transport, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                LogConnectionFailed(_logger, socket.RemoteEndPoint, ex);
+            }
+            finally
+            {
+                transport.Close();
+            }
+        }
+
+        /// <summary>
+        /// Waits (a little) for the client's first bytes and peeks at them: a complete, authorised realtime upgrade is
+        /// consumed and returned; anything else leaves every byte in place (null).
+        /// </summary>
+        private async Task<RealtimeHandshake.Accepted?> TryTakeAsync(Socket socket)
+        {
+            try
+            {
+                await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, _firstBytes.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // A client that says nothing for a while is Kestrel's to time out.
+                return null;
+            }
+
+            var buffer = ArrayPool<byte>.Shared.Rent(RealtimeHandshake.MaxHeadBytes);
+            try
+            {
+                socket.Blocking = false;
+                var count = socket.Receive(buffer, 0, RealtimeHandshake.MaxHeadBytes, SocketFlags.Peek, out var error);
+                socket.Blocking = true;
+                if (error != SocketError.Success)
+                {
+                    return null;
+                }
+
+                var peeked = buffer.AsSpan(0, count);
+                var length = RealtimeHandshake.StartsLikeOurs(peeked) ? RealtimeHandshake.HeadLength(peeked) : -1;
+                if (length < 0 || RealtimeHandshake.TryAccept(Encoding.Latin1.GetString(peeked[..(length - 4)]), _authenticator) is not { } accepted)
+                {
+                    return null;
+                }
+
+                // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
+                var taken = socket.Receive(buffer, 0, length, SocketFlags.None);
+                if (taken != length)
+                {
+                    throw new SocketException((int)SocketError.ProtocolNotSupported);
+                }
+
+                return accepted;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        private void Hand(Socket socket)
+        {
+            Interlocked.Increment(ref _factory._handed);
+            var connection = _contexts.Create(socket);
+            if (!_handed.Writer.TryWrite(connection))
+            {
+                _ = connection.DisposeAsync().AsTask();
+            }
+        }
+    }
+
+    /// <summary>A realtime connection's transport on its bare socket: reads through <see cref="SocketReader"/>, sends go to the socket directly.</summary>
+    private sealed class BareSocketTransport(Socket socket) : IDuplexPipe
+    {
+        private readonly SocketReader _input = new(socket);
+
+        public PipeReader Input => _input;
+
+        public PipeWriter Output => throw new NotSupportedException("a realtime connection on its bare socket sends to the socket directly");
+
+        /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
+        public void Abort()
+        {
+            try
+            {
+                socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already gone.
+            }
+
+            socket.Dispose();
+        }
+
+        /// <summary>After the connection has ended: closes the socket and gives the read buffer back.</summary>
+        public void Close()
+        {
+            Abort();
+            _input.Complete();
+        }
+    }
+}

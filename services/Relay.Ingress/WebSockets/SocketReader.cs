@@ -1,0 +1,292 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
+
+namespace Relay.Ingress.WebSockets;
+
+/// <summary>
+/// A <see cref="PipeReader"/> straight over a connected socket, for the realtime connections Relay accepts itself
+/// (<see cref="RealtimeListenerFactory"/>): no pipe, no buffer segments, no scheduling. A read with nothing buffered
+/// waits with a zero-byte receive (no buffer held), then takes what the kernel has into one pooled array, grown
+/// when a frame needs more; once everything is consumed the array goes back to the pool, so an idle connection
+/// holds the socket and nothing else. Single reader; a pending read ends when data arrives or the socket closes
+/// (cancellation is not supported: the realtime path never cancels a read, it closes the socket).
+/// </summary>
+internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
+{
+    private const int MinimumBuffer = 4096;
+
+    private readonly Socket _socket;
+    private readonly Action _onReadable;
+    private ManualResetValueTaskSourceCore<ReadResult> _source;
+    private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _waiting;
+
+    // Unconsumed bytes are _buffer[_start.._end]; null when there are none.
+    private byte[]? _buffer;
+    private int _start;
+    private int _end;
+
+    // The last read examined every byte it was given: the next read needs new bytes from the socket.
+    private bool _examinedAll;
+    private bool _ended;
+    private bool _readerCompleted;
+    private int _readPending;
+
+    /// <param name="socket">A connected socket; it is switched to non-blocking, since reads take only what the kernel has.</param>
+    public SocketReader(Socket socket)
+    {
+        _socket = socket;
+        _socket.Blocking = false;
+        _onReadable = OnReadable;
+    }
+
+    /// <summary>Bytes held for the reader (tests; 0 on an idle connection).</summary>
+    internal int BufferedCapacity => _buffer?.Length ?? 0;
+
+    public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_readerCompleted, this);
+        if (cancellationToken.CanBeCanceled)
+        {
+            throw new NotSupportedException("a socket read ends when data arrives or the socket closes; close the socket to stop it");
+        }
+
+        if (Interlocked.Exchange(ref _readPending, 1) != 0)
+        {
+            throw new InvalidOperationException("a read is already pending");
+        }
+
+        while (true)
+        {
+            if (TryProduce(out var result))
+            {
+                _readPending = 0;
+                return new ValueTask<ReadResult>(result);
+            }
+
+            // Wait for data without a buffer: the socket's own cached receive arguments carry the wait.
+            var wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
+            if (!wait.IsCompleted)
+            {
+                _source.Reset();
+                _waiting = wait;
+                wait.UnsafeOnCompleted(_onReadable);
+                return new ValueTask<ReadResult>(this, _source.Version);
+            }
+
+            Observe(wait);
+            Receive();
+        }
+    }
+
+    public override bool TryRead(out ReadResult result)
+    {
+        ObjectDisposedException.ThrowIf(_readerCompleted, this);
+        if (_readPending != 0)
+        {
+            throw new InvalidOperationException("a read is already pending");
+        }
+
+        if (_buffer is null || _examinedAll)
+        {
+            // Take what the kernel already has, without waiting.
+            Receive();
+        }
+
+        return TryProduce(out result);
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        if (_buffer is null)
+        {
+            // Only an ended, empty read has no buffer: nothing to move past.
+            return;
+        }
+
+        var held = _end - _start;
+
+        var sequence = new ReadOnlySequence<byte>(_buffer, _start, held);
+        var consumedCount = (int)sequence.Slice(0, consumed).Length;
+        var examinedCount = (int)sequence.Slice(0, examined).Length;
+        if (examinedCount < consumedCount)
+        {
+            throw new InvalidOperationException("examined must not come before consumed");
+        }
+
+        _start += consumedCount;
+        _examinedAll = examinedCount == held;
+        if (_start == _end)
+        {
+            // Nothing left for the reader: an idle connection holds no buffer.
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+            _start = _end = 0;
+        }
+    }
+
+    public override void CancelPendingRead() =>
+        throw new NotSupportedException("a socket read ends when data arrives or the socket closes; close the socket to stop it");
+
+    public override void Complete(Exception? exception = null)
+    {
+        if (_readerCompleted)
+        {
+            return;
+        }
+
+        _readerCompleted = true;
+        if (_buffer is not null && _readPending == 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+        }
+    }
+
+    ReadResult IValueTaskSource<ReadResult>.GetResult(short token)
+    {
+        try
+        {
+            return _source.GetResult(token);
+        }
+        finally
+        {
+            _readPending = 0;
+        }
+    }
+
+    ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _source.GetStatus(token);
+
+    void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _source.OnCompleted(continuation, state, token, flags);
+
+    private void OnReadable()
+    {
+        try
+        {
+            var wait = _waiting;
+            _waiting = default;
+            while (true)
+            {
+                Observe(wait);
+                Receive();
+                if (TryProduce(out var result))
+                {
+                    _source.SetResult(result);
+                    return;
+                }
+
+                // Woken without data (it went elsewhere, or a spurious wake-up): wait again.
+                wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
+                if (!wait.IsCompleted)
+                {
+                    _waiting = wait;
+                    wait.UnsafeOnCompleted(_onReadable);
+                    return;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            _source.SetException(ex);
+        }
+    }
+
+    /// <summary>Ends the stream when the wait failed: a closed or reset socket reads as the end of input.</summary>
+    private void Observe(ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter wait)
+    {
+        try
+        {
+            wait.GetResult();
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            _ended = true;
+        }
+    }
+
+    /// <summary>Takes what the kernel has (without blocking) into the buffer; a closed peer or a failed socket ends the input.</summary>
+    private void Receive()
+    {
+        if (_ended)
+        {
+            return;
+        }
+
+        if (_buffer is null)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(MinimumBuffer);
+            _start = _end = 0;
+        }
+        else if (_end == _buffer.Length)
+        {
+            var held = _end - _start;
+            if (_start > 0 && held <= _buffer.Length / 2)
+            {
+                _buffer.AsSpan(_start, held).CopyTo(_buffer);
+            }
+            else
+            {
+                // A frame larger than the buffer: grow (the frame limit is the WebSocket's to enforce).
+                var grown = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
+                _buffer.AsSpan(_start, held).CopyTo(grown);
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = grown;
+            }
+
+            _start = 0;
+            _end = held;
+        }
+
+        int count;
+        SocketError error;
+        try
+        {
+            count = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None, out error);
+        }
+        catch (ObjectDisposedException)
+        {
+            _ended = true;
+            return;
+        }
+
+        if (error == SocketError.WouldBlock)
+        {
+            return;
+        }
+
+        if (error != SocketError.Success || count == 0)
+        {
+            _ended = true;
+            return;
+        }
+
+        _end += count;
+        _examinedAll = false;
+    }
+
+    private bool TryProduce(out ReadResult result)
+    {
+        var held = _end - _start;
+        if (_ended || (held > 0 && !_examinedAll))
+        {
+            var data = _buffer is null ? ReadOnlySequence<byte>.Empty : new ReadOnlySequence<byte>(_buffer, _start, held);
+            result = new ReadResult(data, isCanceled: false, isCompleted: _ended);
+            return true;
+        }
+
+        if (_buffer is not null && held == 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+            _start = _end = 0;
+        }
+
+        result = default;
+        return false;
+    }
+}
