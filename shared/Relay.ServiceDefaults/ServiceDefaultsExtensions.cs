@@ -5,6 +5,8 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Relay.ServiceDefaults.Memory;
 using Relay.ServiceDefaults.Metrics;
 
 namespace Relay.ServiceDefaults;
@@ -15,7 +17,7 @@ public static class ServiceDefaultsExtensions
     /// <summary>The tag of health checks that gate readiness (<c>/readyz</c>).</summary>
     public const string ReadyTag = "ready";
 
-    /// <summary>Adds health checks, the Prometheus collector, OTLP trace export (when configured) and <see cref="TimeProvider"/>.</summary>
+    /// <summary>Adds health checks, the Prometheus collector, OTLP trace export (when configured), the quiet-time heap trim and <see cref="TimeProvider"/>.</summary>
     public static IServiceCollection AddRelayServiceDefaults(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
@@ -23,6 +25,9 @@ public static class ServiceDefaultsExtensions
         services.AddMetrics();
         services.TryAddSingleton<PrometheusMetrics>();
         services.AddHostedService<Tracing.OtlpTracing>();
+        services.AddOptions<MemoryOptions>().BindConfiguration(MemoryOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MemoryOptions>, MemoryOptionsValidator>());
+        services.AddHostedService<QuietTrim>();
         return services;
     }
 

@@ -8,9 +8,16 @@ namespace Relay.Ingress.WebSockets;
 /// to one pooled buffer under the connection's write gate, and one send at a time takes everything appended so far,
 /// so the bytes that pile up while a send is in flight leave in the next single system call. An idle connection
 /// holds no buffer at all. Past <see cref="BufferLimit"/> the buffer counts as full and callers hold frames back.
+/// On a non-blocking socket (Relay's own transport) a send is first tried as one plain system call, and only what
+/// the kernel cannot take at once is sent asynchronously: a connection whose sends always fit never allocates the
+/// socket's asynchronous send arguments.
 /// </summary>
 internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 {
+    // Decided once: Relay's transport makes its sockets non-blocking before any send (see SocketReader); a socket of
+    // Kestrel's reports blocking, and a plain send there could block the caller.
+    private readonly bool _tryAtOnce = !socket.Blocking;
+
     /// <summary>Bytes a connection may have waiting behind an in-flight send before it is considered full.</summary>
     public const int BufferLimit = 256 * 1024;
 
@@ -88,7 +95,6 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         _buffer = null;
         _length = 0;
         _sending = true;
-        _socketHoldsBuffer = true;
         return send;
     }
 
@@ -143,6 +149,18 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         }
     }
 
+    /// <summary>One non-blocking system call: the bytes the kernel took (possibly none), or -1 when the socket failed.</summary>
+    private int SendAtOnce(byte[] buffer, int length)
+    {
+        var sent = socket.Send(buffer, 0, length, SocketFlags.None, out var error);
+        return error switch
+        {
+            SocketError.Success => sent,
+            SocketError.WouldBlock => 0,
+            _ => -1,
+        };
+    }
+
     /// <summary>A send taken under the gate, started outside it.</summary>
     internal readonly struct PendingSend(DirectSender sender, byte[] buffer, int length)
     {
@@ -154,10 +172,20 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         while (true)
         {
             var failed = false;
+            var wentAsync = false;
             try
             {
-                // A stream socket's SendAsync returns once every byte is sent; it tries the system call at once.
-                await socket.SendAsync(buffer.AsMemory(0, length), SocketFlags.None).ConfigureAwait(false);
+                var sent = _tryAtOnce ? SendAtOnce(buffer, length) : 0;
+                if (sent < 0)
+                {
+                    failed = true;
+                }
+                else if (sent < length)
+                {
+                    // A stream socket's SendAsync returns once every byte is sent; it tries the system call at once.
+                    wentAsync = true;
+                    await socket.SendAsync(buffer.AsMemory(sent, length - sent), SocketFlags.None).ConfigureAwait(false);
+                }
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
             {
@@ -167,6 +195,8 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
             TaskCompletionSource? progress;
             lock (gate)
             {
+                // The socket's cached send arguments keep the last buffer sent asynchronously (Trim lets it go).
+                _socketHoldsBuffer |= wentAsync;
                 if (_spare is null && buffer.Length <= SpareMaximum && !failed)
                 {
                     _spare = buffer;
