@@ -290,8 +290,19 @@ internal sealed partial class RealtimeListenerFactory(
 
         private void Hand(Socket socket)
         {
+            ConnectionContext connection;
+            try
+            {
+                connection = _contexts.Create(socket);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The listener is being disposed: nobody accepts any more.
+                socket.Dispose();
+                return;
+            }
+
             Interlocked.Increment(ref _factory._handed);
-            var connection = _contexts.Create(socket);
             if (!_handed.Writer.TryWrite(connection))
             {
                 _ = connection.DisposeAsync().AsTask();

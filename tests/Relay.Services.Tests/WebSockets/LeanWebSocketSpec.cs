@@ -114,6 +114,29 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
             }
         }
 
+        /// <summary>Reads (and drops) whatever comes until the server ends the connection; false if it is still open after the timeout.</summary>
+        public async Task<bool> EndsWithinAsync(TimeSpan timeout)
+        {
+            var buffer = new byte[4096];
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                while (await _stream.ReadAsync(buffer, cts.Token) > 0)
+                {
+                }
+
+                return true;
+            }
+            catch (IOException)
+            {
+                return true;
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
         public Task WriteAsync(ReadOnlyMemory<byte> bytes) => _stream.WriteAsync(bytes).AsTask().WaitAsync(TestSocket.DefaultTimeout);
 
         private async Task<byte[]> ReadExactlyAsync(int count)
@@ -312,5 +335,33 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
         var reply = JsonDocument.Parse(payload).RootElement;
         Assert.Equal("ok", reply.GetProperty("type").GetString());
         Assert.Equal(7, reply.GetProperty("ref").GetInt32());
+    }
+
+    [Fact]
+    public async Task StoppingTheServer_EndsConnectionsOnTheBareSocket_AndStopsListening()
+    {
+        var settings = new Dictionary<string, string?>();
+        ConfigureBus(settings);
+        var server = await RelayServer.StartAsync(settings);
+        var port = server.BaseAddress.Port;
+        RawClient? client = null;
+        try
+        {
+            (client, _) = await RawClient.ConnectAsync(server.BaseAddress, Target);
+            await client.ReadFrameAsync();
+            Assert.Equal(1, server.Services.GetRequiredService<RealtimeListenerFactory>().Taken);
+        }
+        finally
+        {
+            await server.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+        }
+
+        await using (client)
+        {
+            Assert.True(await client.EndsWithinAsync(TimeSpan.FromSeconds(10)), "the connection outlived the server");
+        }
+
+        using var again = new TcpClient();
+        await Assert.ThrowsAnyAsync<SocketException>(() => again.ConnectAsync(IPAddress.Loopback, port).WaitAsync(TestSocket.DefaultTimeout));
     }
 }
