@@ -22,6 +22,13 @@ public sealed class MemoryOptions
 
     /// <summary>Allocation rate (KiB/s, averaged over <see cref="QuietSeconds"/>) at or under which the process counts as quiet.</summary>
     public int QuietKiBPerSecond { get; set; } = 1024;
+
+    /// <summary>
+    /// CPU use (percent of one core, averaged over <see cref="QuietSeconds"/>) at or under which the process counts as
+    /// quiet. Relay's delivery path allocates nothing, so a busy fan-out can allocate as little as an idle server: CPU
+    /// is what tells them apart. Above 100 means more than one core.
+    /// </summary>
+    public int QuietCpuPercent { get; set; } = 10;
 }
 
 /// <summary>Checks <see cref="MemoryOptions"/> at start-up.</summary>
@@ -38,6 +45,11 @@ internal sealed class MemoryOptionsValidator : IValidateOptions<MemoryOptions>
         if (options.QuietSeconds is < 1 or > 600)
         {
             errors.Add($"Relay:Memory:QuietSeconds must be between 1 and 600; it is {options.QuietSeconds}.");
+        }
+
+        if (options.QuietCpuPercent < 0)
+        {
+            errors.Add($"Relay:Memory:QuietCpuPercent must not be negative (percent of one core: 200 means two cores); it is {options.QuietCpuPercent}.");
         }
 
         if (options.QuietKiBPerSecond < 0)

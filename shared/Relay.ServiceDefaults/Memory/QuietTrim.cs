@@ -9,7 +9,8 @@ namespace Relay.ServiceDefaults.Memory;
 /// <summary>
 /// Gives memory back after a burst. The .NET GC collects only when something allocates, so a server that goes idle
 /// after a connection storm keeps the storm's garbage (and the heap room it took) until traffic returns. Once a second
-/// this checks the allocation counter (<see cref="QuietTrimPolicy"/>); when the process has gone quiet after at least
+/// this checks the allocation counter and the process's CPU time (<see cref="QuietTrimPolicy"/>); when the process has
+/// gone quiet (little allocated, little CPU used) after at least
 /// <see cref="MemoryOptions.TrimAfterMiB"/> of allocations it runs one aggressive, compacting collection, which also
 /// decommits the free heap. Never under load; one pause per burst. Metric: <c>relay_memory_trims_total</c>.
 /// </summary>
@@ -25,13 +26,13 @@ internal sealed partial class QuietTrim(IOptions<MemoryOptions> options, IMeterF
             return;
         }
 
-        var policy = new QuietTrimPolicy(settings, GC.GetTotalAllocatedBytes());
+        var policy = new QuietTrimPolicy(settings, GC.GetTotalAllocatedBytes(), Environment.CpuUsage.TotalTime);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
-                if (!policy.Sample(GC.GetTotalAllocatedBytes()))
+                if (!policy.Sample(GC.GetTotalAllocatedBytes(), Environment.CpuUsage.TotalTime))
                 {
                     continue;
                 }
