@@ -32,6 +32,9 @@ internal sealed partial class RealtimeListenerFactory(
     /// <summary>How often the wait for a new connection's first bytes is cut: it waits one to two of these.</summary>
     internal static readonly TimeSpan FirstBytesWait = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long accepting pauses after the system refused a connection (out of descriptors, say).</summary>
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
+
     private readonly IServiceProvider _services = services;
     private readonly ILoggerFactory _loggers = loggers;
     private long _taken;
@@ -75,6 +78,12 @@ internal sealed partial class RealtimeListenerFactory(
 
     [LoggerMessage(EventId = 1300, Level = LogLevel.Debug, Message = "Realtime connection from {Remote} ended with an error")]
     private static partial void LogConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);
+
+    [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "Accepting on {EndPoint} failed ({Error}); retrying shortly")]
+    private static partial void LogAcceptPaused(ILogger logger, EndPoint? endPoint, SocketError error);
+
+    [LoggerMessage(EventId = 1302, Level = LogLevel.Warning, Message = "Reading the first request from {Remote} failed; Kestrel answers it")]
+    private static partial void LogClassifyFailed(ILogger logger, EndPoint? remote, Exception exception);
 
     [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "Accepting connections on {EndPoint} failed; no new connections are taken there")]
     private static partial void LogAcceptFailed(ILogger logger, EndPoint? endPoint, Exception exception);
@@ -165,8 +174,25 @@ internal sealed partial class RealtimeListenerFactory(
                         // The client gave up before we took it.
                         continue;
                     }
+                    catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket))
+                    {
+                        // Out of descriptors or buffers: connections wait in the backlog until some close.
+                        LogAcceptPaused(_logger, EndPoint, ex.SocketErrorCode);
+                        await Task.Delay(AcceptRetryDelay).ConfigureAwait(false);
+                        continue;
+                    }
 
-                    accepted.NoDelay = _noDelay;
+                    try
+                    {
+                        accepted.NoDelay = _noDelay;
+                    }
+                    catch (SocketException)
+                    {
+                        // Reset already: nothing to serve.
+                        accepted.Dispose();
+                        continue;
+                    }
+
                     _ = ClassifyAsync(accepted);
                 }
             }
@@ -216,6 +242,12 @@ internal sealed partial class RealtimeListenerFactory(
                 socket.Dispose();
                 return;
             }
+            catch (Exception ex)
+            {
+                // Nothing was consumed before the head was accepted: Kestrel can still answer whatever this is.
+                LogClassifyFailed(_logger, RemoteOf(socket), ex);
+                accepted = null;
+            }
 
             if (accepted is null)
             {
@@ -231,7 +263,7 @@ internal sealed partial class RealtimeListenerFactory(
             }
             catch (Exception ex)
             {
-                LogConnectionFailed(_logger, socket.RemoteEndPoint, ex);
+                LogConnectionFailed(_logger, RemoteOf(socket), ex);
             }
             finally
             {
@@ -285,6 +317,19 @@ internal sealed partial class RealtimeListenerFactory(
             finally
             {
                 ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        /// <summary>The peer's address for a log line; a socket already closed has none to give.</summary>
+        private static EndPoint? RemoteOf(Socket socket)
+        {
+            try
+            {
+                return socket.RemoteEndPoint;
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            {
+                return null;
             }
         }
 
