@@ -137,6 +137,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly ConcurrentDictionary<string, INodeHandler> _nodes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, NodeOutbox> _outboxes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<(string App, string Channel), int>> _nodeInterest = new(StringComparer.Ordinal);
+
+    // Orders interest writes against whole-interest replacements (see ReplaceInterestAsync).
+    private readonly Lock _interestOrder = new();
     private readonly ConcurrentDictionary<string, bool> _interestStale = new(StringComparer.Ordinal);
     private readonly string _replyChannel;
     private readonly Lock _replyGate = new();
@@ -364,10 +367,17 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         await ReadyAsync().ConfigureAwait(false);
         try
         {
-            await s_interest.EvaluateAsync(
-                Commands,
-                [InterestKey(change.NodeId)],
-                [change.App + "\n" + change.ChannelOrPattern, change.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(change)]).ConfigureAwait(false);
+            // Written in the order of ReplaceInterestAsync's snapshots (see there).
+            Task write;
+            lock (_interestOrder)
+            {
+                write = s_interest.EvaluateAsync(
+                    Commands,
+                    [InterestKey(change.NodeId)],
+                    [change.App + "\n" + change.ChannelOrPattern, change.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(change)]);
+            }
+
+            await write.ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -380,18 +390,23 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
     // Replaces what Redis and fan-out hold for a node with what it knows: fan-out first forgets the node, then gets
     // every entry, all published by one script (so nothing else comes in between).
+    // The snapshot and the write happen under _interestOrder, as does every single change's write (commands go out in
+    // call order): a change missing from the snapshot is written after it, never before it, where the reset would undo it.
     private Task ReplaceInterestAsync(string nodeId)
     {
         var known = _nodeInterest.GetOrAdd(nodeId, static _ => new());
-        var args = new List<RedisArg> { (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(new InterestChange(nodeId, "", "", -1)) };
-        foreach (var ((app, channel), subscribers) in known)
+        lock (_interestOrder)
         {
-            args.Add(app + "\n" + channel);
-            args.Add(subscribers);
-            args.Add(BusCodec.EncodeInterest(new InterestChange(nodeId, app, channel, subscribers)));
-        }
+            var args = new List<RedisArg> { (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(new InterestChange(nodeId, "", "", -1)) };
+            foreach (var ((app, channel), subscribers) in known)
+            {
+                args.Add(app + "\n" + channel);
+                args.Add(subscribers);
+                args.Add(BusCodec.EncodeInterest(new InterestChange(nodeId, app, channel, subscribers)));
+            }
 
-        return s_replaceInterest.EvaluateAsync(Commands, [InterestKey(nodeId)], [.. args]);
+            return s_replaceInterest.EvaluateAsync(Commands, [InterestKey(nodeId)], [.. args]);
+        }
     }
 
     /// <inheritdoc />
@@ -712,10 +727,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
 
             // A node id can be configured, so this may be a restart of a node that died moments ago, before fan-out's
-            // sweep: what that incarnation registered (interest, presence members) is stale. Start clean.
+            // sweep: what that incarnation registered (interest, presence members) is stale. Start clean, keeping what
+            // this one registered already (clients may subscribe before this loop runs): its interest replaces the old.
             try
             {
-                await Commands.DelAsync(InterestKey(nodeId)).ConfigureAwait(false);
+                await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
                 var ghosts = await Presence.EvictNodeAsync(nodeId, FanOutChannel).ConfigureAwait(false);
                 if (ghosts > 0)
                 {
