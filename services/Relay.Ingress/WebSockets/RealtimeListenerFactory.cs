@@ -117,21 +117,15 @@ internal sealed partial class RealtimeListenerFactory(
 
         public EndPoint EndPoint { get; }
 
+        /// <summary>The next connection for Kestrel; null once unbound (the accept loop completes the channel).</summary>
         public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
         {
-            try
+            while (await _handed.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                while (await _handed.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                if (_handed.Reader.TryRead(out var connection))
                 {
-                    if (_handed.Reader.TryRead(out var connection))
-                    {
-                        return connection;
-                    }
+                    return connection;
                 }
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                // The channel was completed with a cancellation: unbound.
             }
 
             return null;

@@ -42,9 +42,6 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         _onReadable = OnReadable;
     }
 
-    /// <summary>Bytes held for the reader (tests; 0 on an idle connection).</summary>
-    internal int BufferedCapacity => _buffer?.Length ?? 0;
-
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_readerCompleted, this);
@@ -58,27 +55,14 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
             throw new InvalidOperationException("a read is already pending");
         }
 
-        while (true)
+        _source.Reset();
+        if (Advance(out var result))
         {
-            if (TryProduce(out var result))
-            {
-                _readPending = 0;
-                return new ValueTask<ReadResult>(result);
-            }
-
-            // Wait for data without a buffer: the socket's own cached receive arguments carry the wait.
-            var wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
-            if (!wait.IsCompleted)
-            {
-                _source.Reset();
-                _waiting = wait;
-                wait.UnsafeOnCompleted(_onReadable);
-                return new ValueTask<ReadResult>(this, _source.Version);
-            }
-
-            Observe(wait);
-            Receive();
+            _readPending = 0;
+            return new ValueTask<ReadResult>(result);
         }
+
+        return new ValueTask<ReadResult>(this, _source.Version);
     }
 
     public override bool TryRead(out ReadResult result)
@@ -168,32 +152,42 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     {
         try
         {
-            var wait = _waiting;
+            Observe(_waiting);
             _waiting = default;
-            while (true)
+            Receive();
+            if (Advance(out var result))
             {
-                Observe(wait);
-                Receive();
-                if (TryProduce(out var result))
-                {
-                    _source.SetResult(result);
-                    return;
-                }
-
-                // Woken without data (it went elsewhere, or a spurious wake-up): wait again.
-                wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
-                if (!wait.IsCompleted)
-                {
-                    _waiting = wait;
-                    wait.UnsafeOnCompleted(_onReadable);
-                    return;
-                }
+                _source.SetResult(result);
             }
         }
         catch (Exception ex)
         {
             _source.SetException(ex);
         }
+    }
+
+    /// <summary>
+    /// Takes input until there is a result (true), or registers a wait for the socket to become readable (false:
+    /// <see cref="OnReadable"/> goes on from there). A wake-up without data (it went elsewhere, or a spurious one) waits again.
+    /// </summary>
+    private bool Advance(out ReadResult result)
+    {
+        while (!TryProduce(out result))
+        {
+            // Wait for data without a buffer: the socket's own cached receive arguments carry the wait.
+            var wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
+            if (!wait.IsCompleted)
+            {
+                _waiting = wait;
+                wait.UnsafeOnCompleted(_onReadable);
+                return false;
+            }
+
+            Observe(wait);
+            Receive();
+        }
+
+        return true;
     }
 
     /// <summary>Ends the stream when the wait failed: a closed or reset socket reads as the end of input.</summary>

@@ -102,6 +102,9 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
             return (header[0] & 0x0F, await ReadExactlyAsync((int)length));
         }
 
+        /// <summary>The next text frame, parsed.</summary>
+        public async Task<JsonElement> ReadJsonAsync() => JsonDocument.Parse((await ReadFrameOfAsync(0x1)).Payload).RootElement;
+
         public async Task<(int Opcode, byte[] Payload)> ReadFrameOfAsync(int opcode)
         {
             while (true)
@@ -188,8 +191,7 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
         await client.SendFrameAsync(0x1, "{\"type\":\"pi"u8.ToArray(), final: false);
         await client.SendFrameAsync(0x9, "interleaved control frame"u8.ToArray());
         await client.SendFrameAsync(0x0, "ng\",\"ref\":5}"u8.ToArray());
-        var (_, payload) = await client.ReadFrameOfAsync(0x1);
-        var reply = JsonDocument.Parse(payload).RootElement;
+        var reply = await client.ReadJsonAsync();
         Assert.Equal("pong", reply.GetProperty("type").GetString());
         Assert.Equal(5, reply.GetProperty("ref").GetInt32());
     }
@@ -331,8 +333,7 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
             await Task.Delay(5);
         }
 
-        var (_, payload) = await client.ReadFrameOfAsync(0x1);
-        var reply = JsonDocument.Parse(payload).RootElement;
+        var reply = await client.ReadJsonAsync();
         Assert.Equal("ok", reply.GetProperty("type").GetString());
         Assert.Equal(7, reply.GetProperty("ref").GetInt32());
     }
@@ -363,5 +364,18 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
 
         using var again = new TcpClient();
         await Assert.ThrowsAnyAsync<SocketException>(() => again.ConnectAsync(IPAddress.Loopback, port).WaitAsync(TestSocket.DefaultTimeout));
+    }
+
+    [Fact]
+    public async Task PlainGetWithValidKey_IsHandedToKestrel_AndAnswered400With40000()
+    {
+        var listener = _server.Services.GetRequiredService<RealtimeListenerFactory>();
+        var taken = listener.Taken;
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        using var response = await http.GetAsync(Target.TrimStart('/'));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(40000, body.GetProperty("error").GetProperty("code").GetInt32());
+        Assert.Equal(taken, listener.Taken);
     }
 }
