@@ -25,6 +25,14 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
     private const int SpareMaximum = 64 * 1024;
 
+    /// <summary>
+    /// Sweeps in a row with nothing sent before the buffers go back. Returning them at the first quiet sweep made a
+    /// fan-out that pauses between bursts (most connections idle at the instant of the sweep) drop and re-rent every
+    /// connection's buffer each second: 10,000 subscribers allocated ~250 MB in that second and stalled delivery for
+    /// half a second; the shared pool keeps only a few arrays per size, so returned buffers become garbage.
+    /// </summary>
+    internal const int QuietSweepsBeforeTrim = 3;
+
     private byte[]? _buffer;
     private byte[]? _spare;
     private int _length;
@@ -32,12 +40,17 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     private bool _failed;
     private bool _socketHoldsBuffer;
     private TaskCompletionSource? _progress;
+    private bool _sentSinceSweep;
+    private int _quietSweeps;
 
     /// <summary>Whether writers should hold back (under the gate).</summary>
     public bool IsFull => _length >= BufferLimit && !_failed;
 
     /// <summary>Whether the socket failed: nothing more is sent (under the gate).</summary>
     public bool Failed => _failed;
+
+    /// <summary>Whether a send buffer or a spare is held (under the gate; tests).</summary>
+    internal bool HoldsBuffers => _buffer is not null || _spare is not null;
 
     /// <summary>Nothing buffered and nothing in flight (under the gate).</summary>
     public bool IsIdle => (_length == 0 && !_sending) || _failed;
@@ -95,11 +108,27 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         _buffer = null;
         _length = 0;
         _sending = true;
+        _sentSinceSweep = true;
         return send;
     }
 
-    /// <summary>Gives pooled buffers back while the connection is quiet (under the gate; the node's sweep calls it).</summary>
-    public void Trim()
+    /// <summary>
+    /// The node's once-a-second sweep (under the gate): gives pooled buffers back once the connection has sent
+    /// nothing for <see cref="QuietSweepsBeforeTrim"/> sweeps in a row, so a quiet connection holds none and a
+    /// busy one keeps reusing its own.
+    /// </summary>
+    public void TrimIfQuiet()
+    {
+        _quietSweeps = _sentSinceSweep || _sending || _length > 0 ? 0 : _quietSweeps + 1;
+        _sentSinceSweep = false;
+        if (_quietSweeps >= QuietSweepsBeforeTrim)
+        {
+            Release();
+        }
+    }
+
+    /// <summary>Gives pooled buffers back if nothing is buffered or in flight (under the gate).</summary>
+    private void Release()
     {
         if (!_sending && _length == 0)
         {
@@ -195,7 +224,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
             TaskCompletionSource? progress;
             lock (gate)
             {
-                // The socket's cached send arguments keep the last buffer sent asynchronously (Trim lets it go).
+                // The socket's cached send arguments keep the last buffer sent asynchronously (Release lets it go).
                 _socketHoldsBuffer |= wentAsync;
                 if (_spare is null && buffer.Length <= SpareMaximum && !failed)
                 {
@@ -218,7 +247,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
                 {
                     _failed = true;
                     _length = 0;
-                    Trim();
+                    Release();
                 }
                 else
                 {

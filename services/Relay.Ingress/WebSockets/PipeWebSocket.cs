@@ -234,14 +234,14 @@ internal sealed class PipeWebSocket : WebSocket
         return _direct.TakeSend();
     }
 
-    /// <summary>Gives send buffers back while the connection is quiet (the node's once-a-second sweep).</summary>
+    /// <summary>Gives send buffers back once the connection has been quiet for a few sweeps (the node's once-a-second sweep).</summary>
     internal void TrimBuffers()
     {
         if (_direct is not null)
         {
             lock (_writeGate)
             {
-                _direct.Trim();
+                _direct.TrimIfQuiet();
             }
         }
     }
