@@ -32,6 +32,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private readonly ILogger<IngressNode> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly GapRepair? _gaps;
+    private readonly Lock[] _interestGates = [.. Enumerable.Range(0, 64).Select(static _ => new Lock())];
     private IDisposable? _registration;
     private Task? _sweep;
 
@@ -140,9 +141,18 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     internal ValueTask AddSubscriptionAsync(Subscription subscription)
     {
-        var count = Subscriptions.Add(subscription);
-        return Bus.SendInterestAsync(new InterestChange(NodeId, subscription.App, subscription.Channel, count));
+        lock (InterestGate(subscription))
+        {
+            var count = Subscriptions.Add(subscription);
+            return Bus.SendInterestAsync(new InterestChange(NodeId, subscription.App, subscription.Channel, count));
+        }
     }
+
+    // A change's new count and its hand-over to the bus happen under one gate per channel (striped): fan-out takes
+    // counts as absolute, so two changes computed as 1 then 0 must never reach it as 0 then 1 (it would stop
+    // delivering to a node that has a subscriber). The buses take the change in call order before their first wait.
+    private Lock InterestGate(Subscription subscription) =>
+        _interestGates[(int)((uint)HashCode.Combine(subscription.App, subscription.Channel) % (uint)_interestGates.Length)];
 
     /// <summary>
     /// Subscribes <paramref name="sink"/> with no gap and no duplicate: the subscription buffers live messages
@@ -210,8 +220,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     internal ValueTask RemoveSubscriptionAsync(Subscription subscription)
     {
-        var count = Subscriptions.Remove(subscription);
-        return Bus.SendInterestAsync(new InterestChange(NodeId, subscription.App, subscription.Channel, count));
+        lock (InterestGate(subscription))
+        {
+            var count = Subscriptions.Remove(subscription);
+            return Bus.SendInterestAsync(new InterestChange(NodeId, subscription.App, subscription.Channel, count));
+        }
     }
 
     /// <inheritdoc />

@@ -354,27 +354,32 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     public async ValueTask SendInterestAsync(InterestChange change)
     {
         ArgumentNullException.ThrowIfNull(change);
+        // Callers hand changes over in the order their counts were computed (the ingress node gates each channel), and
+        // this part runs before the first wait, so what the node knows is always its latest count.
         var known = _nodeInterest.GetOrAdd(change.NodeId, static _ => new());
+        var key = (change.App, change.ChannelOrPattern);
         if (change.Subscribers > 0)
         {
-            known[(change.App, change.ChannelOrPattern)] = change.Subscribers;
+            known[key] = change.Subscribers;
         }
         else
         {
-            known.TryRemove((change.App, change.ChannelOrPattern), out _);
+            known.TryRemove(key, out _);
         }
 
         await ReadyAsync().ConfigureAwait(false);
         try
         {
-            // Written in the order of ReplaceInterestAsync's snapshots (see there).
+            // Written in the order of ReplaceInterestAsync's snapshots (see there), and with the latest count rather
+            // than this call's: calls that waited for Redis to be ready may resume in any order.
             Task write;
             lock (_interestOrder)
             {
+                var latest = change with { Subscribers = known.GetValueOrDefault(key) };
                 write = s_interest.EvaluateAsync(
                     Commands,
                     [InterestKey(change.NodeId)],
-                    [change.App + "\n" + change.ChannelOrPattern, change.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(change)]);
+                    [change.App + "\n" + change.ChannelOrPattern, latest.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(latest)]);
             }
 
             await write.ConfigureAwait(false);

@@ -111,6 +111,58 @@ public abstract class ChannelsApiSpec(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task ConcurrentSubscribesAndUnsubscribes_LeaveFanOutWithTheRealCount_AndTheStayersGetMessages()
+    {
+        // Many connections on one channel subscribing and unsubscribing at once: each change sends the node's new
+        // subscriber count for the channel, and counts computed in one order but sent in another once left fan-out
+        // believing a node had none (or some) when the opposite was true.
+        const int connections = 16;
+        const int rounds = 40;
+        var sockets = new TestSocket[connections];
+        for (var i = 0; i < connections; i++)
+        {
+            sockets[i] = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        }
+
+        try
+        {
+            // Every connection churns; the odd ones end subscribed, the even ones unsubscribed.
+            await Task.WhenAll(sockets.Select((socket, i) => Task.Run(async () =>
+            {
+                for (var round = 0; round < rounds; round++)
+                {
+                    await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "churn:one" });
+                    if (round < rounds - 1 || i % 2 == 0)
+                    {
+                        await socket.RequestAsync(new() { ["type"] = "unsubscribe", ["channel"] = "churn:one" });
+                    }
+                }
+            })));
+
+            using var http = Client();
+            var (status, body) = await SendAsync(http, HttpMethod.Get, "v1/channels?prefix=churn:");
+            Assert.Equal(HttpStatusCode.OK, status);
+            var listed = body.GetProperty("channels").EnumerateArray().ToDictionary(static c => c.GetProperty("channel").GetString()!, static c => c.GetProperty("subscribers").GetInt32());
+            Assert.Equal(new Dictionary<string, int> { ["churn:one"] = connections / 2 }, listed);
+
+            var (posted, _) = await SendAsync(http, HttpMethod.Post, "v1/channels/churn:one/messages", """{"data":"after"}""");
+            Assert.Equal(HttpStatusCode.Created, posted);
+            for (var i = 1; i < connections; i += 2)
+            {
+                var message = await sockets[i].ReceiveMatchingAsync(static m => m.GetProperty("type").GetString() == "message" && m.GetProperty("data").GetString() == "after");
+                Assert.Equal("churn:one", message.GetProperty("channel").GetString());
+            }
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                await socket.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Errors_FollowTheErrorTable()
     {
         using var anonymous = Client(null);
