@@ -17,7 +17,7 @@ internal static class RealtimeEndpoint
 
     public static void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/v1/realtime", static async (HttpContext context, IRelayAuthenticator authenticator, IngressNode node, ILoggerFactory loggers) =>
+        endpoints.MapGet("/v1/realtime", static async (HttpContext context, IRelayAuthenticator authenticator, IngressNode node, ILogger<RealtimeConnection> logger) =>
         {
             // Credentials are checked before the upgrade, so a refused client gets the HTTP status and JSON error body.
             var auth = authenticator.Authenticate(context);
@@ -38,7 +38,7 @@ internal static class RealtimeEndpoint
                 KeepAliveInterval = heartbeat,
                 KeepAliveTimeout = heartbeat * 2,
             }).ConfigureAwait(false);
-            var connection = new RealtimeConnection(socket, auth.Principal, node, authenticator, loggers.CreateLogger<RealtimeConnection>());
+            var connection = new RealtimeConnection(socket, auth.Principal, node, authenticator, logger);
             await connection.RunAsync().ConfigureAwait(false);
             return Results.Empty;
         });

@@ -15,7 +15,7 @@ internal static class SseEndpoint
 {
     public static void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/v1/sse", static async (HttpContext context, IRelayAuthenticator authenticator, IngressNode node, ILoggerFactory loggers) =>
+        endpoints.MapGet("/v1/sse", static async (HttpContext context, IRelayAuthenticator authenticator, IngressNode node, ILogger<SseConnection> logger) =>
         {
             var auth = authenticator.Authenticate(context);
             if (!auth.Succeeded)
@@ -60,7 +60,7 @@ internal static class SseEndpoint
                 return RelayResults.Error(ErrorCodes.BadRequest, "Last-Event-ID is not a cursor this server issued; reconnect without it");
             }
 
-            var connection = new SseConnection(context, auth.Principal, node, loggers.CreateLogger<SseConnection>());
+            var connection = new SseConnection(context, auth.Principal, node, logger);
             try
             {
                 await connection.RunAsync(channels, resume).ConfigureAwait(false);

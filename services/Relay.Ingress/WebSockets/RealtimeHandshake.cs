@@ -73,7 +73,8 @@ internal static class RealtimeHandshake
         var node = services.GetRequiredService<IngressNode>();
         var socket = new PipeWebSocket(transport, accepted.SubProtocol, abort, node.Time, direct);
         socket.SendRaw(accepted.Response);
-        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<RealtimeConnection>();
+        // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
+        var logger = services.GetRequiredService<ILogger<RealtimeConnection>>();
 
         // The connection owns the WebSocket and disposes it when it ends.
         return new RealtimeConnection(socket, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
