@@ -267,14 +267,15 @@ public abstract class RelayClientSpec(IServerFixture fixture)
         await using var client = await RelayClient.ConnectAsync(new RelayClientOptions
         {
             Endpoint = _server.RealtimeUri,
-            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(3) : TimeSpan.FromMinutes(5))),
+            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(4) : TimeSpan.FromMinutes(5))),
         }).WaitAsync(Timeout);
         var connectionId = client.ConnectionId;
         var changes = new ConcurrentQueue<RelayConnectionState>();
         client.StateChanged += (_, e) => changes.Enqueue(e.Current);
 
-        // Past the first token's expiry, and the server's check of it.
-        await Task.Delay(TimeSpan.FromSeconds(5));
+        // Past the first token's expiry, and the server's check of it. (Tokens here live at least three whole seconds:
+        // a busy machine once took over a second to connect, and a shorter token was refused at the upgrade.)
+        await Task.Delay(TimeSpan.FromSeconds(6));
         var ack = await client.PublishAsync("chat:renewed", "still here").WaitAsync(Timeout);
 
         Assert.Equal(1, ack.Seq);
@@ -288,7 +289,7 @@ public abstract class RelayClientSpec(IServerFixture fixture)
     public async Task TokenProvider_WhenServerDisconnects40142_ReconnectsWithNewTokenAndResumes()
     {
         var calls = 0;
-        var shortToken = TestTokens.ForRootKey("expiring", TimeSpan.FromSeconds(2));
+        var shortToken = TestTokens.ForRootKey("expiring", TimeSpan.FromSeconds(4));
         await using var client = await RelayClient.ConnectAsync(new RelayClientOptions
         {
             Endpoint = _server.RealtimeUri,

@@ -74,7 +74,9 @@ public abstract class ConnectSpec(IServerFixture fixture)
     [Fact]
     public async Task TokenExpiry_WithoutRenewal_SendsDisconnect40142()
     {
-        var token = TestTokens.ForRootKey("carol", TimeSpan.FromSeconds(2));
+        // Four seconds (exp is whole seconds, so at least three): a busy machine once took over a second to connect,
+        // and a two-second token was refused at the upgrade.
+        var token = TestTokens.ForRootKey("carol", TimeSpan.FromSeconds(4));
         await using var socket = await TestSocket.ConnectAsync(new Uri($"{_server.RealtimeUri}?token={token}"));
         var frame = await socket.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "disconnect", TimeSpan.FromSeconds(10));
         Assert.Equal(40142, frame.GetProperty("code").GetInt32());
@@ -85,14 +87,15 @@ public abstract class ConnectSpec(IServerFixture fixture)
     [Fact]
     public async Task TokenExpiry_AfterInBandRenewal_KeepsConnection()
     {
-        var token = TestTokens.ForRootKey("dave", TimeSpan.FromSeconds(2));
+        var token = TestTokens.ForRootKey("dave", TimeSpan.FromSeconds(4));
         await using var socket = await TestSocket.ConnectAsync(new Uri($"{_server.RealtimeUri}?token={token}"));
         var renewed = TestTokens.ForRootKey("dave", TimeSpan.FromMinutes(10));
         var ok = await socket.RequestAsync(new() { ["type"] = "auth", ["token"] = renewed });
         Assert.Equal("ok", ok.GetProperty("type").GetString());
         Assert.True(ok.GetProperty("expiresAt").GetInt64() > DateTimeOffset.UtcNow.AddMinutes(9).ToUnixTimeMilliseconds());
 
-        await Task.Delay(TimeSpan.FromSeconds(3.5));
+        // Past the first token's expiry (at most 4 s after it was made) and the node's once-a-second check.
+        await Task.Delay(TimeSpan.FromSeconds(5.5));
         var pong = await socket.RequestAsync(new() { ["type"] = "ping" });
         Assert.Equal("pong", pong.GetProperty("type").GetString());
     }
