@@ -24,8 +24,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private int _count;
     private bool _completed;
     private bool _readerWaiting;
-    private bool _usedSinceTrim;
-    private int _quietTrims;
+    private QuietSweeps _quiet;
 
     /// <param name="capacity">The most items it holds.</param>
     /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
@@ -67,7 +66,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _ring[(_head + _count) % _ring.Length] = item;
             _count++;
             _metrics?.FrameQueued();
-            _usedSinceTrim = true;
+            _quiet.Used();
             wake = _readerWaiting;
             _readerWaiting = false;
         }
@@ -159,9 +158,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     {
         lock (_gate)
         {
-            _quietTrims = _usedSinceTrim || _count > 0 ? 0 : _quietTrims + 1;
-            _usedSinceTrim = false;
-            if (_quietTrims >= QuietTrimsBeforeRelease && _ring.Length > 0)
+            if (_quiet.Sweep(busy: _count > 0, QuietTrimsBeforeRelease) && _ring.Length > 0)
             {
                 _ring = [];
                 _head = 0;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using Relay.Ingress.Realtime;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -40,8 +41,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     private bool _failed;
     private bool _socketHoldsBuffer;
     private TaskCompletionSource? _progress;
-    private bool _sentSinceSweep;
-    private int _quietSweeps;
+    private QuietSweeps _quiet;
 
     /// <summary>Whether writers should hold back (under the gate).</summary>
     public bool IsFull => _length >= BufferLimit && !_failed;
@@ -108,7 +108,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         _buffer = null;
         _length = 0;
         _sending = true;
-        _sentSinceSweep = true;
+        _quiet.Used();
         return send;
     }
 
@@ -119,9 +119,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     /// </summary>
     public void TrimIfQuiet()
     {
-        _quietSweeps = _sentSinceSweep || _sending || _length > 0 ? 0 : _quietSweeps + 1;
-        _sentSinceSweep = false;
-        if (_quietSweeps >= QuietSweepsBeforeTrim)
+        if (_quiet.Sweep(busy: _sending || _length > 0, QuietSweepsBeforeTrim))
         {
             Release();
         }

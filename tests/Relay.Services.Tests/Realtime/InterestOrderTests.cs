@@ -22,7 +22,7 @@ public sealed class InterestOrderTests(ServerFixture fixture) : IClassFixture<Se
         const int threads = 8;
         const int perThread = 4000;
         var bus = new RecordingBus();
-        var node = ActivatorUtilities.CreateInstance<IngressNode>(fixture.Server.Services, bus);
+        using var node = ActivatorUtilities.CreateInstance<IngressNode>(fixture.Server.Services, bus);
         var subscriptions = new Subscription[threads][];
         using var start = new Barrier(threads);
 
