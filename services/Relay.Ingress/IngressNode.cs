@@ -47,7 +47,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         ArgumentNullException.ThrowIfNull(bus);
         if (bus.MayLoseDeliveries)
         {
-            _gaps = new GapRepair(DispatchLocal, ReadAfterAsync);
+            _gaps = new GapRepair(DispatchLocal, ReadAfterAsync, LostLocal);
         }
 
         Metrics = new IngressMetrics(meters, () => _connections.Count, _gaps is null ? null : () => (_gaps.Repaired, _gaps.Unrepaired));
@@ -128,6 +128,14 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         var subscribers = Subscriptions.Dispatch(message);
         activity?.SetTag("relay.subscribers", subscribers);
         Metrics.Dispatched(subscribers, message.Timestamp, Time.GetUtcNow().ToUnixTimeMilliseconds());
+    }
+
+    // Messages of a channel never reached this node and history no longer holds them: every local subscription that
+    // had not passed them makes its client recover (it learns recovered: false), before the next message goes out.
+    private void LostLocal(string app, string channel, string epoch, long upTo)
+    {
+        var told = Subscriptions.ForEach(app, channel, subscription => subscription.Lost(epoch, upTo));
+        LogMessagesLost(_logger, app, channel, epoch, upTo, told);
     }
 
     internal void CountSlowConsumer() => Metrics.SlowConsumer();
@@ -284,4 +292,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Ingress node {NodeId} serving")]
     private static partial void LogStarted(ILogger logger, string nodeId);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
+    private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);
 }

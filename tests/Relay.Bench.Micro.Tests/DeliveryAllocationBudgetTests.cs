@@ -273,5 +273,9 @@ public sealed class DeliveryAllocationBudgetTests(ITestOutputHelper output)
         public object? Last { get; private set; }
 
         public void Send(RelayMessage message) => Last = new object();
+
+        public void Lost(Subscription subscription)
+        {
+        }
     }
 }

@@ -131,6 +131,10 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         Enqueue(ServerFrames.PushFrame(message));
     }
 
+    /// <inheritdoc />
+    public void Lost(Subscription subscription) =>
+        Disconnect(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect and subscribe with 'since' (the reply says recovered: false)"), reconnect: true, dropQueued: false);
+
     /// <summary>The deferred flush of what <see cref="Enqueue"/> wrote (see <see cref="FlushScheduler"/>).</summary>
     void IFlushTarget.Flush()
     {

@@ -102,6 +102,15 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         }
     }
 
+    /// <inheritdoc />
+    public void Lost(Subscription subscription)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) == 0)
+        {
+            Close(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect with Last-Event-ID"));
+        }
+    }
+
     public void CheckDeadlines(DateTimeOffset now)
     {
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace && Interlocked.Exchange(ref _closing, 1) == 0)

@@ -8,11 +8,16 @@ namespace Relay.Ingress.Subscriptions;
 /// one jumps, holds the channel's later messages, reads the missing ones from history, and dispatches them in order
 /// before the held ones. Duplicates (a batch sent twice after a failed PUBLISH) are dropped here. A channel's calls come
 /// in seq order from the bus; the repair finishes on another thread, so each channel's cursor is its own lock.
+/// What history no longer holds (or could not be read) is counted and reported through <c>lost</c> (app, channel,
+/// epoch, last lost seq) before the first message after it goes out, so subscribers are told instead of seeing a jump.
 /// </summary>
-internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, string, long, int, Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?>> readAfter)
+internal sealed class GapRepair(
+    Action<RelayMessage> dispatch,
+    Func<string, string, long, int, Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?>> readAfter,
+    Action<string, string, string, long> lost)
 {
-    /// <summary>The most messages one repair reads; a longer gap is left to clients' own recovery.</summary>
-    public const int MaxRepair = 1000;
+    /// <summary>The most messages one history read asks for; a longer gap is read in several pages.</summary>
+    public const int RepairPage = 1000;
 
     private readonly ConcurrentDictionary<(string App, string Channel), Cursor> _cursors = new();
     private long _repaired;
@@ -127,41 +132,63 @@ internal sealed class GapRepair(Action<RelayMessage> dispatch, Func<string, stri
 
     private async Task RepairAsync(Cursor cursor, string app, string channel, string? epoch, long after, long upTo)
     {
-        (string Epoch, IReadOnlyList<RelayMessage> Messages)? read = null;
-        try
+        while (true)
         {
-            read = await readAfter(app, channel, after, (int)Math.Min(MaxRepair, upTo - after - 1)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // Counted below as unrepaired: the held messages still go out, in order.
-        }
-
-        lock (cursor)
-        {
-            if (read is { } history && history.Epoch == epoch)
+            (string Epoch, IReadOnlyList<RelayMessage> Messages)? read = null;
+            var limit = (int)Math.Min(RepairPage, upTo - after - 1);
+            try
             {
-                foreach (var message in history.Messages)
+                read = await readAfter(app, channel, after, limit).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Nothing read: what is missing counts as lost below; the held messages still go out, in order.
+            }
+
+            lock (cursor)
+            {
+                if (read is { } history && history.Epoch == epoch)
                 {
-                    if (message.Seq < upTo)
+                    foreach (var message in history.Messages)
                     {
-                        Interlocked.Increment(ref _repaired);
-                        Advance(cursor, message);
+                        if (message.Seq < upTo)
+                        {
+                            // History starts past the gap's start when it was trimmed meanwhile.
+                            ReportLoss(cursor, app, channel, message);
+                            Interlocked.Increment(ref _repaired);
+                            Advance(cursor, message);
+                        }
+                    }
+
+                    // A full page that did not reach the held messages: read on from where it ended.
+                    if (history.Messages.Count == limit && cursor.Epoch == epoch && cursor.Seq > after && cursor.Seq < upTo - 1)
+                    {
+                        after = cursor.Seq;
+                        continue;
                     }
                 }
-            }
 
-            var held = cursor.Held!;
-            cursor.Held = null;
-            foreach (var message in held)
-            {
-                if (cursor.Epoch == message.Epoch && message.Seq > cursor.Seq + 1)
+                var held = cursor.Held!;
+                cursor.Held = null;
+                foreach (var message in held)
                 {
-                    Interlocked.Add(ref _unrepaired, message.Seq - cursor.Seq - 1);
+                    ReportLoss(cursor, app, channel, message);
+                    Advance(cursor, message);
                 }
 
-                Advance(cursor, message);
+                return;
             }
+        }
+    }
+
+    // Under the cursor's lock, before `message` goes out: when it would jump over seqs of the cursor's epoch, they are
+    // lost to this node (history no longer holds them): count them and tell the channel's subscribers first.
+    private void ReportLoss(Cursor cursor, string app, string channel, RelayMessage message)
+    {
+        if (cursor.Epoch == message.Epoch && message.Seq > cursor.Seq + 1)
+        {
+            Interlocked.Add(ref _unrepaired, message.Seq - cursor.Seq - 1);
+            lost(app, channel, message.Epoch, message.Seq - 1);
         }
     }
 

@@ -83,10 +83,20 @@ internal sealed class LocalSubscriptions
     public int CountOf(string app, string channel) => _exact.TryGetValue((app, channel), out var list) ? list.Count : 0;
 
     /// <summary>Delivers a message to every local subscription of its channel and of matching patterns; returns how many.</summary>
-    public int Dispatch(RelayMessage message)
+    // Presence events go to subscribers of the channel itself, not to wildcard watchers.
+    public int Dispatch(RelayMessage message) =>
+        Visit(message.App, message.Channel, patterns: message.PresenceAction is null, new Deliver(message));
+
+    /// <summary>Calls <paramref name="action"/> for every local subscription of a channel and of the patterns matching it.</summary>
+    public int ForEach(string app, string channel, Action<Subscription> action) =>
+        Visit(app, channel, patterns: true, new Call(action));
+
+    // One walk for delivery (the hot path: a struct visitor, so nothing is allocated) and for the rare whole-channel calls.
+    private int Visit<TVisitor>(string app, string channel, bool patterns, TVisitor visitor)
+        where TVisitor : struct, IVisitor
     {
         var count = 0;
-        if (_exact.TryGetValue((message.App, message.Channel), out var list))
+        if (_exact.TryGetValue((app, channel), out var list))
         {
             var snapshot = list.Current;
             var items = snapshot.Items;
@@ -94,26 +104,40 @@ internal sealed class LocalSubscriptions
             {
                 if (Volatile.Read(ref items[i]) is { } subscription)
                 {
-                    subscription.Deliver(message);
+                    visitor.Visit(subscription);
                     count++;
                 }
             }
         }
 
-        // Presence events go to subscribers of the channel itself, not to wildcard watchers.
-        if (message.PresenceAction is null && _patterns.TryGetValue(message.App, out var index) && index.Count > 0)
+        if (patterns && _patterns.TryGetValue(app, out var index) && index.Count > 0)
         {
             var matches = t_matches ??= [];
-            index.Match(message.Channel, matches);
+            index.Match(channel, matches);
             count += matches.Count;
             foreach (var subscription in matches)
             {
-                subscription.Deliver(message);
+                visitor.Visit(subscription);
             }
 
             matches.Clear();
         }
 
         return count;
+    }
+
+    private interface IVisitor
+    {
+        void Visit(Subscription subscription);
+    }
+
+    private readonly struct Deliver(RelayMessage message) : IVisitor
+    {
+        public void Visit(Subscription subscription) => subscription.Deliver(message);
+    }
+
+    private readonly struct Call(Action<Subscription> action) : IVisitor
+    {
+        public void Visit(Subscription subscription) => action(subscription);
     }
 }

@@ -14,6 +14,9 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     private string? _epoch;
     private long _lastSeq;
 
+    // A loss reported while buffering (epoch, last lost seq): judged once the subscription knows where it starts.
+    private (string Epoch, long UpTo)? _lostWhileBuffering;
+
     public IMessageSink Sink { get; } = sink;
 
     public string App { get; } = app;
@@ -61,6 +64,29 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     }
 
     /// <summary>
+    /// The node could not deliver the channel's messages up to <paramref name="upTo"/> in <paramref name="epoch"/>, and
+    /// history no longer holds them. Called in order with <see cref="Deliver"/>, before the first message after the
+    /// loss: a subscription that had not passed them yet tells its connection (<see cref="IMessageSink.Lost"/>), so the
+    /// client never sees the seq jump without being told. A pattern subscription cannot recover; it is told too.
+    /// </summary>
+    public void Lost(string epoch, long upTo)
+    {
+        lock (this)
+        {
+            if (!_live)
+            {
+                _lostWhileBuffering = _lostWhileBuffering is { } earlier && earlier.Epoch == epoch ? (epoch, Math.Max(earlier.UpTo, upTo)) : (epoch, upTo);
+                return;
+            }
+
+            if (IsPattern || (_epoch == epoch && _lastSeq < upTo))
+            {
+                Sink.Lost(this);
+            }
+        }
+    }
+
+    /// <summary>
     /// Ends buffering: <paramref name="before"/> runs first (it queues the reply and the recovered messages, whose
     /// last seq is <paramref name="lastSeq"/> in <paramref name="epoch"/>), then buffered messages after that follow.
     /// </summary>
@@ -72,6 +98,13 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
             _epoch = epoch;
             _lastSeq = lastSeq;
             _live = true;
+            if (_lostWhileBuffering is { } lost && lost.Epoch == epoch && lastSeq < lost.UpTo)
+            {
+                // The buffered messages after the position would jump over the loss.
+                Sink.Lost(this);
+            }
+
+            _lostWhileBuffering = null;
             foreach (var message in _buffer!)
             {
                 Deliver(message);

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Redis;
 using Relay.Core.Messages;
+using Relay.Core.Protocol;
 using Relay.Redis;
 using Relay.Testing;
 
@@ -44,6 +45,90 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
         Assert.Contains("relay_ingress_gap_messages_repaired_total 2", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AGapHistoryNoLongerHolds_DisconnectsItsSubscribers_BeforeTheJump_AndTheyRecoverFalse()
+    {
+        var server = fixture.Server;
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "lossy/a" });
+        var epoch = subscribed.GetProperty("epoch").GetString();
+        await using var watcher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await watcher.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "lossy/+" });
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "lossy/a", ["data"] = "one" });
+        Assert.Equal(1, (await subscriber.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        Assert.Equal(1, (await watcher.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        var before = await UnrepairedAsync(server);
+
+        // Seqs 2..11 are stored but never handed to fan-out, and history keeps only 3 of them (9, 10, 11): 2..8 are gone.
+        var bus = server.Services.GetRequiredService<RedisBus>();
+        var log = new RedisChannelLog(bus.Commands);
+        for (var i = 2; i <= 11; i++)
+        {
+            var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "lossy/a", Epoch = "", Data = Encoding.UTF8.GetBytes($"{i}") });
+            await log.AppendAsync(RelayServer.AppId, "lossy/a", id: null, body, maxHistory: 3, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        }
+
+        Assert.Equal(12, (await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "lossy/a", ["data"] = 12 })).GetProperty("seq").GetInt64());
+
+        // Both are told (disconnect 50300, reconnect: true) and never see a message past the jump on this connection.
+        foreach (var socket in new[] { subscriber, watcher })
+        {
+            var frames = await socket.DrainUntilClosedAsync();
+            Assert.DoesNotContain(frames, f => f.GetProperty("type").GetString() == "message");
+            var disconnect = Assert.Single(frames, f => f.GetProperty("type").GetString() == "disconnect");
+            Assert.Equal(ErrorCodes.Unavailable, disconnect.GetProperty("code").GetInt32());
+            Assert.True(disconnect.GetProperty("reconnect").GetBoolean());
+        }
+
+        // Resuming the protocol's way tells the client what it lost; live messages follow from the new position.
+        await using var resumed = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        var reply = await resumed.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "lossy/a", ["since"] = new { epoch, seq = 1 } });
+        Assert.False(reply.GetProperty("recovered").GetBoolean(), reply.GetRawText());
+        Assert.Equal(12, reply.GetProperty("seq").GetInt64());
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "lossy/a", ["data"] = 13 });
+        Assert.Equal(13, (await resumed.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        Assert.Equal(before + 7, await UnrepairedAsync(server));
+    }
+
+    [Fact]
+    public async Task AGapBeforeASubscriptionStarted_LeavesThatSubscriptionAlone()
+    {
+        var server = fixture.Server;
+        await using var early = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await early.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "late-join" });
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "late-join", ["data"] = 1 });
+        Assert.Equal(1, (await early.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+
+        // 2..6 stored without fan-out (history keeps 5 and 6); a subscriber that joins now starts at 6 and lost nothing.
+        var bus = server.Services.GetRequiredService<RedisBus>();
+        var log = new RedisChannelLog(bus.Commands);
+        for (var i = 2; i <= 6; i++)
+        {
+            var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "late-join", Epoch = "", Data = Encoding.UTF8.GetBytes($"{i}") });
+            await log.AppendAsync(RelayServer.AppId, "late-join", id: null, body, maxHistory: 2, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        }
+
+        await using var late = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        Assert.Equal(6, (await late.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "late-join" })).GetProperty("seq").GetInt64());
+        await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "late-join", ["data"] = 7 });
+
+        Assert.Equal(7, (await late.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+        var frames = await early.DrainUntilClosedAsync();
+        Assert.Equal(ErrorCodes.Unavailable, Assert.Single(frames, f => f.GetProperty("type").GetString() == "disconnect").GetProperty("code").GetInt32());
+    }
+
+    private static async Task<long> UnrepairedAsync(RelayServer server)
+    {
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+        var metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
+        const string Name = "\nrelay_ingress_gap_messages_unrepaired_total ";
+        var at = metrics.IndexOf(Name, StringComparison.Ordinal);
+        Assert.True(at >= 0, metrics);
+        return long.Parse(metrics.AsSpan(at + Name.Length, metrics.IndexOf('\n', at + 1) - at - Name.Length), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]

@@ -58,6 +58,10 @@ public sealed class InterestOrderTests(ServerFixture fixture) : IClassFixture<Se
         public void Send(RelayMessage message)
         {
         }
+
+        public void Lost(Subscription subscription)
+        {
+        }
     }
 
     /// <summary>A real in-memory bus that also notes, in arrival order, every count handed to it.</summary>

@@ -10,6 +10,10 @@ public sealed class SubscriberListTests
         public void Send(RelayMessage message)
         {
         }
+
+        public void Lost(Subscription subscription)
+        {
+        }
     }
 
     private static readonly NoSink Sink = new();
