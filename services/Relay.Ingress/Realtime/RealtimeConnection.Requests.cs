@@ -108,6 +108,7 @@ internal sealed partial class RealtimeConnection
     {
         var channel = RequireChannel(request, allowPattern: true);
         Require(channel, Operations.Subscribe);
+        TakeRead();
         var isPattern = ChannelName.IsPattern(channel);
         if (isPattern && (request.SinceEpoch is not null || request.Rewind is not null))
         {
@@ -159,6 +160,7 @@ internal sealed partial class RealtimeConnection
                 throw new RelayException(RelayError.Forbidden("presence", channel));
             }
 
+            TakeRead();
             var members = Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceGetRequest(App, channel), _node.Stopping).ConfigureAwait(false));
             Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteMembers(writer, state.channel, state.Members), (channel, members.Members));
             return;
@@ -236,6 +238,7 @@ internal sealed partial class RealtimeConnection
     {
         var channel = RequireChannel(request, allowPattern: false);
         Require(channel, Operations.History);
+        TakeRead();
         var limit = request.Limit ?? DefaultHistoryLimit;
         if (limit > MaxHistoryLimit)
         {

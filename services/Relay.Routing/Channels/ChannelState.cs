@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
 
@@ -32,7 +31,8 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
     /// <summary>Whether the sweep removed this state; a caller that finds this must look the channel up again.</summary>
     public bool Retired { get; set; }
 
-    public static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(5));
+    /// <summary>An epoch's length in bytes (10 hex characters).</summary>
+    public const int EpochBytes = 5;
 
     public long NextSeq() => ++Seq;
 
