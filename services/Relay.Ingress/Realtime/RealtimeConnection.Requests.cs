@@ -182,21 +182,25 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest("presence needs a clientId: connect with ?clientId= (key) or a token with 'sub'"));
         }
 
-        if (request.Data.Length > _node.Options.MaxMessageBytes)
-        {
-            throw new RelayException(ErrorCodes.MessageTooLarge, $"presence data of {request.Data.Length} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
-        }
-
+        CheckPresenceChange(channel, request.Action, request.Data.Length);
+        var entered = false;
         if (request.Action == "leave")
         {
             _presence?.Remove(channel);
         }
         else
         {
-            (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
+            entered = (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
         }
 
-        Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false));
+        var reply = await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false);
+        if (entered && reply is ErrorReply)
+        {
+            // Refused (the channel's presence set is full): nothing was stored, so there is nothing to leave later.
+            _presence!.Remove(channel);
+        }
+
+        Expect<PresenceReply>(reply);
         Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
     }
 

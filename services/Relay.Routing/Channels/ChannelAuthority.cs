@@ -7,6 +7,7 @@ using Relay.Bus.Routing;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
+using Relay.Core.Protocol;
 
 namespace Relay.Routing.Channels;
 
@@ -150,8 +151,13 @@ public sealed class ChannelAuthority : IRoutingHandler
             return new PresenceReply([]);
         }
 
-        var handOff = InGate(request, static (state, now, request, self) =>
+        var (refused, handOff) = InGate(request, static (state, now, request, self) =>
         {
+            if (request.Action != "leave" && !state.HasRoomFor(request.ClientId, request.ConnectionId))
+            {
+                return (PresenceFull(state.Policy.MaxPresenceMembers, request.Channel), default(ValueTask));
+            }
+
             var record = new RelayMessage
             {
                 App = request.App,
@@ -166,12 +172,20 @@ public sealed class ChannelAuthority : IRoutingHandler
             var presenceEvent = request.Action == "leave" ? state.RemoveMember(record) : state.SetMember(record);
 
             // Inside the gate, so presence events keep their order with the channel's messages.
-            return presenceEvent is null ? default : self._bus.PublishSequencedAsync(presenceEvent);
+            return ((RoutingReply?)null, presenceEvent is null ? default : self._bus.PublishSequencedAsync(presenceEvent));
         });
+
+        if (refused is not null)
+        {
+            return refused;
+        }
 
         await handOff.ConfigureAwait(false);
         return new PresenceReply([]);
     }
+
+    internal static ErrorReply PresenceFull(int max, string channel) =>
+        new(new RelayError(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {max} presence members; leave first or raise MaxPresenceMembers for its namespace"));
 
     private RoutingReply PresenceMembers(PresenceGetRequest request) => ReadGate(
         request,

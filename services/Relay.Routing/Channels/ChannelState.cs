@@ -87,6 +87,10 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     public List<RelayMessage> Members() => [.. (_members ?? NoMembers).Values];
 
+    /// <summary>Whether the member is present already or the presence set has room for one more.</summary>
+    public bool HasRoomFor(string clientId, string connectionId) =>
+        _members is null || _members.Count < Policy.MaxPresenceMembers || _members.ContainsKey((clientId, connectionId));
+
     /// <summary>Records a member's state; returns the event to send: enter for a client's first connection, else update.</summary>
     public RelayMessage SetMember(RelayMessage record)
     {
