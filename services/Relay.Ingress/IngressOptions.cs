@@ -21,6 +21,21 @@ public sealed class IngressOptions
     /// <summary>Default subscriptions per connection: far above what a client needs, low enough to bound memory.</summary>
     public const int DefaultMaxSubscriptionsPerConnection = 1000;
 
+    /// <summary>
+    /// Default reads: a person or device reads far less; a client that names 20,000 channels a second (each a routing
+    /// request, and on Redis a key) gets 42900.
+    /// </summary>
+    public const int DefaultReadRatePerSecond = 100;
+
+    /// <summary>Default presence entries per connection: a client is present in a few rooms, not thousands.</summary>
+    public const int DefaultMaxPresencePerConnection = 100;
+
+    /// <summary>
+    /// Default presence data: 4 KiB holds a profile (name, avatar URL, status) several times over, between Pusher's 1 KB
+    /// user_info and a whole 64 KiB message; a full default presence set (1,000 members) then answers a get in ~4 MB.
+    /// </summary>
+    public const int DefaultMaxPresenceDataBytes = 4 * 1024;
+
     /// <summary>Publishes per second a realtime connection may sustain (a token bucket).</summary>
     public int PublishRatePerSecond { get; set; } = DefaultPublishRatePerSecond;
 
@@ -29,6 +44,21 @@ public sealed class IngressOptions
 
     /// <summary>Channels and patterns one connection may subscribe to.</summary>
     public int MaxSubscriptionsPerConnection { get; set; } = DefaultMaxSubscriptionsPerConnection;
+
+    /// <summary>Subscribes, history reads and presence gets per second a realtime connection may sustain (a token bucket).</summary>
+    public int ReadRatePerSecond { get; set; } = DefaultReadRatePerSecond;
+
+    /// <summary>
+    /// Reads a connection may send at once above the rate (the bucket's size); 0 means twice the rate or
+    /// <see cref="MaxSubscriptionsPerConnection"/>, whichever is more, so a client can subscribe its whole set at once.
+    /// </summary>
+    public int ReadBurst { get; set; }
+
+    /// <summary>Channels one realtime connection may be present in at once (enter without leave).</summary>
+    public int MaxPresencePerConnection { get; set; } = DefaultMaxPresencePerConnection;
+
+    /// <summary>The largest presence <c>data</c> of an enter or update, in bytes (never more than <see cref="MaxMessageBytes"/>).</summary>
+    public int MaxPresenceDataBytes { get; set; } = DefaultMaxPresenceDataBytes;
 
     /// <summary>
     /// Serve plain-HTTP realtime upgrades at the connection level (less memory per connection, fewer copies);

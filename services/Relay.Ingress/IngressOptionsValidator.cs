@@ -47,6 +47,26 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add($"Relay:Ingress:MaxSubscriptionsPerConnection is {options.MaxSubscriptionsPerConnection}; set it between 1 and 1000000.");
         }
 
+        if (options.ReadRatePerSecond is < 1 or > 1_000_000)
+        {
+            failures.Add($"Relay:Ingress:ReadRatePerSecond is {options.ReadRatePerSecond}; set it between 1 and 1000000.");
+        }
+
+        if (options.ReadBurst < 0)
+        {
+            failures.Add($"Relay:Ingress:ReadBurst is {options.ReadBurst}; set 0 (the larger of twice the rate and MaxSubscriptionsPerConnection) or more.");
+        }
+
+        if (options.MaxPresencePerConnection is < 1 or > 1_000_000)
+        {
+            failures.Add($"Relay:Ingress:MaxPresencePerConnection is {options.MaxPresencePerConnection}; set it between 1 and 1000000.");
+        }
+
+        if (options.MaxPresenceDataBytes is < 16 or > 16 * 1024 * 1024)
+        {
+            failures.Add($"Relay:Ingress:MaxPresenceDataBytes is {options.MaxPresenceDataBytes}; set it between 16 and 16777216 bytes (MaxMessageBytes caps it too).");
+        }
+
         if (options.NodeId.Length > 128)
         {
             failures.Add("Relay:Ingress:NodeId must be at most 128 characters.");

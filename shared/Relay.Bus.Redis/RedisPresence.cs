@@ -50,13 +50,14 @@ public sealed class RedisPresence(RedisConnection connection)
         """;
 
     // ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh epoch, lease key and owner
-    // ('' = unfenced). Returns -1 when fenced out.
+    // ('' = unfenced), most members. Returns -1 when fenced out, -2 when a new member finds the set full.
     private static readonly RedisScript s_change = new(Prelude + """
         if ARGV[9] ~= '' and redis.call('GET', ARGV[9]) ~= ARGV[10] then return -1 end
         local prefix, action, client = ARGV[1], ARGV[2], ARGV[3]
         local field = client .. '\n' .. ARGV[4]
         if action == 'leave' then return remove(prefix, field, client, ARGV[6], ARGV[7], ARGV[8]) end
         local existed = redis.call('HEXISTS', prefix .. 'members', field) == 1
+        if not existed and redis.call('HLEN', prefix .. 'members') >= tonumber(ARGV[11]) then return -2 end
         local present = tonumber(redis.call('HGET', prefix .. 'clients', client) or '0') > 0
         redis.call('HSET', prefix .. 'members', field, ARGV[5] .. '\n' .. ARGV[6])
         if not existed then redis.call('HINCRBY', prefix .. 'clients', client, 1) end
@@ -89,18 +90,25 @@ public sealed class RedisPresence(RedisConnection connection)
     /// Applies <paramref name="action"/> (<c>enter</c>, <c>update</c>, <c>leave</c>) for a connection held by <paramref name="nodeId"/>
     /// and publishes the resulting presence event on <paramref name="publishTo"/>. <paramref name="record"/> is the member
     /// (app, channel, clientId, connectionId, data); for <c>leave</c> without data the member's last data goes out.
-    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner, and false is returned.
+    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner (<see cref="PresenceChangeResult.NotOwner"/>).
+    /// A member not yet present is refused when the channel has <paramref name="maxMembers"/> already (<see cref="PresenceChangeResult.Full"/>).
     /// </summary>
-    public async Task<bool> ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo, (string Key, string Owner)? fence = null)
+    public async Task<PresenceChangeResult> ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo, (string Key, string Owner)? fence = null, int maxMembers = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(record);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxMembers);
         var prefix = RedisChannelLog.KeyPrefix(record.App, record.Channel);
         var body = action == "leave" && record.Data.IsEmpty ? [] : BusCodec.EncodeBody(record);
         var reply = await s_change.EvaluateAsync(
             connection,
             [],
-            [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false);
-        return reply.AsInt64() >= 0;
+            [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence?.Key ?? "", fence?.Owner ?? "", maxMembers]).ConfigureAwait(false);
+        return reply.AsInt64() switch
+        {
+            -1 => PresenceChangeResult.NotOwner,
+            -2 => PresenceChangeResult.Full,
+            _ => PresenceChangeResult.Applied,
+        };
     }
 
     /// <summary>The present members of a channel (one record per connection).</summary>

@@ -108,6 +108,7 @@ internal sealed partial class RealtimeConnection
     {
         var channel = RequireChannel(request, allowPattern: true);
         Require(channel, Operations.Subscribe);
+        TakeRead();
         var isPattern = ChannelName.IsPattern(channel);
         if (isPattern && (request.SinceEpoch is not null || request.Rewind is not null))
         {
@@ -159,6 +160,7 @@ internal sealed partial class RealtimeConnection
                 throw new RelayException(RelayError.Forbidden("presence", channel));
             }
 
+            TakeRead();
             var members = Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceGetRequest(App, channel), _node.Stopping).ConfigureAwait(false));
             Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteMembers(writer, state.channel, state.Members), (channel, members.Members));
             return;
@@ -180,21 +182,25 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest("presence needs a clientId: connect with ?clientId= (key) or a token with 'sub'"));
         }
 
-        if (request.Data.Length > _node.Options.MaxMessageBytes)
-        {
-            throw new RelayException(ErrorCodes.MessageTooLarge, $"presence data of {request.Data.Length} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
-        }
-
+        CheckPresenceChange(channel, request.Action, request.Data.Length);
+        var entered = false;
         if (request.Action == "leave")
         {
             _presence?.Remove(channel);
         }
         else
         {
-            (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
+            entered = (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
         }
 
-        Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false));
+        var reply = await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false);
+        if (entered && reply is ErrorReply)
+        {
+            // Refused (the channel's presence set is full): nothing was stored, so there is nothing to leave later.
+            _presence!.Remove(channel);
+        }
+
+        Expect<PresenceReply>(reply);
         Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
     }
 
@@ -236,6 +242,7 @@ internal sealed partial class RealtimeConnection
     {
         var channel = RequireChannel(request, allowPattern: false);
         Require(channel, Operations.History);
+        TakeRead();
         var limit = request.Limit ?? DefaultHistoryLimit;
         if (limit > MaxHistoryLimit)
         {

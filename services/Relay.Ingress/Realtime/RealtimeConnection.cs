@@ -42,6 +42,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private SubscriptionList _subscriptions;
     private HashSet<string>? _presence;
     private readonly TokenBucket _publishRate;
+    private readonly TokenBucket _readRate;
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
@@ -60,6 +61,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _authenticator = authenticator;
         _logger = logger;
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
+        _readRate = NewReadBucket(node);
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate, node.Metrics);
     }

@@ -1,10 +1,13 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
 using Relay.Bus;
 using Relay.Bus.Routing;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
+using Relay.Core.Protocol;
 
 namespace Relay.Routing.Channels;
 
@@ -12,9 +15,26 @@ namespace Relay.Routing.Channels;
 /// The routing shard's request handler: gives each message its seq, keeps history and the idempotency window,
 /// and hands sequenced messages to fan-out in seq order (inside the channel's gate).
 /// </summary>
+/// <remarks>
+/// Only a publish or a presence enter creates a channel's state. A read (position, history, presence get) of a channel
+/// that has none answers seq 0 in the epoch the channel would get now and keeps nothing, so reading any number of
+/// names costs no memory (200,000 names over one socket held ~65 MB of states for minutes before). That epoch is a
+/// keyed hash of the channel and a generation counter of its stripe: the state a later publish creates takes the
+/// same epoch (a subscriber of the empty channel recovers with <c>since</c>), and forgetting a channel that had
+/// messages moves its stripe on, so the channel never gets that epoch again.
+/// </remarks>
 public sealed class ChannelAuthority : IRoutingHandler
 {
+    /// <summary>
+    /// Generation stripes (256 KB): forgetting a channel moves on every channel of its stripe, so a channel read while
+    /// empty and first published after another channel of its stripe was forgotten reports a new epoch
+    /// (<c>recovered: false</c>, never a wrong recovery). With 65,536 stripes that is rare.
+    /// </summary>
+    private const int EpochStripes = 1 << 16;
+
     private readonly ConcurrentDictionary<ChannelKey, ChannelState> _channels = new();
+    private readonly byte[] _epochKey = RandomNumberGenerator.GetBytes(32);
+    private readonly int[] _generations = new int[EpochStripes];
     private readonly IRelayBus _bus;
     private readonly TimeProvider _time;
     private readonly NamespacePolicies _namespaces;
@@ -26,7 +46,7 @@ public sealed class ChannelAuthority : IRoutingHandler
         _bus = bus;
         _time = time;
         _namespaces = namespaces;
-        _create = key => new ChannelState(ChannelState.NewEpoch(), _namespaces.For(key.Channel));
+        _create = key => new ChannelState(EpochOf(key), _namespaces.For(key.Channel));
     }
 
     /// <summary>How many channels are held in memory.</summary>
@@ -102,25 +122,42 @@ public sealed class ChannelAuthority : IRoutingHandler
         return reply;
     }
 
-    private RoutingReply History(HistoryRequest request) => InGate(request, static (state, _, request, _) =>
-    {
-        var position = new ChannelPosition(state.Epoch, state.Seq);
-        if (request.AfterSeq is { } after)
+    private RoutingReply History(HistoryRequest request) => ReadGate(
+        request,
+        static (state, request) =>
         {
-            var (messages, complete) = state.ReadForward(request.Limit, after);
-            return new HistoryReply(position, messages, complete);
-        }
+            var position = new ChannelPosition(state.Epoch, state.Seq);
+            if (request.AfterSeq is { } after)
+            {
+                var (messages, complete) = state.ReadForward(request.Limit, after);
+                return new HistoryReply(position, messages, complete);
+            }
 
-        return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
-    });
+            return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
+        },
+        // Nothing was ever published: all after seq 0 is held (none), a later seq cannot be from this epoch.
+        static (epoch, request) => new HistoryReply(new ChannelPosition(epoch, 0), [], Complete: request.AfterSeq is null or 0));
 
-    private PositionReply Position(PositionRequest request) =>
-        InGate(request, static (state, _, _, _) => new PositionReply(new ChannelPosition(state.Epoch, state.Seq)));
+    private PositionReply Position(PositionRequest request) => ReadGate(
+        request,
+        static (state, _) => new PositionReply(new ChannelPosition(state.Epoch, state.Seq)),
+        static (epoch, _) => new PositionReply(new ChannelPosition(epoch, 0)));
 
     private async ValueTask<RoutingReply> Presence(PresenceRequest request)
     {
-        var handOff = InGate(request, static (state, now, request, self) =>
+        // Leaving a channel that has no state has nothing to remove; it must not create one.
+        if (request.Action == "leave" && !_channels.ContainsKey(new ChannelKey(request.App, request.Channel)))
         {
+            return new PresenceReply([]);
+        }
+
+        var (refused, handOff) = InGate(request, static (state, now, request, self) =>
+        {
+            if (request.Action != "leave" && !state.HasRoomFor(request.ClientId, request.ConnectionId))
+            {
+                return (PresenceFull(state.Policy.MaxPresenceMembers, request.Channel), default(ValueTask));
+            }
+
             var record = new RelayMessage
             {
                 App = request.App,
@@ -135,15 +172,72 @@ public sealed class ChannelAuthority : IRoutingHandler
             var presenceEvent = request.Action == "leave" ? state.RemoveMember(record) : state.SetMember(record);
 
             // Inside the gate, so presence events keep their order with the channel's messages.
-            return presenceEvent is null ? default : self._bus.PublishSequencedAsync(presenceEvent);
+            return ((RoutingReply?)null, presenceEvent is null ? default : self._bus.PublishSequencedAsync(presenceEvent));
         });
+
+        if (refused is not null)
+        {
+            return refused;
+        }
 
         await handOff.ConfigureAwait(false);
         return new PresenceReply([]);
     }
 
-    private RoutingReply PresenceMembers(PresenceGetRequest request) =>
-        InGate(request, static (state, _, _, _) => new PresenceReply(state.Members()));
+    internal static ErrorReply PresenceFull(int max, string channel) =>
+        new(new RelayError(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {max} presence members; leave first or raise MaxPresenceMembers for its namespace"));
+
+    private RoutingReply PresenceMembers(PresenceGetRequest request) => ReadGate(
+        request,
+        static (state, _) => new PresenceReply(state.Members()),
+        static (_, _) => new PresenceReply([]));
+
+    /// <summary>
+    /// Runs <paramref name="read"/> inside the channel's gate when the channel has state, else answers with
+    /// <paramref name="empty"/> and the epoch the channel would get now, creating nothing.
+    /// </summary>
+    private TResult ReadGate<TRequest, TResult>(TRequest request, Func<ChannelState, TRequest, TResult> read, Func<string, TRequest, TResult> empty)
+        where TRequest : RoutingRequest
+    {
+        var key = new ChannelKey(request.App, request.Channel);
+        while (true)
+        {
+            if (!_channels.TryGetValue(key, out var state))
+            {
+                return empty(EpochOf(key), request);
+            }
+
+            lock (state.Gate)
+            {
+                if (state.Retired)
+                {
+                    continue;
+                }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                state.LastUsed = now;
+                state.ExpireHistory(now);
+                return read(state, request);
+            }
+        }
+    }
+
+    /// <summary>The epoch a channel without state gets now: the same for every read until its stripe moves on.</summary>
+    private string EpochOf(ChannelKey key)
+    {
+        var generation = Volatile.Read(ref _generations[StripeOf(key)]);
+        var length = Encoding.UTF8.GetByteCount(key.App) + Encoding.UTF8.GetByteCount(key.Channel) + 1 + sizeof(int);
+        Span<byte> input = length <= 1024 ? stackalloc byte[length] : new byte[length];
+        var written = Encoding.UTF8.GetBytes(key.App, input);
+        input[written++] = 0;
+        written += Encoding.UTF8.GetBytes(key.Channel, input[written..]);
+        BitConverter.TryWriteBytes(input[written..], generation);
+        Span<byte> hash = stackalloc byte[HMACSHA256.HashSizeInBytes];
+        HMACSHA256.HashData(_epochKey, input, hash);
+        return Convert.ToHexStringLower(hash[..ChannelState.EpochBytes]);
+    }
+
+    private static int StripeOf(ChannelKey key) => (int)((uint)HashCode.Combine(key.App, key.Channel) % EpochStripes);
 
     /// <summary>
     /// Runs <paramref name="action"/> inside the channel's gate with expired history dropped. A state the sweep
@@ -200,6 +294,14 @@ public sealed class ChannelAuthority : IRoutingHandler
                 if (now - state.LastUsed < idle || state.HasHistory || state.HasRecentIds || state.HasMembers)
                 {
                     continue;
+                }
+
+                // The stripe moves on before the state leaves the table: whoever creates the channel again sees the new
+                // generation, so a channel whose seqs were handed out never gets the same epoch twice. A channel that
+                // never had a message (presence only) may get its epoch again: no seq of it was ever seen.
+                if (state.Seq > 0)
+                {
+                    Interlocked.Increment(ref _generations[StripeOf(key)]);
                 }
 
                 state.Retired = true;

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
 
@@ -32,7 +31,8 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
     /// <summary>Whether the sweep removed this state; a caller that finds this must look the channel up again.</summary>
     public bool Retired { get; set; }
 
-    public static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(5));
+    /// <summary>An epoch's length in bytes (10 hex characters).</summary>
+    public const int EpochBytes = 5;
 
     public long NextSeq() => ++Seq;
 
@@ -86,6 +86,10 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
     public bool HasMembers => _members is { Count: > 0 };
 
     public List<RelayMessage> Members() => [.. (_members ?? NoMembers).Values];
+
+    /// <summary>Whether the member is present already or the presence set has room for one more.</summary>
+    public bool HasRoomFor(string clientId, string connectionId) =>
+        _members is null || _members.Count < Policy.MaxPresenceMembers || _members.ContainsKey((clientId, connectionId));
 
     /// <summary>Records a member's state; returns the event to send: enter for a client's first connection, else update.</summary>
     public RelayMessage SetMember(RelayMessage record)

@@ -137,8 +137,13 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
             ConnectionId = request.ConnectionId,
             Data = request.Data,
         };
-        var applied = await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel, bus.FenceFor(request.App, request.Channel)).ConfigureAwait(false);
-        return applied ? new PresenceReply([]) : NotOwnerReply.Instance;
+        var max = namespaces.For(request.Channel).MaxPresenceMembers;
+        return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel, bus.FenceFor(request.App, request.Channel), max).ConfigureAwait(false) switch
+        {
+            PresenceChangeResult.Applied => new PresenceReply([]),
+            PresenceChangeResult.Full => ChannelAuthority.PresenceFull(max, request.Channel),
+            _ => NotOwnerReply.Instance,
+        };
     }
 
     private async ValueTask<RoutingReply> MembersAsync(PresenceGetRequest request) =>

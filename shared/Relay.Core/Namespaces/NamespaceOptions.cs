@@ -20,4 +20,7 @@ public sealed class NamespaceOptions
 
     /// <summary>The most subscribers one channel may have on a node.</summary>
     public int? MaxSubscribers { get; set; }
+
+    /// <summary>The most presence members (connections present) one channel may have, across every node.</summary>
+    public int? MaxPresenceMembers { get; set; }
 }

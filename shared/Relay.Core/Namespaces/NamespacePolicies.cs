@@ -69,6 +69,11 @@ public sealed class NamespacePolicies
         {
             failures.Add($"Relay:Namespaces:{path}:MaxSubscribers is {options.MaxSubscribers}; set it to 1 or more.");
         }
+
+        if (options.MaxPresenceMembers is < 1)
+        {
+            failures.Add($"Relay:Namespaces:{path}:MaxPresenceMembers is {options.MaxPresenceMembers}; set it to 1 or more (Presence=false turns presence off).");
+        }
     }
 
     private static NamespacePolicy Resolve(string name, NamespaceOptions options, NamespacePolicy? fallback) => new(
@@ -78,5 +83,6 @@ public sealed class NamespacePolicies
         options.Presence ?? fallback?.Presence ?? true,
         options.Recovery ?? fallback?.Recovery ?? true,
         options.ClientPublish ?? fallback?.ClientPublish ?? true,
-        options.MaxSubscribers ?? fallback?.MaxSubscribers ?? NamespacePolicy.DefaultMaxSubscribers);
+        options.MaxSubscribers ?? fallback?.MaxSubscribers ?? NamespacePolicy.DefaultMaxSubscribers,
+        options.MaxPresenceMembers ?? fallback?.MaxPresenceMembers ?? NamespacePolicy.DefaultMaxPresenceMembers);
 }

@@ -8,7 +8,8 @@ namespace Relay.Core.Namespaces;
 /// <param name="Recovery">Whether <c>since</c> recovers.</param>
 /// <param name="ClientPublish">Whether clients may publish.</param>
 /// <param name="MaxSubscribers">The most subscribers per channel on a node.</param>
-public sealed record NamespacePolicy(string Name, int HistorySize, TimeSpan HistoryTtl, bool Presence, bool Recovery, bool ClientPublish, int MaxSubscribers)
+/// <param name="MaxPresenceMembers">The most presence members per channel.</param>
+public sealed record NamespacePolicy(string Name, int HistorySize, TimeSpan HistoryTtl, bool Presence, bool Recovery, bool ClientPublish, int MaxSubscribers, int MaxPresenceMembers)
 {
     /// <summary>Built-in: enough history for a reconnecting client to catch up on a busy channel.</summary>
     public const int DefaultHistorySize = 200;
@@ -18,4 +19,10 @@ public sealed record NamespacePolicy(string Name, int HistorySize, TimeSpan Hist
 
     /// <summary>Built-in: large rooms are fine; a limit protects a node from one runaway channel.</summary>
     public const int DefaultMaxSubscribers = 1_000_000;
+
+    /// <summary>
+    /// Built-in: a presence set is a list people look at (Pusher stops at 100 members, Ably caps it per channel too); 1,000
+    /// keeps a get to ~4 MB at the default data size, and every enter goes to every subscriber.
+    /// </summary>
+    public const int DefaultMaxPresenceMembers = 1000;
 }
