@@ -79,6 +79,13 @@ public sealed class IngressOptions
     /// </summary>
     public bool OwnTransport { get; set; } = true;
 
+    /// <summary>
+    /// The most client connections (realtime, SSE and HTTP alike) open at once; past it a connection is answered
+    /// 503 (50300, <c>Retry-After</c>). 0 derives it from the open-file limit, less what the process holds at start
+    /// and a reserve for the runtime (see <c>Connections/ConnectionGate</c>); a cap above that fails at start-up.
+    /// </summary>
+    public int MaxConnections { get; set; }
+
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;
 

@@ -17,6 +17,11 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add($"Relay:Ingress:HeartbeatMs is {options.HeartbeatMs}; set it between 1000 and 600000.");
         }
 
+        if (options.MaxConnections < 0)
+        {
+            failures.Add($"Relay:Ingress:MaxConnections is {options.MaxConnections}; set it to 0 (derived from the open-file limit) or a positive cap.");
+        }
+
         if (options.SendQueueFrames is < 16 or > 1_000_000)
         {
             failures.Add($"Relay:Ingress:SendQueueFrames is {options.SendQueueFrames}; set it between 16 and 1000000.");

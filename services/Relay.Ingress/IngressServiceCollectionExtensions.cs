@@ -3,9 +3,11 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Bus.Redis;
+using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
@@ -28,6 +30,9 @@ public static class IngressServiceCollectionExtensions
         services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
+        services.TryAddSingleton<ConnectionGate>();
+        services.AddHostedService(static sp => sp.GetRequiredService<ConnectionGate>());
+        services.AddHealthChecks().Add(new HealthCheckRegistration("connections", static sp => sp.GetRequiredService<ConnectionGate>(), failureStatus: null, tags: [ServiceDefaultsExtensions.ReadyTag]));
 
         // Realtime upgrades are taken at the connection, before Kestrel builds an HTTP request for them.
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<IngressOptions>>(static (kestrel, ingress) =>
@@ -39,7 +44,10 @@ public static class IngressServiceCollectionExtensions
             }
         });
 
-        // Registered after Kestrel's socket transport, so Kestrel asks it first; it binds IP endpoints when OwnTransport is on.
+        // Registered after Kestrel's socket transport, so Kestrel asks them first (the last registered first): Relay's
+        // own transport binds IP endpoints when OwnTransport is on; every other socket endpoint gets Kestrel's
+        // transport behind the connection cap.
+        services.AddSingleton<IConnectionListenerFactory, GatedListenerFactory>();
         services.AddSingleton<RealtimeListenerFactory>();
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RealtimeListenerFactory>());
         return services;

@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -98,6 +99,7 @@ internal sealed partial class RealtimeListenerFactory(
         private readonly CancellationTokenSource _stopping = new();
         private readonly ILogger _logger;
         private readonly IRelayAuthenticator _authenticator;
+        private readonly ConnectionGate _gate;
         private volatile CancellationTokenSource _firstBytes = new();
         private readonly Task _accepting;
         private readonly Task _cutting;
@@ -110,6 +112,7 @@ internal sealed partial class RealtimeListenerFactory(
             _noDelay = noDelay;
             _logger = factory._loggers.CreateLogger<RealtimeListenerFactory>();
             _authenticator = factory._services.GetRequiredService<IRelayAuthenticator>();
+            _gate = factory._services.GetRequiredService<ConnectionGate>();
             EndPoint = socket.LocalEndPoint!;
             _accepting = AcceptLoopAsync();
             _cutting = CutFirstByteWaitsAsync();
@@ -187,6 +190,24 @@ internal sealed partial class RealtimeListenerFactory(
                         continue;
                     }
 
+                    // Past the cap: answered 503 and closed, so descriptors never run out (ConnectionGate).
+                    if (!_gate.TryEnter())
+                    {
+                        // With every refusal slot busy, accepting waits: the backlog holds the flood, not our descriptors.
+                        try
+                        {
+                            await _gate.RefusalSlots.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            accepted.Dispose();
+                            throw new ObjectDisposedException(nameof(Listener));
+                        }
+
+                        _ = RefuseAsync(accepted);
+                        continue;
+                    }
+
                     _ = ClassifyAsync(accepted);
                 }
             }
@@ -223,45 +244,80 @@ internal sealed partial class RealtimeListenerFactory(
             }
         }
 
-        /// <summary>Serves a realtime upgrade on the bare socket, or hands the connection to Kestrel.</summary>
-        private async Task ClassifyAsync(Socket socket)
+        /// <summary>A socket past the cap, on a refusal slot already taken: a probe goes to Kestrel, anything else gets the 503 refusal.</summary>
+        private async Task RefuseAsync(Socket socket)
         {
-            RealtimeHandshake.Accepted? accepted;
+            var handed = false;
             try
             {
-                accepted = await TryTakeAsync(socket).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                socket.Dispose();
-                return;
-            }
-            catch (Exception ex)
-            {
-                // Nothing was consumed before the head was accepted: Kestrel can still answer whatever this is.
-                LogClassifyFailed(_logger, RemoteOf(socket), ex);
-                accepted = null;
-            }
+                if (await SocketRefusal.IsProbeAsync(socket).ConfigureAwait(false))
+                {
+                    handed = Hand(socket, onRefusalSlot: true);
+                    return;
+                }
 
-            if (accepted is null)
-            {
-                Hand(socket);
-                return;
-            }
-
-            Interlocked.Increment(ref _factory._taken);
-            var transport = new BareSocketTransport(socket);
-            try
-            {
-                await RealtimeHandshake.ServeAsync(transport, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                LogConnectionFailed(_logger, RemoteOf(socket), ex);
+                await SocketRefusal.AnswerAsync(socket, _gate.Refusal).ConfigureAwait(false);
             }
             finally
             {
-                transport.Close();
+                if (!handed)
+                {
+                    socket.Dispose();
+                    _gate.RefusalSlots.Release();
+                }
+            }
+        }
+
+        /// <summary>Serves a realtime upgrade on the bare socket, or hands the connection to Kestrel (which then counts it out).</summary>
+        private async Task ClassifyAsync(Socket socket)
+        {
+            var handed = false;
+            try
+            {
+                RealtimeHandshake.Accepted? accepted;
+                try
+                {
+                    accepted = await TryTakeAsync(socket).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    socket.Dispose();
+                    return;
+                }
+                catch (Exception ex)
+                {
+                    // Nothing was consumed before the head was accepted: Kestrel can still answer whatever this is.
+                    LogClassifyFailed(_logger, RemoteOf(socket), ex);
+                    accepted = null;
+                }
+
+                if (accepted is null)
+                {
+                    handed = Hand(socket, onRefusalSlot: false);
+                    return;
+                }
+
+                Interlocked.Increment(ref _factory._taken);
+                var transport = new BareSocketTransport(socket);
+                try
+                {
+                    await RealtimeHandshake.ServeAsync(transport, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    LogConnectionFailed(_logger, RemoteOf(socket), ex);
+                }
+                finally
+                {
+                    transport.Close();
+                }
+            }
+            finally
+            {
+                if (!handed)
+                {
+                    _gate.Exit();
+                }
             }
         }
 
@@ -327,18 +383,19 @@ internal sealed partial class RealtimeListenerFactory(
             }
         }
 
-        private void Hand(Socket socket)
+        /// <summary>Hands the socket to Kestrel; true once the handed connection owns the count (it exits when Kestrel disposes it).</summary>
+        private bool Hand(Socket socket, bool onRefusalSlot)
         {
             ConnectionContext connection;
             try
             {
-                connection = _contexts.Create(socket);
+                connection = new GatedConnection(_contexts.Create(socket), _gate, onRefusalSlot);
             }
             catch (ObjectDisposedException)
             {
                 // The listener is being disposed: nobody accepts any more.
                 socket.Dispose();
-                return;
+                return false;
             }
 
             Interlocked.Increment(ref _factory._handed);
@@ -346,6 +403,8 @@ internal sealed partial class RealtimeListenerFactory(
             {
                 _ = connection.DisposeAsync().AsTask();
             }
+
+            return true;
         }
     }
 

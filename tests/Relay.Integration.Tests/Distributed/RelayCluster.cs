@@ -13,7 +13,7 @@ namespace Relay.Integration.Tests.Distributed;
 /// </summary>
 internal sealed class RelayCluster : IAsyncDisposable
 {
-    private static readonly string RepositoryRoot = FindRoot();
+    internal static readonly string RepositoryRoot = FindRoot();
     private readonly Dictionary<string, string> _environment;
     private readonly string _logDirectory = Directory.CreateTempSubdirectory("relay-cluster-").FullName;
     private Dictionary<string, string> _authSettings = [];
@@ -220,7 +220,7 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -258,20 +258,32 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
     public int Port { get; }
 
-    public static async Task<ServiceProcess> StartAsync(string name, string dll, int port, IReadOnlyDictionary<string, string> environment, string logDirectory)
+    public int ProcessId => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Starts <paramref name="dll"/>; with <paramref name="descriptorLimit"/>, under <c>prlimit --nofile</c> (util-linux) with that soft and hard limit.</summary>
+    public static async Task<ServiceProcess> StartAsync(string name, string dll, int port, IReadOnlyDictionary<string, string> environment, string logDirectory, int? descriptorLimit = null)
     {
         if (!File.Exists(dll))
         {
             throw new InvalidOperationException($"{dll} is missing: build the solution in Release first (./test.sh does).");
         }
 
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(descriptorLimit is null ? "dotnet" : "prlimit")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
+        if (descriptorLimit is { } limit)
+        {
+            // prlimit sets the limit and execs the command: the process we hold is the service itself.
+            info.ArgumentList.Add($"--nofile={limit}:{limit}");
+            info.ArgumentList.Add("dotnet");
+        }
+
         info.ArgumentList.Add(dll);
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add($"http://127.0.0.1:{port}");
