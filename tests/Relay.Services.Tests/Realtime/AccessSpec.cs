@@ -1,0 +1,69 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Realtime;
+
+/// <summary>What credentials allow, over real sockets: patterns, in-band renewal, <c>rewind</c>, and what a refusal says.</summary>
+public abstract class AccessSpec(IServerFixture fixture)
+{
+    private readonly RelayServer _server = fixture.Server;
+
+    private static string Unique(string prefix) => prefix + Guid.NewGuid().ToString("N")[..8];
+
+    private static Dictionary<string, string[]> Caps(params (string Glob, string[] Operations)[] entries) =>
+        entries.ToDictionary(static e => e.Glob, static e => e.Operations);
+
+    private Uri TokenUri(string token) => new($"{_server.RealtimeUri}?token={token}");
+
+    private async Task PublishAsync(string channel, object data)
+    {
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        using var response = await http.PostAsync($"v1/channels/{Uri.EscapeDataString(channel)}/messages", new StringContent(JsonSerializer.Serialize(new { data }), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Subscribe_HashPatternWhoseParentIsNotAllowed_Is40300()
+    {
+        // A key limited to sport/* must not reach the channel 'sport' through 'sport/#' ('#' matches the parent level).
+        var sport = Unique("sport");
+        var token = TestTokens.ForRootKey("pat", TimeSpan.FromMinutes(5), Caps(($"{sport}/*", ["subscribe"])));
+        await using var socket = await TestSocket.ConnectAsync(TokenUri(token));
+
+        var parent = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = sport });
+        var hash = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = $"{sport}/#" });
+        var everything = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "#" });
+        var plus = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = $"{sport}/+" });
+
+        Assert.Equal(40300, parent.GetProperty("code").GetInt32());
+        Assert.Equal(40300, hash.GetProperty("code").GetInt32());
+        Assert.Equal(40300, everything.GetProperty("code").GetInt32());
+        Assert.Equal("ok", plus.GetProperty("type").GetString());
+
+        // Only sport/x arrives: 'sport' is published first, so it would have come before it.
+        await PublishAsync(sport, new { n = 1 });
+        await PublishAsync($"{sport}/x", new { n = 2 });
+        var message = await socket.ReceiveMessageAsync();
+        Assert.Equal($"{sport}/x", message.GetProperty("channel").GetString());
+    }
+
+    [Fact]
+    public async Task Sse_HashPatternWhoseParentIsNotAllowed_Is403()
+    {
+        var sport = Unique("sport");
+        var token = TestTokens.ForRootKey("pat", TimeSpan.FromMinutes(5), Caps(($"{sport}/*", ["subscribe"])));
+
+        await using var refused = await SseTestClient.OpenAsync(new Uri(_server.BaseAddress, $"v1/sse?token={token}&channel={sport}/%23"));
+        Assert.Equal(HttpStatusCode.Forbidden, refused.Status);
+        using var body = JsonDocument.Parse(await refused.ReadBodyAsync());
+        Assert.Equal(40300, body.RootElement.GetProperty("error").GetProperty("code").GetInt32());
+
+        await using var allowed = await SseTestClient.OpenAsync(new Uri(_server.BaseAddress, $"v1/sse?token={token}&channel={sport}/%2B"));
+        Assert.Equal(HttpStatusCode.OK, allowed.Status);
+    }
+
+}
