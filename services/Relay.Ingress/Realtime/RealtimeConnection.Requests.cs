@@ -119,6 +119,12 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest("use either 'since' or 'rewind', not both"));
         }
 
+        if (request.Rewind is not null)
+        {
+            // 'since' recovers what this subscription missed; 'rewind' reads history the client never subscribed for.
+            Require(channel, Operations.History);
+        }
+
         if (_subscriptions.Remove(channel, out var previous))
         {
             await _node.RemoveSubscriptionAsync(previous).ConfigureAwait(false);

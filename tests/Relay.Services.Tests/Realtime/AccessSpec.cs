@@ -66,4 +66,31 @@ public abstract class AccessSpec(IServerFixture fixture)
         Assert.Equal(HttpStatusCode.OK, allowed.Status);
     }
 
+    [Fact]
+    public async Task Subscribe_WithRewindWithoutHistoryCapability_Is40300ButSinceWorks()
+    {
+        var channel = Unique("rw");
+        await PublishAsync(channel, new { n = 1 });
+        await PublishAsync(channel, new { n = 2 });
+        var subscribeOnly = TestTokens.ForRootKey("rw", TimeSpan.FromMinutes(5), Caps((channel, ["subscribe"])));
+        await using var socket = await TestSocket.ConnectAsync(TokenUri(subscribeOnly));
+
+        var rewind = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel, ["rewind"] = 5 });
+        Assert.Equal(40300, rewind.GetProperty("code").GetInt32());
+        Assert.Contains("'history'", rewind.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        // 'since' recovers what this client's own subscription missed: subscribe is enough.
+        var plain = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel });
+        var epoch = plain.GetProperty("epoch").GetString();
+        var since = await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel, ["since"] = new Dictionary<string, object?> { ["epoch"] = epoch, ["seq"] = 1 } });
+        Assert.True(since.GetProperty("recovered").GetBoolean());
+        Assert.Equal(2, (await socket.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+
+        // With history as well, rewind replays.
+        await using var reader = await TestSocket.ConnectAsync(TokenUri(TestTokens.ForRootKey("rw", TimeSpan.FromMinutes(5), Caps((channel, ["subscribe", "history"])))));
+        var replay = await reader.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel, ["rewind"] = 5 });
+        Assert.Equal("ok", replay.GetProperty("type").GetString());
+        Assert.Equal(1, (await reader.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
+    }
+
 }
