@@ -7,9 +7,11 @@ using Relay.Core.Protocol;
 namespace Relay.Auth;
 
 /// <summary>Checks a request's credentials against the key store and token service: no I/O, nothing per call but parsing.</summary>
-internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
+internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
 {
     public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
+
+    private readonly LogRateLimit _failureLogs = new(time);
 
     public AuthResult Authenticate(HttpContext context)
     {
@@ -17,7 +19,7 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var result = AuthenticateRequest(context.Request);
         if (!result.Succeeded)
         {
-            LogFailure(logger, result.Error.Code, result.Error.Message);
+            LogRefused(result);
         }
 
         return result;
@@ -28,10 +30,18 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var result = tokens.Validate(token);
         if (!result.Succeeded)
         {
-            LogFailure(logger, result.Error.Code, result.Error.Message);
+            LogRefused(result);
         }
 
         return result;
+    }
+
+    private void LogRefused(AuthResult result)
+    {
+        if (logger.IsEnabled(LogLevel.Debug) && _failureLogs.TryTake())
+        {
+            LogFailure(logger, result.Error!.Code, result.Detail ?? result.Error.Message);
+        }
     }
 
     private AuthResult AuthenticateRequest(HttpRequest request)
@@ -42,8 +52,8 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
             var header = authorization[0].AsSpan();
             if (BasicCredentials.TryGetScheme(header, "Basic", out var basic))
             {
-                var error = BasicCredentials.Authenticate(basic, keys, out var key);
-                return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+                var error = BasicCredentials.Authenticate(basic, keys, out var key, out var detail);
+                return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error) { Detail = detail };
             }
 
             if (BasicCredentials.TryGetScheme(header, "Bearer", out var bearer))
@@ -57,8 +67,8 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var query = request.Query;
         if (query.TryGetValue("key", out var keyValues))
         {
-            var error = keys.Authenticate(keyValues[0].AsSpan(), out var key);
-            return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+            var error = keys.Authenticate(keyValues[0].AsSpan(), out var key, out var detail);
+            return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error) { Detail = detail };
         }
 
         if (query.TryGetValue("token", out var tokenValues))

@@ -21,6 +21,9 @@ internal sealed class ApiKey
         Principal = new RelayPrincipal(appId, keyId, null, capabilities, null);
     }
 
+    /// <summary>A key that exists nowhere, so an unknown key name costs the same hashing as a wrong secret.</summary>
+    public static ApiKey Nobody { get; } = new(string.Empty, string.Empty, Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)), Capabilities.None);
+
     public string AppId { get; }
 
     public string KeyId { get; }

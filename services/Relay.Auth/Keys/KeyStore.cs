@@ -14,6 +14,9 @@ namespace Relay.Auth.Keys;
 /// </summary>
 internal sealed class KeyStore
 {
+    /// <summary>What every refused key or token is told: whether an app or key exists is not for the caller to learn.</summary>
+    public const string InvalidKeyOrToken = "invalid key or token";
+
     private volatile Snapshot _current;
     private volatile FrozenDictionary<string, ECDsa> _peerSigningKeys = FrozenDictionary<string, ECDsa>.Empty;
 
@@ -68,32 +71,47 @@ internal sealed class KeyStore
         public int AppCount { get; }
     }
 
-    /// <summary>Checks <c>APPID.KEYID:SECRET</c>; null on success, else the 40102 to answer with.</summary>
-    public RelayError? Authenticate(ReadOnlySpan<char> credentials, out ApiKey? key)
+    /// <summary>
+    /// Checks <c>APPID.KEYID:SECRET</c>; null on success, else the 40102 to answer with. An unknown key and a wrong secret
+    /// get the same answer (and the same hashing); <paramref name="detail"/> says which, for the server's log only.
+    /// </summary>
+    public RelayError? Authenticate(ReadOnlySpan<char> credentials, out ApiKey? key, out string? detail)
     {
         key = null;
         var colon = credentials.IndexOf(':');
         if (colon <= 0)
         {
+            detail = null;
             return new RelayError(ErrorCodes.InvalidCredentials, "malformed key: expected APPID.KEYID:SECRET");
         }
 
         var name = credentials[..colon];
         if (!TryGet(name, out var found))
         {
-            return new RelayError(ErrorCodes.InvalidCredentials, IsWellFormedName(name)
-                ? $"unknown key '{name}'"
-                : "malformed key: expected APPID.KEYID:SECRET");
+            if (!IsWellFormedName(name))
+            {
+                detail = null;
+                return new RelayError(ErrorCodes.InvalidCredentials, "malformed key: expected APPID.KEYID:SECRET");
+            }
+
+            _ = ApiKey.Nobody.SecretMatches(credentials[(colon + 1)..]);
+            detail = $"unknown key '{name}'";
+            return InvalidCredentials;
         }
 
         if (!found.SecretMatches(credentials[(colon + 1)..]))
         {
-            return new RelayError(ErrorCodes.InvalidCredentials, $"wrong secret for key '{found.Name}'");
+            detail = $"wrong secret for key '{found.Name}'";
+            return InvalidCredentials;
         }
 
         key = found;
+        detail = null;
         return null;
     }
+
+    /// <summary>The one 40102 for credentials that name a key: unknown, wrong secret, bad signature.</summary>
+    public static RelayError InvalidCredentials { get; } = new(ErrorCodes.InvalidCredentials, InvalidKeyOrToken);
 
     /// <summary>Whether <paramref name="name"/> looks like <c>APPID.KEYID</c>, so it is safe to echo in a message.</summary>
     public static bool IsWellFormedName(ReadOnlySpan<char> name)

@@ -125,12 +125,19 @@ internal sealed class TokenService
 
                 if (!_keys.TryGet(kid, out key))
                 {
-                    return Invalid(KeyStore.IsWellFormedName(kid) ? $"unknown key '{kid}' in the token's kid" : "the token's kid must be APPID.KEYID");
+                    if (!KeyStore.IsWellFormedName(kid))
+                    {
+                        return Invalid("the token's kid must be APPID.KEYID");
+                    }
+
+                    // The same answer and the same work as a wrong signature: which keys exist is not for the caller to learn.
+                    _ = VerifySignature(span[..payloadEnd], signature, ApiKey.Nobody);
+                    return Refused($"unknown key '{kid}' in the token's kid");
                 }
 
                 if (!VerifySignature(span[..payloadEnd], signature, key))
                 {
-                    return Invalid("invalid token signature");
+                    return Refused($"invalid HS256 signature for key '{kid}'");
                 }
 
                 break;
@@ -143,7 +150,7 @@ internal sealed class TokenService
 
                 if (!VerifySignature(span[..payloadEnd], signature, key: null, peer))
                 {
-                    return Invalid("invalid token signature");
+                    return Refused("invalid ES256 signature");
                 }
 
                 break;
@@ -363,4 +370,7 @@ internal sealed class TokenService
     }
 
     private static AuthResult Invalid(string message) => AuthResult.Fail(ErrorCodes.InvalidCredentials, message);
+
+    // The one answer for an unknown key and a bad signature; the detail goes to the server's log only.
+    private static AuthResult Refused(string detail) => new(null, KeyStore.InvalidCredentials) { Detail = detail };
 }

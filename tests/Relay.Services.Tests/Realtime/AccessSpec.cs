@@ -93,4 +93,47 @@ public abstract class AccessSpec(IServerFixture fixture)
         Assert.Equal(1, (await reader.ReceiveMessageAsync()).GetProperty("seq").GetInt64());
     }
 
+    [Fact]
+    public async Task BadCredentials_UnknownAppUnknownKeyOrWrongSecret_AllGetOneMessage()
+    {
+        // Whether an app or a key exists must not show in the answer, wherever credentials are checked.
+        string[] keys = ["nosuchapp.root:some-secret-0123456789", "test.nosuchkey:some-secret-0123456789", "test.root:wrong-secret-0123456789"];
+        var kidTokens = new[] { "nosuchapp.root", "test.nosuchkey", "test.root" }
+            .Select(kid => TestTokens.Hs256(kid, "wrong-secret-0123456789", new() { ["app"] = kid.Split('.')[0], ["exp"] = DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeSeconds(), ["cap"] = Caps(("*", ["subscribe"])) }));
+        var messages = new HashSet<string>(StringComparer.Ordinal);
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        foreach (var key in keys)
+        {
+            var basic = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(key)));
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Get, $"v1/realtime?key={Uri.EscapeDataString(key)}", null));
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Get, "v1/channels", basic));
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Get, $"v1/sse?channel=a&key={Uri.EscapeDataString(key)}", null));
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Post, "v1/tokens", basic));
+        }
+
+        foreach (var token in kidTokens)
+        {
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Get, $"v1/realtime?token={token}", null));
+            messages.Add(await ErrorMessageAsync(http, HttpMethod.Get, "v1/channels", new AuthenticationHeaderValue("Bearer", token)));
+        }
+
+        Assert.Equal(["invalid key or token"], messages);
+    }
+
+    private static async Task<string> ErrorMessageAsync(HttpClient http, HttpMethod method, string path, AuthenticationHeaderValue? authorization)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = authorization;
+        if (method == HttpMethod.Post)
+        {
+            request.Content = new StringContent("{}", Encoding.UTF8, "application/json");
+        }
+
+        using var response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var error = body.RootElement.GetProperty("error");
+        Assert.Equal(40102, error.GetProperty("code").GetInt32());
+        return error.GetProperty("message").GetString()!;
+    }
 }
