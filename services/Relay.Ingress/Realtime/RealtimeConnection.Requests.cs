@@ -46,7 +46,7 @@ internal sealed partial class RealtimeConnection
                     await HistoryAsync(request).ConfigureAwait(false);
                     break;
                 case RequestType.Auth:
-                    Authenticate(request);
+                    await AuthenticateAsync(request).ConfigureAwait(false);
                     break;
                 case RequestType.Presence:
                     await PresenceAsync(request).ConfigureAwait(false);
@@ -125,7 +125,7 @@ internal sealed partial class RealtimeConnection
             Require(channel, Operations.History);
         }
 
-        if (_subscriptions.Remove(channel, out var previous))
+        if (UntrackSubscription(channel, out var previous))
         {
             await _node.RemoveSubscriptionAsync(previous).ConfigureAwait(false);
         }
@@ -152,7 +152,7 @@ internal sealed partial class RealtimeConnection
                 writer.WriteBoolean("recovered"u8, state.recovered);
             }, (channel, at, recovered));
         }).ConfigureAwait(false);
-        _subscriptions.Add(subscription);
+        await TrackSubscriptionAsync(subscription).ConfigureAwait(false);
     }
 
     private async ValueTask PresenceAsync(ClientRequest request)
@@ -191,28 +191,22 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.MessageTooLarge, $"presence data of {request.Data.Length} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
 
-        if (request.Action == "leave")
-        {
-            _presence?.Remove(channel);
-        }
-        else
-        {
-            (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
-        }
-
+        TrackPresence(channel, present: request.Action != "leave");
         Expect<PresenceReply>(await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false));
         Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
+        await RecheckPresenceAsync(channel).ConfigureAwait(false);
     }
 
     /// <summary>A connection that goes away leaves every channel it entered.</summary>
     private async ValueTask LeaveAllPresenceAsync()
     {
-        if (_presence is not { Count: > 0 } || _principal.ClientId is not { } clientId)
+        var entered = UntrackAllPresence();
+        if (entered.Length == 0 || _principal.ClientId is not { } clientId)
         {
             return;
         }
 
-        foreach (var channel in _presence)
+        foreach (var channel in entered)
         {
             try
             {
@@ -223,14 +217,12 @@ internal sealed partial class RealtimeConnection
                 LogRequestFailed(_logger, ex, ConnectionId);
             }
         }
-
-        _presence?.Clear();
     }
 
     private async ValueTask UnsubscribeAsync(ClientRequest request)
     {
         var channel = RequireChannel(request, allowPattern: true);
-        if (_subscriptions.Remove(channel, out var subscription))
+        if (UntrackSubscription(channel, out var subscription))
         {
             await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
         }
@@ -253,7 +245,7 @@ internal sealed partial class RealtimeConnection
         Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages), (channel, history));
     }
 
-    private void Authenticate(ClientRequest request)
+    private async ValueTask AuthenticateAsync(ClientRequest request)
     {
         if (string.IsNullOrEmpty(request.Token))
         {
@@ -277,14 +269,7 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.InvalidCredentials, $"the new token's clientId must stay '{current.ClientId}' on this connection");
         }
 
-        _principal = result.Principal;
-        Reply(request.Ref, "ok", static (writer, expiresAt) =>
-        {
-            if (expiresAt is { } at)
-            {
-                writer.WriteNumber("expiresAt"u8, at.ToUnixTimeMilliseconds());
-            }
-        }, result.Principal.ExpiresAt);
+        await RenewAsync(request.Ref, result.Principal).ConfigureAwait(false);
     }
 
     private static string RequireChannel(ClientRequest request, bool allowPattern)

@@ -26,6 +26,12 @@ public abstract class AccessSpec(IServerFixture fixture)
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
     }
 
+    private static bool IsMessageOn(JsonElement frame, string channel) =>
+        frame.GetProperty("type").GetString() == "message" && frame.GetProperty("channel").GetString() == channel;
+
+    private static bool IsDrop(JsonElement frame, string channel) =>
+        frame.GetProperty("type").GetString() == "error" && frame.TryGetProperty("channel", out var c) && c.GetString() == channel;
+
     [Fact]
     public async Task Subscribe_HashPatternWhoseParentIsNotAllowed_Is40300()
     {
@@ -64,6 +70,77 @@ public abstract class AccessSpec(IServerFixture fixture)
 
         await using var allowed = await SseTestClient.OpenAsync(new Uri(_server.BaseAddress, $"v1/sse?token={token}&channel={sport}/%2B"));
         Assert.Equal(HttpStatusCode.OK, allowed.Status);
+    }
+
+    [Fact]
+    public async Task Auth_WithNarrowerToken_DropsSubscriptionsAndPresenceItNoLongerAllows()
+    {
+        var open = Unique("chat:public-");
+        var secret = Unique("chat:secret-");
+        var wide = TestTokens.ForRootKey("alice", TimeSpan.FromMinutes(5), Caps(("chat:*", ["subscribe", "presence"])));
+        var narrow = TestTokens.ForRootKey("alice", TimeSpan.FromMinutes(5), Caps((open, ["subscribe", "presence"])));
+        await using var watcher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key, "watcher"));
+        await using var alice = await TestSocket.ConnectAsync(TokenUri(wide));
+        Assert.Equal("ok", (await watcher.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = secret })).GetProperty("type").GetString());
+        foreach (var channel in new[] { open, secret, $"{secret}/#" })
+        {
+            Assert.Equal("ok", (await alice.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel })).GetProperty("type").GetString());
+        }
+
+        Assert.Equal("ok", (await alice.RequestAsync(new() { ["type"] = "presence", ["channel"] = secret, ["action"] = "enter" })).GetProperty("type").GetString());
+        Assert.Equal("enter", (await watcher.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "presence")).GetProperty("action").GetString());
+
+        var renewed = await alice.RequestAsync(new() { ["type"] = "auth", ["token"] = narrow });
+        Assert.Equal("ok", renewed.GetProperty("type").GetString());
+
+        // Each dropped subscription and presence entry: a 40300 naming the channel, answering no request.
+        var drops = new List<JsonElement>();
+        for (var i = 0; i < 3; i++)
+        {
+            drops.Add(await alice.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "error"));
+        }
+
+        Assert.All(drops, static d => Assert.Equal(40300, d.GetProperty("code").GetInt32()));
+        Assert.All(drops, static d => Assert.False(d.TryGetProperty("ref", out _)));
+        Assert.Equal([secret, secret, $"{secret}/#"], drops.Select(static d => d.GetProperty("channel").GetString()).Order(StringComparer.Ordinal));
+        Assert.Contains(drops, d => d.GetProperty("message").GetString()!.Contains("'presence'", StringComparison.Ordinal));
+
+        // The watcher sees alice leave, and alice is no longer a member.
+        var leave = await watcher.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "presence");
+        Assert.Equal("leave", leave.GetProperty("action").GetString());
+        Assert.Equal("alice", leave.GetProperty("clientId").GetString());
+        var members = await watcher.RequestAsync(new() { ["type"] = "presence", ["channel"] = secret, ["action"] = "get" });
+        Assert.Equal(0, members.GetProperty("members").GetArrayLength());
+
+        // Renewal after renewal: nothing on the secret channel arrives, the open one still does.
+        for (var round = 0; round < 2; round++)
+        {
+            await PublishAsync(secret, new { round });
+            await PublishAsync(open, new { round });
+            var frame = await alice.ReceiveMatchingAsync(f => IsMessageOn(f, open) || IsMessageOn(f, secret));
+            Assert.Equal(open, frame.GetProperty("channel").GetString());
+            Assert.Equal("ok", (await alice.RequestAsync(new() { ["type"] = "auth", ["token"] = narrow })).GetProperty("type").GetString());
+        }
+
+        // Nothing more was dropped by the renewals that changed nothing.
+        var ping = await alice.RequestAsync(new() { ["type"] = "ping" });
+        Assert.Equal("pong", ping.GetProperty("type").GetString());
+        await Assert.ThrowsAsync<TimeoutException>(() => alice.ReceiveMatchingAsync(f => IsDrop(f, secret) || IsDrop(f, open), TimeSpan.FromMilliseconds(300)));
+    }
+
+    [Fact]
+    public async Task Auth_WithWiderToken_KeepsEverySubscription()
+    {
+        var channel = Unique("chat:keep-");
+        var narrow = TestTokens.ForRootKey("bea", TimeSpan.FromMinutes(5), Caps((channel, ["subscribe"])));
+        await using var socket = await TestSocket.ConnectAsync(TokenUri(narrow));
+        Assert.Equal("ok", (await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel })).GetProperty("type").GetString());
+
+        Assert.Equal("ok", (await socket.RequestAsync(new() { ["type"] = "auth", ["token"] = TestTokens.ForRootKey("bea", TimeSpan.FromMinutes(5)) })).GetProperty("type").GetString());
+
+        await PublishAsync(channel, new { n = 1 });
+        var message = await socket.ReceiveMessageAsync();
+        Assert.Equal(channel, message.GetProperty("channel").GetString());
     }
 
     [Fact]
