@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Keys;
 using Relay.Auth.Tokens;
+using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
 namespace Relay.Auth;
@@ -11,7 +12,12 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
 {
     public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
 
+    /// <summary>What a connection whose key was removed, or whose secret changed, is told (40102).</summary>
+    public const string KeyRevokedMessage = "key no longer valid: the key behind these credentials was removed or its secret changed; connect again with valid credentials";
+
     private readonly LogRateLimit _failureLogs = new(time);
+
+    public long KeysVersion => keys.Version;
 
     public AuthResult Authenticate(HttpContext context)
     {
@@ -34,6 +40,24 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         }
 
         return result;
+    }
+
+    public AuthResult Recheck(RelayPrincipal principal)
+    {
+        ArgumentNullException.ThrowIfNull(principal);
+        if (principal.Grant is not { } grant || (keys.TryGet(grant.Key.Name, out var current) && ReferenceEquals(current, grant.Key)))
+        {
+            return AuthResult.Success(principal);
+        }
+
+        if (current is null || (grant.ProvenBySecret && !current.SameSecret(grant.Key)))
+        {
+            return AuthResult.Fail(ErrorCodes.InvalidCredentials, KeyRevokedMessage);
+        }
+
+        // The key's capabilities changed (either way): a token keeps what it asked for, clipped to the key's new ones.
+        var capabilities = grant.Requested is null ? current.Capabilities : Capabilities.Intersect(grant.Requested, current.Capabilities);
+        return AuthResult.Success(principal with { Capabilities = capabilities, Grant = grant with { Key = current } });
     }
 
     private void LogRefused(AuthResult result)

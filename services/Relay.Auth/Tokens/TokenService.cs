@@ -115,6 +115,7 @@ internal sealed class TokenService
         }
 
         ApiKey? key = null;
+        var provenBySecret = alg == HmacAlgorithm;
         switch (alg)
         {
             case HmacAlgorithm:
@@ -171,12 +172,12 @@ internal sealed class TokenService
         using (payload)
         {
             return payload.RootElement.ValueKind == JsonValueKind.Object
-                ? ValidateClaims(payload.RootElement, key)
+                ? ValidateClaims(payload.RootElement, key, provenBySecret)
                 : Invalid("malformed token: its payload is not a JSON object");
         }
     }
 
-    private AuthResult ValidateClaims(JsonElement claims, ApiKey? key)
+    private AuthResult ValidateClaims(JsonElement claims, ApiKey? key, bool provenBySecret)
     {
         if (key is null)
         {
@@ -265,7 +266,10 @@ internal sealed class TokenService
             key.KeyId,
             clientId,
             Capabilities.Intersect(capabilities, key.Capabilities),
-            DateTimeOffset.FromUnixTimeSeconds(expires)));
+            DateTimeOffset.FromUnixTimeSeconds(expires))
+        {
+            Grant = new KeyGrant(key, capabilities, provenBySecret),
+        });
     }
 
     private bool VerifySignature(ReadOnlySpan<char> signingInput, byte[] signature, ApiKey? key, ECDsa? peer = null)

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
@@ -7,19 +8,66 @@ using Relay.Ingress.Subscriptions;
 namespace Relay.Ingress.Realtime;
 
 /// <summary>
-/// What the connection may do, kept true over its life: an in-band <c>auth</c> that takes access away drops each
-/// subscription and presence entry no longer allowed, each with a 40300 <c>error</c> naming its channel (no <c>ref</c>:
-/// it answers no request). The connection's subscriptions, presence entries and principal change under
-/// <c>lock (this)</c>, so other threads may change them too; the lock is never held across a wait.
+/// What the connection may do, kept true over its life: an in-band <c>auth</c> or a key change (seen by the node's
+/// once-a-second loop) that takes access away drops each subscription and presence entry no longer allowed, each with a
+/// 40300 <c>error</c> naming its channel (no <c>ref</c>: it answers no request); a removed key disconnects with 40102.
+/// The connection's subscriptions, presence entries and principal change under <c>lock (this)</c>, so the receive
+/// loop and the node's loop can both change them; the lock is never held across a wait.
 /// </summary>
 internal sealed partial class RealtimeConnection
 {
-    /// <summary>In-band <c>auth</c>: takes the new principal, answers <c>ok</c>, then drops what the new capabilities no longer allow.</summary>
-    private async ValueTask RenewAsync(byte[]? reference, RelayPrincipal principal)
+    // The key set version _principal was last checked against. -1: never, so the first sweep checks it (a key may have
+    // gone between the check at the upgrade and the connection's registration).
+    private long _keysVersion = -1;
+
+    /// <summary>Called once a second by the node with the key set's version: checks the principal again when it moved.</summary>
+    public void CheckCredentials(long keysVersion)
+    {
+        if (Volatile.Read(ref _keysVersion) == keysVersion || Volatile.Read(ref _closing) != 0)
+        {
+            return;
+        }
+
+        AuthResult result;
+        var changed = false;
+        lock (this)
+        {
+            if (_keysVersion == keysVersion)
+            {
+                return;
+            }
+
+            result = _authenticator.Recheck(_principal);
+            if (result.Succeeded && !ReferenceEquals(result.Principal, _principal))
+            {
+                _principal = result.Principal;
+                changed = true;
+            }
+
+            Volatile.Write(ref _keysVersion, keysVersion);
+        }
+
+        if (!result.Succeeded)
+        {
+            LogKeyRevoked(_logger, ConnectionId, _principal.AppId, _principal.KeyId);
+            Disconnect(result.Error, reconnect: false, dropQueued: true);
+        }
+        else if (changed)
+        {
+            _ = DropForbiddenAsync();
+        }
+    }
+
+    /// <summary>
+    /// In-band <c>auth</c>: takes the new principal (checked against the keys at <paramref name="keysVersion"/>, read before
+    /// the token was), answers <c>ok</c>, then drops what the new capabilities no longer allow.
+    /// </summary>
+    private async ValueTask RenewAsync(byte[]? reference, RelayPrincipal principal, long keysVersion)
     {
         lock (this)
         {
             _principal = principal;
+            Volatile.Write(ref _keysVersion, keysVersion);
         }
 
         Reply(reference, "ok", static (writer, expiresAt) =>
@@ -197,4 +245,7 @@ internal sealed partial class RealtimeConnection
             writer.WriteString("message"u8, $"the credentials no longer allow '{state.operation}' on channel '{state.channel}', so it was dropped");
             writer.WriteString("channel"u8, state.channel);
         }, (operation, channel));
+
+    [LoggerMessage(EventId = 1110, Level = LogLevel.Information, Message = "Connection {ConnectionId} disconnected: key {AppId}.{KeyId} was removed or its secret changed")]
+    private static partial void LogKeyRevoked(ILogger logger, string connectionId, string appId, string keyId);
 }

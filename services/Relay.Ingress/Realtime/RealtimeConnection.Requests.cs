@@ -252,6 +252,7 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest("missing field 'token'"));
         }
 
+        var keysVersion = _authenticator.KeysVersion;
         var result = _authenticator.AuthenticateToken(request.Token);
         if (!result.Succeeded)
         {
@@ -269,7 +270,7 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.InvalidCredentials, $"the new token's clientId must stay '{current.ClientId}' on this connection");
         }
 
-        await RenewAsync(request.Ref, result.Principal).ConfigureAwait(false);
+        await RenewAsync(request.Ref, result.Principal, keysVersion).ConfigureAwait(false);
     }
 
     private static string RequireChannel(ClientRequest request, bool allowPattern)
