@@ -60,11 +60,11 @@ public sealed class Capabilities
     public Operations OperationsFor(string channel)
     {
         ArgumentNullException.ThrowIfNull(channel);
-        if (ChannelName.IsPattern(channel))
-        {
-            return PatternOperations(channel, Operations.All);
-        }
+        return ChannelName.IsPattern(channel) ? PatternOperations(channel, Operations.All) : ChannelOperations(channel);
+    }
 
+    private Operations ChannelOperations(string channel)
+    {
         var ops = LayerOperations(_entries, channel);
         foreach (var ceiling in _ceilings)
         {
@@ -128,7 +128,7 @@ public sealed class Capabilities
     public bool Allows(string channel, Operations operation)
     {
         ArgumentNullException.ThrowIfNull(channel);
-        var ops = ChannelName.IsPattern(channel) ? PatternOperations(channel, operation) : OperationsFor(channel);
+        var ops = ChannelName.IsPattern(channel) ? PatternOperations(channel, operation) : ChannelOperations(channel);
         return (ops & operation) == operation;
     }
 
