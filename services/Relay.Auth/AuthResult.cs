@@ -16,4 +16,7 @@ public readonly record struct AuthResult(RelayPrincipal? Principal, RelayError? 
 
     /// <summary>A failed result.</summary>
     public static AuthResult Fail(int code, string message) => new(null, new RelayError(code, message));
+
+    /// <summary>Why the credentials were refused, for the server's log only: the client gets <see cref="Error"/>, which may say less.</summary>
+    internal string? Detail { get; init; }
 }

@@ -36,6 +36,7 @@ public static class RelayAuthServiceCollectionExtensions
         services.TryAddSingleton<TokenService>();
         services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeyReloader>());
 
         // Distributed mode: publish configured keys to Redis, or follow what the auth service published there.
         services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName);

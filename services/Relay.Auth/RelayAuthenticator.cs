@@ -2,14 +2,22 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Keys;
 using Relay.Auth.Tokens;
+using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
 namespace Relay.Auth;
 
 /// <summary>Checks a request's credentials against the key store and token service: no I/O, nothing per call but parsing.</summary>
-internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
+internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
 {
     public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
+
+    /// <summary>What a connection whose key was removed, or whose secret changed, is told (40102).</summary>
+    public const string KeyRevokedMessage = "key no longer valid: the key behind these credentials was removed or its secret changed; connect again with valid credentials";
+
+    private readonly LogRateLimit _failureLogs = new(time);
+
+    public long KeysVersion => keys.Version;
 
     public AuthResult Authenticate(HttpContext context)
     {
@@ -17,7 +25,7 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var result = AuthenticateRequest(context.Request);
         if (!result.Succeeded)
         {
-            LogFailure(logger, result.Error.Code, result.Error.Message);
+            LogRefused(result);
         }
 
         return result;
@@ -28,10 +36,36 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var result = tokens.Validate(token);
         if (!result.Succeeded)
         {
-            LogFailure(logger, result.Error.Code, result.Error.Message);
+            LogRefused(result);
         }
 
         return result;
+    }
+
+    public AuthResult Recheck(RelayPrincipal principal)
+    {
+        ArgumentNullException.ThrowIfNull(principal);
+        if (principal.Grant is not { } grant || (keys.TryGet(grant.Key.Name, out var current) && ReferenceEquals(current, grant.Key)))
+        {
+            return AuthResult.Success(principal);
+        }
+
+        if (current is null || (grant.ProvenBySecret && !current.SameSecret(grant.Key)))
+        {
+            return AuthResult.Fail(ErrorCodes.InvalidCredentials, KeyRevokedMessage);
+        }
+
+        // The key's capabilities changed (either way): a token keeps what it asked for, clipped to the key's new ones.
+        var capabilities = grant.Requested is null ? current.Capabilities : Capabilities.Intersect(grant.Requested, current.Capabilities);
+        return AuthResult.Success(principal with { Capabilities = capabilities, Grant = grant with { Key = current } });
+    }
+
+    private void LogRefused(AuthResult result)
+    {
+        if (logger.IsEnabled(LogLevel.Debug) && _failureLogs.TryTake())
+        {
+            LogFailure(logger, result.Error!.Code, result.Detail ?? result.Error.Message);
+        }
     }
 
     private AuthResult AuthenticateRequest(HttpRequest request)
@@ -42,8 +76,8 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
             var header = authorization[0].AsSpan();
             if (BasicCredentials.TryGetScheme(header, "Basic", out var basic))
             {
-                var error = BasicCredentials.Authenticate(basic, keys, out var key);
-                return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+                var error = BasicCredentials.Authenticate(basic, keys, out var key, out var detail);
+                return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error) { Detail = detail };
             }
 
             if (BasicCredentials.TryGetScheme(header, "Bearer", out var bearer))
@@ -57,8 +91,8 @@ internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tok
         var query = request.Query;
         if (query.TryGetValue("key", out var keyValues))
         {
-            var error = keys.Authenticate(keyValues[0].AsSpan(), out var key);
-            return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error);
+            var error = keys.Authenticate(keyValues[0].AsSpan(), out var key, out var detail);
+            return error is null ? KeyPrincipal(key!, request) : new AuthResult(null, error) { Detail = detail };
         }
 
         if (query.TryGetValue("token", out var tokenValues))

@@ -1,3 +1,4 @@
+using Relay.Auth.Keys;
 using Relay.Core.Auth;
 
 namespace Relay.Auth;
@@ -8,4 +9,8 @@ namespace Relay.Auth;
 /// <param name="ClientId">The client id (token <c>sub</c> or <c>?clientId=</c> with a key); null when none was given.</param>
 /// <param name="Capabilities">The effective capabilities (a token's are already clipped to its key's).</param>
 /// <param name="ExpiresAt">When a token expires; null for key auth.</param>
-public sealed record RelayPrincipal(string AppId, string KeyId, string? ClientId, Capabilities Capabilities, DateTimeOffset? ExpiresAt);
+public sealed record RelayPrincipal(string AppId, string KeyId, string? ClientId, Capabilities Capabilities, DateTimeOffset? ExpiresAt)
+{
+    /// <summary>The key behind the credentials, for <see cref="IRelayAuthenticator.Recheck"/>; null when none was checked.</summary>
+    internal KeyGrant? Grant { get; init; }
+}

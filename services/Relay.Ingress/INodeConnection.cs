@@ -8,5 +8,11 @@ internal interface INodeConnection
     /// <summary>Token expiry, close deadlines and heartbeats; called once a second by the node's one loop.</summary>
     void CheckDeadlines(DateTimeOffset now);
 
+    /// <summary>
+    /// Checks the connection's credentials again unless they were last checked against key set <paramref name="keysVersion"/>:
+    /// a removed key disconnects (40102), changed capabilities drop what they no longer allow. Called once a second by the node.
+    /// </summary>
+    void CheckCredentials(long keysVersion);
+
     void Abort();
 }

@@ -21,7 +21,7 @@ namespace Relay.Ingress;
 
 /// <summary>
 /// This ingress node: its id on the bus, its connections and subscription index, and the one background loop
-/// that checks token expiry and close deadlines for every connection (no timer per connection).
+/// that checks token expiry, close deadlines and key changes for every connection (no timer per connection).
 /// </summary>
 public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposable
 {
@@ -37,9 +37,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private Task? _sweep;
 
     /// <summary>Creates the node.</summary>
-    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
+    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, IRelayAuthenticator authenticator, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
     {
         ArgumentNullException.ThrowIfNull(auth);
+        ArgumentNullException.ThrowIfNull(authenticator);
+        Authenticator = authenticator;
 
         // A token is accepted until exp plus the skew, so a connection holding one lives as long.
         TokenGrace = TimeSpan.FromSeconds(auth.Value.ClockSkewSeconds);
@@ -75,6 +77,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     internal NamespacePolicies Namespaces { get; }
 
     internal TimeSpan TokenGrace { get; }
+
+    internal IRelayAuthenticator Authenticator { get; }
 
     internal TimeProvider Time { get; }
 
@@ -278,9 +282,13 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
                 }
 
                 var now = Time.GetUtcNow();
+                var keysVersion = Authenticator.KeysVersion;
                 foreach (var connection in _connections.Values)
                 {
                     connection.CheckDeadlines(now);
+
+                    // One comparison per connection unless the keys changed (a config reload, or what the auth service published).
+                    connection.CheckCredentials(keysVersion);
                 }
             }
         }

@@ -99,7 +99,7 @@ public sealed class RelayAuthenticatorTests(AuthServerFixture fixture) : IClassF
     }
 
     [Theory]
-    [InlineData("Basic " + "dGVzdC5yb290Ondyb25nLXNlY3JldA==", "wrong secret")] // test.root:wrong-secret
+    [InlineData("Basic " + "dGVzdC5yb290Ondyb25nLXNlY3JldA==", "invalid key or token")] // test.root:wrong-secret
     [InlineData("Basic !!!", "malformed")]
     [InlineData("Basic dGVzdC5yb290", "malformed")] // test.root (no secret)
     [InlineData("Basic", "unsupported")]
@@ -115,7 +115,7 @@ public sealed class RelayAuthenticatorTests(AuthServerFixture fixture) : IClassF
     }
 
     [Theory]
-    [InlineData("?key=test.root:wrong-secret-0123456789", "wrong secret")]
+    [InlineData("?key=test.root:wrong-secret-0123456789", "invalid key or token")]
     [InlineData("?key=test.root", "malformed")]
     [InlineData("?key=", "malformed")]
     [InlineData("?token=", "empty token")]

@@ -74,8 +74,11 @@ public sealed class RelayServer : IAsyncDisposable
         ["Relay:Auth:Apps:1:Keys:0:Capabilities:0:Operations:0"] = "*",
     };
 
-    /// <summary>Starts a server; <paramref name="configuration"/> entries override <see cref="DefaultConfiguration"/>.</summary>
-    public static async Task<RelayServer> StartAsync(IDictionary<string, string?>? configuration = null, Action<IServiceCollection>? services = null)
+    /// <summary>
+    /// Starts a server; <paramref name="configuration"/> entries override <see cref="DefaultConfiguration"/>, and
+    /// <paramref name="sources"/> may add configuration sources after them (a settings file a test rewrites).
+    /// </summary>
+    public static async Task<RelayServer> StartAsync(IDictionary<string, string?>? configuration = null, Action<IServiceCollection>? services = null, Action<IConfigurationBuilder>? sources = null)
     {
         var settings = DefaultConfiguration();
         foreach (var (key, value) in configuration ?? new Dictionary<string, string?>())
@@ -87,6 +90,7 @@ public sealed class RelayServer : IAsyncDisposable
         {
             b.WebHost.UseUrls("http://127.0.0.1:0");
             b.Configuration.AddInMemoryCollection(settings);
+            sources?.Invoke(b.Configuration);
             b.Logging.SetMinimumLevel(LogLevel.Warning);
         });
         services?.Invoke(builder.Services);

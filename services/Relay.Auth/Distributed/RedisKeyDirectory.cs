@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth.Keys;
 using Relay.Bus.Redis;
+using Relay.Core.Auth;
 using Relay.Redis;
 
 namespace Relay.Auth.Distributed;
@@ -28,6 +29,9 @@ internal static class RedisKeyDirectory
     public const string SignersKey = "relay:auth:signers";
     public const string VersionKey = "relay:auth:version";
 
+    private static readonly (Operations Operation, string Name)[] OperationNames =
+        [(Operations.Subscribe, "subscribe"), (Operations.Publish, "publish"), (Operations.Presence, "presence"), (Operations.History, "history")];
+
     // KEYS: keys, signers, version. ARGV: signer kid, signer SPKI, then name/json pairs. Replaces the key set at once.
     public static readonly RedisScript Publish = new("""
         redis.call('DEL', KEYS[1])
@@ -36,7 +40,7 @@ internal static class RedisKeyDirectory
         return redis.call('INCR', KEYS[3])
         """);
 
-    public static byte[] Encode(ApiKey key, RelayKeyOptions options)
+    public static byte[] Encode(ApiKey key)
     {
         var buffer = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(buffer))
@@ -44,16 +48,19 @@ internal static class RedisKeyDirectory
             writer.WriteStartObject();
             writer.WriteString("app"u8, key.AppId);
             writer.WriteString("id"u8, key.KeyId);
-            writer.WriteString("secret"u8, options.Secret);
+            writer.WriteString("secret"u8, key.Secret);
             writer.WriteStartArray("capabilities"u8);
-            foreach (var capability in options.Capabilities)
+            foreach (var (glob, operations) in key.Capabilities.Entries)
             {
                 writer.WriteStartObject();
-                writer.WriteString("channel"u8, capability.Channel);
+                writer.WriteString("channel"u8, glob);
                 writer.WriteStartArray("operations"u8);
-                foreach (var operation in capability.Operations)
+                foreach (var (operation, name) in OperationNames)
                 {
-                    writer.WriteStringValue(operation);
+                    if ((operations & operation) != 0)
+                    {
+                        writer.WriteStringValue(name);
+                    }
                 }
 
                 writer.WriteEndArray();
@@ -89,7 +96,8 @@ internal static class RedisKeyDirectory
 
 /// <summary>
 /// In the auth service with <c>Relay:Bus=redis</c>: publishes the configured apps and keys and the signing public key at
-/// start and again every 30 s (so a Redis that lost its data is filled again).
+/// start, within a second of a change (a configuration reload), and again every 30 s (so a Redis that lost its data is
+/// filled again).
 /// </summary>
 internal sealed partial class RedisKeyPublisher(
     IOptions<RelayAuthOptions> auth,
@@ -97,8 +105,12 @@ internal sealed partial class RedisKeyPublisher(
     IServiceProvider services,
     KeyStore keys,
     SigningKey signingKey,
+    TimeProvider time,
     ILogger<RedisKeyPublisher> logger) : BackgroundService
 {
+    /// <summary>How often the same keys are published again: a Redis restarted empty is refilled within this.</summary>
+    private static readonly TimeSpan Republish = TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!RedisBusServiceCollectionExtensions.UsesRedis(services) || auth.Value.KeySource == "redis")
@@ -107,44 +119,60 @@ internal sealed partial class RedisKeyPublisher(
         }
 
         await using var connection = await RedisConnection.ConnectAsync(redis.Value.ToConnectionOptions(), stoppingToken).ConfigureAwait(false);
-        var options = auth.Value.Apps.SelectMany(static app => app.Keys.Select(key => (Name: app.Id + "." + key.Id, Key: key))).ToDictionary(static e => e.Name, static e => e.Key, StringComparer.Ordinal);
-        var args = new List<RedisArg> { signingKey.KeyId, Convert.ToBase64String(signingKey.PublicKeyDer) };
-        foreach (var key in keys.All)
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
+        long attempted = -1;
+        var attemptedAt = 0L;
+        do
         {
-            args.Add(key.Name);
-            args.Add(RedisKeyDirectory.Encode(key, options[key.Name]));
-        }
+            var version = keys.Version;
+            if (version == attempted && time.GetElapsedTime(attemptedAt) < Republish)
+            {
+                continue;
+            }
 
-        while (!stoppingToken.IsCancellationRequested)
-        {
+            var args = new List<RedisArg> { signingKey.KeyId, Convert.ToBase64String(signingKey.PublicKeyDer) };
+            foreach (var key in keys.All)
+            {
+                args.Add(key.Name);
+                args.Add(RedisKeyDirectory.Encode(key));
+            }
+
             try
             {
-                var version = await RedisKeyDirectory.Publish.EvaluateAsync(
+                var redisVersion = await RedisKeyDirectory.Publish.EvaluateAsync(
                     connection,
                     [RedisKeyDirectory.KeysKey, RedisKeyDirectory.SignersKey, RedisKeyDirectory.VersionKey],
                     [.. args]).ConfigureAwait(false);
-                LogPublished(logger, keys.KeyCount, signingKey.KeyId, version.AsInt64());
+                LogPublished(logger, keys.KeyCount, signingKey.KeyId, redisVersion.AsInt64());
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 LogPublishFailed(logger, e.Message);
             }
 
-            try
-            {
-                await Task.Delay(TimeSpan.FromSeconds(30), stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            // Published or not, the next try is after the republish interval, or as soon as the keys change.
+            attempted = version;
+            attemptedAt = time.GetTimestamp();
+        }
+        while (await WaitAsync(timer, stoppingToken).ConfigureAwait(false));
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken stoppingToken)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
         }
     }
 
     [LoggerMessage(EventId = 3100, Level = LogLevel.Debug, Message = "Published {Keys} keys and signing key {Kid} to Redis (version {Version})")]
     private static partial void LogPublished(ILogger logger, int keys, string kid, long version);
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Could not publish keys to Redis: {Reason}; retrying in 30 s")]
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Could not publish keys to Redis: {Reason}; retrying in 30 s, or when the keys change")]
     private static partial void LogPublishFailed(ILogger logger, string reason);
 }
 
@@ -238,10 +266,14 @@ internal sealed partial class RedisKeyFollower(
             trusted[kid] = key;
         }
 
-        keys.Replace(loaded);
+        // The auth service publishes the same keys every 30 s: only a real change moves the store's version.
+        var changed = keys.Replace(loaded);
         keys.ReplacePeerSigningKeys(trusted);
         Interlocked.Exchange(ref _version, version);
-        LogLoaded(logger, loaded.Count, trusted.Count, version);
+        if (changed)
+        {
+            LogLoaded(logger, loaded.Count, trusted.Count, version);
+        }
     }
 
     [LoggerMessage(EventId = 3110, Level = LogLevel.Information, Message = "Loaded {Keys} keys and {Signers} signing keys from Redis (version {Version})")]

@@ -103,7 +103,8 @@ internal static partial class TokensApi
             return null;
         }
 
-        error = BasicCredentials.Authenticate(basic, keys, out var key);
+        // Which it was (unknown key or wrong secret) is dropped: the reply may not tell, and this endpoint logs only its replies.
+        error = BasicCredentials.Authenticate(basic, keys, out var key, out _);
         return key;
     }
 

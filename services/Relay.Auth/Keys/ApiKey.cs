@@ -18,8 +18,11 @@ internal sealed class ApiKey
         Secret = Encoding.UTF8.GetBytes(secret);
         _secretHash = SHA256.HashData(Secret);
         Capabilities = capabilities;
-        Principal = new RelayPrincipal(appId, keyId, null, capabilities, null);
+        Principal = new RelayPrincipal(appId, keyId, null, capabilities, null) { Grant = new KeyGrant(this, null, ProvenBySecret: true) };
     }
+
+    /// <summary>A key that exists nowhere, so an unknown key name costs the same hashing as a wrong secret.</summary>
+    public static ApiKey Nobody { get; } = new(string.Empty, string.Empty, Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)), Capabilities.None);
 
     public string AppId { get; }
 
@@ -35,6 +38,15 @@ internal sealed class ApiKey
 
     /// <summary>The principal of key auth without a client id, shared by every such request.</summary>
     public RelayPrincipal Principal { get; }
+
+    /// <summary>Whether <paramref name="other"/> is the same key: same name, secret and capabilities.</summary>
+    public bool SameAs(ApiKey other) =>
+        Name == other.Name
+        && CryptographicOperations.FixedTimeEquals(_secretHash, other._secretHash)
+        && Capabilities.ToJson() == other.Capabilities.ToJson();
+
+    /// <summary>Whether <paramref name="other"/> has the same secret.</summary>
+    public bool SameSecret(ApiKey other) => CryptographicOperations.FixedTimeEquals(_secretHash, other._secretHash);
 
     /// <summary>
     /// Compares hashes in constant time: hashing first also hides the secret's length,

@@ -25,11 +25,12 @@ internal static class BasicCredentials
         return false;
     }
 
-    /// <summary>Decodes the base64 of a Basic header and checks the key in it; null on success, else the 40102 to answer with.</summary>
-    public static RelayError? Authenticate(ReadOnlySpan<char> base64, KeyStore keys, out ApiKey? key)
+    /// <summary>Decodes the base64 of a Basic header and checks the key in it; null on success, else the 40102 to answer with (see <see cref="KeyStore.Authenticate"/>).</summary>
+    public static RelayError? Authenticate(ReadOnlySpan<char> base64, KeyStore keys, out ApiKey? key, out string? detail)
     {
         ArgumentNullException.ThrowIfNull(keys);
         key = null;
+        detail = null;
         if (base64.IsEmpty || base64.Length > MaxEncodedLength)
         {
             return new RelayError(ErrorCodes.InvalidCredentials, "malformed Basic credentials: expected base64(APPID.KEYID:SECRET)");
@@ -45,7 +46,7 @@ internal static class BasicCredentials
                 return new RelayError(ErrorCodes.InvalidCredentials, "malformed Basic credentials: expected base64(APPID.KEYID:SECRET)");
             }
 
-            return keys.Authenticate(chars[..charCount], out key);
+            return keys.Authenticate(chars[..charCount], out key, out detail);
         }
         finally
         {

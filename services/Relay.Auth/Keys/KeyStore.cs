@@ -14,14 +14,25 @@ namespace Relay.Auth.Keys;
 /// </summary>
 internal sealed class KeyStore
 {
+    /// <summary>What every refused key or token is told: whether an app or key exists is not for the caller to learn.</summary>
+    public const string InvalidKeyOrToken = "invalid key or token";
+
+    private readonly Lock _replacing = new();
     private volatile Snapshot _current;
+    private long _version;
     private volatile FrozenDictionary<string, ECDsa> _peerSigningKeys = FrozenDictionary<string, ECDsa>.Empty;
 
     public KeyStore(IOptions<RelayAuthOptions> options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var apps = options.Value.Apps;
-        _current = new Snapshot(apps.SelectMany(app => app.Keys.Select(key => new ApiKey(app.Id, key.Id, key.Secret, ToCapabilities(key)))), apps.Count);
+        _current = new Snapshot(FromOptions(options.Value), options.Value.Apps.Count);
+    }
+
+    /// <summary>The keys of validated options.</summary>
+    public static IEnumerable<ApiKey> FromOptions(RelayAuthOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Apps.SelectMany(static app => app.Keys.Select(key => new ApiKey(app.Id, key.Id, key.Secret, ToCapabilities(key))));
     }
 
     public int AppCount => _current.AppCount;
@@ -33,11 +44,46 @@ internal sealed class KeyStore
 
     public bool TryGet(ReadOnlySpan<char> name, [NotNullWhen(true)] out ApiKey? key) => _current.ByName.TryGetValue(name, out key);
 
-    /// <summary>Replaces every key at once (a key missing from <paramref name="keys"/> is revoked).</summary>
-    public void Replace(IEnumerable<ApiKey> keys)
+    /// <summary>
+    /// A number that moves whenever a key is added, removed or changed; loading the same keys again leaves it (and every
+    /// key object) as it was, so connections are checked again only when something changed.
+    /// </summary>
+    public long Version => Interlocked.Read(ref _version);
+
+    /// <summary>
+    /// Replaces every key at once (a key missing from <paramref name="keys"/> is revoked). A key that did not change keeps
+    /// its object; whether anything changed is returned.
+    /// </summary>
+    public bool Replace(IEnumerable<ApiKey> keys)
     {
-        var list = keys.ToList();
-        _current = new Snapshot(list, list.Select(static k => k.AppId).Distinct(StringComparer.Ordinal).Count());
+        ArgumentNullException.ThrowIfNull(keys);
+        lock (_replacing)
+        {
+            var current = _current;
+            var list = new List<ApiKey>();
+            var changed = false;
+            foreach (var key in keys)
+            {
+                if (current.Keys.TryGetValue(key.Name, out var existing) && existing.SameAs(key))
+                {
+                    list.Add(existing);
+                }
+                else
+                {
+                    list.Add(key);
+                    changed = true;
+                }
+            }
+
+            if (!changed && list.Count == current.Keys.Count)
+            {
+                return false;
+            }
+
+            _current = new Snapshot(list, list.Select(static k => k.AppId).Distinct(StringComparer.Ordinal).Count());
+            Interlocked.Increment(ref _version);
+            return true;
+        }
     }
 
     /// <summary>Replaces the public keys (by JWKS kid) of the other Relay signers this node trusts.</summary>
@@ -68,32 +114,47 @@ internal sealed class KeyStore
         public int AppCount { get; }
     }
 
-    /// <summary>Checks <c>APPID.KEYID:SECRET</c>; null on success, else the 40102 to answer with.</summary>
-    public RelayError? Authenticate(ReadOnlySpan<char> credentials, out ApiKey? key)
+    /// <summary>
+    /// Checks <c>APPID.KEYID:SECRET</c>; null on success, else the 40102 to answer with. An unknown key and a wrong secret
+    /// get the same answer (and the same hashing); <paramref name="detail"/> says which, for the server's log only.
+    /// </summary>
+    public RelayError? Authenticate(ReadOnlySpan<char> credentials, out ApiKey? key, out string? detail)
     {
         key = null;
         var colon = credentials.IndexOf(':');
         if (colon <= 0)
         {
+            detail = null;
             return new RelayError(ErrorCodes.InvalidCredentials, "malformed key: expected APPID.KEYID:SECRET");
         }
 
         var name = credentials[..colon];
         if (!TryGet(name, out var found))
         {
-            return new RelayError(ErrorCodes.InvalidCredentials, IsWellFormedName(name)
-                ? $"unknown key '{name}'"
-                : "malformed key: expected APPID.KEYID:SECRET");
+            if (!IsWellFormedName(name))
+            {
+                detail = null;
+                return new RelayError(ErrorCodes.InvalidCredentials, "malformed key: expected APPID.KEYID:SECRET");
+            }
+
+            _ = ApiKey.Nobody.SecretMatches(credentials[(colon + 1)..]);
+            detail = $"unknown key '{name}'";
+            return InvalidCredentials;
         }
 
         if (!found.SecretMatches(credentials[(colon + 1)..]))
         {
-            return new RelayError(ErrorCodes.InvalidCredentials, $"wrong secret for key '{found.Name}'");
+            detail = $"wrong secret for key '{found.Name}'";
+            return InvalidCredentials;
         }
 
         key = found;
+        detail = null;
         return null;
     }
+
+    /// <summary>The one 40102 for credentials that name a key: unknown, wrong secret, bad signature.</summary>
+    public static RelayError InvalidCredentials { get; } = new(ErrorCodes.InvalidCredentials, InvalidKeyOrToken);
 
     /// <summary>Whether <paramref name="name"/> looks like <c>APPID.KEYID</c>, so it is safe to echo in a message.</summary>
     public static bool IsWellFormedName(ReadOnlySpan<char> name)

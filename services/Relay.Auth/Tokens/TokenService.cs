@@ -115,6 +115,7 @@ internal sealed class TokenService
         }
 
         ApiKey? key = null;
+        var provenBySecret = alg == HmacAlgorithm;
         switch (alg)
         {
             case HmacAlgorithm:
@@ -125,12 +126,19 @@ internal sealed class TokenService
 
                 if (!_keys.TryGet(kid, out key))
                 {
-                    return Invalid(KeyStore.IsWellFormedName(kid) ? $"unknown key '{kid}' in the token's kid" : "the token's kid must be APPID.KEYID");
+                    if (!KeyStore.IsWellFormedName(kid))
+                    {
+                        return Invalid("the token's kid must be APPID.KEYID");
+                    }
+
+                    // The same answer and the same work as a wrong signature: which keys exist is not for the caller to learn.
+                    _ = VerifySignature(span[..payloadEnd], signature, ApiKey.Nobody);
+                    return Refused($"unknown key '{kid}' in the token's kid");
                 }
 
                 if (!VerifySignature(span[..payloadEnd], signature, key))
                 {
-                    return Invalid("invalid token signature");
+                    return Refused($"invalid HS256 signature for key '{kid}'");
                 }
 
                 break;
@@ -143,7 +151,7 @@ internal sealed class TokenService
 
                 if (!VerifySignature(span[..payloadEnd], signature, key: null, peer))
                 {
-                    return Invalid("invalid token signature");
+                    return Refused("invalid ES256 signature");
                 }
 
                 break;
@@ -164,12 +172,12 @@ internal sealed class TokenService
         using (payload)
         {
             return payload.RootElement.ValueKind == JsonValueKind.Object
-                ? ValidateClaims(payload.RootElement, key)
+                ? ValidateClaims(payload.RootElement, key, provenBySecret)
                 : Invalid("malformed token: its payload is not a JSON object");
         }
     }
 
-    private AuthResult ValidateClaims(JsonElement claims, ApiKey? key)
+    private AuthResult ValidateClaims(JsonElement claims, ApiKey? key, bool provenBySecret)
     {
         if (key is null)
         {
@@ -258,7 +266,10 @@ internal sealed class TokenService
             key.KeyId,
             clientId,
             Capabilities.Intersect(capabilities, key.Capabilities),
-            DateTimeOffset.FromUnixTimeSeconds(expires)));
+            DateTimeOffset.FromUnixTimeSeconds(expires))
+        {
+            Grant = new KeyGrant(key, capabilities, provenBySecret),
+        });
     }
 
     private bool VerifySignature(ReadOnlySpan<char> signingInput, byte[] signature, ApiKey? key, ECDsa? peer = null)
@@ -363,4 +374,7 @@ internal sealed class TokenService
     }
 
     private static AuthResult Invalid(string message) => AuthResult.Fail(ErrorCodes.InvalidCredentials, message);
+
+    // The one answer for an unknown key and a bad signature; the detail goes to the server's log only.
+    private static AuthResult Refused(string detail) => new(null, KeyStore.InvalidCredentials) { Detail = detail };
 }

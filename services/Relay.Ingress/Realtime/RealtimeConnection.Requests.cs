@@ -46,7 +46,7 @@ internal sealed partial class RealtimeConnection
                     await HistoryAsync(request).ConfigureAwait(false);
                     break;
                 case RequestType.Auth:
-                    Authenticate(request);
+                    await AuthenticateAsync(request).ConfigureAwait(false);
                     break;
                 case RequestType.Presence:
                     await PresenceAsync(request).ConfigureAwait(false);
@@ -120,7 +120,13 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest("use either 'since' or 'rewind', not both"));
         }
 
-        if (_subscriptions.Remove(channel, out var previous))
+        if (request.Rewind is not null)
+        {
+            // 'since' recovers what this subscription missed; 'rewind' reads history the client never subscribed for.
+            Require(channel, Operations.History);
+        }
+
+        if (UntrackSubscription(channel, out var previous))
         {
             await _node.RemoveSubscriptionAsync(previous).ConfigureAwait(false);
         }
@@ -147,7 +153,7 @@ internal sealed partial class RealtimeConnection
                 writer.WriteBoolean("recovered"u8, state.recovered);
             }, (channel, at, recovered));
         }).ConfigureAwait(false);
-        _subscriptions.Add(subscription);
+        await TrackSubscriptionAsync(subscription).ConfigureAwait(false);
     }
 
     private async ValueTask PresenceAsync(ClientRequest request)
@@ -183,36 +189,29 @@ internal sealed partial class RealtimeConnection
         }
 
         CheckPresenceChange(channel, request.Action, request.Data.Length);
-        var entered = false;
-        if (request.Action == "leave")
-        {
-            _presence?.Remove(channel);
-        }
-        else
-        {
-            entered = (_presence ??= new HashSet<string>(StringComparer.Ordinal)).Add(channel);
-        }
-
+        var entered = TrackPresence(channel, present: request.Action != "leave");
         var reply = await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false);
         if (entered && reply is ErrorReply)
         {
             // Refused (the channel's presence set is full): nothing was stored, so there is nothing to leave later.
-            _presence!.Remove(channel);
+            TrackPresence(channel, present: false);
         }
 
         Expect<PresenceReply>(reply);
         Reply(request.Ref, "ok", static (writer, channel) => writer.WriteString("channel"u8, channel), channel);
+        await RecheckPresenceAsync(channel).ConfigureAwait(false);
     }
 
     /// <summary>A connection that goes away leaves every channel it entered.</summary>
     private async ValueTask LeaveAllPresenceAsync()
     {
-        if (_presence is not { Count: > 0 } || _principal.ClientId is not { } clientId)
+        var entered = UntrackAllPresence();
+        if (entered.Length == 0 || _principal.ClientId is not { } clientId)
         {
             return;
         }
 
-        foreach (var channel in _presence)
+        foreach (var channel in entered)
         {
             try
             {
@@ -223,14 +222,12 @@ internal sealed partial class RealtimeConnection
                 LogRequestFailed(_logger, ex, ConnectionId);
             }
         }
-
-        _presence?.Clear();
     }
 
     private async ValueTask UnsubscribeAsync(ClientRequest request)
     {
         var channel = RequireChannel(request, allowPattern: true);
-        if (_subscriptions.Remove(channel, out var subscription))
+        if (UntrackSubscription(channel, out var subscription))
         {
             await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
         }
@@ -254,13 +251,14 @@ internal sealed partial class RealtimeConnection
         Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages), (channel, history));
     }
 
-    private void Authenticate(ClientRequest request)
+    private async ValueTask AuthenticateAsync(ClientRequest request)
     {
         if (string.IsNullOrEmpty(request.Token))
         {
             throw new RelayException(RelayError.BadRequest("missing field 'token'"));
         }
 
+        var keysVersion = _authenticator.KeysVersion;
         var result = _authenticator.AuthenticateToken(request.Token);
         if (!result.Succeeded)
         {
@@ -278,14 +276,7 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.InvalidCredentials, $"the new token's clientId must stay '{current.ClientId}' on this connection");
         }
 
-        _principal = result.Principal;
-        Reply(request.Ref, "ok", static (writer, expiresAt) =>
-        {
-            if (expiresAt is { } at)
-            {
-                writer.WriteNumber("expiresAt"u8, at.ToUnixTimeMilliseconds());
-            }
-        }, result.Principal.ExpiresAt);
+        await RenewAsync(request.Ref, result.Principal, keysVersion).ConfigureAwait(false);
     }
 
     private static string RequireChannel(ClientRequest request, bool allowPattern)

@@ -85,14 +85,11 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     {
         try
         {
-            while (_subscriptions.Count > 0)
+            foreach (var subscription in UntrackAllSubscriptions())
             {
-                var subscription = _subscriptions.Items[0];
-                _subscriptions.Remove(subscription.Channel, out _);
                 await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
             }
 
-            _subscriptions.Clear();
             await LeaveAllPresenceAsync().ConfigureAwait(false);
             _queue.Complete();
             try

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
+using Relay.Core.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Realtime;
@@ -23,8 +24,12 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
     private readonly SendQueue<SseItem> _queue;
     private readonly Dictionary<string, (string Epoch, long Seq)> _positions = new(StringComparer.Ordinal);
     private readonly List<Subscription> _subscriptions = [];
-    private readonly RelayPrincipal _principal;
     private readonly CancellationTokenSource _aborted;
+    private volatile RelayPrincipal _principal;
+    private IReadOnlyList<string> _channels = [];
+
+    // The key set version _principal was last checked against; -1: never (see RealtimeConnection).
+    private long _keysVersion = -1;
     private RelayMessage? _lastSent;
     private long _lastWriteTicks;
     private int _closing;
@@ -52,6 +57,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
+        _channels = channels;
         _node.Register(this);
         try
         {
@@ -98,7 +104,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             _node.CountSlowConsumer();
             _queue.Clear();
 
-            Close(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: reconnect with Last-Event-ID to resume"));
+            Close(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: reconnect with Last-Event-ID to resume"), reconnect: true);
         }
     }
 
@@ -107,7 +113,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
     {
         if (Interlocked.Exchange(ref _closing, 1) == 0)
         {
-            Close(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect with Last-Event-ID"));
+            Close(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect with Last-Event-ID"), reconnect: true);
         }
     }
 
@@ -115,7 +121,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
     {
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace && Interlocked.Exchange(ref _closing, 1) == 0)
         {
-            Close(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token and Last-Event-ID"));
+            Close(new RelayError(ErrorCodes.TokenExpired, "token expired: reconnect with a new token and Last-Event-ID"), reconnect: true);
             return;
         }
 
@@ -125,6 +131,52 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         }
 
         _queue.TrimIfUnused();
+    }
+
+    /// <summary>
+    /// When the keys changed: a removed key ends the stream with 40102; capabilities that no longer allow one of its channels
+    /// end it with 40300 naming the channel. A stream's channels are fixed by its URL, so it is not left following fewer than
+    /// it asked for; reconnecting with the same URL is refused with the same code.
+    /// </summary>
+    public void CheckCredentials(long keysVersion)
+    {
+        if (Interlocked.Read(ref _keysVersion) == keysVersion || Volatile.Read(ref _closing) != 0)
+        {
+            return;
+        }
+
+        var result = _node.Authenticator.Recheck(_principal);
+        Interlocked.Exchange(ref _keysVersion, keysVersion);
+        if (!result.Succeeded)
+        {
+            End(result.Error);
+            return;
+        }
+
+        if (ReferenceEquals(result.Principal, _principal))
+        {
+            return;
+        }
+
+        foreach (var channel in _channels)
+        {
+            if (!result.Principal.Capabilities.Allows(channel, Operations.Subscribe))
+            {
+                End(new RelayError(ErrorCodes.Forbidden, $"the credentials no longer allow 'subscribe' on channel '{channel}'"));
+                return;
+            }
+        }
+
+        _principal = result.Principal;
+
+        void End(RelayError error)
+        {
+            if (Interlocked.Exchange(ref _closing, 1) == 0)
+            {
+                LogAccessEnded(_logger, ConnectionId, error.Code);
+                Close(error, reconnect: false);
+            }
+        }
     }
 
     public void Abort()
@@ -139,11 +191,11 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         }
     }
 
-    private void Close(RelayError error)
+    private void Close(RelayError error, bool reconnect)
     {
         using (var frame = new FrameBuilder())
         {
-            ServerFrames.WriteDisconnect(frame.Writer, error, reconnect: true);
+            ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
             var json = frame.ToArray();
             _queue.TryWrite(new SseItem(null, [.. "event: disconnect\ndata: "u8, .. json, .. "\n\n"u8]));
         }
@@ -213,4 +265,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
     [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "SSE stream {ConnectionId} ended: {Reason}")]
     private static partial void LogEnded(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 1210, Level = LogLevel.Information, Message = "SSE stream {ConnectionId} ended with {Code}: its key was removed or changed")]
+    private static partial void LogAccessEnded(ILogger logger, string connectionId, int code);
 }

@@ -1,11 +1,13 @@
 using System.Text;
 using System.Text.Json;
+using Relay.Core.Channels;
 
 namespace Relay.Core.Auth;
 
 /// <summary>
 /// A map from channel glob (<c>*</c> matches any run of characters) to the operations it grants.
-/// An operation is allowed on a channel when any glob that matches the channel lists it.
+/// An operation is allowed on a channel when any glob that matches the channel lists it, and on a subscription
+/// pattern when globs that list it match every channel the pattern can match.
 /// Immutable; a token's capabilities are combined with its key's through <see cref="Intersect"/>: the result
 /// keeps both glob maps as layers, and an operation is allowed only when every layer allows it.
 /// </summary>
@@ -50,10 +52,19 @@ public sealed class Capabilities
         return new(requested._entries, [.. requested._ceilings, ceiling._entries, .. ceiling._ceilings]);
     }
 
-    /// <summary>The operations allowed on <paramref name="channel"/>.</summary>
+    /// <summary>
+    /// The operations allowed on <paramref name="channel"/>. For a subscription pattern (<c>+</c> or <c>#</c> levels), the
+    /// operations allowed on every channel the pattern can match: <c>sport/#</c> also matches <c>sport</c>, so
+    /// <c>sport/*</c> alone grants nothing on it. A glob's own <c>+</c> and <c>#</c> are plain characters.
+    /// </summary>
     public Operations OperationsFor(string channel)
     {
         ArgumentNullException.ThrowIfNull(channel);
+        return ChannelName.IsPattern(channel) ? PatternOperations(channel, Operations.All) : ChannelOperations(channel);
+    }
+
+    private Operations ChannelOperations(string channel)
+    {
         var ops = LayerOperations(_entries, channel);
         foreach (var ceiling in _ceilings)
         {
@@ -66,6 +77,37 @@ public sealed class Capabilities
         }
 
         return ops;
+    }
+
+    // Each operation on its own: the globs that cover a pattern for subscribe need not be those that do for history.
+    private Operations PatternOperations(string pattern, Operations wanted)
+    {
+        var ops = Operations.None;
+        for (var operation = Operations.Subscribe; operation <= Operations.History; operation = (Operations)((int)operation << 1))
+        {
+            if ((wanted & operation) != 0
+                && LayerCovers(_entries, pattern, operation) && Array.TrueForAll(_ceilings, layer => LayerCovers(layer, pattern, operation)))
+            {
+                ops |= operation;
+            }
+        }
+
+        return ops;
+    }
+
+    // Whether the globs of one layer that grant the operation match, together, every channel of the pattern.
+    private static bool LayerCovers(KeyValuePair<string, Operations>[] layer, string pattern, Operations operation)
+    {
+        var globs = new List<string>(layer.Length);
+        foreach (var (glob, granted) in layer)
+        {
+            if ((granted & operation) != 0)
+            {
+                globs.Add(glob);
+            }
+        }
+
+        return PatternCoverage.Covers(globs, pattern);
     }
 
     private static Operations LayerOperations(KeyValuePair<string, Operations>[] layer, string channel)
@@ -83,7 +125,12 @@ public sealed class Capabilities
     }
 
     /// <summary>Whether every operation in <paramref name="operation"/> is allowed on <paramref name="channel"/>.</summary>
-    public bool Allows(string channel, Operations operation) => (OperationsFor(channel) & operation) == operation;
+    public bool Allows(string channel, Operations operation)
+    {
+        ArgumentNullException.ThrowIfNull(channel);
+        var ops = ChannelName.IsPattern(channel) ? PatternOperations(channel, operation) : ChannelOperations(channel);
+        return (ops & operation) == operation;
+    }
 
     /// <summary>
     /// Whether everything these capabilities grant is also granted by <paramref name="other"/>:

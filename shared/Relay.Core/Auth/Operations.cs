@@ -6,7 +6,7 @@ public enum Operations
 {
     /// <summary>Nothing.</summary>
     None = 0,
-    /// <summary>Receive messages (also needed for <c>since</c>/<c>rewind</c>).</summary>
+    /// <summary>Receive messages, and recover those missed with <c>since</c> (<c>rewind</c> also needs <see cref="History"/>).</summary>
     Subscribe = 1,
     /// <summary>Publish messages.</summary>
     Publish = 2,

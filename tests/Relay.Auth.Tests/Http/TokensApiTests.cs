@@ -125,9 +125,9 @@ public sealed class TokensApiTests(AuthServerFixture fixture) : IClassFixture<Au
     }
 
     [Theory]
-    [InlineData("test.root:wrong-secret-0123456789", "wrong secret")]
-    [InlineData("test.nope:test-root-secret-0123456789", "unknown key")]
-    [InlineData("nope.root:test-root-secret-0123456789", "unknown key")]
+    [InlineData("test.root:wrong-secret-0123456789", "invalid key or token")]
+    [InlineData("test.nope:test-root-secret-0123456789", "invalid key or token")]
+    [InlineData("nope.root:test-root-secret-0123456789", "invalid key or token")]
     [InlineData("test.root", "malformed")]
     public async Task PostTokens_BadKey_Returns40102(string key, string reason)
     {

@@ -96,7 +96,7 @@ internal sealed class DeliveryRig : IDisposable
     {
         _runConnections = runConnections;
         var options = Options.Create(new IngressOptions { NodeId = "bench-node" });
-        Node = new IngressNode(_bus, options, Options.Create(new RelayAuthOptions()), new NamespacePolicies(new NamespacesOptions()),
+        Node = new IngressNode(_bus, options, Options.Create(new RelayAuthOptions()), new NoAuthenticator(), new NamespacePolicies(new NamespacesOptions()),
             TimeProvider.System, _meters, NullLogger<IngressNode>.Instance);
         FanOut = new FanOutService(_bus, new InterestTable(), _meters, NullLogger<FanOutService>.Instance);
 
@@ -516,6 +516,10 @@ internal sealed class DeliveryRig : IDisposable
         public AuthResult Authenticate(HttpContext context) => throw new NotSupportedException("the delivery rig sends no requests");
 
         public AuthResult AuthenticateToken(string token) => throw new NotSupportedException("the delivery rig sends no requests");
+
+        public long KeysVersion => 0;
+
+        public AuthResult Recheck(RelayPrincipal principal) => AuthResult.Success(principal);
     }
 
     private sealed class RigMeters : IMeterFactory

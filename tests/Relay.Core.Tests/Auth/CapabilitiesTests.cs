@@ -44,6 +44,161 @@ public sealed class CapabilitiesTests
     public void GlobCovers_OuterAndInner_TellsWhetherEveryChannelIsCovered(string outer, string inner, bool expected) =>
         Assert.Equal(expected, Capabilities.GlobCovers(outer, inner));
 
+    [Theory]
+    [InlineData("sport/#", false)] // '#' also matches the parent level: the channel 'sport'
+    [InlineData("sport/+", true)]
+    [InlineData("sport/+/x", true)]
+    [InlineData("sport/x/#", true)]
+    [InlineData("sport/+/#", true)]
+    [InlineData("#", false)]
+    [InlineData("+", false)]
+    [InlineData("+/x", false)]
+    [InlineData("+/#", false)]
+    [InlineData("sports/+", false)]
+    public void Allows_PatternUnderSlashStar_OnlyWhenEveryMatchingChannelIsCovered(string pattern, bool expected) =>
+        Assert.Equal(expected, Caps(("sport/*", Operations.Subscribe)).Allows(pattern, Operations.Subscribe));
+
+    [Theory]
+    [InlineData("sport*", "sport/#", true)]
+    [InlineData("sport*", "sports/+/x", true)]
+    [InlineData("sport*", "+/sport", false)]
+    [InlineData("*", "#", true)]
+    [InlineData("*", "+/+/#", true)]
+    [InlineData("*/x", "+/x", true)]
+    [InlineData("*/x", "sport/+/x", true)]
+    [InlineData("*/x", "sport/x/#", false)]
+    [InlineData("sport/*/x", "sport/+/x", true)]
+    [InlineData("sport/*/x", "sport/+", false)]
+    [InlineData("sport/a*", "sport/+", false)]
+    [InlineData("chat:*", "chat:lobby/#", true)]
+    [InlineData("chat:*", "#", false)]
+    [InlineData("sport/+/x", "sport/+/x", false)] // a glob's '+' is a plain character, and no channel has one
+    [InlineData("sport/#", "sport/#", false)]
+    [InlineData("sport/#", "sport/x", false)]
+    public void Allows_PatternAgainstOneGlob_IsExact(string glob, string pattern, bool expected) =>
+        Assert.Equal(expected, Caps((glob, Operations.Subscribe)).Allows(pattern, Operations.Subscribe));
+
+    [Fact]
+    public void Allows_PatternCoveredOnlyByGlobsTogether_IsAllowed()
+    {
+        var caps = Caps(("sport", Operations.Subscribe), ("sport/*", Operations.Subscribe));
+        Assert.True(caps.Allows("sport/#", Operations.Subscribe));
+        Assert.False(caps.Allows("#", Operations.Subscribe));
+        Assert.False(Caps(("sport", Operations.Subscribe), ("sport/*", Operations.Publish)).Allows("sport/#", Operations.Subscribe));
+    }
+
+    [Fact]
+    public void OperationsFor_Pattern_IsWhatEveryMatchingChannelAllows()
+    {
+        var caps = Caps(("sport/*", Operations.Subscribe | Operations.History), ("sport/live/*", Operations.Presence), ("*", Operations.Publish));
+        Assert.Equal(Operations.Subscribe | Operations.History | Operations.Publish, caps.OperationsFor("sport/+"));
+        Assert.Equal(Operations.Subscribe | Operations.History | Operations.Publish | Operations.Presence, caps.OperationsFor("sport/live/+"));
+        Assert.Equal(Operations.Publish, caps.OperationsFor("sport/#"));
+    }
+
+    [Fact]
+    public void Allows_PatternWithTokenClippedByKey_NeedsEveryLayer()
+    {
+        var key = Caps(("sport/*", Operations.Subscribe));
+        var token = Capabilities.Intersect(Caps(("*", Operations.All)), key);
+        Assert.False(token.Allows("sport/#", Operations.Subscribe));
+        Assert.True(token.Allows("sport/+", Operations.Subscribe));
+
+        var union = Capabilities.Intersect(Caps(("sport", Operations.Subscribe), ("sport/*", Operations.Subscribe)), Caps(("sport*", Operations.Subscribe)));
+        Assert.True(union.Allows("sport/#", Operations.Subscribe));
+        Assert.False(Capabilities.Intersect(Caps(("*", Operations.All)), Caps(("sport/*", Operations.Subscribe))).Allows("sport/#", Operations.Subscribe));
+    }
+
+    [Fact]
+    public void Allows_PatternAgainstManyStarredGlobs_StaysFast()
+    {
+        // Many globs with several stars each: the walk is capped, and a cap reached refuses rather than allows.
+        var caps = Capabilities.From(Enumerable.Range(0, 64).Select(i => new KeyValuePair<string, Operations>($"*{(char)('a' + (i % 26))}*{i}*/*", Operations.Subscribe)));
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        Assert.False(caps.Allows("+/+/+/#", Operations.Subscribe));
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"took {started.Elapsed}");
+    }
+
+    [Fact]
+    public void Allows_RandomPatternsAndGlobs_AgreeWithEveryShortChannel()
+    {
+        // Small alphabet, every channel up to 6 characters: a pattern judged covered has no uncovered channel among
+        // them, and one judged uncovered shows a short channel that proves it (seeded: the same cases every run).
+        var random = new Random(20240611);
+        var channels = ShortChannels("ab/c", 6);
+        var (covered, uncoveredCases) = (0, 0);
+        for (var i = 0; i < 1000; i++)
+        {
+            var globs = Enumerable.Range(0, random.Next(1, 4)).Select(_ => RandomText(random, "ab/*", random.Next(1, 5))).ToArray();
+            var pattern = RandomPattern(random);
+            if (channels.FirstOrDefault(c => Matches(pattern, c)) is not { Length: <= 4 })
+            {
+                // Its shortest channel leaves too little room within 6 characters to show what it matches.
+                continue;
+            }
+
+            var caps = Capabilities.From(globs.Select(g => new KeyValuePair<string, Operations>(g, Operations.Subscribe)));
+            var uncovered = channels.FirstOrDefault(c => Matches(pattern, c) && !globs.Any(g => Capabilities.GlobMatches(g, c)));
+            Assert.True(caps.Allows(pattern, Operations.Subscribe) == (uncovered is null), $"pattern '{pattern}', globs [{string.Join(", ", globs)}], uncovered '{uncovered}'");
+            _ = uncovered is null ? covered++ : uncoveredCases++;
+        }
+
+        // Both answers came up often enough to mean something.
+        Assert.True(covered >= 30 && uncoveredCases >= 30, $"{covered} covered, {uncoveredCases} not");
+    }
+
+    private static string RandomText(Random random, string alphabet, int length) =>
+        new([.. Enumerable.Range(0, length).Select(_ => alphabet[random.Next(alphabet.Length)])]);
+
+    private static string RandomPattern(Random random)
+    {
+        var levels = Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(4) switch
+        {
+            0 => "+",
+            _ => RandomText(random, "ab", random.Next(1, 3)),
+        }).ToList();
+        if (random.Next(3) == 0)
+        {
+            levels.Add("#");
+        }
+
+        return string.Join('/', levels);
+    }
+
+    private static List<string> ShortChannels(string alphabet, int maxLength)
+    {
+        var all = new List<string>();
+        var level = new List<string> { string.Empty };
+        for (var length = 1; length <= maxLength; length++)
+        {
+            level = [.. level.SelectMany(prefix => alphabet.Select(c => prefix + c))];
+            all.AddRange(level.Where(static c => Relay.Core.Channels.ChannelName.IsValidName(c, out _)));
+        }
+
+        return all;
+    }
+
+    // MQTT matching as the pattern index does it: '+' one level, a last '#' the levels before it and any after.
+    private static bool Matches(string pattern, string channel)
+    {
+        var p = pattern.Split('/');
+        var c = channel.Split('/');
+        for (var i = 0; i < p.Length; i++)
+        {
+            if (p[i] == "#")
+            {
+                return true;
+            }
+
+            if (i >= c.Length || (p[i] != "+" && p[i] != c[i]))
+            {
+                return false;
+            }
+        }
+
+        return p.Length == c.Length;
+    }
+
     [Fact]
     public void OperationsFor_SeveralMatchingGlobs_UnionsTheirOperations()
     {

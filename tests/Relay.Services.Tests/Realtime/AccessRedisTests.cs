@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Realtime;
+
+public sealed class AccessRedisTests(RedisBusServerFixture fixture) : AccessSpec(fixture), IClassFixture<RedisBusServerFixture>;
