@@ -14,12 +14,15 @@ namespace Relay.Ingress.Connections;
 /// The node's cap on client connections (<see cref="IngressOptions.MaxConnections"/>): every socket a listener accepts
 /// counts until it closes, whatever it turns out to be (realtime, SSE, HTTP), so descriptors never run out (see
 /// <see cref="DescriptorLimit"/>). Past the cap a connection is answered <c>503</c> with the protocol's 50300 body and a
-/// <c>Retry-After</c>, and closed. At most <see cref="RefusalSlots"/> such answers are in flight (half the reserve):
+/// <c>Retry-After</c>, and closed. At most <see cref="RefusalSlotCount"/> such answers are in flight (above the reserve):
 /// when all are busy, Relay's listener stops accepting until one is free (the kernel's backlog holds the rest), so a
 /// flood costs a bounded number of descriptors above the cap and every client that waits gets its answer.
 /// </summary>
 internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
 {
+    /// <summary>Refusals answered at once: each holds a descriptor for a moment (the request is usually there already).</summary>
+    public const int RefusalSlotCount = 32;
+
     /// <summary>How long a refusal waits for the request (read before closing, so the close does not reset the answer away).</summary>
     public static readonly TimeSpan RefusalWait = TimeSpan.FromMilliseconds(500);
 
@@ -39,7 +42,7 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
         _logger = logger;
         _limit = DescriptorLimit.Raise();
         _openAtStart = DescriptorLimit.OpenNow();
-        _reserve = _limit is { } limit ? Reserve(limit.Soft) : 0;
+        _reserve = _limit is { } limit ? Reserve(limit.Soft) + RefusalSlotCount : 0;
         Max = options.Value.MaxConnections > 0 ? options.Value.MaxConnections
             : _limit is { } known ? (int)Math.Clamp(known.Soft - _openAtStart - _reserve, 0, int.MaxValue)
             : int.MaxValue;
@@ -59,7 +62,7 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
         }
 
         Refusal = RefusalResponse(Max);
-        RefusalSlots = new SemaphoreSlim(Math.Max(32, _reserve / 2));
+        RefusalSlots = new SemaphoreSlim(RefusalSlotCount);
         var meter = meters.Create(IngressMetrics.MeterName);
         meter.CreateObservableGauge("relay.ingress.connections_max", () => Max, description: "Client connections this node accepts at most (Relay:Ingress:MaxConnections, or derived from the descriptor limit).");
         meter.CreateObservableGauge("relay.ingress.sockets_open", () => Open, description: "Client sockets open and counted against the cap (realtime, SSE and HTTP connections alike).");
@@ -121,10 +124,12 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
         Task.FromResult(Open < Max ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy($"at the connection cap ({Max})"));
 
     /// <summary>
-    /// Descriptors kept free above the cap: the runtime needs a few for every thread it starts (the thread pool grows
-    /// under load), assemblies load late, and refusals in flight hold one each. 1/32 of the limit, 128 to 1,024.
+    /// Descriptors kept free for the runtime above the cap and the refusal slots: three or four for every thread it
+    /// starts (the thread pool grows fast on a busy machine), assemblies loaded after start (~40 in a first
+    /// connection's path), the node's own connections. 1/32 of the limit, 256 to 1,024: with 128, a flood on a busy
+    /// two-core machine told it had 16 cores still ran the process out (ConnectionFloodTests, CI-like load).
     /// </summary>
-    internal static int Reserve(long limit) => (int)Math.Clamp(limit / 32, 128, 1024);
+    internal static int Reserve(long limit) => (int)Math.Clamp(limit / 32, 256, 1024);
 
     private static byte[] RefusalResponse(int max)
     {

@@ -68,8 +68,8 @@ public sealed class ConnectionCapTests
     }
 
     [Fact]
-    public void Reserve_IsAThirtySecondOfTheLimit_Between128And1024() =>
-        Assert.Equal([128, 128, 625, 1024], new long[] { 800, 4096, 20_000, 1_048_576 }.Select(ConnectionGate.Reserve));
+    public void Reserve_IsAThirtySecondOfTheLimit_Between256And1024() =>
+        Assert.Equal([256, 256, 625, 1024], new long[] { 800, 4096, 20_000, 1_048_576 }.Select(ConnectionGate.Reserve));
 
     private static async Task<string> RawGetAsync(RelayServer server, string path, bool upgrade)
     {
