@@ -114,6 +114,8 @@ public static class ClientFrameParser
         {
             if (reader.TokenType != JsonTokenType.String)
             {
+                // Skipped like any other field's value: read as properties, an object here became several requests.
+                SkipValue(ref reader);
                 Fail(request, "field 'type' must be a string");
                 return;
             }
