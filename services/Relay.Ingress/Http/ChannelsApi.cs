@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
-using System.Text;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -257,7 +257,7 @@ internal static class ChannelsApi
             id = idText;
         }
 
-        var raw = Encoding.UTF8.GetBytes(data.GetRawText());
+        var raw = CompactJson.Copy(JsonMarshal.GetRawUtf8Value(data));
         var size = raw.Length + (name?.Length ?? 0);
         if (size > maxMessageBytes)
         {

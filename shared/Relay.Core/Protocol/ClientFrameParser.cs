@@ -141,7 +141,7 @@ public static class ClientFrameParser
         {
             var start = (int)reader.TokenStartIndex;
             SkipValue(ref reader);
-            request.Data = frame[start..(int)reader.BytesConsumed].ToArray();
+            request.Data = CompactJson.Copy(frame[start..(int)reader.BytesConsumed]);
             request.HasData = true;
         }
         else if (property.SequenceEqual("channel"u8))
