@@ -1,6 +1,9 @@
 using System.Buffers.Binary;
 using System.Text;
+using System.Diagnostics;
 using System.Text.Json;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
@@ -13,11 +16,18 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
 {
     private RelayServer _server = null!;
 
+    /// <summary>Kestrel's request-head timeout here: short, so that a head held past it shows at once (30 s by default).</summary>
+    private static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>What a busy machine may add to it: Kestrel checks timeouts once a second, and the test reads late.</summary>
+    private static readonly TimeSpan Slack = TimeSpan.FromSeconds(6);
+
     public async Task InitializeAsync()
     {
         var settings = new Dictionary<string, string?>();
         Configure(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await RelayServer.StartAsync(settings, static services =>
+            services.Configure<KestrelServerOptions>(static kestrel => kestrel.Limits.RequestHeadersTimeout = RequestHeadersTimeout));
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -179,6 +189,55 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
     {
         var (connection, response) = await UpgradeAsync(RawConnection.UpgradeRequest(replace: r => r.Replace(part, replacement, StringComparison.Ordinal)));
         await using var _ = connection;
+        Assert.Equal(101, response.Status);
+    }
+
+    [Theory]
+    [InlineData("Host: 127.0.0.1\r\n")]
+    [InlineData("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")]
+    [InlineData("GET /v1/real")]
+    public async Task HeadCutShort_IsDroppedWithinKestrelsRequestHeadTimeout(string cutAfter)
+    {
+        var request = RawConnection.UpgradeRequest();
+        await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
+        var clock = Stopwatch.StartNew();
+        await connection.SendAsync(request[..(request.IndexOf(cutAfter, StringComparison.Ordinal) + cutAfter.Length)]);
+        Assert.True(await connection.EndsWithinAsync(RequestHeadersTimeout + Slack), $"a cut head was still held after {clock.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
+    public async Task HeadTrickledByteByByte_IsDroppedWithinKestrelsRequestHeadTimeout()
+    {
+        var request = Encoding.ASCII.GetBytes(RawConnection.UpgradeRequest());
+        await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
+        var clock = Stopwatch.StartNew();
+        var ended = false;
+        for (var i = 0; i < request.Length - 1 && !ended && clock.Elapsed < RequestHeadersTimeout + Slack; i++)
+        {
+            try
+            {
+                await connection.SendAsync(request.AsMemory(i, 1));
+            }
+            catch (IOException)
+            {
+                break;
+            }
+
+            ended = await connection.EndsWithinAsync(TimeSpan.FromMilliseconds(250));
+        }
+
+        var left = RequestHeadersTimeout + Slack - clock.Elapsed;
+        Assert.True(ended || await connection.EndsWithinAsync(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1)), $"a trickled head was still held after {clock.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
+    public async Task HeadWithBareLineFeeds_IsAnsweredAtOnce()
+    {
+        await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
+        await connection.SendAsync(RawConnection.UpgradeRequest().Replace("\r\n", "\n", StringComparison.Ordinal));
+        var clock = Stopwatch.StartNew();
+        var response = await connection.ReadResponseAsync(RequestHeadersTimeout + Slack);
+        Assert.True(clock.Elapsed < RequestHeadersTimeout, $"answered after {clock.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(101, response.Status);
     }
 }
