@@ -27,6 +27,7 @@ public static class IngressServiceCollectionExtensions
         services.AddRelayNamespaces();
         services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
+        services.TryAddSingleton<RefusalLog>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
 
         // Realtime upgrades are taken at the connection, before Kestrel builds an HTTP request for them.

@@ -45,6 +45,9 @@ public sealed class RawConnection : IAsyncDisposable
     /// <summary>Sends bytes as they are.</summary>
     public Task SendAsync(ReadOnlyMemory<byte> bytes) => _stream.WriteAsync(bytes).AsTask().WaitAsync(TestSocket.DefaultTimeout);
 
+    /// <summary>Ends the sending side (a TCP half-close): the server reads the end of the stream, and can still answer.</summary>
+    public void EndSending() => _tcp.Client.Shutdown(SocketShutdown.Send);
+
     /// <summary>Reads a response head, and the body when the response gives its length (none for a 101).</summary>
     public async Task<RawResponse> ReadResponseAsync(TimeSpan? timeout = null)
     {

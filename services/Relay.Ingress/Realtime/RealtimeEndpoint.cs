@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Protocol;
+using Relay.Ingress.Http;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Realtime;
@@ -46,7 +47,7 @@ internal static class RealtimeEndpoint
             var connection = new RealtimeConnection(socket, auth.Principal, node, authenticator, logger);
             await connection.RunAsync().ConfigureAwait(false);
             return Results.Empty;
-        });
+        }).AddEndpointFilter(RefusalLog.FilterAtOnce);
     }
 
     /// <summary>
