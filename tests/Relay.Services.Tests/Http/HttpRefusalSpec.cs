@@ -31,8 +31,8 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
     {
     }
 
-    private static string PublishHead(long contentLength) =>
-        $"POST /v1/channels/refused/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key))}\r\n"
+    private static string PublishHead(long contentLength, string path = "/v1/channels/refused/messages") =>
+        $"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key))}\r\n"
         + $"Content-Type: application/json\r\nContent-Length: {contentLength}\r\n\r\n";
 
     /// <summary>Sends <see cref="Requests"/> requests, <see cref="Concurrency"/> at a time, each on its own connection; returns what the server logged meanwhile.</summary>
@@ -83,6 +83,14 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
     {
         var logged = await FloodAsync(static connection => connection.SendAsync(PublishHead(2 * 1024 * 1024)), 413, 41300);
         AssertBounded(logged, 413);
+    }
+
+    [Fact]
+    public async Task TokenRequestsDeclaringBodiesOverKestrelsLimit_Get400WithTheErrorBody_AndNoErrorLogged()
+    {
+        var logged = await FloodAsync(static connection => connection.SendAsync(PublishHead(40_000_000, "/v1/tokens") + "{"), 400, 40000);
+        var problems = logged.Where(static e => e.Level >= LogLevel.Warning || e.Exception is not null).ToList();
+        Assert.True(problems.Count == 0, $"{problems.Count} warnings or errors, the first: {problems.FirstOrDefault()}");
     }
 
     [Fact]
