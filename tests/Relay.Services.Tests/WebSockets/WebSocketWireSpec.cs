@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Relay.Ingress.WebSockets;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
@@ -239,5 +240,17 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
         var response = await connection.ReadResponseAsync(RequestHeadersTimeout + Slack);
         Assert.True(clock.Elapsed < RequestHeadersTimeout, $"answered after {clock.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(101, response.Status);
+    }
+
+    [Fact]
+    public async Task ClientSilentPastTheFirstBytesWaits_IsStillServed()
+    {
+        // Past the wait at accept and the connection middleware's: the connection has been handed on, and still works.
+        await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
+        await Task.Delay(RealtimeListenerFactory.FirstBytesWait * 3);
+        await connection.SendAsync(RawConnection.UpgradeRequest());
+        Assert.Equal(101, (await connection.ReadResponseAsync()).Status);
+        await connection.SendFrameAsync(0x9, "late"u8.ToArray());
+        Assert.Equal("late", Encoding.UTF8.GetString((await connection.ReadFrameOfAsync(0xA)).Payload));
     }
 }
