@@ -12,8 +12,8 @@ namespace Relay.Ingress.WebSockets;
 /// A Kestrel connection middleware that takes a connection whose first request is an authorised WebSocket upgrade
 /// to <c>/v1/realtime</c> and serves it on a <see cref="PipeWebSocket"/>, so a realtime connection holds no HTTP
 /// request objects for its whole life. Anything else (other paths, refused credentials, TLS, HTTP/2, a head not whole
-/// at the first read) is handed to Kestrel untouched, and the normal endpoint answers it. Most plain upgrades never get here: the
-/// <see cref="RealtimeListenerFactory"/> takes them before they become Kestrel connections.
+/// at the first read) is handed to Kestrel untouched, and the normal endpoint answers it. Most plain upgrades never
+/// get here: the <see cref="RealtimeListenerFactory"/> takes them before they become Kestrel connections.
 /// </summary>
 internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServiceProvider services)
 {
