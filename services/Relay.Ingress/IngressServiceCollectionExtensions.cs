@@ -29,6 +29,7 @@ public static class IngressServiceCollectionExtensions
         services.AddRelayNamespaces();
         services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
+        services.TryAddSingleton<RefusalLog>();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
         services.TryAddSingleton<ConnectionGate>();
         services.AddHostedService(static sp => sp.GetRequiredService<ConnectionGate>());

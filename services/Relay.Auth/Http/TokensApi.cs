@@ -52,9 +52,24 @@ internal static partial class TokensApi
             return Refuse(logger, new RelayError(ErrorCodes.Unavailable, "this node holds only the public signing key and cannot issue tokens; ask the Relay.Auth service"));
         }
 
-        var (request, bodyError) = await ReadRequestAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
+        // A body declared too large is refused unread (reading it past Kestrel's 30 MB limit threw out of this endpoint,
+        // an error in the log per request), and so is one Kestrel gives up on; the connection closes after the answer.
+        RelayError? bodyError;
+        TokenRequest request = default;
+        try
+        {
+            (request, bodyError) = context.Request.ContentLength > MaxBodyBytes
+                ? (default, RelayError.BadRequest($"the body is larger than {MaxBodyBytes} bytes"))
+                : await ReadRequestAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex)
+        {
+            bodyError = RelayError.BadRequest("unreadable request body: " + ex.Message);
+        }
+
         if (bodyError is not null)
         {
+            context.Response.Headers.Connection = "close";
             return Refuse(logger, bodyError);
         }
 

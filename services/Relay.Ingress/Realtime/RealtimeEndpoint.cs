@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Protocol;
+using Relay.Ingress.Http;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Realtime;
@@ -26,6 +27,11 @@ internal static class RealtimeEndpoint
                 return RelayResults.Error(auth.Error);
             }
 
+            if (RefuseUpgrade(context.Request) is { } refused)
+            {
+                return refused;
+            }
+
             if (!context.WebSockets.IsWebSocketRequest)
             {
                 return RelayResults.Error(ErrorCodes.BadRequest, "GET /v1/realtime needs a WebSocket upgrade");
@@ -41,6 +47,56 @@ internal static class RealtimeEndpoint
             var connection = new RealtimeConnection(socket, auth.Principal, node, authenticator, logger);
             await connection.RunAsync().ConfigureAwait(false);
             return Results.Empty;
-        });
+        }).AddEndpointFilter(RefusalLog.FilterAtOnce);
+    }
+
+    /// <summary>
+    /// What RFC 6455 refuses and ASP.NET Core's WebSocket middleware would let through or answer vaguely, refused here
+    /// the way Relay's own handshake does (it leaves these requests to this endpoint): another protocol version gets 426
+    /// naming version 13 (§4.2.2), an HTTP/1.0 upgrade and a header value with control characters get 400.
+    /// </summary>
+    private static IResult? RefuseUpgrade(HttpRequest request)
+    {
+        if (request.Headers.Upgrade.Count == 0)
+        {
+            return null;
+        }
+
+        if (HttpProtocol.IsHttp10(request.Protocol))
+        {
+            return RelayResults.Error(ErrorCodes.BadRequest, "a WebSocket upgrade needs HTTP/1.1");
+        }
+
+        foreach (var (name, values) in request.Headers)
+        {
+            foreach (var value in values)
+            {
+                if (HasControlCharacter(value))
+                {
+                    return RelayResults.Error(ErrorCodes.BadRequest, $"header '{name}' holds a control character");
+                }
+            }
+        }
+
+        if (request.Headers.SecWebSocketVersion is not ["13"] && request.Headers.Upgrade.ToString().Contains("websocket", StringComparison.OrdinalIgnoreCase))
+        {
+            request.HttpContext.Response.Headers.SecWebSocketVersion = "13";
+            return RelayResults.Error(ErrorCodes.UpgradeRequired, "Sec-WebSocket-Version must be 13, the only version this server speaks");
+        }
+
+        return null;
+    }
+
+    private static bool HasControlCharacter(string? value)
+    {
+        foreach (var c in value ?? string.Empty)
+        {
+            if (c is (< ' ' and not '\t') or '\u007f')
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

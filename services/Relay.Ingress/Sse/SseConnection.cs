@@ -222,9 +222,8 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
                     }
                     else if (message.PresenceAction is not null)
                     {
-                        Write(output, "event: presence\ndata: "u8);
-                        Write(output, item.Frame);
-                        Write(output, "\n\n"u8);
+                        Write(output, "event: presence\n"u8);
+                        WriteData(output, item.Frame);
                     }
                     else
                     {
@@ -235,9 +234,8 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
                         Write(output, "event: message\nid: "u8);
                         Write(output, Encoding.UTF8.GetBytes(SseCursor.Encode(_positions)));
-                        Write(output, "\ndata: "u8);
-                        Write(output, item.Frame);
-                        Write(output, "\n\n"u8);
+                        Write(output, "\n"u8);
+                        WriteData(output, item.Frame);
                     }
                 }
 
@@ -248,6 +246,30 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException)
         {
             LogEnded(_logger, ConnectionId, ex.Message);
+        }
+    }
+
+    /// <summary>
+    /// Writes a frame as the event's data and ends the event. Payloads are compacted on the way in
+    /// (<see cref="CompactJson"/>), so a frame is one line; should one still hold a line break (a message stored
+    /// before that), each line gets its own <c>data:</c> field, which readers join back with a line feed.
+    /// </summary>
+    private static void WriteData(System.IO.Pipelines.PipeWriter output, ReadOnlySpan<byte> frame)
+    {
+        while (true)
+        {
+            Write(output, "data: "u8);
+            var end = frame.IndexOfAny((byte)'\r', (byte)'\n');
+            if (end < 0)
+            {
+                Write(output, frame);
+                Write(output, "\n\n"u8);
+                return;
+            }
+
+            Write(output, frame[..end]);
+            Write(output, "\n"u8);
+            frame = frame[(frame[end] == (byte)'\r' && end + 1 < frame.Length && frame[end + 1] == (byte)'\n' ? end + 2 : end + 1)..];
         }
     }
 

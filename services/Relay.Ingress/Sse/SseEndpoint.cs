@@ -6,6 +6,7 @@ using Relay.Auth;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
 using Relay.Core.Protocol;
+using Relay.Ingress.Http;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Sse;
@@ -71,6 +72,6 @@ internal static class SseEndpoint
             }
 
             return Results.Empty;
-        });
+        }).AddEndpointFilter(RefusalLog.FilterAtOnce);
     }
 }

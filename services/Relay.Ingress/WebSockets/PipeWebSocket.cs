@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Net.WebSockets;
 using System.Text;
+using System.Text.Unicode;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -499,6 +500,20 @@ internal sealed class PipeWebSocket : WebSocket
             throw Fail("a close frame's payload must be empty or start with a two-byte status");
         }
 
+        if (payload.Length >= 2)
+        {
+            var code = BinaryPrimitives.ReadUInt16BigEndian(payload);
+            if (!MayBeSentByPeer(code))
+            {
+                throw Fail($"close code {code} is not one a peer may send");
+            }
+
+            if (!Utf8.IsValid(payload.AsSpan(2)))
+            {
+                throw Fail("the close reason is not valid UTF-8", WebSocketCloseStatus.InvalidPayloadData);
+            }
+        }
+
         _closeStatus = payload.Length >= 2 ? (WebSocketCloseStatus)BinaryPrimitives.ReadUInt16BigEndian(payload) : WebSocketCloseStatus.Empty;
         _closeDescription = payload.Length > 2 ? Encoding.UTF8.GetString(payload, 2, payload.Length - 2) : null;
         _state = _state == WebSocketState.CloseSent ? WebSocketState.Closed : WebSocketState.CloseReceived;
@@ -603,10 +618,17 @@ internal sealed class PipeWebSocket : WebSocket
         return true;
     }
 
-    private WebSocketException Fail(string message)
+    /// <summary>
+    /// Close codes a peer may put in a close frame (RFC 6455 §7.4.1, §7.4.2): the defined ones but 1004 (reserved), 1005,
+    /// 1006 and 1015 (never sent: they stand for "no code", "dropped" and "TLS failed"), IANA's 1012-1014, and the
+    /// ranges for libraries (3000-3999) and applications (4000-4999). The rest of 1000-2999 is unassigned.
+    /// </summary>
+    private static bool MayBeSentByPeer(int code) => code is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999);
+
+    private WebSocketException Fail(string message, WebSocketCloseStatus status = WebSocketCloseStatus.ProtocolError)
     {
-        // A protocol error ends the connection: say why with 1002, then drop it.
-        _ = CloseOutputAsync(WebSocketCloseStatus.ProtocolError, message, CancellationToken.None);
+        // A protocol error ends the connection: say why (1002, or 1007 for text that is not UTF-8), then drop it.
+        _ = CloseOutputAsync(status, message, CancellationToken.None);
         _state = WebSocketState.Aborted;
         return new WebSocketException(WebSocketError.Faulted, message);
     }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -20,6 +21,8 @@ internal static class RealtimeHandshake
 {
     /// <summary>A request head larger than this is not ours to parse; Kestrel gets it.</summary>
     public const int MaxHeadBytes = 8 * 1024;
+
+    private static readonly SearchValues<char> TokenChars = SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
 
     private static ReadOnlySpan<byte> Prefix => "GET /v1/realtime"u8;
 
@@ -80,12 +83,19 @@ internal static class RealtimeHandshake
         return new RealtimeConnection(socket, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
     }
 
+    /// <summary>
+    /// Reads a head only when it is a plainly well-formed RFC 6455 opening handshake (RFC 6455 §4.2.1 over RFC 9112's
+    /// syntax); anything unusual (no or two <c>Host</c>s, control or non-ASCII bytes, a header name that is not a token,
+    /// folded lines, HTTP/1.0, another method or version) is left to Kestrel, which answers it as it answers any
+    /// request: refused with 400, or served by the endpoint, which refuses what this handshake would (426 for another
+    /// <c>Sec-WebSocket-Version</c>).
+    /// </summary>
     private static bool TryParseUpgrade(string head, out Upgrade upgrade)
     {
         upgrade = default;
         var lines = head.Split("\r\n");
         var requestLine = lines[0].Split(' ');
-        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1")
+        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1" || !IsVisibleAscii(requestLine[1]))
         {
             return false;
         }
@@ -105,43 +115,61 @@ internal static class RealtimeHandshake
             context.Request.QueryString = new QueryString(target[question..]);
         }
 
+        var hosts = 0;
         for (var i = 1; i < lines.Length; i++)
         {
-            if (lines[i].Length == 0)
-            {
-                continue;
-            }
-
-            var colon = lines[i].IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0)
+            var line = lines[i];
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0 || !IsToken(line.AsSpan(0, colon)) || !IsFieldValue(line.AsSpan(colon + 1)))
             {
                 return false;
             }
 
-            var name = lines[i][..colon].Trim();
-            var value = lines[i][(colon + 1)..].Trim();
+            var name = line[..colon];
+            var value = line[(colon + 1)..].Trim(' ', '\t');
+            hosts += name.Equals("Host", StringComparison.OrdinalIgnoreCase) ? 1 : 0;
             var headers = context.Request.Headers;
             headers[name] = headers.TryGetValue(name, out var existing) ? existing + "," + value : value;
         }
 
         var requestHeaders = context.Request.Headers;
-        if (!HasToken(requestHeaders.Upgrade.ToString(), "websocket") || !HasToken(requestHeaders.Connection.ToString(), "upgrade")
-            || requestHeaders.SecWebSocketVersion.ToString() != "13")
+        if (hosts != 1 || requestHeaders.Host.ToString().Length == 0
+            || !HasToken(requestHeaders.Upgrade.ToString(), "websocket") || !HasToken(requestHeaders.Connection.ToString(), "upgrade")
+            || requestHeaders.SecWebSocketVersion.Count != 1 || requestHeaders.SecWebSocketVersion.ToString() != "13")
         {
             return false;
         }
 
-        var key = requestHeaders.SecWebSocketKey.ToString();
+        var key = requestHeaders.SecWebSocketKey;
         Span<byte> decoded = stackalloc byte[24];
-        if (!Convert.TryFromBase64String(key, decoded, out var written) || written != 16)
+        if (key.Count != 1 || !Convert.TryFromBase64String(key.ToString(), decoded, out var written) || written != 16)
         {
             return false;
         }
 
         var subProtocol = HasToken(requestHeaders.SecWebSocketProtocol.ToString(), RealtimeEndpoint.SubProtocol) ? RealtimeEndpoint.SubProtocol : null;
-        upgrade = new Upgrade(context, key, subProtocol);
+        upgrade = new Upgrade(context, key.ToString(), subProtocol);
         return true;
     }
+
+    /// <summary>A header name: one or more token characters (RFC 9110 §5.6.2).</summary>
+    private static bool IsToken(ReadOnlySpan<char> name) => !name.IsEmpty && !name.ContainsAnyExcept(TokenChars);
+
+    /// <summary>A header value of visible ASCII, spaces and tabs only: no control characters, no obs-text.</summary>
+    private static bool IsFieldValue(ReadOnlySpan<char> value)
+    {
+        foreach (var c in value)
+        {
+            if (c is (< ' ' and not '\t') or > '~')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsVisibleAscii(string text) => text.Length > 0 && !text.AsSpan().ContainsAnyExceptInRange('!', '~');
 
     private static bool HasToken(string header, string token)
     {

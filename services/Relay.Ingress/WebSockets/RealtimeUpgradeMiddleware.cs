@@ -11,14 +11,17 @@ namespace Relay.Ingress.WebSockets;
 /// <summary>
 /// A Kestrel connection middleware that takes a connection whose first request is an authorised WebSocket upgrade
 /// to <c>/v1/realtime</c> and serves it on a <see cref="PipeWebSocket"/>, so a realtime connection holds no HTTP
-/// request objects for its whole life. Anything else (other paths, refused credentials, TLS, HTTP/2) is handed to
-/// Kestrel untouched, and the normal endpoint answers it. Most plain upgrades never get here: the
-/// <see cref="RealtimeListenerFactory"/> takes them before they become Kestrel connections.
+/// request objects for its whole life. Anything else (other paths, refused credentials, TLS, HTTP/2, a head not whole
+/// at the first read) is handed to Kestrel untouched, and the normal endpoint answers it. Most plain upgrades never
+/// get here: the <see cref="RealtimeListenerFactory"/> takes them before they become Kestrel connections.
 /// </summary>
 internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServiceProvider services)
 {
-    /// <summary>Matches Kestrel's default request-headers timeout: a silent connection is handed over after it.</summary>
-    private static readonly TimeSpan HeadTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a connection may stay silent before it is handed over as it is: Kestrel's own timeouts start only once
+    /// it has the connection, so this wait comes on top of them (the listener at accept waits as long).
+    /// </summary>
+    private static readonly TimeSpan FirstBytesWait = RealtimeListenerFactory.FirstBytesWait;
 
     public async Task InvokeAsync(ConnectionContext connection)
     {
@@ -54,47 +57,35 @@ internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServic
         return accepted;
     }
 
-    /// <summary>Reads until the request head is complete, without consuming it; null hands the connection to Kestrel as is.</summary>
+    /// <summary>
+    /// Waits (a little) for the first bytes and looks at what has arrived, without consuming or examining it; null hands
+    /// the connection to Kestrel as is. A head not whole in that first read (sent in pieces, trickled, cut short, or
+    /// ended by bare line feeds) is Kestrel's at once: waiting here for the rest would add to Kestrel's request-head
+    /// timeout, whose clock starts only when Kestrel reads, and bytes marked examined here would make Kestrel's first
+    /// read wait for more until its keep-alive timeout (a cut head was held 192 s, a bare-LF one answered after 161 s).
+    /// </summary>
     private static async Task<(string Text, long Length)?> PeekHeadAsync(PipeReader input, CancellationToken closed)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(closed);
-        timeout.CancelAfter(HeadTimeout);
-        while (true)
+        using var silence = CancellationTokenSource.CreateLinkedTokenSource(closed);
+        silence.CancelAfter(FirstBytesWait);
+        ReadResult read;
+        try
         {
-            ReadResult read;
-            try
-            {
-                read = await input.ReadAsync(timeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return null;
-            }
-
-            var data = read.Buffer;
-            var start = data.Slice(0, Math.Min(data.Length, RealtimeHandshake.MaxHeadBytes + 4));
-            var bytes = start.IsSingleSegment ? start.FirstSpan : start.ToArray();
-            if (!RealtimeHandshake.StartsLikeOurs(bytes))
-            {
-                input.AdvanceTo(data.Start);
-                return null;
-            }
-
-            var length = RealtimeHandshake.HeadLength(bytes);
-            if (length > 0)
-            {
-                var text = Encoding.Latin1.GetString(bytes[..(length - 4)]);
-                input.AdvanceTo(data.Start);
-                return (text, length);
-            }
-
-            if (data.Length > RealtimeHandshake.MaxHeadBytes || read.IsCompleted)
-            {
-                input.AdvanceTo(data.Start);
-                return null;
-            }
-
-            input.AdvanceTo(data.Start, data.End);
+            read = await input.ReadAsync(silence.Token).ConfigureAwait(false);
         }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+
+        var data = read.Buffer;
+        var start = data.Slice(0, Math.Min(data.Length, RealtimeHandshake.MaxHeadBytes + 4));
+        var bytes = start.IsSingleSegment ? start.FirstSpan : start.ToArray();
+        var length = RealtimeHandshake.StartsLikeOurs(bytes) ? RealtimeHandshake.HeadLength(bytes) : -1;
+        var head = length > 0 ? ((string Text, long Length)?)(Encoding.Latin1.GetString(bytes[..(length - 4)]), length) : null;
+
+        // Nothing consumed, nothing examined: the next read (ours or Kestrel's) returns these bytes at once.
+        input.AdvanceTo(data.Start);
+        return head;
     }
 }

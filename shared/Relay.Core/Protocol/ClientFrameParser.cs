@@ -114,6 +114,8 @@ public static class ClientFrameParser
         {
             if (reader.TokenType != JsonTokenType.String)
             {
+                // Skipped like any other field's value: read as properties, an object here became several requests.
+                SkipValue(ref reader);
                 Fail(request, "field 'type' must be a string");
                 return;
             }
@@ -139,7 +141,7 @@ public static class ClientFrameParser
         {
             var start = (int)reader.TokenStartIndex;
             SkipValue(ref reader);
-            request.Data = frame[start..(int)reader.BytesConsumed].ToArray();
+            request.Data = CompactJson.Copy(frame[start..(int)reader.BytesConsumed]);
             request.HasData = true;
         }
         else if (property.SequenceEqual("channel"u8))

@@ -19,6 +19,8 @@ public static class ErrorCodes
     public const int NotFound = 40400;
     /// <summary>Message larger than <c>maxMessageBytes</c>.</summary>
     public const int MessageTooLarge = 41300;
+    /// <summary>A WebSocket upgrade asked for a protocol version the server does not speak (the answer names 13).</summary>
+    public const int UpgradeRequired = 42600;
     /// <summary>Rate limit exceeded.</summary>
     public const int RateLimited = 42900;
     /// <summary>Internal error.</summary>

@@ -39,6 +39,13 @@ public sealed class ClientFrameParserTests
     }
 
     [Fact]
+    public void Parse_DataLaidOutOverLines_IsKeptCompact()
+    {
+        var (_, requests) = Parse("{\"type\":\"publish\",\"channel\":\"c\",\"data\":\r\n{ \"a\" :\n\n[1, \"x  y\"]\r}\n}");
+        Assert.Equal("{\"a\":[1,\"x  y\"]}", Encoding.UTF8.GetString(requests[0].Data.Span));
+    }
+
+    [Fact]
     public void Parse_StringRef_IsKeptWithQuotes()
     {
         var (_, requests) = Parse("""{"type":"ping","ref":"abc"}""");

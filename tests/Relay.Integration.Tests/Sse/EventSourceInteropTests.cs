@@ -71,4 +71,36 @@ public sealed class EventSourceInteropTests : IAsyncLifetime
         Assert.Equal([3, 4, 5], data);
         Assert.Equal(["es:a", "es:b", "es:a"], resumedEvents.Select(static e => e.GetProperty("data").GetProperty("channel").GetString()));
     }
+
+    [Fact]
+    public async Task EventSource_ReceivesPayloadsWithLineBreaksBetweenTokens_AsWholeJson()
+    {
+        var url = $"{_server.BaseAddress}v1/sse?channel=es:spaced&key={Uri.EscapeDataString(RelayServer.Key)}";
+        using var client = NodeScript.Start("sse-client.cjs", url, "4");
+        await WaitForOpenAsync(client);
+
+        // Blank lines (LF, CRLF, CR) between tokens, over HTTP and over the WebSocket, one at a time so seq follows the order here.
+        using (var response = await _http.PostAsync("v1/channels/es:spaced/messages", new StringContent("{\"data\":{\"n\":\n\n1}}", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        using (var response = await _http.PostAsync("v1/channels/es:spaced/messages", new StringContent("[{\"data\":{\"n\":\r\n\r\n2}}]", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await publisher.SendTextAsync("{\"type\":\"publish\",\"ref\":1,\"channel\":\"es:spaced\",\"data\":{\"n\":\r\r3,\"s\":\"a\\n\\nb\"}}");
+        Assert.Equal("ok", (await publisher.ReceiveAsync()).GetProperty("type").GetString());
+        await publisher.SendTextAsync("[{\"type\":\"publish\",\"ref\":2,\"channel\":\"es:spaced\",\"data\":[\n4\n]}]");
+        Assert.Equal("ok", (await publisher.ReceiveAsync()).GetProperty("type").GetString());
+
+        var data = (await ReadEventsAsync(client)).Where(static e => e.GetProperty("event").GetString() == "message")
+            .Select(static e => e.GetProperty("data").GetProperty("data")).ToList();
+        Assert.Equal(4, data.Count);
+        Assert.Equal([1, 2, 3], data.Take(3).Select(static d => d.GetProperty("n").GetInt32()));
+        Assert.Equal("a\n\nb", data[2].GetProperty("s").GetString());
+        Assert.Equal(4, data[3][0].GetInt32());
+    }
 }

@@ -1,5 +1,7 @@
 using System.Net.WebSockets;
 using System.Text.Json;
+using FsCheck;
+using FsCheck.Fluent;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Realtime;
@@ -151,5 +153,94 @@ public abstract class BadInputSpec(IServerFixture fixture)
         await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
         await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "calm", ["data"] = "still here" });
         Assert.Equal("still here", (await victim.ReceiveMessageAsync()).GetProperty("data").GetString());
+    }
+
+    private static readonly string[] FuzzKeys = ["type", "channel", "data", "name", "id", "action", "token", "rewind", "limit", "before", "since", "epoch", "seq", "x"];
+
+    private static readonly string[] FuzzScalars =
+    [
+        "null", "true", "false", "0", "-1", "1.5", "1e3", "\"\"", "\"ping\"", "\"publish\"", "\"subscribe\"", "\"unsubscribe\"",
+        "\"history\"", "\"presence\"", "\"auth\"", "\"enter\"", "\"get\"", "\"fz:a\"", "\"a//b\"", "\"x\\n\\\"y\"",
+    ];
+
+    private static Gen<string> FuzzValue(int depth) => depth == 0
+        ? Gen.Elements(FuzzScalars)
+        : Gen.Frequency(
+            (3, Gen.Elements(FuzzScalars)),
+            (1, Gen.Choose(0, 3).SelectMany(n => Gen.ArrayOf(FuzzValue(depth - 1), n)).Select(static items => "[" + string.Join(",", items) + "]")),
+            (1, Gen.Choose(0, 3).SelectMany(n => Gen.ArrayOf(Gen.Elements(FuzzKeys).SelectMany(_ => FuzzValue(depth - 1), static (k, v) => $"\"{k}\":{v}"), n))
+                .Select(static fields => "{" + string.Join(",", fields) + "}")));
+
+    /// <summary>A request object; "REF" stands for a readable ref (made unique when sent), the other ref values are not readable.</summary>
+    private static Gen<string> FuzzRequest() =>
+        from keys in Gen.SubListOf(FuzzKeys)
+        from values in Gen.ArrayOf(FuzzValue(2), keys.Count)
+        from type in Gen.Frequency((2, Gen.Elements("\"ping\"", "\"publish\"", "\"subscribe\"", "\"history\"", "\"nope\"")), (3, FuzzValue(2)))
+        from reference in Gen.Frequency((3, Gen.Constant("REF")), (1, FuzzValue(2).Where(static v => v[0] is '{' or '[' or 'n' or 't' or 'f')), (1, Gen.Constant("")))
+        select "{" + string.Join(",", keys.Select((k, i) => k == "type" ? $"\"type\":{type}" : $"\"{k}\":{values[i]}")
+            .Concat(reference.Length == 0 ? [] : [$"\"ref\":{reference}"])) + "}";
+
+    /// <summary>One request object sent on its own, or a batch of requests and other values (each answered on its own).</summary>
+    private static Gen<(bool Batch, string[] Elements)> FuzzFrame() => Gen.Frequency(
+        (1, FuzzRequest().Select(static r => (false, new[] { r }))),
+        (2, Gen.Choose(1, 6).SelectMany(n => Gen.ArrayOf(Gen.Frequency((4, FuzzRequest()), (1, FuzzValue(2).Where(static v => !v.StartsWith('{')))), n))
+            .Select(static elements => (true, elements))));
+
+    [Fact]
+    public async Task RandomShapedRequests_GetExactlyOneReplyEach_WithTheirReadableRef()
+    {
+        await using var socket = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key, "fuzzer"));
+        var sent = 0;
+        var property = Prop.ForAll(FuzzFrame().ToArbitrary(), generated =>
+        {
+            var (batch, elements) = generated;
+            // Readable refs are numbered or named uniquely, so every reply is matched to its request.
+            var expected = new List<string?>();
+            var parts = elements.Select(element =>
+            {
+                if (!element.StartsWith('{'))
+                {
+                    expected.Add(null);
+                    return element;
+                }
+
+                var n = Interlocked.Increment(ref sent);
+                var readable = n % 2 == 0 ? n.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"\"r{n}\"";
+                expected.Add(element.Contains("\"ref\":REF", StringComparison.Ordinal) ? readable : null);
+                return element.Replace("\"ref\":REF", "\"ref\":" + readable, StringComparison.Ordinal);
+            }).ToArray();
+            var frame = batch ? "[" + string.Join(",", parts) + "]" : parts[0];
+            var replies = ExchangeAsync(socket, frame).GetAwaiter().GetResult();
+            var got = replies.Select(static r => r.TryGetProperty("ref", out var value) ? value.GetRawText() : null).Order().ToList();
+            Assert.True(got.SequenceEqual(expected.Order()), $"sent {frame}\nexpected refs [{string.Join(", ", expected.Order())}]\ngot {string.Join(" ", replies.Select(static r => r.GetRawText()))}");
+        });
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(150), property);
+        await AssertStillWorksAsync(socket);
+    }
+
+    /// <summary>Sends a frame, then a ping marking its end: the replies (not pushes) that came before the ping's pong.</summary>
+    private static async Task<List<JsonElement>> ExchangeAsync(TestSocket socket, string frame)
+    {
+        var marker = "end-" + socket.NextRef();
+        await socket.SendTextAsync(frame);
+        await socket.SendTextAsync($$"""{"type":"ping","ref":"{{marker}}"}""");
+        var replies = new List<JsonElement>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var next = await socket.ReceiveAsync();
+            var type = next.GetProperty("type").GetString();
+            if (type == "pong" && next.TryGetProperty("ref", out var r) && r.ValueKind == JsonValueKind.String && r.GetString() == marker)
+            {
+                return replies;
+            }
+
+            Assert.NotEqual("disconnect", type);
+            if (type is not ("message" or "presence"))
+            {
+                replies.Add(next);
+            }
+        }
+
+        throw new InvalidOperationException("no end marker after 1000 frames");
     }
 }

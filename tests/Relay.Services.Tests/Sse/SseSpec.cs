@@ -2,6 +2,10 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Relay.Bus;
+using Relay.Bus.Routing;
+using Relay.Core.Messages;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Sse;
@@ -137,5 +141,83 @@ public abstract class SseSpec : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.Status);
         using var body = JsonDocument.Parse(await anonymous.ReadBodyAsync());
         Assert.Equal(40101, body.RootElement.GetProperty("error").GetProperty("code").GetInt32());
+    }
+
+    /// <summary>JSON payloads as a publisher may lay them out, and the compact form every subscriber gets.</summary>
+    private static readonly (string Sent, string Relayed)[] SpacedPayloads =
+    [
+        ("{\"a\":\n\n1}", "{\"a\":1}"),
+        ("{\"a\":\r\n\r\n2}", "{\"a\":2}"),
+        ("{\"a\":\r\r3}", "{\"a\":3}"),
+        ("[ 4 ,\n\t5 ]", "[4,5]"),
+        ("{ \"s\" : \"two  spaces, escaped LF\\n, CRLF\\r\\n, CR\\r\" ,\n\n \"t\":\"tab\\there\" }", "{\"s\":\"two  spaces, escaped LF\\n, CRLF\\r\\n, CR\\r\",\"t\":\"tab\\there\"}"),
+        ("\"an escaped quote\\\"  then spaces\"", "\"an escaped quote\\\"  then spaces\""),
+    ];
+
+    [Fact]
+    public async Task PayloadWithLineBreaksBetweenTokens_ReachesSseAndWebSocketSubscribersAsCompactJson()
+    {
+        const string channel = "sse:spaced";
+        await using var stream = await SseTestClient.OpenAsync(Stream("channel=" + channel));
+        await stream.ReadAsync();
+        await using var subscriber = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel });
+        await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+
+        // Every way in: one WebSocket publish, a WebSocket batch, one HTTP message, an HTTP batch.
+        foreach (var (sent, _) in SpacedPayloads)
+        {
+            await publisher.SendTextAsync($"{{\"type\":\"publish\",\"channel\":\"{channel}\",\n\"data\":\r\n{sent}\n}}");
+        }
+
+        await publisher.SendTextAsync("[\n" + string.Join(",\r\n", SpacedPayloads.Select(p => $"{{\"type\":\"publish\",\"channel\":\"{channel}\",\"data\":{p.Sent}}}")) + "\n]");
+
+        // A ping is answered after the publishes before it: the HTTP ones come next in seq order.
+        await publisher.RequestAsync(new() { ["type"] = "ping" });
+        foreach (var (sent, _) in SpacedPayloads)
+        {
+            await PostRawAsync(channel, $"{{\"data\":\n{sent}\n}}");
+        }
+
+        await PostRawAsync(channel, "[" + string.Join(",\n\n", SpacedPayloads.Select(static p => $"{{ \"data\" :\r\n{p.Sent} }}")) + "]");
+
+        // Compared as sets: only seq order is promised, not that pipelined publishes keep their send order.
+        var expected = Enumerable.Repeat(SpacedPayloads.Select(static p => p.Relayed), 4).SelectMany(static p => p).Order(StringComparer.Ordinal).ToList();
+        var overSse = new List<string>();
+        var overWebSocket = new List<string>();
+        foreach (var _ in expected)
+        {
+            var sse = await stream.ReadEventAsync();
+            Assert.DoesNotContain('\n', sse.Data!);
+            overSse.Add(sse.Json.GetProperty("data").GetRawText());
+            overWebSocket.Add((await subscriber.ReceiveMessageAsync()).GetProperty("data").GetRawText());
+        }
+
+        Assert.Equal(expected, overSse.Order(StringComparer.Ordinal));
+        Assert.Equal(expected, overWebSocket.Order(StringComparer.Ordinal));
+    }
+
+    private async Task PostRawAsync(string channel, string body)
+    {
+        using var response = await _http.PostAsync($"v1/channels/{channel}/messages", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task MessageWithLineBreaksThatSkippedIngress_IsSentAsOneDataFieldPerLine()
+    {
+        // Straight onto the bus, as a message stored by an older node or taken in by another protocol would come.
+        const string channel = "sse:unscrubbed";
+        await using var stream = await SseTestClient.OpenAsync(Stream("channel=" + channel));
+        await stream.ReadAsync();
+        var bus = _server.Services.GetRequiredService<IRelayBus>();
+        var item = new PublishItem(null, "{\"a\":\r\n\r\n1,\n\"b\":\r2 ,\"c\":\"x\\ny\"}"u8.ToArray(), DataIsJson: true, Id: null);
+        using var cts = new CancellationTokenSource(TestSocket.DefaultTimeout);
+        Assert.IsType<PublishReply>(await bus.SendToRoutingAsync(new PublishRequest(RelayServer.AppId, channel, [item], ClientId: null, TraceParent: null), cts.Token));
+
+        var data = (await stream.ReadEventAsync()).Json.GetProperty("data");
+        Assert.Equal(1, data.GetProperty("a").GetInt32());
+        Assert.Equal(2, data.GetProperty("b").GetInt32());
+        Assert.Equal("x\ny", data.GetProperty("c").GetString());
     }
 }

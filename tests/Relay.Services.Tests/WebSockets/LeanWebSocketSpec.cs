@@ -287,7 +287,7 @@ public abstract class LeanWebSocketSpec : IAsyncLifetime
     }
 
     [Fact]
-    public async Task UpgradeArrivingInPieces_IsServedByTheConnectionMiddleware()
+    public async Task UpgradeArrivingInPieces_IsHandedToKestrel_AndStillServed()
     {
         var listener = _server.Services.GetRequiredService<RealtimeListenerFactory>();
         var handed = listener.Handed;

@@ -1,0 +1,10 @@
+namespace Relay.Services.Tests.WebSockets;
+
+/// <summary>ASP.NET Core's WebSocket middleware (lean WebSockets off): the framework's answers, which the lean paths match.</summary>
+public sealed class WebSocketWireFrameworkTests : WebSocketWireSpec
+{
+    protected override void Configure(IDictionary<string, string?> settings) => settings["Relay:Ingress:LeanWebSockets"] = "false";
+
+    /// <summary>The framework's WebSocket fails the connection too (RFC 6455 §8.1), but says 1002 rather than 1007.</summary>
+    protected override int InvalidUtf8CloseStatus => 1002;
+}
