@@ -61,7 +61,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _logger = logger;
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate, node.Metrics);
+        _queue = new SendQueue<ReadOnlyMemory<byte>>(static frame => frame.Length, _lean?.WriteGate, node.Metrics);
     }
 
     public string ConnectionId { get; }
@@ -179,12 +179,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         }
     }
 
+    /// <summary>
+    /// Queues one frame for this client. Everything it has not yet sent counts against one budget in bytes
+    /// (<c>SendQueueBytes</c>): the transport's buffer and send in flight, and the backlog behind them. A frame that
+    /// would pass it cuts the connection as a slow consumer (50301), so no client, however it reads, makes the node
+    /// hold more than that for it.
+    /// </summary>
     private void Enqueue(ReadOnlyMemory<byte> frame)
     {
+        var budget = _node.Options.SendQueueBytes;
         bool queued;
         if (_lean is null)
         {
-            queued = _queue.TryWrite(frame);
+            queued = _queue.TryWrite(frame, budget);
         }
         else
         {
@@ -192,7 +199,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             {
                 // Nothing waiting ahead of it: straight into the transport, whose send loop coalesces what piles
                 // up while a send is in flight. Otherwise behind the backlog, so order holds.
-                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0)
+                var held = _lean.HeldBytesUnderGate;
+                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0 && held + frame.Length <= budget)
                 {
                     _lean.WriteTextUnderGate(frame.Span);
                     _node.Metrics.FrameSent();
@@ -205,15 +213,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     return;
                 }
 
-                queued = _queue.TryWrite(frame);
+                queued = _queue.TryWrite(frame, budget, held);
             }
         }
 
         if (!queued && Volatile.Read(ref _closing) == 0)
         {
-            LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
+            LogSlowConsumer(_logger, ConnectionId, budget);
             _node.CountSlowConsumer();
-            Disconnect(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: the outbound queue was full; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
+            Disconnect(new RelayError(ErrorCodes.SlowConsumer, $"disconnected as a slow consumer: more than {budget} bytes waited to be sent; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
         }
     }
 
@@ -518,8 +526,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         }
     }
 
-    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "Connection {ConnectionId} cut as a slow consumer ({Frames} frames queued)")]
-    private static partial void LogSlowConsumer(ILogger logger, string connectionId, int frames);
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "Connection {ConnectionId} cut as a slow consumer (its {Bytes}-byte send budget was spent)")]
+    private static partial void LogSlowConsumer(ILogger logger, string connectionId, long bytes);
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Connection {ConnectionId} receive ended: {Reason}")]
     private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);

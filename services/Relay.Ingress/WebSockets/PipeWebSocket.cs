@@ -216,6 +216,13 @@ internal sealed class PipeWebSocket : WebSocket
     /// <summary>The gate every write to the transport goes through; hold it to call the <c>UnderGate</c> methods.</summary>
     internal Lock WriteGate => _writeGate;
 
+    /// <summary>
+    /// Bytes written but not yet with the kernel (under <see cref="WriteGate"/>): the direct sender's buffer and its
+    /// send in flight. Through the transport's pipe this is 0: the pipe takes frames only while its flush completes
+    /// at once, so it holds at most its pause threshold and one frame.
+    /// </summary>
+    internal long HeldBytesUnderGate => _direct?.HeldBytes ?? 0;
+
     /// <summary>Whether a flush is waiting for the transport (read under <see cref="WriteGate"/>): write nothing until it ends.</summary>
     internal bool FlushPending => _direct?.IsFull ?? _pendingFlush is not null;
 
