@@ -1,0 +1,117 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Realtime;
+
+/// <summary>
+/// A reader that pauses on a busy channel and catches up is not taken for a dead one. Spoken byte by byte
+/// (<see cref="RawWebSocket"/>), since control frames and when pings are answered are the point.
+/// </summary>
+public abstract class SendPathSpec : IAsyncLifetime
+{
+    private RelayServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            // Three seconds: a reader paused for five (longer than one interval, shorter than two) on a busy channel
+            // is due a ping while its transport is full, and catches up well before a ping sent then could expire.
+            ["Relay:Ingress:HeartbeatMs"] = "3000",
+
+            // Room for a reader paused for seconds on a busy channel: the heartbeat is under test, not the budget.
+            ["Relay:Ingress:SendQueueBytes"] = "268435456"
+        };
+        Configure(settings);
+        ConfigureBus(settings);
+        _server = await RelayServer.StartAsync(settings);
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    /// <summary>Lets a variant run the same tests on another send path.</summary>
+    protected virtual void Configure(Dictionary<string, string?> settings)
+    {
+    }
+
+    /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
+    protected virtual void ConfigureBus(IDictionary<string, string?> settings)
+    {
+    }
+
+    [Fact]
+    public async Task ReaderPausedOnBusyChannel_IsPingedOnceItCatchesUp_AndStaysConnected()
+    {
+        // A small receive buffer: the server's sends back up as soon as the reader stops reading.
+        await using var reader = await RawWebSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key), receiveBufferBytes: 4096);
+        await reader.SendTextAsync("""{"type":"subscribe","channel":"busy","ref":1}""");
+        Assert.Equal("ok", (await reader.ReadJsonAsync()).GetProperty("type").GetString());
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        var body = "[" + string.Join(",", Enumerable.Repeat(JsonSerializer.Serialize(new { data = new string('b', 1000) }), 100)) + "]";
+        var published = 0;
+        var publishing = Task.Run(async () =>
+        {
+            // About 4 MB/s for as long as the test runs: the socket buffers are full within a second of the pause.
+            while (!stop.IsCancellationRequested)
+            {
+                using var response = await http.PostAsync("v1/channels/busy/messages", new StringContent(body, Encoding.UTF8, "application/json"), stop.Token);
+                Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+                Interlocked.Add(ref published, 100);
+                await Task.Delay(25, stop.Token);
+            }
+        });
+
+        try
+        {
+            // Paused past one heartbeat: when the ping fell due the server could not send it, its sends being full.
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            Assert.True(Volatile.Read(ref published) > 5000, $"the channel was not busy: {published} messages published");
+
+            // Catching up, answering every ping: it must be pinged (it has been quiet for seconds) and never cut.
+            // Before the fix the unsent ping counted as unanswered and the reader was dropped two intervals after
+            // its last frame, 6-7 s in, without ever having been pinged.
+            var pinged = 0;
+            var messages = 0;
+            var readUntil = DateTime.UtcNow.AddSeconds(6);
+            while (DateTime.UtcNow < readUntil)
+            {
+                int opcode;
+                byte[] payload;
+                try
+                {
+                    (opcode, payload) = await reader.ReadFrameAsync(TimeSpan.FromSeconds(5));
+                }
+                catch (Exception ex) when (ex is IOException or EndOfStreamException or SocketException)
+                {
+                    Assert.Fail($"the reader was dropped after catching up ({messages} messages read, {pinged} pings): {ex.Message}");
+                    return;
+                }
+
+                Assert.NotEqual(0x8, opcode);
+                if (opcode == 0x9)
+                {
+                    pinged++;
+                    await reader.SendFrameAsync(0xA, payload);
+                }
+                else
+                {
+                    messages++;
+                }
+            }
+
+            Assert.True(pinged >= 1, $"never pinged in 6 s of reading after {messages} messages");
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await publishing.ContinueWith(static _ => { }, TaskScheduler.Default).WaitAsync(TestSocket.DefaultTimeout);
+        }
+    }
+}
