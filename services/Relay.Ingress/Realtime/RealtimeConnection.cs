@@ -27,9 +27,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private const int InitialReceiveBytes = 4096;
 
-    /// <summary>Requests handled before their deliveries are sent even though more input is waiting.</summary>
-    private const int MaxRequestsPerBatch = 64;
-
     /// <summary>Publishes one connection may have waiting for routing's answer over a networked bus.</summary>
     private const int MaxPipelinedPublishes = 64;
 
@@ -207,7 +204,20 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     if (!_flushScheduled)
                     {
                         _flushScheduled = true;
-                        _flusher.Schedule(this);
+
+                        // The deferred flush: written while another connection's requests are handled on this thread
+                        // (a publisher's burst), the flush waits for that burst's end, which comes before that
+                        // connection waits for anything, after at most DeliveryBatch.MaxWork requests or control
+                        // frames, and before it has spent DeliveryBatch.MaxDelay on its input (the rule is on
+                        // DeliveryBatch). Else: now.
+                        if (DeliveryBatch.Current is { } batch)
+                        {
+                            batch.Defer(_flusher, this);
+                        }
+                        else
+                        {
+                            _flusher.Schedule(this);
+                        }
                     }
 
                     return;
@@ -354,17 +364,25 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
         var requests = new List<ClientRequest>();
         Queue<Task>? publishing = null;
-        var batch = new DeliveryBatch();
-        var handled = 0;
+        var batch = new DeliveryBatch(_node.Time);
+        var controlFramesSeen = 0L;
 
-        // Before waiting on anything (this client's input, a request that went asynchronous) or after a long burst,
-        // send what the burst delivered: deliveries are never held back while this client is slow.
+        // What this connection's requests delivered to others goes out before it waits for anything (its input, a
+        // request that went asynchronous), and whenever the batch's bounds say so (DeliveryBatch: work, counting the
+        // control frames the socket answered on its own, and time spent on input): others never wait on this
+        // client's input.
         void SubmitBeforeWaiting(bool continuesAtOnce)
         {
-            if (!continuesAtOnce)
+            if (_lean is not null)
+            {
+                var controlFrames = _lean.ControlFramesReceived;
+                batch.CountControlFrames(controlFrames - controlFramesSeen);
+                controlFramesSeen = controlFrames;
+            }
+
+            if (!continuesAtOnce || batch.IsDue)
             {
                 batch.Submit();
-                handled = 0;
             }
         }
 
@@ -383,7 +401,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                 // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
                 var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
-                SubmitBeforeWaiting(waiting.IsCompleted && handled < MaxRequestsPerBatch);
+                SubmitBeforeWaiting(waiting.IsCompleted);
 
                 var peek = await waiting.ConfigureAwait(false);
                 if (peek.MessageType == WebSocketMessageType.Close)
@@ -474,7 +492,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                         DeliveryBatch.Leave();
                     }
 
-                    handled++;
+                    batch.CountRequest();
                     if (!handling.IsCompleted && request.Type == RequestType.Publish)
                     {
                         // A publish that went out over a networked bus: its request is already on the wire, in order, so

@@ -16,6 +16,12 @@ internal sealed class PipeWebSocket : WebSocket
 {
     private const int MaxControlPayload = 125;
 
+    /// <summary>
+    /// Control frames one receive answers before it lets its caller run again: a stream of pings would otherwise keep
+    /// one receive (and its thread) busy for as long as it lasts, and the caller could not send what it owes others.
+    /// </summary>
+    private const int ControlFramesPerReceive = 64;
+
     private readonly IDuplexPipe _transport;
     private readonly Action _abort;
     private readonly Lock _writeGate = new();
@@ -102,9 +108,13 @@ internal sealed class PipeWebSocket : WebSocket
         }
     }
 
+    /// <summary>Pings and pongs received so far: a receive handles them itself, without returning.</summary>
+    internal long ControlFramesReceived { get; private set; }
+
     public override async ValueTask<ValueWebSocketReceiveResult> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var input = _transport.Input;
+        var controlFrames = 0;
         while (true)
         {
             var read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -143,9 +153,16 @@ internal sealed class PipeWebSocket : WebSocket
                         return ReceivedClose(payload);
                     }
 
+                    ControlFramesReceived++;
                     if (header.Opcode == 0x9)
                     {
                         await SendControlAsync(0xA, payload).ConfigureAwait(false);
+                    }
+
+                    if (++controlFrames % ControlFramesPerReceive == 0)
+                    {
+                        // Let the caller see a receive that is not complete (and the thread pool run others).
+                        await Task.Yield();
                     }
 
                     continue;

@@ -1,8 +1,8 @@
 namespace Relay.Services.Tests.Realtime;
 
 /// <summary>
-/// The send-path tests time what a busy channel does to a paused reader: their classes run one at a time, after the
-/// parallel collections, so that one's load does not skew another's timing.
+/// The send-path tests time deliveries while a client floods the server with pings: their classes run one at a time,
+/// after the parallel collections, so that a flood of one does not slow another's measurement.
 /// </summary>
 [CollectionDefinition(nameof(SendPathTests), DisableParallelization = true)]
 public sealed class SendPathCollection;

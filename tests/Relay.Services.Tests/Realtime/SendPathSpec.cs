@@ -8,7 +8,8 @@ using Relay.Testing;
 namespace Relay.Services.Tests.Realtime;
 
 /// <summary>
-/// A reader that pauses on a busy channel and catches up is not taken for a dead one. Spoken byte by byte
+/// What one client does with its own socket (what it sends, when it reads) never holds up another client's output,
+/// and a reader that pauses on a busy channel and catches up is not taken for a dead one. Spoken byte by byte
 /// (<see cref="RawWebSocket"/>), since control frames and when pings are answered are the point.
 /// </summary>
 public abstract class SendPathSpec : IAsyncLifetime
@@ -41,6 +42,62 @@ public abstract class SendPathSpec : IAsyncLifetime
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)
     {
+    }
+
+    [Fact]
+    public async Task PublisherStreamingPings_DoesNotHoldBackDeliveryToOthers()
+    {
+        await using var subscriber = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "held" });
+
+        // The publisher sends one publish in the middle of a stream of empty pings, as fast as the server takes them,
+        // and reads everything it is sent (its pongs) so that nothing of its own ever backs up.
+        await using var publisher = await RawWebSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var pings = new byte[6 * 100_000];
+        for (var i = 0; i < 100_000; i++)
+        {
+            RawWebSocket.Frame(0x9, []).CopyTo(pings, i * 6);
+        }
+
+        var published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var draining = Task.Run(async () =>
+        {
+            // Reads in bulk: a reader slower than the server's pongs would back them up and slow the server down.
+            var buffer = new byte[256 * 1024];
+            while (await publisher.Stream.ReadAsync(buffer, stop.Token) > 0)
+            {
+            }
+        });
+        var streaming = Task.Run(async () =>
+        {
+            await publisher.Stream.WriteAsync(pings.AsMemory(0, 600), stop.Token);
+            await publisher.Stream.WriteAsync(RawWebSocket.Frame(0x1, """{"type":"publish","channel":"held","data":"once","ref":1}"""u8), stop.Token);
+            published.TrySetResult();
+            while (!stop.IsCancellationRequested)
+            {
+                await publisher.Stream.WriteAsync(pings, stop.Token);
+            }
+        });
+
+        try
+        {
+            // Before the fix the message and the subscriber's own pong waited until the server happened to catch up with the pings: 1-4 s here, 20 s in
+            // the review. Now the publisher's batch ends within 64 control frames; the rest is scheduling.
+            await published.Task.WaitAsync(TestSocket.DefaultTimeout);
+            var message = await subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(750));
+            Assert.Equal("once", message.GetProperty("data").GetString());
+            var reference = subscriber.NextRef();
+            await subscriber.SendTextAsync($$"""{"type":"ping","ref":{{reference}}}""");
+            var pong = await subscriber.ReceiveMatchingAsync(e => e.TryGetProperty("ref", out var r) && r.GetInt32() == reference, TimeSpan.FromMilliseconds(750));
+            Assert.Equal("pong", pong.GetProperty("type").GetString());
+            Assert.False(streaming.IsCompleted, "the ping stream ended early: " + streaming.Exception?.GetBaseException().Message);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(draining, streaming).ContinueWith(static _ => { }, TaskScheduler.Default).WaitAsync(TestSocket.DefaultTimeout);
+        }
     }
 
     [Fact]
