@@ -12,14 +12,10 @@ public sealed class IngressOptions
     /// <summary>Default heartbeat: 15 s keeps NATs and proxies from dropping idle sockets.</summary>
     public const int DefaultHeartbeatMs = 15_000;
 
-    /// <summary>
-    /// Default outbound budget per connection: 16 MiB holds a reader's 50 ms stall at full fan-out rate many times
-    /// over (about 0.3 s of publish-ws at 400k msgs/s) and a recovery of a full default history (200 × 64 KiB);
-    /// NATS allows 64 MB. Past it the reader is cut and recovers with <c>since</c>.
-    /// </summary>
+    /// <summary>Default send budget: 16 MiB is ~0.3 s of publish-ws at 400k msgs/s and a whole default history (200 × 64 KiB); NATS allows 64 MB.</summary>
     public const long DefaultSendQueueBytes = 16L * 1024 * 1024;
 
-    /// <summary>Default history page budget: 1 MiB holds a whole 1,000-message page of messages up to ~1 KB, and 15 of the largest.</summary>
+    /// <summary>Default history page budget: 1 MiB holds a whole 1,000-message page of ~700-byte messages, and 15 of the largest.</summary>
     public const int DefaultHistoryPageBytes = 1024 * 1024;
 
     /// <summary>Default publish rate: generous for people and devices; a flood gets 42900 rather than starving others.</summary>
