@@ -12,8 +12,11 @@ public sealed class IngressOptions
     /// <summary>Default heartbeat: 15 s keeps NATs and proxies from dropping idle sockets.</summary>
     public const int DefaultHeartbeatMs = 15_000;
 
-    /// <summary>Default outbound queue: ~1k frames absorbs bursts; a reader further behind is cut and recovers by <c>since</c>.</summary>
-    public const int DefaultSendQueueFrames = 1024;
+    /// <summary>Default send budget: 16 MiB is ~0.3 s of publish-ws at 400k msgs/s and a whole default history (200 × 64 KiB); NATS allows 64 MB.</summary>
+    public const long DefaultSendQueueBytes = 16L * 1024 * 1024;
+
+    /// <summary>Default history page budget: 1 MiB holds a whole 1,000-message page of ~700-byte messages, and 15 of the largest.</summary>
+    public const int DefaultHistoryPageBytes = 1024 * 1024;
 
     /// <summary>Default publish rate: generous for people and devices; a flood gets 42900 rather than starving others.</summary>
     public const int DefaultPublishRatePerSecond = 100;
@@ -95,8 +98,20 @@ public sealed class IngressOptions
     /// <summary>The heartbeat interval announced to clients and used for WebSocket keep-alive pings.</summary>
     public int HeartbeatMs { get; set; } = DefaultHeartbeatMs;
 
-    /// <summary>Frames a connection may have queued before it is disconnected as a slow consumer (50301).</summary>
-    public int SendQueueFrames { get; set; } = DefaultSendQueueFrames;
+    /// <summary>
+    /// Bytes a connection may have waiting to be sent (its transport's buffer and its backlog together) before it is
+    /// disconnected as a slow consumer (50301).
+    /// </summary>
+    public long SendQueueBytes { get; set; } = DefaultSendQueueBytes;
+
+    /// <summary>Replaced by <see cref="SendQueueBytes"/>: set, it stops the host at start-up with a message saying so.</summary>
+    public int? SendQueueFrames { get; set; }
+
+    /// <summary>
+    /// The size a history page stops at (WebSocket <c>history</c> and HTTP): it holds the newest messages that fit
+    /// (at least one) and says <c>"truncated":true</c>; the rest comes with <c>before</c>.
+    /// </summary>
+    public int HistoryPageBytes { get; set; } = DefaultHistoryPageBytes;
 
     /// <summary>The largest HTTP publish body (a batch of messages), in bytes.</summary>
     public int MaxHttpBodyBytes { get; set; } = 1024 * 1024;

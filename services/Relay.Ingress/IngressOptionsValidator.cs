@@ -4,6 +4,12 @@ namespace Relay.Ingress;
 
 internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
 {
+    /// <summary>The JSON around a payload in a frame (as the realtime connection allows for a client frame).</summary>
+    private const int MessageFramingBytes = 16 * 1024;
+
+    /// <summary>4 GiB per connection: beyond any reader worth waiting for.</summary>
+    private const long MaxSendQueueBytes = 4L * 1024 * 1024 * 1024;
+
     public ValidateOptionsResult Validate(string? name, IngressOptions options)
     {
         var failures = new List<string>();
@@ -22,9 +28,22 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add($"Relay:Ingress:MaxConnections is {options.MaxConnections}; set it to 0 (derived from the open-file limit) or a positive cap.");
         }
 
-        if (options.SendQueueFrames is < 16 or > 1_000_000)
+        if (options.SendQueueFrames is not null)
         {
-            failures.Add($"Relay:Ingress:SendQueueFrames is {options.SendQueueFrames}; set it between 16 and 1000000.");
+            failures.Add($"Relay:Ingress:SendQueueFrames ({options.SendQueueFrames}) is no longer read: a connection's outbound queue is budgeted in bytes. Remove it and set Relay:Ingress:SendQueueBytes instead (default {IngressOptions.DefaultSendQueueBytes}, 16 MiB).");
+        }
+
+        if (options.HistoryPageBytes is < 4096 or > 256 * 1024 * 1024)
+        {
+            failures.Add($"Relay:Ingress:HistoryPageBytes is {options.HistoryPageBytes}; set it between 4096 and 268435456 bytes.");
+        }
+
+        // One reply of the largest kind (a history page, which may pass its budget by one message) and one message
+        // must fit in an empty budget, or a client doing nothing wrong would be cut.
+        var largestReply = (long)options.HistoryPageBytes + options.MaxMessageBytes + MessageFramingBytes;
+        if (options.SendQueueBytes < largestReply || options.SendQueueBytes > MaxSendQueueBytes)
+        {
+            failures.Add($"Relay:Ingress:SendQueueBytes is {options.SendQueueBytes}; set it between {largestReply} (HistoryPageBytes + MaxMessageBytes + {MessageFramingBytes}: one history page and one message must fit) and {MaxSendQueueBytes}.");
         }
 
         if (options.MaxHttpBodyBytes < options.MaxMessageBytes)

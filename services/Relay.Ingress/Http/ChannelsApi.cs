@@ -127,8 +127,8 @@ internal static class ChannelsApi
         var reply = await node.Bus.SendToRoutingAsync(new HistoryRequest(principal!.AppId, name!, (int)limit, before), context.RequestAborted).ConfigureAwait(false);
         return reply switch
         {
-            HistoryReply history => Json(StatusCodes.Status200OK, (name, history), static (writer, state) =>
-                ReplyBodies.WriteHistory(writer, state.name!, state.history.Position.Epoch, state.history.Messages)),
+            HistoryReply history => Json(StatusCodes.Status200OK, (name, history, pageBytes: node.Options.HistoryPageBytes), static (writer, state) =>
+                ReplyBodies.WriteHistory(writer, state.name!, state.history.Position.Epoch, state.history.Messages, state.pageBytes)),
             ErrorReply failed => RelayResults.Error(failed.Error),
             _ => RelayResults.Error(ErrorCodes.Internal, "unexpected reply from routing"),
         };

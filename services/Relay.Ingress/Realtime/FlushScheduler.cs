@@ -20,21 +20,10 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
     private bool _scheduled;
 
     /// <summary>
-    /// Asks for one flush of <paramref name="target"/>; the caller makes sure it asks once per write burst. Inside a
-    /// <see cref="DeliveryBatch"/> the request waits until the batch ends.
+    /// Asks for one flush of <paramref name="target"/> now; the caller makes sure it asks once per write burst (and
+    /// hands the request to the current <see cref="DeliveryBatch"/> instead while there is one: see its rule).
     /// </summary>
     public void Schedule(IFlushTarget target)
-    {
-        if (DeliveryBatch.Current is { } batch)
-        {
-            batch.Defer(this, target);
-            return;
-        }
-
-        ScheduleNow(target);
-    }
-
-    internal void ScheduleNow(IFlushTarget target)
     {
         bool start;
         lock (_gate)
@@ -91,13 +80,34 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
 }
 
 /// <summary>
-/// The flushes asked for while one connection's burst of requests is handled (the publishes of one read). Every
-/// subscriber gets all of the burst's messages in one send, as NATS does with the messages of one read, instead of
-/// a send per message. Current only while the handling runs synchronously on this thread; the connection submits
-/// the batch before it waits for anything.
+/// The flushes asked for while one connection's requests are handled (a publisher's burst): every subscriber gets all
+/// of the burst's messages in one send, as NATS sends what one read delivered, instead of a send per message. Current
+/// only while a request is handled synchronously on this thread (<see cref="Enter"/>, <see cref="Leave"/>).
+/// <para>
+/// The rule, since other connections' output waits on it: the deferred flushes are handed to their schedulers when
+/// the connection whose requests are handled is about to wait for anything (its input, a request that went
+/// asynchronous); or once <see cref="MaxWork"/> units of its work were done since the first was deferred (requests of
+/// any type, and WebSocket control frames, which its socket answers by itself); or once it has spent
+/// <see cref="MaxDelay"/> on its input since the first was deferred or since its last request, whichever is later
+/// (reading a frame that trickles in, pings), whichever comes first. The connection checks between requests, between
+/// the pieces of a frame it reads and at least every 64 control frames. So what another connection's output waits
+/// for is this one's work, at most <see cref="MaxWork"/> requests of it, and never its input for longer than
+/// <see cref="MaxDelay"/>. Time spent handling requests (a publish fanning out to many subscribers) does not end a
+/// batch early: cutting a burst's fan-out into time slices would send each subscriber a burst's messages in
+/// several system calls (see docs/benchmarks.md for what a wall-clock bound cost).
+/// </para>
 /// </summary>
-internal sealed class DeliveryBatch
+internal sealed class DeliveryBatch(TimeProvider time)
 {
+    /// <summary>Units of work (requests, control frames) after which the deferred flushes go out although more input waits.</summary>
+    public const int MaxWork = 64;
+
+    /// <summary>
+    /// The longest deferred flushes wait on the connection's input: 1 ms, a hundred times what reading the next
+    /// frame of a burst takes when it is already there.
+    /// </summary>
+    public static readonly TimeSpan MaxDelay = TimeSpan.FromMilliseconds(1);
+
     [ThreadStatic]
     private static DeliveryBatch? t_current;
 
@@ -107,27 +117,55 @@ internal sealed class DeliveryBatch
 
     private List<(FlushScheduler Scheduler, IFlushTarget Target)>? _deferred;
 
+    // Since when the connection has been on its input: the first deferral, then the end of each request.
+    private long _inputSinceTicks;
+    private int _work;
+
     public static DeliveryBatch? Current => t_current;
 
     public int Count => _deferred?.Count ?? 0;
+
+    /// <summary>Whether the batch must end now by the rule above: <see cref="MaxWork"/> done, or <see cref="MaxDelay"/> on input.</summary>
+    public bool IsDue => _deferred is not null && (_work >= MaxWork || time.GetElapsedTime(_inputSinceTicks) >= MaxDelay);
 
     /// <summary>Makes this batch current on this thread until <see cref="Leave"/>.</summary>
     public void Enter() => t_current = this;
 
     public static void Leave() => t_current = null;
 
+    /// <summary>A request was handled: one unit of work, and the time on input starts again.</summary>
+    public void CountRequest()
+    {
+        if (_deferred is not null)
+        {
+            _work++;
+            _inputSinceTicks = time.GetTimestamp();
+        }
+    }
+
+    /// <summary>Control frames were answered: units of work, though the time on input goes on.</summary>
+    public void CountControlFrames(long frames)
+    {
+        if (_deferred is not null)
+        {
+            _work = (int)Math.Min(MaxWork, _work + frames);
+        }
+    }
+
+    /// <summary>Holds <paramref name="target"/>'s flush until the batch ends (see the rule above).</summary>
     public void Defer(FlushScheduler scheduler, IFlushTarget target)
     {
         if (_deferred is null)
         {
             _deferred = t_spare ?? [];
             t_spare = null;
+            _inputSinceTicks = time.GetTimestamp();
         }
 
         _deferred.Add((scheduler, target));
     }
 
-    /// <summary>Hands every deferred flush to its scheduler.</summary>
+    /// <summary>Hands every deferred flush to its scheduler; the batch stays current and starts again empty.</summary>
     public void Submit()
     {
         if (_deferred is null)
@@ -137,7 +175,7 @@ internal sealed class DeliveryBatch
 
         foreach (var (scheduler, target) in _deferred)
         {
-            scheduler.ScheduleNow(target);
+            scheduler.Schedule(target);
         }
 
         _deferred.Clear();
@@ -147,5 +185,6 @@ internal sealed class DeliveryBatch
         }
 
         _deferred = null;
+        _work = 0;
     }
 }

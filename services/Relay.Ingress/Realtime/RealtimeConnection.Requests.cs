@@ -248,7 +248,7 @@ internal sealed partial class RealtimeConnection
 
         var reply = await _node.Bus.SendToRoutingAsync(new HistoryRequest(App, channel, limit, request.Before), _node.Stopping).ConfigureAwait(false);
         var history = Expect<HistoryReply>(reply);
-        Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages), (channel, history));
+        Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages, state.pageBytes), (channel, history, pageBytes: _node.Options.HistoryPageBytes));
     }
 
     private async ValueTask AuthenticateAsync(ClientRequest request)

@@ -27,9 +27,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
     private const int InitialReceiveBytes = 4096;
 
-    /// <summary>Requests handled before their deliveries are sent even though more input is waiting.</summary>
-    private const int MaxRequestsPerBatch = 64;
-
     /// <summary>Publishes one connection may have waiting for routing's answer over a networked bus.</summary>
     private const int MaxPipelinedPublishes = 64;
 
@@ -63,7 +60,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         _readRate = NewReadBucket(node);
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<ReadOnlyMemory<byte>>(node.Options.SendQueueFrames, _lean?.WriteGate, node.Metrics);
+        _queue = new SendQueue<ReadOnlyMemory<byte>>(static frame => frame.Length, _lean?.WriteGate, node.Metrics);
     }
 
     public string ConnectionId { get; }
@@ -182,12 +179,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         }
     }
 
+    /// <summary>
+    /// Queues one frame for this client. Everything it has not yet sent counts against one budget in bytes
+    /// (<c>SendQueueBytes</c>): the transport's buffer and send in flight, and the backlog behind them. A frame that
+    /// would pass it cuts the connection as a slow consumer (50301), so no client, however it reads, makes the node
+    /// hold more than that for it.
+    /// </summary>
     private void Enqueue(ReadOnlyMemory<byte> frame)
     {
+        var budget = _node.Options.SendQueueBytes;
         bool queued;
         if (_lean is null)
         {
-            queued = _queue.TryWrite(frame);
+            queued = _queue.TryWrite(frame, budget);
         }
         else
         {
@@ -195,28 +199,42 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             {
                 // Nothing waiting ahead of it: straight into the transport, whose send loop coalesces what piles
                 // up while a send is in flight. Otherwise behind the backlog, so order holds.
-                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0)
+                var held = _lean.HeldBytesUnderGate;
+                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0 && held + frame.Length <= budget)
                 {
                     _lean.WriteTextUnderGate(frame.Span);
                     _node.Metrics.FrameSent();
                     if (!_flushScheduled)
                     {
                         _flushScheduled = true;
-                        _flusher.Schedule(this);
+
+                        // The deferred flush: written while another connection's requests are handled on this thread
+                        // (a publisher's burst), the flush waits for that burst's end, which comes before that
+                        // connection waits for anything, after at most DeliveryBatch.MaxWork requests or control
+                        // frames, and before it has spent DeliveryBatch.MaxDelay on its input (the rule is on
+                        // DeliveryBatch). Else: now.
+                        if (DeliveryBatch.Current is { } batch)
+                        {
+                            batch.Defer(_flusher, this);
+                        }
+                        else
+                        {
+                            _flusher.Schedule(this);
+                        }
                     }
 
                     return;
                 }
 
-                queued = _queue.TryWrite(frame);
+                queued = _queue.TryWrite(frame, budget, held);
             }
         }
 
         if (!queued && Volatile.Read(ref _closing) == 0)
         {
-            LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueFrames);
+            LogSlowConsumer(_logger, ConnectionId, budget);
             _node.CountSlowConsumer();
-            Disconnect(new RelayError(ErrorCodes.SlowConsumer, "disconnected as a slow consumer: the outbound queue was full; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
+            Disconnect(new RelayError(ErrorCodes.SlowConsumer, $"disconnected as a slow consumer: more than {budget} bytes waited to be sent; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
         }
     }
 
@@ -349,17 +367,25 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
         var requests = new List<ClientRequest>();
         Queue<Task>? publishing = null;
-        var batch = new DeliveryBatch();
-        var handled = 0;
+        var batch = new DeliveryBatch(_node.Time);
+        var controlFramesSeen = 0L;
 
-        // Before waiting on anything (this client's input, a request that went asynchronous) or after a long burst,
-        // send what the burst delivered: deliveries are never held back while this client is slow.
+        // What this connection's requests delivered to others goes out before it waits for anything (its input, a
+        // request that went asynchronous), and whenever the batch's bounds say so (DeliveryBatch: work, counting the
+        // control frames the socket answered on its own, and time spent on input): others never wait on this
+        // client's input.
         void SubmitBeforeWaiting(bool continuesAtOnce)
         {
-            if (!continuesAtOnce)
+            if (_lean is not null)
+            {
+                var controlFrames = _lean.ControlFramesReceived;
+                batch.CountControlFrames(controlFrames - controlFramesSeen);
+                controlFramesSeen = controlFrames;
+            }
+
+            if (!continuesAtOnce || batch.IsDue)
             {
                 batch.Submit();
-                handled = 0;
             }
         }
 
@@ -378,7 +404,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
                 // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
                 var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
-                SubmitBeforeWaiting(waiting.IsCompleted && handled < MaxRequestsPerBatch);
+                SubmitBeforeWaiting(waiting.IsCompleted);
 
                 var peek = await waiting.ConfigureAwait(false);
                 if (peek.MessageType == WebSocketMessageType.Close)
@@ -469,7 +495,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                         DeliveryBatch.Leave();
                     }
 
-                    handled++;
+                    batch.CountRequest();
                     if (!handling.IsCompleted && request.Type == RequestType.Publish)
                     {
                         // A publish that went out over a networked bus: its request is already on the wire, in order, so
@@ -521,8 +547,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         }
     }
 
-    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "Connection {ConnectionId} cut as a slow consumer ({Frames} frames queued)")]
-    private static partial void LogSlowConsumer(ILogger logger, string connectionId, int frames);
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "Connection {ConnectionId} cut as a slow consumer (its {Bytes}-byte send budget was spent)")]
+    private static partial void LogSlowConsumer(ILogger logger, string connectionId, long bytes);
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Connection {ConnectionId} receive ended: {Reason}")]
     private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);

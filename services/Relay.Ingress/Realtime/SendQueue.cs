@@ -3,9 +3,11 @@ using System.Threading.Tasks.Sources;
 namespace Relay.Ingress.Realtime;
 
 /// <summary>
-/// A connection's bounded outbound queue: many writers (deliveries), one reader (the write loop). Unlike a
-/// bounded <c>Channel&lt;T&gt;</c>, waking the reader reuses one value-task source, so a delivery allocates
-/// nothing; the ring grows with the backlog and is given back after a second without one, so an idle connection holds none.
+/// A connection's outbound queue, bounded in bytes: many writers (deliveries), one reader (the write loop). A writer
+/// says how many bytes the connection may hold in all (its budget) and how many it already holds outside the queue
+/// (its transport's buffer), so one count bounds everything the connection has not sent. Unlike a bounded
+/// <c>Channel&lt;T&gt;</c>, waking the reader reuses one value-task source, so a delivery allocates nothing; the ring
+/// grows with the backlog and is given back after quiet sweeps, so an idle connection holds none.
 /// </summary>
 /// <typeparam name="T">The item type.</typeparam>
 internal sealed class SendQueue<T> : IValueTaskSource<bool>
@@ -16,22 +18,23 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private const int QuietTrimsBeforeRelease = 10;
 
     private readonly Lock _gate;
-    private readonly int _capacity;
+    private readonly Func<T, int> _size;
     private readonly IngressMetrics? _metrics;
     private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
     private T[] _ring = [];
     private int _head;
     private int _count;
+    private long _bytes;
     private bool _completed;
     private bool _readerWaiting;
     private QuietSweeps _quiet;
 
-    /// <param name="capacity">The most items it holds.</param>
+    /// <param name="size">The bytes an item stands for (a static lambda: one delegate for every connection).</param>
     /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
     /// <param name="metrics">Where queued and dequeued frames are counted (the queue depth gauge and frames out), or null.</param>
-    public SendQueue(int capacity, Lock? gate = null, IngressMetrics? metrics = null)
+    public SendQueue(Func<T, int> size, Lock? gate = null, IngressMetrics? metrics = null)
     {
-        _capacity = capacity;
+        _size = size;
         _gate = gate ?? new Lock();
         _metrics = metrics;
     }
@@ -47,24 +50,47 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
         }
     }
 
-    /// <summary>Adds an item; false when the queue is full or completed.</summary>
-    public bool TryWrite(T item)
+    /// <summary>Bytes queued (see the constructor's size).</summary>
+    public long Bytes
     {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytes;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Adds an item if the connection stays within <paramref name="budget"/> bytes: what is queued, plus
+    /// <paramref name="heldElsewhere"/> (bytes the connection holds outside the queue), plus the item. False when it
+    /// does not fit (a slow consumer) or the queue is completed.
+    /// </summary>
+    public bool TryWrite(T item, long budget, long heldElsewhere = 0) => TryAdd(item, budget - heldElsewhere);
+
+    /// <summary>Adds an item whatever its size (the last frame a connection is sent); false when the queue is completed.</summary>
+    public bool TryWrite(T item) => TryAdd(item, long.MaxValue);
+
+    private bool TryAdd(T item, long room)
+    {
+        var size = _size(item);
         bool wake;
         lock (_gate)
         {
-            if (_completed || _count == _capacity)
+            if (_completed || size > room - _bytes)
             {
                 return false;
             }
 
             if (_count == _ring.Length)
             {
-                Resize(Math.Min(Math.Max(MinimumSlots, _ring.Length * 2), _capacity));
+                Resize(Math.Max(MinimumSlots, _ring.Length * 2));
             }
 
             _ring[(_head + _count) % _ring.Length] = item;
             _count++;
+            _bytes += size;
             _metrics?.FrameQueued();
             _quiet.Used();
             wake = _readerWaiting;
@@ -88,6 +114,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _head = 0;
             _metrics?.FramesDropped(_count);
             _count = 0;
+            _bytes = 0;
         }
     }
 
@@ -143,6 +170,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _ring[_head] = default!;
             _head = (_head + 1) % _ring.Length;
             _count--;
+            _bytes -= _size(item);
             _metrics?.FrameDequeued();
 
             return true;

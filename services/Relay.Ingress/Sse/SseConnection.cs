@@ -18,6 +18,9 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 {
     private static readonly byte[] Heartbeat = ": heartbeat\n\n"u8.ToArray();
 
+    /// <summary>Bytes written into the response between two flushes (as the WebSocket coalesces its sends).</summary>
+    private const int FlushBytes = 64 * 1024;
+
     private readonly HttpContext _context;
     private readonly IngressNode _node;
     private readonly ILogger _logger;
@@ -42,7 +45,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         _logger = logger;
         _aborted = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, node.Stopping);
         ConnectionId = "s-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<SseItem>(node.Options.SendQueueFrames, metrics: node.Metrics);
+        _queue = new SendQueue<SseItem>(static item => item.Frame.Length + SseItem.FieldBytes, metrics: node.Metrics);
 
         // A client that goes away, or a node that stops, ends the write loop's wait.
         _aborted.Token.Register(static queue => ((SendQueue<SseItem>)queue!).Complete(), _queue);
@@ -98,7 +101,8 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (!_queue.TryWrite(new SseItem(message, ServerFrames.PushFrame(message))) && Interlocked.Exchange(ref _closing, 1) == 0)
+        // Everything not yet written to the response counts against the connection's budget in bytes.
+        if (!_queue.TryWrite(new SseItem(message, ServerFrames.PushFrame(message)), _node.Options.SendQueueBytes) && Interlocked.Exchange(ref _closing, 1) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId);
             _node.CountSlowConsumer();
@@ -127,7 +131,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
         if (now.UtcTicks - Interlocked.Read(ref _lastWriteTicks) >= TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs).Ticks)
         {
-            _queue.TryWrite(new SseItem(null, Heartbeat));
+            _queue.TryWrite(new SseItem(null, Heartbeat), _node.Options.SendQueueBytes);
         }
 
         _queue.TrimIfUnused();
@@ -214,8 +218,12 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
             await output.FlushAsync(token).ConfigureAwait(false);
             while (await _queue.WaitToReadAsync().ConfigureAwait(false))
             {
-                while (_queue.TryRead(out var item))
+                // At most FlushBytes into the response before its flush waits for the client: the rest stays in the
+                // queue, where it counts against the budget, instead of piling up in the response's pipe.
+                var written = 0;
+                while (written < FlushBytes && _queue.TryRead(out var item))
                 {
+                    written += item.Frame.Length;
                     if (item.Message is not { } message)
                     {
                         Write(output, item.Frame);
@@ -280,7 +288,11 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         output.Advance(bytes.Length);
     }
 
-    internal readonly record struct SseItem(RelayMessage? Message, byte[] Frame);
+    internal readonly record struct SseItem(RelayMessage? Message, byte[] Frame)
+    {
+        /// <summary>What an event adds around its JSON (<c>event:</c>, <c>id:</c>, <c>data:</c>), counted for its share of the budget.</summary>
+        public const int FieldBytes = 64;
+    }
 
     [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "SSE stream {ConnectionId} cut as a slow consumer")]
     private static partial void LogSlowConsumer(ILogger logger, string connectionId);

@@ -37,6 +37,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     private byte[]? _buffer;
     private byte[]? _spare;
     private int _length;
+    private int _inFlight;
     private bool _sending;
     private bool _failed;
     private bool _socketHoldsBuffer;
@@ -51,6 +52,9 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
     /// <summary>Whether a send buffer or a spare is held (under the gate; tests).</summary>
     internal bool HoldsBuffers => _buffer is not null || _spare is not null;
+
+    /// <summary>Bytes not yet with the kernel (under the gate): buffered, and the send in flight (whole until it ends).</summary>
+    public long HeldBytes => _length + _inFlight;
 
     /// <summary>Nothing buffered and nothing in flight (under the gate).</summary>
     public bool IsIdle => (_length == 0 && !_sending) || _failed;
@@ -105,6 +109,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         }
 
         var send = new PendingSend(this, _buffer!, _length);
+        _inFlight = _length;
         _buffer = null;
         _length = 0;
         _sending = true;
@@ -235,6 +240,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
                 progress = _progress;
                 _progress = null;
+                _inFlight = 0;
                 if (failed || _length == 0)
                 {
                     _sending = false;
@@ -251,6 +257,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
                 {
                     buffer = _buffer!;
                     length = _length;
+                    _inFlight = length;
                     _buffer = null;
                     _length = 0;
                 }

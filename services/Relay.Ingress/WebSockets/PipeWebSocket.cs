@@ -17,6 +17,12 @@ internal sealed class PipeWebSocket : WebSocket
 {
     private const int MaxControlPayload = 125;
 
+    /// <summary>
+    /// Control frames one receive answers before it lets its caller run again: a stream of pings would otherwise keep
+    /// one receive (and its thread) busy for as long as it lasts, and the caller could not send what it owes others.
+    /// </summary>
+    private const int ControlFramesPerReceive = 64;
+
     private readonly IDuplexPipe _transport;
     private readonly Action _abort;
     private readonly Lock _writeGate = new();
@@ -36,7 +42,9 @@ internal sealed class PipeWebSocket : WebSocket
     // Sending: whether a fragmented message is open (its next frames are continuations).
     private bool _sendingMessage;
     private long _lastReceivedTicks;
-    private bool _pingOutstanding;
+
+    // When the last keep-alive ping was written into the transport (0: never). A ping written after the peer's
+    // last frame is outstanding; one that could not be written is not.
     private long _pingSentTicks;
 
     // A flush the transport could not take at once (its buffer is full): writers wait for it, nobody else writes.
@@ -69,7 +77,10 @@ internal sealed class PipeWebSocket : WebSocket
 
     /// <summary>
     /// Pings a quiet peer, and aborts one that has not answered a ping within an interval (a dead TCP peer never
-    /// says so). A peer is only ever aborted after it was pinged, so a late sweep cannot cut a healthy quiet client.
+    /// says so). Any frame from the peer, pong or data, shows it alive. A ping counts as sent only once it is in the
+    /// transport: while the transport is full (a reader behind on a busy channel) or its gate is busy, none is, nothing
+    /// is outstanding, and the next sweep tries again; a reader that catches up is pinged then. A peer that never
+    /// reads at all is not pinged: its send budget (<c>SendQueueBytes</c>) cuts it, and the kernel gives up on a dead one.
     /// </summary>
     public void Heartbeat(TimeSpan interval)
     {
@@ -78,8 +89,9 @@ internal sealed class PipeWebSocket : WebSocket
             return;
         }
 
-        var quiet = _time.GetElapsedTime(Interlocked.Read(ref _lastReceivedTicks));
-        if (_pingOutstanding)
+        var lastReceived = Interlocked.Read(ref _lastReceivedTicks);
+        var quiet = _time.GetElapsedTime(lastReceived);
+        if (_pingSentTicks > lastReceived)
         {
             if (quiet >= interval * 2 && _time.GetElapsedTime(_pingSentTicks) >= interval)
             {
@@ -88,15 +100,22 @@ internal sealed class PipeWebSocket : WebSocket
         }
         else if (quiet >= interval)
         {
-            _pingSentTicks = _time.GetTimestamp();
-            _pingOutstanding = true;
-            _ = SendControlAsync(0x9, ReadOnlyMemory<byte>.Empty, waitForLock: false);
+            // Read before writing: a pong, stamped when it arrives, is then always later than its ping.
+            var now = _time.GetTimestamp();
+            if (TrySendPing())
+            {
+                _pingSentTicks = now;
+            }
         }
     }
+
+    /// <summary>Pings and pongs received so far: a receive handles them itself, without returning.</summary>
+    internal long ControlFramesReceived { get; private set; }
 
     public override async ValueTask<ValueWebSocketReceiveResult> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var input = _transport.Input;
+        var controlFrames = 0;
         while (true)
         {
             var read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -116,7 +135,6 @@ internal sealed class PipeWebSocket : WebSocket
                 }
 
                 Interlocked.Exchange(ref _lastReceivedTicks, _time.GetTimestamp());
-                _pingOutstanding = false;
                 if (header.Opcode >= 0x8)
                 {
                     // Control frames arrive whole (at most 125 bytes); wait until all of it is here.
@@ -136,9 +154,16 @@ internal sealed class PipeWebSocket : WebSocket
                         return ReceivedClose(payload);
                     }
 
+                    ControlFramesReceived++;
                     if (header.Opcode == 0x9)
                     {
-                        await SendControlAsync(0xA, payload, waitForLock: true).ConfigureAwait(false);
+                        await SendControlAsync(0xA, payload).ConfigureAwait(false);
+                    }
+
+                    if (++controlFrames % ControlFramesPerReceive == 0)
+                    {
+                        // Let the caller see a receive that is not complete (and the thread pool run others).
+                        await Task.Yield();
                     }
 
                     continue;
@@ -216,6 +241,13 @@ internal sealed class PipeWebSocket : WebSocket
 
     /// <summary>The gate every write to the transport goes through; hold it to call the <c>UnderGate</c> methods.</summary>
     internal Lock WriteGate => _writeGate;
+
+    /// <summary>
+    /// Bytes written but not yet with the kernel (under <see cref="WriteGate"/>): the direct sender's buffer and its
+    /// send in flight. Through the transport's pipe this is 0: the pipe takes frames only while its flush completes
+    /// at once, so it holds at most its pause threshold and one frame.
+    /// </summary>
+    internal long HeldBytesUnderGate => _direct?.HeldBytes ?? 0;
 
     /// <summary>Whether a flush is waiting for the transport (read under <see cref="WriteGate"/>): write nothing until it ends.</summary>
     internal bool FlushPending => _direct?.IsFull ?? _pendingFlush is not null;
@@ -450,7 +482,7 @@ internal sealed class PipeWebSocket : WebSocket
         BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)closeStatus);
         description.AsSpan(0, payload.Length - 2).CopyTo(payload.AsSpan(2));
         _state = _state == WebSocketState.CloseReceived ? WebSocketState.Closed : WebSocketState.CloseSent;
-        await SendControlAsync(0x8, payload, waitForLock: true, cancellationToken).ConfigureAwait(false);
+        await SendControlAsync(0x8, payload, cancellationToken).ConfigureAwait(false);
     }
 
     public override Task CloseAsync(WebSocketCloseStatus closeStatus, string? statusDescription, CancellationToken cancellationToken) =>
@@ -645,37 +677,39 @@ internal sealed class PipeWebSocket : WebSocket
         return (offset + payload.Length) & 3;
     }
 
-    private async Task SendControlAsync(int opcode, ReadOnlyMemory<byte> payload, bool waitForLock, CancellationToken cancellationToken = default)
+    private ValueTask SendControlAsync(int opcode, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default) =>
+        SendFrameAsync(opcode, final: true, payload, cancellationToken);
+
+    /// <summary>
+    /// Writes a keep-alive ping if the transport takes it now: its gate free (the node's sweep never waits on a
+    /// connection) and no flush pending. False when it did not, or the transport has closed.
+    /// </summary>
+    private bool TrySendPing()
     {
-        if (!waitForLock)
+        if (!_writeGate.TryEnter())
         {
-            // A keep-alive ping: skipped when the transport is busy, which keeps the connection alive just as well.
-            if (!_writeGate.TryEnter())
-            {
-                return;
-            }
-
-            try
-            {
-                if (!FlushPending)
-                {
-                    WriteFrame(opcode, final: true, payload.Span);
-                    FlushUnderGate();
-                }
-            }
-            catch (InvalidOperationException)
-            {
-                // The transport closed under the ping; the next heartbeat aborts the connection.
-            }
-            finally
-            {
-                _writeGate.Exit();
-            }
-
-            return;
+            return false;
         }
 
-        await SendFrameAsync(opcode, final: true, payload, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (FlushPending || _direct is { Failed: true })
+            {
+                return false;
+            }
+
+            WriteFrame(0x9, final: true, ReadOnlySpan<byte>.Empty);
+            return FlushUnderGate();
+        }
+        catch (InvalidOperationException)
+        {
+            // The transport closed under the ping; the receive side sees the end and finishes the connection.
+            return false;
+        }
+        finally
+        {
+            _writeGate.Exit();
+        }
     }
 
     private void WriteFrame(int opcode, bool final, ReadOnlySpan<byte> payload)

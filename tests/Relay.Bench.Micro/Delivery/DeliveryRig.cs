@@ -79,7 +79,7 @@ internal sealed class DeliveryRig : IDisposable
     private readonly List<Connection> _connections = [];
     private readonly List<Task> _drains = [];
     private readonly List<Task> _runs = [];
-    private readonly DeliveryBatch _burst = new();
+    private readonly DeliveryBatch _burst = new(TimeProvider.System);
     private readonly bool _runConnections;
     private readonly Socket? _listener;
     private readonly string? _socketPath;

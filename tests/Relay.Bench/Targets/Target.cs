@@ -104,10 +104,9 @@ internal sealed class RelayTarget(bool redisBus = false) : Target
             // The harness measures the server, not its per-connection publish limit.
             ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
             ["Relay__Ingress__PublishBurst"] = "1000000",
-            // As shipped a subscriber is cut as a slow consumer past 256 KiB + 1,024 queued frames (about 7 ms of
-            // publish-ws at 400k msgs/s), and a hiccup of the load generator on these two cores once cut the
-            // harness's own subscriber; NATS holds 64 MB per client before it does the same.
-            ["Relay__Ingress__SendQueueFrames"] = "65536",
+            // The same send budget per client as NATS (64 MB pending) rather than Relay's 16 MiB: a hiccup of the
+            // load generator on these two cores once cut the harness's own subscriber (when the limit was 1,024 frames).
+            ["Relay__Ingress__SendQueueBytes"] = "67108864",
         };
         ServerProcess? redis = null;
         if (redisBus)

@@ -125,7 +125,7 @@ public sealed class MetricsTests
         await using var server = await StartAsync(lean, new()
         {
             // Room for the whole backlog (no slow-consumer cut), and a quick close once the reader is gone.
-            ["Relay:Ingress:SendQueueFrames"] = "100000",
+            ["Relay:Ingress:SendQueueBytes"] = "268435456",
             ["Relay:Ingress:CloseTimeout"] = "00:00:01",
         });
         using var http = Client(server);

@@ -22,7 +22,8 @@ public abstract class LimitsSpec : IAsyncLifetime
             ["Relay:Ingress:PublishRatePerSecond"] = "5",
             ["Relay:Ingress:PublishBurst"] = "5",
             ["Relay:Ingress:MaxSubscriptionsPerConnection"] = "3",
-            ["Relay:Ingress:SendQueueFrames"] = "512",
+            ["Relay:Ingress:SendQueueBytes"] = "1048576",
+            ["Relay:Ingress:HistoryPageBytes"] = "262144",
             ["Relay:Ingress:CloseTimeout"] = "00:00:30",
         };
         Configure(settings);

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Options;
+using Relay.Testing;
+
+namespace Relay.Services.Tests;
+
+/// <summary>Ingress settings that cannot work stop the host at start-up, saying what to set instead.</summary>
+public sealed class IngressOptionsTests
+{
+    [Fact]
+    public async Task SendQueueFrames_WhichWasReplaced_StopsTheHost_NamingSendQueueBytes()
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Ingress:SendQueueFrames"] = "1024" }));
+        Assert.Contains("Relay:Ingress:SendQueueFrames", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Ingress:SendQueueBytes", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SendQueueBytes_TooSmallForOneHistoryPageAndOneMessage_StopsTheHost()
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Ingress:SendQueueBytes"] = "1048576",
+            ["Relay:Ingress:HistoryPageBytes"] = "1048576",
+        }));
+        Assert.Contains("Relay:Ingress:SendQueueBytes is 1048576", failure.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,8 @@
+namespace Relay.Services.Tests.Realtime;
+
+/// <summary>
+/// The send-path tests time deliveries while a client floods the server with pings: their classes run one at a time,
+/// after the parallel collections, so that a flood of one does not slow another's measurement.
+/// </summary>
+[CollectionDefinition(nameof(SendPathTests), DisableParallelization = true)]
+public sealed class SendPathCollection;

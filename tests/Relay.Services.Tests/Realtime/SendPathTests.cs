@@ -1,0 +1,4 @@
+namespace Relay.Services.Tests.Realtime;
+
+[Collection(nameof(SendPathTests))]
+public sealed class SendPathTests : SendPathSpec;
