@@ -19,14 +19,7 @@ public abstract class TracingSpec : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _receiver = await OtlpReceiver.StartAsync();
-        var settings = new Dictionary<string, string?>
-        {
-            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _receiver.Endpoint,
-            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
-            ["OTEL_SERVICE_NAME"] = "relay-tracing-test",
-        };
-        ConfigureBus(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await StartServerAsync(lean: true);
     }
 
     public async Task DisposeAsync()
@@ -48,7 +41,10 @@ public abstract class TracingSpec : IAsyncLifetime
 
         var traceId = RandomNumberGenerator.GetBytes(16);
         var traceParent = $"00-{Convert.ToHexStringLower(traceId)}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}-01";
-        using var http = new HttpClient { BaseAddress = _server.BaseAddress };
+
+        // The server's HttpClient instrumentation sees this process's requests too: without a propagator, this client
+        // sends its traceparent as a browser would, untouched.
+        using var http = new HttpClient(new SocketsHttpHandler { ActivityHeadersPropagator = null }) { BaseAddress = _server.BaseAddress };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/channels/traced/messages") { Content = new StringContent("""{"data":"hello"}""", Encoding.UTF8, "application/json") };
         request.Headers.Add("traceparent", traceParent);
@@ -57,8 +53,50 @@ public abstract class TracingSpec : IAsyncLifetime
         var message = await subscriber.ReceiveMessageAsync();
         Assert.Equal("hello", message.GetProperty("data").GetString());
 
-        // OTLP/HTTP bodies are protobuf: span names are raw UTF-8 and trace ids raw 16-byte fields, so the spans of
-        // this trace are found without a protobuf library. Batches go out every 100 ms here.
+        await AssertEveryHopAsync(traceId);
+        Assert.Contains(_receiver.Exports, body => body.AsSpan().IndexOf(traceId) >= 0 && body.AsSpan().IndexOf("relay-tracing-test"u8) >= 0);
+    }
+
+    [Fact]
+    public async Task OtlpExport_CarriesRelayMetrics()
+    {
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        using var response = await http.PostAsync("v1/channels/metered/messages", new StringContent("""{"data":1}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+
+        // Exported every 200 ms here (OTEL_METRIC_EXPORT_INTERVAL); metric names are raw UTF-8 in the protobuf.
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!_receiver.MetricExports.Any(body => body.AsSpan().IndexOf("relay.ingress.messages_in"u8) >= 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains(_receiver.MetricExports, body => body.AsSpan().IndexOf("relay.ingress.messages_in"u8) >= 0);
+        Assert.Contains(_receiver.MetricExports, body => body.AsSpan().IndexOf("relay-tracing-test"u8) >= 0);
+    }
+
+    private async Task<RelayServer> StartServerAsync(bool lean)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _receiver.Endpoint,
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "200",
+            ["OTEL_SERVICE_NAME"] = "relay-tracing-test",
+            ["Relay:Ingress:LeanWebSockets"] = lean ? "true" : "false",
+        };
+        ConfigureBus(settings);
+        return await RelayServer.StartAsync(settings);
+    }
+
+    /// <summary>
+    /// Waits until the spans of every hop carry <paramref name="traceId"/>, then asserts they do. OTLP/HTTP bodies are
+    /// protobuf: span names are raw UTF-8 and trace ids raw 16-byte fields, so the spans of a trace are found without a
+    /// protobuf library. Batches go out every 100 ms here.
+    /// </summary>
+    private async Task AssertEveryHopAsync(byte[] traceId)
+    {
         string[] hops = [RelayTracing.IngressReceive, RelayTracing.RoutingSequence, RelayTracing.FanOutDispatch, RelayTracing.IngressDeliver];
         var deadline = DateTime.UtcNow.AddSeconds(15);
         byte[] ours = [];
@@ -79,7 +117,6 @@ public abstract class TracingSpec : IAsyncLifetime
         }
 
         Assert.True(Occurrences(ours, traceId) >= hops.Length, $"the trace id appears {Occurrences(ours, traceId)} times: fewer spans than hops");
-        Assert.True(ours.AsSpan().IndexOf("relay-tracing-test"u8) >= 0, "the exporter's resource does not name the service");
     }
 
     private static int Occurrences(ReadOnlySpan<byte> data, ReadOnlySpan<byte> value)
