@@ -9,7 +9,7 @@ namespace Relay.Services.Tests.Tracing;
 
 /// <summary>
 /// One publish, one trace: the spans of every hop reach an OTLP/HTTP receiver running inside the test, all with the
-/// trace id the publisher sent in its <c>traceparent</c> header.
+/// trace id the publisher sent in its <c>traceparent</c> header (HTTP) or field (a realtime <c>publish</c>).
 /// </summary>
 public abstract class TracingSpec : IAsyncLifetime
 {
@@ -55,6 +55,59 @@ public abstract class TracingSpec : IAsyncLifetime
 
         await AssertEveryHopAsync(traceId);
         Assert.Contains(_receiver.Exports, body => body.AsSpan().IndexOf(traceId) >= 0 && body.AsSpan().IndexOf("relay-tracing-test"u8) >= 0);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RealtimePublish_WithTraceparent_ProducesThatTraceThroughEveryHop(bool lean)
+    {
+        // Lean: the connection is Relay's own; not lean: it is an ASP.NET Core request whose span stays current for the
+        // connection's life, and the frame's traceparent must win over it.
+        await using var owned = lean ? null : await StartServerAsync(lean: false);
+        var server = owned ?? _server;
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "traced-ws" });
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+
+        var traceId = RandomNumberGenerator.GetBytes(16);
+        var reply = await publisher.RequestAsync(new()
+        {
+            ["type"] = "publish",
+            ["channel"] = "traced-ws",
+            ["data"] = "hello",
+            ["traceparent"] = $"00-{Convert.ToHexStringLower(traceId)}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}-01",
+        });
+        Assert.Equal("ok", reply.GetProperty("type").GetString());
+        Assert.Equal("hello", (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetString());
+
+        await AssertEveryHopAsync(traceId);
+    }
+
+    [Fact]
+    public async Task RealtimePublish_WithInvalidTraceparent_IsPublishedAndTracedAsANewTrace()
+    {
+        await using var subscriber = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "traced-invalid" });
+        await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+
+        // Malformed, an all-zero trace id (invalid in W3C), and not a string: each is ignored like an unknown field.
+        object[] invalid = ["00-not-a-trace-01", "00-00000000000000000000000000000000-0123456789abcdef-01", 42];
+        foreach (var traceParent in invalid)
+        {
+            var reply = await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "traced-invalid", ["data"] = "hello", ["traceparent"] = traceParent });
+            Assert.Equal("ok", reply.GetProperty("type").GetString());
+            Assert.Equal("hello", (await subscriber.ReceiveMessageAsync()).GetProperty("data").GetString());
+        }
+
+        // And still traced (each in a new trace): their spans, tagged with the channel, reach the receiver.
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (Occurrences([.. _receiver.Exports.SelectMany(body => body)], "traced-invalid"u8) < invalid.Length && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.True(Occurrences([.. _receiver.Exports.SelectMany(body => body)], "traced-invalid"u8) >= invalid.Length, "the publishes with an invalid traceparent were not traced");
     }
 
     [Fact]
