@@ -2,7 +2,7 @@ using Relay.Auth;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddRelayServiceDefaults().AddRelayAuth();
+builder.AddRelayServiceDefaults().AddRelayAuth();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayAuth();

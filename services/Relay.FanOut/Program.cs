@@ -2,7 +2,7 @@ using Relay.FanOut;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddRelayServiceDefaults().AddRelayFanOut();
+builder.AddRelayServiceDefaults().AddRelayFanOut();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

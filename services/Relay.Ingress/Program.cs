@@ -3,7 +3,7 @@ using Relay.Ingress;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddRelayServiceDefaults().AddRelayAuth();
+builder.AddRelayServiceDefaults().AddRelayAuth();
 builder.Services.AddRelayIngress();
 var app = builder.Build();
 app.MapRelayServiceDefaults();

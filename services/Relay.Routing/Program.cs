@@ -2,7 +2,7 @@ using Relay.Routing;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddRelayServiceDefaults().AddRelayRouting();
+builder.AddRelayServiceDefaults().AddRelayRouting();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayRouting();

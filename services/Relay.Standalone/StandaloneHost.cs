@@ -27,7 +27,7 @@ public static class StandaloneHost
         }
 
         configure?.Invoke(builder);
-        builder.Services.AddRelayServiceDefaults();
+        builder.AddRelayServiceDefaults();
         builder.Services.AddRelayAuth();
         builder.Services.AddRelayRouting();
         builder.Services.AddRelayFanOut();

@@ -1,30 +1,35 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Relay.ServiceDefaults.Memory;
-using Relay.ServiceDefaults.Metrics;
+using Relay.ServiceDefaults.Telemetry;
 
 namespace Relay.ServiceDefaults;
 
-/// <summary>What every Relay service host adds: health checks, the clock, and the shared endpoints.</summary>
+/// <summary>What every Relay service host adds: health checks, telemetry, the clock, and the shared endpoints.</summary>
 public static class ServiceDefaultsExtensions
 {
     /// <summary>The tag of health checks that gate readiness (<c>/readyz</c>).</summary>
     public const string ReadyTag = "ready";
 
-    /// <summary>Adds health checks, the Prometheus collector, OTLP trace export (when configured), the quiet-time heap trim and <see cref="TimeProvider"/>.</summary>
-    public static IServiceCollection AddRelayServiceDefaults(this IServiceCollection services)
+    /// <summary>
+    /// Adds health checks, OpenTelemetry (metrics for <c>/metrics</c>; traces and OTLP export when
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is configured), the quiet-time heap trim and <see cref="TimeProvider"/>.
+    /// Returns the builder's services, for the module's registration.
+    /// </summary>
+    public static IServiceCollection AddRelayServiceDefaults(this IHostApplicationBuilder builder)
     {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         services.AddHealthChecks();
         services.AddMetrics();
-        services.TryAddSingleton<PrometheusMetrics>();
-        services.AddHostedService<Tracing.OtlpTracing>();
+        builder.AddRelayTelemetry();
         services.AddOptions<MemoryOptions>().BindConfiguration(MemoryOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MemoryOptions>, MemoryOptionsValidator>());
         services.AddHostedService<QuietTrim>();
@@ -35,9 +40,7 @@ public static class ServiceDefaultsExtensions
     public static IEndpointRouteBuilder MapRelayServiceDefaults(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        // Created now, so counters are collected from the start rather than from the first scrape.
-        _ = endpoints.ServiceProvider.GetRequiredService<PrometheusMetrics>();
-        endpoints.MapGet("/metrics", static (PrometheusMetrics metrics) => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
+        endpoints.MapPrometheusScrapingEndpoint();
         endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = static _ => false });
         endpoints.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = static check => check.Tags.Contains(ReadyTag) });
         return endpoints;

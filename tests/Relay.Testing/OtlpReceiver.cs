@@ -10,9 +10,9 @@ using Microsoft.Extensions.Logging;
 namespace Relay.Testing;
 
 /// <summary>
-/// An OTLP/HTTP trace receiver inside the test (<c>POST /v1/traces</c> on a free loopback port): it keeps every export
-/// body as sent. Bodies are protobuf; span names, service names and raw 16-byte trace ids can be found in them as bytes,
-/// so no protobuf library is needed.
+/// An OTLP/HTTP receiver inside the test (<c>POST /v1/traces</c> and <c>/v1/metrics</c> on a free loopback port): it
+/// keeps every export body as sent. Bodies are protobuf; span and metric names, service names and raw 16-byte trace ids
+/// can be found in them as bytes, so no protobuf library is needed.
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
@@ -27,8 +27,11 @@ public sealed class OtlpReceiver : IAsyncDisposable
     /// <summary>The value for <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>.</summary>
     public string Endpoint { get; }
 
-    /// <summary>Every export body received so far, in order.</summary>
+    /// <summary>Every trace export body received so far, in order.</summary>
     public ConcurrentQueue<byte[]> Exports { get; } = new();
+
+    /// <summary>Every metrics export body (<c>POST /v1/metrics</c>) received so far, in order.</summary>
+    public ConcurrentQueue<byte[]> MetricExports { get; } = new();
 
     public static async Task<OtlpReceiver> StartAsync()
     {
@@ -39,9 +42,12 @@ public sealed class OtlpReceiver : IAsyncDisposable
         OtlpReceiver? receiver = null;
         app.MapPost("/v1/traces", async (HttpRequest request) =>
         {
-            using var body = new MemoryStream();
-            await request.Body.CopyToAsync(body).ConfigureAwait(false);
-            receiver!.Exports.Enqueue(body.ToArray());
+            receiver!.Exports.Enqueue(await ReadAsync(request).ConfigureAwait(false));
+            return Results.Ok();
+        });
+        app.MapPost("/v1/metrics", async (HttpRequest request) =>
+        {
+            receiver!.MetricExports.Enqueue(await ReadAsync(request).ConfigureAwait(false));
             return Results.Ok();
         });
         await app.StartAsync().ConfigureAwait(false);
@@ -51,4 +57,11 @@ public sealed class OtlpReceiver : IAsyncDisposable
     }
 
     public ValueTask DisposeAsync() => _app.DisposeAsync();
+
+    private static async Task<byte[]> ReadAsync(HttpRequest request)
+    {
+        using var body = new MemoryStream();
+        await request.Body.CopyToAsync(body).ConfigureAwait(false);
+        return body.ToArray();
+    }
 }

@@ -93,7 +93,7 @@ internal sealed partial class RealtimeConnection
         }
 
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
-        using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, traceParent: null, channel);
+        using var activity = RelayTracing.StartFromClient(RelayTracing.IngressReceive, ActivityKind.Consumer, request.TraceParent, channel);
         var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: activity?.Id), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);
         _node.Metrics.Published(1);

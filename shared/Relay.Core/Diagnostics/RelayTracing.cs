@@ -46,4 +46,35 @@ public static class RelayTracing
 
         return activity;
     }
+
+    /// <summary>
+    /// Starts the span of a request a client sent over a long-lived connection: its parent is the client's W3C
+    /// <paramref name="traceParent"/> when that parses, else none (a new trace); never the span that happens to be current
+    /// (on a connection served as an HTTP request, that is the upgrade's, which lasts as long as the connection). Null when
+    /// nobody listens.
+    /// </summary>
+    public static Activity? StartFromClient(string name, ActivityKind kind, string? traceParent, string? channel)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        // An invalid traceparent is ignored, as an HTTP server ignores an invalid header: the request still runs.
+        _ = ActivityContext.TryParse(traceParent, null, isRemote: true, out var parent);
+        var ambient = Activity.Current;
+        Activity.Current = null;
+        var activity = Source.StartActivity(name, kind, parent);
+        if (activity is null)
+        {
+            Activity.Current = ambient;
+        }
+        else if (channel is not null)
+        {
+            activity.SetTag("messaging.system", "relay");
+            activity.SetTag("messaging.destination.name", channel);
+        }
+
+        return activity;
+    }
 }

@@ -180,6 +180,10 @@ public static class ClientFrameParser
         {
             request.Before = ReadInteger(ref reader, request, "before", 1, long.MaxValue);
         }
+        else if (property.SequenceEqual("traceparent"u8) && reader.TokenType == JsonTokenType.String)
+        {
+            request.TraceParent = reader.GetString();
+        }
         else if (property.SequenceEqual("since"u8))
         {
             ReadSince(ref reader, request);

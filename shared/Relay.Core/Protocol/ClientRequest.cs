@@ -48,6 +48,9 @@ public sealed class ClientRequest
     /// <summary><c>token</c> (auth).</summary>
     public string? Token { get; set; }
 
+    /// <summary><c>traceparent</c> (publish): the client's W3C trace context, as sent; null when absent or not a string.</summary>
+    public string? TraceParent { get; set; }
+
     /// <summary>The first problem found while parsing; the request must be answered with it instead of being run.</summary>
     public RelayError? Error { get; set; }
 }

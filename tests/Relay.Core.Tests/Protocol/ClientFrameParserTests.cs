@@ -53,6 +53,28 @@ public sealed class ClientFrameParserTests
     }
 
     [Fact]
+    public void Parse_PublishWithTraceparent_KeepsItAsSent()
+    {
+        var (error, requests) = Parse("""{"type":"publish","channel":"c","data":1,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}""");
+        Assert.Null(error);
+        Assert.Null(requests[0].Error);
+        Assert.Equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", requests[0].TraceParent);
+    }
+
+    [Theory]
+    [InlineData("42")]
+    [InlineData("{\"version\":\"00\"}")]
+    [InlineData("null")]
+    public void Parse_TraceparentNotAString_IsIgnoredLikeAnUnknownField(string value)
+    {
+        var (error, requests) = Parse($$"""{"type":"publish","channel":"c","data":1,"traceparent":{{value}}}""");
+        Assert.Null(error);
+        Assert.Null(requests[0].Error);
+        Assert.Null(requests[0].TraceParent);
+        Assert.Equal("1", Encoding.UTF8.GetString(requests[0].Data.Span));
+    }
+
+    [Fact]
     public void Parse_Array_GivesOneRequestPerElement()
     {
         var (error, requests) = Parse("""[{"type":"ping","ref":1},{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":4}},{"type":"history","channel":"h","limit":5,"before":9}]""");

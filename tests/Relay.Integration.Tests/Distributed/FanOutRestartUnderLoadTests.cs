@@ -135,9 +135,12 @@ public sealed class FanOutRestartUnderLoadTests(ITestOutputHelper output)
     {
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{node.Port}/") };
         var text = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
-        var at = text.IndexOf("\n" + name + " ", StringComparison.Ordinal);
+
+        // A series without labels is written "name value" or "name{} value" (the OpenTelemetry exporter); both are one series.
+        var series = text.Contains("\n" + name + "{} ", StringComparison.Ordinal) ? name + "{}" : name;
+        var at = text.IndexOf("\n" + series + " ", StringComparison.Ordinal);
         Assert.True(at >= 0, $"no {name} in /metrics");
-        var start = at + name.Length + 2;
+        var start = at + series.Length + 2;
         return long.Parse(text.AsSpan(start, text.IndexOf('\n', start) - start), CultureInfo.InvariantCulture);
     }
 

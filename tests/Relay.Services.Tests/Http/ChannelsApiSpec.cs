@@ -204,7 +204,8 @@ public abstract class ChannelsApiSpec(IServerFixture fixture)
         Assert.Equal("text/plain", response.Content.Headers.ContentType?.MediaType);
         var text = await response.Content.ReadAsStringAsync();
         Assert.Contains("# TYPE relay_ingress_connections gauge", text, StringComparison.Ordinal);
-        var published = text.Split('\n').Single(static l => l.StartsWith("relay_ingress_messages_in_total ", StringComparison.Ordinal));
+        // A series without labels may be written "name{} value" (the OpenTelemetry exporter does) or "name value".
+        var published = text.Split('\n').Single(static l => l.StartsWith("relay_ingress_messages_in_total ", StringComparison.Ordinal) || l.StartsWith("relay_ingress_messages_in_total{} ", StringComparison.Ordinal));
         Assert.True(double.Parse(published.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 1, published);
         Assert.Contains("relay_ingress_publish_to_deliver_seconds_bucket{le=\"+Inf\"}", text, StringComparison.Ordinal);
     }

@@ -32,7 +32,11 @@ public sealed class MetricsTests
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
     }
 
-    /// <summary>Every sample of a scrape by series (<c>name{labels}</c>), and the raw text for the <c># TYPE</c> lines.</summary>
+    /// <summary>
+    /// Every sample of a scrape by series (<c>name{labels}</c>, or <c>name</c> alone without labels), and the raw text for
+    /// the <c># TYPE</c> lines. A series without labels may be written <c>name{}</c> (the OpenTelemetry exporter does) or
+    /// <c>name</c>; Prometheus reads both as the same series, and so does this.
+    /// </summary>
     private static async Task<(Dictionary<string, double> Samples, string Text)> ScrapeAsync(HttpClient http)
     {
         using var response = await http.GetAsync("metrics");
@@ -44,7 +48,8 @@ public sealed class MetricsTests
             if (line.Length > 0 && line[0] != '#')
             {
                 var space = line.LastIndexOf(' ');
-                samples[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
+                var series = line[..space];
+                samples[series.EndsWith("{}", StringComparison.Ordinal) ? series[..^2] : series] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
             }
         }
 
@@ -115,6 +120,41 @@ public sealed class MetricsTests
         Assert.Equal(2, samples["relay_ingress_deliveries_total"]);
         Assert.Equal(2, samples["relay_ingress_messages_out_total"]);
         Assert.Equal(0, samples["relay_ingress_queued_messages"]);
+    }
+
+    [Fact]
+    public async Task Scrape_AfterARequest_ShowsAspNetCoreAndRuntimeMetricsBesideRelays()
+    {
+        await using var server = await StartAsync();
+        using var http = Client(server);
+        await PublishAsync(http, "metered", 1);
+
+        // The request's duration is recorded when it ends, just after the client has the response: wait for it.
+        await UntilAsync(http, static s => s.Keys.Any(static k => k.StartsWith("http_server_request_duration_seconds_count{", StringComparison.Ordinal) && k.Contains("http_request_method=\"POST\"", StringComparison.Ordinal)), "the publish request in http_server_request_duration_seconds");
+        var (samples, text) = await ScrapeAsync(http);
+        Assert.Contains("# TYPE http_server_request_duration_seconds histogram\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE kestrel_active_connections gauge\n", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE dotnet_gc_heap_total_allocated_bytes_total counter\n", text, StringComparison.Ordinal);
+        Assert.True(samples["dotnet_process_cpu_count"] >= 1);
+        Assert.Equal(1, samples["relay_ingress_messages_in_total"]);
+    }
+
+    [Fact]
+    public async Task TwoServersInOneProcess_EachScrapeCountsItsOwnServerOnly()
+    {
+        await using var first = await StartAsync();
+        await using var second = await StartAsync();
+        using var firstHttp = Client(first);
+        using var secondHttp = Client(second);
+        await using var socket = await TestSocket.ConnectAsync(first.RealtimeUriWithKey(RelayServer.Key));
+
+        await PublishAsync(firstHttp, "metered", 3);
+        await PublishAsync(secondHttp, "metered", 1);
+
+        var (firstSamples, _) = await ScrapeAsync(firstHttp);
+        var (secondSamples, _) = await ScrapeAsync(secondHttp);
+        Assert.Equal((3, 1), (firstSamples["relay_ingress_messages_in_total"], secondSamples["relay_ingress_messages_in_total"]));
+        Assert.Equal((1, 0), (firstSamples["relay_ingress_connections"], secondSamples["relay_ingress_connections"]));
     }
 
     [Theory]
