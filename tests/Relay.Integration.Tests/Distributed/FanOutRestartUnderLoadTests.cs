@@ -131,18 +131,8 @@ public sealed class FanOutRestartUnderLoadTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<long> MetricAsync(ServiceProcess node, string name)
-    {
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{node.Port}/") };
-        var text = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
-
-        // A series without labels is written "name value" or "name{} value" (the OpenTelemetry exporter); both are one series.
-        var series = text.Contains("\n" + name + "{} ", StringComparison.Ordinal) ? name + "{}" : name;
-        var at = text.IndexOf("\n" + series + " ", StringComparison.Ordinal);
-        Assert.True(at >= 0, $"no {name} in /metrics");
-        var start = at + series.Length + 2;
-        return long.Parse(text.AsSpan(start, text.IndexOf('\n', start) - start), CultureInfo.InvariantCulture);
-    }
+    private static Task<long> MetricAsync(ServiceProcess node, string name) =>
+        PrometheusText.ScrapeAsync(new Uri($"http://127.0.0.1:{node.Port}/"), name);
 
     /// <summary>
     /// A client that follows the channel the way the protocol asks: every message must be the next seq of its epoch;

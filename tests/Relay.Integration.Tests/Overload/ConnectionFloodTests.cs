@@ -193,14 +193,7 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<long> MetricAsync(HttpClient http, string name)
-    {
-        var text = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
-        var at = text.IndexOf("\n" + name + " ", StringComparison.Ordinal);
-        Assert.True(at >= 0, $"no {name} in /metrics");
-        var start = at + name.Length + 2;
-        return long.Parse(text.AsSpan(start, text.IndexOf('\n', start) - start), CultureInfo.InvariantCulture);
-    }
+    private static Task<long> MetricAsync(HttpClient http, string name) => PrometheusText.ScrapeAsync(http, name);
 
     private static int Descriptors(ServiceProcess host) => Directory.GetFileSystemEntries($"/proc/{host.ProcessId}/fd").Length;
 

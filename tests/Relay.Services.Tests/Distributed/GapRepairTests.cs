@@ -121,15 +121,8 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         Assert.Equal(ErrorCodes.Unavailable, Assert.Single(frames, f => f.GetProperty("type").GetString() == "disconnect").GetProperty("code").GetInt32());
     }
 
-    private static async Task<long> UnrepairedAsync(RelayServer server)
-    {
-        using var http = new HttpClient { BaseAddress = server.BaseAddress };
-        var metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
-        // A series without labels may be written "name{} value" (the OpenTelemetry exporter does) or "name value".
-        var sample = System.Text.RegularExpressions.Regex.Match(metrics, @"\nrelay_ingress_gap_messages_unrepaired_total(?:\{\})? ([0-9]+)\n");
-        Assert.True(sample.Success, metrics);
-        return long.Parse(sample.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-    }
+    private static Task<long> UnrepairedAsync(RelayServer server) =>
+        PrometheusText.ScrapeAsync(server.BaseAddress, "relay_ingress_gap_messages_unrepaired_total");
 
     [Fact]
     public async Task AfterAResync_ALostLastMessage_IsReadBack_EvenWithNoLaterMessage()
