@@ -118,8 +118,10 @@ public static class ClientFrameParser
                 return;
             }
 
-            request.TypeName = reader.GetString();
             request.Type = ParseType(ref reader);
+
+            // A known type's name is a literal: only an unknown one is read out of the frame (for its error message).
+            request.TypeName = TypeNameOf(request.Type) ?? reader.GetString();
         }
         else if (property.SequenceEqual("ref"u8))
         {
@@ -266,6 +268,18 @@ public static class ClientFrameParser
         : reader.ValueTextEquals("auth"u8) ? RequestType.Auth
         : reader.ValueTextEquals("ping"u8) ? RequestType.Ping
         : RequestType.Unknown;
+
+    private static string? TypeNameOf(RequestType type) => type switch
+    {
+        RequestType.Publish => "publish",
+        RequestType.Subscribe => "subscribe",
+        RequestType.Unsubscribe => "unsubscribe",
+        RequestType.Presence => "presence",
+        RequestType.History => "history",
+        RequestType.Auth => "auth",
+        RequestType.Ping => "ping",
+        _ => null,
+    };
 
     private static string Truncate(string text) => text.Length <= 40 ? text : text[..40] + "…";
 

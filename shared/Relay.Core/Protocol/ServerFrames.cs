@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Relay.Core.Messages;
@@ -145,19 +144,16 @@ public static class ServerFrames
     public static byte[] EncodeMessagePush(RelayMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var buffer = new ArrayBufferWriter<byte>(256 + (message.Data.Length * 4 / 3));
-        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        using var frame = FrameWriter.Rent();
+        if (message.PresenceAction is null)
         {
-            if (message.PresenceAction is null)
-            {
-                WriteMessage(writer, message, asPush: true);
-            }
-            else
-            {
-                WritePresence(writer, message, asPush: true);
-            }
+            WriteMessage(frame.Writer, message, asPush: true);
+        }
+        else
+        {
+            WritePresence(frame.Writer, message, asPush: true);
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return frame.ToArray();
     }
 }
