@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Relay.Auth;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
@@ -17,6 +18,9 @@ internal sealed partial class RealtimeConnection
 
     /// <summary>History's largest page (spec: 1000).</summary>
     private const int MaxHistoryLimit = 1000;
+
+    // The channel of the last publish whose name, capability and namespace checks passed, and for which principal.
+    private (string? Channel, RelayPrincipal? Principal) _publishChecked;
 
     private async ValueTask HandleAsync(ClientRequest request)
     {
@@ -69,16 +73,30 @@ internal sealed partial class RealtimeConnection
 
     private async ValueTask PublishAsync(ClientRequest request)
     {
-        var channel = RequireChannel(request, allowPattern: false);
-        Require(channel, Operations.Publish);
+        // A channel this connection just published to, with the same principal, passed these checks already: the
+        // parser hands out the same string for the same name (NameCache), and namespace policies never change.
+        // The principal is read before the checks: one that changes meanwhile does not match what is remembered.
+        var principal = _principal;
+        var checkedChannel = request.Channel is { } named && ReferenceEquals(named, _publishChecked.Channel) && ReferenceEquals(principal, _publishChecked.Principal);
+        var channel = checkedChannel ? request.Channel! : RequireChannel(request, allowPattern: false);
+        if (!checkedChannel)
+        {
+            Require(channel, Operations.Publish);
+        }
+
         if (!_publishRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             throw new RelayException(ErrorCodes.RateLimited, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection; slow down or batch over HTTP");
         }
 
-        if (!_node.Namespaces.For(channel).ClientPublish)
+        if (!checkedChannel)
         {
-            throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
+            if (!_node.Namespaces.For(channel).ClientPublish)
+            {
+                throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
+            }
+
+            _publishChecked = (channel, principal);
         }
 
         if (!request.HasData)

@@ -146,11 +146,11 @@ public static class ClientFrameParser
         }
         else if (property.SequenceEqual("channel"u8))
         {
-            request.Channel = ReadString(ref reader, request, "channel");
+            request.Channel = ReadName(ref reader, request, "channel");
         }
         else if (property.SequenceEqual("name"u8))
         {
-            request.Name = ReadString(ref reader, request, "name");
+            request.Name = ReadName(ref reader, request, "name");
         }
         else if (property.SequenceEqual("id"u8))
         {
@@ -224,6 +224,10 @@ public static class ClientFrameParser
             Fail(request, "field 'since' needs both 'epoch' and 'seq'");
         }
     }
+
+    // A channel or event name: clients repeat them, so an unescaped one comes from the thread's NameCache.
+    private static string? ReadName(ref Utf8JsonReader reader, ClientRequest request, string field) =>
+        reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped ? NameCache.Get(reader.ValueSpan) : ReadString(ref reader, request, field);
 
     private static string? ReadString(ref Utf8JsonReader reader, ClientRequest request, string field)
     {
