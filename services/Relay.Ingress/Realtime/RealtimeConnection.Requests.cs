@@ -73,11 +73,11 @@ internal sealed partial class RealtimeConnection
 
     private async ValueTask PublishAsync(ClientRequest request)
     {
-        // A channel this connection just published to, with the same principal, passed these checks already: the
-        // parser hands out the same string for the same name (NameCache), and namespace policies never change.
+        // A channel this connection just published to, with the same principal, passed these checks already (namespace
+        // policies never change). Compared by value: the receive loop moves between threads, each with its NameCache.
         // The principal is read before the checks: one that changes meanwhile does not match what is remembered.
         var principal = _principal;
-        var checkedChannel = request.Channel is { } named && ReferenceEquals(named, _publishChecked.Channel) && ReferenceEquals(principal, _publishChecked.Principal);
+        var checkedChannel = request.Channel is { } named && ReferenceEquals(principal, _publishChecked.Principal) && string.Equals(named, _publishChecked.Channel, StringComparison.Ordinal);
         var channel = checkedChannel ? request.Channel! : RequireChannel(request, allowPattern: false);
         if (!checkedChannel)
         {
