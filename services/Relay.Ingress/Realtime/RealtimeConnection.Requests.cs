@@ -19,8 +19,10 @@ internal sealed partial class RealtimeConnection
     /// <summary>History's largest page (spec: 1000).</summary>
     private const int MaxHistoryLimit = 1000;
 
-    // The channel of the last publish whose name, capability and namespace checks passed, and for which principal.
-    private (string? Channel, RelayPrincipal? Principal) _publishChecked;
+    // The channel of the last publish whose name, capability and namespace checks passed, for which principal, and
+    // the channel as JSON for the ok once it was published to twice in a row. Only the receive loop touches it, before
+    // a publish's first await (pipelined publishes run their continuations elsewhere).
+    private (string? Channel, RelayPrincipal? Principal, byte[]? ChannelJson) _publishChecked;
 
     private async ValueTask HandleAsync(ClientRequest request)
     {
@@ -96,7 +98,7 @@ internal sealed partial class RealtimeConnection
                 throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
             }
 
-            _publishChecked = (channel, principal);
+            _publishChecked = (channel, principal, null);
         }
 
         if (!request.HasData)
@@ -110,11 +112,19 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.MessageTooLarge, $"message of {size} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
 
+        // A channel published to again gets its ok put together from bytes (the channel as JSON is kept for it).
+        var channelJson = checkedChannel ? _publishChecked.ChannelJson ??= ServerFrames.JsonString(channel) : null;
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
         using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, traceParent: null, channel);
         var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: activity?.Id), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);
         _node.Metrics.Published(1);
+        if (channelJson is not null)
+        {
+            Enqueue(ServerFrames.PublishOk(request.Ref, channelJson, published.Seqs[0]));
+            return;
+        }
+
         Reply(request.Ref, "ok", static (writer, state) =>
         {
             writer.WriteString("channel"u8, state.channel);
