@@ -12,7 +12,7 @@ namespace Relay.Core.Protocol;
 /// <remarks>
 /// A fresh <see cref="Utf8JsonWriter"/> and buffer per frame were most of what a publish allocated: 848 bytes to encode
 /// a message with a 100-byte payload (the frame itself is about 250) and about 500 for a publish's <c>ok</c>
-/// (tests/Relay.Bench.Micro.Tests, <c>PublishPathAllocationTests</c>).
+/// (tests/Relay.Bench.Micro.Tests, <c>PublishPathTests</c>).
 /// </remarks>
 public sealed class FrameWriter : IDisposable
 {

@@ -4,42 +4,39 @@ namespace Relay.Core.Protocol;
 
 /// <summary>
 /// The channel and event names a thread has parsed lately: a client publishing to the same channels gets the same
-/// string back instead of a new one per request (no allocation, no transcoding), and later steps can tell a name they
-/// have just checked by reference. A small direct-mapped table per thread: a miss (a new name, or two names that share a
-/// slot) costs one string, as parsing did before; nothing is shared between threads, so nothing is locked.
+/// string back instead of a new one per request (no allocation, no transcoding). A direct-mapped table of strings per
+/// thread, compared with the frame's bytes: a miss (a new name, or two names that share a slot) costs the one string
+/// parsing always cost; nothing is shared between threads, so nothing is locked.
 /// </summary>
 internal static class NameCache
 {
-    /// <summary>Slots per thread: a connection's working set of channels fits, and the table stays a few KiB.</summary>
-    private const int Slots = 256;
+    /// <summary>Slots per thread: 8 KiB of references, room for the channels many connections use at once.</summary>
+    private const int Slots = 1024;
 
     /// <summary>Longer names are not kept (a channel may have 255 bytes; most are far shorter).</summary>
     private const int MaxBytes = 96;
 
     [ThreadStatic]
-    private static Entry[]? t_entries;
+    private static string?[]? t_names;
 
     /// <summary>The string of <paramref name="utf8"/> (unescaped UTF-8, as the frame holds it).</summary>
     public static string Get(ReadOnlySpan<byte> utf8)
     {
-        if (utf8.Length > MaxBytes)
+        // Only ASCII names are kept: they compare with the frame's bytes as they are (others are rarer, and parsed as before).
+        if (utf8.Length > MaxBytes || !Ascii.IsValid(utf8))
         {
             return Encoding.UTF8.GetString(utf8);
         }
 
         var hash = default(HashCode);
         hash.AddBytes(utf8);
-        var entries = t_entries ??= new Entry[Slots];
-        ref var entry = ref entries[hash.ToHashCode() & (Slots - 1)];
-        if (entry.Utf8 is { } cached && utf8.SequenceEqual(cached))
+        var names = t_names ??= new string?[Slots];
+        ref var slot = ref names[hash.ToHashCode() & (Slots - 1)];
+        if (slot is { } cached && Ascii.Equals(utf8, cached))
         {
-            return entry.Value!;
+            return cached;
         }
 
-        var value = Encoding.UTF8.GetString(utf8);
-        entry = new Entry(utf8.ToArray(), value);
-        return value;
+        return slot = Encoding.ASCII.GetString(utf8);
     }
-
-    private readonly record struct Entry(byte[]? Utf8, string? Value);
 }
