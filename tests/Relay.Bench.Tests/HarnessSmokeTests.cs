@@ -46,6 +46,59 @@ public sealed class HarnessSmokeTests
         Assert.Equal(0, result.Lost);
     }
 
+    [Theory]
+    [InlineData("relay", 1)]
+    [InlineData("relay", 10)]
+    [InlineData("relay", 100)]
+    [InlineData("nats", 1)]
+    [InlineData("nats", 10)]
+    [InlineData("nats", 100)]
+    public async Task PublishWs_ToEachSubscriberCount_CountsEveryDeliveryExactly(string name, int subscribers)
+    {
+        // The publish-ws runs of the report (one publisher, a window of 64 acknowledged publishes), small.
+        var spec = new FanOutSpec($"smoke-publish-ws-{subscribers}", 1, subscribers, 0, 64, 100, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), PublishPacing.AckWindow);
+        var result = await FanOutScenario.RunAsync(Targets.Targets.ByName(name), spec, Environment);
+
+        Assert.Null(result.Error);
+        Assert.True(result.PublishedPerSecond > 100, $"{result.PublishedPerSecond} publishes/s");
+        Assert.Equal(0, result.Lost);
+        Assert.Equal(0, result.Extra);
+        Assert.Equal(0, result.Disconnected);
+        Assert.InRange(result.DeliveredPerSecond / result.PublishedPerSecond, subscribers * 0.8, subscribers * 1.25);
+        Assert.Equal(subscribers + 1, result.Connections);
+        AssertServerCpu(result);
+    }
+
+    [Theory]
+    [InlineData("relay")]
+    [InlineData("nats")]
+    [InlineData("signalr")]
+    public async Task ManyPublishers_OnManySmallChannels_CountsEveryDeliveryExactly(string name)
+    {
+        // The many-publishers run, small: 20 channels of 3 subscribers, 10 publishers of 2 channels each, windows of 8.
+        var spec = new FanOutSpec("smoke-many-publishers", 20, 3, 0, 8, 100, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), PublishPacing.AckWindow, Publishers: 10);
+        var result = await FanOutScenario.RunAsync(Targets.Targets.ByName(name), spec, Environment);
+
+        Assert.Null(result.Error);
+        Assert.True(result.PublishedPerSecond > 100, $"{result.PublishedPerSecond} publishes/s");
+        Assert.Equal(0, result.Lost);
+        Assert.Equal(0, result.Extra);
+        Assert.Equal(0, result.Disconnected);
+        Assert.InRange(result.DeliveredPerSecond / result.PublishedPerSecond, 2.4, 3.75);
+        Assert.Equal(60 + 10, result.Connections);
+        AssertServerCpu(result);
+    }
+
+    [Fact]
+    public async Task SeveralPublishers_WithAProbeWindow_AreRefused()
+    {
+        // The probes' window paces one publisher; several would share it without each waiting for its own messages.
+        var spec = new FanOutSpec("smoke-refused", 4, 1, 0, 8, 100, TimeSpan.Zero, TimeSpan.FromSeconds(1), Publishers: 2);
+        var refusal = await Assert.ThrowsAsync<ArgumentException>(() => FanOutScenario.RunAsync(new RelayTarget(), spec, Environment));
+
+        Assert.Contains("ack-paced", refusal.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task RateLimitedPublisher_HoldsItsRate()
     {
@@ -66,6 +119,15 @@ public sealed class HarnessSmokeTests
 
         Assert.True(result.PublishedPerSecond > 10);
         Assert.Equal(0, result.Lost);
+    }
+
+    // The server's CPU over the measured interval, and its busiest thread's share of it.
+    private static void AssertServerCpu(ScenarioResult result)
+    {
+        Assert.True(result.ServerCpuCores > 0, "no server CPU measured");
+        Assert.NotNull(result.BusiestThreadCores);
+        Assert.NotNull(result.BusiestThreadName);
+        Assert.InRange(result.BusiestThreadCores.Value, 0.001, result.ServerCpuCores + 0.05);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using Relay.Bench.Load;
 using Relay.Bench.Reporting;
 using Relay.Bench.Scenarios;
+using Relay.Bench.Targets;
 
 namespace Relay.Bench.Tests;
 
@@ -38,6 +39,50 @@ public sealed class ReportTests
 
         Assert.Contains("| fan-out deliveries/s ≥ NATS over WebSocket | 0.90x NATS | **no** |", markdown, StringComparison.Ordinal);
         Assert.Contains("| fan-out p99 ≤ NATS's | 5.00 ms vs 4.00 ms | **no** |", markdown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_ChecksThePublishTargetsAgainstNats()
+    {
+        static ScenarioResult Publish(string target, double rate, double p50) => new()
+        {
+            Scenario = "publish-ws-1",
+            Target = target,
+            DeliveredPerSecond = rate,
+            PublishedPerSecond = rate,
+            Latency = new LatencySummary(1000, p50, p50 * 2, p50 * 4, p50 * 8, p50 * 10),
+            ServerCpuCores = 1.5,
+            BusiestThreadCores = 0.75,
+            BusiestThreadName = ".NET TP Worker",
+            PeakRssBytes = 100 * 1048576,
+        };
+
+        var met = MarkdownReport.Render([Publish("relay", 500_000, 0.15), Publish("nats", 400_000, 0.1)], new Dictionary<string, string>(), "cmd", Machine);
+        var missed = MarkdownReport.Render([Publish("relay", 300_000, 0.25), Publish("nats", 400_000, 0.1)], new Dictionary<string, string>(), "cmd", Machine);
+
+        Assert.Contains("| one publisher, window 64, one subscriber: msgs/s ≥ NATS's | 1.25x NATS | yes |", met, StringComparison.Ordinal);
+        Assert.Contains("| one publisher, window 64, one subscriber: p50 ≤ 2x NATS's | 0.150 ms vs 0.100 ms (1.50x) | yes |", met, StringComparison.Ordinal);
+        Assert.Contains("| busiest server thread (cores) | 0.75 | 0.75 | 1.00x |", met, StringComparison.Ordinal);
+        Assert.Contains("| one publisher, window 64, one subscriber: msgs/s ≥ NATS's | 0.75x NATS | **no** |", missed, StringComparison.Ordinal);
+        Assert.Contains("| one publisher, window 64, one subscriber: p50 ≤ 2x NATS's | 0.250 ms vs 0.100 ms (2.50x) | **no** |", missed, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Runs_PublishWs_RunsOncePerSubscriberCount_AndManyPublishersSplitsTheChannels()
+    {
+        var options = BenchOptions.Parse(["publish-ws", "many-publishers", "--publish-subscribers", "1,10,100", "--publishers", "50", "--publisher-window", "4"]);
+        var runs = options.Runs().ToList();
+        var target = new RelayTarget();
+
+        Assert.Equal(["publish-ws-1", "publish-ws-10", "publish-ws-100", "many-publishers"], runs.Select(r => r.Scenario));
+        Assert.Equal([1, 10, 100], runs.Take(3).Select(r => r.SpecOf(target)!.SubscribersPerChannel));
+        Assert.All(runs.Take(3), r => Assert.Equal(PublishPacing.AckWindow, r.SpecOf(target)!.Pacing));
+        var many = runs[3].SpecOf(target)!;
+        Assert.Equal((1000, 3, 50, 4, PublishPacing.AckWindow), (many.Channels, many.SubscribersPerChannel, many.Publishers, many.Window, many.Pacing));
+        Assert.Contains("50 WebSocket publishers (each round-robin over 20 channels", runs[3].Description, StringComparison.Ordinal);
+
+        Assert.Contains("whole numbers", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--publish-subscribers", "1,none"])).Message, StringComparison.Ordinal);
+        Assert.Contains("--publishers must be 1 to --channels", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["many-publishers", "--channels", "10", "--publishers", "20"])).Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,11 +1,13 @@
 using System.Globalization;
+using Relay.Bench.Scenarios;
+using Relay.Bench.Targets;
 
 namespace Relay.Bench;
 
 /// <summary>The harness's command line: scenarios to run, targets to run them on, and their sizes.</summary>
 internal sealed class BenchOptions
 {
-    public static readonly string[] AllScenarios = ["fanout", "latency", "channels", "publish-ws", "publish-http", "idle"];
+    public static readonly string[] AllScenarios = ["fanout", "latency", "channels", "publish-ws", "many-publishers", "publish-http", "idle"];
 
     public List<string> Scenarios { get; } = [];
 
@@ -18,6 +20,15 @@ internal sealed class BenchOptions
     public int PerChannel { get; set; } = 3;
 
     public int LatencySubscribers { get; set; } = 100;
+
+    /// <summary>publish-ws runs once per subscriber count here: one publisher's cost alone, then with a small fan-out.</summary>
+    public List<int> PublishSubscribers { get; } = [1, 10, 100];
+
+    /// <summary>many-publishers: a chat, game or telemetry shape, many clients each publishing to a few channels.</summary>
+    public int Publishers { get; set; } = 100;
+
+    /// <summary>many-publishers: each publisher's unacknowledged publishes (a client with a few messages on the way).</summary>
+    public int PublisherWindow { get; set; } = 8;
 
     public int Rate { get; set; } = 1_000;
 
@@ -42,12 +53,15 @@ internal sealed class BenchOptions
         Relay.Bench: Relay and its peers (NATS over WebSocket, ASP.NET Core SignalR) under the same load, in one run.
 
         usage: dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll [scenario ...] [options]
-          scenarios: fanout latency channels publish-ws publish-http idle (default: all)
+          scenarios: fanout latency channels publish-ws many-publishers publish-http idle (default: all)
           --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus)
           --subscribers N      fanout: subscribers of the one channel (10000)
-          --channels C         channels: how many channels (1000)
-          --per-channel K      channels: subscribers per channel (3)
+          --channels C         channels, many-publishers: how many channels (1000)
+          --per-channel K      channels, many-publishers: subscribers per channel (3)
           --latency-subscribers N   latency: subscribers (100)
+          --publish-subscribers L   publish-ws: subscriber counts to run, comma-separated (1,10,100)
+          --publishers P       many-publishers: publishers, each publishing to channels/P of the channels (100)
+          --publisher-window W many-publishers: each publisher's unacknowledged publishes (8)
           --rate R             latency: publishes per second (1000)
           --window W           unacknowledged messages the publisher may have in flight (64)
           --payload B          payload bytes (100)
@@ -58,6 +72,52 @@ internal sealed class BenchOptions
           --json PATH          write the raw results as JSON
           --quick              small sizes, for a smoke run
         """;
+
+    /// <summary>
+    /// What to run, in order: each result's scenario name, its description for the report, and the run's spec for a
+    /// target (null: the idle scenario). publish-ws becomes one run per subscriber count (publish-ws-1, publish-ws-10, …).
+    /// </summary>
+    public IEnumerable<(string Scenario, string Description, Func<Target, FanOutSpec?> SpecOf)> Runs()
+    {
+        foreach (var scenario in Scenarios)
+        {
+            switch (scenario)
+            {
+                case "fanout":
+                    yield return (scenario, $"{Subscribers:N0} WebSocket subscribers of one channel, one publisher as fast as a window of {Window} allows, {Payload}-byte payloads",
+                        _ => new FanOutSpec(scenario, 1, Subscribers, 0, Window, Payload, Warmup, Duration));
+                    break;
+                case "latency":
+                    yield return (scenario, $"{Rate:N0} msgs/s to {LatencySubscribers:N0} subscribers of one channel, {Payload}-byte payloads",
+                        _ => new FanOutSpec(scenario, 1, LatencySubscribers, Rate, Window, Payload, Warmup, Duration));
+                    break;
+                case "channels":
+                    yield return (scenario, $"{Channels:N0} channels with {PerChannel} subscribers each, one publisher round-robin, window {Window}",
+                        _ => new FanOutSpec(scenario, Channels, PerChannel, 0, Window, Payload, Warmup, Duration));
+                    break;
+                case "publish-ws":
+                    foreach (var subscribers in PublishSubscribers)
+                    {
+                        var name = $"publish-ws-{subscribers}";
+                        yield return (name, $"one WebSocket publisher, window of {Window} unacknowledged publishes, {subscribers:N0} subscriber{(subscribers == 1 ? string.Empty : "s")} of its channel, {Payload}-byte payloads",
+                            _ => new FanOutSpec(name, 1, subscribers, 0, Window, Payload, Warmup, Duration, PublishPacing.AckWindow));
+                    }
+
+                    break;
+                case "many-publishers":
+                    yield return (scenario, $"{Channels:N0} channels with {PerChannel} subscribers each, {Publishers:N0} WebSocket publishers (each round-robin over {Channels / Publishers:N0} channels, window of {PublisherWindow} unacknowledged publishes), {Payload}-byte payloads",
+                        _ => new FanOutSpec(scenario, Channels, PerChannel, 0, PublisherWindow, Payload, Warmup, Duration, PublishPacing.AckWindow, Publishers: Publishers));
+                    break;
+                case "publish-http":
+                    yield return (scenario, $"POST /v1/channels/{{channel}}/messages with {Window} requests in flight, one WebSocket subscriber (the peers have no HTTP publish)",
+                        _ => new FanOutSpec(scenario, 1, 1, 0, Window, Payload, Warmup, Duration, PublishPacing.AckWindow, OverHttp: true));
+                    break;
+                default:
+                    yield return (scenario, $"idle subscribed WebSocket connections (each on its own channel), {IdlePerProcess:N0} per client process", _ => null);
+                    break;
+            }
+        }
+    }
 
     public static BenchOptions Parse(string[] args)
     {
@@ -76,6 +136,16 @@ internal sealed class BenchOptions
                 case "--channels": options.Channels = Int(); break;
                 case "--per-channel": options.PerChannel = Int(); break;
                 case "--latency-subscribers": options.LatencySubscribers = Int(); break;
+                case "--publish-subscribers":
+                    options.PublishSubscribers.Clear();
+                    foreach (var count in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        options.PublishSubscribers.Add(int.TryParse(count, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= 1 ? value : throw new ArgumentException($"--publish-subscribers needs whole numbers from 1, comma-separated, not '{count}'"));
+                    }
+
+                    break;
+                case "--publishers": options.Publishers = Int(); break;
+                case "--publisher-window": options.PublisherWindow = Int(); break;
                 case "--rate": options.Rate = Int(); break;
                 case "--window": options.Window = Int(); break;
                 case "--payload": options.Payload = Int(); break;
@@ -89,6 +159,7 @@ internal sealed class BenchOptions
                     options.Subscribers = 200;
                     options.Channels = 20;
                     options.LatencySubscribers = 20;
+                    options.Publishers = 10;
                     options.Warmup = TimeSpan.FromSeconds(1);
                     options.Duration = TimeSpan.FromSeconds(2);
                     options.IdleConnections = 500;
@@ -112,9 +183,19 @@ internal sealed class BenchOptions
             throw new ArgumentException($"--payload must be at least {Load.Stamp.MinimumSize} bytes (the stamp)");
         }
 
-        if (options.Window < 1)
+        if (options.Window < 1 || options.PublisherWindow < 1)
         {
-            throw new ArgumentException("--window must be at least 1");
+            throw new ArgumentException("--window and --publisher-window must be at least 1");
+        }
+
+        if (options.PublishSubscribers.Count == 0)
+        {
+            throw new ArgumentException("--publish-subscribers needs at least one count");
+        }
+
+        if (options.Scenarios.Contains("many-publishers") && (options.Publishers < 1 || options.Publishers > options.Channels))
+        {
+            throw new ArgumentException($"--publishers must be 1 to --channels ({options.Channels}): each publisher needs a channel of its own");
         }
 
         return options;

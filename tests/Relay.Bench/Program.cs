@@ -45,8 +45,9 @@ var results = new List<ScenarioResult>();
 var descriptions = new Dictionary<string, string>();
 var idleConnections = options.IdleConnections > 0 ? options.IdleConnections : Math.Max(1000, Limits.OpenFilesHard() - 1000);
 
-foreach (var scenario in options.Scenarios)
+foreach (var (scenario, description, specOf) in options.Runs())
 {
+    descriptions[scenario] = description;
     foreach (var target in targets)
     {
         if (scenario == "publish-http" && target is not RelayTarget)
@@ -54,27 +55,9 @@ foreach (var scenario in options.Scenarios)
             continue;
         }
 
-        var spec = scenario switch
-        {
-            "fanout" => new FanOutSpec(scenario, 1, options.Subscribers, 0, options.Window, options.Payload, options.Warmup, options.Duration),
-            "latency" => new FanOutSpec(scenario, 1, options.LatencySubscribers, options.Rate, options.Window, options.Payload, options.Warmup, options.Duration),
-            "channels" => new FanOutSpec(scenario, options.Channels, options.PerChannel, 0, options.Window, options.Payload, options.Warmup, options.Duration),
-            "publish-ws" => new FanOutSpec(scenario, 1, 1, 0, options.Window, options.Payload, options.Warmup, options.Duration, PublishPacing.AckWindow),
-            "publish-http" => new FanOutSpec(scenario, 1, 1, 0, options.Window, options.Payload, options.Warmup, options.Duration, PublishPacing.AckWindow, OverHttp: true),
-            _ => null,
-        };
-        descriptions[scenario] = scenario switch
-        {
-            "fanout" => $"{options.Subscribers:N0} WebSocket subscribers of one channel, one publisher as fast as a window of {options.Window} allows, {options.Payload}-byte payloads",
-            "latency" => $"{options.Rate:N0} msgs/s to {options.LatencySubscribers:N0} subscribers of one channel, {options.Payload}-byte payloads",
-            "channels" => $"{options.Channels:N0} channels with {options.PerChannel} subscribers each, one publisher round-robin, window {options.Window}",
-            "publish-ws" => $"one WebSocket publisher, window of {options.Window} unacknowledged publishes, one subscriber",
-            "publish-http" => $"POST /v1/channels/{{channel}}/messages with {options.Window} requests in flight, one WebSocket subscriber (the peers have no HTTP publish)",
-            _ => $"idle subscribed WebSocket connections (each on its own channel), {options.IdlePerProcess:N0} per client process",
-        };
-
         try
         {
+            var spec = specOf(target);
             results.Add(spec is null
                 ? await IdleScenario.RunAsync(target, idleConnections, options.IdlePerProcess, environment)
                 : await FanOutScenario.RunAsync(target, spec, environment));

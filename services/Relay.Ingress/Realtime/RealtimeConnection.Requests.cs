@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Relay.Auth;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
@@ -17,6 +18,11 @@ internal sealed partial class RealtimeConnection
 
     /// <summary>History's largest page (spec: 1000).</summary>
     private const int MaxHistoryLimit = 1000;
+
+    // The channel of the last publish whose name, capability and namespace checks passed, for which principal, and
+    // the channel as JSON for the ok once it was published to twice in a row. Only the receive loop touches it, before
+    // a publish's first await (pipelined publishes run their continuations elsewhere).
+    private (string? Channel, RelayPrincipal? Principal, byte[]? ChannelJson) _publishChecked;
 
     private async ValueTask HandleAsync(ClientRequest request)
     {
@@ -69,16 +75,30 @@ internal sealed partial class RealtimeConnection
 
     private async ValueTask PublishAsync(ClientRequest request)
     {
-        var channel = RequireChannel(request, allowPattern: false);
-        Require(channel, Operations.Publish);
+        // A channel this connection just published to, with the same principal, passed these checks already (namespace
+        // policies never change). Compared by value: the receive loop moves between threads, each with its NameCache.
+        // The principal is read before the checks: one that changes meanwhile does not match what is remembered.
+        var principal = _principal;
+        var checkedChannel = request.Channel is { } named && ReferenceEquals(principal, _publishChecked.Principal) && string.Equals(named, _publishChecked.Channel, StringComparison.Ordinal);
+        var channel = checkedChannel ? request.Channel! : RequireChannel(request, allowPattern: false);
+        if (!checkedChannel)
+        {
+            Require(channel, Operations.Publish);
+        }
+
         if (!_publishRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             throw new RelayException(ErrorCodes.RateLimited, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection; slow down or batch over HTTP");
         }
 
-        if (!_node.Namespaces.For(channel).ClientPublish)
+        if (!checkedChannel)
         {
-            throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
+            if (!_node.Namespaces.For(channel).ClientPublish)
+            {
+                throw new RelayException(ErrorCodes.Forbidden, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'; publish from your server with a key over HTTP");
+            }
+
+            _publishChecked = (channel, principal, null);
         }
 
         if (!request.HasData)
@@ -92,11 +112,19 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.MessageTooLarge, $"message of {size} bytes is larger than maxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
 
+        // A channel published to again gets its ok put together from bytes (the channel as JSON is kept for it).
+        var channelJson = checkedChannel ? _publishChecked.ChannelJson ??= ServerFrames.JsonString(channel) : null;
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
         using var activity = RelayTracing.StartFromClient(RelayTracing.IngressReceive, ActivityKind.Consumer, request.TraceParent, channel);
         var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: activity?.Id), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);
         _node.Metrics.Published(1);
+        if (channelJson is not null)
+        {
+            Enqueue(ServerFrames.PublishOk(request.Ref, channelJson, published.Seqs[0]));
+            return;
+        }
+
         Reply(request.Ref, "ok", static (writer, state) =>
         {
             writer.WriteString("channel"u8, state.channel);

@@ -17,6 +17,14 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     private Dictionary<(string ClientId, string ConnectionId), RelayMessage>? _members;
 
+    private readonly long _historyTtlMs = (long)policy.HistoryTtl.TotalMilliseconds;
+
+    // Unix ms up to which nothing in history has expired: the oldest message's timestamp plus the TTL when it was last
+    // looked at. Every publish asks (ExpireHistory); reading the oldest message each time cost 2% of a publish. A message
+    // dropped for size is followed by later ones, so this stays a lower bound without reading the new oldest (if the
+    // wall clock stepped back, a message may stay up to that step longer).
+    private long _historyExpiresAfter = long.MaxValue;
+
     public Lock Gate { get; } = new();
 
     public string Epoch { get; } = epoch;
@@ -63,6 +71,11 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
             return;
         }
 
+        if (_history.Count == 0)
+        {
+            _historyExpiresAfter = message.Timestamp + _historyTtlMs;
+        }
+
         _history.Enqueue(message);
         while (_history.Count > maxSize)
         {
@@ -72,11 +85,18 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
 
     public void ExpireHistory(long now)
     {
-        var oldestTimestamp = now - (long)Policy.HistoryTtl.TotalMilliseconds;
+        if (now <= _historyExpiresAfter)
+        {
+            return;
+        }
+
+        var oldestTimestamp = now - _historyTtlMs;
         while (_history.TryPeek(out var oldest) && oldest.Timestamp < oldestTimestamp)
         {
             _history.Dequeue();
         }
+
+        _historyExpiresAfter = _history.TryPeek(out var next) ? next.Timestamp + _historyTtlMs : long.MaxValue;
     }
 
     public bool HasHistory => _history.Count > 0;

@@ -120,8 +120,10 @@ public static class ClientFrameParser
                 return;
             }
 
-            request.TypeName = reader.GetString();
             request.Type = ParseType(ref reader);
+
+            // A known type's name is a literal: only an unknown one is read out of the frame (for its error message).
+            request.TypeName = TypeNameOf(request.Type) ?? reader.GetString();
         }
         else if (property.SequenceEqual("ref"u8))
         {
@@ -146,11 +148,11 @@ public static class ClientFrameParser
         }
         else if (property.SequenceEqual("channel"u8))
         {
-            request.Channel = ReadString(ref reader, request, "channel");
+            request.Channel = ReadName(ref reader, request, "channel");
         }
         else if (property.SequenceEqual("name"u8))
         {
-            request.Name = ReadString(ref reader, request, "name");
+            request.Name = ReadName(ref reader, request, "name");
         }
         else if (property.SequenceEqual("id"u8))
         {
@@ -229,6 +231,10 @@ public static class ClientFrameParser
         }
     }
 
+    // A channel or event name: clients repeat them, so an unescaped one comes from the thread's NameCache.
+    private static string? ReadName(ref Utf8JsonReader reader, ClientRequest request, string field) =>
+        reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped ? NameCache.Get(reader.ValueSpan) : ReadString(ref reader, request, field);
+
     private static string? ReadString(ref Utf8JsonReader reader, ClientRequest request, string field)
     {
         if (reader.TokenType == JsonTokenType.String)
@@ -272,6 +278,18 @@ public static class ClientFrameParser
         : reader.ValueTextEquals("auth"u8) ? RequestType.Auth
         : reader.ValueTextEquals("ping"u8) ? RequestType.Ping
         : RequestType.Unknown;
+
+    private static string? TypeNameOf(RequestType type) => type switch
+    {
+        RequestType.Publish => "publish",
+        RequestType.Subscribe => "subscribe",
+        RequestType.Unsubscribe => "unsubscribe",
+        RequestType.Presence => "presence",
+        RequestType.History => "history",
+        RequestType.Auth => "auth",
+        RequestType.Ping => "ping",
+        _ => null,
+    };
 
     private static string Truncate(string text) => text.Length <= 40 ? text : text[..40] + "…";
 

@@ -1,4 +1,4 @@
-using System.Buffers;
+using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Relay.Core.Messages;
@@ -22,6 +22,53 @@ public static class ServerFrames
             writer.WritePropertyName("ref"u8);
             writer.WriteRawValue(reference, skipInputValidation: true);
         }
+    }
+
+    /// <summary>
+    /// The <c>ok</c> of a publish, <c>{"type":"ok","ref":…,"channel":…,"seq":…}</c> (no <c>ref</c> when the request had
+    /// none), put together in an array of its exact size: a publisher gets one per message, and a JSON writer for these
+    /// few fixed fields cost more than the rest of the reply. The bytes are the ones <see cref="BeginReply"/> and the
+    /// writer would produce.
+    /// </summary>
+    /// <param name="reference">The request's raw <c>ref</c> JSON, or null.</param>
+    /// <param name="channelJson">The channel as a JSON string, quotes included (<see cref="JsonString"/>).</param>
+    /// <param name="seq">The message's seq.</param>
+    public static byte[] PublishOk(byte[]? reference, ReadOnlySpan<byte> channelJson, long seq)
+    {
+        Span<byte> digits = stackalloc byte[20];
+        if (!seq.TryFormat(digits, out var digitCount, provider: CultureInfo.InvariantCulture))
+        {
+            throw new InvalidOperationException("a long has at most 20 digits");
+        }
+
+        var start = "{\"type\":\"ok\""u8;
+        var refField = ",\"ref\":"u8;
+        var channelField = ",\"channel\":"u8;
+        var seqField = ",\"seq\":"u8;
+        var length = start.Length + (reference is null ? 0 : refField.Length + reference.Length) + channelField.Length + channelJson.Length + seqField.Length + digitCount + 1;
+        var frame = new byte[length];
+        var at = Append(frame, 0, start);
+        if (reference is not null)
+        {
+            at = Append(frame, at, refField);
+            at = Append(frame, at, reference);
+        }
+
+        at = Append(frame, at, channelField);
+        at = Append(frame, at, channelJson);
+        at = Append(frame, at, seqField);
+        at = Append(frame, at, digits[..digitCount]);
+        frame[at] = (byte)'}';
+        return frame;
+    }
+
+    /// <summary><paramref name="value"/> as a JSON string, quotes included, escaped as every frame escapes strings.</summary>
+    public static byte[] JsonString(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        using var frame = FrameWriter.Rent();
+        frame.Writer.WriteStringValue(value);
+        return frame.ToArray();
     }
 
     /// <summary>Writes an <c>error</c> reply.</summary>
@@ -125,6 +172,12 @@ public static class ServerFrames
         writer.WriteEndObject();
     }
 
+    private static int Append(byte[] frame, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(frame.AsSpan(at));
+        return at + bytes.Length;
+    }
+
     /// <summary>
     /// The push frame of <paramref name="message"/>, encoded on first use and cached on the message, so every
     /// subscriber is sent the same bytes. Two threads racing here both produce identical bytes; either is kept.
@@ -145,19 +198,16 @@ public static class ServerFrames
     public static byte[] EncodeMessagePush(RelayMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var buffer = new ArrayBufferWriter<byte>(256 + (message.Data.Length * 4 / 3));
-        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        using var frame = FrameWriter.Rent();
+        if (message.PresenceAction is null)
         {
-            if (message.PresenceAction is null)
-            {
-                WriteMessage(writer, message, asPush: true);
-            }
-            else
-            {
-                WritePresence(writer, message, asPush: true);
-            }
+            WriteMessage(frame.Writer, message, asPush: true);
+        }
+        else
+        {
+            WritePresence(frame.Writer, message, asPush: true);
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return frame.ToArray();
     }
 }

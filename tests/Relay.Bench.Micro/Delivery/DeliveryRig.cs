@@ -1,14 +1,10 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
-using System.Reflection;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -63,20 +59,16 @@ internal sealed class DeliveryRig : IDisposable
     public const string Channel = "bench:room/lobby";
     public const string FirstEpoch = "epoch-0";
 
-    // The connection keeps its queue private; the rig reads it the way the write loop does. Looked up once.
-    private static readonly FieldInfo QueueField = typeof(RealtimeConnection).GetField("_queue", BindingFlags.Instance | BindingFlags.NonPublic)
-        ?? throw new InvalidOperationException("RealtimeConnection._queue is gone: update DeliveryRig to the connection's new send queue");
-
     // Kestrel's own factory of transport memory pools: the pipes get the pool a socket's pipes get.
     private static readonly Lazy<IMemoryPoolFactory<byte>> KestrelPools = new(CreateKestrelPools);
 
     private readonly InMemoryBus _bus = new();
-    private readonly MemoryPool<byte> _pool = KestrelPools.Value.Create(new MemoryPoolOptions { Owner = "relay-bench-micro" });
+    private readonly MemoryPool<byte> _pool = NewPool();
     private readonly RigMeters _meters = new();
     private readonly IDisposable _fanOutRegistration;
     private readonly IDisposable _nodeRegistration;
     private readonly List<Subscription> _subscriptions = [];
-    private readonly List<Connection> _connections = [];
+    private readonly List<RigConnection> _connections = [];
     private readonly List<Task> _drains = [];
     private readonly List<Task> _runs = [];
     private readonly DeliveryBatch _burst = new(TimeProvider.System);
@@ -96,7 +88,7 @@ internal sealed class DeliveryRig : IDisposable
     {
         _runConnections = runConnections;
         var options = Options.Create(new IngressOptions { NodeId = "bench-node" });
-        Node = new IngressNode(_bus, options, Options.Create(new RelayAuthOptions()), new NoAuthenticator(), new NamespacePolicies(new NamespacesOptions()),
+        Node = new IngressNode(_bus, options, Options.Create(new RelayAuthOptions()), new RigAuthenticator(), new NamespacePolicies(new NamespacesOptions()),
             TimeProvider.System, _meters, NullLogger<IngressNode>.Instance);
         FanOut = new FanOutService(_bus, new InterestTable(), _meters, NullLogger<FanOutService>.Instance);
 
@@ -116,7 +108,7 @@ internal sealed class DeliveryRig : IDisposable
         var principal = new RelayPrincipal(App, "bench-key", ClientId: null, Capabilities.AllowAll, ExpiresAt: null);
         for (var i = 0; i < channelSubscribers + patternSubscribers; i++)
         {
-            var connection = new Connection(Node, principal, _pool, _listener);
+            var connection = new RigConnection(Node, principal, _pool, _listener);
             _connections.Add(connection);
             var pattern = i >= channelSubscribers;
             var channel = !pattern ? Channel : (i % 2 == 0 ? "bench:room/+" : "bench:room/#");
@@ -125,7 +117,7 @@ internal sealed class DeliveryRig : IDisposable
 
         foreach (var connection in _connections)
         {
-            _drains.Add(connection.DrainAsync(this));
+            _drains.Add(connection.DrainAsync(CountFrames, () => _captured));
         }
 
         if (runConnections)
@@ -295,6 +287,9 @@ internal sealed class DeliveryRig : IDisposable
         _pool.Dispose();
     }
 
+    /// <summary>A memory pool from Kestrel's own factory: the pool a socket transport's pipes get.</summary>
+    public static MemoryPool<byte> NewPool() => KestrelPools.Value.Create(new MemoryPoolOptions { Owner = "relay-bench-micro" });
+
     private static IMemoryPoolFactory<byte> CreateKestrelPools()
     {
         // Built, never started: only its services are used.
@@ -326,219 +321,4 @@ internal sealed class DeliveryRig : IDisposable
     }
 
     private void CountFrames(int frames) => Interlocked.Add(ref _framesDrained, frames);
-
-    /// <summary>A real connection: the rig writes its input pipe (never, here) and reads what it sends.</summary>
-    private sealed class Connection
-    {
-        private readonly Pipe _input;
-        private readonly Pipe _output;
-        private readonly Socket? _server;
-        private readonly Socket? _client;
-        private readonly FrameCounter _counter = new();
-
-        public Connection(IngressNode node, RelayPrincipal principal, MemoryPool<byte> pool, Socket? listener)
-        {
-            // Kestrel's block pool, as a socket transport's pipes have (the default pool, ArrayPool<byte>.Shared,
-            // keeps only a few dozen free buffers per core: fewer than a burst to many connections holds at once).
-            // Inline schedulers on the output: a flush runs the drain loop right there, on the flushing thread.
-            _input = new Pipe(new PipeOptions(pool: pool, useSynchronizationContext: false));
-            _output = new Pipe(new PipeOptions(pool: pool, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-            if (listener is not null)
-            {
-                _client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                _client.Connect(listener.LocalEndPoint!);
-                _server = listener.Accept();
-            }
-
-            var socket = new PipeWebSocket(new DuplexPipe(_input.Reader, _output.Writer), "relay.v1.json", CloseInput, TimeProvider.System, _server);
-            Realtime = new RealtimeConnection(socket, principal, node, new NoAuthenticator(), NullLogger.Instance);
-            Queue = (SendQueue<ReadOnlyMemory<byte>>)QueueField.GetValue(Realtime)!;
-        }
-
-        public RealtimeConnection Realtime { get; }
-
-        public SendQueue<ReadOnlyMemory<byte>> Queue { get; }
-
-        public void CloseInput() => _input.Writer.Complete();
-
-        public void CloseOutput()
-        {
-            _output.Writer.Complete();
-            _server?.Dispose();
-            _client?.Dispose();
-        }
-
-        // Reads what the connection sends and counts whole WebSocket frames.
-        public Task DrainAsync(DeliveryRig rig) => _client is null ? DrainPipeAsync(rig) : DrainSocketAsync(rig, _client);
-
-        private async Task DrainPipeAsync(DeliveryRig rig)
-        {
-            var reader = _output.Reader;
-            while (true)
-            {
-                var read = await reader.ReadAsync().ConfigureAwait(false);
-                var frames = 0;
-                foreach (var segment in read.Buffer)
-                {
-                    frames += _counter.Feed(segment.Span, rig._captured);
-                }
-
-                reader.AdvanceTo(read.Buffer.End);
-                if (frames > 0)
-                {
-                    rig.CountFrames(frames);
-                }
-
-                if (read.IsCompleted || read.IsCanceled)
-                {
-                    await reader.CompleteAsync().ConfigureAwait(false);
-                    return;
-                }
-            }
-        }
-
-        private async Task DrainSocketAsync(DeliveryRig rig, Socket client)
-        {
-            var buffer = new byte[64 * 1024];
-            while (true)
-            {
-                int count;
-                try
-                {
-                    count = await client.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                {
-                    return;
-                }
-
-                if (count == 0)
-                {
-                    return;
-                }
-
-                var frames = _counter.Feed(buffer.AsSpan(0, count), rig._captured);
-                if (frames > 0)
-                {
-                    rig.CountFrames(frames);
-                }
-            }
-        }
-    }
-
-    /// <summary>Counts whole server WebSocket frames (unmasked) in a byte stream fed in pieces of any size.</summary>
-    private sealed class FrameCounter
-    {
-        private readonly byte[] _header = new byte[10];
-        private int _headerBytes;
-        private long _payloadLeft = -1;
-        private byte[]? _payload;
-        private int _payloadBytes;
-
-        public int Feed(ReadOnlySpan<byte> data, ConcurrentQueue<byte[]>? captured)
-        {
-            var frames = 0;
-            while (true)
-            {
-                if (_payloadLeft < 0)
-                {
-                    // Reading a header: two bytes, then the extended length they announce.
-                    var size = _headerBytes < 2 ? 2 : HeaderSize(_header[1]);
-                    var take = Math.Min(size - _headerBytes, data.Length);
-                    data[..take].CopyTo(_header.AsSpan(_headerBytes));
-                    _headerBytes += take;
-                    data = data[take..];
-                    if (_headerBytes < size || (size == 2 && HeaderSize(_header[1]) > 2))
-                    {
-                        if (data.IsEmpty)
-                        {
-                            return frames;
-                        }
-
-                        continue;
-                    }
-
-                    var length = _header[1] & 0x7F;
-                    _payloadLeft = length == 126 ? BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(2))
-                        : length == 127 ? (long)BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(2))
-                        : length;
-                    _headerBytes = 0;
-                    _payload = captured is null ? null : new byte[_payloadLeft];
-                    _payloadBytes = 0;
-                }
-
-                var step = (int)Math.Min(_payloadLeft, data.Length);
-                if (_payload is not null)
-                {
-                    data[..step].CopyTo(_payload.AsSpan(_payloadBytes));
-                    _payloadBytes += step;
-                }
-
-                data = data[step..];
-                _payloadLeft -= step;
-                if (_payloadLeft > 0)
-                {
-                    return frames;
-                }
-
-                frames++;
-                _payloadLeft = -1;
-                if (_payload is not null)
-                {
-                    captured?.Enqueue(_payload);
-                    _payload = null;
-                }
-
-                if (data.IsEmpty)
-                {
-                    return frames;
-                }
-            }
-        }
-
-        private static int HeaderSize(byte second) => (second & 0x7F) switch
-        {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-    }
-
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
-    }
-
-    private sealed class NoAuthenticator : IRelayAuthenticator
-    {
-        public AuthResult Authenticate(HttpContext context) => throw new NotSupportedException("the delivery rig sends no requests");
-
-        public AuthResult AuthenticateToken(string token) => throw new NotSupportedException("the delivery rig sends no requests");
-
-        public long KeysVersion => 0;
-
-        public AuthResult Recheck(RelayPrincipal principal) => AuthResult.Success(principal);
-    }
-
-    private sealed class RigMeters : IMeterFactory
-    {
-        private readonly List<Meter> _meters = [];
-
-        public Meter Create(MeterOptions options)
-        {
-            var meter = new Meter(options);
-            _meters.Add(meter);
-            return meter;
-        }
-
-        public void Dispose()
-        {
-            foreach (var meter in _meters)
-            {
-                meter.Dispose();
-            }
-        }
-    }
 }

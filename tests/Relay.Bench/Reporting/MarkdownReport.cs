@@ -27,7 +27,7 @@ internal static class MarkdownReport
         var targets = TargetCheck.Evaluate(results).ToList();
         if (targets.Count > 0)
         {
-            md.AppendLine("### Targets (issue 4)");
+            md.AppendLine("### Targets (issues 4 and 10)");
             md.AppendLine();
             md.AppendLine("| target | measured | met |");
             md.AppendLine("|---|---|---|");
@@ -129,13 +129,14 @@ internal static class MarkdownReport
         yield return ("latency p99.9 (ms)", r => r.Latency?.P999, "0.000");
         yield return ("latency max (ms)", r => r.Latency?.Max, "0.000");
         yield return ("server CPU (cores)", r => r.Error is null ? r.ServerCpuCores : null, "0.00");
+        yield return ("busiest server thread (cores)", r => r.Error is null ? r.BusiestThreadCores : null, "0.00");
         yield return ("server peak RSS (MiB)", r => r.Error is null ? r.PeakRssBytes / 1048576.0 : null, "0");
         yield return ("messages lost", r => r.Error is null ? r.Lost : null, "N0");
         yield return ("subscribers cut by the server", r => r.Error is null ? r.Disconnected : null, "N0");
     }
 }
 
-/// <summary>Issue 4's targets, checked against a run's figures.</summary>
+/// <summary>Issue 4's and issue 10's targets, checked against a run's figures.</summary>
 internal static class TargetCheck
 {
     public static IEnumerable<(string Goal, string Measured, bool Met)> Evaluate(IReadOnlyList<ScenarioResult> results)
@@ -159,6 +160,14 @@ internal static class TargetCheck
         {
             yield return ("1,000 msgs/s to 100 subscribers: p50 < 0.8 ms", FormattableString.Invariant($"{latency.P50:0.000} ms"), latency.P50 < 0.8);
             yield return ("1,000 msgs/s to 100 subscribers: p99 < 2.5 ms", FormattableString.Invariant($"{latency.P99:0.000} ms"), latency.P99 < 2.5);
+        }
+
+        var publishRelay = Find("publish-ws-1", "relay");
+        var publishNats = Find("publish-ws-1", "nats");
+        if (publishRelay is not null && publishNats is not null)
+        {
+            yield return ("one publisher, window 64, one subscriber: msgs/s ≥ NATS's", FormattableString.Invariant($"{publishRelay.PublishedPerSecond / publishNats.PublishedPerSecond:0.00}x NATS"), publishRelay.PublishedPerSecond >= publishNats.PublishedPerSecond);
+            yield return ("one publisher, window 64, one subscriber: p50 ≤ 2x NATS's", FormattableString.Invariant($"{publishRelay.Latency?.P50:0.000} ms vs {publishNats.Latency?.P50:0.000} ms ({publishRelay.Latency?.P50 / publishNats.Latency?.P50:0.00}x)"), publishRelay.Latency?.P50 <= 2 * publishNats.Latency?.P50);
         }
 
         if (Find("idle", "relay") is { RssPerConnectionBytes: { } perConnection } idle)

@@ -18,7 +18,9 @@ internal enum PublishPacing
 
 /// <summary>
 /// One publishing scenario. <see cref="RatePerSecond"/> 0 publishes as fast as the window allows; <see cref="OverHttp"/>
-/// publishes with POST instead of the WebSocket (Relay only: the peers have no HTTP publish).
+/// publishes with POST instead of the WebSocket (Relay only: the peers have no HTTP publish). With several
+/// <see cref="Publishers"/> (WebSocket, <see cref="PublishPacing.AckWindow"/> only) each has a window of its own and
+/// publishes round-robin to its share of the channels (channel c belongs to publisher c mod Publishers).
 /// </summary>
 internal sealed record FanOutSpec(
     string Scenario,
@@ -30,23 +32,36 @@ internal sealed record FanOutSpec(
     TimeSpan Warmup,
     TimeSpan Duration,
     PublishPacing Pacing = PublishPacing.ProbeWindow,
-    bool OverHttp = false);
+    bool OverHttp = false,
+    int Publishers = 1);
 
 /// <summary>
-/// Subscribers on channels, one publisher, deliveries counted and timed by every subscriber. Covers fan-out (one
-/// channel, many subscribers), many channels (few subscribers each), and publish throughput (ack-paced, one subscriber).
+/// Subscribers on channels, one or more publishers, deliveries counted and timed by every subscriber. Covers fan-out
+/// (one channel, many subscribers), many channels (few subscribers each), publish throughput (ack-paced, to 1 to 100
+/// subscribers), and many publishers on many small channels.
 /// </summary>
 internal static class FanOutScenario
 {
     public static async Task<ScenarioResult> RunAsync(Target target, FanOutSpec spec, BenchEnvironment environment)
     {
+        if (spec.Publishers < 1 || spec.Publishers > spec.Channels)
+        {
+            throw new ArgumentException($"{spec.Scenario}: publishers must be 1 to the number of channels ({spec.Channels}), not {spec.Publishers}", nameof(spec));
+        }
+
+        if (spec.Publishers > 1 && (spec.OverHttp || spec.Pacing != PublishPacing.AckWindow))
+        {
+            throw new ArgumentException($"{spec.Scenario}: several publishers need WebSocket publishing with ack-paced windows", nameof(spec));
+        }
+
         var progress = new Progress($"{spec.Scenario}/{target.Name}");
         progress.Say("starting the server");
         await using var running = await target.StartAsync(environment).ConfigureAwait(false);
         var recorder = new LatencyRecorder();
-        var pacer = new Pacer(spec.Window);
+        var pacers = Enumerable.Range(0, spec.Publishers).Select(_ => new Pacer(spec.Window)).ToArray();
         var total = spec.Channels * spec.SubscribersPerChannel;
         string Channel(int c) => $"bench-{spec.Scenario}-{c}";
+        long Published() => pacers.Sum(p => p.Published);
 
         var subscribers = await Fleet.ConnectAsync(
             target,
@@ -57,50 +72,31 @@ internal static class FanOutScenario
             {
                 // The last subscriber of each channel is its probe: its deliveries open the publishing window.
                 var isProbe = spec.Pacing == PublishPacing.ProbeWindow && i >= total - spec.Channels;
-                return new StreamScanner(target.Tokens, isProbe ? stamp => { recorder.Record(stamp); pacer.OnAcknowledged(); } : recorder.Record);
+                return new StreamScanner(target.Tokens, isProbe ? stamp => { recorder.Record(stamp); pacers[0].OnAcknowledged(); } : recorder.Record);
             },
             progress).ConfigureAwait(false);
 
+        var publisherSockets = new List<BenchSocket>();
         try
         {
-            var templates = Enumerable.Range(0, spec.Channels)
-                .Select(c => target.PublishTemplate(Channel(c), spec.PayloadBytes, wantAck: spec.Pacing == PublishPacing.AckWindow))
-                .ToArray();
             using var stop = new CancellationTokenSource();
-            Task publishing;
-            BenchSocket? publisherSocket = null;
+            var publishing = new List<Task>();
             if (spec.OverHttp)
             {
-                publishing = PublishOverHttpAsync(running, spec, pacer, Channel, stop.Token);
+                publishing.Add(PublishOverHttpAsync(running, spec, pacers[0], Channel, stop.Token));
             }
             else
             {
-                var bursts = new Queue<int>();
-                var acksEachPublish = target.AcksEachPublish;
-                var scanner = new StreamScanner(target.Tokens, onAcks: spec.Pacing != PublishPacing.AckWindow ? null : acks =>
+                for (var p = 0; p < spec.Publishers; p++)
                 {
-                    if (acksEachPublish)
-                    {
-                        pacer.OnAcknowledged(acks);
-                        return;
-                    }
-
-                    // A ping after each burst; its pong confirms the whole burst.
-                    long confirmed = 0;
-                    lock (bursts)
-                    {
-                        for (var k = 0; k < acks && bursts.Count > 0; k++)
-                        {
-                            confirmed += bursts.Dequeue();
-                        }
-                    }
-
-                    pacer.OnAcknowledged(confirmed);
-                });
-                publisherSocket = await BenchSocket.ConnectAsync(running.WebSocketUri, scanner, null, CancellationToken.None).ConfigureAwait(false);
-                await target.HandshakeAsync(publisherSocket).ConfigureAwait(false);
-                var terminator = spec.Pacing == PublishPacing.AckWindow && !acksEachPublish ? target.BurstTerminator : null;
-                publishing = PublishOverWebSocketAsync(publisherSocket, templates, spec, pacer, terminator, bursts, stop.Token);
+                    var templates = Enumerable.Range(0, spec.Channels)
+                        .Where(c => c % spec.Publishers == p)
+                        .Select(c => target.PublishTemplate(Channel(c), spec.PayloadBytes, wantAck: spec.Pacing == PublishPacing.AckWindow))
+                        .ToArray();
+                    var (socket, task) = await StartPublisherAsync(target, running, spec, pacers[p], templates, stop.Token).ConfigureAwait(false);
+                    publisherSockets.Add(socket);
+                    publishing.Add(task);
+                }
             }
 
             progress.Say($"warming up for {spec.Warmup.TotalSeconds:0} s");
@@ -108,32 +104,33 @@ internal static class FanOutScenario
             ThrowIfFaulted(publishing);
 
             var delivered0 = subscribers.Sum(s => s.Scanner.Stamps);
-            var published0 = pacer.Published;
+            var published0 = Published();
             var cpu0 = running.Server.CpuTime();
+            var threads0 = running.Server.ThreadCpuTimes();
             var clock = Stopwatch.StartNew();
             recorder.Start();
             progress.Say($"measuring for {spec.Duration.TotalSeconds:0} s");
             await Task.Delay(spec.Duration).ConfigureAwait(false);
             var delivered1 = subscribers.Sum(s => s.Scanner.Stamps);
-            var published1 = pacer.Published;
+            var published1 = Published();
             var cpu1 = running.Server.CpuTime();
+            var threads1 = running.Server.ThreadCpuTimes();
             var elapsed = clock.Elapsed;
             recorder.Stop();
             await stop.CancelAsync().ConfigureAwait(false);
-            await publishing.ConfigureAwait(false);
+            await Task.WhenAll(publishing).ConfigureAwait(false);
 
-            // Let everything in flight arrive, then check that every connected subscriber got every message.
+            // Let everything in flight arrive, then check that every connected subscriber got every message of its channel.
+            var expectedPerSubscriber = ExpectedPerSubscriber(spec, total, pacers);
             var disconnected = subscribers.Count(s => s.Completion.IsCompleted);
-            var expected = pacer.Published * spec.SubscribersPerChannel;
             var drain = Stopwatch.StartNew();
-            long deliveredAll;
-            while ((deliveredAll = subscribers.Where(s => !s.Completion.IsCompleted).Sum(s => s.Scanner.Stamps)) < expected - (disconnected * pacer.Published) && drain.Elapsed < TimeSpan.FromSeconds(15))
+            while (Missing(subscribers, expectedPerSubscriber) > 0 && drain.Elapsed < TimeSpan.FromSeconds(15))
             {
                 await Task.Delay(100).ConfigureAwait(false);
             }
 
             disconnected = subscribers.Count(s => s.Completion.IsCompleted);
-            var expectedConnected = pacer.Published * spec.SubscribersPerChannel * (total - disconnected) / total;
+            var (busiestName, busiestCpu) = Busiest(threads0, threads1);
             var result = new ScenarioResult
             {
                 Scenario = spec.Scenario,
@@ -142,30 +139,143 @@ internal static class FanOutScenario
                 PublishedPerSecond = (published1 - published0) / elapsed.TotalSeconds,
                 Latency = recorder.Summarize(),
                 ServerCpuCores = (cpu1 - cpu0) / elapsed,
+                BusiestThreadCores = busiestCpu / elapsed,
+                BusiestThreadName = busiestName,
                 PeakRssBytes = running.Server.PeakRssBytes(),
-                Connections = total + 1,
-                Lost = Math.Max(0, expectedConnected - subscribers.Where(s => !s.Completion.IsCompleted).Sum(s => s.Scanner.Stamps)),
+                Connections = total + spec.Publishers,
+                Lost = Missing(subscribers, expectedPerSubscriber),
+                Extra = Extra(subscribers, expectedPerSubscriber),
                 Disconnected = disconnected,
             };
-            progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, lost {result.Lost}, disconnected {result.Disconnected}");
-            if (publisherSocket is not null)
-            {
-                await publisherSocket.DisposeAsync().ConfigureAwait(false);
-            }
-
+            progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, {result.PublishedPerSecond:N0} publishes/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, server CPU {result.ServerCpuCores:0.00} cores (busiest thread {result.BusiestThreadCores:0.00}, {result.BusiestThreadName}), lost {result.Lost}, extra {result.Extra}, disconnected {result.Disconnected}");
             return result;
         }
         finally
         {
+            await Fleet.CloseAsync(publisherSockets).ConfigureAwait(false);
             await Fleet.CloseAsync(subscribers).ConfigureAwait(false);
         }
     }
 
-    private static void ThrowIfFaulted(Task publishing)
+    // What each subscriber should have received by the end: every message published to its channel. A channel's messages
+    // come from one publisher, cycling through its channels, so publisher p's n messages give its k-th channel (in
+    // the order it cycles) n / count, plus one for the first n mod count.
+    private static long[] ExpectedPerSubscriber(FanOutSpec spec, int total, Pacer[] pacers)
     {
-        if (publishing.IsFaulted)
+        var perChannel = new long[spec.Channels];
+        if (spec.OverHttp)
         {
-            publishing.GetAwaiter().GetResult();
+            // HTTP workers take channels in one shared round-robin.
+            var published = pacers[0].Published;
+            for (var c = 0; c < spec.Channels; c++)
+            {
+                perChannel[c] = (published / spec.Channels) + (c < published % spec.Channels ? 1 : 0);
+            }
+        }
+        else
+        {
+            for (var p = 0; p < spec.Publishers; p++)
+            {
+                var owned = Enumerable.Range(0, spec.Channels).Where(c => c % spec.Publishers == p).ToArray();
+                var published = pacers[p].Published;
+                for (var k = 0; k < owned.Length; k++)
+                {
+                    perChannel[owned[k]] = (published / owned.Length) + (k < published % owned.Length ? 1 : 0);
+                }
+            }
+        }
+
+        var expected = new long[total];
+        for (var i = 0; i < total; i++)
+        {
+            expected[i] = perChannel[i % spec.Channels];
+        }
+
+        return expected;
+    }
+
+    // Messages that subscribers still connected have not received (a subscriber the server cut counts under
+    // Disconnected instead). More than expected on one subscriber never makes up for another's missing ones.
+    private static long Missing(BenchSocket[] subscribers, long[] expected)
+    {
+        long missing = 0;
+        for (var i = 0; i < subscribers.Length; i++)
+        {
+            if (!subscribers[i].Completion.IsCompleted)
+            {
+                missing += Math.Max(0, expected[i] - subscribers[i].Scanner.Stamps);
+            }
+        }
+
+        return missing;
+    }
+
+    // Deliveries beyond every message published to the subscriber's channel: a duplicate, or a miscount.
+    private static long Extra(BenchSocket[] subscribers, long[] expected)
+    {
+        long extra = 0;
+        for (var i = 0; i < subscribers.Length; i++)
+        {
+            extra += Math.Max(0, subscribers[i].Scanner.Stamps - expected[i]);
+        }
+
+        return extra;
+    }
+
+    private static (string? Name, TimeSpan Cpu) Busiest(Dictionary<int, (string Name, TimeSpan Cpu)> before, Dictionary<int, (string Name, TimeSpan Cpu)> after)
+    {
+        (string? Name, TimeSpan Cpu) busiest = (null, TimeSpan.Zero);
+        foreach (var (tid, (name, cpu)) in after)
+        {
+            var used = cpu - (before.TryGetValue(tid, out var earlier) ? earlier.Cpu : TimeSpan.Zero);
+            if (used > busiest.Cpu)
+            {
+                busiest = (name, used);
+            }
+        }
+
+        return busiest;
+    }
+
+    // Connects one WebSocket publisher and starts it publishing round-robin over its templates.
+    private static async Task<(BenchSocket Socket, Task Publishing)> StartPublisherAsync(Target target, RunningTarget running, FanOutSpec spec, Pacer pacer, PublishTemplate[] templates, CancellationToken stop)
+    {
+        var bursts = new Queue<int>();
+        var acksEachPublish = target.AcksEachPublish;
+        var scanner = new StreamScanner(target.Tokens, onAcks: spec.Pacing != PublishPacing.AckWindow ? null : acks =>
+        {
+            if (acksEachPublish)
+            {
+                pacer.OnAcknowledged(acks);
+                return;
+            }
+
+            // A ping after each burst; its pong confirms the whole burst.
+            long confirmed = 0;
+            lock (bursts)
+            {
+                for (var k = 0; k < acks && bursts.Count > 0; k++)
+                {
+                    confirmed += bursts.Dequeue();
+                }
+            }
+
+            pacer.OnAcknowledged(confirmed);
+        });
+        var socket = await BenchSocket.ConnectAsync(running.WebSocketUri, scanner, null, CancellationToken.None).ConfigureAwait(false);
+        await target.HandshakeAsync(socket).ConfigureAwait(false);
+        var terminator = spec.Pacing == PublishPacing.AckWindow && !acksEachPublish ? target.BurstTerminator : null;
+        return (socket, PublishOverWebSocketAsync(socket, templates, spec, pacer, terminator, bursts, stop));
+    }
+
+    private static void ThrowIfFaulted(List<Task> publishing)
+    {
+        foreach (var task in publishing)
+        {
+            if (task.IsFaulted)
+            {
+                task.GetAwaiter().GetResult();
+            }
         }
     }
 

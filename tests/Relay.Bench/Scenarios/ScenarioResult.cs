@@ -20,6 +20,15 @@ internal sealed record ScenarioResult
     /// <summary>Server CPU time over the measured interval, in cores (1.0 = one core busy all the time).</summary>
     public double ServerCpuCores { get; init; }
 
+    /// <summary>
+    /// The server thread that used the most CPU over the measured interval, in cores: near 1.0 while the process uses
+    /// little more means one thread bounds the server's throughput.
+    /// </summary>
+    public double? BusiestThreadCores { get; init; }
+
+    /// <summary>That thread's name (<c>/proc/PID/task/TID/comm</c>).</summary>
+    public string? BusiestThreadName { get; init; }
+
     public long PeakRssBytes { get; init; }
 
     public int Connections { get; init; }
@@ -29,6 +38,9 @@ internal sealed record ScenarioResult
 
     /// <summary>Messages published and never delivered to a subscriber still connected at the end.</summary>
     public long Lost { get; init; }
+
+    /// <summary>Deliveries beyond what was published to the subscriber's channel (a message delivered twice).</summary>
+    public long Extra { get; init; }
 
     /// <summary>Subscribers the server disconnected during the run.</summary>
     public int Disconnected { get; init; }

@@ -113,11 +113,39 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>User plus system CPU time the process has used so far.</summary>
     public TimeSpan CpuTime()
     {
-        // /proc/PID/stat: the command may hold spaces, so count fields from the closing parenthesis.
-        var stat = File.ReadAllText($"/proc/{Pid}/stat");
+        return CpuOf(File.ReadAllText($"/proc/{Pid}/stat"));
+    }
+
+    // utime + stime of a /proc/PID/stat (or /proc/PID/task/TID/stat) line.
+    private static TimeSpan CpuOf(string stat)
+    {
+        // The command may hold spaces, so count fields from the closing parenthesis.
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
         return TimeSpan.FromSeconds((double)ticks / ClockTicksPerSecond);
+    }
+
+    /// <summary>
+    /// CPU time each of the process's threads has used so far, by thread id, with the thread's name: a thread that uses
+    /// a whole core while the others wait is what bounds a server that cannot use the cores it has.
+    /// </summary>
+    public Dictionary<int, (string Name, TimeSpan Cpu)> ThreadCpuTimes()
+    {
+        var threads = new Dictionary<int, (string, TimeSpan)>();
+        foreach (var task in Directory.EnumerateDirectories($"/proc/{Pid}/task"))
+        {
+            try
+            {
+                var tid = int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture);
+                threads[tid] = (File.ReadAllText(Path.Combine(task, "comm")).Trim(), CpuOf(File.ReadAllText(Path.Combine(task, "stat"))));
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The thread ended while being read.
+            }
+        }
+
+        return threads;
     }
 
     /// <summary>Resident set size now, in bytes.</summary>

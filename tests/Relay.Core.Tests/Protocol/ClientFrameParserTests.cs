@@ -27,6 +27,37 @@ public sealed class ClientFrameParserTests
         Assert.Equal("""{"x":[1,2]}""", Encoding.UTF8.GetString(request.Data.Span));
     }
 
+    [Fact]
+    public void Parse_SameChannelAndNameAgain_GivesTheSameStrings()
+    {
+        // A publisher repeats its channels and event names: parsed once per thread, not once per request.
+        var (_, first) = Parse("""[{"type":"publish","channel":"chat:room/1","name":"msg","data":1},{"type":"publish","channel":"chat:room/1","name":"msg","data":2}]""");
+        var (_, later) = Parse("""{"type":"publish","channel":"chat:room/1","name":"msg","data":3}""");
+
+        Assert.Equal("chat:room/1", first[0].Channel);
+        Assert.Same(first[0].Channel, first[1].Channel);
+        Assert.Same(first[0].Channel, later[0].Channel);
+        Assert.Same(first[0].Name, later[0].Name);
+    }
+
+    [Fact]
+    public void Parse_ManyChannels_EachGetsItsOwnName()
+    {
+        // More names than the thread keeps, some sharing a slot, escaped and long ones: each request gets its own text.
+        var channels = Enumerable.Range(0, 2_000).Select(static i => i % 7 == 0 ? $"chat:ünï/{i}" : $"room/{i}").Append(new string('l', 200)).ToList();
+        for (var round = 0; round < 2; round++)
+        {
+            foreach (var channel in channels)
+            {
+                var (_, requests) = Parse($$"""{"type":"publish","channel":"{{channel}}","data":1}""");
+                Assert.Equal(channel, requests[0].Channel);
+            }
+        }
+
+        var (_, escaped) = Parse("""{"type":"publish","channel":"chat:ab","data":1}""");
+        Assert.Equal("chat:ab", escaped[0].Channel);
+    }
+
     [Theory]
     [InlineData("\"s\"")]
     [InlineData("null")]

@@ -29,6 +29,33 @@ public sealed class ServerFramesTests
         Assert.False(root.TryGetProperty("encoding", out _));
     }
 
+    [Theory]
+    [InlineData("17", "chat:lobby", 1L)]
+    [InlineData("\"a\\\"b\"", "chat:\"q\"\\b/ünï/😀<&>'", 9_007_199_254_740_993L)]
+    [InlineData(null, "x", 0L)]
+    [InlineData("-3.5e2", "room/" + "long-level-name-long-level-name", long.MaxValue)]
+    public void PublishOk_IsTheFrameTheWriterWrites(string? reference, string channel, long seq)
+    {
+        var referenceJson = reference is null ? null : Encoding.UTF8.GetBytes(reference);
+        byte[] expected;
+        using (var frame = FrameWriter.Rent())
+        {
+            ServerFrames.BeginReply(frame.Writer, "ok", referenceJson);
+            frame.Writer.WriteString("channel"u8, channel);
+            frame.Writer.WriteNumber("seq"u8, seq);
+            frame.Writer.WriteEndObject();
+            expected = frame.ToArray();
+        }
+
+        var ok = ServerFrames.PublishOk(referenceJson, ServerFrames.JsonString(channel), seq);
+
+        Assert.Equal(Encoding.UTF8.GetString(expected), Encoding.UTF8.GetString(ok));
+        using var parsed = JsonDocument.Parse(ok);
+        Assert.Equal(channel, parsed.RootElement.GetProperty("channel").GetString());
+        Assert.Equal(seq, parsed.RootElement.GetProperty("seq").GetInt64());
+        Assert.Equal(reference is not null, parsed.RootElement.TryGetProperty("ref", out _));
+    }
+
     [Fact]
     public void EncodeMessagePush_BinaryData_IsBase64WithEncoding()
     {

@@ -129,6 +129,30 @@ public abstract class AccessSpec(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task Publish_AfterAuthNarrowsCapabilities_IsRefusedOnTheChannelItPublishedTo()
+    {
+        // The connection remembers the channel its last publishes passed their checks on; new capabilities must count.
+        var first = Unique("chat:first-");
+        var second = Unique("chat:second-");
+        var wide = TestTokens.ForRootKey("pia", TimeSpan.FromMinutes(5), Caps(("chat:*", ["publish"])));
+        var narrow = TestTokens.ForRootKey("pia", TimeSpan.FromMinutes(5), Caps((second, ["publish"])));
+        await using var socket = await TestSocket.ConnectAsync(TokenUri(wide));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("ok", (await socket.RequestAsync(new() { ["type"] = "publish", ["channel"] = first, ["data"] = i })).GetProperty("type").GetString());
+        }
+
+        Assert.Equal("ok", (await socket.RequestAsync(new() { ["type"] = "auth", ["token"] = narrow })).GetProperty("type").GetString());
+        var refused = await socket.RequestAsync(new() { ["type"] = "publish", ["channel"] = first, ["data"] = 3 });
+        var allowed = await socket.RequestAsync(new() { ["type"] = "publish", ["channel"] = second, ["data"] = 4 });
+        var refusedAgain = await socket.RequestAsync(new() { ["type"] = "publish", ["channel"] = first, ["data"] = 5 });
+
+        Assert.Equal(40300, refused.GetProperty("code").GetInt32());
+        Assert.Equal("ok", allowed.GetProperty("type").GetString());
+        Assert.Equal(40300, refusedAgain.GetProperty("code").GetInt32());
+    }
+
+    [Fact]
     public async Task Auth_WithWiderToken_KeepsEverySubscription()
     {
         var channel = Unique("chat:keep-");

@@ -121,6 +121,31 @@ public abstract class PubSubSpec(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task Publish_AgainAndAgainToANameThatNeedsEscaping_AnswersEachWithItsRefChannelAndSeq()
+    {
+        // Publishes to the channel a connection just published to are answered from kept bytes: they must read the same.
+        var channel = "chat:\"q\"\\b/ünï/😀<&>" + Guid.NewGuid().ToString("N")[..6];
+        var channelJson = JsonSerializer.Serialize(channel);
+        await using var socket = await ConnectAsync();
+        await socket.SendTextAsync($$"""[{"type":"publish","ref":1,"channel":{{channelJson}},"data":1},{"type":"publish","ref":"two\"2","channel":{{channelJson}},"data":2},{"type":"publish","channel":{{channelJson}},"data":3},{"type":"publish","ref":4,"channel":{{channelJson}},"data":4},{"type":"ping","ref":5}]""");
+
+        var replies = new List<JsonElement>();
+        for (var i = 0; i < 5; i++)
+        {
+            replies.Add(await socket.ReceiveAsync());
+        }
+
+        // Pipelined over a networked bus, the oks may come in any order: each names the channel, one seq each, every ref
+        // as it was sent (and none for the publish that had none).
+        var oks = replies.Take(4).ToList();
+        Assert.All(oks, static r => Assert.Equal("ok", r.GetProperty("type").GetString()));
+        Assert.All(oks, r => Assert.Equal(channel, r.GetProperty("channel").GetString()));
+        Assert.Equal([1L, 2L, 3L, 4L], oks.Select(static r => r.GetProperty("seq").GetInt64()).Order());
+        Assert.Equal(["\"two\\\"2\"", "1", "4", "none"], oks.Select(static r => r.TryGetProperty("ref", out var reference) ? reference.GetRawText() : "none").Order(StringComparer.Ordinal));
+        Assert.Equal("pong", replies[4].GetProperty("type").GetString());
+    }
+
+    [Fact]
     public async Task Subscribe_PlusPattern_ReceivesOneLevelOnly()
     {
         await using var subscriber = await ConnectAsync();

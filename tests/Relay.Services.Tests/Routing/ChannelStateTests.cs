@@ -143,6 +143,50 @@ public sealed class ChannelStateTests : IAsyncLifetime
         Assert.Equal((after.GetProperty("epoch").GetString(), 1L), (message.GetProperty("epoch").GetString(), message.GetProperty("seq").GetInt64()));
     }
 
+    [Fact]
+    public async Task History_PastItsTtl_LosesEachMessageAsItExpires_AlsoAfterSizeTrims()
+    {
+        // The default namespace keeps 200 messages for 5 minutes.
+        var channel = "ttl-" + Guid.NewGuid().ToString("N")[..8];
+        await PublishAsync(channel, "a");
+        await PublishAsync(channel, "b");
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        await PublishAsync(channel, "c");
+        Assert.Equal(["a", "b", "c"], await HistoryDataAsync(channel));
+
+        _clock.Advance(TimeSpan.FromMinutes(2) + TimeSpan.FromSeconds(1));
+        Assert.Equal(["c"], await HistoryDataAsync(channel));
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        Assert.Empty(await HistoryDataAsync(channel));
+
+        // 250 messages: the first 50 leave for size, the rest for age, then the one published a minute later.
+        await PublishBatchAsync(channel, Enumerable.Range(0, 250).Select(static i => $"old-{i}"));
+        Assert.Equal(200, (await HistoryDataAsync(channel)).Count);
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        await PublishAsync(channel, "new");
+        _clock.Advance(TimeSpan.FromMinutes(4) + TimeSpan.FromSeconds(1));
+        Assert.Equal(["new"], await HistoryDataAsync(channel));
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Empty(await HistoryDataAsync(channel));
+    }
+
+    private async Task<List<string>> HistoryDataAsync(string channel)
+    {
+        using var response = await _http.GetAsync($"v1/channels/{channel}/messages?limit=1000");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return [.. body.RootElement.GetProperty("messages").EnumerateArray().Select(static m => m.GetProperty("data").GetString()!)];
+    }
+
+    private async Task PublishBatchAsync(string channel, IEnumerable<string> data)
+    {
+        foreach (var chunk in data.Chunk(100))
+        {
+            using var response = await _http.PostAsync($"v1/channels/{channel}/messages", new StringContent(JsonSerializer.Serialize(chunk.Select(static d => new { data = d })), Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+    }
+
     private async Task PublishAsync(string channel, string data)
     {
         using var response = await _http.PostAsync($"v1/channels/{channel}/messages", new StringContent(JsonSerializer.Serialize(new { data }), Encoding.UTF8, "application/json"));
