@@ -84,23 +84,39 @@ public sealed class RedisChannelLog
           redis.call('PUBLISH', ARGV[7], string.format('%d:%d:', seq, now) .. epoch .. '::' .. ARGV[2])
         end
         return {seq, epoch, 0}
-        """);
+        """, keepsCallOrder: true);
 
-    // KEYS: pos, log. ARGV: fresh epoch, mode (after|last|position), afterSeq, limit, keyExpiryMs.
-    // Reply: {epoch, seq, complete, member...}.
+    // KEYS: pos, log. ARGV: fresh epoch, mode (after|last|before|position), afterSeq or beforeSeq, limit, keyExpiryMs,
+    // maxBytes (backward reads: stop once the members passed it, keeping at least one; 0 = no limit).
+    // Reply: {epoch, seq, complete, truncated, member...}. A backward read walks from the newest member down in steps, so
+    // a page cut by bytes never loads the rest of the limit into the script.
     private static readonly RedisScript s_read = new(Prelude + """
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         keep_until(KEYS[1], tonumber(ARGV[5]))
         local mode = ARGV[2]
-        if mode == 'position' then return {epoch, seq, 1} end
+        if mode == 'position' then return {epoch, seq, 1, 0} end
         trim_expired(KEYS[2])
         local limit = tonumber(ARGV[4])
-        local reply = {epoch, seq, 1}
+        local reply = {epoch, seq, 1, 0}
         local items
-        if mode == 'last' then
-          items = redis.call('ZRANGE', KEYS[2], -limit, -1)
-        elseif mode == 'before' then
-          items = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. ARGV[3], '-inf', 'LIMIT', 0, limit)
+        if mode == 'last' or mode == 'before' then
+          local top = mode == 'last' and '+inf' or '(' .. ARGV[3]
+          local budget = tonumber(ARGV[6])
+          local bytes = 0
+          items = {}
+          while #items < limit do
+            local step = math.min(64, limit - #items)
+            local chunk = redis.call('ZREVRANGEBYSCORE', KEYS[2], top, '-inf', 'LIMIT', #items, step)
+            for i = 1, #chunk do
+              bytes = bytes + #chunk[i]
+              if budget > 0 and #items > 0 and bytes > budget then
+                reply[4] = 1
+                break
+              end
+              items[#items + 1] = chunk[i]
+            end
+            if reply[4] == 1 or #chunk < step then break end
+          end
           local n = #items
           for i = 1, math.floor(n / 2) do items[i], items[n - i + 1] = items[n - i + 1], items[i] end
         else
@@ -213,18 +229,27 @@ public sealed class RedisChannelLog
         return ReadAsync(app, channel, "after", afterSeq, limit);
     }
 
-    /// <summary>The newest <paramref name="limit"/> messages still in the history, oldest first.</summary>
-    public Task<ChannelReadResult> ReadLastAsync(string app, string channel, int limit)
+    /// <summary>
+    /// The newest <paramref name="limit"/> messages still in the history, oldest first. With <paramref name="maxBytes"/>
+    /// it stops, from the newest down, before the stored messages pass that many bytes (keeping at least one) and says
+    /// <see cref="ChannelReadResult.Truncated"/>.
+    /// </summary>
+    public Task<ChannelReadResult> ReadLastAsync(string app, string channel, int limit, long maxBytes = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
-        return ReadAsync(app, channel, "last", 0, limit);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxBytes);
+        return ReadAsync(app, channel, "last", 0, limit, maxBytes);
     }
 
-    /// <summary>The newest <paramref name="limit"/> messages with a seq below <paramref name="beforeSeq"/>, oldest first.</summary>
-    public Task<ChannelReadResult> ReadBeforeAsync(string app, string channel, long beforeSeq, int limit)
+    /// <summary>
+    /// The newest <paramref name="limit"/> messages with a seq below <paramref name="beforeSeq"/>, oldest first; with
+    /// <paramref name="maxBytes"/>, as <see cref="ReadLastAsync"/> does.
+    /// </summary>
+    public Task<ChannelReadResult> ReadBeforeAsync(string app, string channel, long beforeSeq, int limit, long maxBytes = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
-        return ReadAsync(app, channel, "before", beforeSeq, limit);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxBytes);
+        return ReadAsync(app, channel, "before", beforeSeq, limit, maxBytes);
     }
 
     /// <summary>The channel's epoch and last seq (a channel never used gets its epoch here, at seq 0).</summary>
@@ -234,22 +259,23 @@ public sealed class RedisChannelLog
         return new ChannelLogPosition(result.Epoch, result.Seq);
     }
 
-    private async Task<ChannelReadResult> ReadAsync(string app, string channel, string mode, long afterSeq, int limit)
+    private async Task<ChannelReadResult> ReadAsync(string app, string channel, string mode, long seq, int limit, long maxBytes = 0)
     {
+        const int Header = 4;
         var prefix = KeyPrefix(app, channel);
         var reply = await s_read.EvaluateAsync(
             _connection,
             [prefix + "pos", prefix + "log"],
-            [NewEpoch(), mode, afterSeq, limit, _keyExpiryMs]).ConfigureAwait(false);
+            [NewEpoch(), mode, seq, limit, _keyExpiryMs, maxBytes]).ConfigureAwait(false);
 
         var items = reply.Items;
-        var messages = new ChannelLogMessage[items.Length - 3];
+        var messages = new ChannelLogMessage[items.Length - Header];
         for (var i = 0; i < messages.Length; i++)
         {
-            messages[i] = ParseMember(items[i + 3].Memory);
+            messages[i] = ParseMember(items[i + Header].Memory);
         }
 
-        return new ChannelReadResult(items[0].AsString()!, items[1].AsInt64(), messages, items[2].AsInt64() == 1);
+        return new ChannelReadResult(items[0].AsString()!, items[1].AsInt64(), messages, items[2].AsInt64() == 1, items[3].AsInt64() == 1);
     }
 
     // A log member is "seq:timestampMs:expiresAtMs:payload".

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Relay.Redis.Tests;
 
 /// <summary>EVAL, EVALSHA, SCRIPT LOAD and <see cref="RedisScript"/>'s recovery from NOSCRIPT.</summary>
@@ -46,6 +48,65 @@ public class ScriptTests(RedisServerFixture fixture) : IClassFixture<RedisServer
         await redis.ExecuteAsync("SCRIPT", "FLUSH");
         Assert.Equal(21, (await script.EvaluateAsync(redis, [key], [1])).AsInt64());
         Assert.Equal(22, (await script.EvaluateAsync(redis, [key], [1])).AsInt64());
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task RedisScript_SharedByConnectionsToTwoServers_SendsItWholeToEach_AndKeepsCallOrderOnBoth()
+    {
+        // The scripts are static, so one object serves every connection a process makes: a second server (a fresh
+        // process after a restart, another test's server) must never see an EVALSHA first. It once did, and the calls
+        // refused with NOSCRIPT were sent again in whatever order they came back, behind calls made after them.
+        await using var other = await RedisServer.StartAsync();
+        await using var first = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var second = await RedisConnection.ConnectAsync(other.Options());
+        var script = new RedisScript($"-- {Guid.NewGuid()}\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])");
+        var key = $"order:{Guid.NewGuid():N}";
+
+        foreach (var redis in new[] { first, second, first, second })
+        {
+            var before = (await redis.ExecuteAsync("LLEN", key)).AsInt64();
+            var lengths = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => script.EvaluateAsync(redis, [key], [i])));
+            Assert.Equal(Enumerable.Range(1, 50).Select(i => before + i), lengths.Select(static r => r.AsInt64()));
+        }
+
+        foreach (var redis in new[] { first, second })
+        {
+            var list = await redis.ExecuteAsync("LRANGE", key, 0, -1);
+            Assert.Equal(Enumerable.Range(0, 50).Concat(Enumerable.Range(0, 50)).Select(static i => i.ToString(CultureInfo.InvariantCulture)), list.Items.ToArray().Select(static v => v.AsString()));
+        }
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task RedisScript_ThatKeepsCallOrder_FailsCallsRefusedWithNoScript_RatherThanRunThemLate()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var script = new RedisScript($"-- {Guid.NewGuid()}\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])", keepsCallOrder: true);
+        var key = $"order:{Guid.NewGuid():N}";
+        Assert.Equal(1, (await script.EvaluateAsync(redis, [key], [0])).AsInt64());
+
+        // The server forgets it while 50 calls are on their way: each one either ran, in call order, or failed with
+        // NOSCRIPT and did not run at all.
+        await redis.ExecuteAsync("SCRIPT", "FLUSH");
+        var calls = Enumerable.Range(1, 50).Select(i => script.EvaluateAsync(redis, [key], [i])).ToList();
+        var ran = new List<int>();
+        for (var i = 0; i < calls.Count; i++)
+        {
+            try
+            {
+                await calls[i];
+                ran.Add(i + 1);
+            }
+            catch (RedisServerException ex) when (ex.ErrorCode == "NOSCRIPT")
+            {
+            }
+        }
+
+        var list = await redis.ExecuteAsync("LRANGE", key, 0, -1);
+        Assert.Equal(new[] { 0 }.Concat(ran).Select(static i => i.ToString(CultureInfo.InvariantCulture)), list.Items.ToArray().Select(static v => v.AsString()));
+        Assert.True(ran.Count < 50, "no call was refused: the test did not flush the script in time");
+
+        // The next call sends it whole again.
+        Assert.Equal(ran.Count + 2, (await script.EvaluateAsync(redis, [key], [99])).AsInt64());
     }
 
     [Fact(Timeout = 20_000)]
