@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Relay.Bus.Routing;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 
@@ -10,10 +11,13 @@ internal static class ReplyBodies
     /// <summary>
     /// Writes a history page (oldest first). A page whose messages would pass <paramref name="pageBytes"/> stops
     /// early: it keeps the newest messages that fit (at least one) and says <c>"truncated":true</c>, and the client
-    /// asks for the rest with <c>before</c> = the first message's seq, as it pages backwards anyway.
+    /// asks for the rest with <c>before</c> = the first message's seq, as it pages backwards anyway. Routing already cut
+    /// the page to the data's bytes (<see cref="HistoryRequest.MaxBytes"/>); this cuts what that leaves to the bytes the
+    /// messages take on the wire.
     /// </summary>
-    public static void WriteHistory(Utf8JsonWriter writer, string channel, string epoch, IReadOnlyList<RelayMessage> messages, int pageBytes)
+    public static void WriteHistory(Utf8JsonWriter writer, string channel, HistoryReply history, int pageBytes)
     {
+        var messages = history.Messages;
         var first = messages.Count;
         var bytes = 0L;
         while (first > 0 && (first == messages.Count || bytes + EncodedBytesAtMost(messages[first - 1]) <= pageBytes))
@@ -23,7 +27,7 @@ internal static class ReplyBodies
         }
 
         writer.WriteString("channel"u8, channel);
-        writer.WriteString("epoch"u8, epoch);
+        writer.WriteString("epoch"u8, history.Position.Epoch);
         writer.WriteStartArray("messages"u8);
         for (var i = first; i < messages.Count; i++)
         {
@@ -31,7 +35,7 @@ internal static class ReplyBodies
         }
 
         writer.WriteEndArray();
-        if (first > 0)
+        if (first > 0 || history.Truncated)
         {
             writer.WriteBoolean("truncated"u8, true);
         }

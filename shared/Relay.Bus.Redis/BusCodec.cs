@@ -147,6 +147,11 @@ public static class BusCodec
                         writer.WriteNumber("af"u8, after);
                     }
 
+                    if (history.MaxBytes > 0)
+                    {
+                        writer.WriteNumber("mb"u8, history.MaxBytes);
+                    }
+
                     break;
                 case PositionRequest:
                     writer.WriteString("k"u8, "pos"u8);
@@ -173,7 +178,7 @@ public static class BusCodec
     {
         var reader = new Utf8JsonReader(frame.Span);
         Expect(ref reader, JsonTokenType.StartObject);
-        long correlation = 0, limit = 0;
+        long correlation = 0, limit = 0, maxBytes = 0;
         long? before = null, after = null;
         string? replyTo = null, app = null, channel = null, kind = null, clientId = null, traceParent = null, action = null, connection = null, node = null;
         ReadOnlyMemory<byte> data = default;
@@ -194,6 +199,7 @@ public static class BusCodec
                 case "l": limit = reader.GetInt64(); break;
                 case "bf": before = reader.GetInt64(); break;
                 case "af": after = reader.GetInt64(); break;
+                case "mb": maxBytes = reader.GetInt64(); break;
                 case "act": action = reader.GetString(); break;
                 case "cn": connection = reader.GetString(); break;
                 case "nd": node = reader.GetString(); break;
@@ -219,7 +225,7 @@ public static class BusCodec
         RoutingRequest request = kind switch
         {
             "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent),
-            "hist" => new HistoryRequest(app, channel, (int)limit, before, after),
+            "hist" => new HistoryRequest(app, channel, (int)limit, before, after, maxBytes),
             "pos" => new PositionRequest(app, channel),
             "pres" => new PresenceRequest(app, channel, action ?? "enter", clientId ?? "", connection ?? "", data, node),
             "pget" => new PresenceGetRequest(app, channel),
@@ -253,6 +259,11 @@ public static class BusCodec
                     writer.WriteString("e"u8, history.Position.Epoch);
                     writer.WriteNumber("sq"u8, history.Position.Seq);
                     writer.WriteBoolean("ok"u8, history.Complete);
+                    if (history.Truncated)
+                    {
+                        writer.WriteBoolean("tr"u8, true);
+                    }
+
                     WriteMessages(writer, history.Messages);
                     break;
                 case PositionReply position:
@@ -283,6 +294,7 @@ public static class BusCodec
         long correlation = 0, seq = 0, code = 0;
         string? kind = null, epoch = null, text = null;
         var complete = false;
+        var truncated = false;
         List<long>? seqs = null;
         List<RelayMessage>? messages = null;
         while (Next(ref reader) == JsonTokenType.PropertyName)
@@ -296,6 +308,7 @@ public static class BusCodec
                 case "e": epoch = reader.GetString(); break;
                 case "sq": seq = reader.GetInt64(); break;
                 case "ok": complete = reader.GetBoolean(); break;
+                case "tr": truncated = reader.GetBoolean(); break;
                 case "code": code = reader.GetInt64(); break;
                 case "msg": text = reader.GetString(); break;
                 case "s":
@@ -322,7 +335,7 @@ public static class BusCodec
         RoutingReply reply = kind switch
         {
             "pub" => new PublishReply([.. seqs ?? []], epoch ?? ""),
-            "hist" => new HistoryReply(new ChannelPosition(epoch ?? "", seq), messages ?? [], complete),
+            "hist" => new HistoryReply(new ChannelPosition(epoch ?? "", seq), messages ?? [], complete, truncated),
             "pos" => new PositionReply(new ChannelPosition(epoch ?? "", seq)),
             "pres" => new PresenceReply(messages ?? []),
             "err" => new ErrorReply(new RelayError((int)code, text ?? "routing failed")),

@@ -23,4 +23,7 @@ public sealed record ChannelLogMessage(long Seq, long Timestamp, ReadOnlyMemory<
 /// For <see cref="RedisChannelLog.ReadAfterAsync"/>: false when the history no longer reaches the seq right after the one asked
 /// for (trimmed by size or age, or lost), so messages were missed. For <see cref="RedisChannelLog.ReadLastAsync"/>: always true.
 /// </param>
-public sealed record ChannelReadResult(string Epoch, long Seq, IReadOnlyList<ChannelLogMessage> Messages, bool Complete);
+/// <param name="Truncated">
+/// For a backward read with a byte budget: older messages within the limit were left out to keep within it.
+/// </param>
+public sealed record ChannelReadResult(string Epoch, long Seq, IReadOnlyList<ChannelLogMessage> Messages, bool Complete, bool Truncated = false);

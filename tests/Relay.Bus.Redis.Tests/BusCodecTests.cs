@@ -72,12 +72,16 @@ public sealed class BusCodecTests
         Assert.False(back.Items[1].DataIsJson);
 
         var history = Assert.IsType<HistoryRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new HistoryRequest("a", "c", 10, Before: 5, AfterSeq: 2))).Request);
-        Assert.Equal((10, 5L, 2L), (history.Limit, history.Before!.Value, history.AfterSeq!.Value));
+        Assert.Equal((10, 5L, 2L, 0L), (history.Limit, history.Before!.Value, history.AfterSeq!.Value, history.MaxBytes));
+        var budgeted = Assert.IsType<HistoryRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new HistoryRequest("a", "c", 10, MaxBytes: 1 << 20))).Request);
+        Assert.Equal((1L << 20, (long?)null), (budgeted.MaxBytes, budgeted.Before));
         var presence = Assert.IsType<PresenceRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new PresenceRequest("a", "c", "enter", "u", "conn", Encoding.UTF8.GetBytes("{}"), "node-1"))).Request);
         Assert.Equal(("enter", "u", "conn", "node-1"), (presence.Action, presence.ClientId, presence.ConnectionId, presence.NodeId));
 
         var reply = Assert.IsType<HistoryReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new HistoryReply(new ChannelPosition("e", 9), [Message()], Complete: true))).Reply);
-        Assert.Equal(("e", 9L, true), (reply.Position.Epoch, reply.Position.Seq, reply.Complete));
+        Assert.Equal(("e", 9L, true, false), (reply.Position.Epoch, reply.Position.Seq, reply.Complete, reply.Truncated));
+        var cut = Assert.IsType<HistoryReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new HistoryReply(new ChannelPosition("e", 9), [Message()], Complete: true, Truncated: true))).Reply);
+        Assert.True(cut.Truncated);
         Assert.Equal(41, reply.Messages[0].Seq);
         var error = Assert.IsType<ErrorReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(4, new ErrorReply(new RelayError(ErrorCodes.Unavailable, "busy")))).Reply);
         Assert.Equal(ErrorCodes.Unavailable, error.Error.Code);

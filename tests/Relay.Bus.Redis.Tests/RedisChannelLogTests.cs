@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Relay.Redis;
 using Relay.Redis.Tests;
@@ -110,6 +111,41 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
         var fromTwo = await log.ReadAfterAsync("app", channel, 2, 100);
         Assert.False(fromTwo.Complete);
         Assert.Equal([8L, 9L, 10L], fromTwo.Messages.Select(m => m.Seq));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task BackwardReads_WithAByteBudget_KeepTheNewestThatFit_AndSaySo()
+    {
+        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+
+        // 150 messages of 1,000 bytes: more than one of the script's steps of 64.
+        for (var i = 1; i <= 150; i++)
+        {
+            await log.AppendAsync("app", channel, null, Bytes(i.ToString("D4", CultureInfo.InvariantCulture) + new string('x', 996)), 1000, s_long, s_long);
+        }
+
+        // A stored member is the payload and its "seq:time:expiry:" prefix, so 100,000 bytes hold 99 of them at most.
+        var last = await log.ReadLastAsync("app", channel, 1000, maxBytes: 100_000);
+        Assert.True(last.Truncated);
+        Assert.InRange(last.Messages.Count, 90, 99);
+        Assert.Equal(Enumerable.Range(151 - last.Messages.Count, last.Messages.Count).Select(static i => (long)i), last.Messages.Select(static m => m.Seq));
+
+        // The next page goes on below it; the last one is complete.
+        var before = await log.ReadBeforeAsync("app", channel, last.Messages[0].Seq, 1000, maxBytes: 100_000);
+        Assert.False(before.Truncated);
+        Assert.Equal(Enumerable.Range(1, 150 - last.Messages.Count).Select(static i => (long)i), before.Messages.Select(static m => m.Seq));
+
+        // A budget smaller than one message still returns the newest one, and the limit still applies.
+        var one = await log.ReadBeforeAsync("app", channel, 100, 1000, maxBytes: 10);
+        Assert.True(one.Truncated);
+        Assert.Equal([99L], one.Messages.Select(static m => m.Seq));
+        var limited = await log.ReadLastAsync("app", channel, 5, maxBytes: 100_000);
+        Assert.False(limited.Truncated);
+        Assert.Equal([146L, 147L, 148L, 149L, 150L], limited.Messages.Select(static m => m.Seq));
+        var whole = await log.ReadLastAsync("app", channel, 1000);
+        Assert.Equal((false, 150), (whole.Truncated, whole.Messages.Count));
     }
 
     [Fact(Timeout = 30_000)]

@@ -124,11 +124,12 @@ internal static class ChannelsApi
             return RelayResults.Error(ErrorCodes.BadRequest, $"'limit' must be an integer from 1 to {MaxHistoryLimit} and 'before' a positive seq");
         }
 
-        var reply = await node.Bus.SendToRoutingAsync(new HistoryRequest(principal!.AppId, name!, (int)limit, before), context.RequestAborted).ConfigureAwait(false);
+        var pageBytes = node.Options.HistoryPageBytes;
+        var reply = await node.Bus.SendToRoutingAsync(new HistoryRequest(principal!.AppId, name!, (int)limit, before, MaxBytes: pageBytes), context.RequestAborted).ConfigureAwait(false);
         return reply switch
         {
-            HistoryReply history => Json(StatusCodes.Status200OK, (name, history, pageBytes: node.Options.HistoryPageBytes), static (writer, state) =>
-                ReplyBodies.WriteHistory(writer, state.name!, state.history.Position.Epoch, state.history.Messages, state.pageBytes)),
+            HistoryReply history => Json(StatusCodes.Status200OK, (name, history, pageBytes), static (writer, state) =>
+                ReplyBodies.WriteHistory(writer, state.name!, state.history, state.pageBytes)),
             ErrorReply failed => RelayResults.Error(failed.Error),
             _ => RelayResults.Error(ErrorCodes.Internal, "unexpected reply from routing"),
         };

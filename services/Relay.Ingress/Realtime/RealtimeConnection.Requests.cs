@@ -274,9 +274,10 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(RelayError.BadRequest($"field 'limit' must be at most {MaxHistoryLimit}"));
         }
 
-        var reply = await _node.Bus.SendToRoutingAsync(new HistoryRequest(App, channel, limit, request.Before), _node.Stopping).ConfigureAwait(false);
+        var pageBytes = _node.Options.HistoryPageBytes;
+        var reply = await _node.Bus.SendToRoutingAsync(new HistoryRequest(App, channel, limit, request.Before, MaxBytes: pageBytes), _node.Stopping).ConfigureAwait(false);
         var history = Expect<HistoryReply>(reply);
-        Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history.Position.Epoch, state.history.Messages, state.pageBytes), (channel, history, pageBytes: _node.Options.HistoryPageBytes));
+        Reply(request.Ref, "ok", static (writer, state) => ReplyBodies.WriteHistory(writer, state.channel, state.history, state.pageBytes), (channel, history, pageBytes));
     }
 
     private async ValueTask AuthenticateAsync(ClientRequest request)

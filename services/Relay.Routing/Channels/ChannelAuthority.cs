@@ -133,7 +133,8 @@ public sealed class ChannelAuthority : IRoutingHandler
                 return new HistoryReply(position, messages, complete);
             }
 
-            return new HistoryReply(position, state.ReadBackward(request.Limit, request.Before ?? long.MaxValue), Complete: true);
+            var (page, truncated) = state.ReadBackward(request.Limit, request.Before ?? long.MaxValue, request.MaxBytes);
+            return new HistoryReply(position, page, Complete: true, truncated);
         },
         // Nothing was ever published: all after seq 0 is held (none), a later seq cannot be from this epoch.
         static (epoch, request) => new HistoryReply(new ChannelPosition(epoch, 0), [], Complete: request.AfterSeq is null or 0));

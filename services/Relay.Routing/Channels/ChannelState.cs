@@ -155,8 +155,11 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
         Timestamp = record.Timestamp,
     };
 
-    /// <summary>Up to <paramref name="limit"/> newest messages with seq below <paramref name="before"/>, oldest first.</summary>
-    public List<RelayMessage> ReadBackward(int limit, long before)
+    /// <summary>
+    /// Up to <paramref name="limit"/> newest messages with seq below <paramref name="before"/>, oldest first; with
+    /// <paramref name="maxBytes"/>, only the newest whose data fits in it (at least one), and whether older ones were left out.
+    /// </summary>
+    public (List<RelayMessage> Messages, bool Truncated) ReadBackward(int limit, long before, long maxBytes = 0)
     {
         var result = new List<RelayMessage>(Math.Min(limit, _history.Count));
         foreach (var message in _history)
@@ -167,12 +170,25 @@ internal sealed class ChannelState(string epoch, NamespacePolicy policy)
             }
         }
 
-        if (result.Count > limit)
+        var first = Math.Max(0, result.Count - limit);
+        var truncated = false;
+        if (maxBytes > 0)
         {
-            result.RemoveRange(0, result.Count - limit);
+            // From the newest down, while the data fits (at least one).
+            var keep = result.Count;
+            var bytes = 0L;
+            while (keep > first && (keep == result.Count || bytes + result[keep - 1].Data.Length <= maxBytes))
+            {
+                keep--;
+                bytes += result[keep].Data.Length;
+            }
+
+            truncated = keep > first;
+            first = keep;
         }
 
-        return result;
+        result.RemoveRange(0, first);
+        return (result, truncated);
     }
 
     /// <summary>Up to <paramref name="limit"/> messages after <paramref name="afterSeq"/>, oldest first; complete when none was lost.</summary>

@@ -100,9 +100,9 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
         }
 
         var page = request.Before is { } before
-            ? await Log.ReadBeforeAsync(request.App, request.Channel, before, limit).ConfigureAwait(false)
-            : await Log.ReadLastAsync(request.App, request.Channel, limit).ConfigureAwait(false);
-        return new HistoryReply(new ChannelPosition(page.Epoch, page.Seq), Messages(request, page), Complete: true);
+            ? await Log.ReadBeforeAsync(request.App, request.Channel, before, limit, request.MaxBytes).ConfigureAwait(false)
+            : await Log.ReadLastAsync(request.App, request.Channel, limit, request.MaxBytes).ConfigureAwait(false);
+        return new HistoryReply(new ChannelPosition(page.Epoch, page.Seq), Messages(request, page), Complete: true, page.Truncated);
     }
 
     private static List<RelayMessage> Messages(RoutingRequest request, ChannelReadResult read)

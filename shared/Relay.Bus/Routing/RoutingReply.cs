@@ -13,7 +13,11 @@ public sealed record PublishReply(long[] Seqs, string Epoch) : RoutingReply;
 /// <param name="Position">The epoch and latest seq.</param>
 /// <param name="Messages">The messages, oldest first.</param>
 /// <param name="Complete">For a read with <c>AfterSeq</c>: whether every message after it was still held.</param>
-public sealed record HistoryReply(ChannelPosition Position, IReadOnlyList<RelayMessage> Messages, bool Complete) : RoutingReply;
+/// <param name="Truncated">
+/// For a backward read with <see cref="HistoryRequest.MaxBytes"/>: older messages within the limit were left out to keep
+/// the page within its bytes; the caller asks for them with <c>before</c> = the first message's seq.
+/// </param>
+public sealed record HistoryReply(ChannelPosition Position, IReadOnlyList<RelayMessage> Messages, bool Complete, bool Truncated = false) : RoutingReply;
 
 /// <summary>A channel's position.</summary>
 public sealed record PositionReply(ChannelPosition Position) : RoutingReply;

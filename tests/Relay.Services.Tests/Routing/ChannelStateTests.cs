@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Relay.Bus.Routing;
 using Relay.Routing.Channels;
 using Relay.Testing;
 
@@ -168,6 +169,28 @@ public sealed class ChannelStateTests : IAsyncLifetime
         Assert.Equal(["new"], await HistoryDataAsync(channel));
         _clock.Advance(TimeSpan.FromMinutes(1));
         Assert.Empty(await HistoryDataAsync(channel));
+    }
+
+    [Fact]
+    public async Task HistoryPage_WithAByteBudget_HoldsTheNewestThatFit_AndSaysTruncated()
+    {
+        // 100 messages of 1,000 characters of data (1,002 bytes as JSON).
+        var channel = "budget-" + Guid.NewGuid().ToString("N")[..8];
+        await PublishBatchAsync(channel, Enumerable.Range(1, 100).Select(static i => i.ToString("D4", CultureInfo.InvariantCulture) + new string('x', 996)));
+
+        var page = Assert.IsType<HistoryReply>(await Authority.HandleAsync(new HistoryRequest(RelayServer.AppId, channel, 1000, MaxBytes: 30_000), CancellationToken.None));
+        Assert.True(page.Truncated);
+        Assert.Equal(Enumerable.Range(72, 29).Select(static i => (long)i), page.Messages.Select(static m => m.Seq));
+
+        var rest = Assert.IsType<HistoryReply>(await Authority.HandleAsync(new HistoryRequest(RelayServer.AppId, channel, 1000, Before: 72, MaxBytes: 80_000), CancellationToken.None));
+        Assert.False(rest.Truncated);
+        Assert.Equal(71, rest.Messages.Count);
+
+        // At least one, however small the budget; none left out when the limit ends the page first.
+        var one = Assert.IsType<HistoryReply>(await Authority.HandleAsync(new HistoryRequest(RelayServer.AppId, channel, 1000, MaxBytes: 1), CancellationToken.None));
+        Assert.Equal((true, 100L), (one.Truncated, one.Messages.Single().Seq));
+        var limited = Assert.IsType<HistoryReply>(await Authority.HandleAsync(new HistoryRequest(RelayServer.AppId, channel, 3, MaxBytes: 30_000), CancellationToken.None));
+        Assert.Equal((false, 3), (limited.Truncated, limited.Messages.Count));
     }
 
     private async Task<List<string>> HistoryDataAsync(string channel)
