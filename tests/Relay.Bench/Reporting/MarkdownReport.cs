@@ -118,6 +118,10 @@ internal static class MarkdownReport
             yield return ("server RSS per connection (KiB)", r => r.RssPerConnectionBytes / 1024, "0.0");
             yield return ("server CPU while idle (cores)", r => r.Error is null ? r.ServerCpuCores : null, "0.000");
             yield return ("server peak RSS (MiB)", r => r.Error is null ? r.PeakRssBytes / 1048576.0 : null, "0");
+            yield return ("redis-server commands per connection (connecting)", r => r.RedisCommandsPer, "0.00");
+            yield return ("redis-server bytes in + out per connection (connecting)", r => r.RedisBytesPer, "N0");
+            yield return ("redis-server CPU per connection (µs, connecting)", r => r.RedisCpuMicrosPer, "0.0");
+            yield return ("redis-server CPU while idle (cores)", r => r.RedisCpuCores, "0.000");
             yield break;
         }
 
@@ -131,6 +135,10 @@ internal static class MarkdownReport
         yield return ("server CPU (cores)", r => r.Error is null ? r.ServerCpuCores : null, "0.00");
         yield return ("busiest server thread (cores)", r => r.Error is null ? r.BusiestThreadCores : null, "0.00");
         yield return ("server peak RSS (MiB)", r => r.Error is null ? r.PeakRssBytes / 1048576.0 : null, "0");
+        yield return ("redis-server commands per publish", r => r.RedisCommandsPer, "0.00");
+        yield return ("redis-server bytes in + out per publish", r => r.RedisBytesPer, "N0");
+        yield return ("redis-server CPU per publish (µs)", r => r.RedisCpuMicrosPer, "0.0");
+        yield return ("redis-server CPU (cores)", r => r.RedisCpuCores, "0.00");
         yield return ("messages lost", r => r.Error is null ? r.Lost : null, "N0");
         yield return ("subscribers cut by the server", r => r.Error is null ? r.Disconnected : null, "N0");
     }

@@ -107,6 +107,7 @@ internal static class FanOutScenario
             var published0 = Published();
             var cpu0 = running.Server.CpuTime();
             var threads0 = running.Server.ThreadCpuTimes();
+            var redis0 = await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false);
             var clock = Stopwatch.StartNew();
             recorder.Start();
             progress.Say($"measuring for {spec.Duration.TotalSeconds:0} s");
@@ -116,6 +117,7 @@ internal static class FanOutScenario
             var cpu1 = running.Server.CpuTime();
             var threads1 = running.Server.ThreadCpuTimes();
             var elapsed = clock.Elapsed;
+            var redis = (await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false))?.Since(redis0!);
             recorder.Stop();
             await stop.CancelAsync().ConfigureAwait(false);
             await Task.WhenAll(publishing).ConfigureAwait(false);
@@ -146,7 +148,16 @@ internal static class FanOutScenario
                 Lost = Missing(subscribers, expectedPerSubscriber),
                 Extra = Extra(subscribers, expectedPerSubscriber),
                 Disconnected = disconnected,
+                RedisCommandsPer = redis is null ? null : redis.Commands / (double)(published1 - published0),
+                RedisBytesPer = redis is null ? null : (redis.BytesIn + redis.BytesOut) / (double)(published1 - published0),
+                RedisCpuMicrosPer = redis is null ? null : redis.Cpu.TotalMicroseconds / (published1 - published0),
+                RedisCpuCores = redis is null ? null : redis.Cpu / elapsed,
             };
+            if (redis is not null)
+            {
+                progress.Say($"redis-server: {result.RedisCommandsPer:0.00} commands, {result.RedisBytesPer:N0} bytes and {result.RedisCpuMicrosPer:0.0} µs CPU per publish ({result.RedisCpuCores:0.00} cores)");
+            }
+
             progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, {result.PublishedPerSecond:N0} publishes/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, server CPU {result.ServerCpuCores:0.00} cores (busiest thread {result.BusiestThreadCores:0.00}, {result.BusiestThreadName}), lost {result.Lost}, extra {result.Extra}, disconnected {result.Disconnected}");
             return result;
         }

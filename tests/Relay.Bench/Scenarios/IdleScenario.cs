@@ -24,6 +24,7 @@ internal static class IdleScenario
         var baseline = running.Server.RssBytes();
         progress.Say($"baseline RSS {baseline / 1048576.0:0.0} MiB; opening {connections:N0} connections from {(connections + perProcess - 1) / perProcess} client processes");
 
+        var redis0 = await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false);
         var children = new List<Process>();
         try
         {
@@ -40,10 +41,13 @@ internal static class IdleScenario
             var wait = settle ?? TimeSpan.FromSeconds(10);
             progress.Say($"all connections subscribed; letting the server settle for {wait.TotalSeconds:0} s");
             await Task.Delay(wait).ConfigureAwait(false);
+            var connecting = (await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false))?.Since(redis0!);
             var cpu0 = running.Server.CpuTime();
+            var idle0 = await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false);
             var clock = Stopwatch.StartNew();
             await Task.Delay(wait).ConfigureAwait(false);
             var cpu = (running.Server.CpuTime() - cpu0) / clock.Elapsed;
+            var idle = (await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false))?.Since(idle0!);
             var rss = running.Server.RssBytes();
             var alive = children.Count(c => !c.HasExited);
             var result = new ScenarioResult
@@ -54,6 +58,10 @@ internal static class IdleScenario
                 RssPerConnectionBytes = (rss - baseline) / (double)connections,
                 ServerCpuCores = cpu,
                 PeakRssBytes = running.Server.PeakRssBytes(),
+                RedisCommandsPer = connecting is null ? null : connecting.Commands / (double)connections,
+                RedisBytesPer = connecting is null ? null : (connecting.BytesIn + connecting.BytesOut) / (double)connections,
+                RedisCpuMicrosPer = connecting is null ? null : connecting.Cpu.TotalMicroseconds / connections,
+                RedisCpuCores = idle is null ? null : idle.Cpu / clock.Elapsed,
                 Error = alive == children.Count ? null : $"{children.Count - alive} client processes lost their connections",
             };
             progress.Say($"RSS {rss / 1048576.0:0.0} MiB: {result.RssPerConnectionBytes / 1024:0.0} KiB per connection; idle CPU {cpu:0.000} cores");

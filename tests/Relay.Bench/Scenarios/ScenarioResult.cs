@@ -45,6 +45,21 @@ internal sealed record ScenarioResult
     /// <summary>Subscribers the server disconnected during the run.</summary>
     public int Disconnected { get; init; }
 
+    /// <summary>
+    /// What the target's redis-server did over the measured interval (relay-redis only): commands, bytes in + out and
+    /// CPU, per publish (fan-out scenarios) or per subscribed connection (idle: over the connecting phase).
+    /// </summary>
+    public double? RedisCommandsPer { get; init; }
+
+    /// <inheritdoc cref="RedisCommandsPer"/>
+    public double? RedisBytesPer { get; init; }
+
+    /// <summary>redis-server's CPU per publish or per subscribed connection, in microseconds.</summary>
+    public double? RedisCpuMicrosPer { get; init; }
+
+    /// <summary>redis-server's CPU over the measured interval, in cores (idle: while the connections sat idle).</summary>
+    public double? RedisCpuCores { get; init; }
+
     /// <summary>Why the run produced no figures, when it did not.</summary>
     public string? Error { get; init; }
 }

@@ -18,14 +18,18 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     private readonly Process _process;
 
-    private ServerProcess(Process process, string name, string logPath)
+    private ServerProcess(Process process, string name, string logPath, int port)
     {
         _process = process;
         Name = name;
         LogPath = logPath;
+        Port = port;
     }
 
     public string Name { get; }
+
+    /// <summary>The loopback port it listens on.</summary>
+    public int Port { get; }
 
     public string LogPath { get; }
 
@@ -74,7 +78,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new ServerProcess(process, name, logPath);
+        var server = new ServerProcess(process, name, logPath, port);
 
         var deadline = Stopwatch.StartNew();
         while (true)
