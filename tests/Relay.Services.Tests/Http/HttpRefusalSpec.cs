@@ -103,8 +103,18 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
             await connection.SendAsync(PublishHead(1000) + "{\"data\":");
             connection.EndSending();
         }, status: 0, code: 0);
-        var problems = logged.Where(static e => e.Level >= LogLevel.Warning || e.Exception is not null).ToList();
+
+        // Kestrel itself sometimes logs one warning for such a connection after the endpoint is done with it: its drain
+        // of the rest of the body finds its own input still mid-read from the read that failed ("Reading is already in
+        // progress"; about one flood in three on a busy 2-core machine, with or without a cancellation token on our
+        // read, and whether the endpoint answers or aborts). The connection was over either way. A few of those are
+        // tolerated, as the refusal log's few lines are; one per request, or anything else, is not.
+        static bool KestrelDrainRace(LogEntry e) =>
+            e.Category.StartsWith("Microsoft.AspNetCore.Server.Kestrel", StringComparison.Ordinal) &&
+            e.Exception is InvalidOperationException { Message: "Reading is already in progress." };
+        var problems = logged.Where(static e => (e.Level >= LogLevel.Warning || e.Exception is not null) && !KestrelDrainRace(e)).ToList();
         Assert.True(problems.Count == 0, $"{problems.Count} warnings or errors, the first: {problems.FirstOrDefault()} {problems.FirstOrDefault()?.Exception}");
+        Assert.InRange(logged.Count(KestrelDrainRace), 0, 4);
         Assert.InRange(logged.Count(static e => e.Category.EndsWith(".RefusalLog", StringComparison.Ordinal)), 0, 4);
     }
 }
