@@ -155,7 +155,7 @@ internal static class FanOutScenario
             };
             if (redis is not null)
             {
-                progress.Say($"redis-server: {result.RedisCommandsPer:0.00} commands, {result.RedisBytesPer:N0} bytes and {result.RedisCpuMicrosPer:0.0} µs CPU per publish ({result.RedisCpuCores:0.00} cores)");
+                progress.Say($"redis-server: {result.RedisCommandsPer:0.00} commands, {result.RedisBytesPer:N0} bytes and {result.RedisCpuMicrosPer:0.0} µs CPU per publish ({result.RedisCpuCores:0.00} cores); calls per publish: {redis.Busiest(published1 - published0)}");
             }
 
             progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, {result.PublishedPerSecond:N0} publishes/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, server CPU {result.ServerCpuCores:0.00} cores (busiest thread {result.BusiestThreadCores:0.00}, {result.BusiestThreadName}), lost {result.Lost}, extra {result.Extra}, disconnected {result.Disconnected}");

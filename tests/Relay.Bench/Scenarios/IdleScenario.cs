@@ -64,6 +64,11 @@ internal static class IdleScenario
                 RedisCpuCores = idle is null ? null : idle.Cpu / clock.Elapsed,
                 Error = alive == children.Count ? null : $"{children.Count - alive} client processes lost their connections",
             };
+            if (connecting is not null)
+            {
+                progress.Say($"redis-server: {result.RedisCommandsPer:0.00} commands, {result.RedisBytesPer:N0} bytes and {result.RedisCpuMicrosPer:0.0} µs CPU per connection while connecting; calls per connection: {connecting.Busiest(connections)}");
+            }
+
             progress.Say($"RSS {rss / 1048576.0:0.0} MiB: {result.RssPerConnectionBytes / 1024:0.0} KiB per connection; idle CPU {cpu:0.000} cores");
             return result;
         }

@@ -11,7 +11,7 @@ namespace Relay.Bench.Targets;
 /// subscribe, the figures the capacity model (docs/capacity.md) is built from. Read with <c>INFO stats</c> over a plain
 /// socket (an inline command, one bulk reply), so the harness needs no Redis client.
 /// </summary>
-internal sealed record RedisStats(long Commands, long BytesIn, long BytesOut, TimeSpan Cpu)
+internal sealed record RedisStats(long Commands, long BytesIn, long BytesOut, TimeSpan Cpu, IReadOnlyDictionary<string, long> Calls)
 {
     /// <summary>A sample of <paramref name="companion"/> when it is a redis-server; null for any other target.</summary>
     public static async Task<RedisStats?> SampleAsync(ServerProcess? companion)
@@ -25,7 +25,7 @@ internal sealed record RedisStats(long Commands, long BytesIn, long BytesOut, Ti
         using var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, companion.Port).ConfigureAwait(false);
         var stream = client.GetStream();
-        await stream.WriteAsync("INFO stats\r\n"u8.ToArray()).ConfigureAwait(false);
+        await stream.WriteAsync("INFO everything\r\n"u8.ToArray()).ConfigureAwait(false);
 
         // "$<length>\r\n<text>\r\n": read until the whole text is in.
         var received = new MemoryStream();
@@ -44,13 +44,42 @@ internal sealed record RedisStats(long Commands, long BytesIn, long BytesOut, Ti
             var header = text.IndexOf("\r\n", StringComparison.Ordinal);
             if (header > 0 && text[0] == '$' && text.Length >= header + 2 + int.Parse(text.AsSpan(1, header - 1), CultureInfo.InvariantCulture))
             {
-                return new RedisStats(Field(text, "total_commands_processed"), Field(text, "total_net_input_bytes"), Field(text, "total_net_output_bytes"), cpu);
+                return new RedisStats(Field(text, "total_commands_processed"), Field(text, "total_net_input_bytes"), Field(text, "total_net_output_bytes"), cpu, CallsByCommand(text));
             }
         }
     }
 
     /// <summary>This sample less an earlier one.</summary>
-    public RedisStats Since(RedisStats earlier) => new(Commands - earlier.Commands, BytesIn - earlier.BytesIn, BytesOut - earlier.BytesOut, Cpu - earlier.Cpu);
+    public RedisStats Since(RedisStats earlier) => new(
+        Commands - earlier.Commands,
+        BytesIn - earlier.BytesIn,
+        BytesOut - earlier.BytesOut,
+        Cpu - earlier.Cpu,
+        Calls.ToDictionary(static c => c.Key, c => c.Value - earlier.Calls.GetValueOrDefault(c.Key)));
+
+    /// <summary>The commands called most (scripts' own calls included, as Redis counts them), per <paramref name="per"/> operations.</summary>
+    public string Busiest(long per, int count = 8) => string.Join(", ", Calls
+        .Where(static c => c.Value > 0 && c.Key is not ("info" or "ping"))
+        .OrderByDescending(static c => c.Value)
+        .Take(count)
+        .Select(c => FormattableString.Invariant($"{c.Key} {c.Value / (double)per:0.00}")));
+
+    // "cmdstat_evalsha:calls=123,usec=…" lines of INFO commandstats.
+    private static Dictionary<string, long> CallsByCommand(string info)
+    {
+        var calls = new Dictionary<string, long>();
+        foreach (var line in info.Split("\r\n"))
+        {
+            if (line.StartsWith("cmdstat_", StringComparison.Ordinal) && line.IndexOf(":calls=", StringComparison.Ordinal) is var colon and > 0)
+            {
+                var start = colon + ":calls=".Length;
+                var end = line.IndexOf(',', start);
+                calls[line[8..colon]] = long.Parse(line.AsSpan(start, (end < 0 ? line.Length : end) - start), CultureInfo.InvariantCulture);
+            }
+        }
+
+        return calls;
+    }
 
     private static long Field(string info, string name)
     {
