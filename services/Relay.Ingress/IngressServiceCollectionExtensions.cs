@@ -11,7 +11,6 @@ using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
-using Relay.Ingress.WebSockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Relay.ServiceDefaults;
 

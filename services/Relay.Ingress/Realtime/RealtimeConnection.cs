@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
+using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 using Relay.Ingress.WebSockets;
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
-using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.WebSockets;
 

@@ -21,6 +21,7 @@ using Relay.FanOut;
 using Relay.FanOut.Interest;
 using Relay.Ingress;
 using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 using Relay.Ingress.WebSockets;
 

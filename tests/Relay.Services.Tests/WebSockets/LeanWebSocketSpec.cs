@@ -5,7 +5,7 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Relay.Ingress.WebSockets;
+using Relay.Ingress.Realtime;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;

@@ -4,7 +4,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using Relay.Ingress.WebSockets;
+using Relay.Ingress.Realtime;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;

@@ -11,8 +11,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth;
 using Relay.Ingress.Connections;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Realtime;
 
 /// <summary>
 /// Kestrel's transport for TCP endpoints, with one difference: a connection whose first bytes are a complete,

@@ -5,8 +5,9 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Auth;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Realtime;
 
 /// <summary>
 /// A Kestrel connection middleware that takes a connection whose first request is an authorised WebSocket upgrade

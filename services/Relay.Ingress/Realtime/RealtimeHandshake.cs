@@ -7,9 +7,9 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
-using Relay.Ingress.Realtime;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Realtime;
 
 /// <summary>
 /// The realtime WebSocket upgrade as Relay reads it from raw bytes, shared by the connection middleware (on Kestrel's
