@@ -70,14 +70,14 @@ public sealed class IngressOptions
     public bool LeanWebSockets { get; set; } = true;
 
     /// <summary>
-    /// Lean WebSockets send straight to the socket (one pooled buffer per busy connection, one system call per burst)
-    /// instead of through the transport's output pipe. On by default; off falls back to the pipe.
+    /// Removed: Relay's WebSockets always send straight to the socket (the output pipe it chose between measured half the
+    /// fan-out rate, docs/benchmarks.md); set, it stops the host at start-up with a message saying so.
     /// </summary>
-    public bool DirectSocketSends { get; set; } = true;
+    public bool? DirectSocketSends { get; set; }
 
     /// <summary>
     /// Take plain-HTTP realtime upgrades at accept, before they become Kestrel connections, and serve them on the bare
-    /// socket (the least memory per connection). Needs <see cref="LeanWebSockets"/> and <see cref="DirectSocketSends"/>;
+    /// socket (the least memory per connection). Needs <see cref="LeanWebSockets"/>;
     /// applies to IP endpoints. Everything else is still Kestrel's. Kestrel's connection limits do not count these.
     /// </summary>
     public bool OwnTransport { get; set; } = true;

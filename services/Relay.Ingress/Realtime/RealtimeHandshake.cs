@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Auth;
+using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Realtime;
@@ -66,21 +67,20 @@ internal static class RealtimeHandshake
     }
 
     /// <summary>
-    /// Answers the upgrade and serves the connection until it ends.
+    /// Answers the upgrade and serves the connection until it ends, on Relay's WebSocket over the socket: frames are read
+    /// from <paramref name="input"/> and sent to <paramref name="socket"/> (<see cref="SocketFrameSender"/>).
     /// </summary>
-    /// <param name="transport">Frames are read from its input (and written to its output when there is no <paramref name="direct"/> socket).</param>
-    /// <param name="direct">The socket sends go to, bypassing the output pipe.</param>
     /// <param name="abort">Ends the connection at once.</param>
-    public static Task ServeAsync(IDuplexPipe transport, Socket? direct, Action abort, Accepted accepted, IServiceProvider services)
+    public static async Task ServeAsync(PipeReader input, Socket socket, Action abort, Accepted accepted, IServiceProvider services)
     {
         var node = services.GetRequiredService<IngressNode>();
-        var socket = new PipeWebSocket(transport, accepted.SubProtocol, abort, node.Time, direct);
-        socket.SendRaw(accepted.Response);
+        using var webSocket = new PipeWebSocket(input, socket, accepted.SubProtocol, abort, node.Time);
+        webSocket.SendRaw(accepted.Response);
+        var sender = new SocketFrameSender(webSocket, node.Options.SendQueueBytes, node.NextFlusher(), TimeSpan.FromMilliseconds(node.Options.HeartbeatMs), node.Metrics);
+
         // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
         var logger = services.GetRequiredService<ILogger<RealtimeConnection>>();
-
-        // The connection owns the WebSocket and disposes it when it ends.
-        return new RealtimeConnection(socket, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
+        await new RealtimeConnection(webSocket, sender, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync().ConfigureAwait(false);
     }
 
     /// <summary>

@@ -49,7 +49,7 @@ internal sealed partial class RealtimeListenerFactory(
     internal long Handed => Interlocked.Read(ref _handed);
 
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint && ingressOptions.Value is { LeanWebSockets: true, DirectSocketSends: true, OwnTransport: true };
+        endpoint is IPEndPoint && ingressOptions.Value is { LeanWebSockets: true, OwnTransport: true };
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -302,7 +302,7 @@ internal sealed partial class RealtimeListenerFactory(
                 var transport = new BareSocketTransport(socket);
                 try
                 {
-                    await RealtimeHandshake.ServeAsync(transport, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
+                    await RealtimeHandshake.ServeAsync(transport.Input, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -409,14 +409,12 @@ internal sealed partial class RealtimeListenerFactory(
         }
     }
 
-    /// <summary>A realtime connection's transport on its bare socket: reads through <see cref="SocketReader"/>, sends go to the socket directly.</summary>
-    private sealed class BareSocketTransport(Socket socket) : IDuplexPipe
+    /// <summary>A realtime connection's bare socket: reads through <see cref="SocketReader"/> (sends go to the socket directly).</summary>
+    private sealed class BareSocketTransport(Socket socket)
     {
         private readonly SocketReader _input = new(socket);
 
         public PipeReader Input => _input;
-
-        public PipeWriter Output => throw new NotSupportedException("a realtime connection on its bare socket sends to the socket directly");
 
         /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
         public void Abort()

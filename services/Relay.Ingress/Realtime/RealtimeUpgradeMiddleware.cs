@@ -26,17 +26,16 @@ internal sealed class RealtimeUpgradeMiddleware(ConnectionDelegate next, IServic
 
     public async Task InvokeAsync(ConnectionContext connection)
     {
-        var accepted = await AcceptAsync(connection).ConfigureAwait(false);
+        // Sends go to the socket Kestrel exposes (see DirectSender); reads stay on Kestrel's pipe.
+        var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
+        var accepted = socket is null ? null : await AcceptAsync(connection).ConfigureAwait(false);
         if (accepted is null)
         {
             await next(connection).ConfigureAwait(false);
             return;
         }
 
-        // Where Kestrel exposes the socket, sends go to it directly (see DirectSender); reads stay on the pipe.
-        var node = services.GetRequiredService<IngressNode>();
-        var direct = node.Options.DirectSocketSends ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
-        await RealtimeHandshake.ServeAsync(connection.Transport, direct, connection.Abort, accepted.Value, services).ConfigureAwait(false);
+        await RealtimeHandshake.ServeAsync(connection.Transport.Input, socket!, connection.Abort, accepted.Value, services).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -42,12 +42,27 @@ internal sealed class DeliveryBatch(TimeProvider time)
     private long _inputSinceTicks;
     private int _work;
 
-    public static DeliveryBatch? Current => t_current;
-
     public int Count => _deferred?.Count ?? 0;
 
     /// <summary>Whether the batch must end now by the rule above: <see cref="MaxWork"/> done, or <see cref="MaxDelay"/> on input.</summary>
     public bool IsDue => _deferred is not null && (_work >= MaxWork || time.GetElapsedTime(_inputSinceTicks) >= MaxDelay);
+
+    /// <summary>
+    /// The flush policy, the one place it is decided: asks for <paramref name="target"/>'s flush (once per write burst,
+    /// the caller sees to that). While a batch is current on this thread (another connection's request is being
+    /// handled), the flush waits for that batch's end by the rule above; otherwise <paramref name="scheduler"/> gets it now.
+    /// </summary>
+    public static void RequestFlush(FlushScheduler scheduler, IFlushTarget target)
+    {
+        if (t_current is { } batch)
+        {
+            batch.Defer(scheduler, target);
+        }
+        else
+        {
+            scheduler.Schedule(target);
+        }
+    }
 
     /// <summary>Makes this batch current on this thread until <see cref="Leave"/>.</summary>
     public void Enter() => t_current = this;
@@ -74,7 +89,7 @@ internal sealed class DeliveryBatch(TimeProvider time)
     }
 
     /// <summary>Holds <paramref name="target"/>'s flush until the batch ends (see the rule above).</summary>
-    public void Defer(FlushScheduler scheduler, IFlushTarget target)
+    private void Defer(FlushScheduler scheduler, IFlushTarget target)
     {
         if (_deferred is null)
         {

@@ -1,7 +1,7 @@
 namespace Relay.Ingress.Sending;
 
 /// <summary>
-/// Defers flushes: a delivery writes its frame into the connection's transport and asks for a flush here; one
+/// Defers flushes: a delivery writes its frame into the connection's send buffer and asks for a flush here; one
 /// thread-pool work item then flushes every connection that asked, once each. Frames that reach a connection before
 /// its turn go out in the same send, so under load each socket write carries many messages, and nothing waits on
 /// a timer. The two lists are swapped, never reallocated, so scheduling allocates nothing in steady state.
@@ -14,8 +14,8 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
     private bool _scheduled;
 
     /// <summary>
-    /// Asks for one flush of <paramref name="target"/> now; the caller makes sure it asks once per write burst (and
-    /// hands the request to the current <see cref="DeliveryBatch"/> instead while there is one: see its rule).
+    /// Asks for one flush of <paramref name="target"/> now; the caller makes sure it asks once per write burst. Senders
+    /// ask through <see cref="DeliveryBatch.RequestFlush"/>, which holds the request while a batch is current.
     /// </summary>
     public void Schedule(IFlushTarget target)
     {

@@ -1,15 +1,9 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
-using System.Reflection;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Relay.Auth;
@@ -27,36 +21,25 @@ using Relay.Ingress.WebSockets;
 
 namespace Relay.Bench.Micro.Delivery;
 
-/// <summary>How a rig's connections send: what the lean WebSocket writes to.</summary>
-internal enum RigTransport
-{
-    /// <summary>The transport's output pipe, an in-memory <see cref="Pipe"/> (as with <c>DirectSocketSends</c> off).</summary>
-    Pipe,
-
-    /// <summary>
-    /// Straight to the connection's socket (<see cref="DirectSender"/>, the default in production): one end of a
-    /// Unix-domain socket pair, the other end read by the rig. Two file descriptors per connection.
-    /// </summary>
-    Socket,
-}
-
 /// <summary>
 /// The per-delivery path of one ingress node, wired as the standalone host wires it but without a network:
 /// <c>IRelayBus.PublishSequencedAsync</c> (routing's hand-off) → <see cref="FanOutService"/> and its
 /// <see cref="InterestTable"/> → <see cref="InMemoryBus"/> → <see cref="IngressNode.OnDeliverAsync"/> →
 /// <see cref="LocalSubscriptions"/> → each <see cref="Subscription"/> → each real <see cref="RealtimeConnection"/>,
-/// which writes the frame into its transport (or queues it on its <see cref="SendQueue{T}"/>) and has it flushed.
+/// whose <see cref="SocketFrameSender"/> writes the frame into its socket's send buffer (or queues it on its backlog)
+/// and has it flushed.
 /// </summary>
 /// <remarks>
-/// Every connection is the real <see cref="RealtimeConnection"/> over a real <see cref="PipeWebSocket"/> whose input
-/// is an in-memory <see cref="Pipe"/> and whose output is another pipe or a local socket (<see cref="RigTransport"/>);
-/// the pipes take their memory from Kestrel's own block pool. A drain loop per connection reads what it sends and
-/// counts whole WebSocket frames (on a pipe inline, on the flushing thread). <see cref="Deliver(RelayMessage)"/>
-/// publishes and returns once every connection's frame is out: read out of its transport, or, when the connections are
-/// not run (no receive or write loop), taken off its send queue on the calling thread as its write loop's
-/// <c>TryRead</c> would. So the rig does not depend on what a connection does with a frame (queue it, write it at once,
-/// flush it now or later, on this thread or another). Work that stays on the delivering thread shows in
-/// <c>GC.GetAllocatedBytesForCurrentThread</c>; work that hops threads only in <c>GC.GetTotalAllocatedBytes</c>.
+/// Every connection is the real <see cref="RealtimeConnection"/> over a real <see cref="PipeWebSocket"/> and
+/// <see cref="SocketFrameSender"/>, as Relay's own transport serves it: its input an in-memory <see cref="Pipe"/> (the
+/// rig sends no requests), its output one end of a Unix-domain socket pair, non-blocking as Relay's transport leaves
+/// its sockets, whose other end a drain loop reads, counting whole WebSocket frames. Two file descriptors per
+/// connection. <see cref="Deliver(RelayMessage)"/> publishes and returns once every connection's frame is out: read at
+/// the other end of its socket, or, when the connections are not run (no receive loop), taken off its backlog on the
+/// calling thread as the write loop's <c>TryRead</c> would. So the rig does not depend on what a connection does with a
+/// frame (queue it, write it at once, flush it now or later, on this thread or another). Work that stays on the
+/// delivering thread shows in <c>GC.GetAllocatedBytesForCurrentThread</c>; work that hops threads only in
+/// <c>GC.GetTotalAllocatedBytes</c>.
 /// </remarks>
 internal sealed class DeliveryRig : IDisposable
 {
@@ -64,15 +47,7 @@ internal sealed class DeliveryRig : IDisposable
     public const string Channel = "bench:room/lobby";
     public const string FirstEpoch = "epoch-0";
 
-    // The connection keeps its queue private; the rig reads it the way the write loop does. Looked up once.
-    private static readonly FieldInfo QueueField = typeof(RealtimeConnection).GetField("_queue", BindingFlags.Instance | BindingFlags.NonPublic)
-        ?? throw new InvalidOperationException("RealtimeConnection._queue is gone: update DeliveryRig to the connection's new send queue");
-
-    // Kestrel's own factory of transport memory pools: the pipes get the pool a socket's pipes get.
-    private static readonly Lazy<IMemoryPoolFactory<byte>> KestrelPools = new(CreateKestrelPools);
-
     private readonly InMemoryBus _bus = new();
-    private readonly MemoryPool<byte> _pool = KestrelPools.Value.Create(new MemoryPoolOptions { Owner = "relay-bench-micro" });
     private readonly RigMeters _meters = new();
     private readonly IDisposable _fanOutRegistration;
     private readonly IDisposable _nodeRegistration;
@@ -82,8 +57,8 @@ internal sealed class DeliveryRig : IDisposable
     private readonly List<Task> _runs = [];
     private readonly DeliveryBatch _burst = new(TimeProvider.System);
     private readonly bool _runConnections;
-    private readonly Socket? _listener;
-    private readonly string? _socketPath;
+    private readonly Socket _listener;
+    private readonly string _socketPath;
     private long _framesDrained;
     private long _framesTaken;
     private long _framesExpected;
@@ -91,9 +66,8 @@ internal sealed class DeliveryRig : IDisposable
 
     /// <param name="channelSubscribers">Connections subscribed to <see cref="Channel"/> itself.</param>
     /// <param name="patternSubscribers">Further connections subscribed to patterns matching it (<c>bench:room/+</c>, <c>bench:room/#</c> alternately).</param>
-    /// <param name="runConnections">Whether the connections run (<c>RunAsync</c>: receive and write loops).</param>
-    /// <param name="transport">What the connections send to.</param>
-    public DeliveryRig(int channelSubscribers, int patternSubscribers = 0, bool runConnections = false, RigTransport transport = RigTransport.Pipe)
+    /// <param name="runConnections">Whether the connections run (<c>RunAsync</c>: the receive loop).</param>
+    public DeliveryRig(int channelSubscribers, int patternSubscribers = 0, bool runConnections = false)
     {
         _runConnections = runConnections;
         var options = Options.Create(new IngressOptions { NodeId = "bench-node" });
@@ -106,18 +80,15 @@ internal sealed class DeliveryRig : IDisposable
         _fanOutRegistration = _bus.ServeFanOut(FanOut);
         _nodeRegistration = _bus.ServeNode(Node.NodeId, Node);
 
-        if (transport == RigTransport.Socket)
-        {
-            _socketPath = Path.Combine(Path.GetTempPath(), $"relay-bench-{Guid.NewGuid():N}.sock");
-            _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            _listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
-            _listener.Listen(64);
-        }
+        _socketPath = Path.Combine(Path.GetTempPath(), $"relay-bench-{Guid.NewGuid():N}.sock");
+        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        _listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
+        _listener.Listen(64);
 
         var principal = new RelayPrincipal(App, "bench-key", ClientId: null, Capabilities.AllowAll, ExpiresAt: null);
         for (var i = 0; i < channelSubscribers + patternSubscribers; i++)
         {
-            var connection = new Connection(Node, principal, _pool, _listener);
+            var connection = new Connection(Node, principal, _listener);
             _connections.Add(connection);
             var pattern = i >= channelSubscribers;
             var channel = !pattern ? Channel : (i % 2 == 0 ? "bench:room/+" : "bench:room/#");
@@ -149,7 +120,7 @@ internal sealed class DeliveryRig : IDisposable
     /// <summary>How many connections (subscribers) the rig has.</summary>
     public int Connections => _connections.Count;
 
-    /// <summary>WebSocket frames the drain loops have read from the connections' transports.</summary>
+    /// <summary>WebSocket frames the drain loops have read from the connections' sockets.</summary>
     public long FramesDrained => Volatile.Read(ref _framesDrained);
 
     /// <summary>A message of <see cref="Channel"/>, not yet encoded; about 100 bytes of JSON payload.</summary>
@@ -184,8 +155,8 @@ internal sealed class DeliveryRig : IDisposable
 
     /// <summary>
     /// Publishes <paramref name="message"/> and returns once every connection's frame of it has been taken: read off
-    /// its send queue here (connections not run, as the write loop's <c>TryRead</c> would), or read out of its pipe by
-    /// the drain loop (whoever wrote it there). Returns how many frames that was; allocates nothing itself.
+    /// its backlog here (connections not run, as the write loop's <c>TryRead</c> would), or read at the other end of
+    /// its socket by the drain loop (whoever sent it). Returns how many frames that was; allocates nothing itself.
     /// </summary>
     public long Deliver(RelayMessage message) => Deliver(message, null, inBurst: false);
 
@@ -195,7 +166,7 @@ internal sealed class DeliveryRig : IDisposable
     /// </summary>
     public long DeliverInBurst(RelayMessage message) => Deliver(message, null, inBurst: true);
 
-    /// <summary>As <see cref="Deliver(RelayMessage)"/>, adding the frames read off the send queues to <paramref name="queued"/>.</summary>
+    /// <summary>As <see cref="Deliver(RelayMessage)"/>, adding the frames read off the backlogs to <paramref name="queued"/>.</summary>
     public long Deliver(RelayMessage message, List<ReadOnlyMemory<byte>>? queued, bool inBurst = false)
     {
         if (inBurst)
@@ -253,7 +224,7 @@ internal sealed class DeliveryRig : IDisposable
             spinner.SpinOnce(sleep1Threshold: -1);
             if (spinner.Count % 1024 == 0 && Environment.TickCount64 > deadline)
             {
-                throw new TimeoutException($"the connections' transports carried {FramesDrained} of {frames} frames in 60 s (connections cut as slow consumers: {Node.SlowConsumerDisconnects})");
+                throw new TimeoutException($"the connections' sockets carried {FramesDrained} of {frames} frames in 60 s (connections cut as slow consumers: {Node.SlowConsumerDisconnects})");
             }
         }
 
@@ -272,7 +243,7 @@ internal sealed class DeliveryRig : IDisposable
 
         foreach (var connection in _connections)
         {
-            // The client goes away: the receive loop ends, the connection completes its queue and its write loop.
+            // The client goes away: the receive loop ends, the connection drains its sender.
             connection.CloseInput();
         }
 
@@ -283,26 +254,12 @@ internal sealed class DeliveryRig : IDisposable
         }
 
         Task.WaitAll([.. _drains], TimeSpan.FromSeconds(30));
-        _listener?.Dispose();
-        if (_socketPath is not null)
-        {
-            File.Delete(_socketPath);
-        }
-
+        _listener.Dispose();
+        File.Delete(_socketPath);
         _nodeRegistration.Dispose();
         _fanOutRegistration.Dispose();
         Node.Dispose();
         _meters.Dispose();
-        _pool.Dispose();
-    }
-
-    private static IMemoryPoolFactory<byte> CreateKestrelPools()
-    {
-        // Built, never started: only its services are used.
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.WebHost.UseKestrelCore();
-        var host = builder.Build();
-        return host.Services.GetRequiredService<IMemoryPoolFactory<byte>>();
     }
 
     private static void Wait(ValueTask task)
@@ -328,77 +285,43 @@ internal sealed class DeliveryRig : IDisposable
 
     private void CountFrames(int frames) => Interlocked.Add(ref _framesDrained, frames);
 
-    /// <summary>A real connection: the rig writes its input pipe (never, here) and reads what it sends.</summary>
+    /// <summary>A real connection: the rig writes its input pipe (never, here) and reads what it sends to its socket.</summary>
     private sealed class Connection
     {
-        private readonly Pipe _input;
-        private readonly Pipe _output;
-        private readonly Socket? _server;
-        private readonly Socket? _client;
+        private readonly Pipe _input = new(new PipeOptions(useSynchronizationContext: false));
+        private readonly Socket _server;
+        private readonly Socket _client;
         private readonly FrameCounter _counter = new();
 
-        public Connection(IngressNode node, RelayPrincipal principal, MemoryPool<byte> pool, Socket? listener)
+        public Connection(IngressNode node, RelayPrincipal principal, Socket listener)
         {
-            // Kestrel's block pool, as a socket transport's pipes have (the default pool, ArrayPool<byte>.Shared,
-            // keeps only a few dozen free buffers per core: fewer than a burst to many connections holds at once).
-            // Inline schedulers on the output: a flush runs the drain loop right there, on the flushing thread.
-            _input = new Pipe(new PipeOptions(pool: pool, useSynchronizationContext: false));
-            _output = new Pipe(new PipeOptions(pool: pool, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-            if (listener is not null)
-            {
-                _client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                _client.Connect(listener.LocalEndPoint!);
-                _server = listener.Accept();
-            }
+            _client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            _client.Connect(listener.LocalEndPoint!);
+            _server = listener.Accept();
 
-            var socket = new PipeWebSocket(new DuplexPipe(_input.Reader, _output.Writer), "relay.v1.json", CloseInput, TimeProvider.System, _server);
-            Realtime = new RealtimeConnection(socket, principal, node, new NoAuthenticator(), NullLogger.Instance);
-            Queue = (SendQueue<ReadOnlyMemory<byte>>)QueueField.GetValue(Realtime)!;
+            // As Relay's transport leaves its sockets (SocketReader): non-blocking, so a send that fits is one system call.
+            _server.Blocking = false;
+            var socket = new PipeWebSocket(_input.Reader, _server, "relay.v1.json", CloseInput, TimeProvider.System);
+            Sender = new SocketFrameSender(socket, node.Options.SendQueueBytes, node.NextFlusher(), TimeSpan.FromMilliseconds(node.Options.HeartbeatMs), node.Metrics);
+            Realtime = new RealtimeConnection(socket, Sender, principal, node, new NoAuthenticator(), NullLogger.Instance);
         }
 
         public RealtimeConnection Realtime { get; }
 
-        public SendQueue<ReadOnlyMemory<byte>> Queue { get; }
+        public SocketFrameSender Sender { get; }
+
+        public SendQueue<ReadOnlyMemory<byte>> Queue => Sender.Backlog;
 
         public void CloseInput() => _input.Writer.Complete();
 
         public void CloseOutput()
         {
-            _output.Writer.Complete();
-            _server?.Dispose();
-            _client?.Dispose();
+            _server.Dispose();
+            _client.Dispose();
         }
 
         // Reads what the connection sends and counts whole WebSocket frames.
-        public Task DrainAsync(DeliveryRig rig) => _client is null ? DrainPipeAsync(rig) : DrainSocketAsync(rig, _client);
-
-        private async Task DrainPipeAsync(DeliveryRig rig)
-        {
-            var reader = _output.Reader;
-            while (true)
-            {
-                var read = await reader.ReadAsync().ConfigureAwait(false);
-                var frames = 0;
-                foreach (var segment in read.Buffer)
-                {
-                    frames += _counter.Feed(segment.Span, rig._captured);
-                }
-
-                reader.AdvanceTo(read.Buffer.End);
-                if (frames > 0)
-                {
-                    rig.CountFrames(frames);
-                }
-
-                if (read.IsCompleted || read.IsCanceled)
-                {
-                    await reader.CompleteAsync().ConfigureAwait(false);
-                    return;
-                }
-            }
-        }
-
-        private async Task DrainSocketAsync(DeliveryRig rig, Socket client)
+        public async Task DrainAsync(DeliveryRig rig)
         {
             var buffer = new byte[64 * 1024];
             while (true)
@@ -406,7 +329,7 @@ internal sealed class DeliveryRig : IDisposable
                 int count;
                 try
                 {
-                    count = await client.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
+                    count = await _client.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {
@@ -503,13 +426,6 @@ internal sealed class DeliveryRig : IDisposable
             127 => 10,
             _ => 2,
         };
-    }
-
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
     }
 
     private sealed class NoAuthenticator : IRelayAuthenticator
