@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Realtime;
@@ -49,7 +50,7 @@ internal sealed partial class RealtimeListenerFactory(
     internal long Handed => Interlocked.Read(ref _handed);
 
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint && ingressOptions.Value is { LeanWebSockets: true, OwnTransport: true };
+        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true };
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -100,6 +101,8 @@ internal sealed partial class RealtimeListenerFactory(
         private readonly CancellationTokenSource _stopping = new();
         private readonly ILogger _logger;
         private readonly IRelayAuthenticator _authenticator;
+        private readonly IngressNode _node;
+        private readonly ILogger<RealtimeConnection> _connectionLogger;
         private readonly ConnectionGate _gate;
         private volatile CancellationTokenSource _firstBytes = new();
         private readonly Task _accepting;
@@ -113,6 +116,10 @@ internal sealed partial class RealtimeListenerFactory(
             _noDelay = noDelay;
             _logger = factory._loggers.CreateLogger<RealtimeListenerFactory>();
             _authenticator = factory._services.GetRequiredService<IRelayAuthenticator>();
+            _node = factory._services.GetRequiredService<IngressNode>();
+
+            // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
+            _connectionLogger = factory._services.GetRequiredService<ILogger<RealtimeConnection>>();
             _gate = factory._services.GetRequiredService<ConnectionGate>();
             EndPoint = socket.LocalEndPoint!;
             _accepting = AcceptLoopAsync();
@@ -302,7 +309,7 @@ internal sealed partial class RealtimeListenerFactory(
                 var transport = new BareSocketTransport(socket);
                 try
                 {
-                    await RealtimeHandshake.ServeAsync(transport.Input, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
+                    await ServeAsync(socket, transport, accepted.Value).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -320,6 +327,19 @@ internal sealed partial class RealtimeListenerFactory(
                     _gate.Exit();
                 }
             }
+        }
+
+        /// <summary>
+        /// Answers the upgrade and serves the connection until it ends: Relay's WebSocket on the bare socket, frames read
+        /// through <see cref="SocketReader"/> and sent by a <see cref="SocketFrameSender"/>.
+        /// </summary>
+        private async Task ServeAsync(Socket socket, BareSocketTransport transport, RealtimeHandshake.Accepted accepted)
+        {
+            using var webSocket = new PipeWebSocket(transport.Input, socket, accepted.SubProtocol, transport.Abort, _node.Time);
+            webSocket.SendRaw(accepted.Response);
+            var options = _node.Options;
+            var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
+            await new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync().ConfigureAwait(false);
         }
 
         /// <summary>
