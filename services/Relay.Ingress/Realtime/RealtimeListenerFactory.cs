@@ -307,9 +307,12 @@ internal sealed partial class RealtimeListenerFactory(
 
                 Interlocked.Increment(ref _factory._taken);
                 var transport = new BareSocketTransport(socket);
+                PipeWebSocket? webSocket = null;
                 try
                 {
-                    await ServeAsync(socket, transport, accepted.Value).ConfigureAwait(false);
+                    // Relay's WebSocket on the bare socket: frames read through SocketReader, sent by a SocketFrameSender.
+                    webSocket = new PipeWebSocket(transport.Input, socket, accepted.Value.SubProtocol, transport.Abort, _node.Time);
+                    await ServeAsync(webSocket, accepted.Value).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -317,6 +320,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 finally
                 {
+                    webSocket?.Dispose();
                     transport.Close();
                 }
             }
@@ -330,16 +334,15 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>
-        /// Answers the upgrade and serves the connection until it ends: Relay's WebSocket on the bare socket, frames read
-        /// through <see cref="SocketReader"/> and sent by a <see cref="SocketFrameSender"/>.
+        /// Answers the upgrade and serves the connection until it ends. Not async: the accept loop's own frame is the only
+        /// one that waits for the connection's end (each async frame is held for the connection's whole life).
         /// </summary>
-        private async Task ServeAsync(Socket socket, BareSocketTransport transport, RealtimeHandshake.Accepted accepted)
+        private Task ServeAsync(PipeWebSocket webSocket, RealtimeHandshake.Accepted accepted)
         {
-            using var webSocket = new PipeWebSocket(transport.Input, socket, accepted.SubProtocol, transport.Abort, _node.Time);
             webSocket.SendRaw(accepted.Response);
             var options = _node.Options;
             var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
-            await new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync().ConfigureAwait(false);
+            return new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
         }
 
         /// <summary>
