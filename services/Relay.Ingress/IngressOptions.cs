@@ -64,21 +64,22 @@ public sealed class IngressOptions
     public int MaxPresenceDataBytes { get; set; } = DefaultMaxPresenceDataBytes;
 
     /// <summary>
-    /// Serve plain-HTTP realtime upgrades at the connection level (less memory per connection, fewer copies);
-    /// off, or over TLS, they go through ASP.NET Core's WebSocket middleware.
+    /// Removed with the connection-middleware path it switched (upgrades Relay's own transport does not take are
+    /// served by ASP.NET Core's WebSocket); set, it stops the host at start-up with a message saying what to set instead.
     /// </summary>
-    public bool LeanWebSockets { get; set; } = true;
+    public bool? LeanWebSockets { get; set; }
 
     /// <summary>
-    /// Lean WebSockets send straight to the socket (one pooled buffer per busy connection, one system call per burst)
-    /// instead of through the transport's output pipe. On by default; off falls back to the pipe.
+    /// Removed: Relay's WebSockets always send straight to the socket (the output pipe it chose between measured half the
+    /// fan-out rate, docs/benchmarks.md); set, it stops the host at start-up with a message saying so.
     /// </summary>
-    public bool DirectSocketSends { get; set; } = true;
+    public bool? DirectSocketSends { get; set; }
 
     /// <summary>
     /// Take plain-HTTP realtime upgrades at accept, before they become Kestrel connections, and serve them on the bare
-    /// socket (the least memory per connection). Needs <see cref="LeanWebSockets"/> and <see cref="DirectSocketSends"/>;
-    /// applies to IP endpoints. Everything else is still Kestrel's. Kestrel's connection limits do not count these.
+    /// socket with Relay's WebSocket (the least memory per connection); applies to IP endpoints. Everything else is
+    /// Kestrel's, and its realtime upgrades are served by ASP.NET Core's WebSocket, as every upgrade is when this is
+    /// off. Kestrel's connection limits do not count these.
     /// </summary>
     public bool OwnTransport { get; set; } = true;
 

@@ -33,6 +33,16 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add($"Relay:Ingress:SendQueueFrames ({options.SendQueueFrames}) is no longer read: a connection's outbound queue is budgeted in bytes. Remove it and set Relay:Ingress:SendQueueBytes instead (default {IngressOptions.DefaultSendQueueBytes}, 16 MiB).");
         }
 
+        if (options.LeanWebSockets is not null)
+        {
+            failures.Add($"Relay:Ingress:LeanWebSockets ({options.LeanWebSockets}) is no longer read: plain-HTTP realtime upgrades are served by Relay's own transport, and every other one by ASP.NET Core's WebSocket. Remove it; to serve every upgrade with ASP.NET Core's WebSocket, set Relay:Ingress:OwnTransport=false.");
+        }
+
+        if (options.DirectSocketSends is not null)
+        {
+            failures.Add($"Relay:Ingress:DirectSocketSends ({options.DirectSocketSends}) is no longer read: Relay's WebSockets always send straight to the socket. Remove it; to serve realtime upgrades with ASP.NET Core's WebSocket instead of Relay's, set Relay:Ingress:OwnTransport=false.");
+        }
+
         if (options.HistoryPageBytes is < 4096 or > 256 * 1024 * 1024)
         {
             failures.Add($"Relay:Ingress:HistoryPageBytes is {options.HistoryPageBytes}; set it between 4096 and 268435456 bytes.");

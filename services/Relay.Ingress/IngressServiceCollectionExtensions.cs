@@ -11,8 +11,6 @@ using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
-using Relay.Ingress.WebSockets;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress;
@@ -35,16 +33,8 @@ public static class IngressServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<ConnectionGate>());
         services.AddHealthChecks().Add(new HealthCheckRegistration("connections", static sp => sp.GetRequiredService<ConnectionGate>(), failureStatus: null, tags: [ServiceDefaultsExtensions.ReadyTag]));
 
-        // Realtime upgrades are taken at the connection, before Kestrel builds an HTTP request for them.
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<IngressOptions>>(static (kestrel, ingress) =>
-        {
-            if (ingress.Value.LeanWebSockets)
-            {
-                kestrel.ConfigureEndpointDefaults(static listen =>
-                    listen.Use(next => new RealtimeUpgradeMiddleware(next, listen.ApplicationServices).InvokeAsync));
-            }
-        });
-
+        // The two ways a realtime connection comes in: Relay's own transport takes plain upgrades at accept
+        // (RealtimeListenerFactory); everything else reaches Kestrel and ASP.NET Core's WebSocket (RealtimeEndpoint).
         // Registered after Kestrel's socket transport, so Kestrel asks them first (the last registered first): Relay's
         // own transport binds IP endpoints when OwnTransport is on; every other socket endpoint gets Kestrel's
         // transport behind the connection cap.

@@ -14,6 +14,28 @@ public sealed class IngressOptionsTests
         Assert.Contains("Relay:Ingress:SendQueueBytes", failure.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("true")]
+    [InlineData("false")]
+    public async Task LeanWebSockets_WhichWasRemoved_StopsTheHost_NamingOwnTransport(string value)
+    {
+        // Either value: the connection-middleware path it switched is gone; OwnTransport=false is what "false" meant now.
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Ingress:LeanWebSockets"] = value }));
+        Assert.Contains("Relay:Ingress:LeanWebSockets", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Ingress:OwnTransport=false", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("true")]
+    [InlineData("false")]
+    public async Task DirectSocketSends_WhichWasRemoved_StopsTheHost_NamingOwnTransport(string value)
+    {
+        // Either value: the output pipe it chose is gone, and a host that silently ignored it would not do what was asked.
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Ingress:DirectSocketSends"] = value }));
+        Assert.Contains("Relay:Ingress:DirectSocketSends", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Ingress:OwnTransport", failure.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task SendQueueBytes_TooSmallForOneHistoryPageAndOneMessage_StopsTheHost()
     {

@@ -5,25 +5,22 @@ using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
+using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Realtime;
 
 /// <summary>
-/// One WebSocket client. A receive loop parses and runs requests one at a time (so replies keep request order).
-/// Outgoing frames go straight into the transport when nothing is waiting (the lean WebSocket), and into a bounded
-/// backlog while the transport is full; a write loop drains the backlog (on the framework WebSocket it drains
-/// every frame, coalescing what is queued into one array frame). A message frame is encoded once and the same
-/// bytes are written for every subscriber.
+/// One WebSocket client, whichever way it came in (Relay's own transport or ASP.NET Core's WebSocket). A receive loop
+/// parses and runs requests one at a time (so replies keep request order); every frame out goes through the
+/// connection's <see cref="IFrameSender"/>, which also holds the send budget's count, the flush policy and the
+/// once-a-second sweep of its buffers. A message frame is encoded once and the same bytes are sent to every subscriber.
 /// </summary>
-internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection, IFlushTarget
+internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 {
     /// <summary>Room for the JSON around a payload: a frame may exceed MaxMessageBytes by this much.</summary>
     private const int FrameOverheadBytes = 16 * 1024;
-
-    /// <summary>A coalesced write stays below this, so one send never holds a large buffer.</summary>
-    private const int CoalesceBytes = 64 * 1024;
 
     private const int InitialReceiveBytes = 4096;
 
@@ -31,11 +28,14 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private const int MaxPipelinedPublishes = 64;
 
     private readonly WebSocket _socket;
-    private readonly PipeWebSocket? _lean;
+    private readonly IFrameSender _sender;
+
+    // Relay's own socket, which lets the receive loop wait on the socket itself (an idle connection then holds no
+    // receive state machine) and see the control frames it answered; null on ASP.NET Core's WebSocket.
+    private readonly PipeWebSocket? _ownSocket;
     private readonly IngressNode _node;
     private readonly IRelayAuthenticator _authenticator;
     private readonly ILogger _logger;
-    private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
     private SubscriptionList _subscriptions;
     private HashSet<string>? _presence;
     private readonly TokenBucket _publishRate;
@@ -43,16 +43,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
-    private bool _flushScheduled;
-    private Task _writer = Task.CompletedTask;
-    private readonly FlushScheduler _flusher;
     private long _closeDeadlineTicks = long.MaxValue;
 
-    public RealtimeConnection(WebSocket socket, RelayPrincipal principal, IngressNode node, IRelayAuthenticator authenticator, ILogger logger)
+    /// <param name="socket">The accepted WebSocket; its owner (the way in) disposes it once <see cref="RunAsync"/> ends.</param>
+    /// <param name="sender">How frames leave on that socket.</param>
+    public RealtimeConnection(WebSocket socket, IFrameSender sender, RelayPrincipal principal, IngressNode node, IRelayAuthenticator authenticator, ILogger logger)
     {
         _socket = socket;
-        _lean = socket as PipeWebSocket;
-        _flusher = node.NextFlusher();
+        _sender = sender;
+        _ownSocket = socket as PipeWebSocket;
         _principal = principal;
         _node = node;
         _authenticator = authenticator;
@@ -60,7 +59,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
         _readRate = NewReadBucket(node);
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        _queue = new SendQueue<ReadOnlyMemory<byte>>(static frame => frame.Length, _lean?.WriteGate, node.Metrics);
     }
 
     public string ConnectionId { get; }
@@ -72,8 +70,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     {
         _node.Register(this);
         Enqueue(ConnectedFrame());
-        // The framework socket sends everything through the queue; the lean one only a backlog (see Enqueue).
-        _writer = WriteLoopAsync();
         return ReceiveLoopAsync();
     }
 
@@ -88,10 +84,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             }
 
             await LeaveAllPresenceAsync().ConfigureAwait(false);
-            _queue.Complete();
             try
             {
-                await _writer.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                await _sender.DrainAsync().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
                 if (_socket.State == WebSocketState.CloseReceived)
                 {
                     // The client closed first: answer its close so it sees a clean shutdown.
@@ -106,12 +101,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         finally
         {
             _node.Unregister(this);
-            _queue.Clear();
-            if (_lean is not null)
-            {
-                // The lean socket belongs to this connection (the framework one to ASP.NET Core).
-                _lean.Dispose();
-            }
+            _sender.Discard();
         }
     }
 
@@ -130,19 +120,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     /// <inheritdoc />
     public void Lost(Subscription subscription) =>
         Disconnect(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect and subscribe with 'since' (the reply says recovered: false)"), reconnect: true, dropQueued: false);
-
-    /// <summary>The deferred flush of what <see cref="Enqueue"/> wrote (see <see cref="FlushScheduler"/>).</summary>
-    void IFlushTarget.Flush()
-    {
-        DirectSender.PendingSend? send;
-        lock (_lean!.WriteGate)
-        {
-            _flushScheduled = false;
-            send = _lean.TakeFlushUnderGate();
-        }
-
-        send?.Start();
-    }
 
     public void Abort()
     {
@@ -165,13 +142,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             return;
         }
 
-        if (_lean is not null)
-        {
-            _lean.Heartbeat(TimeSpan.FromMilliseconds(_node.Options.HeartbeatMs));
-            _lean.TrimBuffers();
-        }
-
-        _queue.TrimIfUnused();
+        _sender.Sweep();
 
         if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
         {
@@ -180,58 +151,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     }
 
     /// <summary>
-    /// Queues one frame for this client. Everything it has not yet sent counts against one budget in bytes
-    /// (<c>SendQueueBytes</c>): the transport's buffer and send in flight, and the backlog behind them. A frame that
-    /// would pass it cuts the connection as a slow consumer (50301), so no client, however it reads, makes the node
-    /// hold more than that for it.
+    /// Queues one frame for this client. Everything it has not yet been sent counts against one budget in bytes
+    /// (<c>SendQueueBytes</c>, kept by the sender): a frame that would pass it cuts the connection as a slow consumer
+    /// (50301), so no client, however it reads, makes the node hold more than that for it. When the bytes leave is the
+    /// sender's flush policy: on Relay's own socket a frame queued while another connection's requests are handled on
+    /// this thread (a publisher's burst) leaves when that burst ends, before that connection waits for anything, after
+    /// at most <see cref="DeliveryBatch.MaxWork"/> units of its work, and before it has spent
+    /// <see cref="DeliveryBatch.MaxDelay"/> on its input (the rule is on <see cref="DeliveryBatch"/>); otherwise at once.
     /// </summary>
     private void Enqueue(ReadOnlyMemory<byte> frame)
     {
-        var budget = _node.Options.SendQueueBytes;
-        bool queued;
-        if (_lean is null)
+        if (!_sender.TrySend(frame) && Volatile.Read(ref _closing) == 0)
         {
-            queued = _queue.TryWrite(frame, budget);
-        }
-        else
-        {
-            lock (_lean.WriteGate)
-            {
-                // Nothing waiting ahead of it: straight into the transport, whose send loop coalesces what piles
-                // up while a send is in flight. Otherwise behind the backlog, so order holds.
-                var held = _lean.HeldBytesUnderGate;
-                if (Volatile.Read(ref _closing) == 0 && !_lean.FlushPending && _queue.Count == 0 && held + frame.Length <= budget)
-                {
-                    _lean.WriteTextUnderGate(frame.Span);
-                    _node.Metrics.FrameSent();
-                    if (!_flushScheduled)
-                    {
-                        _flushScheduled = true;
-
-                        // The deferred flush: written while another connection's requests are handled on this thread
-                        // (a publisher's burst), the flush waits for that burst's end, which comes before that
-                        // connection waits for anything, after at most DeliveryBatch.MaxWork requests or control
-                        // frames, and before it has spent DeliveryBatch.MaxDelay on its input (the rule is on
-                        // DeliveryBatch). Else: now.
-                        if (DeliveryBatch.Current is { } batch)
-                        {
-                            batch.Defer(_flusher, this);
-                        }
-                        else
-                        {
-                            _flusher.Schedule(this);
-                        }
-                    }
-
-                    return;
-                }
-
-                queued = _queue.TryWrite(frame, budget, held);
-            }
-        }
-
-        if (!queued && Volatile.Read(ref _closing) == 0)
-        {
+            var budget = _node.Options.SendQueueBytes;
             LogSlowConsumer(_logger, ConnectionId, budget);
             _node.CountSlowConsumer();
             Disconnect(new RelayError(ErrorCodes.SlowConsumer, $"disconnected as a slow consumer: more than {budget} bytes waited to be sent; reconnect and resume with 'since'"), reconnect: true, dropQueued: true);
@@ -247,18 +179,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         }
 
         Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
-        if (dropQueued)
-        {
-            _queue.Clear();
-        }
-
-        using (var frame = new FrameBuilder())
-        {
-            ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
-            _queue.TryWrite(frame.ToArray());
-        }
-
-        _queue.Complete();
+        using var frame = new FrameBuilder();
+        ServerFrames.WriteDisconnect(frame.Writer, error, reconnect);
+        _sender.SendLast(frame.ToArray(), dropQueued);
     }
 
     private byte[] ConnectedFrame()
@@ -279,89 +202,6 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         return frame.ToArray();
     }
 
-    private async Task WriteLoopAsync()
-    {
-        var reader = _queue;
-        try
-        {
-            while (_lean is not null && await reader.WaitToReadAsync().ConfigureAwait(false))
-            {
-                // A backlog forms only while the transport is full: wait for it, then write what is queued in order.
-                await _lean.WhenFlushedAsync().ConfigureAwait(false);
-                lock (_lean.WriteGate)
-                {
-                    var written = 0;
-                    while (!_lean.FlushPending && reader.TryRead(out var frame))
-                    {
-                        _lean.WriteTextUnderGate(frame.Span);
-                        written += frame.Length;
-                        if (written >= CoalesceBytes)
-                        {
-                            _lean.FlushUnderGate();
-                            written = 0;
-                        }
-                    }
-
-                    if (written > 0)
-                    {
-                        _lean.FlushUnderGate();
-                    }
-                }
-            }
-
-            while (_lean is null && await reader.WaitToReadAsync().ConfigureAwait(false))
-            {
-                if (!reader.TryRead(out var first))
-                {
-                    continue;
-                }
-
-                if (!reader.TryPeek(out var second) || first.Length + second.Length + 3 > CoalesceBytes)
-                {
-                    await _socket.SendAsync(first, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
-                    continue;
-                }
-
-                // Several frames are waiting: send them as one array frame (the protocol lets the server batch).
-                var batch = ArrayPool<byte>.Shared.Rent(CoalesceBytes);
-                try
-                {
-                    var length = Append(batch, 0, "["u8);
-                    length = Append(batch, length, first.Span);
-                    while (reader.TryPeek(out var next) && length + next.Length + 2 <= CoalesceBytes && reader.TryRead(out next))
-                    {
-                        length = Append(batch, length, ","u8);
-                        length = Append(batch, length, next.Span);
-                    }
-
-                    length = Append(batch, length, "]"u8);
-                    await _socket.SendAsync(batch.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(batch);
-                }
-            }
-
-            if (Volatile.Read(ref _closing) != 0 && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
-            {
-                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "disconnect", CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or OperationCanceledException or IOException)
-        {
-            // The peer went away; the receive loop sees it too and cleans up.
-            _queue.Complete();
-            Abort();
-        }
-    }
-
-    private static int Append(byte[] buffer, int offset, ReadOnlySpan<byte> bytes)
-    {
-        bytes.CopyTo(buffer.AsSpan(offset));
-        return offset + bytes.Length;
-    }
-
     private async Task ReceiveLoopAsync()
     {
         var maxFrame = _node.Options.MaxMessageBytes + FrameOverheadBytes;
@@ -376,9 +216,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         // client's input.
         void SubmitBeforeWaiting(bool continuesAtOnce)
         {
-            if (_lean is not null)
+            if (_ownSocket is not null)
             {
-                var controlFrames = _lean.ControlFramesReceived;
+                var controlFrames = _ownSocket.ControlFramesReceived;
                 batch.CountControlFrames(controlFrames - controlFramesSeen);
                 controlFramesSeen = controlFrames;
             }
@@ -394,12 +234,12 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
             while (_socket.State == WebSocketState.Open)
             {
                 // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
-                if (_lean is not null)
+                if (_ownSocket is not null)
                 {
-                    // Wait on the transport itself: an idle connection then holds no receive state machine at all.
-                    var input = _lean.WaitForInputAsync();
+                    // Wait on the socket itself: an idle connection then holds no receive state machine at all.
+                    var input = _ownSocket.WaitForInputAsync();
                     SubmitBeforeWaiting(input.IsCompleted);
-                    _lean.ReleaseInput(await input.ConfigureAwait(false));
+                    _ownSocket.ReleaseInput(await input.ConfigureAwait(false));
                 }
 
                 // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Relay.Auth;
 using Relay.Core.Protocol;
 using Relay.Ingress.Http;
+using Relay.Ingress.Sending;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Realtime;
@@ -44,7 +45,8 @@ internal static class RealtimeEndpoint
                 KeepAliveInterval = heartbeat,
                 KeepAliveTimeout = heartbeat * 2,
             }).ConfigureAwait(false);
-            var connection = new RealtimeConnection(socket, auth.Principal, node, authenticator, logger);
+            var sender = new FrameworkFrameSender(socket, node.Options.SendQueueBytes, node.Metrics);
+            var connection = new RealtimeConnection(socket, sender, auth.Principal, node, authenticator, logger);
             await connection.RunAsync().ConfigureAwait(false);
             return Results.Empty;
         }).AddEndpointFilter(RefusalLog.FilterAtOnce);

@@ -6,6 +6,7 @@ using Relay.Core.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 
 namespace Relay.Ingress.Sse;

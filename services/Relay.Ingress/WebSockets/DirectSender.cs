@@ -1,22 +1,23 @@
 using System.Buffers;
 using System.Net.Sockets;
-using Relay.Ingress.Realtime;
 
 namespace Relay.Ingress.WebSockets;
 
 /// <summary>
-/// Sends a connection's outgoing bytes straight to its socket, bypassing the transport's output pipe: writers append
-/// to one pooled buffer under the connection's write gate, and one send at a time takes everything appended so far,
-/// so the bytes that pile up while a send is in flight leave in the next single system call. An idle connection
-/// holds no buffer at all. Past <see cref="BufferLimit"/> the buffer counts as full and callers hold frames back.
+/// Sends a connection's outgoing bytes straight to its socket (the output half of Relay's own transport, as Kestrel's
+/// <c>SocketSender</c> is of its): writers append to one pooled buffer under the connection's write gate, and one
+/// send at a time takes everything appended so far, so the bytes that pile up while a send is in flight leave in the
+/// next single system call. A quiet connection holds no buffer once its owner gives them back
+/// (<see cref="ReleaseBuffers"/>; when is the owner's policy). Past <see cref="BufferLimit"/> the buffer counts as
+/// full and callers hold frames back.
 /// On a non-blocking socket (Relay's own transport) a send is first tried as one plain system call, and only what
 /// the kernel cannot take at once is sent asynchronously: a connection whose sends always fit never allocates the
 /// socket's asynchronous send arguments.
 /// </summary>
 internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 {
-    // Decided once: Relay's transport makes its sockets non-blocking before any send (see SocketReader); a socket of
-    // Kestrel's reports blocking, and a plain send there could block the caller.
+    // Decided once: Relay's transport makes its sockets non-blocking before any send (see SocketReader); on a blocking
+    // socket a plain send could block the caller.
     private readonly bool _tryAtOnce = !socket.Blocking;
 
     /// <summary>Bytes a connection may have waiting behind an in-flight send before it is considered full.</summary>
@@ -26,14 +27,6 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
     private const int SpareMaximum = 64 * 1024;
 
-    /// <summary>
-    /// Sweeps in a row with nothing sent before the buffers go back. Returning them at the first quiet sweep made a
-    /// fan-out that pauses between bursts (most connections idle at the instant of the sweep) drop and re-rent every
-    /// connection's buffer each second: 10,000 subscribers allocated ~250 MB in that second and stalled delivery for
-    /// half a second; the shared pool keeps only a few arrays per size, so returned buffers become garbage.
-    /// </summary>
-    internal const int QuietSweepsBeforeTrim = 3;
-
     private byte[]? _buffer;
     private byte[]? _spare;
     private int _length;
@@ -42,7 +35,6 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     private bool _failed;
     private bool _socketHoldsBuffer;
     private TaskCompletionSource? _progress;
-    private QuietSweeps _quiet;
 
     /// <summary>Whether writers should hold back (under the gate).</summary>
     public bool IsFull => _length >= BufferLimit && !_failed;
@@ -55,6 +47,9 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 
     /// <summary>Bytes not yet with the kernel (under the gate): buffered, and the send in flight (whole until it ends).</summary>
     public long HeldBytes => _length + _inFlight;
+
+    /// <summary>Sends started so far (under the gate): the owner's quiet sweeps compare it from one sweep to the next.</summary>
+    public long SendsStarted { get; private set; }
 
     /// <summary>Nothing buffered and nothing in flight (under the gate).</summary>
     public bool IsIdle => (_length == 0 && !_sending) || _failed;
@@ -113,25 +108,15 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         _buffer = null;
         _length = 0;
         _sending = true;
-        _quiet.Used();
+        SendsStarted++;
         return send;
     }
 
     /// <summary>
-    /// The node's once-a-second sweep (under the gate): gives pooled buffers back once the connection has sent
-    /// nothing for <see cref="QuietSweepsBeforeTrim"/> sweeps in a row, so a quiet connection holds none and a
-    /// busy one keeps reusing its own.
+    /// Gives pooled buffers back if nothing is buffered or in flight (under the gate). When is the owner's choice: a
+    /// connection between two bursts looks idle too, and a buffer given back then is garbage the next burst replaces.
     /// </summary>
-    public void TrimIfQuiet()
-    {
-        if (_quiet.Sweep(busy: _sending || _length > 0, QuietSweepsBeforeTrim))
-        {
-            Release();
-        }
-    }
-
-    /// <summary>Gives pooled buffers back if nothing is buffered or in flight (under the gate).</summary>
-    private void Release()
+    public void ReleaseBuffers()
     {
         if (!_sending && _length == 0)
         {
@@ -227,7 +212,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
             TaskCompletionSource? progress;
             lock (gate)
             {
-                // The socket's cached send arguments keep the last buffer sent asynchronously (Release lets it go).
+                // The socket's cached send arguments keep the last buffer sent asynchronously (ReleaseBuffers lets it go).
                 _socketHoldsBuffer |= wentAsync;
                 if (_spare is null && buffer.Length <= SpareMaximum && !failed)
                 {
@@ -251,7 +236,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
                 {
                     _failed = true;
                     _length = 0;
-                    Release();
+                    ReleaseBuffers();
                 }
                 else
                 {

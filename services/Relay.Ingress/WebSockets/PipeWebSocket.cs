@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Unicode;
@@ -8,10 +9,13 @@ using System.Text.Unicode;
 namespace Relay.Ingress.WebSockets;
 
 /// <summary>
-/// The server side of RFC 6455 over a connection's pipes: what <see cref="WebSocket"/> promises, with less held per
-/// connection than the framework's socket behind a full HTTP request. Frames are read straight from the transport
-/// pipe (a zero-byte receive waits without a buffer) and written into it under one write gate; a flush the transport cannot take at once holds later writes back. Control frames are
-/// answered inline; keep-alive pings come from the node's once-a-second loop through <see cref="Heartbeat"/>.
+/// The server side of RFC 6455 on a bare socket: what <see cref="WebSocket"/> promises, with less held per connection
+/// than the framework's socket behind a full HTTP request. Frames are read from a <see cref="PipeReader"/> over the
+/// socket (a zero-byte receive waits without a buffer) and written into the socket's <see cref="DirectSender"/> under
+/// one write gate. Control frames are answered inline; keep-alive pings come from the node's once-a-second loop through
+/// <see cref="Heartbeat"/>. Data frames are written by the connection's sender (<c>Sending/SocketFrameSender</c>)
+/// through <see cref="WriteTextUnderGate"/>; <c>SendAsync</c> is the framework-style send, complete once the bytes are
+/// with the kernel.
 /// </summary>
 internal sealed class PipeWebSocket : WebSocket
 {
@@ -23,7 +27,8 @@ internal sealed class PipeWebSocket : WebSocket
     /// </summary>
     private const int ControlFramesPerReceive = 64;
 
-    private readonly IDuplexPipe _transport;
+    private readonly PipeReader _input;
+    private readonly DirectSender _output;
     private readonly Action _abort;
     private readonly Lock _writeGate = new();
     private readonly TimeProvider _time;
@@ -43,24 +48,19 @@ internal sealed class PipeWebSocket : WebSocket
     private bool _sendingMessage;
     private long _lastReceivedTicks;
 
-    // When the last keep-alive ping was written into the transport (0: never). A ping written after the peer's
+    // When the last keep-alive ping was written into the send buffer (0: never). A ping written after the peer's
     // last frame is outstanding; one that could not be written is not.
     private long _pingSentTicks;
 
-    // A flush the transport could not take at once (its buffer is full): writers wait for it, nobody else writes.
-    private Task? _pendingFlush;
-
-    private readonly DirectSender? _direct;
-
-    /// <param name="transport">The connection's pipes: frames are read from its input, and written to its output unless <paramref name="directSocket"/> is given.</param>
+    /// <param name="input">The bytes the client sends (Relay's own transport: a <see cref="SocketReader"/> over <paramref name="socket"/>).</param>
+    /// <param name="socket">The connection's socket: frames are sent to it directly.</param>
     /// <param name="subProtocol">The negotiated subprotocol.</param>
     /// <param name="abort">Ends the connection at once.</param>
     /// <param name="time">The clock for heartbeats.</param>
-    /// <param name="directSocket">The connection's socket, when the transport exposes it: sends then bypass the output pipe.</param>
-    public PipeWebSocket(IDuplexPipe transport, string? subProtocol, Action abort, TimeProvider time, System.Net.Sockets.Socket? directSocket = null)
+    public PipeWebSocket(PipeReader input, Socket socket, string? subProtocol, Action abort, TimeProvider time)
     {
-        _transport = transport;
-        _direct = directSocket is null ? null : new DirectSender(directSocket, _writeGate, abort);
+        _input = input;
+        _output = new DirectSender(socket, _writeGate, abort);
         SubProtocol = subProtocol;
         _abort = abort;
         _time = time;
@@ -78,7 +78,7 @@ internal sealed class PipeWebSocket : WebSocket
     /// <summary>
     /// Pings a quiet peer, and aborts one that has not answered a ping within an interval (a dead TCP peer never
     /// says so). Any frame from the peer, pong or data, shows it alive. A ping counts as sent only once it is in the
-    /// transport: while the transport is full (a reader behind on a busy channel) or its gate is busy, none is, nothing
+    /// socket's send buffer: while that is full (a reader behind on a busy channel) or its gate is busy, none is, nothing
     /// is outstanding, and the next sweep tries again; a reader that catches up is pinged then. A peer that never
     /// reads at all is not pinged: its send budget (<c>SendQueueBytes</c>) cuts it, and the kernel gives up on a dead one.
     /// </summary>
@@ -114,7 +114,7 @@ internal sealed class PipeWebSocket : WebSocket
 
     public override async ValueTask<ValueWebSocketReceiveResult> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        var input = _transport.Input;
+        var input = _input;
         var controlFrames = 0;
         while (true)
         {
@@ -231,236 +231,62 @@ internal sealed class PipeWebSocket : WebSocket
     }
 
     /// <summary>
-    /// Waits until the transport has input, without consuming or examining it: pass the result to
+    /// Waits until the client has sent something, without consuming or examining it: pass the result to
     /// <see cref="ReleaseInput"/>, then <see cref="ReceiveAsync(Memory{byte}, CancellationToken)"/> finds it at once.
-    /// Awaiting the pipe directly costs nothing per waiting connection, unlike an async receive.
+    /// Awaiting the reader directly costs nothing per waiting connection, unlike an async receive.
     /// </summary>
-    internal ValueTask<ReadResult> WaitForInputAsync() => _transport.Input.ReadAsync();
+    internal ValueTask<ReadResult> WaitForInputAsync() => _input.ReadAsync();
 
-    internal void ReleaseInput(ReadResult read) => _transport.Input.AdvanceTo(read.Buffer.Start);
+    internal void ReleaseInput(ReadResult read) => _input.AdvanceTo(read.Buffer.Start);
 
-    /// <summary>The gate every write to the transport goes through; hold it to call the <c>UnderGate</c> methods.</summary>
+    /// <summary>The gate every write to the socket goes through; hold it to call the <c>UnderGate</c> methods.</summary>
     internal Lock WriteGate => _writeGate;
 
-    /// <summary>
-    /// Bytes written but not yet with the kernel (under <see cref="WriteGate"/>): the direct sender's buffer and its
-    /// send in flight. Through the transport's pipe this is 0: the pipe takes frames only while its flush completes
-    /// at once, so it holds at most its pause threshold and one frame.
-    /// </summary>
-    internal long HeldBytesUnderGate => _direct?.HeldBytes ?? 0;
-
-    /// <summary>Whether a flush is waiting for the transport (read under <see cref="WriteGate"/>): write nothing until it ends.</summary>
-    internal bool FlushPending => _direct?.IsFull ?? _pendingFlush is not null;
-
-    /// <summary>
-    /// Takes what is written for a send to start after leaving <see cref="WriteGate"/> (direct sends only); on the
-    /// pipe this flushes at once and returns null.
-    /// </summary>
-    internal DirectSender.PendingSend? TakeFlushUnderGate()
-    {
-        if (_direct is null)
-        {
-            FlushUnderGate();
-            return null;
-        }
-
-        return _direct.TakeSend();
-    }
-
-    /// <summary>Gives send buffers back once the connection has been quiet for a few sweeps (the node's once-a-second sweep).</summary>
-    internal void TrimBuffers()
-    {
-        if (_direct is not null)
-        {
-            lock (_writeGate)
-            {
-                _direct.TrimIfQuiet();
-            }
-        }
-    }
+    /// <summary>Where frames go: the socket's send buffer, under <see cref="WriteGate"/>.</summary>
+    internal DirectSender Output => _output;
 
     /// <summary>Writes bytes as they are (the upgrade response) and sends them ahead of any frame.</summary>
     internal void SendRaw(ReadOnlySpan<byte> bytes)
     {
         lock (_writeGate)
         {
-            if (_direct is null)
-            {
-                _transport.Output.Write(bytes);
-            }
-            else
-            {
-                bytes.CopyTo(_direct.GetSpan(bytes.Length));
-                _direct.Advance(bytes.Length);
-            }
-
-            FlushUnderGate();
+            bytes.CopyTo(_output.GetSpan(bytes.Length));
+            _output.Advance(bytes.Length);
+            _output.Flush();
         }
     }
 
-    /// <summary>Writes one whole text frame into the transport (under <see cref="WriteGate"/>, with no flush pending).</summary>
+    /// <summary>Writes one whole text frame into the send buffer (under <see cref="WriteGate"/>, unless the buffer is full); the caller flushes.</summary>
     internal void WriteTextUnderGate(ReadOnlySpan<byte> payload) => WriteFrame(0x1, final: true, payload);
 
-    /// <summary>
-    /// Hands what was written to the transport (under <see cref="WriteGate"/>). Usually that completes at once and the
-    /// transport's own send loop coalesces it with whatever else is waiting; when the transport's buffer is full,
-    /// the flush finishes in the background and <see cref="FlushPending"/> stays true until it has.
-    /// </summary>
-    /// <returns>False when the transport is closed (the receive side sees the end and finishes the connection).</returns>
-    internal bool FlushUnderGate()
-    {
-        if (_direct is not null)
-        {
-            return _direct.Flush();
-        }
-
-        ValueTask<FlushResult> flush;
-        try
-        {
-            flush = _transport.Output.FlushAsync();
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-
-        if (flush.IsCompleted)
-        {
-            return ObserveFlush(flush);
-        }
-
-        var pending = AwaitFlushAsync(flush);
-        if (!pending.IsCompleted)
-        {
-            _pendingFlush = pending;
-        }
-
-        return true;
-    }
-
-    /// <summary>Completes when no flush is pending.</summary>
-    internal Task WhenFlushedAsync()
-    {
-        lock (_writeGate)
-        {
-            if (_direct is null)
-            {
-                return _pendingFlush ?? Task.CompletedTask;
-            }
-
-            if (!_direct.IsFull)
-            {
-                return Task.CompletedTask;
-            }
-
-            _direct.Flush();
-            return _direct.IsFull ? _direct.WhenProgressAsync() : Task.CompletedTask;
-        }
-    }
-
-    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush)
-    {
-        try
-        {
-            await flush.ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
-        {
-            // The connection failed; its receive loop ends it.
-        }
-        finally
-        {
-            lock (_writeGate)
-            {
-                _pendingFlush = null;
-            }
-        }
-    }
-
-    private static bool ObserveFlush(ValueTask<FlushResult> flush)
-    {
-        try
-        {
-            var result = flush.Result;
-            return !result.IsCompleted && !result.IsCanceled;
-        }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
-        {
-            // As above: the receive loop sees the failure and ends the connection.
-            return false;
-        }
-    }
-
-    /// <summary>Writes one frame and waits until the transport has taken it (the framework-style send).</summary>
+    /// <summary>Writes one frame and waits until the kernel has taken it (the framework-style send).</summary>
     private async ValueTask SendFrameAsync(int opcode, bool final, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        if (_direct is not null)
-        {
-            await SendFrameDirectAsync(opcode, final, payload, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
-        while (true)
-        {
-            Task? earlier;
-            Task? ours = null;
-            lock (_writeGate)
-            {
-                earlier = _pendingFlush;
-                if (earlier is null)
-                {
-                    WriteFrame(opcode, final, payload.Span);
-                    if (!FlushUnderGate())
-                    {
-                        throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
-                    }
-
-                    ours = _pendingFlush;
-                }
-            }
-
-            if (earlier is null)
-            {
-                if (ours is not null)
-                {
-                    await ours.WaitAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                return;
-            }
-
-            await earlier.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private async ValueTask SendFrameDirectAsync(int opcode, bool final, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
-    {
-        var direct = _direct!;
         var written = false;
         while (true)
         {
             Task wait;
             lock (_writeGate)
             {
-                if (direct.Failed)
+                if (_output.Failed)
                 {
                     throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "the connection closed while sending");
                 }
 
-                if (!written && !direct.IsFull)
+                if (!written && !_output.IsFull)
                 {
                     WriteFrame(opcode, final, payload.Span);
-                    direct.Flush();
+                    _output.Flush();
                     written = true;
                 }
 
                 // Like a framework send, complete once the bytes are with the kernel.
-                if (written && direct.IsIdle)
+                if (written && _output.IsIdle)
                 {
                     return;
                 }
 
-                wait = direct.WhenProgressAsync();
+                wait = _output.WhenProgressAsync();
             }
 
             await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -681,8 +507,8 @@ internal sealed class PipeWebSocket : WebSocket
         SendFrameAsync(opcode, final: true, payload, cancellationToken);
 
     /// <summary>
-    /// Writes a keep-alive ping if the transport takes it now: its gate free (the node's sweep never waits on a
-    /// connection) and no flush pending. False when it did not, or the transport has closed.
+    /// Writes a keep-alive ping if the socket's send buffer takes it now: its gate free (the node's sweep never waits on
+    /// a connection) and the buffer not full. False when it did not, or the socket has failed.
     /// </summary>
     private bool TrySendPing()
     {
@@ -693,18 +519,13 @@ internal sealed class PipeWebSocket : WebSocket
 
         try
         {
-            if (FlushPending || _direct is { Failed: true })
+            if (_output.IsFull || _output.Failed)
             {
                 return false;
             }
 
             WriteFrame(0x9, final: true, ReadOnlySpan<byte>.Empty);
-            return FlushUnderGate();
-        }
-        catch (InvalidOperationException)
-        {
-            // The transport closed under the ping; the receive side sees the end and finishes the connection.
-            return false;
+            return _output.Flush();
         }
         finally
         {
@@ -714,22 +535,13 @@ internal sealed class PipeWebSocket : WebSocket
 
     private void WriteFrame(int opcode, bool final, ReadOnlySpan<byte> payload)
     {
-        if (_direct is not null)
+        if (!_output.Failed)
         {
-            if (!_direct.Failed)
-            {
-                var frame = _direct.GetSpan(10 + payload.Length);
-                var length = WriteHeader(frame, opcode, final, payload.Length);
-                payload.CopyTo(frame[length..]);
-                _direct.Advance(length + payload.Length);
-            }
-
-            return;
+            var frame = _output.GetSpan(10 + payload.Length);
+            var length = WriteHeader(frame, opcode, final, payload.Length);
+            payload.CopyTo(frame[length..]);
+            _output.Advance(length + payload.Length);
         }
-
-        var output = _transport.Output;
-        output.Advance(WriteHeader(output.GetSpan(10), opcode, final, payload.Length));
-        output.Write(payload);
     }
 
     private static int WriteHeader(Span<byte> header, int opcode, bool final, int payloadLength)

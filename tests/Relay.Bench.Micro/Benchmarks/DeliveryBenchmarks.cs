@@ -6,10 +6,11 @@ namespace Relay.Bench.Micro.Benchmarks;
 /// <summary>
 /// One message delivered to N local subscribers of one channel through the node's real path: routing's hand-off →
 /// fan-out (interest table) → the node → local subscriptions → each real <c>RealtimeConnection</c> over a
-/// <c>PipeWebSocket</c> whose output is an in-memory pipe (the path with <c>DirectSocketSends</c> off). An operation
-/// ends when every subscriber's frame has been flushed and read out of its pipe, so it includes the deferred flush on
-/// the thread pool. One operation is one message, i.e. <see cref="Subscribers"/> deliveries: the ns/delivery and
-/// B/delivery columns divide by it.
+/// <c>PipeWebSocket</c> and <c>SocketFrameSender</c>, sending straight to its socket as on Relay's own transport: one
+/// end of a Unix-domain socket pair, read at the other end. An operation ends when every subscriber's frame has been
+/// received there, so it includes the deferred flush on the thread pool and the kernel's send and receive. One
+/// operation is one message, i.e. <see cref="Subscribers"/> deliveries: the ns/delivery and B/delivery columns divide
+/// by it. At most 1,000 subscribers: each needs two file descriptors, and this machine allows 20,000 per process.
 /// </summary>
 [MemoryDiagnoser]
 public class DeliveryBenchmarks
@@ -18,7 +19,7 @@ public class DeliveryBenchmarks
     private MessageRing _ring = null!;
     private long _seq;
 
-    [Params(1, 100, 10_000)]
+    [Params(1, 100, 1_000)]
     public int Subscribers { get; set; }
 
     [GlobalSetup]
@@ -42,38 +43,4 @@ public class DeliveryBenchmarks
     /// <summary>A new message each time: allocating it and encoding its frame once, whatever the subscriber count.</summary>
     [Benchmark]
     public long DeliverNewMessage() => _rig.Deliver(DeliveryRig.NewMessage(++_seq, "epoch-new"));
-}
-
-/// <summary>
-/// As <see cref="DeliveryBenchmarks"/>, but each connection sends straight to its socket (<c>DirectSender</c>, the
-/// production default): one end of a Unix-domain socket pair, read at the other end. An operation ends when every
-/// subscriber's frame has been received there, so it includes the kernel's send and receive. At most 1,000
-/// subscribers: each needs two file descriptors, and this machine allows 20,000 per process.
-/// </summary>
-[MemoryDiagnoser]
-public class DeliverySocketBenchmarks
-{
-    private DeliveryRig _rig = null!;
-    private MessageRing _ring = null!;
-
-    [Params(1, 100, 1_000)]
-    public int Subscribers { get; set; }
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _rig = new DeliveryRig(Subscribers, transport: RigTransport.Socket);
-        _ring = new MessageRing();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup() => _rig.Dispose();
-
-    /// <summary>Steady state, as <see cref="DeliveryBenchmarks.Deliver"/>. Budget: 0 B.</summary>
-    [Benchmark(Baseline = true)]
-    public long Deliver() => _rig.Deliver(_ring.Next());
-
-    /// <summary>As <see cref="DeliveryBenchmarks.DeliverInBurst"/>.</summary>
-    [Benchmark]
-    public long DeliverInBurst() => _rig.DeliverInBurst(_ring.Next());
 }

@@ -17,41 +17,31 @@ using Relay.FanOut;
 using Relay.FanOut.Interest;
 using Relay.Ingress;
 using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Bench.Micro.Delivery;
-
-/// <summary>How a rig's connections send: what the lean WebSocket writes to.</summary>
-internal enum RigTransport
-{
-    /// <summary>The transport's output pipe, an in-memory <see cref="Pipe"/> (as with <c>DirectSocketSends</c> off).</summary>
-    Pipe,
-
-    /// <summary>
-    /// Straight to the connection's socket (<see cref="DirectSender"/>, the default in production): one end of a
-    /// Unix-domain socket pair, the other end read by the rig. Two file descriptors per connection.
-    /// </summary>
-    Socket,
-}
 
 /// <summary>
 /// The per-delivery path of one ingress node, wired as the standalone host wires it but without a network:
 /// <c>IRelayBus.PublishSequencedAsync</c> (routing's hand-off) → <see cref="FanOutService"/> and its
 /// <see cref="InterestTable"/> → <see cref="InMemoryBus"/> → <see cref="IngressNode.OnDeliverAsync"/> →
 /// <see cref="LocalSubscriptions"/> → each <see cref="Subscription"/> → each real <see cref="RealtimeConnection"/>,
-/// which writes the frame into its transport (or queues it on its <see cref="SendQueue{T}"/>) and has it flushed.
+/// whose <see cref="SocketFrameSender"/> writes the frame into its socket's send buffer (or queues it on its backlog)
+/// and has it flushed.
 /// </summary>
 /// <remarks>
-/// Every connection is the real <see cref="RealtimeConnection"/> over a real <see cref="PipeWebSocket"/> whose input
-/// is an in-memory <see cref="Pipe"/> and whose output is another pipe or a local socket (<see cref="RigTransport"/>);
-/// the pipes take their memory from Kestrel's own block pool. A drain loop per connection reads what it sends and
-/// counts whole WebSocket frames (on a pipe inline, on the flushing thread). <see cref="Deliver(RelayMessage)"/>
-/// publishes and returns once every connection's frame is out: read out of its transport, or, when the connections are
-/// not run (no receive or write loop), taken off its send queue on the calling thread as its write loop's
-/// <c>TryRead</c> would. So the rig does not depend on what a connection does with a frame (queue it, write it at once,
-/// flush it now or later, on this thread or another). Work that stays on the delivering thread shows in
-/// <c>GC.GetAllocatedBytesForCurrentThread</c>; work that hops threads only in <c>GC.GetTotalAllocatedBytes</c>.
+/// Every connection is a <see cref="RigConnection"/>: the real <see cref="RealtimeConnection"/> over a real
+/// <see cref="PipeWebSocket"/> and <see cref="SocketFrameSender"/>, as Relay's own transport serves it, its input an
+/// in-memory <see cref="Pipe"/> from Kestrel's own block pool (the rig sends no requests), its output one end of a
+/// Unix-domain socket pair, whose other end a drain loop reads, counting whole WebSocket frames.
+/// <see cref="Deliver(RelayMessage)"/> publishes and returns once every connection's frame is out: read at the other
+/// end of its socket, or, when the connections are not run (no receive loop), taken off its backlog on the calling
+/// thread as the write loop's <c>TryRead</c> would. So the rig does not depend on what a connection does with a frame
+/// (queue it, write it at once, flush it now or later, on this thread or another). Work that stays on the delivering
+/// thread shows in <c>GC.GetAllocatedBytesForCurrentThread</c>; work that hops threads only in
+/// <c>GC.GetTotalAllocatedBytes</c>.
 /// </remarks>
 internal sealed class DeliveryRig : IDisposable
 {
@@ -73,8 +63,8 @@ internal sealed class DeliveryRig : IDisposable
     private readonly List<Task> _runs = [];
     private readonly DeliveryBatch _burst = new(TimeProvider.System);
     private readonly bool _runConnections;
-    private readonly Socket? _listener;
-    private readonly string? _socketPath;
+    private readonly Socket _listener;
+    private readonly string _socketPath;
     private long _framesDrained;
     private long _framesTaken;
     private long _framesExpected;
@@ -82,9 +72,8 @@ internal sealed class DeliveryRig : IDisposable
 
     /// <param name="channelSubscribers">Connections subscribed to <see cref="Channel"/> itself.</param>
     /// <param name="patternSubscribers">Further connections subscribed to patterns matching it (<c>bench:room/+</c>, <c>bench:room/#</c> alternately).</param>
-    /// <param name="runConnections">Whether the connections run (<c>RunAsync</c>: receive and write loops).</param>
-    /// <param name="transport">What the connections send to.</param>
-    public DeliveryRig(int channelSubscribers, int patternSubscribers = 0, bool runConnections = false, RigTransport transport = RigTransport.Pipe)
+    /// <param name="runConnections">Whether the connections run (<c>RunAsync</c>: the receive loop).</param>
+    public DeliveryRig(int channelSubscribers, int patternSubscribers = 0, bool runConnections = false)
     {
         _runConnections = runConnections;
         var options = Options.Create(new IngressOptions { NodeId = "bench-node" });
@@ -97,13 +86,8 @@ internal sealed class DeliveryRig : IDisposable
         _fanOutRegistration = _bus.ServeFanOut(FanOut);
         _nodeRegistration = _bus.ServeNode(Node.NodeId, Node);
 
-        if (transport == RigTransport.Socket)
-        {
-            _socketPath = Path.Combine(Path.GetTempPath(), $"relay-bench-{Guid.NewGuid():N}.sock");
-            _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            _listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
-            _listener.Listen(64);
-        }
+        _socketPath = NewSocketPath();
+        _listener = Listen(_socketPath);
 
         var principal = new RelayPrincipal(App, "bench-key", ClientId: null, Capabilities.AllowAll, ExpiresAt: null);
         for (var i = 0; i < channelSubscribers + patternSubscribers; i++)
@@ -140,7 +124,7 @@ internal sealed class DeliveryRig : IDisposable
     /// <summary>How many connections (subscribers) the rig has.</summary>
     public int Connections => _connections.Count;
 
-    /// <summary>WebSocket frames the drain loops have read from the connections' transports.</summary>
+    /// <summary>WebSocket frames the drain loops have read from the connections' sockets.</summary>
     public long FramesDrained => Volatile.Read(ref _framesDrained);
 
     /// <summary>A message of <see cref="Channel"/>, not yet encoded; about 100 bytes of JSON payload.</summary>
@@ -175,8 +159,8 @@ internal sealed class DeliveryRig : IDisposable
 
     /// <summary>
     /// Publishes <paramref name="message"/> and returns once every connection's frame of it has been taken: read off
-    /// its send queue here (connections not run, as the write loop's <c>TryRead</c> would), or read out of its pipe by
-    /// the drain loop (whoever wrote it there). Returns how many frames that was; allocates nothing itself.
+    /// its backlog here (connections not run, as the write loop's <c>TryRead</c> would), or read at the other end of
+    /// its socket by the drain loop (whoever sent it). Returns how many frames that was; allocates nothing itself.
     /// </summary>
     public long Deliver(RelayMessage message) => Deliver(message, null, inBurst: false);
 
@@ -186,7 +170,7 @@ internal sealed class DeliveryRig : IDisposable
     /// </summary>
     public long DeliverInBurst(RelayMessage message) => Deliver(message, null, inBurst: true);
 
-    /// <summary>As <see cref="Deliver(RelayMessage)"/>, adding the frames read off the send queues to <paramref name="queued"/>.</summary>
+    /// <summary>As <see cref="Deliver(RelayMessage)"/>, adding the frames read off the backlogs to <paramref name="queued"/>.</summary>
     public long Deliver(RelayMessage message, List<ReadOnlyMemory<byte>>? queued, bool inBurst = false)
     {
         if (inBurst)
@@ -244,7 +228,7 @@ internal sealed class DeliveryRig : IDisposable
             spinner.SpinOnce(sleep1Threshold: -1);
             if (spinner.Count % 1024 == 0 && Environment.TickCount64 > deadline)
             {
-                throw new TimeoutException($"the connections' transports carried {FramesDrained} of {frames} frames in 60 s (connections cut as slow consumers: {Node.SlowConsumerDisconnects})");
+                throw new TimeoutException($"the connections' sockets carried {FramesDrained} of {frames} frames in 60 s (connections cut as slow consumers: {Node.SlowConsumerDisconnects})");
             }
         }
 
@@ -263,7 +247,7 @@ internal sealed class DeliveryRig : IDisposable
 
         foreach (var connection in _connections)
         {
-            // The client goes away: the receive loop ends, the connection completes its queue and its write loop.
+            // The client goes away: the receive loop ends, the connection drains its sender.
             connection.CloseInput();
         }
 
@@ -274,11 +258,8 @@ internal sealed class DeliveryRig : IDisposable
         }
 
         Task.WaitAll([.. _drains], TimeSpan.FromSeconds(30));
-        _listener?.Dispose();
-        if (_socketPath is not null)
-        {
-            File.Delete(_socketPath);
-        }
+        _listener.Dispose();
+        File.Delete(_socketPath);
 
         _nodeRegistration.Dispose();
         _fanOutRegistration.Dispose();
@@ -289,6 +270,18 @@ internal sealed class DeliveryRig : IDisposable
 
     /// <summary>A memory pool from Kestrel's own factory: the pool a socket transport's pipes get.</summary>
     public static MemoryPool<byte> NewPool() => KestrelPools.Value.Create(new MemoryPoolOptions { Owner = "relay-bench-micro" });
+
+    /// <summary>A fresh path for a listening Unix-domain socket.</summary>
+    public static string NewSocketPath() => Path.Combine(Path.GetTempPath(), $"relay-bench-{Guid.NewGuid():N}.sock");
+
+    /// <summary>A Unix-domain socket listening at <paramref name="path"/>, whose accepted ends the rigs' connections send to.</summary>
+    public static Socket Listen(string path)
+    {
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(64);
+        return listener;
+    }
 
     private static IMemoryPoolFactory<byte> CreateKestrelPools()
     {

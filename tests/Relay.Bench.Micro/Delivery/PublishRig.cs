@@ -44,8 +44,8 @@ internal sealed class PublishRig : IDisposable
     private readonly List<RigConnection> _subscribers = [];
     private readonly List<Subscription> _subscriptions = [];
     private readonly List<Task> _tasks = [];
-    private readonly Socket? _listener;
-    private readonly string? _socketPath;
+    private readonly Socket _listener;
+    private readonly string _socketPath;
     private readonly byte[] _burst;
     private readonly int _burstSize;
     private readonly ManualResetEventSlim _done = new(initialState: false, spinCount: 1);
@@ -57,8 +57,7 @@ internal sealed class PublishRig : IDisposable
     /// <param name="subscribers">Connections subscribed to <see cref="Channel"/>.</param>
     /// <param name="burstSize">Publishes per client write (the load generator's window).</param>
     /// <param name="payloadBytes">Size of each publish's <c>data</c> (a JSON string).</param>
-    /// <param name="transport">What the connections send to.</param>
-    public PublishRig(int subscribers, int burstSize = 64, int payloadBytes = 100, RigTransport transport = RigTransport.Socket)
+    public PublishRig(int subscribers, int burstSize = 64, int payloadBytes = 100)
     {
         var options = Options.Create(new IngressOptions
         {
@@ -76,13 +75,8 @@ internal sealed class PublishRig : IDisposable
         // once-a-second sweep, routing's idle sweep) are not part of a publish.
         _registrations = [_bus.ServeRouting(_routing), _bus.ServeFanOut(fanOut), _bus.ServeNode(_node.NodeId, _node)];
 
-        if (transport == RigTransport.Socket)
-        {
-            _socketPath = Path.Combine(Path.GetTempPath(), $"relay-bench-{Guid.NewGuid():N}.sock");
-            _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            _listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
-            _listener.Listen(64);
-        }
+        _socketPath = DeliveryRig.NewSocketPath();
+        _listener = DeliveryRig.Listen(_socketPath);
 
         var principal = new RelayPrincipal(App, "bench-key", ClientId: "publisher", Capabilities.AllowAll, ExpiresAt: null);
         _publisher = new RigConnection(_node, principal, _pool, _listener);
@@ -107,7 +101,7 @@ internal sealed class PublishRig : IDisposable
             _tasks.Add(subscriber.DrainAsync(OnDeliveries, static () => null));
         }
 
-        // Every connection runs (receive and write loops).
+        // Every connection runs (its receive loop; a write loop starts only if a backlog forms).
         _tasks.Add(_publisher.Realtime.RunAsync());
         foreach (var subscriber in _subscribers)
         {
@@ -152,7 +146,7 @@ internal sealed class PublishRig : IDisposable
             Wait(_node.RemoveSubscriptionAsync(subscription));
         }
 
-        // The clients go away: the receive loops end, the connections complete their queues and write loops.
+        // The clients go away: the receive loops end, the connections drain their senders.
         _publisher.CloseInput();
         foreach (var subscriber in _subscribers)
         {
@@ -167,11 +161,8 @@ internal sealed class PublishRig : IDisposable
         }
 
         Task.WaitAll([.. _tasks.Take(1 + _subscribers.Count)], TimeSpan.FromSeconds(30));
-        _listener?.Dispose();
-        if (_socketPath is not null)
-        {
-            File.Delete(_socketPath);
-        }
+        _listener.Dispose();
+        File.Delete(_socketPath);
 
         foreach (var registration in _registrations)
         {

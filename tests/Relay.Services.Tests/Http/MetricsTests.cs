@@ -11,10 +11,10 @@ namespace Relay.Services.Tests.Http;
 /// <summary>The ingress meter as Prometheus scrapes it from <c>/metrics</c>: each test runs its own server, so counts are exact.</summary>
 public sealed class MetricsTests
 {
-    private static async Task<RelayServer> StartAsync(bool lean = true, Dictionary<string, string?>? settings = null)
+    private static async Task<RelayServer> StartAsync(bool ownTransport = true, Dictionary<string, string?>? settings = null)
     {
         settings ??= [];
-        settings["Relay:Ingress:LeanWebSockets"] = lean ? "true" : "false";
+        settings["Relay:Ingress:OwnTransport"] = ownTransport ? "true" : "false";
         return await RelayServer.StartAsync(settings);
     }
 
@@ -71,9 +71,9 @@ public sealed class MetricsTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task WebSocketSubscriber_AfterThreePublishes_EveryIngressCounterMoved(bool lean)
+    public async Task WebSocketSubscriber_AfterThreePublishes_EveryIngressCounterMoved(bool ownTransport)
     {
-        await using var server = await StartAsync(lean);
+        await using var server = await StartAsync(ownTransport);
         using var http = Client(server);
         await using var socket = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await socket.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "metered" });
@@ -160,9 +160,9 @@ public sealed class MetricsTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task StalledReader_BacklogShowsInQueuedMessages_AndLeavesWithTheConnection(bool lean)
+    public async Task StalledReader_BacklogShowsInQueuedMessages_AndLeavesWithTheConnection(bool ownTransport)
     {
-        await using var server = await StartAsync(lean, new()
+        await using var server = await StartAsync(ownTransport, new()
         {
             // Room for the whole backlog (no slow-consumer cut), and a quick close once the reader is gone.
             ["Relay:Ingress:SendQueueBytes"] = "268435456",

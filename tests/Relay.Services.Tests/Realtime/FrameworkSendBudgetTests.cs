@@ -4,5 +4,5 @@ namespace Relay.Services.Tests.Realtime;
 [Collection(nameof(LimitsTests))]
 public sealed class FrameworkSendBudgetTests : SendBudgetSpec
 {
-    protected override void Configure(Dictionary<string, string?> settings) => settings["Relay:Ingress:LeanWebSockets"] = "false";
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Relay:Ingress:OwnTransport"] = "false";
 }

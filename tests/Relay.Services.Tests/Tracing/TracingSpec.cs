@@ -19,7 +19,7 @@ public abstract class TracingSpec : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _receiver = await OtlpReceiver.StartAsync();
-        _server = await StartServerAsync(lean: true);
+        _server = await StartServerAsync(ownTransport: true);
     }
 
     public async Task DisposeAsync()
@@ -60,11 +60,11 @@ public abstract class TracingSpec : IAsyncLifetime
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task RealtimePublish_WithTraceparent_ProducesThatTraceThroughEveryHop(bool lean)
+    public async Task RealtimePublish_WithTraceparent_ProducesThatTraceThroughEveryHop(bool ownTransport)
     {
-        // Lean: the connection is Relay's own; not lean: it is an ASP.NET Core request whose span stays current for the
-        // connection's life, and the frame's traceparent must win over it.
-        await using var owned = lean ? null : await StartServerAsync(lean: false);
+        // Own transport: the connection is Relay's own; otherwise it is an ASP.NET Core request whose span stays current
+        // for the connection's life, and the frame's traceparent must win over it.
+        await using var owned = ownTransport ? null : await StartServerAsync(ownTransport: false);
         var server = owned ?? _server;
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "traced-ws" });
@@ -129,7 +129,7 @@ public abstract class TracingSpec : IAsyncLifetime
         Assert.Contains(_receiver.MetricExports, body => body.AsSpan().IndexOf("relay-tracing-test"u8) >= 0);
     }
 
-    private async Task<RelayServer> StartServerAsync(bool lean)
+    private async Task<RelayServer> StartServerAsync(bool ownTransport)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -137,7 +137,7 @@ public abstract class TracingSpec : IAsyncLifetime
             ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
             ["OTEL_METRIC_EXPORT_INTERVAL"] = "200",
             ["OTEL_SERVICE_NAME"] = "relay-tracing-test",
-            ["Relay:Ingress:LeanWebSockets"] = lean ? "true" : "false",
+            ["Relay:Ingress:OwnTransport"] = ownTransport ? "true" : "false",
         };
         ConfigureBus(settings);
         return await RelayServer.StartAsync(settings);

@@ -3,14 +3,14 @@ using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
 
-/// <summary>With the connection-level server off, realtime goes through ASP.NET Core's WebSocket middleware and behaves the same.</summary>
+/// <summary>With Relay's own transport off, realtime goes through ASP.NET Core's WebSocket and behaves the same.</summary>
 public abstract class FrameworkWebSocketSpec : IAsyncLifetime
 {
     private RelayServer _server = null!;
 
     public async Task InitializeAsync()
     {
-        var settings = new Dictionary<string, string?> { ["Relay:Ingress:LeanWebSockets"] = "false" };
+        var settings = new Dictionary<string, string?> { ["Relay:Ingress:OwnTransport"] = "false" };
         ConfigureBus(settings);
         _server = await RelayServer.StartAsync(settings);
     }
@@ -23,7 +23,7 @@ public abstract class FrameworkWebSocketSpec : IAsyncLifetime
     }
 
     [Fact]
-    public async Task PublishSubscribe_AndRefusedUpgrade_WorkWithoutTheLeanServer()
+    public async Task PublishSubscribe_AndRefusedUpgrade_WorkWithoutTheOwnTransport()
     {
         await using var subscriber = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key), "relay.v1.json");
         Assert.Equal("relay.v1.json", subscriber.Socket.SubProtocol);

@@ -1,9 +1,9 @@
 namespace Relay.Services.Tests.WebSockets;
 
-/// <summary>ASP.NET Core's WebSocket middleware (lean WebSockets off): the framework's answers, which the lean paths match.</summary>
+/// <summary>ASP.NET Core's WebSocket (Relay's own transport off): the framework's answers, which Relay's WebSocket matches.</summary>
 public sealed class WebSocketWireFrameworkTests : WebSocketWireSpec
 {
-    protected override void Configure(IDictionary<string, string?> settings) => settings["Relay:Ingress:LeanWebSockets"] = "false";
+    protected override void Configure(IDictionary<string, string?> settings) => settings["Relay:Ingress:OwnTransport"] = "false";
 
     /// <summary>The framework's WebSocket fails the connection too (RFC 6455 §8.1), but says 1002 rather than 1007.</summary>
     protected override int InvalidUtf8CloseStatus => 1002;

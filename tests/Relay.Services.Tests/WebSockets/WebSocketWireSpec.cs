@@ -4,14 +4,14 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using Relay.Ingress.WebSockets;
+using Relay.Ingress.Realtime;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
 
 /// <summary>
 /// RFC 6455 as hostile or careless clients speak it, byte by byte over raw sockets, on each way Relay serves an upgrade:
-/// its own transport (at accept), the connection middleware, and ASP.NET Core's WebSocket middleware.
+/// its own transport (at accept) and ASP.NET Core's WebSocket.
 /// </summary>
 public abstract class WebSocketWireSpec : IAsyncLifetime
 {
@@ -245,7 +245,7 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
     [Fact]
     public async Task ClientSilentPastTheFirstBytesWaits_IsStillServed()
     {
-        // Past the wait at accept and the connection middleware's: the connection has been handed on, and still works.
+        // Past the wait at accept: the connection has been handed to Kestrel, and still works.
         await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
         await Task.Delay(RealtimeListenerFactory.FirstBytesWait * 3);
         await connection.SendAsync(RawConnection.UpgradeRequest());

@@ -5,13 +5,13 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Relay.Ingress.WebSockets;
+using Relay.Ingress.Realtime;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.WebSockets;
 
-/// <summary>The connection-level WebSocket server, spoken to byte by byte where a framework client would hide the protocol.</summary>
-public abstract class LeanWebSocketSpec : IAsyncLifetime
+/// <summary>Relay's WebSocket on its own transport, spoken to byte by byte where a framework client would hide the protocol.</summary>
+public abstract class PipeWebSocketSpec : IAsyncLifetime
 {
     private RelayServer _server = null!;
 

@@ -11,8 +11,10 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Sending;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Realtime;
 
 /// <summary>
 /// Kestrel's transport for TCP endpoints, with one difference: a connection whose first bytes are a complete,
@@ -48,7 +50,7 @@ internal sealed partial class RealtimeListenerFactory(
     internal long Handed => Interlocked.Read(ref _handed);
 
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint && ingressOptions.Value is { LeanWebSockets: true, DirectSocketSends: true, OwnTransport: true };
+        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true };
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -99,6 +101,8 @@ internal sealed partial class RealtimeListenerFactory(
         private readonly CancellationTokenSource _stopping = new();
         private readonly ILogger _logger;
         private readonly IRelayAuthenticator _authenticator;
+        private readonly IngressNode _node;
+        private readonly ILogger<RealtimeConnection> _connectionLogger;
         private readonly ConnectionGate _gate;
         private volatile CancellationTokenSource _firstBytes = new();
         private readonly Task _accepting;
@@ -112,6 +116,10 @@ internal sealed partial class RealtimeListenerFactory(
             _noDelay = noDelay;
             _logger = factory._loggers.CreateLogger<RealtimeListenerFactory>();
             _authenticator = factory._services.GetRequiredService<IRelayAuthenticator>();
+            _node = factory._services.GetRequiredService<IngressNode>();
+
+            // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
+            _connectionLogger = factory._services.GetRequiredService<ILogger<RealtimeConnection>>();
             _gate = factory._services.GetRequiredService<ConnectionGate>();
             EndPoint = socket.LocalEndPoint!;
             _accepting = AcceptLoopAsync();
@@ -299,9 +307,12 @@ internal sealed partial class RealtimeListenerFactory(
 
                 Interlocked.Increment(ref _factory._taken);
                 var transport = new BareSocketTransport(socket);
+                PipeWebSocket? webSocket = null;
                 try
                 {
-                    await RealtimeHandshake.ServeAsync(transport, socket, transport.Abort, accepted.Value, _factory._services).ConfigureAwait(false);
+                    // Relay's WebSocket on the bare socket: frames read through SocketReader, sent by a SocketFrameSender.
+                    webSocket = new PipeWebSocket(transport.Input, socket, accepted.Value.SubProtocol, transport.Abort, _node.Time);
+                    await ServeAsync(webSocket, accepted.Value).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -309,6 +320,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 finally
                 {
+                    webSocket?.Dispose();
                     transport.Close();
                 }
             }
@@ -319,6 +331,18 @@ internal sealed partial class RealtimeListenerFactory(
                     _gate.Exit();
                 }
             }
+        }
+
+        /// <summary>
+        /// Answers the upgrade and serves the connection until it ends. Not async: the accept loop's own frame is the only
+        /// one that waits for the connection's end (each async frame is held for the connection's whole life).
+        /// </summary>
+        private Task ServeAsync(PipeWebSocket webSocket, RealtimeHandshake.Accepted accepted)
+        {
+            webSocket.SendRaw(accepted.Response);
+            var options = _node.Options;
+            var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
+            return new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
         }
 
         /// <summary>
@@ -408,14 +432,12 @@ internal sealed partial class RealtimeListenerFactory(
         }
     }
 
-    /// <summary>A realtime connection's transport on its bare socket: reads through <see cref="SocketReader"/>, sends go to the socket directly.</summary>
-    private sealed class BareSocketTransport(Socket socket) : IDuplexPipe
+    /// <summary>A realtime connection's bare socket: reads through <see cref="SocketReader"/> (sends go to the socket directly).</summary>
+    private sealed class BareSocketTransport(Socket socket)
     {
         private readonly SocketReader _input = new(socket);
 
         public PipeReader Input => _input;
-
-        public PipeWriter Output => throw new NotSupportedException("a realtime connection on its bare socket sends to the socket directly");
 
         /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
         public void Abort()

@@ -1,6 +1,6 @@
-using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
 
-namespace Relay.Services.Tests.Realtime;
+namespace Relay.Services.Tests.Sending;
 
 /// <summary>The sweep counter behind both per-connection buffer trims (DirectSender's send buffer, SendQueue's ring).</summary>
 public sealed class QuietSweepsTests

@@ -1,21 +1,16 @@
 using System.Buffers;
-using System.IO.Pipelines;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Relay.Auth;
-using Relay.Ingress.Realtime;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Realtime;
 
 /// <summary>
-/// The realtime WebSocket upgrade as Relay reads it from raw bytes, shared by the connection middleware (on Kestrel's
-/// connections) and <see cref="RealtimeListenerFactory"/> (on sockets Kestrel never sees): find the request head, accept
-/// only an authorised <c>GET /v1/realtime</c> upgrade, then serve it on a <see cref="PipeWebSocket"/>. Anything else is
-/// left to Kestrel, where the normal endpoint answers it (with the HTTP API's status and JSON error body).
+/// The realtime WebSocket upgrade as Relay's own transport (<see cref="RealtimeListenerFactory"/>) reads it from the
+/// first bytes of a socket Kestrel never sees: find the request head and accept only an authorised
+/// <c>GET /v1/realtime</c> upgrade, with the 101 response to send. Anything else is left to Kestrel, where the normal
+/// endpoint answers it (with the HTTP API's status and JSON error body) or serves it on ASP.NET Core's WebSocket.
 /// </summary>
 internal static class RealtimeHandshake
 {
@@ -63,24 +58,6 @@ internal static class RealtimeHandshake
         var response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
             + (upgrade.SubProtocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + upgrade.SubProtocol + "\r\n") + "\r\n";
         return new Accepted(auth.Principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response));
-    }
-
-    /// <summary>
-    /// Answers the upgrade and serves the connection until it ends.
-    /// </summary>
-    /// <param name="transport">Frames are read from its input (and written to its output when there is no <paramref name="direct"/> socket).</param>
-    /// <param name="direct">The socket sends go to, bypassing the output pipe.</param>
-    /// <param name="abort">Ends the connection at once.</param>
-    public static Task ServeAsync(IDuplexPipe transport, Socket? direct, Action abort, Accepted accepted, IServiceProvider services)
-    {
-        var node = services.GetRequiredService<IngressNode>();
-        var socket = new PipeWebSocket(transport, accepted.SubProtocol, abort, node.Time, direct);
-        socket.SendRaw(accepted.Response);
-        // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
-        var logger = services.GetRequiredService<ILogger<RealtimeConnection>>();
-
-        // The connection owns the WebSocket and disposes it when it ends.
-        return new RealtimeConnection(socket, accepted.Principal, node, services.GetRequiredService<IRelayAuthenticator>(), logger).RunAsync();
     }
 
     /// <summary>

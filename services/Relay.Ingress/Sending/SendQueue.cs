@@ -1,6 +1,6 @@
 using System.Threading.Tasks.Sources;
 
-namespace Relay.Ingress.Realtime;
+namespace Relay.Ingress.Sending;
 
 /// <summary>
 /// A connection's outbound queue, bounded in bytes: many writers (deliveries), one reader (the write loop). A writer

@@ -1,83 +1,4 @@
-namespace Relay.Ingress.Realtime;
-
-/// <summary>Something written into but not yet flushed.</summary>
-internal interface IFlushTarget
-{
-    void Flush();
-}
-
-/// <summary>
-/// Defers flushes: a delivery writes its frame into the connection's transport and asks for a flush here; one
-/// thread-pool work item then flushes every connection that asked, once each. Frames that reach a connection before
-/// its turn go out in the same send, so under load each socket write carries many messages, and nothing waits on
-/// a timer. The two lists are swapped, never reallocated, so scheduling allocates nothing in steady state.
-/// </summary>
-internal sealed class FlushScheduler : IThreadPoolWorkItem
-{
-    private readonly Lock _gate = new();
-    private List<IFlushTarget> _waiting = new(256);
-    private List<IFlushTarget> _flushing = new(256);
-    private bool _scheduled;
-
-    /// <summary>
-    /// Asks for one flush of <paramref name="target"/> now; the caller makes sure it asks once per write burst (and
-    /// hands the request to the current <see cref="DeliveryBatch"/> instead while there is one: see its rule).
-    /// </summary>
-    public void Schedule(IFlushTarget target)
-    {
-        bool start;
-        lock (_gate)
-        {
-            _waiting.Add(target);
-            start = !_scheduled;
-            _scheduled = true;
-        }
-
-        if (start)
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
-        }
-    }
-
-    void IThreadPoolWorkItem.Execute()
-    {
-        while (true)
-        {
-            List<IFlushTarget> batch;
-            lock (_gate)
-            {
-                if (_waiting.Count == 0)
-                {
-                    _scheduled = false;
-                    return;
-                }
-
-                batch = _waiting;
-                _waiting = _flushing;
-                _flushing = batch;
-            }
-
-            foreach (var target in batch)
-            {
-                try
-                {
-                    target.Flush();
-                }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
-                {
-                    // That connection is failing; its own loops see it and end it. The others still get their flush.
-                }
-            }
-
-            batch.Clear();
-            if (batch.Capacity > 16 * 1024 && batch.Count == 0)
-            {
-                // A burst to many connections is over: let the big list go.
-                batch.Capacity = 256;
-            }
-        }
-    }
-}
+namespace Relay.Ingress.Sending;
 
 /// <summary>
 /// The flushes asked for while one connection's requests are handled (a publisher's burst): every subscriber gets all
@@ -121,12 +42,27 @@ internal sealed class DeliveryBatch(TimeProvider time)
     private long _inputSinceTicks;
     private int _work;
 
-    public static DeliveryBatch? Current => t_current;
-
     public int Count => _deferred?.Count ?? 0;
 
     /// <summary>Whether the batch must end now by the rule above: <see cref="MaxWork"/> done, or <see cref="MaxDelay"/> on input.</summary>
     public bool IsDue => _deferred is not null && (_work >= MaxWork || time.GetElapsedTime(_inputSinceTicks) >= MaxDelay);
+
+    /// <summary>
+    /// The flush policy, the one place it is decided: asks for <paramref name="target"/>'s flush (once per write burst,
+    /// the caller sees to that). While a batch is current on this thread (another connection's request is being
+    /// handled), the flush waits for that batch's end by the rule above; otherwise <paramref name="scheduler"/> gets it now.
+    /// </summary>
+    public static void RequestFlush(FlushScheduler scheduler, IFlushTarget target)
+    {
+        if (t_current is { } batch)
+        {
+            batch.Defer(scheduler, target);
+        }
+        else
+        {
+            scheduler.Schedule(target);
+        }
+    }
 
     /// <summary>Makes this batch current on this thread until <see cref="Leave"/>.</summary>
     public void Enter() => t_current = this;
@@ -153,7 +89,7 @@ internal sealed class DeliveryBatch(TimeProvider time)
     }
 
     /// <summary>Holds <paramref name="target"/>'s flush until the batch ends (see the rule above).</summary>
-    public void Defer(FlushScheduler scheduler, IFlushTarget target)
+    private void Defer(FlushScheduler scheduler, IFlushTarget target)
     {
         if (_deferred is null)
         {

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Realtime;
+namespace Relay.Ingress.Sending;
 
 /// <summary>
 /// Counts the node's once-a-second sweeps in a row that found a connection's buffer unused, so the buffer goes back

@@ -1,0 +1,7 @@
+namespace Relay.Ingress.Sending;
+
+/// <summary>Something written into but not yet flushed.</summary>
+internal interface IFlushTarget
+{
+    void Flush();
+}

@@ -1,3 +1,0 @@
-namespace Relay.Services.Tests.WebSockets;
-
-public sealed class LeanWebSocketTests : LeanWebSocketSpec;

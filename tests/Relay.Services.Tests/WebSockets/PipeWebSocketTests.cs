@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.WebSockets;
+
+public sealed class PipeWebSocketTests : PipeWebSocketSpec;
