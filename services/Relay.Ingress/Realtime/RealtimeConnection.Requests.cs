@@ -241,13 +241,20 @@ internal sealed partial class RealtimeConnection
 
         foreach (var channel in entered)
         {
+            // A leave the bus did not take (Redis down, routing not answering) is sent again by the node until it goes
+            // through: nothing else would remove the member while the node lives.
+            var leave = new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default, _node.NodeId);
             try
             {
-                await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default, _node.NodeId), CancellationToken.None).ConfigureAwait(false);
+                if (await _node.Bus.SendToRoutingAsync(leave, CancellationToken.None).ConfigureAwait(false) is ErrorReply { Error.Code: ErrorCodes.Unavailable or ErrorCodes.Internal })
+                {
+                    _node.PresenceLeaves.Retry(leave);
+                }
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 LogRequestFailed(_logger, ex, ConnectionId);
+                _node.PresenceLeaves.Retry(leave);
             }
         }
     }
