@@ -8,7 +8,8 @@ namespace Relay.Services.Tests.Distributed;
 
 /// <summary>
 /// Clients that close while Redis is down: their presence leaves cannot be sent then, and used to be dropped, so their
-/// members stayed (listed by <c>get</c>, no <c>leave</c> event) as long as their node lived. Redis keeps its data here
+/// members stayed (listed by <c>get</c>, no <c>leave</c> event) as long as their node lived; so did those of clients
+/// whose own <c>leave</c> failed (50300) before they closed. Redis keeps its data here
 /// (append-only, fsynced per write), as a production Redis does across a restart.
 /// </summary>
 public sealed class PresenceLeaveRetryTests
@@ -52,6 +53,11 @@ public sealed class PresenceLeaveRetryTests
             Assert.Equal(Leavers, (await MembersAsync(watcher)).Count);
 
             redis.Kill();
+
+            // Half ask to leave first and are told the engine is down (the leave did not happen); then all close.
+            var refused = await Task.WhenAll(leavers.Where(static (_, i) => i % 2 == 0).Select(static leaver =>
+                leaver.RequestAsync(new() { ["type"] = "presence", ["channel"] = "room:lobby", ["action"] = "leave" })));
+            Assert.All(refused, static reply => Assert.Equal(50300, reply.GetProperty("code").GetInt32()));
             foreach (var leaver in leavers)
             {
                 await leaver.DisposeAsync();
