@@ -1,4 +1,6 @@
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Relay.Auth.Http;
 
 namespace Relay.Auth;
@@ -6,11 +8,19 @@ namespace Relay.Auth;
 /// <summary>Maps Relay's authentication endpoints.</summary>
 public static class RelayAuthEndpointRouteBuilderExtensions
 {
-    /// <summary>Maps <c>POST /v1/tokens</c> (key auth only) and <c>GET /.well-known/jwks.json</c>. Needs <c>AddRelayAuth()</c>.</summary>
+    /// <summary>
+    /// Maps <c>POST /v1/tokens</c> (key auth only) and <c>GET /.well-known/jwks.json</c>. Needs <c>AddRelayAuth()</c>. A process
+    /// that follows the auth service's keys (<c>Relay:Auth:KeySource=redis</c>) maps neither: its tokens would be signed with
+    /// a key no other node trusts, so its ingress passes these paths to the auth service (<c>Relay:Ingress:AuthUrl</c>).
+    /// </summary>
     public static IEndpointRouteBuilder MapRelayAuth(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        TokensApi.Map(endpoints);
+        if (endpoints.ServiceProvider.GetRequiredService<IOptions<RelayAuthOptions>>().Value.KeySource != "redis")
+        {
+            TokensApi.Map(endpoints);
+        }
+
         return endpoints;
     }
 }

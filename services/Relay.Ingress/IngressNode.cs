@@ -35,6 +35,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     private readonly Lock[] _interestGates = [.. Enumerable.Range(0, 64).Select(static _ => new Lock())];
     private IDisposable? _registration;
     private Task? _sweep;
+    private Task? _leaves;
 
     /// <summary>Creates the node.</summary>
     public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, IRelayAuthenticator authenticator, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
@@ -58,6 +59,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         Options = options.Value;
         Time = time;
         _logger = logger;
+        PresenceLeaves = new PresenceLeaves(bus, time, logger);
         NodeId = string.IsNullOrEmpty(Options.NodeId) ? $"ingress-{Environment.MachineName}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}" : Options.NodeId;
     }
 
@@ -83,6 +85,9 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     internal TimeProvider Time { get; }
 
     internal LocalSubscriptions Subscriptions { get; } = new();
+
+    /// <summary>Presence leaves of closed connections that the bus did not take, sent again until it does.</summary>
+    internal PresenceLeaves PresenceLeaves { get; }
 
     /// <summary>
     /// Deferred flushes of the node's WebSocket connections, so one socket write carries every frame that is ready;
@@ -244,6 +249,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     {
         _registration = Bus.ServeNode(NodeId, this);
         _sweep = SweepAsync(_stopping.Token);
+        _leaves = PresenceLeaves.RunAsync(_stopping.Token);
         LogStarted(_logger, NodeId);
         return Task.CompletedTask;
     }
@@ -260,6 +266,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         if (_sweep is not null)
         {
             await _sweep.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_leaves is not null)
+        {
+            await _leaves.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
 
         _registration?.Dispose();

@@ -39,6 +39,12 @@ public sealed class IngressOptions
     /// </summary>
     public const int DefaultMaxPresenceDataBytes = 4 * 1024;
 
+    /// <summary>
+    /// Default wait for the auth service when a token request or the JWKS is passed to it: issuing a token is one
+    /// signature (well under a millisecond), so 5 s without an answer means the service is gone, not busy.
+    /// </summary>
+    public static readonly TimeSpan DefaultAuthTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Publishes per second a realtime connection may sustain (a token bucket).</summary>
     public int PublishRatePerSecond { get; set; } = DefaultPublishRatePerSecond;
 
@@ -89,6 +95,16 @@ public sealed class IngressOptions
     /// and a reserve for the runtime (see <c>Connections/ConnectionGate</c>); a cap above that fails at start-up.
     /// </summary>
     public int MaxConnections { get; set; }
+
+    /// <summary>
+    /// The auth service's base URL (<c>http://auth:8081/</c>). A node that takes its keys from the auth service
+    /// (<c>Relay:Auth:KeySource=redis</c>) needs it and passes <c>POST /v1/tokens</c> and <c>GET /.well-known/jwks.json</c>
+    /// there unchanged, so every public path answers on every ingress node; nodes do not issue tokens themselves.
+    /// </summary>
+    public string? AuthUrl { get; set; }
+
+    /// <summary>How long a request passed to <see cref="AuthUrl"/> may take before the client gets 503 (50300).</summary>
+    public TimeSpan AuthTimeout { get; set; } = DefaultAuthTimeout;
 
     /// <summary>This node's id on the bus; empty means a generated one.</summary>
     public string NodeId { get; set; } = string.Empty;

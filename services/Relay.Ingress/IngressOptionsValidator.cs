@@ -1,9 +1,13 @@
 using Microsoft.Extensions.Options;
+using Relay.Auth;
 
 namespace Relay.Ingress;
 
-internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
+internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) : IValidateOptions<IngressOptions>
 {
+    /// <summary>Five minutes: a client waiting longer for a token has long given up.</summary>
+    private static readonly TimeSpan MaxAuthTimeout = TimeSpan.FromMinutes(5);
+
     /// <summary>The JSON around a payload in a frame (as the realtime connection allows for a client frame).</summary>
     private const int MessageFramingBytes = 16 * 1024;
 
@@ -106,6 +110,33 @@ internal sealed class IngressOptionsValidator : IValidateOptions<IngressOptions>
             failures.Add("Relay:Ingress:NodeId must be at most 128 characters.");
         }
 
+        ValidateAuthUrl(options, auth.Value.KeySource == "redis", failures);
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // A node that follows the auth service's keys cannot issue tokens (it has no signing key the others trust), so it
+    // passes token requests there; one that keeps its own keys issues them itself and would serve the paths twice.
+    private static void ValidateAuthUrl(IngressOptions options, bool followsAuthService, List<string> failures)
+    {
+        if (string.IsNullOrWhiteSpace(options.AuthUrl))
+        {
+            if (followsAuthService)
+            {
+                failures.Add("Relay:Ingress:AuthUrl is not set, but this node takes its keys from the auth service (Relay:Auth:KeySource=redis): set it to the auth service's base URL (e.g. http://auth:8081/), where the node passes POST /v1/tokens and GET /.well-known/jwks.json.");
+            }
+        }
+        else if (!Uri.TryCreate(options.AuthUrl, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || url.Query.Length > 0 || url.Fragment.Length > 0)
+        {
+            failures.Add($"Relay:Ingress:AuthUrl is '{options.AuthUrl}'; set it to the auth service's base URL, http:// or https:// with no query (e.g. http://auth:8081/).");
+        }
+        else if (!followsAuthService)
+        {
+            failures.Add("Relay:Ingress:AuthUrl is set, but this process keeps its own keys (Relay:Auth:KeySource is not 'redis') and answers POST /v1/tokens itself: remove Relay:Ingress:AuthUrl, or set Relay:Auth:KeySource=redis on ingress nodes that follow the auth service.");
+        }
+
+        if (options.AuthTimeout <= TimeSpan.Zero || options.AuthTimeout > MaxAuthTimeout)
+        {
+            failures.Add($"Relay:Ingress:AuthTimeout is {options.AuthTimeout}; set a duration above zero and at most {MaxAuthTimeout} (e.g. 00:00:05).");
+        }
     }
 }

@@ -28,6 +28,19 @@ public static class IngressServiceCollectionExtensions
         services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
         services.TryAddSingleton<RefusalLog>();
+
+        // Token requests and the JWKS go to the auth service (Relay:Ingress:AuthUrl) on nodes that follow it.
+        services.AddHttpClient(AuthForwarder.HttpClientName, static (sp, client) =>
+        {
+            var options = sp.GetRequiredService<IOptions<IngressOptions>>().Value;
+            if (!string.IsNullOrWhiteSpace(options.AuthUrl))
+            {
+                // A base without its trailing slash would lose its last segment when v1/tokens is resolved against it.
+                client.BaseAddress = new Uri(options.AuthUrl.EndsWith('/') ? options.AuthUrl : options.AuthUrl + "/");
+            }
+
+            client.Timeout = options.AuthTimeout;
+        }).RemoveAllLoggers();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
         services.TryAddSingleton<ConnectionGate>();
         services.AddHostedService(static sp => sp.GetRequiredService<ConnectionGate>());
@@ -44,7 +57,10 @@ public static class IngressServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Maps <c>/v1/realtime</c> (WebSocket), <c>/v1/sse</c> and the channel HTTP API, and adds the WebSocket middleware.</summary>
+    /// <summary>
+    /// Maps <c>/v1/realtime</c> (WebSocket), <c>/v1/sse</c> and the channel HTTP API, and adds the WebSocket middleware; with
+    /// <c>Relay:Ingress:AuthUrl</c>, also <c>POST /v1/tokens</c> and <c>GET /.well-known/jwks.json</c>, passed to the auth service.
+    /// </summary>
     public static IEndpointRouteBuilder MapRelayIngress(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
@@ -56,6 +72,11 @@ public static class IngressServiceCollectionExtensions
         RealtimeEndpoint.Map(endpoints);
         ChannelsApi.Map(endpoints);
         SseEndpoint.Map(endpoints);
+        if (!string.IsNullOrWhiteSpace(endpoints.ServiceProvider.GetRequiredService<IOptions<IngressOptions>>().Value.AuthUrl))
+        {
+            AuthForwarder.Map(endpoints);
+        }
+
         return endpoints;
     }
 }

@@ -22,11 +22,12 @@ public sealed class RedisServer : IAsyncDisposable
     private readonly StringBuilder _log = new();
     private Process? _process;
 
-    private RedisServer(string? password, bool tls, string directory)
+    private RedisServer(string? password, bool tls, string directory, bool appendOnly)
     {
         Password = password;
         Tls = tls;
         _directory = directory;
+        AppendOnly = appendOnly;
     }
 
     public int Port { get; private set; }
@@ -37,6 +38,9 @@ public sealed class RedisServer : IAsyncDisposable
     public string? Password { get; }
 
     public bool Tls { get; }
+
+    /// <summary>Every write is in the append-only file, fsynced before it is answered: a kill loses nothing, and a restart loads it.</summary>
+    public bool AppendOnly { get; }
 
     /// <summary>The self-signed certificate a TLS server presents (CN and SAN localhost, 127.0.0.1).</summary>
     public static X509Certificate2 Certificate => s_certificate.Value;
@@ -52,7 +56,7 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false)
+    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false, bool appendOnly = false)
     {
         if (!File.Exists(ServerPath))
         {
@@ -60,7 +64,7 @@ public sealed class RedisServer : IAsyncDisposable
                 $"{ServerPath} is missing: the Redis client tests need a real Redis server. Install it with `apt-get install redis-server`.");
         }
 
-        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName);
+        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName, appendOnly);
         if (tls)
         {
             await File.WriteAllTextAsync(Path.Combine(server._directory, "cert.pem"), Certificate.ExportCertificatePem());
@@ -124,7 +128,7 @@ public sealed class RedisServer : IAsyncDisposable
         _process = null;
     }
 
-    /// <summary>Starts again on the same port: empty, unless a SAVE left dump.rdb in <see cref="DataDirectory"/>.</summary>
+    /// <summary>Starts again on the same port: empty, unless a SAVE left dump.rdb in <see cref="DataDirectory"/> or it is <see cref="AppendOnly"/>.</summary>
     public Task RestartAsync()
     {
         Kill();
@@ -202,7 +206,13 @@ public sealed class RedisServer : IAsyncDisposable
         yield return "--save";
         yield return "";
         yield return "--appendonly";
-        yield return "no";
+        yield return AppendOnly ? "yes" : "no";
+        if (AppendOnly)
+        {
+            yield return "--appendfsync";
+            yield return "always";
+        }
+
         yield return "--dir";
         yield return _directory;
 

@@ -46,4 +46,32 @@ public sealed class IngressOptionsTests
         }));
         Assert.Contains("Relay:Ingress:SendQueueBytes is 1048576", failure.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task NodeFollowingTheAuthService_WithoutAuthUrl_StopsTheHost_NamingAuthUrl()
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Auth:KeySource"] = "redis" }));
+        Assert.Contains("Relay:Ingress:AuthUrl is not set", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("auth:8081")]
+    [InlineData("ftp://auth/")]
+    [InlineData("http://auth:8081/?x=1")]
+    public async Task AuthUrl_NotAnHttpBaseUrl_StopsTheHost(string url)
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Auth:KeySource"] = "redis",
+            ["Relay:Ingress:AuthUrl"] = url,
+        }));
+        Assert.Contains($"Relay:Ingress:AuthUrl is '{url}'", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AuthUrl_OnAHostThatIssuesTokensItself_StopsTheHost()
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Ingress:AuthUrl"] = "http://127.0.0.1:1/" }));
+        Assert.Contains("Relay:Auth:KeySource is not 'redis'", failure.Message, StringComparison.Ordinal);
+    }
 }

@@ -217,12 +217,20 @@ internal sealed partial class RealtimeConnection
         }
 
         CheckPresenceChange(channel, request.Action, request.Data.Length);
-        var entered = TrackPresence(channel, present: request.Action != "leave");
+        // Tracked: the channels where this connection may be a member, which its close leaves.
+        var leaving = request.Action == "leave";
+        var changed = TrackPresence(channel, present: !leaving);
         var reply = await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, request.Action, clientId, ConnectionId, request.Data, _node.NodeId), _node.Stopping).ConfigureAwait(false);
-        if (entered && reply is ErrorReply)
+        if (changed && reply is ErrorReply { Error.Code: var code })
         {
-            // Refused (the channel's presence set is full): nothing was stored, so there is nothing to leave later.
-            TrackPresence(channel, present: false);
+            // Refused (the channel's presence set is full): nothing was stored, so there is nothing to leave later. Not
+            // known to be applied (the bus down, routing silent): a leave may not have happened, so the close leaves
+            // again; an enter may have, and the close's leave is then needed (and harmless if not).
+            var unsure = code is ErrorCodes.Unavailable or ErrorCodes.Internal;
+            if (leaving == unsure)
+            {
+                TrackPresence(channel, present: leaving);
+            }
         }
 
         Expect<PresenceReply>(reply);
@@ -241,13 +249,20 @@ internal sealed partial class RealtimeConnection
 
         foreach (var channel in entered)
         {
+            // A leave the bus did not take (Redis down, routing not answering) is sent again by the node until it goes
+            // through: nothing else would remove the member while the node lives.
+            var leave = new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default, _node.NodeId);
             try
             {
-                await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, channel, "leave", clientId, ConnectionId, default, _node.NodeId), CancellationToken.None).ConfigureAwait(false);
+                if (await _node.Bus.SendToRoutingAsync(leave, CancellationToken.None).ConfigureAwait(false) is ErrorReply { Error.Code: ErrorCodes.Unavailable or ErrorCodes.Internal })
+                {
+                    _node.PresenceLeaves.Retry(leave);
+                }
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 LogRequestFailed(_logger, ex, ConnectionId);
+                _node.PresenceLeaves.Retry(leave);
             }
         }
     }

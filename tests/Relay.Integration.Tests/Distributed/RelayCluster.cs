@@ -38,8 +38,12 @@ internal sealed class RelayCluster : IAsyncDisposable
 
     private IEnumerable<ServiceProcess> All => [Auth, .. Routing, FanOut, IngressA, IngressB];
 
-    /// <summary>Starts Redis and the six processes; <paramref name="environment"/> is added to every process's.</summary>
-    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>
+    /// Starts Redis and the six processes; <paramref name="environment"/> is added to every process's. With
+    /// <paramref name="authSettingsDirectory"/>, the auth service runs with that folder as its content root and takes its
+    /// apps and keys from the <c>appsettings.json</c> there (which a test may edit while it runs), not from its environment.
+    /// </summary>
+    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? authSettingsDirectory = null)
     {
         var redis = await RedisServer.StartAsync();
         var settings = new Dictionary<string, string>
@@ -52,7 +56,9 @@ internal sealed class RelayCluster : IAsyncDisposable
             ["Logging__LogLevel__Default"] = "Information",
         };
         // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
-        var keys = RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
+        var keys = authSettingsDirectory is not null
+            ? new Dictionary<string, string> { ["ASPNETCORE_CONTENTROOT"] = authSettingsDirectory }
+            : RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
 
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
@@ -62,9 +68,10 @@ internal sealed class RelayCluster : IAsyncDisposable
         var cluster = new RelayCluster(redis, settings) { _authSettings = keys };
         try
         {
+            // The auth service first: the ingress nodes are given its URL, to pass token requests to.
+            cluster.Auth = await cluster.StartServiceAsync("auth", "Relay.Auth");
             var starting = new[]
             {
-                cluster.StartServiceAsync("auth", "Relay.Auth"),
                 cluster.StartServiceAsync("routing-1", "Relay.Routing"),
                 cluster.StartServiceAsync("routing-2", "Relay.Routing"),
                 cluster.StartServiceAsync("fanout", "Relay.FanOut"),
@@ -87,11 +94,10 @@ internal sealed class RelayCluster : IAsyncDisposable
                 throw;
             }
 
-            cluster.Auth = started[0];
-            cluster.Routing = [started[1], started[2]];
-            cluster.FanOut = started[3];
-            cluster.IngressA = started[4];
-            cluster.IngressB = started[5];
+            cluster.Routing = [started[0], started[1]];
+            cluster.FanOut = started[2];
+            cluster.IngressA = started[3];
+            cluster.IngressB = started[4];
             await cluster.WaitForShardsAsync();
         }
         catch
@@ -121,6 +127,7 @@ internal sealed class RelayCluster : IAsyncDisposable
         else if (project == "Relay.Ingress")
         {
             environment["Relay__Auth__KeySource"] = "redis";
+            environment["Relay__Ingress__AuthUrl"] = $"http://127.0.0.1:{Auth.Port}/";
         }
 
         var dll = Path.Combine(RepositoryRoot, "services", project, "bin", "Release", "net10.0", project + ".dll");

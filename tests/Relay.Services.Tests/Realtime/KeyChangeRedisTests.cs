@@ -23,6 +23,7 @@ public sealed class KeyChangeRedisTests(RedisBusFixture redis) : IClassFixture<R
         var nodeSettings = ServerFixture.Settings();
         redis.AddTo(nodeSettings);
         nodeSettings["Relay:Auth:KeySource"] = "redis";
+        nodeSettings["Relay:Ingress:AuthUrl"] = auth.BaseAddress.ToString();
         await using var node = await RelayServer.StartAsync(nodeSettings);
         await WaitUntilAcceptedAsync(node, Removed);
 
