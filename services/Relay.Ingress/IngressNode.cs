@@ -14,6 +14,7 @@ using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
 using Relay.Core.Protocol;
+using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;
 using Relay.Ingress.Subscriptions;
 
