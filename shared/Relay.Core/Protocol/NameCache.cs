@@ -4,9 +4,9 @@ namespace Relay.Core.Protocol;
 
 /// <summary>
 /// The channel and event names a thread has parsed lately: a client publishing to the same channels gets the same
-/// string back instead of a new one per request (no allocation, no transcoding). A direct-mapped table of strings per
-/// thread, compared with the frame's bytes: a miss (a new name, or two names that share a slot) costs the one string
-/// parsing always cost; nothing is shared between threads, so nothing is locked.
+/// string back instead of a new one per request (no allocation, no transcoding). A table of strings per thread in sets
+/// of two, compared with the frame's bytes: a miss (a new name, or a third name of a set) costs the one string parsing
+/// always cost; nothing is shared between threads, so nothing is locked.
 /// </summary>
 internal static class NameCache
 {
@@ -28,15 +28,24 @@ internal static class NameCache
             return Encoding.UTF8.GetString(utf8);
         }
 
+        // Two ways per set: a channel and the event name published with it (the common pair) never evict each
+        // other, whatever the process's hash seed makes of them (one way, they shared a slot one start in 1,024, and
+        // then both were parsed again at every publish). A miss puts the name first and moves the first to second.
         var hash = default(HashCode);
         hash.AddBytes(utf8);
         var names = t_names ??= new string?[Slots];
-        ref var slot = ref names[hash.ToHashCode() & (Slots - 1)];
-        if (slot is { } cached && Ascii.Equals(utf8, cached))
+        var set = hash.ToHashCode() & (Slots - 2);
+        if (names[set] is { } first && Ascii.Equals(utf8, first))
         {
-            return cached;
+            return first;
         }
 
-        return slot = Encoding.ASCII.GetString(utf8);
+        if (names[set + 1] is { } second && Ascii.Equals(utf8, second))
+        {
+            return second;
+        }
+
+        names[set + 1] = names[set];
+        return names[set] = Encoding.ASCII.GetString(utf8);
     }
 }

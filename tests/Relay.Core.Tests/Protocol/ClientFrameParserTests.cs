@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Relay.Core.Protocol;
 
@@ -38,6 +39,28 @@ public sealed class ClientFrameParserTests
         Assert.Same(first[0].Channel, first[1].Channel);
         Assert.Same(first[0].Channel, later[0].Channel);
         Assert.Same(first[0].Name, later[0].Name);
+    }
+
+    [Fact]
+    public void Parse_ChannelAndNameThatShareACacheSlot_StillGiveTheSameStrings()
+    {
+        // The cache hashes with this process's seed: find a channel and a name that land in the same one of its 1,024
+        // slots (a one-way table made them evict each other at every publish, so both were parsed again each time).
+        static int Slot(string name)
+        {
+            var hash = default(HashCode);
+            hash.AddBytes(Encoding.ASCII.GetBytes(name));
+            return hash.ToHashCode() & 1023;
+        }
+
+        var channel = "room/collide";
+        var name = Enumerable.Range(0, 100_000).Select(static i => "event-" + i.ToString(CultureInfo.InvariantCulture)).First(n => Slot(n) == Slot(channel));
+        var frame = $$"""{"type":"publish","channel":"{{channel}}","name":"{{name}}","data":1}""";
+        var (_, first) = Parse(frame);
+        var (_, again) = Parse(frame);
+
+        Assert.Same(first[0].Channel, again[0].Channel);
+        Assert.Same(first[0].Name, again[0].Name);
     }
 
     [Fact]
