@@ -3,6 +3,10 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Net.WebSockets;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Unicode;
 
@@ -491,13 +495,40 @@ internal sealed class PipeWebSocket : WebSocket
         return new WebSocketException(WebSocketError.Faulted, message);
     }
 
-    private static int Unmask(Span<byte> payload, uint mask, int offset)
+    /// <summary>
+    /// XORs <paramref name="payload"/> with the frame's mask, whose byte <paramref name="offset"/> applies to its first
+    /// byte; returns the offset for the bytes that follow. 32, then 8 bytes at a time (one byte at a time it was 3.5% of
+    /// the server's CPU in <c>publish-ws-1</c>, docs/benchmarks.md).
+    /// </summary>
+    internal static int Unmask(Span<byte> payload, uint mask, int offset)
     {
-        Span<byte> key = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(key, mask);
-        for (var i = 0; i < payload.Length; i++)
+        // The key as it falls on the payload's first byte, in memory order (the mask was read little-endian).
+        var key = BitOperations.RotateRight(mask, 8 * offset);
+        var i = 0;
+        if (BitConverter.IsLittleEndian)
         {
-            payload[i] ^= key[(offset + i) & 3];
+            var wide = ((ulong)key << 32) | key;
+            ref var start = ref MemoryMarshal.GetReference(payload);
+            if (Vector256.IsHardwareAccelerated && payload.Length >= Vector256<byte>.Count)
+            {
+                var keys = Vector256.Create(wide).AsByte();
+                for (; i <= payload.Length - Vector256<byte>.Count; i += Vector256<byte>.Count)
+                {
+                    (Vector256.LoadUnsafe(ref start, (nuint)i) ^ keys).StoreUnsafe(ref start, (nuint)i);
+                }
+            }
+
+            for (; i <= payload.Length - sizeof(ulong); i += sizeof(ulong))
+            {
+                ref var block = ref Unsafe.Add(ref start, i);
+                Unsafe.WriteUnaligned(ref block, Unsafe.ReadUnaligned<ulong>(ref block) ^ wide);
+            }
+        }
+
+        // The rest (i is a multiple of 4 here, so the key lines up again with its first byte).
+        for (; i < payload.Length; i++)
+        {
+            payload[i] ^= (byte)(key >> (8 * (i & 3)));
         }
 
         return (offset + payload.Length) & 3;
