@@ -243,6 +243,35 @@ internal sealed class PipeWebSocket : WebSocket
 
     internal void ReleaseInput(ReadResult read) => _input.AdvanceTo(read.Buffer.Start);
 
+    /// <summary>
+    /// Takes one whole message from what <see cref="WaitForInputAsync"/> returned, when it is all there in a single
+    /// unfragmented data frame of at most <paramref name="maxBytes"/> and no message is being read: its payload,
+    /// unmasked, into a pooled array the caller returns, in one step instead of a receive for the header and another
+    /// for the payload. False, with nothing consumed, otherwise (a control frame, a fragment, a frame not yet whole):
+    /// then call <see cref="ReleaseInput"/> and receive as usual.
+    /// </summary>
+    internal bool TryTakeMessage(ReadResult read, int maxBytes, out byte[] payload, out int length)
+    {
+        payload = [];
+        length = 0;
+        var data = read.Buffer;
+        if (_remaining != 0 || _inMessage || !TryReadHeader(data, out var header)
+            || header.Opcode is not (0x1 or 0x2) || !header.Final || header.Length > maxBytes
+            || data.Length < header.HeaderLength + header.Length)
+        {
+            return false;
+        }
+
+        Interlocked.Exchange(ref _lastReceivedTicks, _time.GetTimestamp());
+        length = (int)header.Length;
+        payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        var target = payload.AsSpan(0, length);
+        data.Slice(header.HeaderLength, length).CopyTo(target);
+        Unmask(target, header.Mask, 0);
+        _input.AdvanceTo(data.GetPosition(header.HeaderLength + length));
+        return true;
+    }
+
     /// <summary>The gate every write to the socket goes through; hold it to call the <c>UnderGate</c> methods.</summary>
     internal Lock WriteGate => _writeGate;
 
