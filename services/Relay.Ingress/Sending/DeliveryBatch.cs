@@ -5,8 +5,9 @@ namespace Relay.Ingress.Sending;
 /// of the burst's messages in one send, as NATS sends what one read delivered, instead of a send per message. Current
 /// only while a request is handled synchronously on this thread (<see cref="Enter"/>, <see cref="Leave"/>).
 /// <para>
-/// The rule, since other connections' output waits on it: the deferred flushes are handed to their schedulers when
-/// the connection whose requests are handled is about to wait for anything (its input, a request that went
+/// The rule, since other connections' output waits on it: the deferred flushes are sent (<see cref="Submit"/>: on this
+/// thread for a burst to a few connections, through their schedulers for more) when the connection whose requests are
+/// handled is about to wait for anything (its input, a request that went
 /// asynchronous); or once <see cref="MaxWork"/> units of its work were done since the first was deferred (requests of
 /// any type, and WebSocket control frames, which its socket answers by itself); or once it has spent
 /// <see cref="MaxDelay"/> on its input since the first was deferred or since its last request, whichever is later
@@ -36,6 +37,14 @@ internal sealed class DeliveryBatch(TimeProvider time)
     /// CPU in <c>publish-ws-1</c> on this VM, where <c>clock_gettime</c> is slow (docs/benchmarks.md).
     /// </summary>
     public const int ChecksPerClockRead = 16;
+
+    /// <summary>
+    /// Deferred flushes a burst sends itself when it ends, rather than through the schedulers: each is one non-blocking
+    /// send, and a work item costs a thread-pool hop per scheduler (in <c>publish-ws-1</c> two per 64 publishes, the
+    /// publisher's <c>ok</c>s and the subscriber, in series with the next burst; docs/benchmarks.md). Past this many the
+    /// schedulers spread the sends over the cores while the publisher goes on.
+    /// </summary>
+    public const int InlineFlushes = 8;
 
     private const long NotRead = long.MinValue;
 
@@ -143,7 +152,11 @@ internal sealed class DeliveryBatch(TimeProvider time)
         _deferred.Add((scheduler, target));
     }
 
-    /// <summary>Hands every deferred flush to its scheduler; the batch stays current and starts again empty.</summary>
+    /// <summary>
+    /// Sends the deferred flushes: a burst that wrote to at most <see cref="InlineFlushes"/> connections flushes them here,
+    /// on the publisher's thread, as NATS flushes after its read; a larger one hands each to its scheduler. The batch stays
+    /// current and starts again empty.
+    /// </summary>
     public void Submit()
     {
         if (_deferred is null)
@@ -151,9 +164,19 @@ internal sealed class DeliveryBatch(TimeProvider time)
             return;
         }
 
-        foreach (var (scheduler, target) in _deferred)
+        if (_deferred.Count <= InlineFlushes)
         {
-            scheduler.Schedule(target);
+            foreach (var (_, target) in _deferred)
+            {
+                FlushScheduler.FlushNow(target);
+            }
+        }
+        else
+        {
+            foreach (var (scheduler, target) in _deferred)
+            {
+                scheduler.Schedule(target);
+            }
         }
 
         _deferred.Clear();

@@ -70,6 +70,77 @@ public sealed class DeliveryBatchTests
         Assert.False(batch.IsDue);
     }
 
+    [Fact]
+    public void Submit_OfABurstToFewConnections_FlushesThemOnThePublishersThread()
+    {
+        // publish-ws-1's burst: the publisher's own oks and one subscriber, each on a scheduler of its own.
+        var batch = new DeliveryBatch(TimeProvider.System);
+        var targets = Enumerable.Range(0, DeliveryBatch.InlineFlushes).Select(_ => new CountingTarget()).ToArray();
+        batch.Enter();
+        try
+        {
+            foreach (var target in targets)
+            {
+                DeliveryBatch.RequestFlush(new FlushScheduler(), target);
+            }
+        }
+        finally
+        {
+            DeliveryBatch.Leave();
+        }
+
+        Assert.All(targets, target => Assert.Equal(0, target.Flushes));
+        batch.Submit();
+
+        // Before: each went to its scheduler's work item, a thread-pool hop in series with the publisher's next burst.
+        var thread = Environment.CurrentManagedThreadId;
+        Assert.All(targets, target => Assert.Equal([thread], target.Threads));
+    }
+
+    [Fact]
+    public async Task Submit_OfABurstToManyConnections_LeavesTheFlushesToTheSchedulers()
+    {
+        // Flushes that block until released: a Submit that flushed on its own thread would not return.
+        using var release = new ManualResetEventSlim();
+        var batch = new DeliveryBatch(TimeProvider.System);
+        var schedulers = new[] { new FlushScheduler(), new FlushScheduler() };
+        var targets = Enumerable.Range(0, DeliveryBatch.InlineFlushes + 1).Select(_ => new CountingTarget(release)).ToArray();
+        var submitted = Task.Run(() =>
+        {
+            batch.Enter();
+            try
+            {
+                for (var i = 0; i < targets.Length; i++)
+                {
+                    DeliveryBatch.RequestFlush(schedulers[i % 2], targets[i]);
+                }
+            }
+            finally
+            {
+                DeliveryBatch.Leave();
+            }
+
+            batch.Submit();
+        });
+
+        try
+        {
+            await submitted.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (targets.Any(target => Volatile.Read(ref target.Flushes) == 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.All(targets, target => Assert.Equal(1, Volatile.Read(ref target.Flushes)));
+    }
+
     private static void Defer(DeliveryBatch batch, IFlushTarget target)
     {
         batch.Enter();
@@ -83,11 +154,22 @@ public sealed class DeliveryBatchTests
         }
     }
 
-    private sealed class CountingTarget : IFlushTarget
+    private sealed class CountingTarget(ManualResetEventSlim? release = null) : IFlushTarget
     {
         public int Flushes;
 
-        public void Flush() => Interlocked.Increment(ref Flushes);
+        public List<int> Threads { get; } = [];
+
+        public void Flush()
+        {
+            release?.Wait(TimeSpan.FromSeconds(30));
+            lock (Threads)
+            {
+                Threads.Add(Environment.CurrentManagedThreadId);
+            }
+
+            Interlocked.Increment(ref Flushes);
+        }
     }
 
     /// <summary>A monotonic clock that moves on by <c>step</c> at each reading, and counts its readings.</summary>
