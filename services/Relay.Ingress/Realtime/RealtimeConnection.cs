@@ -233,86 +233,114 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         {
             while (_socket.State == WebSocketState.Open)
             {
+                // A whole message already in the socket's buffer (a burst's publishes) is taken in one step.
+                byte[]? message = null;
+                var length = 0;
+
                 // A zero-byte read waits for data without holding a buffer, so idle connections cost no buffer.
                 if (_ownSocket is not null)
                 {
                     // Wait on the socket itself: an idle connection then holds no receive state machine at all.
                     var input = _ownSocket.WaitForInputAsync();
                     SubmitBeforeWaiting(input.IsCompleted);
-                    _ownSocket.ReleaseInput(await input.ConfigureAwait(false));
-                }
-
-                // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
-                var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
-                SubmitBeforeWaiting(waiting.IsCompleted);
-
-                var peek = await waiting.ConfigureAwait(false);
-                if (peek.MessageType == WebSocketMessageType.Close)
-                {
-                    return;
-                }
-
-                var buffer = ArrayPool<byte>.Shared.Rent(InitialReceiveBytes);
-                try
-                {
-                    var count = 0;
-                    var tooLarge = false;
-                    var end = peek.EndOfMessage;
-                    while (!end)
+                    var read = await input.ConfigureAwait(false);
+                    if (!_ownSocket.TryTakeMessage(read, maxFrame, out message, out length))
                     {
-                        // The pool may hand out more than asked for; the frame limit is what counts.
-                        if (count == Math.Min(buffer.Length, maxFrame))
-                        {
-                            if (count >= maxFrame)
-                            {
-                                // Keep reading to the end of the oversized frame, discarding it, then answer 41300.
-                                tooLarge = true;
-                                count = 0;
-                            }
-                            else
-                            {
-                                var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, maxFrame));
-                                buffer.AsSpan(0, count).CopyTo(larger);
-                                ArrayPool<byte>.Shared.Return(buffer);
-                                buffer = larger;
-                            }
-                        }
+                        message = null;
+                        _ownSocket.ReleaseInput(read);
+                    }
+                }
 
-                        var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), CancellationToken.None);
-                        SubmitBeforeWaiting(receiving.IsCompleted);
-
-                        var result = await receiving.ConfigureAwait(false);
-                        if (result.MessageType == WebSocketMessageType.Close)
+                if (message is not null)
+                {
+                    try
+                    {
+                        if (Volatile.Read(ref _closing) != 0)
                         {
                             return;
                         }
 
-                        count += result.Count;
-                        end = result.EndOfMessage;
+                        if (!Parse(message.AsSpan(0, length), requests))
+                        {
+                            continue;
+                        }
                     }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(message);
+                    }
+                }
+                else
+                {
+                    // No cancellation token: a registration per idle connection costs memory, and stopping aborts every connection.
+                    var waiting = _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
+                    SubmitBeforeWaiting(waiting.IsCompleted);
 
-                    if (Volatile.Read(ref _closing) != 0)
+                    var peek = await waiting.ConfigureAwait(false);
+                    if (peek.MessageType == WebSocketMessageType.Close)
                     {
                         return;
                     }
 
-                    if (tooLarge)
+                    var buffer = ArrayPool<byte>.Shared.Rent(InitialReceiveBytes);
+                    try
                     {
-                        ReplyError(null, new RelayError(ErrorCodes.MessageTooLarge, $"frame larger than {maxFrame} bytes (maxMessageBytes {_node.Options.MaxMessageBytes} plus framing)"));
-                        continue;
-                    }
+                        var count = 0;
+                        var tooLarge = false;
+                        var end = peek.EndOfMessage;
+                        while (!end)
+                        {
+                            // The pool may hand out more than asked for; the frame limit is what counts.
+                            if (count == Math.Min(buffer.Length, maxFrame))
+                            {
+                                if (count >= maxFrame)
+                                {
+                                    // Keep reading to the end of the oversized frame, discarding it, then answer 41300.
+                                    tooLarge = true;
+                                    count = 0;
+                                }
+                                else
+                                {
+                                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, maxFrame));
+                                    buffer.AsSpan(0, count).CopyTo(larger);
+                                    ArrayPool<byte>.Shared.Return(buffer);
+                                    buffer = larger;
+                                }
+                            }
 
-                    requests.Clear();
-                    var frameError = ClientFrameParser.Parse(buffer.AsSpan(0, count), requests);
-                    if (frameError is not null)
-                    {
-                        ReplyError(null, frameError);
-                        continue;
+                            var receiving = _socket.ReceiveAsync(buffer.AsMemory(count, Math.Min(buffer.Length, maxFrame) - count), CancellationToken.None);
+                            SubmitBeforeWaiting(receiving.IsCompleted);
+
+                            var result = await receiving.ConfigureAwait(false);
+                            if (result.MessageType == WebSocketMessageType.Close)
+                            {
+                                return;
+                            }
+
+                            count += result.Count;
+                            end = result.EndOfMessage;
+                        }
+
+                        if (Volatile.Read(ref _closing) != 0)
+                        {
+                            return;
+                        }
+
+                        if (tooLarge)
+                        {
+                            ReplyError(null, new RelayError(ErrorCodes.MessageTooLarge, $"frame larger than {maxFrame} bytes (maxMessageBytes {_node.Options.MaxMessageBytes} plus framing)"));
+                            continue;
+                        }
+
+                        if (!Parse(buffer.AsSpan(0, count), requests))
+                        {
+                            continue;
+                        }
                     }
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
                 }
 
                 foreach (var request in requests)
@@ -368,6 +396,20 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
 
             await CloseAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Parses one frame's requests into <paramref name="requests"/>; a frame that is not valid gets its error reply, and false.</summary>
+    private bool Parse(ReadOnlySpan<byte> frame, List<ClientRequest> requests)
+    {
+        requests.Clear();
+        var frameError = ClientFrameParser.Parse(frame, requests);
+        if (frameError is not null)
+        {
+            ReplyError(null, frameError);
+            return false;
+        }
+
+        return true;
     }
 
     // Waits for the oldest publishes in flight until at most `keep` remain. A publish answers for itself (ok or error);

@@ -33,6 +33,19 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
         }
     }
 
+    /// <summary>Flushes <paramref name="target"/> on this thread; a connection that fails is left to its own loops.</summary>
+    public static void FlushNow(IFlushTarget target)
+    {
+        try
+        {
+            target.Flush();
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
+        {
+            // That connection is failing; its own loops see it and end it. The others still get their flush.
+        }
+    }
+
     void IThreadPoolWorkItem.Execute()
     {
         while (true)
@@ -53,14 +66,7 @@ internal sealed class FlushScheduler : IThreadPoolWorkItem
 
             foreach (var target in batch)
             {
-                try
-                {
-                    target.Flush();
-                }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
-                {
-                    // That connection is failing; its own loops see it and end it. The others still get their flush.
-                }
+                FlushNow(target);
             }
 
             batch.Clear();

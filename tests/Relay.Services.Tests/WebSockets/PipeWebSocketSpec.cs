@@ -197,6 +197,47 @@ public abstract class PipeWebSocketSpec : IAsyncLifetime
     }
 
     [Fact]
+    public async Task BurstInOneWrite_MixingWholeFramesWithFragmentsAndPings_IsAnsweredInOrder()
+    {
+        // Whole frames already in the buffer are taken in one step; a ping, a fragmented message and a frame cut by the
+        // end of a write go the frame-by-frame way. Each request must still be read whole and answered in order.
+        var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
+        await using var __ = client;
+        await client.ReadFrameAsync();
+        static byte[] Ping(int reference) => Encoding.UTF8.GetBytes($"{{\"type\":\"ping\",\"ref\":{reference}}}");
+        var burst = new List<byte>();
+        var reference = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            burst.AddRange(RawClient.Frame(0x1, Ping(++reference)));
+            if (i % 5 == 1)
+            {
+                burst.AddRange(RawClient.Frame(0x9, "between"u8.ToArray()));
+            }
+
+            if (i % 7 == 3)
+            {
+                var split = Ping(++reference);
+                burst.AddRange(RawClient.Frame(0x1, split[..5], final: false));
+                burst.AddRange(RawClient.Frame(0x0, split[5..]));
+            }
+        }
+
+        var last = RawClient.Frame(0x1, Ping(++reference));
+        burst.AddRange(last[..(last.Length / 2)]);
+        await client.WriteAsync(burst.ToArray());
+        await Task.Delay(20);
+        await client.WriteAsync(last.AsMemory(last.Length / 2));
+
+        for (var expected = 1; expected <= reference; expected++)
+        {
+            var reply = await client.ReadJsonAsync();
+            Assert.Equal("pong", reply.GetProperty("type").GetString());
+            Assert.Equal(expected, reply.GetProperty("ref").GetInt32());
+        }
+    }
+
+    [Fact]
     public async Task UnmaskedClientFrame_IsAProtocolErrorClosedWith1002()
     {
         var (client, _) = await RawClient.ConnectAsync(_server.BaseAddress, Target);
