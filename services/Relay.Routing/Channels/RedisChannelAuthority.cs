@@ -19,7 +19,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
     private RedisChannelLog? _log;
 
     // Requests arrive only once the bus is connected (the lease loop waits for it).
-    private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Commands);
+    private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Database);
 
     /// <inheritdoc />
     public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)

@@ -6,11 +6,13 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
-namespace Relay.Redis.Tests;
+using StackExchange.Redis;
+
+namespace Relay.Testing;
 
 /// <summary>
 /// A real redis-server on a free loopback port, started from <see cref="ServerPath"/> and stopped by the PID this
-/// class started. A missing binary fails the test: these tests are the proof the client speaks to Redis.
+/// class started. A missing binary fails the test: these tests are the proof Relay works over Redis.
 /// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
@@ -83,30 +85,31 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Options for a client of this server (TLS pinned to the test certificate).</summary>
-    public RedisConnectionOptions Options(bool resp3 = false, Action<RedisConnectionOptions>? configure = null)
+    /// <summary>The StackExchange.Redis configuration string of this server (what <c>Relay:Redis:Configuration</c> takes).</summary>
+    public string Configuration =>
+        $"127.0.0.1:{Port.ToString(System.Globalization.CultureInfo.InvariantCulture)}" + (Password is null ? "" : ",password=" + Password) + (Tls ? ",ssl=true,sslHost=localhost" : "");
+
+    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
+    public ConfigurationOptions Options()
     {
-        var options = new RedisConnectionOptions
-        {
-            Host = "127.0.0.1",
-            Port = Port,
-            Password = Password,
-            Resp3 = resp3,
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            CommandTimeout = TimeSpan.FromSeconds(5),
-            ReconnectMinDelay = TimeSpan.FromMilliseconds(20),
-            ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
-        };
+        var options = ConfigurationOptions.Parse(Configuration);
+        options.AbortOnConnectFail = false;
+        options.ConnectTimeout = 5000;
+        options.AsyncTimeout = 5000;
+        options.SyncTimeout = 5000;
+        options.HeartbeatInterval = TimeSpan.FromMilliseconds(250);
+        options.ReconnectRetryPolicy = new LinearRetry(100);
+        options.AllowAdmin = true;
         if (Tls)
         {
-            options.Tls = true;
-            options.TlsTargetHost = "localhost";
-            options.TlsCertificateValidation = PinnedCertificate;
+            options.CertificateValidation += PinnedCertificate;
         }
 
-        configure?.Invoke(options);
         return options;
     }
+
+    /// <summary>A multiplexer on this server, with Relay's scripts loaded (as the services' <c>RedisConnector</c> makes it).</summary>
+    public Task<IConnectionMultiplexer> ConnectAsync() => Relay.Bus.Redis.RedisConnector.ConnectAsync(Options());
 
     public static bool PinnedCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
         certificate is not null && certificate.GetCertHashString() == Certificate.GetCertHashString();
@@ -206,9 +209,6 @@ public sealed class RedisServer : IAsyncDisposable
         yield return "--dir";
         yield return _directory;
 
-        // DEBUG PROTOCOL makes the server emit each RESP3 type on demand.
-        yield return "--enable-debug-command";
-        yield return "local";
         if (Password is not null)
         {
             yield return "--requirepass";
@@ -290,57 +290,5 @@ public sealed class RedisServer : IAsyncDisposable
         }
 
         return ValueTask.CompletedTask;
-    }
-}
-
-/// <summary>One server shared by the tests of a class.</summary>
-public sealed class RedisServerFixture : IAsyncLifetime
-{
-    private RedisServer? _server;
-
-    public RedisServer Server => _server ?? throw new InvalidOperationException("The fixture has not started.");
-
-    public async Task InitializeAsync() => _server = await RedisServer.StartAsync();
-
-    public async Task DisposeAsync()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
-}
-
-/// <summary>Bounded waits, so no test can hang.</summary>
-public static class Wait
-{
-    public static async Task UntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        Exception? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            try
-            {
-                if (await condition())
-                {
-                    return;
-                }
-            }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
-            {
-                last = ex;
-            }
-
-            await Task.Delay(20);
-        }
-
-        throw new TimeoutException($"Gave up waiting {timeout.TotalSeconds} s for {what}.", last);
-    }
-
-    public static async Task<RedisMessage> ReadAsync(RedisSubscriber subscriber, TimeSpan? timeout = null)
-    {
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(5));
-        return await subscriber.Messages.ReadAsync(cts.Token);
     }
 }
