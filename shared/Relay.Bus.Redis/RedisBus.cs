@@ -54,6 +54,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         _ready = new Lazy<Task>(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
+    /// <summary>The bus's settings (<c>Relay:Redis</c>).</summary>
+    public RedisBusOptions Options => _options;
+
     /// <summary>This process's id on the bus (lease owner, reply channel).</summary>
     public string InstanceId { get; }
 

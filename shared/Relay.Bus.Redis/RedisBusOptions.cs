@@ -59,6 +59,20 @@ public sealed class RedisBusOptions
     /// <summary>Redis command timeout (StackExchange.Redis's async and sync timeouts, unless the configuration string sets them).</summary>
     public TimeSpan CommandTimeout { get; set; } = DefaultCommandTimeout;
 
+    /// <summary>
+    /// Replicas that must hold a publish before it is acknowledged (Redis <c>WAIT</c> after the appends of each publish
+    /// request). 0 (default): acknowledged once the master has it, so a failover (Sentinel) can lose what the replica had
+    /// not received yet. With 1 or more, nothing acknowledged is lost when a replica is promoted, at a round trip to the
+    /// replicas per request; <c>WAIT</c> holds the connection it runs on, so every command of the process waits behind it.
+    /// </summary>
+    public int ReplicasToAcknowledge { get; set; }
+
+    /// <summary>How long a publish waits for <see cref="ReplicasToAcknowledge"/> before it is answered 50300 (publish again with the same id).</summary>
+    public TimeSpan ReplicationTimeout { get; set; } = DefaultReplicationTimeout;
+
+    /// <summary>Long enough for a replica on the same network under load, short enough that a publish to a lost replica fails within a client's patience.</summary>
+    public static readonly TimeSpan DefaultReplicationTimeout = TimeSpan.FromSeconds(1);
+
     /// <summary>Largest batch of messages fan-out sends to a node in one PUBLISH.</summary>
     public int MaxBatchBytes { get; set; } = 256 * 1024;
 
@@ -183,6 +197,16 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration) : I
         if (options.CommandTimeout < TimeSpan.FromMilliseconds(100))
         {
             errors.Add($"Relay:Redis:CommandTimeout is {options.CommandTimeout}; use at least 00:00:00.1.");
+        }
+
+        if (options.ReplicasToAcknowledge is < 0 or > 16)
+        {
+            errors.Add($"Relay:Redis:ReplicasToAcknowledge is {options.ReplicasToAcknowledge}; use 0 (no wait) to 16, at most the replicas the master has.");
+        }
+
+        if (options.ReplicasToAcknowledge > 0 && (options.ReplicationTimeout < TimeSpan.FromMilliseconds(10) || options.ReplicationTimeout >= options.RequestTimeout))
+        {
+            errors.Add($"Relay:Redis:ReplicationTimeout is {options.ReplicationTimeout}; use at least 00:00:00.01 and less than RequestTimeout ({options.RequestTimeout}).");
         }
 
         if (options.MaxBatchBytes < 1024)

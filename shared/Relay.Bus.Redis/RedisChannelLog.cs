@@ -215,6 +215,14 @@ public sealed class RedisChannelLog
     }
 
     /// <summary>
+    /// Waits until <paramref name="replicas"/> replicas hold every write made so far on this multiplexer's connection
+    /// (Redis <c>WAIT</c>), at most <paramref name="timeout"/>; returns how many do. Call it right after the appends it
+    /// covers, before awaiting them, so it goes out behind them.
+    /// </summary>
+    public async Task<long> WaitForReplicasAsync(int replicas, TimeSpan timeout) =>
+        (long)await _database.ExecuteAsync("WAIT", replicas, ToMilliseconds(timeout, nameof(timeout))).ConfigureAwait(false);
+
+    /// <summary>
     /// Up to <paramref name="limit"/> messages after <paramref name="afterSeq"/>, in seq order, and whether they start right
     /// after it (<see cref="ChannelReadResult.Complete"/>). Compare <see cref="ChannelReadResult.Epoch"/> with the epoch
     /// <paramref name="afterSeq"/> came from: when they differ the seqs are unrelated.

@@ -42,7 +42,8 @@ public sealed class RedisLuaScript
     public bool KeepsCallOrder { get; }
 
     /// <summary>
-    /// Runs the script. The command is written before this method first awaits, so calls made in order on one
+    /// Runs the script, on a master only (every script writes; with the master gone it fails rather than meet a
+    /// replica's READONLY). The command is written before this method first awaits, so calls made in order on one
     /// multiplexer run in that order on the server.
     /// </summary>
     public async Task<RedisResult> EvaluateAsync(IDatabaseAsync database, RedisKey[] keys, RedisValue[] args)
@@ -50,7 +51,7 @@ public sealed class RedisLuaScript
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(args);
-        var pending = database.ExecuteAsync("EVALSHA", Arguments(keys, args));
+        var pending = database.ExecuteAsync("EVALSHA", Arguments(keys, args), CommandFlags.DemandMaster);
         try
         {
             return await pending.ConfigureAwait(false);
@@ -63,7 +64,7 @@ public sealed class RedisLuaScript
                 throw;
             }
 
-            return await database.ExecuteAsync("EVALSHA", Arguments(keys, args)).ConfigureAwait(false);
+            return await database.ExecuteAsync("EVALSHA", Arguments(keys, args), CommandFlags.DemandMaster).ConfigureAwait(false);
         }
     }
 

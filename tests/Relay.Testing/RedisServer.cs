@@ -24,8 +24,11 @@ public sealed class RedisServer : IAsyncDisposable
     private readonly StringBuilder _log = new();
     private Process? _process;
 
-    private RedisServer(string? password, bool tls, string directory)
+    private readonly IReadOnlyList<string> _extraArguments;
+
+    private RedisServer(string? password, bool tls, string directory, IReadOnlyList<string>? extraArguments = null)
     {
+        _extraArguments = extraArguments ?? [];
         Password = password;
         Tls = tls;
         _directory = directory;
@@ -54,7 +57,10 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false)
+    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false) => await StartAsync(password, tls, extraArguments: null);
+
+    /// <summary>Starts a server with more <c>redis-server</c> arguments (e.g. <c>--replicaof host port</c>).</summary>
+    public static async Task<RedisServer> StartAsync(string? password, bool tls, IReadOnlyList<string>? extraArguments)
     {
         if (!File.Exists(ServerPath))
         {
@@ -62,7 +68,7 @@ public sealed class RedisServer : IAsyncDisposable
                 $"{ServerPath} is missing: the Redis client tests need a real Redis server. Install it with `apt-get install redis-server`.");
         }
 
-        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName);
+        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName, extraArguments);
         if (tls)
         {
             await File.WriteAllTextAsync(Path.Combine(server._directory, "cert.pem"), Certificate.ExportCertificatePem());
@@ -208,6 +214,10 @@ public sealed class RedisServer : IAsyncDisposable
         yield return "no";
         yield return "--dir";
         yield return _directory;
+        foreach (var argument in _extraArguments)
+        {
+            yield return argument;
+        }
 
         if (Password is not null)
         {
@@ -258,7 +268,8 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    /// <summary>A loopback port free right now.</summary>
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
