@@ -38,6 +38,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private IDatabase? _database;
     private RedisPresence? _presence;
     private int _disposed;
+    private int _watchingSubscriptions;
 
     /// <summary>Creates the bus; it connects on first use (or when the startup check awaits <see cref="ReadyAsync"/>).</summary>
     public RedisBus(IOptions<RedisBusOptions> options, RedisConnector connector, ILogger<RedisBus> logger)
@@ -107,6 +108,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         if (e.ConnectionType == ConnectionType.Subscription)
         {
             OnSubscriptionLost();
+            _ = OnSubscriptionRestoredAsync();
         }
     }
 
@@ -118,23 +120,45 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
     }
 
-    // StackExchange.Redis subscribes again on a restored connection; a PING on it answers after those, so once it
-    // answers the subscriptions are back.
+    // StackExchange.Redis subscribes again on a restored connection, or on another server after a failover (where no
+    // restore of the old one may ever come): watch until the reply channel is connected again and a PING on the
+    // subscription connection answers (after the re-subscriptions), then say the subscriptions are back. One watcher
+    // at a time; the stopping token ends it.
     private async Task OnSubscriptionRestoredAsync()
     {
-        for (var attempt = 0; attempt < 50 && !_stopping.IsCancellationRequested; attempt++)
+        if (Interlocked.Exchange(ref _watchingSubscriptions, 1) == 1)
         {
-            try
+            return;
+        }
+
+        try
+        {
+            while (!_stopping.IsCancellationRequested)
             {
-                await Subscriber.PingAsync().ConfigureAwait(false);
-                OnSubscriptionBack();
-                return;
+                try
+                {
+                    if (Subscriber.IsConnected(_replyChannel))
+                    {
+                        await Subscriber.PingAsync().ConfigureAwait(false);
+                        OnSubscriptionBack();
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    LogSubscribeLater(_logger, "(all)", e.Message);
+                }
+
+                await Task.Delay(100, _stopping.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                LogSubscribeLater(_logger, "(all)", e.Message);
-                await Task.Delay(100).ConfigureAwait(false);
-            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            // Stopping.
+        }
+        finally
+        {
+            Volatile.Write(ref _watchingSubscriptions, 0);
         }
     }
 

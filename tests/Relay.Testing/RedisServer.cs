@@ -133,6 +133,19 @@ public sealed class RedisServer : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>Freezes the server (SIGSTOP to the PID this class started): it holds its connections and answers nothing.</summary>
+    public void Pause() => Signal("-STOP");
+
+    /// <summary>Lets a paused server run again (SIGCONT).</summary>
+    public void Resume() => Signal("-CONT");
+
+    private void Signal(string signal)
+    {
+        var pid = _process?.Id ?? throw new InvalidOperationException("the server is not running");
+        using var kill = Process.Start("kill", [signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]) ?? throw new InvalidOperationException("could not run kill");
+        kill.WaitForExit(5000);
+    }
+
     /// <summary>Starts again on the same port: empty, unless a SAVE left dump.rdb in <see cref="DataDirectory"/>.</summary>
     public Task RestartAsync()
     {
