@@ -42,7 +42,7 @@ internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOpti
 
         if (options.KeySource is not ("configuration" or "redis"))
         {
-            failures.Add($"{Section}:KeySource is '{options.KeySource}'; use 'configuration' (keys from {Section}:Apps) or 'redis' (keys the auth service published; needs Relay:Redis:Endpoint)");
+            failures.Add($"{Section}:KeySource is '{options.KeySource}'; use 'configuration' (keys from {Section}:Apps) or 'redis' (keys the auth service published; needs Relay:Redis:Configuration)");
         }
 
         if (!string.IsNullOrWhiteSpace(options.SigningKeyPath))

@@ -40,6 +40,7 @@ public static class RelayAuthServiceCollectionExtensions
 
         // Distributed mode: publish configured keys to Redis, or follow what the auth service published there.
         services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName);
+        services.TryAddSingleton<RedisConnector>();
         services.TryAddSingleton<RedisKeyFollower>();
         services.AddHostedService(static sp => sp.GetRequiredService<RedisKeyFollower>());
         services.AddHostedService<RedisKeyPublisher>();

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Relay.Bus.InMemory;
+using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
 
@@ -18,6 +19,8 @@ public static class RedisBusServiceCollectionExtensions
     {
         services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisBusOptions>, RedisBusOptionsValidator>());
+        services.TryAddSingleton<RedisConnector>();
+        services.TryAddSingleton<IConnectionMultiplexer>(static sp => sp.GetRequiredService<RedisConnector>().ConnectAsync().GetAwaiter().GetResult());
         services.TryAddSingleton<InMemoryBus>();
         services.TryAddSingleton<RedisBus>();
         services.TryAddSingleton<IRelayBus>(static sp => UsesRedis(sp) ? sp.GetRequiredService<RedisBus>() : sp.GetRequiredService<InMemoryBus>());
@@ -36,8 +39,23 @@ public static class RedisBusServiceCollectionExtensions
     /// <summary>Connects the Redis bus during start-up, so a wrong endpoint stops the host with its message.</summary>
     private sealed class RedisBusStartup(IServiceProvider services) : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            UsesRedis(services) ? services.GetRequiredService<RedisBus>().ReadyAsync().WaitAsync(cancellationToken) : Task.CompletedTask;
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            if (!UsesRedis(services))
+            {
+                return;
+            }
+
+            try
+            {
+                await services.GetRequiredService<RedisBus>().ReadyAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                var options = services.GetRequiredService<IOptions<RedisBusOptions>>().Value;
+                throw new InvalidOperationException($"cannot reach Redis at {options.Describe()} (Relay:Redis:Configuration): the connection attempt was given up. Start Redis or fix the setting.", e);
+            }
+        }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }

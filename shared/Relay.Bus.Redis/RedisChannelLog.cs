@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Relay.Redis;
+using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
 
@@ -52,7 +52,7 @@ public sealed class RedisChannelLog
 
     // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs,
     // publish channel ('' = none), lease key and owner ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out.
-    private static readonly RedisScript s_append = new(Prelude + """
+    private static readonly RedisLuaScript s_append = new(Prelude + """
         if ARGV[8] ~= '' and redis.call('GET', ARGV[8]) ~= ARGV[9] then return {-1, '', 0} end
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         if KEYS[3] then
@@ -90,7 +90,7 @@ public sealed class RedisChannelLog
     // maxBytes (backward reads: stop once the members passed it, keeping at least one; 0 = no limit).
     // Reply: {epoch, seq, complete, truncated, member...}. A backward read walks from the newest member down in steps, so
     // a page cut by bytes never loads the rest of the limit into the script.
-    private static readonly RedisScript s_read = new(Prelude + """
+    private static readonly RedisLuaScript s_read = new(Prelude + """
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         keep_until(KEYS[1], tonumber(ARGV[5]))
         local mode = ARGV[2]
@@ -130,28 +130,23 @@ public sealed class RedisChannelLog
         return reply
         """);
 
-    private readonly RedisConnection _connection;
+    private readonly IDatabaseAsync _database;
     private readonly long _keyExpiryMs;
 
-    /// <param name="connection">The connection every operation uses.</param>
+    /// <param name="database">The database every operation uses (of the process's one multiplexer, <see cref="RedisConnector"/>).</param>
     /// <param name="keyExpiry">
     /// How long a channel's keys live after its last append or read (default 1 hour); an append keeps them at least
     /// its history TTL and dedupe window. A channel idle longer starts a new epoch, as the in-memory routing's idle sweep does.
     /// </param>
-    public RedisChannelLog(RedisConnection connection, TimeSpan? keyExpiry = null)
+    public RedisChannelLog(IDatabaseAsync database, TimeSpan? keyExpiry = null)
     {
-        ArgumentNullException.ThrowIfNull(connection);
-        _connection = connection;
+        ArgumentNullException.ThrowIfNull(database);
+        _database = database;
         _keyExpiryMs = ToMilliseconds(keyExpiry ?? TimeSpan.FromHours(1), nameof(keyExpiry));
     }
 
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
-    public static string KeyPrefix(string app, string channel)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(app);
-        ArgumentException.ThrowIfNullOrEmpty(channel);
-        return string.Create(CultureInfo.InvariantCulture, $"relay:{{{app.Length}:{app}:{channel}}}:");
-    }
+    public static string KeyPrefix(string app, string channel) => RedisKeys.ChannelPrefix(app, channel);
 
     /// <summary>
     /// Appends a message: gives it the channel's next seq, keeps it in the history (at most <paramref name="maxHistory"/>
@@ -208,14 +203,24 @@ public sealed class RedisChannelLog
         var dedupeMs = dedupe ? ToMilliseconds(dedupeWindow, nameof(dedupeWindow)) : 0;
         var keyExpiryMs = Math.Max(_keyExpiryMs, Math.Max(historyMs, dedupeMs));
 
-        string[] keys = dedupe ? [prefix + "pos", prefix + "log", prefix + "id:" + id] : [prefix + "pos", prefix + "log"];
-        var reply = await s_append.EvaluateAsync(
-            _connection,
+        RedisKey[] keys = dedupe
+            ? [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Id(prefix, id!)]
+            : [RedisKeys.Position(prefix), RedisKeys.Log(prefix)];
+        var reply = (RedisResult[])(await s_append.EvaluateAsync(
+            _database,
             keys,
-            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false);
-        var seq = reply[0].AsInt64();
-        return seq < 0 ? null : new ChannelAppendResult(seq, reply[1].AsString()!, reply[2].AsInt64() == 1);
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false))!;
+        var seq = (long)reply[0];
+        return seq < 0 ? null : new ChannelAppendResult(seq, (string)reply[1]!, (long)reply[2] == 1);
     }
+
+    /// <summary>
+    /// Waits until <paramref name="replicas"/> replicas hold every write made so far on this multiplexer's connection
+    /// (Redis <c>WAIT</c>), at most <paramref name="timeout"/>; returns how many do. Call it right after the appends it
+    /// covers, before awaiting them, so it goes out behind them.
+    /// </summary>
+    public async Task<long> WaitForReplicasAsync(int replicas, TimeSpan timeout) =>
+        (long)await _database.ExecuteAsync("WAIT", replicas, ToMilliseconds(timeout, nameof(timeout))).ConfigureAwait(false);
 
     /// <summary>
     /// Up to <paramref name="limit"/> messages after <paramref name="afterSeq"/>, in seq order, and whether they start right
@@ -263,19 +268,18 @@ public sealed class RedisChannelLog
     {
         const int Header = 4;
         var prefix = KeyPrefix(app, channel);
-        var reply = await s_read.EvaluateAsync(
-            _connection,
-            [prefix + "pos", prefix + "log"],
-            [NewEpoch(), mode, seq, limit, _keyExpiryMs, maxBytes]).ConfigureAwait(false);
+        var items = (RedisResult[])(await s_read.EvaluateAsync(
+            _database,
+            [RedisKeys.Position(prefix), RedisKeys.Log(prefix)],
+            [NewEpoch(), mode, seq, limit, _keyExpiryMs, maxBytes]).ConfigureAwait(false))!;
 
-        var items = reply.Items;
         var messages = new ChannelLogMessage[items.Length - Header];
         for (var i = 0; i < messages.Length; i++)
         {
-            messages[i] = ParseMember(items[i + Header].Memory);
+            messages[i] = ParseMember((byte[])items[i + Header]!);
         }
 
-        return new ChannelReadResult(items[0].AsString()!, items[1].AsInt64(), messages, items[2].AsInt64() == 1, items[3].AsInt64() == 1);
+        return new ChannelReadResult((string)items[0]!, (long)items[1], messages, (long)items[2] == 1, (long)items[3] == 1);
     }
 
     // A log member is "seq:timestampMs:expiresAtMs:payload".
@@ -287,7 +291,7 @@ public sealed class RedisChannelLog
         var third = second + 1 + span[(second + 1)..].IndexOf((byte)':');
         if (first < 0 || second <= first || third <= second)
         {
-            throw new RedisProtocolException("A channel log entry is malformed.");
+            throw new FormatException("A channel log entry is malformed.");
         }
 
         var seq = long.Parse(span[..first], NumberStyles.None, CultureInfo.InvariantCulture);

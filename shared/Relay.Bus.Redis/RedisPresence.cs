@@ -1,5 +1,5 @@
 using Relay.Core.Messages;
-using Relay.Redis;
+using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
 
@@ -15,7 +15,7 @@ namespace Relay.Bus.Redis;
 /// (set of the channel prefixes where the node has members). Member keys carry no expiry: they live as long as their node;
 /// <see cref="EvictNodeAsync"/> removes a dead node's members (fan-out calls it when a node's heartbeat stops).
 /// </remarks>
-public sealed class RedisPresence(RedisConnection connection)
+public sealed class RedisPresence(IDatabaseAsync database)
 {
     private const string Prelude = """
         local t = redis.call('TIME')
@@ -49,9 +49,9 @@ public sealed class RedisPresence(RedisConnection connection)
 
         """;
 
-    // ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh epoch, lease key and owner
-    // ('' = unfenced), most members. Returns -1 when fenced out, -2 when a new member finds the set full.
-    private static readonly RedisScript s_change = new(Prelude + """
+    // KEYS: the node's presence index. ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh
+    // epoch, lease key and owner ('' = unfenced), most members. Returns -1 when fenced out, -2 when a new member finds the set full.
+    private static readonly RedisLuaScript s_change = new(Prelude + """
         if ARGV[9] ~= '' and redis.call('GET', ARGV[9]) ~= ARGV[10] then return -1 end
         local prefix, action, client = ARGV[1], ARGV[2], ARGV[3]
         local field = client .. '\n' .. ARGV[4]
@@ -61,16 +61,16 @@ public sealed class RedisPresence(RedisConnection connection)
         local present = tonumber(redis.call('HGET', prefix .. 'clients', client) or '0') > 0
         redis.call('HSET', prefix .. 'members', field, ARGV[5] .. '\n' .. ARGV[6])
         if not existed then redis.call('HINCRBY', prefix .. 'clients', client, 1) end
-        redis.call('SADD', 'relay:bus:node:' .. ARGV[5] .. ':presence', prefix)
+        redis.call('SADD', KEYS[1], prefix)
         local event = 'update'
         if not present then event = 'enter' end
         emit(ARGV[7], epoch_of(prefix, ARGV[8]), event, ARGV[6])
         return 1
         """);
 
-    // ARGV: nodeId, publish channel, fresh epoch. Reply: members removed.
-    private static readonly RedisScript s_evict = new(Prelude + """
-        local index = 'relay:bus:node:' .. ARGV[1] .. ':presence'
+    // KEYS: the node's presence index. ARGV: nodeId, publish channel, fresh epoch. Reply: members removed.
+    private static readonly RedisLuaScript s_evict = new(Prelude + """
+        local index = KEYS[1]
         local removed = 0
         local mark = ARGV[1] .. '\n'
         for _, prefix in ipairs(redis.call('SMEMBERS', index)) do
@@ -100,10 +100,10 @@ public sealed class RedisPresence(RedisConnection connection)
         var prefix = RedisChannelLog.KeyPrefix(record.App, record.Channel);
         var body = action == "leave" && record.Data.IsEmpty ? [] : BusCodec.EncodeBody(record);
         var reply = await s_change.EvaluateAsync(
-            connection,
-            [],
+            database,
+            [RedisKeys.NodePresence(nodeId)],
             [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence?.Key ?? "", fence?.Owner ?? "", maxMembers]).ConfigureAwait(false);
-        return reply.AsInt64() switch
+        return (long)reply switch
         {
             -1 => PresenceChangeResult.NotOwner,
             -2 => PresenceChangeResult.Full,
@@ -114,11 +114,11 @@ public sealed class RedisPresence(RedisConnection connection)
     /// <summary>The present members of a channel (one record per connection).</summary>
     public async Task<IReadOnlyList<RelayMessage>> MembersAsync(string app, string channel)
     {
-        var all = await connection.HGetAllAsync(RedisChannelLog.KeyPrefix(app, channel) + "members").ConfigureAwait(false);
-        var members = new List<RelayMessage>(all.Count);
-        foreach (var value in all.Values)
+        var all = await database.HashGetAllAsync(RedisKeys.Members(RedisKeys.ChannelPrefix(app, channel))).ConfigureAwait(false);
+        var members = new List<RelayMessage>(all.Length);
+        foreach (var entry in all)
         {
-            var bytes = value.Memory;
+            var bytes = (ReadOnlyMemory<byte>)entry.Value;
             var body = bytes[(bytes.Span.IndexOf((byte)'\n') + 1)..];
             members.Add(BusCodec.DecodeBody(body, seq: 0, timestamp: 0, epoch: "", presenceAction: "present"));
         }
@@ -129,7 +129,7 @@ public sealed class RedisPresence(RedisConnection connection)
     /// <summary>Removes every member a node held (it died), publishing the leave events; returns how many were removed.</summary>
     public async Task<long> EvictNodeAsync(string nodeId, string publishTo)
     {
-        var reply = await s_evict.EvaluateAsync(connection, [], [nodeId, publishTo, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);
-        return reply.AsInt64();
+        var reply = await s_evict.EvaluateAsync(database, [RedisKeys.NodePresence(nodeId)], [nodeId, publishTo, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);
+        return (long)reply;
     }
 }

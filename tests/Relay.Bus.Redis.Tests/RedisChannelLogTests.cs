@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text;
-using Relay.Redis;
-using Relay.Redis.Tests;
+using Relay.Testing;
 
 namespace Relay.Bus.Redis.Tests;
 
@@ -19,10 +18,10 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 60_000)]
     public async Task ConcurrentAppends_FromFourConnections_AreGapless()
     {
-        var connections = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => RedisConnection.ConnectAsync(fixture.Server.Options())));
+        var connections = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => fixture.Server.ConnectAsync()));
         try
         {
-            var logs = connections.Select(c => new RedisChannelLog(c)).ToArray();
+            var logs = connections.Select(c => new RedisChannelLog(c.GetDatabase())).ToArray();
             var channel = NewChannel();
             const int Count = 200;
 
@@ -55,7 +54,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 30_000)]
     public async Task Dedupe_ReturnsFirstSeqWithinWindow_AndAppendsAgainAfterIt()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
         var window = TimeSpan.FromSeconds(1);
@@ -86,7 +86,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 30_000)]
     public async Task History_IsTrimmedBySize()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
 
@@ -116,7 +117,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 30_000)]
     public async Task BackwardReads_WithAByteBudget_KeepTheNewestThatFit_AndSaySo()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
 
@@ -151,7 +153,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 30_000)]
     public async Task History_IsTrimmedByAge()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
         var ttl = TimeSpan.FromSeconds(1);
@@ -177,13 +180,14 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
         Assert.False(read.Complete);
         Assert.Equal(["new"], read.Messages.Select(Text));
         Assert.True((await log.ReadAfterAsync("app", channel, 2, 10)).Complete);
-        Assert.Equal(1, (await redis.ExecuteAsync("ZCARD", RedisChannelLog.KeyPrefix("app", channel) + "log")).AsInt64());
+        Assert.Equal(1, (long)await redis.ExecuteAsync("ZCARD", RedisChannelLog.KeyPrefix("app", channel) + "log"));
     }
 
     [Fact(Timeout = 30_000)]
     public async Task ReadAfter_ReturnsExactlyTheMissedMessages_InOrder()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
         for (var i = 1; i <= 20; i++)
@@ -217,7 +221,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     {
         // Its own server: FLUSHALL must not disturb the other tests.
         await using var server = await RedisServer.StartAsync();
-        await using var redis = await RedisConnection.ConnectAsync(server.Options());
+        await using var connection = await server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var channel = NewChannel();
 
@@ -251,7 +256,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     [Fact(Timeout = 30_000)]
     public async Task Channels_AreIndependent()
     {
-        await using var redis = await RedisConnection.ConnectAsync(fixture.Server.Options());
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
         var log = new RedisChannelLog(redis);
         var a = NewChannel();
         var b = NewChannel();

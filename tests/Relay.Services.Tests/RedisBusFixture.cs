@@ -1,4 +1,4 @@
-using Relay.Redis.Tests;
+using Relay.Testing;
 
 namespace Relay.Services.Tests;
 
@@ -19,7 +19,7 @@ public sealed class RedisBusFixture : IAsyncLifetime
     public void AddTo(IDictionary<string, string?> settings)
     {
         settings["Relay:Bus"] = "redis";
-        settings["Relay:Redis:Endpoint"] = $"127.0.0.1:{Redis.Port}";
+        settings["Relay:Redis:Configuration"] = Redis.Configuration;
         settings["Relay:Redis:LeaseTtl"] = LeaseTtl;
     }
 

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Options;
 using Relay.Auth.Keys;
 using Relay.Bus.Redis;
 using Relay.Core.Auth;
-using Relay.Redis;
+using StackExchange.Redis;
 
 namespace Relay.Auth.Distributed;
 
@@ -25,15 +25,15 @@ namespace Relay.Auth.Distributed;
 /// </remarks>
 internal static class RedisKeyDirectory
 {
-    public const string KeysKey = "relay:auth:keys";
-    public const string SignersKey = "relay:auth:signers";
-    public const string VersionKey = "relay:auth:version";
+    public const string KeysKey = RedisKeys.AuthKeys;
+    public const string SignersKey = RedisKeys.AuthSigners;
+    public const string VersionKey = RedisKeys.AuthVersion;
 
     private static readonly (Operations Operation, string Name)[] OperationNames =
         [(Operations.Subscribe, "subscribe"), (Operations.Publish, "publish"), (Operations.Presence, "presence"), (Operations.History, "history")];
 
     // KEYS: keys, signers, version. ARGV: signer kid, signer SPKI, then name/json pairs. Replaces the key set at once.
-    public static readonly RedisScript Publish = new("""
+    public static readonly RedisLuaScript Publish = new("""
         redis.call('DEL', KEYS[1])
         for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
         redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -101,7 +101,7 @@ internal static class RedisKeyDirectory
 /// </summary>
 internal sealed partial class RedisKeyPublisher(
     IOptions<RelayAuthOptions> auth,
-    IOptions<RedisBusOptions> redis,
+    RedisConnector redis,
     IServiceProvider services,
     KeyStore keys,
     SigningKey signingKey,
@@ -118,7 +118,7 @@ internal sealed partial class RedisKeyPublisher(
             return;
         }
 
-        await using var connection = await RedisConnection.ConnectAsync(redis.Value.ToConnectionOptions(), stoppingToken).ConfigureAwait(false);
+        var connection = (await redis.ConnectAsync().WaitAsync(stoppingToken).ConfigureAwait(false)).GetDatabase();
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
         long attempted = -1;
         var attemptedAt = 0L;
@@ -130,7 +130,7 @@ internal sealed partial class RedisKeyPublisher(
                 continue;
             }
 
-            var args = new List<RedisArg> { signingKey.KeyId, Convert.ToBase64String(signingKey.PublicKeyDer) };
+            var args = new List<RedisValue> { signingKey.KeyId, Convert.ToBase64String(signingKey.PublicKeyDer) };
             foreach (var key in keys.All)
             {
                 args.Add(key.Name);
@@ -143,7 +143,7 @@ internal sealed partial class RedisKeyPublisher(
                     connection,
                     [RedisKeyDirectory.KeysKey, RedisKeyDirectory.SignersKey, RedisKeyDirectory.VersionKey],
                     [.. args]).ConfigureAwait(false);
-                LogPublished(logger, keys.KeyCount, signingKey.KeyId, redisVersion.AsInt64());
+                LogPublished(logger, keys.KeyCount, signingKey.KeyId, (long)redisVersion);
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
@@ -184,6 +184,7 @@ internal sealed partial class RedisKeyPublisher(
 internal sealed partial class RedisKeyFollower(
     IOptions<RelayAuthOptions> auth,
     IOptions<RedisBusOptions> redis,
+    RedisConnector connector,
     KeyStore keys,
     ILogger<RedisKeyFollower> logger) : BackgroundService, IHealthCheck
 {
@@ -203,37 +204,36 @@ internal sealed partial class RedisKeyFollower(
             return;
         }
 
-        if (string.IsNullOrWhiteSpace(redis.Value.Endpoint))
+        if (!redis.Value.IsConfigured)
         {
-            throw new InvalidOperationException("Relay:Auth:KeySource is 'redis' but Relay:Redis:Endpoint is not set: set it to the Redis the auth service publishes to (host:port).");
+            throw new InvalidOperationException("Relay:Auth:KeySource is 'redis' but Relay:Redis:Configuration is not set: set it to the Redis the auth service publishes to (e.g. host:6379).");
         }
 
-        RedisConnection connection;
+        IDatabase connection;
         try
         {
-            connection = await RedisConnection.ConnectAsync(redis.Value.ToConnectionOptions(), stoppingToken).ConfigureAwait(false);
+            connection = (await connector.ConnectAsync().WaitAsync(stoppingToken).ConfigureAwait(false)).GetDatabase();
         }
         catch (OperationCanceledException)
         {
             return;
         }
 
-        await using (connection.ConfigureAwait(false))
         {
             var waiting = true;
             while (!stoppingToken.IsCancellationRequested)
             {
                 try
                 {
-                    var version = await connection.GetAsync(RedisKeyDirectory.VersionKey).ConfigureAwait(false);
+                    var version = await connection.StringGetAsync(RedisKeyDirectory.VersionKey).ConfigureAwait(false);
                     if (version.IsNull && waiting)
                     {
                         LogWaiting(logger);
                         waiting = false;
                     }
-                    else if (!version.IsNull && version.AsInt64() != Interlocked.Read(ref _version))
+                    else if (!version.IsNull && (long)version != Interlocked.Read(ref _version))
                     {
-                        await LoadAsync(connection, version.AsInt64()).ConfigureAwait(false);
+                        await LoadAsync(connection, (long)version).ConfigureAwait(false);
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException or JsonException or KeyNotFoundException or FormatException)
@@ -253,17 +253,17 @@ internal sealed partial class RedisKeyFollower(
         }
     }
 
-    private async Task LoadAsync(RedisConnection connection, long version)
+    private async Task LoadAsync(IDatabase connection, long version)
     {
-        var published = await connection.HGetAllAsync(RedisKeyDirectory.KeysKey).ConfigureAwait(false);
-        var signers = await connection.HGetAllAsync(RedisKeyDirectory.SignersKey).ConfigureAwait(false);
-        var loaded = published.Values.Select(static value => RedisKeyDirectory.Decode(value.Memory.Span)).ToList();
+        var published = await connection.HashGetAllAsync(RedisKeyDirectory.KeysKey).ConfigureAwait(false);
+        var signers = await connection.HashGetAllAsync(RedisKeyDirectory.SignersKey).ConfigureAwait(false);
+        var loaded = published.Select(static entry => RedisKeyDirectory.Decode(((ReadOnlyMemory<byte>)entry.Value).Span)).ToList();
         var trusted = new Dictionary<string, ECDsa>(StringComparer.Ordinal);
-        foreach (var (kid, spki) in signers)
+        foreach (var entry in signers)
         {
             var key = ECDsa.Create();
-            key.ImportSubjectPublicKeyInfo(Convert.FromBase64String(spki.AsString()!), out _);
-            trusted[kid] = key;
+            key.ImportSubjectPublicKeyInfo(Convert.FromBase64String((string)entry.Value!), out _);
+            trusted[(string)entry.Name!] = key;
         }
 
         // The auth service publishes the same keys every 30 s: only a real change moves the store's version.

@@ -4,6 +4,7 @@ using Relay.Bus.Routing;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
+using Relay.Core.Protocol;
 
 namespace Relay.Routing.Channels;
 
@@ -19,7 +20,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
     private RedisChannelLog? _log;
 
     // Requests arrive only once the bus is connected (the lease loop waits for it).
-    private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Commands);
+    private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Database);
 
     /// <inheritdoc />
     public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)
@@ -72,6 +73,9 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
                 fence);
         }
 
+        // With replicas to wait for, WAIT goes out right behind the appends and covers them.
+        var replicas = bus.Options.ReplicasToAcknowledge;
+        var replicated = replicas > 0 ? Log.WaitForReplicasAsync(replicas, bus.Options.ReplicationTimeout) : null;
         var seqs = new long[appends.Length];
         var epoch = "";
         for (var i = 0; i < appends.Length; i++)
@@ -83,6 +87,11 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
 
             seqs[i] = appended.Seq;
             epoch = appended.Epoch;
+        }
+
+        if (replicated is not null && await replicated.ConfigureAwait(false) is var acknowledged && acknowledged < replicas)
+        {
+            return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"{acknowledged} of {replicas} Redis replicas confirmed the publish within {bus.Options.ReplicationTimeout.TotalSeconds:0.###} s; publish again with the same id"));
         }
 
         return new PublishReply(seqs, epoch);

@@ -19,7 +19,7 @@ namespace Relay.ServiceDefaults.Telemetry;
 /// </summary>
 internal static class RelayTelemetry
 {
-    /// <summary>Relay's meters (<c>Relay.Ingress</c>, <c>Relay.FanOut</c>, <c>Relay.Memory</c>, <c>Relay.Redis</c>).</summary>
+    /// <summary>Relay's meters (<c>Relay.Ingress</c>, <c>Relay.FanOut</c>, <c>Relay.Memory</c>).</summary>
     public const string RelayMeters = "Relay.*";
 
     /// <summary>The standard variable whose presence turns tracing and OTLP export on.</summary>

@@ -115,7 +115,7 @@ internal sealed class RelayTarget(bool redisBus = false) : Target
             var binary = BenchEnvironment.FindExecutable("redis-server", "apt-get install redis-server");
             redis = await ServerProcess.StartAsync("redis", binary, ["--bind", "127.0.0.1", "--port", redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--save", "", "--appendonly", "no"], new Dictionary<string, string>(), redisPort, environment.LogDirectory).ConfigureAwait(false);
             settings["Relay__Bus"] = "redis";
-            settings["Relay__Redis__Endpoint"] = $"127.0.0.1:{redisPort}";
+            settings["Relay__Redis__Configuration"] = $"127.0.0.1:{redisPort}";
         }
 
         try

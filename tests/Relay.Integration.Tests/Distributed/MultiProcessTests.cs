@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Relay.Core.Diagnostics;
-using Relay.Redis;
 using Relay.Testing;
 using Xunit.Abstractions;
 
@@ -269,9 +268,9 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
         }
 
         // A restart that keeps the data (RDB saved first): everything carries on in the same epoch.
-        await using (var admin = await RedisConnection.ConnectAsync(cluster.Redis.Options()))
+        await using (var admin = await cluster.Redis.ConnectAsync())
         {
-            await admin.ExecuteAsync("SAVE");
+            await admin.GetDatabase().ExecuteAsync("SAVE");
         }
 
         await cluster.Redis.RestartAsync();

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Relay.Redis.Tests;
 using Relay.Testing;
 
 namespace Relay.Integration.Tests.Distributed;
@@ -49,7 +48,7 @@ internal sealed class RelayCluster : IAsyncDisposable
         var settings = new Dictionary<string, string>
         {
             ["Relay__Bus"] = "redis",
-            ["Relay__Redis__Endpoint"] = $"127.0.0.1:{redis.Port}",
+            ["Relay__Redis__Configuration"] = redis.Configuration,
             ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
             ["Relay__Redis__NodeTtl"] = "00:00:02",
             ["Relay__Redis__RequestTimeout"] = "00:00:10",
@@ -153,14 +152,15 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>Waits until every routing shard has an owner (both instances registered and split the shards).</summary>
     public async Task WaitForShardsAsync()
     {
-        await using var redis = await Relay.Redis.RedisConnection.ConnectAsync(Redis.Options());
+        await using var connection = await Redis.ConnectAsync();
+        var redis = connection.GetDatabase();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
         {
             var owned = 0;
             for (var shard = 0; shard < 16; shard++)
             {
-                if (!(await Relay.Redis.RedisCommands.GetAsync(redis, "relay:bus:lease:" + shard)).IsNull)
+                if (!(await redis.StringGetAsync(Relay.Bus.Redis.RedisKeys.Lease(shard))).IsNull)
                 {
                     owned++;
                 }
@@ -183,11 +183,12 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>The owner of each routing shard's lease (null where none).</summary>
     public async Task<string?[]> ShardOwnersAsync()
     {
-        await using var redis = await Relay.Redis.RedisConnection.ConnectAsync(Redis.Options());
+        await using var connection = await Redis.ConnectAsync();
+        var redis = connection.GetDatabase();
         var owners = new string?[16];
         for (var shard = 0; shard < owners.Length; shard++)
         {
-            owners[shard] = (await Relay.Redis.RedisCommands.GetAsync(redis, "relay:bus:lease:" + shard)).AsString();
+            owners[shard] = await redis.StringGetAsync(Relay.Bus.Redis.RedisKeys.Lease(shard));
         }
 
         return owners;

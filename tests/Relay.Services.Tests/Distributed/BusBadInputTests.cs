@@ -1,7 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Redis;
 using Relay.Ingress;
-using Relay.Redis;
+using StackExchange.Redis;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Distributed;
@@ -21,8 +21,8 @@ public sealed class BusBadInputTests(RedisBusServerFixture fixture) : IClassFixt
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "sturdy" });
 
-        List<string> channels = [RedisBus.FanOutChannel, RedisBus.Prefix + "interest", RedisBus.Prefix + "node:" + node.NodeId, RedisBus.Prefix + "reply:" + bus.InstanceId];
-        channels.AddRange(Enumerable.Range(0, 16).Select(shard => RedisBus.Prefix + "shard:" + shard));
+        List<RedisChannel> channels = [RedisKeys.FanOut, RedisKeys.Node(node.NodeId), RedisKeys.Reply(bus.InstanceId)];
+        channels.AddRange(Enumerable.Range(0, 16).Select(RedisKeys.Shard));
         byte[][] garbage =
         [
             [],
@@ -37,7 +37,7 @@ public sealed class BusBadInputTests(RedisBusServerFixture fixture) : IClassFixt
         {
             foreach (var frame in garbage)
             {
-                await bus.Commands.PublishAsync(channel, frame);
+                await bus.Database.PublishAsync(channel, frame);
             }
         }
 

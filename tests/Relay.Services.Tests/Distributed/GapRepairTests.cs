@@ -3,7 +3,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Redis;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
-using Relay.Redis;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Distributed;
@@ -27,7 +26,7 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
 
         // Seqs 2 and 3 are stored but never published: the hop to fan-out "lost" them.
         var bus = server.Services.GetRequiredService<RedisBus>();
-        var log = new RedisChannelLog(bus.Commands);
+        var log = new RedisChannelLog(bus.Database);
         foreach (var text in new[] { "two", "three" })
         {
             var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "gappy", Epoch = "", Data = Encoding.UTF8.GetBytes($"\"{text}\"") });
@@ -64,7 +63,7 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
 
         // Seqs 2..11 are stored but never handed to fan-out, and history keeps only 3 of them (9, 10, 11): 2..8 are gone.
         var bus = server.Services.GetRequiredService<RedisBus>();
-        var log = new RedisChannelLog(bus.Commands);
+        var log = new RedisChannelLog(bus.Database);
         for (var i = 2; i <= 11; i++)
         {
             var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "lossy/a", Epoch = "", Data = Encoding.UTF8.GetBytes($"{i}") });
@@ -105,7 +104,7 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
 
         // 2..6 stored without fan-out (history keeps 5 and 6); a subscriber that joins now starts at 6 and lost nothing.
         var bus = server.Services.GetRequiredService<RedisBus>();
-        var log = new RedisChannelLog(bus.Commands);
+        var log = new RedisChannelLog(bus.Database);
         for (var i = 2; i <= 6; i++)
         {
             var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "late-join", Epoch = "", Data = Encoding.UTF8.GetBytes($"{i}") });
@@ -138,9 +137,9 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         // subscribes again) makes the node check the channel's position.
         var bus = server.Services.GetRequiredService<RedisBus>();
         var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "quiet", Epoch = "", Data = Encoding.UTF8.GetBytes("\"two\"") });
-        await new RedisChannelLog(bus.Commands).AppendAsync(RelayServer.AppId, "quiet", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        await new RedisChannelLog(bus.Database).AppendAsync(RelayServer.AppId, "quiet", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
         await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(500)));
-        await bus.Commands.PublishAsync(RedisBus.Prefix + "resync", "test");
+        await bus.Database.PublishAsync(RedisKeys.Resync, "test");
 
         var message = await subscriber.ReceiveMessageAsync();
         Assert.Equal(2, message.GetProperty("seq").GetInt64());
@@ -161,9 +160,9 @@ public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixtur
         // hop is lost; seq 2 arrives and shows the node a new epoch that does not start at 1.
         var bus = server.Services.GetRequiredService<RedisBus>();
         var prefix = RedisChannelLog.KeyPrefix(RelayServer.AppId, "reborn");
-        await bus.Commands.ExecuteAsync("DEL", prefix + "pos", prefix + "log");
+        await bus.Database.KeyDeleteAsync([RedisKeys.Position(prefix), RedisKeys.Log(prefix)]);
         var body = BusCodec.EncodeBody(new RelayMessage { App = RelayServer.AppId, Channel = "reborn", Epoch = "", Data = Encoding.UTF8.GetBytes("\"new-1\"") });
-        await new RedisChannelLog(bus.Commands).AppendAsync(RelayServer.AppId, "reborn", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
+        await new RedisChannelLog(bus.Database).AppendAsync(RelayServer.AppId, "reborn", id: null, body, maxHistory: 200, TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(2));
         await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "reborn", ["data"] = "new-2" });
 
         var one = await subscriber.ReceiveMessageAsync();

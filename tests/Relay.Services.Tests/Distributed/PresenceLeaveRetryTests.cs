@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Ingress;
-using Relay.Redis.Tests;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Distributed;

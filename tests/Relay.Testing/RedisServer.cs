@@ -6,11 +6,13 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
-namespace Relay.Redis.Tests;
+using StackExchange.Redis;
+
+namespace Relay.Testing;
 
 /// <summary>
 /// A real redis-server on a free loopback port, started from <see cref="ServerPath"/> and stopped by the PID this
-/// class started. A missing binary fails the test: these tests are the proof the client speaks to Redis.
+/// class started. A missing binary fails the test: these tests are the proof Relay works over Redis.
 /// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
@@ -22,8 +24,11 @@ public sealed class RedisServer : IAsyncDisposable
     private readonly StringBuilder _log = new();
     private Process? _process;
 
-    private RedisServer(string? password, bool tls, string directory, bool appendOnly)
+    private readonly IReadOnlyList<string> _extraArguments;
+
+    private RedisServer(string? password, bool tls, string directory, bool appendOnly, IReadOnlyList<string>? extraArguments)
     {
+        _extraArguments = extraArguments ?? [];
         Password = password;
         Tls = tls;
         _directory = directory;
@@ -56,7 +61,12 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    public static async Task<RedisServer> StartAsync(string? password = null, bool tls = false, bool appendOnly = false)
+    public static Task<RedisServer> StartAsync(string? password = null, bool tls = false, bool appendOnly = false) => StartAsync(password, tls, appendOnly, extraArguments: null);
+
+    /// <summary>Starts a server with more <c>redis-server</c> arguments (e.g. <c>--replicaof host port</c>).</summary>
+    public static Task<RedisServer> StartAsync(string? password, bool tls, IReadOnlyList<string>? extraArguments) => StartAsync(password, tls, appendOnly: false, extraArguments);
+
+    private static async Task<RedisServer> StartAsync(string? password, bool tls, bool appendOnly, IReadOnlyList<string>? extraArguments)
     {
         if (!File.Exists(ServerPath))
         {
@@ -64,7 +74,7 @@ public sealed class RedisServer : IAsyncDisposable
                 $"{ServerPath} is missing: the Redis client tests need a real Redis server. Install it with `apt-get install redis-server`.");
         }
 
-        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName, appendOnly);
+        var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName, appendOnly, extraArguments);
         if (tls)
         {
             await File.WriteAllTextAsync(Path.Combine(server._directory, "cert.pem"), Certificate.ExportCertificatePem());
@@ -87,30 +97,31 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Options for a client of this server (TLS pinned to the test certificate).</summary>
-    public RedisConnectionOptions Options(bool resp3 = false, Action<RedisConnectionOptions>? configure = null)
+    /// <summary>The StackExchange.Redis configuration string of this server (what <c>Relay:Redis:Configuration</c> takes).</summary>
+    public string Configuration =>
+        $"127.0.0.1:{Port.ToString(System.Globalization.CultureInfo.InvariantCulture)}" + (Password is null ? "" : ",password=" + Password) + (Tls ? ",ssl=true,sslHost=localhost" : "");
+
+    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
+    public ConfigurationOptions Options()
     {
-        var options = new RedisConnectionOptions
-        {
-            Host = "127.0.0.1",
-            Port = Port,
-            Password = Password,
-            Resp3 = resp3,
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            CommandTimeout = TimeSpan.FromSeconds(5),
-            ReconnectMinDelay = TimeSpan.FromMilliseconds(20),
-            ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
-        };
+        var options = ConfigurationOptions.Parse(Configuration);
+        options.AbortOnConnectFail = false;
+        options.ConnectTimeout = 5000;
+        options.AsyncTimeout = 5000;
+        options.SyncTimeout = 5000;
+        options.HeartbeatInterval = TimeSpan.FromMilliseconds(250);
+        options.ReconnectRetryPolicy = new LinearRetry(100);
+        options.AllowAdmin = true;
         if (Tls)
         {
-            options.Tls = true;
-            options.TlsTargetHost = "localhost";
-            options.TlsCertificateValidation = PinnedCertificate;
+            options.CertificateValidation += PinnedCertificate;
         }
 
-        configure?.Invoke(options);
         return options;
     }
+
+    /// <summary>A multiplexer on this server, with Relay's scripts loaded (as the services' <c>RedisConnector</c> makes it).</summary>
+    public Task<IConnectionMultiplexer> ConnectAsync() => Relay.Bus.Redis.RedisConnector.ConnectAsync(Options());
 
     public static bool PinnedCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
         certificate is not null && certificate.GetCertHashString() == Certificate.GetCertHashString();
@@ -126,6 +137,19 @@ public sealed class RedisServer : IAsyncDisposable
 
         _process?.Dispose();
         _process = null;
+    }
+
+    /// <summary>Freezes the server (SIGSTOP to the PID this class started): it holds its connections and answers nothing.</summary>
+    public void Pause() => Signal("-STOP");
+
+    /// <summary>Lets a paused server run again (SIGCONT).</summary>
+    public void Resume() => Signal("-CONT");
+
+    private void Signal(string signal)
+    {
+        var pid = _process?.Id ?? throw new InvalidOperationException("the server is not running");
+        using var kill = Process.Start("kill", [signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]) ?? throw new InvalidOperationException("could not run kill");
+        kill.WaitForExit(5000);
     }
 
     /// <summary>Starts again on the same port: empty, unless a SAVE left dump.rdb in <see cref="DataDirectory"/> or it is <see cref="AppendOnly"/>.</summary>
@@ -215,10 +239,11 @@ public sealed class RedisServer : IAsyncDisposable
 
         yield return "--dir";
         yield return _directory;
+        foreach (var argument in _extraArguments)
+        {
+            yield return argument;
+        }
 
-        // DEBUG PROTOCOL makes the server emit each RESP3 type on demand.
-        yield return "--enable-debug-command";
-        yield return "local";
         if (Password is not null)
         {
             yield return "--requirepass";
@@ -268,7 +293,8 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    /// <summary>A loopback port free right now.</summary>
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -300,57 +326,5 @@ public sealed class RedisServer : IAsyncDisposable
         }
 
         return ValueTask.CompletedTask;
-    }
-}
-
-/// <summary>One server shared by the tests of a class.</summary>
-public sealed class RedisServerFixture : IAsyncLifetime
-{
-    private RedisServer? _server;
-
-    public RedisServer Server => _server ?? throw new InvalidOperationException("The fixture has not started.");
-
-    public async Task InitializeAsync() => _server = await RedisServer.StartAsync();
-
-    public async Task DisposeAsync()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
-}
-
-/// <summary>Bounded waits, so no test can hang.</summary>
-public static class Wait
-{
-    public static async Task UntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        Exception? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            try
-            {
-                if (await condition())
-                {
-                    return;
-                }
-            }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
-            {
-                last = ex;
-            }
-
-            await Task.Delay(20);
-        }
-
-        throw new TimeoutException($"Gave up waiting {timeout.TotalSeconds} s for {what}.", last);
-    }
-
-    public static async Task<RedisMessage> ReadAsync(RedisSubscriber subscriber, TimeSpan? timeout = null)
-    {
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(5));
-        return await subscriber.Messages.ReadAsync(cts.Token);
     }
 }

@@ -1,0 +1,278 @@
+using System.Collections.Concurrent;
+using Relay.Bus.Routing;
+using Relay.Core.Protocol;
+using StackExchange.Redis;
+
+namespace Relay.Bus.Redis;
+
+// Requests and leases: a request goes to its shard's channel, where the routing instance holding the shard's lease
+// listens; the reply comes back on the caller's reply channel. Leases are renewed by one script per tick.
+public sealed partial class RedisBus
+{
+    // KEYS: routers, then every shard's lease in shard order. ARGV: instance, ttlMs. Registers the router, renews its
+    // leases, gives back what exceeds a fair share (shards / live routers, rounded up) and takes free shards up to it.
+    // Returns the shards now owned.
+    private static readonly RedisLuaScript s_leaseTick = new("""
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local me, ttl, shards = ARGV[1], tonumber(ARGV[2]), #KEYS - 1
+        redis.call('ZADD', KEYS[1], now, me)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+        local target = math.ceil(shards / math.max(1, redis.call('ZCARD', KEYS[1])))
+        local owned, free = {}, {}
+        for i = 0, shards - 1 do
+          local holder = redis.call('GET', KEYS[i + 2])
+          if holder == me then owned[#owned + 1] = i elseif not holder then free[#free + 1] = i end
+        end
+        while #owned > target do
+          redis.call('DEL', KEYS[table.remove(owned) + 2])
+        end
+        for _, i in ipairs(owned) do redis.call('PEXPIRE', KEYS[i + 2], ttl) end
+        for _, i in ipairs(free) do
+          if #owned >= target then break end
+          redis.call('SET', KEYS[i + 2], me, 'PX', ttl)
+          owned[#owned + 1] = i
+        end
+        return owned
+        """);
+
+    // KEYS: lease. ARGV: instance, ttlMs. 1 when the lease is (now) this instance's, 0 when another holds it.
+    private static readonly RedisLuaScript s_leaseClaim = new("""
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] then return 1 end
+        if holder then return 0 end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+        return 1
+        """);
+
+    // KEYS: routers, then every shard's lease. ARGV: instance. Gives back every lease and leaves the router set.
+    private static readonly RedisLuaScript s_leaseRelease = new("""
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        for i = 2, #KEYS do
+          if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+        end
+        return 0
+        """);
+
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<RoutingReply>> _pending = new();
+    private readonly ConcurrentDictionary<int, bool> _ownedShards = new();
+    private readonly RedisChannel _replyChannel;
+    private readonly string _replyChannelName;
+    private readonly RedisKey[] _leaseKeys;
+    private readonly Lock _replyGate = new();
+    private volatile TaskCompletionSource _replyReady = Ready();
+    private long _nextCorrelation;
+
+    /// <inheritdoc />
+    public async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var shard = ShardOf(request.App, request.Channel);
+        var correlation = Interlocked.Increment(ref _nextCorrelation);
+        var reply = new TaskCompletionSource<RoutingReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[correlation] = reply;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.RequestTimeout);
+        try
+        {
+            await ReadyAsync().WaitAsync(timeout.Token).ConfigureAwait(false);
+            await _replyReady.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
+
+            // Nobody listening means the shard is between owners (a handover): wait for the next one.
+            while (await Database.PublishAsync(RedisKeys.Shard(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
+            {
+                await Task.Delay(50, timeout.Token).ConfigureAwait(false);
+            }
+
+            return await reply.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing shard {shard} did not answer within {_options.RequestTimeout.TotalSeconds:0.#} s; try again"));
+        }
+        catch (Exception e) when (e is RedisException or InvalidOperationException or TimeoutException)
+        {
+            return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus is unavailable ({e.Message}); try again"));
+        }
+        finally
+        {
+            _pending.TryRemove(correlation, out _);
+        }
+    }
+
+    private void OnReply(ReadOnlyMemory<byte> frame)
+    {
+        var (correlation, reply) = BusCodec.DecodeReply(frame);
+        if (_pending.TryRemove(correlation, out var waiting))
+        {
+            waiting.TrySetResult(reply);
+        }
+    }
+
+    // While the subscription connection is away, replies published to this process would be lost: requests wait (within
+    // their timeout) until it is back.
+    private void CloseReplyGate()
+    {
+        lock (_replyGate)
+        {
+            if (_replyReady.Task.IsCompleted)
+            {
+                _replyReady = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+    }
+
+    private void OpenReplyGate()
+    {
+        lock (_replyGate)
+        {
+            _replyReady.TrySetResult();
+        }
+    }
+
+    private static TaskCompletionSource Ready()
+    {
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ready.SetResult();
+        return ready;
+    }
+
+    /// <inheritdoc />
+    public IDisposable ServeRouting(IRoutingHandler handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return Serve(stopping => LeaseLoopAsync(handler, stopping));
+    }
+
+    private async Task LeaseLoopAsync(IRoutingHandler handler, CancellationToken stoppingToken)
+    {
+        var ttlMs = (long)_options.LeaseTtl.TotalMilliseconds;
+        var period = _options.LeaseTtl / 3;
+        RedisKey[] tickKeys = [RedisKeys.Routers, .. _leaseKeys];
+        try
+        {
+            await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    var owned = (RedisResult[])(await s_leaseTick.EvaluateAsync(Database, tickKeys, [InstanceId, ttlMs]).ConfigureAwait(false))!;
+                    var now = new HashSet<int>();
+                    foreach (var item in owned)
+                    {
+                        now.Add((int)(long)item);
+                    }
+
+                    foreach (var shard in _ownedShards.Keys.Where(s => !now.Contains(s)).ToList())
+                    {
+                        _ownedShards.TryRemove(shard, out _);
+                        await UnsubscribeAsync(RedisKeys.Shard(shard)).ConfigureAwait(false);
+                        LogShardLost(_logger, shard, InstanceId);
+                    }
+
+                    foreach (var shard in now.Where(s => !_ownedShards.ContainsKey(s)))
+                    {
+                        await SubscribeAsync(RedisKeys.Shard(shard), frame => OnRoutingRequest(handler, frame)).ConfigureAwait(false);
+                        _ownedShards[shard] = true;
+                        LogShardOwned(_logger, shard, InstanceId);
+                    }
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    // Redis is away: keep the subscriptions; the leases (and their fencing) decide who may write.
+                    LogLeaseFailed(_logger, e.Message);
+                }
+
+                await Task.Delay(period, stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+
+        foreach (var shard in _ownedShards.Keys)
+        {
+            await IgnoreFailure(UnsubscribeAsync(RedisKeys.Shard(shard))).ConfigureAwait(false);
+        }
+
+        _ownedShards.Clear();
+        if (_database is not null)
+        {
+            await IgnoreFailure(s_leaseRelease.EvaluateAsync(_database, tickKeys, [InstanceId])).ConfigureAwait(false);
+        }
+    }
+
+    // In the shard channel's queue, one request at a time: the handler starts synchronously (its Redis commands go out in
+    // request order); the reply is published when it completes.
+    private void OnRoutingRequest(IRoutingHandler handler, ReadOnlyMemory<byte> frame)
+    {
+        var (correlation, replyTo, request) = BusCodec.DecodeRequest(frame);
+        _ = ReplyAsync(handler, correlation, replyTo, request, Handle(handler, request));
+    }
+
+    private ValueTask<RoutingReply> Handle(IRoutingHandler handler, RoutingRequest request)
+    {
+        try
+        {
+            return handler.HandleAsync(request, _stopping.Token);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<RoutingReply>(e);
+        }
+    }
+
+    private async Task ReplyAsync(IRoutingHandler handler, long correlation, string replyTo, RoutingRequest request, ValueTask<RoutingReply> handling)
+    {
+        var reply = await Settle(handling).ConfigureAwait(false);
+
+        // Fenced out. When nobody holds the shard's lease (it ran out, or Redis restarted and lost or expired it), the
+        // instances still listening race to claim it, and the one that wins handles the request at once instead of
+        // leaving its caller to time out. When another instance holds it, that owner answers.
+        if (reply is NotOwnerReply)
+        {
+            try
+            {
+                var claimed = await s_leaseClaim.EvaluateAsync(
+                    Database,
+                    [_leaseKeys[ShardOf(request.App, request.Channel)]],
+                    [InstanceId, (long)_options.LeaseTtl.TotalMilliseconds]).ConfigureAwait(false);
+                if ((long)claimed != 1)
+                {
+                    return;
+                }
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                return;
+            }
+
+            reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
+            if (reply is NotOwnerReply)
+            {
+                return;
+            }
+        }
+
+        await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), BusCodec.EncodeReply(correlation, reply))).ConfigureAwait(false);
+    }
+
+    private async Task<RoutingReply> Settle(ValueTask<RoutingReply> handling)
+    {
+        try
+        {
+            return await handling.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing could not reach Redis ({e.Message}); try again"));
+        }
+        catch (Exception e)
+        {
+            LogRoutingFailed(_logger, e);
+            return new ErrorReply(new RelayError(ErrorCodes.Internal, "routing failed"));
+        }
+    }
+}

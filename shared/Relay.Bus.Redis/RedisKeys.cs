@@ -1,0 +1,107 @@
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace Relay.Bus.Redis;
+
+/// <summary>
+/// Every Redis key and pub/sub channel name Relay uses, in one place. Scripts get them as <c>KEYS</c> (or, for a key
+/// derived from stored data, a prefix in <c>ARGV</c>), never as literals, so a deployment can tell what touches what.
+/// </summary>
+/// <remarks>
+/// Bus coordination keys share the hash tag <c>{relay:bus}</c>, so a script that touches several of them stays on one
+/// Cluster slot; a channel's keys share a tag of their own (<see cref="ChannelPrefix"/>).
+/// </remarks>
+public static class RedisKeys
+{
+    /// <summary>Prefix of every bus pub/sub channel.</summary>
+    public const string ChannelNamePrefix = "relay:bus:";
+
+    /// <summary>Prefix of every bus coordination key (hash-tagged: one slot).</summary>
+    public const string KeyNamePrefix = "relay:{relay:bus}:";
+
+    /// <summary>The channel routing publishes sequenced messages on, and nodes their interest changes; fan-out listens to it.</summary>
+    public const string FanOutName = ChannelNamePrefix + "fanout";
+
+    /// <summary>Fan-out says "deliveries may have been lost" here after it (re)subscribes; every node checks its channels.</summary>
+    public const string ResyncName = ChannelNamePrefix + "resync";
+
+    /// <summary>Apps and keys the auth service publishes (hash).</summary>
+    public const string AuthKeys = "relay:auth:keys";
+
+    /// <summary>Token-signing public keys the auth service publishes (hash).</summary>
+    public const string AuthSigners = "relay:auth:signers";
+
+    /// <summary>Bumped on every publish of the auth keys.</summary>
+    public const string AuthVersion = "relay:auth:version";
+
+    /// <summary><see cref="FanOutName"/> as a channel.</summary>
+    public static RedisChannel FanOut { get; } = RedisChannel.Literal(FanOutName);
+
+    /// <summary><see cref="ResyncName"/> as a channel.</summary>
+    public static RedisChannel Resync { get; } = RedisChannel.Literal(ResyncName);
+
+    /// <summary>Live routing instances (sorted set, score = last lease tick, Redis clock).</summary>
+    public static RedisKey Routers { get; } = KeyNamePrefix + "routers";
+
+    /// <summary>Live ingress nodes (sorted set, score = last heartbeat, Redis clock).</summary>
+    public static RedisKey Nodes { get; } = KeyNamePrefix + "nodes";
+
+    /// <summary>Prefix of a node's interest hash, for the sweep script that finds dead nodes in <see cref="Nodes"/>.</summary>
+    public const string InterestKeyPrefix = KeyNamePrefix + "interest:";
+
+    /// <summary>A routing shard's request channel.</summary>
+    public static RedisChannel Shard(int shard) => RedisChannel.Literal(ChannelNamePrefix + "shard:" + shard.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>A process's reply channel.</summary>
+    public static RedisChannel Reply(string instance) => RedisChannel.Literal(ReplyName(instance));
+
+    /// <summary>The name of <see cref="Reply"/>.</summary>
+    public static string ReplyName(string instance) => ChannelNamePrefix + "reply:" + instance;
+
+    /// <summary>An ingress node's delivery channel (batches from fan-out).</summary>
+    public static RedisChannel Node(string nodeId) => RedisChannel.Literal(ChannelNamePrefix + "node:" + nodeId);
+
+    /// <summary>A routing shard's lease (string: owner, PX).</summary>
+    public static RedisKey Lease(int shard) => KeyNamePrefix + "lease:" + shard.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Every shard's lease, in shard order.</summary>
+    public static RedisKey[] Leases(int shards)
+    {
+        var keys = new RedisKey[shards];
+        for (var i = 0; i < shards; i++)
+        {
+            keys[i] = Lease(i);
+        }
+
+        return keys;
+    }
+
+    /// <summary>A node's interest (hash <c>app\nchannel</c> → subscribers).</summary>
+    public static RedisKey InterestOf(string nodeId) => InterestKeyPrefix + nodeId;
+
+    /// <summary>The channel prefixes where a node holds presence members (set).</summary>
+    public static RedisKey NodePresence(string nodeId) => "relay:bus:node:" + nodeId + ":presence";
+
+    /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
+    public static string ChannelPrefix(string app, string channel)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{{app.Length}:{app}:{channel}}}:");
+    }
+
+    /// <summary>A channel's position (hash: <c>epoch</c>, <c>seq</c>).</summary>
+    public static RedisKey Position(string prefix) => prefix + "pos";
+
+    /// <summary>A channel's history (sorted set by seq).</summary>
+    public static RedisKey Log(string prefix) => prefix + "log";
+
+    /// <summary>A message id's record in the dedupe window (string <c>epoch:seq</c>).</summary>
+    public static RedisKey Id(string prefix, string id) => prefix + "id:" + id;
+
+    /// <summary>A channel's presence members (hash <c>clientId\nconnectionId</c> → <c>nodeId\nbody</c>).</summary>
+    public static RedisKey Members(string prefix) => prefix + "members";
+
+    /// <summary>A channel's present clients (hash clientId → connections).</summary>
+    public static RedisKey Clients(string prefix) => prefix + "clients";
+}

@@ -1,0 +1,276 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Relay.Testing;
+
+/// <summary>
+/// A Redis master, one replica and three <c>redis-sentinel</c> processes watching them, each on a free loopback port
+/// and stopped by the PID this class started. Sentinels call the master down after <see cref="DownAfterMs"/> and two of
+/// them agree to fail over. Both servers run with <c>min-replicas-to-write 1</c>, as a Sentinel deployment should. A
+/// missing binary fails the test (<c>apt-get install redis-server redis-sentinel</c>).
+/// </summary>
+public sealed class RedisSentinelSet : IAsyncDisposable
+{
+    public const string SentinelPath = "/usr/bin/redis-sentinel";
+
+    /// <summary>The name the sentinels know the master by (<c>serviceName=</c>).</summary>
+    public const string ServiceName = "relay";
+
+    /// <summary>How long a silent master takes to be called down: short, so a failover fits a test's timeouts.</summary>
+    public const int DownAfterMs = 1000;
+
+    private readonly List<Process> _sentinels = [];
+    private readonly List<int> _sentinelPorts = [];
+    private readonly string _directory;
+    private readonly StringBuilder _log = new();
+
+    private RedisSentinelSet(RedisServer master, RedisServer replica, string directory)
+    {
+        Master = master;
+        Replica = replica;
+        _directory = directory;
+    }
+
+    /// <summary>The server that is master at the start.</summary>
+    public RedisServer Master { get; }
+
+    /// <summary>The server that replicates it at the start (and is promoted when the master dies).</summary>
+    public RedisServer Replica { get; }
+
+    /// <summary>The StackExchange.Redis configuration string that finds the master through the sentinels.</summary>
+    public string Configuration =>
+        string.Join(',', _sentinelPorts.Select(static p => "127.0.0.1:" + p.ToString(CultureInfo.InvariantCulture))) + ",serviceName=" + ServiceName;
+
+    /// <summary>What the sentinels wrote, for a failing test's output.</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public static async Task<RedisSentinelSet> StartAsync()
+    {
+        if (!File.Exists(SentinelPath))
+        {
+            throw new InvalidOperationException($"{SentinelPath} is missing: the Sentinel tests need it. Install it with `apt-get install redis-sentinel`.");
+        }
+
+        // A master with no replica in sync refuses writes: an old master restarted empty (before the sentinels make it a
+        // replica) cannot take appends in an epoch of its own, which subscribers would otherwise see.
+        string[] writeOnlyWithAReplica = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"];
+        var master = await RedisServer.StartAsync(null, false, writeOnlyWithAReplica);
+        RedisServer? replica = null;
+        RedisSentinelSet? set = null;
+        try
+        {
+            replica = await RedisServer.StartAsync(null, false, [.. writeOnlyWithAReplica, "--replicaof", "127.0.0.1", master.Port.ToString(CultureInfo.InvariantCulture)]);
+            set = new RedisSentinelSet(master, replica, Directory.CreateTempSubdirectory("relay-sentinel-").FullName);
+            await set.WaitUntilAsync(() => ReplicaInSyncAsync(replica.Port), "the replica to sync with the master");
+            for (var i = 0; i < 3; i++)
+            {
+                await set.StartSentinelAsync(i);
+            }
+
+            // Every sentinel knows the replica and the other sentinels before the set is handed out, so a failover can start at once.
+            foreach (var port in set._sentinelPorts)
+            {
+                await set.WaitUntilAsync(async () =>
+                {
+                    var info = await CommandAsync(port, "SENTINEL", "MASTER", ServiceName);
+                    return Field(info, "num-slaves") == "1" && Field(info, "num-other-sentinels") == "2";
+                }, $"sentinel {port} to see the replica and the other sentinels");
+            }
+
+            return set;
+        }
+        catch
+        {
+            if (set is not null)
+            {
+                await set.DisposeAsync();
+            }
+            else
+            {
+                if (replica is not null)
+                {
+                    await replica.DisposeAsync();
+                }
+
+                await master.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the sentinels name <paramref name="server"/> as the master.</summary>
+    public Task WaitForMasterAsync(RedisServer server) =>
+        WaitUntilAsync(async () =>
+        {
+            var reply = await CommandAsync(_sentinelPorts[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", ServiceName);
+            return reply.Contains(server.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        }, $"the sentinels to promote 127.0.0.1:{server.Port}", TimeSpan.FromSeconds(30));
+
+    private async Task StartSentinelAsync(int index)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = RedisServer.FreePort();
+            var config = Path.Combine(_directory, $"sentinel-{index}.conf");
+            await File.WriteAllTextAsync(config, string.Join('\n',
+                $"port {port}",
+                "bind 127.0.0.1",
+                $"dir {_directory}",
+                $"sentinel monitor {ServiceName} 127.0.0.1 {Master.Port} 2",
+                $"sentinel down-after-milliseconds {ServiceName} {DownAfterMs}",
+                $"sentinel failover-timeout {ServiceName} 10000",
+                $"sentinel parallel-syncs {ServiceName} 1",
+                ""));
+            var info = new ProcessStartInfo(SentinelPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = _directory };
+            info.ArgumentList.Add(config);
+            var process = Process.Start(info) ?? throw new InvalidOperationException($"Could not start {SentinelPath}.");
+            process.OutputDataReceived += (_, e) => Append(index, e.Data);
+            process.ErrorDataReceived += (_, e) => Append(index, e.Data);
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            try
+            {
+                await WaitUntilAsync(async () => process.HasExited ? throw new InvalidOperationException($"redis-sentinel exited:\n{Log}") : await AnswersPingAsync(port), $"sentinel {index} to answer on {port}");
+                _sentinels.Add(process);
+                _sentinelPorts.Add(port);
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 5 && Log.Contains("Address already in use", StringComparison.Ordinal))
+            {
+                Stop(process);
+            }
+            catch
+            {
+                Stop(process);
+                throw;
+            }
+        }
+    }
+
+    private void Append(int index, string? line)
+    {
+        if (line is not null)
+        {
+            lock (_log)
+            {
+                _log.Append("sentinel ").Append(index).Append(": ").AppendLine(line);
+            }
+        }
+    }
+
+    private static async Task<bool> ReplicaInSyncAsync(int port)
+    {
+        var info = await CommandAsync(port, "INFO", "replication");
+        return info.Contains("master_link_status:up", StringComparison.Ordinal);
+    }
+
+    private static async Task<bool> AnswersPingAsync(int port) => (await CommandAsync(port, "PING")).StartsWith("+PONG", StringComparison.Ordinal);
+
+    // The field's value in a SENTINEL MASTER reply (a flat array of names and values).
+    private static string? Field(string reply, string name)
+    {
+        var lines = reply.Split("\r\n");
+        for (var i = 0; i + 2 < lines.Length; i++)
+        {
+            if (lines[i] == name)
+            {
+                return lines[i + 2];
+            }
+        }
+
+        return null;
+    }
+
+    // One command over a raw socket, its reply as text ("" when the server does not answer).
+    private static async Task<string> CommandAsync(int port, params string[] args)
+    {
+        try
+        {
+            using var client = new TcpClient();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
+            var stream = client.GetStream();
+            var command = new StringBuilder().Append('*').Append(args.Length).Append("\r\n");
+            foreach (var arg in args)
+            {
+                command.Append('$').Append(Encoding.UTF8.GetByteCount(arg)).Append("\r\n").Append(arg).Append("\r\n");
+            }
+
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(command.ToString()), timeout.Token);
+            var buffer = new byte[16384];
+            var total = 0;
+
+            // Replies here are small; read what arrives within a moment of the first bytes.
+            total += await stream.ReadAsync(buffer.AsMemory(total), timeout.Token);
+            await Task.Delay(20, timeout.Token);
+            while (client.Available > 0 && total < buffer.Length)
+            {
+                total += await stream.ReadAsync(buffer.AsMemory(total), timeout.Token);
+            }
+
+            return Encoding.UTF8.GetString(buffer, 0, total);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
+        {
+            return "";
+        }
+    }
+
+    private async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"gave up waiting for {what}:\n{Log}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    private static void Stop(Process process)
+    {
+        if (!process.HasExited)
+        {
+            process.Kill();
+            process.WaitForExit(5000);
+        }
+
+        process.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var sentinel in _sentinels)
+        {
+            Stop(sentinel);
+        }
+
+        _sentinels.Clear();
+        await Replica.DisposeAsync();
+        await Master.DisposeAsync();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A leftover temp folder is not worth failing a test over.
+        }
+    }
+}
