@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Relay.Integration.Tests.Distributed;
 using Xunit.Abstractions;
 
 namespace Relay.Integration.Tests.Publish;
@@ -16,7 +17,7 @@ public sealed class PublishedServiceTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan PublishTimeout = TimeSpan.FromMinutes(3);
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
-    private static readonly string RepositoryRoot = FindRoot();
+    private static readonly string RepositoryRoot = RelayCluster.RepositoryRoot;
 
     [Theory]
     [InlineData("Relay.Standalone")]
@@ -53,7 +54,7 @@ public sealed class PublishedServiceTests(ITestOutputHelper output)
 
     private async Task AssertServesHealthzAsync(string project, string folder)
     {
-        var port = FreePort();
+        var port = RelayCluster.FreePort();
         var info = new ProcessStartInfo("dotnet")
         {
             WorkingDirectory = folder,
@@ -168,25 +169,5 @@ public sealed class PublishedServiceTests(ITestOutputHelper output)
         {
             return log.ToString();
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static string FindRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Relay.Cloud.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("cannot find the repository root (Relay.Cloud.sln) above " + AppContext.BaseDirectory);
     }
 }

@@ -20,12 +20,7 @@ public sealed class SentinelTests(ITestOutputHelper output)
     public async Task MasterKilled_ReplicaPromoted_PublishingAndSubscribingRecover_WithNoAcknowledgedMessageLost()
     {
         await using var sentinels = await RedisSentinelSet.StartAsync();
-        var settings = ServerFixture.Settings();
-        settings["Relay:Bus"] = "redis";
-        settings["Relay:Redis:Configuration"] = sentinels.Configuration;
-        settings["Relay:Redis:LeaseTtl"] = "00:00:02";
-        settings["Relay:Redis:RequestTimeout"] = "00:00:05";
-        settings["Relay:Redis:CommandTimeout"] = "00:00:02";
+        var settings = Settings(sentinels);
 
         // A publish is acknowledged once the replica holds it too, so the promoted replica has every acknowledged one.
         settings["Relay:Redis:ReplicasToAcknowledge"] = "1";
@@ -81,12 +76,7 @@ public sealed class SentinelTests(ITestOutputHelper output)
     public async Task MasterKilledWhileTheReplicaLags_APublishTheReplicaNeverGot_WasNotAcknowledged_AndIsNotLost()
     {
         await using var sentinels = await RedisSentinelSet.StartAsync();
-        var settings = ServerFixture.Settings();
-        settings["Relay:Bus"] = "redis";
-        settings["Relay:Redis:Configuration"] = sentinels.Configuration;
-        settings["Relay:Redis:LeaseTtl"] = "00:00:02";
-        settings["Relay:Redis:RequestTimeout"] = "00:00:05";
-        settings["Relay:Redis:CommandTimeout"] = "00:00:02";
+        var settings = Settings(sentinels);
         settings["Relay:Redis:ReplicasToAcknowledge"] = "1";
         settings["Relay:Redis:ReplicationTimeout"] = "00:00:00.5";
         await using var server = await RelayServer.StartAsync(settings);
@@ -160,5 +150,17 @@ public sealed class SentinelTests(ITestOutputHelper output)
             Assert.True(DateTime.UtcNow < deadline, $"publish {n} was never acknowledged: {reply.GetRawText()}");
             await Task.Delay(200);
         }
+    }
+
+    /// <summary>The server on the Redis bus through the sentinels, with lease and request times short enough for a failover.</summary>
+    private static Dictionary<string, string?> Settings(RedisSentinelSet sentinels)
+    {
+        var settings = ServerFixture.Settings();
+        settings["Relay:Bus"] = "redis";
+        settings["Relay:Redis:Configuration"] = sentinels.Configuration;
+        settings["Relay:Redis:LeaseTtl"] = "00:00:02";
+        settings["Relay:Redis:RequestTimeout"] = "00:00:05";
+        settings["Relay:Redis:CommandTimeout"] = "00:00:02";
+        return settings;
     }
 }

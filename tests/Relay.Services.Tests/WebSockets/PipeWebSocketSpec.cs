@@ -56,34 +56,7 @@ public abstract class PipeWebSocketSpec : IAsyncLifetime
         public Task SendFrameAsync(int opcode, byte[] payload, bool masked = true, bool final = true) =>
             _stream.WriteAsync(Frame(opcode, payload, masked, final)).AsTask().WaitAsync(TestSocket.DefaultTimeout);
 
-        public static byte[] Frame(int opcode, byte[] payload, bool masked = true, bool final = true)
-        {
-            var frame = new List<byte> { (byte)((final ? 0x80 : 0) | opcode) };
-            var maskBit = masked ? 0x80 : 0;
-            if (payload.Length < 126)
-            {
-                frame.Add((byte)(maskBit | payload.Length));
-            }
-            else
-            {
-                frame.Add((byte)(maskBit | 126));
-                frame.Add((byte)(payload.Length >> 8));
-                frame.Add((byte)payload.Length);
-            }
-
-            byte[] mask = [1, 2, 3, 4];
-            if (masked)
-            {
-                frame.AddRange(mask);
-            }
-
-            for (var i = 0; i < payload.Length; i++)
-            {
-                frame.Add(masked ? (byte)(payload[i] ^ mask[i % 4]) : payload[i]);
-            }
-
-            return [.. frame];
-        }
+        public static byte[] Frame(int opcode, byte[] payload, bool masked = true, bool final = true) => RawConnection.Frame(opcode, payload, masked, final);
 
         public async Task<(int Opcode, byte[] Payload)> ReadFrameAsync()
         {
