@@ -320,7 +320,13 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 finally
                 {
-                    webSocket?.Dispose();
+                    if (webSocket is not null)
+                    {
+                        // What was written (a close frame last) reaches the kernel before the socket closes.
+                        await webSocket.FinishAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                        webSocket.Dispose();
+                    }
+
                     transport.Close();
                 }
             }

@@ -36,6 +36,9 @@ internal sealed class PipeWebSocket : WebSocket
     private readonly Action _abort;
     private readonly Lock _writeGate = new();
     private readonly TimeProvider _time;
+
+    // The close frame of a protocol error, written once the connection has finished (FinishAsync).
+    private byte[]? _failureClose;
     private WebSocketState _state = WebSocketState.Open;
     private WebSocketCloseStatus? _closeStatus;
     private string? _closeDescription;
@@ -336,12 +339,19 @@ internal sealed class PipeWebSocket : WebSocket
             return;
         }
 
-        var description = Encoding.UTF8.GetBytes(statusDescription ?? string.Empty);
-        var payload = new byte[2 + Math.Min(description.Length, MaxControlPayload - 2)];
-        BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)closeStatus);
-        description.AsSpan(0, payload.Length - 2).CopyTo(payload.AsSpan(2));
+        var payload = ClosePayload(closeStatus, statusDescription);
         _state = _state == WebSocketState.CloseReceived ? WebSocketState.Closed : WebSocketState.CloseSent;
         await SendControlAsync(0x8, payload, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A close frame's payload: the status, then as much of the reason as fits a control frame.</summary>
+    private static byte[] ClosePayload(WebSocketCloseStatus status, string? reason)
+    {
+        var description = Encoding.UTF8.GetBytes(reason ?? string.Empty);
+        var payload = new byte[2 + Math.Min(description.Length, MaxControlPayload - 2)];
+        BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)status);
+        description.AsSpan(0, payload.Length - 2).CopyTo(payload.AsSpan(2));
+        return payload;
     }
 
     public override Task CloseAsync(WebSocketCloseStatus closeStatus, string? statusDescription, CancellationToken cancellationToken) =>
@@ -518,10 +528,61 @@ internal sealed class PipeWebSocket : WebSocket
 
     private WebSocketException Fail(string message, WebSocketCloseStatus status = WebSocketCloseStatus.ProtocolError)
     {
-        // A protocol error ends the connection: say why (1002, or 1007 for text that is not UTF-8), then drop it.
-        _ = CloseOutputAsync(status, message, CancellationToken.None);
+        // A protocol error ends the connection: say why (1002, or 1007 for text that is not UTF-8), then drop it. The
+        // close frame is written when the connection has finished (FinishAsync), behind everything queued before it:
+        // written now it could go out between two queued messages, and no data frame may follow a close (RFC 6455 §5.5.1).
+        if (_state is not (WebSocketState.CloseSent or WebSocketState.Closed or WebSocketState.Aborted))
+        {
+            _failureClose = ClosePayload(status, message);
+        }
+
         _state = WebSocketState.Aborted;
         return new WebSocketException(WebSocketError.Faulted, message);
+    }
+
+    /// <summary>
+    /// Called once the connection has ended, before its socket is closed: writes the close frame of a protocol error,
+    /// then waits, at most <paramref name="timeout"/>, until every byte written has been handed to the kernel. Closing
+    /// the socket at once lost whatever a send in flight still held (a close frame among it).
+    /// </summary>
+    internal async Task FinishAsync(TimeSpan timeout)
+    {
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            Task progress;
+            lock (_writeGate)
+            {
+                if (_failureClose is { } close)
+                {
+                    _failureClose = null;
+                    WriteFrame(0x8, final: true, close);
+                }
+
+                if (_output.IsIdle)
+                {
+                    return;
+                }
+
+                _output.Flush();
+                progress = _output.WhenProgressAsync();
+            }
+
+            var left = timeout - _time.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            try
+            {
+                await progress.WaitAsync(left, _time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
+        }
     }
 
     /// <summary>

@@ -42,6 +42,11 @@ public abstract partial class SendBudgetSpec : IAsyncLifetime
         await _server.DisposeAsync();
     }
 
+    /// <summary>
+    /// Whether the send path keeps every data frame before the close it sends for a protocol error (RFC 6455 §5.5.1).
+    /// </summary>
+    protected virtual bool NothingFollowsAProtocolErrorsClose => true;
+
     /// <summary>Lets a variant run the same tests on another send path.</summary>
     protected virtual void Configure(Dictionary<string, string?> settings)
     {
@@ -148,6 +153,49 @@ public abstract partial class SendBudgetSpec : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ProtocolError_FromClientBehindOnReading_StillGetsItsCloseFrame_AfterWhatWasQueued()
+    {
+        // A client with megabytes queued for it (a send in flight, more behind it) breaks the protocol: a close frame
+        // with a one-byte payload. The server's 1002 follows the messages already on their way (what was still queued
+        // is dropped: the connection is failing), nothing follows it, and the socket stays open until it has left.
+        // Closing the socket as soon as the connection ended lost it, seen by the client as a bare end of stream.
+        await using var client = await RawWebSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key), receiveBufferBytes: 4096);
+        await client.SendTextAsync("""{"type":"subscribe","channel":"behind","ref":1}""");
+        Assert.Equal("ok", (await client.ReadJsonAsync()).GetProperty("type").GetString());
+        const int Queued = 60;
+        await PublishLargeAsync("behind", Queued);
+
+        await client.SendFrameAsync(0x8, [0x03]);
+        var messages = 0;
+        for (var i = 0; i < 10_000; i++)
+        {
+            var (opcode, payload) = await client.ReadFrameAsync(TimeSpan.FromSeconds(10));
+            if (opcode == 0x8)
+            {
+                Assert.Equal(1002, (payload[0] << 8) | payload[1]);
+                if (NothingFollowsAProtocolErrorsClose)
+                {
+                    var after = await FrameAfterCloseAsync(client);
+                    Assert.True(after is null, $"a frame followed the close: opcode {after?.Opcode}, {after?.Payload.Length} bytes");
+                }
+
+                return;
+            }
+
+            // Whole messages, in order, before the close.
+            using var frame = JsonDocument.Parse(payload);
+            foreach (var item in frame.RootElement.ValueKind == JsonValueKind.Array ? frame.RootElement.EnumerateArray().ToList() : [frame.RootElement])
+            {
+                Assert.Equal(++messages, item.GetProperty("seq").GetInt64());
+            }
+
+            Assert.InRange(messages, 0, Queued);
+        }
+
+        Assert.Fail("no close frame in 10,000 frames");
+    }
+
+    [Fact]
     public async Task SseStream_ThatIsNeverRead_IsCutWith50301_OnceItsBytesPassTheBudget()
     {
         var node = _server.Services.GetRequiredService<IngressNode>();
@@ -212,6 +260,19 @@ public abstract partial class SendBudgetSpec : IAsyncLifetime
         }
 
         throw new InvalidOperationException("no disconnect in 10,000 frames");
+    }
+
+    /// <summary>The frame a peer sent after its close frame, or null when the stream ended there.</summary>
+    private static async Task<(int Opcode, byte[] Payload)?> FrameAfterCloseAsync(RawWebSocket socket)
+    {
+        try
+        {
+            return await socket.ReadFrameAsync(TimeSpan.FromSeconds(10));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     private async Task PublishLargeAsync(string channel, int count)
