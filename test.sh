@@ -25,6 +25,11 @@ if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then
   exit 1
 fi
 
+# In-process test hosts serve as the shipped host does, with socket completions inline
+# (Relay:Ingress:InlineSocketCompletions): the runtime reads its switch before a test could set it. Services the tests
+# start as processes set it themselves.
+export DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS="${DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS:-1}"
+
 status=0
 for project in $(grep -l '<IsTestProject>true</IsTestProject>' tests/*/*.csproj | sort); do
   name=$(basename "$project" .csproj)

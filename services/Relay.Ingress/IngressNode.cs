@@ -251,7 +251,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         _registration = Bus.ServeNode(NodeId, this);
         _sweep = SweepAsync(_stopping.Token);
         _leaves = PresenceLeaves.RunAsync(_stopping.Token);
-        LogStarted(_logger, NodeId);
+        LogStarted(_logger, NodeId, Connections.SocketCompletions.Inline ? "inline" : "on the thread pool", Connections.SocketCompletions.EventThreads);
         return Task.CompletedTask;
     }
 
@@ -310,8 +310,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
         }
     }
 
-    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Ingress node {NodeId} serving")]
-    private static partial void LogStarted(ILogger logger, string nodeId);
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Ingress node {NodeId} serving; socket completions run {Completions} ({EventThreads} socket event threads; Relay:Ingress:InlineSocketCompletions)")]
+    private static partial void LogStarted(ILogger logger, string nodeId, string completions, int eventThreads);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
     private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);

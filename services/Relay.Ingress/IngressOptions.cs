@@ -18,6 +18,9 @@ public sealed class IngressOptions
     /// <summary>Default history page budget: 1 MiB holds a whole 1,000-message page of ~700-byte messages, and 15 of the largest.</summary>
     public const int DefaultHistoryPageBytes = 1024 * 1024;
 
+    /// <summary>Default socket completions: inline, a thread-pool hop fewer per burst of input (docs/benchmarks.md).</summary>
+    public const bool DefaultInlineSocketCompletions = true;
+
     /// <summary>Default publish rate: generous for people and devices; a flood gets 42900 rather than starving others.</summary>
     public const int DefaultPublishRatePerSecond = 100;
 
@@ -80,6 +83,13 @@ public sealed class IngressOptions
     /// fan-out rate, docs/benchmarks.md); set, it stops the host at start-up with a message saying so.
     /// </summary>
     public bool? DirectSocketSends { get; set; }
+
+    /// <summary>
+    /// Run socket completions on the runtime's socket event threads, where the bytes arrived, instead of handing each to
+    /// the thread pool (see <c>Connections/SocketCompletions</c>). Read when the host is built; a
+    /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS</c> already in the environment wins.
+    /// </summary>
+    public bool InlineSocketCompletions { get; set; } = DefaultInlineSocketCompletions;
 
     /// <summary>
     /// Take plain-HTTP realtime upgrades at accept, before they become Kestrel connections, and serve them on the bare

@@ -1,8 +1,10 @@
 using Relay.Auth;
 using Relay.Ingress;
+using Relay.Ingress.Connections;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
+SocketCompletions.Apply(builder.Configuration);
 builder.AddRelayServiceDefaults().AddRelayAuth();
 builder.Services.AddRelayIngress();
 var app = builder.Build();

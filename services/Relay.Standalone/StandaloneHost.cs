@@ -1,6 +1,7 @@
 using Relay.Auth;
 using Relay.FanOut;
 using Relay.Ingress;
+using Relay.Ingress.Connections;
 using Relay.Routing;
 using Relay.ServiceDefaults;
 
@@ -27,6 +28,7 @@ public static class StandaloneHost
         }
 
         configure?.Invoke(builder);
+        SocketCompletions.Apply(builder.Configuration);
         builder.AddRelayServiceDefaults();
         builder.Services.AddRelayAuth();
         builder.Services.AddRelayRouting();

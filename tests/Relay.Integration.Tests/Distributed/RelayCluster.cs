@@ -295,6 +295,9 @@ internal sealed class ServiceProcess : IAsyncDisposable
         info.ArgumentList.Add(dll);
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add($"http://127.0.0.1:{port}");
+
+        // A service starts as it ships: the runtime switch the test process may run with is not its own.
+        info.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
         foreach (var (key, value) in environment)
         {
             info.Environment[key] = value;
