@@ -18,7 +18,7 @@ internal sealed partial class RealtimeConnection
     /// </summary>
     private void TakeRead()
     {
-        if (!_readRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        if (!_readRate.TryTake(_inputTimestamp, _node.Time.TimestampFrequency))
         {
             throw new RelayException(ErrorCodes.RateLimited, $"subscribe, history and presence get above {_node.Options.ReadRatePerSecond} per second on this connection; slow down");
         }
@@ -42,7 +42,7 @@ internal sealed partial class RealtimeConnection
             throw new RelayException(ErrorCodes.RateLimited, $"a connection may be present in at most {_node.Options.MaxPresencePerConnection} channels; leave one first");
         }
 
-        if (!_publishRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        if (!_publishRate.TryTake(_inputTimestamp, _node.Time.TimestampFrequency))
         {
             throw new RelayException(ErrorCodes.RateLimited, $"publishes and presence changes above {_node.Options.PublishRatePerSecond} per second on this connection; slow down");
         }

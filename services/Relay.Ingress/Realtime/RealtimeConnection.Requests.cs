@@ -86,7 +86,7 @@ internal sealed partial class RealtimeConnection
             Require(channel, Operations.Publish);
         }
 
-        if (!_publishRate.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        if (!_publishRate.TryTake(_inputTimestamp, _node.Time.TimestampFrequency))
         {
             throw new RelayException(ErrorCodes.RateLimited, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection; slow down or batch over HTTP");
         }

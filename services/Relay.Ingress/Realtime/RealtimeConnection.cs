@@ -40,6 +40,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     private HashSet<string>? _presence;
     private readonly TokenBucket _publishRate;
     private readonly TokenBucket _readRate;
+
+    /// <summary>When the input being handled arrived (<see cref="TimeProvider.GetTimestamp"/>): what the rate buckets take at.</summary>
+    private long _inputTimestamp;
+
+    /// <summary>
+    /// Messages of one burst of input that may share a reading of the clock: at 300,000 publishes a second it is read
+    /// every ~50 µs at most, not four times per publish (3.7% of the server's CPU in <c>publish-ws-1</c>).
+    /// </summary>
+    private const int InputClockReuse = 16;
     private volatile RelayPrincipal _principal;
     private RelayMessage? _lastSent;
     private int _closing;
@@ -56,7 +65,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         _node = node;
         _authenticator = authenticator;
         _logger = logger;
-        _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, node.Time.GetTimestamp());
+        _inputTimestamp = node.Time.GetTimestamp();
+        _publishRate = new TokenBucket(node.Options.PublishRatePerSecond, node.Options.PublishBurst == 0 ? node.Options.PublishRatePerSecond * 2 : node.Options.PublishBurst, _inputTimestamp);
         _readRate = NewReadBucket(node);
         ConnectionId = "c-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
     }
@@ -209,6 +219,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
         Queue<Task>? publishing = null;
         var batch = new DeliveryBatch(_node.Time);
         var controlFramesSeen = 0L;
+        var messagesSinceClock = 0;
 
         // What this connection's requests delivered to others goes out before it waits for anything (its input, a
         // request that went asynchronous), and whenever the batch's bounds say so (DeliveryBatch: work, counting the
@@ -242,9 +253,19 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                 {
                     // Wait on the socket itself: an idle connection then holds no receive state machine at all.
                     var input = _ownSocket.WaitForInputAsync();
+                    var waited = !input.IsCompleted;
                     SubmitBeforeWaiting(input.IsCompleted);
                     var read = await input.ConfigureAwait(false);
-                    if (!_ownSocket.TryTakeMessage(read, maxFrame, out message, out length))
+
+                    // The messages of one burst of input share a reading of the clock (rates, the heartbeat's "last
+                    // heard"), read again after every wait and every InputClockReuse messages.
+                    if (waited || ++messagesSinceClock >= InputClockReuse)
+                    {
+                        _inputTimestamp = _node.Time.GetTimestamp();
+                        messagesSinceClock = 0;
+                    }
+
+                    if (!_ownSocket.TryTakeMessage(read, maxFrame, _inputTimestamp, out message, out length))
                     {
                         message = null;
                         _ownSocket.ReleaseInput(read);
@@ -281,6 +302,8 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                     {
                         return;
                     }
+
+                    _inputTimestamp = _node.Time.GetTimestamp();
 
                     var buffer = ArrayPool<byte>.Shared.Rent(InitialReceiveBytes);
                     try

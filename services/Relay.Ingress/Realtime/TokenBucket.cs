@@ -11,8 +11,9 @@ internal sealed class TokenBucket(int ratePerSecond, int capacity, long startTim
 
     public bool TryTake(long timestamp, long frequency)
     {
-        var elapsed = (double)(timestamp - _last) / frequency;
-        _last = timestamp;
+        // A timestamp older than the last (a burst's shared reading, taken before the bucket's start) refills nothing.
+        var elapsed = Math.Max(0, (double)(timestamp - _last) / frequency);
+        _last = Math.Max(_last, timestamp);
         _tokens = Math.Min(capacity, _tokens + (elapsed * ratePerSecond));
         if (_tokens < 1)
         {

@@ -251,9 +251,10 @@ internal sealed class PipeWebSocket : WebSocket
     /// unfragmented data frame of at most <paramref name="maxBytes"/> and no message is being read: its payload,
     /// unmasked, into a pooled array the caller returns, in one step instead of a receive for the header and another
     /// for the payload. False, with nothing consumed, otherwise (a control frame, a fragment, a frame not yet whole):
-    /// then call <see cref="ReleaseInput"/> and receive as usual.
+    /// then call <see cref="ReleaseInput"/> and receive as usual. <paramref name="now"/> is when the input arrived
+    /// (<see cref="TimeProvider.GetTimestamp"/>), the peer's "last heard" for the heartbeat.
     /// </summary>
-    internal bool TryTakeMessage(ReadResult read, int maxBytes, out byte[] payload, out int length)
+    internal bool TryTakeMessage(ReadResult read, int maxBytes, long now, out byte[] payload, out int length)
     {
         payload = [];
         length = 0;
@@ -265,7 +266,7 @@ internal sealed class PipeWebSocket : WebSocket
             return false;
         }
 
-        Interlocked.Exchange(ref _lastReceivedTicks, _time.GetTimestamp());
+        Volatile.Write(ref _lastReceivedTicks, now);
         length = (int)header.Length;
         payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
         var target = payload.AsSpan(0, length);

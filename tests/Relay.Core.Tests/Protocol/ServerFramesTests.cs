@@ -56,6 +56,93 @@ public sealed class ServerFramesTests
         Assert.Equal(reference is not null, parsed.RootElement.TryGetProperty("ref", out _));
     }
 
+    [Theory]
+    [InlineData("chat:lobby", "e9x2", "k1", "chat", """{"text":"hi é"}""", "alice", 48L, 1795300000000L)]
+    [InlineData("a", "e", null, null, "17", null, 0L, 0L)]
+    [InlineData("room/x/#", "E-1", "id with spaces", null, "", "c", long.MaxValue, long.MinValue)]
+    [InlineData("x", "e", null, "n", "", null, 1L, -1L)]
+    [InlineData("sport/x/score", "ep", "i", "n", "[1,2,{\"a\":null}]", null, 9_007_199_254_740_993L, 1L)]
+    [InlineData("c", "e", null, null, "\"s\"", "~!#$%()*,-./:;=?@[]^_{|}", 5L, 6L)]
+    public void EncodeMessagePush_PlainStrings_IsByteForByteWhatTheWriterWrites(string channel, string epoch, string? id, string? name, string data, string? clientId, long seq, long timestamp)
+    {
+        var message = new RelayMessage
+        {
+            App = "a", Channel = channel, Seq = seq, Epoch = epoch, Id = id, Name = name,
+            Data = Encoding.UTF8.GetBytes(data), ClientId = clientId, Timestamp = timestamp,
+        };
+
+        var plain = ServerFrames.TryEncodePlainMessagePush(message);
+
+        Assert.NotNull(plain);
+        Assert.Equal(Encoding.UTF8.GetString(ServerFrames.EncodeWithWriter(message)), Encoding.UTF8.GetString(plain));
+        Assert.Equal(plain, ServerFrames.EncodeMessagePush(message));
+    }
+
+    [Fact]
+    public void EncodeMessagePush_AnyMixOfFields_IsWhatTheWriterWrites()
+    {
+        // Every field present or absent, plain or needing escapes, and numbers of every length: 5,000 seeded draws.
+        var random = new Random(20261205);
+        string? Text(bool optional)
+        {
+            if (optional && random.Next(3) == 0)
+            {
+                return null;
+            }
+
+            const string Pool = "abcXYZ019 :/#-_.~!$%()*,;=?@[]^{|}\"\\<>&'+`é\t😀";
+            var length = random.Next(1, 12);
+            var chars = new char[length];
+            var plainOnly = random.Next(2) == 0;
+            for (var i = 0; i < length; i++)
+            {
+                chars[i] = Pool[random.Next(plainOnly ? 22 : Pool.Length)];
+            }
+
+            return new string(chars).Replace("\uD83D", "x", StringComparison.Ordinal).Replace("\uDE00", "y", StringComparison.Ordinal);
+        }
+
+        string[] data = ["", "0", "\"s\"", "{\"a\":[1,2.5,null,true]}", "[]"];
+        var plain = 0;
+        for (var i = 0; i < 5_000; i++)
+        {
+            var message = new RelayMessage
+            {
+                App = "a", Channel = Text(false)!, Epoch = Text(false)!, Id = Text(true), Name = Text(true), ClientId = Text(true),
+                Data = Encoding.UTF8.GetBytes(data[random.Next(data.Length)]),
+                Seq = random.NextInt64(long.MinValue, long.MaxValue) >> random.Next(64),
+                Timestamp = random.NextInt64(long.MinValue, long.MaxValue) >> random.Next(64),
+            };
+            var expected = ServerFrames.EncodeWithWriter(message);
+            if (ServerFrames.TryEncodePlainMessagePush(message) is { } fast)
+            {
+                plain++;
+                Assert.Equal(Encoding.UTF8.GetString(expected), Encoding.UTF8.GetString(fast));
+            }
+
+            Assert.Equal(expected, ServerFrames.EncodeMessagePush(message));
+        }
+
+        Assert.InRange(plain, 500, 4_500);
+    }
+
+    [Theory]
+    [InlineData("chat:\"q\"", null, null)]
+    [InlineData("c", "back\\slash", null)]
+    [InlineData("c", null, "ünï")]
+    [InlineData("<&>", null, null)]
+    [InlineData("c", "tab\t", null)]
+    [InlineData("c", null, "😀")]
+    public void EncodeMessagePush_StringsThatNeedEscaping_GoThroughTheWriter(string channel, string? id, string? clientId)
+    {
+        var message = new RelayMessage { App = "a", Channel = channel, Seq = 1, Epoch = "e", Id = id, ClientId = clientId, Data = "1"u8.ToArray(), Timestamp = 2 };
+
+        Assert.Null(ServerFrames.TryEncodePlainMessagePush(message));
+        Assert.Equal(ServerFrames.EncodeWithWriter(message), ServerFrames.EncodeMessagePush(message));
+        using var parsed = JsonDocument.Parse(ServerFrames.EncodeMessagePush(message));
+        Assert.Equal(channel, parsed.RootElement.GetProperty("channel").GetString());
+    }
+
     [Fact]
     public void EncodeMessagePush_BinaryData_IsBase64WithEncoding()
     {
