@@ -4,7 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Relay.Bus.InMemory;
-using StackExchange.Redis;
+using OpenTelemetry.Trace;
 
 namespace Relay.Bus.Redis;
 
@@ -20,7 +20,14 @@ public static class RedisBusServiceCollectionExtensions
         services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisBusOptions>, RedisBusOptionsValidator>());
         services.TryAddSingleton<RedisConnector>();
-        services.TryAddSingleton<IConnectionMultiplexer>(static sp => sp.GetRequiredService<RedisConnector>().ConnectAsync().GetAwaiter().GetResult());
+
+        // Redis calls become spans of the trace they serve (OpenTelemetry.Instrumentation.StackExchangeRedis) once a
+        // tracer provider is built, which the service defaults do only with an OTLP endpoint set. The multiplexer is
+        // the connector's, handed over when it connects: none is registered in DI, so the instrumentation never
+        // resolves (and connects) one on a host whose bus is in memory.
+        services.ConfigureOpenTelemetryTracerProvider(static tracing => tracing
+            .AddRedisInstrumentation(static redis => redis.FlushInterval = RedisConnector.TraceFlushInterval)
+            .ConfigureRedisInstrumentation(static (sp, instrumentation) => sp.GetRequiredService<RedisConnector>().Instrument(instrumentation)));
         services.TryAddSingleton<InMemoryBus>();
         services.TryAddSingleton<RedisBus>();
         services.TryAddSingleton<IRelayBus>(static sp => UsesRedis(sp) ? sp.GetRequiredService<RedisBus>() : sp.GetRequiredService<InMemoryBus>());

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Instrumentation.StackExchangeRedis;
 using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
@@ -24,6 +25,41 @@ public sealed partial class RedisConnector : IAsyncDisposable
         _options = options.Value;
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _connection = new Lazy<Task<IConnectionMultiplexer>>(ConnectOnceAsync, LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    /// <summary>
+    /// How often profiled Redis calls are turned into spans: a second keeps them close behind the hop spans around them
+    /// (the instrumentation's default is 10 s).
+    /// </summary>
+    public static readonly TimeSpan TraceFlushInterval = TimeSpan.FromSeconds(1);
+
+    // The tracing instrumentation and the connected multiplexer meet under this gate, whichever comes second.
+    private readonly Lock _instrumentationGate = new();
+    private StackExchangeRedisInstrumentation? _instrumentation;
+    private IConnectionMultiplexer? _connected;
+    private bool _instrumented;
+
+    /// <summary>
+    /// Traces this connector's multiplexer with <paramref name="instrumentation"/>: at once if connected, else when it
+    /// connects (called when the tracer provider is built).
+    /// </summary>
+    public void Instrument(StackExchangeRedisInstrumentation instrumentation)
+    {
+        ArgumentNullException.ThrowIfNull(instrumentation);
+        lock (_instrumentationGate)
+        {
+            _instrumentation = instrumentation;
+            InstrumentIfBoth();
+        }
+    }
+
+    private void InstrumentIfBoth()
+    {
+        if (!_instrumented && _instrumentation is { } instrumentation && _connected is { } multiplexer)
+        {
+            instrumentation.AddConnection(multiplexer);
+            _instrumented = true;
+        }
     }
 
     /// <summary>The connected multiplexer (connecting once, on the first call).</summary>
@@ -81,6 +117,12 @@ public sealed partial class RedisConnector : IAsyncDisposable
         try
         {
             var multiplexer = await ConnectAsync(options, _logger).ConfigureAwait(false);
+            lock (_instrumentationGate)
+            {
+                _connected = multiplexer;
+                InstrumentIfBoth();
+            }
+
             LogConnected(_logger, _options.Describe());
             return multiplexer;
         }

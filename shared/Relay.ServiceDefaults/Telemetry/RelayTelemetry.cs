@@ -82,8 +82,8 @@ internal static class RelayTelemetry
             .AddAspNetCoreInstrumentation(static aspNetCore => aspNetCore.Filter = static context => !IsProbeOrScrape(context.Request.Path))
             .AddHttpClientInstrumentation());
 
-        // StackExchange.Redis: when the Redis bus moves onto it, its instrumentation
-        // (OpenTelemetry.Instrumentation.StackExchangeRedis, AddRedisInstrumentation) is added to the tracing above.
+        // StackExchange.Redis: the Redis bus adds its instrumentation to this tracing itself (AddRelayBus), with the
+        // process's one multiplexer.
         telemetry.UseOtlpExporter();
         builder.Services.AddHostedService<OtlpExportLog>();
     }

@@ -55,6 +55,27 @@ public abstract class TracingSpec : IAsyncLifetime
 
         await AssertEveryHopAsync(traceId);
         Assert.Contains(_receiver.Exports, body => body.AsSpan().IndexOf(traceId) >= 0 && body.AsSpan().IndexOf("relay-tracing-test"u8) >= 0);
+        await AssertBusSpansAsync(traceId);
+    }
+
+    /// <summary>Checks the spans a variant's bus adds to a publish's trace (none for the in-memory bus).</summary>
+    protected virtual Task AssertBusSpansAsync(byte[] traceId) => Task.CompletedTask;
+
+    /// <summary>Waits (at most 15 s) for an exported batch that carries <paramref name="traceId"/> and every one of <paramref name="words"/>.</summary>
+    protected async Task<bool> ExportedWithAsync(byte[] traceId, params string[] words)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_receiver.Exports.Any(body => body.AsSpan().IndexOf(traceId) >= 0 && words.All(word => body.AsSpan().IndexOf(Encoding.UTF8.GetBytes(word)) >= 0)))
+            {
+                return true;
+            }
+
+            await Task.Delay(100);
+        }
+
+        return false;
     }
 
     [Theory]
