@@ -22,6 +22,7 @@ public static class RedisBusServiceCollectionExtensions
         services.TryAddSingleton<RedisConnector>();
         services.TryAddSingleton<IConnectionMultiplexer>(static sp => sp.GetRequiredService<RedisConnector>().ConnectAsync().GetAwaiter().GetResult());
         services.TryAddSingleton<InMemoryBus>();
+        services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<RedisBus>();
         services.TryAddSingleton<IRelayBus>(static sp => UsesRedis(sp) ? sp.GetRequiredService<RedisBus>() : sp.GetRequiredService<InMemoryBus>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisBusStartup>());
