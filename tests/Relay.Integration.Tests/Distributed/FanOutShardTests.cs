@@ -84,6 +84,48 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task TwoFanOutProcesses_DeliverToAPatternSubscriber_FromChannelsOfEveryShard_Once()
+    {
+        // A pattern's interest goes to every shard's channel, so both processes deliver to its node, each its own shards'.
+        await using var cluster = await RelayCluster.StartAsync(FastPublisher, fanOuts: 2);
+        cluster.Output = output.WriteLine;
+        await WaitForSplitAsync(cluster);
+        var channels = new List<string>();
+        var covered = new HashSet<int>();
+        for (var i = 0; covered.Count < 16 && i < 10_000; i++)
+        {
+            if (covered.Add(RedisBus.ShardOf(RelayServer.AppId, $"ptn/{i}", 16)))
+            {
+                channels.Add($"ptn/{i}");
+            }
+        }
+
+        await using var watcher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressB));
+        Assert.Equal("ok", (await watcher.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "ptn/+" })).GetProperty("type").GetString());
+        await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
+        for (var round = 1; round <= 3; round++)
+        {
+            foreach (var channel in channels)
+            {
+                var ack = await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = channel, ["data"] = round });
+                Assert.True(ack.TryGetProperty("seq", out var seq) && seq.GetInt64() == round, ack.GetRawText());
+            }
+        }
+
+        var seen = channels.ToDictionary(static c => c, static _ => 0L);
+        for (var i = 0; i < channels.Count * 3; i++)
+        {
+            var message = await watcher.ReceiveMessageAsync(TimeSpan.FromSeconds(20));
+            var channel = message.GetProperty("channel").GetString()!;
+            Assert.Equal(seen[channel] + 1, message.GetProperty("seq").GetInt64());
+            seen[channel]++;
+        }
+
+        Assert.All(seen.Values, static n => Assert.Equal(3, n));
+        await Assert.ThrowsAsync<TimeoutException>(() => watcher.ReceiveMessageAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
     public async Task AFanOutProcessKilledMidStream_ItsShardsMoveWithinTheLease_AndEveryAcknowledgedMessageArrivesOnceInOrder()
     {
         const int Total = 8000;
