@@ -286,7 +286,9 @@ public sealed partial class RedisBus
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
-                    // Redis is away: the leases run out here as there; the next renewal after a lapse reloads and resyncs.
+                    // Redis is away: the leases run out here as there. A take cut short (shards subscribed, their interest
+                    // not loaded or nodes not told) is done again for every held shard at the next successful tick.
+                    Volatile.Write(ref _fanOutReload, 1);
                     LogFanOutLeaseFailed(_logger, e.Message);
                 }
 
