@@ -8,21 +8,29 @@ namespace Relay.Bus.Redis;
 // change on the fan-out channel, in order with the sequenced messages (see RedisBus.FanOut.cs).
 public sealed partial class RedisBus
 {
-    // KEYS: interest hash. ARGV: field, subscribers, ttlMs, change frame, fan-out channel.
+    // KEYS: interest hash. ARGV: field, subscribers, ttlMs, change frame, then the fan-out channels to announce it on
+    // (the channel's shard's; every shard's for a pattern).
     private static readonly RedisLuaScript s_interest = new("""
         if tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[1], ARGV[1]) end
         redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-        redis.call('PUBLISH', ARGV[5], ARGV[4])
+        for i = 5, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[4]) end
         return 0
         """);
 
-    // KEYS: interest hash. ARGV: ttlMs, reset frame, fan-out channel, then field, subscribers, change frame for every entry.
+    // KEYS: interest hash. ARGV: ttlMs, shard count n, the n fan-out channels in shard order, then for every entry: field,
+    // subscribers, change frame, shard (-1: a pattern, announced on every channel). An entry with 0 subscribers is only
+    // announced: a count the hash held that the node no longer has.
     private static readonly RedisLuaScript s_replaceInterest = new("""
+        local n = tonumber(ARGV[2])
         redis.call('DEL', KEYS[1])
-        redis.call('PUBLISH', ARGV[3], ARGV[2])
-        for i = 4, #ARGV, 3 do
-          redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-          redis.call('PUBLISH', ARGV[3], ARGV[i + 2])
+        for i = 3 + n, #ARGV, 4 do
+          if tonumber(ARGV[i + 1]) > 0 then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+          local shard = tonumber(ARGV[i + 3])
+          if shard < 0 then
+            for c = 3, 2 + n do redis.call('PUBLISH', ARGV[c], ARGV[i + 2]) end
+          else
+            redis.call('PUBLISH', ARGV[3 + shard], ARGV[i + 2])
+          end
         end
         redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
         return 0
@@ -60,10 +68,18 @@ public sealed partial class RedisBus
             lock (_interestOrder)
             {
                 var latest = change with { Subscribers = known.GetValueOrDefault(key) };
-                write = s_interest.EvaluateAsync(
-                    Database,
-                    [RedisKeys.InterestOf(change.NodeId)],
-                    [change.App + "\n" + change.ChannelOrPattern, latest.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(latest), RedisKeys.FanOutName]);
+                var shard = FanOutShardOf(change.App, change.ChannelOrPattern);
+                RedisValue[] args = shard < 0 ? new RedisValue[4 + _fanOutChannelNames.Length] : new RedisValue[5];
+                args[0] = change.App + "\n" + change.ChannelOrPattern;
+                args[1] = latest.Subscribers;
+                args[2] = (long)_options.NodeTtl.TotalMilliseconds;
+                args[3] = BusCodec.EncodeInterest(latest);
+                for (var i = 4; i < args.Length; i++)
+                {
+                    args[i] = _fanOutChannelNames[shard < 0 ? i - 4 : shard];
+                }
+
+                write = s_interest.EvaluateAsync(Database, [RedisKeys.InterestOf(change.NodeId)], args);
             }
 
             await write.ConfigureAwait(false);
@@ -77,27 +93,65 @@ public sealed partial class RedisBus
         }
     }
 
-    // Replaces what Redis and fan-out hold for a node with what it knows: fan-out first forgets the node, then gets
-    // every entry, all published by one script (so nothing else comes in between).
+    // Replaces what Redis and fan-out hold for a node with what it knows, in one script: every entry it knows is written
+    // and announced on its shard's fan-out channel, and every entry the hash held that it no longer knows is announced
+    // with 0 subscribers there (so each shard's channel alone tells its fan-out process the node's whole interest in it).
     // The snapshot and the write happen under _interestOrder, as does every single change's write (commands go out in
-    // call order): a change missing from the snapshot is written after it, never before it, where the reset would undo it.
-    private Task ReplaceInterestAsync(string nodeId)
+    // call order): a change missing from the snapshot is written after it, never before it, where the snapshot would undo it.
+    private async Task ReplaceInterestAsync(string nodeId)
     {
+        var key = RedisKeys.InterestOf(nodeId);
+        var held = await Database.HashKeysAsync(key).ConfigureAwait(false);
         var known = _nodeInterest.GetOrAdd(nodeId, static _ => new());
+        Task write;
         lock (_interestOrder)
         {
-            var args = new List<RedisValue> { (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(new InterestChange(nodeId, "", "", -1)), RedisKeys.FanOutName };
-            foreach (var ((app, channel), subscribers) in known)
+            var args = new List<RedisValue> { (long)_options.NodeTtl.TotalMilliseconds, _fanOutChannelNames.Length };
+            foreach (var name in _fanOutChannelNames)
+            {
+                args.Add(name);
+            }
+
+            void Add(string app, string channel, int subscribers)
             {
                 args.Add(app + "\n" + channel);
                 args.Add(subscribers);
                 args.Add(BusCodec.EncodeInterest(new InterestChange(nodeId, app, channel, subscribers)));
+                args.Add(FanOutShardOf(app, channel));
             }
 
-            return s_replaceInterest.EvaluateAsync(Database, [RedisKeys.InterestOf(nodeId)], [.. args]);
+            foreach (var ((app, channel), subscribers) in known)
+            {
+                Add(app, channel, subscribers);
+            }
+
+            foreach (var field in held)
+            {
+                if (SplitField(field!) is var (app, channel) && !known.ContainsKey((app, channel)))
+                {
+                    Add(app, channel, 0);
+                }
+            }
+
+            write = s_replaceInterest.EvaluateAsync(Database, [key], [.. args]);
         }
+
+        await write.ConfigureAwait(false);
     }
 
+    // The fan-out shard an interest change goes to: its channel's, or -1 (every shard) for a pattern.
+    private int FanOutShardOf(string app, string channelOrPattern) =>
+        Core.Channels.ChannelName.IsPattern(channelOrPattern) ? -1 : ShardOf(app, channelOrPattern);
+
+    // An interest hash field is "app\nchannel".
+    private static (string App, string Channel)? SplitField(string field)
+    {
+        var split = field.IndexOf('\n', StringComparison.Ordinal);
+        return split > 0 ? (field[..split], field[(split + 1)..]) : null;
+    }
+
+    // Computed from every node's interest hash, not asked of fan-out: with the shards split over several fan-out
+    // processes none knows every channel, and the hashes are what each of them loads its own from anyway.
     /// <inheritdoc />
     public async ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken)
     {
@@ -118,8 +172,8 @@ public sealed partial class RedisBus
         return [.. totals.Select(static t => new ChannelCount(t.Key, t.Value)).OrderBy(static c => c.Channel, StringComparer.Ordinal)];
     }
 
-    // Every live node's interest: (node, [(app, channel, subscribers)]).
-    private async Task<List<(string Node, List<(string App, string Channel, int Subscribers)> Interest)>> LoadInterestAsync()
+    // Every live node's interest: (node, [(app, channel, subscribers)]), only the entries `keep` accepts when given.
+    private async Task<List<(string Node, List<(string App, string Channel, int Subscribers)> Interest)>> LoadInterestAsync(Func<string, string, bool>? keep = null)
     {
         var nodes = await Database.SortedSetRangeByRankAsync(RedisKeys.Nodes).ConfigureAwait(false);
         var result = new List<(string, List<(string, string, int)>)>();
@@ -129,11 +183,9 @@ public sealed partial class RedisBus
             var interest = new List<(string, string, int)>(fields.Length);
             foreach (var entry in fields)
             {
-                var field = (string)entry.Name!;
-                var split = field.IndexOf('\n', StringComparison.Ordinal);
-                if (split > 0)
+                if (SplitField((string)entry.Name!) is var (app, channel) && (keep is null || keep(app, channel)))
                 {
-                    interest.Add((field[..split], field[(split + 1)..], (int)(long)entry.Value));
+                    interest.Add((app, channel, (int)(long)entry.Value));
                 }
             }
 

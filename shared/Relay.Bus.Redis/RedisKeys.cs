@@ -19,10 +19,10 @@ public static class RedisKeys
     /// <summary>Prefix of every bus coordination key (hash-tagged: one slot).</summary>
     public const string KeyNamePrefix = "relay:{relay:bus}:";
 
-    /// <summary>The channel routing publishes sequenced messages on, and nodes their interest changes; fan-out listens to it.</summary>
+    /// <summary>The fan-out channels' common name; each shard has its own (<see cref="FanOutShardName"/>).</summary>
     public const string FanOutName = ChannelNamePrefix + "fanout";
 
-    /// <summary>Fan-out says "deliveries may have been lost" here after it (re)subscribes; every node checks its channels.</summary>
+    /// <summary>Fan-out says "deliveries may have been lost" here after it takes shards (<c>fanout:&lt;shard&gt;,…</c>); nodes check those shards' channels.</summary>
     public const string ResyncName = ChannelNamePrefix + "resync";
 
     /// <summary>Apps and keys the auth service publishes (hash).</summary>
@@ -33,9 +33,6 @@ public static class RedisKeys
 
     /// <summary>Bumped on every publish of the auth keys.</summary>
     public const string AuthVersion = "relay:auth:version";
-
-    /// <summary><see cref="FanOutName"/> as a channel.</summary>
-    public static RedisChannel FanOut { get; } = RedisChannel.Literal(FanOutName);
 
     /// <summary><see cref="ResyncName"/> as a channel.</summary>
     public static RedisChannel Resync { get; } = RedisChannel.Literal(ResyncName);
@@ -71,6 +68,36 @@ public static class RedisKeys
         for (var i = 0; i < shards; i++)
         {
             keys[i] = Lease(i);
+        }
+
+        return keys;
+    }
+
+    // Fan-out shards: a channel's sequenced messages and the interest changes for it go on its shard's fan-out channel;
+    // fan-out processes share the shards by lease, as routing instances do theirs.
+
+    /// <summary>Prefix of a fan-out shard's channel (<c>relay:bus:fanout:&lt;shard&gt;</c>).</summary>
+    public const string FanOutShardPrefix = FanOutName + ":";
+
+    /// <summary>Live fan-out processes (sorted set, score = last lease tick, Redis clock).</summary>
+    public static RedisKey FanOuts { get; } = KeyNamePrefix + "fanouts";
+
+    /// <summary>The channel of a fan-out shard: routing publishes the shard's sequenced messages there, nodes their interest changes.</summary>
+    public static string FanOutShardName(int shard) => FanOutShardPrefix + shard.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary><see cref="FanOutShardName"/> as a channel.</summary>
+    public static RedisChannel FanOutShard(int shard) => RedisChannel.Literal(FanOutShardName(shard));
+
+    /// <summary>A fan-out shard's lease (string: owner, PX).</summary>
+    public static RedisKey FanOutLease(int shard) => KeyNamePrefix + "fanout-lease:" + shard.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Every fan-out shard's lease, in shard order.</summary>
+    public static RedisKey[] FanOutLeases(int shards)
+    {
+        var keys = new RedisKey[shards];
+        for (var i = 0; i < shards; i++)
+        {
+            keys[i] = FanOutLease(i);
         }
 
         return keys;

@@ -12,7 +12,7 @@ namespace Relay.Bus.Redis;
 /// <remarks>
 /// Keys, next to the channel log's (<see cref="RedisChannelLog.KeyPrefix"/>): <c>…:members</c> (hash: <c>clientId\nconnectionId</c>
 /// → <c>nodeId\nbody</c>), <c>…:clients</c> (hash: clientId → connections) and, per node, <c>relay:bus:node:&lt;id&gt;:presence</c>
-/// (set of the channel prefixes where the node has members). Member keys carry no expiry: they live as long as their node;
+/// (set of <c>publishChannel\nprefix</c> where the node has members: a leave goes to the channel's fan-out shard). Member keys carry no expiry: they live as long as their node;
 /// <see cref="EvictNodeAsync"/> removes a dead node's members (fan-out calls it when a node's heartbeat stops).
 /// </remarks>
 public sealed class RedisPresence(IDatabaseAsync database)
@@ -61,24 +61,28 @@ public sealed class RedisPresence(IDatabaseAsync database)
         local present = tonumber(redis.call('HGET', prefix .. 'clients', client) or '0') > 0
         redis.call('HSET', prefix .. 'members', field, ARGV[5] .. '\n' .. ARGV[6])
         if not existed then redis.call('HINCRBY', prefix .. 'clients', client, 1) end
-        redis.call('SADD', KEYS[1], prefix)
+        redis.call('SADD', KEYS[1], ARGV[7] .. '\n' .. prefix)
         local event = 'update'
         if not present then event = 'enter' end
         emit(ARGV[7], epoch_of(prefix, ARGV[8]), event, ARGV[6])
         return 1
         """);
 
-    // KEYS: the node's presence index. ARGV: nodeId, publish channel, fresh epoch. Reply: members removed.
+    // KEYS: the node's presence index (entries "publishChannel\nprefix", or a bare prefix from before fan-out shards).
+    // ARGV: nodeId, publish channel for bare prefixes, fresh epoch. Reply: members removed.
     private static readonly RedisLuaScript s_evict = new(Prelude + """
         local index = KEYS[1]
         local removed = 0
         local mark = ARGV[1] .. '\n'
-        for _, prefix in ipairs(redis.call('SMEMBERS', index)) do
+        for _, held in ipairs(redis.call('SMEMBERS', index)) do
+          local channel, prefix = ARGV[2], held
+          local split = string.find(held, '\n', 1, true)
+          if split then channel, prefix = string.sub(held, 1, split - 1), string.sub(held, split + 1) end
           local all = redis.call('HGETALL', prefix .. 'members')
           for i = 1, #all, 2 do
             if string.sub(all[i + 1], 1, #mark) == mark then
               local client = string.sub(all[i], 1, string.find(all[i], '\n', 1, true) - 1)
-              removed = removed + remove(prefix, all[i], client, '', ARGV[2], ARGV[3])
+              removed = removed + remove(prefix, all[i], client, '', channel, ARGV[3])
             end
           end
         end
@@ -126,7 +130,11 @@ public sealed class RedisPresence(IDatabaseAsync database)
         return members;
     }
 
-    /// <summary>Removes every member a node held (it died), publishing the leave events; returns how many were removed.</summary>
+    /// <summary>
+    /// Removes every member a node held (it died), publishing each leave event where the member's changes went (its
+    /// channel's fan-out shard; <paramref name="publishTo"/> for an entry written before fan-out was sharded); returns how
+    /// many were removed.
+    /// </summary>
     public async Task<long> EvictNodeAsync(string nodeId, string publishTo)
     {
         var reply = await s_evict.EvaluateAsync(database, [RedisKeys.NodePresence(nodeId)], [nodeId, publishTo, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);

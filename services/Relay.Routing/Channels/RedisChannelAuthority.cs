@@ -43,6 +43,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
         var traceParent = activity?.Id ?? request.TraceParent;
         var policy = namespaces.For(request.Channel);
         var fence = bus.FenceFor(request.App, request.Channel);
+        var publishTo = bus.FanOutChannelFor(request.App, request.Channel);
 
         // Every append is written before the first is awaited: Redis runs them in this order, so seqs follow the request.
         var appends = new Task<ChannelAppendResult?>[request.Items.Count];
@@ -69,7 +70,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
                 policy.HistorySize,
                 policy.HistoryTtl,
                 RoutingOptions.IdempotencyWindow,
-                RedisBus.FanOutChannel,
+                publishTo,
                 fence);
         }
 
@@ -147,7 +148,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
             Data = request.Data,
         };
         var max = namespaces.For(request.Channel).MaxPresenceMembers;
-        return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel, bus.FenceFor(request.App, request.Channel), max).ConfigureAwait(false) switch
+        return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, bus.FanOutChannelFor(request.App, request.Channel), bus.FenceFor(request.App, request.Channel), max).ConfigureAwait(false) switch
         {
             PresenceChangeResult.Applied => new PresenceReply([]),
             PresenceChangeResult.Full => ChannelAuthority.PresenceFull(max, request.Channel),
