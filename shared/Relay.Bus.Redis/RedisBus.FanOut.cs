@@ -260,7 +260,11 @@ public sealed partial class RedisBus
                     // New shards; after a reconnect every held one (messages and changes were missed); and a shard whose
                     // lease lapsed here before this renewal (its messages were dropped meanwhile).
                     var reload = Interlocked.Exchange(ref _fanOutReload, 0) == 1;
-                    var lapsed = held.Where(s => owned.Contains(s) && Volatile.Read(ref _fanOutShards[s].ValidUntil) <= started).ToHashSet();
+                    // A reply that came back after the lease it renewed had run out (this process was paused or
+                    // starved while it was on its way) proves nothing about the time between: every shard counts as
+                    // lapsed, as when the lease ran out before the renewal was sent.
+                    var stale = started + ttlTicks <= _time.GetTimestamp();
+                    var lapsed = held.Where(s => owned.Contains(s) && (stale || Volatile.Read(ref _fanOutShards[s].ValidUntil) <= started)).ToHashSet();
                     var taken = owned.Where(s => !held.Contains(s) || reload || lapsed.Contains(s)).ToHashSet();
                     if (lapsed.Count > 0)
                     {
@@ -397,15 +401,17 @@ public sealed partial class RedisBus
     }
 
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
-    // had lapsed go out first, in order, when it is still this process's, and are dropped when not.
+    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
+    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile).
     private void Renew(IFanOutHandler handler, int shard, long validUntil)
     {
         var state = _fanOutShards[shard];
+        var deliver = validUntil != 0 && validUntil > _time.GetTimestamp();
         lock (state.Gate)
         {
             foreach (var frame in state.Held)
             {
-                if (validUntil != 0)
+                if (deliver)
                 {
                     Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 }
