@@ -6,8 +6,21 @@ namespace Relay.Bus.Redis;
 
 // Interest: each node keeps which channels it wants in a hash of its own (expiring with its heartbeat) and announces each
 // change on the fan-out channel, in order with the sequenced messages (see RedisBus.FanOut.cs).
+// Redis Cluster: a script's PUBLISH reaches the other nodes over the cluster bus, one link per master, so fan-out gets
+// each master's frames in order but not the frames of two masters. The hash's master (the bus slot's) announces every
+// change and every whole-interest replacement as on one server, one ordered log of the node's interest; a channel's change
+// is announced by the channel's master as well (a pattern's by every master), in order with the messages that master
+// publishes, so a message sequenced after a subscribe is never taken to fan-out before the interest that wants it.
+// Counts are absolute, so fan-out applying a change twice is harmless (docs/architecture.md has what remains).
 public sealed partial class RedisBus
 {
+    // KEYS: a key of the channel whose master must publish (only routes the call; none: any master). ARGV: fan-out
+    // channel, frame.
+    private static readonly RedisLuaScript s_announce = new("""
+        redis.call('PUBLISH', ARGV[1], ARGV[2])
+        return 0
+        """);
+
     // KEYS: interest hash. ARGV: field, subscribers, ttlMs, change frame, fan-out channel.
     private static readonly RedisLuaScript s_interest = new("""
         if tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -57,16 +70,24 @@ public sealed partial class RedisBus
             // Written in the order of ReplaceInterestAsync's snapshots (see there), and with the latest count rather
             // than this call's: calls that waited for Redis to be ready may resume in any order.
             Task write;
+            Task announced = Task.CompletedTask;
             lock (_interestOrder)
             {
                 var latest = change with { Subscribers = known.GetValueOrDefault(key) };
+                var frame = BusCodec.EncodeInterest(latest);
                 write = s_interest.EvaluateAsync(
                     Database,
                     [RedisKeys.InterestOf(change.NodeId)],
-                    [change.App + "\n" + change.ChannelOrPattern, latest.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, BusCodec.EncodeInterest(latest), RedisKeys.FanOutName]);
+                    [change.App + "\n" + change.ChannelOrPattern, latest.Subscribers, (long)_options.NodeTtl.TotalMilliseconds, frame, RedisKeys.FanOutName]);
+                if (_isCluster)
+                {
+                    announced = Core.Channels.ChannelName.IsPattern(change.ChannelOrPattern)
+                        ? AnnounceOnEveryMasterAsync(frame)
+                        : s_announce.EvaluateAsync(Database, [RedisKeys.Position(RedisKeys.ChannelPrefix(change.App, change.ChannelOrPattern))], [RedisKeys.FanOutName, frame]);
+                }
             }
 
-            await write.ConfigureAwait(false);
+            await Task.WhenAll(write, announced).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -78,7 +99,8 @@ public sealed partial class RedisBus
     }
 
     // Replaces what Redis and fan-out hold for a node with what it knows: fan-out first forgets the node, then gets
-    // every entry, all published by one script (so nothing else comes in between).
+    // every entry, all published by one script (so nothing else comes in between). In Cluster a channel's messages may
+    // reach fan-out before its entry here (another master): the node checks its channels after (RedisBus.Nodes.cs).
     // The snapshot and the write happen under _interestOrder, as does every single change's write (commands go out in
     // call order): a change missing from the snapshot is written after it, never before it, where the reset would undo it.
     private Task ReplaceInterestAsync(string nodeId)
@@ -96,6 +118,21 @@ public sealed partial class RedisBus
 
             return s_replaceInterest.EvaluateAsync(Database, [RedisKeys.InterestOf(nodeId)], [.. args]);
         }
+    }
+
+    // A pattern's change in Cluster: every master says it, each in order with its own channels' messages.
+    private Task AnnounceOnEveryMasterAsync(byte[] frame)
+    {
+        var calls = new List<Task>();
+        foreach (var server in _multiplexer!.GetServers())
+        {
+            if (!server.IsReplica && server.IsConnected)
+            {
+                calls.Add(s_announce.EvaluateOnAsync(server, [RedisKeys.FanOutName, frame]));
+            }
+        }
+
+        return Task.WhenAll(calls);
     }
 
     /// <inheritdoc />

@@ -7,7 +7,7 @@ namespace Relay.Services.Tests.Realtime;
 /// Distributed: an ingress node with <c>Relay:Auth:KeySource=redis</c> follows the keys the auth service publishes, and
 /// applies a change to the connections it holds, within seconds of the auth service's configuration changing.
 /// </summary>
-public sealed class KeyChangeRedisTests(RedisBusFixture redis) : IClassFixture<RedisBusFixture>
+public abstract class KeyChangeRedisSpec(IRedisBusSettings redis)
 {
     private static readonly KeyFile.Key Removed = new("removed", "removed-secret-0123456789", "*");
     private static readonly KeyFile.Key Narrowed = new("narrowed", "narrowed-secret-0123456789", "*");
