@@ -198,6 +198,12 @@ public sealed class RedisClusterSet : IAsyncDisposable
         return master!;
     }
 
+    /// <summary>Waits until <paramref name="server"/> is a replica in sync with its master (after a restart, say).</summary>
+    public Task WaitForReplicaInSyncAsync(RedisServer server) =>
+        WaitUntilAsync(
+            async () => (await CommandAsync(server.Port, "INFO", "replication")).Contains("master_link_status:up", StringComparison.Ordinal),
+            $"127.0.0.1:{server.Port} to replicate its master");
+
     // One command over a raw socket, its reply as text ("" when the server does not answer).
     private static async Task<string> CommandAsync(int port, params string[] args)
     {
