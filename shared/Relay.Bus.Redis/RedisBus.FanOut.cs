@@ -226,7 +226,10 @@ public sealed partial class RedisBus
     {
         var ttl = _options.FanOutLeaseTtl;
         var ttlTicks = (long)(ttl.TotalSeconds * _time.TimestampFrequency);
-        RedisKey[] tickKeys = [RedisKeys.FanOuts, .. _fanOutLeaseKeys];
+        // Routing's lease script, with fencing tokens of fan-out's own: a shard's token changes when its lease is taken
+        // anew, so a token that changed while this process held the shard says another may have held it in between.
+        RedisKey[] tickKeys = [RedisKeys.FanOuts, RedisKeys.FanOutFences, .. _fanOutLeaseKeys];
+        var tokens = new Dictionary<int, string>();
         var held = new HashSet<int>();
         try
         {
@@ -238,9 +241,18 @@ public sealed partial class RedisBus
                     var started = _time.GetTimestamp();
                     var reply = (RedisResult[])(await s_leaseTick.EvaluateAsync(Database, tickKeys, [InstanceId, (long)ttl.TotalMilliseconds]).ConfigureAwait(false))!;
                     var owned = new HashSet<int>();
-                    foreach (var item in reply)
+                    var retaken = new HashSet<int>();
+                    for (var i = 0; i + 1 < reply.Length; i += 2)
                     {
-                        owned.Add((int)(long)item);
+                        var shard = (int)(long)reply[i];
+                        var token = (string)reply[i + 1]!;
+                        owned.Add(shard);
+                        if (held.Contains(shard) && tokens.TryGetValue(shard, out var before) && before != token)
+                        {
+                            retaken.Add(shard);
+                        }
+
+                        tokens[shard] = token;
                     }
 
                     var lost = held.Where(s => !owned.Contains(s)).ToHashSet();
@@ -264,7 +276,7 @@ public sealed partial class RedisBus
                     // starved while it was on its way) proves nothing about the time between: every shard counts as
                     // lapsed, as when the lease ran out before the renewal was sent.
                     var stale = started + ttlTicks <= _time.GetTimestamp();
-                    var lapsed = held.Where(s => owned.Contains(s) && (stale || Volatile.Read(ref _fanOutShards[s].ValidUntil) <= started)).ToHashSet();
+                    var lapsed = held.Where(s => owned.Contains(s) && (stale || retaken.Contains(s) || Volatile.Read(ref _fanOutShards[s].ValidUntil) <= started)).ToHashSet();
                     var taken = owned.Where(s => !held.Contains(s) || reload || lapsed.Contains(s)).ToHashSet();
                     if (lapsed.Count > 0)
                     {
@@ -274,7 +286,7 @@ public sealed partial class RedisBus
                     // Loaded on top of what the handler knows (not cleared first: a message meanwhile would miss nodes).
                     foreach (var shard in owned)
                     {
-                        Renew(handler, shard, started + ttlTicks);
+                        Renew(handler, shard, started + ttlTicks, deliverHeld: !retaken.Contains(shard));
                     }
 
                     if (taken.Count > 0)
@@ -401,12 +413,13 @@ public sealed partial class RedisBus
     }
 
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
-    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
-    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile).
-    private void Renew(IFanOutHandler handler, int shard, long validUntil)
+    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, when the renewal
+    // itself has run out already (a reply that arrived late), or when the lease was taken anew (its token changed):
+    // another process may have held the shard meanwhile.
+    private void Renew(IFanOutHandler handler, int shard, long validUntil, bool deliverHeld = true)
     {
         var state = _fanOutShards[shard];
-        var deliver = validUntil != 0 && validUntil > _time.GetTimestamp();
+        var deliver = deliverHeld && validUntil != 0 && validUntil > _time.GetTimestamp();
         lock (state.Gate)
         {
             foreach (var frame in state.Held)

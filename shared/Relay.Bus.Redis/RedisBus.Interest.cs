@@ -6,8 +6,21 @@ namespace Relay.Bus.Redis;
 
 // Interest: each node keeps which channels it wants in a hash of its own (expiring with its heartbeat) and announces each
 // change on the fan-out channel, in order with the sequenced messages (see RedisBus.FanOut.cs).
+// Redis Cluster: a script's PUBLISH reaches the other nodes over the cluster bus, one link per master, so fan-out gets
+// each master's frames in order but not the frames of two masters. The hash's master (the bus slot's) announces every
+// change and every whole-interest replacement as on one server, one ordered log of the node's interest; a channel's change
+// is announced by the channel's master as well (a pattern's by every master), in order with the messages that master
+// publishes, so a message sequenced after a subscribe is never taken to fan-out before the interest that wants it.
+// Counts are absolute, so fan-out applying a change twice is harmless (docs/architecture.md has what remains).
 public sealed partial class RedisBus
 {
+    // KEYS: a key of the channel whose master must publish (only routes the call; none: any master). ARGV: frame, then
+    // the fan-out channels to announce it on.
+    private static readonly RedisLuaScript s_announce = new("""
+        for i = 2, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[1]) end
+        return 0
+        """);
+
     // KEYS: interest hash. ARGV: field, subscribers, ttlMs, change frame, then the fan-out channels to announce it on
     // (the channel's shard's; every shard's for a pattern).
     private static readonly RedisLuaScript s_interest = new("""
@@ -65,24 +78,34 @@ public sealed partial class RedisBus
             // Written in the order of ReplaceInterestAsync's snapshots (see there), and with the latest count rather
             // than this call's: calls that waited for Redis to be ready may resume in any order.
             Task write;
+            Task announced = Task.CompletedTask;
             lock (_interestOrder)
             {
                 var latest = change with { Subscribers = known.GetValueOrDefault(key) };
                 var shard = FanOutShardOf(change.App, change.ChannelOrPattern);
-                RedisValue[] args = shard < 0 ? new RedisValue[4 + _fanOutChannelNames.Length] : new RedisValue[5];
+                var channels = shard < 0 ? _fanOutChannelNames : [_fanOutChannelNames[shard]];
+                var frame = BusCodec.EncodeInterest(latest);
+                var args = new RedisValue[4 + channels.Length];
                 args[0] = change.App + "\n" + change.ChannelOrPattern;
                 args[1] = latest.Subscribers;
                 args[2] = (long)_options.NodeTtl.TotalMilliseconds;
-                args[3] = BusCodec.EncodeInterest(latest);
-                for (var i = 4; i < args.Length; i++)
+                args[3] = frame;
+                for (var i = 0; i < channels.Length; i++)
                 {
-                    args[i] = _fanOutChannelNames[shard < 0 ? i - 4 : shard];
+                    args[4 + i] = channels[i];
                 }
 
                 write = s_interest.EvaluateAsync(Database, [RedisKeys.InterestOf(change.NodeId)], args);
+                if (_isCluster)
+                {
+                    RedisValue[] announce = [frame, .. channels.Select(static c => (RedisValue)c)];
+                    announced = shard < 0
+                        ? AnnounceOnEveryMasterAsync(announce)
+                        : s_announce.EvaluateAsync(Database, [RedisKeys.Position(RedisKeys.ChannelPrefix(change.App, change.ChannelOrPattern))], announce);
+                }
             }
 
-            await write.ConfigureAwait(false);
+            await Task.WhenAll(write, announced).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -96,6 +119,8 @@ public sealed partial class RedisBus
     // Replaces what Redis and fan-out hold for a node with what it knows, in one script: every entry it knows is written
     // and announced on its shard's fan-out channel, and every entry the hash held that it no longer knows is announced
     // with 0 subscribers there (so each shard's channel alone tells its fan-out process the node's whole interest in it).
+    // In Cluster a channel's messages may reach fan-out before its entry here (another master): the node checks its
+    // channels after (RedisBus.Nodes.cs).
     // The snapshot and the write happen under _interestOrder, as does every single change's write (commands go out in
     // call order): a change missing from the snapshot is written after it, never before it, where the snapshot would undo it.
     private async Task ReplaceInterestAsync(string nodeId)
@@ -152,6 +177,22 @@ public sealed partial class RedisBus
 
     // Computed from every node's interest hash, not asked of fan-out: with the shards split over several fan-out
     // processes none knows every channel, and the hashes are what each of them loads its own from anyway.
+
+    // A pattern's change in Cluster: every master says it, each in order with its own channels' messages.
+    private Task AnnounceOnEveryMasterAsync(RedisValue[] announce)
+    {
+        var calls = new List<Task>();
+        foreach (var server in _multiplexer!.GetServers())
+        {
+            if (!server.IsReplica && server.IsConnected)
+            {
+                calls.Add(s_announce.EvaluateOnAsync(server, announce));
+            }
+        }
+
+        return Task.WhenAll(calls);
+    }
+
     /// <inheritdoc />
     public async ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken)
     {

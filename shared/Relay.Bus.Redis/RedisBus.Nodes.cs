@@ -106,6 +106,12 @@ public sealed partial class RedisBus
                     if (_interestStale.TryRemove(nodeId, out _) | (long)added == 1)
                     {
                         await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
+
+                        // In Cluster a channel's messages may have reached fan-out before its entry (RedisBus.Interest.cs).
+                        if (_isCluster)
+                        {
+                            await handler.OnResyncAsync().ConfigureAwait(false);
+                        }
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)

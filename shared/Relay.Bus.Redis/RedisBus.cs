@@ -35,6 +35,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private IConnectionMultiplexer? _multiplexer;
     private IDatabase? _database;
     private RedisPresence? _presence;
+    private bool _isCluster;
     private int _disposed;
     private int _watchingSubscriptions;
 
@@ -99,13 +100,17 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// <summary>The fan-out channel of a channel's shard: where its sequenced messages and presence events are published.</summary>
     public string FanOutChannelFor(string app, string channel) => _fanOutChannelNames[ShardOf(app, channel)];
 
-    /// <summary>The lease key and owner that fence this process's writes to a channel's shard.</summary>
-    public (string Key, string Owner) FenceFor(string app, string channel) => (_leaseKeys[ShardOf(app, channel)].ToString(), InstanceId);
+    /// <summary>
+    /// The fencing token this process's writes to a channel carry: the one its lease on the channel's shard was taken
+    /// with (<see cref="RedisKeys.Fences"/>), or null when it holds no lease on that shard.
+    /// </summary>
+    public string? FenceFor(string app, string channel) => _fences.TryGetValue(ShardOf(app, channel), out var token) ? token : null;
 
     private async Task ConnectAsync()
     {
         var multiplexer = await _connector.ConnectAsync().ConfigureAwait(false);
         _multiplexer = multiplexer;
+        _isCluster = RedisConnector.IsCluster(multiplexer);
         _database = multiplexer.GetDatabase();
         _presence = new RedisPresence(_database);
         multiplexer.ConnectionFailed += OnConnectionFailed;
