@@ -227,7 +227,7 @@ public sealed partial class RedisBus
         var ttl = _options.FanOutLeaseTtl;
         var ttlTicks = (long)(ttl.TotalSeconds * _time.TimestampFrequency);
         // Routing's lease script, with fencing tokens of fan-out's own: a shard's token changes when its lease is taken
-        // anew, so a token that changed while this process held the shard says another may have held it in between.
+        // anew, so a token that changed while this process held the shard (Redis lost the lease) reloads and resyncs it.
         RedisKey[] tickKeys = [RedisKeys.FanOuts, RedisKeys.FanOutFences, .. _fanOutLeaseKeys];
         var tokens = new Dictionary<int, string>();
         var held = new HashSet<int>();
@@ -286,7 +286,7 @@ public sealed partial class RedisBus
                     // Loaded on top of what the handler knows (not cleared first: a message meanwhile would miss nodes).
                     foreach (var shard in owned)
                     {
-                        Renew(handler, shard, started + ttlTicks, deliverHeld: !retaken.Contains(shard));
+                        Renew(handler, shard, started + ttlTicks);
                     }
 
                     if (taken.Count > 0)
@@ -413,13 +413,13 @@ public sealed partial class RedisBus
     }
 
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
-    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, when the renewal
-    // itself has run out already (a reply that arrived late), or when the lease was taken anew (its token changed):
-    // another process may have held the shard meanwhile.
-    private void Renew(IFanOutHandler handler, int shard, long validUntil, bool deliverHeld = true)
+    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
+    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile). A
+    // lease taken anew (its token changed: Redis lost it) keeps them: presence events have no seq to recover them by.
+    private void Renew(IFanOutHandler handler, int shard, long validUntil)
     {
         var state = _fanOutShards[shard];
-        var deliver = deliverHeld && validUntil != 0 && validUntil > _time.GetTimestamp();
+        var deliver = validUntil != 0 && validUntil > _time.GetTimestamp();
         lock (state.Gate)
         {
             foreach (var frame in state.Held)
