@@ -11,7 +11,7 @@ namespace Relay.Bus.Redis;
 // change and every whole-interest replacement as on one server, one ordered log of the node's interest; a channel's change
 // is announced by the channel's master as well (a pattern's by every master), in order with the messages that master
 // publishes, so a message sequenced after a subscribe is never taken to fan-out before the interest that wants it.
-// Counts are absolute, so fan-out applying a change twice is harmless (docs/architecture.md has what remains).
+// Counts are absolute, so fan-out applying a change twice is harmless (docs/distributed.md has what remains).
 public sealed partial class RedisBus
 {
     // KEYS: a key of the channel whose master must publish (only routes the call; none: any master). ARGV: frame, then

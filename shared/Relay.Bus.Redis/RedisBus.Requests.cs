@@ -107,7 +107,7 @@ public sealed partial class RedisBus
             var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
 
             // Nobody listening means the shard is between owners (a handover): wait for the next one.
-            while (await Database.PublishAsync(RedisKeys.Shard(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
+            while (await Database.PublishAsync(ShardChannel(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
             {
                 await Task.Delay(50, timeout.Token).ConfigureAwait(false);
             }
@@ -127,6 +127,13 @@ public sealed partial class RedisBus
             _pending.TryRemove(correlation, out _);
         }
     }
+
+    // A shard's request channel. In Redis Cluster a plain PUBLISH answers how many subscribers the node that ran it has,
+    // not the cluster, and a 0 sends the request again (RedisClusterProcessTests: a publish appended twice, 52 ms apart,
+    // with routing in another process); a sharded channel (SSUBSCRIBE/SPUBLISH) lives on its slot's master, where every
+    // subscriber is, so "nobody listening" is true there.
+    private RedisChannel ShardChannel(int shard) =>
+        _isCluster ? RedisChannel.Sharded(RedisKeys.Shard(shard).ToString()) : RedisKeys.Shard(shard);
 
     private void OnReply(ReadOnlyMemory<byte> frame)
     {
@@ -199,7 +206,7 @@ public sealed partial class RedisBus
                     foreach (var shard in _ownedShards.Keys.Where(s => !now.ContainsKey(s)).ToList())
                     {
                         _ownedShards.TryRemove(shard, out _);
-                        await UnsubscribeAsync(RedisKeys.Shard(shard)).ConfigureAwait(false);
+                        await UnsubscribeAsync(ShardChannel(shard)).ConfigureAwait(false);
                         LogShardLost(_logger, shard, InstanceId);
                     }
 
@@ -208,7 +215,7 @@ public sealed partial class RedisBus
                         _fences[shard] = token;
                         if (!_ownedShards.ContainsKey(shard))
                         {
-                            await SubscribeAsync(RedisKeys.Shard(shard), frame => OnRoutingRequest(handler, frame)).ConfigureAwait(false);
+                            await SubscribeAsync(ShardChannel(shard), frame => OnRoutingRequest(handler, frame)).ConfigureAwait(false);
                             _ownedShards[shard] = true;
                             LogShardOwned(_logger, shard, InstanceId);
                         }
@@ -230,7 +237,7 @@ public sealed partial class RedisBus
 
         foreach (var shard in _ownedShards.Keys)
         {
-            await IgnoreFailure(UnsubscribeAsync(RedisKeys.Shard(shard))).ConfigureAwait(false);
+            await IgnoreFailure(UnsubscribeAsync(ShardChannel(shard))).ConfigureAwait(false);
         }
 
         _ownedShards.Clear();

@@ -17,13 +17,18 @@ internal sealed class RelayCluster : IAsyncDisposable
     private readonly string _logDirectory = Directory.CreateTempSubdirectory("relay-cluster-").FullName;
     private Dictionary<string, string> _authSettings = [];
 
-    private RelayCluster(RedisServer redis, Dictionary<string, string> environment)
+    private readonly RedisServer? _redis;
+    private readonly RedisClusterSet? _redisCluster;
+
+    private RelayCluster(RedisServer? redis, RedisClusterSet? redisCluster, Dictionary<string, string> environment)
     {
-        Redis = redis;
+        _redis = redis;
+        _redisCluster = redisCluster;
         _environment = environment;
     }
 
-    public RedisServer Redis { get; }
+    /// <summary>The one redis-server (not for a cluster started over a Redis Cluster).</summary>
+    public RedisServer Redis => _redis ?? throw new InvalidOperationException("this Relay runs over a Redis Cluster, not one redis-server");
 
     public ServiceProcess Auth { get; private set; } = null!;
 
@@ -44,14 +49,16 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// the first); <paramref name="environment"/> is added to every process's. With
     /// <paramref name="authSettingsDirectory"/>, the auth service runs with that folder as its content root and takes its
     /// apps and keys from the <c>appsettings.json</c> there (which a test may edit while it runs), not from its environment.
+    /// With <paramref name="overRedisCluster"/>, Redis is a three-master Redis Cluster (<see cref="RedisClusterSet"/>).
     /// </summary>
-    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? authSettingsDirectory = null, int fanOuts = 1)
+    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? authSettingsDirectory = null, int fanOuts = 1, bool overRedisCluster = false)
     {
-        var redis = await RedisServer.StartAsync();
+        var redis = overRedisCluster ? null : await RedisServer.StartAsync();
+        var redisCluster = overRedisCluster ? await RedisClusterSet.StartAsync() : null;
         var settings = new Dictionary<string, string>
         {
             ["Relay__Bus"] = "redis",
-            ["Relay__Redis__Configuration"] = redis.Configuration,
+            ["Relay__Redis__Configuration"] = redis?.Configuration ?? redisCluster!.Configuration,
             ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
             ["Relay__Redis__FanOutLeaseTtl"] = "00:00:01.5",
             ["Relay__Redis__NodeTtl"] = "00:00:02",
@@ -68,7 +75,7 @@ internal sealed class RelayCluster : IAsyncDisposable
             settings[key] = value;
         }
 
-        var cluster = new RelayCluster(redis, settings) { _authSettings = keys };
+        var cluster = new RelayCluster(redis, redisCluster, settings) { _authSettings = keys };
         try
         {
             // The auth service first: the ingress nodes are given its URL, to pass token requests to.
@@ -156,7 +163,7 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>Waits until every routing shard and every fan-out shard has an owner.</summary>
     public async Task WaitForShardsAsync()
     {
-        await using var connection = await Redis.ConnectAsync();
+        await using var connection = await ConnectRedisAsync();
         var redis = connection.GetDatabase();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
@@ -188,7 +195,7 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>The owner of each routing shard's lease (null where none).</summary>
     public async Task<string?[]> ShardOwnersAsync()
     {
-        await using var connection = await Redis.ConnectAsync();
+        await using var connection = await ConnectRedisAsync();
         var redis = connection.GetDatabase();
         var owners = new string?[16];
         for (var shard = 0; shard < owners.Length; shard++)
@@ -202,7 +209,7 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>The owner (bus instance id) of each fan-out shard's lease (null where none).</summary>
     public async Task<string?[]> FanOutOwnersAsync()
     {
-        await using var connection = await Redis.ConnectAsync();
+        await using var connection = await ConnectRedisAsync();
         var redis = connection.GetDatabase();
         var owners = new string?[16];
         for (var shard = 0; shard < owners.Length; shard++)
@@ -233,7 +240,15 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
         finally
         {
-            await Redis.DisposeAsync();
+            if (_redis is not null)
+            {
+                await _redis.DisposeAsync();
+            }
+
+            if (_redisCluster is not null)
+            {
+                await _redisCluster.DisposeAsync();
+            }
         }
 
         Output?.Invoke(Logs);
@@ -246,6 +261,8 @@ internal sealed class RelayCluster : IAsyncDisposable
             // Best effort: it is a temporary folder.
         }
     }
+
+    private Task<StackExchange.Redis.IConnectionMultiplexer> ConnectRedisAsync() => _redis?.ConnectAsync() ?? _redisCluster!.ConnectAsync();
 
     internal static int FreePort()
     {
