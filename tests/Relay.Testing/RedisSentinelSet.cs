@@ -109,6 +109,15 @@ public sealed class RedisSentinelSet : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until <paramref name="server"/> (an old master restarted, say) is a replica in sync with its master.</summary>
+    public Task WaitForReplicaInSyncAsync(RedisServer server)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        return WaitUntilAsync(
+            async () => (await CommandAsync(server.Port, "INFO", "replication")).Contains("master_link_status:up", StringComparison.Ordinal),
+            $"127.0.0.1:{server.Port} to replicate the new master");
+    }
+
     /// <summary>Waits until the sentinels name <paramref name="server"/> as the master.</summary>
     public Task WaitForMasterAsync(RedisServer server) =>
         WaitUntilAsync(async () =>
