@@ -118,18 +118,7 @@ public sealed class RedisClusterSet : IAsyncDisposable
     }
 
     /// <summary>Client options for the cluster, quick to notice a failover.</summary>
-    public ConfigurationOptions Options()
-    {
-        var options = ConfigurationOptions.Parse(Configuration);
-        options.AbortOnConnectFail = false;
-        options.ConnectTimeout = 5000;
-        options.AsyncTimeout = 5000;
-        options.SyncTimeout = 5000;
-        options.HeartbeatInterval = TimeSpan.FromMilliseconds(250);
-        options.ReconnectRetryPolicy = new LinearRetry(100);
-        options.AllowAdmin = true;
-        return options;
-    }
+    public ConfigurationOptions Options() => RedisServer.QuickClientOptions(Configuration);
 
     /// <summary>A multiplexer on the cluster, with Relay's scripts loaded (as the services' <c>RedisConnector</c> makes it).</summary>
     public Task<IConnectionMultiplexer> ConnectAsync() => Relay.Bus.Redis.RedisConnector.ConnectAsync(Options());

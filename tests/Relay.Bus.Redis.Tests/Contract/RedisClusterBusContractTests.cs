@@ -33,9 +33,7 @@ public sealed class RedisClusterBusContractTests(RedisClusterContractFixture fix
 
     protected override async Task<(IRelayBus Serving, IRelayBus Calling)> CreateBusesAsync()
     {
-        var admin = fixture.Cluster.Options();
-        admin.AllowAdmin = true;
-        await using (var connection = await ConnectionMultiplexer.ConnectAsync(admin))
+        await using (var connection = await ConnectionMultiplexer.ConnectAsync(fixture.Cluster.Options()))
         {
             foreach (var server in connection.GetServers().Where(static s => !s.IsReplica))
             {

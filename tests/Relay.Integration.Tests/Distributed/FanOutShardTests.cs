@@ -142,7 +142,7 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         var following = followers.Select(f => f.FollowAsync(Total, stop.Token)).ToArray();
         await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
         var acknowledged = new long[Total + 1];
-        var publishing = PublishPacedAsync(publisher, acknowledged, 1, Total, PerSecond, clock, stop.Token);
+        var publishing = PacedPublisher.PublishAsync(publisher, acknowledged, 1, Total, PerSecond, static n => ChannelName(n % Channels), output.WriteLine, stop.Token);
 
         // The second fan-out process dies three seconds in (about 3,000 published): its shards' channels go quiet until
         // the first takes them over.
@@ -198,7 +198,7 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         var following = new[] { followerA.FollowAsync(Total, stop.Token), followerB.FollowAsync(Total, stop.Token) };
         await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
         var acknowledged = new long[Total + 1];
-        await PublishPacedAsync(publisher, acknowledged, 1, 2000, 1000, clock, stop.Token);
+        await PacedPublisher.PublishAsync(publisher, acknowledged, 1, 2000, 1000, static n => ChannelName(n % Channels), output.WriteLine, stop.Token);
 
         // Frozen once the first 2,000 went out (so its count is final), while the rest is published: Redis goes on
         // pushing its shards' messages into its connection until it is given up.
@@ -212,7 +212,7 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         var victimId = await InstanceOfAsync(cluster, owners, victim);
         var before = await FanOutMessagesAsync(victim);
         victim.Pause();
-        var publishing = PublishPacedAsync(publisher, acknowledged, 2001, Total, 1000, clock, stop.Token);
+        var publishing = PacedPublisher.PublishAsync(publisher, acknowledged, 2001, Total, 1000, static n => ChannelName(n % Channels), output.WriteLine, stop.Token);
         output.WriteLine($"paused {victim.Name} ({victimId}) at {clock.Elapsed.TotalSeconds:0.000} s, having fanned out {before} messages");
         for (var attempt = 0; (await cluster.FanOutOwnersAsync()).Any(o => o == victimId); attempt++)
         {
@@ -307,64 +307,6 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         _ = cluster;
         var marker = $"-{process.ProcessId}-";
         return Task.FromResult(owners.Distinct().Single(o => o.Contains(marker, StringComparison.Ordinal)));
-    }
-
-    // Sends publishes first..last with idempotency ids at perSecond, message n on channel n % Channels, up to 64 in flight, and re-sends
-    // any not acknowledged within 3 s or refused, with the same id, until every one has its seq.
-    private async Task PublishPacedAsync(TestSocket publisher, long[] acknowledged, int first, int last, int perSecond, Stopwatch clock, CancellationToken cancellationToken)
-    {
-        var sentAt = new long[last + 1];
-        var inFlight = 0;
-        var replies = Task.Run(async () =>
-        {
-            var pending = last - first + 1;
-            while (pending > 0)
-            {
-                var reply = await publisher.ReceiveAsync(TimeSpan.FromSeconds(30));
-                if (!reply.TryGetProperty("ref", out var reference))
-                {
-                    continue;
-                }
-
-                var n = reference.GetInt32();
-                if (reply.GetProperty("type").GetString() == "ok" && acknowledged[n] == 0)
-                {
-                    Volatile.Write(ref acknowledged[n], reply.GetProperty("seq").GetInt64());
-                    pending--;
-                }
-                else if (reply.GetProperty("type").GetString() != "ok")
-                {
-                    output.WriteLine($"publish {n} refused: {reply.GetRawText()}");
-                    Volatile.Write(ref sentAt[n], 0);
-                }
-
-                Interlocked.Decrement(ref inFlight);
-            }
-        }, cancellationToken);
-
-        var start = clock.ElapsedMilliseconds;
-        var next = first;
-        while (!replies.IsCompleted)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var due = (int)Math.Min(last, first - 1 + ((clock.ElapsedMilliseconds - start) * perSecond / 1000));
-            for (var n = first; n <= Math.Max(due, next - 1) && Volatile.Read(ref inFlight) < 64; n++)
-            {
-                var sent = Volatile.Read(ref sentAt[n]);
-                var isNew = n >= next;
-                if (isNew || (Volatile.Read(ref acknowledged[n]) == 0 && (sent == 0 || clock.ElapsedMilliseconds - sent > 3000)))
-                {
-                    Volatile.Write(ref sentAt[n], Math.Max(1, clock.ElapsedMilliseconds));
-                    Interlocked.Increment(ref inFlight);
-                    await publisher.SendAsync(new { type = "publish", @ref = n, channel = ChannelName(n % Channels), id = $"m-{n}", data = new { n } });
-                    next = Math.Max(next, n + 1);
-                }
-            }
-
-            await Task.Delay(5, cancellationToken);
-        }
-
-        await replies;
     }
 
     /// <summary>Reads one subscriber's messages: each must be its channel's next seq; keeps when each arrived.</summary>
