@@ -16,9 +16,11 @@ namespace Relay.Bus.Redis;
 // The holder of shard 0 also sweeps nodes whose heartbeat stopped.
 public sealed partial class RedisBus
 {
-    // Messages of a shard whose lease lapsed here, held until the next renewal: about 2.5 MB of 250-byte frames, a few
-    // seconds of a busy shard; past it they are dropped and nodes read them back from history when the shard is resynced.
-    private const int MaxHeldPerShard = 10_000;
+    // Bytes of a shard's messages held while its lease has lapsed here, until the next renewal: 4 MiB is ~16,000 frames
+    // of 250 bytes, seconds of a busy shard, and 64 of the largest (64 KiB), so 16 shards hold at most 64 MiB whatever the
+    // message size (a count bound let 10,000 large messages hold 640 MB per shard); past it they are dropped and nodes
+    // read them back from history when the shard is resynced.
+    private const int MaxHeldBytesPerShard = 4 * 1024 * 1024;
 
     // Marks a node-gone announcement (an interest change's count): fan-out processes close the node's outbox.
     private const int NodeGone = -2;
@@ -127,9 +129,10 @@ public sealed partial class RedisBus
                 {
                     Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 }
-                else if (state.ValidUntil != 0 && state.Held.Count < MaxHeldPerShard)
+                else if (state.ValidUntil != 0 && state.HeldBytes + frame.Length <= MaxHeldBytesPerShard)
                 {
                     state.Held.Add(frame.ToArray());
+                    state.HeldBytes += frame.Length;
                 }
                 else
                 {
@@ -435,6 +438,7 @@ public sealed partial class RedisBus
             }
 
             state.Held.Clear();
+            state.HeldBytes = 0;
             Volatile.Write(ref state.ValidUntil, validUntil);
         }
     }
@@ -474,5 +478,8 @@ public sealed partial class RedisBus
         public readonly Lock Gate = new();
 
         public readonly List<byte[]> Held = [];
+
+        // The bytes in Held (under Gate).
+        public long HeldBytes;
     }
 }
