@@ -18,6 +18,22 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
 {
     private const int MinimumBuffer = 4096;
 
+    /// <summary>
+    /// Bytes a connection may take from the kernel without a wait before its reader hands the rest of the burst to the
+    /// thread pool. With socket completions inline, a read that finds data goes on on the socket event thread that
+    /// woke it, and a client that always has more input queued (a flood) would keep that thread, and every other
+    /// connection it serves, for as long as it kept sending (8 probes on 2 cores: the 4 sharing the flooder's thread
+    /// got no reply in 6 s). 16 KiB is a window of 64 publishes of ~250 bytes, so a normal burst stays inline.
+    /// </summary>
+    internal const int InlineReadBudget = 16 * 1024;
+
+    private static readonly Action<SocketReader> s_completeOnPool = static reader =>
+    {
+        var result = reader._handedOff;
+        reader._handedOff = default;
+        reader._source.SetResult(result);
+    };
+
     private readonly Socket _socket;
     private readonly Action _onReadable;
     private ManualResetValueTaskSourceCore<ReadResult> _source;
@@ -33,6 +49,10 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     private bool _ended;
     private bool _readerCompleted;
     private int _readPending;
+
+    // Bytes taken from the kernel since the last wait on the socket (or the last hand-off to the pool).
+    private int _readWithoutWait;
+    private ReadResult _handedOff;
 
     /// <param name="socket">A connected socket; it is switched to non-blocking, since reads take only what the kernel has.</param>
     public SocketReader(Socket socket)
@@ -58,8 +78,17 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         _source.Reset();
         if (Advance(out var result))
         {
-            _readPending = 0;
-            return new ValueTask<ReadResult>(result);
+            if (_readWithoutWait <= InlineReadBudget)
+            {
+                _readPending = 0;
+                return new ValueTask<ReadResult>(result);
+            }
+
+            // Past the budget: the reader goes on on a pool thread, and the thread that brought it here (a socket event
+            // thread, with completions inline) returns to the other connections it serves.
+            _readWithoutWait = 0;
+            _handedOff = result;
+            ThreadPool.UnsafeQueueUserWorkItem(s_completeOnPool, this, preferLocal: false);
         }
 
         return new ValueTask<ReadResult>(this, _source.Version);
@@ -154,6 +183,9 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         {
             Observe(_waiting);
             _waiting = default;
+
+            // A wait on the socket ended: this wake-up starts a new budget.
+            _readWithoutWait = 0;
             Receive();
             if (Advance(out var result))
             {
@@ -260,6 +292,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         }
 
         _end += count;
+        _readWithoutWait += count;
         _examinedAll = false;
     }
 
