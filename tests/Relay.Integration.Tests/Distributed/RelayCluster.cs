@@ -68,7 +68,7 @@ internal sealed class RelayCluster : IAsyncDisposable
         // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
         var keys = authSettingsDirectory is not null
             ? new Dictionary<string, string> { ["ASPNETCORE_CONTENTROOT"] = authSettingsDirectory }
-            : RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
+            : ServiceProcess.TestKeysEnvironment();
 
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
@@ -290,6 +290,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly Queue<string> _tail = new();
+    private string? _ownedLogDirectory;
 
     private ServiceProcess(Process process, string name, int port)
     {
@@ -305,6 +306,29 @@ internal sealed class ServiceProcess : IAsyncDisposable
     public int ProcessId => _process.Id;
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>The test suite's apps and keys (<see cref="RelayServer.DefaultConfiguration"/>) as environment variables.</summary>
+    public static Dictionary<string, string> TestKeysEnvironment() =>
+        RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
+
+    /// <summary>
+    /// Starts the standalone host as built (Release) on a free port, with the test suite's apps and keys and
+    /// <paramref name="settings"/> (environment variables, which win), logging to a new temporary folder.
+    /// </summary>
+    public static async Task<ServiceProcess> StartStandaloneAsync(IReadOnlyDictionary<string, string> settings, int? descriptorLimit = null)
+    {
+        var environment = TestKeysEnvironment();
+        foreach (var (key, value) in settings)
+        {
+            environment[key] = value;
+        }
+
+        var logs = Directory.CreateTempSubdirectory("relay-standalone-").FullName;
+        var dll = Path.Combine(RelayCluster.RepositoryRoot, "services", "Relay.Standalone", "bin", "Release", "net10.0", "Relay.Standalone.dll");
+        var host = await StartAsync("standalone", dll, RelayCluster.FreePort(), environment, logs, descriptorLimit);
+        host._ownedLogDirectory = logs;
+        return host;
+    }
 
     /// <summary>Starts <paramref name="dll"/>; with <paramref name="descriptorLimit"/>, under <c>prlimit --nofile</c> (util-linux) with that soft and hard limit.</summary>
     public static async Task<ServiceProcess> StartAsync(string name, string dll, int port, IReadOnlyDictionary<string, string> environment, string logDirectory, int? descriptorLimit = null)
@@ -437,6 +461,11 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
         Kill();
         _process.Dispose();
+        if (_ownedLogDirectory is not null && Directory.Exists(_ownedLogDirectory))
+        {
+            Directory.Delete(_ownedLogDirectory, recursive: true);
+        }
+
         return ValueTask.CompletedTask;
     }
 }

@@ -45,13 +45,14 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
 
     private async Task FloodAsync(Func<int, string> request, int accepted, bool ownTransport = true)
     {
-        var logs = Directory.CreateTempSubdirectory("relay-flood-").FullName;
-        var environment = RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
-        environment["DOTNET_PROCESSOR_COUNT"] = "16";
-        environment["Logging__LogLevel__Default"] = "Warning";
-        environment["Relay__Ingress__OwnTransport"] = ownTransport ? "true" : "false";
-        var dll = Path.Combine(RelayCluster.RepositoryRoot, "services", "Relay.Standalone", "bin", "Release", "net10.0", "Relay.Standalone.dll");
-        await using var host = await ServiceProcess.StartAsync("standalone", dll, RelayCluster.FreePort(), environment, logs, DescriptorLimit);
+        await using var host = await ServiceProcess.StartStandaloneAsync(
+            new Dictionary<string, string>
+            {
+                ["DOTNET_PROCESSOR_COUNT"] = "16",
+                ["Logging__LogLevel__Default"] = "Warning",
+                ["Relay__Ingress__OwnTransport"] = ownTransport ? "true" : "false",
+            },
+            DescriptorLimit);
         var baseUri = new Uri($"http://127.0.0.1:{host.Port}/");
         using var http = new HttpClient { BaseAddress = baseUri, Timeout = TimeSpan.FromSeconds(10) };
         var descriptorsBefore = Descriptors(host);
@@ -131,8 +132,6 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
             {
                 await client.DisposeAsync();
             }
-
-            Directory.Delete(logs, recursive: true);
         }
     }
 

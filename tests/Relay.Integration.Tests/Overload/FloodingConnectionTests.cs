@@ -25,13 +25,12 @@ public sealed class FloodingConnectionTests(ITestOutputHelper output)
     [InlineData(false)]
     public async Task OneConnectionFloodingPublishes_LeavesEveryOtherConnectionServed(bool ownTransport)
     {
-        var logs = Directory.CreateTempSubdirectory("relay-flooding-").FullName;
-        var environment = RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
-        environment["DOTNET_PROCESSOR_COUNT"] = "2";
-        environment["Logging__LogLevel__Default"] = "Warning";
-        environment["Relay__Ingress__OwnTransport"] = ownTransport ? "true" : "false";
-        var dll = Path.Combine(RelayCluster.RepositoryRoot, "services", "Relay.Standalone", "bin", "Release", "net10.0", "Relay.Standalone.dll");
-        await using var host = await ServiceProcess.StartAsync("standalone", dll, RelayCluster.FreePort(), environment, logs);
+        await using var host = await ServiceProcess.StartStandaloneAsync(new Dictionary<string, string>
+        {
+            ["DOTNET_PROCESSOR_COUNT"] = "2",
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["Relay__Ingress__OwnTransport"] = ownTransport ? "true" : "false",
+        });
         var realtime = new Uri($"ws://127.0.0.1:{host.Port}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}");
 
         var probes = new List<TestSocket>();

@@ -27,16 +27,13 @@ public sealed class SocketCompletionsTests
 
     private static async Task AssertEventThreadsAsync(Dictionary<string, string> extra, int expected)
     {
-        var logs = Directory.CreateTempSubdirectory("relay-completions-").FullName;
-        var environment = RelayServer.DefaultConfiguration().ToDictionary(e => e.Key.Replace(":", "__", StringComparison.Ordinal), e => e.Value!);
-        environment["DOTNET_PROCESSOR_COUNT"] = Cores.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var settings = new Dictionary<string, string> { ["DOTNET_PROCESSOR_COUNT"] = Cores.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         foreach (var (key, value) in extra)
         {
-            environment[key] = value;
+            settings[key] = value;
         }
 
-        var dll = Path.Combine(RelayCluster.RepositoryRoot, "services", "Relay.Standalone", "bin", "Release", "net10.0", "Relay.Standalone.dll");
-        await using var host = await ServiceProcess.StartAsync("standalone", dll, RelayCluster.FreePort(), environment, logs);
+        await using var host = await ServiceProcess.StartStandaloneAsync(settings);
         var realtime = new Uri($"ws://127.0.0.1:{host.Port}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}");
         await using (var client = await TestSocket.ConnectAsync(realtime))
         {
