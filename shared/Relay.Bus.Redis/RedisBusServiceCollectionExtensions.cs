@@ -41,7 +41,7 @@ public static class RedisBusServiceCollectionExtensions
         services.TryAddSingleton<RedisChannelAuthority>();
         services.Replace(ServiceDescriptor.Singleton<IChannelAuthority>(static sp => sp.GetRequiredService<RedisChannelAuthority>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKeyDirectory, RedisKeyDirectory>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisBusStartup>());
+        AddStartupFirst(services);
         return builder;
     }
 
@@ -61,6 +61,24 @@ public static class RedisBusServiceCollectionExtensions
 
         AddOptions(builder.Services, configure: null, busIsRedis: false);
         return builder;
+    }
+
+    // The connection is made before any service starts (the hosts add the bus after their services, where AddRelayBus()
+    // inside the first AddRelayX() used to put it): hosted services start in registration order.
+    private static void AddStartupFirst(IServiceCollection services)
+    {
+        if (services.Any(static d => d.ServiceType == typeof(IHostedService) && d.ImplementationType == typeof(RedisBusStartup)))
+        {
+            return;
+        }
+
+        var first = 0;
+        while (first < services.Count && services[first].ServiceType != typeof(IHostedService))
+        {
+            first++;
+        }
+
+        services.Insert(first, ServiceDescriptor.Singleton<IHostedService, RedisBusStartup>());
     }
 
     internal static bool IsRedis(string? bus) => string.Equals(bus, "redis", StringComparison.OrdinalIgnoreCase);
