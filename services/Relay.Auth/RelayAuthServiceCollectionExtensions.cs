@@ -38,12 +38,13 @@ public static class RelayAuthServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeyReloader>());
 
-        // Distributed mode: publish configured keys to Redis, or follow what the auth service published there.
+        // Distributed mode: publish configured keys to the bus's key directory (AddRelayBus().AddRedis()), or follow what the
+        // auth service published in Redis.
         services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName);
         services.TryAddSingleton<RedisConnector>();
         services.TryAddSingleton<RedisKeyFollower>();
         services.AddHostedService(static sp => sp.GetRequiredService<RedisKeyFollower>());
-        services.AddHostedService<RedisKeyPublisher>();
+        services.AddHostedService<KeyDirectoryPublisher>();
         services.AddHealthChecks().AddCheck<RedisKeyFollower>("auth-keys", tags: [ServiceDefaultsExtensions.ReadyTag]);
         return services;
     }

@@ -2,7 +2,6 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Relay.Bus;
-using Relay.Bus.Redis;
 using Relay.FanOut.Interest;
 
 namespace Relay.FanOut;

@@ -6,7 +6,6 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
-using Relay.Bus.Redis;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
 using Relay.Ingress.Realtime;

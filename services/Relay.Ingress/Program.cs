@@ -1,3 +1,5 @@
+using Relay.Bus;
+using Relay.Bus.Redis;
 using Relay.Auth;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
@@ -7,6 +9,7 @@ var builder = WebApplication.CreateBuilder(args);
 SocketCompletions.Apply(builder.Configuration);
 builder.AddRelayServiceDefaults().AddRelayAuth();
 builder.Services.AddRelayIngress();
+builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayIngress();

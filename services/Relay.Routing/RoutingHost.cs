@@ -1,48 +1,19 @@
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
-using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus;
-using Relay.Bus.Redis;
-using Relay.Routing.Channels;
+using Relay.Bus.Routing;
 
 namespace Relay.Routing;
 
 /// <summary>
-/// Serves the channel authority on the bus: with the in-memory bus the one in this process (and sweeps its idle channels),
-/// with the Redis bus the one whose state lives in Redis (keys expire there; nothing to sweep).
+/// Serves the channel authority the bus registration chose on the bus, and runs its upkeep until stopped: the in-memory
+/// one sweeps its idle channels; the Redis bus's keeps its state in Redis, where keys expire.
 /// </summary>
-internal sealed class RoutingHost(IRelayBus bus, IServiceProvider services, TimeProvider time, IOptions<RoutingOptions> options) : BackgroundService
+internal sealed class RoutingHost(IRelayBus bus, IChannelAuthority authority) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (RedisBusServiceCollectionExtensions.UsesRedis(services))
-        {
-            using var shards = bus.ServeRouting(services.GetRequiredService<RedisChannelAuthority>());
-            try
-            {
-                await Task.Delay(Timeout.Infinite, stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                // Stopping: the registration gives the shards back.
-            }
-
-            return;
-        }
-
-        var authority = services.GetRequiredService<ChannelAuthority>();
+        // Disposing the registration gives the shards back.
         using var registration = bus.ServeRouting(authority);
-        using var timer = new PeriodicTimer(options.Value.SweepInterval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
-            {
-                authority.Sweep();
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            // Stopping.
-        }
+        await authority.RunAsync(stoppingToken).ConfigureAwait(false);
     }
 }

@@ -3,7 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
-using Relay.Bus.Redis;
+using Relay.Bus.Routing;
 using Relay.Routing.Channels;
 using Relay.ServiceDefaults;
 
@@ -12,7 +12,11 @@ namespace Relay.Routing;
 /// <summary>Adds the routing service to a host.</summary>
 public static class RoutingServiceCollectionExtensions
 {
-    /// <summary>Registers the channel authority, its options (<c>Relay:Routing</c>) and its bus registration.</summary>
+    /// <summary>
+    /// Registers the channel authority, its options (<c>Relay:Routing</c>) and its bus registration. The in-process
+    /// <see cref="ChannelAuthority"/> is the <see cref="IChannelAuthority"/> served unless the bus registered its own
+    /// (<c>AddRelayBus().AddRedis()</c>), in either order.
+    /// </summary>
     public static IServiceCollection AddRelayRouting(this IServiceCollection services)
     {
         services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName).ValidateOnStart();
@@ -21,7 +25,7 @@ public static class RoutingServiceCollectionExtensions
         services.AddRelayNamespaces();
         services.AddRelayBus();
         services.TryAddSingleton<ChannelAuthority>();
-        services.TryAddSingleton<RedisChannelAuthority>();
+        services.TryAddSingleton<IChannelAuthority>(static sp => sp.GetRequiredService<ChannelAuthority>());
         services.AddHostedService<RoutingHost>();
         return services;
     }

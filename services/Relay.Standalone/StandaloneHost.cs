@@ -1,3 +1,5 @@
+using Relay.Bus;
+using Relay.Bus.Redis;
 using Relay.Auth;
 using Relay.FanOut;
 using Relay.Ingress;
@@ -7,7 +9,7 @@ using Relay.ServiceDefaults;
 
 namespace Relay.Standalone;
 
-/// <summary>All four services on one host over the in-memory bus: the embedded default, and what the tests start.</summary>
+/// <summary>All four services on one host, over the in-memory bus unless <c>Relay:Bus</c> is <c>redis</c>: the embedded default, and what the tests start.</summary>
 public static class StandaloneHost
 {
     /// <summary>The default address when none is configured (<c>Relay:Standalone:Urls</c>, <c>ASPNETCORE_URLS</c> or <c>--urls</c>).</summary>
@@ -34,6 +36,7 @@ public static class StandaloneHost
         builder.Services.AddRelayRouting();
         builder.Services.AddRelayFanOut();
         builder.Services.AddRelayIngress();
+        builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
         return builder;
     }
 

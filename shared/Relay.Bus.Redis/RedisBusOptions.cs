@@ -163,8 +163,11 @@ public sealed class RedisBusOptions
         configuration.Contains(option + "=", StringComparison.OrdinalIgnoreCase);
 }
 
-/// <summary>Checks <c>Relay:Bus</c> and, when it is <c>redis</c>, <c>Relay:Redis</c>, with messages that name the setting.</summary>
-internal sealed class RedisBusOptionsValidator(IConfiguration configuration) : IValidateOptions<RedisBusOptions>
+/// <summary>
+/// Checks <c>Relay:Bus</c> and <c>Relay:Redis</c>, with messages that name the setting: all of it on a host whose bus is
+/// Redis (<paramref name="busIsRedis"/>), only the connection settings given on one whose bus is in memory.
+/// </summary>
+internal sealed class RedisBusOptionsValidator(IConfiguration configuration, bool busIsRedis) : IValidateOptions<RedisBusOptions>
 {
     private const string Example = "e.g. Relay__Redis__Configuration=127.0.0.1:6379, or 'h1:6379,h2:6379,password=…,ssl=true' or 'sentinel1:26379,serviceName=mymaster'";
 
@@ -177,8 +180,8 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration) : I
         }
 
         var errors = new List<string>();
-        ValidateConnection(options, required: RedisBusServiceCollectionExtensions.IsRedis(bus), errors);
-        if (!RedisBusServiceCollectionExtensions.IsRedis(bus))
+        ValidateConnection(options, required: busIsRedis, errors);
+        if (!busIsRedis)
         {
             return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
         }

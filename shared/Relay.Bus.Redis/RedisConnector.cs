@@ -18,7 +18,7 @@ public sealed partial class RedisConnector : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Lazy<Task<IConnectionMultiplexer>> _connection;
 
-    /// <summary>Made by DI (<c>AddRelayBus()</c>); connects on the first <see cref="ConnectAsync()"/>.</summary>
+    /// <summary>Made by DI (<c>AddRelayBus().AddRedis()</c>, or the auth key follower); connects on the first <see cref="ConnectAsync()"/>.</summary>
     public RedisConnector(IOptions<RedisBusOptions> options, ILogger<RedisConnector>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);

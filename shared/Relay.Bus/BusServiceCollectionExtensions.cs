@@ -1,16 +1,27 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Relay.Bus.InMemory;
 
 namespace Relay.Bus;
 
-/// <summary>Registers a bus.</summary>
+/// <summary>Registers the bus.</summary>
 public static class BusServiceCollectionExtensions
 {
-    /// <summary>Registers the in-memory bus (one process) unless a bus is already registered.</summary>
-    public static IServiceCollection AddRelayInMemoryBus(this IServiceCollection services)
+    /// <summary>
+    /// Registers the in-memory bus (one process) unless a bus is already registered, and returns the builder another bus
+    /// plugs into (<c>AddRedis</c> in <c>Relay.Bus.Redis</c>). Every service's <c>AddRelayX()</c> calls it; calling it
+    /// again changes nothing. In memory the roles are the services' own: routing serves its in-process
+    /// <see cref="Routing.IChannelAuthority"/>, and no <see cref="Keys.IKeyDirectory"/> is needed, since every service
+    /// shares the auth service's key store.
+    /// </summary>
+    public static IRelayBusBuilder AddRelayBus(this IServiceCollection services)
     {
-        services.TryAddSingleton<IRelayBus, InMemoryBus>();
-        return services;
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<InMemoryBus>();
+        services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
+        return new RelayBusBuilder(services);
     }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Bus.Routing;
 using Relay.Core.Diagnostics;
@@ -23,7 +24,7 @@ namespace Relay.Routing.Channels;
 /// same epoch (a subscriber of the empty channel recovers with <c>since</c>), and forgetting a channel that had
 /// messages moves its stripe on, so the channel never gets that epoch again.
 /// </remarks>
-public sealed class ChannelAuthority : IRoutingHandler
+public sealed class ChannelAuthority : IChannelAuthority
 {
     /// <summary>
     /// Generation stripes (256 KB): forgetting a channel moves on every channel of its stripe, so a channel read while
@@ -39,18 +40,37 @@ public sealed class ChannelAuthority : IRoutingHandler
     private readonly TimeProvider _time;
     private readonly NamespacePolicies _namespaces;
     private readonly Func<ChannelKey, ChannelState> _create;
+    private readonly TimeSpan _sweepInterval;
 
-    /// <summary>Creates the authority.</summary>
-    public ChannelAuthority(IRelayBus bus, TimeProvider time, NamespacePolicies namespaces)
+    /// <summary>Creates the authority; <paramref name="options"/> gives the sweep interval (<c>Relay:Routing:SweepInterval</c>).</summary>
+    public ChannelAuthority(IRelayBus bus, TimeProvider time, NamespacePolicies namespaces, IOptions<RoutingOptions>? options = null)
     {
         _bus = bus;
         _time = time;
         _namespaces = namespaces;
+        _sweepInterval = (options?.Value ?? new RoutingOptions()).SweepInterval;
         _create = key => new ChannelState(EpochOf(key), _namespaces.For(key.Channel));
     }
 
     /// <summary>How many channels are held in memory.</summary>
     public int ChannelCount => _channels.Count;
+
+    /// <summary>Sweeps idle channels every <see cref="RoutingOptions.SweepInterval"/> until stopped.</summary>
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(_sweepInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                Sweep();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
 
     /// <inheritdoc />
     public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)
@@ -156,7 +176,7 @@ public sealed class ChannelAuthority : IRoutingHandler
         {
             if (request.Action != "leave" && !state.HasRoomFor(request.ClientId, request.ConnectionId))
             {
-                return (PresenceFull(state.Policy.MaxPresenceMembers, request.Channel), default(ValueTask));
+                return (ErrorReply.PresenceFull(state.Policy.MaxPresenceMembers, request.Channel), default(ValueTask));
             }
 
             var record = new RelayMessage
@@ -184,9 +204,6 @@ public sealed class ChannelAuthority : IRoutingHandler
         await handOff.ConfigureAwait(false);
         return new PresenceReply([]);
     }
-
-    internal static ErrorReply PresenceFull(int max, string channel) =>
-        new(new RelayError(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {max} presence members; leave first or raise MaxPresenceMembers for its namespace"));
 
     private RoutingReply PresenceMembers(PresenceGetRequest request) => ReadGate(
         request,

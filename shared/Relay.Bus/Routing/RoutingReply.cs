@@ -23,7 +23,12 @@ public sealed record HistoryReply(ChannelPosition Position, IReadOnlyList<RelayM
 public sealed record PositionReply(ChannelPosition Position) : RoutingReply;
 
 /// <summary>The request failed with a protocol error.</summary>
-public sealed record ErrorReply(RelayError Error) : RoutingReply;
+public sealed record ErrorReply(RelayError Error) : RoutingReply
+{
+    /// <summary>The refusal of a presence enter past the channel's <paramref name="max"/> members, whichever authority holds the channel.</summary>
+    public static ErrorReply PresenceFull(int max, string channel) =>
+        new(new RelayError(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {max} presence members; leave first or raise MaxPresenceMembers for its namespace"));
+}
 
 /// <summary>A channel's present members (presence records: clientId, connectionId, data).</summary>
 public sealed record PresenceReply(IReadOnlyList<RelayMessage> Members) : RoutingReply;

@@ -82,7 +82,7 @@ internal static class RelayTelemetry
             .AddAspNetCoreInstrumentation(static aspNetCore => aspNetCore.Filter = static context => !IsProbeOrScrape(context.Request.Path))
             .AddHttpClientInstrumentation());
 
-        // StackExchange.Redis: the Redis bus adds its instrumentation to this tracing itself (AddRelayBus), with the
+        // StackExchange.Redis: the Redis bus adds its instrumentation to this tracing itself (AddRelayBus().AddRedis()), with the
         // process's one multiplexer.
         telemetry.UseOtlpExporter();
         builder.Services.AddHostedService<OtlpExportLog>();

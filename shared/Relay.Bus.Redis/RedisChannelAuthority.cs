@@ -1,26 +1,38 @@
 using System.Diagnostics;
-using Relay.Bus.Redis;
 using Relay.Bus.Routing;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Namespaces;
 using Relay.Core.Protocol;
 
-namespace Relay.Routing.Channels;
+namespace Relay.Bus.Redis;
 
 /// <summary>
-/// The routing shard's request handler when channel state lives in Redis (<c>Relay:Bus=redis</c>): seq, epoch, history and
+/// The channel authority a routing host serves when channel state lives in Redis (registered by <c>AddRedis()</c>): seq, epoch, history and
 /// the idempotency window through <see cref="RedisChannelLog"/>, presence through <see cref="RedisPresence"/>. Each publish
 /// is one Lua script that appends and hands the message to fan-out, fenced by the token this instance's lease on the shard
 /// was taken with, so a shard's former owner can never append to a channel once the new owner wrote to it. Nothing is held in this process: any instance that takes a
 /// shard over continues where the last one stopped.
 /// </summary>
-public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namespaces) : IRoutingHandler
+internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namespaces) : IChannelAuthority
 {
     private RedisChannelLog? _log;
 
     // Requests arrive only once the bus is connected (the lease loop waits for it).
     private RedisChannelLog Log => _log ??= new RedisChannelLog(bus.Database);
+
+    /// <summary>Nothing to sweep (keys expire in Redis): waits until stopped.</summary>
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
 
     /// <inheritdoc />
     public ValueTask<RoutingReply> HandleAsync(RoutingRequest request, CancellationToken cancellationToken)
@@ -73,7 +85,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
                 body,
                 policy.HistorySize,
                 policy.HistoryTtl,
-                RoutingOptions.IdempotencyWindow,
+                PublishRequest.IdempotencyWindow,
                 publishTo,
                 fence);
         }
@@ -160,7 +172,7 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
         return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, bus.FanOutChannelFor(request.App, request.Channel), fence, max).ConfigureAwait(false) switch
         {
             PresenceChangeResult.Applied => new PresenceReply([]),
-            PresenceChangeResult.Full => ChannelAuthority.PresenceFull(max, request.Channel),
+            PresenceChangeResult.Full => ErrorReply.PresenceFull(max, request.Channel),
             _ => NotOwnerReply.Instance,
         };
     }
