@@ -1,8 +1,10 @@
 using Relay.FanOut;
+using Relay.Kafka;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults().AddRelayFanOut();
+builder.Services.AddRelayKafkaFirehose();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

@@ -2,6 +2,7 @@ using Relay.Auth;
 using Relay.FanOut;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
+using Relay.Kafka;
 using Relay.Routing;
 using Relay.ServiceDefaults;
 
@@ -34,6 +35,7 @@ public static class StandaloneHost
         builder.Services.AddRelayRouting();
         builder.Services.AddRelayFanOut();
         builder.Services.AddRelayIngress();
+        builder.Services.AddRelayKafkaFirehose();
         return builder;
     }
 
