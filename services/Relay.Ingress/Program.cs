@@ -1,12 +1,14 @@
 using Relay.Auth;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
+using Relay.Kafka;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 SocketCompletions.Apply(builder.Configuration);
 builder.AddRelayServiceDefaults().AddRelayAuth();
 builder.Services.AddRelayIngress();
+builder.Services.AddRelayKafkaIngest();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayIngress();

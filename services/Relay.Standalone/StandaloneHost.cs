@@ -36,6 +36,7 @@ public static class StandaloneHost
         builder.Services.AddRelayFanOut();
         builder.Services.AddRelayIngress();
         builder.Services.AddRelayKafkaFirehose();
+        builder.Services.AddRelayKafkaIngest();
         return builder;
     }
 

@@ -18,6 +18,9 @@ public sealed class KafkaOptions
     /// <summary>Default records read before one round of publishes and one commit: enough to batch, small enough to redeliver.</summary>
     public const int DefaultIngestBatchSize = 500;
 
+    /// <summary>Default session timeout of an ingest consumer: Kafka's own default (since 3.0).</summary>
+    public static readonly TimeSpan DefaultIngestSessionTimeout = TimeSpan.FromSeconds(45);
+
     /// <summary>Default time librdkafka keeps trying to deliver a firehose record (its own default is 5 minutes).</summary>
     public static readonly TimeSpan DefaultFirehoseMessageTimeout = TimeSpan.FromSeconds(60);
 
@@ -50,6 +53,12 @@ public sealed class KafkaOptions
 
     /// <summary>Records read before they are published and their offsets committed.</summary>
     public int IngestBatchSize { get; set; } = DefaultIngestBatchSize;
+
+    /// <summary>
+    /// How long the group waits for a silent consumer before its partitions go to the others; after a consumer leaves,
+    /// the group also waits up to this long for the rest to rejoin.
+    /// </summary>
+    public TimeSpan IngestSessionTimeout { get; set; } = DefaultIngestSessionTimeout;
 
     /// <summary>Whether the firehose is configured.</summary>
     public bool FirehoseEnabled => !string.IsNullOrEmpty(FirehoseTopic);

@@ -64,6 +64,11 @@ internal sealed partial class KafkaOptionsValidator : IValidateOptions<KafkaOpti
             errors.Add($"Relay:Kafka:IngestMaxMessageBytes must be between 1 and 16777216; it is {options.IngestMaxMessageBytes}.");
         }
 
+        if (options.IngestSessionTimeout < TimeSpan.FromSeconds(1) || options.IngestSessionTimeout > TimeSpan.FromMinutes(30))
+        {
+            errors.Add($"Relay:Kafka:IngestSessionTimeout must be between 00:00:01 and 00:30:00 (and within the brokers' group.min/max.session.timeout.ms); it is {options.IngestSessionTimeout}.");
+        }
+
         if (options.IngestBatchSize is < 1 or > 10_000)
         {
             errors.Add($"Relay:Kafka:IngestBatchSize must be between 1 and 10000; it is {options.IngestBatchSize}.");

@@ -18,8 +18,23 @@ public static class KafkaServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>Ingest, in a host with a bus to routing: on when <c>Relay:Kafka:IngestTopics</c> is set.</summary>
+    public static IServiceCollection AddRelayKafkaIngest(this IServiceCollection services)
+    {
+        AddKafkaOptions(services);
+        services.TryAddSingleton<KafkaIngest>();
+        services.AddHostedService(static sp => sp.GetRequiredService<KafkaIngest>());
+        return services;
+    }
+
     private static void AddKafkaOptions(IServiceCollection services)
     {
+        // Once per host: a second binding would append the topics to the list a second time.
+        if (services.Any(static d => d.ServiceType == typeof(KafkaMetrics)))
+        {
+            return;
+        }
+
         services.AddOptions<KafkaOptions>().BindConfiguration(KafkaOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaOptions>, KafkaOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
