@@ -111,8 +111,9 @@ public sealed partial class KafkaFirehose : BackgroundService, ISequencedTap
             // A few ms of batching costs little latency and saves most requests at thousands of messages a second.
             LingerMs = 5,
 
-            // librdkafka's own buffer (default 1 GiB) sits behind Relay's queue; keep it small so the bound that counts is ours.
-            QueueBufferingMaxKbytes = 32 * 1024,
+            // librdkafka's own buffer (default 1 GiB) sits behind Relay's queue: it gets the same bound, so a Kafka that is
+            // away holds at most twice FirehoseQueueBytes before the firehose drops.
+            QueueBufferingMaxKbytes = Math.Max(1, _options.FirehoseQueueBytes / 1024),
         })
             .SetErrorHandler((_, error) => LogKafkaError(error))
             .SetLogHandler((_, log) => LogLibrdkafka(_logger, log.Facility, log.Message))
