@@ -191,6 +191,44 @@ public sealed class IngestTests
         Assert.Equal(end, committed);
     }
 
+    [Fact]
+    public async Task Ingest_TopicCreatedAfterStart_RecordsArriveWithinSeconds()
+    {
+        const string topic = "created-later";
+        const int records = 200;
+        using var kafka = KafkaMockCluster.Start();
+        await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Kafka:BootstrapServers"] = kafka.BootstrapServers,
+            ["Relay:Kafka:IngestTopics:0"] = topic,
+            ["Relay:Kafka:IngestGroupId"] = Group,
+            ["Relay:Kafka:IngestApp"] = RelayServer.AppId,
+        });
+        await RoutingReady.WaitAsync(server);
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "late" });
+        Assert.True(subscribed.GetProperty("type").GetString() == "ok", subscribed.ToString());
+
+        // The consumer subscribed to a topic that did not exist; the producer's first request creates it (as a broker
+        // with auto-creation does), after ingest has looked for it at least once.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        using (var producer = new ProducerBuilder<string?, byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            for (var i = 0; i < records; i++)
+            {
+                producer.Produce(topic, new Message<string?, byte[]> { Key = "late", Value = Encoding.UTF8.GetBytes($$"""{"n":{{i}}}""") });
+            }
+
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
+        }
+
+        for (var i = 0; i < records; i++)
+        {
+            var message = await subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(i, message.GetProperty("data").GetProperty("n").GetInt32());
+        }
+    }
+
     private static async Task ProduceAsync(KafkaMockCluster kafka, string topic, int channels, int perChannel)
     {
         using var producer = new ProducerBuilder<string?, byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers, LingerMs = 5 }).Build();
