@@ -189,6 +189,12 @@ public sealed class IngestTests
         }
 
         Assert.Equal(end, committed);
+
+        // Lag is read after each batch's commit: the last batch left nothing behind it.
+        metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
+        Assert.Contains("relay_kafka_ingest_lag{", metrics, StringComparison.Ordinal);
+        Assert.Equal(0, Sample(metrics, "relay_kafka_ingest_lag", $"topic=\"{topic}\""));
+        Assert.Equal(good, PrometheusText.Value(metrics, "relay_kafka_ingest_published_total"));
     }
 
     [Fact]
