@@ -16,15 +16,17 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     private readonly IRelayBus _bus;
     private readonly InterestTable _interest;
     private readonly ILogger<FanOutService> _logger;
+    private readonly ISequencedTap[] _taps;
     private IDisposable? _registration;
     private long _messages;
     private long _nodeDeliveries;
 
-    /// <summary>Creates the service and its meter (<c>Relay.FanOut</c>: messages in, deliveries to nodes).</summary>
-    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters, ILogger<FanOutService> logger)
+    /// <summary>Creates the service and its meter (<c>Relay.FanOut</c>: messages in, deliveries to nodes); <paramref name="taps"/> see every message too.</summary>
+    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters, ILogger<FanOutService> logger, IEnumerable<ISequencedTap>? taps = null)
     {
         ArgumentNullException.ThrowIfNull(meters);
         _bus = bus;
+        _taps = taps is null ? [] : [.. taps];
         _logger = logger;
         _interest = interest;
         var meter = meters.Create("Relay.FanOut");
@@ -50,6 +52,13 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
                 _ = state.self.ObserveAsync(delivery.AsTask(), node);
             }
         });
+
+        // Beside the deliveries, never instead of them: a tap (the Kafka firehose) queues and returns.
+        foreach (var tap in _taps)
+        {
+            tap.OnSequenced(message);
+        }
+
         return ValueTask.CompletedTask;
     }
 

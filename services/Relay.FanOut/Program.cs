@@ -1,11 +1,13 @@
 using Relay.Bus;
 using Relay.Bus.Redis;
 using Relay.FanOut;
+using Relay.Kafka;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults().AddRelayFanOut();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+builder.Services.AddRelayKafkaFirehose();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

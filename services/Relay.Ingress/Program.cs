@@ -3,6 +3,7 @@ using Relay.Bus.Redis;
 using Relay.Auth;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
+using Relay.Kafka;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -10,6 +11,7 @@ SocketCompletions.Apply(builder.Configuration);
 builder.AddRelayServiceDefaults().AddRelayAuth();
 builder.Services.AddRelayIngress();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+builder.Services.AddRelayKafkaIngest();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayIngress();

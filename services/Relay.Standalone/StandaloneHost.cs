@@ -4,6 +4,7 @@ using Relay.Auth;
 using Relay.FanOut;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
+using Relay.Kafka;
 using Relay.Routing;
 using Relay.ServiceDefaults;
 
@@ -37,6 +38,8 @@ public static class StandaloneHost
         builder.Services.AddRelayFanOut();
         builder.Services.AddRelayIngress();
         builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+        builder.Services.AddRelayKafkaFirehose();
+        builder.Services.AddRelayKafkaIngest();
         return builder;
     }
 

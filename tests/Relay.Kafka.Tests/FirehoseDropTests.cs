@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Kafka.Tests;
+
+/// <summary>The firehose never holds up delivery: with Kafka away, its bounded queue fills and it drops, counting them.</summary>
+public sealed class FirehoseDropTests
+{
+    private const int Batches = 40;
+    private const int PerBatch = 100;
+
+    [Fact]
+    public async Task Firehose_KafkaAwayUnderLoad_DropsPastItsQueueAndSubscribersGetEverything()
+    {
+        // A port nothing listens on: librdkafka keeps trying to connect and buffers meanwhile.
+        int port;
+        using (var listener = new TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Kafka:BootstrapServers"] = $"127.0.0.1:{port}",
+            ["Relay:Kafka:FirehoseTopic"] = "relay-firehose",
+            ["Relay:Kafka:FirehoseQueueBytes"] = "1048576",
+        });
+        await RoutingReady.WaitAsync(server);
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "load" });
+        Assert.True(subscribed.GetProperty("type").GetString() == "ok", subscribed.ToString());
+
+        // 4,000 messages of 1 KiB: about 5 MiB through a queue and a producer buffer of 1 MiB each.
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        var padding = new string('x', 1024);
+        var elapsed = Stopwatch.StartNew();
+        for (var b = 0; b < Batches; b++)
+        {
+            var body = JsonSerializer.Serialize(Enumerable.Range(0, PerBatch).Select(i => new { data = new { n = (b * PerBatch) + i, padding } }));
+            using var response = await http.PostAsync(new Uri("v1/channels/load/messages", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        }
+
+        for (var n = 0; n < Batches * PerBatch; n++)
+        {
+            var message = await subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(n, message.GetProperty("data").GetProperty("n").GetInt32());
+        }
+
+        var dropped = await PrometheusText.ScrapeAsync(server.BaseAddress, "relay_kafka_firehose_dropped_total");
+        Assert.InRange(dropped, 1000, Batches * PerBatch);
+        Assert.True(elapsed.Elapsed < TimeSpan.FromSeconds(60), $"publishing and delivering took {elapsed.Elapsed}");
+    }
+}
