@@ -8,12 +8,33 @@ namespace Relay.Routing;
 /// Serves the channel authority the bus registration chose on the bus, and runs its upkeep until stopped: the in-memory
 /// one sweeps its idle channels; the Redis bus's keeps its state in Redis, where keys expire.
 /// </summary>
+/// <remarks>
+/// The authority goes on the bus in <see cref="StartAsync"/>, before the host's start returns: .NET 10 runs all of
+/// <see cref="BackgroundService.ExecuteAsync"/> after it, so serving from there let a request made the moment the host
+/// had started find no routing (50300).
+/// </remarks>
 internal sealed class RoutingHost(IRelayBus bus, IChannelAuthority authority) : BackgroundService
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private IDisposable? _registration;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
     {
-        // Disposing the registration gives the shards back.
-        using var registration = bus.ServeRouting(authority);
-        await authority.RunAsync(stoppingToken).ConfigureAwait(false);
+        _registration = bus.ServeRouting(authority);
+        return base.StartAsync(cancellationToken);
     }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Gives the shards back.
+            _registration?.Dispose();
+        }
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => authority.RunAsync(stoppingToken);
 }
