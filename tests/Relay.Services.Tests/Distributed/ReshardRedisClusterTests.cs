@@ -21,8 +21,12 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 {
     private const int Publishers = 4;
 
-    // Publishes each publisher keeps in flight (as ClusterFailoverTests: 4 x 64 keeps the slow end above 1,000 a second).
+    // Publishes each publisher keeps in flight at most (as ClusterFailoverTests, where 4 x 64 keeps the slow end above 1,000 a second).
     private const int Window = 64;
+
+    // Publishes a second each publisher sends at most: 4 x 500 is twice the 1,000 a second asserted, and keeps the
+    // history (HistorySize 100,000) and the idempotency records a slot move carries (two minutes' worth) bounded.
+    private const int PerPublisherPerSecond = 500;
 
     // Keys per MIGRATE: a hundred moves a busy channel's few thousand keys (mostly idempotency records) in about a second
     // here, long enough for the load to meet every stage of the move, and still splits a channel's keys between batches.
@@ -226,7 +230,7 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         }
     }
 
-    // Keeps Window publishes in flight over the channels in turn, each with an id; records every acknowledgement. A
+    // Keeps up to Window publishes in flight, at most PerPublisherPerSecond, over the channels in turn, each with an id; records every acknowledgement. A
     // publish answered with an error is counted and not sent again: its id stays unacknowledged.
     private static async Task PublishAsync(RelayServer server, int publisher, List<Ack> acknowledged, Action<string> onRefused, Stopwatch clock, CancellationToken stop)
     {
@@ -235,13 +239,19 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         var next = 1;
         while (!stop.IsCancellationRequested || inFlight.Count > 0)
         {
-            while (!stop.IsCancellationRequested && inFlight.Count < Window)
+            while (!stop.IsCancellationRequested && inFlight.Count < Window && next <= clock.ElapsedMilliseconds * PerPublisherPerSecond / 1000)
             {
                 var channel = s_channels[next % s_channels.Length];
                 var id = $"p{publisher}-{next}";
                 inFlight[next] = (channel, id);
                 await socket.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = channel, ["id"] = id, ["data"] = id, ["ref"] = next });
                 next++;
+            }
+
+            if (inFlight.Count == 0)
+            {
+                await Task.Delay(5, CancellationToken.None);
+                continue;
             }
 
             // The server answers every publish within its request timeout (5 s), with an error at worst.
