@@ -95,6 +95,10 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         }, "a steady load of 1,000 acknowledged publishes a second", () => $"the last second had {rate}");
         output.WriteLine($"{clock.ElapsedMilliseconds} ms: steady at {rate} acknowledged publishes/s over {s_channels.Length} channels");
 
+        // History is read all along on the other node (as a subscriber recovering would): every read is answered.
+        using var stopHistory = new CancellationTokenSource();
+        var historyReads = Task.Run(() => ReadHistoryAlongAsync(subscribingNode, stopHistory.Token));
+
         // Each busy channel's slot to the next master, then the bus slot; the load goes on meanwhile.
         var masters = await cluster.MastersAsync();
         string[] moving = [.. s_channels.Select(static c => RedisKeys.Position(RedisKeys.ChannelPrefix(RelayServer.AppId, c)).ToString()), RedisKeys.Nodes.ToString()];
@@ -120,6 +124,10 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 
         await stop.CancelAsync();
         await Task.WhenAll(publishing).WaitAsync(s_wait);
+        await stopHistory.CancelAsync();
+        var (reads, failedReads) = await historyReads.WaitAsync(s_wait);
+        output.WriteLine($"{reads.Count} history reads while the slots moved, {failedReads.Count} refused");
+        Assert.True(failedReads.Count == 0, $"{failedReads.Count} of {reads.Count} history reads were refused while the slots moved; the first: {failedReads.FirstOrDefault()}");
         output.WriteLine($"{clock.ElapsedMilliseconds} ms: {acknowledged.Count} acknowledged, {refusals.Values.Sum()} refused with an error");
         foreach (var (reason, count) in refusals.OrderByDescending(static r => r.Value).Take(5))
         {
@@ -328,6 +336,27 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
                 await subscriber.DisposeAsync();
             }
         }
+    }
+
+    // Reads the newest ten messages of each busy channel in turn, one read in flight, until stopped; returns every read
+    // made and the error replies among them.
+    private static async Task<(List<string> Reads, List<string> Failed)> ReadHistoryAlongAsync(RelayServer server, CancellationToken stop)
+    {
+        await using var reader = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key, "history"));
+        var reads = new List<string>();
+        var failed = new List<string>();
+        while (!stop.IsCancellationRequested)
+        {
+            var channel = s_channels[reads.Count % s_channels.Length];
+            var reply = await reader.RequestAsync(new() { ["type"] = "history", ["channel"] = channel, ["limit"] = 10 });
+            reads.Add(channel);
+            if (reply.GetProperty("type").GetString() != "ok")
+            {
+                failed.Add(reply.GetRawText());
+            }
+        }
+
+        return (reads, failed);
     }
 
     // A new connection subscribed to every channel with since (its last seq received); a try that fails (the server busy
