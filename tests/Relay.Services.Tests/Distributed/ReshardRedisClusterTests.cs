@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Bus.Redis;
+using Relay.Ingress;
 using Relay.Testing;
 using Xunit.Abstractions;
 
@@ -11,8 +12,9 @@ namespace Relay.Services.Tests.Distributed;
 
 /// <summary>
 /// The Redis bus over a three-master Redis Cluster resharded under load: publishers on one Relay server keep three busy
-/// channels at over a thousand acknowledged publishes a second while each channel's slot, and then the bus slot (leases,
-/// fencing tokens, nodes' interest), is moved live to another master (<see cref="RedisClusterSet.MoveSlotAsync"/>);
+/// channels at over a thousand acknowledged publishes a second while each channel's slot, the slot of the subscribing
+/// node's (sharded) delivery channel, and then the bus slot (leases, fencing tokens, nodes' interest), is moved live to
+/// another master (<see cref="RedisClusterSet.MoveSlotAsync"/>);
 /// subscribers on a second Relay server over the same Cluster read on. Nothing acknowledged is lost or moved, each
 /// channel's history stays gapless in its epoch, subscribers get every seq once and in order, recovery with since works
 /// after the move, and a subscription made after the bus slot moved is delivered to.
@@ -101,7 +103,10 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 
         // Each busy channel's slot to the next master, then the bus slot; the load goes on meanwhile.
         var masters = await cluster.MastersAsync();
-        string[] moving = [.. s_channels.Select(static c => RedisKeys.Position(RedisKeys.ChannelPrefix(RelayServer.AppId, c)).ToString()), RedisKeys.Nodes.ToString()];
+        // The subscribing node's delivery channel is a sharded channel on a Cluster: its slot moves too (the old master
+        // ends the node's subscription, and the client subscribes again on the new one).
+        var subscribingNodeChannel = RedisKeys.NodeName(subscribingNode.Services.GetRequiredService<IngressNode>().NodeId);
+        string[] moving = [.. s_channels.Select(static c => RedisKeys.Position(RedisKeys.ChannelPrefix(RelayServer.AppId, c)).ToString()), subscribingNodeChannel, RedisKeys.Nodes.ToString()];
         foreach (var key in moving)
         {
             var from = await cluster.MasterOfAsync(key);
