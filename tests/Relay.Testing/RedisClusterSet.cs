@@ -214,6 +214,36 @@ public sealed class RedisClusterSet : IAsyncDisposable
     /// </summary>
     public async Task<int> MoveSlotAsync(string key, RedisServer to, int keysPerMigrate = 10)
     {
+        var move = await BeginSlotMoveAsync(key, to);
+        var moved = 0;
+
+        // Bounded: a busy slot gains keys while it moves, but not faster than MIGRATE takes them.
+        for (var round = 0; round < 100_000; round++)
+        {
+            var keys = ParseArray(await CommandAsync(move.From.Port, "CLUSTER", "GETKEYSINSLOT", move.Slot, keysPerMigrate.ToString(CultureInfo.InvariantCulture)));
+            if (keys.Count == 0)
+            {
+                break;
+            }
+
+            await MigrateAsync(move, [.. keys]);
+            moved += keys.Count;
+        }
+
+        await FinishSlotMoveAsync(move);
+        return moved;
+    }
+
+    /// <summary>A slot on its way from one master to another (<see cref="BeginSlotMoveAsync"/>).</summary>
+    public sealed record SlotMove(string Slot, RedisServer From, string FromId, RedisServer To, string ToId);
+
+    /// <summary>
+    /// Opens the move of <paramref name="key"/>'s slot to <paramref name="to"/>: <c>IMPORTING</c> on the target,
+    /// <c>MIGRATING</c> on the source. Keys then move with <see cref="MigrateAsync"/>, and
+    /// <see cref="FinishSlotMoveAsync"/> hands the slot over.
+    /// </summary>
+    public async Task<SlotMove> BeginSlotMoveAsync(string key, RedisServer to)
+    {
         ArgumentNullException.ThrowIfNull(to);
         var slot = (await SlotOfAsync(key)).ToString(CultureInfo.InvariantCulture);
         var from = await MasterOfAsync(key);
@@ -222,44 +252,44 @@ public sealed class RedisClusterSet : IAsyncDisposable
             throw new ArgumentException($"127.0.0.1:{to.Port} already holds {key}'s slot", nameof(to));
         }
 
-        var fromId = await NodeIdAsync(from);
-        var toId = await NodeIdAsync(to);
-        await ExpectOkAsync(to.Port, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
-        await ExpectOkAsync(from.Port, "CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
-        var moved = 0;
+        var move = new SlotMove(slot, from, await NodeIdAsync(from), to, await NodeIdAsync(to));
+        await ExpectOkAsync(to.Port, "CLUSTER", "SETSLOT", slot, "IMPORTING", move.FromId);
+        await ExpectOkAsync(from.Port, "CLUSTER", "SETSLOT", slot, "MIGRATING", move.ToId);
+        return move;
+    }
 
-        // Bounded: a busy slot gains keys while it moves, but not faster than MIGRATE takes them.
-        for (var round = 0; round < 100_000; round++)
+    /// <summary>Moves <paramref name="keys"/> (of the slot being moved) to the target in one <c>MIGRATE … KEYS</c>.</summary>
+    public async Task MigrateAsync(SlotMove move, params string[] keys)
+    {
+        ArgumentNullException.ThrowIfNull(move);
+        ArgumentNullException.ThrowIfNull(keys);
+        var reply = await CommandAsync(move.From.Port, ["MIGRATE", "127.0.0.1", move.To.Port.ToString(CultureInfo.InvariantCulture), "", "0", "5000", "KEYS", .. keys]);
+        if (!reply.StartsWith("+OK", StringComparison.Ordinal) && !reply.StartsWith("+NOKEY", StringComparison.Ordinal))
         {
-            var keys = ParseArray(await CommandAsync(from.Port, "CLUSTER", "GETKEYSINSLOT", slot, keysPerMigrate.ToString(CultureInfo.InvariantCulture)));
-            if (keys.Count == 0)
-            {
-                break;
-            }
-
-            var reply = await CommandAsync(from.Port, ["MIGRATE", "127.0.0.1", to.Port.ToString(CultureInfo.InvariantCulture), "", "0", "5000", "KEYS", .. keys]);
-            if (!reply.StartsWith("+OK", StringComparison.Ordinal) && !reply.StartsWith("+NOKEY", StringComparison.Ordinal))
-            {
-                throw new InvalidOperationException($"MIGRATE of slot {slot} from {from.Port} to {to.Port} answered {reply.Trim()}");
-            }
-
-            moved += keys.Count;
+            throw new InvalidOperationException($"MIGRATE of slot {move.Slot} from {move.From.Port} to {move.To.Port} answered {reply.Trim()}");
         }
+    }
 
-        await ExpectOkAsync(to.Port, "CLUSTER", "SETSLOT", slot, "NODE", toId);
-        await ExpectOkAsync(from.Port, "CLUSTER", "SETSLOT", slot, "NODE", toId);
-        foreach (var server in _servers.Where(s => s != from && s != to))
+    /// <summary>
+    /// Hands the slot to the target (<c>SETSLOT … NODE</c> on the target, the source and the other masters) and waits
+    /// until every node names it.
+    /// </summary>
+    public async Task FinishSlotMoveAsync(SlotMove move)
+    {
+        ArgumentNullException.ThrowIfNull(move);
+        await ExpectOkAsync(move.To.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
+        await ExpectOkAsync(move.From.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
+        foreach (var server in _servers.Where(s => s != move.From && s != move.To))
         {
             // A replica refuses SETSLOT; it learns the change from its master.
-            _ = await CommandAsync(server.Port, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+            _ = await CommandAsync(server.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
         }
 
+        var slot = int.Parse(move.Slot, CultureInfo.InvariantCulture);
         foreach (var server in _servers)
         {
-            await WaitUntilAsync(async () => (await CommandAsync(server.Port, "CLUSTER", "NODES")).Split('\n').Any(line => line.StartsWith(toId, StringComparison.Ordinal) && OwnsSlot(line, int.Parse(slot, CultureInfo.InvariantCulture))), $"node {server.Port} to see slot {slot} on {to.Port}");
+            await WaitUntilAsync(async () => (await CommandAsync(server.Port, "CLUSTER", "NODES")).Split('\n').Any(line => line.StartsWith(move.ToId, StringComparison.Ordinal) && OwnsSlot(line, slot)), $"node {server.Port} to see slot {slot} on {move.To.Port}");
         }
-
-        return moved;
     }
 
     /// <summary>The masters now, in start order.</summary>
