@@ -21,18 +21,19 @@ internal sealed partial class NodeOutbox
         FullMode = BoundedChannelFullMode.DropWrite,
     });
 
-    private readonly Task<IDatabaseAsync> _database;
-    private readonly RedisChannel _channel;
+    private readonly Task<(IDatabaseAsync Database, RedisChannel Channel)> _target;
+    private readonly string _channel;
     private readonly int _maxBatchBytes;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
     private long _dropped;
 
-    /// <param name="database">The bus's database once it is connected: posts made before wait in the queue.</param>
-    public NodeOutbox(Task<IDatabaseAsync> database, string nodeId, int maxBatchBytes, ILogger logger, CancellationToken stopping)
+    /// <param name="target">The bus's database and the node's channel once the bus is connected (whether the channel is
+    /// sharded depends on what it connected to): posts made before wait in the queue.</param>
+    public NodeOutbox(Task<(IDatabaseAsync Database, RedisChannel Channel)> target, string nodeId, int maxBatchBytes, ILogger logger, CancellationToken stopping)
     {
-        _database = database;
-        _channel = RedisKeys.Node(nodeId);
+        _target = target;
+        _channel = RedisKeys.NodeName(nodeId);
         _maxBatchBytes = maxBatchBytes;
         _logger = logger;
         _stopping = stopping;
@@ -43,7 +44,7 @@ internal sealed partial class NodeOutbox
     {
         if (!_queue.Writer.TryWrite(frame) && Interlocked.Increment(ref _dropped) % 10_000 == 1)
         {
-            LogOutboxFull(_logger, _channel.ToString(), _dropped);
+            LogOutboxFull(_logger, _channel, _dropped);
         }
     }
 
@@ -55,7 +56,7 @@ internal sealed partial class NodeOutbox
         var reader = _queue.Reader;
         try
         {
-            var database = await _database.WaitAsync(_stopping).ConfigureAwait(false);
+            var (database, channel) = await _target.WaitAsync(_stopping).ConfigureAwait(false);
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
                 batch.ResetWrittenCount();
@@ -71,12 +72,12 @@ internal sealed partial class NodeOutbox
                 {
                     try
                     {
-                        await database.PublishAsync(_channel, payload).ConfigureAwait(false);
+                        await database.PublishAsync(channel, payload).ConfigureAwait(false);
                         break;
                     }
                     catch (Exception e) when (e is RedisException or TimeoutException)
                     {
-                        LogDeliveryFailed(_logger, _channel.ToString(), attempt, e.Message);
+                        LogDeliveryFailed(_logger, _channel, attempt, e.Message);
                         await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1000, 50 * attempt)), _stopping).ConfigureAwait(false);
                     }
                 }

@@ -47,6 +47,9 @@ public sealed partial class RedisBus
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
 
+            // Sharded on a Cluster, known once connected (RedisBus.Outboxes.cs).
+            nodeChannel = NodeChannel(nodeId);
+
             // A node id can be configured, so this may be a restart of a node that died moments ago, before fan-out's
             // sweep: what that incarnation registered (interest, presence members) is stale. Start clean, keeping what
             // this one registered already (clients may subscribe before this loop runs): its interest replaces the old.

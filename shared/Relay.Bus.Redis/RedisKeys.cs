@@ -56,8 +56,11 @@ public static class RedisKeys
     /// <summary>The name of <see cref="Reply"/>.</summary>
     public static string ReplyName(string instance) => ChannelNamePrefix + "reply:" + instance;
 
-    /// <summary>An ingress node's delivery channel (batches from fan-out).</summary>
-    public static RedisChannel Node(string nodeId) => RedisChannel.Literal(ChannelNamePrefix + "node:" + nodeId);
+    /// <summary>An ingress node's delivery channel (batches from fan-out), as a plain channel (one server, Sentinel).</summary>
+    public static RedisChannel Node(string nodeId) => RedisChannel.Literal(NodeName(nodeId));
+
+    /// <summary>The name of <see cref="Node"/>; on a Redis Cluster the bus uses it as a sharded channel.</summary>
+    public static string NodeName(string nodeId) => ChannelNamePrefix + "node:" + nodeId;
 
     /// <summary>A routing shard's lease (string: owner, PX).</summary>
     public static RedisKey Lease(int shard) => KeyNamePrefix + "lease:" + shard.ToString(CultureInfo.InvariantCulture);

@@ -16,10 +16,19 @@ namespace Relay.Bus.Redis;
 /// flushed server) by sending the call again whole (<c>EVAL</c>) when its reply comes back, behind calls made after it, so
 /// two appends made in order could run out of order. Here a call refused with <c>NOSCRIPT</c> did not run; a script made
 /// with <c>keepsCallOrder</c> (the channel log's append) fails it (routing answers 50300, the client tries again) after
-/// loading every script again, and any other script is loaded and called once more.
+/// loading every script again, and any other script is loaded and called once more. Likewise a <c>TRYAGAIN</c> (Redis
+/// Cluster moving the script's slot): an order-keeping script fails, any other is tried again for about a second.
 /// </remarks>
 public sealed class RedisLuaScript
 {
+    // Redis Cluster answers TRYAGAIN, and runs nothing, while a slot moves and a script's keys are split between the two
+    // masters or one it names is on neither (a new key). A script that may run in any order is tried again this many
+    // times, waiting 10 ms doubled up to 200 ms between tries: about a second, what moving a slot of a few keys takes.
+    private const int TryAgainRetries = 8;
+
+    private static readonly TimeSpan s_tryAgainFirstDelay = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan s_tryAgainMaxDelay = TimeSpan.FromMilliseconds(200);
+
     private static readonly ConcurrentDictionary<string, RedisLuaScript> s_all = new(StringComparer.Ordinal);
 
     /// <summary>Makes a script; it is loaded on every server from the next connect or restore on.</summary>
@@ -64,7 +73,35 @@ public sealed class RedisLuaScript
                 throw;
             }
 
-            return await database.ExecuteAsync("EVALSHA", Arguments(keys, args), CommandFlags.DemandMaster).ConfigureAwait(false);
+            return await EvaluateAgainAsync(database, keys, args, waitFirst: false).ConfigureAwait(false);
+        }
+        catch (RedisServerException e) when (IsTryAgain(e) && !KeepsCallOrder)
+        {
+            return await EvaluateAgainAsync(database, keys, args, waitFirst: true).ConfigureAwait(false);
+        }
+    }
+
+    // A call that did not run, made again; TRYAGAIN (a slot moving) is waited out, a bounded number of times. Not for a
+    // script that keeps call order: calls made after it may have run meanwhile.
+    private async Task<RedisResult> EvaluateAgainAsync(IDatabaseAsync database, RedisKey[] keys, RedisValue[] args, bool waitFirst)
+    {
+        var delay = s_tryAgainFirstDelay;
+        for (var attempt = 0; ; attempt++)
+        {
+            if (waitFirst || attempt > 0)
+            {
+                await Task.Delay(delay).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, s_tryAgainMaxDelay.Ticks));
+            }
+
+            try
+            {
+                return await database.ExecuteAsync("EVALSHA", Arguments(keys, args), CommandFlags.DemandMaster).ConfigureAwait(false);
+            }
+            catch (RedisServerException e) when (IsTryAgain(e) && attempt < TryAgainRetries)
+            {
+                // The slot is still moving.
+            }
         }
     }
 
@@ -92,6 +129,10 @@ public sealed class RedisLuaScript
             return await server.ExecuteAsync("EVALSHA", Arguments([], args)).ConfigureAwait(false);
         }
     }
+
+    /// <summary>Whether an error is Redis Cluster's "try again": the script did not run, its slot is moving.</summary>
+    public static bool IsTryAgain(RedisServerException error) =>
+        error?.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal) == true;
 
     /// <summary>Whether an error is the server's "no script by that SHA1".</summary>
     public static bool IsNoScript(RedisServerException error) =>

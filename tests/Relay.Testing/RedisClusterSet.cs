@@ -190,6 +190,179 @@ public sealed class RedisClusterSet : IAsyncDisposable
             async () => (await CommandAsync(server.Port, "INFO", "replication")).Contains("master_link_status:up", StringComparison.Ordinal),
             $"127.0.0.1:{server.Port} to replicate its master");
 
+    /// <summary>The hash slot of <paramref name="key"/> (as the cluster computes it).</summary>
+    public async Task<int> SlotOfAsync(string key)
+    {
+        foreach (var server in _servers)
+        {
+            var reply = await CommandAsync(server.Port, "CLUSTER", "KEYSLOT", key);
+            if (reply.StartsWith(':'))
+            {
+                return int.Parse(reply.AsSpan(1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException($"no node answered CLUSTER KEYSLOT {key}:\n{Log}");
+    }
+
+    /// <summary>
+    /// Moves <paramref name="key"/>'s slot, live, from its master to <paramref name="to"/> as <c>redis-cli --cluster
+    /// reshard</c> does: <c>CLUSTER SETSLOT … IMPORTING</c> on the target, <c>MIGRATING</c> on the source, the slot's keys
+    /// <paramref name="keysPerMigrate"/> at a time by <c>MIGRATE … KEYS</c> (redis-cli's default pipeline is 10, so a
+    /// channel's keys can be split over the two masters for a while), then <c>SETSLOT … NODE</c> on the target, the source
+    /// and the other masters; returns once every master names the target. Returns how many keys moved.
+    /// </summary>
+    public async Task<int> MoveSlotAsync(string key, RedisServer to, int keysPerMigrate = 10)
+    {
+        var move = await BeginSlotMoveAsync(key, to);
+        var moved = 0;
+
+        // Bounded: a busy slot gains keys while it moves, but not faster than MIGRATE takes them.
+        for (var round = 0; round < 100_000; round++)
+        {
+            var keys = ParseArray(await CommandAsync(move.From.Port, "CLUSTER", "GETKEYSINSLOT", move.Slot, keysPerMigrate.ToString(CultureInfo.InvariantCulture)));
+            if (keys.Count == 0)
+            {
+                break;
+            }
+
+            await MigrateAsync(move, [.. keys]);
+            moved += keys.Count;
+        }
+
+        await FinishSlotMoveAsync(move);
+        return moved;
+    }
+
+    /// <summary>A slot on its way from one master to another (<see cref="BeginSlotMoveAsync"/>).</summary>
+    public sealed record SlotMove(string Slot, RedisServer From, string FromId, RedisServer To, string ToId);
+
+    /// <summary>
+    /// Opens the move of <paramref name="key"/>'s slot to <paramref name="to"/>: <c>IMPORTING</c> on the target,
+    /// <c>MIGRATING</c> on the source. Keys then move with <see cref="MigrateAsync"/>, and
+    /// <see cref="FinishSlotMoveAsync"/> hands the slot over.
+    /// </summary>
+    public async Task<SlotMove> BeginSlotMoveAsync(string key, RedisServer to)
+    {
+        ArgumentNullException.ThrowIfNull(to);
+        var slot = (await SlotOfAsync(key)).ToString(CultureInfo.InvariantCulture);
+        var from = await MasterOfAsync(key);
+        if (from == to)
+        {
+            throw new ArgumentException($"127.0.0.1:{to.Port} already holds {key}'s slot", nameof(to));
+        }
+
+        var move = new SlotMove(slot, from, await NodeIdAsync(from), to, await NodeIdAsync(to));
+        await ExpectOkAsync(to.Port, "CLUSTER", "SETSLOT", slot, "IMPORTING", move.FromId);
+        await ExpectOkAsync(from.Port, "CLUSTER", "SETSLOT", slot, "MIGRATING", move.ToId);
+        return move;
+    }
+
+    /// <summary>Moves <paramref name="keys"/> (of the slot being moved) to the target in one <c>MIGRATE … KEYS</c>.</summary>
+    public async Task MigrateAsync(SlotMove move, params string[] keys)
+    {
+        ArgumentNullException.ThrowIfNull(move);
+        ArgumentNullException.ThrowIfNull(keys);
+        var reply = await CommandAsync(move.From.Port, ["MIGRATE", "127.0.0.1", move.To.Port.ToString(CultureInfo.InvariantCulture), "", "0", "5000", "KEYS", .. keys]);
+        if (!reply.StartsWith("+OK", StringComparison.Ordinal) && !reply.StartsWith("+NOKEY", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"MIGRATE of slot {move.Slot} from {move.From.Port} to {move.To.Port} answered {reply.Trim()}");
+        }
+    }
+
+    /// <summary>
+    /// Hands the slot to the target (<c>SETSLOT … NODE</c> on the target, the source and the other masters) and waits
+    /// until every node names it.
+    /// </summary>
+    public async Task FinishSlotMoveAsync(SlotMove move)
+    {
+        ArgumentNullException.ThrowIfNull(move);
+        await ExpectOkAsync(move.To.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
+        await ExpectOkAsync(move.From.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
+        foreach (var server in _servers.Where(s => s != move.From && s != move.To))
+        {
+            // A replica refuses SETSLOT; it learns the change from its master.
+            _ = await CommandAsync(server.Port, "CLUSTER", "SETSLOT", move.Slot, "NODE", move.ToId);
+        }
+
+        var slot = int.Parse(move.Slot, CultureInfo.InvariantCulture);
+        foreach (var server in _servers)
+        {
+            await WaitUntilAsync(async () => (await CommandAsync(server.Port, "CLUSTER", "NODES")).Split('\n').Any(line => line.StartsWith(move.ToId, StringComparison.Ordinal) && OwnsSlot(line, slot)), $"node {server.Port} to see slot {slot} on {move.To.Port}");
+        }
+    }
+
+    /// <summary>The masters now, in start order.</summary>
+    public async Task<IReadOnlyList<RedisServer>> MastersAsync()
+    {
+        var masters = new List<RedisServer>();
+        foreach (var server in _servers)
+        {
+            if ((await CommandAsync(server.Port, "INFO", "replication")).Contains("role:master", StringComparison.Ordinal))
+            {
+                masters.Add(server);
+            }
+        }
+
+        return masters;
+    }
+
+    private static async Task<string> NodeIdAsync(RedisServer server)
+    {
+        var reply = await CommandAsync(server.Port, "CLUSTER", "MYID");
+        var lines = reply.Split("\r\n");
+        return lines.Length >= 2 && lines[0].StartsWith('$') ? lines[1] : throw new InvalidOperationException($"CLUSTER MYID on {server.Port} answered '{reply.Trim()}'");
+    }
+
+    private static async Task ExpectOkAsync(int port, params string[] args)
+    {
+        var reply = await CommandAsync(port, args);
+        if (!reply.StartsWith("+OK", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"{string.Join(' ', args)} on {port} answered '{reply.Trim()}'");
+        }
+    }
+
+    // An array of bulk strings (keys here are ASCII): *N, then $len and the string, N times.
+    private static List<string> ParseArray(string reply)
+    {
+        var lines = reply.Split("\r\n");
+        if (lines.Length == 0 || !lines[0].StartsWith('*'))
+        {
+            throw new InvalidOperationException($"expected an array, got '{reply.Trim()}'");
+        }
+
+        var count = int.Parse(lines[0].AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture);
+        if (lines.Length < 1 + (2 * count))
+        {
+            throw new InvalidOperationException($"a partial array of {count}: '{reply}'");
+        }
+
+        return Enumerable.Range(0, count).Select(i => lines[2 + (2 * i)]).ToList();
+    }
+
+    // A CLUSTER NODES line's slot ranges (fields 8 on) include slot.
+    private static bool OwnsSlot(string line, int slot)
+    {
+        var fields = line.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        foreach (var range in fields.Skip(8))
+        {
+            var bounds = range.Split('-');
+            if (!int.TryParse(bounds[0], NumberStyles.None, CultureInfo.InvariantCulture, out var first))
+            {
+                continue;
+            }
+
+            var last = bounds.Length > 1 ? int.Parse(bounds[1], NumberStyles.None, CultureInfo.InvariantCulture) : first;
+            if (slot >= first && slot <= last)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static Task<string> CommandAsync(int port, params string[] args) => RedisCommand.SendAsync(port, args);
 
     private async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)

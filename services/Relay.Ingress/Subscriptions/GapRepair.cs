@@ -173,15 +173,30 @@ internal sealed class GapRepair(
                     }
                 }
 
+                // The held messages go out in order. One past a gap this read did not cover (another delivery lost, or
+                // late, while this one was read) is held with those after it, and its gap read back too; only a gap a
+                // read already covered counts as lost. Each read covers more, so this ends.
                 var held = cursor.Held!;
                 cursor.Held = null;
-                foreach (var message in held)
+                for (var i = 0; i < held.Count; i++)
                 {
+                    var message = held[i];
+                    if (message.Epoch == epoch && cursor.Epoch == epoch && message.Seq > upTo && message.Seq > cursor.Seq + 1)
+                    {
+                        cursor.Held = held.GetRange(i, held.Count - i);
+                        after = cursor.Seq;
+                        upTo = message.Seq;
+                        break;
+                    }
+
                     ReportLoss(cursor, app, channel, message);
                     Advance(cursor, message);
                 }
 
-                return;
+                if (cursor.Held is null)
+                {
+                    return;
+                }
             }
         }
     }
