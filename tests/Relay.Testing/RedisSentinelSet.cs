@@ -119,6 +119,38 @@ public sealed class RedisSentinelSet : IAsyncDisposable
             return reply.Contains(server.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
         }, $"the sentinels to promote 127.0.0.1:{server.Port}", TimeSpan.FromSeconds(30));
 
+    /// <summary>
+    /// Asks the sentinels for a failover with no server down (<c>SENTINEL FAILOVER</c>): the replica is promoted and the
+    /// master made its replica in place, its connections left open. Returns once the sentinels name the new master.
+    /// </summary>
+    public async Task FailoverAsync(RedisServer to)
+    {
+        var reply = await CommandAsync(_sentinelPorts[0], "SENTINEL", "FAILOVER", ServiceName);
+        if (!reply.StartsWith("+OK", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"SENTINEL FAILOVER answered '{reply.Trim()}':\n{Log}");
+        }
+
+        await WaitForMasterAsync(to);
+    }
+
+    /// <summary>The pub/sub channels clients are subscribed to on <paramref name="server"/> (<c>PUBSUB CHANNELS</c>), sorted.</summary>
+    public static async Task<IReadOnlyList<string>> SubscribedChannelsAsync(RedisServer server)
+    {
+        var reply = (await CommandAsync(server.Port, "PUBSUB", "CHANNELS")).Split("\r\n");
+        var channels = new List<string>();
+        for (var i = 2; i < reply.Length; i += 2)
+        {
+            if (reply[i - 1].StartsWith('$'))
+            {
+                channels.Add(reply[i]);
+            }
+        }
+
+        channels.Sort(StringComparer.Ordinal);
+        return channels;
+    }
+
     private async Task StartSentinelAsync(int index)
     {
         for (var attempt = 1; ; attempt++)
