@@ -83,6 +83,13 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     }
 
     /// <inheritdoc />
+    public ValueTask OnChannelsLeftAsync(Func<string, string, bool> leaving)
+    {
+        _interest.RemoveChannels(leaving);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
     public ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken) =>
         ValueTask.FromResult(_interest.Channels(app, prefix));
 

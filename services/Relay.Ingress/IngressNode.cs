@@ -119,6 +119,9 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public ValueTask OnResyncAsync() => _gaps is null ? ValueTask.CompletedTask : new ValueTask(_gaps.ResyncAsync(PositionAsync));
 
+    /// <inheritdoc />
+    public ValueTask OnResyncAsync(Func<string, string, bool> channels) => _gaps is null ? ValueTask.CompletedTask : new ValueTask(_gaps.ResyncAsync(PositionAsync, channels));
+
     private async Task<(string Epoch, long Seq)?> PositionAsync(string app, string channel)
     {
         var reply = await Bus.SendToRoutingAsync(new PositionRequest(app, channel), Stopping).ConfigureAwait(false);

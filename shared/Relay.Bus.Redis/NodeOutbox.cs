@@ -21,14 +21,15 @@ internal sealed partial class NodeOutbox
         FullMode = BoundedChannelFullMode.DropWrite,
     });
 
-    private readonly IDatabaseAsync _database;
+    private readonly Task<IDatabaseAsync> _database;
     private readonly RedisChannel _channel;
     private readonly int _maxBatchBytes;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
     private long _dropped;
 
-    public NodeOutbox(IDatabaseAsync database, string nodeId, int maxBatchBytes, ILogger logger, CancellationToken stopping)
+    /// <param name="database">The bus's database once it is connected: posts made before wait in the queue.</param>
+    public NodeOutbox(Task<IDatabaseAsync> database, string nodeId, int maxBatchBytes, ILogger logger, CancellationToken stopping)
     {
         _database = database;
         _channel = RedisKeys.Node(nodeId);
@@ -54,6 +55,7 @@ internal sealed partial class NodeOutbox
         var reader = _queue.Reader;
         try
         {
+            var database = await _database.WaitAsync(_stopping).ConfigureAwait(false);
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
                 batch.ResetWrittenCount();
@@ -69,7 +71,7 @@ internal sealed partial class NodeOutbox
                 {
                     try
                     {
-                        await _database.PublishAsync(_channel, payload).ConfigureAwait(false);
+                        await database.PublishAsync(_channel, payload).ConfigureAwait(false);
                         break;
                     }
                     catch (Exception e) when (e is RedisException or TimeoutException)

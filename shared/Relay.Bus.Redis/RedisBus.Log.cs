@@ -39,4 +39,16 @@ public sealed partial class RedisBus
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Error, Message = "A bus handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception error);
+
+    [LoggerMessage(EventId = 2030, Level = LogLevel.Information, Message = "Fan-out shards {Shards} now held by {Instance}")]
+    private static partial void LogFanOutShardsTaken(ILogger logger, string shards, string instance);
+
+    [LoggerMessage(EventId = 2031, Level = LogLevel.Information, Message = "Fan-out shards {Shards} handed over by {Instance}")]
+    private static partial void LogFanOutShardsLost(ILogger logger, string shards, string instance);
+
+    [LoggerMessage(EventId = 2032, Level = LogLevel.Warning, Message = "Fan-out lease on shards {Shards} lapsed before it was renewed (paused or cut off); their deliveries were dropped meanwhile and nodes resync them")]
+    private static partial void LogFanOutLeaseLapsed(ILogger logger, string shards);
+
+    [LoggerMessage(EventId = 2033, Level = LogLevel.Warning, Message = "Could not renew fan-out leases: {Reason}")]
+    private static partial void LogFanOutLeaseFailed(ILogger logger, string reason);
 }

@@ -2,7 +2,8 @@ using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
 
-// Ingress nodes: each node listens on its own channel for fan-out's batches and on the resync channel, and sends a
+// Ingress nodes: each node listens on its own channel for fan-out's batches and on the resync channel (for the shards a
+// fan-out process took), and sends a
 // heartbeat (which also keeps its interest hash alive) every third of the node TTL.
 public sealed partial class RedisBus
 {
@@ -52,7 +53,7 @@ public sealed partial class RedisBus
             try
             {
                 await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
-                var ghosts = await Presence.EvictNodeAsync(nodeId, FanOutChannel).ConfigureAwait(false);
+                var ghosts = await Presence.EvictNodeAsync(nodeId, _fanOutChannelNames[0]).ConfigureAwait(false);
                 if (ghosts > 0)
                 {
                     LogNodeGone(_logger, nodeId, ghosts);
@@ -67,11 +68,13 @@ public sealed partial class RedisBus
             _nodes[nodeId] = handler;
             if (!_subscriptions.ContainsKey(RedisKeys.Resync))
             {
-                await SubscribeOrLaterAsync(RedisKeys.Resync, _ =>
+                await SubscribeOrLaterAsync(RedisKeys.Resync, announcement =>
                 {
+                    // A fan-out process took these shards: only their channels may have missed deliveries.
+                    var shards = ParseShards(announcement);
                     foreach (var node in _nodes.Values)
                     {
-                        Forget(node.OnResyncAsync());
+                        Forget(shards is null ? node.OnResyncAsync() : node.OnResyncAsync((app, channel) => shards.Contains(ShardOf(app, channel))));
                     }
                 }).ConfigureAwait(false);
             }
@@ -103,6 +106,12 @@ public sealed partial class RedisBus
                     if (_interestStale.TryRemove(nodeId, out _) | (long)added == 1)
                     {
                         await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
+
+                        // In Cluster a channel's messages may have reached fan-out before its entry (RedisBus.Interest.cs).
+                        if (_isCluster)
+                        {
+                            await handler.OnResyncAsync().ConfigureAwait(false);
+                        }
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)

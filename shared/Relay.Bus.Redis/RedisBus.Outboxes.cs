@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Relay.Core.Messages;
 
+using StackExchange.Redis;
+
 namespace Relay.Bus.Redis;
 
 // Node outboxes: fan-out hands each interested node's messages to that node's outbox, which publishes them in batches
@@ -30,7 +32,14 @@ public sealed partial class RedisBus
             t_lastEncoded = (message, frame);
         }
 
-        _outboxes.GetOrAdd(nodeId, static (id, self) => new NodeOutbox(self.Database, id, self._options.MaxBatchBytes, self._logger, self._stopping.Token), this).Post(frame);
+        // A delivery never fails for a bus still connecting (IRelayBus's contract): the outbox sends once it is ready.
+        _outboxes.GetOrAdd(nodeId, static (id, self) => new NodeOutbox(self.DatabaseWhenReadyAsync(), id, self._options.MaxBatchBytes, self._logger, self._stopping.Token), this).Post(frame);
         return ValueTask.CompletedTask;
+    }
+
+    private async Task<IDatabaseAsync> DatabaseWhenReadyAsync()
+    {
+        await ReadyAsync().ConfigureAwait(false);
+        return Database;
     }
 }

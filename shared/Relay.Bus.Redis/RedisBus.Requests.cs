@@ -9,46 +9,70 @@ namespace Relay.Bus.Redis;
 // listens; the reply comes back on the caller's reply channel. Leases are renewed by one script per tick.
 public sealed partial class RedisBus
 {
-    // KEYS: routers, then every shard's lease in shard order. ARGV: instance, ttlMs. Registers the router, renews its
-    // leases, gives back what exceeds a fair share (shards / live routers, rounded up) and takes free shards up to it.
-    // Returns the shards now owned.
-    private static readonly RedisLuaScript s_leaseTick = new("""
+    // Shared Lua: a shard's fencing token, taken anew whenever a lease is taken: above the shard's last, and at least the
+    // server's clock in microseconds, so it still increases after Redis lost the fences hash (a restart, a failover that
+    // lost the last writes) while channels kept a higher one.
+    private const string FencePrelude = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local me, ttl, shards = ARGV[1], tonumber(ARGV[2]), #KEYS - 1
+        local function new_token(fences, shard)
+          local token = math.max(tonumber(redis.call('HGET', fences, shard) or '0') + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+          local text = string.format('%d', token)
+          redis.call('HSET', fences, shard, text)
+          return text
+        end
+        local function token_of(fences, shard)
+          return redis.call('HGET', fences, shard) or new_token(fences, shard)
+        end
+
+        """;
+
+    // KEYS: routers, fences, then every shard's lease in shard order. ARGV: instance, ttlMs. Registers the router, renews
+    // its leases, gives back what exceeds a fair share (shards / live routers, rounded up) and takes free shards up to it
+    // (each with a new fencing token). Returns the shards now owned and their tokens: {shard, token, shard, token, ...}.
+    private static readonly RedisLuaScript s_leaseTick = new(FencePrelude + """
+        local me, ttl, shards = ARGV[1], tonumber(ARGV[2]), #KEYS - 2
         redis.call('ZADD', KEYS[1], now, me)
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
         local target = math.ceil(shards / math.max(1, redis.call('ZCARD', KEYS[1])))
         local owned, free = {}, {}
         for i = 0, shards - 1 do
-          local holder = redis.call('GET', KEYS[i + 2])
+          local holder = redis.call('GET', KEYS[i + 3])
           if holder == me then owned[#owned + 1] = i elseif not holder then free[#free + 1] = i end
         end
         while #owned > target do
-          redis.call('DEL', KEYS[table.remove(owned) + 2])
+          redis.call('DEL', KEYS[table.remove(owned) + 3])
         end
-        for _, i in ipairs(owned) do redis.call('PEXPIRE', KEYS[i + 2], ttl) end
+        local reply = {}
+        for _, i in ipairs(owned) do
+          redis.call('PEXPIRE', KEYS[i + 3], ttl)
+          reply[#reply + 1] = i
+          reply[#reply + 1] = token_of(KEYS[2], i)
+        end
         for _, i in ipairs(free) do
           if #owned >= target then break end
-          redis.call('SET', KEYS[i + 2], me, 'PX', ttl)
+          redis.call('SET', KEYS[i + 3], me, 'PX', ttl)
           owned[#owned + 1] = i
+          reply[#reply + 1] = i
+          reply[#reply + 1] = new_token(KEYS[2], i)
         end
-        return owned
+        return reply
         """);
 
-    // KEYS: lease. ARGV: instance, ttlMs. 1 when the lease is (now) this instance's, 0 when another holds it.
-    private static readonly RedisLuaScript s_leaseClaim = new("""
+    // KEYS: lease, fences. ARGV: instance, ttlMs, shard. The fencing token when the lease is (now) this instance's, '' when
+    // another holds it.
+    private static readonly RedisLuaScript s_leaseClaim = new(FencePrelude + """
         local holder = redis.call('GET', KEYS[1])
-        if holder == ARGV[1] then return 1 end
-        if holder then return 0 end
+        if holder == ARGV[1] then return token_of(KEYS[2], ARGV[3]) end
+        if holder then return '' end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-        return 1
+        return new_token(KEYS[2], ARGV[3])
         """);
 
-    // KEYS: routers, then every shard's lease. ARGV: instance. Gives back every lease and leaves the router set.
+    // KEYS: routers, fences, then every shard's lease. ARGV: instance. Gives back every lease and leaves the router set.
     private static readonly RedisLuaScript s_leaseRelease = new("""
         redis.call('ZREM', KEYS[1], ARGV[1])
-        for i = 2, #KEYS do
+        for i = 3, #KEYS do
           if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
         end
         return 0
@@ -56,6 +80,9 @@ public sealed partial class RedisBus
 
     private readonly ConcurrentDictionary<long, TaskCompletionSource<RoutingReply>> _pending = new();
     private readonly ConcurrentDictionary<int, bool> _ownedShards = new();
+
+    // Shard → the fencing token of this instance's lease on it (the tick's, or a claim's).
+    private readonly ConcurrentDictionary<int, string> _fences = new();
     private readonly RedisChannel _replyChannel;
     private readonly string _replyChannelName;
     private readonly RedisKey[] _leaseKeys;
@@ -80,7 +107,7 @@ public sealed partial class RedisBus
             var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
 
             // Nobody listening means the shard is between owners (a handover): wait for the next one.
-            while (await Database.PublishAsync(RedisKeys.Shard(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
+            while (await Database.PublishAsync(ShardChannel(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
             {
                 await Task.Delay(50, timeout.Token).ConfigureAwait(false);
             }
@@ -100,6 +127,13 @@ public sealed partial class RedisBus
             _pending.TryRemove(correlation, out _);
         }
     }
+
+    // A shard's request channel. In Redis Cluster a plain PUBLISH answers how many subscribers the node that ran it has,
+    // not the cluster, and a 0 sends the request again (RedisClusterProcessTests: a publish appended twice, 52 ms apart,
+    // with routing in another process); a sharded channel (SSUBSCRIBE/SPUBLISH) lives on its slot's master, where every
+    // subscriber is, so "nobody listening" is true there.
+    private RedisChannel ShardChannel(int shard) =>
+        _isCluster ? RedisChannel.Sharded(RedisKeys.Shard(shard).ToString()) : RedisKeys.Shard(shard);
 
     private void OnReply(ReadOnlyMemory<byte> frame)
     {
@@ -149,7 +183,7 @@ public sealed partial class RedisBus
     {
         var ttlMs = (long)_options.LeaseTtl.TotalMilliseconds;
         var period = _options.LeaseTtl / 3;
-        RedisKey[] tickKeys = [RedisKeys.Routers, .. _leaseKeys];
+        RedisKey[] tickKeys = [RedisKeys.Routers, RedisKeys.Fences, .. _leaseKeys];
         try
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
@@ -158,24 +192,33 @@ public sealed partial class RedisBus
                 try
                 {
                     var owned = (RedisResult[])(await s_leaseTick.EvaluateAsync(Database, tickKeys, [InstanceId, ttlMs]).ConfigureAwait(false))!;
-                    var now = new HashSet<int>();
-                    foreach (var item in owned)
+                    var now = new Dictionary<int, string>();
+                    for (var i = 0; i + 1 < owned.Length; i += 2)
                     {
-                        now.Add((int)(long)item);
+                        now[(int)(long)owned[i]] = (string)owned[i + 1]!;
                     }
 
-                    foreach (var shard in _ownedShards.Keys.Where(s => !now.Contains(s)).ToList())
+                    foreach (var shard in _fences.Keys.Where(s => !now.ContainsKey(s)).ToList())
+                    {
+                        _fences.TryRemove(shard, out _);
+                    }
+
+                    foreach (var shard in _ownedShards.Keys.Where(s => !now.ContainsKey(s)).ToList())
                     {
                         _ownedShards.TryRemove(shard, out _);
-                        await UnsubscribeAsync(RedisKeys.Shard(shard)).ConfigureAwait(false);
+                        await UnsubscribeAsync(ShardChannel(shard)).ConfigureAwait(false);
                         LogShardLost(_logger, shard, InstanceId);
                     }
 
-                    foreach (var shard in now.Where(s => !_ownedShards.ContainsKey(s)))
+                    foreach (var (shard, token) in now)
                     {
-                        await SubscribeAsync(RedisKeys.Shard(shard), frame => OnRoutingRequest(handler, frame)).ConfigureAwait(false);
-                        _ownedShards[shard] = true;
-                        LogShardOwned(_logger, shard, InstanceId);
+                        _fences[shard] = token;
+                        if (!_ownedShards.ContainsKey(shard))
+                        {
+                            await SubscribeAsync(ShardChannel(shard), frame => OnRoutingRequest(handler, frame)).ConfigureAwait(false);
+                            _ownedShards[shard] = true;
+                            LogShardOwned(_logger, shard, InstanceId);
+                        }
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
@@ -194,10 +237,11 @@ public sealed partial class RedisBus
 
         foreach (var shard in _ownedShards.Keys)
         {
-            await IgnoreFailure(UnsubscribeAsync(RedisKeys.Shard(shard))).ConfigureAwait(false);
+            await IgnoreFailure(UnsubscribeAsync(ShardChannel(shard))).ConfigureAwait(false);
         }
 
         _ownedShards.Clear();
+        _fences.Clear();
         if (_database is not null)
         {
             await IgnoreFailure(s_leaseRelease.EvaluateAsync(_database, tickKeys, [InstanceId])).ConfigureAwait(false);
@@ -235,14 +279,17 @@ public sealed partial class RedisBus
         {
             try
             {
-                var claimed = await s_leaseClaim.EvaluateAsync(
+                var shard = ShardOf(request.App, request.Channel);
+                var claimed = (string?)await s_leaseClaim.EvaluateAsync(
                     Database,
-                    [_leaseKeys[ShardOf(request.App, request.Channel)]],
-                    [InstanceId, (long)_options.LeaseTtl.TotalMilliseconds]).ConfigureAwait(false);
-                if ((long)claimed != 1)
+                    [_leaseKeys[shard], RedisKeys.Fences],
+                    [InstanceId, (long)_options.LeaseTtl.TotalMilliseconds, shard]).ConfigureAwait(false);
+                if (string.IsNullOrEmpty(claimed))
                 {
                     return;
                 }
+
+                _fences[shard] = claimed;
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {

@@ -25,11 +25,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// <summary>Prefix of every bus pub/sub channel (<see cref="RedisKeys.ChannelNamePrefix"/>).</summary>
     public const string Prefix = RedisKeys.ChannelNamePrefix;
 
-    /// <summary>The channel routing publishes sequenced messages on and fan-out listens to.</summary>
-    public const string FanOutChannel = RedisKeys.FanOutName;
-
     private readonly RedisBusOptions _options;
     private readonly RedisConnector _connector;
+    private readonly TimeProvider _time;
     private readonly ILogger<RedisBus> _logger;
     private readonly Lazy<Task> _ready;
     private readonly CancellationTokenSource _stopping = new();
@@ -39,21 +37,33 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private IConnectionMultiplexer? _multiplexer;
     private IDatabase? _database;
     private RedisPresence? _presence;
+    private bool _isCluster;
     private int _disposed;
     private int _watchingSubscriptions;
 
     /// <summary>Creates the bus; it connects on first use (or when the startup check awaits <see cref="ReadyAsync"/>).</summary>
-    public RedisBus(IOptions<RedisBusOptions> options, RedisConnector connector, ILogger<RedisBus> logger)
+    public RedisBus(IOptions<RedisBusOptions> options, RedisConnector connector, ILogger<RedisBus> logger, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
         _options = options.Value;
         _connector = connector;
         _logger = logger;
+        _time = time ?? TimeProvider.System;
         InstanceId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
         _replyChannel = RedisKeys.Reply(InstanceId);
         _replyChannelName = RedisKeys.ReplyName(InstanceId);
         _leaseKeys = RedisKeys.Leases(_options.Shards);
+        _fanOutLeaseKeys = RedisKeys.FanOutLeases(_options.Shards);
+        _fanOutChannelNames = new string[_options.Shards];
+        _fanOutChannels = new RedisChannel[_options.Shards];
+        for (var shard = 0; shard < _options.Shards; shard++)
+        {
+            _fanOutChannelNames[shard] = RedisKeys.FanOutShardName(shard);
+            _fanOutChannels[shard] = RedisKeys.FanOutShard(shard);
+        }
+
+        _fanOutShards = [.. Enumerable.Range(0, _options.Shards).Select(static _ => new FanOutShard())];
         _ready = new Lazy<Task>(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
@@ -89,13 +99,20 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         return (int)(XxHash32.HashToUInt32(bytes) % (uint)shards);
     }
 
-    /// <summary>The lease key and owner that fence this process's writes to a channel's shard.</summary>
-    public (string Key, string Owner) FenceFor(string app, string channel) => (_leaseKeys[ShardOf(app, channel)].ToString(), InstanceId);
+    /// <summary>The fan-out channel of a channel's shard: where its sequenced messages and presence events are published.</summary>
+    public string FanOutChannelFor(string app, string channel) => _fanOutChannelNames[ShardOf(app, channel)];
+
+    /// <summary>
+    /// The fencing token this process's writes to a channel carry: the one its lease on the channel's shard was taken
+    /// with (<see cref="RedisKeys.Fences"/>), or null when it holds no lease on that shard.
+    /// </summary>
+    public string? FenceFor(string app, string channel) => _fences.TryGetValue(ShardOf(app, channel), out var token) ? token : null;
 
     private async Task ConnectAsync()
     {
         var multiplexer = await _connector.ConnectAsync().ConfigureAwait(false);
         _multiplexer = multiplexer;
+        _isCluster = RedisConnector.IsCluster(multiplexer);
         _database = multiplexer.GetDatabase();
         _presence = new RedisPresence(_database);
         multiplexer.ConnectionFailed += OnConnectionFailed;

@@ -44,11 +44,20 @@ public sealed class RedisBusOptions
     /// <summary>With <see cref="Endpoint"/>: connect over TLS.</summary>
     public bool Tls { get; set; }
 
-    /// <summary>How many routing shards channels are spread over (stable hash of app and channel). Every process must agree.</summary>
+    /// <summary>How many shards channels are spread over (stable hash of app and channel), for routing and for fan-out alike. Every process must agree.</summary>
     public int Shards { get; set; } = 16;
 
     /// <summary>How long a routing instance's shard lease lasts without renewal (renewed every third of it); a dead instance's shards move after this.</summary>
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// How long a fan-out process's shard lease lasts without renewal (renewed every third of it). A dead fan-out's shards
+    /// move to the others after this, and a process that could not renew for this long stops delivering those shards.
+    /// </summary>
+    public TimeSpan FanOutLeaseTtl { get; set; } = DefaultFanOutLeaseTtl;
+
+    /// <summary>As routing's lease: a killed fan-out's channels go quiet for at most about this, and a renewal every second survives a busy host.</summary>
+    public static readonly TimeSpan DefaultFanOutLeaseTtl = TimeSpan.FromSeconds(3);
 
     /// <summary>How long an ingress node counts as alive without a heartbeat (sent every third of it); then its interest and presence go.</summary>
     public TimeSpan NodeTtl { get; set; } = TimeSpan.FromSeconds(5);
@@ -182,6 +191,11 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration) : I
         if (options.LeaseTtl < TimeSpan.FromMilliseconds(300))
         {
             errors.Add($"Relay:Redis:LeaseTtl is {options.LeaseTtl}; use at least 00:00:00.3.");
+        }
+
+        if (options.FanOutLeaseTtl < TimeSpan.FromMilliseconds(300))
+        {
+            errors.Add($"Relay:Redis:FanOutLeaseTtl is {options.FanOutLeaseTtl}; use at least 00:00:00.3 (renewed every third of it).");
         }
 
         if (options.NodeTtl < TimeSpan.FromMilliseconds(300))

@@ -29,6 +29,7 @@ public static class RedisBusServiceCollectionExtensions
             .AddRedisInstrumentation(static redis => redis.FlushInterval = RedisConnector.TraceFlushInterval)
             .ConfigureRedisInstrumentation(static (sp, instrumentation) => sp.GetRequiredService<RedisConnector>().Instrument(instrumentation)));
         services.TryAddSingleton<InMemoryBus>();
+        services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<RedisBus>();
         services.TryAddSingleton<IRelayBus>(static sp => UsesRedis(sp) ? sp.GetRequiredService<RedisBus>() : sp.GetRequiredService<InMemoryBus>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisBusStartup>());

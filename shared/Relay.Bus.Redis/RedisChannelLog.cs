@@ -43,6 +43,14 @@ public sealed class RedisChannelLog
           redis.call('HSET', pos, 'epoch', fresh, 'seq', 0)
           return fresh, 0
         end
+        local function fence_out(pos, token)
+          if token == '' then return false end
+          local held = redis.call('HGET', pos, 'fence')
+          return held ~= false and tonumber(held) > tonumber(token)
+        end
+        local function fence_keep(pos, token)
+          if token ~= '' and redis.call('HGET', pos, 'fence') ~= token then redis.call('HSET', pos, 'fence', token) end
+        end
         local function keep_until(key, ms)
           local ttl = redis.call('PTTL', key)
           if ttl >= 0 and ttl < ms or ttl == -1 then redis.call('PEXPIRE', key, ms) end
@@ -51,10 +59,14 @@ public sealed class RedisChannelLog
         """;
 
     // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs,
-    // publish channel ('' = none), lease key and owner ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out.
+    // publish channel ('' = none), fencing token ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out:
+    // pos keeps the highest token that wrote, and a lower one (a shard's former owner) is refused. Nothing outside the
+    // channel's slot is read, so it runs in Redis Cluster.
     private static readonly RedisLuaScript s_append = new(Prelude + """
-        if ARGV[8] ~= '' and redis.call('GET', ARGV[8]) ~= ARGV[9] then return {-1, '', 0} end
+        local fenced = fence_out(KEYS[1], ARGV[8])
+        if fenced then return {-1, '', 0} end
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
+        fence_keep(KEYS[1], ARGV[8])
         if KEYS[3] then
           local seen = redis.call('GET', KEYS[3])
           if seen then
@@ -132,6 +144,7 @@ public sealed class RedisChannelLog
 
     private readonly IDatabaseAsync _database;
     private readonly long _keyExpiryMs;
+    private bool? _isCluster;
 
     /// <param name="database">The database every operation uses (of the process's one multiplexer, <see cref="RedisConnector"/>).</param>
     /// <param name="keyExpiry">
@@ -167,8 +180,9 @@ public sealed class RedisChannelLog
     /// <summary>
     /// <see cref="AppendAsync"/>, and in the same script (so in seq order, with no second round trip) publishes the
     /// sequenced message <c>seq:timestampMs:epoch::payload</c> on <paramref name="publishTo"/> (see <see cref="BusCodec"/>).
-    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner (a routing shard's lease), and null is
-    /// returned: a shard's former owner cannot append once another took it over.
+    /// With <paramref name="fence"/> (the fencing token the writer's shard lease was taken with, <see cref="RedisKeys.Fences"/>),
+    /// nothing happens and null is returned when the channel was written with a higher token: a shard's former owner cannot
+    /// append once the new owner wrote to the channel.
     /// </summary>
     public Task<ChannelAppendResult?> AppendAndPublishAsync(
         string app,
@@ -179,7 +193,7 @@ public sealed class RedisChannelLog
         TimeSpan historyTtl,
         TimeSpan dedupeWindow,
         string publishTo,
-        (string Key, string Owner)? fence)
+        string? fence)
     {
         ArgumentException.ThrowIfNullOrEmpty(publishTo);
         return AppendCoreAsync(app, channel, id, payload, maxHistory, historyTtl, dedupeWindow, publishTo, fence);
@@ -194,7 +208,7 @@ public sealed class RedisChannelLog
         TimeSpan historyTtl,
         TimeSpan dedupeWindow,
         string? publishTo,
-        (string Key, string Owner)? fence)
+        string? fence)
     {
         var prefix = KeyPrefix(app, channel);
         ArgumentOutOfRangeException.ThrowIfNegative(maxHistory);
@@ -209,18 +223,32 @@ public sealed class RedisChannelLog
         var reply = (RedisResult[])(await s_append.EvaluateAsync(
             _database,
             keys,
-            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence?.Key ?? "", fence?.Owner ?? ""]).ConfigureAwait(false))!;
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence ?? ""]).ConfigureAwait(false))!;
         var seq = (long)reply[0];
         return seq < 0 ? null : new ChannelAppendResult(seq, (string)reply[1]!, (long)reply[2] == 1);
     }
 
     /// <summary>
-    /// Waits until <paramref name="replicas"/> replicas hold every write made so far on this multiplexer's connection
-    /// (Redis <c>WAIT</c>), at most <paramref name="timeout"/>; returns how many do. Call it right after the appends it
-    /// covers, before awaiting them, so it goes out behind them.
+    /// Waits until <paramref name="replicas"/> replicas of the master that holds the channel hold every write made so far on
+    /// this multiplexer's connection to it (Redis <c>WAIT</c>), at most <paramref name="timeout"/>; returns how many do.
+    /// Call it right after the appends it covers, before awaiting them, so it goes out behind them on the same connection.
     /// </summary>
-    public async Task<long> WaitForReplicasAsync(int replicas, TimeSpan timeout) =>
-        (long)await _database.ExecuteAsync("WAIT", replicas, ToMilliseconds(timeout, nameof(timeout))).ConfigureAwait(false);
+    public async Task<long> WaitForReplicasAsync(string app, string channel, int replicas, TimeSpan timeout)
+    {
+        var timeoutMs = ToMilliseconds(timeout, nameof(timeout));
+
+        // WAIT names no key: in Cluster it must go to the channel's master (the one server that took the appends); on
+        // one server or Sentinel the database's master is that server.
+        var multiplexer = _database.Multiplexer;
+        if (_isCluster ??= RedisConnector.IsCluster(multiplexer))
+        {
+            var server = multiplexer.GetServer(RedisKeys.Position(KeyPrefix(app, channel)), flags: CommandFlags.DemandMaster);
+            return (long)await server.ExecuteAsync("WAIT", replicas, timeoutMs).ConfigureAwait(false);
+        }
+
+        return (long)await _database.ExecuteAsync("WAIT", replicas, timeoutMs).ConfigureAwait(false);
+    }
+
 
     /// <summary>
     /// Up to <paramref name="limit"/> messages after <paramref name="afterSeq"/>, in seq order, and whether they start right

@@ -97,6 +97,21 @@ public sealed partial class RedisConnector : IAsyncDisposable
         return multiplexer;
     }
 
+    /// <summary>Whether <paramref name="multiplexer"/> is connected to a Redis Cluster (as opposed to one server or Sentinel's master).</summary>
+    public static bool IsCluster(IConnectionMultiplexer multiplexer)
+    {
+        ArgumentNullException.ThrowIfNull(multiplexer);
+        foreach (var server in multiplexer.GetServers())
+        {
+            if (server.ServerType == ServerType.Cluster)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static async Task ReloadAsync(IConnectionMultiplexer multiplexer, ConnectionFailedEventArgs e, ILogger logger)
     {
         try

@@ -8,8 +8,9 @@ namespace Relay.Bus.Redis;
 /// derived from stored data, a prefix in <c>ARGV</c>), never as literals, so a deployment can tell what touches what.
 /// </summary>
 /// <remarks>
-/// Bus coordination keys share the hash tag <c>{relay:bus}</c>, so a script that touches several of them stays on one
-/// Cluster slot; a channel's keys share a tag of their own (<see cref="ChannelPrefix"/>).
+/// Redis Cluster: every script's keys are in one slot. Bus coordination keys (leases, fencing tokens, nodes, interest,
+/// nodes' presence indexes) share the hash tag <c>{relay:bus}</c>, the auth directory's keys <c>{relay:auth}</c>, and a
+/// channel's keys a tag of their own (<see cref="ChannelPrefix"/>), so channels spread over the masters.
 /// </remarks>
 public static class RedisKeys
 {
@@ -19,23 +20,20 @@ public static class RedisKeys
     /// <summary>Prefix of every bus coordination key (hash-tagged: one slot).</summary>
     public const string KeyNamePrefix = "relay:{relay:bus}:";
 
-    /// <summary>The channel routing publishes sequenced messages on, and nodes their interest changes; fan-out listens to it.</summary>
+    /// <summary>The fan-out channels' common name; each shard has its own (<see cref="FanOutShardName"/>).</summary>
     public const string FanOutName = ChannelNamePrefix + "fanout";
 
-    /// <summary>Fan-out says "deliveries may have been lost" here after it (re)subscribes; every node checks its channels.</summary>
+    /// <summary>Fan-out says "deliveries may have been lost" here after it takes shards (<c>fanout:&lt;shard&gt;,…</c>); nodes check those shards' channels.</summary>
     public const string ResyncName = ChannelNamePrefix + "resync";
 
-    /// <summary>Apps and keys the auth service publishes (hash).</summary>
-    public const string AuthKeys = "relay:auth:keys";
+    /// <summary>Apps and keys the auth service publishes (hash; the three auth keys share one Cluster slot).</summary>
+    public const string AuthKeys = "relay:{relay:auth}:keys";
 
     /// <summary>Token-signing public keys the auth service publishes (hash).</summary>
-    public const string AuthSigners = "relay:auth:signers";
+    public const string AuthSigners = "relay:{relay:auth}:signers";
 
     /// <summary>Bumped on every publish of the auth keys.</summary>
-    public const string AuthVersion = "relay:auth:version";
-
-    /// <summary><see cref="FanOutName"/> as a channel.</summary>
-    public static RedisChannel FanOut { get; } = RedisChannel.Literal(FanOutName);
+    public const string AuthVersion = "relay:{relay:auth}:version";
 
     /// <summary><see cref="ResyncName"/> as a channel.</summary>
     public static RedisChannel Resync { get; } = RedisChannel.Literal(ResyncName);
@@ -64,6 +62,13 @@ public static class RedisKeys
     /// <summary>A routing shard's lease (string: owner, PX).</summary>
     public static RedisKey Lease(int shard) => KeyNamePrefix + "lease:" + shard.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// The fencing token each shard's lease was last taken with (hash: shard → token, increasing per shard). An append
+    /// or presence change carries its shard's token and the channel's <see cref="Position"/> keeps the highest seen, so
+    /// the check stays in the channel's slot.
+    /// </summary>
+    public static RedisKey Fences { get; } = KeyNamePrefix + "fences";
+
     /// <summary>Every shard's lease, in shard order.</summary>
     public static RedisKey[] Leases(int shards)
     {
@@ -76,11 +81,44 @@ public static class RedisKeys
         return keys;
     }
 
+    // Fan-out shards: a channel's sequenced messages and the interest changes for it go on its shard's fan-out channel;
+    // fan-out processes share the shards by lease, as routing instances do theirs.
+
+    /// <summary>Prefix of a fan-out shard's channel (<c>relay:bus:fanout:&lt;shard&gt;</c>).</summary>
+    public const string FanOutShardPrefix = FanOutName + ":";
+
+    /// <summary>Live fan-out processes (sorted set, score = last lease tick, Redis clock).</summary>
+    public static RedisKey FanOuts { get; } = KeyNamePrefix + "fanouts";
+
+    /// <summary>The fencing tokens of fan-out's shard leases (hash shard → token, kept by the lease script): a changed token means the lease was taken anew.</summary>
+    public static RedisKey FanOutFences { get; } = KeyNamePrefix + "fanout-fences";
+
+    /// <summary>The channel of a fan-out shard: routing publishes the shard's sequenced messages there, nodes their interest changes.</summary>
+    public static string FanOutShardName(int shard) => FanOutShardPrefix + shard.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary><see cref="FanOutShardName"/> as a channel.</summary>
+    public static RedisChannel FanOutShard(int shard) => RedisChannel.Literal(FanOutShardName(shard));
+
+    /// <summary>A fan-out shard's lease (string: owner, PX).</summary>
+    public static RedisKey FanOutLease(int shard) => KeyNamePrefix + "fanout-lease:" + shard.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Every fan-out shard's lease, in shard order.</summary>
+    public static RedisKey[] FanOutLeases(int shards)
+    {
+        var keys = new RedisKey[shards];
+        for (var i = 0; i < shards; i++)
+        {
+            keys[i] = FanOutLease(i);
+        }
+
+        return keys;
+    }
+
     /// <summary>A node's interest (hash <c>app\nchannel</c> → subscribers).</summary>
     public static RedisKey InterestOf(string nodeId) => InterestKeyPrefix + nodeId;
 
-    /// <summary>The channel prefixes where a node holds presence members (set).</summary>
-    public static RedisKey NodePresence(string nodeId) => "relay:bus:node:" + nodeId + ":presence";
+    /// <summary>The channel prefixes where a node holds presence members (set; written before a member is, so it holds at least those).</summary>
+    public static RedisKey NodePresence(string nodeId) => KeyNamePrefix + "presence:" + nodeId;
 
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
     public static string ChannelPrefix(string app, string channel)
@@ -90,7 +128,7 @@ public static class RedisKeys
         return string.Create(CultureInfo.InvariantCulture, $"relay:{{{app.Length}:{app}:{channel}}}:");
     }
 
-    /// <summary>A channel's position (hash: <c>epoch</c>, <c>seq</c>).</summary>
+    /// <summary>A channel's position (hash: <c>epoch</c>, <c>seq</c> and, once a fenced writer wrote, <c>fence</c>).</summary>
     public static RedisKey Position(string prefix) => prefix + "pos";
 
     /// <summary>A channel's history (sorted set by seq).</summary>

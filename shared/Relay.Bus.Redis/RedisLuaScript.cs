@@ -68,6 +68,31 @@ public sealed class RedisLuaScript
         }
     }
 
+    /// <summary>
+    /// Runs the script with no keys on <paramref name="server"/> (a master): in Redis Cluster, what it publishes then
+    /// leaves from that master, in order with its other writes' publishes.
+    /// </summary>
+    public async Task<RedisResult> EvaluateOnAsync(IServer server, RedisValue[] args)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        ArgumentNullException.ThrowIfNull(args);
+        var pending = server.ExecuteAsync("EVALSHA", Arguments([], args));
+        try
+        {
+            return await pending.ConfigureAwait(false);
+        }
+        catch (RedisServerException e) when (IsNoScript(e))
+        {
+            await LoadAsync(server).ConfigureAwait(false);
+            if (KeepsCallOrder)
+            {
+                throw;
+            }
+
+            return await server.ExecuteAsync("EVALSHA", Arguments([], args)).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Whether an error is the server's "no script by that SHA1".</summary>
     public static bool IsNoScript(RedisServerException error) =>
         error?.Message.StartsWith("NOSCRIPT", StringComparison.Ordinal) == true;

@@ -11,20 +11,24 @@ namespace Relay.Bus.Redis;
 /// </summary>
 /// <remarks>
 /// Keys, next to the channel log's (<see cref="RedisChannelLog.KeyPrefix"/>): <c>…:members</c> (hash: <c>clientId\nconnectionId</c>
-/// → <c>nodeId\nbody</c>), <c>…:clients</c> (hash: clientId → connections) and, per node, <c>relay:bus:node:&lt;id&gt;:presence</c>
-/// (set of the channel prefixes where the node has members). Member keys carry no expiry: they live as long as their node;
+/// → <c>nodeId\nbody</c>), <c>…:clients</c> (hash: clientId → connections) and, per node, <see cref="RedisKeys.NodePresence"/>
+/// (set of <c>publishChannel\nprefix</c> where the node has members: a leave goes to the channel's fan-out shard). Member keys carry no expiry: they live as long as their node;
 /// <see cref="EvictNodeAsync"/> removes a dead node's members (fan-out calls it when a node's heartbeat stops).
+/// Redis Cluster: each script touches one channel's keys only (one slot). The node's index is in the bus's slot, so it is
+/// written by a command of its own, before the member (the index may name more channels than hold members, never fewer),
+/// and an eviction runs one script per channel it names.
 /// </remarks>
 public sealed class RedisPresence(IDatabaseAsync database)
 {
+    // KEYS (every script): the channel's pos, log, members, clients.
     private const string Prelude = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local function epoch_of(prefix, fresh)
-          local pos = prefix .. 'pos'
+        local pos, log, members, clients = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+        local function epoch_of(fresh)
           local epoch = redis.call('HGET', pos, 'epoch')
           if epoch then return epoch end
-          redis.call('DEL', pos, prefix .. 'log')
+          redis.call('DEL', pos, log)
           redis.call('HSET', pos, 'epoch', fresh, 'seq', 0)
           return fresh
         end
@@ -35,54 +39,65 @@ public sealed class RedisPresence(IDatabaseAsync database)
           return string.sub(value, string.find(value, '\n', 1, true) + 1)
         end
         -- Removes one member; emits leave when it was the client's last connection.
-        local function remove(prefix, field, client, body, channel, fresh)
-          local old = redis.call('HGET', prefix .. 'members', field)
+        local function remove(field, client, body, channel, fresh)
+          local old = redis.call('HGET', members, field)
           if not old then return 0 end
-          redis.call('HDEL', prefix .. 'members', field)
-          if redis.call('HINCRBY', prefix .. 'clients', client, -1) <= 0 then
-            redis.call('HDEL', prefix .. 'clients', client)
+          redis.call('HDEL', members, field)
+          if redis.call('HINCRBY', clients, client, -1) <= 0 then
+            redis.call('HDEL', clients, client)
             if body == '' then body = body_of(old) end
-            emit(channel, epoch_of(prefix, fresh), 'leave', body)
+            emit(channel, epoch_of(fresh), 'leave', body)
           end
           return 1
         end
 
         """;
 
-    // KEYS: the node's presence index. ARGV: prefix, action, clientId, connectionId, nodeId, body, publish channel, fresh
-    // epoch, lease key and owner ('' = unfenced), most members. Returns -1 when fenced out, -2 when a new member finds the set full.
+    // ARGV: action, clientId, connectionId, nodeId, body, publish channel, fresh epoch, fencing token ('' = unfenced; as
+    // the channel log's append: pos keeps the highest that wrote), most members. Returns -1 when fenced out, -2 when a
+    // new member finds the set full.
     private static readonly RedisLuaScript s_change = new(Prelude + """
-        if ARGV[9] ~= '' and redis.call('GET', ARGV[9]) ~= ARGV[10] then return -1 end
-        local prefix, action, client = ARGV[1], ARGV[2], ARGV[3]
-        local field = client .. '\n' .. ARGV[4]
-        if action == 'leave' then return remove(prefix, field, client, ARGV[6], ARGV[7], ARGV[8]) end
-        local existed = redis.call('HEXISTS', prefix .. 'members', field) == 1
-        if not existed and redis.call('HLEN', prefix .. 'members') >= tonumber(ARGV[11]) then return -2 end
-        local present = tonumber(redis.call('HGET', prefix .. 'clients', client) or '0') > 0
-        redis.call('HSET', prefix .. 'members', field, ARGV[5] .. '\n' .. ARGV[6])
-        if not existed then redis.call('HINCRBY', prefix .. 'clients', client, 1) end
-        redis.call('SADD', KEYS[1], prefix)
+        local token = ARGV[8]
+        if token ~= '' then
+          local held = redis.call('HGET', pos, 'fence')
+          if held and tonumber(held) > tonumber(token) then return -1 end
+        end
+        local function keep_fence()
+          if token ~= '' and redis.call('EXISTS', pos) == 1 and redis.call('HGET', pos, 'fence') ~= token then
+            redis.call('HSET', pos, 'fence', token)
+          end
+        end
+        local action, client = ARGV[1], ARGV[2]
+        local field = client .. '\n' .. ARGV[3]
+        if action == 'leave' then
+          local removed = remove(field, client, ARGV[5], ARGV[6], ARGV[7])
+          keep_fence()
+          return removed
+        end
+        local epoch = epoch_of(ARGV[7])
+        keep_fence()
+        local existed = redis.call('HEXISTS', members, field) == 1
+        if not existed and redis.call('HLEN', members) >= tonumber(ARGV[9]) then return -2 end
+        local present = tonumber(redis.call('HGET', clients, client) or '0') > 0
+        redis.call('HSET', members, field, ARGV[4] .. '\n' .. ARGV[5])
+        if not existed then redis.call('HINCRBY', clients, client, 1) end
         local event = 'update'
         if not present then event = 'enter' end
-        emit(ARGV[7], epoch_of(prefix, ARGV[8]), event, ARGV[6])
+        emit(ARGV[6], epoch, event, ARGV[5])
         return 1
         """);
 
-    // KEYS: the node's presence index. ARGV: nodeId, publish channel, fresh epoch. Reply: members removed.
+    // ARGV: nodeId, publish channel, fresh epoch. Removes the node's members of one channel; reply: how many.
     private static readonly RedisLuaScript s_evict = new(Prelude + """
-        local index = KEYS[1]
         local removed = 0
         local mark = ARGV[1] .. '\n'
-        for _, prefix in ipairs(redis.call('SMEMBERS', index)) do
-          local all = redis.call('HGETALL', prefix .. 'members')
-          for i = 1, #all, 2 do
-            if string.sub(all[i + 1], 1, #mark) == mark then
-              local client = string.sub(all[i], 1, string.find(all[i], '\n', 1, true) - 1)
-              removed = removed + remove(prefix, all[i], client, '', ARGV[2], ARGV[3])
-            end
+        local all = redis.call('HGETALL', members)
+        for i = 1, #all, 2 do
+          if string.sub(all[i + 1], 1, #mark) == mark then
+            local client = string.sub(all[i], 1, string.find(all[i], '\n', 1, true) - 1)
+            removed = removed + remove(all[i], client, '', ARGV[2], ARGV[3])
           end
         end
-        redis.call('DEL', index)
         return removed
         """);
 
@@ -90,19 +105,27 @@ public sealed class RedisPresence(IDatabaseAsync database)
     /// Applies <paramref name="action"/> (<c>enter</c>, <c>update</c>, <c>leave</c>) for a connection held by <paramref name="nodeId"/>
     /// and publishes the resulting presence event on <paramref name="publishTo"/>. <paramref name="record"/> is the member
     /// (app, channel, clientId, connectionId, data); for <c>leave</c> without data the member's last data goes out.
-    /// With <paramref name="fence"/>, nothing happens unless the key holds the owner (<see cref="PresenceChangeResult.NotOwner"/>).
+    /// With <paramref name="fence"/> (a shard lease's fencing token, as <see cref="RedisChannelLog.AppendAndPublishAsync"/>
+    /// takes it), nothing happens when the channel was written with a higher one (<see cref="PresenceChangeResult.NotOwner"/>).
     /// A member not yet present is refused when the channel has <paramref name="maxMembers"/> already (<see cref="PresenceChangeResult.Full"/>).
     /// </summary>
-    public async Task<PresenceChangeResult> ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo, (string Key, string Owner)? fence = null, int maxMembers = int.MaxValue)
+    public async Task<PresenceChangeResult> ChangeAsync(string action, string nodeId, RelayMessage record, string publishTo, string? fence = null, int maxMembers = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxMembers);
         var prefix = RedisChannelLog.KeyPrefix(record.App, record.Channel);
         var body = action == "leave" && record.Data.IsEmpty ? [] : BusCodec.EncodeBody(record);
+        if (action != "leave")
+        {
+            // The node's index first: a member is never in Redis without its channel in the index that evicts it.
+            // Entries are "publishChannel\nprefix": an eviction's leave goes to the channel's fan-out shard.
+            await database.SetAddAsync(RedisKeys.NodePresence(nodeId), publishTo + "\n" + prefix).ConfigureAwait(false);
+        }
+
         var reply = await s_change.EvaluateAsync(
             database,
-            [RedisKeys.NodePresence(nodeId)],
-            [prefix, action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence?.Key ?? "", fence?.Owner ?? "", maxMembers]).ConfigureAwait(false);
+            Keys(prefix),
+            [action, record.ClientId!, record.ConnectionId!, nodeId, body, publishTo, RedisChannelLog.NewEpoch(), fence ?? "", maxMembers]).ConfigureAwait(false);
         return (long)reply switch
         {
             -1 => PresenceChangeResult.NotOwner,
@@ -126,10 +149,29 @@ public sealed class RedisPresence(IDatabaseAsync database)
         return members;
     }
 
-    /// <summary>Removes every member a node held (it died), publishing the leave events; returns how many were removed.</summary>
+    /// <summary>
+    /// Removes every member a node held (it died), publishing each leave event where the member's changes went (its
+    /// channel's fan-out shard; <paramref name="publishTo"/> for an entry written before fan-out was sharded); returns how
+    /// many were removed. One script per channel in the node's index (each in its channel's slot), each channel dropped
+    /// from the index once done.
+    /// </summary>
     public async Task<long> EvictNodeAsync(string nodeId, string publishTo)
     {
-        var reply = await s_evict.EvaluateAsync(database, [RedisKeys.NodePresence(nodeId)], [nodeId, publishTo, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);
-        return (long)reply;
+        var index = RedisKeys.NodePresence(nodeId);
+        long removed = 0;
+        foreach (var entry in await database.SetMembersAsync(index).ConfigureAwait(false))
+        {
+            // "publishChannel\nprefix"; a bare prefix (written before fan-out was sharded) publishes on publishTo.
+            var held = (string)entry!;
+            var split = held.IndexOf('\n', StringComparison.Ordinal);
+            var (channel, prefix) = split < 0 ? (publishTo, held) : (held[..split], held[(split + 1)..]);
+            removed += (long)await s_evict.EvaluateAsync(database, Keys(prefix), [nodeId, channel, RedisChannelLog.NewEpoch()]).ConfigureAwait(false);
+            await database.SetRemoveAsync(index, entry).ConfigureAwait(false);
+        }
+
+        return removed;
     }
+
+    private static RedisKey[] Keys(string prefix) =>
+        [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Members(prefix), RedisKeys.Clients(prefix)];
 }

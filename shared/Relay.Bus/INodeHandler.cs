@@ -13,4 +13,10 @@ public interface INodeHandler
     /// and read back what is missing. Never called by a bus that cannot lose deliveries.
     /// </summary>
     ValueTask OnResyncAsync() => ValueTask.CompletedTask;
+
+    /// <summary>
+    /// As <see cref="OnResyncAsync()"/>, for the channels <paramref name="channels"/> accepts (app, channel) only: a fan-out
+    /// process took over their shard, so only they may have missed deliveries.
+    /// </summary>
+    ValueTask OnResyncAsync(Func<string, string, bool> channels) => OnResyncAsync();
 }

@@ -71,6 +71,7 @@ public sealed class HarnessSmokeTests
 
     [Theory]
     [InlineData("relay")]
+    [InlineData("relay-redis-fanout2")]
     [InlineData("nats")]
     [InlineData("signalr")]
     public async Task ManyPublishers_OnManySmallChannels_CountsEveryDeliveryExactly(string name)

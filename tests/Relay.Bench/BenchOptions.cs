@@ -54,7 +54,8 @@ internal sealed class BenchOptions
 
         usage: dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll [scenario ...] [options]
           scenarios: fanout latency channels publish-ws many-publishers publish-http idle (default: all)
-          --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus)
+          --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus;
+                                         relay-redis-fanout1, relay-redis-fanout2: ingress, routing and 1 or 2 fan-out processes)
           --subscribers N      fanout: subscribers of the one channel (10000)
           --channels C         channels, many-publishers: how many channels (1000)
           --per-channel K      channels, many-publishers: subscribers per channel (3)

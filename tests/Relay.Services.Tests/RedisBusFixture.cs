@@ -6,7 +6,7 @@ namespace Relay.Services.Tests;
 /// A real redis-server for one test class, and the settings that put a Relay's bus on it. Each class gets its own
 /// Redis, so spec classes running in parallel never share channels, history or cluster membership.
 /// </summary>
-public sealed class RedisBusFixture : IAsyncLifetime
+public sealed class RedisBusFixture : IRedisBusSettings, IAsyncLifetime
 {
     // Short leases, so shards held by the server of a previous test (same Redis) move on within a test's timeouts.
     private const string LeaseTtl = "00:00:02";
@@ -15,7 +15,7 @@ public sealed class RedisBusFixture : IAsyncLifetime
 
     public RedisServer Redis => _redis ?? throw new InvalidOperationException("The fixture has not started.");
 
-    /// <summary>Adds the entries that select the Redis bus on this server.</summary>
+    /// <inheritdoc />
     public void AddTo(IDictionary<string, string?> settings)
     {
         settings["Relay:Bus"] = "redis";

@@ -6,9 +6,13 @@ namespace Relay.Services.Tests;
 /// One real server on the Redis bus, shared by a test class: <see cref="ServerFixture"/>'s settings plus
 /// <c>Relay:Bus=redis</c>, backed by a redis-server of its own.
 /// </summary>
-public sealed class RedisBusServerFixture : IServerFixture, IAsyncLifetime
+public sealed class RedisBusServerFixture() : RedisBusServerFixture<RedisBusFixture>(new RedisBusFixture());
+
+/// <summary>One real server on the Redis bus, over the Redis <typeparamref name="TRedis"/> starts.</summary>
+public abstract class RedisBusServerFixture<TRedis>(TRedis redis) : IServerFixture, IAsyncLifetime
+    where TRedis : IRedisBusSettings, IAsyncLifetime
 {
-    private readonly RedisBusFixture _redis = new();
+    private readonly TRedis _redis = redis;
     private RelayServer? _server;
 
     public RelayServer Server => _server ?? throw new InvalidOperationException("The fixture has not started.");

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 
 namespace Relay.Testing;
@@ -109,6 +107,15 @@ public sealed class RedisSentinelSet : IAsyncDisposable
 
             throw;
         }
+    }
+
+    /// <summary>Waits until <paramref name="server"/> (an old master restarted, say) is a replica in sync with its master.</summary>
+    public Task WaitForReplicaInSyncAsync(RedisServer server)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        return WaitUntilAsync(
+            async () => (await CommandAsync(server.Port, "INFO", "replication")).Contains("master_link_status:up", StringComparison.Ordinal),
+            $"127.0.0.1:{server.Port} to replicate the new master");
     }
 
     /// <summary>Waits until the sentinels name <paramref name="server"/> as the master.</summary>
@@ -226,40 +233,7 @@ public sealed class RedisSentinelSet : IAsyncDisposable
         return null;
     }
 
-    // One command over a raw socket, its reply as text ("" when the server does not answer).
-    private static async Task<string> CommandAsync(int port, params string[] args)
-    {
-        try
-        {
-            using var client = new TcpClient();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
-            var stream = client.GetStream();
-            var command = new StringBuilder().Append('*').Append(args.Length).Append("\r\n");
-            foreach (var arg in args)
-            {
-                command.Append('$').Append(Encoding.UTF8.GetByteCount(arg)).Append("\r\n").Append(arg).Append("\r\n");
-            }
-
-            await stream.WriteAsync(Encoding.UTF8.GetBytes(command.ToString()), timeout.Token);
-            var buffer = new byte[16384];
-            var total = 0;
-
-            // Replies here are small; read what arrives within a moment of the first bytes.
-            total += await stream.ReadAsync(buffer.AsMemory(total), timeout.Token);
-            await Task.Delay(20, timeout.Token);
-            while (client.Available > 0 && total < buffer.Length)
-            {
-                total += await stream.ReadAsync(buffer.AsMemory(total), timeout.Token);
-            }
-
-            return Encoding.UTF8.GetString(buffer, 0, total);
-        }
-        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
-        {
-            return "";
-        }
-    }
+    private static Task<string> CommandAsync(int port, params string[] args) => RedisCommand.SendAsync(port, args);
 
     private async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)
     {

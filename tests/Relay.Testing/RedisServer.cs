@@ -101,10 +101,13 @@ public sealed class RedisServer : IAsyncDisposable
     public string Configuration =>
         $"127.0.0.1:{Port.ToString(System.Globalization.CultureInfo.InvariantCulture)}" + (Password is null ? "" : ",password=" + Password) + (Tls ? ",ssl=true,sslHost=localhost" : "");
 
-    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
-    public ConfigurationOptions Options()
+    /// <summary>
+    /// Test client options for <paramref name="configuration"/>: quick to notice a restart or a failover (250 ms
+    /// heartbeats, a retry every 100 ms), admin commands allowed.
+    /// </summary>
+    public static ConfigurationOptions QuickClientOptions(string configuration)
     {
-        var options = ConfigurationOptions.Parse(Configuration);
+        var options = ConfigurationOptions.Parse(configuration);
         options.AbortOnConnectFail = false;
         options.ConnectTimeout = 5000;
         options.AsyncTimeout = 5000;
@@ -112,6 +115,13 @@ public sealed class RedisServer : IAsyncDisposable
         options.HeartbeatInterval = TimeSpan.FromMilliseconds(250);
         options.ReconnectRetryPolicy = new LinearRetry(100);
         options.AllowAdmin = true;
+        return options;
+    }
+
+    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
+    public ConfigurationOptions Options()
+    {
+        var options = QuickClientOptions(Configuration);
         if (Tls)
         {
             options.CertificateValidation += PinnedCertificate;

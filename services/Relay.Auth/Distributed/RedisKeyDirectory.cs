@@ -18,9 +18,9 @@ namespace Relay.Auth.Distributed;
 /// ingress nodes with <c>Relay:Auth:KeySource=redis</c> follow (<see cref="RedisKeyFollower"/>).
 /// </summary>
 /// <remarks>
-/// Keys: <c>relay:auth:keys</c> (hash: <c>APPID.KEYID</c> → JSON with app, id, secret, capabilities),
-/// <c>relay:auth:signers</c> (hash: JWKS kid → SubjectPublicKeyInfo, base64), <c>relay:auth:version</c> (a counter bumped on
-/// every publish). Secrets sit in Redis because HS256 tokens are verified with them: protect Redis (AUTH, TLS, private network)
+/// Keys: <c>relay:{relay:auth}:keys</c> (hash: <c>APPID.KEYID</c> → JSON with app, id, secret, capabilities),
+/// <c>relay:{relay:auth}:signers</c> (hash: JWKS kid → SubjectPublicKeyInfo, base64), <c>relay:{relay:auth}:version</c> (a
+/// counter bumped on every publish); one hash tag, so the publish script's three keys are one Redis Cluster slot. Secrets sit in Redis because HS256 tokens are verified with them: protect Redis (AUTH, TLS, private network)
 /// as you protect the auth service's configuration.
 /// </remarks>
 internal static class RedisKeyDirectory

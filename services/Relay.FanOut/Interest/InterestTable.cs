@@ -90,6 +90,22 @@ public sealed class InterestTable
         }
     }
 
+    /// <summary>Forgets every node's interest in the channels (not patterns) <paramref name="match"/> accepts (app, channel).</summary>
+    public void RemoveChannels(Func<string, string, bool> match)
+    {
+        ArgumentNullException.ThrowIfNull(match);
+        lock (_writeGate)
+        {
+            foreach (var (key, _) in _exact)
+            {
+                if (match(key.App, key.Channel))
+                {
+                    _exact.TryRemove(key, out _);
+                }
+            }
+        }
+    }
+
     /// <summary>Calls <paramref name="deliver"/> once for each node interested in <paramref name="channel"/>.</summary>
     public void ForEachNode<TState>(string app, string channel, TState state, Action<string, TState> deliver)
     {

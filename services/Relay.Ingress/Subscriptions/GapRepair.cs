@@ -69,12 +69,17 @@ internal sealed class GapRepair(
 
     /// <summary>
     /// Deliveries may have been lost with no later message to show it: asks <paramref name="positionOf"/> for each
-    /// followed channel's position and reads back what this node has not seen.
+    /// followed channel's position (each one <paramref name="only"/> accepts, when given) and reads back what this node has not seen.
     /// </summary>
-    public async Task ResyncAsync(Func<string, string, Task<(string Epoch, long Seq)?>> positionOf)
+    public async Task ResyncAsync(Func<string, string, Task<(string Epoch, long Seq)?>> positionOf, Func<string, string, bool>? only = null)
     {
         foreach (var ((app, channel), cursor) in _cursors)
         {
+            if (only is not null && !only(app, channel))
+            {
+                continue;
+            }
+
             (string Epoch, long Seq)? position;
             try
             {

@@ -11,8 +11,8 @@ namespace Relay.Routing.Channels;
 /// <summary>
 /// The routing shard's request handler when channel state lives in Redis (<c>Relay:Bus=redis</c>): seq, epoch, history and
 /// the idempotency window through <see cref="RedisChannelLog"/>, presence through <see cref="RedisPresence"/>. Each publish
-/// is one Lua script that appends and hands the message to fan-out, fenced by this instance's lease on the shard, so a
-/// shard's former owner can never append after a handover. Nothing is held in this process: any instance that takes a
+/// is one Lua script that appends and hands the message to fan-out, fenced by the token this instance's lease on the shard
+/// was taken with, so a shard's former owner can never append to a channel once the new owner wrote to it. Nothing is held in this process: any instance that takes a
 /// shard over continues where the last one stopped.
 /// </summary>
 public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namespaces) : IRoutingHandler
@@ -42,7 +42,12 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
         using var activity = RelayTracing.Start(RelayTracing.RoutingSequence, ActivityKind.Internal, request.TraceParent, request.Channel);
         var traceParent = activity?.Id ?? request.TraceParent;
         var policy = namespaces.For(request.Channel);
-        var fence = bus.FenceFor(request.App, request.Channel);
+        if (bus.FenceFor(request.App, request.Channel) is not { } fence)
+        {
+            return NotOwnerReply.Instance;
+        }
+
+        var publishTo = bus.FanOutChannelFor(request.App, request.Channel);
 
         // Every append is written before the first is awaited: Redis runs them in this order, so seqs follow the request.
         var appends = new Task<ChannelAppendResult?>[request.Items.Count];
@@ -69,13 +74,13 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
                 policy.HistorySize,
                 policy.HistoryTtl,
                 RoutingOptions.IdempotencyWindow,
-                RedisBus.FanOutChannel,
+                publishTo,
                 fence);
         }
 
         // With replicas to wait for, WAIT goes out right behind the appends and covers them.
         var replicas = bus.Options.ReplicasToAcknowledge;
-        var replicated = replicas > 0 ? Log.WaitForReplicasAsync(replicas, bus.Options.ReplicationTimeout) : null;
+        var replicated = replicas > 0 ? Log.WaitForReplicasAsync(request.App, request.Channel, replicas, bus.Options.ReplicationTimeout) : null;
         var seqs = new long[appends.Length];
         var epoch = "";
         for (var i = 0; i < appends.Length; i++)
@@ -147,7 +152,12 @@ public sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies namesp
             Data = request.Data,
         };
         var max = namespaces.For(request.Channel).MaxPresenceMembers;
-        return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, RedisBus.FanOutChannel, bus.FenceFor(request.App, request.Channel), max).ConfigureAwait(false) switch
+        if (bus.FenceFor(request.App, request.Channel) is not { } fence)
+        {
+            return NotOwnerReply.Instance;
+        }
+
+        return await bus.Presence.ChangeAsync(request.Action, request.NodeId ?? "unknown", record, bus.FanOutChannelFor(request.App, request.Channel), fence, max).ConfigureAwait(false) switch
         {
             PresenceChangeResult.Applied => new PresenceReply([]),
             PresenceChangeResult.Full => ChannelAuthority.PresenceFull(max, request.Channel),

@@ -108,6 +108,7 @@ internal static class FanOutScenario
             var cpu0 = running.Server.CpuTime();
             var threads0 = running.Server.ThreadCpuTimes();
             var redis0 = await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false);
+            var services0 = await ServiceSample.TakeAsync(running.Services).ConfigureAwait(false);
             var clock = Stopwatch.StartNew();
             recorder.Start();
             progress.Say($"measuring for {spec.Duration.TotalSeconds:0} s");
@@ -117,6 +118,7 @@ internal static class FanOutScenario
             var cpu1 = running.Server.CpuTime();
             var threads1 = running.Server.ThreadCpuTimes();
             var elapsed = clock.Elapsed;
+            var services1 = await ServiceSample.TakeAsync(running.Services).ConfigureAwait(false);
             var redis = (await RedisStats.SampleAsync(running.Companion).ConfigureAwait(false))?.Since(redis0!);
             recorder.Stop();
             await stop.CancelAsync().ConfigureAwait(false);
@@ -156,6 +158,11 @@ internal static class FanOutScenario
             if (redis is not null)
             {
                 progress.Say($"redis-server: {result.RedisCommandsPer:0.00} commands, {result.RedisBytesPer:N0} bytes and {result.RedisCpuMicrosPer:0.0} µs CPU per publish ({result.RedisCpuCores:0.00} cores); calls per publish: {redis.Busiest(published1 - published0)}");
+            }
+
+            if (running.Services.Count > 0)
+            {
+                progress.Say(ServiceSample.Describe(running.Services, services0, services1, elapsed));
             }
 
             progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, {result.PublishedPerSecond:N0} publishes/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, server CPU {result.ServerCpuCores:0.00} cores (busiest thread {result.BusiestThreadCores:0.00}, {result.BusiestThreadName}), lost {result.Lost}, extra {result.Extra}, disconnected {result.Disconnected}");

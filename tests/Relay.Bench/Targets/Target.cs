@@ -63,14 +63,23 @@ internal abstract class Target
 internal sealed record PublishTemplate(byte[] Bytes, int StampOffset);
 
 /// <summary>
-/// A started target: its process (whose CPU and memory are measured), the WebSocket address clients connect to, and a
-/// process it needs (Redis for <c>relay-redis</c>; not measured), stopped after it.
+/// A started target: its process (whose CPU and memory are measured), the WebSocket address clients connect to, a
+/// process it needs (Redis for <c>relay-redis</c>; not measured), and the other services of a target run as separate
+/// processes (routing and fan-out for <c>relay-redis-fanout1</c>/<c>2</c>; each one's CPU reported on its own), all
+/// stopped after it.
 /// </summary>
 internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri? HttpBase, ServerProcess? Companion = null) : IAsyncDisposable
 {
+    public IReadOnlyList<ServerProcess> Services { get; init; } = [];
+
     public async ValueTask DisposeAsync()
     {
         await Server.DisposeAsync().ConfigureAwait(false);
+        foreach (var service in Services)
+        {
+            await service.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (Companion is not null)
         {
             await Companion.DisposeAsync().ConfigureAwait(false);
@@ -80,13 +89,16 @@ internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri
 
 /// <summary>
 /// Relay's standalone host, from this repository's Release build: over the in-memory bus (<c>relay</c>), or over the
-/// Redis bus with a redis-server of its own (<c>relay-redis</c>: every hop through Redis, as between processes).
+/// Redis bus with a redis-server of its own (<c>relay-redis</c>: every hop through Redis, as between processes). With
+/// <paramref name="fanOutProcesses"/>, the services as separate processes over the Redis bus instead
+/// (<c>relay-redis-fanout1</c>, <c>relay-redis-fanout2</c>): one ingress node (the measured server, keeping its own
+/// keys), one routing instance and that many fan-out processes, which share the fan-out shards.
 /// </summary>
-internal sealed class RelayTarget(bool redisBus = false) : Target
+internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0) : Target
 {
     public const string AppKey = "bench.root:bench-secret-0123456789";
 
-    public override string Name => redisBus ? "relay-redis" : "relay";
+    public override string Name => fanOutProcesses > 0 ? $"relay-redis-fanout{fanOutProcesses}" : redisBus ? "relay-redis" : "relay";
 
     public override ProtocolTokens Tokens { get; } = new("\"type\":\"connected\""u8.ToArray(), "\"type\":\"ok\""u8.ToArray(), "\"type\":\"error\""u8.ToArray());
 
@@ -109,7 +121,7 @@ internal sealed class RelayTarget(bool redisBus = false) : Target
             ["Relay__Ingress__SendQueueBytes"] = "67108864",
         };
         ServerProcess? redis = null;
-        if (redisBus)
+        if (redisBus || fanOutProcesses > 0)
         {
             var redisPort = ServerProcess.FreePort();
             var binary = BenchEnvironment.FindExecutable("redis-server", "apt-get install redis-server");
@@ -118,14 +130,31 @@ internal sealed class RelayTarget(bool redisBus = false) : Target
             settings["Relay__Redis__Configuration"] = $"127.0.0.1:{redisPort}";
         }
 
+        var services = new List<ServerProcess>();
         try
         {
-            var (server, port) = await StartDotnetAsync(Name, environment, "services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll", settings).ConfigureAwait(false);
+            var host = "services/Relay.Standalone/bin/Release/net10.0/Relay.Standalone.dll";
+            if (fanOutProcesses > 0)
+            {
+                host = "services/Relay.Ingress/bin/Release/net10.0/Relay.Ingress.dll";
+                services.Add((await StartDotnetAsync("routing", environment, "services/Relay.Routing/bin/Release/net10.0/Relay.Routing.dll", settings).ConfigureAwait(false)).Server);
+                for (var i = 1; i <= fanOutProcesses; i++)
+                {
+                    services.Add((await StartDotnetAsync($"fanout-{i}", environment, "services/Relay.FanOut/bin/Release/net10.0/Relay.FanOut.dll", settings).ConfigureAwait(false)).Server);
+                }
+            }
+
+            var (server, port) = await StartDotnetAsync(Name, environment, host, settings).ConfigureAwait(false);
             var key = Uri.EscapeDataString(AppKey);
-            return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"), redis);
+            return new RunningTarget(server, new Uri($"ws://127.0.0.1:{port}/v1/realtime?key={key}"), new Uri($"http://127.0.0.1:{port}/"), redis) { Services = services };
         }
         catch
         {
+            foreach (var service in services)
+            {
+                await service.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (redis is not null)
             {
                 await redis.DisposeAsync().ConfigureAwait(false);

@@ -10,9 +10,11 @@ internal static class Targets
     {
         "relay" => new RelayTarget(),
         "relay-redis" => new RelayTarget(redisBus: true),
+        "relay-redis-fanout1" => new RelayTarget(redisBus: true, fanOutProcesses: 1),
+        "relay-redis-fanout2" => new RelayTarget(redisBus: true, fanOutProcesses: 2),
         "nats" => new NatsTarget(),
         "signalr" => new SignalRTarget(),
-        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, nats or signalr"),
+        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, relay-redis-fanout1, relay-redis-fanout2, nats or signalr"),
     };
 
     public static string PeerVersions(IEnumerable<string> names)
@@ -27,6 +29,9 @@ internal static class Targets
                     break;
                 case "relay-redis":
                     parts.Add("Relay over its Redis bus (redis-server from Debian; its CPU and memory not counted)");
+                    break;
+                case "relay-redis-fanout1" or "relay-redis-fanout2":
+                    parts.Add($"{name}: Relay's services as separate processes over Redis, the ingress node measured as the server (routing's and each fan-out process's CPU in the log)");
                     break;
                 case "signalr":
                     parts.Add($"ASP.NET Core SignalR {Environment.Version} (tests/Relay.Bench/peers/SignalRPeer)");

@@ -37,7 +37,7 @@ public sealed class FanOutRestartUnderLoadTests(ITestOutputHelper output)
         await subscriber.StartAsync();
         await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
         var acknowledged = new long[Total + 1];
-        var publishing = PublishPacedAsync(publisher, acknowledged, stop.Token);
+        var publishing = PacedPublisher.PublishAsync(publisher, acknowledged, 1, Total, PerSecond, static _ => Channel, output.WriteLine, stop.Token);
         var following = subscriber.FollowAsync(Total, stop.Token);
 
         // Fan-out dies two seconds in (about 2,000 published) and a new one starts a second later.
@@ -63,64 +63,6 @@ public sealed class FanOutRestartUnderLoadTests(ITestOutputHelper output)
         var unrepaired = await MetricAsync(cluster.IngressB, "relay_ingress_gap_messages_unrepaired_total");
         output.WriteLine($"ingress B: unrepaired {unrepaired}, repaired {await MetricAsync(cluster.IngressB, "relay_ingress_gap_messages_repaired_total")}");
         Assert.InRange(unrepaired, 1, subscriber.Lost.Count);
-    }
-
-    // Sends publishes with idempotency ids at PerSecond, up to 64 in flight, and re-sends any not acknowledged within
-    // 3 s or refused, with the same id, until every one has its seq.
-    private async Task PublishPacedAsync(TestSocket publisher, long[] acknowledged, CancellationToken cancellationToken)
-    {
-        var sentAt = new long[Total + 1];
-        var inFlight = 0;
-        var replies = Task.Run(async () =>
-        {
-            var pending = Total;
-            while (pending > 0)
-            {
-                var reply = await publisher.ReceiveAsync(TimeSpan.FromSeconds(30));
-                if (!reply.TryGetProperty("ref", out var reference))
-                {
-                    continue;
-                }
-
-                var n = reference.GetInt32();
-                if (reply.GetProperty("type").GetString() == "ok" && acknowledged[n] == 0)
-                {
-                    Volatile.Write(ref acknowledged[n], reply.GetProperty("seq").GetInt64());
-                    pending--;
-                }
-                else if (reply.GetProperty("type").GetString() != "ok")
-                {
-                    output.WriteLine($"publish {n} refused: {reply.GetRawText()}");
-                    Volatile.Write(ref sentAt[n], 0);
-                }
-
-                Interlocked.Decrement(ref inFlight);
-            }
-        }, cancellationToken);
-
-        var clock = Stopwatch.StartNew();
-        var next = 1;
-        while (!replies.IsCompleted)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var due = (int)Math.Min(Total, clock.ElapsedMilliseconds * PerSecond / 1000);
-            for (var n = 1; n <= Math.Max(due, next - 1) && Volatile.Read(ref inFlight) < 64; n++)
-            {
-                var sent = Volatile.Read(ref sentAt[n]);
-                var first = n >= next;
-                if (first || (Volatile.Read(ref acknowledged[n]) == 0 && (sent == 0 || clock.ElapsedMilliseconds - sent > 3000)))
-                {
-                    Volatile.Write(ref sentAt[n], Math.Max(1, clock.ElapsedMilliseconds));
-                    Interlocked.Increment(ref inFlight);
-                    await publisher.SendAsync(new { type = "publish", @ref = n, channel = Channel, id = $"m-{n}", data = new { n } });
-                    next = Math.Max(next, n + 1);
-                }
-            }
-
-            await Task.Delay(5, cancellationToken);
-        }
-
-        await replies;
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)

@@ -7,7 +7,7 @@ namespace Relay.Integration.Tests.Distributed;
 
 /// <summary>
 /// Relay as separate processes over a real Redis, as <c>tye.yaml</c> runs it: auth, two routing instances, one fan-out
-/// and two ingress nodes (A and B), each its own <c>dotnet Relay.X.dll</c> on a free loopback port with
+/// (or more: they share the fan-out shards) and two ingress nodes (A and B), each its own <c>dotnet Relay.X.dll</c> on a free loopback port with
 /// <c>Relay__Bus=redis</c>. Every process is ours and is killed by its PID when the cluster is disposed.
 /// </summary>
 internal sealed class RelayCluster : IAsyncDisposable
@@ -17,39 +17,50 @@ internal sealed class RelayCluster : IAsyncDisposable
     private readonly string _logDirectory = Directory.CreateTempSubdirectory("relay-cluster-").FullName;
     private Dictionary<string, string> _authSettings = [];
 
-    private RelayCluster(RedisServer redis, Dictionary<string, string> environment)
+    private readonly RedisServer? _redis;
+    private readonly RedisClusterSet? _redisCluster;
+
+    private RelayCluster(RedisServer? redis, RedisClusterSet? redisCluster, Dictionary<string, string> environment)
     {
-        Redis = redis;
+        _redis = redis;
+        _redisCluster = redisCluster;
         _environment = environment;
     }
 
-    public RedisServer Redis { get; }
+    /// <summary>The one redis-server (not for a cluster started over a Redis Cluster).</summary>
+    public RedisServer Redis => _redis ?? throw new InvalidOperationException("this Relay runs over a Redis Cluster, not one redis-server");
 
     public ServiceProcess Auth { get; private set; } = null!;
 
     public ServiceProcess[] Routing { get; private set; } = [];
 
-    public ServiceProcess FanOut { get; private set; } = null!;
+    public ServiceProcess FanOut => FanOuts[0];
+
+    public ServiceProcess[] FanOuts { get; private set; } = [];
 
     public ServiceProcess IngressA { get; private set; } = null!;
 
     public ServiceProcess IngressB { get; private set; } = null!;
 
-    private IEnumerable<ServiceProcess> All => [Auth, .. Routing, FanOut, IngressA, IngressB];
+    private IEnumerable<ServiceProcess> All => [Auth, .. Routing, .. FanOuts, IngressA, IngressB];
 
     /// <summary>
-    /// Starts Redis and the six processes; <paramref name="environment"/> is added to every process's. With
+    /// Starts Redis and the six processes (<paramref name="fanOuts"/> fan-out processes: one more process for each past
+    /// the first); <paramref name="environment"/> is added to every process's. With
     /// <paramref name="authSettingsDirectory"/>, the auth service runs with that folder as its content root and takes its
     /// apps and keys from the <c>appsettings.json</c> there (which a test may edit while it runs), not from its environment.
+    /// With <paramref name="overRedisCluster"/>, Redis is a three-master Redis Cluster (<see cref="RedisClusterSet"/>).
     /// </summary>
-    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? authSettingsDirectory = null)
+    public static async Task<RelayCluster> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? authSettingsDirectory = null, int fanOuts = 1, bool overRedisCluster = false)
     {
-        var redis = await RedisServer.StartAsync();
+        var redis = overRedisCluster ? null : await RedisServer.StartAsync();
+        var redisCluster = overRedisCluster ? await RedisClusterSet.StartAsync() : null;
         var settings = new Dictionary<string, string>
         {
             ["Relay__Bus"] = "redis",
-            ["Relay__Redis__Configuration"] = redis.Configuration,
+            ["Relay__Redis__Configuration"] = redis?.Configuration ?? redisCluster!.Configuration,
             ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
+            ["Relay__Redis__FanOutLeaseTtl"] = "00:00:01.5",
             ["Relay__Redis__NodeTtl"] = "00:00:02",
             ["Relay__Redis__RequestTimeout"] = "00:00:10",
             ["Logging__LogLevel__Default"] = "Information",
@@ -64,19 +75,19 @@ internal sealed class RelayCluster : IAsyncDisposable
             settings[key] = value;
         }
 
-        var cluster = new RelayCluster(redis, settings) { _authSettings = keys };
+        var cluster = new RelayCluster(redis, redisCluster, settings) { _authSettings = keys };
         try
         {
             // The auth service first: the ingress nodes are given its URL, to pass token requests to.
             cluster.Auth = await cluster.StartServiceAsync("auth", "Relay.Auth");
-            var starting = new[]
-            {
+            Task<ServiceProcess>[] starting =
+            [
                 cluster.StartServiceAsync("routing-1", "Relay.Routing"),
                 cluster.StartServiceAsync("routing-2", "Relay.Routing"),
-                cluster.StartServiceAsync("fanout", "Relay.FanOut"),
                 cluster.StartServiceAsync("ingress-a", "Relay.Ingress"),
                 cluster.StartServiceAsync("ingress-b", "Relay.Ingress"),
-            };
+                .. Enumerable.Range(1, fanOuts).Select(i => cluster.StartServiceAsync(i == 1 ? "fanout" : $"fanout-{i}", "Relay.FanOut")),
+            ];
             ServiceProcess[] started;
             try
             {
@@ -94,9 +105,9 @@ internal sealed class RelayCluster : IAsyncDisposable
             }
 
             cluster.Routing = [started[0], started[1]];
-            cluster.FanOut = started[2];
-            cluster.IngressA = started[3];
-            cluster.IngressB = started[4];
+            cluster.IngressA = started[2];
+            cluster.IngressB = started[3];
+            cluster.FanOuts = started[4..];
             await cluster.WaitForShardsAsync();
         }
         catch
@@ -149,10 +160,10 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until every routing shard has an owner (both instances registered and split the shards).</summary>
+    /// <summary>Waits until every routing shard and every fan-out shard has an owner.</summary>
     public async Task WaitForShardsAsync()
     {
-        await using var connection = await Redis.ConnectAsync();
+        await using var connection = await ConnectRedisAsync();
         var redis = connection.GetDatabase();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
@@ -166,14 +177,15 @@ internal sealed class RelayCluster : IAsyncDisposable
                 }
             }
 
-            if (owned == 16)
+            var fanOutOwners = await FanOutOwnersAsync();
+            if (owned == 16 && fanOutOwners.All(static o => o is not null))
             {
                 return;
             }
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"only {owned} of 16 routing shards have an owner after 20 s; logs in {_logDirectory}");
+                throw new TimeoutException($"{owned} of 16 routing shards and {fanOutOwners.Count(static o => o is not null)} of 16 fan-out shards have an owner after 20 s; logs in {_logDirectory}");
             }
 
             await Task.Delay(100);
@@ -183,12 +195,26 @@ internal sealed class RelayCluster : IAsyncDisposable
     /// <summary>The owner of each routing shard's lease (null where none).</summary>
     public async Task<string?[]> ShardOwnersAsync()
     {
-        await using var connection = await Redis.ConnectAsync();
+        await using var connection = await ConnectRedisAsync();
         var redis = connection.GetDatabase();
         var owners = new string?[16];
         for (var shard = 0; shard < owners.Length; shard++)
         {
             owners[shard] = await redis.StringGetAsync(Relay.Bus.Redis.RedisKeys.Lease(shard));
+        }
+
+        return owners;
+    }
+
+    /// <summary>The owner (bus instance id) of each fan-out shard's lease (null where none).</summary>
+    public async Task<string?[]> FanOutOwnersAsync()
+    {
+        await using var connection = await ConnectRedisAsync();
+        var redis = connection.GetDatabase();
+        var owners = new string?[16];
+        for (var shard = 0; shard < owners.Length; shard++)
+        {
+            owners[shard] = await redis.StringGetAsync(Relay.Bus.Redis.RedisKeys.FanOutLease(shard));
         }
 
         return owners;
@@ -214,7 +240,15 @@ internal sealed class RelayCluster : IAsyncDisposable
         }
         finally
         {
-            await Redis.DisposeAsync();
+            if (_redis is not null)
+            {
+                await _redis.DisposeAsync();
+            }
+
+            if (_redisCluster is not null)
+            {
+                await _redisCluster.DisposeAsync();
+            }
         }
 
         Output?.Invoke(Logs);
@@ -227,6 +261,8 @@ internal sealed class RelayCluster : IAsyncDisposable
             // Best effort: it is a temporary folder.
         }
     }
+
+    private Task<StackExchange.Redis.IConnectionMultiplexer> ConnectRedisAsync() => _redis?.ConnectAsync() ?? _redisCluster!.ConnectAsync();
 
     internal static int FreePort()
     {
@@ -369,6 +405,18 @@ internal sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Freezes the process (SIGSTOP to its PID), as a long GC pause or a stalled VM would.</summary>
+    public void Pause() => Signal("-STOP");
+
+    /// <summary>Lets a paused process run again (SIGCONT).</summary>
+    public void Resume() => Signal("-CONT");
+
+    private void Signal(string signal)
+    {
+        using var kill = Process.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) ?? throw new InvalidOperationException("could not run kill");
+        kill.WaitForExit(5000);
+    }
+
     /// <summary>SIGKILL, as a crash would.</summary>
     public void Kill()
     {
@@ -381,6 +429,12 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
     public ValueTask DisposeAsync()
     {
+        if (!_process.HasExited)
+        {
+            // A paused process dies of SIGKILL too; resumed first all the same, so nothing waits on it.
+            Resume();
+        }
+
         Kill();
         _process.Dispose();
         return ValueTask.CompletedTask;

@@ -21,7 +21,8 @@ public sealed class BusBadInputTests(RedisBusServerFixture fixture) : IClassFixt
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "sturdy" });
 
-        List<RedisChannel> channels = [RedisKeys.FanOut, RedisKeys.Node(node.NodeId), RedisKeys.Reply(bus.InstanceId)];
+        List<RedisChannel> channels = [RedisKeys.Node(node.NodeId), RedisKeys.Reply(bus.InstanceId)];
+        channels.AddRange(Enumerable.Range(0, 16).Select(RedisKeys.FanOutShard));
         channels.AddRange(Enumerable.Range(0, 16).Select(RedisKeys.Shard));
         byte[][] garbage =
         [

@@ -23,7 +23,7 @@ public sealed class NodeRestartTests(RedisBusServerFixture fixture) : IClassFixt
 
         // The dead incarnation's member, as routing recorded it.
         var record = new RelayMessage { App = RelayServer.AppId, Channel = "haunted", Epoch = "", ClientId = "ghost", ConnectionId = "c-1", Data = Encoding.UTF8.GetBytes("{}") };
-        Assert.Equal(PresenceChangeResult.Applied, await bus.Presence.ChangeAsync("enter", "node-x", record, RedisBus.FanOutChannel));
+        Assert.Equal(PresenceChangeResult.Applied, await bus.Presence.ChangeAsync("enter", "node-x", record, bus.FanOutChannelFor(record.App, record.Channel)));
         var entered = await watcher.ReceiveMatchingAsync(static f => f.GetProperty("type").GetString() == "presence");
         Assert.Equal("enter", entered.GetProperty("action").GetString());
 

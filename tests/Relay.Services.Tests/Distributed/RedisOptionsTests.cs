@@ -70,6 +70,16 @@ public sealed class RedisOptionsTests(RedisBusFixture redis) : IClassFixture<Red
         Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), failure.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task FanOutLeaseTtl_TooShortToRenew_StopsTheHost_NamingTheSetting()
+    {
+        var settings = Settings();
+        settings["Relay:Redis:Configuration"] = redis.Redis.Configuration;
+        settings["Relay:Redis:FanOutLeaseTtl"] = "00:00:00.1";
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings));
+        Assert.Contains("Relay:Redis:FanOutLeaseTtl is 00:00:00.1000000; use at least 00:00:00.3", failure.Message, StringComparison.Ordinal);
+    }
+
     private static Dictionary<string, string?> Settings()
     {
         var settings = ServerFixture.Settings();

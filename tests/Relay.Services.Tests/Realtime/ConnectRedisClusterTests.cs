@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Realtime;
+
+public sealed class ConnectRedisClusterTests(RedisClusterBusServerFixture fixture) : ConnectSpec(fixture), IClassFixture<RedisClusterBusServerFixture>;

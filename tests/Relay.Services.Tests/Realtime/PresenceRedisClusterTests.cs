@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Realtime;
+
+public sealed class PresenceRedisClusterTests(RedisClusterBusServerFixture fixture) : PresenceSpec(fixture), IClassFixture<RedisClusterBusServerFixture>;
