@@ -102,16 +102,21 @@ public sealed partial class RedisBus
                     var added = await s_heartbeat.EvaluateAsync(Database, [RedisKeys.Nodes, RedisKeys.InterestOf(nodeId)], [nodeId, ttlMs]).ConfigureAwait(false);
 
                     // Redis forgot this node (restarted, or a sweep saw it silent), or a change could not be written:
-                    // register its whole interest again.
-                    if (_interestStale.TryRemove(nodeId, out _) | (long)added == 1)
+                    // register its whole interest again, then check every channel. Until fan-out has the interest
+                    // again, what it fans out misses this node: a node swept while Redis refused its heartbeats
+                    // (NOREPLICAS, OOM, a failover) for longer than NodeTtl missed what was published between the
+                    // sweep and now (WriteOutageTests). In Cluster a channel's messages may also have reached fan-out
+                    // before its entry (RedisBus.Interest.cs).
+                    var forgotten = (long)added == 1;
+                    if (_interestStale.TryRemove(nodeId, out _) | forgotten)
                     {
                         await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
-
-                        // In Cluster a channel's messages may have reached fan-out before its entry (RedisBus.Interest.cs).
-                        if (_isCluster)
+                        if (forgotten)
                         {
-                            await handler.OnResyncAsync().ConfigureAwait(false);
+                            LogNodeRegisteredAgain(_logger, nodeId);
                         }
+
+                        await handler.OnResyncAsync().ConfigureAwait(false);
                     }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
