@@ -88,6 +88,16 @@ public sealed partial class RedisBus
                     continue;
                 }
 
+                // And only onto the master the sentinels name: a killed master restarted empty answers ROLE as a master
+                // until the sentinels make it a replica, and the client may take it for the master meanwhile (the
+                // earlier rule moved every channel onto it, 2 runs of 5 of the kill test).
+                var named = await SentinelMasterAsync().ConfigureAwait(false);
+                if (!SameEndpoint(master, named))
+                {
+                    LogNotTheSentinelsMaster(_logger, master.ToString() ?? "?", named?.ToString() ?? "none");
+                    continue;
+                }
+
                 LogSubscriptionsOnReplica(_logger, channels.Count, endpoint.ToString() ?? "?", role.Value);
             }
 
@@ -140,12 +150,54 @@ public sealed partial class RedisBus
         await SubscribeNowAsync(channel, handler).ConfigureAwait(false);
     }
 
+    // The master the sentinels name for the service (the first sentinel that answers), through a connection to the
+    // sentinels of the bus's own (made on first use, kept): the client's sentinel connection is not reachable from here.
+    private async Task<EndPoint?> SentinelMasterAsync()
+    {
+        var options = _options.ToConfigurationOptions();
+        var serviceName = options.ServiceName!;
+        if (_sentinels is null)
+        {
+            options.AbortOnConnectFail = false;
+            _sentinels = await ConnectionMultiplexer.SentinelConnectAsync(options).ConfigureAwait(false);
+        }
+
+        foreach (var endpoint in _sentinels.GetEndPoints())
+        {
+            try
+            {
+                if (await _sentinels.GetServer(endpoint).SentinelGetMasterAddressByNameAsync(serviceName).ConfigureAwait(false) is { } named)
+                {
+                    return named;
+                }
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                // Ask the next sentinel.
+            }
+        }
+
+        return null;
+    }
+
+    private static bool SameEndpoint(EndPoint a, EndPoint? b) => b is not null && string.Equals(HostAndPort(a), HostAndPort(b), StringComparison.OrdinalIgnoreCase);
+
+    private static string HostAndPort(EndPoint endpoint) => endpoint switch
+    {
+        IPEndPoint ip => $"{ip.Address}:{ip.Port}",
+        DnsEndPoint dns => $"{dns.Host}:{dns.Port}",
+        _ => endpoint.ToString() ?? "",
+    };
+
     // Stands for "no queue" among the servers above.
     private static readonly EndPoint s_unsubscribed = new DnsEndPoint("unsubscribed", 0);
 
-    [LoggerMessage(EventId = 2030, Level = LogLevel.Warning, Message = "{Channels} bus subscriptions are on {EndPoint}, which is a {Role} now (a Sentinel failover): subscribing them again on the master")]
+    [LoggerMessage(EventId = 2040, Level = LogLevel.Warning, Message = "{Channels} bus subscriptions are on {EndPoint}, which is a {Role} now (a Sentinel failover): subscribing them again on the master")]
     private static partial void LogSubscriptionsOnReplica(ILogger logger, int channels, string endPoint, string role);
 
-    [LoggerMessage(EventId = 2031, Level = LogLevel.Debug, Message = "Could not check where the bus's subscriptions are: {Reason}")]
+    [LoggerMessage(EventId = 2043, Level = LogLevel.Information, Message = "The client sends master commands to {EndPoint}, but the sentinels name {Named}: the bus's subscriptions stay where they are until both agree")]
+    private static partial void LogNotTheSentinelsMaster(ILogger logger, string endPoint, string named);
+
+    [LoggerMessage(EventId = 2041, Level = LogLevel.Debug, Message = "Could not check where the bus's subscriptions are: {Reason}")]
     private static partial void LogSubscriptionCheckFailed(ILogger logger, string reason);
 }

@@ -35,6 +35,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly ConcurrentDictionary<RedisChannel, Action<ReadOnlyMemory<byte>>> _handlers = new();
     private readonly SemaphoreSlim _subscribing = new(1, 1);
     private IConnectionMultiplexer? _multiplexer;
+
+    // Under Sentinel, the bus's own connection to the sentinels (RedisBus.Sentinel.cs), made on first use.
+    private ConnectionMultiplexer? _sentinels;
     private IDatabase? _database;
     private RedisPresence? _presence;
     private bool _isCluster;
@@ -313,6 +316,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
 
         // The multiplexer belongs to RedisConnector (the container disposes it).
+        if (_sentinels is not null)
+        {
+            await _sentinels.DisposeAsync().ConfigureAwait(false);
+        }
+
         _stopping.Dispose();
     }
 
