@@ -28,10 +28,11 @@ public sealed class WriteOutageTests(ITestOutputHelper output)
         settings["Relay:Redis:RequestTimeout"] = "00:00:08";
         settings["Relay:Redis:CommandTimeout"] = "00:00:01";
 
-        // A heartbeat every 3 s and a fan-out tick (which sweeps) every 200 ms: once writes come back, the sweep mostly
-        // comes first, and the node is gone from Redis for up to 3 s before its next heartbeat.
-        settings["Relay:Redis:NodeTtl"] = "00:00:09";
-        settings["Relay:Redis:FanOutLeaseTtl"] = "00:00:00.6";
+        // A heartbeat every 5 s and a fan-out tick (which sweeps) every second: once writes come back, the sweep mostly
+        // comes first, and the node is gone from Redis for up to 5 s before its next heartbeat. (FanOutLeaseTtl stays
+        // 3 s: with 0.6 s its lease lapsed now and then on a busy machine, and each lapse resyncs the nodes, which hid
+        // the missed message.)
+        settings["Relay:Redis:NodeTtl"] = "00:00:15";
         await using var server = await RelayServer.StartAsync(settings);
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
@@ -61,7 +62,7 @@ public sealed class WriteOutageTests(ITestOutputHelper output)
             Assert.True(asked.Elapsed < TimeSpan.FromSeconds(5), $"a refused publish was answered after {asked.Elapsed.TotalSeconds:0.0} s");
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, 10.5 - outage.Elapsed.TotalSeconds)));
+        await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, 16.5 - outage.Elapsed.TotalSeconds)));
         Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Port, "CONFIG", "SET", "min-replicas-to-write", "0"), StringComparison.Ordinal);
 
         // Publish while the node is swept and not yet back, when that moment is seen (it normally is).
