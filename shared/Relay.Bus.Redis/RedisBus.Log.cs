@@ -31,6 +31,9 @@ public sealed partial class RedisBus
     [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Node {Node} could not send its heartbeat: {Reason}")]
     private static partial void LogHeartbeatFailed(ILogger logger, string node, string reason);
 
+    [LoggerMessage(EventId = 2014, Level = LogLevel.Warning, Message = "Node {Node} was gone from Redis (swept while its heartbeats failed, or Redis lost it) and registered again; its interest is written again and its channels checked")]
+    private static partial void LogNodeRegisteredAgain(ILogger logger, string node);
+
     [LoggerMessage(EventId = 2013, Level = LogLevel.Warning, Message = "Node {Node} could not write an interest change ({Reason}); its whole interest is written again with the next heartbeat")]
     private static partial void LogInterestFailed(ILogger logger, string node, string reason);
 

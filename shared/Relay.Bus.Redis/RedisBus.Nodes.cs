@@ -84,6 +84,7 @@ public sealed partial class RedisBus
 
             await SubscribeOrLaterAsync(nodeChannel, OnBatch).ConfigureAwait(false);
             var seenRestores = Volatile.Read(ref _subscriptionRestores);
+            var registered = false;
             while (!stoppingToken.IsCancellationRequested)
             {
                 try
@@ -105,13 +106,23 @@ public sealed partial class RedisBus
                     var added = await s_heartbeat.EvaluateAsync(Database, [RedisKeys.Nodes, RedisKeys.InterestOf(nodeId)], [nodeId, ttlMs]).ConfigureAwait(false);
 
                     // Redis forgot this node (restarted, or a sweep saw it silent), or a change could not be written:
-                    // register its whole interest again.
+                    // register its whole interest again, and when Redis forgot it (not at its first registration)
+                    // check every channel, logged as event 2014. Until fan-out has the interest
+                    // again, what it fans out misses this node: a node swept while Redis refused its heartbeats
+                    // (NOREPLICAS, OOM, a failover) for longer than NodeTtl missed what was published between the
+                    // sweep and now (WriteOutageTests). In Cluster a channel's messages may also have reached fan-out
+                    // before its entry (RedisBus.Interest.cs).
+                    var forgotten = (long)added == 1 && registered;
+                    registered = true;
                     if (_interestStale.TryRemove(nodeId, out _) | (long)added == 1)
                     {
                         await ReplaceInterestAsync(nodeId).ConfigureAwait(false);
+                        if (forgotten)
+                        {
+                            LogNodeRegisteredAgain(_logger, nodeId);
+                        }
 
-                        // In Cluster a channel's messages may have reached fan-out before its entry (RedisBus.Interest.cs).
-                        if (_isCluster)
+                        if (forgotten || _isCluster)
                         {
                             await handler.OnResyncAsync().ConfigureAwait(false);
                         }

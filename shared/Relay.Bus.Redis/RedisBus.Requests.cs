@@ -274,29 +274,37 @@ public sealed partial class RedisBus
 
         // Fenced out. When nobody holds the shard's lease (it ran out, or Redis restarted and lost or expired it), the
         // instances still listening race to claim it, and the one that wins handles the request at once instead of
-        // leaving its caller to time out. When another instance holds it, that owner answers.
+        // leaving its caller to time out. When another instance holds it, that owner answers. When Redis refuses the
+        // claim (NOREPLICAS while a promoted Sentinel master has no replica yet, OOM, a failover), nobody can take the
+        // shard now: the caller is told so at once (50300, try again) rather than left to wait out RequestTimeout.
         if (reply is NotOwnerReply)
         {
+            var shard = ShardOf(request.App, request.Channel);
+            string? claimed;
             try
             {
-                var shard = ShardOf(request.App, request.Channel);
-                var claimed = (string?)await s_leaseClaim.EvaluateAsync(
+                claimed = (string?)await s_leaseClaim.EvaluateAsync(
                     Database,
                     [_leaseKeys[shard], RedisKeys.Fences],
                     [InstanceId, (long)_options.LeaseTtl.TotalMilliseconds, shard]).ConfigureAwait(false);
-                if (string.IsNullOrEmpty(claimed))
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                claimed = null;
+                reply = new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing shard {shard} has no owner and Redis refused the claim ({e.Message}); try again"));
+            }
+
+            if (claimed is not null)
+            {
+                if (claimed.Length == 0)
                 {
                     return;
                 }
 
                 _fences[shard] = claimed;
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                return;
+                reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
             }
 
-            reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
             if (reply is NotOwnerReply)
             {
                 return;

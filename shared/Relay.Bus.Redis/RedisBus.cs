@@ -32,7 +32,12 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private readonly Lazy<Task> _ready;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<RedisChannel, ChannelMessageQueue> _subscriptions = new();
+    private readonly ConcurrentDictionary<RedisChannel, Action<ReadOnlyMemory<byte>>> _handlers = new();
+    private readonly SemaphoreSlim _subscribing = new(1, 1);
     private IConnectionMultiplexer? _multiplexer;
+
+    // Under Sentinel, the bus's own connection to the sentinels (RedisBus.Sentinel.cs), made on first use.
+    private ConnectionMultiplexer? _sentinels;
     private IDatabase? _database;
     private RedisPresence? _presence;
     private bool _isCluster;
@@ -116,6 +121,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         multiplexer.ConnectionFailed += OnConnectionFailed;
         multiplexer.ConnectionRestored += OnConnectionRestored;
         await SubscribeAsync(_replyChannel, OnReply).ConfigureAwait(false);
+        if (!string.IsNullOrEmpty(_options.ToConfigurationOptions().ServiceName))
+        {
+            _ = KeepSubscriptionsOnMasterAsync();
+        }
+
         LogConnected(_logger, _options.Describe(), InstanceId);
     }
 
@@ -179,8 +189,22 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
     }
 
-    // Every subscription's messages are handled in order (one queue per channel), one at a time.
+    // Every subscription's messages are handled in order (one queue per channel), one at a time. Subscribing,
+    // unsubscribing and moving a subscription to the master (Sentinel) take turns.
     private async Task SubscribeAsync(RedisChannel channel, Action<ReadOnlyMemory<byte>> handler)
+    {
+        await _subscribing.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await SubscribeNowAsync(channel, handler).ConfigureAwait(false);
+        }
+        finally
+        {
+            _subscribing.Release();
+        }
+    }
+
+    private async Task SubscribeNowAsync(RedisChannel channel, Action<ReadOnlyMemory<byte>> handler)
     {
         var queue = await Subscriber.SubscribeAsync(channel).ConfigureAwait(false);
         queue.OnMessage(message =>
@@ -200,13 +224,23 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
 
         _subscriptions[channel] = queue;
+        _handlers[channel] = handler;
     }
 
     private async Task UnsubscribeAsync(RedisChannel channel)
     {
-        if (_subscriptions.TryRemove(channel, out var queue))
+        await _subscribing.WaitAsync().ConfigureAwait(false);
+        try
         {
-            await queue.UnsubscribeAsync().ConfigureAwait(false);
+            _handlers.TryRemove(channel, out _);
+            if (_subscriptions.TryRemove(channel, out var queue))
+            {
+                await queue.UnsubscribeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _subscribing.Release();
         }
     }
 
@@ -282,6 +316,11 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         }
 
         // The multiplexer belongs to RedisConnector (the container disposes it).
+        if (_sentinels is not null)
+        {
+            await _sentinels.DisposeAsync().ConfigureAwait(false);
+        }
+
         _stopping.Dispose();
     }
 

@@ -5,10 +5,11 @@ using System.Text;
 namespace Relay.Testing;
 
 /// <summary>
-/// A Redis master, one replica and three <c>redis-sentinel</c> processes watching them, each on a free loopback port
-/// and stopped by the PID this class started. Sentinels call the master down after <see cref="DownAfterMs"/> and two of
-/// them agree to fail over. Both servers run with <c>min-replicas-to-write 1</c>, as a Sentinel deployment should. A
-/// missing binary fails the test (<c>apt-get install redis-server redis-sentinel</c>).
+/// A Redis master, its replicas (two unless asked otherwise, as a production Sentinel deployment runs: a killed master
+/// leaves the promoted replica a replica of its own) and three <c>redis-sentinel</c> processes watching them, each on a
+/// free loopback port and stopped by the PID this class started. Sentinels call the master down after
+/// <see cref="DownAfterMs"/> and two of them agree to fail over. Every server runs with <c>min-replicas-to-write 1</c>,
+/// as a Sentinel deployment should. A missing binary fails the test (<c>apt-get install redis-server redis-sentinel</c>).
 /// </summary>
 public sealed class RedisSentinelSet : IAsyncDisposable
 {
@@ -25,18 +26,21 @@ public sealed class RedisSentinelSet : IAsyncDisposable
     private readonly string _directory;
     private readonly StringBuilder _log = new();
 
-    private RedisSentinelSet(RedisServer master, RedisServer replica, string directory)
+    private RedisSentinelSet(RedisServer master, IReadOnlyList<RedisServer> replicas, string directory)
     {
         Master = master;
-        Replica = replica;
+        Replicas = replicas;
         _directory = directory;
     }
 
     /// <summary>The server that is master at the start.</summary>
     public RedisServer Master { get; }
 
-    /// <summary>The server that replicates it at the start (and is promoted when the master dies).</summary>
-    public RedisServer Replica { get; }
+    /// <summary>The servers that replicate it at the start; the sentinels promote one of them when the master dies.</summary>
+    public IReadOnlyList<RedisServer> Replicas { get; }
+
+    /// <summary>The first replica (with one replica, the one promoted when the master dies).</summary>
+    public RedisServer Replica => Replicas[0];
 
     /// <summary>The StackExchange.Redis configuration string that finds the master through the sentinels.</summary>
     public string Configuration =>
@@ -54,8 +58,9 @@ public sealed class RedisSentinelSet : IAsyncDisposable
         }
     }
 
-    public static async Task<RedisSentinelSet> StartAsync()
+    public static async Task<RedisSentinelSet> StartAsync(int replicas = 2)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(replicas, 1);
         if (!File.Exists(SentinelPath))
         {
             throw new InvalidOperationException($"{SentinelPath} is missing: the Sentinel tests need it. Install it with `apt-get install redis-sentinel`.");
@@ -65,13 +70,21 @@ public sealed class RedisSentinelSet : IAsyncDisposable
         // replica) cannot take appends in an epoch of its own, which subscribers would otherwise see.
         string[] writeOnlyWithAReplica = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"];
         var master = await RedisServer.StartAsync(null, false, writeOnlyWithAReplica);
-        RedisServer? replica = null;
+        var started = new List<RedisServer>();
         RedisSentinelSet? set = null;
         try
         {
-            replica = await RedisServer.StartAsync(null, false, [.. writeOnlyWithAReplica, "--replicaof", "127.0.0.1", master.Port.ToString(CultureInfo.InvariantCulture)]);
-            set = new RedisSentinelSet(master, replica, Directory.CreateTempSubdirectory("relay-sentinel-").FullName);
-            await set.WaitUntilAsync(() => ReplicaInSyncAsync(replica.Port), "the replica to sync with the master");
+            for (var i = 0; i < replicas; i++)
+            {
+                started.Add(await RedisServer.StartAsync(null, false, [.. writeOnlyWithAReplica, "--replicaof", "127.0.0.1", master.Port.ToString(CultureInfo.InvariantCulture)]));
+            }
+
+            set = new RedisSentinelSet(master, started, Directory.CreateTempSubdirectory("relay-sentinel-").FullName);
+            foreach (var replica in started)
+            {
+                await set.WaitUntilAsync(() => ReplicaInSyncAsync(replica.Port), $"replica 127.0.0.1:{replica.Port} to sync with the master");
+            }
+
             for (var i = 0; i < 3; i++)
             {
                 await set.StartSentinelAsync(i);
@@ -83,8 +96,8 @@ public sealed class RedisSentinelSet : IAsyncDisposable
                 await set.WaitUntilAsync(async () =>
                 {
                     var info = await CommandAsync(port, "SENTINEL", "MASTER", ServiceName);
-                    return Field(info, "num-slaves") == "1" && Field(info, "num-other-sentinels") == "2";
-                }, $"sentinel {port} to see the replica and the other sentinels");
+                    return Field(info, "num-slaves") == replicas.ToString(CultureInfo.InvariantCulture) && Field(info, "num-other-sentinels") == "2";
+                }, $"sentinel {port} to see the replicas and the other sentinels");
             }
 
             return set;
@@ -97,7 +110,7 @@ public sealed class RedisSentinelSet : IAsyncDisposable
             }
             else
             {
-                if (replica is not null)
+                foreach (var replica in started)
                 {
                     await replica.DisposeAsync();
                 }
@@ -118,6 +131,19 @@ public sealed class RedisSentinelSet : IAsyncDisposable
             $"127.0.0.1:{server.Port} to replicate the new master");
     }
 
+    /// <summary>Waits until the sentinels name one of <see cref="Replicas"/> as the master, and returns it.</summary>
+    public async Task<RedisServer> WaitForPromotionAsync()
+    {
+        RedisServer? promoted = null;
+        await WaitUntilAsync(async () =>
+        {
+            var reply = await CommandAsync(_sentinelPorts[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", ServiceName);
+            promoted = Replicas.FirstOrDefault(r => reply.Contains("\r\n" + r.Port.ToString(CultureInfo.InvariantCulture) + "\r\n", StringComparison.Ordinal));
+            return promoted is not null;
+        }, "the sentinels to promote a replica", TimeSpan.FromSeconds(30));
+        return promoted!;
+    }
+
     /// <summary>Waits until the sentinels name <paramref name="server"/> as the master.</summary>
     public Task WaitForMasterAsync(RedisServer server) =>
         WaitUntilAsync(async () =>
@@ -125,6 +151,38 @@ public sealed class RedisSentinelSet : IAsyncDisposable
             var reply = await CommandAsync(_sentinelPorts[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", ServiceName);
             return reply.Contains(server.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
         }, $"the sentinels to promote 127.0.0.1:{server.Port}", TimeSpan.FromSeconds(30));
+
+    /// <summary>
+    /// Asks the sentinels for a failover with no server down (<c>SENTINEL FAILOVER</c>): a replica is promoted and the
+    /// master made its replica in place, its connections left open. Returns the new master once the sentinels name it.
+    /// </summary>
+    public async Task<RedisServer> FailoverAsync()
+    {
+        var reply = await CommandAsync(_sentinelPorts[0], "SENTINEL", "FAILOVER", ServiceName);
+        if (!reply.StartsWith("+OK", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"SENTINEL FAILOVER answered '{reply.Trim()}':\n{Log}");
+        }
+
+        return await WaitForPromotionAsync();
+    }
+
+    /// <summary>The pub/sub channels clients are subscribed to on <paramref name="server"/> (<c>PUBSUB CHANNELS</c>), sorted.</summary>
+    public static async Task<IReadOnlyList<string>> SubscribedChannelsAsync(RedisServer server)
+    {
+        var reply = (await CommandAsync(server.Port, "PUBSUB", "CHANNELS")).Split("\r\n");
+        var channels = new List<string>();
+        for (var i = 2; i < reply.Length; i += 2)
+        {
+            if (reply[i - 1].StartsWith('$'))
+            {
+                channels.Add(reply[i]);
+            }
+        }
+
+        channels.Sort(StringComparer.Ordinal);
+        return channels;
+    }
 
     private async Task StartSentinelAsync(int index)
     {
@@ -236,7 +294,11 @@ public sealed class RedisSentinelSet : IAsyncDisposable
         }
 
         _sentinels.Clear();
-        await Replica.DisposeAsync();
+        foreach (var replica in Replicas)
+        {
+            await replica.DisposeAsync();
+        }
+
         await Master.DisposeAsync();
         try
         {
