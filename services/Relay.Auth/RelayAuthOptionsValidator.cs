@@ -47,7 +47,7 @@ internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOpti
 
         if (!string.IsNullOrWhiteSpace(options.SigningKeyPath))
         {
-            if (SigningKey.TryLoad(options.SigningKeyPath, out var key, out _, out var error))
+            if (VerificationKey.TryLoad(options.SigningKeyPath, out var key, out _, out var error))
             {
                 key.Dispose();
             }

@@ -15,7 +15,7 @@ public static class RelayAuthServiceCollectionExtensions
 {
     /// <summary>
     /// Binds <c>Relay:Auth</c>, validates it at start-up and registers <see cref="IRelayAuthenticator"/> (a singleton)
-    /// with the key store, the token service and <see cref="TimeProvider.System"/> unless a clock is already registered.
+    /// with the key store, the token validator and issuer and <see cref="TimeProvider.System"/> unless a clock is already registered.
     /// Calling it again changes nothing.
     /// </summary>
     public static IServiceCollection AddRelayAuth(this IServiceCollection services)
@@ -33,7 +33,9 @@ public static class RelayAuthServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<KeyStore>();
         services.TryAddSingleton(static sp => SigningKey.Create(sp.GetRequiredService<IOptions<RelayAuthOptions>>().Value));
-        services.TryAddSingleton<TokenService>();
+        services.TryAddSingleton(static sp => sp.GetRequiredService<SigningKey>().Public);
+        services.TryAddSingleton<TokenValidator>();
+        services.TryAddSingleton<TokenIssuer>();
         services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeyReloader>());

@@ -7,8 +7,8 @@ using Relay.Core.Protocol;
 
 namespace Relay.Auth;
 
-/// <summary>Checks a request's credentials against the key store and token service: no I/O, nothing per call but parsing.</summary>
-internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
+/// <summary>Checks a request's credentials against the key store and token validator: no I/O, nothing per call but parsing.</summary>
+internal sealed partial class RelayAuthenticator(KeyStore keys, TokenValidator tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
 {
     public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
 

@@ -15,7 +15,7 @@ internal sealed partial class KeyDirectoryPublisher(
     IOptions<RelayAuthOptions> auth,
     IEnumerable<IKeyDirectory> directories,
     KeyStore keys,
-    SigningKey signingKey,
+    VerificationKey signingKey,
     TimeProvider time,
     ILogger<KeyDirectoryPublisher> logger) : BackgroundService
 {

@@ -29,7 +29,7 @@ internal static partial class TokensApi
     public static void Map(IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGroup("/v1").MapPost("/tokens", IssueAsync);
-        endpoints.MapGet("/.well-known/jwks.json", static (HttpContext context, SigningKey signingKey) =>
+        endpoints.MapGet("/.well-known/jwks.json", static (HttpContext context, VerificationKey signingKey) =>
         {
             // Verifiers may cache the key set for a while; a new key only arrives with a restart.
             context.Response.Headers.CacheControl = "public, max-age=300";
@@ -38,7 +38,7 @@ internal static partial class TokensApi
     }
 
     private static async Task<IResult> IssueAsync(
-        HttpContext context, KeyStore keys, TokenService tokens, IOptions<RelayAuthOptions> options, ILoggerFactory loggers)
+        HttpContext context, KeyStore keys, TokenIssuer tokens, IOptions<RelayAuthOptions> options, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(LoggerCategory);
         var key = AuthenticateKey(context.Request, keys, out var authError);
