@@ -30,6 +30,8 @@ public static class RelayAuthServiceCollectionExtensions
 
         services.AddOptions<RelayAuthOptions>().BindConfiguration(RelayAuthOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RelayAuthOptions>, RelayAuthOptionsValidator>());
+        services.AddOptions<RelayTokenIssuingOptions>().BindConfiguration(RelayTokenIssuingOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RelayTokenIssuingOptions>, RelayTokenIssuingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<KeyStore>();
         services.TryAddSingleton(static sp => SigningKey.Create(sp.GetRequiredService<IOptions<RelayAuthOptions>>().Value));

@@ -38,7 +38,7 @@ internal static partial class TokensApi
     }
 
     private static async Task<IResult> IssueAsync(
-        HttpContext context, KeyStore keys, TokenIssuer tokens, IOptions<RelayAuthOptions> options, ILoggerFactory loggers)
+        HttpContext context, KeyStore keys, TokenIssuer tokens, IOptions<RelayTokenIssuingOptions> options, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(LoggerCategory);
         var key = AuthenticateKey(context.Request, keys, out var authError);
