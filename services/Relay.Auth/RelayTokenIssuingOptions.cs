@@ -1,3 +1,5 @@
+using Relay.Auth.Verification;
+
 namespace Relay.Auth;
 
 /// <summary>

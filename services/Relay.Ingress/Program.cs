@@ -1,13 +1,13 @@
+using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.Redis;
-using Relay.Auth;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 SocketCompletions.Apply(builder.Configuration);
-builder.AddRelayServiceDefaults().AddRelayAuth();
+builder.AddRelayServiceDefaults().AddRelayAuthVerification();
 builder.Services.AddRelayIngress();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
 var app = builder.Build();

@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.IdentityModel.Tokens;
+using Relay.Auth.Verification;
+using Relay.Auth.Verification.Keys;
 
 namespace Relay.Auth.Keys;
 

@@ -2,6 +2,8 @@ using System.Text.Json;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
+using Relay.Auth.Verification.Tokens;
 using Relay.Core.Auth;
 
 namespace Relay.Auth.Tokens;

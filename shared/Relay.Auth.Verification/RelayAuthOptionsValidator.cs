@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Options;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Core.Auth;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Refuses a configuration that would fail later, naming the setting and how to fix it.</summary>
 internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOptions>

@@ -1,4 +1,4 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>
 /// What checking credentials needs (apps and keys, where they come from, the signing key, clock skew), bound from

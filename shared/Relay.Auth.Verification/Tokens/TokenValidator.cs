@@ -5,11 +5,11 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth.Tokens;
+namespace Relay.Auth.Verification.Tokens;
 
 /// <summary>
 /// Checks both kinds of token (Relay ES256, customer HS256) against the key store, the public
@@ -234,7 +234,8 @@ internal sealed class TokenValidator
             key.KeyId,
             clientId,
             Capabilities.Intersect(capabilities, key.Capabilities),
-            DateTimeOffset.FromUnixTimeSeconds(expires))
+            DateTimeOffset.FromUnixTimeSeconds(expires),
+            RelayCredentialKind.Token)
         {
             Grant = new KeyGrant(key, capabilities, provenBySecret),
         });

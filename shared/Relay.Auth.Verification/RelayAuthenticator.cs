@@ -1,11 +1,11 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using Relay.Auth.Keys;
-using Relay.Auth.Tokens;
+using Relay.Auth.Verification.Keys;
+using Relay.Auth.Verification.Tokens;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Checks a request's credentials against the key store and token validator: no I/O, nothing per call but parsing.</summary>
 internal sealed partial class RelayAuthenticator(KeyStore keys, TokenValidator tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator

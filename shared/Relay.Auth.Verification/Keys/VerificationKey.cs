@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>
 /// The public half of the EC P-256 key behind Relay's ES256 tokens: what a node needs to check them (the verifier, the
@@ -38,6 +38,31 @@ internal sealed class VerificationKey : IDisposable
     public SigningKeySource Source { get; }
 
     public string? Path { get; }
+
+    /// <summary>
+    /// For a node that checks tokens but does not issue them: the public key of <see cref="RelayAuthOptions.SigningKeyPath"/>
+    /// (a private key file gives its public half), or one generated when it is not set, whose private half is dropped.
+    /// </summary>
+    public static VerificationKey Create(RelayAuthOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(options.SigningKeyPath))
+        {
+            using var generated = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            return new VerificationKey(generated.ExportParameters(includePrivateParameters: false), SigningKeySource.Generated, null);
+        }
+
+        if (!TryLoad(options.SigningKeyPath, out var key, out var hasPrivateKey, out var error))
+        {
+            throw new InvalidOperationException(error);
+        }
+
+        using (key)
+        {
+            var source = hasPrivateKey ? SigningKeySource.File : SigningKeySource.PublicKeyFile;
+            return new VerificationKey(key.ExportParameters(includePrivateParameters: false), source, options.SigningKeyPath);
+        }
+    }
 
     /// <summary>Reads a PEM EC P-256 key (private, or public only); the error says what to fix.</summary>
     public static bool TryLoad(string path, [NotNullWhen(true)] out ECDsa? key, out bool hasPrivateKey, out string error)
