@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Relay.Auth.Http;
+using Relay.Auth.Verification;
 
 namespace Relay.Auth;
 

@@ -1,51 +1,37 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using Relay.Auth.Distributed;
 using Relay.Auth.Keys;
-using Relay.Bus.Redis;
-using Relay.ServiceDefaults;
 using Relay.Auth.Tokens;
+using Relay.Auth.Verification;
+using Relay.Auth.Verification.Keys;
+using Relay.Auth.Verification.Tokens;
 
 namespace Relay.Auth;
 
-/// <summary>Adds Relay's authentication (keys, tokens, JWKS) to a host.</summary>
+/// <summary>Adds Relay's authentication with token issuing (keys, tokens, JWKS) to a host.</summary>
 public static class RelayAuthServiceCollectionExtensions
 {
     /// <summary>
-    /// Binds <c>Relay:Auth</c>, validates it at start-up and registers <see cref="IRelayAuthenticator"/> (a singleton)
-    /// with the key store, the token service and <see cref="TimeProvider.System"/> unless a clock is already registered.
+    /// Everything <see cref="RelayAuthVerificationServiceCollectionExtensions.AddRelayAuthVerification"/> registers, checked
+    /// against this process's signing key, plus the token issuer and its lifetimes (<see cref="RelayTokenIssuingOptions"/>).
     /// Calling it again changes nothing.
     /// </summary>
     public static IServiceCollection AddRelayAuth(this IServiceCollection services)
     {
         ArgumentNullException.ThrowIfNull(services);
-
-        // Binding twice would append every app twice to the same lists.
-        if (services.Any(static d => d.ServiceType == typeof(KeyStore)))
+        if (services.Any(static d => d.ServiceType == typeof(SigningKey)))
         {
             return services;
         }
 
-        services.AddOptions<RelayAuthOptions>().BindConfiguration(RelayAuthOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RelayAuthOptions>, RelayAuthOptionsValidator>());
-        services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<KeyStore>();
+        services.AddOptions<RelayTokenIssuingOptions>().BindConfiguration(RelayTokenIssuingOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RelayTokenIssuingOptions>, RelayTokenIssuingOptionsValidator>());
         services.TryAddSingleton(static sp => SigningKey.Create(sp.GetRequiredService<IOptions<RelayAuthOptions>>().Value));
-        services.TryAddSingleton<TokenService>();
-        services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeyReloader>());
 
-        // Distributed mode: publish configured keys to the bus's key directory (AddRelayBus().AddRedis()), or follow what the
-        // auth service published in Redis.
-        services.AddOptions<RedisBusOptions>().BindConfiguration(RedisBusOptions.SectionName);
-        services.TryAddSingleton<RedisConnector>();
-        services.TryAddSingleton<RedisKeyFollower>();
-        services.AddHostedService(static sp => sp.GetRequiredService<RedisKeyFollower>());
-        services.AddHostedService<KeyDirectoryPublisher>();
-        services.AddHealthChecks().AddCheck<RedisKeyFollower>("auth-keys", tags: [ServiceDefaultsExtensions.ReadyTag]);
-        return services;
+        // Tokens are checked against the key that signs them, even where AddRelayAuthVerification() came first.
+        services.Replace(ServiceDescriptor.Singleton(static sp => sp.GetRequiredService<SigningKey>().Public));
+        services.TryAddSingleton<TokenIssuer>();
+        return services.AddRelayAuthVerification();
     }
 }

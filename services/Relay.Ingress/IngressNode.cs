@@ -5,7 +5,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.FanOut;
 using Relay.Bus.Routing;

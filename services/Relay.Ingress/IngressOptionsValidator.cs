@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Options;
-using Relay.Auth;
+using Relay.Auth.Verification;
 
 namespace Relay.Ingress;
 

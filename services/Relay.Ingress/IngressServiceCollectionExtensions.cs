@@ -17,7 +17,7 @@ namespace Relay.Ingress;
 /// <summary>Adds the ingress service (client protocols, connections, the local subscription index) to a host.</summary>
 public static class IngressServiceCollectionExtensions
 {
-    /// <summary>Registers the ingress node and its options (<c>Relay:Ingress</c>). Needs <c>AddRelayAuth()</c> for credentials.</summary>
+    /// <summary>Registers the ingress node and its options (<c>Relay:Ingress</c>). Needs <c>AddRelayAuthVerification()</c> (or <c>AddRelayAuth()</c>, which includes it) for credentials.</summary>
     public static IServiceCollection AddRelayIngress(this IServiceCollection services)
     {
         services.AddOptions<IngressOptions>().BindConfiguration(IngressOptions.SectionName).ValidateOnStart();

@@ -1,6 +1,6 @@
+using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.Redis;
-using Relay.Auth;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
 using Relay.Kafka;
@@ -8,7 +8,7 @@ using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 SocketCompletions.Apply(builder.Configuration);
-builder.AddRelayServiceDefaults().AddRelayAuth();
+builder.AddRelayServiceDefaults().AddRelayAuthVerification();
 builder.Services.AddRelayIngress();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaIngest();

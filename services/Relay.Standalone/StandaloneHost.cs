@@ -1,6 +1,7 @@
+using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.Redis;
-using Relay.Auth;
 using Relay.FanOut;
 using Relay.Ingress;
 using Relay.Ingress.Connections;

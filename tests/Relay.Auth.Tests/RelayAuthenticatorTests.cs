@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using Relay.Auth.Verification;
 using Relay.Core.Auth;
 
 namespace Relay.Auth.Tests;
@@ -18,6 +19,7 @@ public sealed class RelayAuthenticatorTests(AuthServerFixture fixture) : IClassF
         Assert.Equal("chat", result.Principal.KeyId);
         Assert.Null(result.Principal.ClientId);
         Assert.Null(result.Principal.ExpiresAt);
+        Assert.Equal(RelayCredentialKind.Key, result.Principal.Credential);
         Assert.True(result.Principal.Capabilities.Allows("chat:a", Operations.Subscribe));
         Assert.False(result.Principal.Capabilities.Allows("chat:a", Operations.Publish));
     }
@@ -56,6 +58,7 @@ public sealed class RelayAuthenticatorTests(AuthServerFixture fixture) : IClassF
         Assert.True(result.Succeeded, result.Error?.Message);
         Assert.Equal("carol", result.Principal.ClientId);
         Assert.NotNull(result.Principal.ExpiresAt);
+        Assert.Equal(RelayCredentialKind.Token, result.Principal.Credential);
     }
 
     [Fact]

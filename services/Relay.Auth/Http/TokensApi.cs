@@ -9,6 +9,9 @@ using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using Relay.Auth.Keys;
 using Relay.Auth.Tokens;
+using Relay.Auth.Verification;
+using Relay.Auth.Verification.Keys;
+using Relay.Auth.Verification.Tokens;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 using Relay.ServiceDefaults;
@@ -29,7 +32,7 @@ internal static partial class TokensApi
     public static void Map(IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGroup("/v1").MapPost("/tokens", IssueAsync);
-        endpoints.MapGet("/.well-known/jwks.json", static (HttpContext context, SigningKey signingKey) =>
+        endpoints.MapGet("/.well-known/jwks.json", static (HttpContext context, VerificationKey signingKey) =>
         {
             // Verifiers may cache the key set for a while; a new key only arrives with a restart.
             context.Response.Headers.CacheControl = "public, max-age=300";
@@ -38,7 +41,7 @@ internal static partial class TokensApi
     }
 
     private static async Task<IResult> IssueAsync(
-        HttpContext context, KeyStore keys, TokenService tokens, IOptions<RelayAuthOptions> options, ILoggerFactory loggers)
+        HttpContext context, KeyStore keys, TokenIssuer tokens, IOptions<RelayTokenIssuingOptions> options, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(LoggerCategory);
         var key = AuthenticateKey(context.Request, keys, out var authError);

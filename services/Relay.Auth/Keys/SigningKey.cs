@@ -1,50 +1,35 @@
-using System.Buffers.Text;
-using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
 using Microsoft.IdentityModel.Tokens;
+using Relay.Auth.Verification;
+using Relay.Auth.Verification.Keys;
 
 namespace Relay.Auth.Keys;
 
-/// <summary>The EC P-256 key behind Relay's ES256 tokens: signing credentials, a verifier and the JWKS document.</summary>
+/// <summary>
+/// The EC P-256 key that signs Relay's ES256 tokens: the private signing credentials, with the
+/// <see cref="VerificationKey"/> that checks them. Only the token issuer touches the private half.
+/// </summary>
 internal sealed class SigningKey : IDisposable
 {
-    public const string Algorithm = SecurityAlgorithms.EcdsaSha256;
+    public const string Algorithm = VerificationKey.Algorithm;
 
-    // The private key is only touched by the token handler; verification uses its own public-only instance.
     private readonly ECDsa? _private;
-    private readonly ECDsa _public;
 
-    private SigningKey(ECDsa? privateKey, ECParameters publicParameters, SigningKeySource source, string? path)
+    private SigningKey(ECDsa? privateKey, VerificationKey publicKey)
     {
         _private = privateKey;
-        _public = ECDsa.Create(publicParameters);
-        Source = source;
-        Path = path;
-        KeyId = Thumbprint(publicParameters);
-        Jwks = WriteJwks(publicParameters, KeyId);
+        Public = publicKey;
         if (privateKey is not null)
         {
-            Credentials = new SigningCredentials(new ECDsaSecurityKey(privateKey) { KeyId = KeyId }, Algorithm);
+            Credentials = new SigningCredentials(new ECDsaSecurityKey(privateKey) { KeyId = publicKey.KeyId }, Algorithm);
         }
     }
 
-    /// <summary>The JWKS <c>kid</c>: the RFC 7638 thumbprint of the public key, so every node holding the key agrees on it.</summary>
-    public string KeyId { get; }
-
-    /// <summary>The public key as SubjectPublicKeyInfo (DER), for other nodes to verify this key's tokens.</summary>
-    public byte[] PublicKeyDer => _public.ExportSubjectPublicKeyInfo();
+    /// <summary>The public half, which token validation uses.</summary>
+    public VerificationKey Public { get; }
 
     /// <summary>The signing credentials; null when only the public key was given.</summary>
     public SigningCredentials? Credentials { get; }
-
-    /// <summary>The UTF-8 body of <c>/.well-known/jwks.json</c>.</summary>
-    public byte[] Jwks { get; }
-
-    public SigningKeySource Source { get; }
-
-    public string? Path { get; }
 
     /// <summary>Loads the key of <see cref="RelayAuthOptions.SigningKeyPath"/>, or generates one when it is not set.</summary>
     public static SigningKey Create(RelayAuthOptions options)
@@ -53,10 +38,10 @@ internal sealed class SigningKey : IDisposable
         if (string.IsNullOrWhiteSpace(options.SigningKeyPath))
         {
             var generated = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            return new SigningKey(generated, generated.ExportParameters(includePrivateParameters: false), SigningKeySource.Generated, null);
+            return new SigningKey(generated, new VerificationKey(generated.ExportParameters(includePrivateParameters: false), SigningKeySource.Generated, null));
         }
 
-        if (!TryLoad(options.SigningKeyPath, out var key, out var hasPrivateKey, out var error))
+        if (!VerificationKey.TryLoad(options.SigningKeyPath, out var key, out var hasPrivateKey, out var error))
         {
             throw new InvalidOperationException(error);
         }
@@ -64,100 +49,16 @@ internal sealed class SigningKey : IDisposable
         var publicParameters = key.ExportParameters(includePrivateParameters: false);
         if (hasPrivateKey)
         {
-            return new SigningKey(key, publicParameters, SigningKeySource.File, options.SigningKeyPath);
+            return new SigningKey(key, new VerificationKey(publicParameters, SigningKeySource.File, options.SigningKeyPath));
         }
 
         key.Dispose();
-        return new SigningKey(null, publicParameters, SigningKeySource.PublicKeyFile, options.SigningKeyPath);
+        return new SigningKey(null, new VerificationKey(publicParameters, SigningKeySource.PublicKeyFile, options.SigningKeyPath));
     }
-
-    /// <summary>Reads a PEM EC P-256 key (private, or public only); the error says what to fix.</summary>
-    public static bool TryLoad(string path, [NotNullWhen(true)] out ECDsa? key, out bool hasPrivateKey, out string error)
-    {
-        key = null;
-        hasPrivateKey = false;
-        string pem;
-        try
-        {
-            pem = File.ReadAllText(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            error = $"Relay:Auth:SigningKeyPath '{path}' cannot be read ({ex.Message}); point it at a PEM file with an EC P-256 private key, or remove it to generate a key at start";
-            return false;
-        }
-
-        var ecdsa = ECDsa.Create();
-        try
-        {
-            ecdsa.ImportFromPem(pem);
-            var curve = ecdsa.ExportParameters(includePrivateParameters: false).Curve;
-            if (curve.Oid?.Value != ECCurve.NamedCurves.nistP256.Oid.Value)
-            {
-                ecdsa.Dispose();
-                error = $"Relay:Auth:SigningKeyPath '{path}' holds an EC key on curve '{curve.Oid?.FriendlyName ?? curve.Oid?.Value ?? "explicit"}'; ES256 needs P-256 (openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt)";
-                return false;
-            }
-        }
-        catch (Exception ex) when (ex is ArgumentException or CryptographicException)
-        {
-            ecdsa.Dispose();
-            error = $"Relay:Auth:SigningKeyPath '{path}' is not an unencrypted PEM EC key ({ex.Message}); create one with: openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt";
-            return false;
-        }
-
-        try
-        {
-            ecdsa.ExportParameters(includePrivateParameters: true);
-            hasPrivateKey = true;
-        }
-        catch (CryptographicException)
-        {
-            hasPrivateKey = false;
-        }
-
-        key = ecdsa;
-        error = string.Empty;
-        return true;
-    }
-
-    /// <summary>Checks a JWS ES256 signature (r‖s, 64 bytes) over <paramref name="signingInput"/>.</summary>
-    public bool Verify(ReadOnlySpan<byte> signingInput, ReadOnlySpan<byte> signature) =>
-        signature.Length == 64 && _public.VerifyData(signingInput, signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
 
     public void Dispose()
     {
         _private?.Dispose();
-        _public.Dispose();
-    }
-
-    private static string Thumbprint(ECParameters parameters)
-    {
-        // RFC 7638: the required members in lexicographic order, no whitespace.
-        var json = $"{{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"{Base64Url.EncodeToString(parameters.Q.X)}\",\"y\":\"{Base64Url.EncodeToString(parameters.Q.Y)}\"}}";
-        return Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(json)));
-    }
-
-    private static byte[] WriteJwks(ECParameters parameters, string keyId)
-    {
-        using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
-        {
-            writer.WriteStartObject();
-            writer.WriteStartArray("keys");
-            writer.WriteStartObject();
-            writer.WriteString("kty", "EC");
-            writer.WriteString("crv", "P-256");
-            writer.WriteString("x", Base64Url.EncodeToString(parameters.Q.X));
-            writer.WriteString("y", Base64Url.EncodeToString(parameters.Q.Y));
-            writer.WriteString("kid", keyId);
-            writer.WriteString("use", "sig");
-            writer.WriteString("alg", Algorithm);
-            writer.WriteEndObject();
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-        }
-
-        return stream.ToArray();
+        Public.Dispose();
     }
 }

@@ -6,7 +6,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;

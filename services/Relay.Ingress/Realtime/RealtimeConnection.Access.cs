@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;

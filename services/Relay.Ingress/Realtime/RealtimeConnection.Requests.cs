@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus.Routing;
 using Relay.Core.Auth;
 using Relay.Core.Channels;

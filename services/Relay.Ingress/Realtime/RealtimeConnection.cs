@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Sending;

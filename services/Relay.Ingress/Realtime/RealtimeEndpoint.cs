@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Core.Protocol;
 using Relay.Ingress.Http;
 using Relay.Ingress.Sending;

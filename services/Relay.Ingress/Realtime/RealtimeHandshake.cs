@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
-using Relay.Auth;
+using Relay.Auth.Verification;
 
 namespace Relay.Ingress.Realtime;
 

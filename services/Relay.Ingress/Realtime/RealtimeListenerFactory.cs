@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;

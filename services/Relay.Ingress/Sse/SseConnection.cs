@@ -1,7 +1,7 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Core.Auth;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
 using Relay.Core.Protocol;

@@ -48,7 +48,7 @@ public sealed class TokensApiTests(AuthServerFixture fixture) : IClassFixture<Au
 
         var claims = Jwt.Payload(body.GetProperty("token").GetString()!);
         Assert.False(claims.TryGetProperty("sub", out _));
-        Assert.Equal(now + RelayAuthOptions.DefaultDefaultTokenTtlSeconds, claims.GetProperty("exp").GetInt64());
+        Assert.Equal(now + RelayTokenIssuingOptions.DefaultDefaultTokenTtlSeconds, claims.GetProperty("exp").GetInt64());
         Assert.Equal("""{"chat:*":["subscribe"]}""", claims.GetProperty("cap").GetRawText());
     }
 

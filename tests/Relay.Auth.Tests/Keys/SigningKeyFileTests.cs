@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using Relay.Auth.Tests.Http;
+using Relay.Auth.Verification;
 
 namespace Relay.Auth.Tests.Keys;
 

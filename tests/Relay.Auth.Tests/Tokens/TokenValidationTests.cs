@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using Relay.Auth.Tests.Http;
+using Relay.Auth.Verification;
 using Relay.Core.Auth;
 
 namespace Relay.Auth.Tests.Tokens;

@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus.InMemory;
 using Relay.Core.Auth;
 using Relay.Core.Messages;
@@ -89,7 +89,7 @@ internal sealed class DeliveryRig : IDisposable
         _socketPath = NewSocketPath();
         _listener = Listen(_socketPath);
 
-        var principal = new RelayPrincipal(App, "bench-key", ClientId: null, Capabilities.AllowAll, ExpiresAt: null);
+        var principal = new RelayPrincipal(App, "bench-key", ClientId: null, Capabilities.AllowAll, ExpiresAt: null, RelayCredentialKind.Key);
         for (var i = 0; i < channelSubscribers + patternSubscribers; i++)
         {
             var connection = new RigConnection(Node, principal, _pool, _listener);

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Bus.InMemory;
 using Relay.Core.Auth;
 using Relay.Core.Namespaces;
@@ -78,7 +78,7 @@ internal sealed class PublishRig : IDisposable
         _socketPath = DeliveryRig.NewSocketPath();
         _listener = DeliveryRig.Listen(_socketPath);
 
-        var principal = new RelayPrincipal(App, "bench-key", ClientId: "publisher", Capabilities.AllowAll, ExpiresAt: null);
+        var principal = new RelayPrincipal(App, "bench-key", ClientId: "publisher", Capabilities.AllowAll, ExpiresAt: null, RelayCredentialKind.Key);
         _publisher = new RigConnection(_node, principal, _pool, _listener);
         for (var i = 0; i < subscribers; i++)
         {

@@ -1,5 +1,5 @@
 using Microsoft.AspNetCore.Http;
-using Relay.Auth;
+using Relay.Auth.Verification;
 
 namespace Relay.Bench.Micro.Delivery;
 

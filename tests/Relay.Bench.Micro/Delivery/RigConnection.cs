@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
-using Relay.Auth;
+using Relay.Auth.Verification;
 using Relay.Ingress;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;

@@ -1,7 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>The outcome of checking credentials: a principal, or the protocol error to answer with.</summary>
 public readonly record struct AuthResult(RelayPrincipal? Principal, RelayError? Error)

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>
 /// Every key by <c>APPID.KEYID</c>, parsed once; lookups take a span and allocate nothing. The keys come from

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 internal sealed partial class RelayAuthenticator
 {

@@ -4,11 +4,11 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Bus.Redis;
 using StackExchange.Redis;
 
-namespace Relay.Auth.Distributed;
+namespace Relay.Auth.Verification.Distributed;
 
 /// <summary>
 /// On an ingress node with <c>Relay:Auth:KeySource=redis</c>: loads the keys and the trusted signing keys the auth service

@@ -1,4 +1,4 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>One capability of a key: a channel glob and the operations it grants there.</summary>
 public sealed class RelayCapabilityOptions

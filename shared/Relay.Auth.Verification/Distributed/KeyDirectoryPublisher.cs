@@ -1,10 +1,10 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Bus.Keys;
 
-namespace Relay.Auth.Distributed;
+namespace Relay.Auth.Verification.Distributed;
 
 /// <summary>
 /// In the auth service: publishes the configured apps and keys and the signing public key to every key directory the bus
@@ -15,7 +15,7 @@ internal sealed partial class KeyDirectoryPublisher(
     IOptions<RelayAuthOptions> auth,
     IEnumerable<IKeyDirectory> directories,
     KeyStore keys,
-    SigningKey signingKey,
+    VerificationKey signingKey,
     TimeProvider time,
     ILogger<KeyDirectoryPublisher> logger) : BackgroundService
 {

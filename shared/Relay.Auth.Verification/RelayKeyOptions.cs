@@ -1,4 +1,4 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>A key of an app: <c>APPID.KEYID:SECRET</c> and what it may do.</summary>
 public sealed class RelayKeyOptions

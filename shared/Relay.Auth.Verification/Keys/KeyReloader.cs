@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>
 /// With keys from configuration: when the configuration reloads (an edited <c>appsettings.json</c>; ASP.NET Core watches it),

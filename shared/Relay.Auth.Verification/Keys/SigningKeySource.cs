@@ -1,4 +1,4 @@
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>Where the ES256 signing key came from.</summary>
 internal enum SigningKeySource

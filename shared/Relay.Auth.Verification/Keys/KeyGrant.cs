@@ -1,6 +1,6 @@
 using Relay.Core.Auth;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>
 /// What a principal's access rests on, so a connection can be checked again when keys change: the key as it was when the

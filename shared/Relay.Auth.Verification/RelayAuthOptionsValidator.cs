@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Options;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Core.Auth;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Refuses a configuration that would fail later, naming the setting and how to fix it.</summary>
 internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOptions>
@@ -25,16 +25,6 @@ internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOpti
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (options.MaxTokenTtlSeconds < 1)
-        {
-            failures.Add($"{Section}:MaxTokenTtlSeconds is {options.MaxTokenTtlSeconds}; it must be at least 1 (default {RelayAuthOptions.DefaultMaxTokenTtlSeconds})");
-        }
-
-        if (options.DefaultTokenTtlSeconds < 1 || options.DefaultTokenTtlSeconds > options.MaxTokenTtlSeconds)
-        {
-            failures.Add($"{Section}:DefaultTokenTtlSeconds is {options.DefaultTokenTtlSeconds}; it must be from 1 to MaxTokenTtlSeconds ({options.MaxTokenTtlSeconds})");
-        }
-
         if (options.ClockSkewSeconds is < 0 or > MaxClockSkewSeconds)
         {
             failures.Add($"{Section}:ClockSkewSeconds is {options.ClockSkewSeconds}; it must be from 0 to {MaxClockSkewSeconds}");
@@ -47,7 +37,7 @@ internal sealed class RelayAuthOptionsValidator : IValidateOptions<RelayAuthOpti
 
         if (!string.IsNullOrWhiteSpace(options.SigningKeyPath))
         {
-            if (SigningKey.TryLoad(options.SigningKeyPath, out var key, out _, out var error))
+            if (VerificationKey.TryLoad(options.SigningKeyPath, out var key, out _, out var error))
             {
                 key.Dispose();
             }

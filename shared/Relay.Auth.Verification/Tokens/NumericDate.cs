@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Relay.Auth.Tokens;
+namespace Relay.Auth.Verification.Tokens;
 
 /// <summary>Reads JWT NumericDate claims (seconds since 1970, possibly fractional) within what <see cref="DateTimeOffset"/> holds.</summary>
 internal static class NumericDate

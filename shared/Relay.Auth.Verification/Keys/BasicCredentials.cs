@@ -1,7 +1,7 @@
 using System.Text;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>Reads <c>Authorization</c> headers: the scheme, and the key inside <c>Basic base64(APPID.KEYID:SECRET)</c>.</summary>
 internal static class BasicCredentials

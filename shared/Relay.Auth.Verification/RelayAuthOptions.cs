@@ -1,28 +1,19 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
-/// <summary>Apps, keys and token settings, bound from <c>Relay:Auth</c> and validated at start-up.</summary>
+/// <summary>
+/// What checking credentials needs (apps and keys, where they come from, the signing key, clock skew), bound from
+/// <c>Relay:Auth</c> and validated at start-up. Token lifetimes, which only issuing needs, are <see cref="RelayTokenIssuingOptions"/>.
+/// </summary>
 public sealed class RelayAuthOptions
 {
     /// <summary>The configuration section.</summary>
     public const string SectionName = "Relay:Auth";
-
-    /// <summary>A day: long enough for a session, short enough that a leaked token dies on its own.</summary>
-    public const int DefaultMaxTokenTtlSeconds = 86_400;
-
-    /// <summary>An hour: clients refresh well before this with an in-band <c>auth</c>.</summary>
-    public const int DefaultDefaultTokenTtlSeconds = 3_600;
 
     /// <summary>Thirty seconds: covers ordinary NTP drift between a customer's backend and Relay.</summary>
     public const int DefaultClockSkewSeconds = 30;
 
     /// <summary>The apps (tenants) and their keys.</summary>
     public IList<RelayAppOptions> Apps { get; } = [];
-
-    /// <summary>The longest <c>ttlSeconds</c> that <c>POST /v1/tokens</c> grants.</summary>
-    public int MaxTokenTtlSeconds { get; set; } = DefaultMaxTokenTtlSeconds;
-
-    /// <summary>The lifetime of a token when the request names none.</summary>
-    public int DefaultTokenTtlSeconds { get; set; } = DefaultDefaultTokenTtlSeconds;
 
     /// <summary>Tolerance when checking a token's <c>exp</c> and <c>nbf</c>.</summary>
     public int ClockSkewSeconds { get; set; } = DefaultClockSkewSeconds;

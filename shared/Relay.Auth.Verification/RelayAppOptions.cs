@@ -1,4 +1,4 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>An app (tenant) and its keys.</summary>
 public sealed class RelayAppOptions

@@ -1,11 +1,11 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Builds the key store and signing key at start, so a bad key file stops the host and the first request pays nothing.</summary>
-internal sealed partial class RelayAuthStartup(KeyStore keys, SigningKey signingKey, ILogger<RelayAuthStartup> logger) : IHostedService
+internal sealed partial class RelayAuthStartup(KeyStore keys, VerificationKey signingKey, ILogger<RelayAuthStartup> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Relay.Core.Auth;
 
-namespace Relay.Auth.Keys;
+namespace Relay.Auth.Verification.Keys;
 
 /// <summary>A configured key, parsed once: its name, secret (raw and hashed) and capabilities.</summary>
 internal sealed class ApiKey
@@ -18,7 +18,7 @@ internal sealed class ApiKey
         Secret = Encoding.UTF8.GetBytes(secret);
         _secretHash = SHA256.HashData(Secret);
         Capabilities = capabilities;
-        Principal = new RelayPrincipal(appId, keyId, null, capabilities, null) { Grant = new KeyGrant(this, null, ProvenBySecret: true) };
+        Principal = new RelayPrincipal(appId, keyId, null, capabilities, null, RelayCredentialKind.Key) { Grant = new KeyGrant(this, null, ProvenBySecret: true) };
     }
 
     /// <summary>A key that exists nowhere, so an unknown key name costs the same hashing as a wrong secret.</summary>

@@ -5,24 +5,23 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth.Tokens;
+namespace Relay.Auth.Verification.Tokens;
 
 /// <summary>
-/// Issues Relay's ES256 tokens and checks both kinds of token (Relay ES256, customer HS256) against the clock of
-/// <see cref="TimeProvider"/>.
+/// Checks both kinds of token (Relay ES256, customer HS256) against the key store, the public
+/// <see cref="VerificationKey"/> and the clock of <see cref="TimeProvider"/>. It holds nothing that signs: issuing is
+/// <c>TokenIssuer</c>'s.
 /// </summary>
 /// <remarks>
-/// Issuing goes through <see cref="JsonWebTokenHandler"/>. Checking parses the compact JWT once and verifies the
-/// signature directly: the handler refuses HMAC keys under 256 bits (IDX10720) while the protocol allows 16-character
-/// secrets, and reading claims from one JSON document avoids the handler's claim mapping and default lifetime rules.
+/// It parses the compact JWT once and verifies the signature directly: <c>JsonWebTokenHandler</c> refuses HMAC keys
+/// under 256 bits (IDX10720) while the protocol allows 16-character secrets, and reading claims from one JSON document
+/// avoids the handler's claim mapping and default lifetime rules.
 /// </remarks>
-internal sealed class TokenService
+internal sealed class TokenValidator
 {
     /// <summary>The <c>iss</c> of Relay's tokens.</summary>
     public const string Issuer = "relay";
@@ -37,48 +36,17 @@ internal sealed class TokenService
     private static readonly JsonDocumentOptions JsonOptions = new() { AllowDuplicateProperties = false, MaxDepth = 16 };
 
     private readonly KeyStore _keys;
-    private readonly SigningKey _signingKey;
+    private readonly VerificationKey _verificationKey;
     private readonly TimeProvider _time;
     private readonly long _skewMilliseconds;
-    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
 
-    public TokenService(KeyStore keys, SigningKey signingKey, IOptions<RelayAuthOptions> options, TimeProvider time)
+    public TokenValidator(KeyStore keys, VerificationKey verificationKey, IOptions<RelayAuthOptions> options, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(options);
         _keys = keys;
-        _signingKey = signingKey;
+        _verificationKey = verificationKey;
         _time = time;
         _skewMilliseconds = options.Value.ClockSkewSeconds * 1000L;
-    }
-
-    /// <summary>Whether this node holds the private signing key.</summary>
-    public bool CanIssue => _signingKey.Credentials is not null;
-
-    /// <summary>Signs a token for <paramref name="key"/>; the caller has checked the capabilities, client id and lifetime.</summary>
-    public (string Token, DateTimeOffset ExpiresAt) Issue(ApiKey key, string? clientId, Capabilities capabilities, int ttlSeconds)
-    {
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(capabilities);
-        var credentials = _signingKey.Credentials ?? throw new InvalidOperationException("this node has only the public signing key");
-        var issuedAt = _time.GetUtcNow().ToUnixTimeSeconds();
-        var expires = issuedAt + ttlSeconds;
-        using var cap = JsonDocument.Parse(capabilities.ToJson());
-        var claims = new Dictionary<string, object>(7, StringComparer.Ordinal)
-        {
-            ["iss"] = Issuer,
-            ["app"] = key.AppId,
-            ["key"] = key.Name,
-            ["cap"] = cap.RootElement,
-            ["iat"] = issuedAt,
-            ["exp"] = expires,
-        };
-        if (clientId is not null)
-        {
-            claims["sub"] = clientId;
-        }
-
-        var token = _handler.CreateToken(new SecurityTokenDescriptor { Claims = claims, SigningCredentials = credentials });
-        return (token, DateTimeOffset.FromUnixTimeSeconds(expires));
     }
 
     /// <summary>Checks a token: signature, <c>exp</c>/<c>nbf</c>, <c>app</c>, <c>cap</c>; the principal's capabilities are clipped to its key's.</summary>
@@ -142,9 +110,9 @@ internal sealed class TokenService
                 }
 
                 break;
-            case SigningKey.Algorithm:
+            case VerificationKey.Algorithm:
                 ECDsa? peer = null;
-                if (!string.Equals(kid, _signingKey.KeyId, StringComparison.Ordinal) && (kid is null || !_keys.TryGetPeerSigningKey(kid, out peer)))
+                if (!string.Equals(kid, _verificationKey.KeyId, StringComparison.Ordinal) && (kid is null || !_keys.TryGetPeerSigningKey(kid, out peer)))
                 {
                     return Invalid("the token was signed by a Relay key this node does not know (see /.well-known/jwks.json); request a new token");
                 }
@@ -266,7 +234,8 @@ internal sealed class TokenService
             key.KeyId,
             clientId,
             Capabilities.Intersect(capabilities, key.Capabilities),
-            DateTimeOffset.FromUnixTimeSeconds(expires))
+            DateTimeOffset.FromUnixTimeSeconds(expires),
+            RelayCredentialKind.Token)
         {
             Grant = new KeyGrant(key, capabilities, provenBySecret),
         });
@@ -288,7 +257,7 @@ internal sealed class TokenService
 
             if (key is null)
             {
-                return _signingKey.Verify(input, signature);
+                return _verificationKey.Verify(input, signature);
             }
 
             Span<byte> mac = stackalloc byte[HMACSHA256.HashSizeInBytes];

@@ -1,14 +1,14 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using Relay.Auth.Keys;
-using Relay.Auth.Tokens;
+using Relay.Auth.Verification.Keys;
+using Relay.Auth.Verification.Tokens;
 using Relay.Core.Auth;
 using Relay.Core.Protocol;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
-/// <summary>Checks a request's credentials against the key store and token service: no I/O, nothing per call but parsing.</summary>
-internal sealed partial class RelayAuthenticator(KeyStore keys, TokenService tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
+/// <summary>Checks a request's credentials against the key store and token validator: no I/O, nothing per call but parsing.</summary>
+internal sealed partial class RelayAuthenticator(KeyStore keys, TokenValidator tokens, TimeProvider time, ILogger<RelayAuthenticator> logger) : IRelayAuthenticator
 {
     public const string NoCredentialsMessage = "no credentials: send a key (Basic auth or ?key=) or a token (Bearer or ?token=)";
 

@@ -1,4 +1,4 @@
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Lets at most <see cref="PerSecond"/> log lines through each second; the rest are dropped, uncounted.</summary>
 internal sealed class LogRateLimit(TimeProvider time)

@@ -1,6 +1,6 @@
 using Relay.Core.Protocol;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>The rule for client ids, wherever they come from (<c>?clientId=</c>, a token's <c>sub</c>, a token request).</summary>
 internal static class ClientIds

@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Http;
 
-namespace Relay.Auth;
+namespace Relay.Auth.Verification;
 
 /// <summary>Checks credentials locally (no call per message): keys from configuration, Relay-issued ES256 tokens, customer HS256 tokens.</summary>
 public interface IRelayAuthenticator

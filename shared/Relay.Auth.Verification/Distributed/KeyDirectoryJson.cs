@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Text.Json;
-using Relay.Auth.Keys;
+using Relay.Auth.Verification.Keys;
 using Relay.Core.Auth;
 
-namespace Relay.Auth.Distributed;
+namespace Relay.Auth.Verification.Distributed;
 
 /// <summary>
 /// An API key as the key directory holds it: JSON with app, id, secret and capabilities. The auth service publishes the
