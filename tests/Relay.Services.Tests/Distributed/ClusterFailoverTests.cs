@@ -109,10 +109,10 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
         // Every acknowledged publish is in the new master's history under the seq it was acknowledged with, in the epoch
         // the subscriber started in (the promoted replica continued it), and the history is gapless: a publish the old master took but no replica confirmed was refused, and its seq
         // went to a later one.
-        var history = await ReadHistoryAsync(reader);
+        var history = await HistoryPages.ReadAllAsync(reader, Channel);
         Assert.Equal(subscribed.GetProperty("epoch").GetString(), history.Epoch);
         Assert.Equal(Enumerable.Range(1, history.Messages.Count).Select(static i => (long)i), history.Messages.Select(static m => m.Seq));
-        var idAt = history.Messages.ToDictionary(static m => m.Seq, static m => m.Id);
+        var idAt = history.Messages.ToDictionary(static m => m.Seq, static m => m.Data);
         foreach (var ack in acknowledged)
         {
             Assert.True(idAt.TryGetValue(ack.Seq, out var id) && id == ack.Id, $"{ack.Id} was acknowledged with seq {ack.Seq}; the history has {(idAt.TryGetValue(ack.Seq, out var other) ? other : "nothing")} there");
@@ -268,39 +268,5 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
                 await subscriber.DisposeAsync();
             }
         }
-    }
-
-    // The whole history, oldest first, read backwards a page at a time (bounded: the history holds what was published).
-    private static async Task<(string Epoch, List<(long Seq, string Id)> Messages)> ReadHistoryAsync(TestSocket reader)
-    {
-        var messages = new List<(long Seq, string Id)>();
-        long? before = null;
-        var epoch = "";
-        for (var page = 0; page < 10_000; page++)
-        {
-            var request = new Dictionary<string, object?> { ["type"] = "history", ["channel"] = Channel, ["limit"] = 1000 };
-            if (before is { } b)
-            {
-                request["before"] = b;
-            }
-
-            var reply = await reader.RequestAsync(request);
-            Assert.True(reply.GetProperty("type").GetString() == "ok", reply.GetRawText());
-            epoch = reply.GetProperty("epoch").GetString()!;
-            var items = reply.GetProperty("messages").EnumerateArray().Select(static m => (m.GetProperty("seq").GetInt64(), m.GetProperty("data").GetString()!)).ToList();
-            if (items.Count == 0)
-            {
-                break;
-            }
-
-            messages.InsertRange(0, items);
-            before = items[0].Item1;
-            if (before == 1)
-            {
-                break;
-            }
-        }
-
-        return (epoch, messages);
     }
 }

@@ -169,11 +169,11 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 
             // Every acknowledged publish is in the history (read from the slot's new master) under the seq it was
             // acknowledged with, in the epoch the subscriber started in, and the history is gapless.
-            var history = await ReadHistoryAsync(reader, channel);
+            var history = await HistoryPages.ReadAllAsync(reader, channel);
             output.WriteLine($"{channel}: history seq {history.Messages[0].Seq}..{history.Messages[^1].Seq}, {history.Messages.Count} messages");
             Assert.Equal(epochs[channel], history.Epoch);
             Assert.Equal(Enumerable.Range(1, history.Messages.Count).Select(static i => (long)i), history.Messages.Select(static m => m.Seq));
-            var idAt = history.Messages.ToDictionary(static m => m.Seq, static m => m.Id);
+            var idAt = history.Messages.ToDictionary(static m => m.Seq, static m => m.Data);
             foreach (var ack in acknowledged.Where(a => a.Channel == channel))
             {
                 Assert.True(idAt.TryGetValue(ack.Seq, out var id) && id == ack.Id, $"{channel}: {ack.Id} was acknowledged with seq {ack.Seq}; the history has {(idAt.TryGetValue(ack.Seq, out var other) ? other : "nothing")} there");
@@ -394,39 +394,5 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
                 await subscriber.DisposeAsync();
             }
         }
-    }
-
-    // The whole history of a channel, oldest first, read backwards a page at a time (bounded: it holds what was published).
-    private static async Task<(string Epoch, List<(long Seq, string Id)> Messages)> ReadHistoryAsync(TestSocket reader, string channel)
-    {
-        var messages = new List<(long Seq, string Id)>();
-        long? before = null;
-        var epoch = "";
-        for (var page = 0; page < 10_000; page++)
-        {
-            var request = new Dictionary<string, object?> { ["type"] = "history", ["channel"] = channel, ["limit"] = 1000 };
-            if (before is { } b)
-            {
-                request["before"] = b;
-            }
-
-            var reply = await reader.RequestAsync(request);
-            Assert.True(reply.GetProperty("type").GetString() == "ok", reply.GetRawText());
-            epoch = reply.GetProperty("epoch").GetString()!;
-            var items = reply.GetProperty("messages").EnumerateArray().Select(static m => (m.GetProperty("seq").GetInt64(), m.GetProperty("data").GetString()!)).ToList();
-            if (items.Count == 0)
-            {
-                break;
-            }
-
-            messages.InsertRange(0, items);
-            before = items[0].Item1;
-            if (before == 1)
-            {
-                break;
-            }
-        }
-
-        return (epoch, messages);
     }
 }
