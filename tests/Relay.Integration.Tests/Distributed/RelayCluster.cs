@@ -292,6 +292,10 @@ internal sealed class ServiceProcess : IAsyncDisposable
     private readonly Queue<string> _tail = new();
     private string? _ownedLogDirectory;
 
+    // The process logged that it listens on its port. Until then a /readyz answer may come from another process that took
+    // the port first (this one then fails to bind and exits): FanOutShardTests once talked to such a stranger (404).
+    private bool _bound;
+
     private ServiceProcess(Process process, string name, int port)
     {
         _process = process;
@@ -363,6 +367,10 @@ internal sealed class ServiceProcess : IAsyncDisposable
             info.Environment[key] = value;
         }
 
+        // Its "Now listening on" line is how the test knows the port is this process's (below), whatever else it logs.
+        info.Environment["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Information";
+        var listening = $"Now listening on: http://127.0.0.1:{port}";
+
         var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
         var service = new ServiceProcess(process, name, port);
         var log = new StreamWriter(Path.Combine(logDirectory, name + ".log"), append: true) { AutoFlush = true };
@@ -375,6 +383,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
             lock (service._tail)
             {
+                service._bound |= line.Contains(listening, StringComparison.Ordinal);
                 log.WriteLine(line);
                 service._tail.Enqueue(line);
                 if (service._tail.Count > 60)
@@ -401,7 +410,13 @@ internal sealed class ServiceProcess : IAsyncDisposable
             try
             {
                 using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/readyz"));
-                if (response.IsSuccessStatusCode)
+                bool bound;
+                lock (service._tail)
+                {
+                    bound = service._bound;
+                }
+
+                if (response.IsSuccessStatusCode && bound)
                 {
                     return service;
                 }
