@@ -30,7 +30,6 @@ public sealed class FirehoseDropTests
             ["Relay:Kafka:FirehoseTopic"] = "relay-firehose",
             ["Relay:Kafka:FirehoseQueueBytes"] = "1048576",
         });
-        await RoutingReady.WaitAsync(server);
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "load" });
         Assert.True(subscribed.GetProperty("type").GetString() == "ok", subscribed.ToString());

@@ -41,7 +41,6 @@ public sealed class FirehoseTests : IAsyncLifetime
             // Tracing on, so the publishes carry a traceparent for the firehose to write.
             ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _otlp.Endpoint,
         });
-        await RoutingReady.WaitAsync(_server);
     }
 
     public async Task DisposeAsync()

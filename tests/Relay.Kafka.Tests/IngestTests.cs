@@ -51,7 +51,6 @@ public sealed class IngestTests
         }
 
         await using var subscriberHost = await RelayServer.StartAsync(Settings(ingest: false));
-        await RoutingReady.WaitAsync(subscriberHost);
         await using var subscriber = await TestSocket.ConnectAsync(subscriberHost.RealtimeUriWithKey(RelayServer.Key));
         for (var c = 0; c < channels; c++)
         {
@@ -134,7 +133,6 @@ public sealed class IngestTests
             ["Relay:Kafka:IngestApp"] = RelayServer.AppId,
             ["Relay:Kafka:IngestMaxMessageBytes"] = "1024",
         });
-        await RoutingReady.WaitAsync(server);
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "good" });
         Assert.True(subscribed.GetProperty("type").GetString() == "ok", subscribed.ToString());
@@ -210,7 +208,6 @@ public sealed class IngestTests
             ["Relay:Kafka:IngestGroupId"] = Group,
             ["Relay:Kafka:IngestApp"] = RelayServer.AppId,
         });
-        await RoutingReady.WaitAsync(server);
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "late" });
         Assert.True(subscribed.GetProperty("type").GetString() == "ok", subscribed.ToString());
