@@ -30,8 +30,8 @@ internal sealed class IngressMetrics
         meter.CreateObservableGauge("relay.ingress.queued_messages", () => Math.Max(0, _framesQueued.Sum()), description: "Frames waiting in connections' outbound queues (a backlog: frames written straight to the transport never wait there).");
         if (gaps is not null)
         {
-            meter.CreateObservableCounter("relay.ingress.gap_messages_repaired", () => gaps().Repaired, description: "Messages lost on the bus and read back from history before the channel went on.");
-            meter.CreateObservableCounter("relay.ingress.gap_messages_unrepaired", () => gaps().Unrepaired, description: "Messages lost on the bus that history no longer held (clients recover with since, or see the gap).");
+            meter.CreateObservableCounter("relay.ingress.gap_messages_repaired", () => gaps().Repaired, description: "Messages (and presence events) lost on the bus and read back from history (the kept presence events) before the channel went on.");
+            meter.CreateObservableCounter("relay.ingress.gap_messages_unrepaired", () => gaps().Unrepaired, description: "Messages (and presence events) lost on the bus that history (the kept presence events) no longer held: clients recover with since, or see the gap.");
         }
 
         meter.CreateObservableCounter("relay.ingress.slow_consumer_disconnects", () => Interlocked.Read(ref _slowConsumers), description: "Connections cut because their outbound queue was full.");

@@ -122,15 +122,17 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public ValueTask OnResyncAsync(Func<string, string, bool> channels) => _gaps is null ? ValueTask.CompletedTask : new ValueTask(_gaps.ResyncAsync(PositionAsync, channels));
 
-    private async Task<(string Epoch, long Seq)?> PositionAsync(string app, string channel)
+    private async Task<ChannelPosition?> PositionAsync(string app, string channel)
     {
         var reply = await Bus.SendToRoutingAsync(new PositionRequest(app, channel), Stopping).ConfigureAwait(false);
-        return reply is PositionReply position ? (position.Position.Epoch, position.Position.Seq) : null;
+        return reply is PositionReply position ? position.Position : null;
     }
 
-    private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, long after, int limit)
+    // A channel's messages from history, or (presence) its presence events from those the engine keeps.
+    private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
     {
-        var reply = await Bus.SendToRoutingAsync(new HistoryRequest(app, channel, limit, AfterSeq: after), Stopping).ConfigureAwait(false);
+        RoutingRequest request = presence ? new PresenceEventsRequest(app, channel, after, limit) : new HistoryRequest(app, channel, limit, AfterSeq: after);
+        var reply = await Bus.SendToRoutingAsync(request, Stopping).ConfigureAwait(false);
         return reply is HistoryReply history ? (history.Position.Epoch, history.Messages) : null;
     }
 
@@ -145,8 +147,15 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     // Messages of a channel never reached this node and history no longer holds them: every local subscription that
     // had not passed them makes its client recover (it learns recovered: false), before the next message goes out.
-    private void LostLocal(string app, string channel, string epoch, long upTo)
+    // Presence events have no loss signal in the protocol: the log says so, and `get` still lists the members as they are.
+    private void LostLocal(string app, string channel, string epoch, long upTo, bool presence)
     {
+        if (presence)
+        {
+            LogPresenceEventsLost(_logger, app, channel, epoch, upTo);
+            return;
+        }
+
         var told = Subscriptions.ForEach(app, channel, subscription => subscription.Lost(epoch, upTo));
         LogMessagesLost(_logger, app, channel, epoch, upTo, told);
     }
@@ -227,7 +236,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
             _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
         };
 
-        _gaps?.Start(app, channel, position.Epoch, position.Seq);
+        _gaps?.Start(app, channel, position);
         subscription.GoLive(position.Epoch, position.Seq, () =>
         {
             ready(channel, position, recovered);
@@ -318,4 +327,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
     private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Presence events of channel {Channel} (app {App}, epoch {Epoch}) up to number {UpTo} never reached this node and the engine no longer keeps them; subscribers see the members as they are on their next presence get")]
+    private static partial void LogPresenceEventsLost(ILogger logger, string app, string channel, string epoch, long upTo);
 }

@@ -156,6 +156,11 @@ public static class BusCodec
                 case PositionRequest:
                     writer.WriteString("k"u8, "pos"u8);
                     break;
+                case PresenceEventsRequest events:
+                    writer.WriteString("k"u8, "pev"u8);
+                    writer.WriteNumber("l"u8, events.Limit);
+                    writer.WriteNumber("af"u8, events.AfterSeq);
+                    break;
                 case PresenceRequest presence:
                     writer.WriteString("k"u8, "pres"u8);
                     writer.WriteString("act"u8, presence.Action);
@@ -227,6 +232,7 @@ public static class BusCodec
             "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent),
             "hist" => new HistoryRequest(app, channel, (int)limit, before, after, maxBytes),
             "pos" => new PositionRequest(app, channel),
+            "pev" => new PresenceEventsRequest(app, channel, after ?? 0, (int)limit),
             "pres" => new PresenceRequest(app, channel, action ?? "enter", clientId ?? "", connection ?? "", data, node),
             "pget" => new PresenceGetRequest(app, channel),
             _ => throw new FormatException($"unknown routing request kind '{kind}'"),
@@ -258,6 +264,7 @@ public static class BusCodec
                     writer.WriteString("k"u8, "hist"u8);
                     writer.WriteString("e"u8, history.Position.Epoch);
                     writer.WriteNumber("sq"u8, history.Position.Seq);
+                    WritePresenceSeq(writer, history.Position);
                     writer.WriteBoolean("ok"u8, history.Complete);
                     if (history.Truncated)
                     {
@@ -270,6 +277,7 @@ public static class BusCodec
                     writer.WriteString("k"u8, "pos"u8);
                     writer.WriteString("e"u8, position.Position.Epoch);
                     writer.WriteNumber("sq"u8, position.Position.Seq);
+                    WritePresenceSeq(writer, position.Position);
                     break;
                 case PresenceReply presence:
                     writer.WriteString("k"u8, "pres"u8);
@@ -291,7 +299,7 @@ public static class BusCodec
     {
         var reader = new Utf8JsonReader(frame.Span);
         Expect(ref reader, JsonTokenType.StartObject);
-        long correlation = 0, seq = 0, code = 0;
+        long correlation = 0, seq = 0, code = 0, presenceSeq = 0;
         string? kind = null, epoch = null, text = null;
         var complete = false;
         var truncated = false;
@@ -307,6 +315,7 @@ public static class BusCodec
                 case "k": kind = reader.GetString(); break;
                 case "e": epoch = reader.GetString(); break;
                 case "sq": seq = reader.GetInt64(); break;
+                case "psq": presenceSeq = reader.GetInt64(); break;
                 case "ok": complete = reader.GetBoolean(); break;
                 case "tr": truncated = reader.GetBoolean(); break;
                 case "code": code = reader.GetInt64(); break;
@@ -335,13 +344,21 @@ public static class BusCodec
         RoutingReply reply = kind switch
         {
             "pub" => new PublishReply([.. seqs ?? []], epoch ?? ""),
-            "hist" => new HistoryReply(new ChannelPosition(epoch ?? "", seq), messages ?? [], complete, truncated),
-            "pos" => new PositionReply(new ChannelPosition(epoch ?? "", seq)),
+            "hist" => new HistoryReply(new ChannelPosition(epoch ?? "", seq) { PresenceSeq = presenceSeq }, messages ?? [], complete, truncated),
+            "pos" => new PositionReply(new ChannelPosition(epoch ?? "", seq) { PresenceSeq = presenceSeq }),
             "pres" => new PresenceReply(messages ?? []),
             "err" => new ErrorReply(new RelayError((int)code, text ?? "routing failed")),
             _ => throw new FormatException($"unknown routing reply kind '{kind}'"),
         };
         return (correlation, reply);
+    }
+
+    private static void WritePresenceSeq(Utf8JsonWriter writer, ChannelPosition position)
+    {
+        if (position.PresenceSeq > 0)
+        {
+            writer.WriteNumber("psq"u8, position.PresenceSeq);
+        }
     }
 
     /// <summary>Encodes an interest change.</summary>

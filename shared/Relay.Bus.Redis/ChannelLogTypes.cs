@@ -7,7 +7,11 @@ namespace Relay.Bus.Redis;
 public readonly record struct ChannelAppendResult(long Seq, string Epoch, bool Duplicate);
 
 /// <summary>A channel's epoch and its last seq (0 when nothing was appended in this epoch).</summary>
-public readonly record struct ChannelLogPosition(string Epoch, long Seq);
+public readonly record struct ChannelLogPosition(string Epoch, long Seq)
+{
+    /// <summary>The number of the channel's last presence event in the epoch (<see cref="RedisPresence"/>).</summary>
+    public long PresenceSeq { get; init; }
+}
 
 /// <summary>One message of a channel's history.</summary>
 /// <param name="Seq">Its seq in the epoch of the read that returned it.</param>
@@ -26,4 +30,15 @@ public sealed record ChannelLogMessage(long Seq, long Timestamp, ReadOnlyMemory<
 /// <param name="Truncated">
 /// For a backward read with a byte budget: older messages within the limit were left out to keep within it.
 /// </param>
-public sealed record ChannelReadResult(string Epoch, long Seq, IReadOnlyList<ChannelLogMessage> Messages, bool Complete, bool Truncated = false);
+public sealed record ChannelReadResult(string Epoch, long Seq, IReadOnlyList<ChannelLogMessage> Messages, bool Complete, bool Truncated = false)
+{
+    /// <summary>The number of the channel's last presence event in the epoch when it was read (<see cref="RedisPresence"/>).</summary>
+    public long PresenceSeq { get; init; }
+}
+
+/// <summary>A read of a channel's kept presence events (<see cref="RedisPresence.ReadAfterAsync"/>).</summary>
+/// <param name="Epoch">The channel's epoch ('' when the channel has none yet).</param>
+/// <param name="PresenceSeq">The number of the channel's last presence event in that epoch.</param>
+/// <param name="Events">The events, oldest first, each with its number as <see cref="Relay.Core.Messages.RelayMessage.Seq"/>.</param>
+/// <param name="Complete">False when the kept events no longer reach the one right after the number asked for.</param>
+public sealed record PresenceReadResult(string Epoch, long PresenceSeq, IReadOnlyList<Relay.Core.Messages.RelayMessage> Events, bool Complete);

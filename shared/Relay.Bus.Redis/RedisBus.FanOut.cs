@@ -418,7 +418,7 @@ public sealed partial class RedisBus
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
     // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
     // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile). A
-    // lease taken anew (its token changed: Redis lost it) keeps them: presence events have no seq to recover them by.
+    // lease taken anew (its token changed: Redis lost it) keeps them: nodes drop a seq or presence number they passed.
     private void Renew(IFanOutHandler handler, int shard, long validUntil)
     {
         var state = _fanOutShards[shard];

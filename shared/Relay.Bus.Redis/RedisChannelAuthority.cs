@@ -43,6 +43,7 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
             PublishRequest publish => PublishAsync(publish),
             HistoryRequest history => HistoryAsync(history),
             PositionRequest position => PositionAsync(position),
+            PresenceEventsRequest events => PresenceEventsAsync(events),
             PresenceRequest presence => PresenceAsync(presence),
             PresenceGetRequest get => MembersAsync(get),
             _ => throw new ArgumentException($"unknown routing request {request.GetType().Name}", nameof(request)),
@@ -122,13 +123,13 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
             var read = await Log.ReadAfterAsync(request.App, request.Channel, after, limit).ConfigureAwait(false);
 
             // A seq beyond the channel's last cannot have come from this epoch: nothing after it can be promised.
-            return new HistoryReply(new ChannelPosition(read.Epoch, read.Seq), Messages(request, read), read.Complete && after <= read.Seq);
+            return new HistoryReply(new ChannelPosition(read.Epoch, read.Seq) { PresenceSeq = read.PresenceSeq }, Messages(request, read), read.Complete && after <= read.Seq);
         }
 
         var page = request.Before is { } before
             ? await Log.ReadBeforeAsync(request.App, request.Channel, before, limit, request.MaxBytes).ConfigureAwait(false)
             : await Log.ReadLastAsync(request.App, request.Channel, limit, request.MaxBytes).ConfigureAwait(false);
-        return new HistoryReply(new ChannelPosition(page.Epoch, page.Seq), Messages(request, page), Complete: true, page.Truncated);
+        return new HistoryReply(new ChannelPosition(page.Epoch, page.Seq) { PresenceSeq = page.PresenceSeq }, Messages(request, page), Complete: true, page.Truncated);
     }
 
     private static List<RelayMessage> Messages(RoutingRequest request, ChannelReadResult read)
@@ -149,7 +150,16 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
     private async ValueTask<RoutingReply> PositionAsync(PositionRequest request)
     {
         var position = await Log.PositionAsync(request.App, request.Channel).ConfigureAwait(false);
-        return new PositionReply(new ChannelPosition(position.Epoch, position.Seq));
+        return new PositionReply(new ChannelPosition(position.Epoch, position.Seq) { PresenceSeq = position.PresenceSeq });
+    }
+
+    private async ValueTask<RoutingReply> PresenceEventsAsync(PresenceEventsRequest request)
+    {
+        var read = await bus.Presence.ReadAfterAsync(request.App, request.Channel, request.AfterSeq, Math.Max(1, request.Limit)).ConfigureAwait(false);
+        var events = read.Events.Where(e => e.App == request.App && e.Channel == request.Channel).ToList();
+
+        // A number beyond the channel's last cannot have come from this epoch: nothing after it can be promised.
+        return new HistoryReply(new ChannelPosition(read.Epoch, 0) { PresenceSeq = read.PresenceSeq }, events, read.Complete && request.AfterSeq <= read.PresenceSeq);
     }
 
     private async ValueTask<RoutingReply> PresenceAsync(PresenceRequest request)

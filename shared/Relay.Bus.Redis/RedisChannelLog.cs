@@ -100,16 +100,17 @@ public sealed class RedisChannelLog
 
     // KEYS: pos, log. ARGV: fresh epoch, mode (after|last|before|position), afterSeq or beforeSeq, limit, keyExpiryMs,
     // maxBytes (backward reads: stop once the members passed it, keeping at least one; 0 = no limit).
-    // Reply: {epoch, seq, complete, truncated, member...}. A backward read walks from the newest member down in steps, so
+    // Reply: {epoch, seq, complete, truncated, pseq (the last presence event's number: RedisPresence), member...}. A backward read walks from the newest member down in steps, so
     // a page cut by bytes never loads the rest of the limit into the script.
     private static readonly RedisLuaScript s_read = new(Prelude + """
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         keep_until(KEYS[1], tonumber(ARGV[5]))
         local mode = ARGV[2]
-        if mode == 'position' then return {epoch, seq, 1, 0} end
+        local pseq = tonumber(redis.call('HGET', KEYS[1], 'pseq') or '0')
+        if mode == 'position' then return {epoch, seq, 1, 0, pseq} end
         trim_expired(KEYS[2])
         local limit = tonumber(ARGV[4])
-        local reply = {epoch, seq, 1, 0}
+        local reply = {epoch, seq, 1, 0, pseq}
         local items
         if mode == 'last' or mode == 'before' then
           local top = mode == 'last' and '+inf' or '(' .. ARGV[3]
@@ -289,12 +290,12 @@ public sealed class RedisChannelLog
     public async Task<ChannelLogPosition> PositionAsync(string app, string channel)
     {
         var result = await ReadAsync(app, channel, "position", 0, 1).ConfigureAwait(false);
-        return new ChannelLogPosition(result.Epoch, result.Seq);
+        return new ChannelLogPosition(result.Epoch, result.Seq) { PresenceSeq = result.PresenceSeq };
     }
 
     private async Task<ChannelReadResult> ReadAsync(string app, string channel, string mode, long seq, int limit, long maxBytes = 0)
     {
-        const int Header = 4;
+        const int Header = 5;
         var prefix = KeyPrefix(app, channel);
         var items = (RedisResult[])(await s_read.EvaluateAsync(
             _database,
@@ -307,7 +308,7 @@ public sealed class RedisChannelLog
             messages[i] = ParseMember((byte[])items[i + Header]!);
         }
 
-        return new ChannelReadResult((string)items[0]!, (long)items[1], messages, (long)items[2] == 1, (long)items[3] == 1);
+        return new ChannelReadResult((string)items[0]!, (long)items[1], messages, (long)items[2] == 1, (long)items[3] == 1) { PresenceSeq = (long)items[4] };
     }
 
     // A log member is "seq:timestampMs:expiresAtMs:payload".

@@ -131,7 +131,10 @@ public static class RedisKeys
         return string.Create(CultureInfo.InvariantCulture, $"relay:{{{app.Length}:{app}:{channel}}}:");
     }
 
-    /// <summary>A channel's position (hash: <c>epoch</c>, <c>seq</c> and, once a fenced writer wrote, <c>fence</c>).</summary>
+    /// <summary>
+    /// A channel's position (hash: <c>epoch</c>, <c>seq</c>, <c>pseq</c> (the last presence event's number in the epoch)
+    /// and, once a fenced writer wrote, <c>fence</c>).
+    /// </summary>
     public static RedisKey Position(string prefix) => prefix + "pos";
 
     /// <summary>A channel's history (sorted set by seq).</summary>
@@ -145,4 +148,7 @@ public static class RedisKeys
 
     /// <summary>A channel's present clients (hash clientId → connections).</summary>
     public static RedisKey Clients(string prefix) => prefix + "clients";
+
+    /// <summary>A channel's recent presence events (list, oldest first, each as published to fan-out), for nodes to read back.</summary>
+    public static RedisKey PresenceLog(string prefix) => prefix + "plog";
 }

@@ -7,12 +7,14 @@ namespace Relay.Bus.Redis;
 /// Channel presence kept in Redis: who is present on a channel, per (clientId, connectionId), and which node holds each
 /// connection, so a node that dies can be evicted. Each change is one Lua script that also publishes the presence event
 /// (enter for a client's first connection, leave for its last, update otherwise) to fan-out, in order with the channel's
-/// messages.
+/// messages. Events are numbered per channel and epoch (<c>pseq</c>, apart from message seqs) and the last
+/// <see cref="KeptEvents"/> kept, so a node that missed one reads it back (<see cref="ReadAfterAsync"/>).
 /// </summary>
 /// <remarks>
 /// Keys, next to the channel log's (<see cref="RedisChannelLog.KeyPrefix"/>): <c>…:members</c> (hash: <c>clientId\nconnectionId</c>
 /// → <c>nodeId\nbody</c>), <c>…:clients</c> (hash: clientId → connections) and, per node, <see cref="RedisKeys.NodePresence"/>
-/// (set of <c>publishChannel\nprefix</c> where the node has members: a leave goes to the channel's fan-out shard). Member keys carry no expiry: they live as long as their node;
+/// (set of <c>publishChannel\nprefix</c> where the node has members: a leave goes to the channel's fan-out shard), and
+/// <c>…:plog</c> (list of the channel's recent events as published, oldest first; expires <see cref="KeptFor"/> after the last). Member keys carry no expiry: they live as long as their node;
 /// <see cref="EvictNodeAsync"/> removes a dead node's members (fan-out calls it when a node's heartbeat stops).
 /// Redis Cluster: each script touches one channel's keys only (one slot). The node's index is in the bus's slot, so it is
 /// written by a command of its own, before the member (the index may name more channels than hold members, never fewer),
@@ -20,20 +22,36 @@ namespace Relay.Bus.Redis;
 /// </remarks>
 public sealed class RedisPresence(IDatabaseAsync database)
 {
-    // KEYS (every script): the channel's pos, log, members, clients.
-    private const string Prelude = """
+    /// <summary>
+    /// Presence events kept per channel for nodes to read back (<see cref="ReadAfterAsync"/>): a node repairs a gap
+    /// within seconds (a fan-out lease lapse, a shard handover), so 512 covers a 1,000-member channel churning at 100
+    /// events/s for five seconds.
+    /// </summary>
+    public const int KeptEvents = 512;
+
+    /// <summary>How long a channel's presence events are kept after its last change (a node resyncs within seconds).</summary>
+    public static readonly TimeSpan KeptFor = TimeSpan.FromMinutes(2);
+
+    // KEYS (every script that changes members): the channel's pos, log, members, clients, plog.
+    private static readonly string s_prelude = $$"""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local pos, log, members, clients = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+        local pos, log, members, clients, plog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
         local function epoch_of(fresh)
           local epoch = redis.call('HGET', pos, 'epoch')
           if epoch then return epoch end
-          redis.call('DEL', pos, log)
+          redis.call('DEL', pos, log, plog)
           redis.call('HSET', pos, 'epoch', fresh, 'seq', 0)
           return fresh
         end
+        -- Numbers the event (pseq, per epoch), keeps it in plog for nodes that missed it, and publishes it.
         local function emit(channel, epoch, action, body)
-          redis.call('PUBLISH', channel, string.format('0:%d:', now) .. epoch .. ':' .. action .. ':' .. body)
+          local pseq = redis.call('HINCRBY', pos, 'pseq', 1)
+          local event = string.format('%d:%d:', pseq, now) .. epoch .. ':' .. action .. ':' .. body
+          redis.call('RPUSH', plog, event)
+          if redis.call('LLEN', plog) > {{KeptEvents}} then redis.call('LTRIM', plog, -{{KeptEvents}}, -1) end
+          redis.call('PEXPIRE', plog, {{(long)KeptFor.TotalMilliseconds}})
+          redis.call('PUBLISH', channel, event)
         end
         local function body_of(value)
           return string.sub(value, string.find(value, '\n', 1, true) + 1)
@@ -56,7 +74,7 @@ public sealed class RedisPresence(IDatabaseAsync database)
     // ARGV: action, clientId, connectionId, nodeId, body, publish channel, fresh epoch, fencing token ('' = unfenced; as
     // the channel log's append: pos keeps the highest that wrote), most members. Returns -1 when fenced out, -2 when a
     // new member finds the set full.
-    private static readonly RedisLuaScript s_change = new(Prelude + """
+    private static readonly RedisLuaScript s_change = new(s_prelude + """
         local token = ARGV[8]
         if token ~= '' then
           local held = redis.call('HGET', pos, 'fence')
@@ -88,7 +106,7 @@ public sealed class RedisPresence(IDatabaseAsync database)
         """);
 
     // ARGV: nodeId, publish channel, fresh epoch. Removes the node's members of one channel; reply: how many.
-    private static readonly RedisLuaScript s_evict = new(Prelude + """
+    private static readonly RedisLuaScript s_evict = new(s_prelude + """
         local removed = 0
         local mark = ARGV[1] .. '\n'
         local all = redis.call('HGETALL', members)
@@ -99,6 +117,29 @@ public sealed class RedisPresence(IDatabaseAsync database)
           end
         end
         return removed
+        """);
+
+    // KEYS: pos, plog. ARGV: after, limit. Reply: {epoch ('' for a channel never used), pseq, complete, event...}. Reads
+    // only: a channel without a position gets none here (its first change makes the epoch).
+    private static readonly RedisLuaScript s_readAfter = new("""
+        local epoch = redis.call('HGET', KEYS[1], 'epoch')
+        if not epoch then return {'', 0, 1} end
+        local pseq = tonumber(redis.call('HGET', KEYS[1], 'pseq') or '0')
+        local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+        local reply = {epoch, pseq, 1}
+        if after >= pseq then return reply end
+        local first = nil
+        for _, event in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+          local n, of = string.match(event, '^(%d+):%d+:([^:]*):')
+          n = tonumber(n)
+          if of == epoch and n > after then
+            first = first or n
+            reply[#reply + 1] = event
+            if #reply - 3 >= limit then break end
+          end
+        end
+        if first ~= after + 1 then reply[3] = 0 end
+        return reply
         """);
 
     /// <summary>
@@ -132,6 +173,31 @@ public sealed class RedisPresence(IDatabaseAsync database)
             -2 => PresenceChangeResult.Full,
             _ => PresenceChangeResult.Applied,
         };
+    }
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> of the channel's presence events after number <paramref name="afterSeq"/> (the
+    /// <c>pseq</c> a node saw last, carried in an event's <see cref="RelayMessage.Seq"/>), oldest first, as they were
+    /// published; whether they start right after it; and the channel's epoch and last presence number. Compare the
+    /// epoch with the one <paramref name="afterSeq"/> came from: when they differ the numbers are unrelated.
+    /// </summary>
+    public async Task<PresenceReadResult> ReadAfterAsync(string app, string channel, long afterSeq, int limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(afterSeq);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        var prefix = RedisChannelLog.KeyPrefix(app, channel);
+        var items = (RedisResult[])(await s_readAfter.EvaluateAsync(
+            database,
+            [RedisKeys.Position(prefix), RedisKeys.PresenceLog(prefix)],
+            [afterSeq, limit]).ConfigureAwait(false))!;
+        const int Header = 3;
+        var events = new RelayMessage[items.Length - Header];
+        for (var i = 0; i < events.Length; i++)
+        {
+            events[i] = BusCodec.DecodeSequenced((byte[])items[i + Header]!);
+        }
+
+        return new PresenceReadResult((string)items[0]!, (long)items[1], events, (long)items[2] == 1);
     }
 
     /// <summary>The present members of a channel (one record per connection).</summary>
@@ -173,5 +239,5 @@ public sealed class RedisPresence(IDatabaseAsync database)
     }
 
     private static RedisKey[] Keys(string prefix) =>
-        [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Members(prefix), RedisKeys.Clients(prefix)];
+        [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Members(prefix), RedisKeys.Clients(prefix), RedisKeys.PresenceLog(prefix)];
 }

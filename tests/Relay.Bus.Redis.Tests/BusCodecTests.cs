@@ -83,6 +83,11 @@ public sealed class BusCodecTests
         var cut = Assert.IsType<HistoryReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new HistoryReply(new ChannelPosition("e", 9), [Message()], Complete: true, Truncated: true))).Reply);
         Assert.True(cut.Truncated);
         Assert.Equal(41, reply.Messages[0].Seq);
+        var events = Assert.IsType<PresenceEventsRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(1, "r", new PresenceEventsRequest("a", "c", AfterSeq: 12, Limit: 100))).Request);
+        Assert.Equal((12L, 100), (events.AfterSeq, events.Limit));
+        var numbered = Assert.IsType<PositionReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new PositionReply(new ChannelPosition("e", 9) { PresenceSeq = 4 }))).Reply);
+        Assert.Equal(new ChannelPosition("e", 9) { PresenceSeq = 4 }, numbered.Position);
+        Assert.Equal(0, reply.Position.PresenceSeq);
         var error = Assert.IsType<ErrorReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(4, new ErrorReply(new RelayError(ErrorCodes.Unavailable, "busy")))).Reply);
         Assert.Equal(ErrorCodes.Unavailable, error.Error.Code);
         Assert.Equal(new InterestChange("n", "a", "c/#", 3), BusCodec.DecodeInterest(BusCodec.EncodeInterest(new InterestChange("n", "a", "c/#", 3))));

@@ -9,36 +9,40 @@ namespace Relay.Ingress.Subscriptions;
 /// before the held ones. Duplicates (a batch sent twice after a failed PUBLISH) are dropped here. A channel's calls come
 /// in seq order from the bus; the repair finishes on another thread, so each channel's cursor is its own lock.
 /// What history no longer holds (or could not be read) is counted and reported through <c>lost</c> (app, channel,
-/// epoch, last lost seq) before the first message after it goes out, so subscribers are told instead of seeing a jump.
+/// epoch, last lost seq, presence) before the first message after it goes out, so subscribers are told instead of seeing a jump.
+/// Presence events numbered by the engine (their own sequence per channel, in <see cref="RelayMessage.Seq"/>) are
+/// followed the same way on a cursor of their own, read back from the channel's kept presence events; events with no
+/// number (an engine that does not keep them) go straight out.
 /// </summary>
 internal sealed class GapRepair(
     Action<RelayMessage> dispatch,
-    Func<string, string, long, int, Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?>> readAfter,
-    Action<string, string, string, long> lost)
+    Func<string, string, bool, long, int, Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?>> readAfter,
+    Action<string, string, string, long, bool> lost)
 {
     /// <summary>The most messages one history read asks for; a longer gap is read in several pages.</summary>
     public const int RepairPage = 1000;
 
-    private readonly ConcurrentDictionary<(string App, string Channel), Cursor> _cursors = new();
+    private readonly ConcurrentDictionary<(string App, string Channel, bool Presence), Cursor> _cursors = new();
     private long _repaired;
     private long _unrepaired;
 
-    /// <summary>Messages read back from history into a gap.</summary>
+    /// <summary>Messages (and presence events) read back into a gap.</summary>
     public long Repaired => Interlocked.Read(ref _repaired);
 
-    /// <summary>Messages of gaps that history no longer held (or could not be read).</summary>
+    /// <summary>Messages (and presence events) of gaps that the engine no longer held (or could not be read).</summary>
     public long Unrepaired => Interlocked.Read(ref _unrepaired);
 
     /// <summary>Dispatches <paramref name="message"/>, or holds it while the gap before it is read back.</summary>
     public void Deliver(RelayMessage message)
     {
-        if (message.PresenceAction is not null || message.Seq <= 0)
+        if (message.Seq <= 0)
         {
             dispatch(message);
             return;
         }
 
-        var cursor = _cursors.GetOrAdd((message.App, message.Channel), static _ => new Cursor());
+        var presence = message.PresenceAction is not null;
+        var cursor = _cursors.GetOrAdd((message.App, message.Channel, presence), static key => new Cursor(key.Presence));
         lock (cursor)
         {
             cursor.Used = Environment.TickCount64;
@@ -69,18 +73,23 @@ internal sealed class GapRepair(
 
     /// <summary>
     /// Deliveries may have been lost with no later message to show it: asks <paramref name="positionOf"/> for each
-    /// followed channel's position (each one <paramref name="only"/> accepts, when given) and reads back what this node has not seen.
+    /// followed channel's position (each one <paramref name="only"/> accepts, when given) and reads back what this node
+    /// has not seen, of its messages and of its presence events (<see cref="ChannelPosition.PresenceSeq"/>).
     /// </summary>
-    public async Task ResyncAsync(Func<string, string, Task<(string Epoch, long Seq)?>> positionOf, Func<string, string, bool>? only = null)
+    public async Task ResyncAsync(Func<string, string, Task<ChannelPosition?>> positionOf, Func<string, string, bool>? only = null)
     {
-        foreach (var ((app, channel), cursor) in _cursors)
+        var channels = new HashSet<(string App, string Channel)>();
+        foreach (var key in _cursors.Keys)
         {
-            if (only is not null && !only(app, channel))
+            if (only is null || only(key.App, key.Channel))
             {
-                continue;
+                channels.Add((key.App, key.Channel));
             }
+        }
 
-            (string Epoch, long Seq)? position;
+        foreach (var (app, channel) in channels)
+        {
+            ChannelPosition? position;
             try
             {
                 position = await positionOf(app, channel).ConfigureAwait(false);
@@ -90,33 +99,59 @@ internal sealed class GapRepair(
                 continue;
             }
 
-            lock (cursor)
+            if (position is not { } at)
             {
-                if (position is { } at && cursor.Held is null && cursor.Epoch is not null && at.Seq > (cursor.Epoch == at.Epoch ? cursor.Seq : 0))
-                {
-                    // Behind in this epoch, or a new epoch (history was lost) this node has seen nothing of.
-                    cursor.Held = [];
-                    _ = RepairAsync(cursor, app, channel, at.Epoch, cursor.Epoch == at.Epoch ? cursor.Seq : 0, at.Seq + 1);
-                }
+                continue;
+            }
+
+            if (_cursors.TryGetValue((app, channel, false), out var messages))
+            {
+                CatchUp(messages, app, channel, at.Epoch, at.Seq);
+            }
+
+            if (_cursors.TryGetValue((app, channel, true), out var presence))
+            {
+                CatchUp(presence, app, channel, at.Epoch, at.PresenceSeq);
             }
         }
     }
 
-    /// <summary>A subscription learned the channel's position: a channel not followed yet starts there.</summary>
-    public void Start(string app, string channel, string epoch, long seq) =>
-        _cursors.TryAdd((app, channel), new Cursor { Epoch = epoch, Seq = seq, Used = Environment.TickCount64 });
+    // Reads back what a cursor has not seen up to `seq` of `epoch` (behind in this epoch, or a new epoch, after history
+    // was lost, that this node has seen nothing of).
+    private void CatchUp(Cursor cursor, string app, string channel, string epoch, long seq)
+    {
+        lock (cursor)
+        {
+            if (cursor.Held is null && cursor.Epoch is not null && seq > (cursor.Epoch == epoch ? cursor.Seq : 0))
+            {
+                cursor.Held = [];
+                _ = RepairAsync(cursor, app, channel, epoch, cursor.Epoch == epoch ? cursor.Seq : 0, seq + 1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A subscription learned the channel's position: a channel not followed yet starts there, its messages at
+    /// <see cref="ChannelPosition.Seq"/> and its presence events at <see cref="ChannelPosition.PresenceSeq"/>.
+    /// </summary>
+    public void Start(string app, string channel, ChannelPosition position)
+    {
+        var used = Environment.TickCount64;
+        _cursors.TryAdd((app, channel, false), new Cursor(presence: false) { Epoch = position.Epoch, Seq = position.Seq, Used = used });
+        _cursors.TryAdd((app, channel, true), new Cursor(presence: true) { Epoch = position.Epoch, Seq = position.PresenceSeq, Used = used });
+    }
 
     /// <summary>Forgets channels unused for <paramref name="idle"/> that <paramref name="keep"/> does not want kept.</summary>
     public void Sweep(TimeSpan idle, Func<string, string, bool> keep)
     {
         var oldest = Environment.TickCount64 - (long)idle.TotalMilliseconds;
-        foreach (var ((app, channel), cursor) in _cursors)
+        foreach (var (key, cursor) in _cursors)
         {
             lock (cursor)
             {
-                if (cursor.Held is null && cursor.Used < oldest && !keep(app, channel))
+                if (cursor.Held is null && cursor.Used < oldest && !keep(key.App, key.Channel))
                 {
-                    _cursors.TryRemove(new KeyValuePair<(string, string), Cursor>((app, channel), cursor));
+                    _cursors.TryRemove(new KeyValuePair<(string, string, bool), Cursor>(key, cursor));
                 }
             }
         }
@@ -143,7 +178,7 @@ internal sealed class GapRepair(
             var limit = (int)Math.Min(RepairPage, upTo - after - 1);
             try
             {
-                read = await readAfter(app, channel, after, limit).ConfigureAwait(false);
+                read = await readAfter(app, channel, cursor.Presence, after, limit).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -208,12 +243,15 @@ internal sealed class GapRepair(
         if (cursor.Epoch == message.Epoch && message.Seq > cursor.Seq + 1)
         {
             Interlocked.Add(ref _unrepaired, message.Seq - cursor.Seq - 1);
-            lost(app, channel, message.Epoch, message.Seq - 1);
+            lost(app, channel, message.Epoch, message.Seq - 1, cursor.Presence);
         }
     }
 
-    private sealed class Cursor
+    private sealed class Cursor(bool presence)
     {
+        // Follows the channel's presence events (their own numbers) rather than its messages.
+        public readonly bool Presence = presence;
+
         public string? Epoch;
         public long Seq;
         public long Used;

@@ -81,6 +81,7 @@ public sealed class ChannelAuthority : IChannelAuthority
             PublishRequest publish => Publish(publish),
             HistoryRequest history => ValueTask.FromResult(History(history)),
             PositionRequest position => ValueTask.FromResult<RoutingReply>(Position(position)),
+            PresenceEventsRequest events => ValueTask.FromResult<RoutingReply>(PresenceEvents(events)),
             PresenceRequest presence => Presence(presence),
             PresenceGetRequest get => ValueTask.FromResult(PresenceMembers(get)),
             _ => throw new ArgumentException($"unknown routing request {request.GetType().Name}", nameof(request)),
@@ -163,6 +164,12 @@ public sealed class ChannelAuthority : IChannelAuthority
         request,
         static (state, _) => new PositionReply(new ChannelPosition(state.Epoch, state.Seq)),
         static (epoch, _) => new PositionReply(new ChannelPosition(epoch, 0)));
+
+    // Presence events are not numbered or kept here: the in-memory bus loses no delivery, so no node asks.
+    private HistoryReply PresenceEvents(PresenceEventsRequest request) => ReadGate(
+        request,
+        static (state, _) => new HistoryReply(new ChannelPosition(state.Epoch, state.Seq), [], Complete: false),
+        static (epoch, _) => new HistoryReply(new ChannelPosition(epoch, 0), [], Complete: false));
 
     private async ValueTask<RoutingReply> Presence(PresenceRequest request)
     {

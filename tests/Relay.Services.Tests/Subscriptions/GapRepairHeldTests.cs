@@ -27,7 +27,7 @@ public sealed class GapRepairHeldTests
         var lost = new List<long>();
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, long after, int limit)
+        async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
         {
             int count;
             lock (reads)
@@ -58,7 +58,7 @@ public sealed class GapRepairHeldTests
                 }
             },
             ReadAfterAsync,
-            (_, _, _, upTo) =>
+            (_, _, _, upTo, _) =>
             {
                 lock (lost)
                 {
@@ -66,7 +66,7 @@ public sealed class GapRepairHeldTests
                 }
             });
 
-        repair.Start("app", "ch", Epoch, 1);
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
 
         // 2 never comes: 3 opens a repair of the gap, and while it reads, 4 and 5 never come either.
         repair.Deliver(Message(3));
@@ -92,7 +92,7 @@ public sealed class GapRepairHeldTests
         var lost = new List<long>();
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, long after, int limit)
+        async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
         {
             if (Interlocked.Increment(ref reads) == 1)
             {
@@ -112,9 +112,9 @@ public sealed class GapRepairHeldTests
                 }
             },
             ReadAfterAsync,
-            (_, _, _, upTo) => lost.Add(upTo));
+            (_, _, _, upTo, _) => lost.Add(upTo));
 
-        repair.Start("app", "ch", Epoch, 1);
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
         repair.Deliver(Message(3));
         repair.Deliver(Message(6));
         repair.Deliver(Message(7));
