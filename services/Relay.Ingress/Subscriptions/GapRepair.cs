@@ -22,6 +22,10 @@ internal sealed class GapRepair(
     /// <summary>The most messages one history read asks for; a longer gap is read in several pages.</summary>
     public const int RepairPage = 1000;
 
+    // A read that failed is tried again after these pauses (a routing shard between owners answers within a lease
+    // time; Redis failing over, within seconds) before what it should have read counts as lost.
+    private static readonly TimeSpan[] s_readRetries = [TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(2), TimeSpan.Zero];
+
     private readonly ConcurrentDictionary<(string App, string Channel, bool Presence), Cursor> _cursors = new();
     private long _repaired;
     private long _unrepaired;
@@ -118,11 +122,17 @@ internal sealed class GapRepair(
 
     // Reads back what a cursor has not seen up to `seq` of `epoch` (behind in this epoch, or a new epoch, after history
     // was lost, that this node has seen nothing of).
+    // A repair already under way reads only up to the gap it saw: the position is kept for it to catch up to when it
+    // is done (a resync during a shard handover, while earlier gaps are read back, would otherwise lose the tail).
     private void CatchUp(Cursor cursor, string app, string channel, string epoch, long seq)
     {
         lock (cursor)
         {
-            if (cursor.Held is null && cursor.Epoch is not null && seq > (cursor.Epoch == epoch ? cursor.Seq : 0))
+            if (cursor.Held is not null)
+            {
+                cursor.CatchUpTo = cursor.CatchUpTo is { } pending && pending.Epoch == epoch ? (epoch, Math.Max(pending.Seq, seq)) : (epoch, seq);
+            }
+            else if (cursor.Epoch is not null && seq > (cursor.Epoch == epoch ? cursor.Seq : 0))
             {
                 cursor.Held = [];
                 _ = RepairAsync(cursor, app, channel, epoch, cursor.Epoch == epoch ? cursor.Seq : 0, seq + 1);
@@ -176,14 +186,24 @@ internal sealed class GapRepair(
         {
             (string Epoch, IReadOnlyList<RelayMessage> Messages)? read = null;
             var limit = (int)Math.Min(RepairPage, upTo - after - 1);
-            try
+            for (var attempt = 0; read is null && attempt < s_readRetries.Length; attempt++)
             {
-                read = await readAfter(app, channel, cursor.Presence, after, limit).ConfigureAwait(false);
+                try
+                {
+                    read = await readAfter(app, channel, cursor.Presence, after, limit).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // Routing between owners, Redis away for a moment: tried again shortly.
+                }
+
+                if (read is null && s_readRetries[attempt] > TimeSpan.Zero)
+                {
+                    await Task.Delay(s_readRetries[attempt]).ConfigureAwait(false);
+                }
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // Nothing read: what is missing counts as lost below; the held messages still go out, in order.
-            }
+
+            // Still nothing read: what is missing counts as lost below; the held messages still go out, in order.
 
             lock (cursor)
             {
@@ -228,8 +248,30 @@ internal sealed class GapRepair(
                     Advance(cursor, message);
                 }
 
+                if (cursor.Held is null && cursor.CatchUpTo is { } target)
+                {
+                    // A resync came while this repair ran: read on to the position it found.
+                    cursor.CatchUpTo = null;
+                    if (cursor.Epoch is not null && target.Seq > (cursor.Epoch == target.Epoch ? cursor.Seq : 0))
+                    {
+                        cursor.Held = [];
+                        epoch = target.Epoch;
+                        after = cursor.Epoch == target.Epoch ? cursor.Seq : 0;
+                        upTo = target.Seq + 1;
+                        continue;
+                    }
+                }
+
                 if (cursor.Held is null)
                 {
+                    if (read is null && cursor.Epoch == epoch && upTo - 1 > cursor.Seq)
+                    {
+                        // A tail no read reached and no later delivery will show: its subscribers are told now,
+                        // and recover it from history with since.
+                        Interlocked.Add(ref _unrepaired, upTo - 1 - cursor.Seq);
+                        lost(app, channel, epoch!, upTo - 1, cursor.Presence);
+                    }
+
                     return;
                 }
             }
@@ -256,5 +298,8 @@ internal sealed class GapRepair(
         public long Seq;
         public long Used;
         public List<RelayMessage>? Held;
+
+        // A position a resync found while a repair was under way (under the lock): read on to it once that is done.
+        public (string Epoch, long Seq)? CatchUpTo;
     }
 }

@@ -126,4 +126,114 @@ public sealed class GapRepairHeldTests
         Assert.Equal(2, Volatile.Read(ref reads));
         Assert.Equal(2, repair.Unrepaired);
     }
+
+    [Fact]
+    public async Task AResyncWhileARepairReads_IsCaughtUpTo_WhenTheRepairIsDone()
+    {
+        // 2 is lost and 3 shows it; 4 and 5 are lost too, with nothing after them: only the resync knows of them.
+        var history = Enumerable.Range(1, 5).Select(static s => Message(s)).ToList();
+        var firstRead = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reads = 0;
+        var dispatched = new List<long>();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
+        {
+            if (Interlocked.Increment(ref reads) == 1)
+            {
+                await firstRead.Task.WaitAsync(s_wait);
+            }
+
+            return (Epoch, history.Where(m => m.Seq > after).Take(limit).ToList());
+        }
+
+        var repair = new GapRepair(
+            message =>
+            {
+                lock (dispatched)
+                {
+                    dispatched.Add(message.Seq);
+                }
+
+                if (message.Seq == 5)
+                {
+                    done.TrySetResult();
+                }
+            },
+            ReadAfterAsync,
+            (_, _, _, _, _) => { });
+
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
+        repair.Deliver(Message(3));
+        await repair.ResyncAsync((_, _) => Task.FromResult<ChannelPosition?>(new ChannelPosition(Epoch, 5)));
+        firstRead.SetResult();
+        await done.Task.WaitAsync(s_wait);
+
+        Assert.Equal([2, 3, 4, 5], dispatched);
+        Assert.Equal(0, repair.Unrepaired);
+    }
+
+    [Fact]
+    public async Task AReadThatFails_IsTriedAgain_BeforeAnythingCountsLost()
+    {
+        var history = Enumerable.Range(1, 4).Select(static s => Message(s)).ToList();
+        var reads = 0;
+        var dispatched = new List<long>();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // Routing between owners: the first two reads fail (one throws, one answers with no history).
+        Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit) =>
+            Interlocked.Increment(ref reads) switch
+            {
+                1 => throw new TimeoutException("routing did not answer"),
+                2 => Task.FromResult<(string, IReadOnlyList<RelayMessage>)?>(null),
+                _ => Task.FromResult<(string, IReadOnlyList<RelayMessage>)?>((Epoch, history.Where(m => m.Seq > after).Take(limit).ToList())),
+            };
+
+        var repair = new GapRepair(
+            message =>
+            {
+                lock (dispatched)
+                {
+                    dispatched.Add(message.Seq);
+                }
+
+                if (message.Seq == 4)
+                {
+                    done.TrySetResult();
+                }
+            },
+            ReadAfterAsync,
+            (_, _, _, _, _) => { });
+
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
+        repair.Deliver(Message(4));
+        await done.Task.WaitAsync(s_wait);
+
+        Assert.Equal([2, 3, 4], dispatched);
+        Assert.Equal(3, Volatile.Read(ref reads));
+        Assert.Equal(0, repair.Unrepaired);
+    }
+
+    [Fact]
+    public async Task ATailNoReadReaches_IsReportedLost_SoSubscribersRecoverIt()
+    {
+        var reads = 0;
+        var lost = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
+        {
+            Interlocked.Increment(ref reads);
+            throw new TimeoutException("routing did not answer");
+        }
+
+        var repair = new GapRepair(_ => { }, ReadAfterAsync, (_, _, _, upTo, _) => lost.TrySetResult(upTo));
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
+
+        // The position says 3 was published; 2 and 3 never came and cannot be read.
+        await repair.ResyncAsync((_, _) => Task.FromResult<ChannelPosition?>(new ChannelPosition(Epoch, 3)));
+
+        Assert.Equal(3, await lost.Task.WaitAsync(s_wait));
+        Assert.Equal(4, Volatile.Read(ref reads));
+        Assert.Equal(2, repair.Unrepaired);
+    }
 }
