@@ -236,9 +236,10 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
     {
         await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
         await connection.SendAsync(RawConnection.UpgradeRequest().Replace("\r\n", "\n", StringComparison.Ordinal));
-        var clock = Stopwatch.StartNew();
         var response = await connection.ReadResponseAsync(RequestHeadersTimeout + Slack);
-        Assert.True(clock.Elapsed < RequestHeadersTimeout, $"answered after {clock.Elapsed.TotalSeconds:0.0} s");
+
+        // The upgrade itself is the proof: a head taken as unfinished is only ever ended by the headers timeout, with
+        // 408 or a close, never 101. (A clock bound failed a CI run on a loaded machine: answered in 3.0 s, 101.)
         Assert.Equal(101, response.Status);
     }
 
