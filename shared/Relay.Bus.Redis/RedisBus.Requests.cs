@@ -1,4 +1,6 @@
+using System.Buffers.Text;
 using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
 using Relay.Bus.Routing;
 using Relay.Core.Protocol;
 using StackExchange.Redis;
@@ -78,7 +80,21 @@ public sealed partial class RedisBus
         return 0
         """);
 
-    private readonly ConcurrentDictionary<long, TaskCompletionSource<RoutingReply>> _pending = new();
+    // How long a caller waits before it sends a request again that every routing instance it reached declined (they
+    // are not the shard's owner, and the owner was not listening yet): as long as the wait for a listener below.
+    private static readonly TimeSpan DeclinedResendDelay = TimeSpan.FromMilliseconds(50);
+
+    // How long a request that cannot be repeated safely (a publish without ids, a presence change) still waits for its
+    // answer once the reply subscription is back, when the answer may have gone out while it was away: the routing
+    // instance's own reply, held in its client's backlog while Redis was down, goes out when its connection is back
+    // (0.2 s after a restart in MultiProcessTests). Past that, the caller is told 50300 rather than left to time out.
+    private static readonly TimeSpan InDoubtGrace = TimeSpan.FromSeconds(2);
+
+    // A routing instance's "not mine" on a caller's reply channel: it got the request, is not the shard's owner and
+    // could not claim it (another instance holds the lease). Not a BusCodec reply (those are JSON objects).
+    private static ReadOnlySpan<byte> DeclinedPrefix => "declined:"u8;
+
+    private readonly ConcurrentDictionary<long, PendingRequest> _pending = new();
     private readonly ConcurrentDictionary<int, bool> _ownedShards = new();
 
     // Shard → the fencing token of this instance's lease on it (the tick's, or a claim's).
@@ -88,6 +104,10 @@ public sealed partial class RedisBus
     private readonly RedisKey[] _leaseKeys;
     private readonly Lock _replyGate = new();
     private volatile TaskCompletionSource _replyReady = Ready();
+
+    // Counts the reply subscription's losses: a request sent before the latest loss may have had its answer published
+    // while nobody listened (pub/sub is at most once), and is sent again or answered when the subscription is back.
+    private long _replyGeneration;
     private long _nextCorrelation;
 
     /// <inheritdoc />
@@ -95,24 +115,59 @@ public sealed partial class RedisBus
     {
         ArgumentNullException.ThrowIfNull(request);
         var shard = ShardOf(request.App, request.Channel);
-        var correlation = Interlocked.Increment(ref _nextCorrelation);
-        var reply = new TaskCompletionSource<RoutingReply>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[correlation] = reply;
+        var pending = new PendingRequest();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.RequestTimeout);
         try
         {
             await ReadyAsync().WaitAsync(timeout.Token).ConfigureAwait(false);
-            await _replyReady.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
-            var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
-
-            // Nobody listening means the shard is between owners (a handover): wait for the next one.
-            while (await Database.PublishAsync(ShardChannel(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false) == 0)
+            while (true)
             {
-                await Task.Delay(50, timeout.Token).ConfigureAwait(false);
-            }
+                // Each attempt has a correlation of its own, so a decline or an answer is counted for the attempt it is for.
+                var correlation = Interlocked.Increment(ref _nextCorrelation);
+                var generation = await ReplySubscriptionAsync(timeout.Token).ConfigureAwait(false);
+                var retry = pending.Begin(correlation, generation);
+                _pending[correlation] = pending;
+                var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
 
-            return await reply.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+                // Nobody listening means the shard is between owners (a handover): wait for the next one.
+                long receivers;
+                while ((receivers = await Database.PublishAsync(ShardChannel(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false)) == 0)
+                {
+                    await Task.Delay(50, timeout.Token).ConfigureAwait(false);
+                }
+
+                pending.Reached(correlation, receivers);
+                if (await Task.WhenAny(pending.Reply.Task, retry).WaitAsync(timeout.Token).ConfigureAwait(false) == pending.Reply.Task)
+                {
+                    return await pending.Reply.Task.ConfigureAwait(false);
+                }
+
+                if (await retry.ConfigureAwait(false) == Retry.Declined)
+                {
+                    // Every instance that got it declined: none handled it, so sending it again is safe for any request.
+                    _pending.TryRemove(correlation, out _);
+                    LogRequestDeclined(_logger, shard, receivers);
+                    await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
+                    continue;
+                }
+
+                // The reply subscription went away after this attempt went out: its answer may have been lost.
+                if (IsRepeatable(request))
+                {
+                    LogRequestRepeated(_logger, shard);
+                    continue;
+                }
+
+                try
+                {
+                    return await pending.Reply.Task.WaitAsync(InDoubtGrace, timeout.Token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus reconnected to Redis while routing shard {shard} handled the request, and its answer was lost; it may have been applied: try again (publish with an id to make that safe)"));
+                }
+            }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -124,7 +179,49 @@ public sealed partial class RedisBus
         }
         finally
         {
-            _pending.TryRemove(correlation, out _);
+            foreach (var correlation in pending.Correlations)
+            {
+                _pending.TryRemove(correlation, out _);
+            }
+        }
+    }
+
+    // Waits until the reply subscription is up and returns its generation: read while the gate is open, so a loss after
+    // it (the gate closes first, then the generation moves on) marks the attempt in doubt when the subscription is back.
+    private async Task<long> ReplySubscriptionAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var ready = _replyReady;
+            await ready.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var generation = Volatile.Read(ref _replyGeneration);
+            if (ReferenceEquals(ready, _replyReady))
+            {
+                return generation;
+            }
+        }
+    }
+
+    // Whether sending a request twice does what sending it once does: reads, and publishes whose every message has an id
+    // (the idempotency window gives a repeat its first seq). A presence change would announce itself twice.
+    private static bool IsRepeatable(RoutingRequest request)
+    {
+        switch (request)
+        {
+            case HistoryRequest or PositionRequest or PresenceGetRequest:
+                return true;
+            case PublishRequest publish:
+                foreach (var item in publish.Items)
+                {
+                    if (string.IsNullOrEmpty(item.Id))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            default:
+                return false;
         }
     }
 
@@ -137,15 +234,33 @@ public sealed partial class RedisBus
 
     private void OnReply(ReadOnlyMemory<byte> frame)
     {
-        var (correlation, reply) = BusCodec.DecodeReply(frame);
-        if (_pending.TryRemove(correlation, out var waiting))
+        if (frame.Span.StartsWith(DeclinedPrefix))
         {
-            waiting.TrySetResult(reply);
+            if (Utf8Parser.TryParse(frame.Span[DeclinedPrefix.Length..], out long declined, out var used) && used == frame.Length - DeclinedPrefix.Length
+                && _pending.TryGetValue(declined, out var declinedRequest))
+            {
+                declinedRequest.Declined(declined);
+            }
+
+            return;
+        }
+
+        var (correlation, reply) = BusCodec.DecodeReply(frame);
+        if (_pending.TryGetValue(correlation, out var waiting))
+        {
+            waiting.Reply.TrySetResult(reply);
         }
     }
 
+    private static byte[] EncodeDeclined(long correlation)
+    {
+        Span<byte> digits = stackalloc byte[20];
+        Utf8Formatter.TryFormat(correlation, digits, out var written);
+        return [.. DeclinedPrefix, .. digits[..written]];
+    }
+
     // While the subscription connection is away, replies published to this process would be lost: requests wait (within
-    // their timeout) until it is back.
+    // their timeout) until it is back, and those already sent are in doubt.
     private void CloseReplyGate()
     {
         lock (_replyGate)
@@ -154,14 +269,25 @@ public sealed partial class RedisBus
             {
                 _replyReady = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             }
+
+            Interlocked.Increment(ref _replyGeneration);
         }
     }
 
     private void OpenReplyGate()
     {
+        long generation;
         lock (_replyGate)
         {
             _replyReady.TrySetResult();
+            generation = Volatile.Read(ref _replyGeneration);
+        }
+
+        // Requests sent before the loss: their answers may have been published to nobody. Each is sent again or answered
+        // now (SendToRoutingAsync), instead of waiting out RequestTimeout for an answer that will never come.
+        foreach (var pending in _pending.Values)
+        {
+            pending.SentBefore(generation);
         }
     }
 
@@ -298,6 +424,10 @@ public sealed partial class RedisBus
             {
                 if (claimed.Length == 0)
                 {
+                    // Another instance holds the lease. It answers if it got the request too; if it did not (it took the
+                    // shard and is not subscribed yet, e.g. right after Redis restarted), the caller sees every instance
+                    // it reached decline and sends the request again.
+                    await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
                     return;
                 }
 
@@ -307,6 +437,7 @@ public sealed partial class RedisBus
 
             if (reply is NotOwnerReply)
             {
+                await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
                 return;
             }
         }
@@ -328,6 +459,101 @@ public sealed partial class RedisBus
         {
             LogRoutingFailed(_logger, e);
             return new ErrorReply(new RelayError(ErrorCodes.Internal, "routing failed"));
+        }
+    }
+
+    [LoggerMessage(EventId = 2050, Level = LogLevel.Debug, Message = "Every routing instance that got a request for shard {Shard} ({Receivers}) declined it (none holds the shard's lease and listens yet): sending it again")]
+    private static partial void LogRequestDeclined(ILogger logger, int shard, long receivers);
+
+    [LoggerMessage(EventId = 2051, Level = LogLevel.Information, Message = "The reply subscription was lost while a request for shard {Shard} waited for its answer: sending it again (it is safe to repeat)")]
+    private static partial void LogRequestRepeated(ILogger logger, int shard);
+
+    private enum Retry
+    {
+        // Every routing instance the attempt reached declined it.
+        Declined,
+
+        // The reply subscription was lost after the attempt went out.
+        InDoubt,
+    }
+
+    // One request while it waits for its answer, across its attempts.
+    private sealed class PendingRequest
+    {
+        private readonly Lock _gate = new();
+        private readonly List<long> _correlations = [];
+        private long _correlation;
+        private long _generation;
+        private long _receivers;
+        private int _declined;
+        private TaskCompletionSource<Retry> _retry = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource<RoutingReply> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public List<long> Correlations
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return [.. _correlations];
+                }
+            }
+        }
+
+        // A new attempt, sent while the reply subscription was in <paramref name="generation"/>: what completes says why
+        // to send it again.
+        public Task<Retry> Begin(long correlation, long generation)
+        {
+            lock (_gate)
+            {
+                _correlations.Add(correlation);
+                _correlation = correlation;
+                _generation = generation;
+                _receivers = -1;
+                _declined = 0;
+                _retry = new TaskCompletionSource<Retry>(TaskCreationOptions.RunContinuationsAsynchronously);
+                return _retry.Task;
+            }
+        }
+
+        // The attempt's PUBLISH reached this many routing instances (declines may have come first).
+        public void Reached(long correlation, long receivers)
+        {
+            lock (_gate)
+            {
+                if (correlation == _correlation)
+                {
+                    _receivers = receivers;
+                    if (_declined >= receivers)
+                    {
+                        _retry.TrySetResult(Retry.Declined);
+                    }
+                }
+            }
+        }
+
+        public void Declined(long correlation)
+        {
+            lock (_gate)
+            {
+                if (correlation == _correlation && ++_declined >= _receivers && _receivers >= 0)
+                {
+                    _retry.TrySetResult(Retry.Declined);
+                }
+            }
+        }
+
+        // The reply subscription is back after a loss that made it <paramref name="generation"/>.
+        public void SentBefore(long generation)
+        {
+            lock (_gate)
+            {
+                if (_correlation != 0 && _generation < generation)
+                {
+                    _retry.TrySetResult(Retry.InDoubt);
+                }
+            }
         }
     }
 }

@@ -56,7 +56,6 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 
         var subscriber = await TestSocket.ConnectAsync(subscribingNode.RealtimeUriWithKey(RelayServer.Key, "sub"));
         var epochs = new Dictionary<string, string>(StringComparer.Ordinal);
-        var received = s_channels.ToDictionary(static c => c, static _ => new List<(long Seq, string Id)>(), StringComparer.Ordinal);
         foreach (var channel in s_channels)
         {
             var subscribed = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel });
@@ -65,22 +64,13 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         }
 
         using var stopReading = new CancellationTokenSource();
-        var lostNotices = new List<string>();
-        var reading = Task.Run(() => ReadAllAsync(subscribingNode, subscriber, epochs, received, lostNotices, stopReading.Token));
+        var received = new LoadSubscriber(subscribingNode, epochs, output.WriteLine);
+        var reading = Task.Run(() => received.ReadAsync(subscriber, stopReading.Token));
 
-        var acknowledged = new List<Ack>();
-        var refusals = new Dictionary<string, int>(StringComparer.Ordinal);
-        void Refused(string reason)
-        {
-            lock (refusals)
-            {
-                refusals[reason] = refusals.GetValueOrDefault(reason) + 1;
-            }
-        }
-
-        var clock = Stopwatch.StartNew();
+        var load = new PublishLoad(publishingNode, s_channels) { Window = Window, PerSecond = PerPublisherPerSecond };
+        var clock = load.Clock;
         using var stop = new CancellationTokenSource();
-        var publishing = Enumerable.Range(0, Publishers).Select(p => Task.Run(() => PublishAsync(publishingNode, p, acknowledged, Refused, clock, stop.Token))).ToArray();
+        var publishing = load.Start(Publishers, stop.Token);
 
         // Steady load first, at a measured rate: the two servers share routing's and fan-out's shards in their first
         // seconds (a handover), so the rate is taken over the last second once it holds.
@@ -88,10 +78,7 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         await WaitUntilAsync(() =>
         {
             var now = clock.Elapsed;
-            lock (acknowledged)
-            {
-                rate = acknowledged.Count(a => a.At > now - TimeSpan.FromSeconds(1));
-            }
+            rate = load.CountAcknowledged(a => a.At > now - TimeSpan.FromSeconds(1));
 
             return rate >= 1000 && now > TimeSpan.FromSeconds(3);
         }, "a steady load of 1,000 acknowledged publishes a second", () => $"the last second had {rate}");
@@ -119,13 +106,7 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
 
         // Publishing goes on over the moved slots.
         var moved = clock.Elapsed;
-        await WaitUntilAsync(() =>
-        {
-            lock (acknowledged)
-            {
-                return s_channels.All(c => acknowledged.Count(a => a.Channel == c && a.At > moved) >= 300);
-            }
-        }, "publishing to resume on every channel after the moves");
+        await WaitUntilAsync(() => s_channels.All(c => load.CountAcknowledged(a => a.Channel == c && a.At > moved) >= 300), "publishing to resume on every channel after the moves");
 
         await stop.CancelAsync();
         await Task.WhenAll(publishing).WaitAsync(s_wait);
@@ -133,7 +114,8 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         var (reads, failedReads) = await historyReads.WaitAsync(s_wait);
         output.WriteLine($"{reads.Count} history reads while the slots moved, {failedReads.Count} refused");
         Assert.True(failedReads.Count == 0, $"{failedReads.Count} of {reads.Count} history reads were refused while the slots moved; the first: {failedReads.FirstOrDefault()}");
-        output.WriteLine($"{clock.ElapsedMilliseconds} ms: {acknowledged.Count} acknowledged, {refusals.Values.Sum()} refused with an error");
+        var refusals = load.Refusals;
+        output.WriteLine($"{clock.ElapsedMilliseconds} ms: {load.Acknowledged.Count} acknowledged, {refusals.Values.Sum()} refused with an error");
         foreach (var (reason, count) in refusals.OrderByDescending(static r => r.Value).Take(5))
         {
             output.WriteLine($"  {count} refused: {reason}");
@@ -162,51 +144,29 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
             // channel's next message shows the gap.
             var marker = await reader.RequestAsync(new() { ["type"] = "publish", ["channel"] = channel, ["id"] = "marker", ["data"] = "marker" });
             Assert.True(marker.GetProperty("type").GetString() == "ok", marker.GetRawText());
-            lock (acknowledged)
-            {
-                acknowledged.Add(new Ack(channel, "marker", marker.GetProperty("seq").GetInt64(), clock.Elapsed));
-            }
+            load.Add(new PublishLoad.Ack(channel, "marker", marker.GetProperty("seq").GetInt64(), clock.Elapsed));
 
             // Every acknowledged publish is in the history (read from the slot's new master) under the seq it was
             // acknowledged with, in the epoch the subscriber started in, and the history is gapless.
             var history = await HistoryPages.ReadAllAsync(reader, channel);
             output.WriteLine($"{channel}: history seq {history.Messages[0].Seq}..{history.Messages[^1].Seq}, {history.Messages.Count} messages");
             Assert.Equal(epochs[channel], history.Epoch);
-            Assert.Equal(Enumerable.Range(1, history.Messages.Count).Select(static i => (long)i), history.Messages.Select(static m => m.Seq));
-            var idAt = history.Messages.ToDictionary(static m => m.Seq, static m => m.Data);
-            foreach (var ack in acknowledged.Where(a => a.Channel == channel))
-            {
-                Assert.True(idAt.TryGetValue(ack.Seq, out var id) && id == ack.Id, $"{channel}: {ack.Id} was acknowledged with seq {ack.Seq}; the history has {(idAt.TryGetValue(ack.Seq, out var other) ? other : "nothing")} there");
-            }
+            var idAt = load.CheckHistory(channel, history.Messages);
 
             // The subscriber on the other node reaches the last seq, every seq once, in order, each the message the
             // history holds there.
             var last = history.Messages[^1].Seq;
-            await WaitUntilAsync(() =>
-            {
-                lock (received)
-                {
-                    return received[channel].Count > 0 && received[channel][^1].Seq >= last;
-                }
-            }, $"the subscriber to reach seq {last} of {channel}", () =>
+            await WaitUntilAsync(() => received.LastSeq(channel) >= last, $"the subscriber to reach seq {last} of {channel}", () =>
             {
                 foreach (var e in capture.Entries.Where(static e => e.Category.StartsWith("Relay.Bus", StringComparison.Ordinal)))
                 {
                     output.WriteLine($"{e.Level} {e.Category}: {e.Message}");
                 }
 
-                lock (received)
-                {
-                    return $"it stopped at seq {(received[channel].Count > 0 ? received[channel][^1].Seq : 0)}";
-                }
+                return $"it stopped at seq {received.LastSeq(channel)}";
             });
 
-            List<(long Seq, string Id)> got;
-            lock (received)
-            {
-                got = [.. received[channel]];
-            }
-
+            var got = received.CheckInOrder(channel, load.Acknowledged);
             Assert.Equal(Enumerable.Range(1, (int)last).Select(static i => (long)i), got.Select(static r => r.Seq).Where(s => s <= last));
             Assert.All(got.Where(r => r.Seq <= last), r => Assert.Equal(idAt[r.Seq], r.Id));
 
@@ -228,10 +188,9 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         await subscriber.DisposeAsync();
 
         // History held every message throughout, so the node never had reason to tell its subscriber messages were lost.
+        var lostNotices = received.Disconnects.Where(static d => d.Contains("lost", StringComparison.Ordinal)).ToList();
         Assert.True(lostNotices.Count == 0, $"the subscriber was told {lostNotices.Count} times that messages were lost while history held them all; the first: {lostNotices.FirstOrDefault()}");
     }
-
-    private sealed record Ack(string Channel, string Id, long Seq, TimeSpan At);
 
     private static async Task WaitUntilAsync(Func<bool> condition, string what, Func<string>? explain = null)
     {
@@ -240,106 +199,6 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         {
             Assert.True(DateTime.UtcNow < deadline, $"gave up waiting for {what}" + (explain is null ? "" : ": " + explain()));
             await Task.Delay(100);
-        }
-    }
-
-    // Keeps up to Window publishes in flight, at most PerPublisherPerSecond, over the channels in turn, each with an id; records every acknowledgement. A
-    // publish answered with an error is counted and not sent again: its id stays unacknowledged.
-    private static async Task PublishAsync(RelayServer server, int publisher, List<Ack> acknowledged, Action<string> onRefused, Stopwatch clock, CancellationToken stop)
-    {
-        await using var socket = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key, "pub" + publisher.ToString(CultureInfo.InvariantCulture)));
-        var inFlight = new Dictionary<int, (string Channel, string Id)>();
-        var next = 1;
-        while (!stop.IsCancellationRequested || inFlight.Count > 0)
-        {
-            while (!stop.IsCancellationRequested && inFlight.Count < Window && next <= clock.ElapsedMilliseconds * PerPublisherPerSecond / 1000)
-            {
-                var channel = s_channels[next % s_channels.Length];
-                var id = $"p{publisher}-{next}";
-                inFlight[next] = (channel, id);
-                await socket.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = channel, ["id"] = id, ["data"] = id, ["ref"] = next });
-                next++;
-            }
-
-            if (inFlight.Count == 0)
-            {
-                await Task.Delay(5, CancellationToken.None);
-                continue;
-            }
-
-            // The server answers every publish within its request timeout (5 s), with an error at worst.
-            var reply = await socket.ReceiveAsync(TimeSpan.FromSeconds(20));
-            var reference = reply.GetProperty("ref").GetInt32();
-            Assert.True(inFlight.Remove(reference, out var sent), "a reply to no publish: " + reply.GetRawText());
-            if (reply.GetProperty("type").GetString() == "ok")
-            {
-                lock (acknowledged)
-                {
-                    acknowledged.Add(new Ack(sent.Channel, sent.Id, reply.GetProperty("seq").GetInt64(), clock.Elapsed));
-                }
-            }
-            else
-            {
-                var error = reply.TryGetProperty("message", out var e) ? e.GetString() ?? "" : reply.GetRawText();
-                onRefused(error.Length > 200 ? error[..200] : error);
-            }
-        }
-    }
-
-    // Reads the subscriber's messages; when the server disconnects it (a history read refused while a slot moved, or a
-    // slow consumer), connects again and subscribes to each channel with since, as a client should.
-    private async Task ReadAllAsync(RelayServer server, TestSocket first, Dictionary<string, string> epochs, Dictionary<string, List<(long Seq, string Id)>> received, List<string> lostNotices, CancellationToken stop)
-    {
-        var subscriber = first;
-        try
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                JsonElement frame;
-                try
-                {
-                    frame = await subscriber.ReceiveAsync(TimeSpan.FromSeconds(1));
-                }
-                catch (TimeoutException)
-                {
-                    continue;
-                }
-                catch (System.Net.WebSockets.WebSocketException e)
-                {
-                    output.WriteLine($"subscriber disconnected ({e.Message}); subscribing again with since");
-                    if (!ReferenceEquals(subscriber, first))
-                    {
-                        await subscriber.DisposeAsync();
-                    }
-
-                    subscriber = await ResubscribeAsync(server, epochs, received);
-                    continue;
-                }
-
-                var type = frame.GetProperty("type").GetString();
-                if (type == "disconnect")
-                {
-                    output.WriteLine("subscriber got " + frame.GetRawText());
-                    if (frame.GetProperty("message").GetString()!.Contains("lost", StringComparison.Ordinal))
-                    {
-                        lostNotices.Add(frame.GetRawText());
-                    }
-                }
-                else if (type == "message")
-                {
-                    lock (received)
-                    {
-                        received[frame.GetProperty("channel").GetString()!].Add((frame.GetProperty("seq").GetInt64(), frame.GetProperty("data").GetString()!));
-                    }
-                }
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(subscriber, first))
-            {
-                await subscriber.DisposeAsync();
-            }
         }
     }
 
@@ -366,37 +225,5 @@ public sealed class ReshardRedisClusterTests(ITestOutputHelper output)
         }
 
         return (reads, failed);
-    }
-
-    // A new connection subscribed to every channel with since (its last seq received); a try that fails (the server busy
-    // while a slot moves) is made again, a bounded number of times.
-    private async Task<TestSocket> ResubscribeAsync(RelayServer server, Dictionary<string, string> epochs, Dictionary<string, List<(long Seq, string Id)>> received)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key, "sub"));
-            try
-            {
-                foreach (var (channel, epoch) in epochs)
-                {
-                    long lastSeq;
-                    lock (received)
-                    {
-                        lastSeq = received[channel].Count > 0 ? received[channel][^1].Seq : 0;
-                    }
-
-                    var again = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel, ["since"] = new { epoch, seq = lastSeq } });
-                    output.WriteLine("resubscribed: " + again.GetRawText());
-                    Assert.True(again.GetProperty("type").GetString() == "ok", again.GetRawText());
-                }
-
-                return subscriber;
-            }
-            catch (Exception e) when (attempt < 10 && e is TimeoutException or System.Net.WebSockets.WebSocketException or Xunit.Sdk.TrueException)
-            {
-                output.WriteLine($"subscribing again failed ({e.Message}); once more");
-                await subscriber.DisposeAsync();
-            }
-        }
     }
 }
