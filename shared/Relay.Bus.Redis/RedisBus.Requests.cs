@@ -208,7 +208,7 @@ public sealed partial class RedisBus
     {
         switch (request)
         {
-            case HistoryRequest or PositionRequest or PresenceGetRequest:
+            case HistoryRequest or PositionRequest or PresenceGetRequest or PresenceEventsRequest:
                 return true;
             case PublishRequest publish:
                 foreach (var item in publish.Items)

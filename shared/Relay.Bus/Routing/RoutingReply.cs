@@ -34,8 +34,9 @@ public sealed record ErrorReply(RelayError Error) : RoutingReply
 public sealed record PresenceReply(IReadOnlyList<RelayMessage> Members) : RoutingReply;
 
 /// <summary>
-/// This routing instance no longer owns the request's shard (its lease moved on): a networked bus sends no reply, so the
-/// answer comes from the owner. Never reaches a caller.
+/// This routing instance no longer owns the request's shard (its lease moved on): the answer comes from the owner. A
+/// networked bus tells the caller only that this instance declined (Redis: <c>declined:&lt;correlation&gt;</c> on its reply
+/// channel), so a caller whose every receiver declined sends the request again. Never reaches a caller as a reply.
 /// </summary>
 public sealed record NotOwnerReply : RoutingReply
 {
