@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Collections.Concurrent;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using Relay.Bus.Routing;
 using Relay.Core.Protocol;
@@ -93,6 +94,16 @@ public sealed partial class RedisBus
     // A routing instance's "not mine" on a caller's reply channel: it got the request, is not the shard's owner and
     // could not claim it (another instance holds the lease). Not a BusCodec reply (those are JSON objects).
     private static ReadOnlySpan<byte> DeclinedPrefix => "declined:"u8;
+
+    // A process's own probe on its reply channel, published to learn that the channel's subscription is in effect.
+    private static ReadOnlySpan<byte> ProbePrefix => "probe:"u8;
+
+    // How long a probe may take to come back before the subscription counts as not back yet.
+    private static readonly TimeSpan ProbeWait = TimeSpan.FromSeconds(1);
+
+    // The probe on its way (its number, completed when it comes back).
+    private ReplyProbe? _probe;
+    private long _probes;
 
     private readonly ConcurrentDictionary<long, PendingRequest> _pending = new();
     private readonly ConcurrentDictionary<int, bool> _ownedShards = new();
@@ -232,8 +243,36 @@ public sealed partial class RedisBus
     private RedisChannel ShardChannel(int shard) =>
         _isCluster ? RedisChannel.Sharded(RedisKeys.Shard(shard).ToString()) : RedisKeys.Shard(shard);
 
+    // Publishes a probe on this process's reply channel and waits (briefly) for it to come back through the subscription.
+    private async Task<bool> ReplyChannelHearsAsync()
+    {
+        var number = Interlocked.Increment(ref _probes);
+        var heard = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _probe, new ReplyProbe(number, heard));
+        await Database.PublishAsync(_replyChannel, Encoding.ASCII.GetBytes($"probe:{number}")).ConfigureAwait(false);
+        try
+        {
+            await heard.Task.WaitAsync(ProbeWait).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
     private void OnReply(ReadOnlyMemory<byte> frame)
     {
+        if (frame.Span.StartsWith(ProbePrefix))
+        {
+            if (Utf8Parser.TryParse(frame.Span[ProbePrefix.Length..], out long number, out _) && Volatile.Read(ref _probe) is { } probe && probe.Number == number)
+            {
+                probe.Heard.TrySetResult();
+            }
+
+            return;
+        }
+
         if (frame.Span.StartsWith(DeclinedPrefix))
         {
             if (Utf8Parser.TryParse(frame.Span[DeclinedPrefix.Length..], out long declined, out var used) && used == frame.Length - DeclinedPrefix.Length
@@ -467,6 +506,8 @@ public sealed partial class RedisBus
 
     [LoggerMessage(EventId = 2051, Level = LogLevel.Information, Message = "The reply subscription was lost while a request for shard {Shard} waited for its answer: sending it again (it is safe to repeat)")]
     private static partial void LogRequestRepeated(ILogger logger, int shard);
+
+    private sealed record ReplyProbe(long Number, TaskCompletionSource Heard);
 
     private enum Retry
     {

@@ -148,9 +148,10 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     }
 
     // StackExchange.Redis subscribes again on a restored connection, or on another server after a failover (where no
-    // restore of the old one may ever come): watch until the reply channel is connected again and a PING on the
-    // subscription connection answers (after the re-subscriptions), then say the subscriptions are back. One watcher
-    // at a time; the stopping token ends it.
+    // restore of the old one may ever come): watch until the reply channel is connected again and a probe published on
+    // it comes back through it (the re-subscription is in effect, not just the connection: a PING could overtake the
+    // SUBSCRIBE, and a refused SUBSCRIBE still leaves the connection up), then say the subscriptions are back. One
+    // watcher at a time; the stopping token ends it.
     private async Task OnSubscriptionRestoredAsync()
     {
         if (Interlocked.Exchange(ref _watchingSubscriptions, 1) == 1)
@@ -164,9 +165,8 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             {
                 try
                 {
-                    if (Subscriber.IsConnected(_replyChannel))
+                    if (Subscriber.IsConnected(_replyChannel) && await ReplyChannelHearsAsync().ConfigureAwait(false))
                     {
-                        await Subscriber.PingAsync().ConfigureAwait(false);
                         OnSubscriptionBack();
                         return;
                     }
