@@ -156,7 +156,13 @@ public sealed partial class RedisBus
 
                 if (await retry.ConfigureAwait(false) == Retry.Declined)
                 {
-                    // Every instance that got it declined: none handled it, so sending it again is safe for any request.
+                    // Every instance that got it declined: none handled it. One that could not claim the shard for lack
+                    // of Redis says why, and the caller learns it now; otherwise sending it again is safe for any request.
+                    if (pending.Unavailable is { } reason)
+                    {
+                        return new ErrorReply(new RelayError(ErrorCodes.Unavailable, reason));
+                    }
+
                     _pending.TryRemove(correlation, out _);
                     LogRequestDeclined(_logger, shard, receivers);
                     await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
@@ -275,10 +281,12 @@ public sealed partial class RedisBus
 
         if (frame.Span.StartsWith(DeclinedPrefix))
         {
-            if (Utf8Parser.TryParse(frame.Span[DeclinedPrefix.Length..], out long declined, out var used) && used == frame.Length - DeclinedPrefix.Length
+            // "declined:<correlation>", or with ":<reason>" when the instance could not claim the shard for lack of Redis.
+            var rest = frame.Span[DeclinedPrefix.Length..];
+            if (Utf8Parser.TryParse(rest, out long declined, out var used) && (used == rest.Length || rest[used] == (byte)':')
                 && _pending.TryGetValue(declined, out var declinedRequest))
             {
-                declinedRequest.Declined(declined);
+                declinedRequest.Declined(declined, used == rest.Length ? null : Encoding.UTF8.GetString(rest[(used + 1)..]));
             }
 
             return;
@@ -291,11 +299,11 @@ public sealed partial class RedisBus
         }
     }
 
-    private static byte[] EncodeDeclined(long correlation)
+    private static byte[] EncodeDeclined(long correlation, string? unavailable = null)
     {
         Span<byte> digits = stackalloc byte[20];
         Utf8Formatter.TryFormat(correlation, digits, out var written);
-        return [.. DeclinedPrefix, .. digits[..written]];
+        return unavailable is null ? [.. DeclinedPrefix, .. digits[..written]] : [.. DeclinedPrefix, .. digits[..written], (byte)':', .. Encoding.UTF8.GetBytes(unavailable)];
     }
 
     // While the subscription connection is away, replies published to this process would be lost: requests wait (within
@@ -441,7 +449,8 @@ public sealed partial class RedisBus
         // instances still listening race to claim it, and the one that wins handles the request at once instead of
         // leaving its caller to time out. When another instance holds it, that owner answers. When Redis refuses the
         // claim (NOREPLICAS while a promoted Sentinel master has no replica yet, OOM, a failover), nobody can take the
-        // shard now: the caller is told so at once (50300, try again) rather than left to wait out RequestTimeout.
+        // shard now: this instance declines with the reason, and a caller whose every receiver declined is told so at
+        // once (50300, try again) rather than left to wait out RequestTimeout.
         if (reply is NotOwnerReply)
         {
             var shard = ShardOf(request.App, request.Channel);
@@ -455,8 +464,13 @@ public sealed partial class RedisBus
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
-                claimed = null;
-                reply = new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing shard {shard} has no owner and Redis refused the claim ({e.Message}); try again"));
+                // A decline with the reason, not an answer: an owner that got the request too answers it, and the
+                // caller reports the reason only when every instance it reached declined (an error sent here could
+                // overtake the owner's success, and a publish retried on it would be stored twice).
+                await IgnoreFailure(Database.PublishAsync(
+                    RedisChannel.Literal(replyTo),
+                    EncodeDeclined(correlation, $"routing shard {shard} has no owner and Redis refused the claim ({e.Message}); try again"))).ConfigureAwait(false);
+                return;
             }
 
             if (claimed is not null)
@@ -553,6 +567,7 @@ public sealed partial class RedisBus
                 _generation = generation;
                 _receivers = -1;
                 _declined = 0;
+                Unavailable = null;
                 _retry = new TaskCompletionSource<Retry>(TaskCreationOptions.RunContinuationsAsynchronously);
                 return _retry.Task;
             }
@@ -574,10 +589,18 @@ public sealed partial class RedisBus
             }
         }
 
-        public void Declined(long correlation)
+        // Why an instance that declined the current attempt could not take the shard (Redis refused its claim), if one said.
+        public string? Unavailable { get; private set; }
+
+        public void Declined(long correlation, string? unavailable)
         {
             lock (_gate)
             {
+                if (correlation == _correlation && unavailable is not null)
+                {
+                    Unavailable = unavailable;
+                }
+
                 if (correlation == _correlation && ++_declined >= _receivers && _receivers >= 0)
                 {
                     _retry.TrySetResult(Retry.Declined);
