@@ -70,6 +70,15 @@ internal sealed class FunctionsOptionsValidator : IValidateOptions<FunctionsOpti
             CheckWebhook(i, options.Webhooks[i], errors);
         }
 
+        if (UsesLambda(options))
+        {
+            var (key, secret) = (options.Lambda.AccessKeyId ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"), options.Lambda.SecretAccessKey ?? Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
+            if (string.IsNullOrEmpty(key) || string.IsNullOrEmpty(secret))
+            {
+                errors.Add("a lambda: hook target needs credentials: set Relay:Functions:Lambda:AccessKeyId and SecretAccessKey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones).");
+            }
+        }
+
         if (options.Lambda.Endpoint is { Length: > 0 } endpoint && !IsHttpUrl(endpoint))
         {
             errors.Add($"Relay:Functions:Lambda:Endpoint '{endpoint}' is not an http(s) URL.");
@@ -123,6 +132,11 @@ internal sealed class FunctionsOptionsValidator : IValidateOptions<FunctionsOpti
             }
         }
     }
+
+    private static bool UsesLambda(FunctionsOptions options) =>
+        options.Namespaces.Values.Append(options.Defaults).Any(static n =>
+            n.BeforePublish?.Target?.StartsWith(HookTarget.LambdaPrefix, StringComparison.Ordinal) == true
+            || n.AfterPublish?.Target?.StartsWith(HookTarget.LambdaPrefix, StringComparison.Ordinal) == true);
 
     private static bool IsHttpUrl(string value) =>
         Uri.TryCreate(value, UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps);
