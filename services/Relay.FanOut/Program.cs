@@ -10,6 +10,7 @@ builder.AddRelayServiceDefaults().AddRelayFanOut();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaFirehose();
 builder.Services.AddRelayWebhooks();
+builder.Services.AddRelayHistoryArchive();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

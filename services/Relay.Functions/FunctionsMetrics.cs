@@ -18,6 +18,9 @@ public sealed class FunctionsMetrics
     private readonly Counter<long> _retries;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _deadLettered;
+    private readonly Counter<long> _archived;
+    private readonly Counter<long> _archiveFailures;
+    private readonly Counter<long> _archiveDropped;
 
     /// <summary>Creates the meter and its instruments.</summary>
     public FunctionsMetrics(IMeterFactory meters)
@@ -30,6 +33,9 @@ public sealed class FunctionsMetrics
         _retries = meter.CreateCounter<long>("relay.functions.retries", description: "Webhook and after-publish calls tried again after a failure.");
         _dropped = meter.CreateCounter<long>("relay.functions.dropped", description: "Webhook and after-publish events dropped because their queue (Relay:Functions:QueueCapacity) was full.");
         _deadLettered = meter.CreateCounter<long>("relay.functions.dead_lettered", description: "Webhook and after-publish events given up after Relay:Functions:MaxAttempts tries.");
+        _archived = meter.CreateCounter<long>("relay.functions.archive.messages", description: "Messages written to the S3 history archive.");
+        _archiveFailures = meter.CreateCounter<long>("relay.functions.archive.failures", description: "Archive object writes that failed (the messages are held and written again).");
+        _archiveDropped = meter.CreateCounter<long>("relay.functions.archive.dropped", description: "Messages left out of the archive because it held Relay:Functions:Archive:MaxBufferedBytes.");
     }
 
     internal void HookCall(string ns, HookOutcome outcome, TimeSpan elapsed)
@@ -44,6 +50,12 @@ public sealed class FunctionsMetrics
     internal void Retried(string kind) => _retries.Add(1, new KeyValuePair<string, object?>("kind", kind));
 
     internal void Dropped(string kind) => _dropped.Add(1, new KeyValuePair<string, object?>("kind", kind));
+
+    internal void Archived(int messages) => _archived.Add(messages);
+
+    internal void ArchiveFailed() => _archiveFailures.Add(1);
+
+    internal void ArchiveDropped() => _archiveDropped.Add(1);
 
     internal void DeadLettered(string kind) => _deadLettered.Add(1, new KeyValuePair<string, object?>("kind", kind));
 }

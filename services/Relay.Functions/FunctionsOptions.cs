@@ -75,6 +75,9 @@ public sealed class FunctionsOptions
     /// <summary>Credentials and endpoint for <c>lambda:</c> hook targets.</summary>
     public LambdaOptions Lambda { get; set; } = new();
 
+    /// <summary>The S3 history archive.</summary>
+    public ArchiveOptions Archive { get; set; } = new();
+
     /// <summary>Whether any hook is configured (else routing's authority is served undecorated).</summary>
     public bool HooksEnabled => Defaults.HasHook || Namespaces.Values.Any(static n => n.HasHook);
 

@@ -79,6 +79,8 @@ internal sealed class FunctionsOptionsValidator : IValidateOptions<FunctionsOpti
             }
         }
 
+        CheckArchive(options.Archive, errors);
+
         if (options.Lambda.Endpoint is { Length: > 0 } endpoint && !IsHttpUrl(endpoint))
         {
             errors.Add($"Relay:Functions:Lambda:Endpoint '{endpoint}' is not an http(s) URL.");
@@ -130,6 +132,45 @@ internal sealed class FunctionsOptionsValidator : IValidateOptions<FunctionsOpti
             {
                 errors.Add($"{path}:Events holds '{type}'; use {WebhookEventTypes.Describe}.");
             }
+        }
+    }
+
+    private static void CheckArchive(ArchiveOptions archive, List<string> errors)
+    {
+        if (!archive.Enabled)
+        {
+            return;
+        }
+
+        if (archive.Bucket!.Length is < 3 or > 63)
+        {
+            errors.Add($"Relay:Functions:Archive:Bucket '{archive.Bucket}' is not an S3 bucket name (3-63 characters).");
+        }
+
+        if (archive.ServiceUrl is { Length: > 0 } url && !IsHttpUrl(url))
+        {
+            errors.Add($"Relay:Functions:Archive:ServiceUrl '{url}' is not an http(s) URL.");
+        }
+
+        if (string.IsNullOrEmpty(archive.AccessKeyId ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"))
+            || string.IsNullOrEmpty(archive.SecretAccessKey ?? Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY")))
+        {
+            errors.Add("Relay:Functions:Archive:Bucket needs credentials: set Relay:Functions:Archive:AccessKeyId and SecretAccessKey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.");
+        }
+
+        if (archive.FlushInterval < TimeSpan.FromMilliseconds(10) || archive.FlushInterval > TimeSpan.FromHours(1))
+        {
+            errors.Add($"Relay:Functions:Archive:FlushInterval must be between 00:00:00.010 and 01:00:00; it is {archive.FlushInterval}.");
+        }
+
+        if (archive.MaxMessagesPerObject is < 1 or > 100_000)
+        {
+            errors.Add($"Relay:Functions:Archive:MaxMessagesPerObject must be between 1 and 100000; it is {archive.MaxMessagesPerObject}.");
+        }
+
+        if (archive.MaxBufferedBytes < 1024 * 1024)
+        {
+            errors.Add($"Relay:Functions:Archive:MaxBufferedBytes must be at least 1048576 (1 MiB); it is {archive.MaxBufferedBytes}.");
         }
     }
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Bus.FanOut;
 using Relay.Bus.Routing;
+using Relay.Functions.Archive;
 using Relay.Functions.Calls;
 using Relay.Functions.Delivery;
 using Relay.Functions.Hooks;
@@ -66,6 +67,19 @@ public static class FunctionsServiceCollectionExtensions
             var inner = (IRelayBus)Create(sp, original);
             return sp.GetRequiredService<WebhookDispatcher>().WantsOccupancy ? new OccupancyBus(inner, sp.GetRequiredService<OccupancyTracker>()) : inner;
         }));
+        return services;
+    }
+
+    /// <summary>
+    /// The S3 history archive beside fan-out (it taps <see cref="ISequencedTap"/>): on when
+    /// <c>Relay:Functions:Archive:Bucket</c> is set.
+    /// </summary>
+    public static IServiceCollection AddRelayHistoryArchive(this IServiceCollection services)
+    {
+        AddCommon(services);
+        services.TryAddSingleton<HistoryArchiver>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ISequencedTap, HistoryArchiver>(static sp => sp.GetRequiredService<HistoryArchiver>()));
+        services.AddHostedService(static sp => sp.GetRequiredService<HistoryArchiver>());
         return services;
     }
 

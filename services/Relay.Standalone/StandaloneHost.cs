@@ -46,6 +46,7 @@ public static class StandaloneHost
         // After the bus: hooks wrap the channel authority it chose, webhooks watch the bus fan-out is served on.
         builder.Services.AddRelayFunctionHooks();
         builder.Services.AddRelayWebhooks();
+        builder.Services.AddRelayHistoryArchive();
         return builder;
     }
 

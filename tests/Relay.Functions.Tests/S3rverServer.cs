@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Amazon.Runtime;
+using Amazon.S3;
+
+namespace Relay.Functions.Tests;
+
+/// <summary>
+/// A real S3-compatible server: npm's <c>s3rver</c> (installed by <c>npm ci --prefix tests/s3rver</c>, which test.sh
+/// runs), started on a free loopback port with one bucket and a data folder of its own, stopped and removed after.
+/// A missing s3rver fails the test with what to run.
+/// </summary>
+internal sealed class S3rverServer : IAsyncDisposable
+{
+    /// <summary>s3rver's fixed credentials: it checks signatures made with them.</summary>
+    public const string AccessKeyId = "S3RVER";
+
+    /// <summary>The secret that goes with <see cref="AccessKeyId"/>.</summary>
+    public const string SecretAccessKey = "S3RVER";
+
+    private readonly Process _process;
+    private readonly string _directory;
+
+    private S3rverServer(Process process, string directory, int port, string bucket)
+    {
+        _process = process;
+        _directory = directory;
+        ServiceUrl = $"http://127.0.0.1:{port}";
+        Bucket = bucket;
+    }
+
+    public string ServiceUrl { get; }
+
+    public string Bucket { get; }
+
+    public static async Task<S3rverServer> StartAsync(string bucket)
+    {
+        var script = Path.Combine(RepositoryRoot(), "tests", "s3rver", "node_modules", "s3rver", "bin", "s3rver.js");
+        if (!File.Exists(script))
+        {
+            throw new InvalidOperationException($"s3rver is not installed ({script} is missing): run 'npm ci --prefix tests/s3rver' (./test.sh does).");
+        }
+
+        var directory = Directory.CreateTempSubdirectory("relay-s3rver-").FullName;
+        var port = FreePort();
+        var start = new ProcessStartInfo("node", [script, "-d", directory, "-a", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-s", "--configure-bucket", bucket])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        var process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
+        process.OutputDataReceived += static (_, _) => { };
+        process.ErrorDataReceived += static (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new S3rverServer(process, directory, port, bucket);
+        for (var i = 0; i < 200; i++)
+        {
+            if (process.HasExited)
+            {
+                await server.DisposeAsync();
+                throw new InvalidOperationException($"s3rver exited with {process.ExitCode} at start");
+            }
+
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, port).WaitAsync(TimeSpan.FromSeconds(1));
+                return server;
+            }
+            catch (Exception e) when (e is SocketException or TimeoutException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        await server.DisposeAsync();
+        throw new TimeoutException("s3rver did not listen within 10 s");
+    }
+
+    /// <summary>A client of this server (path-style, its credentials).</summary>
+    public AmazonS3Client Client() => new(new BasicAWSCredentials(AccessKeyId, SecretAccessKey), new AmazonS3Config
+    {
+        ServiceURL = ServiceUrl,
+        ForcePathStyle = true,
+        AuthenticationRegion = "us-east-1",
+        RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+        ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+    });
+
+    public ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit(10_000);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        _process.Dispose();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Relay.Cloud.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("the repository root (Relay.Cloud.sln) is not above " + AppContext.BaseDirectory);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
