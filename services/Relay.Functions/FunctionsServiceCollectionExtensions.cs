@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -83,8 +82,12 @@ public static class FunctionsServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Maps the functions' endpoints (none beyond the service defaults yet).</summary>
-    public static IEndpointRouteBuilder MapRelayFunctions(this IEndpointRouteBuilder endpoints) => endpoints;
+    /// <summary>The archive as a function, for the Lambda app (<see cref="ArchiveFunction"/>): writes after-publish bodies to S3.</summary>
+    public static IServiceCollection AddRelayArchiveFunction(this IServiceCollection services)
+    {
+        AddCommon(services);
+        return services;
+    }
 
     private static void AddCommon(IServiceCollection services)
     {
@@ -102,6 +105,7 @@ public static class FunctionsServiceCollectionExtensions
         services.TryAddSingleton<DeadLetters>();
         services.TryAddSingleton<LambdaInvoker>();
         services.TryAddSingleton<FunctionCaller>();
+        services.TryAddSingleton<ArchiveWriter>();
         services.AddHostedService<FunctionsStartupCheck>();
     }
 

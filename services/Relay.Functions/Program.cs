@@ -1,14 +1,13 @@
-using Relay.Bus;
-using Relay.Bus.Redis;
 using Relay.Functions;
+using Relay.Functions.Archive;
 using Relay.ServiceDefaults;
 
-// The functions on their own (AWS Lambda behind the Lambda Web Adapter, docs/functions.md): health on /healthz and
-// /readyz for the adapter's readiness check, and the functions' endpoints.
+// The functions on their own, for AWS Lambda behind the Lambda Web Adapter (docs/functions.md): /healthz and /readyz
+// for the adapter's readiness check, and the archive function (an after-publish hook target that writes to S3).
 var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults();
-builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+builder.Services.AddRelayArchiveFunction();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
-app.MapRelayFunctions();
+app.MapRelayArchiveFunction();
 app.Run();

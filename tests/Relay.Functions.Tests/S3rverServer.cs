@@ -115,7 +115,7 @@ internal sealed class S3rverServer : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
         {
@@ -128,7 +128,7 @@ internal sealed class S3rverServer : IAsyncDisposable
         throw new InvalidOperationException("the repository root (Relay.Cloud.sln) is not above " + AppContext.BaseDirectory);
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -1,16 +1,11 @@
-using System.Buffers;
 using System.Collections.Frozen;
-using System.Text.Json;
 using System.Threading.Channels;
 using Amazon.Runtime;
-using Amazon.S3;
-using Amazon.S3.Model;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Bus.FanOut;
 using Relay.Core.Messages;
-using Relay.Functions.Hooks;
 
 namespace Relay.Functions.Archive;
 
@@ -39,6 +34,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
     private readonly FunctionsMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger<HistoryArchiver> _logger;
+    private readonly ArchiveWriter _writer;
     private readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>>? _namespaces;
     private readonly Channel<RelayMessage> _queue = Channel.CreateUnbounded<RelayMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<(string App, string Channel), ChannelBatch> _batches = [];
@@ -46,9 +42,10 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
     private long _lastDropLog;
     private long _lastFailLog;
 
-    public HistoryArchiver(IOptions<FunctionsOptions> options, FunctionsMetrics metrics, TimeProvider time, ILogger<HistoryArchiver> logger)
+    public HistoryArchiver(IOptions<FunctionsOptions> options, ArchiveWriter writer, FunctionsMetrics metrics, TimeProvider time, ILogger<HistoryArchiver> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _writer = writer;
         _options = options.Value.Archive;
         _metrics = metrics;
         _time = time;
@@ -97,7 +94,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
         }
 
         await Task.Yield();
-        using var s3 = CreateClient();
+        var s3 = _writer;
         LogStarted(_logger, _options.Bucket!, _options.ServiceUrl ?? "AWS S3 " + _options.Region);
         var tick = TimeSpan.FromTicks(Math.Clamp(_options.FlushInterval.Ticks / 4, TimeSpan.FromMilliseconds(20).Ticks, TimeSpan.FromSeconds(1).Ticks));
         try
@@ -132,32 +129,6 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
         }
     }
 
-    private AmazonS3Client CreateClient()
-    {
-        var config = new AmazonS3Config
-        {
-            ForcePathStyle = _options.ForcePathStyle,
-            AuthenticationRegion = _options.Region,
-
-            // Checksums only where S3 requires them: S3-compatible servers do not all take the trailing checksums
-            // the SDK sends by default since 4.0.
-            RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
-            ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
-        };
-        if (_options.ServiceUrl is { Length: > 0 } url)
-        {
-            config.ServiceURL = url;
-        }
-        else
-        {
-            config.RegionEndpoint = Amazon.RegionEndpoint.GetBySystemName(_options.Region);
-        }
-
-        var key = _options.AccessKeyId ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID");
-        var secret = _options.SecretAccessKey ?? Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY");
-        return new AmazonS3Client(new BasicAWSCredentials(key, secret), config);
-    }
-
     private void Take()
     {
         var now = _time.GetTimestamp();
@@ -173,7 +144,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
         }
     }
 
-    private async Task WriteDueAsync(AmazonS3Client s3, bool all, CancellationToken cancellationToken)
+    private async Task WriteDueAsync(ArchiveWriter s3, bool all, CancellationToken cancellationToken)
     {
         var now = _time.GetTimestamp();
         List<(string, string)>? done = null;
@@ -201,7 +172,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
     }
 
     /// <summary>Writes a channel's held messages, oldest first, in objects of at most MaxMessagesPerObject of one epoch.</summary>
-    private async Task<bool> WriteAsync(AmazonS3Client s3, string app, string channel, ChannelBatch batch, CancellationToken cancellationToken)
+    private async Task<bool> WriteAsync(ArchiveWriter s3, string app, string channel, ChannelBatch batch, CancellationToken cancellationToken)
     {
         while (batch.TryPeek(_options.MaxMessagesPerObject, out var run))
         {
@@ -210,15 +181,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
             var objectKey = ArchiveKeys.For(_options.Prefix, app, channel, first.Epoch, first.Seq, last.Seq);
             try
             {
-                using var body = new MemoryStream(Lines(run));
-                await s3.PutObjectAsync(new PutObjectRequest
-                {
-                    BucketName = _options.Bucket,
-                    Key = objectKey,
-                    InputStream = body,
-                    ContentType = "application/x-ndjson",
-                    UseChunkEncoding = false,
-                }, cancellationToken).ConfigureAwait(false);
+                await s3.WriteAsync(objectKey, run, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is AmazonServiceException or AmazonClientException or HttpRequestException or IOException)
             {
@@ -243,42 +206,6 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
         }
 
         return true;
-    }
-
-    private static byte[] Lines(IReadOnlyList<RelayMessage> messages)
-    {
-        var buffer = new ArrayBufferWriter<byte>(4096);
-        foreach (var message in messages)
-        {
-            using (var writer = new Utf8JsonWriter(buffer))
-            {
-                writer.WriteStartObject();
-                writer.WriteNumber("seq"u8, message.Seq);
-                writer.WriteString("epoch"u8, message.Epoch);
-                if (message.Id is not null)
-                {
-                    writer.WriteString("id"u8, message.Id);
-                }
-
-                if (message.Name is not null)
-                {
-                    writer.WriteString("name"u8, message.Name);
-                }
-
-                HookJson.WriteData(writer, message.Data, message.DataIsJson);
-                if (message.ClientId is not null)
-                {
-                    writer.WriteString("clientId"u8, message.ClientId);
-                }
-
-                writer.WriteNumber("timestamp"u8, message.Timestamp);
-                writer.WriteEndObject();
-            }
-
-            buffer.Write("\n"u8);
-        }
-
-        return buffer.WrittenSpan.ToArray();
     }
 
     private bool Wanted(string channel)
