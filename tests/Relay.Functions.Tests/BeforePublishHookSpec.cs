@@ -241,29 +241,3 @@ public abstract class BeforePublishHookSpec : IAsyncLifetime
     private static Task<JsonElement> PublishAsync(TestSocket socket, string channel, string data) =>
         socket.RequestAsync(new() { ["type"] = "publish", ["channel"] = channel, ["data"] = data });
 }
-
-/// <summary>The before-publish hook over the in-memory bus (the standalone default).</summary>
-public sealed class BeforePublishHookTests : BeforePublishHookSpec
-{
-    private protected override Task<Dictionary<string, string?>> BusSettingsAsync() => Task.FromResult(new Dictionary<string, string?>());
-}
-
-/// <summary>The before-publish hook over the Redis bus (state and sequencing in Redis: <c>RedisChannelAuthority</c>).</summary>
-public sealed class BeforePublishHookRedisTests : BeforePublishHookSpec
-{
-    private RedisServer? _redis;
-
-    private protected override async Task<Dictionary<string, string?>> BusSettingsAsync()
-    {
-        _redis = await RedisServer.StartAsync();
-        return new Dictionary<string, string?> { ["Relay:Bus"] = "redis", ["Relay:Redis:Configuration"] = _redis.Configuration };
-    }
-
-    private protected override async Task DisposeBusAsync()
-    {
-        if (_redis is not null)
-        {
-            await _redis.DisposeAsync();
-        }
-    }
-}
