@@ -21,6 +21,9 @@ public sealed class FunctionsOptions
     /// <summary>Default events queued per webhook or for the after-publish hooks before new ones are dropped (counted, logged).</summary>
     public const int DefaultQueueCapacity = 10_000;
 
+    /// <summary>Default bytes one queue may hold: a burst of large messages cannot take more memory than this per receiver.</summary>
+    public const int DefaultQueueBytes = 64 * 1024 * 1024;
+
     /// <summary>Default dead letters kept in memory: enough to see what failed during an outage without growing for ever.</summary>
     public const int DefaultDeadLetterCapacity = 1_000;
 
@@ -65,6 +68,9 @@ public sealed class FunctionsOptions
 
     /// <summary>Events queued per webhook (and for the after-publish hooks) before new ones are dropped.</summary>
     public int QueueCapacity { get; set; } = DefaultQueueCapacity;
+
+    /// <summary>Bytes of events queued per webhook (and for the after-publish hooks) before new ones are dropped.</summary>
+    public int QueueBytes { get; set; } = DefaultQueueBytes;
 
     /// <summary>Calls to one webhook (or to the after-publish hooks) at once.</summary>
     public int Concurrency { get; set; } = DefaultConcurrency;

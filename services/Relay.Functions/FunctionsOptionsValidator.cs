@@ -55,6 +55,11 @@ internal sealed class FunctionsOptionsValidator : IValidateOptions<FunctionsOpti
             errors.Add($"Relay:Functions:QueueCapacity must be between 1 and 10000000; it is {options.QueueCapacity}.");
         }
 
+        if (options.QueueBytes < 1024 * 1024)
+        {
+            errors.Add($"Relay:Functions:QueueBytes must be at least 1048576 (1 MiB); it is {options.QueueBytes}.");
+        }
+
         if (options.Concurrency is < 1 or > 256)
         {
             errors.Add($"Relay:Functions:Concurrency must be between 1 and 256; it is {options.Concurrency}.");

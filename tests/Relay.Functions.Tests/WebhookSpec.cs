@@ -46,6 +46,7 @@ public abstract partial class WebhookSpec : IAsyncLifetime
             ["Relay:Functions:MaxAttempts"] = "3",
             ["Relay:Functions:FirstRetryDelay"] = "00:00:00.050",
             ["Relay:Functions:QueueCapacity"] = "100",
+            ["Relay:Functions:QueueBytes"] = "1048576",
             ["Relay:Functions:DeliveryTimeout"] = "00:01:00",
             ["Relay:Ingress:PublishRatePerSecond"] = "1000000",
             ["Relay:Ingress:PublishBurst"] = "1000000",
@@ -150,6 +151,31 @@ public abstract partial class WebhookSpec : IAsyncLifetime
         using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
         var dropped = Sample(await http.GetStringAsync(new Uri("metrics", UriKind.Relative)), "relay_functions_dropped_total", "webhook");
         Assert.InRange(dropped, messages - 104 - 50, messages - 100);
+    }
+
+    [Fact]
+    public async Task Webhooks_LargeMessagesPastQueueBytes_DroppedBeforeTheCountBound()
+    {
+        // 100 messages of ~30 KB: under the count bound (100) but far over 1 MiB of queued events (each holds its data
+        // and the body made from it).
+        const int messages = 100;
+        var data = new string('x', 30_000);
+        await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        for (var i = 0; i < messages; i++)
+        {
+            Assert.Equal("ok", (await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "flood:big", ["data"] = data })).GetProperty("type").GetString());
+        }
+
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
+        var dropped = 0L;
+        for (var i = 0; i < 100 && dropped < messages - 20; i++)
+        {
+            dropped = Sample(await http.GetStringAsync(new Uri("metrics", UriKind.Relative)), "relay_functions_dropped_total", "webhook");
+            await Task.Delay(50);
+        }
+
+        // 1 MiB holds 17 such events (4 of them in the receiver's hands): the rest were dropped.
+        Assert.InRange(dropped, messages - 20, messages - 10);
     }
 
     private async Task ReceiveAsync(HttpContext context)

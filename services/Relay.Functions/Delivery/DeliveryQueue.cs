@@ -22,6 +22,7 @@ internal sealed partial class DeliveryQueue
     private readonly DeadLetters _deadLetters;
     private readonly ILogger _logger;
     private readonly Channel<IOutbound> _queue;
+    private long _queuedBytes;
     private long _droppedSinceLog;
     private long _lastDropLog;
 
@@ -43,13 +44,22 @@ internal sealed partial class DeliveryQueue
         });
     }
 
-    /// <summary>Queues an event; false (and counted) when the queue is full.</summary>
+    /// <summary>Bytes the queued events hold (an estimate).</summary>
+    public long QueuedBytes => Interlocked.Read(ref _queuedBytes);
+
+    /// <summary>Queues an event; false (and counted) when the queue holds QueueCapacity events or QueueBytes.</summary>
     public bool TryEnqueue(IOutbound item)
     {
-        if (_queue.Writer.TryWrite(item))
+        var size = item.Size;
+        if (Interlocked.Add(ref _queuedBytes, size) <= _options.QueueBytes)
         {
-            return true;
+            if (_queue.Writer.TryWrite(item))
+            {
+                return true;
+            }
         }
+
+        Interlocked.Add(ref _queuedBytes, -size);
 
         _metrics.Dropped(_kind);
         Interlocked.Increment(ref _droppedSinceLog);
@@ -57,7 +67,7 @@ internal sealed partial class DeliveryQueue
         var last = Interlocked.Read(ref _lastDropLog);
         if ((last == 0 || _time.GetElapsedTime(last, now) >= LogPeriod) && Interlocked.CompareExchange(ref _lastDropLog, now, last) == last)
         {
-            LogDropped(_logger, Interlocked.Exchange(ref _droppedSinceLog, 0), _kind, _destination, _options.QueueCapacity);
+            LogDropped(_logger, Interlocked.Exchange(ref _droppedSinceLog, 0), _kind, _destination, _options.QueueCapacity, _options.QueueBytes);
         }
 
         return false;
@@ -84,7 +94,14 @@ internal sealed partial class DeliveryQueue
             {
                 while (_queue.Reader.TryRead(out var item))
                 {
-                    await DeliverAsync(item, stoppingToken).ConfigureAwait(false);
+                    try
+                    {
+                        await DeliverAsync(item, stoppingToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        Interlocked.Add(ref _queuedBytes, -item.Size);
+                    }
                 }
             }
         }
@@ -120,8 +137,8 @@ internal sealed partial class DeliveryQueue
         }
     }
 
-    [LoggerMessage(EventId = 3503, Level = LogLevel.Warning, Message = "Dropped {Count} {Kind} events for {Destination}: its queue held Relay:Functions:QueueCapacity ({Capacity}) events")]
-    private static partial void LogDropped(ILogger logger, long count, string kind, string destination, int capacity);
+    [LoggerMessage(EventId = 3503, Level = LogLevel.Warning, Message = "Dropped {Count} {Kind} events for {Destination}: its queue held Relay:Functions:QueueCapacity ({Capacity}) events or Relay:Functions:QueueBytes ({Bytes} bytes)")]
+    private static partial void LogDropped(ILogger logger, long count, string kind, string destination, int capacity, int bytes);
 
     [LoggerMessage(EventId = 3504, Level = LogLevel.Debug, Message = "{Kind} event {Id} to {Destination} failed on try {Attempt} ({Failure}); trying again in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, string kind, string id, string destination, int attempt, string failure, double delayMs);

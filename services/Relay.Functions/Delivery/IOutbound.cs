@@ -11,4 +11,7 @@ internal interface IOutbound
 
     /// <summary>The JSON body.</summary>
     ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>What it holds while queued, in bytes (an estimate: its payload and a round overhead).</summary>
+    int Size { get; }
 }

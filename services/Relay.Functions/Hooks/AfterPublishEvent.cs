@@ -6,4 +6,6 @@ namespace Relay.Functions.Hooks;
 internal sealed record AfterPublishEvent(ResolvedHook Hook, string Id, ReadOnlyMemory<byte> Body) : IOutbound
 {
     public string Type => "afterPublish";
+
+    public int Size => Body.Length + 256;
 }

@@ -21,6 +21,9 @@ internal sealed class WebhookEvent(string type, string app, string channel, long
 
     public ReadOnlyMemory<byte> Body => _body ??= Write();
 
+    // The message's data (shared with fan-out's deliveries while queued) and the body made from it.
+    public int Size => (message?.Data.Length ?? 0) * 2 + 512;
+
     private byte[] Write()
     {
         var buffer = new ArrayBufferWriter<byte>(256);
