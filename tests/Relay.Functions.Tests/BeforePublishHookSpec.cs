@@ -14,7 +14,8 @@ namespace Relay.Functions.Tests;
 /// </summary>
 public abstract class BeforePublishHookSpec : IAsyncLifetime
 {
-    private static readonly TimeSpan HangTimeout = TimeSpan.FromSeconds(1);
+    // Long enough that the publishes on other channels below finish well inside it on a busy 2-core machine.
+    private static readonly TimeSpan HangTimeout = TimeSpan.FromSeconds(3);
 
     private LoopbackServer _hook = null!;
     private HttpClient _http = null!;
@@ -114,12 +115,17 @@ public abstract class BeforePublishHookSpec : IAsyncLifetime
         await using var subscriber = await SubscribedAsync("open:room");
         await using var publisher = await ConnectAsync();
         await using var closedPublisher = await ConnectAsync();
+        await using var behind = await ConnectAsync();
         await using var other = await ConnectAsync();
 
         // One request in flight per test socket: its reader is not shared.
         var clock = Stopwatch.StartNew();
         var open = PublishAsync(publisher, "open:room", "hang");
         var closed = PublishAsync(closedPublisher, "closed:room", "hang");
+
+        // A publish on the hanging channel waits in its line, and goes right after the hanging one is decided.
+        await Task.Delay(100);
+        var queued = PublishAsync(behind, "open:room", "after");
 
         // Meanwhile other channels, hooked or not, are answered at once: their hook calls and lines are their own.
         for (var i = 0; i < 20; i++)
@@ -141,9 +147,15 @@ public abstract class BeforePublishHookSpec : IAsyncLifetime
         Assert.InRange(openAt, HangTimeout * 0.9, HangTimeout + TimeSpan.FromSeconds(8));
         Assert.InRange(closedAt, HangTimeout * 0.9, HangTimeout + TimeSpan.FromSeconds(8));
 
-        // Fail-open: published as sent.
+        var queuedReply = await queued.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(2, queuedReply.GetProperty("seq").GetInt64());
+        Assert.InRange(clock.Elapsed, HangTimeout * 0.9, HangTimeout + TimeSpan.FromSeconds(8));
+
+        // Fail-open: published as sent, and the one behind it after it.
         var delivered = await subscriber.ReceiveMessageAsync();
-        Assert.Equal("hang", delivered.GetProperty("data").GetString());
+        Assert.Equal(("hang", 1L), (delivered.GetProperty("data").GetString(), delivered.GetProperty("seq").GetInt64()));
+        var next = await subscriber.ReceiveMessageAsync();
+        Assert.Equal(("after", 2L), (next.GetProperty("data").GetString(), next.GetProperty("seq").GetInt64()));
         var (_, closedHistory) = await HistoryPages.ReadAllAsync(publisher, "closed:room");
         Assert.Empty(closedHistory);
     }
