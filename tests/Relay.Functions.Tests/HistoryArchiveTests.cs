@@ -99,6 +99,35 @@ public sealed class HistoryArchiveTests : IAsyncLifetime
         Assert.Equal(Enumerable.Range(1, 30).Select(static s => (long)s), lines.Select(static l => l.GetProperty("seq").GetInt64()));
     }
 
+    [Fact]
+    public async Task Archive_S3AwayForAWhile_HeldMessagesWrittenOnceItIsBackInOrder()
+    {
+        const int messages = 300;
+        await using var server = await RelayServer.StartAsync(Settings("00:00:00.100"));
+        await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        _s3.Stop();
+        for (var i = 0; i < messages; i++)
+        {
+            Assert.Equal("ok", (await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "arc:outage", ["data"] = $"m{i}" })).GetProperty("type").GetString());
+        }
+
+        // The writes fail (counted) while S3 is away; the messages are held.
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
+        var failures = 0L;
+        for (var i = 0; i < 100 && failures == 0; i++)
+        {
+            await Task.Delay(100);
+            var metrics = await http.GetStringAsync(new Uri("metrics", UriKind.Relative));
+            failures = (long)(PrometheusText.Value(metrics, "relay_functions_archive_failures_total") ?? 0);
+        }
+
+        Assert.True(failures > 0, "no archive write failed while S3 was away");
+        await _s3.StartAgainAsync();
+
+        var lines = (await ReadChannelAsync("arc:outage", messages)).SelectMany(static o => o.Lines);
+        Assert.Equal(Enumerable.Range(1, messages).Select(static s => (long)s), lines.Select(static l => l.GetProperty("seq").GetInt64()));
+    }
+
     private Dictionary<string, string?> Settings(string flushInterval) => new()
     {
         ["Relay:Functions:Archive:Bucket"] = Bucket,

@@ -19,13 +19,16 @@ internal sealed class S3rverServer : IAsyncDisposable
     /// <summary>The secret that goes with <see cref="AccessKeyId"/>.</summary>
     public const string SecretAccessKey = "S3RVER";
 
-    private readonly Process _process;
+    private readonly string _script;
     private readonly string _directory;
+    private readonly int _port;
+    private Process _process = null!;
 
-    private S3rverServer(Process process, string directory, int port, string bucket)
+    private S3rverServer(string script, string directory, int port, string bucket)
     {
-        _process = process;
+        _script = script;
         _directory = directory;
+        _port = port;
         ServiceUrl = $"http://127.0.0.1:{port}";
         Bucket = bucket;
     }
@@ -42,32 +45,58 @@ internal sealed class S3rverServer : IAsyncDisposable
             throw new InvalidOperationException($"s3rver is not installed ({script} is missing): run 'npm ci --prefix tests/s3rver' (./test.sh does).");
         }
 
-        var directory = Directory.CreateTempSubdirectory("relay-s3rver-").FullName;
-        var port = FreePort();
-        var start = new ProcessStartInfo("node", [script, "-d", directory, "-a", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-s", "--configure-bucket", bucket])
+        var server = new S3rverServer(script, Directory.CreateTempSubdirectory("relay-s3rver-").FullName, FreePort(), bucket);
+        try
+        {
+            await server.RunAsync();
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+
+        return server;
+    }
+
+    /// <summary>Stops the server (S3 is away); its objects stay on disk.</summary>
+    public void Stop()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit(10_000);
+        }
+    }
+
+    /// <summary>Starts it again on the same port with the same objects.</summary>
+    public Task StartAgainAsync() => RunAsync();
+
+    private async Task RunAsync()
+    {
+        var start = new ProcessStartInfo("node", [_script, "-d", _directory, "-a", "127.0.0.1", "-p", _port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-s", "--configure-bucket", Bucket])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        var process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
-        process.OutputDataReceived += static (_, _) => { };
-        process.ErrorDataReceived += static (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var server = new S3rverServer(process, directory, port, bucket);
+        _process?.Dispose();
+        _process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
+        _process.OutputDataReceived += static (_, _) => { };
+        _process.ErrorDataReceived += static (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
         for (var i = 0; i < 200; i++)
         {
-            if (process.HasExited)
+            if (_process.HasExited)
             {
-                await server.DisposeAsync();
-                throw new InvalidOperationException($"s3rver exited with {process.ExitCode} at start");
+                throw new InvalidOperationException($"s3rver exited with {_process.ExitCode} at start");
             }
 
             try
             {
                 using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port).WaitAsync(TimeSpan.FromSeconds(1));
-                return server;
+                await client.ConnectAsync(IPAddress.Loopback, _port).WaitAsync(TimeSpan.FromSeconds(1));
+                return;
             }
             catch (Exception e) when (e is SocketException or TimeoutException)
             {
@@ -75,7 +104,6 @@ internal sealed class S3rverServer : IAsyncDisposable
             }
         }
 
-        await server.DisposeAsync();
         throw new TimeoutException("s3rver did not listen within 10 s");
     }
 
@@ -93,17 +121,16 @@ internal sealed class S3rverServer : IAsyncDisposable
     {
         try
         {
-            if (!_process.HasExited)
+            if (_process is not null)
             {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(10_000);
+                Stop();
             }
         }
         catch (InvalidOperationException)
         {
         }
 
-        _process.Dispose();
+        _process?.Dispose();
         try
         {
             Directory.Delete(_directory, recursive: true);
