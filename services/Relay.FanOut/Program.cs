@@ -1,6 +1,7 @@
 using Relay.Bus;
 using Relay.Bus.Redis;
 using Relay.FanOut;
+using Relay.Functions;
 using Relay.Kafka;
 using Relay.ServiceDefaults;
 
@@ -8,6 +9,8 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults().AddRelayFanOut();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaFirehose();
+builder.Services.AddRelayWebhooks();
+builder.Services.AddRelayHistoryArchive();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

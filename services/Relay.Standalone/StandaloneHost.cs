@@ -3,6 +3,7 @@ using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.Redis;
 using Relay.FanOut;
+using Relay.Functions;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
 using Relay.Kafka;
@@ -41,6 +42,11 @@ public static class StandaloneHost
         builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
         builder.Services.AddRelayKafkaFirehose();
         builder.Services.AddRelayKafkaIngest();
+
+        // After the bus: hooks wrap the channel authority it chose, webhooks watch the bus fan-out is served on.
+        builder.Services.AddRelayFunctionHooks();
+        builder.Services.AddRelayWebhooks();
+        builder.Services.AddRelayHistoryArchive();
         return builder;
     }
 
