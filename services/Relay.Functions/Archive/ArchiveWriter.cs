@@ -87,25 +87,7 @@ internal sealed class ArchiveWriter : IDisposable
             using (var writer = new Utf8JsonWriter(buffer))
             {
                 writer.WriteStartObject();
-                writer.WriteNumber("seq"u8, message.Seq);
-                writer.WriteString("epoch"u8, message.Epoch);
-                if (message.Id is not null)
-                {
-                    writer.WriteString("id"u8, message.Id);
-                }
-
-                if (message.Name is not null)
-                {
-                    writer.WriteString("name"u8, message.Name);
-                }
-
-                HookJson.WriteData(writer, message.Data, message.DataIsJson);
-                if (message.ClientId is not null)
-                {
-                    writer.WriteString("clientId"u8, message.ClientId);
-                }
-
-                writer.WriteNumber("timestamp"u8, message.Timestamp);
+                HookJson.WriteMessageFields(writer, message);
                 writer.WriteEndObject();
             }
 

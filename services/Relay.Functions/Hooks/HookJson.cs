@@ -28,19 +28,7 @@ internal static class HookJson
             writer.WriteStartArray("messages"u8);
             foreach (var item in request.Items)
             {
-                writer.WriteStartObject();
-                if (item.Id is not null)
-                {
-                    writer.WriteString("id"u8, item.Id);
-                }
-
-                if (item.Name is not null)
-                {
-                    writer.WriteString("name"u8, item.Name);
-                }
-
-                WriteData(writer, item.Data, item.DataIsJson);
-                writer.WriteEndObject();
+                WriteItem(writer, item, seq: null);
             }
 
             writer.WriteEndArray();
@@ -65,21 +53,7 @@ internal static class HookJson
             writer.WriteStartArray("messages"u8);
             for (var i = 0; i < request.Items.Count; i++)
             {
-                var item = request.Items[i];
-                writer.WriteStartObject();
-                writer.WriteNumber("seq"u8, reply.Seqs[i]);
-                if (item.Id is not null)
-                {
-                    writer.WriteString("id"u8, item.Id);
-                }
-
-                if (item.Name is not null)
-                {
-                    writer.WriteString("name"u8, item.Name);
-                }
-
-                WriteData(writer, item.Data, item.DataIsJson);
-                writer.WriteEndObject();
+                WriteItem(writer, request.Items[i], reply.Seqs[i]);
             }
 
             writer.WriteEndArray();
@@ -87,6 +61,48 @@ internal static class HookJson
         }
 
         return buffer.WrittenSpan.ToArray();
+    }
+
+    // One message of a publish request, with the seq it got (after publish) or without (before publish).
+    private static void WriteItem(Utf8JsonWriter writer, PublishItem item, long? seq)
+    {
+        writer.WriteStartObject();
+        if (seq is { } given)
+        {
+            writer.WriteNumber("seq"u8, given);
+        }
+
+        WriteIdNameData(writer, item.Id, item.Name, item.Data, item.DataIsJson);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>A sequenced message's fields (seq, epoch, id, name, data, clientId, timestamp), inside an object the caller opened.</summary>
+    public static void WriteMessageFields(Utf8JsonWriter writer, RelayMessage message)
+    {
+        writer.WriteNumber("seq"u8, message.Seq);
+        writer.WriteString("epoch"u8, message.Epoch);
+        WriteIdNameData(writer, message.Id, message.Name, message.Data, message.DataIsJson);
+        if (message.ClientId is not null)
+        {
+            writer.WriteString("clientId"u8, message.ClientId);
+        }
+
+        writer.WriteNumber("timestamp"u8, message.Timestamp);
+    }
+
+    private static void WriteIdNameData(Utf8JsonWriter writer, string? id, string? name, ReadOnlyMemory<byte> data, bool isJson)
+    {
+        if (id is not null)
+        {
+            writer.WriteString("id"u8, id);
+        }
+
+        if (name is not null)
+        {
+            writer.WriteString("name"u8, name);
+        }
+
+        WriteData(writer, data, isJson);
     }
 
     public static void WriteData(Utf8JsonWriter writer, ReadOnlyMemory<byte> data, bool isJson)

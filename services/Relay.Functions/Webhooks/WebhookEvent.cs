@@ -51,25 +51,7 @@ internal sealed class WebhookEvent(string type, string app, string channel, long
             else if (message is not null)
             {
                 writer.WriteStartObject("message"u8);
-                writer.WriteNumber("seq"u8, message.Seq);
-                writer.WriteString("epoch"u8, message.Epoch);
-                if (message.Id is not null)
-                {
-                    writer.WriteString("id"u8, message.Id);
-                }
-
-                if (message.Name is not null)
-                {
-                    writer.WriteString("name"u8, message.Name);
-                }
-
-                HookJson.WriteData(writer, message.Data, message.DataIsJson);
-                if (message.ClientId is not null)
-                {
-                    writer.WriteString("clientId"u8, message.ClientId);
-                }
-
-                writer.WriteNumber("timestamp"u8, message.Timestamp);
+                HookJson.WriteMessageFields(writer, message);
                 writer.WriteEndObject();
             }
 
