@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Relay.Bus.Routing;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
@@ -23,32 +21,24 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(15);
 
     private readonly string _formerOwnerName = "former-" + Guid.NewGuid().ToString("N")[..8];
-    private readonly List<(RedisBus Bus, RedisConnector Connector)> _made = [];
+    private readonly TestBuses _buses = new(redis.Server, TimeSpan.FromSeconds(20));
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync()
-    {
-        foreach (var (bus, connector) in _made)
-        {
-            await bus.DisposeAsync();
-            await connector.DisposeAsync();
-        }
-    }
+    public Task DisposeAsync() => _buses.DisposeAsync().AsTask();
 
     [Fact(Timeout = 60_000)]
     public async Task AFormerOwnerThatCannotClaim_Declines_AndTheOwnersAnswerIsTheOneTheCallerGets()
     {
         var channel = "declined-" + Guid.NewGuid().ToString("N")[..8];
-        await AclAsync("ACL", "SETUSER", _formerOwnerName, "on", ">" + Password, "~*", "&*", "+@all");
-        var former = Make($",user={_formerOwnerName},password={Password}");
+        var former = await _buses.MakeAsUserAsync(_formerOwnerName, Password);
         using var formerServing = former.ServeRouting(new Answering(NotOwnerReply.Instance));
         await WaitUntilAsync(() => former.FenceFor("test", channel) is not null, "the first instance never held the shard");
 
         // Cut off from scripts: its lease runs out, its subscriptions stay.
-        await AclAsync("ACL", "SETUSER", _formerOwnerName, "-evalsha", "-eval");
+        await _buses.AclAsync("ACL", "SETUSER", _formerOwnerName, "-evalsha", "-eval");
         await Task.Delay(TimeSpan.FromSeconds(3));
-        var caller = Make("");
+        var caller = _buses.Make();
 
         // Alone, it declines with the reason, and the caller is told at once (not after RequestTimeout).
         var started = Stopwatch.StartNew();
@@ -59,7 +49,7 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"answered after {started.Elapsed.TotalSeconds:0.0} s");
 
         // A new owner takes the shard; its answers come 300 ms after the former owner's decline.
-        var owner = Make("");
+        var owner = _buses.Make();
         using var ownerServing = owner.ServeRouting(new Answering(new PublishReply([1], "e1"), TimeSpan.FromMilliseconds(300)));
         await WaitUntilAsync(() => owner.FenceFor("test", channel) is not null, "the second instance never took the shard");
         for (var i = 0; i < 5; i++)
@@ -80,18 +70,6 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
             Assert.True(DateTime.UtcNow < deadline, failure);
             await Task.Delay(50);
         }
-    }
-
-    private async Task AclAsync(params string[] command) =>
-        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, command), StringComparison.Ordinal);
-
-    private RedisBus Make(string extra)
-    {
-        var options = Options.Create(new RedisBusOptions { Configuration = redis.Server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = TimeSpan.FromSeconds(20) });
-        var connector = new RedisConnector(options);
-        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance);
-        _made.Add((bus, connector));
-        return bus;
     }
 
     // Answers every request with one reply, after a delay.

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Relay.Bus.Routing;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
@@ -27,23 +25,16 @@ public sealed class LostReplyTests(RedisServerFixture redis) : IClassFixture<Red
     private const string Password = "caller-password-0123";
 
     private readonly string _callerName = "caller-" + Guid.NewGuid().ToString("N")[..8];
-    private readonly List<(RedisBus Bus, RedisConnector Connector)> _made = [];
+    private readonly TestBuses _buses = new(redis.Server, RequestTimeout);
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync()
-    {
-        foreach (var (bus, connector) in _made)
-        {
-            await bus.DisposeAsync();
-            await connector.DisposeAsync();
-        }
-    }
+    public Task DisposeAsync() => _buses.DisposeAsync().AsTask();
 
     [Fact(Timeout = 60_000)]
     public async Task AnswersPublishedWhileTheCallerResubscribes_AreNotWaitedFor_RepeatableOnesSentAgain()
     {
-        var serving = Make("");
+        var serving = _buses.Make();
         var caller = await MakeCallerAsync();
         var routing = new HeldRouting();
         using var served = serving.ServeRouting(routing);
@@ -99,8 +90,7 @@ public sealed class LostReplyTests(RedisServerFixture redis) : IClassFixture<Red
         return (reply, started.Elapsed);
     }
 
-    private async Task AclAsync(params string[] command) =>
-        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, command), StringComparison.Ordinal);
+    private Task AclAsync(params string[] command) => _buses.AclAsync(command);
 
     private async Task WaitUntilNobodyListensAsync(string channel, TimeSpan within)
     {
@@ -113,21 +103,7 @@ public sealed class LostReplyTests(RedisServerFixture redis) : IClassFixture<Red
     }
 
     // The caller connects as a user of its own (with every right until the test takes one away).
-    private async Task<RedisBus> MakeCallerAsync()
-    {
-        await AclAsync("ACL", "SETUSER", _callerName, "on", ">" + Password, "~*", "&*", "+@all");
-        return Make($",user={_callerName},password={Password}");
-    }
-
-    private RedisBus Make(string extra)
-    {
-        var configuration = redis.Server.Configuration + extra;
-        var options = Options.Create(new RedisBusOptions { Configuration = configuration, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = RequestTimeout });
-        var connector = new RedisConnector(options);
-        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance);
-        _made.Add((bus, connector));
-        return bus;
-    }
+    private Task<RedisBus> MakeCallerAsync() => _buses.MakeAsUserAsync(_callerName, Password);
 
     // Answers positions and publishes; while held, each request waits for the release (as a routing instance whose Redis
     // calls were slow would) and is counted.

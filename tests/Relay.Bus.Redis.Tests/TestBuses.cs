@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Relay.Testing;
+
+namespace Relay.Bus.Redis.Tests;
+
+/// <summary>
+/// Redis buses that stand for separate processes against one test redis-server (each with its own multiplexer), some
+/// as Redis users of their own whose rights a test changes with <see cref="AclAsync"/>; disposed with the test.
+/// </summary>
+internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : IAsyncDisposable
+{
+    private readonly List<(RedisBus Bus, RedisConnector Connector)> _made = [];
+
+    /// <summary>A bus connected with the server's configuration plus <paramref name="extra"/> (e.g. <c>,user=…,password=…</c>).</summary>
+    public RedisBus Make(string extra = "")
+    {
+        var options = Options.Create(new RedisBusOptions { Configuration = server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = requestTimeout });
+        var connector = new RedisConnector(options);
+        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance);
+        _made.Add((bus, connector));
+        return bus;
+    }
+
+    /// <summary>A bus connected as <paramref name="user"/>, created with every right (until the test takes one away).</summary>
+    public async Task<RedisBus> MakeAsUserAsync(string user, string password)
+    {
+        await AclAsync("ACL", "SETUSER", user, "on", ">" + password, "~*", "&*", "+@all");
+        return Make($",user={user},password={password}");
+    }
+
+    /// <summary>Sends an ACL command (or any command answered <c>+OK</c>) to the server.</summary>
+    public async Task AclAsync(params string[] command) =>
+        Assert.StartsWith("+OK", await RedisCommand.SendAsync(server.Port, command), StringComparison.Ordinal);
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (bus, connector) in _made)
+        {
+            await bus.DisposeAsync();
+            await connector.DisposeAsync();
+        }
+    }
+}
