@@ -53,9 +53,10 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { Timeout = Timeout.InfiniteTimeSpan };
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<(string Topic, byte Kind), DaprTopicOutbox> _outboxes = new();
-    private readonly ConcurrentDictionary<string, INodeHandler> _nodes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DaprNodeInbox> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Node, string App, string Channel), (long Version, int Subscribers)> _interest = [];
     private readonly Lock _interestGate = new();
+    private readonly TimeProvider _time;
     private readonly Uri _routingUri;
     private readonly Uri _interestUri;
     private readonly RoutingLane[] _lanes;
@@ -79,8 +80,10 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         _interestUri = new Uri(_options.ResolvedHttpEndpoint, $"v1.0/invoke/{Uri.EscapeDataString(_options.FanOutAppId)}/method/{DaprBusEndpoints.InterestMethod}");
         _lanes = [.. Enumerable.Range(0, RoutingLanes).Select(_ => new RoutingLane(this))];
 
+        _time = time ?? TimeProvider.System;
+
         // Versions of a restarted process start above the last one's: microseconds of the wall clock.
-        _interestVersion = (time ?? TimeProvider.System).GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+        _interestVersion = _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
     }
 
     /// <summary>The bus's settings (<c>Relay:Dapr</c>).</summary>
@@ -360,16 +363,44 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(nodeId);
         ArgumentNullException.ThrowIfNull(handler);
-        if (!_nodes.TryAdd(nodeId, handler))
+        var inbox = new DaprNodeInbox(handler, _options.ReorderHold, _time, Observe);
+        if (!_nodes.TryAdd(nodeId, inbox))
         {
             throw new InvalidOperationException($"ingress node '{nodeId}' is already registered on this Dapr bus");
         }
 
+        var sweeping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        _ = SweepAsync(inbox, sweeping.Token);
         return new Registration(() =>
         {
-            _nodes.TryRemove(new KeyValuePair<string, INodeHandler>(nodeId, handler));
+            sweeping.Cancel();
+            sweeping.Dispose();
+            _nodes.TryRemove(new KeyValuePair<string, DaprNodeInbox>(nodeId, inbox));
             Outbox(_options.InterestTopic, InterestKind).Post(EncodeInterest(new InterestChange(nodeId, "", "", NodeGone), Interlocked.Increment(ref _interestVersion)));
         });
+    }
+
+    // Releases what a node's inbox held past the hold, a few times per hold.
+    private async Task SweepAsync(DaprNodeInbox inbox, CancellationToken cancellationToken)
+    {
+        if (_options.ReorderHold <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var period = _options.ReorderHold / 4;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(period, _time, cancellationToken).ConfigureAwait(false);
+                inbox.Sweep();
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            // The node stopped.
+        }
     }
 
     // Subscribes to every fan-out shard's Redis channel (one subscription queue each, handled in the order Redis
@@ -497,7 +528,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
 
     internal bool OnNode(string nodeId, ReadOnlyMemory<byte> data)
     {
-        if (!_nodes.TryGetValue(nodeId, out var node) || data.Length == 0)
+        if (!_nodes.TryGetValue(nodeId, out var inbox) || data.Length == 0)
         {
             return false;
         }
@@ -507,7 +538,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             case BatchKind:
                 foreach (var frame in BusCodec.ReadBatch(data[1..]))
                 {
-                    Observe(node.OnDeliverAsync(BusCodec.DecodeSequenced(frame)));
+                    inbox.Deliver(BusCodec.DecodeSequenced(frame));
                 }
 
                 return true;
@@ -515,7 +546,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
                 foreach (var frame in BusCodec.ReadBatch(data[1..]))
                 {
                     var (app, channel) = DecodeResync(frame);
-                    Observe(node.OnResyncAsync((a, c) => a == app && c == channel));
+                    Observe(inbox.Node.OnResyncAsync((a, c) => a == app && c == channel));
                 }
 
                 return true;

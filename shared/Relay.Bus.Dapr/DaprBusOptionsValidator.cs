@@ -39,6 +39,11 @@ internal sealed partial class DaprBusOptionsValidator : IValidateOptions<DaprBus
             errors.Add($"Relay:Dapr:RequestTimeout is {options.RequestTimeout}; use at least 00:00:01 (two sidecar hops and a Redis script).");
         }
 
+        if (options.ReorderHold < TimeSpan.Zero || options.ReorderHold > TimeSpan.FromSeconds(10))
+        {
+            errors.Add($"Relay:Dapr:ReorderHold is {options.ReorderHold}; use 00:00:00 (no hold) to 00:00:10: subscribers wait this long for a message that came past a gap.");
+        }
+
         if (options.MaxBatchBytes is < 1024 or > 4 * 1024 * 1024)
         {
             errors.Add($"Relay:Dapr:MaxBatchBytes is {options.MaxBatchBytes}; use 1024 to 4194304 (Dapr's default HTTP body limit is 4 MiB).");
