@@ -52,7 +52,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     private readonly ILogger<DaprBus> _logger;
     private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { Timeout = Timeout.InfiniteTimeSpan };
     private readonly CancellationTokenSource _stopping = new();
-    private readonly ConcurrentDictionary<(string Topic, byte Kind), DaprTopicOutbox> _outboxes = new();
+    private readonly ConcurrentDictionary<(string Topic, string? Key, byte Kind), DaprTopicOutbox> _outboxes = new();
     private readonly ConcurrentDictionary<string, DaprNodeInbox> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Node, string App, string Channel), (long Version, int Subscribers)> _interest = [];
     private readonly Lock _interestGate = new();
@@ -60,6 +60,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     private readonly Uri _routingUri;
     private readonly Uri _interestUri;
     private readonly RoutingLane[] _lanes;
+    private readonly string[] _shardKeys;
     private long _interestVersion;
     private volatile IRoutingHandler? _routing;
     private volatile IFanOutHandler? _fanOut;
@@ -79,6 +80,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         _routingUri = new Uri(_options.ResolvedHttpEndpoint, $"v1.0/invoke/{Uri.EscapeDataString(_options.RoutingAppId)}/method/{DaprBusEndpoints.RoutingMethod}");
         _interestUri = new Uri(_options.ResolvedHttpEndpoint, $"v1.0/invoke/{Uri.EscapeDataString(_options.FanOutAppId)}/method/{DaprBusEndpoints.InterestMethod}");
         _lanes = [.. Enumerable.Range(0, RoutingLanes).Select(_ => new RoutingLane(this))];
+        _shardKeys = [.. Enumerable.Range(0, redis.Options.Shards).Select(static s => "shard-" + s.ToString(System.Globalization.CultureInfo.InvariantCulture))];
 
         _time = time ?? TimeProvider.System;
 
@@ -242,7 +244,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     public ValueTask PublishSequencedAsync(RelayMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        Outbox(_options.SequencedTopic, BatchKind).Post(BusCodec.EncodeSequenced(message));
+        SequencedOutbox(_redis.ShardOf(message.App, message.Channel)).Post(BusCodec.EncodeSequenced(message));
         return ValueTask.CompletedTask;
     }
 
@@ -264,7 +266,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             t_lastEncoded = (message, frame);
         }
 
-        Outbox(_options.NodeTopic(nodeId), BatchKind).Post(frame);
+        Outbox(_options.NodeTopic(nodeId), BatchKind, nodeId).Post(frame);
         return ValueTask.CompletedTask;
     }
 
@@ -412,9 +414,9 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         {
             await _redis.ReadyAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
             var subscriber = (await _connector.ConnectAsync().ConfigureAwait(false)).GetSubscriber();
-            var outbox = Outbox(_options.SequencedTopic, BatchKind);
             for (var shard = 0; shard < _redis.Options.Shards; shard++)
             {
+                var outbox = SequencedOutbox(shard);
                 var queue = await subscriber.SubscribeAsync(RedisKeys.FanOutShard(shard)).ConfigureAwait(false);
                 queue.OnMessage(message =>
                 {
@@ -519,7 +521,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             // node, so the node checks the channel and reads back what it missed.
             if (fromTopic && gained && !ChannelName.IsPattern(change.ChannelOrPattern))
             {
-                Outbox(_options.NodeTopic(change.NodeId), ResyncKind).Post(EncodeResync(change.App, change.ChannelOrPattern));
+                Outbox(_options.NodeTopic(change.NodeId), ResyncKind, change.NodeId).Post(EncodeResync(change.App, change.ChannelOrPattern));
             }
         }
 
@@ -555,8 +557,14 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         }
     }
 
-    private DaprTopicOutbox Outbox(string topic, byte kind) =>
-        _outboxes.GetOrAdd((topic, kind), static (key, self) => new DaprTopicOutbox(self._http, self._options, key.Topic, key.Kind, self._logger, self._stopping.Token), this);
+    // A topic's outbox for one partition key: frames of one key go in order, one message at a time.
+    private DaprTopicOutbox Outbox(string topic, byte kind, string? partitionKey = null) =>
+        _outboxes.GetOrAdd((topic, partitionKey, kind), static (key, self) => new DaprTopicOutbox(self._http, self._options, key.Topic, key.Key, key.Kind, self._logger, self._stopping.Token), this);
+
+    // The sequenced topic's outbox of a routing shard: its key is the shard, so on a partitioned broker (Kafka) every
+    // message of a channel goes to one partition, in order, while channels of other shards go in parallel.
+    private DaprTopicOutbox SequencedOutbox(int shard) =>
+        Outbox(_options.SequencedTopic, BatchKind, _shardKeys[shard]);
 
     private static byte[] EncodeInterest(InterestChange change, long version)
     {

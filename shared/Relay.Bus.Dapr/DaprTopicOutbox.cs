@@ -32,11 +32,13 @@ internal sealed partial class DaprTopicOutbox
     private readonly CancellationToken _stopping;
     private long _dropped;
 
-    public DaprTopicOutbox(HttpClient http, DaprBusOptions options, string topic, byte kind, ILogger logger, CancellationToken stopping)
+    /// <param name="partitionKey">Sent as <c>metadata.partitionKey</c> (Kafka's record key, what orders a partition), or null.</param>
+    public DaprTopicOutbox(HttpClient http, DaprBusOptions options, string topic, string? partitionKey, byte kind, ILogger logger, CancellationToken stopping)
     {
         _http = http;
         _topic = topic;
-        _publish = new Uri(options.ResolvedHttpEndpoint, $"v1.0/publish/{Uri.EscapeDataString(options.PubSub)}/{Uri.EscapeDataString(topic)}");
+        var metadata = partitionKey is null ? "" : "?metadata.partitionKey=" + Uri.EscapeDataString(partitionKey);
+        _publish = new Uri(options.ResolvedHttpEndpoint, $"v1.0/publish/{Uri.EscapeDataString(options.PubSub)}/{Uri.EscapeDataString(topic)}{metadata}");
         _kind = kind;
         _maxBatchBytes = options.MaxBatchBytes;
         _logger = logger;
