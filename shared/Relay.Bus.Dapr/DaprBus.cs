@@ -104,6 +104,11 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     public async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (Volatile.Read(ref _disposed) == 1)
+        {
+            return Unavailable("the Dapr bus is stopping; try again");
+        }
+
         var pending = new PendingRequest(BusCodec.EncodeRequest(0, "", request));
         _lanes[_redis.ShardOf(request.App, request.Channel) % _lanes.Length].Post(pending);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
@@ -279,6 +284,12 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     public async ValueTask SendInterestAsync(InterestChange change)
     {
         ArgumentNullException.ThrowIfNull(change);
+        if (Volatile.Read(ref _disposed) == 1)
+        {
+            // Stopping: fan-out forgets this node when it hears it is gone.
+            return;
+        }
+
         var frame = EncodeInterest(change, Interlocked.Increment(ref _interestVersion));
         var batch = new ArrayBufferWriter<byte>(frame.Length + 8);
         batch.GetSpan(1)[0] = InterestKind;
