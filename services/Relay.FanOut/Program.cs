@@ -1,4 +1,5 @@
 using Relay.Bus;
+using Relay.Bus.Dapr;
 using Relay.Bus.Redis;
 using Relay.FanOut;
 using Relay.Functions;
@@ -7,11 +8,12 @@ using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults().AddRelayFanOut();
-builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaFirehose();
 builder.Services.AddRelayWebhooks();
 builder.Services.AddRelayHistoryArchive();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();
+app.MapRelayDaprBus();
 app.Run();

@@ -1,5 +1,6 @@
 using Relay.Auth.Verification;
 using Relay.Bus;
+using Relay.Bus.Dapr;
 using Relay.Bus.Redis;
 using Relay.Ingress;
 using Relay.Ingress.Connections;
@@ -10,9 +11,10 @@ var builder = WebApplication.CreateBuilder(args);
 SocketCompletions.Apply(builder.Configuration);
 builder.AddRelayServiceDefaults().AddRelayAuthVerification();
 builder.Services.AddRelayIngress();
-builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaIngest();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayIngress();
+app.MapRelayDaprBus();
 app.Run();

@@ -1,6 +1,7 @@
 using Relay.Auth;
 using Relay.Auth.Verification;
 using Relay.Bus;
+using Relay.Bus.Dapr;
 using Relay.Bus.Redis;
 using Relay.FanOut;
 using Relay.Functions;
@@ -12,7 +13,7 @@ using Relay.ServiceDefaults;
 
 namespace Relay.Standalone;
 
-/// <summary>All four services on one host, over the in-memory bus unless <c>Relay:Bus</c> is <c>redis</c>: the embedded default, and what the tests start.</summary>
+/// <summary>All four services on one host, over the in-memory bus unless <c>Relay:Bus</c> is <c>redis</c> or <c>dapr</c>: the embedded default, and what the tests start.</summary>
 public static class StandaloneHost
 {
     /// <summary>The default address when none is configured (<c>Relay:Standalone:Urls</c>, <c>ASPNETCORE_URLS</c> or <c>--urls</c>).</summary>
@@ -39,7 +40,7 @@ public static class StandaloneHost
         builder.Services.AddRelayRouting();
         builder.Services.AddRelayFanOut();
         builder.Services.AddRelayIngress();
-        builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration);
+        builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
         builder.Services.AddRelayKafkaFirehose();
         builder.Services.AddRelayKafkaIngest();
 
@@ -62,6 +63,7 @@ public static class StandaloneHost
         app.MapRelayRouting();
         app.MapRelayFanOut();
         app.MapRelayIngress();
+        app.MapRelayDaprBus();
         return app;
     }
 }

@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Realtime;
+
+public sealed class AccessDaprTests(DaprBusServerFixture fixture) : AccessSpec(fixture), IClassFixture<DaprBusServerFixture>;
