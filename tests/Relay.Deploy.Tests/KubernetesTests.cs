@@ -130,6 +130,25 @@ public sealed class KubernetesTests
     }
 
     [Fact]
+    public void OtlpEndpoints_AreTheCollectorsPort_ForTheProtocolRelaySends()
+    {
+        // RelayTelemetry is internal to Relay.ServiceDefaults: its constants are read by reflection.
+        var telemetry = typeof(Relay.ServiceDefaults.ServiceDefaultsExtensions).Assembly.GetType("Relay.ServiceDefaults.Telemetry.RelayTelemetry", throwOnError: true)!;
+        string Constant(string name) => (string)telemetry.GetField(name)!.GetRawConstantValue()!;
+        var collector = Manifests.Base.OfKind("Service").Single(static s => s.Name() == "otel-collector");
+        var ports = collector.Items("spec", "ports").ToDictionary(static p => p.Text("name")!, static p => p.Text("port")!);
+        foreach (var (host, deployment, container) in RelayContainers())
+        {
+            var env = container.Items("env").ToDictionary(static e => e.Text("name")!, static e => e.Text("value"));
+            var endpoint = new Uri(env[Constant("OtlpEndpointKey")]!);
+            var protocol = env.GetValueOrDefault(Constant("OtlpProtocolKey")) ?? Constant("DefaultOtlpProtocol");
+            var expected = ports[protocol == "grpc" ? "otlp-grpc" : "otlp-http"];
+            Assert.Equal("otel-collector", endpoint.Host);
+            Assert.True(expected == endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{deployment.Name()} ({host}) sends OTLP {protocol} to port {endpoint.Port}; the collector takes it on {expected}");
+        }
+    }
+
+    [Fact]
     public void RelayEnvironmentVariables_OfTheWorkflowAndTye_NameRealSettings()
     {
         var names = new[] { Repo.PathOf(".github", "workflows", "ci.yml"), Repo.PathOf("tye.yaml") }

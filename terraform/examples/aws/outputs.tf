@@ -14,8 +14,8 @@ output "jwks_url" {
 }
 
 output "collector_endpoint" {
-  description = "The OpenTelemetry Collector's OTLP gRPC endpoint inside the cluster (infra/k8s/base/otel-collector.yaml)."
-  value       = "http://otel-collector.relay.svc.cluster.local:4317"
+  description = "The OpenTelemetry Collector's OTLP endpoint inside the cluster (HTTP/protobuf, what Relay sends; infra/k8s/base/otel-collector.yaml)."
+  value       = "http://otel-collector.relay.svc.cluster.local:4318"
 }
 
 output "cluster_name" {
