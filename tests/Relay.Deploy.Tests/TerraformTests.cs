@@ -1,0 +1,98 @@
+using System.Text.Json;
+
+namespace Relay.Deploy.Tests;
+
+/// <summary>The Terraform modules parse and agree with each other (there is no terraform binary here: CI validates).</summary>
+public sealed class TerraformTests
+{
+    private static readonly string[] Modules = ["vpc", "eks", "redis", "msk", "lambda", "edge"];
+
+    [Fact]
+    public void EveryTfFile_Parses_AndTheTreeHasEveryModule()
+    {
+        var folders = Terraform.Files.Keys.Select(static f => Path.GetDirectoryName(f)!.Replace('\\', '/')).ToHashSet();
+        Assert.All(Modules, m => Assert.Contains($"terraform/modules/{m}", folders));
+        Assert.Contains("terraform/examples/aws", folders);
+        Assert.True(Terraform.Files.Count >= 20, $"only {Terraform.Files.Count} .tf files parsed");
+    }
+
+    [Fact]
+    public void Tree_HasNoUndeclaredVariable_UnknownModuleInput_OrUndocumentedVariable()
+    {
+        var problems = Terraform.Problems(Terraform.Files);
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+
+        // Not vacuous: there are variables, module calls and module outputs to check.
+        Assert.True(Terraform.Blocks(Terraform.Files, "variable").Count() > 40);
+        Assert.Equal(6, Terraform.Blocks(Terraform.Files, "module").Count());
+    }
+
+    /// <summary>Each kind of drift is reported: the checks are run on the real tree with one file changed.</summary>
+    [Theory]
+    [InlineData("terraform/modules/redis/main.tf", "num_node_groups            = var.shards", "num_node_groups            = var.shard_count", "var.shard_count is not declared")]
+    [InlineData("terraform/examples/aws/main.tf", "  replicas_per_shard        = 1\n", "  replicas_per_shard        = 1\n  replicas                  = 2\n", "is given replicas, which terraform/modules/redis does not declare")]
+    [InlineData("terraform/examples/aws/main.tf", "  zone_id     = var.zone_id\n", "", "is not given zone_id, which terraform/modules/edge requires")]
+    [InlineData("terraform/examples/aws/outputs.tf", "module.msk.bootstrap_brokers\n", "module.msk.brokers\n", "module.msk.brokers is not an output")]
+    [InlineData("terraform/modules/msk/variables.tf", "  description = \"MSK broker instance type.\"\n", "", "variable \"broker_instance_type\" has no description")]
+    public void Checks_ReportAChangedFile(string file, string from, string to, string expected)
+    {
+        var text = File.ReadAllText(Repo.PathOf(file.Split('/')));
+        Assert.Contains(from, text, StringComparison.Ordinal);
+        var temp = Path.Combine(Path.GetTempPath(), $"relay-tf-{Guid.NewGuid():N}.tf");
+        File.WriteAllText(temp, text.Replace(from, to, StringComparison.Ordinal));
+        try
+        {
+            var changed = Terraform.Parse([temp]).Single().Value;
+            var files = new Dictionary<string, JsonElement>(Terraform.Files) { [file] = changed };
+            var problems = Terraform.Problems(files);
+            Assert.Contains(problems, p => p.Contains(expected, StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    [Fact]
+    public void Parser_RejectsBrokenHcl()
+    {
+        var temp = Path.Combine(Path.GetTempPath(), $"relay-tf-{Guid.NewGuid():N}.tf");
+        File.WriteAllText(temp, "variable \"x\" {\n  type = string\n");
+        try
+        {
+            var error = Assert.Throws<InvalidDataException>(() => Terraform.Parse([temp]));
+            Assert.Contains("Unclosed configuration block", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    [Fact]
+    public void Workflow_ValidatesAndLintsFoldersThatExist()
+    {
+        var workflow = File.ReadAllText(Repo.PathOf(".github", "workflows", "ci.yml"));
+        var chdirs = System.Text.RegularExpressions.Regex.Matches(workflow, @"-chdir=(\S+)").Select(static m => m.Groups[1].Value).Distinct().ToList();
+        Assert.NotEmpty(chdirs);
+        Assert.All(chdirs, d => Assert.True(Terraform.Files.Keys.Any(f => f.StartsWith(d + "/", StringComparison.Ordinal)), $"the workflow runs terraform in {d}, which has no .tf files"));
+        Assert.True(File.Exists(Repo.PathOf("terraform", ".tflint.hcl")));
+        Assert.Contains("terraform/.tflint.hcl", workflow, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ExampleRoot_OutputsThePublicEndpoints_TheJwksUrl_AndTheCollector()
+    {
+        var outputs = Terraform.Blocks(Terraform.Files.Where(static f => f.Key.StartsWith("terraform/examples/aws/", StringComparison.Ordinal)), "output").Select(static o => o.Label).ToHashSet();
+        Assert.Superset(new HashSet<string> { "https_url", "wss_url", "jwks_url", "collector_endpoint" }, outputs);
+
+        // The JWKS path is one the auth service maps, and the collector is the manifests' Service on its OTLP port.
+        string Value(string name) => Terraform.Blocks(Terraform.Files, "output").Single(o => o.Label == name).Body.GetProperty("value").GetString()!;
+        Assert.EndsWith("/.well-known/jwks.json", Value("jwks_url"), StringComparison.Ordinal);
+        Assert.Contains("/.well-known/jwks.json", HostFacts.ProbePaths("Relay.Standalone"));
+        var collector = new Uri(Value("collector_endpoint"));
+        var service = Manifests.Base.OfKind("Service").Single(static s => s.Name() == "otel-collector");
+        Assert.StartsWith("otel-collector.relay.", collector.Host, StringComparison.Ordinal);
+        Assert.Contains(service.Items("spec", "ports"), p => p.Text("port") == collector.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+}
