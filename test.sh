@@ -13,6 +13,11 @@ if [ ! -d tests/interop-js/node_modules ]; then
   npm ci --prefix tests/interop-js --no-audit --no-fund || { echo "npm ci failed: the interop tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
+if [ ! -d tests/Relay.Deploy.Tests/hcl/node_modules ]; then
+  echo "Installing the HCL parser the Terraform checks use (tests/Relay.Deploy.Tests/hcl)…"
+  npm ci --prefix tests/Relay.Deploy.Tests/hcl --no-audit --no-fund || { echo "npm ci failed: the Terraform checks need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
 if [ ! -d tests/s3rver/node_modules ]; then
   echo "Installing the S3-compatible server the archive tests write to (tests/s3rver)…"
   npm ci --prefix tests/s3rver --no-audit --no-fund || { echo "npm ci failed: the archive tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
