@@ -61,7 +61,7 @@ public sealed class KubernetesTests
     public void RelayDeployments_RunEveryServiceImage()
     {
         var images = RelayContainers().Select(static c => c.Container.Text("image")!).ToHashSet();
-        Assert.Equal(Repo.Hosts.Where(static h => h != "Relay.Standalone").Select(ImageNames.Of).ToHashSet(), images);
+        Assert.Equal(Repo.ClusterServices.Select(ImageNames.Of).ToHashSet(), images);
     }
 
     [Fact]
