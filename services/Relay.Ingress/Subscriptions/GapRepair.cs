@@ -264,14 +264,9 @@ internal sealed class GapRepair(
 
                 if (cursor.Held is null)
                 {
-                    if (read is null && cursor.Epoch == epoch && upTo - 1 > cursor.Seq)
-                    {
-                        // A tail no read reached and no later delivery will show: its subscribers are told now,
-                        // and recover it from history with since.
-                        Interlocked.Add(ref _unrepaired, upTo - 1 - cursor.Seq);
-                        lost(app, channel, epoch!, upTo - 1, cursor.Presence);
-                    }
-
+                    // A tail no read reached (Redis away longer than the retries) is not lost: history still holds it,
+                    // and the cursor stays where it was, so the next delivery's jump or the resync that follows Redis's
+                    // return reads it back. Telling subscribers it was lost would cut them off for nothing.
                     return;
                 }
             }
