@@ -270,6 +270,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        await DrainAsync(cancellationToken).ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var connection in _connections.Values)
         {
@@ -291,6 +292,39 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     /// <inheritdoc />
     public void Dispose() => _stopping.Dispose();
+
+    // Tells every connection to go (disconnect 50300, reconnect: true) and waits, within DrainTimeout, until they have;
+    // the node keeps serving meanwhile (a connection still flushes its queue, the deadline loop still aborts one that
+    // does not close within CloseTimeout). What is left is aborted by StopAsync.
+    private async Task DrainAsync(CancellationToken cancellationToken)
+    {
+        if (Options.DrainTimeout <= TimeSpan.Zero || _connections.IsEmpty)
+        {
+            return;
+        }
+
+        LogDraining(_logger, NodeId, _connections.Count, Options.DrainTimeout.TotalSeconds);
+        var draining = new RelayError(ErrorCodes.Unavailable, "node draining: reconnect (another node takes the connection) and resume with 'since'");
+        foreach (var connection in _connections.Values)
+        {
+            connection.Drain(draining);
+        }
+
+        var deadline = Time.GetTimestamp() + (long)(Options.DrainTimeout.TotalSeconds * Time.TimestampFrequency);
+        try
+        {
+            while (!_connections.IsEmpty && Time.GetTimestamp() < deadline)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), Time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The host's shutdown timeout ran out first: the rest are aborted.
+        }
+
+        LogDrained(_logger, NodeId, _connections.Count);
+    }
 
     private async Task SweepAsync(CancellationToken stoppingToken)
     {
@@ -327,6 +361,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
     private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Ingress node {NodeId} draining: {Connections} connections told to reconnect elsewhere; waiting up to {Seconds} s (Relay:Ingress:DrainTimeout)")]
+    private static partial void LogDraining(ILogger logger, string nodeId, int connections, double seconds);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Ingress node {NodeId} drained; {Left} connections left to abort")]
+    private static partial void LogDrained(ILogger logger, string nodeId, int left);
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Presence events of channel {Channel} (app {App}, epoch {Epoch}) up to number {UpTo} never reached this node and the engine no longer keeps them; subscribers see the members as they are on their next presence get")]
     private static partial void LogPresenceEventsLost(ILogger logger, string app, string channel, string epoch, long upTo);

@@ -145,4 +145,12 @@ public sealed class IngressOptions
 
     /// <summary>How long a closing connection may take to flush its last frames before it is aborted.</summary>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// On shutdown, how long the node waits for its connections to go after telling each <c>disconnect</c> 50300 with
+    /// <c>reconnect: true</c> ("node draining"), before it aborts the rest. Zero (the default, for a laptop's Ctrl+C)
+    /// aborts at once; a deployment behind a load balancer sets it (the Kubernetes manifests: 20 s) so clients move to
+    /// another node and resume with <c>since</c> instead of seeing the socket drop.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.Zero;
 }

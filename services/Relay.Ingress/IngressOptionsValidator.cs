@@ -70,6 +70,11 @@ internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) :
             failures.Add("Relay:Ingress:CloseTimeout must be a positive duration such as 00:00:05.");
         }
 
+        if (options.DrainTimeout < TimeSpan.Zero || options.DrainTimeout > TimeSpan.FromMinutes(5))
+        {
+            failures.Add($"Relay:Ingress:DrainTimeout ({options.DrainTimeout}) must be between 00:00:00 (no drain) and 00:05:00; keep it under the host's shutdown timeout (HostOptions.ShutdownTimeout, 30 s by default) and the pod's terminationGracePeriodSeconds.");
+        }
+
         if (options.PublishRatePerSecond is < 1 or > 1_000_000)
         {
             failures.Add($"Relay:Ingress:PublishRatePerSecond is {options.PublishRatePerSecond}; set it between 1 and 1000000.");

@@ -131,6 +131,9 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     public void Lost(Subscription subscription) =>
         Disconnect(new RelayError(ErrorCodes.Unavailable, $"messages of '{subscription.Channel}' were lost before reaching this node and history no longer holds them: reconnect and subscribe with 'since' (the reply says recovered: false)"), reconnect: true, dropQueued: false);
 
+    /// <inheritdoc />
+    public void Drain(RelayError error) => Disconnect(error, reconnect: true, dropQueued: false);
+
     public void Abort()
     {
         try

@@ -184,6 +184,9 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
         }
     }
 
+    /// <inheritdoc />
+    public void Drain(RelayError error) => Close(error, reconnect: true);
+
     public void Abort()
     {
         try
