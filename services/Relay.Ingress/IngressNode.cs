@@ -24,7 +24,7 @@ namespace Relay.Ingress;
 /// This ingress node: its id on the bus, its connections and subscription index, and the one background loop
 /// that checks token expiry, close deadlines and key changes for every connection (no timer per connection).
 /// </summary>
-public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposable
+public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService, IDisposable
 {
     /// <summary>The most messages a <c>rewind</c> replays (as a history page).</summary>
     private const int MaxRewind = 1000;
@@ -270,7 +270,6 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
     /// <inheritdoc />
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        await DrainAsync(cancellationToken).ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var connection in _connections.Values)
         {
@@ -289,6 +288,21 @@ public sealed partial class IngressNode : INodeHandler, IHostedService, IDisposa
 
         _registration?.Dispose();
     }
+
+    /// <inheritdoc />
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// The drain runs before any hosted service stops: the web server stops first (it is registered last) and would
+    /// otherwise wait out its shutdown timeout on the open WebSockets before this node could tell them to go.
+    /// </summary>
+    public Task StoppingAsync(CancellationToken cancellationToken) => DrainAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <inheritdoc />
     public void Dispose() => _stopping.Dispose();
