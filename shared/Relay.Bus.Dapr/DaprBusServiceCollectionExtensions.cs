@@ -19,12 +19,10 @@ public static class DaprBusServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        builder.AddRedis();
 
-        // The Redis bus's own check refuses any Relay:Bus but memory and redis: under the Dapr bus, Redis holds the
-        // state and is checked by the rules that matter to it (DaprRedisOptionsValidator).
-        services.RemoveAll<IValidateOptions<RedisBusOptions>>();
-        services.AddSingleton<IValidateOptions<RedisBusOptions>, DaprRedisOptionsValidator>();
+        // Redis keeps the state and routing's leases: its options get the Redis bus's own full check (Relay:Bus=dapr
+        // included), as on the Redis bus.
+        builder.AddRedis();
 
         var options = services.AddOptions<DaprBusOptions>().BindConfiguration(DaprBusOptions.SectionName).ValidateOnStart();
         if (configure is not null)

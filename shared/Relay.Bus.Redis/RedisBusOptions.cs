@@ -174,9 +174,10 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration, boo
     public ValidateOptionsResult Validate(string? name, RedisBusOptions options)
     {
         var bus = configuration[RedisBusOptions.BusKey];
-        if (!string.IsNullOrEmpty(bus) && !RedisBusServiceCollectionExtensions.IsMemory(bus) && !RedisBusServiceCollectionExtensions.IsRedis(bus))
+        if (!string.IsNullOrEmpty(bus) && !RedisBusServiceCollectionExtensions.IsMemory(bus) && !RedisBusServiceCollectionExtensions.IsRedis(bus)
+            && !string.Equals(bus, "dapr", StringComparison.OrdinalIgnoreCase))
         {
-            return ValidateOptionsResult.Fail($"Relay:Bus is '{bus}'; use 'memory' (one process) or 'redis' (services in separate processes, with Relay:Redis:Configuration).");
+            return ValidateOptionsResult.Fail($"Relay:Bus is '{bus}'; use 'memory' (one process) or 'redis' (services in separate processes, with Relay:Redis:Configuration), or 'dapr' (the hops through Dapr sidecars, channel state in Redis).");
         }
 
         var errors = new List<string>();
@@ -249,7 +250,7 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration, boo
         {
             if (required)
             {
-                errors.Add($"Relay:Redis:Configuration is required when Relay:Bus is 'redis': set it to a StackExchange.Redis configuration string ({Example}).");
+                errors.Add($"Relay:Redis:Configuration is required when Relay:Bus is 'redis' or 'dapr' (Redis keeps channel state: seq, history, presence): set it to a StackExchange.Redis configuration string ({Example}).");
             }
 
             return;

@@ -56,7 +56,7 @@ public sealed class DaprBusTests(RedisBusFixture redis, ITestOutputHelper output
         DaprBusServerFixture.AddTo(settings, sidecar, redis.Redis);
         settings.Remove("Relay:Redis:Configuration");
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings));
-        Assert.Contains("Relay:Redis:Configuration is required with Relay:Bus=dapr", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Redis:Configuration is required when Relay:Bus is 'redis' or 'dapr'", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]
