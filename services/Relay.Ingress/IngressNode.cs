@@ -340,6 +340,25 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         LogDrained(_logger, NodeId, _connections.Count);
     }
 
+    private int _checking;
+
+    private async Task CheckQuietChannelsAsync(GapRepair gaps)
+    {
+        try
+        {
+            await gaps.CheckQuietAsync(PositionAsync, Options.QuietCheckAfter, (app, channel, presence, had, position) => LogFoundBehind(_logger, channel, app, presence ? "presence events" : "messages", had, position)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Each channel's failure is kept on its cursor (asked again next time); this is only the unexpected.
+            LogQuietCheckFailed(_logger, e);
+        }
+        finally
+        {
+            Volatile.Write(ref _checking, 0);
+        }
+    }
+
     private async Task SweepAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), Time);
@@ -351,6 +370,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
                 if (++ticks % 60 == 0)
                 {
                     _gaps?.Sweep(TimeSpan.FromMinutes(1), (app, channel) => Subscriptions.CountOf(app, channel) > 0);
+                }
+
+                // One quiet check at a time: a slow routing reply must not pile checks up behind it.
+                if (_gaps is not null && Options.QuietCheckAfter > TimeSpan.Zero && Interlocked.CompareExchange(ref _checking, 1, 0) == 0)
+                {
+                    _ = CheckQuietChannelsAsync(_gaps);
                 }
 
                 var now = Time.GetUtcNow();
@@ -375,6 +400,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
     private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Warning, Message = "Channel {Channel} (app {App}) was quiet at this node at {What} number {Had} while it stood at {Position}: deliveries lost with nothing after them to show it, read back now (Relay:Ingress:QuietCheckAfter)")]
+    private static partial void LogFoundBehind(ILogger logger, string channel, string app, string what, long had, long position);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Error, Message = "The quiet-channel check failed; it runs again within a second")]
+    private static partial void LogQuietCheckFailed(ILogger logger, Exception error);
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Ingress node {NodeId} draining: {Connections} connections told to reconnect elsewhere; waiting up to {Seconds} s (Relay:Ingress:DrainTimeout)")]
     private static partial void LogDraining(ILogger logger, string nodeId, int connections, double seconds);

@@ -153,4 +153,12 @@ public sealed class IngressOptions
     /// another node and resume with <c>since</c> instead of seeing the socket drop.
     /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// Over a bus that may lose deliveries (Redis pub/sub): how long a channel stays quiet at this node, after its last
+    /// message or presence event, before the node asks its position once and reads back anything it missed. It repairs
+    /// a lost last message that no later message or resync would reveal, at the cost of one position request per
+    /// channel and node after each burst. Zero turns the check off (a lost tail then waits for the next message).
+    /// </summary>
+    public TimeSpan QuietCheckAfter { get; set; } = TimeSpan.FromSeconds(2);
 }

@@ -75,6 +75,11 @@ internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) :
             failures.Add($"Relay:Ingress:DrainTimeout ({options.DrainTimeout}) must be between 00:00:00 (no drain) and 00:05:00; keep it under the host's shutdown timeout (HostOptions.ShutdownTimeout, 30 s by default) and the pod's terminationGracePeriodSeconds.");
         }
 
+        if (options.QuietCheckAfter < TimeSpan.Zero || options.QuietCheckAfter > TimeSpan.FromHours(1))
+        {
+            failures.Add($"Relay:Ingress:QuietCheckAfter ({options.QuietCheckAfter}) must be between 00:00:00 (no check) and 01:00:00; 00:00:02 repairs a lost last message within about three seconds.");
+        }
+
         if (options.PublishRatePerSecond is < 1 or > 1_000_000)
         {
             failures.Add($"Relay:Ingress:PublishRatePerSecond is {options.PublishRatePerSecond}; set it between 1 and 1000000.");

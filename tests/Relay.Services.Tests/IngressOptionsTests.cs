@@ -47,6 +47,16 @@ public sealed class IngressOptionsTests
         Assert.Contains("Relay:Ingress:SendQueueBytes is 1048576", failure.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("-00:00:01")]
+    [InlineData("02:00:00")]
+    public async Task QuietCheckAfter_OutOfRange_StopsTheHost_SayingWhatWorks(string value)
+    {
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Ingress:QuietCheckAfter"] = value }));
+        Assert.Contains("Relay:Ingress:QuietCheckAfter", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("00:00:00 (no check)", failure.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task NodeFollowingTheAuthService_WithoutAuthUrl_StopsTheHost_NamingAuthUrl()
     {

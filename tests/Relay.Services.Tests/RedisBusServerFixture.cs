@@ -8,8 +8,14 @@ namespace Relay.Services.Tests;
 /// </summary>
 public sealed class RedisBusServerFixture() : RedisBusServerFixture<RedisBusFixture>(new RedisBusFixture());
 
+/// <summary>
+/// <see cref="RedisBusServerFixture"/> with the node's quiet check off (<c>Relay:Ingress:QuietCheckAfter</c> = 0), for
+/// tests of the other repair paths (a jump, a resync notice): with the check on, it would read back what they must.
+/// </summary>
+public sealed class RedisBusServerWithoutQuietCheckFixture() : RedisBusServerFixture<RedisBusFixture>(new RedisBusFixture(), new Dictionary<string, string?> { ["Relay:Ingress:QuietCheckAfter"] = "00:00:00" });
+
 /// <summary>One real server on the Redis bus, over the Redis <typeparamref name="TRedis"/> starts.</summary>
-public abstract class RedisBusServerFixture<TRedis>(TRedis redis) : IServerFixture, IAsyncLifetime
+public abstract class RedisBusServerFixture<TRedis>(TRedis redis, IReadOnlyDictionary<string, string?>? extra = null) : IServerFixture, IAsyncLifetime
     where TRedis : IRedisBusSettings, IAsyncLifetime
 {
     private readonly TRedis _redis = redis;
@@ -22,6 +28,10 @@ public abstract class RedisBusServerFixture<TRedis>(TRedis redis) : IServerFixtu
         await _redis.InitializeAsync();
         var settings = ServerFixture.Settings();
         _redis.AddTo(settings);
+        foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
         try
         {
             _server = await RelayServer.StartAsync(settings);

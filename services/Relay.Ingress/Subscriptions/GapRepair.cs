@@ -12,7 +12,9 @@ namespace Relay.Ingress.Subscriptions;
 /// epoch, last lost seq, presence) before the first message after it goes out, so subscribers are told instead of seeing a jump.
 /// Presence events numbered by the engine (their own sequence per channel, in <see cref="RelayMessage.Seq"/>) are
 /// followed the same way on a cursor of their own, read back from the channel's kept presence events; events with no
-/// number (an engine that does not keep them) go straight out.
+/// number (an engine that does not keep them) go straight out. A lost last message shows no jump: a resync notice
+/// (<see cref="ResyncAsync"/>) or, failing that, the quiet check (<see cref="CheckQuietAsync"/>) asks the channel's
+/// position and reads it back.
 /// </summary>
 internal sealed class GapRepair(
     Action<RelayMessage> dispatch,
@@ -21,6 +23,9 @@ internal sealed class GapRepair(
 {
     /// <summary>The most messages one history read asks for; a longer gap is read in several pages.</summary>
     public const int RepairPage = 1000;
+
+    /// <summary>The most position requests a resync or quiet check has in flight at once.</summary>
+    public const int ChecksInFlight = 16;
 
     // A read that failed is tried again after these pauses (a routing shard between owners answers within a lease
     // time; Redis failing over, within seconds) before what it should have read counts as lost.
@@ -78,7 +83,8 @@ internal sealed class GapRepair(
     /// <summary>
     /// Deliveries may have been lost with no later message to show it: asks <paramref name="positionOf"/> for each
     /// followed channel's position (each one <paramref name="only"/> accepts, when given) and reads back what this node
-    /// has not seen, of its messages and of its presence events (<see cref="ChannelPosition.PresenceSeq"/>).
+    /// has not seen, of its messages and of its presence events (<see cref="ChannelPosition.PresenceSeq"/>). A channel
+    /// whose position could not be read is asked again by the next <see cref="CheckQuietAsync"/>.
     /// </summary>
     public async Task ResyncAsync(Func<string, string, Task<ChannelPosition?>> positionOf, Func<string, string, bool>? only = null)
     {
@@ -91,8 +97,51 @@ internal sealed class GapRepair(
             }
         }
 
-        foreach (var (app, channel) in channels)
+        await CheckAllAsync(channels, positionOf).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The safety net for a lost tail that nothing announced: each channel that has been quiet here for
+    /// <paramref name="quiet"/> since its last message or presence event is checked once (its position asked, what this
+    /// node has not seen read back), as is each channel whose position a resync could not read. Called periodically;
+    /// returns how many channels it checked. <paramref name="behind"/> hears of each cursor found behind its channel's
+    /// position (app, channel, presence, the seq this node had, the position's): a delivery lost that nothing announced.
+    /// </summary>
+    public async Task<int> CheckQuietAsync(Func<string, string, Task<ChannelPosition?>> positionOf, TimeSpan quiet, Action<string, string, bool, long, long>? behind = null)
+    {
+        var now = Environment.TickCount64;
+        var quietMs = (long)quiet.TotalMilliseconds;
+        var channels = new HashSet<(string App, string Channel)>();
+        foreach (var (key, cursor) in _cursors)
         {
+            lock (cursor)
+            {
+                if (cursor.Held is null && (cursor.Unsure || (!cursor.Checked && now - cursor.Used >= quietMs)))
+                {
+                    cursor.Checked = true;
+                    cursor.Unsure = false;
+                    channels.Add((key.App, key.Channel));
+                }
+            }
+        }
+
+        await CheckAllAsync(channels, positionOf, behind).ConfigureAwait(false);
+        return channels.Count;
+    }
+
+    // Asks each channel's position (a few at a time) and catches its cursors up to it; one that cannot be read is
+    // marked to be asked again.
+    private async Task CheckAllAsync(HashSet<(string App, string Channel)> channels, Func<string, string, Task<ChannelPosition?>> positionOf, Action<string, string, bool, long, long>? behind = null)
+    {
+        if (channels.Count == 0)
+        {
+            return;
+        }
+
+        var options = new ParallelOptions { MaxDegreeOfParallelism = ChecksInFlight };
+        await Parallel.ForEachAsync(channels, options, async (entry, _) =>
+        {
+            var (app, channel) = entry;
             ChannelPosition? position;
             try
             {
@@ -100,43 +149,59 @@ internal sealed class GapRepair(
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                continue;
+                position = null;
             }
 
-            if (position is not { } at)
+            foreach (var presence in (ReadOnlySpan<bool>)[false, true])
             {
-                continue;
-            }
+                if (!_cursors.TryGetValue((app, channel, presence), out var cursor))
+                {
+                    continue;
+                }
 
-            if (_cursors.TryGetValue((app, channel, false), out var messages))
-            {
-                CatchUp(messages, app, channel, at.Epoch, at.Seq);
+                if (position is { } at)
+                {
+                    var seq = presence ? at.PresenceSeq : at.Seq;
+                    if (CatchUp(cursor, app, channel, at.Epoch, seq) is { } had)
+                    {
+                        behind?.Invoke(app, channel, presence, had, seq);
+                    }
+                }
+                else
+                {
+                    lock (cursor)
+                    {
+                        cursor.Unsure = true;
+                    }
+                }
             }
-
-            if (_cursors.TryGetValue((app, channel, true), out var presence))
-            {
-                CatchUp(presence, app, channel, at.Epoch, at.PresenceSeq);
-            }
-        }
+        }).ConfigureAwait(false);
     }
 
     // Reads back what a cursor has not seen up to `seq` of `epoch` (behind in this epoch, or a new epoch, after history
     // was lost, that this node has seen nothing of).
     // A repair already under way reads only up to the gap it saw: the position is kept for it to catch up to when it
     // is done (a resync during a shard handover, while earlier gaps are read back, would otherwise lose the tail).
-    private void CatchUp(Cursor cursor, string app, string channel, string epoch, long seq)
+    // Returns the seq the cursor had when it was behind (a read started, or kept for the repair under way), else null.
+    private long? CatchUp(Cursor cursor, string app, string channel, string epoch, long seq)
     {
         lock (cursor)
         {
             if (cursor.Held is not null)
             {
                 cursor.CatchUpTo = cursor.CatchUpTo is { } pending && pending.Epoch == epoch ? (epoch, Math.Max(pending.Seq, seq)) : (epoch, seq);
+                return cursor.Seq;
             }
-            else if (cursor.Epoch is not null && seq > (cursor.Epoch == epoch ? cursor.Seq : 0))
+
+            if (cursor.Epoch is not null && seq > (cursor.Epoch == epoch ? cursor.Seq : 0))
             {
+                var had = cursor.Seq;
                 cursor.Held = [];
                 _ = RepairAsync(cursor, app, channel, epoch, cursor.Epoch == epoch ? cursor.Seq : 0, seq + 1);
+                return had;
             }
+
+            return null;
         }
     }
 
@@ -147,8 +212,8 @@ internal sealed class GapRepair(
     public void Start(string app, string channel, ChannelPosition position)
     {
         var used = Environment.TickCount64;
-        _cursors.TryAdd((app, channel, false), new Cursor(presence: false) { Epoch = position.Epoch, Seq = position.Seq, Used = used });
-        _cursors.TryAdd((app, channel, true), new Cursor(presence: true) { Epoch = position.Epoch, Seq = position.PresenceSeq, Used = used });
+        _cursors.TryAdd((app, channel, false), new Cursor(presence: false) { Epoch = position.Epoch, Seq = position.Seq, Used = used, Checked = true });
+        _cursors.TryAdd((app, channel, true), new Cursor(presence: true) { Epoch = position.Epoch, Seq = position.PresenceSeq, Used = used, Checked = true });
     }
 
     /// <summary>Forgets channels unused for <paramref name="idle"/> that <paramref name="keep"/> does not want kept.</summary>
@@ -177,6 +242,7 @@ internal sealed class GapRepair(
 
         cursor.Epoch = message.Epoch;
         cursor.Seq = message.Seq;
+        cursor.Checked = false;
         dispatch(message);
     }
 
@@ -207,6 +273,8 @@ internal sealed class GapRepair(
 
             lock (cursor)
             {
+                // The next quiet check asks the position again, so a tail this repair could not read is read then.
+                cursor.Unsure |= read is null;
                 if (read is { } history && history.Epoch == epoch)
                 {
                     foreach (var message in history.Messages)
@@ -265,8 +333,9 @@ internal sealed class GapRepair(
                 if (cursor.Held is null)
                 {
                     // A tail no read reached (Redis away longer than the retries) is not lost: history still holds it,
-                    // and the cursor stays where it was, so the next delivery's jump or the resync that follows Redis's
-                    // return reads it back. Telling subscribers it was lost would cut them off for nothing.
+                    // and the cursor stays where it was, so the next delivery's jump, the resync that follows Redis's
+                    // return or the next quiet check reads it back. Telling subscribers it was lost would cut them off
+                    // for nothing.
                     return;
                 }
             }
@@ -296,5 +365,11 @@ internal sealed class GapRepair(
 
         // A position a resync found while a repair was under way (under the lock): read on to it once that is done.
         public (string Epoch, long Seq)? CatchUpTo;
+
+        // The channel's position was asked since this cursor last moved (a quiet check need not ask again).
+        public bool Checked;
+
+        // A resync or check could not read the channel's position: the next quiet check asks again.
+        public bool Unsure;
     }
 }

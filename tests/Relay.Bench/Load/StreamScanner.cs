@@ -43,6 +43,18 @@ internal sealed class StreamScanner
     /// <summary>Acknowledgement tokens received so far.</summary>
     public long Acks => Volatile.Read(ref _acks);
 
+    /// <summary>The first error the server sent on this stream (up to 300 bytes of the read that held it), or null.</summary>
+    public string? FirstError
+    {
+        get
+        {
+            lock (_carry)
+            {
+                return _error;
+            }
+        }
+    }
+
     /// <summary>Ready tokens (the server's greeting) received so far.</summary>
     public long Readies => Volatile.Read(ref _readies);
 

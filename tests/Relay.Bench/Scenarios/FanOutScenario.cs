@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 using Relay.Bench.Load;
@@ -134,6 +135,7 @@ internal static class FanOutScenario
             }
 
             disconnected = subscribers.Count(s => s.Completion.IsCompleted);
+            var drained = drain.Elapsed;
             var (busiestName, busiestCpu) = Busiest(threads0, threads1);
             var result = new ScenarioResult
             {
@@ -150,6 +152,7 @@ internal static class FanOutScenario
                 Lost = Missing(subscribers, expectedPerSubscriber),
                 Extra = Extra(subscribers, expectedPerSubscriber),
                 Disconnected = disconnected,
+                Miscount = Miscount(running, subscribers, publisherSockets, expectedPerSubscriber, spec.Channels, drained),
                 RedisCommandsPer = redis is null ? null : redis.Commands / (double)(published1 - published0),
                 RedisBytesPer = redis is null ? null : (redis.BytesIn + redis.BytesOut) / (double)(published1 - published0),
                 RedisCpuMicrosPer = redis is null ? null : redis.Cpu.TotalMicroseconds / (published1 - published0),
@@ -163,6 +166,11 @@ internal static class FanOutScenario
             if (running.Services.Count > 0)
             {
                 progress.Say(ServiceSample.Describe(running.Services, services0, services1, elapsed));
+            }
+
+            if (result.Miscount is not null)
+            {
+                progress.Say($"counts off: {result.Miscount}");
             }
 
             progress.Say($"{result.DeliveredPerSecond:N0} deliveries/s, {result.PublishedPerSecond:N0} publishes/s, p50 {result.Latency.P50:0.###} ms, p99 {result.Latency.P99:0.###} ms, server CPU {result.ServerCpuCores:0.00} cores (busiest thread {result.BusiestThreadCores:0.00}, {result.BusiestThreadName}), lost {result.Lost}, extra {result.Extra}, disconnected {result.Disconnected}");
@@ -226,6 +234,81 @@ internal static class FanOutScenario
         }
 
         return missing;
+    }
+
+    // What went wrong when a count did: each subscriber off its expected count (by channel), the wait for stragglers,
+    // and the warnings every process of the target logged. Null when every subscriber got exactly its channel's messages.
+    private static string? Miscount(RunningTarget running, BenchSocket[] subscribers, List<BenchSocket> publishers, long[] expected, int channels, TimeSpan drained)
+    {
+        var off = new List<string>();
+        for (var i = 0; i < subscribers.Length; i++)
+        {
+            var got = subscribers[i].Scanner.Stamps;
+            if (got != expected[i] || subscribers[i].Completion.IsCompleted)
+            {
+                off.Add($"subscriber {i} (channel {i % channels}): {got} of {expected[i]}{(subscribers[i].Completion.IsCompleted ? ", cut" : "")}");
+            }
+        }
+
+        if (off.Count == 0)
+        {
+            return null;
+        }
+
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"waited {drained.TotalSeconds:0.0} s for stragglers; {off.Count} subscribers off:");
+        foreach (var line in off.Take(30))
+        {
+            text.AppendLine(line);
+        }
+
+        // A publish the server refused was counted as published: its error explains the subscribers' shortfall.
+        for (var p = 0; p < publishers.Count; p++)
+        {
+            if (publishers[p].Scanner.FirstError is { } error)
+            {
+                text.AppendLine(CultureInfo.InvariantCulture, $"publisher {p} was answered with an error: {error}");
+            }
+        }
+
+        foreach (var process in running.Services.Append(running.Server))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{process.Name} ({process.LogPath}):");
+            foreach (var line in Warnings(process.LogPath).TakeLast(40))
+            {
+                text.AppendLine(line);
+            }
+        }
+
+        return text.ToString();
+    }
+
+    // The log's warnings and errors with the message line that follows each (the console logger's two-line form).
+    private static IEnumerable<string> Warnings(string path)
+    {
+        string[] lines;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(stream);
+            lines = reader.ReadToEnd().Split('\n');
+        }
+        catch (IOException e)
+        {
+            return [$"(log unreadable: {e.Message})"];
+        }
+
+        var picked = new List<string>();
+        for (var i = 0; i < lines.Length; i++)
+        {
+            if ((lines[i].StartsWith("warn:", StringComparison.Ordinal) || lines[i].StartsWith("fail:", StringComparison.Ordinal) || lines[i].StartsWith("crit:", StringComparison.Ordinal))
+                && !lines[i].Contains("RelayAuthStartup", StringComparison.Ordinal))
+            {
+                picked.Add(lines[i].TrimEnd() + (i + 1 < lines.Length ? " " + lines[i + 1].Trim() : ""));
+            }
+        }
+
+        return picked;
     }
 
     // Deliveries beyond every message published to the subscriber's channel: a duplicate, or a miscount.

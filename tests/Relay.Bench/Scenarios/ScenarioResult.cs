@@ -46,6 +46,12 @@ internal sealed record ScenarioResult
     public int Disconnected { get; init; }
 
     /// <summary>
+    /// When a count came out wrong (lost, extra, cut): which channels and subscribers, how long the harness waited for
+    /// stragglers, and the warnings the services logged, so a failed smoke run says what happened. Null otherwise.
+    /// </summary>
+    public string? Miscount { get; init; }
+
+    /// <summary>
     /// What the target's redis-server did over the measured interval (relay-redis only): commands, bytes in + out and
     /// CPU, per publish (fan-out scenarios) or per subscribed connection (idle: over the connecting phase).
     /// </summary>

@@ -11,9 +11,10 @@ namespace Relay.Services.Tests.Distributed;
 /// <summary>
 /// Redis pub/sub is at most once: a message can be stored (acknowledged) and still never reach a node. The node sees
 /// the seq jump, reads the gap back from history and goes on in order. Simulated by appending a message to the channel's
-/// history without handing it to fan-out, as a lost hop would leave it.
+/// history without handing it to fan-out, as a lost hop would leave it. The node's quiet check is off here, so what
+/// these tests see comes from the path each one tests (a jump, a resync notice): QuietCheckTests covers the check.
 /// </summary>
-public sealed class GapRepairTests(RedisBusServerFixture fixture) : IClassFixture<RedisBusServerFixture>
+public sealed class GapRepairTests(RedisBusServerWithoutQuietCheckFixture fixture) : IClassFixture<RedisBusServerWithoutQuietCheckFixture>
 {
     [Fact]
     public async Task AMessageLostBetweenRoutingAndTheNode_IsReadBackFromHistory_InOrder()

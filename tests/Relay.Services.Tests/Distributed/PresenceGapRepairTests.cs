@@ -13,7 +13,7 @@ namespace Relay.Services.Tests.Distributed;
 /// asks nodes to resync, and drops one it already passed. A lost hop is simulated by applying a change whose event goes to
 /// a channel nobody listens on: numbered and kept, never delivered.
 /// </summary>
-public sealed class PresenceGapRepairTests(RedisBusServerFixture fixture) : IClassFixture<RedisBusServerFixture>, IAsyncLifetime
+public sealed class PresenceGapRepairTests(RedisBusServerWithoutQuietCheckFixture fixture) : IClassFixture<RedisBusServerWithoutQuietCheckFixture>, IAsyncLifetime
 {
     // Members' connections, open until the test ends (closing one leaves).
     private readonly List<TestSocket> _members = [];

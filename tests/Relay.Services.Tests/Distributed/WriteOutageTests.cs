@@ -33,6 +33,9 @@ public sealed class WriteOutageTests(ITestOutputHelper output)
         // 3 s: with 0.6 s its lease lapsed now and then on a busy machine, and each lapse resyncs the nodes, which hid
         // the missed message.)
         settings["Relay:Redis:NodeTtl"] = "00:00:15";
+
+        // What is tested is the resync when the node registers again; the quiet check would read the message back first.
+        settings["Relay:Ingress:QuietCheckAfter"] = "00:00:00";
         await using var server = await RelayServer.StartAsync(settings);
         await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         await using var publisher = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));

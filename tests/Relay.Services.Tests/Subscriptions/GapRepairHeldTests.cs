@@ -120,6 +120,61 @@ public sealed class GapRepairHeldTests
         Assert.Equal(0, repair.Unrepaired);
     }
 
+    [Fact]
+    public async Task AQuietCheck_ReadsBackALostLastMessage_OnlyOnceTheChannelHasBeenQuiet_AndAsksAgainOnlyAfterItMoves()
+    {
+        // 2 and 3 were published and lost, and nothing follows them: no jump will ever show it.
+        var history = new History(Enumerable.Range(1, 3));
+        history.ReleaseFirstRead();
+        var dispatched = new Dispatched(last: 3);
+        var repair = new GapRepair(dispatched.Add, history.ReadAfterAsync, dispatched.Lost);
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 0));
+        repair.Deliver(Message(1));
+        var asked = 0;
+        Task<ChannelPosition?> At3(string app, string channel)
+        {
+            Interlocked.Increment(ref asked);
+            return Task.FromResult<ChannelPosition?>(new ChannelPosition(Epoch, 3));
+        }
+
+        var behind = new List<(bool Presence, long Had, long Position)>();
+
+        // Not quiet long enough yet: not asked.
+        Assert.Equal(0, await repair.CheckQuietAsync(At3, TimeSpan.FromMinutes(1)));
+        Assert.Equal(0, asked);
+
+        // Quiet: asked once for the channel (both its cursors), and the tail read back.
+        Assert.Equal(1, await repair.CheckQuietAsync(At3, TimeSpan.Zero, (_, _, presence, had, position) => behind.Add((presence, had, position))));
+        Assert.Equal([1, 2, 3], await dispatched.WaitAsync());
+        Assert.Equal(1, asked);
+        Assert.Equal([(false, 1L, 3L)], behind);
+        Assert.Equal(0, repair.Unrepaired);
+
+        // The repair moved the cursor, so one more check; then nothing moves and nothing is asked.
+        Assert.Equal(1, await repair.CheckQuietAsync(At3, TimeSpan.Zero));
+        Assert.Equal(0, await repair.CheckQuietAsync(At3, TimeSpan.Zero));
+        Assert.Equal(2, asked);
+        Assert.Equal([(1L, 2)], history.Reads);
+    }
+
+    [Fact]
+    public async Task AResyncThatCannotReadAPosition_LeavesTheChannelToTheNextQuietCheck()
+    {
+        var history = new History(Enumerable.Range(1, 2));
+        history.ReleaseFirstRead();
+        var dispatched = new Dispatched(last: 2);
+        var repair = new GapRepair(dispatched.Add, history.ReadAfterAsync, dispatched.Lost);
+        repair.Start("app", "ch", new ChannelPosition(Epoch, 1));
+
+        // Routing cannot answer the resync (no owner for the shard yet): nothing read, the channel marked unsure.
+        await repair.ResyncAsync((_, _) => Task.FromException<ChannelPosition?>(new TimeoutException("no routing owner")));
+        Assert.Empty(history.Reads);
+
+        // The next check asks again even though the channel never moved (however long "quiet" is), and reads 2 back.
+        Assert.Equal(1, await repair.CheckQuietAsync((_, _) => Task.FromResult<ChannelPosition?>(new ChannelPosition(Epoch, 2)), TimeSpan.FromHours(1)));
+        Assert.Equal([2], await dispatched.WaitAsync());
+    }
+
     // A channel's history as routing would answer it: its first read waits for ReleaseFirstRead; the first `failures`
     // reads fail (alternately by throwing and by answering with something other than history).
     private sealed class History(IEnumerable<int> seqs, int failures = 0)
