@@ -25,12 +25,6 @@ internal static partial class Observability
     [GeneratedRegex(@"^\|\s*`(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)`\s*\|", RegexOptions.Multiline)]
     private static partial Regex TableName();
 
-    [GeneratedRegex(@"\bhttp_route\s*=\s*""(?<route>[^""]*)""")]
-    private static partial Regex RouteMatcher();
-
-    [GeneratedRegex(@"\b(?<label>service|container)\s*(?<op>=~|=)\s*""(?<value>[^""]*)""")]
-    private static partial Regex ServiceMatcher();
-
     /// <summary>
     /// The series from outside Relay that queries may read: the first column of the table under "## Series from
     /// outside Relay" in docs/operations.md (each with the exporter that writes it).
@@ -73,20 +67,31 @@ internal static partial class Observability
         select (@group.Text("name")!, rule.Text("alert") ?? rule.Text("record")!, rule);
 
     /// <summary>
-    /// The metrics each query names that neither Relay exports (<paramref name="exported"/>) nor docs/operations.md
-    /// lists as from outside Relay; the label values service= and container= name that are not Relay's Deployments or
-    /// containers.
+    /// What is wrong with each query: it does not parse as PromQL; it names a metric that neither Relay exports
+    /// (<paramref name="exported"/>) nor docs/operations.md lists as from outside Relay; it selects by name with a
+    /// pattern (which no check can follow); its service=, container= or http_route= values are not Relay's
+    /// Deployments, containers or routes. Dashboards' queries are taken as Grafana sends them (<see cref="PromQl.FromGrafana"/>).
     /// </summary>
-    public static List<string> Problems(IEnumerable<(string Where, string Query)> queries, IReadOnlySet<string> exported)
+    public static List<string> Problems(IReadOnlyList<(string Where, string Query)> queries, IReadOnlySet<string> exported)
     {
         var external = ExternalSeries();
-        var deployments = Manifests.Base.OfKind("Deployment").Select(static d => d.Name()).ToHashSet(StringComparer.Ordinal);
-        var containers = Manifests.Base.OfKind("Deployment").SelectMany(static d => d.Containers()).Select(static c => c.Text("name")!).ToHashSet(StringComparer.Ordinal);
-        var routes = HostFacts.ProbePaths("Relay.Standalone");
-        var problems = new List<string>();
-        foreach (var (where, query) in queries)
+        var known = new Dictionary<string, IReadOnlySet<string>>
         {
-            foreach (var name in PromQl.MetricNamesOfGrafanaQuery(query).Distinct())
+            ["service"] = Manifests.Base.OfKind("Deployment").Select(static d => d.Name()).ToHashSet(StringComparer.Ordinal),
+            ["container"] = Manifests.Base.OfKind("Deployment").SelectMany(static d => d.Containers()).Select(static c => c.Text("name")!).ToHashSet(StringComparer.Ordinal),
+            ["http_route"] = HostFacts.ProbePaths("Relay.Standalone"),
+        };
+        var parsed = PromQl.Parse(queries.Select(static q => PromQl.FromGrafana(q.Query)).ToList());
+        var problems = new List<string>();
+        foreach (var ((where, query), result) in queries.Zip(parsed))
+        {
+            problems.AddRange(result.Errors.Select(e => $"{where}: does not parse as PromQL {e}"));
+            if (result.Names.Count == 0 && !result.Matchers.Any())
+            {
+                problems.Add($"{where}: reads no series ({query})");
+            }
+
+            foreach (var name in result.Names.Distinct())
             {
                 if (!exported.Contains(name) && !external.Contains(name))
                 {
@@ -94,24 +99,23 @@ internal static partial class Observability
                 }
             }
 
-            foreach (var route in RouteMatcher().Matches(query).Select(static m => m.Groups["route"].Value).Where(r => !routes.Contains(r)))
+            foreach (var (label, op, value) in result.Matchers)
             {
-                problems.Add($"{where}: http_route {route} is not a route Relay's hosts map");
-            }
+                if (label == "__name__" && op != "=")
+                {
+                    problems.Add($"{where}: selects series by a pattern of names ({op}\"{value}\"): name each series, so the checks can follow it");
+                }
 
-            foreach (Match matcher in ServiceMatcher().Matches(query))
-            {
-                var known = matcher.Groups["label"].Value == "service" ? deployments : containers;
-                var value = matcher.Groups["value"].Value;
-                var values = matcher.Groups["op"].Value == "=" ? [value] : value.Split('|');
+                if (!known.TryGetValue(label, out var values) || op is "!=" or "!~")
+                {
+                    continue;
+                }
 
                 // A pattern (relay-.*) or a Grafana variable ($service) stands for what it matches; literal names must exist.
-                foreach (var literal in values.Where(static v => v.All(static c => char.IsAsciiLetterOrDigit(c) || c == '-')))
+                var literals = op == "=" ? [value] : value.Split('|').Where(static v => v.All(static c => char.IsAsciiLetterOrDigit(c) || c is '-' or '/' or '{' or '}' or '_' or '.'));
+                foreach (var literal in literals.Where(v => !v.Contains('$', StringComparison.Ordinal) && !values.Contains(v)))
                 {
-                    if (!known.Contains(literal))
-                    {
-                        problems.Add($"{where}: {matcher.Groups["label"].Value} {literal} is not one of the base's {(known == deployments ? "Deployments" : "containers")} ({string.Join(", ", known.Order(StringComparer.Ordinal))})");
-                    }
+                    problems.Add($"{where}: {label} {literal} is not one of {(label == "http_route" ? "the routes Relay's hosts map" : $"the base's {label}s ({string.Join(", ", values.Order(StringComparer.Ordinal))})")}");
                 }
             }
         }

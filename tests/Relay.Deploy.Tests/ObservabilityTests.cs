@@ -88,11 +88,14 @@ public sealed partial class ObservabilityTests(ExportedMetrics exported) : IClas
     [InlineData("grafana/dashboards/relay-overview.json", "sum(relay_ingress_connections{", "sum(relay_ingress_conections{", "relay_ingress_conections is not a series Relay exports")]
     [InlineData("grafana/dashboards/relay-overview.json", "relay_ingress_publish_to_deliver_seconds_bucket", "relay_ingress_publish_to_deliver_bucket", "relay_ingress_publish_to_deliver_bucket is not a series")]
     [InlineData("grafana/dashboards/relay-services.json", "dotnet_process_memory_working_set_bytes", "process_working_set_bytes", "process_working_set_bytes is not a series")]
-    [InlineData("grafana/dashboards/relay-overview.json", "http_route=\\\"/v1/channels/{channel}/messages\\\"", "http_route=\\\"/v1/channel/{channel}/messages\\\"", "http_route /v1/channel/{channel}/messages is not a route")]
+    [InlineData("grafana/dashboards/relay-overview.json", "http_route=\\\"/v1/channels/{channel}/messages\\\"", "http_route=\\\"/v1/channel/{channel}/messages\\\"", "http_route /v1/channel/{channel}/messages is not one of the routes Relay's hosts map")]
     [InlineData("prometheus/relay-rules.yaml", "relay_ingress_gap_messages_unrepaired_total", "relay_ingress_gaps_unrepaired_total", "relay_ingress_gaps_unrepaired_total is not a series")]
     [InlineData("prometheus/relay-rules.yaml", "kube_pod_container_status_restarts_total", "kube_pod_container_restarts_total", "kube_pod_container_restarts_total is not a series")]
-    [InlineData("prometheus/relay-rules.yaml", "up{service=\"relay-routing\"}) == 0", "up{service=\"relay-router\"}) == 0", "service relay-router is not one of the base's Deployments")]
+    [InlineData("prometheus/relay-rules.yaml", "up{service=\"relay-routing\"}) == 0", "up{service=\"relay-router\"}) == 0", "service relay-router is not one of the base's services")]
     [InlineData("prometheus/relay-rules.yaml", "container=~\"ingress|routing|fanout|auth\"", "container=~\"ingress|router|fanout|auth\"", "container router is not one of the base's containers")]
+    [InlineData("prometheus/relay-rules.yaml", "[5m]))) > 0.5", "[5m])) > 0.5", "RelayDeliveryLatencyHigh: does not parse as PromQL")]
+    [InlineData("grafana/dashboards/relay-services.json", "sum by (pod) (kestrel_active_connections", "sum by (pod) kestrel_active_connections", "Kestrel connections: does not parse as PromQL")]
+    [InlineData("grafana/dashboards/relay-overview.json", "sum(rate(relay_fanout_messages_total{", "sum(rate({__name__=~\\\"relay_fanout_.*\\\", ", "selects series by a pattern of names")]
     public void Checks_ReportAChangedQuery(string file, string from, string to, string expected)
     {
         var path = Path.Combine(Observability.Folder, file);
@@ -108,7 +111,7 @@ public sealed partial class ObservabilityTests(ExportedMetrics exported) : IClas
     [Fact]
     public void EveryRelayInstrument_IsOnADashboard()
     {
-        var read = DashboardQueries().SelectMany(static q => PromQl.MetricNamesOfGrafanaQuery(q.Query)).ToHashSet(StringComparer.Ordinal);
+        var read = PromQl.Parse(DashboardQueries().Select(static q => PromQl.FromGrafana(q.Query)).ToList()).SelectMany(static q => q.Names).ToHashSet(StringComparer.Ordinal);
         var missing = RelayInstruments.All.Where(i => !i.SampleNames.Any(read.Contains)).Select(static i => $"{i.Name} ({i.File})").ToList();
         Assert.True(missing.Count == 0, "no dashboard shows: " + string.Join(", ", missing));
     }
@@ -197,15 +200,18 @@ public sealed partial class ObservabilityTests(ExportedMetrics exported) : IClas
     }
 
     [Theory]
-    [InlineData("sum by (le) (rate(relay_x_bucket{service=\"a\", le=~\"1|2\"}[$__rate_interval]))", "relay_x_bucket")]
-    [InlineData("a / on (pod) group_left (node) b offset 5m", "a,b")]
-    [InlineData("histogram_quantile(0.99, sum without(pod)(rate(h_bucket[5m]))) > 1e3 and bool c", "h_bucket,c")]
-    [InlineData("(sum(rate(x_total[5m])) or vector(0)) + count_values(\"v\", y) # a comment naming z", "x_total,y")]
-    [InlineData("label_values(m{namespace=\"$namespace\"}, service)", "m")]
-    [InlineData("sum(rate(x[${__range}])) * $factor", "x")]
-    public void PromQl_FindsTheMetricNamesOfAQuery(string query, string names)
+    [InlineData("sum by (le) (rate(relay_x_bucket{service=\"a\", le=~\"1|2\"}[$__rate_interval]))", "relay_x_bucket", "")]
+    [InlineData("a / on (pod) group_left (node) b offset 5m", "a,b", "")]
+    [InlineData("histogram_quantile(0.99, sum without(pod)(rate(h_bucket[5m]))) > 1e3 and bool c", "h_bucket,c", "")]
+    [InlineData("(sum(rate(x_total[5m])) or vector(0)) + count_values(\"v\", y) # a comment naming z", "x_total,y", "")]
+    [InlineData("label_values(m{namespace=\"$namespace\"}, service)", "m", "")]
+    [InlineData("sum(rate({__name__=\"x\"}[${__range}]))", "x", "")]
+    [InlineData("sum(rate(x[5m]) by (pod)", "x", "does not parse")]
+    public void PromQl_FindsTheMetricNamesOfAQuery_AndWhereItDoesNotParse(string query, string names, string error)
     {
-        Assert.Equal(names.Split(','), PromQl.MetricNamesOfGrafanaQuery(query));
+        var parsed = PromQl.Parse([PromQl.FromGrafana(query)]).Single();
+        Assert.Equal(names.Split(','), parsed.Names);
+        Assert.Equal(error.Length > 0, parsed.Errors.Count > 0);
     }
 
     /// <summary>GitHub's anchor for a heading: lower case, spaces to dashes, punctuation dropped.</summary>

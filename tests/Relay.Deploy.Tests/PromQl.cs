@@ -1,161 +1,90 @@
+using System.Diagnostics;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Relay.Deploy.Tests;
 
 /// <summary>
-/// The metric names a PromQL expression reads: every bare identifier that is not a function or aggregation (followed
-/// by '('), a keyword, or a label (inside {…}, or the list after by/without/on/ignoring/group_left/group_right);
-/// strings, ranges ([5m], [$__rate_interval]), numbers, durations and Grafana's $variables are skipped.
+/// PromQL as Prometheus's own grammar reads it (npm @prometheus-io/lezer-promql, the parser of Prometheus's web UI,
+/// run with Node.js from tests/Relay.Deploy.Tests/hcl): each query's metric names (the selectors' names, and
+/// <c>__name__="…"</c>), its label matchers, and where it does not parse.
 /// </summary>
 internal static partial class PromQl
 {
-    private static readonly HashSet<string> Keywords = ["and", "or", "unless", "bool", "offset", "inf", "nan", "Inf", "NaN", "start", "end"];
+    /// <summary>What one query reads: metric names, label matchers, and syntax errors (none when it parses).</summary>
+    public sealed record Query(IReadOnlyList<string> Names, IReadOnlyList<(string Label, string Op, string Value)> Matchers, IReadOnlyList<string> Errors);
 
-    private static readonly HashSet<string> LabelListKeywords = ["by", "without", "on", "ignoring", "group_left", "group_right"];
+    private static string Folder => Repo.PathOf("tests", "Relay.Deploy.Tests", "hcl");
 
     /// <summary>Grafana's label_values(query, label) templating function: only its query is PromQL.</summary>
     [GeneratedRegex(@"^\s*label_values\((?<query>.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$", RegexOptions.Singleline)]
     private static partial Regex LabelValues();
 
-    /// <summary>The metric names in a Grafana query (PromQL, or label_values(PromQL, label)).</summary>
-    public static IReadOnlyList<string> MetricNamesOfGrafanaQuery(string query)
+    /// <summary>Grafana's interval variables ($__rate_interval, ${__range}, …), which stand where a duration goes.</summary>
+    [GeneratedRegex(@"\$\{?__(?:rate_interval|interval|range)(?::[a-z]+)?\}?")]
+    private static partial Regex IntervalVariable();
+
+    /// <summary>
+    /// A Grafana query as the PromQL Grafana sends: label_values unwrapped, interval variables as a duration. Other
+    /// variables ($namespace) belong inside label values' strings, where PromQL takes any text.
+    /// </summary>
+    public static string FromGrafana(string query)
     {
+        ArgumentNullException.ThrowIfNull(query);
         var match = LabelValues().Match(query);
-        return match.Success ? MetricNames(match.Groups["query"].Value) : MetricNames(query);
+        return IntervalVariable().Replace(match.Success ? match.Groups["query"].Value : query, "5m");
     }
 
-    public static IReadOnlyList<string> MetricNames(string expr)
+    /// <summary>Parses <paramref name="queries"/> in one Node.js run.</summary>
+    public static IReadOnlyList<Query> Parse(IReadOnlyList<string> queries)
     {
-        ArgumentNullException.ThrowIfNull(expr);
-        var names = new List<string>();
-        var i = 0;
-        while (i < expr.Length)
+        ArgumentNullException.ThrowIfNull(queries);
+        if (!File.Exists(Path.Combine(Folder, "node_modules", "@prometheus-io", "lezer-promql", "package.json")))
         {
-            var c = expr[i];
-            if (c is '"' or '\'' or '`')
-            {
-                i = SkipString(expr, i);
-            }
-            else if (c == '{')
-            {
-                i = SkipBalanced(expr, i, '{', '}');
-            }
-            else if (c == '[')
-            {
-                i = SkipBalanced(expr, i, '[', ']');
-            }
-            else if (c == '#')
-            {
-                var end = expr.IndexOf('\n', i);
-                i = end < 0 ? expr.Length : end;
-            }
-            else if (c == '$')
-            {
-                // $var, ${var} or ${var:format}: Grafana fills them in; never a metric name.
-                i++;
-                if (i < expr.Length && expr[i] == '{')
-                {
-                    i = SkipBalanced(expr, i, '{', '}');
-                }
-                else
-                {
-                    while (i < expr.Length && IsIdentifierPart(expr[i]))
-                    {
-                        i++;
-                    }
-                }
-            }
-            else if (char.IsAsciiDigit(c) || (c == '.' && i + 1 < expr.Length && char.IsAsciiDigit(expr[i + 1])))
-            {
-                // Numbers (0.99, 1e3, 0x1f) and durations (5m, 1h30m).
-                while (i < expr.Length && (char.IsAsciiLetterOrDigit(expr[i]) || expr[i] == '.'))
-                {
-                    i++;
-                }
-            }
-            else if (IsIdentifierStart(c))
-            {
-                var start = i;
-                while (i < expr.Length && IsIdentifierPart(expr[i]))
-                {
-                    i++;
-                }
-
-                var word = expr[start..i];
-                var next = i;
-                while (next < expr.Length && char.IsWhiteSpace(expr[next]))
-                {
-                    next++;
-                }
-
-                if (LabelListKeywords.Contains(word))
-                {
-                    if (next < expr.Length && expr[next] == '(')
-                    {
-                        i = SkipBalanced(expr, next, '(', ')');
-                    }
-                }
-                else if ((next < expr.Length && expr[next] == '(') || FollowedByGrouping(expr, next))
-                {
-                    // A function or an aggregation (sum by (le) (…)): its arguments are read on.
-                }
-                else if (!Keywords.Contains(word))
-                {
-                    names.Add(word);
-                }
-            }
-            else
-            {
-                i++;
-            }
+            throw new InvalidOperationException(
+                $"the PromQL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (.ci/run does it; a folder installed before it was added needs it again)");
         }
 
-        return names;
-    }
-
-    private static bool FollowedByGrouping(string expr, int at) =>
-        (expr.AsSpan(at).StartsWith("by", StringComparison.Ordinal) && (at + 2 >= expr.Length || !IsIdentifierPart(expr[at + 2]))) ||
-        (expr.AsSpan(at).StartsWith("without", StringComparison.Ordinal) && (at + 7 >= expr.Length || !IsIdentifierPart(expr[at + 7])));
-
-    private static bool IsIdentifierStart(char c) => char.IsAsciiLetter(c) || c is '_' or ':';
-
-    private static bool IsIdentifierPart(char c) => char.IsAsciiLetterOrDigit(c) || c is '_' or ':';
-
-    private static int SkipString(string expr, int i)
-    {
-        var quote = expr[i++];
-        while (i < expr.Length && expr[i] != quote)
+        var start = new ProcessStartInfo("node") { WorkingDirectory = Folder, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("promql.cjs");
+        Process process;
+        try
         {
-            i += expr[i] == '\\' && quote != '`' ? 2 : 1;
+            process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException("node did not start: install Node.js 20 (Debian package nodejs)", e);
         }
 
-        return i + 1;
-    }
-
-    private static int SkipBalanced(string expr, int i, char open, char close)
-    {
-        var depth = 0;
-        while (i < expr.Length)
+        using (process)
         {
-            var c = expr[i];
-            if (c is '"' or '\'' or '`')
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            process.StandardInput.Write(JsonSerializer.Serialize(queries));
+            process.StandardInput.Close();
+            if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
             {
-                i = SkipString(expr, i);
-                continue;
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException("promql.cjs did not finish within 60 s");
             }
 
-            if (c == open)
+            if (process.ExitCode != 0)
             {
-                depth++;
-            }
-            else if (c == close && --depth == 0)
-            {
-                return i + 1;
+                throw new InvalidOperationException("promql.cjs failed: " + stderr.GetAwaiter().GetResult());
             }
 
-            i++;
+            using var json = JsonDocument.Parse(stdout.GetAwaiter().GetResult());
+            return json.RootElement.EnumerateArray().Select(static q =>
+            {
+                var matchers = q.GetProperty("matchers").EnumerateArray()
+                    .Select(static m => (m.GetProperty("label").GetString()!, m.GetProperty("op").GetString()!, m.GetProperty("value").GetString()!))
+                    .ToList();
+                var names = q.GetProperty("names").EnumerateArray().Select(static n => n.GetString()!)
+                    .Concat(matchers.Where(static m => m.Item1 == "__name__" && m.Item2 == "=").Select(static m => m.Item3))
+                    .ToList();
+                return new Query(names, matchers, q.GetProperty("errors").EnumerateArray().Select(static e => e.GetString()!).ToList());
+            }).ToList();
         }
-
-        throw new FormatException($"unbalanced '{open}' in: {expr}");
     }
 }
