@@ -8,7 +8,8 @@ namespace Relay.Deploy.Tests;
 
 /// <summary>
 /// What a running Relay really writes at <c>/metrics</c>: the standalone host (every service's instruments in one
-/// process) with the Kafka firehose and ingest on librdkafka's mock cluster, a subscriber, publishes over WebSocket
+/// process) on the Redis bus (as the cluster runs: ingress then repairs gaps and counts them) of a real redis-server,
+/// with the Kafka firehose and ingest on librdkafka's mock cluster, a subscriber, publishes over WebSocket
 /// and HTTP and a record to ingest, scraped until every shape of instrument the code declares (counter, observable
 /// counter and gauge, histogram in seconds, gauge with an annotation unit) has shown up at least once.
 /// </summary>
@@ -19,6 +20,7 @@ public sealed class ExportedMetrics : IAsyncLifetime
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     private KafkaMockCluster? _kafka;
+    private RedisServer? _redis;
 
     /// <summary>The sample names of the last scrape (name before its labels), with the text it came from.</summary>
     public IReadOnlySet<string> SampleNames { get; private set; } = new HashSet<string>();
@@ -31,11 +33,14 @@ public sealed class ExportedMetrics : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        _redis = await RedisServer.StartAsync();
         _kafka = KafkaMockCluster.Start(1);
         _kafka.CreateTopic(FirehoseTopic, 1);
         _kafka.CreateTopic(IngestTopic, 1);
         await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
         {
+            ["Relay:Bus"] = "redis",
+            ["Relay:Redis:Configuration"] = _redis.Configuration,
             ["Relay:Kafka:BootstrapServers"] = _kafka.BootstrapServers,
             ["Relay:Kafka:FirehoseTopic"] = FirehoseTopic,
             ["Relay:Kafka:IngestTopics:0"] = IngestTopic,
@@ -88,9 +93,12 @@ public sealed class ExportedMetrics : IAsyncLifetime
         Assert.True(missing.Count == 0, $"no instrument of these shapes appeared at /metrics within {Timeout.TotalSeconds} s: {string.Join(", ", missing)}\n{Text}");
     }
 
-    public Task DisposeAsync()
+    public async Task DisposeAsync()
     {
         _kafka?.Dispose();
-        return Task.CompletedTask;
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
     }
 }

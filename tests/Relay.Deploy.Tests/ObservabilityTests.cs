@@ -35,6 +35,9 @@ public sealed partial class ObservabilityTests(ExportedMetrics exported) : IClas
         var scraped = exported.SampleNames.Where(static n => n.StartsWith("relay_", StringComparison.Ordinal)).ToList();
         Assert.True(scraped.Count >= 15, "the scrape holds few relay_ series:\n" + exported.Text);
         Assert.All(scraped, n => Assert.True(derived.Contains(n), $"/metrics has {n}, which no instrument in the source is named as"));
+
+        // Observable instruments report on every scrape: each one's derived name is there, as written.
+        Assert.All(instruments.Where(static i => i.Kind.StartsWith("Observable", StringComparison.Ordinal)), i => Assert.True(i.SampleNames.All(exported.SampleNames.Contains), $"{i.Name} ({i.File}) is not on /metrics as {i.Family}"));
     }
 
     [Fact]
