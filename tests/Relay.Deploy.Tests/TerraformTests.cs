@@ -24,7 +24,7 @@ public sealed class TerraformTests
 
         // Not vacuous: there are variables, module calls and module outputs to check.
         Assert.True(Terraform.Blocks(Terraform.Files, "variable").Count() > 40);
-        Assert.Equal(6, Terraform.Blocks(Terraform.Files, "module").Count());
+        Assert.Equal(7, Terraform.Blocks(Terraform.Files, "module").Count());
     }
 
     /// <summary>Each kind of drift is reported: the checks are run on the real tree with one file changed.</summary>
@@ -34,6 +34,10 @@ public sealed class TerraformTests
     [InlineData("terraform/examples/aws/main.tf", "  zone_id     = var.zone_id\n", "", "is not given zone_id, which terraform/modules/edge requires")]
     [InlineData("terraform/examples/aws/outputs.tf", "module.msk.bootstrap_brokers\n", "module.msk.brokers\n", "module.msk.brokers is not an output")]
     [InlineData("terraform/modules/msk/variables.tf", "  description = \"MSK broker instance type.\"\n", "", "variable \"broker_instance_type\" has no description")]
+    [InlineData("terraform/examples/aws/main.tf", "  image_uri     = \"${aws_ecr_repository", "  image_url     = \"${aws_ecr_repository", "is given image_url, which terraform/modules/lambda does not declare")]
+    [InlineData("terraform/modules/lambda/main.tf", "var.create_repository ? \"${aws_ecr_repository.this[0].repository_url}:${coalesce(var.image_tag,", "var.create_repository ? \"${aws_ecr_repository.this[0].repository_url}:${coalesce(var.tag,", "var.tag is not declared in terraform/modules/lambda")]
+    [InlineData("terraform/modules/lambda/variables.tf", "  validation {\n    condition     = contains([\"Zip\", \"Image\"], var.package_type)\n    error_message = \"package_type: Zip or Image.\"\n  }\n", "", "variable \"package_type\" has no validation")]
+    [InlineData("terraform/examples/aws/outputs.tf", "module.archive[0].function_arn", "module.archive[0].arn", "module.archive.arn is not an output")]
     public void Checks_ReportAChangedFile(string file, string from, string to, string expected)
     {
         var text = File.ReadAllText(Repo.PathOf(file.Split('/')));
@@ -51,6 +55,38 @@ public sealed class TerraformTests
         {
             File.Delete(temp);
         }
+    }
+
+    [Fact]
+    public void LambdaImages_AreImagesTheDockerfilesBuild_InRepositoriesTheRootMakes()
+    {
+        var root = Terraform.Files.Where(static f => f.Key.StartsWith("terraform/examples/aws/", StringComparison.Ordinal)).ToList();
+        var images = root.Where(static f => f.Value.TryGetProperty("locals", out _))
+            .SelectMany(static f => f.Value.GetProperty("locals").EnumerateArray())
+            .Single(static l => l.TryGetProperty("images", out _))
+            .GetProperty("images").EnumerateArray().Select(static i => i.GetString()!).ToHashSet();
+
+        // Every image the root makes a repository for is built by a Dockerfile; the cluster's and the Lambda hosts' are all there.
+        var built = Repo.Hosts.Where(static h => File.Exists(Repo.PathOf("services", h, "Dockerfile"))).Select(ImageNames.Of).ToHashSet();
+        Assert.All(images, i => Assert.True(built.Contains(i), $"terraform/examples/aws makes a repository for {i}, which no Dockerfile builds"));
+        Assert.Superset(Repo.ClusterServices.Concat(Repo.LambdaHosts).Select(ImageNames.Of).ToHashSet(), images);
+
+        // Each Lambda host runs as an image (package_type Image) from its own repository there.
+        var functions = Terraform.Blocks(root, "module").Where(static m => m.Body.GetProperty("source").GetString() == "../../modules/lambda").ToList();
+        foreach (var host in Repo.LambdaHosts)
+        {
+            var reference = $"aws_ecr_repository.images[\"{ImageNames.Of(host)}\"].repository_url";
+            Assert.Contains(functions, f => f.Body.TryGetProperty("package_type", out var type) && type.GetString() == "Image" && f.Body.GetProperty("image_uri").GetString()!.Contains(reference, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void RelayEnvironmentVariables_OfTheTerraformFiles_NameRealSettings()
+    {
+        var names = Terraform.Files.SelectMany(static f => System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(Repo.PathOf(f.Key.Split('/'))), @"\bRelay__[A-Za-z0-9_]+").Select(m => (f.Key, Name: m.Value))).ToList();
+        Assert.NotEmpty(names);
+        var problems = names.Select(static n => (n.Key, Problem: RelaySettings.Problem(n.Name))).Where(static p => p.Problem is not null).Select(static p => $"{p.Key}: {p.Problem}").ToList();
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 
     [Fact]

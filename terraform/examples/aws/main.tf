@@ -1,7 +1,8 @@
 # Relay on AWS: a VPC, EKS with Dapr and the AWS Load Balancer Controller, ElastiCache Redis (cluster mode, TLS,
 # AUTH token in Secrets Manager), MSK for the Kafka firehose, the public certificate and DNS name, ECR repositories
 # for the images, Secrets Manager entries for the keys (their values are put there by hand, never in this state),
-# and optionally a function on Lambda. docs/deploy.md walks through it.
+# and optionally functions on Lambda: a .zip of your own, and Relay.Functions' archive function from its image.
+# docs/deploy.md walks through it.
 
 locals {
   tags = { "app.kubernetes.io/part-of" = "relay", "relay/deployment" = var.name }
@@ -13,7 +14,8 @@ locals {
   }
   size = local.sizes[var.size]
 
-  images = ["relay-auth", "relay-routing", "relay-fanout", "relay-ingress"]
+  # The cluster's images, and relay-functions for the archive function on Lambda.
+  images = ["relay-auth", "relay-routing", "relay-fanout", "relay-ingress", "relay-functions"]
 }
 
 module "vpc" {
@@ -95,4 +97,38 @@ module "webhook" {
   environment          = { RELAY_URL = module.edge.https_url, RELAY_KEY_SECRET_ARN = aws_secretsmanager_secret.app_keys.arn }
   readable_secret_arns = [aws_secretsmanager_secret.app_keys.arn]
   tags                 = local.tags
+}
+
+# Relay.Functions' archive function (docs/functions.md) on Lambda from its image (services/Relay.Functions/Dockerfile,
+# pushed to the relay-functions repository with the others), writing the archive's objects to a bucket of its own
+# under the archive's default prefix. Set functions_image_tag once the image is pushed; null deploys none.
+resource "aws_s3_bucket" "archive" {
+  count         = var.functions_image_tag == null ? 0 : 1
+  bucket_prefix = "${substr(var.name, 0, 28)}-archive-"
+}
+
+resource "aws_s3_bucket_public_access_block" "archive" {
+  count                   = var.functions_image_tag == null ? 0 : 1
+  bucket                  = aws_s3_bucket.archive[0].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+module "archive" {
+  count         = var.functions_image_tag == null ? 0 : 1
+  source        = "../../modules/lambda"
+  function_name = "${var.name}-archive"
+  package_type  = "Image"
+  image_uri     = "${aws_ecr_repository.images["relay-functions"].repository_url}:${coalesce(var.functions_image_tag, "unset")}"
+  architecture  = var.functions_architecture
+  memory_mb     = 512
+  timeout_s     = 30
+  environment = {
+    Relay__Functions__Archive__Bucket = aws_s3_bucket.archive[0].id
+    Relay__Functions__Archive__Region = var.region
+  }
+  writable_s3_arns = ["${aws_s3_bucket.archive[0].arn}/relay/*"]
+  tags             = local.tags
 }

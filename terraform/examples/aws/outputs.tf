@@ -52,3 +52,13 @@ output "secret_arns" {
   description = "Secrets Manager entries to fill by hand (signing key, app keys)."
   value       = { signing_key = aws_secretsmanager_secret.signing_key.arn, app_keys = aws_secretsmanager_secret.app_keys.arn }
 }
+
+output "archive_function_arn" {
+  description = "The archive function (with functions_image_tag): an after-publish target lambda:<this> (docs/functions.md)."
+  value       = var.functions_image_tag == null ? null : module.archive[0].function_arn
+}
+
+output "archive_bucket" {
+  description = "The bucket the archive function writes to, under relay/ (with functions_image_tag)."
+  value       = var.functions_image_tag == null ? null : aws_s3_bucket.archive[0].id
+}

@@ -75,3 +75,23 @@ variable "webhook_package_path" {
     error_message = "webhook_package_path: null or a .zip file."
   }
 }
+
+variable "functions_image_tag" {
+  type        = string
+  description = "Tag of the Relay.Functions image pushed to the relay-functions repository, deployed as the archive function on Lambda; null deploys none."
+  default     = null
+  validation {
+    condition     = var.functions_image_tag == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", coalesce(var.functions_image_tag, "x")))
+    error_message = "functions_image_tag: null or a Docker tag (letters, digits, _, . and -, up to 128)."
+  }
+}
+
+variable "functions_architecture" {
+  type        = string
+  description = "CPU architecture the Relay.Functions image was built for (docker build --platform linux/amd64 is x86_64, linux/arm64 is arm64)."
+  default     = "x86_64"
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.functions_architecture)
+    error_message = "functions_architecture: x86_64 or arm64."
+  }
+}

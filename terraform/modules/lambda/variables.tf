@@ -7,27 +7,69 @@ variable "function_name" {
   }
 }
 
+variable "package_type" {
+  type        = string
+  description = "How the code is deployed: Zip (package_path, handler, runtime) or Image (a container image in ECR: image_uri, or create_repository with image_tag)."
+  default     = "Zip"
+  validation {
+    condition     = contains(["Zip", "Image"], var.package_type)
+    error_message = "package_type: Zip or Image."
+  }
+}
+
 variable "package_path" {
   type        = string
-  description = "Path of the deployment package (.zip) on the machine running terraform."
+  description = "With package_type Zip: path of the deployment package (.zip) on the machine running terraform."
+  default     = null
   validation {
-    condition     = endswith(var.package_path, ".zip")
-    error_message = "package_path: a .zip file."
+    condition     = var.package_path == null || endswith(coalesce(var.package_path, "x.zip"), ".zip")
+    error_message = "package_path: null or a .zip file."
   }
 }
 
 variable "handler" {
   type        = string
-  description = "The handler (.NET: Assembly::Namespace.Class::Method; for a native AOT bootstrap, anything)."
+  description = "With package_type Zip: the handler (.NET: Assembly::Namespace.Class::Method; for a native AOT bootstrap, anything)."
+  default     = null
   validation {
-    condition     = length(var.handler) > 0 && length(var.handler) <= 128
-    error_message = "handler: 1-128 characters."
+    condition     = var.handler == null || (length(coalesce(var.handler, "x")) > 0 && length(coalesce(var.handler, "x")) <= 128)
+    error_message = "handler: null or 1-128 characters."
+  }
+}
+
+variable "image_uri" {
+  type        = string
+  description = "With package_type Image: the image in a private ECR repository of this account and region, by tag or digest (e.g. services/Relay.Functions/Dockerfile's image); leave null with create_repository."
+  default     = null
+  validation {
+    condition     = var.image_uri == null || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$", coalesce(var.image_uri, "x")))
+    error_message = "image_uri: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG (or @sha256:DIGEST); Lambda runs images from private ECR only."
+  }
+}
+
+variable "create_repository" {
+  type        = bool
+  description = "With package_type Image: create an ECR repository named after the function (lower case) that Lambda may pull from, and run its image_tag."
+  default     = false
+  validation {
+    condition     = var.create_repository != null
+    error_message = "create_repository: true or false."
+  }
+}
+
+variable "image_tag" {
+  type        = string
+  description = "With create_repository: the tag of the pushed image the function runs (the repository's tags are immutable)."
+  default     = null
+  validation {
+    condition     = var.image_tag == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", coalesce(var.image_tag, "x")))
+    error_message = "image_tag: null or a Docker tag (letters, digits, _, . and -, up to 128)."
   }
 }
 
 variable "runtime" {
   type        = string
-  description = "Lambda runtime: dotnet8, or provided.al2023 for a native AOT .NET 10 build."
+  description = "With package_type Zip: the Lambda runtime, dotnet8, or provided.al2023 for a native AOT .NET 10 build."
   default     = "provided.al2023"
   validation {
     condition     = contains(["dotnet8", "provided.al2023"], var.runtime)
@@ -37,7 +79,7 @@ variable "runtime" {
 
 variable "architecture" {
   type        = string
-  description = "CPU architecture of the package."
+  description = "CPU architecture of the package or image (an image built on x86 machines without --platform is x86_64)."
   default     = "arm64"
   validation {
     condition     = contains(["arm64", "x86_64"], var.architecture)
@@ -82,6 +124,16 @@ variable "readable_secret_arns" {
   validation {
     condition     = alltrue([for a in var.readable_secret_arns : can(regex("^arn:aws[a-z-]*:secretsmanager:", a))])
     error_message = "readable_secret_arns: Secrets Manager secret ARNs."
+  }
+}
+
+variable "writable_s3_arns" {
+  type        = list(string)
+  description = "The only S3 objects the function may write (s3:PutObject), as ARNs with a wildcard (e.g. the archive bucket's prefix: arn:aws:s3:::BUCKET/relay/*)."
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.writable_s3_arns : can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$", a))])
+    error_message = "writable_s3_arns: S3 object ARNs (arn:aws:s3:::BUCKET/PREFIX*), never a whole bucket's ARN."
   }
 }
 
