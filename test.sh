@@ -8,25 +8,24 @@ results=artifacts/test-results
 rm -rf "$results"
 mkdir -p "$results"
 
-if [ ! -d tests/interop-js/node_modules ]; then
-  echo "Installing the npm clients the interop tests drive (tests/interop-js)…"
-  npm ci --prefix tests/interop-js --no-audit --no-fund || { echo "npm ci failed: the interop tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
-fi
+# Installs a folder's npm packages when they are missing or its package-lock.json changed since they were installed
+# (a checksum of the lock file is kept beside them).
+npm_install() {
+  local folder=$1 what=$2 stamp="$1/node_modules/.relay-lock.sha256" sum
+  sum=$(sha256sum "$folder/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+    return 0
+  fi
 
-if [ ! -d tests/Relay.Deploy.Tests/hcl/node_modules ]; then
-  echo "Installing the HCL parser the Terraform checks use (tests/Relay.Deploy.Tests/hcl)…"
-  npm ci --prefix tests/Relay.Deploy.Tests/hcl --no-audit --no-fund || { echo "npm ci failed: the Terraform checks need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
-fi
+  echo "Installing $what ($folder)…"
+  npm ci --prefix "$folder" --no-audit --no-fund || { echo "npm ci failed: $what need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
+  echo "$sum" > "$stamp"
+}
 
-if [ ! -d tests/s3rver/node_modules ]; then
-  echo "Installing the S3-compatible server the archive tests write to (tests/s3rver)…"
-  npm ci --prefix tests/s3rver --no-audit --no-fund || { echo "npm ci failed: the archive tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
-fi
-
-if [ ! -d tests/load/k6/node_modules ]; then
-  echo "Installing the TypeScript checker for the k6 scripts (tests/load/k6)…"
-  npm ci --prefix tests/load/k6 --no-audit --no-fund || { echo "npm ci failed: the k6 type-check tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
-fi
+npm_install tests/interop-js "the npm clients the interop tests drive"
+npm_install tests/Relay.Deploy.Tests/hcl "the HCL and PromQL parsers the deploy checks use"
+npm_install tests/s3rver "the S3-compatible server the archive tests write to"
+npm_install tests/load/k6 "the TypeScript checker for the k6 scripts"
 
 echo "Building Relay.Cloud.sln…"
 if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then

@@ -42,7 +42,7 @@ internal static partial class PromQl
         if (!File.Exists(Path.Combine(Folder, "node_modules", "@prometheus-io", "lezer-promql", "package.json")))
         {
             throw new InvalidOperationException(
-                $"the PromQL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (.ci/run does it; a folder installed before it was added needs it again)");
+                $"the PromQL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (./test.sh does it whenever the folder's package-lock.json changed)");
         }
 
         var start = new ProcessStartInfo("node") { WorkingDirectory = Folder, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };

@@ -36,7 +36,7 @@ internal static partial class Terraform
         if (!File.Exists(Path.Combine(HclFolder, "node_modules", "@cdktf", "hcl2json", "package.json")))
         {
             throw new InvalidOperationException(
-                $"the HCL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (.ci/run does it)");
+                $"the HCL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (./test.sh does it)");
         }
 
         var start = new ProcessStartInfo("node") { WorkingDirectory = HclFolder, RedirectStandardOutput = true, RedirectStandardError = true };
