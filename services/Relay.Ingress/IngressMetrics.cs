@@ -19,6 +19,7 @@ internal sealed class IngressMetrics
     private long _messagesIn;
     private long _deliveries;
     private long _slowConsumers;
+    private long _quietCatchUps;
 
     public IngressMetrics(IMeterFactory meters, Func<int> connections, Func<(long Repaired, long Unrepaired)>? gaps = null)
     {
@@ -31,6 +32,7 @@ internal sealed class IngressMetrics
         if (gaps is not null)
         {
             meter.CreateObservableCounter("relay.ingress.gap_messages_repaired", () => gaps().Repaired, description: "Messages (and presence events) lost on the bus and read back from history (the kept presence events) before the channel went on.");
+            meter.CreateObservableCounter("relay.ingress.gap_quiet_catchups", () => Interlocked.Read(ref _quietCatchUps), description: "Channels a quiet check found behind their position at this node: deliveries lost with nothing after them to show it, and no resync that said so (read back; each is also logged, event 1005).");
             meter.CreateObservableCounter("relay.ingress.gap_messages_unrepaired", () => gaps().Unrepaired, description: "Messages (and presence events) lost on the bus that history (the kept presence events) no longer held: clients recover with since, or see the gap.");
         }
 
@@ -43,6 +45,9 @@ internal sealed class IngressMetrics
     public void Published(int count) => Interlocked.Add(ref _messagesIn, count);
 
     public void SlowConsumer() => Interlocked.Increment(ref _slowConsumers);
+
+    /// <summary>A quiet check found a channel behind its position here.</summary>
+    public void QuietCatchUp() => Interlocked.Increment(ref _quietCatchUps);
 
     /// <summary>A frame went straight into a connection's transport.</summary>
     public void FrameSent() => _framesOut.Add(1);

@@ -346,7 +346,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     {
         try
         {
-            await gaps.CheckQuietAsync(PositionAsync, Options.QuietCheckAfter, (app, channel, presence, had, position) => LogFoundBehind(_logger, channel, app, presence ? "presence events" : "messages", had, position)).ConfigureAwait(false);
+            await gaps.CheckQuietAsync(PositionAsync, Options.QuietCheckAfter, (app, channel, presence, had, position) =>
+            {
+                Metrics.QuietCatchUp();
+                LogFoundBehind(_logger, channel, app, presence ? "presence events" : "messages", had, position);
+            }).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -90,6 +90,7 @@ public sealed partial class RedisBus
     {
         Volatile.Write(ref _fanOutReload, 1);
         Interlocked.Increment(ref _subscriptionRestores);
+        _metrics.SubscriptionsRestored();
         OpenReplyGate();
     }
 
@@ -284,6 +285,7 @@ public sealed partial class RedisBus
                     if (lapsed.Count > 0)
                     {
                         LogFanOutLeaseLapsed(_logger, Describe(lapsed));
+                        _metrics.FanOutLeasesLapsed(lapsed.Count);
                     }
 
                     // Loaded on top of what the handler knows (not cleared first: a message meanwhile would miss nodes).

@@ -160,11 +160,13 @@ public sealed partial class RedisBus
                     // of Redis says why, and the caller learns it now; otherwise sending it again is safe for any request.
                     if (pending.Unavailable is { } reason)
                     {
+                        _metrics.RequestFailed();
                         return new ErrorReply(new RelayError(ErrorCodes.Unavailable, reason));
                     }
 
                     _pending.TryRemove(correlation, out _);
                     LogRequestDeclined(_logger, shard, receivers);
+                    _metrics.RequestResent();
                     await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
                     continue;
                 }
@@ -173,6 +175,7 @@ public sealed partial class RedisBus
                 if (IsRepeatable(request))
                 {
                     LogRequestRepeated(_logger, shard);
+                    _metrics.RequestResent();
                     continue;
                 }
 
@@ -182,16 +185,19 @@ public sealed partial class RedisBus
                 }
                 catch (TimeoutException)
                 {
+                    _metrics.RequestFailed();
                     return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus reconnected to Redis while routing shard {shard} handled the request, and its answer was lost; it may have been applied: try again (publish with an id to make that safe)"));
                 }
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
+            _metrics.RequestFailed();
             return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"routing shard {shard} did not answer within {_options.RequestTimeout.TotalSeconds:0.#} s; try again"));
         }
         catch (Exception e) when (e is RedisException or InvalidOperationException or TimeoutException)
         {
+            _metrics.RequestFailed();
             return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus is unavailable ({e.Message}); try again"));
         }
         finally

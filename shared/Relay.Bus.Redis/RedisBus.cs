@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.Security.Cryptography;
@@ -43,9 +44,10 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     private bool _isCluster;
     private int _disposed;
     private int _watchingSubscriptions;
+    private readonly RedisBusMetrics _metrics;
 
     /// <summary>Creates the bus; it connects on first use (or when the startup check awaits <see cref="ReadyAsync"/>).</summary>
-    public RedisBus(IOptions<RedisBusOptions> options, RedisConnector connector, ILogger<RedisBus> logger, TimeProvider? time = null)
+    public RedisBus(IOptions<RedisBusOptions> options, RedisConnector connector, ILogger<RedisBus> logger, TimeProvider? time = null, IMeterFactory? meters = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -68,6 +70,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
         _fanOutShards = [.. Enumerable.Range(0, _options.Shards).Select(static _ => new FanOutShard())];
         _ready = new Lazy<Task>(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
+        _metrics = new RedisBusMetrics(meters, () => _ownedShards.Count, () => _fanOutShards.Count(static s => Volatile.Read(ref s.ValidUntil) != 0), () => FencedDeliveries);
     }
 
     /// <summary>The bus's settings (<c>Relay:Redis</c>).</summary>

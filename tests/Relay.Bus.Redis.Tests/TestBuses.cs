@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Relay.Testing;
@@ -13,11 +14,11 @@ internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : I
     private readonly List<(RedisBus Bus, RedisConnector Connector)> _made = [];
 
     /// <summary>A bus connected with the server's configuration plus <paramref name="extra"/> (e.g. <c>,user=…,password=…</c>).</summary>
-    public RedisBus Make(string extra = "")
+    public RedisBus Make(string extra = "", IMeterFactory? meters = null)
     {
         var options = Options.Create(new RedisBusOptions { Configuration = server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = requestTimeout });
         var connector = new RedisConnector(options);
-        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance);
+        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance, meters: meters);
         _made.Add((bus, connector));
         return bus;
     }
