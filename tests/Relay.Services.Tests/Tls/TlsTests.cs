@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Net.WebSockets;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
@@ -191,6 +192,46 @@ public sealed class TlsTests : IDisposable
         var seen = new List<string>();
         await using var secure = await ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key), TestCertificate.Accepting(seen, _first));
         Assert.Equal([_first.Thumbprint], seen);
+    }
+
+    [Fact]
+    public async Task Pkcs12File_WithItsPassword_IsServed()
+    {
+        var path = Path.Combine(_folder, "tls.pfx");
+        await File.WriteAllBytesAsync(path, _first.Certificate.Export(X509ContentType.Pkcs12, "pfx-password"));
+        var settings = new Dictionary<string, string?> { ["Relay:Tls:CertificatePath"] = path, ["Relay:Tls:Password"] = "pfx-password" };
+        await using var server = await RelayServer.StartAsync(settings);
+        var seen = new List<string>();
+        await using var client = await ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key), TestCertificate.Accepting(seen, _first));
+        Assert.Equal([_first.Thumbprint], seen);
+
+        settings["Relay:Tls:Password"] = "not-the-password";
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings));
+        Assert.Contains("Relay:Tls:Password", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Subject_OfACertificateInThePlatformStore_IsServed()
+    {
+        var name = "relay-store-" + Guid.NewGuid().ToString("N");
+        using var stored = TestCertificate.Create(name);
+        using var store = new X509Store(StoreName.My, StoreLocation.CurrentUser);
+        store.Open(OpenFlags.ReadWrite);
+        store.Add(stored.Certificate);
+        try
+        {
+            await using var server = await RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Tls:Subject"] = "CN=" + name });
+            var seen = new List<string>();
+            await using var client = await ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key), TestCertificate.Accepting(seen, stored));
+            Assert.Equal([stored.Thumbprint], seen);
+        }
+        finally
+        {
+            store.Remove(stored.Certificate);
+        }
+
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Tls:Subject"] = "CN=" + name }));
+        Assert.Contains("no currently valid certificate", failure.Message, StringComparison.Ordinal);
     }
 
     [Fact]
