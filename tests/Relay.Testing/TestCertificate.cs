@@ -3,10 +3,10 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Relay.Services.Tests.Tls;
+namespace Relay.Testing;
 
 /// <summary>A self-signed server certificate for 127.0.0.1 made in the test, and the PEM files a node reads it from.</summary>
-internal sealed class TestCertificate : IDisposable
+public sealed class TestCertificate : IDisposable
 {
     private TestCertificate(X509Certificate2 certificate, string certificatePem, string keyPem)
     {
@@ -15,14 +15,19 @@ internal sealed class TestCertificate : IDisposable
         KeyPem = keyPem;
     }
 
+    /// <summary>The certificate, with its private key.</summary>
     public X509Certificate2 Certificate { get; }
 
+    /// <summary>Its SHA-1 thumbprint, as a TLS client's check sees it.</summary>
     public string Thumbprint => Certificate.Thumbprint;
 
+    /// <summary>The certificate in PEM.</summary>
     public string CertificatePem { get; }
 
+    /// <summary>Its private key in PEM (PKCS#8).</summary>
     public string KeyPem { get; }
 
+    /// <summary>A P-256 certificate named <paramref name="name"/> for 127.0.0.1 and localhost, for server authentication, valid for 30 days unless told.</summary>
     public static TestCertificate Create(string name = "relay-test", DateTimeOffset? notBefore = null, DateTimeOffset? notAfter = null)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -57,6 +62,7 @@ internal sealed class TestCertificate : IDisposable
         return accepted.Any(a => a.Thumbprint == thumbprint);
     };
 
+    /// <summary>Writes <paramref name="text"/> beside <paramref name="path"/> and renames it over it, so a reader never sees half a file.</summary>
     public static void Replace(string path, string text)
     {
         var temporary = path + ".new";
@@ -64,5 +70,6 @@ internal sealed class TestCertificate : IDisposable
         File.Move(temporary, path, overwrite: true);
     }
 
+    /// <inheritdoc />
     public void Dispose() => Certificate.Dispose();
 }
