@@ -45,15 +45,16 @@ public static class ServiceDefaultsExtensions
     /// </summary>
     public static IServiceCollection AddRelayTls(this IServiceCollection services)
     {
-        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TlsOptions>, TlsOptionsValidator>());
-        services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<TlsListeners>();
+        // Once per host (defaults and the ingress both ask): binding twice would add Relay:Tls:Ports' entries twice.
         if (services.Any(static d => d.ServiceType == typeof(ServerCertificate)))
         {
             return services;
         }
 
+        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TlsOptions>, TlsOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<TlsListeners>();
         services.AddSingleton<ServerCertificate>();
         services.AddHostedService(static sp => sp.GetRequiredService<ServerCertificate>());
         services.AddSingleton<IConfigureOptions<KestrelServerOptions>, KestrelTlsSetup>();

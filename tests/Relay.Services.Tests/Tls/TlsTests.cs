@@ -170,6 +170,9 @@ public sealed class TlsTests : IDisposable
 
         // The plain port is still Relay's own transport; the TLS port never was.
         Assert.Equal(1, server.Services.GetRequiredService<RealtimeListenerFactory>().Taken);
+
+        // Bound once, though both the defaults and the ingress add TLS.
+        Assert.Equal([tlsPort], server.Services.GetRequiredService<IOptions<Relay.ServiceDefaults.Tls.TlsOptions>>().Value.Ports);
     }
 
     [Fact]
