@@ -24,6 +24,7 @@ public static class IngressServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IngressOptions>, IngressOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddRelayNamespaces();
+        services.AddRelayTls();
         services.AddRelayBus();
         services.TryAddSingleton<IngressNode>();
         services.TryAddSingleton<RefusalLog>();

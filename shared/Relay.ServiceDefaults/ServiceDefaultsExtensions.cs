@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -8,6 +9,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Relay.ServiceDefaults.Memory;
 using Relay.ServiceDefaults.Telemetry;
+using Relay.ServiceDefaults.Tls;
 
 namespace Relay.ServiceDefaults;
 
@@ -33,6 +35,29 @@ public static class ServiceDefaultsExtensions
         services.AddOptions<MemoryOptions>().BindConfiguration(MemoryOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MemoryOptions>, MemoryOptionsValidator>());
         services.AddHostedService<QuietTrim>();
+        services.AddRelayTls();
+        return services;
+    }
+
+    /// <summary>
+    /// TLS in the process (<c>Relay:Tls</c>): Relay's certificate on the listeners <see cref="TlsListeners"/> names,
+    /// checked at start-up and reloaded without a restart when its files change. Does nothing while no certificate is set.
+    /// </summary>
+    public static IServiceCollection AddRelayTls(this IServiceCollection services)
+    {
+        // Once per host (defaults and the ingress both ask): binding twice would add Relay:Tls:Ports' entries twice.
+        if (services.Any(static d => d.ServiceType == typeof(ServerCertificate)))
+        {
+            return services;
+        }
+
+        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TlsOptions>, TlsOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<TlsListeners>();
+        services.AddSingleton<ServerCertificate>();
+        services.AddHostedService(static sp => sp.GetRequiredService<ServerCertificate>());
+        services.AddSingleton<IConfigureOptions<KestrelServerOptions>, KestrelTlsSetup>();
         return services;
     }
 

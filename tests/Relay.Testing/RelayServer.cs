@@ -38,13 +38,13 @@ public sealed class RelayServer : IAsyncDisposable
     {
         _app = app;
         BaseAddress = baseAddress;
-        RealtimeUri = new Uri($"ws://{baseAddress.Authority}/v1/realtime");
+        RealtimeUri = new Uri($"{(baseAddress.Scheme == Uri.UriSchemeHttps ? "wss" : "ws")}://{baseAddress.Authority}/v1/realtime");
     }
 
-    /// <summary>The HTTP base address, <c>http://127.0.0.1:PORT/</c>.</summary>
+    /// <summary>The HTTP base address, <c>http://127.0.0.1:PORT/</c> (<c>https://</c> on a node serving TLS).</summary>
     public Uri BaseAddress { get; }
 
-    /// <summary>The WebSocket endpoint.</summary>
+    /// <summary>The WebSocket endpoint (<c>wss://</c> on a node serving TLS).</summary>
     public Uri RealtimeUri { get; }
 
     /// <summary>The host's services.</summary>

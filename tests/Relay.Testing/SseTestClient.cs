@@ -31,10 +31,10 @@ public sealed class SseTestClient : IAsyncDisposable
     /// <summary>The response content type.</summary>
     public string? ContentType => _response.Content.Headers.ContentType?.MediaType;
 
-    /// <summary>Opens a stream; a non-200 answer is returned as is (read its body with <see cref="ReadBodyAsync"/>).</summary>
-    public static async Task<SseTestClient> OpenAsync(Uri uri, string? lastEventId = null)
+    /// <summary>Opens a stream; a non-200 answer is returned as is (read its body with <see cref="ReadBodyAsync"/>). <paramref name="handler"/> (owned from then on) may check a test server's certificate.</summary>
+    public static async Task<SseTestClient> OpenAsync(Uri uri, string? lastEventId = null, HttpMessageHandler? handler = null)
     {
-        var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
+        var http = new HttpClient(handler ?? new HttpClientHandler()) { Timeout = Timeout.InfiniteTimeSpan };
         using var request = new HttpRequestMessage(HttpMethod.Get, uri);
         request.Headers.Accept.ParseAdd("text/event-stream");
         if (lastEventId is not null)

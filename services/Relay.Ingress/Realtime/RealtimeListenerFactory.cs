@@ -13,6 +13,7 @@ using Relay.Auth.Verification;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
+using Relay.ServiceDefaults.Tls;
 
 namespace Relay.Ingress.Realtime;
 
@@ -29,6 +30,7 @@ namespace Relay.Ingress.Realtime;
 internal sealed partial class RealtimeListenerFactory(
     IOptions<SocketTransportOptions> transportOptions,
     IOptions<IngressOptions> ingressOptions,
+    TlsListeners tls,
     IServiceProvider services,
     ILoggerFactory loggers) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
@@ -49,8 +51,12 @@ internal sealed partial class RealtimeListenerFactory(
     /// <summary>Connections handed to Kestrel since start.</summary>
     internal long Handed => Interlocked.Read(ref _handed);
 
+    /// <summary>
+    /// IP endpoints with <see cref="IngressOptions.OwnTransport"/> on, except those that serve TLS: there the first bytes
+    /// are a TLS handshake for Kestrel, and a plain upgrade must not be served (GatedListenerFactory binds them).
+    /// </summary>
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true };
+        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true } && !tls.ServesTls(endpoint);
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,170 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Relay.ServiceDefaults.Tls;
+
+/// <summary>
+/// Reads the server certificate <see cref="TlsOptions"/> names, from files or the platform store, into what a TLS
+/// handshake needs; every failure is an <see cref="InvalidOperationException"/> whose message says what to fix.
+/// </summary>
+internal static class CertificateLoader
+{
+    /// <summary>A loaded certificate: the leaf (with its key) and the context handshakes are served from.</summary>
+    internal sealed record Loaded(X509Certificate2 Certificate, SslStreamCertificateContext Context);
+
+    public static Loaded Load(TlsOptions options, TimeProvider time)
+    {
+        try
+        {
+            return !string.IsNullOrWhiteSpace(options.CertificatePath) ? LoadFiles(options) : LoadFromStore(options, time);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"Relay:Tls could not read the certificate or key file ({ex.Message}): the process's user must be able to read both.", ex);
+        }
+    }
+
+    /// <summary>The files whose timestamps tell a renewal (none for the store).</summary>
+    public static string[] Files(TlsOptions options) => string.IsNullOrWhiteSpace(options.CertificatePath)
+        ? []
+        : string.IsNullOrWhiteSpace(options.KeyPath) ? [options.CertificatePath] : [options.CertificatePath, options.KeyPath];
+
+    private static Loaded LoadFiles(TlsOptions options)
+    {
+        var path = options.CertificatePath!;
+        var keyPath = string.IsNullOrWhiteSpace(options.KeyPath) ? null : options.KeyPath;
+        RequireFile(path, "Relay:Tls:CertificatePath");
+        if (keyPath is not null)
+        {
+            RequireFile(keyPath, "Relay:Tls:KeyPath");
+        }
+
+        X509Certificate2Collection all;
+        X509Certificate2 leaf;
+        if (IsPkcs12(path))
+        {
+            if (keyPath is not null)
+            {
+                throw new InvalidOperationException($"Relay:Tls:KeyPath is set, but '{path}' is a PKCS#12 file, which holds its own key: remove Relay:Tls:KeyPath.");
+            }
+
+            try
+            {
+                all = X509CertificateLoader.LoadPkcs12CollectionFromFile(path, options.Password);
+            }
+            catch (CryptographicException ex)
+            {
+                throw new InvalidOperationException($"Relay:Tls:CertificatePath '{path}' could not be read as PKCS#12 ({ex.Message}): check the file and Relay:Tls:Password.", ex);
+            }
+
+            leaf = FirstWithKey(all) ?? throw new InvalidOperationException($"Relay:Tls:CertificatePath '{path}' holds no certificate with a private key: export it with its key.");
+        }
+        else
+        {
+            try
+            {
+                leaf = string.IsNullOrEmpty(options.Password)
+                    ? X509Certificate2.CreateFromPemFile(path, keyPath)
+                    : X509Certificate2.CreateFromEncryptedPemFile(path, options.Password, keyPath);
+            }
+            catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+            {
+                var keyFile = keyPath ?? path;
+                throw new InvalidOperationException(
+                    $"Relay:Tls could not pair the certificate in '{path}' with the private key in '{keyFile}' ({ex.Message}): the key must be the certificate's own, "
+                    + "in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, or ENCRYPTED PRIVATE KEY with Relay:Tls:Password).", ex);
+            }
+
+            all = [];
+            all.ImportFromPemFile(path);
+        }
+
+        return Build(leaf, all);
+    }
+
+    private static Loaded LoadFromStore(TlsOptions options, TimeProvider time)
+    {
+        var subject = options.Subject!.Trim();
+        var name = subject.StartsWith("CN=", StringComparison.OrdinalIgnoreCase) ? subject[3..] : subject;
+        using var store = new X509Store(options.StoreName, options.StoreLocation);
+        try
+        {
+            store.Open(OpenFlags.ReadOnly | OpenFlags.OpenExistingOnly);
+        }
+        catch (CryptographicException ex)
+        {
+            throw new InvalidOperationException($"Relay:Tls could not open the {options.StoreLocation} {options.StoreName} store ({ex.Message}): check Relay:Tls:StoreName and StoreLocation.", ex);
+        }
+
+        var now = time.GetUtcNow().UtcDateTime;
+        X509Certificate2? best = null;
+        foreach (var candidate in store.Certificates.Find(X509FindType.FindBySubjectName, name, validOnly: false))
+        {
+            var usable = candidate.HasPrivateKey && candidate.NotBefore.ToUniversalTime() <= now && candidate.NotAfter.ToUniversalTime() > now
+                && candidate.GetNameInfo(X509NameType.SimpleName, forIssuer: false).Equals(name, StringComparison.OrdinalIgnoreCase);
+            if (usable && (best is null || candidate.NotBefore > best.NotBefore))
+            {
+                best?.Dispose();
+                best = candidate;
+            }
+            else
+            {
+                candidate.Dispose();
+            }
+        }
+
+        if (best is null)
+        {
+            throw new InvalidOperationException(
+                $"Relay:Tls:Subject '{subject}': no currently valid certificate with that name and a private key is in the {options.StoreLocation} {options.StoreName} store: import one, or fix the subject or store.");
+        }
+
+        return Build(best, []);
+    }
+
+    private static Loaded Build(X509Certificate2 leaf, X509Certificate2Collection all)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            // SChannel cannot use the ephemeral key a PEM load makes; a PKCS#12 round trip gives it a stored one.
+            leaf = X509CertificateLoader.LoadPkcs12(leaf.Export(X509ContentType.Pkcs12), null);
+        }
+
+        var intermediates = new X509Certificate2Collection();
+        foreach (var certificate in all)
+        {
+            if (certificate.Thumbprint != leaf.Thumbprint)
+            {
+                intermediates.Add(certificate);
+            }
+        }
+
+        // Offline: the chain sent is the one in the file; no intermediate or OCSP fetch holds start-up or a reload.
+        return new Loaded(leaf, SslStreamCertificateContext.Create(leaf, intermediates, offline: true));
+    }
+
+    private static X509Certificate2? FirstWithKey(X509Certificate2Collection all)
+    {
+        foreach (var certificate in all)
+        {
+            if (certificate.HasPrivateKey)
+            {
+                return certificate;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsPkcs12(string path) =>
+        path.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".p12", StringComparison.OrdinalIgnoreCase);
+
+    private static void RequireFile(string path, string setting)
+    {
+        if (!File.Exists(path))
+        {
+            throw new InvalidOperationException($"{setting} '{path}' does not exist (relative paths are from {Environment.CurrentDirectory}): give the path of a readable file.");
+        }
+    }
+}
