@@ -40,6 +40,10 @@ public class DaprBusFixture : IAsyncLifetime
         Sidecars.Enqueue(sidecar);
         Configure(sidecar);
         DaprBusServerFixture.AddTo(settings, sidecar, Redis);
+
+        // Topics of its own too: a stand-in's consumer group starts at a topic's beginning, and an earlier test's
+        // messages on a shared topic would reach this server's fan-out.
+        settings["Relay:Dapr:TopicPrefix"] = sidecar.AppId;
         RelayServer server;
         try
         {

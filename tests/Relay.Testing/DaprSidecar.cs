@@ -56,6 +56,7 @@ public sealed class DaprSidecar : IAsyncDisposable
     private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = TimeSpan.FromSeconds(30) };
     private readonly List<Task> _loops = [];
     private readonly ConcurrentQueue<string> _errors = new();
+    private readonly ConcurrentDictionary<string, long> _publishedBytes = new(StringComparer.Ordinal);
     private readonly Random _random;
     private readonly string _consumer;
     private Uri? _app;
@@ -96,6 +97,9 @@ public sealed class DaprSidecar : IAsyncDisposable
 
     /// <summary>Messages accepted by the publish APIs of this sidecar.</summary>
     public long Published => Interlocked.Read(ref _published);
+
+    /// <summary>Bytes of message bodies (before their envelopes) the publish APIs of this sidecar accepted for <paramref name="topic"/>.</summary>
+    public long PublishedBytes(string topic) => _publishedBytes.TryGetValue(topic, out var bytes) ? bytes : 0;
 
     /// <summary>Events posted to the app (copies and retries included).</summary>
     public long Posted => Interlocked.Read(ref _posted);
@@ -200,6 +204,7 @@ public sealed class DaprSidecar : IAsyncDisposable
 
         await _database.StreamAddAsync(topic, "data", envelope).ConfigureAwait(false);
         Interlocked.Increment(ref _published);
+        _publishedBytes.AddOrUpdate(topic, body.Length, (_, total) => total + body.Length);
         return Results.NoContent();
     }
 
@@ -234,6 +239,7 @@ public sealed class DaprSidecar : IAsyncDisposable
             }
 
             adds.Add(batch.StreamAddAsync(topic, "data", envelope));
+            _publishedBytes.AddOrUpdate(topic, bytes.Length, (_, total) => total + bytes.Length);
         }
 
         batch.Execute();
