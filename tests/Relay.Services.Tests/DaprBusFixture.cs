@@ -34,7 +34,7 @@ public class DaprBusFixture : IAsyncLifetime
     }
 
     /// <summary>Starts a sidecar stand-in, then the server beside it with <paramref name="settings"/>, then attaches them.</summary>
-    public async Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings)
+    public async Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings, Action<IServiceCollection>? services = null)
     {
         var sidecar = await DaprSidecar.StartAsync("relay-" + Guid.NewGuid().ToString("N")[..8], Redis.Configuration);
         Sidecars.Enqueue(sidecar);
@@ -47,7 +47,7 @@ public class DaprBusFixture : IAsyncLifetime
         RelayServer server;
         try
         {
-            server = await RelayServer.StartAsync(settings);
+            server = await RelayServer.StartAsync(settings, services);
         }
         catch
         {
