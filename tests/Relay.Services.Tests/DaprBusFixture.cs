@@ -18,9 +18,6 @@ public class DaprBusFixture : IAsyncLifetime
 
     public RedisServer Redis => _redis.Redis;
 
-    /// <summary>The stand-ins started so far, latest last (a test may read its counters).</summary>
-    public ConcurrentQueue<DaprSidecar> Sidecars { get; } = new();
-
     /// <summary>
     /// Settings that put a server on the Dapr bus before it has a sidecar (<see cref="StartServerAsync"/> replaces the
     /// sidecar's address and app ids with a real one's): enough for a server that must fail its start-up checks first.
@@ -37,7 +34,6 @@ public class DaprBusFixture : IAsyncLifetime
     public async Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings, Action<IServiceCollection>? services = null)
     {
         var sidecar = await DaprSidecar.StartAsync("relay-" + Guid.NewGuid().ToString("N")[..8], Redis.Configuration);
-        Sidecars.Enqueue(sidecar);
         Configure(sidecar);
         DaprBusServerFixture.AddTo(settings, sidecar, Redis);
 

@@ -21,16 +21,10 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
     {
         var settings = new Dictionary<string, string?>();
         ConfigureBus(settings);
-        _server = await StartServerAsync(settings, services => services.AddSingleton<ILoggerProvider>(_log));
+        _server = await RelayServer.StartAsync(settings, services => services.AddSingleton<ILoggerProvider>(_log));
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
-
-    /// <summary>
-    /// Lets a variant start the server beside what its bus needs (a Dapr sidecar, attached once the server listens);
-    /// none means the server alone.
-    /// </summary>
-    protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings, Action<IServiceCollection> services) => RelayServer.StartAsync(settings, services);
 
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)
