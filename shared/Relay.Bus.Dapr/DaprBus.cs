@@ -61,6 +61,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     private readonly Uri _interestUri;
     private readonly RoutingLane[] _lanes;
     private readonly string[] _shardKeys;
+    private readonly DaprFanOutDedupe _fanOutSeen;
     private long _interestVersion;
     private volatile IRoutingHandler? _routing;
     private volatile IFanOutHandler? _fanOut;
@@ -83,6 +84,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         _shardKeys = [.. Enumerable.Range(0, redis.Options.Shards).Select(static s => "shard-" + s.ToString(System.Globalization.CultureInfo.InvariantCulture))];
 
         _time = time ?? TimeProvider.System;
+        _fanOutSeen = new DaprFanOutDedupe(_time);
 
         // Versions of a restarted process start above the last one's: microseconds of the wall clock.
         _interestVersion = _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
@@ -99,6 +101,9 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     internal bool ServesFanOut => _fanOut is not null;
 
     internal ICollection<string> NodeIds => _nodes.Keys;
+
+    /// <summary>Redelivered copies of sequenced messages fan-out dropped instead of passing them on to nodes again.</summary>
+    public long FanOutCopiesDropped => _fanOutSeen.Dropped;
 
     /// <inheritdoc />
     public async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
@@ -368,7 +373,31 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             throw new InvalidOperationException("a fan-out service is already registered on this Dapr bus");
         }
 
-        return new Registration(() => Interlocked.CompareExchange(ref _fanOut, null, handler));
+        var sweeping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        _ = SweepFanOutAsync(sweeping.Token);
+        return new Registration(() =>
+        {
+            sweeping.Cancel();
+            sweeping.Dispose();
+            Interlocked.CompareExchange(ref _fanOut, null, handler);
+        });
+    }
+
+    // Forgets idle channels' seqs in fan-out's dedupe, once a minute.
+    private async Task SweepFanOutAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromMinutes(1), _time, cancellationToken).ConfigureAwait(false);
+                _fanOutSeen.Sweep();
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            // Fan-out stopped.
+        }
     }
 
     /// <inheritdoc />
@@ -480,7 +509,12 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
 
         foreach (var frame in BusCodec.ReadBatch(data[1..]))
         {
-            Observe(fanOut.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
+            // A redelivered copy is not passed on: each would be published again to every interested node.
+            var message = BusCodec.DecodeSequenced(frame);
+            if (_fanOutSeen.IsFirst(message))
+            {
+                Observe(fanOut.OnSequencedAsync(message));
+            }
         }
 
         return true;

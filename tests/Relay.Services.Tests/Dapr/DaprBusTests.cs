@@ -114,6 +114,47 @@ public sealed class DaprBusTests(RedisBusFixture redis, ITestOutputHelper output
         }
     }
 
+    [Fact]
+    public async Task FanOut_WithEveryDeliveryRedelivered_PassesEachMessageOnToTheNodeOnce()
+    {
+        const int Count = 1000;
+        const int Round = 250;
+        await using var relay = await DaprRelay.StartAsync(redis.Redis, sidecar =>
+        {
+            sidecar.Copies = 2;
+            sidecar.ReorderWindow = 8;
+        });
+        await using var subscriber = await TestSocket.ConnectAsync(relay.Server.RealtimeUriWithKey(RelayServer.Key, "subscriber"));
+        await using var publisher = await TestSocket.ConnectAsync(relay.Server.RealtimeUriWithKey(RelayServer.Key, "publisher"));
+        var ok = await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "copies" });
+        Assert.True(ok.GetProperty("type").GetString() == "ok", ok.GetRawText());
+        var receiving = ReceiveSeqsAsync(subscriber, Count);
+        for (var sent = 0; sent < Count; sent += Round)
+        {
+            for (var i = 1; i <= Round; i++)
+            {
+                await publisher.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = "copies", ["data"] = sent + i, ["ref"] = sent + i });
+            }
+
+            for (var i = 0; i < Round; i++)
+            {
+                var ack = await publisher.ReceiveAsync(Patience);
+                Assert.True(ack.GetProperty("type").GetString() == "ok", ack.GetRawText());
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(1, Count).Select(static i => (long)i), await receiving.WaitAsync(TimeSpan.FromSeconds(60)));
+
+        // Every sequenced message reached fan-out twice; what fan-out published to the node's topic is each once (the
+        // node's topic carries the same frames, so the same bytes), not once per copy it was given.
+        var nodeTopic = relay.Sidecar.Subscriptions.Single(static s => s.Contains("-node-", StringComparison.Ordinal)).Split(" -> ")[0].Split('/', 2)[1];
+        var sequenced = relay.Sidecar.PublishedBytes(relay.Sidecar.AppId + "-sequenced");
+        var toNode = relay.Sidecar.PublishedBytes(nodeTopic);
+        var dropped = Assert.IsType<DaprBus>(relay.Server.Services.GetRequiredService<IRelayBus>()).FanOutCopiesDropped;
+        output.WriteLine($"sequenced topic {sequenced} bytes, node topic {toNode} bytes; fan-out dropped {dropped} copies");
+        Assert.True(sequenced > 0 && toNode <= sequenced * 1.1, $"fan-out published {toNode} bytes to the node for {sequenced} bytes sequenced");
+    }
+
     private static async Task<List<long>> ReceiveSeqsAsync(TestSocket socket, int count)
     {
         var seqs = new List<long>(count);

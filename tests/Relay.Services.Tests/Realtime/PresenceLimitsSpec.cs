@@ -29,8 +29,14 @@ public abstract class PresenceLimitsSpec : IAsyncLifetime
             ["Relay:Namespaces:Rules:crowd:MaxPresenceMembers"] = CrowdMembers.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         ConfigureBus(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await StartServerAsync(settings);
     }
+
+    /// <summary>
+    /// Lets a variant start the server beside what its bus needs (a Dapr sidecar, attached once the server listens);
+    /// none means the server alone.
+    /// </summary>
+    protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => RelayServer.StartAsync(settings);
 
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)

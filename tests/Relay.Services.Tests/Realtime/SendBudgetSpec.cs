@@ -31,7 +31,7 @@ public abstract partial class SendBudgetSpec : IAsyncLifetime
         var settings = new Dictionary<string, string?> { ["Relay:Ingress:CloseTimeout"] = "00:00:30" };
         Configure(settings);
         ConfigureBus(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await StartServerAsync(settings);
         _http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
     }
@@ -51,6 +51,12 @@ public abstract partial class SendBudgetSpec : IAsyncLifetime
     protected virtual void Configure(Dictionary<string, string?> settings)
     {
     }
+
+    /// <summary>
+    /// Lets a variant start the server beside what its bus needs (a Dapr sidecar, attached once the server listens);
+    /// none means the server alone.
+    /// </summary>
+    protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => RelayServer.StartAsync(settings);
 
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)

@@ -29,7 +29,7 @@ public abstract class SendPathSpec : IAsyncLifetime
         };
         Configure(settings);
         ConfigureBus(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await StartServerAsync(settings);
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -38,6 +38,12 @@ public abstract class SendPathSpec : IAsyncLifetime
     protected virtual void Configure(Dictionary<string, string?> settings)
     {
     }
+
+    /// <summary>
+    /// Lets a variant start the server beside what its bus needs (a Dapr sidecar, attached once the server listens);
+    /// none means the server alone.
+    /// </summary>
+    protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => RelayServer.StartAsync(settings);
 
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)

@@ -19,7 +19,7 @@ public abstract class SseSpec : IAsyncLifetime
     {
         var settings = new Dictionary<string, string?> { ["Relay:Ingress:HeartbeatMs"] = "1000" };
         ConfigureBus(settings);
-        _server = await RelayServer.StartAsync(settings);
+        _server = await StartServerAsync(settings);
         _http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TestSocket.DefaultTimeout };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
     }
@@ -29,6 +29,12 @@ public abstract class SseSpec : IAsyncLifetime
         _http.Dispose();
         await _server.DisposeAsync();
     }
+
+    /// <summary>
+    /// Lets a variant start the server beside what its bus needs (a Dapr sidecar, attached once the server listens);
+    /// none means the server alone.
+    /// </summary>
+    protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => RelayServer.StartAsync(settings);
 
     /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)

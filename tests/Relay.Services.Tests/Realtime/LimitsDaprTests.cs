@@ -1,0 +1,21 @@
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Realtime;
+
+/// <summary><see cref="LimitsSpec"/> over the Dapr bus, the stand-in delivering each message once, in order.</summary>
+[Collection(nameof(LimitsTests))]
+public sealed class LimitsDaprTests(DaprBusFixture dapr) : LimitsSpec, IClassFixture<DaprBusFixture>
+{
+    protected override void ConfigureBus(IDictionary<string, string?> settings) => dapr.AddTo(settings);
+
+    protected override Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => dapr.StartServerAsync(settings);
+}
+
+/// <summary><see cref="LimitsSpec"/> over the Dapr bus, the stand-in posting every delivery twice and shuffling deliveries within 8.</summary>
+[Collection(nameof(LimitsTests))]
+public sealed class LimitsDaprRedeliveringTests(DaprRedeliveringBusFixture dapr) : LimitsSpec, IClassFixture<DaprRedeliveringBusFixture>
+{
+    protected override void ConfigureBus(IDictionary<string, string?> settings) => dapr.AddTo(settings);
+
+    protected override Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => dapr.StartServerAsync(settings);
+}

@@ -1,0 +1,11 @@
+using Relay.Testing;
+
+namespace Relay.Services.Tests.WebSockets;
+
+/// <summary><see cref="FrameworkWebSocketSpec"/> over the Dapr bus, the stand-in delivering each message once, in order.</summary>
+public sealed class FrameworkWebSocketDaprTests(DaprBusFixture dapr) : FrameworkWebSocketSpec, IClassFixture<DaprBusFixture>
+{
+    protected override void ConfigureBus(IDictionary<string, string?> settings) => dapr.AddTo(settings);
+
+    protected override Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => dapr.StartServerAsync(settings);
+}
