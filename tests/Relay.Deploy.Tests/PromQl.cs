@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
@@ -14,7 +13,6 @@ internal static partial class PromQl
     /// <summary>What one query reads: metric names, label matchers, and syntax errors (none when it parses).</summary>
     public sealed record Query(IReadOnlyList<string> Names, IReadOnlyList<(string Label, string Op, string Value)> Matchers, IReadOnlyList<string> Errors);
 
-    private static string Folder => Repo.PathOf("tests", "Relay.Deploy.Tests", "hcl");
 
     /// <summary>Grafana's label_values(query, label) templating function: only its query is PromQL.</summary>
     [GeneratedRegex(@"^\s*label_values\((?<query>.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$", RegexOptions.Singleline)]
@@ -39,52 +37,23 @@ internal static partial class PromQl
     public static IReadOnlyList<Query> Parse(IReadOnlyList<string> queries)
     {
         ArgumentNullException.ThrowIfNull(queries);
-        if (!File.Exists(Path.Combine(Folder, "node_modules", "@prometheus-io", "lezer-promql", "package.json")))
+        ParserScript.Require("@prometheus-io/lezer-promql", "the PromQL parser");
+        var (exitCode, output, error) = ParserScript.Run("promql.cjs", [], JsonSerializer.Serialize(queries), TimeSpan.FromSeconds(60));
+        if (exitCode != 0)
         {
-            throw new InvalidOperationException(
-                $"the PromQL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (./test.sh does it whenever the folder's package-lock.json changed)");
+            throw new InvalidOperationException("promql.cjs failed: " + error);
         }
 
-        var start = new ProcessStartInfo("node") { WorkingDirectory = Folder, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add("promql.cjs");
-        Process process;
-        try
+        using var json = JsonDocument.Parse(output);
+        return json.RootElement.EnumerateArray().Select(static q =>
         {
-            process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            throw new InvalidOperationException("node did not start: install Node.js 20 (Debian package nodejs)", e);
-        }
-
-        using (process)
-        {
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            process.StandardInput.Write(JsonSerializer.Serialize(queries));
-            process.StandardInput.Close();
-            if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException("promql.cjs did not finish within 60 s");
-            }
-
-            if (process.ExitCode != 0)
-            {
-                throw new InvalidOperationException("promql.cjs failed: " + stderr.GetAwaiter().GetResult());
-            }
-
-            using var json = JsonDocument.Parse(stdout.GetAwaiter().GetResult());
-            return json.RootElement.EnumerateArray().Select(static q =>
-            {
-                var matchers = q.GetProperty("matchers").EnumerateArray()
-                    .Select(static m => (m.GetProperty("label").GetString()!, m.GetProperty("op").GetString()!, m.GetProperty("value").GetString()!))
-                    .ToList();
-                var names = q.GetProperty("names").EnumerateArray().Select(static n => n.GetString()!)
-                    .Concat(matchers.Where(static m => m.Item1 == "__name__" && m.Item2 == "=").Select(static m => m.Item3))
-                    .ToList();
-                return new Query(names, matchers, q.GetProperty("errors").EnumerateArray().Select(static e => e.GetString()!).ToList());
-            }).ToList();
-        }
+            var matchers = q.GetProperty("matchers").EnumerateArray()
+                .Select(static m => (m.GetProperty("label").GetString()!, m.GetProperty("op").GetString()!, m.GetProperty("value").GetString()!))
+                .ToList();
+            var names = q.GetProperty("names").EnumerateArray().Select(static n => n.GetString()!)
+                .Concat(matchers.Where(static m => m.Item1 == "__name__" && m.Item2 == "=").Select(static m => m.Item3))
+                .ToList();
+            return new Query(names, matchers, q.GetProperty("errors").EnumerateArray().Select(static e => e.GetString()!).ToList());
+        }).ToList();
     }
 }

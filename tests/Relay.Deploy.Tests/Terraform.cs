@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
@@ -14,7 +13,6 @@ internal static partial class Terraform
 {
     public static string Folder => Repo.PathOf("terraform");
 
-    private static string HclFolder => Repo.PathOf("tests", "Relay.Deploy.Tests", "hcl");
 
     private static readonly HashSet<string> MetaArguments = ["source", "version", "count", "for_each", "providers", "depends_on"];
 
@@ -33,48 +31,15 @@ internal static partial class Terraform
     /// <summary>Parses <paramref name="paths"/> in one Node.js run; throws with the parser's message when one does not parse.</summary>
     public static IReadOnlyDictionary<string, JsonElement> Parse(IReadOnlyList<string> paths)
     {
-        if (!File.Exists(Path.Combine(HclFolder, "node_modules", "@cdktf", "hcl2json", "package.json")))
+        ParserScript.Require("@cdktf/hcl2json", "the HCL parser");
+        var (exitCode, output, error) = ParserScript.Run("hcl2json.cjs", paths, input: null, TimeSpan.FromSeconds(120));
+        if (exitCode != 0)
         {
-            throw new InvalidOperationException(
-                $"the HCL parser is missing: run 'npm ci --prefix tests/Relay.Deploy.Tests/hcl' in {Repo.Root} (./test.sh does it)");
+            throw new InvalidDataException("a Terraform file does not parse: " + error.Replace(Repo.Root + "/", "", StringComparison.Ordinal));
         }
 
-        var start = new ProcessStartInfo("node") { WorkingDirectory = HclFolder, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add("hcl2json.cjs");
-        foreach (var path in paths)
-        {
-            start.ArgumentList.Add(path);
-        }
-
-        Process process;
-        try
-        {
-            process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            throw new InvalidOperationException("node did not start: install Node.js 20 (Debian package nodejs)", e);
-        }
-
-        using (process)
-        {
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException("hcl2json did not finish within 120 s");
-            }
-
-            var output = stdout.GetAwaiter().GetResult();
-            if (process.ExitCode != 0)
-            {
-                throw new InvalidDataException("a Terraform file does not parse: " + stderr.GetAwaiter().GetResult().Replace(Repo.Root + "/", "", StringComparison.Ordinal));
-            }
-
-            using var json = JsonDocument.Parse(output);
-            return json.RootElement.EnumerateObject().ToDictionary(static p => p.Name.StartsWith('/') ? Repo.Relative(p.Name) : p.Name, static p => p.Value.Clone());
-        }
+        using var json = JsonDocument.Parse(output);
+        return json.RootElement.EnumerateObject().ToDictionary(static p => p.Name.StartsWith('/') ? Repo.Relative(p.Name) : p.Name, static p => p.Value.Clone());
     }
 
     /// <summary>The blocks of one kind (variable, module, output, …) across <paramref name="files"/>: (file, label, body).</summary>
