@@ -81,6 +81,9 @@ public sealed partial class RedisBus
 
     private long _fencedDeliveries;
 
+    // Fan-out shards whose lease this process holds (not counting those it gave back and still delivers for a while).
+    private int _fanOutShardsHeld;
+
     /// <summary>Messages this process did not deliver because its lease on their shard had lapsed or was given up.</summary>
     public long FencedDeliveries => Interlocked.Read(ref _fencedDeliveries);
 
@@ -235,6 +238,13 @@ public sealed partial class RedisBus
         RedisKey[] tickKeys = [RedisKeys.FanOuts, RedisKeys.FanOutFences, .. _fanOutLeaseKeys];
         var tokens = new Dictionary<int, string>();
         var held = new HashSet<int>();
+
+        // Shards this process gave back while its lease on them held (the fair share moved to a joining process): still
+        // subscribed and delivered for one more lease time, by when the taker (which takes at its next tick, a third of
+        // the lease later) delivers them, so a rebalance leaves no moment without a holder. Both deliver meanwhile;
+        // nodes drop the seqs they passed. (Before, a given-back shard had no holder until the taker's tick: up to a
+        // second of its messages reached no node, more than history held at 800 messages/s a channel.)
+        var releasing = new Dictionary<int, long>();
         try
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
@@ -259,12 +269,47 @@ public sealed partial class RedisBus
                         tokens[shard] = token;
                     }
 
-                    var lost = held.Where(s => !owned.Contains(s)).ToHashSet();
+                    // A reply that came back after the lease it renewed had run out (this process was paused or
+                    // starved while it was on its way) proves nothing about the time between: every shard counts as
+                    // lapsed, as when the lease ran out before the renewal was sent.
+                    var stale = started + ttlTicks <= _time.GetTimestamp();
+
+                    // Not owned any more: given back while the lease held (kept a while, above), or lost (the lease had
+                    // run out here, another process may have delivered them for seconds: stop now).
+                    var gone = held.Where(s => !owned.Contains(s)).ToHashSet();
+                    var lost = new HashSet<int>();
+                    foreach (var shard in gone)
+                    {
+                        held.Remove(shard);
+                        if (!stale && Volatile.Read(ref _fanOutShards[shard].ValidUntil) > started)
+                        {
+                            Renew(handler, shard, started + ttlTicks);
+                            releasing[shard] = started + ttlTicks;
+                        }
+                        else
+                        {
+                            lost.Add(shard);
+                        }
+                    }
+
+                    // Given-back shards taken again, or whose keeping time is over.
+                    foreach (var (shard, until) in releasing.ToList())
+                    {
+                        if (owned.Contains(shard))
+                        {
+                            releasing.Remove(shard);
+                        }
+                        else if (until <= _time.GetTimestamp() || stale)
+                        {
+                            releasing.Remove(shard);
+                            lost.Add(shard);
+                        }
+                    }
+
                     foreach (var shard in lost)
                     {
                         Renew(handler, shard, 0);
                         await UnsubscribeAsync(_fanOutChannels[shard]).ConfigureAwait(false);
-                        held.Remove(shard);
                     }
 
                     if (lost.Count > 0)
@@ -276,10 +321,6 @@ public sealed partial class RedisBus
                     // New shards; after a reconnect every held one (messages and changes were missed); and a shard whose
                     // lease lapsed here before this renewal (its messages were dropped meanwhile).
                     var reload = Interlocked.Exchange(ref _fanOutReload, 0) == 1;
-                    // A reply that came back after the lease it renewed had run out (this process was paused or
-                    // starved while it was on its way) proves nothing about the time between: every shard counts as
-                    // lapsed, as when the lease ran out before the renewal was sent.
-                    var stale = started + ttlTicks <= _time.GetTimestamp();
                     var lapsed = held.Where(s => owned.Contains(s) && (stale || retaken.Contains(s) || Volatile.Read(ref _fanOutShards[s].ValidUntil) <= started)).ToHashSet();
                     var taken = owned.Where(s => !held.Contains(s) || reload || lapsed.Contains(s)).ToHashSet();
                     if (lapsed.Count > 0)
@@ -298,6 +339,8 @@ public sealed partial class RedisBus
                     {
                         await TakeShardsAsync(handler, held, taken).ConfigureAwait(false);
                     }
+
+                    Volatile.Write(ref _fanOutShardsHeld, held.Count);
 
                     // One sweeper: the holder of shard 0. The sweep script removes each dead node once, whoever runs it.
                     if (owned.Contains(0))
@@ -321,7 +364,8 @@ public sealed partial class RedisBus
             // Stopping.
         }
 
-        foreach (var shard in held)
+        Volatile.Write(ref _fanOutShardsHeld, 0);
+        foreach (var shard in held.Concat(releasing.Keys))
         {
             Renew(handler, shard, 0);
             await IgnoreFailure(UnsubscribeAsync(_fanOutChannels[shard])).ConfigureAwait(false);

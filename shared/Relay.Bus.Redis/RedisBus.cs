@@ -70,7 +70,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
         _fanOutShards = [.. Enumerable.Range(0, _options.Shards).Select(static _ => new FanOutShard())];
         _ready = new Lazy<Task>(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
-        _metrics = new RedisBusMetrics(meters, () => _ownedShards.Count, () => _fanOutShards.Count(static s => Volatile.Read(ref s.ValidUntil) != 0), () => FencedDeliveries);
+        _metrics = new RedisBusMetrics(meters, () => _ownedShards.Count, () => Volatile.Read(ref _fanOutShardsHeld), () => FencedDeliveries);
     }
 
     /// <summary>The bus's settings (<c>Relay:Redis</c>).</summary>
