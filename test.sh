@@ -8,7 +8,7 @@ results=artifacts/test-results
 rm -rf "$results"
 mkdir -p "$results"
 
-if [ ! -d tests/interop-js/node_modules ]; then
+if [ ! -d tests/interop-js/node_modules/mqtt ]; then
   echo "Installing the npm clients the interop tests drive (tests/interop-js)…"
   npm ci --prefix tests/interop-js --no-audit --no-fund || { echo "npm ci failed: the interop tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -27,6 +27,15 @@ if [ ! -d tests/load/k6/node_modules ]; then
   echo "Installing the TypeScript checker for the k6 scripts (tests/load/k6)…"
   npm ci --prefix tests/load/k6 --no-audit --no-fund || { echo "npm ci failed: the k6 type-check tests need the npm registry once"; echo "0 passed, 1 failed"; exit 1; }
 fi
+
+# The MQTT interop tests drive Debian's mosquitto clients; without them those tests fail, so say it up front.
+for tool in /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub; do
+  if [ ! -x "$tool" ]; then
+    echo "$tool is missing: apt-get install -y mosquitto mosquitto-clients (.ci/run installs them); the MQTT interop tests need it"
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+done
 
 echo "Building Relay.Cloud.sln…"
 if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then
