@@ -67,6 +67,7 @@ internal sealed partial class MqttConnection
         _inflightSlots = new SemaphoreSlim(window, window);
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
         _will = connect.HasWill ? connect : null;
+        _reasonStrings = properties?.RequestProblemInformation != 0;
         var now = _node.Time.GetTimestamp();
         _publishRate = new TokenBucket(_node.Options.PublishRatePerSecond, _node.Options.PublishBurst == 0 ? _node.Options.PublishRatePerSecond * 2 : _node.Options.PublishBurst, now);
         _principal = auth.Principal;

@@ -136,7 +136,7 @@ internal sealed partial class MqttConnection
         {
             PacketId = packetId,
             ReasonCode = reasonCode,
-            Properties = V5 && reason is not null ? new MqttProperties { ReasonString = reason } : null,
+            Properties = V5 && _reasonStrings && reason is not null ? new MqttProperties { ReasonString = reason } : null,
         });
     }
 

@@ -47,6 +47,9 @@ internal sealed partial class MqttConnection : INodeConnection
     private long _closeDeadlineTicks = long.MaxValue;
     private int _closing;
     private bool _disconnectedCleanly;
+
+    // MQTT 5 §3.1.2.11.7: a client that sets Request Problem Information to 0 gets no reason string on acknowledgements.
+    private bool _reasonStrings = true;
     private MqttConnect? _will;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
@@ -205,8 +208,16 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         _queue.Complete();
-        _transport.Input.CancelPendingRead();
-        _closed.Cancel();
+        try
+        {
+            // The read loop stops waiting for input, and the write loop for an in-flight slot.
+            _transport.Input.CancelPendingRead();
+            _closed.Cancel();
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        {
+            // The connection finished meanwhile: nothing is waiting.
+        }
     }
 
     private async Task ReadLoopAsync()

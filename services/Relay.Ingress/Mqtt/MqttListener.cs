@@ -21,7 +21,6 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     private readonly ConnectionHandler _handler;
     private readonly ILogger<MqttListener> _logger;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly List<Task> _served = [];
     private IConnectionListener? _listener;
     private Task? _accepting;
 
@@ -67,19 +66,11 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
             await _listener.UnbindAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        // Open connections are not waited for here: the node drains and aborts them as it stops (it stops after this).
         if (_accepting is not null)
         {
             await _accepting.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        Task[] served;
-        lock (_served)
-        {
-            served = [.. _served];
-        }
-
-        // The node aborts every connection as it stops; what is left ends with the host's shutdown timeout.
-        await Task.WhenAll(served).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -99,13 +90,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         {
             while (await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false) is { } connection)
             {
-                var serving = ServeAsync(connection);
-                lock (_served)
-                {
-                    _served.Add(serving);
-                }
-
-                _ = serving.ContinueWith(done => { lock (_served) { _served.Remove(done); } }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                _ = ServeAsync(connection);
             }
         }
         catch (OperationCanceledException)

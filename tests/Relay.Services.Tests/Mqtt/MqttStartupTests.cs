@@ -39,6 +39,33 @@ public sealed class MqttStartupTests
     }
 
     [Fact]
+    public async Task Stop_WithOpenMqttConnections_EndsPromptly()
+    {
+        var server = await RelayServer.StartAsync();
+        var clients = new List<MqttClients.Connected>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                clients.Add(await MqttClients.ConnectAsync(server, i % 2 == 0 ? MQTTnet.Formatter.MqttProtocolVersion.V500 : MQTTnet.Formatter.MqttProtocolVersion.V311));
+            }
+
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            await server.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+
+            // The node aborts them as it stops; the host's 30 s shutdown timeout is never what ends it.
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"stopping took {watch.Elapsed}");
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Client.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Start_Disabled_ServesNoMqtt()
     {
         await using var server = await RelayServer.StartAsync(new Dictionary<string, string?> { ["Relay:Mqtt:Enabled"] = "false" });
