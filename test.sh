@@ -27,6 +27,15 @@ npm_install tests/Relay.Deploy.Tests/hcl "the HCL and PromQL parsers the deploy 
 npm_install tests/s3rver "the S3-compatible server the archive tests write to"
 npm_install tests/load/k6 "the TypeScript checker for the k6 scripts"
 
+# The MQTT interop tests drive Debian's mosquitto clients; without them those tests fail, so say it up front.
+for tool in /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub; do
+  if [ ! -x "$tool" ]; then
+    echo "$tool is missing: apt-get install -y mosquitto mosquitto-clients (.ci/run installs them); the MQTT interop tests need it"
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+done
+
 echo "Building Relay.Cloud.sln…"
 if ! dotnet build Relay.Cloud.sln -c Release --nologo -v quiet; then
   echo "build failed: fix the errors above, then run ./test.sh again"

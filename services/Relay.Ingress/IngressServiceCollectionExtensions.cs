@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
+using Relay.Ingress.Mqtt;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
 using Relay.ServiceDefaults;
@@ -54,6 +55,9 @@ public static class IngressServiceCollectionExtensions
         services.AddSingleton<IConnectionListenerFactory, GatedListenerFactory>();
         services.AddSingleton<RealtimeListenerFactory>();
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RealtimeListenerFactory>());
+
+        // MQTT (Relay:Mqtt): TCP beside Kestrel and WebSocket at /mqtt, on the same node, channels and capabilities.
+        services.AddRelayMqtt();
         return services;
     }
 
@@ -72,6 +76,7 @@ public static class IngressServiceCollectionExtensions
         RealtimeEndpoint.Map(endpoints);
         ChannelsApi.Map(endpoints);
         SseEndpoint.Map(endpoints);
+        endpoints.MapRelayMqtt();
         if (!string.IsNullOrWhiteSpace(endpoints.ServiceProvider.GetRequiredService<IOptions<IngressOptions>>().Value.AuthUrl))
         {
             AuthForwarder.Map(endpoints);

@@ -13,11 +13,12 @@ namespace Relay.Bench.Micro.Tests;
 public sealed class PublishPathTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// Per publish of a 100-byte payload, over 128,000 publishes: 992 bytes are measured (984 before the connection-layer
-    /// merge; 2,144 while every encoded message and <c>ok</c> had a JSON writer and buffer of its own, 1,040 while the
-    /// channel name was a new string per request). The slack is below any object added per publish (24 bytes and up).
+    /// Per publish of a 100-byte payload, over 128,000 publishes: 1,000 bytes are measured since the sequenced message
+    /// gained its MQTT frame slot (<c>RelayMessage.EncodedMqttFrame</c>, one field: 8 bytes; 992 before it, 984 before the
+    /// connection-layer merge; 2,144 while every encoded message and <c>ok</c> had a JSON writer and buffer of its own,
+    /// 1,040 while the channel name was a new string per request). The slack is below any object added per publish (24 bytes and up).
     /// </summary>
-    private const double BudgetBytesPerPublish = 1_000;
+    private const double BudgetBytesPerPublish = 1_008;
 
     private const int WarmUpBursts = 500;
 

@@ -47,6 +47,12 @@ public sealed class RelayServer : IAsyncDisposable
     /// <summary>The WebSocket endpoint (<c>wss://</c> on a node serving TLS).</summary>
     public Uri RealtimeUri { get; }
 
+    /// <summary>The MQTT TCP port (Relay:Mqtt:Port, 0 in tests: a free one); null when MQTT is off.</summary>
+    public int? MqttPort => _app.Services.GetRequiredService<Relay.Ingress.Mqtt.MqttListener>().Port;
+
+    /// <summary>MQTT over WebSocket, <c>ws://127.0.0.1:PORT/mqtt</c>.</summary>
+    public Uri MqttWebSocketUri => new($"ws://{BaseAddress.Authority}/mqtt");
+
     /// <summary>The host's services.</summary>
     public IServiceProvider Services => _app.Services;
 
@@ -72,6 +78,9 @@ public sealed class RelayServer : IAsyncDisposable
         ["Relay:Auth:Apps:1:Keys:0:Secret"] = "other-root-secret-0123456789",
         ["Relay:Auth:Apps:1:Keys:0:Capabilities:0:Channel"] = "*",
         ["Relay:Auth:Apps:1:Keys:0:Capabilities:0:Operations:0"] = "*",
+
+        // MQTT on a free port: test servers run side by side (and a machine may run mosquitto on 1883).
+        ["Relay:Mqtt:Port"] = "0",
     };
 
     /// <summary>

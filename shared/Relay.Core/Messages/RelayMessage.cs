@@ -47,4 +47,7 @@ public sealed class RelayMessage
 
     /// <summary>A slot for the delivering side to cache the encoded frame, so a message is encoded once for all its subscribers.</summary>
     public object? EncodedFrame { get; set; }
+
+    /// <summary>The same for MQTT deliveries (their PUBLISH frames), so both protocols encode a message once each.</summary>
+    public object? EncodedMqttFrame { get; set; }
 }

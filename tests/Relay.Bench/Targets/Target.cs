@@ -119,6 +119,9 @@ internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0
             // The same send budget per client as NATS (64 MB pending) rather than Relay's 16 MiB: a hiccup of the
             // load generator on these two cores once cut the harness's own subscriber (when the limit was 1,024 frames).
             ["Relay__Ingress__SendQueueBytes"] = "67108864",
+
+            // MQTT on a free port: the machine may run mosquitto on 1883, and the harness drives no MQTT yet.
+            ["Relay__Mqtt__Port"] = "0",
         };
         ServerProcess? redis = null;
         if (redisBus || fanOutProcesses > 0)

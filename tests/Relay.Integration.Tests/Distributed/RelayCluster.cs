@@ -64,6 +64,9 @@ internal sealed class RelayCluster : IAsyncDisposable
             ["Relay__Redis__NodeTtl"] = "00:00:02",
             ["Relay__Redis__RequestTimeout"] = "00:00:10",
             ["Logging__LogLevel__Default"] = "Information",
+
+            // Two ingress nodes on one machine: MQTT on a free port each, not both on 1883.
+            ["Relay__Mqtt__Port"] = "0",
         };
         // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
         var keys = authSettingsDirectory is not null

@@ -1,0 +1,82 @@
+using System.Text;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Mqtt.Codec;
+
+/// <summary>
+/// A delivered message's PUBLISH, encoded once per message for each of the four shapes a subscriber may need (MQTT 3.1.1
+/// or 5, QoS 0 or 1) and kept on the message (<see cref="RelayMessage.EncodedMqttFrame"/>, beside the realtime frame's own
+/// slot), so ten thousand MQTT subscribers cost one encoding. A QoS 1 frame is written with packet id 0; each
+/// connection copies it and writes its own id at <see cref="PacketIdOffset"/>.
+/// </summary>
+internal sealed class MqttPublishFrame
+{
+    private byte[]? _v4Qos0;
+    private byte[]? _v4Qos1;
+    private byte[]? _v5Qos0;
+    private byte[]? _v5Qos1;
+
+    private MqttPublishFrame(int topicBytes)
+    {
+        TopicBytes = topicBytes;
+    }
+
+    private int TopicBytes { get; }
+
+    /// <summary>The frames of <paramref name="message"/>, made on its first MQTT delivery.</summary>
+    public static MqttPublishFrame Of(RelayMessage message)
+    {
+        if (message.EncodedMqttFrame is MqttPublishFrame frames)
+        {
+            return frames;
+        }
+
+        // Two deliveries racing here each make one; either is right, the last one stays.
+        frames = new MqttPublishFrame(Encoding.UTF8.GetByteCount(message.Channel));
+        message.EncodedMqttFrame = frames;
+        return frames;
+    }
+
+    /// <summary>The bytes of a PUBLISH of <paramref name="message"/> at QoS <paramref name="qos"/> (0 or 1) for <paramref name="level"/>.</summary>
+    public byte[] Get(RelayMessage message, byte level, byte qos)
+    {
+        ref var slot = ref level == 5 ? ref (qos == 0 ? ref _v5Qos0 : ref _v5Qos1) : ref (qos == 0 ? ref _v4Qos0 : ref _v4Qos1);
+        return slot ??= Encode(message, level == 5, qos);
+    }
+
+    /// <summary>Where the packet id sits in <paramref name="frame"/>, a QoS 1 frame of this message: after the header, its length and the topic.</summary>
+    public int PacketIdOffset(byte[] frame)
+    {
+        var lengthBytes = 1;
+        while ((frame[lengthBytes] & 0x80) != 0)
+        {
+            lengthBytes++;
+        }
+
+        return 1 + lengthBytes + 2 + TopicBytes;
+    }
+
+    private byte[] Encode(RelayMessage message, bool v5, byte qos)
+    {
+        var remaining = 2 + TopicBytes + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + message.Data.Length;
+        var lengthBytes = MqttEncoder.VariableIntLength(remaining);
+        var frame = new byte[1 + lengthBytes + remaining];
+        frame[0] = (byte)(((int)MqttPacketType.Publish << 4) | (qos << 1));
+        var at = 1 + MqttEncoder.WriteVariableInt(frame.AsSpan(1), remaining);
+        frame[at++] = (byte)(TopicBytes >> 8);
+        frame[at++] = (byte)TopicBytes;
+        at += Encoding.UTF8.GetBytes(message.Channel, frame.AsSpan(at));
+        if (qos > 0)
+        {
+            at += 2;
+        }
+
+        if (v5)
+        {
+            frame[at++] = 0;
+        }
+
+        message.Data.Span.CopyTo(frame.AsSpan(at));
+        return frame;
+    }
+}

@@ -1,0 +1,171 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Relay.Auth.Verification;
+using Relay.Core.Protocol;
+using Relay.Ingress.Mqtt.Codec;
+using Relay.Ingress.Realtime;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// CONNECT: the credentials are a key (user name = key name <c>APPID.KEYID</c>, password = its secret) or a token (user
+/// name <c>token</c>, password = the JWT), checked as the WebSocket's <c>?key=</c> and <c>?token=</c> are; the app is the
+/// key's. With a key the MQTT client id is the Relay client id (as <c>?clientId=</c>); with a token it is the token's.
+/// </summary>
+internal sealed partial class MqttConnection
+{
+    /// <summary>The user name that says the password is a token (JWT), not a key's secret.</summary>
+    public const string TokenUserName = "token";
+
+    private ValueTask ConnectAsync(MqttConnect connect)
+    {
+        _level = connect.ProtocolLevel;
+        var v5 = V5;
+        var clientId = connect.ClientId;
+        string? assigned = null;
+        if (clientId.Length == 0)
+        {
+            // MQTT 3.1.1 §3.1.3.1: an empty id is only for a clean session; MQTT 5 assigns one whatever the session.
+            if (!v5 && !connect.CleanSession)
+            {
+                return Refuse(MqttReasonCodes.V3IdentifierRejected, MqttReasonCodes.ClientIdentifierNotValid, "an empty client id needs a clean session");
+            }
+
+            clientId = assigned = "auto-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+        }
+
+        var auth = Authenticate(connect, clientId);
+        if (!auth.Succeeded)
+        {
+            LogRefused(_logger, ConnectionId, auth.Error.Code);
+            return auth.Error.Code == ErrorCodes.BadRequest
+                ? Refuse(MqttReasonCodes.V3IdentifierRejected, MqttReasonCodes.ClientIdentifierNotValid, auth.Error.Message)
+                : auth.Error.Code == ErrorCodes.NoCredentials
+                    ? Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.NotAuthorized, auth.Error.Message)
+                    : Refuse(MqttReasonCodes.V3BadUserNameOrPassword, MqttReasonCodes.BadUserNameOrPassword, auth.Error.Message);
+        }
+
+        if (connect.HasWill && !Relay.Core.Channels.ChannelName.IsValidName(connect.WillTopic, out var willError))
+        {
+            return Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.TopicNameInvalid, $"will topic: {willError}");
+        }
+
+        _clientId = clientId;
+        _keysVersion = _node.Authenticator.KeysVersion;
+        var properties = connect.Properties;
+        _keepAliveSeconds = connect.KeepAliveSeconds;
+        ushort? serverKeepAlive = null;
+        if (v5 && (_keepAliveSeconds == 0 || _keepAliveSeconds > _options.MaxKeepAliveSeconds))
+        {
+            // MQTT 5 §3.2.2.3.14: the server may impose its own keep-alive, which the client then uses.
+            _keepAliveSeconds = (ushort)_options.MaxKeepAliveSeconds;
+            serverKeepAlive = _keepAliveSeconds;
+        }
+
+        var window = Math.Min(_options.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
+        _inflightSlots = new SemaphoreSlim(window, window);
+        _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
+        _will = connect.HasWill ? connect : null;
+        _reasonStrings = properties?.RequestProblemInformation != 0;
+        var now = _node.Time.GetTimestamp();
+        _publishRate = new TokenBucket(_node.Options.PublishRatePerSecond, _node.Options.PublishBurst == 0 ? _node.Options.PublishRatePerSecond * 2 : _node.Options.PublishBurst, now);
+        _principal = auth.Principal;
+
+        // Sessions are clean (docs/mqtt.md): nothing is kept for the client id, so no session is ever present, and an
+        // MQTT 5 client asking for a session expiry is told 0.
+        Send(new MqttConnAck
+        {
+            SessionPresent = false,
+            ReasonCode = 0,
+            Properties = v5 ? new MqttProperties
+            {
+                AssignedClientIdentifier = assigned,
+                ServerKeepAlive = serverKeepAlive,
+                SessionExpiryInterval = properties?.SessionExpiryInterval is > 0 ? 0u : null,
+                ReceiveMaximum = (ushort)_options.ReceiveMaximum,
+                MaximumPacketSize = (uint)_options.MaxPacketBytes,
+                RetainAvailable = 0,
+                SharedSubscriptionAvailable = 0,
+                SubscriptionIdentifierAvailable = 0,
+                TopicAliasMaximum = 0,
+            } : null,
+        });
+
+        // A second connection with the client id takes over: the first is closed (MQTT 5: DISCONNECT 0x8E).
+        _broker.Claim(App, clientId, this)?.TakenOver();
+        LogConnected(_logger, ConnectionId, _principal.AppId, clientId, _level);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Another connection took this one's client id.</summary>
+    private void TakenOver()
+    {
+        LogTakenOver(_logger, ConnectionId, _clientId);
+        Close(MqttReasonCodes.SessionTakenOver, "another connection took this client id");
+    }
+
+    private AuthResult Authenticate(MqttConnect connect, string clientId)
+    {
+        if (connect.UserName is null || connect.Password is null)
+        {
+            return AuthResult.Fail(ErrorCodes.NoCredentials, "no credentials: user name = key name (APPID.KEYID) and password = secret, or user name 'token' and password = a JWT");
+        }
+
+        var password = Encoding.UTF8.GetString(connect.Password);
+        if (connect.UserName == TokenUserName)
+        {
+            return _node.Authenticator.AuthenticateToken(password);
+        }
+
+        // The same check as the WebSocket's ?key=APPID.KEYID:SECRET&clientId=…
+        var context = new DefaultHttpContext();
+        context.Request.QueryString = QueryString.Create(new KeyValuePair<string, string?>[] { new("key", connect.UserName + ":" + password), new("clientId", clientId) });
+        return _node.Authenticator.Authenticate(context);
+    }
+
+    /// <summary>Refuses the CONNECT with the version's code (3.1.1 return code or 5.0 reason code) and closes.</summary>
+    private ValueTask Refuse(byte v3Code, byte v5Code, string reason)
+    {
+        Send(new MqttConnAck { ReasonCode = V5 ? v5Code : v3Code, Properties = V5 ? new MqttProperties { ReasonString = reason } : null });
+        Close(0, null);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Called once a second with the key set's version: a removed key disconnects; changed capabilities drop what they no longer allow.</summary>
+    public void CheckCredentials(long keysVersion)
+    {
+        var principal = _principal;
+        if (principal is null || Volatile.Read(ref _keysVersion) == keysVersion || Volatile.Read(ref _closing) != 0)
+        {
+            return;
+        }
+
+        var result = _node.Authenticator.Recheck(principal);
+        Volatile.Write(ref _keysVersion, keysVersion);
+        if (!result.Succeeded)
+        {
+            LogKeyRevoked(_logger, ConnectionId, principal.AppId, principal.KeyId);
+            Close(MqttReasonCodes.NotAuthorized, "the key behind these credentials was removed or its secret changed");
+            return;
+        }
+
+        if (!ReferenceEquals(result.Principal, principal))
+        {
+            _principal = result.Principal;
+            _ = DropForbiddenAsync();
+        }
+    }
+
+    [LoggerMessage(EventId = 1410, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} connected: app {App}, client id {ClientId}, protocol level {Level}")]
+    private static partial void LogConnected(ILogger logger, string connectionId, string app, string clientId, byte level);
+
+    [LoggerMessage(EventId = 1411, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} refused: credentials gave {Code}")]
+    private static partial void LogRefused(ILogger logger, string connectionId, int code);
+
+    [LoggerMessage(EventId = 1412, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} taken over by a new connection with client id {ClientId}")]
+    private static partial void LogTakenOver(ILogger logger, string connectionId, string? clientId);
+
+    [LoggerMessage(EventId = 1413, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} disconnected: key {AppId}.{KeyId} was removed or its secret changed")]
+    private static partial void LogKeyRevoked(ILogger logger, string connectionId, string appId, string keyId);
+}

@@ -1,0 +1,199 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Relay.Bus.Routing;
+using Relay.Core.Auth;
+using Relay.Core.Channels;
+using Relay.Core.Diagnostics;
+using Relay.Core.Messages;
+using Relay.Ingress.Mqtt.Codec;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// PUBLISH from the client: topic = channel, payload bytes kept exactly (a payload that is one JSON value is marked JSON,
+/// so WebSocket and SSE subscribers get it as JSON; any other is delivered to them base64). QoS 1 is acknowledged
+/// (PUBACK) and QoS 2 received (PUBREC) only once routing has sequenced the message; a publish the credentials or the
+/// namespace do not allow gets MQTT 5's PUBACK 0x87, and is acknowledged and dropped for MQTT 3.1.1, which has no
+/// negative acknowledgement (docs/mqtt.md).
+/// </summary>
+internal sealed partial class MqttConnection
+{
+    private ValueTask PublishAsync(MqttPublish publish)
+    {
+        if (publish.Properties?.TopicAlias is not null)
+        {
+            throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, "topic aliases are not accepted (CONNACK's Topic Alias Maximum is 0)");
+        }
+
+        if (publish.Retain && V5)
+        {
+            throw new MqttProtocolException(MqttReasonCodes.RetainNotSupported, "retained messages are not supported (CONNACK's Retain Available is 0)");
+        }
+
+        if (publish.Qos == 2)
+        {
+            lock (_awaitingRelease)
+            {
+                if (_awaitingRelease.Contains(publish.PacketId))
+                {
+                    // A resend of a QoS 2 publish already received: answered again, never published twice.
+                    Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
+                    return ValueTask.CompletedTask;
+                }
+            }
+        }
+
+        var channel = publish.Topic;
+        byte refusal = 0;
+        string? reason = null;
+        if (!ChannelName.IsValidName(channel, out var invalid))
+        {
+            (refusal, reason) = (MqttReasonCodes.TopicNameInvalid, invalid);
+        }
+        else if (!_principal!.Capabilities.Allows(channel, Operations.Publish))
+        {
+            (refusal, reason) = (MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'publish' on '{channel}'");
+        }
+        else if (!_node.Namespaces.For(channel).ClientPublish)
+        {
+            (refusal, reason) = (MqttReasonCodes.NotAuthorized, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'");
+        }
+        else if (publish.Payload.Length > _node.Options.MaxMessageBytes)
+        {
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
+        }
+        else if (!_publishRate!.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        {
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
+        }
+
+        if (refusal != 0)
+        {
+            LogPublishRefused(_logger, ConnectionId, channel, refusal, reason!);
+            Acknowledge(publish.Qos, publish.PacketId, V5 ? refusal : (byte)0, reason);
+            return ValueTask.CompletedTask;
+        }
+
+        // The one copy: the input's bytes become the message's, which history keeps.
+        var data = publish.Payload.ToArray();
+        return RouteAsync(channel, data, publish.Qos, publish.PacketId);
+    }
+
+    private async ValueTask RouteAsync(string channel, byte[] data, byte qos, ushort packetId)
+    {
+        var item = new PublishItem(null, data, IsJson(data), null);
+        RoutingReply reply;
+        try
+        {
+            using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, null, channel);
+            reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal!.ClientId, activity?.Id), _node.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            LogRequestFailed(_logger, ex, ConnectionId);
+            reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "internal error; the message was not published"));
+        }
+
+        if (reply is PublishReply)
+        {
+            _node.Metrics.Published(1);
+            if (qos == 2)
+            {
+                lock (_awaitingRelease)
+                {
+                    _awaitingRelease.Add(packetId);
+                }
+            }
+
+            Acknowledge(qos, packetId, 0, null);
+            return;
+        }
+
+        var error = reply is ErrorReply { Error: var e } ? e.Message : $"unexpected routing reply {reply.GetType().Name}";
+        LogPublishFailed(_logger, ConnectionId, channel, error);
+        if (V5)
+        {
+            Acknowledge(qos, packetId, MqttReasonCodes.UnspecifiedError, error);
+        }
+        else if (qos > 0)
+        {
+            // MQTT 3.1.1 has no failed PUBACK: the connection closes unacknowledged, so the client knows it was not taken.
+            Close(0, null);
+        }
+    }
+
+    /// <summary>PUBACK (QoS 1) or PUBREC (QoS 2) with <paramref name="reasonCode"/>; nothing for QoS 0.</summary>
+    private void Acknowledge(byte qos, ushort packetId, byte reasonCode, string? reason)
+    {
+        if (qos == 0)
+        {
+            return;
+        }
+
+        Send(new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
+        {
+            PacketId = packetId,
+            ReasonCode = reasonCode,
+            Properties = V5 && _reasonStrings && reason is not null ? new MqttProperties { ReasonString = reason } : null,
+        });
+    }
+
+    /// <summary>PUBREL: the QoS 2 exchange ends with PUBCOMP (MQTT 5: 0x92 for an id never received).</summary>
+    private void Released(ushort packetId)
+    {
+        bool known;
+        lock (_awaitingRelease)
+        {
+            known = _awaitingRelease.Remove(packetId);
+        }
+
+        Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+    }
+
+    /// <summary>The last will, when the connection ended without a normal DISCONNECT and the credentials allow it (MQTT 5's will delay is not applied).</summary>
+    private async ValueTask PublishWillAsync()
+    {
+        if (_disconnectedCleanly || _will is not { WillTopic: { } topic } will || _principal is not { } principal
+            || !principal.Capabilities.Allows(topic, Operations.Publish) || !_node.Namespaces.For(topic).ClientPublish)
+        {
+            return;
+        }
+
+        var data = will.WillPayload ?? [];
+        try
+        {
+            await _node.Bus.SendToRoutingAsync(new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRequestFailed(_logger, ex, ConnectionId);
+        }
+    }
+
+    /// <summary>Whether a payload is exactly one JSON value (then JSON subscribers get it as JSON; otherwise base64).</summary>
+    private static bool IsJson(byte[] data)
+    {
+        if (data.Length == 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            var reader = new Utf8JsonReader(data, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
+            return reader.Read() && reader.TrySkip() && !reader.Read();
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    [LoggerMessage(EventId = 1420, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' refused (0x{ReasonCode:X2}): {Reason}")]
+    private static partial void LogPublishRefused(ILogger logger, string connectionId, string channel, byte reasonCode, string reason);
+
+    [LoggerMessage(EventId = 1421, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' failed: {Error}")]
+    private static partial void LogPublishFailed(ILogger logger, string connectionId, string channel, string error);
+}

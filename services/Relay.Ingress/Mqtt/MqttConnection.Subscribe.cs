@@ -1,0 +1,194 @@
+using Microsoft.Extensions.Logging;
+using Relay.Core.Auth;
+using Relay.Core.Channels;
+using Relay.Core.Protocol;
+using Relay.Ingress.Mqtt.Codec;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// SUBSCRIBE and UNSUBSCRIBE: a topic filter is a channel name or pattern (<c>+</c> and <c>#</c> through the node's one
+/// matcher); each gets the QoS asked for, at most 1, or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
+/// authorized, 0x8F filter invalid, 0x9E shared subscriptions, 0x97 over a limit). Subscriptions live as long as the
+/// connection (clean sessions).
+/// </summary>
+internal sealed partial class MqttConnection
+{
+    private async ValueTask SubscribeAsync(MqttSubscribe subscribe)
+    {
+        var codes = new List<byte>(subscribe.Subscriptions.Count);
+        foreach (var requested in subscribe.Subscriptions)
+        {
+            codes.Add(await SubscribeOneAsync(requested).ConfigureAwait(false));
+        }
+
+        var ack = new MqttSubAck { PacketId = subscribe.PacketId };
+        ack.ReasonCodes.AddRange(codes);
+        Send(ack);
+    }
+
+    private async ValueTask<byte> SubscribeOneAsync(MqttSubscription requested)
+    {
+        var filter = requested.Filter;
+        byte failure = V5 ? (byte)0 : MqttReasonCodes.V3SubscribeFailure;
+        if (filter.StartsWith("$share/", StringComparison.Ordinal))
+        {
+            return Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet");
+        }
+
+        if (!ChannelName.IsValidPattern(filter, out var invalid))
+        {
+            return Failed(MqttReasonCodes.TopicFilterInvalid, invalid);
+        }
+
+        if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
+        {
+            return Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'");
+        }
+
+        var qos = Math.Min(requested.Qos, (byte)1);
+        MqttSubscriptionSink? previous;
+        lock (_subscriptions)
+        {
+            _subscriptions.Remove(filter, out previous);
+            if (previous is null && _subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
+            {
+                return Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)");
+            }
+        }
+
+        // MQTT 3.1.1 §3.8.4, 5.0 §3.8.4: a filter subscribed again replaces the subscription (its QoS may change).
+        if (previous?.Subscription is { } replaced)
+        {
+            await _node.RemoveSubscriptionAsync(replaced).ConfigureAwait(false);
+        }
+
+        var sink = new MqttSubscriptionSink(this, filter, qos);
+        try
+        {
+            sink.Subscription = await _node.StartSubscriptionAsync(sink, App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+        }
+        catch (RelayException ex)
+        {
+            return Failed(ex.Error.Code == ErrorCodes.RateLimited ? MqttReasonCodes.QuotaExceeded : MqttReasonCodes.UnspecifiedError, ex.Error.Message);
+        }
+
+        bool kept;
+        lock (_subscriptions)
+        {
+            // Capabilities may have changed meanwhile, or the connection closed: then it is not kept.
+            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _subscriptions.TryAdd(filter, sink);
+        }
+
+        if (!kept)
+        {
+            await _node.RemoveSubscriptionAsync(sink.Subscription).ConfigureAwait(false);
+            return Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing");
+        }
+
+        return qos;
+
+        byte Failed(byte v5Code, string reason)
+        {
+            LogSubscribeRefused(_logger, ConnectionId, filter, v5Code, reason);
+            return V5 ? v5Code : failure;
+        }
+    }
+
+    private async ValueTask UnsubscribeAsync(MqttUnsubscribe unsubscribe)
+    {
+        var ack = new MqttSubAck(MqttPacketType.UnsubAck) { PacketId = unsubscribe.PacketId };
+        foreach (var filter in unsubscribe.Filters)
+        {
+            MqttSubscriptionSink? removed;
+            lock (_subscriptions)
+            {
+                _subscriptions.Remove(filter, out removed);
+            }
+
+            if (removed?.Subscription is { } subscription)
+            {
+                await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            }
+
+            ack.ReasonCodes.Add(removed is null ? MqttReasonCodes.NoSubscriptionExisted : MqttReasonCodes.Success);
+        }
+
+        Send(ack);
+    }
+
+    /// <summary>Drops every subscription the current capabilities no longer allow (MQTT has no message for it: they just stop).</summary>
+    private async Task DropForbiddenAsync()
+    {
+        var dropped = new List<MqttSubscriptionSink>();
+        lock (_subscriptions)
+        {
+            foreach (var (filter, sink) in _subscriptions)
+            {
+                if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
+                {
+                    dropped.Add(sink);
+                }
+            }
+
+            foreach (var sink in dropped)
+            {
+                _subscriptions.Remove(sink.Filter);
+            }
+        }
+
+        try
+        {
+            foreach (var sink in dropped)
+            {
+                if (sink.Subscription is { } subscription)
+                {
+                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRequestFailed(_logger, ex, ConnectionId);
+        }
+    }
+
+    /// <summary>After the read loop: the subscriptions go, the will is published if it is due, the client id is freed, and the queue ends.</summary>
+    private async Task CloseAsync()
+    {
+        Close(0, null);
+        MqttSubscriptionSink[] all;
+        lock (_subscriptions)
+        {
+            all = [.. _subscriptions.Values];
+            _subscriptions.Clear();
+        }
+
+        try
+        {
+            foreach (var sink in all)
+            {
+                if (sink.Subscription is { } subscription)
+                {
+                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                }
+            }
+
+            await PublishWillAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRequestFailed(_logger, ex, ConnectionId);
+        }
+        finally
+        {
+            if (_principal is { } principal && _clientId is not null)
+            {
+                _broker.Release(principal.AppId, _clientId, this);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 1430, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: subscription to '{Filter}' refused (0x{ReasonCode:X2}): {Reason}")]
+    private static partial void LogSubscribeRefused(ILogger logger, string connectionId, string filter, byte reasonCode, string reason);
+}

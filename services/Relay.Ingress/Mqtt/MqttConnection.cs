@@ -1,0 +1,501 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Relay.Auth.Verification;
+using Relay.Core.Messages;
+using Relay.Ingress.Mqtt.Codec;
+using Relay.Ingress.Realtime;
+using Relay.Ingress.Sending;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// One MQTT client, over TCP or WebSocket alike (an <see cref="IDuplexPipe"/>): a read loop decodes packets and handles
+/// them in order (publishes pipelined to routing as a realtime connection's are, so acknowledgements keep their order);
+/// a write loop sends what is queued, control packets and deliveries alike, with one bounded send budget, and holds
+/// QoS 1 deliveries back while the client's in-flight window is full. The node's once-a-second loop checks the CONNECT
+/// timeout, keep-alive, token expiry and key changes.
+/// </summary>
+internal sealed partial class MqttConnection : INodeConnection
+{
+    /// <summary>Bytes written to the transport between two flushes, so one flush carries a burst of deliveries.</summary>
+    private const int FlushBytes = 64 * 1024;
+
+    /// <summary>Publishes one connection may have waiting for routing's answer (as a realtime connection may).</summary>
+    private const int MaxPipelinedPublishes = 64;
+
+    private readonly IDuplexPipe _transport;
+    private readonly Action _abort;
+    private readonly MqttBroker _broker;
+    private readonly IngressNode _node;
+    private readonly MqttOptions _options;
+    private readonly ILogger _logger;
+    private readonly SendQueue<MqttOutbound> _queue;
+    private readonly CancellationTokenSource _closed = new();
+    private readonly Dictionary<string, MqttSubscriptionSink> _subscriptions = new(StringComparer.Ordinal);
+    private readonly HashSet<ushort> _inflight = [];
+    private readonly HashSet<ushort> _awaitingRelease = [];
+    private SemaphoreSlim? _inflightSlots;
+    private volatile RelayPrincipal? _principal;
+    private byte _level;
+    private string? _clientId;
+    private ushort _keepAliveSeconds;
+    private long _lastInputTicks;
+    private readonly long _connectDeadlineTicks;
+    private long _closeDeadlineTicks = long.MaxValue;
+    private int _closing;
+    private bool _disconnectedCleanly;
+
+    // MQTT 5 §3.1.2.11.7: a client that sets Request Problem Information to 0 gets no reason string on acknowledgements.
+    private bool _reasonStrings = true;
+    private MqttConnect? _will;
+    private long _clientMaxPacket = long.MaxValue;
+    private int _nextPacketId;
+    private RelayMessage? _lastSent;
+    private TokenBucket? _publishRate;
+    private long _keysVersion = -1;
+
+    public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
+    {
+        _transport = transport;
+        _abort = abort;
+        _broker = broker;
+        _node = broker.Node;
+        _options = broker.Options;
+        _logger = broker.Logger;
+        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, metrics: _node.Metrics);
+        var now = _node.Time.GetUtcNow().UtcTicks;
+        _lastInputTicks = now;
+        _connectDeadlineTicks = now + _options.ConnectTimeout.Ticks;
+        ConnectionId = "m-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+    }
+
+    public string ConnectionId { get; }
+
+    private string App => _principal!.AppId;
+
+    private bool V5 => _level == 5;
+
+    /// <summary>Serves the connection until it ends.</summary>
+    public async Task RunAsync()
+    {
+        _node.Register(this);
+        var writing = WriteLoopAsync();
+        try
+        {
+            await ReadLoopAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            try
+            {
+                await CloseAsync().ConfigureAwait(false);
+                await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                Abort();
+            }
+            finally
+            {
+                _node.Unregister(this);
+                _queue.Clear();
+                _closed.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Queues a delivery of <paramref name="message"/> at <paramref name="qos"/> (called by the node's dispatch, any thread).</summary>
+    public void Deliver(RelayMessage message, byte qos)
+    {
+        // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
+        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        {
+            return;
+        }
+
+        Enqueue(new MqttOutbound(message, null, qos));
+    }
+
+    public void Abort()
+    {
+        try
+        {
+            _abort();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Gone already.
+        }
+    }
+
+    /// <inheritdoc />
+    public void Drain(Relay.Core.Protocol.RelayError error) => Close(MqttReasonCodes.ServerShuttingDown, "node draining: reconnect (another node takes the connection)");
+
+    /// <summary>Called once a second by the node: the CONNECT timeout, keep-alive, token expiry and close deadlines.</summary>
+    public void CheckDeadlines(DateTimeOffset now)
+    {
+        var ticks = now.UtcTicks;
+        if (ticks >= Interlocked.Read(ref _closeDeadlineTicks))
+        {
+            Abort();
+            return;
+        }
+
+        _queue.TrimIfUnused();
+        if (_principal is null)
+        {
+            if (ticks >= _connectDeadlineTicks)
+            {
+                LogConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout.TotalSeconds);
+                Close(0, null);
+                Abort();
+            }
+
+            return;
+        }
+
+        // MQTT 3.1.1 §3.1.2.10, 5.0 §3.1.2.10: one and a half keep-alives without a packet and the server disconnects.
+        if (_keepAliveSeconds > 0 && ticks - Interlocked.Read(ref _lastInputTicks) > TimeSpan.TicksPerSecond * _keepAliveSeconds * 3 / 2)
+        {
+            LogKeepAliveExpired(_logger, ConnectionId, _keepAliveSeconds);
+            Close(MqttReasonCodes.KeepAliveTimeout, "keep-alive timeout: no packet for 1.5 times the keep-alive");
+            return;
+        }
+
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
+        {
+            Close(MqttReasonCodes.NotAuthorized, "token expired: connect again with a new token");
+        }
+    }
+
+    /// <summary>Enqueues a control packet for this client.</summary>
+    private void Send(MqttPacket packet) => Enqueue(new MqttOutbound(null, MqttEncoder.Encode(packet, _level == 0 ? (byte)4 : _level), 0));
+
+    /// <summary>
+    /// Everything not yet sent counts against the node's one send budget (<c>Relay:Ingress:SendQueueBytes</c>): a client
+    /// that falls further behind is cut as a slow consumer, as a realtime one is.
+    /// </summary>
+    private void Enqueue(MqttOutbound item)
+    {
+        if (!_queue.TryWrite(item, _node.Options.SendQueueBytes) && Volatile.Read(ref _closing) == 0)
+        {
+            LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueBytes);
+            _node.CountSlowConsumer();
+            _queue.Clear();
+            Close(MqttReasonCodes.QuotaExceeded, $"disconnected as a slow consumer: more than {_node.Options.SendQueueBytes} bytes waited to be sent");
+        }
+    }
+
+    /// <summary>
+    /// Ends the connection: an MQTT 5 client is sent DISCONNECT with <paramref name="reasonCode"/> after what is queued
+    /// (MQTT 3.1.1 has no server DISCONNECT: the connection just closes); the read loop stops, and the node aborts the
+    /// transport if it has not closed within <c>Relay:Ingress:CloseTimeout</c>.
+    /// </summary>
+    private void Close(byte reasonCode, string? reason)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
+        if (V5 && reasonCode != 0)
+        {
+            _queue.TryWrite(new MqttOutbound(null, MqttEncoder.Encode(new MqttDisconnect { ReasonCode = reasonCode, Properties = reason is null ? null : new MqttProperties { ReasonString = reason } }, 5), 0));
+        }
+
+        _queue.Complete();
+        try
+        {
+            // The read loop stops waiting for input, and the write loop for an in-flight slot.
+            _transport.Input.CancelPendingRead();
+            _closed.Cancel();
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        {
+            // The connection finished meanwhile: nothing is waiting.
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var input = _transport.Input;
+        Queue<Task>? publishing = null;
+        try
+        {
+            while (Volatile.Read(ref _closing) == 0)
+            {
+                var result = await input.ReadAsync().ConfigureAwait(false);
+                var buffer = result.Buffer;
+                try
+                {
+                    while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
+                    {
+                        Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
+
+                        // A handler keeps nothing of the input past its first await (a payload is copied first).
+                        var handling = HandleAsync(packet!);
+                        if (handling.IsCompleted)
+                        {
+                            await handling.ConfigureAwait(false);
+                            continue;
+                        }
+
+                        if (packet is MqttPublish)
+                        {
+                            // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                            (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
+                            await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
+                            continue;
+                        }
+
+                        if (publishing is { Count: > 0 })
+                        {
+                            await DrainAsync(publishing, 0).ConfigureAwait(false);
+                        }
+
+                        await handling.ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (MqttProtocolException ex)
+        {
+            ProtocolViolation(ex);
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            LogReceiveEnded(_logger, ConnectionId, ex.Message);
+        }
+        finally
+        {
+            if (publishing is not null)
+            {
+                await DrainAsync(publishing, 0).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A packet broke the rules: MQTT 5 answers with the reason code the codec or handler gave (CONNACK before a session,
+    /// DISCONNECT after), MQTT 3.1.1 closes without a word, save a refused protocol version, which gets CONNACK 0x01.
+    /// </summary>
+    private void ProtocolViolation(MqttProtocolException ex)
+    {
+        LogProtocolViolation(_logger, ConnectionId, ex.ReasonCode, ex.Message);
+        if (_principal is null)
+        {
+            if (ex.ReasonCode == MqttReasonCodes.UnsupportedProtocolVersion)
+            {
+                Send(new MqttConnAck { ReasonCode = MqttReasonCodes.V3UnacceptableProtocolVersion });
+            }
+            else if (V5)
+            {
+                Send(new MqttConnAck { ReasonCode = ex.ReasonCode, Properties = new MqttProperties { ReasonString = ex.Message } });
+            }
+
+            Close(0, null);
+            return;
+        }
+
+        Close(ex.ReasonCode, ex.Message);
+    }
+
+    private ValueTask HandleAsync(MqttPacket packet)
+    {
+        if (_principal is null)
+        {
+            return ConnectAsync((MqttConnect)packet);
+        }
+
+        switch (packet)
+        {
+            case MqttPublish publish:
+                return PublishAsync(publish);
+            case MqttAck { Type: MqttPacketType.PubAck or MqttPacketType.PubComp } ack:
+                Acknowledged(ack.PacketId);
+                return ValueTask.CompletedTask;
+            case MqttAck { Type: MqttPacketType.PubRec } ack:
+                // Relay delivers at QoS 0 or 1 only; a PUBREC answers nothing it sent.
+                throw MqttProtocolException.Protocol($"PUBREC for packet {ack.PacketId}: this server sends no QoS 2 PUBLISH");
+            case MqttAck { Type: MqttPacketType.PubRel } release:
+                Released(release.PacketId);
+                return ValueTask.CompletedTask;
+            case MqttSubscribe subscribe:
+                return SubscribeAsync(subscribe);
+            case MqttUnsubscribe unsubscribe:
+                return UnsubscribeAsync(unsubscribe);
+            case MqttPing { Type: MqttPacketType.PingReq }:
+                Send(MqttPing.Response);
+                return ValueTask.CompletedTask;
+            case MqttDisconnect { Type: MqttPacketType.Disconnect } disconnect:
+                // Normal disconnection drops the will; MQTT 5's 0x04 asks for it to be published.
+                _disconnectedCleanly = disconnect.ReasonCode != 0x04;
+                Close(0, null);
+                return ValueTask.CompletedTask;
+            case MqttDisconnect { Type: MqttPacketType.Auth }:
+                throw MqttProtocolException.Protocol("AUTH without an authentication method in CONNECT");
+            default:
+                throw MqttProtocolException.Protocol($"a client does not send {packet.Type}");
+        }
+    }
+
+    // Waits for the oldest publishes in flight until at most `keep` remain; each answers for itself.
+    private static async ValueTask DrainAsync(Queue<Task> publishing, int keep)
+    {
+        while (publishing.Count > keep)
+        {
+            try
+            {
+                await publishing.Dequeue().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var output = _transport.Output;
+        try
+        {
+            while (await _queue.WaitToReadAsync().ConfigureAwait(false))
+            {
+                var written = 0;
+                while (written < FlushBytes && _queue.TryPeek(out var item))
+                {
+                    if (item.Message is not null && item.Qos > 0 && _inflightSlots is { } slots && !slots.Wait(0))
+                    {
+                        // The client's window is full: what is written goes out, then wait for a PUBACK.
+                        if (written > 0)
+                        {
+                            await output.FlushAsync().ConfigureAwait(false);
+                            written = 0;
+                        }
+
+                        await slots.WaitAsync(_closed.Token).ConfigureAwait(false);
+                    }
+
+                    _queue.TryRead(out item);
+                    written += Write(output, item);
+                }
+
+                var flushed = await output.FlushAsync().ConfigureAwait(false);
+                if (flushed.IsCompleted || flushed.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            LogSendEnded(_logger, ConnectionId, ex.Message);
+        }
+        finally
+        {
+            await output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private int Write(PipeWriter output, MqttOutbound item)
+    {
+        if (item.Frame is { } control)
+        {
+            output.Write(control);
+            return control.Length;
+        }
+
+        var message = item.Message!;
+        var frames = MqttPublishFrame.Of(message);
+        var frame = frames.Get(message, _level, item.Qos);
+        if (frame.Length > _clientMaxPacket)
+        {
+            // MQTT 5 §3.1.2.11.4: a packet larger than the client's maximum is not sent (as if delivered).
+            if (item.Qos > 0)
+            {
+                _inflightSlots?.Release();
+            }
+
+            return 0;
+        }
+
+        var span = output.GetSpan(frame.Length);
+        frame.CopyTo(span);
+        if (item.Qos > 0)
+        {
+            var packetId = NextPacketId();
+            var at = frames.PacketIdOffset(frame);
+            span[at] = (byte)(packetId >> 8);
+            span[at + 1] = (byte)packetId;
+        }
+
+        output.Advance(frame.Length);
+        return frame.Length;
+    }
+
+    /// <summary>The next packet id not awaiting a PUBACK (ids 1 to 65535, reused as they are acknowledged).</summary>
+    private ushort NextPacketId()
+    {
+        lock (_inflight)
+        {
+            while (true)
+            {
+                _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
+                if (_inflight.Add((ushort)_nextPacketId))
+                {
+                    return (ushort)_nextPacketId;
+                }
+            }
+        }
+    }
+
+    /// <summary>A PUBACK: the in-flight slot is free for the next QoS 1 delivery. An id not in flight is ignored.</summary>
+    private void Acknowledged(ushort packetId)
+    {
+        bool removed;
+        lock (_inflight)
+        {
+            removed = _inflight.Remove(packetId);
+        }
+
+        if (removed)
+        {
+            _inflightSlots?.Release();
+        }
+    }
+
+    [LoggerMessage(EventId = 1400, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} receive ended: {Reason}")]
+    private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 1401, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} send ended: {Reason}")]
+    private static partial void LogSendEnded(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 1402, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} closed for a protocol violation (reason 0x{ReasonCode:X2}): {Detail}")]
+    private static partial void LogProtocolViolation(ILogger logger, string connectionId, byte reasonCode, string detail);
+
+    [LoggerMessage(EventId = 1403, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} sent no CONNECT within {Seconds} s (Relay:Mqtt:ConnectTimeout)")]
+    private static partial void LogConnectTimeout(ILogger logger, string connectionId, double seconds);
+
+    [LoggerMessage(EventId = 1404, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} closed: no packet within 1.5 × its keep-alive of {KeepAlive} s")]
+    private static partial void LogKeepAliveExpired(ILogger logger, string connectionId, int keepAlive);
+
+    [LoggerMessage(EventId = 1405, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} cut as a slow consumer (its {Bytes}-byte send budget was spent)")]
+    private static partial void LogSlowConsumer(ILogger logger, string connectionId, long bytes);
+
+    [LoggerMessage(EventId = 1406, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: a request failed")]
+    private static partial void LogRequestFailed(ILogger logger, Exception exception, string connectionId);
+}

@@ -1,0 +1,47 @@
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>Options of the MQTT listeners (TCP and WebSocket at <c>/mqtt</c>), bound from <c>Relay:Mqtt</c>.</summary>
+public sealed class MqttOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "Relay:Mqtt";
+
+    /// <summary>MQTT's registered port (IANA), where every MQTT client looks first.</summary>
+    public const int DefaultPort = 1883;
+
+    /// <summary>Default largest packet: 128 KiB holds the default 64 KiB payload with a long topic and MQTT 5 properties to spare.</summary>
+    public const int DefaultMaxPacketBytes = 128 * 1024;
+
+    /// <summary>Default wait for CONNECT: 10 s is ample for a device on a slow link; an idle socket holds a slot no longer.</summary>
+    public static readonly TimeSpan DefaultConnectTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Default longest keep-alive: 20 minutes; an MQTT 5 client asking for more (or 0, none) is told this one.</summary>
+    public const int DefaultMaxKeepAliveSeconds = 1200;
+
+    /// <summary>Default QoS 1 deliveries awaiting PUBACK per connection: 32 keeps a link busy without holding much for a slow device.</summary>
+    public const int DefaultMaxInflight = 32;
+
+    /// <summary>Default QoS 1 and 2 publishes a client may have unacknowledged (MQTT 5 Receive Maximum): as many as a realtime connection pipelines.</summary>
+    public const int DefaultReceiveMaximum = 64;
+
+    /// <summary>Whether the node serves MQTT (TCP on <see cref="Port"/> and WebSocket at <c>/mqtt</c>).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>The TCP port of the MQTT listener, on every address; 0 picks a free one (tests).</summary>
+    public int Port { get; set; } = DefaultPort;
+
+    /// <summary>The largest MQTT packet a client may send, header included; larger ones are refused from their header (MQTT 5: 0x95).</summary>
+    public int MaxPacketBytes { get; set; } = DefaultMaxPacketBytes;
+
+    /// <summary>How long a new connection may take to send CONNECT.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = DefaultConnectTimeout;
+
+    /// <summary>The longest keep-alive an MQTT 5 client is granted (Server Keep Alive); MQTT 3.1.1 clients keep their own.</summary>
+    public int MaxKeepAliveSeconds { get; set; } = DefaultMaxKeepAliveSeconds;
+
+    /// <summary>QoS 1 deliveries a connection may have awaiting PUBACK (an MQTT 5 client's smaller Receive Maximum wins).</summary>
+    public int MaxInflight { get; set; } = DefaultMaxInflight;
+
+    /// <summary>QoS 1 and 2 publishes a client may have awaiting their acknowledgement (announced as MQTT 5 Receive Maximum).</summary>
+    public int ReceiveMaximum { get; set; } = DefaultReceiveMaximum;
+}

@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Options;
+
+namespace Relay.Ingress.Mqtt;
+
+internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : IValidateOptions<MqttOptions>
+{
+    /// <summary>The fixed header, a topic of the longest channel name and room for MQTT 5 properties around a payload.</summary>
+    private const int PacketOverheadBytes = 1024;
+
+    public ValidateOptionsResult Validate(string? name, MqttOptions options)
+    {
+        var failures = new List<string>();
+        if (options.Port is < 0 or > 65535)
+        {
+            failures.Add($"Relay:Mqtt:Port is {options.Port}; set a TCP port between 1 and 65535 (1883 is MQTT's), 0 for any free port, or Relay:Mqtt:Enabled=false to serve no MQTT.");
+        }
+
+        var smallest = ingress.Value.MaxMessageBytes + PacketOverheadBytes;
+        if (options.MaxPacketBytes < smallest || options.MaxPacketBytes > Codec.MqttDecoder.MaxRemainingLength)
+        {
+            failures.Add($"Relay:Mqtt:MaxPacketBytes is {options.MaxPacketBytes}; set it between {smallest} (Relay:Ingress:MaxMessageBytes plus {PacketOverheadBytes} for the topic and properties: a message Relay accepts must fit) and {Codec.MqttDecoder.MaxRemainingLength} (MQTT's largest).");
+        }
+
+        if (options.ConnectTimeout <= TimeSpan.Zero || options.ConnectTimeout > TimeSpan.FromMinutes(5))
+        {
+            failures.Add($"Relay:Mqtt:ConnectTimeout is {options.ConnectTimeout}; set it above 0 and at most 00:05:00.");
+        }
+
+        if (options.MaxKeepAliveSeconds is < 1 or > 65535)
+        {
+            failures.Add($"Relay:Mqtt:MaxKeepAliveSeconds is {options.MaxKeepAliveSeconds}; set it between 1 and 65535 (MQTT's keep-alive is two bytes of seconds).");
+        }
+
+        if (options.MaxInflight is < 1 or > 65535)
+        {
+            failures.Add($"Relay:Mqtt:MaxInflight is {options.MaxInflight}; set it between 1 and 65535 (one packet id each).");
+        }
+
+        if (options.ReceiveMaximum is < 1 or > 65535)
+        {
+            failures.Add($"Relay:Mqtt:ReceiveMaximum is {options.ReceiveMaximum}; set it between 1 and 65535.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

@@ -1,0 +1,14 @@
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>One item of an MQTT connection's send queue: a message to deliver at a QoS, or a control packet's bytes.</summary>
+internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos)
+{
+    /// <summary>What a PUBLISH adds around its payload and topic, counted for the item's share of the send budget.</summary>
+    public const int PublishOverheadBytes = 16;
+
+    /// <summary>The bytes an item stands for in the connection's send budget (a static lambda: one delegate for every connection).</summary>
+    public static readonly Func<MqttOutbound, int> Size = static item =>
+        item.Frame?.Length ?? (item.Message!.Data.Length + item.Message.Channel.Length + PublishOverheadBytes);
+}

@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Relay.Client;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>
+/// Clients nobody on the team wrote, as processes: mosquitto_sub and mosquitto_pub (Debian's mosquitto-clients, MQTT
+/// 3.1.1 and 5) and MQTT.js (npm mqtt, over TCP and WebSocket), against a real node, with MQTTnet and Relay's
+/// WebSocket client on the other side.
+/// </summary>
+public sealed class MqttInteropTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    private readonly RelayServer _server = fixture.Server;
+
+    private string Port => _server.MqttPort!.Value.ToString(CultureInfo.InvariantCulture);
+
+    public static TheoryData<string> MosquittoVersions => ["mqttv311", "mqttv5"];
+
+    [Theory]
+    [MemberData(nameof(MosquittoVersions))]
+    public async Task MosquittoSub_QosOne_GetsMosquittoPubBinaryAndWebSocketJsonExactly(string version)
+    {
+        var topic = $"mosq/{Guid.NewGuid():N}";
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        using var sub = ClientProcess.Mosquitto("mosquitto_sub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version,
+            "-t", topic, "-q", "1", "-C", "3", "-W", "20", "-d", "-F", "payload:%x");
+        await sub.WaitForAsync("SUBACK", Timeout);
+
+        byte[] binary = [0x00, 0xFF, 0x10, 0x80, 0x7F];
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllBytesAsync(file, binary);
+            using var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version, "-t", topic, "-q", "1", "-f", file);
+            Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+
+        using (var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version, "-t", topic, "-q", "0", "-m", "plain text"))
+        {
+            Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        }
+
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        await ws.PublishAsync(topic, new { on = true }).WaitAsync(Timeout);
+
+        Assert.Equal("payload:00ff10807f", await sub.WaitForAsync("payload:", Timeout));
+        Assert.Equal("payload:" + Convert.ToHexStringLower("plain text"u8), await sub.WaitForAsync("payload:", Timeout));
+        Assert.Equal("payload:" + Convert.ToHexStringLower("{\"on\":true}"u8), await sub.WaitForAsync("payload:", Timeout));
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+    }
+
+    [Theory]
+    [MemberData(nameof(MosquittoVersions))]
+    public async Task MosquittoPub_ReachesWebSocketSubscriberWithSeq(string version)
+    {
+        var topic = $"mosq-ws/{Guid.NewGuid():N}";
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        var received = System.Threading.Channels.Channel.CreateUnbounded<Relay.Client.RelayMessage>();
+        await ws.SubscribeAsync(topic, m => received.Writer.TryWrite(m)).WaitAsync(Timeout);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+
+        using var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version, "-i", "mosq-device", "-t", topic, "-q", "1", "-m", "{\"temp\":21.5}");
+        Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+
+        var message = await received.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal(1, message.Seq);
+        Assert.Equal(21.5, message.Data.GetProperty("temp").GetDouble());
+        Assert.Equal("mosq-device", message.ClientId);
+    }
+
+    [Theory]
+    [InlineData("mqttv311", "not authorised")]
+    [InlineData("mqttv5", "Bad user name or password")]
+    public async Task MosquittoPub_WrongSecret_RefusedWithTheVersionsCode(string version, string expected)
+    {
+        using var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", "test.root", "-P", "wrong-secret", "-V", version, "-t", "x", "-m", "x");
+
+        Assert.NotEqual(0, await pub.ExitAsync(Timeout));
+        var output = pub.Output;
+        Assert.True(output.Contains(expected, StringComparison.OrdinalIgnoreCase) || output.Contains("bad user name or password", StringComparison.OrdinalIgnoreCase), output);
+    }
+
+    [Fact]
+    public async Task MosquittoSub_KeyWithoutSubscribe_GetsFailedSubAck()
+    {
+        var (user, password) = MqttClients.Credentials(RelayServer.ChatOnlyKey);
+        using var sub = ClientProcess.Mosquitto("mosquitto_sub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", "mqttv5", "-t", "news/x", "-q", "1", "-W", "5", "-d");
+
+        // MQTT 5 SUBACK reason 135 (0x87, not authorized); mosquitto_sub reports every subscription denied and exits.
+        Assert.EndsWith(": 135", await sub.WaitForAsync("Subscribed (mid", Timeout), StringComparison.Ordinal);
+        Assert.True(await sub.ExitAsync(Timeout) != 0 || sub.Output.Contains("denied", StringComparison.Ordinal), sub.Output);
+    }
+
+    public static TheoryData<string, string> MqttJsTransports => new()
+    {
+        { "4", "tcp" },
+        { "5", "tcp" },
+        { "4", "ws" },
+        { "5", "ws" },
+    };
+
+    [Theory]
+    [MemberData(nameof(MqttJsTransports))]
+    public async Task MqttJs_PublishesToMqttNetAndSubscribesToWebSocket(string version, string transport)
+    {
+        var topic = $"mqttjs/{Guid.NewGuid():N}";
+        var url = transport == "ws" ? _server.MqttWebSocketUri.ToString() : $"mqtt://127.0.0.1:{Port}";
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+
+        // MQTT.js subscribes; a WebSocket publish and an MQTTnet binary publish reach it.
+        using var sub = ClientProcess.MqttJs(url, user, password, version, "sub", topic, "2");
+        Assert.Contains("[1]", await sub.WaitForAsync("subscribed", Timeout), StringComparison.Ordinal);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        await ws.PublishAsync(topic, new[] { 1, 2, 3 }).WaitAsync(Timeout);
+        await using var mqttnet = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await mqttnet.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(new byte[] { 0xCA, 0xFE, 0x00 }).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        var first = JsonDocument.Parse(await sub.WaitForAsync("\"message\"", Timeout)).RootElement;
+        Assert.Equal(Convert.ToHexStringLower("[1,2,3]"u8), first.GetProperty("hex").GetString());
+        Assert.Equal(1, first.GetProperty("qos").GetInt32());
+        var second = JsonDocument.Parse(await sub.WaitForAsync("\"message\"", Timeout)).RootElement;
+        Assert.Equal("cafe00", second.GetProperty("hex").GetString());
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+
+        // MQTT.js publishes; MQTTnet receives the bytes exactly.
+        await mqttnet.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        using var pub = ClientProcess.MqttJs(url, user, password, version, "pub", topic, "00010203ff", "7b7d");
+        Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        Assert.Equal(new byte[] { 0, 1, 2, 3, 0xFF }, (await mqttnet.NextAsync()).Payload.ToArray());
+        Assert.Equal("{}"u8.ToArray(), (await mqttnet.NextAsync()).Payload.ToArray());
+    }
+
+    [Theory]
+    [InlineData("4", "tcp")]
+    [InlineData("5", "ws")]
+    public async Task MqttJs_WrongSecret_ConnectionRefused(string version, string transport)
+    {
+        var url = transport == "ws" ? _server.MqttWebSocketUri.ToString() : $"mqtt://127.0.0.1:{Port}";
+        using var client = ClientProcess.MqttJs(url, "test.root", "wrong", version, "sub", "x", "1");
+
+        var line = JsonDocument.Parse(await client.WaitForAsync("\"error\"", Timeout)).RootElement;
+        Assert.Equal(version == "5" ? 0x86 : 4, line.GetProperty("code").GetInt32());
+        Assert.Equal(2, await client.ExitAsync(Timeout));
+    }
+}

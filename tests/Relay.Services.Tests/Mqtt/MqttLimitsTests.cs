@@ -1,0 +1,273 @@
+using System.Diagnostics;
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Relay.Client;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>A node with small MQTT limits (1 s CONNECT timeout, 4 in flight, 8 KiB packets), for tests that break them.</summary>
+public sealed class MqttLimitsFixture : IServerFixture, IAsyncLifetime
+{
+    public const int MaxInflight = 4;
+
+    public const int MaxPacketBytes = 8192;
+
+    public RelayServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var settings = ServerFixture.Settings();
+        settings["Relay:Mqtt:ConnectTimeout"] = "00:00:01";
+        settings["Relay:Mqtt:MaxInflight"] = MaxInflight.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["Relay:Mqtt:MaxPacketBytes"] = MaxPacketBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        settings["Relay:Ingress:PublishBurst"] = "100000";
+        settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
+        Server = await RelayServer.StartAsync(settings);
+    }
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
+
+/// <summary>
+/// MQTT's limits and bad input over real sockets: malformed and oversized packets get the disconnect their version
+/// prescribes while other connections keep working, silent clients are cut by the CONNECT timeout and keep-alive,
+/// QoS 1 deliveries wait for the in-flight window, and thousands of messages at rate arrive in order.
+/// </summary>
+public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<MqttLimitsFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private readonly RelayServer _server = fixture.Server;
+
+    [Fact]
+    public async Task MalformedPacket_V5_GetsDisconnect0x81WhileOthersKeepWorking()
+    {
+        var topic = $"bad/{Guid.NewGuid():N}";
+        await using var good = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await good.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await using var bad = await RawMqttClient.OpenAsync(_server);
+        await bad.ConnectAsync(5, "bad-v5");
+
+        await bad.SendHexAsync("36 05 00 01 61 00 01"); // PUBLISH with QoS 3
+
+        var packets = await bad.ReadUntilClosedAsync();
+        var disconnect = Assert.Single(packets);
+        Assert.Equal(0xE0, disconnect.First);
+        Assert.Equal(0x81, disconnect.Body[0]);
+        await good.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("still here"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal("still here", Encoding.UTF8.GetString((await good.NextAsync()).Payload.ToArray()));
+    }
+
+    [Fact]
+    public async Task MalformedPacket_V311_ClosedWithoutAWord()
+    {
+        await using var bad = await RawMqttClient.OpenAsync(_server);
+        await bad.ConnectAsync(4, "bad-v4");
+
+        await bad.SendHexAsync("82 06 00 01 00 01 61 04"); // SUBSCRIBE with a reserved option bit
+
+        Assert.Empty(await bad.ReadUntilClosedAsync());
+    }
+
+    [Fact]
+    public async Task OversizedPacket_V5_RefusedWith0x95FromItsHeader()
+    {
+        await using var bad = await RawMqttClient.OpenAsync(_server);
+        await bad.ConnectAsync(5, "big-v5");
+
+        // A PUBLISH announcing 1 MiB, over the 8 KiB limit: refused before its body is sent.
+        await bad.SendHexAsync("30 80 80 40");
+
+        var disconnect = Assert.Single(await bad.ReadUntilClosedAsync());
+        Assert.Equal(0xE0, disconnect.First);
+        Assert.Equal(0x95, disconnect.Body[0]);
+    }
+
+    [Fact]
+    public async Task Connect_UnsupportedProtocolLevel_GetsConnAck0x01()
+    {
+        await using var client = await RawMqttClient.OpenAsync(_server);
+
+        await client.SendHexAsync("10 0C 00 04 4D 51 54 54 06 02 00 3C 00 00");
+
+        var connAck = Assert.Single(await client.ReadUntilClosedAsync());
+        Assert.Equal(0x20, connAck.First);
+        Assert.Equal(new byte[] { 0x00, 0x01 }, connAck.Body);
+    }
+
+    [Fact]
+    public async Task FirstPacketNotConnect_ClosedWithoutAWord()
+    {
+        await using var client = await RawMqttClient.OpenAsync(_server);
+
+        await client.SendHexAsync("C0 00");
+
+        Assert.Empty(await client.ReadUntilClosedAsync());
+    }
+
+    [Fact]
+    public async Task Connect_NeverSent_ClosedAfterTheConnectTimeout()
+    {
+        await using var client = await RawMqttClient.OpenAsync(_server);
+        var watch = Stopwatch.StartNew();
+
+        Assert.Empty(await client.ReadUntilClosedAsync(TimeSpan.FromSeconds(8)));
+        Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(0.9), $"closed after {watch.Elapsed}, before the 1 s timeout");
+    }
+
+    [Fact]
+    public async Task KeepAlive_NoPacketForOneAndAHalfTimes_Disconnected()
+    {
+        await using var quiet = await RawMqttClient.OpenAsync(_server);
+        await quiet.ConnectAsync(4, "quiet", keepAlive: 1);
+        await using var pinging = await RawMqttClient.OpenAsync(_server);
+        await pinging.ConnectAsync(4, "pinging", keepAlive: 1);
+        var watch = Stopwatch.StartNew();
+
+        // The pinging client stays: a PINGREQ every 500 ms, each answered.
+        var closed = quiet.ReadUntilClosedAsync(TimeSpan.FromSeconds(8));
+        while (!closed.IsCompleted && watch.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            await pinging.SendHexAsync("C0 00");
+            var pong = await pinging.ReadPacketAsync();
+            Assert.Equal((byte)0xD0, pong?.First);
+            await Task.Delay(500);
+        }
+
+        Assert.Empty(await closed);
+        Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(1.4), $"cut after {watch.Elapsed}, before 1.5 × the 1 s keep-alive");
+        await pinging.SendHexAsync("C0 00");
+        Assert.Equal((byte)0xD0, (await pinging.ReadPacketAsync())?.First);
+    }
+
+    [Fact]
+    public async Task QosOneDelivery_UnacknowledgedWindowFull_WaitsForPubAck()
+    {
+        var topic = $"inflight/{Guid.NewGuid():N}";
+        await using var slow = await RawMqttClient.OpenAsync(_server);
+        await slow.ConnectAsync(4, "slow-acker");
+        var filter = Encoding.UTF8.GetBytes(topic);
+        await slow.SendAsync([0x82, (byte)(5 + filter.Length), 0x00, 0x01, 0x00, (byte)filter.Length, .. filter, 0x01]);
+        var subAck = await slow.ReadPacketAsync();
+        Assert.Equal(new byte[] { 0x00, 0x01, 0x01 }, subAck?.Body);
+
+        await using var publisher = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        for (var i = 0; i < 10; i++)
+        {
+            await publisher.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+        var ids = new List<int>();
+        for (var i = 0; i < MqttLimitsFixture.MaxInflight; i++)
+        {
+            var publish = await slow.ReadPacketAsync();
+            Assert.Equal((byte)0x32, publish?.First);
+            ids.Add((publish!.Value.Body[2 + filter.Length] << 8) | publish.Value.Body[3 + filter.Length]);
+        }
+
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // One PUBACK frees one slot: exactly one more arrives.
+        await slow.SendAsync([0x40, 0x02, (byte)(ids[0] >> 8), (byte)ids[0]]);
+        var next = await slow.ReadPacketAsync();
+        Assert.Equal((byte)0x32, next?.First);
+        Assert.Equal("4", Encoding.UTF8.GetString(next!.Value.Body.AsSpan(4 + filter.Length)));
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
+    public async Task ThousandsOfMessagesAtRate_ArriveInOrderOnMqttAndWebSocket()
+    {
+        const int Count = 5000;
+        var topic = $"rate/{Guid.NewGuid():N}";
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        var wsSeqs = new List<long>();
+        var wsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await ws.SubscribeAsync(topic, m =>
+        {
+            lock (wsSeqs)
+            {
+                wsSeqs.Add(m.Seq);
+                if (wsSeqs.Count == Count)
+                {
+                    wsDone.TrySetResult();
+                }
+            }
+        }).WaitAsync(Timeout);
+        await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+
+        // QoS 0 and 1 interleaved, published without waiting for each other.
+        var publishes = new List<Task<MqttClientPublishResult>>();
+        for (var i = 0; i < Count; i++)
+        {
+            publishes.Add(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(BitConverter.GetBytes(i))
+                .WithQualityOfServiceLevel(i % 2 == 0 ? MqttQualityOfServiceLevel.AtMostOnce : MqttQualityOfServiceLevel.AtLeastOnce).Build()));
+        }
+
+        await Task.WhenAll(publishes).WaitAsync(TimeSpan.FromSeconds(60));
+        for (var i = 0; i < Count; i++)
+        {
+            var message = await subscriber.NextAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(i, BitConverter.ToInt32(message.Payload.ToArray()));
+        }
+
+        await wsDone.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), wsSeqs);
+    }
+
+    [Fact]
+    public async Task GarbageFromManyConnections_ServerKeepsServingOthers()
+    {
+        var topic = $"fuzz/{Guid.NewGuid():N}";
+        var random = new Random(1405);
+        var raws = new List<Task>();
+        for (var c = 0; c < 50; c++)
+        {
+            var bytes = new byte[random.Next(1, 300)];
+            random.NextBytes(bytes);
+            if (c % 2 == 0)
+            {
+                // Half start with a valid CONNECT, so the garbage reaches the connected state.
+                bytes = [.. RawMqttClient.Connect((byte)(c % 4 == 0 ? 4 : 5), $"fuzz-{c}"), .. bytes];
+            }
+
+            raws.Add(Task.Run(async () =>
+            {
+                await using var raw = await RawMqttClient.OpenAsync(_server);
+                try
+                {
+                    await raw.SendAsync(bytes);
+                }
+                catch (IOException)
+                {
+                    // Closed while sending: fine.
+                }
+
+                try
+                {
+                    // Garbage that reads as the start of a longer packet leaves the server waiting for the rest.
+                    await raw.ReadUntilClosedAsync(TimeSpan.FromSeconds(2));
+                }
+                catch (OperationCanceledException)
+                {
+                    // Still open: the server waits for the rest of a packet.
+                }
+            }));
+        }
+
+        await Task.WhenAll(raws).WaitAsync(TimeSpan.FromSeconds(30));
+        await using var good = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await good.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await good.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("ok"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal("ok", Encoding.UTF8.GetString((await good.NextAsync()).Payload.ToArray()));
+    }
+}

@@ -1,0 +1,309 @@
+using System.Buffers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MQTTnet;
+using MQTTnet.Exceptions;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Relay.Client;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>
+/// MQTT on a real node, driven by MQTTnet (TCP and WebSocket) and by Relay's WebSocket client: MQTT and WebSocket
+/// clients reach each other on the same channels, with the payload bytes exact; auth, capabilities and apps as on the
+/// WebSocket; QoS 0 and 1 both ways.
+/// </summary>
+public abstract class MqttSpec(IServerFixture fixture)
+{
+    private static readonly TimeSpan Timeout = MqttClients.Timeout;
+
+    private readonly RelayServer _server = fixture.Server;
+
+    public static TheoryData<MqttProtocolVersion, bool> Versions => new()
+    {
+        { MqttProtocolVersion.V311, false },
+        { MqttProtocolVersion.V500, false },
+        { MqttProtocolVersion.V311, true },
+        { MqttProtocolVersion.V500, true },
+    };
+
+    private static string Topic(string prefix) => $"mqtt-{prefix}/{Guid.NewGuid():N}";
+
+    [Theory]
+    [MemberData(nameof(Versions))]
+    public async Task Publish_QosZeroAndOne_ReachesAnotherMqttSubscriberWithExactBytes(MqttProtocolVersion version, bool webSocket)
+    {
+        var topic = Topic("pubsub");
+        await using var subscriber = await MqttClients.ConnectAsync(_server, version, webSocket: webSocket);
+        await using var publisher = await MqttClients.ConnectAsync(_server, version, webSocket: !webSocket);
+        var granted = await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, granted.Items.Single().ResultCode);
+
+        byte[] binary = [0, 1, 2, 0xFF, 0xFE, 0x80, (byte)'{', 0];
+        var ack = await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(binary).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.True(ack.IsSuccess, $"PUBACK {ack.ReasonCode}");
+        await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("{\"t\": 21.5}"u8.ToArray()).Build()).WaitAsync(Timeout);
+
+        var first = await subscriber.NextAsync();
+        Assert.Equal(topic, first.Topic);
+        Assert.Equal(binary, first.Payload.ToArray());
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, first.QualityOfServiceLevel);
+        var second = await subscriber.NextAsync();
+
+        // A JSON payload is kept as sent, whitespace and all.
+        Assert.Equal("{\"t\": 21.5}", Encoding.UTF8.GetString(second.Payload.ToArray()));
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Publish_FromMqtt_ReachesWebSocketSubscriberWithSeqAndHistory(MqttProtocolVersion version)
+    {
+        var topic = Topic("to-ws");
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        var received = new System.Threading.Channels.Channel<Relay.Client.RelayMessage>[] { System.Threading.Channels.Channel.CreateUnbounded<Relay.Client.RelayMessage>() }[0];
+        await ws.SubscribeAsync(topic, m => received.Writer.TryWrite(m)).WaitAsync(Timeout);
+        await using var mqtt = await MqttClients.ConnectAsync(_server, version, clientId: "sensor-7");
+
+        byte[] binary = [0xDE, 0xAD, 0xBE, 0xEF, 0x00];
+        await mqtt.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(binary).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await mqtt.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("{\"on\":true}"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        var first = await received.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal(1, first.Seq);
+        Assert.Equal("base64", first.Encoding);
+        Assert.Equal(binary, first.GetDataBytes());
+        Assert.Equal("sensor-7", first.ClientId);
+        var second = await received.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal(2, second.Seq);
+        Assert.Null(second.Encoding);
+        Assert.True(second.Data.GetProperty("on").GetBoolean());
+
+        using var http = new HttpClient { BaseAddress = _server.BaseAddress };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        var history = await http.GetFromJsonAsync<JsonElement>($"v1/channels/{Uri.EscapeDataString(topic)}/messages").WaitAsync(Timeout);
+        var seqs = history.GetProperty("messages").EnumerateArray().Select(m => m.GetProperty("seq").GetInt64()).ToArray();
+        Assert.Equal([1L, 2L], seqs);
+    }
+
+    [Theory]
+    [MemberData(nameof(Versions))]
+    public async Task Publish_FromWebSocket_ReachesMqttSubscriberWithPayloadBytesExact(MqttProtocolVersion version, bool webSocket)
+    {
+        var topic = Topic("from-ws");
+        await using var mqtt = await MqttClients.ConnectAsync(_server, version, webSocket: webSocket);
+        await mqtt.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic.Split('/')[0] + "/+", MqttQualityOfServiceLevel.AtMostOnce).Build()).WaitAsync(Timeout);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+
+        await ws.PublishAsync(topic, new { text = "hello", n = 1 }).WaitAsync(Timeout);
+        await ws.PublishAsync(topic, new { text = "héllo ✓" }).WaitAsync(Timeout);
+
+        // The payload is the message's data as stored: the JSON the WebSocket client sent, compacted.
+        var message = await mqtt.NextAsync();
+        Assert.Equal(topic, message.Topic);
+        Assert.Equal("{\"text\":\"hello\",\"n\":1}"u8.ToArray(), message.Payload.ToArray());
+        Assert.Equal(MqttQualityOfServiceLevel.AtMostOnce, message.QualityOfServiceLevel);
+        var unicode = await mqtt.NextAsync();
+        Assert.Equal("héllo ✓", JsonDocument.Parse(unicode.Payload.ToArray()).RootElement.GetProperty("text").GetString());
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311, MqttClientConnectResultCode.BadUserNameOrPassword)]
+    [InlineData(MqttProtocolVersion.V500, MqttClientConnectResultCode.BadUserNameOrPassword)]
+    public async Task Connect_WrongSecret_RefusedWithBadUserNameOrPassword(MqttProtocolVersion version, MqttClientConnectResultCode expected)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var options = MqttClients.Options(_server, version, key: "test.root:not-the-secret-0123456789").Build();
+        var result = await client.ConnectAsync(options).WaitAsync(Timeout);
+        Assert.Equal(expected, result.ResultCode);
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311, MqttClientConnectResultCode.NotAuthorized)]
+    [InlineData(MqttProtocolVersion.V500, MqttClientConnectResultCode.NotAuthorized)]
+    public async Task Connect_NoCredentials_RefusedAsNotAuthorized(MqttProtocolVersion version, MqttClientConnectResultCode expected)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var result = await client.ConnectAsync(MqttClients.Options(_server, version, key: null).Build()).WaitAsync(Timeout);
+        Assert.Equal(expected, result.ResultCode);
+    }
+
+    [Fact]
+    public async Task Connect_TokenAsPassword_ConnectsWithTheTokensClientId()
+    {
+        var topic = Topic("token");
+        var token = TestTokens.ForRootKey("device-42", TimeSpan.FromMinutes(5));
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        var received = System.Threading.Channels.Channel.CreateUnbounded<Relay.Client.RelayMessage>();
+        await ws.SubscribeAsync(topic, m => received.Writer.TryWrite(m)).WaitAsync(Timeout);
+
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", _server.MqttPort!.Value).WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithClientId("any").WithCredentials("token", token).WithTimeout(Timeout).Build();
+        await client.ConnectAsync(options).WaitAsync(Timeout);
+        await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("1"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        var message = await received.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal("device-42", message.ClientId);
+        await client.DisconnectAsync().WaitAsync(Timeout);
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Subscribe_WithoutCapability_GetsTheVersionsFailureCode(MqttProtocolVersion version)
+    {
+        await using var chat = await MqttClients.ConnectAsync(_server, version, key: RelayServer.ChatOnlyKey);
+
+        var result = await chat.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter("chat:room/1", MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithTopicFilter("news/1", MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithTopicFilter("a//b", MqttQualityOfServiceLevel.AtMostOnce)
+            .Build()).WaitAsync(Timeout);
+
+        var codes = result.Items.Select(i => i.ResultCode).ToArray();
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, codes[0]);
+        if (version == MqttProtocolVersion.V500)
+        {
+            Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, codes[1]);
+            Assert.Equal(MqttClientSubscribeResultCode.TopicFilterInvalid, codes[2]);
+        }
+        else
+        {
+            Assert.Equal(MqttClientSubscribeResultCode.UnspecifiedError, codes[1]);
+            Assert.Equal(MqttClientSubscribeResultCode.UnspecifiedError, codes[2]);
+        }
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Publish_KeyThatMaySubscribeButNotPublish_RefusedOrDroppedAndNeverDelivered(MqttProtocolVersion version)
+    {
+        var topic = Topic("readonly");
+        await using var reader = await MqttClients.ConnectAsync(_server, version, key: RelayServer.SubscribeOnlyKey);
+        var granted = await reader.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, granted.Items.Single().ResultCode);
+
+        var ack = await reader.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("x"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        // MQTT 5 refuses with 0x87; MQTT 3.1.1 has no negative PUBACK: acknowledged and dropped.
+        Assert.Equal(version == MqttProtocolVersion.V500 ? MqttClientPublishReasonCode.NotAuthorized : MqttClientPublishReasonCode.Success, ack.ReasonCode);
+
+        // Nothing was published: a message from a key that may publish is the first the subscriber sees, with seq 1.
+        await using var writer = await MqttClients.ConnectAsync(_server, version);
+        await writer.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("ok"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        var first = await reader.NextAsync();
+        Assert.Equal("ok", Encoding.UTF8.GetString(first.Payload.ToArray()));
+        Assert.True(reader.Client.IsConnected);
+    }
+
+    [Fact]
+    public async Task Subscribe_OtherAppsChannel_NeverSeesItsMessages()
+    {
+        var topic = Topic("isolation");
+        await using var other = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500, key: RelayServer.OtherAppKey);
+        await other.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("#").Build()).WaitAsync(Timeout);
+        await using var mine = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await mine.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+
+        await mine.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("secret"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await other.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("theirs"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        Assert.Equal("secret", Encoding.UTF8.GetString((await mine.NextAsync()).Payload.ToArray()));
+        Assert.Equal("theirs", Encoding.UTF8.GetString((await other.NextAsync()).Payload.ToArray()));
+        await Task.Delay(200);
+        Assert.False(mine.TryNext(out _));
+        Assert.False(other.TryNext(out _));
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Connect_SameClientIdTwice_TakesOverTheFirstConnection(MqttProtocolVersion version)
+    {
+        var clientId = "takeover-" + Guid.NewGuid().ToString("N")[..8];
+        await using var first = await MqttClients.ConnectAsync(_server, version, clientId: clientId);
+        var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        first.Client.DisconnectedAsync += e =>
+        {
+            disconnected.TrySetResult(e);
+            return Task.CompletedTask;
+        };
+
+        await using var second = await MqttClients.ConnectAsync(_server, version, clientId: clientId);
+
+        var reason = await disconnected.Task.WaitAsync(Timeout);
+        if (version == MqttProtocolVersion.V500)
+        {
+            Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, reason.Reason);
+        }
+
+        Assert.True(second.Client.IsConnected);
+        var ping = second.Client.PingAsync();
+        await ping.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task Unsubscribe_Filter_StopsDeliveries()
+    {
+        var topic = Topic("unsub");
+        await using var client = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await client.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await client.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("1"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal("1", Encoding.UTF8.GetString((await client.NextAsync()).Payload.ToArray()));
+
+        var result = await client.Client.UnsubscribeAsync(new MqttClientUnsubscribeOptionsBuilder().WithTopicFilter(topic).WithTopicFilter("never/subscribed").Build()).WaitAsync(Timeout);
+        Assert.Equal(MqttClientUnsubscribeResultCode.Success, result.Items.First().ResultCode);
+        Assert.Equal(MqttClientUnsubscribeResultCode.NoSubscriptionExisted, result.Items.Last().ResultCode);
+        await client.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("2"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await client.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic + "x").WithPayload("3"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await Task.Delay(200);
+        Assert.False(client.TryNext(out _));
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Publish_QosTwo_ExchangeCompletesAndIsDeliveredOnce(MqttProtocolVersion version)
+    {
+        var topic = Topic("qos2");
+        await using var client = await MqttClients.ConnectAsync(_server, version);
+        await client.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+
+        var ack = await client.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("once"u8.ToArray()).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+
+        Assert.True(ack.IsSuccess, $"{ack.ReasonCode}");
+        var message = await client.NextAsync();
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, message.QualityOfServiceLevel);
+        await Task.Delay(200);
+        Assert.False(client.TryNext(out _));
+    }
+
+    [Fact]
+    public async Task Will_ConnectionLostWithoutDisconnect_IsPublished()
+    {
+        var topic = Topic("will");
+        await using var watcher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+
+        // A raw client: CONNECT with a will, then the socket is cut without DISCONNECT.
+        using var raw = new System.Net.Sockets.TcpClient();
+        await raw.ConnectAsync("127.0.0.1", _server.MqttPort!.Value).WaitAsync(Timeout);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        var connect = new Relay.Ingress.Mqtt.Codec.MqttConnect { ProtocolLevel = 4, ClientId = "dying", UserName = user, Password = Encoding.UTF8.GetBytes(password), HasWill = true, WillTopic = topic, WillPayload = "offline"u8.ToArray() };
+        var stream = raw.GetStream();
+        await stream.WriteAsync(Relay.Ingress.Mqtt.Codec.MqttEncoder.Encode(connect, 4)).AsTask().WaitAsync(Timeout);
+        var connAck = new byte[4];
+        await stream.ReadExactlyAsync(connAck).AsTask().WaitAsync(Timeout);
+        Assert.Equal(new byte[] { 0x20, 0x02, 0x00, 0x00 }, connAck);
+        raw.Client.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+        raw.Close();
+
+        var will = await watcher.NextAsync();
+        Assert.Equal("offline", Encoding.UTF8.GetString(will.Payload.ToArray()));
+    }
+}

@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Mqtt;
+
+public sealed class MqttTests(ServerFixture fixture) : MqttSpec(fixture), IClassFixture<ServerFixture>;

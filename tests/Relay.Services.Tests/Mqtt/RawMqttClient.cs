@@ -1,0 +1,135 @@
+using System.Net.Sockets;
+using System.Text;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>An MQTT client on a bare socket, for what well-behaved clients never send: bytes in, bytes out, no rules.</summary>
+internal sealed class RawMqttClient : IAsyncDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private readonly TcpClient _tcp = new();
+
+    private RawMqttClient()
+    {
+    }
+
+    public NetworkStream Stream => _tcp.GetStream();
+
+    public static async Task<RawMqttClient> OpenAsync(RelayServer server)
+    {
+        var client = new RawMqttClient();
+        await client._tcp.ConnectAsync("127.0.0.1", server.MqttPort!.Value).WaitAsync(Timeout);
+        return client;
+    }
+
+    /// <summary>A CONNECT with the root key, clean session, the given keep-alive (hand-encoded, not by Relay's codec).</summary>
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key)
+    {
+        var colon = key.IndexOf(':', StringComparison.Ordinal);
+        var body = new List<byte>();
+        void Text(string s)
+        {
+            var bytes = Encoding.UTF8.GetBytes(s);
+            body.Add((byte)(bytes.Length >> 8));
+            body.Add((byte)bytes.Length);
+            body.AddRange(bytes);
+        }
+
+        Text("MQTT");
+        body.Add(level);
+        body.Add(0xC2);
+        body.Add((byte)(keepAlive >> 8));
+        body.Add((byte)keepAlive);
+        if (level == 5)
+        {
+            body.Add(0);
+        }
+
+        Text(clientId);
+        Text(key[..colon]);
+        Text(key[(colon + 1)..]);
+        return [0x10, (byte)body.Count, .. body];
+    }
+
+    public Task SendAsync(byte[] bytes) => Stream.WriteAsync(bytes).AsTask().WaitAsync(Timeout);
+
+    public Task SendHexAsync(string hex) => SendAsync(Convert.FromHexString(hex.Replace(" ", string.Empty, StringComparison.Ordinal)));
+
+    /// <summary>Connects at <paramref name="level"/> and checks the CONNACK says accepted.</summary>
+    public async Task ConnectAsync(byte level, string clientId, ushort keepAlive = 60)
+    {
+        await SendAsync(Connect(level, clientId, keepAlive));
+        var (type, body) = await ReadPacketAsync() ?? throw new InvalidOperationException("closed before CONNACK");
+        if (type != 0x20 || body[1] != 0)
+        {
+            throw new InvalidOperationException($"CONNACK refused: {Convert.ToHexString(body)}");
+        }
+    }
+
+    /// <summary>The next packet (first byte and body), or null when the server closed the connection.</summary>
+    public async Task<(byte First, byte[] Body)?> ReadPacketAsync(TimeSpan? timeout = null)
+    {
+        using var cancel = new CancellationTokenSource(timeout ?? Timeout);
+        var first = new byte[1];
+        try
+        {
+            if (await Stream.ReadAsync(first, cancel.Token) == 0)
+            {
+                return null;
+            }
+
+            var length = 0;
+            for (var shift = 0; ; shift += 7)
+            {
+                var b = new byte[1];
+                await Stream.ReadExactlyAsync(b, cancel.Token);
+                length |= (b[0] & 0x7F) << shift;
+                if ((b[0] & 0x80) == 0)
+                {
+                    break;
+                }
+            }
+
+            var body = new byte[length];
+            await Stream.ReadExactlyAsync(body, cancel.Token);
+            return (first[0], body);
+        }
+        catch (Exception ex) when (ex is IOException or EndOfStreamException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>True when nothing arrives (and the connection stays open) for <paramref name="wait"/>.</summary>
+    public async Task<bool> NothingWithinAsync(TimeSpan wait)
+    {
+        try
+        {
+            return await ReadPacketAsync(wait) is null ? throw new InvalidOperationException("the server closed the connection") : false;
+        }
+        catch (OperationCanceledException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>Reads until the server closes; returns the packets it sent before (or throws when it does not close in time).</summary>
+    public async Task<List<(byte First, byte[] Body)>> ReadUntilClosedAsync(TimeSpan? timeout = null)
+    {
+        var packets = new List<(byte, byte[])>();
+        var deadline = DateTime.UtcNow + (timeout ?? Timeout);
+        while (await ReadPacketAsync(deadline - DateTime.UtcNow) is { } packet)
+        {
+            packets.Add(packet);
+        }
+
+        return packets;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _tcp.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
