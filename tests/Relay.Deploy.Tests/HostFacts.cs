@@ -53,9 +53,25 @@ internal static class HostFacts
     /// The addresses a host listens on in a container with <paramref name="environment"/>, as ASP.NET Core reads them:
     /// ASPNETCORE_URLS first, then ASPNETCORE_HTTP_PORTS (any interface); the standalone host binds
     /// <see cref="StandaloneHost.DefaultUrl"/> unless URLs are configured; other hosts fall back to the runtime image's
-    /// ASPNETCORE_HTTP_PORTS=8080 (which an image that does not say its port inherits).
+    /// ASPNETCORE_HTTP_PORTS=8080 (which an image that does not say its port inherits). Ingress nodes and the
+    /// standalone host add MQTT's TCP port (<c>Relay:Mqtt:Port</c>, 1883) unless <c>Relay:Mqtt:Enabled</c> is false.
     /// </summary>
     public static IReadOnlyList<(string Host, int Port)> Listens(string host, IReadOnlyDictionary<string, string> environment)
+    {
+        var listens = HttpListens(host, environment).ToList();
+
+        // Ingress nodes (and the standalone host, one) also serve MQTT on TCP, on every interface, unless turned off.
+        if (host is "Relay.Ingress" or "Relay.Standalone"
+            && !(environment.TryGetValue("Relay__Mqtt__Enabled", out var enabled) && string.Equals(enabled, "false", StringComparison.OrdinalIgnoreCase)))
+        {
+            var port = environment.TryGetValue("Relay__Mqtt__Port", out var configured) ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture) : Relay.Ingress.Mqtt.MqttOptions.DefaultPort;
+            listens.Add(("*", port));
+        }
+
+        return listens;
+    }
+
+    private static IReadOnlyList<(string Host, int Port)> HttpListens(string host, IReadOnlyDictionary<string, string> environment)
     {
         if (environment.TryGetValue("ASPNETCORE_URLS", out var urls))
         {

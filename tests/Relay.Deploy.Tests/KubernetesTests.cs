@@ -237,11 +237,23 @@ public sealed class KubernetesTests
         var nlb = Manifests.Base.OfKind("Service").Single(static s => s.Text("spec", "type") == "LoadBalancer");
         var annotations = nlb.Entries("metadata", "annotations").ToDictionary(static a => a.Key, static a => ((YamlScalarNode)a.Value).Value!);
         Assert.Equal("external", annotations["service.beta.kubernetes.io/aws-load-balancer-type"]);
-        Assert.Equal("443", annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"]);
-        var idle = annotations.Single(static a => a.Key.StartsWith("service.beta.kubernetes.io/aws-load-balancer-listener-attributes.", StringComparison.Ordinal)).Value;
-        var seconds = int.Parse(idle.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
+        // TLS on every listener: 443 (HTTPS, WSS) and 8883 (MQTT over TLS), each with an idle timeout far above the
+        // heartbeat; every Service port is one of them.
+        var sslPorts = annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"].Split(',', StringSplitOptions.TrimEntries);
+        Assert.Equal(["443", "8883"], sslPorts);
+        Assert.Equal(sslPorts.Order(), nlb.Items("spec", "ports").Select(static p => p.Text("port")!).Order());
         var heartbeat = new Relay.Ingress.IngressOptions().HeartbeatMs / 1000;
-        Assert.True(seconds >= 10 * heartbeat, $"the NLB's idle timeout ({seconds} s) should be far above the heartbeat ({heartbeat} s)");
+        foreach (var port in sslPorts)
+        {
+            var idle = annotations[$"service.beta.kubernetes.io/aws-load-balancer-listener-attributes.TLS-{port}"];
+            var seconds = int.Parse(idle.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(seconds >= 10 * heartbeat, $"the NLB's idle timeout on {port} ({seconds} s) should be far above the heartbeat ({heartbeat} s)");
+        }
+
+        // MQTT over TLS reaches the pods' MQTT port; readiness is asked on the HTTP port for both target groups (an MQTT
+        // port answers no HTTP).
+        Assert.Equal("mqtt", nlb.Items("spec", "ports").Single(static p => p.Text("port") == "8883").Text("targetPort"));
+        Assert.Equal(HostFacts.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-port"]);
         Assert.Contains(annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"], HostFacts.ProbePaths("Relay.Ingress"));
 
         var prod = Manifests.Documents(Path.Combine(Manifests.Folder, "overlays", "prod")).OfKind("Service").Single(s => s.Name() == nlb.Name());

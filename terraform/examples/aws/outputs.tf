@@ -8,6 +8,11 @@ output "wss_url" {
   value       = module.edge.wss_url
 }
 
+output "mqtt_urls" {
+  description = "Relay's MQTT endpoints (mqtts:// on 8883, wss:// at /mqtt)."
+  value       = module.edge.mqtt_urls
+}
+
 output "jwks_url" {
   description = "The public half of the token signing key, for services that check Relay's tokens."
   value       = "${module.edge.https_url}/.well-known/jwks.json"

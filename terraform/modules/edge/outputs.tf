@@ -12,3 +12,8 @@ output "wss_url" {
   description = "Relay's realtime endpoint."
   value       = "wss://${var.domain_name}/v1/realtime"
 }
+
+output "mqtt_urls" {
+  description = "Relay's MQTT endpoints: over TLS on 8883, and over secure WebSocket at /mqtt."
+  value       = ["mqtts://${var.domain_name}:8883", "wss://${var.domain_name}/mqtt"]
+}
