@@ -127,22 +127,27 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
     {
         await using var quiet = await RawMqttClient.OpenAsync(_server);
         await quiet.ConnectAsync(4, "quiet", keepAlive: 1);
+
+        // The pinging client's keep-alive is 2 s (cut after 3 s of silence), pinged every 300 ms: ten times the slack,
+        // so a busy machine's late timer does not cut it (1 s with pings every 500 ms did, once, in a full CI run).
         await using var pinging = await RawMqttClient.OpenAsync(_server);
-        await pinging.ConnectAsync(4, "pinging", keepAlive: 1);
+        await pinging.ConnectAsync(4, "pinging", keepAlive: 2);
         var watch = Stopwatch.StartNew();
 
-        // The pinging client stays: a PINGREQ every 500 ms, each answered.
+        // The pinging client stays past its own 3 s, each PINGREQ answered; the quiet one is cut meanwhile.
         var closed = quiet.ReadUntilClosedAsync(TimeSpan.FromSeconds(8));
-        while (!closed.IsCompleted && watch.Elapsed < TimeSpan.FromSeconds(8))
+        var cutAt = closed.ContinueWith(_ => watch.Elapsed, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        while ((!closed.IsCompleted || watch.Elapsed < TimeSpan.FromSeconds(4)) && watch.Elapsed < TimeSpan.FromSeconds(8))
         {
             await pinging.SendHexAsync("C0 00");
             var pong = await pinging.ReadPacketAsync();
             Assert.Equal((byte)0xD0, pong?.First);
-            await Task.Delay(500);
+            await Task.Delay(300);
         }
 
+        Assert.True(closed.IsCompleted, "the quiet client was not cut within 8 s");
         Assert.Empty(await closed);
-        Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(1.4), $"cut after {watch.Elapsed}, before 1.5 × the 1 s keep-alive");
+        Assert.True(await cutAt >= TimeSpan.FromSeconds(1.4), $"cut after {await cutAt}, before 1.5 × the 1 s keep-alive");
         await pinging.SendHexAsync("C0 00");
         Assert.Equal((byte)0xD0, (await pinging.ReadPacketAsync())?.First);
     }
