@@ -36,6 +36,12 @@ public abstract class RelayBusContract : IAsyncLifetime
     /// <summary>Releases what <see cref="CreateBusesAsync"/> made.</summary>
     protected abstract Task ReleaseBusesAsync();
 
+    /// <summary>
+    /// The serving process has registered the roles it plays: a bus that must declare them to something outside once
+    /// (a Dapr app tells its sidecar its subscriptions when it starts listening) does so here. Nothing by default.
+    /// </summary>
+    protected virtual Task ServingRegisteredAsync() => Task.CompletedTask;
+
     public async Task InitializeAsync() => (Serving, Calling) = await CreateBusesAsync();
 
     public async Task DisposeAsync()
@@ -52,6 +58,7 @@ public abstract class RelayBusContract : IAsyncLifetime
     public async Task RoutingRequests_FromAnotherProcess_EachGetTheirOwnReply_OnEveryShard()
     {
         _registrations.Add(Serving.ServeRouting(new PositionRouting()));
+        await ServingRegisteredAsync();
         using var timeout = new CancellationTokenSource(ListenWithin + ArriveWithin);
         await UntilAsync(async () => await Calling.SendToRoutingAsync(new PositionRequest(App, "probe"), timeout.Token) is PositionReply, "routing never answered");
 
@@ -72,6 +79,7 @@ public abstract class RelayBusContract : IAsyncLifetime
         var b = new RecordingNode();
         _registrations.Add(Serving.ServeNode("node-a", a));
         _registrations.Add(Serving.ServeNode("node-b", b));
+        await ServingRegisteredAsync();
         await ProbeUntilAsync(() => Calling.DeliverToNodeAsync("node-a", Message("probe", 1)), () => a.Received.Any(m => m.Channel == "probe"), "node-a never got a delivery");
 
         const int Count = 500;
@@ -90,6 +98,7 @@ public abstract class RelayBusContract : IAsyncLifetime
     {
         var fanOut = new RecordingFanOut();
         _registrations.Add(Serving.ServeFanOut(fanOut));
+        await ServingRegisteredAsync();
         await ProbeUntilAsync(() => Calling.PublishSequencedAsync(Message("probe", 1)), () => !fanOut.Sequenced.IsEmpty, "fan-out never got a message");
 
         // Three channels interleaved, 200 each, sent in seq order per channel.
@@ -115,6 +124,7 @@ public abstract class RelayBusContract : IAsyncLifetime
     {
         var fanOut = new RecordingFanOut();
         _registrations.Add(Serving.ServeFanOut(fanOut));
+        await ServingRegisteredAsync();
 
         // Counts are absolute: sending the same change again is harmless, so the probe is the change itself.
         await ProbeUntilAsync(
