@@ -5,22 +5,58 @@ using StackExchange.Redis;
 namespace Relay.Bus.Redis;
 
 // Sentinel: the bus's subscriptions follow the master. StackExchange.Redis moves a subscription only when its
-// connection fails, and then subscribes it again on the server that connection comes back to, master or not. A
-// failover leaves subscriptions on the old master when it is demoted in place (SENTINEL FAILOVER: the sentinels close
-// its clients, which reconnect to it), or when it restarts (after being killed) and the client reconnects to it before
-// the sentinels make it a replica. There they stay: the master's PUBLISH counts no listener for them, which the request
-// path reads as "nobody owns the shard" and waits on until it times out ("routing shard N did not answer") for as long
-// as the process runs; and deliveries published while the old master is not yet replicating are lost to it. So, under
-// Sentinel, the bus asks every second each server its channels are subscribed on for its role (ROLE), and subscribes
-// the channels on a replica again (unsubscribe, subscribe: the client picks the master), then tells its loops
-// the subscriptions are back, as after a reconnect (fan-out reloads interest, nodes resync, held requests go on).
+// connection fails, and then subscribes it again on whichever server that connection comes back to, master or not: a
+// master demoted in place (SENTINEL FAILOVER closes its clients, which reconnect to it) or restarted after a kill kept
+// the bus's channels, where the master's PUBLISH counts no listener (requests wait until "routing shard N did not
+// answer") and deliveries are lost. Moving channels one by one within the one multiplexer still left some on both
+// servers about one run in four (the client names the new master while a connection to the old one carries them).
+// So under Sentinel the bus subscribes through a multiplexer of its own pinned to one server, the master the
+// sentinels name, and never lets it follow anywhere else: every second it asks the sentinels which server is the
+// master, and when that is another one (answering ROLE as a master), it closes the pinned multiplexer (the old
+// server drops every subscription of it with the connection), subscribes every channel again through a new one pinned
+// to the new master, then acts as after a reconnect (held requests go on, fan-out reloads interest, nodes resync).
+// Closing before subscribing again trades a moment's loss, which the bus repairs, for never hearing a message twice.
 public sealed partial class RedisBus
 {
     /// <summary>
-    /// How often, under Sentinel, the bus checks that its subscriptions are on the master: one <c>ROLE</c> a second per
-    /// server subscribed on (normally one), and a subscription left on a replica moves within about a second.
+    /// How often, under Sentinel, the bus asks the sentinels which server is the master, so its subscriptions move
+    /// within about a second of a failover.
     /// </summary>
     public static readonly TimeSpan SubscriptionCheckPeriod = TimeSpan.FromSeconds(1);
+
+    // Under Sentinel: the multiplexer every subscription goes through, pinned to one server (null otherwise: the
+    // connector's multiplexer serves them), and that server.
+    private IConnectionMultiplexer? _pinned;
+    private EndPoint? _pinnedTo;
+
+    private bool UsesSentinel => !string.IsNullOrEmpty(_options.ToConfigurationOptions().ServiceName);
+
+    // Before the first subscription: pins subscriptions to the master the sentinels name (the one the client found,
+    // if no sentinel answers now).
+    private async Task PinSubscriptionsAsync()
+    {
+        var master = await SentinelMasterAsync().ConfigureAwait(false)
+            ?? await Database.IdentifyEndpointAsync(flags: CommandFlags.DemandMaster).ConfigureAwait(false)
+            ?? throw new InvalidOperationException($"no sentinel names a master for '{_options.ToConfigurationOptions().ServiceName}' (Relay:Redis:Configuration): check the service name and that the sentinels run");
+        _pinned = await ConnectPinnedAsync(master).ConfigureAwait(false);
+        _pinnedTo = master;
+        _pinned.ConnectionFailed += OnConnectionFailed;
+        _pinned.ConnectionRestored += OnConnectionRestored;
+        _ = KeepSubscriptionsOnMasterAsync();
+    }
+
+    // A multiplexer to that one server only: the bus's Sentinel settings (password, TLS, timeouts) without the service
+    // name, so it is a plain connection that reconnects to the same server and nowhere else.
+    private async Task<IConnectionMultiplexer> ConnectPinnedAsync(EndPoint server)
+    {
+        var options = _options.ToConfigurationOptions();
+        options.ServiceName = null;
+        options.EndPoints.Clear();
+        options.EndPoints.Add(server);
+        options.AbortOnConnectFail = false;
+        options.ClientName = (options.ClientName ?? "relay") + "-subscriber";
+        return await ConnectionMultiplexer.ConnectAsync(options).ConfigureAwait(false);
+    }
 
     private async Task KeepSubscriptionsOnMasterAsync()
     {
@@ -31,7 +67,7 @@ public sealed partial class RedisBus
                 await Task.Delay(SubscriptionCheckPeriod, _stopping.Token).ConfigureAwait(false);
                 try
                 {
-                    await MoveSubscriptionsToMasterAsync().ConfigureAwait(false);
+                    await FollowTheMasterAsync().ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
@@ -46,108 +82,76 @@ public sealed partial class RedisBus
         }
     }
 
-    private async Task MoveSubscriptionsToMasterAsync()
+    private async Task FollowTheMasterAsync()
     {
-        var byServer = new Dictionary<EndPoint, List<RedisChannel>>();
-        foreach (var channel in _handlers.Keys)
-        {
-            // None: the client is subscribing it again (after a lost connection) and picks the master itself; or a
-            // move below failed half-way and the channel is subscribed again now.
-            var endpoint = _subscriptions.ContainsKey(channel) ? Subscriber.SubscribedEndpoint(channel) : null;
-            if (endpoint is null && _subscriptions.ContainsKey(channel))
-            {
-                continue;
-            }
-
-            endpoint ??= s_unsubscribed;
-            if (!byServer.TryGetValue(endpoint, out var channels))
-            {
-                byServer[endpoint] = channels = [];
-            }
-
-            channels.Add(channel);
-        }
-
-        foreach (var (endpoint, channels) in byServer)
-        {
-            // The servers themselves say what they are: the client's own view of which server is the master can lag
-            // a failover, and can even name the old master for a moment when it comes back empty. A channel moves
-            // only off a server that is a replica now, and only once the server the client sends master commands to
-            // is a master (right after the master died, the replica is all there is: nowhere better to go).
-            if (!ReferenceEquals(endpoint, s_unsubscribed))
-            {
-                var role = await _multiplexer!.GetServer(endpoint).RoleAsync().ConfigureAwait(false);
-                if (role is Role.Master)
-                {
-                    continue;
-                }
-
-                var master = await Database.IdentifyEndpointAsync(flags: CommandFlags.DemandMaster).ConfigureAwait(false);
-                if (master is null || Equals(master, endpoint) || await _multiplexer.GetServer(master).RoleAsync().ConfigureAwait(false) is not Role.Master)
-                {
-                    continue;
-                }
-
-                // And only onto the master the sentinels name: a killed master restarted empty answers ROLE as a master
-                // until the sentinels make it a replica, and the client may take it for the master meanwhile (the
-                // earlier rule moved every channel onto it, 2 runs of 5 of the kill test).
-                var named = await SentinelMasterAsync().ConfigureAwait(false);
-                if (!SameEndpoint(master, named))
-                {
-                    LogNotTheSentinelsMaster(_logger, master.ToString() ?? "?", named?.ToString() ?? "none");
-                    continue;
-                }
-
-                LogSubscriptionsOnReplica(_logger, channels.Count, endpoint.ToString() ?? "?", role.Value);
-            }
-
-            OnSubscriptionLost();
-            try
-            {
-                await _subscribing.WaitAsync(_stopping.Token).ConfigureAwait(false);
-                try
-                {
-                    foreach (var channel in channels)
-                    {
-                        await MoveToMasterAsync(channel, endpoint).ConfigureAwait(false);
-                    }
-                }
-                finally
-                {
-                    _subscribing.Release();
-                }
-            }
-            finally
-            {
-                // Deliveries may have been lost while they were away: fan-out reloads interest, nodes resync, and
-                // requests, held meanwhile, go on.
-                OnSubscriptionBack();
-            }
-        }
-    }
-
-    // Under the subscribing gate. Still ours (not given up meanwhile) and still where it was seen: unsubscribe it there
-    // (the client forgets the channel) and subscribe it again, which goes to the master. A subscribe that fails leaves
-    // the channel with its handler and no queue, and the next check subscribes it.
-    private async Task MoveToMasterAsync(RedisChannel channel, EndPoint from)
-    {
-        if (!_handlers.TryGetValue(channel, out var handler))
+        var named = await SentinelMasterAsync().ConfigureAwait(false);
+        if (named is null || SameEndpoint(named, _pinnedTo))
         {
             return;
         }
 
-        if (_subscriptions.TryGetValue(channel, out var queue))
+        // The sentinels name it before it has taken the role; and a server that does not answer as a master now would
+        // only be left again at the next check.
+        var next = await ConnectPinnedAsync(named).ConfigureAwait(false);
+        try
         {
-            if (!Equals(Subscriber.SubscribedEndpoint(channel), from))
+            var role = await next.GetServer(named).RoleAsync().ConfigureAwait(false);
+            if (role is not Role.Master)
             {
+                LogNotAMasterYet(_logger, named.ToString() ?? "?", role?.Value ?? "no answer");
+                await next.DisposeAsync().ConfigureAwait(false);
                 return;
             }
-
-            _subscriptions.TryRemove(channel, out _);
-            await IgnoreFailure(queue.UnsubscribeAsync()).ConfigureAwait(false);
+        }
+        catch
+        {
+            await next.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
 
-        await SubscribeNowAsync(channel, handler).ConfigureAwait(false);
+        LogSubscriptionsMove(_logger, _handlers.Count, _pinnedTo?.ToString() ?? "?", named.ToString() ?? "?");
+        OnSubscriptionLost();
+        try
+        {
+            await _subscribing.WaitAsync(_stopping.Token).ConfigureAwait(false);
+            try
+            {
+                var previous = _pinned!;
+                previous.ConnectionFailed -= OnConnectionFailed;
+                previous.ConnectionRestored -= OnConnectionRestored;
+                _subscriptions.Clear();
+                await previous.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+                previous.Dispose();
+
+                _pinned = next;
+                _pinnedTo = named;
+                next.ConnectionFailed += OnConnectionFailed;
+                next.ConnectionRestored += OnConnectionRestored;
+                foreach (var (channel, handler) in _handlers)
+                {
+                    // One that fails now is made again by the client when its connection comes back (it keeps it), or
+                    // at the next move.
+                    try
+                    {
+                        await SubscribeNowAsync(channel, handler).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        LogSubscribeLater(_logger, channel.ToString(), e.Message);
+                    }
+                }
+            }
+            finally
+            {
+                _subscribing.Release();
+            }
+        }
+        finally
+        {
+            // Deliveries may have been lost while they were away: fan-out reloads interest, nodes resync, and
+            // requests, held meanwhile, go on (once the reply channel hears again).
+            _ = OnSubscriptionRestoredAsync();
+        }
     }
 
     // The master the sentinels name for the service (the first sentinel that answers), through a connection to the
@@ -180,6 +184,16 @@ public sealed partial class RedisBus
         return null;
     }
 
+    private async ValueTask UnpinAsync()
+    {
+        if (_pinned is { } pinned)
+        {
+            pinned.ConnectionFailed -= OnConnectionFailed;
+            pinned.ConnectionRestored -= OnConnectionRestored;
+            await pinned.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
     private static bool SameEndpoint(EndPoint a, EndPoint? b) => b is not null && string.Equals(HostAndPort(a), HostAndPort(b), StringComparison.OrdinalIgnoreCase);
 
     private static string HostAndPort(EndPoint endpoint) => endpoint switch
@@ -189,15 +203,12 @@ public sealed partial class RedisBus
         _ => endpoint.ToString() ?? "",
     };
 
-    // Stands for "no queue" among the servers above.
-    private static readonly EndPoint s_unsubscribed = new DnsEndPoint("unsubscribed", 0);
-
-    [LoggerMessage(EventId = 2040, Level = LogLevel.Warning, Message = "{Channels} bus subscriptions are on {EndPoint}, which is a {Role} now (a Sentinel failover): subscribing them again on the master")]
-    private static partial void LogSubscriptionsOnReplica(ILogger logger, int channels, string endPoint, string role);
-
-    [LoggerMessage(EventId = 2043, Level = LogLevel.Information, Message = "The client sends master commands to {EndPoint}, but the sentinels name {Named}: the bus's subscriptions stay where they are until both agree")]
-    private static partial void LogNotTheSentinelsMaster(ILogger logger, string endPoint, string named);
+    [LoggerMessage(EventId = 2040, Level = LogLevel.Warning, Message = "The sentinels name {To} the master now: moving the bus's {Channels} subscriptions there from {From} (a Sentinel failover)")]
+    private static partial void LogSubscriptionsMove(ILogger logger, int channels, string from, string to);
 
     [LoggerMessage(EventId = 2041, Level = LogLevel.Debug, Message = "Could not check where the bus's subscriptions are: {Reason}")]
     private static partial void LogSubscriptionCheckFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 2043, Level = LogLevel.Information, Message = "The sentinels name {Named} the master, but it answers ROLE as {Role}: the bus's subscriptions stay where they are until it is one")]
+    private static partial void LogNotAMasterYet(ILogger logger, string named, string role);
 }

@@ -88,7 +88,8 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// <summary>Presence in Redis (after <see cref="ReadyAsync"/>).</summary>
     public RedisPresence Presence => _presence ?? throw new InvalidOperationException("the Redis bus is not connected yet");
 
-    private ISubscriber Subscriber => _multiplexer!.GetSubscriber();
+    // Under Sentinel, the multiplexer pinned to the master (RedisBus.Sentinel.cs); otherwise the connector's.
+    private ISubscriber Subscriber => (_pinned ?? _multiplexer!).GetSubscriber();
 
     /// <summary>Connects (once) and subscribes to this process's reply channel.</summary>
     public Task ReadyAsync() => _ready.Value;
@@ -121,13 +122,17 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
         _isCluster = RedisConnector.IsCluster(multiplexer);
         _database = multiplexer.GetDatabase();
         _presence = new RedisPresence(_database);
-        multiplexer.ConnectionFailed += OnConnectionFailed;
-        multiplexer.ConnectionRestored += OnConnectionRestored;
-        await SubscribeAsync(_replyChannel, OnReply).ConfigureAwait(false);
-        if (!string.IsNullOrEmpty(_options.ToConfigurationOptions().ServiceName))
+        if (UsesSentinel)
         {
-            _ = KeepSubscriptionsOnMasterAsync();
+            await PinSubscriptionsAsync().ConfigureAwait(false);
         }
+        else
+        {
+            multiplexer.ConnectionFailed += OnConnectionFailed;
+            multiplexer.ConnectionRestored += OnConnectionRestored;
+        }
+
+        await SubscribeAsync(_replyChannel, OnReply).ConfigureAwait(false);
 
         LogConnected(_logger, _options.Describe(), InstanceId);
     }
@@ -318,7 +323,8 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
             }
         }
 
-        // The multiplexer belongs to RedisConnector (the container disposes it).
+        // The connector's multiplexer belongs to RedisConnector (the container disposes it); the pinned one is ours.
+        await UnpinAsync().ConfigureAwait(false);
         if (_sentinels is not null)
         {
             await _sentinels.DisposeAsync().ConfigureAwait(false);
