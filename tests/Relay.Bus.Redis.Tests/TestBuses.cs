@@ -13,12 +13,21 @@ internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : I
 {
     private readonly List<(RedisBus Bus, RedisConnector Connector)> _made = [];
 
-    /// <summary>A bus connected with the server's configuration plus <paramref name="extra"/> (e.g. <c>,user=…,password=…</c>).</summary>
-    public RedisBus Make(string extra = "", IMeterFactory? meters = null)
+    /// <summary>
+    /// A bus connected with the server's configuration plus <paramref name="extra"/> (e.g. <c>,user=…,password=…</c>), on
+    /// <paramref name="time"/> (the system clock by default), with <paramref name="fanOutLeaseTtl"/> when given.
+    /// </summary>
+    public RedisBus Make(string extra = "", IMeterFactory? meters = null, TimeProvider? time = null, TimeSpan? fanOutLeaseTtl = null)
     {
-        var options = Options.Create(new RedisBusOptions { Configuration = server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = requestTimeout });
+        var settings = new RedisBusOptions { Configuration = server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = requestTimeout };
+        if (fanOutLeaseTtl is { } ttl)
+        {
+            settings.FanOutLeaseTtl = ttl;
+        }
+
+        var options = Options.Create(settings);
         var connector = new RedisConnector(options);
-        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance, meters: meters);
+        var bus = new RedisBus(options, connector, NullLogger<RedisBus>.Instance, time, meters);
         _made.Add((bus, connector));
         return bus;
     }
