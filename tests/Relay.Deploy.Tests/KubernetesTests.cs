@@ -297,23 +297,4 @@ public sealed class KubernetesTests
             Assert.All(references.Where(r => !external.Contains(r.Name)), r => Assert.True(generated.Contains(r), $"overlay {overlay} does not generate {r.Name}/{r.Key}"));
         }
     }
-
-    [Fact]
-    public void DaprComponents_WhenPresent_Parse()
-    {
-        var folder = Repo.PathOf("infra", "dapr", "components");
-        if (!Directory.Exists(folder))
-        {
-            return; // written by another change; nothing to say about it until it exists
-        }
-
-        foreach (var file in Directory.EnumerateFiles(folder, "*.yaml", SearchOption.AllDirectories))
-        {
-            foreach (var doc in Yaml.LoadAll(file))
-            {
-                Assert.StartsWith("dapr.io/", doc.Text("apiVersion"), StringComparison.Ordinal);
-                Assert.False(string.IsNullOrEmpty(doc.Name()), $"{Repo.Relative(file)}: a document without a name");
-            }
-        }
-    }
 }
