@@ -298,4 +298,27 @@ public sealed class KubernetesTests
             Assert.All(references.Where(r => !external.Contains(r.Name)), r => Assert.True(generated.Contains(r), $"overlay {overlay} does not generate {r.Name}/{r.Key}"));
         }
     }
+
+    [Fact]
+    public void Ingress_DrainsItsClients_WithinTheGracePeriodAndTheHostsShutdownTimeout()
+    {
+        // A stopping ingress pod: preStop (the NLB stops sending new connections), then the node tells every client
+        // disconnect 50300 with reconnect: true and waits up to Relay:Ingress:DrainTimeout for them to go (off by
+        // default), then closes the rest within CloseTimeout; all of it before Kubernetes' SIGKILL and the drain under
+        // the host's shutdown timeout (HostOptions, 30 s by default), which the node's stop runs within.
+        var ingress = RelayContainers().Single(static c => c.Host == "Relay.Ingress");
+        var env = ingress.Container.Items("env").ToDictionary(static e => e.Text("name")!, static e => e.Text("value"));
+        Assert.True(env.TryGetValue("Relay__Ingress__DrainTimeout", out var drainText) && drainText is not null, "the ingress Deployment sets no Relay__Ingress__DrainTimeout: a stopping pod would cut its clients without a disconnect");
+        var drain = TimeSpan.Parse(drainText!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(drain > TimeSpan.Zero, "Relay__Ingress__DrainTimeout 0 turns the drain off");
+        var close = env.TryGetValue("Relay__Ingress__CloseTimeout", out var closeText) ? TimeSpan.Parse(closeText!, System.Globalization.CultureInfo.InvariantCulture) : new Relay.Ingress.IngressOptions().CloseTimeout;
+        var preStop = int.Parse(ingress.Container.Text("lifecycle", "preStop", "sleep", "seconds")!, System.Globalization.CultureInfo.InvariantCulture);
+        var grace = int.Parse(ingress.Deployment.Text("spec", "template", "spec", "terminationGracePeriodSeconds")!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(preStop + drain.TotalSeconds + close.TotalSeconds <= grace, $"preStop {preStop} s + drain {drain.TotalSeconds} s + close {close.TotalSeconds} s exceed terminationGracePeriodSeconds {grace}");
+        Assert.True(drain < new Microsoft.Extensions.Hosting.HostOptions().ShutdownTimeout, $"the drain ({drain.TotalSeconds} s) must end within the host's shutdown timeout");
+
+        // The load balancer gives a deregistered pod time for the connections it still has.
+        var nlb = Manifests.Base.OfKind("Service").Single(static s => s.Text("spec", "type") == "LoadBalancer");
+        Assert.Contains("deregistration_delay.timeout_seconds=", nlb.Text("metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"), StringComparison.Ordinal);
+    }
 }

@@ -12,7 +12,7 @@ namespace Relay.Deploy.Tests;
 
 /// <summary>
 /// Runs only where the CI workflow's integration job sets <see cref="Variable"/>=1: it needs Docker (Testcontainers),
-/// the dapr CLI after <c>dapr init --slim</c> and the services published to <c>out/</c>, none of which this
+/// the dapr CLI after <c>dapr init --slim</c> and the services published to <c>artifacts/services/</c>, none of which this
 /// repository's own test run has.
 /// </summary>
 public sealed class DaprIntegrationFactAttribute : FactAttribute
@@ -23,7 +23,7 @@ public sealed class DaprIntegrationFactAttribute : FactAttribute
     {
         if (Environment.GetEnvironmentVariable(Variable) != "1")
         {
-            Skip = $"needs Docker, the dapr CLI (dapr init --slim) and the services published to out/: the CI workflow's integration job sets {Variable}=1";
+            Skip = $"needs Docker, the dapr CLI (dapr init --slim) and the services published to artifacts/services/: the CI workflow's integration job sets {Variable}=1";
         }
     }
 }
@@ -36,8 +36,11 @@ public sealed class DaprIntegrationFactAttribute : FactAttribute
 /// </summary>
 public sealed class ServicesUnderDaprTests
 {
-    /// <summary>The folder under the repository root the workflow publishes each service to (out/Routing, …).</summary>
-    public const string PublishFolder = "out";
+    /// <summary>The folder under the repository root the workflow publishes each service to (artifacts/services/Routing, …; git ignores artifacts/).</summary>
+    public const string PublishFolder = "artifacts/services";
+
+    /// <summary>Where each service's output goes (artifacts/logs/relay-routing.log, …), which the workflow prints.</summary>
+    public const string LogFolder = "artifacts/logs";
 
     private const string Key = "demo.root:demo-secret-for-development-only"; // services/Relay.Auth/appsettings.Development.json
     private const string FirehoseTopic = "relay-firehose";
@@ -67,7 +70,7 @@ public sealed class ServicesUnderDaprTests
         var kafkaAddress = HostAndPort(kafka.GetBootstrapAddress());
 
         var components = Directory.CreateTempSubdirectory("relay-dapr-components-");
-        var logs = Directory.CreateDirectory(Repo.PathOf("logs"));
+        var logs = Directory.CreateDirectory(Repo.PathOf(LogFolder));
         var processes = new List<Process>();
         try
         {

@@ -97,7 +97,7 @@ public sealed partial class WorkflowTests
             .ToList();
         Assert.NotEmpty(tests);
         Assert.All(tests, t => Assert.StartsWith(filter.Groups[1].Value, t, StringComparison.Ordinal));
-        Assert.Contains(integration.Items("steps"), static s => s.Text("run")?.Contains("logs/*.log", StringComparison.Ordinal) == true && s.Text("if") == "always()");
+        Assert.Contains(integration.Items("steps"), static s => s.Text("run")?.Contains(ServicesUnderDaprTests.LogFolder + "/*.log", StringComparison.Ordinal) == true && s.Text("if") == "always()");
     }
 
     [Fact]
@@ -118,9 +118,9 @@ public sealed partial class WorkflowTests
         Assert.False(metadata.ContainsKey("redisPassword"));
         Assert.Contains("publishingScopes", metadata.Keys);
 
-        var arguments = ServicesUnderDaprTests.DaprRunArguments("relay-ingress", 8080, 3600, "out/Ingress/Relay.Ingress.dll", "/tmp/components");
+        var arguments = ServicesUnderDaprTests.DaprRunArguments("relay-ingress", 8080, 3600, "artifacts/services/Ingress/Relay.Ingress.dll", "/tmp/components");
         Assert.Equal(["run", "--app-id", "relay-ingress", "--app-port", "8080"], arguments.Take(5));
-        Assert.Equal(["--", "dotnet", "out/Ingress/Relay.Ingress.dll"], arguments.TakeLast(3));
+        Assert.Equal(["--", "dotnet", "artifacts/services/Ingress/Relay.Ingress.dll"], arguments.TakeLast(3));
         Assert.Equal("127.0.0.1:32768", ServicesUnderDaprTests.HostAndPort("plaintext://127.0.0.1:32768/"));
         Assert.Equal("127.0.0.1:32768", ServicesUnderDaprTests.HostAndPort("127.0.0.1:32768"));
     }
