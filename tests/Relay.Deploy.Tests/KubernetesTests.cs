@@ -321,4 +321,120 @@ public sealed class KubernetesTests
         var nlb = Manifests.Base.OfKind("Service").Single(static s => s.Text("spec", "type") == "LoadBalancer");
         Assert.Contains("deregistration_delay.timeout_seconds=", nlb.Text("metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Collector_ReceivesWhatServicesAndSidecarsSend_AndExportsTracesToTheBackend()
+    {
+        var configMap = Manifests.Base.OfKind("ConfigMap").Single(static c => c.Name() == "otel-collector");
+        var stream = new YamlStream();
+        stream.Load(new StringReader(configMap.Text("data", "collector.yaml")!));
+        var config = (YamlMappingNode)stream.Documents.Single().RootNode;
+        var problems = CollectorProblems(config, Manifests.Base);
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
+
+    [Theory]
+    [InlineData("exporters: [otlp/tempo]", "exporters: [debug]", "exports traces to no backend")]
+    [InlineData("receivers: [otlp, zipkin]", "receivers: [otlp]", "the sidecars' relay-tracing sends to")]
+    [InlineData("endpoint: 0.0.0.0:4318", "endpoint: 0.0.0.0:4319", "receiver otlp listens on 4319")]
+    [InlineData("exporters: [otlp/tempo]", "exporters: [otlp/jaeger]", "names exporter otlp/jaeger, which is not defined")]
+    public void CollectorChecks_ReportAChangedConfig(string from, string to, string expected)
+    {
+        var text = Manifests.Base.OfKind("ConfigMap").Single(static c => c.Name() == "otel-collector").Text("data", "collector.yaml")!;
+        Assert.Contains(from, text, StringComparison.Ordinal);
+        var stream = new YamlStream();
+        stream.Load(new StringReader(text.Replace(from, to, StringComparison.Ordinal)));
+        var problems = CollectorProblems((YamlMappingNode)stream.Documents.Single().RootNode, Manifests.Base);
+        Assert.Contains(problems, p => p.Contains(expected, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// What the collector's configuration must do in this deployment: every component a pipeline names is defined; the
+    /// traces pipeline exports to an OTLP backend (Tempo, or Jaeger's OTLP port) whose ${env:…} settings the collector
+    /// container sets; the receivers listen on the ports the Service exposes (OTLP for the services, Zipkin for the
+    /// sidecars' Configuration named by every Deployment's dapr.io/config), and take them into the traces pipeline.
+    /// </summary>
+    private static List<string> CollectorProblems(YamlMappingNode config, IReadOnlyList<(string File, YamlMappingNode Doc)> resources)
+    {
+        var problems = new List<string>();
+        var pipeline = config.Get("service", "pipelines", "traces");
+        if (pipeline is null)
+        {
+            return ["the collector has no traces pipeline"];
+        }
+
+        foreach (var kind in new[] { "receivers", "processors", "exporters" })
+        {
+            foreach (var named in pipeline.Items(kind).Select(static n => ((YamlScalarNode)n).Value!))
+            {
+                if (config.Get(kind, named) is null && config.Entries(kind).All(e => e.Key != named))
+                {
+                    problems.Add($"the traces pipeline names {kind[..^1]} {named}, which is not defined");
+                }
+            }
+        }
+
+        var exporters = pipeline.Items("exporters").Select(static n => ((YamlScalarNode)n).Value!).ToList();
+        if (!exporters.Any(static e => e == "otlp" || e.StartsWith("otlp/", StringComparison.Ordinal)))
+        {
+            problems.Add($"the traces pipeline exports traces to no backend (only {string.Join(", ", exporters)})");
+        }
+
+        var collector = resources.OfKind("Deployment").Single(static d => d.Name() == "otel-collector").Containers().Single();
+        var env = collector.Items("env").Select(static e => e.Text("name")).ToHashSet();
+        foreach (var exporter in exporters.Where(e => config.Get("exporters", e) is not null))
+        {
+            foreach (var variable in config.Get("exporters", exporter)!.Descendants().OfType<YamlScalarNode>().SelectMany(static s => System.Text.RegularExpressions.Regex.Matches(s.Value ?? "", @"\$\{env:([A-Z0-9_]+)\}")).Select(static m => m.Groups[1].Value))
+            {
+                if (!env.Contains(variable))
+                {
+                    problems.Add($"exporter {exporter} reads ${{env:{variable}}}, which the collector container does not set");
+                }
+            }
+        }
+
+        var service = resources.OfKind("Service").Single(static s => s.Name() == "otel-collector");
+        var servicePorts = service.Items("spec", "ports").Select(static p => p.Text("port")!).ToHashSet();
+        var receivers = pipeline.Items("receivers").Select(static n => ((YamlScalarNode)n).Value!).ToHashSet();
+        foreach (var (receiver, body) in config.Entries("receivers"))
+        {
+            foreach (var endpoint in body.Descendants().OfType<YamlMappingNode>().Select(static m => m.Text("endpoint")).OfType<string>())
+            {
+                var port = endpoint[(endpoint.LastIndexOf(':') + 1)..];
+                if (!servicePorts.Contains(port))
+                {
+                    problems.Add($"receiver {receiver} listens on {port}, which the otel-collector Service does not expose ({string.Join(", ", servicePorts)})");
+                }
+            }
+        }
+
+        // The services' OTLP (OtlpEndpoints_AreTheCollectorsPort_ForTheProtocolRelaySends checks the port) comes in on otlp.
+        if (!receivers.Contains("otlp"))
+        {
+            problems.Add("the traces pipeline does not take the services' OTLP (receiver otlp)");
+        }
+
+        // The sidecars' spans: each Deployment's dapr.io/config is a Configuration that sends to this collector on a
+        // port whose receiver is in the pipeline.
+        var configurations = resources.OfKind("Configuration").ToDictionary(static c => c.Name());
+        foreach (var deployment in resources.OfKind("Deployment").Where(static d => d.Text("spec", "template", "metadata", "annotations", "dapr.io/enabled") == "true"))
+        {
+            var name = deployment.Text("spec", "template", "metadata", "annotations", "dapr.io/config");
+            if (name is null || !configurations.TryGetValue(name, out var tracing))
+            {
+                problems.Add($"{deployment.Name()}: dapr.io/config {name} is not a Configuration of the base");
+                continue;
+            }
+
+            var address = new Uri(tracing.Text("spec", "tracing", "zipkin", "endpointAddress")!);
+            var port = address.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var receiver = config.Entries("receivers").Where(r => r.Value.Descendants().OfType<YamlMappingNode>().Any(m => m.Text("endpoint")?.EndsWith(":" + port, StringComparison.Ordinal) == true)).Select(static r => r.Key).FirstOrDefault();
+            if (!address.Host.StartsWith("otel-collector.", StringComparison.Ordinal) || receiver is null || !receivers.Contains(receiver))
+            {
+                problems.Add($"{deployment.Name()}: the sidecars' {name} sends to {address}, which the collector's traces pipeline does not receive");
+            }
+        }
+
+        return problems.Distinct().ToList();
+    }
 }
