@@ -55,4 +55,13 @@ public sealed partial class DeployDocTests
         Assert.All(usedOutputs.Where(static o => o.Contains('_', StringComparison.Ordinal)), o => Assert.True(outputs.Contains(o), $"docs/deploy.md uses output {o}, which terraform/examples/aws does not have"));
         Assert.All(usedVariables, v => Assert.True(variables.Contains(v), $"docs/deploy.md sets -var {v}, which terraform/examples/aws does not declare"));
     }
+
+    [Fact]
+    public void RelayEnvironmentVariablesItSets_NameRealSettings()
+    {
+        var names = Regex.Matches(Doc, @"\bRelay__[A-Za-z0-9_]+").Select(static m => m.Value).Where(static n => n != "Relay__Section__Key").Distinct().ToList(); // that one is the naming pattern
+        Assert.True(names.Count > 10, "docs/deploy.md names fewer Relay__ settings than it does: is the match broken?");
+        var problems = names.Select(RelaySettings.Problem).OfType<string>().ToList();
+        Assert.True(problems.Count == 0, "docs/deploy.md: " + string.Join("\n", problems));
+    }
 }

@@ -151,11 +151,12 @@ public sealed class KubernetesTests
     [Fact]
     public void RelayEnvironmentVariables_OfTheWorkflowAndTye_NameRealSettings()
     {
-        var names = new[] { Repo.PathOf(".github", "workflows", "ci.yml"), Repo.PathOf("tye.yaml") }
+        // The workflow's integration job sets the services' settings in ServicesUnderDaprTests, which it runs.
+        var names = new[] { Repo.PathOf(".github", "workflows", "ci.yml"), Repo.PathOf("tye.yaml"), Repo.PathOf("tests", "Relay.Deploy.Tests", "ServicesUnderDaprTests.cs") }
             .SelectMany(static f => System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(f), @"\bRelay__[A-Za-z0-9_]+").Select(m => (File: Repo.Relative(f), Name: m.Value)))
             .ToList();
         Assert.Contains(names, static n => n.File == "tye.yaml");
-        Assert.Contains(names, static n => n.File.EndsWith("ci.yml", StringComparison.Ordinal));
+        Assert.Contains(names, static n => n.File.EndsWith("ServicesUnderDaprTests.cs", StringComparison.Ordinal));
         var problems = names.Select(static n => (n.File, Problem: RelaySettings.Problem(n.Name))).Where(static p => p.Problem is not null).Select(static p => $"{p.File}: {p.Problem}").Distinct().ToList();
         Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
@@ -299,21 +300,141 @@ public sealed class KubernetesTests
     }
 
     [Fact]
-    public void DaprComponents_WhenPresent_Parse()
+    public void Ingress_DrainsItsClients_WithinTheGracePeriodAndTheHostsShutdownTimeout()
     {
-        var folder = Repo.PathOf("infra", "dapr", "components");
-        if (!Directory.Exists(folder))
+        // A stopping ingress pod: preStop (the NLB stops sending new connections), then the node tells every client
+        // disconnect 50300 with reconnect: true and waits up to Relay:Ingress:DrainTimeout for them to go (off by
+        // default), then closes the rest within CloseTimeout; all of it before Kubernetes' SIGKILL and the drain under
+        // the host's shutdown timeout (HostOptions, 30 s by default), which the node's stop runs within.
+        var ingress = RelayContainers().Single(static c => c.Host == "Relay.Ingress");
+        var env = ingress.Container.Items("env").ToDictionary(static e => e.Text("name")!, static e => e.Text("value"));
+        Assert.True(env.TryGetValue("Relay__Ingress__DrainTimeout", out var drainText) && drainText is not null, "the ingress Deployment sets no Relay__Ingress__DrainTimeout: a stopping pod would cut its clients without a disconnect");
+        var drain = TimeSpan.Parse(drainText!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(drain > TimeSpan.Zero, "Relay__Ingress__DrainTimeout 0 turns the drain off");
+        var close = env.TryGetValue("Relay__Ingress__CloseTimeout", out var closeText) ? TimeSpan.Parse(closeText!, System.Globalization.CultureInfo.InvariantCulture) : new Relay.Ingress.IngressOptions().CloseTimeout;
+        var preStop = int.Parse(ingress.Container.Text("lifecycle", "preStop", "sleep", "seconds")!, System.Globalization.CultureInfo.InvariantCulture);
+        var grace = int.Parse(ingress.Deployment.Text("spec", "template", "spec", "terminationGracePeriodSeconds")!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(preStop + drain.TotalSeconds + close.TotalSeconds <= grace, $"preStop {preStop} s + drain {drain.TotalSeconds} s + close {close.TotalSeconds} s exceed terminationGracePeriodSeconds {grace}");
+        Assert.True(drain < new Microsoft.Extensions.Hosting.HostOptions().ShutdownTimeout, $"the drain ({drain.TotalSeconds} s) must end within the host's shutdown timeout");
+
+        // The load balancer gives a deregistered pod time for the connections it still has.
+        var nlb = Manifests.Base.OfKind("Service").Single(static s => s.Text("spec", "type") == "LoadBalancer");
+        Assert.Contains("deregistration_delay.timeout_seconds=", nlb.Text("metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Collector_ReceivesWhatServicesAndSidecarsSend_AndExportsTracesToTheBackend()
+    {
+        var configMap = Manifests.Base.OfKind("ConfigMap").Single(static c => c.Name() == "otel-collector");
+        var stream = new YamlStream();
+        stream.Load(new StringReader(configMap.Text("data", "collector.yaml")!));
+        var config = (YamlMappingNode)stream.Documents.Single().RootNode;
+        var problems = CollectorProblems(config, Manifests.Base);
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
+
+    [Theory]
+    [InlineData("exporters: [otlp/tempo]", "exporters: [debug]", "exports traces to no backend")]
+    [InlineData("receivers: [otlp, zipkin]", "receivers: [otlp]", "the sidecars' relay-tracing sends to")]
+    [InlineData("endpoint: 0.0.0.0:4318", "endpoint: 0.0.0.0:4319", "receiver otlp listens on 4319")]
+    [InlineData("exporters: [otlp/tempo]", "exporters: [otlp/jaeger]", "names exporter otlp/jaeger, which is not defined")]
+    public void CollectorChecks_ReportAChangedConfig(string from, string to, string expected)
+    {
+        var text = Manifests.Base.OfKind("ConfigMap").Single(static c => c.Name() == "otel-collector").Text("data", "collector.yaml")!;
+        Assert.Contains(from, text, StringComparison.Ordinal);
+        var stream = new YamlStream();
+        stream.Load(new StringReader(text.Replace(from, to, StringComparison.Ordinal)));
+        var problems = CollectorProblems((YamlMappingNode)stream.Documents.Single().RootNode, Manifests.Base);
+        Assert.Contains(problems, p => p.Contains(expected, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// What the collector's configuration must do in this deployment: every component a pipeline names is defined; the
+    /// traces pipeline exports to an OTLP backend (Tempo, or Jaeger's OTLP port) whose ${env:…} settings the collector
+    /// container sets; the receivers listen on the ports the Service exposes (OTLP for the services, Zipkin for the
+    /// sidecars' Configuration named by every Deployment's dapr.io/config), and take them into the traces pipeline.
+    /// </summary>
+    private static List<string> CollectorProblems(YamlMappingNode config, IReadOnlyList<(string File, YamlMappingNode Doc)> resources)
+    {
+        var problems = new List<string>();
+        var pipeline = config.Get("service", "pipelines", "traces");
+        if (pipeline is null)
         {
-            return; // written by another change; nothing to say about it until it exists
+            return ["the collector has no traces pipeline"];
         }
 
-        foreach (var file in Directory.EnumerateFiles(folder, "*.yaml", SearchOption.AllDirectories))
+        foreach (var kind in new[] { "receivers", "processors", "exporters" })
         {
-            foreach (var doc in Yaml.LoadAll(file))
+            foreach (var named in pipeline.Items(kind).Select(static n => ((YamlScalarNode)n).Value!))
             {
-                Assert.StartsWith("dapr.io/", doc.Text("apiVersion"), StringComparison.Ordinal);
-                Assert.False(string.IsNullOrEmpty(doc.Name()), $"{Repo.Relative(file)}: a document without a name");
+                if (config.Get(kind, named) is null && config.Entries(kind).All(e => e.Key != named))
+                {
+                    problems.Add($"the traces pipeline names {kind[..^1]} {named}, which is not defined");
+                }
             }
         }
+
+        var exporters = pipeline.Items("exporters").Select(static n => ((YamlScalarNode)n).Value!).ToList();
+        if (!exporters.Any(static e => e == "otlp" || e.StartsWith("otlp/", StringComparison.Ordinal)))
+        {
+            problems.Add($"the traces pipeline exports traces to no backend (only {string.Join(", ", exporters)})");
+        }
+
+        var collector = resources.OfKind("Deployment").Single(static d => d.Name() == "otel-collector").Containers().Single();
+        var env = collector.Items("env").Select(static e => e.Text("name")).ToHashSet();
+        foreach (var exporter in exporters.Where(e => config.Get("exporters", e) is not null))
+        {
+            foreach (var variable in config.Get("exporters", exporter)!.Descendants().OfType<YamlScalarNode>().SelectMany(static s => System.Text.RegularExpressions.Regex.Matches(s.Value ?? "", @"\$\{env:([A-Z0-9_]+)\}")).Select(static m => m.Groups[1].Value))
+            {
+                if (!env.Contains(variable))
+                {
+                    problems.Add($"exporter {exporter} reads ${{env:{variable}}}, which the collector container does not set");
+                }
+            }
+        }
+
+        var service = resources.OfKind("Service").Single(static s => s.Name() == "otel-collector");
+        var servicePorts = service.Items("spec", "ports").Select(static p => p.Text("port")!).ToHashSet();
+        var receivers = pipeline.Items("receivers").Select(static n => ((YamlScalarNode)n).Value!).ToHashSet();
+        foreach (var (receiver, body) in config.Entries("receivers"))
+        {
+            foreach (var endpoint in body.Descendants().OfType<YamlMappingNode>().Select(static m => m.Text("endpoint")).OfType<string>())
+            {
+                var port = endpoint[(endpoint.LastIndexOf(':') + 1)..];
+                if (!servicePorts.Contains(port))
+                {
+                    problems.Add($"receiver {receiver} listens on {port}, which the otel-collector Service does not expose ({string.Join(", ", servicePorts)})");
+                }
+            }
+        }
+
+        // The services' OTLP (OtlpEndpoints_AreTheCollectorsPort_ForTheProtocolRelaySends checks the port) comes in on otlp.
+        if (!receivers.Contains("otlp"))
+        {
+            problems.Add("the traces pipeline does not take the services' OTLP (receiver otlp)");
+        }
+
+        // The sidecars' spans: each Deployment's dapr.io/config is a Configuration that sends to this collector on a
+        // port whose receiver is in the pipeline.
+        var configurations = resources.OfKind("Configuration").ToDictionary(static c => c.Name());
+        foreach (var deployment in resources.OfKind("Deployment").Where(static d => d.Text("spec", "template", "metadata", "annotations", "dapr.io/enabled") == "true"))
+        {
+            var name = deployment.Text("spec", "template", "metadata", "annotations", "dapr.io/config");
+            if (name is null || !configurations.TryGetValue(name, out var tracing))
+            {
+                problems.Add($"{deployment.Name()}: dapr.io/config {name} is not a Configuration of the base");
+                continue;
+            }
+
+            var address = new Uri(tracing.Text("spec", "tracing", "zipkin", "endpointAddress")!);
+            var port = address.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var receiver = config.Entries("receivers").Where(r => r.Value.Descendants().OfType<YamlMappingNode>().Any(m => m.Text("endpoint")?.EndsWith(":" + port, StringComparison.Ordinal) == true)).Select(static r => r.Key).FirstOrDefault();
+            if (!address.Host.StartsWith("otel-collector.", StringComparison.Ordinal) || receiver is null || !receivers.Contains(receiver))
+            {
+                problems.Add($"{deployment.Name()}: the sidecars' {name} sends to {address}, which the collector's traces pipeline does not receive");
+            }
+        }
+
+        return problems.Distinct().ToList();
     }
 }

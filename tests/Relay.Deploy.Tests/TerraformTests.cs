@@ -131,4 +131,69 @@ public sealed class TerraformTests
         Assert.StartsWith("otel-collector.relay.", collector.Host, StringComparison.Ordinal);
         Assert.Contains(service.Items("spec", "ports"), p => p.Text("port") == collector.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
+
+    /// <summary>One resource's bodies, across the files of <paramref name="folder"/>.</summary>
+    private static List<JsonElement> Resources(string folder, string type) =>
+        Terraform.Files.Where(f => Path.GetDirectoryName(f.Key)!.Replace('\\', '/') == folder && f.Value.TryGetProperty("resource", out var r) && r.TryGetProperty(type, out _))
+            .SelectMany(static f => f.Value.GetProperty("resource").EnumerateObject().SelectMany(static r => r.Value.EnumerateObject().Select(n => (Type: r.Name, Body: n.Value))))
+            .Where(r => r.Type == type)
+            .SelectMany(static r => r.Body.EnumerateArray())
+            .ToList();
+
+    private static string? Text(JsonElement body, string name) =>
+        body.TryGetProperty(name, out var value) ? value.ValueKind switch { JsonValueKind.String => value.GetString(), JsonValueKind.True => "true", JsonValueKind.False => "false", _ => value.GetRawText() } : null;
+
+    [Fact]
+    public void Modules_MakeWhatTheDeploymentNeeds()
+    {
+        // Redis: ElastiCache in cluster mode (shards, the cluster-enabled parameter), TLS in transit, an AUTH token kept
+        // in Secrets Manager.
+        var redis = Assert.Single(Resources("terraform/modules/redis", "aws_elasticache_replication_group"));
+        Assert.Equal("true", Text(redis, "transit_encryption_enabled"));
+        Assert.Equal("true", Text(redis, "at_rest_encryption_enabled"));
+        Assert.False(string.IsNullOrEmpty(Text(redis, "auth_token")), "the replication group has no auth_token");
+        Assert.Equal("${var.shards}", Text(redis, "num_node_groups"));
+        var parameters = Assert.Single(Resources("terraform/modules/redis", "aws_elasticache_parameter_group"));
+        Assert.Contains(parameters.GetProperty("parameter").EnumerateArray(), static p => Text(p, "name") == "cluster-enabled" && Text(p, "value") == "yes");
+        Assert.Contains(Resources("terraform/modules/redis", "aws_secretsmanager_secret_version"), static v => Text(v, "secret_string")!.Contains("random_password.auth.result", StringComparison.Ordinal));
+
+        // EKS with Dapr (and the load balancer controller that makes the NLB) from Helm; MSK; a VPC with NAT.
+        Assert.Single(Resources("terraform/modules/eks", "aws_eks_cluster"));
+        var charts = Resources("terraform/modules/eks", "helm_release").Select(static h => Text(h, "chart")).ToHashSet();
+        Assert.Superset(new HashSet<string?> { "dapr", "aws-load-balancer-controller" }, charts);
+        Assert.Single(Resources("terraform/modules/msk", "aws_msk_cluster"));
+        Assert.Single(Resources("terraform/modules/vpc", "aws_vpc"));
+        Assert.NotEmpty(Resources("terraform/modules/vpc", "aws_nat_gateway"));
+
+        // ACM, validated through Route 53, and the domain's record.
+        var certificate = Assert.Single(Resources("terraform/modules/edge", "aws_acm_certificate"));
+        Assert.Equal("DNS", Text(certificate, "validation_method"));
+        Assert.Single(Resources("terraform/modules/edge", "aws_acm_certificate_validation"));
+        Assert.Equal(2, Resources("terraform/modules/edge", "aws_route53_record").Count);
+
+        // Lambda with a role of its own whose policy names no wildcard action or resource.
+        Assert.Single(Resources("terraform/modules/lambda", "aws_lambda_function"));
+        var policy = File.ReadAllText(Repo.PathOf("terraform", "modules", "lambda", "main.tf"));
+        Assert.DoesNotMatch(@"(Action|Resource)\s*=\s*\[?\s*""\*""", policy);
+        Assert.DoesNotMatch(@"Action\s*=\s*\[?[^\]\n]*""[a-z0-9-]+:\*""", policy);
+
+        // The keys' secrets are made without values (put there by hand, never in the state): no version resource.
+        var root = "terraform/examples/aws";
+        Assert.Equal(2, Resources(root, "aws_secretsmanager_secret").Count);
+        Assert.Empty(Resources(root, "aws_secretsmanager_secret_version"));
+    }
+
+    [Fact]
+    public void RecordPointsAtTheNlb_TheIngressServiceNames()
+    {
+        // The edge module looks the NLB up by name; the AWS Load Balancer Controller names it after the Service's
+        // annotation. With the root's default name, the two agree (docs/deploy.md says what to change with another).
+        var root = Terraform.Files.Where(static f => f.Key.StartsWith("terraform/examples/aws/", StringComparison.Ordinal)).ToList();
+        var edge = Terraform.Blocks(root, "module").Single(static m => m.Label == "edge").Body;
+        var name = Terraform.Blocks(root, "variable").Single(static v => v.Label == "name").Body.GetProperty("default").GetString()!;
+        var lookedUp = System.Text.RegularExpressions.Regex.Match(edge.GetProperty("nlb_name").GetString()!, @"\?\s*""([^""]*)""").Groups[1].Value.Replace("${var.name}", name, StringComparison.Ordinal);
+        var nlb = Manifests.Base.OfKind("Service").Single(static s => s.Text("spec", "type") == "LoadBalancer");
+        Assert.Equal(nlb.Text("metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-name"), lookedUp);
+        Assert.Contains("aws-load-balancer-name", File.ReadAllText(Repo.PathOf("docs", "deploy.md")), StringComparison.Ordinal);
+    }
 }

@@ -69,18 +69,59 @@ public sealed partial class WorkflowTests
     }
 
     [Fact]
-    public void IntegrationJob_PublishesServicesThatExist_AndRunsThemUnderDapr()
+    public void IntegrationJob_PublishesServicesThatExist_AndRunsThemUnderDaprWithTestcontainers()
     {
         var integration = Workflow.Get("jobs", "integration");
         Assert.NotNull(integration);
         var script = string.Join('\n', Runs(integration));
         Assert.Contains("dapr init --slim", script, StringComparison.Ordinal);
-        var loop = Regex.Match(script, @"for s in ([A-Za-z ]+); do\s+dotnet publish services/Relay\.\$s/Relay\.\$s\.csproj");
-        Assert.True(loop.Success, "the integration job does not publish the services in a 'for s in …' loop");
+        var loop = Regex.Match(script, @"for s in ([A-Za-z ]+); do\s+dotnet publish services/Relay\.\$s/Relay\.\$s\.csproj [^\n]*-o (\S+)/\$s\b");
+        Assert.True(loop.Success, "the integration job does not publish the services in a 'for s in …' loop to a folder per service");
         var services = loop.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         Assert.All(services, s => Assert.True(File.Exists(Repo.PathOf("services", "Relay." + s, $"Relay.{s}.csproj")), $"the integration job publishes Relay.{s}, which does not exist"));
         Assert.Equal(Repo.ClusterServices.Select(static h => h["Relay.".Length..]).Order(StringComparer.Ordinal), services.Order(StringComparer.Ordinal));
-        Assert.NotNull(integration.Get("services", "redis"));
-        Assert.NotNull(integration.Get("services", "kafka"));
+
+        // The test that runs them publishes nothing itself: it starts what the loop published, where the loop put it.
+        Assert.Equal(ServicesUnderDaprTests.PublishFolder, loop.Groups[2].Value);
+        Assert.Equal(services.Order(StringComparer.Ordinal), ServicesUnderDaprTests.Services.Select(static s => s.Folder).Order(StringComparer.Ordinal));
+
+        // Redis and Kafka come from Testcontainers in that test, not from the job's service containers.
+        Assert.Null(integration.Get("services"));
+        var step = integration.Items("steps").SingleOrDefault(static s => s.Text("run")?.Contains("dotnet test tests/Relay.Deploy.Tests", StringComparison.Ordinal) == true);
+        Assert.NotNull(step);
+        Assert.Equal("1", step.Text("env", DaprIntegrationFactAttribute.Variable));
+        var filter = Regex.Match(step.Text("run")!, @"--filter ""FullyQualifiedName~([\w.]+)""");
+        Assert.True(filter.Success, "the integration job's dotnet test has no FullyQualifiedName filter");
+        var tests = typeof(ServicesUnderDaprTests).Assembly.GetTypes()
+            .SelectMany(static t => t.GetMethods().Where(static m => m.GetCustomAttributes(typeof(DaprIntegrationFactAttribute), false).Length > 0).Select(m => $"{t.FullName}.{m.Name}"))
+            .ToList();
+        Assert.NotEmpty(tests);
+        Assert.All(tests, t => Assert.StartsWith(filter.Groups[1].Value, t, StringComparison.Ordinal));
+        Assert.Contains(integration.Items("steps"), static s => s.Text("run")?.Contains(ServicesUnderDaprTests.LogFolder + "/*.log", StringComparison.Ordinal) == true && s.Text("if") == "always()");
+    }
+
+    [Fact]
+    public void IntegrationTest_RunsEachServiceUnderItsDeploymentsAppId_WithTheRealPubSubComponent()
+    {
+        var appIds = Manifests.Base.OfKind("Deployment")
+            .Select(static d => (Id: d.Text("spec", "template", "metadata", "annotations", "dapr.io/app-id"), Host: d.Containers().Select(static c => c.Text("image")).First()))
+            .ToDictionary(static d => d.Host!, static d => d.Id);
+        Assert.All(ServicesUnderDaprTests.Services, s => Assert.Equal(appIds[ImageNames.Of("Relay." + s.Folder)], s.AppId));
+
+        // The component it runs with is infra/dapr/components/pubsub-redis.yaml on the test's Redis, without the AUTH token.
+        var component = new YamlDotNet.RepresentationModel.YamlStream();
+        component.Load(new StringReader(ServicesUnderDaprTests.PubSubComponent("127.0.0.1:32768")));
+        var doc = (YamlMappingNode)component.Documents.Single().RootNode;
+        Assert.Equal(new Relay.Bus.Dapr.DaprBusOptions().PubSub, doc.Text("metadata", "name"));
+        var metadata = doc.Items("spec", "metadata").ToDictionary(static m => m.Text("name")!);
+        Assert.Equal("127.0.0.1:32768", metadata["redisHost"].Text("value"));
+        Assert.False(metadata.ContainsKey("redisPassword"));
+        Assert.Contains("publishingScopes", metadata.Keys);
+
+        var arguments = ServicesUnderDaprTests.DaprRunArguments("relay-ingress", 8080, 3600, "artifacts/services/Ingress/Relay.Ingress.dll", "/tmp/components");
+        Assert.Equal(["run", "--app-id", "relay-ingress", "--app-port", "8080"], arguments.Take(5));
+        Assert.Equal(["--", "dotnet", "artifacts/services/Ingress/Relay.Ingress.dll"], arguments.TakeLast(3));
+        Assert.Equal("127.0.0.1:32768", ServicesUnderDaprTests.HostAndPort("plaintext://127.0.0.1:32768/"));
+        Assert.Equal("127.0.0.1:32768", ServicesUnderDaprTests.HostAndPort("127.0.0.1:32768"));
     }
 }
