@@ -216,10 +216,12 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             var reply = await handling[i].ConfigureAwait(false);
             try
             {
-                while (reply is NotOwnerReply)
+                // Invocation picks any instance of the routing app id; the channel's shard may be leased by another one
+                // (or by none, between owners). The Redis bus's request channel reaches whichever holds it: its lease
+                // loop listens there for the shards it holds, and a request nobody holds waits for the next owner.
+                if (reply is NotOwnerReply)
                 {
-                    await Task.Delay(20, deadline.Token).ConfigureAwait(false);
-                    reply = await SettleAsync(routing, requests[i], deadline.Token).ConfigureAwait(false);
+                    reply = await _redis.SendToRoutingAsync(requests[i], deadline.Token).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)
@@ -445,6 +447,30 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         }
     }
 
+    // Whether this routing instance forwards a shard's frames now: while it holds the shard's routing lease, and for one
+    // lease time after (what it appended just before a handover still reaches its channel after; the new owner
+    // forwards from its first append on). Both forward meanwhile; fan-out and nodes drop seqs they passed. Only the
+    // subscription's own queue calls it for a shard, one frame at a time.
+    private bool Forwards(ShardForwarding forwarding)
+    {
+        var now = _time.GetTimestamp();
+        if (_redis.HoldsRoutingShard(forwarding.Shard))
+        {
+            forwarding.HeldAt = now;
+            return true;
+        }
+
+        return forwarding.HeldAt != 0 && _time.GetElapsedTime(forwarding.HeldAt, now) < _redis.Options.LeaseTtl;
+    }
+
+    private sealed class ShardForwarding(int shard)
+    {
+        public int Shard { get; } = shard;
+
+        // TimeProvider timestamp of the last frame forwarded while the lease was held here; 0: never.
+        public long HeldAt { get; set; }
+    }
+
     // Subscribes to every fan-out shard's Redis channel (one subscription queue each, handled in the order Redis
     // published) and posts each sequenced frame to the sequenced topic's outbox, until cancelled.
     private async Task ForwardSequencedAsync(CancellationToken cancellationToken)
@@ -457,13 +483,15 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             for (var shard = 0; shard < _redis.Options.Shards; shard++)
             {
                 var outbox = SequencedOutbox(shard);
+                var forwarding = new ShardForwarding(shard);
                 var queue = await subscriber.SubscribeAsync(RedisKeys.FanOutShard(shard)).ConfigureAwait(false);
                 queue.OnMessage(message =>
                 {
                     var frame = (byte[]?)message.Message;
 
                     // Interest frames on these channels come from the Redis bus's fan-out sweep, which does not run here.
-                    if (frame is { Length: > 0 } && frame[0] != (byte)'{')
+                    // Each routing instance forwards the shards it appends to (leases), so several forward no copies.
+                    if (frame is { Length: > 0 } && frame[0] != (byte)'{' && Forwards(forwarding))
                     {
                         outbox.Post(frame);
                     }

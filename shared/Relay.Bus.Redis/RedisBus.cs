@@ -115,6 +115,9 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
     /// </summary>
     public string? FenceFor(string app, string channel) => _fences.TryGetValue(ShardOf(app, channel), out var token) ? token : null;
 
+    /// <summary>Whether this process holds the routing lease on <paramref name="shard"/> (it appends that shard's messages).</summary>
+    public bool HoldsRoutingShard(int shard) => _fences.ContainsKey(shard);
+
     private async Task ConnectAsync()
     {
         var multiplexer = await _connector.ConnectAsync().ConfigureAwait(false);

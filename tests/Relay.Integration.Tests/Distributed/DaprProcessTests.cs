@@ -6,14 +6,18 @@ namespace Relay.Integration.Tests.Distributed;
 /// The services as separate processes on the Dapr bus, each beside a sidecar stand-in of its own (app ids
 /// <c>relay-routing</c>, <c>relay-fanout</c>, <c>relay-ingress</c>) over one redis-server, every sidecar posting each
 /// delivery twice and shuffling within 8: requests cross by invocation between app ids, messages by topics between
-/// consumer groups, and subscribers on both nodes still see each seq once, in order.
+/// consumer groups, and subscribers on both nodes still see each seq once, in order. With two routing instances under
+/// one app id, invocation reaches either: a request for a shard the other one leases goes on to it over the Redis bus,
+/// and each forwards to the sequenced topic only the shards it leases.
 /// </summary>
 public sealed class DaprProcessTests
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    [Fact]
-    public async Task Services_OverRedeliveringReorderingSidecars_DeliverEachSeqOnceInOrderOnBothNodes()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task Services_OverRedeliveringReorderingSidecars_DeliverEachSeqOnceInOrderOnBothNodes(int routingInstances)
     {
         const int Count = 1000;
         const int Round = 100;
@@ -43,10 +47,19 @@ public sealed class DaprProcessTests
                 return process;
             }
 
-            await StartAsync("routing", "Relay.Routing", "relay-routing");
+            for (var i = 1; i <= routingInstances; i++)
+            {
+                await StartAsync("routing-" + i, "Relay.Routing", "relay-routing");
+            }
+
+            var routingSidecars = sidecars.ToArray();
             await StartAsync("fanout", "Relay.FanOut", "relay-fanout");
             var ingressA = await StartAsync("ingress-a", "Relay.Ingress", "relay-ingress");
             var ingressB = await StartAsync("ingress-b", "Relay.Ingress", "relay-ingress");
+
+            // Several routing instances share the shards (half each) before the test publishes: the one channel's shard
+            // then stays with one of them throughout.
+            var owners = await SplitShardOwnersAsync(redis, routingInstances);
 
             await using var onA = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(ingressA, "&clientId=on-a"));
             await using var onB = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(ingressB, "&clientId=on-b"));
@@ -78,6 +91,12 @@ public sealed class DaprProcessTests
             Assert.Equal(expected, seen[1]);
             await Assert.ThrowsAsync<TimeoutException>(() => onB.ReceiveMessageAsync(TimeSpan.FromSeconds(1)));
             Assert.All(sidecars, static s => Assert.Empty(s.Errors));
+
+            // Only the instance that leases the channel's shard forwarded its messages (the other forwarded none: it
+            // would have forwarded all of them again before, as each forwarded every shard).
+            var forwarded = routingSidecars.Select(static s => s.PublishedBytes("relay-sequenced")).ToArray();
+            Assert.True(forwarded.Max() > 0, "nothing reached the sequenced topic");
+            Assert.True(forwarded.Count(static b => b > 0) == 1, $"sequenced-topic bytes per routing instance: {string.Join(", ", forwarded)} (shard owners {string.Join(' ', owners)})");
         }
         finally
         {
@@ -90,6 +109,33 @@ public sealed class DaprProcessTests
             {
                 await sidecar.DisposeAsync();
             }
+        }
+    }
+
+    // Waits until `instances` routing instances each lease an equal share of the 16 shards, the same for a second.
+    private static async Task<string?[]> SplitShardOwnersAsync(RedisServer redis, int instances)
+    {
+        await using var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Configuration));
+        var database = connection.GetDatabase();
+        var deadline = DateTime.UtcNow + Patience;
+        string?[]? before = null;
+        while (true)
+        {
+            var owners = new string?[16];
+            for (var shard = 0; shard < owners.Length; shard++)
+            {
+                owners[shard] = await database.StringGetAsync(Relay.Bus.Redis.RedisKeys.Lease(shard));
+            }
+
+            var split = owners.All(static o => o is not null) && owners.GroupBy(static o => o).Count() == instances && owners.GroupBy(static o => o).All(g => g.Count() == 16 / instances);
+            if (split && before is not null && before.SequenceEqual(owners))
+            {
+                return owners;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"routing shard owners: {string.Join(' ', owners)}");
+            before = split ? owners : null;
+            await Task.Delay(split ? 1000 : 100);
         }
     }
 
