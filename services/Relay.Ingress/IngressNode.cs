@@ -129,6 +129,48 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     }
 
     // A channel's messages from history, or (presence) its presence events from those the engine keeps.
+    // The seqs after `position` and before `firstSeen` that history still holds, from the first on without a hole (a
+    // failed read: none; the subscription is told they were lost).
+    private async Task<List<RelayMessage>> ReadGapAsync(string app, string channel, ChannelPosition position, long firstSeen)
+    {
+        var gap = new List<RelayMessage>();
+        try
+        {
+            // Page by page (a long gap takes several reads), until the seq before firstSeen or a hole.
+            while (position.Seq + gap.Count + 1 < firstSeen)
+            {
+                var after = position.Seq + gap.Count;
+                var read = await ReadAfterAsync(app, channel, presence: false, after, (int)Math.Min(GapRepair.RepairPage, firstSeen - after - 1)).ConfigureAwait(false);
+                if (read is not { } history || history.Epoch != position.Epoch)
+                {
+                    break;
+                }
+
+                var before = gap.Count;
+                foreach (var message in history.Messages)
+                {
+                    if (message.Seq != position.Seq + gap.Count + 1 || message.Seq >= firstSeen)
+                    {
+                        break;
+                    }
+
+                    gap.Add(message);
+                }
+
+                if (gap.Count == before || gap.Count - before < history.Messages.Count)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Reported lost by the caller.
+        }
+
+        return gap;
+    }
+
     private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
     {
         RoutingRequest request = presence ? new PresenceEventsRequest(app, channel, after, limit) : new HistoryRequest(app, channel, limit, AfterSeq: after);
@@ -236,8 +278,26 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
             _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
         };
 
-        _gaps?.Start(app, channel, position);
-        subscription.GoLive(position.Epoch, position.Seq, () =>
+        // The first subscriber of a channel on this node: deliveries that came before the position, past a gap the node
+        // never saw, are in this subscription's buffer; the gap between is read from history now and sent first (what
+        // history no longer holds is reported lost), so the subscriber sees no jump.
+        var sentUpTo = position.Seq;
+        if (_gaps?.Start(app, channel, position) is { } firstSeen)
+        {
+            var gap = await ReadGapAsync(app, channel, position, firstSeen).ConfigureAwait(false);
+            if (gap.Count > 0)
+            {
+                missed = [.. missed, .. gap];
+                sentUpTo = gap[^1].Seq;
+            }
+
+            if (sentUpTo < firstSeen - 1)
+            {
+                subscription.Lost(position.Epoch, firstSeen - 1);
+            }
+        }
+
+        subscription.GoLive(position.Epoch, sentUpTo, () =>
         {
             ready(channel, position, recovered);
             foreach (var message in missed)

@@ -51,7 +51,10 @@ internal sealed class GapRepair(
         }
 
         var presence = message.PresenceAction is not null;
-        var cursor = _cursors.GetOrAdd((message.App, message.Channel, presence), static key => new Cursor(key.Presence));
+
+        // A cursor made here, before any subscription's position reached it (the first subscriber of a busy channel on
+        // this node), starts at this message: Start then judges the seqs before it against that position.
+        var cursor = _cursors.GetOrAdd((message.App, message.Channel, presence), static key => new Cursor(key.Presence) { FirstEpoch = "" });
         lock (cursor)
         {
             cursor.Used = Environment.TickCount64;
@@ -209,11 +212,20 @@ internal sealed class GapRepair(
     /// A subscription learned the channel's position: a channel not followed yet starts there, its messages at
     /// <see cref="ChannelPosition.Seq"/> and its presence events at <see cref="ChannelPosition.PresenceSeq"/>.
     /// </summary>
-    public void Start(string app, string channel, ChannelPosition position)
+    /// <returns>
+    /// The first seq this node saw of the channel when that came before the position and after a gap (the deliveries
+    /// between the position and it never reached this node, and the cursor, which started at it, will never read them
+    /// back): the subscription reads them from history itself. Null otherwise.
+    /// </returns>
+    public long? Start(string app, string channel, ChannelPosition position)
     {
         var used = Environment.TickCount64;
-        _cursors.TryAdd((app, channel, false), new Cursor(presence: false) { Epoch = position.Epoch, Seq = position.Seq, Used = used, Checked = true });
         _cursors.TryAdd((app, channel, true), new Cursor(presence: true) { Epoch = position.Epoch, Seq = position.PresenceSeq, Used = used, Checked = true });
+        var messages = _cursors.GetOrAdd((app, channel, false), static (_, start) => new Cursor(presence: false) { Epoch = start.Position.Epoch, Seq = start.Position.Seq, Used = start.Used, Checked = true }, (Position: position, Used: used));
+        lock (messages)
+        {
+            return messages.FirstEpoch == position.Epoch && messages.FirstSeq > position.Seq + 1 ? messages.FirstSeq : null;
+        }
     }
 
     /// <summary>Forgets channels unused for <paramref name="idle"/> that <paramref name="keep"/> does not want kept.</summary>
@@ -238,6 +250,12 @@ internal sealed class GapRepair(
         if (cursor.Epoch == message.Epoch && message.Seq <= cursor.Seq)
         {
             return;
+        }
+
+        if (cursor.FirstEpoch == "")
+        {
+            cursor.FirstEpoch = message.Epoch;
+            cursor.FirstSeq = message.Seq;
         }
 
         cursor.Epoch = message.Epoch;
@@ -371,5 +389,10 @@ internal sealed class GapRepair(
 
         // A resync or check could not read the channel's position: the next quiet check asks again.
         public bool Unsure;
+
+        // For a cursor a delivery made (not a subscription's position): the epoch and seq of the first message it
+        // passed ("" until then); null for one a position made.
+        public string? FirstEpoch;
+        public long FirstSeq;
     }
 }
