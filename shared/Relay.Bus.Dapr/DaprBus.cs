@@ -120,7 +120,25 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
         timeout.CancelAfter(_options.RequestTimeout);
         try
         {
-            return await pending.Reply.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            var reply = await pending.Reply.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+
+            // A subscription asks its channel's position when it starts: the nodes here learn where the channel stands,
+            // so its next message needs no reorder hold.
+            ChannelPosition? known = reply switch
+            {
+                PositionReply answer => answer.Position,
+                HistoryReply answer => answer.Position,
+                _ => null,
+            };
+            if (known is { } position)
+            {
+                foreach (var inbox in _nodes.Values)
+                {
+                    inbox.Known(request.App, request.Channel, position.Epoch, position.Seq);
+                }
+            }
+
+            return reply;
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

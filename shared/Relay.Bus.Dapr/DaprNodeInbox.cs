@@ -8,8 +8,10 @@ namespace Relay.Bus.Dapr;
 /// been trimmed already though the messages are only late. A message past a gap is held until the gap fills or for
 /// <see cref="DaprBusOptions.ReorderHold"/>, then everything held goes to the node in order (its gap repair takes
 /// over). Seqs at or before the last released pass straight through: the node drops what it has. Where a channel starts
-/// is not known to the bus: its first messages here (after start-up, or an hour without any) all wait out the hold and
-/// go in order, unless the first is seq 1. Presence events and messages without a seq are not held.
+/// here is learned from the positions this process's routing requests are answered with (<see cref="Known"/>: a node
+/// asks its channel's position when a subscription starts); a channel's first messages before that (or with no such
+/// answer: after start-up, or an hour without any) wait out the hold and go in order, unless the first is seq 1.
+/// Presence events and messages without a seq are not held.
 /// </summary>
 internal sealed class DaprNodeInbox
 {
@@ -100,6 +102,49 @@ internal sealed class DaprNodeInbox
                     // What is still held waits from now: it is behind another gap.
                     state.HeldSince = now;
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The channel stood at <paramref name="seq"/> of <paramref name="epoch"/> (a routing reply said so): its messages
+    /// go on from there, so the next one passes at once instead of waiting out the hold, and those held waiting for
+    /// where the channel starts go now, in order, up to a gap.
+    /// </summary>
+    public void Known(string app, string channel, string epoch, long seq)
+    {
+        if (_holdTicks == 0)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            var now = _time.GetTimestamp();
+            var key = (app, channel);
+            if (!_channels.TryGetValue(key, out var state))
+            {
+                _channels[key] = new ChannelOrder(epoch, seq) { Touched = now };
+                return;
+            }
+
+            if (state.Epoch != epoch || state.Last != Unknown)
+            {
+                // Known already (the node's gap repair reads any gap), or another epoch (its messages decide).
+                return;
+            }
+
+            state.Last = seq;
+            while (state.Held.Count > 0 && state.Held.First() is var (first, held) && first <= state.Last + 1)
+            {
+                state.Held.Remove(first);
+                _observe(Node.OnDeliverAsync(held));
+                state.Last = Math.Max(state.Last, first);
+            }
+
+            if (state.Held.Count > 0)
+            {
+                state.HeldSince = now;
             }
         }
     }
