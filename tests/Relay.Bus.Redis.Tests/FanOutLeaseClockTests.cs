@@ -119,7 +119,7 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         await Task.Delay(200);
         clock.Advance(s_ttl);
 
-        await UntilAsync(() => Task.FromResult(Read(meters, "relay.redis.fanout_lease_lapses") == shards), () => $"{Read(meters, "relay.redis.fanout_lease_lapses")} of {shards} shards counted lapsed");
+        await UntilAsync(() => Task.FromResult(MeterReading.Read(meters, "relay.redis.fanout_lease_lapses") == shards), () => $"{MeterReading.Read(meters, "relay.redis.fanout_lease_lapses")} of {shards} shards counted lapsed");
         await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
 
         // The late answer renewed the leases only up to the lease time it was sent with, which is past: what arrives now
@@ -217,24 +217,6 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
             Assert.True(DateTime.UtcNow < deadline, failure());
             await Task.Delay(20);
         }
-    }
-
-    private static long Read(IMeterFactory meters, string instrument)
-    {
-        long value = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (found, l) =>
-        {
-            if (found.Meter.Name == "Relay.Bus.Redis" && found.Name == instrument && ReferenceEquals(found.Meter.Scope, meters))
-            {
-                l.EnableMeasurementEvents(found);
-            }
-        };
-        listener.SetMeasurementEventCallback<long>((_, measurement, _, _) => value = measurement);
-        listener.SetMeasurementEventCallback<int>((_, measurement, _, _) => value = measurement);
-        listener.Start();
-        listener.RecordObservableInstruments();
-        return value;
     }
 
     private sealed class Recording : IFanOutHandler

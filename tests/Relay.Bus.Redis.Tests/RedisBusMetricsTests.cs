@@ -40,40 +40,21 @@ public sealed class RedisBusMetricsTests(RedisServerFixture redis) : IClassFixtu
         // Nobody serves routing: the request waits out RequestTimeout (1 s) and the caller is told 50300.
         var reply = await caller.SendToRoutingAsync(request, CancellationToken.None).AsTask().WaitAsync(s_wait);
         Assert.Equal(ErrorCodes.Unavailable, Assert.IsType<ErrorReply>(reply).Error.Code);
-        Assert.Equal(1, Read(callerMeters, "relay.redis.routing_requests_failed"));
-        Assert.Equal(0, Read(callerMeters, "relay.redis.routing_shards_held"));
+        Assert.Equal(1, MeterReading.Read(callerMeters, "relay.redis.routing_requests_failed"));
+        Assert.Equal(0, MeterReading.Read(callerMeters, "relay.redis.routing_shards_held"));
 
         // An instance that serves routing takes every shard (it is alone) and its gauge says so.
         var routing = _buses.Make(meters: routingMeters);
         using var serving = routing.ServeRouting(new Answering());
         var deadline = DateTime.UtcNow + s_wait;
-        while (Read(routingMeters, "relay.redis.routing_shards_held") < routing.Options.Shards)
+        while (MeterReading.Read(routingMeters, "relay.redis.routing_shards_held") < routing.Options.Shards)
         {
-            Assert.True(DateTime.UtcNow < deadline, $"{Read(routingMeters, "relay.redis.routing_shards_held")} of {routing.Options.Shards} shards held");
+            Assert.True(DateTime.UtcNow < deadline, $"{MeterReading.Read(routingMeters, "relay.redis.routing_shards_held")} of {routing.Options.Shards} shards held");
             await Task.Delay(50);
         }
 
         Assert.IsType<PublishReply>(await caller.SendToRoutingAsync(request, CancellationToken.None).AsTask().WaitAsync(s_wait));
-        Assert.Equal(1, Read(callerMeters, "relay.redis.routing_requests_failed"));
-    }
-
-    // Reads one observable instrument of the Redis bus meter that `meters` made.
-    private static long Read(IMeterFactory meters, string instrument)
-    {
-        long value = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (found, l) =>
-        {
-            if (found.Meter.Name == "Relay.Bus.Redis" && found.Name == instrument && ReferenceEquals(found.Meter.Scope, meters))
-            {
-                l.EnableMeasurementEvents(found);
-            }
-        };
-        listener.SetMeasurementEventCallback<long>((_, measurement, _, _) => value = measurement);
-        listener.SetMeasurementEventCallback<int>((_, measurement, _, _) => value = measurement);
-        listener.Start();
-        listener.RecordObservableInstruments();
-        return value;
+        Assert.Equal(1, MeterReading.Read(callerMeters, "relay.redis.routing_requests_failed"));
     }
 
     private sealed class Answering : IRoutingHandler
