@@ -51,6 +51,14 @@ client.bind_global((event, data) => {
   }
 });
 client.user.bind('user-event', (data) => out({ kind: 'user-event', data }));
+// pusher-js subscribes to the user's own channel after sign-in; say when it is subscribed.
+const userWatch = setInterval(() => {
+  const channel = client.user.serverToUserChannel;
+  if (channel && channel.subscribed) {
+    out({ kind: 'user-subscribed', channel: channel.name });
+    clearInterval(userWatch);
+  }
+}, 50);
 
 const channels = new Map();
 function subscribe(name) {

@@ -38,7 +38,6 @@ internal sealed partial class PusherConnection : INodeConnection
     private readonly PusherOptions _options;
     private readonly ILogger _logger;
     private readonly SendQueue<byte[]> _queue;
-    private readonly CancellationTokenSource _closed = new();
     private readonly Dictionary<string, PusherSubscriptionSink> _channels = new(StringComparer.Ordinal);
     private readonly int _maxFrameBytes;
     private readonly TokenBucket _clientEvents;
@@ -108,7 +107,6 @@ internal sealed partial class PusherConnection : INodeConnection
             {
                 _node.Unregister(this);
                 _queue.Clear();
-                _closed.Dispose();
             }
         }
     }
@@ -168,7 +166,7 @@ internal sealed partial class PusherConnection : INodeConnection
     public void Drain(Relay.Core.Protocol.RelayError error) => Close(ReconnectNow, "node draining: reconnect (another node takes the connection)");
 
     /// <summary>Closes the connection for <c>terminate_connections</c>.</summary>
-    public void Terminate() => Close(Unauthorized, "connection terminated by the app's server");
+    public void Terminate() => Close(Unauthorized, "connection terminated by the app's server", PusherFrames.Error(Unauthorized, "connection terminated by the app's server"));
 
     public void CheckDeadlines(DateTimeOffset now)
     {
@@ -254,15 +252,9 @@ internal sealed partial class PusherConnection : INodeConnection
             _queue.TryWrite(finalFrame);
         }
 
+        // The read loop is not cancelled (that would abort the WebSocket before the close frame goes): it ends when the
+        // client answers the close, or the node aborts the connection at the deadline.
         _queue.Complete();
-        try
-        {
-            _closed.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            // Finished meanwhile.
-        }
     }
 
     private async Task ReadLoopAsync()
@@ -273,7 +265,7 @@ internal sealed partial class PusherConnection : INodeConnection
             while (Volatile.Read(ref _closing) == 0)
             {
                 // A zero-byte read first: an idle connection holds no buffer.
-                var first = await _socket.ReceiveAsync(Memory<byte>.Empty, _closed.Token).ConfigureAwait(false);
+                var first = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
                 if (first.MessageType == WebSocketMessageType.Close)
                 {
                     break;
@@ -301,7 +293,7 @@ internal sealed partial class PusherConnection : INodeConnection
                         length = 0;
                     }
 
-                    result = await _socket.ReceiveAsync(buffer.AsMemory(length), _closed.Token).ConfigureAwait(false);
+                    result = await _socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
                     length += result.Count;
                 }
                 while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);

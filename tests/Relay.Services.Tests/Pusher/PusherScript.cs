@@ -55,6 +55,11 @@ internal sealed class PusherScript : IDisposable
         {
             foreach (var property in JsonSerializer.SerializeToElement(extra).EnumerateObject())
             {
+                if (property.Value.ValueKind == JsonValueKind.Null)
+                {
+                    continue;
+                }
+
                 options[property.Name] = property.Value;
             }
         }
