@@ -3,7 +3,7 @@
 // own auth endpoint would do it.
 //
 // usage: node pusher-client.cjs '{"port":5000,"key":"APP.KEY","secret":"…","appId":"APP","masterKey":"base64 (optional)","user":{"user_id":"u1","user_info":{}}}'
-// commands: {"op":"subscribe","channel":"…"} {"op":"unsubscribe","channel":"…"} {"op":"trigger","channel":"…","event":"client-…","data":…}
+// commands: {"op":"subscribe","channel":"…"} {"op":"bind","channel":"…","event":"…"} (reports the event with its metadata's user_id) {"op":"unsubscribe","channel":"…"} {"op":"trigger","channel":"…","event":"client-…","data":…}
 //           {"op":"signin"} {"op":"disconnect"}
 const PusherClient = require('pusher-js');
 const PusherServer = require('pusher');
@@ -87,6 +87,7 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       case 'subscribe': subscribe(command.channel); break;
       case 'unsubscribe': client.unsubscribe(command.channel); out({ kind: 'unsubscribed', channel: command.channel }); break;
       case 'trigger': out({ kind: 'triggered', ok: channels.get(command.channel).trigger(command.event, command.data) }); break;
+      case 'bind': channels.get(command.channel).bind(command.event, (data, metadata) => out({ kind: 'bound', channel: command.channel, event: command.event, data, user_id: metadata && metadata.user_id })); out({ kind: 'bound-ready' }); break;
       case 'signin': client.signin(); break;
       case 'disconnect': client.disconnect(); setTimeout(() => process.exit(0), 100); break;
       default: out({ kind: 'unknown', command });
