@@ -23,6 +23,9 @@ namespace Relay.Ingress.Pusher;
 /// </summary>
 internal static class PusherHttpApi
 {
+    /// <summary>Quotes the string to sign in a 401's text as it is, escaping only what JSON must.</summary>
+    private static readonly JsonSerializerOptions QuotedText = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static void Map(IEndpointRouteBuilder endpoints)
     {
         var apps = endpoints.MapGroup("/apps/{appId}");
@@ -575,7 +578,10 @@ internal static class PusherHttpApi
         }
 
         parameters.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
-        var text = new StringBuilder().Append(request.Method.ToUpperInvariant()).Append('\n').Append(request.PathBase.Value).Append(request.Path.Value).Append('\n');
+        // The path as the client sent and signed it (a channel name with escapes stays escaped).
+        var target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        var path = string.IsNullOrEmpty(target) ? request.PathBase.Value + request.Path.Value : target.Split('?', 2)[0];
+        var text = new StringBuilder().Append(request.Method.ToUpperInvariant()).Append('\n').Append(path).Append('\n');
         for (var i = 0; i < parameters.Count; i++)
         {
             text.Append(i == 0 ? string.Empty : "&").Append(parameters[i].Key).Append('=').Append(parameters[i].Value);
@@ -584,7 +590,7 @@ internal static class PusherHttpApi
         var signed = text.ToString();
         if (!PusherSignatures.VerifyHex(broker.Keys, key, signature, signed))
         {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, $"Invalid signature: you should have sent HmacSHA256Hex({JsonSerializer.Serialize(signed)}, your_secret_key), but you sent \"{signature}\""));
+            return (null, [], Text(StatusCodes.Status401Unauthorized, $"Invalid signature: you should have sent HmacSHA256Hex({JsonSerializer.Serialize(signed, QuotedText)}, your_secret_key), but you sent \"{signature}\""));
         }
 
         return (principal, body, null);

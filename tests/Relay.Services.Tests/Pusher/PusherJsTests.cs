@@ -205,6 +205,21 @@ public sealed class PusherJsTests(PusherServerFixture fixture) : IClassFixture<P
     }
 
     [Fact]
+    public async Task ServerSdk_ChannelNameWithEscapes_SignatureCoversThePathAsSent()
+    {
+        // Pusher allows = @ , ; in names; the SDK escapes them in the path it signs.
+        var channel = NewChannel("presence-a=b@c,d;e-");
+        using var pusher = Client(new { user_id = "esc", user_info = new { } });
+        await SubscribeAsync(pusher, channel);
+
+        var info = await Sdk(new { op = "channel", channel, @params = new { info = "user_count" } });
+        Assert.True(info.GetProperty("ok").GetBoolean(), info.ToString());
+        Assert.Equal(1, info.GetProperty("body").GetProperty("user_count").GetInt32());
+        var users = await Sdk(new { op = "users", channel });
+        Assert.Equal("esc", users.GetProperty("body").GetProperty("users")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
     public async Task ServerSdk_WrongSecret_RefusedWith401AndNothingDelivered()
     {
         var channel = NewChannel("wrong-secret-");
