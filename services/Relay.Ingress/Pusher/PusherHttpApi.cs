@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -18,14 +16,11 @@ namespace Relay.Ingress.Pusher;
 /// Pusher's HTTP API at <c>/apps/{app_id}</c>, signed as Pusher signs it: <c>auth_key</c> (a Relay key's name),
 /// <c>auth_timestamp</c> (within <c>Relay:Pusher:TimestampToleranceSeconds</c>), <c>auth_version=1.0</c>,
 /// <c>body_md5</c> for a body, and <c>auth_signature</c> = hex HMAC-SHA256 with the key's secret over
-/// <c>METHOD\nPATH\nsorted query</c>. Refusals are plain text with Pusher's status codes (401 signature, 403 not allowed,
-/// 400 bad request, 413 too large).
+/// <c>METHOD\nPATH\nsorted query</c> (checked by <see cref="PusherHttpAuth"/>). Refusals are plain text with Pusher's
+/// status codes (401 signature, 403 not allowed, 400 bad request, 413 too large).
 /// </summary>
 internal static class PusherHttpApi
 {
-    /// <summary>Quotes the string to sign in a 401's text as it is, escaping only what JSON must.</summary>
-    private static readonly JsonSerializerOptions QuotedText = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
     public static void Map(IEndpointRouteBuilder endpoints)
     {
         var apps = endpoints.MapGroup("/apps/{appId}");
@@ -39,7 +34,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> EventsAsync(HttpContext context, string appId, PusherBroker broker)
     {
-        var (principal, body, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, body, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -76,7 +71,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> BatchEventsAsync(HttpContext context, string appId, PusherBroker broker)
     {
-        var (principal, body, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, body, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -146,7 +141,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> ChannelsAsync(HttpContext context, string appId, PusherBroker broker)
     {
-        var (principal, _, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, _, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -201,7 +196,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> ChannelAsync(HttpContext context, string appId, string channel, PusherBroker broker)
     {
-        var (principal, _, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, _, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -243,7 +238,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> UsersAsync(HttpContext context, string appId, string channel, PusherBroker broker)
     {
-        var (principal, _, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, _, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -276,7 +271,7 @@ internal static class PusherHttpApi
 
     private static async Task<IResult> TerminateAsync(HttpContext context, string appId, string userId, PusherBroker broker)
     {
-        var (principal, _, failure) = await AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
+        var (principal, _, failure) = await PusherHttpAuth.AuthorizeAsync(context, appId, broker).ConfigureAwait(false);
         if (failure is not null)
         {
             return failure;
@@ -495,108 +490,7 @@ internal static class PusherHttpApi
             && value.AsSpan(0, dot).IndexOfAnyExceptInRange('0', '9') < 0 && value.AsSpan(dot + 1).IndexOfAnyExceptInRange('0', '9') < 0;
     }
 
-    /// <summary>Checks the request's signature; the principal of its key, the body, or the refusal.</summary>
-    private static async Task<(RelayPrincipal? Principal, byte[] Body, IResult? Failure)> AuthorizeAsync(HttpContext context, string appId, PusherBroker broker)
-    {
-        var request = context.Request;
-        var query = request.Query;
-        var key = query["auth_key"].ToString();
-        var timestamp = query["auth_timestamp"].ToString();
-        var version = query["auth_version"].ToString();
-        var signature = query["auth_signature"].ToString();
-        if (key.Length == 0 || timestamp.Length == 0 || signature.Length == 0)
-        {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, "Missing parameter: auth_key, auth_timestamp, auth_version and auth_signature are required"));
-        }
-
-        if (version != "1.0")
-        {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, "Unsupported auth_version: use 1.0"));
-        }
-
-        if (broker.Keys.Find(key) is not { } principal || principal.AppId != appId)
-        {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, $"Unknown auth_key '{key}' for app '{appId}'"));
-        }
-
-        var now = broker.Node.Time.GetUtcNow().ToUnixTimeSeconds();
-        if (!long.TryParse(timestamp, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) || Math.Abs(now - seconds) > broker.Options.TimestampToleranceSeconds)
-        {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, $"Timestamp expired: Given timestamp ({timestamp}) not within {broker.Options.TimestampToleranceSeconds}s of server time ({now})"));
-        }
-
-        byte[] body = [];
-        if (HttpMethods.IsPost(request.Method))
-        {
-            var limit = broker.Node.Options.MaxHttpBodyBytes;
-            if (request.ContentLength > limit)
-            {
-                context.Response.Headers.Connection = "close";
-                return (null, [], Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
-            }
-
-            using var buffer = new MemoryStream();
-            try
-            {
-                var read = new byte[8192];
-                int count;
-                while ((count = await request.Body.ReadAsync(read, context.RequestAborted).ConfigureAwait(false)) > 0)
-                {
-                    if (buffer.Length + count > limit)
-                    {
-                        context.Response.Headers.Connection = "close";
-                        return (null, [], Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
-                    }
-
-                    buffer.Write(read, 0, count);
-                }
-            }
-            catch (BadHttpRequestException ex)
-            {
-                context.Response.Headers.Connection = "close";
-                return (null, [], Text(StatusCodes.Status400BadRequest, "unreadable request body: " + ex.Message));
-            }
-
-            body = buffer.ToArray();
-            if (body.Length > 0)
-            {
-                var md5 = Convert.ToHexStringLower(MD5.HashData(body));
-                if (query["body_md5"].ToString() != md5)
-                {
-                    return (null, [], Text(StatusCodes.Status401Unauthorized, "Invalid body_md5: it must be the hex MD5 of the request body"));
-                }
-            }
-        }
-
-        var parameters = new List<KeyValuePair<string, string>>();
-        foreach (var (name, values) in query)
-        {
-            if (name != "auth_signature")
-            {
-                parameters.Add(new(name.ToLowerInvariant(), values.ToString()));
-            }
-        }
-
-        parameters.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
-        // The path as the client sent and signed it (a channel name with escapes stays escaped).
-        var target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
-        var path = string.IsNullOrEmpty(target) ? request.PathBase.Value + request.Path.Value : target.Split('?', 2)[0];
-        var text = new StringBuilder().Append(request.Method.ToUpperInvariant()).Append('\n').Append(path).Append('\n');
-        for (var i = 0; i < parameters.Count; i++)
-        {
-            text.Append(i == 0 ? string.Empty : "&").Append(parameters[i].Key).Append('=').Append(parameters[i].Value);
-        }
-
-        var signed = text.ToString();
-        if (!PusherSignatures.VerifyHex(broker.Keys, key, signature, signed))
-        {
-            return (null, [], Text(StatusCodes.Status401Unauthorized, $"Invalid signature: you should have sent HmacSHA256Hex({JsonSerializer.Serialize(signed, QuotedText)}, your_secret_key), but you sent \"{signature}\""));
-        }
-
-        return (principal, body, null);
-    }
-
-    private static IResult Text(int status, string message) => Results.Text(message, "text/plain; charset=utf-8", Encoding.UTF8, status);
+    internal static IResult Text(int status, string message) => Results.Text(message, "text/plain; charset=utf-8", Encoding.UTF8, status);
 
     private static IResult Json(string json) => Results.Text(json, "application/json", Encoding.UTF8, StatusCodes.Status200OK);
 
