@@ -9,6 +9,7 @@ using Relay.Bus;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Http;
 using Relay.Ingress.Mqtt;
+using Relay.Ingress.Pusher;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
 using Relay.ServiceDefaults;
@@ -58,6 +59,9 @@ public static class IngressServiceCollectionExtensions
 
         // MQTT (Relay:Mqtt): TCP beside Kestrel and WebSocket at /mqtt, on the same node, channels and capabilities.
         services.AddRelayMqtt();
+
+        // Pusher Channels (Relay:Pusher): WebSocket at /app/{key} and the HTTP API at /apps/{app_id}, on the same channels.
+        services.AddRelayPusher();
         return services;
     }
 
@@ -77,6 +81,7 @@ public static class IngressServiceCollectionExtensions
         ChannelsApi.Map(endpoints);
         SseEndpoint.Map(endpoints);
         endpoints.MapRelayMqtt();
+        endpoints.MapRelayPusher();
         if (!string.IsNullOrWhiteSpace(endpoints.ServiceProvider.GetRequiredService<IOptions<IngressOptions>>().Value.AuthUrl))
         {
             AuthForwarder.Map(endpoints);

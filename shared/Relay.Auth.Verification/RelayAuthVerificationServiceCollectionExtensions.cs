@@ -37,6 +37,7 @@ public static class RelayAuthVerificationServiceCollectionExtensions
         services.TryAddSingleton(static sp => VerificationKey.Create(sp.GetRequiredService<IOptions<RelayAuthOptions>>().Value));
         services.TryAddSingleton<TokenValidator>();
         services.TryAddSingleton<IRelayAuthenticator, RelayAuthenticator>();
+        services.TryAddSingleton<IRelayKeys, RelayKeys>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RelayAuthStartup>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeyReloader>());
 

@@ -43,6 +43,8 @@ internal sealed class AuthServer : IAsyncDisposable
 
     public IRelayAuthenticator Authenticator => _app.Services.GetRequiredService<IRelayAuthenticator>();
 
+    public IServiceProvider Services => _app.Services;
+
     public static Dictionary<string, string?> DefaultConfiguration() => new()
     {
         ["Relay:Auth:Apps:0:Id"] = "test",

@@ -1,0 +1,108 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Relay.Auth.Verification;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Pusher;
+
+/// <summary>
+/// What every Pusher connection of the node shares: the node, the options, the keys, the signed-in users (for
+/// <c>terminate_connections</c>) and the last message's frame, so a message fanned out to many Pusher subscribers is
+/// encoded once.
+/// </summary>
+internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> options, IRelayKeys keys, ILogger<PusherConnection> logger)
+{
+    /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
+    public const string ExcludePrefix = "px:";
+
+    private readonly ConcurrentDictionary<(string App, string User), ConcurrentDictionary<PusherConnection, byte>> _users = new();
+    private Encoded? _last;
+
+    public IngressNode Node { get; } = node;
+
+    public PusherOptions Options { get; } = options.Value;
+
+    /// <summary>The largest event data: <c>Relay:Pusher:MaxEventBytes</c>, capped by <c>Relay:Ingress:MaxMessageBytes</c>.</summary>
+    public int MaxEventBytes { get; } = Math.Min(options.Value.MaxEventBytes, node.Options.MaxMessageBytes);
+
+    public IRelayKeys Keys { get; } = keys;
+
+    public ILogger<PusherConnection> Logger { get; } = logger;
+
+    /// <summary>A new socket id, <c>digits.digits</c> as Pusher's (random: unique across nodes without asking anyone).</summary>
+    public static string NewSocketId()
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        RandomNumberGenerator.Fill(bytes);
+        var a = BitConverter.ToUInt32(bytes) % 1_000_000_000u;
+        var b = BitConverter.ToUInt32(bytes[4..]) % 1_000_000_000u;
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{a}.{b}");
+    }
+
+    /// <summary>An idempotency key that tells <paramref name="socketId"/>'s connection to skip the message (unique, so never a duplicate).</summary>
+    public static string ExcludingId(string socketId) =>
+        ExcludePrefix + socketId + ":" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>Whether <paramref name="message"/> was published with <see cref="ExcludingId"/> of <paramref name="socketId"/>.</summary>
+    public static bool Excludes(RelayMessage message, string socketId)
+    {
+        if (message.Id is not { } id || !id.StartsWith(ExcludePrefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var rest = id.AsSpan(ExcludePrefix.Length);
+        return rest.Length > socketId.Length && rest[socketId.Length] == ':' && rest.StartsWith(socketId, StringComparison.Ordinal);
+    }
+
+    /// <summary>The frame of <paramref name="message"/>, encoded once for all the node's Pusher subscribers of a fan-out.</summary>
+    public byte[] FrameOf(RelayMessage message)
+    {
+        var last = Volatile.Read(ref _last);
+        if (last is not null && ReferenceEquals(last.Message, message))
+        {
+            return last.Frame;
+        }
+
+        var encoded = new Encoded(message, PusherFrames.Message(message));
+        Volatile.Write(ref _last, encoded);
+        return encoded.Frame;
+    }
+
+    public void SignedIn(string app, string user, PusherConnection connection) =>
+        _users.GetOrAdd((app, user), static _ => new())[connection] = 0;
+
+    public void SignedOut(string app, string user, PusherConnection connection)
+    {
+        if (_users.TryGetValue((app, user), out var set))
+        {
+            set.TryRemove(connection, out _);
+            if (set.IsEmpty)
+            {
+                _users.TryRemove(new KeyValuePair<(string, string), ConcurrentDictionary<PusherConnection, byte>>((app, user), set));
+            }
+        }
+    }
+
+    /// <summary>Closes every connection of this node signed in as <paramref name="user"/>; how many.</summary>
+    public int Terminate(string app, string user)
+    {
+        if (!_users.TryGetValue((app, user), out var set))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var connection in set.Keys)
+        {
+            connection.Terminate();
+            count++;
+        }
+
+        return count;
+    }
+
+    private sealed record Encoded(RelayMessage Message, byte[] Frame);
+}

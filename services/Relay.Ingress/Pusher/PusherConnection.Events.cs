@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Relay.Bus.Routing;
+using Relay.Core.Auth;
+using Relay.Core.Diagnostics;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Pusher;
+
+/// <summary>
+/// Client events (<c>client-*</c>) and user sign-in. A client event goes on a private or presence channel the connection
+/// is subscribed to, when the key may publish there and the namespace lets clients publish; it is one Relay message
+/// (name = the event, data kept exact), which every other subscriber gets, on every protocol, and the sender does not.
+/// </summary>
+internal sealed partial class PusherConnection
+{
+    private async ValueTask ClientEventAsync(string eventName, string? channel, JsonElement data)
+    {
+        PusherSubscriptionSink? sink = null;
+        if (channel is not null)
+        {
+            lock (_channels)
+            {
+                _channels.TryGetValue(channel, out sink);
+            }
+        }
+
+        string? refusal = null;
+        var code = (int?)null;
+        if (sink is null)
+        {
+            refusal = $"client event '{eventName}' on a channel this connection is not subscribed to";
+        }
+        else if (sink.Kind is not (PusherChannelKind.Private or PusherChannelKind.Presence))
+        {
+            refusal = "client events are only supported on private and presence channels (not public or encrypted ones)";
+        }
+        else if (eventName.Length > 200)
+        {
+            (code, refusal) = (ClientEventRejected, "event names are at most 200 characters");
+        }
+        else if (!_principal.Capabilities.Allows(sink.RelayName, Operations.Publish))
+        {
+            (code, refusal) = (Unauthorized, $"the app key may not publish on '{channel}': client events need its 'publish' capability");
+        }
+        else if (!_node.Namespaces.For(sink.RelayName).ClientPublish)
+        {
+            (code, refusal) = (Unauthorized, $"clients may not publish in the namespace of '{channel}'");
+        }
+
+        if (refusal is null && PusherData.SizeOf(data) is var size && size > _broker.MaxEventBytes)
+        {
+            (code, refusal) = (ClientEventRejected, $"event data of {size} bytes is larger than {_broker.MaxEventBytes} (Relay:Pusher:MaxEventBytes)");
+        }
+
+        if (refusal is null && !_clientEvents.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        {
+            (code, refusal) = (ClientEventRejected, $"client event rate above {_node.Options.PublishRatePerSecond} per second (Relay:Ingress:PublishRatePerSecond)");
+        }
+
+        if (refusal is not null)
+        {
+            LogClientEventRefused(_logger, ConnectionId, eventName, refusal);
+            Enqueue(PusherFrames.Error(code, refusal, channel));
+            return;
+        }
+
+        var item = new PublishItem(eventName, PusherData.FromElement(data), true, PusherBroker.ExcludingId(SocketId));
+        using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, null, sink!.RelayName);
+        var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, sink.RelayName, [item], sink.UserId, activity?.Id), _node.Stopping).ConfigureAwait(false);
+        if (reply is PublishReply)
+        {
+            _node.Metrics.Published(1);
+            return;
+        }
+
+        var error = reply is ErrorReply { Error: var e } ? e.Message : "unexpected reply from routing";
+        Enqueue(PusherFrames.Error(null, $"client event not published: {error}", channel));
+    }
+
+    /// <summary>
+    /// <c>pusher:signin</c>: <c>auth</c> is <c>key:HMAC-SHA256(secret, socket_id::user::user_data)</c> and <c>user_data</c>
+    /// a JSON object with an <c>id</c>; answered with <c>pusher:signin_success</c>. The user may then subscribe to its
+    /// <c>#server-to-user-{id}</c> channel, and <c>terminate_connections</c> reaches the connection.
+    /// </summary>
+    private void SignIn(JsonElement data)
+    {
+        var userData = StringOf(data, "user_data");
+        if (userData is null || !PusherSignatures.VerifyAuth(_broker.Keys, KeyName, StringOf(data, "auth"), SocketId + "::user::" + userData))
+        {
+            Enqueue(PusherFrames.Error(Unauthorized, "sign-in refused: auth must be key:HMAC-SHA256(secret, socket_id::user::user_data)"));
+            return;
+        }
+
+        string? id = null;
+        try
+        {
+            using var document = JsonDocument.Parse(userData);
+            if (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("id"u8, out var value))
+            {
+                id = value.ValueKind == JsonValueKind.String ? value.GetString() : value.ValueKind == JsonValueKind.Number ? value.GetRawText() : null;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        if (string.IsNullOrEmpty(id) || id.Length > 128 || !Relay.Core.Channels.ChannelName.IsValidName(PusherChannels.RelayUserPrefix + id, out _))
+        {
+            Enqueue(PusherFrames.Error(Unauthorized, "sign-in refused: user_data must be a JSON object with an id (1-128 characters a channel name may hold)"));
+            return;
+        }
+
+        if (_userId is { } previous && previous != id)
+        {
+            _broker.SignedOut(App, previous, this);
+        }
+
+        _userId = id;
+        _broker.SignedIn(App, id, this);
+        Enqueue(PusherFrames.Event("pusher:signin_success", null, userData, static (w, u) => w.WriteString("user_data"u8, u)));
+    }
+
+    [LoggerMessage(EventId = 1510, Level = LogLevel.Debug, Message = "Pusher connection {ConnectionId}: client event '{Event}' refused: {Reason}")]
+    private static partial void LogClientEventRefused(ILogger logger, string connectionId, string @event, string reason);
+}

@@ -1,0 +1,50 @@
+namespace Relay.Ingress.Pusher;
+
+/// <summary>Options of the Pusher Channels protocol (WebSocket at <c>/app/{key}</c>, HTTP API at <c>/apps/{app_id}</c>), bound from <c>Relay:Pusher</c>.</summary>
+public sealed class PusherOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "Relay:Pusher";
+
+    /// <summary>Default activity timeout: Pusher's own 120 s, which pusher-js uses as told; a quiet client is pinged after it.</summary>
+    public const int DefaultActivityTimeoutSeconds = 120;
+
+    /// <summary>Default wait for an answer to the server's ping: pusher-js answers at once; 30 s covers a phone waking up.</summary>
+    public const int DefaultPongTimeoutSeconds = 30;
+
+    /// <summary>Default largest event data: Pusher's 10 KB, so an app that fits Pusher fits Relay.</summary>
+    public const int DefaultMaxEventBytes = 10 * 1024;
+
+    /// <summary>Default channels one HTTP event may name: Pusher's 100.</summary>
+    public const int DefaultMaxChannelsPerEvent = 100;
+
+    /// <summary>Default events in one batch_events request: Pusher's 10.</summary>
+    public const int DefaultMaxBatchEvents = 10;
+
+    /// <summary>Default tolerance of an HTTP request's auth_timestamp: Pusher's 600 s either way.</summary>
+    public const int DefaultTimestampToleranceSeconds = 600;
+
+    /// <summary>Whether the node speaks the Pusher protocol.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Seconds of client silence after which the server sends <c>pusher:ping</c> (told to clients as <c>activity_timeout</c>).</summary>
+    public int ActivityTimeoutSeconds { get; set; } = DefaultActivityTimeoutSeconds;
+
+    /// <summary>Seconds the server waits for any frame after its <c>pusher:ping</c> before it closes with 4201.</summary>
+    public int PongTimeoutSeconds { get; set; } = DefaultPongTimeoutSeconds;
+
+    /// <summary>
+    /// The largest event data in bytes, the UTF-8 of its string (client events and HTTP API events); larger ones are refused
+    /// (4301 / 413). An event is one Relay message, so <c>Relay:Ingress:MaxMessageBytes</c> caps it when smaller.
+    /// </summary>
+    public int MaxEventBytes { get; set; } = DefaultMaxEventBytes;
+
+    /// <summary>The most channels one HTTP API event may name.</summary>
+    public int MaxChannelsPerEvent { get; set; } = DefaultMaxChannelsPerEvent;
+
+    /// <summary>The most events one <c>batch_events</c> request may carry.</summary>
+    public int MaxBatchEvents { get; set; } = DefaultMaxBatchEvents;
+
+    /// <summary>How far an HTTP API request's <c>auth_timestamp</c> may be from the server's clock, in seconds.</summary>
+    public int TimestampToleranceSeconds { get; set; } = DefaultTimestampToleranceSeconds;
+}

@@ -1,0 +1,32 @@
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Relay.Ingress.Pusher;
+
+/// <summary>Adds the Pusher Channels protocol (WebSocket and HTTP API) to the ingress node.</summary>
+public static class PusherServiceCollectionExtensions
+{
+    /// <summary>Registers the Pusher options (<c>Relay:Pusher</c>) and what the connections share.</summary>
+    public static IServiceCollection AddRelayPusher(this IServiceCollection services)
+    {
+        services.AddOptions<PusherOptions>().BindConfiguration(PusherOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PusherOptions>, PusherOptionsValidator>());
+        services.TryAddSingleton<PusherBroker>();
+        return services;
+    }
+
+    /// <summary>Maps the WebSocket at <c>/app/{key}</c> and the HTTP API at <c>/apps/{app_id}</c> when Pusher is enabled.</summary>
+    public static IEndpointRouteBuilder MapRelayPusher(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        if (endpoints.ServiceProvider.GetRequiredService<IOptions<PusherOptions>>().Value.Enabled)
+        {
+            PusherWebSocketEndpoint.Map(endpoints);
+            PusherHttpApi.Map(endpoints);
+        }
+
+        return endpoints;
+    }
+}

@@ -1,0 +1,58 @@
+using System.Text.Json;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Pusher;
+
+/// <summary>Two nodes over one Redis: pusher-js on one and pusher-js and the server SDK on the other share channels, presence and counts.</summary>
+public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixture<RedisBusFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task PusherClients_OnTwoNodes_SharePresenceClientEventsAndOrderedApiEvents()
+    {
+        const int Count = 300;
+        var settings = PusherServerFixture.Settings();
+        redis.AddTo(settings);
+        settings["Relay:Namespaces:Defaults:HistorySize"] = "1000";
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings);
+        var room = "presence-nodes-" + Guid.NewGuid().ToString("N")[..12];
+
+        using var atA = PusherScript.Start("pusher-client.cjs", PusherScript.Options(a, RelayServer.Key, new { user = new { user_id = "on-a", user_info = new { node = "a" } } }));
+        atA.Send(new { op = "subscribe", channel = room });
+        Assert.Equal(1, (await atA.NextAsync("subscribed", Timeout, room)).GetProperty("count").GetInt32());
+
+        using var atB = PusherScript.Start("pusher-client.cjs", PusherScript.Options(b, RelayServer.Key, new { user = new { user_id = "on-b", user_info = new { node = "b" } } }));
+        atB.Send(new { op = "subscribe", channel = room });
+        Assert.Equal(2, (await atB.NextAsync("subscribed", Timeout, room)).GetProperty("count").GetInt32());
+        Assert.Equal("b", (await atA.NextAsync("member_added", Timeout, room)).GetProperty("info").GetProperty("node").GetString());
+
+        atA.Send(new { op = "bind", channel = room, @event = "client-hello" });
+        await atA.NextAsync("bound-ready", Timeout);
+        atB.Send(new { op = "trigger", channel = room, @event = "client-hello", data = new { from = "b" } });
+        var hello = await atA.NextAsync("bound", Timeout, room);
+        Assert.Equal("b", hello.GetProperty("data").GetProperty("from").GetString());
+        Assert.Equal("on-b", hello.GetProperty("user_id").GetString());
+
+        // Node B's HTTP API counts node A's subscriber, and its events reach node A in order.
+        var info = await PusherScript.RunAsync(Timeout, "pusher-server.cjs", PusherScript.Options(b, RelayServer.Key), JsonSerializer.Serialize(new { op = "channel", channel = room, @params = new { info = "subscription_count,user_count" } }));
+        Assert.Equal(2, info.GetProperty("body").GetProperty("subscription_count").GetInt32());
+        Assert.Equal(2, info.GetProperty("body").GetProperty("user_count").GetInt32());
+        using var http = new HttpClient();
+        for (var start = 1; start <= Count; start += 10)
+        {
+            var batch = Enumerable.Range(start, 10).Select(i => new { channel = room, name = "n", data = $"{{\"i\":{i}}}" });
+            using var response = await http.SendAsync(PusherHttp.Request(b, RelayServer.Key, HttpMethod.Post, "/apps/test/batch_events", JsonSerializer.Serialize(new { batch }))).WaitAsync(Timeout);
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        }
+
+        for (var i = 1; i <= Count; i++)
+        {
+            Assert.Equal(i, (await atA.NextAsync(static e => e.GetProperty("kind").GetString() == "event" && e.GetProperty("event").GetString() == "n", Timeout)).GetProperty("data").GetProperty("i").GetInt32());
+        }
+
+        atB.Send(new { op = "disconnect" });
+        Assert.Equal("on-b", (await atA.NextAsync("member_removed", Timeout, room)).GetProperty("id").GetString());
+    }
+}
