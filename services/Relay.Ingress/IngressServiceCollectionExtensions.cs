@@ -7,6 +7,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Grpc;
 using Relay.Ingress.Http;
 using Relay.Ingress.Mqtt;
 using Relay.Ingress.Realtime;
@@ -58,6 +59,9 @@ public static class IngressServiceCollectionExtensions
 
         // MQTT (Relay:Mqtt): TCP beside Kestrel and WebSocket at /mqtt, on the same node, channels and capabilities.
         services.AddRelayMqtt();
+
+        // gRPC (Relay:Grpc): relay.v1 on an HTTP/2 port of its own and gRPC-Web on the HTTP port, on the same node.
+        services.AddRelayGrpc();
         return services;
     }
 
@@ -77,6 +81,7 @@ public static class IngressServiceCollectionExtensions
         ChannelsApi.Map(endpoints);
         SseEndpoint.Map(endpoints);
         endpoints.MapRelayMqtt();
+        endpoints.MapRelayGrpc();
         if (!string.IsNullOrWhiteSpace(endpoints.ServiceProvider.GetRequiredService<IOptions<IngressOptions>>().Value.AuthUrl))
         {
             AuthForwarder.Map(endpoints);
