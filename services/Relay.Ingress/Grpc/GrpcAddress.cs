@@ -23,6 +23,7 @@ internal sealed class GrpcAddress(GrpcEndpoint endpoint, IServer server) : IStar
                 addresses.Add(KestrelDefaultAddress);
             }
 
+            endpoint.ThrowIfPortTaken();
             addresses.Add(endpoint.Address);
         }
 

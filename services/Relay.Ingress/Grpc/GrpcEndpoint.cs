@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Relay.ServiceDefaults;
@@ -37,6 +38,32 @@ public sealed class GrpcEndpoint : IConfigureOptions<KestrelServerOptions>
     public bool Owns(EndPoint? endpoint) =>
         Enabled && endpoint is IPEndPoint ip && ip.Port == _options.Port
         && (ip.Address.Equals(IPAddress.IPv6Any) || ip.Address.Equals(IPAddress.Any));
+
+    /// <summary>
+    /// Fails start-up with a message naming the setting when the port is taken: Kestrel's own bind error names only the
+    /// address. A probe (bound, then let go) just before Kestrel binds.
+    /// </summary>
+    internal void ThrowIfPortTaken()
+    {
+        if (_options.Port == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+            probe.Bind(new IPEndPoint(IPAddress.IPv6Any, _options.Port));
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new InvalidOperationException($"The gRPC endpoint cannot take TCP port {_options.Port}: it is in use (another gRPC server, or a second Relay?). Stop that process, set Relay:Grpc:Port to a free port, or set Relay:Grpc:Enabled=false to serve no gRPC.", ex);
+        }
+        catch (SocketException)
+        {
+            // No IPv6 here: Kestrel binds IPv4 instead and reports what it finds.
+        }
+    }
 
     /// <inheritdoc />
     public void Configure(KestrelServerOptions options)

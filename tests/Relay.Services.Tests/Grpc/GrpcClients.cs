@@ -13,7 +13,7 @@ internal static class GrpcClients
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     public static GrpcChannel Channel(RelayServer server, bool web = false) => web
-        ? GrpcChannel.ForAddress(server.BaseAddress, new GrpcChannelOptions { HttpHandler = new GrpcWebHandler(GrpcWebMode.GrpcWeb, new HttpClientHandler()), DisposeHttpClient = true })
+        ? GrpcChannel.ForAddress(server.BaseAddress, new GrpcChannelOptions { HttpHandler = new GrpcWebHandler(GrpcWebMode.GrpcWeb, new HttpClientHandler()), HttpVersion = System.Net.HttpVersion.Version11, HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact, DisposeHttpClient = true })
         : GrpcChannel.ForAddress(server.GrpcAddress);
 
     public static Relay.Grpc.V1.Realtime.RealtimeClient Client(GrpcChannel channel) => new(channel);
