@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 using Relay.Bus.Routing;
@@ -22,7 +21,7 @@ namespace Relay.Ingress.Grpc;
 /// as the HTTP API does (the same checks and codes). A call whose credentials fail ends UNAUTHENTICATED before anything
 /// else; every error carries the protocol's code (<see cref="GrpcErrors"/>).
 /// </summary>
-internal sealed class GrpcService(IngressNode node, IHostApplicationLifetime lifetime, ILogger<GrpcConnection> logger) : Relay.Grpc.V1.Realtime.RealtimeBase
+internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger<GrpcConnection> logger) : Relay.Grpc.V1.Realtime.RealtimeBase
 {
     public override async Task Connect(IAsyncStreamReader<ClientFrame> requestStream, IServerStreamWriter<ServerFrame> responseStream, ServerCallContext context)
     {
@@ -30,10 +29,16 @@ internal sealed class GrpcService(IngressNode node, IHostApplicationLifetime lif
         var principal = Authenticate(context);
         var connection = new GrpcConnection(node, principal, keysVersion, context.GetHttpContext(), logger);
 
-        // Kestrel's graceful stop waits for open calls (up to the host's shutdown timeout): a stopping node tells its
-        // streams to go at once (disconnect 50300, reconnect: true), as its drain tells WebSockets.
-        using var stopping = lifetime.ApplicationStopping.Register(static state => ((GrpcConnection)state!).Drain(new RelayError(ErrorCodes.Unavailable, "node stopping: reconnect (another node takes the connection) and resume with 'since'")), connection);
-        await connection.RunAsync(requestStream, responseStream, context.CancellationToken).ConfigureAwait(false);
+        // A stopping node tells its streams to go before Kestrel stops (GrpcStreams).
+        streams.Add(connection);
+        try
+        {
+            await connection.RunAsync(requestStream, responseStream, context.CancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            streams.Remove(connection);
+        }
     }
 
     public override async Task<PublishResult> Publish(PublishRequest request, ServerCallContext context)

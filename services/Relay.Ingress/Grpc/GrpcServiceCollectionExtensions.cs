@@ -32,6 +32,8 @@ public static class GrpcServiceCollectionExtensions
             options.Services.Map(string.Empty, static check => check.Tags.Contains(ServiceDefaultsExtensions.ReadyTag));
             options.Services.Map("relay.v1.Realtime", static check => check.Tags.Contains(ServiceDefaultsExtensions.ReadyTag));
         });
+        services.TryAddSingleton<GrpcStreams>();
+        services.AddHostedService(static sp => sp.GetRequiredService<GrpcStreams>());
         services.TryAddSingleton<GrpcEndpoint>();
         services.AddSingleton<IConfigureOptions<KestrelServerOptions>>(static sp => sp.GetRequiredService<GrpcEndpoint>());
         services.AddSingleton<IStartupFilter, GrpcAddress>();
