@@ -36,6 +36,10 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
     private readonly HttpContext _http;
     private readonly SendQueue<GrpcOutbound> _queue;
     private readonly CancellationTokenSource _closed = new();
+
+    // Completed when reading stops (a disconnect, the call aborted): the stream ends then, whether or not a pending
+    // read of the client's next frame has noticed yet (a client that keeps its side open and idle sends none).
+    private readonly TaskCompletionSource _stopReading = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly TokenBucket _publishRate;
     private readonly TokenBucket _readRate;
@@ -86,9 +90,10 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
             },
         });
         var writing = WriteLoopAsync(responses);
+        var reading = ReadLoopAsync(requests);
         try
         {
-            await ReadLoopAsync(requests).ConfigureAwait(false);
+            await Task.WhenAny(reading, _stopReading.Task).ConfigureAwait(false);
         }
         finally
         {
@@ -105,7 +110,9 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
             {
                 _node.Unregister(this);
                 _queue.Clear();
-                _closed.Dispose();
+
+                // A read still pending ends with the call; the token it holds is disposed after it.
+                _ = reading.ContinueWith(static (_, state) => ((CancellationTokenSource)state!).Dispose(), _closed, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
 
@@ -211,6 +218,7 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
 
     private void StopReading()
     {
+        _stopReading.TrySetResult();
         try
         {
             _closed.Cancel();
@@ -228,6 +236,11 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
         {
             while (Volatile.Read(ref _closing) == 0 && await requests.MoveNext(_closed.Token).ConfigureAwait(false))
             {
+                if (Volatile.Read(ref _closing) != 0)
+                {
+                    break;
+                }
+
                 var frame = requests.Current;
                 var handling = HandleAsync(frame);
                 if (handling.IsCompleted)

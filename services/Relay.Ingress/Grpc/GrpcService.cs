@@ -29,16 +29,16 @@ internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger
         var principal = Authenticate(context);
         var connection = new GrpcConnection(node, principal, keysVersion, context.GetHttpContext(), logger);
 
-        // A stopping node tells its streams to go before Kestrel stops (GrpcStreams).
+        // A stopping node tells its streams to go before Kestrel stops (GrpcStreams). A stream counts as open until
+        // Kestrel has finished its response (its last frame and status), not only until this method returns.
         streams.Add(connection);
-        try
+        context.GetHttpContext().Response.OnCompleted(static state =>
         {
-            await connection.RunAsync(requestStream, responseStream, context.CancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
+            var (streams, connection) = ((GrpcStreams, GrpcConnection))state;
             streams.Remove(connection);
-        }
+            return Task.CompletedTask;
+        }, (streams, connection));
+        await connection.RunAsync(requestStream, responseStream, context.CancellationToken).ConfigureAwait(false);
     }
 
     public override async Task<PublishResult> Publish(PublishRequest request, ServerCallContext context)

@@ -45,13 +45,16 @@ public sealed class GrpcLimitsTests : IAsyncLifetime
         await using var fast = await GrpcStream.ConnectAsync(GrpcClients.Client(fastChannel), key);
         await fast.RequestAsync(new ClientFrame { Subscribe = new SubscribeRequest { Channel = channel } });
 
+        // The publisher too: a stalled stream fills its HTTP/2 connection's window as well, and calls on that
+        // connection would wait behind it (a client's own problem, not the node's).
+        using var publisherChannel = GrpcClients.Channel(_server);
+        var publisher = GrpcClients.Client(publisherChannel);
         var node = _server.Services.GetRequiredService<IngressNode>();
         var cutBefore = node.SlowConsumerDisconnects;
         var payload = "\"" + new string('x', 1000) + "\"";
-        var options = GrpcClients.Options(key);
 
-        // One batch goes out, then the slow stream stops taking frames: its client's HTTP/2 window fills, the node's
-        // writes wait, and its queue grows with every batch until the budget is spent.
+        // The slow stream stops taking frames: its client's HTTP/2 window fills, the node's writes wait, and its queue
+        // grows with every batch until the budget is spent.
         var published = 0L;
         async Task PublishBatchAsync()
         {
@@ -61,11 +64,12 @@ public sealed class GrpcLimitsTests : IAsyncLifetime
                 batch.Messages.Add(new PublishMessage { Data = GrpcClients.Json(payload) });
             }
 
-            published = (await client.PublishAsync(batch, options)).Seqs[^1];
+            published = (await publisher.PublishAsync(batch, GrpcClients.Options(key))).Seqs[^1];
         }
 
-        await PublishBatchAsync();
-        await slow.PauseReading();
+        // Paused before anything is published: its client's window stays at its first size (it grows only as the
+        // client reads), so the node's writes wait after about 64 KiB.
+        slow.PauseReading();
 
         // At most 400 batches (40 MB, far past any window and the 256 KiB budget), or until the node cut it.
         for (var i = 0; i < 400 && node.SlowConsumerDisconnects == cutBefore; i++)
@@ -75,7 +79,7 @@ public sealed class GrpcLimitsTests : IAsyncLifetime
 
         Assert.Equal(cutBefore + 1, node.SlowConsumerDisconnects);
         slow.ResumeReading();
-        var frames = await slow.DrainUntilEndedAsync(TimeSpan.FromSeconds(20));
+        var frames = await slow.DrainUntilEndedAsync(TimeSpan.FromSeconds(30));
         var last = frames[^1];
         Assert.Equal(ServerFrame.FrameOneofCase.Disconnect, last.FrameCase);
         Assert.Equal(50301, last.Disconnect.Code);
@@ -93,6 +97,17 @@ public sealed class GrpcLimitsTests : IAsyncLifetime
         {
             Assert.Equal(seq, (await fast.ReceiveMessageAsync(TimeSpan.FromSeconds(30))).Message.Seq);
         }
+    }
+
+    [Fact]
+    public async Task GrpcPort_WebSocketUpgrade_IsNotServedThere()
+    {
+        // Relay's own realtime transport serves plain upgrades at accept on the IP endpoints it binds; the gRPC port is
+        // HTTP/2 only and stays Kestrel's, so an upgrade sent there is refused while the HTTP port serves it.
+        var grpcPort = new Uri($"ws://127.0.0.1:{_server.GrpcPort}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}");
+        await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => TestSocket.ConnectAsync(grpcPort));
+        await using var served = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key));
+        Assert.Equal("connected", served.Connected.GetProperty("type").GetString());
     }
 
     [Fact]

@@ -13,7 +13,7 @@ internal sealed class GrpcStream : IAsyncDisposable
     private readonly AsyncDuplexStreamingCall<ClientFrame, ServerFrame> _call;
     private readonly Channel<ServerFrame> _inbox = System.Threading.Channels.Channel.CreateUnbounded<ServerFrame>();
     private readonly List<ServerFrame> _skipped = [];
-    private readonly SemaphoreSlim _reading = new(1, 1);
+    private volatile TaskCompletionSource? _paused;
     private readonly Task _reader;
     private int _nextRef;
 
@@ -49,10 +49,10 @@ internal sealed class GrpcStream : IAsyncDisposable
         return stream;
     }
 
-    /// <summary>Stops taking frames off the call: the client's HTTP/2 window fills and the server's writes wait.</summary>
-    public Task PauseReading() => _reading.WaitAsync(GrpcClients.Timeout);
+    /// <summary>Stops taking frames off the call (after the one being read, if any): the client's HTTP/2 window fills and the server's writes wait.</summary>
+    public void PauseReading() => _paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public void ResumeReading() => _reading.Release();
+    public void ResumeReading() => _paused?.TrySetResult();
 
     public Task SendAsync(ClientFrame frame) => _call.RequestStream.WriteAsync(frame);
 
@@ -147,23 +147,16 @@ internal sealed class GrpcStream : IAsyncDisposable
         {
             while (true)
             {
-                await _reading.WaitAsync();
-                bool more;
-                try
-                {
-                    more = await _call.ResponseStream.MoveNext(CancellationToken.None);
-                }
-                finally
-                {
-                    _reading.Release();
-                }
-
-                if (!more)
+                if (!await _call.ResponseStream.MoveNext(CancellationToken.None))
                 {
                     break;
                 }
 
                 await _inbox.Writer.WriteAsync(_call.ResponseStream.Current);
+                if (_paused is { } paused)
+                {
+                    await paused.Task;
+                }
             }
         }
         catch (RpcException ex)
