@@ -24,6 +24,7 @@ npm_install() {
 
 npm_install tests/interop-js "the npm clients the interop tests drive"
 npm_install tests/interop-pusher "the Pusher clients (pusher-js, the pusher server SDK, Laravel Echo) the Pusher interop tests drive"
+npm_install tests/interop-grpc "the gRPC clients (grpc-js, proto-loader) the gRPC interop tests drive"
 npm_install tests/Relay.Deploy.Tests/hcl "the HCL and PromQL parsers the deploy checks use"
 npm_install tests/s3rver "the S3-compatible server the archive tests write to"
 npm_install tests/load/k6 "the TypeScript checker for the k6 scripts"

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Grpc;
 using Relay.Ingress.Http;
 using Relay.Ingress.Mqtt;
 using Relay.Ingress.Pusher;
@@ -62,6 +63,9 @@ public static class IngressServiceCollectionExtensions
 
         // Pusher Channels (Relay:Pusher): WebSocket at /app/{key} and the HTTP API at /apps/{app_id}, on the same channels.
         services.AddRelayPusher();
+
+        // gRPC (Relay:Grpc): relay.v1 on an HTTP/2 port of its own and gRPC-Web on the HTTP port, on the same node.
+        services.AddRelayGrpc();
         return services;
     }
 
@@ -82,6 +86,7 @@ public static class IngressServiceCollectionExtensions
         SseEndpoint.Map(endpoints);
         endpoints.MapRelayMqtt();
         endpoints.MapRelayPusher();
+        endpoints.MapRelayGrpc();
         if (!string.IsNullOrWhiteSpace(endpoints.ServiceProvider.GetRequiredService<IOptions<IngressOptions>>().Value.AuthUrl))
         {
             AuthForwarder.Map(endpoints);

@@ -54,7 +54,8 @@ internal static class HostFacts
     /// ASPNETCORE_URLS first, then ASPNETCORE_HTTP_PORTS (any interface); the standalone host binds
     /// <see cref="StandaloneHost.DefaultUrl"/> unless URLs are configured; other hosts fall back to the runtime image's
     /// ASPNETCORE_HTTP_PORTS=8080 (which an image that does not say its port inherits). Ingress nodes and the
-    /// standalone host add MQTT's TCP port (<c>Relay:Mqtt:Port</c>, 1883) unless <c>Relay:Mqtt:Enabled</c> is false.
+    /// standalone host add MQTT's TCP port (<c>Relay:Mqtt:Port</c>, 1883) unless <c>Relay:Mqtt:Enabled</c> is false, and
+    /// gRPC's (<c>Relay:Grpc:Port</c>, 50051) unless <c>Relay:Grpc:Enabled</c> is false.
     /// </summary>
     public static IReadOnlyList<(string Host, int Port)> Listens(string host, IReadOnlyDictionary<string, string> environment)
     {
@@ -66,6 +67,17 @@ internal static class HostFacts
         {
             var port = environment.TryGetValue("Relay__Mqtt__Port", out var configured) ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture) : Relay.Ingress.Mqtt.MqttOptions.DefaultPort;
             listens.Add(("*", port));
+        }
+
+        // And gRPC on a port of its own (Relay:Grpc:Port, 50051; -1 none), on every interface, unless turned off.
+        if (host is "Relay.Ingress" or "Relay.Standalone"
+            && !(environment.TryGetValue("Relay__Grpc__Enabled", out var grpc) && string.Equals(grpc, "false", StringComparison.OrdinalIgnoreCase)))
+        {
+            var port = environment.TryGetValue("Relay__Grpc__Port", out var configured) ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture) : Relay.Ingress.Grpc.GrpcOptions.DefaultPort;
+            if (port >= 0)
+            {
+                listens.Add(("*", port));
+            }
         }
 
         return listens;

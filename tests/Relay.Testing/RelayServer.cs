@@ -53,6 +53,12 @@ public sealed class RelayServer : IAsyncDisposable
     /// <summary>MQTT over WebSocket, <c>ws://127.0.0.1:PORT/mqtt</c>.</summary>
     public Uri MqttWebSocketUri => new($"ws://{BaseAddress.Authority}/mqtt");
 
+    /// <summary>The gRPC port (Relay:Grpc:Port, 0 in tests: a free one); null when gRPC is off.</summary>
+    public int? GrpcPort => _app.Services.GetRequiredService<Relay.Ingress.Grpc.GrpcEndpoint>().Port;
+
+    /// <summary>The plain gRPC (HTTP/2) address, <c>http://127.0.0.1:PORT</c>.</summary>
+    public Uri GrpcAddress => new($"http://127.0.0.1:{GrpcPort ?? throw new InvalidOperationException("gRPC is off on this server (Relay:Grpc)")}");
+
     /// <summary>The host's services.</summary>
     public IServiceProvider Services => _app.Services;
 
@@ -81,6 +87,9 @@ public sealed class RelayServer : IAsyncDisposable
 
         // MQTT on a free port: test servers run side by side (and a machine may run mosquitto on 1883).
         ["Relay:Mqtt:Port"] = "0",
+
+        // gRPC on a free port too (its default 50051 may be taken by another node or another program).
+        ["Relay:Grpc:Port"] = "0",
     };
 
     /// <summary>

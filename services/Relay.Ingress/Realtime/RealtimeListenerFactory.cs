@@ -53,10 +53,12 @@ internal sealed partial class RealtimeListenerFactory(
 
     /// <summary>
     /// IP endpoints with <see cref="IngressOptions.OwnTransport"/> on, except those that serve TLS: there the first bytes
-    /// are a TLS handshake for Kestrel, and a plain upgrade must not be served (GatedListenerFactory binds them).
+    /// are a TLS handshake for Kestrel, and a plain upgrade must not be served (GatedListenerFactory binds them); nor the
+    /// gRPC endpoint, which speaks HTTP/2 only.
     /// </summary>
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true } && !tls.ServesTls(endpoint);
+        endpoint is IPEndPoint && ingressOptions.Value is { OwnTransport: true } && !tls.ServesTls(endpoint)
+        && _services.GetService<Grpc.GrpcEndpoint>()?.Owns(endpoint) != true;
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {

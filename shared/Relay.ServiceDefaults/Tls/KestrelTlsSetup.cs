@@ -19,7 +19,7 @@ internal sealed class KestrelTlsSetup(TlsListeners listeners, ServerCertificate 
             return;
         }
 
-        options.ConfigureEndpointDefaults(listen =>
+        KestrelEndpointDefaults.Add(options, listen =>
         {
             if (listeners.ServesRelayCertificate(listen.EndPoint))
             {

@@ -122,6 +122,7 @@ internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0
 
             // MQTT on a free port: the machine may run mosquitto on 1883, and the harness drives no MQTT yet.
             ["Relay__Mqtt__Port"] = "0",
+            ["Relay__Grpc__Port"] = "0",
         };
         ServerProcess? redis = null;
         if (redisBus || fanOutProcesses > 0)

@@ -67,6 +67,7 @@ internal sealed class RelayCluster : IAsyncDisposable
 
             // Two ingress nodes on one machine: MQTT on a free port each, not both on 1883.
             ["Relay__Mqtt__Port"] = "0",
+            ["Relay__Grpc__Port"] = "0",
         };
         // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
         var keys = authSettingsDirectory is not null

@@ -66,11 +66,12 @@ public sealed class PublishedServiceTests(ITestOutputHelper output)
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add($"http://127.0.0.1:{port}");
 
-        // As an operator starts it: the default environment, no settings beyond what was published, except MQTT's
-        // port, free like the HTTP one (a machine with Debian's mosquitto running holds the default 1883).
+        // As an operator starts it: the default environment, no settings beyond what was published, except the MQTT and
+        // gRPC ports, free like the HTTP one (a machine with Debian's mosquitto running holds the default 1883).
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment.Remove("DOTNET_ENVIRONMENT");
         info.Environment["Relay__Mqtt__Port"] = RelayCluster.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        info.Environment["Relay__Grpc__Port"] = RelayCluster.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
         var log = new StringBuilder();
         using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + project);
         process.OutputDataReceived += (_, e) => Append(log, e.Data);

@@ -1,0 +1,3 @@
+namespace Relay.Services.Tests.Grpc;
+
+public sealed class GrpcRedisTests(RedisBusServerFixture fixture) : GrpcSpec(fixture), IClassFixture<RedisBusServerFixture>;
