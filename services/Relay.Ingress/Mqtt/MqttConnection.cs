@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -22,6 +23,15 @@ internal sealed partial class MqttConnection : INodeConnection
 {
     /// <summary>Bytes written to the transport between two flushes, so one flush carries a burst of deliveries.</summary>
     private const int FlushBytes = 64 * 1024;
+
+    /// <summary>Channels remembered for duplicate delivery without forgetting any: 64 covers a device's own topics.</summary>
+    private const int DeliveredChannelsKept = 64;
+
+    /// <summary>
+    /// Seconds a channel's last seq is remembered with no delivery: a message's copies come in one dispatch pass (microseconds),
+    /// or, for a channel subscribed while a pattern already delivered it, after the subscription's catch-up (one routing request).
+    /// </summary>
+    private const int DeliveredForgetSeconds = 10;
 
     /// <summary>Publishes one connection may have waiting for routing's answer (as a realtime connection may).</summary>
     private const int MaxPipelinedPublishes = 64;
@@ -53,7 +63,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private MqttConnect? _will;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
-    private RelayMessage? _lastSent;
+
+    // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
+    private Dictionary<string, Delivered>? _delivered;
+    private int _deliveredGeneration;
     private TokenBucket? _publishRate;
     private long _keysVersion = -1;
 
@@ -111,12 +124,65 @@ internal sealed partial class MqttConnection : INodeConnection
     public void Deliver(RelayMessage message, byte qos)
     {
         // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
-        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        // Presence events reach a channel's own subscription only, which a connection holds once.
+        if (message.PresenceAction is null && !FirstCopy(message))
         {
             return;
         }
 
         Enqueue(new MqttOutbound(message, null, qos));
+    }
+
+    /// <summary>
+    /// Whether no filter of this connection has delivered <paramref name="message"/> yet. The node dispatches a channel's
+    /// messages in seq order, every matching subscription in one pass, but passes for other channels run on other threads
+    /// meanwhile: so the check is per channel (its epoch and last seq), not the last message sent.
+    /// </summary>
+    private bool FirstCopy(RelayMessage message)
+    {
+        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
+        lock (delivered)
+        {
+            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, message.Channel, out var known);
+            if (known && message.Seq <= last.Seq && (ReferenceEquals(last.Epoch, message.Epoch) || string.Equals(last.Epoch, message.Epoch, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+
+            last = new Delivered(message.Epoch, message.Seq, _deliveredGeneration);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Once a second: channels with no delivery for <see cref="DeliveredForgetSeconds"/> are forgotten, once more than
+    /// <see cref="DeliveredChannelsKept"/> are remembered (a <c>#</c> subscriber of a busy app would keep them all).
+    /// </summary>
+    private void ForgetQuietChannels()
+    {
+        if (_delivered is not { } delivered)
+        {
+            return;
+        }
+
+        lock (delivered)
+        {
+            var generation = ++_deliveredGeneration;
+            if (delivered.Count <= DeliveredChannelsKept)
+            {
+                return;
+            }
+
+            foreach (var (channel, last) in delivered)
+            {
+                if (generation - last.Generation > DeliveredForgetSeconds)
+                {
+                    delivered.Remove(channel);
+                }
+            }
+
+            delivered.TrimExcess();
+        }
     }
 
     public void Abort()
@@ -145,6 +211,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         _queue.TrimIfUnused();
+        ForgetQuietChannels();
         if (_principal is null)
         {
             if (ticks >= _connectDeadlineTicks)
@@ -477,6 +544,9 @@ internal sealed partial class MqttConnection : INodeConnection
             _inflightSlots?.Release();
         }
     }
+
+    /// <summary>A channel's last message delivered to this connection, and the second (of the node's loop) it was.</summary>
+    private readonly record struct Delivered(string Epoch, long Seq, int Generation);
 
     [LoggerMessage(EventId = 1400, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} receive ended: {Reason}")]
     private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);
