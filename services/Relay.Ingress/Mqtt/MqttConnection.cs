@@ -185,6 +185,25 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
+    /// <summary>
+    /// Messages matching <paramref name="sink"/>'s filter were lost before this node and history no longer holds them
+    /// (called in order with deliveries, before the first message after the loss). MQTT has no message for a loss and no
+    /// seq to resume from, so a QoS 1 or 2 subscriber, promised every message, is not carried past it: the connection ends
+    /// after what is queued (MQTT 5: DISCONNECT 0x80 with a reason string naming the filter; 3.1.1: closed), and the
+    /// client sees the disconnect. A QoS 0 subscriber was promised at most once: the loss is logged and delivery goes on.
+    /// </summary>
+    public void Lost(MqttSubscriptionSink sink)
+    {
+        if (sink.Qos == 0)
+        {
+            LogLossPassed(_logger, ConnectionId, sink.Filter);
+            return;
+        }
+
+        LogLossClosing(_logger, ConnectionId, sink.Filter);
+        Close(MqttReasonCodes.UnspecifiedError, $"messages matching '{sink.Filter}' were lost before this node and history no longer holds them: nothing after the loss is sent on this connection; connect and subscribe again");
+    }
+
     public void Abort()
     {
         try
@@ -565,6 +584,12 @@ internal sealed partial class MqttConnection : INodeConnection
 
     [LoggerMessage(EventId = 1405, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} cut as a slow consumer (its {Bytes}-byte send budget was spent)")]
     private static partial void LogSlowConsumer(ILogger logger, string connectionId, long bytes);
+
+    [LoggerMessage(EventId = 1407, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId} closed: messages matching '{Filter}' (QoS 1) were lost before this node and history no longer holds them")]
+    private static partial void LogLossClosing(ILogger logger, string connectionId, string filter);
+
+    [LoggerMessage(EventId = 1408, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId}: messages matching '{Filter}' (QoS 0) were lost before this node; delivery goes on")]
+    private static partial void LogLossPassed(ILogger logger, string connectionId, string filter);
 
     [LoggerMessage(EventId = 1406, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: a request failed")]
     private static partial void LogRequestFailed(ILogger logger, Exception exception, string connectionId);

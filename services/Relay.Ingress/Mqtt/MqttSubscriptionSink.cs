@@ -19,10 +19,8 @@ internal sealed class MqttSubscriptionSink(MqttConnection connection, string fil
     public void Send(RelayMessage message) => connection.Deliver(message, Qos);
 
     /// <summary>
-    /// MQTT has no way to tell a subscriber that messages were lost before this node, and no seq to resume from: the
-    /// loss is logged by the node, and the subscription goes on (docs/mqtt.md).
+    /// Messages of the subscription's channel were lost before this node and history no longer holds them: at QoS 1 or 2
+    /// the connection ends before the jump (docs/mqtt.md); at QoS 0, which promised at most once, delivery goes on.
     /// </summary>
-    public void Lost(Subscription subscription)
-    {
-    }
+    public void Lost(Subscription subscription) => connection.Lost(this);
 }
