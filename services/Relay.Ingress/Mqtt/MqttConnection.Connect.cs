@@ -64,7 +64,7 @@ internal sealed partial class MqttConnection
         }
 
         var window = Math.Min(_options.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
-        _inflightSlots = new SemaphoreSlim(window, window);
+        _window = window;
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
         _will = connect.HasWill ? connect : null;
         _reasonStrings = properties?.RequestProblemInformation != 0;

@@ -8,7 +8,7 @@ namespace Relay.Ingress.Mqtt;
 
 /// <summary>
 /// SUBSCRIBE and UNSUBSCRIBE: a topic filter is a channel name or pattern (<c>+</c> and <c>#</c> through the node's one
-/// matcher); each gets the QoS asked for, at most 1, or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
+/// matcher); each gets the QoS asked for (0, 1 or 2), or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
 /// authorized, 0x8F filter invalid, 0x9E shared subscriptions, 0x97 over a limit). Subscriptions live as long as the
 /// connection (clean sessions).
 /// </summary>
@@ -46,7 +46,8 @@ internal sealed partial class MqttConnection
             return Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'");
         }
 
-        var qos = Math.Min(requested.Qos, (byte)1);
+        // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
+        var qos = requested.Qos;
         MqttSubscriptionSink? previous;
         lock (_subscriptions)
         {

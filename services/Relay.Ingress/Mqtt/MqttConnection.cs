@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
@@ -45,9 +47,19 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly SendQueue<MqttOutbound> _queue;
     private readonly CancellationTokenSource _closed = new();
     private readonly Dictionary<string, MqttSubscriptionSink> _subscriptions = new(StringComparer.Ordinal);
-    private readonly HashSet<ushort> _inflight = [];
+    // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP.
+    private readonly Dictionary<ushort, Inflight> _inflight = [];
     private readonly HashSet<ushort> _awaitingRelease = [];
-    private SemaphoreSlim? _inflightSlots;
+
+    // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
+    // each of which wakes the write loop (as does a PUBREL to send).
+    private int _window = int.MaxValue;
+    private int _inflightCount;
+    private readonly SemaphoreSlim _writerWake = new(0);
+
+    // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
+    // bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
+    private readonly ConcurrentQueue<ushort> _releases = new();
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
@@ -410,12 +422,15 @@ internal sealed partial class MqttConnection : INodeConnection
         {
             case MqttPublish publish:
                 return PublishAsync(publish);
-            case MqttAck { Type: MqttPacketType.PubAck or MqttPacketType.PubComp } ack:
-                Acknowledged(ack.PacketId);
+            case MqttAck { Type: MqttPacketType.PubAck } ack:
+                Acknowledged(ack.PacketId, Inflight.AwaitingPubAck);
                 return ValueTask.CompletedTask;
             case MqttAck { Type: MqttPacketType.PubRec } ack:
-                // Relay delivers at QoS 0 or 1 only; a PUBREC answers nothing it sent.
-                throw MqttProtocolException.Protocol($"PUBREC for packet {ack.PacketId}: this server sends no QoS 2 PUBLISH");
+                Received(ack);
+                return ValueTask.CompletedTask;
+            case MqttAck { Type: MqttPacketType.PubComp } ack:
+                Acknowledged(ack.PacketId, Inflight.AwaitingPubComp);
+                return ValueTask.CompletedTask;
             case MqttAck { Type: MqttPacketType.PubRel } release:
                 Released(release.PacketId);
                 return ValueTask.CompletedTask;
@@ -462,18 +477,26 @@ internal sealed partial class MqttConnection : INodeConnection
             while (await _queue.WaitToReadAsync().ConfigureAwait(false))
             {
                 var written = 0;
-                while (written < FlushBytes && _queue.TryPeek(out var item))
+                while (written < FlushBytes)
                 {
-                    if (item.Message is not null && item.Qos > 0 && _inflightSlots is { } slots && !slots.Wait(0))
+                    written += WriteReleases(output);
+                    if (!_queue.TryPeek(out var item))
                     {
-                        // The client's window is full: what is written goes out, then wait for a PUBACK.
+                        break;
+                    }
+
+                    if (item.Message is not null && item.Qos > 0 && !TryTakeSlot())
+                    {
+                        // The client's window is full: what is written goes out, then wait for a PUBACK or PUBCOMP
+                        // (or a PUBREC, whose PUBREL must go out ahead of what waits here).
                         if (written > 0)
                         {
                             await output.FlushAsync().ConfigureAwait(false);
                             written = 0;
                         }
 
-                        await slots.WaitAsync(_closed.Token).ConfigureAwait(false);
+                        await _writerWake.WaitAsync(_closed.Token).ConfigureAwait(false);
+                        continue;
                     }
 
                     _queue.TryRead(out item);
@@ -507,13 +530,13 @@ internal sealed partial class MqttConnection : INodeConnection
 
         var message = item.Message!;
         var frames = MqttPublishFrame.Of(message);
-        var frame = frames.Get(message, _level, item.Qos);
+        var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
         if (frame.Length > _clientMaxPacket)
         {
             // MQTT 5 §3.1.2.11.4: a packet larger than the client's maximum is not sent (as if delivered).
             if (item.Qos > 0)
             {
-                _inflightSlots?.Release();
+                Interlocked.Decrement(ref _inflightCount);
             }
 
             return 0;
@@ -523,7 +546,13 @@ internal sealed partial class MqttConnection : INodeConnection
         frame.CopyTo(span);
         if (item.Qos > 0)
         {
-            var packetId = NextPacketId();
+            // A QoS 2 PUBLISH is its QoS 1 frame with the other QoS bits in the fixed header.
+            if (item.Qos == 2)
+            {
+                span[0] = (byte)((span[0] & ~0x06) | 0x04);
+            }
+
+            var packetId = NextPacketId(item.Qos == 2 ? Inflight.AwaitingPubRec : Inflight.AwaitingPubAck);
             var at = frames.PacketIdOffset(frame);
             span[at] = (byte)(packetId >> 8);
             span[at + 1] = (byte)packetId;
@@ -533,15 +562,15 @@ internal sealed partial class MqttConnection : INodeConnection
         return frame.Length;
     }
 
-    /// <summary>The next packet id not awaiting a PUBACK (ids 1 to 65535, reused as they are acknowledged).</summary>
-    private ushort NextPacketId()
+    /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>
+    private ushort NextPacketId(Inflight state)
     {
         lock (_inflight)
         {
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (_inflight.Add((ushort)_nextPacketId))
+                if (_inflight.TryAdd((ushort)_nextPacketId, state))
                 {
                     return (ushort)_nextPacketId;
                 }
@@ -549,19 +578,110 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    /// <summary>A PUBACK: the in-flight slot is free for the next QoS 1 delivery. An id not in flight is ignored.</summary>
-    private void Acknowledged(ushort packetId)
+    /// <summary>
+    /// A PUBACK (QoS 1) or PUBCOMP (QoS 2) ends a delivery's exchange: its in-flight slot is free for the next QoS 1 or 2
+    /// delivery. An id not in flight, or not at that step, is ignored.
+    /// </summary>
+    private void Acknowledged(ushort packetId, Inflight expected)
     {
         bool removed;
         lock (_inflight)
         {
-            removed = _inflight.Remove(packetId);
+            removed = _inflight.TryGetValue(packetId, out var state) && state == expected && _inflight.Remove(packetId);
         }
 
         if (removed)
         {
-            _inflightSlots?.Release();
+            FreeSlot();
         }
+    }
+
+    // Only the write loop takes slots, so the check and the increment need no lock; acknowledgements free them anywhere.
+    private bool TryTakeSlot()
+    {
+        if (Volatile.Read(ref _inflightCount) >= _window)
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _inflightCount);
+        return true;
+    }
+
+    private void FreeSlot()
+    {
+        Interlocked.Decrement(ref _inflightCount);
+        _writerWake.Release();
+    }
+
+    /// <summary>Writes the PUBRELs owed (in the order of their PUBRECs, MQTT 5 §4.6); returns the bytes written.</summary>
+    private int WriteReleases(PipeWriter output)
+    {
+        var written = 0;
+        while (_releases.TryDequeue(out var packetId))
+        {
+            var span = output.GetSpan(4);
+            span[0] = 0x62;
+            span[1] = 2;
+            span[2] = (byte)(packetId >> 8);
+            span[3] = (byte)packetId;
+            output.Advance(4);
+            written += 4;
+        }
+
+        return written;
+    }
+
+    /// <summary>
+    /// A PUBREC: the client has the QoS 2 message; the server releases it (PUBREL) and keeps the slot until PUBCOMP
+    /// (MQTT 5 §4.9: Receive Maximum counts a QoS 2 PUBLISH until its PUBCOMP). An MQTT 5 PUBREC with a failure code
+    /// ends the exchange there; a PUBREC for an id not in flight gets PUBREL all the same (MQTT 5: 0x92), so the client
+    /// can finish.
+    /// </summary>
+    private void Received(MqttAck received)
+    {
+        var packetId = received.PacketId;
+        bool known, freed = false, released = false;
+        lock (_inflight)
+        {
+            ref var state = ref CollectionsMarshal.GetValueRefOrNullRef(_inflight, packetId);
+            known = !Unsafe.IsNullRef(ref state) && state != Inflight.AwaitingPubAck;
+            if (known && received.ReasonCode >= 0x80)
+            {
+                freed = _inflight.Remove(packetId);
+            }
+            else if (known)
+            {
+                released = state == Inflight.AwaitingPubRec;
+                state = Inflight.AwaitingPubComp;
+            }
+        }
+
+        if (freed)
+        {
+            FreeSlot();
+            return;
+        }
+
+        if (!released)
+        {
+            // Not a slot's first PUBREC (a repeat, or an id not in flight): in turn with everything else.
+            Send(new MqttAck(MqttPacketType.PubRel) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+            return;
+        }
+
+        // The write loop may be waiting for this very slot, or for anything queued at all.
+        _releases.Enqueue(packetId);
+        _writerWake.Release();
+        Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
+    }
+
+    /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
+    private enum Inflight : byte
+    {
+        AwaitingPubAck,
+        AwaitingPubRec,
+        AwaitingPubComp,
     }
 
     /// <summary>A channel's last message delivered to this connection, and the second (of the node's loop) it was.</summary>

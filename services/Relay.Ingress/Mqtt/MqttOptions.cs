@@ -18,7 +18,7 @@ public sealed class MqttOptions
     /// <summary>Default longest keep-alive: 20 minutes; an MQTT 5 client asking for more (or 0, none) is told this one.</summary>
     public const int DefaultMaxKeepAliveSeconds = 1200;
 
-    /// <summary>Default QoS 1 deliveries awaiting PUBACK per connection: 32 keeps a link busy without holding much for a slow device.</summary>
+    /// <summary>Default QoS 1 and 2 deliveries awaiting PUBACK or PUBCOMP per connection: 32 keeps a link busy without holding much for a slow device.</summary>
     public const int DefaultMaxInflight = 32;
 
     /// <summary>Default QoS 1 and 2 publishes a client may have unacknowledged (MQTT 5 Receive Maximum): as many as a realtime connection pipelines.</summary>
@@ -39,7 +39,7 @@ public sealed class MqttOptions
     /// <summary>The longest keep-alive an MQTT 5 client is granted (Server Keep Alive); MQTT 3.1.1 clients keep their own.</summary>
     public int MaxKeepAliveSeconds { get; set; } = DefaultMaxKeepAliveSeconds;
 
-    /// <summary>QoS 1 deliveries a connection may have awaiting PUBACK (an MQTT 5 client's smaller Receive Maximum wins).</summary>
+    /// <summary>QoS 1 and 2 deliveries a connection may have awaiting PUBACK or PUBCOMP (an MQTT 5 client's smaller Receive Maximum wins).</summary>
     public int MaxInflight { get; set; } = DefaultMaxInflight;
 
     /// <summary>QoS 1 and 2 publishes a client may have awaiting their acknowledgement (announced as MQTT 5 Receive Maximum).</summary>

@@ -5,6 +5,9 @@ namespace Relay.Ingress.Mqtt;
 /// <summary>One item of an MQTT connection's send queue: a message to deliver at a QoS, or a control packet's bytes.</summary>
 internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos)
 {
+    /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
+    public static readonly byte[] Nothing = [];
+
     /// <summary>What a PUBLISH adds around its payload and topic, counted for the item's share of the send budget.</summary>
     public const int PublishOverheadBytes = 16;
 

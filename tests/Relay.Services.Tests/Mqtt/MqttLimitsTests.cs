@@ -188,6 +188,52 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
     }
 
     [Fact]
+    public async Task QosTwoDelivery_SlotHeldFromPublishToPubComp_ReleasedOnPubRecAndFreedOnPubComp()
+    {
+        var topic = $"inflight2/{Guid.NewGuid():N}";
+        await using var slow = await RawMqttClient.OpenAsync(_server);
+        await slow.ConnectAsync(4, "slow-qos2");
+        var filter = Encoding.UTF8.GetBytes(topic);
+        await slow.SendAsync([0x82, (byte)(5 + filter.Length), 0x00, 0x01, 0x00, (byte)filter.Length, .. filter, 0x02]);
+        Assert.Equal(new byte[] { 0x00, 0x01, 0x02 }, (await slow.ReadPacketAsync())?.Body);
+
+        await using var publisher = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        for (var i = 0; i < 10; i++)
+        {
+            await publisher.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+        var ids = new List<int>();
+        for (var i = 0; i < MqttLimitsFixture.MaxInflight; i++)
+        {
+            var publish = await slow.ReadPacketAsync();
+            Assert.Equal((byte)0x34, publish?.First);
+            ids.Add((publish!.Value.Body[2 + filter.Length] << 8) | publish.Value.Body[3 + filter.Length]);
+        }
+
+        Assert.Equal(MqttLimitsFixture.MaxInflight, ids.Distinct().Count());
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // PUBREC: the server releases the message (PUBREL), and the slot stays taken until PUBCOMP.
+        await slow.SendAsync([0x50, 0x02, (byte)(ids[0] >> 8), (byte)ids[0]]);
+        var release = await slow.ReadPacketAsync();
+        Assert.Equal((byte)0x62, release?.First);
+        Assert.Equal(new[] { (byte)(ids[0] >> 8), (byte)ids[0] }, release!.Value.Body);
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // PUBCOMP ends the exchange: exactly one more QoS 2 PUBLISH.
+        await slow.SendAsync([0x70, 0x02, (byte)(ids[0] >> 8), (byte)ids[0]]);
+        var next = await slow.ReadPacketAsync();
+        Assert.Equal((byte)0x34, next?.First);
+        Assert.Equal("4", Encoding.UTF8.GetString(next!.Value.Body.AsSpan(4 + filter.Length)));
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // A PUBACK does not end a QoS 2 exchange.
+        await slow.SendAsync([0x40, 0x02, (byte)(ids[1] >> 8), (byte)ids[1]]);
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
     public async Task ThousandsOfMessagesAtRate_ArriveInOrderOnMqttAndWebSocket()
     {
         const int Count = 5000;

@@ -278,9 +278,37 @@ public abstract class MqttSpec(IServerFixture fixture)
 
         Assert.True(ack.IsSuccess, $"{ack.ReasonCode}");
         var message = await client.NextAsync();
-        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, message.QualityOfServiceLevel);
+        Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, message.QualityOfServiceLevel);
         await Task.Delay(200);
         Assert.False(client.TryNext(out _));
+    }
+
+    [Theory]
+    [MemberData(nameof(Versions))]
+    public async Task Subscribe_QosTwo_GrantedTwo_MoreMessagesThanTheWindowEachArriveOnceInOrder(MqttProtocolVersion version, bool webSocket)
+    {
+        const int Count = 200;
+        var topic = Topic("qos2-out");
+        await using var subscriber = await MqttClients.ConnectAsync(_server, version, webSocket: webSocket);
+        var granted = await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS2, granted.Items.Single().ResultCode);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+
+        // More than the in-flight window (32): a slot held past PUBCOMP would stop deliveries there.
+        for (var i = 0; i < Count; i++)
+        {
+            await ws.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+        for (var i = 0; i < Count; i++)
+        {
+            var message = await subscriber.NextAsync();
+            Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, message.QualityOfServiceLevel);
+            Assert.Equal(i.ToString(System.Globalization.CultureInfo.InvariantCulture), Encoding.UTF8.GetString(message.Payload.ToArray()));
+        }
+
+        await Task.Delay(300);
+        Assert.False(subscriber.TryNext(out _));
     }
 
     [Fact]
