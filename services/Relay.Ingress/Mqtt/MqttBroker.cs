@@ -18,6 +18,9 @@ internal sealed class MqttBroker(IngressNode node, IOptions<MqttOptions> options
 
     public ILogger<MqttConnection> Logger { get; } = logger;
 
+    /// <summary>The node's retained messages (in this node only: docs/mqtt.md).</summary>
+    public MqttRetained Retained { get; } = new(options.Value.MaxRetainedPerApp);
+
     /// <summary>Records <paramref name="connection"/> as its client id's; the connection it replaces, if any, is returned to be closed.</summary>
     public MqttConnection? Claim(string app, string clientId, MqttConnection connection)
     {

@@ -85,7 +85,7 @@ internal sealed partial class MqttConnection
                 SessionExpiryInterval = properties?.SessionExpiryInterval is > 0 ? 0u : null,
                 ReceiveMaximum = (ushort)_options.ReceiveMaximum,
                 MaximumPacketSize = (uint)_options.MaxPacketBytes,
-                RetainAvailable = 0,
+                RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
                 SharedSubscriptionAvailable = 0,
                 SubscriptionIdentifierAvailable = 0,
                 TopicAliasMaximum = 0,

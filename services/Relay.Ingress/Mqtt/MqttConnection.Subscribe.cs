@@ -17,33 +17,48 @@ internal sealed partial class MqttConnection
     private async ValueTask SubscribeAsync(MqttSubscribe subscribe)
     {
         var codes = new List<byte>(subscribe.Subscriptions.Count);
+        List<(string Filter, byte Qos)>? retained = null;
         foreach (var requested in subscribe.Subscriptions)
         {
-            codes.Add(await SubscribeOneAsync(requested).ConfigureAwait(false));
+            var (code, existed) = await SubscribeOneAsync(requested).ConfigureAwait(false);
+            codes.Add(code);
+
+            // MQTT 5 §3.3.1.3 Retain Handling: 0 sends the retained messages, 1 only for a new subscription, 2 never.
+            if (code <= 2 && (requested.RetainHandling == 0 || (requested.RetainHandling == 1 && !existed)))
+            {
+                (retained ??= []).Add((requested.Filter, code));
+            }
         }
 
         var ack = new MqttSubAck { PacketId = subscribe.PacketId };
         ack.ReasonCodes.AddRange(codes);
         Send(ack);
+        foreach (var (filter, qos) in retained ?? [])
+        {
+            foreach (var message in _broker.Retained.Matching(App, filter))
+            {
+                Enqueue(new MqttOutbound(message, null, qos, Retain: true));
+            }
+        }
     }
 
-    private async ValueTask<byte> SubscribeOneAsync(MqttSubscription requested)
+    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested)
     {
         var filter = requested.Filter;
         byte failure = V5 ? (byte)0 : MqttReasonCodes.V3SubscribeFailure;
         if (filter.StartsWith("$share/", StringComparison.Ordinal))
         {
-            return Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet");
+            return (Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet"), false);
         }
 
         if (!ChannelName.IsValidPattern(filter, out var invalid))
         {
-            return Failed(MqttReasonCodes.TopicFilterInvalid, invalid);
+            return (Failed(MqttReasonCodes.TopicFilterInvalid, invalid), false);
         }
 
         if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
         {
-            return Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'");
+            return (Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'"), false);
         }
 
         // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
@@ -54,7 +69,7 @@ internal sealed partial class MqttConnection
             _subscriptions.Remove(filter, out previous);
             if (previous is null && _subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
             {
-                return Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)");
+                return (Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)"), false);
             }
         }
 
@@ -71,7 +86,7 @@ internal sealed partial class MqttConnection
         }
         catch (RelayException ex)
         {
-            return Failed(ex.Error.Code == ErrorCodes.RateLimited ? MqttReasonCodes.QuotaExceeded : MqttReasonCodes.UnspecifiedError, ex.Error.Message);
+            return (Failed(ex.Error.Code == ErrorCodes.RateLimited ? MqttReasonCodes.QuotaExceeded : MqttReasonCodes.UnspecifiedError, ex.Error.Message), false);
         }
 
         bool kept;
@@ -84,10 +99,10 @@ internal sealed partial class MqttConnection
         if (!kept)
         {
             await _node.RemoveSubscriptionAsync(sink.Subscription).ConfigureAwait(false);
-            return Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing");
+            return (Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing"), false);
         }
 
-        return qos;
+        return (qos, previous is not null);
 
         byte Failed(byte v5Code, string reason)
         {

@@ -558,6 +558,11 @@ internal sealed partial class MqttConnection : INodeConnection
             span[at + 1] = (byte)packetId;
         }
 
+        if (item.Retain)
+        {
+            span[0] |= 0x01;
+        }
+
         output.Advance(frame.Length);
         return frame.Length;
     }

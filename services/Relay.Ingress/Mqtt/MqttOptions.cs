@@ -24,6 +24,9 @@ public sealed class MqttOptions
     /// <summary>Default QoS 1 and 2 publishes a client may have unacknowledged (MQTT 5 Receive Maximum): as many as a realtime connection pipelines.</summary>
     public const int DefaultReceiveMaximum = 64;
 
+    /// <summary>Default topics with a retained message per app: 10,000 messages of at most 64 KiB bound a node's memory for them.</summary>
+    public const int DefaultMaxRetainedPerApp = 10_000;
+
     /// <summary>Whether the node serves MQTT (TCP on <see cref="Port"/> and WebSocket at <c>/mqtt</c>).</summary>
     public bool Enabled { get; set; } = true;
 
@@ -44,4 +47,7 @@ public sealed class MqttOptions
 
     /// <summary>QoS 1 and 2 publishes a client may have awaiting their acknowledgement (announced as MQTT 5 Receive Maximum).</summary>
     public int ReceiveMaximum { get; set; } = DefaultReceiveMaximum;
+
+    /// <summary>Topics of one app that may hold a retained message on this node; a retained publish to another is refused (MQTT 5: 0x97).</summary>
+    public int MaxRetainedPerApp { get; set; } = DefaultMaxRetainedPerApp;
 }

@@ -2,8 +2,11 @@ using Relay.Core.Messages;
 
 namespace Relay.Ingress.Mqtt;
 
-/// <summary>One item of an MQTT connection's send queue: a message to deliver at a QoS, or a control packet's bytes.</summary>
-internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos)
+/// <summary>
+/// One item of an MQTT connection's send queue: a message to deliver at a QoS (<paramref name="Retain"/>: a retained
+/// message sent for a new subscription, with the RETAIN flag), or a control packet's bytes.
+/// </summary>
+internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false)
 {
     /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
     public static readonly byte[] Nothing = [];

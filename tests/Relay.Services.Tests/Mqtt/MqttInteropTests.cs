@@ -92,6 +92,25 @@ public sealed class MqttInteropTests(ServerFixture fixture) : IClassFixture<Serv
 
     [Theory]
     [MemberData(nameof(MosquittoVersions))]
+    public async Task MosquittoPubRetained_LaterMosquittoSubGetsItWithRetainFlag(string version)
+    {
+        var root = $"mosq-retain/{Guid.NewGuid():N}";
+        var topic = root + "/x";
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        using (var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version, "-t", topic, "-q", "1", "-r", "-m", "last value"))
+        {
+            Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        }
+
+        // -R would skip retained messages: this one must be one (%r prints the flag).
+        using var sub = ClientProcess.Mosquitto("mosquitto_sub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version,
+            "-t", root + "/+", "-q", "1", "-C", "1", "-W", "20", "-F", "retained:%r payload:%p");
+        Assert.Equal("retained:1 payload:last value", await sub.WaitForAsync("payload:", Timeout));
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+    }
+
+    [Theory]
+    [MemberData(nameof(MosquittoVersions))]
     public async Task MosquittoPub_ReachesWebSocketSubscriberWithSeq(string version)
     {
         var topic = $"mosq-ws/{Guid.NewGuid():N}";

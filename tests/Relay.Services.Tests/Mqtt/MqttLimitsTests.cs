@@ -18,6 +18,8 @@ public sealed class MqttLimitsFixture : IServerFixture, IAsyncLifetime
 
     public const int MaxPacketBytes = 8192;
 
+    public const int MaxRetained = 3;
+
     public RelayServer Server { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -29,6 +31,7 @@ public sealed class MqttLimitsFixture : IServerFixture, IAsyncLifetime
         settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
         settings["Relay:Ingress:PublishBurst"] = "100000";
         settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
+        settings["Relay:Mqtt:MaxRetainedPerApp"] = MaxRetained.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Server = await RelayServer.StartAsync(settings);
     }
 
@@ -231,6 +234,38 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         // A PUBACK does not end a QoS 2 exchange.
         await slow.SendAsync([0x40, 0x02, (byte)(ids[1] >> 8), (byte)ids[1]]);
         Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
+    public async Task Retained_AppAtItsMaximumOfTopics_NewTopicRefused0x97_ReplacingOrClearingStillWorks()
+    {
+        var root = $"retain-limit/{Guid.NewGuid():N}";
+        await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        async Task<MqttClientPublishReasonCode> RetainAsync(string topic, string payload) =>
+            (await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(Encoding.UTF8.GetBytes(payload)).WithRetainFlag()
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout)).ReasonCode;
+
+        for (var i = 0; i < MqttLimitsFixture.MaxRetained; i++)
+        {
+            Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/{i}", "kept"));
+        }
+
+        Assert.Equal(MqttClientPublishReasonCode.QuotaExceeded, await RetainAsync($"{root}/over", "refused"));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/0", "replaced"));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/1", string.Empty));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/over", "now kept"));
+
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"{root}/#").Build()).WaitAsync(Timeout);
+        var seen = new List<string>();
+        for (var i = 0; i < MqttLimitsFixture.MaxRetained; i++)
+        {
+            var message = await subscriber.NextAsync();
+            Assert.True(message.Retain);
+            seen.Add($"{message.Topic[(root.Length + 1)..]}={Encoding.UTF8.GetString(message.Payload.ToArray())}");
+        }
+
+        Assert.Equal(["0=replaced", "2=kept", "over=now kept"], seen.Order(StringComparer.Ordinal));
     }
 
     [Fact]
