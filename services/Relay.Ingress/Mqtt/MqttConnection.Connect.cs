@@ -88,7 +88,7 @@ internal sealed partial class MqttConnection
                 RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
                 SharedSubscriptionAvailable = 0,
                 SubscriptionIdentifierAvailable = 0,
-                TopicAliasMaximum = 0,
+                TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });
 

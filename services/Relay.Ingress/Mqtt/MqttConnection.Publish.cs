@@ -20,11 +20,29 @@ namespace Relay.Ingress.Mqtt;
 /// </summary>
 internal sealed partial class MqttConnection
 {
+    /// <summary>Topic aliases an MQTT 5 client may set on a connection (CONNACK's Topic Alias Maximum): a device's topics, one string each.</summary>
+    private const int MaxTopicAliases = 32;
+
     private ValueTask PublishAsync(MqttPublish publish)
     {
-        if (publish.Properties?.TopicAlias is not null)
+        var channel = publish.Topic;
+        if (publish.Properties?.TopicAlias is { } alias)
         {
-            throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, "topic aliases are not accepted (CONNACK's Topic Alias Maximum is 0)");
+            // MQTT 5 §3.3.2.3.4: a topic with an alias sets it; an empty topic uses it. Aliases live as long as the connection.
+            if (alias > MaxTopicAliases)
+            {
+                throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, $"topic alias {alias} is above the Topic Alias Maximum of {MaxTopicAliases}");
+            }
+
+            var aliases = _topicAliases ??= new string?[MaxTopicAliases + 1];
+            if (channel.Length > 0)
+            {
+                aliases[alias] = channel;
+            }
+            else
+            {
+                channel = aliases[alias] ?? throw MqttProtocolException.Protocol($"topic alias {alias} was not set on this connection");
+            }
         }
 
         var retain = publish.Retain;
@@ -47,7 +65,6 @@ internal sealed partial class MqttConnection
             }
         }
 
-        var channel = publish.Topic;
         byte refusal = 0;
         string? reason = null;
         if (!ChannelName.IsValidName(channel, out var invalid))

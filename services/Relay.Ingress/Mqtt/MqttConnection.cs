@@ -75,6 +75,7 @@ internal sealed partial class MqttConnection : INodeConnection
     private MqttConnect? _will;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
+    private string?[]? _topicAliases;
 
     // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
     private Dictionary<string, Delivered>? _delivered;

@@ -269,6 +269,47 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
     }
 
     [Fact]
+    public async Task TopicAlias_SetThenUsed_PublishesToTheAliasedTopic_UnsetOrTooHighDisconnects()
+    {
+        var topic = $"alias/{Guid.NewGuid():N}";
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await using var device = await RawMqttClient.OpenAsync(_server);
+        await device.SendAsync(RawMqttClient.Connect(5, "alias-device"));
+        var connAck = await device.ReadPacketAsync();
+        Assert.Equal((byte)0x20, connAck?.First);
+
+        // CONNACK announces a Topic Alias Maximum (property 0x22), above 0.
+        var at = Convert.ToHexString(connAck!.Value.Body).IndexOf("22", 6, StringComparison.Ordinal);
+        Assert.True(at >= 0 && at % 2 == 0, Convert.ToHexString(connAck.Value.Body));
+
+        static byte[] Publish(string topic, ushort alias, string payload)
+        {
+            var name = Encoding.UTF8.GetBytes(topic);
+            var data = Encoding.UTF8.GetBytes(payload);
+            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, 3, 0x23, (byte)(alias >> 8), (byte)alias, .. data];
+            return [0x30, (byte)body.Length, .. body];
+        }
+
+        await device.SendAsync(Publish(topic, 1, "set"));
+        await device.SendAsync(Publish(string.Empty, 1, "used"));
+        Assert.Equal("set", Encoding.UTF8.GetString((await subscriber.NextAsync()).Payload.ToArray()));
+        var used = await subscriber.NextAsync();
+        Assert.Equal(topic, used.Topic);
+        Assert.Equal("used", Encoding.UTF8.GetString(used.Payload.ToArray()));
+
+        // An alias never set: protocol error (0x82); one above the maximum: 0x94.
+        await device.SendAsync(Publish(string.Empty, 2, "unset"));
+        var closed = await device.ReadUntilClosedAsync();
+        Assert.Equal((byte)0x82, Assert.Single(closed, p => p.First == 0xE0).Body[0]);
+        await using var greedy = await RawMqttClient.OpenAsync(_server);
+        await greedy.ConnectAsync(5, "alias-greedy");
+        await greedy.SendAsync(Publish(topic, 1000, "too high"));
+        Assert.Equal((byte)0x94, Assert.Single(await greedy.ReadUntilClosedAsync(), p => p.First == 0xE0).Body[0]);
+        Assert.False(subscriber.TryNext(out _));
+    }
+
+    [Fact]
     public async Task ThousandsOfMessagesAtRate_ArriveInOrderOnMqttAndWebSocket()
     {
         const int Count = 5000;
