@@ -64,10 +64,10 @@ internal sealed partial class MqttConnection
         // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
         var qos = requested.Qos;
         MqttSubscriptionSink? previous;
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
-            _subscriptions.Remove(filter, out previous);
-            if (previous is null && _subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
+            _session.Subscriptions.Remove(filter, out previous);
+            if (previous is null && _session.Subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
             {
                 return (Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)"), false);
             }
@@ -79,7 +79,7 @@ internal sealed partial class MqttConnection
             await _node.RemoveSubscriptionAsync(replaced).ConfigureAwait(false);
         }
 
-        var sink = new MqttSubscriptionSink(this, filter, qos);
+        var sink = new MqttSubscriptionSink(_session, filter, qos);
         try
         {
             sink.Subscription = await _node.StartSubscriptionAsync(sink, App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
@@ -90,10 +90,10 @@ internal sealed partial class MqttConnection
         }
 
         bool kept;
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
             // Capabilities may have changed meanwhile, or the connection closed: then it is not kept.
-            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _subscriptions.TryAdd(filter, sink);
+            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _session.Subscriptions.TryAdd(filter, sink);
         }
 
         if (!kept)
@@ -117,9 +117,9 @@ internal sealed partial class MqttConnection
         foreach (var filter in unsubscribe.Filters)
         {
             MqttSubscriptionSink? removed;
-            lock (_subscriptions)
+            lock (_session!.Subscriptions)
             {
-                _subscriptions.Remove(filter, out removed);
+                _session.Subscriptions.Remove(filter, out removed);
             }
 
             if (removed?.Subscription is { } subscription)
@@ -137,9 +137,9 @@ internal sealed partial class MqttConnection
     private async Task DropForbiddenAsync()
     {
         var dropped = new List<MqttSubscriptionSink>();
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
-            foreach (var (filter, sink) in _subscriptions)
+            foreach (var (filter, sink) in _session.Subscriptions)
             {
                 if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
                 {
@@ -149,7 +149,7 @@ internal sealed partial class MqttConnection
 
             foreach (var sink in dropped)
             {
-                _subscriptions.Remove(sink.Filter);
+                _session.Subscriptions.Remove(sink.Filter);
             }
         }
 
@@ -169,24 +169,21 @@ internal sealed partial class MqttConnection
         }
     }
 
-    /// <summary>After the read loop: the subscriptions go, the will is published if it is due, the client id is freed, and the queue ends.</summary>
+    /// <summary>
+    /// After the read loop: a persistent session keeps its subscriptions and keeps what arrives from now; a clean one's
+    /// subscriptions go. The will is published if it is due, the client id is freed, and the queue ends.
+    /// </summary>
     private async Task CloseAsync()
     {
         Close(0, null);
-        MqttSubscriptionSink[] all;
-        lock (_subscriptions)
-        {
-            all = [.. _subscriptions.Values];
-            _subscriptions.Clear();
-        }
-
         try
         {
-            foreach (var sink in all)
+            if (_session is { } session)
             {
-                if (sink.Subscription is { } subscription)
+                session.Detach(this, _node.Time.GetUtcNow());
+                if (session.ExpirySeconds == 0)
                 {
-                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                    await _broker.DiscardAsync(session).ConfigureAwait(false);
                 }
             }
 

@@ -26,15 +26,6 @@ internal sealed partial class MqttConnection : INodeConnection
     /// <summary>Bytes written to the transport between two flushes, so one flush carries a burst of deliveries.</summary>
     private const int FlushBytes = 64 * 1024;
 
-    /// <summary>Channels remembered for duplicate delivery without forgetting any: 64 covers a device's own topics.</summary>
-    private const int DeliveredChannelsKept = 64;
-
-    /// <summary>
-    /// Seconds a channel's last seq is remembered with no delivery: a message's copies come in one dispatch pass (microseconds),
-    /// or, for a channel subscribed while a pattern already delivered it, after the subscription's catch-up (one routing request).
-    /// </summary>
-    private const int DeliveredForgetSeconds = 10;
-
     /// <summary>Publishes one connection may have waiting for routing's answer (as a realtime connection may).</summary>
     private const int MaxPipelinedPublishes = 64;
 
@@ -46,9 +37,8 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
     private readonly CancellationTokenSource _closed = new();
-    private readonly Dictionary<string, MqttSubscriptionSink> _subscriptions = new(StringComparer.Ordinal);
     // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP.
-    private readonly Dictionary<ushort, Inflight> _inflight = [];
+    private readonly Dictionary<ushort, InflightEntry> _inflight = [];
     private readonly HashSet<ushort> _awaitingRelease = [];
 
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
@@ -77,9 +67,8 @@ internal sealed partial class MqttConnection : INodeConnection
     private int _nextPacketId;
     private string?[]? _topicAliases;
 
-    // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
-    private Dictionary<string, Delivered>? _delivered;
-    private int _deliveredGeneration;
+    // The client id's session: its subscriptions, and what it keeps while no connection holds it.
+    private MqttSession? _session;
     private TokenBucket? _publishRate;
     private long _keysVersion = -1;
 
@@ -126,75 +115,12 @@ internal sealed partial class MqttConnection : INodeConnection
             }
             finally
             {
+                // A persistent session gets back what this connection did not deliver, for the next one.
+                _session?.HandBack(_session.ExpirySeconds > 0 ? Undelivered() : []);
                 _node.Unregister(this);
                 _queue.Clear();
                 _closed.Dispose();
             }
-        }
-    }
-
-    /// <summary>Queues a delivery of <paramref name="message"/> at <paramref name="qos"/> (called by the node's dispatch, any thread).</summary>
-    public void Deliver(RelayMessage message, byte qos)
-    {
-        // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
-        // Presence events reach a channel's own subscription only, which a connection holds once.
-        if (message.PresenceAction is null && !FirstCopy(message))
-        {
-            return;
-        }
-
-        Enqueue(new MqttOutbound(message, null, qos));
-    }
-
-    /// <summary>
-    /// Whether no filter of this connection has delivered <paramref name="message"/> yet. The node dispatches a channel's
-    /// messages in seq order, every matching subscription in one pass, but passes for other channels run on other threads
-    /// meanwhile: so the check is per channel (its epoch and last seq), not the last message sent.
-    /// </summary>
-    private bool FirstCopy(RelayMessage message)
-    {
-        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
-        lock (delivered)
-        {
-            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, message.Channel, out var known);
-            if (known && message.Seq <= last.Seq && (ReferenceEquals(last.Epoch, message.Epoch) || string.Equals(last.Epoch, message.Epoch, StringComparison.Ordinal)))
-            {
-                return false;
-            }
-
-            last = new Delivered(message.Epoch, message.Seq, _deliveredGeneration);
-            return true;
-        }
-    }
-
-    /// <summary>
-    /// Once a second: channels with no delivery for <see cref="DeliveredForgetSeconds"/> are forgotten, once more than
-    /// <see cref="DeliveredChannelsKept"/> are remembered (a <c>#</c> subscriber of a busy app would keep them all).
-    /// </summary>
-    private void ForgetQuietChannels()
-    {
-        if (_delivered is not { } delivered)
-        {
-            return;
-        }
-
-        lock (delivered)
-        {
-            var generation = ++_deliveredGeneration;
-            if (delivered.Count <= DeliveredChannelsKept)
-            {
-                return;
-            }
-
-            foreach (var (channel, last) in delivered)
-            {
-                if (generation - last.Generation > DeliveredForgetSeconds)
-                {
-                    delivered.Remove(channel);
-                }
-            }
-
-            delivered.TrimExcess();
         }
     }
 
@@ -243,7 +169,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         _queue.TrimIfUnused();
-        ForgetQuietChannels();
+        _session?.ForgetQuietChannels();
         if (_principal is null)
         {
             if (ticks >= _connectDeadlineTicks)
@@ -277,7 +203,7 @@ internal sealed partial class MqttConnection : INodeConnection
     /// Everything not yet sent counts against the node's one send budget (<c>Relay:Ingress:SendQueueBytes</c>): a client
     /// that falls further behind is cut as a slow consumer, as a realtime one is.
     /// </summary>
-    private void Enqueue(MqttOutbound item)
+    internal void Enqueue(MqttOutbound item)
     {
         if (!_queue.TryWrite(item, _node.Options.SendQueueBytes) && Volatile.Read(ref _closing) == 0)
         {
@@ -301,6 +227,9 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
+
+        // Deliveries from now go to the session (kept while it is persistent), not to a queue that is ending.
+        _session?.Detach(this, _node.Time.GetUtcNow());
         if (V5 && reasonCode != 0)
         {
             _queue.TryWrite(new MqttOutbound(null, MqttEncoder.Encode(new MqttDisconnect { ReasonCode = reasonCode, Properties = reason is null ? null : new MqttProperties { ReasonString = reason } }, 5), 0));
@@ -445,6 +374,13 @@ internal sealed partial class MqttConnection : INodeConnection
             case MqttDisconnect { Type: MqttPacketType.Disconnect } disconnect:
                 // Normal disconnection drops the will; MQTT 5's 0x04 asks for it to be published.
                 _disconnectedCleanly = disconnect.ReasonCode != 0x04;
+
+                // MQTT 5 §3.14.2.2.2: DISCONNECT may change the session's expiry (0: it ends with the connection).
+                if (disconnect.Properties?.SessionExpiryInterval is { } expiry && _session is { } session)
+                {
+                    session.ExpirySeconds = Math.Min(expiry, _options.MaxSessionExpirySeconds);
+                }
+
                 Close(0, null);
                 return ValueTask.CompletedTask;
             case MqttDisconnect { Type: MqttPacketType.Auth }:
@@ -530,6 +466,23 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         var message = item.Message!;
+        if (item.Release)
+        {
+            // A QoS 2 delivery a previous connection had released: PUBREL again (MQTT 5 §4.4), its slot held until PUBCOMP.
+            lock (_inflight)
+            {
+                _inflight[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos);
+            }
+
+            var release = output.GetSpan(4);
+            release[0] = 0x62;
+            release[1] = 2;
+            release[2] = (byte)(item.PacketId >> 8);
+            release[3] = (byte)item.PacketId;
+            output.Advance(4);
+            return 4;
+        }
+
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
         if (frame.Length > _clientMaxPacket)
@@ -553,7 +506,23 @@ internal sealed partial class MqttConnection : INodeConnection
                 span[0] = (byte)((span[0] & ~0x06) | 0x04);
             }
 
-            var packetId = NextPacketId(item.Qos == 2 ? Inflight.AwaitingPubRec : Inflight.AwaitingPubAck);
+            var state = item.Qos == 2 ? Inflight.AwaitingPubRec : Inflight.AwaitingPubAck;
+            ushort packetId;
+            if (item.PacketId != 0)
+            {
+                // Sent again for a resumed session: the same packet id, with DUP (MQTT 3.1.1 §4.4, 5.0 §4.4).
+                packetId = item.PacketId;
+                span[0] |= 0x08;
+                lock (_inflight)
+                {
+                    _inflight[packetId] = new InflightEntry(state, message, item.Qos);
+                }
+            }
+            else
+            {
+                packetId = NextPacketId(state, message, item.Qos);
+            }
+
             var at = frames.PacketIdOffset(frame);
             span[at] = (byte)(packetId >> 8);
             span[at + 1] = (byte)packetId;
@@ -569,14 +538,14 @@ internal sealed partial class MqttConnection : INodeConnection
     }
 
     /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>
-    private ushort NextPacketId(Inflight state)
+    private ushort NextPacketId(Inflight state, RelayMessage message, byte qos)
     {
         lock (_inflight)
         {
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (_inflight.TryAdd((ushort)_nextPacketId, state))
+                if (_inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos)))
                 {
                     return (ushort)_nextPacketId;
                 }
@@ -593,7 +562,7 @@ internal sealed partial class MqttConnection : INodeConnection
         bool removed;
         lock (_inflight)
         {
-            removed = _inflight.TryGetValue(packetId, out var state) && state == expected && _inflight.Remove(packetId);
+            removed = _inflight.TryGetValue(packetId, out var entry) && entry.State == expected && _inflight.Remove(packetId);
         }
 
         if (removed)
@@ -650,16 +619,16 @@ internal sealed partial class MqttConnection : INodeConnection
         bool known, freed = false, released = false;
         lock (_inflight)
         {
-            ref var state = ref CollectionsMarshal.GetValueRefOrNullRef(_inflight, packetId);
-            known = !Unsafe.IsNullRef(ref state) && state != Inflight.AwaitingPubAck;
+            ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(_inflight, packetId);
+            known = !Unsafe.IsNullRef(ref entry) && entry.State != Inflight.AwaitingPubAck;
             if (known && received.ReasonCode >= 0x80)
             {
                 freed = _inflight.Remove(packetId);
             }
             else if (known)
             {
-                released = state == Inflight.AwaitingPubRec;
-                state = Inflight.AwaitingPubComp;
+                released = entry.State == Inflight.AwaitingPubRec;
+                entry = entry with { State = Inflight.AwaitingPubComp };
             }
         }
 
@@ -682,6 +651,37 @@ internal sealed partial class MqttConnection : INodeConnection
         Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
     }
 
+    /// <summary>
+    /// What this connection did not deliver, for its persistent session: deliveries awaiting acknowledgement (to be sent
+    /// again with DUP and their packet ids, or PUBREL again), in packet id order, then QoS 1 and 2 ones never sent.
+    /// </summary>
+    private List<MqttOutbound> Undelivered()
+    {
+        var undelivered = new List<MqttOutbound>();
+        lock (_inflight)
+        {
+            foreach (var (packetId, entry) in _inflight.OrderBy(static e => e.Key))
+            {
+                undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp));
+            }
+
+            _inflight.Clear();
+        }
+
+        while (_queue.TryRead(out var item))
+        {
+            if (item.Message is not null && item.Qos > 0)
+            {
+                undelivered.Add(item);
+            }
+        }
+
+        return undelivered;
+    }
+
+    /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>
+    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos);
+
     /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
     private enum Inflight : byte
     {
@@ -689,9 +689,6 @@ internal sealed partial class MqttConnection : INodeConnection
         AwaitingPubRec,
         AwaitingPubComp,
     }
-
-    /// <summary>A channel's last message delivered to this connection, and the second (of the node's loop) it was.</summary>
-    private readonly record struct Delivered(string Epoch, long Seq, int Generation);
 
     [LoggerMessage(EventId = 1400, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} receive ended: {Reason}")]
     private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);

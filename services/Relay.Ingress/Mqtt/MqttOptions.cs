@@ -27,6 +27,15 @@ public sealed class MqttOptions
     /// <summary>Default topics with a retained message per app: 10,000 messages of at most 64 KiB bound a node's memory for them.</summary>
     public const int DefaultMaxRetainedPerApp = 10_000;
 
+    /// <summary>Default longest persistent session left unresumed: a day covers a device offline overnight.</summary>
+    public const uint DefaultMaxSessionExpirySeconds = 86_400;
+
+    /// <summary>Default QoS 1/2 messages a persistent session keeps for an absent client: a thousand, oldest dropped first.</summary>
+    public const int DefaultMaxQueuedMessages = 1000;
+
+    /// <summary>Default bytes a persistent session keeps for an absent client: 1 MiB, a thousand 1 KiB readings.</summary>
+    public const long DefaultMaxQueuedBytes = 1024 * 1024;
+
     /// <summary>Whether the node serves MQTT (TCP on <see cref="Port"/> and WebSocket at <c>/mqtt</c>).</summary>
     public bool Enabled { get; set; } = true;
 
@@ -50,4 +59,13 @@ public sealed class MqttOptions
 
     /// <summary>Topics of one app that may hold a retained message on this node; a retained publish to another is refused (MQTT 5: 0x97).</summary>
     public int MaxRetainedPerApp { get; set; } = DefaultMaxRetainedPerApp;
+
+    /// <summary>The longest a persistent session is kept unresumed (MQTT 5 clients asking more are told this; 3.1.1 ones get it).</summary>
+    public uint MaxSessionExpirySeconds { get; set; } = DefaultMaxSessionExpirySeconds;
+
+    /// <summary>QoS 1/2 messages a persistent session keeps while its client is away; past it the oldest is dropped.</summary>
+    public int MaxQueuedMessages { get; set; } = DefaultMaxQueuedMessages;
+
+    /// <summary>Bytes of messages a persistent session keeps while its client is away; past it the oldest is dropped.</summary>
+    public long MaxQueuedBytes { get; set; } = DefaultMaxQueuedBytes;
 }
