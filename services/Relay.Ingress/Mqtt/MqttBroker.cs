@@ -89,10 +89,15 @@ internal sealed partial class MqttBroker : IDisposable
         return (session, existing is not null);
     }
 
-    /// <summary>Ends a session: its subscriptions leave the node's index, and what it kept is dropped.</summary>
+    /// <summary>Ends a session: its subscriptions leave the node's index, and what it kept is dropped; a delayed will goes now.</summary>
     public async Task DiscardAsync(MqttSession session)
     {
         session.Discarded = true;
+        if (session.TakeWill(long.MaxValue) is { } will)
+        {
+            await PublishWillAsync(will).ConfigureAwait(false);
+        }
+
         _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.App, session.ClientId), session));
         MqttSubscriptionSink[] all;
         lock (session.Subscriptions)
@@ -117,6 +122,25 @@ internal sealed partial class MqttBroker : IDisposable
         LogQueuedDropped(Logger, session.App, session.ClientId, channel, Options.MaxQueuedMessages, Options.MaxQueuedBytes);
     }
 
+    /// <summary>Publishes a last will (and keeps it as its topic's retained message when it asked to be retained).</summary>
+    public async Task PublishWillAsync(MqttWill will)
+    {
+        var request = will.Request;
+        try
+        {
+            var reply = await Node.Bus.SendToRoutingAsync(request, CancellationToken.None).ConfigureAwait(false);
+            if (will.Retain && reply is Relay.Bus.Routing.PublishReply)
+            {
+                var item = request.Items[0];
+                Retained.Set(new Relay.Core.Messages.RelayMessage { App = request.App, Channel = request.Channel, Epoch = string.Empty, Data = item.Data, DataIsJson = item.DataIsJson });
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogWillFailed(Logger, ex, request.App, request.Channel);
+        }
+    }
+
     public void Dispose() => _expiry.Dispose();
 
     private void ExpireSessions()
@@ -124,6 +148,11 @@ internal sealed partial class MqttBroker : IDisposable
         var now = Node.Time.GetUtcNow().UtcTicks;
         foreach (var (_, session) in _sessions)
         {
+            if (session.TakeWill(now) is { } will)
+            {
+                _ = PublishWillAsync(will);
+            }
+
             if (now >= session.ExpiresAtTicks)
             {
                 LogSessionExpired(Logger, session.App, session.ClientId, session.ExpirySeconds);
@@ -152,6 +181,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     [LoggerMessage(EventId = 1452, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} not resumed: messages for its QoS 1/2 subscriptions were lost between services while it was away")]
     private static partial void LogSessionLost(ILogger logger, string app, string clientId);
+
+    [LoggerMessage(EventId = 1454, Level = LogLevel.Error, Message = "MQTT will of app {App} to '{Channel}' could not be published")]
+    private static partial void LogWillFailed(ILogger logger, Exception exception, string app, string channel);
 
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);

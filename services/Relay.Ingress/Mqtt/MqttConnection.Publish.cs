@@ -193,14 +193,19 @@ internal sealed partial class MqttConnection
         }
 
         var data = will.WillPayload ?? [];
-        try
+        var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null);
+        var retain = will.WillRetain && _options.MaxRetainedPerApp > 0;
+
+        // MQTT 5 §3.1.3.2.2: the will waits out its Will Delay Interval, or the session's end if that comes first; a
+        // connection that resumes the session meanwhile cancels it. A clean session ends now, so its will goes now.
+        var delay = V5 ? Math.Min(will.WillProperties?.WillDelayInterval ?? 0, _session?.ExpirySeconds ?? 0) : 0;
+        if (delay > 0 && _session is { Discarded: false } session)
         {
-            await _node.Bus.SendToRoutingAsync(new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null), CancellationToken.None).ConfigureAwait(false);
+            session.DelayWill(new MqttWill(request, retain), _node.Time.GetUtcNow().UtcTicks + (delay * TimeSpan.TicksPerSecond));
+            return;
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogRequestFailed(_logger, ex, ConnectionId);
-        }
+
+        await _broker.PublishWillAsync(new MqttWill(request, retain)).ConfigureAwait(false);
     }
 
     /// <summary>Whether a payload is exactly one JSON value (then JSON subscribers get it as JSON; otherwise base64).</summary>

@@ -50,6 +50,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>Set once its subscriptions are removed: the session is gone, whatever still refers to it.</summary>
     public bool Discarded { get; set; }
 
+    /// <summary>A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).</summary>
+    private (MqttWill Will, long DueTicks)? _will;
+
     /// <summary>Completes when no connection holds the session (the last one has handed back what it had not delivered).</summary>
     public Task WhenReleased => _released.Task;
 
@@ -104,6 +107,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         {
             _connection = connection;
             _released = Released();
+
+            // MQTT 5 §3.1.3.2.2: a connection to the session before the will's delay passed means no will.
+            _will = null;
             ExpiresAtTicks = long.MaxValue;
             foreach (var item in _queued)
             {
@@ -145,6 +151,30 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
 
             _released.TrySetResult();
+        }
+    }
+
+    /// <summary>Keeps a will to publish at <paramref name="dueTicks"/>, unless a connection resumes the session first.</summary>
+    public void DelayWill(MqttWill will, long dueTicks)
+    {
+        lock (_gate)
+        {
+            _will = (will, dueTicks);
+        }
+    }
+
+    /// <summary>The delayed will, once due at <paramref name="nowTicks"/> (or now whatever its time, the session ending); taken once.</summary>
+    public MqttWill? TakeWill(long nowTicks)
+    {
+        lock (_gate)
+        {
+            if (_will is { } pending && nowTicks >= pending.DueTicks)
+            {
+                _will = null;
+                return pending.Will;
+            }
+
+            return null;
         }
     }
 

@@ -184,6 +184,42 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task WillDelay_LostConnection_WillAfterTheDelay_UnlessTheSessionIsResumedFirst(bool resume)
+    {
+        var willTopic = $"session-will/{Guid.NewGuid():N}";
+        var clientId = "will-" + Guid.NewGuid().ToString("N")[..8];
+        await using var watcher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(willTopic).Build()).WaitAsync(Timeout);
+
+        var options = MqttClients.Options(_server, MqttProtocolVersion.V500, clientId: clientId).WithCleanSession(false).WithSessionExpiryInterval(3600)
+            .WithWillTopic(willTopic).WithWillPayload("gone"u8.ToArray()).WithWillDelayInterval(2).Build();
+        var device = new MqttClientFactory().CreateMqttClient();
+        await device.ConnectAsync(options).WaitAsync(Timeout);
+
+        // Gone without DISCONNECT (the socket just closes).
+        device.Dispose();
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.False(watcher.TryNext(out _));
+        if (resume)
+        {
+            var (back, present) = await ConnectAsync(MqttProtocolVersion.V500, clientId, clean: false);
+            await using (back)
+            {
+                Assert.True(present);
+                await Task.Delay(TimeSpan.FromSeconds(2.5));
+                Assert.False(watcher.TryNext(out _));
+            }
+
+            return;
+        }
+
+        var will = await watcher.NextAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("gone", Text(will));
+    }
+
     [Fact]
     public async Task Persistent_Takeover_NewConnectionResumesTheSession()
     {
