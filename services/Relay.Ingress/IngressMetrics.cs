@@ -20,7 +20,6 @@ internal sealed class IngressMetrics
     private long _deliveries;
     private long _slowConsumers;
     private long _quietCatchUps;
-    private long _mqttQueuedDropped;
 
     public IngressMetrics(IMeterFactory meters, Func<int> connections, Func<(long Repaired, long Unrepaired)>? gaps = null)
     {
@@ -37,15 +36,11 @@ internal sealed class IngressMetrics
             meter.CreateObservableCounter("relay.ingress.gap_messages_unrepaired", () => gaps().Unrepaired, description: "Messages (and presence events) lost on the bus that history (the kept presence events) no longer held: clients recover with since, or see the gap.");
         }
 
-        meter.CreateObservableCounter("relay.ingress.mqtt_session_messages_dropped", () => Interlocked.Read(ref _mqttQueuedDropped), description: "QoS 1/2 messages MQTT persistent sessions dropped, oldest first, while their clients were away (past Relay:Mqtt:MaxQueuedMessages or MaxQueuedBytes).");
         meter.CreateObservableCounter("relay.ingress.slow_consumer_disconnects", () => Interlocked.Read(ref _slowConsumers), description: "Connections cut because their outbound queue was full.");
         _publishToDeliver = meter.CreateHistogram<double>("relay.ingress.publish_to_deliver", unit: "s", description: "From routing's timestamp to this node's dispatch.");
     }
 
     public long SlowConsumers => Interlocked.Read(ref _slowConsumers);
-
-    /// <summary>An MQTT persistent session dropped its oldest queued message while its client was away.</summary>
-    public void MqttQueuedMessageDropped() => Interlocked.Increment(ref _mqttQueuedDropped);
 
     public void Published(int count) => Interlocked.Add(ref _messagesIn, count);
 

@@ -115,10 +115,9 @@ internal sealed partial class MqttBroker : IDisposable
         }
     }
 
-    /// <summary>A session away longer than its queue holds dropped its oldest message (logged and counted).</summary>
+    /// <summary>A session away longer than its queue holds dropped its oldest message (logged).</summary>
     public void QueuedMessageDropped(MqttSession session, string? channel)
     {
-        Node.Metrics.MqttQueuedMessageDropped();
         LogQueuedDropped(Logger, session.App, session.ClientId, channel, Options.MaxQueuedMessages, Options.MaxQueuedBytes);
     }
 

@@ -215,7 +215,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         return released;
     }
 
-    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged and counted).
+    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged).
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);

@@ -132,14 +132,13 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task Persistent_MoreMessagesThanTheQueueHolds_OldestDroppedAndCounted()
+    public async Task Persistent_MoreMessagesThanTheQueueHolds_OldestDropped()
     {
         var topic = $"session-full/{Guid.NewGuid():N}";
         var clientId = "full-" + Guid.NewGuid().ToString("N")[..8];
         var (first, _) = await ConnectAsync(MqttProtocolVersion.V311, clientId, clean: false);
         await first.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
         await first.DisposeAsync();
-        var dropped = await PrometheusText.ScrapeAsync(_server.BaseAddress, "relay_ingress_mqtt_session_messages_dropped_total");
 
         await PublishAsync(topic, MqttSessionFixture.MaxQueued + 3);
         var (second, present) = await ConnectAsync(MqttProtocolVersion.V311, clientId, clean: false);
@@ -156,8 +155,6 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
             await Task.Delay(300);
             Assert.False(second.TryNext(out _));
         }
-
-        Assert.Equal(dropped + 3, await PrometheusText.ScrapeAsync(_server.BaseAddress, "relay_ingress_mqtt_session_messages_dropped_total"));
     }
 
     [Fact]
