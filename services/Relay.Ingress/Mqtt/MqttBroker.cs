@@ -5,18 +5,35 @@ using Microsoft.Extensions.Options;
 namespace Relay.Ingress.Mqtt;
 
 /// <summary>
-/// What every MQTT connection of the node shares: the node, the options and the client ids in use, per app, so a second
-/// connection with a client id takes over from the first (MQTT 3.1.1 §3.1.4, 5.0 §3.1.4).
+/// What every MQTT connection of the node shares: the node, the options, the client ids in use and their sessions, per
+/// app, so a second connection with a client id takes over from the first (MQTT 3.1.1 §3.1.4, 5.0 §3.1.4) and a
+/// persistent session is resumed by the next connection with its client id.
 /// </summary>
-internal sealed class MqttBroker(IngressNode node, IOptions<MqttOptions> options, ILogger<MqttConnection> logger)
+internal sealed partial class MqttBroker : IDisposable
 {
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttConnection> _clients = new();
+    private readonly ConcurrentDictionary<(string App, string ClientId), MqttSession> _sessions = new();
+    private readonly ITimer _expiry;
 
-    public IngressNode Node { get; } = node;
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, ILogger<MqttConnection> logger)
+    {
+        Node = node;
+        Options = options.Value;
+        Logger = logger;
+        Retained = new MqttRetained(Options.MaxRetainedPerApp);
 
-    public MqttOptions Options { get; } = options.Value;
+        // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
+        _expiry = node.Time.CreateTimer(static state => ((MqttBroker)state!).ExpireSessions(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
 
-    public ILogger<MqttConnection> Logger { get; } = logger;
+    public IngressNode Node { get; }
+
+    public MqttOptions Options { get; }
+
+    public ILogger<MqttConnection> Logger { get; }
+
+    /// <summary>The node's retained messages (in this node only: docs/mqtt.md).</summary>
+    public MqttRetained Retained { get; }
 
     /// <summary>Records <paramref name="connection"/> as its client id's; the connection it replaces, if any, is returned to be closed.</summary>
     public MqttConnection? Claim(string app, string clientId, MqttConnection connection)
@@ -33,4 +50,140 @@ internal sealed class MqttBroker(IngressNode node, IOptions<MqttOptions> options
     /// <summary>Forgets <paramref name="connection"/> as its client id's, unless another has taken the id since.</summary>
     public void Release(string app, string clientId, MqttConnection connection) =>
         _clients.TryRemove(new KeyValuePair<(string, string), MqttConnection>((app, clientId), connection));
+
+    /// <summary>
+    /// The session for a new connection of <paramref name="clientId"/>: the existing one, once the connection it had has
+    /// handed it back, unless <paramref name="cleanStart"/> asks for a new one or it cannot be resumed (it expired, or
+    /// messages for it were lost while away); then a new one. Present: whether an existing one was resumed.
+    /// </summary>
+    public async Task<(MqttSession Session, bool Present)> OpenSessionAsync(string app, string clientId, bool cleanStart, uint expirySeconds)
+    {
+        var key = (app, clientId);
+        if (_sessions.TryGetValue(key, out var existing))
+        {
+            // The connection that held it was told to close (takeover): what it did not deliver comes back first.
+            try
+            {
+                await existing.WhenReleased.WaitAsync(Node.Options.CloseTimeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // The node aborts a connection that does not close within CloseTimeout; what it still held is lost.
+            }
+
+            if (cleanStart || existing.Discarded || existing.ExpirySeconds == 0 || existing.LostWhileAway || Node.Time.GetUtcNow().UtcTicks >= existing.ExpiresAtTicks)
+            {
+                if (existing.LostWhileAway)
+                {
+                    LogSessionLost(Logger, app, clientId);
+                }
+
+                await DiscardAsync(existing).ConfigureAwait(false);
+                existing = null;
+            }
+        }
+
+        var session = existing ?? new MqttSession(this, app, clientId);
+        session.ExpirySeconds = expirySeconds;
+        _sessions[key] = session;
+        return (session, existing is not null);
+    }
+
+    /// <summary>Ends a session: its subscriptions leave the node's index, and what it kept is dropped; a delayed will goes now.</summary>
+    public async Task DiscardAsync(MqttSession session)
+    {
+        session.Discarded = true;
+        if (session.TakeWill(long.MaxValue) is { } will)
+        {
+            await PublishWillAsync(will).ConfigureAwait(false);
+        }
+
+        _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.App, session.ClientId), session));
+        MqttSubscriptionSink[] all;
+        lock (session.Subscriptions)
+        {
+            all = [.. session.Subscriptions.Values];
+            session.Subscriptions.Clear();
+        }
+
+        foreach (var sink in all)
+        {
+            if (sink.Subscription is { } subscription)
+            {
+                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>A session away longer than its queue holds dropped its oldest message (logged).</summary>
+    public void QueuedMessageDropped(MqttSession session, string? channel)
+    {
+        LogQueuedDropped(Logger, session.App, session.ClientId, channel, Options.MaxQueuedMessages, Options.MaxQueuedBytes);
+    }
+
+    /// <summary>Publishes a last will (and keeps it as its topic's retained message when it asked to be retained).</summary>
+    public async Task PublishWillAsync(MqttWill will)
+    {
+        var request = will.Request;
+        try
+        {
+            var reply = await Node.Bus.SendToRoutingAsync(request, CancellationToken.None).ConfigureAwait(false);
+            if (will.Retain && reply is Relay.Bus.Routing.PublishReply)
+            {
+                var item = request.Items[0];
+                Retained.Set(new Relay.Core.Messages.RelayMessage { App = request.App, Channel = request.Channel, Epoch = string.Empty, Data = item.Data, DataIsJson = item.DataIsJson });
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogWillFailed(Logger, ex, request.App, request.Channel);
+        }
+    }
+
+    public void Dispose() => _expiry.Dispose();
+
+    private void ExpireSessions()
+    {
+        var now = Node.Time.GetUtcNow().UtcTicks;
+        foreach (var (_, session) in _sessions)
+        {
+            if (session.TakeWill(now) is { } will)
+            {
+                _ = PublishWillAsync(will);
+            }
+
+            if (now >= session.ExpiresAtTicks)
+            {
+                LogSessionExpired(Logger, session.App, session.ClientId, session.ExpirySeconds);
+                _ = DiscardQuietlyAsync(session);
+            }
+        }
+    }
+
+    private async Task DiscardQuietlyAsync(MqttSession session)
+    {
+        try
+        {
+            await DiscardAsync(session).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogDiscardFailed(Logger, ex, session.App, session.ClientId);
+        }
+    }
+
+    [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client")]
+    private static partial void LogQueuedDropped(ILogger logger, string app, string clientId, string? channel, int messages, long bytes);
+
+    [LoggerMessage(EventId = 1451, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} expired unresumed after {Seconds} s")]
+    private static partial void LogSessionExpired(ILogger logger, string app, string clientId, uint seconds);
+
+    [LoggerMessage(EventId = 1452, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} not resumed: messages for its QoS 1/2 subscriptions were lost between services while it was away")]
+    private static partial void LogSessionLost(ILogger logger, string app, string clientId);
+
+    [LoggerMessage(EventId = 1454, Level = LogLevel.Error, Message = "MQTT will of app {App} to '{Channel}' could not be published")]
+    private static partial void LogWillFailed(ILogger logger, Exception exception, string app, string channel);
+
+    [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
+    private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
 }

@@ -64,7 +64,7 @@ internal sealed partial class MqttConnection
         }
 
         var window = Math.Min(_options.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
-        _inflightSlots = new SemaphoreSlim(window, window);
+        _window = window;
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
         _will = connect.HasWill ? connect : null;
         _reasonStrings = properties?.RequestProblemInformation != 0;
@@ -72,30 +72,43 @@ internal sealed partial class MqttConnection
         _publishRate = new TokenBucket(_node.Options.PublishRatePerSecond, _node.Options.PublishBurst == 0 ? _node.Options.PublishRatePerSecond * 2 : _node.Options.PublishBurst, now);
         _principal = auth.Principal;
 
-        // Sessions are clean (docs/mqtt.md): nothing is kept for the client id, so no session is ever present, and an
-        // MQTT 5 client asking for a session expiry is told 0.
+        // A second connection with the client id takes over: the first is closed (MQTT 5: DISCONNECT 0x8E), and hands its
+        // session back before this one resumes it.
+        _broker.Claim(App, clientId, this)?.TakenOver();
+
+        // MQTT 3.1.1: clean session 0 asks for a persistent session (kept Relay:Mqtt:MaxSessionExpirySeconds); MQTT 5: a
+        // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
+        var requested = v5 ? properties?.SessionExpiryInterval ?? 0 : connect.CleanSession ? 0u : uint.MaxValue;
+        var expiry = Math.Min(requested, _options.MaxSessionExpirySeconds);
+        return OpenSessionAsync(clientId, connect.CleanSession, expiry, v5 && requested > expiry ? expiry : null, assigned, serverKeepAlive);
+    }
+
+    private async ValueTask OpenSessionAsync(string clientId, bool cleanStart, uint expiry, uint? toldExpiry, string? assigned, ushort? serverKeepAlive)
+    {
+        var v5 = V5;
+        var (session, present) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry).ConfigureAwait(false);
+        _session = session;
         Send(new MqttConnAck
         {
-            SessionPresent = false,
+            SessionPresent = present,
             ReasonCode = 0,
             Properties = v5 ? new MqttProperties
             {
                 AssignedClientIdentifier = assigned,
                 ServerKeepAlive = serverKeepAlive,
-                SessionExpiryInterval = properties?.SessionExpiryInterval is > 0 ? 0u : null,
+                SessionExpiryInterval = toldExpiry,
                 ReceiveMaximum = (ushort)_options.ReceiveMaximum,
                 MaximumPacketSize = (uint)_options.MaxPacketBytes,
-                RetainAvailable = 0,
+                RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
                 SharedSubscriptionAvailable = 0,
                 SubscriptionIdentifierAvailable = 0,
-                TopicAliasMaximum = 0,
+                TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });
 
-        // A second connection with the client id takes over: the first is closed (MQTT 5: DISCONNECT 0x8E).
-        _broker.Claim(App, clientId, this)?.TakenOver();
-        LogConnected(_logger, ConnectionId, _principal.AppId, clientId, _level);
-        return ValueTask.CompletedTask;
+        // What the session kept follows CONNACK: deliveries left unacknowledged (DUP), then what arrived while away.
+        session.Attach(this);
+        LogConnected(_logger, ConnectionId, App, clientId, _level);
     }
 
     /// <summary>Another connection took this one's client id.</summary>

@@ -20,16 +20,36 @@ namespace Relay.Ingress.Mqtt;
 /// </summary>
 internal sealed partial class MqttConnection
 {
+    /// <summary>Topic aliases an MQTT 5 client may set on a connection (CONNACK's Topic Alias Maximum): a device's topics, one string each.</summary>
+    private const int MaxTopicAliases = 32;
+
     private ValueTask PublishAsync(MqttPublish publish)
     {
-        if (publish.Properties?.TopicAlias is not null)
+        var channel = publish.Topic;
+        if (publish.Properties?.TopicAlias is { } alias)
         {
-            throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, "topic aliases are not accepted (CONNACK's Topic Alias Maximum is 0)");
+            // MQTT 5 §3.3.2.3.4: a topic with an alias sets it; an empty topic uses it. Aliases live as long as the connection.
+            if (alias > MaxTopicAliases)
+            {
+                throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, $"topic alias {alias} is above the Topic Alias Maximum of {MaxTopicAliases}");
+            }
+
+            var aliases = _topicAliases ??= new string?[MaxTopicAliases + 1];
+            if (channel.Length > 0)
+            {
+                aliases[alias] = channel;
+            }
+            else
+            {
+                channel = aliases[alias] ?? throw MqttProtocolException.Protocol($"topic alias {alias} was not set on this connection");
+            }
         }
 
-        if (publish.Retain && V5)
+        var retain = publish.Retain;
+        if (retain && _options.MaxRetainedPerApp == 0)
         {
-            throw new MqttProtocolException(MqttReasonCodes.RetainNotSupported, "retained messages are not supported (CONNACK's Retain Available is 0)");
+            // Relay:Mqtt:MaxRetainedPerApp=0 turns retained messages off: MQTT 5 was told (Retain Available 0); 3.1.1 is published unretained.
+            retain = V5 ? throw new MqttProtocolException(MqttReasonCodes.RetainNotSupported, "retained messages are off on this server (CONNACK's Retain Available is 0)") : false;
         }
 
         if (publish.Qos == 2)
@@ -45,7 +65,6 @@ internal sealed partial class MqttConnection
             }
         }
 
-        var channel = publish.Topic;
         byte refusal = 0;
         string? reason = null;
         if (!ChannelName.IsValidName(channel, out var invalid))
@@ -64,6 +83,10 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
+        else if (retain && !publish.Payload.IsEmpty && !_broker.Retained.HasRoomFor(App, channel))
+        {
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish");
+        }
         else if (!_publishRate!.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
@@ -78,12 +101,13 @@ internal sealed partial class MqttConnection
 
         // The one copy: the input's bytes become the message's, which history keeps.
         var data = publish.Payload.ToArray();
-        return RouteAsync(channel, data, publish.Qos, publish.PacketId);
+        return RouteAsync(channel, data, publish.Qos, publish.PacketId, retain);
     }
 
-    private async ValueTask RouteAsync(string channel, byte[] data, byte qos, ushort packetId)
+    private async ValueTask RouteAsync(string channel, byte[] data, byte qos, ushort packetId, bool retain)
     {
-        var item = new PublishItem(null, data, IsJson(data), null);
+        var isJson = IsJson(data);
+        var item = new PublishItem(null, data, isJson, null);
         RoutingReply reply;
         try
         {
@@ -99,6 +123,13 @@ internal sealed partial class MqttConnection
         if (reply is PublishReply)
         {
             _node.Metrics.Published(1);
+
+            // Kept before the acknowledgement, so a subscriber that subscribes once the publisher has its PUBACK gets it.
+            if (retain && !_broker.Retained.Set(new RelayMessage { App = App, Channel = channel, Epoch = string.Empty, Data = data, DataIsJson = isJson }))
+            {
+                LogRetainedFull(_logger, ConnectionId, channel, _options.MaxRetainedPerApp);
+            }
+
             if (qos == 2)
             {
                 lock (_awaitingRelease)
@@ -162,14 +193,19 @@ internal sealed partial class MqttConnection
         }
 
         var data = will.WillPayload ?? [];
-        try
+        var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null);
+        var retain = will.WillRetain && _options.MaxRetainedPerApp > 0;
+
+        // MQTT 5 §3.1.3.2.2: the will waits out its Will Delay Interval, or the session's end if that comes first; a
+        // connection that resumes the session meanwhile cancels it. A clean session ends now, so its will goes now.
+        var delay = V5 ? Math.Min(will.WillProperties?.WillDelayInterval ?? 0, _session?.ExpirySeconds ?? 0) : 0;
+        if (delay > 0 && _session is { Discarded: false } session)
         {
-            await _node.Bus.SendToRoutingAsync(new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null), CancellationToken.None).ConfigureAwait(false);
+            session.DelayWill(new MqttWill(request, retain), _node.Time.GetUtcNow().UtcTicks + (delay * TimeSpan.TicksPerSecond));
+            return;
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogRequestFailed(_logger, ex, ConnectionId);
-        }
+
+        await _broker.PublishWillAsync(new MqttWill(request, retain)).ConfigureAwait(false);
     }
 
     /// <summary>Whether a payload is exactly one JSON value (then JSON subscribers get it as JSON; otherwise base64).</summary>
@@ -193,6 +229,9 @@ internal sealed partial class MqttConnection
 
     [LoggerMessage(EventId = 1420, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogPublishRefused(ILogger logger, string connectionId, string channel, byte reasonCode, string reason);
+
+    [LoggerMessage(EventId = 1422, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: '{Channel}' published but not retained: the app holds retained messages on {Max} topics (Relay:Mqtt:MaxRetainedPerApp)")]
+    private static partial void LogRetainedFull(ILogger logger, string connectionId, string channel, int max);
 
     [LoggerMessage(EventId = 1421, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' failed: {Error}")]
     private static partial void LogPublishFailed(ILogger logger, string connectionId, string channel, string error);

@@ -8,7 +8,7 @@ namespace Relay.Ingress.Mqtt;
 
 /// <summary>
 /// SUBSCRIBE and UNSUBSCRIBE: a topic filter is a channel name or pattern (<c>+</c> and <c>#</c> through the node's one
-/// matcher); each gets the QoS asked for, at most 1, or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
+/// matcher); each gets the QoS asked for (0, 1 or 2), or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
 /// authorized, 0x8F filter invalid, 0x9E shared subscriptions, 0x97 over a limit). Subscriptions live as long as the
 /// connection (clean sessions).
 /// </summary>
@@ -17,43 +17,59 @@ internal sealed partial class MqttConnection
     private async ValueTask SubscribeAsync(MqttSubscribe subscribe)
     {
         var codes = new List<byte>(subscribe.Subscriptions.Count);
+        List<(string Filter, byte Qos)>? retained = null;
         foreach (var requested in subscribe.Subscriptions)
         {
-            codes.Add(await SubscribeOneAsync(requested).ConfigureAwait(false));
+            var (code, existed) = await SubscribeOneAsync(requested).ConfigureAwait(false);
+            codes.Add(code);
+
+            // MQTT 5 §3.3.1.3 Retain Handling: 0 sends the retained messages, 1 only for a new subscription, 2 never.
+            if (code <= 2 && (requested.RetainHandling == 0 || (requested.RetainHandling == 1 && !existed)))
+            {
+                (retained ??= []).Add((requested.Filter, code));
+            }
         }
 
         var ack = new MqttSubAck { PacketId = subscribe.PacketId };
         ack.ReasonCodes.AddRange(codes);
         Send(ack);
+        foreach (var (filter, qos) in retained ?? [])
+        {
+            foreach (var message in _broker.Retained.Matching(App, filter))
+            {
+                Enqueue(new MqttOutbound(message, null, qos, Retain: true));
+            }
+        }
     }
 
-    private async ValueTask<byte> SubscribeOneAsync(MqttSubscription requested)
+    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested)
     {
         var filter = requested.Filter;
         byte failure = V5 ? (byte)0 : MqttReasonCodes.V3SubscribeFailure;
         if (filter.StartsWith("$share/", StringComparison.Ordinal))
         {
-            return Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet");
+            return (Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet"), false);
         }
 
         if (!ChannelName.IsValidPattern(filter, out var invalid))
         {
-            return Failed(MqttReasonCodes.TopicFilterInvalid, invalid);
+            return (Failed(MqttReasonCodes.TopicFilterInvalid, invalid), false);
         }
 
         if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
         {
-            return Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'");
+            return (Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'"), false);
         }
 
-        var qos = Math.Min(requested.Qos, (byte)1);
+        // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
+        var qos = requested.Qos;
         MqttSubscriptionSink? previous;
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
-            _subscriptions.Remove(filter, out previous);
-            if (previous is null && _subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
+            _session.Subscriptions.Remove(filter, out previous);
+            if (previous is null && _session.Subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
             {
-                return Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)");
+                return (Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)"), false);
             }
         }
 
@@ -63,30 +79,30 @@ internal sealed partial class MqttConnection
             await _node.RemoveSubscriptionAsync(replaced).ConfigureAwait(false);
         }
 
-        var sink = new MqttSubscriptionSink(this, filter, qos);
+        var sink = new MqttSubscriptionSink(_session, filter, qos);
         try
         {
             sink.Subscription = await _node.StartSubscriptionAsync(sink, App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
         }
         catch (RelayException ex)
         {
-            return Failed(ex.Error.Code == ErrorCodes.RateLimited ? MqttReasonCodes.QuotaExceeded : MqttReasonCodes.UnspecifiedError, ex.Error.Message);
+            return (Failed(ex.Error.Code == ErrorCodes.RateLimited ? MqttReasonCodes.QuotaExceeded : MqttReasonCodes.UnspecifiedError, ex.Error.Message), false);
         }
 
         bool kept;
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
             // Capabilities may have changed meanwhile, or the connection closed: then it is not kept.
-            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _subscriptions.TryAdd(filter, sink);
+            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _session.Subscriptions.TryAdd(filter, sink);
         }
 
         if (!kept)
         {
             await _node.RemoveSubscriptionAsync(sink.Subscription).ConfigureAwait(false);
-            return Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing");
+            return (Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing"), false);
         }
 
-        return qos;
+        return (qos, previous is not null);
 
         byte Failed(byte v5Code, string reason)
         {
@@ -101,9 +117,9 @@ internal sealed partial class MqttConnection
         foreach (var filter in unsubscribe.Filters)
         {
             MqttSubscriptionSink? removed;
-            lock (_subscriptions)
+            lock (_session!.Subscriptions)
             {
-                _subscriptions.Remove(filter, out removed);
+                _session.Subscriptions.Remove(filter, out removed);
             }
 
             if (removed?.Subscription is { } subscription)
@@ -121,9 +137,9 @@ internal sealed partial class MqttConnection
     private async Task DropForbiddenAsync()
     {
         var dropped = new List<MqttSubscriptionSink>();
-        lock (_subscriptions)
+        lock (_session!.Subscriptions)
         {
-            foreach (var (filter, sink) in _subscriptions)
+            foreach (var (filter, sink) in _session.Subscriptions)
             {
                 if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
                 {
@@ -133,7 +149,7 @@ internal sealed partial class MqttConnection
 
             foreach (var sink in dropped)
             {
-                _subscriptions.Remove(sink.Filter);
+                _session.Subscriptions.Remove(sink.Filter);
             }
         }
 
@@ -153,24 +169,21 @@ internal sealed partial class MqttConnection
         }
     }
 
-    /// <summary>After the read loop: the subscriptions go, the will is published if it is due, the client id is freed, and the queue ends.</summary>
+    /// <summary>
+    /// After the read loop: a persistent session keeps its subscriptions and keeps what arrives from now; a clean one's
+    /// subscriptions go. The will is published if it is due, the client id is freed, and the queue ends.
+    /// </summary>
     private async Task CloseAsync()
     {
         Close(0, null);
-        MqttSubscriptionSink[] all;
-        lock (_subscriptions)
-        {
-            all = [.. _subscriptions.Values];
-            _subscriptions.Clear();
-        }
-
         try
         {
-            foreach (var sink in all)
+            if (_session is { } session)
             {
-                if (sink.Subscription is { } subscription)
+                session.Detach(this, _node.Time.GetUtcNow());
+                if (session.ExpirySeconds == 0)
                 {
-                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                    await _broker.DiscardAsync(session).ConfigureAwait(false);
                 }
             }
 

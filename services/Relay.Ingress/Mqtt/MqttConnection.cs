@@ -1,5 +1,8 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -34,10 +37,19 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
     private readonly CancellationTokenSource _closed = new();
-    private readonly Dictionary<string, MqttSubscriptionSink> _subscriptions = new(StringComparer.Ordinal);
-    private readonly HashSet<ushort> _inflight = [];
+    // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP.
+    private readonly Dictionary<ushort, InflightEntry> _inflight = [];
     private readonly HashSet<ushort> _awaitingRelease = [];
-    private SemaphoreSlim? _inflightSlots;
+
+    // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
+    // each of which wakes the write loop (as does a PUBREL to send).
+    private int _window = int.MaxValue;
+    private int _inflightCount;
+    private readonly SemaphoreSlim _writerWake = new(0);
+
+    // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
+    // bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
+    private readonly ConcurrentQueue<ushort> _releases = new();
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
@@ -53,7 +65,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private MqttConnect? _will;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
-    private RelayMessage? _lastSent;
+    private string?[]? _topicAliases;
+
+    // The client id's session: its subscriptions, and what it keeps while no connection holds it.
+    private MqttSession? _session;
     private TokenBucket? _publishRate;
     private long _keysVersion = -1;
 
@@ -100,6 +115,8 @@ internal sealed partial class MqttConnection : INodeConnection
             }
             finally
             {
+                // A persistent session gets back what this connection did not deliver, for the next one.
+                _session?.HandBack(_session.ExpirySeconds > 0 ? Undelivered() : []);
                 _node.Unregister(this);
                 _queue.Clear();
                 _closed.Dispose();
@@ -107,16 +124,23 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    /// <summary>Queues a delivery of <paramref name="message"/> at <paramref name="qos"/> (called by the node's dispatch, any thread).</summary>
-    public void Deliver(RelayMessage message, byte qos)
+    /// <summary>
+    /// Messages matching <paramref name="sink"/>'s filter were lost before this node and history no longer holds them
+    /// (called in order with deliveries, before the first message after the loss). MQTT has no message for a loss and no
+    /// seq to resume from, so a QoS 1 or 2 subscriber, promised every message, is not carried past it: the connection ends
+    /// after what is queued (MQTT 5: DISCONNECT 0x80 with a reason string naming the filter; 3.1.1: closed), and the
+    /// client sees the disconnect. A QoS 0 subscriber was promised at most once: the loss is logged and delivery goes on.
+    /// </summary>
+    public void Lost(MqttSubscriptionSink sink)
     {
-        // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
-        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        if (sink.Qos == 0)
         {
+            LogLossPassed(_logger, ConnectionId, sink.Filter);
             return;
         }
 
-        Enqueue(new MqttOutbound(message, null, qos));
+        LogLossClosing(_logger, ConnectionId, sink.Filter);
+        Close(MqttReasonCodes.UnspecifiedError, $"messages matching '{sink.Filter}' were lost before this node and history no longer holds them: nothing after the loss is sent on this connection; connect and subscribe again");
     }
 
     public void Abort()
@@ -145,6 +169,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         _queue.TrimIfUnused();
+        _session?.ForgetQuietChannels();
         if (_principal is null)
         {
             if (ticks >= _connectDeadlineTicks)
@@ -178,7 +203,7 @@ internal sealed partial class MqttConnection : INodeConnection
     /// Everything not yet sent counts against the node's one send budget (<c>Relay:Ingress:SendQueueBytes</c>): a client
     /// that falls further behind is cut as a slow consumer, as a realtime one is.
     /// </summary>
-    private void Enqueue(MqttOutbound item)
+    internal void Enqueue(MqttOutbound item)
     {
         if (!_queue.TryWrite(item, _node.Options.SendQueueBytes) && Volatile.Read(ref _closing) == 0)
         {
@@ -202,6 +227,9 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
+
+        // Deliveries from now go to the session (kept while it is persistent), not to a queue that is ending.
+        _session?.Detach(this, _node.Time.GetUtcNow());
         if (V5 && reasonCode != 0)
         {
             _queue.TryWrite(new MqttOutbound(null, MqttEncoder.Encode(new MqttDisconnect { ReasonCode = reasonCode, Properties = reason is null ? null : new MqttProperties { ReasonString = reason } }, 5), 0));
@@ -324,12 +352,15 @@ internal sealed partial class MqttConnection : INodeConnection
         {
             case MqttPublish publish:
                 return PublishAsync(publish);
-            case MqttAck { Type: MqttPacketType.PubAck or MqttPacketType.PubComp } ack:
-                Acknowledged(ack.PacketId);
+            case MqttAck { Type: MqttPacketType.PubAck } ack:
+                Acknowledged(ack.PacketId, Inflight.AwaitingPubAck);
                 return ValueTask.CompletedTask;
             case MqttAck { Type: MqttPacketType.PubRec } ack:
-                // Relay delivers at QoS 0 or 1 only; a PUBREC answers nothing it sent.
-                throw MqttProtocolException.Protocol($"PUBREC for packet {ack.PacketId}: this server sends no QoS 2 PUBLISH");
+                Received(ack);
+                return ValueTask.CompletedTask;
+            case MqttAck { Type: MqttPacketType.PubComp } ack:
+                Acknowledged(ack.PacketId, Inflight.AwaitingPubComp);
+                return ValueTask.CompletedTask;
             case MqttAck { Type: MqttPacketType.PubRel } release:
                 Released(release.PacketId);
                 return ValueTask.CompletedTask;
@@ -343,6 +374,13 @@ internal sealed partial class MqttConnection : INodeConnection
             case MqttDisconnect { Type: MqttPacketType.Disconnect } disconnect:
                 // Normal disconnection drops the will; MQTT 5's 0x04 asks for it to be published.
                 _disconnectedCleanly = disconnect.ReasonCode != 0x04;
+
+                // MQTT 5 §3.14.2.2.2: DISCONNECT may change the session's expiry (0: it ends with the connection).
+                if (disconnect.Properties?.SessionExpiryInterval is { } expiry && _session is { } session)
+                {
+                    session.ExpirySeconds = Math.Min(expiry, _options.MaxSessionExpirySeconds);
+                }
+
                 Close(0, null);
                 return ValueTask.CompletedTask;
             case MqttDisconnect { Type: MqttPacketType.Auth }:
@@ -376,18 +414,26 @@ internal sealed partial class MqttConnection : INodeConnection
             while (await _queue.WaitToReadAsync().ConfigureAwait(false))
             {
                 var written = 0;
-                while (written < FlushBytes && _queue.TryPeek(out var item))
+                while (written < FlushBytes)
                 {
-                    if (item.Message is not null && item.Qos > 0 && _inflightSlots is { } slots && !slots.Wait(0))
+                    written += WriteReleases(output);
+                    if (!_queue.TryPeek(out var item))
                     {
-                        // The client's window is full: what is written goes out, then wait for a PUBACK.
+                        break;
+                    }
+
+                    if (item.Message is not null && item.Qos > 0 && !TryTakeSlot())
+                    {
+                        // The client's window is full: what is written goes out, then wait for a PUBACK or PUBCOMP
+                        // (or a PUBREC, whose PUBREL must go out ahead of what waits here).
                         if (written > 0)
                         {
                             await output.FlushAsync().ConfigureAwait(false);
                             written = 0;
                         }
 
-                        await slots.WaitAsync(_closed.Token).ConfigureAwait(false);
+                        await _writerWake.WaitAsync(_closed.Token).ConfigureAwait(false);
+                        continue;
                     }
 
                     _queue.TryRead(out item);
@@ -420,14 +466,31 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         var message = item.Message!;
+        if (item.Release)
+        {
+            // A QoS 2 delivery a previous connection had released: PUBREL again (MQTT 5 §4.4), its slot held until PUBCOMP.
+            lock (_inflight)
+            {
+                _inflight[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos);
+            }
+
+            var release = output.GetSpan(4);
+            release[0] = 0x62;
+            release[1] = 2;
+            release[2] = (byte)(item.PacketId >> 8);
+            release[3] = (byte)item.PacketId;
+            output.Advance(4);
+            return 4;
+        }
+
         var frames = MqttPublishFrame.Of(message);
-        var frame = frames.Get(message, _level, item.Qos);
+        var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
         if (frame.Length > _clientMaxPacket)
         {
             // MQTT 5 §3.1.2.11.4: a packet larger than the client's maximum is not sent (as if delivered).
             if (item.Qos > 0)
             {
-                _inflightSlots?.Release();
+                Interlocked.Decrement(ref _inflightCount);
             }
 
             return 0;
@@ -437,25 +500,52 @@ internal sealed partial class MqttConnection : INodeConnection
         frame.CopyTo(span);
         if (item.Qos > 0)
         {
-            var packetId = NextPacketId();
+            // A QoS 2 PUBLISH is its QoS 1 frame with the other QoS bits in the fixed header.
+            if (item.Qos == 2)
+            {
+                span[0] = (byte)((span[0] & ~0x06) | 0x04);
+            }
+
+            var state = item.Qos == 2 ? Inflight.AwaitingPubRec : Inflight.AwaitingPubAck;
+            ushort packetId;
+            if (item.PacketId != 0)
+            {
+                // Sent again for a resumed session: the same packet id, with DUP (MQTT 3.1.1 §4.4, 5.0 §4.4).
+                packetId = item.PacketId;
+                span[0] |= 0x08;
+                lock (_inflight)
+                {
+                    _inflight[packetId] = new InflightEntry(state, message, item.Qos);
+                }
+            }
+            else
+            {
+                packetId = NextPacketId(state, message, item.Qos);
+            }
+
             var at = frames.PacketIdOffset(frame);
             span[at] = (byte)(packetId >> 8);
             span[at + 1] = (byte)packetId;
+        }
+
+        if (item.Retain)
+        {
+            span[0] |= 0x01;
         }
 
         output.Advance(frame.Length);
         return frame.Length;
     }
 
-    /// <summary>The next packet id not awaiting a PUBACK (ids 1 to 65535, reused as they are acknowledged).</summary>
-    private ushort NextPacketId()
+    /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>
+    private ushort NextPacketId(Inflight state, RelayMessage message, byte qos)
     {
         lock (_inflight)
         {
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (_inflight.Add((ushort)_nextPacketId))
+                if (_inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos)))
                 {
                     return (ushort)_nextPacketId;
                 }
@@ -463,19 +553,141 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    /// <summary>A PUBACK: the in-flight slot is free for the next QoS 1 delivery. An id not in flight is ignored.</summary>
-    private void Acknowledged(ushort packetId)
+    /// <summary>
+    /// A PUBACK (QoS 1) or PUBCOMP (QoS 2) ends a delivery's exchange: its in-flight slot is free for the next QoS 1 or 2
+    /// delivery. An id not in flight, or not at that step, is ignored.
+    /// </summary>
+    private void Acknowledged(ushort packetId, Inflight expected)
     {
         bool removed;
         lock (_inflight)
         {
-            removed = _inflight.Remove(packetId);
+            removed = _inflight.TryGetValue(packetId, out var entry) && entry.State == expected && _inflight.Remove(packetId);
         }
 
         if (removed)
         {
-            _inflightSlots?.Release();
+            FreeSlot();
         }
+    }
+
+    // Only the write loop takes slots, so the check and the increment need no lock; acknowledgements free them anywhere.
+    private bool TryTakeSlot()
+    {
+        if (Volatile.Read(ref _inflightCount) >= _window)
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _inflightCount);
+        return true;
+    }
+
+    private void FreeSlot()
+    {
+        Interlocked.Decrement(ref _inflightCount);
+        _writerWake.Release();
+    }
+
+    /// <summary>Writes the PUBRELs owed (in the order of their PUBRECs, MQTT 5 §4.6); returns the bytes written.</summary>
+    private int WriteReleases(PipeWriter output)
+    {
+        var written = 0;
+        while (_releases.TryDequeue(out var packetId))
+        {
+            var span = output.GetSpan(4);
+            span[0] = 0x62;
+            span[1] = 2;
+            span[2] = (byte)(packetId >> 8);
+            span[3] = (byte)packetId;
+            output.Advance(4);
+            written += 4;
+        }
+
+        return written;
+    }
+
+    /// <summary>
+    /// A PUBREC: the client has the QoS 2 message; the server releases it (PUBREL) and keeps the slot until PUBCOMP
+    /// (MQTT 5 §4.9: Receive Maximum counts a QoS 2 PUBLISH until its PUBCOMP). An MQTT 5 PUBREC with a failure code
+    /// ends the exchange there; a PUBREC for an id not in flight gets PUBREL all the same (MQTT 5: 0x92), so the client
+    /// can finish.
+    /// </summary>
+    private void Received(MqttAck received)
+    {
+        var packetId = received.PacketId;
+        bool known, freed = false, released = false;
+        lock (_inflight)
+        {
+            ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(_inflight, packetId);
+            known = !Unsafe.IsNullRef(ref entry) && entry.State != Inflight.AwaitingPubAck;
+            if (known && received.ReasonCode >= 0x80)
+            {
+                freed = _inflight.Remove(packetId);
+            }
+            else if (known)
+            {
+                released = entry.State == Inflight.AwaitingPubRec;
+                entry = entry with { State = Inflight.AwaitingPubComp };
+            }
+        }
+
+        if (freed)
+        {
+            FreeSlot();
+            return;
+        }
+
+        if (!released)
+        {
+            // Not a slot's first PUBREC (a repeat, or an id not in flight): in turn with everything else.
+            Send(new MqttAck(MqttPacketType.PubRel) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+            return;
+        }
+
+        // The write loop may be waiting for this very slot, or for anything queued at all.
+        _releases.Enqueue(packetId);
+        _writerWake.Release();
+        Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
+    }
+
+    /// <summary>
+    /// What this connection did not deliver, for its persistent session: deliveries awaiting acknowledgement (to be sent
+    /// again with DUP and their packet ids, or PUBREL again), in packet id order, then QoS 1 and 2 ones never sent.
+    /// </summary>
+    private List<MqttOutbound> Undelivered()
+    {
+        var undelivered = new List<MqttOutbound>();
+        lock (_inflight)
+        {
+            foreach (var (packetId, entry) in _inflight.OrderBy(static e => e.Key))
+            {
+                undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp));
+            }
+
+            _inflight.Clear();
+        }
+
+        while (_queue.TryRead(out var item))
+        {
+            if (item.Message is not null && item.Qos > 0)
+            {
+                undelivered.Add(item);
+            }
+        }
+
+        return undelivered;
+    }
+
+    /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>
+    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos);
+
+    /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
+    private enum Inflight : byte
+    {
+        AwaitingPubAck,
+        AwaitingPubRec,
+        AwaitingPubComp,
     }
 
     [LoggerMessage(EventId = 1400, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} receive ended: {Reason}")]
@@ -495,6 +707,12 @@ internal sealed partial class MqttConnection : INodeConnection
 
     [LoggerMessage(EventId = 1405, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} cut as a slow consumer (its {Bytes}-byte send budget was spent)")]
     private static partial void LogSlowConsumer(ILogger logger, string connectionId, long bytes);
+
+    [LoggerMessage(EventId = 1407, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId} closed: messages matching '{Filter}' (QoS 1) were lost before this node and history no longer holds them")]
+    private static partial void LogLossClosing(ILogger logger, string connectionId, string filter);
+
+    [LoggerMessage(EventId = 1408, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId}: messages matching '{Filter}' (QoS 0) were lost before this node; delivery goes on")]
+    private static partial void LogLossPassed(ILogger logger, string connectionId, string filter);
 
     [LoggerMessage(EventId = 1406, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: a request failed")]
     private static partial void LogRequestFailed(ILogger logger, Exception exception, string connectionId);

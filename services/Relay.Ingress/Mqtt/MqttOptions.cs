@@ -18,11 +18,23 @@ public sealed class MqttOptions
     /// <summary>Default longest keep-alive: 20 minutes; an MQTT 5 client asking for more (or 0, none) is told this one.</summary>
     public const int DefaultMaxKeepAliveSeconds = 1200;
 
-    /// <summary>Default QoS 1 deliveries awaiting PUBACK per connection: 32 keeps a link busy without holding much for a slow device.</summary>
+    /// <summary>Default QoS 1 and 2 deliveries awaiting PUBACK or PUBCOMP per connection: 32 keeps a link busy without holding much for a slow device.</summary>
     public const int DefaultMaxInflight = 32;
 
     /// <summary>Default QoS 1 and 2 publishes a client may have unacknowledged (MQTT 5 Receive Maximum): as many as a realtime connection pipelines.</summary>
     public const int DefaultReceiveMaximum = 64;
+
+    /// <summary>Default topics with a retained message per app: 10,000 messages of at most 64 KiB bound a node's memory for them.</summary>
+    public const int DefaultMaxRetainedPerApp = 10_000;
+
+    /// <summary>Default longest persistent session left unresumed: a day covers a device offline overnight.</summary>
+    public const uint DefaultMaxSessionExpirySeconds = 86_400;
+
+    /// <summary>Default QoS 1/2 messages a persistent session keeps for an absent client: a thousand, oldest dropped first.</summary>
+    public const int DefaultMaxQueuedMessages = 1000;
+
+    /// <summary>Default bytes a persistent session keeps for an absent client: 1 MiB, a thousand 1 KiB readings.</summary>
+    public const long DefaultMaxQueuedBytes = 1024 * 1024;
 
     /// <summary>Whether the node serves MQTT (TCP on <see cref="Port"/> and WebSocket at <c>/mqtt</c>).</summary>
     public bool Enabled { get; set; } = true;
@@ -39,9 +51,21 @@ public sealed class MqttOptions
     /// <summary>The longest keep-alive an MQTT 5 client is granted (Server Keep Alive); MQTT 3.1.1 clients keep their own.</summary>
     public int MaxKeepAliveSeconds { get; set; } = DefaultMaxKeepAliveSeconds;
 
-    /// <summary>QoS 1 deliveries a connection may have awaiting PUBACK (an MQTT 5 client's smaller Receive Maximum wins).</summary>
+    /// <summary>QoS 1 and 2 deliveries a connection may have awaiting PUBACK or PUBCOMP (an MQTT 5 client's smaller Receive Maximum wins).</summary>
     public int MaxInflight { get; set; } = DefaultMaxInflight;
 
     /// <summary>QoS 1 and 2 publishes a client may have awaiting their acknowledgement (announced as MQTT 5 Receive Maximum).</summary>
     public int ReceiveMaximum { get; set; } = DefaultReceiveMaximum;
+
+    /// <summary>Topics of one app that may hold a retained message on this node; a retained publish to another is refused (MQTT 5: 0x97).</summary>
+    public int MaxRetainedPerApp { get; set; } = DefaultMaxRetainedPerApp;
+
+    /// <summary>The longest a persistent session is kept unresumed (MQTT 5 clients asking more are told this; 3.1.1 ones get it).</summary>
+    public uint MaxSessionExpirySeconds { get; set; } = DefaultMaxSessionExpirySeconds;
+
+    /// <summary>QoS 1/2 messages a persistent session keeps while its client is away; past it the oldest is dropped.</summary>
+    public int MaxQueuedMessages { get; set; } = DefaultMaxQueuedMessages;
+
+    /// <summary>Bytes of messages a persistent session keeps while its client is away; past it the oldest is dropped.</summary>
+    public long MaxQueuedBytes { get; set; } = DefaultMaxQueuedBytes;
 }

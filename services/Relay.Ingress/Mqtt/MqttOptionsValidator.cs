@@ -41,6 +41,21 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
             failures.Add($"Relay:Mqtt:ReceiveMaximum is {options.ReceiveMaximum}; set it between 1 and 65535.");
         }
 
+        if (options.MaxRetainedPerApp is < 0 or > 10_000_000)
+        {
+            failures.Add($"Relay:Mqtt:MaxRetainedPerApp is {options.MaxRetainedPerApp}; set it between 0 (no retained messages) and 10000000.");
+        }
+
+        if (options.MaxQueuedMessages < 1)
+        {
+            failures.Add($"Relay:Mqtt:MaxQueuedMessages is {options.MaxQueuedMessages}; set it to 1 or more (QoS 1/2 messages a persistent session keeps for an absent client).");
+        }
+
+        if (options.MaxQueuedBytes < 1024)
+        {
+            failures.Add($"Relay:Mqtt:MaxQueuedBytes is {options.MaxQueuedBytes}; set it to 1024 or more (bytes a persistent session keeps for an absent client).");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

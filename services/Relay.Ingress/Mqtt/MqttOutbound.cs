@@ -2,9 +2,17 @@ using Relay.Core.Messages;
 
 namespace Relay.Ingress.Mqtt;
 
-/// <summary>One item of an MQTT connection's send queue: a message to deliver at a QoS, or a control packet's bytes.</summary>
-internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos)
+/// <summary>
+/// One item of an MQTT connection's send queue: a message to deliver at a QoS (<paramref name="Retain"/>: a retained
+/// message sent for a new subscription, with the RETAIN flag), or a control packet's bytes. A resumed session's delivery
+/// sent again carries its <paramref name="PacketId"/> (sent with DUP), or <paramref name="Release"/> for a QoS 2 one to
+/// be released again (PUBREL).
+/// </summary>
+internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false, ushort PacketId = 0, bool Release = false)
 {
+    /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
+    public static readonly byte[] Nothing = [];
+
     /// <summary>What a PUBLISH adds around its payload and topic, counted for the item's share of the send budget.</summary>
     public const int PublishOverheadBytes = 16;
 

@@ -64,6 +64,53 @@ public sealed class MqttInteropTests(ServerFixture fixture) : IClassFixture<Serv
 
     [Theory]
     [MemberData(nameof(MosquittoVersions))]
+    public async Task MosquittoSub_QosTwo_GetsEveryMessageOnceAtQosTwo(string version)
+    {
+        const int Count = 100;
+        var topic = $"mosq-qos2/{Guid.NewGuid():N}";
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        using var sub = ClientProcess.Mosquitto("mosquitto_sub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version,
+            "-t", topic, "-q", "2", "-C", Count.ToString(CultureInfo.InvariantCulture), "-W", "30", "-d", "-F", "payload:%p");
+        await sub.WaitForAsync("SUBACK", Timeout);
+
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        for (var i = 0; i < Count; i++)
+        {
+            await ws.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+
+        for (var i = 0; i < Count; i++)
+        {
+            Assert.Equal($"payload:{i}", await sub.WaitForAsync("payload:", Timeout));
+        }
+
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+        Assert.Equal(Count, sub.Output.Split('\n').Count(line => line.Contains("received PUBLISH (d0, q2", StringComparison.Ordinal)));
+        Assert.Equal(Count, sub.Output.Split('\n').Count(line => line.Contains("sending PUBCOMP", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [MemberData(nameof(MosquittoVersions))]
+    public async Task MosquittoPubRetained_LaterMosquittoSubGetsItWithRetainFlag(string version)
+    {
+        var root = $"mosq-retain/{Guid.NewGuid():N}";
+        var topic = root + "/x";
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        using (var pub = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version, "-t", topic, "-q", "1", "-r", "-m", "last value"))
+        {
+            Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        }
+
+        // -R would skip retained messages: this one must be one (%r prints the flag).
+        using var sub = ClientProcess.Mosquitto("mosquitto_sub", "-h", "127.0.0.1", "-p", Port, "-u", user, "-P", password, "-V", version,
+            "-t", root + "/+", "-q", "1", "-C", "1", "-W", "20", "-F", "retained:%r payload:%p");
+        Assert.Equal("retained:1 payload:last value", await sub.WaitForAsync("payload:", Timeout));
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+    }
+
+    [Theory]
+    [MemberData(nameof(MosquittoVersions))]
     public async Task MosquittoPub_ReachesWebSocketSubscriberWithSeq(string version)
     {
         var topic = $"mosq-ws/{Guid.NewGuid():N}";

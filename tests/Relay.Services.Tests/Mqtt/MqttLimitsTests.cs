@@ -18,6 +18,8 @@ public sealed class MqttLimitsFixture : IServerFixture, IAsyncLifetime
 
     public const int MaxPacketBytes = 8192;
 
+    public const int MaxRetained = 3;
+
     public RelayServer Server { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -29,6 +31,7 @@ public sealed class MqttLimitsFixture : IServerFixture, IAsyncLifetime
         settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
         settings["Relay:Ingress:PublishBurst"] = "100000";
         settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
+        settings["Relay:Mqtt:MaxRetainedPerApp"] = MaxRetained.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Server = await RelayServer.StartAsync(settings);
     }
 
@@ -185,6 +188,125 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         Assert.Equal((byte)0x32, next?.First);
         Assert.Equal("4", Encoding.UTF8.GetString(next!.Value.Body.AsSpan(4 + filter.Length)));
         Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
+    public async Task QosTwoDelivery_SlotHeldFromPublishToPubComp_ReleasedOnPubRecAndFreedOnPubComp()
+    {
+        var topic = $"inflight2/{Guid.NewGuid():N}";
+        await using var slow = await RawMqttClient.OpenAsync(_server);
+        await slow.ConnectAsync(4, "slow-qos2");
+        var filter = Encoding.UTF8.GetBytes(topic);
+        await slow.SendAsync([0x82, (byte)(5 + filter.Length), 0x00, 0x01, 0x00, (byte)filter.Length, .. filter, 0x02]);
+        Assert.Equal(new byte[] { 0x00, 0x01, 0x02 }, (await slow.ReadPacketAsync())?.Body);
+
+        await using var publisher = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        for (var i = 0; i < 10; i++)
+        {
+            await publisher.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+        var ids = new List<int>();
+        for (var i = 0; i < MqttLimitsFixture.MaxInflight; i++)
+        {
+            var publish = await slow.ReadPacketAsync();
+            Assert.Equal((byte)0x34, publish?.First);
+            ids.Add((publish!.Value.Body[2 + filter.Length] << 8) | publish.Value.Body[3 + filter.Length]);
+        }
+
+        Assert.Equal(MqttLimitsFixture.MaxInflight, ids.Distinct().Count());
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // PUBREC: the server releases the message (PUBREL), and the slot stays taken until PUBCOMP.
+        await slow.SendAsync([0x50, 0x02, (byte)(ids[0] >> 8), (byte)ids[0]]);
+        var release = await slow.ReadPacketAsync();
+        Assert.Equal((byte)0x62, release?.First);
+        Assert.Equal(new[] { (byte)(ids[0] >> 8), (byte)ids[0] }, release!.Value.Body);
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // PUBCOMP ends the exchange: exactly one more QoS 2 PUBLISH.
+        await slow.SendAsync([0x70, 0x02, (byte)(ids[0] >> 8), (byte)ids[0]]);
+        var next = await slow.ReadPacketAsync();
+        Assert.Equal((byte)0x34, next?.First);
+        Assert.Equal("4", Encoding.UTF8.GetString(next!.Value.Body.AsSpan(4 + filter.Length)));
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+
+        // A PUBACK does not end a QoS 2 exchange.
+        await slow.SendAsync([0x40, 0x02, (byte)(ids[1] >> 8), (byte)ids[1]]);
+        Assert.True(await slow.NothingWithinAsync(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [Fact]
+    public async Task Retained_AppAtItsMaximumOfTopics_NewTopicRefused0x97_ReplacingOrClearingStillWorks()
+    {
+        var root = $"retain-limit/{Guid.NewGuid():N}";
+        await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        async Task<MqttClientPublishReasonCode> RetainAsync(string topic, string payload) =>
+            (await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(Encoding.UTF8.GetBytes(payload)).WithRetainFlag()
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout)).ReasonCode;
+
+        for (var i = 0; i < MqttLimitsFixture.MaxRetained; i++)
+        {
+            Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/{i}", "kept"));
+        }
+
+        Assert.Equal(MqttClientPublishReasonCode.QuotaExceeded, await RetainAsync($"{root}/over", "refused"));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/0", "replaced"));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/1", string.Empty));
+        Assert.Equal(MqttClientPublishReasonCode.Success, await RetainAsync($"{root}/over", "now kept"));
+
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"{root}/#").Build()).WaitAsync(Timeout);
+        var seen = new List<string>();
+        for (var i = 0; i < MqttLimitsFixture.MaxRetained; i++)
+        {
+            var message = await subscriber.NextAsync();
+            Assert.True(message.Retain);
+            seen.Add($"{message.Topic[(root.Length + 1)..]}={Encoding.UTF8.GetString(message.Payload.ToArray())}");
+        }
+
+        Assert.Equal(["0=replaced", "2=kept", "over=now kept"], seen.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task TopicAlias_SetThenUsed_PublishesToTheAliasedTopic_UnsetOrTooHighDisconnects()
+    {
+        var topic = $"alias/{Guid.NewGuid():N}";
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await using var device = await RawMqttClient.OpenAsync(_server);
+        await device.SendAsync(RawMqttClient.Connect(5, "alias-device"));
+        var connAck = await device.ReadPacketAsync();
+        Assert.Equal((byte)0x20, connAck?.First);
+
+        // CONNACK announces a Topic Alias Maximum (property 0x22), above 0.
+        var at = Convert.ToHexString(connAck!.Value.Body).IndexOf("22", 6, StringComparison.Ordinal);
+        Assert.True(at >= 0 && at % 2 == 0, Convert.ToHexString(connAck.Value.Body));
+
+        static byte[] Publish(string topic, ushort alias, string payload)
+        {
+            var name = Encoding.UTF8.GetBytes(topic);
+            var data = Encoding.UTF8.GetBytes(payload);
+            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, 3, 0x23, (byte)(alias >> 8), (byte)alias, .. data];
+            return [0x30, (byte)body.Length, .. body];
+        }
+
+        await device.SendAsync(Publish(topic, 1, "set"));
+        await device.SendAsync(Publish(string.Empty, 1, "used"));
+        Assert.Equal("set", Encoding.UTF8.GetString((await subscriber.NextAsync()).Payload.ToArray()));
+        var used = await subscriber.NextAsync();
+        Assert.Equal(topic, used.Topic);
+        Assert.Equal("used", Encoding.UTF8.GetString(used.Payload.ToArray()));
+
+        // An alias never set: protocol error (0x82); one above the maximum: 0x94.
+        await device.SendAsync(Publish(string.Empty, 2, "unset"));
+        var closed = await device.ReadUntilClosedAsync();
+        Assert.Equal((byte)0x82, Assert.Single(closed, p => p.First == 0xE0).Body[0]);
+        await using var greedy = await RawMqttClient.OpenAsync(_server);
+        await greedy.ConnectAsync(5, "alias-greedy");
+        await greedy.SendAsync(Publish(topic, 1000, "too high"));
+        Assert.Equal((byte)0x94, Assert.Single(await greedy.ReadUntilClosedAsync(), p => p.First == 0xE0).Body[0]);
+        Assert.False(subscriber.TryNext(out _));
     }
 
     [Fact]

@@ -278,9 +278,86 @@ public abstract class MqttSpec(IServerFixture fixture)
 
         Assert.True(ack.IsSuccess, $"{ack.ReasonCode}");
         var message = await client.NextAsync();
-        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, message.QualityOfServiceLevel);
+        Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, message.QualityOfServiceLevel);
         await Task.Delay(200);
         Assert.False(client.TryNext(out _));
+    }
+
+    [Theory]
+    [MemberData(nameof(Versions))]
+    public async Task Subscribe_QosTwo_GrantedTwo_MoreMessagesThanTheWindowEachArriveOnceInOrder(MqttProtocolVersion version, bool webSocket)
+    {
+        const int Count = 200;
+        var topic = Topic("qos2-out");
+        await using var subscriber = await MqttClients.ConnectAsync(_server, version, webSocket: webSocket);
+        var granted = await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS2, granted.Items.Single().ResultCode);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+
+        // More than the in-flight window (32): a slot held past PUBCOMP would stop deliveries there.
+        for (var i = 0; i < Count; i++)
+        {
+            await ws.PublishAsync(topic, i).WaitAsync(Timeout);
+        }
+
+        for (var i = 0; i < Count; i++)
+        {
+            var message = await subscriber.NextAsync();
+            Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, message.QualityOfServiceLevel);
+            Assert.Equal(i.ToString(System.Globalization.CultureInfo.InvariantCulture), Encoding.UTF8.GetString(message.Payload.ToArray()));
+        }
+
+        await Task.Delay(300);
+        Assert.False(subscriber.TryNext(out _));
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Retained_NewSubscriberGetsTheLastWithRetainFlag_LiveOnesWithout_EmptyPayloadClears(MqttProtocolVersion version)
+    {
+        var root = Topic("retained");
+        await using var publisher = await MqttClients.ConnectAsync(_server, version);
+        async Task PublishAsync(string topic, string payload, bool retain)
+        {
+            var ack = await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(Encoding.UTF8.GetBytes(payload))
+                .WithRetainFlag(retain).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+            Assert.True(ack.IsSuccess, $"PUBACK {ack.ReasonCode}");
+        }
+
+        static string Seen(MqttApplicationMessage m) => $"{m.Topic.Split('/')[^1]}={Encoding.UTF8.GetString(m.Payload.ToArray())}{(m.Retain ? " (retained)" : string.Empty)}";
+
+        await PublishAsync($"{root}/a", "first", retain: true);
+        await PublishAsync($"{root}/a", "kept", retain: true);
+        await PublishAsync($"{root}/b", "other", retain: true);
+        await PublishAsync($"{root}/c", "not retained", retain: false);
+
+        await using var subscriber = await MqttClients.ConnectAsync(_server, version);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"{root}/+", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        var retained = new[] { Seen(await subscriber.NextAsync()), Seen(await subscriber.NextAsync()) };
+        Assert.Equal(["a=kept (retained)", "b=other (retained)"], retained.Order(StringComparer.Ordinal));
+
+        // Live messages carry no RETAIN flag, a retained one included; an empty retained publish clears the topic.
+        await PublishAsync($"{root}/a", "live", retain: false);
+        Assert.Equal("a=live", Seen(await subscriber.NextAsync()));
+        await PublishAsync($"{root}/a", string.Empty, retain: true);
+        Assert.Equal("a=", Seen(await subscriber.NextAsync()));
+
+        await using var late = await MqttClients.ConnectAsync(_server, version);
+        await late.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"{root}/#", MqttQualityOfServiceLevel.AtMostOnce).Build()).WaitAsync(Timeout);
+        Assert.Equal("b=other (retained)", Seen(await late.NextAsync()));
+        await Task.Delay(300);
+        Assert.False(late.TryNext(out var extra), extra is null ? null : Seen(extra));
+
+        if (version == MqttProtocolVersion.V500)
+        {
+            // Retain Handling 2: no retained messages for this subscription.
+            await using var none = await MqttClients.ConnectAsync(_server, version);
+            var filter = new MqttTopicFilterBuilder().WithTopic($"{root}/#").WithRetainHandling(MqttRetainHandling.DoNotSendOnSubscribe).Build();
+            await none.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(filter).Build()).WaitAsync(Timeout);
+            await Task.Delay(300);
+            Assert.False(none.TryNext(out _));
+        }
     }
 
     [Fact]

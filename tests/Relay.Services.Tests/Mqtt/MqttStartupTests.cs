@@ -31,11 +31,15 @@ public sealed class MqttStartupTests
             ["Relay:Ingress:MaxMessageBytes"] = "65536",
             ["Relay:Mqtt:MaxPacketBytes"] = "4096",
             ["Relay:Mqtt:MaxInflight"] = "0",
+            ["Relay:Mqtt:MaxRetainedPerApp"] = "-1",
+            ["Relay:Mqtt:MaxQueuedMessages"] = "0",
         }));
 
         Assert.Contains("Relay:Mqtt:MaxPacketBytes is 4096", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Ingress:MaxMessageBytes", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:MaxInflight is 0", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:MaxRetainedPerApp is -1", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:MaxQueuedMessages is 0", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -37,7 +37,7 @@ internal sealed class MqttPublishFrame
         return frames;
     }
 
-    /// <summary>The bytes of a PUBLISH of <paramref name="message"/> at QoS <paramref name="qos"/> (0 or 1) for <paramref name="level"/>.</summary>
+    /// <summary>The bytes of a PUBLISH of <paramref name="message"/> at QoS <paramref name="qos"/> (0 or 1; a QoS 2 delivery sets its header bits on a copy of the QoS 1 frame) for <paramref name="level"/>.</summary>
     public byte[] Get(RelayMessage message, byte level, byte qos)
     {
         ref var slot = ref level == 5 ? ref (qos == 0 ? ref _v5Qos0 : ref _v5Qos1) : ref (qos == 0 ? ref _v4Qos0 : ref _v4Qos1);

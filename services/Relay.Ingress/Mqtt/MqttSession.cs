@@ -1,0 +1,265 @@
+using System.Runtime.InteropServices;
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// One client id's session on this node: its subscriptions (the node's index delivers to them through the session) and,
+/// while no connection holds it, the QoS 1 and 2 messages that arrive and the deliveries its last connection left
+/// unacknowledged, sent again (DUP) to the next connection that resumes it. A clean session lives as long as its
+/// connection; a persistent one (MQTT 3.1.1 clean session 0, MQTT 5 Session Expiry Interval) until it expires
+/// unresumed. Kept in this node only (docs/mqtt.md).
+/// </summary>
+internal sealed class MqttSession(MqttBroker broker, string app, string clientId)
+{
+    /// <summary>Channels remembered for duplicate delivery without forgetting any: 64 covers a device's own topics.</summary>
+    private const int DeliveredChannelsKept = 64;
+
+    /// <summary>
+    /// Seconds a channel's last seq is remembered with no delivery: a message's copies come in one dispatch pass (microseconds),
+    /// or, for a channel subscribed while a pattern already delivered it, after the subscription's catch-up (one routing request).
+    /// </summary>
+    private const int DeliveredForgetSeconds = 10;
+
+    private readonly Lock _gate = new();
+    private readonly LinkedList<MqttOutbound> _queued = [];
+    private long _queuedBytes;
+    private MqttConnection? _connection;
+    private TaskCompletionSource _released = ReleasedNow();
+
+    // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
+    private Dictionary<string, Delivered>? _delivered;
+    private int _deliveredGeneration;
+
+    public string App { get; } = app;
+
+    public string ClientId { get; } = clientId;
+
+    /// <summary>The filters subscribed, each with its sink in the node's index (locked by itself).</summary>
+    public Dictionary<string, MqttSubscriptionSink> Subscriptions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Whether the session outlives its connection, and for how long unresumed (0: clean).</summary>
+    public uint ExpirySeconds { get; set; }
+
+    /// <summary>When an unresumed session ends (UTC ticks); long.MaxValue while a connection holds it.</summary>
+    public long ExpiresAtTicks { get; private set; } = long.MaxValue;
+
+    /// <summary>Messages for a QoS 1 or 2 subscription were lost between services: the session is not resumed.</summary>
+    public bool LostWhileAway { get; private set; }
+
+    /// <summary>Set once its subscriptions are removed: the session is gone, whatever still refers to it.</summary>
+    public bool Discarded { get; set; }
+
+    /// <summary>A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).</summary>
+    private (MqttWill Will, long DueTicks)? _will;
+
+    /// <summary>Completes when no connection holds the session (the last one has handed back what it had not delivered).</summary>
+    public Task WhenReleased => _released.Task;
+
+    /// <summary>A delivery from the node (any thread): to the connection holding the session, or kept while none does.</summary>
+    public void Deliver(RelayMessage message, byte qos)
+    {
+        // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
+        // Presence events reach a channel's own subscription only, which a session holds once.
+        if (message.PresenceAction is null && !FirstCopy(message))
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_connection is { } connection)
+            {
+                connection.Enqueue(new MqttOutbound(message, null, qos));
+            }
+            else if (qos > 0 && !Discarded)
+            {
+                // MQTT 3.1.1 §4.1, 5.0 §4.1: QoS 1 and 2 messages are kept for an absent client; QoS 0 ones may be dropped.
+                Keep(new MqttOutbound(message, null, qos), first: false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Messages matching <paramref name="sink"/>'s filter were lost before this node: the connection is told, and a QoS 1
+    /// or 2 subscription's session will not be resumed (the next CONNACK says no session is present).
+    /// </summary>
+    public void Lost(MqttSubscriptionSink sink)
+    {
+        lock (_gate)
+        {
+            if (sink.Qos > 0)
+            {
+                LostWhileAway = true;
+            }
+
+            _connection?.Lost(sink);
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="connection"/> holds the session from now: what was kept goes to it first (deliveries left
+    /// unacknowledged again, with DUP and their packet ids), then live deliveries.
+    /// </summary>
+    public void Attach(MqttConnection connection)
+    {
+        lock (_gate)
+        {
+            _connection = connection;
+            _released = Released();
+
+            // MQTT 5 §3.1.3.2.2: a connection to the session before the will's delay passed means no will.
+            _will = null;
+            ExpiresAtTicks = long.MaxValue;
+            foreach (var item in _queued)
+            {
+                connection.Enqueue(item);
+            }
+
+            _queued.Clear();
+            _queuedBytes = 0;
+        }
+    }
+
+    /// <summary>The connection stops holding the session: deliveries from now are kept (a persistent session) or dropped.</summary>
+    public void Detach(MqttConnection connection, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (ReferenceEquals(_connection, connection))
+            {
+                _connection = null;
+                ExpiresAtTicks = now.UtcTicks + (TimeSpan.TicksPerSecond * ExpirySeconds);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The detached connection hands back what it had not delivered (unacknowledged first, then never sent), ahead of what
+    /// was kept since; then the session is released for the next connection.
+    /// </summary>
+    public void HandBack(IReadOnlyList<MqttOutbound> undelivered)
+    {
+        lock (_gate)
+        {
+            if (_connection is null && !Discarded)
+            {
+                for (var i = undelivered.Count - 1; i >= 0; i--)
+                {
+                    Keep(undelivered[i], first: true);
+                }
+            }
+
+            _released.TrySetResult();
+        }
+    }
+
+    /// <summary>Keeps a will to publish at <paramref name="dueTicks"/>, unless a connection resumes the session first.</summary>
+    public void DelayWill(MqttWill will, long dueTicks)
+    {
+        lock (_gate)
+        {
+            _will = (will, dueTicks);
+        }
+    }
+
+    /// <summary>The delayed will, once due at <paramref name="nowTicks"/> (or now whatever its time, the session ending); taken once.</summary>
+    public MqttWill? TakeWill(long nowTicks)
+    {
+        lock (_gate)
+        {
+            if (_will is { } pending && nowTicks >= pending.DueTicks)
+            {
+                _will = null;
+                return pending.Will;
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>Once a second: channels quiet for a while are forgotten once many are remembered.</summary>
+    public void ForgetQuietChannels()
+    {
+        if (_delivered is not { } delivered)
+        {
+            return;
+        }
+
+        lock (delivered)
+        {
+            var generation = ++_deliveredGeneration;
+            if (delivered.Count <= DeliveredChannelsKept)
+            {
+                return;
+            }
+
+            foreach (var (channel, last) in delivered)
+            {
+                if (generation - last.Generation > DeliveredForgetSeconds)
+                {
+                    delivered.Remove(channel);
+                }
+            }
+
+            delivered.TrimExcess();
+        }
+    }
+
+    private static TaskCompletionSource Released() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private static TaskCompletionSource ReleasedNow()
+    {
+        var released = Released();
+        released.SetResult();
+        return released;
+    }
+
+    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged).
+    private void Keep(MqttOutbound item, bool first)
+    {
+        var bytes = MqttOutbound.Size(item);
+        if (first)
+        {
+            _queued.AddFirst(item);
+        }
+        else
+        {
+            _queued.AddLast(item);
+        }
+
+        _queuedBytes += bytes;
+        var options = broker.Options;
+        while (_queued.Count > 0 && (_queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
+        {
+            var oldest = _queued.First!.Value;
+            _queued.RemoveFirst();
+            _queuedBytes -= MqttOutbound.Size(oldest);
+            broker.QueuedMessageDropped(this, oldest.Message?.Channel);
+        }
+    }
+
+    /// <summary>
+    /// Whether no filter of this session has delivered <paramref name="message"/> yet. The node dispatches a channel's
+    /// messages in seq order, every matching subscription in one pass, but passes for other channels run on other threads
+    /// meanwhile: so the check is per channel (its epoch and last seq), not the last message sent.
+    /// </summary>
+    private bool FirstCopy(RelayMessage message)
+    {
+        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
+        lock (delivered)
+        {
+            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, message.Channel, out var known);
+            if (known && message.Seq <= last.Seq && (ReferenceEquals(last.Epoch, message.Epoch) || string.Equals(last.Epoch, message.Epoch, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+
+            last = new Delivered(message.Epoch, message.Seq, _deliveredGeneration);
+            return true;
+        }
+    }
+
+    /// <summary>A channel's last message delivered to this session, and the second (of the node's loop) it was.</summary>
+    private readonly record struct Delivered(string Epoch, long Seq, int Generation);
+}
