@@ -46,7 +46,7 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
     private HashSet<string>? _presence;
     private volatile RelayPrincipal _principal;
     private long _keysVersion = -1;
-    private RelayMessage? _lastSent;
+    private readonly RepeatFilter _repeats = new();
     private int _closing;
     private long _closeDeadlineTicks = long.MaxValue;
 
@@ -123,16 +123,20 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
     }
 
     /// <inheritdoc />
-    public void Send(RelayMessage message)
+    public void Send(RelayMessage message) => Enqueue(GrpcOutbound.Of(message));
+
+    /// <inheritdoc />
+    public void SendLive(RelayMessage message)
     {
         // A stream subscribed to a channel and to a pattern matching it gets the message once.
-        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        if (!_repeats.IsRepeat(message))
         {
-            return;
+            Enqueue(GrpcOutbound.Of(message));
         }
-
-        Enqueue(GrpcOutbound.Of(message));
     }
+
+    /// <inheritdoc />
+    public void PatternAdded() => _repeats.PatternAdded();
 
     /// <inheritdoc />
     public void Lost(Subscription subscription) =>

@@ -50,7 +50,7 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     /// </summary>
     private const int InputClockReuse = 16;
     private volatile RelayPrincipal _principal;
-    private RelayMessage? _lastSent;
+    private readonly RepeatFilter _repeats = new();
     private int _closing;
     private long _closeDeadlineTicks = long.MaxValue;
 
@@ -116,16 +116,20 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
     }
 
     /// <inheritdoc />
-    public void Send(RelayMessage message)
+    public void Send(RelayMessage message) => Enqueue(ServerFrames.PushFrame(message));
+
+    /// <inheritdoc />
+    public void SendLive(RelayMessage message)
     {
         // A connection subscribed to a channel and to a pattern matching it gets the message once.
-        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
+        if (!_repeats.IsRepeat(message))
         {
-            return;
+            Enqueue(ServerFrames.PushFrame(message));
         }
-
-        Enqueue(ServerFrames.PushFrame(message));
     }
+
+    /// <inheritdoc />
+    public void PatternAdded() => _repeats.PatternAdded();
 
     /// <inheritdoc />
     public void Lost(Subscription subscription) =>

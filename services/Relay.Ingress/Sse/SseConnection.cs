@@ -34,7 +34,7 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
 
     // The key set version _principal was last checked against; -1: never (see RealtimeConnection).
     private long _keysVersion = -1;
-    private RelayMessage? _lastSent;
+    private readonly RepeatFilter _repeats = new();
     private long _lastWriteTicks;
     private int _closing;
 
@@ -95,13 +95,21 @@ internal sealed partial class SseConnection : IMessageSink, INodeConnection
     }
 
     /// <inheritdoc />
+    public void SendLive(RelayMessage message)
+    {
+        // A stream of a channel and of a pattern matching it gets the message once.
+        if (!_repeats.IsRepeat(message))
+        {
+            Send(message);
+        }
+    }
+
+    /// <inheritdoc />
+    public void PatternAdded() => _repeats.PatternAdded();
+
+    /// <inheritdoc />
     public void Send(RelayMessage message)
     {
-        if (ReferenceEquals(Interlocked.Exchange(ref _lastSent, message), message))
-        {
-            return;
-        }
-
         // Everything not yet written to the response counts against the connection's budget in bytes.
         if (!_queue.TryWrite(new SseItem(message, ServerFrames.PushFrame(message)), _node.Options.SendQueueBytes) && Interlocked.Exchange(ref _closing, 1) == 0)
         {

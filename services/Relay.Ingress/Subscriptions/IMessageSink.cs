@@ -9,6 +9,18 @@ internal interface IMessageSink
     void Send(RelayMessage message);
 
     /// <summary>
+    /// Queues a live delivery of one of this connection's subscriptions: a connection with overlapping subscriptions
+    /// sends each message once (<see cref="RepeatFilter"/>). What a subscription reads back (recovery, rewind) goes
+    /// through <see cref="Send"/>, as asked.
+    /// </summary>
+    void SendLive(RelayMessage message) => Send(message);
+
+    /// <summary>The connection subscribed to a pattern (its live deliveries may overlap its other subscriptions').</summary>
+    void PatternAdded()
+    {
+    }
+
+    /// <summary>
     /// Messages of <paramref name="subscription"/>'s channel were lost before this node and cannot be read back: the
     /// connection makes its client recover (a <c>disconnect</c> with <c>reconnect: true</c>, after what is queued), so
     /// that it learns <c>recovered: false</c> when it subscribes again with <c>since</c>.

@@ -9,7 +9,7 @@ namespace Relay.Ingress.Subscriptions;
 /// </summary>
 internal sealed class Subscription(IMessageSink sink, string app, string channel, bool isPattern)
 {
-    private List<RelayMessage>? _buffer = isPattern ? null : [];
+    private List<RelayMessage>? _buffer = Registered(sink, isPattern) ? null : [];
     private volatile bool _live = isPattern;
     private string? _epoch;
     private long _lastSeq;
@@ -60,7 +60,19 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
             _lastSeq = message.Seq;
         }
 
-        Sink.Send(message);
+        Sink.SendLive(message);
+    }
+
+    // A pattern subscription tells its connection first (its deliveries may overlap the connection's others); a pattern
+    // has no buffer.
+    private static bool Registered(IMessageSink sink, bool isPattern)
+    {
+        if (isPattern)
+        {
+            sink.PatternAdded();
+        }
+
+        return isPattern;
     }
 
     /// <summary>

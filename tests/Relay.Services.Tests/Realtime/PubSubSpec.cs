@@ -187,6 +187,61 @@ public abstract class PubSubSpec(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task OverlappingSubscriptions_WhileOtherChannelsDeliverAtRate_DeliverEachMessageOnce()
+    {
+        // A channel, a pattern matching it and a wider one, on one connection; eight publishers at once on eight channels,
+        // so other channels' deliveries to this connection run between a message's matching subscriptions. Each
+        // publisher sends in bursts its rate limit lets through (100 a second by default).
+        const int PerChannel = 200;
+        const int Window = 50;
+        var channels = Enumerable.Range(0, 8).Select(static i => "overlap/" + (char)('a' + i)).ToArray();
+        await using var subscriber = await ConnectAsync();
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "overlap/a" });
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "overlap/+" });
+        await OkAsync(subscriber, new() { ["type"] = "subscribe", ["channel"] = "overlap/#" });
+        var publishing = channels.Select(async channel =>
+        {
+            await using var publisher = await ConnectAsync();
+            for (var sent = 0; sent < PerChannel; sent += Window)
+            {
+                for (var i = 1; i <= Window; i++)
+                {
+                    await publisher.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = channel, ["data"] = sent + i, ["ref"] = sent + i });
+                }
+
+                for (var i = 0; i < Window; i++)
+                {
+                    var ack = await publisher.ReceiveAsync(TimeSpan.FromSeconds(20));
+                    Assert.True(ack.GetProperty("type").GetString() == "ok", ack.GetRawText());
+                }
+
+                await Task.Delay(500);
+            }
+        }).ToList();
+
+        var seqs = channels.ToDictionary(static c => c, static _ => new List<long>());
+        var total = 0;
+        while (total < channels.Length * PerChannel)
+        {
+            var next = subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(20));
+            if (await Task.WhenAny(next, Task.WhenAll(publishing)) != next && publishing.FirstOrDefault(static p => p.IsFaulted) is { } failed)
+            {
+                await failed;
+            }
+
+            var message = await next;
+            seqs[message.GetProperty("channel").GetString()!].Add(message.GetProperty("seq").GetInt64());
+            total++;
+        }
+
+        await Task.WhenAll(publishing).WaitAsync(TimeSpan.FromSeconds(60));
+
+        // Nothing more comes: a repeat would have made the count reach the total early, and its channel's list show it.
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromMilliseconds(500)));
+        Assert.All(channels, c => Assert.Equal(Enumerable.Range(1, PerChannel).Select(static i => (long)i), seqs[c]));
+    }
+
+    [Fact]
     public async Task Unsubscribe_StopsDelivery()
     {
         await using var subscriber = await ConnectAsync();
