@@ -107,13 +107,22 @@ public static class BusCodec
     }
 
     /// <summary>Encodes a routing request with its correlation id and the channel its reply goes to.</summary>
-    public static byte[] EncodeRequest(long correlation, string replyTo, RoutingRequest request)
+    public static byte[] EncodeRequest(long correlation, string replyTo, RoutingRequest request) => EncodeRequest(correlation, replyTo, request, default);
+
+    /// <summary>Encodes a routing request with its place among the caller's changes of its shard.</summary>
+    internal static byte[] EncodeRequest(long correlation, string replyTo, RoutingRequest request, RequestOrder order)
     {
         ArgumentNullException.ThrowIfNull(request);
         return Write(writer =>
         {
             writer.WriteNumber("r"u8, correlation);
             writer.WriteString("to"u8, replyTo);
+            if (order.IsSet)
+            {
+                writer.WriteNumber("on"u8, order.Number);
+                writer.WriteNumber("of"u8, order.Floor);
+            }
+
             writer.WriteString("a"u8, request.App);
             writer.WriteString("c"u8, request.Channel);
             switch (request)
@@ -181,9 +190,16 @@ public static class BusCodec
     /// <summary>Reads a routing request.</summary>
     public static (long Correlation, string ReplyTo, RoutingRequest Request) DecodeRequest(ReadOnlyMemory<byte> frame)
     {
+        var (correlation, replyTo, request, _) = DecodeOrderedRequest(frame);
+        return (correlation, replyTo, request);
+    }
+
+    /// <summary>Reads a routing request and its place among the caller's changes of its shard (default when it has none).</summary>
+    internal static (long Correlation, string ReplyTo, RoutingRequest Request, RequestOrder Order) DecodeOrderedRequest(ReadOnlyMemory<byte> frame)
+    {
         var reader = new Utf8JsonReader(frame.Span);
         Expect(ref reader, JsonTokenType.StartObject);
-        long correlation = 0, limit = 0, maxBytes = 0;
+        long correlation = 0, limit = 0, maxBytes = 0, number = 0, floor = 0;
         long? before = null, after = null;
         string? replyTo = null, app = null, channel = null, kind = null, clientId = null, traceParent = null, action = null, connection = null, node = null;
         ReadOnlyMemory<byte> data = default;
@@ -195,6 +211,8 @@ public static class BusCodec
             switch (name)
             {
                 case "r": correlation = reader.GetInt64(); break;
+                case "on": number = reader.GetInt64(); break;
+                case "of": floor = reader.GetInt64(); break;
                 case "to": replyTo = reader.GetString(); break;
                 case "a": app = reader.GetString(); break;
                 case "c": channel = reader.GetString(); break;
@@ -237,7 +255,7 @@ public static class BusCodec
             "pget" => new PresenceGetRequest(app, channel),
             _ => throw new FormatException($"unknown routing request kind '{kind}'"),
         };
-        return (correlation, replyTo, request);
+        return (correlation, replyTo, request, new RequestOrder(number, floor));
     }
 
     /// <summary>Encodes a routing reply.</summary>

@@ -126,35 +126,53 @@ public sealed partial class RedisBus
     {
         ArgumentNullException.ThrowIfNull(request);
         var shard = ShardOf(request.App, request.Channel);
+        var ticket = IsOrdered(request) ? new OrderTicket(SendOrderOf(shard)) : null;
         var pending = new PendingRequest();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.RequestTimeout);
+        var again = false;
         try
         {
             await ReadyAsync().WaitAsync(timeout.Token).ConfigureAwait(false);
-            while (true)
+            for (; ; again = true)
             {
                 // Each attempt has a correlation of its own, so a decline or an answer is counted for the attempt it is for.
                 var correlation = Interlocked.Increment(ref _nextCorrelation);
                 var generation = await ReplySubscriptionAsync(timeout.Token).ConfigureAwait(false);
                 var retry = pending.Begin(correlation, generation);
                 _pending[correlation] = pending;
-                var frame = BusCodec.EncodeRequest(correlation, _replyChannelName, request);
 
-                // Nobody listening means the shard is between owners (a handover): wait for the next one.
+                // Nobody listening means the shard is between owners (a handover): wait for the next one. A numbered
+                // request goes again with the others of its shard, in number order (RedisBus.Order.cs), after the same wait.
                 long receivers;
-                while ((receivers = await Database.PublishAsync(ShardChannel(shard), frame).WaitAsync(timeout.Token).ConfigureAwait(false)) == 0)
+                while ((receivers = await PublishRequestAsync(shard, correlation, request, ticket, again).WaitAsync(timeout.Token).ConfigureAwait(false)) == 0)
                 {
-                    await Task.Delay(50, timeout.Token).ConfigureAwait(false);
+                    again = true;
+                    if (ticket is null)
+                    {
+                        await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
+                    }
                 }
 
-                pending.Reached(correlation, receivers);
+                pending.Reached(correlation, receivers, _time.GetTimestamp());
+                EnsureOverdueSweep();
                 if (await Task.WhenAny(pending.Reply.Task, retry).WaitAsync(timeout.Token).ConfigureAwait(false) == pending.Reply.Task)
                 {
                     return await pending.Reply.Task.ConfigureAwait(false);
                 }
 
-                if (await retry.ConfigureAwait(false) == Retry.Declined)
+                var why = await retry.ConfigureAwait(false);
+                if (why == Retry.Silent)
+                {
+                    // Neither an answer nor every receiver's decline came in time: a receiver that was unsubscribing
+                    // from the shard (a handover) dropped it. Reads are safe to send again, and so is a change (the owner
+                    // handles a number once: RedisBus.Order.cs).
+                    LogRequestSilent(_logger, shard, OverdueAfter.TotalSeconds);
+                    _metrics.RequestResent();
+                    continue;
+                }
+
+                if (why == Retry.Declined)
                 {
                     // Every instance that got it declined: none handled it. One that could not claim the shard for lack
                     // of Redis says why, and the caller learns it now; otherwise sending it again is safe for any request.
@@ -167,7 +185,11 @@ public sealed partial class RedisBus
                     _pending.TryRemove(correlation, out _);
                     LogRequestDeclined(_logger, shard, receivers);
                     _metrics.RequestResent();
-                    await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
+                    if (ticket is null)
+                    {
+                        await Task.Delay(DeclinedResendDelay, timeout.Token).ConfigureAwait(false);
+                    }
+
                     continue;
                 }
 
@@ -206,8 +228,18 @@ public sealed partial class RedisBus
             {
                 _pending.TryRemove(correlation, out _);
             }
+
+            ticket?.Order.Settled(ticket);
         }
     }
+
+    // Publishes one attempt of a request on its shard's channel; a request that changes a channel goes out numbered, in
+    // its number's order, and when sent again, with the others sent again, in order, after DeclinedResendDelay
+    // (RedisBus.Order.cs).
+    private Task<long> PublishRequestAsync(int shard, long correlation, RoutingRequest request, OrderTicket? ticket, bool again) =>
+        ticket is null
+            ? Database.PublishAsync(ShardChannel(shard), BusCodec.EncodeRequest(correlation, _replyChannelName, request))
+            : ticket.Order.Send(ticket, again, order => Database.PublishAsync(ShardChannel(shard), BusCodec.EncodeRequest(correlation, _replyChannelName, request, order)));
 
     // Waits until the reply subscription is up and returns its generation: read while the gate is open, so a loss after
     // it (the gate closes first, then the generation moves on) marks the attempt in doubt when the subscription is back.
@@ -222,6 +254,51 @@ public sealed partial class RedisBus
             {
                 return generation;
             }
+        }
+    }
+
+    // An attempt that reached a receiver and heard nothing back for this long is sent again. Routing answers in
+    // milliseconds; a publish waiting for replicas takes up to ReplicationTimeout (1 s by default, validated below
+    // RequestTimeout), so the wait is at least twice that.
+    private TimeSpan OverdueAfter => TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, 2 * _options.ReplicationTimeout.Ticks));
+
+    private ITimer? _overdueSweep;
+
+    // Whether this instance serves routing (its lease loop runs): only then does it claim a shard nobody holds.
+    private bool _servingRouting;
+
+    // One timer for the bus, not one per request: twice a second it tells every attempt past OverdueAfter to go again.
+    private void EnsureOverdueSweep()
+    {
+        if (Volatile.Read(ref _overdueSweep) is not null)
+        {
+            return;
+        }
+
+        var timer = _time.CreateTimer(_ => SweepOverdue(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        if (Interlocked.CompareExchange(ref _overdueSweep, timer, null) is null)
+        {
+            timer.Change(TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(500));
+        }
+        else
+        {
+            timer.Dispose();
+        }
+    }
+
+    private void SweepOverdue()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            Volatile.Read(ref _overdueSweep)?.Dispose();
+            return;
+        }
+
+        var now = _time.GetTimestamp();
+        var limit = OverdueAfter;
+        foreach (var pending in _pending.Values)
+        {
+            pending.Overdue(_time.GetElapsedTime(pending.SentAt, now), limit);
         }
     }
 
@@ -363,6 +440,7 @@ public sealed partial class RedisBus
         var ttlMs = (long)_options.LeaseTtl.TotalMilliseconds;
         var period = _options.LeaseTtl / 3;
         RedisKey[] tickKeys = [RedisKeys.Routers, RedisKeys.Fences, .. _leaseKeys];
+        Volatile.Write(ref _servingRouting, true);
         try
         {
             await ReadyAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
@@ -414,6 +492,9 @@ public sealed partial class RedisBus
             // Stopping.
         }
 
+        // Requests still in the shard channels' queues are declined from now on, not claimed: a lease claimed by an
+        // instance that stopped renewing would keep the shard from the instances that go on for a whole lease time.
+        Volatile.Write(ref _servingRouting, false);
         foreach (var shard in _ownedShards.Keys)
         {
             await IgnoreFailure(UnsubscribeAsync(ShardChannel(shard))).ConfigureAwait(false);
@@ -431,8 +512,27 @@ public sealed partial class RedisBus
     // request order); the reply is published when it completes.
     private void OnRoutingRequest(IRoutingHandler handler, ReadOnlyMemory<byte> frame)
     {
-        var (correlation, replyTo, request) = BusCodec.DecodeRequest(frame);
-        _ = ReplyAsync(handler, correlation, replyTo, request, Handle(handler, request));
+        var (correlation, replyTo, request, order) = BusCodec.DecodeOrderedRequest(frame);
+        if (order.IsSet)
+        {
+            // A change that came before an earlier one of its caller (that one is being sent again): declined, so it is
+            // sent again after it.
+            var shard = ShardOf(request.App, request.Channel);
+            if (_fences.TryGetValue(shard, out var fence))
+            {
+                switch (Admits(shard, fence, replyTo, order))
+                {
+                    case Admission.Decline:
+                        _ = IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation)));
+                        return;
+                    case Admission.Repeat when !IsRepeatable(request):
+                        // Its first handling answers (any attempt's answer settles the caller's request).
+                        return;
+                }
+            }
+        }
+
+        _ = ReplyAsync(handler, correlation, replyTo, request, order, Handle(handler, request));
     }
 
     private ValueTask<RoutingReply> Handle(IRoutingHandler handler, RoutingRequest request)
@@ -447,7 +547,7 @@ public sealed partial class RedisBus
         }
     }
 
-    private async Task ReplyAsync(IRoutingHandler handler, long correlation, string replyTo, RoutingRequest request, ValueTask<RoutingReply> handling)
+    private async Task ReplyAsync(IRoutingHandler handler, long correlation, string replyTo, RoutingRequest request, RequestOrder order, ValueTask<RoutingReply> handling)
     {
         var reply = await Settle(handling).ConfigureAwait(false);
 
@@ -459,7 +559,15 @@ public sealed partial class RedisBus
         // once (50300, try again) rather than left to wait out RequestTimeout.
         if (reply is NotOwnerReply)
         {
+            // Not handled: if it was admitted, none of its caller's later changes may be handled before it is.
             var shard = ShardOf(request.App, request.Channel);
+            ForgetOrder(shard, order);
+            if (!Volatile.Read(ref _servingRouting))
+            {
+                await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
+                return;
+            }
+
             string? claimed;
             try
             {
@@ -491,11 +599,23 @@ public sealed partial class RedisBus
                 }
 
                 _fences[shard] = claimed;
+                if (Admits(shard, claimed, replyTo, order) is var admission && admission == Admission.Decline)
+                {
+                    await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
+                    return;
+                }
+
+                if (admission == Admission.Repeat && !IsRepeatable(request))
+                {
+                    return;
+                }
+
                 reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
             }
 
             if (reply is NotOwnerReply)
             {
+                ForgetOrder(shard, order);
                 await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
                 return;
             }
@@ -527,6 +647,9 @@ public sealed partial class RedisBus
     [LoggerMessage(EventId = 2051, Level = LogLevel.Information, Message = "The reply subscription was lost while a request for shard {Shard} waited for its answer: sending it again (it is safe to repeat)")]
     private static partial void LogRequestRepeated(ILogger logger, int shard);
 
+    [LoggerMessage(EventId = 2052, Level = LogLevel.Information, Message = "A request for routing shard {Shard} heard nothing back within {Seconds} s (a routing instance unsubscribing from the shard dropped it): sending it again")]
+    private static partial void LogRequestSilent(ILogger logger, int shard, double seconds);
+
     private sealed record ReplyProbe(long Number, TaskCompletionSource Heard);
 
     private enum Retry
@@ -536,6 +659,9 @@ public sealed partial class RedisBus
 
         // The reply subscription was lost after the attempt went out.
         InDoubt,
+
+        // The attempt reached receivers, and neither an answer nor all their declines came within OverdueAfter.
+        Silent,
     }
 
     // One request while it waits for its answer, across its attempts.
@@ -579,14 +705,18 @@ public sealed partial class RedisBus
             }
         }
 
+        // When the current attempt's PUBLISH was answered (a timestamp of the bus's TimeProvider; 0 before).
+        public long SentAt { get; private set; }
+
         // The attempt's PUBLISH reached this many routing instances (declines may have come first).
-        public void Reached(long correlation, long receivers)
+        public void Reached(long correlation, long receivers, long now)
         {
             lock (_gate)
             {
                 if (correlation == _correlation)
                 {
                     _receivers = receivers;
+                    SentAt = now;
                     if (_declined >= receivers)
                     {
                         _retry.TrySetResult(Retry.Declined);
@@ -610,6 +740,18 @@ public sealed partial class RedisBus
                 if (correlation == _correlation && ++_declined >= _receivers && _receivers >= 0)
                 {
                     _retry.TrySetResult(Retry.Declined);
+                }
+            }
+        }
+
+        // Called by the sweep with how long ago the current attempt went out.
+        public void Overdue(TimeSpan elapsed, TimeSpan limit)
+        {
+            lock (_gate)
+            {
+                if (_receivers > 0 && elapsed > limit)
+                {
+                    _retry.TrySetResult(Retry.Silent);
                 }
             }
         }
