@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
+using System.Text.Unicode;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 using Relay.Core.Messages;
@@ -272,10 +273,15 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                         messagesSinceClock = 0;
                     }
 
-                    if (!_ownSocket.TryTakeMessage(read, maxFrame, _inputTimestamp, out message, out length))
+                    if (!_ownSocket.TryTakeMessage(read, maxFrame, _inputTimestamp, out message, out length, out var text))
                     {
                         message = null;
                         _ownSocket.ReleaseInput(read);
+                    }
+                    else if (text && !Utf8.IsValid(message.AsSpan(0, length)))
+                    {
+                        ArrayPool<byte>.Shared.Return(message);
+                        throw _ownSocket.FailInvalidText();
                     }
                 }
 
@@ -360,6 +366,12 @@ internal sealed partial class RealtimeConnection : IMessageSink, INodeConnection
                         {
                             ReplyError(null, new RelayError(ErrorCodes.MessageTooLarge, $"frame larger than {maxFrame} bytes (maxMessageBytes {_node.Options.MaxMessageBytes} plus framing)"));
                             continue;
+                        }
+
+                        // ASP.NET Core's WebSocket checks text itself; Relay's checks the whole message here.
+                        if (_ownSocket is not null && peek.MessageType == WebSocketMessageType.Text && !Utf8.IsValid(buffer.AsSpan(0, count)))
+                        {
+                            throw _ownSocket.FailInvalidText();
                         }
 
                         if (!Parse(buffer.AsSpan(0, count), requests))

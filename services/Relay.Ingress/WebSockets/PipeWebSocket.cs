@@ -254,10 +254,11 @@ internal sealed class PipeWebSocket : WebSocket
     /// then call <see cref="ReleaseInput"/> and receive as usual. <paramref name="now"/> is when the input arrived
     /// (<see cref="TimeProvider.GetTimestamp"/>), the peer's "last heard" for the heartbeat.
     /// </summary>
-    internal bool TryTakeMessage(ReadResult read, int maxBytes, long now, out byte[] payload, out int length)
+    internal bool TryTakeMessage(ReadResult read, int maxBytes, long now, out byte[] payload, out int length, out bool text)
     {
         payload = [];
         length = 0;
+        text = false;
         var data = read.Buffer;
         if (_remaining != 0 || _inMessage || !TryReadHeader(data, out var header)
             || header.Opcode is not (0x1 or 0x2) || !header.Final || header.Length > maxBytes
@@ -267,6 +268,7 @@ internal sealed class PipeWebSocket : WebSocket
         }
 
         Volatile.Write(ref _lastReceivedTicks, now);
+        text = header.Opcode == 0x1;
         length = (int)header.Length;
         payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
         var target = payload.AsSpan(0, length);
@@ -526,6 +528,12 @@ internal sealed class PipeWebSocket : WebSocket
     /// ranges for libraries (3000-3999) and applications (4000-4999). The rest of 1000-2999 is unassigned.
     /// </summary>
     private static bool MayBeSentByPeer(int code) => code is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999);
+
+    /// <summary>
+    /// Fails the connection for a text message that is not UTF-8 (RFC 6455 §8.1: close 1007), as ASP.NET Core's
+    /// WebSocket does; the caller checks whole messages and throws what this returns.
+    /// </summary>
+    internal WebSocketException FailInvalidText() => Fail("a text message is not valid UTF-8", WebSocketCloseStatus.InvalidPayloadData);
 
     private WebSocketException Fail(string message, WebSocketCloseStatus status = WebSocketCloseStatus.ProtocolError)
     {
