@@ -15,9 +15,11 @@ namespace Relay.Bus.Dapr;
 // Fan-out as several instances of one app id. Every instance reads every sequenced message (the pub/sub component gives
 // each pod a consumer of its own: consumerID "{podName}") and passes on only those of the shards it leases, by the
 // Redis bus's fan-out leases (RedisBus.RenewFanOutLeasesAsync: a fair share each). What it reads of the shards it does
-// not lease it keeps for two lease times (StandbyFor), so an instance that takes a shard (a joiner's share, a stopped or
-// killed holder's) first passes on what came just before, which its last holder may not have, and tells nodes to check
-// that shard's channels (what is older is read back from history); nodes drop the seqs they already have.
+// not lease it keeps a while (StandbyFor), so an instance that takes a shard (a joiner's share, a stopped or killed
+// holder's) first passes on what came before, which its last holder may not have passed on; nodes drop the seqs they
+// already have and read back from history what is older (their gap repair and quiet check). It does not tell nodes to
+// check the shard's channels when it takes one: a node that checked while what was kept was still on its way found
+// itself further behind than history holds at a thousand messages a second and told its subscribers they lost them.
 // Every instance knows every node's interest (it is small): an invoked change is stored in Redis (a hash, versioned) and
 // broadcast on a Redis channel every instance listens on, in one script; the invoked instance answers only once every
 // instance that heard it has applied it (each acknowledges on the invoker's channel), so the shard's holder knows
@@ -29,7 +31,7 @@ public sealed partial class DaprBus
     private const int MaxStandbyBytesPerShard = 4 * 1024 * 1024;
 
     // How long an invoked interest change waits for every fan-out instance's acknowledgement before it is answered 503
-    // (the node then sends it by topic and has the channel checked): far above a Redis round trip, well under the node's
+    // (the node then sends it by topic): far above a Redis round trip, well under the node's
     // RequestTimeout (10 s), so one paused instance delays a subscribe by this much at most.
     private static readonly TimeSpan InterestAckTimeout = TimeSpan.FromSeconds(2);
 
@@ -68,16 +70,6 @@ public sealed partial class DaprBus
 
     private readonly ConcurrentDictionary<long, AckWait> _acks = new();
     private long _nextAck;
-
-    /// <summary>The fan-out shards this instance passes messages on for now.</summary>
-    internal int FanOutShardsHeld
-    {
-        get
-        {
-            var now = _time.GetTimestamp();
-            return _fanOutShards.Count(s => Volatile.Read(ref s.ValidUntil) > now);
-        }
-    }
 
     private RedisKey InterestKey => RedisKeys.KeyNamePrefix + "dapr:" + _options.TopicPrefix + ":interest";
 
@@ -135,8 +127,8 @@ public sealed partial class DaprBus
     // more), and never under MinStandby.
     private TimeSpan StandbyFor => TimeSpan.FromTicks(Math.Max(_redis.Options.FanOutLeaseTtl.Ticks * 2, MinStandby.Ticks));
 
-    // Leases shards every third of the lease time, until cancelled: passes on what a taken shard kept, has nodes check
-    // its channels; gives every lease back when stopping.
+    // Listens for interest changes and loads them, then leases shards every third of the lease time until cancelled,
+    // passing on what a taken shard kept; gives every lease back when stopping.
     private async Task FanOutLoopAsync(IFanOutHandler fanOut, CancellationToken cancellationToken)
     {
         var ttl = _redis.Options.FanOutLeaseTtl;
