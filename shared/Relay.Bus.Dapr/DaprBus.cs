@@ -62,6 +62,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
     private readonly RoutingLane[] _lanes;
     private readonly string[] _shardKeys;
     private readonly DaprFanOutDedupe _fanOutSeen;
+    private readonly FanOutShard[] _fanOutShards;
     private long _interestVersion;
     private volatile IRoutingHandler? _routing;
     private volatile IFanOutHandler? _fanOut;
@@ -85,6 +86,7 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
 
         _time = time ?? TimeProvider.System;
         _fanOutSeen = new DaprFanOutDedupe(_time);
+        _fanOutShards = [.. Enumerable.Range(0, redis.Options.Shards).Select(static _ => new FanOutShard())];
 
         // Versions of a restarted process start above the last one's: microseconds of the wall clock.
         _interestVersion = _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
@@ -393,12 +395,18 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             throw new InvalidOperationException("a fan-out service is already registered on this Dapr bus");
         }
 
+        // Instances of the fan-out app id share the shards by the Redis bus's fan-out leases (DaprBus.FanOut.cs).
         var sweeping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         _ = SweepFanOutAsync(sweeping.Token);
+        var leasing = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        var leases = Task.Run(() => FanOutLoopAsync(handler, leasing.Token));
         return new Registration(() =>
         {
             sweeping.Cancel();
             sweeping.Dispose();
+            leasing.Cancel();
+            leases.Wait(TimeSpan.FromSeconds(10));
+            leasing.Dispose();
             Interlocked.CompareExchange(ref _fanOut, null, handler);
         });
     }
@@ -559,14 +567,15 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             var message = BusCodec.DecodeSequenced(frame);
             if (_fanOutSeen.IsFirst(message))
             {
-                Observe(fanOut.OnSequencedAsync(message));
+                OnFanOutMessage(fanOut, message, frame.Length);
             }
         }
 
         return true;
     }
 
-    internal bool OnInterest(ReadOnlyMemory<byte> data, bool fromTopic)
+    // An interest change from the interest topic (the invocation failed), which every fan-out instance reads.
+    internal bool OnInterest(ReadOnlyMemory<byte> data)
     {
         if (_fanOut is not { } fanOut || data.Length == 0 || data.Span[0] != InterestKind)
         {
@@ -579,41 +588,12 @@ public sealed partial class DaprBus : IRelayBus, IAsyncDisposable
             var change = BusCodec.DecodeInterest(frame[8..]);
             if (change.Subscribers == NodeGone)
             {
-                lock (_interestGate)
-                {
-                    foreach (var key in _interest.Keys.Where(k => k.Node == change.NodeId).ToList())
-                    {
-                        _interest.Remove(key);
-                    }
-                }
-
-                Observe(fanOut.OnNodeGoneAsync(change.NodeId));
+                ForgetNode(fanOut, change.NodeId);
                 continue;
             }
 
-            // Redelivered or overtaken: a change older than the one applied is dropped.
-            bool gained;
-            lock (_interestGate)
-            {
-                var key = (change.NodeId, change.App, change.ChannelOrPattern);
-                var before = _interest.TryGetValue(key, out var seen) ? seen : (Version: 0L, Subscribers: 0);
-                if (version <= before.Version)
-                {
-                    continue;
-                }
-
-                _interest[key] = (version, change.Subscribers);
-                gained = before.Subscribers == 0 && change.Subscribers > 0;
-            }
-
-            Observe(fanOut.OnInterestAsync(change));
-
-            // Come late by the topic (the invocation failed): a message sequenced before it reached fan-out went to no
-            // node, so the node checks the channel and reads back what it missed.
-            if (fromTopic && gained && !ChannelName.IsPattern(change.ChannelOrPattern))
-            {
-                Outbox(_options.NodeTopic(change.NodeId), ResyncKind, change.NodeId).Post(EncodeResync(change.App, change.ChannelOrPattern));
-            }
+            ApplyInterest(fanOut, version, change, fromTopic: true);
+            StoreInterest(version, change);
         }
 
         return true;

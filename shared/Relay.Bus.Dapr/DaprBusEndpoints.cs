@@ -45,11 +45,11 @@ public static class DaprBusEndpoints
             return Results.Json(counts.Select(static c => new ChannelCountJson(c.Channel, c.Subscribers)).ToList());
         });
         endpoints.MapPost("/dapr-relay/events/sequenced", (HttpContext context, CancellationToken _) => OnEventAsync(context, logger, bus.OnSequenced));
-        endpoints.MapPost("/dapr-relay/events/interest", (HttpContext context, CancellationToken _) => OnEventAsync(context, logger, data => bus.OnInterest(data, fromTopic: true)));
+        endpoints.MapPost("/dapr-relay/events/interest", (HttpContext context, CancellationToken _) => OnEventAsync(context, logger, bus.OnInterest));
         endpoints.MapPost("/" + InterestMethod, async (HttpContext context) =>
         {
             var data = await ReadAllAsync(context).ConfigureAwait(false);
-            context.Response.StatusCode = bus.OnInterest(data, fromTopic: false) ? StatusCodes.Status204NoContent : StatusCodes.Status503ServiceUnavailable;
+            context.Response.StatusCode = await bus.OnInterestInvokedAsync(data).ConfigureAwait(false) ? StatusCodes.Status204NoContent : StatusCodes.Status503ServiceUnavailable;
         });
         endpoints.MapPost("/dapr-relay/events/node/{nodeId}", (HttpContext context, string nodeId) => OnEventAsync(context, logger, data => bus.OnNode(nodeId, data)));
         return endpoints;

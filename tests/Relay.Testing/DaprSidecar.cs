@@ -33,6 +33,8 @@ namespace Relay.Testing;
 /// </list>
 /// Topics are Redis streams named after the topic and each app id is a consumer group on them, as the
 /// <c>pubsub.redis</c> component does: instances of one app id share a topic's messages, distinct app ids each get all.
+/// <see cref="ConsumerId"/> names the group instead, as the component's <c>consumerID</c> metadata does
+/// (<c>"{podName}"</c>: every instance of an app id gets every message).
 /// A message not acknowledged is redelivered after <see cref="RedeliverAfter"/> (the component's processing timeout).
 /// Dapr pub/sub is at least once and unordered: <see cref="Copies"/> posts each delivery more than once and
 /// <see cref="ReorderWindow"/> shuffles deliveries, so a test can make both happen on demand.
@@ -64,6 +66,7 @@ public sealed class DaprSidecar : IAsyncDisposable
     private readonly Random _random;
     private readonly string _consumer;
     private Uri? _app;
+    private string? _consumerId;
     private long _published;
     private long _posted;
     private long _succeeded;
@@ -89,6 +92,16 @@ public sealed class DaprSidecar : IAsyncDisposable
 
     /// <summary>The port of <see cref="HttpEndpoint"/>.</summary>
     public int HttpPort => HttpEndpoint.Port;
+
+    /// <summary>
+    /// The consumer group this sidecar reads topics in: the app id unless set (before the app is attached), as the
+    /// component's <c>consumerID</c> metadata, which a deployment may template per pod (<c>{podName}</c>).
+    /// </summary>
+    public string ConsumerId
+    {
+        get => _consumerId ?? AppId;
+        set => _consumerId = value;
+    }
 
     /// <summary>Each delivery attempt posts the event this many times (2: every message is redelivered once).</summary>
     public int Copies { get; set; } = 1;
@@ -178,7 +191,7 @@ public sealed class DaprSidecar : IAsyncDisposable
             }
 
             subscriptions.Add($"{pubsub}/{topic} -> {route}");
-            await _database.StreamCreateConsumerGroupAsync(topic, AppId, "0", createStream: true).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            await _database.StreamCreateConsumerGroupAsync(topic, ConsumerId, "0", createStream: true).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
             var target = new Uri(app, route.TrimStart('/'));
             _loops.Add(Task.Run(() => DeliverLoopAsync(topic, target)));
         }
@@ -361,10 +374,10 @@ public sealed class DaprSidecar : IAsyncDisposable
         {
             try
             {
-                var entries = await _database.StreamReadGroupAsync(topic, AppId, _consumer, StreamPosition.NewMessages, count: 256).ConfigureAwait(false);
+                var entries = await _database.StreamReadGroupAsync(topic, ConsumerId, _consumer, StreamPosition.NewMessages, count: 256).ConfigureAwait(false);
                 if (entries.Length == 0)
                 {
-                    var claimed = await _database.StreamAutoClaimAsync(topic, AppId, _consumer, (long)RedeliverAfter.TotalMilliseconds, "0-0", count: 256).ConfigureAwait(false);
+                    var claimed = await _database.StreamAutoClaimAsync(topic, ConsumerId, _consumer, (long)RedeliverAfter.TotalMilliseconds, "0-0", count: 256).ConfigureAwait(false);
                     entries = claimed.ClaimedEntries;
                 }
 
@@ -430,7 +443,7 @@ public sealed class DaprSidecar : IAsyncDisposable
 
         if (handled.Count > 0)
         {
-            await _database.StreamAcknowledgeAsync(topic, AppId, [.. handled]).ConfigureAwait(false);
+            await _database.StreamAcknowledgeAsync(topic, ConsumerId, [.. handled]).ConfigureAwait(false);
         }
     }
 
