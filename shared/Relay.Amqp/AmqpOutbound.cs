@@ -161,6 +161,11 @@ public sealed partial class AmqpOutbound : BackgroundService, ISequencedTap
                 }
             }
 
+            if (stoppingToken.IsCancellationRequested && unconfirmed.Count == 0 && _queue.Reader.Count == 0)
+            {
+                break;
+            }
+
             try
             {
                 await Task.Delay(wait, _time, stoppingToken.IsCancellationRequested ? flush.Token : stoppingToken).ConfigureAwait(false);

@@ -79,6 +79,79 @@ public sealed class InboundTests(BrokerFixture fixture, ITestOutputHelper output
     }
 
     [Fact]
+    public async Task Inbound_HostStoppedAndStartedMidStream_EachMessageReachesSubscribersOnceInOrder()
+    {
+        const int channels = 4;
+        const int perChannel = 1500;
+        await using var redis = await RedisServer.StartAsync();
+        await using var connection = await fixture.ConnectAsync();
+
+        // Two Relays over one Redis: the subscriber on one, inbound on the other, which is stopped with deliveries
+        // unacked (up to the prefetch) and started again. What it had not acked comes again; nothing it acked is lost.
+        Dictionary<string, string?> Settings(bool inbound)
+        {
+            var settings = new Dictionary<string, string?>
+            {
+                ["Relay:Bus"] = "redis",
+                ["Relay:Redis:Configuration"] = redis.Configuration,
+                ["Relay:Redis:LeaseTtl"] = "00:00:02",
+            };
+            if (inbound)
+            {
+                settings["Relay:Amqp:Queue"] = "in-restart";
+                settings["Relay:Amqp:InboundExchange"] = "relay.in.restart";
+            }
+
+            return settings;
+        }
+
+        await using var subscriberHost = await RelayServer.StartAsync(Settings(inbound: false));
+        await using var subscriber = await TestSocket.ConnectAsync(subscriberHost.RealtimeUriWithKey(RelayServer.Key));
+        for (var c = 0; c < channels; c++)
+        {
+            Assert.Equal("ok", (await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = $"re/{c}" })).GetProperty("type").GetString());
+        }
+
+        var inboundHost = await StartAsync(Settings(inbound: true));
+        try
+        {
+            var published = Task.Run(() => Topology.PublishConfirmedAsync(connection, "relay.in.restart", Enumerable.Range(0, channels * perChannel).Select(i =>
+            {
+                var (c, n) = (i % channels, i / channels);
+                return ($"re/{c}", new BasicProperties { Persistent = true, MessageId = $"r-{c}-{n}" }, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}"));
+            })));
+
+            var received = Enumerable.Range(0, channels).ToDictionary(static c => $"re/{c}", static _ => new List<(long N, long Seq)>());
+            for (var total = 0; total < channels * perChannel; total++)
+            {
+                if (total == channels * perChannel / 3)
+                {
+                    await inboundHost.DisposeAsync();
+                    inboundHost = await StartAsync(Settings(inbound: true));
+                    output.WriteLine($"restarted the inbound host at {total} delivered");
+                }
+
+                var message = await subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(30));
+                received[message.GetProperty("channel").GetString()!].Add((message.GetProperty("data").GetProperty("n").GetInt64(), message.GetProperty("seq").GetInt64()));
+            }
+
+            await published.WaitAsync(Timeout);
+            await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(3)));
+            foreach (var (channel, list) in received)
+            {
+                Assert.Equal(Enumerable.Range(0, perChannel).Select(static n => (long)n), list.Select(static m => m.N));
+                Assert.Equal(Enumerable.Range(1, perChannel).Select(static n => (long)n), list.Select(static m => m.Seq));
+            }
+
+            await WaitForAsync(async () => await fixture.Broker.QueueDepthAsync("in-restart") == (0, 0), "the queue in-restart to drain");
+        }
+        finally
+        {
+            await inboundHost.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Inbound_BadMessagesAmongGood_DeadLetteredOnceEach_GoodOnesArriveInOrder()
     {
         const int good = 600;
