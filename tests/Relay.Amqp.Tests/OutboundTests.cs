@@ -128,6 +128,59 @@ public sealed class OutboundTests(BrokerFixture fixture, ITestOutputHelper outpu
         Assert.True(await Metrics.SumAsync(server.BaseAddress, "relay_amqp_outbound_errors_total", "reason=\"connection\"") >= 2);
     }
 
+    [Fact]
+    public async Task Outbound_BrokerStoppedAndStartedMidStream_EveryMessageArrivesInSeqOrderPerChannel()
+    {
+        const string exchange = "relay.out.restart";
+        const string queue = "out-restart";
+        await using (var setup = await fixture.ConnectAsync())
+        {
+            await Topology.DeclareQueueAsync(setup, queue, exchange);
+        }
+
+        await using var server = await RelayServer.StartAsync(Settings(exchange));
+
+        // The broker application stops (every connection closed, new ones refused) for about two seconds mid-stream and
+        // starts again with its durable queue; meanwhile outbound buffers. The queue is read once the load is over.
+        var load = new PublishLoad(server, Channels) { Window = 64, PerSecond = 1000 };
+        var stopped = false;
+        var acknowledged = await RunLoadAsync(load, 6000, cut: async count =>
+        {
+            if (!stopped)
+            {
+                await fixture.Broker.CtlAsync("stop_app");
+                output.WriteLine($"stopped the broker at {count} acknowledged");
+                await Task.Delay(TimeSpan.FromSeconds(2));
+                await fixture.Broker.CtlAsync("start_app");
+                stopped = true;
+            }
+        });
+
+        await using var connection = await fixture.ConnectAsync();
+        await using var reader = await QueueReader.StartAsync(connection, queue);
+        var expected = acknowledged.GroupBy(static a => a.Channel).ToDictionary(static g => g.Key, static g => g.Max(static a => a.Seq));
+        var last = Channels.ToDictionary(static c => c, static _ => 0L);
+        var repeats = 0;
+        var deadline = Stopwatch.StartNew();
+        while (last.Any(kv => kv.Value < expected.GetValueOrDefault(kv.Key)))
+        {
+            Assert.True(deadline.Elapsed < Timeout, $"still waiting after {Timeout}: at {string.Join(", ", last.Select(static kv => $"{kv.Key} {kv.Value}"))} of {string.Join(", ", expected.Select(static kv => $"{kv.Key} {kv.Value}"))}");
+            var message = await reader.ReceiveAsync(TimeSpan.FromSeconds(30));
+            var seq = long.Parse(message.Header(AmqpHeaders.Seq), System.Globalization.CultureInfo.InvariantCulture);
+            if (seq <= last[message.RoutingKey])
+            {
+                repeats++;
+                continue;
+            }
+
+            Assert.Equal(last[message.RoutingKey] + 1, seq);
+            last[message.RoutingKey] = seq;
+        }
+
+        output.WriteLine($"{acknowledged.Count} acknowledged, {repeats} delivered again after the restart");
+        Assert.Equal(0, await Metrics.SumAsync(server.BaseAddress, "relay_amqp_outbound_dropped_total"));
+    }
+
     private async Task<List<PublishLoad.Ack>> RunLoadAsync(PublishLoad load, int count, Func<int, Task>? cut)
     {
         using var stop = new CancellationTokenSource();
