@@ -215,6 +215,96 @@ public sealed class InboundTests(BrokerFixture fixture, ITestOutputHelper output
         }
     }
 
+    [Fact]
+    public async Task Inbound_RoutingRefusesForAWhile_RequeuedThenEachMessageOnceInOrder()
+    {
+        const int perChannel = 200;
+        string[] channels = ["hk:a", "hk:b"];
+
+        // A before-publish hook that fails for its first 2 s: routing answers 50300 (fail closed), which can succeed later.
+        using var hook = new System.Net.HttpListener();
+        var port = FreePort();
+        hook.Prefixes.Add($"http://127.0.0.1:{port}/");
+        hook.Start();
+        var clock = Stopwatch.StartNew();
+        var failures = 0;
+        var serving = Task.Run(async () =>
+        {
+            while (hook.IsListening)
+            {
+                System.Net.HttpListenerContext context;
+                try
+                {
+                    context = await hook.GetContextAsync();
+                }
+                catch (Exception e) when (e is System.Net.HttpListenerException or ObjectDisposedException or InvalidOperationException)
+                {
+                    return;
+                }
+
+                if (clock.Elapsed < TimeSpan.FromSeconds(2))
+                {
+                    Interlocked.Increment(ref failures);
+                    context.Response.StatusCode = 500;
+                }
+                else
+                {
+                    context.Response.ContentType = "application/json";
+                    await context.Response.OutputStream.WriteAsync(Encoding.UTF8.GetBytes("{\"action\":\"accept\"}"));
+                }
+
+                context.Response.Close();
+            }
+        });
+
+        await using var connection = await fixture.ConnectAsync();
+        await using var server = await StartAsync(new()
+        {
+            ["Relay:Amqp:Queue"] = "in-requeue",
+            ["Relay:Amqp:InboundExchange"] = "relay.in.requeue",
+            ["Relay:Functions:Namespaces:hk:BeforePublish:Target"] = $"http://127.0.0.1:{port}/hook",
+            ["Relay:Functions:Namespaces:hk:BeforePublish:OnFailure"] = "Closed",
+        });
+        await using var subscriber = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        foreach (var channel in channels)
+        {
+            Assert.Equal("ok", (await subscriber.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = channel })).GetProperty("type").GetString());
+        }
+
+        clock.Restart();
+        await Topology.PublishConfirmedAsync(connection, "relay.in.requeue", Enumerable.Range(0, channels.Length * perChannel).Select(i =>
+            (channels[i % channels.Length], new BasicProperties { Persistent = true, MessageId = $"q-{i}" }, Encoding.UTF8.GetBytes($"{{\"n\":{i / channels.Length}}}")))).WaitAsync(Timeout);
+
+        var received = channels.ToDictionary(static c => c, static _ => new List<(long N, long Seq)>());
+        for (var i = 0; i < channels.Length * perChannel; i++)
+        {
+            var message = await subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(30));
+            received[message.GetProperty("channel").GetString()!].Add((message.GetProperty("data").GetProperty("n").GetInt64(), message.GetProperty("seq").GetInt64()));
+        }
+
+        await Assert.ThrowsAsync<TimeoutException>(() => subscriber.ReceiveMessageAsync(TimeSpan.FromSeconds(2)));
+        foreach (var (_, list) in received)
+        {
+            Assert.Equal(Enumerable.Range(0, perChannel).Select(static n => (long)n), list.Select(static m => m.N));
+            Assert.Equal(Enumerable.Range(1, perChannel).Select(static n => (long)n), list.Select(static m => m.Seq));
+        }
+
+        output.WriteLine($"the hook failed {failures} calls");
+        Assert.True(failures > 0, "the hook never failed: the test did not exercise a refusal");
+        Assert.True(await Metrics.SumAsync(server.BaseAddress, "relay_amqp_inbound_errors_total", "reason=\"requeued\"") > 0);
+        Assert.Equal(0, await Metrics.SumAsync(server.BaseAddress, "relay_amqp_inbound_errors_total", "reason=\"refused\""));
+        await WaitForAsync(async () => await fixture.Broker.QueueDepthAsync("in-requeue") == (0, 0), "the queue in-requeue to drain");
+        hook.Stop();
+        await serving.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     private static BasicProperties WithChannel(string id, string channel) => new()
     {
         MessageId = id,
