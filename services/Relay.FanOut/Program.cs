@@ -1,3 +1,4 @@
+using Relay.Amqp;
 using Relay.Bus;
 using Relay.Bus.Dapr;
 using Relay.Bus.Redis;
@@ -10,6 +11,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddRelayServiceDefaults().AddRelayFanOut();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaFirehose();
+builder.Services.AddRelayAmqpOutbound();
 builder.Services.AddRelayWebhooks();
 builder.Services.AddRelayHistoryArchive();
 var app = builder.Build();

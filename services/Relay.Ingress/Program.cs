@@ -1,3 +1,4 @@
+using Relay.Amqp;
 using Relay.Auth.Verification;
 using Relay.Bus;
 using Relay.Bus.Dapr;
@@ -13,6 +14,7 @@ builder.AddRelayServiceDefaults().AddRelayAuthVerification();
 builder.Services.AddRelayIngress();
 builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
 builder.Services.AddRelayKafkaIngest();
+builder.Services.AddRelayAmqpInbound();
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayIngress();

@@ -1,3 +1,4 @@
+using Relay.Amqp;
 using Relay.Auth;
 using Relay.Auth.Verification;
 using Relay.Bus;
@@ -43,6 +44,8 @@ public static class StandaloneHost
         builder.Services.AddRelayBus().AddRedisWhenConfigured(builder.Configuration).AddDaprWhenConfigured(builder.Configuration);
         builder.Services.AddRelayKafkaFirehose();
         builder.Services.AddRelayKafkaIngest();
+        builder.Services.AddRelayAmqpOutbound();
+        builder.Services.AddRelayAmqpInbound();
 
         // After the bus: hooks wrap the channel authority it chose, webhooks watch the bus fan-out is served on.
         builder.Services.AddRelayFunctionHooks();
