@@ -101,7 +101,6 @@ internal sealed partial class MqttConnection
                 MaximumPacketSize = (uint)_options.MaxPacketBytes,
                 RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
                 SharedSubscriptionAvailable = 0,
-                SubscriptionIdentifierAvailable = 0,
                 TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });
