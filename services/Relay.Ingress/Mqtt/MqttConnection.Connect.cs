@@ -100,7 +100,6 @@ internal sealed partial class MqttConnection
                 ReceiveMaximum = (ushort)_options.ReceiveMaximum,
                 MaximumPacketSize = (uint)_options.MaxPacketBytes,
                 RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
-                SharedSubscriptionAvailable = 0,
                 TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });

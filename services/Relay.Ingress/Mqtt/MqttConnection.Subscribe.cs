@@ -59,11 +59,6 @@ internal sealed partial class MqttConnection
         byte failure = V5 ? (byte)0 : MqttReasonCodes.V3SubscribeFailure;
         if (filter.StartsWith(SharePrefix, StringComparison.Ordinal))
         {
-            return (Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet"), false);
-        }
-
-        if (filter.StartsWith(SharePrefix, StringComparison.Ordinal))
-        {
             // $share/{group}/{filter}: the group is one level, neither '+' nor '#' in it, and a filter follows.
             var rest = filter.AsSpan(SharePrefix.Length);
             var slash = rest.IndexOf('/');
