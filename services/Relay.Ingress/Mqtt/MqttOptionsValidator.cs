@@ -15,6 +15,11 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
             failures.Add($"Relay:Mqtt:Port is {options.Port}; set a TCP port between 1 and 65535 (1883 is MQTT's), 0 for any free port, or Relay:Mqtt:Enabled=false to serve no MQTT.");
         }
 
+        if (options.TlsPort is < -1 or > 65535 || (options.TlsPort > 0 && options.TlsPort == options.Port))
+        {
+            failures.Add($"Relay:Mqtt:TlsPort is {options.TlsPort}; set a TCP port between 1 and 65535 other than Relay:Mqtt:Port (8883 is MQTT over TLS's), 0 for any free port, or -1 to serve no MQTT over TLS (it is served only when Relay:Tls names a certificate).");
+        }
+
         var smallest = ingress.Value.MaxMessageBytes + PacketOverheadBytes;
         if (options.MaxPacketBytes < smallest || options.MaxPacketBytes > Codec.MqttDecoder.MaxRemainingLength)
         {

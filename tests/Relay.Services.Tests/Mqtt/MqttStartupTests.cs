@@ -33,6 +33,7 @@ public sealed class MqttStartupTests
             ["Relay:Mqtt:MaxInflight"] = "0",
             ["Relay:Mqtt:MaxRetainedPerApp"] = "-1",
             ["Relay:Mqtt:MaxQueuedMessages"] = "0",
+            ["Relay:Mqtt:TlsPort"] = "-2",
         }));
 
         Assert.Contains("Relay:Mqtt:MaxPacketBytes is 4096", error.Message, StringComparison.Ordinal);
@@ -40,6 +41,7 @@ public sealed class MqttStartupTests
         Assert.Contains("Relay:Mqtt:MaxInflight is 0", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:MaxRetainedPerApp is -1", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:MaxQueuedMessages is 0", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:TlsPort is -2", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
