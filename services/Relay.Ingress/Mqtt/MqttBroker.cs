@@ -26,9 +26,10 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, ILogger<MqttConnection> logger)
     {
         Node = node;
+        Keys = keys;
         Options = options.Value;
         Logger = logger;
         Retained = new MqttRetained(Options.MaxRetainedPerApp);
@@ -38,6 +39,9 @@ internal sealed partial class MqttBroker : IDisposable
     }
 
     public IngressNode Node { get; }
+
+    /// <summary>The keys by name, for a client certificate mapped to one.</summary>
+    public Relay.Auth.Verification.IRelayKeys Keys { get; }
 
     public MqttOptions Options { get; }
 

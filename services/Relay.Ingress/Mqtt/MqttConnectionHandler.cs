@@ -16,5 +16,6 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     }
 
     /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream).</summary>
-    public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, Action abort) => new MqttConnection(transport, abort, broker).RunAsync();
+    public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, Action abort, MqttCertificateIdentity? certificate) =>
+        new MqttConnection(transport, abort, broker) { Certificate = certificate }.RunAsync();
 }

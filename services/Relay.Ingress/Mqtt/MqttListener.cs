@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Hosting;
@@ -26,6 +27,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     private readonly GatedListenerFactory _factory;
     private readonly MqttConnectionHandler _handler;
     private readonly ServerCertificate? _certificate;
+    private readonly MqttClientCertificates? _clientCertificates;
     private readonly ILogger<MqttListener> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private IConnectionListener? _listener;
@@ -39,6 +41,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         _factory = new GatedListenerFactory(transport, loggers, gate);
         _handler = handler;
         _certificate = tls.Value.Enabled ? certificate : null;
+        _clientCertificates = _certificate is not null && _options.ClientCertificates.Enabled ? new MqttClientCertificates(_options.ClientCertificates) : null;
         _logger = logger;
     }
 
@@ -169,6 +172,15 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                     try
                     {
                         var authentication = new SslServerAuthenticationOptions { ServerCertificateContext = _certificate!.Context };
+                        if (_clientCertificates is { } clients)
+                        {
+                            // Asked for; a connection without one goes on to user name and password unless one is required.
+                            authentication.ClientCertificateRequired = true;
+                            authentication.RemoteCertificateValidationCallback = (_, presented, _, _) => presented is null
+                                ? !clients.Required
+                                : clients.IsValid(presented as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(presented.GetRawCertData()));
+                        }
+
                         await ssl.AuthenticateAsServerAsync(authentication, handshake.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex) when (ex is AuthenticationException or IOException or OperationCanceledException or ObjectDisposedException)
@@ -178,8 +190,10 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                     }
                 }
 
+                // A valid client certificate names the connection's key (or, mapped to none, gets it refused at CONNECT).
+                var certificateKey = _clientCertificates is { } known && ssl.RemoteCertificate is X509Certificate2 presentedCertificate ? known.KeyOf(presentedCertificate) : default;
                 var pipe = new TlsPipe(PipeReader.Create(ssl, new StreamPipeReaderOptions(leaveOpen: true)), PipeWriter.Create(ssl, new StreamPipeWriterOptions(leaveOpen: true)));
-                await _handler.ServeAsync(pipe, connection.Abort).ConfigureAwait(false);
+                await _handler.ServeAsync(pipe, connection.Abort, certificateKey.CommonName is null ? null : new MqttCertificateIdentity(certificateKey.CommonName, certificateKey.Key)).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

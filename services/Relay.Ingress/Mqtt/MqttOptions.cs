@@ -48,6 +48,9 @@ public sealed class MqttOptions
     /// <summary>The TCP port of MQTT over TLS, on every address, when <c>Relay:Tls</c> names a certificate; 0 picks a free one (tests), -1 serves none.</summary>
     public int TlsPort { get; set; } = DefaultTlsPort;
 
+    /// <summary>Client certificates on the TLS port (<c>Relay:Mqtt:ClientCertificates</c>): device certificates mapped to keys.</summary>
+    public MqttClientCertificateOptions ClientCertificates { get; } = new();
+
     /// <summary>The largest MQTT packet a client may send, header included; larger ones are refused from their header (MQTT 5: 0x95).</summary>
     public int MaxPacketBytes { get; set; } = DefaultMaxPacketBytes;
 
