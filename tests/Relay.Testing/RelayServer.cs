@@ -47,6 +47,9 @@ public sealed class RelayServer : IAsyncDisposable
     /// <summary>The WebSocket endpoint (<c>wss://</c> on a node serving TLS).</summary>
     public Uri RealtimeUri { get; }
 
+    /// <summary>The MQTT over TLS port (Relay:Mqtt:TlsPort, 0 in tests: a free one); null when the node serves no TLS.</summary>
+    public int? MqttTlsPort => _app.Services.GetRequiredService<Relay.Ingress.Mqtt.MqttListener>().TlsPort;
+
     /// <summary>The MQTT TCP port (Relay:Mqtt:Port, 0 in tests: a free one); null when MQTT is off.</summary>
     public int? MqttPort => _app.Services.GetRequiredService<Relay.Ingress.Mqtt.MqttListener>().Port;
 
@@ -87,6 +90,7 @@ public sealed class RelayServer : IAsyncDisposable
 
         // MQTT on a free port: test servers run side by side (and a machine may run mosquitto on 1883).
         ["Relay:Mqtt:Port"] = "0",
+        ["Relay:Mqtt:TlsPort"] = "0",
 
         // gRPC on a free port too (its default 50051 may be taken by another node or another program).
         ["Relay:Grpc:Port"] = "0",

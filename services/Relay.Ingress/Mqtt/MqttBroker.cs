@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
 
 namespace Relay.Ingress.Mqtt;
@@ -15,9 +18,18 @@ internal sealed partial class MqttBroker : IDisposable
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttSession> _sessions = new();
     private readonly ITimer _expiry;
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, ILogger<MqttConnection> logger)
+    // Shared subscriptions' groups on this node, per app, group name and filter; joined and left one at a time.
+    private readonly Dictionary<(string App, string Group, string Filter), MqttShareGroup> _shares = [];
+    private readonly SemaphoreSlim _sharesGate = new(1, 1);
+
+    // The payloads of retained publishes this node took, for MQTT 5 Retain As Published: a message routed here carries
+    // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
+    private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
+
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, ILogger<MqttConnection> logger)
     {
         Node = node;
+        Keys = keys;
         Options = options.Value;
         Logger = logger;
         Retained = new MqttRetained(Options.MaxRetainedPerApp);
@@ -28,12 +40,85 @@ internal sealed partial class MqttBroker : IDisposable
 
     public IngressNode Node { get; }
 
+    /// <summary>The keys by name, for a client certificate mapped to one.</summary>
+    public Relay.Auth.Verification.IRelayKeys Keys { get; }
+
     public MqttOptions Options { get; }
 
     public ILogger<MqttConnection> Logger { get; }
 
     /// <summary>The node's retained messages (in this node only: docs/mqtt.md).</summary>
     public MqttRetained Retained { get; }
+
+    /// <summary>Notes that <paramref name="payload"/> is a retained publish's, before it is routed (for Retain As Published).</summary>
+    public void MarkRetained(ReadOnlyMemory<byte> payload)
+    {
+        // Never the one shared empty array (every empty payload's): only an array of this publish's own.
+        if (MemoryMarshal.TryGetArray(payload, out var segment) && segment.Array is { } array && !ReferenceEquals(array, Array.Empty<byte>()))
+        {
+            _retainedPayloads.AddOrUpdate(array, this);
+        }
+    }
+
+    /// <summary>Whether <paramref name="message"/> came from a retained publish this node took (docs/mqtt.md: Retain As Published).</summary>
+    public bool PublishedRetained(RelayMessage message) =>
+        MemoryMarshal.TryGetArray(message.Data, out var segment) && segment.Array is { } array && _retainedPayloads.TryGetValue(array, out _);
+
+    /// <summary>Adds <paramref name="member"/> to its group on this node; the group's one node subscription starts with its first member.</summary>
+    public async Task JoinShareAsync(MqttSubscriptionSink member, string group, string filter)
+    {
+        await _sharesGate.WaitAsync(Node.Stopping).ConfigureAwait(false);
+        try
+        {
+            var key = (member.Session.App, group, filter);
+            if (!_shares.TryGetValue(key, out var share))
+            {
+                share = new MqttShareGroup(this, member.Session.App, group, filter);
+                share.Subscription = await Node.StartSubscriptionAsync(share, share.App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+                _shares[key] = share;
+            }
+
+            member.JoinedShare = share;
+            share.Add(member);
+        }
+        finally
+        {
+            _sharesGate.Release();
+        }
+    }
+
+    /// <summary>Ends a subscription: a shared member leaves its group (the last one ends the group's node subscription), any other leaves the node's index.</summary>
+    public async ValueTask RemoveAsync(MqttSubscriptionSink sink)
+    {
+        if (sink.Identifier != 0)
+        {
+            sink.Session.Identified.Remove(sink.TopicFilter, sink);
+        }
+
+        if (sink.JoinedShare is not { } share)
+        {
+            if (sink.Subscription is { } subscription)
+            {
+                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        await _sharesGate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            share.Remove(sink);
+            if (share.Count == 0 && _shares.Remove((share.App, share.Name, share.Filter)) && share.Subscription is { } subscription)
+            {
+                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _sharesGate.Release();
+        }
+    }
 
     /// <summary>Records <paramref name="connection"/> as its client id's; the connection it replaces, if any, is returned to be closed.</summary>
     public MqttConnection? Claim(string app, string clientId, MqttConnection connection)
@@ -108,10 +193,7 @@ internal sealed partial class MqttBroker : IDisposable
 
         foreach (var sink in all)
         {
-            if (sink.Subscription is { } subscription)
-            {
-                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
-            }
+            await RemoveAsync(sink).ConfigureAwait(false);
         }
     }
 
@@ -125,6 +207,11 @@ internal sealed partial class MqttBroker : IDisposable
     public async Task PublishWillAsync(MqttWill will)
     {
         var request = will.Request;
+        if (will.Retain)
+        {
+            MarkRetained(request.Items[0].Data);
+        }
+
         try
         {
             var reply = await Node.Bus.SendToRoutingAsync(request, CancellationToken.None).ConfigureAwait(false);

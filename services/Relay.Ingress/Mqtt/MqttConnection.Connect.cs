@@ -100,8 +100,6 @@ internal sealed partial class MqttConnection
                 ReceiveMaximum = (ushort)_options.ReceiveMaximum,
                 MaximumPacketSize = (uint)_options.MaxPacketBytes,
                 RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
-                SharedSubscriptionAvailable = 0,
-                SubscriptionIdentifierAvailable = 0,
                 TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });
@@ -118,8 +116,16 @@ internal sealed partial class MqttConnection
         Close(MqttReasonCodes.SessionTakenOver, "another connection took this client id");
     }
 
+    /// <summary>The client certificate this TLS connection presented, checked at the handshake (null: none, or not TLS).</summary>
+    public MqttCertificateIdentity? Certificate { get; init; }
+
     private AuthResult Authenticate(MqttConnect connect, string clientId)
     {
+        if (Certificate is { } certificate)
+        {
+            return AuthenticateCertificate(certificate, clientId);
+        }
+
         if (connect.UserName is null || connect.Password is null)
         {
             return AuthResult.Fail(ErrorCodes.NoCredentials, "no credentials: user name = key name (APPID.KEYID) and password = secret, or user name 'token' and password = a JWT");
@@ -135,6 +141,28 @@ internal sealed partial class MqttConnection
         var context = new DefaultHttpContext();
         context.Request.QueryString = QueryString.Create(new KeyValuePair<string, string?>[] { new("key", connect.UserName + ":" + password), new("clientId", clientId) });
         return _node.Authenticator.Authenticate(context);
+    }
+
+    /// <summary>
+    /// A valid client certificate is the credentials (a user name and password sent besides are not looked at): the key
+    /// its common name maps to, with the MQTT client id as the Relay client id (1-128 characters, no control characters,
+    /// the rule every client id follows).
+    /// </summary>
+    private AuthResult AuthenticateCertificate(MqttCertificateIdentity certificate, string clientId)
+    {
+        if (certificate.Key is null || _broker.Keys.Find(certificate.Key) is not { } principal)
+        {
+            return AuthResult.Fail(ErrorCodes.NoCredentials, certificate.Key is null
+                ? $"the client certificate CN={certificate.CommonName} maps to no key (Relay:Mqtt:ClientCertificates:Keys)"
+                : $"the client certificate CN={certificate.CommonName} maps to key {certificate.Key}, which does not exist");
+        }
+
+        if (clientId.Length > 128 || clientId.Any(char.IsControl))
+        {
+            return AuthResult.Fail(ErrorCodes.BadRequest, "clientId must be 1-128 characters without control characters");
+        }
+
+        return AuthResult.Success(principal with { ClientId = clientId });
     }
 
     /// <summary>Refuses the CONNECT with the version's code (3.1.1 return code or 5.0 reason code) and closes.</summary>

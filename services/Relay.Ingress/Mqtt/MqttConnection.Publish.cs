@@ -99,8 +99,14 @@ internal sealed partial class MqttConnection
             return ValueTask.CompletedTask;
         }
 
-        // The one copy: the input's bytes become the message's, which history keeps.
-        var data = publish.Payload.ToArray();
+        // The one copy: the input's bytes become the message's, which history keeps. A retained publish's array is noted
+        // for Retain As Published (an empty one made of its own: ToArray gives every empty payload the one shared array).
+        var data = retain && publish.Payload.IsEmpty ? new byte[publish.Payload.Length] : publish.Payload.ToArray();
+        if (retain)
+        {
+            _broker.MarkRetained(data);
+        }
+
         return RouteAsync(channel, data, publish.Qos, publish.PacketId, retain);
     }
 

@@ -9,22 +9,31 @@ namespace Relay.Ingress.Mqtt;
 /// <summary>
 /// SUBSCRIBE and UNSUBSCRIBE: a topic filter is a channel name or pattern (<c>+</c> and <c>#</c> through the node's one
 /// matcher); each gets the QoS asked for (0, 1 or 2), or a failure code: MQTT 3.1.1's 0x80, MQTT 5's reason (0x87 not
-/// authorized, 0x8F filter invalid, 0x9E shared subscriptions, 0x97 over a limit). Subscriptions live as long as the
-/// connection (clean sessions).
+/// authorized, 0x8F filter invalid, 0x97 over a limit). MQTT 5's No Local, Retain As Published and Subscription
+/// Identifier ride on the subscription's sink; a shared subscription (<c>$share/{group}/{filter}</c>) joins its group on
+/// the node (<see cref="MqttShareGroup"/>).
 /// </summary>
 internal sealed partial class MqttConnection
 {
+    /// <summary>The prefix of a shared subscription's filter: <c>$share/{group}/{filter}</c> (MQTT 5 §4.8.2; 3.1.1 clients too, as mosquitto).</summary>
+    private const string SharePrefix = "$share/";
+
     private async ValueTask SubscribeAsync(MqttSubscribe subscribe)
     {
         var codes = new List<byte>(subscribe.Subscriptions.Count);
         List<(string Filter, byte Qos)>? retained = null;
+
+        // MQTT 5 §3.8.2.1.2: one Subscription Identifier for every filter of the SUBSCRIBE.
+        var identifier = subscribe.Properties?.SubscriptionIdentifiers is [var id, ..] ? id : 0;
         foreach (var requested in subscribe.Subscriptions)
         {
-            var (code, existed) = await SubscribeOneAsync(requested).ConfigureAwait(false);
+            var (code, existed) = await SubscribeOneAsync(requested, identifier).ConfigureAwait(false);
             codes.Add(code);
 
-            // MQTT 5 §3.3.1.3 Retain Handling: 0 sends the retained messages, 1 only for a new subscription, 2 never.
-            if (code <= 2 && (requested.RetainHandling == 0 || (requested.RetainHandling == 1 && !existed)))
+            // MQTT 5 §3.3.1.3 Retain Handling: 0 sends the retained messages, 1 only for a new subscription, 2 never;
+            // §4.8.2: none for a shared subscription.
+            if (code <= 2 && (requested.RetainHandling == 0 || (requested.RetainHandling == 1 && !existed))
+                && !requested.Filter.StartsWith(SharePrefix, StringComparison.Ordinal))
             {
                 (retained ??= []).Add((requested.Filter, code));
             }
@@ -42,23 +51,39 @@ internal sealed partial class MqttConnection
         }
     }
 
-    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested)
+    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested, int identifier)
     {
         var filter = requested.Filter;
+        var topicFilter = filter;
+        string? group = null;
         byte failure = V5 ? (byte)0 : MqttReasonCodes.V3SubscribeFailure;
-        if (filter.StartsWith("$share/", StringComparison.Ordinal))
+        if (filter.StartsWith(SharePrefix, StringComparison.Ordinal))
         {
-            return (Failed(MqttReasonCodes.SharedSubscriptionsNotSupported, "shared subscriptions are not supported yet"), false);
+            // $share/{group}/{filter}: the group is one level, neither '+' nor '#' in it, and a filter follows.
+            var rest = filter.AsSpan(SharePrefix.Length);
+            var slash = rest.IndexOf('/');
+            if (slash <= 0 || rest[..slash].ContainsAny('+', '#') || slash == rest.Length - 1)
+            {
+                return (Failed(MqttReasonCodes.TopicFilterInvalid, "a shared subscription is $share/{group}/{filter}, the group one level without '+' or '#'"), false);
+            }
+
+            if (V5 && requested.NoLocal)
+            {
+                throw MqttProtocolException.Protocol("No Local set on a shared subscription");
+            }
+
+            group = rest[..slash].ToString();
+            topicFilter = rest[(slash + 1)..].ToString();
         }
 
-        if (!ChannelName.IsValidPattern(filter, out var invalid))
+        if (!ChannelName.IsValidPattern(topicFilter, out var invalid))
         {
             return (Failed(MqttReasonCodes.TopicFilterInvalid, invalid), false);
         }
 
-        if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
+        if (!_principal!.Capabilities.Allows(topicFilter, Operations.Subscribe))
         {
-            return (Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{filter}'"), false);
+            return (Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{topicFilter}'"), false);
         }
 
         // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
@@ -73,16 +98,29 @@ internal sealed partial class MqttConnection
             }
         }
 
-        // MQTT 3.1.1 §3.8.4, 5.0 §3.8.4: a filter subscribed again replaces the subscription (its QoS may change).
-        if (previous?.Subscription is { } replaced)
+        // MQTT 3.1.1 §3.8.4, 5.0 §3.8.4: a filter subscribed again replaces the subscription (its QoS and options may change).
+        if (previous is not null)
         {
-            await _node.RemoveSubscriptionAsync(replaced).ConfigureAwait(false);
+            await _broker.RemoveAsync(previous).ConfigureAwait(false);
         }
 
-        var sink = new MqttSubscriptionSink(_session, filter, qos);
+        var sink = new MqttSubscriptionSink(_session, filter, qos)
+        {
+            TopicFilter = topicFilter,
+            NoLocalClientId = V5 && requested.NoLocal ? _principal.ClientId : null,
+            RetainAsPublished = V5 && requested.RetainAsPublished,
+            Identifier = V5 ? identifier : 0,
+        };
         try
         {
-            sink.Subscription = await _node.StartSubscriptionAsync(sink, App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+            if (group is null)
+            {
+                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+            }
+            else
+            {
+                await _broker.JoinShareAsync(sink, group, topicFilter).ConfigureAwait(false);
+            }
         }
         catch (RelayException ex)
         {
@@ -93,13 +131,18 @@ internal sealed partial class MqttConnection
         lock (_session!.Subscriptions)
         {
             // Capabilities may have changed meanwhile, or the connection closed: then it is not kept.
-            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(filter, Operations.Subscribe) && _session.Subscriptions.TryAdd(filter, sink);
+            kept = Volatile.Read(ref _closing) == 0 && _principal.Capabilities.Allows(topicFilter, Operations.Subscribe) && _session.Subscriptions.TryAdd(filter, sink);
         }
 
         if (!kept)
         {
-            await _node.RemoveSubscriptionAsync(sink.Subscription).ConfigureAwait(false);
+            await _broker.RemoveAsync(sink).ConfigureAwait(false);
             return (Failed(MqttReasonCodes.NotAuthorized, "the connection closed or its credentials changed while subscribing"), false);
+        }
+
+        if (sink.Identifier != 0 && group is null)
+        {
+            _session.Identified.Add(topicFilter, sink);
         }
 
         return (qos, previous is not null);
@@ -122,9 +165,9 @@ internal sealed partial class MqttConnection
                 _session.Subscriptions.Remove(filter, out removed);
             }
 
-            if (removed?.Subscription is { } subscription)
+            if (removed is not null)
             {
-                await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                await _broker.RemoveAsync(removed).ConfigureAwait(false);
             }
 
             ack.ReasonCodes.Add(removed is null ? MqttReasonCodes.NoSubscriptionExisted : MqttReasonCodes.Success);
@@ -139,9 +182,9 @@ internal sealed partial class MqttConnection
         var dropped = new List<MqttSubscriptionSink>();
         lock (_session!.Subscriptions)
         {
-            foreach (var (filter, sink) in _session.Subscriptions)
+            foreach (var (_, sink) in _session.Subscriptions)
             {
-                if (!_principal!.Capabilities.Allows(filter, Operations.Subscribe))
+                if (!_principal!.Capabilities.Allows(sink.TopicFilter, Operations.Subscribe))
                 {
                     dropped.Add(sink);
                 }
@@ -157,10 +200,7 @@ internal sealed partial class MqttConnection
         {
             foreach (var sink in dropped)
             {
-                if (sink.Subscription is { } subscription)
-                {
-                    await _node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
-                }
+                await _broker.RemoveAsync(sink).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -70,6 +70,10 @@ internal sealed partial class MqttConnection : INodeConnection
     // The client id's session: its subscriptions, and what it keeps while no connection holds it.
     private MqttSession? _session;
     private TokenBucket? _publishRate;
+
+    // The write loop's scratch for a delivery's Subscription Identifiers (it alone uses them).
+    private readonly List<MqttSubscriptionSink> _identifiedSinks = [];
+    private readonly List<int> _identifiers = [];
     private long _keysVersion = -1;
 
     public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
@@ -93,6 +97,9 @@ internal sealed partial class MqttConnection : INodeConnection
 
     private bool V5 => _level == 5;
 
+    /// <summary>Whether the connection still takes deliveries (it has not begun to close).</summary>
+    public bool Accepting => Volatile.Read(ref _closing) == 0;
+
     /// <summary>Serves the connection until it ends.</summary>
     public async Task RunAsync()
     {
@@ -115,8 +122,14 @@ internal sealed partial class MqttConnection : INodeConnection
             }
             finally
             {
-                // A persistent session gets back what this connection did not deliver, for the next one.
-                _session?.HandBack(_session.ExpirySeconds > 0 ? Undelivered() : []);
+                // A shared subscription's member's unacknowledged deliveries go to another member; a persistent session
+                // gets back the rest of what this connection did not deliver, for the next one.
+                if (_session is { } session)
+                {
+                    var undelivered = Undelivered();
+                    undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
+                    session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
+                }
                 _node.Unregister(this);
                 _queue.Clear();
                 _closed.Dispose();
@@ -471,7 +484,7 @@ internal sealed partial class MqttConnection : INodeConnection
             // A QoS 2 delivery a previous connection had released: PUBREL again (MQTT 5 §4.4), its slot held until PUBCOMP.
             lock (_inflight)
             {
-                _inflight[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos);
+                _inflight[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos, item.Shared);
             }
 
             var release = output.GetSpan(4);
@@ -485,7 +498,9 @@ internal sealed partial class MqttConnection : INodeConnection
 
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
-        if (frame.Length > _clientMaxPacket)
+        var identifiers = V5 ? Identifiers(item) : null;
+        var length = identifiers is null ? frame.Length : frames.LengthWithIdentifiers(frame, identifiers, item.Qos > 0);
+        if (length > _clientMaxPacket)
         {
             // MQTT 5 §3.1.2.11.4: a packet larger than the client's maximum is not sent (as if delivered).
             if (item.Qos > 0)
@@ -496,8 +511,16 @@ internal sealed partial class MqttConnection : INodeConnection
             return 0;
         }
 
-        var span = output.GetSpan(frame.Length);
-        frame.CopyTo(span);
+        var span = output.GetSpan(length)[..length];
+        if (identifiers is null)
+        {
+            frame.CopyTo(span);
+        }
+        else
+        {
+            frames.CopyWithIdentifiers(frame, identifiers, item.Qos > 0, span);
+        }
+
         if (item.Qos > 0)
         {
             // A QoS 2 PUBLISH is its QoS 1 frame with the other QoS bits in the fixed header.
@@ -515,15 +538,15 @@ internal sealed partial class MqttConnection : INodeConnection
                 span[0] |= 0x08;
                 lock (_inflight)
                 {
-                    _inflight[packetId] = new InflightEntry(state, message, item.Qos);
+                    _inflight[packetId] = new InflightEntry(state, message, item.Qos, item.Shared);
                 }
             }
             else
             {
-                packetId = NextPacketId(state, message, item.Qos);
+                packetId = NextPacketId(state, message, item.Qos, item.Shared);
             }
 
-            var at = frames.PacketIdOffset(frame);
+            var at = frames.PacketIdOffset(span);
             span[at] = (byte)(packetId >> 8);
             span[at + 1] = (byte)packetId;
         }
@@ -533,19 +556,56 @@ internal sealed partial class MqttConnection : INodeConnection
             span[0] |= 0x01;
         }
 
-        output.Advance(frame.Length);
-        return frame.Length;
+        output.Advance(length);
+        return length;
+    }
+
+    /// <summary>
+    /// The MQTT 5 Subscription Identifiers a delivery carries (MQTT 5 §3.3.4: of every subscription matching its topic),
+    /// or null for none; a shared subscription's delivery carries its own. The lists are the write loop's, reused.
+    /// </summary>
+    private List<int>? Identifiers(in MqttOutbound item)
+    {
+        if (item.Shared is { } member)
+        {
+            if (member.Identifier == 0)
+            {
+                return null;
+            }
+
+            _identifiers.Clear();
+            _identifiers.Add(member.Identifier);
+            return _identifiers;
+        }
+
+        if (_session is not { } session || session.Identified.Count == 0)
+        {
+            return null;
+        }
+
+        _identifiedSinks.Clear();
+        session.Identified.Match(item.Message!.Channel, _identifiedSinks);
+        _identifiers.Clear();
+        foreach (var sink in _identifiedSinks)
+        {
+            if (!sink.IsOwn(item.Message) && !_identifiers.Contains(sink.Identifier))
+            {
+                _identifiers.Add(sink.Identifier);
+            }
+        }
+
+        return _identifiers.Count == 0 ? null : _identifiers;
     }
 
     /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>
-    private ushort NextPacketId(Inflight state, RelayMessage message, byte qos)
+    private ushort NextPacketId(Inflight state, RelayMessage message, byte qos, MqttSubscriptionSink? shared)
     {
         lock (_inflight)
         {
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (_inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos)))
+                if (_inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos, shared)))
                 {
                     return (ushort)_nextPacketId;
                 }
@@ -662,7 +722,7 @@ internal sealed partial class MqttConnection : INodeConnection
         {
             foreach (var (packetId, entry) in _inflight.OrderBy(static e => e.Key))
             {
-                undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp));
+                undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
             }
 
             _inflight.Clear();
@@ -680,7 +740,7 @@ internal sealed partial class MqttConnection : INodeConnection
     }
 
     /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>
-    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos);
+    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos, MqttSubscriptionSink? Shared);
 
     /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
     private enum Inflight : byte

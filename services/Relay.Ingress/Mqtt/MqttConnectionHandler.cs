@@ -14,4 +14,8 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
         ArgumentNullException.ThrowIfNull(connection);
         return new MqttConnection(connection.Transport, connection.Abort, broker).RunAsync();
     }
+
+    /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream).</summary>
+    public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, Action abort, MqttCertificateIdentity? certificate) =>
+        new MqttConnection(transport, abort, broker) { Certificate = certificate }.RunAsync();
 }

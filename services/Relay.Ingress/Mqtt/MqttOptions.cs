@@ -9,6 +9,9 @@ public sealed class MqttOptions
     /// <summary>MQTT's registered port (IANA), where every MQTT client looks first.</summary>
     public const int DefaultPort = 1883;
 
+    /// <summary>MQTT over TLS's registered port (IANA), served when the host has a certificate (<c>Relay:Tls</c>).</summary>
+    public const int DefaultTlsPort = 8883;
+
     /// <summary>Default largest packet: 128 KiB holds the default 64 KiB payload with a long topic and MQTT 5 properties to spare.</summary>
     public const int DefaultMaxPacketBytes = 128 * 1024;
 
@@ -41,6 +44,12 @@ public sealed class MqttOptions
 
     /// <summary>The TCP port of the MQTT listener, on every address; 0 picks a free one (tests).</summary>
     public int Port { get; set; } = DefaultPort;
+
+    /// <summary>The TCP port of MQTT over TLS, on every address, when <c>Relay:Tls</c> names a certificate; 0 picks a free one (tests), -1 serves none.</summary>
+    public int TlsPort { get; set; } = DefaultTlsPort;
+
+    /// <summary>Client certificates on the TLS port (<c>Relay:Mqtt:ClientCertificates</c>): device certificates mapped to keys.</summary>
+    public MqttClientCertificateOptions ClientCertificates { get; } = new();
 
     /// <summary>The largest MQTT packet a client may send, header included; larger ones are refused from their header (MQTT 5: 0x95).</summary>
     public int MaxPacketBytes { get; set; } = DefaultMaxPacketBytes;

@@ -15,6 +15,34 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
             failures.Add($"Relay:Mqtt:Port is {options.Port}; set a TCP port between 1 and 65535 (1883 is MQTT's), 0 for any free port, or Relay:Mqtt:Enabled=false to serve no MQTT.");
         }
 
+        if (options.TlsPort is < -1 or > 65535 || (options.TlsPort > 0 && options.TlsPort == options.Port))
+        {
+            failures.Add($"Relay:Mqtt:TlsPort is {options.TlsPort}; set a TCP port between 1 and 65535 other than Relay:Mqtt:Port (8883 is MQTT over TLS's), 0 for any free port, or -1 to serve no MQTT over TLS (it is served only when Relay:Tls names a certificate).");
+        }
+
+        var certificates = options.ClientCertificates;
+        if (certificates.Enabled && !File.Exists(certificates.CaPath))
+        {
+            failures.Add($"Relay:Mqtt:ClientCertificates:CaPath is '{certificates.CaPath}', which does not exist; name the PEM file of the authorities that issue device certificates, or unset it to accept no client certificates.");
+        }
+        else if (certificates.Enabled && !HasCertificates(certificates.CaPath!))
+        {
+            failures.Add($"Relay:Mqtt:ClientCertificates:CaPath '{certificates.CaPath}' holds no PEM certificate; name the PEM file of the authorities that issue device certificates.");
+        }
+
+        if (certificates.Required && !certificates.Enabled)
+        {
+            failures.Add("Relay:Mqtt:ClientCertificates:Required is true without Relay:Mqtt:ClientCertificates:CaPath; name the authorities whose certificates are accepted, or set Required to false.");
+        }
+
+        foreach (var (commonName, key) in certificates.Keys)
+        {
+            if (key.IndexOf('.', StringComparison.Ordinal) is <= 0 || key.EndsWith('.') || key.Contains(':', StringComparison.Ordinal))
+            {
+                failures.Add($"Relay:Mqtt:ClientCertificates:Keys:{commonName} is '{key}'; set the key name APPID.KEYID (no secret) that a certificate with CN={commonName} connects as.");
+            }
+        }
+
         var smallest = ingress.Value.MaxMessageBytes + PacketOverheadBytes;
         if (options.MaxPacketBytes < smallest || options.MaxPacketBytes > Codec.MqttDecoder.MaxRemainingLength)
         {
@@ -57,5 +85,19 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static bool HasCertificates(string path)
+    {
+        try
+        {
+            var authorities = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            authorities.ImportFromPemFile(path);
+            return authorities.Count > 0;
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return false;
+        }
     }
 }

@@ -6,9 +6,10 @@ namespace Relay.Ingress.Mqtt;
 /// One item of an MQTT connection's send queue: a message to deliver at a QoS (<paramref name="Retain"/>: a retained
 /// message sent for a new subscription, with the RETAIN flag), or a control packet's bytes. A resumed session's delivery
 /// sent again carries its <paramref name="PacketId"/> (sent with DUP), or <paramref name="Release"/> for a QoS 2 one to
-/// be released again (PUBREL).
+/// be released again (PUBREL). A shared subscription's delivery names its member (<paramref name="Shared"/>), so what
+/// the member does not acknowledge goes to another member of the group.
 /// </summary>
-internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false, ushort PacketId = 0, bool Release = false)
+internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false, ushort PacketId = 0, bool Release = false, MqttSubscriptionSink? Shared = null)
 {
     /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
     public static readonly byte[] Nothing = [];

@@ -21,6 +21,8 @@ public static class MqttServiceCollectionExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             sp.GetRequiredService<Connections.ConnectionGate>(),
             sp.GetRequiredService<MqttConnectionHandler>(),
+            sp.GetService<Relay.ServiceDefaults.Tls.ServerCertificate>(),
+            sp.GetRequiredService<IOptions<Relay.ServiceDefaults.Tls.TlsOptions>>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<MqttListener>>()));
         services.AddHostedService(static sp => new EnabledOnly(sp));
         return services;

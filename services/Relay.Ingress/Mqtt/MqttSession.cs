@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Relay.Core.Channels;
 using Relay.Core.Messages;
 
 namespace Relay.Ingress.Mqtt;
@@ -31,12 +32,20 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private Dictionary<string, Delivered>? _delivered;
     private int _deliveredGeneration;
 
+    public MqttBroker Broker { get; } = broker;
+
     public string App { get; } = app;
 
     public string ClientId { get; } = clientId;
 
     /// <summary>The filters subscribed, each with its sink in the node's index (locked by itself).</summary>
     public Dictionary<string, MqttSubscriptionSink> Subscriptions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The subscriptions with an MQTT 5 Subscription Identifier (shared ones aside), by filter: a delivery carries the
+    /// identifier of every one matching its topic (MQTT 5 §3.3.4), looked up when it is written.
+    /// </summary>
+    public PatternIndex<MqttSubscriptionSink> Identified { get; } = new();
 
     /// <summary>Whether the session outlives its connection, and for how long unresumed (0: clean).</summary>
     public uint ExpirySeconds { get; set; }
@@ -57,7 +66,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     public Task WhenReleased => _released.Task;
 
     /// <summary>A delivery from the node (any thread): to the connection holding the session, or kept while none does.</summary>
-    public void Deliver(RelayMessage message, byte qos)
+    public void Deliver(RelayMessage message, byte qos, bool retain)
     {
         // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
         // Presence events reach a channel's own subscription only, which a session holds once.
@@ -70,15 +79,43 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         {
             if (_connection is { } connection)
             {
-                connection.Enqueue(new MqttOutbound(message, null, qos));
+                connection.Enqueue(new MqttOutbound(message, null, qos, Retain: retain));
             }
             else if (qos > 0 && !Discarded)
             {
                 // MQTT 3.1.1 §4.1, 5.0 §4.1: QoS 1 and 2 messages are kept for an absent client; QoS 0 ones may be dropped.
-                Keep(new MqttOutbound(message, null, qos), first: false);
+                Keep(new MqttOutbound(message, null, qos, Retain: retain), first: false);
             }
         }
     }
+
+    /// <summary>
+    /// A shared subscription's delivery to this member: not checked against the session's other copies (MQTT 5 §4.8.2:
+    /// a non-shared subscription's copy comes besides). False when no connection holds the session and it keeps nothing
+    /// (a clean session ending), so the group offers the message to another member.
+    /// </summary>
+    public bool DeliverShared(RelayMessage message, MqttSubscriptionSink member, bool retain, bool evenAway)
+    {
+        lock (_gate)
+        {
+            if (_connection is { } connection && connection.Accepting)
+            {
+                connection.Enqueue(new MqttOutbound(message, null, member.Qos, Retain: retain, Shared: member));
+                return true;
+            }
+
+            if (evenAway && member.Qos > 0 && !Discarded && ExpirySeconds > 0)
+            {
+                Keep(new MqttOutbound(message, null, member.Qos, Retain: retain, Shared: member), first: false);
+                return true;
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Whether a connection holds the session and takes deliveries now.</summary>
+    public bool Attached => Volatile.Read(ref _connection) is { Accepting: true };
 
     /// <summary>
     /// Messages matching <paramref name="sink"/>'s filter were lost before this node: the connection is told, and a QoS 1
@@ -229,13 +266,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
 
         _queuedBytes += bytes;
-        var options = broker.Options;
+        var options = Broker.Options;
         while (_queued.Count > 0 && (_queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
         {
             var oldest = _queued.First!.Value;
             _queued.RemoveFirst();
             _queuedBytes -= MqttOutbound.Size(oldest);
-            broker.QueuedMessageDropped(this, oldest.Message?.Channel);
+            Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
         }
     }
 

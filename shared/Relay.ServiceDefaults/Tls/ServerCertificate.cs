@@ -29,6 +29,9 @@ internal sealed partial class ServerCertificate(IOptions<TlsOptions> options, Ti
 
     private CertificateLoader.Loaded Current => _current ?? LoadFirst();
 
+    /// <summary>The certificate served now with its chain, for a listener that runs its own handshakes (MQTT over TLS).</summary>
+    internal SslStreamCertificateContext Context => Current.Context;
+
     /// <summary>Kestrel's per-connection callback: the current certificate, with Kestrel choosing the ALPN protocols.</summary>
     public static ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context) =>
         new(new SslServerAuthenticationOptions { ServerCertificateContext = ((ServerCertificate)context.State!).Current.Context });

@@ -26,6 +26,7 @@ public sealed class TlsProcessTests : IDisposable
         environment["Kestrel__Endpoints__Secure__Url"] = $"https://127.0.0.1:{tlsPort}";
         environment["Relay__Tls__CertificatePath"] = certificatePath;
         environment["Relay__Tls__KeyPath"] = keyPath;
+        environment["Relay__Mqtt__TlsPort"] = "0";
         environment["Relay__Tls__Ports__0"] = tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var dll = Path.Combine(RelayCluster.RepositoryRoot, "services", "Relay.Standalone", "bin", "Release", "net10.0", "Relay.Standalone.dll");
         await using var host = await ServiceProcess.StartAsync("standalone-tls", dll, plainPort, environment, _folder);

@@ -16,10 +16,10 @@ internal sealed class RawMqttClient : IAsyncDisposable
 
     public NetworkStream Stream => _tcp.GetStream();
 
-    public static async Task<RawMqttClient> OpenAsync(RelayServer server)
+    public static async Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null)
     {
         var client = new RawMqttClient();
-        await client._tcp.ConnectAsync("127.0.0.1", server.MqttPort!.Value).WaitAsync(Timeout);
+        await client._tcp.ConnectAsync("127.0.0.1", port ?? server.MqttPort!.Value).WaitAsync(Timeout);
         return client;
     }
 

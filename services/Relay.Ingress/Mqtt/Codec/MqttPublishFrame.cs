@@ -45,7 +45,7 @@ internal sealed class MqttPublishFrame
     }
 
     /// <summary>Where the packet id sits in <paramref name="frame"/>, a QoS 1 frame of this message: after the header, its length and the topic.</summary>
-    public int PacketIdOffset(byte[] frame)
+    public int PacketIdOffset(ReadOnlySpan<byte> frame)
     {
         var lengthBytes = 1;
         while ((frame[lengthBytes] & 0x80) != 0)
@@ -54,6 +54,55 @@ internal sealed class MqttPublishFrame
         }
 
         return 1 + lengthBytes + 2 + TopicBytes;
+    }
+
+    /// <summary>
+    /// The length of <paramref name="frame"/> (an MQTT 5 frame of this message) with <paramref name="identifiers"/> as
+    /// its Subscription Identifier properties (MQTT 5 §3.3.2.3.8), written by <see cref="CopyWithIdentifiers"/>.
+    /// </summary>
+    public int LengthWithIdentifiers(byte[] frame, List<int> identifiers, bool packetId)
+    {
+        var remaining = Remaining(frame, identifiers, packetId, out _, out _);
+        return 1 + MqttEncoder.VariableIntLength(remaining) + remaining;
+    }
+
+    /// <summary>Writes <paramref name="frame"/> into <paramref name="destination"/> with <paramref name="identifiers"/> as its properties (written per delivery: only subscriptions with identifiers pay for it).</summary>
+    public void CopyWithIdentifiers(byte[] frame, List<int> identifiers, bool packetId, Span<byte> destination)
+    {
+        var remaining = Remaining(frame, identifiers, packetId, out var propertiesAt, out var propertiesLength);
+        destination[0] = frame[0];
+        var at = 1 + MqttEncoder.WriteVariableInt(destination[1..], remaining);
+        var head = propertiesAt - (2 + TopicBytes + (packetId ? 2 : 0));
+        frame.AsSpan(head, propertiesAt - head).CopyTo(destination[at..]);
+        at += propertiesAt - head;
+        at += MqttEncoder.WriteVariableInt(destination[at..], propertiesLength);
+        foreach (var identifier in identifiers)
+        {
+            destination[at++] = MqttPropertyIds.SubscriptionIdentifier;
+            at += MqttEncoder.WriteVariableInt(destination[at..], identifier);
+        }
+
+        // The cached frame's properties are empty (one byte, 0): the payload follows it.
+        frame.AsSpan(propertiesAt + 1).CopyTo(destination[at..]);
+    }
+
+    private int Remaining(byte[] frame, List<int> identifiers, bool packetId, out int propertiesAt, out int propertiesLength)
+    {
+        var lengthBytes = 1;
+        while ((frame[lengthBytes] & 0x80) != 0)
+        {
+            lengthBytes++;
+        }
+
+        propertiesAt = 1 + lengthBytes + 2 + TopicBytes + (packetId ? 2 : 0);
+        propertiesLength = 0;
+        foreach (var identifier in identifiers)
+        {
+            propertiesLength += 1 + MqttEncoder.VariableIntLength(identifier);
+        }
+
+        var payload = frame.Length - propertiesAt - 1;
+        return 2 + TopicBytes + (packetId ? 2 : 0) + MqttEncoder.VariableIntLength(propertiesLength) + propertiesLength + payload;
     }
 
     private byte[] Encode(RelayMessage message, bool v5, byte qos)
