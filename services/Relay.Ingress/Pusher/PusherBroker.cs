@@ -12,7 +12,7 @@ namespace Relay.Ingress.Pusher;
 /// <c>terminate_connections</c>) and the last message's frame, so a message fanned out to many Pusher subscribers is
 /// encoded once.
 /// </summary>
-internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> options, IRelayKeys keys, ILogger<PusherConnection> logger)
+internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> options, IRelayKeys keys, PusherWebhooks webhooks, ILogger<PusherConnection> logger)
 {
     /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
     public const string ExcludePrefix = "px:";
@@ -28,6 +28,9 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     public int MaxEventBytes { get; } = Math.Min(options.Value.MaxEventBytes, node.Options.MaxMessageBytes);
 
     public IRelayKeys Keys { get; } = keys;
+
+    /// <summary>The apps' webhooks (client events and cache misses are told here).</summary>
+    public PusherWebhooks Webhooks { get; } = webhooks;
 
     public ILogger<PusherConnection> Logger { get; } = logger;
 

@@ -72,6 +72,17 @@ internal sealed partial class PusherConnection
         if (reply is PublishReply)
         {
             _node.Metrics.Published(1);
+            if (_broker.Webhooks.Wants(App, PusherWebhookEvents.ClientEvent))
+            {
+                var text = data.ValueKind switch
+                {
+                    JsonValueKind.Undefined => string.Empty,
+                    JsonValueKind.String => data.GetString()!,
+                    _ => data.GetRawText(),
+                };
+                _broker.Webhooks.Post(App, new PusherWebhookEvent(PusherWebhookEvents.ClientEvent, channel!, sink.Kind == PusherChannelKind.Presence ? sink.UserId : null, eventName, text, SocketId));
+            }
+
             return;
         }
 

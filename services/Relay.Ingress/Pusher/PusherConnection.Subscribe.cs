@@ -132,6 +132,7 @@ internal sealed partial class PusherConnection
         if (cache && !sink.Delivered)
         {
             Enqueue(PusherFrames.Event("pusher:cache_miss", channel, null));
+            _broker.Webhooks.Post(App, new PusherWebhookEvent(PusherWebhookEvents.CacheMiss, channel));
         }
     }
 

@@ -55,4 +55,49 @@ public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixtur
         atB.Send(new { op = "disconnect" });
         Assert.Equal("on-b", (await atA.NextAsync("member_removed", Timeout, room)).GetProperty("id").GetString());
     }
+
+    [Fact]
+    public async Task Webhooks_OnTwoNodes_OccupiedByTheFirstSubscriberAnywhereVacatedByTheLast_MembersOncePerUser()
+    {
+        using var sink = await PusherWebhookSink.StartAsync(RelayServer.Key, Timeout);
+        var settings = PusherWebhookTests.Settings(sink);
+        redis.AddTo(settings);
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings);
+        var channel = "nodes-wh-" + Guid.NewGuid().ToString("N")[..12];
+        var room = "presence-nodes-wh-" + Guid.NewGuid().ToString("N")[..12];
+        const string Member = """{"user_id":"carol","user_info":{}}""";
+        await using var atA = await PusherSocket.ConnectAsync(a, "test.root", Timeout);
+        await using var atB = await PusherSocket.ConnectAsync(b, "test.root", Timeout);
+
+        await atA.SubscribeAsync(channel);
+        await atA.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
+        await atA.SubscribeAsync(room, PusherSocket.Auth(RelayServer.Key, atA.SocketId + ":" + room + ":" + Member), Member);
+        await atA.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
+        await sink.NextAsync("channel_occupied", channel, Timeout);
+        await sink.NextAsync("member_added", room, Timeout);
+
+        // The same channel and the same user on the other node: no event; then the first node leaves: none either.
+        await atB.SubscribeAsync(channel);
+        await atB.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
+        await atB.SubscribeAsync(room, PusherSocket.Auth(RelayServer.Key, atB.SocketId + ":" + room + ":" + Member), Member);
+        await atB.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
+        await atA.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel } });
+        await atA.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel = room } });
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        // The last one anywhere leaves: vacated and removed, once.
+        await atB.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel } });
+        await atB.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel = room } });
+        await sink.NextAsync("channel_vacated", channel, Timeout);
+        await sink.NextAsync(e => e.GetProperty("name").GetString() == "member_removed", Timeout);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        int Told(string name, string on) => sink.Count(e => e.GetProperty("name").GetString() == name && e.GetProperty("channel").GetString() == on);
+        Assert.Equal(1, Told("channel_occupied", channel));
+        Assert.Equal(1, Told("channel_vacated", channel));
+        Assert.Equal(1, Told("member_added", room));
+        Assert.Equal(1, Told("member_removed", room));
+        Assert.All(sink.Posts, static p => Assert.True(p.GetProperty("valid").GetBoolean()));
+    }
 }

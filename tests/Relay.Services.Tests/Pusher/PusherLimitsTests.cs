@@ -49,6 +49,9 @@ public sealed class PusherLimitsTests
     [InlineData("Relay:Pusher:MaxEventBytes", "0")]
     [InlineData("Relay:Pusher:MaxChannelsPerEvent", "0")]
     [InlineData("Relay:Pusher:TimestampToleranceSeconds", "-5")]
+    [InlineData("Relay:Pusher:WebhookMaxAttempts", "0")]
+    [InlineData("Relay:Pusher:Apps:test:Webhooks:0:Url", "ftp://example.com/hooks")]
+    [InlineData("Relay:Pusher:Apps:test:Webhooks:0:Events:0", "channel_exploded")]
     public async Task Startup_BadSetting_FailsNamingIt(string setting, string value)
     {
         var settings = PusherServerFixture.Settings();
