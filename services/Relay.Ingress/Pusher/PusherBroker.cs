@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -18,6 +19,7 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     public const string ExcludePrefix = "px:";
 
     private readonly ConcurrentDictionary<(string App, string User), ConcurrentDictionary<PusherConnection, byte>> _users = new();
+    private readonly ConcurrentDictionary<string, StrongBox<int>> _connections = new(StringComparer.Ordinal);
     private Encoded? _last;
 
     public IngressNode Node { get; } = node;
@@ -31,6 +33,31 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
 
     /// <summary>The apps' webhooks (client events and cache misses are told here).</summary>
     public PusherWebhooks Webhooks { get; } = webhooks;
+
+    /// <summary>The settings of <paramref name="app"/> (<c>Relay:Pusher:Apps:{app}</c>), or null.</summary>
+    public PusherAppOptions? App(string app) => Options.Apps.TryGetValue(app, out var settings) ? settings : null;
+
+    /// <summary>Counts a new connection of <paramref name="app"/> on this node; false (and not counted) past <paramref name="quota"/> (0: none).</summary>
+    public bool TryOpen(string app, int quota)
+    {
+        var count = _connections.GetOrAdd(app, static _ => new StrongBox<int>());
+        if (Interlocked.Increment(ref count.Value) > quota && quota > 0)
+        {
+            Interlocked.Decrement(ref count.Value);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A connection counted by <see cref="TryOpen"/> ended.</summary>
+    public void Closed(string app)
+    {
+        if (_connections.TryGetValue(app, out var count))
+        {
+            Interlocked.Decrement(ref count.Value);
+        }
+    }
 
     public ILogger<PusherConnection> Logger { get; } = logger;
 

@@ -56,7 +56,7 @@ internal sealed partial class PusherConnection
 
         if (refusal is null && !_clientEvents.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
-            (code, refusal) = (ClientEventRejected, $"client event rate above {_node.Options.PublishRatePerSecond} per second (Relay:Ingress:PublishRatePerSecond)");
+            (code, refusal) = (ClientEventRejected, $"client event rate above {_options.ClientEventsPerSecond} per second (Relay:Pusher:ClientEventsPerSecond)");
         }
 
         if (refusal is not null)

@@ -24,6 +24,9 @@ public sealed class PusherOptions
     /// <summary>Default tolerance of an HTTP request's auth_timestamp: Pusher's 600 s either way.</summary>
     public const int DefaultTimestampToleranceSeconds = 600;
 
+    /// <summary>Default client events per second per connection: Pusher's 10, so a client that fits Pusher fits Relay.</summary>
+    public const int DefaultClientEventsPerSecond = 10;
+
     /// <summary>Default wait for a webhook receiver's answer: long enough for a slow app server, short enough to retry soon.</summary>
     public const int DefaultWebhookTimeoutSeconds = 10;
 
@@ -56,6 +59,9 @@ public sealed class PusherOptions
 
     /// <summary>How far an HTTP API request's <c>auth_timestamp</c> may be from the server's clock, in seconds.</summary>
     public int TimestampToleranceSeconds { get; set; } = DefaultTimestampToleranceSeconds;
+
+    /// <summary>Client events one connection may send per second (a burst of as many); over it: <c>pusher:error</c> 4301.</summary>
+    public int ClientEventsPerSecond { get; set; } = DefaultClientEventsPerSecond;
 
     /// <summary>Seconds a webhook receiver has to answer one POST before it counts as failed.</summary>
     public int WebhookTimeoutSeconds { get; set; } = DefaultWebhookTimeoutSeconds;

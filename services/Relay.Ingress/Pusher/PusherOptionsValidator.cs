@@ -37,6 +37,11 @@ internal sealed class PusherOptionsValidator(IOptions<IngressOptions> ingress) :
             failures.Add($"Relay:Pusher:TimestampToleranceSeconds is {options.TimestampToleranceSeconds}; set it between 1 and 86400 (Pusher uses 600).");
         }
 
+        if (options.ClientEventsPerSecond is < 1 or > 10_000)
+        {
+            failures.Add($"Relay:Pusher:ClientEventsPerSecond is {options.ClientEventsPerSecond}; set it between 1 and 10000 (Pusher allows 10).");
+        }
+
         if (options.WebhookTimeoutSeconds is < 1 or > 300)
         {
             failures.Add($"Relay:Pusher:WebhookTimeoutSeconds is {options.WebhookTimeoutSeconds}; set it between 1 and 300 (10 is the default).");
@@ -63,6 +68,11 @@ internal sealed class PusherOptionsValidator(IOptions<IngressOptions> ingress) :
     private static void ValidateApp(string app, PusherAppOptions settings, List<string> failures)
     {
         var section = $"Relay:Pusher:Apps:{app}";
+        if (settings.MaxConnections < 0)
+        {
+            failures.Add($"{section}:MaxConnections is {settings.MaxConnections}; set it to 0 (no quota) or the most Pusher connections of the app on one node.");
+        }
+
         if (settings.Webhooks.Count == 0)
         {
             return;
