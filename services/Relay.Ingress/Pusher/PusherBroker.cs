@@ -18,6 +18,9 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
     public const string ExcludePrefix = "px:";
 
+    /// <summary>The name of the message <c>terminate_connections</c> publishes on the user's Relay channel (Pusher clients never see it).</summary>
+    public const string TerminateEvent = "pusher_internal:terminate";
+
     private readonly ConcurrentDictionary<(string App, string User), ConcurrentDictionary<PusherConnection, byte>> _users = new();
     private readonly ConcurrentDictionary<string, StrongBox<int>> _connections = new(StringComparer.Ordinal);
     private Encoded? _last;

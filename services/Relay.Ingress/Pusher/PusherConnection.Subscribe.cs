@@ -369,6 +369,12 @@ internal sealed partial class PusherConnection
             {
                 _broker.SignedOut(App, user, this);
             }
+
+            if (_userWatch is { Subscription: { } watched })
+            {
+                _userWatch = null;
+                await _node.RemoveSubscriptionAsync(watched).ConfigureAwait(false);
+            }
         }
     }
 }

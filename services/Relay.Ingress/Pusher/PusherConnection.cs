@@ -52,6 +52,7 @@ internal sealed partial class PusherConnection : INodeConnection
     private int _closeCode = (int)WebSocketCloseStatus.NormalClosure;
     private string? _closeReason;
     private string? _userId;
+    private PusherUserWatch? _userWatch;
 
     public PusherConnection(WebSocket socket, PusherBroker broker, RelayPrincipal principal)
     {
@@ -143,6 +144,11 @@ internal sealed partial class PusherConnection : INodeConnection
             {
                 return;
             }
+        }
+        else if (sink.Kind == PusherChannelKind.User && message.Name == PusherBroker.TerminateEvent)
+        {
+            // terminate_connections' message, for the connections' own watches (PusherUserWatch).
+            return;
         }
         else
         {
@@ -379,7 +385,7 @@ internal sealed partial class PusherConnection : INodeConnection
                     await UnsubscribeAsync(DataObject(data)).ConfigureAwait(false);
                     return;
                 case "pusher:signin":
-                    SignIn(DataObject(data));
+                    await SignInAsync(DataObject(data)).ConfigureAwait(false);
                     return;
                 default:
                     if (eventName.StartsWith("client-", StringComparison.Ordinal))
