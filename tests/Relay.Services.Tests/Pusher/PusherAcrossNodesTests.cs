@@ -77,8 +77,8 @@ public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixtur
         await atA.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
         await atA.SubscribeAsync(room, PusherSocket.Auth(RelayServer.Key, atA.SocketId + ":" + room + ":" + Member), Member);
         await atA.ReceiveAsync("pusher_internal:subscription_succeeded", Timeout);
-        await sink.NextAsync("channel_occupied", channel, Timeout);
-        await sink.NextAsync("member_added", room, Timeout);
+        await sink.WaitForAsync("channel_occupied", channel, Timeout);
+        await sink.WaitForAsync("member_added", room, Timeout);
 
         // The same channel and the same user on the other node: no event; then the first node leaves: none either.
         await atB.SubscribeAsync(channel);
@@ -92,8 +92,8 @@ public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixtur
         // The last one anywhere leaves: vacated and removed, once.
         await atB.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel } });
         await atB.SendAsync(new { @event = "pusher:unsubscribe", data = new { channel = room } });
-        await sink.NextAsync("channel_vacated", channel, Timeout);
-        await sink.NextAsync(e => e.GetProperty("name").GetString() == "member_removed", Timeout);
+        await sink.WaitForAsync("channel_vacated", channel, Timeout);
+        await sink.WaitForAsync("member_removed", room, Timeout);
         await Task.Delay(TimeSpan.FromSeconds(2));
 
         int Told(string name, string on) => sink.Count(e => e.GetProperty("name").GetString() == name && e.GetProperty("channel").GetString() == on);

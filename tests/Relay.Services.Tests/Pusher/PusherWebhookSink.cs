@@ -73,6 +73,42 @@ internal sealed class PusherWebhookSink : IDisposable
     public Task<(JsonElement Post, JsonElement Event)> NextAsync(string name, string channel, TimeSpan timeout) =>
         NextAsync(e => e.GetProperty("name").GetString() == name && e.GetProperty("channel").GetString() == channel, timeout);
 
+    /// <summary>
+    /// An accepted event matching <paramref name="match"/>, told at any time (before or after the call; none is consumed):
+    /// events decided by different processes reach the receiver in any order.
+    /// </summary>
+    public async Task<JsonElement> WaitForAsync(Func<JsonElement, bool> match, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            foreach (var post in Posts)
+            {
+                if (post.GetProperty("status").GetInt32() == 200 && post.GetProperty("events").ValueKind == JsonValueKind.Array)
+                {
+                    foreach (var e in post.GetProperty("events").EnumerateArray())
+                    {
+                        if (match(e))
+                        {
+                            return e;
+                        }
+                    }
+                }
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"no matching webhook event within {timeout}; receiver output:\n{_script.Output}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>An accepted event named <paramref name="name"/> on <paramref name="channel"/>, told at any time.</summary>
+    public Task<JsonElement> WaitForAsync(string name, string channel, TimeSpan timeout) =>
+        WaitForAsync(e => e.GetProperty("name").GetString() == name && e.GetProperty("channel").GetString() == channel, timeout);
+
     /// <summary>Accepted events so far that match, without waiting.</summary>
     public int Count(Func<JsonElement, bool> match)
     {
