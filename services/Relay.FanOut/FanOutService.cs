@@ -17,16 +17,21 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     private readonly InterestTable _interest;
     private readonly ILogger<FanOutService> _logger;
     private readonly ISequencedTap[] _taps;
+    private readonly IInterestTap[] _interestTaps;
     private IDisposable? _registration;
     private long _messages;
     private long _nodeDeliveries;
 
-    /// <summary>Creates the service and its meter (<c>Relay.FanOut</c>: messages in, deliveries to nodes); <paramref name="taps"/> see every message too.</summary>
-    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters, ILogger<FanOutService> logger, IEnumerable<ISequencedTap>? taps = null)
+    /// <summary>
+    /// Creates the service and its meter (<c>Relay.FanOut</c>: messages in, deliveries to nodes); <paramref name="taps"/>
+    /// see every message too, <paramref name="interestTaps"/> every interest change.
+    /// </summary>
+    public FanOutService(IRelayBus bus, InterestTable interest, IMeterFactory meters, ILogger<FanOutService> logger, IEnumerable<ISequencedTap>? taps = null, IEnumerable<IInterestTap>? interestTaps = null)
     {
         ArgumentNullException.ThrowIfNull(meters);
         _bus = bus;
         _taps = taps is null ? [] : [.. taps];
+        _interestTaps = interestTaps is null ? [] : [.. interestTaps];
         _logger = logger;
         _interest = interest;
         var meter = meters.Create("Relay.FanOut");
@@ -81,6 +86,11 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     public ValueTask OnInterestAsync(InterestChange change)
     {
         _interest.Apply(change);
+        foreach (var tap in _interestTaps)
+        {
+            tap.OnInterest(change);
+        }
+
         return ValueTask.CompletedTask;
     }
 
@@ -88,6 +98,11 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     public ValueTask OnNodeGoneAsync(string nodeId)
     {
         _interest.RemoveNode(nodeId);
+        foreach (var tap in _interestTaps)
+        {
+            tap.OnNodeGone(nodeId);
+        }
+
         return ValueTask.CompletedTask;
     }
 
@@ -95,6 +110,11 @@ public sealed partial class FanOutService : IFanOutHandler, IHostedService
     public ValueTask OnChannelsLeftAsync(Func<string, string, bool> leaving)
     {
         _interest.RemoveChannels(leaving);
+        foreach (var tap in _interestTaps)
+        {
+            tap.OnChannelsLeft(leaving);
+        }
+
         return ValueTask.CompletedTask;
     }
 

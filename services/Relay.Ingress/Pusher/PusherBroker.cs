@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -12,12 +13,16 @@ namespace Relay.Ingress.Pusher;
 /// <c>terminate_connections</c>) and the last message's frame, so a message fanned out to many Pusher subscribers is
 /// encoded once.
 /// </summary>
-internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> options, IRelayKeys keys, ILogger<PusherConnection> logger)
+internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> options, IRelayKeys keys, PusherWebhooks webhooks, ILogger<PusherConnection> logger)
 {
     /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
     public const string ExcludePrefix = "px:";
 
+    /// <summary>The name of the message <c>terminate_connections</c> publishes on the user's Relay channel (Pusher clients never see it).</summary>
+    public const string TerminateEvent = "pusher_internal:terminate";
+
     private readonly ConcurrentDictionary<(string App, string User), ConcurrentDictionary<PusherConnection, byte>> _users = new();
+    private readonly ConcurrentDictionary<string, StrongBox<int>> _connections = new(StringComparer.Ordinal);
     private Encoded? _last;
 
     public IngressNode Node { get; } = node;
@@ -28,6 +33,34 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     public int MaxEventBytes { get; } = Math.Min(options.Value.MaxEventBytes, node.Options.MaxMessageBytes);
 
     public IRelayKeys Keys { get; } = keys;
+
+    /// <summary>The apps' webhooks (client events and cache misses are told here).</summary>
+    public PusherWebhooks Webhooks { get; } = webhooks;
+
+    /// <summary>The settings of <paramref name="app"/> (<c>Relay:Pusher:Apps:{app}</c>), or null.</summary>
+    public PusherAppOptions? App(string app) => Options.Apps.TryGetValue(app, out var settings) ? settings : null;
+
+    /// <summary>Counts a new connection of <paramref name="app"/> on this node; false (and not counted) past <paramref name="quota"/> (0: none).</summary>
+    public bool TryOpen(string app, int quota)
+    {
+        var count = _connections.GetOrAdd(app, static _ => new StrongBox<int>());
+        if (Interlocked.Increment(ref count.Value) > quota && quota > 0)
+        {
+            Interlocked.Decrement(ref count.Value);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A connection counted by <see cref="TryOpen"/> ended.</summary>
+    public void Closed(string app)
+    {
+        if (_connections.TryGetValue(app, out var count))
+        {
+            Interlocked.Decrement(ref count.Value);
+        }
+    }
 
     public ILogger<PusherConnection> Logger { get; } = logger;
 

@@ -56,7 +56,7 @@ internal sealed partial class PusherConnection
 
         if (refusal is null && !_clientEvents.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
-            (code, refusal) = (ClientEventRejected, $"client event rate above {_node.Options.PublishRatePerSecond} per second (Relay:Ingress:PublishRatePerSecond)");
+            (code, refusal) = (ClientEventRejected, $"client event rate above {_options.ClientEventsPerSecond} per second (Relay:Pusher:ClientEventsPerSecond)");
         }
 
         if (refusal is not null)
@@ -72,6 +72,17 @@ internal sealed partial class PusherConnection
         if (reply is PublishReply)
         {
             _node.Metrics.Published(1);
+            if (_broker.Webhooks.Wants(App, PusherWebhookEvents.ClientEvent))
+            {
+                var text = data.ValueKind switch
+                {
+                    JsonValueKind.Undefined => string.Empty,
+                    JsonValueKind.String => data.GetString()!,
+                    _ => data.GetRawText(),
+                };
+                _broker.Webhooks.Post(App, new PusherWebhookEvent(PusherWebhookEvents.ClientEvent, channel!, sink.Kind == PusherChannelKind.Presence ? sink.UserId : null, eventName, text, SocketId));
+            }
+
             return;
         }
 
@@ -84,7 +95,7 @@ internal sealed partial class PusherConnection
     /// a JSON object with an <c>id</c>; answered with <c>pusher:signin_success</c>. The user may then subscribe to its
     /// <c>#server-to-user-{id}</c> channel, and <c>terminate_connections</c> reaches the connection.
     /// </summary>
-    private void SignIn(JsonElement data)
+    private async ValueTask SignInAsync(JsonElement data)
     {
         var userData = StringOf(data, "user_data");
         if (userData is null || !PusherSignatures.VerifyAuth(_broker.Keys, KeyName, StringOf(data, "auth"), SocketId + "::user::" + userData))
@@ -119,8 +130,42 @@ internal sealed partial class PusherConnection
 
         _userId = id;
         _broker.SignedIn(App, id, this);
+        await WatchUserAsync(id).ConfigureAwait(false);
         Enqueue(PusherFrames.Event("pusher:signin_success", null, userData, static (w, u) => w.WriteString("user_data"u8, u)));
     }
+
+    /// <summary>
+    /// Subscribes the connection to its user's Relay channel before <c>signin_success</c>, so that a
+    /// <c>terminate_connections</c> taken by any node after it reaches this connection.
+    /// </summary>
+    private async ValueTask WatchUserAsync(string user)
+    {
+        if (_userWatch is { } previous)
+        {
+            if (previous.User == user)
+            {
+                return;
+            }
+
+            _userWatch = null;
+            await _node.RemoveSubscriptionAsync(previous.Subscription!).ConfigureAwait(false);
+        }
+
+        var watch = new PusherUserWatch(this, user);
+        try
+        {
+            watch.Subscription = await _node.StartSubscriptionAsync(watch, App, PusherChannels.RelayUserPrefix + user, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+            _userWatch = watch;
+        }
+        catch (Relay.Core.Protocol.RelayException ex)
+        {
+            // Signed in all the same: terminate_connections then reaches this connection only from this node.
+            LogUserWatchFailed(_logger, ConnectionId, user, ex.Error.Message);
+        }
+    }
+
+    [LoggerMessage(EventId = 1511, Level = LogLevel.Warning, Message = "Pusher connection {ConnectionId}: user {User}'s channel could not be watched ({Reason}); terminate_connections reaches it only from this node")]
+    private static partial void LogUserWatchFailed(ILogger logger, string connectionId, string user, string reason);
 
     [LoggerMessage(EventId = 1510, Level = LogLevel.Debug, Message = "Pusher connection {ConnectionId}: client event '{Event}' refused: {Reason}")]
     private static partial void LogClientEventRefused(ILogger logger, string connectionId, string @event, string reason);

@@ -132,6 +132,7 @@ internal sealed partial class PusherConnection
         if (cache && !sink.Delivered)
         {
             Enqueue(PusherFrames.Event("pusher:cache_miss", channel, null));
+            _broker.Webhooks.Post(App, new PusherWebhookEvent(PusherWebhookEvents.CacheMiss, channel));
         }
     }
 
@@ -367,6 +368,12 @@ internal sealed partial class PusherConnection
             if (_userId is { } user)
             {
                 _broker.SignedOut(App, user, this);
+            }
+
+            if (_userWatch is { Subscription: { } watched })
+            {
+                _userWatch = null;
+                await _node.RemoveSubscriptionAsync(watched).ConfigureAwait(false);
             }
         }
     }

@@ -21,6 +21,8 @@ internal sealed partial class PusherConnection : INodeConnection
 {
     /// <summary>Close codes of the protocol (pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol).</summary>
     public const int AppDoesNotExist = 4001;
+    public const int AppDisabled = 4003;
+    public const int OverConnectionQuota = 4004;
     public const int UnsupportedProtocol = 4007;
     public const int NoProtocol = 4008;
     public const int Unauthorized = 4009;
@@ -50,6 +52,7 @@ internal sealed partial class PusherConnection : INodeConnection
     private int _closeCode = (int)WebSocketCloseStatus.NormalClosure;
     private string? _closeReason;
     private string? _userId;
+    private PusherUserWatch? _userWatch;
 
     public PusherConnection(WebSocket socket, PusherBroker broker, RelayPrincipal principal)
     {
@@ -63,8 +66,8 @@ internal sealed partial class PusherConnection : INodeConnection
         _queue = new SendQueue<byte[]>(static frame => frame.Length, metrics: _node.Metrics);
         _maxFrameBytes = (2 * broker.MaxEventBytes) + FrameOverheadBytes;
         _lastInputTicks = _node.Time.GetUtcNow().UtcTicks;
-        var rate = _node.Options.PublishRatePerSecond;
-        _clientEvents = new TokenBucket(rate, _node.Options.PublishBurst == 0 ? rate * 2 : _node.Options.PublishBurst, _node.Time.GetTimestamp());
+        // Pusher's limit: a burst of ClientEventsPerSecond, then that many a second.
+        _clientEvents = new TokenBucket(_options.ClientEventsPerSecond, _options.ClientEventsPerSecond, _node.Time.GetTimestamp());
         SocketId = PusherBroker.NewSocketId();
         ConnectionId = "p-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
     }
@@ -141,6 +144,11 @@ internal sealed partial class PusherConnection : INodeConnection
             {
                 return;
             }
+        }
+        else if (sink.Kind == PusherChannelKind.User && message.Name == PusherBroker.TerminateEvent)
+        {
+            // terminate_connections' message, for the connections' own watches (PusherUserWatch).
+            return;
         }
         else
         {
@@ -377,7 +385,7 @@ internal sealed partial class PusherConnection : INodeConnection
                     await UnsubscribeAsync(DataObject(data)).ConfigureAwait(false);
                     return;
                 case "pusher:signin":
-                    SignIn(DataObject(data));
+                    await SignInAsync(DataObject(data)).ConfigureAwait(false);
                     return;
                 default:
                     if (eventName.StartsWith("client-", StringComparison.Ordinal))

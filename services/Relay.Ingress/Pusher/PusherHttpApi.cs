@@ -21,6 +21,9 @@ namespace Relay.Ingress.Pusher;
 /// </summary>
 internal static class PusherHttpApi
 {
+    /// <summary>The data of the terminate message: nothing to say beyond its name.</summary>
+    private static readonly ReadOnlyMemory<byte> TerminateData = "{}"u8.ToArray();
+
     public static void Map(IEndpointRouteBuilder endpoints)
     {
         var apps = endpoints.MapGroup("/apps/{appId}");
@@ -282,7 +285,21 @@ internal static class PusherHttpApi
             return Text(StatusCodes.Status403Forbidden, $"the key may not publish to user '{userId}' ('publish' on '{PusherChannels.RelayUserPrefix}{userId}')");
         }
 
+        // This node's connections at once; every node's (this one's too) through the user's channel, which each
+        // signed-in connection watches (PusherUserWatch).
+        var channel = PusherChannels.RelayUserPrefix + userId;
+        if (!Relay.Core.Channels.ChannelName.IsValidName(channel, out var invalid))
+        {
+            return Text(StatusCodes.Status400BadRequest, $"invalid user id: {invalid}");
+        }
+
         broker.Terminate(principal.AppId, userId);
+        var reply = await PublishOneAsync(broker.Node, new PublishRequest(principal.AppId, channel, [new PublishItem(PusherBroker.TerminateEvent, TerminateData, true, null)], principal.ClientId, null), context.RequestAborted).ConfigureAwait(false);
+        if (reply is ErrorReply { Error: var error })
+        {
+            return Text(Math.Clamp(error.Code / 100, 400, 599), $"the user's connections on this node were closed; other nodes were not told: {error.Message}");
+        }
+
         return Json("{}");
     }
 
@@ -322,12 +339,12 @@ internal static class PusherHttpApi
 
         node.Metrics.Published(replies.Length);
         return null;
+    }
 
-        static async Task<RoutingReply> PublishOneAsync(IngressNode node, PublishRequest request, CancellationToken cancellationToken)
-        {
-            using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Server, null, request.Channel);
-            return await node.Bus.SendToRoutingAsync(request with { TraceParent = activity?.Id }, cancellationToken).ConfigureAwait(false);
-        }
+    private static async Task<RoutingReply> PublishOneAsync(IngressNode node, PublishRequest request, CancellationToken cancellationToken)
+    {
+        using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Server, null, request.Channel);
+        return await node.Bus.SendToRoutingAsync(request with { TraceParent = activity?.Id }, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<string> InfoAsync(PusherBroker broker, string app, PusherEvent item, CancellationToken cancellationToken)

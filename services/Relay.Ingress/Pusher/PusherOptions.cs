@@ -24,6 +24,18 @@ public sealed class PusherOptions
     /// <summary>Default tolerance of an HTTP request's auth_timestamp: Pusher's 600 s either way.</summary>
     public const int DefaultTimestampToleranceSeconds = 600;
 
+    /// <summary>Default client events per second per connection: Pusher's 10, so a client that fits Pusher fits Relay.</summary>
+    public const int DefaultClientEventsPerSecond = 10;
+
+    /// <summary>Default wait for a webhook receiver's answer: long enough for a slow app server, short enough to retry soon.</summary>
+    public const int DefaultWebhookTimeoutSeconds = 10;
+
+    /// <summary>Default tries of one webhook batch (1 s, 2 s, 4 s, 8 s apart): a receiver restarting within ~15 s loses nothing.</summary>
+    public const int DefaultWebhookMaxAttempts = 5;
+
+    /// <summary>Default events a receiver's queue holds: a minute of a busy app's occupancy churn; past it new events are dropped.</summary>
+    public const int DefaultWebhookQueueCapacity = 10_000;
+
     /// <summary>Whether the node speaks the Pusher protocol.</summary>
     public bool Enabled { get; set; } = true;
 
@@ -47,4 +59,19 @@ public sealed class PusherOptions
 
     /// <summary>How far an HTTP API request's <c>auth_timestamp</c> may be from the server's clock, in seconds.</summary>
     public int TimestampToleranceSeconds { get; set; } = DefaultTimestampToleranceSeconds;
+
+    /// <summary>Client events one connection may send per second (a burst of as many); over it: <c>pusher:error</c> 4301.</summary>
+    public int ClientEventsPerSecond { get; set; } = DefaultClientEventsPerSecond;
+
+    /// <summary>Seconds a webhook receiver has to answer one POST before it counts as failed.</summary>
+    public int WebhookTimeoutSeconds { get; set; } = DefaultWebhookTimeoutSeconds;
+
+    /// <summary>Tries of one webhook batch before it is dropped (logged as a dead letter).</summary>
+    public int WebhookMaxAttempts { get; set; } = DefaultWebhookMaxAttempts;
+
+    /// <summary>Events waiting for one receiver at most; a full queue drops new events (logged).</summary>
+    public int WebhookQueueCapacity { get; set; } = DefaultWebhookQueueCapacity;
+
+    /// <summary>Per-app settings by app id: quota, disable, webhooks (<c>Relay:Pusher:Apps:{appId}</c>).</summary>
+    public Dictionary<string, PusherAppOptions> Apps { get; } = new(StringComparer.Ordinal);
 }

@@ -37,6 +37,67 @@ internal sealed class PusherOptionsValidator(IOptions<IngressOptions> ingress) :
             failures.Add($"Relay:Pusher:TimestampToleranceSeconds is {options.TimestampToleranceSeconds}; set it between 1 and 86400 (Pusher uses 600).");
         }
 
+        if (options.ClientEventsPerSecond is < 1 or > 10_000)
+        {
+            failures.Add($"Relay:Pusher:ClientEventsPerSecond is {options.ClientEventsPerSecond}; set it between 1 and 10000 (Pusher allows 10).");
+        }
+
+        if (options.WebhookTimeoutSeconds is < 1 or > 300)
+        {
+            failures.Add($"Relay:Pusher:WebhookTimeoutSeconds is {options.WebhookTimeoutSeconds}; set it between 1 and 300 (10 is the default).");
+        }
+
+        if (options.WebhookMaxAttempts is < 1 or > 20)
+        {
+            failures.Add($"Relay:Pusher:WebhookMaxAttempts is {options.WebhookMaxAttempts}; set it between 1 and 20 (5 is the default).");
+        }
+
+        if (options.WebhookQueueCapacity is < 1 or > 1_000_000)
+        {
+            failures.Add($"Relay:Pusher:WebhookQueueCapacity is {options.WebhookQueueCapacity}; set it between 1 and 1000000 (10000 is the default).");
+        }
+
+        foreach (var (app, settings) in options.Apps)
+        {
+            ValidateApp(app, settings, failures);
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateApp(string app, PusherAppOptions settings, List<string> failures)
+    {
+        var section = $"Relay:Pusher:Apps:{app}";
+        if (settings.MaxConnections < 0)
+        {
+            failures.Add($"{section}:MaxConnections is {settings.MaxConnections}; set it to 0 (no quota) or the most Pusher connections of the app on one node.");
+        }
+
+        if (settings.Webhooks.Count == 0)
+        {
+            return;
+        }
+
+        if (string.IsNullOrEmpty(settings.WebhookKey) || !settings.WebhookKey.StartsWith(app + ".", StringComparison.Ordinal) || settings.WebhookKey.Length == app.Length + 1)
+        {
+            failures.Add($"{section}:WebhookKey is '{settings.WebhookKey}'; webhooks are signed with a key of the app: set it to one of its key names ({app}.KEYID), whose secret the receiver checks X-Pusher-Signature with.");
+        }
+
+        for (var i = 0; i < settings.Webhooks.Count; i++)
+        {
+            var webhook = settings.Webhooks[i];
+            if (!Uri.TryCreate(webhook.Url, UriKind.Absolute, out var url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+            {
+                failures.Add($"{section}:Webhooks:{i}:Url is '{webhook.Url}'; set it to an absolute http:// or https:// URL.");
+            }
+
+            for (var j = 0; j < webhook.Events.Count; j++)
+            {
+                if (Array.IndexOf(PusherWebhookEvents.All, webhook.Events[j]) < 0)
+                {
+                    failures.Add($"{section}:Webhooks:{i}:Events:{j} is '{webhook.Events[j]}'; the events are {string.Join(", ", PusherWebhookEvents.All)} (none listed: all).");
+                }
+            }
+        }
     }
 }

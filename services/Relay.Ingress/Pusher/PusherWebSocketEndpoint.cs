@@ -50,6 +50,26 @@ internal static class PusherWebSocketEndpoint
                 return;
             }
 
-            await new PusherConnection(socket, broker, principal).RunAsync().ConfigureAwait(false);
+            var app = broker.App(principal.AppId);
+            if (app is { Enabled: false })
+            {
+                await PusherConnection.RefuseAsync(socket, PusherConnection.AppDisabled, $"App {principal.AppId} is disabled (Relay:Pusher:Apps:{principal.AppId}:Enabled)").ConfigureAwait(false);
+                return;
+            }
+
+            if (!broker.TryOpen(principal.AppId, app?.MaxConnections ?? 0))
+            {
+                await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, $"App {principal.AppId} is over its connection quota ({app!.MaxConnections} on this node, Relay:Pusher:Apps:{principal.AppId}:MaxConnections)").ConfigureAwait(false);
+                return;
+            }
+
+            try
+            {
+                await new PusherConnection(socket, broker, principal).RunAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                broker.Closed(principal.AppId);
+            }
         });
 }
