@@ -25,7 +25,7 @@ internal sealed class PusherWebhooks : BackgroundService, ISequencedTap, IIntere
 {
     private readonly Dictionary<string, PusherWebhookReceiver[]> _apps = new(StringComparer.Ordinal);
     private readonly HttpClient? _http;
-    private readonly PusherOccupancy _occupancy;
+    private readonly ChannelOccupancy _occupancy;
     private readonly bool _members;
     private readonly bool _occupied;
 
@@ -46,8 +46,10 @@ internal sealed class PusherWebhooks : BackgroundService, ISequencedTap, IIntere
 
         _members = _apps.Values.Any(static r => r.Any(static x => x.Wants(PusherWebhookEvents.MemberAdded) || x.Wants(PusherWebhookEvents.MemberRemoved)));
         _occupied = _apps.Values.Any(static r => r.Any(static x => x.Wants(PusherWebhookEvents.ChannelOccupied) || x.Wants(PusherWebhookEvents.ChannelVacated)));
-        _occupancy = new PusherOccupancy(
-            app => _apps.TryGetValue(app, out var receivers) && Array.Exists(receivers, static x => x.Wants(PusherWebhookEvents.ChannelOccupied) || x.Wants(PusherWebhookEvents.ChannelVacated)),
+        // Users' own channels (server-to-user-…) are no Pusher channels.
+        _occupancy = new ChannelOccupancy(
+            (app, channel) => !channel.StartsWith(PusherChannels.RelayUserPrefix, StringComparison.Ordinal)
+                && _apps.TryGetValue(app, out var receivers) && Array.Exists(receivers, static x => x.Wants(PusherWebhookEvents.ChannelOccupied) || x.Wants(PusherWebhookEvents.ChannelVacated)),
             (app, channel, occupied) => Post(app, new PusherWebhookEvent(occupied ? PusherWebhookEvents.ChannelOccupied : PusherWebhookEvents.ChannelVacated, PusherChannels.ToPusher(channel))));
     }
 

@@ -1,26 +1,28 @@
-using Relay.Bus.FanOut;
 using Relay.Core.Channels;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Bus.FanOut;
 
 /// <summary>
-/// Which channels have subscribers on some node, from the interest changes this process's fan-out applies: a channel is
-/// occupied when its first node reports subscribers and vacated when its last one reports none or goes away. Only apps
-/// with an occupancy webhook are followed; patterns and users' own channels are no Pusher channels and are left out.
+/// Which channels have subscribers on some node, from the interest changes a fan-out process applies: a channel is
+/// occupied when its first node reports subscribers and vacated when its last one reports none or goes away. Patterns
+/// are not channels and are left out, and so is whatever <c>follows</c> declines. <c>changed</c> (app, channel,
+/// occupied) is called under the tracker's lock, so one channel's occupied and vacated reach it in the order they
+/// happened. Used by the functions' occupancy webhooks and by Pusher's.
 /// </summary>
-internal sealed class PusherOccupancy(Func<string, bool> follows, Action<string, string, bool> changed)
+public sealed class ChannelOccupancy(Func<string, string, bool> follows, Action<string, string, bool> changed)
 {
     private readonly Dictionary<(string App, string Channel), HashSet<string>> _nodes = [];
 
+    /// <summary>Applies one node's change of interest in a channel.</summary>
     public void Apply(InterestChange change)
     {
-        if (!follows(change.App) || ChannelName.IsPattern(change.ChannelOrPattern) || change.ChannelOrPattern.StartsWith(PusherChannels.RelayUserPrefix, StringComparison.Ordinal))
+        ArgumentNullException.ThrowIfNull(change);
+        if (ChannelName.IsPattern(change.ChannelOrPattern) || !follows(change.App, change.ChannelOrPattern))
         {
             return;
         }
 
         var key = (change.App, change.ChannelOrPattern);
-        bool? occupied = null;
         lock (_nodes)
         {
             if (change.Subscribers > 0)
@@ -32,23 +34,18 @@ internal sealed class PusherOccupancy(Func<string, bool> follows, Action<string,
 
                 if (nodes.Add(change.NodeId) && nodes.Count == 1)
                 {
-                    occupied = true;
+                    changed(key.App, key.ChannelOrPattern, true);
                 }
             }
             else if (_nodes.TryGetValue(key, out var nodes) && nodes.Remove(change.NodeId) && nodes.Count == 0)
             {
                 _nodes.Remove(key);
-                occupied = false;
-            }
-
-            // Told under the lock, so one channel's occupied and vacated reach the receiver's queue in the order they happened.
-            if (occupied is { } now)
-            {
-                changed(key.App, key.ChannelOrPattern, now);
+                changed(key.App, key.ChannelOrPattern, false);
             }
         }
     }
 
+    /// <summary>A node went away: the channels only it had subscribers on are vacated.</summary>
     public void RemoveNode(string nodeId)
     {
         lock (_nodes)
@@ -73,6 +70,7 @@ internal sealed class PusherOccupancy(Func<string, bool> follows, Action<string,
     /// <summary>Another fan-out process took these channels over: forgotten without an event (the new owner reports them).</summary>
     public void Forget(Func<string, string, bool> leaving)
     {
+        ArgumentNullException.ThrowIfNull(leaving);
         lock (_nodes)
         {
             var gone = new List<(string, string)>();
