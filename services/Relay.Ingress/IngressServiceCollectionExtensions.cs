@@ -1,11 +1,13 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
+using Relay.Core.Protocol;
 using Relay.Ingress.Connections;
 using Relay.Ingress.Grpc;
 using Relay.Ingress.Http;
@@ -79,6 +81,18 @@ public static class IngressServiceCollectionExtensions
         if (endpoints is IApplicationBuilder app)
         {
             app.UseWebSockets();
+
+            // A path under /v1 that no endpoint serves answers as the rest of the API does: 404 with 40400 in JSON
+            // (the routing middleware leaves it bodyless).
+            app.Use(static async (context, next) =>
+            {
+                await next(context).ConfigureAwait(false);
+                if (context.Response is { HasStarted: false, StatusCode: StatusCodes.Status404NotFound, ContentLength: null, ContentType: null }
+                    && context.GetEndpoint() is null && context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
+                {
+                    await RelayErrorResult.WriteAsync(context.Response, new RelayError(ErrorCodes.NotFound, $"no endpoint {context.Request.Path} in Relay's API: see docs/protocol.md")).ConfigureAwait(false);
+                }
+            });
         }
 
         RealtimeEndpoint.Map(endpoints);
