@@ -19,6 +19,7 @@ namespace Relay.Services.Tests.Hostile;
 /// server's 400 for a NUL byte in the path), nothing is logged as an error, and the server still publishes and reads
 /// history afterwards. Found by it: a path under /v1 that no endpoint serves was a bodyless 404; now 40400 in JSON.
 /// </summary>
+[Collection(nameof(HostileCollection))]
 public sealed class HttpFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const int Cases = 1_500;

@@ -18,6 +18,7 @@ namespace Relay.Services.Tests.Hostile;
 /// error logged, unless its signing input is unchanged and its signature decodes to the same bytes (a non-canonical
 /// base64url spelling of the same signature), which a verifier may accept.
 /// </summary>
+[Collection(nameof(HostileCollection))]
 public sealed class TokenFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const int Cases = 600;
