@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Relay.Bus.InMemory;
+using Relay.Bus.Retained;
 
 namespace Relay.Bus;
 
@@ -21,6 +22,7 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<InMemoryBus>();
         services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
+        services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
         return new RelayBusBuilder(services);
     }

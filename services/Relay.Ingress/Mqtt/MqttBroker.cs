@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Relay.Bus.Retained;
 using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
 
@@ -26,13 +27,13 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, ILogger<MqttConnection> logger)
     {
         Node = node;
         Keys = keys;
         Options = options.Value;
         Logger = logger;
-        Retained = new MqttRetained(Options.MaxRetainedPerApp);
+        Retained = retained;
 
         // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
         _expiry = node.Time.CreateTimer(static state => ((MqttBroker)state!).ExpireSessions(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -47,8 +48,8 @@ internal sealed partial class MqttBroker : IDisposable
 
     public ILogger<MqttConnection> Logger { get; }
 
-    /// <summary>The node's retained messages (in this node only: docs/mqtt.md).</summary>
-    public MqttRetained Retained { get; }
+    /// <summary>The retained messages: the bus's store (in Redis over the Redis and Dapr buses, shared by every node: docs/mqtt.md).</summary>
+    public IRetainedStore Retained { get; }
 
     /// <summary>Notes that <paramref name="payload"/> is a retained publish's, before it is routed (for Retain As Published).</summary>
     public void MarkRetained(ReadOnlyMemory<byte> payload)
@@ -215,15 +216,35 @@ internal sealed partial class MqttBroker : IDisposable
         try
         {
             var reply = await Node.Bus.SendToRoutingAsync(request, CancellationToken.None).ConfigureAwait(false);
-            if (will.Retain && reply is Relay.Bus.Routing.PublishReply)
+            if (will.Retain && reply is Relay.Bus.Routing.PublishReply published)
             {
                 var item = request.Items[0];
-                Retained.Set(new Relay.Core.Messages.RelayMessage { App = request.App, Channel = request.Channel, Epoch = string.Empty, Data = item.Data, DataIsJson = item.DataIsJson });
+                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson }).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LogWillFailed(Logger, ex, request.App, request.Channel);
+        }
+    }
+
+    /// <summary>
+    /// Keeps a routed retained publish (its epoch and seq from routing) as its topic's retained message, or clears it. Not
+    /// kept (the app is at Relay:Mqtt:MaxRetainedPerApp, or the store cannot be reached) is logged: the publish itself
+    /// went out, so it is still acknowledged.
+    /// </summary>
+    public async ValueTask RetainAsync(RelayMessage message)
+    {
+        try
+        {
+            if (await Retained.SetAsync(message, Options.MaxRetainedPerApp, Node.Stopping).ConfigureAwait(false) == RetainedOutcome.Full)
+            {
+                LogRetainedFull(Logger, message.App, message.Channel, Options.MaxRetainedPerApp);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRetainFailed(Logger, ex, message.App, message.Channel);
         }
     }
 
@@ -273,4 +294,10 @@ internal sealed partial class MqttBroker : IDisposable
 
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
+
+    [LoggerMessage(EventId = 1422, Level = LogLevel.Warning, Message = "MQTT app {App}: '{Channel}' published but not retained: the app holds retained messages on {Max} topics (Relay:Mqtt:MaxRetainedPerApp)")]
+    private static partial void LogRetainedFull(ILogger logger, string app, string channel, int max);
+
+    [LoggerMessage(EventId = 1455, Level = LogLevel.Error, Message = "MQTT app {App}: '{Channel}' was published but could not be kept as its retained message (the retained store did not answer); publish it again with RETAIN")]
+    private static partial void LogRetainFailed(ILogger logger, Exception exception, string app, string channel);
 }

@@ -285,9 +285,10 @@ internal sealed partial class MqttConnection : INodeConnection
                             continue;
                         }
 
-                        if (packet is MqttPublish)
+                        if (packet is MqttPublish { Retain: false })
                         {
                             // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                            // A retained one is not: it asks the retained store for room first, so the next waits for it.
                             (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
                             await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
                             continue;
