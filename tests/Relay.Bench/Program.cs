@@ -71,12 +71,12 @@ foreach (var (scenario, description, specOf) in options.Runs())
 }
 
 var machine = MachineInfo.Collect(Targets.PeerVersions(options.Targets));
-var markdown = MarkdownReport.Render(results, descriptions, command, machine);
+var markdown = MarkdownReport.Render(results, descriptions, command, machine, options.Section);
 Console.WriteLine();
 Console.WriteLine(markdown);
 if (options.MarkdownPath is not null)
 {
-    MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown);
+    MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown, options.Section);
     Console.WriteLine($"wrote {options.MarkdownPath}");
 }
 
