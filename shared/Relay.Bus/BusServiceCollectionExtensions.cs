@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Relay.Bus.Claims;
 using Relay.Bus.InMemory;
 using Relay.Bus.Retained;
 
@@ -23,6 +24,7 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton<InMemoryBus>();
         services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
         services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
+        services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
         return new RelayBusBuilder(services);
     }

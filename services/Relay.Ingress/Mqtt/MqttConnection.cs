@@ -53,6 +53,11 @@ internal sealed partial class MqttConnection : INodeConnection
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
+
+    // This connection's claim of its client id across nodes (0 until it comes back) and the latest claim another node made.
+    private readonly Lock _claimGate = new();
+    private long _claim;
+    private long _claimedElsewhere;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;
     private readonly long _connectDeadlineTicks;

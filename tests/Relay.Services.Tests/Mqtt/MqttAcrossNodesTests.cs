@@ -118,5 +118,55 @@ public sealed class MqttAcrossNodesTests(RedisBusFixture redis) : IClassFixture<
                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
     }
 
+    [Fact]
+    public async Task ClientId_ConnectedOnAnotherNode_TakesOverThere_AndTheSessionLeftThereEnds()
+    {
+        var settings = ServerFixture.Settings();
+        redis.AddTo(settings);
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings);
+        var clientId = "roaming-" + Guid.NewGuid().ToString("N")[..8];
+        var topic = $"roam/{clientId}";
+
+        // A persistent session on node A with a QoS 1 subscription.
+        var onA = new MqttClientFactory().CreateMqttClient();
+        var closedOnA = Disconnected(onA);
+        await onA.ConnectAsync(MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        await onA.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        // The device comes back through node B: A's connection is taken over (MQTT 5: DISCONNECT 0x8E), B's stays.
+        await using var onB = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V500, clientId: clientId);
+        Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, (await closedOnA.WaitAsync(Timeout)).Reason);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.True(onB.Client.IsConnected);
+        await onB.Client.PingAsync().WaitAsync(Timeout);
+
+        // A ended the session it kept: a later connection there finds none, and nothing published meanwhile waits in it.
+        await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V311);
+        await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("while away").WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        var closedOnB = Disconnected(onB.Client);
+        await using var backOnA = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        var result = await backOnA.Client.ConnectAsync(MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        Assert.False(result.IsSessionPresent);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.False(backOnA.TryNext(out var stale), $"a message queued in the ended session arrived: {stale?.Topic}");
+
+        // And back again to A: now B's connection is the one taken over.
+        Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, (await closedOnB.WaitAsync(Timeout)).Reason);
+        Assert.True(backOnA.Client.IsConnected);
+        onA.Dispose();
+
+        static Task<MqttClientDisconnectedEventArgs> Disconnected(IMqttClient client)
+        {
+            var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+            client.DisconnectedAsync += e =>
+            {
+                disconnected.TrySetResult(e);
+                return Task.CompletedTask;
+            };
+            return disconnected.Task;
+        }
+    }
+
     private static string Text(MqttApplicationMessage message) => System.Text.Encoding.UTF8.GetString(message.Payload.ToArray());
 }
