@@ -90,7 +90,18 @@ internal sealed partial class MqttConnection
     {
         var v5 = V5;
         var (session, present) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry).ConfigureAwait(false);
-        _session = session;
+        bool movedAway;
+        lock (_claimGate)
+        {
+            _session = session;
+            movedAway = _movedAway;
+        }
+
+        if (movedAway)
+        {
+            // Taken over from another node while the session opened: it ends here as soon as this connection lets go.
+            _ = _broker.EndMovedSessionAsync(session);
+        }
         Send(new MqttConnAck
         {
             SessionPresent = present,
@@ -158,11 +169,18 @@ internal sealed partial class MqttConnection
         }
     }
 
-    // Taken over from another node: closed as for a takeover here, and its session ends once handed back.
+    // Taken over from another node: closed as for a takeover here, and its session (once open) ends once handed back.
     private void TakenOverElsewhere()
     {
         TakenOver();
-        if (_session is { } session)
+        MqttSession? session;
+        lock (_claimGate)
+        {
+            _movedAway = true;
+            session = _session;
+        }
+
+        if (session is not null)
         {
             _ = _broker.EndMovedSessionAsync(session);
         }

@@ -254,7 +254,6 @@ internal sealed partial class MqttConnection
     [LoggerMessage(EventId = 1420, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogPublishRefused(ILogger logger, string connectionId, string channel, byte reasonCode, string reason);
 
-
     [LoggerMessage(EventId = 1421, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' failed: {Error}")]
     private static partial void LogPublishFailed(ILogger logger, string connectionId, string channel, string error);
 }

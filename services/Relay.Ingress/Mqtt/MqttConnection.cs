@@ -58,6 +58,7 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly Lock _claimGate = new();
     private long _claim;
     private long _claimedElsewhere;
+    private bool _movedAway;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;
     private readonly long _connectDeadlineTicks;
