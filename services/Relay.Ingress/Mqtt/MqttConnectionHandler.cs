@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Connections;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -12,7 +13,14 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     public override Task OnConnectedAsync(ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        return new MqttConnection(connection.Transport, connection.Abort, broker).RunAsync();
+
+        // Refused at accept for its address (MqttListener's gated listener): answered with a CONNACK once CONNECT says the version.
+        var refused = connection is GatedConnection { Refused: not Admission.Admitted } gated
+            ? gated.Refused == Admission.AddressFull
+                ? $"this address holds its limit of connections to this node (Relay:Ingress:MaxConnectionsPerIp); retry in {ConnectionGate.RetryAfterSeconds} s"
+                : "this address opens connections too fast (Relay:Ingress:ConnectionRatePerIp); retry with backoff"
+            : null;
+        return new MqttConnection(connection.Transport, connection.Abort, broker) { RefusedAtAccept = refused }.RunAsync();
     }
 
     /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream).</summary>

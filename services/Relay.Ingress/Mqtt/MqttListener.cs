@@ -38,7 +38,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     internal MqttListener(IOptions<MqttOptions> options, IOptions<SocketTransportOptions> transport, ILoggerFactory loggers, ConnectionGate gate, MqttConnectionHandler handler, ServerCertificate? certificate, IOptions<TlsOptions> tls, ILogger<MqttListener> logger)
     {
         _options = options.Value;
-        _factory = new GatedListenerFactory(transport, loggers, gate);
+        _factory = new GatedListenerFactory(transport, loggers, gate, refuseInProtocol: true);
         _handler = handler;
         _certificate = tls.Value.Enabled ? certificate : null;
         _clientCertificates = _certificate is not null && _options.ClientCertificates.Enabled ? new MqttClientCertificates(_options.ClientCertificates) : null;
