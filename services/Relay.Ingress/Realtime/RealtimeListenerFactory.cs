@@ -405,11 +405,17 @@ internal sealed partial class RealtimeListenerFactory(
                 }
 
                 // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
-                var taken = socket.Receive(buffer, 0, length, SocketFlags.None);
-                if (taken != length)
+                try
+                {
+                    if (socket.Receive(buffer, 0, length, SocketFlags.None) != length)
+                    {
+                        throw new SocketException((int)SocketError.ProtocolNotSupported);
+                    }
+                }
+                catch
                 {
                     _node.AppLimits.Closed(app);
-                    throw new SocketException((int)SocketError.ProtocolNotSupported);
+                    throw;
                 }
 
                 return accepted;
