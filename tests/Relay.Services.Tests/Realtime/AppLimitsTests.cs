@@ -260,8 +260,8 @@ public sealed class AppLimitsTests
             codes.Add(result.ReasonCode);
         }
 
-        Assert.Contains(MqttClientPublishReasonCode.Success, codes);
-        Assert.True(codes.Count(static c => c == MqttClientPublishReasonCode.QuotaExceeded) >= 5, string.Join(",", codes));
+        Assert.All(codes.Take(3), static c => Assert.Equal(MqttClientPublishReasonCode.Success, c));
+        Assert.Contains(MqttClientPublishReasonCode.QuotaExceeded, codes);
         Assert.True(device.Client.IsConnected);
 
         // The other app publishes as much as it likes.
@@ -301,8 +301,8 @@ public sealed class AppLimitsTests
             }
         }
 
-        Assert.Contains(0, outcomes);
-        Assert.True(outcomes.Count(static c => c == 42900) >= 5, string.Join(",", outcomes));
+        Assert.All(outcomes.Take(3), static c => Assert.Equal(0, c));
+        Assert.Contains(42900, outcomes);
         for (var i = 0; i < 12; i++)
         {
             await client.PublishAsync(GrpcClients.Publish("g", "1"), GrpcClients.Options(GrpcClients.Key(RelayServer.OtherAppKey)));
@@ -329,8 +329,8 @@ public sealed class AppLimitsTests
             statuses.Add(response.StatusCode);
         }
 
-        Assert.Contains(HttpStatusCode.OK, statuses);
-        Assert.True(statuses.Count(static s => s == HttpStatusCode.TooManyRequests) >= 5, string.Join(",", statuses));
+        Assert.All(statuses.Take(2), static s => Assert.Equal(HttpStatusCode.OK, s));
+        Assert.Contains(HttpStatusCode.TooManyRequests, statuses);
         for (var i = 0; i < 10; i++)
         {
             using var response = await http.SendAsync(PusherHttp.Request(server, RelayServer.OtherAppKey, HttpMethod.Post, "/apps/other/events", JsonSerializer.Serialize(new { name = "e", channel = "c", data = "1" })));
