@@ -45,22 +45,9 @@ internal sealed class AppLimits
     }
 
     /// <summary>Counts a new connection of <paramref name="app"/> in; null, or the error that refuses it (not counted).</summary>
-    public RelayError? TryOpen(string app)
-    {
-        if (For(app) is not { MaxConnections: > 0 } state)
-        {
-            return null;
-        }
-
-        if (Interlocked.Increment(ref state.Connections) <= state.MaxConnections)
-        {
-            return null;
-        }
-
-        Interlocked.Decrement(ref state.Connections);
-        _refusals.Add(LimitRefusals.AppConnections);
-        return new RelayError(ErrorCodes.RateLimited, $"app '{app}' holds its limit of {state.MaxConnections} connections on this node (Relay:Ingress:AppLimits): retry later, or connect to another node");
-    }
+    public RelayError? TryOpen(string app) => For(app) is { MaxConnections: > 0 } state
+        ? TryCount(ref state.Connections, state.MaxConnections, LimitRefusals.AppConnections, app, "connections on this node (Relay:Ingress:AppLimits): retry later, or connect to another node")
+        : null;
 
     /// <summary>A connection counted in by <see cref="TryOpen"/> (it returned null) ended.</summary>
     public void Closed(string app)
@@ -96,22 +83,9 @@ internal sealed class AppLimits
     }
 
     /// <summary>Counts a new subscription of <paramref name="app"/> in; null, or the 42900 that refuses it (not counted).</summary>
-    public RelayError? TrySubscribe(string app)
-    {
-        if (For(app) is not { MaxSubscriptions: > 0 } state)
-        {
-            return null;
-        }
-
-        if (Interlocked.Increment(ref state.Subscriptions) <= state.MaxSubscriptions)
-        {
-            return null;
-        }
-
-        Interlocked.Decrement(ref state.Subscriptions);
-        _refusals.Add(LimitRefusals.AppSubscriptions);
-        return new RelayError(ErrorCodes.RateLimited, $"app '{app}' holds its limit of {state.MaxSubscriptions} subscriptions on this node (Relay:Ingress:AppLimits); unsubscribe first");
-    }
+    public RelayError? TrySubscribe(string app) => For(app) is { MaxSubscriptions: > 0 } state
+        ? TryCount(ref state.Subscriptions, state.MaxSubscriptions, LimitRefusals.AppSubscriptions, app, "subscriptions on this node (Relay:Ingress:AppLimits); unsubscribe first")
+        : null;
 
     /// <summary>A subscription counted in by <see cref="TrySubscribe"/> ended.</summary>
     public void Unsubscribed(string app)
@@ -128,6 +102,19 @@ internal sealed class AppLimits
     /// <summary>Connections and subscriptions of <paramref name="app"/> counted now (the counts a limit is set for; else 0).</summary>
     internal (int Connections, int Subscriptions) CountsOf(string app) =>
         For(app) is { } state ? (Volatile.Read(ref state.Connections), Volatile.Read(ref state.Subscriptions)) : (0, 0);
+
+    // Counts one in below max, or refuses it (counted as refused by reason, not counted in).
+    private RelayError? TryCount(ref int count, int max, string reason, string app, string what)
+    {
+        if (Interlocked.Increment(ref count) <= max)
+        {
+            return null;
+        }
+
+        Interlocked.Decrement(ref count);
+        _refusals.Add(reason);
+        return new RelayError(ErrorCodes.RateLimited, $"app '{app}' holds its limit of {max} {what}");
+    }
 
     private static bool IsSet(AppLimitSettings settings) =>
         settings.MaxConnections > 0 || settings.PublishRatePerSecond > 0 || settings.MaxSubscriptions > 0;
