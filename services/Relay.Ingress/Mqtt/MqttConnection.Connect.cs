@@ -21,6 +21,11 @@ internal sealed partial class MqttConnection
     private ValueTask ConnectAsync(MqttConnect connect)
     {
         _level = connect.ProtocolLevel;
+        if (RefusedAtAccept is { } refusedAtAccept)
+        {
+            return Refuse(MqttReasonCodes.V3ServerUnavailable, MqttReasonCodes.QuotaExceeded, refusedAtAccept);
+        }
+
         var v5 = V5;
         var clientId = connect.ClientId;
         string? assigned = null;
@@ -51,6 +56,12 @@ internal sealed partial class MqttConnection
             return Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.TopicNameInvalid, $"will topic: {willError}");
         }
 
+        if (_node.AppLimits.TryOpen(auth.Principal.AppId) is { } overLimit)
+        {
+            return Refuse(MqttReasonCodes.V3ServerUnavailable, MqttReasonCodes.QuotaExceeded, overLimit.Message);
+        }
+
+        _countedApp = auth.Principal.AppId;
         _clientId = clientId;
         _keysVersion = _node.Authenticator.KeysVersion;
         var properties = connect.Properties;

@@ -87,6 +87,10 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
         }
+        else if (_node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, overAppRate.Message);
+        }
 
         if (refusal != 0)
         {

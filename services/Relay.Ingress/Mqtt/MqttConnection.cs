@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 using Relay.Core.Messages;
+using Relay.Ingress.Connections;
 using Relay.Ingress.Mqtt.Codec;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;
@@ -81,6 +82,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly List<MqttSubscriptionSink> _identifiedSinks = [];
     private readonly List<int> _identifiers = [];
     private long _keysVersion = -1;
+    private readonly string? _refusedAtAccept;
+
+    // The app this connection counts against (AppLimits), once CONNECT was accepted.
+    private string? _countedApp;
 
     public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
     {
@@ -98,6 +103,23 @@ internal sealed partial class MqttConnection : INodeConnection
     }
 
     public string ConnectionId { get; }
+
+    /// <summary>
+    /// Why the listener refused this connection (its address's limit), or null: CONNECT is answered with CONNACK 0x97
+    /// (MQTT 5) or 0x03 (3.1.1), and a client that sends none is closed within a second or two, not the connect timeout.
+    /// </summary>
+    public string? RefusedAtAccept
+    {
+        get => _refusedAtAccept;
+        init
+        {
+            _refusedAtAccept = value;
+            if (value is not null)
+            {
+                _connectDeadlineTicks = _lastInputTicks + ConnectionGate.RefusalWait.Ticks;
+            }
+        }
+    }
 
     private string App => _principal!.AppId;
 
@@ -137,6 +159,11 @@ internal sealed partial class MqttConnection : INodeConnection
                     session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
                 }
                 _node.Unregister(this);
+                if (_countedApp is { } app)
+                {
+                    _node.AppLimits.Closed(app);
+                }
+
                 _queue.Clear();
                 _closed.Dispose();
             }

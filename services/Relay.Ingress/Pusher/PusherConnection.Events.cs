@@ -59,6 +59,11 @@ internal sealed partial class PusherConnection
             (code, refusal) = (ClientEventRejected, $"client event rate above {_options.ClientEventsPerSecond} per second (Relay:Pusher:ClientEventsPerSecond)");
         }
 
+        if (refusal is null && _node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            (code, refusal) = (ClientEventRejected, overAppRate.Message);
+        }
+
         if (refusal is not null)
         {
             LogClientEventRefused(_logger, ConnectionId, eventName, refusal);
