@@ -95,14 +95,17 @@ internal static class MarkdownReport
         return md.ToString();
     }
 
-    /// <summary>Replaces the generated section of <paramref name="path"/> (or appends one) with <paramref name="section"/>.</summary>
-    public static void WriteInto(string path, string section)
+    /// <summary>
+    /// Replaces the section of <paramref name="path"/> between <paramref name="beginMarker"/> and
+    /// <paramref name="endMarker"/> (the bench markers by default; or appends one) with <paramref name="section"/>.
+    /// </summary>
+    public static void WriteInto(string path, string section, string beginMarker = Begin, string endMarker = End)
     {
         var existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n\n";
-        var begin = existing.IndexOf(Begin, StringComparison.Ordinal);
-        var end = existing.IndexOf(End, StringComparison.Ordinal);
+        var begin = existing.IndexOf(beginMarker, StringComparison.Ordinal);
+        var end = existing.IndexOf(endMarker, StringComparison.Ordinal);
         var updated = begin >= 0 && end > begin
-            ? existing[..begin] + section.TrimEnd('\n') + existing[(end + End.Length)..]
+            ? existing[..begin] + section.TrimEnd('\n') + existing[(end + endMarker.Length)..]
             : existing.TrimEnd('\n') + "\n\n" + section;
         File.WriteAllText(path, updated);
     }
