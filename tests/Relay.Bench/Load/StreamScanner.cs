@@ -129,15 +129,17 @@ internal sealed class StreamScanner
     {
         // The carry holds one byte less than the longest token, so no stamp fits in it whole. A shorter token
         // wholly inside it was counted with the last read: only occurrences that reach into the new bytes count.
-        var stamps = CountStamps(data);
-        var acks = Count(Fresh(data, carried, _tokens.Ack.Length), _tokens.Ack);
-        var readies = Count(Fresh(data, carried, _tokens.Ready.Length), _tokens.Ready);
-        var errors = Count(Fresh(data, carried, _tokens.Error.Length), _tokens.Error);
+        // Epochs first: a subscribe reply and the first message after it often share a read, and a stamp callback may
+        // ask whether the reply said recovered: false.
         if (_trackEpochs)
         {
             TrackEpoch(data, carried);
         }
 
+        var stamps = CountStamps(data);
+        var acks = Count(Fresh(data, carried, _tokens.Ack.Length), _tokens.Ack);
+        var readies = Count(Fresh(data, carried, _tokens.Ready.Length), _tokens.Ready);
+        var errors = Count(Fresh(data, carried, _tokens.Error.Length), _tokens.Error);
         _carryLength = Math.Min(data.Length, _maxExtent - 1);
         data[^_carryLength..].CopyTo(_carry);
 

@@ -37,10 +37,11 @@ internal static class SoakReport
         Row("reconnects (close frame / reset)", $"{soak.Reconnects:N0} ({soak.CleanCloses:N0} / {soak.Resets:N0})");
         Row("reconnects that failed", $"{soak.ReconnectFailures:N0}");
         Row("resumes answered `recovered: false`", $"{soak.NotRecovered:N0}");
-        Row("connections cut by the server", $"{soak.CutByServer:N0}");
+        Row("connections cut by the server (resumed at once)", $"{soak.CutByServer:N0}");
         Row("acknowledged publishes", $"{soak.Published:N0}");
         Row("deliveries (recoveries included) / expected", $"{soak.Deliveries:N0} / {soak.Expected:N0}");
-        Row("lost / skipped / duplicated or out of order", $"{soak.Lost:N0} / {soak.Missed:N0} / {soak.Duplicates:N0}");
+        Row("lost / missed / duplicated or out of order", $"{soak.Lost:N0} / {soak.Missed:N0} / {soak.Duplicates:N0}");
+        Row("skipped after `recovered: false` (history no longer held them)", $"{soak.Skipped:N0}");
         Row("server CPU (cores)", $"{soak.ServerCpuCores:0.00}");
         Row("RSS (MiB): baseline / first third / last third / after closing", $"{soak.RssBaselineMiB:0.0} / {soak.RssFirstThirdMiB:0.0} / {soak.RssLastThirdMiB:0.0} / {soak.RssAfterMiB:0.0}");
         Row("managed heap after the last GC (MiB): first third / last third", $"{soak.HeapFirstThirdMiB:0.0} / {soak.HeapLastThirdMiB:0.0}");

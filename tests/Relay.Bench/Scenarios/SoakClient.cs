@@ -13,8 +13,8 @@ namespace Relay.Bench.Scenarios;
 /// <c>churn</c> starts closing <see cref="SoakSpec.ChurnPerSecond"/> of them a second (one with a close frame, the next
 /// reset with no close frame) and reconnecting each at once with <c>since</c>; <c>final N0 N1 …</c> (each channel's
 /// acknowledged message count) stops the churn, waits for every connection to hold its channel's last message, and
-/// answers <c>result {json}</c>. Every 10 s it writes <c>status {json}</c>. When standard input closes it closes the
-/// connections and exits.
+/// answers <c>result {json}</c>. A connection the server closes is resumed at once, as a client would. Every 10 s it
+/// writes <c>status {json}</c>. When standard input closes it closes the connections and exits.
 /// </summary>
 internal sealed class SoakClient
 {
@@ -35,6 +35,7 @@ internal sealed class SoakClient
     private long _notRecovered;
     private long _cutByServer;
     private long _noEpoch;
+    private volatile bool _closing;
 
     private SoakClient(Target target, Uri uri, int child, int count, int firstIndex, int channels)
     {
@@ -59,7 +60,11 @@ internal sealed class SoakClient
         var client = new SoakClient(target, uri, child, count, firstIndex, channels);
         var progress = new Progress($"soak child {child}");
         var sockets = await Fleet.ConnectAsync(target, uri, count, i => ChannelName(client._trackers[i].Channel), i => client.ScannerFor(i, 0), progress, SourceOffset(child)).ConfigureAwait(false);
-        sockets.CopyTo(client._sockets, 0);
+        for (var i = 0; i < count; i++)
+        {
+            client.Install(i, sockets[i]);
+        }
+
         client.Say("ready");
 
         using var stop = new CancellationTokenSource();
@@ -80,6 +85,7 @@ internal sealed class SoakClient
             }
         }
 
+        client._closing = true;
         await stop.CancelAsync().ConfigureAwait(false);
         await churn.ConfigureAwait(false);
         await status.ConfigureAwait(false);
@@ -95,7 +101,31 @@ internal sealed class SoakClient
     private StreamScanner ScannerFor(int index, int generation)
     {
         var tracker = _trackers[index];
-        return new StreamScanner(_target.Tokens, stamp => tracker.OnStamp(generation, stamp), trackEpochs: true);
+
+        // Every subscribe without since (the first, and a resume without an epoch) is answered recovered: false too.
+        var plain = generation == 0 ? 1 : 0;
+        StreamScanner? scanner = null;
+        scanner = new StreamScanner(_target.Tokens, stamp => tracker.OnStamp(generation, stamp, scanner!.NotRecovered > plain), trackEpochs: true);
+        return scanner;
+    }
+
+    /// <summary>Makes <paramref name="socket"/> connection <paramref name="index"/>'s, resumed at once if the server closes it.</summary>
+    private void Install(int index, BenchSocket socket)
+    {
+        Volatile.Write(ref _sockets[index], socket);
+        _ = socket.Completion.ContinueWith(
+            (_, state) =>
+            {
+                var (client, i, closed) = ((SoakClient, int, BenchSocket))state!;
+                if (!client._closing && ReferenceEquals(Volatile.Read(ref client._sockets[i]), closed) && Interlocked.CompareExchange(ref client._busy[i], 1, 0) == 0)
+                {
+                    _ = client.ReconnectAsync(i, abrupt: true);
+                }
+            },
+            (this, index, socket),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
     }
 
     private void Say(string line)
@@ -177,9 +207,10 @@ internal sealed class SoakClient
         var old = _sockets[index];
         try
         {
-            if (old is not null && old.Completion.IsCompleted)
+            // The server closed it (the churn came to it first, or its watch did).
+            var cut = old is not null && old.Completion.IsCompleted;
+            if (cut)
             {
-                // The server closed it before the churn came to it.
                 Interlocked.Increment(ref _cutByServer);
             }
 
@@ -188,7 +219,11 @@ internal sealed class SoakClient
             var (generation, since) = tracker.Cut();
             if (old is not null)
             {
-                if (abrupt)
+                if (cut)
+                {
+                    old.Abort();
+                }
+                else if (abrupt)
                 {
                     old.Abort();
                     Interlocked.Increment(ref _resets);
@@ -200,12 +235,19 @@ internal sealed class SoakClient
                 }
             }
 
-            _sockets[index] = null;
+            Volatile.Write(ref _sockets[index], null);
             for (var attempt = 1; ; attempt++)
             {
                 try
                 {
-                    _sockets[index] = await ResumeAsync(index, generation, since, tracker.Epoch).ConfigureAwait(false);
+                    var resumed = await ResumeAsync(index, generation, since, tracker.Epoch).ConfigureAwait(false);
+                    if (_closing)
+                    {
+                        resumed.Abort();
+                        return;
+                    }
+
+                    Install(index, resumed);
                     Interlocked.Increment(ref _reconnects);
                     return;
                 }
@@ -266,7 +308,7 @@ internal sealed class SoakClient
         }
 
         // A plain subscribe is answered recovered: false too (the first of each connection, and a resume without an epoch).
-        long deliveries = 0, expected = 0, lost = 0, missed = 0, duplicates = 0;
+        long deliveries = 0, expected = 0, lost = 0, missed = 0, skipped = 0, duplicates = 0;
         var notRecovered = Interlocked.Read(ref _notRecovered) - _trackers.Length - Interlocked.Read(ref _noEpoch);
         var held = 0;
         for (var i = 0; i < _trackers.Length; i++)
@@ -274,6 +316,7 @@ internal sealed class SoakClient
             var tracker = _trackers[i];
             deliveries += tracker.Deliveries;
             missed += tracker.Missed;
+            skipped += tracker.Skipped;
             duplicates += tracker.Duplicates;
             notRecovered += _sockets[i]?.Scanner.NotRecovered ?? 0;
             if (_sockets[i] is { Completion.IsCompleted: false })
@@ -290,13 +333,14 @@ internal sealed class SoakClient
             expected,
             lost,
             missed,
+            skipped,
             duplicates,
             Interlocked.Read(ref _reconnects),
             Interlocked.Read(ref _cleanCloses),
             Interlocked.Read(ref _resets),
             Interlocked.Read(ref _reconnectFailures),
             notRecovered,
-            Interlocked.Read(ref _cutByServer) + _sockets.Count(s => s is { Completion.IsCompleted: true }),
+            Interlocked.Read(ref _cutByServer),
             Interlocked.Read(ref _noEpoch));
     }
 
@@ -320,7 +364,7 @@ internal sealed record SoakClientStatus(int Held, long Reconnects, long Deliveri
 /// <summary>
 /// A soak client's counts at the end: connections held; deliveries received (recoveries included) and expected (each
 /// held connection's channel total); lost (short of the channel's last acknowledged message at the end), missed (a gap
-/// in the numbers), duplicates; its reconnects and how they closed; failures; <c>since</c> answered
+/// in the numbers), skipped (a gap after the server said <c>recovered: false</c>), duplicates; its reconnects and how they closed; failures; <c>since</c> answered
 /// <c>recovered: false</c>; connections the server closed; resumes without an epoch.
 /// </summary>
 internal sealed record SoakClientReport(
@@ -329,6 +373,7 @@ internal sealed record SoakClientReport(
     long Expected,
     long Lost,
     long Missed,
+    long Skipped,
     long Duplicates,
     long Reconnects,
     long CleanCloses,

@@ -21,6 +21,9 @@ internal sealed record SoakFigures
 
     public long Missed { get; init; }
 
+    /// <summary>Messages skipped after the server answered a resume with <c>recovered: false</c>, as the protocol allows.</summary>
+    public long Skipped { get; init; }
+
     public long Duplicates { get; init; }
 
     public long Reconnects { get; init; }
@@ -103,13 +106,13 @@ internal sealed record SoakFigures
     public bool DescriptorsReturned => DescriptorsAfter <= DescriptorsBaseline + SoakSpec.DescriptorTolerance;
 
     /// <summary>Every held connection got every acknowledged message of its channel once, in order, across its reconnects.</summary>
-    public bool CountsExact => Lost == 0 && Missed == 0 && Duplicates == 0 && Deliveries == Expected && ReconnectFailures == 0;
+    public bool CountsExact => Lost == 0 && Missed == 0 && Duplicates == 0 && Deliveries + Skipped == Expected && ReconnectFailures == 0;
 
     public string Verdict =>
         (MemoryFlat && DescriptorsReturned ? "flat" : "**not flat**") +
         FormattableString.Invariant($": RSS {RssSlope:+0.00;-0.00} MiB/min, heap floor {HeapSlope:+0.00;-0.00} MiB/min over the last two-thirds (threshold {Spec.FlatMiBPerMinute:0.#}); descriptors {DescriptorsBaseline:N0} before, {DescriptorsAfter:N0} after") +
         (DescriptorsReturned ? string.Empty : " (**not back**)") +
-        (CountsExact ? "; every delivery counted" : FormattableString.Invariant($"; **{Lost:N0} lost, {Missed:N0} missed, {Duplicates:N0} duplicated, {ReconnectFailures:N0} reconnects failed**"));
+        (CountsExact ? "; every delivery counted" + (Skipped == 0 ? string.Empty : FormattableString.Invariant($" ({Skipped:N0} skipped after recovered: false)")) : FormattableString.Invariant($"; **{Lost:N0} lost, {Missed:N0} missed, {Duplicates:N0} duplicated, {ReconnectFailures:N0} reconnects failed**"));
 
     private bool HasHeap => Samples.Count > 0 && Samples.All(static s => s.HeapMiB is not null);
 

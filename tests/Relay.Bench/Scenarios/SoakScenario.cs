@@ -118,6 +118,7 @@ internal static class SoakScenario
                 Expected = reports.Sum(r => r.Expected),
                 Lost = reports.Sum(r => r.Lost),
                 Missed = reports.Sum(r => r.Missed),
+                Skipped = reports.Sum(r => r.Skipped),
                 Duplicates = reports.Sum(r => r.Duplicates),
                 Reconnects = reports.Sum(r => r.Reconnects),
                 CleanCloses = reports.Sum(r => r.CleanCloses),

@@ -5,7 +5,8 @@ namespace Relay.Bench.Scenarios;
 /// the channel, which is the channel's <c>seq</c> (one publisher, every publish acknowledged, a fresh server), so a
 /// subscriber must see 1, 2, 3, … with nothing skipped or repeated, however often it reconnects and resumes with
 /// <c>since</c>. A socket being replaced stops counting the moment it is cut (its generation ends): what it would still
-/// have delivered comes back through <c>since</c>.
+/// have delivered comes back through <c>since</c>. A jump the server announced (its reply to the resume said
+/// <c>recovered: false</c>: the connection was away longer than history keeps) counts as skipped, not missed.
 /// </summary>
 internal sealed class SoakTracker(int channel)
 {
@@ -43,13 +44,16 @@ internal sealed class SoakTracker(int channel)
 
     public long Deliveries { get; private set; }
 
-    /// <summary>Messages skipped: a number arrived past <see cref="Last"/> + 1.</summary>
+    /// <summary>Messages skipped unannounced: a number arrived past <see cref="Last"/> + 1.</summary>
     public long Missed { get; private set; }
+
+    /// <summary>Messages skipped after the server said <c>recovered: false</c> (the protocol's way of saying so).</summary>
+    public long Skipped { get; private set; }
 
     /// <summary>Messages at or below <see cref="Last"/>: delivered twice, or out of order.</summary>
     public long Duplicates { get; private set; }
 
-    public void OnStamp(int generation, long number)
+    public void OnStamp(int generation, long number, bool announced)
     {
         lock (_gate)
         {
@@ -69,7 +73,15 @@ internal sealed class SoakTracker(int channel)
             }
             else
             {
-                Missed += number - _last - 1;
+                if (announced)
+                {
+                    Skipped += number - _last - 1;
+                }
+                else
+                {
+                    Missed += number - _last - 1;
+                }
+
                 _last = number;
             }
         }
