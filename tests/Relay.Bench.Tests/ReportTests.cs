@@ -91,7 +91,7 @@ public sealed class ReportTests
         var path = Path.GetTempFileName();
         try
         {
-            File.WriteAllText(path, $"# Benchmarks\n\nhand-written intro\n\n{MarkdownReport.Begin}\nold figures\n{MarkdownReport.End}\n\nhand-written analysis\n");
+            File.WriteAllText(path, $"# Benchmarks\n\nhand-written intro\n\n{MarkdownReport.Begin}\nold figures\n{MarkdownReport.End}\n\nhand-written analysis\n\n{SoakReport.Begin}\nold soak\n{SoakReport.End}\n");
             MarkdownReport.WriteInto(path, $"{MarkdownReport.Begin}\nnew figures\n{MarkdownReport.End}\n");
             var text = File.ReadAllText(path);
 
@@ -99,6 +99,14 @@ public sealed class ReportTests
             Assert.Contains("hand-written analysis", text, StringComparison.Ordinal);
             Assert.Contains("new figures", text, StringComparison.Ordinal);
             Assert.DoesNotContain("old figures", text, StringComparison.Ordinal);
+
+            // The soak's section has markers of its own: each run replaces only its own.
+            Assert.Contains("old soak", text, StringComparison.Ordinal);
+            MarkdownReport.WriteInto(path, $"{SoakReport.Begin}\nnew soak\n{SoakReport.End}\n", SoakReport.Begin, SoakReport.End);
+            text = File.ReadAllText(path);
+            Assert.Contains("new soak", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("old soak", text, StringComparison.Ordinal);
+            Assert.Contains("new figures", text, StringComparison.Ordinal);
         }
         finally
         {

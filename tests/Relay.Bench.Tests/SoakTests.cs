@@ -87,7 +87,7 @@ public sealed class SoakTests
     }
 
     [Fact]
-    public void Report_HasItsOwnMarkers_SoTheOtherScenariosLeaveIt()
+    public void Report_ShowsTheCountsTheTrendAndEverySample()
     {
         var figures = new SoakFigures
         {
@@ -98,26 +98,14 @@ public sealed class SoakTests
             Deliveries = 1_710_000,
             Expected = 1_710_000,
         };
-        var path = Path.Combine(Path.GetTempPath(), $"soak-report-{Guid.NewGuid():N}.md");
-        try
-        {
-            File.WriteAllText(path, $"# Benchmarks\n\n{MarkdownReport.Begin}\nold bench\n{MarkdownReport.End}\n\n## Soak\n\n{SoakReport.Begin}\nold soak\n{SoakReport.End}\n\nafter\n");
-            MarkdownReport.WriteInto(path, SoakReport.Render(figures, "dotnet Relay.Bench.dll soak", Machine), SoakReport.Begin, SoakReport.End);
-            MarkdownReport.WriteInto(path, $"{MarkdownReport.Begin}\nnew bench\n{MarkdownReport.End}\n");
-            var text = File.ReadAllText(path);
 
-            Assert.Contains("new bench", text, StringComparison.Ordinal);
-            Assert.DoesNotContain("old bench", text, StringComparison.Ordinal);
-            Assert.DoesNotContain("old soak", text, StringComparison.Ordinal);
-            Assert.Contains("| deliveries (recoveries included) / expected | 1,710,000 / 1,710,000 |", text, StringComparison.Ordinal);
-            Assert.Contains("| 0.17 | 250.0 | 80.0 | 150.0 | 19,400 | 30 | 19,001 | 19,000 | 1,900 | 57,000 | 3,000 |", text, StringComparison.Ordinal);
-            Assert.Contains("`dotnet Relay.Bench.dll soak`", text, StringComparison.Ordinal);
-            Assert.EndsWith("after\n", text, StringComparison.Ordinal);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        var markdown = SoakReport.Render(figures, "dotnet Relay.Bench.dll soak", Machine);
+
+        Assert.StartsWith(SoakReport.Begin, markdown, StringComparison.Ordinal);
+        Assert.EndsWith(SoakReport.End + "\n", markdown.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+        Assert.Contains("| deliveries (recoveries included) / expected | 1,710,000 / 1,710,000 |", markdown, StringComparison.Ordinal);
+        Assert.Contains("| 0.17 | 250.0 | 80.0 | 150.0 | 19,400 | 30 | 19,001 | 19,000 | 1,900 | 57,000 | 3,000 |", markdown, StringComparison.Ordinal);
+        Assert.Contains("`dotnet Relay.Bench.dll soak`", markdown, StringComparison.Ordinal);
     }
 
     [Fact]
