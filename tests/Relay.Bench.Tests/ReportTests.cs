@@ -91,7 +91,7 @@ public sealed class ReportTests
         var path = Path.GetTempFileName();
         try
         {
-            File.WriteAllText(path, $"# Benchmarks\n\nhand-written intro\n\n{MarkdownReport.Begin}\nold figures\n{MarkdownReport.End}\n\nhand-written analysis\n\n{SoakReport.Begin}\nold soak\n{SoakReport.End}\n");
+            File.WriteAllText(path, $"# Benchmarks\n\nhand-written intro\n\n{MarkdownReport.Begin}\nold figures\n{MarkdownReport.End}\n\nhand-written analysis\n");
             MarkdownReport.WriteInto(path, $"{MarkdownReport.Begin}\nnew figures\n{MarkdownReport.End}\n");
             var text = File.ReadAllText(path);
 
@@ -99,14 +99,29 @@ public sealed class ReportTests
             Assert.Contains("hand-written analysis", text, StringComparison.Ordinal);
             Assert.Contains("new figures", text, StringComparison.Ordinal);
             Assert.DoesNotContain("old figures", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 
-            // The soak's section has markers of its own: each run replaces only its own.
-            Assert.Contains("old soak", text, StringComparison.Ordinal);
-            MarkdownReport.WriteInto(path, $"{SoakReport.Begin}\nnew soak\n{SoakReport.End}\n", SoakReport.Begin, SoakReport.End);
-            text = File.ReadAllText(path);
-            Assert.Contains("new soak", text, StringComparison.Ordinal);
-            Assert.DoesNotContain("old soak", text, StringComparison.Ordinal);
-            Assert.Contains("new figures", text, StringComparison.Ordinal);
+    [Fact]
+    public void WriteInto_ANamedSection_LeavesTheMainOneAlone_AndIsAppendedOnce()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, $"# Benchmarks\n\n{MarkdownReport.Begin}\nwebsocket figures\n{MarkdownReport.End}\n");
+            var (begin, end) = MarkdownReport.Markers("mqtt");
+            MarkdownReport.WriteInto(path, $"{begin}\nmqtt one\n{end}\n", "mqtt");
+            MarkdownReport.WriteInto(path, $"{begin}\nmqtt two\n{end}\n", "mqtt");
+            var text = File.ReadAllText(path);
+
+            Assert.Contains("websocket figures", text, StringComparison.Ordinal);
+            Assert.Contains("mqtt two", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("mqtt one", text, StringComparison.Ordinal);
+            Assert.Equal(1, text.Split(begin).Length - 1);
         }
         finally
         {

@@ -101,8 +101,8 @@ public sealed class SoakTests
 
         var markdown = SoakReport.Render(figures, "dotnet Relay.Bench.dll soak", Machine);
 
-        Assert.StartsWith(SoakReport.Begin, markdown, StringComparison.Ordinal);
-        Assert.EndsWith(SoakReport.End + "\n", markdown.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+        Assert.StartsWith(MarkdownReport.Markers(SoakReport.Section).Begin, markdown, StringComparison.Ordinal);
+        Assert.EndsWith(MarkdownReport.Markers(SoakReport.Section).End + "\n", markdown.ReplaceLineEndings("\n"), StringComparison.Ordinal);
         Assert.Contains("| deliveries (recoveries included) / expected | 1,710,000 / 1,710,000 |", markdown, StringComparison.Ordinal);
         Assert.Contains("| 0.17 | 250.0 | 80.0 | 150.0 | 19,400 | 30 | 19,001 | 19,000 | 1,900 | 57,000 | 3,000 |", markdown, StringComparison.Ordinal);
         Assert.Contains("`dotnet Relay.Bench.dll soak`", markdown, StringComparison.Ordinal);

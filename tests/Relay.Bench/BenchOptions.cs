@@ -70,13 +70,17 @@ internal sealed class BenchOptions
 
     public string? JsonPath { get; set; }
 
+    /// <summary>The named section of the markdown file to write (<c>mqtt</c> for the MQTT run); none: the main one.</summary>
+    public string? Section { get; set; }
+
     public static string Usage => """
         Relay.Bench: Relay and its peers (NATS over WebSocket, ASP.NET Core SignalR) under the same load, in one run.
 
         usage: dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll [scenario ...] [options]
           scenarios: fanout latency channels publish-ws many-publishers publish-http idle (default: all); soak (only when named)
           --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus;
-                                         relay-redis-fanout1, relay-redis-fanout2: ingress, routing and 1 or 2 fan-out processes)
+                                         relay-redis-fanout1, relay-redis-fanout2: ingress, routing and 1 or 2 fan-out processes;
+                                         relay-mqtt, mosquitto: MQTT 3.1.1 over TCP, QoS 0)
           --subscribers N      fanout: subscribers of the one channel (10000)
           --channels C         channels, many-publishers: how many channels (1000)
           --per-channel K      channels, many-publishers: subscribers per channel (3)
@@ -99,6 +103,7 @@ internal sealed class BenchOptions
           --soak-flat X        soak: MiB a minute under which RSS and heap count as flat (2)
           --markdown PATH      write the figures into PATH between the bench markers (docs/benchmarks.md; the soak between its own)
           --json PATH          write the raw results as JSON
+          --section NAME       write into the markers of section NAME instead of the main one (the MQTT run: mqtt)
           --quick              small sizes, for a smoke run
         """;
 
@@ -108,12 +113,13 @@ internal sealed class BenchOptions
     /// </summary>
     public IEnumerable<(string Scenario, string Description, Func<Target, FanOutSpec?> SpecOf)> Runs()
     {
+        var transport = Targets.All(static t => t is "relay-mqtt" or "mosquitto") ? "MQTT (QoS 0, TCP)" : "WebSocket";
         foreach (var scenario in Scenarios)
         {
             switch (scenario)
             {
                 case "fanout":
-                    yield return (scenario, $"{Subscribers:N0} WebSocket subscribers of one channel, one publisher as fast as a window of {Window} allows, {Payload}-byte payloads",
+                    yield return (scenario, $"{Subscribers:N0} {transport} subscribers of one channel, one publisher as fast as a window of {Window} allows, {Payload}-byte payloads",
                         _ => new FanOutSpec(scenario, 1, Subscribers, 0, Window, Payload, Warmup, Duration));
                     break;
                 case "latency":
@@ -128,13 +134,13 @@ internal sealed class BenchOptions
                     foreach (var subscribers in PublishSubscribers)
                     {
                         var name = $"publish-ws-{subscribers}";
-                        yield return (name, $"one WebSocket publisher, window of {Window} unacknowledged publishes, {subscribers:N0} subscriber{(subscribers == 1 ? string.Empty : "s")} of its channel, {Payload}-byte payloads",
+                        yield return (name, $"one {transport} publisher, window of {Window} unacknowledged publishes, {subscribers:N0} subscriber{(subscribers == 1 ? string.Empty : "s")} of its channel, {Payload}-byte payloads",
                             _ => new FanOutSpec(name, 1, subscribers, 0, Window, Payload, Warmup, Duration, PublishPacing.AckWindow));
                     }
 
                     break;
                 case "many-publishers":
-                    yield return (scenario, $"{Channels:N0} channels with {PerChannel} subscribers each, {Publishers:N0} WebSocket publishers (each round-robin over {Channels / Publishers:N0} channels, window of {PublisherWindow} unacknowledged publishes), {Payload}-byte payloads",
+                    yield return (scenario, $"{Channels:N0} channels with {PerChannel} subscribers each, {Publishers:N0} {transport} publishers (each round-robin over {Channels / Publishers:N0} channels, window of {PublisherWindow} unacknowledged publishes), {Payload}-byte payloads",
                         _ => new FanOutSpec(scenario, Channels, PerChannel, 0, PublisherWindow, Payload, Warmup, Duration, PublishPacing.AckWindow, Publishers: Publishers));
                     break;
                 case "publish-http":
@@ -145,7 +151,7 @@ internal sealed class BenchOptions
                     yield return (scenario, "subscribed connections held for minutes with churn and a steady publish load", _ => null);
                     break;
                 default:
-                    yield return (scenario, $"idle subscribed WebSocket connections (each on its own channel), {IdlePerProcess:N0} per client process", _ => null);
+                    yield return (scenario, $"idle subscribed {transport} connections (each on its own channel), {IdlePerProcess:N0} per client process", _ => null);
                     break;
             }
         }
@@ -195,6 +201,7 @@ internal sealed class BenchOptions
                 case "--soak-flat": options.SoakFlatMiBPerMinute = Number(); break;
                 case "--markdown": options.MarkdownPath = Next(); break;
                 case "--json": options.JsonPath = Next(); break;
+                case "--section": options.Section = Next(); break;
                 case "--quick":
                     options.Subscribers = 200;
                     options.Channels = 20;

@@ -80,13 +80,13 @@ foreach (var (scenario, description, specOf) in options.Runs())
 }
 
 var machine = MachineInfo.Collect(Targets.PeerVersions(options.Targets));
-var sections = new List<(string Markdown, string Begin, string End)>();
+var sections = new List<(string Markdown, string? Name)>();
 if (results.Any(r => r.Scenario != "soak"))
 {
-    sections.Add((MarkdownReport.Render(results.Where(r => r.Scenario != "soak").ToList(), descriptions, command, machine), MarkdownReport.Begin, MarkdownReport.End));
+    sections.Add((MarkdownReport.Render(results.Where(r => r.Scenario != "soak").ToList(), descriptions, command, machine, options.Section), options.Section));
 }
 
-// The soak's figures go between markers of their own, so a run of the other scenarios leaves them, and the reverse.
+// The soak's figures go into a section of their own (bench:soak), so a run of the other scenarios leaves them, and the reverse.
 foreach (var soak in results.Where(r => r.Scenario == "soak"))
 {
     if (soak.Soak is null)
@@ -95,16 +95,16 @@ foreach (var soak in results.Where(r => r.Scenario == "soak"))
         continue;
     }
 
-    sections.Add((SoakReport.Render(soak.Soak, command, machine), SoakReport.Begin, SoakReport.End));
+    sections.Add((SoakReport.Render(soak.Soak, command, machine), SoakReport.Section));
 }
 
-foreach (var (markdown, begin, end) in sections)
+foreach (var (markdown, name) in sections)
 {
     Console.WriteLine();
     Console.WriteLine(markdown);
     if (options.MarkdownPath is not null)
     {
-        MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown, begin, end);
+        MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown, name);
         Console.WriteLine($"wrote {options.MarkdownPath}");
     }
 }

@@ -53,6 +53,12 @@ internal sealed partial class MqttConnection : INodeConnection
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
+
+    // This connection's claim of its client id across nodes (0 until it comes back) and the latest claim another node made.
+    private readonly Lock _claimGate = new();
+    private long _claim;
+    private long _claimedElsewhere;
+    private bool _movedAway;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;
     private readonly long _connectDeadlineTicks;
@@ -285,9 +291,10 @@ internal sealed partial class MqttConnection : INodeConnection
                             continue;
                         }
 
-                        if (packet is MqttPublish)
+                        if (packet is MqttPublish { Retain: false })
                         {
                             // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                            // A retained one is not: it asks the retained store for room first, so the next waits for it.
                             (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
                             await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
                             continue;

@@ -5,23 +5,24 @@ using Relay.Bench.Scenarios;
 namespace Relay.Bench.Reporting;
 
 /// <summary>
-/// Writes a soak run into docs/benchmarks.md between markers of its own (the other scenarios' section is left alone,
-/// and the reverse): the machine and its load, the exact command, the counts, the memory trend and the verdict, and
+/// Writes a soak run into docs/benchmarks.md between markers of its own (section <c>soak</c>: the other scenarios'
+/// section is left alone, and the reverse): the machine and its load, the exact command, the counts, the memory trend and the verdict, and
 /// every sample.
 /// </summary>
 internal static class SoakReport
 {
-    public const string Begin = "<!-- soak:begin (written by tests/Relay.Bench's soak scenario; edit outside these markers) -->";
-    public const string End = "<!-- soak:end -->";
+    /// <summary>The section's name: its markers are <see cref="MarkdownReport.Markers"/> of it.</summary>
+    public const string Section = "soak";
 
     public static string Render(SoakFigures soak, string command, MachineInfo machine)
     {
         var spec = soak.Spec;
+        var (begin, end) = MarkdownReport.Markers(Section);
         var md = new StringBuilder();
         void Line(FormattableString text) => md.AppendLine(text.ToString(CultureInfo.InvariantCulture));
         void Row(string figure, FormattableString value) => Line($"| {figure} | {value.ToString(CultureInfo.InvariantCulture)} |");
 
-        md.AppendLine(Begin);
+        md.AppendLine(begin);
         Line($"### Latest soak run: {machine.Date:yyyy-MM-dd HH:mm} UTC");
         md.AppendLine();
         Line($"Command: `{command}`");
@@ -59,7 +60,7 @@ internal static class SoakReport
             Line($"| {s.Minutes:0.00} | {s.RssMiB:0.0} | {s.HeapMiB:0.0} | {s.CommittedMiB:0.0} | {s.Descriptors:N0} | {s.Threads} | {s.ServerConnections:N0} | {s.Held:N0} | {s.Reconnects:N0} | {s.Deliveries:N0} | {s.Published:N0} |");
         }
 
-        md.AppendLine(End);
+        md.AppendLine(end);
         return md.ToString();
     }
 }
