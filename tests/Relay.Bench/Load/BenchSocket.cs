@@ -17,6 +17,9 @@ internal sealed class BenchSocket : IAsyncDisposable
 {
     private const int ReceiveBufferBytes = 16 * 1024;
 
+    // Close code 1000 (normal closure), big-endian.
+    private static readonly byte[] NormalClosure = [0x03, 0xE8];
+
     private readonly Socket _socket;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly FrameReader? _reader;
@@ -250,6 +253,42 @@ internal sealed class BenchSocket : IAsyncDisposable
         catch (ObjectDisposedException)
         {
         }
+    }
+
+    /// <summary>
+    /// Closes as a well-behaved client does: a close frame (1000), then the server's close and the end of the stream,
+    /// waited for at most <paramref name="timeout"/>; the socket is released either way.
+    /// </summary>
+    public async Task CloseAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await SendFrameAsync(0x8, NormalClosure).ConfigureAwait(false);
+            await Completion.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or TimeoutException)
+        {
+            // The server went first, or never answered: the socket goes anyway.
+        }
+        finally
+        {
+            _socket.Dispose();
+        }
+    }
+
+    /// <summary>Resets the connection with no close frame (linger 0 sends an RST), as a client whose network drops does.</summary>
+    public void Abort()
+    {
+        try
+        {
+            _socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already gone: nothing to reset.
+        }
+
+        _socket.Dispose();
     }
 
     public ValueTask DisposeAsync()

@@ -119,6 +119,11 @@ internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0
         // load generator on these two cores once cut the harness's own subscriber (when the limit was 1,024 frames).
         ["Relay__Ingress__SendQueueBytes"] = "67108864",
 
+        // The soak's channels (namespace soak) keep 1 minute of history instead of 5: recovery needs only the second a
+        // reconnect takes, and retained history reaches its steady size in the first fifth of a 5-minute run, so
+        // the memory trend after that is what connections and churn leave behind (see SoakScenario).
+        ["Relay__Namespaces__Rules__soak__HistoryTtl"] = "00:01:00",
+
         // MQTT off the default port: the machine may run mosquitto on 1883 (the MQTT targets give it a free one).
         ["Relay__Mqtt__Port"] = "0",
         ["Relay__Grpc__Port"] = "0",
