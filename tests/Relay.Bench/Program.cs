@@ -112,7 +112,7 @@ foreach (var (markdown, name) in sections)
 if (options.JsonPath is not null)
 {
     Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.JsonPath))!);
-    await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(new { machine, command, results }, new JsonSerializerOptions { WriteIndented = true }));
+    await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(new { machine, command, results }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }
 
 return results.Any(r => r.Error is not null) ? 1 : 0;
