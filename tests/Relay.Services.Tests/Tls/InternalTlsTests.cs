@@ -1,0 +1,233 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Tls;
+
+/// <summary>
+/// Mutual TLS between services (<c>Relay:InternalTls</c>): the auth service serves tokens and its JWKS on its internal
+/// listener only, to callers whose certificate the internal CA issued. An ingress node with its certificate gets both
+/// through, and the token it hands out works on it (the keys and the messages cross Redis, itself under mutual TLS); a
+/// caller with no certificate, one from another CA or an expired one is refused in the handshake; the public listener
+/// answers those paths 403 and asks no one for a certificate.
+/// </summary>
+public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<MutualTlsRedisFixture>
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task IngressWithItsCertificate_GetsTokensAndJwks_FromTheAuthServicesInternalListener()
+    {
+        await using var services = await AuthAndIngressAsync();
+        using var http = new HttpClient { BaseAddress = services.Ingress.BaseAddress, Timeout = Within };
+        using var jwks = await http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
+        Assert.True(JsonDocument.Parse(await jwks.Content.ReadAsStringAsync()).RootElement.GetProperty("keys").GetArrayLength() > 0);
+
+        var token = await TokenThroughAsync(http);
+        await using var client = await TestSocket.ConnectAsync(new Uri($"{services.Ingress.RealtimeUri}?token={Uri.EscapeDataString(token)}"));
+        Assert.Equal("ok", (await client.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "internal" })).GetProperty("type").GetString());
+        Assert.Equal("ok", (await client.RequestAsync(new() { ["type"] = "publish", ["channel"] = "internal", ["data"] = 1 })).GetProperty("type").GetString());
+        Assert.Equal(1, (await client.ReceiveMessageAsync()).GetProperty("data").GetInt32());
+    }
+
+    [Fact]
+    public async Task CallerWithoutACertificate_IsRefusedInTheHandshake()
+    {
+        await using var services = await AuthAndIngressAsync();
+        await AssertRefusedAsync(services.InternalUri, clientCertificate: null);
+    }
+
+    [Fact]
+    public async Task CallerWithACertificateFromAnotherCa_IsRefusedInTheHandshake()
+    {
+        await using var services = await AuthAndIngressAsync();
+        using var otherCa = TestCertificate.CreateAuthority("another-ca");
+        using var stranger = otherCa.Issue("ingress");
+        await AssertRefusedAsync(services.InternalUri, stranger.Certificate);
+    }
+
+    [Fact]
+    public async Task CallerWithAnExpiredCertificateFromTheCa_IsRefusedInTheHandshake()
+    {
+        await using var services = await AuthAndIngressAsync();
+        var now = DateTimeOffset.UtcNow;
+        using var expired = tls.Authority.Issue("ingress", now.AddHours(-12), now.AddHours(-1));
+        await AssertRefusedAsync(services.InternalUri, expired.Certificate);
+    }
+
+    [Fact]
+    public async Task CallerWithItsCertificate_IsServedOnTheInternalListener()
+    {
+        await using var services = await AuthAndIngressAsync();
+        using var certificate = tls.Authority.Issue("ingress");
+        using var http = new HttpClient(Handler(certificate.Certificate)) { BaseAddress = services.InternalUri, Timeout = Within };
+        using var response = await http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task AuthServicesPublicListener_Answers403ForTokensAndJwks_AndStillServesHealth()
+    {
+        await using var services = await AuthAndIngressAsync();
+        using var http = new HttpClient { BaseAddress = services.Auth.BaseAddress, Timeout = Within };
+        using var jwks = await http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.Forbidden, jwks.StatusCode);
+        var error = JsonDocument.Parse(await jwks.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(40300, error.GetProperty("code").GetInt32());
+        Assert.Contains("Relay:InternalTls:Port", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        using var tokenRequest = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/tokens", UriKind.Relative)) { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+        tokenRequest.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        using var token = await http.SendAsync(tokenRequest);
+        Assert.Equal(HttpStatusCode.Forbidden, token.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("healthz", UriKind.Relative))).StatusCode);
+    }
+
+    [Fact]
+    public async Task IngressWithACertificateFromAnotherCa_GetsNoTokens()
+    {
+        var authSettings = tls.Service("auth");
+        var port = RedisServer.FreePort();
+        authSettings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var auth = await RelayServer.StartAsync(authSettings);
+
+        // Its Redis certificate is good, its internal one from another CA (and trusting only that CA).
+        using var otherCa = TestCertificate.CreateAuthority("another-ca");
+        using var stranger = otherCa.Issue("ingress");
+        var (certificatePath, keyPath) = stranger.WriteFiles(tls.Directory, "stranger-ingress");
+        var otherCaPath = Path.Combine(tls.Directory, "another-ca.pem");
+        await File.WriteAllTextAsync(otherCaPath, otherCa.CertificatePem);
+        var nodeSettings = IngressSettings(port);
+        nodeSettings["Relay:InternalTls:CertificatePath"] = certificatePath;
+        nodeSettings["Relay:InternalTls:KeyPath"] = keyPath;
+        nodeSettings["Relay:InternalTls:CaPath"] = otherCaPath;
+        await using var node = await RelayServer.StartAsync(nodeSettings);
+
+        using var http = new HttpClient { BaseAddress = node.BaseAddress, Timeout = Within };
+        using var response = await http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(50300, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetInt32());
+    }
+
+    [Fact]
+    public async Task IngressWithACertificate_AndAPlainHttpAuthUrl_StopsAtStart_SayingToUseHttps()
+    {
+        var settings = IngressSettings(RedisServer.FreePort());
+        settings["Relay:Ingress:AuthUrl"] = "http://127.0.0.1:1/";
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings).WaitAsync(Within));
+        Assert.Contains("over https://", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OwnCertificateNotFromTheCa_StopsAtStart_NamingTheSetting()
+    {
+        using var otherCa = TestCertificate.CreateAuthority("another-ca");
+        var settings = tls.Service("auth-wrong");
+        var wrong = tls.Service("auth-wrong-issuer", otherCa);
+        settings["Relay:InternalTls:CertificatePath"] = wrong["Relay:InternalTls:CertificatePath"];
+        settings["Relay:InternalTls:KeyPath"] = wrong["Relay:InternalTls:KeyPath"];
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings).WaitAsync(Within));
+        Assert.Contains("Relay:InternalTls:CertificatePath", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("was not issued by the CA in Relay:InternalTls:CaPath", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ExpiredOwnCertificate_StopsAtStart_NamingTheSetting()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var forRedis = tls.Service("auth-redis");
+        var settings = tls.Service("auth-expired", notBefore: now.AddHours(-12), notAfter: now.AddHours(-1));
+        settings["Relay:Redis:ClientCertificatePath"] = forRedis["Relay:Redis:ClientCertificatePath"];
+        settings["Relay:Redis:ClientKeyPath"] = forRedis["Relay:Redis:ClientKeyPath"];
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings).WaitAsync(Within));
+        Assert.Contains("Relay:InternalTls:CertificatePath", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("expired at", failure.Message, StringComparison.Ordinal);
+    }
+
+    private Dictionary<string, string?> IngressSettings(int authPort)
+    {
+        var settings = tls.Service("ingress");
+        settings["Relay:Auth:KeySource"] = "redis";
+        settings["Relay:Ingress:AuthUrl"] = $"https://localhost:{authPort}/";
+        return settings;
+    }
+
+    // The auth service (a Relay that issues tokens and publishes keys) with an internal listener, and an ingress node
+    // that follows its keys and passes token requests to that listener; both on the mutual-TLS Redis.
+    private async Task<Services> AuthAndIngressAsync()
+    {
+        var port = RedisServer.FreePort();
+        var authSettings = tls.Service("auth");
+        authSettings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var auth = await RelayServer.StartAsync(authSettings);
+        try
+        {
+            var ingress = await RelayServer.StartAsync(IngressSettings(port));
+            return new Services(auth, ingress, new Uri($"https://localhost:{port}/"));
+        }
+        catch
+        {
+            await auth.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task<string> TokenThroughAsync(HttpClient http)
+    {
+        // The node takes the keys from Redis a moment after it starts: ask until it knows them.
+        for (var attempt = 0; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/tokens", UriKind.Relative)) { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+            using var response = await http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
+            }
+
+            Assert.True(attempt < 100, $"no token through the node: {(int)response.StatusCode} {body}");
+            await Task.Delay(100);
+        }
+    }
+
+    // A caller that trusts the auth service's certificate (the test's CA) and presents clientCertificate, or nothing.
+    private HttpMessageHandler Handler(X509Certificate2? clientCertificate)
+    {
+        var authority = tls.Authority.Certificate;
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+            certificate is not null && X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()).Issuer == authority.Subject;
+        if (clientCertificate is not null)
+        {
+            handler.SslOptions.LocalCertificateSelectionCallback = (_, _, _, _, _) => clientCertificate;
+        }
+
+        return handler;
+    }
+
+    private async Task AssertRefusedAsync(Uri internalUri, X509Certificate2? clientCertificate)
+    {
+        using var http = new HttpClient(Handler(clientCertificate)) { BaseAddress = internalUri, Timeout = Within };
+        var refusal = await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative)));
+
+        // The server ends the handshake (an alert, or closing the connection once TLS 1.3 has sent the client's certificate).
+        Assert.True(refusal.InnerException is AuthenticationException or IOException || refusal.HttpRequestError is HttpRequestError.SecureConnectionError or HttpRequestError.ResponseEnded,
+            refusal.ToString());
+    }
+
+    private sealed record Services(RelayServer Auth, RelayServer Ingress, Uri InternalUri) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Ingress.DisposeAsync();
+            await Auth.DisposeAsync();
+        }
+    }
+}
