@@ -29,7 +29,7 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
         Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
         Assert.True(JsonDocument.Parse(await jwks.Content.ReadAsStringAsync()).RootElement.GetProperty("keys").GetArrayLength() > 0);
 
-        var token = await TokenThroughAsync(http);
+        var token = await TestTokens.RequestAsync(http);
         await using var client = await TestSocket.ConnectAsync(new Uri($"{services.Ingress.RealtimeUri}?token={Uri.EscapeDataString(token)}"));
         Assert.Equal("ok", (await client.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "internal" })).GetProperty("type").GetString());
         Assert.Equal("ok", (await client.RequestAsync(new() { ["type"] = "publish", ["channel"] = "internal", ["data"] = 1 })).GetProperty("type").GetString());
@@ -74,8 +74,9 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
     [Fact]
     public async Task AuthServicesPublicListener_Answers403ForTokensAndJwks_AndStillServesHealth()
     {
-        await using var services = await AuthAndIngressAsync();
-        using var http = new HttpClient { BaseAddress = services.Auth.BaseAddress, Timeout = Within };
+        var (auth, _) = await StartAuthAsync();
+        await using var running = auth;
+        using var http = new HttpClient { BaseAddress = auth.BaseAddress, Timeout = Within };
         using var jwks = await http.GetAsync(new Uri(".well-known/jwks.json", UriKind.Relative));
         Assert.Equal(HttpStatusCode.Forbidden, jwks.StatusCode);
         var error = JsonDocument.Parse(await jwks.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
@@ -92,10 +93,8 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
     [Fact]
     public async Task IngressWithACertificateFromAnotherCa_GetsNoTokens()
     {
-        var authSettings = tls.Service("auth");
-        var port = RedisServer.FreePort();
-        authSettings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        await using var auth = await RelayServer.StartAsync(authSettings);
+        var (auth, port) = await StartAuthAsync();
+        await using var running = auth;
 
         // Its Redis certificate is good, its internal one from another CA (and trusting only that CA).
         using var otherCa = TestCertificate.CreateAuthority("another-ca");
@@ -158,14 +157,11 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
         return settings;
     }
 
-    // The auth service (a Relay that issues tokens and publishes keys) with an internal listener, and an ingress node
-    // that follows its keys and passes token requests to that listener; both on the mutual-TLS Redis.
+    // The auth service, and an ingress node that follows its keys and passes token requests to its internal listener;
+    // both on the mutual-TLS Redis.
     private async Task<Services> AuthAndIngressAsync()
     {
-        var port = RedisServer.FreePort();
-        var authSettings = tls.Service("auth");
-        authSettings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var auth = await RelayServer.StartAsync(authSettings);
+        var (auth, port) = await StartAuthAsync();
         try
         {
             var ingress = await RelayServer.StartAsync(IngressSettings(port));
@@ -178,23 +174,13 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
         }
     }
 
-    private static async Task<string> TokenThroughAsync(HttpClient http)
+    // The auth service: a Relay that issues tokens and publishes keys, with its internal listener on a free port.
+    private async Task<(RelayServer Auth, int Port)> StartAuthAsync()
     {
-        // The node takes the keys from Redis a moment after it starts: ask until it knows them.
-        for (var attempt = 0; ; attempt++)
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/tokens", UriKind.Relative)) { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
-            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
-            using var response = await http.SendAsync(request);
-            var body = await response.Content.ReadAsStringAsync();
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
-            }
-
-            Assert.True(attempt < 100, $"no token through the node: {(int)response.StatusCode} {body}");
-            await Task.Delay(100);
-        }
+        var port = RedisServer.FreePort();
+        var settings = tls.Service("auth");
+        settings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return (await RelayServer.StartAsync(settings), port);
     }
 
     // A caller that trusts the auth service's certificate (the test's CA) and presents clientCertificate, or nothing.
