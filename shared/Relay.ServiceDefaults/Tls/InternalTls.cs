@@ -77,8 +77,14 @@ public sealed class InternalTls : IHostedService, IDisposable
             return false;
         }
 
-        var certificate = peer as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(peer.GetRawCertData());
-        return Chains(certificate, _authorities.Value, _time.GetUtcNow().UtcDateTime, usage);
+        var now = _time.GetUtcNow().UtcDateTime;
+        if (peer is X509Certificate2 certificate)
+        {
+            return Chains(certificate, _authorities.Value, now, usage);
+        }
+
+        using var copy = X509CertificateLoader.LoadCertificate(peer.GetRawCertData());
+        return Chains(copy, _authorities.Value, now, usage);
     }
 
     /// <summary>Kestrel's TLS for the internal listener: this service's certificate, and a client certificate from the CA required.</summary>

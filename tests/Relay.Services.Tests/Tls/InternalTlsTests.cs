@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -88,6 +89,26 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
         using var token = await http.SendAsync(tokenRequest);
         Assert.Equal(HttpStatusCode.Forbidden, token.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("healthz", UriKind.Relative))).StatusCode);
+    }
+
+    [Fact]
+    public async Task PublicTlsListener_AsksNoClientForACertificate_WhileTheInternalOneDoes()
+    {
+        using var publicCertificate = TestCertificate.Create("relay-public");
+        var (certificatePath, keyPath) = publicCertificate.WriteFiles(tls.Directory, "public");
+        var port = RedisServer.FreePort();
+        var settings = tls.Service("auth-public-tls");
+        settings["Relay:Tls:CertificatePath"] = certificatePath;
+        settings["Relay:Tls:KeyPath"] = keyPath;
+        settings["Relay:Mqtt:TlsPort"] = "0";
+        settings["Relay:InternalTls:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var auth = await RelayServer.StartAsync(settings);
+
+        Assert.Equal(Uri.UriSchemeHttps, auth.BaseAddress.Scheme);
+        Assert.Equal((false, publicCertificate.Thumbprint), await HandshakeAsync(auth.BaseAddress.Port));
+        var (asked, served) = await HandshakeAsync(port);
+        Assert.True(asked, "the internal listener did not ask for a client certificate");
+        Assert.NotEqual(publicCertificate.Thumbprint, served);
     }
 
     [Fact]
@@ -196,6 +217,43 @@ public sealed class InternalTlsTests(MutualTlsRedisFixture tls) : IClassFixture<
         }
 
         return handler;
+    }
+
+    // A TLS handshake that presents nothing: whether the server asked for a client certificate, and the thumbprint of
+    // the one it served (the handshake itself may then fail, or succeed and be closed: either way it was asked).
+    private static async Task<(bool Asked, string? Served)> HandshakeAsync(int port)
+    {
+        var asked = false;
+        string? served = null;
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        await using var ssl = new SslStream(client.GetStream(), leaveInnerStreamOpen: false);
+        var options = new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+            {
+                served = certificate?.GetCertHashString();
+                return true;
+            },
+            LocalCertificateSelectionCallback = (_, _, _, remote, issuers) =>
+            {
+                // Called with the server's certificate once the server asked (with the issuers it accepts).
+                asked |= remote is not null;
+                return null!;
+            },
+        };
+        try
+        {
+            using var timeout = new CancellationTokenSource(Within);
+            await ssl.AuthenticateAsClientAsync(options, timeout.Token);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException)
+        {
+            // Refused for want of a certificate.
+        }
+
+        return (asked, served);
     }
 
     private async Task AssertRefusedAsync(Uri internalUri, X509Certificate2? clientCertificate)
