@@ -143,11 +143,19 @@ public sealed class RedisServer : IAsyncDisposable
         return options;
     }
 
-    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
+    /// <summary>
+    /// Client options for this server (TLS pinned to the test certificate; under mutual TLS, to the one the CA issued it,
+    /// presented as the client's too), quick to notice a restart.
+    /// </summary>
     public ConfigurationOptions Options()
     {
         var options = QuickClientOptions(Configuration);
-        if (Tls)
+        if (_issued is { } issued)
+        {
+            options.CertificateValidation += (_, certificate, _, _) => certificate is not null && certificate.GetCertHashString() == issued.Thumbprint;
+            options.CertificateSelection += (_, _, _, _, _) => issued.Certificate;
+        }
+        else if (Tls)
         {
             options.CertificateValidation += PinnedCertificate;
         }

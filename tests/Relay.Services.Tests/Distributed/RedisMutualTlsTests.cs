@@ -38,6 +38,11 @@ public sealed class RedisMutualTlsTests(MutualTlsRedisFixture tls) : IClassFixtu
             {
             }
         }
+
+        // The channel's log is in this Redis (read with the fixture's own certificate).
+        await using var direct = await tls.Redis.ConnectAsync();
+        Assert.True(await direct.GetDatabase().PingAsync() >= TimeSpan.Zero);
+        Assert.NotEmpty(direct.GetServers()[0].Keys(pattern: "*mtls*").Take(1));
     }
 
     [Fact]
