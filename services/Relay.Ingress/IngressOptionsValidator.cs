@@ -1,9 +1,10 @@
 using Microsoft.Extensions.Options;
 using Relay.Auth.Verification;
+using Relay.ServiceDefaults.Tls;
 
 namespace Relay.Ingress;
 
-internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) : IValidateOptions<IngressOptions>
+internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth, IOptions<InternalTlsOptions> internalTls) : IValidateOptions<IngressOptions>
 {
     /// <summary>Five minutes: a client waiting longer for a token has long given up.</summary>
     private static readonly TimeSpan MaxAuthTimeout = TimeSpan.FromMinutes(5);
@@ -131,6 +132,12 @@ internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) :
         }
 
         ValidateAuthUrl(options, auth.Value.KeySource == "redis", failures);
+        if (internalTls.Value.Enabled && Uri.TryCreate(options.AuthUrl, UriKind.Absolute, out var authUrl) && authUrl.Scheme == "http")
+        {
+            // The certificate would never be shown, and the auth service's internal listener speaks only TLS.
+            failures.Add($"Relay:Ingress:AuthUrl is '{options.AuthUrl}', plain HTTP, but this node has an internal certificate (Relay:InternalTls): call the auth service's internal listener over https:// (e.g. https://relay-auth:8443/).");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

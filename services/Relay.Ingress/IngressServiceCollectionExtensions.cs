@@ -16,6 +16,7 @@ using Relay.Ingress.Pusher;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sse;
 using Relay.ServiceDefaults;
+using Relay.ServiceDefaults.Tls;
 
 namespace Relay.Ingress;
 
@@ -34,7 +35,8 @@ public static class IngressServiceCollectionExtensions
         services.TryAddSingleton<IngressNode>();
         services.TryAddSingleton<RefusalLog>();
 
-        // Token requests and the JWKS go to the auth service (Relay:Ingress:AuthUrl) on nodes that follow it.
+        // Token requests and the JWKS go to the auth service (Relay:Ingress:AuthUrl) on nodes that follow it, presenting
+        // this node's internal certificate (Relay:InternalTls) when it has one.
         services.AddHttpClient(AuthForwarder.HttpClientName, static (sp, client) =>
         {
             var options = sp.GetRequiredService<IOptions<IngressOptions>>().Value;
@@ -45,7 +47,7 @@ public static class IngressServiceCollectionExtensions
             }
 
             client.Timeout = options.AuthTimeout;
-        }).RemoveAllLoggers();
+        }).ConfigurePrimaryHttpMessageHandler(static sp => sp.GetRequiredService<InternalTls>().CreateHandler()).RemoveAllLoggers();
         services.AddHostedService(static sp => sp.GetRequiredService<IngressNode>());
         services.TryAddSingleton<ConnectionGate>();
         services.AddHostedService(static sp => sp.GetRequiredService<ConnectionGate>());

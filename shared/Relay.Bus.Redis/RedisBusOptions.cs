@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -43,6 +44,26 @@ public sealed class RedisBusOptions
 
     /// <summary>With <see cref="Endpoint"/>: connect over TLS.</summary>
     public bool Tls { get; set; }
+
+    /// <summary>
+    /// A client certificate this process presents to Redis (mutual TLS: a server run with <c>tls-auth-clients yes</c>):
+    /// a PEM certificate with its key in <see cref="ClientKeyPath"/> (or in the same file), or a PKCS#12 file
+    /// (<c>.pfx</c>/<c>.p12</c>) with <see cref="ClientCertificatePassword"/>. Read again on every connect, so a renewed
+    /// file is used from the next reconnect. Needs TLS (<c>ssl=true</c>).
+    /// </summary>
+    public string? ClientCertificatePath { get; set; }
+
+    /// <summary>The PEM private key of <see cref="ClientCertificatePath"/> (unencrypted PKCS#8, PKCS#1 or SEC1).</summary>
+    public string? ClientKeyPath { get; set; }
+
+    /// <summary>The password of a PKCS#12 <see cref="ClientCertificatePath"/>.</summary>
+    public string? ClientCertificatePassword { get; set; }
+
+    /// <summary>
+    /// A PEM CA certificate the Redis server's certificate must chain to when the machine does not trust it (a private
+    /// CA); the server's name is still checked against the host connected to (or <c>sslHost</c>).
+    /// </summary>
+    public string? TrustedCaPath { get; set; }
 
     /// <summary>How many shards channels are spread over (stable hash of app and channel), for routing and for fan-out alike. Every process must agree.</summary>
     public int Shards { get; set; } = 16;
@@ -100,7 +121,7 @@ public sealed class RedisBusOptions
         {
             return ToConfigurationOptions().ToString(includePassword: false);
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is ArgumentException or CryptographicException or IOException)
         {
             return Endpoint ?? "(invalid configuration)";
         }
@@ -156,7 +177,37 @@ public sealed class RedisBusOptions
 
         options.HeartbeatInterval = HeartbeatInterval;
         options.ReconnectRetryPolicy = new ExponentialRetry(100, 2000);
+        ApplyCertificates(options);
         return options;
+    }
+
+    /// <summary>Whether a client certificate is configured (<see cref="ClientCertificatePath"/>).</summary>
+    public bool HasClientCertificate => !string.IsNullOrWhiteSpace(ClientCertificatePath);
+
+    internal static bool IsPkcs12(string path) =>
+        path.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".p12", StringComparison.OrdinalIgnoreCase);
+
+    // StackExchange.Redis's own hooks: the certificate is read from the files on each connect, and the server's chain is
+    // built to the CA with only chain errors forgiven (a name mismatch still fails). Every multiplexer Relay opens (the
+    // connector's, Sentinel's and the pinned subscriber's) comes from ToConfigurationOptions, so all present it.
+    private void ApplyCertificates(ConfigurationOptions options)
+    {
+        if (HasClientCertificate)
+        {
+            if (IsPkcs12(ClientCertificatePath!))
+            {
+                options.SetUserPfxCertificate(ClientCertificatePath!, ClientCertificatePassword);
+            }
+            else
+            {
+                options.SetUserPemCertificate(ClientCertificatePath!, string.IsNullOrWhiteSpace(ClientKeyPath) ? null : ClientKeyPath);
+            }
+        }
+
+        if (!string.IsNullOrWhiteSpace(TrustedCaPath))
+        {
+            options.TrustIssuer(TrustedCaPath);
+        }
     }
 
     private static bool Says(string configuration, string option) =>
@@ -167,7 +218,7 @@ public sealed class RedisBusOptions
 /// Checks <c>Relay:Bus</c> and <c>Relay:Redis</c>, with messages that name the setting: all of it on a host whose bus is
 /// Redis (<paramref name="busIsRedis"/>), only the connection settings given on one whose bus is in memory.
 /// </summary>
-internal sealed class RedisBusOptionsValidator(IConfiguration configuration, bool busIsRedis) : IValidateOptions<RedisBusOptions>
+internal sealed class RedisBusOptionsValidator(IConfiguration configuration, bool busIsRedis, TimeProvider time) : IValidateOptions<RedisBusOptions>
 {
     private const string Example = "e.g. Relay__Redis__Configuration=127.0.0.1:6379, or 'h1:6379,h2:6379,password=…,ssl=true' or 'sentinel1:26379,serviceName=mymaster'";
 
@@ -181,7 +232,13 @@ internal sealed class RedisBusOptionsValidator(IConfiguration configuration, boo
         }
 
         var errors = new List<string>();
-        ValidateConnection(options, required: busIsRedis, errors);
+        // The files first: the connection settings are parsed with them applied.
+        RedisCertificateCheck.Validate(options, time.GetUtcNow(), errors);
+        if (errors.Count == 0)
+        {
+            ValidateConnection(options, required: busIsRedis, errors);
+        }
+
         if (!busIsRedis)
         {
             return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

@@ -98,7 +98,7 @@ public static class RedisBusServiceCollectionExtensions
         }
 
         services.RemoveAll<IValidateOptions<RedisBusOptions>>();
-        services.AddSingleton<IValidateOptions<RedisBusOptions>>(sp => new RedisBusOptionsValidator(sp.GetRequiredService<IConfiguration>(), busIsRedis));
+        services.AddSingleton<IValidateOptions<RedisBusOptions>>(sp => new RedisBusOptionsValidator(sp.GetRequiredService<IConfiguration>(), busIsRedis, sp.GetService<TimeProvider>() ?? TimeProvider.System));
     }
 
     /// <summary>Connects the Redis bus during start-up, so a wrong endpoint stops the host with its message.</summary>

@@ -144,9 +144,17 @@ public sealed partial class RedisConnector : IAsyncDisposable
         catch (Exception e) when (e is RedisException or TimeoutException or OperationCanceledException)
         {
             // OperationCanceledException: the client's own connect timeout can surface as one (nothing of ours cancels it).
-            throw new InvalidOperationException($"cannot reach Redis at {_options.Describe()} (Relay:Redis:Configuration): {e.Message}. Start Redis or fix the setting.", e);
+            throw new InvalidOperationException($"cannot reach Redis at {_options.Describe()} (Relay:Redis:Configuration): {e.Message}. Start Redis or fix the setting{CertificateHint()}.", e);
         }
     }
+
+    // A TLS refusal reads as a failed connect: say which certificates were in play.
+    private string CertificateHint() => _options switch
+    {
+        { HasClientCertificate: true } => $"; if the TLS handshake failed, the server may not trust the client certificate (Relay:Redis:ClientCertificatePath '{_options.ClientCertificatePath}') or the client the server's (Relay:Redis:TrustedCaPath)",
+        { TrustedCaPath: { Length: > 0 } } => "; if the TLS handshake failed, the server may require a client certificate (Relay:Redis:ClientCertificatePath) or its own may not chain to Relay:Redis:TrustedCaPath",
+        _ => "",
+    };
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()

@@ -1,12 +1,16 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Relay.Core.Protocol;
 using Relay.ServiceDefaults.Memory;
 using Relay.ServiceDefaults.Telemetry;
 using Relay.ServiceDefaults.Tls;
@@ -41,7 +45,8 @@ public static class ServiceDefaultsExtensions
 
     /// <summary>
     /// TLS in the process (<c>Relay:Tls</c>): Relay's certificate on the listeners <see cref="TlsListeners"/> names,
-    /// checked at start-up and reloaded without a restart when its files change. Does nothing while no certificate is set.
+    /// checked at start-up and reloaded without a restart when its files change; and mutual TLS between Relay's services
+    /// (<c>Relay:InternalTls</c>, <see cref="InternalTls"/>). Does nothing while no certificate is set.
     /// </summary>
     public static IServiceCollection AddRelayTls(this IServiceCollection services)
     {
@@ -54,11 +59,36 @@ public static class ServiceDefaultsExtensions
         services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TlsOptions>, TlsOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<TlsListeners>();
+        services.TryAddSingleton(static sp => new TlsListeners(sp.GetRequiredService<IOptions<TlsOptions>>(), sp.GetRequiredService<IConfiguration>(), sp.GetRequiredService<InternalTls>()));
         services.AddSingleton<ServerCertificate>();
         services.AddHostedService(static sp => sp.GetRequiredService<ServerCertificate>());
         services.AddSingleton<IConfigureOptions<KestrelServerOptions>, KestrelTlsSetup>();
+
+        // Mutual TLS between Relay's services (Relay:InternalTls): the certificate calls present, the CA they trust,
+        // and the internal listener that requires a caller's certificate.
+        services.AddOptions<InternalTlsOptions>().BindConfiguration(InternalTlsOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<InternalTlsOptions>, InternalTlsOptionsValidator>());
+        services.TryAddSingleton<InternalTls>();
+        services.AddHostedService(static sp => sp.GetRequiredService<InternalTls>());
+        services.AddSingleton<IConfigureOptions<KestrelServerOptions>, InternalTlsListener>();
+        services.AddSingleton<IStartupFilter, InternalTlsListener.Address>();
         return services;
+    }
+
+    /// <summary>
+    /// Serves <paramref name="builder"/>'s endpoints to other Relay services only, once this service has an internal
+    /// listener (<c>Relay:InternalTls:Port</c>): a request that did not come through it, with a certificate the internal
+    /// CA issued, is answered 403 with 40300. Without an internal listener, nothing changes.
+    /// </summary>
+    public static TBuilder RequireRelayInternalCaller<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.AddEndpointFilter(static (context, next) =>
+            context.HttpContext.RequestServices.GetService<InternalTls>() is not { } tls || tls.Admits(context.HttpContext.Connection)
+                ? next(context)
+                : ValueTask.FromResult<object?>(RelayResults.Error(ErrorCodes.Forbidden, $"this endpoint serves Relay's own services only: call it on the internal port ({InternalTlsOptions.SectionName}:Port) with a client certificate the internal CA issued")));
+        return builder;
     }
 
     /// <summary>Maps <c>/healthz</c> (the process is alive), <c>/readyz</c> (checks tagged <see cref="ReadyTag"/> pass) and <c>/metrics</c> (Prometheus text).</summary>

@@ -26,6 +26,11 @@ public sealed class RedisServer : IAsyncDisposable
 
     private readonly IReadOnlyList<string> _extraArguments;
 
+    // Mutual TLS: the CA clients' certificates must chain to, and the certificate it issued this server (which also
+    // serves as the start-up ping's client certificate).
+    private TestCertificate? _authority;
+    private TestCertificate? _issued;
+
     private RedisServer(string? password, bool tls, string directory, bool appendOnly, IReadOnlyList<string>? extraArguments)
     {
         _extraArguments = extraArguments ?? [];
@@ -63,10 +68,23 @@ public sealed class RedisServer : IAsyncDisposable
 
     public static Task<RedisServer> StartAsync(string? password = null, bool tls = false, bool appendOnly = false) => StartAsync(password, tls, appendOnly, extraArguments: null);
 
+    /// <summary>
+    /// Starts a TLS server that requires a client certificate issued by <paramref name="authority"/>
+    /// (<c>--tls-auth-clients yes</c>) and serves one that CA issued it (CN redis, for localhost and 127.0.0.1).
+    /// </summary>
+    public static async Task<RedisServer> StartMutualTlsAsync(TestCertificate authority)
+    {
+        ArgumentNullException.ThrowIfNull(authority);
+        return await StartAsync(null, tls: true, appendOnly: false, extraArguments: null, authority);
+    }
+
+    /// <summary>The CA certificate (PEM) a mutual-TLS server's certificate chains to (what <c>Relay:Redis:TrustedCaPath</c> names).</summary>
+    public string CaPath => Path.Combine(_directory, "ca.pem");
+
     /// <summary>Starts a server with more <c>redis-server</c> arguments (e.g. <c>--replicaof host port</c>).</summary>
     public static Task<RedisServer> StartAsync(string? password, bool tls, IReadOnlyList<string>? extraArguments) => StartAsync(password, tls, appendOnly: false, extraArguments);
 
-    private static async Task<RedisServer> StartAsync(string? password, bool tls, bool appendOnly, IReadOnlyList<string>? extraArguments)
+    private static async Task<RedisServer> StartAsync(string? password, bool tls, bool appendOnly, IReadOnlyList<string>? extraArguments, TestCertificate? authority = null)
     {
         if (!File.Exists(ServerPath))
         {
@@ -75,7 +93,14 @@ public sealed class RedisServer : IAsyncDisposable
         }
 
         var server = new RedisServer(password, tls, Directory.CreateTempSubdirectory("relay-redis-").FullName, appendOnly, extraArguments);
-        if (tls)
+        if (authority is not null)
+        {
+            server._authority = authority;
+            server._issued = authority.Issue("redis");
+            server._issued.WriteTo(Path.Combine(server._directory, "cert.pem"), Path.Combine(server._directory, "key.pem"));
+            await File.WriteAllTextAsync(server.CaPath, authority.CertificatePem);
+        }
+        else if (tls)
         {
             await File.WriteAllTextAsync(Path.Combine(server._directory, "cert.pem"), Certificate.ExportCertificatePem());
             using var key = Certificate.GetECDsaPrivateKey()!;
@@ -118,11 +143,19 @@ public sealed class RedisServer : IAsyncDisposable
         return options;
     }
 
-    /// <summary>Client options for this server (TLS pinned to the test certificate), quick to notice a restart.</summary>
+    /// <summary>
+    /// Client options for this server (TLS pinned to the test certificate; under mutual TLS, to the one the CA issued it,
+    /// presented as the client's too), quick to notice a restart.
+    /// </summary>
     public ConfigurationOptions Options()
     {
         var options = QuickClientOptions(Configuration);
-        if (Tls)
+        if (_issued is { } issued)
+        {
+            options.CertificateValidation += (_, certificate, _, _) => certificate is not null && certificate.GetCertHashString() == issued.Thumbprint;
+            options.CertificateSelection += (_, _, _, _, _) => issued.Certificate;
+        }
+        else if (Tls)
         {
             options.CertificateValidation += PinnedCertificate;
         }
@@ -228,8 +261,18 @@ public sealed class RedisServer : IAsyncDisposable
             yield return Path.Combine(_directory, "cert.pem");
             yield return "--tls-key-file";
             yield return Path.Combine(_directory, "key.pem");
-            yield return "--tls-auth-clients";
-            yield return "no";
+            if (_authority is null)
+            {
+                yield return "--tls-auth-clients";
+                yield return "no";
+            }
+            else
+            {
+                yield return "--tls-ca-cert-file";
+                yield return CaPath;
+                yield return "--tls-auth-clients";
+                yield return "yes";
+            }
         }
         else
         {
@@ -272,7 +315,7 @@ public sealed class RedisServer : IAsyncDisposable
             if (Tls)
             {
                 var ssl = new SslStream(stream, false, (_, _, _, _) => true);
-                await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost" }, timeout.Token);
+                await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost", ClientCertificates = _issued is null ? null : [_issued.Certificate] }, timeout.Token);
                 stream = ssl;
             }
 
@@ -326,6 +369,7 @@ public sealed class RedisServer : IAsyncDisposable
     public ValueTask DisposeAsync()
     {
         Kill();
+        _issued?.Dispose();
         try
         {
             Directory.Delete(_directory, recursive: true);

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -35,6 +37,34 @@ public static class TestTokens
         }
 
         return Hs256("test.root", RelayServer.KeySecret, claims);
+    }
+
+    /// <summary>
+    /// A Relay token from <c>POST v1/tokens</c> on <paramref name="http"/>'s node for <see cref="RelayServer.Key"/>, asked
+    /// again every 100 ms (up to 15 s) while the node does not know the key yet (one that follows the auth service's keys
+    /// through Redis learns them a moment after it is ready).
+    /// </summary>
+    public static async Task<string> RequestAsync(HttpClient http)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        for (var attempt = 0; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/tokens", UriKind.Relative)) { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+            using var response = await http.SendAsync(request).ConfigureAwait(false);
+            var body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
+            }
+
+            if (attempt >= 150)
+            {
+                throw new TimeoutException($"no token from {http.BaseAddress} within 15 s: the last answer was {(int)response.StatusCode} {body}");
+            }
+
+            await Task.Delay(100).ConfigureAwait(false);
+        }
     }
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');

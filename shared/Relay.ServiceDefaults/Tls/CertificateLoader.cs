@@ -21,7 +21,7 @@ internal static class CertificateLoader
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new InvalidOperationException($"Relay:Tls could not read the certificate or key file ({ex.Message}): the process's user must be able to read both.", ex);
+            throw new InvalidOperationException($"{options.Section} could not read the certificate or key file ({ex.Message}): the process's user must be able to read both.", ex);
         }
     }
 
@@ -34,10 +34,10 @@ internal static class CertificateLoader
     {
         var path = options.CertificatePath!;
         var keyPath = string.IsNullOrWhiteSpace(options.KeyPath) ? null : options.KeyPath;
-        RequireFile(path, "Relay:Tls:CertificatePath");
+        RequireFile(path, options.Section + ":CertificatePath");
         if (keyPath is not null)
         {
-            RequireFile(keyPath, "Relay:Tls:KeyPath");
+            RequireFile(keyPath, options.Section + ":KeyPath");
         }
 
         X509Certificate2Collection all;
@@ -46,7 +46,7 @@ internal static class CertificateLoader
         {
             if (keyPath is not null)
             {
-                throw new InvalidOperationException($"Relay:Tls:KeyPath is set, but '{path}' is a PKCS#12 file, which holds its own key: remove Relay:Tls:KeyPath.");
+                throw new InvalidOperationException($"{options.Section}:KeyPath is set, but '{path}' is a PKCS#12 file, which holds its own key: remove {options.Section}:KeyPath.");
             }
 
             try
@@ -55,10 +55,10 @@ internal static class CertificateLoader
             }
             catch (CryptographicException ex)
             {
-                throw new InvalidOperationException($"Relay:Tls:CertificatePath '{path}' could not be read as PKCS#12 ({ex.Message}): check the file and Relay:Tls:Password.", ex);
+                throw new InvalidOperationException($"{options.Section}:CertificatePath '{path}' could not be read as PKCS#12 ({ex.Message}): check the file and {options.Section}:Password.", ex);
             }
 
-            leaf = FirstWithKey(all) ?? throw new InvalidOperationException($"Relay:Tls:CertificatePath '{path}' holds no certificate with a private key: export it with its key.");
+            leaf = FirstWithKey(all) ?? throw new InvalidOperationException($"{options.Section}:CertificatePath '{path}' holds no certificate with a private key: export it with its key.");
         }
         else
         {
@@ -72,8 +72,8 @@ internal static class CertificateLoader
             {
                 var keyFile = keyPath ?? path;
                 throw new InvalidOperationException(
-                    $"Relay:Tls could not pair the certificate in '{path}' with the private key in '{keyFile}' ({ex.Message}): the key must be the certificate's own, "
-                    + "in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, or ENCRYPTED PRIVATE KEY with Relay:Tls:Password).", ex);
+                    $"{options.Section} could not pair the certificate in '{path}' with the private key in '{keyFile}' ({ex.Message}): the key must be the certificate's own, "
+                    + $"in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, or ENCRYPTED PRIVATE KEY with {options.Section}:Password).", ex);
             }
 
             all = [];
@@ -94,7 +94,7 @@ internal static class CertificateLoader
         }
         catch (CryptographicException ex)
         {
-            throw new InvalidOperationException($"Relay:Tls could not open the {options.StoreLocation} {options.StoreName} store ({ex.Message}): check Relay:Tls:StoreName and StoreLocation.", ex);
+            throw new InvalidOperationException($"{options.Section} could not open the {options.StoreLocation} {options.StoreName} store ({ex.Message}): check {options.Section}:StoreName and StoreLocation.", ex);
         }
 
         var now = time.GetUtcNow().UtcDateTime;
@@ -117,7 +117,7 @@ internal static class CertificateLoader
         if (best is null)
         {
             throw new InvalidOperationException(
-                $"Relay:Tls:Subject '{subject}': no currently valid certificate with that name and a private key is in the {options.StoreLocation} {options.StoreName} store: import one, or fix the subject or store.");
+                $"{options.Section}:Subject '{subject}': no currently valid certificate with that name and a private key is in the {options.StoreLocation} {options.StoreName} store: import one, or fix the subject or store.");
         }
 
         return Build(best, []);

@@ -16,12 +16,20 @@ public sealed class TlsListeners
 {
     private readonly bool _everyTcpListener;
     private readonly HashSet<int> _ports;
+    private readonly InternalTls? _internal;
 
     /// <summary>Reads the TLS settings and the host's listen URLs.</summary>
     public TlsListeners(IOptions<TlsOptions> options, IConfiguration configuration)
+        : this(options, configuration, null)
+    {
+    }
+
+    /// <summary>Reads the TLS settings and the host's listen URLs; <paramref name="internalTls"/>'s listener serves its own TLS.</summary>
+    public TlsListeners(IOptions<TlsOptions> options, IConfiguration configuration, InternalTls? internalTls)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(configuration);
+        _internal = internalTls;
         var settings = options.Value;
         Enabled = settings.Enabled;
         _everyTcpListener = settings.Enabled && settings.Ports.Count == 0;
@@ -33,10 +41,13 @@ public sealed class TlsListeners
 
     /// <summary>Whether connections to <paramref name="endpoint"/> speak TLS first.</summary>
     public bool ServesTls(EndPoint? endpoint) =>
-        endpoint is IPEndPoint ip && (_everyTcpListener || _ports.Contains(ip.Port));
+        endpoint is IPEndPoint ip && (_everyTcpListener || _ports.Contains(ip.Port) || _internal?.IsInternalListener(endpoint) == true);
 
-    /// <summary>Whether Relay's certificate is put on <paramref name="endpoint"/> (Kestrel's own configuration serves the other https:// ones).</summary>
-    internal bool ServesRelayCertificate(EndPoint? endpoint) => Enabled && ServesTls(endpoint);
+    /// <summary>
+    /// Whether Relay's certificate is put on <paramref name="endpoint"/> (Kestrel's own configuration serves the other
+    /// https:// ones, <see cref="InternalTls"/> the internal listener).
+    /// </summary>
+    internal bool ServesRelayCertificate(EndPoint? endpoint) => Enabled && ServesTls(endpoint) && _internal?.IsInternalListener(endpoint) != true;
 
     /// <summary>The ports of every <c>https://</c> URL Kestrel will bind from configuration.</summary>
     private static IEnumerable<int> HttpsPorts(IConfiguration configuration)

@@ -50,6 +50,9 @@ public sealed class TlsOptions
     /// <summary>See <see cref="DefaultReloadInterval"/>.</summary>
     public TimeSpan ReloadInterval { get; set; } = DefaultReloadInterval;
 
+    /// <summary>The section messages name (<c>Relay:InternalTls</c> when the internal certificate is loaded through this).</summary>
+    internal string Section { get; init; } = SectionName;
+
     /// <summary>Whether a certificate is configured (TLS is on).</summary>
     public bool Enabled => !string.IsNullOrWhiteSpace(CertificatePath) || !string.IsNullOrWhiteSpace(Subject);
 }
