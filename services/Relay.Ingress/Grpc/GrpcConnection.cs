@@ -271,8 +271,8 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
         }
         catch (RpcException ex)
         {
-            // The framework refused a frame (larger than Relay:Grpc:MaxReceiveMessageBytes, not a ClientFrame): the call
-            // ends with its status, as gRPC clients expect; nothing else of the stream can be read.
+            // The framework refused a frame (larger than Relay:Grpc:MaxReceiveMessageBytes, not a ClientFrame: GrpcBinding's
+            // marshaller): the call ends with its status, as gRPC clients expect; nothing else of the stream can be read.
             LogReceiveEnded(_logger, ConnectionId, ex.Status.Detail);
             if (Volatile.Read(ref _closing) == 0)
             {
