@@ -280,6 +280,16 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
                 Disconnect(new RelayError(code, ex.Status.Detail), reconnect: false, dropQueued: false);
             }
         }
+        catch (InvalidDataException ex)
+        {
+            // The framework could not read a frame's gRPC framing (a compressed flag other than 0 or 1, a message cut
+            // short): the call ends INVALID_ARGUMENT, where the read loop faulted and the call ended OK (GrpcFuzzTests).
+            LogReceiveEnded(_logger, ConnectionId, ex.Message);
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                Disconnect(RelayError.BadRequest($"a frame's gRPC framing is broken: {ex.Message}"), reconnect: false, dropQueued: false);
+            }
+        }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
         {
             LogReceiveEnded(_logger, ConnectionId, ex.Message);
