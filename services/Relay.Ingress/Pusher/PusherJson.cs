@@ -8,7 +8,8 @@ namespace Relay.Ingress.Pusher;
 /// Parses what a Pusher client or app server sends (frames, data given as a string, channel_data, user_data, API bodies)
 /// into a document every later read can trust: JSON whose strings are all text. <see cref="JsonDocument.Parse(ReadOnlyMemory{byte}, JsonDocumentOptions)"/>
 /// takes invalid UTF-8 inside a string and escapes of lone surrogates (<c>"\ud800"</c>), and the string's reader then
-/// throws; such input is refused here, at the door, like any other malformed JSON (found by <c>PusherFuzzTests</c>).
+/// throws (over the WebSocket the connection dropped or an error was logged, over the HTTP API a 500); such input is
+/// refused here, at the door, like any other malformed JSON (found by <c>PusherFuzzTests</c>).
 /// </summary>
 internal static class PusherJson
 {

@@ -226,6 +226,18 @@ public sealed class PusherProtocolTests(PusherServerFixture fixture) : IClassFix
         Assert.Equal("pusher:pong", (await socket.ReceiveAsync(Timeout)).GetProperty("event").GetString());
     }
 
+    [Theory]
+    [InlineData("/apps/test/events", """{"name":"e","channel":"\ud800","data":"x"}""")]
+    [InlineData("/apps/test/events", """{"name":"\udfff","channel":"c","data":"x"}""")]
+    [InlineData("/apps/test/batch_events", """{"batch":[{"name":"e","channel":"c","data":"\ud800"}]}""")]
+    public async Task HttpApi_SignedBodyWithALoneSurrogate_Is400(string path, string body)
+    {
+        // The same strings that were not text over the WebSocket (PusherFuzzTests), in a signed API request.
+        using var http = new HttpClient();
+        using var response = await http.SendAsync(PusherHttp.Request(_server, RelayServer.Key, HttpMethod.Post, path, body)).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+    }
+
     [Fact]
     public async Task AppIsolation_SameChannelNameInAnotherApp_GetsNothing()
     {
