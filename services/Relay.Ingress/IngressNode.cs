@@ -16,6 +16,7 @@ using Relay.Core.Namespaces;
 using Relay.Core.Protocol;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;
+using Relay.Ingress.Limits;
 using Relay.Ingress.Subscriptions;
 
 namespace Relay.Ingress;
@@ -41,6 +42,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     /// <summary>Creates the node.</summary>
     public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, IRelayAuthenticator authenticator, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
     {
+        Refusals = new LimitRefusals(meters);
+        AppLimits = new AppLimits(options, time, Refusals);
         ArgumentNullException.ThrowIfNull(auth);
         ArgumentNullException.ThrowIfNull(authenticator);
         Authenticator = authenticator;
@@ -206,6 +209,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
 
     internal IngressMetrics Metrics { get; }
 
+    /// <summary>The per-app limits: connections, publishes a second and subscriptions of each app on this node.</summary>
+    internal AppLimits AppLimits { get; }
+
+    /// <summary>The count of refusals by per-IP and per-app limits (the connection gate's too).</summary>
+    internal LimitRefusals Refusals { get; }
+
     internal void Register(INodeConnection connection) => _connections[connection.ConnectionId] = connection;
 
     internal void Unregister(INodeConnection connection) =>
@@ -240,7 +249,17 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
             throw new RelayException(ErrorCodes.RateLimited, $"channel '{channel}' has its maximum of {policy.MaxSubscribers} subscribers on this node");
         }
 
+        if (AppLimits.TrySubscribe(app) is { } overLimit)
+        {
+            throw new RelayException(overLimit);
+        }
+
         var subscription = new Subscription(sink, app, channel, isPattern);
+        if (AppLimits.CountsSubscriptions(app))
+        {
+            subscription.CountForApp();
+        }
+
         await AddSubscriptionAsync(subscription).ConfigureAwait(false);
         if (isPattern)
         {
@@ -310,6 +329,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
 
     internal ValueTask RemoveSubscriptionAsync(Subscription subscription)
     {
+        if (subscription.UncountForApp())
+        {
+            AppLimits.Unsubscribed(subscription.App);
+        }
+
         lock (InterestGate(subscription))
         {
             var count = Subscriptions.Remove(subscription);

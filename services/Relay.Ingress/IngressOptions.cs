@@ -1,3 +1,5 @@
+using Relay.Ingress.Limits;
+
 namespace Relay.Ingress;
 
 /// <summary>Options of the ingress service, bound from <c>Relay:Ingress</c>.</summary>
@@ -105,6 +107,23 @@ public sealed class IngressOptions
     /// and a reserve for the runtime (see <c>Connections/ConnectionGate</c>); a cap above that fails at start-up.
     /// </summary>
     public int MaxConnections { get; set; }
+
+    /// <summary>
+    /// Client connections one IP address may hold open at once on this node, over every listener (realtime, SSE, HTTP,
+    /// Pusher, MQTT, gRPC's HTTP/2 connections); past it a new one is refused (429 with 42900 and <c>Retry-After</c>; MQTT:
+    /// CONNACK 0x97 / 0x03). 0 (the default) turns it off: many customers sit behind one NAT address, and so does the
+    /// benchmark's fleet. The address is the socket's peer: no forwarded header is read (see docs/security.md).
+    /// </summary>
+    public int MaxConnectionsPerIp { get; set; }
+
+    /// <summary>New connections per second one IP address may open on this node (a token bucket); 0 (the default) turns it off.</summary>
+    public int ConnectionRatePerIp { get; set; }
+
+    /// <summary>New connections one IP address may open at once above <see cref="ConnectionRatePerIp"/> (the bucket's size); 0 means twice the rate.</summary>
+    public int ConnectionBurstPerIp { get; set; }
+
+    /// <summary>Limits per app on this node (<c>Relay:Ingress:AppLimits:Defaults</c> and <c>:Apps:{app}</c>); all off by default.</summary>
+    public AppLimitsOptions AppLimits { get; set; } = new();
 
     /// <summary>
     /// The auth service's base URL (<c>http://auth:8081/</c>). A node that takes its keys from the auth service

@@ -80,6 +80,16 @@ internal sealed class IngressOptionsValidator(IOptions<RelayAuthOptions> auth) :
             failures.Add($"Relay:Ingress:QuietCheckAfter ({options.QuietCheckAfter}) must be between 00:00:00 (no check) and 01:00:00; 00:00:02 repairs a lost last message within about three seconds.");
         }
 
+        foreach (var (setting, value) in new[] { ("MaxConnectionsPerIp", options.MaxConnectionsPerIp), ("ConnectionRatePerIp", options.ConnectionRatePerIp), ("ConnectionBurstPerIp", options.ConnectionBurstPerIp) })
+        {
+            if (value is < 0 or > 1_000_000)
+            {
+                failures.Add($"Relay:Ingress:{setting} is {value}; set it between 0 (off) and 1000000.");
+            }
+        }
+
+        options.AppLimits.Validate(failures);
+
         if (options.PublishRatePerSecond is < 1 or > 1_000_000)
         {
             failures.Add($"Relay:Ingress:PublishRatePerSecond is {options.PublishRatePerSecond}; set it between 1 and 1000000.");

@@ -69,8 +69,8 @@ public sealed partial class RedisBus
     private sealed class ShardSendOrder
     {
         private readonly Lock _gate = new();
-        private readonly SortedSet<long> _open = [];
         private readonly SortedDictionary<long, (Func<RequestOrder, Task<long>> Send, TaskCompletionSource<Task<long>> Turn)> _waiting = [];
+        private readonly OpenNumbers _open = new();
         private long _next;
         private bool _pumping;
 
@@ -112,7 +112,7 @@ public sealed partial class RedisBus
 
             lock (_gate)
             {
-                _open.Remove(ticket.Number);
+                _open.Settle(ticket.Number);
                 if (_waiting.Remove(ticket.Number, out var waiting))
                 {
                     waiting.Turn.TrySetCanceled();
@@ -139,6 +139,49 @@ public sealed partial class RedisBus
 
                 _waiting.Clear();
                 _pumping = false;
+            }
+        }
+    }
+
+    // The numbers given on a shard and not yet answered, as the lowest of them (Min) and flags for those above it that were
+    // answered first: numbers are given in order and mostly answered in order, so a ring of flags from Min to the last
+    // given holds them without a node per number (a SortedSet allocated one per publish).
+    private sealed class OpenNumbers
+    {
+        private bool[] _answered = new bool[64];
+        private long _last;
+
+        // The lowest number given and not answered; past the last given when none is open.
+        public long Min { get; private set; } = 1;
+
+        public void Add(long number)
+        {
+            _last = number;
+            if (number - Min >= _answered.Length)
+            {
+                // More open at once than the ring holds: twice the room, the flags moved to their new places.
+                var larger = new bool[_answered.Length * 2];
+                for (var n = Min; n < number; n++)
+                {
+                    larger[n & (larger.Length - 1)] = _answered[n & (_answered.Length - 1)];
+                }
+
+                _answered = larger;
+            }
+        }
+
+        public void Settle(long number)
+        {
+            if (number < Min || number > _last)
+            {
+                return;
+            }
+
+            _answered[number & (_answered.Length - 1)] = true;
+            while (Min <= _last && _answered[Min & (_answered.Length - 1)])
+            {
+                _answered[Min & (_answered.Length - 1)] = false;
+                Min++;
             }
         }
     }

@@ -4,7 +4,9 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Trace;
+using Relay.Bus.Claims;
 using Relay.Bus.Keys;
+using Relay.Bus.Retained;
 using Relay.Bus.Routing;
 
 namespace Relay.Bus.Redis;
@@ -16,7 +18,7 @@ public static class RedisBusServiceCollectionExtensions
     /// Replaces the in-memory bus with the Redis bus (<c>Relay:Redis</c>, validated at start-up; start-up waits for the
     /// connection and fails with a clear message when Redis cannot be reached) and registers the roles it plays: the
     /// channel authority routing serves (<see cref="IChannelAuthority"/>, state in Redis) and the key directory the auth
-    /// service publishes to (<see cref="IKeyDirectory"/>). Fan-out needs no role of its own: the bus spreads its shards.
+    /// service publishes to (<see cref="IKeyDirectory"/>), keeps MQTT's retained messages (<see cref="IRetainedStore"/>) and tells the nodes of each other's client-id claims (<see cref="IClientClaims"/>). Fan-out needs no role of its own: the bus spreads its shards.
     /// <paramref name="configure"/> runs after the section is bound.
     /// </summary>
     public static IRelayBusBuilder AddRedis(this IRelayBusBuilder builder, Action<RedisBusOptions>? configure = null)
@@ -41,6 +43,8 @@ public static class RedisBusServiceCollectionExtensions
         services.TryAddSingleton<RedisChannelAuthority>();
         services.Replace(ServiceDescriptor.Singleton<IChannelAuthority>(static sp => sp.GetRequiredService<RedisChannelAuthority>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKeyDirectory, RedisKeyDirectory>());
+        services.Replace(ServiceDescriptor.Singleton<IRetainedStore, RedisRetainedStore>());
+        services.Replace(ServiceDescriptor.Singleton<IClientClaims, RedisClientClaims>());
         AddStartupFirst(services);
         return builder;
     }

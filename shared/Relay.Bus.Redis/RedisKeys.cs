@@ -123,6 +123,22 @@ public static class RedisKeys
     /// <summary>The channel prefixes where a node holds presence members (set; written before a member is, so it holds at least those).</summary>
     public static RedisKey NodePresence(string nodeId) => KeyNamePrefix + "presence:" + nodeId;
 
+    /// <summary>The last client-id claim's number (string, INCR; <see cref="Claims"/> carries each claim to every node).</summary>
+    public static RedisKey ClaimNumber { get; } = KeyNamePrefix + "claims";
+
+    /// <summary>Client-id claims (MQTT takeover across nodes): JSON, a newline, then the claim's number.</summary>
+    public static RedisChannel Claims { get; } = RedisChannel.Literal(ChannelNamePrefix + "claims");
+
+    /// <summary>
+    /// The key prefix of an app's MQTT retained messages, hash tag included (<c>relay:{retained:&lt;len(app)&gt;:&lt;app&gt;}:</c>):
+    /// <c>topics</c> (hash topic → message) and <c>cleared:&lt;topic&gt;</c> (a clear's epoch and seq, kept a minute).
+    /// </summary>
+    public static string RetainedPrefix(string app)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{retained:{app.Length}:{app}}}:");
+    }
+
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
     public static string ChannelPrefix(string app, string channel)
     {

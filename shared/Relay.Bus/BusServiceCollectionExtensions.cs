@@ -1,7 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Relay.Bus.Claims;
 using Relay.Bus.InMemory;
+using Relay.Bus.Retained;
 
 namespace Relay.Bus;
 
@@ -21,6 +23,8 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<InMemoryBus>();
         services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
+        services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
+        services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
         return new RelayBusBuilder(services);
     }

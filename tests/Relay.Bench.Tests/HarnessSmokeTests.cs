@@ -4,8 +4,9 @@ using Relay.Bench.Targets;
 namespace Relay.Bench.Tests;
 
 /// <summary>
-/// The harness run small against every real target (Relay's Release build, nats-server from Debian, the SignalR
-/// peer): it must count exactly what was published to every subscriber, or its figures mean nothing.
+/// The harness run small against every real target (Relay's Release build over WebSocket and MQTT, nats-server and
+/// mosquitto from Debian, the SignalR peer): it must count exactly what was published to every subscriber, or its
+/// figures mean nothing.
 /// </summary>
 public sealed class HarnessSmokeTests
 {
@@ -15,6 +16,8 @@ public sealed class HarnessSmokeTests
     [InlineData("relay")]
     [InlineData("nats")]
     [InlineData("signalr")]
+    [InlineData("relay-mqtt")]
+    [InlineData("mosquitto")]
     public async Task FanOut_CountsEveryDeliveryOfEveryPublish(string name)
     {
         var spec = new FanOutSpec("smoke", 1, 25, 0, 16, 100, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1));
@@ -35,6 +38,8 @@ public sealed class HarnessSmokeTests
     [InlineData("relay")]
     [InlineData("nats")]
     [InlineData("signalr")]
+    [InlineData("relay-mqtt")]
+    [InlineData("mosquitto")]
     public async Task AckPacedPublish_WorksForEveryProtocol(string name)
     {
         var spec = new FanOutSpec("smoke-ack", 3, 2, 0, 32, 64, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), PublishPacing.AckWindow);
@@ -126,10 +131,13 @@ public sealed class HarnessSmokeTests
         Assert.InRange(result.BusiestThreadCores.Value, 0.001, result.ServerCpuCores + 0.05);
     }
 
-    [Fact]
-    public async Task Idle_MeasuresMemoryPerConnectionAcrossClientProcesses()
+    [Theory]
+    [InlineData("relay")]
+    [InlineData("relay-mqtt")]
+    [InlineData("mosquitto")]
+    public async Task Idle_MeasuresMemoryPerConnectionAcrossClientProcesses(string name)
     {
-        var result = await IdleScenario.RunAsync(new RelayTarget(), 400, 200, Environment, TimeSpan.FromSeconds(1));
+        var result = await IdleScenario.RunAsync(Targets.Targets.ByName(name), 400, 200, Environment, TimeSpan.FromSeconds(1));
 
         Assert.Null(result.Error);
         Assert.Equal(400, result.Connections);

@@ -107,6 +107,29 @@ public sealed class ReportTests
     }
 
     [Fact]
+    public void WriteInto_ANamedSection_LeavesTheMainOneAlone_AndIsAppendedOnce()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, $"# Benchmarks\n\n{MarkdownReport.Begin}\nwebsocket figures\n{MarkdownReport.End}\n");
+            var (begin, end) = MarkdownReport.Markers("mqtt");
+            MarkdownReport.WriteInto(path, $"{begin}\nmqtt one\n{end}\n", "mqtt");
+            MarkdownReport.WriteInto(path, $"{begin}\nmqtt two\n{end}\n", "mqtt");
+            var text = File.ReadAllText(path);
+
+            Assert.Contains("websocket figures", text, StringComparison.Ordinal);
+            Assert.Contains("mqtt two", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("mqtt one", text, StringComparison.Ordinal);
+            Assert.Equal(1, text.Split(begin).Length - 1);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void Options_RejectBadArgumentsWithAClearMessage()
     {
         Assert.Contains("unknown argument", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--nope"])).Message, StringComparison.Ordinal);

@@ -21,6 +21,14 @@ if (args is ["idle-client", ..])
     return await IdleScenario.RunClientAsync(target, new Uri(Arg("--uri")), int.Parse(Arg("--count"), CultureInfo.InvariantCulture), int.Parse(Arg("--child"), CultureInfo.InvariantCulture));
 }
 
+if (args is ["soak-client", ..])
+{
+    // A child process of the soak scenario: holds its share of the connections and churns them.
+    string Arg(string name) => args[Array.IndexOf(args, name) + 1];
+    int Int(string name) => int.Parse(Arg(name), CultureInfo.InvariantCulture);
+    return await SoakClient.RunAsync(Targets.ByName(Arg("--target")), new Uri(Arg("--uri")), Int("--count"), Int("--child"), Int("--first"), Int("--channels"), double.Parse(Arg("--churn"), CultureInfo.InvariantCulture));
+}
+
 if (args is ["--help" or "-h", ..])
 {
     Console.WriteLine(BenchOptions.Usage);
@@ -50,16 +58,17 @@ foreach (var (scenario, description, specOf) in options.Runs())
     descriptions[scenario] = description;
     foreach (var target in targets)
     {
-        if (scenario == "publish-http" && target is not RelayTarget)
+        if (scenario is "publish-http" or "soak" && target is not RelayTarget)
         {
+            // The peers have no HTTP publish, and no resume with 'since' for the soak's reconnects to count on.
             continue;
         }
 
         try
         {
             var spec = specOf(target);
-            results.Add(spec is null
-                ? await IdleScenario.RunAsync(target, idleConnections, options.IdlePerProcess, environment)
+            results.Add(scenario == "soak" ? await SoakScenario.RunAsync(target, options.Soak(Limits.OpenFilesHard()), environment)
+                : spec is null ? await IdleScenario.RunAsync(target, idleConnections, options.IdlePerProcess, environment)
                 : await FanOutScenario.RunAsync(target, spec, environment));
         }
         catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException)
@@ -71,19 +80,39 @@ foreach (var (scenario, description, specOf) in options.Runs())
 }
 
 var machine = MachineInfo.Collect(Targets.PeerVersions(options.Targets));
-var markdown = MarkdownReport.Render(results, descriptions, command, machine);
-Console.WriteLine();
-Console.WriteLine(markdown);
-if (options.MarkdownPath is not null)
+var sections = new List<(string Markdown, string? Name)>();
+if (results.Any(r => r.Scenario != "soak"))
 {
-    MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown);
-    Console.WriteLine($"wrote {options.MarkdownPath}");
+    sections.Add((MarkdownReport.Render(results.Where(r => r.Scenario != "soak").ToList(), descriptions, command, machine, options.Section), options.Section));
+}
+
+// The soak's figures go into a section of their own (bench:soak), so a run of the other scenarios leaves them, and the reverse.
+foreach (var soak in results.Where(r => r.Scenario == "soak"))
+{
+    if (soak.Soak is null)
+    {
+        Console.Error.WriteLine($"[soak/{soak.Target}] no figures: {soak.Error}");
+        continue;
+    }
+
+    sections.Add((SoakReport.Render(soak.Soak, command, machine), SoakReport.Section));
+}
+
+foreach (var (markdown, name) in sections)
+{
+    Console.WriteLine();
+    Console.WriteLine(markdown);
+    if (options.MarkdownPath is not null)
+    {
+        MarkdownReport.WriteInto(Path.GetFullPath(options.MarkdownPath), markdown, name);
+        Console.WriteLine($"wrote {options.MarkdownPath}");
+    }
 }
 
 if (options.JsonPath is not null)
 {
     Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.JsonPath))!);
-    await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(new { machine, command, results }, new JsonSerializerOptions { WriteIndented = true }));
+    await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(new { machine, command, results }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }
 
 return results.Any(r => r.Error is not null) ? 1 : 0;

@@ -18,14 +18,19 @@ public sealed record RawResponse(int Status, IReadOnlyDictionary<string, string>
 /// </summary>
 public sealed class RawConnection : IAsyncDisposable
 {
-    private readonly TcpClient _tcp = new();
+    private readonly TcpClient _tcp;
     private NetworkStream _stream = null!;
 
-    /// <summary>Connects to the server's port on the loopback address.</summary>
-    public static async Task<RawConnection> ConnectAsync(Uri baseAddress)
+    private RawConnection(IPAddress? source) => _tcp = source is null ? new TcpClient() : new TcpClient(new IPEndPoint(source, 0));
+
+    /// <summary>
+    /// Connects to the server's port on the loopback address, from <paramref name="source"/> when given (any of
+    /// 127.0.0.0/8: a second loopback address is a second client address to the server).
+    /// </summary>
+    public static async Task<RawConnection> ConnectAsync(Uri baseAddress, IPAddress? source = null)
     {
         ArgumentNullException.ThrowIfNull(baseAddress);
-        var connection = new RawConnection();
+        var connection = new RawConnection(source);
         await connection._tcp.ConnectAsync(IPAddress.Loopback, baseAddress.Port).WaitAsync(TestSocket.DefaultTimeout).ConfigureAwait(false);
         connection._stream = connection._tcp.GetStream();
         return connection;

@@ -26,10 +26,16 @@ public sealed class RawWebSocket : IAsyncDisposable
     /// </summary>
     /// <param name="realtimeUri">The server's <c>ws://</c> realtime endpoint.</param>
     /// <param name="receiveBufferBytes">The socket's receive buffer; a small one makes the server's sends back up as soon as the test stops reading.</param>
-    public static async Task<RawWebSocket> ConnectAsync(Uri realtimeUri, int? receiveBufferBytes = null)
+    /// <param name="source">The loopback address to connect from (127.0.0.2, …: another client address to the server); the default one when null.</param>
+    public static async Task<RawWebSocket> ConnectAsync(Uri realtimeUri, int? receiveBufferBytes = null, IPAddress? source = null)
     {
         ArgumentNullException.ThrowIfNull(realtimeUri);
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (source is not null)
+        {
+            socket.Bind(new IPEndPoint(source, 0));
+        }
+
         if (receiveBufferBytes is { } bytes)
         {
             socket.ReceiveBufferSize = bytes;

@@ -2,7 +2,8 @@
 // one JSON object a line. Channel and user auth are signed by the `pusher` server SDK with the key's secret, as an app's
 // own auth endpoint would do it.
 //
-// usage: node pusher-client.cjs '{"port":5000,"key":"APP.KEY","secret":"…","appId":"APP","masterKey":"base64 (optional)","user":{"user_id":"u1","user_info":{}}}'
+// usage: node pusher-client.cjs '{"port":5000,"key":"APP.KEY","secret":"…","appId":"APP","masterKey":"base64 (optional)","user":{"user_id":"u1","user_info":{},"watchlist":["u2"]}}'
+// reports watchlist events as {"kind":"watchlist","name":"online"|"offline","user_ids":[…]}
 // commands: {"op":"subscribe","channel":"…"} {"op":"bind","channel":"…","event":"…"} (reports the event with its metadata's user_id) {"op":"unsubscribe","channel":"…"} {"op":"trigger","channel":"…","event":"client-…","data":…}
 //           {"op":"signin"} {"op":"disconnect"}
 const PusherClient = require('pusher-js');
@@ -37,7 +38,11 @@ const client = new PusherClient(options.key, {
   },
   userAuthentication: {
     customHandler: ({ socketId }, callback) => {
-      callback(null, server.authenticateUser(socketId, { id: options.user ? options.user.user_id : 'nobody', name: 'signed in' }));
+      const user = { id: options.user ? options.user.user_id : 'nobody', name: 'signed in' };
+      if (options.user && options.user.watchlist) {
+        user.watchlist = options.user.watchlist;
+      }
+      callback(null, server.authenticateUser(socketId, user));
     },
   },
 });
@@ -51,6 +56,8 @@ client.bind_global((event, data) => {
   }
 });
 client.user.bind('user-event', (data) => out({ kind: 'user-event', data }));
+client.user.watchlist.bind('online', (event) => out({ kind: 'watchlist', name: 'online', user_ids: event.user_ids }));
+client.user.watchlist.bind('offline', (event) => out({ kind: 'watchlist', name: 'offline', user_ids: event.user_ids }));
 // pusher-js subscribes to the user's own channel after sign-in; say when it is subscribed.
 const userWatch = setInterval(() => {
   const channel = client.user.serverToUserChannel;

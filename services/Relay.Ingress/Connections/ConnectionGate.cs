@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -16,7 +17,9 @@ namespace Relay.Ingress.Connections;
 /// <see cref="DescriptorLimit"/>). Past the cap a connection is answered <c>503</c> with the protocol's 50300 body and a
 /// <c>Retry-After</c>, and closed. At most <see cref="RefusalSlotCount"/> such answers are in flight (above the reserve):
 /// when all are busy, Relay's listener stops accepting until one is free (the kernel's backlog holds the rest), so a
-/// flood costs a bounded number of descriptors above the cap and every client that waits gets its answer.
+/// flood costs a bounded number of descriptors above the cap and every client that waits gets its answer. The
+/// per-address limits (<see cref="AddressLimits"/>) are checked here too, after the cap, and refused the same way with
+/// <c>429</c> and 42900.
 /// </summary>
 internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
 {
@@ -29,17 +32,24 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
     /// <summary>Seconds a refused client is asked to wait; clients add their own jitter.</summary>
     public const int RetryAfterSeconds = 5;
 
+    /// <summary>Seconds a client refused for its address's connection rate is asked to wait: the bucket refills within one.</summary>
+    public const int RateRetryAfterSeconds = 1;
+
     private readonly ILogger<ConnectionGate> _logger;
     private readonly (long Soft, long Hard)? _limit;
     private readonly int _openAtStart;
     private readonly int _reserve;
+    private readonly byte[] _addressFull;
+    private readonly byte[] _addressRate;
     private int _open;
     private long _refused;
 
-    public ConnectionGate(IOptions<IngressOptions> options, IMeterFactory meters, ILogger<ConnectionGate> logger)
+    public ConnectionGate(IOptions<IngressOptions> options, IMeterFactory meters, IngressNode node, ILogger<ConnectionGate> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(node);
         _logger = logger;
+        Addresses = new AddressLimits(options.Value, node.Time, node.Refusals);
         _limit = DescriptorLimit.Raise();
         _openAtStart = DescriptorLimit.OpenNow();
         _reserve = _limit is { } limit ? Reserve(limit.Soft) + RefusalSlotCount : 0;
@@ -61,7 +71,9 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
                 "Raise the limit (ulimit -n, systemd LimitNOFILE, the container's nofile ulimit).");
         }
 
-        Refusal = RefusalResponse(Max);
+        Refusal = RefusalResponse(503, "Service Unavailable", RetryAfterSeconds, new RelayError(ErrorCodes.Unavailable, $"this node is at its limit of {Max} connections: retry after a few seconds, or connect to another node"));
+        _addressFull = RefusalResponse(429, "Too Many Requests", RetryAfterSeconds, new RelayError(ErrorCodes.RateLimited, $"this address holds its limit of {Addresses.MaxOpen} connections to this node (Relay:Ingress:MaxConnectionsPerIp): close one, or retry after a few seconds"));
+        _addressRate = RefusalResponse(429, "Too Many Requests", RateRetryAfterSeconds, new RelayError(ErrorCodes.RateLimited, $"this address opens connections faster than {Addresses.Rate} a second (Relay:Ingress:ConnectionRatePerIp): retry after a second, with backoff"));
         RefusalSlots = new SemaphoreSlim(RefusalSlotCount);
         var meter = meters.Create(IngressMetrics.MeterName);
         meter.CreateObservableGauge("relay.ingress.connections_max", () => Max, description: "Client connections this node accepts at most (Relay:Ingress:MaxConnections, or derived from the descriptor limit).");
@@ -78,24 +90,48 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
     /// <summary>Connections refused since start.</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
-    /// <summary>The whole HTTP answer to a refused connection.</summary>
+    /// <summary>The whole HTTP answer to a connection refused at the node's cap.</summary>
     public byte[] Refusal { get; }
 
-    /// <summary>Counts a new connection in; false (and counted as refused) when the node is at its cap.</summary>
-    public bool TryEnter()
+    /// <summary>The per-address limits.</summary>
+    public AddressLimits Addresses { get; }
+
+    /// <summary>The whole HTTP answer to a connection refused for <paramref name="admission"/>.</summary>
+    public byte[] RefusalFor(Admission admission) => admission switch
     {
-        if (Interlocked.Increment(ref _open) <= Max)
+        Admission.AddressFull => _addressFull,
+        Admission.AddressRate => _addressRate,
+        _ => Refusal,
+    };
+
+    /// <summary>
+    /// Counts a new connection from <paramref name="address"/> (<see cref="AddressLimits.AddressOf"/>) in, or says which
+    /// limit refuses it: the node's cap first, then the address's. A refused connection is not counted.
+    /// </summary>
+    public Admission TryEnter(IPAddress? address)
+    {
+        if (Interlocked.Increment(ref _open) > Max)
         {
-            return true;
+            Interlocked.Decrement(ref _open);
+            Interlocked.Increment(ref _refused);
+            return Admission.NodeFull;
         }
 
-        Interlocked.Decrement(ref _open);
-        Interlocked.Increment(ref _refused);
-        return false;
+        var admission = Addresses.TryEnter(address);
+        if (admission != Admission.Admitted)
+        {
+            Interlocked.Decrement(ref _open);
+        }
+
+        return admission;
     }
 
     /// <summary>A connection counted by <see cref="TryEnter"/> closed.</summary>
-    public void Exit() => Interlocked.Decrement(ref _open);
+    public void Exit(IPAddress? address)
+    {
+        Addresses.Exit(address);
+        Interlocked.Decrement(ref _open);
+    }
 
     /// <summary>
     /// Answers past the cap in flight at once (each holds a descriptor for up to <see cref="RefusalWait"/>): take one
@@ -131,15 +167,15 @@ internal sealed partial class ConnectionGate : IHostedService, IHealthCheck
     /// </summary>
     internal static int Reserve(long limit) => (int)Math.Clamp(limit / 32, 256, 1024);
 
-    private static byte[] RefusalResponse(int max)
+    private static byte[] RefusalResponse(int status, string reason, int retryAfter, RelayError error)
     {
         using var body = new MemoryStream();
         using (var writer = new Utf8JsonWriter(body))
         {
-            RelayErrorResult.WriteBody(writer, new RelayError(ErrorCodes.Unavailable, $"this node is at its limit of {max} connections: retry after a few seconds, or connect to another node"));
+            RelayErrorResult.WriteBody(writer, error);
         }
 
-        var head = $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\nRetry-After: {RetryAfterSeconds}\r\nConnection: close\r\n\r\n";
+        var head = $"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\nRetry-After: {retryAfter}\r\nConnection: close\r\n\r\n";
         return [.. Encoding.ASCII.GetBytes(head), .. body.ToArray()];
     }
 

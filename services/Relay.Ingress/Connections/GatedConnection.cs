@@ -6,13 +6,16 @@ using Microsoft.AspNetCore.Http.Features;
 namespace Relay.Ingress.Connections;
 
 /// <summary>
-/// A connection a listener counted in (<see cref="ConnectionGate.TryEnter"/>, or a probe past the cap on one of the
-/// refusal slots) and handed to Kestrel: everything is the inner connection's; disposing it (Kestrel does when the
-/// connection ends) counts it out, once.
+/// A connection a listener counted in (<see cref="ConnectionGate.TryEnter"/>, or one on a refusal slot: a probe past the
+/// cap, or an MQTT connection its address's limit refuses, which its handler answers in MQTT) and handed on: everything
+/// is the inner connection's; disposing it (Kestrel does when the connection ends) counts it out, once.
 /// </summary>
-internal sealed class GatedConnection(ConnectionContext inner, ConnectionGate gate, bool onRefusalSlot) : ConnectionContext
+internal sealed class GatedConnection(ConnectionContext inner, ConnectionGate gate, IPAddress? address, bool onRefusalSlot) : ConnectionContext
 {
     private int _exited;
+
+    /// <summary>Why the gate refused this connection, for a handler that answers the refusal in its own protocol; <see cref="Admission.Admitted"/> otherwise.</summary>
+    public Admission Refused { get; init; }
 
     public override string ConnectionId { get => inner.ConnectionId; set => inner.ConnectionId = value; }
 
@@ -48,7 +51,7 @@ internal sealed class GatedConnection(ConnectionContext inner, ConnectionGate ga
                 }
                 else
                 {
-                    gate.Exit();
+                    gate.Exit(address);
                 }
             }
         }

@@ -11,9 +11,11 @@ namespace Relay.Ingress.Connections;
 /// Kestrel's own socket transport with the node's connection cap in front, for the endpoints Relay's transport does
 /// not take (<see cref="IngressOptions.OwnTransport"/> off, Unix sockets): a connection past the cap never reaches
 /// Kestrel; it is answered 503 on a refusal slot, and with every slot busy the next accept waits, so Kestrel's accept
-/// loop cannot run the process out of descriptors.
+/// loop cannot run the process out of descriptors. A connection its address's limit refuses is answered 429 the same way,
+/// or, with <paramref name="refuseInProtocol"/> (MQTT's listener), handed on with <see cref="GatedConnection.Refused"/> set
+/// for its handler to answer in its own protocol (a CONNACK), on a refusal slot until it closes.
 /// </summary>
-internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> options, ILoggerFactory loggers, ConnectionGate gate)
+internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> options, ILoggerFactory loggers, ConnectionGate gate, bool refuseInProtocol = false)
     : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     private readonly SocketTransportFactory _sockets = new(options, loggers);
@@ -21,9 +23,9 @@ internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> opti
     public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint or FileHandleEndPoint;
 
     public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default) =>
-        new Listener(await _sockets.BindAsync(endpoint, cancellationToken).ConfigureAwait(false), gate);
+        new Listener(await _sockets.BindAsync(endpoint, cancellationToken).ConfigureAwait(false), gate, refuseInProtocol);
 
-    private sealed class Listener(IConnectionListener inner, ConnectionGate gate) : IConnectionListener
+    private sealed class Listener(IConnectionListener inner, ConnectionGate gate, bool refuseInProtocol) : IConnectionListener
     {
         public EndPoint EndPoint => inner.EndPoint;
 
@@ -31,13 +33,20 @@ internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> opti
         {
             while (await inner.AcceptAsync(cancellationToken).ConfigureAwait(false) is { } connection)
             {
-                if (gate.TryEnter())
+                var address = gate.Addresses.AddressOf(connection.RemoteEndPoint);
+                var admission = gate.TryEnter(address);
+                if (admission == Admission.Admitted)
                 {
-                    return new GatedConnection(connection, gate, onRefusalSlot: false);
+                    return new GatedConnection(connection, gate, address, onRefusalSlot: false);
                 }
 
                 await gate.RefusalSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
-                _ = RefuseAsync(connection);
+                if (refuseInProtocol && admission != Admission.NodeFull)
+                {
+                    return new GatedConnection(connection, gate, address: null, onRefusalSlot: true) { Refused = admission };
+                }
+
+                _ = RefuseAsync(connection, gate.RefusalFor(admission));
             }
 
             return null;
@@ -47,9 +56,9 @@ internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> opti
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();
 
-        // On a refusal slot already taken: reads the request away and answers 503 (probes are not served on this path:
+        // On a refusal slot already taken: reads the request away and answers 503 or 429 (probes are not served on this path:
         // the connection never reaches Kestrel).
-        private async Task RefuseAsync(ConnectionContext connection)
+        private async Task RefuseAsync(ConnectionContext connection, byte[] refusal)
         {
             try
             {
@@ -57,7 +66,7 @@ internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> opti
                 var input = connection.Transport.Input;
                 var read = await input.ReadAsync(wait.Token).ConfigureAwait(false);
                 input.AdvanceTo(read.Buffer.End);
-                await connection.Transport.Output.WriteAsync(gate.Refusal, wait.Token).ConfigureAwait(false);
+                await connection.Transport.Output.WriteAsync(refusal, wait.Token).ConfigureAwait(false);
                 await connection.Transport.Output.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ConnectionResetException or IOException or ObjectDisposedException)

@@ -84,6 +84,11 @@ internal sealed partial class GrpcConnection
 
         var message = request.Messages[0];
         var item = GrpcService.ToItem(message, _node.Options.MaxMessageBytes);
+        if (_node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            throw new RelayException(overAppRate);
+        }
+
         using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, null, channel);
         var reply = await _node.Bus.SendToRoutingAsync(new Bus.Routing.PublishRequest(App, channel, [item], _principal.ClientId, activity?.Id), _node.Stopping).ConfigureAwait(false);
         var published = Expect<PublishReply>(reply);

@@ -28,6 +28,26 @@ internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger
     {
         var keysVersion = node.Authenticator.KeysVersion;
         var principal = Authenticate(context);
+
+        // A Connect stream is a connection of its app (Relay:Ingress:AppLimits); the HTTP/2 connection it runs on is what
+        // the per-address limits count.
+        if (node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
+        {
+            throw GrpcErrors.ToRpcException(overLimit);
+        }
+
+        try
+        {
+            await ConnectAsync(requestStream, responseStream, context, keysVersion, principal).ConfigureAwait(false);
+        }
+        finally
+        {
+            node.AppLimits.Closed(principal.AppId);
+        }
+    }
+
+    private async Task ConnectAsync(IAsyncStreamReader<ClientFrame> requestStream, IServerStreamWriter<ServerFrame> responseStream, ServerCallContext context, long keysVersion, RelayPrincipal principal)
+    {
         var connection = new GrpcConnection(node, principal, keysVersion, context.GetHttpContext(), logger);
 
         // A stopping node tells its streams to go before Kestrel stops (GrpcStreams). A stream counts as open until
@@ -62,6 +82,11 @@ internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger
         foreach (var message in request.Messages)
         {
             items.Add(Call(() => ToItem(message, node.Options.MaxMessageBytes)));
+        }
+
+        if (node.AppLimits.TryPublish(principal.AppId, items.Count) is { } overAppRate)
+        {
+            throw GrpcErrors.ToRpcException(overAppRate);
         }
 
         using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Server, null, channel);

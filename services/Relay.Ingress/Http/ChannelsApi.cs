@@ -13,6 +13,7 @@ using Relay.Core.Channels;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Core.Protocol;
+using Relay.Ingress.Limits;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Http;
@@ -82,6 +83,11 @@ internal static class ChannelsApi
         if (ParseItems(body, node.Options.MaxMessageBytes, out var items) is { } error)
         {
             return RelayResults.Error(error);
+        }
+
+        if (node.AppLimits.TryPublish(principal!.AppId, items.Count) is { } overAppRate)
+        {
+            return AppLimits.Refusal(context, overAppRate);
         }
 
         // A client's W3C traceparent header makes the message part of the client's trace.

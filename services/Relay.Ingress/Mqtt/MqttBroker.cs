@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Relay.Bus.Claims;
+using Relay.Bus.Retained;
 using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
 
@@ -17,6 +19,7 @@ internal sealed partial class MqttBroker : IDisposable
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttConnection> _clients = new();
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttSession> _sessions = new();
     private readonly ITimer _expiry;
+    private readonly IDisposable _claimsWatch;
 
     // Shared subscriptions' groups on this node, per app, group name and filter; joined and left one at a time.
     private readonly Dictionary<(string App, string Group, string Filter), MqttShareGroup> _shares = [];
@@ -26,13 +29,15 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ILogger<MqttConnection> logger)
     {
         Node = node;
         Keys = keys;
         Options = options.Value;
         Logger = logger;
-        Retained = new MqttRetained(Options.MaxRetainedPerApp);
+        Retained = retained;
+        Claims = claims;
+        _claimsWatch = claims.Watch(ClaimedElsewhere);
 
         // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
         _expiry = node.Time.CreateTimer(static state => ((MqttBroker)state!).ExpireSessions(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -47,8 +52,11 @@ internal sealed partial class MqttBroker : IDisposable
 
     public ILogger<MqttConnection> Logger { get; }
 
-    /// <summary>The node's retained messages (in this node only: docs/mqtt.md).</summary>
-    public MqttRetained Retained { get; }
+    /// <summary>The retained messages: the bus's store (in Redis over the Redis and Dapr buses, shared by every node: docs/mqtt.md).</summary>
+    public IRetainedStore Retained { get; }
+
+    /// <summary>Client-id claims across nodes (over Redis and Dapr: a connection elsewhere with the id takes over from one here).</summary>
+    public IClientClaims Claims { get; }
 
     /// <summary>Notes that <paramref name="payload"/> is a retained publish's, before it is routed (for Retain As Published).</summary>
     public void MarkRetained(ReadOnlyMemory<byte> payload)
@@ -215,10 +223,10 @@ internal sealed partial class MqttBroker : IDisposable
         try
         {
             var reply = await Node.Bus.SendToRoutingAsync(request, CancellationToken.None).ConfigureAwait(false);
-            if (will.Retain && reply is Relay.Bus.Routing.PublishReply)
+            if (will.Retain && reply is Relay.Bus.Routing.PublishReply published)
             {
                 var item = request.Items[0];
-                Retained.Set(new Relay.Core.Messages.RelayMessage { App = request.App, Channel = request.Channel, Epoch = string.Empty, Data = item.Data, DataIsJson = item.DataIsJson });
+                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson }).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -227,7 +235,76 @@ internal sealed partial class MqttBroker : IDisposable
         }
     }
 
-    public void Dispose() => _expiry.Dispose();
+    /// <summary>
+    /// Keeps a routed retained publish (its epoch and seq from routing) as its topic's retained message, or clears it. Not
+    /// kept (the app is at Relay:Mqtt:MaxRetainedPerApp, or the store cannot be reached) is logged: the publish itself
+    /// went out, so it is still acknowledged.
+    /// </summary>
+    public async ValueTask RetainAsync(RelayMessage message)
+    {
+        try
+        {
+            if (await Retained.SetAsync(message, Options.MaxRetainedPerApp, Node.Stopping).ConfigureAwait(false) == RetainedOutcome.Full)
+            {
+                LogRetainedFull(Logger, message.App, message.Channel, Options.MaxRetainedPerApp);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRetainFailed(Logger, ex, message.App, message.Channel);
+        }
+    }
+
+    public void Dispose()
+    {
+        _claimsWatch.Dispose();
+        _expiry.Dispose();
+    }
+
+    // Another node's connection claimed a client id: this node's connection with it, if any, is taken over (if its own
+    // claim came earlier), and a session left here unattached ends, since the client now lives elsewhere.
+    private void ClaimedElsewhere(ClientClaim claim)
+    {
+        if (claim.Scope != ClaimScope)
+        {
+            return;
+        }
+
+        var key = (claim.App, claim.ClientId);
+        if (_clients.TryGetValue(key, out var connection))
+        {
+            connection.ClaimedElsewhere(claim.Number);
+        }
+        else if (_sessions.TryGetValue(key, out var session) && !session.Attached)
+        {
+            _ = EndMovedSessionAsync(session);
+        }
+    }
+
+    /// <summary>
+    /// Ends <paramref name="session"/> once the connection taken over from another node has handed it back, unless a
+    /// connection here holds it again by then: the client lives on the other node now.
+    /// </summary>
+    public async Task EndMovedSessionAsync(MqttSession session)
+    {
+        try
+        {
+            await session.WhenReleased.WaitAsync(Node.Options.CloseTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The node aborts a connection that does not close within CloseTimeout.
+        }
+
+        if (!session.Attached && _sessions.TryGetValue((session.App, session.ClientId), out var current) && ReferenceEquals(current, session))
+        {
+            LogSessionMoved(Logger, session.App, session.ClientId);
+            await DiscardAsync(session).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The scope of MQTT's client-id claims.</summary>
+    public const string ClaimScope = "mqtt";
 
     private void ExpireSessions()
     {
@@ -273,4 +350,13 @@ internal sealed partial class MqttBroker : IDisposable
 
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
+
+    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node")]
+    private static partial void LogSessionMoved(ILogger logger, string app, string clientId);
+
+    [LoggerMessage(EventId = 1422, Level = LogLevel.Warning, Message = "MQTT app {App}: '{Channel}' published but not retained: the app holds retained messages on {Max} topics (Relay:Mqtt:MaxRetainedPerApp)")]
+    private static partial void LogRetainedFull(ILogger logger, string app, string channel, int max);
+
+    [LoggerMessage(EventId = 1455, Level = LogLevel.Error, Message = "MQTT app {App}: '{Channel}' was published but could not be kept as its retained message (the retained store did not answer); publish it again with RETAIN")]
+    private static partial void LogRetainFailed(ILogger logger, Exception exception, string app, string channel);
 }

@@ -21,6 +21,11 @@ internal sealed partial class MqttConnection
     private ValueTask ConnectAsync(MqttConnect connect)
     {
         _level = connect.ProtocolLevel;
+        if (RefusedAtAccept is { } refusedAtAccept)
+        {
+            return Refuse(MqttReasonCodes.V3ServerUnavailable, MqttReasonCodes.QuotaExceeded, refusedAtAccept);
+        }
+
         var v5 = V5;
         var clientId = connect.ClientId;
         string? assigned = null;
@@ -51,6 +56,12 @@ internal sealed partial class MqttConnection
             return Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.TopicNameInvalid, $"will topic: {willError}");
         }
 
+        if (_node.AppLimits.TryOpen(auth.Principal.AppId) is { } overLimit)
+        {
+            return Refuse(MqttReasonCodes.V3ServerUnavailable, MqttReasonCodes.QuotaExceeded, overLimit.Message);
+        }
+
+        _countedApp = auth.Principal.AppId;
         _clientId = clientId;
         _keysVersion = _node.Authenticator.KeysVersion;
         var properties = connect.Properties;
@@ -76,6 +87,9 @@ internal sealed partial class MqttConnection
         // session back before this one resumes it.
         _broker.Claim(App, clientId, this)?.TakenOver();
 
+        // And across nodes: the id is claimed for this connection, so one with it on another node is closed too.
+        _ = ClaimAcrossNodesAsync(clientId);
+
         // MQTT 3.1.1: clean session 0 asks for a persistent session (kept Relay:Mqtt:MaxSessionExpirySeconds); MQTT 5: a
         // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
         var requested = v5 ? properties?.SessionExpiryInterval ?? 0 : connect.CleanSession ? 0u : uint.MaxValue;
@@ -87,7 +101,18 @@ internal sealed partial class MqttConnection
     {
         var v5 = V5;
         var (session, present) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry).ConfigureAwait(false);
-        _session = session;
+        bool movedAway;
+        lock (_claimGate)
+        {
+            _session = session;
+            movedAway = _movedAway;
+        }
+
+        if (movedAway)
+        {
+            // Taken over from another node while the session opened: it ends here as soon as this connection lets go.
+            _ = _broker.EndMovedSessionAsync(session);
+        }
         Send(new MqttConnAck
         {
             SessionPresent = present,
@@ -107,6 +132,69 @@ internal sealed partial class MqttConnection
         // What the session kept follows CONNACK: deliveries left unacknowledged (DUP), then what arrived while away.
         session.Attach(this);
         LogConnected(_logger, ConnectionId, App, clientId, _level);
+    }
+
+    /// <summary>
+    /// A connection on another node claimed this one's client id with claim <paramref name="number"/>: it takes over if it
+    /// came after this connection's own claim (one still on its way is settled when it comes back).
+    /// </summary>
+    public void ClaimedElsewhere(long number)
+    {
+        bool takenOver;
+        lock (_claimGate)
+        {
+            _claimedElsewhere = Math.Max(_claimedElsewhere, number);
+            takenOver = _claim != 0 && _claim < number;
+        }
+
+        if (takenOver)
+        {
+            TakenOverElsewhere();
+        }
+    }
+
+    private async Task ClaimAcrossNodesAsync(string clientId)
+    {
+        long claim;
+        try
+        {
+            claim = await _broker.Claims.ClaimAsync(MqttBroker.ClaimScope, App, clientId, _node.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Connected all the same: a connection with the id on another node is then not closed from here.
+            LogClaimFailed(_logger, ex, ConnectionId, clientId);
+            return;
+        }
+
+        bool takenOver;
+        lock (_claimGate)
+        {
+            _claim = claim;
+            takenOver = _claimedElsewhere > claim;
+        }
+
+        if (takenOver)
+        {
+            TakenOverElsewhere();
+        }
+    }
+
+    // Taken over from another node: closed as for a takeover here, and its session (once open) ends once handed back.
+    private void TakenOverElsewhere()
+    {
+        TakenOver();
+        MqttSession? session;
+        lock (_claimGate)
+        {
+            _movedAway = true;
+            session = _session;
+        }
+
+        if (session is not null)
+        {
+            _ = _broker.EndMovedSessionAsync(session);
+        }
     }
 
     /// <summary>Another connection took this one's client id.</summary>
@@ -206,6 +294,9 @@ internal sealed partial class MqttConnection
 
     [LoggerMessage(EventId = 1412, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} taken over by a new connection with client id {ClientId}")]
     private static partial void LogTakenOver(ILogger logger, string connectionId, string? clientId);
+
+    [LoggerMessage(EventId = 1423, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: client id '{ClientId}' could not be claimed across nodes; a connection with it on another node stays open")]
+    private static partial void LogClaimFailed(ILogger logger, Exception exception, string connectionId, string clientId);
 
     [LoggerMessage(EventId = 1413, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId} disconnected: key {AppId}.{KeyId} was removed or its secret changed")]
     private static partial void LogKeyRevoked(ILogger logger, string connectionId, string appId, string keyId);

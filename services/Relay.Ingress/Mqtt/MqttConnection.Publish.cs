@@ -83,13 +83,13 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
-        else if (retain && !publish.Payload.IsEmpty && !_broker.Retained.HasRoomFor(App, channel))
-        {
-            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish");
-        }
         else if (!_publishRate!.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
+        }
+        else if (_node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, overAppRate.Message);
         }
 
         if (refusal != 0)
@@ -112,6 +112,14 @@ internal sealed partial class MqttConnection
 
     private async ValueTask RouteAsync(string channel, byte[] data, byte qos, ushort packetId, bool retain)
     {
+        if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
+        {
+            var reason = $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish";
+            LogPublishRefused(_logger, ConnectionId, channel, MqttReasonCodes.QuotaExceeded, reason);
+            Acknowledge(qos, packetId, V5 ? MqttReasonCodes.QuotaExceeded : (byte)0, reason);
+            return;
+        }
+
         var isJson = IsJson(data);
         var item = new PublishItem(null, data, isJson, null);
         RoutingReply reply;
@@ -126,14 +134,14 @@ internal sealed partial class MqttConnection
             reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "internal error; the message was not published"));
         }
 
-        if (reply is PublishReply)
+        if (reply is PublishReply published)
         {
             _node.Metrics.Published(1);
 
             // Kept before the acknowledgement, so a subscriber that subscribes once the publisher has its PUBACK gets it.
-            if (retain && !_broker.Retained.Set(new RelayMessage { App = App, Channel = channel, Epoch = string.Empty, Data = data, DataIsJson = isJson }))
+            if (retain)
             {
-                LogRetainedFull(_logger, ConnectionId, channel, _options.MaxRetainedPerApp);
+                await _broker.RetainAsync(new RelayMessage { App = App, Channel = channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = data, DataIsJson = isJson }).ConfigureAwait(false);
             }
 
             if (qos == 2)
@@ -233,11 +241,22 @@ internal sealed partial class MqttConnection
         }
     }
 
+    // Whether the app may retain one more topic; a store that does not answer lets the publish go (its retain is then
+    // logged as not kept, RetainAsync).
+    private async ValueTask<bool> HasRetainedRoomAsync(string channel)
+    {
+        try
+        {
+            return await _broker.Retained.HasRoomForAsync(App, channel, _options.MaxRetainedPerApp, _node.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            return true;
+        }
+    }
+
     [LoggerMessage(EventId = 1420, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogPublishRefused(ILogger logger, string connectionId, string channel, byte reasonCode, string reason);
-
-    [LoggerMessage(EventId = 1422, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: '{Channel}' published but not retained: the app holds retained messages on {Max} topics (Relay:Mqtt:MaxRetainedPerApp)")]
-    private static partial void LogRetainedFull(ILogger logger, string connectionId, string channel, int max);
 
     [LoggerMessage(EventId = 1421, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' failed: {Error}")]
     private static partial void LogPublishFailed(ILogger logger, string connectionId, string channel, string error);

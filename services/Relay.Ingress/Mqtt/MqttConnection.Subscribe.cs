@@ -44,10 +44,24 @@ internal sealed partial class MqttConnection
         Send(ack);
         foreach (var (filter, qos) in retained ?? [])
         {
-            foreach (var message in _broker.Retained.Matching(App, filter))
+            foreach (var message in await RetainedMatchingAsync(filter).ConfigureAwait(false))
             {
                 Enqueue(new MqttOutbound(message, null, qos, Retain: true));
             }
+        }
+    }
+
+    // The retained messages a new subscription gets; none (logged) when the retained store does not answer.
+    private async ValueTask<IReadOnlyList<Relay.Core.Messages.RelayMessage>> RetainedMatchingAsync(string filter)
+    {
+        try
+        {
+            return await _broker.Retained.MatchingAsync(App, filter, _node.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            LogRetainedReadFailed(_logger, ex, ConnectionId, filter);
+            return [];
         }
     }
 
@@ -241,6 +255,9 @@ internal sealed partial class MqttConnection
             }
         }
     }
+
+    [LoggerMessage(EventId = 1431, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: the retained messages for '{Filter}' could not be read (the retained store did not answer); the subscription stands without them")]
+    private static partial void LogRetainedReadFailed(ILogger logger, Exception exception, string connectionId, string filter);
 
     [LoggerMessage(EventId = 1430, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: subscription to '{Filter}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogSubscribeRefused(ILogger logger, string connectionId, string filter, byte reasonCode, string reason);

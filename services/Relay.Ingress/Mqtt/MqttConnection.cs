@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 using Relay.Core.Messages;
+using Relay.Ingress.Connections;
 using Relay.Ingress.Mqtt.Codec;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;
@@ -53,6 +54,12 @@ internal sealed partial class MqttConnection : INodeConnection
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
+
+    // This connection's claim of its client id across nodes (0 until it comes back) and the latest claim another node made.
+    private readonly Lock _claimGate = new();
+    private long _claim;
+    private long _claimedElsewhere;
+    private bool _movedAway;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;
     private readonly long _connectDeadlineTicks;
@@ -75,6 +82,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly List<MqttSubscriptionSink> _identifiedSinks = [];
     private readonly List<int> _identifiers = [];
     private long _keysVersion = -1;
+    private readonly string? _refusedAtAccept;
+
+    // The app this connection counts against (AppLimits), once CONNECT was accepted.
+    private string? _countedApp;
 
     public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
     {
@@ -92,6 +103,23 @@ internal sealed partial class MqttConnection : INodeConnection
     }
 
     public string ConnectionId { get; }
+
+    /// <summary>
+    /// Why the listener refused this connection (its address's limit), or null: CONNECT is answered with CONNACK 0x97
+    /// (MQTT 5) or 0x03 (3.1.1), and a client that sends none is closed within a second or two, not the connect timeout.
+    /// </summary>
+    public string? RefusedAtAccept
+    {
+        get => _refusedAtAccept;
+        init
+        {
+            _refusedAtAccept = value;
+            if (value is not null)
+            {
+                _connectDeadlineTicks = _lastInputTicks + ConnectionGate.RefusalWait.Ticks;
+            }
+        }
+    }
 
     private string App => _principal!.AppId;
 
@@ -131,6 +159,11 @@ internal sealed partial class MqttConnection : INodeConnection
                     session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
                 }
                 _node.Unregister(this);
+                if (_countedApp is { } app)
+                {
+                    _node.AppLimits.Closed(app);
+                }
+
                 _queue.Clear();
                 _closed.Dispose();
             }
@@ -285,9 +318,10 @@ internal sealed partial class MqttConnection : INodeConnection
                             continue;
                         }
 
-                        if (packet is MqttPublish)
+                        if (packet is MqttPublish { Retain: false })
                         {
                             // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                            // A retained one is not: it asks the retained store for room first, so the next waits for it.
                             (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
                             await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
                             continue;

@@ -23,6 +23,9 @@ namespace Relay.Ingress.Mqtt;
 /// </summary>
 public sealed partial class MqttListener : IHostedService, IAsyncDisposable
 {
+    /// <summary>The TLS handshake a connection refused for its address may take before its CONNACK: it holds a refusal slot meanwhile.</summary>
+    private static readonly TimeSpan RefusedHandshakeTimeout = TimeSpan.FromSeconds(2);
+
     private readonly MqttOptions _options;
     private readonly GatedListenerFactory _factory;
     private readonly MqttConnectionHandler _handler;
@@ -38,7 +41,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     internal MqttListener(IOptions<MqttOptions> options, IOptions<SocketTransportOptions> transport, ILoggerFactory loggers, ConnectionGate gate, MqttConnectionHandler handler, ServerCertificate? certificate, IOptions<TlsOptions> tls, ILogger<MqttListener> logger)
     {
         _options = options.Value;
-        _factory = new GatedListenerFactory(transport, loggers, gate);
+        _factory = new GatedListenerFactory(transport, loggers, gate, refuseInProtocol: true);
         _handler = handler;
         _certificate = tls.Value.Enabled ? certificate : null;
         _clientCertificates = _certificate is not null && _options.ClientCertificates.Enabled ? new MqttClientCertificates(_options.ClientCertificates) : null;
@@ -166,9 +169,11 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
             var ssl = new SslStream(new DuplexPipeStream(connection.Transport), leaveInnerStreamOpen: false);
             await using (ssl.ConfigureAwait(false))
             {
+                var refused = MqttConnectionHandler.RefusalOf(connection);
                 using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token))
                 {
-                    handshake.CancelAfter(_options.ConnectTimeout);
+                    // A connection refused for its address holds a refusal slot: its handshake gets a few seconds at most.
+                    handshake.CancelAfter(refused is null ? _options.ConnectTimeout : TimeSpan.FromTicks(Math.Min(_options.ConnectTimeout.Ticks, RefusedHandshakeTimeout.Ticks)));
                     try
                     {
                         var authentication = new SslServerAuthenticationOptions { ServerCertificateContext = _certificate!.Context };
@@ -193,7 +198,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                 // A valid client certificate names the connection's key (or, mapped to none, gets it refused at CONNECT).
                 var certificateKey = _clientCertificates is { } known && ssl.RemoteCertificate is X509Certificate2 presentedCertificate ? known.KeyOf(presentedCertificate) : default;
                 var pipe = new TlsPipe(PipeReader.Create(ssl, new StreamPipeReaderOptions(leaveOpen: true)), PipeWriter.Create(ssl, new StreamPipeWriterOptions(leaveOpen: true)));
-                await _handler.ServeAsync(pipe, connection.Abort, certificateKey.CommonName is null ? null : new MqttCertificateIdentity(certificateKey.CommonName, certificateKey.Key)).ConfigureAwait(false);
+                await _handler.ServeAsync(pipe, connection.Abort, certificateKey.CommonName is null ? null : new MqttCertificateIdentity(certificateKey.CommonName, certificateKey.Key), refused).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

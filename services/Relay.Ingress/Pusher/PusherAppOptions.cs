@@ -9,6 +9,12 @@ public sealed class PusherAppOptions
     /// <summary>The most Pusher connections of the app on one node; past it a new one is refused with 4004. 0: no quota.</summary>
     public int MaxConnections { get; set; }
 
+    /// <summary>
+    /// Watchlist events (Pusher's app toggle, off by default): a signed-in connection's <c>user_data.watchlist</c> users
+    /// are watched, and it is told when they come online and go offline (<see cref="PusherWatchlist"/>).
+    /// </summary>
+    public bool Watchlists { get; set; }
+
     /// <summary>The key (<c>APPID.KEYID</c>) whose name is sent as <c>X-Pusher-Key</c> and whose secret signs the webhooks.</summary>
     public string? WebhookKey { get; set; }
 

@@ -59,6 +59,11 @@ internal sealed partial class PusherConnection
             (code, refusal) = (ClientEventRejected, $"client event rate above {_options.ClientEventsPerSecond} per second (Relay:Pusher:ClientEventsPerSecond)");
         }
 
+        if (refusal is null && _node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            (code, refusal) = (ClientEventRejected, overAppRate.Message);
+        }
+
         if (refusal is not null)
         {
             LogClientEventRefused(_logger, ConnectionId, eventName, refusal);
@@ -105,11 +110,17 @@ internal sealed partial class PusherConnection
         }
 
         string? id = null;
+        List<string> watched = [];
         using (var document = PusherJson.TryParse(userData))
         {
             if (document?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("id"u8, out var value))
             {
                 id = value.ValueKind == JsonValueKind.String ? value.GetString() : value.ValueKind == JsonValueKind.Number ? value.GetRawText() : null;
+            }
+
+            if (document is not null)
+            {
+                watched = PusherWatchlist.UsersOf(document.RootElement);
             }
         }
 
@@ -127,7 +138,72 @@ internal sealed partial class PusherConnection
         _userId = id;
         _broker.SignedIn(App, id, this);
         await WatchUserAsync(id).ConfigureAwait(false);
+        var watchlists = _broker.App(App)?.Watchlists == true;
+        if (watchlists)
+        {
+            await GoOnlineAsync(id).ConfigureAwait(false);
+        }
+
         Enqueue(PusherFrames.Event("pusher:signin_success", null, userData, static (w, u) => w.WriteString("user_data"u8, u)));
+        if (watchlists && watched.Count > 0)
+        {
+            await WatchAsync(id, watched).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// With watchlist events on: the connection enters its user's presence, so watchers anywhere see the user online while
+    /// it is connected; a previous sign-in's presence and watchlist are left first.
+    /// </summary>
+    private async ValueTask GoOnlineAsync(string user)
+    {
+        await GoOfflineAsync().ConfigureAwait(false);
+        try
+        {
+            var reply = await _node.Bus.SendToRoutingAsync(new PresenceRequest(App, PusherChannels.RelayUserPrefix + user, "enter", user, ConnectionId, "{}"u8.ToArray(), _node.NodeId), _node.Stopping).ConfigureAwait(false);
+            if (reply is ErrorReply { Error: var error })
+            {
+                LogOnlineFailed(_logger, ConnectionId, user, error.Message);
+            }
+            else
+            {
+                _onlineAs = user;
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Signed in all the same: watchers do not see this connection.
+            LogOnlineFailed(_logger, ConnectionId, user, ex.Message);
+        }
+    }
+
+    /// <summary>Watches the signed-in user's watchlist; it stays quiet (logged) if the watches cannot be made.</summary>
+    private async ValueTask WatchAsync(string user, List<string> watched)
+    {
+        try
+        {
+            _watchlist = await PusherWatchlist.StartAsync(_node, App, watched, Enqueue).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            LogOnlineFailed(_logger, ConnectionId, user, ex.Message);
+        }
+    }
+
+    /// <summary>Leaves the user's presence (a leave the bus did not take is sent again by the node) and ends the watchlist.</summary>
+    private async ValueTask GoOfflineAsync()
+    {
+        if (Interlocked.Exchange(ref _watchlist, null) is { } watchlist)
+        {
+            await watchlist.StopAsync(_node).ConfigureAwait(false);
+        }
+
+        if (Interlocked.Exchange(ref _onlineAs, null) is not { } user)
+        {
+            return;
+        }
+
+        await SendLeaveAsync(new PresenceRequest(App, PusherChannels.RelayUserPrefix + user, "leave", user, ConnectionId, default, _node.NodeId)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -159,6 +235,9 @@ internal sealed partial class PusherConnection
             LogUserWatchFailed(_logger, ConnectionId, user, ex.Error.Message);
         }
     }
+
+    [LoggerMessage(EventId = 1512, Level = LogLevel.Warning, Message = "Pusher connection {ConnectionId}: user {User}'s watchlist presence or watches could not be made ({Reason}); watchlist events miss this connection")]
+    private static partial void LogOnlineFailed(ILogger logger, string connectionId, string user, string reason);
 
     [LoggerMessage(EventId = 1511, Level = LogLevel.Warning, Message = "Pusher connection {ConnectionId}: user {User}'s channel could not be watched ({Reason}); terminate_connections reaches it only from this node")]
     private static partial void LogUserWatchFailed(ILogger logger, string connectionId, string user, string reason);

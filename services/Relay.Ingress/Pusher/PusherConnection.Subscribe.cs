@@ -288,7 +288,12 @@ internal sealed partial class PusherConnection
             return;
         }
 
-        var leave = new PresenceRequest(App, sink.RelayName, "leave", userId, ConnectionId, default, _node.NodeId);
+        await SendLeaveAsync(new PresenceRequest(App, sink.RelayName, "leave", userId, ConnectionId, default, _node.NodeId)).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends a presence leave; one the bus did not take is sent again by the node (<see cref="PresenceLeaves"/>).</summary>
+    private async ValueTask SendLeaveAsync(PresenceRequest leave)
+    {
         try
         {
             if (await _node.Bus.SendToRoutingAsync(leave, CancellationToken.None).ConfigureAwait(false) is ErrorReply { Error.Code: ErrorCodes.Unavailable or ErrorCodes.Internal })
@@ -373,6 +378,8 @@ internal sealed partial class PusherConnection
                 _userWatch = null;
                 await _node.RemoveSubscriptionAsync(watched).ConfigureAwait(false);
             }
+
+            await GoOfflineAsync().ConfigureAwait(false);
         }
     }
 }

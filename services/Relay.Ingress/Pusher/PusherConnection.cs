@@ -53,6 +53,8 @@ internal sealed partial class PusherConnection : INodeConnection
     private string? _closeReason;
     private string? _userId;
     private PusherUserWatch? _userWatch;
+    private string? _onlineAs;
+    private PusherWatchlist? _watchlist;
 
     public PusherConnection(WebSocket socket, PusherBroker broker, RelayPrincipal principal)
     {

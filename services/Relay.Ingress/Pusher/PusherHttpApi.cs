@@ -315,6 +315,13 @@ internal static class PusherHttpApi
         }
 
         var node = broker.Node;
+
+        // One message per channel, each taken from the app's publish rate (Relay:Ingress:AppLimits), as Relay's HTTP API does.
+        if (node.AppLimits.TryPublish(principal.AppId, item.RelayChannels.Count) is { } overAppRate)
+        {
+            return Text(StatusCodes.Status429TooManyRequests, overAppRate.Message);
+        }
+
         var publishes = new Task<RoutingReply>[item.RelayChannels.Count];
         for (var i = 0; i < publishes.Length; i++)
         {

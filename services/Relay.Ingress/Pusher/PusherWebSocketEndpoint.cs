@@ -63,12 +63,21 @@ internal static class PusherWebSocketEndpoint
                 return;
             }
 
+            // The app's limit over every protocol (Relay:Ingress:AppLimits), answered as Pusher's own quota is.
+            if (broker.Node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
+            {
+                broker.Closed(principal.AppId);
+                await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, overLimit.Message).ConfigureAwait(false);
+                return;
+            }
+
             try
             {
                 await new PusherConnection(socket, broker, principal).RunAsync().ConfigureAwait(false);
             }
             finally
             {
+                broker.Node.AppLimits.Closed(principal.AppId);
                 broker.Closed(principal.AppId);
             }
         });

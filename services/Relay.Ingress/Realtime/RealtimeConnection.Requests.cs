@@ -114,6 +114,11 @@ internal sealed partial class RealtimeConnection
 
         // A channel published to again gets its ok put together from bytes (the channel as JSON is kept for it).
         var channelJson = checkedChannel ? _publishChecked.ChannelJson ??= ServerFrames.JsonString(channel) : null;
+        if (_node.AppLimits.TryPublish(App) is { } overAppRate)
+        {
+            throw new RelayException(overAppRate);
+        }
+
         var item = new PublishItem(request.Name, request.Data, DataIsJson: true, request.Id);
         using var activity = RelayTracing.StartFromClient(RelayTracing.IngressReceive, ActivityKind.Consumer, request.TraceParent, channel);
         var reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal.ClientId, TraceParent: activity?.Id), _node.Stopping).ConfigureAwait(false);

@@ -6,7 +6,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 using Relay.Core.Protocol;
+using Relay.Core.Auth;
 using Relay.Ingress.Http;
+using Relay.Ingress.Limits;
 using Relay.Ingress.Sending;
 using Relay.ServiceDefaults;
 
@@ -38,18 +40,37 @@ internal static class RealtimeEndpoint
                 return RelayResults.Error(ErrorCodes.BadRequest, "GET /v1/realtime needs a WebSocket upgrade");
             }
 
-            var heartbeat = TimeSpan.FromMilliseconds(node.Options.HeartbeatMs);
-            using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+            var app = auth.Principal.AppId;
+            if (node.AppLimits.TryOpen(app) is { } overLimit)
             {
-                SubProtocol = context.WebSockets.WebSocketRequestedProtocols.Contains(SubProtocol) ? SubProtocol : null,
-                KeepAliveInterval = heartbeat,
-                KeepAliveTimeout = heartbeat * 2,
-            }).ConfigureAwait(false);
-            var sender = new FrameworkFrameSender(socket, node.Options.SendQueueBytes, node.Metrics);
-            var connection = new RealtimeConnection(socket, sender, auth.Principal, node, authenticator, logger);
-            await connection.RunAsync().ConfigureAwait(false);
+                return AppLimits.Refusal(context, overLimit);
+            }
+
+            try
+            {
+                await ServeAsync(context, auth.Principal, node, authenticator, logger).ConfigureAwait(false);
+            }
+            finally
+            {
+                node.AppLimits.Closed(app);
+            }
+
             return Results.Empty;
         }).AddEndpointFilter(RefusalLog.FilterAtOnce);
+    }
+
+    private static async Task ServeAsync(HttpContext context, RelayPrincipal principal, IngressNode node, IRelayAuthenticator authenticator, ILogger<RealtimeConnection> logger)
+    {
+        var heartbeat = TimeSpan.FromMilliseconds(node.Options.HeartbeatMs);
+        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+        {
+            SubProtocol = context.WebSockets.WebSocketRequestedProtocols.Contains(SubProtocol) ? SubProtocol : null,
+            KeepAliveInterval = heartbeat,
+            KeepAliveTimeout = heartbeat * 2,
+        }).ConfigureAwait(false);
+        var sender = new FrameworkFrameSender(socket, node.Options.SendQueueBytes, node.Metrics);
+        var connection = new RealtimeConnection(socket, sender, principal, node, authenticator, logger);
+        await connection.RunAsync().ConfigureAwait(false);
     }
 
     /// <summary>

@@ -206,8 +206,11 @@ internal sealed partial class RealtimeListenerFactory(
                         continue;
                     }
 
-                    // Past the cap: answered 503 and closed, so descriptors never run out (ConnectionGate).
-                    if (!_gate.TryEnter())
+                    // Past the cap: answered 503 and closed, so descriptors never run out (ConnectionGate); past its
+                    // address's limit, 429 the same way.
+                    var address = _gate.Addresses.AddressOf(RemoteOf(accepted));
+                    var admission = _gate.TryEnter(address);
+                    if (admission != Admission.Admitted)
                     {
                         // With every refusal slot busy, accepting waits: the backlog holds the flood, not our descriptors.
                         try
@@ -220,11 +223,11 @@ internal sealed partial class RealtimeListenerFactory(
                             throw new ObjectDisposedException(nameof(Listener));
                         }
 
-                        _ = RefuseAsync(accepted);
+                        _ = RefuseAsync(accepted, _gate.RefusalFor(admission));
                         continue;
                     }
 
-                    _ = ClassifyAsync(accepted);
+                    _ = ClassifyAsync(accepted, address);
                 }
             }
             catch (Exception ex) when (ex is ObjectDisposedException || (ex is SocketException socket && socket.SocketErrorCode == SocketError.OperationAborted))
@@ -260,19 +263,19 @@ internal sealed partial class RealtimeListenerFactory(
             }
         }
 
-        /// <summary>A socket past the cap, on a refusal slot already taken: a probe goes to Kestrel, anything else gets the 503 refusal.</summary>
-        private async Task RefuseAsync(Socket socket)
+        /// <summary>A socket past a limit, on a refusal slot already taken: a probe goes to Kestrel, anything else gets <paramref name="refusal"/>.</summary>
+        private async Task RefuseAsync(Socket socket, byte[] refusal)
         {
             var handed = false;
             try
             {
                 if (await SocketRefusal.IsProbeAsync(socket).ConfigureAwait(false))
                 {
-                    handed = Hand(socket, onRefusalSlot: true);
+                    handed = Hand(socket, address: null, onRefusalSlot: true);
                     return;
                 }
 
-                await SocketRefusal.AnswerAsync(socket, _gate.Refusal).ConfigureAwait(false);
+                await SocketRefusal.AnswerAsync(socket, refusal).ConfigureAwait(false);
             }
             finally
             {
@@ -285,7 +288,7 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>Serves a realtime upgrade on the bare socket, or hands the connection to Kestrel (which then counts it out).</summary>
-        private async Task ClassifyAsync(Socket socket)
+        private async Task ClassifyAsync(Socket socket, IPAddress? address)
         {
             var handed = false;
             try
@@ -309,7 +312,7 @@ internal sealed partial class RealtimeListenerFactory(
 
                 if (accepted is null)
                 {
-                    handed = Hand(socket, onRefusalSlot: false);
+                    handed = Hand(socket, address, onRefusalSlot: false);
                     return;
                 }
 
@@ -328,6 +331,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 finally
                 {
+                    _node.AppLimits.Closed(accepted.Value.Principal.AppId);
                     if (webSocket is not null)
                     {
                         // What was written (a close frame last) reaches the kernel before the socket closes.
@@ -342,7 +346,7 @@ internal sealed partial class RealtimeListenerFactory(
             {
                 if (!handed)
                 {
-                    _gate.Exit();
+                    _gate.Exit(address);
                 }
             }
         }
@@ -393,11 +397,25 @@ internal sealed partial class RealtimeListenerFactory(
                     return null;
                 }
 
-                // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
-                var taken = socket.Receive(buffer, 0, length, SocketFlags.None);
-                if (taken != length)
+                // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429.
+                var app = accepted.Principal.AppId;
+                if (_node.AppLimits.TryOpen(app) is not null)
                 {
-                    throw new SocketException((int)SocketError.ProtocolNotSupported);
+                    return null;
+                }
+
+                // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
+                try
+                {
+                    if (socket.Receive(buffer, 0, length, SocketFlags.None) != length)
+                    {
+                        throw new SocketException((int)SocketError.ProtocolNotSupported);
+                    }
+                }
+                catch
+                {
+                    _node.AppLimits.Closed(app);
+                    throw;
                 }
 
                 return accepted;
@@ -422,12 +440,12 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>Hands the socket to Kestrel; true once the handed connection owns the count (it exits when Kestrel disposes it).</summary>
-        private bool Hand(Socket socket, bool onRefusalSlot)
+        private bool Hand(Socket socket, IPAddress? address, bool onRefusalSlot)
         {
             ConnectionContext connection;
             try
             {
-                connection = new GatedConnection(_contexts.Create(socket), _gate, onRefusalSlot);
+                connection = new GatedConnection(_contexts.Create(socket), _gate, address, onRefusalSlot);
             }
             catch (ObjectDisposedException)
             {

@@ -7,6 +7,7 @@ using Relay.Core.Auth;
 using Relay.Core.Channels;
 using Relay.Core.Protocol;
 using Relay.Ingress.Http;
+using Relay.Ingress.Limits;
 using Relay.ServiceDefaults;
 
 namespace Relay.Ingress.Sse;
@@ -61,6 +62,11 @@ internal static class SseEndpoint
                 return RelayResults.Error(ErrorCodes.BadRequest, "Last-Event-ID is not a cursor this server issued; reconnect without it");
             }
 
+            if (node.AppLimits.TryOpen(auth.Principal.AppId) is { } overLimit)
+            {
+                return AppLimits.Refusal(context, overLimit);
+            }
+
             var connection = new SseConnection(context, auth.Principal, node, logger);
             try
             {
@@ -69,6 +75,10 @@ internal static class SseEndpoint
             catch (RelayException ex) when (!context.Response.HasStarted)
             {
                 return RelayResults.Error(ex.Error);
+            }
+            finally
+            {
+                node.AppLimits.Closed(auth.Principal.AppId);
             }
 
             return Results.Empty;

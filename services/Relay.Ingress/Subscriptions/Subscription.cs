@@ -28,6 +28,15 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     /// <summary>Where this subscription sits in its channel's <see cref="SubscriberList"/> (kept by the list).</summary>
     internal int Slot { get; set; }
 
+    // 1 while the subscription counts against its app's subscriptions (Limits/AppLimits): uncounted once, however often removed.
+    private int _countedForApp;
+
+    /// <summary>Marks the subscription as counted against its app.</summary>
+    internal void CountForApp() => Volatile.Write(ref _countedForApp, 1);
+
+    /// <summary>True once, for a subscription counted against its app: the caller takes it off the count.</summary>
+    internal bool UncountForApp() => Interlocked.Exchange(ref _countedForApp, 0) == 1;
+
     /// <summary>Delivers a live message. Calls for one channel arrive in seq order.</summary>
     public void Deliver(RelayMessage message)
     {

@@ -10,22 +10,29 @@ namespace Relay.Bench.Load;
 /// <summary>
 /// A deliberately small RFC 6455 client for load generation: one socket, no per-message allocation, data-frame
 /// payloads handed to a <see cref="StreamScanner"/> as they arrive. A framework client would cost the load generator
-/// more CPU than the servers it measures; this one reads into a pooled buffer only while bytes are waiting.
+/// more CPU than the servers it measures; this one reads into a pooled buffer only while bytes are waiting. A
+/// <c>tcp://</c> address is a plain TCP connection instead (MQTT): no upgrade, bytes sent and scanned as they are.
 /// </summary>
 internal sealed class BenchSocket : IAsyncDisposable
 {
     private const int ReceiveBufferBytes = 16 * 1024;
 
+    // Close code 1000 (normal closure), big-endian.
+    private static readonly byte[] NormalClosure = [0x03, 0xE8];
+
     private readonly Socket _socket;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private readonly FrameReader _reader;
+    private readonly FrameReader? _reader;
 
-    private BenchSocket(Socket socket, StreamScanner scanner)
+    private BenchSocket(Socket socket, StreamScanner scanner, bool raw)
     {
         _socket = socket;
         Scanner = scanner;
-        _reader = new FrameReader(scanner, this);
+        _reader = raw ? null : new FrameReader(scanner, this);
     }
+
+    // A plain TCP connection: no WebSocket frames either way.
+    private bool Raw => _reader is null;
 
     public StreamScanner Scanner { get; }
 
@@ -44,6 +51,13 @@ internal sealed class BenchSocket : IAsyncDisposable
             }
 
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Parse(uri.Host), uri.Port), cancellationToken).ConfigureAwait(false);
+            if (uri.Scheme == "tcp")
+            {
+                var plain = new BenchSocket(socket, scanner, raw: true);
+                plain.Completion = plain.ReceiveLoopAsync();
+                return plain;
+            }
+
             var key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));
             var request = $"GET {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n";
             await socket.SendAsync(Encoding.ASCII.GetBytes(request), cancellationToken).ConfigureAwait(false);
@@ -76,7 +90,7 @@ internal sealed class BenchSocket : IAsyncDisposable
                 throw new IOException($"{uri} refused the WebSocket upgrade: {status.Split("\r\n")[0]}");
             }
 
-            var client = new BenchSocket(socket, scanner);
+            var client = new BenchSocket(socket, scanner, raw: false);
             client.Completion = client.ReceiveLoopAsync();
             return client;
         }
@@ -87,8 +101,8 @@ internal sealed class BenchSocket : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends one text frame.</summary>
-    public Task SendTextAsync(ReadOnlyMemory<byte> payload) => SendFrameAsync(0x1, payload);
+    /// <summary>Sends one text frame (on a plain TCP connection, the bytes).</summary>
+    public Task SendTextAsync(ReadOnlyMemory<byte> payload) => Raw ? SendRawAsync(payload) : SendFrameAsync(0x1, payload);
 
     /// <summary>
     /// Sends <paramref name="count"/> publishes in one write, cycling through <paramref name="templates"/> from
@@ -97,11 +111,12 @@ internal sealed class BenchSocket : IAsyncDisposable
     /// </summary>
     public async Task SendBurstAsync(IReadOnlyList<Targets.PublishTemplate> templates, long first, int count, ReadOnlyMemory<byte> terminator)
     {
-        var total = terminator.IsEmpty ? 0 : HeaderLength(terminator.Length) + terminator.Length;
+        var framing = Raw ? 0 : 1;
+        var total = terminator.IsEmpty ? 0 : (framing * HeaderLength(terminator.Length)) + terminator.Length;
         for (var i = 0; i < count; i++)
         {
             var template = templates[(int)((first + i) % templates.Count)].Bytes;
-            total += HeaderLength(template.Length) + template.Length;
+            total += (framing * HeaderLength(template.Length)) + template.Length;
         }
 
         var buffer = ArrayPool<byte>.Shared.Rent(total);
@@ -111,14 +126,26 @@ internal sealed class BenchSocket : IAsyncDisposable
             for (var i = 0; i < count; i++)
             {
                 var template = templates[(int)((first + i) % templates.Count)];
-                var headerLength = HeaderLength(template.Bytes.Length);
+                var headerLength = framing * HeaderLength(template.Bytes.Length);
                 var frame = buffer.AsSpan(offset, headerLength + template.Bytes.Length);
-                WriteFrame(frame, 0x1, template.Bytes);
+                if (Raw)
+                {
+                    template.Bytes.CopyTo(frame);
+                }
+                else
+                {
+                    WriteFrame(frame, 0x1, template.Bytes);
+                }
+
                 Stamp.Write(frame[(headerLength + template.StampOffset)..], Stamp.MinimumSize, System.Diagnostics.Stopwatch.GetTimestamp());
                 offset += frame.Length;
             }
 
-            if (!terminator.IsEmpty)
+            if (!terminator.IsEmpty && Raw)
+            {
+                terminator.Span.CopyTo(buffer.AsSpan(offset));
+            }
+            else if (!terminator.IsEmpty)
             {
                 WriteFrame(buffer.AsSpan(offset), 0x1, terminator.Span);
             }
@@ -204,7 +231,11 @@ internal sealed class BenchSocket : IAsyncDisposable
                         return;
                     }
 
-                    if (!_reader.Feed(buffer.AsSpan(0, read)))
+                    if (_reader is null)
+                    {
+                        Scanner.Scan(buffer.AsSpan(0, read));
+                    }
+                    else if (!_reader.Feed(buffer.AsSpan(0, read)))
                     {
                         return;
                     }
@@ -222,6 +253,42 @@ internal sealed class BenchSocket : IAsyncDisposable
         catch (ObjectDisposedException)
         {
         }
+    }
+
+    /// <summary>
+    /// Closes as a well-behaved client does: a close frame (1000), then the server's close and the end of the stream,
+    /// waited for at most <paramref name="timeout"/>; the socket is released either way.
+    /// </summary>
+    public async Task CloseAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await SendFrameAsync(0x8, NormalClosure).ConfigureAwait(false);
+            await Completion.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or TimeoutException)
+        {
+            // The server went first, or never answered: the socket goes anyway.
+        }
+        finally
+        {
+            _socket.Dispose();
+        }
+    }
+
+    /// <summary>Resets the connection with no close frame (linger 0 sends an RST), as a client whose network drops does.</summary>
+    public void Abort()
+    {
+        try
+        {
+            _socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already gone: nothing to reset.
+        }
+
+        _socket.Dispose();
     }
 
     public ValueTask DisposeAsync()

@@ -24,13 +24,19 @@ internal sealed class StreamScanner
     private TaskCompletionSource? _waiter;
     private Func<bool>? _condition;
     private string? _error;
+    private readonly bool _trackEpochs;
+    private string? _epoch;
+    private byte[] _epochBytes = [];
+    private long _notRecovered;
 
     /// <param name="tokens">The protocol's tokens.</param>
     /// <param name="onStamp">Called with each delivery's publish time.</param>
     /// <param name="onAcks">Called with the number of acknowledgements in each read.</param>
-    public StreamScanner(ProtocolTokens tokens, Action<long>? onStamp = null, Action<long>? onAcks = null)
+    /// <param name="trackEpochs">Keep the last <c>"epoch":"…"</c> seen and count <c>"recovered":false</c> (Relay's resume, soak scenario).</param>
+    public StreamScanner(ProtocolTokens tokens, Action<long>? onStamp = null, Action<long>? onAcks = null, bool trackEpochs = false)
     {
         _tokens = tokens;
+        _trackEpochs = trackEpochs;
         _onStamp = onStamp;
         _onAcks = onAcks;
         _maxExtent = Math.Max(Stamp.Marker.Length + Stamp.Digits, Math.Max(tokens.Ready.Length, Math.Max(tokens.Ack.Length, tokens.Error.Length)));
@@ -54,6 +60,12 @@ internal sealed class StreamScanner
             }
         }
     }
+
+    /// <summary>The last epoch a Relay frame on this stream named (with <c>trackEpochs</c>), or null.</summary>
+    public string? Epoch => Volatile.Read(ref _epoch);
+
+    /// <summary>Subscribe replies that said <c>"recovered":false</c> (with <c>trackEpochs</c>).</summary>
+    public long NotRecovered => Volatile.Read(ref _notRecovered);
 
     /// <summary>Ready tokens (the server's greeting) received so far.</summary>
     public long Readies => Volatile.Read(ref _readies);
@@ -117,6 +129,13 @@ internal sealed class StreamScanner
     {
         // The carry holds one byte less than the longest token, so no stamp fits in it whole. A shorter token
         // wholly inside it was counted with the last read: only occurrences that reach into the new bytes count.
+        // Epochs first: a subscribe reply and the first message after it often share a read, and a stamp callback may
+        // ask whether the reply said recovered: false.
+        if (_trackEpochs)
+        {
+            TrackEpoch(data, carried);
+        }
+
         var stamps = CountStamps(data);
         var acks = Count(Fresh(data, carried, _tokens.Ack.Length), _tokens.Ack);
         var readies = Count(Fresh(data, carried, _tokens.Ready.Length), _tokens.Ready);
@@ -175,6 +194,31 @@ internal sealed class StreamScanner
             waiter.TrySetResult();
         }
     }
+
+    // An epoch split between two reads is missed; the next frame that names it (every message does) brings it.
+    private void TrackEpoch(ReadOnlySpan<byte> data, int carried)
+    {
+        var field = "\"epoch\":\""u8;
+        var at = data.LastIndexOf(field);
+        if (at >= 0)
+        {
+            var value = data[(at + field.Length)..];
+            var end = value.IndexOf((byte)'"');
+            if (end > 0 && !value[..end].SequenceEqual(_epochBytes))
+            {
+                _epochBytes = value[..end].ToArray();
+                Volatile.Write(ref _epoch, Encoding.UTF8.GetString(_epochBytes));
+            }
+        }
+
+        var notRecovered = Count(Fresh(data, carried, RecoveredFalse.Length), RecoveredFalse);
+        if (notRecovered != 0)
+        {
+            Volatile.Write(ref _notRecovered, _notRecovered + notRecovered);
+        }
+    }
+
+    private static ReadOnlySpan<byte> RecoveredFalse => "\"recovered\":false"u8;
 
     private int CountStamps(ReadOnlySpan<byte> data)
     {

@@ -13,10 +13,16 @@ internal static class MarkdownReport
     public const string Begin = "<!-- bench:begin (written by tests/Relay.Bench; edit outside these markers) -->";
     public const string End = "<!-- bench:end -->";
 
-    public static string Render(IReadOnlyList<ScenarioResult> results, IReadOnlyDictionary<string, string> descriptions, string command, MachineInfo machine)
+    /// <summary>The markers of a named section (<c>--section</c>): a run of other targets (MQTT) kept beside the main one.</summary>
+    public static (string Begin, string End) Markers(string? section) => section is null
+        ? (Begin, End)
+        : ($"<!-- bench:{section}:begin (written by tests/Relay.Bench --section {section}; edit outside these markers) -->", $"<!-- bench:{section}:end -->");
+
+    public static string Render(IReadOnlyList<ScenarioResult> results, IReadOnlyDictionary<string, string> descriptions, string command, MachineInfo machine, string? section = null)
     {
+        var (begin, end) = Markers(section);
         var md = new StringBuilder();
-        md.AppendLine(Begin);
+        md.AppendLine(begin);
         md.AppendLine(CultureInfo.InvariantCulture, $"## Latest run: {machine.Date:yyyy-MM-dd HH:mm} UTC");
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Command: `{command}`");
@@ -27,7 +33,7 @@ internal static class MarkdownReport
         var targets = TargetCheck.Evaluate(results).ToList();
         if (targets.Count > 0)
         {
-            md.AppendLine("### Targets (issues 4 and 10)");
+            md.AppendLine(section is null ? "### Targets (issues 4 and 10)" : "### Targets");
             md.AppendLine();
             md.AppendLine("| target | measured | met |");
             md.AppendLine("|---|---|---|");
@@ -41,8 +47,9 @@ internal static class MarkdownReport
 
         foreach (var scenario in results.GroupBy(r => r.Scenario))
         {
-            var relay = scenario.FirstOrDefault(r => r.Target == "relay");
-            var peers = scenario.Where(r => r.Target != "relay").ToList();
+            // Ratios are against Relay as shipped, or the first Relay target of the run (relay-mqtt in the MQTT run).
+            var relay = scenario.FirstOrDefault(r => r.Target == "relay") ?? scenario.FirstOrDefault(r => r.Target.StartsWith("relay", StringComparison.Ordinal));
+            var peers = scenario.Where(r => r != relay).ToList();
             md.AppendLine(CultureInfo.InvariantCulture, $"### {scenario.Key}: {descriptions.GetValueOrDefault(scenario.Key, string.Empty)}");
             md.AppendLine();
             md.Append("| figure |");
@@ -53,7 +60,7 @@ internal static class MarkdownReport
 
             foreach (var peer in peers)
             {
-                md.Append(CultureInfo.InvariantCulture, $" relay ÷ {peer.Target} |");
+                md.Append(CultureInfo.InvariantCulture, $" {relay?.Target ?? "relay"} ÷ {peer.Target} |");
             }
 
             md.AppendLine();
@@ -91,18 +98,22 @@ internal static class MarkdownReport
         }
 
         md.AppendLine("Ratios are Relay's figure divided by the peer's: above 1 is better for throughput, below 1 is better for latency, CPU and memory.");
-        md.AppendLine(End);
+        md.AppendLine(end);
         return md.ToString();
     }
 
-    /// <summary>Replaces the generated section of <paramref name="path"/> (or appends one) with <paramref name="section"/>.</summary>
-    public static void WriteInto(string path, string section)
+    /// <summary>
+    /// Replaces the generated section of <paramref name="path"/> between the markers of <paramref name="name"/> (or
+    /// appends one) with <paramref name="section"/>.
+    /// </summary>
+    public static void WriteInto(string path, string section, string? name = null)
     {
+        var (beginMarker, endMarker) = Markers(name);
         var existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n\n";
-        var begin = existing.IndexOf(Begin, StringComparison.Ordinal);
-        var end = existing.IndexOf(End, StringComparison.Ordinal);
+        var begin = existing.IndexOf(beginMarker, StringComparison.Ordinal);
+        var end = existing.IndexOf(endMarker, StringComparison.Ordinal);
         var updated = begin >= 0 && end > begin
-            ? existing[..begin] + section.TrimEnd('\n') + existing[(end + End.Length)..]
+            ? existing[..begin] + section.TrimEnd('\n') + existing[(end + endMarker.Length)..]
             : existing.TrimEnd('\n') + "\n\n" + section;
         File.WriteAllText(path, updated);
     }
@@ -181,6 +192,22 @@ internal static class TargetCheck
         if (Find("idle", "relay") is { RssPerConnectionBytes: { } perConnection } idle)
         {
             yield return ("idle subscribed connection ≤ 8 KiB server RSS", FormattableString.Invariant($"{perConnection / 1024:0.0} KiB over {idle.Connections:N0} connections"), perConnection <= 8 * 1024);
+        }
+
+        // Issue 14: Relay's MQTT against mosquitto.
+        if (Find("fanout", "relay-mqtt") is { } fanMqtt && Find("fanout", "mosquitto") is { } fanMosquitto)
+        {
+            yield return ("MQTT QoS 0 fan-out deliveries/s ≥ 1.5x mosquitto", FormattableString.Invariant($"{fanMqtt.DeliveredPerSecond / fanMosquitto.DeliveredPerSecond:0.00}x mosquitto"), fanMqtt.DeliveredPerSecond >= 1.5 * fanMosquitto.DeliveredPerSecond);
+        }
+
+        if (Find("latency", "relay-mqtt") is { Latency: { } mqttLatency } && Find("latency", "mosquitto") is { Latency: { } mosquittoLatency })
+        {
+            yield return ("MQTT 1,000 msgs/s to 100 subscribers: p99 ≤ mosquitto's", FormattableString.Invariant($"{mqttLatency.P99:0.000} ms vs {mosquittoLatency.P99:0.000} ms"), mqttLatency.P99 <= mosquittoLatency.P99);
+        }
+
+        if (Find("idle", "relay-mqtt") is { RssPerConnectionBytes: { } mqttIdle } && Find("idle", "mosquitto") is { RssPerConnectionBytes: { } mosquittoIdle })
+        {
+            yield return ("MQTT idle subscribed connection: server RSS ≤ mosquitto's", FormattableString.Invariant($"{mqttIdle / 1024:0.0} KiB vs {mosquittoIdle / 1024:0.0} KiB"), mqttIdle <= mosquittoIdle);
         }
     }
 }

@@ -66,6 +66,9 @@ internal sealed record ScenarioResult
     /// <summary>redis-server's CPU over the measured interval, in cores (idle: while the connections sat idle).</summary>
     public double? RedisCpuCores { get; init; }
 
+    /// <summary>The soak run's samples, counts and verdict (soak scenario only).</summary>
+    public SoakFigures? Soak { get; init; }
+
     /// <summary>Why the run produced no figures, when it did not.</summary>
     public string? Error { get; init; }
 }

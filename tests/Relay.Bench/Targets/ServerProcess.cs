@@ -153,12 +153,19 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Resident set size now, in bytes.</summary>
-    public long RssBytes() => StatusKilobytes("VmRSS:") * 1024;
+    public long RssBytes() => StatusNumber("VmRSS:") * 1024;
 
     /// <summary>The largest resident set size the process has had, in bytes.</summary>
-    public long PeakRssBytes() => StatusKilobytes("VmHWM:") * 1024;
+    public long PeakRssBytes() => StatusNumber("VmHWM:") * 1024;
 
-    private long StatusKilobytes(string field)
+    /// <summary>Threads the process runs now.</summary>
+    public int ThreadCount() => (int)StatusNumber("Threads:");
+
+    /// <summary>Descriptors the process holds open now (sockets, files, pipes, epoll).</summary>
+    public int DescriptorCount() => Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Length;
+
+    // The number a /proc/PID/status field starts with (kB for the memory fields).
+    private long StatusNumber(string field)
     {
         foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
         {

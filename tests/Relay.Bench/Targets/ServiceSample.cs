@@ -20,7 +20,7 @@ internal sealed record ServiceSample(TimeSpan[] Cpu, long?[] FannedOut)
             if (services[i].Name.StartsWith("fanout", StringComparison.Ordinal))
             {
                 var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{services[i].Port}/metrics")).ConfigureAwait(false);
-                fannedOut[i] = Counter(text, "relay_fanout_messages_total");
+                fannedOut[i] = (long)(PrometheusText.Sum(text, "relay_fanout_messages_total") ?? 0);
             }
         }
 
@@ -40,19 +40,5 @@ internal sealed record ServiceSample(TimeSpan[] Cpu, long?[] FannedOut)
         }
 
         return text.ToString();
-    }
-
-    // A label-less counter's value in Prometheus text (`name value` or `name{} value`).
-    private static long Counter(string text, string name)
-    {
-        foreach (var line in text.Split('\n'))
-        {
-            if (line.StartsWith(name + " ", StringComparison.Ordinal) || line.StartsWith(name + "{} ", StringComparison.Ordinal))
-            {
-                return (long)double.Parse(line[(line.IndexOf(' ', StringComparison.Ordinal) + 1)..].Split(' ')[0], CultureInfo.InvariantCulture);
-            }
-        }
-
-        return 0;
     }
 }

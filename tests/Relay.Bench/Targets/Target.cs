@@ -102,28 +102,36 @@ internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0
 
     public override ProtocolTokens Tokens { get; } = new("\"type\":\"connected\""u8.ToArray(), "\"type\":\"ok\""u8.ToArray(), "\"type\":\"error\""u8.ToArray());
 
+    /// <summary>The standalone host's settings as every Relay target runs it (the bench app and key, limits out of the way).</summary>
+    public static Dictionary<string, string> Settings() => new()
+    {
+        ["ASPNETCORE_ENVIRONMENT"] = "Production",
+        ["Logging__LogLevel__Default"] = "Warning",
+        ["Relay__Auth__Apps__0__Id"] = "bench",
+        ["Relay__Auth__Apps__0__Keys__0__Id"] = "root",
+        ["Relay__Auth__Apps__0__Keys__0__Secret"] = "bench-secret-0123456789",
+        ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Channel"] = "*",
+        ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Operations__0"] = "*",
+        // The harness measures the server, not its per-connection publish limit.
+        ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
+        ["Relay__Ingress__PublishBurst"] = "1000000",
+        // The same send budget per client as NATS (64 MB pending) rather than Relay's 16 MiB: a hiccup of the
+        // load generator on these two cores once cut the harness's own subscriber (when the limit was 1,024 frames).
+        ["Relay__Ingress__SendQueueBytes"] = "67108864",
+
+        // The soak's channels (namespace soak) keep 1 minute of history instead of 5: recovery needs only the second a
+        // reconnect takes, and retained history reaches its steady size in the first fifth of a 5-minute run, so
+        // the memory trend after that is what connections and churn leave behind (see SoakScenario).
+        ["Relay__Namespaces__Rules__soak__HistoryTtl"] = "00:01:00",
+
+        // MQTT off the default port: the machine may run mosquitto on 1883 (the MQTT targets give it a free one).
+        ["Relay__Mqtt__Port"] = "0",
+        ["Relay__Grpc__Port"] = "0",
+    };
+
     public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
     {
-        var settings = new Dictionary<string, string>
-        {
-            ["ASPNETCORE_ENVIRONMENT"] = "Production",
-            ["Logging__LogLevel__Default"] = "Warning",
-            ["Relay__Auth__Apps__0__Id"] = "bench",
-            ["Relay__Auth__Apps__0__Keys__0__Id"] = "root",
-            ["Relay__Auth__Apps__0__Keys__0__Secret"] = "bench-secret-0123456789",
-            ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Channel"] = "*",
-            ["Relay__Auth__Apps__0__Keys__0__Capabilities__0__Operations__0"] = "*",
-            // The harness measures the server, not its per-connection publish limit.
-            ["Relay__Ingress__PublishRatePerSecond"] = "1000000",
-            ["Relay__Ingress__PublishBurst"] = "1000000",
-            // The same send budget per client as NATS (64 MB pending) rather than Relay's 16 MiB: a hiccup of the
-            // load generator on these two cores once cut the harness's own subscriber (when the limit was 1,024 frames).
-            ["Relay__Ingress__SendQueueBytes"] = "67108864",
-
-            // MQTT on a free port: the machine may run mosquitto on 1883, and the harness drives no MQTT yet.
-            ["Relay__Mqtt__Port"] = "0",
-            ["Relay__Grpc__Port"] = "0",
-        };
+        var settings = Settings();
         ServerProcess? redis = null;
         if (redisBus || fanOutProcesses > 0)
         {

@@ -14,7 +14,9 @@ internal static class Targets
         "relay-redis-fanout2" => new RelayTarget(redisBus: true, fanOutProcesses: 2),
         "nats" => new NatsTarget(),
         "signalr" => new SignalRTarget(),
-        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, relay-redis-fanout1, relay-redis-fanout2, nats or signalr"),
+        "relay-mqtt" => new RelayMqttTarget(),
+        "mosquitto" => new MosquittoTarget(),
+        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, relay-redis-fanout1, relay-redis-fanout2, nats, signalr, relay-mqtt or mosquitto"),
     };
 
     public static string PeerVersions(IEnumerable<string> names)
@@ -33,6 +35,12 @@ internal static class Targets
                 case "relay-redis-fanout1" or "relay-redis-fanout2":
                     parts.Add($"{name}: Relay's services as separate processes over Redis, the ingress node measured as the server (routing's and each fan-out process's CPU in the log)");
                     break;
+                case "relay-mqtt":
+                    parts.Add("relay-mqtt: Relay's standalone host over MQTT 3.1.1 on TCP");
+                    break;
+                case "mosquitto":
+                    parts.Add(MosquittoVersion());
+                    break;
                 case "signalr":
                     parts.Add($"ASP.NET Core SignalR {Environment.Version} (tests/Relay.Bench/peers/SignalRPeer)");
                     break;
@@ -40,6 +48,21 @@ internal static class Targets
         }
 
         return parts.Count == 0 ? "none" : string.Join(", ", parts);
+    }
+
+    private static string MosquittoVersion()
+    {
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo(BenchEnvironment.FindExecutable("mosquitto", "apt-get install mosquitto"), "-h") { RedirectStandardOutput = true })!;
+            var version = process.StandardOutput.ReadLine()?.Trim() ?? "mosquitto";
+            process.WaitForExit();
+            return $"{version} over MQTT 3.1.1 on TCP";
+        }
+        catch (FileNotFoundException)
+        {
+            return "mosquitto (not installed)";
+        }
     }
 
     private static string NatsVersion()

@@ -32,10 +32,15 @@ public sealed class MqttTlsTests : IDisposable
         Directory.Delete(_folder, recursive: true);
     }
 
-    private Task<RelayServer> StartAsync(string reloadInterval = "00:00:10")
+    private Task<RelayServer> StartAsync(string reloadInterval = "00:00:10", Dictionary<string, string?>? extra = null)
     {
         _certificate.WriteTo(CertificatePath, KeyPath);
         var settings = ServerFixture.Settings();
+        foreach (var (key, value) in extra ?? [])
+        {
+            settings[key] = value;
+        }
+
         settings["Relay:Tls:CertificatePath"] = CertificatePath;
         settings["Relay:Tls:KeyPath"] = KeyPath;
         settings["Relay:Tls:ReloadInterval"] = reloadInterval;
@@ -68,6 +73,42 @@ public sealed class MqttTlsTests : IDisposable
         using var refused = ClientProcess.Mosquitto("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "--cafile", otherPath, "-u", user, "-P", password,
             "-t", topic, "-m", "never");
         Assert.NotEqual(0, await refused.ExitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task OverTls_PastMaxConnectionsPerIp_ConnAckQuotaExceeded_AnotherAddressConnects()
+    {
+        await using var server = await StartAsync(extra: new() { ["Relay:Ingress:MaxConnectionsPerIp"] = "1" });
+        async Task<(TcpClient Tcp, SslStream Tls, byte Code)> ConnectAsync(string source, string clientId)
+        {
+            var tcp = new TcpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+            await tcp.ConnectAsync("127.0.0.1", server.MqttTlsPort!.Value).WaitAsync(Timeout);
+            var tls = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
+            await tls.AuthenticateAsClientAsync("relay-mqtt").WaitAsync(Timeout);
+            await tls.WriteAsync(RawMqttClient.Connect(5, clientId)).AsTask().WaitAsync(Timeout);
+            var connAck = new byte[4];
+            await tls.ReadExactlyAsync(connAck).AsTask().WaitAsync(Timeout);
+            Assert.Equal(0x20, connAck[0]);
+            return (tcp, tls, connAck[3]);
+        }
+
+        var first = await ConnectAsync("127.0.0.28", "tls-first");
+        var refused = await ConnectAsync("127.0.0.28", "tls-refused");
+        var other = await ConnectAsync("127.0.0.29", "tls-other");
+        try
+        {
+            Assert.Equal(0, first.Code);
+            Assert.Equal(0x97, refused.Code);
+            Assert.Equal(0, other.Code);
+        }
+        finally
+        {
+            foreach (var (tcp, tls, _) in new[] { first, refused, other })
+            {
+                await tls.DisposeAsync();
+                tcp.Dispose();
+            }
+        }
     }
 
     [Fact]

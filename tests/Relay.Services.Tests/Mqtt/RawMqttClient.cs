@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Relay.Testing;
@@ -8,17 +9,16 @@ namespace Relay.Services.Tests.Mqtt;
 internal sealed class RawMqttClient : IAsyncDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
-    private readonly TcpClient _tcp = new();
+    private readonly TcpClient _tcp;
 
-    private RawMqttClient()
-    {
-    }
+    private RawMqttClient(IPAddress? source) => _tcp = source is null ? new TcpClient() : new TcpClient(new IPEndPoint(source, 0));
 
     public NetworkStream Stream => _tcp.GetStream();
 
-    public static async Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null)
+    /// <summary>Opens a TCP connection to the MQTT port, from the loopback address <paramref name="source"/> when given.</summary>
+    public static async Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null, IPAddress? source = null)
     {
-        var client = new RawMqttClient();
+        var client = new RawMqttClient(source);
         await client._tcp.ConnectAsync("127.0.0.1", port ?? server.MqttPort!.Value).WaitAsync(Timeout);
         return client;
     }

@@ -57,6 +57,49 @@ public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixtur
     }
 
     [Fact]
+    public async Task Watchlist_UsersOnEitherNode_AreToldOnlineAndOffline_OncePerUser()
+    {
+        var settings = PusherServerFixture.Settings();
+        redis.AddTo(settings);
+        settings["Relay:Pusher:Apps:test:Watchlists"] = "true";
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings);
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        string Friend(int i) => $"friend{i}-{tag}";
+
+        // friend1 is online on node B before the watcher signs in; friend2 is not yet.
+        using var friend1 = PusherScript.Start("pusher-client.cjs", PusherScript.Options(b, RelayServer.Key, new { user = new { user_id = Friend(1) } }));
+        await friend1.NextAsync("connected", Timeout);
+        friend1.Send(new { op = "signin" });
+        await friend1.NextAsync("signin", Timeout);
+
+        using var watcher = PusherScript.Start("pusher-client.cjs", PusherScript.Options(a, RelayServer.Key, new { user = new { user_id = "watcher-" + tag, watchlist = new[] { Friend(1), Friend(2), Friend(3) } } }));
+        await watcher.NextAsync("connected", Timeout);
+        watcher.Send(new { op = "signin" });
+        var first = await watcher.NextAsync("watchlist", Timeout);
+        Assert.Equal("online", first.GetProperty("name").GetString());
+        Assert.Equal([Friend(1)], first.GetProperty("user_ids").EnumerateArray().Select(static u => u.GetString()));
+
+        // friend2 comes online on node A with two connections: one online event; offline only when both have gone.
+        using var friend2a = PusherScript.Start("pusher-client.cjs", PusherScript.Options(a, RelayServer.Key, new { user = new { user_id = Friend(2) } }));
+        await friend2a.NextAsync("connected", Timeout);
+        friend2a.Send(new { op = "signin" });
+        var online = await watcher.NextAsync("watchlist", Timeout);
+        Assert.Equal(("online", Friend(2)), (online.GetProperty("name").GetString(), online.GetProperty("user_ids")[0].GetString()));
+        using var friend2b = PusherScript.Start("pusher-client.cjs", PusherScript.Options(b, RelayServer.Key, new { user = new { user_id = Friend(2) } }));
+        await friend2b.NextAsync("connected", Timeout);
+        friend2b.Send(new { op = "signin" });
+        await friend2b.NextAsync("signin", Timeout);
+        friend2a.Send(new { op = "disconnect" });
+        friend1.Send(new { op = "disconnect" });
+        var offline = await watcher.NextAsync("watchlist", Timeout);
+        Assert.Equal(("offline", Friend(1)), (offline.GetProperty("name").GetString(), offline.GetProperty("user_ids")[0].GetString()));
+        friend2b.Send(new { op = "disconnect" });
+        offline = await watcher.NextAsync("watchlist", Timeout);
+        Assert.Equal(("offline", Friend(2)), (offline.GetProperty("name").GetString(), offline.GetProperty("user_ids")[0].GetString()));
+    }
+
+    [Fact]
     public async Task Webhooks_OnTwoNodes_OccupiedByTheFirstSubscriberAnywhereVacatedByTheLast_MembersOncePerUser()
     {
         using var sink = await PusherWebhookSink.StartAsync(RelayServer.Key, Timeout);
