@@ -271,13 +271,23 @@ internal sealed partial class GrpcConnection : INodeConnection, IMessageSink
         }
         catch (RpcException ex)
         {
-            // The framework refused a frame (larger than Relay:Grpc:MaxReceiveMessageBytes, not a ClientFrame): the call
-            // ends with its status, as gRPC clients expect; nothing else of the stream can be read.
+            // The framework refused a frame (larger than Relay:Grpc:MaxReceiveMessageBytes, not a ClientFrame: GrpcBinding's
+            // marshaller): the call ends with its status, as gRPC clients expect; nothing else of the stream can be read.
             LogReceiveEnded(_logger, ConnectionId, ex.Status.Detail);
             if (Volatile.Read(ref _closing) == 0)
             {
                 var code = ex.StatusCode == StatusCode.ResourceExhausted ? ErrorCodes.MessageTooLarge : ErrorCodes.BadRequest;
                 Disconnect(new RelayError(code, ex.Status.Detail), reconnect: false, dropQueued: false);
+            }
+        }
+        catch (InvalidDataException ex)
+        {
+            // The framework could not read a frame's gRPC framing (a compressed flag other than 0 or 1, a message cut
+            // short): the call ends INVALID_ARGUMENT, where the read loop faulted and the call ended OK (GrpcFuzzTests).
+            LogReceiveEnded(_logger, ConnectionId, ex.Message);
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                Disconnect(RelayError.BadRequest($"a frame's gRPC framing is broken: {ex.Message}"), reconnect: false, dropQueued: false);
             }
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)

@@ -21,6 +21,7 @@ namespace Relay.Ingress.Grpc;
 /// as the HTTP API does (the same checks and codes). A call whose credentials fail ends UNAUTHENTICATED before anything
 /// else; every error carries the protocol's code (<see cref="GrpcErrors"/>).
 /// </summary>
+[BindServiceMethod(typeof(GrpcBinding), nameof(GrpcBinding.BindService))]
 internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger<GrpcConnection> logger) : Relay.Grpc.V1.Realtime.RealtimeBase
 {
     public override async Task Connect(IAsyncStreamReader<ClientFrame> requestStream, IServerStreamWriter<ServerFrame> responseStream, ServerCallContext context)

@@ -50,9 +50,14 @@ public static class GrpcServiceCollectionExtensions
             return endpoints;
         }
 
-        if (options.Web && endpoints is IApplicationBuilder app)
+        if (endpoints is IApplicationBuilder app)
         {
-            app.UseGrpcWeb(new GrpcWebOptions { DefaultEnabled = true });
+            // Before gRPC-Web's middleware: its base64 reader fails a body that is not base64 in a way Kestrel then logs.
+            app.UseMiddleware<GrpcUnaryFraming>();
+            if (options.Web)
+            {
+                app.UseGrpcWeb(new GrpcWebOptions { DefaultEnabled = true });
+            }
         }
 
         endpoints.MapGrpcService<GrpcService>();

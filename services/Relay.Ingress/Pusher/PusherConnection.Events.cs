@@ -111,18 +111,17 @@ internal sealed partial class PusherConnection
 
         string? id = null;
         List<string> watched = [];
-        try
+        using (var document = PusherJson.TryParse(userData))
         {
-            using var document = JsonDocument.Parse(userData);
-            if (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("id"u8, out var value))
+            if (document?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("id"u8, out var value))
             {
                 id = value.ValueKind == JsonValueKind.String ? value.GetString() : value.ValueKind == JsonValueKind.Number ? value.GetRawText() : null;
             }
 
-            watched = PusherWatchlist.UsersOf(document.RootElement);
-        }
-        catch (JsonException)
-        {
+            if (document is not null)
+            {
+                watched = PusherWatchlist.UsersOf(document.RootElement);
+            }
         }
 
         if (string.IsNullOrEmpty(id) || id.Length > 128 || !Relay.Core.Channels.ChannelName.IsValidName(PusherChannels.RelayUserPrefix + id, out _))

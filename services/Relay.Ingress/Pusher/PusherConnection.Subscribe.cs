@@ -225,37 +225,35 @@ internal sealed partial class PusherConnection
     {
         userId = null;
         userInfo = null;
-        try
-        {
-            using var document = JsonDocument.Parse(channelData);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("user_id"u8, out var id))
-            {
-                error = "channel_data must be a JSON object with user_id";
-                return false;
-            }
-
-            userId = id.ValueKind switch
-            {
-                JsonValueKind.String => id.GetString(),
-                JsonValueKind.Number => id.GetRawText(),
-                _ => null,
-            };
-            if (string.IsNullOrEmpty(userId) || userId.Length > 128 || userId.Any(char.IsControl))
-            {
-                error = "user_id must be a string or number of 1-128 characters without control characters";
-                return false;
-            }
-
-            userInfo = root.TryGetProperty("user_info"u8, out var info) ? Encoding.UTF8.GetBytes(info.GetRawText()) : "null"u8.ToArray();
-            error = string.Empty;
-            return true;
-        }
-        catch (JsonException)
+        using var document = PusherJson.TryParse(channelData);
+        if (document is null)
         {
             error = "channel_data is not JSON";
             return false;
         }
+
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("user_id"u8, out var id))
+        {
+            error = "channel_data must be a JSON object with user_id";
+            return false;
+        }
+
+        userId = id.ValueKind switch
+        {
+            JsonValueKind.String => id.GetString(),
+            JsonValueKind.Number => id.GetRawText(),
+            _ => null,
+        };
+        if (string.IsNullOrEmpty(userId) || userId.Length > 128 || userId.Any(char.IsControl))
+        {
+            error = "user_id must be a string or number of 1-128 characters without control characters";
+            return false;
+        }
+
+        userInfo = root.TryGetProperty("user_info"u8, out var info) ? Encoding.UTF8.GetBytes(info.GetRawText()) : "null"u8.ToArray();
+        error = string.Empty;
+        return true;
     }
 
     private async ValueTask UnsubscribeAsync(JsonElement data)

@@ -346,14 +346,10 @@ internal sealed partial class PusherConnection : INodeConnection
         string? eventName;
         JsonElement data;
         string? channel;
-        JsonDocument document;
-        try
+        var document = PusherJson.TryParse(frame);
+        if (document is null)
         {
-            document = JsonDocument.Parse(frame);
-        }
-        catch (JsonException)
-        {
-            Enqueue(PusherFrames.Error(null, "malformed frame: send one JSON object with 'event'"));
+            Enqueue(PusherFrames.Error(null, "malformed frame: send one JSON object with 'event' (UTF-8 text, no lone surrogates)"));
             return;
         }
 
@@ -412,15 +408,8 @@ internal sealed partial class PusherConnection : INodeConnection
     {
         if (data.ValueKind == JsonValueKind.String)
         {
-            try
-            {
-                using var inner = JsonDocument.Parse(data.GetString()!);
-                return inner.RootElement.Clone();
-            }
-            catch (JsonException)
-            {
-                return default;
-            }
+            using var inner = PusherJson.TryParse(data.GetString()!);
+            return inner?.RootElement.Clone() ?? default;
         }
 
         return data;

@@ -46,7 +46,7 @@ internal static class PusherHttpApi
         PusherEvent? parsed;
         try
         {
-            using var document = JsonDocument.Parse(body);
+            using var document = PusherJson.TryParse(body) ?? throw new JsonException("not JSON whose strings are text");
             parsed = ReadEvent(document.RootElement, broker.Options, allowMany: true, out var invalid);
             if (parsed is null)
             {
@@ -83,7 +83,7 @@ internal static class PusherHttpApi
         var events = new List<PusherEvent>();
         try
         {
-            using var document = JsonDocument.Parse(body);
+            using var document = PusherJson.TryParse(body) ?? throw new JsonException("not JSON whose strings are text");
             if (document.RootElement.ValueKind != JsonValueKind.Object || !document.RootElement.TryGetProperty("batch"u8, out var batch) || batch.ValueKind != JsonValueKind.Array)
             {
                 return Text(StatusCodes.Status400BadRequest, "the body must be {\"batch\": [events]}");

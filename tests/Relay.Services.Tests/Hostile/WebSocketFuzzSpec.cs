@@ -2,8 +2,6 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Relay.Testing;
 using Xunit.Abstractions;
 
@@ -29,8 +27,7 @@ public abstract class WebSocketFuzzSpec(ITestOutputHelper output) : IAsyncLifeti
     private static readonly TimeSpan s_answerWithin = TimeSpan.FromSeconds(2);
     private static readonly int[] s_allowedCloses = [1000, 1002, 1007, 1008, 1009];
 
-    private readonly LogCapture _logs = new();
-    private RelayServer _server = null!;
+    private HostileServer _host = null!;
 
     public async Task InitializeAsync()
     {
@@ -39,10 +36,10 @@ public abstract class WebSocketFuzzSpec(ITestOutputHelper output) : IAsyncLifeti
             ["Relay:Ingress:MaxMessageBytes"] = "65536",
         };
         Configure(settings);
-        _server = await RelayServer.StartAsync(settings, s => s.AddLogging(b => b.AddProvider(_logs)));
+        _host = await HostileServer.StartAsync(settings);
     }
 
-    public async Task DisposeAsync() => await _server.DisposeAsync();
+    public async Task DisposeAsync() => await _host.DisposeAsync();
 
     /// <summary>Picks the transport of a variant.</summary>
     protected abstract void Configure(IDictionary<string, string?> settings);
@@ -51,12 +48,7 @@ public abstract class WebSocketFuzzSpec(ITestOutputHelper output) : IAsyncLifeti
     public async Task MutatedFrames_GetAnAnswerOrAProtocolClose_NeverACrashOrAHang_AndOthersAreUnaffected()
     {
         // A subscriber and a publisher that behave, all along.
-        await using var watcher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key, "watcher"));
-        var subscribed = await watcher.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "bystander" });
-        Assert.Equal("ok", subscribed.GetProperty("type").GetString());
-        await using var publisher = await TestSocket.ConnectAsync(_server.RealtimeUriWithKey(RelayServer.Key, "publisher"));
-        using var stopPublishing = new CancellationTokenSource();
-        var published = PublishAlongAsync(publisher, stopPublishing.Token);
+        await using var bystander = await Bystander.StartAsync(_host.Server);
 
         var outcomes = new ConcurrentDictionary<string, int>();
         var failures = new ConcurrentQueue<string>();
@@ -76,26 +68,16 @@ public abstract class WebSocketFuzzSpec(ITestOutputHelper output) : IAsyncLifeti
             }));
         }
 
-        await stopPublishing.CancelAsync();
-        var count = await published;
-
         // The watcher got every message, in order.
-        for (var expected = 1; expected <= count; expected++)
-        {
-            var message = await watcher.ReceiveMessageAsync();
-            Assert.Equal(expected, message.GetProperty("data").GetInt32());
-        }
-
+        var count = await bystander.FinishAsync();
         foreach (var (outcome, n) in outcomes.OrderBy(static o => o.Key, StringComparer.Ordinal))
         {
             output.WriteLine($"{outcome}: {n}");
         }
 
         output.WriteLine($"bystander: {count} messages in order");
-        var errors = _logs.Entries.Where(static e => e.Level >= LogLevel.Error).Select(static e => $"{e.Category}: {e.Message} {e.Exception?.GetType().Name}").ToList();
-        Assert.True(errors.Count == 0, "errors logged: " + string.Join("; ", errors.Take(5)));
+        _host.AssertNoErrorLogged();
         Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(10)));
-        Assert.True(count >= 20, $"the publisher got only {count} publishes through");
 
         // The fuzz reached each kind of answer.
         Assert.True(outcomes.GetValueOrDefault("answered") > 20, "few inputs were answered");
@@ -104,24 +86,10 @@ public abstract class WebSocketFuzzSpec(ITestOutputHelper output) : IAsyncLifeti
         Assert.True(outcomes.GetValueOrDefault("closed 1002") + outcomes.GetValueOrDefault("ended") > 20, "few inputs were failed");
     }
 
-    private async Task<int> PublishAlongAsync(TestSocket publisher, CancellationToken stop)
-    {
-        var count = 0;
-        while (!stop.IsCancellationRequested)
-        {
-            var reply = await publisher.RequestAsync(new() { ["type"] = "publish", ["channel"] = "bystander", ["data"] = count + 1 });
-            Assert.Equal("ok", reply.GetProperty("type").GetString());
-            count++;
-            await Task.Delay(20, CancellationToken.None);
-        }
-
-        return count;
-    }
-
     // Sends a case on a fresh connection and says what the server did: "answered", "closed <code>", "ended", or FAIL.
     private async Task<string> RunCaseAsync(byte[] bytes)
     {
-        await using var connection = await RawConnection.ConnectAsync(_server.BaseAddress);
+        await using var connection = await RawConnection.ConnectAsync(_host.Server.BaseAddress);
         await connection.SendAsync(RawConnection.UpgradeRequest());
         var response = await connection.ReadResponseAsync();
         if (response.Status != 101)

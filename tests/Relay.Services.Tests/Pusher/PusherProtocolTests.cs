@@ -177,6 +177,67 @@ public sealed class PusherProtocolTests(PusherServerFixture fixture) : IClassFix
         }
     }
 
+    [Theory]
+    [InlineData("""{"event":"pusher:subscribe","data":{"channel":"\ud800"}}""")]
+    [InlineData("""{"event":"pusher:\udfff","data":{}}""")]
+    [InlineData("""{"event":"pusher:subscribe","data":"{\"channel\":\"a\\ud800\"}"}""")]
+    public async Task Frame_WithALoneSurrogate_IsMalformed_AndTheConnectionStays(string frame)
+    {
+        // Found by PusherFuzzTests: the string's reader threw (an error logged and "internal error", or, in the event
+        // name, the connection ended).
+        await using var socket = await PusherSocket.ConnectAsync(_server, RootName, Timeout);
+        await socket.SendAsync(frame);
+        var answer = await socket.ReceiveAsync(Timeout);
+        Assert.True(answer.GetProperty("event").GetString() is "pusher:error" or "pusher:subscription_error", answer.GetRawText());
+        Assert.DoesNotContain("internal error", answer.GetRawText(), StringComparison.Ordinal);
+        await socket.SendAsync("""{"event":"pusher:ping","data":{}}""");
+        Assert.Equal("pusher:pong", (await socket.ReceiveAsync(Timeout)).GetProperty("event").GetString());
+    }
+
+    [Fact]
+    public async Task SignedChannelDataAndUserData_WithALoneSurrogate_AreRefused_AndTheConnectionStays()
+    {
+        await using var socket = await PusherSocket.ConnectAsync(_server, RootName, Timeout);
+        const string Channel = "presence-surrogate";
+        const string Member = """{"user_id":"\ud800"}""";
+        await socket.SubscribeAsync(Channel, PusherSocket.Auth(RelayServer.Key, $"{socket.SocketId}:{Channel}:{Member}"), Member);
+        var refused = await socket.ReceiveAsync(Timeout);
+        Assert.Equal("pusher:subscription_error", refused.GetProperty("event").GetString());
+        Assert.Equal(400, refused.GetProperty("data").GetProperty("status").GetInt32());
+
+        const string User = """{"id":"\udfff"}""";
+        await socket.SendAsync(new { @event = "pusher:signin", data = new { auth = PusherSocket.Auth(RelayServer.Key, $"{socket.SocketId}::user::{User}"), user_data = User } });
+        var signIn = await socket.ReceiveAsync(Timeout);
+        Assert.Equal("pusher:error", signIn.GetProperty("event").GetString());
+        Assert.Equal(4009, signIn.GetProperty("data").GetProperty("code").GetInt32());
+        await socket.SendAsync("""{"event":"pusher:ping","data":{}}""");
+        Assert.Equal("pusher:pong", (await socket.ReceiveAsync(Timeout)).GetProperty("event").GetString());
+    }
+
+    [Fact]
+    public async Task Frame_WithInvalidUtf8InABinaryMessage_IsMalformed_AndTheConnectionStays()
+    {
+        await using var socket = await PusherSocket.ConnectAsync(_server, RootName, Timeout);
+        await socket.SendBytesAsync([.. "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"a"u8, 0xC3, 0x28, .. "\"}}"u8], System.Net.WebSockets.WebSocketMessageType.Binary);
+        var answer = await socket.ReceiveAsync(Timeout);
+        Assert.Equal("pusher:error", answer.GetProperty("event").GetString());
+        Assert.StartsWith("malformed frame", answer.GetProperty("data").GetProperty("message").GetString(), StringComparison.Ordinal);
+        await socket.SendAsync("""{"event":"pusher:ping","data":{}}""");
+        Assert.Equal("pusher:pong", (await socket.ReceiveAsync(Timeout)).GetProperty("event").GetString());
+    }
+
+    [Theory]
+    [InlineData("/apps/test/events", """{"name":"e","channel":"\ud800","data":"x"}""")]
+    [InlineData("/apps/test/events", """{"name":"\udfff","channel":"c","data":"x"}""")]
+    [InlineData("/apps/test/batch_events", """{"batch":[{"name":"e","channel":"c","data":"\ud800"}]}""")]
+    public async Task HttpApi_SignedBodyWithALoneSurrogate_Is400(string path, string body)
+    {
+        // The same strings that were not text over the WebSocket (PusherFuzzTests), in a signed API request.
+        using var http = new HttpClient();
+        using var response = await http.SendAsync(PusherHttp.Request(_server, RelayServer.Key, HttpMethod.Post, path, body)).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+    }
+
     [Fact]
     public async Task AppIsolation_SameChannelNameInAnotherApp_GetsNothing()
     {
