@@ -100,7 +100,7 @@ internal sealed partial class MqttBroker : IDisposable
     {
         if (sink.Identifier != 0)
         {
-            sink.Session.Identified.Remove(sink.TopicFilter, sink);
+            sink.Session.Identified?.Remove(sink.TopicFilter, sink);
         }
 
         if (sink.JoinedShare is not { } share)

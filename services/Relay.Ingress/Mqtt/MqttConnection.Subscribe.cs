@@ -156,7 +156,7 @@ internal sealed partial class MqttConnection
 
         if (sink.Identifier != 0 && group is null)
         {
-            _session.Identified.Add(topicFilter, sink);
+            _session.IdentifiedForAdding.Add(topicFilter, sink);
         }
 
         return (qos, previous is not null);

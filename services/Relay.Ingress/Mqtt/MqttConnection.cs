@@ -50,7 +50,8 @@ internal sealed partial class MqttConnection : INodeConnection
 
     // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
     // bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
-    private readonly ConcurrentQueue<ushort> _releases = new();
+    // PUBRELs owed (QoS 2 out only): made on the first, as most connections never need one.
+    private ConcurrentQueue<ushort>? _releases;
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
@@ -612,13 +613,13 @@ internal sealed partial class MqttConnection : INodeConnection
             return _identifiers;
         }
 
-        if (_session is not { } session || session.Identified.Count == 0)
+        if (_session?.Identified is not { Count: > 0 } identified)
         {
             return null;
         }
 
         _identifiedSinks.Clear();
-        session.Identified.Match(item.Message!.Channel, _identifiedSinks);
+        identified.Match(item.Message!.Channel, _identifiedSinks);
         _identifiers.Clear();
         foreach (var sink in _identifiedSinks)
         {
@@ -687,7 +688,7 @@ internal sealed partial class MqttConnection : INodeConnection
     private int WriteReleases(PipeWriter output)
     {
         var written = 0;
-        while (_releases.TryDequeue(out var packetId))
+        while (Volatile.Read(ref _releases) is { } releases && releases.TryDequeue(out var packetId))
         {
             var span = output.GetSpan(4);
             span[0] = 0x62;
@@ -740,7 +741,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         // The write loop may be waiting for this very slot, or for anything queued at all.
-        _releases.Enqueue(packetId);
+        (Volatile.Read(ref _releases) ?? Interlocked.CompareExchange(ref _releases, new ConcurrentQueue<ushort>(), null) ?? _releases).Enqueue(packetId);
         _writerWake.Release();
         Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
     }

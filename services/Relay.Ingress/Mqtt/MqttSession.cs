@@ -23,6 +23,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private const int DeliveredForgetSeconds = 10;
 
     private readonly Lock _gate = new();
+    private PatternIndex<MqttSubscriptionSink>? _identified;
     private readonly LinkedList<MqttOutbound> _queued = [];
     private long _queuedBytes;
     private MqttConnection? _connection;
@@ -45,7 +46,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// The subscriptions with an MQTT 5 Subscription Identifier (shared ones aside), by filter: a delivery carries the
     /// identifier of every one matching its topic (MQTT 5 §3.3.4), looked up when it is written.
     /// </summary>
-    public PatternIndex<MqttSubscriptionSink> Identified { get; } = new();
+    public PatternIndex<MqttSubscriptionSink>? Identified => Volatile.Read(ref _identified);
+
+    /// <summary><see cref="Identified"/>, made on the first subscription with an identifier (most sessions have none).</summary>
+    public PatternIndex<MqttSubscriptionSink> IdentifiedForAdding =>
+        Volatile.Read(ref _identified) ?? Interlocked.CompareExchange(ref _identified, new PatternIndex<MqttSubscriptionSink>(), null) ?? _identified!;
 
     /// <summary>Whether the session outlives its connection, and for how long unresumed (0: clean).</summary>
     public uint ExpirySeconds { get; set; }
