@@ -52,15 +52,17 @@ internal sealed class PusherWatchlist
             }
         }
 
-        // Who is present now (an event that came meanwhile already counted its user); then changes are told.
-        foreach (var user in users)
+        // Who is present now, every watched user's presence read at once (an event that came meanwhile already counted
+        // its user); then changes are told.
+        var present = await Task.WhenAll(users.Select(async user =>
+            await node.Bus.SendToRoutingAsync(new PresenceGetRequest(app, PusherChannels.RelayUserPrefix + user), node.Stopping).ConfigureAwait(false) is PresenceReply { Members.Count: > 0 })).ConfigureAwait(false);
+        lock (watchlist._watched)
         {
-            var reply = await node.Bus.SendToRoutingAsync(new PresenceGetRequest(app, PusherChannels.RelayUserPrefix + user), node.Stopping).ConfigureAwait(false);
-            if (reply is PresenceReply { Members.Count: > 0 })
+            for (var i = 0; i < users.Count; i++)
             {
-                lock (watchlist._watched)
+                if (present[i])
                 {
-                    watchlist._online.Add(user);
+                    watchlist._online.Add(users[i]);
                 }
             }
         }
