@@ -47,8 +47,9 @@ internal static class MarkdownReport
 
         foreach (var scenario in results.GroupBy(r => r.Scenario))
         {
-            // Ratios are against Relay as shipped, or the first Relay target of the run (relay-mqtt in the MQTT run).
-            var relay = scenario.FirstOrDefault(r => r.Target == "relay") ?? scenario.FirstOrDefault(r => r.Target.StartsWith("relay", StringComparison.Ordinal));
+            // Ratios are against the first Relay target of the run, in --targets order (relay in the main run, relay-mqtt in
+            // the MQTT run, relay-pusher in the Pusher run).
+            var relay = scenario.FirstOrDefault(r => r.Target.StartsWith("relay", StringComparison.Ordinal));
             var peers = scenario.Where(r => r != relay).ToList();
             md.AppendLine(CultureInfo.InvariantCulture, $"### {scenario.Key}: {descriptions.GetValueOrDefault(scenario.Key, string.Empty)}");
             md.AppendLine();
