@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using Relay.Bus.Shares;
 using Relay.Core.Messages;
 using StackExchange.Redis;
@@ -31,7 +30,8 @@ public sealed partial class RedisBus
         return 0
         """);
 
-    // KEYS: nodes, turn. ARGV: the group's message-key prefix, process, claim TTL ms, then one message suffix each.
+    // KEYS: nodes, turn. ARGV: the group's message-key prefix, process, claim TTL ms, then channel, epoch and seq of each
+    // message (the key is made here: nothing is formatted per message in the process).
     // Returns per message 0 (the asker delivers), 1 (another process does) or 2 (no process was live: each its own rule).
     private static readonly RedisLuaScript s_shareTake = new("""
         local t = redis.call('TIME')
@@ -40,8 +40,8 @@ public sealed partial class RedisBus
         local live = redis.call('ZRANGE', KEYS[1], 0, -1)
         table.sort(live)
         local takes = {}
-        for i = 4, #ARGV do
-          local key = ARGV[1] .. ARGV[i]
+        for i = 4, #ARGV, 3 do
+          local key = ARGV[1] .. #ARGV[i] .. ':' .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]
           local who = redis.call('GET', key)
           if not who then
             if #live == 0 then
@@ -108,14 +108,16 @@ public sealed partial class RedisBus
     /// <summary>Asks who delivers each message (<see cref="IShareMembership.TakeAsync"/>).</summary>
     internal async Task TakeSharedAsync(RedisKey[] keys, string messagePrefix, IReadOnlyList<RelayMessage> messages, ShareTake[] takes)
     {
-        var args = new RedisValue[3 + messages.Count];
+        var args = new RedisValue[3 + (3 * messages.Count)];
         args[0] = messagePrefix;
         args[1] = InstanceId;
         args[2] = (long)ShareClaimTtl.TotalMilliseconds;
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i];
-            args[3 + i] = string.Create(CultureInfo.InvariantCulture, $"{message.Channel.Length}:{message.Channel}:{message.Epoch}:{message.Seq}");
+            args[3 + (3 * i)] = message.Channel;
+            args[4 + (3 * i)] = message.Epoch;
+            args[5 + (3 * i)] = message.Seq;
         }
 
         var result = (RedisResult[])(await s_shareTake.EvaluateAsync(Database, keys, args).ConfigureAwait(false))!;

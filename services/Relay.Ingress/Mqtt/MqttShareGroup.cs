@@ -198,6 +198,10 @@ internal sealed partial class MqttShareGroup : IMessageSink
             {
                 await membership.TakeAsync(batch, takes, _broker.Node.Stopping).ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (_broker.Node.Stopping.IsCancellationRequested)
+            {
+                return;
+            }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 // The bus did not answer: deliver here (at least once; another node may deliver them too) rather than drop.

@@ -23,19 +23,3 @@ public interface IShareClaims
     /// </summary>
     IShareMembership Join(ShareGroup group, Func<bool> active);
 }
-
-/// <summary>A shared subscription's group: its app, name and topic filter (the filter after <c>$share/{group}/</c>).</summary>
-public readonly record struct ShareGroup(string App, string Name, string Filter);
-
-/// <summary>Who delivers a message of a group.</summary>
-public enum ShareTake : byte
-{
-    /// <summary>This process: one of its members gets it.</summary>
-    Here,
-
-    /// <summary>Another process.</summary>
-    Elsewhere,
-
-    /// <summary>No process had an active member when the message was first asked about: each process follows its own rule.</summary>
-    Nobody,
-}
