@@ -177,6 +177,54 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         output.WriteLine(report);
     }
 
+    [Fact]
+    public async Task SharedSubscription_MemberAwayOnOneNode_TheNodeWithAConnectedMemberGetsEveryMessage()
+    {
+        const int Count = 200;
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var root = $"mshare/{Guid.NewGuid():N}";
+        var filter = $"{root}/#";
+        var clientId = "away-" + Guid.NewGuid().ToString("N")[..8];
+
+        // A persistent member on node A, then away (a normal DISCONNECT; its session is kept); a connected one on node B.
+        await using var away = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        var options = MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build();
+        await away.Client.ConnectAsync(options).WaitAsync(Timeout);
+        await away.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"$share/workers/{filter}", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await using var connected = await MemberAsync(b, $"$share/workers/{filter}");
+        using var connection = await ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Redis.Configuration));
+        RedisKey nodes = RedisKeys.SharePrefix(RelayServer.AppId, "workers", filter) + "nodes";
+        Assert.Equal(2, await connection.GetDatabase().SortedSetLengthAsync(nodes));
+        await away.Client.DisconnectAsync().WaitAsync(Timeout);
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (await connection.GetDatabase().SortedSetLengthAsync(nodes) != 1 && DateTime.UtcNow < until)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(1, await connection.GetDatabase().SortedSetLengthAsync(nodes));
+
+        // Every message goes to node B's member, once; none waits in the away member's session.
+        await using var publisher = await MqttClients.ConnectAsync(a, MqttProtocolVersion.V500);
+        await PublishPacedAsync(Count, i => publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{i % 4}")
+            .WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
+        var copies = new int[Count];
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (copies.Any(static c => c == 0) && DateTime.UtcNow < deadline)
+        {
+            Drain([connected], copies, new int[1]);
+            await Task.Delay(50);
+        }
+
+        var back = await away.Client.ConnectAsync(options).WaitAsync(Timeout);
+        Assert.True(back.IsSessionPresent);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Drain([connected], copies, new int[1]);
+        Assert.True(copies.All(static c => c == 1), $"each message once to node B's member: {Describe(copies)}");
+        Assert.False(away.TryNext(out var kept), $"the away member's session kept a message: {kept?.Topic}");
+    }
+
     private Dictionary<string, string?> Settings()
     {
         var settings = ServerFixture.Settings();
