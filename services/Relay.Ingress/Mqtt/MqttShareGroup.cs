@@ -29,7 +29,6 @@ internal sealed partial class MqttShareGroup : IMessageSink
     private MqttSubscriptionSink[] _members = [];
     private uint _next;
     private IShareMembership? _membership;
-    private Task _taking = Task.CompletedTask;
     private int _fullLogged;
 
     public MqttShareGroup(MqttBroker broker, string app, string name, string filter)
@@ -62,11 +61,15 @@ internal sealed partial class MqttShareGroup : IMessageSink
         _membership = _broker.Shares.Join(new ShareGroup(App, Name, Filter), HasConnectedMember);
         if (_waiting is not null)
         {
-            _taking = TakeLoopAsync(_waiting.Reader, _membership);
+            _ = TakeLoopAsync(_waiting.Reader, _membership);
         }
     }
 
-    /// <summary>Leaves the group across nodes (its last member left): other nodes stop choosing this one at once.</summary>
+    /// <summary>
+    /// Leaves the group across nodes (its last member left): other nodes stop choosing this one at once. Messages still
+    /// waiting are asked about as before (the live nodes no longer include this one) and end with the loop, unawaited:
+    /// a bus slow to answer never holds up the broker's joins and leaves.
+    /// </summary>
     public async ValueTask StopAsync()
     {
         if (_membership is { } membership)
@@ -75,7 +78,6 @@ internal sealed partial class MqttShareGroup : IMessageSink
         }
 
         _waiting?.Writer.TryComplete();
-        await _taking.ConfigureAwait(false);
     }
 
     /// <summary>Adds a member (under the broker's lock).</summary>
