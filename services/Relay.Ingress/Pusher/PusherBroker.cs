@@ -18,6 +18,12 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
     public const string ExcludePrefix = "px:";
 
+    /// <summary>Protocol versions served: pusher-js 8 speaks 7; 5 and 6 differ from it in nothing the server sends.</summary>
+    public const int MinProtocol = 5;
+
+    /// <inheritdoc cref="MinProtocol"/>
+    public const int MaxProtocol = 7;
+
     /// <summary>The name of the message <c>terminate_connections</c> publishes on the user's Relay channel (Pusher clients never see it).</summary>
     public const string TerminateEvent = "pusher_internal:terminate";
 
@@ -60,6 +66,65 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
         {
             Interlocked.Decrement(ref count.Value);
         }
+    }
+
+    /// <summary>
+    /// The checks a Pusher upgrade (<c>/app/{key}?protocol=N</c>) passes before it is served, on either transport: the
+    /// protocol version, the key, the app enabled, the app's Pusher quota on this node and its limit over every protocol
+    /// (<c>Relay:Ingress:AppLimits</c>). The principal, with the connection counted (<see cref="Release"/> when it ends);
+    /// or null with the <c>pusher:error</c> code and message to refuse it with.
+    /// </summary>
+    public RelayPrincipal? Admit(string key, string protocol, out int code, out string message)
+    {
+        code = 0;
+        message = "";
+        if (protocol.Length == 0)
+        {
+            (code, message) = (PusherConnection.NoProtocol, "No protocol version supplied: connect to /app/{key}?protocol=7");
+            return null;
+        }
+
+        if (!int.TryParse(protocol, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version) || version is < MinProtocol or > MaxProtocol)
+        {
+            (code, message) = (PusherConnection.UnsupportedProtocol, $"Unsupported protocol version {protocol}: this server speaks {MinProtocol} to {MaxProtocol}");
+            return null;
+        }
+
+        if (Keys.Find(key) is not { } principal)
+        {
+            (code, message) = (PusherConnection.AppDoesNotExist, $"App key {key} does not exist");
+            return null;
+        }
+
+        var app = App(principal.AppId);
+        if (app is { Enabled: false })
+        {
+            (code, message) = (PusherConnection.AppDisabled, $"App {principal.AppId} is disabled (Relay:Pusher:Apps:{principal.AppId}:Enabled)");
+            return null;
+        }
+
+        if (!TryOpen(principal.AppId, app?.MaxConnections ?? 0))
+        {
+            (code, message) = (PusherConnection.OverConnectionQuota, $"App {principal.AppId} is over its connection quota ({app!.MaxConnections} on this node, Relay:Pusher:Apps:{principal.AppId}:MaxConnections)");
+            return null;
+        }
+
+        // The app's limit over every protocol (Relay:Ingress:AppLimits), answered as Pusher's own quota is.
+        if (Node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
+        {
+            Closed(principal.AppId);
+            (code, message) = (PusherConnection.OverConnectionQuota, overLimit.Message);
+            return null;
+        }
+
+        return principal;
+    }
+
+    /// <summary>A connection <see cref="Admit"/> counted ended.</summary>
+    public void Release(string app)
+    {
+        Node.AppLimits.Closed(app);
+        Closed(app);
     }
 
     public ILogger<PusherConnection> Logger { get; } = logger;
