@@ -69,12 +69,11 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     }
 
     /// <summary>
-    /// The checks a Pusher upgrade (<c>/app/{key}?protocol=N</c>) passes before it is served, on either transport: the
-    /// protocol version, the key, the app enabled, the app's Pusher quota on this node and its limit over every protocol
-    /// (<c>Relay:Ingress:AppLimits</c>). The principal, with the connection counted (<see cref="Release"/> when it ends);
-    /// or null with the <c>pusher:error</c> code and message to refuse it with.
+    /// The checks a Pusher upgrade (<c>/app/{key}?protocol=N</c>) passes before it is counted, on either transport: the
+    /// protocol version, the key, the app enabled. The key's principal; or null with the <c>pusher:error</c> code and
+    /// message to refuse it with. <see cref="TryCount"/> comes next.
     /// </summary>
-    public RelayPrincipal? Admit(string key, string protocol, out int code, out string message)
+    public RelayPrincipal? Check(string key, string protocol, out int code, out string message)
     {
         code = 0;
         message = "";
@@ -96,31 +95,41 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
             return null;
         }
 
-        var app = App(principal.AppId);
-        if (app is { Enabled: false })
+        if (App(principal.AppId) is { Enabled: false })
         {
             (code, message) = (PusherConnection.AppDisabled, $"App {principal.AppId} is disabled (Relay:Pusher:Apps:{principal.AppId}:Enabled)");
-            return null;
-        }
-
-        if (!TryOpen(principal.AppId, app?.MaxConnections ?? 0))
-        {
-            (code, message) = (PusherConnection.OverConnectionQuota, $"App {principal.AppId} is over its connection quota ({app!.MaxConnections} on this node, Relay:Pusher:Apps:{principal.AppId}:MaxConnections)");
-            return null;
-        }
-
-        // The app's limit over every protocol (Relay:Ingress:AppLimits), answered as Pusher's own quota is.
-        if (Node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
-        {
-            Closed(principal.AppId);
-            (code, message) = (PusherConnection.OverConnectionQuota, overLimit.Message);
             return null;
         }
 
         return principal;
     }
 
-    /// <summary>A connection <see cref="Admit"/> counted ended.</summary>
+    /// <summary>
+    /// Counts a checked connection of <paramref name="app"/>: its Pusher quota on this node, then its limit over every
+    /// protocol (<c>Relay:Ingress:AppLimits</c>), answered as Pusher's own quota is (4004). True when counted
+    /// (<see cref="Release"/> when it ends); false, counting nothing, with the message to refuse it with.
+    /// </summary>
+    public bool TryCount(string app, out string message)
+    {
+        message = "";
+        var settings = App(app);
+        if (!TryOpen(app, settings?.MaxConnections ?? 0))
+        {
+            message = $"App {app} is over its connection quota ({settings!.MaxConnections} on this node, Relay:Pusher:Apps:{app}:MaxConnections)";
+            return false;
+        }
+
+        if (Node.AppLimits.TryOpen(app) is { } overLimit)
+        {
+            Closed(app);
+            message = overLimit.Message;
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A connection <see cref="TryCount"/> counted ended.</summary>
     public void Release(string app)
     {
         Node.AppLimits.Closed(app);

@@ -27,9 +27,15 @@ internal static class PusherWebSocketEndpoint
 
             var broker = context.RequestServices.GetRequiredService<PusherBroker>();
             using var socket = await context.WebSockets.AcceptWebSocketAsync().ConfigureAwait(false);
-            if (broker.Admit(key, context.Request.Query["protocol"].ToString(), out var code, out var refusal) is not { } principal)
+            if (broker.Check(key, context.Request.Query["protocol"].ToString(), out var code, out var refusal) is not { } principal)
             {
                 await PusherConnection.RefuseAsync(socket, code, refusal).ConfigureAwait(false);
+                return;
+            }
+
+            if (!broker.TryCount(principal.AppId, out var overQuota))
+            {
+                await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, overQuota).ConfigureAwait(false);
                 return;
             }
 

@@ -31,7 +31,7 @@ internal static class RealtimeHandshake
 
     /// <summary>
     /// What an accepted upgrade carries into the connection's life: the request itself does not. A Pusher upgrade
-    /// (<paramref name="Pusher"/>) was counted by <see cref="PusherBroker.Admit"/>, and is released by its caller.
+    /// (<paramref name="Pusher"/>) passed <see cref="PusherBroker.Check"/>; its caller counts it.
     /// </summary>
     public readonly record struct Accepted(RelayPrincipal Principal, string? SubProtocol, byte[] Response, bool Pusher = false);
 
@@ -53,7 +53,7 @@ internal static class RealtimeHandshake
 
     /// <summary>
     /// Parses and authenticates a request head; null when it is not a realtime upgrade or its credentials are refused, or
-    /// when it is a Pusher upgrade and <paramref name="pusher"/> (null: Pusher is off) does not admit it.
+    /// when it is a Pusher upgrade that <paramref name="pusher"/> (null: Pusher is off) refuses.
     /// </summary>
     public static Accepted? TryAccept(string head, IRelayAuthenticator authenticator, PusherBroker? pusher = null)
     {
@@ -65,7 +65,7 @@ internal static class RealtimeHandshake
         RelayPrincipal principal;
         if (upgrade.PusherKey is { } key)
         {
-            if (pusher is null || pusher.Admit(key, upgrade.Context.Request.Query["protocol"].ToString(), out _, out _) is not { } admitted)
+            if (pusher is null || pusher.Check(key, upgrade.Context.Request.Query["protocol"].ToString(), out _, out _) is not { } admitted)
             {
                 return null;
             }

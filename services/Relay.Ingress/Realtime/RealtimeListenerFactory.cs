@@ -417,11 +417,10 @@ internal sealed partial class RealtimeListenerFactory(
                     return null;
                 }
 
-                // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429 (a
-                // Pusher upgrade was counted by the broker's admission, which refused it the same way: the endpoint
-                // answers with pusher:error 4004).
+                // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429 (Pusher's
+                // endpoint pusher:error 4004).
                 var app = accepted.Principal.AppId;
-                if (!accepted.Pusher && _node.AppLimits.TryOpen(app) is not null)
+                if (accepted.Pusher ? !_pusher!.TryCount(app, out _) : _node.AppLimits.TryOpen(app) is not null)
                 {
                     return null;
                 }
