@@ -31,6 +31,23 @@ public abstract class MqttPropertiesSpec(IServerFixture fixture)
         await RequestResponseAsync(_server, _server);
 
     [Fact]
+    public async Task LiveDelivery_WithSubscriptionIdentifierAndExpiry_CarriesBothWithTheProperties()
+    {
+        var topic = Topic("identified");
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).WithSubscriptionIdentifier(321).Build()).WaitAsync(Timeout);
+        await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        var result = await publisher.Client.PublishAsync(Request(topic, "x", "replies/i", [5]).WithMessageExpiryInterval(3600).Build()).WaitAsync(Timeout);
+        Assert.True(result.IsSuccess, result.ReasonCode.ToString());
+
+        var message = await subscriber.NextAsync(Timeout);
+        Assert.Equal([321u], message.SubscriptionIdentifiers);
+        Assert.InRange(message.MessageExpiryInterval, 3590u, 3600u);
+        Assert.Equal(UserProperties, message.UserProperties?.Select(static p => (p.Name, p.ReadValueAsString())) ?? []);
+        Assert.Equal(("replies/i", "application/json"), (message.ResponseTopic, message.ContentType));
+    }
+
+    [Fact]
     public async Task Retained_WithProperties_DeliveredWithThemOnSubscribe()
     {
         var topic = Topic("retained");
