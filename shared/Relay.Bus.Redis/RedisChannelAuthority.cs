@@ -78,6 +78,7 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
                 DataIsJson = item.DataIsJson,
                 ClientId = request.ClientId,
                 TraceParent = traceParent,
+                Properties = item.Properties,
             });
             appends[i] = Log.AppendAndPublishAsync(
                 request.App,

@@ -237,7 +237,7 @@ internal sealed partial class MqttBroker : IDisposable
             if (will.Retain && reply is Relay.Bus.Routing.PublishReply published)
             {
                 var item = request.Items[0];
-                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson }).ConfigureAwait(false);
+                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson, Properties = item.Properties }).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
