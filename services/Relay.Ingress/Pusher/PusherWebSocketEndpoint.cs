@@ -63,8 +63,9 @@ internal static class PusherWebSocketEndpoint
                 return;
             }
 
-            // The app's limit over every protocol (Relay:Ingress:AppLimits), answered as Pusher's own quota is.
-            if (broker.Node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
+            // The app's limits over every protocol, on this node and across the cluster (Relay:Ingress:AppLimits), answered as
+            // Pusher's own quota is.
+            if (await broker.Node.AppLimits.TryOpenAsync(principal.AppId, context.RequestAborted).ConfigureAwait(false) is { } overLimit)
             {
                 broker.Closed(principal.AppId);
                 await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, overLimit.Message).ConfigureAwait(false);

@@ -399,7 +399,7 @@ internal sealed partial class RealtimeListenerFactory(
 
                 // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429.
                 var app = accepted.Principal.AppId;
-                if (_node.AppLimits.TryOpen(app) is not null)
+                if (await _node.AppLimits.TryOpenAsync(app, _node.Stopping).ConfigureAwait(false) is not null)
                 {
                     return null;
                 }
