@@ -153,6 +153,21 @@ internal sealed partial class RedisConnectionCounts : IConnectionCounts, IAsyncD
         if (_beating is not null)
         {
             await _beating.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+
+            // A process that stops (its connections closed) leaves at once, rather than a TTL later; best effort, bounded.
+            if (_connector.ConnectAsync() is { IsCompletedSuccessfully: true } connected)
+            {
+                var database = connected.Result.GetDatabase();
+                var leaves = new List<Task>(_apps.Count * 2);
+                foreach (var app in _apps.Keys)
+                {
+                    var prefix = RedisKeys.ConnectionsPrefix(app);
+                    leaves.Add(database.HashDeleteAsync(prefix + "counts", _process));
+                    leaves.Add(database.HashDeleteAsync(prefix + "beats", _process));
+                }
+
+                await Task.WhenAll(leaves).WaitAsync(_openTimeout).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
         }
 
         _stopping.Dispose();
