@@ -5,15 +5,16 @@ namespace Relay.Testing;
 
 /// <summary>
 /// A loopback TCP forwarder in front of a server (a redis-server), so one client's path to it can be cut as a crash or a
-/// partition would cut it: <see cref="Cut"/> resets every forwarded connection and refuses new ones, while other clients
-/// of the server carry on.
+/// partition would cut it: <see cref="Cut"/> resets every forwarded connection and every new one until
+/// <see cref="Restore"/>, while other clients of the server carry on.
 /// </summary>
 public sealed class TcpForwarder : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly int _target;
     private readonly List<Socket> _sockets = [];
-    private readonly CancellationTokenSource _cut = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private volatile bool _cut;
     private readonly Task _accepting;
 
     private TcpForwarder(int target)
@@ -29,48 +30,63 @@ public sealed class TcpForwarder : IAsyncDisposable
     /// <summary>Forwards a free loopback port to <paramref name="targetPort"/> on loopback.</summary>
     public static TcpForwarder Start(int targetPort) => new(targetPort);
 
-    /// <summary>Resets every forwarded connection and stops accepting: the clients behind it lose the server.</summary>
+    /// <summary>Resets every forwarded connection, and each new one until <see cref="Restore"/>: the clients behind it lose the server.</summary>
     public void Cut()
     {
-        _cut.Cancel();
-        _listener.Stop();
+        _cut = true;
         lock (_sockets)
         {
             foreach (var socket in _sockets)
             {
-                socket.LingerState = new LingerOption(true, 0);
-                socket.Dispose();
+                Reset(socket);
             }
 
             _sockets.Clear();
         }
     }
 
+    /// <summary>Forwards new connections again.</summary>
+    public void Restore() => _cut = false;
+
     public async ValueTask DisposeAsync()
     {
         Cut();
+        await _stopping.CancelAsync();
+        _listener.Stop();
         await _accepting.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _cut.Dispose();
+        _stopping.Dispose();
+    }
+
+    private static void Reset(Socket socket)
+    {
+        socket.LingerState = new LingerOption(true, 0);
+        socket.Dispose();
     }
 
     private async Task AcceptAsync()
     {
-        while (!_cut.IsCancellationRequested)
+        while (!_stopping.IsCancellationRequested)
         {
             Socket client;
             try
             {
-                client = await _listener.AcceptSocketAsync(_cut.Token).ConfigureAwait(false);
+                client = await _listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
             {
                 return;
             }
 
+            if (_cut)
+            {
+                Reset(client);
+                continue;
+            }
+
             var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
-                await server.ConnectAsync(IPAddress.Loopback, _target, _cut.Token).ConfigureAwait(false);
+                await server.ConnectAsync(IPAddress.Loopback, _target, _stopping.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException)
             {
@@ -81,11 +97,11 @@ public sealed class TcpForwarder : IAsyncDisposable
 
             lock (_sockets)
             {
-                if (_cut.IsCancellationRequested)
+                if (_cut)
                 {
-                    client.Dispose();
-                    server.Dispose();
-                    return;
+                    Reset(client);
+                    Reset(server);
+                    continue;
                 }
 
                 _sockets.Add(client);

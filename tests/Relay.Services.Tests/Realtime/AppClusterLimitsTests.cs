@@ -14,8 +14,8 @@ namespace Relay.Services.Tests.Realtime;
 /// <summary>
 /// An app's connection limit across the cluster (Relay:Ingress:AppLimits:Apps:test:MaxClusterConnections) over two nodes
 /// on one real redis-server: every protocol's refusal on either node, a place freed on one taken on the other, a node
-/// whose bus dies stops counting within Relay:Redis:NodeTtl, and racing opens admit exactly the cap. App <c>other</c> has
-/// no limit and never notices.
+/// whose bus dies stops counting within Relay:Redis:NodeTtl, Redis out of reach follows ClusterCountsDown, and racing
+/// opens admit exactly the cap. App <c>other</c> has no limit and never notices.
 /// </summary>
 public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelper output) : IClassFixture<RedisBusFixture>
 {
@@ -93,6 +93,9 @@ public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelp
         await using var path = TcpForwarder.Start(redis.Redis.Port);
         var atA = Settings(10);
         atA["Relay:Redis:Configuration"] = $"127.0.0.1:{path.Port.ToString(CultureInfo.InvariantCulture)}";
+
+        // Its stop, with Redis out of reach, waits for commands to time out: quicker with 1 s.
+        atA["Relay:Redis:CommandTimeout"] = "00:00:01";
         await using var a = await RelayServer.StartAsync(atA);
         await using var b = await RelayServer.StartAsync(Settings(10));
         await UntilCountedAsync(0);
@@ -130,6 +133,59 @@ public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelp
         finally
         {
             foreach (var socket in atNodeA.Concat(atNodeB))
+            {
+                await socket.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task RedisUnreachable_OpensAdmittedByDefaultAndCountedOnceItAnswers_OrRefused42900WithRefuse()
+    {
+        await using var toAdmitting = TcpForwarder.Start(redis.Redis.Port);
+        await using var toRefusing = TcpForwarder.Start(redis.Redis.Port);
+        var admittingSettings = Settings(10);
+        admittingSettings["Relay:Redis:Configuration"] = $"127.0.0.1:{toAdmitting.Port.ToString(CultureInfo.InvariantCulture)}";
+        admittingSettings["Relay:Redis:CommandTimeout"] = "00:00:01";
+        var refusingSettings = Settings(10);
+        refusingSettings["Relay:Redis:Configuration"] = $"127.0.0.1:{toRefusing.Port.ToString(CultureInfo.InvariantCulture)}";
+        refusingSettings["Relay:Redis:CommandTimeout"] = "00:00:01";
+        refusingSettings["Relay:Ingress:AppLimits:ClusterCountsDown"] = "Refuse";
+        await using var admitting = await RelayServer.StartAsync(admittingSettings);
+        await using var refusing = await RelayServer.StartAsync(refusingSettings);
+        await UntilCountedAsync(0);
+        var held = new List<TestSocket>();
+        try
+        {
+            held.Add(await TestSocket.ConnectAsync(admitting.RealtimeUriWithKey(RelayServer.Key)));
+            held.Add(await TestSocket.ConnectAsync(refusing.RealtimeUriWithKey(RelayServer.Key)));
+            Assert.Equal(2, await CountedAsync());
+
+            // Both nodes lose Redis. Admit (the default): connections open; Refuse: 429 with 42900 saying why.
+            toAdmitting.Cut();
+            toRefusing.Cut();
+            for (var i = 0; i < 3; i++)
+            {
+                held.Add(await TestSocket.ConnectAsync(admitting.RealtimeUriWithKey(RelayServer.Key)));
+            }
+
+            await using (var connection = await RawConnection.ConnectAsync(refusing.BaseAddress))
+            {
+                await connection.SendAsync(RawConnection.UpgradeRequest());
+                var refused = await connection.ReadResponseAsync(Timeout);
+                Assert.Equal(429, refused.Status);
+                Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
+                Assert.Contains("cannot be reached", refused.Body, StringComparison.Ordinal);
+            }
+
+            // Redis answers the admitting node again: what it admitted meanwhile joins the count (its 4, the other's 1).
+            toAdmitting.Restore();
+            await UntilCountedAsync(5);
+        }
+        finally
+        {
+            toRefusing.Restore();
+            foreach (var socket in held)
             {
                 await socket.DisposeAsync();
             }

@@ -345,6 +345,44 @@ public sealed class AppLimitsTests
         Assert.Contains("Relay:Ingress:AppLimits:Apps:test:MaxConnections is -1", error.ToString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task InMemoryBus_MaxClusterConnections_IsTheProcesssCount_RefusedAcrossTheCluster_AndAClosedPlaceOpens()
+    {
+        await using var server = await RelayServer.StartAsync(Limits(("MaxClusterConnections", 2)));
+        var first = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await using var second = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        try
+        {
+            await using (var connection = await RawConnection.ConnectAsync(server.BaseAddress))
+            {
+                await connection.SendAsync(RawConnection.UpgradeRequest());
+                var refused = await connection.ReadResponseAsync(Timeout);
+                Assert.Equal(429, refused.Status);
+                Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
+                Assert.Contains("across the cluster", refused.Body, StringComparison.Ordinal);
+            }
+
+            await using var other = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.OtherAppKey));
+            await first.DisposeAsync();
+            await using var third = await UntilConnectedAsync(server);
+        }
+        finally
+        {
+            await first.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData("Apps:test:MaxClusterConnections", "-1", "Relay:Ingress:AppLimits:Apps:test:MaxClusterConnections is -1")]
+    [InlineData("ClusterCountsDown", "Sometimes", "Relay:Ingress:AppLimits:ClusterCountsDown")]
+    public void Options_BadClusterSetting_StopsStartUp_NamingTheSetting(string setting, string value, string message)
+    {
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Ingress:AppLimits:" + setting] = value;
+        var error = Assert.ThrowsAny<Exception>(() => RelayServer.StartAsync(settings).GetAwaiter().GetResult());
+        Assert.Contains(message, error.ToString(), StringComparison.Ordinal);
+    }
+
     private static async Task<TestSocket> UntilConnectedAsync(RelayServer server)
     {
         var deadline = DateTime.UtcNow + Timeout;
