@@ -169,14 +169,7 @@ public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelp
                 held.Add(await TestSocket.ConnectAsync(admitting.RealtimeUriWithKey(RelayServer.Key)));
             }
 
-            await using (var connection = await RawConnection.ConnectAsync(refusing.BaseAddress))
-            {
-                await connection.SendAsync(RawConnection.UpgradeRequest());
-                var refused = await connection.ReadResponseAsync(Timeout);
-                Assert.Equal(429, refused.Status);
-                Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
-                Assert.Contains("cannot be reached", refused.Body, StringComparison.Ordinal);
-            }
+            await AppLimitsTests.AssertUpgradeAndSseRefusedAsync(refusing, "cannot be reached");
 
             // Redis answers the admitting node again: what it admitted meanwhile joins the count (its 4, the other's 1).
             toAdmitting.Restore();
@@ -248,20 +241,7 @@ public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelp
     private static async Task AssertRefusedAsync(RelayServer node)
     {
         // WebSocket and SSE: 429 with 42900 and Retry-After before the upgrade or the stream.
-        foreach (var request in new[]
-        {
-            RawConnection.UpgradeRequest(),
-            $"GET /v1/sse?channel=a&key={Uri.EscapeDataString(RelayServer.Key)} HTTP/1.1\r\nHost: x\r\n\r\n",
-        })
-        {
-            await using var connection = await RawConnection.ConnectAsync(node.BaseAddress);
-            await connection.SendAsync(request);
-            var refused = await connection.ReadResponseAsync(Timeout);
-            Assert.Equal(429, refused.Status);
-            Assert.Equal("1", refused.Header("Retry-After"));
-            Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
-            Assert.Contains("across the cluster", refused.Body, StringComparison.Ordinal);
-        }
+        await AppLimitsTests.AssertUpgradeAndSseRefusedAsync(node, "across the cluster");
 
         await AssertPusherRefusedAsync(node);
 
