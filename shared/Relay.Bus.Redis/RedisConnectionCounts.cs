@@ -133,6 +133,12 @@ internal sealed partial class RedisConnectionCounts : IConnectionCounts, IAsyncD
 
             return ConnectionCount.Unavailable;
         }
+        catch (OperationCanceledException)
+        {
+            // The opener went away; the script may have run all the same.
+            Volatile.Write(ref count.Stale, 1);
+            throw;
+        }
     }
 
     /// <inheritdoc />
