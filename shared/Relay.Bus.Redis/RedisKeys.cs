@@ -140,6 +140,20 @@ public static class RedisKeys
     }
 
     /// <summary>
+    /// The key prefix of a shared subscription's group, hash tag included
+    /// (<c>relay:{share:&lt;len(app)&gt;:&lt;app&gt;:&lt;len(group)&gt;:&lt;group&gt;:&lt;filter&gt;}:</c>): <c>nodes</c> (sorted set: the
+    /// processes with an active member, score = lease end, Redis clock), <c>turn</c> (the round robin's counter) and
+    /// <c>m:&lt;len(channel)&gt;:&lt;channel&gt;:&lt;epoch&gt;:&lt;seq&gt;</c> (who delivers that message, PX <see cref="RedisBus"/>'s claim TTL).
+    /// </summary>
+    public static string SharePrefix(string app, string group, string filter)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentException.ThrowIfNullOrEmpty(group);
+        ArgumentException.ThrowIfNullOrEmpty(filter);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{share:{app.Length}:{app}:{group.Length}:{group}:{filter}}}:");
+    }
+
+    /// <summary>
     /// The key prefix of an app's connection counts across nodes, hash tag included
     /// (<c>relay:{conns:&lt;len(app)&gt;:&lt;app&gt;}:</c>): <c>counts</c> (hash process → connections) and <c>beats</c>
     /// (hash process → its last heartbeat, Redis clock, ms).

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Relay.Bus.Claims;
 using Relay.Bus.Retained;
+using Relay.Bus.Shares;
 using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
 
@@ -29,7 +30,7 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, IShareClaims shares, ILogger<MqttConnection> logger)
     {
         Node = node;
         Keys = keys;
@@ -37,6 +38,7 @@ internal sealed partial class MqttBroker : IDisposable
         Logger = logger;
         Retained = retained;
         Claims = claims;
+        Shares = shares;
         _claimsWatch = claims.Watch(ClaimedElsewhere);
 
         // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
@@ -57,6 +59,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     /// <summary>Client-id claims across nodes (over Redis and Dapr: a connection elsewhere with the id takes over from one here).</summary>
     public IClientClaims Claims { get; }
+
+    /// <summary>Which node delivers each message of a shared subscription's group (over Redis and Dapr: one node per message across them).</summary>
+    public IShareClaims Shares { get; }
 
     /// <summary>Notes that <paramref name="payload"/> is a retained publish's, before it is routed (for Retain As Published).</summary>
     public void MarkRetained(ReadOnlyMemory<byte> payload)
@@ -83,6 +88,7 @@ internal sealed partial class MqttBroker : IDisposable
             {
                 share = new MqttShareGroup(this, member.Session.App, group, filter);
                 share.Subscription = await Node.StartSubscriptionAsync(share, share.App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+                share.Start();
                 _shares[key] = share;
             }
 
@@ -117,9 +123,14 @@ internal sealed partial class MqttBroker : IDisposable
         try
         {
             share.Remove(sink);
-            if (share.Count == 0 && _shares.Remove((share.App, share.Name, share.Filter)) && share.Subscription is { } subscription)
+            if (share.Count == 0 && _shares.Remove((share.App, share.Name, share.Filter)))
             {
-                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                // Out of the group across nodes first, so no node picks this one for a message it can no longer deliver.
+                await share.StopAsync().ConfigureAwait(false);
+                if (share.Subscription is { } subscription)
+                {
+                    await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                }
             }
         }
         finally

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.Pusher;
 
@@ -74,7 +75,10 @@ internal static class PusherWebSocketEndpoint
 
             try
             {
-                await new PusherConnection(socket, broker, principal).RunAsync().ConfigureAwait(false);
+                // One Pusher event per WebSocket message: frames that wait together are not batched (Relay's protocol allows an
+                // array frame; Pusher's does not).
+                var sender = new FrameworkFrameSender(socket, broker.Node.Options.SendQueueBytes, broker.Node.Metrics, batchFrames: false);
+                await new PusherConnection(socket, sender, broker, principal).RunAsync().ConfigureAwait(false);
             }
             finally
             {
