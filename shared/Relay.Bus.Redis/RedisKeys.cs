@@ -153,6 +153,17 @@ public static class RedisKeys
         return string.Create(CultureInfo.InvariantCulture, $"relay:{{share:{app.Length}:{app}:{group.Length}:{group}:{filter}}}:");
     }
 
+    /// <summary>
+    /// The key prefix of an app's connection counts across nodes, hash tag included
+    /// (<c>relay:{conns:&lt;len(app)&gt;:&lt;app&gt;}:</c>): <c>counts</c> (hash process → connections) and <c>beats</c>
+    /// (hash process → its last heartbeat, Redis clock, ms).
+    /// </summary>
+    public static string ConnectionsPrefix(string app)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{conns:{app.Length}:{app}}}:");
+    }
+
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
     public static string ChannelPrefix(string app, string channel)
     {

@@ -71,7 +71,7 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     /// <summary>
     /// The checks a Pusher upgrade (<c>/app/{key}?protocol=N</c>) passes before it is counted, on either transport: the
     /// protocol version, the key, the app enabled. The key's principal; or null with the <c>pusher:error</c> code and
-    /// message to refuse it with. <see cref="TryCount"/> comes next.
+    /// message to refuse it with. <see cref="TryCountAsync"/> comes next.
     /// </summary>
     public RelayPrincipal? Check(string key, string protocol, out int code, out string message)
     {
@@ -105,31 +105,28 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     }
 
     /// <summary>
-    /// Counts a checked connection of <paramref name="app"/>: its Pusher quota on this node, then its limit over every
-    /// protocol (<c>Relay:Ingress:AppLimits</c>), answered as Pusher's own quota is (4004). True when counted
-    /// (<see cref="Release"/> when it ends); false, counting nothing, with the message to refuse it with.
+    /// Counts a checked connection of <paramref name="app"/>: its Pusher quota on this node, then its limits over every
+    /// protocol, on this node and across the cluster (<c>Relay:Ingress:AppLimits</c>), answered as Pusher's own quota is
+    /// (4004). Null when counted (<see cref="Release"/> when it ends); else the message to refuse it with, nothing counted.
     /// </summary>
-    public bool TryCount(string app, out string message)
+    public async ValueTask<string?> TryCountAsync(string app, CancellationToken cancellationToken)
     {
-        message = "";
         var settings = App(app);
         if (!TryOpen(app, settings?.MaxConnections ?? 0))
         {
-            message = $"App {app} is over its connection quota ({settings!.MaxConnections} on this node, Relay:Pusher:Apps:{app}:MaxConnections)";
-            return false;
+            return $"App {app} is over its connection quota ({settings!.MaxConnections} on this node, Relay:Pusher:Apps:{app}:MaxConnections)";
         }
 
-        if (Node.AppLimits.TryOpen(app) is { } overLimit)
+        if (await Node.AppLimits.TryOpenAsync(app, cancellationToken).ConfigureAwait(false) is { } overLimit)
         {
             Closed(app);
-            message = overLimit.Message;
-            return false;
+            return overLimit.Message;
         }
 
-        return true;
+        return null;
     }
 
-    /// <summary>A connection <see cref="TryCount"/> counted ended.</summary>
+    /// <summary>A connection <see cref="TryCountAsync"/> counted ended.</summary>
     public void Release(string app)
     {
         Node.AppLimits.Closed(app);

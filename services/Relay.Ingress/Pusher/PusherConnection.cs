@@ -121,12 +121,30 @@ internal sealed partial class PusherConnection : INodeConnection
         try
         {
             await socket.SendAsync(PusherFrames.Error(code, message), WebSocketMessageType.Text, true, CancellationToken.None).ConfigureAwait(false);
-            await socket.CloseOutputAsync((WebSocketCloseStatus)code, message, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await socket.CloseOutputAsync((WebSocketCloseStatus)code, CloseReason(message), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is WebSocketException or TimeoutException or ObjectDisposedException or IOException or OperationCanceledException)
         {
             socket.Abort();
         }
+    }
+
+    // RFC 6455 §5.5: a close frame's reason fits in 123 bytes (a longer one throws); pusher:error before it has it whole.
+    private static string CloseReason(string message)
+    {
+        const int MaxBytes = 123;
+        var length = message.Length;
+        while (System.Text.Encoding.UTF8.GetByteCount(message.AsSpan(0, length)) > MaxBytes)
+        {
+            length--;
+        }
+
+        if (length > 0 && length < message.Length && char.IsHighSurrogate(message[length - 1]))
+        {
+            length--;
+        }
+
+        return message[..length];
     }
 
     /// <summary>Queues a delivery (called by the node's dispatch, any thread).</summary>

@@ -33,7 +33,7 @@ internal static class PusherWebSocketEndpoint
                 return;
             }
 
-            if (!broker.TryCount(principal.AppId, out var overQuota))
+            if (await broker.TryCountAsync(principal.AppId, context.RequestAborted).ConfigureAwait(false) is { } overQuota)
             {
                 await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, overQuota).ConfigureAwait(false);
                 return;

@@ -420,7 +420,9 @@ internal sealed partial class RealtimeListenerFactory(
                 // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429 (Pusher's
                 // endpoint pusher:error 4004).
                 var app = accepted.Principal.AppId;
-                if (accepted.Pusher ? !_pusher!.TryCount(app, out _) : _node.AppLimits.TryOpen(app) is not null)
+                if (accepted.Pusher
+                    ? await _pusher!.TryCountAsync(app, _node.Stopping).ConfigureAwait(false) is not null
+                    : await _node.AppLimits.TryOpenAsync(app, _node.Stopping).ConfigureAwait(false) is not null)
                 {
                     return null;
                 }
