@@ -109,7 +109,7 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         // The group's live nodes as the bus keeps them: the observable "which nodes may be chosen".
         using var connection = await ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Redis.Configuration));
         RedisKey nodes = RedisKeys.SharePrefix(RelayServer.AppId, "workers", filter) + "nodes";
-        Assert.Equal(2, await connection.GetDatabase().SortedSetLengthAsync(nodes));
+        await LiveNodesAsync(connection, nodes, 2);
 
         // An MQTT publisher on node B, QoS 1, at 1,500 a second; node A's members are killed (no
         // DISCONNECT) after KillAt messages, and publishing goes on until AfterSwitch messages after A left the group.
@@ -195,15 +195,9 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         await using var connected = await MemberAsync(b, $"$share/workers/{filter}");
         using var connection = await ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Redis.Configuration));
         RedisKey nodes = RedisKeys.SharePrefix(RelayServer.AppId, "workers", filter) + "nodes";
-        Assert.Equal(2, await connection.GetDatabase().SortedSetLengthAsync(nodes));
+        await LiveNodesAsync(connection, nodes, 2);
         await away.Client.DisconnectAsync().WaitAsync(Timeout);
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (await connection.GetDatabase().SortedSetLengthAsync(nodes) != 1 && DateTime.UtcNow < until)
-        {
-            await Task.Delay(20);
-        }
-
-        Assert.Equal(1, await connection.GetDatabase().SortedSetLengthAsync(nodes));
+        await LiveNodesAsync(connection, nodes, 1);
 
         // Every message goes to node B's member, once; none waits in the away member's session.
         await using var publisher = await MqttClients.ConnectAsync(a, MqttProtocolVersion.V500);
@@ -223,6 +217,19 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         Drain([connected], copies, new int[1]);
         Assert.True(copies.All(static c => c == 1), $"each message once to node B's member: {Describe(copies)}");
         Assert.False(away.TryNext(out var kept), $"the away member's session kept a message: {kept?.Topic}");
+    }
+
+    // A node joins the group's live set after its member's SUBACK, and leaves it after its last member goes (one Redis
+    // call each): waits (30 s at most) until the set holds expected nodes.
+    private static async Task LiveNodesAsync(ConnectionMultiplexer connection, RedisKey nodes, long expected)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (await connection.GetDatabase().SortedSetLengthAsync(nodes) != expected && DateTime.UtcNow < until)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(expected, await connection.GetDatabase().SortedSetLengthAsync(nodes));
     }
 
     private Dictionary<string, string?> Settings()
