@@ -8,6 +8,7 @@ using Relay.Bus.Claims;
 using Relay.Bus.Keys;
 using Relay.Bus.Retained;
 using Relay.Bus.Routing;
+using Relay.Bus.Sessions;
 
 namespace Relay.Bus.Redis;
 
@@ -18,7 +19,7 @@ public static class RedisBusServiceCollectionExtensions
     /// Replaces the in-memory bus with the Redis bus (<c>Relay:Redis</c>, validated at start-up; start-up waits for the
     /// connection and fails with a clear message when Redis cannot be reached) and registers the roles it plays: the
     /// channel authority routing serves (<see cref="IChannelAuthority"/>, state in Redis) and the key directory the auth
-    /// service publishes to (<see cref="IKeyDirectory"/>), keeps MQTT's retained messages (<see cref="IRetainedStore"/>) and tells the nodes of each other's client-id claims (<see cref="IClientClaims"/>). Fan-out needs no role of its own: the bus spreads its shards.
+    /// service publishes to (<see cref="IKeyDirectory"/>), keeps MQTT's retained messages (<see cref="IRetainedStore"/>), tells the nodes of each other's client-id claims (<see cref="IClientClaims"/>) and keeps MQTT's persistent sessions between them (<see cref="ISessionStore"/>). Fan-out needs no role of its own: the bus spreads its shards.
     /// <paramref name="configure"/> runs after the section is bound.
     /// </summary>
     public static IRelayBusBuilder AddRedis(this IRelayBusBuilder builder, Action<RedisBusOptions>? configure = null)
@@ -45,6 +46,7 @@ public static class RedisBusServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKeyDirectory, RedisKeyDirectory>());
         services.Replace(ServiceDescriptor.Singleton<IRetainedStore, RedisRetainedStore>());
         services.Replace(ServiceDescriptor.Singleton<IClientClaims, RedisClientClaims>());
+        services.Replace(ServiceDescriptor.Singleton<ISessionStore, RedisSessionStore>());
         AddStartupFirst(services);
         return builder;
     }

@@ -139,6 +139,19 @@ public static class RedisKeys
         return string.Create(CultureInfo.InvariantCulture, $"relay:{{retained:{app.Length}:{app}}}:");
     }
 
+    /// <summary>
+    /// A persistent session (MQTT's) of a client id, hash tag included
+    /// (<c>relay:{session:&lt;scope&gt;:&lt;len(app)&gt;:&lt;app&gt;:&lt;clientId&gt;}</c>): a hash of <c>claim</c>, <c>ver</c>,
+    /// <c>held</c> and <c>state</c> (<see cref="RedisSessionStore"/>), expiring with the session.
+    /// </summary>
+    public static RedisKey Session(string scope, string app, string clientId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scope);
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentNullException.ThrowIfNull(clientId);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{session:{scope}:{app.Length}:{app}:{clientId}}}");
+    }
+
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
     public static string ChannelPrefix(string app, string channel)
     {

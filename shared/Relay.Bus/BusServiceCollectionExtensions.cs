@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Relay.Bus.Claims;
 using Relay.Bus.InMemory;
 using Relay.Bus.Retained;
+using Relay.Bus.Sessions;
 
 namespace Relay.Bus;
 
@@ -25,6 +26,7 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
         services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
         services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
+        services.TryAddSingleton<ISessionStore, InMemorySessionStore>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
         return new RelayBusBuilder(services);
     }
