@@ -1,5 +1,4 @@
 using System.Text;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Sessions;
 
@@ -130,11 +129,7 @@ public sealed class RedisSessionStoreTests : SessionStoreSpec, IClassFixture<Red
 
     public RedisSessionStoreTests(RedisServerFixture fixture)
     {
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
-        services.AddRelayBus().AddRedis(options => options.Configuration = fixture.Server.Configuration);
-        _services = services.BuildServiceProvider();
+        _services = TestBuses.Registered(fixture.Server);
         Store = _services.GetRequiredService<ISessionStore>();
     }
 

@@ -86,9 +86,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
 
         var topic = $"resume/{clientId}";
 
-        await using var onA = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
-        await onA.Client.ConnectAsync(Persistent(a, MqttProtocolVersion.V311, clientId).Build()).WaitAsync(Timeout);
-        await onA.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await using var onA = await SubscribedAsync(a, MqttProtocolVersion.V311, clientId, topic);
         await onA.Client.DisconnectAsync().WaitAsync(Timeout);
 
         await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V311);
@@ -115,9 +113,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         var clientId = "load-" + Guid.NewGuid().ToString("N")[..8];
         var topic = $"resume/{clientId}";
 
-        var onA = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
-        await onA.Client.ConnectAsync(Persistent(a, MqttProtocolVersion.V500, clientId).Build()).WaitAsync(Timeout);
-        await onA.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        var onA = await SubscribedAsync(a, MqttProtocolVersion.V500, clientId, topic);
 
         // About 1,000 QoS 1 publishes a second through B; a third of the way in, the client connects to B (A's connection
         // is taken over, never disconnected by the client).
@@ -171,11 +167,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         var clientId = "expiry-" + Guid.NewGuid().ToString("N")[..8];
         var topic = $"resume/{clientId}";
 
-        await using (var onA = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient()))
-        {
-            await onA.Client.ConnectAsync(Persistent(a, MqttProtocolVersion.V500, clientId, expiry: 2).Build()).WaitAsync(Timeout);
-            await onA.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
-        }
+        await (await SubscribedAsync(a, MqttProtocolVersion.V500, clientId, topic, expiry: 2)).DisposeAsync();
 
         // Past the 2 s expiry (A ends it within a second of that, and the store's entry expires with it).
         await Task.Delay(TimeSpan.FromSeconds(5));
@@ -197,11 +189,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         var clientId = "clean-" + Guid.NewGuid().ToString("N")[..8];
         var topic = $"resume/{clientId}";
 
-        await using (var onA = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient()))
-        {
-            await onA.Client.ConnectAsync(Persistent(a, MqttProtocolVersion.V500, clientId).Build()).WaitAsync(Timeout);
-            await onA.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
-        }
+        await (await SubscribedAsync(a, MqttProtocolVersion.V500, clientId, topic)).DisposeAsync();
 
         await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V311);
         await PublishAsync(publisher, topic, 1);
@@ -238,6 +226,15 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
     {
         var options = MqttClients.Options(server, version, clientId: clientId).WithCleanSession(false);
         return version == MqttProtocolVersion.V500 ? options.WithSessionExpiryInterval(expiry) : options;
+    }
+
+    // A client with a persistent session on the server, subscribed to the topic at QoS 1.
+    private static async Task<MqttClients.Connected> SubscribedAsync(RelayServer server, MqttProtocolVersion version, string clientId, string topic, uint expiry = 600)
+    {
+        var connected = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        await connected.Client.ConnectAsync(Persistent(server, version, clientId, expiry).Build()).WaitAsync(Timeout);
+        await connected.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        return connected;
     }
 
     private static Task PublishAsync(MqttClients.Connected publisher, string topic, int n) =>
