@@ -298,13 +298,14 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>
     /// Writes <paramref name="session"/> to the store for the next node: <paramref name="held"/> while this node keeps it
     /// (a connection holds it, or it waits here for its client), false when handing it over. Nothing for a clean session,
-    /// or one whose claim could not be made.
+    /// or one whose claim could not be made. False when not written: nothing to write, a later claim wrote first (a clean
+    /// start elsewhere discarded it, or a node took it without waiting), or the store did not answer.
     /// </summary>
-    public async Task SaveAsync(MqttSession session, bool held)
+    public async Task<bool> SaveAsync(MqttSession session, bool held)
     {
         if (session.ExpirySeconds == 0 || session.Claim == 0 || session.LostWhileAway)
         {
-            return;
+            return false;
         }
 
         var (state, version) = session.Snapshot();
@@ -314,12 +315,15 @@ internal sealed partial class MqttBroker : IDisposable
             if (await Store.SaveAsync(ClaimScope, session.App, session.ClientId, session.Claim, version, held, state.Encode(), ttl, Node.Stopping).ConfigureAwait(false))
             {
                 session.Stored = true;
+                return true;
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
         {
             LogStoreFailed(Logger, ex, session.App, session.ClientId);
         }
+
+        return false;
     }
 
     // A held session's entry lives its expiry and the slack, rewritten at half of that while a connection holds it.
@@ -448,7 +452,7 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>
     /// Hands <paramref name="session"/> over to the node where its client connected, once the connection taken over from
     /// here has handed it back (unless a connection here holds it again by then): its final state is written to the store
-    /// (that node waits for it), then it ends here without its will.
+    /// (that node waits for it), then it ends here, without its delayed will unless a clean start there discarded it.
     /// </summary>
     public async Task EndMovedSessionAsync(MqttSession session)
     {
@@ -471,9 +475,10 @@ internal sealed partial class MqttBroker : IDisposable
                 return;
             }
 
-            LogSessionMoved(Logger, session.App, session.ClientId);
-            await SaveAsync(session, held: false).ConfigureAwait(false);
-            await DiscardAsync(session, handedOver: true).ConfigureAwait(false);
+            // Written: the other node resumes it (its will is cancelled). Refused: a clean start there ended it (its will goes).
+            var handedOver = await SaveAsync(session, held: false).ConfigureAwait(false);
+            LogSessionMoved(Logger, session.App, session.ClientId, handedOver);
+            await DiscardAsync(session, handedOver).ConfigureAwait(false);
         }
     }
 
@@ -531,8 +536,8 @@ internal sealed partial class MqttBroker : IDisposable
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
 
-    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} handed over: the client connected to another node, which resumes it")]
-    private static partial void LogSessionMoved(ILogger logger, string app, string clientId);
+    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node (handed over to be resumed there: {HandedOver})")]
+    private static partial void LogSessionMoved(ILogger logger, string app, string clientId, bool handedOver);
 
     [LoggerMessage(EventId = 1457, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumed from the session store ({Subscriptions} subscriptions, {Channels} channels to recover from history)")]
     private static partial void LogSessionTaken(ILogger logger, string app, string clientId, int subscriptions, int channels);

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -78,7 +80,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
     }
 
     [Fact]
-    public async Task V311CleanSession0_ResumedOnAnotherNode_GetsWhatWasMissedOnceInOrder_ThenLive()
+    public async Task V311CleanSession0_ResumedOnAnotherNode_GetsWhatWasMissedOnceInOrderAtQos2_ThenLive()
     {
         await using var a = await RelayServer.StartAsync(Settings());
         await using var b = await RelayServer.StartAsync(Settings());
@@ -86,7 +88,7 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
 
         var topic = $"resume/{clientId}";
 
-        await using var onA = await SubscribedAsync(a, MqttProtocolVersion.V311, clientId, topic);
+        await using var onA = await SubscribedAsync(a, MqttProtocolVersion.V311, clientId, topic, qos: MqttQualityOfServiceLevel.ExactlyOnce);
         await onA.Client.DisconnectAsync().WaitAsync(Timeout);
 
         await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V311);
@@ -97,11 +99,72 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
 
         await using var onB = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
         Assert.True((await onB.Client.ConnectAsync(Persistent(b, MqttProtocolVersion.V311, clientId).Build()).WaitAsync(Timeout)).IsSessionPresent);
-        Assert.Equal(Enumerable.Range(1, 30), Numbers(await ReceiveAsync(onB, 30), topic));
+        var missed = await ReceiveAsync(onB, 30);
+        Assert.Equal(Enumerable.Range(1, 30), Numbers(missed, topic));
+        Assert.All(missed, static m => Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, m.QualityOfServiceLevel));
         await PublishAsync(publisher, topic, 31);
         Assert.Equal([31], Numbers(await ReceiveAsync(onB, 1), topic));
         await Task.Delay(TimeSpan.FromSeconds(1));
         Assert.False(onB.TryNext(out var extra), $"a message came twice: {Text(extra)}");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DelayedWill_ResumedOnAnotherNode_IsNotPublished_UnlessACleanStartThereEndsTheSession(bool cleanStart)
+    {
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var clientId = "will-" + Guid.NewGuid().ToString("N")[..8];
+        var willTopic = $"resume/{clientId}/will";
+        await using var watcher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V500);
+        await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(willTopic).Build()).WaitAsync(Timeout);
+
+        // Gone from A without DISCONNECT: the will waits out its 30 s delay there.
+        var device = new MqttClientFactory().CreateMqttClient();
+        await device.ConnectAsync(Persistent(a, MqttProtocolVersion.V500, clientId).WithWillTopic(willTopic).WithWillPayload("gone").WithWillDelayInterval(30).Build()).WaitAsync(Timeout);
+        device.Dispose();
+        await Task.Delay(TimeSpan.FromSeconds(1));
+
+        await using var onB = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        var options = cleanStart ? MqttClients.Options(b, MqttProtocolVersion.V500, clientId: clientId) : Persistent(b, MqttProtocolVersion.V500, clientId);
+        Assert.Equal(!cleanStart, (await onB.Client.ConnectAsync(options.Build()).WaitAsync(Timeout)).IsSessionPresent);
+        if (cleanStart)
+        {
+            Assert.Equal("gone", Text(await watcher.NextAsync(Timeout)));
+            return;
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.False(watcher.TryNext(out var will), $"the will of a session resumed elsewhere was published: {Text(will)}");
+    }
+
+    [Fact]
+    public async Task MessagesOlderThanHistory_SessionStillPresent_LiveMessagesFollow_AndTheLossIsLogged()
+    {
+        var settings = Settings();
+        settings["Relay:Namespaces:Defaults:HistorySize"] = "5";
+        var logB = new LogCapture();
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings, s => s.AddSingleton<ILoggerProvider>(logB));
+        var clientId = "history-" + Guid.NewGuid().ToString("N")[..8];
+        var topic = $"resume/{clientId}";
+
+        await using var onA = await SubscribedAsync(a, MqttProtocolVersion.V500, clientId, topic);
+        await onA.Client.DisconnectAsync().WaitAsync(Timeout);
+        await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V311);
+        for (var i = 1; i <= 20; i++)
+        {
+            await PublishAsync(publisher, topic, i);
+        }
+
+        // History keeps the last 5 of the 20 missed: as a WebSocket `since` that is not recovered, none of them is sent.
+        await using var onB = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        Assert.True((await onB.Client.ConnectAsync(Persistent(b, MqttProtocolVersion.V500, clientId).Build()).WaitAsync(Timeout)).IsSessionPresent);
+        await PublishAsync(publisher, topic, 21);
+        Assert.Equal([21], Numbers(await ReceiveAsync(onB, 1), topic));
+        var logged = Assert.Single(logB.Entries, static e => e.EventId.Id == 1432);
+        Assert.Contains($"'{topic}' after seq 0", logged.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -228,12 +291,12 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         return version == MqttProtocolVersion.V500 ? options.WithSessionExpiryInterval(expiry) : options;
     }
 
-    // A client with a persistent session on the server, subscribed to the topic at QoS 1.
-    private static async Task<MqttClients.Connected> SubscribedAsync(RelayServer server, MqttProtocolVersion version, string clientId, string topic, uint expiry = 600)
+    // A client with a persistent session on the server, subscribed to the topic (at QoS 1 unless told).
+    private static async Task<MqttClients.Connected> SubscribedAsync(RelayServer server, MqttProtocolVersion version, string clientId, string topic, uint expiry = 600, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtLeastOnce)
     {
         var connected = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
         await connected.Client.ConnectAsync(Persistent(server, version, clientId, expiry).Build()).WaitAsync(Timeout);
-        await connected.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await connected.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, qos).Build()).WaitAsync(Timeout);
         return connected;
     }
 
