@@ -452,7 +452,7 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>
     /// Hands <paramref name="session"/> over to the node where its client connected, once the connection taken over from
     /// here has handed it back (unless a connection here holds it again by then): its final state is written to the store
-    /// (that node waits for it), then it ends here, without its delayed will unless a clean start there discarded it.
+    /// (that node waits for it), then it ends here without its delayed will.
     /// </summary>
     public async Task EndMovedSessionAsync(MqttSession session)
     {
@@ -475,10 +475,12 @@ internal sealed partial class MqttBroker : IDisposable
                 return;
             }
 
-            // Written: the other node resumes it (its will is cancelled). Refused: a clean start there ended it (its will goes).
-            var handedOver = await SaveAsync(session, held: false).ConfigureAwait(false);
-            LogSessionMoved(Logger, session.App, session.ClientId, handedOver);
-            await DiscardAsync(session, handedOver).ConfigureAwait(false);
+            // The client connected again (elsewhere): its delayed will is cancelled. Whether that connection resumes the
+            // session or discards it (a clean start) is not known here: the claim does not say, and the write below and a
+            // clean start's emptying of the entry may land in either order.
+            var written = await SaveAsync(session, held: false).ConfigureAwait(false);
+            LogSessionMoved(Logger, session.App, session.ClientId, written);
+            await DiscardAsync(session, handedOver: true).ConfigureAwait(false);
         }
     }
 
@@ -536,8 +538,8 @@ internal sealed partial class MqttBroker : IDisposable
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
 
-    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node (handed over to be resumed there: {HandedOver})")]
-    private static partial void LogSessionMoved(ILogger logger, string app, string clientId, bool handedOver);
+    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node (its state written for that node: {Written})")]
+    private static partial void LogSessionMoved(ILogger logger, string app, string clientId, bool written);
 
     [LoggerMessage(EventId = 1457, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumed from the session store ({Subscriptions} subscriptions, {Channels} channels to recover from history)")]
     private static partial void LogSessionTaken(ILogger logger, string app, string clientId, int subscriptions, int channels);
