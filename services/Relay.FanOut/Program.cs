@@ -5,6 +5,7 @@ using Relay.Bus.Redis;
 using Relay.FanOut;
 using Relay.Functions;
 using Relay.Kafka;
+using Relay.Pusher;
 using Relay.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -14,6 +15,7 @@ builder.Services.AddRelayKafkaFirehose();
 builder.Services.AddRelayAmqpOutbound();
 builder.Services.AddRelayWebhooks();
 builder.Services.AddRelayHistoryArchive();
+builder.Services.AddRelayPusherWebhooksWhenConfigured(builder.Configuration);
 var app = builder.Build();
 app.MapRelayServiceDefaults();
 app.MapRelayFanOut();

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth.Verification;
 using Relay.Bus;
+using Relay.Bus.Connections;
 using Relay.Bus.FanOut;
 using Relay.Bus.Routing;
 using Relay.Core.Channels;
@@ -40,10 +41,10 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     private Task? _leaves;
 
     /// <summary>Creates the node.</summary>
-    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, IRelayAuthenticator authenticator, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger)
+    public IngressNode(IRelayBus bus, IOptions<IngressOptions> options, IOptions<RelayAuthOptions> auth, IRelayAuthenticator authenticator, NamespacePolicies namespaces, TimeProvider time, IMeterFactory meters, ILogger<IngressNode> logger, IConnectionCounts? connectionCounts = null)
     {
         Refusals = new LimitRefusals(meters);
-        AppLimits = new AppLimits(options, time, Refusals);
+        AppLimits = new AppLimits(options, time, Refusals, connectionCounts ?? new InMemoryConnectionCounts());
         ArgumentNullException.ThrowIfNull(auth);
         ArgumentNullException.ThrowIfNull(authenticator);
         Authenticator = authenticator;
@@ -348,6 +349,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         _sweep = SweepAsync(_stopping.Token);
         _leaves = PresenceLeaves.RunAsync(_stopping.Token);
         LogStarted(_logger, NodeId, Connections.SocketCompletions.Inline ? "inline" : "on the thread pool", Connections.SocketCompletions.EventThreads);
+        if (AppLimits.AnyClusterLimit)
+        {
+            LogClusterLimits(_logger, AppLimits.ClusterScope, AppLimits.WhenCountsDown == ClusterCountsDown.Admit ? "admitted (the per-node MaxConnections still holds)" : "refused with 42900");
+        }
+
         return Task.CompletedTask;
     }
 
@@ -485,6 +491,9 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Ingress node {NodeId} serving; socket completions run {Completions} ({EventThreads} socket event threads; Relay:Ingress:InlineSocketCompletions)")]
     private static partial void LogStarted(ILogger logger, string nodeId, string completions, int eventThreads);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "App connection limits across the cluster (Relay:Ingress:AppLimits, MaxClusterConnections) are counted {Scope}; while those counts cannot be reached, connections are {WhenDown} (Relay:Ingress:AppLimits:ClusterCountsDown)")]
+    private static partial void LogClusterLimits(ILogger logger, string scope, string whenDown);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Messages of channel {Channel} (app {App}, epoch {Epoch}) up to seq {UpTo} never reached this node and history no longer holds them; {Subscriptions} local subscriptions checked, those behind it told to recover")]
     private static partial void LogMessagesLost(ILogger logger, string app, string channel, string epoch, long upTo, int subscriptions);

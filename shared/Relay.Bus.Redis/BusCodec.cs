@@ -20,6 +20,7 @@ namespace Relay.Bus.Redis;
 /// epoch and the time on the server, so the message needs no second round trip.</item>
 /// <item>A node batch (fan-out → ingress node): records of a 4-byte big-endian length and a sequenced message.</item>
 /// <item>Routing requests and replies, interest changes: JSON objects with short field names.</item>
+/// <item>A message's or publish item's MQTT 5 properties: <c>"mp"</c>, only when it has some (see <c>WriteProperties</c>).</item>
 /// </list>
 /// </remarks>
 public static class BusCodec
@@ -34,7 +35,7 @@ public static class BusCodec
         using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
         {
             writer.WriteStartObject();
-            WriteBodyFields(writer, message.App, message.Channel, message.Id, message.Name, message.Data, message.DataIsJson, message.ClientId, message.ConnectionId, message.TraceParent);
+            WriteBodyFields(writer, message.App, message.Channel, message.Id, message.Name, message.Data, message.DataIsJson, message.ClientId, message.ConnectionId, message.TraceParent, message.Properties);
             writer.WriteEndObject();
         }
 
@@ -138,6 +139,7 @@ public static class BusCodec
                         WriteOptional(writer, "i"u8, item.Id);
                         WriteOptional(writer, "n"u8, item.Name);
                         WriteData(writer, item.Data, item.DataIsJson);
+                        WriteProperties(writer, item.Properties);
                         writer.WriteEndObject();
                     }
 
@@ -232,7 +234,7 @@ public static class BusCodec
                     while (Next(ref reader) == JsonTokenType.StartObject)
                     {
                         var fields = ReadMessageFields(ref reader, frame);
-                        items.Add(new PublishItem(fields.Name, fields.Data, fields.DataIsJson, fields.Id));
+                        items.Add(new PublishItem(fields.Name, fields.Data, fields.DataIsJson, fields.Id) { Properties = fields.Properties });
                     }
 
                     break;
@@ -247,7 +249,7 @@ public static class BusCodec
 
         RoutingRequest request = kind switch
         {
-            "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent),
+            "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent) { Origin = number > 0 ? new PublishOrigin(replyTo, number) : null },
             "hist" => new HistoryRequest(app, channel, (int)limit, before, after, maxBytes),
             "pos" => new PositionRequest(app, channel),
             "pev" => new PresenceEventsRequest(app, channel, after ?? 0, (int)limit),
@@ -428,14 +430,14 @@ public static class BusCodec
             writer.WriteNumber("t"u8, message.Timestamp);
             writer.WriteString("e"u8, message.Epoch);
             WriteOptional(writer, "p"u8, message.PresenceAction);
-            WriteBodyFields(writer, message.App, message.Channel, message.Id, message.Name, message.Data, message.DataIsJson, message.ClientId, message.ConnectionId, message.TraceParent);
+            WriteBodyFields(writer, message.App, message.Channel, message.Id, message.Name, message.Data, message.DataIsJson, message.ClientId, message.ConnectionId, message.TraceParent, message.Properties);
             writer.WriteEndObject();
         }
 
         writer.WriteEndArray();
     }
 
-    private static void WriteBodyFields(Utf8JsonWriter writer, string app, string channel, string? id, string? name, ReadOnlyMemory<byte> data, bool dataIsJson, string? clientId, string? connectionId, string? traceParent)
+    private static void WriteBodyFields(Utf8JsonWriter writer, string app, string channel, string? id, string? name, ReadOnlyMemory<byte> data, bool dataIsJson, string? clientId, string? connectionId, string? traceParent, MessageProperties? properties)
     {
         writer.WriteString("a"u8, app);
         writer.WriteString("c"u8, channel);
@@ -445,6 +447,121 @@ public static class BusCodec
         WriteOptional(writer, "u"u8, clientId);
         WriteOptional(writer, "cn"u8, connectionId);
         WriteOptional(writer, "tp"u8, traceParent);
+        WriteProperties(writer, properties);
+    }
+
+    /// <summary>
+    /// A message's MQTT 5 properties as <c>"mp":{…}</c> (nothing when it has none): <c>pf</c> payload format, <c>ex</c>
+    /// expiry (Unix ms), <c>ct</c> content type, <c>rt</c> response topic, <c>cd</c> correlation data (base64), <c>up</c>
+    /// user properties as one array of name, value, name, value… in order.
+    /// </summary>
+    private static void WriteProperties(Utf8JsonWriter writer, MessageProperties? properties)
+    {
+        if (properties is null)
+        {
+            return;
+        }
+
+        writer.WriteStartObject("mp"u8);
+        WritePropertyFields(writer, properties);
+        writer.WriteEndObject();
+    }
+
+    private static void WritePropertyFields(Utf8JsonWriter writer, MessageProperties properties)
+    {
+        if (properties.PayloadFormatIndicator is { } format)
+        {
+            writer.WriteNumber("pf"u8, format);
+        }
+
+        if (properties.ExpiresAt != 0)
+        {
+            writer.WriteNumber("ex"u8, properties.ExpiresAt);
+        }
+
+        WriteOptional(writer, "ct"u8, properties.ContentType);
+        WriteOptional(writer, "rt"u8, properties.ResponseTopic);
+        if (properties.CorrelationData is { } correlation)
+        {
+            writer.WriteBase64String("cd"u8, correlation);
+        }
+
+        if (properties.UserProperties is { } user)
+        {
+            writer.WriteStartArray("up"u8);
+            foreach (var (name, value) in user)
+            {
+                writer.WriteStringValue(name);
+                writer.WriteStringValue(value);
+            }
+
+            writer.WriteEndArray();
+        }
+    }
+
+    /// <summary>A message's properties alone, as the JSON object <c>"mp"</c> holds (the Redis retained store keeps them so).</summary>
+    internal static byte[] EncodeProperties(MessageProperties properties)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64);
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            writer.WriteStartObject();
+            WritePropertyFields(writer, properties);
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Reads what <see cref="EncodeProperties"/> wrote.</summary>
+    internal static MessageProperties DecodeProperties(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        Expect(ref reader, JsonTokenType.StartObject);
+        return ReadProperties(ref reader);
+    }
+
+    private static MessageProperties ReadProperties(ref Utf8JsonReader reader)
+    {
+        byte? format = null;
+        long expiresAt = 0;
+        string? contentType = null, responseTopic = null;
+        byte[]? correlation = null;
+        List<KeyValuePair<string, string>>? user = null;
+        while (Next(ref reader) == JsonTokenType.PropertyName)
+        {
+            var name = reader.GetString();
+            Next(ref reader);
+            switch (name)
+            {
+                case "pf": format = reader.GetByte(); break;
+                case "ex": expiresAt = reader.GetInt64(); break;
+                case "ct": contentType = reader.GetString(); break;
+                case "rt": responseTopic = reader.GetString(); break;
+                case "cd": correlation = reader.GetBytesFromBase64(); break;
+                case "up":
+                    user = [];
+                    while (Next(ref reader) == JsonTokenType.String)
+                    {
+                        var key = reader.GetString()!;
+                        Expect(ref reader, JsonTokenType.String);
+                        user.Add(new KeyValuePair<string, string>(key, reader.GetString()!));
+                    }
+
+                    break;
+                default: reader.Skip(); break;
+            }
+        }
+
+        return new MessageProperties
+        {
+            PayloadFormatIndicator = format,
+            ExpiresAt = expiresAt,
+            ContentType = contentType,
+            ResponseTopic = responseTopic,
+            CorrelationData = correlation,
+            UserProperties = user,
+        };
     }
 
     private static void WriteData(Utf8JsonWriter writer, ReadOnlyMemory<byte> data, bool isJson)
@@ -511,6 +628,7 @@ public static class BusCodec
                 case "t": fields.Timestamp = reader.GetInt64(); break;
                 case "e": fields.Epoch = reader.GetString(); break;
                 case "p": fields.PresenceAction = reader.GetString(); break;
+                case "mp": fields.Properties = ReadProperties(ref reader); break;
                 default: reader.Skip(); break;
             }
         }
@@ -582,6 +700,7 @@ public static class BusCodec
         public long Timestamp;
         public string? Epoch;
         public string? PresenceAction;
+        public MessageProperties? Properties;
 
         public RelayMessage ToMessage(long seq, long timestamp, string epoch, string? presenceAction) => new()
         {
@@ -598,6 +717,7 @@ public static class BusCodec
             TraceParent = TraceParent,
             Timestamp = timestamp,
             PresenceAction = presenceAction,
+            Properties = Properties,
         };
     }
 }

@@ -54,4 +54,7 @@ public sealed partial class RedisBus
 
     [LoggerMessage(EventId = 2033, Level = LogLevel.Warning, Message = "Could not renew fan-out leases: {Reason}")]
     private static partial void LogFanOutLeaseFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 2060, Level = LogLevel.Warning, Message = "Could not renew this process's lease in the shared subscription group {Group}: {Reason}; it stops being chosen for the group's messages once the lease ends (Relay:Redis:NodeTtl)")]
+    private static partial void LogShareRenewFailed(ILogger logger, string group, string reason);
 }

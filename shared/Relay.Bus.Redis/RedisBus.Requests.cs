@@ -165,8 +165,9 @@ public sealed partial class RedisBus
                 if (why == Retry.Silent)
                 {
                     // Neither an answer nor every receiver's decline came in time: a receiver that was unsubscribing
-                    // from the shard (a handover) dropped it. Reads are safe to send again, and so is a change (the owner
-                    // handles a number once: RedisBus.Order.cs).
+                    // from the shard (a handover) dropped it. Reads are safe to send again, and so is a change: an owner
+                    // handles a number once (RedisBus.Order.cs), and the Redis authority stores a sender's publish once
+                    // even when a stalled owner's copy turns up after the resend was stored elsewhere (PublishRequest.Origin).
                     LogRequestSilent(_logger, shard, OverdueAfter.TotalSeconds);
                     _metrics.RequestResent();
                     continue;
@@ -619,6 +620,12 @@ public sealed partial class RedisBus
                 await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
                 return;
             }
+        }
+
+        // A late copy of an attempt its caller sent again, stored the first time (PublishRequest.Origin): that answer stands.
+        if (reply is HandledBeforeReply)
+        {
+            return;
         }
 
         await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), BusCodec.EncodeReply(correlation, reply))).ConfigureAwait(false);

@@ -312,6 +312,7 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         Volatile.Read(ref _overdueSweep)?.Dispose();
+        Volatile.Read(ref _shareTimer)?.Dispose();
         foreach (var outbox in _outboxes.Values)
         {
             outbox.Complete();

@@ -78,6 +78,7 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
                 DataIsJson = item.DataIsJson,
                 ClientId = request.ClientId,
                 TraceParent = traceParent,
+                Properties = item.Properties,
             });
             appends[i] = Log.AppendAndPublishAsync(
                 request.App,
@@ -88,7 +89,9 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
                 policy.HistoryTtl,
                 PublishRequest.IdempotencyWindow,
                 publishTo,
-                fence);
+                fence,
+                request.Origin,
+                i);
         }
 
         // With replicas to wait for, WAIT goes out right behind the appends and covers them.
@@ -101,6 +104,12 @@ internal sealed class RedisChannelAuthority(RedisBus bus, NamespacePolicies name
             if (await appends[i].ConfigureAwait(false) is not { } appended)
             {
                 return NotOwnerReply.Instance;
+            }
+
+            if (appended.HandledBefore)
+            {
+                // A late copy of an attempt its sender sent again: the first handling answers.
+                return HandledBeforeReply.Instance;
             }
 
             seqs[i] = appended.Seq;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
+using Relay.Bus.Routing;
 using StackExchange.Redis;
 
 namespace Relay.Bus.Redis;
@@ -62,11 +63,35 @@ public sealed class RedisChannelLog
     // publish channel ('' = none), fencing token ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out:
     // pos keeps the highest token that wrote, and a lower one (a shard's former owner) is refused. Nothing outside the
     // channel's slot is read, so it runs in Redis Cluster.
+    //
+    // With an origin (ARGV 9-11: sender, its number, the item's index in the request; '' = none), pos keeps the sender's
+    // last stored number as field o:<sender> = number:item:seq:ms. The same number and item again is a duplicate (its
+    // seq); an earlier one is refused {-2}: a sender's attempt is stored at most once, even when a copy it gave up on
+    // reaches a later owner after the first was stored. Marks older than ten minutes go when a new sender arrives.
     private static readonly RedisLuaScript s_append = new(Prelude + """
         local fenced = fence_out(KEYS[1], ARGV[8])
         if fenced then return {-1, '', 0} end
         local epoch, seq = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
         fence_keep(KEYS[1], ARGV[8])
+        local origin = ARGV[9] and ARGV[9] ~= '' and ('o:' .. ARGV[9]) or nil
+        local number, item = tonumber(ARGV[10] or '0'), tonumber(ARGV[11] or '0')
+        if origin then
+          local mark = redis.call('HGET', KEYS[1], origin)
+          if mark then
+            local _, _, mn, mi, ms = string.find(mark, '^(%d+):(%d+):(%d+):')
+            mn, mi = tonumber(mn), tonumber(mi)
+            if number == mn and item == mi then return {tonumber(ms), epoch, 1} end
+            if number < mn or (number == mn and item < mi) then return {-2, epoch, 0} end
+          elseif redis.call('HLEN', KEYS[1]) > 32 then
+            local fields = redis.call('HGETALL', KEYS[1])
+            for i = 1, #fields, 2 do
+              if string.sub(fields[i], 1, 2) == 'o:' then
+                local _, _, at = string.find(fields[i + 1], ':(%d+)$')
+                if at and tonumber(at) < now - 600000 then redis.call('HDEL', KEYS[1], fields[i]) end
+              end
+            end
+          end
+        end
         if KEYS[3] then
           local seen = redis.call('GET', KEYS[3])
           if seen then
@@ -90,6 +115,9 @@ public sealed class RedisChannelLog
         end
         if KEYS[3] then
           redis.call('SET', KEYS[3], epoch .. ':' .. string.format('%d', seq), 'PX', ARGV[5])
+        end
+        if origin then
+          redis.call('HSET', KEYS[1], origin, string.format('%d:%d:%d:%d', number, item, seq, now))
         end
         keep_until(KEYS[1], expiry)
         if ARGV[7] ~= '' then
@@ -183,7 +211,9 @@ public sealed class RedisChannelLog
     /// sequenced message <c>seq:timestampMs:epoch::payload</c> on <paramref name="publishTo"/> (see <see cref="BusCodec"/>).
     /// With <paramref name="fence"/> (the fencing token the writer's shard lease was taken with, <see cref="RedisKeys.Fences"/>),
     /// nothing happens and null is returned when the channel was written with a higher token: a shard's former owner cannot
-    /// append once the new owner wrote to the channel.
+    /// append once the new owner wrote to the channel. With <paramref name="origin"/> (its sender's number; <paramref name="item"/>
+    /// is the message's index in that request), a number and item the sender stored last on the channel is a duplicate
+    /// (its seq), and an earlier one is <see cref="ChannelAppendResult.HandledBefore"/>: nothing is appended either way.
     /// </summary>
     public Task<ChannelAppendResult?> AppendAndPublishAsync(
         string app,
@@ -194,10 +224,12 @@ public sealed class RedisChannelLog
         TimeSpan historyTtl,
         TimeSpan dedupeWindow,
         string publishTo,
-        string? fence)
+        string? fence,
+        PublishOrigin? origin = null,
+        int item = 0)
     {
         ArgumentException.ThrowIfNullOrEmpty(publishTo);
-        return AppendCoreAsync(app, channel, id, payload, maxHistory, historyTtl, dedupeWindow, publishTo, fence);
+        return AppendCoreAsync(app, channel, id, payload, maxHistory, historyTtl, dedupeWindow, publishTo, fence, origin, item);
     }
 
     private async Task<ChannelAppendResult?> AppendCoreAsync(
@@ -209,7 +241,9 @@ public sealed class RedisChannelLog
         TimeSpan historyTtl,
         TimeSpan dedupeWindow,
         string? publishTo,
-        string? fence)
+        string? fence,
+        PublishOrigin? origin = null,
+        int item = 0)
     {
         var prefix = KeyPrefix(app, channel);
         ArgumentOutOfRangeException.ThrowIfNegative(maxHistory);
@@ -224,9 +258,14 @@ public sealed class RedisChannelLog
         var reply = (RedisResult[])(await s_append.EvaluateAsync(
             _database,
             keys,
-            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence ?? ""]).ConfigureAwait(false))!;
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence ?? "", origin?.Sender ?? "", origin?.Number ?? 0, item]).ConfigureAwait(false))!;
         var seq = (long)reply[0];
-        return seq < 0 ? null : new ChannelAppendResult(seq, (string)reply[1]!, (long)reply[2] == 1);
+        return seq switch
+        {
+            -1 => null,
+            -2 => new ChannelAppendResult(0, (string)reply[1]!, Duplicate: false, HandledBefore: true),
+            _ => new ChannelAppendResult(seq, (string)reply[1]!, (long)reply[2] == 1),
+        };
     }
 
     /// <summary>

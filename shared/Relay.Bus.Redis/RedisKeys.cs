@@ -152,6 +152,31 @@ public static class RedisKeys
         return string.Create(CultureInfo.InvariantCulture, $"relay:{{session:{scope}:{app.Length}:{app}:{clientId}}}");
     }
 
+    /// <summary>
+    /// The key prefix of a shared subscription's group, hash tag included
+    /// (<c>relay:{share:&lt;len(app)&gt;:&lt;app&gt;:&lt;len(group)&gt;:&lt;group&gt;:&lt;filter&gt;}:</c>): <c>nodes</c> (sorted set: the
+    /// processes with an active member, score = lease end, Redis clock), <c>turn</c> (the round robin's counter) and
+    /// <c>m:&lt;len(channel)&gt;:&lt;channel&gt;:&lt;epoch&gt;:&lt;seq&gt;</c> (who delivers that message, PX <see cref="RedisBus"/>'s claim TTL).
+    /// </summary>
+    public static string SharePrefix(string app, string group, string filter)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentException.ThrowIfNullOrEmpty(group);
+        ArgumentException.ThrowIfNullOrEmpty(filter);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{share:{app.Length}:{app}:{group.Length}:{group}:{filter}}}:");
+    }
+
+    /// <summary>
+    /// The key prefix of an app's connection counts across nodes, hash tag included
+    /// (<c>relay:{conns:&lt;len(app)&gt;:&lt;app&gt;}:</c>): <c>counts</c> (hash process → connections) and <c>beats</c>
+    /// (hash process → its last heartbeat, Redis clock, ms).
+    /// </summary>
+    public static string ConnectionsPrefix(string app)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{conns:{app.Length}:{app}}}:");
+    }
+
     /// <summary>The key prefix of a channel, hash tag included: <c>relay:{&lt;len(app)&gt;:&lt;app&gt;:&lt;channel&gt;}:</c>.</summary>
     public static string ChannelPrefix(string app, string channel)
     {

@@ -11,7 +11,8 @@ namespace Relay.Bus.Redis;
 /// <summary>
 /// MQTT retained messages in Redis (<c>AddRedis()</c> registers it, so the Dapr bus has it too): every ingress node reads
 /// and writes the same ones, and they outlive the nodes. Per app, under <see cref="RedisKeys.RetainedPrefix"/>: a hash
-/// <c>topics</c> (topic → <c>epoch \n seq \n j|b</c> then the payload's bytes) and, for a minute after a clear,
+/// <c>topics</c> (topic → <c>epoch \n seq \n j|b</c> then the payload's bytes; a message with MQTT 5 properties has
+/// <c>J|B</c> and <c>length \n</c> of its properties' JSON (<see cref="BusCodec"/>'s <c>"mp"</c>) before them) and, for a minute after a clear,
 /// <c>cleared:&lt;topic&gt;</c> (<c>epoch \n seq</c>). One script per change keeps the later publish's (see
 /// <see cref="IRetainedStore"/>) and the app's limit.
 /// </summary>
@@ -112,11 +113,16 @@ internal sealed class RedisRetainedStore(RedisConnector connector) : IRetainedSt
 
     private static byte[] Encode(RelayMessage message)
     {
-        var header = string.Create(CultureInfo.InvariantCulture, $"{message.Epoch}\n{message.Seq}\n{(message.DataIsJson ? 'j' : 'b')}");
+        var properties = message.Properties is { } p ? BusCodec.EncodeProperties(p) : null;
+        var header = properties is null
+            ? string.Create(CultureInfo.InvariantCulture, $"{message.Epoch}\n{message.Seq}\n{(message.DataIsJson ? 'j' : 'b')}")
+            : string.Create(CultureInfo.InvariantCulture, $"{message.Epoch}\n{message.Seq}\n{(message.DataIsJson ? 'J' : 'B')}{properties.Length}\n");
         var headerLength = Encoding.UTF8.GetByteCount(header);
-        var value = new byte[headerLength + message.Data.Length];
+        var propertiesLength = properties?.Length ?? 0;
+        var value = new byte[headerLength + propertiesLength + message.Data.Length];
         Encoding.UTF8.GetBytes(header, value);
-        message.Data.Span.CopyTo(value.AsSpan(headerLength));
+        properties?.CopyTo(value, headerLength);
+        message.Data.Span.CopyTo(value.AsSpan(headerLength + propertiesLength));
         return value;
     }
 
@@ -138,14 +144,30 @@ internal sealed class RedisRetainedStore(RedisConnector connector) : IRetainedSt
         }
 
         var flag = first + second + 2;
+        var dataAt = flag + 1;
+        MessageProperties? properties = null;
+        if (span[flag] is (byte)'J' or (byte)'B')
+        {
+            var end = span[dataAt..].IndexOf((byte)'\n');
+            if (end < 0 || !Utf8Parser.TryParse(span.Slice(dataAt, end), out int length, out _) || dataAt + end + 1 + length > span.Length)
+            {
+                return null;
+            }
+
+            dataAt += end + 1;
+            properties = BusCodec.DecodeProperties(span.Slice(dataAt, length));
+            dataAt += length;
+        }
+
         return new RelayMessage
         {
             App = app,
             Channel = topic,
             Epoch = Encoding.UTF8.GetString(span[..first]),
             Seq = seq,
-            DataIsJson = span[flag] == (byte)'j',
-            Data = value[(flag + 1)..],
+            DataIsJson = span[flag] is (byte)'j' or (byte)'J',
+            Data = value[dataAt..],
+            Properties = properties,
         };
     }
 

@@ -2,9 +2,11 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Relay.Bus.Claims;
+using Relay.Bus.Connections;
 using Relay.Bus.InMemory;
 using Relay.Bus.Retained;
 using Relay.Bus.Sessions;
+using Relay.Bus.Shares;
 
 namespace Relay.Bus;
 
@@ -27,6 +29,8 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
         services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
         services.TryAddSingleton<ISessionStore, InMemorySessionStore>();
+        services.TryAddSingleton<IShareClaims, InMemoryShareClaims>();
+        services.TryAddSingleton<IConnectionCounts, InMemoryConnectionCounts>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());
         return new RelayBusBuilder(services);
     }

@@ -13,12 +13,15 @@ namespace Relay.Bench.Micro.Tests;
 public sealed class PublishPathTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// Per publish of a 100-byte payload, over 128,000 publishes: 1,000 bytes are measured since the sequenced message
+    /// Per publish of a 100-byte payload, over 128,000 publishes: 1,024 bytes are measured since a publish carries its MQTT 5
+    /// properties (<c>RelayMessage.Properties</c> and <c>PublishItem.Properties</c>, null here: one reference on the message, on
+    /// the request's item and on the item the realtime request keeps, 8 bytes each; nothing per subscriber, the 10-subscriber
+    /// run measures the same). 1,000 since the sequenced message
     /// gained its MQTT frame slot (<c>RelayMessage.EncodedMqttFrame</c>, one field: 8 bytes; 992 before it, 984 before the
     /// connection-layer merge; 2,144 while every encoded message and <c>ok</c> had a JSON writer and buffer of its own,
     /// 1,040 while the channel name was a new string per request). The slack is below any object added per publish (24 bytes and up).
     /// </summary>
-    private const double BudgetBytesPerPublish = 1_008;
+    private const double BudgetBytesPerPublish = 1_032;
 
     private const int WarmUpBursts = 500;
 

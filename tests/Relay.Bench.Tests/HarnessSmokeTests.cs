@@ -4,7 +4,7 @@ using Relay.Bench.Targets;
 namespace Relay.Bench.Tests;
 
 /// <summary>
-/// The harness run small against every real target (Relay's Release build over WebSocket and MQTT, nats-server and
+/// The harness run small against every real target (Relay's Release build over WebSocket, MQTT and the Pusher protocol, nats-server and
 /// mosquitto from Debian, the SignalR peer): it must count exactly what was published to every subscriber, or its
 /// figures mean nothing.
 /// </summary>
@@ -18,6 +18,7 @@ public sealed class HarnessSmokeTests
     [InlineData("signalr")]
     [InlineData("relay-mqtt")]
     [InlineData("mosquitto")]
+    [InlineData("relay-pusher")]
     public async Task FanOut_CountsEveryDeliveryOfEveryPublish(string name)
     {
         var spec = new FanOutSpec("smoke", 1, 25, 0, 16, 100, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1));
@@ -40,6 +41,7 @@ public sealed class HarnessSmokeTests
     [InlineData("signalr")]
     [InlineData("relay-mqtt")]
     [InlineData("mosquitto")]
+    [InlineData("relay-pusher")]
     public async Task AckPacedPublish_WorksForEveryProtocol(string name)
     {
         var spec = new FanOutSpec("smoke-ack", 3, 2, 0, 32, 64, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), PublishPacing.AckWindow);
@@ -135,6 +137,7 @@ public sealed class HarnessSmokeTests
     [InlineData("relay")]
     [InlineData("relay-mqtt")]
     [InlineData("mosquitto")]
+    [InlineData("relay-pusher")]
     public async Task Idle_MeasuresMemoryPerConnectionAcrossClientProcesses(string name)
     {
         var result = await IdleScenario.RunAsync(Targets.Targets.ByName(name), 400, 200, Environment, TimeSpan.FromSeconds(1));

@@ -80,7 +80,8 @@ internal sealed class BenchOptions
           scenarios: fanout latency channels publish-ws many-publishers publish-http idle (default: all); soak (only when named)
           --targets relay,nats,signalr   which systems to measure (default: these three; also relay-redis: Relay over its Redis bus;
                                          relay-redis-fanout1, relay-redis-fanout2: ingress, routing and 1 or 2 fan-out processes;
-                                         relay-mqtt, mosquitto: MQTT 3.1.1 over TCP, QoS 0)
+                                         relay-mqtt, mosquitto: MQTT 3.1.1 over TCP, QoS 0;
+                                         relay-pusher: subscribers on the Pusher protocol, publishers on Relay's)
           --subscribers N      fanout: subscribers of the one channel (10000)
           --channels C         channels, many-publishers: how many channels (1000)
           --per-channel K      channels, many-publishers: subscribers per channel (3)

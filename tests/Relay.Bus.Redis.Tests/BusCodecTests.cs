@@ -43,6 +43,51 @@ public sealed class BusCodecTests
         Assert.Null(decoded.PresenceAction);
     }
 
+    internal static MessageProperties Properties() => new()
+    {
+        PayloadFormatIndicator = 1,
+        ExpiresAt = 1_795_300_060_000,
+        ContentType = "application/json",
+        ResponseTopic = "replies/\u00fc",
+        CorrelationData = [0, 255, 58, 10],
+        UserProperties = [new("b", "2"), new("a", "1"), new("b", "3"), new("", "")],
+    };
+
+    internal static void AssertProperties(MessageProperties expected, MessageProperties? actual)
+    {
+        Assert.NotNull(actual);
+        Assert.Equal(expected.PayloadFormatIndicator, actual.PayloadFormatIndicator);
+        Assert.Equal(expected.ExpiresAt, actual.ExpiresAt);
+        Assert.Equal(expected.ContentType, actual.ContentType);
+        Assert.Equal(expected.ResponseTopic, actual.ResponseTopic);
+        Assert.Equal(expected.CorrelationData, actual.CorrelationData);
+        Assert.Equal(expected.UserProperties, actual.UserProperties);
+    }
+
+    [Fact]
+    public void MqttProperties_RoundTripInSequencedMessagesHistoryAndRequests_OnlyWhereSet()
+    {
+        var properties = Properties();
+        var original = Message();
+        var message = new RelayMessage { App = original.App, Channel = original.Channel, Seq = 1, Epoch = "e", Data = original.Data, Properties = properties };
+        AssertProperties(properties, BusCodec.DecodeSequenced(BusCodec.EncodeSequenced(message)).Properties);
+        Assert.Null(BusCodec.DecodeSequenced(BusCodec.EncodeSequenced(original)).Properties);
+        Assert.DoesNotContain("\"mp\"", Encoding.UTF8.GetString(BusCodec.EncodeBody(original)), StringComparison.Ordinal);
+
+        var history = Assert.IsType<HistoryReply>(BusCodec.DecodeReply(BusCodec.EncodeReply(3, new HistoryReply(new ChannelPosition("e", 1), [message], Complete: true))).Reply);
+        AssertProperties(properties, history.Messages[0].Properties);
+
+        var publish = new PublishRequest("app", "ch", [new PublishItem(null, new byte[] { 1 }, false, null) { Properties = properties }, new PublishItem(null, new byte[] { 2 }, false, null)], "bob", null);
+        var back = Assert.IsType<PublishRequest>(BusCodec.DecodeRequest(BusCodec.EncodeRequest(7, "r", publish)).Request);
+        AssertProperties(properties, back.Items[0].Properties);
+        Assert.Null(back.Items[1].Properties);
+
+        // Only what was set is written, and comes back unset.
+        var some = BusCodec.DecodeSequenced(BusCodec.EncodeSequenced(new RelayMessage { App = "a", Channel = "c", Epoch = "e", Properties = new MessageProperties { ContentType = "text/plain" } })).Properties;
+        Assert.Equal(("text/plain", (byte?)null, 0L, (string?)null, (byte[]?)null), (some!.ContentType, some.PayloadFormatIndicator, some.ExpiresAt, some.ResponseTopic, some.CorrelationData));
+        Assert.Null(some.UserProperties);
+    }
+
     [Fact]
     public void NodeBatch_KeepsOrderAndBoundaries()
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Relay.Bus.Routing;
 using Relay.Testing;
 
 namespace Relay.Bus.Redis.Tests;
@@ -81,6 +82,101 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
 
         var read = await log.ReadAfterAsync("app", channel, 0, 10);
         Assert.Equal(["one", "two", "one-later"], read.Messages.Select(Text));
+    }
+
+    // A sender's attempt is stored at most once, whoever holds the shard: a copy it gave up on and sent again, reaching a
+    // later owner (a higher fence) after the first was stored, gets the first seq (the last number it stored) or is
+    // refused as handled before (an earlier one), and is neither appended nor published again.
+    [Fact(Timeout = 30_000)]
+    public async Task OriginMarks_StoreEachSendersNumberOnce_WhicheverOwnerGetsIt()
+    {
+        await using var connection = await fixture.Server.ConnectAsync();
+        var log = new RedisChannelLog(connection.GetDatabase());
+        var channel = NewChannel();
+        var fanOut = "fan-" + channel;
+        var published = new List<string>();
+        var subscription = await connection.GetSubscriber().SubscribeAsync(StackExchange.Redis.RedisChannel.Literal(fanOut));
+        subscription.OnMessage(m =>
+        {
+            lock (published)
+            {
+                published.Add(m.Message!);
+            }
+        });
+
+        int PublishedCount()
+        {
+            lock (published)
+            {
+                return published.Count;
+            }
+        }
+
+        Task<ChannelAppendResult?> Append(string text, string fence, PublishOrigin? origin, int item = 0) =>
+            log.AppendAndPublishAsync("app", channel, null, Bytes(text), 100, s_long, s_long, fanOut, fence, origin, item);
+
+        var one = (await Append("a", "100", new("sender-1", 5)))!.Value;
+        Assert.Equal(new ChannelAppendResult(1, one.Epoch, false), one);
+
+        // The same number again under a later owner: the first seq, nothing appended.
+        Assert.Equal(new ChannelAppendResult(1, one.Epoch, true), await Append("a-again", "200", new("sender-1", 5)));
+
+        // An earlier number of the same sender turning up now: handled before (its seq is not kept), nothing appended.
+        Assert.Equal(new ChannelAppendResult(0, one.Epoch, false, HandledBefore: true), await Append("older", "200", new("sender-1", 4)));
+
+        // A two-message publish: each item once; the first item again is handled before, the last again its seq.
+        Assert.Equal(2, (await Append("b0", "200", new("sender-1", 6), item: 0))!.Value.Seq);
+        Assert.Equal(3, (await Append("b1", "200", new("sender-1", 6), item: 1))!.Value.Seq);
+        Assert.True((await Append("b0-again", "300", new("sender-1", 6), item: 0))!.Value.HandledBefore);
+        Assert.Equal(new ChannelAppendResult(3, one.Epoch, true), await Append("b1-again", "300", new("sender-1", 6), item: 1));
+
+        // Another sender's numbers are its own, and a publish without an origin is always appended.
+        Assert.Equal(4, (await Append("c", "300", new("sender-2", 1)))!.Value.Seq);
+        Assert.Equal(5, (await Append("d", "300", origin: null))!.Value.Seq);
+        Assert.Equal(6, (await Append("d", "300", origin: null))!.Value.Seq);
+
+        // The former owner (a lower fence) is still fenced out, origin or not.
+        Assert.Null(await Append("late", "100", new("sender-1", 7)));
+
+        var read = await log.ReadAfterAsync("app", channel, 0, 100);
+        Assert.Equal(["a", "b0", "b1", "c", "d", "d"], read.Messages.Select(Text));
+        for (var waited = 0; waited < 50 && PublishedCount() < 6; waited++)
+        {
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(200);
+        lock (published)
+        {
+            Assert.Equal(6, published.Count);
+        }
+    }
+
+    // Marks are one hash field per sender in the channel's pos hash; once it has more than 32 fields, a new sender's
+    // first append drops marks untouched for ten minutes (senders that went away), keeping the rest.
+    [Fact(Timeout = 30_000)]
+    public async Task OriginMarks_OfSendersGoneTenMinutes_AreDroppedWhenANewSenderArrives()
+    {
+        await using var connection = await fixture.Server.ConnectAsync();
+        var redis = connection.GetDatabase();
+        var log = new RedisChannelLog(redis);
+        var channel = NewChannel();
+        var first = await log.AppendAndPublishAsync("app", channel, null, Bytes("x"), 100, s_long, s_long, "fan", "1", new("recent", 1));
+        var pos = RedisKeys.Position(RedisChannelLog.KeyPrefix("app", channel));
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-11).ToUnixTimeMilliseconds();
+        for (var i = 0; i < 40; i++)
+        {
+            await redis.HashSetAsync(pos, $"o:gone-{i}", $"1:0:1:{longAgo}");
+        }
+
+        await log.AppendAndPublishAsync("app", channel, null, Bytes("y"), 100, s_long, s_long, "fan", "1", new("newcomer", 1));
+
+        var fields = (await redis.HashKeysAsync(pos)).Select(f => (string)f!).Where(f => f.StartsWith("o:", StringComparison.Ordinal)).Order().ToList();
+        Assert.Equal(["o:newcomer", "o:recent"], fields);
+        Assert.True(first!.Value.Seq == 1);
+
+        // The sender whose mark stayed still has its number remembered.
+        Assert.True((await log.AppendAndPublishAsync("app", channel, null, Bytes("x"), 100, s_long, s_long, "fan", "1", new("recent", 1)))!.Value.Duplicate);
     }
 
     [Fact(Timeout = 30_000)]

@@ -116,6 +116,24 @@ public abstract class RetainedStoreSpec
         Assert.Equal(1_200, (await Store.MatchingAsync(app, "fleet/+/state", default)).Count);
         Assert.Equal("7", Encoding.UTF8.GetString(Assert.Single(await Store.MatchingAsync(app, "fleet/7/state", default)).Data.Span));
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task MqttProperties_KeptWithTheMessage(bool json)
+    {
+        var app = NewApp();
+        var properties = BusCodecTests.Properties();
+        var message = Message(app, "p/1", 1, json ? "{\"a\":1}" : "\n\nbytes\n", json: json);
+        Assert.Equal(RetainedOutcome.Kept, await Store.SetAsync(new RelayMessage { App = app, Channel = "p/1", Epoch = "e1", Seq = 1, Data = message.Data, DataIsJson = json, Properties = properties }, 10, default));
+        Assert.Equal(RetainedOutcome.Kept, await Store.SetAsync(Message(app, "p/2", 1, "none"), 10, default));
+
+        var kept = Assert.Single(await Store.MatchingAsync(app, "p/1", default));
+        Assert.Equal(message.Data.ToArray(), kept.Data.ToArray());
+        Assert.Equal(json, kept.DataIsJson);
+        BusCodecTests.AssertProperties(properties, kept.Properties);
+        Assert.Null(Assert.Single(await Store.MatchingAsync(app, "p/2", default)).Properties);
+    }
 }
 
 /// <summary>The in-memory bus's store.</summary>

@@ -17,14 +17,19 @@ internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : I
 
     /// <summary>
     /// A bus connected with the server's configuration plus <paramref name="extra"/> (e.g. <c>,user=…,password=…</c>), on
-    /// <paramref name="time"/> (the system clock by default), with <paramref name="fanOutLeaseTtl"/> when given.
+    /// <paramref name="time"/> (the system clock by default), with <paramref name="fanOutLeaseTtl"/> and <paramref name="nodeTtl"/> when given.
     /// </summary>
-    public RedisBus Make(string extra = "", IMeterFactory? meters = null, TimeProvider? time = null, TimeSpan? fanOutLeaseTtl = null)
+    public RedisBus Make(string extra = "", IMeterFactory? meters = null, TimeProvider? time = null, TimeSpan? fanOutLeaseTtl = null, TimeSpan? nodeTtl = null)
     {
         var settings = new RedisBusOptions { Configuration = server.Configuration + extra, LeaseTtl = TimeSpan.FromSeconds(2), RequestTimeout = requestTimeout };
         if (fanOutLeaseTtl is { } ttl)
         {
             settings.FanOutLeaseTtl = ttl;
+        }
+
+        if (nodeTtl is { } node)
+        {
+            settings.NodeTtl = node;
         }
 
         var options = Options.Create(settings);

@@ -202,8 +202,9 @@ internal static class HookJson
                 }
             }
 
-            // The message id stays: dedupe and the publisher's ack refer to what was sent.
-            items[i++] = new PublishItem(name, data, isJson, item.Id);
+            // The message id stays: dedupe and the publisher's ack refer to what was sent. So do MQTT 5 properties (a
+            // hook sees and changes the name and data only).
+            items[i++] = new PublishItem(name, data, isJson, item.Id) { Properties = item.Properties };
         }
 
         return new HookVerdict(HookOutcome.Transform, items, null);

@@ -31,7 +31,7 @@ internal sealed class GrpcService(IngressNode node, GrpcStreams streams, ILogger
 
         // A Connect stream is a connection of its app (Relay:Ingress:AppLimits); the HTTP/2 connection it runs on is what
         // the per-address limits count.
-        if (node.AppLimits.TryOpen(principal.AppId) is { } overLimit)
+        if (await node.AppLimits.TryOpenAsync(principal.AppId, context.CancellationToken).ConfigureAwait(false) is { } overLimit)
         {
             throw GrpcErrors.ToRpcException(overLimit);
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
+using Relay.Bus.Connections;
 using Relay.Core.Protocol;
 using Relay.Ingress.Realtime;
 using Relay.ServiceDefaults;
@@ -8,7 +9,8 @@ using Relay.ServiceDefaults;
 namespace Relay.Ingress.Limits;
 
 /// <summary>
-/// Per-app limits on this node (<see cref="AppLimitsOptions"/>): connections open, messages published a second (one token
+/// Per-app limits (<see cref="AppLimitsOptions"/>): connections open on this node and across the cluster (counted through
+/// the bus's <see cref="IConnectionCounts"/>: one round trip per open, none per message), messages published a second (one token
 /// bucket per app over all its connections and its HTTP, gRPC, MQTT and Pusher publishes) and subscriptions held. One
 /// app at its limit is refused with 42900 (or its protocol's form of it) and no other app notices: each has its own
 /// counts. With nothing set (the default) every call returns at once without a lookup. A publish with a rate set takes
@@ -22,18 +24,21 @@ internal sealed class AppLimits
     private readonly AppLimitsOptions _options;
     private readonly TimeProvider _time;
     private readonly LimitRefusals _refusals;
+    private readonly IConnectionCounts _clusterCounts;
     private readonly ConcurrentDictionary<string, AppState> _apps = new(StringComparer.Ordinal);
     private readonly Func<string, AppState> _create;
     private readonly bool _any;
 
-    public AppLimits(IOptions<IngressOptions> options, TimeProvider time, LimitRefusals refusals)
+    public AppLimits(IOptions<IngressOptions> options, TimeProvider time, LimitRefusals refusals, IConnectionCounts clusterCounts)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value.AppLimits;
         _time = time;
         _refusals = refusals;
+        _clusterCounts = clusterCounts;
         _create = Create;
         _any = IsSet(_options.Defaults) || _options.Apps.Values.Any(IsSet);
+        AnyClusterLimit = _options.Defaults.MaxClusterConnections > 0 || _options.Apps.Values.Any(static a => a.MaxClusterConnections > 0);
     }
 
     /// <summary>The HTTP answer to a request an app limit refused: 429 with the error and <c>Retry-After</c>.</summary>
@@ -44,15 +49,84 @@ internal sealed class AppLimits
         return RelayResults.Error(error);
     }
 
-    /// <summary>Counts a new connection of <paramref name="app"/> in; null, or the error that refuses it (not counted).</summary>
-    public RelayError? TryOpen(string app) => For(app) is { MaxConnections: > 0 } state
-        ? TryCount(ref state.Connections, state.MaxConnections, LimitRefusals.AppConnections, app, "connections on this node (Relay:Ingress:AppLimits): retry later, or connect to another node")
-        : null;
+    /// <summary>
+    /// Counts a new connection of <paramref name="app"/> in, against its limit on this node and then, where it has one,
+    /// its limit across the cluster (one round trip to the bus's counts); null, or the error that refuses it (not counted).
+    /// Completes synchronously for an app without a cluster-wide limit.
+    /// </summary>
+    public ValueTask<RelayError?> TryOpenAsync(string app, CancellationToken cancellationToken)
+    {
+        if (For(app) is not { } state)
+        {
+            return ValueTask.FromResult<RelayError?>(null);
+        }
 
-    /// <summary>A connection counted in by <see cref="TryOpen"/> (it returned null) ended.</summary>
+        if (state.MaxConnections > 0
+            && TryCount(ref state.Connections, state.MaxConnections, LimitRefusals.AppConnections, app, "connections on this node (Relay:Ingress:AppLimits): retry later, or connect to another node") is { } overNode)
+        {
+            return ValueTask.FromResult<RelayError?>(overNode);
+        }
+
+        return state.MaxClusterConnections > 0 ? TryOpenInClusterAsync(app, state, cancellationToken) : ValueTask.FromResult<RelayError?>(null);
+    }
+
+    /// <summary>A connection counted in by <see cref="TryOpenAsync"/> (it returned null) ended.</summary>
     public void Closed(string app)
     {
-        if (For(app) is { MaxConnections: > 0 } state)
+        if (For(app) is not { } state)
+        {
+            return;
+        }
+
+        if (state.MaxConnections > 0)
+        {
+            Interlocked.Decrement(ref state.Connections);
+        }
+
+        if (state.MaxClusterConnections > 0)
+        {
+            _clusterCounts.Remove(app);
+        }
+    }
+
+    /// <summary>Whether any app has a cluster-wide connection limit (the start-up log says where it is counted then).</summary>
+    internal bool AnyClusterLimit { get; }
+
+    /// <summary>Where the cluster-wide counts are kept, in words.</summary>
+    internal string ClusterScope => _clusterCounts.Scope;
+
+    /// <summary>What an open gets while the counts across nodes cannot be reached.</summary>
+    internal ClusterCountsDown WhenCountsDown => _options.ClusterCountsDown;
+
+    private async ValueTask<RelayError?> TryOpenInClusterAsync(string app, AppState state, CancellationToken cancellationToken)
+    {
+        var admitWhenDown = _options.ClusterCountsDown == ClusterCountsDown.Admit;
+        ConnectionCount counted;
+        try
+        {
+            counted = await _clusterCounts.TryAddAsync(app, state.MaxClusterConnections, admitWhenDown, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            UncountOnNode(state);
+            throw;
+        }
+
+        if (counted == ConnectionCount.Counted || (counted == ConnectionCount.Unavailable && admitWhenDown))
+        {
+            return null;
+        }
+
+        UncountOnNode(state);
+        _refusals.Add(LimitRefusals.AppClusterConnections);
+        return counted == ConnectionCount.Full
+            ? new RelayError(ErrorCodes.RateLimited, $"app '{app}' holds its limit of {state.MaxClusterConnections} connections across the cluster (Relay:Ingress:AppLimits, MaxClusterConnections): retry later")
+            : new RelayError(ErrorCodes.RateLimited, $"app '{app}' has a limit of {state.MaxClusterConnections} connections across the cluster and its count cannot be reached now (Relay:Ingress:AppLimits:ClusterCountsDown is Refuse): retry later");
+    }
+
+    private static void UncountOnNode(AppState state)
+    {
+        if (state.MaxConnections > 0)
         {
             Interlocked.Decrement(ref state.Connections);
         }
@@ -117,7 +191,7 @@ internal sealed class AppLimits
     }
 
     private static bool IsSet(AppLimitSettings settings) =>
-        settings.MaxConnections > 0 || settings.PublishRatePerSecond > 0 || settings.MaxSubscriptions > 0;
+        settings.MaxConnections > 0 || settings.MaxClusterConnections > 0 || settings.PublishRatePerSecond > 0 || settings.MaxSubscriptions > 0;
 
     // Apps come from verified credentials, so the table holds at most the configured apps.
     private AppState? For(string app) => _any ? _apps.GetOrAdd(app, _create) : null;
@@ -130,17 +204,20 @@ internal sealed class AppLimits
         var burst = own?.PublishBurst ?? defaults.PublishBurst ?? 0;
         return new AppState(
             own?.MaxConnections ?? defaults.MaxConnections ?? 0,
+            own?.MaxClusterConnections ?? defaults.MaxClusterConnections ?? 0,
             own?.MaxSubscriptions ?? defaults.MaxSubscriptions ?? 0,
             rate,
             rate > 0 ? new TokenBucket(rate, burst > 0 ? burst : rate * 2, _time.GetTimestamp()) : null);
     }
 
-    private sealed class AppState(int maxConnections, int maxSubscriptions, int publishRate, TokenBucket? publishes)
+    private sealed class AppState(int maxConnections, int maxClusterConnections, int maxSubscriptions, int publishRate, TokenBucket? publishes)
     {
         public int Connections;
         public int Subscriptions;
 
         public int MaxConnections { get; } = maxConnections;
+
+        public int MaxClusterConnections { get; } = maxClusterConnections;
 
         public int MaxSubscriptions { get; } = maxSubscriptions;
 

@@ -12,9 +12,20 @@ public sealed class AppLimitsOptions
     /// <summary>Limits of one app, by app id.</summary>
     public Dictionary<string, AppLimitSettings> Apps { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// What an open of an app with <see cref="AppLimitSettings.MaxClusterConnections"/> gets while the counts across nodes
+    /// cannot be reached (Redis down): <see cref="ClusterCountsDown.Admit"/> (default) or <see cref="ClusterCountsDown.Refuse"/>.
+    /// </summary>
+    public ClusterCountsDown ClusterCountsDown { get; set; } = ClusterCountsDown.Admit;
+
     /// <summary>Adds a message for each value no node can use.</summary>
     internal void Validate(List<string> failures)
     {
+        if (!Enum.IsDefined(ClusterCountsDown))
+        {
+            failures.Add($"Relay:Ingress:AppLimits:ClusterCountsDown is {(int)ClusterCountsDown}; set it to Admit or Refuse.");
+        }
+
         Check("Defaults", Defaults, failures);
         foreach (var (app, settings) in Apps)
         {
@@ -27,6 +38,7 @@ public sealed class AppLimitsOptions
         foreach (var (name, value) in new[]
         {
             (nameof(AppLimitSettings.MaxConnections), settings.MaxConnections),
+            (nameof(AppLimitSettings.MaxClusterConnections), settings.MaxClusterConnections),
             (nameof(AppLimitSettings.PublishRatePerSecond), settings.PublishRatePerSecond),
             (nameof(AppLimitSettings.PublishBurst), settings.PublishBurst),
             (nameof(AppLimitSettings.MaxSubscriptions), settings.MaxSubscriptions),

@@ -11,6 +11,7 @@ internal sealed class LimitRefusals
     public const string IpConnections = "ip_connections";
     public const string IpRate = "ip_rate";
     public const string AppConnections = "app_connections";
+    public const string AppClusterConnections = "app_cluster_connections";
     public const string AppPublishes = "app_publishes";
     public const string AppSubscriptions = "app_subscriptions";
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Relay.Bus.Claims;
 using Relay.Bus.Retained;
 using Relay.Bus.Sessions;
+using Relay.Bus.Shares;
 using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
 
@@ -49,7 +50,7 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, IShareClaims shares, ILogger<MqttConnection> logger)
     {
         Store = store;
         Node = node;
@@ -58,6 +59,7 @@ internal sealed partial class MqttBroker : IDisposable
         Logger = logger;
         Retained = retained;
         Claims = claims;
+        Shares = shares;
         _claimsWatch = claims.Watch(ClaimedElsewhere);
 
         // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
@@ -81,6 +83,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     /// <summary>Persistent sessions between nodes: the bus's store (in Redis over the Redis and Dapr buses: docs/mqtt.md).</summary>
     public ISessionStore Store { get; }
+
+    /// <summary>Which node delivers each message of a shared subscription's group (over Redis and Dapr: one node per message across them).</summary>
+    public IShareClaims Shares { get; }
 
     /// <summary>Notes that <paramref name="payload"/> is a retained publish's, before it is routed (for Retain As Published).</summary>
     public void MarkRetained(ReadOnlyMemory<byte> payload)
@@ -107,6 +112,7 @@ internal sealed partial class MqttBroker : IDisposable
             {
                 share = new MqttShareGroup(this, member.Session.App, group, filter);
                 share.Subscription = await Node.StartSubscriptionAsync(share, share.App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+                share.Start();
                 _shares[key] = share;
             }
 
@@ -141,9 +147,14 @@ internal sealed partial class MqttBroker : IDisposable
         try
         {
             share.Remove(sink);
-            if (share.Count == 0 && _shares.Remove((share.App, share.Name, share.Filter)) && share.Subscription is { } subscription)
+            if (share.Count == 0 && _shares.Remove((share.App, share.Name, share.Filter)))
             {
-                await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                // Out of the group across nodes first, so no node picks this one for a message it can no longer deliver.
+                await share.StopAsync().ConfigureAwait(false);
+                if (share.Subscription is { } subscription)
+                {
+                    await Node.RemoveSubscriptionAsync(subscription).ConfigureAwait(false);
+                }
             }
         }
         finally
@@ -394,7 +405,7 @@ internal sealed partial class MqttBroker : IDisposable
             if (will.Retain && reply is Relay.Bus.Routing.PublishReply published)
             {
                 var item = request.Items[0];
-                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson }).ConfigureAwait(false);
+                await RetainAsync(new RelayMessage { App = request.App, Channel = request.Channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = item.Data, DataIsJson = item.DataIsJson, Properties = item.Properties }).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

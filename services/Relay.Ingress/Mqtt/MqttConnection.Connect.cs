@@ -56,12 +56,25 @@ internal sealed partial class MqttConnection
             return Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.TopicNameInvalid, $"will topic: {willError}");
         }
 
-        if (_node.AppLimits.TryOpen(auth.Principal.AppId) is { } overLimit)
+        // The app's connection limits; across the cluster that is a round trip to the bus's counts.
+        var opening = _node.AppLimits.TryOpenAsync(auth.Principal.AppId, _node.Stopping);
+        return opening.IsCompletedSuccessfully
+            ? Admit(opening.Result, connect, auth.Principal, clientId, assigned)
+            : AdmitLaterAsync(opening, connect, auth.Principal, clientId, assigned);
+    }
+
+    private async ValueTask AdmitLaterAsync(ValueTask<RelayError?> opening, MqttConnect connect, RelayPrincipal principal, string clientId, string? assigned) =>
+        await Admit(await opening.ConfigureAwait(false), connect, principal, clientId, assigned).ConfigureAwait(false);
+
+    private ValueTask Admit(RelayError? overLimit, MqttConnect connect, RelayPrincipal principal, string clientId, string? assigned)
+    {
+        if (overLimit is not null)
         {
             return Refuse(MqttReasonCodes.V3ServerUnavailable, MqttReasonCodes.QuotaExceeded, overLimit.Message);
         }
 
-        _countedApp = auth.Principal.AppId;
+        var v5 = V5;
+        _countedApp = principal.AppId;
         _clientId = clientId;
         _keysVersion = _node.Authenticator.KeysVersion;
         var properties = connect.Properties;
@@ -81,7 +94,7 @@ internal sealed partial class MqttConnection
         _reasonStrings = properties?.RequestProblemInformation != 0;
         var now = _node.Time.GetTimestamp();
         _publishRate = new TokenBucket(_node.Options.PublishRatePerSecond, _node.Options.PublishBurst == 0 ? _node.Options.PublishRatePerSecond * 2 : _node.Options.PublishBurst, now);
-        _principal = auth.Principal;
+        _principal = principal;
 
         // A second connection with the client id takes over: the first is closed (MQTT 5: DISCONNECT 0x8E), and hands its
         // session back before this one resumes it.

@@ -107,10 +107,12 @@ internal sealed partial class MqttConnection
             _broker.MarkRetained(data);
         }
 
-        return RouteAsync(channel, data, publish.Qos, publish.PacketId, retain);
+        // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
+        var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds());
+        return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
     }
 
-    private async ValueTask RouteAsync(string channel, byte[] data, byte qos, ushort packetId, bool retain)
+    private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain)
     {
         if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
         {
@@ -121,7 +123,7 @@ internal sealed partial class MqttConnection
         }
 
         var isJson = IsJson(data);
-        var item = new PublishItem(null, data, isJson, null);
+        var item = new PublishItem(null, data, isJson, null) { Properties = properties };
         RoutingReply reply;
         try
         {
@@ -141,7 +143,7 @@ internal sealed partial class MqttConnection
             // Kept before the acknowledgement, so a subscriber that subscribes once the publisher has its PUBACK gets it.
             if (retain)
             {
-                await _broker.RetainAsync(new RelayMessage { App = App, Channel = channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = data, DataIsJson = isJson }).ConfigureAwait(false);
+                await _broker.RetainAsync(new RelayMessage { App = App, Channel = channel, Epoch = published.Epoch, Seq = published.Seqs[0], Data = data, DataIsJson = isJson, Properties = properties }).ConfigureAwait(false);
             }
 
             if (qos == 2)
@@ -207,7 +209,8 @@ internal sealed partial class MqttConnection
         }
 
         var data = will.WillPayload ?? [];
-        var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null)], principal.ClientId, null);
+        var properties = V5 ? MqttMessageProperties.From(will.WillProperties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds()) : null;
+        var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null) { Properties = properties }], principal.ClientId, null);
         var retain = will.WillRetain && _options.MaxRetainedPerApp > 0;
 
         // MQTT 5 §3.1.3.2.2: the will waits out its Will Delay Interval, or the session's end if that comes first; a

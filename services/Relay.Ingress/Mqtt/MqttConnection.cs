@@ -544,6 +544,24 @@ internal sealed partial class MqttConnection : INodeConnection
             return 4;
         }
 
+        // MQTT 5 §3.3.2.3.3: a message past its expiry is not sent, unless its delivery began on an earlier connection
+        // (a resend with its packet id); one sent tells the time left. Only messages with an expiry read the clock.
+        var expiring = message.Properties is { ExpiresAt: not 0 } properties ? properties : null;
+        var nowMs = 0L;
+        if (expiring is not null)
+        {
+            nowMs = _node.Time.GetUtcNow().ToUnixTimeMilliseconds();
+            if (item.PacketId == 0 && expiring.IsExpiredAt(nowMs))
+            {
+                if (item.Qos > 0)
+                {
+                    Interlocked.Decrement(ref _inflightCount);
+                }
+
+                return 0;
+            }
+        }
+
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
         var identifiers = V5 ? Identifiers(item) : null;
@@ -567,6 +585,11 @@ internal sealed partial class MqttConnection : INodeConnection
         else
         {
             frames.CopyWithIdentifiers(frame, identifiers, item.Qos > 0, span);
+        }
+
+        if (expiring is not null && V5)
+        {
+            frames.WriteTimeLeft(span, item.Qos > 0, MqttMessageProperties.SecondsLeft(expiring, nowMs));
         }
 
         if (item.Qos > 0)

@@ -179,6 +179,8 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             _queuedBytes = 0;
             _dropped = null;
         }
+
+        SharesChanged();
     }
 
     /// <summary>The connection stops holding the session: deliveries from now are kept (a persistent session) or dropped.</summary>
@@ -190,6 +192,21 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             {
                 _connection = null;
                 ExpiresAtTicks = now.UtcTicks + (TimeSpan.TicksPerSecond * ExpirySeconds);
+            }
+        }
+
+        SharesChanged();
+    }
+
+    // The groups this session is a member of learn that it connected or went away (docs/mqtt.md: a node with no
+    // connected member is not chosen for the group's messages).
+    private void SharesChanged()
+    {
+        lock (Subscriptions)
+        {
+            foreach (var (_, sink) in Subscriptions)
+            {
+                sink.JoinedShare?.MembersChanged();
             }
         }
     }

@@ -18,6 +18,12 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
     /// <summary>What starts the idempotency key of a message that one socket must not get back (client events, HTTP <c>socket_id</c>).</summary>
     public const string ExcludePrefix = "px:";
 
+    /// <summary>Protocol versions served: pusher-js 8 speaks 7; 5 and 6 differ from it in nothing the server sends.</summary>
+    public const int MinProtocol = 5;
+
+    /// <inheritdoc cref="MinProtocol"/>
+    public const int MaxProtocol = 7;
+
     /// <summary>The name of the message <c>terminate_connections</c> publishes on the user's Relay channel (Pusher clients never see it).</summary>
     public const string TerminateEvent = "pusher_internal:terminate";
 
@@ -60,6 +66,71 @@ internal sealed class PusherBroker(IngressNode node, IOptions<PusherOptions> opt
         {
             Interlocked.Decrement(ref count.Value);
         }
+    }
+
+    /// <summary>
+    /// The checks a Pusher upgrade (<c>/app/{key}?protocol=N</c>) passes before it is counted, on either transport: the
+    /// protocol version, the key, the app enabled. The key's principal; or null with the <c>pusher:error</c> code and
+    /// message to refuse it with. <see cref="TryCountAsync"/> comes next.
+    /// </summary>
+    public RelayPrincipal? Check(string key, string protocol, out int code, out string message)
+    {
+        code = 0;
+        message = "";
+        if (protocol.Length == 0)
+        {
+            (code, message) = (PusherConnection.NoProtocol, "No protocol version supplied: connect to /app/{key}?protocol=7");
+            return null;
+        }
+
+        if (!int.TryParse(protocol, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version) || version is < MinProtocol or > MaxProtocol)
+        {
+            (code, message) = (PusherConnection.UnsupportedProtocol, $"Unsupported protocol version {protocol}: this server speaks {MinProtocol} to {MaxProtocol}");
+            return null;
+        }
+
+        if (Keys.Find(key) is not { } principal)
+        {
+            (code, message) = (PusherConnection.AppDoesNotExist, $"App key {key} does not exist");
+            return null;
+        }
+
+        if (App(principal.AppId) is { Enabled: false })
+        {
+            (code, message) = (PusherConnection.AppDisabled, $"App {principal.AppId} is disabled (Relay:Pusher:Apps:{principal.AppId}:Enabled)");
+            return null;
+        }
+
+        return principal;
+    }
+
+    /// <summary>
+    /// Counts a checked connection of <paramref name="app"/>: its Pusher quota on this node, then its limits over every
+    /// protocol, on this node and across the cluster (<c>Relay:Ingress:AppLimits</c>), answered as Pusher's own quota is
+    /// (4004). Null when counted (<see cref="Release"/> when it ends); else the message to refuse it with, nothing counted.
+    /// </summary>
+    public async ValueTask<string?> TryCountAsync(string app, CancellationToken cancellationToken)
+    {
+        var settings = App(app);
+        if (!TryOpen(app, settings?.MaxConnections ?? 0))
+        {
+            return $"App {app} is over its connection quota ({settings!.MaxConnections} on this node, Relay:Pusher:Apps:{app}:MaxConnections)";
+        }
+
+        if (await Node.AppLimits.TryOpenAsync(app, cancellationToken).ConfigureAwait(false) is { } overLimit)
+        {
+            Closed(app);
+            return overLimit.Message;
+        }
+
+        return null;
+    }
+
+    /// <summary>A connection <see cref="TryCountAsync"/> counted ended.</summary>
+    public void Release(string app)
+    {
+        Node.AppLimits.Closed(app);
+        Closed(app);
     }
 
     public ILogger<PusherConnection> Logger { get; } = logger;

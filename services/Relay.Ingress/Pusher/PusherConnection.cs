@@ -39,7 +39,7 @@ internal sealed partial class PusherConnection : INodeConnection
     private readonly IngressNode _node;
     private readonly PusherOptions _options;
     private readonly ILogger _logger;
-    private readonly SendQueue<byte[]> _queue;
+    private readonly IFrameSender _sender;
     private readonly Dictionary<string, PusherSubscriptionSink> _channels = new(StringComparer.Ordinal);
     private readonly int _maxFrameBytes;
     private readonly TokenBucket _clientEvents;
@@ -56,16 +56,16 @@ internal sealed partial class PusherConnection : INodeConnection
     private string? _onlineAs;
     private PusherWatchlist? _watchlist;
 
-    public PusherConnection(WebSocket socket, PusherBroker broker, RelayPrincipal principal)
+    public PusherConnection(WebSocket socket, IFrameSender sender, PusherBroker broker, RelayPrincipal principal)
     {
         _socket = socket;
+        _sender = sender;
         _broker = broker;
         _node = broker.Node;
         _options = broker.Options;
         _logger = broker.Logger;
         _principal = principal;
         _keysVersion = _node.Authenticator.KeysVersion;
-        _queue = new SendQueue<byte[]>(static frame => frame.Length, metrics: _node.Metrics);
         _maxFrameBytes = (2 * broker.MaxEventBytes) + FrameOverheadBytes;
         _lastInputTicks = _node.Time.GetUtcNow().UtcTicks;
         // Pusher's limit: a burst of ClientEventsPerSecond, then that many a second.
@@ -92,7 +92,6 @@ internal sealed partial class PusherConnection : INodeConnection
             w.WriteString("socket_id"u8, s.SocketId);
             w.WriteNumber("activity_timeout"u8, s.ActivityTimeoutSeconds);
         }));
-        var writing = WriteLoopAsync();
         try
         {
             await ReadLoopAsync().ConfigureAwait(false);
@@ -102,7 +101,7 @@ internal sealed partial class PusherConnection : INodeConnection
             try
             {
                 await CloseAsync().ConfigureAwait(false);
-                await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+                await _sender.DrainAsync().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -111,7 +110,7 @@ internal sealed partial class PusherConnection : INodeConnection
             finally
             {
                 _node.Unregister(this);
-                _queue.Clear();
+                _sender.Discard();
             }
         }
     }
@@ -122,12 +121,30 @@ internal sealed partial class PusherConnection : INodeConnection
         try
         {
             await socket.SendAsync(PusherFrames.Error(code, message), WebSocketMessageType.Text, true, CancellationToken.None).ConfigureAwait(false);
-            await socket.CloseOutputAsync((WebSocketCloseStatus)code, message, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await socket.CloseOutputAsync((WebSocketCloseStatus)code, CloseReason(message), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is WebSocketException or TimeoutException or ObjectDisposedException or IOException or OperationCanceledException)
         {
             socket.Abort();
         }
+    }
+
+    // RFC 6455 §5.5: a close frame's reason fits in 123 bytes (a longer one throws); pusher:error before it has it whole.
+    private static string CloseReason(string message)
+    {
+        const int MaxBytes = 123;
+        var length = message.Length;
+        while (System.Text.Encoding.UTF8.GetByteCount(message.AsSpan(0, length)) > MaxBytes)
+        {
+            length--;
+        }
+
+        if (length > 0 && length < message.Length && char.IsHighSurrogate(message[length - 1]))
+        {
+            length--;
+        }
+
+        return message[..length];
     }
 
     /// <summary>Queues a delivery (called by the node's dispatch, any thread).</summary>
@@ -187,7 +204,7 @@ internal sealed partial class PusherConnection : INodeConnection
             return;
         }
 
-        _queue.TrimIfUnused();
+        _sender.Sweep();
         var pingSent = Interlocked.Read(ref _pingSentTicks);
         if (pingSent != 0)
         {
@@ -237,17 +254,16 @@ internal sealed partial class PusherConnection : INodeConnection
     /// <summary>Queues a frame; a client that lets more than the node's send budget wait is cut as a slow consumer (4100: reconnect after a while).</summary>
     private void Enqueue(byte[] frame)
     {
-        if (!_queue.TryWrite(frame, _node.Options.SendQueueBytes) && Volatile.Read(ref _closing) == 0)
+        if (!_sender.TrySend(frame) && Volatile.Read(ref _closing) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueBytes);
             _node.CountSlowConsumer();
-            _queue.Clear();
-            Close(OverCapacity, "disconnected as a slow consumer: reconnect");
+            Close(OverCapacity, "disconnected as a slow consumer: reconnect", dropQueued: true);
         }
     }
 
     /// <summary>Ends the connection: <paramref name="finalFrame"/> after what is queued, then the close with <paramref name="code"/>; aborted if that takes longer than <c>Relay:Ingress:CloseTimeout</c>.</summary>
-    private void Close(int code, string? reason, byte[]? finalFrame = null)
+    private void Close(int code, string? reason, byte[]? finalFrame = null, bool dropQueued = false)
     {
         if (Interlocked.Exchange(ref _closing, 1) != 0)
         {
@@ -257,14 +273,10 @@ internal sealed partial class PusherConnection : INodeConnection
         _closeCode = code;
         _closeReason = reason;
         Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
-        if (finalFrame is not null)
-        {
-            _queue.TryWrite(finalFrame);
-        }
-
+        // After what is queued (or instead of it, for a slow consumer): the final frame, then the close with the code.
         // The read loop is not cancelled (that would abort the WebSocket before the close frame goes): it ends when the
         // client answers the close, or the node aborts the connection at the deadline.
-        _queue.Complete();
+        _sender.SendLast(finalFrame ?? ReadOnlyMemory<byte>.Empty, dropQueued, (WebSocketCloseStatus)code, reason);
     }
 
     private async Task ReadLoopAsync()
@@ -418,34 +430,8 @@ internal sealed partial class PusherConnection : INodeConnection
     private static string? StringOf(JsonElement data, string name) =>
         data.ValueKind == JsonValueKind.Object && data.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
-    private async Task WriteLoopAsync()
-    {
-        try
-        {
-            while (await _queue.WaitToReadAsync().ConfigureAwait(false))
-            {
-                while (_queue.TryRead(out var frame))
-                {
-                    await _socket.SendAsync(frame, WebSocketMessageType.Text, true, CancellationToken.None).ConfigureAwait(false);
-                }
-            }
-
-            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
-            {
-                await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
-        {
-            LogSendEnded(_logger, ConnectionId, ex.Message);
-        }
-    }
-
     [LoggerMessage(EventId = 1500, Level = LogLevel.Debug, Message = "Pusher connection {ConnectionId} receive ended: {Reason}")]
     private static partial void LogReceiveEnded(ILogger logger, string connectionId, string reason);
-
-    [LoggerMessage(EventId = 1501, Level = LogLevel.Debug, Message = "Pusher connection {ConnectionId} send ended: {Reason}")]
-    private static partial void LogSendEnded(ILogger logger, string connectionId, string reason);
 
     [LoggerMessage(EventId = 1502, Level = LogLevel.Information, Message = "Pusher connection {ConnectionId} closed: no answer to its ping within {Seconds} s (Relay:Pusher:PongTimeoutSeconds)")]
     private static partial void LogPongTimeout(ILogger logger, string connectionId, int seconds);

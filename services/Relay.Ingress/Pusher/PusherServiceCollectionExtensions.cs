@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using Relay.Bus.FanOut;
+using Relay.Pusher;
 
 namespace Relay.Ingress.Pusher;
 
@@ -12,16 +12,10 @@ public static class PusherServiceCollectionExtensions
     /// <summary>Registers the Pusher options (<c>Relay:Pusher</c>), what the connections share and the apps' webhooks.</summary>
     public static IServiceCollection AddRelayPusher(this IServiceCollection services)
     {
-        services.AddOptions<PusherOptions>().BindConfiguration(PusherOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PusherOptions>, PusherOptionsValidator>());
-        services.TryAddSingleton(TimeProvider.System);
+        // The options and the webhooks: taps of fan-out (occupancy, members) where this process serves fan-out, and told by
+        // the connections (client events, cache misses).
+        services.AddRelayPusherWebhooks();
         services.TryAddSingleton<PusherBroker>();
-
-        // Webhooks: taps of fan-out (occupancy, members) where this process serves fan-out, and told by the connections.
-        services.TryAddSingleton<PusherWebhooks>();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<ISequencedTap, PusherWebhooks>(static sp => sp.GetRequiredService<PusherWebhooks>()));
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IInterestTap, PusherWebhooks>(static sp => sp.GetRequiredService<PusherWebhooks>()));
-        services.AddHostedService(static sp => sp.GetRequiredService<PusherWebhooks>());
         return services;
     }
 

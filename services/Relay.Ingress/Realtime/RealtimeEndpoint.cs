@@ -41,7 +41,7 @@ internal static class RealtimeEndpoint
             }
 
             var app = auth.Principal.AppId;
-            if (node.AppLimits.TryOpen(app) is { } overLimit)
+            if (await node.AppLimits.TryOpenAsync(app, context.RequestAborted).ConfigureAwait(false) is { } overLimit)
             {
                 return AppLimits.Refusal(context, overLimit);
             }

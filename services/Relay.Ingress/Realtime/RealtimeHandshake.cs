@@ -3,14 +3,16 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Relay.Auth.Verification;
+using Relay.Ingress.Pusher;
 
 namespace Relay.Ingress.Realtime;
 
 /// <summary>
 /// The realtime WebSocket upgrade as Relay's own transport (<see cref="RealtimeListenerFactory"/>) reads it from the
 /// first bytes of a socket Kestrel never sees: find the request head and accept only an authorised
-/// <c>GET /v1/realtime</c> upgrade, with the 101 response to send. Anything else is left to Kestrel, where the normal
-/// endpoint answers it (with the HTTP API's status and JSON error body) or serves it on ASP.NET Core's WebSocket.
+/// <c>GET /v1/realtime</c> upgrade, or a Pusher one (<c>GET /app/{key}?protocol=N</c>) that the Pusher broker admits,
+/// with the 101 response to send. Anything else is left to Kestrel, where the normal endpoint answers it (with the HTTP
+/// API's status and JSON error body, or Pusher's <c>pusher:error</c> and close code) or serves it on ASP.NET Core's WebSocket.
 /// </summary>
 internal static class RealtimeHandshake
 {
@@ -21,16 +23,25 @@ internal static class RealtimeHandshake
 
     private static ReadOnlySpan<byte> Prefix => "GET /v1/realtime"u8;
 
+    private static ReadOnlySpan<byte> PusherPrefix => "GET /app/"u8;
+
+    private const string PusherPath = "/app/";
+
     private static ReadOnlySpan<byte> HeadEnd => "\r\n\r\n"u8;
 
-    /// <summary>What an accepted upgrade carries into the connection's life: the request itself does not.</summary>
-    public readonly record struct Accepted(RelayPrincipal Principal, string? SubProtocol, byte[] Response);
+    /// <summary>
+    /// What an accepted upgrade carries into the connection's life: the request itself does not. A Pusher upgrade
+    /// (<paramref name="Pusher"/>) passed <see cref="PusherBroker.Check"/>; its caller counts it.
+    /// </summary>
+    public readonly record struct Accepted(RelayPrincipal Principal, string? SubProtocol, byte[] Response, bool Pusher = false);
 
-    /// <summary>Whether bytes that start a connection could still be a realtime upgrade.</summary>
-    public static bool StartsLikeOurs(ReadOnlySpan<byte> start)
+    /// <summary>Whether bytes that start a connection could still be a realtime or Pusher upgrade.</summary>
+    public static bool StartsLikeOurs(ReadOnlySpan<byte> start) => StartsWith(start, Prefix) || StartsWith(start, PusherPrefix);
+
+    private static bool StartsWith(ReadOnlySpan<byte> start, ReadOnlySpan<byte> prefix)
     {
-        var length = Math.Min(start.Length, Prefix.Length);
-        return start[..length].SequenceEqual(Prefix[..length]);
+        var length = Math.Min(start.Length, prefix.Length);
+        return start[..length].SequenceEqual(prefix[..length]);
     }
 
     /// <summary>The length of the request head (through its blank line) when <paramref name="data"/> holds all of it; otherwise -1.</summary>
@@ -40,24 +51,42 @@ internal static class RealtimeHandshake
         return end < 0 ? -1 : end + HeadEnd.Length;
     }
 
-    /// <summary>Parses and authenticates a request head; null when it is not a realtime upgrade or its credentials are refused.</summary>
-    public static Accepted? TryAccept(string head, IRelayAuthenticator authenticator)
+    /// <summary>
+    /// Parses and authenticates a request head; null when it is not a realtime upgrade or its credentials are refused, or
+    /// when it is a Pusher upgrade that <paramref name="pusher"/> (null: Pusher is off) refuses.
+    /// </summary>
+    public static Accepted? TryAccept(string head, IRelayAuthenticator authenticator, PusherBroker? pusher = null)
     {
         if (!TryParseUpgrade(head, out var upgrade))
         {
             return null;
         }
 
-        var auth = authenticator.Authenticate(upgrade.Context);
-        if (!auth.Succeeded)
+        RelayPrincipal principal;
+        if (upgrade.PusherKey is { } key)
         {
-            return null;
+            if (pusher is null || pusher.Check(key, upgrade.Context.Request.Query["protocol"].ToString(), out _, out _) is not { } admitted)
+            {
+                return null;
+            }
+
+            principal = admitted;
+        }
+        else
+        {
+            var auth = authenticator.Authenticate(upgrade.Context);
+            if (!auth.Succeeded)
+            {
+                return null;
+            }
+
+            principal = auth.Principal;
         }
 
         var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(upgrade.Key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
         var response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
             + (upgrade.SubProtocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + upgrade.SubProtocol + "\r\n") + "\r\n";
-        return new Accepted(auth.Principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response));
+        return new Accepted(principal, upgrade.SubProtocol, Encoding.ASCII.GetBytes(response), upgrade.PusherKey is not null);
     }
 
     /// <summary>
@@ -79,14 +108,20 @@ internal static class RealtimeHandshake
 
         var target = requestLine[1];
         var question = target.IndexOf('?', StringComparison.Ordinal);
-        if ((question < 0 ? target : target[..question]) != "/v1/realtime")
+        var path = question < 0 ? target : target[..question];
+
+        // A Pusher key is APPID.KEYID: anything escaped or with more segments is the endpoint's to answer.
+        var pusherKey = path.StartsWith(PusherPath, StringComparison.Ordinal) && path.Length > PusherPath.Length && path.AsSpan(PusherPath.Length).IndexOfAny('/', '%') < 0
+            ? path[PusherPath.Length..]
+            : null;
+        if (path != "/v1/realtime" && pusherKey is null)
         {
             return false;
         }
 
         var context = new DefaultHttpContext();
         context.Request.Method = "GET";
-        context.Request.Path = "/v1/realtime";
+        context.Request.Path = path;
         if (question >= 0)
         {
             context.Request.QueryString = new QueryString(target[question..]);
@@ -124,8 +159,8 @@ internal static class RealtimeHandshake
             return false;
         }
 
-        var subProtocol = HasToken(requestHeaders.SecWebSocketProtocol.ToString(), RealtimeEndpoint.SubProtocol) ? RealtimeEndpoint.SubProtocol : null;
-        upgrade = new Upgrade(context, key.ToString(), subProtocol);
+        var subProtocol = pusherKey is null && HasToken(requestHeaders.SecWebSocketProtocol.ToString(), RealtimeEndpoint.SubProtocol) ? RealtimeEndpoint.SubProtocol : null;
+        upgrade = new Upgrade(context, key.ToString(), subProtocol, pusherKey);
         return true;
     }
 
@@ -161,5 +196,5 @@ internal static class RealtimeHandshake
         return false;
     }
 
-    private readonly record struct Upgrade(DefaultHttpContext Context, string Key, string? SubProtocol);
+    private readonly record struct Upgrade(DefaultHttpContext Context, string Key, string? SubProtocol, string? PusherKey);
 }

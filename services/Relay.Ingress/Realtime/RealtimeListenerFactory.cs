@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth.Verification;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Pusher;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 using Relay.ServiceDefaults.Tls;
@@ -110,6 +111,7 @@ internal sealed partial class RealtimeListenerFactory(
         private readonly ILogger _logger;
         private readonly IRelayAuthenticator _authenticator;
         private readonly IngressNode _node;
+        private readonly PusherBroker? _pusher;
         private readonly ILogger<RealtimeConnection> _connectionLogger;
         private readonly ConnectionGate _gate;
         private volatile CancellationTokenSource _firstBytes = new();
@@ -125,6 +127,9 @@ internal sealed partial class RealtimeListenerFactory(
             _logger = factory._loggers.CreateLogger<RealtimeListenerFactory>();
             _authenticator = factory._services.GetRequiredService<IRelayAuthenticator>();
             _node = factory._services.GetRequiredService<IngressNode>();
+
+            // Pusher upgrades (/app/{key}) on this transport too, when the node serves Pusher.
+            _pusher = factory._services.GetService<PusherBroker>() is { Options.Enabled: true } pusher ? pusher : null;
 
             // The container's ILogger<T> is one shared instance (CreateLogger<T> would make a wrapper per connection).
             _connectionLogger = factory._services.GetRequiredService<ILogger<RealtimeConnection>>();
@@ -331,7 +336,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 finally
                 {
-                    _node.AppLimits.Closed(accepted.Value.Principal.AppId);
+                    Release(accepted.Value);
                     if (webSocket is not null)
                     {
                         // What was written (a close frame last) reaches the kernel before the socket closes.
@@ -360,7 +365,22 @@ internal sealed partial class RealtimeListenerFactory(
             webSocket.SendRaw(accepted.Response);
             var options = _node.Options;
             var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
-            return new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
+            return accepted.Pusher
+                ? new PusherConnection(webSocket, sender, _pusher!, accepted.Principal).RunAsync()
+                : new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
+        }
+
+        /// <summary>Gives back what admitting the upgrade counted: the app's connection, and a Pusher one's quota.</summary>
+        private void Release(RealtimeHandshake.Accepted accepted)
+        {
+            if (accepted.Pusher)
+            {
+                _pusher!.Release(accepted.Principal.AppId);
+            }
+            else
+            {
+                _node.AppLimits.Closed(accepted.Principal.AppId);
+            }
         }
 
         /// <summary>
@@ -392,14 +412,17 @@ internal sealed partial class RealtimeListenerFactory(
 
                 var peeked = buffer.AsSpan(0, count);
                 var length = RealtimeHandshake.StartsLikeOurs(peeked) ? RealtimeHandshake.HeadLength(peeked) : -1;
-                if (length < 0 || RealtimeHandshake.TryAccept(Encoding.Latin1.GetString(peeked[..(length - 4)]), _authenticator) is not { } accepted)
+                if (length < 0 || RealtimeHandshake.TryAccept(Encoding.Latin1.GetString(peeked[..(length - 4)]), _authenticator, _pusher) is not { } accepted)
                 {
                     return null;
                 }
 
-                // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429.
+                // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429 (Pusher's
+                // endpoint pusher:error 4004).
                 var app = accepted.Principal.AppId;
-                if (_node.AppLimits.TryOpen(app) is not null)
+                if (accepted.Pusher
+                    ? await _pusher!.TryCountAsync(app, _node.Stopping).ConfigureAwait(false) is not null
+                    : await _node.AppLimits.TryOpenAsync(app, _node.Stopping).ConfigureAwait(false) is not null)
                 {
                     return null;
                 }
@@ -414,7 +437,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 catch
                 {
-                    _node.AppLimits.Closed(app);
+                    Release(accepted);
                     throw;
                 }
 

@@ -18,15 +18,20 @@ internal sealed class FrameworkFrameSender : IFrameSender
     private readonly long _budget;
     private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
     private readonly Task _writer;
+    private readonly bool _batchFrames;
     private volatile bool _last;
+    private WebSocketCloseStatus _closeStatus = WebSocketCloseStatus.NormalClosure;
+    private string? _closeReason = "disconnect";
 
     /// <param name="socket">The accepted WebSocket.</param>
     /// <param name="budget">Bytes the connection may have queued, not yet sent.</param>
     /// <param name="metrics">Where frames queued and sent are counted, or null.</param>
-    public FrameworkFrameSender(WebSocket socket, long budget, IngressMetrics? metrics)
+    /// <param name="batchFrames">Whether frames waiting together go as one JSON array frame (Relay's protocol allows it; Pusher's does not).</param>
+    public FrameworkFrameSender(WebSocket socket, long budget, IngressMetrics? metrics, bool batchFrames = true)
     {
         _socket = socket;
         _budget = budget;
+        _batchFrames = batchFrames;
         _queue = new SendQueue<ReadOnlyMemory<byte>>(static frame => frame.Length, metrics: metrics);
 
         // Every frame goes through the queue: the loop runs for the connection's whole life.
@@ -37,15 +42,21 @@ internal sealed class FrameworkFrameSender : IFrameSender
     public bool TrySend(ReadOnlyMemory<byte> frame) => _queue.TryWrite(frame, _budget);
 
     /// <inheritdoc />
-    public void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued)
+    public void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued, WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string? reason = "disconnect")
     {
+        _closeStatus = status;
+        _closeReason = reason;
         _last = true;
         if (dropQueued)
         {
             _queue.Clear();
         }
 
-        _queue.TryWrite(frame);
+        if (!frame.IsEmpty)
+        {
+            _queue.TryWrite(frame);
+        }
+
         _queue.Complete();
     }
 
@@ -80,7 +91,7 @@ internal sealed class FrameworkFrameSender : IFrameSender
                     continue;
                 }
 
-                if (!reader.TryPeek(out var second) || first.Length + second.Length + 3 > CoalesceBytes)
+                if (!_batchFrames || !reader.TryPeek(out var second) || first.Length + second.Length + 3 > CoalesceBytes)
                 {
                     await _socket.SendAsync(first, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
                     continue;
@@ -109,7 +120,7 @@ internal sealed class FrameworkFrameSender : IFrameSender
 
             if (_last && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
-                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "disconnect", CancellationToken.None).ConfigureAwait(false);
+                await _socket.CloseOutputAsync(_closeStatus, _closeReason, CancellationToken.None).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or OperationCanceledException or IOException)

@@ -1,3 +1,5 @@
+using System.Net.WebSockets;
+
 namespace Relay.Ingress.Sending;
 
 /// <summary>
@@ -24,11 +26,11 @@ internal interface IFrameSender
     bool TrySend(ReadOnlyMemory<byte> frame);
 
     /// <summary>
-    /// Queues the connection's last frame (a <c>disconnect</c>) whatever the budget, after dropping the backlog when
-    /// <paramref name="dropQueued"/> (a slow consumer's); every later frame is refused, and once this one is sent the
-    /// WebSocket is closed.
+    /// Queues the connection's last frame (a <c>disconnect</c>; none when empty) whatever the budget, after dropping the
+    /// backlog when <paramref name="dropQueued"/> (a slow consumer's); every later frame is refused, and once this one is
+    /// sent the WebSocket is closed with <paramref name="status"/> and <paramref name="reason"/> (Pusher's 4000-4299 codes).
     /// </summary>
-    void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued);
+    void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued, WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string? reason = "disconnect");
 
     /// <summary>No more frames: completes once what is queued has been sent (and, after <see cref="SendLast"/>, the close), or the socket failed.</summary>
     Task DrainAsync();

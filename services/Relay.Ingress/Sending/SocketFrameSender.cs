@@ -37,6 +37,8 @@ internal sealed class SocketFrameSender : IFrameSender, IFlushTarget
     // Under the gate.
     private bool _flushRequested;
     private bool _last;
+    private WebSocketCloseStatus _closeStatus = WebSocketCloseStatus.NormalClosure;
+    private string? _closeReason = "disconnect";
     private Task? _writer;
     private long _sendsAtLastSweep;
     private QuietSweeps _quiet;
@@ -111,18 +113,20 @@ internal sealed class SocketFrameSender : IFrameSender, IFlushTarget
     }
 
     /// <inheritdoc />
-    public void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued)
+    public void SendLast(ReadOnlyMemory<byte> frame, bool dropQueued, WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string? reason = "disconnect")
     {
         lock (Gate)
         {
             _last = true;
+            _closeStatus = status;
+            _closeReason = reason;
             if (dropQueued)
             {
                 _backlog.Clear();
             }
 
-            // Behind the backlog, and through it, so the close follows once it is sent.
-            if (_backlog.TryWrite(frame))
+            // Behind the backlog, and through it, so the close follows once it is sent (with no frame: the close alone).
+            if (frame.IsEmpty || _backlog.TryWrite(frame))
             {
                 _writer ??= WriteLoopAsync();
             }
@@ -214,7 +218,7 @@ internal sealed class SocketFrameSender : IFrameSender, IFlushTarget
 
             if (Volatile.Read(ref _last) && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
-                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "disconnect", CancellationToken.None).ConfigureAwait(false);
+                await _socket.CloseOutputAsync(_closeStatus, _closeReason, CancellationToken.None).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or OperationCanceledException or IOException)

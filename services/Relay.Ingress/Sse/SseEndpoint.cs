@@ -62,7 +62,7 @@ internal static class SseEndpoint
                 return RelayResults.Error(ErrorCodes.BadRequest, "Last-Event-ID is not a cursor this server issued; reconnect without it");
             }
 
-            if (node.AppLimits.TryOpen(auth.Principal.AppId) is { } overLimit)
+            if (await node.AppLimits.TryOpenAsync(auth.Principal.AppId, context.RequestAborted).ConfigureAwait(false) is { } overLimit)
             {
                 return AppLimits.Refusal(context, overLimit);
             }

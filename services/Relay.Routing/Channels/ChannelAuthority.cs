@@ -123,6 +123,7 @@ public sealed class ChannelAuthority : IChannelAuthority
                     ClientId = request.ClientId,
                     Timestamp = now,
                     TraceParent = request.TraceParent,
+                    Properties = item.Properties,
                 };
                 seqs[i] = message.Seq;
                 if (item.Id is not null)

@@ -8,4 +8,14 @@ public sealed record PublishRequest(string App, string Channel, IReadOnlyList<Pu
 {
     /// <summary>How long a message id is remembered for deduplication: the window the protocol promises (2 minutes).</summary>
     public static readonly TimeSpan IdempotencyWindow = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// Who sent it and its number among the sender's changes of the channel's shard, where the bus numbers them (the Redis
+    /// bus); null elsewhere. The channel authority stores a sender's number at most once: an attempt the sender gave up on
+    /// and sent again is not stored a second time when the first one turns up late at another owner.
+    /// </summary>
+    public PublishOrigin? Origin { get; init; }
 }
+
+/// <summary>A publish's sender (the caller's reply channel on the bus) and its number among the sender's changes of one shard (from 1, in the order sent).</summary>
+public sealed record PublishOrigin(string Sender, long Number);

@@ -43,3 +43,14 @@ public sealed record NotOwnerReply : RoutingReply
     /// <summary>The one instance.</summary>
     public static NotOwnerReply Instance { get; } = new();
 }
+
+/// <summary>
+/// The request was handled before: an attempt its sender gave up on and sent again reached an owner after the first one
+/// was stored (<see cref="PublishRequest.Origin"/>). The first handling answers the sender; nothing more is sent. Never
+/// reaches a caller as a reply.
+/// </summary>
+public sealed record HandledBeforeReply : RoutingReply
+{
+    /// <summary>The one instance.</summary>
+    public static HandledBeforeReply Instance { get; } = new();
+}

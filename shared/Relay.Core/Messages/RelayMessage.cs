@@ -45,6 +45,9 @@ public sealed class RelayMessage
     /// <summary>W3C <c>traceparent</c> of the publish, carried across hops.</summary>
     public string? TraceParent { get; init; }
 
+    /// <summary>The publish's MQTT 5 application properties, or null when it had none (most messages).</summary>
+    public MessageProperties? Properties { get; init; }
+
     /// <summary>A slot for the delivering side to cache the encoded frame, so a message is encoded once for all its subscribers.</summary>
     public object? EncodedFrame { get; set; }
 

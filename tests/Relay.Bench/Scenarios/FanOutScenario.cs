@@ -92,9 +92,9 @@ internal static class FanOutScenario
                 {
                     var templates = Enumerable.Range(0, spec.Channels)
                         .Where(c => c % spec.Publishers == p)
-                        .Select(c => target.PublishTemplate(Channel(c), spec.PayloadBytes, wantAck: spec.Pacing == PublishPacing.AckWindow))
+                        .Select(c => target.Publisher.PublishTemplate(Channel(c), spec.PayloadBytes, wantAck: spec.Pacing == PublishPacing.AckWindow))
                         .ToArray();
-                    var (socket, task) = await StartPublisherAsync(target, running, spec, pacers[p], templates, stop.Token).ConfigureAwait(false);
+                    var (socket, task) = await StartPublisherAsync(target.Publisher, running, spec, pacers[p], templates, stop.Token).ConfigureAwait(false);
                     publisherSockets.Add(socket);
                     publishing.Add(task);
                 }
@@ -338,7 +338,8 @@ internal static class FanOutScenario
         return busiest;
     }
 
-    // Connects one WebSocket publisher and starts it publishing round-robin over its templates.
+    // Connects one WebSocket publisher (speaking the target's publishing protocol, at its publishing address) and starts it
+    // publishing round-robin over its templates.
     private static async Task<(BenchSocket Socket, Task Publishing)> StartPublisherAsync(Target target, RunningTarget running, FanOutSpec spec, Pacer pacer, PublishTemplate[] templates, CancellationToken stop)
     {
         var bursts = new Queue<int>();
@@ -363,7 +364,7 @@ internal static class FanOutScenario
 
             pacer.OnAcknowledged(confirmed);
         });
-        var socket = await BenchSocket.ConnectAsync(running.WebSocketUri, scanner, null, CancellationToken.None).ConfigureAwait(false);
+        var socket = await BenchSocket.ConnectAsync(running.PublishUri, scanner, null, CancellationToken.None).ConfigureAwait(false);
         await target.HandshakeAsync(socket).ConfigureAwait(false);
         var terminator = spec.Pacing == PublishPacing.AckWindow && !acksEachPublish ? target.BurstTerminator : null;
         return (socket, PublishOverWebSocketAsync(socket, templates, spec, pacer, terminator, bursts, stop));

@@ -32,6 +32,12 @@ internal abstract class Target
     /// <summary>The frame that confirms everything published before it, for protocols without per-publish acks.</summary>
     public virtual byte[]? BurstTerminator => null;
 
+    /// <summary>
+    /// The target whose protocol the publishing connections speak, at <see cref="RunningTarget.PublishUri"/>: itself, or
+    /// for a protocol whose clients do not publish to public channels (Pusher: only the server does) the same server's own.
+    /// </summary>
+    public virtual Target Publisher => this;
+
     protected static async Task RequestAsync(BenchSocket socket, string frame, long acksBefore, int acks, string what)
     {
         await socket.SendTextAsync(Encoding.UTF8.GetBytes(frame)).ConfigureAwait(false);
@@ -72,6 +78,11 @@ internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri
 {
     public IReadOnlyList<ServerProcess> Services { get; init; } = [];
 
+    /// <summary>Where publishing connections connect, when not at <see cref="WebSocketUri"/> (<see cref="Target.Publisher"/>).</summary>
+    public Uri? PublisherWebSocketUri { get; init; }
+
+    public Uri PublishUri => PublisherWebSocketUri ?? WebSocketUri;
+
     public async ValueTask DisposeAsync()
     {
         await Server.DisposeAsync().ConfigureAwait(false);
@@ -94,7 +105,7 @@ internal sealed record RunningTarget(ServerProcess Server, Uri WebSocketUri, Uri
 /// (<c>relay-redis-fanout1</c>, <c>relay-redis-fanout2</c>): one ingress node (the measured server, keeping its own
 /// keys), one routing instance and that many fan-out processes, which share the fan-out shards.
 /// </summary>
-internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0) : Target
+internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0, IReadOnlyDictionary<string, string>? extraSettings = null) : Target
 {
     public const string AppKey = "bench.root:bench-secret-0123456789";
 
@@ -132,6 +143,11 @@ internal sealed class RelayTarget(bool redisBus = false, int fanOutProcesses = 0
     public override async Task<RunningTarget> StartAsync(BenchEnvironment environment)
     {
         var settings = Settings();
+        foreach (var (name, value) in extraSettings ?? new Dictionary<string, string>())
+        {
+            settings[name] = value;
+        }
+
         ServerProcess? redis = null;
         if (redisBus || fanOutProcesses > 0)
         {

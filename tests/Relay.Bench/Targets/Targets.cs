@@ -16,7 +16,8 @@ internal static class Targets
         "signalr" => new SignalRTarget(),
         "relay-mqtt" => new RelayMqttTarget(),
         "mosquitto" => new MosquittoTarget(),
-        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, relay-redis-fanout1, relay-redis-fanout2, nats, signalr, relay-mqtt or mosquitto"),
+        "relay-pusher" => new RelayPusherTarget(),
+        _ => throw new ArgumentException($"unknown target '{name}': use relay, relay-redis, relay-redis-fanout1, relay-redis-fanout2, nats, signalr, relay-mqtt, mosquitto or relay-pusher"),
     };
 
     public static string PeerVersions(IEnumerable<string> names)
@@ -40,6 +41,9 @@ internal static class Targets
                     break;
                 case "mosquitto":
                     parts.Add(MosquittoVersion());
+                    break;
+                case "relay-pusher":
+                    parts.Add("relay-pusher: Relay's standalone host with subscribers on the Pusher protocol (/app/{key}, protocol 7) and publishers on Relay's own");
                     break;
                 case "signalr":
                     parts.Add($"ASP.NET Core SignalR {Environment.Version} (tests/Relay.Bench/peers/SignalRPeer)");

@@ -143,6 +143,11 @@ internal sealed class RelayCluster : IAsyncDisposable
             environment["Relay__Auth__KeySource"] = "redis";
             environment["Relay__Ingress__AuthUrl"] = $"http://127.0.0.1:{Auth.Port}/";
         }
+        else if (project == "Relay.FanOut")
+        {
+            // Read only when it signs Pusher webhooks (Relay:Pusher:Apps:…:Webhooks): the keys the auth service published.
+            environment["Relay__Auth__KeySource"] = "redis";
+        }
 
         var dll = Path.Combine(RepositoryRoot, "services", project, "bin", "Release", "net10.0", project + ".dll");
         return StartOnFreePortAsync(name, dll, port, environment);

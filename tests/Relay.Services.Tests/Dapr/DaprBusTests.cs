@@ -30,6 +30,9 @@ public sealed class DaprBusTests(RedisBusFixture redis, ITestOutputHelper output
         Assert.True(bus.MayLoseDeliveries);
         var authority = relay.Server.Services.GetRequiredService<IChannelAuthority>();
         Assert.Equal(typeof(RedisBus).Assembly, authority.GetType().Assembly);
+
+        // Apps' connection limits across the cluster are counted in Redis, as on the Redis bus.
+        Assert.Equal("RedisConnectionCounts", relay.Server.Services.GetRequiredService<Relay.Bus.Connections.IConnectionCounts>().GetType().Name);
         Assert.Contains(relay.Sidecar.Subscriptions, s => s.StartsWith($"relay-pubsub/{relay.Sidecar.AppId}-sequenced -> ", StringComparison.Ordinal));
         Assert.Contains(relay.Sidecar.Subscriptions, s => s.StartsWith($"relay-pubsub/{relay.Sidecar.AppId}-interest -> ", StringComparison.Ordinal));
         Assert.Contains(relay.Sidecar.Subscriptions, s => s.StartsWith($"relay-pubsub/{relay.Sidecar.AppId}-node-", StringComparison.Ordinal));

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Relay.Bus;
+using Relay.Bus.Connections;
 using Relay.Bus.InMemory;
 using Relay.Bus.Keys;
 using Relay.Bus.Redis;
@@ -37,6 +38,7 @@ public sealed class BusRegistrationTests(RedisBusFixture redis) : IClassFixture<
         Assert.Equal(typeof(RedisBus).Assembly, authority.GetType().Assembly);
         var directory = Assert.Single(server.Services.GetServices<IKeyDirectory>());
         Assert.Equal(typeof(RedisBus).Assembly, directory.GetType().Assembly);
+        Assert.Equal("RedisConnectionCounts", server.Services.GetRequiredService<IConnectionCounts>().GetType().Name);
 
         // The auth service's keys reach Redis through the directory, where following nodes read them.
         var database = (await server.Services.GetRequiredService<RedisConnector>().ConnectAsync().WaitAsync(Patience)).GetDatabase();
@@ -58,6 +60,7 @@ public sealed class BusRegistrationTests(RedisBusFixture redis) : IClassFixture<
         Assert.IsType<InMemoryBus>(server.Services.GetRequiredService<IRelayBus>());
         Assert.Same(server.Services.GetRequiredService<ChannelAuthority>(), server.Services.GetRequiredService<IChannelAuthority>());
         Assert.Empty(server.Services.GetServices<IKeyDirectory>());
+        Assert.IsType<InMemoryConnectionCounts>(server.Services.GetRequiredService<IConnectionCounts>());
         Assert.Null(server.Services.GetService<RedisBus>());
     }
 

@@ -249,6 +249,79 @@ public sealed class MqttCodecTests
     }
 
     [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, false)]
+    [InlineData(1, true)]
+    public void PublishFrame_WithProperties_MqttNetReadsThemWithIdentifiersAndTheTimeLeft(byte qos, bool identified)
+    {
+        var properties = new Relay.Core.Messages.MessageProperties
+        {
+            PayloadFormatIndicator = 1,
+            ExpiresAt = 1_000_000,
+            ContentType = "text/plain",
+            ResponseTopic = "replies/1",
+            CorrelationData = [0, 1, 255],
+            UserProperties = [new("k", "1"), new("k", "2")],
+        };
+        var message = new Relay.Core.Messages.RelayMessage { App = "a", Channel = "t/1", Epoch = "e", Seq = 1, Data = "hello"u8.ToArray(), DataIsJson = false, Properties = properties };
+        var frames = MqttPublishFrame.Of(message);
+        var frame = frames.Get(message, 5, qos);
+        List<int> identifiers = [7, 300_000];
+        var copy = identified ? new byte[frames.LengthWithIdentifiers(frame, identifiers, qos > 0)] : frame.ToArray();
+        if (identified)
+        {
+            frames.CopyWithIdentifiers(frame, identifiers, qos > 0, copy);
+        }
+
+        frames.WriteTimeLeft(copy, qos > 0, 42);
+        var publish = Assert.IsType<MqttPublishPacket>(MqttNetDecode(copy, 5));
+        Assert.Equal(("t/1", "hello"), (publish.Topic, Encoding.UTF8.GetString(publish.Payload.ToArray())));
+        Assert.Equal((42u, "text/plain", "replies/1"), (publish.MessageExpiryInterval, publish.ContentType, publish.ResponseTopic));
+        Assert.Equal(MqttPayloadFormatIndicator.CharacterData, publish.PayloadFormatIndicator);
+        Assert.Equal(new byte[] { 0, 1, 255 }, publish.CorrelationData);
+        Assert.Equal(["k:1", "k:2"], publish.UserProperties.Select(static p => $"{p.Name}:{p.ReadValueAsString()}"));
+        Assert.Equal(identified ? [7u, 300_000u] : [], publish.SubscriptionIdentifiers ?? []);
+
+        // MQTT 3.1.1 has no properties: the payload alone.
+        var v4 = Assert.IsType<MqttPublishPacket>(MqttNetDecode(frames.Get(message, 4, 0), 4));
+        Assert.Equal("hello", Encoding.UTF8.GetString(v4.Payload.ToArray()));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PublishFrame_PerDelivery_AllocatesNothing_WithOrWithoutProperties(bool withProperties)
+    {
+        // What the write loop does per delivery once the message's frame exists: take the cached frame, copy it, write
+        // the packet id, the Subscription Identifiers and the expiry's time left. The frame itself is made once per message.
+        var properties = withProperties ? new Relay.Core.Messages.MessageProperties { ExpiresAt = long.MaxValue / 2, ContentType = "c", UserProperties = [new("k", "v")] } : null;
+        var message = new Relay.Core.Messages.RelayMessage { App = "a", Channel = "t/1", Epoch = "e", Seq = 1, Data = "payload"u8.ToArray(), Properties = properties };
+        List<int> identifiers = [7];
+        var destination = new byte[256];
+        Deliver();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            Deliver();
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+
+        void Deliver()
+        {
+            var frames = MqttPublishFrame.Of(message);
+            var frame = frames.Get(message, 5, 1);
+            var length = frames.LengthWithIdentifiers(frame, identifiers, packetId: true);
+            frames.CopyWithIdentifiers(frame, identifiers, packetId: true, destination);
+            destination[frames.PacketIdOffset(destination)] = 1;
+            if (message.Properties is { ExpiresAt: not 0 } expiring)
+            {
+                frames.WriteTimeLeft(destination.AsSpan(0, length), packetId: true, Relay.Ingress.Mqtt.MqttMessageProperties.SecondsLeft(expiring, 1_000));
+            }
+        }
+    }
+
+    [Theory]
     [MemberData(nameof(Levels))]
     public void RoundTrip_EveryPacketType_DecodesAsEncoded(byte level)
     {

@@ -202,4 +202,133 @@ public sealed class MqttInteropTests(ServerFixture fixture) : IClassFixture<Serv
         Assert.Equal(version == "5" ? 0x86 : 4, line.GetProperty("code").GetInt32());
         Assert.Equal(2, await client.ExitAsync(Timeout));
     }
+
+    // Retained messages with MQTT.js on both sides: set, delivered to a later subscriber with the retain flag, then
+    // cleared by an empty retained publish, after which a new subscriber's first message is a live one.
+    [Theory]
+    [MemberData(nameof(MqttJsTransports))]
+    public async Task MqttJs_Retained_SetDeliveredOnSubscribe_ThenCleared(string version, string transport)
+    {
+        var topic = $"mqttjs/retained/{Guid.NewGuid():N}";
+        var url = MqttJsUrl(transport);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+
+        using (var set = ClientProcess.MqttJs(url, user, password, version, "pub", topic, "0a0b0c", "--retain"))
+        {
+            Assert.True(await set.ExitAsync(Timeout) == 0, set.Output);
+        }
+
+        using (var later = ClientProcess.MqttJs(url, user, password, version, "sub", topic, "1"))
+        {
+            var retained = JsonDocument.Parse(await later.WaitForAsync("\"message\"", Timeout)).RootElement;
+            Assert.Equal("0a0b0c", retained.GetProperty("hex").GetString());
+            Assert.True(retained.GetProperty("retain").GetBoolean(), later.Output);
+            Assert.True(await later.ExitAsync(Timeout) == 0, later.Output);
+        }
+
+        using (var clear = ClientProcess.MqttJs(url, user, password, version, "pub", topic, "-", "--retain"))
+        {
+            Assert.True(await clear.ExitAsync(Timeout) == 0, clear.Output);
+        }
+
+        using var after = ClientProcess.MqttJs(url, user, password, version, "sub", topic, "1");
+        await after.WaitForAsync("subscribed", Timeout);
+        using (var live = ClientProcess.MqttJs(url, user, password, version, "pub", topic, "ff"))
+        {
+            Assert.True(await live.ExitAsync(Timeout) == 0, live.Output);
+        }
+
+        var first = JsonDocument.Parse(await after.WaitForAsync("\"message\"", Timeout)).RootElement;
+        Assert.Equal("ff", first.GetProperty("hex").GetString());
+        Assert.False(first.GetProperty("retain").GetBoolean(), after.Output);
+        Assert.True(await after.ExitAsync(Timeout) == 0, after.Output);
+    }
+
+    // An MQTT.js connection with a will that drops without DISCONNECT: the will reaches an MQTT.js subscriber and a
+    // WebSocket subscriber of the same channel, payload exact.
+    [Theory]
+    [InlineData("4", "tcp")]
+    [InlineData("5", "ws")]
+    public async Task MqttJs_Will_OnAbruptDrop_ReachesMqttAndWebSocketSubscribers(string version, string transport)
+    {
+        var topic = $"mqttjs/will/{Guid.NewGuid():N}";
+        var url = MqttJsUrl(transport);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        using var sub = ClientProcess.MqttJs(url, user, password, version, "sub", topic, "1");
+        await sub.WaitForAsync("subscribed", Timeout);
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        var received = new TaskCompletionSource<RelayMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await ws.SubscribeAsync(topic, m => received.TrySetResult(m)).WaitAsync(Timeout);
+
+        using var dropping = ClientProcess.MqttJs(url, user, password, version, "will", "unused", $"--will={topic}:7b22676f6e65223a747275657d");
+        Assert.True(await dropping.ExitAsync(Timeout) == 0, dropping.Output);
+
+        var will = JsonDocument.Parse(await sub.WaitForAsync("\"message\"", Timeout)).RootElement;
+        Assert.Equal("7b22676f6e65223a747275657d", will.GetProperty("hex").GetString());
+        var message = await received.Task.WaitAsync(Timeout);
+        Assert.Equal("{\"gone\":true}", message.Data.GetRawText());
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+    }
+
+    // QoS 2 end to end with MQTT.js publishing and subscribing: each of 50 messages arrives once, at QoS 2, in order.
+    [Theory]
+    [InlineData("4", "tcp")]
+    [InlineData("5", "ws")]
+    public async Task MqttJs_QosTwo_EveryMessageOnceInOrder(string version, string transport)
+    {
+        var topic = $"mqttjs/qos2/{Guid.NewGuid():N}";
+        var url = MqttJsUrl(transport);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        var payloads = Enumerable.Range(0, 50).Select(i => i.ToString("x4", CultureInfo.InvariantCulture)).ToArray();
+        using var sub = ClientProcess.MqttJs(url, user, password, version, "sub", topic, "50", "--qos=2");
+        Assert.Contains("[2]", await sub.WaitForAsync("subscribed", Timeout), StringComparison.Ordinal);
+
+        using var pub = ClientProcess.MqttJs([url, user, password, version, "pub", topic, .. payloads, "--qos=2"]);
+        Assert.True(await pub.ExitAsync(Timeout) == 0, pub.Output);
+        Assert.True(await sub.ExitAsync(Timeout) == 0, sub.Output);
+
+        var messages = sub.Output.Split('\n').Where(l => l.Contains("\"message\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(payloads, messages.Select(m => m.GetProperty("hex").GetString()));
+        Assert.All(messages, m => Assert.Equal(2, m.GetProperty("qos").GetInt32()));
+    }
+
+    // A persistent MQTT.js session (3.1.1 clean session 0; MQTT 5 session expiry): it subscribes and leaves; three QoS 1
+    // messages published over WebSocket meanwhile come when it comes back (session present), in order, without its
+    // subscribing again.
+    [Theory]
+    [MemberData(nameof(MqttJsTransports))]
+    public async Task MqttJs_PersistentSession_GetsWhatWasPublishedWhileAway(string version, string transport)
+    {
+        var topic = $"mqttjs/session/{Guid.NewGuid():N}";
+        var clientId = $"mqttjs-{Guid.NewGuid():N}"[..20];
+        var url = MqttJsUrl(transport);
+        var (user, password) = MqttClients.Credentials(RelayServer.Key);
+        string[] session = [$"--id={clientId}", "--clean=false", "--expiry=600"];
+
+        using (var first = ClientProcess.MqttJs([url, user, password, version, "sub", topic, "0", .. session]))
+        {
+            Assert.Contains("false", await first.WaitForAsync("connected", Timeout), StringComparison.Ordinal);
+            Assert.True(await first.ExitAsync(Timeout) == 0, first.Output);
+        }
+
+        await using (var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout))
+        {
+            for (var i = 1; i <= 3; i++)
+            {
+                await ws.PublishAsync(topic, new { n = i }).WaitAsync(Timeout);
+            }
+        }
+
+        using var back = ClientProcess.MqttJs([url, user, password, version, "sub", topic, "3", "--nosub", .. session]);
+        var connected = JsonDocument.Parse(await back.WaitForAsync("connected", Timeout)).RootElement;
+        Assert.True(connected.GetProperty("sessionPresent").GetBoolean(), back.Output);
+        Assert.True(await back.ExitAsync(Timeout) == 0, back.Output);
+        var messages = back.Output.Split('\n').Where(l => l.Contains("\"message\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(
+            [.. Enumerable.Range(1, 3).Select(i => Convert.ToHexStringLower(Encoding.UTF8.GetBytes($"{{\"n\":{i}}}")))],
+            messages.Select(m => m.GetProperty("hex").GetString()));
+        Assert.All(messages, m => Assert.Equal(1, m.GetProperty("qos").GetInt32()));
+    }
+
+    private string MqttJsUrl(string transport) => transport == "ws" ? _server.MqttWebSocketUri.ToString() : $"mqtt://127.0.0.1:{Port}";
 }

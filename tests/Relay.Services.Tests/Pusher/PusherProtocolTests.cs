@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Relay.Client;
 using Relay.Testing;
 
@@ -38,6 +39,40 @@ public sealed class PusherProtocolTests(PusherServerFixture fixture) : IClassFix
         Assert.Equal("pusher:error", error.GetProperty("event").GetString());
         Assert.Equal(code, error.GetProperty("data").GetProperty("code").GetInt32());
         Assert.Equal(code, await socket.ClosedAsync(Timeout));
+    }
+
+    // An admitted Pusher upgrade is served on Relay's own transport (frames written straight into the socket's send buffer
+    // and flushed once per publisher burst, as Relay's realtime connections are); a refused one goes on to Kestrel, whose
+    // endpoint answers it with pusher:error and the close code (above).
+    [Fact]
+    public async Task Connect_Admitted_IsTakenByRelaysTransport_RefusedIsHandedToTheEndpoint()
+    {
+        var listener = _server.Services.GetRequiredService<Relay.Ingress.Realtime.RealtimeListenerFactory>();
+        var (taken, handed) = (listener.Taken, listener.Handed);
+        await using (var socket = await PusherSocket.ConnectAsync(_server, RootName, Timeout))
+        {
+            Assert.Equal(taken + 1, listener.Taken);
+            var channel = "taken-" + Guid.NewGuid().ToString("N");
+            await socket.SubscribeAsync(channel);
+            Assert.Equal("pusher_internal:subscription_succeeded", (await socket.ReceiveAsync(Timeout)).GetProperty("event").GetString());
+            await using var publisher = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+            for (var i = 0; i < 50; i++)
+            {
+                await publisher.PublishAsync(channel, new { n = i }, name: "tick").WaitAsync(Timeout);
+            }
+
+            for (var i = 0; i < 50; i++)
+            {
+                var tick = await socket.ReceiveAsync("tick", Timeout);
+                Assert.Equal($$"""{"n":{{i}}}""", tick.GetProperty("data").GetString());
+            }
+        }
+
+        (taken, handed) = (listener.Taken, listener.Handed);
+        await using var refused = await PusherSocket.OpenAsync(PusherSocket.UriFor(_server, "nobody.none"), Timeout);
+        Assert.Equal(4001, await refused.ClosedAsync(Timeout));
+        Assert.Equal(taken, listener.Taken);
+        Assert.True(listener.Handed > handed, "the refused upgrade did not reach Kestrel's endpoint");
     }
 
     [Fact]

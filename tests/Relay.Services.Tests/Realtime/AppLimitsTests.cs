@@ -154,7 +154,7 @@ public sealed class AppLimitsTests
         var raw = await RawWebSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
         try
         {
-            await AssertRefusedAsync(server);
+            await AssertUpgradeAndSseRefusedAsync(server);
             Assert.Equal(HttpStatusCode.TooManyRequests, await TestSocket.RefusedUpgradeAsync(server.RealtimeUriWithKey(RelayServer.Key)));
 
             // Another app is not counted against it.
@@ -170,30 +170,34 @@ public sealed class AppLimitsTests
             ((NetworkStream)raw.Stream).Socket.LingerState = new LingerOption(true, 0);
             await raw.DisposeAsync();
             await using var afterReset = await UntilConnectedAsync(server);
-            await AssertRefusedAsync(server);
+            await AssertUpgradeAndSseRefusedAsync(server);
         }
         finally
         {
             await framework.DisposeAsync();
             await raw.DisposeAsync();
         }
+    }
 
-        static async Task AssertRefusedAsync(RelayServer server)
+    /// <summary>
+    /// A WebSocket upgrade and an SSE stream of app <c>test</c> refused at an app limit: 429 with 42900 and
+    /// <c>Retry-After: 1</c>, the body saying <paramref name="says"/>.
+    /// </summary>
+    internal static async Task AssertUpgradeAndSseRefusedAsync(RelayServer server, string says = "AppLimits")
+    {
+        foreach (var request in new[]
         {
-            foreach (var request in new[]
-            {
-                RawConnection.UpgradeRequest(),
-                $"GET /v1/sse?channel=a&key={Uri.EscapeDataString(RelayServer.Key)} HTTP/1.1\r\nHost: x\r\n\r\n",
-            })
-            {
-                await using var connection = await RawConnection.ConnectAsync(server.BaseAddress);
-                await connection.SendAsync(request);
-                var refused = await connection.ReadResponseAsync(Timeout);
-                Assert.Equal(429, refused.Status);
-                Assert.Equal("1", refused.Header("Retry-After"));
-                Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
-                Assert.Contains("AppLimits", refused.Body, StringComparison.Ordinal);
-            }
+            RawConnection.UpgradeRequest(),
+            $"GET /v1/sse?channel=a&key={Uri.EscapeDataString(RelayServer.Key)} HTTP/1.1\r\nHost: x\r\n\r\n",
+        })
+        {
+            await using var connection = await RawConnection.ConnectAsync(server.BaseAddress);
+            await connection.SendAsync(request);
+            var refused = await connection.ReadResponseAsync(Timeout);
+            Assert.Equal(429, refused.Status);
+            Assert.Equal("1", refused.Header("Retry-After"));
+            Assert.Contains("\"code\":42900", refused.Body, StringComparison.Ordinal);
+            Assert.Contains(says, refused.Body, StringComparison.Ordinal);
         }
     }
 
@@ -343,6 +347,36 @@ public sealed class AppLimitsTests
     {
         var error = Assert.ThrowsAny<Exception>(() => RelayServer.StartAsync(Limits(("MaxConnections", -1))).GetAwaiter().GetResult());
         Assert.Contains("Relay:Ingress:AppLimits:Apps:test:MaxConnections is -1", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InMemoryBus_MaxClusterConnections_IsTheProcesssCount_RefusedAcrossTheCluster_AndAClosedPlaceOpens()
+    {
+        await using var server = await RelayServer.StartAsync(Limits(("MaxClusterConnections", 2)));
+        var first = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        await using var second = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.Key));
+        try
+        {
+            await AssertUpgradeAndSseRefusedAsync(server, "across the cluster");
+            await using var other = await TestSocket.ConnectAsync(server.RealtimeUriWithKey(RelayServer.OtherAppKey));
+            await first.DisposeAsync();
+            await using var third = await UntilConnectedAsync(server);
+        }
+        finally
+        {
+            await first.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData("Apps:test:MaxClusterConnections", "-1", "Relay:Ingress:AppLimits:Apps:test:MaxClusterConnections is -1")]
+    [InlineData("ClusterCountsDown", "Sometimes", "Relay:Ingress:AppLimits:ClusterCountsDown")]
+    public void Options_BadClusterSetting_StopsStartUp_NamingTheSetting(string setting, string value, string message)
+    {
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Ingress:AppLimits:" + setting] = value;
+        var error = Assert.ThrowsAny<Exception>(() => RelayServer.StartAsync(settings).GetAwaiter().GetResult());
+        Assert.Contains(message, error.ToString(), StringComparison.Ordinal);
     }
 
     private static async Task<TestSocket> UntilConnectedAsync(RelayServer server)

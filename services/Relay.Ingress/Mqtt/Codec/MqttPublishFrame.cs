@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Text;
 using Relay.Core.Messages;
 
@@ -7,7 +9,9 @@ namespace Relay.Ingress.Mqtt.Codec;
 /// A delivered message's PUBLISH, encoded once per message for each of the four shapes a subscriber may need (MQTT 3.1.1
 /// or 5, QoS 0 or 1) and kept on the message (<see cref="RelayMessage.EncodedMqttFrame"/>, beside the realtime frame's own
 /// slot), so ten thousand MQTT subscribers cost one encoding. A QoS 1 frame is written with packet id 0; each
-/// connection copies it and writes its own id at <see cref="PacketIdOffset"/>.
+/// connection copies it and writes its own id at <see cref="PacketIdOffset"/>. An MQTT 5 frame carries the message's
+/// application properties (<see cref="RelayMessage.Properties"/>) in it, encoded once too; what differs per delivery
+/// (packet id, Subscription Identifiers, the expiry's time left) is written into the copy.
 /// </summary>
 internal sealed class MqttPublishFrame
 {
@@ -66,7 +70,7 @@ internal sealed class MqttPublishFrame
         return 1 + MqttEncoder.VariableIntLength(remaining) + remaining;
     }
 
-    /// <summary>Writes <paramref name="frame"/> into <paramref name="destination"/> with <paramref name="identifiers"/> as its properties (written per delivery: only subscriptions with identifiers pay for it).</summary>
+    /// <summary>Writes <paramref name="frame"/> into <paramref name="destination"/> with <paramref name="identifiers"/> added to its properties (written per delivery: only subscriptions with identifiers pay for it).</summary>
     public void CopyWithIdentifiers(byte[] frame, List<int> identifiers, bool packetId, Span<byte> destination)
     {
         var remaining = Remaining(frame, identifiers, packetId, out var propertiesAt, out var propertiesLength);
@@ -76,38 +80,85 @@ internal sealed class MqttPublishFrame
         frame.AsSpan(head, propertiesAt - head).CopyTo(destination[at..]);
         at += propertiesAt - head;
         at += MqttEncoder.WriteVariableInt(destination[at..], propertiesLength);
+
+        // The message's own properties first, then the identifiers, then the payload.
+        var own = ReadVariableInt(frame.AsSpan(propertiesAt), out var ownBytes);
+        frame.AsSpan(propertiesAt + ownBytes, own).CopyTo(destination[at..]);
+        at += own;
         foreach (var identifier in identifiers)
         {
             destination[at++] = MqttPropertyIds.SubscriptionIdentifier;
             at += MqttEncoder.WriteVariableInt(destination[at..], identifier);
         }
 
-        // The cached frame's properties are empty (one byte, 0): the payload follows it.
-        frame.AsSpan(propertiesAt + 1).CopyTo(destination[at..]);
+        frame.AsSpan(propertiesAt + ownBytes + own).CopyTo(destination[at..]);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="seconds"/> as the Message Expiry Interval of <paramref name="packet"/>, an MQTT 5 PUBLISH of
+    /// this message copied from its frame (MQTT 5 §3.3.2.3.3: the interval sent is the time left). The frame holds the
+    /// property first after the Payload Format Indicator, with a placeholder of the same four bytes, so nothing moves.
+    /// </summary>
+    public void WriteTimeLeft(Span<byte> packet, bool packetId, uint seconds)
+    {
+        ReadVariableInt(packet[1..], out var lengthBytes);
+        var at = 1 + lengthBytes + 2 + TopicBytes + (packetId ? 2 : 0);
+        ReadVariableInt(packet[at..], out var propertiesLengthBytes);
+        at += propertiesLengthBytes;
+        if (packet[at] == MqttPropertyIds.PayloadFormatIndicator)
+        {
+            at += 2;
+        }
+
+        if (packet[at] == MqttPropertyIds.MessageExpiryInterval)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(packet[(at + 1)..], seconds);
+        }
     }
 
     private int Remaining(byte[] frame, List<int> identifiers, bool packetId, out int propertiesAt, out int propertiesLength)
     {
-        var lengthBytes = 1;
-        while ((frame[lengthBytes] & 0x80) != 0)
-        {
-            lengthBytes++;
-        }
-
+        ReadVariableInt(frame.AsSpan(1), out var lengthBytes);
         propertiesAt = 1 + lengthBytes + 2 + TopicBytes + (packetId ? 2 : 0);
-        propertiesLength = 0;
+        var own = ReadVariableInt(frame.AsSpan(propertiesAt), out var ownBytes);
+        propertiesLength = own;
         foreach (var identifier in identifiers)
         {
             propertiesLength += 1 + MqttEncoder.VariableIntLength(identifier);
         }
 
-        var payload = frame.Length - propertiesAt - 1;
+        var payload = frame.Length - propertiesAt - ownBytes - own;
         return 2 + TopicBytes + (packetId ? 2 : 0) + MqttEncoder.VariableIntLength(propertiesLength) + propertiesLength + payload;
+    }
+
+    // A Variable Byte Integer this class wrote (well formed), and how many bytes it took.
+    private static int ReadVariableInt(ReadOnlySpan<byte> span, out int bytes)
+    {
+        int value = 0, shift = 0;
+        bytes = 0;
+        byte next;
+        do
+        {
+            next = span[bytes++];
+            value |= (next & 0x7F) << shift;
+            shift += 7;
+        }
+        while ((next & 0x80) != 0);
+        return value;
     }
 
     private byte[] Encode(RelayMessage message, bool v5, byte qos)
     {
-        var remaining = 2 + TopicBytes + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + message.Data.Length;
+        // MQTT 3.1.1 has no properties: its subscribers get the payload alone.
+        ReadOnlySpan<byte> properties = [0];
+        if (v5 && message.Properties is { } own)
+        {
+            var written = new ArrayBufferWriter<byte>(64);
+            MqttEncoder.WriteProperties(written, MqttMessageProperties.ToPublish(own));
+            properties = written.WrittenSpan;
+        }
+
+        var remaining = 2 + TopicBytes + (qos > 0 ? 2 : 0) + (v5 ? properties.Length : 0) + message.Data.Length;
         var lengthBytes = MqttEncoder.VariableIntLength(remaining);
         var frame = new byte[1 + lengthBytes + remaining];
         frame[0] = (byte)(((int)MqttPacketType.Publish << 4) | (qos << 1));
@@ -122,7 +173,8 @@ internal sealed class MqttPublishFrame
 
         if (v5)
         {
-            frame[at++] = 0;
+            properties.CopyTo(frame.AsSpan(at));
+            at += properties.Length;
         }
 
         message.Data.Span.CopyTo(frame.AsSpan(at));

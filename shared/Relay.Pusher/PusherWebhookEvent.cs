@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>One entry of a Pusher webhook's <c>events</c>: <c>name</c>, <c>channel</c> and what that event carries.</summary>
 internal sealed record PusherWebhookEvent(string Name, string Channel, string? UserId = null, string? Event = null, string? Data = null, string? SocketId = null)

@@ -6,7 +6,7 @@ using Relay.Auth.Verification;
 using Relay.Bus.FanOut;
 using Relay.Core.Messages;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>
 /// The apps' Pusher webhooks (<c>Relay:Pusher:Apps:{appId}:Webhooks</c>). Each event is told once, by the process

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>What a Pusher channel name's prefix makes of it.</summary>
 internal enum PusherChannelKind

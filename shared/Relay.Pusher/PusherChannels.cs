@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>
 /// Pusher channel names and Relay channel names are the same names (docs/pusher.md): <c>private-chat</c> on pusher-js is

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Relay.Auth.Verification;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>
 /// Pusher's HMAC-SHA256 signatures, keyed with a Relay key's secret: channel auth (<c>key:hex</c> over

@@ -6,7 +6,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Relay.Auth.Verification;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>
 /// One receiver of an app's Pusher webhooks: a bounded queue and one sender, so its events go in the order they

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>Options of the Pusher Channels protocol (WebSocket at <c>/app/{key}</c>, HTTP API at <c>/apps/{app_id}</c>), bound from <c>Relay:Pusher</c>.</summary>
 public sealed class PusherOptions

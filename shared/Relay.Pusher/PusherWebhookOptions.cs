@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>One receiver of an app's Pusher webhooks: <c>Relay:Pusher:Apps:{appId}:Webhooks:N</c>.</summary>
 public sealed class PusherWebhookOptions

@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Options;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
-internal sealed class PusherOptionsValidator(IOptions<IngressOptions> ingress) : IValidateOptions<PusherOptions>
+internal sealed class PusherOptionsValidator : IValidateOptions<PusherOptions>
 {
     public ValidateOptionsResult Validate(string? name, PusherOptions options)
     {
@@ -19,7 +19,7 @@ internal sealed class PusherOptionsValidator(IOptions<IngressOptions> ingress) :
 
         if (options.MaxEventBytes < 1)
         {
-            failures.Add($"Relay:Pusher:MaxEventBytes is {options.MaxEventBytes}; set it to 1 or more (Pusher allows 10240; Relay:Ingress:MaxMessageBytes, {ingress.Value.MaxMessageBytes} here, caps it).");
+            failures.Add($"Relay:Pusher:MaxEventBytes is {options.MaxEventBytes}; set it to 1 or more (Pusher allows 10240; Relay:Ingress:MaxMessageBytes caps it).");
         }
 
         if (options.MaxChannelsPerEvent is < 1 or > 1000)

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>The names of Pusher's webhook events, as its receivers read them in <c>events[].name</c>.</summary>
 public static class PusherWebhookEvents

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>What one app's Pusher side may do beyond its keys: <c>Relay:Pusher:Apps:{appId}</c>.</summary>
 public sealed class PusherAppOptions

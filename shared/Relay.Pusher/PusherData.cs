@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace Relay.Ingress.Pusher;
+namespace Relay.Pusher;
 
 /// <summary>
 /// Pusher event data is a string; Relay message data is JSON (or bytes). The mapping keeps both sides exact

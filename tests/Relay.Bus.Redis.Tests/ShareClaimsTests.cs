@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using Relay.Bus.Shares;
+using Relay.Core.Messages;
+using Relay.Testing;
+
+namespace Relay.Bus.Redis.Tests;
+
+/// <summary>
+/// Shared subscriptions' claims over a real redis-server (<see cref="RedisShareClaims"/>), two buses standing for two
+/// processes: whichever asks first, each message has one deliverer, chosen round robin over the processes with an active
+/// member; one that says it has none stops being chosen at once, one that dies (stops renewing) within its lease, and
+/// with none active every asker is told nobody was chosen.
+/// </summary>
+public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<RedisServerFixture>
+{
+    private static readonly TimeSpan s_lease = TimeSpan.FromSeconds(1);
+
+    private long _seq;
+
+    [Fact(Timeout = 60_000)]
+    public async Task Take_TwoProcesses_OneDelivererPerMessage_AndALeftOrDeadProcessIsNoLongerChosen()
+    {
+        await using var buses = new TestBuses(redis.Server, TimeSpan.FromSeconds(10));
+        await using var dying = new TestBuses(redis.Server, TimeSpan.FromSeconds(10));
+        var x = buses.Make(nodeTtl: s_lease);
+        var y = dying.Make(nodeTtl: s_lease);
+        await Task.WhenAll(x.ReadyAsync(), y.ReadyAsync()).WaitAsync(TimeSpan.FromSeconds(10));
+        var group = new ShareGroup("test", "g-" + Guid.NewGuid().ToString("N")[..8], "t/#");
+        var xActive = true;
+        var yActive = true;
+        await using var onX = new RedisShareClaims(x).Join(group, () => xActive);
+        await using var onY = new RedisShareClaims(y).Join(group, () => yActive);
+
+        // Both ask about every message, in either order: one deliverer each, half each.
+        var batch = Messages(200);
+        var fromY = await TakeAsync(onY, batch);
+        var fromX = await TakeAsync(onX, batch);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            Assert.True((fromX[i], fromY[i]) is (ShareTake.Here, ShareTake.Elsewhere) or (ShareTake.Elsewhere, ShareTake.Here), $"message {i}: {fromX[i]} / {fromY[i]}");
+        }
+
+        Assert.Equal(100, fromX.Count(static t => t == ShareTake.Here));
+
+        // Y has no connected member any more: from its next call on, every message is X's.
+        yActive = false;
+        onY.Changed();
+        batch = Messages(50);
+        Assert.All(await TakeAsync(onY, batch), static t => Assert.Equal(ShareTake.Elsewhere, t));
+        Assert.All(await TakeAsync(onX, batch), static t => Assert.Equal(ShareTake.Here, t));
+
+        // Y active again, then its process dies (stops renewing, never leaves): chosen until its lease ends, then never.
+        yActive = true;
+        onY.Changed();
+        batch = Messages(50);
+        Assert.Contains(ShareTake.Here, await TakeAsync(onY, batch));
+        await dying.DisposeAsync();
+        var died = Stopwatch.StartNew();
+        while (true)
+        {
+            batch = Messages(20);
+            if ((await TakeAsync(onX, batch)).All(static t => t == ShareTake.Here))
+            {
+                break;
+            }
+
+            Assert.True(died.Elapsed < s_lease * 10, $"a dead process was still chosen {died.Elapsed.TotalSeconds:0.0} s after it died (lease {s_lease.TotalSeconds} s)");
+            await Task.Delay(50);
+        }
+
+        // No process active: nobody is chosen, and each asker is told so.
+        xActive = false;
+        onX.Changed();
+        Assert.All(await TakeAsync(onX, Messages(10)), static t => Assert.Equal(ShareTake.Nobody, t));
+    }
+
+    private List<RelayMessage> Messages(int count)
+    {
+        var messages = new List<RelayMessage>(count);
+        for (var i = 0; i < count; i++)
+        {
+            messages.Add(new RelayMessage { App = "test", Channel = "t/" + (i % 3), Epoch = "e1", Seq = ++_seq });
+        }
+
+        return messages;
+    }
+
+    private static async Task<ShareTake[]> TakeAsync(IShareMembership membership, List<RelayMessage> messages)
+    {
+        var takes = new ShareTake[messages.Count];
+        await membership.TakeAsync(messages, takes, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        return takes;
+    }
+}
