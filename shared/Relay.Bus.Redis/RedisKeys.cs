@@ -140,6 +140,19 @@ public static class RedisKeys
     }
 
     /// <summary>
+    /// A persistent session (MQTT's) of a client id, hash tag included
+    /// (<c>relay:{session:&lt;scope&gt;:&lt;len(app)&gt;:&lt;app&gt;:&lt;clientId&gt;}</c>): a hash of <c>claim</c>, <c>ver</c>,
+    /// <c>held</c> and <c>state</c> (<see cref="RedisSessionStore"/>), expiring with the session.
+    /// </summary>
+    public static RedisKey Session(string scope, string app, string clientId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scope);
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentNullException.ThrowIfNull(clientId);
+        return string.Create(CultureInfo.InvariantCulture, $"relay:{{session:{scope}:{app.Length}:{app}:{clientId}}}");
+    }
+
+    /// <summary>
     /// The key prefix of a shared subscription's group, hash tag included
     /// (<c>relay:{share:&lt;len(app)&gt;:&lt;app&gt;:&lt;len(group)&gt;:&lt;group&gt;:&lt;filter&gt;}:</c>): <c>nodes</c> (sorted set: the
     /// processes with an active member, score = lease end, Redis clock), <c>turn</c> (the round robin's counter) and

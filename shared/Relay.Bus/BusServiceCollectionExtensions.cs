@@ -5,6 +5,7 @@ using Relay.Bus.Claims;
 using Relay.Bus.Connections;
 using Relay.Bus.InMemory;
 using Relay.Bus.Retained;
+using Relay.Bus.Sessions;
 using Relay.Bus.Shares;
 
 namespace Relay.Bus;
@@ -27,6 +28,7 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton<IRelayBus>(static sp => sp.GetRequiredService<InMemoryBus>());
         services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
         services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
+        services.TryAddSingleton<ISessionStore, InMemorySessionStore>();
         services.TryAddSingleton<IShareClaims, InMemoryShareClaims>();
         services.TryAddSingleton<IConnectionCounts, InMemoryConnectionCounts>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());

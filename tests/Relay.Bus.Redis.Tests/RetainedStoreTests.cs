@@ -1,5 +1,4 @@
 using System.Text;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Retained;
 using Relay.Core.Messages;
@@ -150,11 +149,7 @@ public sealed class RedisRetainedStoreTests : RetainedStoreSpec, IClassFixture<R
 
     public RedisRetainedStoreTests(RedisServerFixture fixture)
     {
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
-        services.AddRelayBus().AddRedis(options => options.Configuration = fixture.Server.Configuration);
-        _services = services.BuildServiceProvider();
+        _services = TestBuses.Registered(fixture.Server);
         Store = _services.GetRequiredService<IRetainedStore>();
     }
 

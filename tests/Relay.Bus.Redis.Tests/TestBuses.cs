@@ -1,4 +1,6 @@
 using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Relay.Testing;
@@ -42,6 +44,16 @@ internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : I
     {
         await AclAsync("ACL", "SETUSER", user, "on", ">" + password, "~*", "&*", "+@all");
         return Make($",user={user},password={password}");
+    }
+
+    /// <summary>The services <c>AddRelayBus().AddRedis()</c> registers against <paramref name="server"/> (its stores, as a host gets them).</summary>
+    public static ServiceProvider Registered(RedisServer server)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
+        services.AddRelayBus().AddRedis(options => options.Configuration = server.Configuration);
+        return services.BuildServiceProvider();
     }
 
     /// <summary>Sends an ACL command (or any command answered <c>+OK</c>) to the server.</summary>

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Relay.Bus.Claims;
 using Relay.Bus.Retained;
+using Relay.Bus.Sessions;
 using Relay.Bus.Shares;
 using Relay.Core.Messages;
 using Microsoft.Extensions.Options;
@@ -13,12 +14,31 @@ namespace Relay.Ingress.Mqtt;
 /// <summary>
 /// What every MQTT connection of the node shares: the node, the options, the client ids in use and their sessions, per
 /// app, so a second connection with a client id takes over from the first (MQTT 3.1.1 §3.1.4, 5.0 §3.1.4) and a
-/// persistent session is resumed by the next connection with its client id.
+/// persistent session is resumed by the next connection with its client id, on this node or, through the bus's session
+/// store, on another (docs/mqtt.md, "Sessions across nodes").
 /// </summary>
 internal sealed partial class MqttBroker : IDisposable
 {
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttConnection> _clients = new();
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttSession> _sessions = new();
+    /// <summary>How often a node asks the store again while another node still holds a session it takes over.</summary>
+    private static readonly TimeSpan HandOffPoll = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
+    /// Beyond <c>Relay:Ingress:CloseTimeout</c> (the longest the old node's connection takes to close and hand its session
+    /// back), what the old node is given to write the session before another takes it as last written (a dead node).
+    /// </summary>
+    private static readonly TimeSpan HandOffSlack = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Added to a held session's expiry for its store entry's time to live, rewritten at half of it while a connection
+    /// holds the session: a connected client's session never expires in the store, and one whose node died goes in time.
+    /// </summary>
+    private static readonly TimeSpan HeldSlack = TimeSpan.FromMinutes(2);
+
+    /// <summary>How long a clean start's empty entry outlives it, so a late write of the session it discarded cannot bring it back.</summary>
+    private static readonly TimeSpan DiscardedKept = TimeSpan.FromMinutes(1);
+
     private readonly ITimer _expiry;
     private readonly IDisposable _claimsWatch;
 
@@ -30,8 +50,9 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, IShareClaims shares, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, IShareClaims shares, ILogger<MqttConnection> logger)
     {
+        Store = store;
         Node = node;
         Keys = keys;
         Options = options.Value;
@@ -59,6 +80,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     /// <summary>Client-id claims across nodes (over Redis and Dapr: a connection elsewhere with the id takes over from one here).</summary>
     public IClientClaims Claims { get; }
+
+    /// <summary>Persistent sessions between nodes: the bus's store (in Redis over the Redis and Dapr buses: docs/mqtt.md).</summary>
+    public ISessionStore Store { get; }
 
     /// <summary>Which node delivers each message of a shared subscription's group (over Redis and Dapr: one node per message across them).</summary>
     public IShareClaims Shares { get; }
@@ -158,9 +182,11 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>
     /// The session for a new connection of <paramref name="clientId"/>: the existing one, once the connection it had has
     /// handed it back, unless <paramref name="cleanStart"/> asks for a new one or it cannot be resumed (it expired, or
-    /// messages for it were lost while away); then a new one. Present: whether an existing one was resumed.
+    /// messages for it were lost while away); without one here, the one another node held, from the bus's session store
+    /// (Restore: to subscribe again and recover from history); otherwise a new one. Present: whether one was resumed.
+    /// <paramref name="claim"/> is the connection's claim of the client id (0: it could not be made).
     /// </summary>
-    public async Task<(MqttSession Session, bool Present)> OpenSessionAsync(string app, string clientId, bool cleanStart, uint expirySeconds)
+    public async Task<(MqttSession Session, bool Present, MqttStoredSession? Restore)> OpenSessionAsync(string app, string clientId, bool cleanStart, uint expirySeconds, Task<long> claim)
     {
         var key = (app, clientId);
         if (_sessions.TryGetValue(key, out var existing))
@@ -187,19 +213,161 @@ internal sealed partial class MqttBroker : IDisposable
             }
         }
 
-        var session = existing ?? new MqttSession(this, app, clientId);
+        var number = await claim.ConfigureAwait(false);
+        MqttStoredSession? restore = null;
+        var stored = false;
+        if (existing is null && number != 0)
+        {
+            (restore, stored) = await TakeStoredAsync(app, clientId, number, cleanStart, expirySeconds).ConfigureAwait(false);
+        }
+
+        var session = existing ?? new MqttSession(this, app, clientId) { Stored = stored };
         session.ExpirySeconds = expirySeconds;
+        if (number != 0)
+        {
+            session.Claim = number;
+        }
+
+        session.RefreshDueTicks = Node.Time.GetUtcNow().UtcTicks + (HeldTtl(session).Ticks / 2);
         _sessions[key] = session;
-        return (session, existing is not null);
+        return (session, existing is not null || restore is not null, restore);
     }
 
-    /// <summary>Ends a session: its subscriptions leave the node's index, and what it kept is dropped; a delayed will goes now.</summary>
-    public async Task DiscardAsync(MqttSession session)
+    /// <summary>
+    /// Takes the client id's session from the store for <paramref name="claim"/>: with a clean start its stored state is
+    /// dropped; otherwise, while a node holding it for an earlier claim has not written it back (its connection is still
+    /// closing), asked again until <c>Relay:Ingress:CloseTimeout</c> and a second have passed, then taken as last written.
+    /// Stored: whether the store now has an entry of this session's.
+    /// </summary>
+    private async Task<(MqttStoredSession? Restore, bool Stored)> TakeStoredAsync(string app, string clientId, long claim, bool cleanStart, uint expirySeconds)
+    {
+        var hold = !cleanStart || expirySeconds > 0;
+        var ttl = hold ? TimeSpan.FromSeconds(expirySeconds) + HeldSlack : DiscardedKept;
+        try
+        {
+            if (cleanStart)
+            {
+                var discarding = Store.TakeAsync(ClaimScope, app, clientId, claim, discard: true, force: true, hold, ttl, Node.Stopping);
+                if (!hold)
+                {
+                    // A clean session waits for nothing: the old state just goes.
+                    _ = ForgetStoredAsync(discarding, app, clientId);
+                    return (null, false);
+                }
+
+                return (null, (await discarding.ConfigureAwait(false)).Outcome == SessionTakeOutcome.Taken);
+            }
+
+            var deadline = Node.Time.GetUtcNow() + Node.Options.CloseTimeout + HandOffSlack;
+            while (true)
+            {
+                var force = Node.Time.GetUtcNow() >= deadline;
+                var take = await Store.TakeAsync(ClaimScope, app, clientId, claim, discard: false, force, hold: true, ttl, Node.Stopping).ConfigureAwait(false);
+                switch (take.Outcome)
+                {
+                    case SessionTakeOutcome.Held:
+                        await Task.Delay(HandOffPoll, Node.Time, Node.Stopping).ConfigureAwait(false);
+                        continue;
+                    case SessionTakeOutcome.Later:
+                        // A connection that claimed the id after this one has the session: this one is being taken over.
+                        return (null, false);
+                }
+
+                var restore = MqttStoredSession.Decode(take.State);
+                if (restore is not null)
+                {
+                    if (force)
+                    {
+                        LogHandOffLate(Logger, app, clientId, (Node.Options.CloseTimeout + HandOffSlack).TotalSeconds);
+                    }
+
+                    LogSessionTaken(Logger, app, clientId, restore.Subscriptions.Count, restore.Positions.Count);
+                }
+
+                return (restore, true);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
+        {
+            LogStoreFailed(Logger, ex, app, clientId);
+            return (null, false);
+        }
+    }
+
+    private async Task ForgetStoredAsync(ValueTask<SessionTake> discarding, string app, string clientId)
+    {
+        try
+        {
+            await discarding.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogStoreFailed(Logger, ex, app, clientId);
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="session"/> to the store for the next node: <paramref name="held"/> while this node keeps it
+    /// (a connection holds it, or it waits here for its client), false when handing it over. Nothing for a clean session,
+    /// or one whose claim could not be made. False when not written: nothing to write, a later claim wrote first (a clean
+    /// start elsewhere discarded it, or a node took it without waiting), or the store did not answer.
+    /// </summary>
+    public async Task<bool> SaveAsync(MqttSession session, bool held)
+    {
+        if (session.ExpirySeconds == 0 || session.Claim == 0 || session.LostWhileAway)
+        {
+            return false;
+        }
+
+        var (state, version) = session.Snapshot();
+        var ttl = session.Attached ? HeldTtl(session) : TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, session.ExpiresAtTicks == long.MaxValue ? TimeSpan.TicksPerSecond * session.ExpirySeconds : session.ExpiresAtTicks - Node.Time.GetUtcNow().UtcTicks));
+        try
+        {
+            if (await Store.SaveAsync(ClaimScope, session.App, session.ClientId, session.Claim, version, held, state.Encode(), ttl, Node.Stopping).ConfigureAwait(false))
+            {
+                session.Stored = true;
+                return true;
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
+        {
+            LogStoreFailed(Logger, ex, session.App, session.ClientId);
+        }
+
+        return false;
+    }
+
+    // A held session's entry lives its expiry and the slack, rewritten at half of that while a connection holds it.
+    private static TimeSpan HeldTtl(MqttSession session) => TimeSpan.FromSeconds(session.ExpirySeconds) + HeldSlack;
+
+    /// <summary>
+    /// Ends a session: its subscriptions leave the node's index, and what it kept is dropped; a delayed will goes now.
+    /// Unless it was handed over (<paramref name="handedOver"/>: another node resumes it), its store entry goes too.
+    /// </summary>
+    public async Task DiscardAsync(MqttSession session, bool handedOver = false)
     {
         session.Discarded = true;
-        if (session.TakeWill(long.MaxValue) is { } will)
+        if (handedOver)
+        {
+            // MQTT 5 §3.1.3.2.2: the client connected to the session again (elsewhere) before the will's delay passed.
+            session.TakeWill(long.MaxValue);
+        }
+        else if (session.TakeWill(long.MaxValue) is { } will)
         {
             await PublishWillAsync(will).ConfigureAwait(false);
+        }
+
+        if (!handedOver && session.Stored && session.Claim != 0)
+        {
+            session.Stored = false;
+            try
+            {
+                await Store.DeleteAsync(ClaimScope, session.App, session.ClientId, session.Claim, Node.Stopping).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
+            {
+                LogStoreFailed(Logger, ex, session.App, session.ClientId);
+            }
         }
 
         _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.App, session.ClientId), session));
@@ -293,8 +461,9 @@ internal sealed partial class MqttBroker : IDisposable
     }
 
     /// <summary>
-    /// Ends <paramref name="session"/> once the connection taken over from another node has handed it back, unless a
-    /// connection here holds it again by then: the client lives on the other node now.
+    /// Hands <paramref name="session"/> over to the node where its client connected, once the connection taken over from
+    /// here has handed it back (unless a connection here holds it again by then): its final state is written to the store
+    /// (that node waits for it), then it ends here without its delayed will.
     /// </summary>
     public async Task EndMovedSessionAsync(MqttSession session)
     {
@@ -309,8 +478,20 @@ internal sealed partial class MqttBroker : IDisposable
 
         if (!session.Attached && _sessions.TryGetValue((session.App, session.ClientId), out var current) && ReferenceEquals(current, session))
         {
-            LogSessionMoved(Logger, session.App, session.ClientId);
-            await DiscardAsync(session).ConfigureAwait(false);
+            if (session.LostWhileAway)
+            {
+                // Not to be resumed (see OpenSessionAsync): it ends, in the store too.
+                LogSessionLost(Logger, session.App, session.ClientId);
+                await DiscardAsync(session).ConfigureAwait(false);
+                return;
+            }
+
+            // The client connected again (elsewhere): its delayed will is cancelled. Whether that connection resumes the
+            // session or discards it (a clean start) is not known here: the claim does not say, and the write below and a
+            // clean start's emptying of the entry may land in either order.
+            var written = await SaveAsync(session, held: false).ConfigureAwait(false);
+            LogSessionMoved(Logger, session.App, session.ClientId, written);
+            await DiscardAsync(session, handedOver: true).ConfigureAwait(false);
         }
     }
 
@@ -331,6 +512,12 @@ internal sealed partial class MqttBroker : IDisposable
             {
                 LogSessionExpired(Logger, session.App, session.ClientId, session.ExpirySeconds);
                 _ = DiscardQuietlyAsync(session);
+            }
+            else if (now >= session.RefreshDueTicks && session.Attached)
+            {
+                // The store's entry of a session a connection holds is written again before it expires.
+                session.RefreshDueTicks = now + (HeldTtl(session).Ticks / 2);
+                _ = SaveAsync(session, held: true);
             }
         }
     }
@@ -362,8 +549,17 @@ internal sealed partial class MqttBroker : IDisposable
     [LoggerMessage(EventId = 1453, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: ending it failed")]
     private static partial void LogDiscardFailed(ILogger logger, Exception exception, string app, string clientId);
 
-    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node")]
-    private static partial void LogSessionMoved(ILogger logger, string app, string clientId);
+    [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node (its state written for that node: {Written})")]
+    private static partial void LogSessionMoved(ILogger logger, string app, string clientId, bool written);
+
+    [LoggerMessage(EventId = 1457, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumed from the session store ({Subscriptions} subscriptions, {Channels} channels to recover from history)")]
+    private static partial void LogSessionTaken(ILogger logger, string app, string clientId, int subscriptions, int channels);
+
+    [LoggerMessage(EventId = 1458, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId}: the node holding it did not hand it over within {Seconds} s (gone?); resumed as it last wrote it, so messages after that may come again")]
+    private static partial void LogHandOffLate(ILogger logger, string app, string clientId, double seconds);
+
+    [LoggerMessage(EventId = 1459, Level = LogLevel.Error, Message = "MQTT session {App}/{ClientId}: the session store did not answer; the session is this node's only (another node resuming it gets it as last written, or none)")]
+    private static partial void LogStoreFailed(ILogger logger, Exception exception, string app, string clientId);
 
     [LoggerMessage(EventId = 1422, Level = LogLevel.Warning, Message = "MQTT app {App}: '{Channel}' published but not retained: the app holds retained messages on {Max} topics (Relay:Mqtt:MaxRetainedPerApp)")]
     private static partial void LogRetainedFull(ILogger logger, string app, string channel, int max);

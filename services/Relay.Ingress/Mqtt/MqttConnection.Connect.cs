@@ -100,20 +100,21 @@ internal sealed partial class MqttConnection
         // session back before this one resumes it.
         _broker.Claim(App, clientId, this)?.TakenOver();
 
-        // And across nodes: the id is claimed for this connection, so one with it on another node is closed too.
-        _ = ClaimAcrossNodesAsync(clientId);
+        // And across nodes: the id is claimed for this connection, so one with it on another node is closed too; the
+        // session is opened under the claim (the session store orders its holders by it).
+        var claim = ClaimAcrossNodesAsync(clientId);
 
         // MQTT 3.1.1: clean session 0 asks for a persistent session (kept Relay:Mqtt:MaxSessionExpirySeconds); MQTT 5: a
         // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
         var requested = v5 ? properties?.SessionExpiryInterval ?? 0 : connect.CleanSession ? 0u : uint.MaxValue;
         var expiry = Math.Min(requested, _options.MaxSessionExpirySeconds);
-        return OpenSessionAsync(clientId, connect.CleanSession, expiry, v5 && requested > expiry ? expiry : null, assigned, serverKeepAlive);
+        return OpenSessionAsync(clientId, connect.CleanSession, expiry, v5 && requested > expiry ? expiry : null, assigned, serverKeepAlive, claim);
     }
 
-    private async ValueTask OpenSessionAsync(string clientId, bool cleanStart, uint expiry, uint? toldExpiry, string? assigned, ushort? serverKeepAlive)
+    private async ValueTask OpenSessionAsync(string clientId, bool cleanStart, uint expiry, uint? toldExpiry, string? assigned, ushort? serverKeepAlive, Task<long> claim)
     {
         var v5 = V5;
-        var (session, present) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry).ConfigureAwait(false);
+        var (session, present, restore) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry, claim).ConfigureAwait(false);
         bool movedAway;
         lock (_claimGate)
         {
@@ -145,6 +146,12 @@ internal sealed partial class MqttConnection
         // What the session kept follows CONNACK: deliveries left unacknowledged (DUP), then what arrived while away.
         session.Attach(this);
         LogConnected(_logger, ConnectionId, App, clientId, _level);
+
+        // A session another node held: subscribed again here, each channel recovered from history after its position.
+        if (restore is not null)
+        {
+            await RestoreAsync(restore).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -166,7 +173,8 @@ internal sealed partial class MqttConnection
         }
     }
 
-    private async Task ClaimAcrossNodesAsync(string clientId)
+    // The claim's number, or 0 when it could not be made.
+    private async Task<long> ClaimAcrossNodesAsync(string clientId)
     {
         long claim;
         try
@@ -177,7 +185,7 @@ internal sealed partial class MqttConnection
         {
             // Connected all the same: a connection with the id on another node is then not closed from here.
             LogClaimFailed(_logger, ex, ConnectionId, clientId);
-            return;
+            return 0;
         }
 
         bool takenOver;
@@ -191,6 +199,8 @@ internal sealed partial class MqttConnection
         {
             TakenOverElsewhere();
         }
+
+        return claim;
     }
 
     // Taken over from another node: closed as for a takeover here, and its session (once open) ends once handed back.

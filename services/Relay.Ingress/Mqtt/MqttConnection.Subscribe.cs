@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Relay.Core.Auth;
 using Relay.Core.Channels;
+using Relay.Core.Messages;
 using Relay.Core.Protocol;
 using Relay.Ingress.Mqtt.Codec;
 
@@ -42,6 +43,7 @@ internal sealed partial class MqttConnection
         var ack = new MqttSubAck { PacketId = subscribe.PacketId };
         ack.ReasonCodes.AddRange(codes);
         Send(ack);
+        SaveSession();
         foreach (var (filter, qos) in retained ?? [])
         {
             foreach (var message in await RetainedMatchingAsync(filter).ConfigureAwait(false))
@@ -65,7 +67,11 @@ internal sealed partial class MqttConnection
         }
     }
 
-    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested, int identifier)
+    /// <summary>
+    /// Subscribes one filter, replacing the session's subscription to it. A channel name with <paramref name="since"/> (a
+    /// session resumed from another node) gets the messages after it from history first, as a WebSocket <c>since</c>.
+    /// </summary>
+    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested, int identifier, ChannelPosition? since = null)
     {
         var filter = requested.Filter;
         var topicFilter = filter;
@@ -129,7 +135,7 @@ internal sealed partial class MqttConnection
         {
             if (group is null)
             {
-                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since)).ConfigureAwait(false);
             }
             else
             {
@@ -188,6 +194,136 @@ internal sealed partial class MqttConnection
         }
 
         Send(ack);
+        SaveSession();
+    }
+
+    /// <summary>
+    /// What a subscription by name does when it goes live: its position becomes the session's for the channel (the store
+    /// keeps it, so the next node recovers after it), and a recovery from <paramref name="since"/> that history could not
+    /// give is logged (the client gets live messages from here; what it missed on that channel is gone).
+    /// </summary>
+    private Subscriptions.SubscriptionReady Ready(ChannelPosition? since)
+    {
+        var session = _session!;
+        return (channel, position, recovered) =>
+        {
+            // Recovered: the messages after `since` follow, each marking its seq as given.
+            if (position is { } at)
+            {
+                session.Started(channel, since is { } after && recovered ? after : at);
+            }
+
+            if (since is { } from && !recovered)
+            {
+                LogNotRecovered(_logger, ConnectionId, channel, from.Seq, position?.Seq ?? 0);
+            }
+        };
+    }
+
+    // A persistent session's subscriptions changed: the store gets them (a node that dies keeps what it last wrote).
+    private void SaveSession()
+    {
+        if (_session is { ExpirySeconds: > 0 } session)
+        {
+            _ = _broker.SaveAsync(session, held: true);
+        }
+    }
+
+    /// <summary>
+    /// Subscribes again what a session held on another node (<see cref="MqttStoredSession"/>), checked against this
+    /// connection's capabilities, without retained messages. Channel names first, each recovered from history after its
+    /// position; then patterns: each channel a pattern had delivered is first recovered by name through a catch-up
+    /// subscription of its own, until the pattern is live, so what history holds comes before the pattern's live copies
+    /// (the session sends a message once). Shared subscriptions are not kept in the store.
+    /// </summary>
+    private async Task RestoreAsync(MqttStoredSession state)
+    {
+        var positions = new Dictionary<string, MqttStoredSession.Position>(StringComparer.Ordinal);
+        foreach (var position in state.Positions)
+        {
+            positions[position.Channel] = position;
+        }
+
+        var patterns = new List<MqttStoredSession.Subscription>();
+        foreach (var stored in state.Subscriptions)
+        {
+            if (ChannelName.IsPattern(stored.Filter))
+            {
+                patterns.Add(stored);
+                continue;
+            }
+
+            positions.Remove(stored.Filter, out var at);
+            await RestoreOneAsync(stored, at is null ? null : new ChannelPosition(at.Epoch, at.Seq)).ConfigureAwait(false);
+        }
+
+        var catchUps = new List<(Subscriptions.Subscription Subscription, MqttSubscriptionSink Sink)>();
+        try
+        {
+            foreach (var stored in patterns)
+            {
+                var matcher = new PatternIndex<string>();
+                matcher.Add(stored.Filter, stored.Filter);
+                var matched = new List<string>(1);
+                foreach (var (channel, at) in positions.ToArray())
+                {
+                    matched.Clear();
+                    matcher.Match(channel, matched);
+                    if (matched.Count == 0 || !_principal!.Capabilities.Allows(channel, Operations.Subscribe)
+                        || !_principal.Capabilities.Allows(stored.Filter, Operations.Subscribe))
+                    {
+                        continue;
+                    }
+
+                    positions.Remove(channel);
+                    var requested = new MqttSubscription(stored.Filter, stored.Options);
+                    var sink = new MqttSubscriptionSink(_session!, stored.Filter, requested.Qos)
+                    {
+                        NoLocalClientId = V5 && requested.NoLocal ? _principal.ClientId : null,
+                        RetainAsPublished = V5 && requested.RetainAsPublished,
+                        Identifier = V5 ? stored.Identifier : 0,
+                    };
+
+                    // Its deliveries carry the pattern's Subscription Identifier, as the pattern's own will.
+                    if (sink.Identifier != 0)
+                    {
+                        _session!.IdentifiedForAdding.Add(stored.Filter, sink);
+                    }
+
+                    catchUps.Add((await _node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq))).ConfigureAwait(false), sink));
+                }
+
+                await RestoreOneAsync(stored, null).ConfigureAwait(false);
+            }
+        }
+        catch (RelayException ex)
+        {
+            LogRestoreFailed(_logger, ConnectionId, ex.Error.Message);
+        }
+        finally
+        {
+            // Every pattern is live now: each channel's messages reach the session through it.
+            foreach (var (catchUp, sink) in catchUps)
+            {
+                await _node.RemoveSubscriptionAsync(catchUp).ConfigureAwait(false);
+                if (sink.Identifier != 0)
+                {
+                    _session!.Identified?.Remove(sink.TopicFilter, sink);
+                }
+            }
+        }
+
+        SaveSession();
+    }
+
+    // One stored subscription again, without retained messages (Retain Handling 2); a refusal is logged.
+    private async ValueTask RestoreOneAsync(MqttStoredSession.Subscription stored, ChannelPosition? since)
+    {
+        var (code, _) = await SubscribeOneAsync(new MqttSubscription(stored.Filter, (byte)((stored.Options & 0x0F) | 0x20)), stored.Identifier, since).ConfigureAwait(false);
+        if (code >= 0x80)
+        {
+            LogRestoreRefused(_logger, ConnectionId, stored.Filter, code);
+        }
     }
 
     /// <summary>Drops every subscription the current capabilities no longer allow (MQTT has no message for it: they just stop).</summary>
@@ -258,6 +394,15 @@ internal sealed partial class MqttConnection
 
     [LoggerMessage(EventId = 1431, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: the retained messages for '{Filter}' could not be read (the retained store did not answer); the subscription stands without them")]
     private static partial void LogRetainedReadFailed(ILogger logger, Exception exception, string connectionId, string filter);
+
+    [LoggerMessage(EventId = 1432, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: the resumed session's messages of '{Channel}' after seq {Since} are no longer all in history (its window passed them, or the channel was reset): the client gets the messages after seq {Now} only")]
+    private static partial void LogNotRecovered(ILogger logger, string connectionId, string channel, long since, long now);
+
+    [LoggerMessage(EventId = 1433, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId}: the resumed session's subscription to '{Filter}' was not made again (0x{ReasonCode:X2}); the session goes on without it")]
+    private static partial void LogRestoreRefused(ILogger logger, string connectionId, string filter, byte reasonCode);
+
+    [LoggerMessage(EventId = 1434, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: resuming the session stopped: {Reason}")]
+    private static partial void LogRestoreFailed(ILogger logger, string connectionId, string reason);
 
     [LoggerMessage(EventId = 1430, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: subscription to '{Filter}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogSubscribeRefused(ILogger logger, string connectionId, string filter, byte reasonCode, string reason);

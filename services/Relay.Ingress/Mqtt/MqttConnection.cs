@@ -158,6 +158,19 @@ internal sealed partial class MqttConnection : INodeConnection
                     var undelivered = Undelivered();
                     undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
                     session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
+
+                    // The store gets the session as it is now, for a node the client connects to next; a session taken
+                    // over from another node is written when it is handed over instead.
+                    bool movedAway;
+                    lock (_claimGate)
+                    {
+                        movedAway = _movedAway;
+                    }
+
+                    if (session.ExpirySeconds > 0 && !session.Discarded && !movedAway)
+                    {
+                        _ = _broker.SaveAsync(session, held: true);
+                    }
                 }
                 _node.Unregister(this);
                 if (_countedApp is { } app)

@@ -9,7 +9,8 @@ namespace Relay.Ingress.Mqtt;
 /// while no connection holds it, the QoS 1 and 2 messages that arrive and the deliveries its last connection left
 /// unacknowledged, sent again (DUP) to the next connection that resumes it. A clean session lives as long as its
 /// connection; a persistent one (MQTT 3.1.1 clean session 0, MQTT 5 Session Expiry Interval) until it expires
-/// unresumed. Kept in this node only (docs/mqtt.md).
+/// unresumed. Kept live in the node holding it; the bus's session store (<see cref="MqttStoredSession"/>) carries it to
+/// the next node the client connects to (docs/mqtt.md, "Sessions across nodes").
 /// </summary>
 internal sealed class MqttSession(MqttBroker broker, string app, string clientId)
 {
@@ -32,6 +33,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
     private Dictionary<string, Delivered>? _delivered;
     private int _deliveredGeneration;
+
+    // Per channel, the oldest message the queue dropped while the client was away (history still has it): the position
+    // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
+    private Dictionary<string, Delivered>? _dropped;
+
+    // The store's writes of this session, numbered so a later snapshot always wins (taken with the queue's lock).
+    private long _version;
 
     public MqttBroker Broker { get; } = broker;
 
@@ -63,6 +71,15 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
     /// <summary>Set once its subscriptions are removed: the session is gone, whatever still refers to it.</summary>
     public bool Discarded { get; set; }
+
+    /// <summary>The claim of the connection that holds the session (the store's entry is written under it); 0: none known.</summary>
+    public long Claim { get; set; }
+
+    /// <summary>Whether the bus's session store has an entry for this session (taken or written for it).</summary>
+    public bool Stored { get; set; }
+
+    /// <summary>When the store's entry of a session held by a connection is next written again, before it expires (UTC ticks).</summary>
+    public long RefreshDueTicks { get; set; } = long.MaxValue;
 
     /// <summary>A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).</summary>
     private (MqttWill Will, long DueTicks)? _will;
@@ -160,6 +177,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
             _queued.Clear();
             _queuedBytes = 0;
+            _dropped = null;
         }
 
         SharesChanged();
@@ -255,13 +273,115 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
             foreach (var (channel, last) in delivered)
             {
-                if (generation - last.Generation > DeliveredForgetSeconds)
+                // A channel subscribed by name keeps its position: the session's next node resumes it from there.
+                if (generation - last.Generation > DeliveredForgetSeconds && !IsSubscribedByName(channel))
                 {
                     delivered.Remove(channel);
                 }
             }
 
             delivered.TrimExcess();
+        }
+    }
+
+    /// <summary>
+    /// A subscription by name went live at <paramref name="position"/> (it delivers every message after it): the
+    /// channel's position for the store, unless a later delivery set one already.
+    /// </summary>
+    public void Started(string channel, ChannelPosition position)
+    {
+        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
+        lock (delivered)
+        {
+            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, channel, out var known);
+            if (!known || !string.Equals(last.Epoch, position.Epoch, StringComparison.Ordinal) || last.Seq < position.Seq)
+            {
+                last = new Delivered(position.Epoch, position.Seq, _deliveredGeneration);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The session as the next node resumes it, and the number of this write: its subscriptions (shared ones aside) and,
+    /// per channel they match, the seq before the oldest message it kept undelivered (what a connection handed back, and
+    /// what came while away), else the last one it was given. What came after is in history.
+    /// </summary>
+    public (MqttStoredSession State, long Version) Snapshot()
+    {
+        var subscriptions = new List<MqttStoredSession.Subscription>();
+        var filters = new PatternIndex<string>();
+        lock (Subscriptions)
+        {
+            foreach (var (filter, sink) in Subscriptions)
+            {
+                if (filter.StartsWith("$share/", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                subscriptions.Add(new MqttStoredSession.Subscription(filter, sink.Options, sink.Identifier));
+                filters.Add(sink.TopicFilter, filter);
+            }
+        }
+
+        var given = new Dictionary<string, Delivered>(StringComparer.Ordinal);
+        if (_delivered is { } delivered)
+        {
+            lock (delivered)
+            {
+                foreach (var (channel, last) in delivered)
+                {
+                    given[channel] = last;
+                }
+            }
+        }
+
+        long version;
+        var oldest = new Dictionary<string, Delivered>(StringComparer.Ordinal);
+        lock (_gate)
+        {
+            version = ++_version;
+            foreach (var (channel, first) in _dropped ?? [])
+            {
+                oldest[channel] = first;
+            }
+
+            foreach (var item in _queued)
+            {
+                // A QoS 2 delivery awaiting PUBCOMP is the client's already; a shared one is its group's.
+                if (item is { Message: { PresenceAction: null } message, Release: false, Shared: null }
+                    && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+                {
+                    oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+                }
+            }
+        }
+
+        foreach (var (channel, first) in oldest)
+        {
+            given[channel] = first with { Seq = first.Seq - 1 };
+        }
+
+        var positions = new List<MqttStoredSession.Position>();
+        var matched = new List<string>();
+        foreach (var (channel, at) in given)
+        {
+            matched.Clear();
+            filters.Match(channel, matched);
+            if (matched.Count > 0)
+            {
+                positions.Add(new MqttStoredSession.Position(channel, at.Epoch, at.Seq));
+            }
+        }
+
+        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions), version);
+    }
+
+    private bool IsSubscribedByName(string channel)
+    {
+        lock (Subscriptions)
+        {
+            return Subscriptions.ContainsKey(channel);
         }
     }
 
@@ -295,6 +415,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             _queued.RemoveFirst();
             _queuedBytes -= MqttOutbound.Size(oldest);
             Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
+            if (oldest is { Message: { PresenceAction: null } message, Release: false, Shared: null })
+            {
+                _dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal);
+                _dropped.TryAdd(message.Channel, new Delivered(message.Epoch, message.Seq, 0));
+            }
         }
     }
 

@@ -29,6 +29,9 @@ internal sealed class MqttSubscriptionSink(MqttSession session, string filter, b
     /// <summary>MQTT 5 Subscription Identifier (0: none), sent on each delivery this subscription matches.</summary>
     public int Identifier { get; init; }
 
+    /// <summary>The SUBSCRIBE options byte this subscription was granted with (QoS, No Local, Retain As Published), as the session store keeps it.</summary>
+    public byte Options => (byte)(Qos | (NoLocalClientId is null ? 0 : 0x04) | (RetainAsPublished ? 0x08 : 0));
+
     /// <summary>The shared subscription's group this member has joined (null: not shared, or not joined yet).</summary>
     public MqttShareGroup? JoinedShare { get; set; }
 

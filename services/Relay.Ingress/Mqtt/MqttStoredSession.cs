@@ -1,0 +1,39 @@
+using System.Text.Json;
+
+namespace Relay.Ingress.Mqtt;
+
+/// <summary>
+/// A persistent session as another ingress node resumes it (the bytes in the bus's session store, JSON): its
+/// subscriptions, shared ones aside, and per channel the position after which it has not been given everything (the
+/// last seq it was given, or the one before the oldest it had not acknowledged), so the next node recovers from history
+/// what came after (docs/mqtt.md, "Sessions across nodes").
+/// </summary>
+internal sealed record MqttStoredSession(uint Expiry, IReadOnlyList<MqttStoredSession.Subscription> Subscriptions, IReadOnlyList<MqttStoredSession.Position> Positions)
+{
+    /// <summary>A filter as subscribed, its SUBSCRIBE options byte (QoS, No Local, Retain As Published) and MQTT 5 Subscription Identifier.</summary>
+    internal sealed record Subscription(string Filter, byte Options, int Identifier);
+
+    /// <summary>A channel's epoch and the seq after which the session is to be given its messages.</summary>
+    internal sealed record Position(string Channel, string Epoch, long Seq);
+
+    /// <summary>The state's bytes for the store.</summary>
+    public byte[] Encode() => JsonSerializer.SerializeToUtf8Bytes(this, MqttStoredSessionJson.Default.MqttStoredSession);
+
+    /// <summary>The state in <paramref name="bytes"/>, or null for none (empty) or bytes this version cannot read.</summary>
+    public static MqttStoredSession? Decode(ReadOnlyMemory<byte> bytes)
+    {
+        if (bytes.IsEmpty)
+        {
+            return null;
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize(bytes.Span, MqttStoredSessionJson.Default.MqttStoredSession);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}
