@@ -21,6 +21,10 @@ internal sealed partial class MqttBroker : IDisposable
 {
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttConnection> _clients = new();
     private readonly ConcurrentDictionary<(string App, string ClientId), MqttSession> _sessions = new();
+
+    /// <summary>Whether a connection holds the session of <paramref name="clientId"/> (tests wait for a client to be away).</summary>
+    internal bool SessionAttached(string app, string clientId) => _sessions.TryGetValue((app, clientId), out var session) && session.Attached;
+
     /// <summary>How often a node asks the store again while another node still holds a session it takes over.</summary>
     private static readonly TimeSpan HandOffPoll = TimeSpan.FromMilliseconds(20);
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Packets;
@@ -99,6 +100,16 @@ public abstract class MqttPropertiesSpec(IServerFixture fixture)
             await away.Client.ConnectAsync(options).WaitAsync(Timeout);
             await away.Client.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce).WaitAsync(Timeout);
         }
+
+        // Away on the server's side too before anything is published: a delivery started on the old connection is finished
+        // on the next one whatever its expiry (MQTT 5 §3.3.2.3.3), so a publish racing the DISCONNECT would be sent.
+        var broker = _server.Services.GetRequiredService<Relay.Ingress.Mqtt.MqttBroker>();
+        for (var waited = 0; broker.SessionAttached(RelayServer.AppId, clientId) && waited < 200; waited++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(broker.SessionAttached(RelayServer.AppId, clientId), "the session is still held by the disconnected client");
 
         await using (var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500))
         {
