@@ -51,7 +51,7 @@ internal sealed partial class MqttConnection
                     : Refuse(MqttReasonCodes.V3BadUserNameOrPassword, MqttReasonCodes.BadUserNameOrPassword, auth.Error.Message);
         }
 
-        if (connect.HasWill && !Relay.Core.Channels.ChannelName.IsValidName(connect.WillTopic, out var willError))
+        if (connect.HasWill && !Relay.Core.Channels.ChannelName.IsValidTopicName(connect.WillTopic, out var willError))
         {
             return Refuse(MqttReasonCodes.V3NotAuthorized, MqttReasonCodes.TopicNameInvalid, $"will topic: {willError}");
         }
@@ -237,6 +237,11 @@ internal sealed partial class MqttConnection
             return AuthenticateCertificate(certificate, clientId);
         }
 
+        if (connect.UserName is null && connect.Password is null && _broker.Options.Anonymous is { Enabled: true } anonymous)
+        {
+            return AuthenticateAnonymous(anonymous, clientId);
+        }
+
         if (connect.UserName is null || connect.Password is null)
         {
             return AuthResult.Fail(ErrorCodes.NoCredentials, "no credentials: user name = key name (APPID.KEYID) and password = secret, or user name 'token' and password = a JWT");
@@ -255,6 +260,22 @@ internal sealed partial class MqttConnection
     }
 
     /// <summary>
+    /// A CONNECT without credentials where <c>Relay:Mqtt:Anonymous:Key</c> is set: that key, with the MQTT client id as
+    /// the Relay client id; from a loopback address only unless <c>LoopbackOnly</c> is false.
+    /// </summary>
+    private AuthResult AuthenticateAnonymous(MqttAnonymousOptions anonymous, string clientId)
+    {
+        if (anonymous.LoopbackOnly && !FromLoopback)
+        {
+            return AuthResult.Fail(ErrorCodes.NoCredentials, "no credentials: connections without them are taken from this machine only (Relay:Mqtt:Anonymous:LoopbackOnly); send user name = key name (APPID.KEYID) and password = secret, or user name 'token' and password = a JWT");
+        }
+
+        return _broker.Keys.Find(anonymous.Key!) is { } principal
+            ? WithClientId(principal, clientId)
+            : AuthResult.Fail(ErrorCodes.NoCredentials, $"connections without credentials connect as key {anonymous.Key} (Relay:Mqtt:Anonymous:Key), which does not exist");
+    }
+
+    /// <summary>
     /// A valid client certificate is the credentials (a user name and password sent besides are not looked at): the key
     /// its common name maps to, with the MQTT client id as the Relay client id (1-128 characters, no control characters,
     /// the rule every client id follows).
@@ -268,6 +289,12 @@ internal sealed partial class MqttConnection
                 : $"the client certificate CN={certificate.CommonName} maps to key {certificate.Key}, which does not exist");
         }
 
+        return WithClientId(principal, clientId);
+    }
+
+    /// <summary>A key found without its secret, with the MQTT client id as the Relay client id (1-128 characters, no control characters, the rule every client id follows).</summary>
+    private static AuthResult WithClientId(RelayPrincipal principal, string clientId)
+    {
         if (clientId.Length > 128 || clientId.Any(char.IsControl))
         {
             return AuthResult.Fail(ErrorCodes.BadRequest, "clientId must be 1-128 characters without control characters");

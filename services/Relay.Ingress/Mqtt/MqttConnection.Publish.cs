@@ -67,7 +67,7 @@ internal sealed partial class MqttConnection
 
         byte refusal = 0;
         string? reason = null;
-        if (!ChannelName.IsValidName(channel, out var invalid))
+        if (!ChannelName.IsValidTopicName(channel, out var invalid))
         {
             (refusal, reason) = (MqttReasonCodes.TopicNameInvalid, invalid);
         }

@@ -96,7 +96,7 @@ internal sealed partial class MqttConnection
             topicFilter = rest[(slash + 1)..].ToString();
         }
 
-        if (!ChannelName.IsValidPattern(topicFilter, out var invalid))
+        if (!ChannelName.IsValidTopicFilter(topicFilter, out var invalid))
         {
             return (Failed(MqttReasonCodes.TopicFilterInvalid, invalid), false);
         }

@@ -88,6 +88,9 @@ internal sealed partial class MqttConnection : INodeConnection
     // The app this connection counts against (AppLimits), once CONNECT was accepted.
     private string? _countedApp;
 
+    /// <summary>Whether the client connects from a loopback address (for <c>Relay:Mqtt:Anonymous:LoopbackOnly</c>).</summary>
+    public bool FromLoopback { get; init; }
+
     public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
     {
         _transport = transport;

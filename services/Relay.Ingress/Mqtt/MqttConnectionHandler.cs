@@ -13,12 +13,16 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     public override Task OnConnectedAsync(ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        return new MqttConnection(connection.Transport, connection.Abort, broker) { RefusedAtAccept = RefusalOf(connection) }.RunAsync();
+        return new MqttConnection(connection.Transport, connection.Abort, broker) { RefusedAtAccept = RefusalOf(connection), FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
     }
 
-    /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream; <paramref name="refused"/>: <see cref="RefusalOf"/> the TCP connection).</summary>
-    public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, Action abort, MqttCertificateIdentity? certificate, string? refused) =>
-        new MqttConnection(transport, abort, broker) { Certificate = certificate, RefusedAtAccept = refused }.RunAsync();
+    /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream of <paramref name="connection"/>; <paramref name="refused"/>: <see cref="RefusalOf"/> it).</summary>
+    public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, ConnectionContext connection, MqttCertificateIdentity? certificate, string? refused) =>
+        new MqttConnection(transport, connection.Abort, broker) { Certificate = certificate, RefusedAtAccept = refused, FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
+
+    /// <summary>Whether <paramref name="remote"/> is a loopback address (127.0.0.0/8 or ::1, IPv4-mapped included).</summary>
+    public static bool IsLoopback(System.Net.EndPoint? remote) => remote is System.Net.IPEndPoint { Address: var address }
+        && System.Net.IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
 
     /// <summary>
     /// Why MQTT's gated listener refused <paramref name="connection"/> for its address, or null: the connection is served

@@ -198,7 +198,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                 // A valid client certificate names the connection's key (or, mapped to none, gets it refused at CONNECT).
                 var certificateKey = _clientCertificates is { } known && ssl.RemoteCertificate is X509Certificate2 presentedCertificate ? known.KeyOf(presentedCertificate) : default;
                 var pipe = new TlsPipe(PipeReader.Create(ssl, new StreamPipeReaderOptions(leaveOpen: true)), PipeWriter.Create(ssl, new StreamPipeWriterOptions(leaveOpen: true)));
-                await _handler.ServeAsync(pipe, connection.Abort, certificateKey.CommonName is null ? null : new MqttCertificateIdentity(certificateKey.CommonName, certificateKey.Key), refused).ConfigureAwait(false);
+                await _handler.ServeAsync(pipe, connection, certificateKey.CommonName is null ? null : new MqttCertificateIdentity(certificateKey.CommonName, certificateKey.Key), refused).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -51,6 +51,9 @@ public sealed class MqttOptions
     /// <summary>Client certificates on the TLS port (<c>Relay:Mqtt:ClientCertificates</c>): device certificates mapped to keys.</summary>
     public MqttClientCertificateOptions ClientCertificates { get; } = new();
 
+    /// <summary>Connections without credentials (<c>Relay:Mqtt:Anonymous</c>): off unless a key is named.</summary>
+    public MqttAnonymousOptions Anonymous { get; } = new();
+
     /// <summary>The largest MQTT packet a client may send, header included; larger ones are refused from their header (MQTT 5: 0x95).</summary>
     public int MaxPacketBytes { get; set; } = DefaultMaxPacketBytes;
 

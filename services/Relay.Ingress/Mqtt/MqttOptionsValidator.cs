@@ -37,10 +37,15 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
 
         foreach (var (commonName, key) in certificates.Keys)
         {
-            if (key.IndexOf('.', StringComparison.Ordinal) is <= 0 || key.EndsWith('.') || key.Contains(':', StringComparison.Ordinal))
+            if (!IsKeyName(key))
             {
                 failures.Add($"Relay:Mqtt:ClientCertificates:Keys:{commonName} is '{key}'; set the key name APPID.KEYID (no secret) that a certificate with CN={commonName} connects as.");
             }
+        }
+
+        if (options.Anonymous.Key is { } anonymous && !IsKeyName(anonymous))
+        {
+            failures.Add($"Relay:Mqtt:Anonymous:Key is '{anonymous}'; set the key name APPID.KEYID (no secret) that connections without credentials connect as, or leave it unset to refuse them.");
         }
 
         var smallest = ingress.Value.MaxMessageBytes + PacketOverheadBytes;
@@ -86,6 +91,9 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
+
+    private static bool IsKeyName(string key) =>
+        key.IndexOf('.', StringComparison.Ordinal) > 0 && !key.EndsWith('.') && !key.Contains(':', StringComparison.Ordinal);
 
     private static bool HasCertificates(string path)
     {

@@ -42,6 +42,7 @@ internal static class MqttWebSocketEndpoint
             var handler = context.RequestServices.GetRequiredService<MqttConnectionHandler>();
             var connection = new DefaultConnectionContext(context.Connection.Id, pipe, pipe);
             connection.ConnectionClosed = context.RequestAborted;
+            connection.RemoteEndPoint = context.Connection.RemoteIpAddress is { } remote ? new System.Net.IPEndPoint(remote, context.Connection.RemotePort) : null;
             await handler.OnConnectedAsync(new AbortableConnection(connection, socket)).ConfigureAwait(false);
             if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
@@ -73,6 +74,8 @@ internal static class MqttWebSocketEndpoint
         public override IDictionary<object, object?> Items { get => inner.Items; set => inner.Items = value; }
 
         public override IDuplexPipe Transport { get => inner.Transport; set => inner.Transport = value; }
+
+        public override System.Net.EndPoint? RemoteEndPoint { get => inner.RemoteEndPoint; set => inner.RemoteEndPoint = value; }
 
         public override void Abort() => socket.Abort();
 

@@ -6,9 +6,12 @@ namespace Relay.Core.Auth;
 /// breadth-first walk of their product looks for a channel the pattern matches and no glob does.
 /// </summary>
 /// <remarks>
-/// Exact for the pattern's language as <see cref="Channels.PatternIndex"/> matches it (<c>+</c> one non-empty level,
-/// a last <c>#</c> the level before it and any number after), so globs that only cover a pattern together count:
-/// <c>sport</c> plus <c>sport/*</c> covers <c>sport/#</c>. The walk is capped; past the cap the answer is "not covered".
+/// Exact for the pattern's language as <see cref="Channels.PatternIndex"/> matches it (<c>+</c> one level, a last
+/// <c>#</c> the level before it and any number after), so globs that only cover a pattern together count:
+/// <c>sport</c> plus <c>sport/*</c> covers <c>sport/#</c>. The automaton takes levels of at least one character; MQTT
+/// topic names may also have empty ones, which need no states of their own: a glob matching a name with a character no
+/// glob names in a level matches it through a <c>*</c>, and that <c>*</c> matches the name with the level empty too.
+/// The walk is capped; past the cap the answer is "not covered".
 /// </remarks>
 internal static class PatternCoverage
 {

@@ -12,7 +12,7 @@ public static class ChannelName
     /// Whether <paramref name="name"/> is a valid concrete channel name: 1-255 bytes of UTF-8, none of <c>+ # *</c>,
     /// no control characters, no empty level. When it is not, <paramref name="error"/> says what to change.
     /// </summary>
-    public static bool IsValidName(string? name, out string error) => Validate(name, allowWildcards: false, out error);
+    public static bool IsValidName(string? name, out string error) => Validate(name, allowWildcards: false, allowEmptyLevels: false, out error);
 
     /// <summary>
     /// Whether <paramref name="pattern"/> is a valid subscription pattern: a valid name, or one where <c>+</c> is a
@@ -20,7 +20,20 @@ public static class ChannelName
     /// and any number after, so <c>sport/#</c> matches <c>sport</c>). <c>*</c> is never allowed.
     /// When it is not valid, <paramref name="error"/> says what to change.
     /// </summary>
-    public static bool IsValidPattern(string? pattern, out string error) => Validate(pattern, allowWildcards: true, out error);
+    public static bool IsValidPattern(string? pattern, out string error) => Validate(pattern, allowWildcards: true, allowEmptyLevels: false, out error);
+
+    /// <summary>
+    /// Whether <paramref name="topic"/> is a valid MQTT topic name for a channel: the rules of <see cref="IsValidName"/>
+    /// except that levels may be empty (<c>/a</c>, <c>a//b</c>, <c>a/</c>), as MQTT allows. Such channels are served to
+    /// MQTT clients and through patterns; the v1 protocol's requests name only channels without empty levels.
+    /// </summary>
+    public static bool IsValidTopicName(string? topic, out string error) => Validate(topic, allowWildcards: false, allowEmptyLevels: true, out error);
+
+    /// <summary>
+    /// Whether <paramref name="filter"/> is a valid MQTT topic filter: the rules of <see cref="IsValidPattern"/> except
+    /// that levels may be empty (<c>/#</c>, <c>+/+</c> matching <c>/a</c>), as MQTT allows.
+    /// </summary>
+    public static bool IsValidTopicFilter(string? filter, out string error) => Validate(filter, allowWildcards: true, allowEmptyLevels: true, out error);
 
     /// <summary>Whether <paramref name="value"/> contains a wildcard level (a whole level <c>+</c> or <c>#</c>); it does not validate.</summary>
     public static bool IsPattern(string value)
@@ -53,9 +66,15 @@ public static class ChannelName
         return colon <= 0 ? string.Empty : channel[..colon];
     }
 
-    private static bool Validate(string? value, bool allowWildcards, out string error)
+    private static bool Validate(string? value, bool allowWildcards, bool allowEmptyLevels, out string error)
     {
-        var what = allowWildcards ? "channel pattern" : "channel name";
+        var what = (allowWildcards, allowEmptyLevels) switch
+        {
+            (true, true) => "topic filter",
+            (false, true) => "topic name",
+            (true, false) => "channel pattern",
+            _ => "channel name",
+        };
         if (value is null || value.Length == 0)
         {
             error = $"{what} is required and must not be empty";
@@ -97,7 +116,7 @@ public static class ChannelName
             switch (c)
             {
                 case '/':
-                    if (i == levelStart)
+                    if (i == levelStart && !allowEmptyLevels)
                     {
                         error = EmptyLevel(what, i);
                         return false;
@@ -122,7 +141,7 @@ public static class ChannelName
             }
         }
 
-        if (levelStart == value.Length)
+        if (levelStart == value.Length && !allowEmptyLevels)
         {
             error = EmptyLevel(what, value.Length);
             return false;

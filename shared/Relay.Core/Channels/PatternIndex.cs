@@ -21,11 +21,11 @@ public sealed class PatternIndex<T> where T : class
     public int Count => Volatile.Read(ref _count);
 
     /// <summary>Adds <paramref name="subscriber"/> under <paramref name="pattern"/>; false when it was already there.</summary>
-    /// <exception cref="ArgumentException"><paramref name="pattern"/> is not valid (see <see cref="ChannelName.IsValidPattern"/>).</exception>
+    /// <exception cref="ArgumentException"><paramref name="pattern"/> is not valid (see <see cref="ChannelName.IsValidTopicFilter"/>: the protocol's patterns, and MQTT's with empty levels).</exception>
     public bool Add(string pattern, T subscriber)
     {
         ArgumentNullException.ThrowIfNull(subscriber);
-        if (!ChannelName.IsValidPattern(pattern, out var error))
+        if (!ChannelName.IsValidTopicFilter(pattern, out var error))
         {
             throw new ArgumentException(error, nameof(pattern));
         }
@@ -47,7 +47,7 @@ public sealed class PatternIndex<T> where T : class
     public bool Remove(string pattern, T subscriber)
     {
         ArgumentNullException.ThrowIfNull(subscriber);
-        if (!ChannelName.IsValidPattern(pattern, out _))
+        if (!ChannelName.IsValidTopicFilter(pattern, out _))
         {
             return false;
         }
@@ -74,10 +74,24 @@ public sealed class PatternIndex<T> where T : class
     {
         ArgumentNullException.ThrowIfNull(channel);
         ArgumentNullException.ThrowIfNull(results);
-        if (channel.Length > 0)
+        if (channel.Length == 0)
         {
-            Visit(_root, channel, 0, results);
+            return;
         }
+
+        if (channel[0] == '$')
+        {
+            // MQTT 4.7.2: a pattern starting with a wildcard does not match a name starting with '$' ($SYS/…): only literal first levels.
+            var end = LevelEnd(channel, 0);
+            if (_root.FindLiteral(channel.AsSpan(0, end)) is { } first)
+            {
+                Visit(first, channel, end + 1, results);
+            }
+
+            return;
+        }
+
+        Visit(_root, channel, 0, results);
     }
 
     // The trie's nodes below the root; tests read it (by reflection) to check that removal prunes.
@@ -109,9 +123,9 @@ public sealed class PatternIndex<T> where T : class
             Visit(child, channel, next, results);
         }
 
-        // '+' stands for one level of at least one character; valid channels have no empty level anyway.
+        // '+' stands for one level, an empty one too (MQTT: "+/+" matches "/a"; only MQTT topic names have empty levels).
         var plus = node.Plus;
-        if (plus is not null && level.Length > 0)
+        if (plus is not null)
         {
             Visit(plus, channel, next, results);
         }

@@ -60,6 +60,46 @@ public sealed class ChannelNameTests
     }
 
     [Theory]
+    [InlineData("/a")]
+    [InlineData("/")]
+    [InlineData("a//b")]
+    [InlineData("a/")]
+    [InlineData("//")]
+    [InlineData("$SYS/broker")]
+    public void IsValidTopicName_EmptyLevels_AreValidForMqttButNotForTheProtocol(string topic)
+    {
+        Assert.True(ChannelName.IsValidTopicName(topic, out var error), error);
+        Assert.True(ChannelName.IsValidTopicFilter(topic, out error), error);
+        Assert.Equal(topic.StartsWith('$'), ChannelName.IsValidName(topic, out _));
+    }
+
+    [Theory]
+    [InlineData("/#")]
+    [InlineData("+/+")]
+    [InlineData("/+")]
+    [InlineData("a//+/#")]
+    public void IsValidTopicFilter_EmptyLevelsAroundWildcards_AreValid(string filter)
+    {
+        Assert.True(ChannelName.IsValidTopicFilter(filter, out var error), error);
+        Assert.False(ChannelName.IsValidTopicName(filter, out error));
+        Assert.StartsWith("topic name must not contain", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("", "topic name is required")]
+    [InlineData("a/#/b", "'#' in a topic filter must be the whole last level")]
+    [InlineData("a/b+", "'+' in a topic filter must be a whole level")]
+    [InlineData("a/*", "topic filter must not contain '*'")]
+    [InlineData("a\u0000b", "control characters")]
+    public void IsValidTopicNameOrFilter_OtherRules_StillApply(string value, string expected)
+    {
+        var filter = expected.Contains("filter", StringComparison.Ordinal);
+        var valid = filter ? ChannelName.IsValidTopicFilter(value, out var error) : ChannelName.IsValidTopicName(value, out error);
+        Assert.False(valid);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("a\u0000b", "U+0000")]
     [InlineData("a\nb", "U+000A")]
     [InlineData("\u001F", "U+001F")]

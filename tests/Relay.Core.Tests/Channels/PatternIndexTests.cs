@@ -22,11 +22,17 @@ public sealed class PatternIndexTests
     private static int NodesOf<T>(PatternIndex<T> index) where T : class =>
         (int)typeof(PatternIndex<T>).GetMethod("CountNodes", BindingFlags.Instance | BindingFlags.NonPublic)!.Invoke(index, null)!;
 
-    // The reference: MQTT 3.1.1 matching written the obvious way, level by level.
+    // The reference: MQTT 3.1.1 matching written the obvious way, level by level ('+' matches an empty level too;
+    // a wildcard first level never matches a '$' name, MQTT 4.7.2).
     private static bool NaiveMatches(string pattern, string channel)
     {
         var p = pattern.Split('/');
         var c = channel.Split('/');
+        if (channel.StartsWith('$') && p[0] is "+" or "#")
+        {
+            return false;
+        }
+
         for (var i = 0; i < p.Length; i++)
         {
             if (p[i] == "#")
@@ -34,7 +40,7 @@ public sealed class PatternIndexTests
                 return true;
             }
 
-            if (i >= c.Length || (p[i] == "+" ? c[i].Length == 0 : p[i] != c[i]))
+            if (i >= c.Length || (p[i] != "+" && p[i] != c[i]))
             {
                 return false;
             }
@@ -59,8 +65,22 @@ public sealed class PatternIndexTests
     [InlineData("+", "a", true)]
     [InlineData("+", "a/b", false)]
     [InlineData("a/+", "a", false)]
-    [InlineData("a/+", "a/", false)]
-    [InlineData("+/b", "/b", false)]
+    [InlineData("a/+", "a/", true)]
+    [InlineData("+/b", "/b", true)]
+    [InlineData("+/+", "/finance", true)]
+    [InlineData("/+", "/finance", true)]
+    [InlineData("+", "/finance", false)]
+    [InlineData("/#", "/a/b", true)]
+    [InlineData("a//+", "a//b", true)]
+    [InlineData("a/+/b", "a//b", true)]
+    [InlineData("#", "$SYS/x", false)]
+    [InlineData("+/x", "$SYS/x", false)]
+    [InlineData("+", "$SYS", false)]
+    [InlineData("$SYS/#", "$SYS/x", true)]
+    [InlineData("$SYS/+", "$SYS/x", true)]
+    [InlineData("$SYS", "$SYS", true)]
+    [InlineData("a/#", "a/$x", true)]
+    [InlineData("a/+", "a/$x", true)]
     [InlineData("a/+/c", "a/b/c", true)]
     [InlineData("a/+/c", "a/b/d", false)]
     [InlineData("a/+/c", "a/c", false)]
@@ -158,7 +178,7 @@ public sealed class PatternIndexTests
 
     [Theory]
     [InlineData("")]
-    [InlineData("a//b")]
+    [InlineData("a/b#")]
     [InlineData("a+/b")]
     [InlineData("a/#/b")]
     [InlineData("chat:*")]
@@ -167,7 +187,7 @@ public sealed class PatternIndexTests
         var index = new PatternIndex<Sub>();
         var ex = Assert.Throws<ArgumentException>(() => index.Add(pattern, new Sub("s")));
         Assert.Equal("pattern", ex.ParamName);
-        ChannelName.IsValidPattern(pattern, out var reason);
+        ChannelName.IsValidTopicFilter(pattern, out var reason);
         Assert.StartsWith(reason, ex.Message, StringComparison.Ordinal);
         Assert.Equal(0, index.Count);
     }

@@ -36,6 +36,7 @@ public sealed class MqttStartupTests
             ["Relay:Mqtt:TlsPort"] = "-2",
             ["Relay:Mqtt:ClientCertificates:CaPath"] = "missing-device-ca.pem",
             ["Relay:Mqtt:ClientCertificates:Keys:sensor-1"] = "no-key-name",
+            ["Relay:Mqtt:Anonymous:Key"] = "test.root:with-a-secret",
         }));
 
         Assert.Contains("Relay:Mqtt:MaxPacketBytes is 4096", error.Message, StringComparison.Ordinal);
@@ -46,6 +47,7 @@ public sealed class MqttStartupTests
         Assert.Contains("Relay:Mqtt:TlsPort is -2", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:ClientCertificates:CaPath is 'missing-device-ca.pem', which does not exist", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:ClientCertificates:Keys:sensor-1 is 'no-key-name'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:Anonymous:Key is 'test.root:with-a-secret'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
