@@ -65,6 +65,11 @@ internal sealed partial class MqttConnection
             }
         }
 
+        if (publish.Qos > 0)
+        {
+            CountReceived();
+        }
+
         byte refusal = 0;
         string? reason = null;
         if (!ChannelName.IsValidTopicName(channel, out var invalid))
@@ -148,13 +153,15 @@ internal sealed partial class MqttConnection
 
             if (qos == 2)
             {
+                // From unacknowledged to awaiting PUBREL in one step, so the Receive Maximum count never holds it twice.
                 lock (_awaitingRelease)
                 {
                     _awaitingRelease.Add(packetId);
+                    Interlocked.Decrement(ref _receivedUnacknowledged);
                 }
             }
 
-            Acknowledge(qos, packetId, 0, null);
+            Acknowledge(qos, packetId, 0, null, counted: qos == 1);
             return;
         }
 
@@ -171,12 +178,38 @@ internal sealed partial class MqttConnection
         }
     }
 
-    /// <summary>PUBACK (QoS 1) or PUBREC (QoS 2) with <paramref name="reasonCode"/>; nothing for QoS 0.</summary>
-    private void Acknowledge(byte qos, ushort packetId, byte reasonCode, string? reason)
+    /// <summary>
+    /// A QoS 1 or 2 publish taken in: with those received before and not acknowledged yet (PUBACK, PUBREC) and those
+    /// awaiting PUBREL, more than CONNACK's Receive Maximum is MQTT 5's DISCONNECT 0x93. MQTT 3.1.1 has no such limit.
+    /// </summary>
+    private void CountReceived()
+    {
+        int held;
+        lock (_awaitingRelease)
+        {
+            held = Interlocked.Increment(ref _receivedUnacknowledged) + _awaitingRelease.Count;
+        }
+
+        if (held > _options.ReceiveMaximum && V5)
+        {
+            throw new MqttProtocolException(MqttReasonCodes.ReceiveMaximumExceeded, $"more than the Receive Maximum of {_options.ReceiveMaximum} QoS 1 and 2 publishes unacknowledged or awaiting PUBREL");
+        }
+    }
+
+    /// <summary>
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) with <paramref name="reasonCode"/>; nothing for QoS 0. <paramref name="counted"/>:
+    /// the publish still counts as received and unacknowledged (a QoS 2 one taken has moved to awaiting PUBREL).
+    /// </summary>
+    private void Acknowledge(byte qos, ushort packetId, byte reasonCode, string? reason, bool counted = true)
     {
         if (qos == 0)
         {
             return;
+        }
+
+        if (counted)
+        {
+            Interlocked.Decrement(ref _receivedUnacknowledged);
         }
 
         Send(new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)

@@ -42,6 +42,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly Dictionary<ushort, InflightEntry> _inflight = [];
     private readonly HashSet<ushort> _awaitingRelease = [];
 
+    // MQTT 5 flow control the other way: QoS 1 and 2 publishes from the client not yet acknowledged (PUBACK, PUBREC),
+    // which with those awaiting PUBREL may not pass CONNACK's Receive Maximum (MQTT 5 §4.9).
+    private int _receivedUnacknowledged;
+
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
     private int _window = int.MaxValue;

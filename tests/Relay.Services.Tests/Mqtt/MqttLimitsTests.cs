@@ -7,6 +7,7 @@ using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using Relay.Client;
+using Relay.Ingress.Mqtt;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Mqtt;
@@ -306,7 +307,63 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         await greedy.ConnectAsync(5, "alias-greedy");
         await greedy.SendAsync(Publish(topic, 1000, "too high"));
         Assert.Equal((byte)0x94, Assert.Single(await greedy.ReadUntilClosedAsync(), p => p.First == 0xE0).Body[0]);
+
+        // Alias 0 is never valid (MQTT 5 §3.3.2.3.4): 0x94 too.
+        await using var zero = await RawMqttClient.OpenAsync(_server);
+        await zero.ConnectAsync(5, "alias-zero");
+        await zero.SendAsync(Publish(topic, 0, "zero"));
+        Assert.Equal((byte)0x94, Assert.Single(await zero.ReadUntilClosedAsync(), p => p.First == 0xE0).Body[0]);
         Assert.False(subscriber.TryNext(out _));
+    }
+
+    [Fact]
+    public async Task QosTwoPublishes_MoreThanReceiveMaximumAwaitingPubRel_Disconnected0x93_ReleasedOnesFreeTheirPlace()
+    {
+        // CONNACK's Receive Maximum (Relay:Mqtt:ReceiveMaximum, 64 by default) bounds the client's QoS 1 and 2 publishes
+        // not acknowledged or awaiting PUBREL; one more is MQTT 5's DISCONNECT 0x93 (the Paho suite's flow control test).
+        var topic = $"flow/{Guid.NewGuid():N}";
+        static byte[] Publish(string topic, ushort id)
+        {
+            var name = Encoding.UTF8.GetBytes(topic);
+            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, 0, (byte)'x'];
+            return [0x34, (byte)body.Length, .. body];
+        }
+
+        await using var device = await RawMqttClient.OpenAsync(_server);
+        await device.ConnectAsync(5, "flow-" + Guid.NewGuid().ToString("N")[..8]);
+
+        // 64 taken and PUBREC'd; releasing one (PUBREL → PUBCOMP) frees a place for one more.
+        for (ushort id = 1; id <= MqttOptions.DefaultReceiveMaximum; id++)
+        {
+            await device.SendAsync(Publish(topic, id));
+        }
+
+        for (var i = 0; i < MqttOptions.DefaultReceiveMaximum; i++)
+        {
+            Assert.Equal((byte)0x50, (await device.ReadPacketAsync())?.First);
+        }
+
+        await device.SendAsync([0x62, 2, 0, 1]);
+        Assert.Equal((byte)0x70, (await device.ReadPacketAsync())?.First);
+        await device.SendAsync(Publish(topic, 1000));
+        Assert.Equal((byte)0x50, (await device.ReadPacketAsync())?.First);
+
+        await device.SendAsync(Publish(topic, 1001));
+        var closed = await device.ReadUntilClosedAsync();
+        Assert.Equal((byte)0x93, Assert.Single(closed, p => p.First == 0xE0).Body[0]);
+
+        // MQTT 3.1.1 has no Receive Maximum: the same number and more are taken.
+        await using var old = await RawMqttClient.OpenAsync(_server);
+        await old.ConnectAsync(4, "flow-v3-" + Guid.NewGuid().ToString("N")[..8]);
+        for (ushort id = 1; id <= MqttOptions.DefaultReceiveMaximum + 2; id++)
+        {
+            await old.SendAsync(Publish(topic, id));
+        }
+
+        for (var i = 0; i < MqttOptions.DefaultReceiveMaximum + 2; i++)
+        {
+            Assert.Equal((byte)0x50, (await old.ReadPacketAsync())?.First);
+        }
     }
 
     [Fact]

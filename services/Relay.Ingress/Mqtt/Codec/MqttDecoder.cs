@@ -457,7 +457,8 @@ internal static class MqttDecoder
                 properties.TopicAliasMaximum = ReadUInt16(ref reader);
                 break;
             case MqttPropertyIds.TopicAlias:
-                properties.TopicAlias = ReadNonZeroUInt16(ref reader, "topic alias");
+                // MQTT 5 §3.3.2.3.4: alias 0 is not permitted, DISCONNECT 0x94 (Topic Alias invalid).
+                properties.TopicAlias = ReadUInt16(ref reader) is not 0 and var alias ? alias : throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, "topic alias 0");
                 break;
             case MqttPropertyIds.MaximumQos:
                 properties.MaximumQos = ReadFlag(ref reader, id);
