@@ -451,7 +451,7 @@ public static class BusCodec
     }
 
     /// <summary>
-    /// A message's MQTT 5 properties as <c>"mp":{…}</c> (nothing when it has none): <c>pf</c> payload format, <c>ex</c>
+    /// A message's MQTT properties as <c>"mp":{…}</c> (nothing when it has none): <c>q</c> the QoS it was published at (0 or 1), <c>pf</c> payload format, <c>ex</c>
     /// expiry (Unix ms), <c>ct</c> content type, <c>rt</c> response topic, <c>cd</c> correlation data (base64), <c>up</c>
     /// user properties as one array of name, value, name, value… in order.
     /// </summary>
@@ -469,6 +469,11 @@ public static class BusCodec
 
     private static void WritePropertyFields(Utf8JsonWriter writer, MessageProperties properties)
     {
+        if (properties.PublishedQos is { } qos)
+        {
+            writer.WriteNumber("q"u8, qos);
+        }
+
         if (properties.PayloadFormatIndicator is { } format)
         {
             writer.WriteNumber("pf"u8, format);
@@ -523,7 +528,7 @@ public static class BusCodec
 
     private static MessageProperties ReadProperties(ref Utf8JsonReader reader)
     {
-        byte? format = null;
+        byte? format = null, qos = null;
         long expiresAt = 0;
         string? contentType = null, responseTopic = null;
         byte[]? correlation = null;
@@ -534,6 +539,7 @@ public static class BusCodec
             Next(ref reader);
             switch (name)
             {
+                case "q": qos = reader.GetByte(); break;
                 case "pf": format = reader.GetByte(); break;
                 case "ex": expiresAt = reader.GetInt64(); break;
                 case "ct": contentType = reader.GetString(); break;
@@ -555,6 +561,7 @@ public static class BusCodec
 
         return new MessageProperties
         {
+            PublishedQos = qos,
             PayloadFormatIndicator = format,
             ExpiresAt = expiresAt,
             ContentType = contentType,

@@ -113,7 +113,7 @@ internal sealed partial class MqttConnection
         }
 
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
-        var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds());
+        var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
         return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
     }
 
@@ -242,7 +242,7 @@ internal sealed partial class MqttConnection
         }
 
         var data = will.WillPayload ?? [];
-        var properties = V5 ? MqttMessageProperties.From(will.WillProperties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds()) : null;
+        var properties = MqttMessageProperties.From(V5 ? will.WillProperties : null, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), will.WillQos);
         var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null) { Properties = properties }], principal.ClientId, null);
         var retain = will.WillRetain && _options.MaxRetainedPerApp > 0;
 

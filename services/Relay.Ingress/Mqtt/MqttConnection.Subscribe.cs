@@ -48,7 +48,7 @@ internal sealed partial class MqttConnection
         {
             foreach (var message in await RetainedMatchingAsync(filter).ConfigureAwait(false))
             {
-                Enqueue(new MqttOutbound(message, null, qos, Retain: true));
+                Enqueue(new MqttOutbound(message, null, MessageProperties.DeliveryQos(message.Properties, qos), Retain: true));
             }
         }
     }
@@ -106,7 +106,7 @@ internal sealed partial class MqttConnection
             return (Failed(MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'subscribe' on '{topicFilter}'"), false);
         }
 
-        // Relay sequences and stores every message, so each may go out at the QoS the filter asked for (docs/mqtt.md).
+        // Granted as asked; each message goes out at the lower of this and its publish's QoS (docs/mqtt.md, QoS).
         var qos = requested.Qos;
         MqttSubscriptionSink? previous;
         lock (_session!.Subscriptions)

@@ -10,17 +10,26 @@ namespace Relay.Ingress.Mqtt;
 /// </summary>
 internal static class MqttMessageProperties
 {
-    /// <summary>The message's properties from a decoded packet's, or null when it has none of them (a 3.1.1 publish, most MQTT 5 ones).</summary>
-    public static MessageProperties? From(MqttProperties? properties, long nowMs)
+    // A QoS 0 or 1 publish without application properties: one shared, immutable instance each, nothing allocated.
+    private static readonly MessageProperties AtQosZero = new() { PublishedQos = 0 };
+    private static readonly MessageProperties AtQosOne = new() { PublishedQos = 1 };
+
+    /// <summary>
+    /// The message's properties from a decoded packet's and its QoS, or null when it has none of them and came at QoS 2
+    /// (a QoS 0 or 1 one without application properties shares one instance per QoS).
+    /// </summary>
+    public static MessageProperties? From(MqttProperties? properties, long nowMs, byte qos)
     {
+        byte? published = qos < 2 ? qos : null;
         if (properties is null
             || properties is { PayloadFormatIndicator: null, MessageExpiryInterval: null, ContentType: null, ResponseTopic: null, CorrelationData: null, UserProperties: null })
         {
-            return null;
+            return published switch { 0 => AtQosZero, 1 => AtQosOne, _ => null };
         }
 
         return new MessageProperties
         {
+            PublishedQos = published,
             PayloadFormatIndicator = properties.PayloadFormatIndicator,
             ExpiresAt = properties.MessageExpiryInterval is { } seconds ? nowMs + (seconds * 1000L) : 0,
             ContentType = properties.ContentType,

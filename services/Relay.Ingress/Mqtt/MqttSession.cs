@@ -97,6 +97,8 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             return;
         }
 
+        // MQTT 5 §3.8.4: at the lower of the publish's QoS and the subscription's.
+        qos = MessageProperties.DeliveryQos(message.Properties, qos);
         lock (_gate)
         {
             if (_connection is { } connection)
@@ -118,17 +120,18 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public bool DeliverShared(RelayMessage message, MqttSubscriptionSink member, bool retain, bool evenAway)
     {
+        var qos = MessageProperties.DeliveryQos(message.Properties, member.Qos);
         lock (_gate)
         {
             if (_connection is { } connection && connection.Accepting)
             {
-                connection.Enqueue(new MqttOutbound(message, null, member.Qos, Retain: retain, Shared: member));
+                connection.Enqueue(new MqttOutbound(message, null, qos, Retain: retain, Shared: member));
                 return true;
             }
 
-            if (evenAway && member.Qos > 0 && !Discarded && ExpirySeconds > 0)
+            if (evenAway && qos > 0 && !Discarded && ExpirySeconds > 0)
             {
-                Keep(new MqttOutbound(message, null, member.Qos, Retain: retain, Shared: member), first: false);
+                Keep(new MqttOutbound(message, null, qos, Retain: retain, Shared: member), first: false);
                 return true;
             }
 

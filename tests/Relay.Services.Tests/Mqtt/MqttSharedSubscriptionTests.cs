@@ -168,8 +168,9 @@ public sealed class MqttSharedSubscriptionTests(MqttLimitsFixture fixture) : ICl
         Assert.Equal((byte)0x90, suback?.First);
         Assert.Equal(1, suback!.Value.Body[^1]);
 
+        // Published at QoS 1, so the QoS 1 members get them at QoS 1 (the lower of the two).
         await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
-        await PublishAsync(publisher, topic, 0, Count);
+        await PublishAsync(publisher, topic, 0, Count, MqttQualityOfServiceLevel.AtLeastOnce);
         var unacknowledged = 0;
         while (unacknowledged < MqttLimitsFixture.MaxInflight && await dropping.ReadPacketAsync() is { First: var first } && (first & 0xF0) == 0x30)
         {
@@ -222,11 +223,11 @@ public sealed class MqttSharedSubscriptionTests(MqttLimitsFixture fixture) : ICl
         Assert.Equal((byte)0x82, packets.Last().Body[0]);
     }
 
-    private static async Task PublishAsync(MqttClients.Connected publisher, string topic, int from, int count)
+    private static async Task PublishAsync(MqttClients.Connected publisher, string topic, int from, int count, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtMostOnce)
     {
         for (var i = from; i < from + count; i++)
         {
-            await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(i.ToString(CultureInfo.InvariantCulture)).Build()).WaitAsync(Timeout);
+            await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(qos).Build()).WaitAsync(Timeout);
         }
     }
 

@@ -90,6 +90,44 @@ public abstract class MqttSpec(IServerFixture fixture)
     }
 
     [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Delivery_AtTheLowerOfThePublishAndSubscriptionQos_RetainedToo_WebSocketPublishesAtTheFilters(MqttProtocolVersion version)
+    {
+        // MQTT §3.8.4: a QoS 2 subscription gets a QoS 0 publish at QoS 0 and a QoS 1 one at QoS 1; a QoS 1 subscription
+        // gets a QoS 2 publish at QoS 1. A WebSocket publish (no QoS) goes out at the filter's.
+        var topic = Topic("qos");
+        await using var two = await MqttClients.ConnectAsync(_server, version);
+        await using var one = await MqttClients.ConnectAsync(_server, version);
+        await two.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+        await one.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await using var publisher = await MqttClients.ConnectAsync(_server, version);
+        MqttQualityOfServiceLevel[] published = [MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce];
+        foreach (var qos in published)
+        {
+            await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload($"{{\"q\":{(int)qos}}}").WithQualityOfServiceLevel(qos).Build()).WaitAsync(Timeout);
+        }
+
+        await using var ws = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = _server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        await ws.PublishAsync(topic, new { q = "ws" }).WaitAsync(Timeout);
+        var atTwo = new[] { await two.NextAsync(), await two.NextAsync(), await two.NextAsync(), await two.NextAsync() };
+        var atOne = new[] { await one.NextAsync(), await one.NextAsync(), await one.NextAsync(), await one.NextAsync() };
+        Assert.Equal([.. published, MqttQualityOfServiceLevel.ExactlyOnce], atTwo.Select(m => m.QualityOfServiceLevel));
+        Assert.Equal([MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.AtLeastOnce], atOne.Select(m => m.QualityOfServiceLevel));
+        Assert.Equal("{\"q\":\"ws\"}", Encoding.UTF8.GetString(atTwo[3].Payload.ToArray()));
+
+        // A retained publish keeps its QoS for the subscriptions that come later.
+        var retainedTopic = Topic("qos-retained");
+        await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(retainedTopic).WithPayload("{}"u8.ToArray()).WithRetainFlag().WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await using var late = await MqttClients.ConnectAsync(_server, version);
+        await late.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(retainedTopic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+        var retained = await late.NextAsync();
+        Assert.True(retained.Retain);
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, retained.QualityOfServiceLevel);
+        await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(retainedTopic).WithPayload([]).WithRetainFlag().Build()).WaitAsync(Timeout);
+    }
+
+    [Theory]
     [MemberData(nameof(Versions))]
     public async Task Publish_FromWebSocket_ReachesMqttSubscriberWithPayloadBytesExact(MqttProtocolVersion version, bool webSocket)
     {

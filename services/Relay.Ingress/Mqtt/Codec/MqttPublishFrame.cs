@@ -151,7 +151,7 @@ internal sealed class MqttPublishFrame
     {
         // MQTT 3.1.1 has no properties: its subscribers get the payload alone.
         ReadOnlySpan<byte> properties = [0];
-        if (v5 && message.Properties is { } own)
+        if (v5 && message.Properties is { HasApplicationProperties: true } own)
         {
             var written = new ArrayBufferWriter<byte>(64);
             MqttEncoder.WriteProperties(written, MqttMessageProperties.ToPublish(own));
