@@ -240,8 +240,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     /// Subscribes <paramref name="sink"/> with no gap and no duplicate: the subscription buffers live messages
     /// while routing is asked for the position (or for history after <c>since</c>, or the last <c>rewind</c>
     /// messages); then <paramref name="ready"/> runs, the missed messages follow, and buffered live ones after them.
+    /// <paramref name="fromRegistration"/> (a protocol that tells subscribers no seq: MQTT): without <c>since</c> or
+    /// <c>rewind</c>, every message that reached this node after the subscription was added follows, not only those
+    /// after the position routing answered, so a publish that arrives after the SUBSCRIBE was taken is delivered
+    /// (as a broker that subscribes in one step does), not lost to the round trip.
     /// </summary>
-    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready)
+    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready, bool fromRegistration = false)
     {
         var isPattern = ChannelName.IsPattern(channel);
         var policy = Namespaces.For(channel);
@@ -324,7 +328,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
             {
                 sink.Send(message);
             }
-        });
+        }, fromRegistration && !recover && rewind is null && missed.Count == 0);
         return subscription;
     }
 

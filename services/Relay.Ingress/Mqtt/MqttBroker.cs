@@ -115,7 +115,7 @@ internal sealed partial class MqttBroker : IDisposable
             if (!_shares.TryGetValue(key, out var share))
             {
                 share = new MqttShareGroup(this, member.Session.App, group, filter);
-                share.Subscription = await Node.StartSubscriptionAsync(share, share.App, filter, null, null, null, static (_, _, _) => { }).ConfigureAwait(false);
+                share.Subscription = await Node.StartSubscriptionAsync(share, share.App, filter, null, null, null, static (_, _, _) => { }, fromRegistration: true).ConfigureAwait(false);
                 share.Start();
                 _shares[key] = share;
             }

@@ -135,7 +135,7 @@ internal sealed partial class MqttConnection
         {
             if (group is null)
             {
-                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since)).ConfigureAwait(false);
+                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null).ConfigureAwait(false);
             }
             else
             {

@@ -110,11 +110,18 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     /// <summary>
     /// Ends buffering: <paramref name="before"/> runs first (it queues the reply and the recovered messages, whose
     /// last seq is <paramref name="lastSeq"/> in <paramref name="epoch"/>), then buffered messages after that follow.
+    /// With <paramref name="fromRegistration"/> (nothing recovered), every buffered message of that epoch follows, those
+    /// routing sequenced before it answered the position too: each reached this node after the subscription was.
     /// </summary>
-    public void GoLive(string epoch, long lastSeq, Action before)
+    public void GoLive(string epoch, long lastSeq, Action before, bool fromRegistration = false)
     {
         lock (this)
         {
+            if (fromRegistration && _buffer!.Find(m => m.Epoch == epoch) is { } first && first.Seq <= lastSeq)
+            {
+                lastSeq = first.Seq - 1;
+            }
+
             before();
             _epoch = epoch;
             _lastSeq = lastSeq;

@@ -163,7 +163,7 @@ public sealed class MqttSharedSubscriptionTests(MqttLimitsFixture fixture) : ICl
         // A member that takes QoS 1 deliveries and never acknowledges them: its window (Relay:Mqtt:MaxInflight) fills, the rest wait.
         var dropping = await RawMqttClient.OpenAsync(_server);
         await dropping.ConnectAsync(4, "share-drop-" + Guid.NewGuid().ToString("N")[..8]);
-        await dropping.SendAsync(Subscribe(filter));
+        await dropping.SendAsync(RawMqttClient.Subscribe(filter));
         var suback = await dropping.ReadPacketAsync();
         Assert.Equal((byte)0x90, suback?.First);
         Assert.Equal(1, suback!.Value.Body[^1]);
@@ -261,10 +261,4 @@ public sealed class MqttSharedSubscriptionTests(MqttLimitsFixture fixture) : ICl
     }
 
     // SUBSCRIBE, packet id 1, one filter at QoS 1 (hand-encoded).
-    private static byte[] Subscribe(string filter)
-    {
-        var bytes = Encoding.UTF8.GetBytes(filter);
-        var remaining = 2 + 2 + bytes.Length + 1;
-        return [0x82, (byte)remaining, 0, 1, (byte)(bytes.Length >> 8), (byte)bytes.Length, .. bytes, 1];
-    }
 }

@@ -52,6 +52,14 @@ internal sealed class RawMqttClient : IAsyncDisposable
         return [0x10, (byte)body.Count, .. body];
     }
 
+    /// <summary>A SUBSCRIBE (packet id 1) of one filter at <paramref name="qos"/>, MQTT 3.1.1 (no properties).</summary>
+    public static byte[] Subscribe(string filter, byte qos = 1)
+    {
+        var bytes = Encoding.UTF8.GetBytes(filter);
+        var remaining = 2 + 2 + bytes.Length + 1;
+        return [0x82, (byte)remaining, 0, 1, (byte)(bytes.Length >> 8), (byte)bytes.Length, .. bytes, qos];
+    }
+
     public Task SendAsync(byte[] bytes) => Stream.WriteAsync(bytes).AsTask().WaitAsync(Timeout);
 
     public Task SendHexAsync(string hex) => SendAsync(Convert.FromHexString(hex.Replace(" ", string.Empty, StringComparison.Ordinal)));
