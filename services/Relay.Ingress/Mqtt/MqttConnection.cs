@@ -50,6 +50,12 @@ internal sealed partial class MqttConnection : INodeConnection
     // each of which wakes the write loop (as does a PUBREL to send).
     private int _window = int.MaxValue;
     private int _inflightCount;
+
+    // Deliveries held back by a full window, in order, so the control packets queued after them (PUBACK, PUBREC,
+    // PUBCOMP, SUBACK, PINGRESP) still go out: a client that has not acknowledged yet still gets its acknowledgements
+    // and its pings answered. Created when the window first fills; their bytes count against the send budget.
+    private Queue<MqttOutbound>? _parked;
+    private long _parkedBytes;
     private readonly SemaphoreSlim _writerWake = new(0);
 
     // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
@@ -272,7 +278,15 @@ internal sealed partial class MqttConnection : INodeConnection
     /// </summary>
     internal void Enqueue(MqttOutbound item)
     {
-        if (!_queue.TryWrite(item, _node.Options.SendQueueBytes) && Volatile.Read(ref _closing) == 0)
+        if (_queue.TryWrite(item, _node.Options.SendQueueBytes, Volatile.Read(ref _parkedBytes)))
+        {
+            if (Volatile.Read(ref _parkedBytes) > 0)
+            {
+                // The write loop may be waiting for a slot: what came may be a control packet it can write now.
+                _writerWake.Release();
+            }
+        }
+        else if (Volatile.Read(ref _closing) == 0)
         {
             LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueBytes);
             _node.CountSlowConsumer();
@@ -479,21 +493,22 @@ internal sealed partial class MqttConnection : INodeConnection
         var output = _transport.Output;
         try
         {
-            while (await _queue.WaitToReadAsync().ConfigureAwait(false))
+            while ((HasParked && Volatile.Read(ref _closing) == 0) || await _queue.WaitToReadAsync().ConfigureAwait(false))
             {
                 var written = 0;
                 while (written < FlushBytes)
                 {
                     written += WriteReleases(output);
+                    written += WriteParked(output);
                     if (!_queue.TryPeek(out var item))
                     {
-                        break;
-                    }
+                        if (!HasParked || Volatile.Read(ref _closing) != 0)
+                        {
+                            break;
+                        }
 
-                    if (item.Message is not null && item.Qos > 0 && !TryTakeSlot())
-                    {
                         // The client's window is full: what is written goes out, then wait for a PUBACK or PUBCOMP
-                        // (or a PUBREC, whose PUBREL must go out ahead of what waits here).
+                        // (or a PUBREC, whose PUBREL must go out ahead of what waits), or for anything queued.
                         if (written > 0)
                         {
                             await output.FlushAsync().ConfigureAwait(false);
@@ -505,6 +520,13 @@ internal sealed partial class MqttConnection : INodeConnection
                     }
 
                     _queue.TryRead(out item);
+                    if (item.Message is not null && (HasParked || (item.Qos > 0 && !TryTakeSlot())))
+                    {
+                        // Behind the window (a QoS 0 one too, to keep the order): held back; control packets go on.
+                        Park(item);
+                        continue;
+                    }
+
                     written += Write(output, item);
                 }
 
@@ -709,6 +731,41 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
+    private bool HasParked => Volatile.Read(ref _parkedBytes) > 0;
+
+    private void Park(MqttOutbound item)
+    {
+        var parked = _parked ??= new Queue<MqttOutbound>();
+        lock (parked)
+        {
+            parked.Enqueue(item);
+        }
+
+        Interlocked.Add(ref _parkedBytes, MqttOutbound.Size(item));
+    }
+
+    /// <summary>Writes the held-back deliveries, in order, as the window lets them (a QoS 0 one needs no slot).</summary>
+    private int WriteParked(PipeWriter output)
+    {
+        if (!HasParked || _parked is not { } parked)
+        {
+            return 0;
+        }
+
+        var written = 0;
+        lock (parked)
+        {
+            while (parked.TryPeek(out var item) && (item.Qos == 0 || TryTakeSlot()))
+            {
+                parked.Dequeue();
+                Interlocked.Add(ref _parkedBytes, -MqttOutbound.Size(item));
+                written += Write(output, item);
+            }
+        }
+
+        return written;
+    }
+
     // Only the write loop takes slots, so the check and the increment need no lock; acknowledgements free them anywhere.
     private bool TryTakeSlot()
     {
@@ -804,6 +861,16 @@ internal sealed partial class MqttConnection : INodeConnection
             }
 
             _inflight.Clear();
+        }
+
+        if (_parked is { } parked)
+        {
+            lock (parked)
+            {
+                undelivered.AddRange(parked.Where(static item => item.Qos > 0));
+                parked.Clear();
+                Interlocked.Exchange(ref _parkedBytes, 0);
+            }
         }
 
         while (_queue.TryRead(out var item))

@@ -317,6 +317,73 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
     }
 
     [Fact]
+    public async Task WindowFull_AcknowledgementsAndPingsStillGoOut_HeldDeliveriesFollowInOrderAsSlotsFree()
+    {
+        // A client that has not acknowledged its deliveries yet (window of MaxInflight full) still gets PUBACKs for its
+        // own publishes and PINGRESP (the Paho suite's flow control test waits for all its PUBACKs before acknowledging
+        // anything; a held PINGRESP would end the client's keep-alive).
+        var topic = $"window-acks/{Guid.NewGuid():N}";
+        const int Published = MqttLimitsFixture.MaxInflight + 3;
+        static byte[] Publish(string topic, ushort id)
+        {
+            var name = Encoding.UTF8.GetBytes(topic);
+            var data = Encoding.UTF8.GetBytes(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, .. data];
+            return [0x32, (byte)body.Length, .. body];
+        }
+
+        await using var device = await RawMqttClient.OpenAsync(_server);
+        await device.ConnectAsync(4, "window-" + Guid.NewGuid().ToString("N")[..8]);
+        await device.SendAsync(RawMqttClient.Subscribe(topic, qos: 1));
+        Assert.Equal((byte)0x90, (await device.ReadPacketAsync())?.First);
+        for (ushort id = 1; id <= Published; id++)
+        {
+            await device.SendAsync(Publish(topic, id));
+        }
+
+        var acks = 0;
+        var deliveries = new List<(ushort PacketId, string Payload)>();
+        while (acks < Published && await device.ReadPacketAsync() is { } packet)
+        {
+            if (packet.First == 0x40)
+            {
+                acks++;
+            }
+            else if ((packet.First & 0xF0) == 0x30)
+            {
+                deliveries.Add(Delivery(packet.Body, topic));
+            }
+        }
+
+        Assert.Equal(Published, acks);
+        await device.SendAsync([0xC0, 0]);
+        while (await device.ReadPacketAsync() is { } packet && packet.First != 0xD0)
+        {
+            Assert.Equal(0x30, packet.First & 0xF0);
+            deliveries.Add(Delivery(packet.Body, topic));
+        }
+
+        // Only the window's worth went out; each PUBACK lets the next held one follow, in publish order.
+        Assert.Equal(MqttLimitsFixture.MaxInflight, deliveries.Count);
+        for (var i = 0; deliveries.Count < Published; i++)
+        {
+            await device.SendAsync([0x40, 2, (byte)(deliveries[i].PacketId >> 8), (byte)deliveries[i].PacketId]);
+            var next = await device.ReadPacketAsync();
+            Assert.Equal(0x30, next!.Value.First & 0xF0);
+            deliveries.Add(Delivery(next.Value.Body, topic));
+        }
+
+        Assert.Equal(Enumerable.Range(1, Published).Select(n => n.ToString(System.Globalization.CultureInfo.InvariantCulture)), deliveries.Select(d => d.Payload));
+        Assert.True(await device.NothingWithinAsync(TimeSpan.FromMilliseconds(300)));
+
+        static (ushort, string) Delivery(byte[] body, string topic)
+        {
+            var at = 2 + Encoding.UTF8.GetByteCount(topic);
+            return ((ushort)((body[at] << 8) | body[at + 1]), Encoding.UTF8.GetString(body, at + 2, body.Length - at - 2));
+        }
+    }
+
+    [Fact]
     public async Task QosTwoPublishes_MoreThanReceiveMaximumAwaitingPubRel_Disconnected0x93_ReleasedOnesFreeTheirPlace()
     {
         // CONNACK's Receive Maximum (Relay:Mqtt:ReceiveMaximum, 64 by default) bounds the client's QoS 1 and 2 publishes
