@@ -97,7 +97,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             return;
         }
 
-        // MQTT 5 §3.8.4: at the lower of the publish's QoS and the subscription's.
+        // MQTT 5 §3.3.4: the one copy goes at the highest QoS of the matching subscriptions; §3.8.4: no higher than the
+        // publish's. Only a session with more than one subscription looks at the others.
+        if (Subscriptions.Count > 1)
+        {
+            qos = HighestQos(message, qos);
+        }
+
         qos = MessageProperties.DeliveryQos(message.Properties, qos);
         lock (_gate)
         {
@@ -111,6 +117,23 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 Keep(new MqttOutbound(message, null, qos, Retain: retain), first: false);
             }
         }
+    }
+
+    /// <summary>The highest QoS among this session's subscriptions (shared ones aside) that deliver <paramref name="message"/>.</summary>
+    private byte HighestQos(RelayMessage message, byte qos)
+    {
+        lock (Subscriptions)
+        {
+            foreach (var (_, sink) in Subscriptions)
+            {
+                if (sink.Qos > qos && sink.JoinedShare is null && !sink.IsOwn(message) && ChannelName.PatternMatches(sink.TopicFilter, message.Channel))
+                {
+                    qos = sink.Qos;
+                }
+            }
+        }
+
+        return qos;
     }
 
     /// <summary>

@@ -58,6 +58,52 @@ public static class ChannelName
         return false;
     }
 
+    /// <summary>
+    /// Whether <paramref name="pattern"/> (a valid name, pattern or MQTT topic filter) matches <paramref name="channel"/>,
+    /// as <see cref="PatternIndex{T}"/> matches: <c>+</c> one level (an empty one too), a last <c>#</c> the levels before
+    /// it and any after, and no wildcard first level matches a name starting with <c>$</c>. Allocates nothing.
+    /// </summary>
+    public static bool PatternMatches(string pattern, string channel)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(channel);
+        if (channel.Length == 0 || (channel[0] == '$' && pattern.Length > 0 && pattern[0] is '+' or '#' && (pattern.Length == 1 || pattern[1] == '/')))
+        {
+            return false;
+        }
+
+        int p = 0, c = 0;
+        while (true)
+        {
+            var patternEnd = pattern.IndexOf('/', p);
+            patternEnd = patternEnd < 0 ? pattern.Length : patternEnd;
+            var level = pattern.AsSpan(p, patternEnd - p);
+            if (level is "#")
+            {
+                return true;
+            }
+
+            if (c > channel.Length)
+            {
+                return false;
+            }
+
+            var channelEnd = channel.IndexOf('/', c);
+            channelEnd = channelEnd < 0 ? channel.Length : channelEnd;
+            if (level is not "+" && !level.SequenceEqual(channel.AsSpan(c, channelEnd - c)))
+            {
+                return false;
+            }
+
+            p = patternEnd + 1;
+            c = channelEnd + 1;
+            if (p > pattern.Length)
+            {
+                return c > channel.Length;
+            }
+        }
+    }
+
     /// <summary>The namespace of a channel: the text before its first <c>:</c>, or empty when there is none.</summary>
     public static string NamespaceOf(string channel)
     {

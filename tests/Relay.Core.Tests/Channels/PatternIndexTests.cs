@@ -98,6 +98,7 @@ public sealed class PatternIndexTests
         index.Add(pattern, sub);
         Assert.Equal(expected ? [sub] : [], MatchOf(index, channel));
         Assert.Equal(expected, NaiveMatches(pattern, channel));
+        Assert.Equal(expected, ChannelName.PatternMatches(pattern, channel));
     }
 
     [Fact]
@@ -415,13 +416,17 @@ public sealed class PatternIndexTests
     {
         var patternGen =
             from length in Gen.Choose(0, 4)
-            from levels in Gen.ArrayOf(Gen.Elements("a", "b", "c", "+"), length)
+            from levels in Gen.ArrayOf(Gen.Elements("a", "b", "c", "+", "", "$a"), length)
             from hash in Gen.Elements(false, true)
-            select hash || length == 0 ? string.Join('/', [.. levels, "#"]) : string.Join('/', levels);
+            let pattern = hash || length == 0 ? string.Join('/', [.. levels, "#"]) : string.Join('/', levels)
+            select pattern.Length == 0 ? "a" : pattern;
+
+        // MQTT topic names: empty levels and '$' first levels too.
         var channelGen =
             from length in Gen.Choose(1, 5)
-            from levels in Gen.ArrayOf(Gen.Elements("a", "b", "c"), length)
-            select string.Join('/', levels);
+            from levels in Gen.ArrayOf(Gen.Elements("a", "b", "c", "", "$a"), length)
+            let channel = string.Join('/', levels)
+            select channel.Length == 0 ? "b" : channel;
         var opGen =
             from add in Gen.Frequency((3, Gen.Constant(true)), (1, Gen.Constant(false)))
             from pattern in patternGen
@@ -454,7 +459,7 @@ public sealed class PatternIndexTests
             {
                 var expected = model.Where(e => NaiveMatches(e.Pattern, channel)).Select(e => e.Sub).Order();
                 var actual = MatchOf(index, channel).Select(s => int.Parse(s.ToString(), System.Globalization.CultureInfo.InvariantCulture)).Order();
-                if (!expected.SequenceEqual(actual))
+                if (!expected.SequenceEqual(actual) || model.Any(e => ChannelName.PatternMatches(e.Pattern, channel) != NaiveMatches(e.Pattern, channel)))
                 {
                     return false;
                 }

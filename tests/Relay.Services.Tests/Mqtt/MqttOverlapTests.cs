@@ -79,4 +79,37 @@ public sealed class MqttOverlapTests(MqttLimitsFixture fixture) : IClassFixture<
             }
         }
     }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task OverlappingFilters_TheOneCopyGoesAtTheHighestMatchingQos_NoHigherThanThePublish(MqttProtocolVersion version)
+    {
+        // MQTT 5 §3.3.4: one copy, at the maximum QoS of the matching subscriptions (whichever filter reaches the session
+        // first); §3.8.4: never above the publish's QoS.
+        var prefix = $"overlap-qos/{Guid.NewGuid():N}";
+        var topic = prefix + "/x";
+        await using var client = await MqttClients.ConnectAsync(_server, version);
+        await client.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter(topic, MqttQualityOfServiceLevel.AtMostOnce)
+            .WithTopicFilter(prefix + "/+", MqttQualityOfServiceLevel.ExactlyOnce)
+            .WithTopicFilter(prefix + "/#", MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build()).WaitAsync(Timeout);
+        await using var publisher = await MqttClients.ConnectAsync(_server, version);
+        MqttQualityOfServiceLevel[] published = [.. Enumerable.Repeat(MqttQualityOfServiceLevel.ExactlyOnce, 5), MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.AtMostOnce];
+        foreach (var qos in published)
+        {
+            await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload("{}"u8.ToArray()).WithQualityOfServiceLevel(qos).Build()).WaitAsync(Timeout);
+        }
+
+        var got = new List<MqttQualityOfServiceLevel>();
+        foreach (var _ in published)
+        {
+            got.Add((await client.NextAsync()).QualityOfServiceLevel);
+        }
+
+        Assert.Equal(published, got);
+        await Task.Delay(300);
+        Assert.False(client.TryNext(out _), "a message came more than once");
+    }
 }
