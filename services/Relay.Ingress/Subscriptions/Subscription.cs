@@ -107,6 +107,21 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
         }
     }
 
+    // The seq before the first buffered message of the epoch, when that is at or below the position (no lambda: every
+    // subscription goes live through here).
+    private long FirstBufferedBefore(string epoch, long lastSeq)
+    {
+        foreach (var message in _buffer!)
+        {
+            if (message.Epoch == epoch)
+            {
+                return Math.Min(lastSeq, message.Seq - 1);
+            }
+        }
+
+        return lastSeq;
+    }
+
     /// <summary>
     /// Ends buffering: <paramref name="before"/> runs first (it queues the reply and the recovered messages, whose
     /// last seq is <paramref name="lastSeq"/> in <paramref name="epoch"/>), then buffered messages after that follow.
@@ -117,9 +132,9 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     {
         lock (this)
         {
-            if (fromRegistration && _buffer!.Find(m => m.Epoch == epoch) is { } first && first.Seq <= lastSeq)
+            if (fromRegistration)
             {
-                lastSeq = first.Seq - 1;
+                lastSeq = FirstBufferedBefore(epoch, lastSeq);
             }
 
             before();
