@@ -17,8 +17,10 @@ namespace Relay.Ingress.Mqtt;
 /// </summary>
 internal sealed partial class MqttShareGroup : IMessageSink
 {
-    // Messages waiting to be taken. A full queue (the bus far behind) delivers here without asking: a message may then
-    // reach a member on another node too (at least once), but none is dropped and the node's memory stays bounded.
+    // Messages waiting to be taken, at most this many and Relay:Ingress:SendQueueBytes of them (one connection's send
+    // budget: large messages fill the bytes first). A full queue (the bus far behind) delivers here without asking: a
+    // message may then reach a member on another node too (at least once), but none is dropped and the node's memory
+    // stays bounded.
     private const int MaxWaiting = 65_536;
 
     // Messages asked about in one round trip at most: enough to keep up with thousands a second over one Redis call each.
@@ -30,6 +32,7 @@ internal sealed partial class MqttShareGroup : IMessageSink
     private uint _next;
     private IShareMembership? _membership;
     private int _fullLogged;
+    private long _waitingBytes;
 
     public MqttShareGroup(MqttBroker broker, string app, string name, string filter)
     {
@@ -103,7 +106,7 @@ internal sealed partial class MqttShareGroup : IMessageSink
         {
             Deliver(message);
         }
-        else if (_waiting.Writer.TryWrite(message))
+        else if (Interlocked.Add(ref _waitingBytes, WaitingSize(message)) <= _broker.Node.Options.SendQueueBytes && _waiting.Writer.TryWrite(message))
         {
             if (Volatile.Read(ref _fullLogged) != 0)
             {
@@ -113,14 +116,18 @@ internal sealed partial class MqttShareGroup : IMessageSink
         else
         {
             // Full (logged once until the queue takes messages again), or the group stopped (no member to give it to).
-            if (_waiting.Reader.Count >= MaxWaiting && Interlocked.Exchange(ref _fullLogged, 1) == 0)
+            Interlocked.Add(ref _waitingBytes, -WaitingSize(message));
+            if (!_waiting.Reader.Completion.IsCompleted && Interlocked.Exchange(ref _fullLogged, 1) == 0)
             {
-                LogWaitingFull(_broker.Logger, App, Name, Filter, MaxWaiting);
+                LogWaitingFull(_broker.Logger, App, Name, Filter, MaxWaiting, _broker.Node.Options.SendQueueBytes);
             }
 
             Deliver(message);
         }
     }
+
+    // What a waiting message holds: its payload and topic, and the object around them.
+    private static long WaitingSize(RelayMessage message) => message.Data.Length + (2L * message.Channel.Length) + 128;
 
     /// <summary>
     /// Gives <paramref name="message"/> to one member, round robin: first to one whose connection takes it, else (QoS 1/2)
@@ -211,8 +218,10 @@ internal sealed partial class MqttShareGroup : IMessageSink
                 Array.Fill(takes, ShareTake.Here, 0, batch.Count);
             }
 
+            // A batch's messages count as waiting until the bus has answered for them.
             for (var i = 0; i < batch.Count; i++)
             {
+                Interlocked.Add(ref _waitingBytes, -WaitingSize(batch[i]));
                 if (takes[i] != ShareTake.Elsewhere)
                 {
                     Deliver(batch[i]);
@@ -230,6 +239,6 @@ internal sealed partial class MqttShareGroup : IMessageSink
     [LoggerMessage(EventId = 1462, Level = LogLevel.Warning, Message = "MQTT shared subscription $share/{Group}/{Filter} of app {App}: the bus did not say which node delivers {Count} messages; they are delivered here, so a member on another node may get them too")]
     private static partial void LogTakeFailed(ILogger logger, Exception exception, string app, string group, string filter, int count);
 
-    [LoggerMessage(EventId = 1463, Level = LogLevel.Warning, Message = "MQTT shared subscription $share/{Group}/{Filter} of app {App}: {Max} messages wait for the bus to say which node delivers them; until it takes them again, messages are delivered here without asking (a member on another node may get them too)")]
-    private static partial void LogWaitingFull(ILogger logger, string app, string group, string filter, int max);
+    [LoggerMessage(EventId = 1463, Level = LogLevel.Warning, Message = "MQTT shared subscription $share/{Group}/{Filter} of app {App}: {Max} messages or {MaxBytes} bytes (Relay:Ingress:SendQueueBytes) wait for the bus to say which node delivers them; until it takes them again, messages are delivered here without asking (a member on another node may get them too)")]
+    private static partial void LogWaitingFull(ILogger logger, string app, string group, string filter, int max, long maxBytes);
 }

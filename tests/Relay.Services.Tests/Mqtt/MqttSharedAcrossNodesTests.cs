@@ -4,7 +4,9 @@ using System.Text;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
+using Microsoft.Extensions.DependencyInjection;
 using Relay.Bus.Redis;
+using Relay.Bus.Shares;
 using Relay.Client;
 using Relay.Testing;
 using StackExchange.Redis;
@@ -232,6 +234,68 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         Assert.Equal(expected, await connection.GetDatabase().SortedSetLengthAsync(nodes));
     }
 
+    [Fact]
+    public async Task SharedSubscription_BusStalled_WaitingHeldToTheSendBudgetInBytes_TheRestDeliveredHere_EachOnce()
+    {
+        // The bus stops answering which node delivers (a stalled Redis, faked by holding every take): large messages
+        // wait for it up to Relay:Ingress:SendQueueBytes (2 MiB here), not 65,536 of them; past that they go to this
+        // node's member without asking, and once the bus answers, the waiting ones follow: each message once.
+        const int Count = 100;
+        const int PayloadBytes = 32 * 1024;
+        var stall = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var settings = Settings();
+        settings["Relay:Ingress:SendQueueBytes"] = (2 * 1024 * 1024).ToString(CultureInfo.InvariantCulture);
+        settings["Relay:Ingress:MaxMessageBytes"] = (64 * 1024).ToString(CultureInfo.InvariantCulture);
+        settings["Relay:Mqtt:MaxPacketBytes"] = (80 * 1024).ToString(CultureInfo.InvariantCulture);
+        await using var node = await RelayServer.StartAsync(settings, services => services.Decorate(stall.Task));
+        var topic = $"mshare-bytes/{Guid.NewGuid():N}";
+        await using var member = await MemberAsync(node, $"$share/big/{topic}");
+        await using var publisher = await MqttClients.ConnectAsync(node, MqttProtocolVersion.V500);
+        for (var i = 0; i < Count; i++)
+        {
+            var payload = new byte[PayloadBytes];
+            BitConverter.TryWriteBytes(payload, i);
+            var ack = await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+            Assert.True(ack.IsSuccess, $"PUBACK {ack.ReasonCode}: {ack.ReasonString}");
+        }
+
+        var copies = new int[Count];
+        int Drain()
+        {
+            while (member.TryNext(out var message))
+            {
+                copies[BitConverter.ToInt32(message!.Payload.ToArray(), 0)]++;
+            }
+
+            return copies.Count(c => c > 0);
+        }
+
+        var deadline = DateTime.UtcNow + Timeout;
+        var whileStalled = 0;
+        // About 2 MiB / 32 KiB = 64 wait; the other ~36 come at once (before: none, the queue was bounded at 65,536 messages).
+        const int Waiting = 2 * 1024 * 1024 / PayloadBytes;
+        while ((whileStalled = Drain()) < Count - Waiting - 4 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        await Task.Delay(300);
+        whileStalled = Drain();
+        output.WriteLine($"delivered while the bus was stalled: {whileStalled} of {Count}");
+        Assert.InRange(whileStalled, Count - Waiting - 4, Count - Waiting + 4);
+
+        stall.SetResult();
+        deadline = DateTime.UtcNow + Timeout;
+        while (Drain() < Count && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        await Task.Delay(300);
+        Drain();
+        Assert.All(copies, c => Assert.Equal(1, c));
+    }
+
     private Dictionary<string, string?> Settings()
     {
         var settings = ServerFixture.Settings();
@@ -290,4 +354,37 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
 
     private static string Describe(int[] copies) =>
         $"{copies.Count(static c => c == 0)} missing, {copies.Count(static c => c > 1)} more than once (first missing: {Array.IndexOf(copies, 0)})";
+}
+
+/// <summary>Holds every take of the node's share memberships until a task completes: the bus not answering.</summary>
+internal static class StallingShareClaims
+{
+    public static void Decorate(this IServiceCollection services, Task stall)
+    {
+        var registered = services.Last(d => d.ServiceType == typeof(IShareClaims));
+        services.Remove(registered);
+        services.AddSingleton<IShareClaims>(provider => new Claims((IShareClaims)(registered.ImplementationInstance
+            ?? registered.ImplementationFactory?.Invoke(provider)
+            ?? ActivatorUtilities.CreateInstance(provider, registered.ImplementationType!)), stall));
+    }
+
+    private sealed class Claims(IShareClaims inner, Task stall) : IShareClaims
+    {
+        public bool AcrossProcesses => inner.AcrossProcesses;
+
+        public IShareMembership Join(ShareGroup group, Func<bool> active) => new Membership(inner.Join(group, active), stall);
+    }
+
+    private sealed class Membership(IShareMembership inner, Task stall) : IShareMembership
+    {
+        public void Changed() => inner.Changed();
+
+        public async Task TakeAsync(IReadOnlyList<Relay.Core.Messages.RelayMessage> messages, ShareTake[] takes, CancellationToken cancellationToken)
+        {
+            await stall.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await inner.TakeAsync(messages, takes, cancellationToken).ConfigureAwait(false);
+        }
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
 }
