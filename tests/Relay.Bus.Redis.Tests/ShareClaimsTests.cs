@@ -31,6 +31,15 @@ public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<R
         await using var onX = new RedisShareClaims(x).Join(group, () => xActive);
         await using var onY = new RedisShareClaims(y).Join(group, () => yActive);
 
+        // Each Join's lease is written on its own bus's connection without being awaited: wait until Redis holds both
+        // (two messages asked about by Y, one of them X's) before counting.
+        var joined = Stopwatch.StartNew();
+        while (!(await TakeAsync(onY, Messages(2))).Contains(ShareTake.Elsewhere))
+        {
+            Assert.True(joined.Elapsed < TimeSpan.FromSeconds(10), "X's membership never reached Redis");
+            await Task.Delay(20);
+        }
+
         // Both ask about every message, in either order: one deliverer each, half each.
         var batch = Messages(200);
         var fromY = await TakeAsync(onY, batch);
