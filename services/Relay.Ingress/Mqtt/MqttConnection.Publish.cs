@@ -62,6 +62,14 @@ internal sealed partial class MqttConnection
                     Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
                     return ValueTask.CompletedTask;
                 }
+
+                if (_routingQos2 is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
+                {
+                    // A resend while its first copy is still being routed: not counted again toward the Receive Maximum
+                    // and not published again; it gets its PUBREC when the first copy gets its own.
+                    routing[publish.PacketId] = resent + 1;
+                    return ValueTask.CompletedTask;
+                }
             }
         }
 
@@ -114,6 +122,15 @@ internal sealed partial class MqttConnection
 
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
         var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
+        if (publish.Qos == 2)
+        {
+            // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
+            lock (_awaitingRelease)
+            {
+                (_routingQos2 ??= [])[publish.PacketId] = 0;
+            }
+        }
+
         return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
     }
 
@@ -198,7 +215,8 @@ internal sealed partial class MqttConnection
 
     /// <summary>
     /// PUBACK (QoS 1) or PUBREC (QoS 2) with <paramref name="reasonCode"/>; nothing for QoS 0. <paramref name="counted"/>:
-    /// the publish still counts as received and unacknowledged (a QoS 2 one taken has moved to awaiting PUBREL).
+    /// the publish still counts as received and unacknowledged (a QoS 2 one taken has moved to awaiting PUBREL). A QoS 2
+    /// publish resent while it was being routed gets a PUBREC for each copy.
     /// </summary>
     private void Acknowledge(byte qos, ushort packetId, byte reasonCode, string? reason, bool counted = true)
     {
@@ -207,17 +225,33 @@ internal sealed partial class MqttConnection
             return;
         }
 
+        var copies = 1;
+        if (qos == 2)
+        {
+            lock (_awaitingRelease)
+            {
+                if (_routingQos2 is { } routing && routing.Remove(packetId, out var resent))
+                {
+                    copies += resent;
+                }
+            }
+        }
+
         if (counted)
         {
             Interlocked.Decrement(ref _receivedUnacknowledged);
         }
 
-        Send(new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
+        var ack = new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
         {
             PacketId = packetId,
             ReasonCode = reasonCode,
             Properties = V5 && _reasonStrings && reason is not null ? new MqttProperties { ReasonString = reason } : null,
-        });
+        };
+        for (var i = 0; i < copies; i++)
+        {
+            Send(ack);
+        }
     }
 
     /// <summary>PUBREL: the QoS 2 exchange ends with PUBCOMP (MQTT 5: 0x92 for an id never received).</summary>

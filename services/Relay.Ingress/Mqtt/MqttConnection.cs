@@ -46,6 +46,11 @@ internal sealed partial class MqttConnection : INodeConnection
     // which with those awaiting PUBREL may not pass CONNACK's Receive Maximum (MQTT 5 §4.9).
     private int _receivedUnacknowledged;
 
+    // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
+    // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
+    // with _awaitingRelease.
+    private Dictionary<ushort, int>? _routingQos2;
+
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
     private int _window = int.MaxValue;
