@@ -71,10 +71,12 @@ internal sealed partial class MqttConnection : INodeConnection
     private byte _level;
     private string? _clientId;
 
-    // This connection's claim of its client id across nodes (0 until it comes back) and the latest claim another node made.
+    // This connection's claim of its client id across nodes (0 until it comes back), the latest claim another node made
+    // and whether that one ends the session (a clean start) rather than resuming it.
     private readonly Lock _claimGate = new();
     private long _claim;
     private long _claimedElsewhere;
+    private bool _endedElsewhere;
     private bool _movedAway;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;

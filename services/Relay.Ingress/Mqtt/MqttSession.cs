@@ -257,6 +257,21 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
+    /// <summary>
+    /// The QoS 2 deliveries awaiting PUBCOMP of the session as another node held it: each is released again (PUBREL with
+    /// its packet id, its in-flight slot held until PUBCOMP) ahead of everything else the next connection gets.
+    /// </summary>
+    public void KeepReleases(IReadOnlyList<ushort> packetIds)
+    {
+        lock (_gate)
+        {
+            for (var i = packetIds.Count - 1; i >= 0; i--)
+            {
+                Keep(MqttOutbound.ReleaseOnly(packetIds[i]), first: true);
+            }
+        }
+    }
+
     /// <summary>Keeps a will to publish at <paramref name="dueTicks"/>, unless a connection resumes the session first.</summary>
     public void DelayWill(MqttWill will, long dueTicks)
     {
@@ -364,6 +379,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
         long version;
         var oldest = new Dictionary<string, Delivered>(StringComparer.Ordinal);
+        List<ushort>? releases = null;
         lock (_gate)
         {
             version = ++_version;
@@ -374,8 +390,15 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
             foreach (var item in _queued)
             {
-                // A QoS 2 delivery awaiting PUBCOMP is the client's already; a shared one is its group's.
-                if (item is { Message: { PresenceAction: null } message, Release: false, Shared: null }
+                if (item.Release)
+                {
+                    // A QoS 2 delivery awaiting PUBCOMP is the client's already: the next node sends its PUBREL again.
+                    (releases ??= []).Add(item.PacketId);
+                    continue;
+                }
+
+                // A shared delivery is its group's.
+                if (item is { Message: { PresenceAction: null } message, Shared: null }
                     && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
                 {
                     oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
@@ -400,7 +423,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
         }
 
-        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions), version);
+        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions, releases), version);
     }
 
     private bool IsSubscribedByName(string channel)

@@ -23,8 +23,11 @@ internal sealed class RawMqttClient : IAsyncDisposable
         return client;
     }
 
-    /// <summary>A CONNECT with the root key, clean session, the given keep-alive (hand-encoded, not by Relay's codec).</summary>
-    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key)
+    /// <summary>
+    /// A CONNECT with the root key, the given keep-alive (hand-encoded, not by Relay's codec): a clean session, or with
+    /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval).
+    /// </summary>
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var body = new List<byte>();
@@ -38,12 +41,19 @@ internal sealed class RawMqttClient : IAsyncDisposable
 
         Text("MQTT");
         body.Add(level);
-        body.Add(0xC2);
+        body.Add(sessionExpiry is null ? (byte)0xC2 : (byte)0xC0);
         body.Add((byte)(keepAlive >> 8));
         body.Add((byte)keepAlive);
         if (level == 5)
         {
-            body.Add(0);
+            if (sessionExpiry is { } expiry)
+            {
+                body.AddRange([5, 0x11, (byte)(expiry >> 24), (byte)(expiry >> 16), (byte)(expiry >> 8), (byte)expiry]);
+            }
+            else
+            {
+                body.Add(0);
+            }
         }
 
         Text(clientId);
