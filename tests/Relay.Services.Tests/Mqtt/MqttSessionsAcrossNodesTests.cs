@@ -201,15 +201,15 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         // then what is published next.
         await using var onB = await RawMqttClient.OpenAsync(b);
         await onB.SendAsync(RawMqttClient.Connect(level, clientId, sessionExpiry: 600));
-        var connAck = (await onB.ReadPacketAsync())!.Value;
+        var connAck = (await onB.ReadPacketAsync(Timeout))!.Value;
         Assert.Equal((byte)0x20, connAck.First);
         Assert.Equal(1, connAck.Body[0] & 1);
         await PublishTextAsync(publisher, topic, "two");
-        var resent = (await onB.ReadPacketAsync())!.Value;
+        var resent = (await onB.ReadPacketAsync(Timeout))!.Value;
         Assert.True(resent.First == 0x62, $"expected PUBREL {packetId}, got packet 0x{resent.First:X2} {Convert.ToHexString(resent.Body)}");
         Assert.Equal(packetId, (ushort)((resent.Body[0] << 8) | resent.Body[1]));
         await onB.SendAsync([0x70, 2, (byte)(packetId >> 8), (byte)packetId]);
-        var next = (await onB.ReadPacketAsync())!.Value;
+        var next = (await onB.ReadPacketAsync(Timeout))!.Value;
         Assert.Equal(0x34, next.First & 0xF6);
         var payloadAt = 4 + name.Length + (level == 5 ? 1 + next.Body[4 + name.Length] : 0);
         Assert.Equal("two", Encoding.UTF8.GetString(next.Body.AsSpan(payloadAt)));
