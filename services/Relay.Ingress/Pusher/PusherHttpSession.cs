@@ -66,9 +66,6 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
     /// <summary>The connection the session carries (set before the first stream or poll is served).</summary>
     public PusherConnection? Connection { get; set; }
 
-    /// <summary>Bytes waiting for a stream or poll (the send budget counts them).</summary>
-    public long QueuedBytes => _queue.Bytes;
-
     // ---- the client's frames (xhr_send) ----
 
     /// <summary>Takes the frames of one <c>xhr_send</c>, in order; false when the session has ended. An empty list is the client's heartbeat.</summary>

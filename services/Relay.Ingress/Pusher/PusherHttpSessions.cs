@@ -10,8 +10,6 @@ internal sealed class PusherHttpSessions
 {
     private readonly ConcurrentDictionary<string, PusherHttpSession> _sessions = new(StringComparer.Ordinal);
 
-    public int Count => _sessions.Count;
-
     public PusherHttpSession? Find(string id) => _sessions.TryGetValue(id, out var session) ? session : null;
 
     /// <summary>Adds <paramref name="session"/>, or returns the one another request added first under its id.</summary>
