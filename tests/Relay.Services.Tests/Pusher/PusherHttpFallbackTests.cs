@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using Relay.Testing;
 
@@ -89,5 +91,24 @@ public sealed class PusherHttpFallbackTests(PusherServerFixture fixture) : IClas
         // Ben's process is killed: his WebSocket drops and he leaves.
         var removed = await ann.NextAsync("member_removed", Timeout, channel);
         Assert.Equal("ben", removed.GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task PusherJsWithEveryTransport_WebSocketPortUnreachable_FallsBackToXhrStreamingAndWorks()
+    {
+        // A port nothing listens on, as a proxy that refuses WebSockets: pusher-js tries ws, then (after its 5 s delay) HTTP.
+        var closed = new TcpListener(IPAddress.Loopback, 0);
+        closed.Start();
+        var wsPort = ((IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+
+        using var client = PusherScript.Start("pusher-client.cjs", PusherScript.Options(_server, RelayServer.Key, new { wsPort, transports = new[] { "ws", "xhr_streaming", "xhr_polling" } }));
+        Assert.Equal("xhr_streaming", (await client.NextAsync("connected", Timeout)).GetProperty("transport").GetString());
+
+        var channel = NewChannel("fallback-");
+        await SubscribeAsync(client, channel);
+        var triggered = await PusherScript.RunAsync(Timeout, "pusher-server.cjs", PusherScript.Options(_server, RelayServer.Key), JsonSerializer.Serialize(new { op = "trigger", channels = new[] { channel }, @event = "after-fallback", data = new { ok = true } }));
+        Assert.True(triggered.GetProperty("ok").GetBoolean(), triggered.ToString());
+        Assert.True((await client.NextAsync("event", Timeout, channel)).GetProperty("data").GetProperty("ok").GetBoolean());
     }
 }
