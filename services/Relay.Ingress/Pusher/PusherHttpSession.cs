@@ -215,7 +215,7 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
         bool ended;
         lock (_gate)
         {
-            ended = _aborted;
+            ended = _aborted || _closeSent;
             if (!ended)
             {
                 previous = _reader;

@@ -9,7 +9,8 @@ namespace Relay.Services.Tests.Pusher;
 /// <summary>
 /// The HTTP fallback sessions with raw HTTP, as pusher-js's XMLHttpRequest sends it (<c>POST …/xhr</c>,
 /// <c>…/xhr_streaming</c>, <c>…/xhr_send</c> with a JSON array of frames): bad input, the idle timeout, the send
-/// budget of a client that never polls, streaming flushed per frame, each on a server of its own settings.
+/// budget of a client that never polls, streaming flushed per frame, random <c>xhr_send</c> bodies; each on a server of
+/// its own settings.
 /// </summary>
 public sealed class PusherHttpSessionTests
 {
@@ -179,5 +180,54 @@ public sealed class PusherHttpSessionTests
         while (line == "h");
 
         Assert.Contains("pusher_internal:subscription_succeeded", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task XhrSendFuzz_RandomBodies_Get204Or400Or413_NothingLoggedAsAnError_AndTheSessionServesOn()
+    {
+        await using var host = await Hostile.HostileServer.StartAsync(PusherServerFixture.Settings());
+        using var http = new HttpClient { BaseAddress = host.Server.BaseAddress };
+        var session = await OpenPolledAsync(http);
+        var random = new Random(20261206);
+        var tally = new SortedDictionary<int, int>();
+        for (var i = 0; i < 400; i++)
+        {
+            using var content = new ByteArrayContent(FuzzBody(random));
+            using var response = await http.PostAsync(new Uri(session + "/xhr_send", UriKind.Relative), content).WaitAsync(Timeout);
+            var status = (int)response.StatusCode;
+            Assert.True(status is 204 or 400 or 413, $"case {i}: {status} {await response.Content.ReadAsStringAsync()}");
+            tally[status] = tally.GetValueOrDefault(status) + 1;
+        }
+
+        Assert.Equal(3, tally.Count);
+        Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(http, session, """{"event":"pusher:ping","data":{}}""")).Status);
+        await PollUntilAsync(http, session, "pusher:pong");
+        host.AssertNoErrorLogged();
+    }
+
+    /// <summary>An <c>xhr_send</c> body: frames pusher-js could send, broken JSON, wrong shapes, invalid text, too large.</summary>
+    private static byte[] FuzzBody(Random random)
+    {
+        string Frame() => random.Next(6) switch
+        {
+            0 => Subscribe(random.Next(3) == 0 ? "private-" + random.Next(9) : "fuzz-" + random.Next(9)),
+            1 => """{"event":"pusher:ping","data":{}}""",
+            2 => """{"event":"client-x","channel":"private-1","data":{"a":1}}""",
+            3 => """{"event":"pusher:unsubscribe","data":{"channel":"fuzz-1"}}""",
+            4 => "{\"event\":" + random.Next(),
+            _ => new string('z', random.Next(1, 50)),
+        };
+
+        var frames = Enumerable.Range(0, random.Next(0, 4)).Select(_ => Frame()).ToArray();
+        var valid = JsonSerializer.Serialize(frames);
+        return random.Next(8) switch
+        {
+            0 => Encoding.UTF8.GetBytes(valid[..random.Next(valid.Length)]),
+            1 => [.. Encoding.UTF8.GetBytes(valid[..^1]), 0xC3, 0x28, (byte)']'],
+            2 => Encoding.UTF8.GetBytes(random.Next(2) == 0 ? "[\"\\udc00\"]" : "[[\"a\"],{}]"),
+            3 => Encoding.UTF8.GetBytes("[\"x\"," + random.Next() + ",null,true]"),
+            4 => Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new[] { new string('q', random.Next(20_000, 120_000)) })),
+            _ => Encoding.UTF8.GetBytes(valid),
+        };
     }
 }
