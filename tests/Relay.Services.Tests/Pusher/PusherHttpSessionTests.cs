@@ -44,6 +44,17 @@ public sealed class PusherHttpSessionTests
         return seen.ToString();
     }
 
+    /// <summary>Posts an empty heartbeat until the session is unknown (404), failing with <paramref name="failure"/> after the timeout.</summary>
+    private static async Task GoneAsync(HttpClient http, string session, string failure)
+    {
+        using var cancel = new CancellationTokenSource(Timeout);
+        while ((await SendAsync(http, session)).Status != HttpStatusCode.NotFound)
+        {
+            Assert.False(cancel.IsCancellationRequested, failure);
+            await Task.Delay(200);
+        }
+    }
+
     private static async Task<string> OpenPolledAsync(HttpClient http)
     {
         var session = NewSession();
@@ -106,12 +117,7 @@ public sealed class PusherHttpSessionTests
         Assert.Contains("c[4004,", refused, StringComparison.Ordinal);
 
         // Posting is not polling: the session with no poll open ends after the timeout (the node's sweep, once a second).
-        using var cancel = new CancellationTokenSource(Timeout);
-        while ((await SendAsync(http, first)).Status != HttpStatusCode.NotFound)
-        {
-            Assert.False(cancel.IsCancellationRequested, "the idle session did not end");
-            await Task.Delay(200);
-        }
+        await GoneAsync(http, first, "the idle session did not end");
 
         var (status, opened) = await PostAsync(http, NewSession() + "/xhr?protocol=7");
         Assert.Equal((HttpStatusCode.OK, "o\n"), (status, opened));
@@ -140,12 +146,7 @@ public sealed class PusherHttpSessionTests
         Assert.Contains("c[4100,", answer, StringComparison.Ordinal);
         Assert.DoesNotContain("pppppppp", answer, StringComparison.Ordinal);
 
-        using var cancel = new CancellationTokenSource(Timeout);
-        while ((await SendAsync(http, session)).Status != HttpStatusCode.NotFound)
-        {
-            Assert.False(cancel.IsCancellationRequested, "the cut session was not removed");
-            await Task.Delay(200);
-        }
+        await GoneAsync(http, session, "the cut session was not removed");
     }
 
     [Fact]
