@@ -47,7 +47,7 @@ internal static class PusherWebSocketEndpoint
                 // One Pusher event per WebSocket message: frames that wait together are not batched (Relay's protocol allows an
                 // array frame; Pusher's does not).
                 var sender = new FrameworkFrameSender(socket, broker.Node.Options.SendQueueBytes, broker.Node.Metrics, batchFrames: false);
-                await new PusherConnection(socket, sender, broker, principal).RunAsync().ConfigureAwait(false);
+                await new PusherConnection(new PusherWebSocketTransport(socket), sender, broker, principal).RunAsync().ConfigureAwait(false);
             }
             finally
             {

@@ -369,7 +369,7 @@ internal sealed partial class RealtimeListenerFactory(
             var options = _node.Options;
             var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
             return accepted.Pusher
-                ? new PusherConnection(webSocket, sender, _pusher!, accepted.Principal).RunAsync()
+                ? new PusherConnection(new PusherWebSocketTransport(webSocket), sender, _pusher!, accepted.Principal).RunAsync()
                 : new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
         }
 
