@@ -231,6 +231,11 @@ internal sealed partial class MqttBroker : IDisposable
             session.KeepReleases(releases);
         }
 
+        if (restore?.AwaitingRelease is { Count: > 0 } awaitingRelease)
+        {
+            session.KeepAwaitingRelease(awaitingRelease);
+        }
+
         session.ExpirySeconds = expirySeconds;
         if (number != 0)
         {

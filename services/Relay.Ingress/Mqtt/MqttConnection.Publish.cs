@@ -266,6 +266,27 @@ internal sealed partial class MqttConnection
         Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
     }
 
+    /// <summary>The client's QoS 2 publishes awaiting PUBREL (all routed: the read loop has ended), for the session.</summary>
+    private ushort[] AwaitingRelease()
+    {
+        lock (_awaitingRelease)
+        {
+            return _awaitingRelease.Count == 0 ? [] : [.. _awaitingRelease];
+        }
+    }
+
+    /// <summary>
+    /// The session's QoS 2 publishes awaiting PUBREL, as its last connection left them: resends are not published again,
+    /// and they count toward the Receive Maximum until released.
+    /// </summary>
+    internal void AwaitRelease(ushort[] packetIds)
+    {
+        lock (_awaitingRelease)
+        {
+            _awaitingRelease.UnionWith(packetIds);
+        }
+    }
+
     /// <summary>The last will, when the connection ended without a normal DISCONNECT and the credentials allow it (MQTT 5's will delay is not applied).</summary>
     private async ValueTask PublishWillAsync()
     {

@@ -177,6 +177,11 @@ internal sealed partial class MqttConnection : INodeConnection
                 {
                     var undelivered = Undelivered();
                     undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
+                    if (session.ExpirySeconds > 0)
+                    {
+                        session.KeepAwaitingRelease(AwaitingRelease());
+                    }
+
                     session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
 
                     // The store gets the session as it is now, for a node the client connects to next; a session taken

@@ -390,7 +390,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         // CONNACK's Receive Maximum (Relay:Mqtt:ReceiveMaximum, 64 by default) bounds the client's QoS 1 and 2 publishes
         // not acknowledged or awaiting PUBREL; one more is MQTT 5's DISCONNECT 0x93 (the Paho suite's flow control test).
         var topic = $"flow/{Guid.NewGuid():N}";
-        static byte[] Publish(string topic, ushort id) => QosTwoPublish(topic, id);
+        static byte[] Publish(string topic, ushort id) => RawMqttClient.QosTwoPublish(topic, id);
 
         await using var device = await RawMqttClient.OpenAsync(_server);
         await device.ConnectAsync(5, "flow-" + Guid.NewGuid().ToString("N")[..8]);
@@ -459,10 +459,10 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         // Maximum of 2 holds both: id 1 counts once (not 3 publishes: no DISCONNECT 0x93).
         await using var device = await RawMqttClient.OpenAsync(server);
         await device.ConnectAsync(5, "dup-" + Guid.NewGuid().ToString("N")[..8]);
-        await device.SendAsync(QosTwoPublish(held, 1));
+        await device.SendAsync(RawMqttClient.QosTwoPublish(held, 1));
         await arrived.Task.WaitAsync(Timeout);
-        await device.SendAsync(QosTwoPublish(held, 1, dup: true));
-        await device.SendAsync(QosTwoPublish($"free/{Guid.NewGuid():N}", 2));
+        await device.SendAsync(RawMqttClient.QosTwoPublish(held, 1, dup: true));
+        await device.SendAsync(RawMqttClient.QosTwoPublish($"free/{Guid.NewGuid():N}", 2));
         var second = await device.ReadPacketAsync();
         Assert.True(second?.First == 0x50, $"expected PUBREC 2, got 0x{second?.First:X2} {Convert.ToHexString(second?.Body ?? [])}");
         Assert.Equal(new byte[] { 0, 2 }, second!.Value.Body.AsSpan(0, 2).ToArray());
@@ -482,14 +482,6 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         Assert.Equal(1, Volatile.Read(ref calls));
         Assert.True(await device.NothingWithinAsync(TimeSpan.FromSeconds(1)), "more came for the client's publishes");
         Assert.False(subscriber.TryNext(out var again), $"the publish went out twice: {again?.Topic}");
-    }
-
-    // An MQTT 5 QoS 2 PUBLISH (no properties, payload "x") of packet id `id`, with DUP when sent again.
-    private static byte[] QosTwoPublish(string topic, ushort id, bool dup = false)
-    {
-        var name = Encoding.UTF8.GetBytes(topic);
-        byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, 0, (byte)'x'];
-        return [dup ? (byte)0x3C : (byte)0x34, (byte)body.Length, .. body];
     }
 
     [Fact]

@@ -216,6 +216,32 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         Assert.True(await onB.NothingWithinAsync(TimeSpan.FromSeconds(1)), "more came after the next message");
     }
 
+    [Theory]
+    [InlineData((byte)4)]
+    [InlineData((byte)5)]
+    public async Task Qos2PublishAwaitingPubRel_ResentOnAnotherNode_PubRecNotPublishedAgain_PubRelPubComp(byte level)
+    {
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var (clientId, topic) = MqttQosTwoInSessionTests.Names(level);
+        await using var subscriber = await MqttQosTwoInSessionTests.SubscribedAsync(a, topic);
+
+        // On A: PUBLISH QoS 2 id 7, PUBREC, and the connection drops before PUBREL.
+        await using (var onA = await RawMqttClient.OpenAsync(a))
+        {
+            Assert.False(await onA.ConnectAsync(level, clientId, sessionExpiry: 600, timeout: Timeout));
+            await onA.SendAsync(RawMqttClient.QosTwoPublish(topic, 7, payload: "first", level: level));
+            Assert.Equal(0, await onA.ExpectAckAsync(0x50, 7, Timeout));
+        }
+
+        // On B (the session store carries id 7 awaiting PUBREL): the DUP resend is answered, not published again.
+        await using var onB = await RawMqttClient.OpenAsync(b);
+        Assert.True(await onB.ConnectAsync(level, clientId, sessionExpiry: 600, timeout: Timeout));
+        await MqttQosTwoInSessionTests.ResendAndReleaseAsync(onB, topic, level);
+        await MqttQosTwoInSessionTests.MarkAsync(onB, topic, level);
+        Assert.Equal(["first", "marker"], await subscriber.PayloadsUntilAsync("marker", Timeout));
+    }
+
     [Fact]
     public async Task MessagesOlderThanHistory_SessionStillPresent_LiveMessagesFollow_AndTheLossIsLogged()
     {
