@@ -24,6 +24,12 @@ public sealed class PublishLoad(RelayServer server, IReadOnlyList<string> channe
     /// <summary>Publishes a second each publisher sends at most (0: as fast as the window allows).</summary>
     public int PerSecond { get; init; }
 
+    /// <summary>Characters of each publish's data at least: its id, then dots up to this length (0: the id alone).</summary>
+    public int DataLength { get; init; }
+
+    /// <summary>The data a publish with <paramref name="id"/> carries: the id, padded to <see cref="DataLength"/>.</summary>
+    public string DataOf(string id) => DataLength > id.Length ? id + new string('.', DataLength - id.Length) : id;
+
     /// <summary>Started with the load; the times of <see cref="Ack"/>s are on it.</summary>
     public Stopwatch Clock { get; } = Stopwatch.StartNew();
 
@@ -85,7 +91,7 @@ public sealed class PublishLoad(RelayServer server, IReadOnlyList<string> channe
                 var channel = channels[next % channels.Count];
                 var id = $"p{publisher}-{next}";
                 inFlight[next] = (channel, id);
-                await socket.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = channel, ["id"] = id, ["data"] = id, ["ref"] = next }).ConfigureAwait(false);
+                await socket.SendAsync(new Dictionary<string, object?> { ["type"] = "publish", ["channel"] = channel, ["id"] = id, ["data"] = DataOf(id), ["ref"] = next }).ConfigureAwait(false);
                 next++;
             }
 
@@ -137,7 +143,7 @@ public sealed class PublishLoad(RelayServer server, IReadOnlyList<string> channe
         var dataAt = history.ToDictionary(static m => m.Seq, static m => m.Data);
         foreach (var ack in Acknowledged.Where(a => a.Channel == channel))
         {
-            if (!dataAt.TryGetValue(ack.Seq, out var data) || data != ack.Id)
+            if (!dataAt.TryGetValue(ack.Seq, out var data) || data != DataOf(ack.Id))
             {
                 throw new InvalidOperationException($"{channel}: {ack.Id} was acknowledged with seq {ack.Seq}; the history has {data ?? "nothing"} there");
             }

@@ -6,6 +6,9 @@
 // reports watchlist events as {"kind":"watchlist","name":"online"|"offline","user_ids":[…]}
 // commands: {"op":"subscribe","channel":"…"} {"op":"bind","channel":"…","event":"…"} (reports the event with its metadata's user_id) {"op":"unsubscribe","channel":"…"} {"op":"trigger","channel":"…","event":"client-…","data":…}
 //           {"op":"signin"} {"op":"disconnect"}
+//           {"op":"tally","channel":"…"} subscribes and counts its events without reporting each (for load: data strings
+//           that start "p{publisher}-{number}"); {"op":"report","channel":"…"} then reports {"kind":"tally","count",
+//           "distinct","duplicates","firstGap":{"publisher","after","got"} or null, and with "numbers":true "numbers":[… in the order received]}
 const PusherClient = require('pusher-js');
 const PusherServer = require('pusher');
 const readline = require('readline');
@@ -71,7 +74,7 @@ const userWatch = setInterval(() => {
 }, 50);
 
 const channels = new Map();
-function subscribe(name) {
+function subscribe(name, quiet) {
   const channel = client.subscribe(name);
   channels.set(name, channel);
   channel.bind('pusher:subscription_succeeded', (members) => {
@@ -84,9 +87,37 @@ function subscribe(name) {
   channel.bind('pusher:member_removed', (member) => out({ kind: 'member_removed', channel: name, id: member.id }));
   channel.bind('pusher:cache_miss', () => out({ kind: 'cache_miss', channel: name }));
   channel.bind_global((event, data, metadata) => {
-    if (!event.startsWith('pusher:') && !event.startsWith('pusher_internal:')) {
+    if (!quiet && !event.startsWith('pusher:') && !event.startsWith('pusher_internal:')) {
       out({ kind: 'event', channel: name, event, data, user_id: metadata && metadata.user_id });
     }
+  });
+}
+
+// Events of a tallied channel, per publisher: the numbers in the order received, duplicates, the first gap or reordering.
+const tallies = new Map();
+function tally(name) {
+  const state = { numbers: [], seen: new Set(), last: new Map(), duplicates: 0, firstGap: null, other: 0 };
+  tallies.set(name, state);
+  subscribe(name, true);
+  client.channel(name).bind_global((event, data) => {
+    const match = typeof data === 'string' && /^p(\d+)-(\d+)/.exec(data);
+    if (event.startsWith('pusher') || !match) {
+      state.other += event.startsWith('pusher') ? 0 : 1;
+      return;
+    }
+    const publisher = match[1];
+    const number = Number(match[2]);
+    const key = publisher + '-' + number;
+    if (state.seen.has(key)) {
+      state.duplicates++;
+    }
+    state.seen.add(key);
+    const after = state.last.get(publisher) || 0;
+    if (number !== after + 1 && !state.firstGap) {
+      state.firstGap = { publisher, after, got: number };
+    }
+    state.last.set(publisher, number);
+    state.numbers.push(number);
   });
 }
 
@@ -95,6 +126,12 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   try {
     switch (command.op) {
       case 'subscribe': subscribe(command.channel); break;
+      case 'tally': tally(command.channel); break;
+      case 'report': {
+        const state = tallies.get(command.channel);
+        out({ kind: 'tally', channel: command.channel, count: state.numbers.length, distinct: state.seen.size, duplicates: state.duplicates, firstGap: state.firstGap, other: state.other, numbers: command.numbers ? state.numbers : undefined });
+        break;
+      }
       case 'unsubscribe': client.unsubscribe(command.channel); out({ kind: 'unsubscribed', channel: command.channel }); break;
       case 'trigger': out({ kind: 'triggered', ok: channels.get(command.channel).trigger(command.event, command.data) }); break;
       case 'bind': channels.get(command.channel).bind(command.event, (data, metadata) => out({ kind: 'bound', channel: command.channel, event: command.event, data, user_id: metadata && metadata.user_id })); out({ kind: 'bound-ready' }); break;

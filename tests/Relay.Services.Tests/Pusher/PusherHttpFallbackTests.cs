@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -18,13 +19,13 @@ public sealed class PusherHttpFallbackTests(PusherServerFixture fixture) : IClas
 
     private static string NewChannel(string prefix) => prefix + Guid.NewGuid().ToString("N")[..12];
 
-    private PusherScript Client(string transport, object? user = null) =>
-        PusherScript.Start("pusher-client.cjs", PusherScript.Options(_server, RelayServer.Key, new { user, transports = new[] { transport } }));
+    private PusherScript Client(string transport, object? user = null, RelayServer? server = null) =>
+        PusherScript.Start("pusher-client.cjs", PusherScript.Options(server ?? _server, RelayServer.Key, new { user, transports = new[] { transport } }));
 
-    /// <summary>A client on <paramref name="transport"/>, once pusher-js says it is connected over it.</summary>
-    private async Task<PusherScript> ConnectedAsync(string transport, object? user = null)
+    /// <summary>A client on <paramref name="transport"/> (of <paramref name="server"/>, the class's by default), once pusher-js says it is connected over it.</summary>
+    private async Task<PusherScript> ConnectedAsync(string transport, object? user = null, RelayServer? server = null)
     {
-        var client = Client(transport, user);
+        var client = Client(transport, user, server);
         var connected = await client.NextAsync("connected", Timeout);
         Assert.Equal(transport, connected.GetProperty("transport").GetString());
         return client;
@@ -91,6 +92,72 @@ public sealed class PusherHttpFallbackTests(PusherServerFixture fixture) : IClas
         // Ben's process is killed: his WebSocket drops and he leaves.
         var removed = await ann.NextAsync("member_removed", Timeout, channel);
         Assert.Equal("ben", removed.GetProperty("id").GetString());
+    }
+
+    /// <summary>
+    /// At the rates users run: ~2,000 events a second of ~300 bytes for ~5 s, many times pusher-js's 256 KB per stream
+    /// (after which it aborts its stream and opens another) and many polls. Every event arrives once, in seq order, on
+    /// the one connection pusher-js opened.
+    /// </summary>
+    [Theory]
+    [InlineData("xhr_streaming")]
+    [InlineData("xhr_polling")]
+    public async Task PusherJsOverHttp_ThousandsOfEventsASecond_EveryEventOnceInOrder(string transport)
+    {
+        const int Events = 10_000;
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "5000";
+        await using var server = await RelayServer.StartAsync(settings);
+        using var client = await ConnectedAsync(transport, server: server);
+        var channel = NewChannel("rate-");
+        client.Send(new { op = "tally", channel });
+        await client.NextAsync("subscribed", Timeout, channel);
+
+        // One publisher at 2,000 a second until 10,000 are acknowledged (or 60 s on a slow machine: at least 1 MB must go).
+        var load = new PublishLoad(server, [channel]) { PerSecond = 2_000, DataLength = 300 };
+        using (var stop = new CancellationTokenSource())
+        {
+            var publishing = load.Start(1, stop.Token);
+            for (var waited = 0; waited < 600 && load.CountAcknowledged(static _ => true) < Events && !publishing[0].IsCompleted; waited++)
+            {
+                await Task.Delay(100);
+            }
+
+            await stop.CancelAsync();
+            await Task.WhenAll(publishing).WaitAsync(Timeout);
+        }
+
+        Assert.Empty(load.Refusals);
+        var expected = load.Acknowledged.OrderBy(static a => a.Seq).Select(static a => int.Parse(a.Id.AsSpan(a.Id.IndexOf('-', StringComparison.Ordinal) + 1), CultureInfo.InvariantCulture)).ToList();
+        Assert.True(expected.Count * 300 > 4 * 256 * 1024, $"only {expected.Count} events were published: too few to cross 256 KB several times");
+
+        // Until every acknowledged event arrived, or nothing more arrives for 30 s.
+        var report = await TallyAsync(client, channel, numbers: false);
+        var (count, since) = (-1, DateTime.UtcNow);
+        while (report.GetProperty("count").GetInt32() < expected.Count && DateTime.UtcNow - since < Timeout)
+        {
+            if (report.GetProperty("count").GetInt32() != count)
+            {
+                (count, since) = (report.GetProperty("count").GetInt32(), DateTime.UtcNow);
+            }
+
+            await Task.Delay(250);
+            report = await TallyAsync(client, channel, numbers: false);
+        }
+
+        report = await TallyAsync(client, channel, numbers: true);
+        var received = report.GetProperty("numbers").EnumerateArray().Select(static n => n.GetInt32()).ToList();
+        var connections = client.Output.Split('\n').Count(static line => line.Contains("\"kind\":\"connected\"", StringComparison.Ordinal));
+        var summary = $"{transport}: {expected.Count} published, {report.GetProperty("count")} received ({report.GetProperty("distinct")} distinct), " +
+            $"{report.GetProperty("duplicates")} duplicates, first gap {report.GetProperty("firstGap")}, {connections} connection(s)";
+        Assert.True(received.SequenceEqual(expected), summary);
+        Assert.True(connections == 1, summary);
+    }
+
+    private static async Task<JsonElement> TallyAsync(PusherScript client, string channel, bool numbers)
+    {
+        client.Send(new { op = "report", channel, numbers });
+        return await client.NextAsync("tally", Timeout, channel);
     }
 
     [Fact]
