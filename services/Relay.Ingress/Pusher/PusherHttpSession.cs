@@ -17,7 +17,9 @@ namespace Relay.Ingress.Pusher;
 /// <see cref="IFrameSender"/> it keeps what the connection sends, bounded by the node's send budget as a WebSocket's
 /// queue is, until a stream or poll takes it. Lines out: <c>o</c> (open), <c>a[…]</c> (frames, each as a JSON string),
 /// <c>h</c> (heartbeat), <c>c[code,"reason"]</c> (close). One reader at a time: a new stream or poll replaces the one
-/// before (pusher-js reopens its stream after 256 KB). With none open for <c>Relay:Pusher:HttpSessionTimeoutSeconds</c>
+/// before, and a replaced one takes no frame from the queue after that (<c>_writer</c>). A stream stops writing at
+/// pusher-js's response limit (<see cref="ResponseChars"/>) and is held until the client replaces it, so the response
+/// pusher-js aborts carries nothing it has not read. With none open for <c>Relay:Pusher:HttpSessionTimeoutSeconds</c>
 /// the session ends.
 /// </summary>
 internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
@@ -28,9 +30,21 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
     /// <summary>One <c>a[…]</c> line stays below this, so a backlog goes out in pieces the client parses as they come.</summary>
     private const int LineBytes = 64 * 1024;
 
+    /// <summary>
+    /// pusher-js's response limit (<c>MAX_BUFFER_LENGTH</c> in its <c>http_request.ts</c>, 256 K characters of
+    /// <c>responseText</c>): at the first line end past it, it aborts the stream and opens another. Ending the response
+    /// ourselves earlier (SockJS's 128 KiB) does not work with pusher-js: a finished stream is a lost connection to it
+    /// (<c>xhr_streaming</c>'s <c>onFinished</c> closes with 1006), so the stream stops writing at that same line end
+    /// instead and waits for the abort; nothing written after the client decided to abort, nothing lost.
+    /// </summary>
+    private const int ResponseChars = 256 * 1024;
+
     private static readonly JsonWriterOptions LineOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly Lock _gate = new();
+
+    /// <summary>Held by the reader writing the queue's frames into its response, and by a new reader taking over: a replaced reader dequeues nothing more. Taken before <see cref="_gate"/>, never inside it.</summary>
+    private readonly Lock _writer = new();
     private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
     private readonly Channel<byte[]> _inbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(InboundFrames) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -213,13 +227,16 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
         using var mine = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
         CancellationTokenSource? previous = null;
         bool ended;
-        lock (_gate)
+        lock (_writer)
         {
-            ended = _aborted || _closeSent;
-            if (!ended)
+            lock (_gate)
             {
-                previous = _reader;
-                _reader = mine;
+                ended = _aborted || _closeSent;
+                if (!ended)
+                {
+                    previous = _reader;
+                    _reader = mine;
+                }
             }
         }
 
@@ -241,11 +258,12 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
 
         Cancel(previous);
         Connection?.Touch();
+        var response = new PusherHttpResponseWriter(body);
         try
         {
             if (opening)
             {
-                body.Write("o\n"u8);
+                response.Write("o\n"u8);
                 await body.FlushAsync(mine.Token).ConfigureAwait(false);
                 if (!streaming)
                 {
@@ -255,7 +273,26 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
 
             while (true)
             {
-                var (wrote, closed) = WriteWaiting(body);
+                if (response.Units > ResponseChars)
+                {
+                    // pusher-js aborts this stream as soon as it has read it. Hold it, writing nothing, until the client's
+                    // next stream replaces it; a client that never does gets the end after a poll interval (pusher-js would
+                    // take that as a lost connection; it does not come to that).
+                    await Task.Delay(_poll, _time, mine.Token).ConfigureAwait(false);
+                    return;
+                }
+
+                bool wrote, closed;
+                lock (_writer)
+                {
+                    if (!ReferenceEquals(_reader, mine))
+                    {
+                        return;
+                    }
+
+                    (wrote, closed) = WriteWaiting(response);
+                }
+
                 if (wrote)
                 {
                     await body.FlushAsync(mine.Token).ConfigureAwait(false);
@@ -279,7 +316,7 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
                 }
                 catch (TimeoutException)
                 {
-                    body.Write("h\n"u8);
+                    response.Write("h\n"u8);
                     await body.FlushAsync(mine.Token).ConfigureAwait(false);
                     if (!streaming)
                     {
@@ -346,8 +383,12 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
         }
     }
 
-    /// <summary>Writes what waits as <c>a[…]</c> lines (the frames as JSON strings), then <c>c[…]</c> once the last frame is out.</summary>
-    private (bool Wrote, bool Closed) WriteWaiting(PipeWriter body)
+    /// <summary>
+    /// Writes what waits as one <c>a[…]</c> line (the frames as JSON strings), then <c>c[…]</c> once the last frame is
+    /// out and the response is within <see cref="ResponseChars"/> (past it, the next stream or poll says it: pusher-js
+    /// reads no further line of this one).
+    /// </summary>
+    private (bool Wrote, bool Closed) WriteWaiting(PusherHttpResponseWriter body)
     {
         var wrote = false;
         Utf8JsonWriter? json = null;
@@ -386,7 +427,7 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
         string reason;
         lock (_gate)
         {
-            if (!_last || _closeSent || _queue.Count > 0)
+            if (!_last || _closeSent || _queue.Count > 0 || body.Units > ResponseChars)
             {
                 return (wrote, false);
             }
