@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -181,6 +182,89 @@ public sealed class PusherHttpSessionTests
         while (line == "h");
 
         Assert.Contains("pusher_internal:subscription_succeeded", line, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A stream stops at the first line end past pusher-js's 256 K characters (where pusher-js aborts it and opens the
+    /// next) and writes nothing more; the next stream of the session goes on with the next event: none lost, none twice.
+    /// </summary>
+    [Fact]
+    public async Task Streaming_PastPusherJsResponseLimit_StopsAtThatLineEnd_NextStreamGoesOnWithTheNextEvent()
+    {
+        const int Events = 600;
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "5000";
+        await using var server = await RelayServer.StartAsync(settings);
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = System.Threading.Timeout.InfiniteTimeSpan };
+        var session = NewSession();
+
+        async Task<StreamReader> StreamAsync()
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, new Uri(session + "/xhr_streaming?protocol=7", UriKind.Relative)) { Content = new StringContent(string.Empty) };
+            var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout);
+            return new StreamReader(await response.Content.ReadAsStreamAsync().WaitAsync(Timeout));
+        }
+
+        var received = new List<int>();
+        void Take(string line)
+        {
+            if (line.StartsWith("a[", StringComparison.Ordinal))
+            {
+                foreach (var frame in JsonDocument.Parse(line[1..]).RootElement.EnumerateArray())
+                {
+                    var data = JsonDocument.Parse(frame.GetString()!).RootElement.GetProperty("data").GetString()!;
+                    if (data.StartsWith('#'))
+                    {
+                        received.Add(int.Parse(data.AsSpan(1, data.IndexOf(' ', StringComparison.Ordinal) - 1), CultureInfo.InvariantCulture));
+                    }
+                }
+            }
+        }
+
+        using var first = await StreamAsync();
+        var chars = 0L;
+        async Task<string> LineAsync(StreamReader stream)
+        {
+            var line = await stream.ReadLineAsync().WaitAsync(Timeout) ?? throw new EndOfStreamException("the stream ended");
+            chars += line.Length + 1;
+            return line;
+        }
+
+        Assert.Equal("o", await LineAsync(first));
+        Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(http, session, Subscribe("bulk"))).Status);
+        while (!(await LineAsync(first)).Contains("subscription_succeeded", StringComparison.Ordinal))
+        {
+        }
+
+        // 600 events of ~700 characters (text beyond ASCII, escaped in the frame and again in the line): past 256 K on the first stream.
+        await using var publisher = await RelayClient.ConnectAsync(new RelayClientOptions { Endpoint = server.RealtimeUri, Key = RelayServer.Key }).WaitAsync(Timeout);
+        for (var i = 1; i <= Events; i++)
+        {
+            await publisher.PublishAsync("bulk", $"#{i} " + new string('ü', 100)).WaitAsync(Timeout);
+        }
+
+        while (chars <= 256 * 1024)
+        {
+            Take(await LineAsync(first));
+        }
+
+        Assert.InRange(received.Count, 1, Events - 1);
+        var held = first.ReadLineAsync();
+        if (await Task.WhenAny(held, Task.Delay(TimeSpan.FromSeconds(2))) == held)
+        {
+            Assert.Fail($"the stream wrote past pusher-js's limit ({chars} characters): {await held}");
+        }
+
+        // pusher-js opens the next stream (the first one is replaced: it ends without another line).
+        chars = 0;
+        using var second = await StreamAsync();
+        Assert.Null(await held.WaitAsync(Timeout));
+        while (received.Count < Events)
+        {
+            Take(await LineAsync(second));
+        }
+
+        Assert.Equal(Enumerable.Range(1, Events), received);
     }
 
     [Fact]
