@@ -8,6 +8,7 @@ using Relay.Core.Channels;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Ingress.Mqtt.Codec;
+using Relay.Ingress.Realtime;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -54,9 +55,9 @@ internal sealed partial class MqttConnection
 
         if (publish.Qos == 2)
         {
-            lock (_awaitingRelease)
+            lock (AwaitingRelease)
             {
-                if (_awaitingRelease.Contains(publish.PacketId))
+                if (AwaitingRelease.Contains(publish.PacketId))
                 {
                     // A resend of a QoS 2 publish already received: answered again, never published twice.
                     Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
@@ -88,7 +89,7 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
-        else if (!_publishRate!.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        else if (!(_publishRate ??= NewPublishRate()).TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
         }
@@ -115,6 +116,13 @@ internal sealed partial class MqttConnection
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
         var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
         return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
+    }
+
+    /// <summary>The connection's publish rate (<c>Relay:Ingress:PublishRatePerSecond</c>), made full on its first publish: a subscriber that never publishes holds none.</summary>
+    private TokenBucket NewPublishRate()
+    {
+        var options = _node.Options;
+        return new TokenBucket(options.PublishRatePerSecond, options.PublishBurst == 0 ? options.PublishRatePerSecond * 2 : options.PublishBurst, _node.Time.GetTimestamp());
     }
 
     private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain)
@@ -154,9 +162,9 @@ internal sealed partial class MqttConnection
             if (qos == 2)
             {
                 // From unacknowledged to awaiting PUBREL in one step, so the Receive Maximum count never holds it twice.
-                lock (_awaitingRelease)
+                lock (AwaitingRelease)
                 {
-                    _awaitingRelease.Add(packetId);
+                    AwaitingRelease.Add(packetId);
                     Interlocked.Decrement(ref _receivedUnacknowledged);
                 }
             }
@@ -185,9 +193,9 @@ internal sealed partial class MqttConnection
     private void CountReceived()
     {
         int held;
-        lock (_awaitingRelease)
+        lock (AwaitingRelease)
         {
-            held = Interlocked.Increment(ref _receivedUnacknowledged) + _awaitingRelease.Count;
+            held = Interlocked.Increment(ref _receivedUnacknowledged) + AwaitingRelease.Count;
         }
 
         if (held > _options.ReceiveMaximum && V5)
@@ -224,9 +232,9 @@ internal sealed partial class MqttConnection
     private void Released(ushort packetId)
     {
         bool known;
-        lock (_awaitingRelease)
+        lock (AwaitingRelease)
         {
-            known = _awaitingRelease.Remove(packetId);
+            known = AwaitingRelease.Remove(packetId);
         }
 
         Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });

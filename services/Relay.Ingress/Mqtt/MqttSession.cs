@@ -25,10 +25,15 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
     private readonly Lock _gate = new();
     private PatternIndex<MqttSubscriptionSink>? _identified;
-    private readonly LinkedList<MqttOutbound> _queued = [];
+    // What is kept while no connection holds the session: made on the first (a clean session never needs it).
+    private LinkedList<MqttOutbound>? _queued;
     private long _queuedBytes;
     private MqttConnection? _connection;
-    private TaskCompletionSource _released = ReleasedNow();
+
+    // Whether a connection holds the session and has not handed it back; the task a takeover waits on is made only
+    // when one waits (under the gate).
+    private bool _held;
+    private TaskCompletionSource? _released;
 
     // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
     private Dictionary<string, Delivered>? _delivered;
@@ -85,7 +90,16 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private (MqttWill Will, long DueTicks)? _will;
 
     /// <summary>Completes when no connection holds the session (the last one has handed back what it had not delivered).</summary>
-    public Task WhenReleased => _released.Task;
+    public Task WhenReleased
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _held ? (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task : Task.CompletedTask;
+            }
+        }
+    }
 
     /// <summary>A delivery from the node (any thread): to the connection holding the session, or kept while none does.</summary>
     public void Deliver(RelayMessage message, byte qos, bool retain)
@@ -191,17 +205,20 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         lock (_gate)
         {
             _connection = connection;
-            _released = Released();
+            _held = true;
 
             // MQTT 5 §3.1.3.2.2: a connection to the session before the will's delay passed means no will.
             _will = null;
             ExpiresAtTicks = long.MaxValue;
-            foreach (var item in _queued)
+            if (_queued is { } queued)
             {
-                connection.Enqueue(item);
+                foreach (var item in queued)
+                {
+                    connection.Enqueue(item);
+                }
             }
 
-            _queued.Clear();
+            _queued = null;
             _queuedBytes = 0;
             _dropped = null;
         }
@@ -253,7 +270,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 }
             }
 
-            _released.TrySetResult();
+            _held = false;
+            _released?.TrySetResult();
+            _released = null;
         }
     }
 
@@ -372,13 +391,16 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 oldest[channel] = first;
             }
 
-            foreach (var item in _queued)
+            if (_queued is { } queued)
             {
-                // A QoS 2 delivery awaiting PUBCOMP is the client's already; a shared one is its group's.
-                if (item is { Message: { PresenceAction: null } message, Release: false, Shared: null }
-                    && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+                foreach (var item in queued)
                 {
-                    oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+                    // A QoS 2 delivery awaiting PUBCOMP is the client's already; a shared one is its group's.
+                    if (item is { Message: { PresenceAction: null } message, Release: false, Shared: null }
+                        && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+                    {
+                        oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+                    }
                 }
             }
         }
@@ -411,34 +433,26 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
-    private static TaskCompletionSource Released() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    private static TaskCompletionSource ReleasedNow()
-    {
-        var released = Released();
-        released.SetResult();
-        return released;
-    }
-
     // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged).
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);
+        var queued = _queued ??= [];
         if (first)
         {
-            _queued.AddFirst(item);
+            queued.AddFirst(item);
         }
         else
         {
-            _queued.AddLast(item);
+            queued.AddLast(item);
         }
 
         _queuedBytes += bytes;
         var options = Broker.Options;
-        while (_queued.Count > 0 && (_queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
+        while (queued.Count > 0 && (queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
         {
-            var oldest = _queued.First!.Value;
-            _queued.RemoveFirst();
+            var oldest = queued.First!.Value;
+            queued.RemoveFirst();
             _queuedBytes -= MqttOutbound.Size(oldest);
             Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
             if (oldest is { Message: { PresenceAction: null } message, Release: false, Shared: null })
