@@ -151,57 +151,59 @@ internal sealed partial class MqttConnection : INodeConnection
     /// <summary>Whether the connection still takes deliveries (it has not begun to close).</summary>
     public bool Accepting => Volatile.Read(ref _closing) == 0;
 
-    /// <summary>Serves the connection until it ends.</summary>
-    public async Task RunAsync()
+    /// <summary>
+    /// Serves the connection until it ends. Not async itself: the read loop's frame is the one a connection holds while
+    /// it lives, and it ends the connection (<see cref="EndAsync"/>); a frame awaiting it was 128 more bytes per idle
+    /// connection (docs/benchmarks.md, MQTT).
+    /// </summary>
+    public Task RunAsync()
     {
         _node.Register(this);
-        var writing = WriteLoopAsync();
+        return ReadLoopAsync(WriteLoopAsync());
+    }
+
+    /// <summary>Once the read loop has stopped: closes, waits for the write loop and hands the session back.</summary>
+    private async Task EndAsync(Task writing)
+    {
         try
         {
-            await ReadLoopAsync().ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false);
+            await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Abort();
         }
         finally
         {
-            try
+            // A shared subscription's member's unacknowledged deliveries go to another member; a persistent session
+            // gets back the rest of what this connection did not deliver, for the next one.
+            if (_session is { } session)
             {
-                await CloseAsync().ConfigureAwait(false);
-                await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                Abort();
-            }
-            finally
-            {
-                // A shared subscription's member's unacknowledged deliveries go to another member; a persistent session
-                // gets back the rest of what this connection did not deliver, for the next one.
-                if (_session is { } session)
-                {
-                    var undelivered = Undelivered();
-                    undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
-                    session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
+                var undelivered = Undelivered();
+                undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
+                session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
 
-                    // The store gets the session as it is now, for a node the client connects to next; a session taken
-                    // over from another node is written when it is handed over instead.
-                    bool movedAway;
-                    lock (_claimGate)
-                    {
-                        movedAway = _movedAway;
-                    }
-
-                    if (session.ExpirySeconds > 0 && !session.Discarded && !movedAway)
-                    {
-                        _ = _broker.SaveAsync(session, held: true);
-                    }
-                }
-                _node.Unregister(this);
-                if (_countedApp is { } app)
+                // The store gets the session as it is now, for a node the client connects to next; a session taken
+                // over from another node is written when it is handed over instead.
+                bool movedAway;
+                lock (_claimGate)
                 {
-                    _node.AppLimits.Closed(app);
+                    movedAway = _movedAway;
                 }
 
-                _queue.Clear();
+                if (session.ExpirySeconds > 0 && !session.Discarded && !movedAway)
+                {
+                    _ = _broker.SaveAsync(session, held: true);
+                }
             }
+            _node.Unregister(this);
+            if (_countedApp is { } app)
+            {
+                _node.AppLimits.Closed(app);
+            }
+
+            _queue.Clear();
         }
     }
 
@@ -353,72 +355,79 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadLoopAsync(Task writing)
     {
         var input = _transport.Input;
         Queue<Task>? publishing = null;
         try
         {
-            while (Volatile.Read(ref _closing) == 0)
+            try
             {
-                var result = await input.ReadAsync().ConfigureAwait(false);
-                var buffer = result.Buffer;
-                try
+                while (Volatile.Read(ref _closing) == 0)
                 {
-                    while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
+                    var result = await input.ReadAsync().ConfigureAwait(false);
+                    var buffer = result.Buffer;
+                    try
                     {
-                        Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
-
-                        // A handler keeps nothing of the input past its first await (a payload is copied first).
-                        var handling = HandleAsync(packet!);
-                        if (handling.IsCompleted)
+                        while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
                         {
+                            Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
+
+                            // A handler keeps nothing of the input past its first await (a payload is copied first).
+                            var handling = HandleAsync(packet!);
+                            if (handling.IsCompleted)
+                            {
+                                await handling.ConfigureAwait(false);
+                                continue;
+                            }
+
+                            if (packet is MqttPublish { Retain: false })
+                            {
+                                // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                                // A retained one is not: it asks the retained store for room first, so the next waits for it.
+                                (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
+                                await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
+                                continue;
+                            }
+
+                            if (publishing is { Count: > 0 })
+                            {
+                                await DrainAsync(publishing, 0).ConfigureAwait(false);
+                            }
+
                             await handling.ConfigureAwait(false);
-                            continue;
                         }
+                    }
+                    finally
+                    {
+                        input.AdvanceTo(buffer.Start, buffer.End);
+                    }
 
-                        if (packet is MqttPublish { Retain: false })
-                        {
-                            // On a networked bus the publish is on the wire in order; the next may follow before its answer.
-                            // A retained one is not: it asks the retained store for room first, so the next waits for it.
-                            (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
-                            await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
-                            continue;
-                        }
-
-                        if (publishing is { Count: > 0 })
-                        {
-                            await DrainAsync(publishing, 0).ConfigureAwait(false);
-                        }
-
-                        await handling.ConfigureAwait(false);
+                    if (result.IsCompleted || result.IsCanceled)
+                    {
+                        break;
                     }
                 }
-                finally
+            }
+            catch (MqttProtocolException ex)
+            {
+                ProtocolViolation(ex);
+            }
+            catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+            {
+                LogReceiveEnded(_logger, ConnectionId, ex.Message);
+            }
+            finally
+            {
+                if (publishing is not null)
                 {
-                    input.AdvanceTo(buffer.Start, buffer.End);
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
+                    await DrainAsync(publishing, 0).ConfigureAwait(false);
                 }
             }
-        }
-        catch (MqttProtocolException ex)
-        {
-            ProtocolViolation(ex);
-        }
-        catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
-        {
-            LogReceiveEnded(_logger, ConnectionId, ex.Message);
         }
         finally
         {
-            if (publishing is not null)
-            {
-                await DrainAsync(publishing, 0).ConfigureAwait(false);
-            }
+            await EndAsync(writing).ConfigureAwait(false);
         }
     }
 
