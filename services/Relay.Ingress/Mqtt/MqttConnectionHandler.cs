@@ -21,11 +21,15 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
         new MqttConnection(transport, connection.Abort, broker) { Certificate = certificate, RefusedAtAccept = refused, FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
 
     /// <summary>
-    /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): <paramref name="gate"/>
-    /// is the lock the transport's sends complete under, shared with the connection's send queue.
+    /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): its output is opened
+    /// here, with one lock for the send buffer and the connection's send queue, flushed by one of the node's schedulers.
     /// </summary>
-    public Task ServeAsync(WebSockets.BareSocketTransport transport, Lock gate, System.Net.EndPoint? remote, string? refused) =>
-        new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote) }.RunAsync();
+    public Task ServeAsync(WebSockets.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused)
+    {
+        var gate = new Lock();
+        transport.OpenOutput(gate, broker.Node.NextFlusher());
+        return new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote) }.RunAsync();
+    }
 
     /// <summary>Whether <paramref name="remote"/> is a loopback address (127.0.0.0/8 or ::1, IPv4-mapped included).</summary>
     public static bool IsLoopback(System.Net.EndPoint? remote) => remote is System.Net.IPEndPoint { Address: var address }

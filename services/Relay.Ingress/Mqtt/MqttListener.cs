@@ -219,9 +219,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         var transport = new BareSocketTransport(socket);
         try
         {
-            var gate = new Lock();
-            transport.OpenOutput(gate);
-            await _handler.ServeAsync(transport, gate, ListenSocket.RemoteOf(socket), refused).ConfigureAwait(false);
+            await _handler.ServeAsync(transport, ListenSocket.RemoteOf(socket), refused).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -20,8 +20,8 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
 
     PipeWriter IDuplexPipe.Output => Output;
 
-    /// <summary>Makes the pipe writer onto the socket; <paramref name="gate"/> is the lock its sends complete under.</summary>
-    public SocketWriter OpenOutput(Lock gate) => _output = new SocketWriter(socket, gate, Abort);
+    /// <summary>Makes the pipe writer onto the socket: <paramref name="gate"/> guards its send buffer, <paramref name="flushes"/> sends it.</summary>
+    public SocketWriter OpenOutput(Lock gate, Sending.FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
 
     /// <summary>
     /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read),

@@ -79,13 +79,6 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
         return _buffer.AsSpan(_length, size);
     }
 
-    /// <summary>As <see cref="GetSpan"/>, but all the room the buffer has (at least <paramref name="size"/>), as a <see cref="System.Buffers.IBufferWriter{T}"/> gives it.</summary>
-    public Memory<byte> GetMemory(int size)
-    {
-        GetSpan(size);
-        return _buffer.AsMemory(_length);
-    }
-
     public void Advance(int count) => _length += count;
 
     /// <summary>Starts sending what is buffered unless a send is already in flight (under the gate); false once the socket failed.</summary>

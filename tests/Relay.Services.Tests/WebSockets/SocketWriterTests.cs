@@ -22,11 +22,12 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), static () => { });
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
             writer.Write("hello"u8);
             var flushed = await writer.FlushAsync().AsTask().WaitAsync(Timeout);
             Assert.False(flushed.IsCompleted);
             Assert.Equal("hello"u8.ToArray(), await ReadAsync(client, 5));
+            await writer.WhenSentAsync().WaitAsync(Timeout);
 
             // The last send's buffer is kept for the next, until the connection has been quiet for a few sweeps.
             Assert.True(writer.HoldsBuffers);
@@ -42,13 +43,40 @@ public sealed class SocketWriterTests
     }
 
     [Fact]
+    public async Task Sweep_WhileTheWriterHoldsASpan_KeepsTheBuffer()
+    {
+        var (server, client) = await PairAsync();
+        using (server)
+        using (client)
+        {
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
+            writer.Write("a"u8);
+            await writer.FlushAsync().AsTask().WaitAsync(Timeout);
+            await ReadAsync(client, 1);
+
+            // Quiet for longer than the trim waits, but a packet is being written (nothing flushed yet): its memory stays.
+            var memory = writer.GetMemory(5);
+            for (var sweep = 0; sweep < SocketFrameSender.QuietSweepsBeforeTrim + 2; sweep++)
+            {
+                writer.Sweep();
+            }
+
+            Assert.True(writer.HoldsBuffers);
+            "hello"u8.CopyTo(memory.Span);
+            writer.Advance(5);
+            await writer.FlushAsync().AsTask().WaitAsync(Timeout);
+            Assert.Equal("hello"u8.ToArray(), await ReadAsync(client, 5));
+        }
+    }
+
+    [Fact]
     public async Task Flush_MoreThanTheKernelTakesAtOnce_CompletesWithEveryByteInOrder()
     {
         var (server, client) = await PairAsync();
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), static () => { });
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
             var sent = new byte[8 * 1024 * 1024];
             for (var i = 0; i < sent.Length; i++)
             {
@@ -75,7 +103,7 @@ public sealed class SocketWriterTests
         using (server)
         {
             var failed = 0;
-            var writer = new SocketWriter(server, new Lock(), () => Interlocked.Increment(ref failed));
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), () => Interlocked.Increment(ref failed));
             client.LingerState = new LingerOption(true, 0);
             client.Dispose();
 
