@@ -8,7 +8,9 @@ namespace Relay.Bus.Redis;
 // Client-id claims across processes (IClientClaims): one script numbers a claim (INCR on RedisKeys.ClaimNumber, one
 // order for the deployment) and publishes it on RedisKeys.Claims, which every process watching claims subscribes to
 // (made again after a reconnect or a Sentinel move, like the bus's other channels). A frame is the claimer's instance
-// id, the scope, the app and the client id, each as <length>:<text>, then a newline and the claim's number.
+// id, the scope, the app and the client id, each as <length>:<text>, then a newline and the claim's number. A claim
+// that ends the session (MQTT Clean Start 1) has "|end" after the instance id, inside its part: an older process reads
+// the part as one claimer id, never its own, and acts on the claim as on any other.
 public sealed partial class RedisBus
 {
     private static readonly RedisLuaScript ClaimScript = new("""
@@ -17,14 +19,17 @@ public sealed partial class RedisBus
         return n
         """);
 
+    /// <summary>After the instance id in a claim frame's first part: the claim ends the session the id had.</summary>
+    private const string EndsSessionMark = "|end";
+
     private readonly Lock _claimWatchersGate = new();
     private Action<ClientClaim>[] _claimWatchers = [];
 
     /// <summary>Numbers and announces a claim of <paramref name="clientId"/> by this process (<see cref="IClientClaims.ClaimAsync"/>).</summary>
-    internal async ValueTask<long> ClaimClientAsync(string scope, string app, string clientId)
+    internal async ValueTask<long> ClaimClientAsync(string scope, string app, string clientId, bool endsSession)
     {
         var frame = new StringBuilder();
-        foreach (var part in (ReadOnlySpan<string>)[InstanceId, scope, app, clientId])
+        foreach (var part in (ReadOnlySpan<string>)[endsSession ? InstanceId + EndsSessionMark : InstanceId, scope, app, clientId])
         {
             frame.Append(part.Length.ToString(CultureInfo.InvariantCulture)).Append(':').Append(part);
         }
@@ -81,9 +86,13 @@ public sealed partial class RedisBus
             at = colon + 1 + length;
         }
 
-        return at < frame.Length && frame[at] == '\n' && long.TryParse(frame.AsSpan(at + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var number)
-            ? (parts[0], new ClientClaim(parts[1], parts[2], parts[3], number))
-            : null;
+        if (at >= frame.Length || frame[at] != '\n' || !long.TryParse(frame.AsSpan(at + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+        {
+            return null;
+        }
+
+        var endsSession = parts[0].EndsWith(EndsSessionMark, StringComparison.Ordinal);
+        return (endsSession ? parts[0][..^EndsSessionMark.Length] : parts[0], new ClientClaim(parts[1], parts[2], parts[3], number, endsSession));
     }
 
     private sealed class ClaimWatch(RedisBus bus, Action<ClientClaim> watcher) : IDisposable
@@ -101,8 +110,8 @@ public sealed partial class RedisBus
 /// <summary>The Redis bus's <see cref="IClientClaims"/> (<c>AddRedis()</c> registers it, so the Dapr bus has it too).</summary>
 internal sealed class RedisClientClaims(RedisBus bus) : IClientClaims
 {
-    public ValueTask<long> ClaimAsync(string scope, string app, string clientId, CancellationToken cancellationToken) =>
-        bus.ClaimClientAsync(scope, app, clientId);
+    public ValueTask<long> ClaimAsync(string scope, string app, string clientId, bool endsSession, CancellationToken cancellationToken) =>
+        bus.ClaimClientAsync(scope, app, clientId, endsSession);
 
     public IDisposable Watch(Action<ClientClaim> claimedElsewhere) => bus.WatchClaims(claimedElsewhere);
 }

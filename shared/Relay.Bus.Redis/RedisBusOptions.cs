@@ -184,9 +184,6 @@ public sealed class RedisBusOptions
     /// <summary>Whether a client certificate is configured (<see cref="ClientCertificatePath"/>).</summary>
     public bool HasClientCertificate => !string.IsNullOrWhiteSpace(ClientCertificatePath);
 
-    internal static bool IsPkcs12(string path) =>
-        path.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".p12", StringComparison.OrdinalIgnoreCase);
-
     // StackExchange.Redis's own hooks: the certificate is read from the files on each connect, and the server's chain is
     // built to the CA with only chain errors forgiven (a name mismatch still fails). Every multiplexer Relay opens (the
     // connector's, Sentinel's and the pinned subscriber's) comes from ToConfigurationOptions, so all present it.
@@ -194,7 +191,7 @@ public sealed class RedisBusOptions
     {
         if (HasClientCertificate)
         {
-            if (IsPkcs12(ClientCertificatePath!))
+            if (Relay.ServiceDefaults.Tls.CertificateFiles.IsPkcs12(ClientCertificatePath!))
             {
                 options.SetUserPfxCertificate(ClientCertificatePath!, ClientCertificatePassword);
             }

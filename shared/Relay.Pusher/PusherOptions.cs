@@ -36,6 +36,12 @@ public sealed class PusherOptions
     /// <summary>Default events a receiver's queue holds: a minute of a busy app's occupancy churn; past it new events are dropped.</summary>
     public const int DefaultWebhookQueueCapacity = 10_000;
 
+    /// <summary>Default longest wait of an <c>xhr_polling</c> poll, and the heartbeat of an <c>xhr_streaming</c> stream: SockJS's 25 s, under proxies' usual 30-60 s idle cut.</summary>
+    public const int DefaultHttpPollSeconds = 25;
+
+    /// <summary>Default life of an HTTP fallback session with no stream or poll open: pusher-js polls again at once, so 30 s only ends sessions whose client is gone.</summary>
+    public const int DefaultHttpSessionTimeoutSeconds = 30;
+
     /// <summary>Whether the node speaks the Pusher protocol.</summary>
     public bool Enabled { get; set; } = true;
 
@@ -71,6 +77,15 @@ public sealed class PusherOptions
 
     /// <summary>Events waiting for one receiver at most; a full queue drops new events (logged).</summary>
     public int WebhookQueueCapacity { get; set; } = DefaultWebhookQueueCapacity;
+
+    /// <summary>
+    /// Seconds an <c>xhr_polling</c> poll waits for something to send before it answers a heartbeat (<c>h</c>); also how
+    /// often an <c>xhr_streaming</c> stream with nothing to send writes one (pusher-js counts it as activity).
+    /// </summary>
+    public int HttpPollSeconds { get; set; } = DefaultHttpPollSeconds;
+
+    /// <summary>Seconds an HTTP fallback session (<c>xhr_streaming</c>, <c>xhr_polling</c>) lives with no stream or poll open; then it is closed as its client is gone.</summary>
+    public int HttpSessionTimeoutSeconds { get; set; } = DefaultHttpSessionTimeoutSeconds;
 
     /// <summary>Per-app settings by app id: quota, disable, webhooks (<c>Relay:Pusher:Apps:{appId}</c>).</summary>
     public Dictionary<string, PusherAppOptions> Apps { get; } = new(StringComparer.Ordinal);

@@ -57,6 +57,16 @@ internal sealed class PusherOptionsValidator : IValidateOptions<PusherOptions>
             failures.Add($"Relay:Pusher:WebhookQueueCapacity is {options.WebhookQueueCapacity}; set it between 1 and 1000000 (10000 is the default).");
         }
 
+        if (options.HttpPollSeconds is < 1 or > 120)
+        {
+            failures.Add($"Relay:Pusher:HttpPollSeconds is {options.HttpPollSeconds}; set it between 1 and 120 (25 is the default; keep it under the idle timeout of proxies between clients and Relay).");
+        }
+
+        if (options.HttpSessionTimeoutSeconds is < 1 or > 3600)
+        {
+            failures.Add($"Relay:Pusher:HttpSessionTimeoutSeconds is {options.HttpSessionTimeoutSeconds}; set it between 1 and 3600 (30 is the default).");
+        }
+
         foreach (var (app, settings) in options.Apps)
         {
             ValidateApp(app, settings, failures);

@@ -3,6 +3,8 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Amazon.S3.Model;
+using MQTTnet;
+using MQTTnet.Protocol;
 using Relay.Functions.Archive;
 using Relay.Testing;
 
@@ -119,6 +121,55 @@ public sealed class ArchiveFunctionAppTests : IAsyncLifetime
         Assert.Equal(Enumerable.Range(1, publishes).Select(static s => (long)s), lines.Select(static l => l.GetProperty("seq").GetInt64()));
         Assert.Equal(Enumerable.Range(0, publishes).Select(static i => $"m{i}"), lines.Select(static l => l.GetProperty("data").GetString()));
         Assert.All(lines, static l => Assert.Equal("alice", l.GetProperty("clientId").GetString()));
+    }
+
+    [Fact]
+    public async Task ArchiveFunction_MqttTopicsWithEmptyLevels_ArchivedLikeAnyChannel()
+    {
+        // MQTT topics may have empty levels, and Relay keeps them as channels (ChannelName.IsValidTopicName): the archive
+        // takes every channel Relay can store. The publisher is MQTTnet, over the node's MQTT port.
+        string[] channels = ["lam://lead", "lam:a//b", "lam:trail/"];
+        await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Functions:Namespaces:lam:AfterPublish:Target"] = new Uri(_appUrl, ArchiveFunction.Path.TrimStart('/')).ToString(),
+            ["Relay:Functions:Namespaces:lam:AfterPublish:Timeout"] = "00:00:10",
+            ["Relay:Functions:FirstRetryDelay"] = "00:00:00.100",
+        });
+        using var mqtt = new MqttClientFactory().CreateMqttClient();
+        var colon = RelayServer.Key.IndexOf(':', StringComparison.Ordinal);
+        await mqtt.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.MqttPort!.Value).WithClientId("archiver-" + Guid.NewGuid().ToString("N")[..8])
+            .WithCredentials(RelayServer.Key[..colon], RelayServer.Key[(colon + 1)..]).Build()).WaitAsync(TimeSpan.FromSeconds(30));
+        foreach (var channel in channels)
+        {
+            var published = await mqtt.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(channel).WithPayload(JsonSerializer.Serialize(new { on = channel }))
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(published.IsSuccess, $"{channel}: {published.ReasonCode}");
+        }
+
+        using var s3 = _s3.Client();
+        foreach (var channel in channels)
+        {
+            var lines = new List<JsonElement>();
+            for (var attempt = 0; attempt < 150 && lines.Count == 0; attempt++)
+            {
+                var listing = await s3.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Bucket, Prefix = ArchiveKeys.ChannelPrefix("fn/", RelayServer.AppId, channel) });
+                foreach (var key in (listing.S3Objects ?? []).Select(static o => o.Key))
+                {
+                    using var body = await s3.GetObjectAsync(Bucket, key);
+                    using var reader = new StreamReader(body.ResponseStream);
+                    lines.AddRange((await reader.ReadToEndAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(static l => JsonDocument.Parse(l).RootElement.Clone()));
+                }
+
+                if (lines.Count == 0)
+                {
+                    await Task.Delay(200);
+                }
+            }
+
+            var line = Assert.Single(lines);
+            Assert.Equal(1, line.GetProperty("seq").GetInt64());
+            Assert.Equal(channel, line.GetProperty("data").GetProperty("on").GetString());
+        }
     }
 
     [Fact]

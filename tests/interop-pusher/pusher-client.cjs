@@ -2,7 +2,7 @@
 // one JSON object a line. Channel and user auth are signed by the `pusher` server SDK with the key's secret, as an app's
 // own auth endpoint would do it.
 //
-// usage: node pusher-client.cjs '{"port":5000,"key":"APP.KEY","secret":"…","appId":"APP","masterKey":"base64 (optional)","user":{"user_id":"u1","user_info":{},"watchlist":["u2"]}}'
+// usage: node pusher-client.cjs '{"port":5000,"key":"APP.KEY","secret":"…","appId":"APP","masterKey":"base64 (optional)","user":{"user_id":"u1","user_info":{},"watchlist":["u2"]},"transports":["xhr_streaming"] (optional: pusher-js's enabledTransports, ["ws"] when absent),"wsPort":5001 (optional: another port for the WebSocket only)}'
 // reports watchlist events as {"kind":"watchlist","name":"online"|"offline","user_ids":[…]}
 // commands: {"op":"subscribe","channel":"…"} {"op":"bind","channel":"…","event":"…"} (reports the event with its metadata's user_id) {"op":"unsubscribe","channel":"…"} {"op":"trigger","channel":"…","event":"client-…","data":…}
 //           {"op":"signin"} {"op":"disconnect"}
@@ -26,9 +26,12 @@ const server = new PusherServer({
 const client = new PusherClient(options.key, {
   cluster: 'relay',
   wsHost: '127.0.0.1',
-  wsPort: options.port,
+  wsPort: options.wsPort || options.port,
   forceTLS: false,
-  enabledTransports: ['ws'],
+  // The HTTP fallbacks (xhr_streaming, xhr_polling) go to httpHost:httpPort under pusher-js's default httpPath, /pusher.
+  httpHost: '127.0.0.1',
+  httpPort: options.port,
+  enabledTransports: options.transports || ['ws'],
   disableStats: true,
   channelAuthorization: {
     customHandler: ({ socketId, channelName }, callback) => {
@@ -48,7 +51,7 @@ const client = new PusherClient(options.key, {
 });
 
 client.connection.bind('state_change', (states) => out({ kind: 'state', state: states.current }));
-client.connection.bind('connected', () => out({ kind: 'connected', socketId: client.connection.socket_id }));
+client.connection.bind('connected', () => out({ kind: 'connected', socketId: client.connection.socket_id, transport: client.connection.connection && client.connection.connection.transport.name }));
 client.connection.bind('error', (error) => out({ kind: 'error', error: error && error.data ? error.data : String(error && (error.error || error)) }));
 client.bind_global((event, data) => {
   if (event === 'pusher:signin_success') {

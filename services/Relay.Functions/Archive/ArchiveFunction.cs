@@ -89,7 +89,10 @@ public static class ArchiveFunction
             app = root.TryGetProperty("app"u8, out var a) && a.ValueKind == JsonValueKind.String ? a.GetString()! : string.Empty;
             channel = root.TryGetProperty("channel"u8, out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : string.Empty;
             var epoch = root.TryGetProperty("epoch"u8, out var e) && e.ValueKind == JsonValueKind.String ? e.GetString()! : string.Empty;
-            if (app.Length is 0 or > 64 || app.Contains('/', StringComparison.Ordinal) || !ChannelName.IsValidName(channel, out _) || epoch.Length is 0 or > 64 || epoch.Contains('/', StringComparison.Ordinal))
+
+            // Every channel Relay keeps history for: MQTT topics with empty levels (`a//b`, `/a`) too, the widest rule a
+            // stored channel follows (the v1 rule is the same without empty levels). The key encodes the name whole.
+            if (app.Length is 0 or > 64 || app.Contains('/', StringComparison.Ordinal) || !ChannelName.IsValidTopicName(channel, out _) || epoch.Length is 0 or > 64 || epoch.Contains('/', StringComparison.Ordinal))
             {
                 error = "'app', 'channel' and 'epoch' must be set and valid";
                 return false;

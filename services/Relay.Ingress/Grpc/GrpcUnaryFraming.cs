@@ -6,7 +6,6 @@ using System.IO.Pipelines;
 using Grpc.AspNetCore.Server;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Core.Protocol;
@@ -14,11 +13,13 @@ using Relay.Core.Protocol;
 namespace Relay.Ingress.Grpc;
 
 /// <summary>
-/// Reads a unary call's request (at most <c>Relay:Grpc:MaxReceiveMessageBytes</c>; gRPC-Web text decoded from base64)
-/// before Grpc.AspNetCore does, and answers broken gRPC framing itself: one length-prefixed message, flag 0, or 1 with a
-/// <c>grpc-encoding</c> it decompresses with. Grpc.AspNetCore throws for such a body before any of Relay's code runs, and
-/// ends the call UNKNOWN with an error logged (found by <c>GrpcFuzzTests</c>); here it is INVALID_ARGUMENT with 40000
-/// (RESOURCE_EXHAUSTED with 41300 past the limit), as any other bad request. Streams are checked by their read loop.
+/// Reads a unary call's request into the request's own pipe (at most <c>Relay:Grpc:MaxReceiveMessageBytes</c>) before
+/// Grpc.AspNetCore does, consuming nothing, and answers broken gRPC framing itself: one length-prefixed message, flag 0,
+/// or 1 with a <c>grpc-encoding</c> it decompresses with (gRPC-Web text decoded from base64 to be checked). Grpc.AspNetCore
+/// throws for such a body before any of Relay's code runs, and ends the call UNKNOWN with an error logged (found by
+/// <c>GrpcFuzzTests</c>); here it is INVALID_ARGUMENT with 40000 (RESOURCE_EXHAUSTED with 41300 past the limit), as any
+/// other bad request. A body that passes is read by the framework from the same buffers: no copy, no second pipe.
+/// Streams are checked by their read loop.
 /// </summary>
 internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<GrpcOptions> options, ILogger<GrpcUnaryFraming> logger)
 {
@@ -46,14 +47,18 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
         // gRPC-Web text is base64 of the same bytes: at most 4 characters for every 3.
         var max = options.Value.MaxReceiveMessageBytes;
         var limit = HeaderBytes + (long)max;
-        var (body, refusal) = await ReadAsync(context.Request.BodyReader, text ? (limit + 2) / 3 * 4 : limit).ConfigureAwait(false);
-        var message = body;
-        if (refusal is null && text && (message = DecodeBase64(body!)) is null)
+        var reader = context.Request.BodyReader;
+        var (body, refusal) = await ReadAllAsync(reader, text ? (limit + 2) / 3 * 4 : limit).ConfigureAwait(false);
+        if (refusal is null)
         {
-            refusal = RelayError.BadRequest("the request body is not base64 (application/grpc-web-text)");
+            // Checked where it lies, then left unconsumed: the framework (through gRPC-Web's middleware for gRPC-Web) reads
+            // these same bytes next, not a copy.
+            refusal = text
+                ? DecodeBase64(body) is { } decoded ? Check(new ReadOnlySequence<byte>(decoded), max, context) : RelayError.BadRequest("the request body is not base64 (application/grpc-web-text)")
+                : Check(body, max, context);
+            reader.AdvanceTo(body.Start, body.End);
         }
 
-        refusal ??= Check(message!, max, context.Request.Headers["grpc-encoding"].ToString());
         if (refusal is not null)
         {
             LogRefused(logger, metadata.Method.FullName, refusal.Message);
@@ -61,13 +66,12 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
             return;
         }
 
-        // The body as it came (gRPC-Web's middleware, after this one, decodes base64 itself).
-        context.Features.Set<IRequestBodyPipeFeature>(new BufferedBody(PipeReader.Create(new ReadOnlySequence<byte>(body!))));
         await next(context).ConfigureAwait(false);
     }
 
-    // The whole body, or a refusal once it is longer than one message may be.
-    private static async Task<(byte[]? Body, RelayError? Refusal)> ReadAsync(PipeReader reader, long limit)
+    // The whole body, buffered in the request's own pipe with nothing consumed (the caller advances past nothing once it
+    // has checked it), or a refusal once it is longer than one message may be.
+    private static async Task<(ReadOnlySequence<byte> Body, RelayError? Refusal)> ReadAllAsync(PipeReader reader, long limit)
     {
         while (true)
         {
@@ -76,14 +80,12 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
             if (buffer.Length > limit)
             {
                 reader.AdvanceTo(buffer.Start, buffer.End);
-                return (null, new RelayError(ErrorCodes.MessageTooLarge, "the request is larger than Relay:Grpc:MaxReceiveMessageBytes"));
+                return (default, new RelayError(ErrorCodes.MessageTooLarge, "the request is larger than Relay:Grpc:MaxReceiveMessageBytes"));
             }
 
             if (result.IsCompleted || result.IsCanceled)
             {
-                var body = buffer.ToArray();
-                reader.AdvanceTo(buffer.End);
-                return (body, null);
+                return (buffer, null);
             }
 
             reader.AdvanceTo(buffer.Start, buffer.End);
@@ -91,18 +93,20 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
     }
 
     // gRPC-Web text: base64 in groups of four characters, each message's padded on its own (so padding may come between).
-    private static byte[]? DecodeBase64(byte[] text)
+    // Decoded here only to check it: gRPC-Web's middleware decodes the body for the framework as it reads it.
+    private static byte[]? DecodeBase64(ReadOnlySequence<byte> body)
     {
-        if (text.Length % 4 != 0)
+        if (body.Length % 4 != 0)
         {
             return null;
         }
 
+        var text = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
         var decoded = new byte[text.Length / 4 * 3];
         var written = 0;
         for (var at = 0; at < text.Length; at += 4)
         {
-            if (System.Buffers.Text.Base64.DecodeFromUtf8(text.AsSpan(at, 4), decoded.AsSpan(written), out _, out var bytes) != OperationStatus.Done)
+            if (System.Buffers.Text.Base64.DecodeFromUtf8(text.Slice(at, 4), decoded.AsSpan(written), out _, out var bytes) != OperationStatus.Done)
             {
                 return null;
             }
@@ -113,14 +117,16 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
         return decoded[..written];
     }
 
-    private static RelayError? Check(byte[] body, int max, string encoding)
+    private static RelayError? Check(ReadOnlySequence<byte> body, int max, HttpContext context)
     {
         if (body.Length < HeaderBytes)
         {
             return RelayError.BadRequest($"the request body is not a length-prefixed gRPC message ({body.Length} bytes)");
         }
 
-        var length = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(1));
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        body.Slice(0, HeaderBytes).CopyTo(header);
+        var length = BinaryPrimitives.ReadUInt32BigEndian(header[1..]);
         if (length > max)
         {
             return new RelayError(ErrorCodes.MessageTooLarge, $"the message of {length} bytes is larger than Relay:Grpc:MaxReceiveMessageBytes ({max})");
@@ -131,16 +137,16 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
             return RelayError.BadRequest($"a unary request is one gRPC message: its prefix says {length} bytes, {body.Length - HeaderBytes} followed");
         }
 
-        return body[0] switch
+        return header[0] switch
         {
             0 => null,
-            1 => CheckCompressed(body.AsMemory(HeaderBytes), max, encoding),
+            1 => CheckCompressed(body.Slice(HeaderBytes), max, context.Request.Headers["grpc-encoding"].ToString()),
             var flag => RelayError.BadRequest($"compressed flag {flag}: a gRPC message's flag is 0 or 1"),
         };
     }
 
     // A compressed message must decompress (to at most the limit) with the encoding the request names.
-    private static RelayError? CheckCompressed(ReadOnlyMemory<byte> message, int max, string encoding)
+    private static RelayError? CheckCompressed(ReadOnlySequence<byte> message, int max, string encoding)
     {
         using var compressed = new MemoryStream(message.ToArray(), writable: false);
         using Stream? decompressing = encoding switch
@@ -196,11 +202,6 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
         {
             response.Headers[entry.Key] = entry.IsBinary ? Convert.ToBase64String(entry.ValueBytes) : entry.Value;
         }
-    }
-
-    private sealed class BufferedBody(PipeReader reader) : IRequestBodyPipeFeature
-    {
-        public PipeReader Reader { get; } = reader;
     }
 
     [LoggerMessage(EventId = 1520, Level = LogLevel.Debug, Message = "gRPC call {Method} refused before it was read: {Reason}")]

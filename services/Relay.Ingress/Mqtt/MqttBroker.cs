@@ -226,6 +226,16 @@ internal sealed partial class MqttBroker : IDisposable
         }
 
         var session = existing ?? new MqttSession(this, app, clientId) { Stored = stored };
+        if (restore?.Releases is { Count: > 0 } releases)
+        {
+            session.KeepReleases(releases);
+        }
+
+        if (restore?.AwaitingRelease is { Count: > 0 } awaitingRelease)
+        {
+            session.KeepAwaitingRelease(awaitingRelease);
+        }
+
         session.ExpirySeconds = expirySeconds;
         if (number != 0)
         {
@@ -456,20 +466,23 @@ internal sealed partial class MqttBroker : IDisposable
         var key = (claim.App, claim.ClientId);
         if (_clients.TryGetValue(key, out var connection))
         {
-            connection.ClaimedElsewhere(claim.Number);
+            connection.ClaimedElsewhere(claim.Number, claim.EndsSession);
         }
-        else if (_sessions.TryGetValue(key, out var session) && !session.Attached)
+        else if (_sessions.TryGetValue(key, out var session) && !session.Attached && (session.Claim == 0 || claim.Number > session.Claim))
         {
-            _ = EndMovedSessionAsync(session);
+            // A claim heard late, older than the one this session was opened under, changes nothing.
+            _ = EndMovedSessionAsync(session, claim.EndsSession);
         }
     }
 
     /// <summary>
     /// Hands <paramref name="session"/> over to the node where its client connected, once the connection taken over from
     /// here has handed it back (unless a connection here holds it again by then): its final state is written to the store
-    /// (that node waits for it), then it ends here without its delayed will.
+    /// (that node waits for it), then it ends here without its delayed will. When that connection ended the session
+    /// instead (<paramref name="ended"/>: MQTT Clean Start 1), nothing is handed over and it ends here as a session ends:
+    /// its delayed will is published now, from here, the one node holding it (MQTT 5 §3.1.3.2.2).
     /// </summary>
-    public async Task EndMovedSessionAsync(MqttSession session)
+    public async Task EndMovedSessionAsync(MqttSession session, bool ended)
     {
         try
         {
@@ -490,9 +503,16 @@ internal sealed partial class MqttBroker : IDisposable
                 return;
             }
 
-            // The client connected again (elsewhere): its delayed will is cancelled. Whether that connection resumes the
-            // session or discards it (a clean start) is not known here: the claim does not say, and the write below and a
-            // clean start's emptying of the entry may land in either order.
+            if (ended)
+            {
+                // Clean Start 1 elsewhere: that node empties the store's entry and waits for nothing from here; the
+                // entry's delete below leaves its later claim's alone.
+                LogSessionEndedElsewhere(Logger, session.App, session.ClientId);
+                await DiscardAsync(session).ConfigureAwait(false);
+                return;
+            }
+
+            // The client connected again (elsewhere) to resume the session: its delayed will is cancelled.
             var written = await SaveAsync(session, held: false).ConfigureAwait(false);
             LogSessionMoved(Logger, session.App, session.ClientId, written);
             await DiscardAsync(session, handedOver: true).ConfigureAwait(false);
@@ -555,6 +575,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     [LoggerMessage(EventId = 1456, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node (its state written for that node: {Written})")]
     private static partial void LogSessionMoved(ILogger logger, string app, string clientId, bool written);
+
+    [LoggerMessage(EventId = 1464, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} ended here: the client connected to another node with a clean start (its delayed will, if any, is published now)")]
+    private static partial void LogSessionEndedElsewhere(ILogger logger, string app, string clientId);
 
     [LoggerMessage(EventId = 1457, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumed from the session store ({Subscriptions} subscriptions, {Channels} channels to recover from history)")]
     private static partial void LogSessionTaken(ILogger logger, string app, string clientId, int subscriptions, int channels);

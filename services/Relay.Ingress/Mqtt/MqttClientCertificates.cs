@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Relay.ServiceDefaults.Tls;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -12,15 +13,19 @@ internal sealed class MqttClientCertificates
 {
     private static readonly Oid ClientAuthentication = new("1.3.6.1.5.5.7.3.2");
 
-    private readonly X509Certificate2Collection _authorities = [];
+    private readonly X509Certificate2Collection _authorities;
     private readonly Dictionary<string, string> _keys;
 
     public MqttClientCertificates(MqttClientCertificateOptions options)
     {
         Required = options.Required;
         _keys = new Dictionary<string, string>(options.Keys, StringComparer.Ordinal);
-        _authorities.ImportFromPemFile(options.CaPath!);
+        _authorities = LoadAuthorities(options.CaPath!);
     }
+
+    /// <summary>The authorities in <paramref name="path"/>; an <see cref="InvalidOperationException"/> names the setting and says what to fix.</summary>
+    public static X509Certificate2Collection LoadAuthorities(string path) =>
+        CertificateFiles.LoadAuthorities(path, "Relay:Mqtt:ClientCertificates:CaPath", "the authorities that issue device certificates");
 
     public bool Required { get; }
 

@@ -100,7 +100,7 @@ internal sealed partial class MqttConnection
 
         // And across nodes: the id is claimed for this connection, so one with it on another node is closed too; the
         // session is opened under the claim (the session store orders its holders by it).
-        var claim = ClaimAcrossNodesAsync(clientId);
+        var claim = ClaimAcrossNodesAsync(clientId, connect.CleanSession);
 
         // MQTT 3.1.1: clean session 0 asks for a persistent session (kept Relay:Mqtt:MaxSessionExpirySeconds); MQTT 5: a
         // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
@@ -113,17 +113,17 @@ internal sealed partial class MqttConnection
     {
         var v5 = V5;
         var (session, present, restore) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry, claim).ConfigureAwait(false);
-        bool movedAway;
+        bool movedAway, ended;
         lock (_claimGate)
         {
             _session = session;
-            movedAway = _movedAway;
+            (movedAway, ended) = (_movedAway, _endedElsewhere);
         }
 
         if (movedAway)
         {
             // Taken over from another node while the session opened: it ends here as soon as this connection lets go.
-            _ = _broker.EndMovedSessionAsync(session);
+            _ = _broker.EndMovedSessionAsync(session, ended);
         }
         Send(new MqttConnAck
         {
@@ -155,13 +155,18 @@ internal sealed partial class MqttConnection
     /// <summary>
     /// A connection on another node claimed this one's client id with claim <paramref name="number"/>: it takes over if it
     /// came after this connection's own claim (one still on its way is settled when it comes back).
+    /// <paramref name="endsSession"/>: that connection ends the session rather than resuming it (Clean Start 1).
     /// </summary>
-    public void ClaimedElsewhere(long number)
+    public void ClaimedElsewhere(long number, bool endsSession)
     {
         bool takenOver;
         lock (_claimGate)
         {
-            _claimedElsewhere = Math.Max(_claimedElsewhere, number);
+            if (number > _claimedElsewhere)
+            {
+                (_claimedElsewhere, _endedElsewhere) = (number, endsSession);
+            }
+
             takenOver = _claim != 0 && _claim < number;
         }
 
@@ -171,13 +176,13 @@ internal sealed partial class MqttConnection
         }
     }
 
-    // The claim's number, or 0 when it could not be made.
-    private async Task<long> ClaimAcrossNodesAsync(string clientId)
+    // The claim's number, or 0 when it could not be made. A clean start's claim says it ends the session the id had.
+    private async Task<long> ClaimAcrossNodesAsync(string clientId, bool cleanStart)
     {
         long claim;
         try
         {
-            claim = await _broker.Claims.ClaimAsync(MqttBroker.ClaimScope, App, clientId, _node.Stopping).ConfigureAwait(false);
+            claim = await _broker.Claims.ClaimAsync(MqttBroker.ClaimScope, App, clientId, cleanStart, _node.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -206,15 +211,16 @@ internal sealed partial class MqttConnection
     {
         TakenOver();
         MqttSession? session;
+        bool ended;
         lock (_claimGate)
         {
             _movedAway = true;
-            session = _session;
+            (session, ended) = (_session, _endedElsewhere);
         }
 
         if (session is not null)
         {
-            _ = _broker.EndMovedSessionAsync(session);
+            _ = _broker.EndMovedSessionAsync(session, ended);
         }
     }
 

@@ -55,12 +55,20 @@ internal sealed partial class MqttConnection
 
         if (publish.Qos == 2)
         {
-            lock (AwaitingRelease)
+            lock (AwaitingReleaseSet)
             {
-                if (AwaitingRelease.Contains(publish.PacketId))
+                if (AwaitingReleaseSet.Contains(publish.PacketId))
                 {
                     // A resend of a QoS 2 publish already received: answered again, never published twice.
                     Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
+                    return ValueTask.CompletedTask;
+                }
+
+                if (_routingQos2 is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
+                {
+                    // A resend while its first copy is still being routed: not counted again toward the Receive Maximum
+                    // and not published again; it gets its PUBREC when the first copy gets its own.
+                    routing[publish.PacketId] = resent + 1;
                     return ValueTask.CompletedTask;
                 }
             }
@@ -115,6 +123,15 @@ internal sealed partial class MqttConnection
 
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
         var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
+        if (publish.Qos == 2)
+        {
+            // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
+            lock (AwaitingReleaseSet)
+            {
+                (_routingQos2 ??= [])[publish.PacketId] = 0;
+            }
+        }
+
         return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
     }
 
@@ -162,9 +179,9 @@ internal sealed partial class MqttConnection
             if (qos == 2)
             {
                 // From unacknowledged to awaiting PUBREL in one step, so the Receive Maximum count never holds it twice.
-                lock (AwaitingRelease)
+                lock (AwaitingReleaseSet)
                 {
-                    AwaitingRelease.Add(packetId);
+                    AwaitingReleaseSet.Add(packetId);
                     Interlocked.Decrement(ref _receivedUnacknowledged);
                 }
             }
@@ -193,9 +210,9 @@ internal sealed partial class MqttConnection
     private void CountReceived()
     {
         int held;
-        lock (AwaitingRelease)
+        lock (AwaitingReleaseSet)
         {
-            held = Interlocked.Increment(ref _receivedUnacknowledged) + AwaitingRelease.Count;
+            held = Interlocked.Increment(ref _receivedUnacknowledged) + AwaitingReleaseSet.Count;
         }
 
         if (held > _options.ReceiveMaximum && V5)
@@ -206,7 +223,8 @@ internal sealed partial class MqttConnection
 
     /// <summary>
     /// PUBACK (QoS 1) or PUBREC (QoS 2) with <paramref name="reasonCode"/>; nothing for QoS 0. <paramref name="counted"/>:
-    /// the publish still counts as received and unacknowledged (a QoS 2 one taken has moved to awaiting PUBREL).
+    /// the publish still counts as received and unacknowledged (a QoS 2 one taken has moved to awaiting PUBREL). A QoS 2
+    /// publish resent while it was being routed gets a PUBREC for each copy.
     /// </summary>
     private void Acknowledge(byte qos, ushort packetId, byte reasonCode, string? reason, bool counted = true)
     {
@@ -215,29 +233,72 @@ internal sealed partial class MqttConnection
             return;
         }
 
+        var copies = 1;
+        if (qos == 2)
+        {
+            lock (AwaitingReleaseSet)
+            {
+                if (_routingQos2 is { } routing && routing.Remove(packetId, out var resent))
+                {
+                    copies += resent;
+                }
+            }
+        }
+
         if (counted)
         {
             Interlocked.Decrement(ref _receivedUnacknowledged);
         }
 
-        Send(new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
+        var ack = new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
         {
             PacketId = packetId,
             ReasonCode = reasonCode,
             Properties = V5 && _reasonStrings && reason is not null ? new MqttProperties { ReasonString = reason } : null,
-        });
+        };
+        for (var i = 0; i < copies; i++)
+        {
+            Send(ack);
+        }
     }
 
     /// <summary>PUBREL: the QoS 2 exchange ends with PUBCOMP (MQTT 5: 0x92 for an id never received).</summary>
     private void Released(ushort packetId)
     {
         bool known;
-        lock (AwaitingRelease)
+        lock (AwaitingReleaseSet)
         {
-            known = AwaitingRelease.Remove(packetId);
+            known = AwaitingReleaseSet.Remove(packetId);
         }
 
         Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+    }
+
+    /// <summary>The client's QoS 2 publishes awaiting PUBREL (all routed: the read loop has ended), for the session.</summary>
+    private ushort[] AwaitingRelease()
+    {
+        if (Volatile.Read(ref _awaitingRelease) is not { } awaiting)
+        {
+            return [];
+        }
+
+        lock (awaiting)
+        {
+            return awaiting.Count == 0 ? [] : [.. awaiting];
+        }
+    }
+
+    /// <summary>
+    /// The session's QoS 2 publishes awaiting PUBREL, as its last connection left them: resends are not published again,
+    /// and they count toward the Receive Maximum until released.
+    /// </summary>
+    internal void AwaitRelease(ushort[] packetIds)
+    {
+        var awaiting = AwaitingReleaseSet;
+        lock (awaiting)
+        {
+            awaiting.UnionWith(packetIds);
+        }
     }
 
     /// <summary>The last will, when the connection ended without a normal DISCONNECT and the credentials allow it (MQTT 5's will delay is not applied).</summary>

@@ -42,12 +42,17 @@ internal sealed partial class MqttConnection : INodeConnection
     // first (InflightTable): a QoS 0 subscriber never needs one.
     private Dictionary<ushort, InflightEntry>? _inflight;
 
-    // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingRelease).
+    // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingReleaseSet).
     private HashSet<ushort>? _awaitingRelease;
 
     // MQTT 5 flow control the other way: QoS 1 and 2 publishes from the client not yet acknowledged (PUBACK, PUBREC),
     // which with those awaiting PUBREL may not pass CONNACK's Receive Maximum (MQTT 5 §4.9).
     private int _receivedUnacknowledged;
+
+    // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
+    // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
+    // with _awaitingRelease.
+    private Dictionary<ushort, int>? _routingQos2;
 
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
@@ -71,10 +76,12 @@ internal sealed partial class MqttConnection : INodeConnection
     private byte _level;
     private string? _clientId;
 
-    // This connection's claim of its client id across nodes (0 until it comes back) and the latest claim another node made.
+    // This connection's claim of its client id across nodes (0 until it comes back), the latest claim another node made
+    // and whether that one ends the session (a clean start) rather than resuming it.
     private readonly Lock _claimGate = new();
     private long _claim;
     private long _claimedElsewhere;
+    private bool _endedElsewhere;
     private bool _movedAway;
     private ushort _keepAliveSeconds;
     private long _lastInputTicks;
@@ -182,6 +189,11 @@ internal sealed partial class MqttConnection : INodeConnection
             {
                 var undelivered = Undelivered();
                 undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
+                if (session.ExpirySeconds > 0)
+                {
+                    session.KeepAwaitingRelease(AwaitingRelease());
+                }
+
                 session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
 
                 // The store gets the session as it is now, for a node the client connects to next; a session taken
@@ -776,7 +788,7 @@ internal sealed partial class MqttConnection : INodeConnection
         Volatile.Read(ref _inflight) ?? Interlocked.CompareExchange(ref _inflight, [], null) ?? _inflight!;
 
     /// <summary>The client's QoS 2 publishes awaiting PUBREL, made on the first (locked by itself).</summary>
-    private HashSet<ushort> AwaitingRelease =>
+    private HashSet<ushort> AwaitingReleaseSet =>
         Volatile.Read(ref _awaitingRelease) ?? Interlocked.CompareExchange(ref _awaitingRelease, [], null) ?? _awaitingRelease!;
 
     private void Park(MqttOutbound item)

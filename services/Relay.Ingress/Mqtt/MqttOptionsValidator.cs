@@ -21,13 +21,19 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
         }
 
         var certificates = options.ClientCertificates;
-        if (certificates.Enabled && !File.Exists(certificates.CaPath))
+        if (certificates.Enabled)
         {
-            failures.Add($"Relay:Mqtt:ClientCertificates:CaPath is '{certificates.CaPath}', which does not exist; name the PEM file of the authorities that issue device certificates, or unset it to accept no client certificates.");
-        }
-        else if (certificates.Enabled && !HasCertificates(certificates.CaPath!))
-        {
-            failures.Add($"Relay:Mqtt:ClientCertificates:CaPath '{certificates.CaPath}' holds no PEM certificate; name the PEM file of the authorities that issue device certificates.");
+            try
+            {
+                foreach (var authority in MqttClientCertificates.LoadAuthorities(certificates.CaPath!))
+                {
+                    authority.Dispose();
+                }
+            }
+            catch (InvalidOperationException ex)
+            {
+                failures.Add(ex.Message);
+            }
         }
 
         if (certificates.Required && !certificates.Enabled)
@@ -94,18 +100,4 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
 
     private static bool IsKeyName(string key) =>
         key.IndexOf('.', StringComparison.Ordinal) > 0 && !key.EndsWith('.') && !key.Contains(':', StringComparison.Ordinal);
-
-    private static bool HasCertificates(string path)
-    {
-        try
-        {
-            var authorities = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
-            authorities.ImportFromPemFile(path);
-            return authorities.Count > 0;
-        }
-        catch (System.Security.Cryptography.CryptographicException)
-        {
-            return false;
-        }
-    }
 }

@@ -14,6 +14,15 @@ internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Fram
     /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
     public static readonly byte[] Nothing = [];
 
+    /// <summary>
+    /// The message of a QoS 2 delivery whose PUBREL is owed again but whose message this node never had (another node's
+    /// connection sent it and the client has it): only its packet id goes on (<see cref="ReleaseOnly"/>).
+    /// </summary>
+    private static readonly RelayMessage ReleasedElsewhere = new() { App = string.Empty, Channel = string.Empty, Epoch = string.Empty };
+
+    /// <summary>A PUBREL to send again for <paramref name="packetId"/>, carried from another node's session (MQTT 5 §4.4).</summary>
+    public static MqttOutbound ReleaseOnly(ushort packetId) => new(ReleasedElsewhere, null, 2, PacketId: packetId, Release: true);
+
     /// <summary>What a PUBLISH adds around its payload and topic, counted for the item's share of the send budget.</summary>
     public const int PublishOverheadBytes = 16;
 

@@ -47,6 +47,10 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
     private Dictionary<string, Delivered>? _dropped;
 
+    // The packet ids of the client's QoS 2 publishes awaiting PUBREL, while no connection holds the session (a connection
+    // keeps its own set): null for none, as most sessions never have one. At most Relay:Mqtt:ReceiveMaximum.
+    private ushort[]? _awaitingRelease;
+
     // The store's writes of this session, numbered so a later snapshot always wins (taken with the queue's lock).
     private long _version;
 
@@ -225,6 +229,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             _queued = null;
             _queuedBytes = 0;
             _dropped = null;
+            if (_awaitingRelease is { } ids)
+            {
+                connection.AwaitRelease(ids);
+                _awaitingRelease = null;
+            }
         }
 
         SharesChanged();
@@ -277,6 +286,38 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             _held = false;
             _released?.TrySetResult();
             _released = null;
+        }
+    }
+
+    /// <summary>
+    /// The QoS 2 deliveries awaiting PUBCOMP of the session as another node held it: each is released again (PUBREL with
+    /// its packet id, its in-flight slot held until PUBCOMP) ahead of everything else the next connection gets.
+    /// </summary>
+    public void KeepReleases(IReadOnlyList<ushort> packetIds)
+    {
+        lock (_gate)
+        {
+            for (var i = packetIds.Count - 1; i >= 0; i--)
+            {
+                Keep(MqttOutbound.ReleaseOnly(packetIds[i]), first: true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The client's QoS 2 publishes answered PUBREC and awaiting PUBREL, kept for the next connection (from the one that
+    /// let the session go, or another node's): a resend of one is answered PUBREC and not published again, its PUBREL
+    /// PUBCOMP (MQTT 3.1.1/5 §4.3.3, §4.1). The client has at most Receive Maximum of them; more (MQTT 3.1.1 has no such
+    /// limit) are not kept.
+    /// </summary>
+    public void KeepAwaitingRelease(IReadOnlyCollection<ushort> packetIds)
+    {
+        lock (_gate)
+        {
+            if (_connection is null && !Discarded && packetIds.Count > 0)
+            {
+                _awaitingRelease = [.. packetIds.Take(Broker.Options.ReceiveMaximum)];
+            }
         }
     }
 
@@ -399,9 +440,12 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
         long version;
         var oldest = new Dictionary<string, Delivered>(StringComparer.Ordinal);
+        List<ushort>? releases = null;
+        ushort[]? awaitingRelease;
         lock (_gate)
         {
             version = ++_version;
+            awaitingRelease = _awaitingRelease;
             foreach (var (channel, first) in _dropped ?? [])
             {
                 oldest[channel] = first;
@@ -411,8 +455,15 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             {
                 foreach (var item in queued)
                 {
-                    // A QoS 2 delivery awaiting PUBCOMP is the client's already; a shared one is its group's.
-                    if (item is { Message: { PresenceAction: null } message, Release: false, Shared: null }
+                    if (item.Release)
+                    {
+                        // A QoS 2 delivery awaiting PUBCOMP is the client's already: the next node sends its PUBREL again.
+                        (releases ??= []).Add(item.PacketId);
+                        continue;
+                    }
+
+                    // A shared delivery is its group's.
+                    if (item is { Message: { PresenceAction: null } message, Shared: null }
                         && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
                     {
                         oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
@@ -438,7 +489,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
         }
 
-        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions), version);
+        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions, releases, awaitingRelease), version);
     }
 
     private bool IsSubscribedByName(string channel)

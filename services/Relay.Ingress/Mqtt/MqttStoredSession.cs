@@ -6,9 +6,12 @@ namespace Relay.Ingress.Mqtt;
 /// A persistent session as another ingress node resumes it (the bytes in the bus's session store, JSON): its
 /// subscriptions, shared ones aside, and per channel the position after which it has not been given everything (the
 /// last seq it was given, or the one before the oldest it had not acknowledged), so the next node recovers from history
-/// what came after (docs/mqtt.md, "Sessions across nodes").
+/// what came after; and the packet ids of QoS 2 deliveries awaiting PUBCOMP (the client has them: the next node sends
+/// PUBREL again, MQTT 5 §4.4), null for none; and the packet ids of the client's QoS 2 publishes answered PUBREC and awaiting
+/// PUBREL (a resend of one is not published again, MQTT §4.3.3), null for none; a node older than a field ignores it
+/// (docs/mqtt.md, "Sessions across nodes").
 /// </summary>
-internal sealed record MqttStoredSession(uint Expiry, IReadOnlyList<MqttStoredSession.Subscription> Subscriptions, IReadOnlyList<MqttStoredSession.Position> Positions)
+internal sealed record MqttStoredSession(uint Expiry, IReadOnlyList<MqttStoredSession.Subscription> Subscriptions, IReadOnlyList<MqttStoredSession.Position> Positions, IReadOnlyList<ushort>? Releases = null, IReadOnlyList<ushort>? AwaitingRelease = null)
 {
     /// <summary>A filter as subscribed, its SUBSCRIBE options byte (QoS, No Local, Retain As Published) and MQTT 5 Subscription Identifier.</summary>
     internal sealed record Subscription(string Filter, byte Options, int Identifier);

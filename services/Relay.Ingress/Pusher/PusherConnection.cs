@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -11,8 +10,9 @@ using Relay.Ingress.Sending;
 namespace Relay.Ingress.Pusher;
 
 /// <summary>
-/// One Pusher Channels client (protocol 7) on a WebSocket: a read loop takes one JSON frame at a time and handles it in
-/// order; a write loop sends what is queued (replies and deliveries alike) within the node's send budget. The node's
+/// One Pusher Channels client (protocol 7), on a WebSocket or an HTTP fallback session (its <see cref="IPusherTransport"/>):
+/// the transport hands it one JSON frame at a time, handled in order; its sender sends what is queued (replies and
+/// deliveries alike) within the node's send budget. The node's
 /// once-a-second loop checks the activity timeout (a <c>pusher:ping</c>, then 4201 without an answer), key changes and
 /// close deadlines. The connection is its app key's: subscribing and client events need the key's capabilities, and
 /// private and presence channels a signature made with its secret by the app's server.
@@ -34,7 +34,7 @@ internal sealed partial class PusherConnection : INodeConnection
     /// <summary>What a frame may hold around its data: JSON escaping can double a string, plus the event and channel names.</summary>
     private const int FrameOverheadBytes = 4096;
 
-    private readonly WebSocket _socket;
+    private readonly IPusherTransport _transport;
     private readonly PusherBroker _broker;
     private readonly IngressNode _node;
     private readonly PusherOptions _options;
@@ -56,9 +56,9 @@ internal sealed partial class PusherConnection : INodeConnection
     private string? _onlineAs;
     private PusherWatchlist? _watchlist;
 
-    public PusherConnection(WebSocket socket, IFrameSender sender, PusherBroker broker, RelayPrincipal principal)
+    public PusherConnection(IPusherTransport transport, IFrameSender sender, PusherBroker broker, RelayPrincipal principal)
     {
-        _socket = socket;
+        _transport = transport;
         _sender = sender;
         _broker = broker;
         _node = broker.Node;
@@ -79,6 +79,12 @@ internal sealed partial class PusherConnection : INodeConnection
     /// <summary>The Pusher socket id, told to the client in <c>pusher:connection_established</c>.</summary>
     public string SocketId { get; }
 
+    /// <summary>The largest frame a client may send: twice <c>MaxEventBytes</c> (JSON escaping) plus the names around it.</summary>
+    public int MaxFrameBytes => _maxFrameBytes;
+
+    /// <summary>Whether the connection is closing: its transport stops handing it frames.</summary>
+    public bool IsClosing => Volatile.Read(ref _closing) != 0;
+
     private string App => _principal.AppId;
 
     private string KeyName => _principal.AppId + "." + _principal.KeyId;
@@ -94,7 +100,7 @@ internal sealed partial class PusherConnection : INodeConnection
         }));
         try
         {
-            await ReadLoopAsync().ConfigureAwait(false);
+            await _transport.ReceiveAsync(this).ConfigureAwait(false);
         }
         finally
         {
@@ -177,17 +183,7 @@ internal sealed partial class PusherConnection : INodeConnection
         Enqueue(_broker.FrameOf(message));
     }
 
-    public void Abort()
-    {
-        try
-        {
-            _socket.Abort();
-        }
-        catch (ObjectDisposedException)
-        {
-            // Gone already.
-        }
-    }
+    public void Abort() => _transport.Abort();
 
     /// <inheritdoc />
     public void Drain(Relay.Core.Protocol.RelayError error) => Close(ReconnectNow, "node draining: reconnect (another node takes the connection)");
@@ -279,79 +275,37 @@ internal sealed partial class PusherConnection : INodeConnection
         _sender.SendLast(finalFrame ?? ReadOnlyMemory<byte>.Empty, dropQueued, (WebSocketCloseStatus)code, reason);
     }
 
-    private async Task ReadLoopAsync()
+    /// <summary>The client showed it is there without a frame (an HTTP transport's heartbeat or poll).</summary>
+    public void Touch()
     {
-        byte[]? buffer = null;
-        try
-        {
-            while (Volatile.Read(ref _closing) == 0)
-            {
-                // A zero-byte read first: an idle connection holds no buffer.
-                var first = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
-                if (first.MessageType == WebSocketMessageType.Close)
-                {
-                    break;
-                }
-
-                if (first.EndOfMessage)
-                {
-                    // An empty message: nothing to parse.
-                    Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
-                    Interlocked.Exchange(ref _pingSentTicks, 0);
-                    Enqueue(PusherFrames.Error(null, "malformed frame: send one JSON object with 'event'"));
-                    continue;
-                }
-
-                buffer = ArrayPool<byte>.Shared.Rent(_maxFrameBytes);
-                var length = 0;
-                var tooLarge = false;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    if (length == buffer.Length)
-                    {
-                        // Over the limit: the rest of the message is read and dropped; the connection goes on.
-                        tooLarge = true;
-                        length = 0;
-                    }
-
-                    result = await _socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
-                    length += result.Count;
-                }
-                while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
-
-                if (result.MessageType == WebSocketMessageType.Close)
-                {
-                    break;
-                }
-
-                Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
-                Interlocked.Exchange(ref _pingSentTicks, 0);
-                if (tooLarge)
-                {
-                    Enqueue(PusherFrames.Error(ClientEventRejected, $"frame larger than {_maxFrameBytes} bytes (event data is limited to {_broker.MaxEventBytes} bytes)"));
-                }
-                else
-                {
-                    await HandleAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
-                }
-
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = null;
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
-        {
-            LogReceiveEnded(_logger, ConnectionId, ex.Message);
-        }
-        finally
-        {
-            if (buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
+        Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
+        Interlocked.Exchange(ref _pingSentTicks, 0);
     }
+
+    /// <summary>
+    /// One frame from the client, whichever transport carried it: handled in order (the transport awaits it before the
+    /// next). <paramref name="tooLarge"/>: it was over <see cref="MaxFrameBytes"/> and dropped (refused once with 4301).
+    /// </summary>
+    public ValueTask ReceivedAsync(ReadOnlyMemory<byte> frame, bool tooLarge = false)
+    {
+        Touch();
+        if (tooLarge || frame.Length > _maxFrameBytes)
+        {
+            Enqueue(PusherFrames.Error(ClientEventRejected, $"frame larger than {_maxFrameBytes} bytes (event data is limited to {_broker.MaxEventBytes} bytes)"));
+            return ValueTask.CompletedTask;
+        }
+
+        if (frame.IsEmpty)
+        {
+            Enqueue(PusherFrames.Error(null, "malformed frame: send one JSON object with 'event'"));
+            return ValueTask.CompletedTask;
+        }
+
+        return HandleAsync(frame);
+    }
+
+    /// <summary>The transport's reading ended with an error (the client went away).</summary>
+    public void ReceiveEnded(string reason) => LogReceiveEnded(_logger, ConnectionId, reason);
 
     private async ValueTask HandleAsync(ReadOnlyMemory<byte> frame)
     {

@@ -51,36 +51,12 @@ internal static class PusherHttpAuth
         byte[] body = [];
         if (HttpMethods.IsPost(request.Method))
         {
-            var limit = broker.Node.Options.MaxHttpBodyBytes;
-            if (request.ContentLength > limit)
+            (body, var unread) = await ReadBodyAsync(context, broker.Node.Options.MaxHttpBodyBytes).ConfigureAwait(false);
+            if (unread is not null)
             {
-                context.Response.Headers.Connection = "close";
-                return (null, [], PusherHttpApi.Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
+                return (null, [], unread);
             }
 
-            using var buffer = new MemoryStream();
-            try
-            {
-                var read = new byte[8192];
-                int count;
-                while ((count = await request.Body.ReadAsync(read, context.RequestAborted).ConfigureAwait(false)) > 0)
-                {
-                    if (buffer.Length + count > limit)
-                    {
-                        context.Response.Headers.Connection = "close";
-                        return (null, [], PusherHttpApi.Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
-                    }
-
-                    buffer.Write(read, 0, count);
-                }
-            }
-            catch (BadHttpRequestException ex)
-            {
-                context.Response.Headers.Connection = "close";
-                return (null, [], PusherHttpApi.Text(StatusCodes.Status400BadRequest, "unreadable request body: " + ex.Message));
-            }
-
-            body = buffer.ToArray();
             if (body.Length > 0)
             {
                 var md5 = Convert.ToHexStringLower(MD5.HashData(body));
@@ -117,5 +93,43 @@ internal static class PusherHttpAuth
         }
 
         return (principal, body, null);
+    }
+
+    /// <summary>
+    /// Reads a request's body up to <paramref name="limit"/> bytes (the HTTP API's and <c>xhr_send</c>'s); a longer one is
+    /// refused 413 and an unreadable one 400, with <c>Connection: close</c> (the rest is not read).
+    /// </summary>
+    public static async Task<(byte[] Body, IResult? Failure)> ReadBodyAsync(HttpContext context, long limit)
+    {
+        var request = context.Request;
+        if (request.ContentLength > limit)
+        {
+            context.Response.Headers.Connection = "close";
+            return ([], PusherHttpApi.Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
+        }
+
+        using var buffer = new MemoryStream();
+        try
+        {
+            var read = new byte[8192];
+            int count;
+            while ((count = await request.Body.ReadAsync(read, context.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                if (buffer.Length + count > limit)
+                {
+                    context.Response.Headers.Connection = "close";
+                    return ([], PusherHttpApi.Text(StatusCodes.Status413PayloadTooLarge, $"request body larger than {limit} bytes"));
+                }
+
+                buffer.Write(read, 0, count);
+            }
+        }
+        catch (BadHttpRequestException ex)
+        {
+            context.Response.Headers.Connection = "close";
+            return ([], PusherHttpApi.Text(StatusCodes.Status400BadRequest, "unreadable request body: " + ex.Message));
+        }
+
+        return (buffer.ToArray(), null);
     }
 }

@@ -16,16 +16,18 @@ public static class PusherServiceCollectionExtensions
         // the connections (client events, cache misses).
         services.AddRelayPusherWebhooks();
         services.TryAddSingleton<PusherBroker>();
+        services.TryAddSingleton<PusherHttpSessions>();
         return services;
     }
 
-    /// <summary>Maps the WebSocket at <c>/app/{key}</c> and the HTTP API at <c>/apps/{app_id}</c> when Pusher is enabled.</summary>
+    /// <summary>Maps the WebSocket at <c>/app/{key}</c>, its HTTP fallbacks at <c>/pusher/app/{key}/…</c> and the HTTP API at <c>/apps/{app_id}</c> when Pusher is enabled.</summary>
     public static IEndpointRouteBuilder MapRelayPusher(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         if (endpoints.ServiceProvider.GetRequiredService<IOptions<PusherOptions>>().Value.Enabled)
         {
             PusherWebSocketEndpoint.Map(endpoints);
+            PusherHttpEndpoint.Map(endpoints);
             PusherHttpApi.Map(endpoints);
         }
 

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Relay.Ingress.Limits;
 using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.Pusher;
@@ -18,6 +19,8 @@ internal static class PusherWebSocketEndpoint
     public static void Map(IEndpointRouteBuilder endpoints) =>
         endpoints.Map(Path, static async (HttpContext context, string key) =>
         {
+            // Relay's listener may have counted this connection's quota already (and handed it on when it refused).
+            var refusedByListener = RefusedOpen.Take(context);
             if (!context.WebSockets.IsWebSocketRequest)
             {
                 context.Response.StatusCode = StatusCodes.Status426UpgradeRequired;
@@ -33,7 +36,7 @@ internal static class PusherWebSocketEndpoint
                 return;
             }
 
-            if (await broker.TryCountAsync(principal.AppId, context.RequestAborted).ConfigureAwait(false) is { } overQuota)
+            if ((refusedByListener?.Of(principal.AppId)?.Message ?? await broker.TryCountAsync(principal.AppId, context.RequestAborted).ConfigureAwait(false)) is { } overQuota)
             {
                 await PusherConnection.RefuseAsync(socket, PusherConnection.OverConnectionQuota, overQuota).ConfigureAwait(false);
                 return;
@@ -44,7 +47,7 @@ internal static class PusherWebSocketEndpoint
                 // One Pusher event per WebSocket message: frames that wait together are not batched (Relay's protocol allows an
                 // array frame; Pusher's does not).
                 var sender = new FrameworkFrameSender(socket, broker.Node.Options.SendQueueBytes, broker.Node.Metrics, batchFrames: false);
-                await new PusherConnection(socket, sender, broker, principal).RunAsync().ConfigureAwait(false);
+                await new PusherConnection(new PusherWebSocketTransport(socket), sender, broker, principal).RunAsync().ConfigureAwait(false);
             }
             finally
             {

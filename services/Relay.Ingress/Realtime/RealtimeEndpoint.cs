@@ -23,6 +23,9 @@ internal static class RealtimeEndpoint
     {
         endpoints.MapGet("/v1/realtime", static async (HttpContext context, IRelayAuthenticator authenticator, IngressNode node, ILogger<RealtimeConnection> logger) =>
         {
+            // Relay's listener may have asked the app's limit already (and handed the connection on when it refused).
+            var refusedByListener = RefusedOpen.Take(context);
+
             // Credentials are checked before the upgrade, so a refused client gets the HTTP status and JSON error body.
             var auth = authenticator.Authenticate(context);
             if (!auth.Succeeded)
@@ -41,7 +44,7 @@ internal static class RealtimeEndpoint
             }
 
             var app = auth.Principal.AppId;
-            if (await node.AppLimits.TryOpenAsync(app, context.RequestAborted).ConfigureAwait(false) is { } overLimit)
+            if ((refusedByListener?.Of(app) ?? await node.AppLimits.TryOpenAsync(app, context.RequestAborted).ConfigureAwait(false)) is { } overLimit)
             {
                 return AppLimits.Refusal(context, overLimit);
             }

@@ -10,7 +10,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Auth.Verification;
+using Relay.Core.Protocol;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Limits;
 using Relay.Ingress.Pusher;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
@@ -257,9 +259,10 @@ internal sealed partial class RealtimeListenerFactory(
             try
             {
                 RealtimeHandshake.Accepted? accepted;
+                RefusedOpen? refused = null;
                 try
                 {
-                    accepted = await TryTakeAsync(socket).ConfigureAwait(false);
+                    (accepted, refused) = await TryTakeAsync(socket).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {
@@ -275,7 +278,7 @@ internal sealed partial class RealtimeListenerFactory(
 
                 if (accepted is null)
                 {
-                    handed = Hand(socket, address, onRefusalSlot: false);
+                    handed = Hand(socket, address, onRefusalSlot: false, refused);
                     return;
                 }
 
@@ -324,7 +327,7 @@ internal sealed partial class RealtimeListenerFactory(
             var options = _node.Options;
             var sender = new SocketFrameSender(webSocket, options.SendQueueBytes, _node.NextFlusher(), TimeSpan.FromMilliseconds(options.HeartbeatMs), _node.Metrics);
             return accepted.Pusher
-                ? new PusherConnection(webSocket, sender, _pusher!, accepted.Principal).RunAsync()
+                ? new PusherConnection(new PusherWebSocketTransport(webSocket), sender, _pusher!, accepted.Principal).RunAsync()
                 : new RealtimeConnection(webSocket, sender, accepted.Principal, _node, _authenticator, _connectionLogger).RunAsync();
         }
 
@@ -343,9 +346,10 @@ internal sealed partial class RealtimeListenerFactory(
 
         /// <summary>
         /// Waits (a little) for the client's first bytes and peeks at them: a complete, authorised realtime upgrade is
-        /// consumed and returned; anything else leaves every byte in place (null).
+        /// consumed and returned; anything else leaves every byte in place (null), with the app limit's refusal when that
+        /// is why (Kestrel's endpoint answers it without asking the limit again).
         /// </summary>
-        private async Task<RealtimeHandshake.Accepted?> TryTakeAsync(Socket socket)
+        private async Task<(RealtimeHandshake.Accepted? Accepted, RefusedOpen? Refused)> TryTakeAsync(Socket socket)
         {
             try
             {
@@ -354,7 +358,7 @@ internal sealed partial class RealtimeListenerFactory(
             catch (OperationCanceledException)
             {
                 // A client that says nothing for a while is Kestrel's to time out.
-                return null;
+                return default;
             }
 
             var buffer = ArrayPool<byte>.Shared.Rent(RealtimeHandshake.MaxHeadBytes);
@@ -365,24 +369,25 @@ internal sealed partial class RealtimeListenerFactory(
                 socket.Blocking = true;
                 if (error != SocketError.Success)
                 {
-                    return null;
+                    return default;
                 }
 
                 var peeked = buffer.AsSpan(0, count);
                 var length = RealtimeHandshake.StartsLikeOurs(peeked) ? RealtimeHandshake.HeadLength(peeked) : -1;
                 if (length < 0 || RealtimeHandshake.TryAccept(Encoding.Latin1.GetString(peeked[..(length - 4)]), _authenticator, _pusher) is not { } accepted)
                 {
-                    return null;
+                    return default;
                 }
 
                 // An app at its connection limit: Kestrel gets the bytes untouched, and RealtimeEndpoint answers 429 (Pusher's
-                // endpoint pusher:error 4004).
+                // endpoint pusher:error 4004) with this refusal, carried in the connection's items (RefusedOpen).
                 var app = accepted.Principal.AppId;
-                if (accepted.Pusher
-                    ? await _pusher!.TryCountAsync(app, _node.Stopping).ConfigureAwait(false) is not null
-                    : await _node.AppLimits.TryOpenAsync(app, _node.Stopping).ConfigureAwait(false) is not null)
+                var overLimit = accepted.Pusher
+                    ? await _pusher!.TryCountAsync(app, _node.Stopping).ConfigureAwait(false) is { } overQuota ? new RelayError(ErrorCodes.RateLimited, overQuota) : null
+                    : await _node.AppLimits.TryOpenAsync(app, _node.Stopping).ConfigureAwait(false);
+                if (overLimit is not null)
                 {
-                    return null;
+                    return (null, new RefusedOpen(app, overLimit));
                 }
 
                 // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
@@ -399,7 +404,7 @@ internal sealed partial class RealtimeListenerFactory(
                     throw;
                 }
 
-                return accepted;
+                return (accepted, null);
             }
             finally
             {
@@ -407,13 +412,17 @@ internal sealed partial class RealtimeListenerFactory(
             }
         }
 
-        /// <summary>Hands the socket to Kestrel; true once the handed connection owns the count (it exits when Kestrel disposes it).</summary>
-        private bool Hand(Socket socket, IPAddress? address, bool onRefusalSlot)
+        /// <summary>
+        /// Hands the socket to Kestrel, with the app limit's refusal of its first request when there was one; true once the
+        /// handed connection owns the count (it exits when Kestrel disposes it).
+        /// </summary>
+        private bool Hand(Socket socket, IPAddress? address, bool onRefusalSlot, RefusedOpen? refused = null)
         {
             ConnectionContext connection;
             try
             {
                 connection = new GatedConnection(_contexts.Create(socket), _gate, address, onRefusalSlot);
+                refused?.CarryOn(connection);
             }
             catch (ObjectDisposedException)
             {

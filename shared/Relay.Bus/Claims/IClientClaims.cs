@@ -10,13 +10,18 @@ public interface IClientClaims
 {
     /// <summary>
     /// Claims <paramref name="clientId"/> of <paramref name="app"/> (in <paramref name="scope"/>: <c>mqtt</c>) for a
-    /// connection of this process and tells the others; returns the claim's number.
+    /// connection of this process and tells the others; returns the claim's number. <paramref name="endsSession"/>: the
+    /// connection ends the session the id had instead of resuming it (MQTT Clean Start 1), so the process that held it
+    /// publishes what the session's end publishes (a delayed will) rather than handing it over.
     /// </summary>
-    ValueTask<long> ClaimAsync(string scope, string app, string clientId, CancellationToken cancellationToken);
+    ValueTask<long> ClaimAsync(string scope, string app, string clientId, bool endsSession, CancellationToken cancellationToken);
 
     /// <summary>Calls <paramref name="claimedElsewhere"/> with each claim another process makes, until disposed.</summary>
     IDisposable Watch(Action<ClientClaim> claimedElsewhere);
 }
 
-/// <summary>A client id claimed by a connection somewhere, and the claim's number.</summary>
-public sealed record ClientClaim(string Scope, string App, string ClientId, long Number);
+/// <summary>
+/// A client id claimed by a connection somewhere, the claim's number, and whether that connection ends the session the
+/// id had (<see cref="IClientClaims.ClaimAsync"/>).
+/// </summary>
+public sealed record ClientClaim(string Scope, string App, string ClientId, long Number, bool EndsSession = false);

@@ -9,7 +9,7 @@ public sealed class InMemoryClientClaims : IClientClaims
     private long _last;
 
     /// <inheritdoc />
-    public ValueTask<long> ClaimAsync(string scope, string app, string clientId, CancellationToken cancellationToken) =>
+    public ValueTask<long> ClaimAsync(string scope, string app, string clientId, bool endsSession, CancellationToken cancellationToken) =>
         ValueTask.FromResult(Interlocked.Increment(ref _last));
 
     /// <inheritdoc />

@@ -5,8 +5,9 @@ using System.Security.Cryptography.X509Certificates;
 namespace Relay.ServiceDefaults.Tls;
 
 /// <summary>
-/// Reads the server certificate <see cref="TlsOptions"/> names, from files or the platform store, into what a TLS
-/// handshake needs; every failure is an <see cref="InvalidOperationException"/> whose message says what to fix.
+/// Reads the server certificate <see cref="TlsOptions"/> names, from files (<see cref="CertificateFiles"/>) or the platform
+/// store, into what a TLS handshake needs; every failure is an <see cref="InvalidOperationException"/> whose message says
+/// what to fix.
 /// </summary>
 internal static class CertificateLoader
 {
@@ -32,55 +33,11 @@ internal static class CertificateLoader
 
     private static Loaded LoadFiles(TlsOptions options)
     {
-        var path = options.CertificatePath!;
-        var keyPath = string.IsNullOrWhiteSpace(options.KeyPath) ? null : options.KeyPath;
-        RequireFile(path, options.Section + ":CertificatePath");
-        if (keyPath is not null)
-        {
-            RequireFile(keyPath, options.Section + ":KeyPath");
-        }
-
-        X509Certificate2Collection all;
-        X509Certificate2 leaf;
-        if (IsPkcs12(path))
-        {
-            if (keyPath is not null)
-            {
-                throw new InvalidOperationException($"{options.Section}:KeyPath is set, but '{path}' is a PKCS#12 file, which holds its own key: remove {options.Section}:KeyPath.");
-            }
-
-            try
-            {
-                all = X509CertificateLoader.LoadPkcs12CollectionFromFile(path, options.Password);
-            }
-            catch (CryptographicException ex)
-            {
-                throw new InvalidOperationException($"{options.Section}:CertificatePath '{path}' could not be read as PKCS#12 ({ex.Message}): check the file and {options.Section}:Password.", ex);
-            }
-
-            leaf = FirstWithKey(all) ?? throw new InvalidOperationException($"{options.Section}:CertificatePath '{path}' holds no certificate with a private key: export it with its key.");
-        }
-        else
-        {
-            try
-            {
-                leaf = string.IsNullOrEmpty(options.Password)
-                    ? X509Certificate2.CreateFromPemFile(path, keyPath)
-                    : X509Certificate2.CreateFromEncryptedPemFile(path, options.Password, keyPath);
-            }
-            catch (Exception ex) when (ex is CryptographicException or ArgumentException)
-            {
-                var keyFile = keyPath ?? path;
-                throw new InvalidOperationException(
-                    $"{options.Section} could not pair the certificate in '{path}' with the private key in '{keyFile}' ({ex.Message}): the key must be the certificate's own, "
-                    + $"in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, or ENCRYPTED PRIVATE KEY with {options.Section}:Password).", ex);
-            }
-
-            all = [];
-            all.ImportFromPemFile(path);
-        }
-
-        return Build(leaf, all);
+        var settings = new CertificateSettings(options.Section + ":CertificatePath", options.Section + ":KeyPath", options.Section + ":Password", EncryptedPem: true);
+        var loaded = CertificateFiles.LoadWithKey(options.CertificatePath!, string.IsNullOrWhiteSpace(options.KeyPath) ? null : options.KeyPath, options.Password, settings);
+        var leaf = loaded[0];
+        loaded.RemoveAt(0);
+        return Build(leaf, loaded);
     }
 
     private static Loaded LoadFromStore(TlsOptions options, TimeProvider time)
@@ -123,7 +80,7 @@ internal static class CertificateLoader
         return Build(best, []);
     }
 
-    private static Loaded Build(X509Certificate2 leaf, X509Certificate2Collection all)
+    private static Loaded Build(X509Certificate2 leaf, X509Certificate2Collection intermediates)
     {
         if (OperatingSystem.IsWindows())
         {
@@ -131,40 +88,7 @@ internal static class CertificateLoader
             leaf = X509CertificateLoader.LoadPkcs12(leaf.Export(X509ContentType.Pkcs12), null);
         }
 
-        var intermediates = new X509Certificate2Collection();
-        foreach (var certificate in all)
-        {
-            if (certificate.Thumbprint != leaf.Thumbprint)
-            {
-                intermediates.Add(certificate);
-            }
-        }
-
         // Offline: the chain sent is the one in the file; no intermediate or OCSP fetch holds start-up or a reload.
         return new Loaded(leaf, SslStreamCertificateContext.Create(leaf, intermediates, offline: true));
-    }
-
-    private static X509Certificate2? FirstWithKey(X509Certificate2Collection all)
-    {
-        foreach (var certificate in all)
-        {
-            if (certificate.HasPrivateKey)
-            {
-                return certificate;
-            }
-        }
-
-        return null;
-    }
-
-    private static bool IsPkcs12(string path) =>
-        path.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".p12", StringComparison.OrdinalIgnoreCase);
-
-    private static void RequireFile(string path, string setting)
-    {
-        if (!File.Exists(path))
-        {
-            throw new InvalidOperationException($"{setting} '{path}' does not exist (relative paths are from {Environment.CurrentDirectory}): give the path of a readable file.");
-        }
     }
 }

@@ -118,22 +118,8 @@ public sealed class InternalTls : IHostedService, IDisposable
     }
 
     /// <summary>Reads the CA certificates of <paramref name="path"/> (PEM); an <see cref="InvalidOperationException"/> says what is wrong.</summary>
-    internal static X509Certificate2Collection LoadAuthorities(string path)
-    {
-        var authorities = new X509Certificate2Collection();
-        try
-        {
-            authorities.ImportFromPemFile(path);
-        }
-        catch (Exception ex) when (ex is CryptographicException or IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidOperationException($"Relay:InternalTls:CaPath '{path}' could not be read as PEM certificates ({ex.Message}): give the internal CA's certificate (BEGIN CERTIFICATE), readable by the process's user.", ex);
-        }
-
-        return authorities.Count > 0
-            ? authorities
-            : throw new InvalidOperationException($"Relay:InternalTls:CaPath '{path}' holds no PEM certificate: give the internal CA's certificate (BEGIN CERTIFICATE).");
-    }
+    internal static X509Certificate2Collection LoadAuthorities(string path) =>
+        CertificateFiles.LoadAuthorities(path, InternalTlsOptions.SectionName + ":CaPath", "the internal CA's certificate");
 
     /// <summary>
     /// Whether <paramref name="certificate"/> chains to one of <paramref name="authorities"/> and nothing else, is valid at

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.Extensions.Options;
 
 namespace Relay.ServiceDefaults.Tls;
@@ -43,16 +42,12 @@ internal sealed class InternalTlsOptionsValidator(TimeProvider time) : IValidate
         {
             var certificate = CertificateLoader.Load(options.AsCertificate(), time).Certificate;
             var authorities = InternalTls.LoadAuthorities(options.CaPath!);
-            var now = time.GetUtcNow().UtcDateTime;
-            if (certificate.NotAfter.ToUniversalTime() <= now)
+            var now = time.GetUtcNow();
+            if (CertificateFiles.ValidityError(certificate, now, Section + ":CertificatePath", options.CertificatePath!, "other services refuse it", "Renew it (the files are picked up without a restart once valid).") is { } invalid)
             {
-                errors.Add($"{Section}:CertificatePath '{options.CertificatePath}' expired at {certificate.NotAfter.ToUniversalTime().ToString("u", CultureInfo.InvariantCulture)}: other services refuse it. Renew it (the files are picked up without a restart once valid).");
+                errors.Add(invalid);
             }
-            else if (certificate.NotBefore.ToUniversalTime() > now)
-            {
-                errors.Add($"{Section}:CertificatePath '{options.CertificatePath}' is not valid before {certificate.NotBefore.ToUniversalTime().ToString("u", CultureInfo.InvariantCulture)}: other services refuse it until then. Check the clocks, or issue it again.");
-            }
-            else if (!InternalTls.Chains(certificate, authorities, now, usage: null))
+            else if (!InternalTls.Chains(certificate, authorities, now.UtcDateTime, usage: null))
             {
                 errors.Add($"{Section}:CertificatePath '{options.CertificatePath}' was not issued by the CA in {Section}:CaPath '{options.CaPath}': other services would refuse it. Mount the certificate the internal CA issued for this service, or the right CA.");
             }

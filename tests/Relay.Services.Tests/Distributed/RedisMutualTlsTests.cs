@@ -97,6 +97,17 @@ public sealed class RedisMutualTlsTests(MutualTlsRedisFixture tls) : IClassFixtu
         Assert.Contains("the key must be the certificate's own", failure.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task CaFileWithoutACertificate_StopsTheHostAtStart_NamingTheSetting()
+    {
+        var settings = tls.Service("no-ca");
+        var notCa = Path.Combine(tls.Directory, "not-a-ca.pem");
+        await File.WriteAllTextAsync(notCa, "not a certificate\n");
+        settings["Relay:Redis:TrustedCaPath"] = notCa;
+        var failure = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings).WaitAsync(StartLimit));
+        Assert.Contains($"Relay:Redis:TrustedCaPath '{notCa}' holds no PEM certificate", failure.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Relay:Redis:ClientCertificatePath")]
     [InlineData("Relay:Redis:ClientKeyPath")]

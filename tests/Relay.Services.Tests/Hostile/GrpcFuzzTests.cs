@@ -117,6 +117,7 @@ public sealed class GrpcFuzzTests(ITestOutputHelper output) : IAsyncLifetime
     [InlineData("Channels", "two messages")]
     [InlineData("Presence", "gzip that is not")]
     [InlineData("Publish", "base64")]
+    [InlineData("Publish", "truncated")]
     public async Task InvalidProtobufOrFraming_EndsInvalidArgument40000_NothingLogged(string method, string broken)
     {
         // Found by the fuzz: the generated marshaller's parser threw past the framework (unary: UNKNOWN and an error
@@ -133,18 +134,11 @@ public sealed class GrpcFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             "length" => Frame(ping, length: 40),
             "two messages" => [.. Frame([]), .. Frame([])],
             "gzip that is not" => Frame([1, 2, 3], flag: 1),
+            "truncated" => [0, 0, 0],
             _ => "AAAA!!!="u8.ToArray(),
         };
         var web = broken == "base64";
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(web ? _host.Server.BaseAddress : _host.Server.GrpcAddress, $"relay.v1.Realtime/{method}"))
-        {
-            Version = web ? HttpVersion.Version11 : HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new ByteArrayContent(body),
-        };
-        request.Content.Headers.TryAddWithoutValidation("content-type", web ? "application/grpc-web-text" : "application/grpc");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
-        request.Headers.TryAddWithoutValidation("authorization", "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        using var request = RawCall(method, body, web, text: web);
         if (broken == "gzip that is not")
         {
             request.Headers.TryAddWithoutValidation("grpc-encoding", "gzip");
@@ -152,6 +146,81 @@ public sealed class GrpcFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
         Assert.Equal("InvalidArgument 40000", await RunRawAsync(http, request, isWeb: web));
         _host.AssertNoErrorLogged();
+    }
+
+    [Fact]
+    public async Task UnaryPrefixPastTheReceiveLimit_EndsResourceExhausted41300_NothingLogged()
+    {
+        using var http = new HttpClient();
+        Assert.Equal("ResourceExhausted 41300", await RunRawAsync(http, RawCall("Publish", Frame([0x0A, 0x01, 0x61], length: MaxReceiveBytes + 1), web: false), isWeb: false));
+        _host.AssertNoErrorLogged();
+    }
+
+    [Theory]
+    [InlineData("grpc")]
+    [InlineData("grpc gzip")]
+    [InlineData("web")]
+    [InlineData("web gzip")]
+    [InlineData("web text")]
+    [InlineData("grpc 900 KiB")]
+    [InlineData("web 900 KiB")]
+    public async Task UnaryPublishThatPassesTheFramingCheck_IsServedFromTheBodyTheCheckRead(string form)
+    {
+        // The check leaves the body in the request's pipe: the framework (and gRPC-Web's decoder) reads the same bytes.
+        var channel = $"framing-{form.Replace(' ', '-')}-{Guid.NewGuid():N}";
+        var message = GrpcClients.Publish(channel, "{\"form\":\"" + form + "\"}").ToByteArray();
+        if (form.EndsWith("900 KiB", StringComparison.Ordinal))
+        {
+            // An unknown field makes it larger than HTTP/2's stream window (768 KiB): all of it waits unconsumed in the pipe.
+            using var padding = new MemoryStream();
+            var output = new CodedOutputStream(padding);
+            output.WriteTag(1000, WireFormat.WireType.LengthDelimited);
+            output.WriteBytes(ByteString.CopyFrom(new byte[900 * 1024]));
+            output.Flush();
+            message = [.. message, .. padding.ToArray()];
+        }
+
+        var gzip = form.EndsWith("gzip", StringComparison.Ordinal);
+        if (gzip)
+        {
+            using var compressed = new MemoryStream();
+            using (var zip = new GZipStream(compressed, CompressionLevel.Fastest))
+            {
+                zip.Write(message);
+            }
+
+            message = compressed.ToArray();
+        }
+
+        var web = form.StartsWith("web", StringComparison.Ordinal);
+        var body = Frame(message, flag: gzip ? (byte)1 : (byte)0);
+        using var request = RawCall("Publish", form == "web text" ? Encoding.ASCII.GetBytes(Convert.ToBase64String(body)) : body, web, text: form == "web text");
+        if (gzip)
+        {
+            request.Headers.TryAddWithoutValidation("grpc-encoding", "gzip");
+        }
+
+        using var http = new HttpClient();
+        Assert.Equal("OK", await RunRawAsync(http, request, isWeb: web));
+        using var grpc = GrpcClients.Channel(_host.Server);
+        var history = await GrpcClients.Client(grpc).HistoryAsync(new HistoryRequest { Channel = channel }, GrpcClients.Options(GrpcClients.Key(RelayServer.Key)));
+        Assert.Equal("{\"form\":\"" + form + "\"}", history.Messages.Single().Data.Json);
+        _host.AssertNoErrorLogged();
+    }
+
+    // A raw unary call with the test key: HTTP/2 to the gRPC port, or gRPC-Web (binary or text) over HTTP/1.1 to the HTTP port.
+    private HttpRequestMessage RawCall(string method, byte[] body, bool web, bool text = false)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, new Uri(web ? _host.Server.BaseAddress : _host.Server.GrpcAddress, $"relay.v1.Realtime/{method}"))
+        {
+            Version = web ? HttpVersion.Version11 : HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new ByteArrayContent(body),
+        };
+        request.Content.Headers.TryAddWithoutValidation("content-type", !web ? "application/grpc" : text ? "application/grpc-web-text" : "application/grpc-web");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        request.Headers.TryAddWithoutValidation("authorization", "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        return request;
     }
 
     // Sends one raw call and reads its status: "<status> <relay code or framework>", or FAIL.

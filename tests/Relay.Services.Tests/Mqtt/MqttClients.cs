@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text;
 using System.Threading.Channels;
 using MQTTnet;
 using MQTTnet.Formatter;
@@ -65,6 +66,19 @@ internal static class MqttClients
             await _received.Reader.ReadAsync().AsTask().WaitAsync(timeout ?? Timeout);
 
         public bool TryNext(out MqttApplicationMessage? message) => _received.Reader.TryRead(out message);
+
+        /// <summary>The payloads received (as text), in order, up to and with the first that is <paramref name="last"/>.</summary>
+        public async Task<List<string>> PayloadsUntilAsync(string last, TimeSpan? timeout = null)
+        {
+            var payloads = new List<string>();
+            do
+            {
+                payloads.Add(Encoding.UTF8.GetString((await NextAsync(timeout)).Payload));
+            }
+            while (payloads[^1] != last);
+
+            return payloads;
+        }
 
         public async ValueTask DisposeAsync()
         {

@@ -3,6 +3,7 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.AspNetCore.Http;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -389,12 +390,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         // CONNACK's Receive Maximum (Relay:Mqtt:ReceiveMaximum, 64 by default) bounds the client's QoS 1 and 2 publishes
         // not acknowledged or awaiting PUBREL; one more is MQTT 5's DISCONNECT 0x93 (the Paho suite's flow control test).
         var topic = $"flow/{Guid.NewGuid():N}";
-        static byte[] Publish(string topic, ushort id)
-        {
-            var name = Encoding.UTF8.GetBytes(topic);
-            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, 0, (byte)'x'];
-            return [0x34, (byte)body.Length, .. body];
-        }
+        static byte[] Publish(string topic, ushort id) => RawMqttClient.QosTwoPublish(topic, id);
 
         await using var device = await RawMqttClient.OpenAsync(_server);
         await device.ConnectAsync(5, "flow-" + Guid.NewGuid().ToString("N")[..8]);
@@ -431,6 +427,61 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         {
             Assert.Equal((byte)0x50, (await old.ReadPacketAsync())?.First);
         }
+    }
+
+    [Fact]
+    public async Task QosTwoPublish_ResentWhileItsFirstCopyIsRouted_CountsOnceTowardReceiveMaximum_PublishedOnce()
+    {
+        // A before-publish hook (real Kestrel) holds the first copy in routing until the test lets it go.
+        var calls = 0;
+        var arrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var letGo = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var hook = await LoopbackServer.StartAsync(async context =>
+        {
+            if (Interlocked.Increment(ref calls) == 1)
+            {
+                arrived.TrySetResult();
+                await letGo.Task.WaitAsync(context.RequestAborted);
+            }
+
+            await context.Response.WriteAsJsonAsync(new { action = "accept" });
+        });
+        var settings = ServerFixture.Settings();
+        settings["Relay:Mqtt:ReceiveMaximum"] = "2";
+        settings["Relay:Functions:Namespaces:held:BeforePublish:Target"] = hook.Url.ToString();
+        settings["Relay:Functions:Namespaces:held:BeforePublish:Timeout"] = "00:00:30";
+        await using var server = await RelayServer.StartAsync(settings);
+        var held = $"held:{Guid.NewGuid():N}";
+        await using var subscriber = await MqttClients.ConnectAsync(server, MqttProtocolVersion.V500);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(held, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+
+        // Packet id 1 is being routed when the client sends it again with DUP; then packet id 2, elsewhere. The Receive
+        // Maximum of 2 holds both: id 1 counts once (not 3 publishes: no DISCONNECT 0x93).
+        await using var device = await RawMqttClient.OpenAsync(server);
+        await device.ConnectAsync(5, "dup-" + Guid.NewGuid().ToString("N")[..8]);
+        await device.SendAsync(RawMqttClient.QosTwoPublish(held, 1));
+        await arrived.Task.WaitAsync(Timeout);
+        await device.SendAsync(RawMqttClient.QosTwoPublish(held, 1, dup: true));
+        await device.SendAsync(RawMqttClient.QosTwoPublish($"free/{Guid.NewGuid():N}", 2));
+        var second = await device.ReadPacketAsync();
+        Assert.True(second?.First == 0x50, $"expected PUBREC 2, got 0x{second?.First:X2} {Convert.ToHexString(second?.Body ?? [])}");
+        Assert.Equal(new byte[] { 0, 2 }, second!.Value.Body.AsSpan(0, 2).ToArray());
+
+        // Let go: a PUBREC for each copy of id 1, the exchange ends once, and the message was published once.
+        letGo.SetResult();
+        for (var i = 0; i < 2; i++)
+        {
+            var received = await device.ReadPacketAsync();
+            Assert.Equal((byte)0x50, received?.First);
+            Assert.Equal(new byte[] { 0, 1 }, received!.Value.Body.AsSpan(0, 2).ToArray());
+        }
+
+        await device.SendAsync([0x62, 2, 0, 1]);
+        Assert.Equal((byte)0x70, (await device.ReadPacketAsync())?.First);
+        Assert.Equal("x", Encoding.UTF8.GetString((await subscriber.NextAsync(Timeout)).Payload));
+        Assert.Equal(1, Volatile.Read(ref calls));
+        Assert.True(await device.NothingWithinAsync(TimeSpan.FromSeconds(1)), "more came for the client's publishes");
+        Assert.False(subscriber.TryNext(out var again), $"the publish went out twice: {again?.Topic}");
     }
 
     [Fact]

@@ -130,6 +130,118 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         Assert.False(watcher.TryNext(out var will), $"the will of a session resumed elsewhere was published: {Text(will)}");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DelayedWill_CleanStartOnAnotherNode_PublishedAtOnce_Once(bool stillConnected)
+    {
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var clientId = "will-clean-" + Guid.NewGuid().ToString("N")[..8];
+        var willTopic = $"resume/{clientId}/will";
+        await using var watcher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V500);
+        await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(willTopic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        // A will delayed ten minutes: within this test only the session's end can publish it (MQTT 5 §3.1.3.2.2).
+        var device = new MqttClientFactory().CreateMqttClient();
+        await device.ConnectAsync(Persistent(a, MqttProtocolVersion.V500, clientId).WithWillTopic(willTopic).WithWillPayload("gone")
+            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithWillDelayInterval(600).Build()).WaitAsync(Timeout);
+        if (!stillConnected)
+        {
+            // Gone from A without DISCONNECT: A keeps the session and its will, waiting.
+            device.Dispose();
+            await AwayAsync(a, clientId);
+        }
+
+        // Clean Start 1 on B ends the session A holds (taken over from A's connection, or waiting there): the will goes now.
+        await using (var clean = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient()))
+        {
+            Assert.False((await clean.Client.ConnectAsync(MqttClients.Options(b, MqttProtocolVersion.V500, clientId: clientId).Build()).WaitAsync(Timeout)).IsSessionPresent);
+            Assert.Equal("gone", Text(await watcher.NextAsync(Timeout)));
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            Assert.False(watcher.TryNext(out var twice), $"the will was published twice: {Text(twice)}");
+        }
+
+        device.Dispose();
+    }
+
+    [Theory]
+    [InlineData(4)]
+    [InlineData(5)]
+    public async Task Qos2AwaitingPubComp_ResumedOnAnotherNode_GetsPubRelAgainNotThePublish(byte level)
+    {
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var clientId = $"rel{level}-" + Guid.NewGuid().ToString("N")[..8];
+        var topic = $"resume/{clientId}";
+        var name = Encoding.UTF8.GetBytes(topic);
+        await using var publisher = await MqttClients.ConnectAsync(a, MqttProtocolVersion.V500);
+
+        // On A, a raw client subscribed at QoS 2 takes "one" (PUBREC), is released (PUBREL) and goes before its PUBCOMP.
+        ushort packetId;
+        await using (var onA = await RawMqttClient.OpenAsync(a))
+        {
+            await onA.SendAsync(RawMqttClient.Connect(level, clientId, sessionExpiry: 600));
+            Assert.Equal((byte)0x20, (await onA.ReadPacketAsync())?.First);
+            await onA.SendAsync(level == 5
+                ? [0x82, (byte)(6 + name.Length), 0, 1, 0, (byte)(name.Length >> 8), (byte)name.Length, .. name, 2]
+                : [0x82, (byte)(5 + name.Length), 0, 1, (byte)(name.Length >> 8), (byte)name.Length, .. name, 2]);
+            Assert.Equal((byte)0x90, (await onA.ReadPacketAsync())?.First);
+            await PublishTextAsync(publisher, topic, "one");
+            var publish = (await onA.ReadPacketAsync())!.Value;
+            Assert.Equal(0x34, publish.First & 0xF6);
+            packetId = (ushort)((publish.Body[2 + name.Length] << 8) | publish.Body[3 + name.Length]);
+            await onA.SendAsync([0x50, 2, (byte)(packetId >> 8), (byte)packetId]);
+            var release = (await onA.ReadPacketAsync())!.Value;
+            Assert.Equal((byte)0x62, release.First);
+            Assert.Equal(packetId, (ushort)((release.Body[0] << 8) | release.Body[1]));
+        }
+
+        // On B, Clean Start 0: session present, then PUBREL again for that packet id (MQTT §4.4), not the PUBLISH again,
+        // then what is published next.
+        await using var onB = await RawMqttClient.OpenAsync(b);
+        await onB.SendAsync(RawMqttClient.Connect(level, clientId, sessionExpiry: 600));
+        var connAck = (await onB.ReadPacketAsync(Timeout))!.Value;
+        Assert.Equal((byte)0x20, connAck.First);
+        Assert.Equal(1, connAck.Body[0] & 1);
+        await PublishTextAsync(publisher, topic, "two");
+        var resent = (await onB.ReadPacketAsync(Timeout))!.Value;
+        Assert.True(resent.First == 0x62, $"expected PUBREL {packetId}, got packet 0x{resent.First:X2} {Convert.ToHexString(resent.Body)}");
+        Assert.Equal(packetId, (ushort)((resent.Body[0] << 8) | resent.Body[1]));
+        await onB.SendAsync([0x70, 2, (byte)(packetId >> 8), (byte)packetId]);
+        var next = (await onB.ReadPacketAsync(Timeout))!.Value;
+        Assert.Equal(0x34, next.First & 0xF6);
+        var payloadAt = 4 + name.Length + (level == 5 ? 1 + next.Body[4 + name.Length] : 0);
+        Assert.Equal("two", Encoding.UTF8.GetString(next.Body.AsSpan(payloadAt)));
+        Assert.True(await onB.NothingWithinAsync(TimeSpan.FromSeconds(1)), "more came after the next message");
+    }
+
+    [Theory]
+    [InlineData((byte)4)]
+    [InlineData((byte)5)]
+    public async Task Qos2PublishAwaitingPubRel_ResentOnAnotherNode_PubRecNotPublishedAgain_PubRelPubComp(byte level)
+    {
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var (clientId, topic) = MqttQosTwoInSessionTests.Names(level);
+        await using var subscriber = await MqttQosTwoInSessionTests.SubscribedAsync(a, topic);
+
+        // On A: PUBLISH QoS 2 id 7, PUBREC, and the connection drops before PUBREL.
+        await using (var onA = await RawMqttClient.OpenAsync(a))
+        {
+            Assert.False(await onA.ConnectAsync(level, clientId, sessionExpiry: 600, timeout: Timeout));
+            await onA.SendAsync(RawMqttClient.QosTwoPublish(topic, 7, payload: "first", level: level));
+            Assert.Equal(0, await onA.ExpectAckAsync(0x50, 7, Timeout));
+        }
+
+        // On B (the session store carries id 7 awaiting PUBREL): the DUP resend is answered, not published again.
+        await using var onB = await RawMqttClient.OpenAsync(b);
+        Assert.True(await onB.ConnectAsync(level, clientId, sessionExpiry: 600, timeout: Timeout));
+        await MqttQosTwoInSessionTests.ResendAndReleaseAsync(onB, topic, level);
+        await MqttQosTwoInSessionTests.MarkAsync(onB, topic, level);
+        Assert.Equal(["first", "marker"], await subscriber.PayloadsUntilAsync("marker", Timeout));
+    }
+
     [Fact]
     public async Task MessagesOlderThanHistory_SessionStillPresent_LiveMessagesFollow_AndTheLossIsLogged()
     {
@@ -298,6 +410,22 @@ public sealed class MqttSessionsAcrossNodesTests(RedisBusFixture redis) : IClass
         await connected.Client.ConnectAsync(Persistent(server, version, clientId, expiry).Build()).WaitAsync(Timeout);
         await connected.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, qos).Build()).WaitAsync(Timeout);
         return connected;
+    }
+
+    private static Task PublishTextAsync(MqttClients.Connected publisher, string topic, string text) =>
+        publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(text)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+
+    // Until the node no longer holds the client's session with a connection (it noticed the client went).
+    private static async Task AwayAsync(RelayServer server, string clientId)
+    {
+        var broker = server.Services.GetRequiredService<Relay.Ingress.Mqtt.MqttBroker>();
+        for (var waited = 0; broker.SessionAttached(RelayServer.AppId, clientId) && waited < 300; waited++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(broker.SessionAttached(RelayServer.AppId, clientId), "the node still holds the session with the client's connection");
     }
 
     private static Task PublishAsync(MqttClients.Connected publisher, string topic, int n, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtLeastOnce) =>

@@ -45,7 +45,7 @@ public sealed class MqttStartupTests
         Assert.Contains("Relay:Mqtt:MaxRetainedPerApp is -1", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:MaxQueuedMessages is 0", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:TlsPort is -2", error.Message, StringComparison.Ordinal);
-        Assert.Contains("Relay:Mqtt:ClientCertificates:CaPath is 'missing-device-ca.pem', which does not exist", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:ClientCertificates:CaPath 'missing-device-ca.pem' does not exist", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:ClientCertificates:Keys:sensor-1 is 'no-key-name'", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:Anonymous:Key is 'test.root:with-a-secret'", error.Message, StringComparison.Ordinal);
     }

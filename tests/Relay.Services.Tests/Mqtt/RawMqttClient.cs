@@ -23,8 +23,11 @@ internal sealed class RawMqttClient : IAsyncDisposable
         return client;
     }
 
-    /// <summary>A CONNECT with the root key, clean session, the given keep-alive (hand-encoded, not by Relay's codec).</summary>
-    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key)
+    /// <summary>
+    /// A CONNECT with the root key, the given keep-alive (hand-encoded, not by Relay's codec): a clean session, or with
+    /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval).
+    /// </summary>
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var body = new List<byte>();
@@ -38,12 +41,19 @@ internal sealed class RawMqttClient : IAsyncDisposable
 
         Text("MQTT");
         body.Add(level);
-        body.Add(0xC2);
+        body.Add(sessionExpiry is null ? (byte)0xC2 : (byte)0xC0);
         body.Add((byte)(keepAlive >> 8));
         body.Add((byte)keepAlive);
         if (level == 5)
         {
-            body.Add(0);
+            if (sessionExpiry is { } expiry)
+            {
+                body.AddRange([5, 0x11, (byte)(expiry >> 24), (byte)(expiry >> 16), (byte)(expiry >> 8), (byte)expiry]);
+            }
+            else
+            {
+                body.Add(0);
+            }
         }
 
         Text(clientId);
@@ -64,15 +74,42 @@ internal sealed class RawMqttClient : IAsyncDisposable
 
     public Task SendHexAsync(string hex) => SendAsync(Convert.FromHexString(hex.Replace(" ", string.Empty, StringComparison.Ordinal)));
 
-    /// <summary>Connects at <paramref name="level"/> and checks the CONNACK says accepted.</summary>
-    public async Task ConnectAsync(byte level, string clientId, ushort keepAlive = 60)
+    /// <summary>
+    /// A QoS 2 PUBLISH of packet id <paramref name="id"/> (MQTT 5: no properties), with DUP when sent again.
+    /// </summary>
+    public static byte[] QosTwoPublish(string topic, ushort id, bool dup = false, string payload = "x", byte level = 5)
     {
-        await SendAsync(Connect(level, clientId, keepAlive));
-        var (type, body) = await ReadPacketAsync() ?? throw new InvalidOperationException("closed before CONNACK");
+        var name = Encoding.UTF8.GetBytes(topic);
+        byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, .. level == 5 ? [(byte)0] : Array.Empty<byte>(), .. Encoding.UTF8.GetBytes(payload)];
+        return [dup ? (byte)0x3C : (byte)0x34, (byte)body.Length, .. body];
+    }
+
+    /// <summary>
+    /// Connects at <paramref name="level"/> (a persistent session with <paramref name="sessionExpiry"/>, see
+    /// <see cref="Connect"/>), checks the CONNACK says accepted and returns whether it says a session is present.
+    /// </summary>
+    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null)
+    {
+        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry));
+        var (type, body) = await ReadPacketAsync(timeout) ?? throw new InvalidOperationException("closed before CONNACK");
         if (type != 0x20 || body[1] != 0)
         {
             throw new InvalidOperationException($"CONNACK refused: {Convert.ToHexString(body)}");
         }
+
+        return (body[0] & 1) == 1;
+    }
+
+    /// <summary>Reads the next packet and checks it is <paramref name="first"/> (e.g. 0x50 PUBREC) for packet id <paramref name="id"/>; returns its reason code (0 when it has none).</summary>
+    public async Task<byte> ExpectAckAsync(byte first, ushort id, TimeSpan? timeout = null)
+    {
+        var packet = await ReadPacketAsync(timeout);
+        if (packet is not { } ack || ack.First != first || ack.Body.Length < 2 || ((ack.Body[0] << 8) | ack.Body[1]) != id)
+        {
+            throw new InvalidOperationException($"expected packet 0x{first:X2} for id {id}, got {(packet is { } p ? $"0x{p.First:X2} {Convert.ToHexString(p.Body)}" : "the connection closed")}");
+        }
+
+        return ack.Body.Length > 2 ? ack.Body[2] : (byte)0;
     }
 
     /// <summary>The next packet (first byte and body), or null when the server closed the connection.</summary>

@@ -57,6 +57,37 @@ public sealed class PusherAcrossNodesTests(RedisBusFixture redis) : IClassFixtur
     }
 
     [Fact]
+    public async Task PusherJsOverHttp_OnOneNode_TalksWithAWebSocketClientOnAnother_AndItsSessionIsOnlyOnItsNode()
+    {
+        var settings = PusherServerFixture.Settings();
+        redis.AddTo(settings);
+        await using var a = await RelayServer.StartAsync(settings);
+        await using var b = await RelayServer.StartAsync(settings);
+        var chat = "private-nodes-" + Guid.NewGuid().ToString("N")[..12];
+
+        using var polling = PusherScript.Start("pusher-client.cjs", PusherScript.Options(a, RelayServer.Key, new { transports = new[] { "xhr_polling" } }));
+        Assert.Equal("xhr_polling", (await polling.NextAsync("connected", Timeout)).GetProperty("transport").GetString());
+        using var ws = PusherScript.Start("pusher-client.cjs", PusherScript.Options(b, RelayServer.Key));
+        polling.Send(new { op = "subscribe", channel = chat });
+        await polling.NextAsync("subscribed", Timeout, chat);
+        ws.Send(new { op = "subscribe", channel = chat });
+        await ws.NextAsync("subscribed", Timeout, chat);
+
+        polling.Send(new { op = "trigger", channel = chat, @event = "client-ping", data = new { from = "a" } });
+        Assert.Equal("a", (await ws.NextAsync("event", Timeout, chat)).GetProperty("data").GetProperty("from").GetString());
+        ws.Send(new { op = "trigger", channel = chat, @event = "client-pong", data = new { from = "b" } });
+        Assert.Equal("b", (await polling.NextAsync("event", Timeout, chat)).GetProperty("data").GetProperty("from").GetString());
+
+        // A session opened on node A is unknown to node B: a balancer must route its path to A (docs/pusher.md).
+        using var http = new HttpClient();
+        const string Session = "pusher/app/test.root/7/nodesab1/";
+        using var open = await http.PostAsync(new Uri(a.BaseAddress, Session + "xhr?protocol=7"), new StringContent(string.Empty)).WaitAsync(Timeout);
+        Assert.Equal("o\n", await open.Content.ReadAsStringAsync().WaitAsync(Timeout));
+        using var elsewhere = await http.PostAsync(new Uri(b.BaseAddress, Session + "xhr_send"), new StringContent("[]")).WaitAsync(Timeout);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, elsewhere.StatusCode);
+    }
+
+    [Fact]
     public async Task Watchlist_UsersOnEitherNode_AreToldOnlineAndOffline_OncePerUser()
     {
         var settings = PusherServerFixture.Settings();

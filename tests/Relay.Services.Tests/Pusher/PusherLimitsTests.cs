@@ -50,6 +50,8 @@ public sealed class PusherLimitsTests
     [InlineData("Relay:Pusher:MaxChannelsPerEvent", "0")]
     [InlineData("Relay:Pusher:TimestampToleranceSeconds", "-5")]
     [InlineData("Relay:Pusher:ClientEventsPerSecond", "0")]
+    [InlineData("Relay:Pusher:HttpPollSeconds", "0")]
+    [InlineData("Relay:Pusher:HttpSessionTimeoutSeconds", "0")]
     [InlineData("Relay:Pusher:WebhookMaxAttempts", "0")]
     [InlineData("Relay:Pusher:Apps:test:MaxConnections", "-1")]
     [InlineData("Relay:Pusher:Apps:test:Webhooks:0:Url", "ftp://example.com/hooks")]

@@ -87,6 +87,38 @@ public sealed class AppClusterLimitsTests(RedisBusFixture redis, ITestOutputHelp
     }
 
     [Fact]
+    public async Task RefusedUpgradeOnRelaysOwnListener_AsksRedisOnceAndCountsOneRefusal_WebSocketAndPusher()
+    {
+        // Cap 1, held by one WebSocket: the next upgrade is classified by Relay's listener, refused there, and answered by
+        // Kestrel's endpoint with the listener's verdict (RefusedOpen), not a second ask.
+        await using var node = await RelayServer.StartAsync(Settings(1));
+        await UntilCountedAsync(0);
+        await using var held = await TestSocket.ConnectAsync(node.RealtimeUriWithKey(RelayServer.Key));
+        using var http = new HttpClient { BaseAddress = node.BaseAddress, Timeout = Timeout };
+
+        await using (var monitor = await RedisMonitor.StartAsync(redis.Redis.Port))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, await TestSocket.RefusedUpgradeAsync(node.RealtimeUriWithKey(RelayServer.Key)));
+            Assert.Equal(1, OpenScriptRuns(await monitor.UntilNowAsync(Timeout)));
+        }
+
+        Assert.Equal(1, Connections.AddressLimitTests.Refusals(await http.GetStringAsync(new Uri("metrics", UriKind.Relative)), "app_cluster_connections"));
+
+        await using (var monitor = await RedisMonitor.StartAsync(redis.Redis.Port))
+        {
+            await AssertPusherRefusedAsync(node);
+            Assert.Equal(1, OpenScriptRuns(await monitor.UntilNowAsync(Timeout)));
+        }
+
+        Assert.Equal(2, Connections.AddressLimitTests.Refusals(await http.GetStringAsync(new Uri("metrics", UriKind.Relative)), "app_cluster_connections"));
+
+        // The open script reads the app's beats with HGETALL (the heartbeat script does not): one line per open asked.
+        static int OpenScriptRuns(IReadOnlyList<string> commands) =>
+            commands.Count(static c => c.Contains("lua", StringComparison.Ordinal) && c.Contains("\"HGETALL\"", StringComparison.Ordinal)
+                && c.Contains(Relay.Bus.Redis.RedisKeys.ConnectionsPrefix(RelayServer.AppId) + "beats", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task NodeWhoseBusDies_ItsConnectionsStopCountingWithinTheNodeTtl_TheOtherNodeTakesThePlacesUpToTheCap()
     {
         // Node A reaches Redis through a forwarder of its own, so its bus alone can be cut.

@@ -6,10 +6,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace Relay.Functions.Tests;
+namespace Relay.Testing;
 
 /// <summary>A real Kestrel on 127.0.0.1 and a free port that answers every request with <c>handle</c>: a hook, a webhook receiver, a Lambda or S3 stand-in.</summary>
-internal sealed class LoopbackServer : IAsyncDisposable
+public sealed class LoopbackServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
