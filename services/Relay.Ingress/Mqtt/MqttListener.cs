@@ -16,10 +16,10 @@ using Relay.ServiceDefaults.Tls;
 namespace Relay.Ingress.Mqtt;
 
 /// <summary>
-/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, behind the node's connection cap. With <c>Relay:Ingress:OwnTransport</c> (the
-/// default) each connection is served on its bare socket (<see cref="BareSocketTransport"/>: a zero-byte read while idle,
+/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, behind the node's connection cap. With <c>Relay:Mqtt:OwnTransport</c> (off by
+/// default) and <c>Relay:Ingress:OwnTransport</c> each connection is served on its bare socket (<see cref="BareSocketTransport"/>: a zero-byte read while idle,
 /// send buffers given back when quiet), as realtime upgrades are: no pipes, no Kestrel connection, the most of an idle
-/// connection's memory (docs/benchmarks.md, MQTT); with it off, on Kestrel's socket transport (the gated listener every
+/// connection's memory (docs/benchmarks.md, MQTT); otherwise on Kestrel's socket transport (the gated listener every
 /// non-realtime endpoint uses). It binds beside Kestrel rather than as a Kestrel endpoint: an endpoint
 /// configured in code makes Kestrel ignore the URLs the hosts are started with (<c>--urls</c>, <c>ASPNETCORE_URLS</c>).
 /// A port in use fails start-up with a message saying which setting to change. With a certificate (<c>Relay:Tls</c>) a
@@ -69,7 +69,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     /// <inheritdoc />
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (_ingress.OwnTransport)
+        if (_ingress.OwnTransport && _options.OwnTransport)
         {
             // Relay's own transport: each connection on its bare socket, with no pipes or Kestrel connection of its own.
             _bareListener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => ValueTask.FromResult(ListenSocket.Bind(_transport, endpoint))).ConfigureAwait(false);
