@@ -97,7 +97,8 @@ public sealed class IngressOptions
     /// Take plain-HTTP realtime upgrades at accept, before they become Kestrel connections, and serve them on the bare
     /// socket with Relay's WebSocket (the least memory per connection); applies to IP endpoints. Everything else is
     /// Kestrel's, and its realtime upgrades are served by ASP.NET Core's WebSocket, as every upgrade is when this is
-    /// off. Kestrel's connection limits do not count these.
+    /// off. Kestrel's connection limits do not count these. MQTT over TCP is served on the bare socket too when
+    /// <c>Relay:Mqtt:OwnTransport</c> asks for it.
     /// </summary>
     public bool OwnTransport { get; set; } = true;
 

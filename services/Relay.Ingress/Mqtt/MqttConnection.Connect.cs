@@ -92,8 +92,6 @@ internal sealed partial class MqttConnection
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
         _will = connect.HasWill ? connect : null;
         _reasonStrings = properties?.RequestProblemInformation != 0;
-        var now = _node.Time.GetTimestamp();
-        _publishRate = new TokenBucket(_node.Options.PublishRatePerSecond, _node.Options.PublishBurst == 0 ? _node.Options.PublishRatePerSecond * 2 : _node.Options.PublishBurst, now);
         _principal = principal;
 
         // A second connection with the client id takes over: the first is closed (MQTT 5: DISCONNECT 0x8E), and hands its

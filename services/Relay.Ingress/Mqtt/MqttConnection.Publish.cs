@@ -8,6 +8,7 @@ using Relay.Core.Channels;
 using Relay.Core.Diagnostics;
 using Relay.Core.Messages;
 using Relay.Ingress.Mqtt.Codec;
+using Relay.Ingress.Realtime;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -54,9 +55,9 @@ internal sealed partial class MqttConnection
 
         if (publish.Qos == 2)
         {
-            lock (_awaitingRelease)
+            lock (AwaitingReleaseSet)
             {
-                if (_awaitingRelease.Contains(publish.PacketId))
+                if (AwaitingReleaseSet.Contains(publish.PacketId))
                 {
                     // A resend of a QoS 2 publish already received: answered again, never published twice.
                     Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
@@ -96,7 +97,7 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
         }
-        else if (!_publishRate!.TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        else if (!(_publishRate ??= NewPublishRate()).TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
         }
@@ -125,13 +126,20 @@ internal sealed partial class MqttConnection
         if (publish.Qos == 2)
         {
             // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
-            lock (_awaitingRelease)
+            lock (AwaitingReleaseSet)
             {
                 (_routingQos2 ??= [])[publish.PacketId] = 0;
             }
         }
 
         return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
+    }
+
+    /// <summary>The connection's publish rate (<c>Relay:Ingress:PublishRatePerSecond</c>), made full on its first publish: a subscriber that never publishes holds none.</summary>
+    private TokenBucket NewPublishRate()
+    {
+        var options = _node.Options;
+        return new TokenBucket(options.PublishRatePerSecond, options.PublishBurst == 0 ? options.PublishRatePerSecond * 2 : options.PublishBurst, _node.Time.GetTimestamp());
     }
 
     private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain)
@@ -171,9 +179,9 @@ internal sealed partial class MqttConnection
             if (qos == 2)
             {
                 // From unacknowledged to awaiting PUBREL in one step, so the Receive Maximum count never holds it twice.
-                lock (_awaitingRelease)
+                lock (AwaitingReleaseSet)
                 {
-                    _awaitingRelease.Add(packetId);
+                    AwaitingReleaseSet.Add(packetId);
                     Interlocked.Decrement(ref _receivedUnacknowledged);
                 }
             }
@@ -202,9 +210,9 @@ internal sealed partial class MqttConnection
     private void CountReceived()
     {
         int held;
-        lock (_awaitingRelease)
+        lock (AwaitingReleaseSet)
         {
-            held = Interlocked.Increment(ref _receivedUnacknowledged) + _awaitingRelease.Count;
+            held = Interlocked.Increment(ref _receivedUnacknowledged) + AwaitingReleaseSet.Count;
         }
 
         if (held > _options.ReceiveMaximum && V5)
@@ -228,7 +236,7 @@ internal sealed partial class MqttConnection
         var copies = 1;
         if (qos == 2)
         {
-            lock (_awaitingRelease)
+            lock (AwaitingReleaseSet)
             {
                 if (_routingQos2 is { } routing && routing.Remove(packetId, out var resent))
                 {
@@ -258,9 +266,9 @@ internal sealed partial class MqttConnection
     private void Released(ushort packetId)
     {
         bool known;
-        lock (_awaitingRelease)
+        lock (AwaitingReleaseSet)
         {
-            known = _awaitingRelease.Remove(packetId);
+            known = AwaitingReleaseSet.Remove(packetId);
         }
 
         Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
@@ -269,9 +277,14 @@ internal sealed partial class MqttConnection
     /// <summary>The client's QoS 2 publishes awaiting PUBREL (all routed: the read loop has ended), for the session.</summary>
     private ushort[] AwaitingRelease()
     {
-        lock (_awaitingRelease)
+        if (Volatile.Read(ref _awaitingRelease) is not { } awaiting)
         {
-            return _awaitingRelease.Count == 0 ? [] : [.. _awaitingRelease];
+            return [];
+        }
+
+        lock (awaiting)
+        {
+            return awaiting.Count == 0 ? [] : [.. awaiting];
         }
     }
 
@@ -281,9 +294,10 @@ internal sealed partial class MqttConnection
     /// </summary>
     internal void AwaitRelease(ushort[] packetIds)
     {
-        lock (_awaitingRelease)
+        var awaiting = AwaitingReleaseSet;
+        lock (awaiting)
         {
-            _awaitingRelease.UnionWith(packetIds);
+            awaiting.UnionWith(packetIds);
         }
     }
 

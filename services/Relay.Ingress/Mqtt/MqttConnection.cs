@@ -12,6 +12,7 @@ using Relay.Ingress.Connections;
 using Relay.Ingress.Mqtt.Codec;
 using Relay.Ingress.Realtime;
 using Relay.Ingress.Sending;
+using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -31,16 +32,18 @@ internal sealed partial class MqttConnection : INodeConnection
     private const int MaxPipelinedPublishes = 64;
 
     private readonly IDuplexPipe _transport;
-    private readonly Action _abort;
+    private readonly Action? _abort;
     private readonly MqttBroker _broker;
     private readonly IngressNode _node;
     private readonly MqttOptions _options;
     private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
-    private readonly CancellationTokenSource _closed = new();
-    // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP.
-    private readonly Dictionary<ushort, InflightEntry> _inflight = [];
-    private readonly HashSet<ushort> _awaitingRelease = [];
+    // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
+    // first (InflightTable): a QoS 0 subscriber never needs one.
+    private Dictionary<ushort, InflightEntry>? _inflight;
+
+    // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingReleaseSet).
+    private HashSet<ushort>? _awaitingRelease;
 
     // MQTT 5 flow control the other way: QoS 1 and 2 publishes from the client not yet acknowledged (PUBACK, PUBREC),
     // which with those awaiting PUBREL may not pass CONNACK's Receive Maximum (MQTT 5 §4.9).
@@ -61,7 +64,9 @@ internal sealed partial class MqttConnection : INodeConnection
     // and its pings answered. Created when the window first fills; their bytes count against the send budget.
     private Queue<MqttOutbound>? _parked;
     private long _parkedBytes;
-    private readonly SemaphoreSlim _writerWake = new(0);
+
+    // Wakes the write loop waiting for an in-flight slot; made when it first parks a delivery (nothing waits before).
+    private SemaphoreSlim? _writerWake;
 
     // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
     // bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
@@ -96,9 +101,9 @@ internal sealed partial class MqttConnection : INodeConnection
     private MqttSession? _session;
     private TokenBucket? _publishRate;
 
-    // The write loop's scratch for a delivery's Subscription Identifiers (it alone uses them).
-    private readonly List<MqttSubscriptionSink> _identifiedSinks = [];
-    private readonly List<int> _identifiers = [];
+    // The write loop's scratch for a delivery's Subscription Identifiers (it alone uses them; MQTT 5 only, made on first use).
+    private List<MqttSubscriptionSink>? _identifiedSinks;
+    private List<int>? _identifiers;
     private long _keysVersion = -1;
     private readonly string? _refusedAtAccept;
 
@@ -108,7 +113,11 @@ internal sealed partial class MqttConnection : INodeConnection
     /// <summary>Whether the client connects from a loopback address (for <c>Relay:Mqtt:Anonymous:LoopbackOnly</c>).</summary>
     public bool FromLoopback { get; init; }
 
-    public MqttConnection(IDuplexPipe transport, Action abort, MqttBroker broker)
+    /// <param name="transport">The client's bytes, both ways.</param>
+    /// <param name="abort">Ends the connection at once (null for a <see cref="BareSocketTransport"/>: its own, without a delegate per connection).</param>
+    /// <param name="broker">The node's MQTT broker.</param>
+    /// <param name="gate">A lock to share with the send queue (the bare socket's send gate, saving one per connection), or null.</param>
+    public MqttConnection(IDuplexPipe transport, Action? abort, MqttBroker broker, Lock? gate = null)
     {
         _transport = transport;
         _abort = abort;
@@ -116,7 +125,7 @@ internal sealed partial class MqttConnection : INodeConnection
         _node = broker.Node;
         _options = broker.Options;
         _logger = broker.Logger;
-        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, metrics: _node.Metrics);
+        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics);
         var now = _node.Time.GetUtcNow().UtcTicks;
         _lastInputTicks = now;
         _connectDeadlineTicks = now + _options.ConnectTimeout.Ticks;
@@ -149,63 +158,64 @@ internal sealed partial class MqttConnection : INodeConnection
     /// <summary>Whether the connection still takes deliveries (it has not begun to close).</summary>
     public bool Accepting => Volatile.Read(ref _closing) == 0;
 
-    /// <summary>Serves the connection until it ends.</summary>
-    public async Task RunAsync()
+    /// <summary>
+    /// Serves the connection until it ends. Not async itself: the read loop's frame is the one a connection holds while
+    /// it lives, and it ends the connection (<see cref="EndAsync"/>); a frame awaiting it was 128 more bytes per idle
+    /// connection (docs/benchmarks.md, MQTT).
+    /// </summary>
+    public Task RunAsync()
     {
         _node.Register(this);
-        var writing = WriteLoopAsync();
+        return ReadLoopAsync(WriteLoopAsync());
+    }
+
+    /// <summary>Once the read loop has stopped: closes, waits for the write loop and hands the session back.</summary>
+    private async Task EndAsync(Task writing)
+    {
         try
         {
-            await ReadLoopAsync().ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false);
+            await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Abort();
         }
         finally
         {
-            try
+            // A shared subscription's member's unacknowledged deliveries go to another member; a persistent session
+            // gets back the rest of what this connection did not deliver, for the next one.
+            if (_session is { } session)
             {
-                await CloseAsync().ConfigureAwait(false);
-                await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                Abort();
-            }
-            finally
-            {
-                // A shared subscription's member's unacknowledged deliveries go to another member; a persistent session
-                // gets back the rest of what this connection did not deliver, for the next one.
-                if (_session is { } session)
+                var undelivered = Undelivered();
+                undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
+                if (session.ExpirySeconds > 0)
                 {
-                    var undelivered = Undelivered();
-                    undelivered.RemoveAll(item => item is { Shared.JoinedShare: { } share, Release: false } && share.Offer(item.Message!, session));
-                    if (session.ExpirySeconds > 0)
-                    {
-                        session.KeepAwaitingRelease(AwaitingRelease());
-                    }
-
-                    session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
-
-                    // The store gets the session as it is now, for a node the client connects to next; a session taken
-                    // over from another node is written when it is handed over instead.
-                    bool movedAway;
-                    lock (_claimGate)
-                    {
-                        movedAway = _movedAway;
-                    }
-
-                    if (session.ExpirySeconds > 0 && !session.Discarded && !movedAway)
-                    {
-                        _ = _broker.SaveAsync(session, held: true);
-                    }
-                }
-                _node.Unregister(this);
-                if (_countedApp is { } app)
-                {
-                    _node.AppLimits.Closed(app);
+                    session.KeepAwaitingRelease(AwaitingRelease());
                 }
 
-                _queue.Clear();
-                _closed.Dispose();
+                session.HandBack(session.ExpirySeconds > 0 ? undelivered : []);
+
+                // The store gets the session as it is now, for a node the client connects to next; a session taken
+                // over from another node is written when it is handed over instead.
+                bool movedAway;
+                lock (_claimGate)
+                {
+                    movedAway = _movedAway;
+                }
+
+                if (session.ExpirySeconds > 0 && !session.Discarded && !movedAway)
+                {
+                    _ = _broker.SaveAsync(session, held: true);
+                }
             }
+            _node.Unregister(this);
+            if (_countedApp is { } app)
+            {
+                _node.AppLimits.Closed(app);
+            }
+
+            _queue.Clear();
         }
     }
 
@@ -232,7 +242,14 @@ internal sealed partial class MqttConnection : INodeConnection
     {
         try
         {
-            _abort();
+            if (_transport is BareSocketTransport bare)
+            {
+                bare.Abort();
+            }
+            else
+            {
+                _abort!();
+            }
         }
         catch (ObjectDisposedException)
         {
@@ -254,6 +271,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         _queue.TrimIfUnused();
+        (_transport as BareSocketTransport)?.Output.Sweep();
         _session?.ForgetQuietChannels();
         if (_principal is null)
         {
@@ -295,7 +313,7 @@ internal sealed partial class MqttConnection : INodeConnection
             if (Volatile.Read(ref _parkedBytes) > 0)
             {
                 // The write loop may be waiting for a slot: what came may be a control packet it can write now.
-                _writerWake.Release();
+                _writerWake?.Release();
             }
         }
         else if (Volatile.Read(ref _closing) == 0)
@@ -331,9 +349,17 @@ internal sealed partial class MqttConnection : INodeConnection
         _queue.Complete();
         try
         {
-            // The read loop stops waiting for input, and the write loop for an in-flight slot.
-            _transport.Input.CancelPendingRead();
-            _closed.Cancel();
+            // The read loop stops waiting for input, and the write loop for an in-flight slot (it sees _closing).
+            if (_transport is BareSocketTransport bare)
+            {
+                bare.StopReading();
+            }
+            else
+            {
+                _transport.Input.CancelPendingRead();
+            }
+
+            _writerWake?.Release();
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
@@ -341,72 +367,79 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadLoopAsync(Task writing)
     {
         var input = _transport.Input;
         Queue<Task>? publishing = null;
         try
         {
-            while (Volatile.Read(ref _closing) == 0)
+            try
             {
-                var result = await input.ReadAsync().ConfigureAwait(false);
-                var buffer = result.Buffer;
-                try
+                while (Volatile.Read(ref _closing) == 0)
                 {
-                    while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
+                    var result = await input.ReadAsync().ConfigureAwait(false);
+                    var buffer = result.Buffer;
+                    try
                     {
-                        Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
-
-                        // A handler keeps nothing of the input past its first await (a payload is copied first).
-                        var handling = HandleAsync(packet!);
-                        if (handling.IsCompleted)
+                        while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
                         {
+                            Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
+
+                            // A handler keeps nothing of the input past its first await (a payload is copied first).
+                            var handling = HandleAsync(packet!);
+                            if (handling.IsCompleted)
+                            {
+                                await handling.ConfigureAwait(false);
+                                continue;
+                            }
+
+                            if (packet is MqttPublish { Retain: false })
+                            {
+                                // On a networked bus the publish is on the wire in order; the next may follow before its answer.
+                                // A retained one is not: it asks the retained store for room first, so the next waits for it.
+                                (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
+                                await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
+                                continue;
+                            }
+
+                            if (publishing is { Count: > 0 })
+                            {
+                                await DrainAsync(publishing, 0).ConfigureAwait(false);
+                            }
+
                             await handling.ConfigureAwait(false);
-                            continue;
                         }
+                    }
+                    finally
+                    {
+                        input.AdvanceTo(buffer.Start, buffer.End);
+                    }
 
-                        if (packet is MqttPublish { Retain: false })
-                        {
-                            // On a networked bus the publish is on the wire in order; the next may follow before its answer.
-                            // A retained one is not: it asks the retained store for room first, so the next waits for it.
-                            (publishing ??= new Queue<Task>()).Enqueue(handling.AsTask());
-                            await DrainAsync(publishing, MaxPipelinedPublishes - 1).ConfigureAwait(false);
-                            continue;
-                        }
-
-                        if (publishing is { Count: > 0 })
-                        {
-                            await DrainAsync(publishing, 0).ConfigureAwait(false);
-                        }
-
-                        await handling.ConfigureAwait(false);
+                    if (result.IsCompleted || result.IsCanceled)
+                    {
+                        break;
                     }
                 }
-                finally
+            }
+            catch (MqttProtocolException ex)
+            {
+                ProtocolViolation(ex);
+            }
+            catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+            {
+                LogReceiveEnded(_logger, ConnectionId, ex.Message);
+            }
+            finally
+            {
+                if (publishing is not null)
                 {
-                    input.AdvanceTo(buffer.Start, buffer.End);
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
+                    await DrainAsync(publishing, 0).ConfigureAwait(false);
                 }
             }
-        }
-        catch (MqttProtocolException ex)
-        {
-            ProtocolViolation(ex);
-        }
-        catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
-        {
-            LogReceiveEnded(_logger, ConnectionId, ex.Message);
         }
         finally
         {
-            if (publishing is not null)
-            {
-                await DrainAsync(publishing, 0).ConfigureAwait(false);
-            }
+            await EndAsync(writing).ConfigureAwait(false);
         }
     }
 
@@ -527,7 +560,7 @@ internal sealed partial class MqttConnection : INodeConnection
                             written = 0;
                         }
 
-                        await _writerWake.WaitAsync(_closed.Token).ConfigureAwait(false);
+                        await _writerWake!.WaitAsync().ConfigureAwait(false);
                         continue;
                     }
 
@@ -571,9 +604,9 @@ internal sealed partial class MqttConnection : INodeConnection
         if (item.Release)
         {
             // A QoS 2 delivery a previous connection had released: PUBREL again (MQTT 5 §4.4), its slot held until PUBCOMP.
-            lock (_inflight)
+            lock (InflightTable)
             {
-                _inflight[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos, item.Shared);
+                InflightTable[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos, item.Shared);
             }
 
             var release = output.GetSpan(4);
@@ -648,9 +681,9 @@ internal sealed partial class MqttConnection : INodeConnection
                 // Sent again for a resumed session: the same packet id, with DUP (MQTT 3.1.1 §4.4, 5.0 §4.4).
                 packetId = item.PacketId;
                 span[0] |= 0x08;
-                lock (_inflight)
+                lock (InflightTable)
                 {
-                    _inflight[packetId] = new InflightEntry(state, message, item.Qos, item.Shared);
+                    InflightTable[packetId] = new InflightEntry(state, message, item.Qos, item.Shared);
                 }
             }
             else
@@ -685,9 +718,10 @@ internal sealed partial class MqttConnection : INodeConnection
                 return null;
             }
 
-            _identifiers.Clear();
-            _identifiers.Add(member.Identifier);
-            return _identifiers;
+            var own = _identifiers ??= [];
+            own.Clear();
+            own.Add(member.Identifier);
+            return own;
         }
 
         if (_session?.Identified is not { Count: > 0 } identified)
@@ -695,29 +729,32 @@ internal sealed partial class MqttConnection : INodeConnection
             return null;
         }
 
-        _identifiedSinks.Clear();
-        identified.Match(item.Message!.Channel, _identifiedSinks);
-        _identifiers.Clear();
-        foreach (var sink in _identifiedSinks)
+        var sinks = _identifiedSinks ??= [];
+        var identifiers = _identifiers ??= [];
+        sinks.Clear();
+        identified.Match(item.Message!.Channel, sinks);
+        identifiers.Clear();
+        foreach (var sink in sinks)
         {
-            if (!sink.IsOwn(item.Message) && !_identifiers.Contains(sink.Identifier))
+            if (!sink.IsOwn(item.Message) && !identifiers.Contains(sink.Identifier))
             {
-                _identifiers.Add(sink.Identifier);
+                identifiers.Add(sink.Identifier);
             }
         }
 
-        return _identifiers.Count == 0 ? null : _identifiers;
+        return identifiers.Count == 0 ? null : identifiers;
     }
 
     /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>
     private ushort NextPacketId(Inflight state, RelayMessage message, byte qos, MqttSubscriptionSink? shared)
     {
-        lock (_inflight)
+        var inflight = InflightTable;
+        lock (inflight)
         {
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (_inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos, shared)))
+                if (inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos, shared)))
                 {
                     return (ushort)_nextPacketId;
                 }
@@ -732,9 +769,10 @@ internal sealed partial class MqttConnection : INodeConnection
     private void Acknowledged(ushort packetId, Inflight expected)
     {
         bool removed;
-        lock (_inflight)
+        var inflight = InflightTable;
+        lock (inflight)
         {
-            removed = _inflight.TryGetValue(packetId, out var entry) && entry.State == expected && _inflight.Remove(packetId);
+            removed = inflight.TryGetValue(packetId, out var entry) && entry.State == expected && inflight.Remove(packetId);
         }
 
         if (removed)
@@ -745,9 +783,24 @@ internal sealed partial class MqttConnection : INodeConnection
 
     private bool HasParked => Volatile.Read(ref _parkedBytes) > 0;
 
+    /// <summary>The deliveries in flight, made on the first (locked by itself).</summary>
+    private Dictionary<ushort, InflightEntry> InflightTable =>
+        Volatile.Read(ref _inflight) ?? Interlocked.CompareExchange(ref _inflight, [], null) ?? _inflight!;
+
+    /// <summary>The client's QoS 2 publishes awaiting PUBREL, made on the first (locked by itself).</summary>
+    private HashSet<ushort> AwaitingReleaseSet =>
+        Volatile.Read(ref _awaitingRelease) ?? Interlocked.CompareExchange(ref _awaitingRelease, [], null) ?? _awaitingRelease!;
+
     private void Park(MqttOutbound item)
     {
         var parked = _parked ??= new Queue<MqttOutbound>();
+
+        // Before the write loop checks the window again, so a slot freed from now wakes it (one freed before, it sees).
+        if (_writerWake is null)
+        {
+            Interlocked.CompareExchange(ref _writerWake, new SemaphoreSlim(0), null);
+        }
+
         lock (parked)
         {
             parked.Enqueue(item);
@@ -793,7 +846,7 @@ internal sealed partial class MqttConnection : INodeConnection
     private void FreeSlot()
     {
         Interlocked.Decrement(ref _inflightCount);
-        _writerWake.Release();
+        _writerWake?.Release();
     }
 
     /// <summary>Writes the PUBRELs owed (in the order of their PUBRECs, MQTT 5 §4.6); returns the bytes written.</summary>
@@ -824,13 +877,14 @@ internal sealed partial class MqttConnection : INodeConnection
     {
         var packetId = received.PacketId;
         bool known, freed = false, released = false;
-        lock (_inflight)
+        var inflight = InflightTable;
+        lock (inflight)
         {
-            ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(_inflight, packetId);
+            ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(inflight, packetId);
             known = !Unsafe.IsNullRef(ref entry) && entry.State != Inflight.AwaitingPubAck;
             if (known && received.ReasonCode >= 0x80)
             {
-                freed = _inflight.Remove(packetId);
+                freed = inflight.Remove(packetId);
             }
             else if (known)
             {
@@ -854,7 +908,7 @@ internal sealed partial class MqttConnection : INodeConnection
 
         // The write loop may be waiting for this very slot, or for anything queued at all.
         (Volatile.Read(ref _releases) ?? Interlocked.CompareExchange(ref _releases, new ConcurrentQueue<ushort>(), null) ?? _releases).Enqueue(packetId);
-        _writerWake.Release();
+        _writerWake?.Release();
         Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
     }
 
@@ -865,14 +919,17 @@ internal sealed partial class MqttConnection : INodeConnection
     private List<MqttOutbound> Undelivered()
     {
         var undelivered = new List<MqttOutbound>();
-        lock (_inflight)
+        if (Volatile.Read(ref _inflight) is { } inflight)
         {
-            foreach (var (packetId, entry) in _inflight.OrderBy(static e => e.Key))
+            lock (inflight)
             {
-                undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
-            }
+                foreach (var (packetId, entry) in inflight.OrderBy(static e => e.Key))
+                {
+                    undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
+                }
 
-            _inflight.Clear();
+                inflight.Clear();
+            }
         }
 
         if (_parked is { } parked)

@@ -20,6 +20,17 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, ConnectionContext connection, MqttCertificateIdentity? certificate, string? refused) =>
         new MqttConnection(transport, connection.Abort, broker) { Certificate = certificate, RefusedAtAccept = refused, FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
 
+    /// <summary>
+    /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): its output is opened
+    /// here, with one lock for the send buffer and the connection's send queue, flushed by one of the node's schedulers.
+    /// </summary>
+    public Task ServeAsync(WebSockets.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused)
+    {
+        var gate = new Lock();
+        transport.OpenOutput(gate, broker.Node.NextFlusher());
+        return new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote) }.RunAsync();
+    }
+
     /// <summary>Whether <paramref name="remote"/> is a loopback address (127.0.0.0/8 or ::1, IPv4-mapped included).</summary>
     public static bool IsLoopback(System.Net.EndPoint? remote) => remote is System.Net.IPEndPoint { Address: var address }
         && System.Net.IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
@@ -28,9 +39,13 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     /// Why MQTT's gated listener refused <paramref name="connection"/> for its address, or null: the connection is served
     /// only to answer its CONNECT with a refusal once CONNECT says the version.
     /// </summary>
-    public static string? RefusalOf(ConnectionContext connection) => connection is GatedConnection { Refused: not Admission.Admitted } gated
-        ? gated.Refused == Admission.AddressFull
-            ? $"this address holds its limit of connections to this node (Relay:Ingress:MaxConnectionsPerIp); retry in {ConnectionGate.RetryAfterSeconds} s"
-            : "this address opens connections too fast (Relay:Ingress:ConnectionRatePerIp); retry with backoff"
-        : null;
+    public static string? RefusalOf(ConnectionContext connection) => connection is GatedConnection gated ? RefusalOf(gated.Refused) : null;
+
+    /// <summary>Why the gate's <paramref name="admission"/> refused a connection for its address, or null (admitted).</summary>
+    public static string? RefusalOf(Admission admission) => admission switch
+    {
+        Admission.Admitted => null,
+        Admission.AddressFull => $"this address holds its limit of connections to this node (Relay:Ingress:MaxConnectionsPerIp); retry in {ConnectionGate.RetryAfterSeconds} s",
+        _ => "this address opens connections too fast (Relay:Ingress:ConnectionRatePerIp); retry with backoff",
+    };
 }

@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
@@ -9,13 +10,17 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Ingress.Connections;
+using Relay.Ingress.WebSockets;
 using Relay.ServiceDefaults.Tls;
 
 namespace Relay.Ingress.Mqtt;
 
 /// <summary>
-/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, on Kestrel's socket transport behind the node's connection cap (the gated
-/// listener every non-realtime endpoint uses). It binds beside Kestrel rather than as a Kestrel endpoint: an endpoint
+/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, behind the node's connection cap. With <c>Relay:Mqtt:OwnTransport</c> (off by
+/// default) and <c>Relay:Ingress:OwnTransport</c> each connection is served on its bare socket (<see cref="BareSocketTransport"/>: a zero-byte read while idle,
+/// send buffers given back when quiet), as realtime upgrades are: no pipes, no Kestrel connection, the most of an idle
+/// connection's memory (docs/benchmarks.md, MQTT); otherwise on Kestrel's socket transport (the gated listener every
+/// non-realtime endpoint uses). It binds beside Kestrel rather than as a Kestrel endpoint: an endpoint
 /// configured in code makes Kestrel ignore the URLs the hosts are started with (<c>--urls</c>, <c>ASPNETCORE_URLS</c>).
 /// A port in use fails start-up with a message saying which setting to change. With a certificate (<c>Relay:Tls</c>) a
 /// second listener on <c>Relay:Mqtt:TlsPort</c> (8883) serves MQTT over TLS: its handshake runs here, with the host's
@@ -28,20 +33,27 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
 
     private readonly MqttOptions _options;
     private readonly GatedListenerFactory _factory;
+    private readonly SocketTransportOptions _transport;
+    private readonly ConnectionGate _gate;
+    private readonly IngressOptions _ingress;
     private readonly MqttConnectionHandler _handler;
     private readonly ServerCertificate? _certificate;
     private readonly MqttClientCertificates? _clientCertificates;
     private readonly ILogger<MqttListener> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private IConnectionListener? _listener;
+    private Socket? _bareListener;
     private IConnectionListener? _tlsListener;
     private Task? _accepting;
     private Task? _acceptingTls;
 
-    internal MqttListener(IOptions<MqttOptions> options, IOptions<SocketTransportOptions> transport, ILoggerFactory loggers, ConnectionGate gate, MqttConnectionHandler handler, ServerCertificate? certificate, IOptions<TlsOptions> tls, ILogger<MqttListener> logger)
+    internal MqttListener(IOptions<MqttOptions> options, IOptions<SocketTransportOptions> transport, ILoggerFactory loggers, ConnectionGate gate, MqttConnectionHandler handler, ServerCertificate? certificate, IOptions<TlsOptions> tls, IOptions<IngressOptions> ingress, ILogger<MqttListener> logger)
     {
         _options = options.Value;
         _factory = new GatedListenerFactory(transport, loggers, gate, refuseInProtocol: true);
+        _transport = transport.Value;
+        _gate = gate;
+        _ingress = ingress.Value;
         _handler = handler;
         _certificate = tls.Value.Enabled ? certificate : null;
         _clientCertificates = _certificate is not null && _options.ClientCertificates.Enabled ? new MqttClientCertificates(_options.ClientCertificates) : null;
@@ -57,24 +69,35 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     /// <inheritdoc />
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _listener = await BindAsync(_options.Port, "Relay:Mqtt:Port", cancellationToken).ConfigureAwait(false);
-        Port = (_listener.EndPoint as IPEndPoint)?.Port;
+        if (_ingress.OwnTransport && _options.OwnTransport)
+        {
+            // Relay's own transport: each connection on its bare socket, with no pipes or Kestrel connection of its own.
+            _bareListener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => ValueTask.FromResult(ListenSocket.Bind(_transport, endpoint))).ConfigureAwait(false);
+            Port = (_bareListener.LocalEndPoint as IPEndPoint)?.Port;
+            _accepting = AcceptBareLoopAsync(_bareListener);
+        }
+        else
+        {
+            _listener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
+            Port = (_listener.EndPoint as IPEndPoint)?.Port;
+            _accepting = AcceptLoopAsync(_listener, tls: false);
+        }
+
         LogListening(_logger, Port ?? _options.Port);
-        _accepting = AcceptLoopAsync(_listener, tls: false);
         if (_certificate is not null && _options.TlsPort >= 0)
         {
-            _tlsListener = await BindAsync(_options.TlsPort, "Relay:Mqtt:TlsPort", cancellationToken).ConfigureAwait(false);
+            _tlsListener = await BindAsync(_options.TlsPort, "Relay:Mqtt:TlsPort", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
             TlsPort = (_tlsListener.EndPoint as IPEndPoint)?.Port;
             LogListeningTls(_logger, TlsPort ?? _options.TlsPort);
             _acceptingTls = AcceptLoopAsync(_tlsListener, tls: true);
         }
     }
 
-    private async Task<IConnectionListener> BindAsync(int port, string setting, CancellationToken cancellationToken)
+    private static async Task<T> BindAsync<T>(int port, string setting, Func<IPEndPoint, ValueTask<T>> bind)
     {
         try
         {
-            return await _factory.BindAsync(new IPEndPoint(IPAddress.IPv6Any, port), cancellationToken).ConfigureAwait(false);
+            return await bind(new IPEndPoint(IPAddress.IPv6Any, port)).ConfigureAwait(false);
         }
         catch (AddressInUseException ex)
         {
@@ -83,7 +106,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or NotSupportedException)
         {
             // No IPv6 on this machine: every IPv4 address instead.
-            return await _factory.BindAsync(new IPEndPoint(IPAddress.Any, port), cancellationToken).ConfigureAwait(false);
+            return await bind(new IPEndPoint(IPAddress.Any, port)).ConfigureAwait(false);
         }
     }
 
@@ -91,6 +114,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        _bareListener?.Dispose();
         foreach (var listener in new[] { _listener, _tlsListener })
         {
             if (listener is not null)
@@ -112,6 +136,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _bareListener?.Dispose();
         foreach (var listener in new[] { _listener, _tlsListener })
         {
             if (listener is not null)
@@ -139,6 +164,93 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         catch (ObjectDisposedException)
         {
             // Unbound.
+        }
+    }
+
+    /// <summary>
+    /// Accepts on Relay's own transport, behind the node's connection cap as the gated listener does: a connection past
+    /// the cap is answered 503 on a refusal slot; one its address's limit refuses is served on a refusal slot, to answer
+    /// its CONNECT with a refusal.
+    /// </summary>
+    private async Task AcceptBareLoopAsync(Socket listener)
+    {
+        try
+        {
+            while (true)
+            {
+                var socket = await ListenSocket.AcceptAsync(listener, _transport.NoDelay, _logger).ConfigureAwait(false);
+                var address = _gate.Addresses.AddressOf(ListenSocket.RemoteOf(socket));
+                var admission = _gate.TryEnter(address);
+                if (admission == Admission.Admitted)
+                {
+                    _ = ServeBareAsync(socket, address, refused: null);
+                    continue;
+                }
+
+                // With every refusal slot busy, accepting waits: the backlog holds the flood, not our descriptors.
+                try
+                {
+                    await _gate.RefusalSlots.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    socket.Dispose();
+                    return;
+                }
+
+                _ = admission == Admission.NodeFull
+                    ? RefuseBareAsync(socket, _gate.RefusalFor(admission))
+                    : ServeBareAsync(socket, address: null, MqttConnectionHandler.RefusalOf(admission));
+            }
+        }
+        catch (Exception ex) when (ListenSocket.IsUnbound(ex))
+        {
+            // Unbound.
+        }
+        catch (Exception ex)
+        {
+            LogAcceptFailed(_logger, Port, ex);
+        }
+    }
+
+    /// <summary>Serves one connection on its bare socket; counts it out of the gate (or its refusal slot) when it ends.</summary>
+    private async Task ServeBareAsync(Socket socket, IPAddress? address, string? refused)
+    {
+        var transport = new BareSocketTransport(socket);
+        try
+        {
+            await _handler.ServeAsync(transport, ListenSocket.RemoteOf(socket), refused).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogConnectionFailed(_logger, ListenSocket.RemoteOf(socket), ex);
+        }
+        finally
+        {
+            // What was written (a DISCONNECT last) reaches the kernel before the socket closes.
+            await transport.FinishAsync(_ingress.CloseTimeout).ConfigureAwait(false);
+            if (refused is null)
+            {
+                _gate.Exit(address);
+            }
+            else
+            {
+                _gate.RefusalSlots.Release();
+            }
+        }
+    }
+
+    /// <summary>A connection past the node's cap, on a refusal slot already taken: answered as the gated listener answers it.</summary>
+    private async Task RefuseBareAsync(Socket socket, byte[] refusal)
+    {
+        try
+        {
+            await SocketRefusal.AnswerAsync(socket, refusal).ConfigureAwait(false);
+        }
+        finally
+        {
+            socket.Dispose();
+            _gate.RefusalSlots.Release();
         }
     }
 
@@ -227,6 +339,9 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
 
     [LoggerMessage(EventId = 1440, Level = LogLevel.Information, Message = "MQTT listening on TCP port {Port} (Relay:Mqtt:Port)")]
     private static partial void LogListening(ILogger logger, int port);
+
+    [LoggerMessage(EventId = 1444, Level = LogLevel.Warning, Message = "Accepting MQTT connections on TCP port {Port} failed; no new connections are taken there")]
+    private static partial void LogAcceptFailed(ILogger logger, int? port, Exception exception);
 
     [LoggerMessage(EventId = 1441, Level = LogLevel.Warning, Message = "MQTT connection from {Remote} ended with an error")]
     private static partial void LogConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);

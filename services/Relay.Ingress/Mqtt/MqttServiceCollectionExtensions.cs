@@ -23,6 +23,7 @@ public static class MqttServiceCollectionExtensions
             sp.GetRequiredService<MqttConnectionHandler>(),
             sp.GetService<Relay.ServiceDefaults.Tls.ServerCertificate>(),
             sp.GetRequiredService<IOptions<Relay.ServiceDefaults.Tls.TlsOptions>>(),
+            sp.GetRequiredService<IOptions<IngressOptions>>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<MqttListener>>()));
         services.AddHostedService(static sp => new EnabledOnly(sp));
         return services;

@@ -25,12 +25,21 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
     private readonly Lock _gate = new();
     private PatternIndex<MqttSubscriptionSink>? _identified;
-    private readonly LinkedList<MqttOutbound> _queued = [];
+    // What is kept while no connection holds the session: made on the first (a clean session never needs it).
+    private LinkedList<MqttOutbound>? _queued;
     private long _queuedBytes;
     private MqttConnection? _connection;
-    private TaskCompletionSource _released = ReleasedNow();
 
-    // The last seq delivered per channel (lazily made on the first delivery), so overlapping filters send a message once.
+    // Whether a connection holds the session and has not handed it back; the task a takeover waits on is made only
+    // when one waits (under the gate).
+    private bool _held;
+    private TaskCompletionSource? _released;
+
+    // The last seq delivered per channel, so overlapping filters send a message once (DeliveredFor): the first channel in
+    // these fields, as most sessions have one (a dictionary of one was 224 bytes per idle connection, docs/benchmarks.md),
+    // the others in a dictionary made for the second. Under the Subscriptions lock.
+    private string? _firstChannel;
+    private Delivered _firstDelivered;
     private Dictionary<string, Delivered>? _delivered;
     private int _deliveredGeneration;
 
@@ -89,7 +98,16 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private (MqttWill Will, long DueTicks)? _will;
 
     /// <summary>Completes when no connection holds the session (the last one has handed back what it had not delivered).</summary>
-    public Task WhenReleased => _released.Task;
+    public Task WhenReleased
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _held ? (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task : Task.CompletedTask;
+            }
+        }
+    }
 
     /// <summary>A delivery from the node (any thread): to the connection holding the session, or kept while none does.</summary>
     public void Deliver(RelayMessage message, byte qos, bool retain)
@@ -195,17 +213,20 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         lock (_gate)
         {
             _connection = connection;
-            _released = Released();
+            _held = true;
 
             // MQTT 5 §3.1.3.2.2: a connection to the session before the will's delay passed means no will.
             _will = null;
             ExpiresAtTicks = long.MaxValue;
-            foreach (var item in _queued)
+            if (_queued is { } queued)
             {
-                connection.Enqueue(item);
+                foreach (var item in queued)
+                {
+                    connection.Enqueue(item);
+                }
             }
 
-            _queued.Clear();
+            _queued = null;
             _queuedBytes = 0;
             _dropped = null;
             if (_awaitingRelease is { } ids)
@@ -262,7 +283,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 }
             }
 
-            _released.TrySetResult();
+            _held = false;
+            _released?.TrySetResult();
+            _released = null;
         }
     }
 
@@ -325,29 +348,37 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>Once a second: channels quiet for a while are forgotten once many are remembered.</summary>
     public void ForgetQuietChannels()
     {
-        if (_delivered is not { } delivered)
-        {
-            return;
-        }
-
-        lock (delivered)
+        lock (Subscriptions)
         {
             var generation = ++_deliveredGeneration;
-            if (delivered.Count <= DeliveredChannelsKept)
+            if (_delivered is not { } delivered || delivered.Count + (_firstChannel is null ? 0 : 1) <= DeliveredChannelsKept)
             {
                 return;
             }
 
+            // A channel subscribed by name keeps its position: the session's next node resumes it from there.
+            if (_firstChannel is { } first && generation - _firstDelivered.Generation > DeliveredForgetSeconds && !IsSubscribedByName(first))
+            {
+                _firstChannel = null;
+                _firstDelivered = default;
+            }
+
             foreach (var (channel, last) in delivered)
             {
-                // A channel subscribed by name keeps its position: the session's next node resumes it from there.
                 if (generation - last.Generation > DeliveredForgetSeconds && !IsSubscribedByName(channel))
                 {
                     delivered.Remove(channel);
                 }
             }
 
-            delivered.TrimExcess();
+            if (delivered.Count == 0)
+            {
+                _delivered = null;
+            }
+            else
+            {
+                delivered.TrimExcess();
+            }
         }
     }
 
@@ -357,10 +388,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void Started(string channel, ChannelPosition position)
     {
-        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
-        lock (delivered)
+        lock (Subscriptions)
         {
-            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, channel, out var known);
+            ref var last = ref DeliveredFor(channel, out var known);
             if (!known || !string.Equals(last.Epoch, position.Epoch, StringComparison.Ordinal) || last.Seq < position.Seq)
             {
                 last = new Delivered(position.Epoch, position.Seq, _deliveredGeneration);
@@ -392,9 +422,14 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
 
         var given = new Dictionary<string, Delivered>(StringComparer.Ordinal);
-        if (_delivered is { } delivered)
+        lock (Subscriptions)
         {
-            lock (delivered)
+            if (_firstChannel is { } first)
+            {
+                given[first] = _firstDelivered;
+            }
+
+            if (_delivered is { } delivered)
             {
                 foreach (var (channel, last) in delivered)
                 {
@@ -416,20 +451,23 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 oldest[channel] = first;
             }
 
-            foreach (var item in _queued)
+            if (_queued is { } queued)
             {
-                if (item.Release)
+                foreach (var item in queued)
                 {
-                    // A QoS 2 delivery awaiting PUBCOMP is the client's already: the next node sends its PUBREL again.
-                    (releases ??= []).Add(item.PacketId);
-                    continue;
-                }
+                    if (item.Release)
+                    {
+                        // A QoS 2 delivery awaiting PUBCOMP is the client's already: the next node sends its PUBREL again.
+                        (releases ??= []).Add(item.PacketId);
+                        continue;
+                    }
 
-                // A shared delivery is its group's.
-                if (item is { Message: { PresenceAction: null } message, Shared: null }
-                    && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
-                {
-                    oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+                    // A shared delivery is its group's.
+                    if (item is { Message: { PresenceAction: null } message, Shared: null }
+                        && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+                    {
+                        oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+                    }
                 }
             }
         }
@@ -462,34 +500,26 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
-    private static TaskCompletionSource Released() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    private static TaskCompletionSource ReleasedNow()
-    {
-        var released = Released();
-        released.SetResult();
-        return released;
-    }
-
     // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged).
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);
+        var queued = _queued ??= [];
         if (first)
         {
-            _queued.AddFirst(item);
+            queued.AddFirst(item);
         }
         else
         {
-            _queued.AddLast(item);
+            queued.AddLast(item);
         }
 
         _queuedBytes += bytes;
         var options = Broker.Options;
-        while (_queued.Count > 0 && (_queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
+        while (queued.Count > 0 && (queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
         {
-            var oldest = _queued.First!.Value;
-            _queued.RemoveFirst();
+            var oldest = queued.First!.Value;
+            queued.RemoveFirst();
             _queuedBytes -= MqttOutbound.Size(oldest);
             Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
             if (oldest is { Message: { PresenceAction: null } message, Release: false, Shared: null })
@@ -507,10 +537,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     private bool FirstCopy(RelayMessage message)
     {
-        var delivered = _delivered ?? Interlocked.CompareExchange(ref _delivered, new Dictionary<string, Delivered>(StringComparer.Ordinal), null) ?? _delivered;
-        lock (delivered)
+        lock (Subscriptions)
         {
-            ref var last = ref CollectionsMarshal.GetValueRefOrAddDefault(delivered, message.Channel, out var known);
+            ref var last = ref DeliveredFor(message.Channel, out var known);
             if (known && message.Seq <= last.Seq && (ReferenceEquals(last.Epoch, message.Epoch) || string.Equals(last.Epoch, message.Epoch, StringComparison.Ordinal)))
             {
                 return false;
@@ -519,6 +548,25 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             last = new Delivered(message.Epoch, message.Seq, _deliveredGeneration);
             return true;
         }
+    }
+
+    /// <summary>The entry for <paramref name="channel"/>'s last delivery (added when not <paramref name="known"/>); under the Subscriptions lock.</summary>
+    private ref Delivered DeliveredFor(string channel, out bool known)
+    {
+        if (_firstChannel is { } first && string.Equals(first, channel, StringComparison.Ordinal))
+        {
+            known = true;
+            return ref _firstDelivered;
+        }
+
+        if (_firstChannel is null && (_delivered is null || !_delivered.ContainsKey(channel)))
+        {
+            _firstChannel = channel;
+            known = false;
+            return ref _firstDelivered;
+        }
+
+        return ref CollectionsMarshal.GetValueRefOrAddDefault(_delivered ??= new Dictionary<string, Delivered>(StringComparer.Ordinal), channel, out known);
     }
 
     /// <summary>A channel's last message delivered to this session, and the second (of the node's loop) it was.</summary>

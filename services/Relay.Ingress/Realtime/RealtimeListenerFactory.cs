@@ -40,9 +40,6 @@ internal sealed partial class RealtimeListenerFactory(
     /// <summary>How often the wait for a new connection's first bytes is cut: it waits one to two of these.</summary>
     internal static readonly TimeSpan FirstBytesWait = TimeSpan.FromSeconds(2);
 
-    /// <summary>How long accepting pauses after the system refused a connection (out of descriptors, say).</summary>
-    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
-
     private readonly IServiceProvider _services = services;
     private readonly ILoggerFactory _loggers = loggers;
     private long _taken;
@@ -66,16 +63,7 @@ internal sealed partial class RealtimeListenerFactory(
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         var options = transportOptions.Value;
-        var socket = options.CreateBoundListenSocket(endpoint);
-        try
-        {
-            socket.Listen(options.Backlog);
-        }
-        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
-        {
-            socket.Dispose();
-            throw new AddressInUseException(ex.Message, ex);
-        }
+        var socket = ListenSocket.Bind(options, endpoint);
 
         var contexts = new SocketConnectionContextFactory(
             new SocketConnectionFactoryOptions
@@ -92,9 +80,6 @@ internal sealed partial class RealtimeListenerFactory(
 
     [LoggerMessage(EventId = 1300, Level = LogLevel.Debug, Message = "Realtime connection from {Remote} ended with an error")]
     private static partial void LogConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);
-
-    [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "Accepting on {EndPoint} failed ({Error}); retrying shortly")]
-    private static partial void LogAcceptPaused(ILogger logger, EndPoint? endPoint, SocketError error);
 
     [LoggerMessage(EventId = 1302, Level = LogLevel.Warning, Message = "Reading the first request from {Remote} failed; Kestrel answers it")]
     private static partial void LogClassifyFailed(ILogger logger, EndPoint? remote, Exception exception);
@@ -184,38 +169,11 @@ internal sealed partial class RealtimeListenerFactory(
             {
                 while (true)
                 {
-                    Socket accepted;
-                    try
-                    {
-                        accepted = await _socket.AcceptAsync().ConfigureAwait(false);
-                    }
-                    catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
-                    {
-                        // The client gave up before we took it.
-                        continue;
-                    }
-                    catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket))
-                    {
-                        // Out of descriptors or buffers: connections wait in the backlog until some close.
-                        LogAcceptPaused(_logger, EndPoint, ex.SocketErrorCode);
-                        await Task.Delay(AcceptRetryDelay).ConfigureAwait(false);
-                        continue;
-                    }
-
-                    try
-                    {
-                        accepted.NoDelay = _noDelay;
-                    }
-                    catch (SocketException)
-                    {
-                        // Reset already: nothing to serve.
-                        accepted.Dispose();
-                        continue;
-                    }
+                    var accepted = await ListenSocket.AcceptAsync(_socket, _noDelay, _logger).ConfigureAwait(false);
 
                     // Past the cap: answered 503 and closed, so descriptors never run out (ConnectionGate); past its
                     // address's limit, 429 the same way.
-                    var address = _gate.Addresses.AddressOf(RemoteOf(accepted));
+                    var address = _gate.Addresses.AddressOf(ListenSocket.RemoteOf(accepted));
                     var admission = _gate.TryEnter(address);
                     if (admission != Admission.Admitted)
                     {
@@ -237,7 +195,7 @@ internal sealed partial class RealtimeListenerFactory(
                     _ = ClassifyAsync(accepted, address);
                 }
             }
-            catch (Exception ex) when (ex is ObjectDisposedException || (ex is SocketException socket && socket.SocketErrorCode == SocketError.OperationAborted))
+            catch (Exception ex) when (ListenSocket.IsUnbound(ex))
             {
                 // Unbound.
             }
@@ -314,7 +272,7 @@ internal sealed partial class RealtimeListenerFactory(
                 catch (Exception ex)
                 {
                     // Nothing was consumed before the head was accepted: Kestrel can still answer whatever this is.
-                    LogClassifyFailed(_logger, RemoteOf(socket), ex);
+                    LogClassifyFailed(_logger, ListenSocket.RemoteOf(socket), ex);
                     accepted = null;
                 }
 
@@ -335,7 +293,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 catch (Exception ex)
                 {
-                    LogConnectionFailed(_logger, RemoteOf(socket), ex);
+                    LogConnectionFailed(_logger, ListenSocket.RemoteOf(socket), ex);
                 }
                 finally
                 {
@@ -454,19 +412,6 @@ internal sealed partial class RealtimeListenerFactory(
             }
         }
 
-        /// <summary>The peer's address for a log line; a socket already closed has none to give.</summary>
-        private static EndPoint? RemoteOf(Socket socket)
-        {
-            try
-            {
-                return socket.RemoteEndPoint;
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
-            {
-                return null;
-            }
-        }
-
         /// <summary>
         /// Hands the socket to Kestrel, with the app limit's refusal of its first request when there was one; true once the
         /// handed connection owns the count (it exits when Kestrel disposes it).
@@ -493,36 +438,6 @@ internal sealed partial class RealtimeListenerFactory(
             }
 
             return true;
-        }
-    }
-
-    /// <summary>A realtime connection's bare socket: reads through <see cref="SocketReader"/> (sends go to the socket directly).</summary>
-    private sealed class BareSocketTransport(Socket socket)
-    {
-        private readonly SocketReader _input = new(socket);
-
-        public PipeReader Input => _input;
-
-        /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
-        public void Abort()
-        {
-            try
-            {
-                socket.Shutdown(SocketShutdown.Both);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                // Already gone.
-            }
-
-            socket.Dispose();
-        }
-
-        /// <summary>After the connection has ended: closes the socket and gives the read buffer back.</summary>
-        public void Close()
-        {
-            Abort();
-            _input.Complete();
         }
     }
 }
