@@ -1,31 +1,23 @@
 using System.Collections.Concurrent;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Relay.Testing;
 
 /// <summary>
-/// An OTLP/HTTP receiver inside the test (<c>POST /v1/traces</c> and <c>/v1/metrics</c> on a free loopback port): it
-/// keeps every export body as sent. Bodies are protobuf; span and metric names, service names and raw 16-byte trace ids
-/// can be found in them as bytes, so no protobuf library is needed.
+/// An OTLP/HTTP receiver inside the test (<c>POST /v1/traces</c> and <c>/v1/metrics</c> on a <see cref="LoopbackServer"/>):
+/// it keeps every export body as sent. Bodies are protobuf; span and metric names, service names and raw 16-byte trace
+/// ids can be found in them as bytes, so no protobuf library is needed.
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private LoopbackServer? _server;
 
-    private OtlpReceiver(WebApplication app, string endpoint)
+    private OtlpReceiver()
     {
-        _app = app;
-        Endpoint = endpoint;
     }
 
-    /// <summary>The value for <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>.</summary>
-    public string Endpoint { get; }
+    /// <summary>The value for <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> (<c>http://127.0.0.1:PORT</c>).</summary>
+    public string Endpoint { get; private set; } = string.Empty;
 
     /// <summary>Every trace export body received so far, in order.</summary>
     public ConcurrentQueue<byte[]> Exports { get; } = new();
@@ -35,33 +27,32 @@ public sealed class OtlpReceiver : IAsyncDisposable
 
     public static async Task<OtlpReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        OtlpReceiver? receiver = null;
-        app.MapPost("/v1/traces", async (HttpRequest request) =>
-        {
-            receiver!.Exports.Enqueue(await ReadAsync(request).ConfigureAwait(false));
-            return Results.Ok();
-        });
-        app.MapPost("/v1/metrics", async (HttpRequest request) =>
-        {
-            receiver!.MetricExports.Enqueue(await ReadAsync(request).ConfigureAwait(false));
-            return Results.Ok();
-        });
-        await app.StartAsync().ConfigureAwait(false);
-        var endpoint = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        receiver = new OtlpReceiver(app, endpoint);
+        var receiver = new OtlpReceiver();
+        receiver._server = await LoopbackServer.StartAsync(receiver.ReceiveAsync).ConfigureAwait(false);
+        receiver.Endpoint = receiver._server.Url.ToString().TrimEnd('/');
         return receiver;
     }
 
-    public ValueTask DisposeAsync() => _app.DisposeAsync();
+    public ValueTask DisposeAsync() => _server?.DisposeAsync() ?? ValueTask.CompletedTask;
 
-    private static async Task<byte[]> ReadAsync(HttpRequest request)
+    private async Task ReceiveAsync(HttpContext context)
     {
+        var exports = HttpMethods.IsPost(context.Request.Method)
+            ? context.Request.Path.Value switch
+            {
+                "/v1/traces" => Exports,
+                "/v1/metrics" => MetricExports,
+                _ => null,
+            }
+            : null;
+        if (exports is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return;
+        }
+
         using var body = new MemoryStream();
-        await request.Body.CopyToAsync(body).ConfigureAwait(false);
-        return body.ToArray();
+        await context.Request.Body.CopyToAsync(body).ConfigureAwait(false);
+        exports.Enqueue(body.ToArray());
     }
 }
