@@ -24,7 +24,7 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): its output is opened
     /// here, with one lock for the send buffer and the connection's send queue, flushed by one of the node's schedulers.
     /// </summary>
-    public Task ServeAsync(WebSockets.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused)
+    public Task ServeAsync(Sending.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused)
     {
         var gate = new Lock();
         transport.OpenOutput(gate, broker.Node.NextFlusher());

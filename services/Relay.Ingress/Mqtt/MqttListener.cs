@@ -10,6 +10,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 using Relay.ServiceDefaults.Tls;
 

@@ -1,7 +1,8 @@
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Sending;
 
 /// <summary>
 /// A connection's bare socket on Relay's own transport: reads through <see cref="SocketReader"/>; writes either go to
@@ -21,7 +22,7 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
     PipeWriter IDuplexPipe.Output => Output;
 
     /// <summary>Makes the pipe writer onto the socket: <paramref name="gate"/> guards its send buffer, <paramref name="flushes"/> sends it.</summary>
-    public SocketWriter OpenOutput(Lock gate, Sending.FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
+    public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
 
     /// <summary>
     /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read),

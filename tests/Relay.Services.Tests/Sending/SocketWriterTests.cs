@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 
-namespace Relay.Services.Tests.WebSockets;
+namespace Relay.Services.Tests.Sending;
 
 /// <summary>
 /// The pipe writer onto a bare socket that MQTT over TCP writes through (Relay's own transport), on a real loopback

@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
-using Relay.Ingress.Sending;
+using Relay.Ingress.WebSockets;
 
-namespace Relay.Ingress.WebSockets;
+namespace Relay.Ingress.Sending;
 
 /// <summary>
 /// A <see cref="PipeWriter"/> straight onto a connected socket, for a connection with one writer (the MQTT write loop
