@@ -1,10 +1,13 @@
 using System.Buffers;
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.Pusher;
 
@@ -91,8 +94,22 @@ internal static class PusherHttpEndpoint
             return;
         }
 
+        // A session holds memory for up to HttpSessionTimeoutSeconds with no socket open: it counts as a connection of
+        // its address and of the node (Relay:Ingress:MaxConnections, MaxConnectionsPerIp, ConnectionRatePerIp) besides
+        // the sockets that carry it, so one client cannot open sessions without bound.
+        var gate = context.RequestServices.GetRequiredService<ConnectionGate>();
+        var address = context.Connection.RemoteIpAddress is { } ip ? gate.Addresses.AddressOf(new IPEndPoint(ip, context.Connection.RemotePort)) : null;
+        if (gate.TryEnter(address) is var admission and not Admission.Admitted)
+        {
+            await RefuseAsync(response, PusherConnection.OverCapacity, admission == Admission.NodeFull
+                ? "over capacity: this node is at Relay:Ingress:MaxConnections; reconnect later"
+                : "over capacity: too many connections or sessions from this address (Relay:Ingress:MaxConnectionsPerIp, ConnectionRatePerIp); reconnect later").ConfigureAwait(false);
+            return;
+        }
+
         if (await broker.TryCountAsync(principal.AppId, context.RequestAborted).ConfigureAwait(false) is { } overQuota)
         {
+            gate.Exit(address);
             await RefuseAsync(response, PusherConnection.OverConnectionQuota, overQuota).ConfigureAwait(false);
             return;
         }
@@ -105,16 +122,17 @@ internal static class PusherHttpEndpoint
         {
             // Another request opened it meanwhile.
             broker.Release(principal.AppId);
+            gate.Exit(address);
             await added.ServeAsync(response.BodyWriter, streaming, opening: false, context.RequestAborted).ConfigureAwait(false);
             return;
         }
 
-        _ = RunAsync(connection, created, broker, all, principal.AppId);
+        _ = RunAsync(connection, created, broker, all, principal.AppId, gate, address);
         await created.ServeAsync(response.BodyWriter, streaming, opening: true, context.RequestAborted).ConfigureAwait(false);
     }
 
-    /// <summary>Serves the session's connection until it ends, then gives back its count and its id.</summary>
-    private static async Task RunAsync(PusherConnection connection, PusherHttpSession session, PusherBroker broker, PusherHttpSessions all, string app)
+    /// <summary>Serves the session's connection until it ends, then gives back its counts (app, node, address) and its id.</summary>
+    private static async Task RunAsync(PusherConnection connection, PusherHttpSession session, PusherBroker broker, PusherHttpSessions all, string app, ConnectionGate gate, IPAddress? address)
     {
         try
         {
@@ -125,6 +143,7 @@ internal static class PusherHttpEndpoint
             session.Abort();
             all.Remove(session);
             broker.Release(app);
+            gate.Exit(address);
         }
     }
 

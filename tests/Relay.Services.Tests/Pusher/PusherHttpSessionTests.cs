@@ -125,6 +125,46 @@ public sealed class PusherHttpSessionTests
     }
 
     [Fact]
+    public async Task Sessions_CountAsTheirAddresssConnections_OneClientCannotOpenThemWithoutBound()
+    {
+        // A session lives on with no socket open: without counting it, one keep-alive connection could open sessions
+        // without end (each held for the idle timeout). Here 4 per address, of which this client's socket holds one.
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "1";
+        settings["Relay:Ingress:MaxConnectionsPerIp"] = "4";
+        await using var server = await RelayServer.StartAsync(settings);
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+
+        var opened = 0;
+        string refused = "";
+        for (var i = 0; i < 10 && refused.Length == 0; i++)
+        {
+            var (status, body) = await PostAsync(http, NewSession() + "/xhr?protocol=7");
+            Assert.Equal(HttpStatusCode.OK, status);
+            if (body == "o\n")
+            {
+                opened++;
+            }
+            else
+            {
+                refused = body;
+            }
+        }
+
+        Assert.InRange(opened, 1, 3);
+        Assert.Contains("c[4100,", refused, StringComparison.Ordinal);
+        Assert.Contains("MaxConnectionsPerIp", refused, StringComparison.Ordinal);
+
+        // The sessions end after the idle timeout and give their places back.
+        using var cancel = new CancellationTokenSource(Timeout);
+        while ((await PostAsync(http, NewSession() + "/xhr?protocol=7")).Body != "o\n")
+        {
+            Assert.False(cancel.IsCancellationRequested, "the idle sessions never gave their address's places back");
+            await Task.Delay(200);
+        }
+    }
+
+    [Fact]
     public async Task SendBudget_ClientThatNeverPolls_IsCutAsASlowConsumerNotBuffered()
     {
         var settings = PusherServerFixture.Settings();
