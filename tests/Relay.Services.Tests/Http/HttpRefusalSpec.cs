@@ -59,9 +59,16 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
         return [.. _log.Entries.Skip(before)];
     }
 
+    /// <summary>
+    /// Warnings and errors logged during a flood, but for the Redis bus saying its fan-out lease lapsed: that is the
+    /// process paused past the lease on a loaded machine (CI saw it once, on the Redis-cluster run), not an HTTP refusal.
+    /// </summary>
+    private static List<LogEntry> Problems(List<LogEntry> logged) =>
+        logged.Where(static e => (e.Level >= LogLevel.Warning || e.Exception is not null) && e.EventId.Name != "LogFanOutLeaseLapsed").ToList();
+
     private static void AssertBounded(List<LogEntry> logged, int status)
     {
-        var problems = logged.Where(static e => e.Level >= LogLevel.Warning || e.Exception is not null).ToList();
+        var problems = Problems(logged);
         Assert.True(problems.Count == 0, $"{problems.Count} warnings or errors, the first: {problems.FirstOrDefault()}");
 
         // One line with the first refusal's reason, then counts: a couple of lines, not one per request.
@@ -89,7 +96,7 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
     public async Task TokenRequestsDeclaringBodiesOverKestrelsLimit_Get400WithTheErrorBody_AndNoErrorLogged()
     {
         var logged = await FloodAsync(static connection => connection.SendAsync(PublishHead(40_000_000, "/v1/tokens") + "{"), 400, 40000);
-        var problems = logged.Where(static e => e.Level >= LogLevel.Warning || e.Exception is not null).ToList();
+        var problems = Problems(logged);
         Assert.True(problems.Count == 0, $"{problems.Count} warnings or errors, the first: {problems.FirstOrDefault()}");
     }
 
@@ -112,7 +119,7 @@ public abstract class HttpRefusalSpec : IAsyncLifetime
         static bool KestrelDrainRace(LogEntry e) =>
             e.Category.StartsWith("Microsoft.AspNetCore.Server.Kestrel", StringComparison.Ordinal) &&
             e.Exception is InvalidOperationException { Message: "Reading is already in progress." };
-        var problems = logged.Where(static e => (e.Level >= LogLevel.Warning || e.Exception is not null) && !KestrelDrainRace(e)).ToList();
+        var problems = Problems(logged).Where(static e => !KestrelDrainRace(e)).ToList();
         Assert.True(problems.Count == 0, $"{problems.Count} warnings or errors, the first: {problems.FirstOrDefault()} {problems.FirstOrDefault()?.Exception}");
         Assert.InRange(logged.Count(KestrelDrainRace), 0, 4);
         Assert.InRange(logged.Count(static e => e.Category.EndsWith(".RefusalLog", StringComparison.Ordinal)), 0, 4);

@@ -134,12 +134,15 @@ public abstract class LimitsSpec : IAsyncLifetime
         Assert.Equal(batches * perBatch, received);
         Assert.True(node.SlowConsumerDisconnects >= 1, "the stalled reader was not cut");
 
-        // 20 MB went through; a backlog kept for the stalled reader would show here. Measured alone, the heap grows
-        // 2-5.5 MB (history, pooled buffers); the collection runs with no other test beside it.
+        // 20 MB went through; a backlog kept for the stalled reader (never cut) would show here as 20 MB more. Measured
+        // alone, the heap grows 2-5.5 MB (history, pooled buffers: the shared pool keeps arrays per thread, so more with
+        // more pool threads on a loaded machine); the collection runs with no other test beside it, and CI has seen 9.4
+        // and 11.9 MB. Bound 15 MB: below what a kept backlog adds alone. (A backlog kept after the cut is at most the
+        // 1 MiB budget: the cut and the healthy reader's every message are what show that, above.)
         GC.Collect();
         GC.WaitForPendingFinalizers();
         var growth = GC.GetTotalMemory(forceFullCollection: true) - before;
-        Assert.True(growth < 10 * 1024 * 1024, $"managed memory grew by {growth} bytes");
+        Assert.True(growth < 15 * 1024 * 1024, $"managed memory grew by {growth} bytes");
 
         // The stalled reader, reading at last, finds what fitted in its socket buffers, then the disconnect.
         var buffer = new byte[1 << 20];
