@@ -70,7 +70,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task BadInput_UnknownSessionBrokenBodyOversizeAndRefusedOpen_ClearErrorsAndTheSessionGoesOn()
     {
-        await using var server = await RelayServer.StartAsync(PusherServerFixture.Settings());
+        await using var server = await PusherServerFixture.StartServerAsync();
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var unknown = await SendAsync(http, NewSession(), Subscribe("news"));
@@ -105,10 +105,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task IdleSession_NoStreamOrPollForTheTimeout_EndsAndGivesBackItsConnectionCount()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "1";
-        settings["Relay:Pusher:Apps:test:MaxConnections"] = "1";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpSessionTimeoutSeconds", "1"), ("Relay:Pusher:Apps:test:MaxConnections", "1"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var first = await OpenPolledAsync(http);
@@ -129,10 +126,7 @@ public sealed class PusherHttpSessionTests
     {
         // A session lives on with no socket open: without counting it, one keep-alive connection could open sessions
         // without end (each held for the idle timeout). Here 4 per address, of which this client's socket holds one.
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "1";
-        settings["Relay:Ingress:MaxConnectionsPerIp"] = "4";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpSessionTimeoutSeconds", "1"), ("Relay:Ingress:MaxConnectionsPerIp", "4"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var opened = 0;
@@ -167,9 +161,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task SendBudget_ClientThatNeverPolls_IsCutAsASlowConsumerNotBuffered()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Ingress:SendQueueBytes"] = "2097152";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:SendQueueBytes", "2097152"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var session = await OpenPolledAsync(http);
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(http, session, Subscribe("firehose"))).Status);
@@ -193,9 +185,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task Streaming_EachFrameFlushedAsSent_HeartbeatWhenQuiet()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpPollSeconds"] = "1";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpPollSeconds", "1"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = Timeout };
         var session = NewSession();
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(session + "/xhr_streaming?protocol=7", UriKind.Relative)) { Content = new StringContent(string.Empty) };
@@ -232,9 +222,7 @@ public sealed class PusherHttpSessionTests
     public async Task Streaming_PastPusherJsResponseLimit_StopsAtThatLineEnd_NextStreamGoesOnWithTheNextEvent()
     {
         const int Events = 600;
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Ingress:PublishRatePerSecond"] = "5000";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:PublishRatePerSecond", "5000"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         var session = NewSession();
 
