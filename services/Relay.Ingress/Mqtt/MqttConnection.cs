@@ -589,6 +589,13 @@ internal sealed partial class MqttConnection : INodeConnection
         finally
         {
             await output.CompleteAsync().ConfigureAwait(false);
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                // The writer stopped while the connection had not begun to close (its socket failed, or an error): the
+                // connection ends, so the client sees it end rather than a connection that no longer answers. Kestrel's
+                // transport closes when its output completes; the bare socket's does not.
+                Abort();
+            }
         }
     }
 
