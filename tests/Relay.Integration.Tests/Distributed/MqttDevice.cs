@@ -57,6 +57,9 @@ internal sealed class MqttDevice(string clientId, byte level, int[] ports, int n
 
     public int Reconnects { get; private set; }
 
+    /// <summary>Whether a CONNACK on a new connection said no session present (the session was lost).</summary>
+    public bool SessionLost { get; private set; }
+
     /// <summary>The node (index into the ports) the device is connected to.</summary>
     public int Node => node;
 
@@ -195,6 +198,7 @@ internal sealed class MqttDevice(string clientId, byte level, int[] ports, int n
             var present = await client.ConnectAsync(level, ClientId, keepAlive: 60, sessionExpiry: SessionExpiry, timeout: TimeSpan.FromSeconds(30));
             if (expectPresent && !present)
             {
+                SessionLost = true;
                 log($"{ClientId}: CONNACK on node {node} says no session present");
             }
 

@@ -7,9 +7,12 @@ namespace Relay.Integration.Tests.Distributed;
 /// MQTT QoS 1 and 2 with an ingress node killed (SIGKILL) mid-stream at 1,000 messages a second (docs/mqtt.md,
 /// "Guarantees under failure"): a device publishes on node A with a persistent session, subscribers with persistent
 /// sessions listen on A and on B; A dies a few seconds in, and every device on it connects to B with its client id and
-/// goes on (the publisher resends what was in flight, DUP). Every message acknowledged to the publisher must reach
-/// every subscriber; a QoS 2 subscriber on the node that lived must get each once; each subscriber gets them in the
-/// order published (what the publisher resent on its new connection aside).
+/// goes on (the publisher resends what was in flight, DUP). Every session must be resumed (session present); every
+/// message acknowledged to the publisher must reach every subscriber; a QoS 2 subscriber on the node that lived must
+/// get each once (the publisher's resends of what A had routed are not published again); each subscriber gets them in
+/// the order published (what the publisher resent on its new connection aside). A subscriber whose node died gets
+/// again what was delivered since its session was last written (docs/mqtt.md: at least once there, QoS 2 too): its
+/// duplicates are printed, not asserted.
 /// </summary>
 public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
 {
@@ -80,6 +83,11 @@ public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
             await Task.Delay(1000, stop.Token);
 
             var failures = new List<string>();
+            if (publisher.SessionLost)
+            {
+                failures.Add($"{publisher.ClientId}: its session was not resumed on B (session present 0): its resends would be a new session's");
+            }
+
             for (var i = 0; i < subscribers.Length; i++)
             {
                 var s = subscribers[i];
@@ -89,8 +97,13 @@ public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
                 var duplicated = counts.Where(static e => e.Value > 1).Select(static e => e.Key).Order().ToList();
                 var firsts = delivered.Distinct().Where(n => !publisher.Resent.Contains(n)).ToList();
                 var outOfOrder = firsts.Zip(firsts.Skip(1)).Count(static p => p.Second < p.First);
-                var exactlyOnce = qos == 2 && subscribed[i] == 2;
+                var exactlyOnce = qos == 2 && subscribed[i] == 2 && i % 2 == 0;
                 Log($"{s.ClientId} (QoS {subscribed[i]}, {(i % 2 == 0 ? "on B" : "on A, then B")}): sent {Total}, acknowledged {publisher.Acknowledged.Count(static a => a)}, received {delivered.Length}, distinct {counts.Count}, duplicates {delivered.Length - counts.Count} ({duplicated.Count} messages{Sample(duplicated)}), lost {lost.Count}{Sample(lost)}, out of order {outOfOrder}, connected again {s.Reconnects}");
+                if (s.SessionLost)
+                {
+                    failures.Add($"{s.ClientId}: its session was not resumed on B (session present 0)");
+                }
+
                 if (lost.Count > 0)
                 {
                     failures.Add($"{s.ClientId}: {lost.Count} acknowledged messages lost{Sample(lost)}");
