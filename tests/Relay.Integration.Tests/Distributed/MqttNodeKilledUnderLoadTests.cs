@@ -7,7 +7,9 @@ namespace Relay.Integration.Tests.Distributed;
 /// MQTT QoS 1 and 2 with an ingress node killed (SIGKILL) mid-stream at 1,000 messages a second (docs/mqtt.md,
 /// "Guarantees under failure"): a device publishes on node A with a persistent session, subscribers with persistent
 /// sessions listen on A and on B; A dies a few seconds in, and every device on it connects to B with its client id and
-/// goes on (the publisher resends what was in flight, DUP). Every session must be resumed (session present); every
+/// goes on (the publisher resends what was in flight, DUP). The publisher reaches A through a <see cref="TcpForwarder"/>
+/// that, half a second before the kill, stops passing A's answers: what A routes then is acknowledged to nobody, as a
+/// PUBREC lost with the node, so the publisher resends its whole window (32), already published, to B. Every session must be resumed (session present); every
 /// message acknowledged to the publisher must reach every subscriber; a QoS 2 subscriber on the node that lived must
 /// get each once (the publisher's resends of what A had routed are not published again); each subscriber gets them in
 /// the order published (what the publisher resent on its new connection aside). A subscriber whose node died gets
@@ -38,6 +40,7 @@ public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
         });
         cluster.Output = output.WriteLine;
         int[] ports = [await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync()];
+        await using var publisherPath = TcpForwarder.Start(ports[0]);
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(150));
         var run = Guid.NewGuid().ToString("N")[..8];
         var topic = $"devices/{run}/telemetry";
@@ -52,7 +55,7 @@ public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
             new($"s-a1-{run}", level, ports, 0, Log),
         ];
         byte[] subscribed = [2, 2, 1, 1];
-        await using var publisher = new MqttDevice($"p-{run}", level, ports, 0, Log);
+        await using var publisher = new MqttDevice($"p-{run}", level, [publisherPath.Port, ports[1]], 0, Log);
         try
         {
             for (var i = 0; i < subscribers.Length; i++)
@@ -68,7 +71,11 @@ public sealed class MqttNodeKilledUnderLoadTests(ITestOutputHelper output)
                 await Task.Delay(10, stop.Token);
             }
 
+            // A's answers to the publisher are lost from here: it fills its window, A routes it all, then A dies.
+            publisherPath.DropReplies();
+            await Task.Delay(500, stop.Token);
             cluster.IngressA.Kill();
+            publisherPath.Cut();
             Log($"ingress A killed ({publisher.Acknowledged.Count(static a => a)} acknowledged)");
             await publishing;
             Log($"all {Total} acknowledged; publisher connected {publisher.Reconnects} more time(s), resent {publisher.Resent.Count}");
