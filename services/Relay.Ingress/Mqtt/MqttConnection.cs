@@ -52,7 +52,7 @@ internal sealed partial class MqttConnection : INodeConnection
     // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
     // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
     // with _awaitingRelease.
-    private Dictionary<ushort, int>? _routingQos2;
+    private MqttQos2Routing? _routingQos2;
 
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
