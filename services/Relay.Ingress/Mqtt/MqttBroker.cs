@@ -54,6 +54,9 @@ internal sealed partial class MqttBroker : IDisposable
     // the very array the publish gave (the bus carries no retain flag). Weak: an entry lives as long as its payload.
     private readonly ConditionalWeakTable<byte[], object> _retainedPayloads = [];
 
+    // Sweeps (seconds) so far, for the periodic write of positions (MqttOptions.PositionWriteSeconds); the timer's only.
+    private long _sweeps;
+
     public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, IShareClaims shares, ILogger<MqttConnection> logger)
     {
         Store = store;
@@ -548,6 +551,8 @@ internal sealed partial class MqttBroker : IDisposable
     private void ExpireSessions()
     {
         var now = Node.Time.GetUtcNow().UtcTicks;
+        var period = Options.PositionWriteSeconds;
+        var writePositions = Store.Durable && period > 0 && ++_sweeps % period == 0;
         foreach (var (_, session) in _sessions)
         {
             if (session.TakeWill(now) is { } will)
@@ -564,6 +569,12 @@ internal sealed partial class MqttBroker : IDisposable
             {
                 // The store's entry of a session a connection holds is written again before it expires.
                 session.RefreshDueTicks = now + (HeldTtl(session).Ticks / 2);
+                _ = SaveAsync(session, held: true);
+            }
+            else if (writePositions && session.ExpirySeconds > 0 && session.Attached && session.TakeMoved())
+            {
+                // Its positions as they are now (what the client has not acknowledged counts as not delivered), so a node
+                // resuming it after this one died sends again a period of deliveries, not all since it subscribed.
                 _ = SaveAsync(session, held: true);
             }
         }

@@ -960,6 +960,42 @@ internal sealed partial class MqttConnection : INodeConnection
         return undelivered;
     }
 
+    /// <summary>
+    /// For a snapshot of the session while this connection holds it: copies of the QoS 1 and 2 deliveries the client has
+    /// not acknowledged (in flight, awaiting PUBCOMP, parked or queued), nothing taken. The store then starts each channel
+    /// before the oldest of them, so a node that resumes the session after this one died sends them again (a duplicate,
+    /// never a loss). An item between the write loop's dequeue and its in-flight entry is missed: a window of one write.
+    /// </summary>
+    public void AddUnacknowledged(List<MqttOutbound> into)
+    {
+        if (Volatile.Read(ref _inflight) is { } inflight)
+        {
+            lock (inflight)
+            {
+                foreach (var (packetId, entry) in inflight)
+                {
+                    into.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
+                }
+            }
+        }
+
+        if (_parked is { } parked)
+        {
+            lock (parked)
+            {
+                into.AddRange(parked.Where(static item => item is { Message: not null, Qos: > 0 }));
+            }
+        }
+
+        _queue.ForEach(into, static (item, list) =>
+        {
+            if (item is { Message: not null, Qos: > 0 })
+            {
+                list.Add(item);
+            }
+        });
+    }
+
     /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>
     private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos, MqttSubscriptionSink? Shared);
 

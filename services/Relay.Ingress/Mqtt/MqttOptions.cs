@@ -39,6 +39,9 @@ public sealed class MqttOptions
     /// <summary>Default bytes a persistent session keeps for an absent client: 1 MiB, a thousand 1 KiB readings.</summary>
     public const long DefaultMaxQueuedBytes = 1024 * 1024;
 
+    /// <summary>Default seconds between writes of a connected persistent session's positions while it delivers.</summary>
+    public const int DefaultPositionWriteSeconds = 5;
+
     /// <summary>Whether the node serves MQTT (TCP on <see cref="Port"/> and WebSocket at <c>/mqtt</c>).</summary>
     public bool Enabled { get; set; } = true;
 
@@ -87,4 +90,12 @@ public sealed class MqttOptions
 
     /// <summary>Bytes of messages a persistent session keeps while its client is away; past it the oldest is dropped.</summary>
     public long MaxQueuedBytes { get; set; } = DefaultMaxQueuedBytes;
+
+    /// <summary>
+    /// Over a durable session store (the Redis bus): a connected persistent session that delivered anything since it was
+    /// last written is written again this often (seconds; 0: only on subscribe, unsubscribe and its refresh), so a node
+    /// that resumes it after this one died sends again about this many seconds of deliveries, not everything since the
+    /// session's last subscribe. One store write per delivering session per period.
+    /// </summary>
+    public int PositionWriteSeconds { get; set; } = DefaultPositionWriteSeconds;
 }

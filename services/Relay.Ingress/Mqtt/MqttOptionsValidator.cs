@@ -75,6 +75,11 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
             failures.Add($"Relay:Mqtt:MaxInflight is {options.MaxInflight}; set it between 1 and 65535 (one packet id each).");
         }
 
+        if (options.PositionWriteSeconds is < 0 or > 3600)
+        {
+            failures.Add($"Relay:Mqtt:PositionWriteSeconds is {options.PositionWriteSeconds}; set it between 1 and 3600 seconds (how much a session resumed after its node died gets again), or 0 to write positions only on subscribe, unsubscribe and the session's refresh.");
+        }
+
         if (options.ReceiveMaximum is < 1 or > 65535)
         {
             failures.Add($"Relay:Mqtt:ReceiveMaximum is {options.ReceiveMaximum}; set it between 1 and 65535.");

@@ -43,6 +43,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private Dictionary<string, Delivered>? _delivered;
     private int _deliveredGeneration;
 
+    // Something was delivered since the session was last written (MqttOptions.PositionWriteSeconds); under Subscriptions.
+    private bool _moved;
+
     // Per channel, the oldest message the queue dropped while the client was away (history still has it): the position
     // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
     private Dictionary<string, Delivered>? _dropped;
@@ -442,33 +445,32 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         var oldest = new Dictionary<string, Delivered>(StringComparer.Ordinal);
         List<ushort>? releases = null;
         ushort[]? awaitingRelease;
+        MqttConnection? connection;
         lock (_gate)
         {
             version = ++_version;
             awaitingRelease = _awaitingRelease;
+            connection = _connection;
             foreach (var (channel, first) in _dropped ?? [])
             {
                 oldest[channel] = first;
             }
 
-            if (_queued is { } queued)
+            foreach (var item in _queued ?? [])
             {
-                foreach (var item in queued)
-                {
-                    if (item.Release)
-                    {
-                        // A QoS 2 delivery awaiting PUBCOMP is the client's already: the next node sends its PUBREL again.
-                        (releases ??= []).Add(item.PacketId);
-                        continue;
-                    }
+                Unacknowledged(item, oldest, ref releases);
+            }
+        }
 
-                    // A shared delivery is its group's.
-                    if (item is { Message: { PresenceAction: null } message, Shared: null }
-                        && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
-                    {
-                        oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
-                    }
-                }
+        // Written while a connection holds the session (a subscribe, the periodic refresh): what the client has not
+        // acknowledged yet counts as not delivered, or a node resuming the session after this one died would start past it.
+        if (connection is not null)
+        {
+            var unacknowledged = new List<MqttOutbound>();
+            connection.AddUnacknowledged(unacknowledged);
+            foreach (var item in unacknowledged)
+            {
+                Unacknowledged(item, oldest, ref releases);
             }
         }
 
@@ -490,6 +492,24 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
 
         return (new MqttStoredSession(ExpirySeconds, subscriptions, positions, releases, awaitingRelease), version);
+    }
+
+    // A delivery the client has not acknowledged, for the snapshot: its channel starts before it, or (a QoS 2 delivery
+    // awaiting PUBCOMP, the client's already) the next node sends its PUBREL again.
+    private static void Unacknowledged(MqttOutbound item, Dictionary<string, Delivered> oldest, ref List<ushort>? releases)
+    {
+        if (item.Release)
+        {
+            (releases ??= []).Add(item.PacketId);
+            return;
+        }
+
+        // A shared delivery is its group's.
+        if (item is { Message: { PresenceAction: null } message, Shared: null }
+            && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+        {
+            oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+        }
     }
 
     private bool IsSubscribedByName(string channel)
@@ -546,7 +566,19 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
 
             last = new Delivered(message.Epoch, message.Seq, _deliveredGeneration);
+            _moved = true;
             return true;
+        }
+    }
+
+    /// <summary>Whether anything was delivered since the last call (the broker's periodic write of positions).</summary>
+    public bool TakeMoved()
+    {
+        lock (Subscriptions)
+        {
+            var moved = _moved;
+            _moved = false;
+            return moved;
         }
     }
 

@@ -190,6 +190,21 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
         }
     }
 
+    /// <summary>
+    /// Calls <paramref name="visit"/> with each item queued, oldest first, under the queue's lock (keep it short): nothing
+    /// is taken. For a look at what a connection holds (an MQTT session's snapshot), not for its reader.
+    /// </summary>
+    public void ForEach<TState>(TState state, Action<T, TState> visit)
+    {
+        lock (_gate)
+        {
+            for (var i = 0; i < _count; i++)
+            {
+                visit(_ring[(_head + i) % _ring.Length], state);
+            }
+        }
+    }
+
     public bool TryPeek(out T item)
     {
         lock (_gate)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Relay.Testing;
 
 namespace Relay.Services.Tests.Mqtt;
 
