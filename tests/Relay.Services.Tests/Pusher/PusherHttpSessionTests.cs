@@ -169,6 +169,8 @@ public sealed class PusherHttpSessionTests
     {
         var settings = PusherServerFixture.Settings();
         settings["Relay:Ingress:SendQueueBytes"] = "2097152";
+        // The session is left without a poll while 4 MB go out: on a loaded machine that outlasts the 5 s default.
+        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "120";
         await using var server = await RelayServer.StartAsync(settings);
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var session = await OpenPolledAsync(http);
@@ -310,7 +312,10 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task XhrSendFuzz_RandomBodies_Get204Or400Or413_NothingLoggedAsAnError_AndTheSessionServesOn()
     {
-        await using var host = await Hostile.HostileServer.StartAsync(PusherServerFixture.Settings());
+        // 400 posts with no poll open: on a loaded machine they outlast the session's 5 s default without a reader.
+        var settings = PusherServerFixture.Settings();
+        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "120";
+        await using var host = await Hostile.HostileServer.StartAsync(settings);
         using var http = new HttpClient { BaseAddress = host.Server.BaseAddress };
         var session = await OpenPolledAsync(http);
         var random = new Random(20261206);
