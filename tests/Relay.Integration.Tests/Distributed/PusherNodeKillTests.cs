@@ -177,22 +177,13 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                     return nodes;
                 }
 
-                // The cluster's timings (RelayCluster.StartAsync), on two standalone hosts.
+                // The cluster's timings, on two standalone hosts.
                 nodes._redis = await RedisServer.StartAsync();
                 foreach (var name in new[] { "standalone-a", "standalone-b" })
                 {
-                    nodes._hosts.Add(await ServiceProcess.StartStandaloneAsync(new Dictionary<string, string>
-                    {
-                        ["Relay__Bus"] = "redis",
-                        ["Relay__Redis__Configuration"] = nodes._redis.Configuration,
-                        ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
-                        ["Relay__Redis__FanOutLeaseTtl"] = "00:00:01.5",
-                        ["Relay__Redis__NodeTtl"] = "00:00:02",
-                        ["Relay__Redis__RequestTimeout"] = "00:00:10",
-                        ["Relay__Ingress__NodeId"] = name,
-                        ["Relay__Mqtt__Port"] = "0",
-                        ["Relay__Grpc__Port"] = "0",
-                    }));
+                    var settings = RelayCluster.BusSettings(nodes._redis.Configuration);
+                    settings["Relay__Ingress__NodeId"] = name;
+                    nodes._hosts.Add(await ServiceProcess.StartStandaloneAsync(settings));
                 }
 
                 (nodes.IngressA, nodes.IngressB) = (nodes._hosts[0], nodes._hosts[1]);
