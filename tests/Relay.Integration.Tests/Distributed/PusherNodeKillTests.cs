@@ -9,7 +9,8 @@ namespace Relay.Integration.Tests.Distributed;
 /// <summary>
 /// pusher-js on two ingress processes over one redis-server, the Pusher HTTP API publishing at rate, and one ingress
 /// killed (SIGKILL) mid-stream: the other node's clients, on each transport, go on undisturbed and see the dead node's
-/// presence members leave within the bound docs/pusher.md gives (<c>Relay:Redis:NodeTtl</c> plus one fan-out sweep).
+/// presence members leave within the bound docs/pusher.md gives (<c>Relay:Redis:NodeTtl</c> plus one fan-out sweep);
+/// the dead node's clients, sent to B by a balancer (a <see cref="TcpForwarder"/>), connect again and get events.
 /// </summary>
 public sealed class PusherNodeKillTests(ITestOutputHelper output)
 {
@@ -41,7 +42,7 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
         {
             foreach (var transport in Transports)
             {
-                var client = Client(cluster.IngressB, "b-" + transport, transport);
+                var client = Client(cluster.IngressB.Port, "b-" + transport, transport);
                 atB.Add(client);
                 Assert.Equal(transport, (await client.NextAsync("connected", Timeout)).GetProperty("transport").GetString());
                 client.Send(new { op = "tally", channel = news });
@@ -50,12 +51,16 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                 await client.NextAsync("subscribed", Timeout, room);
             }
 
+            // A's clients reach it through a balancer, which sends them to B once A is out of its pool.
+            await using var balancer = TcpForwarder.Start(cluster.IngressA.Port);
             foreach (var transport in new[] { "ws", "xhr_polling" })
             {
-                var client = Client(cluster.IngressA, "a-" + transport, transport);
+                var client = Client(balancer.Port, "a-" + transport, transport);
                 atA.Add(client);
                 await client.NextAsync("connected", Timeout);
-                client.Send(new { op = "subscribe", channel = room });
+                client.Send(new { op = "tally", channel = news });
+                await client.NextAsync("subscribed", Timeout, news);
+                client.Send(new { op = "tally", channel = room });
                 await client.NextAsync("subscribed", Timeout, room);
             }
 
@@ -92,6 +97,21 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
             output.WriteLine($"A's members removed for B's clients {string.Join(", ", left.Select(static t => $"{t.TotalSeconds:F1} s"))} after the kill");
             Assert.True(left.Max() < TimeSpan.FromSeconds(15), $"A's members left B's clients {left.Max().TotalSeconds:F1} s after the kill; the bound is NodeTtl (2 s here) and a sweep, 15 s with room for a loaded machine");
 
+            // Then the balancer takes A out: its clients connect again, now to B, as new connections (Pusher has no
+            // recovery: what they missed is lost), and get the events published after.
+            balancer.TargetPort = cluster.IngressB.Port;
+            await Task.WhenAll(atA.Select(async c =>
+            {
+                await c.NextAsync("connected", Timeout);
+                await c.NextAsync("subscribed", Timeout, news);
+                var after = await CountAsync(c, news);
+                while (await CountAsync(c, news) < after + 100)
+                {
+                    await Task.Delay(250);
+                }
+            })).WaitAsync(Timeout);
+            output.WriteLine($"A's clients connected again through B and got events {(clock.Elapsed - killedAt).TotalSeconds:F1} s after the kill");
+
             await WaitForAsync(() => throughB.Sum(static p => p.Acknowledged.Count) >= beforeKill + 6_000, "6,000 more events acknowledged through B after the kill", throughB);
             await stop.CancelAsync();
             await Task.WhenAll(running).WaitAsync(Timeout);
@@ -100,10 +120,18 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
             output.WriteLine($"{total} events acknowledged through B in {elapsed.TotalSeconds:F1} s ({beforeKill / killedAt.TotalSeconds:F0} a second before the kill, "
                 + $"{(total - beforeKill) / (elapsed - killedAt).TotalSeconds:F0} after), {publishers[^1].Acknowledged.Count} through A");
 
-            // No error through B: every request answered 200.
+            // No error through B: every request answered 200. Where A also owned routing shards, a publish B had sent to
+            // one of them as A died is answered 503 after Relay:Redis:RequestTimeout (the bus does not send it again to
+            // the shard's next owner): unacknowledged, so it may or may not arrive, once at most.
             foreach (var publisher in throughB)
             {
-                Assert.True(publisher.Failures.Count == 0, $"publisher {publisher.Id} through B: {publisher.Failures.Count} failures, first: {publisher.Failures.FirstOrDefault()}");
+                var allowed = split ? new List<string>() : publisher.Failures.Where(static f => f.Contains(": 503 ", StringComparison.Ordinal) && f.Contains("did not answer", StringComparison.Ordinal)).ToList();
+                foreach (var failure in publisher.Failures)
+                {
+                    output.WriteLine($"publisher {publisher.Id} through B: {failure}");
+                }
+
+                Assert.True(publisher.Failures.Count == allowed.Count, $"publisher {publisher.Id} through B: {publisher.Failures.Count} failures, first: {publisher.Failures.FirstOrDefault()}");
             }
 
             // Every event acknowledged through B, once, in its publisher's order, on each transport; A's, once and in order.
@@ -112,20 +140,19 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                 foreach (var channel in new[] { news, room })
                 {
                     var expected = publishers.Where(p => p.Channel == channel).ToArray();
-                    var keys = await ReceivedAsync(client, channel, expected.Where(p => p.Node == nodeB).Sum(static p => p.Acknowledged.Count));
+                    var keys = await ReceivedAsync(client, channel, [.. expected.Where(p => p.Node == nodeB)]);
                     foreach (var publisher in expected)
                     {
                         var received = keys.Where(k => k.Publisher == publisher.Id).Select(static k => k.Number).ToList();
                         var summary = $"{transport} on {channel}, publisher {publisher.Id}: {publisher.Acknowledged.Count} acknowledged, {received.Count} received ({received.Distinct().Count()} distinct)";
                         if (publisher.Node == nodeB)
                         {
-                            Assert.True(received.SequenceEqual(publisher.Acknowledged), summary + $", first difference at {FirstDifference(received, publisher.Acknowledged)}");
+                            var acknowledged = received.Where(n => !publisher.Failed.Contains(n)).ToList();
+                            Assert.True(acknowledged.SequenceEqual(publisher.Acknowledged), summary + $", first difference at {FirstDifference(acknowledged, publisher.Acknowledged)}");
                         }
-                        else
-                        {
-                            // Pusher has no recovery: what A took just before it died may be lost, never doubled or reordered.
-                            Assert.True(received.Zip(received.Skip(1)).All(static p => p.First < p.Second), summary + ": duplicated or out of order");
-                        }
+
+                        // Pusher has no recovery: what A took just before it died may be lost; nothing is doubled or reordered.
+                        Assert.True(received.Zip(received.Skip(1)).All(static p => p.First < p.Second), summary + ": duplicated or out of order");
                     }
                 }
 
@@ -134,11 +161,11 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                 Assert.DoesNotContain(lines, static l => l.Contains("\"kind\":\"error\"", StringComparison.Ordinal) || l.Contains("\"kind\":\"exception\"", StringComparison.Ordinal));
             }
 
-            // B's view of the room: its own three members, none of A's.
+            // B's view of the room: its own three members and A's two, connected again.
             using var users = await http.SendAsync(PusherHttp.Request(nodeB, RelayServer.Key, HttpMethod.Get, $"/apps/test/channels/{room}/users")).WaitAsync(Timeout);
             Assert.Equal(HttpStatusCode.OK, users.StatusCode);
             var ids = JsonDocument.Parse(await users.Content.ReadAsStringAsync()).RootElement.GetProperty("users").EnumerateArray().Select(static u => u.GetProperty("id").GetString()).Order(StringComparer.Ordinal);
-            Assert.Equal(Transports.Select(static t => "b-" + t).Order(StringComparer.Ordinal), ids);
+            Assert.Equal(Transports.Select(static t => "b-" + t).Concat(["a-ws", "a-xhr_polling"]).Order(StringComparer.Ordinal), ids);
             Assert.DoesNotContain("fail:", cluster.IngressB.Tail(), StringComparison.Ordinal);
         }
         finally
@@ -150,8 +177,8 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
         }
     }
 
-    private static PusherScript Client(ServiceProcess node, string user, string transport) =>
-        PusherScript.Start("pusher-client.cjs", PusherScript.Options(node.Port, RelayServer.Key, new { user = new { user_id = user, user_info = new { user } }, transports = new[] { transport } }));
+    private static PusherScript Client(int port, string user, string transport) =>
+        PusherScript.Start("pusher-client.cjs", PusherScript.Options(port, RelayServer.Key, new { user = new { user_id = user, user_info = new { user } }, transports = new[] { transport } }));
 
     /// <summary>Two ingress nodes over one redis-server, each its own process: A is killed, B lives.</summary>
     private sealed class Nodes : IAsyncDisposable
@@ -240,8 +267,11 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>The (publisher, number) of the events <paramref name="client"/> counted on <paramref name="channel"/>, in the order received, once <paramref name="atLeast"/> came or nothing more for 30 s.</summary>
-    private static async Task<List<(int Publisher, int Number)>> ReceivedAsync(PusherScript client, string channel, int atLeast)
+    /// <summary>
+    /// The (publisher, number) of the events <paramref name="client"/> counted on <paramref name="channel"/>, in the order
+    /// received, once the last event each of <paramref name="publishers"/> had acknowledged came, or nothing more for 30 s.
+    /// </summary>
+    private static async Task<List<(int Publisher, int Number)>> ReceivedAsync(PusherScript client, string channel, IReadOnlyList<Publisher> publishers)
     {
         var (count, since) = (-1, Stopwatch.StartNew());
         while (true)
@@ -249,14 +279,15 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
             client.Send(new { op = "report", channel, keys = true });
             var report = await client.NextAsync("tally", Timeout, channel);
             var now = report.GetProperty("count").GetInt32();
-            if (now >= atLeast || since.Elapsed > TimeSpan.FromSeconds(30))
+            List<(int Publisher, int Number)> keys = [.. report.GetProperty("keys").EnumerateArray().Select(static k =>
             {
-                return [.. report.GetProperty("keys").EnumerateArray().Select(static k =>
-                {
-                    var key = k.GetString()!;
-                    var dash = key.IndexOf('-', StringComparison.Ordinal);
-                    return (int.Parse(key.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture), int.Parse(key.AsSpan(dash + 1), System.Globalization.CultureInfo.InvariantCulture));
-                })];
+                var key = k.GetString()!;
+                var dash = key.IndexOf('-', StringComparison.Ordinal);
+                return (int.Parse(key.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture), int.Parse(key.AsSpan(dash + 1), System.Globalization.CultureInfo.InvariantCulture));
+            })];
+            if (publishers.All(p => p.Acknowledged.Count == 0 || keys.Contains((p.Id, p.Acknowledged[^1]))) || since.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                return keys;
             }
 
             if (now != count)
@@ -266,6 +297,12 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
 
             await Task.Delay(250);
         }
+    }
+
+    private static async Task<int> CountAsync(PusherScript client, string channel)
+    {
+        client.Send(new { op = "report", channel });
+        return (await client.NextAsync("tally", Timeout, channel)).GetProperty("count").GetInt32();
     }
 
     private static string FirstDifference(List<int> received, List<int> expected)
@@ -291,6 +328,9 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
         public List<int> Acknowledged { get; } = [];
 
         public List<string> Failures { get; } = [];
+
+        /// <summary>The numbers not answered 200 (a failure above each).</summary>
+        public List<int> Failed { get; } = [];
 
         public async Task RunAsync(HttpClient http, CancellationToken stop)
         {
@@ -323,6 +363,8 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                 {
                     Failures.Add($"{n}: {e.Message}");
                 }
+
+                Failed.Add(n);
 
                 if (StopOnFailure)
                 {
