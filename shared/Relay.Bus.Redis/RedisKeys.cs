@@ -153,6 +153,12 @@ public static class RedisKeys
     }
 
     /// <summary>
+    /// The receipts of a session's client (<c>relay:{session:…}:received</c>, the session's hash tag): a hash of packet id
+    /// → idempotency id of the MQTT QoS 2 publishes received and not released (<see cref="RedisSessionStore.ReceiveAsync"/>).
+    /// </summary>
+    public static RedisKey SessionReceipts(string scope, string app, string clientId) => Session(scope, app, clientId).Append(":received");
+
+    /// <summary>
     /// The key prefix of a shared subscription's group, hash tag included
     /// (<c>relay:{share:&lt;len(app)&gt;:&lt;app&gt;:&lt;len(group)&gt;:&lt;group&gt;:&lt;filter&gt;}:</c>): <c>nodes</c> (sorted set: the
     /// processes with an active member, score = lease end, Redis clock), <c>turn</c> (the round robin's counter) and

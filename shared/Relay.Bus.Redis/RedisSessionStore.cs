@@ -11,13 +11,14 @@ namespace Relay.Bus.Redis;
 /// </summary>
 internal sealed class RedisSessionStore(RedisConnector connector) : ISessionStore
 {
-    // KEYS: the session. ARGV: claim, discard (0/1), force (0/1), hold (0/1), ttl (ms).
+    // KEYS: the session, its receipts. ARGV: claim, discard (0/1), force (0/1), hold (0/1), ttl (ms).
     // Returns {0, state} taken, {1} held by an earlier claim, {2} a later claim holds it.
     private static readonly RedisLuaScript Take = new("""
         local found = redis.call('HMGET', KEYS[1], 'claim', 'held', 'state')
         local claim = tonumber(ARGV[1])
         if found[1] and tonumber(found[1]) > claim then return {2} end
         if ARGV[2] == '1' then
+          redis.call('DEL', KEYS[2])
           if ARGV[4] == '1' or found[1] then
             redis.call('DEL', KEYS[1])
             redis.call('HSET', KEYS[1], 'claim', ARGV[1], 'ver', 0, 'held', ARGV[4], 'state', '')
@@ -45,18 +46,28 @@ internal sealed class RedisSessionStore(RedisConnector connector) : ISessionStor
         return 1
         """);
 
-    // KEYS: the session. ARGV: claim. Deleted unless a later claim holds it.
+    // KEYS: the session, its receipts. ARGV: claim. Deleted unless a later claim holds it.
     private static readonly RedisLuaScript Delete = new("""
         local claim = redis.call('HGET', KEYS[1], 'claim')
-        if claim and tonumber(claim) <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+        if claim and tonumber(claim) <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1], KEYS[2]) end
         return 0
+        """);
+
+    // KEYS: the session, its receipts. ARGV: claim, packet id, idempotency id, ttl (ms). The id recorded for the packet
+    // id (the first one's); nothing is written while a later claim holds the session.
+    private static readonly RedisLuaScript Receive = new("""
+        local claim = redis.call('HGET', KEYS[1], 'claim')
+        if claim and tonumber(claim) > tonumber(ARGV[1]) then return ARGV[3] end
+        redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+        redis.call('PEXPIRE', KEYS[2], ARGV[4])
+        return redis.call('HGET', KEYS[2], ARGV[2])
         """);
 
     /// <inheritdoc />
     public async ValueTask<SessionTake> TakeAsync(string scope, string app, string clientId, long claim, bool discard, bool force, bool hold, TimeSpan ttl, CancellationToken cancellationToken)
     {
         var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var result = (RedisResult[])(await Take.EvaluateAsync(database, [RedisKeys.Session(scope, app, clientId)], [claim, discard ? 1 : 0, force ? 1 : 0, hold ? 1 : 0, Milliseconds(ttl)]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await Take.EvaluateAsync(database, [RedisKeys.Session(scope, app, clientId), RedisKeys.SessionReceipts(scope, app, clientId)], [claim, discard ? 1 : 0, force ? 1 : 0, hold ? 1 : 0, Milliseconds(ttl)]).ConfigureAwait(false))!;
         return (int)result[0] switch
         {
             0 => new SessionTake(SessionTakeOutcome.Taken, (byte[]?)result[1] ?? []),
@@ -76,7 +87,24 @@ internal sealed class RedisSessionStore(RedisConnector connector) : ISessionStor
     public async ValueTask DeleteAsync(string scope, string app, string clientId, long claim, CancellationToken cancellationToken)
     {
         var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
-        await Delete.EvaluateAsync(database, [RedisKeys.Session(scope, app, clientId)], [claim]).ConfigureAwait(false);
+        await Delete.EvaluateAsync(database, [RedisKeys.Session(scope, app, clientId), RedisKeys.SessionReceipts(scope, app, clientId)], [claim]).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public bool Durable => true;
+
+    /// <inheritdoc />
+    public async ValueTask<string> ReceiveAsync(string scope, string app, string clientId, long claim, ushort packetId, string messageId, TimeSpan ttl, CancellationToken cancellationToken)
+    {
+        var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
+        return (string?)await Receive.EvaluateAsync(database, [RedisKeys.Session(scope, app, clientId), RedisKeys.SessionReceipts(scope, app, clientId)], [claim, (int)packetId, messageId, Milliseconds(ttl)]).ConfigureAwait(false) ?? messageId;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<bool> ReleaseAsync(string scope, string app, string clientId, ushort packetId, CancellationToken cancellationToken)
+    {
+        var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
+        return await database.HashDeleteAsync(RedisKeys.SessionReceipts(scope, app, clientId), (int)packetId).ConfigureAwait(false);
     }
 
     // PEXPIRE needs at least 1 ms.

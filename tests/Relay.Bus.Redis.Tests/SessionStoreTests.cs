@@ -10,11 +10,11 @@ namespace Relay.Bus.Redis.Tests;
 /// </summary>
 public abstract class SessionStoreSpec
 {
-    private static readonly TimeSpan Ttl = TimeSpan.FromMinutes(1);
+    protected static readonly TimeSpan Ttl = TimeSpan.FromMinutes(1);
 
     protected abstract ISessionStore Store { get; }
 
-    private static string NewClient() => $"c{Guid.NewGuid():N}"[..12];
+    protected static string NewClient() => $"c{Guid.NewGuid():N}"[..12];
 
     private ValueTask<SessionTake> TakeAsync(string client, long claim, bool force = false, bool discard = false, bool hold = true) =>
         Store.TakeAsync("mqtt", "app", client, claim, discard, force, hold, Ttl, default);
@@ -137,6 +137,35 @@ public sealed class RedisSessionStoreTests : SessionStoreSpec, IClassFixture<Red
 
     [Fact]
     public void TheRedisBus_RegistersTheRedisStore() => Assert.Equal("RedisSessionStore", Store.GetType().Name);
+
+    /// <summary>
+    /// MQTT QoS 2 receipts (docs/mqtt.md, "Guarantees under failure"): a resend of a packet id gets the first copy's
+    /// idempotency id until it is released; a clean start and delete drop them; a connection taken over (an earlier
+    /// claim) writes none.
+    /// </summary>
+    [Fact]
+    public async Task Receipts_AResendGetsTheFirstId_UntilReleased_AndACleanStartDropsThem()
+    {
+        var client = NewClient();
+        Assert.True(Store.Durable);
+        await Store.TakeAsync("mqtt", "app", client, 3, false, false, true, Ttl, default);
+        Assert.Equal("first", await Store.ReceiveAsync("mqtt", "app", client, 3, 7, "first", Ttl, default));
+        Assert.Equal("first", await Store.ReceiveAsync("mqtt", "app", client, 3, 7, "second", Ttl, default));
+        Assert.Equal("other", await Store.ReceiveAsync("mqtt", "app", client, 3, 8, "other", Ttl, default));
+        Assert.True(await Store.ReleaseAsync("mqtt", "app", client, 7, default));
+        Assert.False(await Store.ReleaseAsync("mqtt", "app", client, 7, default));
+        Assert.Equal("new", await Store.ReceiveAsync("mqtt", "app", client, 3, 7, "new", Ttl, default));
+
+        // A clean start (claim 4) drops every receipt; claim 3's late write is not kept.
+        await Store.TakeAsync("mqtt", "app", client, 4, true, true, true, Ttl, default);
+        Assert.Equal("late", await Store.ReceiveAsync("mqtt", "app", client, 3, 8, "late", Ttl, default));
+        Assert.Equal("fresh", await Store.ReceiveAsync("mqtt", "app", client, 4, 8, "fresh", Ttl, default));
+        Assert.Equal("fresh", await Store.ReceiveAsync("mqtt", "app", client, 4, 8, "again", Ttl, default));
+        Assert.Equal("clean", await Store.ReceiveAsync("mqtt", "app", client, 4, 7, "clean", Ttl, default));
+
+        await Store.DeleteAsync("mqtt", "app", client, 4, default);
+        Assert.False(await Store.ReleaseAsync("mqtt", "app", client, 8, default));
+    }
 
     public Task InitializeAsync() => Task.CompletedTask;
 

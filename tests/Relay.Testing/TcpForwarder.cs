@@ -6,7 +6,9 @@ namespace Relay.Testing;
 /// <summary>
 /// A loopback TCP forwarder in front of a server (a redis-server), so one client's path to it can be cut as a crash or a
 /// partition would cut it: <see cref="Cut"/> resets every forwarded connection and every new one until
-/// <see cref="Restore"/>, while other clients of the server carry on; or moved to another server (<see cref="TargetPort"/>).
+/// <see cref="Restore"/>, while other clients of the server carry on; <see cref="DropReplies"/> lets requests through
+/// and loses what the server answers (a crash between the server's work and its answer reaching the client); new
+/// connections can be moved to another server (<see cref="TargetPort"/>).
 /// </summary>
 public sealed class TcpForwarder : IAsyncDisposable
 {
@@ -15,6 +17,7 @@ public sealed class TcpForwarder : IAsyncDisposable
     private readonly List<Socket> _sockets = [];
     private readonly CancellationTokenSource _stopping = new();
     private volatile bool _cut;
+    private volatile bool _dropReplies;
     private readonly Task _accepting;
 
     private TcpForwarder(int target)
@@ -52,8 +55,11 @@ public sealed class TcpForwarder : IAsyncDisposable
         }
     }
 
-    /// <summary>Forwards new connections again.</summary>
-    public void Restore() => _cut = false;
+    /// <summary>Forwards new connections again (and the server's answers).</summary>
+    public void Restore() => (_cut, _dropReplies) = (false, false);
+
+    /// <summary>From now on what the server sends is read and dropped: its clients hear nothing more, their requests still reach it.</summary>
+    public void DropReplies() => _dropReplies = true;
 
     public async ValueTask DisposeAsync()
     {
@@ -123,12 +129,12 @@ public sealed class TcpForwarder : IAsyncDisposable
                 _sockets.Add(server);
             }
 
-            _ = PumpAsync(client, server);
-            _ = PumpAsync(server, client);
+            _ = PumpAsync(client, server, replies: false);
+            _ = PumpAsync(server, client, replies: true);
         }
     }
 
-    private static async Task PumpAsync(Socket from, Socket to)
+    private async Task PumpAsync(Socket from, Socket to, bool replies)
     {
         var buffer = new byte[16384];
         try
@@ -136,6 +142,11 @@ public sealed class TcpForwarder : IAsyncDisposable
             int read;
             while ((read = await from.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false)) > 0)
             {
+                if (replies && _dropReplies)
+                {
+                    continue;
+                }
+
                 await to.SendAsync(buffer.AsMemory(0, read), SocketFlags.None).ConfigureAwait(false);
             }
 

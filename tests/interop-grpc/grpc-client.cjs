@@ -7,6 +7,9 @@
 //                                                          print each call's status and relay-error-code trailer
 //   node grpc-client.cjs since ADDRESS KEY CHANNEL EPOCH SEQ COUNT
 //                                                          subscribe with since, print the reply and COUNT messages
+//   node grpc-client.cjs gzip ADDRESS KEY CHANNEL           on a channel that compresses every message (gzip): a unary
+//                                                          Publish, one of 2 MiB that compresses to a few KiB (print
+//                                                          its status), then History
 'use strict';
 
 const path = require('node:path');
@@ -146,6 +149,24 @@ async function sinceScenario() {
   process.exit(0);
 }
 
-const scenarios = { stream: streamScenario, refused: refusedScenario, since: sinceScenario };
+async function gzipScenario() {
+  // grpc-js compresses every message it sends with the channel's default algorithm (2: gzip).
+  const zipped = new relay.Realtime(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 });
+  const call = (method, request) =>
+    new Promise((resolve, reject) => zipped[method](request, metadata(), { deadline: Date.now() + 10000 }, (error, reply) => (error ? reject(error) : resolve(reply))));
+  const small = await call('publish', { channel, messages: [{ data: { json: '{"from":"grpc-js gzip"}' } }] });
+  print({ event: 'unary', seq: small.seqs[0] });
+  try {
+    await call('publish', { channel, messages: [{ data: { binary: Buffer.alloc(2 * 1024 * 1024) } }] });
+    print({ event: 'large', refused: false });
+  } catch (error) {
+    print({ event: 'large', refused: true, ...statusOf(error), details: error.details });
+  }
+  const history = await call('history', { channel, limit: 10 });
+  print({ event: 'history', seqs: history.messages.map((m) => m.seq), json: history.messages.map((m) => m.data.json) });
+  process.exit(0);
+}
+
+const scenarios = { stream: streamScenario, refused: refusedScenario, since: sinceScenario, gzip: gzipScenario };
 if (!scenarios[mode]) fail('unknown scenario ' + mode);
 scenarios[mode]().catch((error) => fail(String(error && error.stack ? error.stack : error)));

@@ -52,7 +52,8 @@ public static class GrpcServiceCollectionExtensions
 
         if (endpoints is IApplicationBuilder app)
         {
-            // Before gRPC-Web's middleware: its base64 reader fails a body that is not base64 in a way Kestrel then logs.
+            // Before gRPC-Web's middleware: its base64 reader fails a body that is not base64 in a way Kestrel then logs, and
+            // a unary call's text body is decoded once, here, and handed on decoded (GrpcCheckedBody).
             app.UseMiddleware<GrpcUnaryFraming>();
             if (options.Web)
             {

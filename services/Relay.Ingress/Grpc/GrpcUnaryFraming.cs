@@ -1,11 +1,11 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
-using System.IO.Compression;
 using System.IO.Pipelines;
 using Grpc.AspNetCore.Server;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Relay.Core.Protocol;
@@ -14,16 +14,20 @@ namespace Relay.Ingress.Grpc;
 
 /// <summary>
 /// Reads a unary call's request into the request's own pipe (at most <c>Relay:Grpc:MaxReceiveMessageBytes</c>) before
-/// Grpc.AspNetCore does, consuming nothing, and answers broken gRPC framing itself: one length-prefixed message, flag 0,
-/// or 1 with a <c>grpc-encoding</c> it decompresses with (gRPC-Web text decoded from base64 to be checked). Grpc.AspNetCore
-/// throws for such a body before any of Relay's code runs, and ends the call UNKNOWN with an error logged (found by
-/// <c>GrpcFuzzTests</c>); here it is INVALID_ARGUMENT with 40000 (RESOURCE_EXHAUSTED with 41300 past the limit), as any
-/// other bad request. A body that passes is read by the framework from the same buffers: no copy, no second pipe.
-/// Streams are checked by their read loop.
+/// Grpc.AspNetCore does, and answers broken gRPC framing itself: one length-prefixed message, flag 0, or 1 with a
+/// <c>grpc-encoding</c> it decompresses with (gRPC-Web text decoded from base64 to be checked). Grpc.AspNetCore throws
+/// for such a body before any of Relay's code runs, and ends the call UNKNOWN with an error logged (found by
+/// <c>GrpcFuzzTests</c>); here it is INVALID_ARGUMENT with 40000 (RESOURCE_EXHAUSTED with 41300 past the limit, or when
+/// it decompresses past it), as any other bad request. A plain body that passes is left unconsumed and read by the
+/// framework from the same buffers: no copy, no second pipe. A body this check had to decode (gRPC-Web text) or
+/// decompress is handed on as what it decoded to, so nothing decodes it twice: the framework reads that message
+/// uncompressed (flag 0), and gRPC-Web's middleware is told the request is binary (its answer's form follows
+/// <c>Accept</c>, as before). Streams are checked by their read loop.
 /// </summary>
 internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<GrpcOptions> options, ILogger<GrpcUnaryFraming> logger)
 {
     private const int HeaderBytes = 5;
+    private const string TextContentType = "application/grpc-web-text";
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -36,7 +40,7 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
 
         var contentType = context.Request.ContentType ?? string.Empty;
         var web = contentType.StartsWith("application/grpc-web", StringComparison.OrdinalIgnoreCase);
-        var text = contentType.StartsWith("application/grpc-web-text", StringComparison.OrdinalIgnoreCase);
+        var text = contentType.StartsWith(TextContentType, StringComparison.OrdinalIgnoreCase);
         if (!web && context.Request.Protocol != HttpProtocol.Http2)
         {
             // Plain gRPC over HTTP/1.1: the framework refuses it by protocol (426) before reading anything.
@@ -44,23 +48,41 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
             return;
         }
 
-        // gRPC-Web text is base64 of the same bytes: at most 4 characters for every 3.
+        // gRPC-Web text is base64 of the same bytes: at most 4 characters for every 3. The limit holds before anything is
+        // decoded or decompressed.
         var max = options.Value.MaxReceiveMessageBytes;
         var limit = HeaderBytes + (long)max;
         var reader = context.Request.BodyReader;
         var (body, refusal) = await ReadAllAsync(reader, text ? (limit + 2) / 3 * 4 : limit).ConfigureAwait(false);
+        GrpcCheckedBody? decoded = null;
         if (refusal is null)
         {
-            // Checked where it lies, then left unconsumed: the framework (through gRPC-Web's middleware for gRPC-Web) reads
-            // these same bytes next, not a copy.
-            refusal = text
-                ? DecodeBase64(body) is { } decoded ? Check(new ReadOnlySequence<byte>(decoded), max, context) : RelayError.BadRequest("the request body is not base64 (application/grpc-web-text)")
-                : Check(body, max, context);
-            reader.AdvanceTo(body.Start, body.End);
+            decoded = text ? GrpcCheckedBody.DecodeBase64(body) : null;
+            refusal = text && decoded is null
+                ? RelayError.BadRequest("the request body is not base64 (application/grpc-web-text)")
+                : Check(decoded?.Message ?? body, max, context, ref decoded);
+            if (refusal is not null || decoded is null)
+            {
+                // Checked where it lies, then left unconsumed: the framework (through gRPC-Web's middleware for gRPC-Web)
+                // reads these same bytes next, not a copy.
+                reader.AdvanceTo(body.Start, body.End);
+            }
+            else
+            {
+                // What the check decoded is the request from here on; the body it came from is spent.
+                reader.AdvanceTo(body.End);
+                context.Features.Set<IRequestBodyPipeFeature>(decoded);
+                context.Response.RegisterForDispose(decoded);
+                if (text)
+                {
+                    context.Request.ContentType = "application/grpc-web" + contentType[TextContentType.Length..];
+                }
+            }
         }
 
         if (refusal is not null)
         {
+            decoded?.Dispose();
             LogRefused(logger, metadata.Method.FullName, refusal.Message);
             Refuse(context, refusal);
             return;
@@ -92,32 +114,8 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
         }
     }
 
-    // gRPC-Web text: base64 in groups of four characters, each message's padded on its own (so padding may come between).
-    // Decoded here only to check it: gRPC-Web's middleware decodes the body for the framework as it reads it.
-    private static byte[]? DecodeBase64(ReadOnlySequence<byte> body)
-    {
-        if (body.Length % 4 != 0)
-        {
-            return null;
-        }
-
-        var text = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
-        var decoded = new byte[text.Length / 4 * 3];
-        var written = 0;
-        for (var at = 0; at < text.Length; at += 4)
-        {
-            if (System.Buffers.Text.Base64.DecodeFromUtf8(text.Slice(at, 4), decoded.AsSpan(written), out _, out var bytes) != OperationStatus.Done)
-            {
-                return null;
-            }
-
-            written += bytes;
-        }
-
-        return decoded[..written];
-    }
-
-    private static RelayError? Check(ReadOnlySequence<byte> body, int max, HttpContext context)
+    // A compressed message replaces what was read (or decoded) with itself decompressed, once it has decompressed whole.
+    private static RelayError? Check(ReadOnlySequence<byte> body, int max, HttpContext context, ref GrpcCheckedBody? decoded)
     {
         if (body.Length < HeaderBytes)
         {
@@ -137,52 +135,21 @@ internal sealed partial class GrpcUnaryFraming(RequestDelegate next, IOptions<Gr
             return RelayError.BadRequest($"a unary request is one gRPC message: its prefix says {length} bytes, {body.Length - HeaderBytes} followed");
         }
 
-        return header[0] switch
+        switch (header[0])
         {
-            0 => null,
-            1 => CheckCompressed(body.Slice(HeaderBytes), max, context.Request.Headers["grpc-encoding"].ToString()),
-            var flag => RelayError.BadRequest($"compressed flag {flag}: a gRPC message's flag is 0 or 1"),
-        };
-    }
-
-    // A compressed message must decompress (to at most the limit) with the encoding the request names.
-    private static RelayError? CheckCompressed(ReadOnlySequence<byte> message, int max, string encoding)
-    {
-        using var compressed = new MemoryStream(message.ToArray(), writable: false);
-        using Stream? decompressing = encoding switch
-        {
-            "gzip" => new GZipStream(compressed, CompressionMode.Decompress),
-            "deflate" => new ZLibStream(compressed, CompressionMode.Decompress),
-            _ => null,
-        };
-        if (decompressing is null)
-        {
-            return RelayError.BadRequest($"a compressed message needs grpc-encoding gzip or deflate (it was '{encoding}')");
-        }
-
-        var chunk = ArrayPool<byte>.Shared.Rent(16 * 1024);
-        try
-        {
-            long total = 0;
-            int read;
-            while ((read = decompressing.Read(chunk)) > 0)
-            {
-                total += read;
-                if (total > max)
+            case 0:
+                return null;
+            case 1:
+                var (decompressed, refusal) = GrpcCheckedBody.Decompress(body.Slice(HeaderBytes), max, context.Request.Headers["grpc-encoding"].ToString());
+                if (decompressed is not null)
                 {
-                    return new RelayError(ErrorCodes.MessageTooLarge, $"the message decompresses past Relay:Grpc:MaxReceiveMessageBytes ({max})");
+                    decoded?.Dispose();
+                    decoded = decompressed;
                 }
-            }
 
-            return null;
-        }
-        catch (InvalidDataException)
-        {
-            return RelayError.BadRequest($"the message does not decompress with {encoding}");
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(chunk);
+                return refusal;
+            case var flag:
+                return RelayError.BadRequest($"compressed flag {flag}: a gRPC message's flag is 0 or 1");
         }
     }
 

@@ -244,6 +244,13 @@ internal sealed partial class MqttBroker : IDisposable
 
         session.RefreshDueTicks = Node.Time.GetUtcNow().UtcTicks + (HeldTtl(session).Ticks / 2);
         _sessions[key] = session;
+        if (existing is null && restore is null && stored && expirySeconds > 0)
+        {
+            // The take left the entry without state: written now, so a node resuming the session after this one died
+            // says it is present (a publisher never subscribes, and nothing else would write it before it ends).
+            _ = SaveAsync(session, held: true);
+        }
+
         return (session, existing is not null || restore is not null, restore);
     }
 
@@ -350,6 +357,22 @@ internal sealed partial class MqttBroker : IDisposable
 
         return false;
     }
+
+    /// <summary>
+    /// Whether the client's QoS 2 publishes on <paramref name="session"/> get a receipt in the session store before their
+    /// PUBREC (a persistent session over a store that outlives the process: the Redis and Dapr buses). The receipt holds
+    /// the idempotency id the publish is routed with, so a resend on any node after this one died is routed with the same
+    /// id and routing drops it (docs/mqtt.md, "Guarantees under failure").
+    /// </summary>
+    public bool DurableReceipts(MqttSession? session) => Store.Durable && session is { ExpirySeconds: > 0, Claim: not 0 };
+
+    /// <summary>The receipt of the client's QoS 2 publish <paramref name="packetId"/>: the idempotency id to route it with (a resend's: the first copy's).</summary>
+    public ValueTask<string> ReceiveAsync(MqttSession session, ushort packetId) =>
+        Store.ReceiveAsync(ClaimScope, session.App, session.ClientId, session.Claim, packetId, "mqtt:" + Guid.NewGuid().ToString("N"), HeldTtl(session), Node.Stopping);
+
+    /// <summary>Drops the receipt of <paramref name="packetId"/> (PUBREL); whether there was one.</summary>
+    public ValueTask<bool> ReleaseAsync(MqttSession session, ushort packetId) =>
+        Store.ReleaseAsync(ClaimScope, session.App, session.ClientId, packetId, Node.Stopping);
 
     // A held session's entry lives its expiry and the slack, rewritten at half of that while a connection holds it.
     private static TimeSpan HeldTtl(MqttSession session) => TimeSpan.FromSeconds(session.ExpirySeconds) + HeldSlack;

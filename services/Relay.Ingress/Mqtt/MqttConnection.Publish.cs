@@ -64,7 +64,7 @@ internal sealed partial class MqttConnection
                     return ValueTask.CompletedTask;
                 }
 
-                if (_routingQos2 is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
+                if (_routingQos2?.Resent is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
                 {
                     // A resend while its first copy is still being routed: not counted again toward the Receive Maximum
                     // and not published again; it gets its PUBREC when the first copy gets its own.
@@ -123,16 +123,30 @@ internal sealed partial class MqttConnection
 
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
         var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
-        if (publish.Qos == 2)
+        var durable = publish.Qos == 2 && _broker.DurableReceipts(_session);
+        Task? turn = null;
+        TaskCompletionSource? sent = null;
+        lock (AwaitingReleaseSet)
         {
-            // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
-            lock (AwaitingReleaseSet)
+            var routing = _routingQos2;
+            if (publish.Qos == 2)
             {
-                (_routingQos2 ??= [])[publish.PacketId] = 0;
+                // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
+                (routing ??= _routingQos2 = new MqttQos2Routing()).Resent[publish.PacketId] = 0;
+            }
+
+            // While a publish waits for its receipt, those after it wait their turn: they reach routing in the order sent.
+            if (durable || routing?.LastSent is { IsCompleted: false })
+            {
+                turn = routing!.LastSent;
+                sent = new TaskCompletionSource();
+                routing.LastSent = sent.Task;
             }
         }
 
-        return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain);
+        // Asked now, in the order the publishes came; routing gets each once its receipt is written (below).
+        var receipt = durable ? _broker.ReceiveAsync(_session!, publish.PacketId).AsTask() : null;
+        return RouteAsync(channel, data, properties, publish.Qos, publish.PacketId, retain, receipt, turn, sent);
     }
 
     /// <summary>The connection's publish rate (<c>Relay:Ingress:PublishRatePerSecond</c>), made full on its first publish: a subscriber that never publishes holds none.</summary>
@@ -142,28 +156,77 @@ internal sealed partial class MqttConnection
         return new TokenBucket(options.PublishRatePerSecond, options.PublishBurst == 0 ? options.PublishRatePerSecond * 2 : options.PublishBurst, _node.Time.GetTimestamp());
     }
 
-    private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain)
+    /// <summary>
+    /// Routes one publish and acknowledges it. A QoS 2 publish of a persistent session over a durable session store
+    /// (<paramref name="receipt"/>) is routed with the idempotency id its receipt holds, written before routing: whenever
+    /// the node dies, the client's resend (DUP, any node) carries the same packet id, finds the same id and routing,
+    /// which keeps an id with the message in one step, drops it if the first copy got through (docs/mqtt.md, "Guarantees
+    /// under failure"). A receipt written after routing (or a packet id written before PUBREC alone) leaves a moment where
+    /// a kill publishes the message and forgets it. <paramref name="turn"/>: the previous publish's way to routing, which
+    /// this one follows; <paramref name="sent"/> completes once this one is on its way.
+    /// </summary>
+    private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain, Task<string>? receipt, Task? turn, TaskCompletionSource? sent)
     {
-        if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
-        {
-            var reason = $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish";
-            LogPublishRefused(_logger, ConnectionId, channel, MqttReasonCodes.QuotaExceeded, reason);
-            Acknowledge(qos, packetId, V5 ? MqttReasonCodes.QuotaExceeded : (byte)0, reason);
-            return;
-        }
-
-        var isJson = IsJson(data);
-        var item = new PublishItem(null, data, isJson, null) { Properties = properties };
         RoutingReply reply;
+        var isJson = IsJson(data);
         try
         {
-            using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, null, channel);
-            reply = await _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal!.ClientId, activity?.Id), _node.Stopping).ConfigureAwait(false);
+            if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
+            {
+                var reason = $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish";
+                LogPublishRefused(_logger, ConnectionId, channel, MqttReasonCodes.QuotaExceeded, reason);
+                Acknowledge(qos, packetId, V5 ? MqttReasonCodes.QuotaExceeded : (byte)0, reason);
+                return;
+            }
+
+            string? id = null;
+            try
+            {
+                id = receipt is null ? null : await receipt.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+            {
+                LogReceiptFailed(_logger, ex, ConnectionId, packetId);
+            }
+
+            if (turn is not null)
+            {
+                await turn.ConfigureAwait(false);
+            }
+
+            if (receipt is not null && id is null)
+            {
+                reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "the session store did not answer; the message was not published"));
+            }
+            else
+            {
+                var item = new PublishItem(null, data, isJson, id) { Properties = properties };
+                try
+                {
+                    using var activity = RelayTracing.Start(RelayTracing.IngressReceive, ActivityKind.Consumer, null, channel);
+                    ValueTask<RoutingReply> sending;
+                    try
+                    {
+                        sending = _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal!.ClientId, activity?.Id), _node.Stopping);
+                    }
+                    finally
+                    {
+                        // On the wire (or failed): the next publish may go.
+                        sent?.TrySetResult();
+                    }
+
+                    reply = await sending.ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+                {
+                    LogRequestFailed(_logger, ex, ConnectionId);
+                    reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "internal error; the message was not published"));
+                }
+            }
         }
-        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        finally
         {
-            LogRequestFailed(_logger, ex, ConnectionId);
-            reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "internal error; the message was not published"));
+            sent?.TrySetResult();
         }
 
         if (reply is PublishReply published)
@@ -238,7 +301,7 @@ internal sealed partial class MqttConnection
         {
             lock (AwaitingReleaseSet)
             {
-                if (_routingQos2 is { } routing && routing.Remove(packetId, out var resent))
+                if (_routingQos2?.Resent is { } routing && routing.Remove(packetId, out var resent))
                 {
                     copies += resent;
                 }
@@ -269,6 +332,31 @@ internal sealed partial class MqttConnection
         lock (AwaitingReleaseSet)
         {
             known = AwaitingReleaseSet.Remove(packetId);
+        }
+
+        if (_broker.DurableReceipts(_session))
+        {
+            // The receipt goes before PUBCOMP: with PUBCOMP the client may give the packet id to a new message, which a
+            // receipt left behind (this node dying in between) would have routing drop as a resend.
+            _ = ReleaseReceiptAsync(packetId, known);
+            return;
+        }
+
+        Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+    }
+
+    private async Task ReleaseReceiptAsync(ushort packetId, bool known)
+    {
+        try
+        {
+            known |= await _broker.ReleaseAsync(_session!, packetId).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // No PUBCOMP: the client sends PUBREL again on its next connection (MQTT §4.4).
+            LogReceiptFailed(_logger, ex, ConnectionId, packetId);
+            Close(V5 ? MqttReasonCodes.UnspecifiedError : (byte)0, V5 ? "the session store did not answer; send PUBREL again on the next connection" : null);
+            return;
         }
 
         Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
@@ -362,6 +450,9 @@ internal sealed partial class MqttConnection
 
     [LoggerMessage(EventId = 1420, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' refused (0x{ReasonCode:X2}): {Reason}")]
     private static partial void LogPublishRefused(ILogger logger, string connectionId, string channel, byte reasonCode, string reason);
+
+    [LoggerMessage(EventId = 1424, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: the receipt of QoS 2 packet id {PacketId} could not be written to or dropped from the session store")]
+    private static partial void LogReceiptFailed(ILogger logger, Exception exception, string connectionId, ushort packetId);
 
     [LoggerMessage(EventId = 1421, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: publish to '{Channel}' failed: {Error}")]
     private static partial void LogPublishFailed(ILogger logger, string connectionId, string channel, string error);

@@ -52,7 +52,7 @@ internal sealed partial class MqttConnection : INodeConnection
     // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
     // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
     // with _awaitingRelease.
-    private Dictionary<ushort, int>? _routingQos2;
+    private MqttQos2Routing? _routingQos2;
 
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
@@ -589,6 +589,13 @@ internal sealed partial class MqttConnection : INodeConnection
         finally
         {
             await output.CompleteAsync().ConfigureAwait(false);
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                // The writer stopped while the connection had not begun to close (its socket failed, or an error): the
+                // connection ends, so the client sees it end rather than a connection that no longer answers. Kestrel's
+                // transport closes when its output completes; the bare socket's does not.
+                Abort();
+            }
         }
     }
 

@@ -190,26 +190,48 @@ internal static class PusherHttpEndpoint
         context.Response.StatusCode = StatusCodes.Status204NoContent;
     }
 
-    /// <summary>The frames of an <c>xhr_send</c> body (a JSON array of strings, as UTF-8), or null when it is not one.</summary>
-    private static List<byte[]>? ReadFrames(byte[] body)
+    /// <summary>
+    /// The frames of an <c>xhr_send</c> body (a JSON array of strings), or null when it is not one: each string unescaped
+    /// straight from the body's UTF-8 into one array for the whole body (unescaping never lengthens a string), the frames
+    /// slices of it. No string, no array per frame; the array lives until the session's connection has handled them.
+    /// </summary>
+    private static List<ReadOnlyMemory<byte>>? ReadFrames(byte[] body)
     {
-        using var document = PusherJson.TryParse(body);
-        if (document is null || document.RootElement.ValueKind != JsonValueKind.Array)
+        // As PusherJson refuses: bytes that are not UTF-8 here, escapes that are not text (lone surrogates) below.
+        if (!System.Text.Unicode.Utf8.IsValid(body))
         {
             return null;
         }
 
-        var frames = new List<byte[]>(document.RootElement.GetArrayLength());
-        foreach (var element in document.RootElement.EnumerateArray())
+        var frames = new List<ReadOnlyMemory<byte>>();
+        var unescaped = new byte[body.Length];
+        var used = 0;
+        var reader = new Utf8JsonReader(body);
+        try
         {
-            if (element.ValueKind != JsonValueKind.String)
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartArray)
             {
                 return null;
             }
 
-            frames.Add(Encoding.UTF8.GetBytes(element.GetString()!));
-        }
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                if (reader.TokenType != JsonTokenType.String)
+                {
+                    return null;
+                }
 
-        return frames;
+                var length = reader.CopyString(unescaped.AsSpan(used));
+                frames.Add(unescaped.AsMemory(used, length));
+                used += length;
+            }
+
+            // The array closed, and nothing follows it (the reader throws for anything but whitespace).
+            return reader.TokenType == JsonTokenType.EndArray && !reader.Read() ? frames : null;
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return null;
+        }
     }
 }

@@ -46,7 +46,7 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
     /// <summary>Held by the reader writing the queue's frames into its response, and by a new reader taking over: a replaced reader dequeues nothing more. Taken before <see cref="_gate"/>, never inside it.</summary>
     private readonly Lock _writer = new();
     private readonly SendQueue<ReadOnlyMemory<byte>> _queue;
-    private readonly Channel<byte[]> _inbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(InboundFrames) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<ReadOnlyMemory<byte>> _inbound = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(InboundFrames) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _budget;
     private readonly TimeProvider _time;
@@ -83,7 +83,7 @@ internal sealed partial class PusherHttpSession : IPusherTransport, IFrameSender
     // ---- the client's frames (xhr_send) ----
 
     /// <summary>Takes the frames of one <c>xhr_send</c>, in order; false when the session has ended. An empty list is the client's heartbeat.</summary>
-    public async ValueTask<bool> PostAsync(List<byte[]> frames, CancellationToken cancellationToken)
+    public async ValueTask<bool> PostAsync(List<ReadOnlyMemory<byte>> frames, CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _aborted))
         {

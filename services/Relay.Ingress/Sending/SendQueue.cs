@@ -75,7 +75,6 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private bool TryAdd(T item, long room)
     {
         var size = _size(item);
-        bool wake;
         lock (_gate)
         {
             if (_completed || size > room - _bytes)
@@ -93,13 +92,13 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _bytes += size;
             _metrics?.FrameQueued();
             _quiet.Used();
-            wake = _readerWaiting;
-            _readerWaiting = false;
-        }
-
-        if (wake)
-        {
-            _signal.SetResult(true);
+            if (_readerWaiting)
+            {
+                // Under the lock: the reader resets the signal under it (WaitToReadAsync), and a reader that saw this
+                // completion before SetResult returned must not reset it while SetResult still looks for its continuation.
+                _readerWaiting = false;
+                _signal.SetResult(true);
+            }
         }
 
         return true;
@@ -121,17 +120,14 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     /// <summary>No more writes; the reader drains what is queued and then sees the end.</summary>
     public void Complete()
     {
-        bool wake;
         lock (_gate)
         {
             _completed = true;
-            wake = _readerWaiting;
-            _readerWaiting = false;
-        }
-
-        if (wake)
-        {
-            _signal.SetResult(false);
+            if (_readerWaiting)
+            {
+                _readerWaiting = false;
+                _signal.SetResult(false);
+            }
         }
     }
 

@@ -36,8 +36,27 @@ public interface ISessionStore
     /// </summary>
     ValueTask<bool> SaveAsync(string scope, string app, string clientId, long claim, long version, bool held, ReadOnlyMemory<byte> state, TimeSpan ttl, CancellationToken cancellationToken);
 
-    /// <summary>Deletes the session (it ended) unless a claim later than <paramref name="claim"/> holds it.</summary>
+    /// <summary>Deletes the session (it ended) unless a claim later than <paramref name="claim"/> holds it; its receipts (below) go too.</summary>
     ValueTask DeleteAsync(string scope, string app, string clientId, long claim, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether what is written here outlives the process (the Redis store: another node reads it after this one dies).
+    /// When false, nothing is gained by writing a receipt (below) per message: the process's own memory is as durable.
+    /// </summary>
+    bool Durable { get; }
+
+    /// <summary>
+    /// Records that the client's exactly-once publish <paramref name="packetId"/> (MQTT QoS 2) was received, with
+    /// <paramref name="messageId"/> as its idempotency id, unless it is recorded already; returns the id recorded (the
+    /// first copy's, for a resend), so a resend on any node is routed with the same id and not published twice. Kept for
+    /// <paramref name="ttl"/> (from this write) or until <see cref="ReleaseAsync"/>; a clean start (a take with discard) and
+    /// <see cref="DeleteAsync"/> drop every receipt of the session. Nothing is written while a claim later than
+    /// <paramref name="claim"/> holds the session (a connection taken over: its late write must not outlive a clean start).
+    /// </summary>
+    ValueTask<string> ReceiveAsync(string scope, string app, string clientId, long claim, ushort packetId, string messageId, TimeSpan ttl, CancellationToken cancellationToken);
+
+    /// <summary>Forgets the receipt of <paramref name="packetId"/> (the client released it: MQTT PUBREL); whether there was one.</summary>
+    ValueTask<bool> ReleaseAsync(string scope, string app, string clientId, ushort packetId, CancellationToken cancellationToken);
 }
 
 /// <summary>What <see cref="ISessionStore.TakeAsync"/> found: the outcome and, once taken, the state (empty: none).</summary>

@@ -64,6 +64,18 @@ public sealed class InMemorySessionStore(TimeProvider time) : ISessionStore
     }
 
     /// <inheritdoc />
+    public bool Durable => false;
+
+    /// <inheritdoc />
+    /// <remarks>Nothing here outlives the process (<see cref="Durable"/> is false): the broker keeps receipts in its connections instead; the id given is the id kept.</remarks>
+    public ValueTask<string> ReceiveAsync(string scope, string app, string clientId, long claim, ushort packetId, string messageId, TimeSpan ttl, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(messageId);
+
+    /// <inheritdoc />
+    public ValueTask<bool> ReleaseAsync(string scope, string app, string clientId, ushort packetId, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(false);
+
+    /// <inheritdoc />
     public ValueTask DeleteAsync(string scope, string app, string clientId, long claim, CancellationToken cancellationToken)
     {
         var key = (scope, app, clientId);

@@ -96,7 +96,16 @@ internal sealed class StreamScanner
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"no answer to {what} within {timeout.TotalSeconds:0} s");
+            bool answered;
+            lock (_carry)
+            {
+                answered = condition();
+            }
+
+            // Which side failed: an answer that came while the wait was not woken is the harness's bug, not the server's.
+            throw new TimeoutException(answered
+                ? $"the answer to {what} came but the wait for it was not woken within {timeout.TotalSeconds:0} s (a harness bug)"
+                : $"no answer to {what} within {timeout.TotalSeconds:0} s");
         }
         finally
         {
@@ -159,7 +168,10 @@ internal sealed class StreamScanner
             Volatile.Write(ref _readies, _readies + readies);
         }
 
-        if (errors != 0 || _waiter is not null)
+        // Whether a wait is set up is read under its lock, after the counts changed: reading _waiter here, without the
+        // lock, missed a wait whose condition was checked before the counts changed and that registered after the read
+        // (the idle scenario's "no answer to SUBSCRIBE within 30 s" for a client that had its PINGRESP).
+        if (errors != 0 || stamps != 0 || acks != 0 || readies != 0)
         {
             Signal(errors != 0 ? Encoding.UTF8.GetString(data[..Math.Min(data.Length, 300)]) : null);
         }

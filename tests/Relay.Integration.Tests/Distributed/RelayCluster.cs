@@ -397,6 +397,11 @@ internal sealed class ServiceProcess : IAsyncDisposable
             lock (service._tail)
             {
                 service._bound |= line.Contains(listening, StringComparison.Ordinal);
+                if (MqttListening.Match(line) is { Success: true } mqtt)
+                {
+                    service._mqttPort = int.Parse(mqtt.Groups[1].ValueSpan, System.Globalization.CultureInfo.InvariantCulture);
+                }
+
                 log.WriteLine(line);
                 service._tail.Enqueue(line);
                 if (service._tail.Count > 60)
@@ -446,6 +451,33 @@ internal sealed class ServiceProcess : IAsyncDisposable
             }
 
             await Task.Delay(100);
+        }
+    }
+
+    // An ingress node's MQTT listener says its port (Relay__Mqtt__Port=0: a free one), event 1440.
+    private static readonly System.Text.RegularExpressions.Regex MqttListening = new(@"MQTT listening on TCP port (\d+)", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+    private int _mqttPort;
+
+    /// <summary>The TCP port an ingress process's MQTT listener took (it logs it once started; waited for up to 30 s).</summary>
+    public async Task<int> MqttPortAsync()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            lock (_tail)
+            {
+                if (_mqttPort != 0)
+                {
+                    return _mqttPort;
+                }
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{Name} logged no 'MQTT listening on TCP port' line within 30 s (is Relay:Mqtt:Enabled off?):\n{Tail()}");
+            }
+
+            await Task.Delay(50);
         }
     }
 

@@ -3,13 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Dapr;
@@ -194,47 +188,25 @@ public sealed class DaprSidecarTests(RedisBusFixture redis) : IClassFixture<Redi
     /// <summary>An app with one subscription whose answers a script decides, recording every event posted to it.</summary>
     private sealed class ScriptedApp : IAsyncDisposable
     {
-        private readonly WebApplication _web;
+        private readonly string _topic;
+        private readonly Func<JsonObject, (int Status, string Body)> _answer;
+        private LoopbackServer? _server;
 
-        private ScriptedApp(WebApplication web, Uri address)
+        private ScriptedApp(string topic, Func<JsonObject, (int Status, string Body)> answer)
         {
-            _web = web;
-            Address = address;
+            _topic = topic;
+            _answer = answer;
         }
 
-        public Uri Address { get; }
+        public Uri Address => _server!.Url;
 
         public ConcurrentQueue<(JsonObject Envelope, string? ContentType)> Received { get; } = new();
 
         public static async Task<ScriptedApp> StartAsync(string topic, Func<JsonObject, (int Status, string Body)> answer)
         {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-            var web = builder.Build();
-            ScriptedApp? self = null;
-            web.MapGet("/dapr/subscribe", () => Results.Text($$"""[{"pubsubname":"{{DaprSidecar.DefaultPubSub}}","topic":"{{topic}}","route":"/events/{{topic}}"}]""", "application/json"));
-            web.MapPost("/events/{topic}", async (HttpContext context) =>
-            {
-                var envelope = (JsonObject)(await JsonNode.ParseAsync(context.Request.Body))!;
-                self!.Received.Enqueue((envelope, context.Request.ContentType));
-                var (status, body) = answer(envelope);
-                return Results.Text(body, "application/json", statusCode: status);
-            });
-            web.MapPost("/echo", async (HttpContext context) =>
-            {
-                using var body = new MemoryStream();
-                await context.Request.Body.CopyToAsync(body);
-                var bytes = body.ToArray();
-                Array.Reverse(bytes);
-                context.Response.StatusCode = 202;
-                context.Response.ContentType = "application/octet-stream";
-                await context.Response.Body.WriteAsync(bytes);
-            });
-            await web.StartAsync();
-            var address = web.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            self = new ScriptedApp(web, new Uri(address.TrimEnd('/') + "/"));
-            return self;
+            var app = new ScriptedApp(topic, answer);
+            app._server = await LoopbackServer.StartAsync(app.HandleAsync);
+            return app;
         }
 
         public async Task<List<(JsonObject Envelope, string? ContentType)>> WaitForAsync(int count)
@@ -248,10 +220,43 @@ public sealed class DaprSidecarTests(RedisBusFixture redis) : IClassFixture<Redi
             return [.. Received];
         }
 
-        public async ValueTask DisposeAsync()
+        public ValueTask DisposeAsync() => _server?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+        // What daprd calls on an app: its subscription list, the topic's route, and the method service invocation reaches.
+        private async Task HandleAsync(HttpContext context)
         {
-            await _web.StopAsync().WaitAsync(Patience);
-            await _web.DisposeAsync();
+            var (method, path) = (context.Request.Method, context.Request.Path.Value);
+            if (HttpMethods.IsGet(method) && path == "/dapr/subscribe")
+            {
+                await WriteAsync(context, 200, "application/json", Encoding.UTF8.GetBytes(
+                    $$"""[{"pubsubname":"{{DaprSidecar.DefaultPubSub}}","topic":"{{_topic}}","route":"/events/{{_topic}}"}]"""));
+            }
+            else if (HttpMethods.IsPost(method) && path?.StartsWith("/events/", StringComparison.Ordinal) == true)
+            {
+                var envelope = (JsonObject)(await JsonNode.ParseAsync(context.Request.Body))!;
+                Received.Enqueue((envelope, context.Request.ContentType));
+                var (status, body) = _answer(envelope);
+                await WriteAsync(context, status, "application/json", Encoding.UTF8.GetBytes(body));
+            }
+            else if (HttpMethods.IsPost(method) && path == "/echo")
+            {
+                using var body = new MemoryStream();
+                await context.Request.Body.CopyToAsync(body);
+                var bytes = body.ToArray();
+                Array.Reverse(bytes);
+                await WriteAsync(context, 202, "application/octet-stream", bytes);
+            }
+            else
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+            }
+        }
+
+        private static async Task WriteAsync(HttpContext context, int status, string contentType, byte[] body)
+        {
+            context.Response.StatusCode = status;
+            context.Response.ContentType = contentType;
+            await context.Response.Body.WriteAsync(body);
         }
     }
 }

@@ -12,8 +12,9 @@ internal static class GrpcClients
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
-    public static GrpcChannel Channel(RelayServer server, bool web = false) => web
-        ? GrpcChannel.ForAddress(server.BaseAddress, new GrpcChannelOptions { HttpHandler = new GrpcWebHandler(GrpcWebMode.GrpcWeb, new HttpClientHandler()), HttpVersion = System.Net.HttpVersion.Version11, HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact, DisposeHttpClient = true })
+    /// <summary>A channel to the gRPC port, or with <paramref name="web"/> gRPC-Web (binary, or <paramref name="mode"/>) to the HTTP port.</summary>
+    public static GrpcChannel Channel(RelayServer server, bool web = false, GrpcWebMode mode = GrpcWebMode.GrpcWeb) => web
+        ? GrpcChannel.ForAddress(server.BaseAddress, new GrpcChannelOptions { HttpHandler = new GrpcWebHandler(mode, new HttpClientHandler()), HttpVersion = System.Net.HttpVersion.Version11, HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact, DisposeHttpClient = true })
         : GrpcChannel.ForAddress(server.GrpcAddress);
 
     public static Relay.Grpc.V1.Realtime.RealtimeClient Client(GrpcChannel channel) => new(channel);

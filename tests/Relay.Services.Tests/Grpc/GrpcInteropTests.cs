@@ -9,7 +9,7 @@ namespace Relay.Services.Tests.Grpc;
 /// <summary>
 /// @grpc/grpc-js 1.14 with @grpc/proto-loader 0.8 (tests/interop-grpc), loading protos/relay/v1 at run time, against a
 /// real node: to and from WebSocket clients with their seqs, idempotent publish, binary payloads, a bad frame, refused
-/// credentials with the protocol's code in the trailer, and recovery with since after a reconnect.
+/// credentials with the protocol's code in the trailer, recovery with since after a reconnect, and gzip requests.
 /// </summary>
 public sealed class GrpcInteropTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {
@@ -115,6 +115,26 @@ public sealed class GrpcInteropTests(ServerFixture fixture) : IClassFixture<Serv
             Assert.Equal(seq, (await js.NextAsync("message", Timeout)).GetProperty("seq").GetInt64());
         }
 
+        Assert.Equal(0, await js.ExitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task GrpcJs_GzipRequests_AreServedAndOneThatExpandsPastTheLimitIsRefused41300()
+    {
+        // grpc-js compresses every request: the node decompresses each once (GrpcUnaryFraming), and stops one of 2 MiB that
+        // gzip made a few KiB as it passes Relay:Grpc:MaxReceiveMessageBytes (1 MiB).
+        var channel = $"grpc-js-gzip:{Guid.NewGuid():N}";
+        using var js = GrpcJs.Start("gzip", Address, RelayServer.Key, channel);
+        Assert.Equal(1, (await js.NextAsync("unary", Timeout)).GetProperty("seq").GetInt64());
+        var large = await js.NextAsync("large", Timeout);
+        Assert.True(large.GetProperty("refused").GetBoolean());
+        Assert.Equal(8, large.GetProperty("grpcCode").GetInt32());
+        Assert.Equal(41300, large.GetProperty("relayCode").GetInt32());
+        Assert.True(large.GetProperty("hasDetails").GetBoolean());
+        Assert.Contains("decompresses past", large.GetProperty("details").GetString(), StringComparison.Ordinal);
+        var history = await js.NextAsync("history", Timeout);
+        Assert.Equal([1], history.GetProperty("seqs").EnumerateArray().Select(static s => s.GetInt64()));
+        Assert.Equal("{\"from\":\"grpc-js gzip\"}", history.GetProperty("json")[0].GetString());
         Assert.Equal(0, await js.ExitAsync(Timeout));
     }
 

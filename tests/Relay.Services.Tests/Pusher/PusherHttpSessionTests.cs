@@ -70,7 +70,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task BadInput_UnknownSessionBrokenBodyOversizeAndRefusedOpen_ClearErrorsAndTheSessionGoesOn()
     {
-        await using var server = await RelayServer.StartAsync(PusherServerFixture.Settings());
+        await using var server = await PusherServerFixture.StartServerAsync();
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var unknown = await SendAsync(http, NewSession(), Subscribe("news"));
@@ -105,10 +105,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task IdleSession_NoStreamOrPollForTheTimeout_EndsAndGivesBackItsConnectionCount()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "1";
-        settings["Relay:Pusher:Apps:test:MaxConnections"] = "1";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpSessionTimeoutSeconds", "1"), ("Relay:Pusher:Apps:test:MaxConnections", "1"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var first = await OpenPolledAsync(http);
@@ -129,10 +126,7 @@ public sealed class PusherHttpSessionTests
     {
         // A session lives on with no socket open: without counting it, one keep-alive connection could open sessions
         // without end (each held for the idle timeout). Here 4 per address, of which this client's socket holds one.
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "1";
-        settings["Relay:Ingress:MaxConnectionsPerIp"] = "4";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpSessionTimeoutSeconds", "1"), ("Relay:Ingress:MaxConnectionsPerIp", "4"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         var opened = 0;
@@ -167,11 +161,8 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task SendBudget_ClientThatNeverPolls_IsCutAsASlowConsumerNotBuffered()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Ingress:SendQueueBytes"] = "2097152";
         // The session is left without a poll while 4 MB go out: on a loaded machine that outlasts the 5 s default.
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "120";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:SendQueueBytes", "2097152"), ("Relay:Pusher:HttpSessionTimeoutSeconds", "120"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var session = await OpenPolledAsync(http);
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(http, session, Subscribe("firehose"))).Status);
@@ -195,9 +186,7 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task Streaming_EachFrameFlushedAsSent_HeartbeatWhenQuiet()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpPollSeconds"] = "1";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:HttpPollSeconds", "1"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = Timeout };
         var session = NewSession();
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(session + "/xhr_streaming?protocol=7", UriKind.Relative)) { Content = new StringContent(string.Empty) };
@@ -234,9 +223,7 @@ public sealed class PusherHttpSessionTests
     public async Task Streaming_PastPusherJsResponseLimit_StopsAtThatLineEnd_NextStreamGoesOnWithTheNextEvent()
     {
         const int Events = 600;
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Ingress:PublishRatePerSecond"] = "5000";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:PublishRatePerSecond", "5000"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         var session = NewSession();
 
@@ -313,9 +300,7 @@ public sealed class PusherHttpSessionTests
     public async Task XhrSendFuzz_RandomBodies_Get204Or400Or413_NothingLoggedAsAnError_AndTheSessionServesOn()
     {
         // 400 posts with no poll open: on a loaded machine they outlast the session's 5 s default without a reader.
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:HttpSessionTimeoutSeconds"] = "120";
-        await using var host = await Hostile.HostileServer.StartAsync(settings);
+        await using var host = await Hostile.HostileServer.StartAsync(PusherServerFixture.Settings(("Relay:Pusher:HttpSessionTimeoutSeconds", "120")));
         using var http = new HttpClient { BaseAddress = host.Server.BaseAddress };
         var session = await OpenPolledAsync(http);
         var random = new Random(20261206);

@@ -12,10 +12,7 @@ public sealed class PusherLimitsTests
     [Fact]
     public async Task ActivityTimeout_QuietClientPingedThenClosed4201_AnsweringClientStays()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:ActivityTimeoutSeconds"] = "1";
-        settings["Relay:Pusher:PongTimeoutSeconds"] = "2";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:ActivityTimeoutSeconds", "1"), ("Relay:Pusher:PongTimeoutSeconds", "2"));
         await using var quiet = await PusherSocket.ConnectAsync(server, "test.root", Timeout);
         await using var answering = await PusherSocket.ConnectAsync(server, "test.root", Timeout);
         Assert.Equal(1, quiet.Established.GetProperty("activity_timeout").GetInt32());
@@ -58,19 +55,14 @@ public sealed class PusherLimitsTests
     [InlineData("Relay:Pusher:Apps:test:Webhooks:0:Events:0", "channel_exploded")]
     public async Task Startup_BadSetting_FailsNamingIt(string setting, string value)
     {
-        var settings = PusherServerFixture.Settings();
-        settings[setting] = value;
-
-        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => RelayServer.StartAsync(settings).WaitAsync(Timeout));
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => PusherServerFixture.StartServerAsync((setting, value)).WaitAsync(Timeout));
         Assert.Contains(setting, error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Startup_Disabled_ServesNoPusherEndpoints()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:Enabled"] = "false";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:Enabled", "false"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
 
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri("app/test.root?protocol=7", UriKind.Relative)).WaitAsync(Timeout)).StatusCode);
@@ -83,9 +75,7 @@ public sealed class PusherLimitsTests
     {
         const int Quota = 5;
         const int Attempts = 40;
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:Apps:test:MaxConnections"] = Quota.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:Apps:test:MaxConnections", Quota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
         var sockets = await Task.WhenAll(Enumerable.Range(0, Attempts).Select(_ => PusherSocket.OpenAsync(PusherSocket.UriFor(server, "test.root"), Timeout)));
         var firsts = await Task.WhenAll(sockets.Select(s => s.ReceiveAsync(Timeout)));
@@ -124,9 +114,7 @@ public sealed class PusherLimitsTests
     [Fact]
     public async Task DisabledApp_Connection_Refused4003()
     {
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:Apps:test:Enabled"] = "false";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:Apps:test:Enabled", "false"));
 
         await using var socket = await PusherSocket.OpenAsync(PusherSocket.UriFor(server, "test.root"), Timeout);
         var error = await socket.ReceiveAsync(Timeout);
@@ -140,7 +128,7 @@ public sealed class PusherLimitsTests
     public async Task ClientEvents_FiftyBackToBack_AboutTenPassRest4301ThenTenASecond()
     {
         const int Sent = 50;
-        await using var server = await RelayServer.StartAsync(PusherServerFixture.Settings());
+        await using var server = await PusherServerFixture.StartServerAsync();
         var channel = "private-rate-" + Guid.NewGuid().ToString("N")[..12];
         await using var sender = await PusherSocket.ConnectAsync(server, "test.root", Timeout);
         await using var receiver = await PusherSocket.ConnectAsync(server, "test.root", Timeout);
@@ -186,10 +174,7 @@ public sealed class PusherLimitsTests
     public async Task EventSize_ConfiguredLimitAtRate_EveryOverOneRefusedEveryFittingOnePasses()
     {
         const int Pairs = 40;
-        var settings = PusherServerFixture.Settings();
-        settings["Relay:Pusher:MaxEventBytes"] = "1000";
-        settings["Relay:Pusher:ClientEventsPerSecond"] = "1000";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Pusher:MaxEventBytes", "1000"), ("Relay:Pusher:ClientEventsPerSecond", "1000"));
         var channel = "private-size-" + Guid.NewGuid().ToString("N")[..12];
         await using var sender = await PusherSocket.ConnectAsync(server, "test.root", Timeout);
         await using var receiver = await PusherSocket.ConnectAsync(server, "test.root", Timeout);

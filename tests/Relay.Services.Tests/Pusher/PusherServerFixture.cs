@@ -7,12 +7,20 @@ public sealed class PusherServerFixture : IAsyncLifetime
 {
     public RelayServer Server { get; private set; } = null!;
 
-    public static Dictionary<string, string?> Settings()
+    public static Dictionary<string, string?> Settings(params (string Setting, string? Value)[] changes)
     {
         var settings = ServerFixture.Settings();
         settings.Remove("Relay:Ingress:MaxMessageBytes");
+        foreach (var (setting, value) in changes)
+        {
+            settings[setting] = value;
+        }
+
         return settings;
     }
+
+    /// <summary>A server of the test's own: the shared settings with <paramref name="changes"/> (its timeouts, quotas, limits).</summary>
+    public static Task<RelayServer> StartServerAsync(params (string Setting, string? Value)[] changes) => RelayServer.StartAsync(Settings(changes));
 
     public async Task InitializeAsync() => Server = await RelayServer.StartAsync(Settings());
 

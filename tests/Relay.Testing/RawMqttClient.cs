@@ -1,12 +1,11 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Relay.Testing;
 
-namespace Relay.Services.Tests.Mqtt;
+namespace Relay.Testing;
 
 /// <summary>An MQTT client on a bare socket, for what well-behaved clients never send: bytes in, bytes out, no rules.</summary>
-internal sealed class RawMqttClient : IAsyncDisposable
+public sealed class RawMqttClient : IAsyncDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private readonly TcpClient _tcp;
@@ -16,10 +15,14 @@ internal sealed class RawMqttClient : IAsyncDisposable
     public NetworkStream Stream => _tcp.GetStream();
 
     /// <summary>Opens a TCP connection to the MQTT port, from the loopback address <paramref name="source"/> when given.</summary>
-    public static async Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null, IPAddress? source = null)
+    public static Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null, IPAddress? source = null) =>
+        OpenAsync(port ?? server.MqttPort!.Value, source);
+
+    /// <summary>Opens a TCP connection to the MQTT port <paramref name="port"/> on 127.0.0.1 (a service process's).</summary>
+    public static async Task<RawMqttClient> OpenAsync(int port, IPAddress? source = null)
     {
         var client = new RawMqttClient(source);
-        await client._tcp.ConnectAsync("127.0.0.1", port ?? server.MqttPort!.Value).WaitAsync(Timeout);
+        await client._tcp.ConnectAsync("127.0.0.1", port).WaitAsync(Timeout);
         return client;
     }
 
