@@ -39,8 +39,12 @@ public sealed class PusherOptions
     /// <summary>Default longest wait of an <c>xhr_polling</c> poll, and the heartbeat of an <c>xhr_streaming</c> stream: SockJS's 25 s, under proxies' usual 30-60 s idle cut.</summary>
     public const int DefaultHttpPollSeconds = 25;
 
-    /// <summary>Default life of an HTTP fallback session with no stream or poll open: pusher-js polls again at once, so 30 s only ends sessions whose client is gone.</summary>
-    public const int DefaultHttpSessionTimeoutSeconds = 30;
+    /// <summary>
+    /// Default life of an HTTP fallback session with no stream or poll open: SockJS's <c>disconnect_delay</c>, 5 s.
+    /// pusher-js opens the next stream or poll milliseconds after the last ends, and its <c>disconnect()</c> on HTTP only
+    /// aborts the request, so this is how long a closed client's presence membership outlives it.
+    /// </summary>
+    public const int DefaultHttpSessionTimeoutSeconds = 5;
 
     /// <summary>Whether the node speaks the Pusher protocol.</summary>
     public bool Enabled { get; set; } = true;
@@ -84,7 +88,7 @@ public sealed class PusherOptions
     /// </summary>
     public int HttpPollSeconds { get; set; } = DefaultHttpPollSeconds;
 
-    /// <summary>Seconds an HTTP fallback session (<c>xhr_streaming</c>, <c>xhr_polling</c>) lives with no stream or poll open; then it is closed as its client is gone.</summary>
+    /// <summary>Seconds an HTTP fallback session (<c>xhr_streaming</c>, <c>xhr_polling</c>) lives with no stream or poll open, counted from the end of the last one; then it is closed as its client is gone.</summary>
     public int HttpSessionTimeoutSeconds { get; set; } = DefaultHttpSessionTimeoutSeconds;
 
     /// <summary>Per-app settings by app id: quota, disable, webhooks (<c>Relay:Pusher:Apps:{appId}</c>).</summary>

@@ -64,7 +64,7 @@ internal sealed class PusherOptionsValidator : IValidateOptions<PusherOptions>
 
         if (options.HttpSessionTimeoutSeconds is < 1 or > 3600)
         {
-            failures.Add($"Relay:Pusher:HttpSessionTimeoutSeconds is {options.HttpSessionTimeoutSeconds}; set it between 1 and 3600 (30 is the default).");
+            failures.Add($"Relay:Pusher:HttpSessionTimeoutSeconds is {options.HttpSessionTimeoutSeconds}; set it between 1 and 3600 (5 is the default: a closed pusher-js client's presence member leaves this long after its last stream or poll ended; raise it for clients on very slow links, whose next poll comes later).");
         }
 
         foreach (var (app, settings) in options.Apps)

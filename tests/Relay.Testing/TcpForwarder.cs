@@ -7,12 +7,13 @@ namespace Relay.Testing;
 /// A loopback TCP forwarder in front of a server (a redis-server), so one client's path to it can be cut as a crash or a
 /// partition would cut it: <see cref="Cut"/> resets every forwarded connection and every new one until
 /// <see cref="Restore"/>, while other clients of the server carry on; <see cref="DropReplies"/> lets requests through
-/// and loses what the server answers (a crash between the server's work and its answer reaching the client).
+/// and loses what the server answers (a crash between the server's work and its answer reaching the client); new
+/// connections can be moved to another server (<see cref="TargetPort"/>).
 /// </summary>
 public sealed class TcpForwarder : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly int _target;
+    private volatile int _target;
     private readonly List<Socket> _sockets = [];
     private readonly CancellationTokenSource _stopping = new();
     private volatile bool _cut;
@@ -28,6 +29,13 @@ public sealed class TcpForwarder : IAsyncDisposable
 
     /// <summary>The port clients connect to instead of the server's.</summary>
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    /// <summary>Where new connections go; set it to move them, as a load balancer that took a dead server out of its pool.</summary>
+    public int TargetPort
+    {
+        get => _target;
+        set => _target = value;
+    }
 
     /// <summary>Forwards a free loopback port to <paramref name="targetPort"/> on loopback.</summary>
     public static TcpForwarder Start(int targetPort) => new(targetPort);
@@ -64,7 +72,15 @@ public sealed class TcpForwarder : IAsyncDisposable
 
     private static void Reset(Socket socket)
     {
-        socket.LingerState = new LingerOption(true, 0);
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Reset already (the other pump of its pair, or a cut).
+        }
+
         socket.Dispose();
     }
 
@@ -138,7 +154,9 @@ public sealed class TcpForwarder : IAsyncDisposable
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
-            // Cut, or a side went away.
+            // Cut, or a side went away (a killed server resets its connections): the other side is reset too, as a proxy
+            // would, or its client would wait on a connection nothing answers.
+            Reset(to);
         }
     }
 }

@@ -8,7 +8,8 @@
 //           {"op":"signin"} {"op":"disconnect"}
 //           {"op":"tally","channel":"…"} subscribes and counts its events without reporting each (for load: data strings
 //           that start "p{publisher}-{number}"); {"op":"report","channel":"…"} then reports {"kind":"tally","count",
-//           "distinct","duplicates","firstGap":{"publisher","after","got"} or null, and with "numbers":true "numbers":[… in the order received]}
+//           "distinct","duplicates","firstGap":{"publisher","after","got"} or null, and with "numbers":true "numbers":[… in the order received],
+//           with "keys":true "keys":["{publisher}-{number}", … in the order received]}
 const PusherClient = require('pusher-js');
 const PusherServer = require('pusher');
 const readline = require('readline');
@@ -96,7 +97,7 @@ function subscribe(name, quiet) {
 // Events of a tallied channel, per publisher: the numbers in the order received, duplicates, the first gap or reordering.
 const tallies = new Map();
 function tally(name) {
-  const state = { numbers: [], seen: new Set(), last: new Map(), duplicates: 0, firstGap: null, other: 0 };
+  const state = { numbers: [], keys: [], seen: new Set(), last: new Map(), duplicates: 0, firstGap: null, other: 0 };
   tallies.set(name, state);
   subscribe(name, true);
   client.channel(name).bind_global((event, data) => {
@@ -118,6 +119,7 @@ function tally(name) {
     }
     state.last.set(publisher, number);
     state.numbers.push(number);
+    state.keys.push(key);
   });
 }
 
@@ -129,7 +131,7 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       case 'tally': tally(command.channel); break;
       case 'report': {
         const state = tallies.get(command.channel);
-        out({ kind: 'tally', channel: command.channel, count: state.numbers.length, distinct: state.seen.size, duplicates: state.duplicates, firstGap: state.firstGap, other: state.other, numbers: command.numbers ? state.numbers : undefined });
+        out({ kind: 'tally', channel: command.channel, count: state.numbers.length, distinct: state.seen.size, duplicates: state.duplicates, firstGap: state.firstGap, other: state.other, numbers: command.numbers ? state.numbers : undefined, keys: command.keys ? state.keys : undefined });
         break;
       }
       case 'unsubscribe': client.unsubscribe(command.channel); out({ kind: 'unsubscribed', channel: command.channel }); break;

@@ -55,20 +55,8 @@ internal sealed class RelayCluster : IAsyncDisposable
     {
         var redis = overRedisCluster ? null : await RedisServer.StartAsync();
         var redisCluster = overRedisCluster ? await RedisClusterSet.StartAsync() : null;
-        var settings = new Dictionary<string, string>
-        {
-            ["Relay__Bus"] = "redis",
-            ["Relay__Redis__Configuration"] = redis?.Configuration ?? redisCluster!.Configuration,
-            ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
-            ["Relay__Redis__FanOutLeaseTtl"] = "00:00:01.5",
-            ["Relay__Redis__NodeTtl"] = "00:00:02",
-            ["Relay__Redis__RequestTimeout"] = "00:00:10",
-            ["Logging__LogLevel__Default"] = "Information",
-
-            // Two ingress nodes on one machine: MQTT on a free port each, not both on 1883.
-            ["Relay__Mqtt__Port"] = "0",
-            ["Relay__Grpc__Port"] = "0",
-        };
+        var settings = BusSettings(redis?.Configuration ?? redisCluster!.Configuration);
+        settings["Logging__LogLevel__Default"] = "Information";
         // Only the auth service is given apps and keys: ingress nodes get them from Redis (Relay:Auth:KeySource=redis).
         var keys = authSettingsDirectory is not null
             ? new Dictionary<string, string> { ["ASPNETCORE_CONTENTROOT"] = authSettingsDirectory }
@@ -122,6 +110,22 @@ internal sealed class RelayCluster : IAsyncDisposable
 
         return cluster;
     }
+
+    /// <summary>
+    /// The environment of a process on the Redis bus at <paramref name="configuration"/>, with short leases (a killed
+    /// process's shards and presence move within seconds) and free MQTT and gRPC ports (several nodes on one machine).
+    /// </summary>
+    public static Dictionary<string, string> BusSettings(string configuration) => new()
+    {
+        ["Relay__Bus"] = "redis",
+        ["Relay__Redis__Configuration"] = configuration,
+        ["Relay__Redis__LeaseTtl"] = "00:00:01.5",
+        ["Relay__Redis__FanOutLeaseTtl"] = "00:00:01.5",
+        ["Relay__Redis__NodeTtl"] = "00:00:02",
+        ["Relay__Redis__RequestTimeout"] = "00:00:10",
+        ["Relay__Mqtt__Port"] = "0",
+        ["Relay__Grpc__Port"] = "0",
+    };
 
     /// <summary>Starts (or starts again) one service process.</summary>
     public Task<ServiceProcess> StartServiceAsync(string name, string project, int? port = null)

@@ -95,6 +95,32 @@ public sealed class PusherHttpFallbackTests(PusherServerFixture fixture) : IClas
     }
 
     /// <summary>
+    /// pusher-js's <c>disconnect()</c> on a fallback aborts its stream or poll and sends nothing: the session ends
+    /// <c>Relay:Pusher:HttpSessionTimeoutSeconds</c> (5) after its last reading request, at the next once-a-second
+    /// sweep, and its member leaves then (docs/pusher.md). Before it was 30 s.
+    /// </summary>
+    [Theory]
+    [InlineData("xhr_streaming")]
+    [InlineData("xhr_polling")]
+    public async Task PusherJsOverHttp_PresenceMemberDisconnects_LeavesWithinTheSessionTimeout(string transport)
+    {
+        var channel = NewChannel("presence-bye-");
+        using var ben = await ConnectedAsync("ws", new { user_id = "ben", user_info = new { name = "Ben" } });
+        await SubscribeAsync(ben, channel);
+        using var ann = await ConnectedAsync(transport, new { user_id = "ann", user_info = new { name = "Ann" } });
+        await SubscribeAsync(ann, channel);
+        Assert.Equal("ann", (await ben.NextAsync("member_added", Timeout, channel)).GetProperty("id").GetString());
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        ann.Send(new { op = "disconnect" });
+        var removed = await ben.NextAsync("member_removed", Timeout, channel);
+        Assert.Equal("ann", removed.GetProperty("id").GetString());
+
+        // The bound is 5 s and one sweep; 15 s leaves a loaded machine room and still fails with the old 30 s.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"{transport}: ann left {clock.Elapsed.TotalSeconds:F1} s after disconnect()");
+    }
+
+    /// <summary>
     /// At the rates users run: ~2,000 events a second of ~300 bytes for ~5 s, many times pusher-js's 256 KB per stream
     /// (after which it aborts its stream and opens another) and many polls. Every event arrives once, in seq order, on
     /// the one connection pusher-js opened.

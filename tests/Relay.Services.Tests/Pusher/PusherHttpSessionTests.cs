@@ -161,7 +161,8 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task SendBudget_ClientThatNeverPolls_IsCutAsASlowConsumerNotBuffered()
     {
-        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:SendQueueBytes", "2097152"));
+        // The session is left without a poll while 4 MB go out: on a loaded machine that outlasts the 5 s default.
+        await using var server = await PusherServerFixture.StartServerAsync(("Relay:Ingress:SendQueueBytes", "2097152"), ("Relay:Pusher:HttpSessionTimeoutSeconds", "120"));
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         var session = await OpenPolledAsync(http);
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(http, session, Subscribe("firehose"))).Status);
@@ -298,7 +299,8 @@ public sealed class PusherHttpSessionTests
     [Fact]
     public async Task XhrSendFuzz_RandomBodies_Get204Or400Or413_NothingLoggedAsAnError_AndTheSessionServesOn()
     {
-        await using var host = await Hostile.HostileServer.StartAsync(PusherServerFixture.Settings());
+        // 400 posts with no poll open: on a loaded machine they outlast the session's 5 s default without a reader.
+        await using var host = await Hostile.HostileServer.StartAsync(PusherServerFixture.Settings(("Relay:Pusher:HttpSessionTimeoutSeconds", "120")));
         using var http = new HttpClient { BaseAddress = host.Server.BaseAddress };
         var session = await OpenPolledAsync(http);
         var random = new Random(20261206);

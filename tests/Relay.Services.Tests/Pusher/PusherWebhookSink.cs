@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Threading.Channels;
+using Relay.Testing;
 
 namespace Relay.Services.Tests.Pusher;
 

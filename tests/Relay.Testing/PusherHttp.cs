@@ -1,14 +1,17 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using Relay.Testing;
 
-namespace Relay.Services.Tests.Pusher;
+namespace Relay.Testing;
 
-/// <summary>Signs Pusher HTTP API requests by hand, for the requests the SDK would never make (stale, tampered).</summary>
-internal static class PusherHttp
+/// <summary>Signs Pusher HTTP API requests by hand: for the requests the SDK would never make (stale, tampered), and for load from .NET.</summary>
+public static class PusherHttp
 {
-    public static HttpRequestMessage Request(RelayServer server, string key, HttpMethod method, string path, string? body = null, long? timestamp = null, string? bodyMd5 = null, string? query = null)
+    public static HttpRequestMessage Request(RelayServer server, string key, HttpMethod method, string path, string? body = null, long? timestamp = null, string? bodyMd5 = null, string? query = null) =>
+        Request(server.BaseAddress, key, method, path, body, timestamp, bodyMd5, query);
+
+    /// <summary>A signed request to the node at <paramref name="baseAddress"/> (a service process's, <c>http://127.0.0.1:{port}/</c>).</summary>
+    public static HttpRequestMessage Request(Uri baseAddress, string key, HttpMethod method, string path, string? body = null, long? timestamp = null, string? bodyMd5 = null, string? query = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal)
@@ -30,7 +33,7 @@ internal static class PusherHttp
 
         var sorted = string.Join('&', parameters.Select(static p => p.Key + "=" + p.Value));
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(key[(colon + 1)..]), Encoding.UTF8.GetBytes($"{method.Method}\n{path}\n{sorted}")));
-        var uri = new Uri(server.BaseAddress, path.TrimStart('/') + "?" + string.Join('&', parameters.Select(static p => p.Key + "=" + Uri.EscapeDataString(p.Value))) + "&auth_signature=" + signature);
+        var uri = new Uri(baseAddress, path.TrimStart('/') + "?" + string.Join('&', parameters.Select(static p => p.Key + "=" + Uri.EscapeDataString(p.Value))) + "&auth_signature=" + signature);
         var request = new HttpRequestMessage(method, uri);
         if (body is not null)
         {

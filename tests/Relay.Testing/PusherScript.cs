@@ -1,16 +1,15 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
-using Relay.Testing;
 
-namespace Relay.Services.Tests.Pusher;
+namespace Relay.Testing;
 
 /// <summary>
 /// A script of <c>tests/interop-pusher</c> (pusher-js, the pusher server SDK, Laravel Echo) run with Node.js: its JSON
 /// lines as they come, commands written to its standard input, killed by its PID when disposed. Missing npm packages
 /// fail the test and say what to run.
 /// </summary>
-internal sealed class PusherScript : IDisposable
+public sealed class PusherScript : IDisposable
 {
     private readonly Process _process;
     private readonly Channel<string> _lines = Channel.CreateUnbounded<string>();
@@ -40,13 +39,16 @@ internal sealed class PusherScript : IDisposable
     }
 
     /// <summary>The options every script takes: the node's port and a key (name and secret) of <paramref name="app"/>.</summary>
-    public static string Options(RelayServer server, string key, object? extra = null)
+    public static string Options(RelayServer server, string key, object? extra = null) => Options(server.BaseAddress.Port, key, extra);
+
+    /// <summary>The options every script takes, for a node listening on <paramref name="port"/> (a service process's).</summary>
+    public static string Options(int port, string key, object? extra = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var name = key[..colon];
         var options = new Dictionary<string, object?>
         {
-            ["port"] = server.BaseAddress.Port,
+            ["port"] = port,
             ["key"] = name,
             ["secret"] = key[(colon + 1)..],
             ["appId"] = name[..name.IndexOf('.', StringComparison.Ordinal)],
