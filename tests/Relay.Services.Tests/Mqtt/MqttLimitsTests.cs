@@ -133,16 +133,17 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         await using var quiet = await RawMqttClient.OpenAsync(_server);
         await quiet.ConnectAsync(4, "quiet", keepAlive: 1);
 
-        // The pinging client's keep-alive is 2 s (cut after 3 s of silence), pinged every 300 ms: ten times the slack,
-        // so a busy machine's late timer does not cut it (1 s with pings every 500 ms did, once, in a full CI run).
+        // The pinging client's keep-alive is 4 s (cut after 6 s of silence), pinged every 300 ms: twenty times the slack,
+        // so a busy machine's stall does not cut it (1 s with pings every 500 ms did, once, in a full CI run; 2 s with
+        // pings every 300 ms did too, once, on a CI run beside other test runs).
         await using var pinging = await RawMqttClient.OpenAsync(_server);
-        await pinging.ConnectAsync(4, "pinging", keepAlive: 2);
+        await pinging.ConnectAsync(4, "pinging", keepAlive: 4);
         var watch = Stopwatch.StartNew();
 
-        // The pinging client stays past its own 3 s, each PINGREQ answered; the quiet one is cut meanwhile.
-        var closed = quiet.ReadUntilClosedAsync(TimeSpan.FromSeconds(8));
+        // The pinging client stays past its own 6 s, each PINGREQ answered; the quiet one is cut meanwhile.
+        var closed = quiet.ReadUntilClosedAsync(TimeSpan.FromSeconds(10));
         var cutAt = closed.ContinueWith(_ => watch.Elapsed, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        while ((!closed.IsCompleted || watch.Elapsed < TimeSpan.FromSeconds(4)) && watch.Elapsed < TimeSpan.FromSeconds(8))
+        while ((!closed.IsCompleted || watch.Elapsed < TimeSpan.FromSeconds(7)) && watch.Elapsed < TimeSpan.FromSeconds(10))
         {
             await pinging.SendHexAsync("C0 00");
             var pong = await pinging.ReadPacketAsync();
@@ -150,7 +151,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
             await Task.Delay(300);
         }
 
-        Assert.True(closed.IsCompleted, "the quiet client was not cut within 8 s");
+        Assert.True(closed.IsCompleted, "the quiet client was not cut within 10 s");
         Assert.Empty(await closed);
         Assert.True(await cutAt >= TimeSpan.FromSeconds(1.4), $"cut after {await cutAt}, before 1.5 × the 1 s keep-alive");
         await pinging.SendHexAsync("C0 00");
