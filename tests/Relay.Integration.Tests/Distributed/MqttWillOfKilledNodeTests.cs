@@ -1,0 +1,137 @@
+using System.Text;
+using Relay.Testing;
+using Xunit.Abstractions;
+
+namespace Relay.Integration.Tests.Distributed;
+
+/// <summary>
+/// The last wills of a node that dies (SIGKILL): another node publishes them once the dead node's beat is older than
+/// Relay:Redis:NodeTtl (2 s here), unless the client connected again elsewhere first or ended with a normal DISCONNECT
+/// (docs/mqtt.md, "Guarantees under failure"). Devices use MQTT 3.1.1, a subscriber on B watches their status topic.
+/// </summary>
+public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
+{
+    // The dead node's beat lapses after NodeTtl (2 s) and the next sweep runs within a third of it: generous on a busy machine.
+    private static readonly TimeSpan WillWithin = TimeSpan.FromSeconds(30);
+
+    // Long enough for B's sweeps to have taken and published A's wills, had there been any to publish.
+    private static readonly TimeSpan SweepsDone = TimeSpan.FromSeconds(8);
+
+    [Fact]
+    public async Task NodeKilled_DeviceWithWill_WillPublishedByOtherNodeAndRetained()
+    {
+        await using var cluster = await RelayCluster.StartAsync();
+        cluster.Output = output.WriteLine;
+        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+        var topic = $"devices/{Guid.NewGuid():N}/status";
+        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var device = await RawMqttClient.OpenAsync(portA);
+        await device.ConnectAsync(4, "device-1", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
+
+        cluster.IngressA.Kill();
+
+        var (payload, _) = await NextPublishAsync(subscriber, WillWithin);
+        Assert.Equal("offline", payload);
+
+        // Kept as the topic's retained message: a subscriber that comes afterwards gets it, with RETAIN.
+        await using var late = await SubscribeAsync(portB, topic);
+        var (retained, retain) = await NextPublishAsync(late, WillWithin);
+        Assert.Equal(("offline", true), (retained, retain));
+    }
+
+    [Fact]
+    public async Task NodeKilled_DeviceBackOnOtherNodeBeforeSweep_DeadNodesWillNotPublished()
+    {
+        await using var cluster = await RelayCluster.StartAsync();
+        cluster.Output = output.WriteLine;
+        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+        var topic = $"devices/{Guid.NewGuid():N}/status";
+        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using (var device = await RawMqttClient.OpenAsync(portA))
+        {
+            await device.ConnectAsync(4, "device-2", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
+            cluster.IngressA.Kill();
+        }
+
+        // Back at once on B (A's beat has not lapsed yet), with its own will: A's is replaced, never published.
+        await using var again = await RawMqttClient.OpenAsync(portB);
+        await again.ConnectAsync(4, "device-2", will: new RawMqttWill(topic, "offline again", Qos: 1, Retain: true));
+        await Task.Delay(SweepsDone);
+        await PublishMarkerAsync(portB, topic);
+
+        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
+        Assert.Equal("marker", first);
+    }
+
+    [Fact]
+    public async Task NodeKilled_AfterNormalDisconnect_NoWill()
+    {
+        await using var cluster = await RelayCluster.StartAsync();
+        cluster.Output = output.WriteLine;
+        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+        var topic = $"devices/{Guid.NewGuid():N}/status";
+        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using (var device = await RawMqttClient.OpenAsync(portA))
+        {
+            await device.ConnectAsync(4, "device-4", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
+            await device.SendAsync([0xE0, 0]);
+            Assert.Empty(await device.ReadUntilClosedAsync(TimeSpan.FromSeconds(30)));
+        }
+
+        // A has removed the entry as the connection ended; then it dies.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        cluster.IngressA.Kill();
+        await Task.Delay(SweepsDone);
+        await PublishMarkerAsync(portB, topic);
+
+        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
+        Assert.Equal("marker", first);
+    }
+
+    // An MQTT 3.1.1 subscriber of one topic at QoS 1, once its SUBACK came.
+    private static async Task<RawMqttClient> SubscribeAsync(int port, string topic)
+    {
+        var client = await RawMqttClient.OpenAsync(port);
+        await client.ConnectAsync(4, $"watch-{Guid.NewGuid():N}");
+        await client.SendAsync(RawMqttClient.Subscribe(topic, qos: 1));
+        await client.ExpectAckAsync(0x90, 1);
+        return client;
+    }
+
+    // A QoS 1 publish of "marker" from a client of its own, once acknowledged.
+    private static async Task PublishMarkerAsync(int port, string topic)
+    {
+        await using var publisher = await RawMqttClient.OpenAsync(port);
+        await publisher.ConnectAsync(4, $"marker-{Guid.NewGuid():N}");
+        var name = Encoding.UTF8.GetBytes(topic);
+        byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, 0, 1, .. "marker"u8];
+        await publisher.SendAsync([0x32, (byte)body.Length, .. body]);
+        await publisher.ExpectAckAsync(0x40, 1);
+    }
+
+    // The next PUBLISH (MQTT 3.1.1) on the subscriber: its payload and RETAIN flag; QoS 1 ones are acknowledged.
+    private static async Task<(string Payload, bool Retain)> NextPublishAsync(RawMqttClient client, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (DateTime.UtcNow < deadline)
+        {
+            var (first, body) = await client.ReadPacketAsync(deadline - DateTime.UtcNow) ?? throw new InvalidOperationException("the subscriber's connection closed");
+            if ((first & 0xF0) != 0x30)
+            {
+                continue;
+            }
+
+            var qos = (first >> 1) & 3;
+            var at = 2 + ((body[0] << 8) | body[1]);
+            if (qos > 0)
+            {
+                await client.SendAsync([0x40, 2, body[at], body[at + 1]]);
+                at += 2;
+            }
+
+            return (Encoding.UTF8.GetString(body, at, body.Length - at), (first & 1) == 1);
+        }
+
+        throw new TimeoutException($"no PUBLISH within {within.TotalSeconds} s");
+    }
+}
