@@ -161,13 +161,15 @@ public static class RedisKeys
     /// <summary>
     /// The key prefix of the last wills across nodes, one hash tag for all (<c>relay:{wills}:</c>, so each script of
     /// <see cref="RedisWillStore"/> touches one slot): <c>beats</c> (hash node → its last beat, Redis clock),
-    /// <c>n:&lt;node&gt;</c> (set: the entries naming that node) and <see cref="Will"/>'s entries.
+    /// <c>n:&lt;node&gt;</c> (set: the entries naming that node), <c>due</c> (sorted set: delayed wills taken from dead
+    /// nodes, score = when due) and <see cref="Will"/>'s entries.
     /// </summary>
     public const string WillsPrefix = "relay:{wills}:";
 
     /// <summary>
     /// The will entry of a client id (<c>relay:{wills}:w:&lt;scope&gt;:&lt;len(app)&gt;:&lt;app&gt;:&lt;clientId&gt;</c>): a hash of
-    /// <c>node</c> (empty: the connection has no will another node may publish), <c>token</c> (its connection's) and <c>will</c>.
+    /// <c>node</c> (empty: the connection has no will another node may publish), <c>token</c> (its connection's), <c>will</c>,
+    /// <c>delay</c> (ms) and, once taken from a dead node and not due yet, <c>due</c>.
     /// </summary>
     public static RedisKey Will(string scope, string app, string clientId)
     {

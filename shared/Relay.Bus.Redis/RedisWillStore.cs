@@ -9,9 +9,11 @@ namespace Relay.Bus.Redis;
 /// <summary>
 /// The last wills across nodes in Redis (<c>AddRedis()</c> registers it), under <see cref="RedisKeys.WillsPrefix"/>: one
 /// hash per client id (<see cref="RedisKeys.Will"/>: the node that holds its connection, the connection's token, the
-/// will's bytes), a set per node of its entries, and a hash of the nodes' beats. Each node beats every third of
-/// <see cref="RedisBusOptions.NodeTtl"/>, and the same script takes every will of a node whose beat is older than the
-/// TTL (a dead one): each entry is deleted as it is taken, so it goes to one node, once. A node presumed dead that comes
+/// will's bytes, its delay), a set per node of its entries, a hash of the nodes' beats, and a sorted set of delayed wills
+/// by when they are due. Each node beats every third of <see cref="RedisBusOptions.NodeTtl"/>, and the same script takes
+/// every will of a node whose beat is older than the TTL (a dead one): each entry is deleted as it is taken, so it goes
+/// to one node, once. A delayed will not due yet becomes the sweeping node's until it is (a later connection of its
+/// client id replaces it meanwhile: cancelled). A node presumed dead that comes
 /// back finds its entries gone (<see cref="WillRelease.Gone"/>) and publishes none of them again. Live entries carry no
 /// time to live: each goes when its connection ends, or with its node's death; an empty entry (a connection without a
 /// will, kept so its client's earlier connection knows it was replaced) expires after <see cref="EmptyKept"/>.
@@ -21,56 +23,82 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
     /// <summary>How long an empty entry outlives its write: longer than any taken-over connection takes to close.</summary>
     private static readonly TimeSpan EmptyKept = TimeSpan.FromHours(1);
 
-    // KEYS: the entry, beats, this node's set. ARGV: node, token, will ('' none), empty entry's ttl (ms), node sets' prefix.
-    // Replaces the client id's entry, whichever node wrote it (that node's set forgets it).
+    // KEYS: the entry, beats, this node's set, due. ARGV: node, token, will ('' none), empty entry's ttl (ms), node sets'
+    // prefix, delay (ms). Replaces the client id's entry, whichever node wrote it (its set and due forget it).
     private static readonly RedisLuaScript Register = new("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local old = redis.call('HGET', KEYS[1], 'node')
         if old and old ~= '' then redis.call('SREM', ARGV[5] .. old, KEYS[1]) end
+        redis.call('ZREM', KEYS[4], KEYS[1])
         redis.call('DEL', KEYS[1])
         if ARGV[3] == '' then
           redis.call('HSET', KEYS[1], 'node', '', 'token', ARGV[2])
           redis.call('PEXPIRE', KEYS[1], ARGV[4])
           return 1
         end
-        redis.call('HSET', KEYS[1], 'node', ARGV[1], 'token', ARGV[2], 'will', ARGV[3])
+        redis.call('HSET', KEYS[1], 'node', ARGV[1], 'token', ARGV[2], 'will', ARGV[3], 'delay', ARGV[6])
         redis.call('SADD', KEYS[3], KEYS[1])
         redis.call('HSET', KEYS[2], ARGV[1], now)
         return 1
         """);
 
-    // KEYS: the entry, this node's set. ARGV: token. 0 gone (taken), 1 removed, 2 replaced by a later connection.
+    // KEYS: the entry, this node's set, due. ARGV: token. 0 gone (taken), 1 removed, 2 replaced by a later connection.
     private static readonly RedisLuaScript Release = new("""
         local token = redis.call('HGET', KEYS[1], 'token')
         if not token then return 0 end
         if token ~= ARGV[1] then return 2 end
         redis.call('DEL', KEYS[1])
         redis.call('SREM', KEYS[2], KEYS[1])
+        redis.call('ZREM', KEYS[3], KEYS[1])
         return 1
         """);
 
-    // KEYS: beats. ARGV: node, stale after (ms), node sets' prefix. Beats for this node, then takes the wills of every
-    // node whose beat is older (each entry deleted as it is taken) and forgets those nodes; returns the wills.
+    // KEYS: beats, due. ARGV: node, stale after (ms), node sets' prefix. Beats for this node, then takes the wills of
+    // every node whose beat is older (each entry deleted as it is taken) and forgets those nodes. A delayed will not due
+    // yet (its delay counted from the dead node's last beat) becomes this node's, in due; those due now are taken too.
+    // Returns the wills taken.
     private static readonly RedisLuaScript Sweep = new("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         redis.call('HSET', KEYS[1], ARGV[1], now)
+        local mine = ARGV[3] .. ARGV[1]
         local stale = now - tonumber(ARGV[2])
         local taken = {}
         local beats = redis.call('HGETALL', KEYS[1])
         for i = 1, #beats, 2 do
-          if beats[i] ~= ARGV[1] and tonumber(beats[i + 1]) < stale then
+          local beat = tonumber(beats[i + 1])
+          if beats[i] ~= ARGV[1] and beat < stale then
             local set = ARGV[3] .. beats[i]
             for _, key in ipairs(redis.call('SMEMBERS', set)) do
-              local entry = redis.call('HMGET', key, 'node', 'will')
+              local entry = redis.call('HMGET', key, 'node', 'will', 'delay', 'due')
               if entry[1] == beats[i] and entry[2] then
-                taken[#taken + 1] = entry[2]
-                redis.call('DEL', key)
+                local due = tonumber(entry[4] or 0)
+                if due == 0 then due = beat + tonumber(entry[3] or 0) end
+                if due <= now then
+                  taken[#taken + 1] = entry[2]
+                  redis.call('DEL', key)
+                  redis.call('ZREM', KEYS[2], key)
+                else
+                  redis.call('HSET', key, 'node', ARGV[1], 'due', due)
+                  redis.call('SADD', mine, key)
+                  redis.call('ZADD', KEYS[2], due, key)
+                end
               end
             end
             redis.call('DEL', set)
             redis.call('HDEL', KEYS[1], beats[i])
+          end
+        end
+        for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+          local entry = redis.call('HMGET', key, 'node', 'will', 'due')
+          if entry[1] == ARGV[1] and entry[2] and tonumber(entry[3] or 0) <= now then
+            taken[#taken + 1] = entry[2]
+            redis.call('DEL', key)
+            redis.call('SREM', mine, key)
+            redis.call('ZREM', KEYS[2], key)
+          elseif entry[1] ~= ARGV[1] then
+            redis.call('ZREM', KEYS[2], key)
           end
         end
         return taken
@@ -101,14 +129,14 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
     public bool Durable => true;
 
     /// <inheritdoc />
-    public async ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, CancellationToken cancellationToken)
+    public async ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, TimeSpan delay, CancellationToken cancellationToken)
     {
         var token = $"{_node}:{Interlocked.Increment(ref _tokens)}";
         var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
         await Register.EvaluateAsync(
             database,
-            [RedisKeys.Will(scope, app, clientId), RedisKeys.WillsPrefix + "beats", NodeSet(_node)],
-            [_node, token, will, (long)EmptyKept.TotalMilliseconds, RedisKeys.WillsPrefix + "n:"]).ConfigureAwait(false);
+            [RedisKeys.Will(scope, app, clientId), Beats, NodeSet(_node), Due],
+            [_node, token, will, (long)EmptyKept.TotalMilliseconds, NodeSetPrefix, (long)delay.TotalMilliseconds]).ConfigureAwait(false);
         return token;
     }
 
@@ -116,7 +144,7 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
     public async ValueTask<WillRelease> ReleaseAsync(string scope, string app, string clientId, string token, CancellationToken cancellationToken)
     {
         var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
-        return (int)await Release.EvaluateAsync(database, [RedisKeys.Will(scope, app, clientId), NodeSet(_node)], [token]).ConfigureAwait(false) switch
+        return (int)await Release.EvaluateAsync(database, [RedisKeys.Will(scope, app, clientId), NodeSet(_node), Due], [token]).ConfigureAwait(false) switch
         {
             0 => WillRelease.Gone,
             1 => WillRelease.Removed,
@@ -149,7 +177,11 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
         _stopping.Dispose();
     }
 
-    private static RedisKey NodeSet(string node) => RedisKeys.WillsPrefix + "n:" + node;
+    private const string NodeSetPrefix = RedisKeys.WillsPrefix + "n:";
+    private static readonly RedisKey Beats = RedisKeys.WillsPrefix + "beats";
+    private static readonly RedisKey Due = RedisKeys.WillsPrefix + "due";
+
+    private static RedisKey NodeSet(string node) => NodeSetPrefix + node;
 
     // Every third of the TTL: this node's beat, and the wills of the nodes that stopped beating, published here. A node
     // that stops leaves its beat: the others take what its connections left (nothing, when they ended cleanly) a TTL later.
@@ -164,7 +196,7 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
                 try
                 {
                     var database = await DatabaseAsync(stopping).ConfigureAwait(false);
-                    taken = (RedisResult[])(await Sweep.EvaluateAsync(database, [RedisKeys.WillsPrefix + "beats"], [_node, _staleMs, RedisKeys.WillsPrefix + "n:"]).ConfigureAwait(false))!;
+                    taken = (RedisResult[])(await Sweep.EvaluateAsync(database, [Beats, Due], [_node, _staleMs, NodeSetPrefix]).ConfigureAwait(false))!;
                     Volatile.Write(ref _down, 0);
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)

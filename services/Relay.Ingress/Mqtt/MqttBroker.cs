@@ -478,8 +478,9 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>
     /// Records a new connection's will in the will store, replacing what an earlier connection of its client id left
     /// there on any node; null where the store keeps nothing (the in-memory bus). Kept for another node: a will the
-    /// connection may publish and that waits for nothing (no MQTT 5 Will Delay). Otherwise the entry is an empty one: a
-    /// delayed will is still this node's only (docs/mqtt.md, "Guarantees under failure").
+    /// connection may publish, with its MQTT 5 Will Delay (the lower of it and the session's expiry), published that long
+    /// after this node's death unless the client connects again first; otherwise the entry is an empty one. Once the
+    /// connection ends here, its delayed will is this node's only (docs/mqtt.md, "Guarantees under failure").
     /// </summary>
     public Task<string?>? RegisterWill(string app, string clientId, MqttConnect? will, Relay.Auth.Verification.RelayPrincipal principal, bool v5, uint expirySeconds)
     {
@@ -490,7 +491,7 @@ internal sealed partial class MqttBroker : IDisposable
 
         var bytes = ReadOnlyMemory<byte>.Empty;
         var delay = v5 ? Math.Min(will?.WillProperties?.WillDelayInterval ?? 0, expirySeconds) : 0;
-        if (will is { WillTopic: { } topic } && delay == 0 && principal.Capabilities.Allows(topic, Relay.Core.Auth.Operations.Publish) && Node.Namespaces.For(topic).ClientPublish)
+        if (will is { WillTopic: { } topic } && principal.Capabilities.Allows(topic, Relay.Core.Auth.Operations.Publish) && Node.Namespaces.For(topic).ClientPublish)
         {
             // The will as a CONNECT of its own (the codec reads it back): the app in its user name, the client id its publish carries.
             bytes = MqttEncoder.Encode(
@@ -509,14 +510,14 @@ internal sealed partial class MqttBroker : IDisposable
                 v5 ? (byte)5 : (byte)4);
         }
 
-        return RegisterWillAsync(app, clientId, bytes);
+        return RegisterWillAsync(app, clientId, bytes, TimeSpan.FromSeconds(delay));
     }
 
-    private async Task<string?> RegisterWillAsync(string app, string clientId, ReadOnlyMemory<byte> will)
+    private async Task<string?> RegisterWillAsync(string app, string clientId, ReadOnlyMemory<byte> will, TimeSpan delay)
     {
         try
         {
-            return await Wills.RegisterAsync(ClaimScope, app, clientId, will, Node.Stopping).ConfigureAwait(false);
+            return await Wills.RegisterAsync(ClaimScope, app, clientId, will, delay, Node.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -16,9 +16,11 @@ public interface IWillStore
     /// <summary>
     /// Records <paramref name="will"/> (opaque bytes; empty: the connection has no will another node may publish) as the
     /// client id's, replacing whatever another connection of it recorded, on any node: a dead node's will never fires
-    /// after its client connected again. Returns the entry's token, for <see cref="ReleaseAsync"/>.
+    /// after its client connected again. A will with a <paramref name="delay"/> (MQTT 5 Will Delay) taken from a dead node
+    /// is due that long after the node's last beat, and is cancelled by a later connection of the client id until then.
+    /// Returns the entry's token, for <see cref="ReleaseAsync"/>.
     /// </summary>
-    ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, CancellationToken cancellationToken);
+    ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, TimeSpan delay, CancellationToken cancellationToken);
 
     /// <summary>
     /// Removes the entry of <paramref name="token"/> (its connection ended) and tells who publishes its will:
@@ -28,7 +30,8 @@ public interface IWillStore
 
     /// <summary>
     /// Starts this node's beat and sweep: each will of a node whose beat stopped is taken once, across every node, and
-    /// handed to <paramref name="publish"/>. Disposing stops it.
+    /// handed to <paramref name="publish"/> (a delayed one once due, by the node that took it, or by another if that one
+    /// dies too). Disposing stops it.
     /// </summary>
     IDisposable WatchOrphans(Func<ReadOnlyMemory<byte>, Task> publish);
 }

@@ -10,7 +10,7 @@ public sealed class InMemoryWillStore : IWillStore
     public bool Durable => false;
 
     /// <inheritdoc />
-    public ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, CancellationToken cancellationToken) =>
+    public ValueTask<string> RegisterAsync(string scope, string app, string clientId, ReadOnlyMemory<byte> will, TimeSpan delay, CancellationToken cancellationToken) =>
         ValueTask.FromResult(string.Empty);
 
     /// <inheritdoc />

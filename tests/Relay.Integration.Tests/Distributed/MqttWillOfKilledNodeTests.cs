@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Relay.Testing;
 using Xunit.Abstractions;
@@ -6,8 +7,9 @@ namespace Relay.Integration.Tests.Distributed;
 
 /// <summary>
 /// The last wills of a node that dies (SIGKILL): another node publishes them once the dead node's beat is older than
-/// Relay:Redis:NodeTtl (2 s here), unless the client connected again elsewhere first or ended with a normal DISCONNECT
-/// (docs/mqtt.md, "Guarantees under failure"). Devices use MQTT 3.1.1, a subscriber on B watches their status topic.
+/// Relay:Redis:NodeTtl (2 s here), unless the client connected again elsewhere first or ended with a normal DISCONNECT;
+/// an MQTT 5 delayed will once its delay has passed since the death, unless the client came back within it (docs/mqtt.md,
+/// "Guarantees under failure"). A subscriber on B watches the devices' status topic.
 /// </summary>
 public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
 {
@@ -88,6 +90,53 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         Assert.Equal("marker", first);
     }
 
+    [Fact]
+    public async Task NodeKilled_DelayedWill_PublishedAfterItsDelayNotBefore()
+    {
+        await using var cluster = await RelayCluster.StartAsync();
+        cluster.Output = output.WriteLine;
+        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+        var topic = $"devices/{Guid.NewGuid():N}/status";
+        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var device = await RawMqttClient.OpenAsync(portA);
+        await device.ConnectAsync(5, "device-3", sessionExpiry: 300, will: new RawMqttWill(topic, "gone", Qos: 1, DelaySeconds: 5));
+
+        cluster.IngressA.Kill();
+        var killed = Stopwatch.StartNew();
+
+        // Due 5 s after A's last beat (at most a third of NodeTtl before the kill): nothing for the first 3 s.
+        Assert.True(await subscriber.NothingWithinAsync(TimeSpan.FromSeconds(3)));
+        var (payload, _) = await NextPublishAsync(subscriber, WillWithin);
+        output.WriteLine($"delayed will on B {killed.Elapsed.TotalSeconds:F1} s after the kill");
+        Assert.Equal("gone", payload);
+    }
+
+    [Fact]
+    public async Task NodeKilled_DelayedWill_ClientBackWithinDelay_Cancelled()
+    {
+        await using var cluster = await RelayCluster.StartAsync();
+        cluster.Output = output.WriteLine;
+        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+        var topic = $"devices/{Guid.NewGuid():N}/status";
+        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using (var device = await RawMqttClient.OpenAsync(portA))
+        {
+            await device.ConnectAsync(5, "device-5", sessionExpiry: 300, will: new RawMqttWill(topic, "gone", Qos: 1, DelaySeconds: 10));
+            cluster.IngressA.Kill();
+        }
+
+        // Back on B after B's sweep has (most likely) taken A's will, well within its delay: the will is cancelled.
+        var killed = Stopwatch.StartNew();
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        await using var again = await RawMqttClient.OpenAsync(portB);
+        await again.ConnectAsync(5, "device-5", sessionExpiry: 300, timeout: TimeSpan.FromSeconds(60), will: new RawMqttWill(topic, "gone again", Qos: 1, DelaySeconds: 10));
+        await Task.Delay(TimeSpan.FromSeconds(16) - killed.Elapsed);
+        await PublishMarkerAsync(portB, topic);
+
+        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
+        Assert.Equal("marker", first);
+    }
+
     // An MQTT 3.1.1 subscriber of one topic at QoS 1, once its SUBACK came.
     private static async Task<RawMqttClient> SubscribeAsync(int port, string topic)
     {
@@ -115,7 +164,17 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         var deadline = DateTime.UtcNow + within;
         while (DateTime.UtcNow < deadline)
         {
-            var (first, body) = await client.ReadPacketAsync(deadline - DateTime.UtcNow) ?? throw new InvalidOperationException("the subscriber's connection closed");
+            (byte First, byte[] Body)? packet;
+            try
+            {
+                packet = await client.ReadPacketAsync(deadline - DateTime.UtcNow);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            var (first, body) = packet ?? throw new InvalidOperationException("the subscriber's connection closed");
             if ((first & 0xF0) != 0x30)
             {
                 continue;
