@@ -22,11 +22,8 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
     [Fact]
     public async Task NodeKilled_DeviceWithWill_WillPublishedByOtherNodeAndRetained()
     {
-        await using var cluster = await RelayCluster.StartAsync();
-        cluster.Output = output.WriteLine;
-        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
-        var topic = $"devices/{Guid.NewGuid():N}/status";
-        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var scene = await Scene.StartAsync(output);
+        var (cluster, portA, portB, topic, subscriber) = scene;
         await using var device = await RawMqttClient.OpenAsync(portA);
         await device.ConnectAsync(4, "device-1", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
 
@@ -44,11 +41,8 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
     [Fact]
     public async Task NodeKilled_DeviceBackOnOtherNodeBeforeSweep_DeadNodesWillNotPublished()
     {
-        await using var cluster = await RelayCluster.StartAsync();
-        cluster.Output = output.WriteLine;
-        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
-        var topic = $"devices/{Guid.NewGuid():N}/status";
-        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var scene = await Scene.StartAsync(output);
+        var (cluster, portA, portB, topic, subscriber) = scene;
         await using (var device = await RawMqttClient.OpenAsync(portA))
         {
             await device.ConnectAsync(4, "device-2", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
@@ -59,20 +53,14 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         await using var again = await RawMqttClient.OpenAsync(portB);
         await again.ConnectAsync(4, "device-2", will: new RawMqttWill(topic, "offline again", Qos: 1, Retain: true));
         await Task.Delay(SweepsDone);
-        await PublishMarkerAsync(portB, topic);
-
-        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
-        Assert.Equal("marker", first);
+        await ExpectMarkerFirstAsync(portB, topic, subscriber);
     }
 
     [Fact]
     public async Task NodeKilled_AfterNormalDisconnect_NoWill()
     {
-        await using var cluster = await RelayCluster.StartAsync();
-        cluster.Output = output.WriteLine;
-        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
-        var topic = $"devices/{Guid.NewGuid():N}/status";
-        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var scene = await Scene.StartAsync(output);
+        var (cluster, portA, portB, topic, subscriber) = scene;
         await using (var device = await RawMqttClient.OpenAsync(portA))
         {
             await device.ConnectAsync(4, "device-4", will: new RawMqttWill(topic, "offline", Qos: 1, Retain: true));
@@ -84,20 +72,14 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(1));
         cluster.IngressA.Kill();
         await Task.Delay(SweepsDone);
-        await PublishMarkerAsync(portB, topic);
-
-        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
-        Assert.Equal("marker", first);
+        await ExpectMarkerFirstAsync(portB, topic, subscriber);
     }
 
     [Fact]
     public async Task NodeKilled_DelayedWill_PublishedAfterItsDelayNotBefore()
     {
-        await using var cluster = await RelayCluster.StartAsync();
-        cluster.Output = output.WriteLine;
-        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
-        var topic = $"devices/{Guid.NewGuid():N}/status";
-        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var scene = await Scene.StartAsync(output);
+        var (cluster, portA, _, topic, subscriber) = scene;
         await using var device = await RawMqttClient.OpenAsync(portA);
         await device.ConnectAsync(5, "device-3", sessionExpiry: 300, will: new RawMqttWill(topic, "gone", Qos: 1, DelaySeconds: 5));
 
@@ -114,11 +96,8 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
     [Fact]
     public async Task NodeKilled_DelayedWill_ClientBackWithinDelay_Cancelled()
     {
-        await using var cluster = await RelayCluster.StartAsync();
-        cluster.Output = output.WriteLine;
-        var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
-        var topic = $"devices/{Guid.NewGuid():N}/status";
-        await using var subscriber = await SubscribeAsync(portB, topic);
+        await using var scene = await Scene.StartAsync(output);
+        var (cluster, portA, portB, topic, subscriber) = scene;
         await using (var device = await RawMqttClient.OpenAsync(portA))
         {
             await device.ConnectAsync(5, "device-5", sessionExpiry: 300, will: new RawMqttWill(topic, "gone", Qos: 1, DelaySeconds: 10));
@@ -130,11 +109,48 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(4));
         await using var again = await RawMqttClient.OpenAsync(portB);
         await again.ConnectAsync(5, "device-5", sessionExpiry: 300, timeout: TimeSpan.FromSeconds(60), will: new RawMqttWill(topic, "gone again", Qos: 1, DelaySeconds: 10));
-        await Task.Delay(TimeSpan.FromSeconds(16) - killed.Elapsed);
-        await PublishMarkerAsync(portB, topic);
+        await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, 16 - killed.Elapsed.TotalSeconds)));
+        await ExpectMarkerFirstAsync(portB, topic, subscriber);
+    }
 
-        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
-        Assert.Equal("marker", first);
+    // Two ingress processes, a device status topic, and a subscriber of it on B.
+    private sealed class Scene(RelayCluster cluster, int portA, int portB, string topic, RawMqttClient subscriber) : IAsyncDisposable
+    {
+        public RelayCluster Cluster => cluster;
+
+        public int PortA => portA;
+
+        public int PortB => portB;
+
+        public string Topic => topic;
+
+        public RawMqttClient Subscriber => subscriber;
+
+        public void Deconstruct(out RelayCluster cluster, out int portA, out int portB, out string topic, out RawMqttClient subscriber) =>
+            (cluster, portA, portB, topic, subscriber) = (Cluster, PortA, PortB, Topic, Subscriber);
+
+        public static async Task<Scene> StartAsync(ITestOutputHelper output)
+        {
+            var cluster = await RelayCluster.StartAsync();
+            try
+            {
+                cluster.Output = output.WriteLine;
+                var (portA, portB) = (await cluster.IngressA.MqttPortAsync(), await cluster.IngressB.MqttPortAsync());
+                var topic = $"devices/{Guid.NewGuid():N}/status";
+                return new Scene(cluster, portA, portB, topic, await SubscribeAsync(portB, topic));
+            }
+            catch
+            {
+                await cluster.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await subscriber.DisposeAsync();
+            await cluster.DisposeAsync();
+        }
     }
 
     // An MQTT 3.1.1 subscriber of one topic at QoS 1, once its SUBACK came.
@@ -147,7 +163,14 @@ public sealed class MqttWillOfKilledNodeTests(ITestOutputHelper output)
         return client;
     }
 
-    // A QoS 1 publish of "marker" from a client of its own, once acknowledged.
+    // A QoS 1 publish of "marker" from a client of its own, once acknowledged: the subscriber's next message, no will before it.
+    private static async Task ExpectMarkerFirstAsync(int port, string topic, RawMqttClient subscriber)
+    {
+        await PublishMarkerAsync(port, topic);
+        var (first, _) = await NextPublishAsync(subscriber, WillWithin);
+        Assert.Equal("marker", first);
+    }
+
     private static async Task PublishMarkerAsync(int port, string topic)
     {
         await using var publisher = await RawMqttClient.OpenAsync(port);
