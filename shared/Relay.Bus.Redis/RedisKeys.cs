@@ -169,7 +169,8 @@ public static class RedisKeys
     /// <summary>
     /// The will entry of a client id (<c>relay:{wills}:w:&lt;scope&gt;:&lt;len(app)&gt;:&lt;app&gt;:&lt;clientId&gt;</c>): a hash of
     /// <c>node</c> (empty: the connection has no will another node may publish), <c>token</c> (its connection's), <c>will</c>,
-    /// <c>delay</c> (ms) and, once taken from a dead node and not due yet, <c>due</c>.
+    /// <c>delay</c> (ms), once taken from a dead node and not due yet <c>due</c>; once published by another node, only
+    /// <c>token</c> and <c>taken</c>, for an hour.
     /// </summary>
     public static RedisKey Will(string scope, string app, string clientId)
     {

@@ -11,16 +11,17 @@ namespace Relay.Bus.Redis;
 /// hash per client id (<see cref="RedisKeys.Will"/>: the node that holds its connection, the connection's token, the
 /// will's bytes, its delay), a set per node of its entries, a hash of the nodes' beats, and a sorted set of delayed wills
 /// by when they are due. Each node beats every third of <see cref="RedisBusOptions.NodeTtl"/>, and the same script takes
-/// every will of a node whose beat is older than the TTL (a dead one): each entry is deleted as it is taken, so it goes
-/// to one node, once. A delayed will not due yet becomes the sweeping node's until it is (a later connection of its
-/// client id replaces it meanwhile: cancelled). A node presumed dead that comes
-/// back finds its entries gone (<see cref="WillRelease.Gone"/>) and publishes none of them again. Live entries carry no
-/// time to live: each goes when its connection ends, or with its node's death; an empty entry (a connection without a
-/// will, kept so its client's earlier connection knows it was replaced) expires after <see cref="EmptyKept"/>.
+/// every will of a node whose beat is older than the TTL (a dead one): each entry is marked taken as it is, so it goes to
+/// one node, once. A delayed will not due yet becomes the sweeping node's until it is (a later connection of its client
+/// id replaces it meanwhile: cancelled). A node presumed dead that comes back finds its entries taken
+/// (<see cref="WillRelease.Gone"/>) and publishes none of them again; an entry Redis lost (a restart without persistence)
+/// is its node's to publish. Live entries carry no time to live: each goes when its connection ends, or with its node's
+/// death; an empty entry (a connection without a will, kept so its client's earlier connection knows it was replaced) and
+/// a taken one expire after <see cref="EmptyKept"/>.
 /// </summary>
 internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
 {
-    /// <summary>How long an empty entry outlives its write: longer than any taken-over connection takes to close.</summary>
+    /// <summary>How long an empty or taken entry outlives its write: longer than a taken-over or paused connection takes to end.</summary>
     private static readonly TimeSpan EmptyKept = TimeSpan.FromHours(1);
 
     // KEYS: the entry, beats, this node's set, due. ARGV: node, token, will ('' none), empty entry's ttl (ms), node sets'
@@ -43,20 +44,23 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
         return 1
         """);
 
-    // KEYS: the entry, this node's set, due. ARGV: token. 0 gone (taken), 1 removed, 2 replaced by a later connection.
+    // KEYS: the entry, this node's set, due. ARGV: token. 0 gone (taken by a sweep), 1 removed (or none: Redis lost it,
+    // so its node publishes it), 2 replaced by a later connection.
     private static readonly RedisLuaScript Release = new("""
-        local token = redis.call('HGET', KEYS[1], 'token')
-        if not token then return 0 end
-        if token ~= ARGV[1] then return 2 end
+        local entry = redis.call('HMGET', KEYS[1], 'token', 'taken')
+        if not entry[1] then return 1 end
+        if entry[1] ~= ARGV[1] then return 2 end
+        if entry[2] then return 0 end
         redis.call('DEL', KEYS[1])
         redis.call('SREM', KEYS[2], KEYS[1])
         redis.call('ZREM', KEYS[3], KEYS[1])
         return 1
         """);
 
-    // KEYS: beats, due. ARGV: node, stale after (ms), node sets' prefix. Beats for this node, then takes the wills of
-    // every node whose beat is older (each entry deleted as it is taken) and forgets those nodes. A delayed will not due
-    // yet (its delay counted from the dead node's last beat) becomes this node's, in due; those due now are taken too.
+    // KEYS: beats, due. ARGV: node, stale after (ms), node sets' prefix, taken entry's ttl (ms). Beats for this node,
+    // then takes the wills of every node whose beat is older and forgets those nodes. A delayed will not due yet (its
+    // delay counted from the dead node's last beat) becomes this node's, in due; those due now are taken too. A taken
+    // entry is left as 'taken' (its token only, for a while): its node, if only silent, tells it from one Redis lost.
     // Returns the wills taken.
     private static readonly RedisLuaScript Sweep = new("""
         local t = redis.call('TIME')
@@ -65,20 +69,25 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
         local mine = ARGV[3] .. ARGV[1]
         local stale = now - tonumber(ARGV[2])
         local taken = {}
+        local function take(key, will, token)
+          taken[#taken + 1] = will
+          redis.call('DEL', key)
+          redis.call('HSET', key, 'node', '', 'token', token, 'taken', '1')
+          redis.call('PEXPIRE', key, ARGV[4])
+          redis.call('ZREM', KEYS[2], key)
+        end
         local beats = redis.call('HGETALL', KEYS[1])
         for i = 1, #beats, 2 do
           local beat = tonumber(beats[i + 1])
           if beats[i] ~= ARGV[1] and beat < stale then
             local set = ARGV[3] .. beats[i]
             for _, key in ipairs(redis.call('SMEMBERS', set)) do
-              local entry = redis.call('HMGET', key, 'node', 'will', 'delay', 'due')
+              local entry = redis.call('HMGET', key, 'node', 'will', 'delay', 'due', 'token')
               if entry[1] == beats[i] and entry[2] then
                 local due = tonumber(entry[4] or 0)
                 if due == 0 then due = beat + tonumber(entry[3] or 0) end
                 if due <= now then
-                  taken[#taken + 1] = entry[2]
-                  redis.call('DEL', key)
-                  redis.call('ZREM', KEYS[2], key)
+                  take(key, entry[2], entry[5])
                 else
                   redis.call('HSET', key, 'node', ARGV[1], 'due', due)
                   redis.call('SADD', mine, key)
@@ -91,12 +100,10 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
           end
         end
         for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
-          local entry = redis.call('HMGET', key, 'node', 'will', 'due')
+          local entry = redis.call('HMGET', key, 'node', 'will', 'due', 'token')
           if entry[1] == ARGV[1] and entry[2] and tonumber(entry[3] or 0) <= now then
-            taken[#taken + 1] = entry[2]
-            redis.call('DEL', key)
+            take(key, entry[2], entry[4])
             redis.call('SREM', mine, key)
-            redis.call('ZREM', KEYS[2], key)
           elseif entry[1] ~= ARGV[1] then
             redis.call('ZREM', KEYS[2], key)
           end
@@ -196,7 +203,7 @@ internal sealed partial class RedisWillStore : IWillStore, IAsyncDisposable
                 try
                 {
                     var database = await DatabaseAsync(stopping).ConfigureAwait(false);
-                    taken = (RedisResult[])(await Sweep.EvaluateAsync(database, [Beats, Due], [_node, _staleMs, NodeSetPrefix]).ConfigureAwait(false))!;
+                    taken = (RedisResult[])(await Sweep.EvaluateAsync(database, [Beats, Due], [_node, _staleMs, NodeSetPrefix, (long)EmptyKept.TotalMilliseconds]).ConfigureAwait(false))!;
                     Volatile.Write(ref _down, 0);
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)

@@ -43,6 +43,13 @@ public sealed class WillStoreTests(RedisServerFixture fixture) : IClassFixture<R
     }
 
     [Fact]
+    public async Task Release_EntryRedisLost_RemovedSoItsNodePublishes()
+    {
+        await using var node = TestBuses.Registered(fixture.Server, NodeTtl);
+        Assert.Equal(WillRelease.Removed, await node.GetRequiredService<IWillStore>().ReleaseAsync("mqtt", "app", NewClient(), "lost:1", default));
+    }
+
+    [Fact]
     public async Task ClientConnectedElsewhere_DeadNodesWillNotTaken_AndReplacedForIt()
     {
         var client = NewClient();
