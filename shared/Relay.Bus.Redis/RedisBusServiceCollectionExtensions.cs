@@ -21,7 +21,7 @@ public static class RedisBusServiceCollectionExtensions
     /// Replaces the in-memory bus with the Redis bus (<c>Relay:Redis</c>, validated at start-up; start-up waits for the
     /// connection and fails with a clear message when Redis cannot be reached) and registers the roles it plays: the
     /// channel authority routing serves (<see cref="IChannelAuthority"/>, state in Redis) and the key directory the auth
-    /// service publishes to (<see cref="IKeyDirectory"/>), keeps MQTT's retained messages (<see cref="IRetainedStore"/>), tells the nodes of each other's client-id claims (<see cref="IClientClaims"/>) and which node delivers each message of a shared subscription's group (<see cref="IShareClaims"/>), and counts apps' connections across them (<see cref="IConnectionCounts"/>). It also keeps MQTT's persistent sessions between nodes (<see cref="ISessionStore"/>). Fan-out needs no role of its own: the bus spreads its shards.
+    /// service publishes to (<see cref="IKeyDirectory"/>), keeps MQTT's retained messages (<see cref="IRetainedStore"/>), tells the nodes of each other's client-id claims (<see cref="IClientClaims"/>) and which node delivers each message of a shared subscription's group (<see cref="IShareClaims"/>), and counts apps' connections across them (<see cref="IConnectionCounts"/>). It also keeps MQTT's persistent sessions between nodes (<see cref="ISessionStore"/>) and the last wills of their connections, published by another node when theirs dies (<see cref="IWillStore"/>). Fan-out needs no role of its own: the bus spreads its shards.
     /// <paramref name="configure"/> runs after the section is bound.
     /// </summary>
     public static IRelayBusBuilder AddRedis(this IRelayBusBuilder builder, Action<RedisBusOptions>? configure = null)
@@ -49,6 +49,7 @@ public static class RedisBusServiceCollectionExtensions
         services.Replace(ServiceDescriptor.Singleton<IRetainedStore, RedisRetainedStore>());
         services.Replace(ServiceDescriptor.Singleton<IClientClaims, RedisClientClaims>());
         services.Replace(ServiceDescriptor.Singleton<ISessionStore, RedisSessionStore>());
+        services.Replace(ServiceDescriptor.Singleton<IWillStore, RedisWillStore>());
         services.Replace(ServiceDescriptor.Singleton<IShareClaims, RedisShareClaims>());
         services.Replace(ServiceDescriptor.Singleton<IConnectionCounts, RedisConnectionCounts>());
         AddStartupFirst(services);

@@ -159,6 +159,28 @@ public static class RedisKeys
     public static RedisKey SessionReceipts(string scope, string app, string clientId) => Session(scope, app, clientId).Append(":received");
 
     /// <summary>
+    /// The key prefix of the last wills across nodes, one hash tag for all (<c>relay:{wills}:</c>, so each script of
+    /// <see cref="RedisWillStore"/> touches one slot): <c>beats</c> (hash node → its last beat, Redis clock),
+    /// <c>n:&lt;node&gt;</c> (set: the entries naming that node), <c>due</c> (sorted set: delayed wills taken from dead
+    /// nodes, score = when due) and <see cref="Will"/>'s entries.
+    /// </summary>
+    public const string WillsPrefix = "relay:{wills}:";
+
+    /// <summary>
+    /// The will entry of a client id (<c>relay:{wills}:w:&lt;scope&gt;:&lt;len(app)&gt;:&lt;app&gt;:&lt;clientId&gt;</c>): a hash of
+    /// <c>node</c> (empty: the connection has no will another node may publish), <c>token</c> (its connection's), <c>will</c>,
+    /// <c>delay</c> (ms), once taken from a dead node and not due yet <c>due</c>; once published by another node, only
+    /// <c>token</c> and <c>taken</c>, for an hour.
+    /// </summary>
+    public static RedisKey Will(string scope, string app, string clientId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scope);
+        ArgumentException.ThrowIfNullOrEmpty(app);
+        ArgumentNullException.ThrowIfNull(clientId);
+        return string.Create(CultureInfo.InvariantCulture, $"{WillsPrefix}w:{scope}:{app.Length}:{app}:{clientId}");
+    }
+
+    /// <summary>
     /// The key prefix of a shared subscription's group, hash tag included
     /// (<c>relay:{share:&lt;len(app)&gt;:&lt;app&gt;:&lt;len(group)&gt;:&lt;group&gt;:&lt;filter&gt;}:</c>): <c>nodes</c> (sorted set: the
     /// processes with an active member, score = lease end, Redis clock), <c>turn</c> (the round robin's counter) and

@@ -29,6 +29,7 @@ public static class BusServiceCollectionExtensions
         services.TryAddSingleton<IRetainedStore, InMemoryRetainedStore>();
         services.TryAddSingleton<IClientClaims, InMemoryClientClaims>();
         services.TryAddSingleton<ISessionStore, InMemorySessionStore>();
+        services.TryAddSingleton<IWillStore, InMemoryWillStore>();
         services.TryAddSingleton<IShareClaims, InMemoryShareClaims>();
         services.TryAddSingleton<IConnectionCounts, InMemoryConnectionCounts>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, InMemoryBusCheck>());

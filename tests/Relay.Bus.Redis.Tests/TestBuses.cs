@@ -46,13 +46,17 @@ internal sealed class TestBuses(RedisServer server, TimeSpan requestTimeout) : I
         return Make($",user={user},password={password}");
     }
 
-    /// <summary>The services <c>AddRelayBus().AddRedis()</c> registers against <paramref name="server"/> (its stores, as a host gets them).</summary>
-    public static ServiceProvider Registered(RedisServer server)
+    /// <summary>The services <c>AddRelayBus().AddRedis()</c> registers against <paramref name="server"/> (its stores, as a host gets them; <paramref name="nodeTtl"/>: Relay:Redis:NodeTtl).</summary>
+    public static ServiceProvider Registered(RedisServer server, TimeSpan? nodeTtl = null)
     {
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
-        services.AddRelayBus().AddRedis(options => options.Configuration = server.Configuration);
+        services.AddRelayBus().AddRedis(options =>
+        {
+            options.Configuration = server.Configuration;
+            options.NodeTtl = nodeTtl ?? options.NodeTtl;
+        });
         return services.BuildServiceProvider();
     }
 

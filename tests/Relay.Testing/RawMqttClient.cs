@@ -28,9 +28,10 @@ public sealed class RawMqttClient : IAsyncDisposable
 
     /// <summary>
     /// A CONNECT with the root key, the given keep-alive (hand-encoded, not by Relay's codec): a clean session, or with
-    /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval).
+    /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval);
+    /// with <paramref name="will"/>, that last will.
     /// </summary>
-    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null)
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null, RawMqttWill? will = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var body = new List<byte>();
@@ -44,7 +45,13 @@ public sealed class RawMqttClient : IAsyncDisposable
 
         Text("MQTT");
         body.Add(level);
-        body.Add(sessionExpiry is null ? (byte)0xC2 : (byte)0xC0);
+        var flags = sessionExpiry is null ? 0xC2 : 0xC0;
+        if (will is not null)
+        {
+            flags |= 0x04 | (will.Qos << 3) | (will.Retain ? 0x20 : 0);
+        }
+
+        body.Add((byte)flags);
         body.Add((byte)(keepAlive >> 8));
         body.Add((byte)keepAlive);
         if (level == 5)
@@ -60,9 +67,30 @@ public sealed class RawMqttClient : IAsyncDisposable
         }
 
         Text(clientId);
+        if (will is not null)
+        {
+            if (level == 5)
+            {
+                // Will properties: the Will Delay Interval, when there is one.
+                body.AddRange(will.DelaySeconds == 0 ? [0] : [5, 0x18, (byte)(will.DelaySeconds >> 24), (byte)(will.DelaySeconds >> 16), (byte)(will.DelaySeconds >> 8), (byte)will.DelaySeconds]);
+            }
+
+            Text(will.Topic);
+            Text(will.Payload);
+        }
+
         Text(key[..colon]);
         Text(key[(colon + 1)..]);
-        return [0x10, (byte)body.Count, .. body];
+        var length = new List<byte>();
+        var remaining = body.Count;
+        do
+        {
+            var b = (byte)(remaining & 0x7F);
+            remaining >>= 7;
+            length.Add(remaining > 0 ? (byte)(b | 0x80) : b);
+        }
+        while (remaining > 0);
+        return [0x10, .. length, .. body];
     }
 
     /// <summary>A SUBSCRIBE (packet id 1) of one filter at <paramref name="qos"/>, MQTT 3.1.1 (no properties).</summary>
@@ -89,11 +117,11 @@ public sealed class RawMqttClient : IAsyncDisposable
 
     /// <summary>
     /// Connects at <paramref name="level"/> (a persistent session with <paramref name="sessionExpiry"/>, see
-    /// <see cref="Connect"/>), checks the CONNACK says accepted and returns whether it says a session is present.
+    /// <see cref="Connect"/>; with <paramref name="will"/> its last will), checks the CONNACK says accepted and returns whether it says a session is present.
     /// </summary>
-    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null)
+    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null, RawMqttWill? will = null)
     {
-        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry));
+        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry, will: will));
         var (type, body) = await ReadPacketAsync(timeout) ?? throw new InvalidOperationException("closed before CONNACK");
         if (type != 0x20 || body[1] != 0)
         {

@@ -7,6 +7,7 @@ using Relay.Bus.Retained;
 using Relay.Bus.Sessions;
 using Relay.Bus.Shares;
 using Relay.Core.Messages;
+using Relay.Ingress.Mqtt.Codec;
 using Microsoft.Extensions.Options;
 
 namespace Relay.Ingress.Mqtt;
@@ -45,6 +46,7 @@ internal sealed partial class MqttBroker : IDisposable
 
     private readonly ITimer _expiry;
     private readonly IDisposable _claimsWatch;
+    private readonly IDisposable _willsWatch;
 
     // Shared subscriptions' groups on this node, per app, group name and filter; joined and left one at a time.
     private readonly Dictionary<(string App, string Group, string Filter), MqttShareGroup> _shares = [];
@@ -57,9 +59,10 @@ internal sealed partial class MqttBroker : IDisposable
     // Sweeps (seconds) so far, for the periodic write of positions (MqttOptions.PositionWriteSeconds); the timer's only.
     private long _sweeps;
 
-    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, IShareClaims shares, ILogger<MqttConnection> logger)
+    public MqttBroker(IngressNode node, IOptions<MqttOptions> options, Relay.Auth.Verification.IRelayKeys keys, IRetainedStore retained, IClientClaims claims, ISessionStore store, IWillStore wills, IShareClaims shares, ILogger<MqttConnection> logger)
     {
         Store = store;
+        Wills = wills;
         Node = node;
         Keys = keys;
         Options = options.Value;
@@ -68,6 +71,9 @@ internal sealed partial class MqttBroker : IDisposable
         Claims = claims;
         Shares = shares;
         _claimsWatch = claims.Watch(ClaimedElsewhere);
+
+        // Over Redis: this node beats, and publishes the wills of nodes that stopped beating (docs/mqtt.md, "Guarantees under failure").
+        _willsWatch = wills.WatchOrphans(PublishOrphanWillAsync);
 
         // Once a second, as the node's own loop: sessions left unresumed past their expiry end.
         _expiry = node.Time.CreateTimer(static state => ((MqttBroker)state!).ExpireSessions(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -90,6 +96,9 @@ internal sealed partial class MqttBroker : IDisposable
 
     /// <summary>Persistent sessions between nodes: the bus's store (in Redis over the Redis and Dapr buses: docs/mqtt.md).</summary>
     public ISessionStore Store { get; }
+
+    /// <summary>The connections' last wills across nodes (over Redis and Dapr: another node publishes those of a node that died).</summary>
+    public IWillStore Wills { get; }
 
     /// <summary>Which node delivers each message of a shared subscription's group (over Redis and Dapr: one node per message across them).</summary>
     public IShareClaims Shares { get; }
@@ -455,6 +464,116 @@ internal sealed partial class MqttBroker : IDisposable
     }
 
     /// <summary>
+    /// The will of a connection as it is published, by its node or (<see cref="PublishOrphanWillAsync"/>) by another:
+    /// checked against the connection's capabilities by the caller.
+    /// </summary>
+    public MqttWill WillOf(MqttConnect will, string app, string? clientId, bool v5)
+    {
+        var data = will.WillPayload ?? [];
+        var properties = MqttMessageProperties.From(v5 ? will.WillProperties : null, Node.Time.GetUtcNow().ToUnixTimeMilliseconds(), will.WillQos);
+        var request = new Relay.Bus.Routing.PublishRequest(app, will.WillTopic!, [new PublishItem(null, data, MqttConnection.IsJson(data), null) { Properties = properties }], clientId, null);
+        return new MqttWill(request, will.WillRetain && Options.MaxRetainedPerApp > 0);
+    }
+
+    /// <summary>
+    /// Records a new connection's will in the will store, replacing what an earlier connection of its client id left
+    /// there on any node; null where the store keeps nothing (the in-memory bus). Kept for another node: a will the
+    /// connection may publish, with its MQTT 5 Will Delay (the lower of it and the session's expiry), published that long
+    /// after this node's death unless the client connects again first; otherwise the entry is an empty one. Once the
+    /// connection ends here, its delayed will is this node's only (docs/mqtt.md, "Guarantees under failure").
+    /// </summary>
+    public Task<string?>? RegisterWill(string app, string clientId, MqttConnect? will, Relay.Auth.Verification.RelayPrincipal principal, bool v5, uint expirySeconds)
+    {
+        if (!Wills.Durable)
+        {
+            return null;
+        }
+
+        var bytes = ReadOnlyMemory<byte>.Empty;
+        var delay = v5 ? Math.Min(will?.WillProperties?.WillDelayInterval ?? 0, expirySeconds) : 0;
+        if (will is { WillTopic: { } topic } && principal.Capabilities.Allows(topic, Relay.Core.Auth.Operations.Publish) && Node.Namespaces.For(topic).ClientPublish)
+        {
+            // The will as a CONNECT of its own (the codec reads it back): the app in its user name, the client id its publish carries.
+            bytes = MqttEncoder.Encode(
+                new MqttConnect
+                {
+                    ProtocolLevel = v5 ? (byte)5 : (byte)4,
+                    ClientId = principal.ClientId ?? string.Empty,
+                    UserName = app,
+                    HasWill = true,
+                    WillQos = will.WillQos,
+                    WillRetain = will.WillRetain,
+                    WillTopic = topic,
+                    WillPayload = will.WillPayload,
+                    WillProperties = v5 ? will.WillProperties : null,
+                },
+                v5 ? (byte)5 : (byte)4);
+        }
+
+        return RegisterWillAsync(app, clientId, bytes, TimeSpan.FromSeconds(delay));
+    }
+
+    private async Task<string?> RegisterWillAsync(string app, string clientId, ReadOnlyMemory<byte> will, TimeSpan delay)
+    {
+        try
+        {
+            return await Wills.RegisterAsync(ClaimScope, app, clientId, will, delay, Node.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogWillStoreFailed(Logger, ex, app, clientId);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Removes a connection's will entry (<see cref="RegisterWill"/>) as it ends; whether this node may publish its will:
+    /// not when another node took it, this one having been presumed dead. Without an entry (none was written), it may.
+    /// </summary>
+    public async Task<bool> ReleaseWillAsync(string app, string clientId, Task<string?> registration)
+    {
+        if (await registration.ConfigureAwait(false) is not { } token)
+        {
+            return true;
+        }
+
+        try
+        {
+            return await Wills.ReleaseAsync(ClaimScope, app, clientId, token, CancellationToken.None).ConfigureAwait(false) != WillRelease.Gone;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Unknown whether another node took it: published here too (at least once).
+            LogWillStoreFailed(Logger, ex, app, clientId);
+            return true;
+        }
+    }
+
+    // A will another node left when it died (RegisterWill's bytes), taken here once: published as that node would have.
+    private async Task PublishOrphanWillAsync(ReadOnlyMemory<byte> bytes)
+    {
+        var buffer = new System.Buffers.ReadOnlySequence<byte>(bytes);
+        MqttPacket? packet = null;
+        try
+        {
+            MqttDecoder.TryRead(ref buffer, 0, int.MaxValue, out packet);
+        }
+        catch (MqttProtocolException)
+        {
+            // Not one this version wrote.
+        }
+
+        if (packet is not MqttConnect { UserName: { } app, WillTopic: not null } will)
+        {
+            LogOrphanUnreadable(Logger, bytes.Length);
+            return;
+        }
+
+        LogOrphanWill(Logger, app, will.WillTopic);
+        await PublishWillAsync(WillOf(will, app, will.ClientId.Length == 0 ? null : will.ClientId, will.ProtocolLevel == 5)).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Keeps a routed retained publish (its epoch and seq from routing) as its topic's retained message, or clears it. Not
     /// kept (the app is at Relay:Mqtt:MaxRetainedPerApp, or the store cannot be reached) is logged: the publish itself
     /// went out, so it is still acknowledged.
@@ -477,6 +596,7 @@ internal sealed partial class MqttBroker : IDisposable
     public void Dispose()
     {
         _claimsWatch.Dispose();
+        _willsWatch.Dispose();
         _expiry.Dispose();
     }
 
@@ -591,6 +711,15 @@ internal sealed partial class MqttBroker : IDisposable
             LogDiscardFailed(Logger, ex, session.App, session.ClientId);
         }
     }
+
+    [LoggerMessage(EventId = 1465, Level = LogLevel.Warning, Message = "MQTT will of {App}/{ClientId}: the will store did not answer; if this node dies, no other node publishes this connection's will")]
+    private static partial void LogWillStoreFailed(ILogger logger, Exception exception, string app, string clientId);
+
+    [LoggerMessage(EventId = 1466, Level = LogLevel.Information, Message = "MQTT will of app {App} to '{Channel}' published here: the node that held its connection stopped beating (Relay:Redis:NodeTtl)")]
+    private static partial void LogOrphanWill(ILogger logger, string app, string channel);
+
+    [LoggerMessage(EventId = 1467, Level = LogLevel.Error, Message = "MQTT will of a dead node ({Bytes} bytes) could not be read, so it is not published (written by another version of Relay?)")]
+    private static partial void LogOrphanUnreadable(ILogger logger, int bytes);
 
     [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client")]
     private static partial void LogQueuedDropped(ILogger logger, string app, string clientId, string? channel, int messages, long bytes);

@@ -106,6 +106,10 @@ internal sealed partial class MqttConnection
         // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
         var requested = v5 ? properties?.SessionExpiryInterval ?? 0 : connect.CleanSession ? 0u : uint.MaxValue;
         var expiry = Math.Min(requested, _options.MaxSessionExpirySeconds);
+
+        // Over Redis: the will is recorded for another node to publish if this one dies, replacing the entry an earlier
+        // connection of the client id left on any node (a dead node's will never fires after its client came back).
+        _willEntry = _broker.RegisterWill(App, clientId, _will, principal, v5, expiry);
         return OpenSessionAsync(clientId, connect.CleanSession, expiry, v5 && requested > expiry ? expiry : null, assigned, serverKeepAlive, claim);
     }
 

@@ -392,16 +392,16 @@ internal sealed partial class MqttConnection
     /// <summary>The last will, when the connection ended without a normal DISCONNECT and the credentials allow it (MQTT 5's will delay is not applied).</summary>
     private async ValueTask PublishWillAsync()
     {
-        if (_disconnectedCleanly || _will is not { WillTopic: { } topic } will || _principal is not { } principal
+        // Over Redis the will's entry goes first (any end); one another node took, this one presumed dead, is not
+        // published again (docs/mqtt.md, "Guarantees under failure").
+        var ours = _willEntry is not { } entry || _clientId is null || await _broker.ReleaseWillAsync(App, _clientId, entry).ConfigureAwait(false);
+        if (!ours || _disconnectedCleanly || _will is not { WillTopic: { } topic } will || _principal is not { } principal
             || !principal.Capabilities.Allows(topic, Operations.Publish) || !_node.Namespaces.For(topic).ClientPublish)
         {
             return;
         }
 
-        var data = will.WillPayload ?? [];
-        var properties = MqttMessageProperties.From(V5 ? will.WillProperties : null, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), will.WillQos);
-        var request = new PublishRequest(principal.AppId, topic, [new PublishItem(null, data, IsJson(data), null) { Properties = properties }], principal.ClientId, null);
-        var retain = will.WillRetain && _options.MaxRetainedPerApp > 0;
+        var (request, retain) = _broker.WillOf(will, principal.AppId, principal.ClientId, V5);
 
         // MQTT 5 §3.1.3.2.2: the will waits out its Will Delay Interval, or the session's end if that comes first; a
         // connection that resumes the session meanwhile cancels it. A clean session ends now, so its will goes now.
@@ -416,7 +416,7 @@ internal sealed partial class MqttConnection
     }
 
     /// <summary>Whether a payload is exactly one JSON value (then JSON subscribers get it as JSON; otherwise base64).</summary>
-    private static bool IsJson(byte[] data)
+    internal static bool IsJson(byte[] data)
     {
         if (data.Length == 0)
         {

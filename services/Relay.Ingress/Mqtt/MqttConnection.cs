@@ -93,6 +93,9 @@ internal sealed partial class MqttConnection : INodeConnection
     // MQTT 5 §3.1.2.11.7: a client that sets Request Problem Information to 0 gets no reason string on acknowledgements.
     private bool _reasonStrings = true;
     private MqttConnect? _will;
+
+    // This connection's entry in the will store (over Redis; null otherwise): its token once written, null if that failed.
+    private Task<string?>? _willEntry;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
     private string?[]? _topicAliases;
