@@ -126,21 +126,27 @@ internal sealed partial class MqttConnection
         var durable = publish.Qos == 2 && _broker.DurableReceipts(_session);
         Task? turn = null;
         TaskCompletionSource? sent = null;
-        lock (AwaitingReleaseSet)
-        {
-            var routing = _routingQos2;
-            if (publish.Qos == 2)
-            {
-                // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
-                (routing ??= _routingQos2 = new MqttQos2Routing()).Resent[publish.PacketId] = 0;
-            }
 
-            // While a publish waits for its receipt, those after it wait their turn: they reach routing in the order sent.
-            if (durable || routing?.LastSent is { IsCompleted: false })
+        // A connection that never published at QoS 2 has no QoS 2 state (it is never dropped once made): its QoS 0 and 1
+        // publishes take no lock and make no set here.
+        if (publish.Qos == 2 || Volatile.Read(ref _routingQos2) is not null)
+        {
+            lock (AwaitingReleaseSet)
             {
-                turn = routing!.LastSent;
-                sent = new TaskCompletionSource();
-                routing.LastSent = sent.Task;
+                var routing = _routingQos2;
+                if (publish.Qos == 2)
+                {
+                    // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
+                    (routing ??= _routingQos2 = new MqttQos2Routing()).Resent[publish.PacketId] = 0;
+                }
+
+                // While a publish waits for its receipt, those after it wait their turn: they reach routing in the order sent.
+                if (durable || routing?.LastSent is { IsCompleted: false })
+                {
+                    turn = routing!.LastSent;
+                    sent = new TaskCompletionSource();
+                    routing.LastSent = sent.Task;
+                }
             }
         }
 
