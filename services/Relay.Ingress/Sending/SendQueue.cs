@@ -39,6 +39,9 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
         _metrics = metrics;
     }
 
+    /// <summary>The lock the queue is used under (shared with the connection's send buffer when one was given).</summary>
+    public Lock Gate => _gate;
+
     public int Count
     {
         get

@@ -32,6 +32,10 @@ internal sealed class SocketWriter : PipeWriter, IFlushTarget
 
     // Under the gate.
     private bool _flushRequested;
+
+    // Whether the writer holds bytes, or items it is about to write, that are not in the send buffer yet (from the
+    // owner's MarkHolding until the next flush): a frame written straight to the send buffer then would overtake them.
+    private bool _holding;
     private long _sendsAtLastSweep;
     private QuietSweeps _quiet;
 
@@ -79,6 +83,34 @@ internal sealed class SocketWriter : PipeWriter, IFlushTarget
     }
 
     public override void Advance(int bytes) => _stagedLength += bytes;
+
+    /// <summary>
+    /// Under the gate: the writer has taken an item it will write before its next flush (its owner's queue is empty
+    /// now, yet the item is not in the send buffer): <see cref="TryWriteNow"/> refuses until that flush.
+    /// </summary>
+    public void MarkHolding() => _holding = true;
+
+    /// <summary>
+    /// Under the gate, for a frame that may skip the owner's queue and write loop (its caller checked that nothing is
+    /// queued ahead of it): copies <paramref name="frame"/> into the send buffer, with <paramref name="firstByteBits"/>
+    /// set in its first byte, and asks for its send, when nothing the writer holds would be overtaken, the send buffer
+    /// is not full, the socket has not failed, and the connection's bytes not yet with the kernel stay within
+    /// <paramref name="budget"/>. False: the caller queues it as usual.
+    /// </summary>
+    public bool TryWriteNow(ReadOnlySpan<byte> frame, byte firstByteBits, long budget)
+    {
+        if (_holding || _stagedLength > 0 || _output.Failed || _output.IsFull || _output.HeldBytes + frame.Length > budget)
+        {
+            return false;
+        }
+
+        var span = _output.GetSpan(frame.Length);
+        frame.CopyTo(span);
+        span[0] |= firstByteBits;
+        _output.Advance(frame.Length);
+        RequestSend();
+        return true;
+    }
 
     /// <summary>
     /// Moves what was written into the send buffer and asks for its send; waits only while the send buffer is full.
@@ -183,9 +215,24 @@ internal sealed class SocketWriter : PipeWriter, IFlushTarget
         }
     }
 
-    /// <summary>Under the gate: what the writer wrote goes into the send buffer, and the staging buffer back to the pool.</summary>
+    /// <summary>Under the gate: asks once per write burst for the send of what the send buffer holds.</summary>
+    private void RequestSend()
+    {
+        if (!_flushRequested)
+        {
+            // When the bytes leave: the rule every sender follows (DeliveryBatch.RequestFlush).
+            _flushRequested = true;
+            DeliveryBatch.RequestFlush(_flushes, this);
+        }
+    }
+
+    /// <summary>
+    /// Under the gate: what the writer wrote goes into the send buffer, and the staging buffer back to the pool; the
+    /// writer holds nothing back from then.
+    /// </summary>
     private void Stage()
     {
+        _holding = false;
         if (_staged is null)
         {
             return;
@@ -195,12 +242,7 @@ internal sealed class SocketWriter : PipeWriter, IFlushTarget
         {
             _staged.AsSpan(0, _stagedLength).CopyTo(_output.GetSpan(_stagedLength));
             _output.Advance(_stagedLength);
-            if (!_flushRequested)
-            {
-                // When the bytes leave: the rule every sender follows (DeliveryBatch.RequestFlush).
-                _flushRequested = true;
-                DeliveryBatch.RequestFlush(_flushes, this);
-            }
+            RequestSend();
         }
 
         ArrayPool<byte>.Shared.Return(_staged);

@@ -1,0 +1,129 @@
+using System.Buffers;
+using System.Text;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>
+/// One topic's messages in the order published, at the rates devices publish, on Kestrel's transport and on the bare
+/// socket (<c>Relay:Mqtt:OwnTransport</c>), whose QoS 0 deliveries skip the connection's queue and write loop when
+/// nothing waits ahead of them. Each test runs its own node with a publish rate far above the default 100/s.
+/// </summary>
+public sealed class MqttDeliveryOrderTests
+{
+    private static readonly TimeSpan Timeout = MqttClients.Timeout;
+
+    private static string Topic(string prefix) => $"mqtt-{prefix}/{Guid.NewGuid():N}";
+
+    private static Task<RelayServer> StartAsync(bool bareSocket)
+    {
+        var settings = ServerFixture.Settings();
+        settings["Relay:Mqtt:OwnTransport"] = bareSocket ? "true" : "false";
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        return RelayServer.StartAsync(settings);
+    }
+
+    // On the bare socket a QoS 0 delivery goes from the publisher's thread straight into the subscriber's send buffer when
+    // nothing is queued ahead of it, while QoS 1 deliveries and control packets go through the connection's queue and
+    // write loop: with both kinds on one topic at the rate a raw publisher sends them, they still arrive in the order
+    // published (MQTT 3.1.1 §4.6, 5.0 §4.6), none missing. Every third message is QoS 1.
+    [Theory]
+    [InlineData(true, MqttProtocolVersion.V311)]
+    [InlineData(true, MqttProtocolVersion.V500)]
+    [InlineData(false, MqttProtocolVersion.V311)]
+    public async Task MixedQos_PublishedAtRate_ArriveInPublishOrder(bool bareSocket, MqttProtocolVersion version)
+    {
+        const int Count = 6_000;
+        var topic = Topic("order");
+        await using var server = await StartAsync(bareSocket);
+        await using var subscriber = await MqttClients.ConnectAsync(server, version);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+
+        await using var publisher = await RawMqttClient.OpenAsync(server);
+        await publisher.ConnectAsync(4, "order-" + Guid.NewGuid().ToString("N")[..8]);
+        await publisher.SendAsync(Publishes(topic, 1, Count, n => n % 3 == 0 ? (byte)1 : (byte)0, payloadBytes: 0));
+
+        var numbers = new List<int>();
+        var wrongQos = new List<string>();
+        while (numbers.Count < Count)
+        {
+            var message = await subscriber.NextAsync(TimeSpan.FromSeconds(30));
+            var number = int.Parse(Encoding.ASCII.GetString(message.Payload), System.Globalization.CultureInfo.InvariantCulture);
+            numbers.Add(number);
+            if (message.QualityOfServiceLevel != (number % 3 == 0 ? MqttQualityOfServiceLevel.AtLeastOnce : MqttQualityOfServiceLevel.AtMostOnce))
+            {
+                wrongQos.Add($"{number} at {message.QualityOfServiceLevel}");
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(1, Count), numbers);
+        Assert.Empty(wrongQos);
+    }
+
+    // A subscriber that stops reading: its send buffer fills, later deliveries wait in its queue, and when it reads again
+    // they come after the earlier ones, in order, none lost (the straight-to-the-socket path gives way to the queue and
+    // takes over again only once nothing waits).
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task QosZero_SubscriberStopsReadingThenReads_GetsEveryMessageInOrder(bool bareSocket)
+    {
+        const int Count = 8_000;
+        var topic = Topic("stall");
+        await using var server = await StartAsync(bareSocket);
+        await using var subscriber = await RawMqttClient.OpenAsync(server);
+        subscriber.Stream.Socket.ReceiveBufferSize = 64 * 1024;
+        await subscriber.ConnectAsync(4, "stall-" + Guid.NewGuid().ToString("N")[..8]);
+        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, qos: 0));
+        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync())?.First);
+
+        await using var publisher = await RawMqttClient.OpenAsync(server);
+        await publisher.ConnectAsync(4, "stall-pub-" + Guid.NewGuid().ToString("N")[..8]);
+
+        // 4,000 messages of 2 KB (8 MB) while the subscriber reads nothing: more than the socket buffers and the send
+        // buffer hold, less than the send budget (16 MiB). Then 4,000 more in small bursts while it reads, so its send
+        // buffer fills and drains while deliveries keep coming.
+        await publisher.SendAsync(Publishes(topic, 1, Count / 2, _ => 0, payloadBytes: 2_000));
+        await Task.Delay(1_000);
+        var second = Task.Run(async () =>
+        {
+            for (var from = Count / 2 + 1; from <= Count; from += 50)
+            {
+                await publisher.SendAsync(Publishes(topic, from, 50, _ => 0, payloadBytes: 2_000));
+                await Task.Delay(5);
+            }
+        });
+
+        var numbers = new List<int>();
+        while (numbers.Count < Count)
+        {
+            var (first, body) = await subscriber.ReadPacketAsync(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException($"closed after {numbers.Count} messages");
+            Assert.Equal((byte)0x30, first);
+            var at = 2 + ((body[0] << 8) | body[1]);
+            var digits = Encoding.ASCII.GetString(body, at, Array.IndexOf(body, (byte)' ', at) - at);
+            numbers.Add(int.Parse(digits, System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        await second;
+        Assert.Equal(Enumerable.Range(1, Count), numbers);
+    }
+
+    // MQTT 3.1.1 PUBLISH packets numbered from `from`, `count` of them, at the QoS `qos` gives each (QoS 1: packet id =
+    // its number), the payload the number, then spaces up to `payloadBytes`.
+    private static byte[] Publishes(string topic, int from, int count, Func<int, byte> qos, int payloadBytes)
+    {
+        var bytes = new List<byte>();
+        for (var n = from; n < from + count; n++)
+        {
+            var text = n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var payload = Encoding.ASCII.GetBytes(payloadBytes > text.Length ? text.PadRight(payloadBytes) : text);
+            var publish = new Relay.Ingress.Mqtt.Codec.MqttPublish { Topic = topic, Qos = qos(n), PacketId = qos(n) > 0 ? (ushort)(n % 65_535 + 1) : (ushort)0, Payload = new ReadOnlySequence<byte>(payload) };
+            bytes.AddRange(Relay.Ingress.Mqtt.Codec.MqttEncoder.Encode(publish, 4));
+        }
+
+        return [.. bytes];
+    }
+}
