@@ -20,10 +20,19 @@ public sealed class LineProcessTests
             Assert.Equal($"line-{i}", await process.WaitForLineAsync(static l => l.StartsWith("line-", StringComparison.Ordinal), Timeout, "'line-' line"));
         }
 
-        // Standard error comes to waiters as printed, and is marked in Output.
-        Assert.Equal("oops", await process.WaitForLineAsync(static l => l == "oops", Timeout, "'oops' line"));
+        // The two streams are read apart: the stderr line may come before, between or after them.
         Assert.Equal(3, await process.ExitAsync(Timeout));
         Assert.Contains("stderr: oops", process.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WaitForLine_StandardErrorLine_ComesAsPrintedAndIsMarkedInOutput()
+    {
+        using var process = Shell("echo 'Connection error: not authorised.' >&2; exit 5");
+
+        Assert.Equal("Connection error: not authorised.", await process.WaitForLineAsync(static l => l.Contains("error", StringComparison.Ordinal), Timeout, "line with 'error'"));
+        Assert.Equal(5, await process.ExitAsync(Timeout));
+        Assert.Equal("stderr: Connection error: not authorised.", process.Output);
     }
 
     [Fact]
