@@ -157,7 +157,7 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
                 }
 
                 var lines = client.Output.Split('\n');
-                Assert.True(lines.Count(static l => l.Contains("\"kind\":\"connected\"", StringComparison.Ordinal)) == 1, $"{transport} on B connected again:\n{Tail(client)}");
+                Assert.True(lines.Count(static l => l.Contains("\"kind\":\"connected\"", StringComparison.Ordinal)) == 1, $"{transport} on B connected again:\n{client.LastLines(20)}");
                 Assert.DoesNotContain(lines, static l => l.Contains("\"kind\":\"error\"", StringComparison.Ordinal) || l.Contains("\"kind\":\"exception\"", StringComparison.Ordinal));
             }
 
@@ -315,8 +315,6 @@ public sealed class PusherNodeKillTests(ITestOutputHelper output)
 
         return $"index {i}: received {(i < received.Count ? received[i] : "nothing")}, expected {(i < expected.Count ? expected[i] : "nothing")}";
     }
-
-    private static string Tail(PusherScript client) => string.Join('\n', client.Output.Split('\n').TakeLast(20));
 
     /// <summary>
     /// One sequential publisher: <c>POST /apps/test/events</c> of data <c>p{id}-{n}…</c> to <paramref name="Channel"/>

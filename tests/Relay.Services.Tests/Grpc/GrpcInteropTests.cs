@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using System.Threading.Channels;
 using Relay.Grpc.V1;
 using Relay.Testing;
 
@@ -139,123 +138,24 @@ public sealed class GrpcInteropTests(ServerFixture fixture) : IClassFixture<Serv
     }
 
     /// <summary>tests/interop-grpc/grpc-client.cjs under Node: its JSON lines as they come, killed by its PID when disposed.</summary>
-    private sealed class GrpcJs : IDisposable
+    private sealed class GrpcJs(ProcessStartInfo start) : LineProcess(start, NodeScript.Install)
     {
-        private readonly Process _process;
-        private readonly Channel<string> _lines = System.Threading.Channels.Channel.CreateUnbounded<string>();
-        private readonly List<string> _all = [];
-        private int _ended;
+        public static GrpcJs Start(params string[] arguments) =>
+            new(NodeScript.StartInfo(Path.Combine(NodeScript.RepositoryRoot, "tests", "interop-grpc"), Path.Combine("@grpc", "grpc-js"), "@grpc/grpc-js is", "grpc-client.cjs", arguments));
 
-        private GrpcJs(Process process)
-        {
-            _process = process;
-            process.OutputDataReceived += (_, e) => Add(e.Data);
-            process.ErrorDataReceived += (_, e) => Add(e.Data);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-        }
-
-        public static GrpcJs Start(params string[] arguments)
-        {
-            var folder = Path.Combine(NodeScript.RepositoryRoot, "tests", "interop-grpc");
-            if (!Directory.Exists(Path.Combine(folder, "node_modules", "@grpc", "grpc-js")))
+        /// <summary>The next line whose event is <paramref name="name"/>; a failed line or silence fails the test with what it printed last.</summary>
+        public Task<JsonElement> NextAsync(string name, TimeSpan timeout) => NextJsonAsync(
+            e =>
             {
-                throw new InvalidOperationException($"@grpc/grpc-js is missing: run 'npm ci --prefix {folder}' (./test.sh does it)");
-            }
-
-            var start = new ProcessStartInfo("node") { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add("grpc-client.cjs");
-            foreach (var argument in arguments)
-            {
-                start.ArgumentList.Add(argument);
-            }
-
-            return new GrpcJs(Process.Start(start) ?? throw new InvalidOperationException("node did not start: install Node.js 20 (Debian package nodejs)"));
-        }
-
-        /// <summary>The next line whose event is <paramref name="name"/>; a failed line or silence fails the test with everything printed.</summary>
-        public async Task<JsonElement> NextAsync(string name, TimeSpan timeout)
-        {
-            using var cancel = new CancellationTokenSource(timeout);
-            try
-            {
-                while (true)
+                var @event = e.GetProperty("event").GetString();
+                if (@event == "failed")
                 {
-                    var line = await _lines.Reader.ReadAsync(cancel.Token);
-                    if (!line.StartsWith('{'))
-                    {
-                        continue;
-                    }
-
-                    var element = JsonDocument.Parse(line).RootElement;
-                    var @event = element.GetProperty("event").GetString();
-                    if (@event == name)
-                    {
-                        return element;
-                    }
-
-                    Assert.NotEqual("failed", @event);
-                }
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
-            {
-                throw new TimeoutException($"no '{name}' line within {timeout}; output:\n{Output}");
-            }
-        }
-
-        public async Task<int> ExitAsync(TimeSpan timeout)
-        {
-            await _process.WaitForExitAsync().WaitAsync(timeout);
-            return _process.ExitCode;
-        }
-
-        public void Dispose()
-        {
-            try
-            {
-                if (!_process.HasExited)
-                {
-                    _process.Kill();
-                }
-            }
-            catch (InvalidOperationException)
-            {
-                // Exited meanwhile.
-            }
-
-            _process.Dispose();
-        }
-
-        private string Output
-        {
-            get
-            {
-                lock (_all)
-                {
-                    return string.Join('\n', _all);
-                }
-            }
-        }
-
-        private void Add(string? line)
-        {
-            if (line is null)
-            {
-                // Standard output and error both ended: the process is done.
-                if (Interlocked.Increment(ref _ended) == 2)
-                {
-                    _lines.Writer.TryComplete();
+                    Assert.Fail($"grpc-client.cjs failed before a '{name}' line: {e.GetRawText()}\n{LastLines(100)}");
                 }
 
-                return;
-            }
-
-            lock (_all)
-            {
-                _all.Add(line);
-            }
-
-            _lines.Writer.TryWrite(line);
-        }
+                return @event == name;
+            },
+            timeout,
+            $"'{name}' line");
     }
 }

@@ -1,38 +1,18 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Mqtt;
 
 /// <summary>
 /// A third-party MQTT client run as a process (mosquitto_pub/mosquitto_sub, MQTT.js under Node): its output lines as
-/// they come, killed by its PID when disposed. A missing binary fails the test and says what to install.
+/// they come, killed by its PID when disposed (<see cref="LineProcess"/>). A missing binary fails the test and says what
+/// to install.
 /// </summary>
-internal sealed class ClientProcess : IDisposable
+internal sealed class ClientProcess : LineProcess
 {
-    private readonly Process _process;
-    private readonly Channel<string> _lines = Channel.CreateUnbounded<string>();
-    private readonly List<string> _all = [];
-
-    private ClientProcess(Process process)
+    private ClientProcess(ProcessStartInfo start, string install)
+        : base(start, install)
     {
-        _process = process;
-        process.OutputDataReceived += (_, e) => Add(e.Data);
-        process.ErrorDataReceived += (_, e) => Add(e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-    }
-
-    /// <summary>Everything it printed so far (stdout and stderr), for failure messages.</summary>
-    public string Output
-    {
-        get
-        {
-            lock (_all)
-            {
-                return string.Join('\n', _all);
-            }
-        }
     }
 
     public static ClientProcess Mosquitto(string tool, params string[] arguments)
@@ -44,7 +24,7 @@ internal sealed class ClientProcess : IDisposable
         }
 
         // Line-buffered (coreutils' stdbuf): piped, the clients' stdio would hold their output until they exit.
-        var start = new ProcessStartInfo("/usr/bin/stdbuf") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("/usr/bin/stdbuf");
         start.ArgumentList.Add("-oL");
         start.ArgumentList.Add(path);
         foreach (var argument in arguments)
@@ -52,77 +32,13 @@ internal sealed class ClientProcess : IDisposable
             start.ArgumentList.Add(argument);
         }
 
-        return new ClientProcess(Process.Start(start) ?? throw new InvalidOperationException($"{path} did not start"));
+        return new ClientProcess(start, "install the Debian package coreutils");
     }
 
-    public static ClientProcess MqttJs(params string[] arguments)
-    {
-        var module = Path.Combine(NodeScript.RepositoryRoot, "tests", "interop-js", "node_modules", "mqtt");
-        if (!Directory.Exists(module))
-        {
-            throw new InvalidOperationException($"MQTT.js (npm mqtt) is missing at {module}: run 'npm ci --prefix tests/interop-js' (./test.sh does it)");
-        }
-
-        return new ClientProcess(NodeScript.Start("mqtt-client.cjs", arguments));
-    }
+    public static ClientProcess MqttJs(params string[] arguments) =>
+        new(NodeScript.StartInfo(Path.Combine(NodeScript.RepositoryRoot, "tests", "interop-js"), "mqtt", "MQTT.js (npm mqtt) is", "mqtt-client.cjs", arguments), NodeScript.Install);
 
     /// <summary>The next line containing <paramref name="text"/>, skipping others; fails after <paramref name="timeout"/>.</summary>
-    public async Task<string> WaitForAsync(string text, TimeSpan timeout)
-    {
-        using var cancel = new CancellationTokenSource(timeout);
-        try
-        {
-            while (true)
-            {
-                var line = await _lines.Reader.ReadAsync(cancel.Token);
-                if (line.Contains(text, StringComparison.Ordinal))
-                {
-                    return line;
-                }
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
-        {
-            throw new TimeoutException($"no line with '{text}' within {timeout}; output:\n{Output}");
-        }
-    }
-
-    /// <summary>Waits for the process to exit and returns its exit code.</summary>
-    public async Task<int> ExitAsync(TimeSpan timeout)
-    {
-        await _process.WaitForExitAsync().WaitAsync(timeout);
-        return _process.ExitCode;
-    }
-
-    public void Dispose()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill();
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            // Exited meanwhile.
-        }
-
-        _process.Dispose();
-    }
-
-    private void Add(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        lock (_all)
-        {
-            _all.Add(line);
-        }
-
-        _lines.Writer.TryWrite(line);
-    }
+    public Task<string> WaitForAsync(string text, TimeSpan timeout) =>
+        WaitForLineAsync(line => line.Contains(text, StringComparison.Ordinal), timeout, $"line with '{text}'");
 }
