@@ -17,7 +17,7 @@ using Relay.ServiceDefaults.Tls;
 namespace Relay.Ingress.Mqtt;
 
 /// <summary>
-/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, behind the node's connection cap. With <c>Relay:Mqtt:OwnTransport</c> (off by
+/// MQTT over TCP on <c>Relay:Mqtt:Port</c>, behind the node's connection cap. With <c>Relay:Mqtt:OwnTransport</c> (on by
 /// default) and <c>Relay:Ingress:OwnTransport</c> each connection is served on its bare socket (<see cref="BareSocketTransport"/>: a zero-byte read while idle,
 /// send buffers given back when quiet), as realtime upgrades are: no pipes, no Kestrel connection, the most of an idle
 /// connection's memory (docs/benchmarks.md, MQTT); otherwise on Kestrel's socket transport (the gated listener every

@@ -50,10 +50,11 @@ public sealed class MqttOptions
 
     /// <summary>
     /// Serve MQTT over TCP on the bare socket (Relay's own transport, with <c>Relay:Ingress:OwnTransport</c>): ~5 KiB per
-    /// idle connection instead of ~6.7 KiB. Off by default: in the idle benchmark's connection storm (19,000 at once) a
-    /// SUBSCRIBE went unanswered for 30 s in 2 of 4 runs, not yet explained (docs/benchmarks.md, MQTT).
+    /// idle connection instead of ~6.6 KiB on Kestrel's socket transport, and QoS 0 deliveries straight into the send
+    /// buffer (a fan-out to 10,000 subscribers ~2x Kestrel's transport's deliveries/s; docs/benchmarks.md, MQTT). False:
+    /// Kestrel's socket transport, as every other non-realtime endpoint.
     /// </summary>
-    public bool OwnTransport { get; set; }
+    public bool OwnTransport { get; set; } = true;
 
     /// <summary>The TCP port of MQTT over TLS, on every address, when <c>Relay:Tls</c> names a certificate; 0 picks a free one (tests), -1 serves none.</summary>
     public int TlsPort { get; set; } = DefaultTlsPort;

@@ -3,8 +3,8 @@ using Relay.Testing;
 namespace Relay.Services.Tests.Mqtt;
 
 /// <summary>
-/// <see cref="ServerFixture"/>'s server with <c>Relay:Mqtt:OwnTransport=true</c>: MQTT over TCP on the bare socket
-/// (Relay's own transport) instead of Kestrel's socket transport, the default.
+/// <see cref="ServerFixture"/>'s server with <c>Relay:Mqtt:OwnTransport=true</c> said outright (it is the default): MQTT
+/// over TCP on the bare socket (Relay's own transport), for the tests that are about that transport.
 /// </summary>
 public sealed class BareSocketServerFixture : IServerFixture, IAsyncLifetime
 {
