@@ -3,19 +3,25 @@ using Relay.Testing;
 namespace Relay.Services.Tests.Mqtt;
 
 /// <summary>
-/// <see cref="ServerFixture"/>'s server with <c>Relay:Mqtt:OwnTransport=true</c> said outright (it is the default): MQTT
-/// over TCP on the bare socket (Relay's own transport), for the tests that are about that transport.
+/// <see cref="ServerFixture"/>'s server with MQTT over TCP on the transport named: the bare socket (Relay's own transport,
+/// <c>Relay:Mqtt:OwnTransport=true</c>, the default, said outright for the tests about it) or Kestrel's socket transport.
 /// </summary>
-public sealed class BareSocketServerFixture : IServerFixture, IAsyncLifetime
+public abstract class MqttTransportServerFixture(bool bareSocket) : IServerFixture, IAsyncLifetime
 {
     public RelayServer Server { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         var settings = ServerFixture.Settings();
-        settings["Relay:Mqtt:OwnTransport"] = "true";
+        settings["Relay:Mqtt:OwnTransport"] = bareSocket ? "true" : "false";
         Server = await RelayServer.StartAsync(settings);
     }
 
     public async Task DisposeAsync() => await Server.DisposeAsync();
 }
+
+/// <summary>MQTT over TCP on the bare socket (<c>Relay:Mqtt:OwnTransport=true</c>).</summary>
+public sealed class BareSocketServerFixture() : MqttTransportServerFixture(bareSocket: true);
+
+/// <summary>MQTT over TCP on Kestrel's socket transport (<c>Relay:Mqtt:OwnTransport=false</c>).</summary>
+public sealed class KestrelTransportServerFixture() : MqttTransportServerFixture(bareSocket: false);
