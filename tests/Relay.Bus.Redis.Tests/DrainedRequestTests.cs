@@ -1,8 +1,5 @@
-using System.Text;
 using Relay.Bus.Routing;
-using Relay.Core.Messages;
 using Relay.Core.Namespaces;
-using StackExchange.Redis;
 
 namespace Relay.Bus.Redis.Tests;
 
@@ -44,20 +41,20 @@ public sealed class DrainedRequestTests(RedisServerFixture redis) : IClassFixtur
         var caller = _buses.Make();
         var handler = new Holding(owner, new RedisChannelAuthority(owner, s_namespaces), channel);
         using var serving = owner.ServeRouting(handler);
-        await WaitUntilAsync(() => owner.FenceFor(App, channel) is not null, "the instance never took the shard");
-        Assert.IsType<PublishReply>(await caller.SendToRoutingAsync(Publish(channel, 1), CancellationToken.None).AsTask().WaitAsync(s_wait));
+        await Eventually.TrueAsync(() => owner.FenceFor(App, channel) is not null, s_wait, "the instance never took the shard");
+        Assert.IsType<PublishReply>(await caller.SendToRoutingAsync(HandoverOrderTests.Publish(channel, 1), CancellationToken.None).AsTask().WaitAsync(s_wait));
 
         // Publish 2 holds the shard's queue; 3 waits behind it.
         handler.HoldNext();
-        var second = caller.SendToRoutingAsync(Publish(channel, 2), CancellationToken.None).AsTask();
+        var second = caller.SendToRoutingAsync(HandoverOrderTests.Publish(channel, 2), CancellationToken.None).AsTask();
         await handler.WaitUntilHeldAsync(s_wait);
-        var third = caller.SendToRoutingAsync(Publish(channel, 3), CancellationToken.None).AsTask();
+        var third = caller.SendToRoutingAsync(HandoverOrderTests.Publish(channel, 3), CancellationToken.None).AsTask();
         await Task.Delay(300);
 
         // Another name takes the shard's lease: the instance lets the shard go at its next tick.
         var lease = RedisKeys.Lease(owner.ShardOf(App, channel));
         Assert.True(await caller.Database.StringSetAsync(lease, "someone-else", TimeSpan.FromSeconds(30)));
-        await WaitUntilAsync(() => owner.FenceFor(App, channel) is null, "the instance kept the shard");
+        await Eventually.TrueAsync(() => owner.FenceFor(App, channel) is null, s_wait, "the instance kept the shard");
 
         // The held request goes on (to a claim the other name's lease refuses) and 3 comes out of the queue; then the lease is
         // free again, and the instance takes the shard back at its next tick.
@@ -67,34 +64,7 @@ public sealed class DrainedRequestTests(RedisServerFixture redis) : IClassFixtur
 
         var replies = await Task.WhenAll(second, third).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.All(replies, reply => Assert.IsType<PublishReply>(reply));
-        Assert.Equal([1, 2, 3], await StoredAsync(caller, channel));
-    }
-
-    private static PublishRequest Publish(string channel, int number) =>
-        new(App, channel, [new PublishItem(Name: null, Encoding.ASCII.GetBytes(number.ToString(System.Globalization.CultureInfo.InvariantCulture)), DataIsJson: true, Id: null)], ClientId: null, TraceParent: null);
-
-    // The numbers the channel's history holds, in seq order.
-    private static async Task<List<int>> StoredAsync(RedisBus bus, string channel)
-    {
-        var read = await new RedisChannelLog(bus.Database).ReadAfterAsync(App, channel, 0, 100);
-        var numbers = new List<int>();
-        foreach (var entry in read.Messages)
-        {
-            var message = BusCodec.DecodeBody(entry.Payload, entry.Seq, entry.Timestamp, read.Epoch, presenceAction: null);
-            numbers.Add(int.Parse(Encoding.ASCII.GetString(message.Data.Span), System.Globalization.CultureInfo.InvariantCulture));
-        }
-
-        return numbers;
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string failure)
-    {
-        var deadline = DateTime.UtcNow + s_wait;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, failure);
-            await Task.Delay(50);
-        }
+        Assert.Equal([1, 2, 3], await HandoverOrderTests.StoredAsync(new RedisChannelLog(caller.Database), channel));
     }
 
     // The authority, behind two waits on the shard queue's thread: the request after HoldNext waits for Release; a request

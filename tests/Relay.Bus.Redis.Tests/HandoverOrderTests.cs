@@ -131,8 +131,8 @@ public sealed class HandoverOrderTests(RedisServerFixture redis, ITestOutputHelp
         return stallEvery == 0 ? authority : new Stalling(authority, () => Interlocked.Increment(ref _handled) % stallEvery == 0);
     }
 
-    // The numbers a channel's history holds, in seq order.
-    private static async Task<List<int>> StoredAsync(RedisChannelLog log, string channel)
+    // The numbers a channel's history holds, in seq order (DrainedRequestTests reads its channel with it too).
+    internal static async Task<List<int>> StoredAsync(RedisChannelLog log, string channel)
     {
         var numbers = new List<int>();
         for (long after = 0; ;)
@@ -198,7 +198,7 @@ public sealed class HandoverOrderTests(RedisServerFixture redis, ITestOutputHelp
         }
     }
 
-    private static PublishRequest Publish(string channel, int number) =>
+    internal static PublishRequest Publish(string channel, int number) =>
         new(App, channel, [new PublishItem(Name: null, Encoding.ASCII.GetBytes(number.ToString(System.Globalization.CultureInfo.InvariantCulture)), DataIsJson: true, Id: null)], ClientId: null, TraceParent: null);
 
     // Holds the calling thread (the shard channel's queue) before handing the request on, when told to.
