@@ -519,21 +519,67 @@ public sealed partial class RedisBus
             // A change that came before an earlier one of its caller (that one is being sent again): declined, so it is
             // sent again after it.
             var shard = ShardOf(request.App, request.Channel);
-            if (_fences.TryGetValue(shard, out var fence))
+            if (!_fences.TryGetValue(shard, out var fence))
             {
-                switch (Admits(shard, fence, replyTo, order))
-                {
-                    case Admission.Decline:
-                        _ = IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation)));
-                        return;
-                    case Admission.Repeat when !IsRepeatable(request):
-                        // Its first handling answers (any attempt's answer settles the caller's request).
-                        return;
-                }
+                // No fence: this instance let the shard go, and its queue still hands it requests. Not given to the handler,
+                // which reads the fence when it runs and may find one a claim or a lease tick put in place a moment later:
+                // stored there unadmitted, a later change was stored before an earlier one, and the earlier one, sent again,
+                // was refused by the store as handled before and answered by nobody (DrainedRequestTests). It goes the way
+                // the handler's NotOwnerReply would send it: a claim, then the admission.
+                _ = ReplyAsync(handler, correlation, replyTo, request, order, new ValueTask<RoutingReply>(NotOwnerReply.Instance));
+                return;
             }
+
+            switch (Admits(shard, fence, replyTo, order))
+            {
+                case Admission.Decline:
+                    _ = IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation)));
+                    return;
+                case Admission.Repeat when !IsRepeatable(request):
+                    // Its first handling answers (any attempt's answer settles the caller's request).
+                    return;
+            }
+
+            _ = ReplyAsync(handler, correlation, replyTo, request, order, HandleAdmitted(handler, request, shard, fence));
+            return;
         }
 
         _ = ReplyAsync(handler, correlation, replyTo, request, order, Handle(handler, request));
+    }
+
+    // The fence an ordered request was admitted under, while its handler starts on this thread (the authority reads the
+    // fence before its first await): FenceFor answers it for that shard, so the request is written under the fence its
+    // admission was decided on, never under one a concurrent lease tick or claim put in place in between. A request
+    // admitted under a fence this instance has just lost is fenced out by Redis instead (NotOwnerReply).
+    [ThreadStatic]
+    private static RedisBus? t_admittedBus;
+
+    [ThreadStatic]
+    private static int t_admittedShard;
+
+    [ThreadStatic]
+    private static string? t_admittedFence;
+
+    private bool TryAdmittedFence(int shard, out string? fence)
+    {
+        fence = t_admittedFence;
+        return ReferenceEquals(t_admittedBus, this) && t_admittedShard == shard;
+    }
+
+    private ValueTask<RoutingReply> HandleAdmitted(IRoutingHandler handler, RoutingRequest request, int shard, string fence)
+    {
+        t_admittedBus = this;
+        t_admittedShard = shard;
+        t_admittedFence = fence;
+        try
+        {
+            return Handle(handler, request);
+        }
+        finally
+        {
+            t_admittedBus = null;
+            t_admittedFence = null;
+        }
     }
 
     private ValueTask<RoutingReply> Handle(IRoutingHandler handler, RoutingRequest request)
@@ -611,7 +657,7 @@ public sealed partial class RedisBus
                     return;
                 }
 
-                reply = await Settle(Handle(handler, request)).ConfigureAwait(false);
+                reply = await Settle(HandleAdmitted(handler, request, shard, claimed)).ConfigureAwait(false);
             }
 
             if (reply is NotOwnerReply)

@@ -111,9 +111,14 @@ public sealed partial class RedisBus : IRelayBus, IAsyncDisposable
 
     /// <summary>
     /// The fencing token this process's writes to a channel carry: the one its lease on the channel's shard was taken
-    /// with (<see cref="RedisKeys.Fences"/>), or null when it holds no lease on that shard.
+    /// with (<see cref="RedisKeys.Fences"/>), or null when it holds no lease on that shard. While a routing handler of this
+    /// process starts on a publish or presence change (before its first await), the fence that request was admitted under.
     /// </summary>
-    public string? FenceFor(string app, string channel) => _fences.TryGetValue(ShardOf(app, channel), out var token) ? token : null;
+    public string? FenceFor(string app, string channel)
+    {
+        var shard = ShardOf(app, channel);
+        return TryAdmittedFence(shard, out var admitted) ? admitted : _fences.TryGetValue(shard, out var token) ? token : null;
+    }
 
     /// <summary>Whether this process holds the routing lease on <paramref name="shard"/> (it appends that shard's messages).</summary>
     public bool HoldsRoutingShard(int shard) => _fences.ContainsKey(shard);

@@ -33,7 +33,7 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
         var channel = "declined-" + Guid.NewGuid().ToString("N")[..8];
         var former = await _buses.MakeAsUserAsync(_formerOwnerName, Password);
         using var formerServing = former.ServeRouting(new Answering(NotOwnerReply.Instance));
-        await WaitUntilAsync(() => former.FenceFor("test", channel) is not null, "the first instance never held the shard");
+        await Eventually.TrueAsync(() => former.FenceFor("test", channel) is not null, s_wait, "the first instance never held the shard");
 
         // Cut off from scripts: its lease runs out, its subscriptions stay.
         await _buses.AclAsync("ACL", "SETUSER", _formerOwnerName, "-evalsha", "-eval");
@@ -51,7 +51,7 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
         // A new owner takes the shard; its answers come 300 ms after the former owner's decline.
         var owner = _buses.Make();
         using var ownerServing = owner.ServeRouting(new Answering(new PublishReply([1], "e1"), TimeSpan.FromMilliseconds(300)));
-        await WaitUntilAsync(() => owner.FenceFor("test", channel) is not null, "the second instance never took the shard");
+        await Eventually.TrueAsync(() => owner.FenceFor("test", channel) is not null, s_wait, "the second instance never took the shard");
         for (var i = 0; i < 5; i++)
         {
             var reply = await caller.SendToRoutingAsync(Publish(channel), CancellationToken.None).AsTask().WaitAsync(s_wait);
@@ -61,16 +61,6 @@ public sealed class DeclinedClaimTests(RedisServerFixture redis) : IClassFixture
 
     private static PublishRequest Publish(string channel) =>
         new("test", channel, [new PublishItem(Name: null, "1"u8.ToArray(), DataIsJson: true, Id: null)], ClientId: null, TraceParent: null);
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string failure)
-    {
-        var deadline = DateTime.UtcNow + s_wait;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, failure);
-            await Task.Delay(50);
-        }
-    }
 
     // Answers every request with one reply, after a delay.
     private sealed class Answering(RoutingReply reply, TimeSpan delay = default) : IRoutingHandler
