@@ -112,13 +112,27 @@ public sealed partial class RedisBus
         return Serve(stopping => FanOutLoopAsync(handler, stopping));
     }
 
-    // A frame on a held shard's channel, in that channel's order.
-    private void OnFanOutFrame(IFanOutHandler handler, int shard, ReadOnlyMemory<byte> frame)
+    // A frame on a held shard's channel, in that channel's order, from the subscription made in `generation`.
+    private void OnFanOutFrame(IFanOutHandler handler, int shard, int generation, ReadOnlyMemory<byte> frame)
     {
         var state = _fanOutShards[shard];
+
+        // A subscription's queue is still handled after it was dropped: a frame of a subscription from before the shard
+        // was last given up (queued behind a slow or paused handler, then the lease lapsed and another process fanned its
+        // messages out) must not count as the shard's again once it is taken back. The lease is read before the
+        // generation, so a lease taken back after the frame's subscription was dropped is always seen with its new
+        // generation.
+        var validUntil = Volatile.Read(ref state.ValidUntil);
+        var current = generation == Volatile.Read(ref state.Generation);
         if (frame.IsEmpty || frame.Span[0] != (byte)'{')
         {
-            if (_time.GetTimestamp() < Volatile.Read(ref state.ValidUntil))
+            if (!current)
+            {
+                Interlocked.Increment(ref _fencedDeliveries);
+                return;
+            }
+
+            if (_time.GetTimestamp() < validUntil)
             {
                 Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 return;
@@ -129,7 +143,11 @@ public sealed partial class RedisBus
             // shard given up or past the bound (nodes read the messages back from history when this one resyncs).
             lock (state.Gate)
             {
-                if (state.ValidUntil != 0 && _time.GetTimestamp() < state.ValidUntil)
+                if (generation != state.Generation)
+                {
+                    Interlocked.Increment(ref _fencedDeliveries);
+                }
+                else if (state.ValidUntil != 0 && _time.GetTimestamp() < state.ValidUntil)
                 {
                     Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 }
@@ -148,8 +166,9 @@ public sealed partial class RedisBus
         }
 
         // Interest stays current while the shard is held, lapsed or not (a renewal resumes from it); a frame still queued
-        // for a shard given up is ignored, its next holder loads the interest itself.
-        if (Volatile.Read(ref state.ValidUntil) == 0)
+        // for a shard given up is ignored, its next holder loads the interest itself (and so does this process, should it
+        // take the shard back: an older change applied after that load would undo a newer one).
+        if (validUntil == 0 || !current)
         {
             return;
         }
@@ -330,9 +349,11 @@ public sealed partial class RedisBus
                     }
 
                     // Loaded on top of what the handler knows (not cleared first: a message meanwhile would miss nodes).
+                    // What a retaken shard held is fenced: its lease was another's meanwhile, or nobody's (taken
+                    // again); the resync of the take has nodes read it back.
                     foreach (var shard in owned)
                     {
-                        Renew(handler, shard, started + ttlTicks);
+                        Renew(handler, shard, started + ttlTicks, deliverHeld: !retaken.Contains(shard));
                     }
 
                     if (taken.Count > 0)
@@ -386,7 +407,8 @@ public sealed partial class RedisBus
         {
             if (!_subscriptions.ContainsKey(_fanOutChannels[shard]))
             {
-                await SubscribeAsync(_fanOutChannels[shard], frame => OnFanOutFrame(handler, shard, frame)).ConfigureAwait(false);
+                var generation = Volatile.Read(ref _fanOutShards[shard].Generation);
+                await SubscribeAsync(_fanOutChannels[shard], frame => OnFanOutFrame(handler, shard, generation, frame)).ConfigureAwait(false);
             }
 
             held.Add(shard);
@@ -462,13 +484,14 @@ public sealed partial class RedisBus
     }
 
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
-    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
-    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile). A
-    // lease taken anew (its token changed: Redis lost it) keeps them: nodes drop a seq or presence number they passed.
-    private void Renew(IFanOutHandler handler, int shard, long validUntil)
+    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, when the renewal
+    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile), or when
+    // the lease was taken anew (its token changed, !deliverHeld: while it had lapsed here, another process may have
+    // taken the shard and fanned the same messages out; the shard is resynced, so nodes read them back from history).
+    private void Renew(IFanOutHandler handler, int shard, long validUntil, bool deliverHeld = true)
     {
         var state = _fanOutShards[shard];
-        var deliver = validUntil != 0 && validUntil > _time.GetTimestamp();
+        var deliver = deliverHeld && validUntil != 0 && validUntil > _time.GetTimestamp();
         lock (state.Gate)
         {
             foreach (var frame in state.Held)
@@ -485,6 +508,12 @@ public sealed partial class RedisBus
 
             state.Held.Clear();
             state.HeldBytes = 0;
+            if (validUntil == 0)
+            {
+                // Given up (its subscription is dropped next): what that subscription still has queued is fenced.
+                Volatile.Write(ref state.Generation, state.Generation + 1);
+            }
+
             Volatile.Write(ref state.ValidUntil, validUntil);
         }
     }
@@ -527,5 +556,9 @@ public sealed partial class RedisBus
 
         // The bytes in Held (under Gate).
         public long HeldBytes;
+
+        // Counts the times the shard was given up here (under Gate): a subscription's frames count only while it is the
+        // generation the subscription was made in.
+        public int Generation;
     }
 }
