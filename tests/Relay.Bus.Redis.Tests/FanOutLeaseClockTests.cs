@@ -99,28 +99,14 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
     [Fact(Timeout = 90_000)]
     public async Task ARenewalAnsweredAfterItsLeaseRanOut_CountsEveryShardLapsed_AndTellsNodesToResyncThem()
     {
-        var clock = new FakeTimeProvider();
         var meters = _services.GetRequiredService<IMeterFactory>();
-        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl, meters: meters);
-        var publisher = _buses.Make();
-        var shards = fanOut.Options.Shards;
-        var channels = ChannelPerShard(fanOut);
         var handler = new Recording();
-        _serving.Add(fanOut.ServeFanOut(handler));
-        await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler, meters);
+        var shards = channels.Length;
 
-        var announcements = new ConcurrentQueue<string>();
-        await _watcher!.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
-
-        // Redis holds every write for two seconds (scripts included): the next renewal is sent, and while it waits the
-        // process's clock passes the lease time the renewal was sent with. Its answer proves nothing about that time.
-        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, "CLIENT", "PAUSE", "2000", "WRITE"), StringComparison.Ordinal);
-        clock.Advance(s_tick);
-        await Task.Delay(200);
-        clock.Advance(s_ttl);
-
+        // The answer to the next renewal proves nothing about the time it waited: every shard counts lapsed and is resynced.
+        await LateRenewalAsync(clock, shards);
         await UntilAsync(() => Task.FromResult(MeterReading.Read(meters, "relay.redis.fanout_lease_lapses") == shards), () => $"{MeterReading.Read(meters, "relay.redis.fanout_lease_lapses")} of {shards} shards counted lapsed");
-        await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
 
         // The late answer renewed the leases only up to the lease time it was sent with, which is past: what arrives now
         // is held (another process may hold those shards by now) until the next renewal says they are still this
@@ -138,15 +124,11 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         // A paused or starved process's subscription queues hold its shards' messages when the lease runs out; the tick
         // that finds the shards lost drops the subscriptions, but a dropped subscription's queue is still handled. Here a
         // stalled handler keeps two messages queued across the loss and the taking back.
-        var clock = new FakeTimeProvider();
-        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl);
-        var publisher = _buses.Make();
-        var shards = fanOut.Options.Shards;
-        var channels = ChannelPerShard(fanOut);
         const int Shard = 3;
-        var handler = new Recording { Stall = (channels[Shard], 1) };
-        _serving.Add(fanOut.ServeFanOut(handler));
-        await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
+        var handler = new Recording();
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler);
+        var shards = channels.Length;
+        handler.Stall = (channels[Shard], 1);
 
         // Seq 1 stalls the shard's handler (delivered: the lease held when it arrived); 2 and 3 queue behind it.
         foreach (var seq in new long[] { 1, 2, 3 })
@@ -186,26 +168,14 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         // A late renewal leaves every shard lapsed: what arrives is held for the next renewal. That renewal delivers it
         // where the shard's token is unchanged (the lease stayed this process's in Redis), and fences it where the shard
         // was taken anew meanwhile (another process may have held it and fanned the same messages out).
-        var clock = new FakeTimeProvider();
-        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl);
-        var publisher = _buses.Make();
-        var shards = fanOut.Options.Shards;
-        var channels = ChannelPerShard(fanOut);
         var handler = new Recording();
-        _serving.Add(fanOut.ServeFanOut(handler));
-        await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
-        var announcements = new ConcurrentQueue<string>();
-        await _watcher!.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
-
-        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, "CLIENT", "PAUSE", "2000", "WRITE"), StringComparison.Ordinal);
-        clock.Advance(s_tick);
-        await Task.Delay(200);
-        clock.Advance(s_ttl);
-        await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler);
+        var shards = channels.Length;
+        await LateRenewalAsync(clock, shards);
 
         // Shard 3's lease goes away in Redis (taken by another process and given back); the next tick takes it anew.
         const int Shard = 3;
-        var tokenBefore = await _watcher.GetDatabase().HashGetAsync(RedisKeys.FanOutFences, Shard);
+        var tokenBefore = await _watcher!.GetDatabase().HashGetAsync(RedisKeys.FanOutFences, Shard);
         Assert.True(await _watcher.GetDatabase().KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
         await PublishAsync(publisher, channels, seq: 1);
         await Task.Delay(300);
@@ -217,6 +187,32 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         Assert.NotEqual(tokenBefore, await _watcher.GetDatabase().HashGetAsync(RedisKeys.FanOutFences, Shard));
         Assert.False(handler.Has(channels[Shard], 1), "a message held over the lapse was delivered though the shard had been taken anew meanwhile");
         Assert.Equal(1, fanOut.FencedDeliveries - fenced);
+    }
+
+    // A fan-out process alone on a fake clock, serving `handler` from when it holds every shard; a publisher; a channel
+    // of each shard.
+    private async Task<(FakeTimeProvider Clock, RedisBus FanOut, RedisBus Publisher, string[] Channels)> ServeAloneAsync(Recording handler, IMeterFactory? meters = null)
+    {
+        var clock = new FakeTimeProvider();
+        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl, meters: meters);
+        var channels = ChannelPerShard(fanOut);
+        _serving.Add(fanOut.ServeFanOut(handler));
+        await UntilListenersAsync(Enumerable.Repeat(1, channels.Length).ToArray());
+        return (clock, fanOut, _buses.Make(), channels);
+    }
+
+    // Redis holds every write for two seconds (scripts included): the next renewal is sent, and while it waits the
+    // process's clock passes the lease time the renewal was sent with. Returns once that late answer's tick resynced
+    // every shard.
+    private async Task LateRenewalAsync(FakeTimeProvider clock, int shards)
+    {
+        var announcements = new ConcurrentQueue<string>();
+        await _watcher!.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
+        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, "CLIENT", "PAUSE", "2000", "WRITE"), StringComparison.Ordinal);
+        clock.Advance(s_tick);
+        await Task.Delay(200);
+        clock.Advance(s_ttl);
+        await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
     }
 
     // A channel of each shard, by the bus's own hash.
@@ -315,8 +311,8 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
 
         private readonly ManualResetEventSlim _released = new();
 
-        /// <summary>A message the handler stalls on once it has recorded it (its channel's queue waits), until <see cref="Release"/>.</summary>
-        public (string Channel, long Seq)? Stall { get; init; }
+        /// <summary>A message the handler stalls on once it has recorded it (its channel's queue waits), until <see cref="Release"/>; set before it is published.</summary>
+        public (string Channel, long Seq)? Stall { get; set; }
 
         public bool Has(string channel, long seq) => _received.ContainsKey((channel, seq));
 
