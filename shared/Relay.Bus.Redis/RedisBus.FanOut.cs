@@ -337,6 +337,15 @@ public sealed partial class RedisBus
                         LogFanOutShardsLost(_logger, Describe(lost), InstanceId);
                     }
 
+                    // Taken anew while held here (the lease lapsed in Redis: another process may have held the shard
+                    // meanwhile): dropped as a lost one is, so that neither what it held nor what its subscription still
+                    // brings from before (a paused process reads seconds of it) is fanned out, then taken again below.
+                    foreach (var shard in retaken)
+                    {
+                        Renew(handler, shard, 0);
+                        await UnsubscribeAsync(_fanOutChannels[shard]).ConfigureAwait(false);
+                    }
+
                     // New shards; after a reconnect every held one (messages and changes were missed); and a shard whose
                     // lease lapsed here before this renewal (its messages were dropped meanwhile).
                     var reload = Interlocked.Exchange(ref _fanOutReload, 0) == 1;
@@ -349,11 +358,9 @@ public sealed partial class RedisBus
                     }
 
                     // Loaded on top of what the handler knows (not cleared first: a message meanwhile would miss nodes).
-                    // What a retaken shard held is fenced: its lease was another's meanwhile, or nobody's (taken
-                    // again); the resync of the take has nodes read it back.
                     foreach (var shard in owned)
                     {
-                        Renew(handler, shard, started + ttlTicks, deliverHeld: !retaken.Contains(shard));
+                        Renew(handler, shard, started + ttlTicks);
                     }
 
                     if (taken.Count > 0)
@@ -484,14 +491,14 @@ public sealed partial class RedisBus
     }
 
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
-    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, when the renewal
-    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile), or when
-    // the lease was taken anew (its token changed, !deliverHeld: while it had lapsed here, another process may have
-    // taken the shard and fanned the same messages out; the shard is resynced, so nodes read them back from history).
-    private void Renew(IFanOutHandler handler, int shard, long validUntil, bool deliverHeld = true)
+    // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
+    // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile). A
+    // lease taken anew (its token changed) is given up first (0), so what it held is dropped: another process may have
+    // fanned those messages out; the shard's resync has nodes read them back from history.
+    private void Renew(IFanOutHandler handler, int shard, long validUntil)
     {
         var state = _fanOutShards[shard];
-        var deliver = deliverHeld && validUntil != 0 && validUntil > _time.GetTimestamp();
+        var deliver = validUntil != 0 && validUntil > _time.GetTimestamp();
         lock (state.Gate)
         {
             foreach (var frame in state.Held)

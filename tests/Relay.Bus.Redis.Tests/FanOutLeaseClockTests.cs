@@ -118,12 +118,16 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         await UntilAsync(() => Task.FromResult(channels.All(c => handler.Has(c, 1))), "a message held over the lapse was not delivered at the next renewal");
     }
 
-    [Fact(Timeout = 90_000)]
-    public async Task MessagesStillQueuedForAShardThatWasLost_AreNotFannedOut_WhenTheShardIsTakenBack()
+    [Theory(Timeout = 90_000)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task MessagesStillQueuedForAShardThatWasLost_AreNotFannedOut_WhenTheShardIsTakenBack(bool lostAtATick)
     {
         // A paused or starved process's subscription queues hold its shards' messages when the lease runs out; the tick
         // that finds the shards lost drops the subscriptions, but a dropped subscription's queue is still handled. Here a
-        // stalled handler keeps two messages queued across the loss and the taking back.
+        // stalled handler keeps two messages queued across the loss and the taking back: lost at a tick, then taken
+        // back at the next; or taken back at the first tick after the lapse under a new token (the lease was another
+        // process's meanwhile, or nobody's), which drops the subscription too.
         const int Shard = 3;
         var handler = new Recording();
         var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler);
@@ -141,12 +145,27 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         // The lease runs out here while another process takes the shard: the next tick finds it lost and drops its
         // subscription. Then the other process gives it back and the next tick takes it again.
         var lease = _watcher!.GetDatabase();
-        Assert.True(await lease.StringSetAsync(RedisKeys.FanOutLease(Shard), "another-process", s_ttl));
-        await TickAsync(fanOut, clock, s_ttl);
-        await UntilListenersAsync([.. Enumerable.Range(0, shards).Select(static s => s == Shard ? 0 : 1)]);
-        Assert.True(await lease.KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
-        var fenced = fanOut.FencedDeliveries;
-        await TickAsync(fanOut, clock, s_tick);
+        var announcements = new ConcurrentQueue<string>();
+        await _watcher.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
+        long fenced;
+        if (lostAtATick)
+        {
+            Assert.True(await lease.StringSetAsync(RedisKeys.FanOutLease(Shard), "another-process", s_ttl));
+            await TickAsync(fanOut, clock, s_ttl);
+            await UntilListenersAsync([.. Enumerable.Range(0, shards).Select(static s => s == Shard ? 0 : 1)]);
+            Assert.True(await lease.KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
+            fenced = fanOut.FencedDeliveries;
+            await TickAsync(fanOut, clock, s_tick);
+        }
+        else
+        {
+            Assert.True(await lease.KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
+            fenced = fanOut.FencedDeliveries;
+            await TickAsync(fanOut, clock, s_ttl);
+        }
+
+        // The take (every shard lapsed here) ends with the resync of its shards, after the subscriptions.
+        await UntilAsync(() => Task.FromResult(announcements.Any(a => a.Split(':', ',').Contains(Shard.ToString(System.Globalization.CultureInfo.InvariantCulture)))), () => $"shard {Shard} was not taken back; heard: {string.Join(" ", announcements)}");
         await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
 
         // The stalled handler goes on: 2 and 3 came through the subscription dropped with the lost lease, so they are
