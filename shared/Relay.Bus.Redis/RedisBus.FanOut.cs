@@ -112,13 +112,27 @@ public sealed partial class RedisBus
         return Serve(stopping => FanOutLoopAsync(handler, stopping));
     }
 
-    // A frame on a held shard's channel, in that channel's order.
-    private void OnFanOutFrame(IFanOutHandler handler, int shard, ReadOnlyMemory<byte> frame)
+    // A frame on a held shard's channel, in that channel's order, from the subscription made in `generation`.
+    private void OnFanOutFrame(IFanOutHandler handler, int shard, int generation, ReadOnlyMemory<byte> frame)
     {
         var state = _fanOutShards[shard];
+
+        // A subscription's queue is still handled after it was dropped: a frame of a subscription from before the shard
+        // was last given up (queued behind a slow or paused handler, then the lease lapsed and another process fanned its
+        // messages out) must not count as the shard's again once it is taken back. The lease is read before the
+        // generation, so a lease taken back after the frame's subscription was dropped is always seen with its new
+        // generation.
+        var validUntil = Volatile.Read(ref state.ValidUntil);
+        var current = generation == Volatile.Read(ref state.Generation);
         if (frame.IsEmpty || frame.Span[0] != (byte)'{')
         {
-            if (_time.GetTimestamp() < Volatile.Read(ref state.ValidUntil))
+            if (!current)
+            {
+                Interlocked.Increment(ref _fencedDeliveries);
+                return;
+            }
+
+            if (_time.GetTimestamp() < validUntil)
             {
                 Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 return;
@@ -129,7 +143,11 @@ public sealed partial class RedisBus
             // shard given up or past the bound (nodes read the messages back from history when this one resyncs).
             lock (state.Gate)
             {
-                if (state.ValidUntil != 0 && _time.GetTimestamp() < state.ValidUntil)
+                if (generation != state.Generation)
+                {
+                    Interlocked.Increment(ref _fencedDeliveries);
+                }
+                else if (state.ValidUntil != 0 && _time.GetTimestamp() < state.ValidUntil)
                 {
                     Forget(handler.OnSequencedAsync(BusCodec.DecodeSequenced(frame)));
                 }
@@ -148,8 +166,9 @@ public sealed partial class RedisBus
         }
 
         // Interest stays current while the shard is held, lapsed or not (a renewal resumes from it); a frame still queued
-        // for a shard given up is ignored, its next holder loads the interest itself.
-        if (Volatile.Read(ref state.ValidUntil) == 0)
+        // for a shard given up is ignored, its next holder loads the interest itself (and so does this process, should it
+        // take the shard back: an older change applied after that load would undo a newer one).
+        if (validUntil == 0 || !current)
         {
             return;
         }
@@ -318,6 +337,15 @@ public sealed partial class RedisBus
                         LogFanOutShardsLost(_logger, Describe(lost), InstanceId);
                     }
 
+                    // Taken anew while held here (the lease lapsed in Redis: another process may have held the shard
+                    // meanwhile): dropped as a lost one is, so that neither what it held nor what its subscription still
+                    // brings from before (a paused process reads seconds of it) is fanned out, then taken again below.
+                    foreach (var shard in retaken)
+                    {
+                        Renew(handler, shard, 0);
+                        await UnsubscribeAsync(_fanOutChannels[shard]).ConfigureAwait(false);
+                    }
+
                     // New shards; after a reconnect every held one (messages and changes were missed); and a shard whose
                     // lease lapsed here before this renewal (its messages were dropped meanwhile).
                     var reload = Interlocked.Exchange(ref _fanOutReload, 0) == 1;
@@ -386,7 +414,8 @@ public sealed partial class RedisBus
         {
             if (!_subscriptions.ContainsKey(_fanOutChannels[shard]))
             {
-                await SubscribeAsync(_fanOutChannels[shard], frame => OnFanOutFrame(handler, shard, frame)).ConfigureAwait(false);
+                var generation = Volatile.Read(ref _fanOutShards[shard].Generation);
+                await SubscribeAsync(_fanOutChannels[shard], frame => OnFanOutFrame(handler, shard, generation, frame)).ConfigureAwait(false);
             }
 
             held.Add(shard);
@@ -464,7 +493,8 @@ public sealed partial class RedisBus
     // Sets how long the lease on a shard surely holds (0: given up). Under the shard's gate, so the messages held while it
     // had lapsed go out first, in order, when it is still this process's, and are dropped when not, or when the renewal
     // itself has run out already (a reply that arrived late: another process may have held the shard meanwhile). A
-    // lease taken anew (its token changed: Redis lost it) keeps them: nodes drop a seq or presence number they passed.
+    // lease taken anew (its token changed) is given up first (0), so what it held is dropped: another process may have
+    // fanned those messages out; the shard's resync has nodes read them back from history.
     private void Renew(IFanOutHandler handler, int shard, long validUntil)
     {
         var state = _fanOutShards[shard];
@@ -485,6 +515,12 @@ public sealed partial class RedisBus
 
             state.Held.Clear();
             state.HeldBytes = 0;
+            if (validUntil == 0)
+            {
+                // Given up (its subscription is dropped next): what that subscription still has queued is fenced.
+                Volatile.Write(ref state.Generation, state.Generation + 1);
+            }
+
             Volatile.Write(ref state.ValidUntil, validUntil);
         }
     }
@@ -527,5 +563,9 @@ public sealed partial class RedisBus
 
         // The bytes in Held (under Gate).
         public long HeldBytes;
+
+        // Counts the times the shard was given up here (under Gate): a subscription's frames count only while it is the
+        // generation the subscription was made in.
+        public int Generation;
     }
 }

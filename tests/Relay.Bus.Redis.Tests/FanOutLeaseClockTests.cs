@@ -99,28 +99,14 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
     [Fact(Timeout = 90_000)]
     public async Task ARenewalAnsweredAfterItsLeaseRanOut_CountsEveryShardLapsed_AndTellsNodesToResyncThem()
     {
-        var clock = new FakeTimeProvider();
         var meters = _services.GetRequiredService<IMeterFactory>();
-        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl, meters: meters);
-        var publisher = _buses.Make();
-        var shards = fanOut.Options.Shards;
-        var channels = ChannelPerShard(fanOut);
         var handler = new Recording();
-        _serving.Add(fanOut.ServeFanOut(handler));
-        await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler, meters);
+        var shards = channels.Length;
 
-        var announcements = new ConcurrentQueue<string>();
-        await _watcher!.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
-
-        // Redis holds every write for two seconds (scripts included): the next renewal is sent, and while it waits the
-        // process's clock passes the lease time the renewal was sent with. Its answer proves nothing about that time.
-        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, "CLIENT", "PAUSE", "2000", "WRITE"), StringComparison.Ordinal);
-        clock.Advance(s_tick);
-        await Task.Delay(200);
-        clock.Advance(s_ttl);
-
+        // The answer to the next renewal proves nothing about the time it waited: every shard counts lapsed and is resynced.
+        await LateRenewalAsync(clock, shards);
         await UntilAsync(() => Task.FromResult(MeterReading.Read(meters, "relay.redis.fanout_lease_lapses") == shards), () => $"{MeterReading.Read(meters, "relay.redis.fanout_lease_lapses")} of {shards} shards counted lapsed");
-        await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
 
         // The late answer renewed the leases only up to the lease time it was sent with, which is past: what arrives now
         // is held (another process may hold those shards by now) until the next renewal says they are still this
@@ -130,6 +116,122 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
         Assert.All(channels, c => Assert.False(handler.Has(c, 1), $"{c} was delivered on a lease that had run out"));
         await TickAsync(fanOut, clock, s_tick);
         await UntilAsync(() => Task.FromResult(channels.All(c => handler.Has(c, 1))), "a message held over the lapse was not delivered at the next renewal");
+    }
+
+    [Theory(Timeout = 90_000)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task MessagesStillQueuedForAShardThatWasLost_AreNotFannedOut_WhenTheShardIsTakenBack(bool lostAtATick)
+    {
+        // A paused or starved process's subscription queues hold its shards' messages when the lease runs out; the tick
+        // that finds the shards lost drops the subscriptions, but a dropped subscription's queue is still handled. Here a
+        // stalled handler keeps two messages queued across the loss and the taking back: lost at a tick, then taken
+        // back at the next; or taken back at the first tick after the lapse under a new token (the lease was another
+        // process's meanwhile, or nobody's), which drops the subscription too.
+        const int Shard = 3;
+        var handler = new Recording();
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler);
+        var shards = channels.Length;
+        handler.Stall = (channels[Shard], 1);
+
+        // Seq 1 stalls the shard's handler (delivered: the lease held when it arrived); 2 and 3 queue behind it.
+        foreach (var seq in new long[] { 1, 2, 3 })
+        {
+            await publisher.PublishSequencedAsync(Message(channels[Shard], seq));
+        }
+
+        await UntilAsync(() => Task.FromResult(handler.Has(channels[Shard], 1)), "the first message never reached the handler");
+
+        // The lease runs out here while another process takes the shard: the next tick finds it lost and drops its
+        // subscription. Then the other process gives it back and the next tick takes it again.
+        var lease = _watcher!.GetDatabase();
+        var announcements = new ConcurrentQueue<string>();
+        await _watcher.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
+        long fenced;
+        if (lostAtATick)
+        {
+            Assert.True(await lease.StringSetAsync(RedisKeys.FanOutLease(Shard), "another-process", s_ttl));
+            await TickAsync(fanOut, clock, s_ttl);
+            await UntilListenersAsync([.. Enumerable.Range(0, shards).Select(static s => s == Shard ? 0 : 1)]);
+            Assert.True(await lease.KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
+            fenced = fanOut.FencedDeliveries;
+            await TickAsync(fanOut, clock, s_tick);
+        }
+        else
+        {
+            Assert.True(await lease.KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
+            fenced = fanOut.FencedDeliveries;
+            await TickAsync(fanOut, clock, s_ttl);
+        }
+
+        // The take (every shard lapsed here) ends with the resync of its shards, after the subscriptions.
+        await UntilAsync(() => Task.FromResult(announcements.Any(a => a.Split(':', ',').Contains(Shard.ToString(System.Globalization.CultureInfo.InvariantCulture)))), () => $"shard {Shard} was not taken back; heard: {string.Join(" ", announcements)}");
+        await UntilListenersAsync(Enumerable.Repeat(1, shards).ToArray());
+
+        // The stalled handler goes on: 2 and 3 came through the subscription dropped with the lost lease, so they are
+        // fenced, not fanned out again (the process that held the shard meanwhile, or the nodes' resync, covered them).
+        handler.Release();
+        await UntilAsync(() => Task.FromResult(fanOut.FencedDeliveries - fenced == 2 || handler.Has(channels[Shard], 2) || handler.Has(channels[Shard], 3)), () => $"messages 2 and 3 were neither fenced nor delivered ({fanOut.FencedDeliveries - fenced} fenced)");
+        Assert.False(handler.Has(channels[Shard], 2), "message 2, queued before the lease was lost, was fanned out after the shard was taken back");
+        Assert.False(handler.Has(channels[Shard], 3), "message 3, queued before the lease was lost, was fanned out after the shard was taken back");
+
+        // The new subscription delivers what comes now.
+        await publisher.PublishSequencedAsync(Message(channels[Shard], 4));
+        await UntilAsync(() => Task.FromResult(handler.Has(channels[Shard], 4)), "a message after the shard was taken back was not delivered");
+        Assert.Equal(2, fanOut.FencedDeliveries - fenced);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task MessagesHeldOverALapse_AreFenced_WhenTheShardComesBackUnderANewToken()
+    {
+        // A late renewal leaves every shard lapsed: what arrives is held for the next renewal. That renewal delivers it
+        // where the shard's token is unchanged (the lease stayed this process's in Redis), and fences it where the shard
+        // was taken anew meanwhile (another process may have held it and fanned the same messages out).
+        var handler = new Recording();
+        var (clock, fanOut, publisher, channels) = await ServeAloneAsync(handler);
+        var shards = channels.Length;
+        await LateRenewalAsync(clock, shards);
+
+        // Shard 3's lease goes away in Redis (taken by another process and given back); the next tick takes it anew.
+        const int Shard = 3;
+        var tokenBefore = await _watcher!.GetDatabase().HashGetAsync(RedisKeys.FanOutFences, Shard);
+        Assert.True(await _watcher.GetDatabase().KeyDeleteAsync(RedisKeys.FanOutLease(Shard)));
+        await PublishAsync(publisher, channels, seq: 1);
+        await Task.Delay(300);
+        Assert.All(channels, c => Assert.False(handler.Has(c, 1), $"{c} was delivered on a lease that had run out"));
+        var fenced = fanOut.FencedDeliveries;
+        await TickAsync(fanOut, clock, s_tick);
+        await UntilAsync(() => Task.FromResult(channels.Where((_, s) => s != Shard).All(c => handler.Has(c, 1))), "a message held over the lapse was not delivered at the next renewal");
+        await UntilAsync(() => Task.FromResult(fanOut.FencedDeliveries - fenced == 1 || handler.Has(channels[Shard], 1)), "the held message of the shard taken anew was neither fenced nor delivered");
+        Assert.NotEqual(tokenBefore, await _watcher.GetDatabase().HashGetAsync(RedisKeys.FanOutFences, Shard));
+        Assert.False(handler.Has(channels[Shard], 1), "a message held over the lapse was delivered though the shard had been taken anew meanwhile");
+        Assert.Equal(1, fanOut.FencedDeliveries - fenced);
+    }
+
+    // A fan-out process alone on a fake clock, serving `handler` from when it holds every shard; a publisher; a channel
+    // of each shard.
+    private async Task<(FakeTimeProvider Clock, RedisBus FanOut, RedisBus Publisher, string[] Channels)> ServeAloneAsync(Recording handler, IMeterFactory? meters = null)
+    {
+        var clock = new FakeTimeProvider();
+        var fanOut = _buses.Make(time: clock, fanOutLeaseTtl: s_ttl, meters: meters);
+        var channels = ChannelPerShard(fanOut);
+        _serving.Add(fanOut.ServeFanOut(handler));
+        await UntilListenersAsync(Enumerable.Repeat(1, channels.Length).ToArray());
+        return (clock, fanOut, _buses.Make(), channels);
+    }
+
+    // Redis holds every write for two seconds (scripts included): the next renewal is sent, and while it waits the
+    // process's clock passes the lease time the renewal was sent with. Returns once that late answer's tick resynced
+    // every shard.
+    private async Task LateRenewalAsync(FakeTimeProvider clock, int shards)
+    {
+        var announcements = new ConcurrentQueue<string>();
+        await _watcher!.GetSubscriber().SubscribeAsync(RedisKeys.Resync, (_, message) => announcements.Enqueue(message.ToString()));
+        Assert.StartsWith("+OK", await RedisCommand.SendAsync(redis.Server.Port, "CLIENT", "PAUSE", "2000", "WRITE"), StringComparison.Ordinal);
+        clock.Advance(s_tick);
+        await Task.Delay(200);
+        clock.Advance(s_ttl);
+        await UntilAsync(() => Task.FromResult(announcements.Any(a => a == "fanout:" + string.Join(',', Enumerable.Range(0, shards)))), () => $"no resync of every shard; heard: {string.Join(" ", announcements)}");
     }
 
     // A channel of each shard, by the bus's own hash.
@@ -149,9 +251,12 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
     {
         foreach (var channel in channels)
         {
-            await publisher.PublishSequencedAsync(new RelayMessage { App = "test", Channel = channel, Seq = seq, Epoch = "e1", Data = "1"u8.ToArray(), Timestamp = 1 });
+            await publisher.PublishSequencedAsync(Message(channel, seq));
         }
     }
+
+    private static RelayMessage Message(string channel, long seq) =>
+        new() { App = "test", Channel = channel, Seq = seq, Epoch = "e1", Data = "1"u8.ToArray(), Timestamp = 1 };
 
     // Advances a process's clock and waits until its lease tick ran in Redis (its instance's score, Redis's clock in ms,
     // moved); what the tick does after the answer is local and quick.
@@ -223,11 +328,24 @@ public sealed class FanOutLeaseClockTests(RedisServerFixture redis) : IClassFixt
     {
         private readonly ConcurrentDictionary<(string Channel, long Seq), int> _received = new();
 
+        private readonly ManualResetEventSlim _released = new();
+
+        /// <summary>A message the handler stalls on once it has recorded it (its channel's queue waits), until <see cref="Release"/>; set before it is published.</summary>
+        public (string Channel, long Seq)? Stall { get; set; }
+
         public bool Has(string channel, long seq) => _received.ContainsKey((channel, seq));
+
+        public void Release() => _released.Set();
 
         public ValueTask OnSequencedAsync(RelayMessage message)
         {
             _received.AddOrUpdate((message.Channel, message.Seq), 1, static (_, n) => n + 1);
+            if (Stall == (message.Channel, message.Seq))
+            {
+                // Bounded: a test that never releases fails on its own wait, not on a stuck thread.
+                _released.Wait(s_wait * 3);
+            }
+
             return ValueTask.CompletedTask;
         }
 
