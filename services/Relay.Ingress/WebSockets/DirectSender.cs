@@ -238,8 +238,9 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
                     _length = 0;
                     ReleaseBuffers();
                 }
-                else
+                else if (_length > 0)
                 {
+                    // What piled up while this send was in flight goes next, in the same loop.
                     buffer = _buffer!;
                     length = _length;
                     _inFlight = length;
