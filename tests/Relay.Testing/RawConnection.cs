@@ -194,6 +194,32 @@ public sealed class RawConnection : IAsyncDisposable
     }
 
     /// <summary>Reads (and drops) whatever comes until the server ends the connection; false if it is still open after <paramref name="timeout"/>.</summary>
+    /// <summary>
+    /// Reads until the server's side ends: "end" when the stream ends (the server closed, or shut its sending side),
+    /// "reset" when the connection was reset, "open" when neither happened within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<string> HowItEndsAsync(TimeSpan timeout)
+    {
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            while (await _stream.ReadAsync(buffer, cts.Token).ConfigureAwait(false) > 0)
+            {
+            }
+
+            return "end";
+        }
+        catch (IOException)
+        {
+            return "reset";
+        }
+        catch (OperationCanceledException)
+        {
+            return "open";
+        }
+    }
+
     public async Task<bool> EndsWithinAsync(TimeSpan timeout)
     {
         var buffer = new byte[4096];

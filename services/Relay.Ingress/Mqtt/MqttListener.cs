@@ -228,8 +228,9 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         }
         finally
         {
-            // What was written (a DISCONNECT last) reaches the kernel before the socket closes.
-            await transport.FinishAsync(_ingress.CloseTimeout).ConfigureAwait(false);
+            // What was written (a DISCONNECT last) reaches the kernel, and the client reads it up to the end, before the
+            // socket closes.
+            await transport.FinishAsync(_ingress.CloseTimeout, TimeProvider.System).ConfigureAwait(false);
             if (refused is null)
             {
                 _gate.Exit(address);

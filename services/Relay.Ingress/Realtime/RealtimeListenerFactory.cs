@@ -300,9 +300,12 @@ internal sealed partial class RealtimeListenerFactory(
                     Release(accepted.Value);
                     if (webSocket is not null)
                     {
-                        // What was written (a close frame last) reaches the kernel before the socket closes.
+                        // What was written (a close frame last) reaches the kernel, and the client reads it up to the end,
+                        // before the socket closes (BareSocketTransport.FinishAsync says why).
+                        var started = _node.Time.GetTimestamp();
                         await webSocket.FinishAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
                         webSocket.Dispose();
+                        await transport.EndStreamAsync(_node.Options.CloseTimeout - _node.Time.GetElapsedTime(started), TimeProvider.System).ConfigureAwait(false);
                     }
 
                     transport.Close();

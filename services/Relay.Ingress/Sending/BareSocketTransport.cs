@@ -25,20 +25,11 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
     public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
 
     /// <summary>
-    /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read),
-    /// while what is written still goes out. A pipe's <see cref="PipeReader.CancelPendingRead"/>, for this transport.
+    /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read
+    /// but drained when the connection finishes), while what is written still goes out. A pipe's
+    /// <see cref="PipeReader.CancelPendingRead"/>, for this transport.
     /// </summary>
-    public void StopReading()
-    {
-        try
-        {
-            socket.Shutdown(SocketShutdown.Receive);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Already gone: the read ends anyway.
-        }
-    }
+    public void StopReading() => _input.Stop();
 
     /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
     public void Abort()
@@ -56,24 +47,52 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
     }
 
     /// <summary>
-    /// Once the connection has ended: waits, at most <paramref name="timeout"/>, until what was written through
-    /// <see cref="Output"/> is with the kernel (closing at once would lose a send in flight), then closes.
+    /// Once the connection has ended, closes it the way TCP lets the client read everything up to the end: waits until
+    /// what was written through <see cref="Output"/> is with the kernel (closing at once would lose a send in flight),
+    /// sends the end of the stream after it, and reads away what the client still sends until the client closes its side
+    /// (<see cref="SocketReader.DrainAsync"/>), all within <paramref name="timeout"/>; then closes. Closing with the
+    /// client's bytes unread made the kernel reset the connection: a client still writing (a burst past Receive Maximum,
+    /// a node draining under a publisher) lost the DISCONNECT that said why, and its sends failed with a broken pipe.
     /// </summary>
-    public async Task FinishAsync(TimeSpan timeout)
+    public async Task FinishAsync(TimeSpan timeout, TimeProvider time)
     {
+        var started = time.GetTimestamp();
         if (_output is { } output)
         {
             try
             {
-                await output.WhenSentAsync().WaitAsync(timeout).ConfigureAwait(false);
+                await output.WhenSentAsync().WaitAsync(timeout, time).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
                 // A peer that reads nothing: closed with its bytes unsent.
+                Close();
+                return;
             }
         }
 
+        await EndStreamAsync(timeout - time.GetElapsedTime(started), time).ConfigureAwait(false);
         Close();
+    }
+
+    /// <summary>
+    /// Once everything is sent and the connection's reader is done: sends the end of the stream and reads away what the
+    /// client still sends until it closes its side, at most <paramref name="limit"/> (the socket is then closed by
+    /// <see cref="Close"/>, without a reset for bytes left unread).
+    /// </summary>
+    public async Task EndStreamAsync(TimeSpan limit, TimeProvider time)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Reset or closed already: nothing to wait for.
+            return;
+        }
+
+        await _input.DrainAsync(limit, time).ConfigureAwait(false);
     }
 
     /// <summary>After the connection has ended: closes the socket and gives the buffers back.</summary>

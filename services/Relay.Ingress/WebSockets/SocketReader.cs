@@ -11,8 +11,9 @@ namespace Relay.Ingress.WebSockets;
 /// (<see cref="RealtimeListenerFactory"/>): no pipe, no buffer segments, no scheduling. A read with nothing buffered
 /// waits with a zero-byte receive (no buffer held), then takes what the kernel has into one pooled array, grown
 /// when a frame needs more; once everything is consumed the array goes back to the pool, so an idle connection
-/// holds the socket and nothing else. Single reader; a pending read ends when data arrives or the socket closes
-/// (cancellation is not supported: the realtime path never cancels a read, it closes the socket).
+/// holds the socket and nothing else. Single reader; a pending read ends when data arrives, the socket closes or the
+/// owner calls <see cref="Stop"/> (cancellation is not supported: a token per read would be an object per idle
+/// connection).
 /// </summary>
 internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
 {
@@ -53,6 +54,14 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     // Bytes taken from the kernel since the last wait on the socket (or the last hand-off to the pool).
     private int _readWithoutWait;
     private ReadResult _handedOff;
+
+    // Who ends a read that waits on the socket: Waiting while the wait is registered; the wake-up (OnReadable) takes it
+    // back to NotWaiting, Stop (or Advance seeing Stop) to Stopped. Exactly one of them completes the read.
+    private const int NotWaiting = 0;
+    private const int Waiting = 1;
+    private const int StoppedWaiting = 2;
+    private int _wait;
+    private int _stopped;
 
     /// <param name="socket">A connected socket; it is switched to non-blocking, since reads take only what the kernel has.</param>
     public SocketReader(Socket socket)
@@ -142,6 +151,76 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         }
     }
 
+    /// <summary>
+    /// Ends the input for the reader without touching the socket: a read waiting for data completes now as the end of
+    /// the stream, and every later read too. What the client sends from now stays in the kernel until
+    /// <see cref="DrainAsync"/> reads it away (shutting the socket's receive side instead left the kernel nothing to
+    /// wait on: a drain could not tell the client's end from a pause).
+    /// </summary>
+    public void Stop()
+    {
+        Interlocked.Exchange(ref _stopped, 1);
+        if (Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
+        {
+            _source.SetResult(StoppedResult());
+        }
+    }
+
+    /// <summary>
+    /// Once the reader is done with the socket (no read pending) and the server's last bytes are sent: reads and
+    /// discards what the client still sends until it closes its side, the socket fails or closes, or
+    /// <paramref name="limit"/> passes. Closing a socket with unread input makes the kernel reset the connection, and a
+    /// reset can destroy the last bytes sent (an MQTT 5 DISCONNECT and its reason, a client's last acknowledgements) in
+    /// either kernel's buffers before the client reads them.
+    /// </summary>
+    public async Task DrainAsync(TimeSpan limit, TimeProvider time)
+    {
+        var started = time.GetTimestamp();
+        var scratch = ArrayPool<byte>.Shared.Rent(MinimumBuffer);
+        try
+        {
+            while (true)
+            {
+                while (true)
+                {
+                    var count = _socket.Receive(scratch, SocketFlags.None, out var error);
+                    if (error == SocketError.WouldBlock)
+                    {
+                        break;
+                    }
+
+                    if (error != SocketError.Success || count == 0)
+                    {
+                        return;
+                    }
+                }
+
+                var left = limit - time.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero)
+                {
+                    return;
+                }
+
+                await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).AsTask().WaitAsync(left, time).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or TimeoutException)
+        {
+            // Reset, closed, or still sending at the limit: the socket closes as it is.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>The result of a read ended by <see cref="Stop"/>: what is held, as the end of the stream.</summary>
+    private ReadResult StoppedResult()
+    {
+        TryProduce(out var result);
+        return result;
+    }
+
     public override void CancelPendingRead() =>
         throw new NotSupportedException("a socket read ends when data arrives or the socket closes; close the socket to stop it");
 
@@ -179,6 +258,14 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
 
     private void OnReadable()
     {
+        if (Interlocked.CompareExchange(ref _wait, NotWaiting, Waiting) != Waiting)
+        {
+            // Stop ended the read that waited: this wake-up only releases the wait.
+            Observe(_waiting);
+            _waiting = default;
+            return;
+        }
+
         try
         {
             Observe(_waiting);
@@ -211,7 +298,15 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
             if (!wait.IsCompleted)
             {
                 _waiting = wait;
+                Interlocked.Exchange(ref _wait, Waiting);
                 wait.UnsafeOnCompleted(_onReadable);
+
+                // A Stop that came after the check above found no wait to end: this read ends now, as Stop would.
+                if (Volatile.Read(ref _stopped) != 0 && Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
+                {
+                    _source.SetResult(StoppedResult());
+                }
+
                 return false;
             }
 
@@ -299,10 +394,11 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     private bool TryProduce(out ReadResult result)
     {
         var held = _end - _start;
-        if (_ended || (held > 0 && !_examinedAll))
+        var ended = _ended || Volatile.Read(ref _stopped) != 0;
+        if (ended || (held > 0 && !_examinedAll))
         {
             var data = _buffer is null ? ReadOnlySequence<byte>.Empty : new ReadOnlySequence<byte>(_buffer, _start, held);
-            result = new ReadResult(data, isCanceled: false, isCompleted: _ended);
+            result = new ReadResult(data, isCanceled: false, isCompleted: ended);
             return true;
         }
 

@@ -152,6 +152,52 @@ public abstract class WebSocketWireSpec : IAsyncLifetime
     protected virtual bool InvalidTextMayEndInAReset => false;
 
     [Fact]
+    public async Task ProtocolError_ClientWritesOn_ReadsThe1002CloseThenTheEnd_NotAReset()
+    {
+        // A frame with a reserved opcode, with more frames behind it and pings after the server's close: the client reads
+        // the close that says why, then the end of the stream. Closing with the client's bytes unread made the kernel
+        // reset the connection, which fails the client's next send and can destroy the close before it is read.
+        await using var connection = await OpenAsync();
+        var bytes = new List<byte>(RawConnection.Frame(0x3, [1, 2, 3]));
+        for (var i = 0; i < 50; i++)
+        {
+            bytes.AddRange(RawConnection.Frame(0x1, "{\"type\":\"ping\"}"u8.ToArray()));
+        }
+
+        await connection.SendAsync(bytes.ToArray());
+        byte[] reply;
+        try
+        {
+            (_, reply) = await connection.ReadFrameOfAsync(0x8);
+        }
+        catch (IOException) when (ProtocolErrorMayEndInAReset)
+        {
+            return;
+        }
+
+        Assert.Equal(1002, BinaryPrimitives.ReadUInt16BigEndian(reply));
+        for (var i = 0; i < 10; i++)
+        {
+            try
+            {
+                await connection.SendFrameAsync(0x9, []);
+            }
+            catch (IOException) when (ProtocolErrorMayEndInAReset)
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        var end = await connection.HowItEndsAsync(TestSocket.DefaultTimeout);
+        Assert.True(end == "end" || (end == "reset" && ProtocolErrorMayEndInAReset), $"after its close the server's side ended with: {end}");
+    }
+
+    /// <summary>Whether the server resets a connection that failed while the client still writes.</summary>
+    protected virtual bool ProtocolErrorMayEndInAReset => false;
+
+    [Fact]
     public async Task CloseWithAOneBytePayload_IsFailedWith1002() =>
         Assert.Equal(1002, await CloseWithAsync([0x03]));
 

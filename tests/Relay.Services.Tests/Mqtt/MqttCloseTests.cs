@@ -1,0 +1,235 @@
+using System.Net.Sockets;
+using Relay.Ingress.Mqtt;
+using Relay.Testing;
+using Xunit;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>A node on the default transport (the bare socket) with a 2 s close timeout, for the end of a connection.</summary>
+public sealed class MqttCloseFixture : IServerFixture, IAsyncLifetime
+{
+    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(2);
+
+    public RelayServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var settings = ServerFixture.Settings();
+        settings["Relay:Ingress:CloseTimeout"] = CloseTimeout.ToString();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        settings["Relay:Ingress:PublishBurst"] = "100000";
+        Server = await RelayServer.StartAsync(settings);
+    }
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
+
+/// <summary>
+/// How the server ends an MQTT connection while the client is still writing: the client reads everything the server sent,
+/// the DISCONNECT that says why last, then the end of the stream, and its own sends meanwhile do not fail (the server
+/// reads them away); a client that never closes is closed within the close timeout. Closing a socket with the client's
+/// bytes unread makes the kernel reset the connection, and the client's next send fails with a broken pipe (the Paho
+/// interoperability suite's <c>test_flow_control2</c> did, against Relay) or its last bytes are lost.
+/// </summary>
+public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<MqttCloseFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    private readonly RelayServer _server = fixture.Server;
+
+    [Fact]
+    public async Task PublishesPastReceiveMaximum_ClientWritesOn_ReadsEveryPubRecAndDisconnect0x93ThenTheEnd()
+    {
+        // The Paho flow control test's shape: Receive Maximum + 1 QoS 2 publishes in one write, then each PUBREC read is
+        // answered with its PUBREL, which reaches a server that has already sent DISCONNECT 0x93.
+        var topic = $"close/{Guid.NewGuid():N}";
+        using var socket = await OpenAsync();
+        await SendAsync(socket, RawMqttClient.Connect(5, "close-" + Guid.NewGuid().ToString("N")[..8]));
+        Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
+
+        var burst = new List<byte>();
+        for (ushort id = 1; id <= MqttOptions.DefaultReceiveMaximum + 1; id++)
+        {
+            burst.AddRange(RawMqttClient.QosTwoPublish(topic, id));
+        }
+
+        await SendAsync(socket, [.. burst]);
+
+        var pubRecs = 0;
+        byte? reason = null;
+        while (true)
+        {
+            var (first, body) = await ReadPacketAsync(socket);
+            if (first == 0)
+            {
+                break;
+            }
+
+            if (first == 0x50)
+            {
+                pubRecs++;
+                await SendAsync(socket, [0x62, 2, body[0], body[1]]);
+            }
+            else if (first == 0xE0)
+            {
+                reason = body[0];
+
+                // A client still writing after the DISCONNECT, for a while: read away, not answered with a reset (which
+                // fails the next send).
+                await WriteOnAsync(socket);
+            }
+            else
+            {
+                Assert.Fail($"unexpected packet 0x{first:X2}");
+            }
+        }
+
+        Assert.Equal(MqttOptions.DefaultReceiveMaximum, pubRecs);
+        Assert.Equal((byte)0x93, reason);
+    }
+
+    [Fact]
+    public async Task V311ProtocolViolation_ClientWritesOn_ReadsItsPubAckThenTheEnd()
+    {
+        // MQTT 3.1.1 closes without a word: the PUBACK before the bad packet still arrives, then the end of the stream.
+        using var socket = await OpenAsync();
+        await SendAsync(socket, RawMqttClient.Connect(4, "close-v3-" + Guid.NewGuid().ToString("N")[..8]));
+        Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
+
+        // A QoS 1 publish (id 7), then a packet of reserved type 0, then more publishes behind it.
+        var publish = new List<byte> { 0x32, 0 };
+        publish.AddRange([0, 4, (byte)'c', (byte)'/', (byte)'v', (byte)'3', 0, 7, (byte)'x']);
+        publish[1] = (byte)(publish.Count - 2);
+        var bytes = new List<byte>(publish) { 0x00, 0x00 };
+        for (var i = 0; i < 200; i++)
+        {
+            bytes.AddRange(publish);
+        }
+
+        await SendAsync(socket, [.. bytes]);
+        var (first, body) = await ReadPacketAsync(socket);
+        Assert.Equal((byte)0x40, first);
+        Assert.Equal(new byte[] { 0, 7 }, body);
+
+        // The client goes on writing; the server's end arrives as the end of the stream, not a reset.
+        await WriteOnAsync(socket);
+        Assert.Equal((byte)0, (await ReadPacketAsync(socket)).First);
+    }
+
+    [Fact]
+    public async Task ClientThatNeverCloses_IsClosedWithinTheCloseTimeout()
+    {
+        // Reading away a client's bytes is bounded: one that keeps writing and never closes its side is cut (its sends
+        // then fail), a little after Relay:Ingress:CloseTimeout, not held open.
+        using var socket = await OpenAsync();
+        await SendAsync(socket, RawMqttClient.Connect(5, "close-never-" + Guid.NewGuid().ToString("N")[..8]));
+        Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
+
+        // PUBREL for an id never received is fine; a packet type a client never sends (PUBACK's server twin SUBACK) is not.
+        await SendAsync(socket, [0x90, 3, 0, 1, 0]);
+        var (first, body) = await ReadPacketAsync(socket);
+        Assert.Equal((byte)0xE0, first);
+        Assert.Equal((byte)0x82, body[0]);
+        Assert.Equal((byte)0, (await ReadPacketAsync(socket)).First);
+
+        var deadline = DateTime.UtcNow + Timeout;
+        var failed = false;
+        while (!failed && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                await socket.SendAsync(new byte[] { 0xC0, 0 });
+                await Task.Delay(50);
+            }
+            catch (SocketException)
+            {
+                failed = true;
+            }
+        }
+
+        Assert.True(failed, $"the server still took the client's bytes {Timeout.TotalSeconds} s after its DISCONNECT (close timeout {MqttCloseFixture.CloseTimeout.TotalSeconds} s)");
+    }
+
+    private async Task<Socket> OpenAsync()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", _server.MqttPort!.Value).WaitAsync(Timeout);
+        return socket;
+    }
+
+    /// <summary>PINGREQs for half a second, as a client that has not read the server's end yet.</summary>
+    private static async Task WriteOnAsync(Socket socket)
+    {
+        for (var i = 0; i < 10; i++)
+        {
+            await SendAsync(socket, [0xC0, 0]);
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Sends all of <paramref name="bytes"/>; a failure (a reset connection, a broken pipe) fails the test.</summary>
+    private static async Task SendAsync(Socket socket, byte[] bytes)
+    {
+        try
+        {
+            await socket.SendAsync(bytes.AsMemory()).AsTask().WaitAsync(Timeout);
+        }
+        catch (SocketException ex)
+        {
+            Assert.Fail($"a send failed ({ex.SocketErrorCode}): the server reset the connection instead of ending it");
+        }
+    }
+
+    /// <summary>The next packet; first byte 0 at the end of the stream. A reset fails the test.</summary>
+    private static async Task<(byte First, byte[] Body)> ReadPacketAsync(Socket socket)
+    {
+        var header = new byte[1];
+        if (!await ReadExactlyAsync(socket, header))
+        {
+            return (0, []);
+        }
+
+        var length = 0;
+        for (var shift = 0; ; shift += 7)
+        {
+            var b = new byte[1];
+            Assert.True(await ReadExactlyAsync(socket, b), "the stream ended inside a packet");
+            length |= (b[0] & 0x7F) << shift;
+            if ((b[0] & 0x80) == 0)
+            {
+                break;
+            }
+        }
+
+        var body = new byte[length];
+        Assert.True(await ReadExactlyAsync(socket, body), "the stream ended inside a packet");
+        return (header[0], body);
+    }
+
+    private static async Task<bool> ReadExactlyAsync(Socket socket, byte[] buffer)
+    {
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            int count;
+            try
+            {
+                count = await socket.ReceiveAsync(buffer.AsMemory(read)).AsTask().WaitAsync(Timeout);
+            }
+            catch (SocketException ex)
+            {
+                Assert.Fail($"a read failed ({ex.SocketErrorCode}): the server reset the connection instead of ending it");
+                throw;
+            }
+
+            if (count == 0)
+            {
+                return false;
+            }
+
+            read += count;
+        }
+
+        return true;
+    }
+}
