@@ -236,7 +236,7 @@ public sealed class MqttCodecTests
         var copy = frame.ToArray();
         if (qos == 1)
         {
-            var at = frames.PacketIdOffset(copy);
+            var at = MqttPublishFrame.PacketIdOffset(copy);
             copy[at] = 0x12;
             copy[at + 1] = 0x34;
         }
@@ -267,13 +267,13 @@ public sealed class MqttCodecTests
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, 5, qos);
         List<int> identifiers = [7, 300_000];
-        var copy = identified ? new byte[frames.LengthWithIdentifiers(frame, identifiers, qos > 0)] : frame.ToArray();
+        var copy = identified ? new byte[frames.LengthFor(frame, identifiers, 0, false, qos > 0)] : frame.ToArray();
         if (identified)
         {
-            frames.CopyWithIdentifiers(frame, identifiers, qos > 0, copy);
+            frames.CopyFor(frame, identifiers, 0, false, qos > 0, copy);
         }
 
-        frames.WriteTimeLeft(copy, qos > 0, 42);
+        MqttPublishFrame.WriteTimeLeft(copy, qos > 0, 42);
         var publish = Assert.IsType<MqttPublishPacket>(MqttNetDecode(copy, 5));
         Assert.Equal(("t/1", "hello"), (publish.Topic, Encoding.UTF8.GetString(publish.Payload.ToArray())));
         Assert.Equal((42u, "text/plain", "replies/1"), (publish.MessageExpiryInterval, publish.ContentType, publish.ResponseTopic));
@@ -311,12 +311,12 @@ public sealed class MqttCodecTests
         {
             var frames = MqttPublishFrame.Of(message);
             var frame = frames.Get(message, 5, 1);
-            var length = frames.LengthWithIdentifiers(frame, identifiers, packetId: true);
-            frames.CopyWithIdentifiers(frame, identifiers, packetId: true, destination);
-            destination[frames.PacketIdOffset(destination)] = 1;
+            var length = frames.LengthFor(frame, identifiers, 1, topicOmitted: true, packetId: true);
+            frames.CopyFor(frame, identifiers, 1, topicOmitted: true, packetId: true, destination);
+            destination[MqttPublishFrame.PacketIdOffset(destination)] = 1;
             if (message.Properties is { ExpiresAt: not 0 } expiring)
             {
-                frames.WriteTimeLeft(destination.AsSpan(0, length), packetId: true, Relay.Ingress.Mqtt.MqttMessageProperties.SecondsLeft(expiring, 1_000));
+                MqttPublishFrame.WriteTimeLeft(destination.AsSpan(0, length), packetId: true, Relay.Ingress.Mqtt.MqttMessageProperties.SecondsLeft(expiring, 1_000));
             }
         }
     }
