@@ -288,6 +288,36 @@ public sealed class MqttCodecTests
     }
 
     [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, false)]
+    [InlineData(1, true)]
+    public void PublishFrame_WithTopicAlias_MqttNetReadsTheAliasTopicOrEmptyAndTheRest(byte qos, bool topicOmitted)
+    {
+        var properties = new Relay.Core.Messages.MessageProperties { PayloadFormatIndicator = 1, ExpiresAt = 1_000_000, ContentType = "text/plain" };
+        var message = new Relay.Core.Messages.RelayMessage { App = "a", Channel = "sensors/ü/1", Epoch = "e", Seq = 1, Data = "hello"u8.ToArray(), DataIsJson = false, Properties = properties };
+        var frames = MqttPublishFrame.Of(message);
+        var frame = frames.Get(message, 5, qos);
+        List<int> identifiers = [7];
+        var copy = new byte[frames.LengthFor(frame, identifiers, 9, topicOmitted, qos > 0)];
+        frames.CopyFor(frame, identifiers, 9, topicOmitted, qos > 0, copy);
+        if (qos > 0)
+        {
+            var at = MqttPublishFrame.PacketIdOffset(copy);
+            copy[at] = 0x12;
+            copy[at + 1] = 0x34;
+        }
+
+        MqttPublishFrame.WriteTimeLeft(copy, qos > 0, 42);
+        var publish = Assert.IsType<MqttPublishPacket>(MqttNetDecode(copy, 5));
+        Assert.Equal((topicOmitted ? string.Empty : "sensors/ü/1", (ushort)9, "hello"), (publish.Topic, publish.TopicAlias, Encoding.UTF8.GetString(publish.Payload.ToArray())));
+        Assert.Equal((42u, "text/plain", qos > 0 ? 0x1234 : 0), (publish.MessageExpiryInterval, publish.ContentType, (int)publish.PacketIdentifier));
+        Assert.Equal([7u], publish.SubscriptionIdentifiers);
+
+        // The topic left out makes the packet shorter by the topic; the alias adds its three bytes.
+        Assert.Equal(frame.Length + 3 + 2 - (topicOmitted ? Encoding.UTF8.GetByteCount(message.Channel) : 0), copy.Length);
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void PublishFrame_PerDelivery_AllocatesNothing_WithOrWithoutProperties(bool withProperties)
