@@ -30,9 +30,9 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// A CONNECT with the root key, the given keep-alive (hand-encoded, not by Relay's codec): a clean session, or with
     /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval);
     /// with <paramref name="will"/>, that last will; MQTT 5 with <paramref name="topicAliasMaximum"/> above 0, that Topic
-    /// Alias Maximum (the aliases the server may send).
+    /// Alias Maximum (the aliases the server may send), and with <paramref name="maximumPacketSize"/> that Maximum Packet Size.
     /// </summary>
-    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0)
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0, uint? maximumPacketSize = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var body = new List<byte>();
@@ -66,6 +66,11 @@ public sealed class RawMqttClient : IAsyncDisposable
             if (topicAliasMaximum > 0)
             {
                 properties.AddRange([0x22, (byte)(topicAliasMaximum >> 8), (byte)topicAliasMaximum]);
+            }
+
+            if (maximumPacketSize is { } maximum)
+            {
+                properties.AddRange([0x27, (byte)(maximum >> 24), (byte)(maximum >> 16), (byte)(maximum >> 8), (byte)maximum]);
             }
 
             body.Add((byte)properties.Count);
@@ -126,9 +131,9 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// Connects at <paramref name="level"/> (a persistent session with <paramref name="sessionExpiry"/>, see
     /// <see cref="Connect"/>; with <paramref name="will"/> its last will), checks the CONNACK says accepted and returns whether it says a session is present.
     /// </summary>
-    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0)
+    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0, uint? maximumPacketSize = null)
     {
-        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry, will: will, topicAliasMaximum: topicAliasMaximum));
+        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry, will: will, topicAliasMaximum: topicAliasMaximum, maximumPacketSize: maximumPacketSize));
         var (type, body) = await ReadPacketAsync(timeout) ?? throw new InvalidOperationException("closed before CONNACK");
         if (type != 0x20 || body[1] != 0)
         {

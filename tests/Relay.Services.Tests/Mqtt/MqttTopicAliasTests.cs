@@ -4,6 +4,7 @@ using System.Text;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
+using Relay.Ingress.Mqtt.Codec;
 using Relay.Testing;
 
 namespace Relay.Services.Tests.Mqtt;
@@ -92,6 +93,31 @@ public abstract class MqttTopicAliasSpec(IServerFixture fixture)
             (string.Empty, 1), (string.Empty, 2), (topics[2], null), (topics[3], null), (topics[4], null),
         ];
         Assert.Equal(expected, seen);
+    }
+
+    // The client's Maximum Packet Size still holds: a new alias (3 bytes) is not given to a delivery that fits only
+    // without it; the topic's next delivery that fits with it gets it.
+    [Fact]
+    public async Task ClientMaximumPacketSize_DeliveryFitsOnlyWithoutAlias_SentByNameAndDelivered()
+    {
+        var topic = Topic("max");
+        var full = new string('f', 20);
+        var fullPacket = 2 + 2 + Encoding.UTF8.GetByteCount(topic) + 1 + full.Length; // QoS 0, no properties: under 128, one length byte
+        await using var subscriber = await RawMqttClient.OpenAsync(_server);
+        await subscriber.ConnectAsync(5, "alias-" + Guid.NewGuid().ToString("N")[..10], topicAliasMaximum: 3, maximumPacketSize: (uint)fullPacket);
+        await SubscribeAsync(subscriber, topic, 0);
+        await using var publisher = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V500);
+        foreach (var payload in new[] { full, "short", full })
+        {
+            await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).Build()).WaitAsync(Timeout);
+        }
+
+        var fits = await NextPublishAsync(subscriber);
+        var aliased = await NextPublishAsync(subscriber);
+        var byAlias = await NextPublishAsync(subscriber);
+        Assert.Equal((topic, (ushort?)null, full), (fits.Topic, fits.Alias, fits.Payload));
+        Assert.Equal((topic, (ushort?)1, "short"), (aliased.Topic, aliased.Alias, aliased.Payload));
+        Assert.Equal((string.Empty, (ushort?)1, full), (byAlias.Topic, byAlias.Alias, byAlias.Payload));
     }
 
     [Fact]
@@ -272,7 +298,8 @@ public abstract class MqttTopicAliasSpec(IServerFixture fixture)
             at += 2;
         }
 
-        var propertiesLength = ReadVariableInt(body, ref at);
+        var propertiesLength = MqttPublishFrame.ReadVariableInt(body.AsSpan(at), out var lengthBytes);
+        at += lengthBytes;
         var end = at + propertiesLength;
         ushort? alias = null;
         while (at < end)
@@ -285,7 +312,8 @@ public abstract class MqttTopicAliasSpec(IServerFixture fixture)
                     at += 2;
                     break;
                 case 0x0B:
-                    ReadVariableInt(body, ref at);
+                    MqttPublishFrame.ReadVariableInt(body.AsSpan(at), out var identifierBytes);
+                    at += identifierBytes;
                     break;
                 case var other:
                     throw new InvalidOperationException($"unexpected property 0x{other:X2} in {Convert.ToHexString(body)}");
@@ -293,20 +321,6 @@ public abstract class MqttTopicAliasSpec(IServerFixture fixture)
         }
 
         return new Delivery(qos, (first & 0x08) != 0, (first & 0x01) != 0, topic, packetId, alias, Encoding.UTF8.GetString(body, end, body.Length - end));
-    }
-
-    private static int ReadVariableInt(byte[] bytes, ref int at)
-    {
-        int value = 0, shift = 0;
-        byte next;
-        do
-        {
-            next = bytes[at++];
-            value |= (next & 0x7F) << shift;
-            shift += 7;
-        }
-        while ((next & 0x80) != 0);
-        return value;
     }
 }
 

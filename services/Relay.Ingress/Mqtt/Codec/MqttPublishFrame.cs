@@ -159,8 +159,8 @@ internal sealed class MqttPublishFrame
         return 2 + (topicOmitted ? 0 : TopicBytes) + (packetId ? 2 : 0) + MqttEncoder.VariableIntLength(propertiesLength) + propertiesLength + payload;
     }
 
-    // A Variable Byte Integer this class wrote (well formed), and how many bytes it took.
-    private static int ReadVariableInt(ReadOnlySpan<byte> span, out int bytes)
+    /// <summary>A well-formed Variable Byte Integer (one this class wrote), and how many bytes it took.</summary>
+    internal static int ReadVariableInt(ReadOnlySpan<byte> span, out int bytes)
     {
         int value = 0, shift = 0;
         bytes = 0;
