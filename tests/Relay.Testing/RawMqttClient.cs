@@ -29,9 +29,10 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// <summary>
     /// A CONNECT with the root key, the given keep-alive (hand-encoded, not by Relay's codec): a clean session, or with
     /// <paramref name="sessionExpiry"/> a persistent one (clean session 0; MQTT 5: Clean Start 0 and that Session Expiry Interval);
-    /// with <paramref name="will"/>, that last will.
+    /// with <paramref name="will"/>, that last will; MQTT 5 with <paramref name="topicAliasMaximum"/> above 0, that Topic
+    /// Alias Maximum (the aliases the server may send), and with <paramref name="maximumPacketSize"/> that Maximum Packet Size.
     /// </summary>
-    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null, RawMqttWill? will = null)
+    public static byte[] Connect(byte level, string clientId, ushort keepAlive = 60, string key = RelayServer.Key, uint? sessionExpiry = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0, uint? maximumPacketSize = null)
     {
         var colon = key.IndexOf(':', StringComparison.Ordinal);
         var body = new List<byte>();
@@ -56,14 +57,24 @@ public sealed class RawMqttClient : IAsyncDisposable
         body.Add((byte)keepAlive);
         if (level == 5)
         {
+            var properties = new List<byte>();
             if (sessionExpiry is { } expiry)
             {
-                body.AddRange([5, 0x11, (byte)(expiry >> 24), (byte)(expiry >> 16), (byte)(expiry >> 8), (byte)expiry]);
+                properties.AddRange([0x11, (byte)(expiry >> 24), (byte)(expiry >> 16), (byte)(expiry >> 8), (byte)expiry]);
             }
-            else
+
+            if (topicAliasMaximum > 0)
             {
-                body.Add(0);
+                properties.AddRange([0x22, (byte)(topicAliasMaximum >> 8), (byte)topicAliasMaximum]);
             }
+
+            if (maximumPacketSize is { } maximum)
+            {
+                properties.AddRange([0x27, (byte)(maximum >> 24), (byte)(maximum >> 16), (byte)(maximum >> 8), (byte)maximum]);
+            }
+
+            body.Add((byte)properties.Count);
+            body.AddRange(properties);
         }
 
         Text(clientId);
@@ -93,12 +104,13 @@ public sealed class RawMqttClient : IAsyncDisposable
         return [0x10, .. length, .. body];
     }
 
-    /// <summary>A SUBSCRIBE (packet id 1) of one filter at <paramref name="qos"/>, MQTT 3.1.1 (no properties).</summary>
-    public static byte[] Subscribe(string filter, byte qos = 1)
+    /// <summary>A SUBSCRIBE (packet id 1) of one filter at <paramref name="qos"/>, MQTT 3.1.1 or (<paramref name="level"/> 5) MQTT 5 with no properties.</summary>
+    public static byte[] Subscribe(string filter, byte qos = 1, byte level = 4)
     {
         var bytes = Encoding.UTF8.GetBytes(filter);
-        var remaining = 2 + 2 + bytes.Length + 1;
-        return [0x82, (byte)remaining, 0, 1, (byte)(bytes.Length >> 8), (byte)bytes.Length, .. bytes, qos];
+        byte[] properties = level == 5 ? [0] : [];
+        var remaining = 2 + properties.Length + 2 + bytes.Length + 1;
+        return [0x82, (byte)remaining, 0, 1, .. properties, (byte)(bytes.Length >> 8), (byte)bytes.Length, .. bytes, qos];
     }
 
     public Task SendAsync(byte[] bytes) => Stream.WriteAsync(bytes).AsTask().WaitAsync(Timeout);
@@ -119,9 +131,9 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// Connects at <paramref name="level"/> (a persistent session with <paramref name="sessionExpiry"/>, see
     /// <see cref="Connect"/>; with <paramref name="will"/> its last will), checks the CONNACK says accepted and returns whether it says a session is present.
     /// </summary>
-    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null, RawMqttWill? will = null)
+    public async Task<bool> ConnectAsync(byte level, string clientId, ushort keepAlive = 60, uint? sessionExpiry = null, TimeSpan? timeout = null, RawMqttWill? will = null, ushort topicAliasMaximum = 0, uint? maximumPacketSize = null)
     {
-        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry, will: will));
+        await SendAsync(Connect(level, clientId, keepAlive, sessionExpiry: sessionExpiry, will: will, topicAliasMaximum: topicAliasMaximum, maximumPacketSize: maximumPacketSize));
         var (type, body) = await ReadPacketAsync(timeout) ?? throw new InvalidOperationException("closed before CONNACK");
         if (type != 0x20 || body[1] != 0)
         {

@@ -5,7 +5,8 @@
 //   node mqtt-client.cjs URL USER PASSWORD VERSION will TOPIC [--opt...]         connect, then drop the socket (no DISCONNECT)
 // URL is mqtt://host:port or ws://host:port/mqtt; VERSION is 4 (3.1.1) or 5. Options: --qos=N (1 by default),
 // --retain (pub), --id=CLIENTID, --clean=false (a persistent session), --expiry=SECONDS (MQTT 5 session expiry),
-// --nosub (sub: resume the session's subscriptions instead of subscribing), --will=TOPIC:HEX (with --qos, --retain).
+// --nosub (sub: resume the session's subscriptions instead of subscribing), --will=TOPIC:HEX (with --qos, --retain),
+// --aliases=N (MQTT 5 Topic Alias Maximum: the server may send N topic aliases, which MQTT.js resolves).
 // COUNT 0 subscribes and disconnects cleanly. Exits 2 on a connection error (the line carries the CONNACK code), 3 after 20 s.
 const mqtt = require('mqtt');
 
@@ -24,6 +25,7 @@ const options = {
 };
 if (flags.id) options.clientId = flags.id;
 if (flags.expiry && Number(version) === 5) options.properties = { sessionExpiryInterval: Number(flags.expiry) };
+if (flags.aliases && Number(version) === 5) options.properties = { ...options.properties, topicAliasMaximum: Number(flags.aliases) };
 if (flags.will) {
   const [willTopic, willHex] = flags.will.split(':');
   options.will = { topic: willTopic, payload: hexBytes(willHex ?? '-'), qos, retain: flags.retain === 'true' };

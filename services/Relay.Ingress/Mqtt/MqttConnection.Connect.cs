@@ -90,6 +90,9 @@ internal sealed partial class MqttConnection
         var window = Math.Min(_options.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
         _window = window;
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
+
+        // MQTT 5 §3.1.2.11.5: no more aliases than the client takes (absent: none) [MQTT-3.1.2-26/27].
+        _aliasesToSend = v5 ? Math.Min(properties?.TopicAliasMaximum ?? (ushort)0, (ushort)_options.MaxServerTopicAliases) : (ushort)0;
         _will = connect.HasWill ? connect : null;
         _reasonStrings = properties?.RequestProblemInformation != 0;
         _principal = principal;

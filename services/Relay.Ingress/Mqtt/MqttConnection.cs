@@ -100,6 +100,11 @@ internal sealed partial class MqttConnection : INodeConnection
     private int _nextPacketId;
     private string?[]? _topicAliases;
 
+    // Topic aliases Relay may send (MQTT 5: the lower of the client's Topic Alias Maximum and Relay:Mqtt:MaxServerTopicAliases;
+    // 0: none), and the topics given one on this network connection, by the write loop only (made on the first delivery).
+    private ushort _aliasesToSend;
+    private Dictionary<string, ushort>? _sentAliases;
+
     // The client id's session: its subscriptions, and what it keeps while no connection holds it.
     private MqttSession? _session;
     private TokenBucket? _publishRate;
@@ -337,13 +342,13 @@ internal sealed partial class MqttConnection : INodeConnection
     /// A QoS 0 delivery on the bare socket, when nothing is queued, held back or being written ahead of it: its frame,
     /// the same bytes for every subscriber at its protocol level, goes from the delivering thread straight into the send
     /// buffer, as a WebSocket delivery does, without waking the write loop (a fan-out woke 10,000 write loops per burst).
-    /// A delivery that needs this connection's own bytes (MQTT 5 subscription identifiers, the time left of an expiring
-    /// message, a client maximum it exceeds) goes through the write loop. False: queue it.
+    /// A delivery that needs this connection's own bytes (MQTT 5 subscription identifiers, topic aliases, the time left of
+    /// an expiring message, a client maximum it exceeds) goes through the write loop. False: queue it.
     /// </summary>
     private bool TryWriteNow(SocketWriter output, in MqttOutbound item)
     {
         var message = item.Message!;
-        if (message.Properties is { ExpiresAt: not 0 } || (V5 && _session?.Identified is { Count: > 0 }))
+        if (message.Properties is { ExpiresAt: not 0 } || _aliasesToSend > 0 || (V5 && _session?.Identified is { Count: > 0 }))
         {
             return false;
         }
@@ -744,7 +749,17 @@ internal sealed partial class MqttConnection : INodeConnection
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, _level, Math.Min(item.Qos, (byte)1));
         var identifiers = V5 ? Identifiers(item) : null;
-        var length = identifiers is null ? frame.Length : frames.LengthWithIdentifiers(frame, identifiers, item.Qos > 0);
+        var (alias, known) = _aliasesToSend > 0 ? TopicAlias(message.Channel) : default;
+        var personal = identifiers is not null || alias != 0;
+        var length = personal ? frames.LengthFor(frame, identifiers, alias, known, item.Qos > 0) : frame.Length;
+        if (length > _clientMaxPacket && alias != 0 && !known)
+        {
+            // A new alias adds three bytes: a packet that fits only without it goes out with its topic alone.
+            alias = 0;
+            personal = identifiers is not null;
+            length = personal ? frames.LengthFor(frame, identifiers, 0, false, item.Qos > 0) : frame.Length;
+        }
+
         if (length > _clientMaxPacket)
         {
             // MQTT 5 §3.1.2.11.4: a packet larger than the client's maximum is not sent (as if delivered).
@@ -757,18 +772,24 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         var span = output.GetSpan(length)[..length];
-        if (identifiers is null)
+        if (personal)
         {
-            frame.CopyTo(span);
+            frames.CopyFor(frame, identifiers, alias, known, item.Qos > 0, span);
         }
         else
         {
-            frames.CopyWithIdentifiers(frame, identifiers, item.Qos > 0, span);
+            frame.CopyTo(span);
+        }
+
+        if (alias != 0 && !known)
+        {
+            // Taken only once its PUBLISH is written: the client learns the alias from this very packet.
+            _sentAliases!.Add(message.Channel, alias);
         }
 
         if (expiring is not null && V5)
         {
-            frames.WriteTimeLeft(span, item.Qos > 0, MqttMessageProperties.SecondsLeft(expiring, nowMs));
+            MqttPublishFrame.WriteTimeLeft(span, item.Qos > 0, MqttMessageProperties.SecondsLeft(expiring, nowMs));
         }
 
         if (item.Qos > 0)
@@ -796,7 +817,7 @@ internal sealed partial class MqttConnection : INodeConnection
                 packetId = NextPacketId(state, message, item.Qos, item.Shared);
             }
 
-            var at = frames.PacketIdOffset(span);
+            var at = MqttPublishFrame.PacketIdOffset(span);
             span[at] = (byte)(packetId >> 8);
             span[at + 1] = (byte)packetId;
         }
@@ -848,6 +869,24 @@ internal sealed partial class MqttConnection : INodeConnection
         }
 
         return identifiers.Count == 0 ? null : identifiers;
+    }
+
+    /// <summary>
+    /// The Topic Alias a delivery of <paramref name="topic"/> carries on this connection (MQTT 5 §3.3.2.3.4), and whether
+    /// the client knows it already (the topic is then sent empty); a topic without one gets the next free alias, to be
+    /// sent with it, while any is left; once all are taken, other topics go with their name and no alias (none is ever
+    /// replaced: a device's topics are few, and a replaced alias would cost its topic again on both sides). (0, false):
+    /// none. The write loop's alone, so wire order and the map agree.
+    /// </summary>
+    private (ushort Alias, bool Known) TopicAlias(string topic)
+    {
+        var sent = _sentAliases ??= new Dictionary<string, ushort>(StringComparer.Ordinal);
+        if (sent.TryGetValue(topic, out var alias))
+        {
+            return (alias, true);
+        }
+
+        return sent.Count < _aliasesToSend ? ((ushort)(sent.Count + 1), false) : default;
     }
 
     /// <summary>The next packet id not in flight (ids 1 to 65535, reused as their exchanges end), recorded as <paramref name="state"/>.</summary>

@@ -39,6 +39,9 @@ public sealed class MqttOptions
     /// <summary>Default bytes a persistent session keeps for an absent client: 1 MiB, a thousand 1 KiB readings.</summary>
     public const long DefaultMaxQueuedBytes = 1024 * 1024;
 
+    /// <summary>Default topic aliases Relay sends per MQTT 5 connection: 32, as many as it takes from clients; a device's topics are few.</summary>
+    public const int DefaultMaxServerTopicAliases = 32;
+
     /// <summary>Default seconds between writes of a connected persistent session's positions while it delivers.</summary>
     public const int DefaultPositionWriteSeconds = 5;
 
@@ -82,6 +85,13 @@ public sealed class MqttOptions
 
     /// <summary>Topics of one app that may hold a retained message on this node; a retained publish to another is refused (MQTT 5: 0x97).</summary>
     public int MaxRetainedPerApp { get; set; } = DefaultMaxRetainedPerApp;
+
+    /// <summary>
+    /// Topic aliases Relay may send an MQTT 5 client on one connection (fewer when the client's Topic Alias Maximum is
+    /// lower; 0: none): a topic's first delivery carries its name and an alias, later ones the alias alone. Once all are
+    /// taken, other topics go with their name (no alias is replaced).
+    /// </summary>
+    public int MaxServerTopicAliases { get; set; } = DefaultMaxServerTopicAliases;
 
     /// <summary>The longest a persistent session is kept unresumed (MQTT 5 clients asking more are told this; 3.1.1 ones get it).</summary>
     public uint MaxSessionExpirySeconds { get; set; } = DefaultMaxSessionExpirySeconds;

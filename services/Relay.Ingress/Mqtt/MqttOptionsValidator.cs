@@ -85,6 +85,11 @@ internal sealed class MqttOptionsValidator(IOptions<IngressOptions> ingress) : I
             failures.Add($"Relay:Mqtt:ReceiveMaximum is {options.ReceiveMaximum}; set it between 1 and 65535.");
         }
 
+        if (options.MaxServerTopicAliases is < 0 or > 65535)
+        {
+            failures.Add($"Relay:Mqtt:MaxServerTopicAliases is {options.MaxServerTopicAliases}; set it between 0 (Relay sends no topic aliases) and 65535 (MQTT's largest alias).");
+        }
+
         if (options.MaxRetainedPerApp is < 0 or > 10_000_000)
         {
             failures.Add($"Relay:Mqtt:MaxRetainedPerApp is {options.MaxRetainedPerApp}; set it between 0 (no retained messages) and 10000000.");

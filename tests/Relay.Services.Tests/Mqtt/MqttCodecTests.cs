@@ -236,7 +236,7 @@ public sealed class MqttCodecTests
         var copy = frame.ToArray();
         if (qos == 1)
         {
-            var at = frames.PacketIdOffset(copy);
+            var at = MqttPublishFrame.PacketIdOffset(copy);
             copy[at] = 0x12;
             copy[at + 1] = 0x34;
         }
@@ -267,13 +267,13 @@ public sealed class MqttCodecTests
         var frames = MqttPublishFrame.Of(message);
         var frame = frames.Get(message, 5, qos);
         List<int> identifiers = [7, 300_000];
-        var copy = identified ? new byte[frames.LengthWithIdentifiers(frame, identifiers, qos > 0)] : frame.ToArray();
+        var copy = identified ? new byte[frames.LengthFor(frame, identifiers, 0, false, qos > 0)] : frame.ToArray();
         if (identified)
         {
-            frames.CopyWithIdentifiers(frame, identifiers, qos > 0, copy);
+            frames.CopyFor(frame, identifiers, 0, false, qos > 0, copy);
         }
 
-        frames.WriteTimeLeft(copy, qos > 0, 42);
+        MqttPublishFrame.WriteTimeLeft(copy, qos > 0, 42);
         var publish = Assert.IsType<MqttPublishPacket>(MqttNetDecode(copy, 5));
         Assert.Equal(("t/1", "hello"), (publish.Topic, Encoding.UTF8.GetString(publish.Payload.ToArray())));
         Assert.Equal((42u, "text/plain", "replies/1"), (publish.MessageExpiryInterval, publish.ContentType, publish.ResponseTopic));
@@ -285,6 +285,36 @@ public sealed class MqttCodecTests
         // MQTT 3.1.1 has no properties: the payload alone.
         var v4 = Assert.IsType<MqttPublishPacket>(MqttNetDecode(frames.Get(message, 4, 0), 4));
         Assert.Equal("hello", Encoding.UTF8.GetString(v4.Payload.ToArray()));
+    }
+
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, false)]
+    [InlineData(1, true)]
+    public void PublishFrame_WithTopicAlias_MqttNetReadsTheAliasTopicOrEmptyAndTheRest(byte qos, bool topicOmitted)
+    {
+        var properties = new Relay.Core.Messages.MessageProperties { PayloadFormatIndicator = 1, ExpiresAt = 1_000_000, ContentType = "text/plain" };
+        var message = new Relay.Core.Messages.RelayMessage { App = "a", Channel = "sensors/ü/1", Epoch = "e", Seq = 1, Data = "hello"u8.ToArray(), DataIsJson = false, Properties = properties };
+        var frames = MqttPublishFrame.Of(message);
+        var frame = frames.Get(message, 5, qos);
+        List<int> identifiers = [7];
+        var copy = new byte[frames.LengthFor(frame, identifiers, 9, topicOmitted, qos > 0)];
+        frames.CopyFor(frame, identifiers, 9, topicOmitted, qos > 0, copy);
+        if (qos > 0)
+        {
+            var at = MqttPublishFrame.PacketIdOffset(copy);
+            copy[at] = 0x12;
+            copy[at + 1] = 0x34;
+        }
+
+        MqttPublishFrame.WriteTimeLeft(copy, qos > 0, 42);
+        var publish = Assert.IsType<MqttPublishPacket>(MqttNetDecode(copy, 5));
+        Assert.Equal((topicOmitted ? string.Empty : "sensors/ü/1", (ushort)9, "hello"), (publish.Topic, publish.TopicAlias, Encoding.UTF8.GetString(publish.Payload.ToArray())));
+        Assert.Equal((42u, "text/plain", qos > 0 ? 0x1234 : 0), (publish.MessageExpiryInterval, publish.ContentType, (int)publish.PacketIdentifier));
+        Assert.Equal([7u], publish.SubscriptionIdentifiers);
+
+        // The topic left out makes the packet shorter by the topic; the alias adds its three bytes.
+        Assert.Equal(frame.Length + 3 + 2 - (topicOmitted ? Encoding.UTF8.GetByteCount(message.Channel) : 0), copy.Length);
     }
 
     [Theory]
@@ -311,12 +341,12 @@ public sealed class MqttCodecTests
         {
             var frames = MqttPublishFrame.Of(message);
             var frame = frames.Get(message, 5, 1);
-            var length = frames.LengthWithIdentifiers(frame, identifiers, packetId: true);
-            frames.CopyWithIdentifiers(frame, identifiers, packetId: true, destination);
-            destination[frames.PacketIdOffset(destination)] = 1;
+            var length = frames.LengthFor(frame, identifiers, 1, topicOmitted: true, packetId: true);
+            frames.CopyFor(frame, identifiers, 1, topicOmitted: true, packetId: true, destination);
+            destination[MqttPublishFrame.PacketIdOffset(destination)] = 1;
             if (message.Properties is { ExpiresAt: not 0 } expiring)
             {
-                frames.WriteTimeLeft(destination.AsSpan(0, length), packetId: true, Relay.Ingress.Mqtt.MqttMessageProperties.SecondsLeft(expiring, 1_000));
+                MqttPublishFrame.WriteTimeLeft(destination.AsSpan(0, length), packetId: true, Relay.Ingress.Mqtt.MqttMessageProperties.SecondsLeft(expiring, 1_000));
             }
         }
     }

@@ -18,9 +18,10 @@ public sealed class MqttDeliveryOrderTests
 
     private static string Topic(string prefix) => $"mqtt-{prefix}/{Guid.NewGuid():N}";
 
-    private static Task<RelayServer> StartAsync(bool bareSocket)
+    /// <summary>A node on the transport named whose publish rate is far above the default 100/s, with <paramref name="settings"/> besides.</summary>
+    internal static Task<RelayServer> StartAsync(bool bareSocket, Dictionary<string, string?>? settings = null)
     {
-        var settings = ServerFixture.Settings();
+        settings ??= ServerFixture.Settings();
         settings["Relay:Mqtt:OwnTransport"] = bareSocket ? "true" : "false";
         settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
         return RelayServer.StartAsync(settings);
@@ -113,7 +114,7 @@ public sealed class MqttDeliveryOrderTests
 
     // MQTT 3.1.1 PUBLISH packets numbered from `from`, `count` of them, at the QoS `qos` gives each (QoS 1: packet id =
     // its number), the payload the number, then spaces up to `payloadBytes`.
-    private static byte[] Publishes(string topic, int from, int count, Func<int, byte> qos, int payloadBytes)
+    internal static byte[] Publishes(string topic, int from, int count, Func<int, byte> qos, int payloadBytes)
     {
         var bytes = new List<byte>();
         for (var n = from; n < from + count; n++)

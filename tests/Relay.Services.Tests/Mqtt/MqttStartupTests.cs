@@ -34,6 +34,7 @@ public sealed class MqttStartupTests
             ["Relay:Mqtt:MaxRetainedPerApp"] = "-1",
             ["Relay:Mqtt:MaxQueuedMessages"] = "0",
             ["Relay:Mqtt:PositionWriteSeconds"] = "-1",
+            ["Relay:Mqtt:MaxServerTopicAliases"] = "70000",
             ["Relay:Mqtt:TlsPort"] = "-2",
             ["Relay:Mqtt:ClientCertificates:CaPath"] = "missing-device-ca.pem",
             ["Relay:Mqtt:ClientCertificates:Keys:sensor-1"] = "no-key-name",
@@ -46,6 +47,7 @@ public sealed class MqttStartupTests
         Assert.Contains("Relay:Mqtt:MaxRetainedPerApp is -1", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:MaxQueuedMessages is 0", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:PositionWriteSeconds is -1", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Relay:Mqtt:MaxServerTopicAliases is 70000", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:TlsPort is -2", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:ClientCertificates:CaPath 'missing-device-ca.pem' does not exist", error.Message, StringComparison.Ordinal);
         Assert.Contains("Relay:Mqtt:ClientCertificates:Keys:sensor-1 is 'no-key-name'", error.Message, StringComparison.Ordinal);

@@ -11,7 +11,8 @@ namespace Relay.Ingress.Mqtt.Codec;
 /// slot), so ten thousand MQTT subscribers cost one encoding. A QoS 1 frame is written with packet id 0; each
 /// connection copies it and writes its own id at <see cref="PacketIdOffset"/>. An MQTT 5 frame carries the message's
 /// application properties (<see cref="RelayMessage.Properties"/>) in it, encoded once too; what differs per delivery
-/// (packet id, Subscription Identifiers, the expiry's time left) is written into the copy.
+/// (packet id, Subscription Identifiers, a topic alias in place of the topic, the expiry's time left) is written into
+/// the copy.
 /// </summary>
 internal sealed class MqttPublishFrame
 {
@@ -48,47 +49,67 @@ internal sealed class MqttPublishFrame
         return slot ??= Encode(message, level == 5, qos);
     }
 
-    /// <summary>Where the packet id sits in <paramref name="frame"/>, a QoS 1 frame of this message: after the header, its length and the topic.</summary>
-    public int PacketIdOffset(ReadOnlySpan<byte> frame)
+    /// <summary>Where the packet id sits in <paramref name="frame"/>, a QoS 1 PUBLISH of this message (its topic sent or left empty for an alias): after the header, its length and the topic.</summary>
+    public static int PacketIdOffset(ReadOnlySpan<byte> frame)
     {
-        var lengthBytes = 1;
-        while ((frame[lengthBytes] & 0x80) != 0)
-        {
-            lengthBytes++;
-        }
-
-        return 1 + lengthBytes + 2 + TopicBytes;
+        ReadVariableInt(frame[1..], out var lengthBytes);
+        return TopicEnd(frame, lengthBytes);
     }
 
     /// <summary>
-    /// The length of <paramref name="frame"/> (an MQTT 5 frame of this message) with <paramref name="identifiers"/> as
-    /// its Subscription Identifier properties (MQTT 5 §3.3.2.3.8), written by <see cref="CopyWithIdentifiers"/>.
+    /// The length of <paramref name="frame"/> (an MQTT 5 frame of this message) as this connection sends it: with
+    /// <paramref name="identifiers"/> as its Subscription Identifier properties (MQTT 5 §3.3.2.3.8) and
+    /// <paramref name="alias"/> as its Topic Alias (§3.3.2.3.4; 0: none), the topic left empty when
+    /// <paramref name="topicOmitted"/> (the client knows the alias already). Written by <see cref="CopyFor"/>.
     /// </summary>
-    public int LengthWithIdentifiers(byte[] frame, List<int> identifiers, bool packetId)
+    public int LengthFor(byte[] frame, List<int>? identifiers, ushort alias, bool topicOmitted, bool packetId)
     {
-        var remaining = Remaining(frame, identifiers, packetId, out _, out _);
+        var remaining = Remaining(frame, identifiers, alias, topicOmitted, packetId, out _, out _);
         return 1 + MqttEncoder.VariableIntLength(remaining) + remaining;
     }
 
-    /// <summary>Writes <paramref name="frame"/> into <paramref name="destination"/> with <paramref name="identifiers"/> added to its properties (written per delivery: only subscriptions with identifiers pay for it).</summary>
-    public void CopyWithIdentifiers(byte[] frame, List<int> identifiers, bool packetId, Span<byte> destination)
+    /// <summary>
+    /// Writes <paramref name="frame"/> into <paramref name="destination"/> with <paramref name="identifiers"/> and
+    /// <paramref name="alias"/> added to its properties and its topic left out when <paramref name="topicOmitted"/>
+    /// (written per delivery: only subscriptions with identifiers and connections with aliases pay for it).
+    /// </summary>
+    public void CopyFor(byte[] frame, List<int>? identifiers, ushort alias, bool topicOmitted, bool packetId, Span<byte> destination)
     {
-        var remaining = Remaining(frame, identifiers, packetId, out var propertiesAt, out var propertiesLength);
+        var remaining = Remaining(frame, identifiers, alias, topicOmitted, packetId, out var propertiesAt, out var propertiesLength);
         destination[0] = frame[0];
         var at = 1 + MqttEncoder.WriteVariableInt(destination[1..], remaining);
-        var head = propertiesAt - (2 + TopicBytes + (packetId ? 2 : 0));
-        frame.AsSpan(head, propertiesAt - head).CopyTo(destination[at..]);
-        at += propertiesAt - head;
+        var from = propertiesAt - (2 + TopicBytes + (packetId ? 2 : 0));
+        if (topicOmitted)
+        {
+            // An empty topic (its two length bytes) in place of the frame's, then the packet id if any.
+            destination[at++] = 0;
+            destination[at++] = 0;
+            from += 2 + TopicBytes;
+        }
+
+        frame.AsSpan(from, propertiesAt - from).CopyTo(destination[at..]);
+        at += propertiesAt - from;
         at += MqttEncoder.WriteVariableInt(destination[at..], propertiesLength);
 
-        // The message's own properties first, then the identifiers, then the payload.
+        // The message's own properties first (the expiry's place stays where WriteTimeLeft looks), then the alias and the
+        // identifiers, then the payload.
         var own = ReadVariableInt(frame.AsSpan(propertiesAt), out var ownBytes);
         frame.AsSpan(propertiesAt + ownBytes, own).CopyTo(destination[at..]);
         at += own;
-        foreach (var identifier in identifiers)
+        if (alias != 0)
         {
-            destination[at++] = MqttPropertyIds.SubscriptionIdentifier;
-            at += MqttEncoder.WriteVariableInt(destination[at..], identifier);
+            destination[at++] = MqttPropertyIds.TopicAlias;
+            BinaryPrimitives.WriteUInt16BigEndian(destination[at..], alias);
+            at += 2;
+        }
+
+        if (identifiers is not null)
+        {
+            foreach (var identifier in identifiers)
+            {
+                destination[at++] = MqttPropertyIds.SubscriptionIdentifier;
+                at += MqttEncoder.WriteVariableInt(destination[at..], identifier);
+            }
         }
 
         frame.AsSpan(propertiesAt + ownBytes + own).CopyTo(destination[at..]);
@@ -99,10 +120,10 @@ internal sealed class MqttPublishFrame
     /// this message copied from its frame (MQTT 5 §3.3.2.3.3: the interval sent is the time left). The frame holds the
     /// property first after the Payload Format Indicator, with a placeholder of the same four bytes, so nothing moves.
     /// </summary>
-    public void WriteTimeLeft(Span<byte> packet, bool packetId, uint seconds)
+    public static void WriteTimeLeft(Span<byte> packet, bool packetId, uint seconds)
     {
         ReadVariableInt(packet[1..], out var lengthBytes);
-        var at = 1 + lengthBytes + 2 + TopicBytes + (packetId ? 2 : 0);
+        var at = TopicEnd(packet, lengthBytes) + (packetId ? 2 : 0);
         ReadVariableInt(packet[at..], out var propertiesLengthBytes);
         at += propertiesLengthBytes;
         if (packet[at] == MqttPropertyIds.PayloadFormatIndicator)
@@ -116,23 +137,30 @@ internal sealed class MqttPublishFrame
         }
     }
 
-    private int Remaining(byte[] frame, List<int> identifiers, bool packetId, out int propertiesAt, out int propertiesLength)
+    // Where a PUBLISH's topic ends, read from the packet: the frame's own topic, or an empty one sent with an alias.
+    private static int TopicEnd(ReadOnlySpan<byte> packet, int lengthBytes) =>
+        1 + lengthBytes + 2 + BinaryPrimitives.ReadUInt16BigEndian(packet[(1 + lengthBytes)..]);
+
+    private int Remaining(byte[] frame, List<int>? identifiers, ushort alias, bool topicOmitted, bool packetId, out int propertiesAt, out int propertiesLength)
     {
         ReadVariableInt(frame.AsSpan(1), out var lengthBytes);
         propertiesAt = 1 + lengthBytes + 2 + TopicBytes + (packetId ? 2 : 0);
         var own = ReadVariableInt(frame.AsSpan(propertiesAt), out var ownBytes);
-        propertiesLength = own;
-        foreach (var identifier in identifiers)
+        propertiesLength = own + (alias != 0 ? 3 : 0);
+        if (identifiers is not null)
         {
-            propertiesLength += 1 + MqttEncoder.VariableIntLength(identifier);
+            foreach (var identifier in identifiers)
+            {
+                propertiesLength += 1 + MqttEncoder.VariableIntLength(identifier);
+            }
         }
 
         var payload = frame.Length - propertiesAt - ownBytes - own;
-        return 2 + TopicBytes + (packetId ? 2 : 0) + MqttEncoder.VariableIntLength(propertiesLength) + propertiesLength + payload;
+        return 2 + (topicOmitted ? 0 : TopicBytes) + (packetId ? 2 : 0) + MqttEncoder.VariableIntLength(propertiesLength) + propertiesLength + payload;
     }
 
-    // A Variable Byte Integer this class wrote (well formed), and how many bytes it took.
-    private static int ReadVariableInt(ReadOnlySpan<byte> span, out int bytes)
+    /// <summary>A well-formed Variable Byte Integer (one this class wrote), and how many bytes it took.</summary>
+    internal static int ReadVariableInt(ReadOnlySpan<byte> span, out int bytes)
     {
         int value = 0, shift = 0;
         bytes = 0;
