@@ -113,7 +113,7 @@ public sealed class MqttDeliveryOrderTests
 
     // MQTT 3.1.1 PUBLISH packets numbered from `from`, `count` of them, at the QoS `qos` gives each (QoS 1: packet id =
     // its number), the payload the number, then spaces up to `payloadBytes`.
-    private static byte[] Publishes(string topic, int from, int count, Func<int, byte> qos, int payloadBytes)
+    internal static byte[] Publishes(string topic, int from, int count, Func<int, byte> qos, int payloadBytes)
     {
         var bytes = new List<byte>();
         for (var n = from; n < from + count; n++)
