@@ -14,14 +14,23 @@ public sealed class RawMqttClient : IAsyncDisposable
 
     public NetworkStream Stream => _tcp.GetStream();
 
-    /// <summary>Opens a TCP connection to the MQTT port, from the loopback address <paramref name="source"/> when given.</summary>
-    public static Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null, IPAddress? source = null) =>
-        OpenAsync(port ?? server.MqttPort!.Value, source);
+    /// <summary>
+    /// Opens a TCP connection to the MQTT port, from the loopback address <paramref name="source"/> when given, with a
+    /// receive buffer of <paramref name="receiveBufferBytes"/> set before connecting (so the window it advertises from
+    /// the handshake on is that small, as a small device's) when given.
+    /// </summary>
+    public static Task<RawMqttClient> OpenAsync(RelayServer server, int? port = null, IPAddress? source = null, int? receiveBufferBytes = null) =>
+        OpenAsync(port ?? server.MqttPort!.Value, source, receiveBufferBytes);
 
     /// <summary>Opens a TCP connection to the MQTT port <paramref name="port"/> on 127.0.0.1 (a service process's).</summary>
-    public static async Task<RawMqttClient> OpenAsync(int port, IPAddress? source = null)
+    public static async Task<RawMqttClient> OpenAsync(int port, IPAddress? source = null, int? receiveBufferBytes = null)
     {
         var client = new RawMqttClient(source);
+        if (receiveBufferBytes is { } bytes)
+        {
+            client._tcp.Client.ReceiveBufferSize = bytes;
+        }
+
         await client._tcp.ConnectAsync("127.0.0.1", port).WaitAsync(Timeout);
         return client;
     }

@@ -103,13 +103,19 @@ public sealed class MqttDeliveryOrderTests
         {
             var (first, body) = await subscriber.ReadPacketAsync(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException($"closed after {numbers.Count} messages");
             Assert.Equal((byte)0x30, first);
-            var at = 2 + ((body[0] << 8) | body[1]);
-            var digits = Encoding.ASCII.GetString(body, at, Array.IndexOf(body, (byte)' ', at) - at);
-            numbers.Add(int.Parse(digits, System.Globalization.CultureInfo.InvariantCulture));
+            numbers.Add(NumberOf(body));
         }
 
         await second;
         Assert.Equal(Enumerable.Range(1, Count), numbers);
+    }
+
+    // The number a QoS 0 PUBLISH body of Publishes carries (after the topic, up to the padding).
+    internal static int NumberOf(byte[] body)
+    {
+        var at = 2 + ((body[0] << 8) | body[1]);
+        var digits = Encoding.ASCII.GetString(body, at, Array.IndexOf(body, (byte)' ', at) - at);
+        return int.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     // MQTT 3.1.1 PUBLISH packets numbered from `from`, `count` of them, at the QoS `qos` gives each (QoS 1: packet id =
