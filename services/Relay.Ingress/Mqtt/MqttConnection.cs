@@ -163,6 +163,52 @@ internal sealed partial class MqttConnection : INodeConnection
 
     private bool V5 => _level == 5;
 
+    /// <summary>
+    /// Whether Relay ended the connection with an MQTT 5 DISCONNECT: its client closes once it has read it, so on a
+    /// transport that cannot half-close (Kestrel's) the input is read away until then (<see cref="DrainAsync"/>).
+    /// </summary>
+    public bool SentDisconnect { get; private set; }
+
+    /// <summary>
+    /// After <see cref="RunAsync"/>, on a transport that closes both ways at once (Kestrel's, TLS over it): when Relay
+    /// sent a DISCONNECT, reads away what the client still sends until it closes, at most <c>Relay:Ingress:CloseTimeout</c>.
+    /// Closed with the client's bytes unread, the connection was reset, and the reset could destroy the DISCONNECT (and,
+    /// over TLS, everything still being decrypted) before the client read it. The bare socket does this itself
+    /// (<see cref="Sending.BareSocketTransport.FinishAsync"/>), for every end.
+    /// </summary>
+    public async Task DrainAsync()
+    {
+        if (!DrainsBeforeClosing)
+        {
+            return;
+        }
+
+        var input = _transport.Input;
+        using var limit = new CancellationTokenSource(_node.Options.CloseTimeout);
+        try
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync(limit.Token).ConfigureAwait(false);
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException or ConnectionResetException or System.Security.Authentication.AuthenticationException)
+        {
+            // The limit passed, or the connection failed meanwhile: it closes as it is.
+        }
+        finally
+        {
+            await _transport.Output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private bool DrainsBeforeClosing => SentDisconnect && _transport is not Sending.BareSocketTransport;
+
     /// <summary>Whether the connection still takes deliveries (it has not begun to close).</summary>
     public bool Accepting => Volatile.Read(ref _closing) == 0;
 
@@ -392,6 +438,7 @@ internal sealed partial class MqttConnection : INodeConnection
         _session?.Detach(this, _node.Time.GetUtcNow());
         if (V5 && reasonCode != 0)
         {
+            SentDisconnect = true;
             _queue.TryWrite(new MqttOutbound(null, MqttEncoder.Encode(new MqttDisconnect { ReasonCode = reasonCode, Properties = reason is null ? null : new MqttProperties { ReasonString = reason } }, 5), 0));
         }
 
@@ -671,7 +718,13 @@ internal sealed partial class MqttConnection : INodeConnection
         }
         finally
         {
-            await output.CompleteAsync().ConfigureAwait(false);
+            // Kestrel's transport closes both ways when its output completes: after a DISCONNECT that waits for the
+            // client to read it and close (DrainAsync completes it).
+            if (!DrainsBeforeClosing)
+            {
+                await output.CompleteAsync().ConfigureAwait(false);
+            }
+
             if (Volatile.Read(ref _closing) == 0)
             {
                 // The writer stopped while the connection had not begun to close (its socket failed, or an error): the

@@ -13,12 +13,19 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     public override Task OnConnectedAsync(ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        return new MqttConnection(connection.Transport, connection.Abort, broker) { RefusedAtAccept = RefusalOf(connection), FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
+        return RunAsync(new MqttConnection(connection.Transport, connection.Abort, broker) { RefusedAtAccept = RefusalOf(connection), FromLoopback = IsLoopback(connection.RemoteEndPoint) });
     }
 
     /// <summary>Serves a connection given as its pipes (MQTT over TLS: the decrypted stream of <paramref name="connection"/>; <paramref name="refused"/>: <see cref="RefusalOf"/> it).</summary>
     public Task ServeAsync(System.IO.Pipelines.IDuplexPipe transport, ConnectionContext connection, MqttCertificateIdentity? certificate, string? refused) =>
-        new MqttConnection(transport, connection.Abort, broker) { Certificate = certificate, RefusedAtAccept = refused, FromLoopback = IsLoopback(connection.RemoteEndPoint) }.RunAsync();
+        RunAsync(new MqttConnection(transport, connection.Abort, broker) { Certificate = certificate, RefusedAtAccept = refused, FromLoopback = IsLoopback(connection.RemoteEndPoint) });
+
+    // Kestrel's transport closes both ways when the handler returns: a client sent a DISCONNECT reads it before that.
+    private static async Task RunAsync(MqttConnection connection)
+    {
+        await connection.RunAsync().ConfigureAwait(false);
+        await connection.DrainAsync().ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): its output is opened

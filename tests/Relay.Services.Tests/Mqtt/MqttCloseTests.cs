@@ -1,3 +1,4 @@
+using System.Net.Security;
 using System.Net.Sockets;
 using Relay.Ingress.Mqtt;
 using Relay.Testing;
@@ -5,12 +6,21 @@ using Xunit;
 
 namespace Relay.Services.Tests.Mqtt;
 
-/// <summary>A node on the default transport (the bare socket) with a 2 s close timeout, for the end of a connection.</summary>
-public sealed class MqttCloseFixture : IServerFixture, IAsyncLifetime
+/// <summary>
+/// How the server ends an MQTT connection while the client is still writing: the client reads everything the server sent,
+/// the DISCONNECT that says why last, then the end of the stream, and its own sends meanwhile do not fail (the server
+/// reads them away); a client that never closes is closed a little after the close timeout. Closing a socket with the
+/// client's bytes unread makes the kernel reset the connection, and the client's next send fails with a broken pipe (the
+/// Paho interoperability suite's <c>test_flow_control2</c> did, against Relay) or its last bytes are lost. Each variant
+/// runs its own node with a 2 s close timeout.
+/// </summary>
+public abstract class MqttCloseSpec : IAsyncLifetime
 {
-    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(2);
+    protected static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(2);
 
-    public RelayServer Server { get; private set; } = null!;
+    protected static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    protected RelayServer Server { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
@@ -18,24 +28,24 @@ public sealed class MqttCloseFixture : IServerFixture, IAsyncLifetime
         settings["Relay:Ingress:CloseTimeout"] = CloseTimeout.ToString();
         settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
         settings["Relay:Ingress:PublishBurst"] = "100000";
+        Configure(settings);
         Server = await RelayServer.StartAsync(settings);
     }
 
-    public async Task DisposeAsync() => await Server.DisposeAsync();
-}
+    public virtual async Task DisposeAsync() => await Server.DisposeAsync();
 
-/// <summary>
-/// How the server ends an MQTT connection while the client is still writing: the client reads everything the server sent,
-/// the DISCONNECT that says why last, then the end of the stream, and its own sends meanwhile do not fail (the server
-/// reads them away); a client that never closes is closed within the close timeout. Closing a socket with the client's
-/// bytes unread makes the kernel reset the connection, and the client's next send fails with a broken pipe (the Paho
-/// interoperability suite's <c>test_flow_control2</c> did, against Relay) or its last bytes are lost.
-/// </summary>
-public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<MqttCloseFixture>
-{
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+    /// <summary>Picks the variant's transport.</summary>
+    protected abstract void Configure(Dictionary<string, string?> settings);
 
-    private readonly RelayServer _server = fixture.Server;
+    /// <summary>A connection to the variant's MQTT port, as the client's stream.</summary>
+    protected abstract Task<Stream> OpenAsync();
+
+    protected static async Task<Stream> OpenTcpAsync(int port)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", port).WaitAsync(Timeout);
+        return new NetworkStream(socket, ownsSocket: true);
+    }
 
     [Fact]
     public async Task PublishesPastReceiveMaximum_ClientWritesOn_ReadsEveryPubRecAndDisconnect0x93ThenTheEnd()
@@ -43,7 +53,7 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
         // The Paho flow control test's shape: Receive Maximum + 1 QoS 2 publishes in one write, then each PUBREC read is
         // answered with its PUBREL, which reaches a server that has already sent DISCONNECT 0x93.
         var topic = $"close/{Guid.NewGuid():N}";
-        using var socket = await OpenAsync();
+        await using var socket = await OpenAsync();
         await SendAsync(socket, RawMqttClient.Connect(5, "close-" + Guid.NewGuid().ToString("N")[..8]));
         Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
 
@@ -89,39 +99,11 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
     }
 
     [Fact]
-    public async Task V311ProtocolViolation_ClientWritesOn_ReadsItsPubAckThenTheEnd()
-    {
-        // MQTT 3.1.1 closes without a word: the PUBACK before the bad packet still arrives, then the end of the stream.
-        using var socket = await OpenAsync();
-        await SendAsync(socket, RawMqttClient.Connect(4, "close-v3-" + Guid.NewGuid().ToString("N")[..8]));
-        Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
-
-        // A QoS 1 publish (id 7), then a packet of reserved type 0, then more publishes behind it.
-        var publish = new List<byte> { 0x32, 0 };
-        publish.AddRange([0, 4, (byte)'c', (byte)'/', (byte)'v', (byte)'3', 0, 7, (byte)'x']);
-        publish[1] = (byte)(publish.Count - 2);
-        var bytes = new List<byte>(publish) { 0x00, 0x00 };
-        for (var i = 0; i < 200; i++)
-        {
-            bytes.AddRange(publish);
-        }
-
-        await SendAsync(socket, [.. bytes]);
-        var (first, body) = await ReadPacketAsync(socket);
-        Assert.Equal((byte)0x40, first);
-        Assert.Equal(new byte[] { 0, 7 }, body);
-
-        // The client goes on writing; the server's end arrives as the end of the stream, not a reset.
-        await WriteOnAsync(socket);
-        Assert.Equal((byte)0, (await ReadPacketAsync(socket)).First);
-    }
-
-    [Fact]
     public async Task ClientThatNeverCloses_IsClosedWithinTheCloseTimeout()
     {
         // Reading away a client's bytes is bounded: one that keeps writing and never closes its side is cut (its sends
         // then fail), a little after Relay:Ingress:CloseTimeout, not held open.
-        using var socket = await OpenAsync();
+        await using var socket = await OpenAsync();
         await SendAsync(socket, RawMqttClient.Connect(5, "close-never-" + Guid.NewGuid().ToString("N")[..8]));
         Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
 
@@ -138,27 +120,20 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
         {
             try
             {
-                await socket.SendAsync(new byte[] { 0xC0, 0 });
+                await socket.WriteAsync(new byte[] { 0xC0, 0 }).AsTask().WaitAsync(Timeout);
                 await Task.Delay(50);
             }
-            catch (SocketException)
+            catch (IOException)
             {
                 failed = true;
             }
         }
 
-        Assert.True(failed, $"the server still took the client's bytes {Timeout.TotalSeconds} s after its DISCONNECT (close timeout {MqttCloseFixture.CloseTimeout.TotalSeconds} s)");
-    }
-
-    private async Task<Socket> OpenAsync()
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync("127.0.0.1", _server.MqttPort!.Value).WaitAsync(Timeout);
-        return socket;
+        Assert.True(failed, $"the server still took the client's bytes {Timeout.TotalSeconds} s after its DISCONNECT (close timeout {CloseTimeout.TotalSeconds} s)");
     }
 
     /// <summary>PINGREQs for half a second, as a client that has not read the server's end yet.</summary>
-    private static async Task WriteOnAsync(Socket socket)
+    protected static async Task WriteOnAsync(Stream socket)
     {
         for (var i = 0; i < 10; i++)
         {
@@ -168,20 +143,20 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
     }
 
     /// <summary>Sends all of <paramref name="bytes"/>; a failure (a reset connection, a broken pipe) fails the test.</summary>
-    private static async Task SendAsync(Socket socket, byte[] bytes)
+    protected static async Task SendAsync(Stream socket, byte[] bytes)
     {
         try
         {
-            await socket.SendAsync(bytes.AsMemory()).AsTask().WaitAsync(Timeout);
+            await socket.WriteAsync(bytes).AsTask().WaitAsync(Timeout);
         }
-        catch (SocketException ex)
+        catch (IOException ex)
         {
-            Assert.Fail($"a send failed ({ex.SocketErrorCode}): the server reset the connection instead of ending it");
+            Assert.Fail($"a send failed ({ex.Message}): the server reset the connection instead of ending it");
         }
     }
 
     /// <summary>The next packet; first byte 0 at the end of the stream. A reset fails the test.</summary>
-    private static async Task<(byte First, byte[] Body)> ReadPacketAsync(Socket socket)
+    protected static async Task<(byte First, byte[] Body)> ReadPacketAsync(Stream socket)
     {
         var header = new byte[1];
         if (!await ReadExactlyAsync(socket, header))
@@ -206,7 +181,7 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
         return (header[0], body);
     }
 
-    private static async Task<bool> ReadExactlyAsync(Socket socket, byte[] buffer)
+    private static async Task<bool> ReadExactlyAsync(Stream socket, byte[] buffer)
     {
         var read = 0;
         while (read < buffer.Length)
@@ -214,11 +189,11 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
             int count;
             try
             {
-                count = await socket.ReceiveAsync(buffer.AsMemory(read)).AsTask().WaitAsync(Timeout);
+                count = await socket.ReadAsync(buffer.AsMemory(read)).AsTask().WaitAsync(Timeout);
             }
-            catch (SocketException ex)
+            catch (IOException ex)
             {
-                Assert.Fail($"a read failed ({ex.SocketErrorCode}): the server reset the connection instead of ending it");
+                Assert.Fail($"a read failed ({ex.Message}): the server reset the connection instead of ending it");
                 throw;
             }
 
@@ -231,5 +206,85 @@ public sealed class MqttCloseTests(MqttCloseFixture fixture) : IClassFixture<Mqt
         }
 
         return true;
+    }
+}
+
+/// <summary>Relay's own transport (the default): the end of the stream after the last bytes, whatever the version.</summary>
+public sealed class MqttCloseTests : MqttCloseSpec
+{
+    protected override void Configure(Dictionary<string, string?> settings)
+    {
+    }
+
+    protected override Task<Stream> OpenAsync() => OpenTcpAsync(Server.MqttPort!.Value);
+
+    [Fact]
+    public async Task V311ProtocolViolation_ClientWritesOn_ReadsItsPubAckThenTheEnd()
+    {
+        // MQTT 3.1.1 closes without a word: the PUBACK before the bad packet still arrives, then the end of the stream.
+        await using var socket = await OpenAsync();
+        await SendAsync(socket, RawMqttClient.Connect(4, "close-v3-" + Guid.NewGuid().ToString("N")[..8]));
+        Assert.Equal((byte)0x20, (await ReadPacketAsync(socket)).First);
+
+        // A QoS 1 publish (id 7), then a packet of reserved type 0, then more publishes behind it.
+        var publish = new List<byte> { 0x32, 0 };
+        publish.AddRange([0, 4, (byte)'c', (byte)'/', (byte)'v', (byte)'3', 0, 7, (byte)'x']);
+        publish[1] = (byte)(publish.Count - 2);
+        var bytes = new List<byte>(publish) { 0x00, 0x00 };
+        for (var i = 0; i < 200; i++)
+        {
+            bytes.AddRange(publish);
+        }
+
+        await SendAsync(socket, [.. bytes]);
+        var (first, body) = await ReadPacketAsync(socket);
+        Assert.Equal((byte)0x40, first);
+        Assert.Equal(new byte[] { 0, 7 }, body);
+
+        // The client goes on writing; the server's end arrives as the end of the stream, not a reset.
+        await WriteOnAsync(socket);
+        Assert.Equal((byte)0, (await ReadPacketAsync(socket)).First);
+    }
+}
+
+/// <summary>
+/// Kestrel's transport (<c>Relay:Mqtt:OwnTransport=false</c>), which closes both ways at once: after a DISCONNECT the
+/// client's bytes are read away until it closes (MQTT 3.1.1, with no DISCONNECT to read, still ends in a reset there).
+/// </summary>
+public sealed class MqttCloseKestrelTransportTests : MqttCloseSpec
+{
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Relay:Mqtt:OwnTransport"] = "false";
+
+    protected override Task<Stream> OpenAsync() => OpenTcpAsync(Server.MqttPort!.Value);
+}
+
+/// <summary>MQTT over TLS (Kestrel's transport under the TLS stream): the DISCONNECT is decrypted and read before the end.</summary>
+public sealed class MqttCloseTlsTests : MqttCloseSpec
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("relay-mqtt-close-").FullName;
+    private readonly TestCertificate _certificate = TestCertificate.Create("relay-mqtt");
+
+    protected override void Configure(Dictionary<string, string?> settings)
+    {
+        var certificate = Path.Combine(_folder, "tls.crt");
+        var key = Path.Combine(_folder, "tls.key");
+        _certificate.WriteTo(certificate, key);
+        settings["Relay:Tls:CertificatePath"] = certificate;
+        settings["Relay:Tls:KeyPath"] = key;
+    }
+
+    protected override async Task<Stream> OpenAsync()
+    {
+        var tcp = await OpenTcpAsync(Server.MqttTlsPort!.Value);
+        var tls = new SslStream(tcp, leaveInnerStreamOpen: false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("relay-mqtt").WaitAsync(Timeout);
+        return tls;
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _certificate.Dispose();
+        Directory.Delete(_folder, recursive: true);
     }
 }
