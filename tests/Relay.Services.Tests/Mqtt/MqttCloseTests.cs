@@ -245,6 +245,122 @@ public sealed class MqttCloseTests : MqttCloseSpec
         await WriteOnAsync(socket);
         Assert.Equal((byte)0, (await ReadPacketAsync(socket)).First);
     }
+
+    [Fact]
+    public async Task NodeDrainsUnderPublishers_EveryClientReadsDisconnect0x8BThenTheEnd_NoSendFails()
+    {
+        // 40 MQTT 5 clients publish QoS 1 as fast as 32 unacknowledged allow (thousands of publishes a second together)
+        // while the node stops: each is sent DISCONNECT 0x8B (server shutting down) while its publishes are still
+        // arriving, and must read every PUBACK, the DISCONNECT and the end of the stream, its sends never failing before.
+        const int Clients = 40;
+        var settings = ServerFixture.Settings();
+        settings["Relay:Ingress:DrainTimeout"] = "00:00:15";
+        settings["Relay:Ingress:CloseTimeout"] = CloseTimeout.ToString();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        settings["Relay:Ingress:PublishBurst"] = "100000";
+        var server = await RelayServer.StartAsync(settings);
+        var acknowledged = 0;
+        var running = new List<Task<string>>();
+        var started = new CountdownEvent(Clients);
+        try
+        {
+            for (var c = 0; c < Clients; c++)
+            {
+                var stream = await OpenTcpAsync(server.MqttPort!.Value);
+                await SendAsync(stream, RawMqttClient.Connect(5, $"drain-{c}-{Guid.NewGuid():N}"[..20]));
+                Assert.Equal((byte)0x20, (await ReadPacketAsync(stream)).First);
+                running.Add(Task.Run(() => PublishUntilDisconnectedAsync(stream, $"drain/{c % 8}", started, () => Interlocked.Increment(ref acknowledged))));
+            }
+
+            // Waited for off the test's synchronisation context: blocked there, it stalled every server continuation
+            // that had captured it when the node started in this test (21 of 40 publishers got no PUBACK for 20 s).
+            Assert.True(await Task.Run(() => started.Wait(Timeout)), $"the publishers did not get going ({acknowledged} acknowledged; ended: {string.Join(", ", running.Where(t => t.IsCompleted).Select(t => t.IsCompletedSuccessfully ? t.Result : t.Exception!.InnerException!.Message).Distinct())})");
+        }
+        finally
+        {
+            // Stopping the node drains it: every connection is sent DISCONNECT 0x8B.
+            await server.DisposeAsync();
+        }
+
+        var outcomes = await Task.WhenAll(running).WaitAsync(Timeout);
+        Assert.All(outcomes, outcome => Assert.Equal("0x8B then the end", outcome));
+        Assert.True(acknowledged > Clients * 100, $"only {acknowledged} publishes were acknowledged before the drain");
+    }
+
+    // Publishes until the server's DISCONNECT: what the client read, or what failed.
+    private static async Task<string> PublishUntilDisconnectedAsync(Stream stream, string topic, CountdownEvent started, Action acknowledged)
+    {
+        await using var _ = stream;
+        var window = new SemaphoreSlim(32);
+        var disconnected = new CancellationTokenSource();
+        var writing = Task.Run(async () =>
+        {
+            ushort id = 0;
+            var sent = 0;
+            while (!disconnected.IsCancellationRequested)
+            {
+                if (!await window.WaitAsync(TimeSpan.FromMilliseconds(100)))
+                {
+                    continue;
+                }
+
+                id = (ushort)(id % 60000 + 1);
+                byte[] publish = [0x32, 0, .. BitConverter.GetBytes((ushort)topic.Length).Reverse(), .. System.Text.Encoding.UTF8.GetBytes(topic), (byte)(id >> 8), (byte)id, 0, .. "reading"u8];
+                publish[1] = (byte)(publish.Length - 2);
+                try
+                {
+                    await stream.WriteAsync(publish).AsTask().WaitAsync(Timeout);
+                }
+                catch (IOException ex)
+                {
+                    return $"a send failed before the DISCONNECT was read: {ex.Message}";
+                }
+
+                if (++sent == 200)
+                {
+                    started.Signal();
+                }
+            }
+
+            return null;
+        });
+
+        string outcome;
+        var acks = 0;
+        while (true)
+        {
+            (byte First, byte[] Body) packet;
+            try
+            {
+                packet = await ReadPacketAsync(stream);
+            }
+            catch (TimeoutException)
+            {
+                return $"no packet for {Timeout.TotalSeconds} s after {acks} PUBACKs";
+            }
+
+            var (first, body) = packet;
+            if (first == 0x40)
+            {
+                acks++;
+                acknowledged();
+                window.Release();
+                continue;
+            }
+
+            disconnected.Cancel();
+            outcome = first == 0xE0 ? $"0x{body[0]:X2}" : first == 0 ? "the end without a DISCONNECT" : $"packet 0x{first:X2}";
+            break;
+        }
+
+        var failed = await writing.WaitAsync(Timeout);
+        if (failed is not null)
+        {
+            return failed;
+        }
+
+        return outcome + ((await ReadPacketAsync(stream)).First == 0 ? " then the end" : " then more packets");
+    }
 }
 
 /// <summary>
