@@ -26,6 +26,9 @@ internal sealed partial class MqttBroker : IDisposable
     /// <summary>Whether a connection holds the session of <paramref name="clientId"/> (tests wait for a client to be away).</summary>
     internal bool SessionAttached(string app, string clientId) => _sessions.TryGetValue((app, clientId), out var session) && session.Attached;
 
+    /// <summary>The session of <paramref name="clientId"/> on this node, if any (tests take snapshots of it).</summary>
+    internal MqttSession? SessionOf(string app, string clientId) => _sessions.GetValueOrDefault((app, clientId));
+
     /// <summary>How often a node asks the store again while another node still holds a session it takes over.</summary>
     private static readonly TimeSpan HandOffPoll = TimeSpan.FromMilliseconds(20);
 

@@ -694,15 +694,18 @@ internal sealed partial class MqttConnection : INodeConnection
                         continue;
                     }
 
-                    TakeQueued(out item);
+                    // The item leaves the queue only once it is parked or written (a QoS 1 or 2 delivery: in flight), so a
+                    // snapshot of the session, which reads the queue before those, never misses it (AddUnacknowledged).
                     if (item.Message is not null && (HasParked || (item.Qos > 0 && !TryTakeSlot())))
                     {
                         // Behind the window (a QoS 0 one too, to keep the order): held back; control packets go on.
                         Park(item);
+                        TakeQueued(item);
                         continue;
                     }
 
                     written += Write(output, item);
+                    TakeQueued(item);
                 }
 
                 var flushed = await output.FlushAsync().ConfigureAwait(false);
@@ -736,24 +739,30 @@ internal sealed partial class MqttConnection : INodeConnection
     }
 
     /// <summary>
-    /// The write loop takes the next item; on the bare socket, under the send gate, with the writer marked as holding
-    /// something not yet in the send buffer, so no delivery skips ahead of it (<see cref="TryWriteNow"/>).
+    /// The write loop takes the item it peeked, parked or wrote from the queue: on the bare socket with the writer marked
+    /// as holding something not yet in the send buffer until its flush, so no delivery skips ahead of it
+    /// (<see cref="TryWriteNow"/>). Nothing is taken when the queue no longer starts with it (a slow consumer's queue was
+    /// cleared meanwhile, and its DISCONNECT may be queued).
     /// </summary>
-    private void TakeQueued(out MqttOutbound item)
+    private void TakeQueued(in MqttOutbound taken)
     {
-        if (_transport is BareSocketTransport bare)
+        lock (_queue.Gate)
         {
-            lock (_queue.Gate)
+            if (_queue.TryPeek(out var head) && IsSameItem(head, taken))
             {
-                _queue.TryRead(out item);
-                bare.Output.MarkHolding();
+                _queue.TryRead(out _);
             }
 
-            return;
+            if (_transport is BareSocketTransport bare)
+            {
+                bare.Output.MarkHolding();
+            }
         }
-
-        _queue.TryRead(out item);
     }
+
+    private static bool IsSameItem(in MqttOutbound a, in MqttOutbound b) =>
+        ReferenceEquals(a.Message, b.Message) && ReferenceEquals(a.Frame, b.Frame) && a.PacketId == b.PacketId && a.Release == b.Release
+        && a.Qos == b.Qos && ReferenceEquals(a.Shared, b.Shared);
 
     private int Write(PipeWriter output, MqttOutbound item)
     {
@@ -1139,9 +1148,13 @@ internal sealed partial class MqttConnection : INodeConnection
             }
         }
 
+        // An item the write loop had parked or written but not yet taken from the queue (it was cut off between the
+        // two) is in both: it goes back once.
+        HashSet<RelayMessage>? taken = null;
         while (_queue.TryRead(out var item))
         {
-            if (item.Message is not null && item.Qos > 0)
+            if (item.Message is not null && item.Qos > 0
+                && !(taken ??= new HashSet<RelayMessage>(undelivered.Select(static u => u.Message!), ReferenceEqualityComparer.Instance)).Contains(item.Message))
             {
                 undelivered.Add(item);
             }
@@ -1152,12 +1165,30 @@ internal sealed partial class MqttConnection : INodeConnection
 
     /// <summary>
     /// For a snapshot of the session while this connection holds it: copies of the QoS 1 and 2 deliveries the client has
-    /// not acknowledged (in flight, awaiting PUBCOMP, parked or queued), nothing taken. The store then starts each channel
+    /// not acknowledged (queued, parked, in flight or awaiting PUBCOMP), nothing taken. The store then starts each channel
     /// before the oldest of them, so a node that resumes the session after this one died sends them again (a duplicate,
-    /// never a loss). An item between the write loop's dequeue and its in-flight entry is missed: a window of one write.
+    /// never a loss). Read in the order items move (queue, parked, in flight), each entering the next place before it
+    /// leaves the one before (the write loop takes an item from the queue after parking or writing it; a parked one is
+    /// in flight before its lock is let go), so an item moving meanwhile is read at least once, never missed.
     /// </summary>
     public void AddUnacknowledged(List<MqttOutbound> into)
     {
+        _queue.ForEach(into, static (item, list) =>
+        {
+            if (item is { Message: not null, Qos: > 0 })
+            {
+                list.Add(item);
+            }
+        });
+
+        if (_parked is { } parked)
+        {
+            lock (parked)
+            {
+                into.AddRange(parked.Where(static item => item is { Message: not null, Qos: > 0 }));
+            }
+        }
+
         if (Volatile.Read(ref _inflight) is { } inflight)
         {
             lock (inflight)
@@ -1168,22 +1199,6 @@ internal sealed partial class MqttConnection : INodeConnection
                 }
             }
         }
-
-        if (_parked is { } parked)
-        {
-            lock (parked)
-            {
-                into.AddRange(parked.Where(static item => item is { Message: not null, Qos: > 0 }));
-            }
-        }
-
-        _queue.ForEach(into, static (item, list) =>
-        {
-            if (item is { Message: not null, Qos: > 0 })
-            {
-                list.Add(item);
-            }
-        });
     }
 
     /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>

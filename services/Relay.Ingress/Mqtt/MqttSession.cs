@@ -115,23 +115,26 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>A delivery from the node (any thread): to the connection holding the session, or kept while none does.</summary>
     public void Deliver(RelayMessage message, byte qos, bool retain)
     {
-        // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
-        // Presence events reach a channel's own subscription only, which a session holds once.
-        if (message.PresenceAction is null && !FirstCopy(message))
-        {
-            return;
-        }
-
-        // MQTT 5 §3.3.4: the one copy goes at the highest QoS of the matching subscriptions; §3.8.4: no higher than the
-        // publish's. Only a session with more than one subscription looks at the others.
-        if (Subscriptions.Count > 1)
-        {
-            qos = HighestQos(message, qos);
-        }
-
-        qos = MessageProperties.DeliveryQos(message.Properties, qos);
+        // Under the gate from the record of the channel's last delivery to the enqueue: a snapshot that reads the record
+        // finds the delivery queued once it holds the gate (Snapshot), so it never starts the channel past a delivery
+        // that is in neither.
         lock (_gate)
         {
+            // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
+            // Presence events reach a channel's own subscription only, which a session holds once.
+            if (message.PresenceAction is null && !FirstCopy(message))
+            {
+                return;
+            }
+
+            // MQTT 5 §3.3.4: the one copy goes at the highest QoS of the matching subscriptions; §3.8.4: no higher than the
+            // publish's. Only a session with more than one subscription looks at the others.
+            if (Subscriptions.Count > 1)
+            {
+                qos = HighestQos(message, qos);
+            }
+
+            qos = MessageProperties.DeliveryQos(message.Properties, qos);
             if (_connection is { } connection)
             {
                 connection.Enqueue(new MqttOutbound(message, null, qos, Retain: retain));
