@@ -249,7 +249,7 @@ public static class BusCodec
 
         RoutingRequest request = kind switch
         {
-            "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent) { Origin = number > 0 ? new PublishOrigin(replyTo, number) : null },
+            "pub" => new PublishRequest(app, channel, items ?? [], clientId, traceParent) { Origin = number > 0 ? new PublishOrigin(replyTo, number) { Floor = floor } : null },
             "hist" => new HistoryRequest(app, channel, (int)limit, before, after, maxBytes),
             "pos" => new PositionRequest(app, channel),
             "pev" => new PresenceEventsRequest(app, channel, after ?? 0, (int)limit),

@@ -3,10 +3,11 @@ namespace Relay.Bus.Redis;
 /// <summary>What an append did: the message's seq in <paramref name="Epoch"/>, or the first seq of an id seen within the window.</summary>
 /// <param name="Seq">The seq given to the message (for a duplicate: the seq the id got the first time).</param>
 /// <param name="Epoch">The channel's epoch the seq belongs to.</param>
-/// <param name="Duplicate">True when the id was seen within the dedupe window, or the origin's number and item were the last
-/// it stored, and nothing was appended.</param>
-/// <param name="HandledBefore">True when the origin stored a later number (or item) on this channel already: nothing was
-/// appended, and the seq is not known here (0).</param>
+/// <param name="Duplicate">True when the id was seen within the dedupe window, or the origin stored that number and item
+/// already (its record still held), and nothing was appended.</param>
+/// <param name="HandledBefore">True when the origin stored a later number (or item) on this channel already and no record
+/// of this one is held (below the origin's floor, or older than ten minutes): nothing was appended, and the seq is not
+/// known here (0).</param>
 public readonly record struct ChannelAppendResult(long Seq, string Epoch, bool Duplicate, bool HandledBefore = false);
 
 /// <summary>A channel's epoch and its last seq (0 when nothing was appended in this epoch).</summary>

@@ -85,7 +85,7 @@ public sealed partial class RedisBus
     // are not the shard's owner, and the owner was not listening yet): as long as the wait for a listener below.
     private static readonly TimeSpan DeclinedResendDelay = TimeSpan.FromMilliseconds(50);
 
-    // How long a request that cannot be repeated safely (a publish without ids, a presence change) still waits for its
+    // How long a request that cannot be repeated safely (a presence change) still waits for its
     // answer once the reply subscription is back, when the answer may have gone out while it was away: the routing
     // instance's own reply, held in its client's backlog while Redis was down, goes out when its connection is back
     // (0.2 s after a restart in MultiProcessTests). Past that, the caller is told 50300 rather than left to time out.
@@ -165,9 +165,10 @@ public sealed partial class RedisBus
                 if (why == Retry.Silent)
                 {
                     // Neither an answer nor every receiver's decline came in time: a receiver that was unsubscribing
-                    // from the shard (a handover) dropped it. Reads are safe to send again, and so is a change: an owner
-                    // handles a number once (RedisBus.Order.cs), and the Redis authority stores a sender's publish once
-                    // even when a stalled owner's copy turns up after the resend was stored elsewhere (PublishRequest.Origin).
+                    // from the shard (a handover), or an owner stored it and died before answering. Reads are safe to send
+                    // again, and so is a change: an owner handles a number once (RedisBus.Order.cs), and the Redis authority
+                    // stores a sender's publish once, answering a repeat with the seqs it stored, even when a stalled
+                    // owner's copy turns up after the resend was stored elsewhere (PublishRequest.Origin).
                     LogRequestSilent(_logger, shard, OverdueAfter.TotalSeconds);
                     _metrics.RequestResent();
                     continue;
@@ -209,7 +210,7 @@ public sealed partial class RedisBus
                 catch (TimeoutException)
                 {
                     _metrics.RequestFailed();
-                    return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus reconnected to Redis while routing shard {shard} handled the request, and its answer was lost; it may have been applied: try again (publish with an id to make that safe)"));
+                    return new ErrorReply(new RelayError(ErrorCodes.Unavailable, $"the bus reconnected to Redis while routing shard {shard} handled the request, and its answer was lost; it may have been applied: try again"));
                 }
             }
         }
@@ -303,28 +304,12 @@ public sealed partial class RedisBus
         }
     }
 
-    // Whether sending a request twice does what sending it once does: reads, and publishes whose every message has an id
-    // (the idempotency window gives a repeat its first seq). A presence change would announce itself twice.
-    private static bool IsRepeatable(RoutingRequest request)
-    {
-        switch (request)
-        {
-            case HistoryRequest or PositionRequest or PresenceGetRequest or PresenceEventsRequest:
-                return true;
-            case PublishRequest publish:
-                foreach (var item in publish.Items)
-                {
-                    if (string.IsNullOrEmpty(item.Id))
-                    {
-                        return false;
-                    }
-                }
-
-                return true;
-            default:
-                return false;
-        }
-    }
+    // Whether sending a request twice does what sending it once does: reads, and publishes. This bus numbers every publish
+    // (RedisBus.Order.cs) and the store keeps what each number of its sender stored (PublishRequest.Origin): a repeat is
+    // stored nothing and answered with the first handling's seqs, with or without ids. A presence change would announce
+    // itself twice.
+    private static bool IsRepeatable(RoutingRequest request) =>
+        request is HistoryRequest or PositionRequest or PresenceGetRequest or PresenceEventsRequest or PublishRequest;
 
     // A shard's request channel. In Redis Cluster a plain PUBLISH answers how many subscribers the node that ran it has,
     // not the cluster, and a 0 sends the request again (RedisClusterProcessTests: a publish appended twice, 52 ms apart,
@@ -536,7 +521,9 @@ public sealed partial class RedisBus
                     _ = IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation)));
                     return;
                 case Admission.Repeat when !IsRepeatable(request):
-                    // Its first handling answers (any attempt's answer settles the caller's request).
+                    // A presence change handled here already: its first handling answers (any attempt's answer settles the
+                    // caller's request). A publish goes to the store again, which answers it with what it stored: its
+                    // first answer may be lost, and the caller would wait out RequestTimeout (LostAnswerResendTests).
                     return;
             }
 

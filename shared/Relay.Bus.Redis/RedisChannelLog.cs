@@ -59,14 +59,18 @@ public sealed class RedisChannelLog
 
         """;
 
-    // KEYS: pos, log[, id]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs,
+    // KEYS: pos, log[, id][, origin]. ARGV: fresh epoch, payload, maxHistory, historyTtlMs, dedupeMs, keyExpiryMs,
     // publish channel ('' = none), fencing token ('' = unfenced). Reply {seq, epoch, duplicate} or {-1} when fenced out:
     // pos keeps the highest token that wrote, and a lower one (a shard's former owner) is refused. Nothing outside the
     // channel's slot is read, so it runs in Redis Cluster.
     //
-    // With an origin (ARGV 9-11: sender, its number, the item's index in the request; '' = none), pos keeps the sender's
-    // last stored number as field o:<sender> = number:item:seq:ms. The same number and item again is a duplicate (its
-    // seq); an earlier one is refused {-2}: a sender's attempt is stored at most once, even when a copy it gave up on
+    // With an origin (ARGV 9-12: sender, its number, the item's index in the request, the sender's floor; '' = none), pos
+    // keeps the sender's last stored number as field o:<sender> = number:item:seq:ms, and the last key (o:<sender>, a
+    // sorted set by number, member number:item:seq:epoch) what each of its numbers from its floor up stored. A number and
+    // item at or before the mark was stored before: nothing is appended, and it is a duplicate with the seq it stored, so
+    // a resend whose first answer was lost (the owner died after storing, the answer went out while nobody listened) is
+    // answered again; {-2} (handled before, no answer) only when its record is gone (below the sender's floor, or older
+    // than ten minutes: nobody waits for it). A sender's attempt is stored at most once, even when a copy it gave up on
     // reaches a later owner after the first was stored. Marks older than ten minutes go when a new sender arrives.
     private static readonly RedisLuaScript s_append = new(Prelude + """
         local fenced = fence_out(KEYS[1], ARGV[8])
@@ -75,13 +79,21 @@ public sealed class RedisChannelLog
         fence_keep(KEYS[1], ARGV[8])
         local origin = ARGV[9] and ARGV[9] ~= '' and ('o:' .. ARGV[9]) or nil
         local number, item = tonumber(ARGV[10] or '0'), tonumber(ARGV[11] or '0')
+        local stored = origin and KEYS[#KEYS]
+        local idkey = #KEYS > (origin and 3 or 2) and KEYS[3] or nil
         if origin then
           local mark = redis.call('HGET', KEYS[1], origin)
           if mark then
             local _, _, mn, mi, ms = string.find(mark, '^(%d+):(%d+):(%d+):')
             mn, mi = tonumber(mn), tonumber(mi)
             if number == mn and item == mi then return {tonumber(ms), epoch, 1} end
-            if number < mn or (number == mn and item < mi) then return {-2, epoch, 0} end
+            if number < mn or (number == mn and item < mi) then
+              for _, record in ipairs(redis.call('ZRANGEBYSCORE', stored, number, number)) do
+                local _, _, ri, rs, re = string.find(record, '^%d+:(%d+):(%d+):(.*)$')
+                if tonumber(ri) == item and re == epoch then return {tonumber(rs), epoch, 1} end
+              end
+              return {-2, epoch, 0}
+            end
           elseif redis.call('HLEN', KEYS[1]) > 32 then
             local fields = redis.call('HGETALL', KEYS[1])
             for i = 1, #fields, 2 do
@@ -92,8 +104,8 @@ public sealed class RedisChannelLog
             end
           end
         end
-        if KEYS[3] then
-          local seen = redis.call('GET', KEYS[3])
+        if idkey then
+          local seen = redis.call('GET', idkey)
           if seen then
             local sep = string.find(seen, ':', 1, true)
             if sep and string.sub(seen, 1, sep - 1) == epoch then
@@ -113,11 +125,15 @@ public sealed class RedisChannelLog
         else
           redis.call('DEL', KEYS[2])
         end
-        if KEYS[3] then
-          redis.call('SET', KEYS[3], epoch .. ':' .. string.format('%d', seq), 'PX', ARGV[5])
+        if idkey then
+          redis.call('SET', idkey, epoch .. ':' .. string.format('%d', seq), 'PX', ARGV[5])
         end
         if origin then
           redis.call('HSET', KEYS[1], origin, string.format('%d:%d:%d:%d', number, item, seq, now))
+          redis.call('ZADD', stored, number, string.format('%d:%d:%d:', number, item, seq) .. epoch)
+          local floor = tonumber(ARGV[12] or '0')
+          if floor > 0 then redis.call('ZREMRANGEBYSCORE', stored, '-inf', '(' .. string.format('%d', floor)) end
+          redis.call('PEXPIRE', stored, 600000)
         end
         keep_until(KEYS[1], expiry)
         if ARGV[7] ~= '' then
@@ -212,8 +228,10 @@ public sealed class RedisChannelLog
     /// With <paramref name="fence"/> (the fencing token the writer's shard lease was taken with, <see cref="RedisKeys.Fences"/>),
     /// nothing happens and null is returned when the channel was written with a higher token: a shard's former owner cannot
     /// append once the new owner wrote to the channel. With <paramref name="origin"/> (its sender's number; <paramref name="item"/>
-    /// is the message's index in that request), a number and item the sender stored last on the channel is a duplicate
-    /// (its seq), and an earlier one is <see cref="ChannelAppendResult.HandledBefore"/>: nothing is appended either way.
+    /// is the message's index in that request), a number and item the sender stored on the channel before is a duplicate
+    /// (the seq it stored, so a resend whose first answer was lost is answered again), or
+    /// <see cref="ChannelAppendResult.HandledBefore"/> once its record is gone (below <see cref="PublishOrigin.Floor"/>,
+    /// or older than ten minutes): nothing is appended either way.
     /// </summary>
     public Task<ChannelAppendResult?> AppendAndPublishAsync(
         string app,
@@ -252,13 +270,17 @@ public sealed class RedisChannelLog
         var dedupeMs = dedupe ? ToMilliseconds(dedupeWindow, nameof(dedupeWindow)) : 0;
         var keyExpiryMs = Math.Max(_keyExpiryMs, Math.Max(historyMs, dedupeMs));
 
-        RedisKey[] keys = dedupe
-            ? [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Id(prefix, id!)]
-            : [RedisKeys.Position(prefix), RedisKeys.Log(prefix)];
+        RedisKey[] keys = (dedupe, origin) switch
+        {
+            (true, not null) => [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Id(prefix, id!), RedisKeys.Origin(prefix, origin.Sender)],
+            (true, null) => [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Id(prefix, id!)],
+            (false, not null) => [RedisKeys.Position(prefix), RedisKeys.Log(prefix), RedisKeys.Origin(prefix, origin.Sender)],
+            (false, null) => [RedisKeys.Position(prefix), RedisKeys.Log(prefix)],
+        };
         var reply = (RedisResult[])(await s_append.EvaluateAsync(
             _database,
             keys,
-            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence ?? "", origin?.Sender ?? "", origin?.Number ?? 0, item]).ConfigureAwait(false))!;
+            [NewEpoch(), payload, maxHistory, historyMs, Math.Max(dedupeMs, 1), keyExpiryMs, publishTo ?? "", fence ?? "", origin?.Sender ?? "", origin?.Number ?? 0, item, origin?.Floor ?? 0]).ConfigureAwait(false))!;
         var seq = (long)reply[0];
         return seq switch
         {

@@ -225,6 +225,12 @@ public static class RedisKeys
     /// <summary>A message id's record in the dedupe window (string <c>epoch:seq</c>).</summary>
     public static RedisKey Id(string prefix, string id) => prefix + "id:" + id;
 
+    /// <summary>
+    /// What a sender's numbered publishes stored on a channel (sorted set, score = the sender's number, member
+    /// <c>number:item:seq:epoch</c>): a repeat of one is answered with its seqs. Numbers below the sender's floor go.
+    /// </summary>
+    public static RedisKey Origin(string prefix, string sender) => prefix + "o:" + sender;
+
     /// <summary>A channel's presence members (hash <c>clientId\nconnectionId</c> → <c>nodeId\nbody</c>).</summary>
     public static RedisKey Members(string prefix) => prefix + "members";
 

@@ -85,8 +85,8 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
     }
 
     // A sender's attempt is stored at most once, whoever holds the shard: a copy it gave up on and sent again, reaching a
-    // later owner (a higher fence) after the first was stored, gets the first seq (the last number it stored) or is
-    // refused as handled before (an earlier one), and is neither appended nor published again.
+    // later owner (a higher fence) after the first was stored, gets the seq it stored (so a resend whose answer was lost is
+    // answered), or is refused as handled before when no record of it is left, and is neither appended nor published again.
     [Fact(Timeout = 30_000)]
     public async Task OriginMarks_StoreEachSendersNumberOnce_WhicheverOwnerGetsIt()
     {
@@ -121,14 +121,17 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
         // The same number again under a later owner: the first seq, nothing appended.
         Assert.Equal(new ChannelAppendResult(1, one.Epoch, true), await Append("a-again", "200", new("sender-1", 5)));
 
-        // An earlier number of the same sender turning up now: handled before (its seq is not kept), nothing appended.
+        // An earlier number of the same sender, never stored here, turning up now: handled before (no seq to answer), nothing appended.
         Assert.Equal(new ChannelAppendResult(0, one.Epoch, false, HandledBefore: true), await Append("older", "200", new("sender-1", 4)));
 
-        // A two-message publish: each item once; the first item again is handled before, the last again its seq.
+        // A two-message publish: each item once; either item again (its first answer lost) is answered with its seq.
         Assert.Equal(2, (await Append("b0", "200", new("sender-1", 6), item: 0))!.Value.Seq);
         Assert.Equal(3, (await Append("b1", "200", new("sender-1", 6), item: 1))!.Value.Seq);
-        Assert.True((await Append("b0-again", "300", new("sender-1", 6), item: 0))!.Value.HandledBefore);
+        Assert.Equal(new ChannelAppendResult(2, one.Epoch, true), await Append("b0-again", "300", new("sender-1", 6), item: 0));
         Assert.Equal(new ChannelAppendResult(3, one.Epoch, true), await Append("b1-again", "300", new("sender-1", 6), item: 1));
+
+        // An earlier number than the sender's last, stored before: its seq too.
+        Assert.Equal(new ChannelAppendResult(1, one.Epoch, true), await Append("a-once-more", "300", new("sender-1", 5)));
 
         // Another sender's numbers are its own, and a publish without an origin is always appended.
         Assert.Equal(4, (await Append("c", "300", new("sender-2", 1)))!.Value.Seq);
@@ -138,9 +141,13 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
         // The former owner (a lower fence) is still fenced out, origin or not.
         Assert.Null(await Append("late", "100", new("sender-1", 7)));
 
+        // Numbers below the sender's floor (answered, nobody waits for them) are forgotten: handled before, no seq.
+        Assert.Equal(7, (await Append("e", "300", new("sender-1", 7) { Floor = 7 }))!.Value.Seq);
+        Assert.Equal(new ChannelAppendResult(0, one.Epoch, false, HandledBefore: true), await Append("b0-late", "300", new("sender-1", 6), item: 0));
+
         var read = await log.ReadAfterAsync("app", channel, 0, 100);
-        Assert.Equal(["a", "b0", "b1", "c", "d", "d"], read.Messages.Select(Text));
-        for (var waited = 0; waited < 50 && PublishedCount() < 6; waited++)
+        Assert.Equal(["a", "b0", "b1", "c", "d", "d", "e"], read.Messages.Select(Text));
+        for (var waited = 0; waited < 50 && PublishedCount() < 7; waited++)
         {
             await Task.Delay(100);
         }
@@ -148,7 +155,7 @@ public class RedisChannelLogTests(RedisServerFixture fixture) : IClassFixture<Re
         await Task.Delay(200);
         lock (published)
         {
-            Assert.Equal(6, published.Count);
+            Assert.Equal(7, published.Count);
         }
     }
 

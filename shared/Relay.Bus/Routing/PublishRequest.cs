@@ -18,4 +18,11 @@ public sealed record PublishRequest(string App, string Channel, IReadOnlyList<Pu
 }
 
 /// <summary>A publish's sender (the caller's reply channel on the bus) and its number among the sender's changes of one shard (from 1, in the order sent).</summary>
-public sealed record PublishOrigin(string Sender, long Number);
+public sealed record PublishOrigin(string Sender, long Number)
+{
+    /// <summary>
+    /// The sender's lowest number on the shard still waiting for an answer when this attempt was sent (0: not known): a
+    /// store may forget what it kept to answer a repeat of any number below it.
+    /// </summary>
+    public long Floor { get; init; }
+}
