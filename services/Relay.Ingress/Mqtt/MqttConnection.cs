@@ -469,8 +469,8 @@ internal sealed partial class MqttConnection : INodeConnection
         Queue<Task>? publishing = null;
 
         // On the bare socket, what this client's publishes deliver to other bare-socket connections leaves when its burst
-        // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send. Made at the
-        // first publish; submitted before every wait.
+        // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send, not one per
+        // buffer of input read. Made at the first publish; submitted before every wait and when its bounds say so.
         DeliveryBatch? batch = null;
         try
         {
@@ -478,8 +478,15 @@ internal sealed partial class MqttConnection : INodeConnection
             {
                 while (Volatile.Read(ref _closing) == 0)
                 {
-                    batch?.Submit();
-                    var result = await input.ReadAsync().ConfigureAwait(false);
+                    // Input already there (the rest of a burst, read a buffer at a time) continues the batch within its
+                    // bounds; a read that waits ends it first.
+                    var reading = input.ReadAsync();
+                    if (batch is not null && (!reading.IsCompleted || batch.IsDue))
+                    {
+                        batch.Submit();
+                    }
+
+                    var result = await reading.ConfigureAwait(false);
                     var buffer = result.Buffer;
                     try
                     {
