@@ -61,7 +61,7 @@ public sealed partial class AmqpInbound : BackgroundService
             return;
         }
 
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         var factory = AmqpConnections.Factory(_options, "relay-amqp-inbound");
         var wait = FirstRetry;
         while (!stoppingToken.IsCancellationRequested)

@@ -114,7 +114,7 @@ public sealed partial class AmqpOutbound : BackgroundService, ISequencedTap
             return;
         }
 
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
 
         // After stopping is asked, what is queued still goes, for up to StopFlush.
         using var flush = new CancellationTokenSource();
