@@ -68,8 +68,10 @@ public sealed partial class AmqpInbound : BackgroundService
         {
             try
             {
-                await using var connection = await factory.CreateConnectionAsync(stoppingToken).ConfigureAwait(false);
-                await using var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                var connection = await factory.CreateConnectionAsync(stoppingToken).ConfigureAwait(false);
+                await using var disposeConnection = connection.ConfigureAwait(false);
+                var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                await using var disposeChannel = channel.ConfigureAwait(false);
                 await DeclareAsync(channel, stoppingToken).ConfigureAwait(false);
                 await channel.BasicQosAsync(0, (ushort)_options.Prefetch, global: false, stoppingToken).ConfigureAwait(false);
 
