@@ -61,15 +61,17 @@ public sealed partial class AmqpInbound : BackgroundService
             return;
         }
 
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         var factory = AmqpConnections.Factory(_options, "relay-amqp-inbound");
         var wait = FirstRetry;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await using var connection = await factory.CreateConnectionAsync(stoppingToken).ConfigureAwait(false);
-                await using var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                var connection = await factory.CreateConnectionAsync(stoppingToken).ConfigureAwait(false);
+                await using var disposeConnection = connection.ConfigureAwait(false);
+                var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                await using var disposeChannel = channel.ConfigureAwait(false);
                 await DeclareAsync(channel, stoppingToken).ConfigureAwait(false);
                 await channel.BasicQosAsync(0, (ushort)_options.Prefetch, global: false, stoppingToken).ConfigureAwait(false);
 

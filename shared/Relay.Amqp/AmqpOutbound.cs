@@ -114,7 +114,7 @@ public sealed partial class AmqpOutbound : BackgroundService, ISequencedTap
             return;
         }
 
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
 
         // After stopping is asked, what is queued still goes, for up to StopFlush.
         using var flush = new CancellationTokenSource();
@@ -126,8 +126,9 @@ public sealed partial class AmqpOutbound : BackgroundService, ISequencedTap
         {
             try
             {
-                await using var connection = await factory.CreateConnectionAsync(flush.Token).ConfigureAwait(false);
-                await using var channel = await connection.CreateChannelAsync(
+                var connection = await factory.CreateConnectionAsync(flush.Token).ConfigureAwait(false);
+                await using var disposeConnection = connection.ConfigureAwait(false);
+                var channel = await connection.CreateChannelAsync(
                     new CreateChannelOptions(
                         publisherConfirmationsEnabled: true,
                         publisherConfirmationTrackingEnabled: true,
@@ -135,6 +136,7 @@ public sealed partial class AmqpOutbound : BackgroundService, ISequencedTap
                         // The library's limiter slows publishing from half its limit on: Relay's own window stays below that.
                         outstandingPublisherConfirmationsRateLimiter: new ThrottlingRateLimiter(_options.OutboundMaxInFlight * 2)),
                     flush.Token).ConfigureAwait(false);
+                await using var disposeChannel = channel.ConfigureAwait(false);
                 if (_options.Declare)
                 {
                     await channel.ExchangeDeclareAsync(_options.Exchange!, _options.ExchangeType, durable: true, autoDelete: false, cancellationToken: flush.Token).ConfigureAwait(false);

@@ -99,7 +99,7 @@ public sealed partial class KafkaFirehose : BackgroundService, ISequencedTap
         }
 
         // Off the host's start: building the producer loads librdkafka.
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig
         {
             BootstrapServers = _options.BootstrapServers,

@@ -75,7 +75,7 @@ internal sealed partial class PusherWebhookReceiver
     /// <summary>Sends until <paramref name="stoppingToken"/> is cancelled; what is still queued then is not sent.</summary>
     public async Task RunAsync(CancellationToken stoppingToken)
     {
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         var batch = new List<PusherWebhookEvent>(MaxBatch);
         try
         {

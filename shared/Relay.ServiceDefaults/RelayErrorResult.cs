@@ -24,7 +24,8 @@ public sealed class RelayErrorResult(RelayError error) : IResult
         ArgumentNullException.ThrowIfNull(error);
         response.StatusCode = error.StatusCode;
         response.ContentType = "application/json";
-        await using var writer = new Utf8JsonWriter(response.BodyWriter);
+        var writer = new Utf8JsonWriter(response.BodyWriter);
+        await using var disposeWriter = writer.ConfigureAwait(false);
         WriteBody(writer, error);
         await writer.FlushAsync(response.HttpContext.RequestAborted).ConfigureAwait(false);
     }

@@ -93,7 +93,7 @@ internal sealed partial class HistoryArchiver : BackgroundService, ISequencedTap
             return;
         }
 
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         var s3 = _writer;
         LogStarted(_logger, _options.Bucket!, _options.ServiceUrl ?? "AWS S3 " + _options.Region);
         var tick = TimeSpan.FromTicks(Math.Clamp(_options.FlushInterval.Ticks / 4, TimeSpan.FromMilliseconds(20).Ticks, TimeSpan.FromSeconds(1).Ticks));

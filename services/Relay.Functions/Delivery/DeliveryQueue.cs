@@ -87,7 +87,7 @@ internal sealed partial class DeliveryQueue
 
     private async Task WorkAsync(CancellationToken stoppingToken)
     {
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         try
         {
             while (await _queue.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))

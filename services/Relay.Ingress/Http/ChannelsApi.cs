@@ -344,7 +344,8 @@ internal static class ChannelsApi
         {
             httpContext.Response.StatusCode = status;
             httpContext.Response.ContentType = "application/json";
-            await using var writer = new Utf8JsonWriter(httpContext.Response.BodyWriter, ServerFrames.WriterOptions);
+            var writer = new Utf8JsonWriter(httpContext.Response.BodyWriter, ServerFrames.WriterOptions);
+            await using var disposeWriter = writer.ConfigureAwait(false);
             writer.WriteStartObject();
             write(writer, state);
             writer.WriteEndObject();

@@ -67,30 +67,34 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
     /// <summary>The MQTT over TLS port (<c>Relay:Mqtt:TlsPort</c>, or the one picked for 0); null when none is served.</summary>
     public int? TlsPort { get; private set; }
 
+    // The accept loops start on the thread pool: the host calls this on its caller's thread, and Kestrel's listener
+    // awaits its first accept on whatever synchronisation context is current there (an embedder's UI or test context
+    // then ran every accept, and the connection it starts, only when its thread was free: SynchronizationContextTests).
+
     /// <inheritdoc />
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (_ingress.OwnTransport && _options.OwnTransport)
         {
             // Relay's own transport: each connection on its bare socket, with no pipes or Kestrel connection of its own.
-            _bareListener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => ValueTask.FromResult(ListenSocket.Bind(_transport, endpoint))).ConfigureAwait(false);
+            var bare = _bareListener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => ValueTask.FromResult(ListenSocket.Bind(_transport, endpoint))).ConfigureAwait(false);
             Port = (_bareListener.LocalEndPoint as IPEndPoint)?.Port;
-            _accepting = AcceptBareLoopAsync(_bareListener);
+            _accepting = Task.Run(() => AcceptBareLoopAsync(bare), CancellationToken.None);
         }
         else
         {
-            _listener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
+            var listener = _listener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
             Port = (_listener.EndPoint as IPEndPoint)?.Port;
-            _accepting = AcceptLoopAsync(_listener, tls: false);
+            _accepting = Task.Run(() => AcceptLoopAsync(listener, tls: false), CancellationToken.None);
         }
 
         LogListening(_logger, Port ?? _options.Port);
         if (_certificate is not null && _options.TlsPort >= 0)
         {
-            _tlsListener = await BindAsync(_options.TlsPort, "Relay:Mqtt:TlsPort", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
+            var tlsListener = _tlsListener = await BindAsync(_options.TlsPort, "Relay:Mqtt:TlsPort", endpoint => _factory.BindAsync(endpoint, cancellationToken)).ConfigureAwait(false);
             TlsPort = (_tlsListener.EndPoint as IPEndPoint)?.Port;
             LogListeningTls(_logger, TlsPort ?? _options.TlsPort);
-            _acceptingTls = AcceptLoopAsync(_tlsListener, tls: true);
+            _acceptingTls = Task.Run(() => AcceptLoopAsync(tlsListener, tls: true), CancellationToken.None);
         }
     }
 

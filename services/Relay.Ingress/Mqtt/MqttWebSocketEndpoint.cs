@@ -37,7 +37,8 @@ internal static class MqttWebSocketEndpoint
             }
 
             using var socket = await context.WebSockets.AcceptWebSocketAsync(SubProtocol).ConfigureAwait(false);
-            await using var stream = WebSocketStream.Create(socket, WebSocketMessageType.Binary, ownsWebSocket: false);
+            var stream = WebSocketStream.Create(socket, WebSocketMessageType.Binary, ownsWebSocket: false);
+            await using var disposeStream = stream.ConfigureAwait(false);
             var pipe = new StreamDuplexPipe(PipeReader.Create(stream), PipeWriter.Create(stream));
             var handler = context.RequestServices.GetRequiredService<MqttConnectionHandler>();
             var connection = new DefaultConnectionContext(context.Connection.Id, pipe, pipe);

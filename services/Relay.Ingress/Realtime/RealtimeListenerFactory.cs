@@ -122,8 +122,10 @@ internal sealed partial class RealtimeListenerFactory(
             _connectionLogger = factory._services.GetRequiredService<ILogger<RealtimeConnection>>();
             _gate = factory._services.GetRequiredService<ConnectionGate>();
             EndPoint = socket.LocalEndPoint!;
-            _accepting = AcceptLoopAsync();
-            _cutting = CutFirstByteWaitsAsync();
+
+            // On the thread pool, not on the context of whoever started the host (an embedder's UI or test thread).
+            _accepting = Task.Run(AcceptLoopAsync, CancellationToken.None);
+            _cutting = Task.Run(CutFirstByteWaitsAsync, CancellationToken.None);
         }
 
         public EndPoint EndPoint { get; }

@@ -188,7 +188,7 @@ internal sealed class SocketFrameSender : IFrameSender, IFlushTarget
     private async Task WriteLoopAsync()
     {
         // Started under the gate by the frame that formed the first backlog: go on from the thread pool, outside it.
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         try
         {
             while (await _backlog.WaitToReadAsync().ConfigureAwait(false))

@@ -170,7 +170,7 @@ internal sealed class PipeWebSocket : WebSocket
                     if (++controlFrames % ControlFramesPerReceive == 0)
                     {
                         // Let the caller see a receive that is not complete (and the thread pool run others).
-                        await Task.Yield();
+                        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                     }
 
                     continue;
