@@ -20,10 +20,11 @@ namespace Relay.Ingress.Mqtt;
 /// One MQTT client, over TCP or WebSocket alike (an <see cref="IDuplexPipe"/>): a read loop decodes packets and handles
 /// them in order (publishes pipelined to routing as a realtime connection's are, so acknowledgements keep their order);
 /// a write loop sends what is queued, control packets and deliveries alike, with one bounded send budget, and holds
-/// QoS 1 deliveries back while the client's in-flight window is full. The node's once-a-second loop checks the CONNECT
+/// QoS 1 deliveries back while the client's in-flight window is full. The write loop runs only while it has something
+/// to write (started by the queue: <see cref="SendQueue{T}.ContinueOrStop"/>), so an idle connection holds no frame for it. The node's once-a-second loop checks the CONNECT
 /// timeout, keep-alive, token expiry and key changes.
 /// </summary>
-internal sealed partial class MqttConnection : INodeConnection
+internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader, IThreadPoolWorkItem
 {
     /// <summary>Bytes written to the transport between two flushes, so one flush carries a burst of deliveries.</summary>
     private const int FlushBytes = 64 * 1024;
@@ -38,6 +39,11 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly MqttOptions _options;
     private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
+
+    // How the write loop ended, once it has (WriterDone, or the exception it failed with), or the wait EndAsync set up
+    // for it: the loop runs on demand, so there is no one task of it to await.
+    private object? _writerEnd;
+    private static readonly object WriterDone = new();
     // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
     // first (InflightTable): a QoS 0 subscriber never needs one.
     private Dictionary<ushort, InflightEntry>? _inflight;
@@ -133,7 +139,7 @@ internal sealed partial class MqttConnection : INodeConnection
         _node = broker.Node;
         _options = broker.Options;
         _logger = broker.Logger;
-        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics);
+        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics, reader: this);
         var now = _node.Time.GetUtcNow().UtcTicks;
         _lastInputTicks = now;
         _connectDeadlineTicks = now + _options.ConnectTimeout.Ticks;
@@ -220,16 +226,18 @@ internal sealed partial class MqttConnection : INodeConnection
     public Task RunAsync()
     {
         _node.Register(this);
-        return ReadLoopAsync(WriteLoopAsync());
+        return ReadLoopAsync();
     }
 
     /// <summary>Once the read loop has stopped: closes, waits for the write loop and hands the session back.</summary>
-    private async Task EndAsync(Task writing)
+    private async Task EndAsync()
     {
         try
         {
+            // Closing completes the queue, which starts the write loop if it was stopped: it writes what is queued (a
+            // DISCONNECT last) and ends.
             await CloseAsync().ConfigureAwait(false);
-            await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+            await WriterEnded().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -463,7 +471,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    private async Task ReadLoopAsync(Task writing)
+    private async Task ReadLoopAsync()
     {
         var input = _transport.Input;
         Queue<Task>? publishing = null;
@@ -569,7 +577,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
         finally
         {
-            await EndAsync(writing).ConfigureAwait(false);
+            await EndAsync().ConfigureAwait(false);
         }
     }
 
@@ -663,13 +671,52 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
+    /// <summary>The queue starts the write loop (<see cref="ISendQueueReader"/>): on the thread pool, allocating nothing.</summary>
+    void ISendQueueReader.Start() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+
+    void IThreadPoolWorkItem.Execute() => _ = WriteLoopAsync();
+
+    /// <summary>Completes when the write loop has ended for good (not when it stopped for want of work).</summary>
+    private Task WriterEnded()
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return Interlocked.CompareExchange(ref _writerEnd, waiter, null) switch
+        {
+            null => waiter.Task,
+            Exception failure => Task.FromException(failure),
+            _ => Task.CompletedTask,
+        };
+    }
+
+    /// <summary>
+    /// Writes what is queued and stops when nothing is (no frame held while idle); the queue starts it again with the
+    /// next item, or at its end (<see cref="SendQueue{T}.ContinueOrStop"/>). Waits only for an in-flight slot, while
+    /// deliveries are held back. Ends for good when the queue has ended and is written, or the transport failed.
+    /// </summary>
     private async Task WriteLoopAsync()
     {
         var output = _transport.Output;
+        var stopped = false;
+        Exception? failure = null;
         try
         {
-            while ((HasParked && Volatile.Read(ref _closing) == 0) || await _queue.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
+                if (!HasParked || Volatile.Read(ref _closing) != 0)
+                {
+                    if (!_queue.ContinueOrStop())
+                    {
+                        // Nothing to write: everything written was flushed at the end of the last pass.
+                        stopped = true;
+                        return;
+                    }
+
+                    if (!await _queue.WaitToReadAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+
                 var written = 0;
                 while (written < FlushBytes)
                 {
@@ -716,7 +763,23 @@ internal sealed partial class MqttConnection : INodeConnection
         {
             LogSendEnded(_logger, ConnectionId, ex.Message);
         }
+        catch (Exception ex)
+        {
+            // EndAsync gets it (no one awaits a loop started on demand).
+            failure = ex;
+        }
         finally
+        {
+            if (!stopped)
+            {
+                await EndWritingAsync(output, failure).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task EndWritingAsync(PipeWriter output, Exception? failure)
+    {
+        try
         {
             // Kestrel's transport closes both ways when its output completes: after a DISCONNECT that waits for the
             // client to read it and close (DrainAsync completes it).
@@ -731,6 +794,25 @@ internal sealed partial class MqttConnection : INodeConnection
                 // connection ends, so the client sees it end rather than a connection that no longer answers. Kestrel's
                 // transport closes when its output completes; the bare socket's does not.
                 Abort();
+            }
+        }
+        catch (Exception ex)
+        {
+            failure ??= ex;
+        }
+        finally
+        {
+            var ended = Interlocked.CompareExchange(ref _writerEnd, failure ?? WriterDone, null);
+            if (ended is TaskCompletionSource waiter)
+            {
+                if (failure is null)
+                {
+                    waiter.TrySetResult();
+                }
+                else
+                {
+                    waiter.TrySetException(failure);
+                }
             }
         }
     }
