@@ -127,6 +127,15 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// <summary>Whether the client connects from a loopback address (for <c>Relay:Mqtt:Anonymous:LoopbackOnly</c>).</summary>
     public bool FromLoopback { get; init; }
 
+    /// <summary>
+    /// On the bare socket, who ends the connection once the read loop has (the listener: socket finished, gate left),
+    /// called from the read loop's frame so that no frame of the listener's waits on each connection; null otherwise.
+    /// </summary>
+    public IBareConnectionOwner? Owner { get; init; }
+
+    /// <summary>The address the listener's gate counted this connection against (with <see cref="Owner"/>).</summary>
+    public System.Net.IPAddress? GateAddress { get; init; }
+
     /// <param name="transport">The client's bytes, both ways.</param>
     /// <param name="abort">Ends the connection at once (null for a <see cref="BareSocketTransport"/>: its own, without a delegate per connection).</param>
     /// <param name="broker">The node's MQTT broker.</param>
@@ -220,8 +229,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
     /// <summary>
     /// Serves the connection until it ends. Not async itself: the read loop's frame is the one a connection holds while
-    /// it lives, and it ends the connection (<see cref="EndAsync"/>); a frame awaiting it was 128 more bytes per idle
-    /// connection (docs/benchmarks.md, MQTT).
+    /// it lives, and it ends the connection (<see cref="EndAsync"/>, then on the bare socket <see cref="Owner"/>'s end, so
+    /// the listener holds no frame either); a frame awaiting it was 128 more bytes per idle connection (docs/benchmarks.md,
+    /// MQTT).
     /// </summary>
     public Task RunAsync()
     {
@@ -480,6 +490,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send. Made at the
         // first publish; submitted before every wait.
         DeliveryBatch? batch = null;
+        Exception? failure = null;
         try
         {
             try
@@ -575,9 +586,26 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 }
             }
         }
+        catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
+        {
+            // Nothing awaits a bare-socket connection: its owner logs what failed.
+            failure = ex;
+        }
         finally
         {
-            await EndAsync().ConfigureAwait(false);
+            try
+            {
+                await EndAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
+            {
+                failure ??= ex;
+            }
+
+            if (Owner is { } owner)
+            {
+                await owner.EndedAsync((BareSocketTransport)_transport, GateAddress, RefusedAtAccept is not null, failure).ConfigureAwait(false);
+            }
         }
     }
 
