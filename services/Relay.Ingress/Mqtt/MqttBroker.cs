@@ -423,7 +423,7 @@ internal sealed partial class MqttBroker : IDisposable
         MqttSubscriptionSink[] all;
         lock (session.Subscriptions)
         {
-            all = [.. session.Subscriptions.Values];
+            all = session.Subscriptions.Sinks();
             session.Subscriptions.Clear();
         }
 
