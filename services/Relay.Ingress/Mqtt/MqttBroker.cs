@@ -426,7 +426,7 @@ internal sealed partial class MqttBroker : IDisposable
         MqttSubscriptionSink[] all;
         lock (session.Subscriptions)
         {
-            all = [.. session.Subscriptions.Values];
+            all = session.Subscriptions.Sinks();
             session.Subscriptions.Clear();
         }
 

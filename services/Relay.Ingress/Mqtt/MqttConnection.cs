@@ -20,10 +20,11 @@ namespace Relay.Ingress.Mqtt;
 /// One MQTT client, over TCP or WebSocket alike (an <see cref="IDuplexPipe"/>): a read loop decodes packets and handles
 /// them in order (publishes pipelined to routing as a realtime connection's are, so acknowledgements keep their order);
 /// a write loop sends what is queued, control packets and deliveries alike, with one bounded send budget, and holds
-/// QoS 1 deliveries back while the client's in-flight window is full. The node's once-a-second loop checks the CONNECT
+/// QoS 1 deliveries back while the client's in-flight window is full. The write loop runs only while it has something
+/// to write (started by the queue: <see cref="SendQueue{T}.ContinueOrStop"/>), so an idle connection holds no frame for it. The node's once-a-second loop checks the CONNECT
 /// timeout, keep-alive, token expiry and key changes.
 /// </summary>
-internal sealed partial class MqttConnection : INodeConnection
+internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader, IThreadPoolWorkItem
 {
     /// <summary>Bytes written to the transport between two flushes, so one flush carries a burst of deliveries.</summary>
     private const int FlushBytes = 64 * 1024;
@@ -38,6 +39,11 @@ internal sealed partial class MqttConnection : INodeConnection
     private readonly MqttOptions _options;
     private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
+
+    // How the write loop ended, once it has (WriterDone, or the exception it failed with), or the wait EndAsync set up
+    // for it: the loop runs on demand, so there is no one task of it to await.
+    private object? _writerEnd;
+    private static readonly object WriterDone = new();
     // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
     // first (InflightTable): a QoS 0 subscriber never needs one.
     private Dictionary<ushort, InflightEntry>? _inflight;
@@ -121,6 +127,15 @@ internal sealed partial class MqttConnection : INodeConnection
     /// <summary>Whether the client connects from a loopback address (for <c>Relay:Mqtt:Anonymous:LoopbackOnly</c>).</summary>
     public bool FromLoopback { get; init; }
 
+    /// <summary>
+    /// On the bare socket, who ends the connection once the read loop has (the listener: socket finished, gate left),
+    /// called from the read loop's frame so that no frame of the listener's waits on each connection; null otherwise.
+    /// </summary>
+    public IBareConnectionOwner? Owner { get; init; }
+
+    /// <summary>The address the listener's gate counted this connection against (with <see cref="Owner"/>).</summary>
+    public System.Net.IPAddress? GateAddress { get; init; }
+
     /// <param name="transport">The client's bytes, both ways.</param>
     /// <param name="abort">Ends the connection at once (null for a <see cref="BareSocketTransport"/>: its own, without a delegate per connection).</param>
     /// <param name="broker">The node's MQTT broker.</param>
@@ -133,7 +148,7 @@ internal sealed partial class MqttConnection : INodeConnection
         _node = broker.Node;
         _options = broker.Options;
         _logger = broker.Logger;
-        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics);
+        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics, reader: this);
         var now = _node.Time.GetUtcNow().UtcTicks;
         _lastInputTicks = now;
         _connectDeadlineTicks = now + _options.ConnectTimeout.Ticks;
@@ -214,22 +229,25 @@ internal sealed partial class MqttConnection : INodeConnection
 
     /// <summary>
     /// Serves the connection until it ends. Not async itself: the read loop's frame is the one a connection holds while
-    /// it lives, and it ends the connection (<see cref="EndAsync"/>); a frame awaiting it was 128 more bytes per idle
-    /// connection (docs/benchmarks.md, MQTT).
+    /// it lives, and it ends the connection (<see cref="EndAsync"/>, then on the bare socket <see cref="Owner"/>'s end, so
+    /// the listener holds no frame either); a frame awaiting it was 128 more bytes per idle connection (docs/benchmarks.md,
+    /// MQTT).
     /// </summary>
     public Task RunAsync()
     {
         _node.Register(this);
-        return ReadLoopAsync(WriteLoopAsync());
+        return ReadLoopAsync();
     }
 
     /// <summary>Once the read loop has stopped: closes, waits for the write loop and hands the session back.</summary>
-    private async Task EndAsync(Task writing)
+    private async Task EndAsync()
     {
         try
         {
+            // Closing completes the queue, which starts the write loop if it was stopped: it writes what is queued (a
+            // DISCONNECT last) and ends.
             await CloseAsync().ConfigureAwait(false);
-            await writing.WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+            await WriterEnded().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -463,7 +481,7 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
-    private async Task ReadLoopAsync(Task writing)
+    private async Task ReadLoopAsync()
     {
         var input = _transport.Input;
         Queue<Task>? publishing = null;
@@ -472,6 +490,7 @@ internal sealed partial class MqttConnection : INodeConnection
         // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send, not one per
         // buffer of input read. Made at the first publish; submitted before every wait and when its bounds say so.
         DeliveryBatch? batch = null;
+        Exception? failure = null;
         try
         {
             try
@@ -574,9 +593,26 @@ internal sealed partial class MqttConnection : INodeConnection
                 }
             }
         }
+        catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
+        {
+            // Nothing awaits a bare-socket connection: its owner logs what failed.
+            failure = ex;
+        }
         finally
         {
-            await EndAsync(writing).ConfigureAwait(false);
+            try
+            {
+                await EndAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
+            {
+                failure ??= ex;
+            }
+
+            if (Owner is { } owner)
+            {
+                await owner.EndedAsync((BareSocketTransport)_transport, GateAddress, RefusedAtAccept is not null, failure).ConfigureAwait(false);
+            }
         }
     }
 
@@ -670,13 +706,52 @@ internal sealed partial class MqttConnection : INodeConnection
         }
     }
 
+    /// <summary>The queue starts the write loop (<see cref="ISendQueueReader"/>): on the thread pool, allocating nothing.</summary>
+    void ISendQueueReader.Start() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+
+    void IThreadPoolWorkItem.Execute() => _ = WriteLoopAsync();
+
+    /// <summary>Completes when the write loop has ended for good (not when it stopped for want of work).</summary>
+    private Task WriterEnded()
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return Interlocked.CompareExchange(ref _writerEnd, waiter, null) switch
+        {
+            null => waiter.Task,
+            Exception failure => Task.FromException(failure),
+            _ => Task.CompletedTask,
+        };
+    }
+
+    /// <summary>
+    /// Writes what is queued and stops when nothing is (no frame held while idle); the queue starts it again with the
+    /// next item, or at its end (<see cref="SendQueue{T}.ContinueOrStop"/>). Waits only for an in-flight slot, while
+    /// deliveries are held back. Ends for good when the queue has ended and is written, or the transport failed.
+    /// </summary>
     private async Task WriteLoopAsync()
     {
         var output = _transport.Output;
+        var stopped = false;
+        Exception? failure = null;
         try
         {
-            while ((HasParked && Volatile.Read(ref _closing) == 0) || await _queue.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
+                if (!HasParked || Volatile.Read(ref _closing) != 0)
+                {
+                    if (!_queue.ContinueOrStop())
+                    {
+                        // Nothing to write: everything written was flushed at the end of the last pass.
+                        stopped = true;
+                        return;
+                    }
+
+                    if (!await _queue.WaitToReadAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+
                 var written = 0;
                 while (written < FlushBytes)
                 {
@@ -726,7 +801,23 @@ internal sealed partial class MqttConnection : INodeConnection
         {
             LogSendEnded(_logger, ConnectionId, ex.Message);
         }
+        catch (Exception ex)
+        {
+            // EndAsync gets it (no one awaits a loop started on demand).
+            failure = ex;
+        }
         finally
+        {
+            if (!stopped)
+            {
+                await EndWritingAsync(output, failure).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task EndWritingAsync(PipeWriter output, Exception? failure)
+    {
+        try
         {
             // Kestrel's transport closes both ways when its output completes: after a DISCONNECT that waits for the
             // client to read it and close (DrainAsync completes it).
@@ -741,6 +832,25 @@ internal sealed partial class MqttConnection : INodeConnection
                 // connection ends, so the client sees it end rather than a connection that no longer answers. Kestrel's
                 // transport closes when its output completes; the bare socket's does not.
                 Abort();
+            }
+        }
+        catch (Exception ex)
+        {
+            failure ??= ex;
+        }
+        finally
+        {
+            var ended = Interlocked.CompareExchange(ref _writerEnd, failure ?? WriterDone, null);
+            if (ended is TaskCompletionSource waiter)
+            {
+                if (failure is null)
+                {
+                    waiter.TrySetResult();
+                }
+                else
+                {
+                    waiter.TrySetException(failure);
+                }
             }
         }
     }

@@ -31,11 +31,12 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     /// Serves a connection on its bare socket (Relay's own transport, <see cref="MqttListener"/>): its output is opened
     /// here, with one lock for the send buffer and the connection's send queue, flushed by one of the node's schedulers.
     /// </summary>
-    public Task ServeAsync(Sending.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused)
+    /// <param name="owner">Ends the connection once its read loop has (the listener), with <paramref name="address"/>.</param>
+    public void Serve(Sending.BareSocketTransport transport, System.Net.EndPoint? remote, string? refused, IBareConnectionOwner owner, System.Net.IPAddress? address)
     {
         var gate = new Lock();
         transport.OpenOutput(gate, broker.Node.NextFlusher());
-        return new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote) }.RunAsync();
+        _ = new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote), Owner = owner, GateAddress = address }.RunAsync();
     }
 
     /// <summary>Whether <paramref name="remote"/> is a loopback address (127.0.0.0/8 or ::1, IPv4-mapped included).</summary>

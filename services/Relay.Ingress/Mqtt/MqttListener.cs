@@ -27,7 +27,7 @@ namespace Relay.Ingress.Mqtt;
 /// second listener on <c>Relay:Mqtt:TlsPort</c> (8883) serves MQTT over TLS: its handshake runs here, with the host's
 /// certificate as it is reloaded, and the decrypted stream goes to the same connection handler.
 /// </summary>
-public sealed partial class MqttListener : IHostedService, IAsyncDisposable
+public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBareConnectionOwner
 {
     /// <summary>The TLS handshake a connection refused for its address may take before its CONNACK: it holds a refusal slot meanwhile.</summary>
     private static readonly TimeSpan RefusedHandshakeTimeout = TimeSpan.FromSeconds(2);
@@ -188,7 +188,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                 var admission = _gate.TryEnter(address);
                 if (admission == Admission.Admitted)
                 {
-                    _ = ServeBareAsync(socket, address, refused: null);
+                    ServeBare(socket, address, refused: null);
                     continue;
                 }
 
@@ -203,9 +203,14 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
                     return;
                 }
 
-                _ = admission == Admission.NodeFull
-                    ? RefuseBareAsync(socket, _gate.RefusalFor(admission))
-                    : ServeBareAsync(socket, address: null, MqttConnectionHandler.RefusalOf(admission));
+                if (admission == Admission.NodeFull)
+                {
+                    _ = RefuseBareAsync(socket, _gate.RefusalFor(admission));
+                }
+                else
+                {
+                    ServeBare(socket, address: null, MqttConnectionHandler.RefusalOf(admission));
+                }
             }
         }
         catch (Exception ex) when (ListenSocket.IsUnbound(ex))
@@ -218,24 +223,46 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Serves one connection on its bare socket; counts it out of the gate (or its refusal slot) when it ends.</summary>
-    private async Task ServeBareAsync(Socket socket, IPAddress? address, string? refused)
+    /// <summary>
+    /// Serves one connection on its bare socket. Nothing here awaits it: the connection's read loop calls
+    /// <see cref="IBareConnectionOwner.EndedAsync"/> when it ends, so an idle connection holds no listener frame (152
+    /// bytes each, docs/benchmarks.md, MQTT).
+    /// </summary>
+    private void ServeBare(Socket socket, IPAddress? address, string? refused)
     {
         var transport = new BareSocketTransport(socket);
         try
         {
-            await _handler.ServeAsync(transport, ListenSocket.RemoteOf(socket), refused).ConfigureAwait(false);
+            _handler.Serve(transport, ListenSocket.RemoteOf(socket), refused, this, address);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            LogConnectionFailed(_logger, ListenSocket.RemoteOf(socket), ex);
+            // The connection never started: it ends here.
+            _ = EndBareAsync(transport, address, refused is not null, ex);
         }
-        finally
+    }
+
+    /// <inheritdoc />
+    Task IBareConnectionOwner.EndedAsync(BareSocketTransport transport, IPAddress? address, bool refused, Exception? failure) =>
+        EndBareAsync(transport, address, refused, failure);
+
+    /// <summary>A bare-socket connection ended: its socket is finished and it is counted out of the gate (or its refusal slot).</summary>
+    private async Task EndBareAsync(BareSocketTransport transport, IPAddress? address, bool refused, Exception? failure)
+    {
+        try
         {
+            if (failure is not null)
+            {
+                LogConnectionFailed(_logger, transport.Remote, failure);
+            }
+
             // What was written (a DISCONNECT last) reaches the kernel, and the client reads it up to the end, before the
             // socket closes.
             await transport.FinishAsync(_ingress.CloseTimeout, TimeProvider.System).ConfigureAwait(false);
-            if (refused is null)
+        }
+        finally
+        {
+            if (!refused)
             {
                 _gate.Exit(address);
             }
@@ -351,4 +378,17 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable
 
     [LoggerMessage(EventId = 1441, Level = LogLevel.Warning, Message = "MQTT connection from {Remote} ended with an error")]
     private static partial void LogConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);
+}
+
+/// <summary>
+/// Who ends a bare-socket MQTT connection once its read loop has (the listener: the socket finished, the connection
+/// counted out of the gate), called from the read loop's own frame so that no other frame awaits the connection.
+/// </summary>
+internal interface IBareConnectionOwner
+{
+    /// <param name="transport">The connection's socket.</param>
+    /// <param name="address">The address it was counted against in the gate (null when it was refused at accept).</param>
+    /// <param name="refused">Whether it was refused at accept (it holds a refusal slot, not a place in the gate).</param>
+    /// <param name="failure">What ended it unexpectedly, to be logged, or null.</param>
+    Task EndedAsync(BareSocketTransport transport, IPAddress? address, bool refused, Exception? failure);
 }

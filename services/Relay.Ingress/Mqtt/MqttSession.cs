@@ -64,7 +64,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     public string ClientId { get; } = clientId;
 
     /// <summary>The filters subscribed, each with its sink in the node's index (locked by itself).</summary>
-    public Dictionary<string, MqttSubscriptionSink> Subscriptions { get; } = new(StringComparer.Ordinal);
+    public MqttSubscriptionMap Subscriptions { get; } = new();
 
     /// <summary>
     /// The subscriptions with an MQTT 5 Subscription Identifier (shared ones aside), by filter: a delivery carries the

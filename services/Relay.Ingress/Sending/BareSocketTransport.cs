@@ -24,6 +24,9 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
     /// <summary>Makes the pipe writer onto the socket: <paramref name="gate"/> guards its send buffer, <paramref name="flushes"/> sends it.</summary>
     public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
 
+    /// <summary>The client's address and port, or null once the socket is gone.</summary>
+    public System.Net.EndPoint? Remote => Connections.ListenSocket.RemoteOf(socket);
+
     /// <summary>
     /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read
     /// but drained when the connection finishes), while what is written still goes out. A pipe's

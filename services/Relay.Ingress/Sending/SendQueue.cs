@@ -27,16 +27,27 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private long _bytes;
     private bool _completed;
     private bool _readerWaiting;
+
+    // A reader started on demand (MQTT's write loop): stopped while nothing is queued, started by the next item or by
+    // Complete, once (ContinueOrStop and TryAdd decide under the lock, so no wake-up is lost and none is doubled).
+    private readonly ISendQueueReader? _reader;
+    private bool _readerStopped;
     private QuietSweeps _quiet;
 
     /// <param name="size">The bytes an item stands for (a static lambda: one delegate for every connection).</param>
     /// <param name="gate">A lock to share (a connection's write gate, saving one per connection), or null for its own.</param>
     /// <param name="metrics">Where queued and dequeued frames are counted (the queue depth gauge and frames out), or null.</param>
-    public SendQueue(Func<T, int> size, Lock? gate = null, IngressMetrics? metrics = null)
+    /// <param name="reader">
+    /// A reader that runs only while there is something to read (<see cref="ContinueOrStop"/>), started by the queue
+    /// (first by the first item), or null for one that waits (<see cref="WaitToReadAsync"/>).
+    /// </param>
+    public SendQueue(Func<T, int> size, Lock? gate = null, IngressMetrics? metrics = null, ISendQueueReader? reader = null)
     {
         _size = size;
         _gate = gate ?? new Lock();
         _metrics = metrics;
+        _reader = reader;
+        _readerStopped = reader is not null;
     }
 
     /// <summary>The lock the queue is used under (shared with the connection's send buffer when one was given).</summary>
@@ -78,6 +89,7 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     private bool TryAdd(T item, long room)
     {
         var size = _size(item);
+        var start = false;
         lock (_gate)
         {
             if (_completed || size > room - _bytes)
@@ -95,13 +107,23 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
             _bytes += size;
             _metrics?.FrameQueued();
             _quiet.Used();
-            if (_readerWaiting)
+            if (_readerStopped)
+            {
+                _readerStopped = false;
+                start = true;
+            }
+            else if (_readerWaiting)
             {
                 // Under the lock: the reader resets the signal under it (WaitToReadAsync), and a reader that saw this
                 // completion before SetResult returned must not reset it while SetResult still looks for its continuation.
                 _readerWaiting = false;
                 _signal.SetResult(true);
             }
+        }
+
+        if (start)
+        {
+            _reader!.Start();
         }
 
         return true;
@@ -123,14 +145,51 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
     /// <summary>No more writes; the reader drains what is queued and then sees the end.</summary>
     public void Complete()
     {
+        var start = false;
         lock (_gate)
         {
+            if (_completed)
+            {
+                return;
+            }
+
             _completed = true;
-            if (_readerWaiting)
+            if (_readerStopped)
+            {
+                // A reader on demand starts to see the end (and drain what it must before it).
+                _readerStopped = false;
+                start = true;
+            }
+            else if (_readerWaiting)
             {
                 _readerWaiting = false;
                 _signal.SetResult(false);
             }
+        }
+
+        if (start)
+        {
+            _reader!.Start();
+        }
+    }
+
+    /// <summary>
+    /// For a reader on demand, before it would wait: true when an item is queued or the queue is completed (read on:
+    /// <see cref="WaitToReadAsync"/> answers at once); false when the queue is empty and open, and the reader stops (it
+    /// holds nothing while idle: no frame awaiting the next item): the next item, or <see cref="Complete"/>, starts it
+    /// again (<see cref="ISendQueueReader.Start"/>), exactly once.
+    /// </summary>
+    public bool ContinueOrStop()
+    {
+        lock (_gate)
+        {
+            if (_count > 0 || _completed)
+            {
+                return true;
+            }
+
+            _readerStopped = true;
+            return false;
         }
     }
 
@@ -235,4 +294,15 @@ internal sealed class SendQueue<T> : IValueTaskSource<bool>
         _ring = next;
         _head = 0;
     }
+}
+
+/// <summary>A <see cref="SendQueue{T}"/>'s reader that runs only while there is something to read.</summary>
+internal interface ISendQueueReader
+{
+    /// <summary>
+    /// Starts the reader, off the caller's thread (the caller may be a thread delivering to many connections), as a
+    /// waiting reader's continuation runs. Called outside the queue's lock, once per stop: after <see cref="SendQueue{T}.ContinueOrStop"/> returned false (or at
+    /// first), by the next item or by completion.
+    /// </summary>
+    void Start();
 }
