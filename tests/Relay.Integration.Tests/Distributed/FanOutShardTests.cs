@@ -197,7 +197,9 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         // second loses more than history holds, and its subscribers are told to recover. Before, a shard given
         // back to a joining process had no holder until the taker's next tick: up to a third of the lease, 2 s with the
         // 6 s lease here (1 s with the default 3 s, when the bench smoke's subscribers were cut at 800 messages/s).
-        const int Total = 6000;
+        // 12 s at 1,000/s, the second process joining after the first 500: a process starts in 1–5 s on a busy machine,
+        // and must hold its share while the stream still runs (at 6,000 it once joined as the stream ended, CI).
+        const int Total = 12_000;
         var environment = new Dictionary<string, string>(FastPublisher)
         {
             ["Relay__Namespaces__Defaults__HistorySize"] = "8",
@@ -213,7 +215,7 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         await using var publisher = await TestSocket.ConnectAsync(RelayCluster.RealtimeUri(cluster.IngressA));
         var acknowledged = new long[Total + 1];
         var publishing = PacedPublisher.PublishAsync(publisher, acknowledged, 1, Total, 1000, static n => ChannelName(n % Channels), output.WriteLine, stop.Token);
-        while (Volatile.Read(ref acknowledged[1000]) == 0)
+        while (Volatile.Read(ref acknowledged[500]) == 0)
         {
             await Task.Delay(20, stop.Token);
         }
@@ -221,7 +223,21 @@ public sealed class FanOutShardTests(ITestOutputHelper output)
         // A second fan-out process joins (as an autoscaler adds one): the first gives half the shards back to it.
         await using var joined = await cluster.StartServiceAsync("fanout-joined", "Relay.FanOut");
         output.WriteLine($"second fan-out process started at {clock.Elapsed.TotalSeconds:0.000} s");
+        async Task<double> JoinedHoldsAsync()
+        {
+            var until = DateTime.UtcNow.AddSeconds(30);
+            while ((await cluster.FanOutOwnersAsync()).Where(static o => o is not null).Distinct().Count() < 2)
+            {
+                Assert.True(DateTime.UtcNow < until, "the second fan-out process held no shard 30 s after it started");
+                await Task.Delay(50, stop.Token);
+            }
+
+            return clock.Elapsed.TotalSeconds;
+        }
+
+        output.WriteLine($"second fan-out process holds shards from {await JoinedHoldsAsync():0.000} s");
         await publishing;
+        output.WriteLine($"publishing ended at {clock.Elapsed.TotalSeconds:0.000} s");
         Assert.DoesNotContain(0, acknowledged.Skip(1));
         await Task.WhenAll(following).WaitAsync(TimeSpan.FromSeconds(60));
 
