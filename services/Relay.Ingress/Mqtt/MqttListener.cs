@@ -37,6 +37,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     private readonly SocketTransportOptions _transport;
     private readonly ConnectionGate _gate;
     private readonly IngressOptions _ingress;
+    private readonly ReadinessPoller? _poller;
     private readonly MqttConnectionHandler _handler;
     private readonly ServerCertificate? _certificate;
     private readonly MqttClientCertificates? _clientCertificates;
@@ -55,6 +56,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
         _transport = transport.Value;
         _gate = gate;
         _ingress = ingress.Value;
+        _poller = _ingress.ReadinessPoller ? ReadinessPoller.Shared : null;
         _handler = handler;
         _certificate = tls.Value.Enabled ? certificate : null;
         _clientCertificates = _certificate is not null && _options.ClientCertificates.Enabled ? new MqttClientCertificates(_options.ClientCertificates) : null;
@@ -230,7 +232,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     /// </summary>
     private void ServeBare(Socket socket, IPAddress? address, string? refused)
     {
-        var transport = new BareSocketTransport(socket);
+        var transport = new BareSocketTransport(socket, _poller);
         try
         {
             _handler.Serve(transport, ListenSocket.RemoteOf(socket), refused, this, address);

@@ -285,7 +285,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
 
                 Interlocked.Increment(ref _factory._taken);
-                var transport = new BareSocketTransport(socket);
+                var transport = new BareSocketTransport(socket, _node.Options.ReadinessPoller ? ReadinessPoller.Shared : null);
                 PipeWebSocket? webSocket = null;
                 try
                 {

@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Relay.Ingress.Connections;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Sending;
@@ -9,9 +10,11 @@ namespace Relay.Ingress.Sending;
 /// the socket directly (a realtime connection's <see cref="PipeWebSocket"/>) or, for a connection handler written
 /// against a pipe (MQTT), through the <see cref="SocketWriter"/> <see cref="OpenOutput"/> makes.
 /// </summary>
-internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
+/// <param name="socket">The accepted connection.</param>
+/// <param name="poller">Where reads wait for input (<c>Relay:Ingress:ReadinessPoller</c>); null: the runtime's zero-byte receive.</param>
+internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller) : IDuplexPipe
 {
-    private readonly SocketReader _input = new(socket);
+    private readonly SocketReader _input = new(socket, poller);
     private SocketWriter? _output;
 
     public PipeReader Input => _input;
@@ -37,6 +40,8 @@ internal sealed class BareSocketTransport(Socket socket) : IDuplexPipe
     /// <summary>Ends the connection at once; pending reads and sends end with it.</summary>
     public void Abort()
     {
+        // A closed socket leaves Relay's poller without a wake-up: a waiting read ends here, as the end of the input.
+        _input.Stop();
         try
         {
             socket.Shutdown(SocketShutdown.Both);

@@ -3,19 +3,21 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.WebSockets;
 
 /// <summary>
-/// A <see cref="PipeReader"/> straight over a connected socket, for the realtime connections Relay accepts itself
-/// (<see cref="RealtimeListenerFactory"/>): no pipe, no buffer segments, no scheduling. A read with nothing buffered
-/// waits with a zero-byte receive (no buffer held), then takes what the kernel has into one pooled array, grown
-/// when a frame needs more; once everything is consumed the array goes back to the pool, so an idle connection
-/// holds the socket and nothing else. Single reader; a pending read ends when data arrives, the socket closes or the
+/// A <see cref="PipeReader"/> straight over a connected socket, for the connections Relay accepts itself
+/// (<see cref="RealtimeListenerFactory"/>, the MQTT listener): no pipe, no buffer segments, no scheduling. A read with
+/// nothing buffered waits for input without a buffer (on Linux in Relay's own <see cref="ReadinessPoller"/>, else with
+/// the runtime's zero-byte receive), then takes what the kernel has into one pooled array, grown when a frame needs
+/// more; once everything is consumed the array goes back to the pool, so an idle connection holds the socket, its
+/// poller slot and nothing else. Single reader; a pending read ends when data arrives, the socket closes or the
 /// owner calls <see cref="Stop"/> (cancellation is not supported: a token per read would be an object per idle
 /// connection).
 /// </summary>
-internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
+internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, IReadinessTarget
 {
     private const int MinimumBuffer = 4096;
 
@@ -36,7 +38,10 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     };
 
     private readonly Socket _socket;
-    private readonly Action _onReadable;
+
+    // The wait for input: a slot in Relay's poller, or (without one) the runtime's zero-byte receive, woken through _onReadable.
+    private ReadinessPoller.Registration _registration;
+    private readonly Action? _onReadable;
     private ManualResetValueTaskSourceCore<ReadResult> _source;
     private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _waiting;
 
@@ -64,11 +69,19 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     private int _stopped;
 
     /// <param name="socket">A connected socket; it is switched to non-blocking, since reads take only what the kernel has.</param>
-    public SocketReader(Socket socket)
+    /// <param name="poller">Where reads wait for input; null: the runtime's zero-byte receive.</param>
+    public SocketReader(Socket socket, ReadinessPoller? poller = null)
     {
         _socket = socket;
         _socket.Blocking = false;
-        _onReadable = OnReadable;
+        if (poller is null)
+        {
+            _onReadable = OnReadable;
+        }
+        else
+        {
+            _registration = poller.Register(this);
+        }
     }
 
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
@@ -232,6 +245,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
         }
 
         _readerCompleted = true;
+        _registration.Release(_socket);
         if (_buffer is not null && _readPending == 0)
         {
             ArrayPool<byte>.Shared.Return(_buffer);
@@ -256,6 +270,34 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _source.OnCompleted(continuation, state, token, flags);
 
+    void IThreadPoolWorkItem.Execute() => ((IReadinessTarget)this).OnReadable();
+
+    /// <summary>The poller's wake-up: the socket has input, has ended, or the wake-up is spurious (the wait goes on).</summary>
+    void IReadinessTarget.OnReadable()
+    {
+        if (Interlocked.CompareExchange(ref _wait, NotWaiting, Waiting) != Waiting)
+        {
+            // Stop ended the read that waited, or nothing waits.
+            return;
+        }
+
+        try
+        {
+            // A wait on the socket ended: this wake-up starts a new budget.
+            _readWithoutWait = 0;
+            Receive();
+            if (Advance(out var result))
+            {
+                _source.SetResult(result);
+            }
+        }
+        catch (Exception ex)
+        {
+            _source.SetException(ex);
+        }
+    }
+
+    /// <summary>The runtime's wake-up, for a wait without a poller.</summary>
     private void OnReadable()
     {
         if (Interlocked.CompareExchange(ref _wait, NotWaiting, Waiting) != Waiting)
@@ -293,13 +335,38 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>
     {
         while (!TryProduce(out result))
         {
+            if (_registration.IsTaken)
+            {
+                // Wait for data in the poller: armed after the state says so, since the wake-up may come at once.
+                Interlocked.Exchange(ref _wait, Waiting);
+                if (!_registration.Arm(_socket))
+                {
+                    // Closed, or refused by the kernel: no wake-up will come, so this read ends the input (unless Stop just did).
+                    if (Interlocked.CompareExchange(ref _wait, NotWaiting, Waiting) != Waiting)
+                    {
+                        return false;
+                    }
+
+                    _ended = true;
+                    continue;
+                }
+
+                // A Stop that came after the check above found no wait to end: this read ends now, as Stop would.
+                if (Volatile.Read(ref _stopped) != 0 && Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
+                {
+                    _source.SetResult(StoppedResult());
+                }
+
+                return false;
+            }
+
             // Wait for data without a buffer: the socket's own cached receive arguments carry the wait.
             var wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
             if (!wait.IsCompleted)
             {
                 _waiting = wait;
                 Interlocked.Exchange(ref _wait, Waiting);
-                wait.UnsafeOnCompleted(_onReadable);
+                wait.UnsafeOnCompleted(_onReadable!);
 
                 // A Stop that came after the check above found no wait to end: this read ends now, as Stop would.
                 if (Volatile.Read(ref _stopped) != 0 && Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)

@@ -6,7 +6,7 @@ namespace Relay.Services.Tests.Mqtt;
 /// <see cref="ServerFixture"/>'s server with MQTT over TCP on the transport named: the bare socket (Relay's own transport,
 /// <c>Relay:Mqtt:OwnTransport=true</c>, the default, said outright for the tests about it) or Kestrel's socket transport.
 /// </summary>
-public abstract class MqttTransportServerFixture(bool bareSocket) : IServerFixture, IAsyncLifetime
+public abstract class MqttTransportServerFixture(bool bareSocket, bool poller = true) : IServerFixture, IAsyncLifetime
 {
     public RelayServer Server { get; private set; } = null!;
 
@@ -14,6 +14,7 @@ public abstract class MqttTransportServerFixture(bool bareSocket) : IServerFixtu
     {
         var settings = ServerFixture.Settings();
         settings["Relay:Mqtt:OwnTransport"] = bareSocket ? "true" : "false";
+        settings["Relay:Ingress:ReadinessPoller"] = poller ? "true" : "false";
         Server = await RelayServer.StartAsync(settings);
     }
 
@@ -25,3 +26,6 @@ public sealed class BareSocketServerFixture() : MqttTransportServerFixture(bareS
 
 /// <summary>MQTT over TCP on Kestrel's socket transport (<c>Relay:Mqtt:OwnTransport=false</c>).</summary>
 public sealed class KestrelTransportServerFixture() : MqttTransportServerFixture(bareSocket: false);
+
+/// <summary>MQTT over TCP on the bare socket, its reads waiting with the runtime's zero-byte receive (<c>Relay:Ingress:ReadinessPoller=false</c>).</summary>
+public sealed class RuntimeWaitServerFixture() : MqttTransportServerFixture(bareSocket: true, poller: false);
