@@ -71,6 +71,9 @@ internal sealed unsafe partial class ReadinessPoller
         return loop.Take(target);
     }
 
+    /// <summary>Slots taken and not given back, over every loop (tests: a connection that ended gave its slot back).</summary>
+    internal int SlotsInUse => _loops.Sum(loop => loop.SlotsInUse);
+
     /// <summary>A poller of its own for tests: <paramref name="loops"/> threads, wake-ups inline or on the pool.</summary>
     internal static ReadinessPoller CreateForTests(int loops, bool inline) => new(loops, inline);
 
@@ -152,6 +155,17 @@ internal sealed unsafe partial class ReadinessPoller
         }
 
         public bool Inline { get; }
+
+        public int SlotsInUse
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _count - _free.Count;
+                }
+            }
+        }
 
         public Registration Take(IReadinessTarget target)
         {

@@ -64,23 +64,29 @@ internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller
     /// </summary>
     public async Task FinishAsync(TimeSpan timeout, TimeProvider time)
     {
-        var started = time.GetTimestamp();
-        if (_output is { } output)
+        // Closed whatever happens: an unclosed transport would keep its socket and its poller slot.
+        try
         {
-            try
+            var started = time.GetTimestamp();
+            if (_output is { } output)
             {
-                await output.WhenSentAsync().WaitAsync(timeout, time).ConfigureAwait(false);
+                try
+                {
+                    await output.WhenSentAsync().WaitAsync(timeout, time).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // A peer that reads nothing: closed with its bytes unsent.
+                    return;
+                }
             }
-            catch (TimeoutException)
-            {
-                // A peer that reads nothing: closed with its bytes unsent.
-                Close();
-                return;
-            }
-        }
 
-        await EndStreamAsync(timeout - time.GetElapsedTime(started), time).ConfigureAwait(false);
-        Close();
+            await EndStreamAsync(timeout - time.GetElapsedTime(started), time).ConfigureAwait(false);
+        }
+        finally
+        {
+            Close();
+        }
     }
 
     /// <summary>

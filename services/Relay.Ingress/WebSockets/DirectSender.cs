@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -16,9 +17,9 @@ namespace Relay.Ingress.WebSockets;
 /// </summary>
 internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
 {
-    // Decided once: Relay's transport makes its sockets non-blocking before any send (see SocketReader); on a blocking
-    // socket a plain send could block the caller.
-    private readonly bool _tryAtOnce = !socket.Blocking;
+    // Decided once: a send without waiting needs SocketCalls (Linux), or a socket Relay's transport made non-blocking (see
+    // SocketReader); a plain send on a blocking socket could block the caller.
+    private readonly bool _tryAtOnce = SocketCalls.IsSupported || !socket.Blocking;
 
     /// <summary>Bytes a connection may have waiting behind an in-flight send before it is considered full.</summary>
     public const int BufferLimit = 256 * 1024;
@@ -169,7 +170,9 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
     /// <summary>One non-blocking system call: the bytes the kernel took (possibly none), or -1 when the socket failed.</summary>
     private int SendAtOnce(byte[] buffer, int length)
     {
-        var sent = socket.Send(buffer, 0, length, SocketFlags.None, out var error);
+        var sent = SocketCalls.IsSupported
+            ? SocketCalls.Send(socket, buffer.AsSpan(0, length), out var error)
+            : socket.Send(buffer, 0, length, SocketFlags.None, out error);
         return error switch
         {
             SocketError.Success => sent,

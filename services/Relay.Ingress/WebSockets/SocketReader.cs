@@ -68,14 +68,17 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     private int _wait;
     private int _stopped;
 
-    /// <param name="socket">A connected socket; it is switched to non-blocking, since reads take only what the kernel has.</param>
-    /// <param name="poller">Where reads wait for input; null: the runtime's zero-byte receive.</param>
+    /// <param name="socket">A connected socket; reads take only what the kernel has.</param>
+    /// <param name="poller">
+    /// Where reads wait for input, reading with <see cref="SocketCalls"/>; null: the runtime's zero-byte receive, the
+    /// socket switched to non-blocking for the runtime's reads.
+    /// </param>
     public SocketReader(Socket socket, ReadinessPoller? poller = null)
     {
         _socket = socket;
-        _socket.Blocking = false;
         if (poller is null)
         {
+            _socket.Blocking = false;
             _onReadable = OnReadable;
         }
         else
@@ -196,7 +199,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             {
                 while (true)
                 {
-                    var count = _socket.Receive(scratch, SocketFlags.None, out var error);
+                    var count = ReceiveNow(scratch, out var error);
                     if (error == SocketError.WouldBlock)
                     {
                         break;
@@ -434,7 +437,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
         SocketError error;
         try
         {
-            count = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None, out error);
+            count = ReceiveNow(_buffer.AsSpan(_end), out error);
         }
         catch (ObjectDisposedException)
         {
@@ -457,6 +460,10 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
         _readWithoutWait += count;
         _examinedAll = false;
     }
+
+    /// <summary>One read of what the kernel has, without waiting.</summary>
+    private int ReceiveNow(Span<byte> buffer, out SocketError error) =>
+        _registration.IsTaken ? SocketCalls.Receive(_socket, buffer, out error) : _socket.Receive(buffer, SocketFlags.None, out error);
 
     private bool TryProduce(out ReadResult result)
     {

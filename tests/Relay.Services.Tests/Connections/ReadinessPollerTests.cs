@@ -174,6 +174,35 @@ public sealed class ReadinessPollerTests
         }
     }
 
+    [Fact]
+    public async Task BareSocketTransport_ThatEnds_GivesItsSlotBack()
+    {
+        var poller = ReadinessPoller.CreateForTests(1, inline: true);
+        var (server, client) = await PairAsync();
+        var (aborted, abortedClient) = await PairAsync();
+        using (client)
+        using (abortedClient)
+        {
+            // Ended by the client: read to the end, then finished as the listeners finish a connection.
+            var transport = new BareSocketTransport(server, poller);
+            var other = new BareSocketTransport(aborted, poller);
+            Assert.Equal(2, poller.SlotsInUse);
+            Assert.Equal("hi", await ReadOneAsync(transport, client));
+            var end = transport.Input.ReadAsync().AsTask();
+            client.Shutdown(SocketShutdown.Send);
+            Assert.True((await end.WaitAsync(Timeout)).IsCompleted);
+            await transport.FinishAsync(Timeout, TimeProvider.System).WaitAsync(Timeout);
+            Assert.Equal(1, poller.SlotsInUse);
+
+            // Ended by the server while a read waits: aborted, then closed.
+            var waiting = other.Input.ReadAsync().AsTask();
+            other.Abort();
+            Assert.True((await waiting.WaitAsync(Timeout)).IsCompleted);
+            other.Close();
+            Assert.Equal(0, poller.SlotsInUse);
+        }
+    }
+
     private static async Task<string> ReadOneAsync(BareSocketTransport transport, Socket client)
     {
         client.Send("hi"u8);
