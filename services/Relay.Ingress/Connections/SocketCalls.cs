@@ -27,53 +27,28 @@ internal static unsafe partial class SocketCalls
     /// Takes what the kernel has, without waiting: the bytes read (0 with <see cref="SocketError.Success"/>: the peer's
     /// end of the stream), or 0 with <see cref="SocketError.WouldBlock"/> (nothing there) or the failure.
     /// </summary>
-    public static int Receive(Socket socket, Span<byte> buffer, out SocketError error)
-    {
-        var handle = socket.SafeHandle;
-        var held = false;
-        try
-        {
-            handle.DangerousAddRef(ref held);
-            fixed (byte* bytes = buffer)
-            {
-                while (true)
-                {
-                    var count = Recv((int)handle.DangerousGetHandle(), bytes, (nuint)buffer.Length, MsgDontWait);
-                    if (count >= 0)
-                    {
-                        error = SocketError.Success;
-                        return (int)count;
-                    }
-
-                    if (Failed(out error))
-                    {
-                        return 0;
-                    }
-                }
-            }
-        }
-        finally
-        {
-            if (held)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
+    public static int Receive(Socket socket, Span<byte> buffer, out SocketError error) =>
+        Transfer(socket, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, out error);
 
     /// <summary>Gives the kernel what it takes at once: the bytes it took (0 with <see cref="SocketError.WouldBlock"/>: none), or 0 with the failure.</summary>
-    public static int Send(Socket socket, ReadOnlySpan<byte> buffer, out SocketError error)
+    public static int Send(Socket socket, ReadOnlySpan<byte> buffer, out SocketError error) =>
+        Transfer(socket, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: true, out error);
+
+    private static int Transfer(Socket socket, ref byte start, int length, bool send, out SocketError error)
     {
         var handle = socket.SafeHandle;
         var held = false;
         try
         {
             handle.DangerousAddRef(ref held);
-            fixed (byte* bytes = buffer)
+            var fd = (int)handle.DangerousGetHandle();
+            fixed (byte* bytes = &start)
             {
                 while (true)
                 {
-                    var count = SendBytes((int)handle.DangerousGetHandle(), bytes, (nuint)buffer.Length, MsgDontWait | MsgNoSignal);
+                    var count = send
+                        ? SendBytes(fd, bytes, (nuint)length, MsgDontWait | MsgNoSignal)
+                        : Recv(fd, bytes, (nuint)length, MsgDontWait);
                     if (count >= 0)
                     {
                         error = SocketError.Success;

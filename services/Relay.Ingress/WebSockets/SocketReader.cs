@@ -284,20 +284,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             return;
         }
 
-        try
-        {
-            // A wait on the socket ended: this wake-up starts a new budget.
-            _readWithoutWait = 0;
-            Receive();
-            if (Advance(out var result))
-            {
-                _source.SetResult(result);
-            }
-        }
-        catch (Exception ex)
-        {
-            _source.SetException(ex);
-        }
+        ContinueAfterWait();
     }
 
     /// <summary>The runtime's wake-up, for a wait without a poller.</summary>
@@ -311,12 +298,17 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             return;
         }
 
+        Observe(_waiting);
+        _waiting = default;
+        ContinueAfterWait();
+    }
+
+    /// <summary>A wait on the socket ended (it has input, has ended, or woke for nothing): the pending read goes on from here.</summary>
+    private void ContinueAfterWait()
+    {
         try
         {
-            Observe(_waiting);
-            _waiting = default;
-
-            // A wait on the socket ended: this wake-up starts a new budget.
+            // This wake-up starts a new budget.
             _readWithoutWait = 0;
             Receive();
             if (Advance(out var result))
