@@ -18,8 +18,14 @@ public sealed class RedisSentinelSet : IAsyncDisposable
     /// <summary>The name the sentinels know the master by (<c>serviceName=</c>).</summary>
     public const string ServiceName = "relay";
 
-    /// <summary>How long a silent master takes to be called down: short, so a failover fits a test's timeouts.</summary>
-    public const int DownAfterMs = 1000;
+    /// <summary>
+    /// How long a silent master takes to be called down: short, so a failover fits a test's timeouts, but not so short
+    /// that a loaded machine's pause looks like a death. At 1 s one CI run (2 cores, every test project running) had a
+    /// sentinel call the master it had just promoted down a second later, before its first answer to that sentinel,
+    /// and fail back over to the restarted old master, empty: the lagging-replica test then waited in vain for that
+    /// one to replicate.
+    /// </summary>
+    public const int DownAfterMs = 3000;
 
     private readonly List<Process> _sentinels = [];
     private readonly List<int> _sentinelPorts = [];
