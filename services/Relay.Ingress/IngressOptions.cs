@@ -103,7 +103,7 @@ public sealed class IngressOptions
     public bool OwnTransport { get; set; } = true;
 
     /// <summary>
-    /// On Relay's own transport, wait for a connection's input in Relay's own epoll poller (Linux; see
+    /// For MQTT over TCP on Relay's own transport, wait for a connection's input in Relay's own epoll poller (Linux; see
     /// <c>Connections/ReadinessPoller</c>) rather than with the runtime's zero-byte receive: a slot per connection
     /// instead of the runtime's per-socket context, receive arguments and operation (~0.6 KiB less per idle
     /// connection). Ignored where epoll is not there. False is the runtime's wait, as before.

@@ -285,7 +285,11 @@ internal sealed partial class RealtimeListenerFactory(
                 }
 
                 Interlocked.Increment(ref _factory._taken);
-                var transport = new BareSocketTransport(socket, _node.Options.ReadinessPoller ? ReadinessPoller.Shared : null);
+
+                // Not in Relay's poller: the upgrade's head was read with the runtime's wait, which registered the socket
+                // with the runtime's epoll for good (its context and receive arguments made): a second registration would
+                // save nothing and wake two threads per arrival.
+                var transport = new BareSocketTransport(socket, poller: null);
                 PipeWebSocket? webSocket = null;
                 try
                 {
