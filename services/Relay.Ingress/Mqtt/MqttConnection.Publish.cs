@@ -38,7 +38,9 @@ internal sealed partial class MqttConnection
             var aliases = _topicAliases ??= new string?[MaxTopicAliases + 1];
             if (channel.Length > 0)
             {
-                aliases[alias] = channel;
+                // Only a topic this publish may go to is kept: an invalid one (a topic may be 64 KiB, a channel name
+                // 255 bytes) is refused below and unsets the alias, so no client holds more than its aliases' names.
+                aliases[alias] = ChannelName.IsValidTopicName(channel, out _) ? channel : null;
             }
             else
             {

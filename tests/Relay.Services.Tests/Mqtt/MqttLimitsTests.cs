@@ -319,6 +319,50 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
     }
 
     [Fact]
+    public async Task TopicAlias_SetWithAnInvalidTopic_Refused0x90AndLeftUnset_NoNameKept()
+    {
+        // A topic may be 64 KiB; a channel name 255 bytes. An alias set with a name no publish may go to is refused with
+        // the publish and is not kept (else each connection could hold its maximum of aliases times 64 KiB).
+        var topic = $"alias-big/{Guid.NewGuid():N}";
+        await using var subscriber = await MqttClients.ConnectAsync(_server, MqttProtocolVersion.V311);
+        await subscriber.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic).Build()).WaitAsync(Timeout);
+        await using var device = await RawMqttClient.OpenAsync(_server);
+        await device.ConnectAsync(5, "alias-big");
+
+        static byte[] Publish(string topic, ushort alias, ushort id, string payload)
+        {
+            var name = Encoding.UTF8.GetBytes(topic);
+            var data = Encoding.UTF8.GetBytes(payload);
+            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, 3, 0x23, (byte)(alias >> 8), (byte)alias, .. data];
+            var length = new List<byte>();
+            for (var n = body.Length; ; n >>= 7)
+            {
+                length.Add((byte)(n < 128 ? n : (n & 0x7F) | 0x80));
+                if (n < 128)
+                {
+                    break;
+                }
+            }
+
+            return [0x32, .. length, .. body];
+        }
+
+        // Alias 1 set to a valid topic and used: delivered.
+        await device.SendAsync(Publish(topic, 1, 1, "valid"));
+        Assert.Equal(0x00, await device.ExpectAckAsync(0x40, 1));
+        Assert.Equal("valid", Encoding.UTF8.GetString((await subscriber.NextAsync()).Payload.ToArray()));
+
+        // Set again to a 4,000-byte name (under this server's 8 KiB packet limit): PUBACK 0x90 (Topic Name invalid), nothing published.
+        await device.SendAsync(Publish($"{topic}/{new string('x', 4_000)}", 1, 2, "too long"));
+        Assert.Equal(0x90, await device.ExpectAckAsync(0x40, 2));
+
+        // The alias is now unset: using it is a protocol error (DISCONNECT 0x82), not a publish to either name.
+        await device.SendAsync(Publish(string.Empty, 1, 3, "after"));
+        Assert.Equal((byte)0x82, Assert.Single(await device.ReadUntilClosedAsync(), p => p.First == 0xE0).Body[0]);
+        Assert.False(subscriber.TryNext(out _));
+    }
+
+    [Fact]
     public async Task WindowFull_AcknowledgementsAndPingsStillGoOut_HeldDeliveriesFollowInOrderAsSlotsFree()
     {
         // A client that has not acknowledged its deliveries yet (window of MaxInflight full) still gets PUBACKs for its
