@@ -121,7 +121,7 @@ internal sealed partial class MqttConnection
         var v5 = V5;
         var (session, present, restore) = await _broker.OpenSessionAsync(App, clientId, cleanStart, expiry, claim).ConfigureAwait(false);
         bool movedAway, ended;
-        lock (_claimGate)
+        lock (this)
         {
             _session = session;
             (movedAway, ended) = (_movedAway, _endedElsewhere);
@@ -167,7 +167,7 @@ internal sealed partial class MqttConnection
     public void ClaimedElsewhere(long number, bool endsSession)
     {
         bool takenOver;
-        lock (_claimGate)
+        lock (this)
         {
             if (number > _claimedElsewhere)
             {
@@ -199,7 +199,7 @@ internal sealed partial class MqttConnection
         }
 
         bool takenOver;
-        lock (_claimGate)
+        lock (this)
         {
             _claim = claim;
             takenOver = _claimedElsewhere > claim;
@@ -219,7 +219,7 @@ internal sealed partial class MqttConnection
         TakenOver();
         MqttSession? session;
         bool ended;
-        lock (_claimGate)
+        lock (this)
         {
             _movedAway = true;
             (session, ended) = (_session, _endedElsewhere);

@@ -23,7 +23,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     private const int DeliveredForgetSeconds = 10;
 
-    private readonly Lock _gate = new();
+    // The session's state changes under lock (this): a Lock object would cost 40 B per session, and nothing else locks a session.
     private PatternIndex<MqttSubscriptionSink>? _identified;
     // What is kept while no connection holds the session: made on the first (a clean session never needs it).
     private LinkedList<MqttOutbound>? _queued;
@@ -105,7 +105,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     {
         get
         {
-            lock (_gate)
+            lock (this)
             {
                 return _held ? (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task : Task.CompletedTask;
             }
@@ -118,7 +118,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         // Under the gate from the record of the channel's last delivery to the enqueue: a snapshot that reads the record
         // finds the delivery queued once it holds the gate (Snapshot), so it never starts the channel past a delivery
         // that is in neither.
-        lock (_gate)
+        lock (this)
         {
             // A connection whose filters overlap gets a message once (at the QoS of the filter that delivered it first).
             // Presence events reach a channel's own subscription only, which a session holds once.
@@ -172,7 +172,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     public bool DeliverShared(RelayMessage message, MqttSubscriptionSink member, bool retain, bool evenAway)
     {
         var qos = MessageProperties.DeliveryQos(message.Properties, member.Qos);
-        lock (_gate)
+        lock (this)
         {
             if (_connection is { } connection && connection.Accepting)
             {
@@ -199,7 +199,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void Lost(MqttSubscriptionSink sink)
     {
-        lock (_gate)
+        lock (this)
         {
             if (sink.Qos > 0)
             {
@@ -216,7 +216,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void Attach(MqttConnection connection)
     {
-        lock (_gate)
+        lock (this)
         {
             _connection = connection;
             _held = true;
@@ -248,7 +248,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>The connection stops holding the session: deliveries from now are kept (a persistent session) or dropped.</summary>
     public void Detach(MqttConnection connection, DateTimeOffset now)
     {
-        lock (_gate)
+        lock (this)
         {
             if (ReferenceEquals(_connection, connection))
             {
@@ -279,7 +279,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void HandBack(IReadOnlyList<MqttOutbound> undelivered)
     {
-        lock (_gate)
+        lock (this)
         {
             if (_connection is null && !Discarded)
             {
@@ -301,7 +301,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void KeepReleases(IReadOnlyList<ushort> packetIds)
     {
-        lock (_gate)
+        lock (this)
         {
             for (var i = packetIds.Count - 1; i >= 0; i--)
             {
@@ -318,7 +318,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// </summary>
     public void KeepAwaitingRelease(IReadOnlyCollection<ushort> packetIds)
     {
-        lock (_gate)
+        lock (this)
         {
             if (_connection is null && !Discarded && packetIds.Count > 0)
             {
@@ -330,7 +330,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>Keeps a will to publish at <paramref name="dueTicks"/>, unless a connection resumes the session first.</summary>
     public void DelayWill(MqttWill will, long dueTicks)
     {
-        lock (_gate)
+        lock (this)
         {
             _will = (will, dueTicks);
         }
@@ -339,7 +339,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>The delayed will, once due at <paramref name="nowTicks"/> (or now whatever its time, the session ending); taken once.</summary>
     public MqttWill? TakeWill(long nowTicks)
     {
-        lock (_gate)
+        lock (this)
         {
             if (_will is { } pending && nowTicks >= pending.DueTicks)
             {
@@ -449,7 +449,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         List<ushort>? releases = null;
         ushort[]? awaitingRelease;
         MqttConnection? connection;
-        lock (_gate)
+        lock (this)
         {
             version = ++_version;
             awaitingRelease = _awaitingRelease;

@@ -294,7 +294,7 @@ internal sealed partial class RealtimeListenerFactory(
                 try
                 {
                     // Relay's WebSocket on the bare socket: frames read through SocketReader, sent by a SocketFrameSender.
-                    webSocket = new PipeWebSocket(transport.Input, socket, accepted.Value.SubProtocol, transport.Abort, _node.Time);
+                    webSocket = new PipeWebSocket(transport.Input, socket, accepted.Value.SubProtocol, transport, _node.Time);
                     await ServeAsync(webSocket, accepted.Value).ConfigureAwait(false);
                 }
                 catch (Exception ex)

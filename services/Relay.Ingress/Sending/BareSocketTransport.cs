@@ -12,7 +12,7 @@ namespace Relay.Ingress.Sending;
 /// </summary>
 /// <param name="socket">The accepted connection.</param>
 /// <param name="poller">Where reads wait for input (<c>Relay:Ingress:ReadinessPoller</c>); null: the runtime's zero-byte receive.</param>
-internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller) : IDuplexPipe
+internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller) : IDuplexPipe, IAbortable
 {
     private readonly SocketReader _input = new(socket, poller);
     private SocketWriter? _output;
@@ -25,7 +25,7 @@ internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller
     PipeWriter IDuplexPipe.Output => Output;
 
     /// <summary>Makes the pipe writer onto the socket: <paramref name="gate"/> guards its send buffer, <paramref name="flushes"/> sends it.</summary>
-    public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, Abort);
+    public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, this);
 
     /// <summary>The client's address and port, or null once the socket is gone.</summary>
     public System.Net.EndPoint? Remote => Connections.ListenSocket.RemoteOf(socket);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net.Sockets;
 using Relay.Ingress.Connections;
+using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -15,7 +16,7 @@ namespace Relay.Ingress.WebSockets;
 /// the kernel cannot take at once is sent asynchronously: a connection whose sends always fit never allocates the
 /// socket's asynchronous send arguments.
 /// </summary>
-internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
+internal sealed class DirectSender(Socket socket, Lock gate, IAbortable onFailure)
 {
     // Decided once: a send without waiting needs SocketCalls (Linux), or a socket Relay's transport made non-blocking (see
     // SocketReader); a plain send on a blocking socket could block the caller.
@@ -255,7 +256,7 @@ internal sealed class DirectSender(Socket socket, Lock gate, Action onFailure)
             progress?.TrySetResult();
             if (failed)
             {
-                onFailure();
+                onFailure.Abort();
                 return;
             }
 

@@ -9,6 +9,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Unicode;
+using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.WebSockets;
 
@@ -33,7 +34,7 @@ internal sealed class PipeWebSocket : WebSocket
 
     private readonly PipeReader _input;
     private readonly DirectSender _output;
-    private readonly Action _abort;
+    private readonly IAbortable _abort;
     private readonly Lock _writeGate = new();
     private readonly TimeProvider _time;
 
@@ -64,7 +65,7 @@ internal sealed class PipeWebSocket : WebSocket
     /// <param name="subProtocol">The negotiated subprotocol.</param>
     /// <param name="abort">Ends the connection at once.</param>
     /// <param name="time">The clock for heartbeats.</param>
-    public PipeWebSocket(PipeReader input, Socket socket, string? subProtocol, Action abort, TimeProvider time)
+    public PipeWebSocket(PipeReader input, Socket socket, string? subProtocol, IAbortable abort, TimeProvider time)
     {
         _input = input;
         _output = new DirectSender(socket, _writeGate, abort);
@@ -367,7 +368,7 @@ internal sealed class PipeWebSocket : WebSocket
             _state = WebSocketState.Aborted;
         }
 
-        _abort();
+        _abort.Abort();
     }
 
     public override void Dispose()

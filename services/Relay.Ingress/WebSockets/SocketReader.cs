@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -30,19 +31,17 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     /// </summary>
     internal const int InlineReadBudget = 16 * 1024;
 
-    private static readonly Action<SocketReader> s_completeOnPool = static reader =>
-    {
-        var result = reader._handedOff;
-        reader._handedOff = default;
-        reader._source.SetResult(result);
-    };
+    private static readonly Action<SocketReader> s_completeOnPool = static reader => reader._source.SetResult(true);
 
     private readonly Socket _socket;
 
     // The wait for input: a slot in Relay's poller, or (without one) the runtime's zero-byte receive, woken through _onReadable.
     private ReadinessPoller.Registration _registration;
     private readonly Action? _onReadable;
-    private ManualResetValueTaskSourceCore<ReadResult> _source;
+    // A pending read's completion; its result is made from the buffer when the reader takes it (GetResult): nothing
+    // changes the buffer in between (one reader, and a wake-up acts only on a wait it takes), so the source carries no
+    // ReadResult (32 B, twice: here and for a hand-off to the pool).
+    private ManualResetValueTaskSourceCore<bool> _source;
     private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _waiting;
 
     // Unconsumed bytes are _buffer[_start.._end]; null when there are none.
@@ -58,7 +57,6 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
 
     // Bytes taken from the kernel since the last wait on the socket (or the last hand-off to the pool).
     private int _readWithoutWait;
-    private ReadResult _handedOff;
 
     // Who ends a read that waits on the socket: Waiting while the wait is registered; the wake-up (OnReadable) takes it
     // back to NotWaiting, Stop (or Advance seeing Stop) to Stopped. Exactly one of them completes the read.
@@ -112,7 +110,6 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             // Past the budget: the reader goes on on a pool thread, and the thread that brought it here (a socket event
             // thread, with completions inline) returns to the other connections it serves.
             _readWithoutWait = 0;
-            _handedOff = result;
             ThreadPool.UnsafeQueueUserWorkItem(s_completeOnPool, this, preferLocal: false);
         }
 
@@ -178,7 +175,8 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
         Interlocked.Exchange(ref _stopped, 1);
         if (Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
         {
-            _source.SetResult(StoppedResult());
+            // Made at GetResult: what is held, as the end of the stream.
+            _source.SetResult(true);
         }
     }
 
@@ -230,13 +228,6 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
         }
     }
 
-    /// <summary>The result of a read ended by <see cref="Stop"/>: what is held, as the end of the stream.</summary>
-    private ReadResult StoppedResult()
-    {
-        TryProduce(out var result);
-        return result;
-    }
-
     public override void CancelPendingRead() =>
         throw new NotSupportedException("a socket read ends when data arrives or the socket closes; close the socket to stop it");
 
@@ -260,7 +251,12 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     {
         try
         {
-            return _source.GetResult(token);
+            _source.GetResult(token);
+
+            // The read was completed because there is a result (data not yet examined, or the end of the input): made now.
+            var produced = TryProduce(out var result);
+            Debug.Assert(produced, "a completed read has a result");
+            return result;
         }
         finally
         {
@@ -311,9 +307,9 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             // This wake-up starts a new budget.
             _readWithoutWait = 0;
             Receive();
-            if (Advance(out var result))
+            if (Advance(out _))
             {
-                _source.SetResult(result);
+                _source.SetResult(true);
             }
         }
         catch (Exception ex)
@@ -349,7 +345,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
                 // A Stop that came after the check above found no wait to end: this read ends now, as Stop would.
                 if (Volatile.Read(ref _stopped) != 0 && Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
                 {
-                    _source.SetResult(StoppedResult());
+                    _source.SetResult(true);
                 }
 
                 return false;
@@ -366,7 +362,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
                 // A Stop that came after the check above found no wait to end: this read ends now, as Stop would.
                 if (Volatile.Read(ref _stopped) != 0 && Interlocked.CompareExchange(ref _wait, StoppedWaiting, Waiting) == Waiting)
                 {
-                    _source.SetResult(StoppedResult());
+                    _source.SetResult(true);
                 }
 
                 return false;

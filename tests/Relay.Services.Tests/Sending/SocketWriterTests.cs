@@ -22,7 +22,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             writer.Write("hello"u8);
             var flushed = await writer.FlushAsync().AsTask().WaitAsync(Timeout);
             Assert.False(flushed.IsCompleted);
@@ -49,7 +49,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             writer.Write("a"u8);
             await writer.FlushAsync().AsTask().WaitAsync(Timeout);
             await ReadAsync(client, 1);
@@ -76,7 +76,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), static () => { });
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             var sent = new byte[8 * 1024 * 1024];
             for (var i = 0; i < sent.Length; i++)
             {
@@ -103,7 +103,7 @@ public sealed class SocketWriterTests
         using (server)
         {
             var failed = 0;
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), () => Interlocked.Increment(ref failed));
+            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(() => Interlocked.Increment(ref failed)));
             client.LingerState = new LingerOption(true, 0);
             client.Dispose();
 
