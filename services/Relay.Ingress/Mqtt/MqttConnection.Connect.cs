@@ -43,7 +43,7 @@ internal sealed partial class MqttConnection
         var auth = Authenticate(connect, clientId);
         if (!auth.Succeeded)
         {
-            LogRefused(_logger, ConnectionId, auth.Error.Code);
+            LogRefused(Logger, ConnectionId, auth.Error.Code);
             return auth.Error.Code == ErrorCodes.BadRequest
                 ? Refuse(MqttReasonCodes.V3IdentifierRejected, MqttReasonCodes.ClientIdentifierNotValid, auth.Error.Message)
                 : auth.Error.Code == ErrorCodes.NoCredentials
@@ -57,7 +57,7 @@ internal sealed partial class MqttConnection
         }
 
         // The app's connection limits; across the cluster that is a round trip to the bus's counts.
-        var opening = _node.AppLimits.TryOpenAsync(auth.Principal.AppId, _node.Stopping);
+        var opening = Node.AppLimits.TryOpenAsync(auth.Principal.AppId, Node.Stopping);
         return opening.IsCompletedSuccessfully
             ? Admit(opening.Result, connect, auth.Principal, clientId, assigned)
             : AdmitLaterAsync(opening, connect, auth.Principal, clientId, assigned);
@@ -76,24 +76,27 @@ internal sealed partial class MqttConnection
         var v5 = V5;
         _countedApp = principal.AppId;
         _clientId = clientId;
-        _keysVersion = _node.Authenticator.KeysVersion;
+        _keysVersion = Node.Authenticator.KeysVersion;
         var properties = connect.Properties;
         _keepAliveSeconds = connect.KeepAliveSeconds;
         ushort? serverKeepAlive = null;
-        if (v5 && (_keepAliveSeconds == 0 || _keepAliveSeconds > _options.MaxKeepAliveSeconds))
+        if (v5 && (_keepAliveSeconds == 0 || _keepAliveSeconds > Settings.MaxKeepAliveSeconds))
         {
             // MQTT 5 §3.2.2.3.14: the server may impose its own keep-alive, which the client then uses.
-            _keepAliveSeconds = (ushort)_options.MaxKeepAliveSeconds;
+            _keepAliveSeconds = (ushort)Settings.MaxKeepAliveSeconds;
             serverKeepAlive = _keepAliveSeconds;
         }
 
-        var window = Math.Min(_options.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
+        var window = Math.Min(Settings.MaxInflight, properties?.ReceiveMaximum ?? ushort.MaxValue);
         _window = window;
         _clientMaxPacket = properties?.MaximumPacketSize ?? long.MaxValue;
 
         // MQTT 5 §3.1.2.11.5: no more aliases than the client takes (absent: none) [MQTT-3.1.2-26/27].
-        _aliasesToSend = v5 ? Math.Min(properties?.TopicAliasMaximum ?? (ushort)0, (ushort)_options.MaxServerTopicAliases) : (ushort)0;
-        _will = connect.HasWill ? connect : null;
+        _aliasesToSend = v5 ? Math.Min(properties?.TopicAliasMaximum ?? (ushort)0, (ushort)Settings.MaxServerTopicAliases) : (ushort)0;
+        if (connect.HasWill)
+        {
+            Side.Will = connect;
+        }
         _reasonStrings = properties?.RequestProblemInformation != 0;
         _principal = principal;
 
@@ -108,11 +111,14 @@ internal sealed partial class MqttConnection
         // MQTT 3.1.1: clean session 0 asks for a persistent session (kept Relay:Mqtt:MaxSessionExpirySeconds); MQTT 5: a
         // Session Expiry Interval above 0 does, Clean Start 1 discards the one there was.
         var requested = v5 ? properties?.SessionExpiryInterval ?? 0 : connect.CleanSession ? 0u : uint.MaxValue;
-        var expiry = Math.Min(requested, _options.MaxSessionExpirySeconds);
+        var expiry = Math.Min(requested, Settings.MaxSessionExpirySeconds);
 
         // Over Redis: the will is recorded for another node to publish if this one dies, replacing the entry an earlier
         // connection of the client id left on any node (a dead node's will never fires after its client came back).
-        _willEntry = _broker.RegisterWill(App, clientId, _will, principal, v5, expiry);
+        if (_broker.RegisterWill(App, clientId, _side?.Will, principal, v5, expiry) is { } willEntry)
+        {
+            Side.WillEntry = willEntry;
+        }
         return OpenSessionAsync(clientId, connect.CleanSession, expiry, v5 && requested > expiry ? expiry : null, assigned, serverKeepAlive, claim);
     }
 
@@ -141,16 +147,16 @@ internal sealed partial class MqttConnection
                 AssignedClientIdentifier = assigned,
                 ServerKeepAlive = serverKeepAlive,
                 SessionExpiryInterval = toldExpiry,
-                ReceiveMaximum = (ushort)_options.ReceiveMaximum,
-                MaximumPacketSize = (uint)_options.MaxPacketBytes,
-                RetainAvailable = _options.MaxRetainedPerApp == 0 ? (byte)0 : null,
+                ReceiveMaximum = (ushort)Settings.ReceiveMaximum,
+                MaximumPacketSize = (uint)Settings.MaxPacketBytes,
+                RetainAvailable = Settings.MaxRetainedPerApp == 0 ? (byte)0 : null,
                 TopicAliasMaximum = MaxTopicAliases,
             } : null,
         });
 
         // What the session kept follows CONNACK: deliveries left unacknowledged (DUP), then what arrived while away.
         session.Attach(this);
-        LogConnected(_logger, ConnectionId, App, clientId, _level);
+        LogConnected(Logger, ConnectionId, App, clientId, _level);
 
         // A session another node held: subscribed again here, each channel recovered from history after its position.
         if (restore is not null)
@@ -189,12 +195,12 @@ internal sealed partial class MqttConnection
         long claim;
         try
         {
-            claim = await _broker.Claims.ClaimAsync(MqttBroker.ClaimScope, App, clientId, cleanStart, _node.Stopping).ConfigureAwait(false);
+            claim = await _broker.Claims.ClaimAsync(MqttBroker.ClaimScope, App, clientId, cleanStart, Node.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Connected all the same: a connection with the id on another node is then not closed from here.
-            LogClaimFailed(_logger, ex, ConnectionId, clientId);
+            LogClaimFailed(Logger, ex, ConnectionId, clientId);
             return 0;
         }
 
@@ -234,7 +240,7 @@ internal sealed partial class MqttConnection
     /// <summary>Another connection took this one's client id.</summary>
     private void TakenOver()
     {
-        LogTakenOver(_logger, ConnectionId, _clientId);
+        LogTakenOver(Logger, ConnectionId, _clientId);
         Close(MqttReasonCodes.SessionTakenOver, "another connection took this client id");
     }
 
@@ -261,13 +267,13 @@ internal sealed partial class MqttConnection
         var password = Encoding.UTF8.GetString(connect.Password);
         if (connect.UserName == TokenUserName)
         {
-            return _node.Authenticator.AuthenticateToken(password);
+            return Node.Authenticator.AuthenticateToken(password);
         }
 
         // The same check as the WebSocket's ?key=APPID.KEYID:SECRET&clientId=…
         var context = new DefaultHttpContext();
         context.Request.QueryString = QueryString.Create(new KeyValuePair<string, string?>[] { new("key", connect.UserName + ":" + password), new("clientId", clientId) });
-        return _node.Authenticator.Authenticate(context);
+        return Node.Authenticator.Authenticate(context);
     }
 
     /// <summary>
@@ -331,11 +337,11 @@ internal sealed partial class MqttConnection
             return;
         }
 
-        var result = _node.Authenticator.Recheck(principal);
+        var result = Node.Authenticator.Recheck(principal);
         Volatile.Write(ref _keysVersion, keysVersion);
         if (!result.Succeeded)
         {
-            LogKeyRevoked(_logger, ConnectionId, principal.AppId, principal.KeyId);
+            LogKeyRevoked(Logger, ConnectionId, principal.AppId, principal.KeyId);
             Close(MqttReasonCodes.NotAuthorized, "the key behind these credentials was removed or its secret changed");
             return;
         }

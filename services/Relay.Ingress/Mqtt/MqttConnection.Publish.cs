@@ -35,7 +35,7 @@ internal sealed partial class MqttConnection
                 throw new MqttProtocolException(MqttReasonCodes.TopicAliasInvalid, $"topic alias {alias} is above the Topic Alias Maximum of {MaxTopicAliases}");
             }
 
-            var aliases = _topicAliases ??= new string?[MaxTopicAliases + 1];
+            var aliases = Side.TopicAliases ??= new string?[MaxTopicAliases + 1];
             if (channel.Length > 0)
             {
                 // Only a topic this publish may go to is kept: an invalid one (a topic may be 64 KiB, a channel name
@@ -49,7 +49,7 @@ internal sealed partial class MqttConnection
         }
 
         var retain = publish.Retain;
-        if (retain && _options.MaxRetainedPerApp == 0)
+        if (retain && Settings.MaxRetainedPerApp == 0)
         {
             // Relay:Mqtt:MaxRetainedPerApp=0 turns retained messages off: MQTT 5 was told (Retain Available 0); 3.1.1 is published unretained.
             retain = V5 ? throw new MqttProtocolException(MqttReasonCodes.RetainNotSupported, "retained messages are off on this server (CONNACK's Retain Available is 0)") : false;
@@ -66,7 +66,7 @@ internal sealed partial class MqttConnection
                     return ValueTask.CompletedTask;
                 }
 
-                if (_routingQos2?.Resent is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
+                if (_side?.RoutingQos2?.Resent is { } routing && routing.TryGetValue(publish.PacketId, out var resent))
                 {
                     // A resend while its first copy is still being routed: not counted again toward the Receive Maximum
                     // and not published again; it gets its PUBREC when the first copy gets its own.
@@ -91,26 +91,26 @@ internal sealed partial class MqttConnection
         {
             (refusal, reason) = (MqttReasonCodes.NotAuthorized, $"the credentials do not allow 'publish' on '{channel}'");
         }
-        else if (!_node.Namespaces.For(channel).ClientPublish)
+        else if (!Node.Namespaces.For(channel).ClientPublish)
         {
             (refusal, reason) = (MqttReasonCodes.NotAuthorized, $"clients may not publish in namespace '{ChannelName.NamespaceOf(channel)}'");
         }
-        else if (publish.Payload.Length > _node.Options.MaxMessageBytes)
+        else if (publish.Payload.Length > Node.Options.MaxMessageBytes)
         {
-            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({_node.Options.MaxMessageBytes})");
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"a payload of {publish.Payload.Length} bytes is larger than Relay:Ingress:MaxMessageBytes ({Node.Options.MaxMessageBytes})");
         }
-        else if (!(_publishRate ??= NewPublishRate()).TryTake(_node.Time.GetTimestamp(), _node.Time.TimestampFrequency))
+        else if (!(Side.PublishRate ??= NewPublishRate()).TryTake(Node.Time.GetTimestamp(), Node.Time.TimestampFrequency))
         {
-            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {_node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
+            (refusal, reason) = (MqttReasonCodes.QuotaExceeded, $"publish rate above {Node.Options.PublishRatePerSecond} per second on this connection (Relay:Ingress:PublishRatePerSecond)");
         }
-        else if (_node.AppLimits.TryPublish(App) is { } overAppRate)
+        else if (Node.AppLimits.TryPublish(App) is { } overAppRate)
         {
             (refusal, reason) = (MqttReasonCodes.QuotaExceeded, overAppRate.Message);
         }
 
         if (refusal != 0)
         {
-            LogPublishRefused(_logger, ConnectionId, channel, refusal, reason!);
+            LogPublishRefused(Logger, ConnectionId, channel, refusal, reason!);
             Acknowledge(publish.Qos, publish.PacketId, V5 ? refusal : (byte)0, reason);
             return ValueTask.CompletedTask;
         }
@@ -124,22 +124,22 @@ internal sealed partial class MqttConnection
         }
 
         // MQTT 5 §3.3.2.3: the application properties travel with the message to MQTT 5 subscribers (none: null).
-        var properties = MqttMessageProperties.From(publish.Properties, _node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
+        var properties = MqttMessageProperties.From(publish.Properties, Node.Time.GetUtcNow().ToUnixTimeMilliseconds(), publish.Qos);
         var durable = publish.Qos == 2 && _broker.DurableReceipts(_session);
         Task? turn = null;
         TaskCompletionSource? sent = null;
 
         // A connection that never published at QoS 2 has no QoS 2 state (it is never dropped once made): its QoS 0 and 1
         // publishes take no lock and make no set here.
-        if (publish.Qos == 2 || Volatile.Read(ref _routingQos2) is not null)
+        if (publish.Qos == 2 || (_side is { } side && Volatile.Read(ref side.RoutingQos2) is not null))
         {
             lock (AwaitingReleaseSet)
             {
-                var routing = _routingQos2;
+                var routing = _side?.RoutingQos2;
                 if (publish.Qos == 2)
                 {
                     // Its packet id is taken until its PUBREC (resends meanwhile wait for it, above).
-                    (routing ??= _routingQos2 = new MqttQos2Routing()).Resent[publish.PacketId] = 0;
+                    (routing ??= Side.RoutingQos2 = new MqttQos2Routing()).Resent[publish.PacketId] = 0;
                 }
 
                 // While a publish waits for its receipt, those after it wait their turn: they reach routing in the order sent.
@@ -160,8 +160,8 @@ internal sealed partial class MqttConnection
     /// <summary>The connection's publish rate (<c>Relay:Ingress:PublishRatePerSecond</c>), made full on its first publish: a subscriber that never publishes holds none.</summary>
     private TokenBucket NewPublishRate()
     {
-        var options = _node.Options;
-        return new TokenBucket(options.PublishRatePerSecond, options.PublishBurst == 0 ? options.PublishRatePerSecond * 2 : options.PublishBurst, _node.Time.GetTimestamp());
+        var options = Node.Options;
+        return new TokenBucket(options.PublishRatePerSecond, options.PublishBurst == 0 ? options.PublishRatePerSecond * 2 : options.PublishBurst, Node.Time.GetTimestamp());
     }
 
     /// <summary>
@@ -181,8 +181,8 @@ internal sealed partial class MqttConnection
         {
             if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
             {
-                var reason = $"the app holds retained messages on {_options.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish";
-                LogPublishRefused(_logger, ConnectionId, channel, MqttReasonCodes.QuotaExceeded, reason);
+                var reason = $"the app holds retained messages on {Settings.MaxRetainedPerApp} topics already (Relay:Mqtt:MaxRetainedPerApp): clear one with an empty retained publish";
+                LogPublishRefused(Logger, ConnectionId, channel, MqttReasonCodes.QuotaExceeded, reason);
                 Acknowledge(qos, packetId, V5 ? MqttReasonCodes.QuotaExceeded : (byte)0, reason);
                 return;
             }
@@ -194,7 +194,7 @@ internal sealed partial class MqttConnection
             }
             catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
             {
-                LogReceiptFailed(_logger, ex, ConnectionId, packetId);
+                LogReceiptFailed(Logger, ex, ConnectionId, packetId);
             }
 
             if (turn is not null)
@@ -215,7 +215,7 @@ internal sealed partial class MqttConnection
                     ValueTask<RoutingReply> sending;
                     try
                     {
-                        sending = _node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal!.ClientId, activity?.Id), _node.Stopping);
+                        sending = Node.Bus.SendToRoutingAsync(new PublishRequest(App, channel, [item], _principal!.ClientId, activity?.Id), Node.Stopping);
                     }
                     finally
                     {
@@ -227,7 +227,7 @@ internal sealed partial class MqttConnection
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
                 {
-                    LogRequestFailed(_logger, ex, ConnectionId);
+                    LogRequestFailed(Logger, ex, ConnectionId);
                     reply = new ErrorReply(new Relay.Core.Protocol.RelayError(Relay.Core.Protocol.ErrorCodes.Internal, "internal error; the message was not published"));
                 }
             }
@@ -239,7 +239,7 @@ internal sealed partial class MqttConnection
 
         if (reply is PublishReply published)
         {
-            _node.Metrics.Published(1);
+            Node.Metrics.Published(1);
 
             // Kept before the acknowledgement, so a subscriber that subscribes once the publisher has its PUBACK gets it.
             if (retain)
@@ -262,7 +262,7 @@ internal sealed partial class MqttConnection
         }
 
         var error = reply is ErrorReply { Error: var e } ? e.Message : $"unexpected routing reply {reply.GetType().Name}";
-        LogPublishFailed(_logger, ConnectionId, channel, error);
+        LogPublishFailed(Logger, ConnectionId, channel, error);
         if (V5)
         {
             Acknowledge(qos, packetId, MqttReasonCodes.UnspecifiedError, error);
@@ -286,9 +286,9 @@ internal sealed partial class MqttConnection
             held = Interlocked.Increment(ref _receivedUnacknowledged) + AwaitingReleaseSet.Count;
         }
 
-        if (held > _options.ReceiveMaximum && V5)
+        if (held > Settings.ReceiveMaximum && V5)
         {
-            throw new MqttProtocolException(MqttReasonCodes.ReceiveMaximumExceeded, $"more than the Receive Maximum of {_options.ReceiveMaximum} QoS 1 and 2 publishes unacknowledged or awaiting PUBREL");
+            throw new MqttProtocolException(MqttReasonCodes.ReceiveMaximumExceeded, $"more than the Receive Maximum of {Settings.ReceiveMaximum} QoS 1 and 2 publishes unacknowledged or awaiting PUBREL");
         }
     }
 
@@ -309,7 +309,7 @@ internal sealed partial class MqttConnection
         {
             lock (AwaitingReleaseSet)
             {
-                if (_routingQos2?.Resent is { } routing && routing.Remove(packetId, out var resent))
+                if (_side?.RoutingQos2?.Resent is { } routing && routing.Remove(packetId, out var resent))
                 {
                     copies += resent;
                 }
@@ -362,7 +362,7 @@ internal sealed partial class MqttConnection
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // No PUBCOMP: the client sends PUBREL again on its next connection (MQTT §4.4).
-            LogReceiptFailed(_logger, ex, ConnectionId, packetId);
+            LogReceiptFailed(Logger, ex, ConnectionId, packetId);
             Close(V5 ? MqttReasonCodes.UnspecifiedError : (byte)0, V5 ? "the session store did not answer; send PUBREL again on the next connection" : null);
             return;
         }
@@ -373,7 +373,7 @@ internal sealed partial class MqttConnection
     /// <summary>The client's QoS 2 publishes awaiting PUBREL (all routed: the read loop has ended), for the session.</summary>
     private ushort[] AwaitingRelease()
     {
-        if (Volatile.Read(ref _awaitingRelease) is not { } awaiting)
+        if (_side is not { } side || Volatile.Read(ref side.AwaitingRelease) is not { } awaiting)
         {
             return [];
         }
@@ -402,9 +402,9 @@ internal sealed partial class MqttConnection
     {
         // Over Redis the will's entry goes first (any end); one another node took, this one presumed dead, is not
         // published again (docs/mqtt.md, "Guarantees under failure").
-        var ours = _willEntry is not { } entry || _clientId is null || await _broker.ReleaseWillAsync(App, _clientId, entry).ConfigureAwait(false);
-        if (!ours || _disconnectedCleanly || _will is not { WillTopic: { } topic } will || _principal is not { } principal
-            || !principal.Capabilities.Allows(topic, Operations.Publish) || !_node.Namespaces.For(topic).ClientPublish)
+        var ours = _side?.WillEntry is not { } entry || _clientId is null || await _broker.ReleaseWillAsync(App, _clientId, entry).ConfigureAwait(false);
+        if (!ours || _disconnectedCleanly || _side?.Will is not { WillTopic: { } topic } will || _principal is not { } principal
+            || !principal.Capabilities.Allows(topic, Operations.Publish) || !Node.Namespaces.For(topic).ClientPublish)
         {
             return;
         }
@@ -416,7 +416,7 @@ internal sealed partial class MqttConnection
         var delay = V5 ? Math.Min(will.WillProperties?.WillDelayInterval ?? 0, _session?.ExpirySeconds ?? 0) : 0;
         if (delay > 0 && _session is { Discarded: false } session)
         {
-            session.DelayWill(new MqttWill(request, retain), _node.Time.GetUtcNow().UtcTicks + (delay * TimeSpan.TicksPerSecond));
+            session.DelayWill(new MqttWill(request, retain), Node.Time.GetUtcNow().UtcTicks + (delay * TimeSpan.TicksPerSecond));
             return;
         }
 
@@ -448,7 +448,7 @@ internal sealed partial class MqttConnection
     {
         try
         {
-            return await _broker.Retained.HasRoomForAsync(App, channel, _options.MaxRetainedPerApp, _node.Stopping).ConfigureAwait(false);
+            return await _broker.Retained.HasRoomForAsync(App, channel, Settings.MaxRetainedPerApp, Node.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
         {

@@ -58,11 +58,11 @@ internal sealed partial class MqttConnection
     {
         try
         {
-            return await _broker.Retained.MatchingAsync(App, filter, _node.Stopping).ConfigureAwait(false);
+            return await _broker.Retained.MatchingAsync(App, filter, Node.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
         {
-            LogRetainedReadFailed(_logger, ex, ConnectionId, filter);
+            LogRetainedReadFailed(Logger, ex, ConnectionId, filter);
             return [];
         }
     }
@@ -112,9 +112,9 @@ internal sealed partial class MqttConnection
         lock (_session!.Subscriptions)
         {
             _session.Subscriptions.Remove(filter, out previous);
-            if (previous is null && _session.Subscriptions.Count >= _node.Options.MaxSubscriptionsPerConnection)
+            if (previous is null && _session.Subscriptions.Count >= Node.Options.MaxSubscriptionsPerConnection)
             {
-                return (Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {_node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)"), false);
+                return (Failed(MqttReasonCodes.QuotaExceeded, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions (Relay:Ingress:MaxSubscriptionsPerConnection)"), false);
             }
         }
 
@@ -135,7 +135,7 @@ internal sealed partial class MqttConnection
         {
             if (group is null)
             {
-                sink.Subscription = await _node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null).ConfigureAwait(false);
+                sink.Subscription = await Node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null).ConfigureAwait(false);
             }
             else
             {
@@ -169,7 +169,7 @@ internal sealed partial class MqttConnection
 
         byte Failed(byte v5Code, string reason)
         {
-            LogSubscribeRefused(_logger, ConnectionId, filter, v5Code, reason);
+            LogSubscribeRefused(Logger, ConnectionId, filter, v5Code, reason);
             return V5 ? v5Code : failure;
         }
     }
@@ -215,7 +215,7 @@ internal sealed partial class MqttConnection
 
             if (since is { } from && !recovered)
             {
-                LogNotRecovered(_logger, ConnectionId, channel, from.Seq, position?.Seq ?? 0);
+                LogNotRecovered(Logger, ConnectionId, channel, from.Seq, position?.Seq ?? 0);
             }
         };
     }
@@ -290,7 +290,7 @@ internal sealed partial class MqttConnection
                         _session!.IdentifiedForAdding.Add(stored.Filter, sink);
                     }
 
-                    catchUps.Add((await _node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq))).ConfigureAwait(false), sink));
+                    catchUps.Add((await Node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq))).ConfigureAwait(false), sink));
                 }
 
                 await RestoreOneAsync(stored, null).ConfigureAwait(false);
@@ -298,14 +298,14 @@ internal sealed partial class MqttConnection
         }
         catch (RelayException ex)
         {
-            LogRestoreFailed(_logger, ConnectionId, ex.Error.Message);
+            LogRestoreFailed(Logger, ConnectionId, ex.Error.Message);
         }
         finally
         {
             // Every pattern is live now: each channel's messages reach the session through it.
             foreach (var (catchUp, sink) in catchUps)
             {
-                await _node.RemoveSubscriptionAsync(catchUp).ConfigureAwait(false);
+                await Node.RemoveSubscriptionAsync(catchUp).ConfigureAwait(false);
                 if (sink.Identifier != 0)
                 {
                     _session!.Identified?.Remove(sink.TopicFilter, sink);
@@ -322,7 +322,7 @@ internal sealed partial class MqttConnection
         var (code, _) = await SubscribeOneAsync(new MqttSubscription(stored.Filter, (byte)((stored.Options & 0x0F) | 0x20)), stored.Identifier, since).ConfigureAwait(false);
         if (code >= 0x80)
         {
-            LogRestoreRefused(_logger, ConnectionId, stored.Filter, code);
+            LogRestoreRefused(Logger, ConnectionId, stored.Filter, code);
         }
     }
 
@@ -355,7 +355,7 @@ internal sealed partial class MqttConnection
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            LogRequestFailed(_logger, ex, ConnectionId);
+            LogRequestFailed(Logger, ex, ConnectionId);
         }
     }
 
@@ -370,7 +370,7 @@ internal sealed partial class MqttConnection
         {
             if (_session is { } session)
             {
-                session.Detach(this, _node.Time.GetUtcNow());
+                session.Detach(this, Node.Time.GetUtcNow());
                 if (session.ExpirySeconds == 0)
                 {
                     await _broker.DiscardAsync(session).ConfigureAwait(false);
@@ -381,7 +381,7 @@ internal sealed partial class MqttConnection
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            LogRequestFailed(_logger, ex, ConnectionId);
+            LogRequestFailed(Logger, ex, ConnectionId);
         }
         finally
         {

@@ -35,49 +35,25 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private readonly IDuplexPipe _transport;
     private readonly Action? _abort;
     private readonly MqttBroker _broker;
-    private readonly IngressNode _node;
-    private readonly MqttOptions _options;
-    private readonly ILogger _logger;
     private readonly SendQueue<MqttOutbound> _queue;
 
     // How the write loop ended, once it has (WriterDone, or the exception it failed with), or the wait EndAsync set up
     // for it: the loop runs on demand, so there is no one task of it to await.
     private object? _writerEnd;
     private static readonly object WriterDone = new();
-    // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
-    // first (InflightTable): a QoS 0 subscriber never needs one.
-    private Dictionary<ushort, InflightEntry>? _inflight;
 
-    // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingReleaseSet).
-    private HashSet<ushort>? _awaitingRelease;
+    // What only QoS 1 and 2, MQTT 5's aliases and identifiers, a will or a publisher need, made on first use (Side): an
+    // idle QoS 0 subscriber, most of a node's connections, holds none of it (104 B of fields).
+    private SideState? _side;
 
     // MQTT 5 flow control the other way: QoS 1 and 2 publishes from the client not yet acknowledged (PUBACK, PUBREC),
     // which with those awaiting PUBREL may not pass CONNACK's Receive Maximum (MQTT 5 §4.9).
     private int _receivedUnacknowledged;
 
-    // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
-    // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
-    // with _awaitingRelease.
-    private MqttQos2Routing? _routingQos2;
-
     // The in-flight window: deliveries awaiting the client, taken by the write loop only, freed by acknowledgements,
     // each of which wakes the write loop (as does a PUBREL to send).
     private int _window = int.MaxValue;
     private int _inflightCount;
-
-    // Deliveries held back by a full window, in order, so the control packets queued after them (PUBACK, PUBREC,
-    // PUBCOMP, SUBACK, PINGRESP) still go out: a client that has not acknowledged yet still gets its acknowledgements
-    // and its pings answered. Created when the window first fills; their bytes count against the send budget.
-    private Queue<MqttOutbound>? _parked;
-    private long _parkedBytes;
-
-    // Wakes the write loop waiting for an in-flight slot; made when it first parks a delivery (nothing waits before).
-    private SemaphoreSlim? _writerWake;
-
-    // PUBRELs owed for PUBRECs: written ahead of deliveries held back by a full window, since only the PUBCOMP they
-    // bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
-    // PUBRELs owed (QoS 2 out only): made on the first, as most connections never need one.
-    private ConcurrentQueue<ushort>? _releases;
     private volatile RelayPrincipal? _principal;
     private byte _level;
     private string? _clientId;
@@ -98,26 +74,15 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
     // MQTT 5 §3.1.2.11.7: a client that sets Request Problem Information to 0 gets no reason string on acknowledgements.
     private bool _reasonStrings = true;
-    private MqttConnect? _will;
-
-    // This connection's entry in the will store (over Redis; null otherwise): its token once written, null if that failed.
-    private Task<string?>? _willEntry;
     private long _clientMaxPacket = long.MaxValue;
     private int _nextPacketId;
-    private string?[]? _topicAliases;
 
     // Topic aliases Relay may send (MQTT 5: the lower of the client's Topic Alias Maximum and Relay:Mqtt:MaxServerTopicAliases;
-    // 0: none), and the topics given one on this network connection, by the write loop only (made on the first delivery).
+    // 0: none); the topics given one are SideState.SentAliases.
     private ushort _aliasesToSend;
-    private Dictionary<string, ushort>? _sentAliases;
 
     // The client id's session: its subscriptions, and what it keeps while no connection holds it.
     private MqttSession? _session;
-    private TokenBucket? _publishRate;
-
-    // The write loop's scratch for a delivery's Subscription Identifiers (it alone uses them; MQTT 5 only, made on first use).
-    private List<MqttSubscriptionSink>? _identifiedSinks;
-    private List<int>? _identifiers;
     private long _keysVersion = -1;
     private readonly string? _refusedAtAccept;
 
@@ -145,17 +110,21 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         _transport = transport;
         _abort = abort;
         _broker = broker;
-        _node = broker.Node;
-        _options = broker.Options;
-        _logger = broker.Logger;
-        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, _node.Metrics, reader: this);
-        var now = _node.Time.GetUtcNow().UtcTicks;
+        _queue = new SendQueue<MqttOutbound>(MqttOutbound.Size, gate, Node.Metrics, reader: this);
+        var now = Node.Time.GetUtcNow().UtcTicks;
         _lastInputTicks = now;
-        _connectDeadlineTicks = now + _options.ConnectTimeout.Ticks;
+        _connectDeadlineTicks = now + Settings.ConnectTimeout.Ticks;
         ConnectionId = "m-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
     }
 
     public string ConnectionId { get; }
+
+    // The node, options and logger are the broker's: reached through it, not held per connection (24 B each connection).
+    private IngressNode Node => _broker.Node;
+
+    private MqttOptions Settings => _broker.Options;
+
+    private ILogger Logger => _broker.Logger;
 
     /// <summary>
     /// Why the listener refused this connection (its address's limit), or null: CONNECT is answered with CONNACK 0x97
@@ -199,7 +168,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
 
         var input = _transport.Input;
-        using var limit = new CancellationTokenSource(_node.Options.CloseTimeout);
+        using var limit = new CancellationTokenSource(Node.Options.CloseTimeout);
         try
         {
             while (true)
@@ -235,7 +204,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// </summary>
     public Task RunAsync()
     {
-        _node.Register(this);
+        Node.Register(this);
         return ReadLoopAsync();
     }
 
@@ -247,7 +216,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             // Closing completes the queue, which starts the write loop if it was stopped: it writes what is queued (a
             // DISCONNECT last) and ends.
             await CloseAsync().ConfigureAwait(false);
-            await WriterEnded().WaitAsync(_node.Options.CloseTimeout).ConfigureAwait(false);
+            await WriterEnded().WaitAsync(Node.Options.CloseTimeout).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -281,10 +250,10 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                     _ = _broker.SaveAsync(session, held: true);
                 }
             }
-            _node.Unregister(this);
+            Node.Unregister(this);
             if (_countedApp is { } app)
             {
-                _node.AppLimits.Closed(app);
+                Node.AppLimits.Closed(app);
             }
 
             _queue.Clear();
@@ -302,11 +271,11 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     {
         if (sink.Qos == 0)
         {
-            LogLossPassed(_logger, ConnectionId, sink.Filter);
+            LogLossPassed(Logger, ConnectionId, sink.Filter);
             return;
         }
 
-        LogLossClosing(_logger, ConnectionId, sink.Filter);
+        LogLossClosing(Logger, ConnectionId, sink.Filter);
         Close(MqttReasonCodes.UnspecifiedError, $"messages matching '{sink.Filter}' were lost before this node and history no longer holds them: nothing after the loss is sent on this connection; connect and subscribe again");
     }
 
@@ -349,7 +318,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         {
             if (ticks >= _connectDeadlineTicks)
             {
-                LogConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout.TotalSeconds);
+                LogConnectTimeout(Logger, ConnectionId, Settings.ConnectTimeout.TotalSeconds);
                 Close(0, null);
                 Abort();
             }
@@ -360,12 +329,12 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         // MQTT 3.1.1 §3.1.2.10, 5.0 §3.1.2.10: one and a half keep-alives without a packet and the server disconnects.
         if (_keepAliveSeconds > 0 && ticks - Interlocked.Read(ref _lastInputTicks) > TimeSpan.TicksPerSecond * _keepAliveSeconds * 3 / 2)
         {
-            LogKeepAliveExpired(_logger, ConnectionId, _keepAliveSeconds);
+            LogKeepAliveExpired(Logger, ConnectionId, _keepAliveSeconds);
             Close(MqttReasonCodes.KeepAliveTimeout, "keep-alive timeout: no packet for 1.5 times the keep-alive");
             return;
         }
 
-        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + _node.TokenGrace)
+        if (_principal.ExpiresAt is { } expiresAt && now >= expiresAt + Node.TokenGrace)
         {
             Close(MqttReasonCodes.NotAuthorized, "token expired: connect again with a new token");
         }
@@ -385,20 +354,20 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             return;
         }
 
-        if (_queue.TryWrite(item, _node.Options.SendQueueBytes, Volatile.Read(ref _parkedBytes)))
+        if (_queue.TryWrite(item, Node.Options.SendQueueBytes, ParkedBytes))
         {
-            if (Volatile.Read(ref _parkedBytes) > 0)
+            if (ParkedBytes > 0)
             {
                 // The write loop may be waiting for a slot: what came may be a control packet it can write now.
-                _writerWake?.Release();
+                _side?.WriterWake?.Release();
             }
         }
         else if (Volatile.Read(ref _closing) == 0)
         {
-            LogSlowConsumer(_logger, ConnectionId, _node.Options.SendQueueBytes);
-            _node.CountSlowConsumer();
+            LogSlowConsumer(Logger, ConnectionId, Node.Options.SendQueueBytes);
+            Node.CountSlowConsumer();
             _queue.Clear();
-            Close(MqttReasonCodes.QuotaExceeded, $"disconnected as a slow consumer: more than {_node.Options.SendQueueBytes} bytes waited to be sent");
+            Close(MqttReasonCodes.QuotaExceeded, $"disconnected as a slow consumer: more than {Node.Options.SendQueueBytes} bytes waited to be sent");
         }
     }
 
@@ -428,13 +397,13 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             // The write loop marks what it took from the queue (SocketWriter.MarkHolding) until its flush, so an empty
             // queue here means nothing ahead of this frame is outside the send buffer.
             if (Volatile.Read(ref _closing) != 0 || HasParked || _queue.Count != 0
-                || !output.TryWriteNow(frame, item.Retain ? (byte)0x01 : (byte)0, _node.Options.SendQueueBytes))
+                || !output.TryWriteNow(frame, item.Retain ? (byte)0x01 : (byte)0, Node.Options.SendQueueBytes))
             {
                 return false;
             }
         }
 
-        _node.Metrics.FrameSent();
+        Node.Metrics.FrameSent();
         return true;
     }
 
@@ -450,10 +419,10 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             return;
         }
 
-        Interlocked.Exchange(ref _closeDeadlineTicks, (_node.Time.GetUtcNow() + _node.Options.CloseTimeout).UtcTicks);
+        Interlocked.Exchange(ref _closeDeadlineTicks, (Node.Time.GetUtcNow() + Node.Options.CloseTimeout).UtcTicks);
 
         // Deliveries from now go to the session (kept while it is persistent), not to a queue that is ending.
-        _session?.Detach(this, _node.Time.GetUtcNow());
+        _session?.Detach(this, Node.Time.GetUtcNow());
         if (V5 && reasonCode != 0)
         {
             SentDisconnect = true;
@@ -473,7 +442,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 _transport.Input.CancelPendingRead();
             }
 
-            _writerWake?.Release();
+            _side?.WriterWake?.Release();
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
@@ -507,17 +476,20 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
                     var result = await reading.ConfigureAwait(false);
                     var buffer = result.Buffer;
+
+                    // Taken now, so the ReadResult (32 B) is not kept in this loop's frame across the awaits below.
+                    var ended = result.IsCompleted || result.IsCanceled;
                     try
                     {
-                        while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, _options.MaxPacketBytes, out var packet))
+                        while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, Settings.MaxPacketBytes, out var packet))
                         {
-                            Interlocked.Exchange(ref _lastInputTicks, _node.Time.GetUtcNow().UtcTicks);
+                            Interlocked.Exchange(ref _lastInputTicks, Node.Time.GetUtcNow().UtcTicks);
 
                             // A handler keeps nothing of the input past its first await (a payload is copied first).
                             ValueTask handling;
                             if (packet is MqttPublish && _transport is BareSocketTransport)
                             {
-                                batch ??= new DeliveryBatch(_node.Time);
+                                batch ??= new DeliveryBatch(Node.Time);
                                 batch.Enter();
                                 try
                                 {
@@ -569,7 +541,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                         input.AdvanceTo(buffer.Start, buffer.End);
                     }
 
-                    if (result.IsCompleted || result.IsCanceled)
+                    if (ended)
                     {
                         break;
                     }
@@ -581,7 +553,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             }
             catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
             {
-                LogReceiveEnded(_logger, ConnectionId, ex.Message);
+                LogReceiveEnded(Logger, ConnectionId, ex.Message);
             }
             finally
             {
@@ -622,7 +594,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// </summary>
     private void ProtocolViolation(MqttProtocolException ex)
     {
-        LogProtocolViolation(_logger, ConnectionId, ex.ReasonCode, ex.Message);
+        LogProtocolViolation(Logger, ConnectionId, ex.ReasonCode, ex.Message);
         if (_principal is null)
         {
             if (ex.ReasonCode == MqttReasonCodes.UnsupportedProtocolVersion)
@@ -678,7 +650,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 // MQTT 5 §3.14.2.2.2: DISCONNECT may change the session's expiry (0: it ends with the connection).
                 if (disconnect.Properties?.SessionExpiryInterval is { } expiry && _session is { } session)
                 {
-                    session.ExpirySeconds = Math.Min(expiry, _options.MaxSessionExpirySeconds);
+                    session.ExpirySeconds = Math.Min(expiry, Settings.MaxSessionExpirySeconds);
                 }
 
                 Close(0, null);
@@ -772,7 +744,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                             written = 0;
                         }
 
-                        await _writerWake!.WaitAsync().ConfigureAwait(false);
+                        await _side!.WriterWake!.WaitAsync().ConfigureAwait(false);
                         continue;
                     }
 
@@ -799,7 +771,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
         catch (Exception ex) when (ex is IOException or ConnectionResetException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
         {
-            LogSendEnded(_logger, ConnectionId, ex.Message);
+            LogSendEnded(Logger, ConnectionId, ex.Message);
         }
         catch (Exception ex)
         {
@@ -913,7 +885,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         var nowMs = 0L;
         if (expiring is not null)
         {
-            nowMs = _node.Time.GetUtcNow().ToUnixTimeMilliseconds();
+            nowMs = Node.Time.GetUtcNow().ToUnixTimeMilliseconds();
             if (item.PacketId == 0 && expiring.IsExpiredAt(nowMs))
             {
                 if (item.Qos > 0)
@@ -963,7 +935,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         if (alias != 0 && !known)
         {
             // Taken only once its PUBLISH is written: the client learns the alias from this very packet.
-            _sentAliases!.Add(message.Channel, alias);
+            _side!.SentAliases!.Add(message.Channel, alias);
         }
 
         if (expiring is not null && V5)
@@ -1023,7 +995,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 return null;
             }
 
-            var own = _identifiers ??= [];
+            var own = Side.Identifiers ??= [];
             own.Clear();
             own.Add(member.Identifier);
             return own;
@@ -1034,8 +1006,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             return null;
         }
 
-        var sinks = _identifiedSinks ??= [];
-        var identifiers = _identifiers ??= [];
+        var side = Side;
+        var sinks = side.IdentifiedSinks ??= [];
+        var identifiers = side.Identifiers ??= [];
         sinks.Clear();
         identified.Match(item.Message!.Channel, sinks);
         identifiers.Clear();
@@ -1059,7 +1032,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// </summary>
     private (ushort Alias, bool Known) TopicAlias(string topic)
     {
-        var sent = _sentAliases ??= new Dictionary<string, ushort>(StringComparer.Ordinal);
+        var sent = Side.SentAliases ??= new Dictionary<string, ushort>(StringComparer.Ordinal);
         if (sent.TryGetValue(topic, out var alias))
         {
             return (alias, true);
@@ -1104,24 +1077,37 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
     }
 
-    private bool HasParked => Volatile.Read(ref _parkedBytes) > 0;
+    private bool HasParked => ParkedBytes > 0;
 
     /// <summary>The deliveries in flight, made on the first (locked by itself).</summary>
-    private Dictionary<ushort, InflightEntry> InflightTable =>
-        Volatile.Read(ref _inflight) ?? Interlocked.CompareExchange(ref _inflight, [], null) ?? _inflight!;
+    private Dictionary<ushort, InflightEntry> InflightTable
+    {
+        get
+        {
+            var side = Side;
+            return Volatile.Read(ref side.Inflight) ?? Interlocked.CompareExchange(ref side.Inflight, [], null) ?? side.Inflight!;
+        }
+    }
 
     /// <summary>The client's QoS 2 publishes awaiting PUBREL, made on the first (locked by itself).</summary>
-    private HashSet<ushort> AwaitingReleaseSet =>
-        Volatile.Read(ref _awaitingRelease) ?? Interlocked.CompareExchange(ref _awaitingRelease, [], null) ?? _awaitingRelease!;
+    private HashSet<ushort> AwaitingReleaseSet
+    {
+        get
+        {
+            var side = Side;
+            return Volatile.Read(ref side.AwaitingRelease) ?? Interlocked.CompareExchange(ref side.AwaitingRelease, [], null) ?? side.AwaitingRelease!;
+        }
+    }
 
     private void Park(MqttOutbound item)
     {
-        var parked = _parked ??= new Queue<MqttOutbound>();
+        var side = Side;
+        var parked = side.Parked ??= new Queue<MqttOutbound>();
 
         // Before the write loop checks the window again, so a slot freed from now wakes it (one freed before, it sees).
-        if (_writerWake is null)
+        if (side.WriterWake is null)
         {
-            Interlocked.CompareExchange(ref _writerWake, new SemaphoreSlim(0), null);
+            Interlocked.CompareExchange(ref side.WriterWake, new SemaphoreSlim(0), null);
         }
 
         lock (parked)
@@ -1129,13 +1115,13 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             parked.Enqueue(item);
         }
 
-        Interlocked.Add(ref _parkedBytes, MqttOutbound.Size(item));
+        Interlocked.Add(ref side.ParkedBytes, MqttOutbound.Size(item));
     }
 
     /// <summary>Writes the held-back deliveries, in order, as the window lets them (a QoS 0 one needs no slot).</summary>
     private int WriteParked(PipeWriter output)
     {
-        if (!HasParked || _parked is not { } parked)
+        if (!HasParked || _side is not { Parked: { } parked } side)
         {
             return 0;
         }
@@ -1146,7 +1132,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             while (parked.TryPeek(out var item) && (item.Qos == 0 || TryTakeSlot()))
             {
                 parked.Dequeue();
-                Interlocked.Add(ref _parkedBytes, -MqttOutbound.Size(item));
+                Interlocked.Add(ref side.ParkedBytes, -MqttOutbound.Size(item));
                 written += Write(output, item);
             }
         }
@@ -1169,14 +1155,14 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private void FreeSlot()
     {
         Interlocked.Decrement(ref _inflightCount);
-        _writerWake?.Release();
+        _side?.WriterWake?.Release();
     }
 
     /// <summary>Writes the PUBRELs owed (in the order of their PUBRECs, MQTT 5 §4.6); returns the bytes written.</summary>
     private int WriteReleases(PipeWriter output)
     {
         var written = 0;
-        while (Volatile.Read(ref _releases) is { } releases && releases.TryDequeue(out var packetId))
+        while (_side is { } side && Volatile.Read(ref side.Releases) is { } releases && releases.TryDequeue(out var packetId))
         {
             var span = output.GetSpan(4);
             span[0] = 0x62;
@@ -1230,8 +1216,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
 
         // The write loop may be waiting for this very slot, or for anything queued at all.
-        (Volatile.Read(ref _releases) ?? Interlocked.CompareExchange(ref _releases, new ConcurrentQueue<ushort>(), null) ?? _releases).Enqueue(packetId);
-        _writerWake?.Release();
+        var side = Side;
+        (Volatile.Read(ref side.Releases) ?? Interlocked.CompareExchange(ref side.Releases, new ConcurrentQueue<ushort>(), null) ?? side.Releases).Enqueue(packetId);
+        side.WriterWake?.Release();
         Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
     }
 
@@ -1242,7 +1229,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private List<MqttOutbound> Undelivered()
     {
         var undelivered = new List<MqttOutbound>();
-        if (Volatile.Read(ref _inflight) is { } inflight)
+        if (InflightOrNull is { } inflight)
         {
             lock (inflight)
             {
@@ -1255,13 +1242,13 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             }
         }
 
-        if (_parked is { } parked)
+        if (_side is { Parked: { } parked } side)
         {
             lock (parked)
             {
                 undelivered.AddRange(parked.Where(static item => item.Qos > 0));
                 parked.Clear();
-                Interlocked.Exchange(ref _parkedBytes, 0);
+                Interlocked.Exchange(ref side.ParkedBytes, 0);
             }
         }
 
@@ -1298,7 +1285,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             }
         });
 
-        if (_parked is { } parked)
+        if (_side?.Parked is { } parked)
         {
             lock (parked)
             {
@@ -1306,7 +1293,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             }
         }
 
-        if (Volatile.Read(ref _inflight) is { } inflight)
+        if (InflightOrNull is { } inflight)
         {
             lock (inflight)
             {
@@ -1319,6 +1306,58 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     }
 
     /// <summary>A delivery awaiting the client, kept so a persistent session can send it again.</summary>
+    private SideState Side => Volatile.Read(ref _side) ?? Interlocked.CompareExchange(ref _side, new SideState(), null) ?? _side!;
+
+    private long ParkedBytes => _side is { } side ? Volatile.Read(ref side.ParkedBytes) : 0;
+
+    private Dictionary<ushort, InflightEntry>? InflightOrNull => _side is { } side ? Volatile.Read(ref side.Inflight) : null;
+
+    /// <summary>A connection's state for QoS 1 and 2, MQTT 5 aliases and identifiers, its will and its publishes (see <see cref="_side"/>).</summary>
+    private sealed class SideState
+    {
+        // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
+        // first (InflightTable): a QoS 0 subscriber never needs one.
+        public Dictionary<ushort, InflightEntry>? Inflight;
+
+        // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingReleaseSet).
+        public HashSet<ushort>? AwaitingRelease;
+
+        // The client's QoS 2 publishes being routed, by packet id, with how many times each was resent (DUP) meanwhile: a
+        // packet id counts once toward the Receive Maximum and is published once. Made on the first QoS 2 publish; locked
+        // with AwaitingRelease.
+        public MqttQos2Routing? RoutingQos2;
+
+        // Deliveries held back by a full window, in order, so the control packets queued after them (PUBACK, PUBREC,
+        // PUBCOMP, SUBACK, PINGRESP) still go out: a client that has not acknowledged yet still gets its acknowledgements
+        // and its pings answered. Created when the window first fills; their bytes count against the send budget.
+        public Queue<MqttOutbound>? Parked;
+        public long ParkedBytes;
+
+        // Wakes the write loop waiting for an in-flight slot; made when it first parks a delivery (nothing waits before).
+        public SemaphoreSlim? WriterWake;
+
+        // PUBRELs owed for PUBRECs (QoS 2 out only): written ahead of deliveries held back by a full window, since only the
+        // PUBCOMP they bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).
+        public ConcurrentQueue<ushort>? Releases;
+
+        public MqttConnect? Will;
+
+        // This connection's entry in the will store (over Redis; null otherwise): its token once written, null if that failed.
+        public Task<string?>? WillEntry;
+
+        // The client's topic aliases (MQTT 5), made on the first.
+        public string?[]? TopicAliases;
+
+        // The topics given an alias on this network connection, by the write loop only (made on the first delivery).
+        public Dictionary<string, ushort>? SentAliases;
+
+        public TokenBucket? PublishRate;
+
+        // The write loop's scratch for a delivery's Subscription Identifiers (it alone uses them; MQTT 5 only, made on first use).
+        public List<MqttSubscriptionSink>? IdentifiedSinks;
+        public List<int>? Identifiers;
+    }
+
     private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos, MqttSubscriptionSink? Shared);
 
     /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
