@@ -14,6 +14,9 @@ public sealed class InterestTable
     private readonly ConcurrentDictionary<string, PatternIndex<string>> _patterns = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string App, string Pattern), NodeCounts> _patternCounts = new();
     private readonly ConcurrentDictionary<string, string> _nodeIds = new(StringComparer.Ordinal);
+
+    // One array per node for the channels only it holds (most of them), shared rather than one per channel.
+    private readonly ConcurrentDictionary<string, string[]> _singleNodes = new(StringComparer.Ordinal);
     private readonly Lock _writeGate = new();
 
     [ThreadStatic]
@@ -32,7 +35,7 @@ public sealed class InterestTable
             {
                 var key = (change.App, change.ChannelOrPattern);
                 var counts = _patternCounts.GetOrAdd(key, static _ => new NodeCounts());
-                var (added, removed) = counts.Set(node, change.Subscribers);
+                var (added, removed) = counts.Set(node, change.Subscribers, this);
                 var index = _patterns.GetOrAdd(change.App, static _ => new PatternIndex<string>());
                 if (added)
                 {
@@ -52,7 +55,7 @@ public sealed class InterestTable
             {
                 var key = (change.App, change.ChannelOrPattern);
                 var counts = _exact.GetOrAdd(key, static _ => new NodeCounts());
-                counts.Set(node, change.Subscribers);
+                counts.Set(node, change.Subscribers, this);
                 if (counts.IsEmpty)
                 {
                     _exact.TryRemove(key, out _);
@@ -68,7 +71,7 @@ public sealed class InterestTable
         {
             foreach (var (key, counts) in _exact)
             {
-                counts.Set(nodeId, 0);
+                counts.Set(nodeId, 0, this);
                 if (counts.IsEmpty)
                 {
                     _exact.TryRemove(key, out _);
@@ -77,7 +80,7 @@ public sealed class InterestTable
 
             foreach (var (key, counts) in _patternCounts)
             {
-                if (counts.Set(nodeId, 0).Removed && _patterns.TryGetValue(key.App, out var index) && _nodeIds.TryGetValue(nodeId, out var node))
+                if (counts.Set(nodeId, 0, this).Removed && _patterns.TryGetValue(key.App, out var index) && _nodeIds.TryGetValue(nodeId, out var node))
                 {
                     index.Remove(key.Pattern, node);
                 }
@@ -87,6 +90,8 @@ public sealed class InterestTable
                     _patternCounts.TryRemove(key, out _);
                 }
             }
+
+            _singleNodes.TryRemove(nodeId, out _);
         }
     }
 
@@ -156,16 +161,22 @@ public sealed class InterestTable
         return result;
     }
 
-    /// <summary>Per-node subscriber counts of one channel or pattern; read lock-free through an immutable node array.</summary>
+    /// <summary>The one-node array of <paramref name="node"/>, shared by every channel only that node holds.</summary>
+    private string[] SingleNode(string node) => _singleNodes.GetOrAdd(node, static id => [id]);
+
     /// <summary>
-    /// Subscriber counts per node for one channel or pattern: two small parallel arrays (a channel is usually held by
-    /// one node, rarely by more than a few), copied on the rare change, so an idle channel costs a few dozen bytes.
+    /// Subscriber counts per node for one channel or pattern. A channel is usually held by one node: then
+    /// <see cref="Nodes"/> is the table's shared array of that node and its count a field, so such a channel costs this
+    /// object (32 B) and its dictionary entry; with more nodes, the others' counts are a small array beside. A change
+    /// sets a new (or shared) array, never writes one that readers may hold, so readers need no lock.
     /// </summary>
     private sealed class NodeCounts
     {
-        private int[] _counts = [];
+        // Nodes[0]'s subscribers, and those of Nodes[1..] in order.
+        private int _first;
+        private int[] _rest = [];
 
-        /// <summary>The nodes with subscribers; a new array after every change, so readers need no lock.</summary>
+        /// <summary>The nodes with subscribers; never written once set, so readers need no lock.</summary>
         public string[] Nodes { get; private set; } = [];
 
         public bool IsEmpty => Nodes.Length == 0;
@@ -176,8 +187,13 @@ public sealed class InterestTable
             {
                 lock (this)
                 {
-                    var total = 0;
-                    foreach (var count in _counts)
+                    if (Nodes.Length == 0)
+                    {
+                        return 0;
+                    }
+
+                    var total = _first;
+                    foreach (var count in _rest)
                     {
                         total += count;
                     }
@@ -187,28 +203,49 @@ public sealed class InterestTable
             }
         }
 
-        public (bool Added, bool Removed) Set(string node, int subscribers)
+        public (bool Added, bool Removed) Set(string node, int subscribers, InterestTable table)
         {
             lock (this)
             {
                 var at = Array.IndexOf(Nodes, node);
                 if (at >= 0 && subscribers > 0)
                 {
-                    _counts[at] = subscribers;
+                    if (at == 0)
+                    {
+                        _first = subscribers;
+                    }
+                    else
+                    {
+                        _rest[at - 1] = subscribers;
+                    }
+
                     return (false, false);
                 }
 
                 if (at >= 0)
                 {
-                    Nodes = [.. Nodes[..at], .. Nodes[(at + 1)..]];
-                    _counts = [.. _counts[..at], .. _counts[(at + 1)..]];
+                    int[] counts = [_first, .. _rest];
+                    counts = [.. counts[..at], .. counts[(at + 1)..]];
+                    string[] nodes = [.. Nodes[..at], .. Nodes[(at + 1)..]];
+                    _first = counts.Length > 0 ? counts[0] : 0;
+                    _rest = counts.Length > 1 ? counts[1..] : [];
+                    Nodes = nodes.Length == 1 ? table.SingleNode(nodes[0]) : nodes;
                     return (false, true);
                 }
 
                 if (subscribers > 0)
                 {
-                    _counts = [.. _counts, subscribers];
-                    Nodes = [.. Nodes, node];
+                    if (Nodes.Length == 0)
+                    {
+                        _first = subscribers;
+                        Nodes = table.SingleNode(node);
+                    }
+                    else
+                    {
+                        _rest = [.. _rest, subscribers];
+                        Nodes = [.. Nodes, node];
+                    }
+
                     return (true, false);
                 }
 
