@@ -24,16 +24,16 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private const int DeliveredForgetSeconds = 10;
 
     // The session's state changes under lock (this): a Lock object would cost 40 B per session, and nothing else locks a session.
-    private PatternIndex<MqttSubscriptionSink>? _identified;
-    // What is kept while no connection holds the session: made on the first (a clean session never needs it).
-    private LinkedList<MqttOutbound>? _queued;
-    private long _queuedBytes;
     private MqttConnection? _connection;
+
+    // What a session away from its connection, with a delayed will, with QoS 2 publishes awaiting release, with
+    // Subscription Identifiers or waited on by a takeover needs, made on first use (Side): most sessions, an idle clean
+    // one's connection attached, hold none of it (72 B of fields).
+    private SideState? _side;
 
     // Whether a connection holds the session and has not handed it back; the task a takeover waits on is made only
     // when one waits (under the gate).
     private bool _held;
-    private TaskCompletionSource? _released;
 
     // The last seq delivered per channel, so overlapping filters send a message once (DeliveredFor): the first channel in
     // these fields, as most sessions have one (a dictionary of one was 224 bytes per idle connection, docs/benchmarks.md),
@@ -45,14 +45,6 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
     // Something was delivered since the session was last written (MqttOptions.PositionWriteSeconds); under Subscriptions.
     private bool _moved;
-
-    // Per channel, the oldest message the queue dropped while the client was away (history still has it): the position
-    // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
-    private Dictionary<string, Delivered>? _dropped;
-
-    // The packet ids of the client's QoS 2 publishes awaiting PUBREL, while no connection holds the session (a connection
-    // keeps its own set): null for none, as most sessions never have one. At most Relay:Mqtt:ReceiveMaximum.
-    private ushort[]? _awaitingRelease;
 
     // The store's writes of this session, numbered so a later snapshot always wins (taken with the queue's lock).
     private long _version;
@@ -70,11 +62,20 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// The subscriptions with an MQTT 5 Subscription Identifier (shared ones aside), by filter: a delivery carries the
     /// identifier of every one matching its topic (MQTT 5 §3.3.4), looked up when it is written.
     /// </summary>
-    public PatternIndex<MqttSubscriptionSink>? Identified => Volatile.Read(ref _identified);
+    public PatternIndex<MqttSubscriptionSink>? Identified => Volatile.Read(ref _side) is { } side ? Volatile.Read(ref side.Identified) : null;
 
     /// <summary><see cref="Identified"/>, made on the first subscription with an identifier (most sessions have none).</summary>
-    public PatternIndex<MqttSubscriptionSink> IdentifiedForAdding =>
-        Volatile.Read(ref _identified) ?? Interlocked.CompareExchange(ref _identified, new PatternIndex<MqttSubscriptionSink>(), null) ?? _identified!;
+    public PatternIndex<MqttSubscriptionSink> IdentifiedForAdding
+    {
+        get
+        {
+            var side = Side;
+            return Volatile.Read(ref side.Identified) ?? Interlocked.CompareExchange(ref side.Identified, new PatternIndex<MqttSubscriptionSink>(), null) ?? side.Identified!;
+        }
+    }
+
+    // Made once, whichever lock its first user holds (the session's or its subscriptions').
+    private SideState Side => Volatile.Read(ref _side) ?? Interlocked.CompareExchange(ref _side, new SideState(), null) ?? _side!;
 
     /// <summary>Whether the session outlives its connection, and for how long unresumed (0: clean).</summary>
     public uint ExpirySeconds { get; set; }
@@ -97,8 +98,6 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     /// <summary>When the store's entry of a session held by a connection is next written again, before it expires (UTC ticks).</summary>
     public long RefreshDueTicks { get; set; } = long.MaxValue;
 
-    /// <summary>A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).</summary>
-    private (MqttWill Will, long DueTicks)? _will;
 
     /// <summary>Completes when no connection holds the session (the last one has handed back what it had not delivered).</summary>
     public Task WhenReleased
@@ -107,7 +106,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         {
             lock (this)
             {
-                return _held ? (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task : Task.CompletedTask;
+                return _held ? (Side.Released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task : Task.CompletedTask;
             }
         }
     }
@@ -222,23 +221,26 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             _held = true;
 
             // MQTT 5 §3.1.3.2.2: a connection to the session before the will's delay passed means no will.
-            _will = null;
             ExpiresAtTicks = long.MaxValue;
-            if (_queued is { } queued)
+            if (_side is { } side)
             {
-                foreach (var item in queued)
+                side.Will = null;
+                if (side.Queued is { } queued)
                 {
-                    connection.Enqueue(item);
+                    foreach (var item in queued)
+                    {
+                        connection.Enqueue(item);
+                    }
                 }
-            }
 
-            _queued = null;
-            _queuedBytes = 0;
-            _dropped = null;
-            if (_awaitingRelease is { } ids)
-            {
-                connection.AwaitRelease(ids);
-                _awaitingRelease = null;
+                side.Queued = null;
+                side.QueuedBytes = 0;
+                side.Dropped = null;
+                if (side.AwaitingRelease is { } ids)
+                {
+                    connection.AwaitRelease(ids);
+                    side.AwaitingRelease = null;
+                }
             }
         }
 
@@ -290,8 +292,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
 
             _held = false;
-            _released?.TrySetResult();
-            _released = null;
+            if (_side is { Released: { } released } side)
+            {
+                released.TrySetResult();
+                side.Released = null;
+            }
         }
     }
 
@@ -322,7 +327,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         {
             if (_connection is null && !Discarded && packetIds.Count > 0)
             {
-                _awaitingRelease = [.. packetIds.Take(Broker.Options.ReceiveMaximum)];
+                Side.AwaitingRelease = [.. packetIds.Take(Broker.Options.ReceiveMaximum)];
             }
         }
     }
@@ -332,7 +337,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     {
         lock (this)
         {
-            _will = (will, dueTicks);
+            Side.Will = (will, dueTicks);
         }
     }
 
@@ -341,9 +346,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     {
         lock (this)
         {
-            if (_will is { } pending && nowTicks >= pending.DueTicks)
+            if (_side is { Will: { } pending } side && nowTicks >= pending.DueTicks)
             {
-                _will = null;
+                side.Will = null;
                 return pending.Will;
             }
 
@@ -452,14 +457,14 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         lock (this)
         {
             version = ++_version;
-            awaitingRelease = _awaitingRelease;
+            awaitingRelease = _side?.AwaitingRelease;
             connection = _connection;
-            foreach (var (channel, first) in _dropped ?? [])
+            foreach (var (channel, first) in _side?.Dropped ?? [])
             {
                 oldest[channel] = first;
             }
 
-            foreach (var item in _queued ?? [])
+            foreach (var item in _side?.Queued ?? [])
             {
                 Unacknowledged(item, oldest, ref releases);
             }
@@ -527,7 +532,8 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);
-        var queued = _queued ??= [];
+        var side = Side;
+        var queued = side.Queued ??= [];
         if (first)
         {
             queued.AddFirst(item);
@@ -537,18 +543,17 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             queued.AddLast(item);
         }
 
-        _queuedBytes += bytes;
+        side.QueuedBytes += bytes;
         var options = Broker.Options;
-        while (queued.Count > 0 && (queued.Count > options.MaxQueuedMessages || _queuedBytes > options.MaxQueuedBytes))
+        while (queued.Count > 0 && (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes))
         {
             var oldest = queued.First!.Value;
             queued.RemoveFirst();
-            _queuedBytes -= MqttOutbound.Size(oldest);
+            side.QueuedBytes -= MqttOutbound.Size(oldest);
             Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
             if (oldest is { Message: { PresenceAction: null } message, Release: false, Shared: null })
             {
-                _dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal);
-                _dropped.TryAdd(message.Channel, new Delivered(message.Epoch, message.Seq, 0));
+                (side.Dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal)).TryAdd(message.Channel, new Delivered(message.Epoch, message.Seq, 0));
             }
         }
     }
@@ -605,5 +610,30 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     }
 
     /// <summary>A channel's last message delivered to this session, and the second (of the node's loop) it was.</summary>
+    /// <summary>A session's state for the cases most sessions never meet (see <see cref="_side"/>).</summary>
+    private sealed class SideState
+    {
+        // The subscriptions with an MQTT 5 Subscription Identifier (Identified), made on the first.
+        public PatternIndex<MqttSubscriptionSink>? Identified;
+
+        // What is kept while no connection holds the session: made on the first (a clean session never needs it).
+        public LinkedList<MqttOutbound>? Queued;
+        public long QueuedBytes;
+
+        // The task a takeover waits on while a connection holds the session, made only when one waits (under the session's lock).
+        public TaskCompletionSource? Released;
+
+        // Per channel, the oldest message the queue dropped while the client was away (history still has it): the position
+        // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
+        public Dictionary<string, Delivered>? Dropped;
+
+        // The packet ids of the client's QoS 2 publishes awaiting PUBREL, while no connection holds the session (a
+        // connection keeps its own set): null for none. At most Relay:Mqtt:ReceiveMaximum.
+        public ushort[]? AwaitingRelease;
+
+        // A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).
+        public (MqttWill Will, long DueTicks)? Will;
+    }
+
     private readonly record struct Delivered(string Epoch, long Seq, int Generation);
 }
