@@ -452,7 +452,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
     private async Task ReadLoopAsync()
     {
-        var input = _transport.Input;
+        // The input is read from _transport each time, not kept in this frame (which every idle connection holds).
         Queue<Task>? publishing = null;
 
         // On the bare socket, what this client's publishes deliver to other bare-socket connections leaves when its burst
@@ -468,7 +468,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 {
                     // Input already there (the rest of a burst, read a buffer at a time) continues the batch within its
                     // bounds; a read that waits ends it first.
-                    var reading = input.ReadAsync();
+                    var reading = _transport.Input.ReadAsync();
                     if (batch is not null && (!reading.IsCompleted || batch.IsDue))
                     {
                         batch.Submit();
@@ -538,7 +538,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                     }
                     finally
                     {
-                        input.AdvanceTo(buffer.Start, buffer.End);
+                        _transport.Input.AdvanceTo(buffer.Start, buffer.End);
                     }
 
                     if (ended)

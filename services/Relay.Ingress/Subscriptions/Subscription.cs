@@ -14,8 +14,9 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     private string? _epoch;
     private long _lastSeq;
 
-    // A loss reported while buffering (epoch, last lost seq): judged once the subscription knows where it starts.
-    private (string Epoch, long UpTo)? _lostWhileBuffering;
+    // A loss reported while buffering (epoch, last lost seq): judged once the subscription knows where it starts. A
+    // reference, not a nullable tuple in place (24 B in every subscription for a rare case).
+    private LostWhileBuffering? _lostWhileBuffering;
 
     public IMessageSink Sink { get; } = sink;
 
@@ -96,7 +97,7 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
         {
             if (!_live)
             {
-                _lostWhileBuffering = _lostWhileBuffering is { } earlier && earlier.Epoch == epoch ? (epoch, Math.Max(earlier.UpTo, upTo)) : (epoch, upTo);
+                _lostWhileBuffering = _lostWhileBuffering is { } earlier && earlier.Epoch == epoch ? new(epoch, Math.Max(earlier.UpTo, upTo)) : new(epoch, upTo);
                 return;
             }
 
@@ -156,4 +157,6 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
             _buffer = null;
         }
     }
+
+    private sealed record LostWhileBuffering(string Epoch, long UpTo);
 }
