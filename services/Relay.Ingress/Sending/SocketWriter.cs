@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Relay.Ingress.Connections;
 using Relay.Ingress.WebSockets;
 
 namespace Relay.Ingress.Sending;

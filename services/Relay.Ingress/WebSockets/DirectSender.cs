@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
 using Relay.Ingress.Connections;
-using Relay.Ingress.Sending;
 
 namespace Relay.Ingress.WebSockets;
 

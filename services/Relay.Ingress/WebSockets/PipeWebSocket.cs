@@ -9,7 +9,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Unicode;
-using Relay.Ingress.Sending;
+using Relay.Ingress.Connections;
 
 namespace Relay.Ingress.WebSockets;
 

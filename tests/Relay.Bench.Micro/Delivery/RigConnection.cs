@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Relay.Auth.Verification;
 using Relay.Ingress;
 using Relay.Ingress.Realtime;
+using Relay.Ingress.Connections;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 

@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using Relay.Ingress.Connections;
 using Relay.Ingress.Sending;
 using Relay.Ingress.WebSockets;
 

@@ -1,4 +1,4 @@
-namespace Relay.Ingress.Sending;
+namespace Relay.Ingress.Connections;
 
 /// <summary>
 /// What a failed send ends at once: a connection's transport. An interface the transport implements, not a delegate, so
