@@ -37,9 +37,38 @@ public sealed partial class RedisBus
         return Volatile.Read(ref admissions[shard]) ?? Interlocked.CompareExchange(ref admissions[shard], new ShardAdmission(), null) ?? admissions[shard];
     }
 
-    // Whether this instance, holding the shard under <paramref name="fence"/>, may handle the request now.
-    private Admission Admits(int shard, string fence, string caller, RequestOrder order) =>
-        order.IsSet ? AdmissionOf(shard).Admit(fence, caller, order) : Admission.Handle;
+    // Whether this instance, holding the shard under <paramref name="fence"/>, may handle the request now; when it may,
+    // its handler is started (<paramref name="handling"/>; otherwise default) before any other request of the shard is
+    // admitted. The handler writes before it first awaits (the authority's scripts, RedisLuaScript), so requests go to
+    // Redis in the order they were admitted. Admitted and started apart, a request admitted after another on a second
+    // thread (two claims completing together, or a claim's thread and the queue's) could be written first: stored before
+    // the earlier one, which the store then refused as handled before, and which nobody answered until its caller timed
+    // out (DrainedRequestTests; the HandoverOrderTests CI flake).
+    private Admission AdmitAndStart(
+        IRoutingHandler handler,
+        RoutingRequest request,
+        int shard,
+        string fence,
+        string caller,
+        RequestOrder order,
+        out ValueTask<RoutingReply> handling)
+    {
+        if (!order.IsSet)
+        {
+            handling = HandleAdmitted(handler, request, shard, fence);
+            return Admission.Handle;
+        }
+
+        var admission = AdmissionOf(shard);
+        lock (admission.Gate)
+        {
+            var decision = admission.Admit(fence, caller, order);
+            handling = decision == Admission.Handle || (decision == Admission.Repeat && IsRepeatable(request))
+                ? HandleAdmitted(handler, request, shard, fence)
+                : default;
+            return decision;
+        }
+    }
 
     private enum Admission
     {
@@ -197,51 +226,51 @@ public sealed partial class RedisBus
     // The owner's side, per shard: under which fencing token, and each caller's highest number handled under it.
     private sealed class ShardAdmission
     {
-        private readonly Lock _gate = new();
         private readonly Dictionary<string, long> _handled = new(StringComparer.Ordinal);
         private string? _fence;
 
+        // Held across an admission and the start of the admitted request's handling (AdmitAndStart).
+        public Lock Gate { get; } = new();
+
+        // The caller holds Gate.
         public Admission Admit(string fence, string caller, RequestOrder order)
         {
-            lock (_gate)
+            if (!string.Equals(fence, _fence, StringComparison.Ordinal))
             {
-                if (!string.Equals(fence, _fence, StringComparison.Ordinal))
+                // A new tenure of the shard: what another owner, or this one before, handled is not known here.
+                _fence = fence;
+                _handled.Clear();
+            }
+
+            var known = _handled.TryGetValue(caller, out var handled);
+            if (known && handled >= order.Number)
+            {
+                // Admitting a later number means every earlier one unanswered when it was sent was handled first.
+                return Admission.Repeat;
+            }
+
+            if (order.Number != order.Floor && !(known && handled >= order.Number - 1))
+            {
+                return Admission.Decline;
+            }
+
+            if (!known || handled < order.Number)
+            {
+                if (!known && _handled.Count >= MaxOrderedCallers)
                 {
-                    // A new tenure of the shard: what another owner, or this one before, handled is not known here.
-                    _fence = fence;
                     _handled.Clear();
                 }
 
-                var known = _handled.TryGetValue(caller, out var handled);
-                if (known && handled >= order.Number)
-                {
-                    // Admitting a later number means every earlier one unanswered when it was sent was handled first.
-                    return Admission.Repeat;
-                }
-
-                if (order.Number != order.Floor && !(known && handled >= order.Number - 1))
-                {
-                    return Admission.Decline;
-                }
-
-                if (!known || handled < order.Number)
-                {
-                    if (!known && _handled.Count >= MaxOrderedCallers)
-                    {
-                        _handled.Clear();
-                    }
-
-                    _handled[caller] = order.Number;
-                }
-
-                return Admission.Handle;
+                _handled[caller] = order.Number;
             }
+
+            return Admission.Handle;
         }
 
         // A request admitted here was not handled after all (fenced out): start again, so none after it is handled first.
         public void Forget()
         {
-            lock (_gate)
+            lock (Gate)
             {
                 _fence = null;
                 _handled.Clear();

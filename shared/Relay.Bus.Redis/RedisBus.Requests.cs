@@ -515,7 +515,7 @@ public sealed partial class RedisBus
                 return;
             }
 
-            switch (Admits(shard, fence, replyTo, order))
+            switch (AdmitAndStart(handler, request, shard, fence, replyTo, order, out var handling))
             {
                 case Admission.Decline:
                     _ = IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation)));
@@ -527,7 +527,7 @@ public sealed partial class RedisBus
                     return;
             }
 
-            _ = ReplyAsync(handler, correlation, replyTo, request, order, HandleAdmitted(handler, request, shard, fence));
+            _ = ReplyAsync(handler, correlation, replyTo, request, order, handling);
             return;
         }
 
@@ -633,7 +633,8 @@ public sealed partial class RedisBus
                 }
 
                 _fences[shard] = claimed;
-                if (Admits(shard, claimed, replyTo, order) is var admission && admission == Admission.Decline)
+                var admission = AdmitAndStart(handler, request, shard, claimed, replyTo, order, out var claimedHandling);
+                if (admission == Admission.Decline)
                 {
                     await IgnoreFailure(Database.PublishAsync(RedisChannel.Literal(replyTo), EncodeDeclined(correlation))).ConfigureAwait(false);
                     return;
@@ -644,7 +645,7 @@ public sealed partial class RedisBus
                     return;
                 }
 
-                reply = await Settle(HandleAdmitted(handler, request, shard, claimed)).ConfigureAwait(false);
+                reply = await Settle(claimedHandling).ConfigureAwait(false);
             }
 
             if (reply is NotOwnerReply)
