@@ -101,8 +101,13 @@ public sealed class RawMqttClient : IAsyncDisposable
 
         Text(key[..colon]);
         Text(key[(colon + 1)..]);
+        return [0x10, .. RemainingLength(body.Count), .. body];
+    }
+
+    // A packet's Remaining Length: seven bits a byte, the high bit set on every byte but the last (MQTT §1.5.5).
+    private static List<byte> RemainingLength(int remaining)
+    {
         var length = new List<byte>();
-        var remaining = body.Count;
         do
         {
             var b = (byte)(remaining & 0x7F);
@@ -110,7 +115,7 @@ public sealed class RawMqttClient : IAsyncDisposable
             length.Add(remaining > 0 ? (byte)(b | 0x80) : b);
         }
         while (remaining > 0);
-        return [0x10, .. length, .. body];
+        return length;
     }
 
     /// <summary>A SUBSCRIBE (packet id 1) of one filter at <paramref name="qos"/>, MQTT 3.1.1 or (<paramref name="level"/> 5) MQTT 5 with no properties.</summary>
@@ -129,11 +134,21 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// <summary>
     /// A QoS 2 PUBLISH of packet id <paramref name="id"/> (MQTT 5: no properties), with DUP when sent again.
     /// </summary>
-    public static byte[] QosTwoPublish(string topic, ushort id, bool dup = false, string payload = "x", byte level = 5)
+    public static byte[] QosTwoPublish(string topic, ushort id, bool dup = false, string payload = "x", byte level = 5) =>
+        Publish(topic, qos: 2, id, payload, level, dup: dup);
+
+    /// <summary>
+    /// A PUBLISH at <paramref name="qos"/> (with packet id <paramref name="id"/> above QoS 0) for a connection at
+    /// <paramref name="level"/>: MQTT 5 with its properties (a Topic Alias when <paramref name="alias"/> is given, else
+    /// none), with DUP when sent again.
+    /// </summary>
+    public static byte[] Publish(string topic, byte qos, ushort id = 0, string payload = "x", byte level = 4, ushort? alias = null, bool dup = false)
     {
         var name = Encoding.UTF8.GetBytes(topic);
-        byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, .. level == 5 ? [(byte)0] : Array.Empty<byte>(), .. Encoding.UTF8.GetBytes(payload)];
-        return [dup ? (byte)0x3C : (byte)0x34, (byte)body.Length, .. body];
+        byte[] packetId = qos > 0 ? [(byte)(id >> 8), (byte)id] : [];
+        byte[] properties = level < 5 ? [] : alias is { } a ? [3, 0x23, (byte)(a >> 8), (byte)a] : [0];
+        byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, .. packetId, .. properties, .. Encoding.UTF8.GetBytes(payload)];
+        return [(byte)(0x30 | (dup ? 0x08 : 0) | (qos << 1)), .. RemainingLength(body.Length), .. body];
     }
 
     /// <summary>

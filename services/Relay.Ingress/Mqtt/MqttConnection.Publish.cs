@@ -27,6 +27,10 @@ internal sealed partial class MqttConnection
     private ValueTask PublishAsync(MqttPublish publish)
     {
         var channel = publish.Topic;
+
+        // Whether the topic is a valid channel name, when the alias handling below already knows (checked once a publish).
+        bool? valid = null;
+        string? invalid = null;
         if (publish.Properties?.TopicAlias is { } alias)
         {
             // MQTT 5 §3.3.2.3.4: a topic with an alias sets it; an empty topic uses it. Aliases live as long as the connection.
@@ -40,11 +44,13 @@ internal sealed partial class MqttConnection
             {
                 // Only a topic this publish may go to is kept: an invalid one (a topic may be 64 KiB, a channel name
                 // 255 bytes) is refused below and unsets the alias, so no client holds more than its aliases' names.
-                aliases[alias] = ChannelName.IsValidTopicName(channel, out _) ? channel : null;
+                valid = ChannelName.IsValidTopicName(channel, out invalid);
+                aliases[alias] = valid.Value ? channel : null;
             }
             else
             {
                 channel = aliases[alias] ?? throw MqttProtocolException.Protocol($"topic alias {alias} was not set on this connection");
+                valid = true;
             }
         }
 
@@ -83,7 +89,7 @@ internal sealed partial class MqttConnection
 
         byte refusal = 0;
         string? reason = null;
-        if (!ChannelName.IsValidTopicName(channel, out var invalid))
+        if (!(valid ?? ChannelName.IsValidTopicName(channel, out invalid)))
         {
             (refusal, reason) = (MqttReasonCodes.TopicNameInvalid, invalid);
         }

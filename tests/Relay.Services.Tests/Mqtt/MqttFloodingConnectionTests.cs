@@ -87,10 +87,5 @@ public sealed class MqttFloodingConnectionTests(BareSocketServerFixture fixture)
     }
 
     /// <summary>An MQTT 3.1.1 PUBLISH at QoS 1, hand-encoded.</summary>
-    private static byte[] QosOnePublish(string topic, ushort id)
-    {
-        var name = Encoding.UTF8.GetBytes(topic);
-        var length = 2 + name.Length + 2 + 1;
-        return [0x32, (byte)length, (byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, (byte)'x'];
-    }
+    private static byte[] QosOnePublish(string topic, ushort id) => RawMqttClient.Publish(topic, qos: 1, id);
 }

@@ -286,13 +286,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         var at = Convert.ToHexString(connAck!.Value.Body).IndexOf("22", 6, StringComparison.Ordinal);
         Assert.True(at >= 0 && at % 2 == 0, Convert.ToHexString(connAck.Value.Body));
 
-        static byte[] Publish(string topic, ushort alias, string payload)
-        {
-            var name = Encoding.UTF8.GetBytes(topic);
-            var data = Encoding.UTF8.GetBytes(payload);
-            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, 3, 0x23, (byte)(alias >> 8), (byte)alias, .. data];
-            return [0x30, (byte)body.Length, .. body];
-        }
+        static byte[] Publish(string topic, ushort alias, string payload) => RawMqttClient.Publish(topic, qos: 0, payload: payload, level: 5, alias: alias);
 
         await device.SendAsync(Publish(topic, 1, "set"));
         await device.SendAsync(Publish(string.Empty, 1, "used"));
@@ -329,23 +323,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         await using var device = await RawMqttClient.OpenAsync(_server);
         await device.ConnectAsync(5, "alias-big");
 
-        static byte[] Publish(string topic, ushort alias, ushort id, string payload)
-        {
-            var name = Encoding.UTF8.GetBytes(topic);
-            var data = Encoding.UTF8.GetBytes(payload);
-            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, 3, 0x23, (byte)(alias >> 8), (byte)alias, .. data];
-            var length = new List<byte>();
-            for (var n = body.Length; ; n >>= 7)
-            {
-                length.Add((byte)(n < 128 ? n : (n & 0x7F) | 0x80));
-                if (n < 128)
-                {
-                    break;
-                }
-            }
-
-            return [0x32, .. length, .. body];
-        }
+        static byte[] Publish(string topic, ushort alias, ushort id, string payload) => RawMqttClient.Publish(topic, qos: 1, id, payload, level: 5, alias: alias);
 
         // Alias 1 set to a valid topic and used: delivered.
         await device.SendAsync(Publish(topic, 1, 1, "valid"));
@@ -370,13 +348,7 @@ public sealed class MqttLimitsTests(MqttLimitsFixture fixture) : IClassFixture<M
         // anything; a held PINGRESP would end the client's keep-alive).
         var topic = $"window-acks/{Guid.NewGuid():N}";
         const int Published = MqttLimitsFixture.MaxInflight + 3;
-        static byte[] Publish(string topic, ushort id)
-        {
-            var name = Encoding.UTF8.GetBytes(topic);
-            var data = Encoding.UTF8.GetBytes(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            byte[] body = [(byte)(name.Length >> 8), (byte)name.Length, .. name, (byte)(id >> 8), (byte)id, .. data];
-            return [0x32, (byte)body.Length, .. body];
-        }
+        static byte[] Publish(string topic, ushort id) => RawMqttClient.Publish(topic, qos: 1, id, id.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
         await using var device = await RawMqttClient.OpenAsync(_server);
         await device.ConnectAsync(4, "window-" + Guid.NewGuid().ToString("N")[..8]);
