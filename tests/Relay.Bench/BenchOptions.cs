@@ -106,6 +106,10 @@ internal sealed class BenchOptions
           --json PATH          write the raw results as JSON
           --section NAME       write into the markers of section NAME instead of the main one (the MQTT run: mqtt)
           --quick              small sizes, for a smoke run
+
+        usage: dotnet tests/Relay.Bench/bin/Release/net10.0/Relay.Bench.dll socket-floor [--connections N]
+          what a .NET process's RSS grows by per idle loopback connection it holds as a bare descriptor, a SafeSocketHandle
+          or a Socket (N: 18000, or the file-descriptor limit less 1000 where lower); printed only
         """;
 
     /// <summary>

@@ -29,6 +29,23 @@ if (args is ["soak-client", ..])
     return await SoakClient.RunAsync(Targets.ByName(Arg("--target")), new Uri(Arg("--uri")), Int("--count"), Int("--child"), Int("--first"), Int("--channels"), double.Parse(Arg("--churn"), CultureInfo.InvariantCulture));
 }
 
+if (args is ["socket-floor-server", ..])
+{
+    // A child process of socket-floor: accepts and holds connections, and reports its memory per connection.
+    string Arg(string name) => args[Array.IndexOf(args, name) + 1];
+    return SocketFloor.Serve(Arg("--mode"), int.Parse(Arg("--count"), CultureInfo.InvariantCulture));
+}
+
+if (args is ["socket-floor", ..])
+{
+    // What a .NET process pays per idle TCP connection before any server state (SocketFloor): printed, not written to
+    // docs/benchmarks.md (the section that quotes it names this command).
+    var at = Array.IndexOf(args, "--connections");
+    var floorConnections = at > 0 ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : Math.Min(18_000, Limits.OpenFilesHard() - 1000);
+    await SocketFloor.RunAsync(floorConnections, new Progress("socket-floor"));
+    return 0;
+}
+
 if (args is ["--help" or "-h", ..])
 {
     Console.WriteLine(BenchOptions.Usage);
