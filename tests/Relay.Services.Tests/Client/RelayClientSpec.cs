@@ -267,15 +267,17 @@ public abstract class RelayClientSpec(IServerFixture fixture)
         await using var client = await RelayClient.ConnectAsync(new RelayClientOptions
         {
             Endpoint = _server.RealtimeUri,
-            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(4) : TimeSpan.FromMinutes(5))),
+            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(10) : TimeSpan.FromMinutes(5))),
         }).WaitAsync(Timeout);
         var connectionId = client.ConnectionId;
         var changes = new ConcurrentQueue<RelayConnectionState>();
         client.StateChanged += (_, e) => changes.Enqueue(e.Current);
 
         // Past the first token's expiry, and the server's check of it. (Tokens here live at least three whole seconds:
-        // a busy machine once took over a second to connect, and a shorter token was refused at the upgrade.)
-        await Task.Delay(TimeSpan.FromSeconds(6));
+        // a busy machine once took over a second to connect, and a shorter token was refused at the upgrade. This one
+        // lives ten: the client renews a fifth of the remaining life before expiry, and with four seconds that left
+        // ~0.7 s, which a loaded CI run once missed, its connection cut for expiry before the renewal was handled.)
+        await Task.Delay(TimeSpan.FromSeconds(12));
         var ack = await client.PublishAsync("chat:renewed", "still here").WaitAsync(Timeout);
 
         Assert.Equal(1, ack.Seq);
