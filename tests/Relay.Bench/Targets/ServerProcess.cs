@@ -164,10 +164,12 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>Descriptors the process holds open now (sockets, files, pipes, epoll).</summary>
     public int DescriptorCount() => Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Length;
 
-    // The number a /proc/PID/status field starts with (kB for the memory fields).
-    private long StatusNumber(string field)
+    private long StatusNumber(string field) => StatusNumber(Pid, field);
+
+    /// <summary>The number a /proc/PID/status field of process <paramref name="pid"/> starts with (kB for the memory fields).</summary>
+    internal static long StatusNumber(int pid, string field)
     {
-        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
         {
             if (line.StartsWith(field, StringComparison.Ordinal))
             {
@@ -175,7 +177,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             }
         }
 
-        throw new InvalidOperationException($"/proc/{Pid}/status has no {field}");
+        throw new InvalidOperationException($"/proc/{pid}/status has no {field}");
     }
 
     public async ValueTask DisposeAsync()
