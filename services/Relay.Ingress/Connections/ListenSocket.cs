@@ -13,7 +13,7 @@ namespace Relay.Ingress.Connections;
 internal static partial class ListenSocket
 {
     /// <summary>How long accepting pauses after the system refused a connection (out of descriptors, say).</summary>
-    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
+    internal static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
 
     /// <summary>A listening socket on <paramref name="endpoint"/>; a port in use throws <see cref="AddressInUseException"/>, as Kestrel's transport does.</summary>
     public static Socket Bind(SocketTransportOptions options, EndPoint endpoint)
@@ -54,7 +54,7 @@ internal static partial class ListenSocket
             }
             catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket))
             {
-                LogAcceptPaused(logger, SafeLocal(listener), ex.SocketErrorCode);
+                LogAcceptPaused(logger, LocalOf(listener), ex.SocketErrorCode);
                 await Task.Delay(AcceptRetryDelay).ConfigureAwait(false);
                 continue;
             }
@@ -91,7 +91,8 @@ internal static partial class ListenSocket
         }
     }
 
-    private static EndPoint? SafeLocal(Socket socket)
+    /// <summary>The listening socket's address for a log line; a socket already closed has none to give.</summary>
+    public static EndPoint? LocalOf(Socket socket)
     {
         try
         {
@@ -104,5 +105,5 @@ internal static partial class ListenSocket
     }
 
     [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "Accepting on {EndPoint} failed ({Error}); retrying shortly")]
-    private static partial void LogAcceptPaused(ILogger logger, EndPoint? endPoint, SocketError error);
+    internal static partial void LogAcceptPaused(ILogger logger, EndPoint? endPoint, SocketError error);
 }

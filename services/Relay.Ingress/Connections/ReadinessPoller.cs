@@ -116,13 +116,13 @@ internal sealed unsafe partial class ReadinessPoller
         /// Asks for one wake-up when <paramref name="socket"/> has input (or has ended); at once if it already has. False
         /// when the socket is closed or the kernel refuses: no wake-up will come, and the caller treats it as the end.
         /// </summary>
-        public bool Arm(Socket socket) => _loop!.Arm(socket, ref _added, Data);
+        public bool Arm(SafeSocketHandle socket) => _loop!.Arm(socket, ref _added, Data);
 
         /// <summary>
         /// Gives the slot back and takes the socket out of the epoll set if it is still open; a wake-up already collected
         /// for it is dropped, and so is any for a later <see cref="Arm"/>. A second call does nothing.
         /// </summary>
-        public readonly void Release(Socket socket) => _loop?.Release(socket, _slot, _generation, _added);
+        public readonly void Release(SafeSocketHandle socket) => _loop?.Release(socket, _slot, _generation, _added);
 
         private readonly ulong Data => ((ulong)_generation << 32) | (uint)_slot;
     }
@@ -188,7 +188,7 @@ internal sealed unsafe partial class ReadinessPoller
             }
         }
 
-        public void Release(Socket socket, int slot, uint generation, bool added)
+        public void Release(SafeSocketHandle socket, int slot, uint generation, bool added)
         {
             if (added)
             {
@@ -210,7 +210,7 @@ internal sealed unsafe partial class ReadinessPoller
             }
         }
 
-        public bool Arm(Socket socket, ref bool added, ulong data)
+        public bool Arm(SafeSocketHandle socket, ref bool added, ulong data)
         {
             var op = added ? CtlMod : CtlAdd;
             if (Control(socket, op, data, out var error))
@@ -236,14 +236,12 @@ internal sealed unsafe partial class ReadinessPoller
         }
 
         /// <summary>One <c>epoll_ctl</c> on the socket's descriptor, holding its handle: false when it is closed or the call fails.</summary>
-        private bool Control(Socket socket, int op, ulong data, out int error)
+        private bool Control(SafeSocketHandle handle, int op, ulong data, out int error)
         {
             error = 0;
-            SafeHandle handle;
             var held = false;
             try
             {
-                handle = socket.SafeHandle;
                 handle.DangerousAddRef(ref held);
             }
             catch (ObjectDisposedException)

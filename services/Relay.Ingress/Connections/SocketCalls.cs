@@ -1,11 +1,15 @@
+using System.Buffers.Binary;
+using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace Relay.Ingress.Connections;
 
 /// <summary>
-/// Non-blocking <c>recv</c> and <c>send</c> on a socket's descriptor (Linux: <c>MSG_DONTWAIT</c>), for the sockets of
-/// Relay's own transport that wait in <see cref="ReadinessPoller"/>. The runtime's own non-blocking calls need
+/// The system calls Relay's own transport makes on a socket's descriptor (Linux): non-blocking <c>recv</c> and
+/// <c>send</c> (<c>MSG_DONTWAIT</c>) for the sockets that wait in <see cref="ReadinessPoller"/>, and <c>accept4</c>,
+/// <c>shutdown</c>, <c>getpeername</c> and <c>TCP_NODELAY</c> for connections held as a descriptor with no runtime
+/// <see cref="Socket"/> (<see cref="BareSocket"/>). The runtime's own non-blocking calls need
 /// <see cref="Socket.Blocking"/> false, and setting it makes the socket's <c>SocketAsyncContext</c> (152 bytes per
 /// connection, held for its life); these need nothing but the descriptor. Each call holds a reference on the socket's
 /// handle, so a closed socket throws <see cref="ObjectDisposedException"/> rather than touching a descriptor number
@@ -19,6 +23,25 @@ internal static unsafe partial class SocketCalls
     private const int Eagain = 11;
     private const int Epipe = 32;
     private const int Econnreset = 104;
+    private const int Econnaborted = 103;
+    private const int Emfile = 24;
+    private const int Enfile = 23;
+    private const int Enobufs = 105;
+    private const int Enomem = 12;
+    private const int Eproto = 71;
+    private const int Enoprotoopt = 92;
+    private const int Ehostdown = 112;
+    private const int Enonet = 64;
+    private const int Ehostunreach = 113;
+    private const int Eopnotsupp = 95;
+    private const int Enetunreach = 101;
+    private const int Enetdown = 100;
+    private const int SockCloexec = 0x80000;
+    private const int IpProtoTcp = 6;
+    private const int TcpNoDelay = 1;
+    private const int AfInet = 2;
+    private const int AfInet6 = 10;
+    private const int SockaddrSize = 128;
 
     /// <summary>Whether these calls are there (Linux).</summary>
     public static bool IsSupported { get; } = OperatingSystem.IsLinux();
@@ -27,16 +50,163 @@ internal static unsafe partial class SocketCalls
     /// Takes what the kernel has, without waiting: the bytes read (0 with <see cref="SocketError.Success"/>: the peer's
     /// end of the stream), or 0 with <see cref="SocketError.WouldBlock"/> (nothing there) or the failure.
     /// </summary>
-    public static int Receive(Socket socket, Span<byte> buffer, out SocketError error) =>
-        Transfer(socket, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, out error);
+    public static int Receive(SafeSocketHandle handle, Span<byte> buffer, out SocketError error) =>
+        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, out error);
 
     /// <summary>Gives the kernel what it takes at once: the bytes it took (0 with <see cref="SocketError.WouldBlock"/>: none), or 0 with the failure.</summary>
-    public static int Send(Socket socket, ReadOnlySpan<byte> buffer, out SocketError error) =>
-        Transfer(socket, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: true, out error);
+    public static int Send(SafeSocketHandle handle, ReadOnlySpan<byte> buffer, out SocketError error) =>
+        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: true, out error);
 
-    private static int Transfer(Socket socket, ref byte start, int length, bool send, out SocketError error)
+    /// <summary>
+    /// Takes the next connection waiting on <paramref name="listener"/> (a non-blocking listening socket) as a bare
+    /// descriptor, with the peer's address in <paramref name="remote"/>; null with <paramref name="error"/>
+    /// <see cref="SocketError.WouldBlock"/> when none is waiting, <see cref="SocketError.ConnectionAborted"/> when the
+    /// one waiting is gone already (take the next), <see cref="SocketError.TooManyOpenSockets"/> or
+    /// <see cref="SocketError.NoBufferSpaceAvailable"/> when the system is out of descriptors or memory (wait, then try
+    /// again), or another failure. Throws <see cref="ObjectDisposedException"/> once the listener is closed.
+    /// </summary>
+    public static SafeSocketHandle? Accept(SafeSocketHandle listener, out IPEndPoint? remote, out SocketError error)
     {
-        var handle = socket.SafeHandle;
+        remote = null;
+        var held = false;
+        try
+        {
+            listener.DangerousAddRef(ref held);
+            var address = stackalloc byte[SockaddrSize];
+            while (true)
+            {
+                var length = (uint)SockaddrSize;
+                var descriptor = Accept4((int)listener.DangerousGetHandle(), address, &length, SockCloexec);
+                if (descriptor >= 0)
+                {
+                    error = SocketError.Success;
+                    remote = EndPointOf(new ReadOnlySpan<byte>(address, (int)Math.Min(length, SockaddrSize)));
+                    return new SafeSocketHandle(descriptor, ownsHandle: true);
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                error = errno switch
+                {
+                    Eintr => SocketError.Interrupted,
+                    Eagain => SocketError.WouldBlock,
+                    Emfile or Enfile => SocketError.TooManyOpenSockets,
+                    Enobufs or Enomem => SocketError.NoBufferSpaceAvailable,
+
+                    // The connection waiting failed before it was taken (accept(2) passes on its network error): the next.
+                    Econnaborted or Econnreset or Eproto or Enoprotoopt or Ehostdown or Enonet or Ehostunreach or Eopnotsupp or Enetunreach or Enetdown => SocketError.ConnectionAborted,
+                    _ => SocketError.SocketError,
+                };
+                if (error != SocketError.Interrupted)
+                {
+                    return null;
+                }
+            }
+        }
+        finally
+        {
+            if (held)
+            {
+                listener.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Turns Nagle's algorithm off (<paramref name="noDelay"/>) or on; false when the connection is gone.</summary>
+    public static bool SetNoDelay(SafeSocketHandle handle, bool noDelay)
+    {
+        var held = false;
+        try
+        {
+            handle.DangerousAddRef(ref held);
+            var value = noDelay ? 1 : 0;
+            return SetSockOpt((int)handle.DangerousGetHandle(), IpProtoTcp, TcpNoDelay, &value, sizeof(int)) == 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (held)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Shuts a direction down, as <see cref="Socket.Shutdown"/> does; throws <see cref="SocketException"/> when the connection is gone.</summary>
+    public static void Shutdown(SafeSocketHandle handle, SocketShutdown how)
+    {
+        var held = false;
+        try
+        {
+            handle.DangerousAddRef(ref held);
+            if (ShutdownSocket((int)handle.DangerousGetHandle(), (int)how) != 0)
+            {
+                Failed(out var error);
+                throw new SocketException((int)(error == SocketError.SocketError ? SocketError.NotConnected : error));
+            }
+        }
+        finally
+        {
+            if (held)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>The peer's address and port, or null once the connection is gone (a log line's; asks the kernel each time).</summary>
+    public static IPEndPoint? PeerOf(SafeSocketHandle handle)
+    {
+        var held = false;
+        try
+        {
+            handle.DangerousAddRef(ref held);
+            var address = stackalloc byte[SockaddrSize];
+            var length = (uint)SockaddrSize;
+            return GetPeerName((int)handle.DangerousGetHandle(), address, &length) == 0
+                ? EndPointOf(new ReadOnlySpan<byte>(address, (int)Math.Min(length, SockaddrSize)))
+                : null;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+        finally
+        {
+            if (held)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>A <c>sockaddr_in</c> or <c>sockaddr_in6</c> as an end point (the family in host order, the port in network order); null for any other family.</summary>
+    internal static IPEndPoint? EndPointOf(ReadOnlySpan<byte> address)
+    {
+        if (address.Length < 8)
+        {
+            return null;
+        }
+
+        var family = MemoryMarshal.Read<ushort>(address);
+        var port = BinaryPrimitives.ReadUInt16BigEndian(address[2..]);
+        if (family == AfInet)
+        {
+            return new IPEndPoint(new IPAddress(address.Slice(4, 4)), port);
+        }
+
+        if (family == AfInet6 && address.Length >= 28)
+        {
+            return new IPEndPoint(new IPAddress(address.Slice(8, 16), MemoryMarshal.Read<uint>(address[24..])), port);
+        }
+
+        return null;
+    }
+
+    private static int Transfer(SafeSocketHandle handle, ref byte start, int length, bool send, out SocketError error)
+    {
         var held = false;
         try
         {
@@ -85,6 +255,18 @@ internal static unsafe partial class SocketCalls
         };
         return errno != Eintr;
     }
+
+    [LibraryImport("libc", EntryPoint = "accept4", SetLastError = true)]
+    private static partial int Accept4(int fd, byte* address, uint* length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
+    private static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
+
+    [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
+    private static partial int ShutdownSocket(int fd, int how);
+
+    [LibraryImport("libc", EntryPoint = "getpeername", SetLastError = true)]
+    private static partial int GetPeerName(int fd, byte* address, uint* length);
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint Recv(int fd, byte* buffer, nuint length, int flags);

@@ -42,6 +42,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private object? _writerEnd;
     private static readonly object WriterDone = new();
 
+    // A bare-socket read loop that left its read waiting resumes here, in a new frame, once the read completes.
+    private static readonly Action<object?> s_resumeRead = static connection => _ = ((MqttConnection)connection!).ReadLoopAsync(resumed: true);
+
     // What only QoS 1 and 2, MQTT 5's aliases and identifiers, a will or a publisher need, made on first use (Side): an
     // idle QoS 0 subscriber, most of a node's connections, holds none of it (104 B of fields).
     private SideState? _side;
@@ -205,7 +208,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     public Task RunAsync()
     {
         Node.Register(this);
-        return ReadLoopAsync();
+        return ReadLoopAsync(resumed: false);
     }
 
     /// <summary>Once the read loop has stopped: closes, waits for the write loop and hands the session back.</summary>
@@ -450,31 +453,49 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadLoopAsync(bool resumed)
     {
-        // The input is read from _transport each time, not kept in this frame (which every idle connection holds).
+        // The input is read from _transport each time, not kept in this frame.
         Queue<Task>? publishing = null;
-
-        // On the bare socket, what this client's publishes deliver to other bare-socket connections leaves when its burst
-        // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send, not one per
-        // buffer of input read. Made at the first publish; submitted before every wait and when its bounds say so.
-        DeliveryBatch? batch = null;
         Exception? failure = null;
+
+        // Set when this frame ends to let a waiting read resume in a new one: nothing here ends the connection then.
+        var suspended = false;
         try
         {
             try
             {
                 while (Volatile.Read(ref _closing) == 0)
                 {
-                    // Input already there (the rest of a burst, read a buffer at a time) continues the batch within its
-                    // bounds; a read that waits ends it first.
-                    var reading = _transport.Input.ReadAsync();
-                    if (batch is not null && (!reading.IsCompleted || batch.IsDue))
+                    ReadResult result;
+                    if (resumed)
                     {
-                        batch.Submit();
+                        // The read the frame before this one left waiting has completed.
+                        resumed = false;
+                        result = ((SocketReader)_transport.Input).TakeCompletedRead();
+                    }
+                    else
+                    {
+                        // Input already there (the rest of a burst, read a buffer at a time) continues the batch within
+                        // its bounds; a read that waits ends it first.
+                        var reading = _transport.Input.ReadAsync();
+                        if (_side?.Batch is { } batch && (!reading.IsCompleted || batch.IsDue))
+                        {
+                            batch.Submit();
+                        }
+
+                        if (!reading.IsCompleted && Owner is not null && publishing is not { Count: > 0 } && _transport.Input is SocketReader reader)
+                        {
+                            // On the bare socket a read that waits holds no frame (the frame, 264 bytes, was the most an idle
+                            // connection held, docs/benchmarks.md, MQTT): this one ends, and the read resumes in a new one.
+                            suspended = true;
+                            reader.OnReadCompleted(s_resumeRead, this);
+                            return;
+                        }
+
+                        result = await reading.ConfigureAwait(false);
                     }
 
-                    var result = await reading.ConfigureAwait(false);
                     var buffer = result.Buffer;
 
                     // Taken now, so the ReadResult (32 B) is not kept in this loop's frame across the awaits below.
@@ -489,7 +510,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                             ValueTask handling;
                             if (packet is MqttPublish && _transport is BareSocketTransport)
                             {
-                                batch ??= new DeliveryBatch(Node.Time);
+                                var batch = Side.Batch ??= new DeliveryBatch(Node.Time);
                                 batch.Enter();
                                 try
                                 {
@@ -517,7 +538,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                                 continue;
                             }
 
-                            batch?.Submit();
+                            _side?.Batch?.Submit();
 
                             if (packet is MqttPublish { Retain: false })
                             {
@@ -558,10 +579,13 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             finally
             {
                 // Nothing deferred is left behind: a deferred flush that never ran would leave a subscriber's bytes unsent.
-                batch?.Submit();
-                if (publishing is not null)
+                if (!suspended)
                 {
-                    await DrainAsync(publishing, 0).ConfigureAwait(false);
+                    _side?.Batch?.Submit();
+                    if (publishing is not null)
+                    {
+                        await DrainAsync(publishing, 0).ConfigureAwait(false);
+                    }
                 }
             }
         }
@@ -572,18 +596,21 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
         finally
         {
-            try
+            if (!suspended)
             {
-                await EndAsync().ConfigureAwait(false);
-            }
-            catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
-            {
-                failure ??= ex;
-            }
+                try
+                {
+                    await EndAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (Owner is not null && ex is not OutOfMemoryException)
+                {
+                    failure ??= ex;
+                }
 
-            if (Owner is { } owner)
-            {
-                await owner.EndedAsync((BareSocketTransport)_transport, GateAddress, RefusedAtAccept is not null, failure).ConfigureAwait(false);
+                if (Owner is { } owner)
+                {
+                    await owner.EndedAsync((BareSocketTransport)_transport, GateAddress, RefusedAtAccept is not null, failure).ConfigureAwait(false);
+                }
             }
         }
     }
@@ -1341,6 +1368,12 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         public ConcurrentQueue<ushort>? Releases;
 
         public MqttConnect? Will;
+
+        // On the bare socket, what this client's publishes deliver to other bare-socket connections leaves when its burst
+        // ends (DeliveryBatch's rule, as a realtime publisher's): each subscriber gets a burst in one send, not one per
+        // buffer of input read. Made at the first publish; the read loop submits it before every wait and when its bounds
+        // say so.
+        public DeliveryBatch? Batch;
 
         // This connection's entry in the will store (over Redis; null otherwise): its token once written, null if that failed.
         public Task<string?>? WillEntry;

@@ -45,6 +45,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     private readonly CancellationTokenSource _stopping = new();
     private IConnectionListener? _listener;
     private Socket? _bareListener;
+    private DescriptorAcceptor? _acceptor;
     private IConnectionListener? _tlsListener;
     private Task? _accepting;
     private Task? _acceptingTls;
@@ -81,7 +82,10 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
             // Relay's own transport: each connection on its bare socket, with no pipes or Kestrel connection of its own.
             var bare = _bareListener = await BindAsync(_options.Port, "Relay:Mqtt:Port", endpoint => ValueTask.FromResult(ListenSocket.Bind(_transport, endpoint))).ConfigureAwait(false);
             Port = (_bareListener.LocalEndPoint as IPEndPoint)?.Port;
-            _accepting = Task.Run(() => AcceptBareLoopAsync(bare), CancellationToken.None);
+
+            // With Relay's poller, connections are taken as bare descriptors (no runtime Socket each); else by the runtime.
+            var acceptor = _acceptor = _poller is { } poller && SocketCalls.IsSupported ? new DescriptorAcceptor(bare, poller, _transport.NoDelay, _logger) : null;
+            _accepting = Task.Run(() => AcceptBareLoopAsync(bare, acceptor), CancellationToken.None);
         }
         else
         {
@@ -121,6 +125,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        _acceptor?.Stop();
         _bareListener?.Dispose();
         foreach (var listener in new[] { _listener, _tlsListener })
         {
@@ -143,6 +148,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _acceptor?.Stop();
         _bareListener?.Dispose();
         foreach (var listener in new[] { _listener, _tlsListener })
         {
@@ -179,18 +185,31 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     /// the cap is answered 503 on a refusal slot; one its address's limit refuses is served on a refusal slot, to answer
     /// its CONNECT with a refusal.
     /// </summary>
-    private async Task AcceptBareLoopAsync(Socket listener)
+    private async Task AcceptBareLoopAsync(Socket listener, DescriptorAcceptor? acceptor)
     {
         try
         {
             while (true)
             {
-                var socket = await ListenSocket.AcceptAsync(listener, _transport.NoDelay, _logger).ConfigureAwait(false);
-                var address = _gate.Addresses.AddressOf(ListenSocket.RemoteOf(socket));
+                BareSocket socket;
+                EndPoint? remote;
+                if (acceptor is not null)
+                {
+                    (socket, var peer) = await acceptor.AcceptAsync().ConfigureAwait(false);
+                    remote = peer;
+                }
+                else
+                {
+                    var accepted = await ListenSocket.AcceptAsync(listener, _transport.NoDelay, _logger).ConfigureAwait(false);
+                    socket = new BareSocket(accepted);
+                    remote = ListenSocket.RemoteOf(accepted);
+                }
+
+                var address = _gate.Addresses.AddressOf(remote);
                 var admission = _gate.TryEnter(address);
                 if (admission == Admission.Admitted)
                 {
-                    ServeBare(socket, address, refused: null);
+                    ServeBare(socket, remote, address, refused: null);
                     continue;
                 }
 
@@ -211,7 +230,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
                 }
                 else
                 {
-                    ServeBare(socket, address: null, MqttConnectionHandler.RefusalOf(admission));
+                    ServeBare(socket, remote, address: null, MqttConnectionHandler.RefusalOf(admission));
                 }
             }
         }
@@ -230,12 +249,12 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     /// <see cref="IBareConnectionOwner.EndedAsync"/> when it ends, so an idle connection holds no listener frame (152
     /// bytes each, docs/benchmarks.md, MQTT).
     /// </summary>
-    private void ServeBare(Socket socket, IPAddress? address, string? refused)
+    private void ServeBare(BareSocket socket, EndPoint? remote, IPAddress? address, string? refused)
     {
         var transport = new BareSocketTransport(socket, _poller);
         try
         {
-            _handler.Serve(transport, ListenSocket.RemoteOf(socket), refused, this, address);
+            _handler.Serve(transport, remote, refused, this, address);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -276,11 +295,11 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
     }
 
     /// <summary>A connection past the node's cap, on a refusal slot already taken: answered as the gated listener answers it.</summary>
-    private async Task RefuseBareAsync(Socket socket, byte[] refusal)
+    private async Task RefuseBareAsync(BareSocket socket, byte[] refusal)
     {
         try
         {
-            await SocketRefusal.AnswerAsync(socket, refusal).ConfigureAwait(false);
+            await SocketRefusal.AnswerAsync(socket.Socket, refusal).ConfigureAwait(false);
         }
         finally
         {

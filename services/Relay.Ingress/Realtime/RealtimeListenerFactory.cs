@@ -289,12 +289,12 @@ internal sealed partial class RealtimeListenerFactory(
                 // Not in Relay's poller: the upgrade's head was read with the runtime's wait, which registered the socket
                 // with the runtime's epoll for good (its context and receive arguments made): a second registration would
                 // save nothing and wake two threads per arrival.
-                var transport = new BareSocketTransport(socket, poller: null);
+                var transport = new BareSocketTransport(new BareSocket(socket), poller: null);
                 PipeWebSocket? webSocket = null;
                 try
                 {
                     // Relay's WebSocket on the bare socket: frames read through SocketReader, sent by a SocketFrameSender.
-                    webSocket = new PipeWebSocket(transport.Input, socket, accepted.Value.SubProtocol, transport, _node.Time);
+                    webSocket = new PipeWebSocket(transport.Input, transport.Socket, accepted.Value.SubProtocol, transport, _node.Time);
                     await ServeAsync(webSocket, accepted.Value).ConfigureAwait(false);
                 }
                 catch (Exception ex)

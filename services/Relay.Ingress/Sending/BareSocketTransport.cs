@@ -12,12 +12,15 @@ namespace Relay.Ingress.Sending;
 /// </summary>
 /// <param name="socket">The accepted connection.</param>
 /// <param name="poller">Where reads wait for input (<c>Relay:Ingress:ReadinessPoller</c>); null: the runtime's zero-byte receive.</param>
-internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller) : IDuplexPipe, IAbortable
+internal sealed class BareSocketTransport(BareSocket socket, ReadinessPoller? poller) : IDuplexPipe, IAbortable
 {
     private readonly SocketReader _input = new(socket, poller);
     private SocketWriter? _output;
 
     public PipeReader Input => _input;
+
+    /// <summary>The connection's socket.</summary>
+    public BareSocket Socket => socket;
 
     /// <summary>The writer <see cref="OpenOutput"/> made.</summary>
     public SocketWriter Output => _output ?? throw new InvalidOperationException("no output was opened on this transport");
@@ -28,7 +31,7 @@ internal sealed class BareSocketTransport(Socket socket, ReadinessPoller? poller
     public SocketWriter OpenOutput(Lock gate, FlushScheduler flushes) => _output = new SocketWriter(socket, gate, flushes, this);
 
     /// <summary>The client's address and port, or null once the socket is gone.</summary>
-    public System.Net.EndPoint? Remote => Connections.ListenSocket.RemoteOf(socket);
+    public System.Net.EndPoint? Remote => socket.Remote;
 
     /// <summary>
     /// Ends the input: a pending read completes as the end of the stream (what the client sends from now is not read

@@ -44,7 +44,7 @@ internal sealed class SocketWriter : PipeWriter, IFlushTarget
     /// <param name="gate">The lock the send buffer is used under (shareable with the connection's queue).</param>
     /// <param name="flushes">The node's flush scheduler this connection uses.</param>
     /// <param name="onFailure">Called once when a send fails: the connection is gone.</param>
-    public SocketWriter(Socket socket, Lock gate, FlushScheduler flushes, IAbortable onFailure)
+    public SocketWriter(BareSocket socket, Lock gate, FlushScheduler flushes, IAbortable onFailure)
     {
         _gate = gate;
         _flushes = flushes;

@@ -15,11 +15,11 @@ namespace Relay.Ingress.WebSockets;
 /// the kernel cannot take at once is sent asynchronously: a connection whose sends always fit never allocates the
 /// socket's asynchronous send arguments.
 /// </summary>
-internal sealed class DirectSender(Socket socket, Lock gate, IAbortable onFailure)
+internal sealed class DirectSender(BareSocket socket, Lock gate, IAbortable onFailure)
 {
     // Decided once: a send without waiting needs SocketCalls (Linux), or a socket Relay's transport made non-blocking (see
     // SocketReader); a plain send on a blocking socket could block the caller.
-    private readonly bool _tryAtOnce = SocketCalls.IsSupported || !socket.Blocking;
+    private readonly bool _tryAtOnce = SocketCalls.IsSupported || !socket.Socket.Blocking;
 
     /// <summary>Bytes a connection may have waiting behind an in-flight send before it is considered full.</summary>
     public const int BufferLimit = 256 * 1024;
@@ -155,11 +155,11 @@ internal sealed class DirectSender(Socket socket, Lock gate, IAbortable onFailur
         return _progress.Task;
     }
 
-    private static async Task ReleaseSocketBufferAsync(Socket socket)
+    private static async Task ReleaseSocketBufferAsync(BareSocket socket)
     {
         try
         {
-            await socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+            await socket.Socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
         {
@@ -171,8 +171,8 @@ internal sealed class DirectSender(Socket socket, Lock gate, IAbortable onFailur
     private int SendAtOnce(byte[] buffer, int length)
     {
         var sent = SocketCalls.IsSupported
-            ? SocketCalls.Send(socket, buffer.AsSpan(0, length), out var error)
-            : socket.Send(buffer, 0, length, SocketFlags.None, out error);
+            ? SocketCalls.Send(socket.Handle, buffer.AsSpan(0, length), out var error)
+            : socket.Socket.Send(buffer, 0, length, SocketFlags.None, out error);
         return error switch
         {
             SocketError.Success => sent,
@@ -204,7 +204,8 @@ internal sealed class DirectSender(Socket socket, Lock gate, IAbortable onFailur
                 {
                     // A stream socket's SendAsync returns once every byte is sent; it tries the system call at once.
                     wentAsync = true;
-                    await socket.SendAsync(buffer.AsMemory(sent, length - sent), SocketFlags.None).ConfigureAwait(false);
+                    // The runtime's socket, made now for a connection that had none: a slow reader's sends wait there from here.
+                    await socket.Socket.SendAsync(buffer.AsMemory(sent, length - sent), SocketFlags.None).ConfigureAwait(false);
                 }
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)

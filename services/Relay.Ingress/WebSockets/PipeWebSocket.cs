@@ -65,7 +65,7 @@ internal sealed class PipeWebSocket : WebSocket
     /// <param name="subProtocol">The negotiated subprotocol.</param>
     /// <param name="abort">Ends the connection at once.</param>
     /// <param name="time">The clock for heartbeats.</param>
-    public PipeWebSocket(PipeReader input, Socket socket, string? subProtocol, IAbortable abort, TimeProvider time)
+    public PipeWebSocket(PipeReader input, BareSocket socket, string? subProtocol, IAbortable abort, TimeProvider time)
     {
         _input = input;
         _output = new DirectSender(socket, _writeGate, abort);

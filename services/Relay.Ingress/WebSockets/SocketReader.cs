@@ -33,7 +33,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
 
     private static readonly Action<SocketReader> s_completeOnPool = static reader => reader._source.SetResult(true);
 
-    private readonly Socket _socket;
+    private readonly BareSocket _socket;
 
     // The wait for input: a slot in Relay's poller, or (without one) the runtime's zero-byte receive, woken through _onReadable.
     private ReadinessPoller.Registration _registration;
@@ -71,12 +71,12 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     /// Where reads wait for input, reading with <see cref="SocketCalls"/>; null: the runtime's zero-byte receive, the
     /// socket switched to non-blocking for the runtime's reads.
     /// </param>
-    public SocketReader(Socket socket, ReadinessPoller? poller = null)
+    public SocketReader(BareSocket socket, ReadinessPoller? poller = null)
     {
         _socket = socket;
         if (poller is null)
         {
-            _socket.Blocking = false;
+            _socket.Socket.Blocking = false;
             _onReadable = OnReadable;
         }
         else
@@ -215,7 +215,8 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
                     return;
                 }
 
-                await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).AsTask().WaitAsync(left, time).ConfigureAwait(false);
+                // The runtime's wait (its socket made now if the connection had none): once per connection, at its close.
+                await _socket.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).AsTask().WaitAsync(left, time).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or TimeoutException)
@@ -239,7 +240,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
         }
 
         _readerCompleted = true;
-        _registration.Release(_socket);
+        _registration.Release(_socket.Handle);
         if (_buffer is not null && _readPending == 0)
         {
             ArrayPool<byte>.Shared.Return(_buffer);
@@ -268,6 +269,18 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
 
     void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _source.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>
+    /// For a reader that holds no frame while its read waits (the MQTT read loop on the bare socket, docs/benchmarks.md,
+    /// MQTT): calls <paramref name="continuation"/> with <paramref name="state"/> once the pending read (the one
+    /// <see cref="ReadAsync"/> returned not completed) completes, on the thread that completes it, as an await's
+    /// continuation would run; <see cref="TakeCompletedRead"/> then gives its result.
+    /// </summary>
+    public void OnReadCompleted(Action<object?> continuation, object state) =>
+        _source.OnCompleted(continuation, state, _source.Version, ValueTaskSourceOnCompletedFlags.None);
+
+    /// <summary>The result of the read <see cref="OnReadCompleted"/> waited for, as awaiting it would have given it.</summary>
+    public ReadResult TakeCompletedRead() => ((IValueTaskSource<ReadResult>)this).GetResult(_source.Version);
 
     void IThreadPoolWorkItem.Execute() => ((IReadinessTarget)this).OnReadable();
 
@@ -330,7 +343,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             {
                 // Wait for data in the poller: armed after the state says so, since the wake-up may come at once.
                 Interlocked.Exchange(ref _wait, Waiting);
-                if (!_registration.Arm(_socket))
+                if (!_registration.Arm(_socket.Handle))
                 {
                     // Closed, or refused by the kernel: no wake-up will come, so this read ends the input (unless Stop just did).
                     if (Interlocked.CompareExchange(ref _wait, NotWaiting, Waiting) != Waiting)
@@ -352,7 +365,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             }
 
             // Wait for data without a buffer: the socket's own cached receive arguments carry the wait.
-            var wait = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
+            var wait = _socket.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false).GetAwaiter();
             if (!wait.IsCompleted)
             {
                 _waiting = wait;
@@ -451,7 +464,7 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
 
     /// <summary>One read of what the kernel has, without waiting.</summary>
     private int ReceiveNow(Span<byte> buffer, out SocketError error) =>
-        _registration.IsTaken ? SocketCalls.Receive(_socket, buffer, out error) : _socket.Receive(buffer, SocketFlags.None, out error);
+        _registration.IsTaken ? SocketCalls.Receive(_socket.Handle, buffer, out error) : _socket.Socket.Receive(buffer, SocketFlags.None, out error);
 
     private bool TryProduce(out ReadResult result)
     {

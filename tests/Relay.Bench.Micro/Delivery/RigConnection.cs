@@ -39,7 +39,7 @@ internal sealed class RigConnection
 
         // As Relay's transport leaves its sockets (SocketReader): non-blocking, so a send that fits is one system call.
         _server.Blocking = false;
-        var socket = new PipeWebSocket(_input.Reader, _server, "relay.v1.json", new AbortAction(CloseInput), TimeProvider.System);
+        var socket = new PipeWebSocket(_input.Reader, new BareSocket(_server), "relay.v1.json", new AbortAction(CloseInput), TimeProvider.System);
         Sender = new SocketFrameSender(socket, node.Options.SendQueueBytes, node.NextFlusher(), TimeSpan.FromMilliseconds(node.Options.HeartbeatMs), node.Metrics);
         Realtime = new RealtimeConnection(socket, Sender, principal, node, new RigAuthenticator(), NullLogger.Instance);
     }

@@ -29,7 +29,7 @@ public sealed class ReadinessPollerTests
         {
             var target = new Target();
             var registration = poller.Register(target);
-            Assert.True(registration.Arm(server));
+            Assert.True(registration.Arm(server.SafeHandle));
             await target.AssertNoWakeAsync();
 
             client.Send("x"u8);
@@ -38,24 +38,24 @@ public sealed class ReadinessPollerTests
             // One-shot: more input wakes nothing until the next arm, which reports what is there at once.
             client.Send("y"u8);
             await target.AssertNoWakeAsync();
-            Assert.True(registration.Arm(server));
+            Assert.True(registration.Arm(server.SafeHandle));
             await target.WaitAsync(2);
 
             // Consumed: the next arm waits for new input.
             var buffer = new byte[8];
             Assert.Equal(2, server.Receive(buffer));
-            Assert.True(registration.Arm(server));
+            Assert.True(registration.Arm(server.SafeHandle));
             await target.AssertNoWakeAsync();
             client.Send("z"u8);
             await target.WaitAsync(3);
 
             // The client's end wakes an armed wait too.
             server.Receive(buffer);
-            Assert.True(registration.Arm(server));
+            Assert.True(registration.Arm(server.SafeHandle));
             client.Shutdown(SocketShutdown.Send);
             await target.WaitAsync(4);
             Assert.Equal(0, server.Receive(buffer));
-            registration.Release(server);
+            registration.Release(server.SafeHandle);
         }
     }
 
@@ -72,14 +72,14 @@ public sealed class ReadinessPollerTests
         {
             var old = new Target();
             var registration = poller.Register(old);
-            Assert.True(registration.Arm(first));
-            registration.Release(first);
-            registration.Release(first);
+            Assert.True(registration.Arm(first.SafeHandle));
+            registration.Release(first.SafeHandle);
+            registration.Release(first.SafeHandle);
 
             // The same slot, a new generation: the first socket's input wakes neither its old target nor the new one.
             var fresh = new Target();
             var again = poller.Register(fresh);
-            Assert.True(again.Arm(second));
+            Assert.True(again.Arm(second.SafeHandle));
             firstClient.Send("x"u8);
             await old.AssertNoWakeAsync();
             await fresh.AssertNoWakeAsync();
@@ -87,7 +87,7 @@ public sealed class ReadinessPollerTests
             secondClient.Send("y"u8);
             await fresh.WaitAsync(1);
             Assert.Equal(0, old.Wakes);
-            again.Release(second);
+            again.Release(second.SafeHandle);
         }
     }
 
@@ -100,8 +100,8 @@ public sealed class ReadinessPollerTests
         {
             var registration = poller.Register(new Target());
             server.Dispose();
-            Assert.False(registration.Arm(server));
-            registration.Release(server);
+            Assert.False(registration.Arm(server.SafeHandle));
+            registration.Release(server.SafeHandle);
         }
     }
 
@@ -123,7 +123,7 @@ public sealed class ReadinessPollerTests
                 var server = await listener.AcceptAsync().WaitAsync(Timeout);
                 var target = new Target();
                 var registration = poller.Register(target);
-                Assert.True(registration.Arm(server));
+                Assert.True(registration.Arm(server.SafeHandle));
                 pairs.Add((server, client, target, registration));
             }
 
@@ -146,7 +146,7 @@ public sealed class ReadinessPollerTests
         {
             foreach (var (server, client, _, registration) in pairs)
             {
-                registration.Release(server);
+                registration.Release(server.SafeHandle);
                 server.Dispose();
                 client.Dispose();
             }
@@ -161,7 +161,7 @@ public sealed class ReadinessPollerTests
         var (server, client) = await PairAsync();
         using (client)
         {
-            var transport = new BareSocketTransport(server, ReadinessPoller.CreateForTests(1, inline));
+            var transport = new BareSocketTransport(new BareSocket(server), ReadinessPoller.CreateForTests(1, inline));
             Assert.Equal("hi", await ReadOneAsync(transport, client));
 
             var waiting = transport.Input.ReadAsync().AsTask();
@@ -184,8 +184,8 @@ public sealed class ReadinessPollerTests
         using (abortedClient)
         {
             // Ended by the client: read to the end, then finished as the listeners finish a connection.
-            var transport = new BareSocketTransport(server, poller);
-            var other = new BareSocketTransport(aborted, poller);
+            var transport = new BareSocketTransport(new BareSocket(server), poller);
+            var other = new BareSocketTransport(new BareSocket(aborted), poller);
             Assert.Equal(2, poller.SlotsInUse);
             Assert.Equal("hi", await ReadOneAsync(transport, client));
             var end = transport.Input.ReadAsync().AsTask();

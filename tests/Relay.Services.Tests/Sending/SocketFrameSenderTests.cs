@@ -36,7 +36,7 @@ public sealed class SocketFrameSenderTests : IAsyncLifetime
         // As Relay's transport leaves its sockets: non-blocking, so a send that fits is one plain system call. The
         // heartbeat is an hour away: the sweeps under test are the buffers'.
         _server.Blocking = false;
-        _socket = new PipeWebSocket(_input.Reader, _server, subProtocol: null, abort: new AbortAction(() => { }), TimeProvider.System);
+        _socket = new PipeWebSocket(_input.Reader, new BareSocket(_server), subProtocol: null, abort: new AbortAction(() => { }), TimeProvider.System);
         _sender = new SocketFrameSender(_socket, budget: 16 * 1024 * 1024, new FlushScheduler(), heartbeat: TimeSpan.FromHours(1), metrics: null);
     }
 

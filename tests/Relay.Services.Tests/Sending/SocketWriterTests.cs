@@ -23,7 +23,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
+            var writer = new SocketWriter(new BareSocket(server), new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             writer.Write("hello"u8);
             var flushed = await writer.FlushAsync().AsTask().WaitAsync(Timeout);
             Assert.False(flushed.IsCompleted);
@@ -50,7 +50,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
+            var writer = new SocketWriter(new BareSocket(server), new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             writer.Write("a"u8);
             await writer.FlushAsync().AsTask().WaitAsync(Timeout);
             await ReadAsync(client, 1);
@@ -77,7 +77,7 @@ public sealed class SocketWriterTests
         using (server)
         using (client)
         {
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
+            var writer = new SocketWriter(new BareSocket(server), new Lock(), new FlushScheduler(), new AbortAction(static () => { }));
             var sent = new byte[8 * 1024 * 1024];
             for (var i = 0; i < sent.Length; i++)
             {
@@ -104,7 +104,7 @@ public sealed class SocketWriterTests
         using (server)
         {
             var failed = 0;
-            var writer = new SocketWriter(server, new Lock(), new FlushScheduler(), new AbortAction(() => Interlocked.Increment(ref failed)));
+            var writer = new SocketWriter(new BareSocket(server), new Lock(), new FlushScheduler(), new AbortAction(() => Interlocked.Increment(ref failed)));
             client.LingerState = new LingerOption(true, 0);
             client.Dispose();
 
