@@ -11,9 +11,10 @@ namespace Relay.Ingress.Connections;
 /// Kestrel's own socket transport with the node's connection cap in front, for the endpoints Relay's transport does
 /// not take (<see cref="IngressOptions.OwnTransport"/> off, Unix sockets): a connection past the cap never reaches
 /// Kestrel; it is answered 503 on a refusal slot, and with every slot busy the next accept waits, so Kestrel's accept
-/// loop cannot run the process out of descriptors. A connection its address's limit refuses is answered 429 the same way,
-/// or, with <paramref name="refuseInProtocol"/> (MQTT's listener), handed on with <see cref="GatedConnection.Refused"/> set
-/// for its handler to answer in its own protocol (a CONNACK), on a refusal slot until it closes.
+/// loop cannot run the process out of descriptors. A connection its address's limit refuses is answered 429 the same way.
+/// With <paramref name="refuseInProtocol"/> (MQTT's listener) a refused connection, past the cap or its address's limit,
+/// is instead handed on with <see cref="GatedConnection.Refused"/> set for its handler to answer in its own protocol (a
+/// CONNACK), on a refusal slot until it closes: an HTTP answer means nothing to an MQTT client.
 /// </summary>
 internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> options, ILoggerFactory loggers, ConnectionGate gate, bool refuseInProtocol = false)
     : IConnectionListenerFactory, IConnectionListenerFactorySelector
@@ -41,7 +42,7 @@ internal sealed class GatedListenerFactory(IOptions<SocketTransportOptions> opti
                 }
 
                 await gate.RefusalSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
-                if (refuseInProtocol && admission != Admission.NodeFull)
+                if (refuseInProtocol)
                 {
                     return new GatedConnection(connection, gate, address: null, onRefusalSlot: true) { Refused = admission };
                 }

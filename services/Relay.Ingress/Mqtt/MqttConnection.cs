@@ -200,10 +200,11 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     public bool Accepting => Volatile.Read(ref _closing) == 0;
 
     /// <summary>
-    /// Serves the connection until it ends. Not async itself: the read loop's frame is the one a connection holds while
-    /// it lives, and it ends the connection (<see cref="EndAsync"/>, then on the bare socket <see cref="Owner"/>'s end, so
-    /// the listener holds no frame either); a frame awaiting it was 128 more bytes per idle connection (docs/benchmarks.md,
-    /// MQTT).
+    /// Serves the connection until it ends. Not async itself: the read loop ends the connection (<see cref="EndAsync"/>,
+    /// then on the bare socket <see cref="Owner"/>'s end, so the listener holds no frame either); a frame awaiting it was
+    /// 128 more bytes per idle connection (docs/benchmarks.md, MQTT). On the bare socket the task returned completes when
+    /// the loop first waits for input, not when the connection ends: the loop then holds no frame while its read waits,
+    /// and goes on in a new call when the read completes.
     /// </summary>
     public Task RunAsync()
     {
@@ -465,7 +466,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         {
             try
             {
-                while (Volatile.Read(ref _closing) == 0)
+                // A resumed frame takes its completed read even when the connection is closing meanwhile (the reader's
+                // buffer goes back to the pool once the read is taken and advanced past).
+                while (resumed || Volatile.Read(ref _closing) == 0)
                 {
                     ReadResult result;
                     if (resumed)
@@ -488,8 +491,8 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                         {
                             // On the bare socket a read that waits holds no frame (the frame, 264 bytes, was the most an idle
                             // connection held, docs/benchmarks.md, MQTT): this one ends, and the read resumes in a new one.
-                            suspended = true;
                             reader.OnReadCompleted(s_resumeRead, this);
+                            suspended = true;
                             return;
                         }
 

@@ -49,10 +49,11 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     /// </summary>
     public static string? RefusalOf(ConnectionContext connection) => connection is GatedConnection gated ? RefusalOf(gated.Refused) : null;
 
-    /// <summary>Why the gate's <paramref name="admission"/> refused a connection for its address, or null (admitted).</summary>
+    /// <summary>Why the gate's <paramref name="admission"/> refused a connection (the node's cap or its address's limits), or null (admitted).</summary>
     public static string? RefusalOf(Admission admission) => admission switch
     {
         Admission.Admitted => null,
+        Admission.NodeFull => $"this node is at its limit of connections (Relay:Ingress:MaxConnections): retry in {ConnectionGate.RetryAfterSeconds} s, or connect to another node",
         Admission.AddressFull => $"this address holds its limit of connections to this node (Relay:Ingress:MaxConnectionsPerIp); retry in {ConnectionGate.RetryAfterSeconds} s",
         _ => "this address opens connections too fast (Relay:Ingress:ConnectionRatePerIp); retry with backoff",
     };

@@ -182,8 +182,8 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
 
     /// <summary>
     /// Accepts on Relay's own transport, behind the node's connection cap as the gated listener does: a connection past
-    /// the cap is answered 503 on a refusal slot; one its address's limit refuses is served on a refusal slot, to answer
-    /// its CONNECT with a refusal.
+    /// the cap or its address's limit is served on a refusal slot, to answer its CONNECT with a refusal (CONNACK 0x97 on
+    /// MQTT 5, 0x03 on 3.1.1, with the reason).
     /// </summary>
     private async Task AcceptBareLoopAsync(Socket listener, DescriptorAcceptor? acceptor)
     {
@@ -224,14 +224,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
                     return;
                 }
 
-                if (admission == Admission.NodeFull)
-                {
-                    _ = RefuseBareAsync(socket, _gate.RefusalFor(admission));
-                }
-                else
-                {
-                    ServeBare(socket, remote, address: null, MqttConnectionHandler.RefusalOf(admission));
-                }
+                ServeBare(socket, remote, address: null, MqttConnectionHandler.RefusalOf(admission));
             }
         }
         catch (Exception ex) when (ListenSocket.IsUnbound(ex))
@@ -274,7 +267,8 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
         {
             if (failure is not null)
             {
-                LogConnectionFailed(_logger, transport.Remote, failure);
+                // The peer's port is gone with a reset connection (the descriptor keeps no address): its address then.
+                LogConnectionFailed(_logger, transport.Remote ?? (address is null ? null : new IPEndPoint(address, 0)), failure);
             }
 
             // What was written (a DISCONNECT last) reaches the kernel, and the client reads it up to the end, before the
@@ -291,20 +285,6 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
             {
                 _gate.RefusalSlots.Release();
             }
-        }
-    }
-
-    /// <summary>A connection past the node's cap, on a refusal slot already taken: answered as the gated listener answers it.</summary>
-    private async Task RefuseBareAsync(BareSocket socket, byte[] refusal)
-    {
-        try
-        {
-            await SocketRefusal.AnswerAsync(socket.Socket, refusal).ConfigureAwait(false);
-        }
-        finally
-        {
-            socket.Dispose();
-            _gate.RefusalSlots.Release();
         }
     }
 

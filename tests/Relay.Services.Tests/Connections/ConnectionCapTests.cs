@@ -59,6 +59,59 @@ public sealed class ConnectionCapTests
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Mqtt_PastMaxConnections_ConnectGetsConnAckRefusedWithTheReason_NotHttp_AndAFreedPlaceIsTakenAgain(bool ownTransport)
+    {
+        await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Ingress:MaxConnections"] = "2",
+            ["Relay:Mqtt:OwnTransport"] = ownTransport ? "true" : "false",
+        });
+        var first = await RawMqttClient.OpenAsync(server);
+        await using var second = await RawMqttClient.OpenAsync(server);
+        try
+        {
+            await first.ConnectAsync(5, "cap-first");
+            await second.ConnectAsync(4, "cap-second");
+
+            // MQTT 5: CONNACK 0x97 (Quota exceeded) with the reason; 3.1.1: return code 0x03 (Server unavailable). Then closed.
+            foreach (var (level, code) in new[] { ((byte)5, (byte)0x97), ((byte)4, (byte)0x03) })
+            {
+                await using var refused = await RawMqttClient.OpenAsync(server);
+                await refused.SendAsync(RawMqttClient.Connect(level, "cap-refused-" + level));
+                var connAck = Assert.Single(await refused.ReadUntilClosedAsync());
+                Assert.Equal((byte)0x20, connAck.First);
+                Assert.Equal(code, connAck.Body[1]);
+                if (level == 5)
+                {
+                    Assert.Contains("Relay:Ingress:MaxConnections", Encoding.UTF8.GetString(connAck.Body), StringComparison.Ordinal);
+                }
+            }
+
+            // A place freed is taken again (the close is counted out when the server sees it).
+            await first.DisposeAsync();
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (true)
+            {
+                await using var again = await RawMqttClient.OpenAsync(server);
+                await again.SendAsync(RawMqttClient.Connect(4, "cap-again"));
+                if (await again.ReadPacketAsync() is { First: 0x20 } ack && ack.Body[1] == 0)
+                {
+                    break;
+                }
+
+                Assert.True(DateTime.UtcNow < deadline, "the closed MQTT connection's place was never freed");
+                await Task.Delay(50);
+            }
+        }
+        finally
+        {
+            await first.DisposeAsync();
+        }
+    }
+
     [Fact]
     public async Task MaxConnections_AboveWhatTheProcessMayOpen_StopsStartUp_NamingTheSetting()
     {
