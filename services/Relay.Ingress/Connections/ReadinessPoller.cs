@@ -239,35 +239,28 @@ internal sealed unsafe partial class ReadinessPoller
         private bool Control(SafeSocketHandle handle, int op, ulong data, out int error)
         {
             error = 0;
-            var held = false;
+            SocketCalls.HeldDescriptor held;
             try
             {
-                handle.DangerousAddRef(ref held);
+                held = new SocketCalls.HeldDescriptor(handle);
             }
             catch (ObjectDisposedException)
             {
                 return false;
             }
 
-            try
+            using (held)
             {
                 var ev = stackalloc byte[16];
                 Unsafe.WriteUnaligned(ev, EpollIn | EpollRdHup | EpollOneShot);
                 Unsafe.WriteUnaligned(ev + s_dataOffset, data);
-                if (EpollCtl(_epoll, op, (int)handle.DangerousGetHandle(), ev) == 0)
+                if (EpollCtl(_epoll, op, held.Fd, ev) == 0)
                 {
                     return true;
                 }
 
                 error = Marshal.GetLastPInvokeError();
                 return false;
-            }
-            finally
-            {
-                if (held)
-                {
-                    handle.DangerousRelease();
-                }
             }
         }
 

@@ -68,45 +68,34 @@ internal static unsafe partial class SocketCalls
     public static SafeSocketHandle? Accept(SafeSocketHandle listener, out IPEndPoint? remote, out SocketError error)
     {
         remote = null;
-        var held = false;
-        try
+        using var held = new HeldDescriptor(listener);
+        var address = stackalloc byte[SockaddrSize];
+        while (true)
         {
-            listener.DangerousAddRef(ref held);
-            var address = stackalloc byte[SockaddrSize];
-            while (true)
+            var length = (uint)SockaddrSize;
+            var descriptor = Accept4(held.Fd, address, &length, SockCloexec);
+            if (descriptor >= 0)
             {
-                var length = (uint)SockaddrSize;
-                var descriptor = Accept4((int)listener.DangerousGetHandle(), address, &length, SockCloexec);
-                if (descriptor >= 0)
-                {
-                    error = SocketError.Success;
-                    remote = EndPointOf(new ReadOnlySpan<byte>(address, (int)Math.Min(length, SockaddrSize)));
-                    return new SafeSocketHandle(descriptor, ownsHandle: true);
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                error = errno switch
-                {
-                    Eintr => SocketError.Interrupted,
-                    Eagain => SocketError.WouldBlock,
-                    Emfile or Enfile => SocketError.TooManyOpenSockets,
-                    Enobufs or Enomem => SocketError.NoBufferSpaceAvailable,
-
-                    // The connection waiting failed before it was taken (accept(2) passes on its network error): the next.
-                    Econnaborted or Econnreset or Eproto or Enoprotoopt or Ehostdown or Enonet or Ehostunreach or Eopnotsupp or Enetunreach or Enetdown => SocketError.ConnectionAborted,
-                    _ => SocketError.SocketError,
-                };
-                if (error != SocketError.Interrupted)
-                {
-                    return null;
-                }
+                error = SocketError.Success;
+                remote = EndPointOf(new ReadOnlySpan<byte>(address, (int)Math.Min(length, SockaddrSize)));
+                return new SafeSocketHandle(descriptor, ownsHandle: true);
             }
-        }
-        finally
-        {
-            if (held)
+
+            var errno = Marshal.GetLastPInvokeError();
+            error = errno switch
             {
-                listener.DangerousRelease();
+                Eintr => SocketError.Interrupted,
+                Eagain => SocketError.WouldBlock,
+                Emfile or Enfile => SocketError.TooManyOpenSockets,
+                Enobufs or Enomem => SocketError.NoBufferSpaceAvailable,
+
+                // The connection waiting failed before it was taken (accept(2) passes on its network error): the next.
+                Econnaborted or Econnreset or Eproto or Enoprotoopt or Ehostdown or Enonet or Ehostunreach or Eopnotsupp or Enetunreach or Enetdown => SocketError.ConnectionAborted,
+                _ => SocketError.SocketError,
+            };
+            if (error != SocketError.Interrupted)
+            {
+                return null;
             }
         }
     }
@@ -114,71 +103,44 @@ internal static unsafe partial class SocketCalls
     /// <summary>Turns Nagle's algorithm off (<paramref name="noDelay"/>) or on; false when the connection is gone.</summary>
     public static bool SetNoDelay(SafeSocketHandle handle, bool noDelay)
     {
-        var held = false;
         try
         {
-            handle.DangerousAddRef(ref held);
+            using var held = new HeldDescriptor(handle);
             var value = noDelay ? 1 : 0;
-            return SetSockOpt((int)handle.DangerousGetHandle(), IpProtoTcp, TcpNoDelay, &value, sizeof(int)) == 0;
+            return SetSockOpt(held.Fd, IpProtoTcp, TcpNoDelay, &value, sizeof(int)) == 0;
         }
         catch (ObjectDisposedException)
         {
             return false;
-        }
-        finally
-        {
-            if (held)
-            {
-                handle.DangerousRelease();
-            }
         }
     }
 
     /// <summary>Shuts a direction down, as <see cref="Socket.Shutdown"/> does; throws <see cref="SocketException"/> when the connection is gone.</summary>
     public static void Shutdown(SafeSocketHandle handle, SocketShutdown how)
     {
-        var held = false;
-        try
+        using var held = new HeldDescriptor(handle);
+        if (ShutdownSocket(held.Fd, (int)how) != 0)
         {
-            handle.DangerousAddRef(ref held);
-            if (ShutdownSocket((int)handle.DangerousGetHandle(), (int)how) != 0)
-            {
-                Failed(out var error);
-                throw new SocketException((int)(error == SocketError.SocketError ? SocketError.NotConnected : error));
-            }
-        }
-        finally
-        {
-            if (held)
-            {
-                handle.DangerousRelease();
-            }
+            Failed(out var error);
+            throw new SocketException((int)(error == SocketError.SocketError ? SocketError.NotConnected : error));
         }
     }
 
     /// <summary>The peer's address and port, or null once the connection is gone (a log line's; asks the kernel each time).</summary>
     public static IPEndPoint? PeerOf(SafeSocketHandle handle)
     {
-        var held = false;
         try
         {
-            handle.DangerousAddRef(ref held);
+            using var held = new HeldDescriptor(handle);
             var address = stackalloc byte[SockaddrSize];
             var length = (uint)SockaddrSize;
-            return GetPeerName((int)handle.DangerousGetHandle(), address, &length) == 0
+            return GetPeerName(held.Fd, address, &length) == 0
                 ? EndPointOf(new ReadOnlySpan<byte>(address, (int)Math.Min(length, SockaddrSize)))
                 : null;
         }
         catch (ObjectDisposedException)
         {
             return null;
-        }
-        finally
-        {
-            if (held)
-            {
-                handle.DangerousRelease();
-            }
         }
     }
 
@@ -207,36 +169,24 @@ internal static unsafe partial class SocketCalls
 
     private static int Transfer(SafeSocketHandle handle, ref byte start, int length, bool send, out SocketError error)
     {
-        var held = false;
-        try
+        using var held = new HeldDescriptor(handle);
+        fixed (byte* bytes = &start)
         {
-            handle.DangerousAddRef(ref held);
-            var fd = (int)handle.DangerousGetHandle();
-            fixed (byte* bytes = &start)
+            while (true)
             {
-                while (true)
+                var count = send
+                    ? SendBytes(held.Fd, bytes, (nuint)length, MsgDontWait | MsgNoSignal)
+                    : Recv(held.Fd, bytes, (nuint)length, MsgDontWait);
+                if (count >= 0)
                 {
-                    var count = send
-                        ? SendBytes(fd, bytes, (nuint)length, MsgDontWait | MsgNoSignal)
-                        : Recv(fd, bytes, (nuint)length, MsgDontWait);
-                    if (count >= 0)
-                    {
-                        error = SocketError.Success;
-                        return (int)count;
-                    }
-
-                    if (Failed(out error))
-                    {
-                        return 0;
-                    }
+                    error = SocketError.Success;
+                    return (int)count;
                 }
-            }
-        }
-        finally
-        {
-            if (held)
-            {
-                handle.DangerousRelease();
+
+                if (Failed(out error))
+                {
+                    return 0;
+                }
             }
         }
     }
@@ -254,6 +204,28 @@ internal static unsafe partial class SocketCalls
             _ => SocketError.SocketError,
         };
         return errno != Eintr;
+    }
+
+    /// <summary>
+    /// A descriptor held open for one call: its handle's reference is taken (a closed handle throws
+    /// <see cref="ObjectDisposedException"/>), so a number closed and reused meanwhile is never touched.
+    /// </summary>
+    internal readonly ref struct HeldDescriptor
+    {
+        private readonly SafeHandle _handle;
+
+        public HeldDescriptor(SafeHandle handle)
+        {
+            var held = false;
+            handle.DangerousAddRef(ref held);
+            _handle = handle;
+            Fd = (int)handle.DangerousGetHandle();
+        }
+
+        /// <summary>The descriptor's number, valid until <see cref="Dispose"/>.</summary>
+        public int Fd { get; }
+
+        public void Dispose() => _handle.DangerousRelease();
     }
 
     [LibraryImport("libc", EntryPoint = "accept4", SetLastError = true)]

@@ -130,7 +130,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private ILogger Logger => _broker.Logger;
 
     /// <summary>
-    /// Why the listener refused this connection (its address's limit), or null: CONNECT is answered with CONNACK 0x97
+    /// Why the listener refused this connection (the node's cap or its address's limit), or null: CONNECT is answered with CONNACK 0x97
     /// (MQTT 5) or 0x03 (3.1.1), and a client that sends none is closed within a second or two, not the connect timeout.
     /// </summary>
     public string? RefusedAtAccept

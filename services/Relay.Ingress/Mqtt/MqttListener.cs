@@ -84,7 +84,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
             Port = (_bareListener.LocalEndPoint as IPEndPoint)?.Port;
 
             // With Relay's poller, connections are taken as bare descriptors (no runtime Socket each); else by the runtime.
-            var acceptor = _acceptor = _poller is { } poller && SocketCalls.IsSupported ? new DescriptorAcceptor(bare, poller, _transport.NoDelay, _logger) : null;
+            var acceptor = _acceptor = _poller is { } poller ? new DescriptorAcceptor(bare, poller, _transport.NoDelay, _logger) : null;
             _accepting = Task.Run(() => AcceptBareLoopAsync(bare, acceptor), CancellationToken.None);
         }
         else

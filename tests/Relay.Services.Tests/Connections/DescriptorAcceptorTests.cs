@@ -25,9 +25,8 @@ public sealed class DescriptorAcceptorTests
     [InlineData(true)]
     public async Task Accepted_HasThePeersAddressAndNoDelay_AndIsServedWithoutARuntimeSocket(bool ipv6)
     {
-        var poller = ReadinessPoller.CreateForTests(1, inline: true);
-        using var listener = Listen(ipv6);
-        var acceptor = new DescriptorAcceptor(listener, poller, noDelay: true, NullLogger.Instance);
+        var (poller, listener, acceptor) = Start(ipv6);
+        using var listening = listener;
         using var client = new Socket(listener.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         var (socket, remote) = await ConnectAsync(client, listener, acceptor);
 
@@ -81,9 +80,8 @@ public sealed class DescriptorAcceptorTests
     [Fact]
     public async Task Send_TheKernelCannotTakeAtOnce_MakesTheRuntimeSocket_AndEveryByteArrives()
     {
-        var poller = ReadinessPoller.CreateForTests(1, inline: true);
-        using var listener = Listen(ipv6: false);
-        var acceptor = new DescriptorAcceptor(listener, poller, noDelay: true, NullLogger.Instance);
+        var (poller, listener, acceptor) = Start(false);
+        using var listening = listener;
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
         var (socket, _) = await ConnectAsync(client, listener, acceptor);
         var transport = new BareSocketTransport(socket, poller);
@@ -125,9 +123,8 @@ public sealed class DescriptorAcceptorTests
     [Fact]
     public async Task Stop_EndsAWaitForTheNextConnection()
     {
-        var poller = ReadinessPoller.CreateForTests(1, inline: true);
-        using var listener = Listen(ipv6: false);
-        var acceptor = new DescriptorAcceptor(listener, poller, noDelay: true, NullLogger.Instance);
+        var (poller, listener, acceptor) = Start(false);
+        using var listening = listener;
         var accepting = acceptor.AcceptAsync();
         await Task.Delay(200);
         Assert.False(accepting.IsCompleted);
@@ -140,9 +137,8 @@ public sealed class DescriptorAcceptorTests
     public async Task ManyClientsAtOnce_AreEachAcceptedOnce()
     {
         const int Clients = 200;
-        var poller = ReadinessPoller.CreateForTests(1, inline: true);
-        using var listener = Listen(ipv6: false);
-        var acceptor = new DescriptorAcceptor(listener, poller, noDelay: true, NullLogger.Instance);
+        var (poller, listener, acceptor) = Start(false);
+        using var listening = listener;
         var clients = new List<Socket>();
         var accepted = new List<BareSocket>();
         try
@@ -172,6 +168,14 @@ public sealed class DescriptorAcceptorTests
             accepted.ForEach(socket => socket.Dispose());
             clients.ForEach(client => client.Dispose());
         }
+    }
+
+    /// <summary>A listener on a free loopback port (IPv6 or IPv4) with an acceptor waiting in a poller of its own.</summary>
+    private static (ReadinessPoller Poller, Socket Listener, DescriptorAcceptor Acceptor) Start(bool ipv6)
+    {
+        var poller = ReadinessPoller.CreateForTests(1, inline: true);
+        var listener = Listen(ipv6);
+        return (poller, listener, new DescriptorAcceptor(listener, poller, noDelay: true, NullLogger.Instance));
     }
 
     private static Socket Listen(bool ipv6)
