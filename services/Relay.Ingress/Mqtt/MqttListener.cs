@@ -272,8 +272,10 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
             }
 
             // What was written (a DISCONNECT last) reaches the kernel, and the client reads it up to the end, before the
-            // socket closes.
-            await transport.FinishAsync(_ingress.CloseTimeout, TimeProvider.System).ConfigureAwait(false);
+            // socket closes. A refused connection holds a refusal slot meanwhile, which the rest of a flood waits for: it
+            // is given the refusal's short wait, as an HTTP refusal is (a client holding its socket open after the CONNACK
+            // held the slot for the whole close timeout, and most of a flood past the cap got no answer at all).
+            await transport.FinishAsync(refused ? ConnectionGate.RefusalWait : _ingress.CloseTimeout, TimeProvider.System).ConfigureAwait(false);
         }
         finally
         {

@@ -40,6 +40,135 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
     public Task KeepAliveHttpRequests_PastTheDescriptorLimit_AreRefusedWith503_AndTheNodeLivesOn() =>
         FloodAsync(port => $"GET /v1/channels HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key))}\r\n\r\n", accepted: 200);
 
+    /// <summary>
+    /// MQTT CONNECTs flooding the MQTT port: each past the cap is answered in MQTT (CONNACK 0x03 on 3.1.1), never with
+    /// an HTTP answer or a silent close; an MQTT client there before the flood keeps its service (QoS 1 acknowledged and
+    /// delivered to itself), as do the realtime clients; once the flood goes, the node takes MQTT connections again and
+    /// holds no socket of it.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task MqttConnects_PastTheDescriptorLimit_AreRefusedWithConnAck_AndTheNodeLivesOn(bool ownTransport)
+    {
+        await using var host = await ServiceProcess.StartStandaloneAsync(
+            new Dictionary<string, string>
+            {
+                ["DOTNET_PROCESSOR_COUNT"] = "16",
+                ["Logging__LogLevel__Default"] = "Warning",
+                ["Logging__LogLevel__Relay.Ingress.Mqtt.MqttListener"] = "Information",
+                ["Relay__Mqtt__OwnTransport"] = ownTransport ? "true" : "false",
+            },
+            DescriptorLimit);
+        var mqttPort = await host.MqttPortAsync();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{host.Port}/"), Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal(200, (int)(await http.GetAsync(new Uri("healthz", UriKind.Relative))).StatusCode);
+        var realtime = new Uri($"ws://127.0.0.1:{host.Port}/v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)}");
+        var existing = new List<TestSocket>();
+        await using var device = await RawMqttClient.OpenAsync(mqttPort);
+        try
+        {
+            await device.ConnectAsync(4, "flood-device");
+            await device.SendAsync(RawMqttClient.Subscribe("device/echo", qos: 1));
+            Assert.Equal((byte)0x90, (await device.ReadPacketAsync())?.First);
+            for (var i = 0; i < Existing; i++)
+            {
+                var client = await TestSocket.ConnectAsync(realtime);
+                await client.RequestAsync(new() { ["type"] = "subscribe", ["channel"] = "steady" });
+                existing.Add(client);
+            }
+
+            var total = 2 * DescriptorLimit;
+            var flood = await Task.WhenAll(Enumerable.Range(0, total).Select(i => ConnectMqttAsync(mqttPort, "flood-" + i)));
+            try
+            {
+                Assert.False(host.HasExited, "the node died under the flood:\n" + host.Tail());
+                var cap = (int)await MetricAsync(http, "relay_ingress_connections_max");
+                var answers = flood.GroupBy(static f => f.Code).ToDictionary(static g => g.Key, static g => g.Count());
+                output.WriteLine($"cap {cap}; answers: " + string.Join(", ", answers.Select(static a => $"{a.Key}: {a.Value}")));
+
+                // Accepted (0x00) up to the cap, every other one refused in MQTT (0x03): none closed without a word.
+                Assert.InRange(answers.GetValueOrDefault(0x00), 1, cap - Existing - 1);
+                Assert.Equal(total, answers.GetValueOrDefault(0x00) + answers.GetValueOrDefault(0x03));
+
+                await ExistingClientsAreServedAsync(existing, "during the flood");
+                await DeviceIsServedAsync(device, 1);
+                Assert.Equal(503, (int)(await http.GetAsync(new Uri("readyz", UriKind.Relative))).StatusCode);
+                Assert.True(Descriptors(host) < DescriptorLimit, $"{Descriptors(host)} descriptors open");
+            }
+            finally
+            {
+                foreach (var (client, _) in flood)
+                {
+                    if (client is not null)
+                    {
+                        await client.DisposeAsync();
+                    }
+                }
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (await MetricAsync(http, "relay_ingress_sockets_open") > Existing + 3 || CloseWait(mqttPort) > 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"sockets open {await MetricAsync(http, "relay_ingress_sockets_open")}, CLOSE_WAIT {CloseWait(mqttPort)} 20 s after the flood closed");
+                await Task.Delay(200);
+            }
+
+            await using (var after = await RawMqttClient.OpenAsync(mqttPort))
+            {
+                await after.ConnectAsync(5, "flood-after");
+            }
+
+            await DeviceIsServedAsync(device, 2);
+            Assert.Equal(200, (int)(await http.GetAsync(new Uri("readyz", UriKind.Relative))).StatusCode);
+            Assert.False(host.HasExited);
+        }
+        finally
+        {
+            foreach (var client in existing)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    // A QoS 1 publish to the device's own topic: acknowledged, then delivered back to it.
+    private static async Task DeviceIsServedAsync(RawMqttClient device, ushort id)
+    {
+        await device.SendAsync(RawMqttClient.Publish("device/echo", 1, id, "ping " + id));
+        var seen = new HashSet<byte>();
+        while (seen.Count < 2)
+        {
+            var packet = await device.ReadPacketAsync(TimeSpan.FromSeconds(10)) ?? throw new InvalidOperationException("the device's connection closed");
+            seen.Add((byte)(packet.First & 0xF0));
+            if ((packet.First & 0xF0) == 0x30 && (packet.First & 0x06) != 0)
+            {
+                // The delivery at QoS 1: acknowledged, as a client does.
+                var packetId = packet.Body.AsSpan(2 + ((packet.Body[0] << 8) | packet.Body[1]), 2);
+                await device.SendAsync([0x40, 0x02, packetId[0], packetId[1]]);
+            }
+        }
+
+        Assert.Equal(new byte[] { 0x30, 0x40 }, seen.Order().ToArray());
+    }
+
+    // Connects and sends CONNECT (3.1.1): the CONNACK's return code, or -1 when the connection failed or closed without one.
+    private static async Task<(RawMqttClient? Client, int Code)> ConnectMqttAsync(int port, string clientId)
+    {
+        RawMqttClient? client = null;
+        try
+        {
+            client = await RawMqttClient.OpenAsync(port);
+            await client.SendAsync(RawMqttClient.Connect(4, clientId));
+            var packet = await client.ReadPacketAsync(TimeSpan.FromSeconds(30));
+            return (client, packet is { First: 0x20 } connAck ? connAck.Body[1] : -1);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or TimeoutException or InvalidOperationException)
+        {
+            return (client, -1);
+        }
+    }
+
     private static string Upgrade(int port) =>
         $"GET /v1/realtime?key={Uri.EscapeDataString(RelayServer.Key)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {Convert.ToBase64String(Guid.NewGuid().ToByteArray())}\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
