@@ -437,6 +437,12 @@ internal sealed partial class MqttConnection
             return false;
         }
 
+        // Most payloads that are not JSON (binary, plain text) are told by their first byte, without the reader's exception.
+        if (!MayStartJson(data))
+        {
+            return false;
+        }
+
         try
         {
             var reader = new Utf8JsonReader(data, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
@@ -446,6 +452,28 @@ internal sealed partial class MqttConnection
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="data"/> could be a JSON value: its first byte past JSON's whitespace starts one, and a
+    /// value starting with a letter is one of JSON's three literals (the only values that do).
+    /// </summary>
+    private static bool MayStartJson(ReadOnlySpan<byte> data)
+    {
+        var text = data.Trim(" \t\r\n"u8);
+        if (text.IsEmpty)
+        {
+            return false;
+        }
+
+        return text[0] switch
+        {
+            (byte)'{' or (byte)'[' or (byte)'"' or (byte)'-' or (>= (byte)'0' and <= (byte)'9') => true,
+            (byte)'t' => text.SequenceEqual("true"u8),
+            (byte)'f' => text.SequenceEqual("false"u8),
+            (byte)'n' => text.SequenceEqual("null"u8),
+            _ => false,
+        };
     }
 
     // Whether the app may retain one more topic; a store that does not answer lets the publish go (its retain is then

@@ -363,7 +363,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             if (ParkedBytes > 0)
             {
                 // The write loop may be waiting for a slot: what came may be a control packet it can write now.
-                _side?.WriterWake?.Release();
+                WakeWriter();
             }
         }
         else if (Volatile.Read(ref _closing) == 0)
@@ -446,7 +446,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 _transport.Input.CancelPendingRead();
             }
 
-            _side?.WriterWake?.Release();
+            WakeWriter();
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
@@ -505,8 +505,21 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                     var ended = result.IsCompleted || result.IsCanceled;
                     try
                     {
-                        while (Volatile.Read(ref _closing) == 0 && MqttDecoder.TryRead(ref buffer, _level, Settings.MaxPacketBytes, out var packet))
+                        while (Volatile.Read(ref _closing) == 0)
                         {
+                            // A subscriber's acknowledgements, one per QoS 1 or 2 delivery, are handled without a packet object.
+                            if (MqttDecoder.TryReadAck(ref buffer, _level, out var ackType, out var ackId, out var ackReason))
+                            {
+                                Interlocked.Exchange(ref _lastInputTicks, Node.Time.GetUtcNow().UtcTicks);
+                                Acknowledge(ackType, ackId, ackReason);
+                                continue;
+                            }
+
+                            if (!MqttDecoder.TryRead(ref buffer, _level, Settings.MaxPacketBytes, out var packet))
+                            {
+                                break;
+                            }
+
                             Interlocked.Exchange(ref _lastInputTicks, Node.Time.GetUtcNow().UtcTicks);
 
                             // A handler keeps nothing of the input past its first await (a payload is copied first).
@@ -654,17 +667,8 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         {
             case MqttPublish publish:
                 return PublishAsync(publish);
-            case MqttAck { Type: MqttPacketType.PubAck } ack:
-                Acknowledged(ack.PacketId, Inflight.AwaitingPubAck);
-                return ValueTask.CompletedTask;
-            case MqttAck { Type: MqttPacketType.PubRec } ack:
-                Received(ack);
-                return ValueTask.CompletedTask;
-            case MqttAck { Type: MqttPacketType.PubComp } ack:
-                Acknowledged(ack.PacketId, Inflight.AwaitingPubComp);
-                return ValueTask.CompletedTask;
-            case MqttAck { Type: MqttPacketType.PubRel } release:
-                Released(release.PacketId);
+            case MqttAck ack:
+                Acknowledge(ack.Type, ack.PacketId, ack.ReasonCode);
                 return ValueTask.CompletedTask;
             case MqttSubscribe subscribe:
                 return SubscribeAsync(subscribe);
@@ -689,6 +693,26 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 throw MqttProtocolException.Protocol("AUTH without an authentication method in CONNECT");
             default:
                 throw MqttProtocolException.Protocol($"a client does not send {packet.Type}");
+        }
+    }
+
+    /// <summary>A PUBACK, PUBREC, PUBREL or PUBCOMP from the client (read with or without a packet object).</summary>
+    private void Acknowledge(MqttPacketType type, ushort packetId, byte reasonCode)
+    {
+        switch (type)
+        {
+            case MqttPacketType.PubAck:
+                Acknowledged(packetId, Inflight.AwaitingPubAck);
+                break;
+            case MqttPacketType.PubRec:
+                Received(packetId, reasonCode);
+                break;
+            case MqttPacketType.PubComp:
+                Acknowledged(packetId, Inflight.AwaitingPubComp);
+                break;
+            default:
+                Released(packetId);
+                break;
         }
     }
 
@@ -727,8 +751,11 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
     /// <summary>
     /// Writes what is queued and stops when nothing is (no frame held while idle); the queue starts it again with the
-    /// next item, or at its end (<see cref="SendQueue{T}.ContinueOrStop"/>). Waits only for an in-flight slot, while
-    /// deliveries are held back. Ends for good when the queue has ended and is written, or the transport failed.
+    /// next item, or at its end (<see cref="SendQueue{T}.ContinueOrStop"/>). While deliveries are held back by a full
+    /// window and nothing else is queued, it suspends instead (<see cref="SuspendForSlot"/>): the frame ends, and an
+    /// acknowledgement, a new item or the close starts it again (<see cref="WakeWriter"/>), so waiting for the client
+    /// allocates nothing (a wait on a semaphore made a task node each time, a frame a state machine box). Ends for good
+    /// when the queue has ended and is written, or the transport failed.
     /// </summary>
     private async Task WriteLoopAsync()
     {
@@ -757,6 +784,8 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 var written = 0;
                 while (written < FlushBytes)
                 {
+                    // Read before what decides a wait, so a wake-up after it is seen (SuspendForSlot).
+                    var wakes = _side is { } s ? s.Writer.Observe() : 0;
                     written += WriteReleases(output);
                     written += WriteParked(output);
                     if (!_queue.TryPeek(out var item))
@@ -774,7 +803,12 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                             written = 0;
                         }
 
-                        await _side!.WriterWake!.WaitAsync().ConfigureAwait(false);
+                        if (SuspendForSlot(wakes))
+                        {
+                            stopped = true;
+                            return;
+                        }
+
                         continue;
                     }
 
@@ -1129,17 +1163,27 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
     }
 
+    /// <summary>
+    /// The write loop, held back by a full window with nothing else to write, ends its frame and leaves a mark for
+    /// <see cref="WakeWriter"/> to start it again. False when a wake-up came since <paramref name="wakesSeen"/> (read
+    /// before the checks that led here): the loop goes on itself. The queue still counts its reader as running meanwhile,
+    /// so it starts no second one.
+    /// </summary>
+    private bool SuspendForSlot(int wakesSeen) => Side.Writer.TrySuspend(wakesSeen);
+
+    /// <summary>Something the write loop may wait for happened (a slot freed, a PUBREL owed, an item queued, the close): starts it again if it suspended.</summary>
+    private void WakeWriter()
+    {
+        if (_side is { } side && side.Writer.Wake())
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+    }
+
     private void Park(MqttOutbound item)
     {
         var side = Side;
         var parked = side.Parked ??= new Queue<MqttOutbound>();
-
-        // Before the write loop checks the window again, so a slot freed from now wakes it (one freed before, it sees).
-        if (side.WriterWake is null)
-        {
-            Interlocked.CompareExchange(ref side.WriterWake, new SemaphoreSlim(0), null);
-        }
-
         lock (parked)
         {
             parked.Enqueue(item);
@@ -1185,7 +1229,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     private void FreeSlot()
     {
         Interlocked.Decrement(ref _inflightCount);
-        _side?.WriterWake?.Release();
+        WakeWriter();
     }
 
     /// <summary>Writes the PUBRELs owed (in the order of their PUBRECs, MQTT 5 §4.6); returns the bytes written.</summary>
@@ -1212,16 +1256,15 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// ends the exchange there; a PUBREC for an id not in flight gets PUBREL all the same (MQTT 5: 0x92), so the client
     /// can finish.
     /// </summary>
-    private void Received(MqttAck received)
+    private void Received(ushort packetId, byte reasonCode)
     {
-        var packetId = received.PacketId;
         bool known, freed = false, released = false;
         var inflight = InflightTable;
         lock (inflight)
         {
             ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(inflight, packetId);
             known = !Unsafe.IsNullRef(ref entry) && entry.State != Inflight.AwaitingPubAck;
-            if (known && received.ReasonCode >= 0x80)
+            if (known && reasonCode >= 0x80)
             {
                 freed = inflight.Remove(packetId);
             }
@@ -1248,7 +1291,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         // The write loop may be waiting for this very slot, or for anything queued at all.
         var side = Side;
         (Volatile.Read(ref side.Releases) ?? Interlocked.CompareExchange(ref side.Releases, new ConcurrentQueue<ushort>(), null) ?? side.Releases).Enqueue(packetId);
-        side.WriterWake?.Release();
+        WakeWriter();
         Enqueue(new MqttOutbound(null, MqttOutbound.Nothing, 0));
     }
 
@@ -1363,8 +1406,8 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         public Queue<MqttOutbound>? Parked;
         public long ParkedBytes;
 
-        // Wakes the write loop waiting for an in-flight slot; made when it first parks a delivery (nothing waits before).
-        public SemaphoreSlim? WriterWake;
+        // The write loop's suspension for an in-flight slot, which WakeWriter ends (SuspendForSlot).
+        public LoopWake Writer;
 
         // PUBRELs owed for PUBRECs (QoS 2 out only): written ahead of deliveries held back by a full window, since only the
         // PUBCOMP they bring frees a QoS 2 slot (bounded by the window: one per delivery awaiting PUBREC).

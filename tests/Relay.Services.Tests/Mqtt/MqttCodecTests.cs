@@ -542,6 +542,115 @@ public sealed class MqttCodecTests
         Assert.True(accepted > 1000 && refused > 1000, $"accepted {accepted}, refused {refused}: the fuzz should exercise both");
     }
 
+    // The read loop takes a subscriber's acknowledgements without a packet object (MqttDecoder.TryReadAck, one per QoS 1
+    // or 2 delivery): what it reads must be what TryRead reads, to the byte, and what it leaves TryRead reads or refuses.
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void TryReadAck_MqttNetAcks_ReadsWhatTryReadReads(byte level)
+    {
+        var acks = new List<MQTTnet.Packets.MqttPacket>
+        {
+            new MqttPubAckPacket { PacketIdentifier = 1 },
+            new MqttPubRecPacket { PacketIdentifier = 0x1234 },
+            new MqttPubRelPacket { PacketIdentifier = 65535 },
+            new MqttPubCompPacket { PacketIdentifier = 7 },
+        };
+        if (level == 5)
+        {
+            acks.Add(new MqttPubAckPacket { PacketIdentifier = 8, ReasonCode = MqttPubAckReasonCode.NoMatchingSubscribers });
+            acks.Add(new MqttPubRecPacket { PacketIdentifier = 9, ReasonCode = MqttPubRecReasonCode.QuotaExceeded });
+            acks.Add(new MqttPubAckPacket { PacketIdentifier = 10, ReasonCode = MqttPubAckReasonCode.NotAuthorized, ReasonString = "no" });
+        }
+
+        var fast = 0;
+        foreach (var ack in acks)
+        {
+            var bytes = Encode(ack, level);
+            var buffer = new ReadOnlySequence<byte>([.. bytes, 0xC0, 0x00]);
+            var expected = Assert.IsType<MqttAck>(DecodeOne(bytes, level));
+            if (MqttDecoder.TryReadAck(ref buffer, level, out var type, out var id, out var reason))
+            {
+                fast++;
+                Assert.Equal((expected.Type, expected.PacketId, expected.ReasonCode), (type, id, reason));
+                Assert.Equal(2, buffer.Length);
+            }
+            else
+            {
+                // Only an ack with properties is left to TryRead.
+                Assert.NotNull(expected.Properties);
+                Assert.Equal(bytes.Length + 2, buffer.Length);
+            }
+
+            // Before CONNECT nothing is read as an ack (TryRead refuses it), nor in pieces (TryRead waits for the rest).
+            var early = new ReadOnlySequence<byte>(bytes);
+            Assert.False(MqttDecoder.TryReadAck(ref early, 0, out _, out _, out _));
+            var pieces = Segments(bytes);
+            Assert.False(MqttDecoder.TryReadAck(ref pieces, level, out _, out _, out _));
+        }
+
+        Assert.Equal(level == 5 ? 6 : 4, fast);
+    }
+
+    [Fact]
+    public void TryReadAck_MutatedAcks_AcceptsNothingTryReadRefuses()
+    {
+        var random = new Random(20261207);
+        var seeds = new[] { "40 02 00 01", "50 02 01 00", "62 02 00 05", "70 02 FF FF", "40 03 00 02 10", "50 04 00 03 80 00", "40 04 00 04 00 00" };
+        var fast = 0;
+        for (var i = 0; i < 20_000; i++)
+        {
+            var bytes = Convert.FromHexString(seeds[random.Next(seeds.Length)].Replace(" ", string.Empty, StringComparison.Ordinal));
+            bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+            foreach (var level in new byte[] { 4, 5 })
+            {
+                var buffer = new ReadOnlySequence<byte>(bytes);
+                if (!MqttDecoder.TryReadAck(ref buffer, level, out var type, out var id, out var reason))
+                {
+                    continue;
+                }
+
+                fast++;
+                var whole = new ReadOnlySequence<byte>(bytes);
+                Assert.True(MqttDecoder.TryRead(ref whole, level, 4096, out var packet), $"TryRead waits for {Convert.ToHexString(bytes)} (level {level}), TryReadAck read it");
+                var ack = Assert.IsType<MqttAck>(packet);
+                Assert.Equal((ack.Type, ack.PacketId, ack.ReasonCode), (type, id, reason));
+                Assert.Equal(whole.Length, buffer.Length);
+            }
+        }
+
+        Assert.True(fast > 1000, $"only {fast} mutated acks read: the test should exercise the fast path");
+    }
+
+    /// <summary>Whether an MQTT payload is sent to JSON subscribers as JSON or as base64 (docs/mqtt.md): one JSON value, whitespace around it allowed.</summary>
+    [Theory]
+    [InlineData("{\"t\":21.5}", true)]
+    [InlineData(" [1,2] ", true)]
+    [InlineData("\"text\"", true)]
+    [InlineData("-3", true)]
+    [InlineData("21.5", true)]
+    [InlineData("true", true)]
+    [InlineData("\tfalse\n", true)]
+    [InlineData("null", true)]
+    [InlineData("", false)]
+    [InlineData("  ", false)]
+    [InlineData("21.5C", false)]
+    [InlineData("temperature", false)]
+    [InlineData("nul", false)]
+    [InlineData("truex", false)]
+    [InlineData("hello world", false)]
+    [InlineData("{\"a\":1} {}", false)]
+    [InlineData("{\"a\":", false)]
+    [InlineData("// c\n1", false)]
+    public void IsJson_OneJsonValueOnly(string payload, bool json) =>
+        Assert.Equal(json, Relay.Ingress.Mqtt.MqttConnection.IsJson(Encoding.UTF8.GetBytes(payload)));
+
+    [Fact]
+    public void IsJson_BinaryPayload_IsNotJson()
+    {
+        Assert.False(Relay.Ingress.Mqtt.MqttConnection.IsJson([0x00, 0xFF, 0x7B]));
+        Assert.False(Relay.Ingress.Mqtt.MqttConnection.IsJson([0x7B, 0xFF, 0x7D]));
+    }
+
     private static MqttPacket DecodeOne(byte[] bytes, byte level, bool oneByteSegments = false)
     {
         var buffer = oneByteSegments ? Segments(bytes) : new ReadOnlySequence<byte>(bytes);

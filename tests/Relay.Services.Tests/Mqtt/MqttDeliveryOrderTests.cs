@@ -110,6 +110,89 @@ public sealed class MqttDeliveryOrderTests
         Assert.Equal(Enumerable.Range(1, Count), numbers);
     }
 
+    // A window of one delivery in flight (Relay:Mqtt:MaxInflight=1) holds the write loop back after every QoS 1 or 2
+    // delivery until the client acknowledges it: the loop suspends (its frame ends) and the acknowledgement, or anything
+    // queued meanwhile, starts it again. At the rate a raw publisher sends, with QoS 0 messages between the others, every
+    // message arrives once, in order and at its QoS, and none is left waiting for a wake-up that never comes.
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    [InlineData(false, 1)]
+    [InlineData(false, 2)]
+    public async Task WindowOfOne_QosOneOrTwoAtRate_EveryMessageInOrder(bool bareSocket, byte qos)
+    {
+        const int Count = 3_000;
+        const int Chunk = 50;
+        var topic = Topic("window");
+        var settings = ServerFixture.Settings();
+        settings["Relay:Mqtt:MaxInflight"] = "1";
+        await using var server = await StartAsync(bareSocket, settings);
+        await using var subscriber = await RawMqttClient.OpenAsync(server);
+        await subscriber.ConnectAsync(4, "window-" + Guid.NewGuid().ToString("N")[..8]);
+        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, qos));
+        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync())?.First);
+
+        await using var publisher = await RawMqttClient.OpenAsync(server);
+        await publisher.ConnectAsync(4, "window-pub-" + Guid.NewGuid().ToString("N")[..8]);
+        byte QosOf(int n) => n % 3 == 0 ? (byte)0 : qos;
+        var publishing = Task.Run(async () =>
+        {
+            for (var from = 1; from <= Count; from += Chunk)
+            {
+                await publisher.SendAsync(Publishes(topic, from, Chunk, QosOf, payloadBytes: 0));
+                if (qos == 2)
+                {
+                    // Each QoS 2 publish is released once its PUBREC is in (PUBCOMPs of earlier chunks are read past).
+                    var recs = Enumerable.Range(from, Chunk).Count(n => QosOf(n) == 2);
+                    var releases = new List<byte>();
+                    while (recs > 0)
+                    {
+                        var (first, body) = await publisher.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException("the publisher's connection closed");
+                        if (first == 0x50)
+                        {
+                            recs--;
+                            releases.AddRange([0x62, 2, body[0], body[1]]);
+                        }
+                    }
+
+                    await publisher.SendAsync([.. releases]);
+                }
+            }
+        });
+
+        var numbers = new List<int>();
+        var wrongQos = new List<string>();
+        while (numbers.Count < Count)
+        {
+            var (first, body) = await subscriber.ReadPacketAsync(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException($"closed after {numbers.Count} messages");
+            if (first == 0x62)
+            {
+                await subscriber.SendAsync([0x70, 2, body[0], body[1]]);
+                continue;
+            }
+
+            Assert.Equal(0x30, first & 0xF0);
+            var delivered = (byte)((first >> 1) & 3);
+            var at = 2 + ((body[0] << 8) | body[1]);
+            if (delivered > 0)
+            {
+                await subscriber.SendAsync([delivered == 1 ? (byte)0x40 : (byte)0x50, 2, body[at], body[at + 1]]);
+                at += 2;
+            }
+
+            var number = int.Parse(Encoding.ASCII.GetString(body, at, body.Length - at), System.Globalization.CultureInfo.InvariantCulture);
+            numbers.Add(number);
+            if (delivered != QosOf(number))
+            {
+                wrongQos.Add($"{number} at QoS {delivered}");
+            }
+        }
+
+        await publishing.WaitAsync(Timeout);
+        Assert.Equal(Enumerable.Range(1, Count), numbers);
+        Assert.Empty(wrongQos);
+    }
+
     // The number a QoS 0 PUBLISH body of Publishes carries (after the topic, up to the padding).
     internal static int NumberOf(byte[] body)
     {

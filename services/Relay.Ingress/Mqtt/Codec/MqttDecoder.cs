@@ -78,6 +78,43 @@ internal static class MqttDecoder
         return true;
     }
 
+    /// <summary>
+    /// Reads one acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) at the start of <paramref name="buffer"/> without making
+    /// a packet object, the form a subscriber sends for every QoS 1 and 2 delivery: its packet id and, on MQTT 5, its
+    /// reason code when it has one and no properties. False (nothing read) for anything else, including an ack with
+    /// properties or one not whole in the buffer's first segment: <see cref="TryRead"/> reads those, and refuses a bad one.
+    /// </summary>
+    public static bool TryReadAck(ref ReadOnlySequence<byte> buffer, byte protocolLevel, out MqttPacketType type, out ushort packetId, out byte reasonCode)
+    {
+        type = default;
+        packetId = 0;
+        reasonCode = 0;
+        var span = buffer.FirstSpan;
+        if (protocolLevel == 0 || span.Length < 4 || span[0] is not (0x40 or 0x50 or 0x62 or 0x70))
+        {
+            return false;
+        }
+
+        // Remaining length 2: the id alone (reason 0). MQTT 5 also sends 3 (a reason code) and 4 (a reason code and an
+        // empty property list).
+        var remaining = span[1];
+        if (remaining != 2 && (protocolLevel != 5 || remaining is not (3 or 4) || span.Length < 2 + remaining || (remaining == 4 && span[5] != 0)))
+        {
+            return false;
+        }
+
+        packetId = (ushort)((span[2] << 8) | span[3]);
+        if (packetId == 0)
+        {
+            return false;
+        }
+
+        type = (MqttPacketType)(span[0] >> 4);
+        reasonCode = remaining > 2 ? span[4] : (byte)0;
+        buffer = buffer.Slice(2 + remaining);
+        return true;
+    }
+
     private static MqttPacket Decode(byte first, ReadOnlySequence<byte> body, byte level)
     {
         var type = (MqttPacketType)(first >> 4);
