@@ -234,7 +234,8 @@ internal sealed partial class MqttConnection
     /// connection's capabilities, without retained messages. Channel names first, each recovered from history after its
     /// position; then patterns: each channel a pattern had delivered is first recovered by name through a catch-up
     /// subscription of its own, until the pattern is live, so what history holds comes before the pattern's live copies
-    /// (the session sends a message once). Shared subscriptions are not kept in the store.
+    /// (the session sends a message once). Shared subscriptions last: the group is joined again, live (what its other
+    /// members were given meanwhile is theirs).
     /// </summary>
     private async Task RestoreAsync(MqttStoredSession state)
     {
@@ -245,8 +246,15 @@ internal sealed partial class MqttConnection
         }
 
         var patterns = new List<MqttStoredSession.Subscription>();
+        var shared = new List<MqttStoredSession.Subscription>();
         foreach (var stored in state.Subscriptions)
         {
+            if (stored.Filter.StartsWith("$share/", StringComparison.Ordinal))
+            {
+                shared.Add(stored);
+                continue;
+            }
+
             if (ChannelName.IsPattern(stored.Filter))
             {
                 patterns.Add(stored);
@@ -293,6 +301,11 @@ internal sealed partial class MqttConnection
                     catchUps.Add((await Node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq))).ConfigureAwait(false), sink));
                 }
 
+                await RestoreOneAsync(stored, null).ConfigureAwait(false);
+            }
+
+            foreach (var stored in shared)
+            {
                 await RestoreOneAsync(stored, null).ConfigureAwait(false);
             }
         }

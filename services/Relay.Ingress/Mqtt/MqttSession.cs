@@ -410,8 +410,8 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     }
 
     /// <summary>
-    /// The session as the next node resumes it, and the number of this write: its subscriptions (shared ones aside) and,
-    /// per channel they match, the seq before the oldest message it kept undelivered (what a connection handed back, and
+    /// The session as the next node resumes it, and the number of this write: its subscriptions (shared ones too, which
+    /// the next node joins live) and, per channel the others match, the seq before the oldest message it kept undelivered (what a connection handed back, and
     /// what came while away), else the last one it was given. What came after is in history.
     /// </summary>
     public (MqttStoredSession State, long Version) Snapshot()
@@ -422,13 +422,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         {
             foreach (var (filter, sink) in Subscriptions)
             {
-                if (filter.StartsWith("$share/", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
                 subscriptions.Add(new MqttStoredSession.Subscription(filter, sink.Options, sink.Identifier));
-                filters.Add(sink.TopicFilter, filter);
+
+                // A shared subscription has no position: the next node joins the group live.
+                if (!filter.StartsWith("$share/", StringComparison.Ordinal))
+                {
+                    filters.Add(sink.TopicFilter, filter);
+                }
             }
         }
 

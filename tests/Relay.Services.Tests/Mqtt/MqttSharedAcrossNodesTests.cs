@@ -221,6 +221,50 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         Assert.False(away.TryNext(out var kept), $"the away member's session kept a message: {kept?.Topic}");
     }
 
+    // A shared subscription is part of its session (MQTT 5 §4.8.2): a persistent member that leaves node A and comes back
+    // through node B, without subscribing again, is a member of the group there: B joins the group's live set, and the
+    // messages are shared between it and the member still on A, each once.
+    [Fact]
+    public async Task SharedSubscription_SessionResumedOnAnotherNode_IsAMemberThere()
+    {
+        const int Count = 200;
+        await using var a = await RelayServer.StartAsync(Settings());
+        await using var b = await RelayServer.StartAsync(Settings());
+        var root = $"mshare/{Guid.NewGuid():N}";
+        var filter = $"{root}/#";
+        var clientId = "moving-" + Guid.NewGuid().ToString("N")[..8];
+
+        await using var staying = await MemberAsync(a, $"$share/workers/{filter}");
+        await using var moving = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
+        await moving.Client.ConnectAsync(MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        await moving.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"$share/workers/{filter}", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
+        await moving.Client.DisconnectAsync().WaitAsync(Timeout);
+
+        var back = await moving.Client.ConnectAsync(MqttClients.Options(b, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        Assert.True(back.IsSessionPresent);
+        using var connection = await ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Redis.Configuration));
+        RedisKey nodes = RedisKeys.SharePrefix(RelayServer.AppId, "workers", filter) + "nodes";
+        await LiveNodesAsync(connection, nodes, 2);
+
+        await using var publisher = await MqttClients.ConnectAsync(a, MqttProtocolVersion.V500);
+        await PublishPacedAsync(Count, i => publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{i % 4}")
+            .WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
+        var copies = new int[Count];
+        var perMember = new int[2];
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (copies.Any(static c => c == 0) && DateTime.UtcNow < deadline)
+        {
+            Drain([staying, moving], copies, perMember);
+            await Task.Delay(50);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Drain([staying, moving], copies, perMember);
+        var report = $"member on A {perMember[0]}, member resumed on B {perMember[1]}";
+        Assert.True(copies.All(static c => c == 1), $"each message once to the group: {Describe(copies)}; {report}");
+        Assert.True(perMember[0] > 0 && perMember[1] > 0, report);
+    }
+
     // A node joins the group's live set after its member's SUBACK, and leaves it after its last member goes (one Redis
     // call each): waits (30 s at most) until the set holds expected nodes.
     private static async Task LiveNodesAsync(ConnectionMultiplexer connection, RedisKey nodes, long expected)
