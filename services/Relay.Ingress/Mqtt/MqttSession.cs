@@ -411,8 +411,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
     /// <summary>
     /// The session as the next node resumes it, and the number of this write: its subscriptions (shared ones too, which
-    /// the next node joins live) and, per channel the others match, the seq before the oldest message it kept undelivered (what a connection handed back, and
-    /// what came while away), else the last one it was given. What came after is in history.
+    /// the next node joins live) and, per channel the others match, the seq before the oldest message it kept
+    /// undelivered (what a connection handed back, and what came while away), else the last one it was given. What came
+    /// after is in history.
     /// </summary>
     public (MqttStoredSession State, long Version) Snapshot()
     {

@@ -4,8 +4,8 @@ namespace Relay.Ingress.Mqtt;
 
 /// <summary>
 /// A persistent session as another ingress node resumes it (the bytes in the bus's session store, JSON): its
-/// subscriptions (shared ones too, joined again live), and per channel the position after which it has not been given everything (the
-/// last seq it was given, or the one before the oldest it had not acknowledged), so the next node recovers from history
+/// subscriptions (shared ones too, joined again live), and per channel the position after which it has not been given
+/// everything (the last seq it was given, or the one before the oldest it had not acknowledged), so the next node recovers from history
 /// what came after; and the packet ids of QoS 2 deliveries awaiting PUBCOMP (the client has them: the next node sends
 /// PUBREL again, MQTT 5 §4.4), null for none; and the packet ids of the client's QoS 2 publishes answered PUBREC and awaiting
 /// PUBREL (a resend of one is not published again, MQTT §4.3.3), null for none; a node older than a field ignores it
