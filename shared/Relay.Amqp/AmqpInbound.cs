@@ -345,7 +345,7 @@ public sealed partial class AmqpInbound : BackgroundService
             return Reject(delivery, "bad_id", $"the message id must be 1 to {MaxIdLength} characters");
         }
 
-        var json = Header(headers, AmqpHeaders.Encoding) != "binary" && IsJson(delivery.Body);
+        var json = Header(headers, AmqpHeaders.Encoding) != "binary" && JsonPayload.IsOneValue(delivery.Body);
         item = new PublishItem(Header(headers, AmqpHeaders.Name), delivery.Body, json, id);
         traceParent = Header(headers, AmqpHeaders.TraceParent);
         return true;
@@ -369,19 +369,6 @@ public sealed partial class AmqpInbound : BackgroundService
                 _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture),
             }
             : null;
-
-    private static bool IsJson(byte[] value)
-    {
-        var reader = new Utf8JsonReader(value);
-        try
-        {
-            return reader.Read() && reader.TrySkip() && !reader.Read();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
 
     private enum Outcome
     {

@@ -245,7 +245,7 @@ public sealed partial class KafkaIngest : BackgroundService
         }
 
         id ??= $"kafka:{TopicTag(record.Topic)}:{record.Partition.Value}:{record.Offset.Value}";
-        var json = Header(headers, KafkaHeaders.Encoding) != "binary" && IsJson(value);
+        var json = Header(headers, KafkaHeaders.Encoding) != "binary" && JsonPayload.IsOneValue(value);
         item = new PublishItem(Header(headers, KafkaHeaders.Name), value, json, id);
         traceParent = Header(headers, KafkaHeaders.TraceParent);
         return true;
@@ -260,19 +260,6 @@ public sealed partial class KafkaIngest : BackgroundService
 
     private static string? Header(Headers? headers, string name) =>
         headers is not null && headers.TryGetLastBytes(name, out var bytes) ? Encoding.UTF8.GetString(bytes) : null;
-
-    private static bool IsJson(byte[] value)
-    {
-        var reader = new Utf8JsonReader(value);
-        try
-        {
-            return reader.Read() && reader.TrySkip() && !reader.Read();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
 
     private string TopicTag(string topic)
     {

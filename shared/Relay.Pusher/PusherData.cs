@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Relay.Core.Messages;
 
 namespace Relay.Pusher;
 
@@ -23,7 +24,7 @@ internal static class PusherData
     public static byte[] FromString(string data)
     {
         var bytes = Encoding.UTF8.GetBytes(data);
-        return IsJsonOtherThanString(bytes) ? bytes : EncodeString(data);
+        return JsonPayload.IsOneValue(bytes, stringAllowed: false) ? bytes : EncodeString(data);
     }
 
     /// <summary>The Relay data of a data value as a client sent it in a frame: a JSON string stays a JSON string; other JSON as the string of its text would.</summary>
@@ -100,23 +101,5 @@ internal static class PusherData
         }
 
         return buffer.WrittenSpan.ToArray();
-    }
-
-    private static bool IsJsonOtherThanString(byte[] data)
-    {
-        if (data.Length == 0)
-        {
-            return false;
-        }
-
-        try
-        {
-            var reader = new Utf8JsonReader(data, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
-            return reader.Read() && reader.TokenType != JsonTokenType.String && reader.TrySkip() && !reader.Read();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
     }
 }

@@ -39,7 +39,7 @@ internal static class GrpcFrames
         {
             case Data.KindOneofCase.Json:
                 var json = Encoding.UTF8.GetBytes(data.Json);
-                if (!IsOneJsonValue(json))
+                if (!JsonPayload.IsOneValue(json))
                 {
                     throw new RelayException(RelayError.BadRequest($"field '{field}.json' is not one valid JSON value"));
                 }
@@ -135,22 +135,4 @@ internal static class GrpcFrames
         <= ClientFrameParser.MaxIdLength => message.Id,
         _ => throw new RelayException(RelayError.BadRequest($"field 'id' must be at most {ClientFrameParser.MaxIdLength} characters")),
     };
-
-    private static bool IsOneJsonValue(byte[] json)
-    {
-        if (json.Length == 0)
-        {
-            return false;
-        }
-
-        try
-        {
-            var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
-            return reader.Read() && reader.TrySkip() && !reader.Read();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
 }

@@ -474,7 +474,7 @@ internal sealed partial class MqttBroker : IDisposable
     {
         var data = will.WillPayload ?? [];
         var properties = MqttMessageProperties.From(v5 ? will.WillProperties : null, Node.Time.GetUtcNow().ToUnixTimeMilliseconds(), will.WillQos);
-        var request = new Relay.Bus.Routing.PublishRequest(app, will.WillTopic!, [new PublishItem(null, data, MqttConnection.IsJson(data), null) { Properties = properties }], clientId, null);
+        var request = new Relay.Bus.Routing.PublishRequest(app, will.WillTopic!, [new PublishItem(null, data, JsonPayload.IsOneValue(data), null) { Properties = properties }], clientId, null);
         return new MqttWill(request, will.WillRetain && Options.MaxRetainedPerApp > 0);
     }
 

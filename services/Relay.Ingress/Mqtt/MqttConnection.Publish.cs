@@ -182,7 +182,7 @@ internal sealed partial class MqttConnection
     private async ValueTask RouteAsync(string channel, byte[] data, MessageProperties? properties, byte qos, ushort packetId, bool retain, Task<string>? receipt, Task? turn, TaskCompletionSource? sent)
     {
         RoutingReply reply;
-        var isJson = IsJson(data);
+        var isJson = JsonPayload.IsOneValue(data);
         try
         {
             if (retain && data.Length > 0 && !await HasRetainedRoomAsync(channel).ConfigureAwait(false))
@@ -427,53 +427,6 @@ internal sealed partial class MqttConnection
         }
 
         await _broker.PublishWillAsync(new MqttWill(request, retain)).ConfigureAwait(false);
-    }
-
-    /// <summary>Whether a payload is exactly one JSON value (then JSON subscribers get it as JSON; otherwise base64).</summary>
-    internal static bool IsJson(byte[] data)
-    {
-        if (data.Length == 0)
-        {
-            return false;
-        }
-
-        // Most payloads that are not JSON (binary, plain text) are told by their first byte, without the reader's exception.
-        if (!MayStartJson(data))
-        {
-            return false;
-        }
-
-        try
-        {
-            var reader = new Utf8JsonReader(data, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
-            return reader.Read() && reader.TrySkip() && !reader.Read();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>
-    /// Whether <paramref name="data"/> could be a JSON value: its first byte past JSON's whitespace starts one, and a
-    /// value starting with a letter is one of JSON's three literals (the only values that do).
-    /// </summary>
-    private static bool MayStartJson(ReadOnlySpan<byte> data)
-    {
-        var text = data.Trim(" \t\r\n"u8);
-        if (text.IsEmpty)
-        {
-            return false;
-        }
-
-        return text[0] switch
-        {
-            (byte)'{' or (byte)'[' or (byte)'"' or (byte)'-' or (>= (byte)'0' and <= (byte)'9') => true,
-            (byte)'t' => text.SequenceEqual("true"u8),
-            (byte)'f' => text.SequenceEqual("false"u8),
-            (byte)'n' => text.SequenceEqual("null"u8),
-            _ => false,
-        };
     }
 
     // Whether the app may retain one more topic; a store that does not answer lets the publish go (its retain is then

@@ -621,36 +621,6 @@ public sealed class MqttCodecTests
         Assert.True(fast > 1000, $"only {fast} mutated acks read: the test should exercise the fast path");
     }
 
-    /// <summary>Whether an MQTT payload is sent to JSON subscribers as JSON or as base64 (docs/mqtt.md): one JSON value, whitespace around it allowed.</summary>
-    [Theory]
-    [InlineData("{\"t\":21.5}", true)]
-    [InlineData(" [1,2] ", true)]
-    [InlineData("\"text\"", true)]
-    [InlineData("-3", true)]
-    [InlineData("21.5", true)]
-    [InlineData("true", true)]
-    [InlineData("\tfalse\n", true)]
-    [InlineData("null", true)]
-    [InlineData("", false)]
-    [InlineData("  ", false)]
-    [InlineData("21.5C", false)]
-    [InlineData("temperature", false)]
-    [InlineData("nul", false)]
-    [InlineData("truex", false)]
-    [InlineData("hello world", false)]
-    [InlineData("{\"a\":1} {}", false)]
-    [InlineData("{\"a\":", false)]
-    [InlineData("// c\n1", false)]
-    public void IsJson_OneJsonValueOnly(string payload, bool json) =>
-        Assert.Equal(json, Relay.Ingress.Mqtt.MqttConnection.IsJson(Encoding.UTF8.GetBytes(payload)));
-
-    [Fact]
-    public void IsJson_BinaryPayload_IsNotJson()
-    {
-        Assert.False(Relay.Ingress.Mqtt.MqttConnection.IsJson([0x00, 0xFF, 0x7B]));
-        Assert.False(Relay.Ingress.Mqtt.MqttConnection.IsJson([0x7B, 0xFF, 0x7D]));
-    }
-
     private static MqttPacket DecodeOne(byte[] bytes, byte level, bool oneByteSegments = false)
     {
         var buffer = oneByteSegments ? Segments(bytes) : new ReadOnlySequence<byte>(bytes);
