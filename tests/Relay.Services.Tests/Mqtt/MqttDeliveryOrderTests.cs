@@ -193,6 +193,64 @@ public sealed class MqttDeliveryOrderTests
         Assert.Empty(wrongQos);
     }
 
+    // MQTT 5 §4.3.3, §4.13: a subscriber's PUBREC with a failure reason (0x80 and up) ends the QoS 2 delivery there (no
+    // PUBREL, its in-flight slot freed, so the next delivery goes at once with a window of one); a PUBREC for a packet id
+    // not in flight is answered PUBREL 0x92 (Packet Identifier not found) and changes nothing; a plain PUBREC is
+    // answered PUBREL 0. Acknowledgements are read without a packet object (MqttDecoder.TryReadAck), with reason codes.
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task QosTwoDelivery_PubRecWithAFailureReason_EndsTheExchange_UnknownIdGetsPubRel0x92(bool bareSocket)
+    {
+        var topic = Topic("pubrec");
+        var settings = ServerFixture.Settings();
+        settings["Relay:Mqtt:MaxInflight"] = "1";
+        await using var server = await StartAsync(bareSocket, settings);
+        await using var subscriber = await RawMqttClient.OpenAsync(server);
+        await subscriber.ConnectAsync(5, "pubrec-" + Guid.NewGuid().ToString("N")[..8]);
+        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, 2, level: 5));
+        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync())?.First);
+
+        await using var publisher = await RawMqttClient.OpenAsync(server);
+        await publisher.ConnectAsync(5, "pubrec-pub-" + Guid.NewGuid().ToString("N")[..8]);
+        for (ushort id = 1; id <= 2; id++)
+        {
+            await publisher.SendAsync(RawMqttClient.QosTwoPublish(topic, id, payload: $"m{id}"));
+            Assert.Equal(0, await publisher.ExpectAckAsync(0x50, id, Timeout));
+            await publisher.SendAsync([0x62, 2, 0, (byte)id]);
+            Assert.Equal(0, await publisher.ExpectAckAsync(0x70, id, Timeout));
+        }
+
+        // The first delivery refused with PUBREC 0x80: no PUBREL for it, and the second comes though the window is one.
+        var (first, firstId) = await NextQosTwoAsync(subscriber);
+        Assert.Equal("m1", first);
+        await subscriber.SendAsync([0x50, 3, (byte)(firstId >> 8), (byte)firstId, 0x80]);
+        var (second, secondId) = await NextQosTwoAsync(subscriber);
+        Assert.Equal("m2", second);
+
+        // An id not in flight: PUBREL 0x92. Then the second's own PUBREC (reason code and empty properties): PUBREL 0.
+        var unknown = (ushort)(secondId + 100);
+        await subscriber.SendAsync([0x50, 2, (byte)(unknown >> 8), (byte)unknown]);
+        Assert.Equal(0x92, await subscriber.ExpectAckAsync(0x62, unknown, Timeout));
+        await subscriber.SendAsync([0x50, 4, (byte)(secondId >> 8), (byte)secondId, 0, 0]);
+        Assert.Equal(0, await subscriber.ExpectAckAsync(0x62, secondId, Timeout));
+        await subscriber.SendAsync([0x70, 2, (byte)(secondId >> 8), (byte)secondId]);
+        Assert.True(await subscriber.NothingWithinAsync(TimeSpan.FromMilliseconds(300)), "something more was sent");
+    }
+
+    // The next packet, which must be an MQTT 5 QoS 2 PUBLISH: its payload as text and its packet id.
+    private static async Task<(string Payload, ushort Id)> NextQosTwoAsync(RawMqttClient client)
+    {
+        var (first, body) = await client.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException("closed");
+        Assert.Equal(0x34, first & 0xF6);
+        var at = 2 + ((body[0] << 8) | body[1]);
+        var id = (ushort)((body[at] << 8) | body[at + 1]);
+        at += 2;
+        var properties = body[at];
+        at += 1 + properties;
+        return (Encoding.ASCII.GetString(body, at, body.Length - at), id);
+    }
+
     // The number a QoS 0 PUBLISH body of Publishes carries (after the topic, up to the padding).
     internal static int NumberOf(byte[] body)
     {

@@ -191,7 +191,7 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
 
         // A persistent member on node A, then away (a normal DISCONNECT; its session is kept); a connected one on node B.
         await using var away = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
-        var options = MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build();
+        var options = Persistent(a, clientId);
         await away.Client.ConnectAsync(options).WaitAsync(Timeout);
         await away.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"$share/workers/{filter}", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
         await using var connected = await MemberAsync(b, $"$share/workers/{filter}");
@@ -206,12 +206,7 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         await PublishPacedAsync(Count, i => publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{i % 4}")
             .WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
         var copies = new int[Count];
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (copies.Any(static c => c == 0) && DateTime.UtcNow < deadline)
-        {
-            Drain([connected], copies, new int[1]);
-            await Task.Delay(50);
-        }
+        await DrainUntilEachCameAsync([connected], copies, new int[1]);
 
         var back = await away.Client.ConnectAsync(options).WaitAsync(Timeout);
         Assert.True(back.IsSessionPresent);
@@ -236,11 +231,11 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
 
         await using var staying = await MemberAsync(a, $"$share/workers/{filter}");
         await using var moving = new MqttClients.Connected(new MqttClientFactory().CreateMqttClient());
-        await moving.Client.ConnectAsync(MqttClients.Options(a, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        await moving.Client.ConnectAsync(Persistent(a, clientId)).WaitAsync(Timeout);
         await moving.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"$share/workers/{filter}", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
         await moving.Client.DisconnectAsync().WaitAsync(Timeout);
 
-        var back = await moving.Client.ConnectAsync(MqttClients.Options(b, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build()).WaitAsync(Timeout);
+        var back = await moving.Client.ConnectAsync(Persistent(b, clientId)).WaitAsync(Timeout);
         Assert.True(back.IsSessionPresent);
         using var connection = await ConnectionMultiplexer.ConnectAsync(RedisServer.QuickClientOptions(redis.Redis.Configuration));
         RedisKey nodes = RedisKeys.SharePrefix(RelayServer.AppId, "workers", filter) + "nodes";
@@ -251,13 +246,7 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
             .WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
         var copies = new int[Count];
         var perMember = new int[2];
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (copies.Any(static c => c == 0) && DateTime.UtcNow < deadline)
-        {
-            Drain([staying, moving], copies, perMember);
-            await Task.Delay(50);
-        }
-
+        await DrainUntilEachCameAsync([staying, moving], copies, perMember);
         await Task.Delay(TimeSpan.FromSeconds(1));
         Drain([staying, moving], copies, perMember);
         var report = $"member on A {perMember[0]}, member resumed on B {perMember[1]}";
@@ -383,6 +372,21 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
     private static int Due(DateTime started) => (int)((DateTime.UtcNow - started).TotalSeconds * PublishRate) + 1;
 
     // Counts what each client received since the last call: copies per message (its payload is its index), messages per client.
+    // An MQTT 5 persistent session (Clean Start 0, ten minutes' expiry) on the server.
+    private static MqttClientOptions Persistent(RelayServer server, string clientId) =>
+        MqttClients.Options(server, MqttProtocolVersion.V500, clientId: clientId).WithCleanStart(false).WithSessionExpiryInterval(600).Build();
+
+    // Drains the clients until every message came at least once, for 60 s at most.
+    private static async Task DrainUntilEachCameAsync(IReadOnlyList<MqttClients.Connected> clients, int[] copies, int[] perClient)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (copies.Any(static c => c == 0) && DateTime.UtcNow < deadline)
+        {
+            Drain(clients, copies, perClient);
+            await Task.Delay(50);
+        }
+    }
+
     private static void Drain(IReadOnlyList<MqttClients.Connected> clients, int[] copies, int[] perClient)
     {
         for (var c = 0; c < clients.Count; c++)
