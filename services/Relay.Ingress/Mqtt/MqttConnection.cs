@@ -507,20 +507,20 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                     {
                         while (Volatile.Read(ref _closing) == 0)
                         {
-                            // A subscriber's acknowledgements, one per QoS 1 or 2 delivery, are handled without a packet object.
-                            if (MqttDecoder.TryReadAck(ref buffer, _level, out var ackType, out var ackId, out var ackReason))
-                            {
-                                Interlocked.Exchange(ref _lastInputTicks, Node.Time.GetUtcNow().UtcTicks);
-                                Acknowledge(ackType, ackId, ackReason);
-                                continue;
-                            }
-
-                            if (!MqttDecoder.TryRead(ref buffer, _level, Settings.MaxPacketBytes, out var packet))
+                            // A subscriber's acknowledgements, one per QoS 1 or 2 delivery, are read without a packet object.
+                            MqttPacket? packet = null;
+                            var ack = MqttDecoder.TryReadAck(ref buffer, _level, out var ackType, out var ackId, out var ackReason);
+                            if (!ack && !MqttDecoder.TryRead(ref buffer, _level, Settings.MaxPacketBytes, out packet))
                             {
                                 break;
                             }
 
                             Interlocked.Exchange(ref _lastInputTicks, Node.Time.GetUtcNow().UtcTicks);
+                            if (ack)
+                            {
+                                Acknowledge(ackType, ackId, ackReason);
+                                continue;
+                            }
 
                             // A handler keeps nothing of the input past its first await (a payload is copied first).
                             ValueTask handling;
@@ -752,8 +752,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// <summary>
     /// Writes what is queued and stops when nothing is (no frame held while idle); the queue starts it again with the
     /// next item, or at its end (<see cref="SendQueue{T}.ContinueOrStop"/>). While deliveries are held back by a full
-    /// window and nothing else is queued, it suspends instead (<see cref="SuspendForSlot"/>): the frame ends, and an
-    /// acknowledgement, a new item or the close starts it again (<see cref="WakeWriter"/>), so waiting for the client
+    /// window and nothing else is queued, it suspends instead (<see cref="LoopWake"/>): the frame ends, and an
+    /// acknowledgement, a new item or the close starts it again (<see cref="WakeWriter"/>; the queue still counts its
+    /// reader as running meanwhile, so it starts no second one), so waiting for the client
     /// allocates nothing (a wait on a semaphore made a task node each time, a frame a state machine box). Ends for good
     /// when the queue has ended and is written, or the transport failed.
     /// </summary>
@@ -784,7 +785,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 var written = 0;
                 while (written < FlushBytes)
                 {
-                    // Read before what decides a wait, so a wake-up after it is seen (SuspendForSlot).
+                    // Read before what decides a wait, so a wake-up after it is seen (LoopWake.TrySuspend).
                     var wakes = _side is { } s ? s.Writer.Observe() : 0;
                     written += WriteReleases(output);
                     written += WriteParked(output);
@@ -803,7 +804,8 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                             written = 0;
                         }
 
-                        if (SuspendForSlot(wakes))
+                        // Suspended (the frame ends; WakeWriter starts the loop again), unless a wake-up came since `wakes`.
+                        if (Side.Writer.TrySuspend(wakes))
                         {
                             stopped = true;
                             return;
@@ -1163,14 +1165,6 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         }
     }
 
-    /// <summary>
-    /// The write loop, held back by a full window with nothing else to write, ends its frame and leaves a mark for
-    /// <see cref="WakeWriter"/> to start it again. False when a wake-up came since <paramref name="wakesSeen"/> (read
-    /// before the checks that led here): the loop goes on itself. The queue still counts its reader as running meanwhile,
-    /// so it starts no second one.
-    /// </summary>
-    private bool SuspendForSlot(int wakesSeen) => Side.Writer.TrySuspend(wakesSeen);
-
     /// <summary>Something the write loop may wait for happened (a slot freed, a PUBREL owed, an item queued, the close): starts it again if it suspended.</summary>
     private void WakeWriter()
     {
@@ -1406,7 +1400,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         public Queue<MqttOutbound>? Parked;
         public long ParkedBytes;
 
-        // The write loop's suspension for an in-flight slot, which WakeWriter ends (SuspendForSlot).
+        // The write loop's suspension for an in-flight slot, which WakeWriter ends.
         public LoopWake Writer;
 
         // PUBRELs owed for PUBRECs (QoS 2 out only): written ahead of deliveries held back by a full window, since only the
