@@ -19,7 +19,7 @@ internal sealed class RedisShareMembership : IShareMembership
         _bus = bus;
         _active = active;
         var prefix = RedisKeys.SharePrefix(group.App, group.Name, group.Filter);
-        _keys = [prefix + "nodes", prefix + "turn"];
+        _keys = [prefix + "nodes", prefix + "turn", prefix + "joined"];
         _messagePrefix = prefix + "m:";
     }
 
@@ -31,13 +31,13 @@ internal sealed class RedisShareMembership : IShareMembership
         {
             if (!_left)
             {
-                _ = _bus.RenewShareAsync(_keys[0], _active());
+                _ = _bus.RenewShareAsync(_keys, _active());
             }
         }
     }
 
-    public Task TakeAsync(IReadOnlyList<RelayMessage> messages, ShareTake[] takes, CancellationToken cancellationToken) =>
-        messages.Count == 0 ? Task.CompletedTask : _bus.TakeSharedAsync(_keys, _messagePrefix, messages, takes).WaitAsync(cancellationToken);
+    public Task TakeAsync(IReadOnlyList<RelayMessage> messages, IReadOnlyList<TimeSpan> ages, ShareTake[] takes, CancellationToken cancellationToken) =>
+        messages.Count == 0 ? Task.CompletedTask : _bus.TakeSharedAsync(_keys, _messagePrefix, messages, ages, takes).WaitAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -50,7 +50,7 @@ internal sealed class RedisShareMembership : IShareMembership
             }
 
             _left = true;
-            leaving = _bus.RenewShareAsync(_keys[0], active: false);
+            leaving = _bus.RenewShareAsync(_keys, active: false);
         }
 
         _bus.LeftShare(this);

@@ -40,7 +40,9 @@ public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<R
             await Task.Delay(20);
         }
 
-        // Both ask about every message, in either order: one deliverer each, half each.
+        // Both ask about every message, in either order: one deliverer each, half each (both joined long enough before
+        // the messages arrived).
+        await Task.Delay(RedisBus.ShareJoinMargin);
         var batch = Messages(200);
         var fromY = await TakeAsync(onY, batch);
         var fromX = await TakeAsync(onX, batch);
@@ -58,9 +60,11 @@ public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<R
         Assert.All(await TakeAsync(onY, batch), static t => Assert.Equal(ShareTake.Elsewhere, t));
         Assert.All(await TakeAsync(onX, batch), static t => Assert.Equal(ShareTake.Here, t));
 
-        // Y active again, then its process dies (stops renewing, never leaves): chosen until its lease ends, then never.
+        // Y active again, then its process dies (stops renewing, never leaves): chosen (once it has been active for the join
+        // margin) until its lease ends, then never.
         yActive = true;
         onY.Changed();
+        await Task.Delay(RedisBus.ShareJoinMargin + TimeSpan.FromMilliseconds(200));
         batch = Messages(50);
         Assert.Contains(ShareTake.Here, await TakeAsync(onY, batch));
         await dying.DisposeAsync();
@@ -83,6 +87,43 @@ public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<R
         Assert.All(await TakeAsync(onX, Messages(10)), static t => Assert.Equal(ShareTake.Nobody, t));
     }
 
+    // A process that joins a group is chosen only for messages that reached the asker at least the join margin after it
+    // joined: an earlier one (an asker whose claims lag behind, a message that came before the joiner's subscription)
+    // may never have reached it, and would be delivered by nobody. The other live process takes those.
+    [Fact(Timeout = 60_000)]
+    public async Task Take_AMessageThatArrivedBeforeAProcessJoined_IsNeverGivenToIt()
+    {
+        await using var buses = new TestBuses(redis.Server, TimeSpan.FromSeconds(10));
+        var x = buses.Make(nodeTtl: TimeSpan.FromSeconds(10));
+        var y = buses.Make(nodeTtl: TimeSpan.FromSeconds(10));
+        await Task.WhenAll(x.ReadyAsync(), y.ReadyAsync()).WaitAsync(TimeSpan.FromSeconds(10));
+        var group = new ShareGroup("test", "g-" + Guid.NewGuid().ToString("N")[..8], "t/#");
+        await using var onX = new RedisShareClaims(x).Join(group, () => true);
+        await Task.Delay(RedisBus.ShareJoinMargin * 3);
+
+        // Y joins; once its lease is in Redis: messages that arrived at X now, and half a second ago, all X's.
+        await using var onY = new RedisShareClaims(y).Join(group, () => true);
+        var joinedKey = RedisKeys.SharePrefix(group.App, group.Name, group.Filter) + "joined";
+        var watch = Stopwatch.StartNew();
+        while (!await y.Database.HashExistsAsync(joinedKey, y.InstanceId))
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), "Y's membership never reached Redis");
+            await Task.Delay(10);
+        }
+
+        Assert.All(await TakeAsync(onX, Messages(40)), static t => Assert.Equal(ShareTake.Here, t));
+        Assert.All(await TakeAsync(onX, Messages(40), age: TimeSpan.FromMilliseconds(500)), static t => Assert.Equal(ShareTake.Here, t));
+
+        // Past the margin: new messages are shared again, half each; one that arrived before Y joined is still X's.
+        await Task.Delay(RedisBus.ShareJoinMargin + TimeSpan.FromMilliseconds(200));
+        Assert.Equal(20, (await TakeAsync(onX, Messages(40))).Count(static t => t == ShareTake.Here));
+        Assert.All(await TakeAsync(onX, Messages(40), age: watch.Elapsed + TimeSpan.FromMilliseconds(100)), static t => Assert.Equal(ShareTake.Here, t));
+
+        // With X gone, Y is the only live process: it takes everything, however old (nobody else could).
+        await onX.DisposeAsync();
+        Assert.All(await TakeAsync(onY, Messages(20), age: TimeSpan.FromSeconds(30)), static t => Assert.Equal(ShareTake.Here, t));
+    }
+
     private List<RelayMessage> Messages(int count)
     {
         var messages = new List<RelayMessage>(count);
@@ -94,10 +135,11 @@ public sealed class ShareClaimsTests(RedisServerFixture redis) : IClassFixture<R
         return messages;
     }
 
-    private static async Task<ShareTake[]> TakeAsync(IShareMembership membership, List<RelayMessage> messages)
+    // Asks about the messages as having reached this process `age` ago (none: just now).
+    private static async Task<ShareTake[]> TakeAsync(IShareMembership membership, List<RelayMessage> messages, TimeSpan age = default)
     {
         var takes = new ShareTake[messages.Count];
-        await membership.TakeAsync(messages, takes, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        await membership.TakeAsync(messages, [.. Enumerable.Repeat(age, messages.Count)], takes, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
         return takes;
     }
 }

@@ -27,7 +27,8 @@ internal sealed partial class MqttShareGroup : IMessageSink
     private const int MaxBatch = 256;
 
     private readonly MqttBroker _broker;
-    private readonly Channel<RelayMessage>? _waiting;
+    // Each with the node's timestamp of its arrival: the bus chooses among processes that had joined by then.
+    private readonly Channel<(RelayMessage Message, long ArrivedAt)>? _waiting;
     private MqttSubscriptionSink[] _members = [];
     private uint _next;
     private IShareMembership? _membership;
@@ -42,7 +43,7 @@ internal sealed partial class MqttShareGroup : IMessageSink
         Filter = filter;
         if (broker.Shares.AcrossProcesses)
         {
-            _waiting = Channel.CreateBounded<RelayMessage>(new BoundedChannelOptions(MaxWaiting) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+            _waiting = Channel.CreateBounded<(RelayMessage, long)>(new BoundedChannelOptions(MaxWaiting) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         }
     }
 
@@ -106,7 +107,7 @@ internal sealed partial class MqttShareGroup : IMessageSink
         {
             Deliver(message);
         }
-        else if (Interlocked.Add(ref _waitingBytes, WaitingSize(message)) <= _broker.Node.Options.SendQueueBytes && _waiting.Writer.TryWrite(message))
+        else if (Interlocked.Add(ref _waitingBytes, WaitingSize(message)) <= _broker.Node.Options.SendQueueBytes && _waiting.Writer.TryWrite((message, _broker.Node.Time.GetTimestamp())))
         {
             if (Volatile.Read(ref _fullLogged) != 0)
             {
@@ -191,21 +192,24 @@ internal sealed partial class MqttShareGroup : IMessageSink
     }
 
     // One reader: messages are asked about in batches, in the order they came, and delivered in that order.
-    private async Task TakeLoopAsync(ChannelReader<RelayMessage> reader, IShareMembership membership)
+    private async Task TakeLoopAsync(ChannelReader<(RelayMessage Message, long ArrivedAt)> reader, IShareMembership membership)
     {
         var batch = new List<RelayMessage>(MaxBatch);
+        var ages = new List<TimeSpan>(MaxBatch);
         var takes = new ShareTake[MaxBatch];
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
-            while (batch.Count < MaxBatch && reader.TryRead(out var message))
+            ages.Clear();
+            while (batch.Count < MaxBatch && reader.TryRead(out var waiting))
             {
-                batch.Add(message);
+                batch.Add(waiting.Message);
+                ages.Add(_broker.Node.Time.GetElapsedTime(waiting.ArrivedAt));
             }
 
             try
             {
-                await membership.TakeAsync(batch, takes, _broker.Node.Stopping).ConfigureAwait(false);
+                await membership.TakeAsync(batch, ages, takes, _broker.Node.Stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_broker.Node.Stopping.IsCancellationRequested)
             {

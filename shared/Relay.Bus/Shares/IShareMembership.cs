@@ -10,7 +10,9 @@ public interface IShareMembership : IAsyncDisposable
 
     /// <summary>
     /// Decides who delivers each of <paramref name="messages"/> (in order; <paramref name="takes"/> gets one answer per
-    /// message): the first process to ask about a message decides for all.
+    /// message): the first process to ask about a message decides for all. <paramref name="ages"/> says how long ago this
+    /// process received each: a process that joined the group after that (and so may never have received it) is not
+    /// chosen for it while one that joined before is live.
     /// </summary>
-    Task TakeAsync(IReadOnlyList<RelayMessage> messages, ShareTake[] takes, CancellationToken cancellationToken);
+    Task TakeAsync(IReadOnlyList<RelayMessage> messages, IReadOnlyList<TimeSpan> ages, ShareTake[] takes, CancellationToken cancellationToken);
 }

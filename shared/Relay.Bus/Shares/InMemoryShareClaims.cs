@@ -19,7 +19,7 @@ public sealed class InMemoryShareClaims : IShareClaims
         {
         }
 
-        public Task TakeAsync(IReadOnlyList<RelayMessage> messages, ShareTake[] takes, CancellationToken cancellationToken)
+        public Task TakeAsync(IReadOnlyList<RelayMessage> messages, IReadOnlyList<TimeSpan> ages, ShareTake[] takes, CancellationToken cancellationToken)
         {
             Array.Fill(takes, ShareTake.Here, 0, messages.Count);
             return Task.CompletedTask;
