@@ -64,8 +64,11 @@ internal sealed class BareSocketTransport(BareSocket socket, ReadinessPoller? po
     /// (<see cref="SocketReader.DrainAsync"/>), all within <paramref name="timeout"/>; then closes. Closing with the
     /// client's bytes unread made the kernel reset the connection: a client still writing (a burst past Receive Maximum,
     /// a node draining under a publisher) lost the DISCONNECT that said why, and its sends failed with a broken pipe.
+    /// With <paramref name="waitForClose"/> false, only what has arrived already is read away, and the socket closes
+    /// without waiting for the client's end (a refusal, as the HTTP one: a flood of clients that keep their sockets open
+    /// after the answer would otherwise hold every refusal slot for the whole wait).
     /// </summary>
-    public async Task FinishAsync(TimeSpan timeout, TimeProvider time)
+    public async Task FinishAsync(TimeSpan timeout, TimeProvider time, bool waitForClose = true)
     {
         // Closed whatever happens: an unclosed transport would keep its socket and its poller slot.
         try
@@ -84,7 +87,7 @@ internal sealed class BareSocketTransport(BareSocket socket, ReadinessPoller? po
                 }
             }
 
-            await EndStreamAsync(timeout - time.GetElapsedTime(started), time).ConfigureAwait(false);
+            await EndStreamAsync(waitForClose ? timeout - time.GetElapsedTime(started) : TimeSpan.Zero, time).ConfigureAwait(false);
         }
         finally
         {

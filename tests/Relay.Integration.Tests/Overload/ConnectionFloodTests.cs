@@ -79,13 +79,19 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
             }
 
             var total = 2 * DescriptorLimit;
+            var flooding = System.Diagnostics.Stopwatch.StartNew();
             var flood = await Task.WhenAll(Enumerable.Range(0, total).Select(i => ConnectMqttAsync(mqttPort, "flood-" + i)));
+            flooding.Stop();
             try
             {
                 Assert.False(host.HasExited, "the node died under the flood:\n" + host.Tail());
                 var cap = (int)await MetricAsync(http, "relay_ingress_connections_max");
                 var answers = flood.GroupBy(static f => f.Code).ToDictionary(static g => g.Key, static g => g.Count());
-                output.WriteLine($"cap {cap}; answers: " + string.Join(", ", answers.Select(static a => $"{a.Key}: {a.Value}")));
+                output.WriteLine($"cap {cap}; answers: " + string.Join(", ", answers.Select(static a => $"{a.Key}: {a.Value}")) + $" ({flooding.Elapsed.TotalSeconds:F1} s)");
+                foreach (var failure in flood.Where(static f => f.Failure is not null).GroupBy(static f => f.Failure))
+                {
+                    output.WriteLine($"  no answer: {failure.Count()} × {failure.Key}");
+                }
 
                 // Accepted (0x00) up to the cap, every other one refused in MQTT (0x03): none closed without a word.
                 Assert.InRange(answers.GetValueOrDefault(0x00), 1, cap - Existing - 1);
@@ -98,7 +104,7 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
             }
             finally
             {
-                foreach (var (client, _) in flood)
+                foreach (var (client, _, _) in flood)
                 {
                     if (client is not null)
                     {
@@ -152,20 +158,23 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
         Assert.Equal(new byte[] { 0x30, 0x40 }, seen.Order().ToArray());
     }
 
-    // Connects and sends CONNECT (3.1.1): the CONNACK's return code, or -1 when the connection failed or closed without one.
-    private static async Task<(RawMqttClient? Client, int Code)> ConnectMqttAsync(int port, string clientId)
+    // Connects and sends CONNECT (3.1.1): the CONNACK's return code, or -1 when the connection failed or closed without
+    // one, with what happened (the connect timing out, a reset, the end of the stream) for the test's output.
+    private static async Task<(RawMqttClient? Client, int Code, string? Failure)> ConnectMqttAsync(int port, string clientId)
     {
         RawMqttClient? client = null;
+        var stage = "connect";
         try
         {
             client = await RawMqttClient.OpenAsync(port);
+            stage = "CONNACK";
             await client.SendAsync(RawMqttClient.Connect(4, clientId));
             var packet = await client.ReadPacketAsync(TimeSpan.FromSeconds(30));
-            return (client, packet is { First: 0x20 } connAck ? connAck.Body[1] : -1);
+            return packet is { First: 0x20 } connAck ? (client, connAck.Body[1], null) : (client, -1, packet is null ? "closed before the CONNACK" : $"packet 0x{packet.Value.First:X2}");
         }
         catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or TimeoutException or InvalidOperationException)
         {
-            return (client, -1);
+            return (client, -1, $"{e.GetType().Name} awaiting the {stage}");
         }
     }
 

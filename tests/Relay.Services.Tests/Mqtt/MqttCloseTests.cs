@@ -132,6 +132,54 @@ public abstract class MqttCloseSpec : IAsyncLifetime
         Assert.True(failed, $"the server still took the client's bytes {Timeout.TotalSeconds} s after its DISCONNECT (close timeout {CloseTimeout.TotalSeconds} s)");
     }
 
+    /// <summary>
+    /// Connections refused at accept (here past their address's limit) that keep their sockets after the CONNACK do not
+    /// hold the node's refusal slots: a refusal ends right after its answer, as an HTTP refusal does, not after waiting
+    /// for the client's end. With the wait (half a second, or the client's close) each of the 32 slots answered two such
+    /// clients a second, a flood's rest waited in the listen backlog, and past it connects timed out unanswered
+    /// (ConnectionFloodTests: 33 of 1,600). Here 160 clients at once: the wait put the last answers a second or more
+    /// after the first (five slot rounds); the quickest of three floods is taken, as the answers may be late on a
+    /// loaded machine, never early.
+    /// </summary>
+    [Fact]
+    public async Task RefusedAtAccept_ClientsKeepTheirSockets_TheRefusalSlotsDoNotWaitForThem()
+    {
+        var settings = ServerFixture.Settings();
+        Configure(settings);
+        settings["Relay:Ingress:MaxConnectionsPerIp"] = "1";
+        await using var server = await RelayServer.StartAsync(settings);
+        var address = System.Net.IPAddress.Parse("127.0.0.61");
+        await using var holder = await RawMqttClient.OpenAsync(server.MqttPort!.Value, address);
+        await holder.ConnectAsync(4, "refusal-holder");
+        const int Clients = 5 * Relay.Ingress.Connections.ConnectionGate.RefusalSlotCount;
+        var quickest = TimeSpan.MaxValue;
+        for (var round = 0; round < 3 && quickest >= TimeSpan.FromSeconds(1); round++)
+        {
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var refused = await Task.WhenAll(Enumerable.Range(0, Clients).Select(async i =>
+            {
+                var client = await RawMqttClient.OpenAsync(server.MqttPort!.Value, address);
+                await client.SendAsync(RawMqttClient.Connect(4, $"refused-{round}-{i}"));
+                var connAck = await client.ReadPacketAsync(Timeout);
+                return (Client: client, Code: connAck is { First: 0x20 } packet ? packet.Body[1] : -1, At: started.Elapsed);
+            }));
+            try
+            {
+                Assert.All(refused, static r => Assert.Equal(0x03, r.Code));
+                quickest = TimeSpan.FromTicks(Math.Min(quickest.Ticks, refused.Max(static r => r.At).Ticks));
+            }
+            finally
+            {
+                foreach (var (client, _, _) in refused)
+                {
+                    await client.DisposeAsync();
+                }
+            }
+        }
+
+        Assert.True(quickest < TimeSpan.FromSeconds(1), $"{Clients} refused clients keeping their sockets were all answered only after {quickest.TotalMilliseconds:F0} ms at the quickest: each refusal held its slot waiting for the client");
+    }
+
     /// <summary>PINGREQs for half a second, as a client that has not read the server's end yet.</summary>
     protected static async Task WriteOnAsync(Stream socket)
     {
