@@ -88,6 +88,57 @@ public sealed class MqttDeliveryAllocationBudgetTests(ITestOutputHelper output)
             $"{messages} messages cost the process {manyWindow.Bytes} bytes to {Subscribers} MQTT subscribers but {oneWindow.Bytes} to 1: {perExtra:0.###} B per extra delivery; budget: under 1");
     }
 
+    /// <summary>
+    /// A publisher's side of QoS 1 and 2 allocates nothing beyond QoS 0's: the same messages, to one subscriber at QoS 0,
+    /// from a publisher at QoS 0 and from one at <paramref name="qos"/> (the node's PUBACK, or PUBREC, the PUBREL read and
+    /// PUBCOMP), the quietest of <see cref="Windows"/> windows each, must differ by under a byte per message. Each
+    /// acknowledgement was an encoded packet before (its object, a writer and an array): 184 B per QoS 1 message, 368 per
+    /// QoS 2 one.
+    /// </summary>
+    [Theory]
+    [InlineData(true, 4, 1)]
+    [InlineData(true, 5, 1)]
+    [InlineData(true, 5, 2)]
+    [InlineData(false, 4, 2)]
+    public async Task Publish_AtQos1And2_ThePublishersAcknowledgementsAllocateNothing(bool bareSocket, byte level, byte qos)
+    {
+        await using var server = await RelayServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Relay:Mqtt:OwnTransport"] = bareSocket ? "true" : "false",
+            ["Relay:Ingress:PublishRatePerSecond"] = "1000000",
+        });
+
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var topic = $"budget-{run}/acks";
+        using var readers = new ReaderSet();
+        readers.Add(server, level, $"sub-{run}", topic, 0);
+        using var atZero = BlockingClient.Connect(server, level, $"pub0-{run}");
+        using var atQos = BlockingClient.Connect(server, level, $"pub{qos}-{run}");
+        var zero = new Publisher(atZero.Socket, readers, level, 0);
+        var acknowledged = new Publisher(atQos.Socket, readers, level, qos);
+        readers.Start();
+        var zeroBursts = zero.Bursts(topic, 1);
+        var acknowledgedBursts = acknowledged.Bursts(topic, 1);
+
+        zero.Run(zeroBursts);
+        acknowledged.Run(acknowledgedBursts);
+        Window? zeroQuietest = null;
+        Window? acknowledgedQuietest = null;
+        for (var window = 0; window < Windows; window++)
+        {
+            var z = zero.Run(zeroBursts);
+            var a = acknowledged.Run(acknowledgedBursts);
+            zeroQuietest = zeroQuietest is { } zq && zq.Bytes <= z.Bytes ? zq : z;
+            acknowledgedQuietest = acknowledgedQuietest is { } aq && aq.Bytes <= a.Bytes ? aq : a;
+        }
+
+        var perMessage = (acknowledgedQuietest!.Value.Bytes - zeroQuietest!.Value.Bytes) / (double)Messages;
+        output.WriteLine($"{(bareSocket ? "bare socket" : "Kestrel's transport")}, MQTT {(level == 5 ? "5" : "3.1.1")}: {Messages} messages published at QoS 0: {zeroQuietest.Value.Bytes} bytes; at QoS {qos}: {acknowledgedQuietest.Value.Bytes} bytes; {perMessage:0.###} B per message for the exchange");
+        Assert.Equal(Messages, zeroQuietest.Value.Deliveries);
+        Assert.Equal(Messages, acknowledgedQuietest.Value.Deliveries);
+        Assert.True(perMessage < 1, $"a QoS {qos} publish cost the process {perMessage:0.###} B more than a QoS 0 one; budget: under 1");
+    }
+
     // The meter sees what the node would allocate per delivery: the same run with each reader allocating an object
     // per packet it reads (as a per-delivery allocation on the node's side would) shows at least 24 bytes per delivery.
     [Fact]

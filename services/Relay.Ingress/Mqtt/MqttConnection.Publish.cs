@@ -68,7 +68,7 @@ internal sealed partial class MqttConnection
                 if (AwaitingReleaseSet.Contains(publish.PacketId))
                 {
                     // A resend of a QoS 2 publish already received: answered again, never published twice.
-                    Send(new MqttAck(MqttPacketType.PubRec) { PacketId = publish.PacketId });
+                    SendAck(MqttPacketType.PubRec, publish.PacketId);
                     return ValueTask.CompletedTask;
                 }
 
@@ -327,15 +327,21 @@ internal sealed partial class MqttConnection
             Interlocked.Decrement(ref _receivedUnacknowledged);
         }
 
-        var ack = new MqttAck(qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec)
+        var type = qos == 1 ? MqttPacketType.PubAck : MqttPacketType.PubRec;
+        if (V5 && _reasonStrings && reason is not null)
         {
-            PacketId = packetId,
-            ReasonCode = reasonCode,
-            Properties = V5 && _reasonStrings && reason is not null ? new MqttProperties { ReasonString = reason } : null,
-        };
+            var ack = new MqttAck(type) { PacketId = packetId, ReasonCode = reasonCode, Properties = new MqttProperties { ReasonString = reason } };
+            for (var i = 0; i < copies; i++)
+            {
+                Send(ack);
+            }
+
+            return;
+        }
+
         for (var i = 0; i < copies; i++)
         {
-            Send(ack);
+            SendAck(type, packetId, reasonCode);
         }
     }
 
@@ -356,7 +362,7 @@ internal sealed partial class MqttConnection
             return;
         }
 
-        Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+        SendAck(MqttPacketType.PubComp, packetId, known ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound);
     }
 
     private async Task ReleaseReceiptAsync(ushort packetId, bool known)
@@ -373,7 +379,7 @@ internal sealed partial class MqttConnection
             return;
         }
 
-        Send(new MqttAck(MqttPacketType.PubComp) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+        SendAck(MqttPacketType.PubComp, packetId, known ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound);
     }
 
     /// <summary>The client's QoS 2 publishes awaiting PUBREL (all routed: the read loop has ended), for the session.</summary>

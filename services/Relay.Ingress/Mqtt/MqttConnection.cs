@@ -347,6 +347,10 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
     /// <summary>Enqueues a control packet for this client.</summary>
     private void Send(MqttPacket packet) => Enqueue(new MqttOutbound(null, MqttEncoder.Encode(packet, _level == 0 ? (byte)4 : _level), 0));
 
+    /// <summary>Sends a PUBACK, PUBREC, PUBREL or PUBCOMP without properties (<paramref name="reasonCode"/> on MQTT 5 only), allocating nothing.</summary>
+    private void SendAck(MqttPacketType type, ushort packetId, byte reasonCode = 0) =>
+        Enqueue(MqttOutbound.Acknowledgement(type, packetId, V5 ? reasonCode : (byte)0));
+
     /// <summary>
     /// Everything not yet sent counts against the node's one send budget (<c>Relay:Ingress:SendQueueBytes</c>): a client
     /// that falls further behind is cut as a slow consumer, as a realtime one is.
@@ -675,7 +679,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             case MqttUnsubscribe unsubscribe:
                 return UnsubscribeAsync(unsubscribe);
             case MqttPing { Type: MqttPacketType.PingReq }:
-                Send(MqttPing.Response);
+                Enqueue(new MqttOutbound(null, MqttOutbound.PingResponse, 0));
                 return ValueTask.CompletedTask;
             case MqttDisconnect { Type: MqttPacketType.Disconnect } disconnect:
                 // Normal disconnection drops the will; MQTT 5's 0x04 asks for it to be published.
@@ -917,12 +921,17 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
 
     private static bool IsSameItem(in MqttOutbound a, in MqttOutbound b) =>
         ReferenceEquals(a.Message, b.Message) && ReferenceEquals(a.Frame, b.Frame) && a.PacketId == b.PacketId && a.Release == b.Release
-        && a.Qos == b.Qos && ReferenceEquals(a.Shared, b.Shared);
+        && a.Qos == b.Qos && ReferenceEquals(a.Shared, b.Shared) && a.AckType == b.AckType && a.AckReason == b.AckReason;
 
     private int Write(PipeWriter output, MqttOutbound item)
     {
         if (item.Frame is { } control)
         {
+            if (item.IsAcknowledgement)
+            {
+                return MqttEncoder.WriteAck(output, item.AckType, item.PacketId, item.AckReason, V5);
+            }
+
             output.Write(control);
             return control.Length;
         }
@@ -1278,7 +1287,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         if (!released)
         {
             // Not a slot's first PUBREC (a repeat, or an id not in flight): in turn with everything else.
-            Send(new MqttAck(MqttPacketType.PubRel) { PacketId = packetId, ReasonCode = known || !V5 ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound });
+            SendAck(MqttPacketType.PubRel, packetId, known ? (byte)0 : MqttReasonCodes.PacketIdentifierNotFound);
             return;
         }
 

@@ -1,4 +1,5 @@
 using Relay.Core.Messages;
+using Relay.Ingress.Mqtt.Codec;
 
 namespace Relay.Ingress.Mqtt;
 
@@ -9,8 +10,28 @@ namespace Relay.Ingress.Mqtt;
 /// be released again (PUBREL). A shared subscription's delivery names its member (<paramref name="Shared"/>), so what
 /// the member does not acknowledge goes to another member of the group.
 /// </summary>
-internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false, ushort PacketId = 0, bool Release = false, MqttSubscriptionSink? Shared = null)
+internal readonly record struct MqttOutbound(RelayMessage? Message, byte[]? Frame, byte Qos, bool Retain = false, ushort PacketId = 0, bool Release = false, MqttSubscriptionSink? Shared = null, MqttPacketType AckType = 0, byte AckReason = 0)
 {
+    /// <summary>
+    /// The frame of an acknowledgement (<see cref="Acknowledgement"/>): never written itself (its length is the item's
+    /// share of the send budget); the packet is written from the item's fields.
+    /// </summary>
+    private static readonly byte[] AcknowledgementFrame = new byte[4];
+
+    /// <summary>Whether this item is a PUBACK, PUBREC, PUBREL or PUBCOMP without properties (<see cref="Acknowledgement"/>).</summary>
+    public bool IsAcknowledgement => ReferenceEquals(Frame, AcknowledgementFrame);
+
+    /// <summary>
+    /// A PUBACK, PUBREC, PUBREL or PUBCOMP for <paramref name="packetId"/> with <paramref name="reason"/> (MQTT 5; 0 on
+    /// 3.1.1) and no properties, as an item of no allocation: one per QoS 1 or 2 publish a client sends, where an
+    /// encoded packet cost its object, a writer and an array (~200 B).
+    /// </summary>
+    public static MqttOutbound Acknowledgement(MqttPacketType type, ushort packetId, byte reason) =>
+        new(null, AcknowledgementFrame, 0, PacketId: packetId, AckType: type, AckReason: reason);
+
+    /// <summary>PINGRESP, the same two bytes on both versions: encoded once, not at every keep-alive of every connection.</summary>
+    public static readonly byte[] PingResponse = [(byte)MqttPacketType.PingResp << 4, 0];
+
     /// <summary>A control item of no bytes: it wakes the write loop for what is written ahead of the queue (PUBRELs).</summary>
     public static readonly byte[] Nothing = [];
 

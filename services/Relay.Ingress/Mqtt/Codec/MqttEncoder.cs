@@ -133,6 +133,29 @@ internal static class MqttEncoder
         return frame;
     }
 
+    /// <summary>
+    /// Writes a PUBACK, PUBREC, PUBREL or PUBCOMP without properties straight into <paramref name="output"/> (what
+    /// <see cref="Encode"/> writes for such an <see cref="MqttAck"/>, without its object and arrays): the reason code
+    /// goes on MQTT 5 when it is not 0 (§3.4.2.1: left out for Success with no properties), never on 3.1.1. Returns the
+    /// bytes written.
+    /// </summary>
+    public static int WriteAck(IBufferWriter<byte> output, MqttPacketType type, ushort packetId, byte reasonCode, bool v5)
+    {
+        var withReason = v5 && reasonCode != 0;
+        var length = withReason ? 5 : 4;
+        var span = output.GetSpan(length);
+        span[0] = (byte)(((int)type << 4) | (type == MqttPacketType.PubRel ? 0x02 : 0));
+        span[1] = (byte)(length - 2);
+        BinaryPrimitives.WriteUInt16BigEndian(span[2..], packetId);
+        if (withReason)
+        {
+            span[4] = reasonCode;
+        }
+
+        output.Advance(length);
+        return length;
+    }
+
     /// <summary>How many bytes a variable byte integer of <paramref name="value"/> takes.</summary>
     public static int VariableIntLength(int value) => value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4;
 
