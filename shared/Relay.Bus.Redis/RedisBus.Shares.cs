@@ -47,7 +47,10 @@ public sealed partial class RedisBus
     // KEYS: nodes, turn, joined. ARGV: the group's message-key prefix, process, claim TTL ms, join margin ms, then
     // channel, epoch, seq and age (ms since the asker received it) of each message (the key is made here: nothing is
     // formatted per message in the process). A live process with no join time (written by an older version) counts as
-    // joined long ago; when no live process joined early enough, any live one is chosen.
+    // joined long ago. When no live process joined early enough, the asker delivers if it is live (it has the message:
+    // round robin over the live ones gave another process that had just joined messages it never got, when every
+    // process of the group had joined within the margin), else any live process (the asker is leaving, or all its
+    // members are away).
     // Returns per message 0 (the asker delivers), 1 (another process does) or 2 (no process was live: each its own rule).
     private static readonly RedisLuaScript s_shareTake = new("""
         local t = redis.call('TIME')
@@ -60,6 +63,12 @@ public sealed partial class RedisBus
         local live = redis.call('ZRANGE', KEYS[1], 0, -1)
         table.sort(live)
         local joined = {}
+        local askerLive = false
+        for j = 1, #live do
+          if live[j] == ARGV[2] then
+            askerLive = true
+          end
+        end
         if #live > 0 then
           local at = redis.call('HMGET', KEYS[3], unpack(live))
           for j = 1, #live do
@@ -82,10 +91,13 @@ public sealed partial class RedisBus
                   eligible[#eligible + 1] = live[j]
                 end
               end
-              if #eligible == 0 then
-                eligible = live
+              if #eligible > 0 then
+                who = eligible[(redis.call('INCR', KEYS[2]) % #eligible) + 1]
+              elseif askerLive then
+                who = ARGV[2]
+              else
+                who = live[(redis.call('INCR', KEYS[2]) % #live) + 1]
               end
-              who = eligible[(redis.call('INCR', KEYS[2]) % #eligible) + 1]
             end
             redis.call('SET', key, who, 'PX', ARGV[3])
           end

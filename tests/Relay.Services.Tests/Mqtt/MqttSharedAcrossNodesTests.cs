@@ -229,8 +229,9 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         // Two seconds at PublishRate: node B is chosen for messages that reach A from a second (RedisBus.ShareJoinMargin)
         // after it joined, so about half of the second second's.
         const int AfterBack = 2 * PublishRate;
-        await using var a = await RelayServer.StartAsync(Settings());
-        await using var b = await RelayServer.StartAsync(Settings());
+        var takes = new RecordedShareTakes();
+        await using var a = await RelayServer.StartAsync(Settings(), services => services.Record(takes, "A"));
+        await using var b = await RelayServer.StartAsync(Settings(), services => services.Record(takes, "B"));
         var root = $"mshare/{Guid.NewGuid():N}";
         var filter = $"{root}/#";
         var clientId = "moving-" + Guid.NewGuid().ToString("N")[..8];
@@ -298,7 +299,7 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         var copies = toStaying.Zip(toMoving, static (x, y) => x + y).ToArray();
         var movingAfterBack = toMoving.Skip(backAt).Sum();
         var report = $"{published} published, the member back through B at message {backAt}; member on A {toStaying.Sum()}, moving member {toMoving.Sum()} ({movingAfterBack} after it was back)";
-        Assert.True(copies.All(static c => c >= 1), $"every message reached the group: {Describe(copies)}; {report}");
+        Assert.True(copies.All(static c => c >= 1), $"every message reached the group: {Describe(copies)}; {report}; the missing ones' takes: {takes.Describe(Enumerable.Range(0, published).Where(i => copies[i] == 0).Take(10))}");
         Assert.True(copies.Count(static c => c > 1) <= Relay.Ingress.Mqtt.MqttOptions.DefaultMaxInflight, $"sent twice past the moving member's window: {Describe(copies)}; {report}");
         Assert.True(movingAfterBack > AfterBack / 8, $"the member resumed on node B got too few of the messages after it was back: {report}");
         output.WriteLine(report);
@@ -481,6 +482,58 @@ internal static class StallingShareClaims
         {
             await stall.WaitAsync(cancellationToken).ConfigureAwait(false);
             await inner.TakeAsync(messages, ages, takes, cancellationToken).ConfigureAwait(false);
+        }
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
+
+/// <summary>What each node's share memberships were told for each message (by its payload, the message's index), for a failure's report.</summary>
+internal sealed class RecordedShareTakes
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _takes = new();
+
+    public void Add(string node, Relay.Core.Messages.RelayMessage message, TimeSpan age, ShareTake take)
+    {
+        if (int.TryParse(Encoding.UTF8.GetString(message.Data.Span), NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+        {
+            _takes.AddOrUpdate(index, $"{node} {take} ({age.TotalMilliseconds:F0} ms old)", (_, was) => $"{was}, {node} {take} ({age.TotalMilliseconds:F0} ms old)");
+        }
+    }
+
+    public string Describe(IEnumerable<int> indexes) =>
+        string.Join("; ", indexes.Select(i => $"{i}: {(_takes.TryGetValue(i, out var takes) ? takes : "never asked")}"));
+}
+
+internal static class RecordingShareClaims
+{
+    public static void Record(this IServiceCollection services, RecordedShareTakes record, string node)
+    {
+        var registered = services.Last(d => d.ServiceType == typeof(IShareClaims));
+        services.Remove(registered);
+        services.AddSingleton<IShareClaims>(provider => new Claims((IShareClaims)(registered.ImplementationInstance
+            ?? registered.ImplementationFactory?.Invoke(provider)
+            ?? ActivatorUtilities.CreateInstance(provider, registered.ImplementationType!)), record, node));
+    }
+
+    private sealed class Claims(IShareClaims inner, RecordedShareTakes record, string node) : IShareClaims
+    {
+        public bool AcrossProcesses => inner.AcrossProcesses;
+
+        public IShareMembership Join(ShareGroup group, Func<bool> active) => new Membership(inner.Join(group, active), record, node);
+    }
+
+    private sealed class Membership(IShareMembership inner, RecordedShareTakes record, string node) : IShareMembership
+    {
+        public void Changed() => inner.Changed();
+
+        public async Task TakeAsync(IReadOnlyList<Relay.Core.Messages.RelayMessage> messages, IReadOnlyList<TimeSpan> ages, ShareTake[] takes, CancellationToken cancellationToken)
+        {
+            await inner.TakeAsync(messages, ages, takes, cancellationToken).ConfigureAwait(false);
+            for (var i = 0; i < messages.Count; i++)
+            {
+                record.Add(node, messages[i], ages[i], takes[i]);
+            }
         }
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();
