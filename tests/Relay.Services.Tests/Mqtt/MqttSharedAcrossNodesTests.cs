@@ -458,13 +458,16 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
 /// <summary>Holds every take of the node's share memberships until a task completes: the bus not answering.</summary>
 internal static class StallingShareClaims
 {
-    public static void Decorate(this IServiceCollection services, Task stall)
+    public static void Decorate(this IServiceCollection services, Task stall) => services.DecorateShareClaims(inner => new Claims(inner, stall));
+
+    /// <summary>Wraps the registered <see cref="IShareClaims"/> in what <paramref name="decorate"/> makes of it.</summary>
+    public static void DecorateShareClaims(this IServiceCollection services, Func<IShareClaims, IShareClaims> decorate)
     {
         var registered = services.Last(d => d.ServiceType == typeof(IShareClaims));
         services.Remove(registered);
-        services.AddSingleton<IShareClaims>(provider => new Claims((IShareClaims)(registered.ImplementationInstance
+        services.AddSingleton(provider => decorate((IShareClaims)(registered.ImplementationInstance
             ?? registered.ImplementationFactory?.Invoke(provider)
-            ?? ActivatorUtilities.CreateInstance(provider, registered.ImplementationType!)), stall));
+            ?? ActivatorUtilities.CreateInstance(provider, registered.ImplementationType!))));
     }
 
     private sealed class Claims(IShareClaims inner, Task stall) : IShareClaims
@@ -507,14 +510,8 @@ internal sealed class RecordedShareTakes
 
 internal static class RecordingShareClaims
 {
-    public static void Record(this IServiceCollection services, RecordedShareTakes record, string node)
-    {
-        var registered = services.Last(d => d.ServiceType == typeof(IShareClaims));
-        services.Remove(registered);
-        services.AddSingleton<IShareClaims>(provider => new Claims((IShareClaims)(registered.ImplementationInstance
-            ?? registered.ImplementationFactory?.Invoke(provider)
-            ?? ActivatorUtilities.CreateInstance(provider, registered.ImplementationType!)), record, node));
-    }
+    public static void Record(this IServiceCollection services, RecordedShareTakes record, string node) =>
+        services.DecorateShareClaims(inner => new Claims(inner, record, node));
 
     private sealed class Claims(IShareClaims inner, RecordedShareTakes record, string node) : IShareClaims
     {
