@@ -116,49 +116,24 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         // An MQTT publisher on node B, QoS 1, at 1,500 a second; node A's members are killed (no
         // DISCONNECT) after KillAt messages, and publishing goes on until AfterSwitch messages after A left the group.
         await using var publisher = await MqttClients.ConnectAsync(b, MqttProtocolVersion.V500);
-        var switchedAt = -1;
-        var killed = Task.CompletedTask;
-        var published = 0;
-        var publishes = new List<Task<MqttClientPublishResult>>();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         var started = DateTime.UtcNow;
-        while ((switchedAt < 0 || published < Volatile.Read(ref switchedAt) + AfterSwitch) && DateTime.UtcNow < deadline)
+        var (published, switchedAt, results) = await PublishAroundAsync(publisher, root, KillAt, AfterSwitch, async () =>
         {
-            var kill = false;
-            for (var due = Due(started); published < due; published++)
+            foreach (var member in onA)
             {
-                publishes.Add(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{published % 4}")
-                    .WithPayload(published.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
-                kill |= published == KillAt;
+                member.Client.Dispose();
             }
 
-            if (kill)
+            // Bounded switch-over: node A leaves the group's live nodes once its members are gone.
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (await connection.GetDatabase().SortedSetLengthAsync(nodes) != 1 && DateTime.UtcNow < until)
             {
-                killed = Task.Run(async () =>
-                {
-                    foreach (var member in onA)
-                    {
-                        member.Client.Dispose();
-                    }
-
-                    // Bounded switch-over: node A leaves the group's live nodes once its members are gone.
-                    var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-                    while (await connection.GetDatabase().SortedSetLengthAsync(nodes) != 1 && DateTime.UtcNow < until)
-                    {
-                        await Task.Delay(20);
-                    }
-
-                    Volatile.Write(ref switchedAt, Volatile.Read(ref published));
-                });
+                await Task.Delay(20);
             }
-
-            await Task.Delay(5);
-        }
-
-        await killed.WaitAsync(Timeout);
+        });
         var elapsed = DateTime.UtcNow - started;
         Assert.True(switchedAt >= KillAt, $"node A did not leave the group within 30 s of its members being killed (live nodes: {await connection.GetDatabase().SortedSetLengthAsync(nodes)})");
-        Assert.All(await Task.WhenAll(publishes).WaitAsync(TimeSpan.FromSeconds(60)), static r => Assert.True(r.IsSuccess, r.ReasonCode.ToString()));
+        Assert.All(results, static r => Assert.True(r.IsSuccess, r.ReasonCode.ToString()));
 
         var copies = new int[published];
         var perMember = new int[2];
@@ -246,41 +221,16 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         // Published through node A on schedule; the member moves after MoveAt messages, and publishing goes on until
         // AfterBack messages after node B is in the group's live set.
         await using var publisher = await MqttClients.ConnectAsync(a, MqttProtocolVersion.V500);
-        var backAt = -1;
-        var published = 0;
-        var publishes = new List<Task<MqttClientPublishResult>>();
-        var moved = Task.CompletedTask;
         var sessionPresent = false;
-        var started = DateTime.UtcNow;
-        var deadline = started + TimeSpan.FromSeconds(60);
-        while ((backAt < 0 || published < Volatile.Read(ref backAt) + AfterBack) && DateTime.UtcNow < deadline)
+        var (published, backAt, results) = await PublishAroundAsync(publisher, root, MoveAt, AfterBack, async () =>
         {
-            var move = false;
-            for (var due = Due(started); published < due; published++)
-            {
-                publishes.Add(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{published % 4}")
-                    .WithPayload(published.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
-                move |= published == MoveAt;
-            }
-
-            if (move)
-            {
-                moved = Task.Run(async () =>
-                {
-                    await moving.Client.DisconnectAsync().WaitAsync(Timeout);
-                    sessionPresent = (await moving.Client.ConnectAsync(Persistent(b, clientId)).WaitAsync(Timeout)).IsSessionPresent;
-                    await LiveNodesAsync(connection, nodes, 2);
-                    Volatile.Write(ref backAt, Volatile.Read(ref published));
-                });
-            }
-
-            await Task.Delay(5);
-        }
-
-        await moved.WaitAsync(Timeout);
+            await moving.Client.DisconnectAsync().WaitAsync(Timeout);
+            sessionPresent = (await moving.Client.ConnectAsync(Persistent(b, clientId)).WaitAsync(Timeout)).IsSessionPresent;
+            await LiveNodesAsync(connection, nodes, 2);
+        });
         Assert.True(sessionPresent);
         Assert.True(backAt >= MoveAt, "the moving member did not come back through node B within the minute");
-        Assert.All(await Task.WhenAll(publishes).WaitAsync(TimeSpan.FromSeconds(60)), static r => Assert.True(r.IsSuccess, r.ReasonCode.ToString()));
+        Assert.All(results, static r => Assert.True(r.IsSuccess, r.ReasonCode.ToString()));
 
         // What each member got, by message; then every message's copies in all.
         var toStaying = new int[published];
@@ -417,6 +367,44 @@ public sealed class MqttSharedAcrossNodesTests(RedisBusFixture redis, ITestOutpu
         var rate = count / (DateTime.UtcNow - started).TotalSeconds;
         await Task.WhenAll(pending).WaitAsync(TimeSpan.FromSeconds(60));
         return rate;
+    }
+
+    // Publishes QoS 1 messages through the publisher on schedule (PublishRate a second; message i: payload i, topic
+    // root/c{i % 4}); after `at` messages runs `step` once, beside the publishing, and goes on until `after` messages past
+    // the moment the step ended, 60 s at most. Returns how many were published, the count when the step ended (-1: it did
+    // not within the minute) and every publish's result.
+    private static async Task<(int Published, int StepEndedAt, MqttClientPublishResult[] Results)> PublishAroundAsync(MqttClients.Connected publisher, string root, int at, int after, Func<Task> step)
+    {
+        var endedAt = -1;
+        var published = 0;
+        var publishes = new List<Task<MqttClientPublishResult>>();
+        var stepping = Task.CompletedTask;
+        var started = DateTime.UtcNow;
+        var deadline = started + TimeSpan.FromSeconds(60);
+        while ((Volatile.Read(ref endedAt) < 0 || published < Volatile.Read(ref endedAt) + after) && DateTime.UtcNow < deadline)
+        {
+            var due = false;
+            for (var count = Due(started); published < count; published++)
+            {
+                publishes.Add(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"{root}/c{published % 4}")
+                    .WithPayload(published.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()));
+                due |= published == at;
+            }
+
+            if (due)
+            {
+                stepping = Task.Run(async () =>
+                {
+                    await step();
+                    Volatile.Write(ref endedAt, Volatile.Read(ref published));
+                });
+            }
+
+            await Task.Delay(5);
+        }
+
+        await stepping.WaitAsync(Timeout);
+        return (published, endedAt, await Task.WhenAll(publishes).WaitAsync(TimeSpan.FromSeconds(60)));
     }
 
     // How many messages are due since started at PublishRate a second.
