@@ -103,10 +103,11 @@ public sealed class IngressOptions
     public bool OwnTransport { get; set; } = true;
 
     /// <summary>
-    /// For MQTT over TCP on Relay's own transport, wait for a connection's input in Relay's own epoll poller (Linux; see
-    /// <c>Connections/ReadinessPoller</c>) rather than with the runtime's zero-byte receive: a slot per connection
-    /// instead of the runtime's per-socket context, receive arguments and operation (~0.6 KiB less per idle
-    /// connection). Ignored where epoll is not there. False is the runtime's wait, as before.
+    /// For WebSockets and MQTT over TCP on Relay's own transport, wait for a connection's input (a WebSocket's upgrade
+    /// head too) in Relay's own epoll poller (Linux; see <c>Connections/ReadinessPoller</c>) rather than with the
+    /// runtime's zero-byte receive, and take connections as bare descriptors: a slot per connection instead of the
+    /// runtime's per-socket context, receive arguments and operation (~0.6 KiB less per idle connection). Ignored where
+    /// epoll is not there. False is the runtime's wait and accept.
     /// </summary>
     public bool ReadinessPoller { get; set; } = true;
 

@@ -33,6 +33,22 @@ internal static partial class ListenSocket
     }
 
     /// <summary>
+    /// The next connection with its peer's address: a bare descriptor taken by <paramref name="acceptor"/> where there is
+    /// one (Relay's poller), else a socket the runtime accepted (<see cref="AcceptAsync"/>).
+    /// </summary>
+    public static async Task<(BareSocket Socket, EndPoint? Remote)> AcceptBareAsync(Socket listener, DescriptorAcceptor? acceptor, bool noDelay, ILogger logger)
+    {
+        if (acceptor is not null)
+        {
+            var (socket, peer) = await acceptor.AcceptAsync().ConfigureAwait(false);
+            return (socket, peer);
+        }
+
+        var accepted = await AcceptAsync(listener, noDelay, logger).ConfigureAwait(false);
+        return (new BareSocket(accepted), RemoteOf(accepted));
+    }
+
+    /// <summary>
     /// The next connection, with Nagle's algorithm as <paramref name="noDelay"/> says. A client that reset before it was
     /// taken is skipped; out of descriptors or buffers, accepting pauses (connections wait in the backlog until some
     /// close). Throws <see cref="ObjectDisposedException"/> or a <see cref="SocketException"/> (operation aborted) once

@@ -17,6 +17,7 @@ namespace Relay.Ingress.Connections;
 /// </summary>
 internal static unsafe partial class SocketCalls
 {
+    private const int MsgPeek = 0x2;
     private const int MsgDontWait = 0x40;
     private const int MsgNoSignal = 0x4000;
     private const int Eintr = 4;
@@ -51,11 +52,18 @@ internal static unsafe partial class SocketCalls
     /// end of the stream), or 0 with <see cref="SocketError.WouldBlock"/> (nothing there) or the failure.
     /// </summary>
     public static int Receive(SafeSocketHandle handle, Span<byte> buffer, out SocketError error) =>
-        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, out error);
+        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, MsgDontWait, out error);
+
+    /// <summary>
+    /// Looks at what the kernel has without taking it (<c>MSG_PEEK</c>) and without waiting: as <see cref="Receive"/>,
+    /// and the bytes stay in the kernel's buffer for the next read.
+    /// </summary>
+    public static int Peek(SafeSocketHandle handle, Span<byte> buffer, out SocketError error) =>
+        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, MsgDontWait | MsgPeek, out error);
 
     /// <summary>Gives the kernel what it takes at once: the bytes it took (0 with <see cref="SocketError.WouldBlock"/>: none), or 0 with the failure.</summary>
     public static int Send(SafeSocketHandle handle, ReadOnlySpan<byte> buffer, out SocketError error) =>
-        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: true, out error);
+        Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: true, MsgDontWait | MsgNoSignal, out error);
 
     /// <summary>
     /// Takes the next connection waiting on <paramref name="listener"/> (a non-blocking listening socket) as a bare
@@ -167,16 +175,14 @@ internal static unsafe partial class SocketCalls
         return null;
     }
 
-    private static int Transfer(SafeSocketHandle handle, ref byte start, int length, bool send, out SocketError error)
+    private static int Transfer(SafeSocketHandle handle, ref byte start, int length, bool send, int flags, out SocketError error)
     {
         using var held = new HeldDescriptor(handle);
         fixed (byte* bytes = &start)
         {
             while (true)
             {
-                var count = send
-                    ? SendBytes(held.Fd, bytes, (nuint)length, MsgDontWait | MsgNoSignal)
-                    : Recv(held.Fd, bytes, (nuint)length, MsgDontWait);
+                var count = send ? SendBytes(held.Fd, bytes, (nuint)length, flags) : Recv(held.Fd, bytes, (nuint)length, flags);
                 if (count >= 0)
                 {
                     error = SocketError.Success;

@@ -191,19 +191,7 @@ public sealed partial class MqttListener : IHostedService, IAsyncDisposable, IBa
         {
             while (true)
             {
-                BareSocket socket;
-                EndPoint? remote;
-                if (acceptor is not null)
-                {
-                    (socket, var peer) = await acceptor.AcceptAsync().ConfigureAwait(false);
-                    remote = peer;
-                }
-                else
-                {
-                    var accepted = await ListenSocket.AcceptAsync(listener, _transport.NoDelay, _logger).ConfigureAwait(false);
-                    socket = new BareSocket(accepted);
-                    remote = ListenSocket.RemoteOf(accepted);
-                }
+                var (socket, remote) = await ListenSocket.AcceptBareAsync(listener, acceptor, _transport.NoDelay, _logger).ConfigureAwait(false);
 
                 var address = _gate.Addresses.AddressOf(remote);
                 var admission = _gate.TryEnter(address);

@@ -101,6 +101,8 @@ internal sealed partial class RealtimeListenerFactory(
         private readonly PusherBroker? _pusher;
         private readonly ILogger<RealtimeConnection> _connectionLogger;
         private readonly ConnectionGate _gate;
+        private readonly ReadinessPoller? _poller;
+        private readonly DescriptorAcceptor? _acceptor;
         private volatile CancellationTokenSource _firstBytes = new();
         private readonly Task _accepting;
         private readonly Task _cutting;
@@ -122,6 +124,11 @@ internal sealed partial class RealtimeListenerFactory(
             _connectionLogger = factory._services.GetRequiredService<ILogger<RealtimeConnection>>();
             _gate = factory._services.GetRequiredService<ConnectionGate>();
             EndPoint = socket.LocalEndPoint!;
+
+            // With Relay's poller (Linux), connections are taken as bare descriptors, wait for their first bytes and
+            // then for input in the poller, and make the runtime's Socket only when handed to Kestrel or refused.
+            _poller = _node.Options.ReadinessPoller && SocketCalls.IsSupported ? ReadinessPoller.Shared : null;
+            _acceptor = _poller is { } poller ? new DescriptorAcceptor(socket, poller, noDelay, _logger) : null;
 
             // On the thread pool, not on the context of whoever started the host (an embedder's UI or test thread).
             _accepting = Task.Run(AcceptLoopAsync, CancellationToken.None);
@@ -146,12 +153,14 @@ internal sealed partial class RealtimeListenerFactory(
 
         public async ValueTask UnbindAsync(CancellationToken cancellationToken = default)
         {
+            _acceptor?.Stop();
             _socket.Dispose();
             await _accepting.ConfigureAwait(false);
         }
 
         public async ValueTask DisposeAsync()
         {
+            _acceptor?.Stop();
             _socket.Dispose();
             await _stopping.CancelAsync().ConfigureAwait(false);
             await _firstBytes.CancelAsync().ConfigureAwait(false);
@@ -171,11 +180,11 @@ internal sealed partial class RealtimeListenerFactory(
             {
                 while (true)
                 {
-                    var accepted = await ListenSocket.AcceptAsync(_socket, _noDelay, _logger).ConfigureAwait(false);
+                    var (accepted, remote) = await ListenSocket.AcceptBareAsync(_socket, _acceptor, _noDelay, _logger).ConfigureAwait(false);
 
                     // Past the cap: answered 503 and closed, so descriptors never run out (ConnectionGate); past its
                     // address's limit, 429 the same way.
-                    var address = _gate.Addresses.AddressOf(ListenSocket.RemoteOf(accepted));
+                    var address = _gate.Addresses.AddressOf(remote);
                     var admission = _gate.TryEnter(address);
                     if (admission != Admission.Admitted)
                     {
@@ -231,18 +240,18 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>A socket past a limit, on a refusal slot already taken: a probe goes to Kestrel, anything else gets <paramref name="refusal"/>.</summary>
-        private async Task RefuseAsync(Socket socket, byte[] refusal)
+        private async Task RefuseAsync(BareSocket socket, byte[] refusal)
         {
             var handed = false;
             try
             {
-                if (await SocketRefusal.IsProbeAsync(socket).ConfigureAwait(false))
+                if (await SocketRefusal.IsProbeAsync(socket.Socket).ConfigureAwait(false))
                 {
                     handed = Hand(socket, address: null, onRefusalSlot: true);
                     return;
                 }
 
-                await SocketRefusal.AnswerAsync(socket, refusal).ConfigureAwait(false);
+                await SocketRefusal.AnswerAsync(socket.Socket, refusal).ConfigureAwait(false);
             }
             finally
             {
@@ -255,7 +264,7 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>Serves a realtime upgrade on the bare socket, or hands the connection to Kestrel (which then counts it out).</summary>
-        private async Task ClassifyAsync(Socket socket, IPAddress? address)
+        private async Task ClassifyAsync(BareSocket socket, IPAddress? address)
         {
             var handed = false;
             try
@@ -274,7 +283,7 @@ internal sealed partial class RealtimeListenerFactory(
                 catch (Exception ex)
                 {
                     // Nothing was consumed before the head was accepted: Kestrel can still answer whatever this is.
-                    LogClassifyFailed(_logger, ListenSocket.RemoteOf(socket), ex);
+                    LogClassifyFailed(_logger, socket.Remote, ex);
                     accepted = null;
                 }
 
@@ -286,10 +295,9 @@ internal sealed partial class RealtimeListenerFactory(
 
                 Interlocked.Increment(ref _factory._taken);
 
-                // Not in Relay's poller: the upgrade's head was read with the runtime's wait, which registered the socket
-                // with the runtime's epoll for good (its context and receive arguments made): a second registration would
-                // save nothing and wake two threads per arrival.
-                var transport = new BareSocketTransport(new BareSocket(socket), poller: null);
+                // Input waits in Relay's poller when the head did (InputWait); without a poller the head was read with the
+                // runtime's wait, which registered the socket with the runtime's epoll for good, and reads wait there too.
+                var transport = new BareSocketTransport(socket, _poller);
                 PipeWebSocket? webSocket = null;
                 try
                 {
@@ -299,7 +307,7 @@ internal sealed partial class RealtimeListenerFactory(
                 }
                 catch (Exception ex)
                 {
-                    LogConnectionFailed(_logger, ListenSocket.RemoteOf(socket), ex);
+                    LogConnectionFailed(_logger, socket.Remote, ex);
                 }
                 finally
                 {
@@ -358,24 +366,32 @@ internal sealed partial class RealtimeListenerFactory(
         /// consumed and returned; anything else leaves every byte in place (null), with the app limit's refusal when that
         /// is why (Kestrel's endpoint answers it without asking the limit again).
         /// </summary>
-        private async Task<(RealtimeHandshake.Accepted? Accepted, RefusedOpen? Refused)> TryTakeAsync(Socket socket)
+        private async Task<(RealtimeHandshake.Accepted? Accepted, RefusedOpen? Refused)> TryTakeAsync(BareSocket socket)
         {
-            try
+            // A client that says nothing for a while is Kestrel's to time out.
+            if (_poller is not null)
             {
-                await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, _firstBytes.Token).ConfigureAwait(false);
+                if (!await InputWait.ForAsync(_poller, socket.Handle, _firstBytes.Token).ConfigureAwait(false))
+                {
+                    return default;
+                }
             }
-            catch (OperationCanceledException)
+            else
             {
-                // A client that says nothing for a while is Kestrel's to time out.
-                return default;
+                try
+                {
+                    await socket.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, _firstBytes.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return default;
+                }
             }
 
             var buffer = ArrayPool<byte>.Shared.Rent(RealtimeHandshake.MaxHeadBytes);
             try
             {
-                socket.Blocking = false;
-                var count = socket.Receive(buffer, 0, RealtimeHandshake.MaxHeadBytes, SocketFlags.Peek, out var error);
-                socket.Blocking = true;
+                var count = Peek(socket, buffer.AsSpan(0, RealtimeHandshake.MaxHeadBytes), out var error);
                 if (error != SocketError.Success)
                 {
                     return default;
@@ -402,7 +418,10 @@ internal sealed partial class RealtimeListenerFactory(
                 // The head is in the kernel's buffer (just peeked): take exactly it, and leave any frames behind it.
                 try
                 {
-                    if (socket.Receive(buffer, 0, length, SocketFlags.None) != length)
+                    var taken = SocketCalls.IsSupported
+                        ? SocketCalls.Receive(socket.Handle, buffer.AsSpan(0, length), out _)
+                        : socket.Socket.Receive(buffer, 0, length, SocketFlags.None);
+                    if (taken != length)
                     {
                         throw new SocketException((int)SocketError.ProtocolNotSupported);
                     }
@@ -422,15 +441,34 @@ internal sealed partial class RealtimeListenerFactory(
         }
 
         /// <summary>
+        /// Looks at what the client sent without taking it and without waiting: with <see cref="SocketCalls"/> where they
+        /// are (no runtime state made), else with the runtime's socket switched to non-blocking for the call.
+        /// </summary>
+        private static int Peek(BareSocket socket, Span<byte> buffer, out SocketError error)
+        {
+            if (SocketCalls.IsSupported)
+            {
+                return SocketCalls.Peek(socket.Handle, buffer, out error);
+            }
+
+            var runtime = socket.Socket;
+            runtime.Blocking = false;
+            var count = runtime.Receive(buffer, SocketFlags.Peek, out error);
+            runtime.Blocking = true;
+            return count;
+        }
+
+        /// <summary>
         /// Hands the socket to Kestrel, with the app limit's refusal of its first request when there was one; true once the
         /// handed connection owns the count (it exits when Kestrel disposes it).
         /// </summary>
-        private bool Hand(Socket socket, IPAddress? address, bool onRefusalSlot, RefusedOpen? refused = null)
+        private bool Hand(BareSocket socket, IPAddress? address, bool onRefusalSlot, RefusedOpen? refused = null)
         {
             ConnectionContext connection;
             try
             {
-                connection = new GatedConnection(_contexts.Create(socket), _gate, address, onRefusalSlot);
+                // Kestrel's transport needs the runtime's socket: made here for a connection taken as a bare descriptor.
+                connection = new GatedConnection(_contexts.Create(socket.Socket), _gate, address, onRefusalSlot);
                 refused?.CarryOn(connection);
             }
             catch (ObjectDisposedException)

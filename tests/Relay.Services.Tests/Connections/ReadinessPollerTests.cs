@@ -212,7 +212,8 @@ public sealed class ReadinessPollerTests
         return text;
     }
 
-    private static async Task<(Socket Server, Socket Client)> PairAsync()
+    /// <summary>A connected loopback pair: the accepted side and the client.</summary>
+    internal static async Task<(Socket Server, Socket Client)> PairAsync()
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));

@@ -30,7 +30,7 @@ public abstract class PipeWebSocketSpec : IAsyncLifetime
     /// </summary>
     protected virtual Task<RelayServer> StartServerAsync(IDictionary<string, string?> settings) => RelayServer.StartAsync(settings);
 
-    /// <summary>Lets a variant put the server on another bus; none means the in-memory bus.</summary>
+    /// <summary>Lets a variant put the server on another bus, or set how it waits for input; none means the in-memory bus and the defaults.</summary>
     protected virtual void ConfigureBus(IDictionary<string, string?> settings)
     {
     }
