@@ -321,14 +321,17 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
             }
         }
 
-        subscription.GoLive(position.Epoch, sentUpTo, () =>
+        var keepsFromRegistration = fromRegistration && !recover && rewind is null && missed.Count == 0;
+        subscription.GoLive(position.Epoch, sentUpTo, start =>
         {
-            ready(channel, position, recovered);
+            // A protocol that tells no seq starts where its first message follows (MQTT's session records it as given),
+            // not at routing's position: buffered messages at or below it follow.
+            ready(channel, keepsFromRegistration ? position with { Seq = start } : position, recovered);
             foreach (var message in missed)
             {
                 sink.Send(message);
             }
-        }, fromRegistration && !recover && rewind is null && missed.Count == 0);
+        }, keepsFromRegistration);
         return subscription;
     }
 

@@ -128,8 +128,11 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     /// last seq is <paramref name="lastSeq"/> in <paramref name="epoch"/>), then buffered messages after that follow.
     /// With <paramref name="fromRegistration"/> (nothing recovered), every buffered message of that epoch follows, those
     /// routing sequenced before it answered the position too: each reached this node after the subscription was.
+    /// <paramref name="before"/> is given the seq after which the subscription's messages follow: below
+    /// <paramref name="lastSeq"/> when buffered messages at or below it follow (a session that records what it was
+    /// given must not count those as given already).
     /// </summary>
-    public void GoLive(string epoch, long lastSeq, Action before, bool fromRegistration = false)
+    public void GoLive(string epoch, long lastSeq, Action<long> before, bool fromRegistration = false)
     {
         lock (this)
         {
@@ -138,7 +141,7 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
                 lastSeq = FirstBufferedBefore(epoch, lastSeq);
             }
 
-            before();
+            before(lastSeq);
             _epoch = epoch;
             _lastSeq = lastSeq;
             _live = true;

@@ -307,7 +307,7 @@ internal sealed class DeliveryRig : IDisposable
         Wait(Node.AddSubscriptionAsync(subscription));
         if (!pattern)
         {
-            subscription.GoLive(FirstEpoch, 0, static () => { });
+            subscription.GoLive(FirstEpoch, 0, static _ => { });
         }
 
         _subscriptions.Add(subscription);

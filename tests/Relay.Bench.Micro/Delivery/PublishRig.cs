@@ -88,7 +88,7 @@ internal sealed class PublishRig : IDisposable
             // What IngressNode.StartSubscriptionAsync does once routing has answered: the channel has no messages yet.
             var subscription = new Subscription(subscriber.Realtime, App, Channel, isPattern: false);
             Wait(_node.AddSubscriptionAsync(subscription));
-            subscription.GoLive("none-yet", 0, static () => { });
+            subscription.GoLive("none-yet", 0, static _ => { });
             _subscriptions.Add(subscription);
         }
 

@@ -33,10 +33,26 @@ public sealed class SubscriptionGoLiveTests
         subscription.Deliver(Message("e1", 5));
         subscription.Deliver(Message("e1", 6));
         subscription.Deliver(Message("e1", 7));
-        subscription.GoLive("e1", 6, () => sink.Sent.Add("ready"), fromRegistration);
+        subscription.GoLive("e1", 6, _ => sink.Sent.Add("ready"), fromRegistration);
         subscription.Deliver(Message("e1", 8));
         subscription.Deliver(Message("e1", 8));
 
         Assert.Equal(["ready", .. expected], sink.Sent);
+    }
+
+    [Theory]
+    [InlineData(false, 6)]
+    [InlineData(true, 4)]
+    public void GoLive_TellsTheReadyStepWhereTheSubscriptionsMessagesStart(bool fromRegistration, long expected)
+    {
+        // What an MQTT session records as given for the channel: messages at or below it are dropped as copies.
+        var sink = new Recording();
+        var subscription = new Subscription(sink, "app", "c", isPattern: false);
+        subscription.Deliver(Message("e1", 5));
+        subscription.Deliver(Message("e1", 6));
+        long? start = null;
+        subscription.GoLive("e1", 6, at => start = at, fromRegistration);
+
+        Assert.Equal(expected, start);
     }
 }
