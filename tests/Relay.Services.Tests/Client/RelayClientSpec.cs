@@ -267,7 +267,7 @@ public abstract class RelayClientSpec(IServerFixture fixture)
         await using var client = await RelayClient.ConnectAsync(new RelayClientOptions
         {
             Endpoint = _server.RealtimeUri,
-            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(10) : TimeSpan.FromMinutes(5))),
+            TokenProvider = _ => ValueTask.FromResult(TestTokens.ForRootKey("renewer", Interlocked.Increment(ref calls) == 1 ? TimeSpan.FromSeconds(20) : TimeSpan.FromMinutes(5))),
         }).WaitAsync(Timeout);
         var connectionId = client.ConnectionId;
         var changes = new ConcurrentQueue<RelayConnectionState>();
@@ -275,9 +275,10 @@ public abstract class RelayClientSpec(IServerFixture fixture)
 
         // Past the first token's expiry, and the server's check of it. (Tokens here live at least three whole seconds:
         // a busy machine once took over a second to connect, and a shorter token was refused at the upgrade. This one
-        // lives ten: the client renews a fifth of the remaining life before expiry, and with four seconds that left
-        // ~0.7 s, which a loaded CI run once missed, its connection cut for expiry before the renewal was handled.)
-        await Task.Delay(TimeSpan.FromSeconds(12));
+        // lives twenty: the client renews a fifth of the remaining life before expiry, and with four seconds that left
+        // ~0.7 s, which a loaded CI run once missed, its connection cut for expiry before the renewal was handled; ten
+        // seconds left ~2 s, which the busiest minute of a CI run missed once more, on the Redis cluster: twenty leave ~4 s.)
+        await Task.Delay(TimeSpan.FromSeconds(22));
         var ack = await client.PublishAsync("chat:renewed", "still here").WaitAsync(Timeout);
 
         Assert.Equal(1, ack.Seq);
