@@ -36,6 +36,9 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     private readonly CancellationTokenSource _stopping = new();
     private readonly GapRepair? _gaps;
     private readonly Lock[] _interestGates = [.. Enumerable.Range(0, 64).Select(static _ => new Lock())];
+
+    // The messages dispatched lately, once a listener orders subscriptions by arrival (KeepRecentDispatches).
+    private RecentDispatches? _recent;
     private IDisposable? _registration;
     private Task? _sweep;
     private Task? _leaves;
@@ -186,6 +189,7 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     {
         // One span per node, never per subscriber: with ten thousand subscribers a span each would be the load.
         using var activity = RelayTracing.Start(RelayTracing.IngressDeliver, ActivityKind.Producer, message.TraceParent, message.Channel);
+        _recent?.Add(message);
         var subscribers = Subscriptions.Dispatch(message);
         activity?.SetTag("relay.subscribers", subscribers);
         Metrics.Dispatched(subscribers, message.Timestamp, Time.GetUtcNow().ToUnixTimeMilliseconds());
@@ -221,6 +225,19 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     internal void Unregister(INodeConnection connection) =>
         _connections.TryRemove(new KeyValuePair<string, INodeConnection>(connection.ConnectionId, connection));
 
+    /// <summary>
+    /// Keeps the last messages this node dispatched from now on (<see cref="RecentDispatches"/>), so a subscription
+    /// given its request's arrival time gets those dispatched after it arrived (the MQTT listener's, on its first
+    /// connection). Idempotent.
+    /// </summary>
+    internal void KeepRecentDispatches()
+    {
+        if (Volatile.Read(ref _recent) is null)
+        {
+            Interlocked.CompareExchange(ref _recent, new RecentDispatches(), null);
+        }
+    }
+
     internal ValueTask AddSubscriptionAsync(Subscription subscription)
     {
         lock (InterestGate(subscription))
@@ -243,9 +260,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     /// <paramref name="fromRegistration"/> (a protocol that tells subscribers no seq: MQTT): without <c>since</c> or
     /// <c>rewind</c>, every message that reached this node after the subscription was added follows, not only those
     /// after the position routing answered, so a publish that arrives after the SUBSCRIBE was taken is delivered
-    /// (as a broker that subscribes in one step does), not lost to the round trip.
+    /// (as a broker that subscribes in one step does), not lost to the round trip. With <paramref name="arrivedTicks"/>
+    /// as well (when the request reached the host, UTC ticks; 0: unknown), so are the messages this node dispatched after
+    /// that, before the subscription was added (read on another thread first: <see cref="RecentDispatches"/>).
     /// </summary>
-    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready, bool fromRegistration = false)
+    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready, bool fromRegistration = false, long arrivedTicks = 0)
     {
         var isPattern = ChannelName.IsPattern(channel);
         var policy = Namespaces.For(channel);
@@ -266,6 +285,12 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         }
 
         await AddSubscriptionAsync(subscription).ConfigureAwait(false);
+        if (arrivedTicks != 0 && fromRegistration && !isPattern && sinceSeq is null && rewind is null
+            && Volatile.Read(ref _recent)?.After(app, channel, arrivedTicks) is { } earlier)
+        {
+            subscription.TakeEarlier(earlier);
+        }
+
         if (isPattern)
         {
             ready(channel, null, false);

@@ -23,6 +23,13 @@ internal sealed class InputWait : IReadinessTarget
     /// </summary>
     public static async Task<bool> ForAsync(ReadinessPoller poller, SafeSocketHandle socket, CancellationToken cancellation)
     {
+        // Cancelled already: false, even with bytes there (arming first, the poller could report them before the
+        // cancellation's callback ran).
+        if (cancellation.IsCancellationRequested)
+        {
+            return false;
+        }
+
         var wait = new InputWait(poller);
         try
         {

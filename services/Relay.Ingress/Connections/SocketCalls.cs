@@ -40,6 +40,8 @@ internal static unsafe partial class SocketCalls
     private const int SockCloexec = 0x80000;
     private const int IpProtoTcp = 6;
     private const int TcpNoDelay = 1;
+    private const int SolSocket = 1;
+    private const int SoTimestampNs = 35;
     private const int AfInet = 2;
     private const int AfInet6 = 10;
     private const int SockaddrSize = 128;
@@ -53,6 +55,112 @@ internal static unsafe partial class SocketCalls
     /// </summary>
     public static int Receive(SafeSocketHandle handle, Span<byte> buffer, out SocketError error) =>
         Transfer(handle, ref MemoryMarshal.GetReference(buffer), buffer.Length, send: false, MsgDontWait, out error);
+
+    /// <summary>
+    /// As <see cref="Receive"/>, with <c>recvmsg</c>: on a socket that <see cref="StampArrivals"/> was called for,
+    /// <paramref name="arrivedTicks"/> is when the last of the bytes read reached the host (the kernel's receive
+    /// timestamp, UTC ticks: <see cref="DateTime.UtcNow"/>'s clock), or 0 when the kernel gave none.
+    /// </summary>
+    public static int ReceiveStamped(SafeSocketHandle handle, Span<byte> buffer, out SocketError error, out long arrivedTicks)
+    {
+        arrivedTicks = 0;
+        using var held = new HeldDescriptor(handle);
+        fixed (byte* bytes = &MemoryMarshal.GetReference(buffer))
+        {
+            // struct msghdr with one iovec and room for one SCM_TIMESTAMPNS (a cmsghdr of 16 bytes and a timespec).
+            var control = stackalloc byte[ControlBytes];
+            var vector = new IoVector { Base = bytes, Length = (nuint)buffer.Length };
+            var header = new MessageHeader { Vectors = &vector, VectorCount = 1, Control = control, ControlLength = ControlBytes };
+            while (true)
+            {
+                var count = RecvMsg(held.Fd, &header, MsgDontWait);
+                if (count >= 0)
+                {
+                    error = SocketError.Success;
+                    arrivedTicks = ArrivalOf(control, (int)Math.Min(header.ControlLength, ControlBytes));
+                    return (int)count;
+                }
+
+                if (Failed(out error))
+                {
+                    return 0;
+                }
+
+                header.ControlLength = ControlBytes;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Asks the kernel to stamp what this socket receives with the time it arrived (<c>SO_TIMESTAMPNS</c>), read by
+    /// <see cref="ReceiveStamped"/>; false when the connection is gone or the kernel refused.
+    /// </summary>
+    public static bool StampArrivals(SafeSocketHandle handle)
+    {
+        if (!Environment.Is64BitProcess)
+        {
+            return false;
+        }
+
+        try
+        {
+            using var held = new HeldDescriptor(handle);
+            var on = 1;
+            return SetSockOpt(held.Fd, SolSocket, SoTimestampNs, &on, sizeof(int)) == 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private const int ControlBytes = 64;
+
+    // The SCM_TIMESTAMPNS among the control messages (struct cmsghdr: a size_t length, an int level, an int type, then
+    // the data, each message aligned to 8 bytes), as UTC ticks; 0 when there is none or it is zero.
+    private static long ArrivalOf(byte* control, int length)
+    {
+        var offset = 0;
+        while (offset + 16 <= length)
+        {
+            var size = (long)*(nuint*)(control + offset);
+            var level = *(int*)(control + offset + 8);
+            var type = *(int*)(control + offset + 12);
+            if (size < 16 || offset + size > length)
+            {
+                return 0;
+            }
+
+            if (level == SolSocket && type == SoTimestampNs && size >= 32)
+            {
+                var seconds = *(long*)(control + offset + 16);
+                var nanoseconds = *(long*)(control + offset + 24);
+                return seconds <= 0 ? 0 : DateTime.UnixEpoch.Ticks + (seconds * TimeSpan.TicksPerSecond) + (nanoseconds / 100);
+            }
+
+            offset += (int)((size + 7) & ~7L);
+        }
+
+        return 0;
+    }
+
+    private struct IoVector
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    // struct msghdr on 64-bit Linux.
+    private struct MessageHeader
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVector* Vectors;
+        public nuint VectorCount;
+        public byte* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
 
     /// <summary>
     /// Looks at what the kernel has without taking it (<c>MSG_PEEK</c>) and without waiting: as <see cref="Receive"/>,
@@ -248,6 +356,9 @@ internal static unsafe partial class SocketCalls
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint Recv(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    private static partial nint RecvMsg(int fd, MessageHeader* message, int flags);
 
     [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
     private static partial nint SendBytes(int fd, byte* buffer, nuint length, int flags);

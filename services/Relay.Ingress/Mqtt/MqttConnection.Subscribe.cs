@@ -19,7 +19,8 @@ internal sealed partial class MqttConnection
     /// <summary>The prefix of a shared subscription's filter: <c>$share/{group}/{filter}</c> (MQTT 5 §4.8.2; 3.1.1 clients too, as mosquitto).</summary>
     private const string SharePrefix = "$share/";
 
-    private async ValueTask SubscribeAsync(MqttSubscribe subscribe)
+    /// <param name="arrivedTicks">When the SUBSCRIBE reached the host (UTC ticks; 0: unknown): see <see cref="IngressNode.StartSubscriptionAsync"/>.</param>
+    private async ValueTask SubscribeAsync(MqttSubscribe subscribe, long arrivedTicks)
     {
         var codes = new List<byte>(subscribe.Subscriptions.Count);
         List<(string Filter, byte Qos)>? retained = null;
@@ -28,7 +29,7 @@ internal sealed partial class MqttConnection
         var identifier = subscribe.Properties?.SubscriptionIdentifiers is [var id, ..] ? id : 0;
         foreach (var requested in subscribe.Subscriptions)
         {
-            var (code, existed) = await SubscribeOneAsync(requested, identifier).ConfigureAwait(false);
+            var (code, existed) = await SubscribeOneAsync(requested, identifier, arrivedTicks: arrivedTicks).ConfigureAwait(false);
             codes.Add(code);
 
             // MQTT 5 §3.3.1.3 Retain Handling: 0 sends the retained messages, 1 only for a new subscription, 2 never;
@@ -71,7 +72,7 @@ internal sealed partial class MqttConnection
     /// Subscribes one filter, replacing the session's subscription to it. A channel name with <paramref name="since"/> (a
     /// session resumed from another node) gets the messages after it from history first, as a WebSocket <c>since</c>.
     /// </summary>
-    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested, int identifier, ChannelPosition? since = null)
+    private async ValueTask<(byte Code, bool Existed)> SubscribeOneAsync(MqttSubscription requested, int identifier, ChannelPosition? since = null, long arrivedTicks = 0)
     {
         var filter = requested.Filter;
         var topicFilter = filter;
@@ -135,7 +136,7 @@ internal sealed partial class MqttConnection
         {
             if (group is null)
             {
-                sink.Subscription = await Node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null).ConfigureAwait(false);
+                sink.Subscription = await Node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null, arrivedTicks).ConfigureAwait(false);
             }
             else
             {

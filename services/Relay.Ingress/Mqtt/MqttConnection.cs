@@ -675,7 +675,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 Acknowledge(ack.Type, ack.PacketId, ack.ReasonCode);
                 return ValueTask.CompletedTask;
             case MqttSubscribe subscribe:
-                return SubscribeAsync(subscribe);
+                // When the SUBSCRIBE reached the host (on the bare socket): a publish read first on another thread but
+                // sent after it still reaches the new subscription.
+                return SubscribeAsync(subscribe, _transport.Input is SocketReader reader ? reader.ArrivedTicks : 0);
             case MqttUnsubscribe unsubscribe:
                 return UnsubscribeAsync(unsubscribe);
             case MqttPing { Type: MqttPacketType.PingReq }:

@@ -36,6 +36,13 @@ internal sealed class MqttConnectionHandler(MqttBroker broker) : ConnectionHandl
     {
         var gate = new Lock();
         transport.OpenOutput(gate, broker.Node.NextFlusher());
+
+        // Reads know when their bytes arrived, so a SUBSCRIBE is ordered by arrival against publishes read on other threads.
+        if (((WebSockets.SocketReader)transport.Input).StampArrivals())
+        {
+            broker.Node.KeepRecentDispatches();
+        }
+
         _ = new MqttConnection(transport, abort: null, broker, gate) { RefusedAtAccept = refused, FromLoopback = IsLoopback(remote), Owner = owner, GateAddress = address }.RunAsync();
     }
 

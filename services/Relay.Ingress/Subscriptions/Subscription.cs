@@ -73,6 +73,32 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
         Sink.SendLive(message);
     }
 
+    /// <summary>
+    /// Messages dispatched before this subscription was added that it is to have all the same (its request arrived
+    /// before them: <see cref="RecentDispatches"/>), while it buffers: they go before what it buffered, in seq order,
+    /// and a message both taken here and delivered meanwhile goes out once (going live passes each seq once).
+    /// </summary>
+    public void TakeEarlier(List<RelayMessage> earlier)
+    {
+        lock (this)
+        {
+            if (_live)
+            {
+                return;
+            }
+
+            _buffer!.InsertRange(0, earlier);
+            var epoch = _buffer[0].Epoch;
+            if (_buffer.TrueForAll(message => string.Equals(message.Epoch, epoch, StringComparison.Ordinal)))
+            {
+                // Stable: equal seqs (the same message twice) stay side by side.
+                var ordered = _buffer.OrderBy(message => message.Seq).ToList();
+                _buffer.Clear();
+                _buffer.AddRange(ordered);
+            }
+        }
+    }
+
     // A pattern subscription tells its connection first (its deliveries may overlap the connection's others); a pattern
     // has no buffer.
     private static bool Registered(IMessageSink sink, bool isPattern)

@@ -52,6 +52,10 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     // The last read examined every byte it was given: the next read needs new bytes from the socket.
     private bool _examinedAll;
     private bool _ended;
+
+    // Reads ask the kernel when their bytes arrived (StampArrivals); the last read's time is _arrivedTicks.
+    private bool _stamped;
+    private long _arrivedTicks;
     private bool _readerCompleted;
     private int _readPending;
 
@@ -84,6 +88,18 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
             _registration = poller.Register(this);
         }
     }
+
+    /// <summary>
+    /// When the bytes of the last read from the socket reached the host (UTC ticks, the kernel's receive timestamp of the
+    /// last of them), once <see cref="StampArrivals"/> was called; 0 when unknown.
+    /// </summary>
+    public long ArrivedTicks => Volatile.Read(ref _arrivedTicks);
+
+    /// <summary>
+    /// Has the kernel stamp what arrives (reads in Relay's poller only): <see cref="ArrivedTicks"/> tells when a read's
+    /// bytes came, which orders what two connections sent whatever thread read them. False when not available here.
+    /// </summary>
+    public bool StampArrivals() => _stamped = _registration.IsTaken && SocketCalls.StampArrivals(_socket.Handle);
 
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
@@ -463,8 +479,26 @@ internal sealed class SocketReader : PipeReader, IValueTaskSource<ReadResult>, I
     }
 
     /// <summary>One read of what the kernel has, without waiting.</summary>
-    private int ReceiveNow(Span<byte> buffer, out SocketError error) =>
-        _registration.IsTaken ? SocketCalls.Receive(_socket.Handle, buffer, out error) : _socket.Socket.Receive(buffer, SocketFlags.None, out error);
+    private int ReceiveNow(Span<byte> buffer, out SocketError error)
+    {
+        if (!_registration.IsTaken)
+        {
+            return _socket.Socket.Receive(buffer, SocketFlags.None, out error);
+        }
+
+        if (!_stamped)
+        {
+            return SocketCalls.Receive(_socket.Handle, buffer, out error);
+        }
+
+        var count = SocketCalls.ReceiveStamped(_socket.Handle, buffer, out error, out var arrived);
+        if (count > 0)
+        {
+            Volatile.Write(ref _arrivedTicks, arrived);
+        }
+
+        return count;
+    }
 
     private bool TryProduce(out ReadResult result)
     {

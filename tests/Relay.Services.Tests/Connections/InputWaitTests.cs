@@ -110,4 +110,38 @@ public sealed class InputWaitTests
             Assert.Throws<ObjectDisposedException>(() => SocketCalls.Peek(server.SafeHandle, new byte[8], out _));
         }
     }
+
+    [Fact]
+    public async Task ReceiveStamped_TellsWhenTheLastBytesReadArrived_OnceStampingIsOn()
+    {
+        var (server, client) = await ReadinessPollerTests.PairAsync();
+        using (server)
+        using (client)
+        {
+            var buffer = new byte[64];
+
+            // Not asked: no time.
+            client.Send("a"u8);
+            await Task.Delay(50);
+            Assert.Equal(1, SocketCalls.ReceiveStamped(server.SafeHandle, buffer, out var error, out var unstamped));
+            Assert.Equal(SocketError.Success, error);
+            Assert.Equal(0, unstamped);
+
+            Assert.True(SocketCalls.StampArrivals(server.SafeHandle));
+            client.Send("b"u8);
+            await Task.Delay(300);
+            var secondSent = DateTime.UtcNow.Ticks;
+            client.Send("c"u8);
+            await Task.Delay(300);
+
+            // Both read at once: the time is the last one's, which came ~300 ms after the first and ~300 ms before now.
+            var read = DateTime.UtcNow.Ticks;
+            Assert.Equal(2, SocketCalls.ReceiveStamped(server.SafeHandle, buffer, out error, out var arrived));
+            Assert.Equal("bc"u8, buffer.AsSpan(0, 2));
+            Assert.InRange(arrived, secondSent, read - TimeSpan.FromMilliseconds(200).Ticks);
+
+            Assert.Equal(0, SocketCalls.ReceiveStamped(server.SafeHandle, buffer, out error, out _));
+            Assert.Equal(SocketError.WouldBlock, error);
+        }
+    }
 }

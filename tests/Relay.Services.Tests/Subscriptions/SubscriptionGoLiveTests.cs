@@ -55,4 +55,52 @@ public sealed class SubscriptionGoLiveTests
 
         Assert.Equal(expected, start);
     }
+
+    [Fact]
+    public void TakeEarlier_GoesBeforeTheBuffered_InSeqOrder_EachOnce()
+    {
+        // Dispatched before the subscription was added (3, 4, 5), and 5 and 6 delivered to it after: 3..6, each once.
+        var sink = new Recording();
+        var subscription = new Subscription(sink, "app", "c", isPattern: false);
+        subscription.Deliver(Message("e1", 5));
+        subscription.Deliver(Message("e1", 6));
+        subscription.TakeEarlier([Message("e1", 3), Message("e1", 4), Message("e1", 5)]);
+        long? start = null;
+        subscription.GoLive("e1", 6, at => start = at, fromRegistration: true);
+
+        Assert.Equal(2, start);
+        Assert.Equal(["e1:3", "e1:4", "e1:5", "e1:6"], sink.Sent);
+
+        // Live already: nothing is taken.
+        subscription.TakeEarlier([Message("e1", 1)]);
+        Assert.Equal(4, sink.Sent.Count);
+    }
+
+    [Fact]
+    public void RecentDispatches_After_TheChannelsMessagesDispatchedLater_OldestFirst_WithinCapacity()
+    {
+        var recent = new RecentDispatches();
+        recent.Add(Message("e1", 1));
+        var before = DateTime.UtcNow.Ticks;
+        Thread.Sleep(2);
+        recent.Add(Message("e1", 2));
+        recent.Add(new RelayMessage { App = "other-app", Channel = "c", Epoch = "e1", Seq = 9, Data = "{}"u8.ToArray() });
+        recent.Add(new RelayMessage { App = "app", Channel = "d", Epoch = "e1", Seq = 9, Data = "{}"u8.ToArray() });
+        recent.Add(new RelayMessage { App = "app", Channel = "c", Epoch = "e1", Seq = 0, PresenceAction = "enter", Data = "{}"u8.ToArray() });
+        recent.Add(Message("e1", 3));
+
+        Assert.Equal([2L, 3L], recent.After("app", "c", before)!.Select(m => m.Seq));
+        Assert.Null(recent.After("app", "c", DateTime.UtcNow.Ticks));
+        Assert.Null(recent.After("app", "nobody", before));
+
+        // Only the last Capacity messages are kept.
+        for (var seq = 4; seq < 4 + RecentDispatches.Capacity; seq++)
+        {
+            recent.Add(Message("e1", seq));
+        }
+
+        var kept = recent.After("app", "c", before)!;
+        Assert.Equal(RecentDispatches.Capacity, kept.Count);
+        Assert.Equal(4, kept[0].Seq);
+    }
 }

@@ -1,0 +1,68 @@
+using Relay.Core.Messages;
+
+namespace Relay.Ingress.Subscriptions;
+
+/// <summary>
+/// The last messages this node dispatched, each with when (UTC ticks, the kernel's receive timestamps' clock): a
+/// subscription made for a request that arrived before some of them, but was read after they went out, takes them
+/// from here (<see cref="IngressNode.StartSubscriptionAsync"/>'s <c>arrivedTicks</c>). Reads of two connections run on
+/// different threads, so an MQTT client's SUBSCRIBE can be read after a PUBLISH another client sent after it; a
+/// broker that reads on one thread delivers that message, and so does Relay.
+/// </summary>
+/// <remarks>
+/// A ring of <see cref="Capacity"/> references: what it keeps is bounded by count, not time (at 100,000 messages a
+/// second it reaches back ~5 ms, the delay it covers), and it holds those messages alive until they are overwritten.
+/// One lock: a dispatch adds once per message (not per delivery); a subscription looks back once.
+/// </remarks>
+internal sealed class RecentDispatches
+{
+    /// <summary>How many messages are kept (a power of two).</summary>
+    public const int Capacity = 512;
+
+    private readonly Entry[] _entries = new Entry[Capacity];
+    private readonly Lock _gate = new();
+    private long _next;
+
+    /// <summary>Records <paramref name="message"/> as dispatched now, before its subscribers are visited.</summary>
+    public void Add(RelayMessage message)
+    {
+        lock (_gate)
+        {
+            // Taken under the lock, so the ring's times never go back (but for the clock being set back).
+            _entries[(int)(_next & (Capacity - 1))] = new Entry(message, DateTime.UtcNow.Ticks);
+            _next++;
+        }
+    }
+
+    /// <summary>
+    /// The messages of <paramref name="app"/>'s <paramref name="channel"/> dispatched after <paramref name="afterTicks"/>
+    /// that are still kept, oldest first (presence events left out: they are not repeated to a late subscriber); null when none.
+    /// </summary>
+    public List<RelayMessage>? After(string app, string channel, long afterTicks)
+    {
+        List<RelayMessage>? found = null;
+        lock (_gate)
+        {
+            var oldest = Math.Max(0, _next - Capacity);
+            for (var i = _next - 1; i >= oldest; i--)
+            {
+                var entry = _entries[(int)(i & (Capacity - 1))];
+                if (entry.Ticks <= afterTicks)
+                {
+                    break;
+                }
+
+                var message = entry.Message;
+                if (message.PresenceAction is null && string.Equals(message.Channel, channel, StringComparison.Ordinal) && string.Equals(message.App, app, StringComparison.Ordinal))
+                {
+                    (found ??= []).Add(message);
+                }
+            }
+        }
+
+        found?.Reverse();
+        return found;
+    }
+
+    private readonly record struct Entry(RelayMessage Message, long Ticks);
+}

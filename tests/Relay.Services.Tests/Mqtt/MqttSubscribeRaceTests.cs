@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using Relay.Testing;
+
+namespace Relay.Services.Tests.Mqtt;
+
+/// <summary>
+/// A PUBLISH one client sends just after another client's SUBSCRIBE to the same topic reaches the new subscriber, as
+/// from a broker that reads on one thread: Relay reads two connections on different threads, and the publish was often
+/// read (and dispatched) first (6 of 40 rounds missed here before the SUBSCRIBE's arrival time was used). The channel is
+/// one the node delivers already (the publisher subscribes to it), as in the Paho suite's No Local and request/response
+/// tests. And the other way round: a publish the server acknowledged before the SUBSCRIBE was sent does not reach it.
+/// </summary>
+public sealed class MqttSubscribeRaceTests
+{
+    private const int Rounds = 40;
+
+    [Theory(Timeout = 120_000)]
+    [InlineData(5, 0)]
+    [InlineData(5, 100)]
+    [InlineData(4, 0)]
+    public async Task PublishSentJustAfterAnotherClientsSubscribe_ReachesIt_Once(byte level, int gapMicroseconds)
+    {
+        await using var server = await RelayServer.StartAsync(ServerFixture.Settings());
+        var (publisher, subscriber) = await PairAsync(server, level);
+        await using (publisher)
+        await using (subscriber)
+        {
+            var missed = new List<int>();
+            for (var round = 0; round < Rounds; round++)
+            {
+                var channel = $"race/{level}/{gapMicroseconds}/{round}";
+                await publisher.SendAsync(RawMqttClient.Subscribe(channel, qos: 0, level));
+                Assert.Equal((byte)0x90, (await publisher.ReadPacketAsync())?.First);
+
+                // Back to back, no wait for the SUBACK (written straight to the sockets, Nagle off).
+                subscriber.Stream.Write(RawMqttClient.Subscribe(channel, qos: 0, level));
+                Spin(gapMicroseconds);
+                publisher.Stream.Write(RawMqttClient.Publish(channel, qos: 0, payload: $"round {round}", level: level));
+                Assert.Equal((byte)0x30, (await publisher.ReadPacketAsync())?.First);
+
+                var messages = await PublishesWithinAsync(subscriber, TimeSpan.FromSeconds(5), $"round {round}");
+                Assert.True(messages <= 1, $"round {round}: the message came {messages} times");
+                if (messages == 0)
+                {
+                    missed.Add(round);
+                }
+            }
+
+            Assert.True(missed.Count == 0, $"the subscriber missed the publish in {missed.Count} of {Rounds} rounds: {string.Join(", ", missed)}");
+        }
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData(5)]
+    [InlineData(4)]
+    public async Task PublishAcknowledgedBeforeTheSubscribeWasSent_DoesNotReachIt(byte level)
+    {
+        await using var server = await RelayServer.StartAsync(ServerFixture.Settings());
+        var (publisher, subscriber) = await PairAsync(server, level);
+        await using (publisher)
+        await using (subscriber)
+        {
+            for (var round = 0; round < 20; round++)
+            {
+                var channel = $"before/{level}/{round}";
+                await publisher.SendAsync(RawMqttClient.Subscribe(channel, qos: 0, level));
+                Assert.Equal((byte)0x90, (await publisher.ReadPacketAsync())?.First);
+
+                // QoS 1: the PUBACK (and the publisher's own copy) come before the other client subscribes.
+                publisher.Stream.Write(RawMqttClient.Publish(channel, qos: 1, id: 7, payload: $"round {round}", level: level));
+                var seen = new List<byte>();
+                while (seen.Count < 2 && await publisher.ReadPacketAsync() is var (first, _))
+                {
+                    seen.Add((byte)(first & 0xF0));
+                }
+
+                Assert.Equal([(byte)0x30, (byte)0x40], seen.Order());
+                subscriber.Stream.Write(RawMqttClient.Subscribe(channel, qos: 0, level));
+                Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync())?.First);
+                Assert.Equal(0, await PublishesWithinAsync(subscriber, TimeSpan.FromMilliseconds(200), $"round {round}"));
+            }
+        }
+    }
+
+    private static async Task<(RawMqttClient Publisher, RawMqttClient Subscriber)> PairAsync(RelayServer server, byte level)
+    {
+        var publisher = await RawMqttClient.OpenAsync(server);
+        var subscriber = await RawMqttClient.OpenAsync(server);
+        publisher.Stream.Socket.NoDelay = true;
+        subscriber.Stream.Socket.NoDelay = true;
+        await publisher.ConnectAsync(level, $"race-p-{Guid.NewGuid():N}"[..20]);
+        await subscriber.ConnectAsync(level, $"race-s-{Guid.NewGuid():N}"[..20]);
+        return (publisher, subscriber);
+    }
+
+    // How many times the PUBLISH of the payload comes: waited for up to `wait` (a busy run can be slow, a miss is told
+    // from a late message), then 100 ms more for a copy; the SUBACK, and a round before's message were it late, skipped.
+    private static async Task<int> PublishesWithinAsync(RawMqttClient client, TimeSpan wait, string payload)
+    {
+        var count = 0;
+        var expected = System.Text.Encoding.UTF8.GetBytes(payload);
+        var until = Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), until) > TimeSpan.Zero)
+        {
+            try
+            {
+                var packet = await client.ReadPacketAsync(Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), until));
+                Assert.NotNull(packet);
+                if ((packet.Value.First & 0xF0) == 0x30 && packet.Value.Body.AsSpan().EndsWith(expected) && ++count == 1)
+                {
+                    until = Stopwatch.GetTimestamp() + (Stopwatch.Frequency / 10);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        return count;
+    }
+
+    private static void Spin(int microseconds)
+    {
+        var until = Stopwatch.GetTimestamp() + (Stopwatch.Frequency * microseconds / 1_000_000);
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            Thread.SpinWait(10);
+        }
+    }
+}
