@@ -238,6 +238,13 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         }
     }
 
+    /// <summary>
+    /// The messages of <paramref name="channel"/> (a pattern's channels with <paramref name="isPattern"/>) this node
+    /// dispatched after <paramref name="afterTicks"/> that it still keeps; null when none or none are kept.
+    /// </summary>
+    internal List<RelayMessage>? DispatchedAfter(string app, string channel, bool isPattern, long afterTicks) =>
+        Volatile.Read(ref _recent)?.After(app, channel, isPattern, afterTicks);
+
     internal ValueTask AddSubscriptionAsync(Subscription subscription)
     {
         lock (InterestGate(subscription))
@@ -285,8 +292,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         }
 
         await AddSubscriptionAsync(subscription).ConfigureAwait(false);
-        if (arrivedTicks != 0 && fromRegistration && !isPattern && sinceSeq is null && rewind is null
-            && Volatile.Read(ref _recent)?.After(app, channel, arrivedTicks) is { } earlier)
+        if (arrivedTicks != 0 && fromRegistration && sinceSeq is null && rewind is null
+            && DispatchedAfter(app, channel, isPattern, arrivedTicks) is { } earlier)
         {
             subscription.TakeEarlier(earlier);
         }

@@ -23,7 +23,7 @@ internal sealed partial class MqttConnection
     private async ValueTask SubscribeAsync(MqttSubscribe subscribe, long arrivedTicks)
     {
         var codes = new List<byte>(subscribe.Subscriptions.Count);
-        List<(string Filter, byte Qos)>? retained = null;
+        List<(string Filter, byte Qos, long LiveFrom)>? retained = null;
 
         // MQTT 5 §3.8.2.1.2: one Subscription Identifier for every filter of the SUBSCRIBE.
         var identifier = subscribe.Properties?.SubscriptionIdentifiers is [var id, ..] ? id : 0;
@@ -37,7 +37,8 @@ internal sealed partial class MqttConnection
             if (code <= 2 && (requested.RetainHandling == 0 || (requested.RetainHandling == 1 && !existed))
                 && !requested.Filter.StartsWith(SharePrefix, StringComparison.Ordinal))
             {
-                (retained ??= []).Add((requested.Filter, code));
+                // Messages dispatched after this (its arrival, or now: it is added) reach it live.
+                (retained ??= []).Add((requested.Filter, code, arrivedTicks != 0 ? arrivedTicks : DateTime.UtcNow.Ticks));
             }
         }
 
@@ -45,10 +46,18 @@ internal sealed partial class MqttConnection
         ack.ReasonCodes.AddRange(codes);
         Send(ack);
         SaveSession();
-        foreach (var (filter, qos) in retained ?? [])
+        foreach (var (filter, qos, liveFrom) in retained ?? [])
         {
+            // A retained message the subscription got live is not sent again (a broker that subscribes in one step
+            // sends it once: live when the SUBSCRIBE came first, as retained when the publish did).
+            var live = Node.DispatchedAfter(App, filter, ChannelName.IsPattern(filter), liveFrom);
             foreach (var message in await RetainedMatchingAsync(filter).ConfigureAwait(false))
             {
+                if (live?.Exists(sent => sent.Seq == message.Seq && sent.Channel == message.Channel && sent.Epoch == message.Epoch) == true)
+                {
+                    continue;
+                }
+
                 Enqueue(new MqttOutbound(message, null, MessageProperties.DeliveryQos(message.Properties, qos), Retain: true));
             }
         }

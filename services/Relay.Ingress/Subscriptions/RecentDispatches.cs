@@ -1,3 +1,4 @@
+using Relay.Core.Channels;
 using Relay.Core.Messages;
 
 namespace Relay.Ingress.Subscriptions;
@@ -35,10 +36,11 @@ internal sealed class RecentDispatches
     }
 
     /// <summary>
-    /// The messages of <paramref name="app"/>'s <paramref name="channel"/> dispatched after <paramref name="afterTicks"/>
-    /// that are still kept, oldest first (presence events left out: they are not repeated to a late subscriber); null when none.
+    /// The messages of <paramref name="app"/>'s <paramref name="channel"/> (with <paramref name="isPattern"/>, of the
+    /// channels it matches) dispatched after <paramref name="afterTicks"/> that are still kept, oldest first (presence
+    /// events left out: they are not repeated to a late subscriber); null when none.
     /// </summary>
-    public List<RelayMessage>? After(string app, string channel, long afterTicks)
+    public List<RelayMessage>? After(string app, string channel, bool isPattern, long afterTicks)
     {
         List<RelayMessage>? found = null;
         lock (_gate)
@@ -53,7 +55,8 @@ internal sealed class RecentDispatches
                 }
 
                 var message = entry.Message;
-                if (message.PresenceAction is null && string.Equals(message.Channel, channel, StringComparison.Ordinal) && string.Equals(message.App, app, StringComparison.Ordinal))
+                if (message.PresenceAction is null && string.Equals(message.App, app, StringComparison.Ordinal)
+                    && (isPattern ? ChannelName.PatternMatches(channel, message.Channel) : string.Equals(message.Channel, channel, StringComparison.Ordinal)))
                 {
                     (found ??= []).Add(message);
                 }

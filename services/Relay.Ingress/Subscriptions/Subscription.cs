@@ -75,11 +75,23 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
 
     /// <summary>
     /// Messages dispatched before this subscription was added that it is to have all the same (its request arrived
-    /// before them: <see cref="RecentDispatches"/>), while it buffers: they go before what it buffered, in seq order,
-    /// and a message both taken here and delivered meanwhile goes out once (going live passes each seq once).
+    /// before them: <see cref="RecentDispatches"/>). While it buffers, they go before what it buffered, in seq order, and
+    /// a message both taken here and delivered meanwhile goes out once (going live passes each seq once). A pattern,
+    /// live from the start, passes them on now: its connection sends each channel's seq once (an MQTT session drops a
+    /// copy, and a message older than one it sent already).
     /// </summary>
     public void TakeEarlier(List<RelayMessage> earlier)
     {
+        if (IsPattern)
+        {
+            foreach (var message in earlier)
+            {
+                Sink.SendLive(message);
+            }
+
+            return;
+        }
+
         lock (this)
         {
             if (_live)

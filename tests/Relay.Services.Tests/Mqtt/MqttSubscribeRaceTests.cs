@@ -8,17 +8,21 @@ namespace Relay.Services.Tests.Mqtt;
 /// from a broker that reads on one thread: Relay reads two connections on different threads, and the publish was often
 /// read (and dispatched) first (6 of 40 rounds missed here before the SUBSCRIBE's arrival time was used). The channel is
 /// one the node delivers already (the publisher subscribes to it), as in the Paho suite's No Local and request/response
-/// tests. And the other way round: a publish the server acknowledged before the SUBSCRIBE was sent does not reach it.
+/// tests; a filter with a wildcard too, and a retained publish (once: live, or as retained after the SUBACK, never
+/// both). And the other way round: a publish the server acknowledged before the SUBSCRIBE was sent does not reach it.
 /// </summary>
 public sealed class MqttSubscribeRaceTests
 {
     private const int Rounds = 40;
 
     [Theory(Timeout = 120_000)]
-    [InlineData(5, 0)]
-    [InlineData(5, 100)]
-    [InlineData(4, 0)]
-    public async Task PublishSentJustAfterAnotherClientsSubscribe_ReachesIt_Once(byte level, int gapMicroseconds)
+    [InlineData(5, 0, false, false)]
+    [InlineData(5, 100, false, false)]
+    [InlineData(4, 0, false, false)]
+    [InlineData(5, 0, true, false)]
+    [InlineData(5, 0, false, true)]
+    [InlineData(4, 0, true, true)]
+    public async Task PublishSentJustAfterAnotherClientsSubscribe_ReachesIt_Once(byte level, int gapMicroseconds, bool wildcard, bool retain)
     {
         await using var server = await RelayServer.StartAsync(ServerFixture.Settings());
         var (publisher, subscriber) = await PairAsync(server, level);
@@ -28,14 +32,16 @@ public sealed class MqttSubscribeRaceTests
             var missed = new List<int>();
             for (var round = 0; round < Rounds; round++)
             {
-                var channel = $"race/{level}/{gapMicroseconds}/{round}";
+                var channel = $"race/{level}/{gapMicroseconds}/{wildcard}/{retain}/{round}";
                 await publisher.SendAsync(RawMqttClient.Subscribe(channel, qos: 0, level));
                 Assert.Equal((byte)0x90, (await publisher.ReadPacketAsync())?.First);
 
                 // Back to back, no wait for the SUBACK (written straight to the sockets, Nagle off).
-                subscriber.Stream.Write(RawMqttClient.Subscribe(channel, qos: 0, level));
+                subscriber.Stream.Write(RawMqttClient.Subscribe(wildcard ? $"{channel}/#" : channel, qos: 0, level));
                 Spin(gapMicroseconds);
-                publisher.Stream.Write(RawMqttClient.Publish(channel, qos: 0, payload: $"round {round}", level: level));
+                var publish = RawMqttClient.Publish(channel, qos: 0, payload: $"round {round}", level: level);
+                publish[0] |= retain ? (byte)1 : (byte)0;
+                publisher.Stream.Write(publish);
                 Assert.Equal((byte)0x30, (await publisher.ReadPacketAsync())?.First);
 
                 var messages = await PublishesWithinAsync(subscriber, TimeSpan.FromSeconds(5), $"round {round}");

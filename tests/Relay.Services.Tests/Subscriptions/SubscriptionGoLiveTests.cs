@@ -89,9 +89,12 @@ public sealed class SubscriptionGoLiveTests
         recent.Add(new RelayMessage { App = "app", Channel = "c", Epoch = "e1", Seq = 0, PresenceAction = "enter", Data = "{}"u8.ToArray() });
         recent.Add(Message("e1", 3));
 
-        Assert.Equal([2L, 3L], recent.After("app", "c", before)!.Select(m => m.Seq));
-        Assert.Null(recent.After("app", "c", DateTime.UtcNow.Ticks));
-        Assert.Null(recent.After("app", "nobody", before));
+        Assert.Equal([2L, 3L], recent.After("app", "c", isPattern: false, before)!.Select(m => m.Seq));
+        Assert.Null(recent.After("app", "c", isPattern: false, DateTime.UtcNow.Ticks));
+        Assert.Null(recent.After("app", "nobody", isPattern: false, before));
+
+        // A pattern: the channels it matches (c, d), in the order they went out.
+        Assert.Equal(["c:2", "d:9", "c:3"], recent.After("app", "+", isPattern: true, before)!.Select(m => $"{m.Channel}:{m.Seq}"));
 
         // Only the last Capacity messages are kept.
         for (var seq = 4; seq < 4 + RecentDispatches.Capacity; seq++)
@@ -99,7 +102,7 @@ public sealed class SubscriptionGoLiveTests
             recent.Add(Message("e1", seq));
         }
 
-        var kept = recent.After("app", "c", before)!;
+        var kept = recent.After("app", "c", isPattern: false, before)!;
         Assert.Equal(RecentDispatches.Capacity, kept.Count);
         Assert.Equal(4, kept[0].Seq);
     }
