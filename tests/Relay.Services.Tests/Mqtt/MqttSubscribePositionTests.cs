@@ -46,50 +46,28 @@ public sealed class MqttSubscribePositionTests
         Assert.Fail($"the connection closed without the message (packets: {string.Join(", ", packets.Select(p => $"0x{p:X2}"))})");
     }
 
-    private sealed class PublishingFirstBus : IRelayBus
+    private sealed class PublishingFirstBus : ForwardingBus
     {
         public const string Channel = "subscribe-position";
 
         private readonly TaskCompletionSource _delivered = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private IRelayBus _inner = null!;
         private int _published;
 
         public int Published => Volatile.Read(ref _published);
 
-        public bool MayLoseDeliveries => _inner.MayLoseDeliveries;
-
-        public IRelayBus Wrap(IRelayBus inner)
-        {
-            _inner = inner;
-            return this;
-        }
-
-        public async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
+        public override async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
         {
             if (request is PositionRequest { Channel: Channel } && Interlocked.Exchange(ref _published, 1) == 0)
             {
                 var data = "\"published while the position was asked\""u8.ToArray();
-                Assert.IsType<PublishReply>(await _inner.SendToRoutingAsync(new PublishRequest(request.App, Channel, [new PublishItem(Name: null, data, DataIsJson: true, Id: null)], ClientId: null, TraceParent: null), cancellationToken));
+                Assert.IsType<PublishReply>(await Inner.SendToRoutingAsync(new PublishRequest(request.App, Channel, [new PublishItem(Name: null, data, DataIsJson: true, Id: null)], ClientId: null, TraceParent: null), cancellationToken));
                 await _delivered.Task.WaitAsync(s_wait, cancellationToken);
             }
 
-            return await _inner.SendToRoutingAsync(request, cancellationToken);
+            return await Inner.SendToRoutingAsync(request, cancellationToken);
         }
 
-        public ValueTask PublishSequencedAsync(RelayMessage message) => _inner.PublishSequencedAsync(message);
-
-        public ValueTask DeliverToNodeAsync(string nodeId, RelayMessage message) => _inner.DeliverToNodeAsync(nodeId, message);
-
-        public ValueTask SendInterestAsync(InterestChange change) => _inner.SendInterestAsync(change);
-
-        public ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken) =>
-            _inner.QueryChannelsAsync(app, prefix, cancellationToken);
-
-        public IDisposable ServeRouting(IRoutingHandler handler) => _inner.ServeRouting(handler);
-
-        public IDisposable ServeFanOut(IFanOutHandler handler) => _inner.ServeFanOut(handler);
-
-        public IDisposable ServeNode(string nodeId, INodeHandler handler) => _inner.ServeNode(nodeId, new Noting(this, handler));
+        public override IDisposable ServeNode(string nodeId, INodeHandler handler) => Inner.ServeNode(nodeId, new Noting(this, handler));
 
         // Tells the bus once the node has the message (it is then in the new subscription's buffer).
         private sealed class Noting(PublishingFirstBus bus, INodeHandler handler) : INodeHandler

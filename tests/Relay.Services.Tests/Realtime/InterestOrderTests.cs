@@ -65,34 +65,20 @@ public sealed class InterestOrderTests(ServerFixture fixture) : IClassFixture<Se
     }
 
     /// <summary>A real in-memory bus that also notes, in arrival order, every count handed to it.</summary>
-    private sealed class RecordingBus : IRelayBus
+    private sealed class RecordingBus : ForwardingBus
     {
-        private readonly InMemoryBus _inner = new();
+        public RecordingBus() => Wrap(new InMemoryBus());
 
         public List<int> Counts { get; } = [];
 
-        public ValueTask SendInterestAsync(InterestChange change)
+        public override ValueTask SendInterestAsync(InterestChange change)
         {
             lock (Counts)
             {
                 Counts.Add(change.Subscribers);
             }
 
-            return _inner.SendInterestAsync(change);
+            return Inner.SendInterestAsync(change);
         }
-
-        public ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken) => _inner.SendToRoutingAsync(request, cancellationToken);
-
-        public ValueTask PublishSequencedAsync(RelayMessage message) => _inner.PublishSequencedAsync(message);
-
-        public ValueTask DeliverToNodeAsync(string nodeId, RelayMessage message) => _inner.DeliverToNodeAsync(nodeId, message);
-
-        public ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken) => _inner.QueryChannelsAsync(app, prefix, cancellationToken);
-
-        public IDisposable ServeRouting(IRoutingHandler handler) => _inner.ServeRouting(handler);
-
-        public IDisposable ServeFanOut(IFanOutHandler handler) => _inner.ServeFanOut(handler);
-
-        public IDisposable ServeNode(string nodeId, INodeHandler handler) => _inner.ServeNode(nodeId, handler);
     }
 }

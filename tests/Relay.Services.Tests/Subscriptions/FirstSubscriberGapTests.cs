@@ -55,11 +55,10 @@ public sealed class FirstSubscriberGapTests
         Assert.Equal([(3L, 3), (4L, 4), (5L, 5), (6L, 6)], received);
     }
 
-    private sealed class LosingBus : IRelayBus
+    private sealed class LosingBus : ForwardingBus
     {
         public const string Channel = "first-subscriber";
 
-        private IRelayBus _inner = null!;
         private int _armed;
         private long _loseFrom;
         private long _loseUpTo;
@@ -67,19 +66,13 @@ public sealed class FirstSubscriberGapTests
 
         public List<long> Lost { get; } = [];
 
-        public bool MayLoseDeliveries => true;
-
-        public IRelayBus Wrap(IRelayBus inner)
-        {
-            _inner = inner;
-            return this;
-        }
+        public override bool MayLoseDeliveries => true;
 
         public void Arm() => Volatile.Write(ref _armed, 1);
 
-        public async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
+        public override async ValueTask<RoutingReply> SendToRoutingAsync(RoutingRequest request, CancellationToken cancellationToken)
         {
-            var reply = await _inner.SendToRoutingAsync(request, cancellationToken);
+            var reply = await Inner.SendToRoutingAsync(request, cancellationToken);
             if (request is PositionRequest { Channel: Channel } && reply is PositionReply { Position: var position } && Interlocked.Exchange(ref _armed, 0) == 1)
             {
                 _passed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -88,7 +81,7 @@ public sealed class FirstSubscriberGapTests
                 for (var n = position.Seq + 1; n <= position.Seq + 3; n++)
                 {
                     var data = System.Text.Encoding.UTF8.GetBytes(n.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    var published = await _inner.SendToRoutingAsync(new PublishRequest(request.App, Channel, [new PublishItem(Name: null, data, DataIsJson: true, Id: null)], ClientId: null, TraceParent: null), cancellationToken);
+                    var published = await Inner.SendToRoutingAsync(new PublishRequest(request.App, Channel, [new PublishItem(Name: null, data, DataIsJson: true, Id: null)], ClientId: null, TraceParent: null), cancellationToken);
                     Assert.IsType<PublishReply>(published);
                 }
 
@@ -99,20 +92,7 @@ public sealed class FirstSubscriberGapTests
             return reply;
         }
 
-        public ValueTask PublishSequencedAsync(RelayMessage message) => _inner.PublishSequencedAsync(message);
-
-        public ValueTask DeliverToNodeAsync(string nodeId, RelayMessage message) => _inner.DeliverToNodeAsync(nodeId, message);
-
-        public ValueTask SendInterestAsync(InterestChange change) => _inner.SendInterestAsync(change);
-
-        public ValueTask<IReadOnlyList<ChannelCount>> QueryChannelsAsync(string app, string? prefix, CancellationToken cancellationToken) =>
-            _inner.QueryChannelsAsync(app, prefix, cancellationToken);
-
-        public IDisposable ServeRouting(IRoutingHandler handler) => _inner.ServeRouting(handler);
-
-        public IDisposable ServeFanOut(IFanOutHandler handler) => _inner.ServeFanOut(handler);
-
-        public IDisposable ServeNode(string nodeId, INodeHandler handler) => _inner.ServeNode(nodeId, new Losing(this, handler));
+        public override IDisposable ServeNode(string nodeId, INodeHandler handler) => Inner.ServeNode(nodeId, new Losing(this, handler));
 
         private sealed class Losing(LosingBus bus, INodeHandler handler) : INodeHandler
         {
