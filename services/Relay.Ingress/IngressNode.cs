@@ -285,21 +285,24 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
             throw new RelayException(overLimit);
         }
 
-        var subscription = new Subscription(sink, app, channel, isPattern);
+        // Given what went out after its request arrived: a pattern then holds what comes until it has those.
+        var looksBack = arrivedTicks != 0 && fromRegistration && sinceSeq is null && rewind is null && Volatile.Read(ref _recent) is not null;
+        var subscription = new Subscription(sink, app, channel, isPattern, heldUntilLive: isPattern && looksBack);
         if (AppLimits.CountsSubscriptions(app))
         {
             subscription.CountForApp();
         }
 
         await AddSubscriptionAsync(subscription).ConfigureAwait(false);
-        if (arrivedTicks != 0 && fromRegistration && sinceSeq is null && rewind is null
-            && DispatchedAfter(app, channel, isPattern, arrivedTicks) is { } earlier)
+        var earlier = looksBack ? DispatchedAfter(app, channel, isPattern, arrivedTicks) : null;
+        if (earlier is not null && !isPattern)
         {
             subscription.TakeEarlier(earlier);
         }
 
         if (isPattern)
         {
+            subscription.GoLive(earlier);
             ready(channel, null, false);
             return subscription;
         }

@@ -7,10 +7,14 @@ namespace Relay.Ingress.Subscriptions;
 /// messages are held while the catch-up (position or history) is read, then flushed past the last seq sent,
 /// so there is no gap and no duplicate at the seam. It locks itself (a monitor costs no extra object per subscription).
 /// </summary>
-internal sealed class Subscription(IMessageSink sink, string app, string channel, bool isPattern)
+/// <param name="heldUntilLive">
+/// A pattern that is given messages dispatched before it was added (<see cref="GoLive(List{RelayMessage}?)"/>) buffers
+/// until then, so those go first; any other pattern is live at once.
+/// </param>
+internal sealed class Subscription(IMessageSink sink, string app, string channel, bool isPattern, bool heldUntilLive = false)
 {
-    private List<RelayMessage>? _buffer = Registered(sink, isPattern) ? null : [];
-    private volatile bool _live = isPattern;
+    private List<RelayMessage>? _buffer = Registered(sink, isPattern) && !heldUntilLive ? null : [];
+    private volatile bool _live = isPattern && !heldUntilLive;
     private string? _epoch;
     private long _lastSeq;
 
@@ -74,24 +78,12 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
     }
 
     /// <summary>
-    /// Messages dispatched before this subscription was added that it is to have all the same (its request arrived
-    /// before them: <see cref="RecentDispatches"/>). While it buffers, they go before what it buffered, in seq order, and
-    /// a message both taken here and delivered meanwhile goes out once (going live passes each seq once). A pattern,
-    /// live from the start, passes them on now: its connection sends each channel's seq once (an MQTT session drops a
-    /// copy, and a message older than one it sent already).
+    /// Messages dispatched before this channel subscription was added that it is to have all the same (its request
+    /// arrived before them: <see cref="RecentDispatches"/>), while it buffers: they go before what it buffered, in seq
+    /// order, and a message both taken here and delivered meanwhile goes out once (going live passes each seq once).
     /// </summary>
     public void TakeEarlier(List<RelayMessage> earlier)
     {
-        if (IsPattern)
-        {
-            foreach (var message in earlier)
-            {
-                Sink.SendLive(message);
-            }
-
-            return;
-        }
-
         lock (this)
         {
             if (_live)
@@ -103,11 +95,43 @@ internal sealed class Subscription(IMessageSink sink, string app, string channel
             var epoch = _buffer[0].Epoch;
             if (_buffer.TrueForAll(message => string.Equals(message.Epoch, epoch, StringComparison.Ordinal)))
             {
-                // Stable: equal seqs (the same message twice) stay side by side.
-                var ordered = _buffer.OrderBy(message => message.Seq).ToList();
-                _buffer.Clear();
-                _buffer.AddRange(ordered);
+                // One epoch: an equal seq is the same message, side by side after sorting.
+                _buffer.Sort(static (a, b) => a.Seq.CompareTo(b.Seq));
             }
+        }
+    }
+
+    /// <summary>
+    /// A pattern held until live: <paramref name="earlier"/> (dispatched before it was added, in dispatch order) goes
+    /// first, then what it buffered; its connection sends each channel's seq once (an MQTT session drops a copy).
+    /// </summary>
+    public void GoLive(List<RelayMessage>? earlier)
+    {
+        lock (this)
+        {
+            if (_live)
+            {
+                return;
+            }
+
+            foreach (var message in earlier ?? [])
+            {
+                Sink.SendLive(message);
+            }
+
+            _live = true;
+            if (_lostWhileBuffering is not null)
+            {
+                Sink.Lost(this);
+                _lostWhileBuffering = null;
+            }
+
+            foreach (var message in _buffer!)
+            {
+                Sink.SendLive(message);
+            }
+
+            _buffer = null;
         }
     }
 

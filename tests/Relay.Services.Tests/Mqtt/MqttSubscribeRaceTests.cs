@@ -9,7 +9,8 @@ namespace Relay.Services.Tests.Mqtt;
 /// read (and dispatched) first (6 of 40 rounds missed here before the SUBSCRIBE's arrival time was used). The channel is
 /// one the node delivers already (the publisher subscribes to it), as in the Paho suite's No Local and request/response
 /// tests; a filter with a wildcard too, and a retained publish (once: live, or as retained after the SUBACK, never
-/// both). And the other way round: a publish the server acknowledged before the SUBSCRIBE was sent does not reach it.
+/// both); and ten subscribers joining a stream of ~5,000 messages a second, each of which gets every message from its
+/// first, in order, once. And the other way round: a publish the server acknowledged before the SUBSCRIBE was sent does not reach it.
 /// </summary>
 public sealed class MqttSubscribeRaceTests
 {
@@ -59,6 +60,102 @@ public sealed class MqttSubscribeRaceTests
     [Theory(Timeout = 120_000)]
     [InlineData(5)]
     [InlineData(4)]
+    public async Task SubscribersJoiningAStreamOfThousandsAMessagesASecond_GetEveryMessageSentAfterTheirSubscribe_InOrderOnce(byte level)
+    {
+        const int messages = 10_000;
+        const int joiners = 10;
+        var settings = ServerFixture.Settings();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        await using var server = await RelayServer.StartAsync(settings);
+        var channel = $"stream/{level}";
+
+        // One subscriber from the start, so the node delivers the channel when the others join.
+        var (publisher, anchor) = await PairAsync(server, level);
+        await using (publisher)
+        await using (anchor)
+        {
+            await anchor.SendAsync(RawMqttClient.Subscribe(channel, qos: 0, level));
+            Assert.Equal((byte)0x90, (await anchor.ReadPacketAsync())?.First);
+            var clients = new List<RawMqttClient>();
+            try
+            {
+                var readers = new List<Task<List<int>>>();
+                for (var i = 0; i < joiners + 1; i++)
+                {
+                    var client = i == 0 ? anchor : await OpenAsync(server, level);
+                    if (i > 0)
+                    {
+                        clients.Add(client);
+                    }
+
+                    readers.Add(ReadNumbersAsync(client, level, messages - 1));
+                }
+
+                // ~5,000 a second, QoS 0; joiner j subscribes (half of them to a wildcard filter) right before message 700 j.
+                var subscribedBefore = new int[joiners];
+                for (var n = 0; n < messages; n++)
+                {
+                    if (n % 700 == 0 && n / 700 is var j and >= 1 and <= joiners)
+                    {
+                        subscribedBefore[j - 1] = n;
+                        clients[j - 1].Stream.Write(RawMqttClient.Subscribe(j % 2 == 0 ? $"{channel}/#" : channel, qos: 0, level));
+                    }
+
+                    publisher.Stream.Write(RawMqttClient.Publish(channel, qos: 0, payload: n.ToString(System.Globalization.CultureInfo.InvariantCulture), level: level));
+                    if (n % 50 == 49)
+                    {
+                        await Task.Delay(10);
+                    }
+                }
+
+                var received = await Task.WhenAll(readers);
+                Assert.Equal(Enumerable.Range(0, messages), received[0]);
+                var late = new List<string>();
+                for (var j = 0; j < joiners; j++)
+                {
+                    var got = received[j + 1];
+                    Assert.Equal(Enumerable.Range(got[0], messages - got[0]), got);
+                    if (got[0] > subscribedBefore[j])
+                    {
+                        late.Add($"joiner {j} ({(j % 2 == 1 ? "wildcard" : "channel")}) subscribed before message {subscribedBefore[j]}, its first was {got[0]}");
+                    }
+                }
+
+                Assert.True(late.Count == 0, string.Join("; ", late));
+            }
+            finally
+            {
+                foreach (var client in clients)
+                {
+                    await client.DisposeAsync();
+                }
+            }
+        }
+    }
+
+    // The numbers of the PUBLISHes a client gets until the last one (SUBACKs skipped).
+    private static async Task<List<int>> ReadNumbersAsync(RawMqttClient client, byte level, int last)
+    {
+        var numbers = new List<int>();
+        while (numbers.Count == 0 || numbers[^1] != last)
+        {
+            var (first, body) = await client.ReadPacketAsync(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException("the server closed the connection");
+            if ((first & 0xF0) != 0x30)
+            {
+                continue;
+            }
+
+            // Topic, then (MQTT 5) an empty property list, then the payload.
+            var payload = 2 + ((body[0] << 8) | body[1]) + (level == 5 ? 1 : 0);
+            numbers.Add(int.Parse(body.AsSpan(payload), System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        return numbers;
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData(5)]
+    [InlineData(4)]
     public async Task PublishAcknowledgedBeforeTheSubscribeWasSent_DoesNotReachIt(byte level)
     {
         await using var server = await RelayServer.StartAsync(ServerFixture.Settings());
@@ -88,15 +185,16 @@ public sealed class MqttSubscribeRaceTests
         }
     }
 
-    private static async Task<(RawMqttClient Publisher, RawMqttClient Subscriber)> PairAsync(RelayServer server, byte level)
+    private static async Task<(RawMqttClient Publisher, RawMqttClient Subscriber)> PairAsync(RelayServer server, byte level) =>
+        (await OpenAsync(server, level), await OpenAsync(server, level));
+
+    // A connected raw client, Nagle off.
+    private static async Task<RawMqttClient> OpenAsync(RelayServer server, byte level)
     {
-        var publisher = await RawMqttClient.OpenAsync(server);
-        var subscriber = await RawMqttClient.OpenAsync(server);
-        publisher.Stream.Socket.NoDelay = true;
-        subscriber.Stream.Socket.NoDelay = true;
-        await publisher.ConnectAsync(level, $"race-p-{Guid.NewGuid():N}"[..20]);
-        await subscriber.ConnectAsync(level, $"race-s-{Guid.NewGuid():N}"[..20]);
-        return (publisher, subscriber);
+        var client = await RawMqttClient.OpenAsync(server);
+        client.Stream.Socket.NoDelay = true;
+        await client.ConnectAsync(level, $"race-{Guid.NewGuid():N}"[..20]);
+        return client;
     }
 
     // How many times the PUBLISH of the payload comes: waited for up to `wait` (a busy run can be slow, a miss is told

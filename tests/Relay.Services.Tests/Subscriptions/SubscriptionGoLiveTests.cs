@@ -77,6 +77,26 @@ public sealed class SubscriptionGoLiveTests
     }
 
     [Fact]
+    public void HeldPattern_GivesTheEarlierFirst_ThenWhatItBuffered_ThenLive()
+    {
+        // Messages 5 and 6 reached the pattern while it was held; 3 and 4 had gone out before it was added.
+        var sink = new Recording();
+        var subscription = new Subscription(sink, "app", "#", isPattern: true, heldUntilLive: true);
+        subscription.Deliver(Message("e1", 5));
+        subscription.Deliver(Message("e1", 6));
+        Assert.Empty(sink.Sent);
+        subscription.GoLive([Message("e1", 3), Message("e1", 4)]);
+        subscription.Deliver(Message("e1", 7));
+
+        Assert.Equal(["e1:3", "e1:4", "e1:5", "e1:6", "e1:7"], sink.Sent);
+
+        // A pattern not held is live from the start.
+        var live = new Recording();
+        new Subscription(live, "app", "#", isPattern: true).Deliver(Message("e1", 1));
+        Assert.Equal(["e1:1"], live.Sent);
+    }
+
+    [Fact]
     public void RecentDispatches_After_TheChannelsMessagesDispatchedLater_OldestFirst_WithinCapacity()
     {
         var recent = new RecentDispatches();
@@ -105,5 +125,15 @@ public sealed class SubscriptionGoLiveTests
         var kept = recent.After("app", "c", isPattern: false, before)!;
         Assert.Equal(RecentDispatches.Capacity, kept.Count);
         Assert.Equal(4, kept[0].Seq);
+
+        // And at most MaxBytes of payload: 1 MiB messages, four kept (a fifth would pass the bound).
+        var large = new byte[1024 * 1024];
+        for (var seq = 1000; seq < 1010; seq++)
+        {
+            recent.Add(new RelayMessage { App = "app", Channel = "big", Epoch = "e1", Seq = seq, Data = large });
+        }
+
+        Assert.Equal([1006L, 1007, 1008, 1009], recent.After("app", "big", isPattern: false, before)!.Select(m => m.Seq));
+        Assert.Null(recent.After("app", "c", isPattern: false, before));
     }
 }
