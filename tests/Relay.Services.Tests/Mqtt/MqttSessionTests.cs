@@ -192,7 +192,7 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
         await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(willTopic).Build()).WaitAsync(Timeout);
 
         var options = MqttClients.Options(_server, MqttProtocolVersion.V500, clientId: clientId).WithCleanSession(false).WithSessionExpiryInterval(3600)
-            .WithWillTopic(willTopic).WithWillPayload("gone"u8.ToArray()).WithWillDelayInterval(2).Build();
+            .WithWillTopic(willTopic).WithWillPayload("gone"u8.ToArray()).WithWillDelayInterval(5).Build();
         var device = new MqttClientFactory().CreateMqttClient();
         await device.ConnectAsync(options).WaitAsync(Timeout);
 
@@ -206,14 +206,15 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
             await using (back)
             {
                 Assert.True(present);
-                await Task.Delay(TimeSpan.FromSeconds(2.5));
+                // Past the will's 5 s (a slow resume under load took more than 1 s of a 2 s delay once in CI).
+                await Task.Delay(TimeSpan.FromSeconds(5));
                 Assert.False(watcher.TryNext(out _));
             }
 
             return;
         }
 
-        var will = await watcher.NextAsync(TimeSpan.FromSeconds(5));
+        var will = await watcher.NextAsync(TimeSpan.FromSeconds(10));
         Assert.Equal("gone", Text(will));
     }
 
