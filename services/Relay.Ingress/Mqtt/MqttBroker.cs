@@ -251,6 +251,11 @@ internal sealed partial class MqttBroker : IDisposable
             session.KeepAwaitingRelease(awaitingRelease);
         }
 
+        if (restore?.Resends is { Count: > 0 } resends)
+        {
+            session.KeepResends(resends);
+        }
+
         session.ExpirySeconds = expirySeconds;
         if (number != 0)
         {

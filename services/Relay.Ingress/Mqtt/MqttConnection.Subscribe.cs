@@ -336,6 +336,10 @@ internal sealed partial class MqttConnection
             }
         }
 
+        // What history gave back of the deliveries owed again went with their packet ids; the rest is gone (logged per
+        // channel above), and its ids are free.
+        Unreserve(_session!.DropResends());
+
         SaveSession();
     }
 

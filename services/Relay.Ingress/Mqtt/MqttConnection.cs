@@ -944,7 +944,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             // A QoS 2 delivery a previous connection had released: PUBREL again (MQTT 5 §4.4), its slot held until PUBCOMP.
             lock (InflightTable)
             {
-                InflightTable[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos, item.Shared);
+                InflightTable[item.PacketId] = new InflightEntry(Inflight.AwaitingPubComp, message, item.Qos, item.Shared, ++Side.Sent);
             }
 
             var release = output.GetSpan(4);
@@ -1037,7 +1037,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
                 span[0] |= 0x08;
                 lock (InflightTable)
                 {
-                    InflightTable[packetId] = new InflightEntry(state, message, item.Qos, item.Shared);
+                    InflightTable[packetId] = new InflightEntry(state, message, item.Qos, item.Shared, ++Side.Sent);
                 }
             }
             else
@@ -1127,9 +1127,48 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             while (true)
             {
                 _nextPacketId = _nextPacketId % ushort.MaxValue + 1;
-                if (inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos, shared)))
+                var side = Side;
+                if (inflight.TryAdd((ushort)_nextPacketId, new InflightEntry(state, message, qos, shared, side.Sent + 1)))
                 {
+                    side.Sent++;
                     return (ushort)_nextPacketId;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Holds <paramref name="packetIds"/>, those of deliveries another node's connection sent and the client had not
+    /// acknowledged, for the same deliveries sent again from history (with DUP): no other delivery takes one meanwhile.
+    /// Called before anything is written to the connection.
+    /// </summary>
+    internal void Reserve(IEnumerable<ushort> packetIds)
+    {
+        var inflight = InflightTable;
+        lock (inflight)
+        {
+            foreach (var packetId in packetIds)
+            {
+                inflight.TryAdd(packetId, new InflightEntry(Inflight.Reserved, ReservedSlot, 0, null, 0));
+            }
+        }
+    }
+
+    /// <summary>Frees the held packet ids whose deliveries did not come again (history no longer had them).</summary>
+    internal void Unreserve(IReadOnlyCollection<ushort> packetIds)
+    {
+        if (packetIds.Count == 0 || InflightOrNull is not { } inflight)
+        {
+            return;
+        }
+
+        lock (inflight)
+        {
+            foreach (var packetId in packetIds)
+            {
+                if (inflight.TryGetValue(packetId, out var entry) && entry.State == Inflight.Reserved)
+                {
+                    inflight.Remove(packetId);
                 }
             }
         }
@@ -1268,7 +1307,7 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         lock (inflight)
         {
             ref var entry = ref CollectionsMarshal.GetValueRefOrNullRef(inflight, packetId);
-            known = !Unsafe.IsNullRef(ref entry) && entry.State != Inflight.AwaitingPubAck;
+            known = !Unsafe.IsNullRef(ref entry) && entry.State is Inflight.AwaitingPubRec or Inflight.AwaitingPubComp;
             if (known && reasonCode >= 0x80)
             {
                 freed = inflight.Remove(packetId);
@@ -1311,8 +1350,14 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         {
             lock (inflight)
             {
-                foreach (var (packetId, entry) in inflight.OrderBy(static e => e.Key))
+                // In the order they were sent (packet ids wrap from 65535 to 1): MQTT §4.6, redelivered in their order.
+                foreach (var (packetId, entry) in inflight.OrderBy(static e => e.Value.Sent))
                 {
+                    if (entry.State == Inflight.Reserved)
+                    {
+                        continue;
+                    }
+
                     undelivered.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
                 }
 
@@ -1377,6 +1422,11 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
             {
                 foreach (var (packetId, entry) in inflight)
                 {
+                    if (entry.State == Inflight.Reserved)
+                    {
+                        continue;
+                    }
+
                     into.Add(new MqttOutbound(entry.Message, null, entry.Qos, PacketId: packetId, Release: entry.State == Inflight.AwaitingPubComp, Shared: entry.Shared));
                 }
             }
@@ -1396,6 +1446,9 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         // Deliveries awaiting the client: a QoS 1 one its PUBACK, a QoS 2 one its PUBREC and then its PUBCOMP. Made on the
         // first (InflightTable): a QoS 0 subscriber never needs one.
         public Dictionary<ushort, InflightEntry>? Inflight;
+
+        // Deliveries entered in Inflight so far (under its lock): each entry's Sent.
+        public long Sent;
 
         // QoS 2 publishes from the client awaiting its PUBREL, made on the first (AwaitingReleaseSet).
         public HashSet<ushort>? AwaitingRelease;
@@ -1442,7 +1495,11 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         public List<int>? Identifiers;
     }
 
-    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos, MqttSubscriptionSink? Shared);
+    // Sent: the connection's count of deliveries written when this one was (its place in the order they went out).
+    private readonly record struct InflightEntry(Inflight State, RelayMessage Message, byte Qos, MqttSubscriptionSink? Shared, long Sent);
+
+    // The message of a Reserved entry: none yet.
+    private static readonly RelayMessage ReservedSlot = new() { App = string.Empty, Channel = string.Empty, Epoch = string.Empty };
 
     /// <summary>Where a QoS 1 or 2 delivery's exchange stands.</summary>
     private enum Inflight : byte
@@ -1450,6 +1507,10 @@ internal sealed partial class MqttConnection : INodeConnection, ISendQueueReader
         AwaitingPubAck,
         AwaitingPubRec,
         AwaitingPubComp,
+
+        // A packet id another node's connection had sent a delivery with, unacknowledged: held for that delivery, sent
+        // again with it from history (Reserve), so no other delivery takes it meanwhile.
+        Reserved,
     }
 
     [LoggerMessage(EventId = 1400, Level = LogLevel.Debug, Message = "MQTT connection {ConnectionId} receive ended: {Reason}")]

@@ -134,14 +134,17 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
 
             qos = MessageProperties.DeliveryQos(message.Properties, qos);
+
+            // A delivery another node's connection sent and the client did not acknowledge goes again with its packet id (DUP).
+            var packetId = qos > 0 && _side?.Resends is { Count: > 0 } ? TakeResend(message) : (ushort)0;
             if (_connection is { } connection)
             {
-                connection.Enqueue(new MqttOutbound(message, null, qos, Retain: retain));
+                connection.Enqueue(new MqttOutbound(message, null, qos, Retain: retain, PacketId: packetId));
             }
             else if (qos > 0 && !Discarded)
             {
                 // MQTT 3.1.1 §4.1, 5.0 §4.1: QoS 1 and 2 messages are kept for an absent client; QoS 0 ones may be dropped.
-                Keep(new MqttOutbound(message, null, qos, Retain: retain), first: false);
+                Keep(new MqttOutbound(message, null, qos, Retain: retain, PacketId: packetId), first: false);
             }
         }
     }
@@ -241,6 +244,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                     connection.AwaitRelease(ids);
                     side.AwaitingRelease = null;
                 }
+
+                if (side.Resends is { Count: > 0 } resends)
+                {
+                    connection.Reserve(resends.Values.Select(static r => r.PacketId));
+                }
             }
         }
 
@@ -330,6 +338,50 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 Side.AwaitingRelease = [.. packetIds.Take(Broker.Options.ReceiveMaximum)];
             }
         }
+    }
+
+    /// <summary>
+    /// The deliveries another node's connection sent and the client had not acknowledged (MQTT §4.4): each goes again, with
+    /// its packet id and DUP, when the resumed subscriptions recover it from history; the connection that attaches holds
+    /// those ids for them meanwhile (<see cref="MqttConnection.Reserve"/>).
+    /// </summary>
+    public void KeepResends(IReadOnlyList<MqttStoredSession.Resend> resends)
+    {
+        lock (this)
+        {
+            var kept = Side.Resends ??= [];
+            foreach (var resend in resends)
+            {
+                kept[(resend.Channel, resend.Seq)] = resend;
+            }
+        }
+    }
+
+    /// <summary>The packet ids of deliveries kept to go again that history did not give back (they are given up: ids freed).</summary>
+    public IReadOnlyCollection<ushort> DropResends()
+    {
+        lock (this)
+        {
+            if (_side?.Resends is not { Count: > 0 } resends)
+            {
+                return [];
+            }
+
+            _side.Resends = null;
+            return [.. resends.Values.Select(static r => r.PacketId)];
+        }
+    }
+
+    // The packet id <paramref name="message"/> was sent with on another node, taken once; 0 when it is not one. Under lock (this).
+    private ushort TakeResend(RelayMessage message)
+    {
+        var resends = _side!.Resends!;
+        if (resends.Remove((message.Channel, message.Seq), out var resend) && string.Equals(resend.Epoch, message.Epoch, StringComparison.Ordinal))
+        {
+            return resend.PacketId;
+        }
+
+        return 0;
     }
 
     /// <summary>Keeps a will to publish at <paramref name="dueTicks"/>, unless a connection resumes the session first.</summary>
@@ -453,6 +505,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         long version;
         var oldest = new Dictionary<string, Delivered>(StringComparer.Ordinal);
         List<ushort>? releases = null;
+        List<MqttStoredSession.Resend>? resends = null;
         ushort[]? awaitingRelease;
         MqttConnection? connection;
         lock (this)
@@ -465,9 +518,16 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 oldest[channel] = first;
             }
 
+            // Owed again from an earlier node and not yet recovered: still owed, with the same ids.
+            foreach (var (_, resend) in _side?.Resends ?? [])
+            {
+                (resends ??= []).Add(resend);
+                Oldest(oldest, resend.Channel, resend.Epoch, resend.Seq);
+            }
+
             foreach (var item in _side?.Queued ?? [])
             {
-                Unacknowledged(item, oldest, ref releases);
+                Unacknowledged(item, oldest, ref releases, ref resends);
             }
         }
 
@@ -479,7 +539,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             connection.AddUnacknowledged(unacknowledged);
             foreach (var item in unacknowledged)
             {
-                Unacknowledged(item, oldest, ref releases);
+                Unacknowledged(item, oldest, ref releases, ref resends);
             }
         }
 
@@ -500,12 +560,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             }
         }
 
-        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions, releases, awaitingRelease), version);
+        return (new MqttStoredSession(ExpirySeconds, subscriptions, positions, releases, awaitingRelease, resends), version);
     }
 
-    // A delivery the client has not acknowledged, for the snapshot: its channel starts before it, or (a QoS 2 delivery
-    // awaiting PUBCOMP, the client's already) the next node sends its PUBREL again.
-    private static void Unacknowledged(MqttOutbound item, Dictionary<string, Delivered> oldest, ref List<ushort>? releases)
+    // A delivery the client has not acknowledged, for the snapshot: its channel starts before it, and one sent already
+    // goes again from the next node with its packet id; or (a QoS 2 delivery awaiting PUBCOMP, the client's already)
+    // the next node sends its PUBREL again.
+    private static void Unacknowledged(MqttOutbound item, Dictionary<string, Delivered> oldest, ref List<ushort>? releases, ref List<MqttStoredSession.Resend>? resends)
     {
         if (item.Release)
         {
@@ -514,10 +575,21 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
 
         // A shared delivery is its group's.
-        if (item is { Message: { PresenceAction: null } message, Shared: null }
-            && (!oldest.TryGetValue(message.Channel, out var first) || !string.Equals(first.Epoch, message.Epoch, StringComparison.Ordinal) || message.Seq < first.Seq))
+        if (item is { Message: { PresenceAction: null } message, Shared: null })
         {
-            oldest[message.Channel] = new Delivered(message.Epoch, message.Seq, 0);
+            Oldest(oldest, message.Channel, message.Epoch, message.Seq);
+            if (item is { PacketId: > 0, Qos: > 0 })
+            {
+                (resends ??= []).Add(new MqttStoredSession.Resend(message.Channel, message.Epoch, message.Seq, item.PacketId));
+            }
+        }
+    }
+
+    private static void Oldest(Dictionary<string, Delivered> oldest, string channel, string epoch, long seq)
+    {
+        if (!oldest.TryGetValue(channel, out var first) || !string.Equals(first.Epoch, epoch, StringComparison.Ordinal) || seq < first.Seq)
+        {
+            oldest[channel] = new Delivered(epoch, seq, 0);
         }
     }
 
@@ -634,6 +706,10 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
         // A will waiting out its delay (MQTT 5), and when it is due (UTC ticks).
         public (MqttWill Will, long DueTicks)? Will;
+
+        // Deliveries another node's connection sent and the client did not acknowledge, by channel and seq, until the
+        // resumed subscriptions recover each from history (it then goes with its packet id, DUP) or the resume ends.
+        public Dictionary<(string Channel, long Seq), MqttStoredSession.Resend>? Resends;
     }
 
     private readonly record struct Delivered(string Epoch, long Seq, int Generation);

@@ -8,11 +8,15 @@ namespace Relay.Ingress.Mqtt;
 /// everything (the last seq it was given, or the one before the oldest it had not acknowledged), so the next node recovers from history
 /// what came after; and the packet ids of QoS 2 deliveries awaiting PUBCOMP (the client has them: the next node sends
 /// PUBREL again, MQTT 5 §4.4), null for none; and the packet ids of the client's QoS 2 publishes answered PUBREC and awaiting
-/// PUBREL (a resend of one is not published again, MQTT §4.3.3), null for none; a node older than a field ignores it
-/// (docs/mqtt.md, "Sessions across nodes").
+/// PUBREL (a resend of one is not published again, MQTT §4.3.3), null for none; and the deliveries sent and not
+/// acknowledged (awaiting PUBACK or PUBREC) with their packet ids, which the next node sends again from history with
+/// those ids and DUP (MQTT §4.4), null for none; a node older than a field ignores it (docs/mqtt.md, "Sessions across nodes").
 /// </summary>
-internal sealed record MqttStoredSession(uint Expiry, IReadOnlyList<MqttStoredSession.Subscription> Subscriptions, IReadOnlyList<MqttStoredSession.Position> Positions, IReadOnlyList<ushort>? Releases = null, IReadOnlyList<ushort>? AwaitingRelease = null)
+internal sealed record MqttStoredSession(uint Expiry, IReadOnlyList<MqttStoredSession.Subscription> Subscriptions, IReadOnlyList<MqttStoredSession.Position> Positions, IReadOnlyList<ushort>? Releases = null, IReadOnlyList<ushort>? AwaitingRelease = null, IReadOnlyList<MqttStoredSession.Resend>? Resends = null)
 {
+    /// <summary>A delivery sent with <paramref name="PacketId"/> and not acknowledged: the message at <paramref name="Seq"/> of the channel's epoch.</summary>
+    internal sealed record Resend(string Channel, string Epoch, long Seq, ushort PacketId);
+
     /// <summary>A filter as subscribed, its SUBSCRIBE options byte (QoS, No Local, Retain As Published) and MQTT 5 Subscription Identifier.</summary>
     internal sealed record Subscription(string Filter, byte Options, int Identifier);
 

@@ -14,28 +14,27 @@ namespace Relay.Services.Tests.Mqtt;
 /// acknowledged, and the client connects again at once (so the new CONNECT often reaches the server before it has seen
 /// the reset, and takes the session over). Every message the publisher got a PUBACK for reaches the subscriber; the first
 /// copy of each comes in publish order; a copy sent again carries DUP, and what a cut left unacknowledged is sent again.
-/// At QoS 2, cut before a PUBREC or before a PUBCOMP: every message is delivered exactly once, in order.
+/// At QoS 2, cut before a PUBREC or before a PUBCOMP: every message is delivered exactly once, in order. On one node,
+/// and on two sharing a Redis bus with the subscriber connecting to each by turns (the session moves with it).
 /// </summary>
-public sealed class MqttSessionResetTests
+public sealed class MqttSessionResetTests(RedisBusFixture redis) : IClassFixture<RedisBusFixture>
 {
     private const int Count = 6000;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
     [Theory(Timeout = 180_000)]
-    [InlineData(5)]
-    [InlineData(4)]
-    public async Task PersistentQosOneSubscriber_ResetMidStreamAgainAndAgain_GetsEveryAcknowledgedMessageInOrder(byte level)
+    [InlineData(5, 1)]
+    [InlineData(4, 1)]
+    [InlineData(5, 2)]
+    [InlineData(4, 2)]
+    public async Task PersistentQosOneSubscriber_ResetMidStreamAgainAndAgain_GetsEveryAcknowledgedMessageInOrder(byte level, int nodes)
     {
-        var settings = ServerFixture.Settings();
-        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
-        settings["Relay:Ingress:PublishBurst"] = "100000";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var servers = await ServersAsync(nodes);
+        var server = servers[0];
         var clientId = $"reset-{level}-{Guid.NewGuid():N}"[..20];
         var topic = $"resets/{clientId}";
 
-        var subscriber = await ConnectAsync(server, level, clientId, expectSession: false);
-        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, qos: 1, level));
-        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync(Timeout))?.First);
+        var subscriber = await SubscribedAsync(server, level, clientId, topic, qos: 1);
 
         await using var publisher = await MqttClients.ConnectAsync(server, MqttProtocolVersion.V500);
         var publishing = PublishAsync(publisher, topic);
@@ -51,8 +50,17 @@ public sealed class MqttSessionResetTests
         {
             while (seen.Count < Count)
             {
-                var packet = await subscriber.ReadPacketAsync(Timeout)
-                    ?? throw new InvalidOperationException($"the server closed the connection after {seen.Count} of {Count} messages ({resets} resets)");
+                (byte First, byte[] Body) packet;
+                try
+                {
+                    packet = await subscriber.ReadPacketAsync(Timeout)
+                        ?? throw new InvalidOperationException($"the server closed the connection after {seen.Count} of {Count} messages ({resets} resets)");
+                }
+                catch (OperationCanceledException)
+                {
+                    throw new InvalidOperationException($"nothing came for {Timeout.TotalSeconds} s after {seen.Count} of {Count} messages ({resets} resets); the publisher: {(publishing.IsFaulted ? publishing.Exception!.InnerException!.Message : publishing.Status)}");
+                }
+
                 if ((packet.First & 0xF0) != 0x30)
                 {
                     continue;
@@ -79,7 +87,7 @@ public sealed class MqttSessionResetTests
                     await subscriber.DisposeAsync();
                     resets++;
                     nextReset = seen.Count + random.Next(200, 900);
-                    subscriber = await ConnectAsync(server, level, clientId, expectSession: true);
+                    subscriber = await ConnectAsync(servers[resets % nodes], level, clientId, expectSession: true);
                     continue;
                 }
 
@@ -99,20 +107,18 @@ public sealed class MqttSessionResetTests
     }
 
     [Theory(Timeout = 180_000)]
-    [InlineData(5)]
-    [InlineData(4)]
-    public async Task PersistentQosTwoSubscriber_ResetMidExchangeAgainAndAgain_GetsEveryMessageExactlyOnceInOrder(byte level)
+    [InlineData(5, 1)]
+    [InlineData(4, 1)]
+    [InlineData(5, 2)]
+    [InlineData(4, 2)]
+    public async Task PersistentQosTwoSubscriber_ResetMidExchangeAgainAndAgain_GetsEveryMessageExactlyOnceInOrder(byte level, int nodes)
     {
-        var settings = ServerFixture.Settings();
-        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
-        settings["Relay:Ingress:PublishBurst"] = "100000";
-        await using var server = await RelayServer.StartAsync(settings);
+        await using var servers = await ServersAsync(nodes);
+        var server = servers[0];
         var clientId = $"reset2-{level}-{Guid.NewGuid():N}"[..20];
         var topic = $"resets/{clientId}";
 
-        var subscriber = await ConnectAsync(server, level, clientId, expectSession: false);
-        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, qos: 2, level));
-        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync(Timeout))?.First);
+        var subscriber = await SubscribedAsync(server, level, clientId, topic, qos: 2);
 
         await using var publisher = await MqttClients.ConnectAsync(server, MqttProtocolVersion.V500);
         var publishing = PublishAsync(publisher, topic, MqttQualityOfServiceLevel.ExactlyOnce);
@@ -121,6 +127,7 @@ public sealed class MqttSessionResetTests
         // packet ids it answered with PUBREC and not yet released (a PUBLISH with one of them is not delivered again).
         var received = new HashSet<ushort>();
         var delivered = new List<int>();
+        var trail = new Queue<string>();
         var resets = 0;
         var cutAfterPubRec = 0;
         var random = new Random(level);
@@ -129,8 +136,23 @@ public sealed class MqttSessionResetTests
         {
             while (delivered.Count < Count)
             {
-                var packet = await subscriber.ReadPacketAsync(Timeout)
-                    ?? throw new InvalidOperationException($"the server closed the connection after {delivered.Count} of {Count} messages ({resets} resets)");
+                (byte First, byte[] Body) packet;
+                try
+                {
+                    packet = await subscriber.ReadPacketAsync(Timeout)
+                        ?? throw new InvalidOperationException($"the server closed the connection after {delivered.Count} of {Count} messages ({resets} resets)");
+                }
+                catch (OperationCanceledException)
+                {
+                    throw new InvalidOperationException($"nothing came for {Timeout.TotalSeconds} s after {delivered.Count} of {Count} messages (the last {delivered[^1]}; {resets} resets); awaiting PUBREL: {string.Join(", ", received)}; last packets: {string.Join(" ", trail)}; the publisher: {(publishing.IsFaulted ? publishing.Exception!.InnerException!.Message : publishing.Status)}");
+                }
+
+                trail.Enqueue($"{packet.First:X2}:{Convert.ToHexString(packet.Body.AsSpan(0, Math.Min(4, packet.Body.Length)))}");
+                if (trail.Count > 12)
+                {
+                    trail.Dequeue();
+                }
+
                 var publish = (packet.First & 0xF0) == 0x30;
                 var release = packet.First == 0x62;
                 if (!publish && !release)
@@ -161,8 +183,9 @@ public sealed class MqttSessionResetTests
                     subscriber.Stream.Socket.LingerState = new LingerOption(true, 0);
                     await subscriber.DisposeAsync();
                     resets++;
+                    trail.Enqueue($"cut-{resets}");
                     nextReset = delivered.Count + random.Next(200, 900);
-                    subscriber = await ConnectAsync(server, level, clientId, expectSession: true);
+                    subscriber = await ConnectAsync(servers[resets % nodes], level, clientId, expectSession: true);
                     continue;
                 }
 
@@ -187,6 +210,126 @@ public sealed class MqttSessionResetTests
         Assert.Equal(Enumerable.Range(0, Count), delivered);
     }
 
+    [Fact(Timeout = 240_000)]
+    public async Task PacketIdsWrapping_UnacknowledgedAcrossTheWrap_SentAgainInTheOrderTheyWereSent()
+    {
+        // Ids go 1, 2, … 65535, 1, …: the client acknowledges every delivery up to id 65519, then none, so the window's
+        // 32 in flight are ids 65520–65535 and 1–16. Reset, resumed: the 32 come again (DUP) in the order they were sent.
+        const int Unacknowledged = 32;
+        const int Total = 65519 + Unacknowledged;
+        var settings = ServerFixture.Settings();
+        settings["Relay:Ingress:PublishRatePerSecond"] = "1000000";
+        settings["Relay:Ingress:PublishBurst"] = "1000000";
+        settings["Relay:Namespaces:Defaults:HistorySize"] = "100";
+        await using var server = await RelayServer.StartAsync(settings);
+        var clientId = $"wrap-{Guid.NewGuid():N}"[..20];
+        var topic = $"resets/{clientId}";
+
+        var subscriber = await SubscribedAsync(server, 4, clientId, topic, qos: 1);
+
+        // Published over HTTP, 100 to a request, at most ~2,000 ahead of the subscriber.
+        var received = 0;
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = Timeout };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+        var publishing = Task.Run(async () =>
+        {
+            for (var from = 0; from < Total; from += 100)
+            {
+                while (from - Volatile.Read(ref received) > 2000)
+                {
+                    await Task.Delay(1);
+                }
+
+                var batch = "[" + string.Join(",", Enumerable.Range(from, Math.Min(100, Total - from)).Select(static i => $"{{\"data\":{i}}}")) + "]";
+                using var response = await http.PostAsync(new Uri($"v1/channels/{Uri.EscapeDataString(topic)}/messages", UriKind.Relative), new StringContent(batch, Encoding.UTF8, "application/json"));
+                Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+            }
+        });
+
+        var inFlight = new List<(ushort Id, int Value)>();
+        try
+        {
+            while (received < Total)
+            {
+                var packet = await subscriber.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException($"closed after {received} messages");
+                var (id, value) = Parse(packet.First, packet.Body, 4);
+                Assert.Equal(received, value);
+                Assert.Equal(received % ushort.MaxValue + 1, id);
+                Volatile.Write(ref received, received + 1);
+                if (received <= 65519)
+                {
+                    await subscriber.SendAsync([0x40, 0x02, (byte)(id >> 8), (byte)id]);
+                }
+                else
+                {
+                    inFlight.Add((id, value));
+                }
+            }
+
+            await publishing.WaitAsync(Timeout);
+            Assert.Equal(65520, inFlight[0].Id);
+            Assert.Equal(16, inFlight[^1].Id);
+
+            subscriber.Stream.Socket.LingerState = new LingerOption(true, 0);
+            await subscriber.DisposeAsync();
+            subscriber = await ConnectAsync(server, 4, clientId, expectSession: true);
+            var again = new List<(ushort Id, int Value)>();
+            while (again.Count < Unacknowledged)
+            {
+                var packet = await subscriber.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException($"closed after {again.Count} resends");
+                Assert.True((packet.First & 0x08) != 0, "a resend without DUP");
+                again.Add(Parse(packet.First, packet.Body, 4));
+            }
+
+            Assert.Equal(inFlight, again);
+        }
+        finally
+        {
+            await subscriber.DisposeAsync();
+        }
+    }
+
+    // One node, or two sharing a Redis bus (the subscriber's connections then go to each by turns, the publisher stays on the first).
+    private async Task<Servers> ServersAsync(int nodes)
+    {
+        var settings = ServerFixture.Settings();
+        if (nodes > 1)
+        {
+            redis.AddTo(settings);
+            settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
+        }
+
+        settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
+        settings["Relay:Ingress:PublishBurst"] = "100000";
+        var servers = new Servers();
+        for (var i = 0; i < nodes; i++)
+        {
+            servers.Add(await RelayServer.StartAsync(settings));
+        }
+
+        return servers;
+    }
+
+    private sealed class Servers : List<RelayServer>, IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var server in this)
+            {
+                await server.DisposeAsync();
+            }
+        }
+    }
+
+    // A new persistent session subscribed to `topic` at `qos`.
+    private static async Task<RawMqttClient> SubscribedAsync(RelayServer server, byte level, string clientId, string topic, byte qos)
+    {
+        var subscriber = await ConnectAsync(server, level, clientId, expectSession: false);
+        await subscriber.SendAsync(RawMqttClient.Subscribe(topic, qos, level));
+        Assert.Equal((byte)0x90, (await subscriber.ReadPacketAsync(Timeout))?.First);
+        return subscriber;
+    }
+
     private static async Task<RawMqttClient> ConnectAsync(RelayServer server, byte level, string clientId, bool expectSession)
     {
         var client = await RawMqttClient.OpenAsync(server);
@@ -196,13 +339,20 @@ public sealed class MqttSessionResetTests
         return client;
     }
 
-    // ~2,000 publishes a second at QoS 1 or 2, each acknowledged by the server.
+    // ~2,000 publishes a second at QoS 1 or 2, each acknowledged by the server; at most 32 awaiting it (the server's
+    // Receive Maximum is 64: a client past it is disconnected, MQTT 5 0x93).
     private static async Task PublishAsync(MqttClients.Connected publisher, string topic, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtLeastOnce)
     {
-        var pending = new List<Task<MqttClientPublishResult>>(Count);
+        var pending = new Queue<Task<MqttClientPublishResult>>();
         for (var i = 0; i < Count; i++)
         {
-            pending.Add(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic)
+            if (pending.Count == 32)
+            {
+                var result = await pending.Dequeue().WaitAsync(Timeout);
+                Assert.True(result.IsSuccess, result.ReasonCode.ToString());
+            }
+
+            pending.Enqueue(publisher.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic)
                 .WithPayload(i.ToString(CultureInfo.InvariantCulture)).WithQualityOfServiceLevel(qos).Build()));
             if (i % 20 == 19)
             {
