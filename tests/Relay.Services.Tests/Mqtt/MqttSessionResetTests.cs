@@ -210,6 +210,118 @@ public sealed class MqttSessionResetTests(RedisBusFixture redis) : IClassFixture
         Assert.Equal(Enumerable.Range(0, Count), delivered);
     }
 
+    [Theory(Timeout = 180_000)]
+    [InlineData(5, 1)]
+    [InlineData(4, 1)]
+    [InlineData(5, 2)]
+    [InlineData(4, 2)]
+    public async Task PersistentQosTwoPublisher_ResetMidExchangeAgainAndAgain_EachMessagePublishedExactlyOnceInOrder(byte level, int nodes)
+    {
+        // The publisher keeps 16 QoS 2 publishes open and is cut (RST) eight times: after writing PUBLISHes whose
+        // PUBREC it has not read, and after reading a PUBREC before sending its PUBREL, by turns. It connects again at
+        // once (to the other node, with two) and goes on as MQTT §4.4 says: PUBLISH again with DUP where it had no
+        // PUBREC, PUBREL again where it had one. A subscriber on the first node gets each message once, in order.
+        const int Messages = 3000;
+        const int Window = 16;
+        await using var servers = await ServersAsync(nodes);
+        var clientId = $"pub2-{level}-{Guid.NewGuid():N}"[..20];
+        var topic = $"resets/{clientId}";
+        await using var watcher = await MqttClients.ConnectAsync(servers[0], MqttProtocolVersion.V500);
+        await watcher.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.ExactlyOnce).Build()).WaitAsync(Timeout);
+
+        var publisher = await ConnectAsync(servers[0], level, clientId, expectSession: false);
+        // Each open publish: whether its PUBREC came, and the connection (numbered by resets) its PUBREL first went out
+        // on: from an earlier one, the server may have completed it already, and the PUBREL sent again gets PUBCOMP
+        // 0x92, "not an error during recovery" (MQTT 5 §3.7.2.1).
+        var open = new List<(ushort Id, int Value, bool Released, int ReleasedOn)>();
+        var next = 0;
+        ushort lastId = 0;
+        var resets = 0;
+        var random = new Random(level * 10 + nodes);
+        var nextReset = random.Next(100, 500);
+        try
+        {
+            while (next < Messages || open.Count > 0)
+            {
+                var written = false;
+                while (open.Count < Window && next < Messages)
+                {
+                    lastId = (ushort)(lastId % ushort.MaxValue + 1);
+                    open.Add((lastId, next, false, -1));
+                    await publisher.SendAsync(RawMqttClient.Publish(topic, 2, lastId, next.ToString(CultureInfo.InvariantCulture), level));
+                    next++;
+                    written = true;
+                }
+
+                // A cut right after PUBLISHes went out, whose PUBREC the client will not have read.
+                if (written && next >= nextReset && resets % 2 == 0 && resets < 8)
+                {
+                    publisher = await ResumeAsync();
+                    continue;
+                }
+
+                var packet = await publisher.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException($"the server closed the connection at message {next} ({resets} resets)");
+                var id = (ushort)((packet.Body[0] << 8) | packet.Body[1]);
+                var at = open.FindIndex(o => o.Id == id);
+                switch (packet.First)
+                {
+                    case 0x50:
+                        Assert.True(at >= 0, $"PUBREC for {id}, not open");
+                        Assert.True(packet.Body.Length < 3 || packet.Body[2] < 0x80, $"PUBREC {id}: {Convert.ToHexString(packet.Body)}");
+                        open[at] = open[at] with { Released = true };
+
+                        // A cut after reading a PUBREC, before its PUBREL.
+                        if (next >= nextReset && resets % 2 == 1 && resets < 8)
+                        {
+                            publisher = await ResumeAsync();
+                            continue;
+                        }
+
+                        await publisher.SendAsync([0x62, 0x02, (byte)(id >> 8), (byte)id]);
+                        open[at] = open[at] with { ReleasedOn = open[at].ReleasedOn < 0 ? resets : open[at].ReleasedOn };
+                        break;
+                    case 0x70:
+                        Assert.True(at >= 0, $"PUBCOMP for {id}, not open");
+                        Assert.True(packet.Body.Length < 3 || packet.Body[2] == 0 || (packet.Body[2] == 0x92 && open[at].ReleasedOn is >= 0 && open[at].ReleasedOn < resets), $"PUBCOMP {id}: {Convert.ToHexString(packet.Body)}");
+                        open.RemoveAt(at);
+                        break;
+                    default:
+                        throw new InvalidOperationException($"the publisher got packet 0x{packet.First:X2}");
+                }
+            }
+        }
+        finally
+        {
+            await publisher.DisposeAsync();
+        }
+
+        var payloads = await watcher.PayloadsUntilAsync((Messages - 1).ToString(CultureInfo.InvariantCulture), Timeout);
+        Assert.True(resets == 8, $"only {resets} resets happened");
+        Assert.Equal(Enumerable.Range(0, Messages).Select(static i => i.ToString(CultureInfo.InvariantCulture)), payloads);
+        await Task.Delay(500);
+        Assert.False(watcher.TryNext(out var extra), $"a message came twice: {(extra is null ? null : Encoding.UTF8.GetString(extra.Payload))}");
+
+        // RST, connect again at once (to the other node by turns), and go on where the exchange stood.
+        async Task<RawMqttClient> ResumeAsync()
+        {
+            publisher.Stream.Socket.LingerState = new LingerOption(true, 0);
+            await publisher.DisposeAsync();
+            resets++;
+            nextReset = next + random.Next(100, 500);
+            var resumed = await ConnectAsync(servers[resets % nodes], level, clientId, expectSession: true);
+            for (var i = 0; i < open.Count; i++)
+            {
+                var (id, value, released, releasedOn) = open[i];
+                open[i] = open[i] with { ReleasedOn = released && releasedOn < 0 ? resets : releasedOn };
+                await resumed.SendAsync(released
+                    ? [0x62, 0x02, (byte)(id >> 8), (byte)id]
+                    : RawMqttClient.Publish(topic, 2, id, value.ToString(CultureInfo.InvariantCulture), level, dup: true));
+            }
+
+            return resumed;
+        }
+    }
+
     [Fact(Timeout = 240_000)]
     public async Task PacketIdsWrapping_UnacknowledgedAcrossTheWrap_SentAgainInTheOrderTheyWereSent()
     {
