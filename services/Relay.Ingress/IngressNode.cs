@@ -270,8 +270,11 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
     /// (as a broker that subscribes in one step does), not lost to the round trip. With <paramref name="arrivedTicks"/>
     /// as well (when the request reached the host, UTC ticks; 0: unknown), so are the messages this node dispatched after
     /// that, before the subscription was added (read on another thread first: <see cref="RecentDispatches"/>).
+    /// <paramref name="takeWhatHistoryHolds"/> (a resumed MQTT session, which has no way to hear of a gap): when history no
+    /// longer holds everything after <c>since</c>, the messages it still holds of the epoch follow anyway, and
+    /// <paramref name="ready"/> gets the seq before the first of them, not recovered; otherwise only live ones follow.
     /// </summary>
-    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready, bool fromRegistration = false, long arrivedTicks = 0)
+    internal async ValueTask<Subscription> StartSubscriptionAsync(IMessageSink sink, string app, string channel, string? sinceEpoch, long? sinceSeq, int? rewind, SubscriptionReady ready, bool fromRegistration = false, long arrivedTicks = 0, bool takeWhatHistoryHolds = false)
     {
         var isPattern = ChannelName.IsPattern(channel);
         var policy = Namespaces.For(channel);
@@ -328,10 +331,9 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
 
         var (position, missed, recovered) = reply switch
         {
-            HistoryReply history when recover =>
-                history.Complete && history.Position.Epoch == sinceEpoch
-                    ? (history.Position, history.Messages, true)
-                    : (history.Position, (IReadOnlyList<RelayMessage>)[], false),
+            HistoryReply history when recover && history.Complete && history.Position.Epoch == sinceEpoch => (history.Position, history.Messages, true),
+            HistoryReply history when recover && takeWhatHistoryHolds && history.Position.Epoch == sinceEpoch => (history.Position, history.Messages, false),
+            HistoryReply history when recover => (history.Position, (IReadOnlyList<RelayMessage>)[], false),
             HistoryReply history => (history.Position, history.Messages, false),
             PositionReply positionReply => (positionReply.Position, (IReadOnlyList<RelayMessage>)[], false),
             _ => throw new InvalidOperationException($"unexpected routing reply {reply.GetType().Name}"),
@@ -357,11 +359,13 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         }
 
         var keepsFromRegistration = fromRegistration && !recover && rewind is null && missed.Count == 0;
+        var partly = recover && !recovered && missed.Count > 0;
         subscription.GoLive(position.Epoch, sentUpTo, start =>
         {
             // A protocol that tells no seq starts where its first message follows (MQTT's session records it as given),
-            // not at routing's position: buffered messages at or below it follow.
-            ready(channel, keepsFromRegistration ? position with { Seq = start } : position, recovered);
+            // not at routing's position: buffered messages at or below it follow. What history partly held starts
+            // before its first message.
+            ready(channel, keepsFromRegistration ? position with { Seq = start } : partly ? position with { Seq = missed[0].Seq - 1 } : position, recovered);
             foreach (var message in missed)
             {
                 sink.Send(message);

@@ -235,7 +235,18 @@ internal sealed partial class MqttBroker : IDisposable
         var number = await claim.ConfigureAwait(false);
         MqttStoredSession? restore = null;
         var stored = false;
-        if (existing is null && number != 0)
+        if (existing is { DroppedWhileAway: true } dropping)
+        {
+            // Its queue dropped messages (the bound is Relay:Mqtt:MaxQueuedMessages) that history still holds: the
+            // session resumes as it would on another node, each channel from before its oldest drop, the deliveries
+            // the client has not acknowledged with their packet ids, rather than with a gap.
+            (restore, _) = dropping.Snapshot();
+            stored = dropping.Stored;
+            LogResumedFromHistory(Logger, app, clientId, restore.Positions.Count);
+            await DiscardAsync(dropping, handedOver: true).ConfigureAwait(false);
+            existing = null;
+        }
+        else if (existing is null && number != 0)
         {
             (restore, stored) = await TakeStoredAsync(app, clientId, number, cleanStart, expirySeconds).ConfigureAwait(false);
         }
@@ -729,8 +740,11 @@ internal sealed partial class MqttBroker : IDisposable
     [LoggerMessage(EventId = 1467, Level = LogLevel.Error, Message = "MQTT will of a dead node ({Bytes} bytes) could not be read, so it is not published (written by another version of Relay?)")]
     private static partial void LogOrphanUnreadable(ILogger logger, int bytes);
 
-    [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client")]
+    [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client; it resumes from the channel's history, which holds them if it is long enough (later drops on the channel are not logged)")]
     private static partial void LogQueuedDropped(ILogger logger, string app, string clientId, string? channel, int messages, long bytes);
+
+    [LoggerMessage(EventId = 1468, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumes from history ({Channels} channels): its queue dropped messages while the client was away (Relay:Mqtt:MaxQueuedMessages)")]
+    private static partial void LogResumedFromHistory(ILogger logger, string app, string clientId, int channels);
 
     [LoggerMessage(EventId = 1451, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} expired unresumed after {Seconds} s")]
     private static partial void LogSessionExpired(ILogger logger, string app, string clientId, uint seconds);

@@ -145,7 +145,7 @@ internal sealed partial class MqttConnection
         {
             if (group is null)
             {
-                sink.Subscription = await Node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null, arrivedTicks).ConfigureAwait(false);
+                sink.Subscription = await Node.StartSubscriptionAsync(sink, App, topicFilter, since?.Epoch, since?.Seq, null, Ready(since), fromRegistration: since is null, arrivedTicks, takeWhatHistoryHolds: since is not null).ConfigureAwait(false);
             }
             else
             {
@@ -308,7 +308,7 @@ internal sealed partial class MqttConnection
                         _session!.IdentifiedForAdding.Add(stored.Filter, sink);
                     }
 
-                    catchUps.Add((await Node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq))).ConfigureAwait(false), sink));
+                    catchUps.Add((await Node.StartSubscriptionAsync(sink, App, channel, at.Epoch, at.Seq, null, Ready(new ChannelPosition(at.Epoch, at.Seq)), takeWhatHistoryHolds: true).ConfigureAwait(false), sink));
                 }
 
                 await RestoreOneAsync(stored, null).ConfigureAwait(false);
@@ -422,7 +422,7 @@ internal sealed partial class MqttConnection
     [LoggerMessage(EventId = 1431, Level = LogLevel.Error, Message = "MQTT connection {ConnectionId}: the retained messages for '{Filter}' could not be read (the retained store did not answer); the subscription stands without them")]
     private static partial void LogRetainedReadFailed(ILogger logger, Exception exception, string connectionId, string filter);
 
-    [LoggerMessage(EventId = 1432, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: the resumed session's messages of '{Channel}' after seq {Since} are no longer all in history (its window passed them, or the channel was reset): the client gets the messages after seq {Now} only")]
+    [LoggerMessage(EventId = 1432, Level = LogLevel.Warning, Message = "MQTT connection {ConnectionId}: the resumed session's messages of '{Channel}' after seq {Since} are no longer all in history (its window passed them, or the channel was reset): the client gets those history still holds, after seq {Now}")]
     private static partial void LogNotRecovered(ILogger logger, string connectionId, string channel, long since, long now);
 
     [LoggerMessage(EventId = 1433, Level = LogLevel.Information, Message = "MQTT connection {ConnectionId}: the resumed session's subscription to '{Filter}' was not made again (0x{ReasonCode:X2}); the session goes on without it")]

@@ -601,7 +601,10 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
-    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest goes first (logged).
+    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest message never sent goes first (logged once
+    // per channel while the client is away). Deliveries already sent (awaiting PUBACK, PUBREC or PUBCOMP: at most a
+    // window's worth) stay: the client holds their packet ids, and a QoS 2 one sent again with another id would be a
+    // second copy. Each channel's oldest drop is remembered (Dropped): the session resumes from history before it.
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);
@@ -618,15 +621,55 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
         side.QueuedBytes += bytes;
         var options = Broker.Options;
-        while (queued.Count > 0 && (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes))
+        while (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes)
         {
-            var oldest = queued.First!.Value;
-            queued.RemoveFirst();
-            side.QueuedBytes -= MqttOutbound.Size(oldest);
-            Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
-            if (oldest is { Message: { PresenceAction: null } message, Release: false, Shared: null })
+            var node = queued.First;
+            while (node is not null && (node.Value.Release || node.Value.PacketId != 0))
             {
-                (side.Dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal)).TryAdd(message.Channel, new Delivered(message.Epoch, message.Seq, 0));
+                node = node.Next;
+            }
+
+            if (node is null)
+            {
+                break;
+            }
+
+            var oldest = node.Value;
+            queued.Remove(node);
+            side.QueuedBytes -= MqttOutbound.Size(oldest);
+            if (oldest is { Message: { PresenceAction: null } message, Shared: null })
+            {
+                var dropped = side.Dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal);
+                ref var at = ref CollectionsMarshal.GetValueRefOrAddDefault(dropped, message.Channel, out var known);
+                if (!known)
+                {
+                    at = new Delivered(message.Epoch, message.Seq, 0);
+                    Broker.QueuedMessageDropped(this, message.Channel);
+                }
+                else if (string.Equals(at.Epoch, message.Epoch, StringComparison.Ordinal) && message.Seq < at.Seq)
+                {
+                    // Handed back newest first (HandBack): an older one dropped later is the one to resume before.
+                    at = at with { Seq = message.Seq };
+                }
+            }
+            else
+            {
+                Broker.QueuedMessageDropped(this, oldest.Message?.Channel);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether the queue dropped messages while the client was away that history may still hold: the session then
+    /// resumes from history (<see cref="MqttBroker.OpenSessionAsync"/>), as on another node, rather than with a gap.
+    /// </summary>
+    public bool DroppedWhileAway
+    {
+        get
+        {
+            lock (this)
+            {
+                return _side?.Dropped is { Count: > 0 };
             }
         }
     }

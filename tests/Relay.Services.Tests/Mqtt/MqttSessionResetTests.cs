@@ -322,6 +322,77 @@ public sealed class MqttSessionResetTests(RedisBusFixture redis) : IClassFixture
         }
     }
 
+    [Theory(Timeout = 120_000)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task BacklogPastTheQueueBound_SubscriberCut_ResumedWithEveryMessageInOrder(int nodes)
+    {
+        // A QoS 1 subscriber that stops acknowledging: its window's 32 stay in flight, and 3,000 more wait on its
+        // connection (the send queue's bound is in bytes, 16 MiB). Cut, it resumes (on the other node with two): the
+        // handed-back backlog is three times Relay:Mqtt:MaxQueuedMessages (1000), yet history still holds all of it, so
+        // every message comes, in order (the 32 again with DUP). A session that kept only the newest 1000 and started
+        // the next node after the newest it dropped lost ~2,000 here (the CI failure of 2026-12-08).
+        const int Total = 3032;
+        await using var servers = await ServersAsync(nodes);
+        var clientId = $"backlog-{Guid.NewGuid():N}"[..20];
+        var topic = $"resets/{clientId}";
+        var subscriber = await SubscribedAsync(servers[0], 4, clientId, topic, qos: 1);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = servers[0].BaseAddress, Timeout = Timeout };
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(RelayServer.Key)));
+            for (var from = 0; from < Total; from += 100)
+            {
+                var batch = "[" + string.Join(",", Enumerable.Range(from, Math.Min(100, Total - from)).Select(static i => $"{{\"data\":{i}}}")) + "]";
+                using var response = await http.PostAsync(new Uri($"v1/channels/{Uri.EscapeDataString(topic)}/messages", UriKind.Relative), new StringContent(batch, Encoding.UTF8, "application/json"));
+                Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+            }
+
+            // The window: the first 32, never acknowledged.
+            for (var i = 0; i < 32; i++)
+            {
+                var packet = await subscriber.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException($"closed after {i} messages");
+                Assert.Equal(i, Parse(packet.First, packet.Body, 4).Value);
+            }
+
+            // Every publish reached the session (the last one's delivery is parked behind the window) before the cut.
+            await Task.Delay(500);
+            subscriber.Stream.Socket.LingerState = new LingerOption(true, 0);
+            await subscriber.DisposeAsync();
+            subscriber = await ConnectAsync(servers[1 % nodes], 4, clientId, expectSession: true);
+
+            var firsts = new List<int>();
+            var seen = new HashSet<int>();
+            while (firsts.Count < Total)
+            {
+                (byte First, byte[] Body) packet;
+                try
+                {
+                    packet = await subscriber.ReadPacketAsync(Timeout) ?? throw new InvalidOperationException($"closed after {firsts.Count} messages");
+                }
+                catch (OperationCanceledException)
+                {
+                    throw new InvalidOperationException($"nothing came for {Timeout.TotalSeconds} s after {firsts.Count} of {Total} messages (the last {(firsts.Count > 0 ? firsts[^1] : -1)})");
+                }
+
+                var (id, value) = Parse(packet.First, packet.Body, 4);
+                if (seen.Add(value))
+                {
+                    firsts.Add(value);
+                }
+
+                Assert.True(value >= 32 || (packet.First & 0x08) != 0, $"message {value}, in flight at the cut, came again without DUP");
+                await subscriber.SendAsync([0x40, 0x02, (byte)(id >> 8), (byte)id]);
+            }
+
+            Assert.Equal(Enumerable.Range(0, Total), firsts);
+        }
+        finally
+        {
+            await subscriber.DisposeAsync();
+        }
+    }
+
     [Fact(Timeout = 240_000)]
     public async Task PacketIdsWrapping_UnacknowledgedAcrossTheWrap_SentAgainInTheOrderTheyWereSent()
     {
@@ -408,8 +479,9 @@ public sealed class MqttSessionResetTests(RedisBusFixture redis) : IClassFixture
         if (nodes > 1)
         {
             redis.AddTo(settings);
-            settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
         }
+
+        settings["Relay:Namespaces:Defaults:HistorySize"] = "10000";
 
         settings["Relay:Ingress:PublishRatePerSecond"] = "100000";
         settings["Relay:Ingress:PublishBurst"] = "100000";

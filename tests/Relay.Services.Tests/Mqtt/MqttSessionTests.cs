@@ -15,6 +15,9 @@ public sealed class MqttSessionFixture : IServerFixture, IAsyncLifetime
 
     public const int MaxExpirySeconds = 4;
 
+    /// <summary>The history of channels in the "short" namespace: fewer than the queue holds plus what it drops.</summary>
+    public const int ShortHistory = 7;
+
     public RelayServer Server { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -22,6 +25,7 @@ public sealed class MqttSessionFixture : IServerFixture, IAsyncLifetime
         var settings = ServerFixture.Settings();
         settings["Relay:Mqtt:MaxQueuedMessages"] = MaxQueued.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["Relay:Mqtt:MaxSessionExpirySeconds"] = MaxExpirySeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["Relay:Namespaces:Rules:short:HistorySize"] = ShortHistory.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Server = await RelayServer.StartAsync(settings);
     }
 
@@ -31,7 +35,7 @@ public sealed class MqttSessionFixture : IServerFixture, IAsyncLifetime
 /// <summary>
 /// Persistent sessions on a node (MQTT 3.1.1 clean session 0, MQTT 5 Session Expiry Interval): subscriptions and QoS 1
 /// messages survive a disconnect, unacknowledged deliveries come again with DUP and their packet ids, CONNACK says
-/// whether a session is present, the queue is bounded (oldest dropped), expiry ends a session, a takeover keeps it.
+/// whether a session is present, the queue is bounded (what it drops comes from history), expiry ends a session, a takeover keeps it.
 /// </summary>
 public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture<MqttSessionFixture>
 {
@@ -131,27 +135,34 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
         Assert.Equal("0", Encoding.UTF8.GetString(resent.Value.Body.AsSpan(4 + filter.Length)));
     }
 
-    [Fact]
-    public async Task Persistent_MoreMessagesThanTheQueueHolds_OldestDropped()
+    [Theory]
+    [InlineData("session-full", MqttSessionFixture.MaxQueued + 3, 0)]
+    [InlineData("short:session-full", MqttSessionFixture.MaxQueued + 6, MqttSessionFixture.MaxQueued + 6 - MqttSessionFixture.ShortHistory)]
+    public async Task Persistent_MoreMessagesThanTheQueueHolds_WhatHistoryHoldsComesInOrder(string prefix, int published, int firstExpected)
     {
-        var topic = $"session-full/{Guid.NewGuid():N}";
+        // The queue keeps the newest 5 and drops the others, which history still holds: the session resumes from the
+        // channel's history, from before the oldest it dropped, rather than with a gap. Where history no longer holds
+        // them all (7 kept), the messages it still holds come (the oldest are gone, as they would be from a queue).
+        var topic = $"{prefix}/{Guid.NewGuid():N}";
         var clientId = "full-" + Guid.NewGuid().ToString("N")[..8];
         var (first, _) = await ConnectAsync(MqttProtocolVersion.V311, clientId, clean: false);
         await first.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Timeout);
         await first.DisposeAsync();
 
-        await PublishAsync(topic, MqttSessionFixture.MaxQueued + 3);
+        await PublishAsync(topic, published);
         var (second, present) = await ConnectAsync(MqttProtocolVersion.V311, clientId, clean: false);
         await using (second)
         {
             Assert.True(present);
             var got = new List<string>();
-            for (var i = 0; i < MqttSessionFixture.MaxQueued; i++)
+            for (var i = firstExpected; i < published; i++)
             {
                 got.Add(Text(await second.NextAsync()));
             }
 
-            Assert.Equal(Enumerable.Range(3, MqttSessionFixture.MaxQueued).Select(static i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), got);
+            Assert.Equal(Enumerable.Range(firstExpected, published - firstExpected).Select(static i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), got);
+            await PublishAsync(topic, 1, from: published);
+            Assert.Equal(published.ToString(System.Globalization.CultureInfo.InvariantCulture), Text(await second.NextAsync()));
             await Task.Delay(300);
             Assert.False(second.TryNext(out _));
         }
