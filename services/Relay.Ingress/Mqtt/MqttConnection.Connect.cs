@@ -138,6 +138,15 @@ internal sealed partial class MqttConnection
             // Taken over from another node while the session opened: it ends here as soon as this connection lets go.
             _ = _broker.EndMovedSessionAsync(session, ended);
         }
+
+        // The will is in the store before CONNACK (written alongside the claim, so no round trip more): a client told
+        // it is connected has a will that another node publishes if this one dies at once. A store that did not answer
+        // was logged; the will is then this node's only.
+        if (_side?.WillEntry is { } willEntry)
+        {
+            await willEntry.ConfigureAwait(false);
+        }
+
         Send(new MqttConnAck
         {
             SessionPresent = present,

@@ -14,9 +14,12 @@ namespace Relay.Services.Tests.Sending;
 /// it connects and read continuously, gets every message in order, on Relay's bare socket and on Kestrel's transport,
 /// over MQTT and over a realtime WebSocket: 8 MB in 2 KB messages in 0.1–2.3 s here. The 30 s bound is no speed check:
 /// it is what a connection stuck on the kernel's 200 ms persist timer breaks (75–115 KB/s: 70–100 s for these 8 MB).
-/// MQTT on the bare socket at 16 KiB falls into that now and then and is skipped until it is fixed; a buffer shrunk
-/// after connecting falls into it whoever sends (docs/benchmarks.md, MQTT), so it is not tested here.
+/// A buffer shrunk after connecting falls into it whoever sends (docs/benchmarks.md, MQTT), so it is not tested here.
+/// Run one class at a time, after the parallel collections (the send-path collection): on a CPU loaded by the rest of
+/// the suite the MQTT read loop's bursts come apart into small sends, and MQTT on the bare socket at 16 KiB fell into
+/// the persist timer in a CI run (2,136 of 4,000 messages in 30 s at bf2d6df, 2026-12-07; docs/benchmarks.md).
 /// </summary>
+[Collection(nameof(Realtime.SendPathTests))]
 public sealed class SmallReceiveWindowTests(ITestOutputHelper output)
 {
     private const int Count = 4_000;
