@@ -235,18 +235,12 @@ internal sealed partial class MqttBroker : IDisposable
         var number = await claim.ConfigureAwait(false);
         MqttStoredSession? restore = null;
         var stored = false;
-        if (existing is { DroppedWhileAway: true } dropping)
+        if (existing is { DroppedWhileAway: true })
         {
-            // Its queue dropped messages (the bound is Relay:Mqtt:MaxQueuedMessages) that history still holds: the
-            // session resumes as it would on another node, each channel from before its oldest drop, the deliveries
-            // the client has not acknowledged with their packet ids, rather than with a gap.
-            (restore, _) = dropping.Snapshot();
-            stored = dropping.Stored;
-            LogResumedFromHistory(Logger, app, clientId, restore.Positions.Count);
-            await DiscardAsync(dropping, handedOver: true).ConfigureAwait(false);
-            existing = null;
+            await RefillAsync(existing).ConfigureAwait(false);
         }
-        else if (existing is null && number != 0)
+
+        if (existing is null && number != 0)
         {
             (restore, stored) = await TakeStoredAsync(app, clientId, number, cleanStart, expirySeconds).ConfigureAwait(false);
         }
@@ -283,6 +277,44 @@ internal sealed partial class MqttBroker : IDisposable
         }
 
         return (session, existing is not null || restore is not null, restore);
+    }
+
+    /// <summary>
+    /// Reads back from history what <paramref name="session"/>'s queue dropped while its client was away (the bound is
+    /// Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes, history's the channel's), so the connection resuming it gets
+    /// each channel's messages with no gap where history still holds them; what it no longer holds stays lost (logged
+    /// as dropped). The queue keeps everything meanwhile.
+    /// </summary>
+    private async Task RefillAsync(MqttSession session)
+    {
+        var refill = new List<MqttOutbound>();
+        var wanted = 0L;
+        foreach (var (channel, range) in session.TakeDropped())
+        {
+            wanted += range.Last - range.First + 1;
+            try
+            {
+                var limit = (int)Math.Min(int.MaxValue, range.Last - range.First + 1);
+                var reply = await Node.Bus.SendToRoutingAsync(new Relay.Bus.Routing.HistoryRequest(session.App, channel, limit, AfterSeq: range.First - 1), Node.Stopping).ConfigureAwait(false);
+                if (reply is Relay.Bus.Routing.HistoryReply history && string.Equals(history.Position.Epoch, range.Epoch, StringComparison.Ordinal))
+                {
+                    foreach (var message in history.Messages)
+                    {
+                        if (message.Seq <= range.Last)
+                        {
+                            refill.Add(new MqttOutbound(message, null, MessageProperties.DeliveryQos(message.Properties, range.Qos)));
+                        }
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
+            {
+                LogRefillFailed(Logger, ex, session.App, session.ClientId, channel);
+            }
+        }
+
+        session.Refill(refill);
+        LogRefilled(Logger, session.App, session.ClientId, refill.Count, wanted);
     }
 
     /// <summary>
@@ -740,11 +772,14 @@ internal sealed partial class MqttBroker : IDisposable
     [LoggerMessage(EventId = 1467, Level = LogLevel.Error, Message = "MQTT will of a dead node ({Bytes} bytes) could not be read, so it is not published (written by another version of Relay?)")]
     private static partial void LogOrphanUnreadable(ILogger logger, int bytes);
 
-    [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client; it resumes from the channel's history, which holds them if it is long enough (later drops on the channel are not logged)")]
+    [LoggerMessage(EventId = 1450, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId} dropped its oldest queued message (channel {Channel}): more than Relay:Mqtt:MaxQueuedMessages ({Messages}) or MaxQueuedBytes ({Bytes}) waited for the client; the next connection gets them from the channel's history if it still holds them (later drops on the channel are not logged)")]
     private static partial void LogQueuedDropped(ILogger logger, string app, string clientId, string? channel, int messages, long bytes);
 
-    [LoggerMessage(EventId = 1468, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumes from history ({Channels} channels): its queue dropped messages while the client was away (Relay:Mqtt:MaxQueuedMessages)")]
-    private static partial void LogResumedFromHistory(ILogger logger, string app, string clientId, int channels);
+    [LoggerMessage(EventId = 1468, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} resumed: {Refilled} of the {Dropped} messages its queue dropped while the client was away were read back from history (the rest it no longer holds)")]
+    private static partial void LogRefilled(ILogger logger, string app, string clientId, int refilled, long dropped);
+
+    [LoggerMessage(EventId = 1469, Level = LogLevel.Warning, Message = "MQTT session {App}/{ClientId}: what its queue dropped of '{Channel}' could not be read back from history; the client resumes without it")]
+    private static partial void LogRefillFailed(ILogger logger, Exception exception, string app, string clientId, string channel);
 
     [LoggerMessage(EventId = 1451, Level = LogLevel.Information, Message = "MQTT session {App}/{ClientId} expired unresumed after {Seconds} s")]
     private static partial void LogSessionExpired(ILogger logger, string app, string clientId, uint seconds);

@@ -239,6 +239,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 side.Queued = null;
                 side.QueuedBytes = 0;
                 side.Dropped = null;
+                side.Refilling = false;
                 if (side.AwaitingRelease is { } ids)
                 {
                     connection.AwaitRelease(ids);
@@ -513,9 +514,9 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             version = ++_version;
             awaitingRelease = _side?.AwaitingRelease;
             connection = _connection;
-            foreach (var (channel, first) in _side?.Dropped ?? [])
+            foreach (var (channel, dropped) in _side?.Dropped ?? [])
             {
-                oldest[channel] = first;
+                oldest[channel] = new Delivered(dropped.Epoch, dropped.First, 0);
             }
 
             // Owed again from an earlier node and not yet recovered: still owed, with the same ids.
@@ -601,10 +602,11 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
-    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes: the oldest message never sent goes first (logged once
-    // per channel while the client is away). Deliveries already sent (awaiting PUBACK, PUBREC or PUBCOMP: at most a
-    // window's worth) stay: the client holds their packet ids, and a QoS 2 one sent again with another id would be a
-    // second copy. Each channel's oldest drop is remembered (Dropped): the session resumes from history before it.
+    // Bounded by Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes (not while a resume refills it): the oldest message
+    // never sent goes first (logged once per channel while the client is away). Deliveries already sent (awaiting
+    // PUBACK, PUBREC or PUBCOMP: at most a window's worth) stay: the client holds their packet ids, and a QoS 2 one sent
+    // again with another id would be a second copy. What each channel dropped is remembered (Dropped): the next
+    // connection here reads it back from history (TakeDropped, Refill), another node resumes the channel before it.
     private void Keep(MqttOutbound item, bool first)
     {
         var bytes = MqttOutbound.Size(item);
@@ -621,7 +623,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
 
         side.QueuedBytes += bytes;
         var options = Broker.Options;
-        while (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes)
+        while (!side.Refilling && (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes))
         {
             var node = queued.First;
             while (node is not null && (node.Value.Release || node.Value.PacketId != 0))
@@ -639,17 +641,17 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             side.QueuedBytes -= MqttOutbound.Size(oldest);
             if (oldest is { Message: { PresenceAction: null } message, Shared: null })
             {
-                var dropped = side.Dropped ??= new Dictionary<string, Delivered>(StringComparer.Ordinal);
-                ref var at = ref CollectionsMarshal.GetValueRefOrAddDefault(dropped, message.Channel, out var known);
+                var dropped = side.Dropped ??= new Dictionary<string, DroppedRange>(StringComparer.Ordinal);
+                ref var range = ref CollectionsMarshal.GetValueRefOrAddDefault(dropped, message.Channel, out var known);
                 if (!known)
                 {
-                    at = new Delivered(message.Epoch, message.Seq, 0);
+                    range = new DroppedRange(message.Epoch, message.Seq, message.Seq, oldest.Qos);
                     Broker.QueuedMessageDropped(this, message.Channel);
                 }
-                else if (string.Equals(at.Epoch, message.Epoch, StringComparison.Ordinal) && message.Seq < at.Seq)
+                else if (string.Equals(range.Epoch, message.Epoch, StringComparison.Ordinal))
                 {
-                    // Handed back newest first (HandBack): an older one dropped later is the one to resume before.
-                    at = at with { Seq = message.Seq };
+                    // Handed back newest first (HandBack), kept oldest first: either end may grow.
+                    range = new DroppedRange(range.Epoch, Math.Min(range.First, message.Seq), Math.Max(range.Last, message.Seq), Math.Max(range.Qos, oldest.Qos));
                 }
             }
             else
@@ -659,10 +661,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         }
     }
 
-    /// <summary>
-    /// Whether the queue dropped messages while the client was away that history may still hold: the session then
-    /// resumes from history (<see cref="MqttBroker.OpenSessionAsync"/>), as on another node, rather than with a gap.
-    /// </summary>
+    /// <summary>Whether the queue dropped messages while the client was away (<see cref="TakeDropped"/>).</summary>
     public bool DroppedWhileAway
     {
         get
@@ -670,6 +669,67 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             lock (this)
             {
                 return _side?.Dropped is { Count: > 0 };
+            }
+        }
+    }
+
+    /// <summary>
+    /// What the queue dropped, per channel (its epoch, the first and last seq dropped, the highest QoS), for a connection
+    /// about to resume the session here: taken, and the queue keeps everything from now until it attaches, so nothing
+    /// more is dropped meanwhile. The caller reads the ranges back from history and gives them to <see cref="Refill"/>.
+    /// </summary>
+    public List<(string Channel, DroppedRange Range)> TakeDropped()
+    {
+        lock (this)
+        {
+            var side = Side;
+            side.Refilling = true;
+            var taken = side.Dropped?.Select(static d => (d.Key, d.Value)).ToList() ?? [];
+            side.Dropped = null;
+            return taken;
+        }
+    }
+
+    /// <summary>
+    /// Messages the queue had dropped, read back from history (oldest first per channel): they go after the deliveries
+    /// already sent (those go again first, with DUP) and before everything else queued, which came after them.
+    /// </summary>
+    public void Refill(IReadOnlyList<MqttOutbound> messages)
+    {
+        lock (this)
+        {
+            if (Discarded || _connection is not null || messages.Count == 0)
+            {
+                return;
+            }
+
+            var side = Side;
+            var queued = side.Queued ??= [];
+            var after = queued.First;
+            LinkedListNode<MqttOutbound>? last = null;
+            while (after is not null && (after.Value.Release || after.Value.PacketId != 0))
+            {
+                last = after;
+                after = after.Next;
+            }
+
+            // One still queued (sent, awaiting its acknowledgement) is not added twice.
+            var present = new HashSet<(string, long)>();
+            foreach (var item in queued)
+            {
+                if (item.Message is { } message)
+                {
+                    present.Add((message.Channel, message.Seq));
+                }
+            }
+
+            foreach (var item in messages)
+            {
+                if (present.Add((item.Message!.Channel, item.Message.Seq)))
+                {
+                    last = last is null ? queued.AddFirst(item) : queued.AddAfter(last, item);
+                    side.QueuedBytes += MqttOutbound.Size(item);
+                }
             }
         }
     }
@@ -739,9 +799,13 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
         // The task a takeover waits on while a connection holds the session, made only when one waits (under the session's lock).
         public TaskCompletionSource? Released;
 
-        // Per channel, the oldest message the queue dropped while the client was away (history still has it): the position
-        // the store gets is before it, so the next node sends it. Forgotten when a connection here takes the queue.
-        public Dictionary<string, Delivered>? Dropped;
+        // Per channel, the messages the queue dropped while the client was away (history may still have them): the next
+        // connection here reads them back (TakeDropped), and the position the store gets is before the first, so another
+        // node sends them.
+        public Dictionary<string, DroppedRange>? Dropped;
+
+        // A connection is about to resume the session and refill what the queue dropped: nothing is dropped until it attaches.
+        public bool Refilling;
 
         // The packet ids of the client's QoS 2 publishes awaiting PUBREL, while no connection holds the session (a
         // connection keeps its own set): null for none. At most Relay:Mqtt:ReceiveMaximum.
@@ -756,4 +820,7 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     }
 
     private readonly record struct Delivered(string Epoch, long Seq, int Generation);
+
+    /// <summary>The messages of one channel the queue dropped: from <paramref name="First"/> to <paramref name="Last"/> of <paramref name="Epoch"/>, at most at <paramref name="Qos"/>.</summary>
+    public readonly record struct DroppedRange(string Epoch, long First, long Last, byte Qos);
 }

@@ -26,6 +26,7 @@ public sealed class MqttSessionFixture : IServerFixture, IAsyncLifetime
         settings["Relay:Mqtt:MaxQueuedMessages"] = MaxQueued.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["Relay:Mqtt:MaxSessionExpirySeconds"] = MaxExpirySeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["Relay:Namespaces:Rules:short:HistorySize"] = ShortHistory.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["Relay:Namespaces:Rules:tiny:HistorySize"] = "3";
         Server = await RelayServer.StartAsync(settings);
     }
 
@@ -138,11 +139,13 @@ public sealed class MqttSessionTests(MqttSessionFixture fixture) : IClassFixture
     [Theory]
     [InlineData("session-full", MqttSessionFixture.MaxQueued + 3, 0)]
     [InlineData("short:session-full", MqttSessionFixture.MaxQueued + 6, MqttSessionFixture.MaxQueued + 6 - MqttSessionFixture.ShortHistory)]
+    [InlineData("tiny:session-full", MqttSessionFixture.MaxQueued + 6, 6)]
     public async Task Persistent_MoreMessagesThanTheQueueHolds_WhatHistoryHoldsComesInOrder(string prefix, int published, int firstExpected)
     {
-        // The queue keeps the newest 5 and drops the others, which history still holds: the session resumes from the
-        // channel's history, from before the oldest it dropped, rather than with a gap. Where history no longer holds
-        // them all (7 kept), the messages it still holds come (the oldest are gone, as they would be from a queue).
+        // The queue keeps the newest 5 and drops the others, which history still holds: the next connection gets them
+        // read back from history, then the 5, with no gap. Where history no longer holds them all (7 kept), those it
+        // still holds come before the 5 (the oldest are gone, as the queue's bound said); with a history shorter than
+        // the queue (3), the queue's 5 all the same.
         var topic = $"{prefix}/{Guid.NewGuid():N}";
         var clientId = "full-" + Guid.NewGuid().ToString("N")[..8];
         var (first, _) = await ConnectAsync(MqttProtocolVersion.V311, clientId, clean: false);
