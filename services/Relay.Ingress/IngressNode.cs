@@ -178,7 +178,8 @@ public sealed partial class IngressNode : INodeHandler, IHostedLifecycleService,
         return gap;
     }
 
-    private async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
+    /// <summary>Up to <paramref name="limit"/> of a channel's messages (or presence events) after <paramref name="after"/> from history, with its epoch; null: routing did not answer with history.</summary>
+    internal async Task<(string Epoch, IReadOnlyList<RelayMessage> Messages)?> ReadAfterAsync(string app, string channel, bool presence, long after, int limit)
     {
         RoutingRequest request = presence ? new PresenceEventsRequest(app, channel, after, limit) : new HistoryRequest(app, channel, limit, AfterSeq: after);
         var reply = await Bus.SendToRoutingAsync(request, Stopping).ConfigureAwait(false);

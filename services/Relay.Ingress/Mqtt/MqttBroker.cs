@@ -8,6 +8,7 @@ using Relay.Bus.Sessions;
 using Relay.Bus.Shares;
 using Relay.Core.Messages;
 using Relay.Ingress.Mqtt.Codec;
+using Relay.Ingress.Subscriptions;
 using Microsoft.Extensions.Options;
 
 namespace Relay.Ingress.Mqtt;
@@ -283,34 +284,53 @@ internal sealed partial class MqttBroker : IDisposable
     /// Reads back from history what <paramref name="session"/>'s queue dropped while its client was away (the bound is
     /// Relay:Mqtt:MaxQueuedMessages and MaxQueuedBytes, history's the channel's), so the connection resuming it gets
     /// each channel's messages with no gap where history still holds them; what it no longer holds stays lost (logged
-    /// as dropped). The queue keeps everything meanwhile.
+    /// as dropped). Paged as gap repair reads; at most half of Relay:Ingress:SendQueueBytes in all (the newest of each
+    /// range): the connection's send budget holds everything resumed, and more would cut the client as a slow consumer
+    /// at once. The queue keeps everything meanwhile.
     /// </summary>
     private async Task RefillAsync(MqttSession session)
     {
+        var budget = Node.Options.SendQueueBytes / 2;
         var refill = new List<MqttOutbound>();
+        var bytes = 0L;
         var wanted = 0L;
         foreach (var (channel, range) in session.TakeDropped())
         {
             wanted += range.Last - range.First + 1;
+            var newest = new Queue<MqttOutbound>();
             try
             {
-                var limit = (int)Math.Min(int.MaxValue, range.Last - range.First + 1);
-                var reply = await Node.Bus.SendToRoutingAsync(new Relay.Bus.Routing.HistoryRequest(session.App, channel, limit, AfterSeq: range.First - 1), Node.Stopping).ConfigureAwait(false);
-                if (reply is Relay.Bus.Routing.HistoryReply history && string.Equals(history.Position.Epoch, range.Epoch, StringComparison.Ordinal))
+                for (var after = range.First - 1; after < range.Last;)
                 {
+                    var read = await Node.ReadAfterAsync(session.App, channel, presence: false, after, (int)Math.Min(GapRepair.RepairPage, range.Last - after)).ConfigureAwait(false);
+                    if (read is not { } history || !string.Equals(history.Epoch, range.Epoch, StringComparison.Ordinal) || history.Messages.Count == 0)
+                    {
+                        break;
+                    }
+
                     foreach (var message in history.Messages)
                     {
-                        if (message.Seq <= range.Last)
+                        if (message.Seq > after && message.Seq <= range.Last)
                         {
-                            refill.Add(new MqttOutbound(message, null, MessageProperties.DeliveryQos(message.Properties, range.Qos)));
+                            var item = new MqttOutbound(message, null, MessageProperties.DeliveryQos(message.Properties, range.Qos));
+                            newest.Enqueue(item);
+                            bytes += MqttOutbound.Size(item);
+                            while (bytes > budget && newest.TryDequeue(out var oldest))
+                            {
+                                bytes -= MqttOutbound.Size(oldest);
+                            }
                         }
                     }
+
+                    after = Math.Max(after + 1, history.Messages[^1].Seq);
                 }
             }
             catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
             {
                 LogRefillFailed(Logger, ex, session.App, session.ClientId, channel);
             }
+
+            refill.AddRange(newest);
         }
 
         session.Refill(refill);

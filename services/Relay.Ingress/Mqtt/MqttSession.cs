@@ -296,8 +296,10 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             {
                 for (var i = undelivered.Count - 1; i >= 0; i--)
                 {
-                    Keep(undelivered[i], first: true);
+                    Keep(undelivered[i], first: true, trim: false);
                 }
+
+                Trim();
             }
 
             _held = false;
@@ -607,9 +609,8 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
     // PUBACK, PUBREC or PUBCOMP: at most a window's worth) stay: the client holds their packet ids, and a QoS 2 one sent
     // again with another id would be a second copy. What each channel dropped is remembered (Dropped): the next
     // connection here reads it back from history (TakeDropped, Refill), another node resumes the channel before it.
-    private void Keep(MqttOutbound item, bool first)
+    private void Keep(MqttOutbound item, bool first, bool trim = true)
     {
-        var bytes = MqttOutbound.Size(item);
         var side = Side;
         var queued = side.Queued ??= [];
         if (first)
@@ -621,23 +622,35 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
             queued.AddLast(item);
         }
 
-        side.QueuedBytes += bytes;
-        var options = Broker.Options;
-        while (!side.Refilling && (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes))
+        side.QueuedBytes += MqttOutbound.Size(item);
+        if (trim)
         {
-            var node = queued.First;
-            while (node is not null && (node.Value.Release || node.Value.PacketId != 0))
-            {
-                node = node.Next;
-            }
+            Trim();
+        }
+    }
 
-            if (node is null)
-            {
-                break;
-            }
+    // One pass from the oldest: drops what was never sent until the queue is within its bounds (what was sent stays).
+    private void Trim()
+    {
+        if (_side is not { Queued: { } queued } side)
+        {
+            return;
+        }
 
+        var options = Broker.Options;
+        var node = queued.First;
+        while (!side.Refilling && node is not null && (queued.Count > options.MaxQueuedMessages || side.QueuedBytes > options.MaxQueuedBytes))
+        {
+            var next = node.Next;
             var oldest = node.Value;
+            if (oldest.Release || oldest.PacketId != 0)
+            {
+                node = next;
+                continue;
+            }
+
             queued.Remove(node);
+            node = next;
             side.QueuedBytes -= MqttOutbound.Size(oldest);
             if (oldest is { Message: { PresenceAction: null } message, Shared: null })
             {
@@ -650,7 +663,6 @@ internal sealed class MqttSession(MqttBroker broker, string app, string clientId
                 }
                 else if (string.Equals(range.Epoch, message.Epoch, StringComparison.Ordinal))
                 {
-                    // Handed back newest first (HandBack), kept oldest first: either end may grow.
                     range = new DroppedRange(range.Epoch, Math.Min(range.First, message.Seq), Math.Max(range.Last, message.Seq), Math.Max(range.Qos, oldest.Qos));
                 }
             }
